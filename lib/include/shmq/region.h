@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/* Regions: named (shm_open) or anonymous (memfd) shared memory holding named objects. */
+#ifndef SHMQ_REGION_H
+#define SHMQ_REGION_H
+
+#include <shmq/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Skip pre-faulting the mapping (useful for very large, sparsely used regions). */
+#define SHMQ_REGION_NOPREFAULT 0x1u
+
+#define SHMQ_REGION_DEFAULT_SIZE ((size_t)64 << 20)
+#define SHMQ_REGION_MIN_SIZE     ((size_t)64 << 10)
+#define SHMQ_NAME_MAX            200  /* region names, without the leading '/' */
+#define SHMQ_OBJ_NAME_MAX        63   /* object names inside a region */
+
+struct shmq_region_opts {
+	size_t size;      /* bytes; 0 means SHMQ_REGION_DEFAULT_SIZE (64 MiB) */
+	mode_t mode;      /* 0 means 0600 */
+	unsigned flags;   /* SHMQ_REGION_* */
+};
+
+/* Create a region, exclusively (-EEXIST if the name exists).  name is "/app"
+ * or "app": at most 200 characters of [A-Za-z0-9._-]; NULL creates an anonymous
+ * (memfd) region that only processes spawned by shmq_proc_* can reach.
+ * Errors: -EINVAL (name, size, flags), -EEXIST, -ENOMEM, -EACCES, -ENOSPC. */
+SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts *o,
+				shmq_region **out);
+
+/* Open an existing region: checks magic and header checksum (-EBADMSG), layout
+ * version (-EPROTO), and the size against the file (-EBADMSG).  -ENOENT if missing. */
+SHMQ_API int shmq_region_open(const char *name, shmq_region **out);
+
+/* In a process started by shmq_proc_spawn or shmq_proc_exec: map the parent's
+ * region (named or anonymous).  -ENOENT when this process was not given one. */
+SHMQ_API int shmq_region_inherit(shmq_region **out);
+
+/* Unmap and leave the process table.  Never destroys shared state. NULL is a no-op. */
+SHMQ_API void shmq_region_close(shmq_region *r);
+
+/* Remove the name; mappings that exist stay valid.  -ENOENT, -EINVAL. */
+SHMQ_API int shmq_region_unlink(const char *name);
+
+/* Read-only facts about a region. */
+struct shmq_region_info {
+	size_t size;          /* bytes mapped */
+	size_t used;          /* bytes handed out by the allocator, header included */
+	unsigned objects;     /* named objects in the directory */
+	unsigned max_objects; /* directory capacity */
+	unsigned procs;       /* attached process-table slots in use (alive or not) */
+	unsigned max_procs;   /* process-table capacity */
+	uint32_t version;     /* layout version */
+	char name[SHMQ_NAME_MAX + 2]; /* "/name", or "" for anonymous regions */
+};
+SHMQ_API int shmq_region_info(const shmq_region *r, struct shmq_region_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMQ_REGION_H */

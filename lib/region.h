@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private: layer 3, regions.
+ *
+ * A region is one shared mapping laid out as
+ *
+ *   [header page]  immutable header (magic, layout version, sizes, offsets,
+ *                  checksum) on line 0; mutable control words on later lines
+ *   [proc table]   SHMQ__PTAB_SLOTS slots: who is attached (pid + start time)
+ *   [directory]    named, typed objects: name -> (type, offset, size)
+ *   [heap]         cache-line aligned blocks handed out by a bump allocator
+ *
+ * Everything inside is addressed by offset from the region base, never by
+ * pointer, so any process can map it anywhere.  Nothing read from it is
+ * trusted: the accessors below range-check offsets and lengths.
+ */
+#ifndef SHMQ__REGION_H
+#define SHMQ__REGION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <shmq/common.h>
+#include <shmq/region.h>
+
+/* Types of named objects.  Each type's _open refuses the others (-EINVAL). */
+enum shmq__obj_type {
+	SHMQ__OBJ_NONE = 0,
+	SHMQ__OBJ_LOCK = 1,
+	SHMQ__OBJ_BARRIER = 2,
+	SHMQ__OBJ_PIPE = 3,
+	SHMQ__OBJ_QUEUE = 4,
+	SHMQ__OBJ_POOL = 5,
+	SHMQ__OBJ_BLOB = 6, /* raw bytes, for tests and internal users */
+	SHMQ__OBJ_TYPE_MAX
+};
+
+const char *shmq__obj_type_name(uint32_t type);
+
+#define SHMQ__PTAB_SLOTS 1024u /* attached processes at once */
+
+/*
+ * Owner ids name one attachment of one process to one region: nonzero,
+ * below 2^31, they encode the process-table slot and that slot's generation,
+ * so a slot reused by a later process yields a different id.
+ */
+#define SHMQ__ID_SLOT_BITS 10u
+#define SHMQ__ID_GEN_BITS  21u
+#define SHMQ__ID_MAX       ((1u << 31) - 1)
+
+static inline uint32_t shmq__id_slot(uint32_t id)
+{
+	return (id & ((1u << SHMQ__ID_SLOT_BITS) - 1));
+}
+
+/* The process-private handle.  Fields are read-only after open. */
+struct shmq_region {
+	uint8_t *base;     /* the mapping */
+	size_t size;       /* bytes mapped; equals the header's size */
+	int fd;            /* the shm or memfd descriptor, kept open (O_CLOEXEC) */
+	uint32_t self_id;  /* this attachment's owner id */
+	pid_t pid;         /* the pid that attached (a forked child must re-attach) */
+	char name[SHMQ_NAME_MAX + 2]; /* "/name", or "" when anonymous */
+};
+
+/* This attachment's owner id (nonzero). */
+static inline uint32_t shmq__region_self(const shmq_region *r)
+{
+	return r->self_id;
+}
+
+/* Is the attachment named by id still alive?  1 alive, 0 dead (its process
+ * is gone, or the slot was since reused by another process), -EBADMSG for an
+ * id that cannot be valid.  Costs a kill(2) and, when the slot is live, a read
+ * of /proc/PID/stat: use it on slow paths only (a waiter that slept). */
+int shmq__region_id_alive(const shmq_region *r, uint32_t id);
+
+/* Liveness of a plain pid with its recorded start time (0: unknown). */
+int shmq__pid_alive(pid_t pid, uint64_t starttime);
+
+/* The start time (clock ticks after boot, /proc/PID/stat field 22) of pid, or 0. */
+uint64_t shmq__pid_starttime(pid_t pid);
+
+/* Snapshot of one process-table slot for tools: 0, or -ENOENT for a free slot. */
+struct shmq__ptab_entry {
+	pid_t pid;
+	uint32_t gen;
+	uint64_t starttime;
+	uint64_t attached_ns; /* shmq_now_ns() when the slot was claimed */
+};
+int shmq__region_ptab_get(const shmq_region *r, unsigned slot, struct shmq__ptab_entry *e);
+
+/* Map a checked range: a pointer to [off, off + len) inside the region, or NULL
+ * when the range does not lie inside the heap. */
+void *shmq__region_ptr(const shmq_region *r, uint64_t off, uint64_t len);
+
+/* The offset of p inside the region (p must point into the mapping). */
+static inline uint64_t shmq__region_off(const shmq_region *r, const void *p)
+{
+	return (uint64_t)((const uint8_t *)p - r->base);
+}
+
+/*
+ * Create a named object of type and size bytes (cache-line aligned, zeroed).
+ * init(mem, arg) runs before the object becomes visible to _find, so other
+ * processes never see it half-built; a nonzero return from init aborts the
+ * creation (its space is not reused) and is returned.
+ * Errors: -EINVAL (name), -EEXIST, -ENOSPC (heap or directory full), -EBADMSG.
+ */
+int shmq__obj_create(shmq_region *r, const char *name, uint32_t type, uint64_t size,
+		     int (*init)(void *mem, uint64_t size, void *arg), void *arg,
+		     void **mem_out);
+
+/* Find a named object: -ENOENT, -EINVAL (another type), -EBADMSG (its entry is
+ * corrupt).  *mem_out and *size_out describe the checked object. */
+int shmq__obj_find(shmq_region *r, const char *name, uint32_t type, void **mem_out,
+		   uint64_t *size_out);
+
+/* Walk the directory for tools: calls fn for each published object, stops
+ * early when fn returns nonzero (returned).  -EBADMSG on a corrupt entry
+ * (reported through fn with mem NULL, walk continues). */
+typedef int (*shmq__obj_visit_fn)(const char *name, uint32_t type, void *mem, uint64_t size,
+				  void *arg);
+int shmq__obj_walk(shmq_region *r, shmq__obj_visit_fn fn, void *arg);
+
+/* Allocate raw, unnamed space from the heap (zeroed, cache-line aligned). */
+int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out);
+
+/* Check a name for objects: 1..SHMQ_OBJ_NAME_MAX chars of [A-Za-z0-9._-]. */
+int shmq__obj_name_check(const char *name);
+
+/* For proc: the descriptor to hand to a child, and mapping one received. */
+int shmq__region_fd(const shmq_region *r);
+int shmq__region_from_fd(int fd, const char *name, shmq_region **out);
+
+/* Environment variable through which spawned children find their region:
+ * "FD" or "FD:/name". */
+#define SHMQ__REGION_ENV "SHMQ_REGION_FD"
+
+#endif /* SHMQ__REGION_H */
