@@ -62,6 +62,12 @@ struct shmq_region {
 	int fd;            /* the shm or memfd descriptor, kept open (O_CLOEXEC) */
 	uint32_t self_id;  /* this attachment's owner id */
 	pid_t pid;         /* the pid that attached (a forked child must re-attach) */
+	/* Geometry, copied from the header once it was verified; never re-read. */
+	uint64_t ptab_off;
+	uint64_t dir_off;
+	uint64_t heap_off;
+	uint32_t ptab_slots;
+	uint32_t dir_entries;
 	char name[SHMQ_NAME_MAX + 2]; /* "/name", or "" when anonymous */
 };
 

@@ -54,7 +54,8 @@ int shmq__futex_wake(const uint32_t *word, int n);
 /*
  * The adaptive wait: returns once *word != old (0), or at the deadline
  * (-ETIMEDOUT), or when the sleep slice ends (-EINTR: nothing happened yet;
- * the caller may check a peer's liveness, then call again).
+ * the caller may check a peer's liveness, then call again).  Any other
+ * negative value is an unexpected futex failure to pass on.
  *
  * Spins up to shmq__spin_budget() iterations, then registers in *sleepers and
  * sleeps on the futex for at most slice_ns (0: no slice, sleep to the deadline).

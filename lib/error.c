@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/* Error names, the library clock and version. */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include <shmq.h>
+
+SHMQ_API const char *shmq_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case 0:         return "success";
+	case EAGAIN:    return "would block (resource temporarily unavailable)";
+	case ETIMEDOUT: return "timed out";
+	case EPIPE:     return "peer closed, object shut down or broken";
+	case EOWNERDEAD: return "previous owner died; state may be inconsistent";
+	case EINVAL:    return "invalid argument";
+	case ENOMEM:    return "out of memory";
+	case ENOSPC:    return "no space left in region or ring";
+	case EMSGSIZE:  return "message too large for ring or buffer";
+	case EBADMSG:   return "corrupted shared memory";
+	case EEXIST:    return "already exists";
+	case ENOENT:    return "no such region, object, entry or program";
+	case EPROTO:    return "layout version mismatch";
+	case EDEADLK:   return "lock already held by the caller";
+	case EPERM:     return "operation not permitted (lock not held by the caller)";
+	case ECANCELED: return "cancelled";
+	case EACCES:    return "permission denied";
+	case EBADF:     return "bad descriptor or closed handle";
+	case ESRCH:     return "no such process";
+	case ECHILD:    return "no child to wait for";
+	case ENOSYS:    return "not supported by this kernel";
+	case EBUSY:     return "busy";
+	case ENAMETOOLONG: return "name too long";
+	case EOVERFLOW: return "value too large";
+	default:        return "unknown error";
+	}
+}
+
+SHMQ_API int64_t shmq_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+SHMQ_API const char *shmq_version(void)
+{
+	return PACKAGE_VERSION;
+}

@@ -1,0 +1,401 @@
+/* SPDX-License-Identifier: MIT */
+/* Regions: create/open across processes, names, modes, the verified header,
+ * the directory, the allocator and the process table. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "testutil.h"
+
+#include "region.h"
+
+#define SMALL ((size_t)256 << 10)
+
+static void test_create_open_two_processes(void **state)
+{
+	char name[96];
+	struct shmq_region_opts o = { .size = SMALL };
+	shmq_region *r;
+	uint64_t *word;
+	pid_t pid;
+
+	(void)state;
+	tu_name(name, sizeof(name), "xproc");
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	assert_int_equal(shmq__obj_create(r, "word", SHMQ__OBJ_BLOB, 64, NULL, NULL, (void **)&word), 0);
+	*word = 0x1234;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *c;
+		uint64_t *w;
+		int ok = shmq_region_open(name, &c) == 0 &&
+			 shmq__obj_find(c, "word", SHMQ__OBJ_BLOB, (void **)&w, NULL) == 0 &&
+			 *w == 0x1234 && shmq__region_self(c) != shmq__region_self(r);
+
+		if (ok)
+			*w = 0x5678;
+		shmq_region_close(c);
+		_exit(ok ? 0 : 1);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	assert_int_equal(*word, 0x5678);
+	shmq_region_close(r);
+	assert_int_equal(shmq_region_unlink(name), 0);
+}
+
+static void test_exclusive_and_missing(void **state)
+{
+	char name[96];
+	struct shmq_region_opts o = { .size = SMALL };
+	shmq_region *r, *r2;
+
+	(void)state;
+	tu_name(name, sizeof(name), "excl");
+	assert_int_equal(shmq_region_open(name, &r2), -ENOENT);
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	assert_int_equal(shmq_region_create(name, &o, &r2), -EEXIST);
+	shmq_region_close(r);
+	assert_int_equal(shmq_region_unlink(name), 0);
+	assert_int_equal(shmq_region_unlink(name), -ENOENT);
+	assert_int_equal(shmq_region_open(name, &r2), -ENOENT);
+}
+
+static void test_mode(void **state)
+{
+	char name[96], path[128];
+	struct shmq_region_opts o = { .size = SMALL };
+	struct stat st;
+	shmq_region *r;
+	mode_t old = umask(0);
+
+	(void)state;
+	umask(old | 022);
+	tu_name(name, sizeof(name), "mode");
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	snprintf(path, sizeof(path), "/dev/shm%s", name);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	shmq_region_close(r);
+	shmq_region_unlink(name);
+
+	o.mode = 0640;
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	shmq_region_close(r);
+	shmq_region_unlink(name);
+	umask(old);
+}
+
+static void test_bad_names_and_sizes(void **state)
+{
+	char longname[256];
+	struct shmq_region_opts o = { .size = SMALL };
+	shmq_region *r;
+
+	(void)state;
+	memset(longname, 'a', 201);
+	longname[201] = '\0';
+	assert_int_equal(shmq_region_create("", &o, &r), -EINVAL);
+	assert_int_equal(shmq_region_create("/", &o, &r), -EINVAL);
+	assert_int_equal(shmq_region_create(longname, &o, &r), -EINVAL);
+	assert_int_equal(shmq_region_create("/a/b", &o, &r), -EINVAL);
+	assert_int_equal(shmq_region_create("caf\xc3\xa9", &o, &r), -EINVAL);
+	assert_int_equal(shmq_region_create("..", &o, &r), -EINVAL);
+	assert_int_equal(shmq_region_create("sp ace", &o, &r), -EINVAL);
+	assert_int_equal(shmq_region_open("", &r), -EINVAL);
+	assert_int_equal(shmq_region_open(NULL, &r), -EINVAL);
+	assert_int_equal(shmq_region_unlink("a/b"), -EINVAL);
+	o.size = 4096;
+	assert_int_equal(shmq_region_create(NULL, &o, &r), -EINVAL);
+	o.size = SMALL;
+	o.flags = 0x80;
+	assert_int_equal(shmq_region_create(NULL, &o, &r), -EINVAL);
+	/* 200 characters exactly is fine */
+	longname[200] = '\0';
+	o.flags = 0;
+	assert_int_equal(shmq_region_create(longname, &o, &r), 0);
+	shmq_region_close(r);
+	assert_int_equal(shmq_region_unlink(longname), 0);
+}
+
+static void test_anonymous(void **state)
+{
+	shmq_region *r;
+	struct shmq_region_info info;
+	void *mem;
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, NULL, &r), 0);
+	assert_int_equal(shmq_region_info(r, &info), 0);
+	assert_int_equal(info.size, SHMQ_REGION_DEFAULT_SIZE);
+	assert_string_equal(info.name, "");
+	assert_int_equal(info.procs, 1);
+	assert_int_equal(shmq__obj_create(r, "x", SHMQ__OBJ_BLOB, 100, NULL, NULL, &mem), 0);
+	assert_int_equal((uintptr_t)mem % 64, 0);
+	shmq_region_close(r);
+}
+
+/* Flip every byte of the header in turn: open must refuse, never crash. */
+static void test_header_flips(void **state)
+{
+	char name[96], path[128];
+	struct shmq_region_opts o = { .size = SMALL };
+	shmq_region *r;
+	int fd;
+
+	(void)state;
+	tu_name(name, sizeof(name), "flip");
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	shmq_region_close(r);
+	snprintf(path, sizeof(path), "/dev/shm%s", name);
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	for (off_t i = 0; i < 64; i++) {
+		uint8_t b, x;
+		int rc;
+
+		assert_int_equal(pread(fd, &b, 1, i), 1);
+		x = b ^ 0x5a;
+		assert_int_equal(pwrite(fd, &x, 1, i), 1);
+		rc = shmq_region_open(name, &r);
+		if (rc == 0)
+			shmq_region_close(r);
+		if (rc != -EBADMSG && rc != -EPROTO)
+			fail_msg("byte %ld flipped: open gave %d", (long)i, rc);
+		assert_int_equal(pwrite(fd, &b, 1, i), 1);
+	}
+	assert_int_equal(shmq_region_open(name, &r), 0);
+	shmq_region_close(r);
+	/* a truncated file */
+	assert_int_equal(ftruncate(fd, (off_t)SMALL / 2), 0);
+	assert_int_equal(shmq_region_open(name, &r), -EBADMSG);
+	/* a foreign file of the right size */
+	assert_int_equal(ftruncate(fd, 0), 0);
+	assert_int_equal(ftruncate(fd, (off_t)SMALL), 0);
+	assert_int_equal(pwrite(fd, "not a region", 12, 0), 12);
+	assert_int_equal(shmq_region_open(name, &r), -EBADMSG);
+	close(fd);
+	shmq_region_unlink(name);
+}
+
+static void test_version_mismatch(void **state)
+{
+	char name[96], path[128];
+	struct shmq_region_opts o = { .size = SMALL };
+	shmq_region *r;
+	uint32_t v = 99;
+	int fd;
+
+	(void)state;
+	tu_name(name, sizeof(name), "ver");
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	shmq_region_close(r);
+	snprintf(path, sizeof(path), "/dev/shm%s", name);
+	fd = open(path, O_RDWR);
+	assert_int_equal(pwrite(fd, &v, 4, 8), 4);
+	assert_int_equal(shmq_region_open(name, &r), -EPROTO);
+	close(fd);
+	shmq_region_unlink(name);
+}
+
+static void test_full_region(void **state)
+{
+	struct shmq_region_opts o = { .size = SHMQ_REGION_MIN_SIZE };
+	struct shmq_region_info info;
+	shmq_region *r;
+	void *mem;
+	int rc, n = 0;
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, &o, &r), 0);
+	assert_int_equal(shmq__obj_create(r, "huge", SHMQ__OBJ_BLOB, SHMQ_REGION_MIN_SIZE, NULL, NULL, &mem), -ENOSPC);
+	for (;;) {
+		char nm[32];
+
+		snprintf(nm, sizeof(nm), "o%d", n);
+		rc = shmq__obj_create(r, nm, SHMQ__OBJ_BLOB, 1024, NULL, NULL, &mem);
+		if (rc)
+			break;
+		n++;
+	}
+	assert_int_equal(rc, -ENOSPC);
+	assert_true(n > 0);
+	assert_int_equal(shmq_region_info(r, &info), 0);
+	assert_int_equal(info.objects, (unsigned)n);
+	/* what was there is still there */
+	assert_int_equal(shmq__obj_find(r, "o0", SHMQ__OBJ_BLOB, &mem, NULL), 0);
+	shmq_region_close(r);
+}
+
+static void test_thousand_objects(void **state)
+{
+	shmq_region *r;
+	void *mem[1000];
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, NULL, &r), 0);
+	for (int i = 0; i < 1000; i++) {
+		char nm[32];
+
+		snprintf(nm, sizeof(nm), "obj.%d", i);
+		assert_int_equal(shmq__obj_create(r, nm, SHMQ__OBJ_BLOB, 64 + (size_t)i, NULL, NULL, &mem[i]), 0);
+		memset(mem[i], i & 0xff, 64);
+	}
+	for (int i = 999; i >= 0; i--) {
+		char nm[32];
+		void *p;
+		uint64_t size;
+
+		snprintf(nm, sizeof(nm), "obj.%d", i);
+		assert_int_equal(shmq__obj_find(r, nm, SHMQ__OBJ_BLOB, &p, &size), 0);
+		assert_ptr_equal(p, mem[i]);
+		assert_true(size >= 64 + (uint64_t)i);
+		assert_int_equal(((uint8_t *)p)[63], i & 0xff);
+	}
+	assert_int_equal(shmq__obj_create(r, "obj.7", SHMQ__OBJ_BLOB, 64, NULL, NULL, &mem[0]), -EEXIST);
+	assert_int_equal(shmq__obj_find(r, "nope", SHMQ__OBJ_BLOB, &mem[0], NULL), -ENOENT);
+	shmq_region_close(r);
+}
+
+static int init_fail(void *mem, uint64_t size, void *arg)
+{
+	(void)mem;
+	(void)size;
+	(void)arg;
+	return -ENOMEM;
+}
+
+static void test_type_mismatch_and_names(void **state)
+{
+	shmq_region *r;
+	void *mem;
+	char longname[80];
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, &(struct shmq_region_opts){ .size = SMALL }, &r), 0);
+	assert_int_equal(shmq__obj_create(r, "l", SHMQ__OBJ_LOCK, 64, NULL, NULL, &mem), 0);
+	assert_int_equal(shmq__obj_find(r, "l", SHMQ__OBJ_QUEUE, &mem, NULL), -EINVAL);
+	assert_int_equal(shmq__obj_find(r, "l", SHMQ__OBJ_LOCK, &mem, NULL), 0);
+	memset(longname, 'n', 64);
+	longname[64] = '\0';
+	assert_int_equal(shmq__obj_create(r, longname, SHMQ__OBJ_BLOB, 64, NULL, NULL, &mem), -EINVAL);
+	longname[63] = '\0';
+	assert_int_equal(shmq__obj_create(r, longname, SHMQ__OBJ_BLOB, 64, NULL, NULL, &mem), 0);
+	assert_int_equal(shmq__obj_create(r, "a/b", SHMQ__OBJ_BLOB, 64, NULL, NULL, &mem), -EINVAL);
+	assert_int_equal(shmq__obj_create(r, "", SHMQ__OBJ_BLOB, 64, NULL, NULL, &mem), -EINVAL);
+	/* a failing init publishes nothing; the name stays free */
+	assert_int_equal(shmq__obj_create(r, "f", SHMQ__OBJ_BLOB, 64, init_fail, NULL, &mem), -ENOMEM);
+	assert_int_equal(shmq__obj_find(r, "f", SHMQ__OBJ_BLOB, &mem, NULL), -ENOENT);
+	assert_int_equal(shmq__obj_create(r, "f", SHMQ__OBJ_BLOB, 64, NULL, NULL, &mem), 0);
+	shmq_region_close(r);
+}
+
+/* A directory entry pointing outside the heap is refused, never followed. */
+static void test_corrupt_directory_entry(void **state)
+{
+	shmq_region *r;
+	void *mem;
+	uint64_t *off;
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, &(struct shmq_region_opts){ .size = SMALL }, &r), 0);
+	assert_int_equal(shmq__obj_create(r, "victim", SHMQ__OBJ_BLOB, 64, NULL, NULL, &mem), 0);
+	off = (uint64_t *)(r->base + r->dir_off + 8); /* struct dir_entry.off */
+	assert_int_equal(*off, shmq__region_off(r, mem));
+	*off = r->size + 4096;
+	assert_int_equal(shmq__obj_find(r, "victim", SHMQ__OBJ_BLOB, &mem, NULL), -EBADMSG);
+	*off = 8; /* inside the header */
+	assert_int_equal(shmq__obj_find(r, "victim", SHMQ__OBJ_BLOB, &mem, NULL), -EBADMSG);
+	shmq_region_close(r);
+}
+
+static void test_process_table(void **state)
+{
+	char name[96];
+	struct shmq_region_opts o = { .size = SMALL };
+	shmq_region *r;
+	uint32_t *child_id;
+	int pfd[2];
+	pid_t pid;
+	char c;
+
+	(void)state;
+	tu_name(name, sizeof(name), "ptab");
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	assert_int_equal(shmq__region_id_alive(r, shmq__region_self(r)), 1);
+	assert_int_equal(shmq__region_id_alive(r, 0), -EBADMSG);
+	assert_int_equal(shmq__obj_create(r, "id", SHMQ__OBJ_BLOB, 64, NULL, NULL, (void **)&child_id), 0);
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	if (pid == 0) {
+		shmq_region *c2;
+
+		if (shmq_region_open(name, &c2))
+			_exit(1);
+		*child_id = shmq__region_self(c2);
+		if (write(pfd[1], "x", 1) != 1)
+			_exit(2);
+		pause(); /* killed by the parent while attached */
+		_exit(3);
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &c, 1), 1);
+	assert_int_equal(shmq__region_id_alive(r, *child_id), 1);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	assert_int_equal(shmq__region_id_alive(r, *child_id), 0);
+	/* the dead slot is reclaimed by the next attachment, under a new id */
+	{
+		shmq_region *again;
+
+		assert_int_equal(shmq_region_open(name, &again), 0);
+		assert_int_not_equal(shmq__region_self(again), *child_id);
+		assert_int_equal(shmq__region_id_alive(r, *child_id), 0);
+		assert_int_equal(shmq__region_id_alive(r, shmq__region_self(again)), 1);
+		shmq_region_close(again);
+	}
+	close(pfd[0]);
+	shmq_region_close(r);
+	shmq_region_unlink(name);
+}
+
+static void test_strerror_and_clock(void **state)
+{
+	int64_t a, b;
+
+	(void)state;
+	assert_string_equal(shmq_strerror(-EBADMSG), shmq_strerror(EBADMSG));
+	assert_string_not_equal(shmq_strerror(-EPIPE), shmq_strerror(-EAGAIN));
+	assert_non_null(shmq_strerror(-12345));
+	a = shmq_now_ns();
+	b = shmq_now_ns();
+	assert_true(b >= a && a > 0);
+	assert_string_equal(shmq_version(), PACKAGE_VERSION);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_create_open_two_processes),
+		cmocka_unit_test(test_exclusive_and_missing),
+		cmocka_unit_test(test_mode),
+		cmocka_unit_test(test_bad_names_and_sizes),
+		cmocka_unit_test(test_anonymous),
+		cmocka_unit_test(test_header_flips),
+		cmocka_unit_test(test_version_mismatch),
+		cmocka_unit_test(test_full_region),
+		cmocka_unit_test(test_thousand_objects),
+		cmocka_unit_test(test_type_mismatch_and_names),
+		cmocka_unit_test(test_corrupt_directory_entry),
+		cmocka_unit_test(test_process_table),
+		cmocka_unit_test(test_strerror_and_clock),
+	};
+
+	return cmocka_run_group_tests_name("region", tests, NULL, NULL);
+}
