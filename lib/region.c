@@ -990,3 +990,23 @@ SHMQ_API int shmq_region_info(const shmq_region *r, struct shmq_region_info *inf
 	strcpy(info->name, r->name);
 	return 0;
 }
+
+SHMQ_API int shmq_region_alloc(shmq_region *r, const char *name, size_t size, void **mem)
+{
+	if (!r || !mem || size == 0)
+		return -EINVAL;
+	return shmq__obj_create(r, name, SHMQ__OBJ_BLOB, size, NULL, NULL, mem);
+}
+
+SHMQ_API int shmq_region_find(shmq_region *r, const char *name, void **mem, size_t *size)
+{
+	uint64_t sz;
+	int rc;
+
+	if (!r || !mem)
+		return -EINVAL;
+	rc = shmq__obj_find(r, name, SHMQ__OBJ_BLOB, mem, &sz);
+	if (!rc && size)
+		*size = (size_t)sz;
+	return rc;
+}

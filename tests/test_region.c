@@ -365,6 +365,29 @@ static void test_process_table(void **state)
 	shmq_region_unlink(name);
 }
 
+static void test_public_alloc_find(void **state)
+{
+	shmq_region *r;
+	void *a, *b;
+	size_t size;
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, &(struct shmq_region_opts){ .size = SMALL }, &r), 0);
+	assert_int_equal(shmq_region_alloc(r, "table", 1000, &a), 0);
+	assert_int_equal((uintptr_t)a % 64, 0);
+	assert_int_equal(((char *)a)[999], 0);
+	assert_int_equal(shmq_region_find(r, "table", &b, &size), 0);
+	assert_ptr_equal(a, b);
+	assert_true(size >= 1000);
+	assert_int_equal(shmq_region_alloc(r, "table", 8, &b), -EEXIST);
+	assert_int_equal(shmq_region_alloc(r, "zero", 0, &b), -EINVAL);
+	assert_int_equal(shmq_region_alloc(r, "big", SMALL, &b), -ENOSPC);
+	assert_int_equal(shmq_region_find(r, "nope", &b, &size), -ENOENT);
+	assert_int_equal(shmq__obj_create(r, "lk", SHMQ__OBJ_LOCK, 64, NULL, NULL, &b), 0);
+	assert_int_equal(shmq_region_find(r, "lk", &b, &size), -EINVAL);
+	shmq_region_close(r);
+}
+
 static void test_strerror_and_clock(void **state)
 {
 	int64_t a, b;
@@ -394,6 +417,7 @@ int main(void)
 		cmocka_unit_test(test_type_mismatch_and_names),
 		cmocka_unit_test(test_corrupt_directory_entry),
 		cmocka_unit_test(test_process_table),
+		cmocka_unit_test(test_public_alloc_find),
 		cmocka_unit_test(test_strerror_and_clock),
 	};
 

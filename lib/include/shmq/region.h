@@ -44,6 +44,15 @@ SHMQ_API void shmq_region_close(shmq_region *r);
 /* Remove the name; mappings that exist stay valid.  -ENOENT, -EINVAL. */
 SHMQ_API int shmq_region_unlink(const char *name);
 
+/* Named raw memory in a region for the caller's own shared data (a counter,
+ * a table): size bytes, zero-filled, 64-byte aligned, at the same offset in
+ * every process (the address may differ: store offsets, not pointers, in it).
+ * Any thread or process may call these at any time.  The memory is never
+ * freed.  Errors: -EINVAL (name: 1..63 of [A-Za-z0-9._-]; size 0), -EEXIST,
+ * -ENOSPC; find: -ENOENT, -EINVAL (the name is another kind of object). */
+SHMQ_API int shmq_region_alloc(shmq_region *r, const char *name, size_t size, void **mem);
+SHMQ_API int shmq_region_find(shmq_region *r, const char *name, void **mem, size_t *size);
+
 /* Read-only facts about a region. */
 struct shmq_region_info {
 	size_t size;          /* bytes mapped */
