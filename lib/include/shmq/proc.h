@@ -3,6 +3,8 @@
 #ifndef SHMQ_PROC_H
 #define SHMQ_PROC_H
 
+#include <stdint.h>
+
 #include <shmq/common.h>
 
 #ifdef __cplusplus
@@ -11,7 +13,16 @@ extern "C" {
 
 typedef int (*shmq_entry_fn)(shmq_region *r, const void *arg, size_t len);
 
-/* One registered entry; SHMQ_ENTRY fills it in at file scope. */
+/*
+ * One registered entry; SHMQ_ENTRY fills it in at file scope.
+ *
+ * shmq_entry_register adds e (which must live as long as the program) to the
+ * process-wide registry that shmq_proc_spawn and shmq_dispatch look names up
+ * in.  Safe from any thread and from constructors; entries are never removed;
+ * registering the same struct again is a no-op; when two entries share a
+ * name, the one registered last is found.  The registry is the library's
+ * only global mutable state.
+ */
 struct shmq_entry {
 	const char *name;
 	shmq_entry_fn fn;
@@ -28,22 +39,120 @@ SHMQ_API void shmq_entry_register(struct shmq_entry *e);
 	}                                                                            \
 	struct shmq__entry_semicolon_##fn
 
-/* First line of main(): in a child spawned by shmq_proc_spawn, runs the entry
- * and exits with its return value; returns 0 at once in any other process. */
+/*
+ * shmq_dispatch - run a registered entry when this process is a spawned child.
+ *
+ * Call it first in main(), before creating threads.  In a process started by
+ * shmq_proc_spawn (argv[1] is the reserved marker "--shmq-entry=NAME"), it
+ * maps the parent's region (shmq_region_inherit; r is NULL when the parent
+ * passed none), reads the argument bytes, runs the entry, closes the region
+ * and calls exit() with the entry's return value (as for any exit status, only
+ * its low 8 bits reach the parent).  If the entry is not registered in this
+ * program it exits with SHMQ_EXIT_NOENTRY; if the region or the argument
+ * cannot be received, with SHMQ_EXIT_SETUP.  In any other process it returns
+ * 0 at once without side effects.
+ */
 SHMQ_API int shmq_dispatch(int argc, char **argv);
 
-struct shmq_proc_opts;  /* options: see below; NULL means defaults */
+/* Exit statuses of a spawned child that could not run its entry. */
+#define SHMQ_EXIT_NOENTRY 122 /* the entry is not registered in the child */
+#define SHMQ_EXIT_SETUP   123 /* the region or the argument could not be received */
 
+/* Values of shmq_proc_opts.stdin_fd / stdout_fd / stderr_fd. */
+#define SHMQ_PROC_INHERIT 0   /* the child shares the caller's stream (default) */
+#define SHMQ_PROC_DEVNULL (-1) /* the child's stream is /dev/null */
+
+/* shmq_proc_opts.flags */
+#define SHMQ_PROC_NEWPGRP 0x1u /* the child leads a new process group */
+
+/*
+ * Options of shmq_proc_spawn and shmq_proc_exec.  NULL or all-zero means:
+ * the caller's environment and working directory, the caller's stdin, stdout
+ * and stderr, the caller's process group.
+ *
+ * A stream field > 0 names a descriptor of the caller that becomes the
+ * child's stream (dup2 in the child; the caller's descriptor is untouched).
+ * Because 0 means "inherit", the caller's own descriptor 0 cannot be given as
+ * the child's stdout or stderr; pass a dup of it.
+ *
+ * Whatever the options, the child receives only descriptors 0-2, the region
+ * (and, for spawn, the argument); every other descriptor is closed in the
+ * child, even those the caller opened without O_CLOEXEC.  Signals the caller
+ * blocks are unblocked in the child, and SIGPIPE and SIGXFSZ are reset to
+ * their defaults (as Python's subprocess does).
+ */
+struct shmq_proc_opts {
+	char *const *envp;  /* NULL: the caller's environ */
+	const char *cwd;    /* NULL: the caller's working directory */
+	int stdin_fd;       /* SHMQ_PROC_INHERIT, SHMQ_PROC_DEVNULL, or a descriptor > 0 */
+	int stdout_fd;
+	int stderr_fd;
+	unsigned flags;     /* SHMQ_PROC_* */
+	uint64_t reserved[4]; /* must be zero */
+};
+
+/*
+ * shmq_proc_spawn - run the registered entry in a new process.
+ *
+ * Re-executes the running program (/proc/self/exe) with posix_spawn; the
+ * child's shmq_dispatch runs entry(r', arg', len) where r' is the child's own
+ * mapping of r (r may be NULL: the entry gets NULL) and arg' a copy of the
+ * len argument bytes (handed over in a memfd; any size).  The child enters
+ * r's process table when it maps r.  The entry must be registered in this
+ * program too (checked here: -ENOENT before anything is spawned).
+ *
+ * Thread safe: any thread may spawn at any time; descriptors the library
+ * opens are O_CLOEXEC, so concurrent spawns never leak them into each other.
+ * The caller must not reap children behind the library's back (SIGCHLD set
+ * to SIG_IGN, or waitpid(-1, ...) in another thread).
+ *
+ * Errors: -EINVAL (arguments, options), -ENOENT (entry not registered, or
+ * /proc not mounted), -ENOMEM, -EMFILE, -EAGAIN (process limit), or the
+ * error posix_spawn reported.
+ */
 SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg, size_t len,
 			     const struct shmq_proc_opts *o, shmq_proc **out);
+
+/*
+ * shmq_proc_exec - run another program, which may reach r.
+ *
+ * argv[0] is searched in PATH (the caller's) when it holds no '/'.  When r is
+ * not NULL the program finds the region with shmq_region_inherit (the
+ * descriptor arrives as fd 3, named by SHMQ_REGION_FD in its environment).
+ * Same options, thread safety and errors as shmq_proc_spawn; -ENOENT and
+ * -EACCES when the program cannot be executed (no child is left behind).
+ */
 SHMQ_API int shmq_proc_exec(shmq_region *r, char *const argv[], const struct shmq_proc_opts *o,
 			    shmq_proc **out);
+
+/*
+ * Lifecycle.  Exits are observed through a pidfd: no polling, no SIGCHLD
+ * handler, no pid-reuse race.  One handle is used by one thread at a time.
+ *
+ * shmq_proc_join waits until the process has exited and reaps it: 0, or
+ * -ETIMEDOUT (-EAGAIN for SHMQ_NOWAIT) while it still runs; may be retried.
+ * shmq_proc_is_alive: true until the process has exited (reaps it then).
+ * shmq_proc_exitcode: >= 0 exit status, -signal when a signal ended it,
+ * -EAGAIN while it runs.  -ECHILD from these when someone else reaped it.
+ * shmq_proc_kill sends sig (0 < sig < NSIG) unless the process has already
+ * exited, which is not an error (0; like Python's Popen.send_signal).
+ * shmq_proc_pid: the child's pid (still reported after it was reaped).
+ */
 SHMQ_API int shmq_proc_join(shmq_proc *p, int64_t timeout_ns);
 SHMQ_API bool shmq_proc_is_alive(shmq_proc *p);
-/* >= 0 exit status, -signal, -EAGAIN while running. */
 SHMQ_API int shmq_proc_exitcode(shmq_proc *p);
 SHMQ_API int shmq_proc_kill(shmq_proc *p, int sig);
 SHMQ_API pid_t shmq_proc_pid(const shmq_proc *p);
+
+/*
+ * shmq_proc_close - release the handle; never leaves a zombie behind.
+ *
+ * A process that has exited is reaped.  A process that still runs is killed
+ * (SIGKILL) and reaped: without a reaper thread or a SIGCHLD handler (which a
+ * library must not install) a detached child would stay a zombie once it
+ * exits, and nobody could observe its end any more.  To let a child finish,
+ * join it before closing.  NULL is a no-op.
+ */
 SHMQ_API void shmq_proc_close(shmq_proc *p);
 
 #ifdef __cplusplus

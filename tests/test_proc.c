@@ -1,0 +1,571 @@
+/* SPDX-License-Identifier: MIT */
+/* Processes: entries, shmq_dispatch, spawn and exec with posix_spawn, the
+ * argument and the region handed over, pidfd lifecycle, nothing left behind. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "testutil.h"
+
+#include "atomic.h"
+#include "helper_talk.h"
+#include "region.h"
+
+#define SMALL ((size_t)1 << 20)
+#define NCHILD 64
+#define BIG_ARG ((size_t)64 << 10)
+
+/* The blob children of this program share with the parent. */
+struct board {
+	uint32_t sum;      /* children add their argument here */
+	uint32_t go;       /* the parent sets it to let waiting children finish */
+	uint32_t ids[NCHILD]; /* process-table ids the children report */
+	uint32_t seen;     /* children that reported */
+};
+
+static struct board *board_of(shmq_region *r)
+{
+	struct board *b;
+
+	if (shmq__obj_find(r, "board", SHMQ__OBJ_BLOB, (void **)&b, NULL))
+		return NULL;
+	return b;
+}
+
+/* ---- entries (run in the children) ---- */
+
+static int exit_with(shmq_region *r, const void *arg, size_t len)
+{
+	int code;
+
+	if (len != sizeof(code))
+		return 100;
+	memcpy(&code, arg, sizeof(code));
+	return code;
+}
+SHMQ_ENTRY(exit_with);
+
+static int die_by(shmq_region *r, const void *arg, size_t len)
+{
+	int sig;
+
+	if (len != sizeof(sig))
+		return 100;
+	memcpy(&sig, arg, sizeof(sig));
+	kill(getpid(), sig);
+	return 101; /* not reached for fatal signals */
+}
+SHMQ_ENTRY(die_by);
+
+static int sleeper(shmq_region *r, const void *arg, size_t len)
+{
+	struct timespec ts = { 60, 0 };
+
+	nanosleep(&ts, NULL); /* the test kills us long before */
+	return 0;
+}
+SHMQ_ENTRY(sleeper);
+
+static int check_big(shmq_region *r, const void *arg, size_t len)
+{
+	const uint8_t *p = arg;
+
+	if (len != BIG_ARG)
+		return 1;
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != helper_pattern(i))
+			return 2;
+	return 0;
+}
+SHMQ_ENTRY(check_big);
+
+/* Adds its argument to board.sum, reports its process-table id, then waits
+ * for board.go (bounded) so the parent can look at the table. */
+static int worker(shmq_region *r, const void *arg, size_t len)
+{
+	struct board *b = r ? board_of(r) : NULL;
+	uint32_t idx;
+
+	if (!b || len != sizeof(idx))
+		return 100;
+	memcpy(&idx, arg, sizeof(idx));
+	shmq__fetch_add_seq_cst(&b->sum, idx + 1);
+	shmq__store_seq_cst(&b->ids[idx], shmq__region_self(r));
+	shmq__fetch_add_seq_cst(&b->seen, 1);
+	for (int i = 0; i < 20000 && !shmq__load_seq_cst(&b->go); i++)
+		usleep(1000);
+	return (int)(idx & 0x7f);
+}
+SHMQ_ENTRY(worker);
+
+/* Exit 0 when the only descriptors open are 0-2, the inherited region (3)
+ * and the region's own mapping descriptor; else 10 + the stray descriptor. */
+static int list_fds(shmq_region *r, const void *arg, size_t len)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int bad = 0;
+
+	if (!d || !r)
+		return 99;
+	while ((de = readdir(d))) {
+		int fd = atoi(de->d_name);
+
+		if (de->d_name[0] == '.' || fd == dirfd(d) || fd <= 3 || fd == shmq__region_fd(r))
+			continue;
+		bad = 10 + fd;
+	}
+	closedir(d);
+	return bad;
+}
+SHMQ_ENTRY(list_fds);
+
+static int no_region(shmq_region *r, const void *arg, size_t len)
+{
+	return r == NULL && len == 0 && getenv("SHMQ_REGION_FD") == NULL ? 0 : 1;
+}
+SHMQ_ENTRY(no_region);
+
+/* ---- helpers ---- */
+
+static shmq_region *region_new(void)
+{
+	struct shmq_region_opts o = { .size = SMALL };
+	shmq_region *r;
+	struct board *b;
+
+	assert_int_equal(shmq_region_create(NULL, &o, &r), 0);
+	assert_int_equal(shmq__obj_create(r, "board", SHMQ__OBJ_BLOB, sizeof(*b), NULL, NULL,
+					  (void **)&b), 0);
+	return r;
+}
+
+static int spawn_int(shmq_region *r, const char *entry, int v, shmq_proc **p)
+{
+	return shmq_proc_spawn(r, entry, &v, sizeof(v), NULL, p);
+}
+
+static int join_code(shmq_proc *p)
+{
+	assert_int_equal(shmq_proc_join(p, SHMQ_FOREVER), 0);
+	return shmq_proc_exitcode(p);
+}
+
+static int fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* True when this process has no child left, zombie or alive. */
+static bool no_children(void)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD;
+}
+
+static void helper_path(char *buf, size_t n)
+{
+	char self[PATH_MAX];
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	assert_true(len > 0);
+	self[len] = '\0';
+	snprintf(buf, n, "%s/helper_exec", dirname(self));
+}
+
+/* ---- tests ---- */
+
+static void test_exit_codes(void **state)
+{
+	static const int codes[] = { 0, 1, 7, 42, 255 };
+	shmq_region *r = region_new();
+	shmq_proc *p;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		assert_int_equal(spawn_int(r, "exit_with", codes[i], &p), 0);
+		assert_true(shmq_proc_pid(p) > 0);
+		assert_int_equal(join_code(p), codes[i]);
+		assert_false(shmq_proc_is_alive(p));
+		assert_int_equal(shmq_proc_join(p, SHMQ_NOWAIT), 0); /* joining again is fine */
+		assert_int_equal(shmq_proc_kill(p, SIGTERM), 0);     /* exited: not an error */
+		shmq_proc_close(p);
+	}
+	/* Exit statuses keep their low 8 bits, as for any process. */
+	assert_int_equal(spawn_int(r, "exit_with", 256 + 3, &p), 0);
+	assert_int_equal(join_code(p), 3);
+	shmq_proc_close(p);
+	shmq_region_close(r);
+	assert_true(no_children());
+}
+
+static void test_signal_statuses(void **state)
+{
+	static const int sigs[] = { SIGTERM, SIGKILL, SIGHUP, SIGUSR1 };
+	shmq_proc *p;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+		assert_int_equal(spawn_int(NULL, "die_by", sigs[i], &p), 0);
+		assert_int_equal(join_code(p), -sigs[i]);
+		shmq_proc_close(p);
+	}
+	assert_int_equal(shmq_proc_spawn(NULL, "sleeper", NULL, 0, NULL, &p), 0);
+	assert_true(shmq_proc_is_alive(p));
+	assert_int_equal(shmq_proc_exitcode(p), -EAGAIN);
+	assert_int_equal(shmq_proc_kill(p, 0), -EINVAL);
+	assert_int_equal(shmq_proc_kill(p, SIGINT), 0);
+	assert_int_equal(join_code(p), -SIGINT);
+	shmq_proc_close(p);
+	assert_true(no_children());
+}
+
+static void test_join_timeout(void **state)
+{
+	const int64_t t = 80 * 1000000LL;
+	shmq_proc *p;
+	int64_t t0, dt;
+
+	(void)state;
+	assert_int_equal(shmq_proc_spawn(NULL, "sleeper", NULL, 0, NULL, &p), 0);
+	assert_int_equal(shmq_proc_join(p, SHMQ_NOWAIT), -EAGAIN);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_proc_join(p, t), -ETIMEDOUT);
+	dt = shmq_now_ns() - t0;
+	assert_true(dt >= t);                 /* never early */
+	assert_true(dt < t + 2000 * 1000000LL); /* and not stuck (loose: shared box) */
+	assert_true(shmq_proc_is_alive(p));
+	assert_int_equal(shmq_proc_kill(p, SIGKILL), 0);
+	/* A retried join sees the exit well before its timeout. */
+	assert_int_equal(shmq_proc_join(p, 10 * 1000000000LL), 0);
+	assert_int_equal(shmq_proc_exitcode(p), -SIGKILL);
+	shmq_proc_close(p);
+	assert_true(no_children());
+}
+
+static void test_unknown_entry(void **state)
+{
+	char *argv[] = { "x", "--shmq-entry=no_such_entry", NULL };
+	shmq_proc *p = NULL;
+	pid_t pid;
+	int fds = fd_count();
+
+	(void)state;
+	/* The parent refuses before spawning anything. */
+	assert_int_equal(shmq_proc_spawn(NULL, "no_such_entry", NULL, 0, NULL, &p), -ENOENT);
+	assert_null(p);
+	assert_true(no_children());
+	assert_int_equal(fd_count(), fds);
+	/* A child told to run an entry it lacks exits with SHMQ_EXIT_NOENTRY. */
+	assert_int_equal(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ), 0);
+	assert_int_equal(tu_wait_child(pid), SHMQ_EXIT_NOENTRY);
+	/* Argument checks. */
+	assert_int_equal(shmq_proc_spawn(NULL, NULL, NULL, 0, NULL, &p), -EINVAL);
+	assert_int_equal(shmq_proc_spawn(NULL, "exit_with", NULL, 4, NULL, &p), -EINVAL);
+	{
+		struct shmq_proc_opts o = { .flags = 0x80 };
+
+		assert_int_equal(shmq_proc_spawn(NULL, "exit_with", NULL, 0, &o, &p), -EINVAL);
+		o.flags = 0;
+		o.reserved[2] = 1;
+		assert_int_equal(shmq_proc_spawn(NULL, "exit_with", NULL, 0, &o, &p), -EINVAL);
+	}
+}
+
+static void test_big_argument(void **state)
+{
+	uint8_t *buf = malloc(BIG_ARG);
+	shmq_proc *p;
+
+	(void)state;
+	assert_non_null(buf);
+	for (size_t i = 0; i < BIG_ARG; i++)
+		buf[i] = helper_pattern(i);
+	assert_int_equal(shmq_proc_spawn(NULL, "check_big", buf, BIG_ARG, NULL, &p), 0);
+	assert_int_equal(join_code(p), 0);
+	shmq_proc_close(p);
+	/* One flipped byte is noticed: the check above can fail. */
+	buf[BIG_ARG / 2] ^= 1;
+	assert_int_equal(shmq_proc_spawn(NULL, "check_big", buf, BIG_ARG, NULL, &p), 0);
+	assert_int_equal(join_code(p), 2);
+	shmq_proc_close(p);
+	/* The wrong length is noticed too. */
+	assert_int_equal(shmq_proc_spawn(NULL, "check_big", buf, BIG_ARG - 1, NULL, &p), 0);
+	assert_int_equal(join_code(p), 1);
+	shmq_proc_close(p);
+	free(buf);
+}
+
+static void test_64_children(void **state)
+{
+	shmq_region *r = region_new();
+	struct board *b = board_of(r);
+	shmq_proc *p[NCHILD];
+	uint32_t want = 0;
+
+	(void)state;
+	for (uint32_t i = 0; i < NCHILD; i++) {
+		assert_int_equal(shmq_proc_spawn(r, "worker", &i, sizeof(i), NULL, &p[i]), 0);
+		want += i + 1;
+	}
+	for (int i = 0; i < 30000 && shmq__load_seq_cst(&b->seen) < NCHILD; i++)
+		usleep(1000);
+	assert_int_equal(shmq__load_seq_cst(&b->seen), NCHILD);
+	assert_int_equal(shmq__load_seq_cst(&b->sum), want);
+	/* Every child entered the process table under its own, live id. */
+	for (uint32_t i = 0; i < NCHILD; i++) {
+		assert_int_not_equal(b->ids[i], 0);
+		assert_int_not_equal(b->ids[i], shmq__region_self(r));
+		assert_int_equal(shmq__region_id_alive(r, b->ids[i]), 1);
+		assert_true(shmq_proc_is_alive(p[i]));
+	}
+	shmq__store_seq_cst(&b->go, 1);
+	for (uint32_t i = 0; i < NCHILD; i++) {
+		assert_int_equal(join_code(p[i]), (int)(i & 0x7f));
+		assert_int_equal(shmq__region_id_alive(r, b->ids[i]), 0);
+		shmq_proc_close(p[i]);
+	}
+	shmq_region_close(r);
+	assert_true(no_children());
+}
+
+static void test_killed_child_leaves_table(void **state)
+{
+	shmq_region *r = region_new();
+	struct board *b = board_of(r);
+	uint32_t idx = 5;
+	shmq_proc *p;
+
+	(void)state;
+	assert_int_equal(shmq_proc_spawn(r, "worker", &idx, sizeof(idx), NULL, &p), 0);
+	for (int i = 0; i < 30000 && !shmq__load_seq_cst(&b->seen); i++)
+		usleep(1000);
+	assert_int_equal(shmq__region_id_alive(r, b->ids[idx]), 1);
+	assert_int_equal(shmq_proc_kill(p, SIGKILL), 0);
+	assert_int_equal(join_code(p), -SIGKILL);
+	/* It never left the table itself; liveness still reads it as dead. */
+	assert_int_equal(shmq__region_id_alive(r, b->ids[idx]), 0);
+	shmq_proc_close(p);
+	shmq_region_close(r);
+}
+
+static void test_no_leaks(void **state)
+{
+	shmq_region *r = region_new();
+	int stray[2], before;
+	shmq_proc *p;
+	uint8_t one = 1;
+	pid_t pid;
+
+	(void)state;
+	/* A descriptor the host opened without O_CLOEXEC must not reach the child. */
+	assert_int_equal(pipe(stray), 0);
+	before = fd_count();
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(shmq_proc_spawn(r, "list_fds", &one, 1, NULL, &p), 0);
+		assert_int_equal(join_code(p), 0);
+		shmq_proc_close(p);
+	}
+	assert_int_equal(fd_count(), before);
+	assert_true(no_children());
+	/* Closing a running child kills and reaps it: no zombie, no orphan. */
+	assert_int_equal(shmq_proc_spawn(NULL, "sleeper", NULL, 0, NULL, &p), 0);
+	pid = shmq_proc_pid(p);
+	shmq_proc_close(p);
+	assert_true(no_children());
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(fd_count(), before);
+	close(stray[0]);
+	close(stray[1]);
+	shmq_region_close(r);
+}
+
+static void test_spawn_without_region(void **state)
+{
+	shmq_proc *p;
+
+	(void)state;
+	/* Even with a stale SHMQ_REGION_FD in our environment, no region arrives. */
+	setenv("SHMQ_REGION_FD", "3", 1);
+	assert_int_equal(shmq_proc_spawn(NULL, "no_region", NULL, 0, NULL, &p), 0);
+	unsetenv("SHMQ_REGION_FD");
+	assert_int_equal(join_code(p), 0);
+	shmq_proc_close(p);
+}
+
+static void test_exec_talks_over_region(void **state)
+{
+	char path[PATH_MAX + 16], name[96];
+	char *argv[] = { path, "region", NULL };
+	struct shmq_region_opts o = { .size = SMALL };
+	struct talk *t;
+	shmq_region *r;
+	shmq_proc *p;
+
+	(void)state;
+	helper_path(path, sizeof(path));
+	/* Once anonymous, once named. */
+	for (int named = 0; named < 2; named++) {
+		assert_int_equal(shmq_region_create(named ? tu_name(name, sizeof(name), "exec") : NULL,
+						    &o, &r), 0);
+		assert_int_equal(shmq__obj_create(r, TALK_NAME, SHMQ__OBJ_BLOB, sizeof(*t), NULL,
+						  NULL, (void **)&t), 0);
+		strcpy(t->msg, "ping");
+		shmq__store_release(&t->state, TALK_PING); /* pairs with the helper's load_acquire */
+		assert_int_equal(shmq_proc_exec(r, argv, NULL, &p), 0);
+		for (int i = 0; i < 30000 && shmq__load_acquire(&t->state) != TALK_PONG; i++)
+			usleep(1000); /* pairs with the helper's store_release of TALK_PONG */
+		assert_int_equal(shmq__load_acquire(&t->state), TALK_PONG);
+		{
+			char want[56];
+
+			snprintf(want, sizeof(want), "pong %d", (int)shmq_proc_pid(p));
+			assert_string_equal(t->msg, want);
+		}
+		assert_int_equal(shmq__region_id_alive(r, t->self_id), 1);
+		shmq__store_release(&t->state, TALK_BYE);
+		assert_int_equal(join_code(p), 0);
+		assert_int_equal(shmq__region_id_alive(r, t->self_id), 0);
+		shmq_proc_close(p);
+		shmq_region_close(r);
+		if (named)
+			assert_int_equal(shmq_region_unlink(name), 0);
+	}
+	assert_true(no_children());
+}
+
+static ssize_t read_all(int fd, char *buf, size_t cap)
+{
+	size_t n = 0;
+
+	for (;;) {
+		ssize_t k = read(fd, buf + n, cap - 1 - n);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	buf[n] = '\0';
+	return (ssize_t)n;
+}
+
+static void test_exec_options(void **state)
+{
+	char path[PATH_MAX + 16], out[4096];
+	char *argv[] = { path, "print", NULL };
+	char *envp[] = { "SHMQ_TEST_VAR=hello", "SHMQ_REGION_FD=7", NULL };
+	struct shmq_proc_opts o = { .envp = envp, .cwd = "/", .stdin_fd = SHMQ_PROC_DEVNULL };
+	shmq_region *r = region_new();
+	int fds[2], before = fd_count();
+	shmq_proc *p;
+
+	(void)state;
+	helper_path(path, sizeof(path));
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	o.stdout_fd = fds[1];
+	assert_int_equal(shmq_proc_exec(r, argv, &o, &p), 0);
+	close(fds[1]);
+	read_all(fds[0], out, sizeof(out));
+	close(fds[0]);
+	assert_int_equal(join_code(p), 0);
+	shmq_proc_close(p);
+	/* The caller's SHMQ_REGION_FD is replaced by the region's. */
+	assert_string_equal(out, "cwd=/ var=hello region=3\n");
+
+	/* Without a region the variable is gone; stdout on a low descriptor works. */
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	{
+		int lowfd = fds[1], saved = dup(1);
+
+		/* make the pipe's write end the caller's fd 1 and pass fd 1 itself:
+		 * that is SHMQ_PROC_INHERIT's case and must still reach the child */
+		assert_int_equal(dup2(lowfd, 1), 1);
+		o.stdout_fd = 1;
+		assert_int_equal(shmq_proc_exec(NULL, argv, &o, &p), 0);
+		assert_int_equal(dup2(saved, 1), 1);
+		close(saved);
+	}
+	close(fds[1]);
+	read_all(fds[0], out, sizeof(out));
+	close(fds[0]);
+	assert_int_equal(join_code(p), 0);
+	shmq_proc_close(p);
+	assert_string_equal(out, "cwd=/ var=hello region=-\n");
+
+	/* Only 0-2 and the region reach an exec'ed program. */
+	argv[1] = "fds";
+	o.cwd = NULL;
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	o.stdout_fd = fds[1];
+	assert_int_equal(shmq_proc_exec(r, argv, &o, &p), 0);
+	close(fds[1]);
+	read_all(fds[0], out, sizeof(out));
+	close(fds[0]);
+	assert_int_equal(join_code(p), 0);
+	shmq_proc_close(p);
+	assert_string_equal(out, "0\n1\n2\n3\n");
+	assert_int_equal(fd_count(), before);
+	shmq_region_close(r);
+}
+
+static void test_exec_missing(void **state)
+{
+	char *argv[] = { "/nonexistent/shmq-no-such-program", NULL };
+	char *argv2[] = { "shmq-no-such-program-in-path", NULL };
+	shmq_proc *p = NULL;
+	int before = fd_count();
+
+	(void)state;
+	assert_int_equal(shmq_proc_exec(NULL, argv, NULL, &p), -ENOENT);
+	assert_int_equal(shmq_proc_exec(NULL, argv2, NULL, &p), -ENOENT);
+	assert_null(p);
+	assert_true(no_children());
+	assert_int_equal(fd_count(), before);
+	{
+		char *argv3[] = { "true", NULL }; /* PATH search */
+
+		assert_int_equal(shmq_proc_exec(NULL, argv3, NULL, &p), 0);
+		assert_int_equal(join_code(p), 0);
+		shmq_proc_close(p);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_exit_codes),
+		cmocka_unit_test(test_signal_statuses),
+		cmocka_unit_test(test_join_timeout),
+		cmocka_unit_test(test_unknown_entry),
+		cmocka_unit_test(test_big_argument),
+		cmocka_unit_test(test_64_children),
+		cmocka_unit_test(test_killed_child_leaves_table),
+		cmocka_unit_test(test_no_leaks),
+		cmocka_unit_test(test_spawn_without_region),
+		cmocka_unit_test(test_exec_talks_over_region),
+		cmocka_unit_test(test_exec_options),
+		cmocka_unit_test(test_exec_missing),
+	};
+
+	shmq_dispatch(argc, argv);
+	return cmocka_run_group_tests_name("proc", tests, NULL, NULL);
+}
