@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shmq-bench subcommand table: ONE line per subcommand,
+ *
+ *     BENCH_SUBCOMMAND(name, "one-line description")
+ *
+ * where bench_name(struct bench *) is defined in tools/bench_name.c (see
+ * tools/bench.h).  `shmq-bench all` runs them in this order.  Each module has
+ * its own slot below so that parallel additions touch different lines.
+ * No include guard: included once per expansion of BENCH_SUBCOMMAND.
+ */
+
+/* core */
+BENCH_SUBCOMMAND(limits, "machine limits: cache-line round trip between two cores, memcpy bandwidth")
+
+/* module lock, barrier, thread */
+
+/* module spsc ring and pipe */
+
+/* module mpmc ring and queue */
+
+/* module proc and run */
+
+/* module sched */
+
+/* module deque and pool */
