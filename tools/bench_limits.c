@@ -12,6 +12,8 @@
  *    both processes fill their own histogram in shared memory, merged after.
  *  - memcpy bandwidth: bytes copied per second, buffers far larger than the
  *    last-level cache (DRAM bound) and buffers that fit in L2.
+ *  - clock read: the cost of one bench_now_ns(), included once in every
+ *    latency sample any subcommand records.
  *
  * These have no OS baseline: they ARE the baseline of everything else.
  */
@@ -192,6 +194,21 @@ static int limits_memcpy(struct bench *b, size_t size, const char *name, int64_t
 	return err;
 }
 
+/* ---------------------------------------------------------------- clock */
+
+static int limits_clock(struct bench *b)
+{
+	uint64_t n = bench_scale(b, 2000000, 200000);
+	int64_t sink = 0, t0 = bench_now_ns();
+
+	for (uint64_t i = 0; i < n; i++)
+		sink ^= bench_now_ns();
+	int64_t t = bench_now_ns() - t0;
+	__asm__ __volatile__("" : : "r"(sink));
+	return bench_report(b, "clock read (CLOCK_MONOTONIC)", "ns", (double)t / (double)n, NULL, 0,
+			    false);
+}
+
 /* ---------------------------------------------------------------- subcommand */
 
 int bench_limits(struct bench *b)
@@ -207,5 +224,7 @@ int bench_limits(struct bench *b)
 	if (!err)
 		err = limits_memcpy(b, 256u << 10, "memcpy bandwidth, 256 KiB (L2)",
 				    (int64_t)bench_scale(b, 200000000, 50000000));
+	if (!err)
+		err = limits_clock(b);
 	return err;
 }
