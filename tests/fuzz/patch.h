@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/* Applying fuzz patches to a memfd image (see fuzz.h). */
+#ifndef SHMQ_FUZZ_PATCH_H
+#define SHMQ_FUZZ_PATCH_H
+
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+static inline void fuzz_apply_patches(int fd, uint64_t image_size, const uint8_t *data, size_t size)
+{
+	while (size >= 5) {
+		uint32_t off;
+		size_t len;
+
+		memcpy(&off, data, 4);
+		len = data[4];
+		data += 5;
+		size -= 5;
+		if (len > size)
+			len = size;
+		off = (uint32_t)(off % image_size);
+		if (len > image_size - off)
+			len = (size_t)(image_size - off);
+		if (pwrite(fd, data, len, off) < 0)
+			return;
+		data += len;
+		size -= len;
+	}
+}
+
+#endif
