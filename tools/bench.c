@@ -399,18 +399,21 @@ static int bench_result_push(struct bench *b, struct bench_result *r)
 	return 0;
 }
 
-/* Find the figure of this subcommand called name, or make it. */
-static struct bench_result *bench_result_get(struct bench *b, const char *name, const char *series,
-					     uint64_t size, const char *unit,
-					     const char *baseline_name, bool hib, int kind)
+/* Find the figure of this subcommand called name, or make it: 0, -EINVAL
+ * when name was reported before as another kind, -ENOMEM. */
+static int bench_result_get(struct bench *b, const char *name, const char *series, uint64_t size,
+			    const char *unit, const char *baseline_name, bool hib, int kind,
+			    struct bench_result **out)
 {
 	struct bench_result *r = bench_result_find(b, name);
 
-	if (r)
-		return r->kind == kind ? r : NULL;
+	if (r) {
+		*out = r;
+		return r->kind == kind ? 0 : -EINVAL;
+	}
 	r = calloc(1, sizeof(*r));
 	if (!r)
-		return NULL;
+		return -ENOMEM;
 	r->kind = kind;
 	r->size = size;
 	r->higher_is_better = hib;
@@ -425,19 +428,20 @@ static struct bench_result *bench_result_get(struct bench *b, const char *name, 
 	    (series && !r->series) || (baseline_name && !r->base_name) ||
 	    bench_result_push(b, r) != 0) {
 		bench_result_free(r);
-		return NULL;
+		return -ENOMEM;
 	}
-	return r;
+	*out = r;
+	return 0;
 }
 
 static int bench_report_one(struct bench *b, const char *name, const char *series, uint64_t size,
 			    const char *unit, double sv, const char *bn, double bv, bool hib)
 {
-	struct bench_result *r =
-		bench_result_get(b, name, series, size, unit, bn, hib, BENCH_SCALAR);
+	struct bench_result *r;
+	int err = bench_result_get(b, name, series, size, unit, bn, hib, BENCH_SCALAR, &r);
 
-	if (!r)
-		return -ENOMEM;
+	if (err)
+		return err;
 	if (r->n >= b->runs)
 		return -EEXIST; /* reported twice in one run */
 	r->shmq[r->n * BENCH_NVAL] = sv;
@@ -488,10 +492,10 @@ int bench_report_latency(struct bench *b, const char *name, const struct bench_h
 {
 	if (!shmq || (baseline_name && !base))
 		return -EINVAL;
-	struct bench_result *r =
-		bench_result_get(b, name, NULL, 0, "ns", baseline_name, false, BENCH_LATENCY);
-	if (!r)
-		return -ENOMEM;
+	struct bench_result *r;
+	int err = bench_result_get(b, name, NULL, 0, "ns", baseline_name, false, BENCH_LATENCY, &r);
+	if (err)
+		return err;
 	if (r->n >= b->runs)
 		return -EEXIST;
 	bench_hist_values(shmq, &r->shmq[r->n * BENCH_NVAL]);
@@ -586,8 +590,8 @@ void bench_progress(const struct bench *b, const char *what)
 {
 	if (!b->progress)
 		return;
-	fprintf(stderr, "\r\033[K[%s] run %d/%d %s", b->cmd ? b->cmd->name : "", b->run + 1, b->runs,
-		what ? what : "");
+	fprintf(stderr, "\r\033[K[%d/%zu %s] run %d/%d %s", b->cmd_index + 1, b->nstatus,
+		b->cmd ? b->cmd->name : "", b->run + 1, b->runs, what ? what : "");
 	fflush(stderr);
 }
 

@@ -175,7 +175,8 @@ uint64_t bench_hist_bucket_low(unsigned i);
  * measured on the same work.  baseline_name NULL (and baseline_value ignored)
  * for figures without a baseline, such as the machine limits.  name is unique
  * within the subcommand and identical across runs; unit is printed as is
- * ("ns", "Mmsg/s", "GB/s").  Returns 0 or -ENOMEM.
+ * ("ns", "Mmsg/s", "GB/s").  Returns 0, -ENOMEM, -EEXIST (reported twice
+ * in one run), or -EINVAL (name already used by another kind of figure).
  */
 int bench_report(struct bench *b, const char *name, const char *unit, double shmq_value,
 		 const char *baseline_name, double baseline_value, bool higher_is_better);

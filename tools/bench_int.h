@@ -57,6 +57,7 @@ struct bench {
 	/* state */
 	const struct bench_cmd *cmd; /* running now */
 	int run;
+	int cmd_index;    /* of the running subcommand, in status[] */
 
 	struct bench_result **results;
 	size_t nresults, cap_results;

@@ -23,6 +23,7 @@ static void bench_usage(FILE *f, const struct bench_cmd *cmds, size_t ncmds)
 		"  -n, --runs N       runs per subcommand, median reported (default 5)\n"
 		"  -q, --quick        about a tenth of the work (all: under a minute)\n"
 		"  -j, --json         JSON on stdout instead of the table\n"
+		"  -r, --report DIR   also write DIR/index.html (SVG charts) and DIR/results.json\n"
 		"  -c, --cpus A,B     cores for the two sides (default: first two allowed)\n"
 		"      --no-pin       do not pin the sides to cores\n"
 		"  -l, --list         list the subcommands\n"
@@ -73,6 +74,7 @@ static const struct option bench_long_opts[] = {
 	{ "runs", required_argument, NULL, 'n' },
 	{ "quick", no_argument, NULL, 'q' },
 	{ "json", no_argument, NULL, 'j' },
+	{ "report", required_argument, NULL, 'r' },
 	{ "cpus", required_argument, NULL, 'c' },
 	{ "no-pin", no_argument, NULL, OPT_NO_PIN },
 	{ "list", no_argument, NULL, 'l' },
@@ -88,7 +90,7 @@ static int bench_parse_args(struct bench *b, int argc, char **argv, const struct
 	int c;
 	long v;
 
-	while ((c = getopt_long(argc, argv, "n:qjc:lVh", bench_long_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:qjr:c:lVh", bench_long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
 			if (bench_parse_int(optarg, 1, BENCH_RUNS_MAX, &v)) {
@@ -99,6 +101,7 @@ static int bench_parse_args(struct bench *b, int argc, char **argv, const struct
 			break;
 		case 'q': b->quick = true; break;
 		case 'j': b->json = true; break;
+		case 'r': b->report_dir = optarg; break;
 		case 'c':
 			if (bench_parse_cpus(b, optarg)) {
 				fprintf(stderr, "shmq-bench: --cpus wants A,B (two CPU numbers)\n");
@@ -167,6 +170,15 @@ static int bench_output(struct bench *b)
 		if (b->all)
 			bench_print_summary(b, stdout);
 	}
+	if (b->report_dir) {
+		int err = bench_write_report(b, b->report_dir);
+		if (err) {
+			fprintf(stderr, "shmq-bench: report in %s: %s\n", b->report_dir, shmq_strerror(err));
+			ret = 1;
+		} else if (!b->json) {
+			printf("report: %s/index.html\n", b->report_dir);
+		}
+	}
 	fflush(stdout);
 	return ret;
 }
@@ -197,9 +209,11 @@ int bench_main(int argc, char **argv, const struct bench_cmd *cmds, size_t ncmds
 	b.status = calloc(b.nstatus, sizeof(*b.status));
 	if (!b.status)
 		return 1;
-	for (size_t i = 0; i < b.nstatus; i++)
+	for (size_t i = 0; i < b.nstatus; i++) {
+		b.cmd_index = (int)i;
 		if (bench_run_cmd(&b, b.all ? &cmds[i] : one, &b.status[i]) != 0)
 			ret = 1;
+	}
 	b.cmd = NULL;
 	if (bench_output(&b) != 0)
 		ret = 1;
