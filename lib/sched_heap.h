@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private: the scheduler's timer queue.
+ *
+ * Events live in a slab of fixed 64-byte slots addressed by index; a 4-ary
+ * min-heap of 16-byte entries (deadline, priority, slot) orders them.  Each
+ * slot stores its entry's position in the heap, so cancel removes an event
+ * in O(log n) without searching.  Order is Python's sched order: deadline,
+ * then priority (lower first), then entry sequence (a 64-bit counter kept in
+ * the slot and only consulted on a full tie).
+ *
+ * A handle names a slot and the slot's generation, packed in one word:
+ * bits 0..31 = slot index + 1 (never 0), bits 32..63 = generation.  A slot's
+ * generation is bumped each time it is freed, so a handle to an event that
+ * ran or was cancelled no longer matches (after 2^32 reuses of one slot a
+ * stale handle could match again; no program keeps one that long).
+ *
+ * Not thread safe: the scheduler's mutex guards every call.
+ */
+#ifndef SHMQ__SCHED_HEAP_H
+#define SHMQ__SCHED_HEAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <shmq/sched.h>
+
+#define SHMQ__HEAP_ARITY 4
+#define SHMQ__SLOT_FREE  UINT32_MAX /* heap_pos of a slot on the free list */
+
+struct shmq__slot {
+	uint32_t heap_pos; /* position in the heap, or the next free slot + 1 when free */
+	uint32_t gen;      /* bumped on free: handles carry the value they saw */
+	uint64_t seq;      /* entry order, the last tie breaker */
+	shmq_action_fn fn;
+	void *arg;
+	int64_t period;    /* 0: one shot; > 0: periodic, deadline = base + k * period */
+	int64_t base;      /* periodic: the first deadline */
+	uint64_t k;        /* periodic: index of the current deadline on the grid */
+	uint32_t in_use;
+	uint32_t pad_;
+};
+_Static_assert(sizeof(struct shmq__slot) == 64, "one slot per cache line");
+
+struct shmq__hent {
+	int64_t when;
+	int32_t prio;
+	uint32_t slot;
+};
+
+struct shmq__heap {
+	struct shmq__hent *ent; /* ent[0] is the head; children of i: 4i+1 .. 4i+4 */
+	void *ent_mem;          /* the allocation ent points into (aligned so children share a line) */
+	size_t ent_mem_size;
+	uint32_t n, cap;
+	struct shmq__slot *slots;
+	uint32_t nslots;        /* slots ever used (slab high-water mark) */
+	uint32_t slots_cap;
+	uint32_t free_head;     /* first free slot + 1, 0 if none */
+	uint32_t pad_;
+	uint64_t next_seq;
+};
+
+void shmq__heap_init(struct shmq__heap *h);
+void shmq__heap_fini(struct shmq__heap *h);
+
+/* Make room so that n more events can be pushed without allocating. */
+int shmq__heap_reserve(struct shmq__heap *h, size_t more);
+
+/* Insert an event; *handle receives its packed handle.  -ENOMEM. */
+int shmq__heap_push(struct shmq__heap *h, int64_t when, int prio, shmq_action_fn fn, void *arg,
+		    int64_t period, uint64_t *handle);
+
+/* The slot a handle names if it is still pending, else NULL. */
+struct shmq__slot *shmq__heap_lookup(struct shmq__heap *h, uint64_t handle);
+
+/* Remove the pending event in slot s and free the slot. */
+void shmq__heap_cancel(struct shmq__heap *h, struct shmq__slot *s);
+
+/* The head's entry, or NULL when empty. */
+static inline const struct shmq__hent *shmq__heap_head(const struct shmq__heap *h)
+{
+	return h->n ? &h->ent[0] : NULL;
+}
+
+/*
+ * Take the head event out.  A one-shot event's slot is freed (its handle goes
+ * stale at once); a periodic event is put back at its next grid deadline after
+ * now (missed deadlines are skipped, never run in a burst) and keeps its handle.
+ * *fn, *arg, *when receive the event that is due.
+ */
+void shmq__heap_pop(struct shmq__heap *h, int64_t now, shmq_action_fn *fn, void **arg,
+		    int64_t *when);
+
+/* Fill out[0 .. min(n, max)) with the pending events in run order; returns n. */
+size_t shmq__heap_snapshot(struct shmq__heap *h, struct shmq_event_info *out, size_t max);
+
+/* Compare two entries in run order (< 0: a runs first). */
+int shmq__heap_cmp(const struct shmq__heap *h, const struct shmq__hent *a,
+		   const struct shmq__hent *b);
+
+#endif

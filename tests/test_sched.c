@@ -1,0 +1,689 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Scheduler (seed 12-8): Python sched's own cases, a large enter/cancel
+ * workload checked against a sorted model, periodic events on their grid,
+ * stop, watches on processes (and queues and pipes), each on every backend:
+ * io_uring, io_uring as on kernels without the futex/waitid ops, and the
+ * timerfd + epoll fallback.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "testutil.h"
+
+#define MS 1000000LL
+#define SEC 1000000000LL
+
+struct cfg {
+	const char *name;    /* expected shmq_sched_backend() */
+	unsigned backend;
+	unsigned flags;
+};
+
+static const struct cfg CFG_URING = { "io_uring", SHMQ_SCHED_IO_URING, 0 };
+static const struct cfg CFG_URING_OLD = { "io_uring", SHMQ_SCHED_IO_URING,
+					  SHMQ_SCHED_NO_FUTEX_OP | SHMQ_SCHED_NO_WAITID };
+static const struct cfg CFG_FALLBACK = { "fallback", SHMQ_SCHED_FALLBACK, 0 };
+static const struct cfg CFG_PRECISE = { "io_uring", SHMQ_SCHED_IO_URING, SHMQ_SCHED_PRECISE };
+
+static shmq_sched *mk(void **state)
+{
+	const struct cfg *c = *state;
+	struct shmq_sched_opts o = { .backend = c->backend, .flags = c->flags };
+	shmq_sched *s = NULL;
+	int rc = shmq_sched_create(&o, &s);
+
+	if (rc == -EPERM || rc == -ENOSYS) {
+		/* io_uring refused on this host: the fallback is what runs here */
+		skip();
+	}
+	assert_int_equal(rc, 0);
+	assert_string_equal(shmq_sched_backend(s), c->name);
+	return s;
+}
+
+/* ---- a log of which actions ran, in order ---- */
+
+#define LOG_MAX 64
+struct log {
+	int n;
+	int v[LOG_MAX];
+	int64_t t[LOG_MAX];
+};
+
+struct tag {
+	struct log *log;
+	int v;
+	int64_t when; /* scheduled deadline, to check "never early" */
+};
+
+static void act_log(void *arg)
+{
+	struct tag *t = arg;
+	int64_t now = shmq_now_ns();
+
+	assert_true(t->log->n < LOG_MAX);
+	assert_true(now >= t->when);
+	t->log->t[t->log->n] = now;
+	t->log->v[t->log->n++] = t->v;
+}
+
+static void log_expect(const struct log *l, const int *v, int n)
+{
+	assert_int_equal(l->n, n);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(l->v[i], v[i]);
+}
+
+/* Python: test_enter / test_enterabs: deadlines order the run. */
+static void test_order_by_time(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct log l = { 0 };
+	struct tag t[5];
+	int64_t base = shmq_now_ns() + 5 * MS;
+	const int delays[5] = { 5, 1, 4, 2, 3 };
+	const int want[5] = { 1, 2, 3, 4, 5 };
+
+	for (int i = 0; i < 5; i++) {
+		t[i] = (struct tag){ &l, delays[i], base + delays[i] * MS };
+		assert_int_equal(shmq_sched_enterabs(s, t[i].when, 0, act_log, &t[i], NULL), 0);
+	}
+	assert_false(shmq_sched_empty(s));
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	log_expect(&l, want, 5);
+	assert_true(shmq_sched_empty(s));
+	shmq_sched_destroy(s);
+}
+
+/* Python: test_priority: at one time, lower priority first, then entry order. */
+static void test_ties(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct log l = { 0 };
+	struct tag t[8];
+	int64_t when = shmq_now_ns() + 2 * MS;
+	/* (priority, value): value = expected position */
+	const int prio[8] = { 3, 1, 2, 1, 3, 2, 1, 0 };
+	const int val[8] = { 7, 2, 5, 3, 8, 6, 4, 1 };
+	const int want[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+
+	for (int i = 0; i < 8; i++) {
+		t[i] = (struct tag){ &l, val[i], when };
+		assert_int_equal(shmq_sched_enterabs(s, when, prio[i], act_log, &t[i], NULL), 0);
+	}
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	log_expect(&l, want, 8);
+	shmq_sched_destroy(s);
+}
+
+/* Python: test_cancel; a handle that ran or was cancelled gives -ENOENT. */
+static void test_cancel(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct log l = { 0 };
+	struct tag t[5];
+	shmq_event *ev[5];
+	int64_t now = shmq_now_ns();
+	const int want[3] = { 1, 3, 4 };
+
+	for (int i = 0; i < 5; i++) {
+		t[i] = (struct tag){ &l, i, now + (i + 1) * MS };
+		assert_int_equal(shmq_sched_enterabs(s, t[i].when, 0, act_log, &t[i], &ev[i]), 0);
+	}
+	assert_int_equal(shmq_sched_cancel(s, ev[0]), 0);
+	assert_int_equal(shmq_sched_cancel(s, ev[2]), 0);
+	assert_int_equal(shmq_sched_cancel(s, ev[0]), -ENOENT);
+	assert_int_equal(shmq_sched_cancel(s, ev[2]), -ENOENT);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	log_expect(&l, want, 3);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(shmq_sched_cancel(s, ev[i]), -ENOENT);
+	/* a slot reused by a new event: the old handle still names nothing */
+	{
+		shmq_event *nev;
+
+		assert_int_equal(shmq_sched_enter(s, SEC, 0, act_log, &t[0], &nev), 0);
+		assert_int_equal(shmq_sched_cancel(s, ev[4]), -ENOENT);
+		assert_int_equal(shmq_sched_cancel(s, ev[0]), -ENOENT);
+		assert_int_equal(shmq_sched_cancel(s, nev), 0);
+	}
+	assert_int_equal(shmq_sched_cancel(s, NULL), -EINVAL);
+	shmq_sched_destroy(s);
+}
+
+/* Python: test_run_non_blocking: runs what is due, returns the delay. */
+static void test_nonblocking(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct log l = { 0 };
+	struct tag t[3];
+	int64_t now = shmq_now_ns(), d;
+	const int want[2] = { 0, 1 };
+
+	assert_int_equal(shmq_sched_run(s, false), -1);
+	t[0] = (struct tag){ &l, 0, now - MS };
+	t[1] = (struct tag){ &l, 1, now };
+	t[2] = (struct tag){ &l, 2, now + 10 * SEC };
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(shmq_sched_enterabs(s, t[i].when, 0, act_log, &t[i], NULL), 0);
+	d = shmq_sched_run(s, false);
+	log_expect(&l, want, 2);
+	assert_true(d > 9 * SEC && d <= 10 * SEC);
+	assert_false(shmq_sched_empty(s));
+	shmq_sched_destroy(s);
+}
+
+/* Python: test_enter_concurrent (from an action): an action enters events. */
+struct reenter {
+	shmq_sched *s;
+	struct log *log;
+	struct tag child[2];
+};
+
+static void act_reenter(void *arg)
+{
+	struct reenter *r = arg;
+	int64_t now = shmq_now_ns();
+
+	r->log->v[r->log->n++] = 0;
+	r->child[0] = (struct tag){ r->log, 2, now + 2 * MS };
+	r->child[1] = (struct tag){ r->log, 1, now + 1 * MS };
+	assert_int_equal(shmq_sched_enterabs(r->s, r->child[0].when, 0, act_log, &r->child[0], NULL), 0);
+	assert_int_equal(shmq_sched_enterabs(r->s, r->child[1].when, 0, act_log, &r->child[1], NULL), 0);
+	/* the loop is busy: a nested run is refused */
+	assert_int_equal(shmq_sched_run(r->s, false), -EBUSY);
+}
+
+static void test_enter_from_action(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct log l = { 0 };
+	struct reenter r = { s, &l, { { 0 } } };
+	const int want[3] = { 0, 1, 2 };
+
+	assert_int_equal(shmq_sched_enter(s, MS, 0, act_reenter, &r, NULL), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	log_expect(&l, want, 3);
+	shmq_sched_destroy(s);
+}
+
+/* ---- another thread while run sleeps ---- */
+
+struct other {
+	shmq_sched *s;
+	struct log *log;
+	struct tag tag;
+	shmq_event *far;   /* the event the loop sleeps for */
+	int64_t delay;     /* how long the thread lets the loop sleep first */
+	int mode;          /* 0: enter an earlier event; 1: cancel far; 2: stop */
+};
+
+static void act_cancel_far(void *arg)
+{
+	struct other *o = arg;
+
+	act_log(&o->tag);
+	assert_int_equal(shmq_sched_cancel(o->s, o->far), 0);
+}
+
+static void *other_main(void *arg)
+{
+	struct other *o = arg;
+	struct timespec ts = { 0, (long)o->delay };
+
+	nanosleep(&ts, NULL);
+	if (o->mode == 0) {
+		o->tag = (struct tag){ o->log, 7, shmq_now_ns() + MS };
+		if (shmq_sched_enterabs(o->s, o->tag.when, 0, act_cancel_far, o, NULL) != 0)
+			return (void *)1;
+	} else if (o->mode == 1) {
+		if (shmq_sched_cancel(o->s, o->far) != 0)
+			return (void *)1;
+	} else {
+		if (shmq_sched_stop(o->s) != 0)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static int g_far_ran;
+
+static void far_never(void *arg)
+{
+	(void)arg;
+	g_far_ran++;
+}
+
+/* Python: test_enter_concurrent: an earlier event entered from another
+ * thread wakes the sleeping loop at once (not at the far deadline). */
+static void test_enter_from_thread(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct log l = { 0 };
+	struct other o = { s, &l, { 0 }, NULL, 50 * MS, 0 };
+	pthread_t th;
+	int64_t t0 = shmq_now_ns();
+	void *ret;
+	const int want[1] = { 7 };
+
+	assert_int_equal(shmq_sched_enter(s, 60 * SEC, 0, far_never, NULL, &o.far), 0);
+	assert_int_equal(pthread_create(&th, NULL, other_main, &o), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_null(ret);
+	assert_int_equal(g_far_ran, 0);
+	log_expect(&l, want, 1);
+	assert_true(shmq_now_ns() - t0 < 30 * SEC);
+	shmq_sched_destroy(s);
+}
+
+/* Python: test_cancel_concurrent: another thread cancels while run sleeps. */
+static void test_cancel_from_thread(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct log l = { 0 };
+	struct other o = { s, &l, { 0 }, NULL, 20 * MS, 1 };
+	struct tag late = { &l, 1, 0 };
+	pthread_t th;
+	void *ret;
+	const int want[1] = { 1 };
+
+	assert_int_equal(shmq_sched_enter(s, 100 * MS, 0, far_never, NULL, &o.far), 0);
+	late.when = shmq_now_ns() + 200 * MS;
+	assert_int_equal(shmq_sched_enterabs(s, late.when, 0, act_log, &late, NULL), 0);
+	assert_int_equal(pthread_create(&th, NULL, other_main, &o), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_null(ret);
+	assert_int_equal(g_far_ran, 0);
+	log_expect(&l, want, 1);
+	shmq_sched_destroy(s);
+}
+
+/* stop from another thread wakes a sleeping run; the events stay queued */
+static void test_stop_from_thread(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct log l = { 0 };
+	struct other o = { s, &l, { 0 }, NULL, 30 * MS, 2 };
+	pthread_t th;
+	void *ret;
+	int64_t t0 = shmq_now_ns();
+
+	assert_int_equal(shmq_sched_enter(s, 60 * SEC, 0, far_never, NULL, &o.far), 0);
+	assert_int_equal(pthread_create(&th, NULL, other_main, &o), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_null(ret);
+	assert_int_equal(g_far_ran, 0);
+	assert_true(shmq_now_ns() - t0 < 30 * SEC);
+	assert_false(shmq_sched_empty(s));
+	assert_int_equal(shmq_sched_cancel(s, o.far), 0);
+	shmq_sched_destroy(s);
+}
+
+/* stop from an action: run returns after it; the rest runs on the next run */
+struct stopper {
+	shmq_sched *s;
+	struct tag tag;
+};
+
+static void act_stop(void *arg)
+{
+	struct stopper *st = arg;
+
+	act_log(&st->tag);
+	assert_int_equal(shmq_sched_stop(st->s), 0);
+}
+
+static void test_stop_from_action(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct log l = { 0 };
+	int64_t now = shmq_now_ns();
+	struct stopper st = { s, { &l, 1, now + MS } };
+	struct tag t2 = { &l, 2, now + 2 * MS };
+	const int want1[1] = { 1 }, want2[2] = { 1, 2 };
+
+	assert_int_equal(shmq_sched_enterabs(s, st.tag.when, 0, act_stop, &st, NULL), 0);
+	assert_int_equal(shmq_sched_enterabs(s, t2.when, 0, act_log, &t2, NULL), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	log_expect(&l, want1, 1);
+	assert_false(shmq_sched_empty(s));
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	log_expect(&l, want2, 2);
+	shmq_sched_destroy(s);
+}
+
+/* queue(): a snapshot in run order */
+static void noop(void *arg)
+{
+	(void)arg;
+}
+
+static void test_queue_snapshot(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct shmq_event_info info[8];
+	int64_t base = shmq_now_ns() + 10 * SEC;
+	int args[6];
+	const int order_when[6] = { 3, 1, 2, 1, 1, 0 };
+	const int order_prio[6] = { 0, 2, 0, 1, 1, 0 };
+	/* expected run order by index: when 0: #5; when 1: prio1 #3, prio1 #4, prio2 #1; when 2: #2; when 3: #0 */
+	const int want[6] = { 5, 3, 4, 1, 2, 0 };
+
+	for (int i = 0; i < 6; i++) {
+		args[i] = i;
+		assert_int_equal(shmq_sched_enterabs(s, base + order_when[i] * MS, order_prio[i], noop,
+						     &args[i], NULL), 0);
+	}
+	assert_int_equal(shmq_sched_queue(s, NULL, 0), 6);
+	assert_int_equal(shmq_sched_queue(s, info, 8), 6);
+	for (int i = 0; i < 6; i++) {
+		assert_ptr_equal(info[i].arg, &args[want[i]]);
+		assert_int_equal(info[i].when_ns, base + order_when[want[i]] * MS);
+		assert_int_equal(info[i].priority, order_prio[want[i]]);
+		assert_ptr_equal(info[i].fn, noop);
+	}
+	assert_int_equal(shmq_sched_queue(s, info, 2), 6);
+	assert_ptr_equal(info[1].arg, &args[3]);
+	shmq_sched_destroy(s);
+}
+
+/* ---- 200000 events entered and cancelled, against a sorted model ---- */
+
+#define BIG 200000
+struct big_ev {
+	int64_t when;
+	int prio;
+	uint32_t seq;
+	bool cancelled;
+	shmq_event *h;
+};
+static struct big_ev *g_big;
+static uint32_t *g_ran;
+static uint32_t g_nran;
+
+static void act_big(void *arg)
+{
+	g_ran[g_nran++] = (uint32_t)(uintptr_t)arg;
+}
+
+static int big_cmp(const void *a, const void *b)
+{
+	const struct big_ev *x = &g_big[*(const uint32_t *)a], *y = &g_big[*(const uint32_t *)b];
+
+	if (x->when != y->when)
+		return x->when < y->when ? -1 : 1;
+	if (x->prio != y->prio)
+		return x->prio < y->prio ? -1 : 1;
+	return x->seq < y->seq ? -1 : (x->seq > y->seq);
+}
+
+static uint64_t rng_next(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static void test_many(void **state)
+{
+	shmq_sched *s = mk(state);
+	uint64_t rng = 0x9e3779b97f4a7c15ull;
+	uint32_t *want, nwant = 0;
+	int64_t now = shmq_now_ns();
+
+	g_big = calloc(BIG, sizeof(*g_big));
+	g_ran = calloc(BIG, sizeof(*g_ran));
+	want = calloc(BIG, sizeof(*want));
+	assert_non_null(g_big);
+	assert_non_null(g_ran);
+	assert_non_null(want);
+	g_nran = 0;
+	/* deadlines in the past (so run(false) runs them all at once), with
+	 * many ties in time and priority */
+	for (uint32_t i = 0; i < BIG; i++) {
+		g_big[i].when = now - SEC + (int64_t)(rng_next(&rng) % 5000);
+		g_big[i].prio = (int)(rng_next(&rng) % 4) - 2;
+		g_big[i].seq = i;
+		assert_int_equal(shmq_sched_enterabs(s, g_big[i].when, g_big[i].prio, act_big,
+						     (void *)(uintptr_t)i, &g_big[i].h), 0);
+		/* interleave cancels of earlier events */
+		if (i > 10 && rng_next(&rng) % 3 == 0) {
+			uint32_t j = (uint32_t)(rng_next(&rng) % i);
+
+			assert_int_equal(shmq_sched_cancel(s, g_big[j].h),
+					 g_big[j].cancelled ? -ENOENT : 0);
+			g_big[j].cancelled = true;
+		}
+	}
+	/* then cancel every other remaining one in random order */
+	for (uint32_t k = 0; k < BIG / 2; k++) {
+		uint32_t j = (uint32_t)(rng_next(&rng) % BIG);
+
+		assert_int_equal(shmq_sched_cancel(s, g_big[j].h), g_big[j].cancelled ? -ENOENT : 0);
+		g_big[j].cancelled = true;
+	}
+	for (uint32_t i = 0; i < BIG; i++)
+		if (!g_big[i].cancelled)
+			want[nwant++] = i;
+	qsort(want, nwant, sizeof(*want), big_cmp);
+	assert_int_equal(shmq_sched_queue(s, NULL, 0), nwant);
+	{
+		struct shmq_event_info info[16];
+
+		shmq_sched_queue(s, info, 16);
+		for (int i = 0; i < 16 && (uint32_t)i < nwant; i++)
+			assert_int_equal((uintptr_t)info[i].arg, want[i]);
+	}
+	assert_int_equal(shmq_sched_run(s, false), -1);
+	assert_int_equal(g_nran, nwant);
+	for (uint32_t i = 0; i < nwant; i++)
+		assert_int_equal(g_ran[i], want[i]);
+	for (uint32_t i = 0; i < BIG; i += 97)
+		assert_int_equal(shmq_sched_cancel(s, g_big[i].h), -ENOENT);
+	assert_true(shmq_sched_empty(s));
+	free(want);
+	free(g_ran);
+	free(g_big);
+	shmq_sched_destroy(s);
+}
+
+/* ---- periodic: after 1000 periods still on the grid, never early ---- */
+
+#define PERIOD (1 * MS)
+#define PERIODS 1000
+struct periodic {
+	shmq_sched *s;
+	shmq_event *ev;
+	int64_t first;
+	int64_t due;      /* the deadline this firing is for */
+	int fires;
+	int early;
+	int offgrid;
+};
+
+static void act_periodic(void *arg)
+{
+	struct periodic *p = arg;
+	struct shmq_event_info info;
+	int64_t now = shmq_now_ns();
+
+	p->fires++;
+	if (now < p->due)
+		p->early++;
+	assert_int_equal(shmq_sched_event_info(p->s, p->ev, &info), 0);
+	/* the next deadline is already on the grid, after this one */
+	if ((info.when_ns - p->first) % PERIOD != 0 || info.when_ns <= p->due)
+		p->offgrid++;
+	p->due = info.when_ns;
+	if (info.when_ns >= p->first + (int64_t)PERIODS * PERIOD)
+		assert_int_equal(shmq_sched_cancel(p->s, p->ev), 0);
+}
+
+static void test_periodic(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct periodic p = { .s = s };
+	struct shmq_event_info info;
+
+	p.first = shmq_now_ns() + 5 * MS;
+	p.due = p.first;
+	assert_int_equal(shmq_sched_enter_periodic(s, p.first, 0, 0, act_periodic, &p, NULL), -EINVAL);
+	assert_int_equal(shmq_sched_enter_periodic(s, p.first, PERIOD, 0, act_periodic, &p, &p.ev), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(p.early, 0);
+	assert_int_equal(p.offgrid, 0);
+	assert_true(p.fires >= 1);
+	assert_true(p.fires <= PERIODS);
+	assert_int_equal(p.due, p.first + (int64_t)PERIODS * PERIOD);
+	assert_int_equal(shmq_sched_event_info(s, p.ev, &info), -ENOENT);
+	assert_int_equal(shmq_sched_cancel(s, p.ev), -ENOENT);
+	shmq_sched_destroy(s);
+}
+
+/* timers honoured: never early, and not absurdly late */
+static void test_timing(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct log l = { 0 };
+	struct tag t[20];
+	int64_t base = shmq_now_ns() + 2 * MS;
+
+	for (int i = 0; i < 20; i++) {
+		t[i] = (struct tag){ &l, i, base + i * 2 * MS };
+		assert_int_equal(shmq_sched_enterabs(s, t[i].when, 0, act_log, &t[i], NULL), 0);
+	}
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(l.n, 20);
+	for (int i = 0; i < 20; i++) {
+		assert_true(l.t[i] >= t[l.v[i]].when);          /* never early */
+		assert_true(l.t[i] - t[l.v[i]].when < 2 * SEC); /* loose: a shared box */
+	}
+	shmq_sched_destroy(s);
+}
+
+/* ---- backend selection ---- */
+
+static void test_backend_select(void **state)
+{
+	struct shmq_sched_opts o = { .backend = SHMQ_SCHED_FALLBACK };
+	struct shmq_sched_opts bad = { .reserved = { 1 } };
+	shmq_sched *s;
+
+	(void)state;
+	assert_int_equal(shmq_sched_create(&o, &s), 0);
+	assert_string_equal(shmq_sched_backend(s), "fallback");
+	shmq_sched_destroy(s);
+	assert_int_equal(setenv("SHMQ_SCHED_BACKEND", "fallback", 1), 0);
+	assert_int_equal(shmq_sched_create(NULL, &s), 0);
+	assert_string_equal(shmq_sched_backend(s), "fallback");
+	shmq_sched_destroy(s);
+	assert_int_equal(unsetenv("SHMQ_SCHED_BACKEND"), 0);
+	assert_int_equal(shmq_sched_create(NULL, &s), 0);
+	/* io_uring unless this host refuses it */
+	assert_true(strcmp(shmq_sched_backend(s), "io_uring") == 0 ||
+		    strcmp(shmq_sched_backend(s), "fallback") == 0);
+	shmq_sched_destroy(s);
+	assert_int_equal(shmq_sched_create(&bad, &s), -EINVAL);
+	assert_int_equal(shmq_sched_create(NULL, NULL), -EINVAL);
+}
+
+/* ---- watches ---- */
+
+static int child_sleep(shmq_region *r, const void *arg, size_t len)
+{
+	struct timespec ts = { 0, 50 * MS };
+
+	(void)r;
+	(void)arg;
+	(void)len;
+	nanosleep(&ts, NULL);
+	return 7;
+}
+SHMQ_ENTRY(child_sleep);
+
+struct procw {
+	shmq_proc *p;
+	int fired;
+	int exitcode_at_fire;
+};
+
+static void act_proc(void *arg)
+{
+	struct procw *w = arg;
+
+	w->fired++;
+	w->exitcode_at_fire = shmq_proc_exitcode(w->p);
+}
+
+/* a watched child's exit fires the action once; run then has nothing left */
+static void test_watch_proc(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct procw w = { 0 };
+	struct log l = { 0 };
+	struct tag far = { &l, 1, 0 };
+
+	assert_int_equal(shmq_proc_spawn(NULL, "child_sleep", NULL, 0, NULL, &w.p), 0);
+	assert_int_equal(shmq_sched_watch_proc(s, w.p, act_proc, &w), 0);
+	assert_int_equal(shmq_sched_watch_proc(s, w.p, act_proc, &w), -EEXIST);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(w.fired, 1);
+	assert_int_equal(w.exitcode_at_fire, 7);
+	assert_int_equal(shmq_sched_unwatch(s, w.p), -ENOENT);
+	assert_int_equal(shmq_proc_join(w.p, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_proc_exitcode(w.p), 7);
+	shmq_proc_close(w.p);
+
+	/* unwatched before it exits: never fires; timers still run */
+	assert_int_equal(shmq_proc_spawn(NULL, "child_sleep", NULL, 0, NULL, &w.p), 0);
+	w.fired = 0;
+	assert_int_equal(shmq_sched_watch_proc(s, w.p, act_proc, &w), 0);
+	far.when = shmq_now_ns() + 150 * MS;
+	assert_int_equal(shmq_sched_enterabs(s, far.when, 0, act_log, &far, NULL), 0);
+	assert_int_equal(shmq_sched_unwatch(s, w.p), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(w.fired, 0);
+	assert_int_equal(l.n, 1);
+	assert_int_equal(shmq_proc_join(w.p, 10 * SEC), 0);
+	shmq_proc_close(w.p);
+	shmq_sched_destroy(s);
+}
+
+#define ON(f, c, tag) { #f "/" tag, f, NULL, NULL, (void *)&c }
+#define BOTH(f) ON(f, CFG_URING, "io_uring"), ON(f, CFG_FALLBACK, "fallback")
+#define ALL(f) BOTH(f), ON(f, CFG_URING_OLD, "io_uring-old-kernel")
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		ALL(test_order_by_time),
+		ALL(test_ties),
+		ALL(test_cancel),
+		ALL(test_nonblocking),
+		ALL(test_enter_from_action),
+		ALL(test_enter_from_thread),
+		ALL(test_cancel_from_thread),
+		ALL(test_stop_from_thread),
+		ALL(test_stop_from_action),
+		BOTH(test_queue_snapshot),
+		BOTH(test_many),
+		BOTH(test_periodic),
+		ON(test_periodic, CFG_PRECISE, "precise"),
+		BOTH(test_timing),
+		ON(test_timing, CFG_PRECISE, "precise"),
+		cmocka_unit_test(test_backend_select),
+		ALL(test_watch_proc),
+	};
+
+	shmq_dispatch(argc, argv);
+	unsetenv("SHMQ_SCHED_BACKEND");
+	if (getenv("SHMQ_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("SHMQ_TEST_FILTER"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
