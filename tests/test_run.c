@@ -1,0 +1,283 @@
+/* SPDX-License-Identifier: MIT */
+/* shmq_run: capture of both streams at once, input, timeouts that kill the
+ * whole process group, missing programs, nothing left behind.  Every test
+ * runs twice: on io_uring, and on the poll(2) fallback (SHMQ_RUN_BACKEND=poll). */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+
+#include "testutil.h"
+
+#include "helper_talk.h"
+
+#define BIG   ((size_t)50 << 20)
+#define INPUT ((size_t)10 << 20)
+
+static int fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static bool no_children(void)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD;
+}
+
+static void helper_path(char *buf, size_t n)
+{
+	char self[PATH_MAX];
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	assert_true(len > 0);
+	self[len] = '\0';
+	snprintf(buf, n, "%s/helper_exec", dirname(self));
+}
+
+static int fds_before;
+
+static int setup(void **state)
+{
+	(void)state;
+	fds_before = fd_count();
+	return 0;
+}
+
+/* After each test: no descriptor and no child left behind. */
+static int teardown(void **state)
+{
+	(void)state;
+	return fd_count() == fds_before && no_children() ? 0 : -1;
+}
+
+static void test_status_and_small_output(void **state)
+{
+	char *t[] = { "/bin/true", NULL };
+	char *f[] = { "sh", "-c", "echo out; echo err >&2; exit 3", NULL };
+	char *k[] = { "sh", "-c", "kill -TERM $$", NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT | SHMQ_STDERR };
+	struct shmq_run_result res;
+
+	(void)state;
+	assert_int_equal(shmq_run(t, NULL, &res), 0);
+	assert_int_equal(res.status, 0);
+	assert_null(res.out);
+	assert_null(res.err);
+	shmq_run_result_free(&res);
+
+	assert_int_equal(shmq_run(f, &o, &res), 0);
+	assert_int_equal(res.status, 3);
+	assert_int_equal(res.out_len, 4);
+	assert_string_equal(res.out, "out\n");
+	assert_string_equal(res.err, "err\n");
+	shmq_run_result_free(&res);
+	assert_null(res.out);
+
+	/* Only stderr captured: stdout goes to ours, out stays NULL. */
+	o.capture = SHMQ_STDERR;
+	assert_int_equal(shmq_run(f, &o, &res), 0);
+	assert_null(res.out);
+	assert_string_equal(res.err, "err\n");
+	shmq_run_result_free(&res);
+
+	assert_int_equal(shmq_run(k, NULL, &res), 0);
+	assert_int_equal(res.status, -SIGTERM);
+	shmq_run_result_free(&res);
+}
+
+static void check_pattern(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if ((uint8_t)p[i] != helper_pattern(i))
+			break;
+	assert_int_equal(i, len);
+}
+
+static void test_50mib_on_both_streams(void **state)
+{
+	char path[PATH_MAX + 16], n[32];
+	char *argv[] = { path, "gen", n, NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT | SHMQ_STDERR };
+	struct shmq_run_result res;
+
+	(void)state;
+	helper_path(path, sizeof(path));
+	snprintf(n, sizeof(n), "%zu", BIG);
+	assert_int_equal(shmq_run(argv, &o, &res), 0);
+	assert_int_equal(res.status, 0);
+	assert_int_equal(res.out_len, BIG);
+	assert_int_equal(res.err_len, BIG);
+	check_pattern(res.out, res.out_len);
+	check_pattern(res.err, res.err_len);
+	shmq_run_result_free(&res);
+}
+
+static void test_input_echoed_by_cat(void **state)
+{
+	char *argv[] = { "cat", NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT };
+	struct shmq_run_result res;
+	char *in = malloc(INPUT);
+
+	(void)state;
+	assert_non_null(in);
+	for (size_t i = 0; i < INPUT; i++)
+		in[i] = (char)helper_pattern(i);
+	o.input = in;
+	o.input_len = INPUT;
+	assert_int_equal(shmq_run(argv, &o, &res), 0);
+	assert_int_equal(res.status, 0);
+	assert_int_equal(res.out_len, INPUT);
+	assert_memory_equal(res.out, in, INPUT);
+	shmq_run_result_free(&res);
+
+	/* Empty input: the child sees EOF at once. */
+	o.input_len = 0;
+	assert_int_equal(shmq_run(argv, &o, &res), 0);
+	assert_int_equal(res.status, 0);
+	assert_int_equal(res.out_len, 0);
+	assert_string_equal(res.out, "");
+	shmq_run_result_free(&res);
+
+	/* A child that never reads its input: no SIGPIPE here, no hang. */
+	{
+		char *t[] = { "true", NULL };
+
+		o.input_len = INPUT;
+		assert_int_equal(shmq_run(t, &o, &res), 0);
+		assert_int_equal(res.status, 0);
+		shmq_run_result_free(&res);
+	}
+	free(in);
+}
+
+/* pid is gone or a zombie within 5 s. */
+static bool gone_soon(pid_t pid)
+{
+	for (int i = 0; i < 5000; i++) {
+		char path[64], buf[512], *p;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		f = fopen(path, "r");
+		if (!f)
+			return true;
+		p = fgets(buf, sizeof(buf), f);
+		fclose(f);
+		p = p ? strrchr(buf, ')') : NULL;
+		if (p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'))
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+static void test_timeout_kills_group(void **state)
+{
+	/* The grandchild holds the pipes: without the group kill, no EOF ever. */
+	char *argv[] = { "sh", "-c", "echo e >&2; sleep 100 & echo $!; sleep 100", NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT | SHMQ_STDERR,
+				   .timeout_ns = 300 * 1000000LL };
+	struct shmq_run_result res;
+	int64_t t0 = shmq_now_ns(), dt;
+
+	(void)state;
+	assert_int_equal(shmq_run(argv, &o, &res), -ETIMEDOUT);
+	dt = shmq_now_ns() - t0;
+	assert_true(dt >= o.timeout_ns);            /* never early */
+	assert_true(dt < 5000 * 1000000LL);         /* and not held by the grandchild */
+	assert_int_equal(res.status, -SIGKILL);
+	assert_string_equal(res.err, "e\n");        /* output so far kept */
+	assert_true(res.out_len > 1 && res.out[res.out_len - 1] == '\n');
+	/* The grandchild died with its group (init reaps it soon after). */
+	assert_true(gone_soon((pid_t)atoi(res.out)));
+	shmq_run_result_free(&res);
+
+	/* A timeout that does not expire changes nothing. */
+	{
+		char *e[] = { "sh", "-c", "echo quick", NULL };
+
+		o.timeout_ns = 30 * 1000000000LL;
+		assert_int_equal(shmq_run(e, &o, &res), 0);
+		assert_int_equal(res.status, 0);
+		assert_string_equal(res.out, "quick\n");
+		shmq_run_result_free(&res);
+	}
+}
+
+static void test_missing_program(void **state)
+{
+	char *a[] = { "/nonexistent/shmq-none", NULL };
+	char *b[] = { "shmq-no-such-program", NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT | SHMQ_STDERR, .input = "x",
+				   .input_len = 1, .timeout_ns = 1000000000LL };
+	struct shmq_run_result res;
+
+	(void)state;
+	assert_int_equal(shmq_run(a, &o, &res), -ENOENT);
+	assert_null(res.out);
+	assert_null(res.err);
+	assert_int_equal(shmq_run(b, NULL, &res), -ENOENT);
+	shmq_run_result_free(&res); /* harmless after an error */
+	assert_int_equal(shmq_run(NULL, NULL, &res), -EINVAL);
+	o.capture = 0x10;
+	assert_int_equal(shmq_run(a, &o, &res), -EINVAL);
+}
+
+static void test_cwd_and_env(void **state)
+{
+	char *argv[] = { "sh", "-c", "pwd; echo \"$V\"; echo \"${SHMQ_REGION_FD-unset}\"", NULL };
+	char *envp[] = { "V=seven", "SHMQ_REGION_FD=3", NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT, .cwd = "/", .envp = envp };
+	struct shmq_run_result res;
+
+	(void)state;
+	assert_int_equal(shmq_run(argv, &o, &res), 0);
+	assert_int_equal(res.status, 0);
+	assert_string_equal(res.out, "/\nseven\nunset\n");
+	shmq_run_result_free(&res);
+}
+
+#define RUN_TESTS                                                                     \
+	{                                                                             \
+		cmocka_unit_test_setup_teardown(test_status_and_small_output, setup,  \
+						teardown),                            \
+		cmocka_unit_test_setup_teardown(test_50mib_on_both_streams, setup,    \
+						teardown),                            \
+		cmocka_unit_test_setup_teardown(test_input_echoed_by_cat, setup,      \
+						teardown),                            \
+		cmocka_unit_test_setup_teardown(test_timeout_kills_group, setup,      \
+						teardown),                            \
+		cmocka_unit_test_setup_teardown(test_missing_program, setup,          \
+						teardown),                            \
+		cmocka_unit_test_setup_teardown(test_cwd_and_env, setup, teardown),   \
+	}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest uring[] = RUN_TESTS;
+	const struct CMUnitTest poll[] = RUN_TESTS;
+	int failed;
+
+	shmq_dispatch(argc, argv);
+	unsetenv("SHMQ_RUN_BACKEND");
+	failed = cmocka_run_group_tests_name("run (io_uring)", uring, NULL, NULL);
+	setenv("SHMQ_RUN_BACKEND", "poll", 1);
+	failed += cmocka_run_group_tests_name("run (poll)", poll, NULL, NULL);
+	return failed ? 1 : 0;
+}
