@@ -9,11 +9,25 @@
 extern "C" {
 #endif
 
+/*
+ * A thread is Python's threading.Thread for a C function: start runs
+ * fn(arg) on a new pthread; join waits for it with a timeout and hands back
+ * its return value.  A handle is used by one thread at a time (join, close),
+ * while is_alive may be called from any thread until close.
+ */
+
+/* Start fn(arg) on a new thread.  -EINVAL (fn or out NULL), -EAGAIN (the
+ * system's thread limit), -ENOMEM. */
 SHMQ_API int shmq_thread_start(void *(*fn)(void *), void *arg, shmq_thread **out);
+/* true until fn has returned (Python's Thread.is_alive). */
 SHMQ_API bool shmq_thread_is_alive(shmq_thread *t);
-/* May be retried after -ETIMEDOUT.  ret may be NULL. */
+/* Wait for fn to return and store its result in *ret (ret may be NULL).
+ * SHMQ_NOWAIT: -EAGAIN while it runs; -ETIMEDOUT after timeout_ns, never
+ * earlier; may be retried after either.  Once it succeeded, further joins
+ * return 0 and the same result at once. */
 SHMQ_API int shmq_thread_join(shmq_thread *t, int64_t timeout_ns, void **ret);
-/* After a successful join. */
+/* Free the handle.  Normally after a successful join; closing a thread that
+ * was not joined detaches it (it runs on and cleans up after itself). */
 SHMQ_API void shmq_thread_close(shmq_thread *t);
 
 #ifdef __cplusplus

@@ -1,0 +1,550 @@
+/* SPDX-License-Identifier: MIT */
+/* Locks: mutual exclusion across processes and threads, try-acquire,
+ * timeouts, dead holders, EDEADLK / EPERM, placement, corrupt words. */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+
+#include "testutil.h"
+
+#include "lock_impl.h"
+#include "region.h"
+
+#define SMALL ((size_t)256 << 10)
+#define MS    ((int64_t)1000000)
+
+struct fixture {
+	char name[96];
+	shmq_region *r;
+	shmq_lock *l;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct shmq_region_opts o = { .size = SMALL };
+
+	if (!f)
+		return -1;
+	tu_name(f->name, sizeof(f->name), "lock");
+	if (shmq_region_create(f->name, &o, &f->r) || shmq_lock_create(f->r, "l", &f->l))
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	shmq_lock_close(f->l);
+	shmq_region_close(f->r);
+	shmq_region_unlink(f->name);
+	free(f);
+	return 0;
+}
+
+/* In a forked child: attach to the region by name (our own owner id). */
+static shmq_lock *child_lock(const char *name, shmq_region **r)
+{
+	shmq_lock *l;
+
+	if (shmq_region_open(name, r))
+		_exit(90);
+	if (shmq_lock_open(*r, "l", &l))
+		_exit(91);
+	return l;
+}
+
+static struct shmq__lock_shm *lock_shm(shmq_region *r)
+{
+	void *mem;
+
+	assert_int_equal(shmq__obj_find(r, "l", SHMQ__OBJ_LOCK, &mem, NULL), 0);
+	return mem;
+}
+
+/* ---- mutual exclusion --------------------------------------------------- */
+
+#define PROCS 8
+#define INCS  10000
+
+/* A deliberately non-atomic read-modify-write with a gap between the read
+ * and the write, so that any overlap of two holders loses increments. */
+static void counter_bump(uint64_t *c, unsigned i)
+{
+	uint64_t v = *c;
+
+	if ((i & 63) == 0)
+		sched_yield();
+	__asm__ __volatile__("" ::: "memory");
+	*c = v + 1;
+}
+
+static void test_counter_processes(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t *counter;
+	pid_t pids[PROCS];
+
+	assert_int_equal(shmq__obj_create(f->r, "counter", SHMQ__OBJ_BLOB, 64, NULL, NULL,
+					  (void **)&counter), 0);
+	for (int p = 0; p < PROCS; p++) {
+		pids[p] = fork();
+		assert_true(pids[p] >= 0);
+		if (pids[p] == 0) {
+			shmq_region *r;
+			shmq_lock *l = child_lock(f->name, &r);
+			uint64_t *c;
+
+			if (shmq__obj_find(r, "counter", SHMQ__OBJ_BLOB, (void **)&c, NULL))
+				_exit(92);
+			for (unsigned i = 0; i < INCS; i++) {
+				if (shmq_lock_acquire(l, SHMQ_FOREVER))
+					_exit(93);
+				counter_bump(c, i);
+				if (shmq_lock_release(l))
+					_exit(94);
+			}
+			shmq_lock_close(l);
+			shmq_region_close(r);
+			_exit(0);
+		}
+	}
+	for (int p = 0; p < PROCS; p++)
+		assert_int_equal(tu_wait_child(pids[p]), 0);
+	assert_int_equal(*counter, (uint64_t)PROCS * INCS);
+	assert_false(shmq_lock_locked(f->l));
+}
+
+#define THREADS 4
+#define THREAD_INCS 20000
+
+struct thread_arg {
+	shmq_lock *l;
+	uint64_t *counter;
+	int rc;
+};
+
+static void *counter_thread(void *p)
+{
+	struct thread_arg *a = p;
+
+	for (unsigned i = 0; i < THREAD_INCS; i++) {
+		a->rc = shmq_lock_acquire(a->l, SHMQ_FOREVER);
+		if (a->rc)
+			return NULL;
+		counter_bump(a->counter, i);
+		a->rc = shmq_lock_release(a->l);
+		if (a->rc)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* Threads of one process share one handle (and, under TSan, this checks the
+ * lock's happens-before edges). */
+static void test_counter_threads(void **state)
+{
+	struct fixture *f = *state;
+	pthread_t th[THREADS];
+	struct thread_arg a[THREADS];
+	uint64_t counter = 0;
+
+	for (int i = 0; i < THREADS; i++) {
+		a[i] = (struct thread_arg){ .l = f->l, .counter = &counter };
+		assert_int_equal(pthread_create(&th[i], NULL, counter_thread, &a[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(a[i].rc, 0);
+	}
+	assert_int_equal(counter, (uint64_t)THREADS * THREAD_INCS);
+}
+
+/* ---- try-acquire, EDEADLK, EPERM ---------------------------------------- */
+
+static void *try_from_thread(void *p)
+{
+	shmq_lock *l = p;
+	intptr_t rc = shmq_lock_acquire(l, SHMQ_NOWAIT);
+
+	if (rc == -EAGAIN)
+		rc = shmq_lock_release(l) == -EPERM ? -EAGAIN : 1000;
+	return (void *)rc;
+}
+
+static void test_try_acquire(void **state)
+{
+	struct fixture *f = *state;
+	pthread_t th;
+	void *ret;
+	pid_t pid;
+
+	assert_false(shmq_lock_locked(f->l));
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), 0);
+	assert_true(shmq_lock_locked(f->l));
+	/* another thread of this process: held, and not its to release */
+	assert_int_equal(pthread_create(&th, NULL, try_from_thread, f->l), 0);
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_int_equal((intptr_t)ret, -EAGAIN);
+	/* another process */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_lock *l = child_lock(f->name, &r);
+
+		if (shmq_lock_acquire(l, SHMQ_NOWAIT) != -EAGAIN)
+			_exit(1);
+		if (shmq_lock_release(l) != -EPERM)
+			_exit(2);
+		_exit(0);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+	assert_false(shmq_lock_locked(f->l));
+	/* free again: the child can take it */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_lock *l = child_lock(f->name, &r);
+
+		if (shmq_lock_acquire(l, SHMQ_NOWAIT) != 0)
+			_exit(1);
+		if (shmq_lock_release(l) != 0)
+			_exit(2);
+		_exit(0);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+}
+
+static void test_deadlk_eperm(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(shmq_lock_release(f->l), -EPERM);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_FOREVER), 0);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EDEADLK);
+	assert_int_equal(shmq_lock_acquire(f->l, 10 * MS), -EDEADLK);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_FOREVER), -EDEADLK);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+	assert_int_equal(shmq_lock_release(f->l), -EPERM);
+	/* a second handle in the same process acts for the same thread */
+	{
+		shmq_lock *l2;
+
+		assert_int_equal(shmq_lock_open(f->r, "l", &l2), 0);
+		assert_int_equal(shmq_lock_acquire(l2, SHMQ_NOWAIT), 0);
+		assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EDEADLK);
+		assert_int_equal(shmq_lock_release(f->l), 0);
+		shmq_lock_close(l2);
+	}
+}
+
+/* ---- timeouts ----------------------------------------------------------- */
+
+/* Fork a child that holds the lock until the write end of the returned pipe
+ * is closed (or it is killed).  Returns its pid. */
+static pid_t fork_holder(struct fixture *f, int *release_fd)
+{
+	int ready[2], go[2];
+	char c;
+	pid_t pid;
+
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_lock *l = child_lock(f->name, &r);
+
+		close(ready[0]);
+		close(go[1]);
+		if (shmq_lock_acquire(l, SHMQ_FOREVER))
+			_exit(1);
+		if (write(ready[1], "x", 1) != 1)
+			_exit(2);
+		while (read(go[0], &c, 1) > 0) /* until the parent closes go[1] */
+			;
+		_exit(shmq_lock_release(l) ? 3 : 0);
+	}
+	close(ready[1]);
+	close(go[0]);
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	*release_fd = go[1];
+	return pid;
+}
+
+/* One timed acquire against a held lock: true when it was on time. */
+static bool timed_once(shmq_lock *l, int64_t t)
+{
+	int64_t t0 = shmq_now_ns(), el;
+
+	assert_int_equal(shmq_lock_acquire(l, t), -ETIMEDOUT);
+	el = shmq_now_ns() - t0;
+	assert_true(el >= t); /* never early */
+	return el <= t + t / 10 + 2 * MS;
+}
+
+static void test_timeouts(void **state)
+{
+	static const int64_t ts[] = { 1 * MS, 5 * MS, 15 * MS, 40 * MS };
+	struct fixture *f = *state;
+	int go;
+	pid_t pid = fork_holder(f, &go);
+
+	for (unsigned i = 0; i < SHMQ__ARRAY_SIZE(ts); i++) {
+		/* lateness can come from a busy machine: allow two retries */
+		bool ok = false;
+
+		for (int attempt = 0; attempt < 3 && !ok; attempt++)
+			ok = timed_once(f->l, ts[i]);
+		assert_true(ok);
+	}
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EAGAIN);
+	close(go);
+	assert_int_equal(tu_wait_child(pid), 0);
+	assert_int_equal(shmq_lock_acquire(f->l, 10 * MS), 0);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+}
+
+/* A waiter asleep behind a holder that releases is woken (not left to its
+ * slice): the hand-off takes far less than the timeout. */
+static void test_wake_on_release(void **state)
+{
+	struct fixture *f = *state;
+	int go;
+	pid_t pid = fork_holder(f, &go);
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+	if (fork() == 0) {
+		nanosleep(&ts, NULL);
+		close(go);
+		_exit(0);
+	}
+	close(go);
+	assert_int_equal(shmq_lock_acquire(f->l, 5000 * MS), 0);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+	assert_int_equal(tu_wait_child(pid), 0);
+	while (wait(NULL) > 0)
+		;
+}
+
+/* ---- dead holders ------------------------------------------------------- */
+
+struct killer {
+	pid_t victim;
+	int64_t killed_at;
+};
+
+static void *kill_later(void *p)
+{
+	struct killer *k = p;
+	struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+	k->killed_at = shmq_now_ns();
+	kill(k->victim, SIGKILL);
+	return NULL;
+}
+
+static void test_owner_dead_while_waiting(void **state)
+{
+	struct fixture *f = *state;
+	struct killer k;
+	pthread_t th;
+	int go, rc;
+	int64_t got;
+
+	k.victim = fork_holder(f, &go);
+	assert_int_equal(pthread_create(&th, NULL, kill_later, &k), 0);
+	rc = shmq_lock_acquire(f->l, 5000 * MS);
+	got = shmq_now_ns();
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(rc, -EOWNERDEAD);
+	assert_true(got - k.killed_at <= 100 * MS);
+	assert_int_equal(tu_wait_child(k.victim), 128 + SIGKILL);
+	close(go);
+	/* held by us now, and it keeps working */
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EDEADLK);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+	k.victim = fork_holder(f, &go);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EAGAIN);
+	close(go);
+	assert_int_equal(tu_wait_child(k.victim), 0);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+}
+
+static void test_owner_dead_before_waiting(void **state)
+{
+	struct fixture *f = *state;
+	int go;
+	pid_t pid = fork_holder(f, &go);
+
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	close(go);
+	/* a try-acquire makes no liveness check */
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EAGAIN);
+	/* a timeout shorter than a slice still finds the dead holder */
+	assert_int_equal(shmq_lock_acquire(f->l, 2 * MS), -EOWNERDEAD);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+	assert_false(shmq_lock_locked(f->l));
+}
+
+/* Several waiters behind one dead holder: exactly one gets EOWNERDEAD, the
+ * others then get the lock in turn. */
+static void test_owner_dead_many_waiters(void **state)
+{
+	struct fixture *f = *state;
+	int go, codes[3] = { 0 };
+	pid_t holder = fork_holder(f, &go), w[3];
+
+	for (int i = 0; i < 3; i++) {
+		w[i] = fork();
+		assert_true(w[i] >= 0);
+		if (w[i] == 0) {
+			shmq_region *r;
+			shmq_lock *l = child_lock(f->name, &r);
+			int rc = shmq_lock_acquire(l, 5000 * MS);
+
+			if (rc != 0 && rc != -EOWNERDEAD)
+				_exit(1);
+			if (shmq_lock_release(l))
+				_exit(2);
+			_exit(rc == -EOWNERDEAD ? 10 : 0);
+		}
+	}
+	{
+		struct timespec ts = { 0, 30 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+	kill(holder, SIGKILL);
+	assert_int_equal(tu_wait_child(holder), 128 + SIGKILL);
+	close(go);
+	for (int i = 0; i < 3; i++)
+		codes[i] = tu_wait_child(w[i]);
+	assert_int_equal((codes[0] == 10) + (codes[1] == 10) + (codes[2] == 10), 1);
+	assert_int_equal(codes[0] + codes[1] + codes[2], 10);
+	assert_false(shmq_lock_locked(f->l));
+}
+
+/* ---- untrusted words, placement ----------------------------------------- */
+
+static void test_corrupt_word(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq__lock_shm *s = lock_shm(f->r);
+	shmq_lock *l2;
+
+	/* CONTENDED with no owner */
+	s->word = SHMQ__LOCK_CONTENDED;
+	assert_int_equal(shmq_lock_acquire(f->l, 5 * MS), -EBADMSG);
+	/* an owner id that no attachment can have (generation 0) */
+	s->word = 5;
+	assert_int_equal(shmq_lock_acquire(f->l, 15 * MS), -EBADMSG);
+	/* a slot beyond the process table */
+	s->word = SHMQ__PTAB_SLOTS - 1 + (1u << SHMQ__ID_SLOT_BITS);
+	{
+		struct shmq_region_info info;
+
+		assert_int_equal(shmq_region_info(f->r, &info), 0);
+		if (info.max_procs < SHMQ__PTAB_SLOTS)
+			assert_int_equal(shmq_lock_acquire(f->l, 15 * MS), -EBADMSG);
+	}
+	s->word = 0;
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+	/* a wrong magic */
+	s->magic ^= 1;
+	assert_int_equal(shmq_lock_open(f->r, "l", &l2), -EBADMSG);
+	s->magic ^= 1;
+	assert_int_equal(shmq_lock_open(f->r, "l", &l2), 0);
+	shmq_lock_close(l2);
+	/* not a lock */
+	{
+		void *mem;
+
+		assert_int_equal(shmq__obj_create(f->r, "blob", SHMQ__OBJ_BLOB, 64, NULL, NULL,
+						  &mem), 0);
+		assert_int_equal(shmq_lock_open(f->r, "blob", &l2), -EINVAL);
+		assert_int_equal(shmq_lock_open(f->r, "nope", &l2), -ENOENT);
+		assert_int_equal(shmq_lock_create(f->r, "l", &l2), -EEXIST);
+	}
+}
+
+static void test_placement(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *mem;
+	shmq_lock *l;
+	size_t fp = shmq_lock_footprint();
+	pid_t pid;
+
+	assert_true(fp >= 8 && fp % 64 == 0);
+	assert_int_equal(shmq__obj_create(f->r, "placed", SHMQ__OBJ_BLOB, 2 * fp, NULL, NULL,
+					  (void **)&mem), 0);
+	assert_int_equal(shmq_lock_init(NULL), -EINVAL);
+	assert_int_equal(shmq_lock_init(mem + 1), -EINVAL);
+	assert_int_equal(shmq_lock_attach(f->r, mem, &l), -EBADMSG); /* not initialised */
+	assert_int_equal(shmq_lock_attach(f->r, mem + 4, &l), -EINVAL);
+	assert_int_equal(shmq_lock_init(mem), 0);
+	assert_int_equal(shmq_lock_attach(f->r, mem, &l), 0);
+	assert_int_equal(shmq_lock_acquire(l, SHMQ_NOWAIT), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		uint8_t *m;
+		shmq_lock *cl;
+
+		if (shmq_region_open(f->name, &r) ||
+		    shmq__obj_find(r, "placed", SHMQ__OBJ_BLOB, (void **)&m, NULL) ||
+		    shmq_lock_attach(r, m, &cl))
+			_exit(1);
+		if (shmq_lock_acquire(cl, SHMQ_NOWAIT) != -EAGAIN)
+			_exit(2);
+		if (shmq_lock_acquire(cl, 5000 * MS) != 0) /* the parent releases */
+			_exit(3);
+		_exit(shmq_lock_release(cl) ? 4 : 0);
+	}
+	{
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+	assert_int_equal(shmq_lock_release(l), 0);
+	assert_int_equal(tu_wait_child(pid), 0);
+	shmq_lock_close(l);
+	shmq_lock_close(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_counter_processes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_counter_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_try_acquire, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadlk_eperm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wake_on_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_owner_dead_while_waiting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_owner_dead_before_waiting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_owner_dead_many_waiters, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt_word, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_placement, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

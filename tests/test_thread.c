@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: MIT */
+/* Threads: start, is_alive, join with a timeout (retryable) and the result,
+ * close with and without a join.  Meant to run under TSan too. */
+#include "config.h"
+
+#include <errno.h>
+#include <time.h>
+
+#include "testutil.h"
+
+#include "atomic.h"
+
+#define MS ((int64_t)1000000)
+
+static void *return_arg(void *p)
+{
+	return p;
+}
+
+/* Runs until *gate becomes nonzero, then returns gate + 1. */
+static void *wait_gate(void *p)
+{
+	uint32_t *gate = p;
+	struct timespec ts = { 0, 200 * 1000 };
+
+	/* pairs with the store_release of *gate in the test */
+	while (!shmq__load_acquire(gate))
+		nanosleep(&ts, NULL);
+	return gate + 1;
+}
+
+static void test_start_join(void **state)
+{
+	shmq_thread *t;
+	void *ret = NULL;
+	int x;
+
+	(void)state;
+	assert_int_equal(shmq_thread_start(NULL, NULL, &t), -EINVAL);
+	assert_int_equal(shmq_thread_start(return_arg, &x, &t), 0);
+	assert_int_equal(shmq_thread_join(t, SHMQ_FOREVER, &ret), 0);
+	assert_ptr_equal(ret, &x);
+	assert_false(shmq_thread_is_alive(t));
+	/* a second join returns the same result at once */
+	ret = NULL;
+	assert_int_equal(shmq_thread_join(t, SHMQ_NOWAIT, &ret), 0);
+	assert_ptr_equal(ret, &x);
+	assert_int_equal(shmq_thread_join(t, SHMQ_NOWAIT, NULL), 0);
+	shmq_thread_close(t);
+}
+
+static void test_join_timeout_retry(void **state)
+{
+	uint32_t gate[2] = { 0, 0 };
+	shmq_thread *t;
+	void *ret = NULL;
+	int64_t t0, el;
+
+	(void)state;
+	assert_int_equal(shmq_thread_start(wait_gate, gate, &t), 0);
+	assert_true(shmq_thread_is_alive(t));
+	assert_int_equal(shmq_thread_join(t, SHMQ_NOWAIT, &ret), -EAGAIN);
+	for (int i = 0; i < 3; i++) {
+		int64_t to = (i + 1) * 10 * MS;
+
+		t0 = shmq_now_ns();
+		assert_int_equal(shmq_thread_join(t, to, &ret), -ETIMEDOUT);
+		el = shmq_now_ns() - t0;
+		assert_true(el >= to); /* never early */
+		assert_true(shmq_thread_is_alive(t));
+	}
+	assert_null(ret);
+	shmq__store_release(&gate[0], 1); /* pairs with the load_acquire in wait_gate */
+	assert_int_equal(shmq_thread_join(t, 5000 * MS, &ret), 0);
+	assert_ptr_equal(ret, &gate[1]);
+	assert_false(shmq_thread_is_alive(t));
+	shmq_thread_close(t);
+}
+
+/* Many threads, each joined from the main thread in reverse order. */
+static void test_many(void **state)
+{
+	enum { N = 16 };
+	shmq_thread *t[N];
+	uintptr_t vals[N];
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		vals[i] = (uintptr_t)i * 3 + 1;
+		assert_int_equal(shmq_thread_start(return_arg, (void *)vals[i], &t[i]), 0);
+	}
+	for (int i = N - 1; i >= 0; i--) {
+		void *ret;
+
+		assert_int_equal(shmq_thread_join(t[i], SHMQ_FOREVER, &ret), 0);
+		assert_int_equal((uintptr_t)ret, vals[i]);
+		shmq_thread_close(t[i]);
+	}
+}
+
+/* Closing a thread that was never joined detaches it; the record is freed
+ * by whichever side finishes last (ASan / LSan check this). */
+static void test_close_unjoined(void **state)
+{
+	/* static: the detached thread may look at it after we return */
+	static uint32_t gate[2];
+	shmq_thread *t;
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+	(void)state;
+	assert_int_equal(shmq_thread_start(wait_gate, gate, &t), 0);
+	shmq_thread_close(t); /* still running */
+	shmq__store_release(&gate[0], 1); /* pairs with the load_acquire in wait_gate */
+	nanosleep(&ts, NULL); /* let it finish (only for LSan's sake) */
+	assert_int_equal(shmq_thread_start(return_arg, NULL, &t), 0);
+	nanosleep(&ts, NULL);
+	shmq_thread_close(t); /* already finished, never joined */
+	nanosleep(&ts, NULL);
+}
+
+/* A join from another thread than the starter times out the same way. */
+struct joiner {
+	shmq_thread *t;
+	int rc;
+	void *ret;
+};
+
+static void *join_from_thread(void *p)
+{
+	struct joiner *j = p;
+
+	j->rc = shmq_thread_join(j->t, 20 * MS, &j->ret);
+	return NULL;
+}
+
+static void test_join_timeout_from_threads(void **state)
+{
+	uint32_t gate[2] = { 0, 0 };
+	struct joiner j;
+	shmq_thread *t, *jt;
+
+	(void)state;
+	assert_int_equal(shmq_thread_start(wait_gate, gate, &t), 0);
+	j = (struct joiner){ .t = t };
+	assert_int_equal(shmq_thread_start(join_from_thread, &j, &jt), 0);
+	assert_int_equal(shmq_thread_join(jt, SHMQ_FOREVER, NULL), 0);
+	shmq_thread_close(jt);
+	assert_int_equal(j.rc, -ETIMEDOUT);
+	shmq__store_release(&gate[0], 1); /* pairs with the load_acquire in wait_gate */
+	assert_int_equal(shmq_thread_join(t, SHMQ_FOREVER, NULL), 0);
+	shmq_thread_close(t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_start_join),
+		cmocka_unit_test(test_join_timeout_retry),
+		cmocka_unit_test(test_many),
+		cmocka_unit_test(test_close_unjoined),
+		cmocka_unit_test(test_join_timeout_from_threads),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
