@@ -701,6 +701,71 @@ SHMQ_API int shmq_region_unlink(const char *name)
 	return shm_unlink(norm) ? -errno : 0;
 }
 
+/* ---- read-only observation, for tools ---- */
+
+int shmq__region_observe(const char *name, shmq_region **out)
+{
+	struct region_hdr h;
+	struct geometry g;
+	struct stat st;
+	shmq_region *r;
+	ssize_t n;
+	void *p;
+	int fd, rc;
+
+	if (!out)
+		return -EINVAL;
+	r = region_alloc();
+	if (!r)
+		return -ENOMEM;
+	rc = region_name_norm(name, r->name);
+	if (rc)
+		goto fail;
+	fd = shm_open(r->name, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	r->fd = fd;
+	if (fstat(fd, &st)) {
+		rc = -errno;
+		goto fail;
+	}
+	if ((uint64_t)st.st_size < sizeof(h)) {
+		rc = -ENOEXEC;
+		goto fail;
+	}
+	n = pread(fd, &h, sizeof(h), 0);
+	if (n != (ssize_t)sizeof(h)) {
+		rc = n < 0 ? -errno : -EBADMSG;
+		goto fail;
+	}
+	if (h.magic == 0 || h.magic != REGION_MAGIC) {
+		rc = h.magic == 0 ? -EAGAIN : -ENOEXEC;
+		goto fail;
+	}
+	rc = hdr_verify(&h, (uint64_t)st.st_size, &g);
+	if (rc)
+		goto fail;
+	p = mmap(NULL, g.size, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		rc = -errno;
+		goto fail;
+	}
+	r->base = p;
+	r->size = g.size;
+	geometry_apply(r, &g);
+	/* The file may have changed between pread and mmap: verify the mapping. */
+	rc = hdr_verify(hdr_of(r), g.size, &g);
+	if (rc)
+		goto fail;
+	*out = r;
+	return 0;
+fail:
+	region_free(r);
+	return rc;
+}
+
 /* ---- allocator ---- */
 
 int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out)

@@ -137,6 +137,18 @@ int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out);
 /* Check a name for objects: 1..SHMQ_OBJ_NAME_MAX chars of [A-Za-z0-9._-]. */
 int shmq__obj_name_check(const char *name);
 
+/*
+ * For tools (shmq ls / stat): map the named region read-only (PROT_READ, an
+ * O_RDONLY descriptor) without joining its process table, so that looking at
+ * a region never changes it; close with shmq_region_close().  The handle has
+ * no owner id: use it only with the calls that read (obj_walk, ptab_get,
+ * region_ptr, region_info, id_alive, obj_describe).
+ * Errors: -ENOENT, -EACCES, -EINVAL (name), -ENOEXEC (not a libshmq region:
+ * no magic), -EAGAIN (a creator has not written the header yet), -EBADMSG
+ * (corrupt header, size mismatch), -EPROTO (another layout version), -ENOMEM.
+ */
+int shmq__region_observe(const char *name, shmq_region **out);
+
 /* For proc: the descriptor to hand to a child, and mapping one received. */
 int shmq__region_fd(const shmq_region *r);
 int shmq__region_from_fd(int fd, const char *name, shmq_region **out);

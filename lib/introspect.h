@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private: describing a live object for the `shmq` tool.
+ *
+ * shmq__obj_describe() turns one directory object (type, checked memory and
+ * size, as shmq__obj_walk hands them out) into a list of key/value facts:
+ * queue depth and capacity, sleeping waiters, the holder of a lock, a
+ * barrier's generation.  Each object type has one describer, owned by its
+ * module and listed in the dispatch table of introspect.c.
+ *
+ * Rules for a describer:
+ *  - read only: the memory may be mapped PROT_READ (shmq__region_observe), so
+ *    never write, never take a lock, never wait, never wake;
+ *  - trust nothing: every word may be torn, stale or corrupt; an impossible
+ *    value sets st->status = -EBADMSG and is reported as read, never used as
+ *    an index or length without a range check;
+ *  - loads go through atomic.h (relaxed is enough: a snapshot, no ordering).
+ *
+ * Well-known keys, which `shmq watch` turns into rates and `shmq stat` into its
+ * summary column: "depth" and "capacity" (with "unit": "msgs" or "bytes"),
+ * "msgs_in" and "msgs_out" (free-running counters), "sleepers", "shutdown",
+ * "closed", "broken", "holder_pid", "holder_alive", "parties", "waiting",
+ * "generation".  Any other key is printed as is.
+ */
+#ifndef SHMQ__INTROSPECT_H
+#define SHMQ__INTROSPECT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "region.h"
+
+#define SHMQ__STAT_KEYS 32
+#define SHMQ__STAT_KEY_MAX 24
+#define SHMQ__STAT_STR_MAX 64
+
+enum shmq__stat_kind {
+	SHMQ__STAT_U64 = 0,
+	SHMQ__STAT_I64 = 1,
+	SHMQ__STAT_BOOL = 2,
+	SHMQ__STAT_STR = 3,
+};
+
+struct shmq__stat_kv {
+	char key[SHMQ__STAT_KEY_MAX];
+	uint32_t kind;      /* enum shmq__stat_kind */
+	uint64_t u;         /* U64, BOOL (0 / 1) */
+	int64_t i;          /* I64 */
+	char s[SHMQ__STAT_STR_MAX]; /* STR */
+};
+
+struct shmq__obj_stat {
+	uint32_t type;
+	int status;         /* 0, or -EBADMSG: some word was impossible (facts kept) */
+	unsigned n;         /* facts in kv[] */
+	struct shmq__stat_kv kv[SHMQ__STAT_KEYS];
+};
+
+/*
+ * Describe one object.  0 (st->status may still be -EBADMSG), -EINVAL for a
+ * bad argument.  Types without a describer yet get only "bytes".
+ * Any thread or process, at any time, concurrently with the object's users.
+ */
+int shmq__obj_describe(shmq_region *r, uint32_t type, const void *mem, uint64_t size,
+		       struct shmq__obj_stat *st);
+
+/* Append one fact (silently dropped when kv[] is full). */
+void shmq__stat_u64(struct shmq__obj_stat *st, const char *key, uint64_t v);
+void shmq__stat_i64(struct shmq__obj_stat *st, const char *key, int64_t v);
+void shmq__stat_bool(struct shmq__obj_stat *st, const char *key, bool v);
+void shmq__stat_str(struct shmq__obj_stat *st, const char *key, const char *v);
+
+/* The fact called key, or NULL. */
+const struct shmq__stat_kv *shmq__stat_get(const struct shmq__obj_stat *st, const char *key);
+
+/* Append "<prefix>_pid" and "<prefix>_alive" for an owner id read from an
+ * object (0: nobody; nothing appended).  An id that cannot be valid sets
+ * st->status = -EBADMSG. */
+void shmq__stat_owner(struct shmq__obj_stat *st, shmq_region *r, const char *prefix, uint32_t id);
+
+#endif /* SHMQ__INTROSPECT_H */
