@@ -5,7 +5,7 @@
 set -eu
 
 pkgs="build-essential autoconf automake libtool pkg-config liburing-dev libcmocka-dev
-libjemalloc-dev libck-dev clang libclang-rt-14-dev python3 groff-base"
+libjemalloc-dev libck-dev clang libclang-rt-14-dev python3 groff-base chromium"
 
 missing=""
 for p in $pkgs; do
