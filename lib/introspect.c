@@ -13,6 +13,7 @@
 
 #include "atomic.h"
 #include "introspect.h"
+#include "lock_impl.h"
 #include "region.h"
 
 /* ---- facts ---- */
@@ -100,8 +101,49 @@ void shmq__stat_owner(struct shmq__obj_stat *st, shmq_region *r, const char *pre
 typedef void (*obj_describe_fn)(shmq_region *r, const void *mem, uint64_t size,
 				struct shmq__obj_stat *st);
 
+/* Lock (lock_impl.h): held or free, the holder and whether it is alive, and
+ * whether waiters may be asleep.  A snapshot: the word may change right after. */
+static void describe_lock(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
+{
+	const struct shmq__lock_shm *l = mem;
+
+	if (size < sizeof(*l) || shmq__load_relaxed(&l->magic) != SHMQ__LOCK_MAGIC) {
+		st->status = -EBADMSG; /* a snapshot: relaxed loads, no ordering needed */
+		return;
+	}
+	uint32_t w = shmq__load_relaxed(&l->word); /* a snapshot */
+	shmq__stat_bool(st, "held", w != 0);
+	shmq__stat_bool(st, "contended", (w & SHMQ__LOCK_CONTENDED) != 0);
+	shmq__stat_owner(st, r, "holder", w & SHMQ__LOCK_ID_MASK);
+}
+
+/* Barrier (lock_impl.h): parties, arrivals in this generation, generation,
+ * broken, sleepers. */
+static void describe_barrier(shmq_region *r, const void *mem, uint64_t size,
+			     struct shmq__obj_stat *st)
+{
+	const struct shmq__barrier_shm *b = mem;
+
+	if (size < sizeof(*b) || shmq__load_relaxed(&b->magic) != SHMQ__BARRIER_MAGIC) {
+		st->status = -EBADMSG; /* a snapshot: relaxed loads throughout */
+		return;
+	}
+	uint32_t parties = shmq__load_relaxed(&b->parties); /* read-only after init */
+	uint32_t w = shmq__load_relaxed(&b->word);          /* a snapshot */
+	uint32_t count = w & SHMQ__BARRIER_COUNT_MASK;
+	if (parties == 0 || parties > SHMQ__BARRIER_MAX_PARTIES || count >= parties)
+		st->status = -EBADMSG;
+	shmq__stat_u64(st, "parties", parties);
+	shmq__stat_u64(st, "waiting", count);
+	shmq__stat_u64(st, "generation", w >> SHMQ__BARRIER_GEN_SHIFT);
+	shmq__stat_bool(st, "broken", (w & SHMQ__BARRIER_BROKEN) != 0);
+	shmq__stat_u64(st, "sleepers", shmq__load_relaxed(&b->sleepers)); /* a snapshot */
+}
+
 static const obj_describe_fn obj_describers[SHMQ__OBJ_TYPE_MAX] = {
 	[SHMQ__OBJ_NONE] = NULL,
+	[SHMQ__OBJ_LOCK] = describe_lock,
+	[SHMQ__OBJ_BARRIER] = describe_barrier,
 	[SHMQ__OBJ_BLOB] = NULL, /* raw bytes: nothing but its size */
 };
 

@@ -88,7 +88,13 @@ done
 # ---- stat ----
 run_json "$tmp/plain.json" stat "$p-plain" || fail "stat plain exit status"
 [ "$(q "$tmp/plain.json" "sorted((o['name'], o['type']) for o in d['object_list'])")" = \
-  "[('counters', 'blob'), ('table', 'blob')]" ] || fail "stat plain: objects $(cat "$tmp/plain.json")"
+  "[('counters', 'blob'), ('mutex', 'lock'), ('spare', 'lock'), ('table', 'blob')]" ] ||
+	fail "stat plain: objects $(cat "$tmp/plain.json")"
+# obj STATEFILE OBJECT KEY: one fact of one object
+obj() {
+	q "$1" "[o['state'].get('$3') for o in d['object_list'] if o['name'] == '$2'][0]"
+}
+[ "$(obj "$tmp/plain.json" mutex held)" = False ] || fail "stat plain: released lock shown held"
 [ "$(q "$tmp/plain.json" "[o['state']['bytes'] for o in d['object_list'] if o['name'] == 'table'][0]")" = 4096 ] ||
 	fail "stat plain: table size"
 [ "$(q "$tmp/plain.json" "len(d['process_table'])")" = 0 ] || fail "stat plain: creator detached, table not empty"
@@ -97,7 +103,13 @@ run_json "$tmp/dead.json" stat "$p-dead" || fail "stat dead exit status"
 [ "$(q "$tmp/dead.json" "[(p['alive']) for p in d['process_table']]")" = "[False]" ] ||
 	fail "stat dead: the dead creator is not reported dead: $(cat "$tmp/dead.json")"
 
+[ "$(obj "$tmp/dead.json" mutex held)" = True ] || fail "stat dead: lock held by the dead creator not shown held"
+[ "$(obj "$tmp/dead.json" mutex holder_alive)" = False ] || fail "stat dead: the lock's dead holder is shown alive"
+[ "$(obj "$tmp/dead.json" spare held)" = False ] || fail "stat dead: a free lock shown held"
+
 run_json "$tmp/live.json" stat "$p-live" || fail "stat live exit status"
+[ "$(obj "$tmp/live.json" mutex holder_pid)" = "$holder" ] || fail "stat live: lock holder is not $holder"
+[ "$(obj "$tmp/live.json" mutex holder_alive)" = True ] || fail "stat live: the lock's live holder is shown dead"
 [ "$(q "$tmp/live.json" "[(p['pid'], p['alive']) for p in d['process_table']]")" = "[($holder, True)]" ] ||
 	fail "stat live: holder $holder not reported alive: $(cat "$tmp/live.json")"
 
@@ -111,7 +123,10 @@ run_json "$tmp/foreign.json" stat "$p-foreign" && fail "stat foreign: exit statu
 [ "$(q "$tmp/foreign.json" "d['status']")" = foreign ] || fail "stat foreign: status"
 run_json "$tmp/missing.json" stat "$p-missing" && fail "stat missing: exit status 0"
 [ "$(q "$tmp/missing.json" "d['status']")" = missing ] || fail "stat missing: status"
-"$SHMQ" stat "$p-live" | grep -q "^  table  *blob  *bytes=4096" || fail "stat (table): object line"
+"$SHMQ" stat "$p-live" > "$tmp/live.txt"
+grep -q "^  table  *blob  *bytes=4096" "$tmp/live.txt" || fail "stat (table): object line"
+grep -q "^  mutex  *lock  *bytes=64 held=yes contended=no holder_pid=$holder holder_alive=yes" "$tmp/live.txt" ||
+	fail "stat (table): lock line: $(grep mutex "$tmp/live.txt")"
 
 # ---- watch ----
 "$SHMQ" --json watch "$p-live" --count 2 --interval 0.1 > "$tmp/watch.jsonl" || fail "watch exit status"

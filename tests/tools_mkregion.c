@@ -3,6 +3,9 @@
  * Test helper for tests/test_tools.sh: makes regions in the states the
  * `shmq` tool must report.
  *
+ * Each region holds two blobs ("table", "counters") and two locks: "mutex",
+ * held by the creator until it detaches (or forever, if it dies), and "spare".
+ *
  *   tools_mkregion plain NAME          a region with objects; creator detaches
  *   tools_mkregion hold NAME SECONDS   the same, creator stays attached and
  *                                      prints "ready" once it is built
@@ -29,6 +32,8 @@
 
 #define REGION_SIZE (256u << 10)
 
+static shmq_lock *lock, *spare;
+
 static int make(const char *name, shmq_region **out)
 {
 	struct shmq_region_opts o = { .size = REGION_SIZE };
@@ -42,6 +47,14 @@ static int make(const char *name, shmq_region **out)
 	rc = shmq_region_alloc(*out, "table", 4096, &mem);
 	if (!rc)
 		rc = shmq_region_alloc(*out, "counters", 64, &mem);
+	if (!rc)
+		rc = shmq_lock_create(*out, "mutex", &lock);
+	if (!rc)
+		rc = shmq_lock_create(*out, "spare", &spare);
+	/* "mutex" stays held by this process: released by close, or never
+	 * when it dies; "spare" stays free. */
+	if (!rc)
+		rc = shmq_lock_acquire(lock, SHMQ_NOWAIT);
 	if (rc) {
 		fprintf(stderr, "tools_mkregion: alloc: %s\n", shmq_strerror(rc));
 		shmq_region_close(*out);
@@ -129,11 +142,15 @@ int main(int argc, char **argv)
 		printf("ready\n");
 		fflush(stdout);
 		sleep((unsigned)atoi(argv[3]));
+		shmq_lock_release(lock);
 		shmq_region_close(r);
 		return 0;
 	}
 	if (strcmp(what, "die") == 0)
 		raise(SIGKILL);
+	shmq_lock_release(lock);
+	shmq_lock_close(lock);
+	shmq_lock_close(spare);
 	shmq_region_close(r);
 	if (strcmp(what, "plain") == 0)
 		return 0;
