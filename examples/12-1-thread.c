@@ -39,5 +39,5 @@ int main(void)
 	printf("joined; alive: %s; returned %d\n", shmq_thread_is_alive(t) ? "yes" : "no",
 	       (int)(uintptr_t)ret);
 	shmq_thread_close(t);
-	return 0;
+	return (uintptr_t)ret != 3;
 }
