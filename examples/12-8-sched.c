@@ -39,8 +39,10 @@ int main(void)
 		return 1;
 	}
 	t0 = shmq_now_ns();
-	shmq_sched_enter(s, 20 * MS, 2, print_time, "b (20 ms, priority 2)", NULL);
-	shmq_sched_enter(s, 20 * MS, 1, print_time, "a (20 ms, priority 1)", NULL);
+	/* Same absolute time: priority decides.  (Two enter() calls with the
+	 * same delay get slightly different times, as in Python.) */
+	shmq_sched_enterabs(s, t0 + 20 * MS, 2, print_time, "b (20 ms, priority 2)", NULL);
+	shmq_sched_enterabs(s, t0 + 20 * MS, 1, print_time, "a (20 ms, priority 1)", NULL);
 	shmq_sched_enter(s, 40 * MS, 1, print_time, "c (40 ms, cancelled)", &ev_c);
 	shmq_sched_enter(s, 10 * MS, 1, print_time, "d (10 ms)", NULL);
 	shmq_sched_cancel(s, ev_c);
