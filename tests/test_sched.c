@@ -540,7 +540,10 @@ static void test_periodic(void **state)
 	assert_int_equal(p.offgrid, 0);
 	assert_true(p.fires >= 1);
 	assert_true(p.fires <= PERIODS);
-	assert_int_equal(p.due, p.first + (int64_t)PERIODS * PERIOD);
+	/* the last deadline is the first grid point at or past the end; a
+	 * loaded machine may skip missed periods, never leave the grid */
+	assert_true(p.due >= p.first + (int64_t)PERIODS * PERIOD);
+	assert_int_equal((p.due - p.first) % PERIOD, 0);
 	assert_int_equal(shmq_sched_event_info(s, p.ev, &info), -ENOENT);
 	assert_int_equal(shmq_sched_cancel(s, p.ev), -ENOENT);
 	shmq_sched_destroy(s);
