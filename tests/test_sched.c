@@ -658,6 +658,89 @@ static void test_watch_proc(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* ---- the generic word watch (what queue and pipe watches are built on) ---- */
+
+#include "sched_int.h"
+#include "wait.h"
+
+struct wordobj {
+	uint32_t word;     /* the readiness futex word */
+	uint32_t sleepers;
+	uint32_t data;     /* items published and not yet taken */
+	uint32_t taken;
+	uint32_t produced;
+	uint32_t total;
+	shmq_sched *s;
+	shmq_event *watchdog;
+};
+
+static bool word_readable(const void *obj)
+{
+	const struct wordobj *o = obj;
+
+	return __atomic_load_n(&o->data, __ATOMIC_SEQ_CST) != 0;
+}
+
+static void act_word(void *arg)
+{
+	struct wordobj *o = arg;
+
+	__atomic_fetch_sub(&o->data, 1, __ATOMIC_SEQ_CST);
+	if (++o->taken == o->total) {
+		assert_int_equal(shmq_sched_unwatch(o->s, o), 0);
+		assert_int_equal(shmq_sched_cancel(o->s, o->watchdog), 0);
+	}
+}
+
+/* ends a run that would otherwise hang on a broken watch */
+static void act_watchdog(void *arg)
+{
+	struct wordobj *o = arg;
+
+	shmq_sched_unwatch(o->s, o);
+	shmq_sched_stop(o->s);
+}
+
+/* the producer side of the watch.h protocol */
+static void *word_producer(void *arg)
+{
+	struct wordobj *o = arg;
+	struct timespec ts = { 0, 3 * MS };
+
+	for (uint32_t i = 0; i < o->total; i++) {
+		nanosleep(&ts, NULL);
+		__atomic_fetch_add(&o->data, 1, __ATOMIC_SEQ_CST);
+		__atomic_fetch_add(&o->produced, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&o->sleepers, __ATOMIC_SEQ_CST)) {
+			__atomic_fetch_add(&o->word, 1, __ATOMIC_SEQ_CST);
+			shmq__futex_wake(&o->word, INT32_MAX);
+		}
+	}
+	return NULL;
+}
+
+/* a word watch fires for each publish from another thread while the loop
+ * sleeps; unwatch from its action ends the run */
+static void test_watch_word(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct wordobj o = { .total = 20, .s = s };
+	struct shmq__watch w = { &o.word, &o.sleepers };
+	pthread_t th;
+
+	assert_int_equal(shmq__sched_watch_word(s, &o, &w, word_readable, act_word, &o), 0);
+	assert_int_equal(shmq__sched_watch_word(s, &o, &w, word_readable, act_word, &o), -EEXIST);
+	assert_int_equal(o.sleepers, 1);
+	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, act_watchdog, &o, &o.watchdog), 0);
+	assert_int_equal(pthread_create(&th, NULL, word_producer, &o), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(o.taken, 20);
+	assert_int_equal(o.data, 0);
+	assert_int_equal(o.sleepers, 0);
+	shmq_sched_destroy(s);
+}
+
 #define ON(f, c, tag) { #f "/" tag, f, NULL, NULL, (void *)&c }
 #define BOTH(f) ON(f, CFG_URING, "io_uring"), ON(f, CFG_FALLBACK, "fallback")
 #define ALL(f) BOTH(f), ON(f, CFG_URING_OLD, "io_uring-old-kernel")
@@ -682,6 +765,7 @@ int main(int argc, char **argv)
 		ON(test_timing, CFG_PRECISE, "precise"),
 		cmocka_unit_test(test_backend_select),
 		ALL(test_watch_proc),
+		ALL(test_watch_word),
 	};
 
 	shmq_dispatch(argc, argv);
