@@ -32,8 +32,8 @@
 #include "compiler.h"
 #include "sched_int.h"
 
-#define SPIN_DEFAULT_NS 300000 /* precision mode: at most 300 us of spinning per deadline */
-#define SPIN_FLOOR_NS   20000  /* ... and at least 20 us of margin */
+#define SPIN_DEFAULT_NS 200000 /* precision mode: at most 200 us of spinning per deadline */
+#define SPIN_FLOOR_NS   10000  /* ... and at least 10 us of margin */
 
 static inline shmq_event *handle_to_event(uint64_t h)
 {
@@ -127,7 +127,8 @@ SHMQ_API int shmq_sched_create(const struct shmq_sched_opts *o, shmq_sched **out
 	shmq__heap_init(&s->heap);
 	s->flags = o ? o->flags : 0;
 	s->spin_max = o && o->spin_ns ? o->spin_ns : SPIN_DEFAULT_NS;
-	s->lat_est = s->spin_max / 4;
+	s->lat_mean = 50000; /* a first guess; loop_learn corrects it */
+	s->lat_dev = 10000;
 	s->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (s->wake_fd < 0) {
 		rc = -errno;
@@ -313,37 +314,37 @@ SHMQ_API int shmq_sched_enter_periodic(shmq_sched *s, int64_t first_ns, int64_t 
 
 SHMQ_API int shmq_sched_cancel(shmq_sched *s, shmq_event *ev)
 {
-	struct shmq__slot *slot;
+	uint32_t idx;
 
 	if (!s || !ev)
 		return -EINVAL;
 	pthread_mutex_lock(&s->mu);
-	slot = shmq__heap_lookup(&s->heap, event_to_handle(ev));
-	if (slot)
-		shmq__heap_cancel(&s->heap, slot);
+	idx = shmq__heap_lookup(&s->heap, event_to_handle(ev));
+	if (idx != UINT32_MAX)
+		shmq__heap_cancel(&s->heap, idx);
 	pthread_mutex_unlock(&s->mu);
 	/* A loop sleeping for the cancelled head wakes at its deadline, finds
 	 * nothing due and re-arms: no wake-up is needed now. */
-	return slot ? 0 : -ENOENT;
+	return idx != UINT32_MAX ? 0 : -ENOENT;
 }
 
 SHMQ_API int shmq_sched_event_info(shmq_sched *s, const shmq_event *ev,
 				   struct shmq_event_info *out)
 {
-	struct shmq__slot *slot;
+	uint32_t idx;
 	int rc = -ENOENT;
 
 	if (!s || !ev || !out)
 		return -EINVAL;
 	pthread_mutex_lock(&s->mu);
-	slot = shmq__heap_lookup(&s->heap, event_to_handle(ev));
-	if (slot) {
-		const struct shmq__hent *e = &s->heap.ent[slot->heap_pos];
+	idx = shmq__heap_lookup(&s->heap, event_to_handle(ev));
+	if (idx != UINT32_MAX) {
+		const struct shmq__hent *e = &s->heap.ent[s->heap.hot[idx].heap_pos];
 
 		out->when_ns = e->when;
 		out->priority = e->prio;
-		out->fn = slot->fn;
-		out->arg = slot->arg;
+		out->fn = s->heap.slots[idx].fn;
+		out->arg = s->heap.slots[idx].arg;
 		rc = 0;
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -508,29 +509,38 @@ static void loop_reap(shmq_sched *s)
 	s->watches_dirty = true;
 }
 
+/* How far ahead of a deadline precision mode wakes: the usual wake-up
+ * lateness plus twice its usual spread, plus 5 us. */
 static int64_t loop_margin(const shmq_sched *s)
 {
-	int64_t m = s->lat_est + s->lat_est / 2 + 5000;
+	int64_t m = s->lat_mean + 2 * s->lat_dev + 5000;
 
 	if (m < SPIN_FLOOR_NS)
 		m = SPIN_FLOOR_NS;
 	return m > s->spin_max ? s->spin_max : m;
 }
 
-/* Precision mode: learn how late the kernel wakes us (a decaying maximum). */
+/*
+ * Precision mode: learn how late the kernel wakes us, as moving averages
+ * (weight 1/16) of the lateness and of its deviation.  Samples are clamped
+ * to spin_max, so a rare preemption of many milliseconds moves the margin
+ * only a little and not for long.
+ */
 static void loop_learn(shmq_sched *s, int64_t woke)
 {
-	int64_t lat;
+	int64_t lat, dev;
 
 	if (!s->timer_fired || s->timer_target == SHMQ__SCHED_NEVER)
 		return;
 	s->timer_fired = false;
 	lat = woke - s->timer_target;
 	if (lat < 0)
-		return;
-	s->lat_est -= s->lat_est / 32;
-	if (lat > s->lat_est)
-		s->lat_est = lat > s->spin_max ? s->spin_max : lat;
+		lat = 0;
+	if (lat > s->spin_max)
+		lat = s->spin_max;
+	dev = lat > s->lat_mean ? lat - s->lat_mean : s->lat_mean - lat;
+	s->lat_mean += (lat - s->lat_mean) / 16;
+	s->lat_dev += (dev - s->lat_dev) / 16;
 }
 
 /* Spin (without mu) until when, or until the head changes. */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "alloc.h"
 #include "compiler.h"
@@ -17,6 +18,19 @@ _Static_assert(sizeof(struct shmq__hent) * SHMQ__HEAP_ARITY == SHMQ__CACHELINE,
 /* The heap array is offset so that ent[1], ent[5], ent[9] ... (each node's
  * first child) start a cache line: a sift-down reads one line per level. */
 #define HEAP_SKEW (SHMQ__CACHELINE - sizeof(struct shmq__hent))
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+
+/* Ask for transparent huge pages over the 2 MiB pages inside [p, p + size):
+ * random cancels in a large heap otherwise pay a TLB miss per access.  Only
+ * advice: the result is ignored. */
+static void heap_advise(void *p, size_t size)
+{
+	uintptr_t a = SHMQ__ALIGN_UP((uintptr_t)p, HUGE_PAGE);
+	uintptr_t e = ((uintptr_t)p + size) & ~(HUGE_PAGE - 1);
+
+	if (e > a)
+		madvise((void *)a, e - a, MADV_HUGEPAGE);
+}
 
 void shmq__heap_init(struct shmq__heap *h)
 {
@@ -29,6 +43,8 @@ void shmq__heap_fini(struct shmq__heap *h)
 		shmq__free(h->ent_mem, h->ent_mem_size);
 	if (h->slots)
 		shmq__free(h->slots, (size_t)h->slots_cap * sizeof(*h->slots));
+	if (h->hot)
+		shmq__free(h->hot, (size_t)h->hot_cap * sizeof(*h->hot));
 	memset(h, 0, sizeof(*h));
 }
 
@@ -50,6 +66,7 @@ static int heap_grow_ent(struct shmq__heap *h, size_t need)
 		return -ENOMEM;
 	a = SHMQ__ALIGN_UP((uintptr_t)mem, SHMQ__CACHELINE) + HEAP_SKEW;
 	ent = (struct shmq__hent *)a;
+	heap_advise(mem, size);
 	if (h->n)
 		memcpy(ent, h->ent, (size_t)h->n * sizeof(*ent));
 	if (h->ent_mem)
@@ -61,20 +78,36 @@ static int heap_grow_ent(struct shmq__heap *h, size_t need)
 	return 0;
 }
 
+/* Both per-slot arrays grow to cap entries; each keeps its own capacity so a
+ * failure halfway leaves every size known (sized deallocation). */
 static int heap_grow_slots(struct shmq__heap *h, size_t need)
 {
 	size_t cap = h->slots_cap ? h->slots_cap : 64;
-	struct shmq__slot *s;
 
 	while (cap < need)
 		cap *= 2;
 	if (cap > UINT32_MAX - 1)
 		return -ENOMEM;
-	s = shmq__realloc(h->slots, (size_t)h->slots_cap * sizeof(*s), cap * sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	h->slots = s;
-	h->slots_cap = (uint32_t)cap;
+	if (h->hot_cap < cap) {
+		struct shmq__slot_hot *hot =
+			shmq__realloc(h->hot, (size_t)h->hot_cap * sizeof(*hot), cap * sizeof(*hot));
+
+		if (!hot)
+			return -ENOMEM;
+		heap_advise(hot, cap * sizeof(*hot));
+		h->hot = hot;
+		h->hot_cap = (uint32_t)cap;
+	}
+	if (h->slots_cap < cap) {
+		struct shmq__slot *sl =
+			shmq__realloc(h->slots, (size_t)h->slots_cap * sizeof(*sl), cap * sizeof(*sl));
+
+		if (!sl)
+			return -ENOMEM;
+		heap_advise(sl, cap * sizeof(*sl));
+		h->slots = sl;
+		h->slots_cap = (uint32_t)cap;
+	}
 	return 0;
 }
 
@@ -116,7 +149,7 @@ static inline bool hent_less(const struct shmq__heap *h, const struct shmq__hent
 static inline void heap_place(struct shmq__heap *h, uint32_t pos, const struct shmq__hent *e)
 {
 	h->ent[pos] = *e;
-	h->slots[e->slot].heap_pos = pos;
+	h->hot[e->slot].heap_pos = pos;
 }
 
 static void heap_sift_up(struct shmq__heap *h, uint32_t pos, struct shmq__hent e)
@@ -184,23 +217,19 @@ static uint32_t slot_alloc(struct shmq__heap *h)
 
 	if (h->free_head) {
 		idx = h->free_head - 1;
-		h->free_head = h->slots[idx].heap_pos;
+		h->free_head = h->hot[idx].heap_pos;
 	} else {
 		idx = h->nslots++;
-		h->slots[idx].gen = 1;
+		h->hot[idx].gen = 0;
 	}
+	h->hot[idx].gen++; /* odd: in use */
 	return idx;
 }
 
 static void slot_free(struct shmq__heap *h, uint32_t idx)
 {
-	struct shmq__slot *s = &h->slots[idx];
-
-	s->in_use = 0;
-	s->gen++;
-	s->fn = NULL;
-	s->arg = NULL;
-	s->heap_pos = h->free_head;
+	h->hot[idx].gen++; /* even: free; stale handles no longer match */
+	h->hot[idx].heap_pos = h->free_head;
 	h->free_head = idx + 1;
 }
 
@@ -225,33 +254,46 @@ int shmq__heap_push(struct shmq__heap *h, int64_t when, int prio, shmq_action_fn
 	s->period = period;
 	s->base = when;
 	s->k = 0;
-	s->in_use = 1;
 	e.when = when;
 	e.prio = prio;
 	e.slot = idx;
 	heap_sift_up(h, h->n++, e);
-	*handle = ((uint64_t)s->gen << 32) | (idx + 1);
+	*handle = ((uint64_t)h->hot[idx].gen << 32) | (idx + 1);
 	return 0;
 }
 
-struct shmq__slot *shmq__heap_lookup(struct shmq__heap *h, uint64_t handle)
+uint32_t shmq__heap_lookup(const struct shmq__heap *h, uint64_t handle)
 {
-	uint32_t idx = (uint32_t)handle - 1;
-	struct shmq__slot *s;
+	uint32_t idx = (uint32_t)handle - 1, gen = (uint32_t)(handle >> 32);
 
-	if ((uint32_t)handle == 0 || idx >= h->nslots)
-		return NULL;
-	s = &h->slots[idx];
-	if (!s->in_use || s->gen != (uint32_t)(handle >> 32))
-		return NULL;
-	return s;
+	if ((uint32_t)handle == 0 || idx >= h->nslots || !(gen & 1) || h->hot[idx].gen != gen)
+		return UINT32_MAX;
+	return idx;
 }
 
-void shmq__heap_cancel(struct shmq__heap *h, struct shmq__slot *s)
+/*
+ * Start the loads a removal at pos will need, so that their cache misses
+ * overlap instead of queueing: the parent and the children of pos (the
+ * entry that fills the hole moves up or down from there) and the heap
+ * position of that filling entry, which is rewritten.
+ */
+static inline void heap_prefetch_remove(const struct shmq__heap *h, uint32_t pos)
 {
-	uint32_t idx = (uint32_t)(s - h->slots);
+	uint64_t child = (uint64_t)pos * SHMQ__HEAP_ARITY + 1;
 
-	heap_remove_at(h, s->heap_pos);
+	__builtin_prefetch(&h->hot[h->ent[h->n - 1].slot], 1);
+	if (pos > 0)
+		__builtin_prefetch(&h->ent[(pos - 1) / SHMQ__HEAP_ARITY]);
+	if (child < h->n)
+		__builtin_prefetch(&h->ent[child]);
+}
+
+void shmq__heap_cancel(struct shmq__heap *h, uint32_t idx)
+{
+	uint32_t pos = h->hot[idx].heap_pos;
+
+	heap_prefetch_remove(h, pos);
+	heap_remove_at(h, pos);
 	slot_free(h, idx);
 }
 

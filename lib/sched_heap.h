@@ -10,10 +10,17 @@
  * the slot and only consulted on a full tie).
  *
  * A handle names a slot and the slot's generation, packed in one word:
- * bits 0..31 = slot index + 1 (never 0), bits 32..63 = generation.  A slot's
- * generation is bumped each time it is freed, so a handle to an event that
- * ran or was cancelled no longer matches (after 2^32 reuses of one slot a
- * stale handle could match again; no program keeps one that long).
+ * bits 0..31 = slot index + 1 (never 0), bits 32..63 = generation (odd).  A
+ * slot's generation is bumped when it is allocated and when it is freed, so a
+ * handle to an event that ran or was cancelled no longer matches (after 2^31
+ * reuses of one slot a stale handle could match again; no program keeps one
+ * that long).
+ *
+ * The per-slot state is split: 8 hot bytes (heap position, generation) that
+ * cancel and every sift touch, and the cold rest (sequence, action,
+ * period) that only enter, run and full ties touch, so that at 10^6 pending
+ * events the hot arrays stay small.  Large arrays ask for transparent huge
+ * pages (fewer TLB misses on random cancels).
  *
  * Not thread safe: the scheduler's mutex guards every call.
  */
@@ -27,21 +34,22 @@
 #include <shmq/sched.h>
 
 #define SHMQ__HEAP_ARITY 4
-#define SHMQ__SLOT_FREE  UINT32_MAX /* heap_pos of a slot on the free list */
 
+/* What cancel and every heap move touch, 8 bytes per event (hot). */
+struct shmq__slot_hot {
+	uint32_t heap_pos; /* position in the heap; when free: the next free slot + 1 */
+	uint32_t gen;      /* odd while in use; bumped on alloc and on free */
+};
+
+/* What enter writes and run reads (cold). */
 struct shmq__slot {
-	uint32_t heap_pos; /* position in the heap, or the next free slot + 1 when free */
-	uint32_t gen;      /* bumped on free: handles carry the value they saw */
 	uint64_t seq;      /* entry order, the last tie breaker */
 	shmq_action_fn fn;
 	void *arg;
 	int64_t period;    /* 0: one shot; > 0: periodic, deadline = base + k * period */
 	int64_t base;      /* periodic: the first deadline */
 	uint64_t k;        /* periodic: index of the current deadline on the grid */
-	uint32_t in_use;
-	uint32_t pad_;
 };
-_Static_assert(sizeof(struct shmq__slot) == 64, "one slot per cache line");
 
 struct shmq__hent {
 	int64_t when;
@@ -54,11 +62,12 @@ struct shmq__heap {
 	void *ent_mem;          /* the allocation ent points into (aligned so children share a line) */
 	size_t ent_mem_size;
 	uint32_t n, cap;
-	struct shmq__slot *slots;
+	struct shmq__slot_hot *hot; /* per slot, by index */
+	struct shmq__slot *slots;   /* per slot, by index */
 	uint32_t nslots;        /* slots ever used (slab high-water mark) */
 	uint32_t slots_cap;
 	uint32_t free_head;     /* first free slot + 1, 0 if none */
-	uint32_t pad_;
+	uint32_t hot_cap;       /* entries of hot (>= slots_cap once both grew) */
 	uint64_t next_seq;
 };
 
@@ -72,11 +81,11 @@ int shmq__heap_reserve(struct shmq__heap *h, size_t more);
 int shmq__heap_push(struct shmq__heap *h, int64_t when, int prio, shmq_action_fn fn, void *arg,
 		    int64_t period, uint64_t *handle);
 
-/* The slot a handle names if it is still pending, else NULL. */
-struct shmq__slot *shmq__heap_lookup(struct shmq__heap *h, uint64_t handle);
+/* The slot index a handle names if it is still pending, else UINT32_MAX. */
+uint32_t shmq__heap_lookup(const struct shmq__heap *h, uint64_t handle);
 
-/* Remove the pending event in slot s and free the slot. */
-void shmq__heap_cancel(struct shmq__heap *h, struct shmq__slot *s);
+/* Remove the pending event in slot idx and free the slot. */
+void shmq__heap_cancel(struct shmq__heap *h, uint32_t idx);
 
 /* The head's entry, or NULL when empty. */
 static inline const struct shmq__hent *shmq__heap_head(const struct shmq__heap *h)

@@ -93,8 +93,9 @@ struct shmq_sched {
 	bool watches_dirty;   /* the helper's set of words must be republished */
 	int64_t wait_head;    /* the head's deadline when the loop went to sleep */
 	int64_t timer_target; /* where the timer was armed for this wait */
-	/* precision mode: wake-up lateness estimate (decaying maximum) and bound */
-	int64_t lat_est;
+	/* precision mode: wake-up lateness estimates (see loop_learn) and bound */
+	int64_t lat_mean;
+	int64_t lat_dev;
 	int64_t spin_max;
 	struct shmq__sched_watch *watches;
 	unsigned nwatches;    /* live (not dead) watches */

@@ -22,5 +22,6 @@ BENCH_SUBCOMMAND(limits, "machine limits: cache-line round trip between two core
 /* module proc and run */
 
 /* module sched */
+BENCH_SUBCOMMAND(sched, "scheduler: enter+cancel at 10^3..10^6 pending, timer lateness beside bare io_uring and timerfd")
 
 /* module deque and pool */

@@ -43,7 +43,7 @@ struct shmq_sched_opts {
 	unsigned reserved0;
 	int64_t spin_ns;       /* SHMQ_SCHED_PRECISE: the most a wake-up is moved ahead of a
 				  deadline to be spun away (the loop adapts below it to the
-				  lateness it observes); 0: 300 us */
+				  lateness it observes); 0: 200 us */
 	uint64_t reserved[4];
 };
 
