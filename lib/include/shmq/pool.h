@@ -9,8 +9,42 @@
 extern "C" {
 #endif
 
+/*
+ * Pools (seed 12-6): Python's multiprocessing.Pool over shared memory.
+ *
+ *     static int square(const void *in, void *out)
+ *     { *(int *)out = *(const int *)in * *(const int *)in; return 0; }
+ *     SHMQ_TASK(square);
+ *
+ *     int main(int argc, char **argv)
+ *     {
+ *             shmq_dispatch(argc, argv);      // first: workers run in here
+ *             ...
+ *             shmq_pool_create(r, NULL, &p);  // one worker per online CPU
+ *             shmq_pool_map(p, "square", in, sizeof(int), out, sizeof(int), n,
+ *                           SHMQ_FOREVER);
+ *             shmq_pool_close(p); shmq_pool_join(p, SHMQ_FOREVER); shmq_pool_free(p);
+ *     }
+ *
+ * Workers are processes started with shmq_proc_spawn (the program must call
+ * shmq_dispatch first in main); each owns a Chase-Lev deque in the region.
+ * Work from outside the pool arrives through per-job injection words; idle
+ * workers steal from random victims, spin briefly, then sleep on a futex.
+ * Tasks are found by name in the registry SHMQ_TASK fills, in every process.
+ *
+ * A worker that dies is replaced on the next wait of a caller (wait, get,
+ * ready, map); the chunks it was running run again and each result slot is
+ * written by exactly one completed run.  A chunk whose worker dies three
+ * times fails with -EOWNERDEAD.
+ */
+
 typedef int (*shmq_task_fn)(const void *in, void *out);
 
+/* One registered task; SHMQ_TASK fills it in at file scope.
+ * shmq_task_register adds t (which must live as long as the program) to the
+ * process-wide registry.  Safe from constructors and any thread; registering
+ * the same struct twice is a no-op; names are unique (a later duplicate name
+ * is ignored). */
 struct shmq_task {
 	const char *name;
 	shmq_task_fn fn;
@@ -27,25 +61,146 @@ SHMQ_API void shmq_task_register(struct shmq_task *t);
 	}                                                                            \
 	struct shmq__task_semicolon_##fn
 
+#define SHMQ_POOL_MAX_WORKERS 256u
+#define SHMQ_POOL_MAX_JOBS    256u  /* maps and applies in flight per pool */
+
+/* Options; NULL or all-zero means the defaults. */
 struct shmq_pool_opts {
-	unsigned workers; /* 0: online CPUs */
-	size_t chunksize; /* 0: automatic */
+	unsigned workers;  /* 0: the number of online CPUs (at most SHMQ_POOL_MAX_WORKERS) */
+	size_t chunksize;  /* 0: automatic, as Python's: ceil(n / (4 * workers)) */
+	size_t arena;      /* bytes of the region reserved for copies of inputs and
+			    * outputs; 0: half of the region's free space at create */
+	uint64_t reserved[4]; /* must be zero */
 };
+
+/*
+ * shmq_pool_create - start a pool of worker processes on region r.
+ * The pool's shared state (worker deques, job table, arena) is allocated in r
+ * and stays there until r is destroyed.  The handle may be used by several
+ * threads of the creating process; only that process may use it.
+ * Errors: -EINVAL, -ENOSPC (region full), -ENOMEM, or what shmq_proc_spawn
+ * returned.
+ */
 SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, shmq_pool **out);
+
+/*
+ * shmq_pool_map - out[i] = task(in[i]) for i < n, in order; blocks.
+ * in and out are arrays of n elements of in_size and out_size bytes (either
+ * size may be 0, its pointer then NULL).  Buffers that lie in the pool's
+ * region are used in place; others are copied into the arena (in) and back
+ * (out), in batches if they do not fit it at once.  The elements are split in
+ * chunks of opts.chunksize.  Returns 0, the error of the first failing
+ * element (the lowest index; the other results are still written), -ENOENT
+ * for an unknown task, -ECANCELED when the pool is terminated meanwhile,
+ * -ETIMEDOUT, -EPIPE after close, -EOWNERDEAD (see above), -EINVAL.
+ * After -ETIMEDOUT or -ECANCELED out is not written (in-place outputs may be,
+ * by chunks that were running).
+ */
 SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_t in_size,
 			   void *out, size_t out_size, size_t n, int64_t timeout_ns);
+
+/*
+ * shmq_pool_map_async / shmq_pool_apply_async - submit without waiting.
+ * apply_async is a map of one element.  The results reach out when the
+ * returned handle completes (shmq_async_wait, _get, or a _ready that returns
+ * true); in and out must stay valid until then (in may be reused at once if it
+ * was copied, i.e. did not lie in the region).  The inputs must fit the arena
+ * at once (-ENOSPC), and at most SHMQ_POOL_MAX_JOBS may be in flight (-EAGAIN).
+ * Other errors as for map.
+ */
 SHMQ_API int shmq_pool_map_async(shmq_pool *p, const char *task, const void *in, size_t in_size,
 				 void *out, size_t out_size, size_t n, shmq_async **out_async);
 SHMQ_API int shmq_pool_apply_async(shmq_pool *p, const char *task, const void *in, size_t in_size,
 				   void *out, size_t out_size, shmq_async **out_async);
+
+/*
+ * The pending result of a map_async / apply_async.  One thread at a time per
+ * handle.  wait: 0 once complete (results copied to out), -ETIMEDOUT /
+ * -EAGAIN (SHMQ_NOWAIT), -ECANCELED (pool terminated).  ready: completed?
+ * get: waits, then the tasks' status: 0 or the first error (lowest index).
+ * free: releases the handle; an incomplete job is cancelled (chunks not yet
+ * started are skipped) and out is no longer written.  NULL is a no-op.
+ */
 SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns);
 SHMQ_API bool shmq_async_ready(shmq_async *a);
 SHMQ_API int shmq_async_get(shmq_async *a, int64_t timeout_ns);
 SHMQ_API void shmq_async_free(shmq_async *a);
+
+/*
+ * Lifecycle, as Python's: close stops new submissions (-EPIPE); join (after
+ * close or terminate, else -EINVAL) waits for outstanding jobs, then for the
+ * workers to exit, and may be retried after -ETIMEDOUT; terminate kills the
+ * workers at once (SIGKILL), completes every pending job with -ECANCELED and
+ * reaps them; free terminates a pool still running and releases the handle.
+ * After join or terminate no worker process is left.
+ */
 SHMQ_API int shmq_pool_close(shmq_pool *p);
 SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns);
 SHMQ_API int shmq_pool_terminate(shmq_pool *p);
 SHMQ_API void shmq_pool_free(shmq_pool *p);
+
+/*
+ * Statistics of worker slot i (< shmq_pool_workers(p)): its current pid, the
+ * tasks it ran (map elements and subtasks; counted per slot across
+ * replacements), the words it stole, how often it was replaced, and whether
+ * its current process has started.  Any thread of the creating process.
+ * -EINVAL for a bad index, -EBADMSG when the shared counters are corrupt.
+ */
+struct shmq_pool_worker_stats {
+	pid_t pid;
+	uint64_t tasks;
+	uint64_t steals;
+	uint32_t restarts;
+	uint32_t started;  /* 1 once the current process has attached to the pool */
+};
+SHMQ_API unsigned shmq_pool_workers(const shmq_pool *p);
+SHMQ_API int shmq_pool_worker_stats(shmq_pool *p, unsigned i, struct shmq_pool_worker_stats *s);
+
+/*
+ * Fork-join from inside a task.
+ *
+ *     static int fib(const void *in, void *out)
+ *     {
+ *             int n = *(const int *)in, a, b, n1 = n - 1, n2 = n - 2;
+ *             struct shmq_pool_group g = SHMQ_POOL_GROUP_INIT;
+ *
+ *             if (n < 2) { *(int *)out = n; return 0; }
+ *             shmq_pool_spawn(&g, "fib", &n1, sizeof(n1), &a, sizeof(a));
+ *             fib(&n2, &b);                  // a direct call: fine
+ *             int rc = shmq_pool_sync(&g);   // helps other tasks while it waits
+ *             *(int *)out = a + b;
+ *             return rc;
+ *     }
+ *
+ * shmq_pool_spawn queues task(in) -> out on the calling worker's deque, where
+ * it runs on this worker at the sync or on another worker that steals it; in
+ * is copied at once (in_size + out_size <= SHMQ_POOL_SPAWN_MAX); out is
+ * written by the sync and must stay valid until then.  When the worker's
+ * deque or frame stack is full the subtask runs at once instead.
+ * shmq_pool_sync waits for every subtask spawned into g (since g's first spawn
+ * or its last sync), running other tasks meanwhile, copies their results and
+ * returns 0 or the first error in spawn order.  Groups must be synced in the
+ * reverse order of their first spawns (nested, as calls are); a task that
+ * returns with an unsynced group is synced by the pool (its error then
+ * becomes the task's, if the task returned 0).  A subtask whose thief dies is
+ * run again by the spawning worker.
+ * Only on a pool worker, inside a task (-EPERM elsewhere); one group per
+ * nesting level; -ENOENT unknown task, -EMSGSIZE, -EINVAL (misnested group).
+ *
+ * shmq_pool_self: the index of the worker slot running the caller, or -EPERM
+ * outside a pool worker.
+ */
+#define SHMQ_POOL_SPAWN_MAX 96u
+struct shmq_pool_group {
+	uint32_t base; /* private to the pool: the first frame of the group */
+	uint32_t n;    /* spawned, not yet synced */
+	int err;       /* first error of subtasks that ran at once */
+};
+#define SHMQ_POOL_GROUP_INIT { 0, 0, 0 }
+SHMQ_API int shmq_pool_spawn(struct shmq_pool_group *g, const char *task, const void *in,
+			     size_t in_size, void *out, size_t out_size);
+SHMQ_API int shmq_pool_sync(struct shmq_pool_group *g);
+SHMQ_API int shmq_pool_self(void);
 
 #ifdef __cplusplus
 }

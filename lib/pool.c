@@ -1,0 +1,1976 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Layer 5: the work-stealing pool of worker processes (seed 12-6).
+ *
+ * Shared layout (one block in the region, addressed by offsets):
+ *
+ *   struct pool_hdr     immutable geometry; state; the idle futex; the
+ *                       pending-injection bitmask
+ *   struct pool_job[SHMQ_POOL_MAX_JOBS]
+ *                       one per map / apply in flight: task, the element
+ *                       arrays (offsets), chunk geometry, the chunk-state
+ *                       array (offset), the injection word, counters
+ *   struct pool_slot[nworkers]
+ *                       per worker: the area (deque + frames) of its current
+ *                       generation, its owner id, its claim pin, statistics
+ *   arena               element arrays and chunk states of jobs, handed out
+ *                       by a private allocator of the creating process
+ *   worker areas        per worker generation: a Chase-Lev deque and a stack
+ *                       of fork-join frames; a replacement worker gets a
+ *                       fresh area, so late writes of orphaned subtasks never
+ *                       land in memory still in use
+ *
+ * Words on the deques (64 bits):
+ *   RANGE  kind 1 | job (8) | lo (27) | hi (27): chunks [lo, hi) of a job;
+ *          a worker splits it in halves, pushing the upper one, until one
+ *          chunk is left, which it claims and runs.
+ *   SUB    kind 2 | frame offset / 64 (32) | tag (30): a spawned subtask.
+ *
+ * Chunks are claimed, run and completed through their state word:
+ * PENDING (0) -> the claiming worker's owner id -> DONE; only the claimer
+ * writes the chunk's result slots, so a stale or duplicated RANGE word (after
+ * a worker died) never runs a chunk twice at once, and a chunk is counted
+ * once.  The creator resets chunks held by a dead worker to PENDING and
+ * re-injects the whole range.
+ *
+ * Frames are claimed by tag: PENDING(tag) -> RUNNING(owner id) -> DONE(tag).
+ * The spawning worker that takes its own word back runs the subtask in
+ * place; a thief claims it by CAS, so a word that outlived its frame (the tag
+ * no longer matches) is dropped.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "alloc.h"
+#include "atomic.h"
+#include "compiler.h"
+#include "deque.h"
+#include "region.h"
+#include "wait.h"
+
+#define POOL_MAGIC   0x4c4f4f50u /* "POOL" */
+#define POOL_VERSION 1u
+
+#define POOL_DEQUE_CAP 4096u
+#define POOL_FRAMES    1024u
+#define POOL_FRAME_DATA SHMQ_POOL_SPAWN_MAX
+
+#define POOL_RUNNING   0u
+#define POOL_CLOSING   1u
+#define POOL_EXIT      2u
+#define POOL_TERMINATE 3u
+
+#define JOB_FREE     0u
+#define JOB_ACTIVE   1u
+#define JOB_RETIRING 2u
+
+#define JOB_RUNNING  0u
+#define JOB_DONE     1u
+#define JOB_CANCELED 2u
+
+#define CHUNK_PENDING 0u
+#define CHUNK_DONE    UINT32_MAX
+
+#define WORD_RANGE 1ull
+#define WORD_SUB   2ull
+#define RANGE_BITS 27
+#define RANGE_MAX  ((1ull << RANGE_BITS) - 1)
+#define TAG_BITS   30
+#define TAG_MASK   ((1u << TAG_BITS) - 1)
+
+#define IDLE_SPIN_NS     (50 * 1000)          /* steal attempts before sleeping */
+#define IDLE_SLICE_NS    (50 * 1000 * 1000)   /* idle sleep; then check the creator */
+#define WAIT_SLICE_NS    (20 * 1000 * 1000)   /* callers: supervise this often */
+#define FRAME_NAP_NS     (200 * 1000)         /* a sync's sleep between help attempts */
+#define FRAME_CHECK_NS   (20 * 1000 * 1000)   /* a sync checks its thief this often */
+#define HELP_DEPTH_MAX   64u                  /* nested task runs while syncing */
+#define CHUNK_TRIES      3u                   /* deaths a chunk survives */
+#define START_TRIES      3u                   /* failed worker starts in a row */
+
+/* ---- shared structures ---- */
+
+struct pool_job {
+	/* lines 0-2: written by the creator while the job is not ACTIVE */
+	uint32_t state;     /* JOB_FREE, JOB_ACTIVE, JOB_RETIRING */
+	uint32_t canceled;  /* set once by the creator while ACTIVE */
+	uint32_t task_idx;
+	uint32_t task_hash;
+	uint64_t in_off, in_size;
+	uint64_t out_off, out_size;
+	uint64_t chunks_off; /* uint32_t[nchunks] */
+	uint64_t n, chunksize, nchunks;
+	char task[SHMQ_OBJ_NAME_MAX + 1];
+	uint8_t pad1[3 * SHMQ__CACHELINE - 144];
+	/* line 3: written by workers */
+	uint64_t inject;      /* a RANGE word waiting for a worker, or 0 */
+	uint64_t done_chunks;
+	uint64_t err;         /* (index << 32) | (uint32_t)status, lowest index; UINT64_MAX: none */
+	uint32_t done;        /* JOB_RUNNING, JOB_DONE, JOB_CANCELED: the creator waits on it */
+	uint32_t done_sleepers;
+	uint8_t pad2[SHMQ__CACHELINE - 32];
+};
+SHMQ__LINE_ALIGNED_FIELD(struct pool_job, inject);
+_Static_assert(sizeof(struct pool_job) % SHMQ__CACHELINE == 0, "pool_job: whole lines");
+
+struct pool_slot {
+	/* line 0: written by the creator */
+	uint32_t gen;       /* bumped (release) after area_off changed */
+	uint32_t restarts;
+	uint64_t area_off;  /* the deque, then the frames */
+	int32_t pid;
+	uint8_t pad0[SHMQ__CACHELINE - 20];
+	/* line 1: written by the worker */
+	uint32_t id;        /* the worker's owner id in the region */
+	uint32_t claim;     /* job + 1 while it claims a chunk */
+	uint64_t tasks;
+	uint64_t steals;
+	uint8_t pad1[SHMQ__CACHELINE - 24];
+};
+SHMQ__LINE_ALIGNED_FIELD(struct pool_slot, id);
+_Static_assert(sizeof(struct pool_slot) == 2 * SHMQ__CACHELINE, "pool_slot: two lines");
+
+struct pool_hdr {
+	/* line 0: immutable after create */
+	uint32_t magic;
+	uint32_t version;
+	uint32_t nworkers;
+	uint32_t njobs;
+	uint32_t deque_cap;
+	uint32_t frames;
+	uint32_t creator_id;
+	uint32_t pad0;
+	uint64_t arena_off, arena_size;
+	uint8_t pad0b[SHMQ__CACHELINE - 48];
+	/* line 1: the pool's state, written by the creator */
+	uint32_t state;
+	uint8_t pad1[SHMQ__CACHELINE - 4];
+	/* line 2: the idle workers' futex */
+	uint32_t work_seq;
+	uint32_t idle_sleepers;
+	uint8_t pad2[SHMQ__CACHELINE - 8];
+	/* line 3: jobs whose injection word may be set */
+	uint64_t pending[SHMQ_POOL_MAX_JOBS / 64];
+	uint8_t pad3[SHMQ__CACHELINE - 8 * (SHMQ_POOL_MAX_JOBS / 64)];
+	struct pool_job jobs[SHMQ_POOL_MAX_JOBS];
+	struct pool_slot slots[];
+};
+SHMQ__LINE_ALIGNED_FIELD(struct pool_hdr, state);
+SHMQ__LINE_ALIGNED_FIELD(struct pool_hdr, work_seq);
+SHMQ__LINE_ALIGNED_FIELD(struct pool_hdr, pending);
+SHMQ__LINE_ALIGNED_FIELD(struct pool_hdr, jobs);
+SHMQ__LINE_ALIGNED_FIELD(struct pool_hdr, slots);
+
+/* A fork-join frame: a spawned subtask, its input and, once run by a thief,
+ * its output. */
+struct pool_frame {
+	uint32_t state;     /* PENDING(tag), RUNNING(id), DONE(tag) */
+	uint32_t sleepers;  /* the spawner sleeping on state */
+	int32_t status;     /* written by the thief before DONE */
+	uint32_t task_idx;
+	uint32_t task_hash;
+	uint16_t in_size;
+	uint16_t out_size;
+	uint8_t pad[8];
+	uint8_t data[POOL_FRAME_DATA]; /* input, then output at ALIGN_UP(in_size, 16) */
+};
+_Static_assert(sizeof(struct pool_frame) == 2 * SHMQ__CACHELINE, "pool_frame: two lines");
+
+static inline uint32_t frame_pending(uint32_t tag) { return tag << 2; }
+static inline uint32_t frame_done(uint32_t tag) { return (tag << 2) | 2u; }
+static inline uint32_t frame_running(uint32_t id) { return (id << 1) | 1u; }
+
+static inline uint64_t word_range(unsigned job, uint64_t lo, uint64_t hi)
+{
+	return (WORD_RANGE << 62) | ((uint64_t)job << 54) | (lo << RANGE_BITS) | hi;
+}
+
+static inline uint64_t word_sub(uint64_t off, uint32_t tag)
+{
+	return (WORD_SUB << 62) | ((off / SHMQ__CACHELINE) << TAG_BITS) | tag;
+}
+
+static size_t pool_hdr_size(unsigned nworkers)
+{
+	return sizeof(struct pool_hdr) + (size_t)nworkers * sizeof(struct pool_slot);
+}
+
+static size_t pool_area_size(void)
+{
+	return shmq__deque_footprint(POOL_DEQUE_CAP) +
+	       (size_t)POOL_FRAMES * sizeof(struct pool_frame);
+}
+
+/* ---- the task registry ---- */
+
+static pthread_mutex_t task_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct shmq_task *task_head;
+static uint32_t task_version; /* bumped under task_mu; read relaxed as a hint */
+
+/* A process-private, name-sorted snapshot: the index of a task is the same in
+ * every process of one program. */
+struct task_table {
+	uint32_t version;
+	uint32_t n;
+	struct shmq_task **v;
+	uint32_t *hash;
+};
+
+static uint32_t name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	while (*s)
+		h = (h ^ (uint8_t)*s++) * 16777619u;
+	return h | 1u;
+}
+
+static struct shmq_task *task_find_locked(const char *name)
+{
+	for (struct shmq_task *t = task_head; t; t = t->next)
+		if (strcmp(t->name, name) == 0)
+			return t;
+	return NULL;
+}
+
+SHMQ_API void shmq_task_register(struct shmq_task *t)
+{
+	if (!t || !t->name || !t->fn || strlen(t->name) > SHMQ_OBJ_NAME_MAX)
+		return;
+	pthread_mutex_lock(&task_mu);
+	if (!task_find_locked(t->name)) {
+		t->next = task_head;
+		task_head = t;
+		shmq__store_relaxed(&task_version, task_version + 1); /* a hint: rebuilt under task_mu */
+	}
+	pthread_mutex_unlock(&task_mu);
+}
+
+static int task_cmp(const void *a, const void *b)
+{
+	return strcmp((*(struct shmq_task *const *)a)->name, (*(struct shmq_task *const *)b)->name);
+}
+
+static void task_table_free(struct task_table *tt)
+{
+	shmq__free(tt->v, tt->n * sizeof(*tt->v));
+	shmq__free(tt->hash, tt->n * sizeof(*tt->hash));
+	memset(tt, 0, sizeof(*tt));
+}
+
+static int task_table_build(struct task_table *tt)
+{
+	struct task_table nt = { 0 };
+	uint32_t i = 0;
+
+	pthread_mutex_lock(&task_mu);
+	for (struct shmq_task *t = task_head; t; t = t->next)
+		nt.n++;
+	nt.version = task_version;
+	nt.v = shmq__malloc((nt.n ? nt.n : 1) * sizeof(*nt.v));
+	nt.hash = shmq__malloc((nt.n ? nt.n : 1) * sizeof(*nt.hash));
+	if (!nt.v || !nt.hash) {
+		pthread_mutex_unlock(&task_mu);
+		shmq__free(nt.v, (nt.n ? nt.n : 1) * sizeof(*nt.v));
+		shmq__free(nt.hash, (nt.n ? nt.n : 1) * sizeof(*nt.hash));
+		return -ENOMEM;
+	}
+	for (struct shmq_task *t = task_head; t; t = t->next)
+		nt.v[i++] = t;
+	pthread_mutex_unlock(&task_mu);
+	qsort(nt.v, nt.n, sizeof(*nt.v), task_cmp);
+	for (i = 0; i < nt.n; i++)
+		nt.hash[i] = name_hash(nt.v[i]->name);
+	if (tt->v) {
+		shmq__free(tt->v, (tt->n ? tt->n : 1) * sizeof(*tt->v));
+		shmq__free(tt->hash, (tt->n ? tt->n : 1) * sizeof(*tt->hash));
+	}
+	*tt = nt;
+	return 0;
+}
+
+/* Index of name in tt (rebuilt when the registry grew), or -ENOENT. */
+static int task_lookup(struct task_table *tt, const char *name)
+{
+	uint32_t lo, hi;
+
+	if (!name)
+		return -EINVAL;
+	for (int pass = 0; pass < 2; pass++) {
+		/* relaxed: a hint that the registry grew; the rebuild locks */
+		if ((!tt->v || tt->version != shmq__load_relaxed(&task_version)) &&
+		    task_table_build(tt))
+			return -ENOMEM;
+		lo = 0;
+		hi = tt->n;
+		while (lo < hi) {
+			uint32_t mid = lo + (hi - lo) / 2;
+			int c = strcmp(tt->v[mid]->name, name);
+
+			if (c == 0)
+				return (int)mid;
+			if (c < 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		tt->version = UINT32_MAX; /* force one rebuild before giving up */
+	}
+	return -ENOENT;
+}
+
+/* The function for a (shared, untrusted) index and hash, or NULL. */
+static shmq_task_fn task_by_index(const struct task_table *tt, uint32_t idx, uint32_t hash)
+{
+	if (idx >= tt->n || tt->hash[idx] != hash)
+		return NULL;
+	return tt->v[idx]->fn;
+}
+
+/* ---- the worker process ---- */
+
+struct victim {
+	uint32_t gen;  /* the slot generation the view belongs to; 0: none */
+	struct shmq__deque dq;
+};
+
+struct worker {
+	shmq_region *r;
+	struct pool_hdr *h;
+	struct pool_slot *slot;
+	unsigned self, nworkers;
+	uint32_t id;
+	struct shmq__deque dq;
+	struct pool_frame *frames;
+	uint64_t frames_off;
+	unsigned sp;       /* frames in use */
+	unsigned depth;    /* nested task runs */
+	uint32_t tag;
+	uint64_t rng;
+	uint64_t tasks, steals;
+	struct victim *victims;
+	struct task_table tt;
+	const char *cache_name; /* spawn's one-entry name cache */
+	int cache_idx;
+	/* per frame, private: where the result goes and how to run it */
+	void **outs;
+	shmq_task_fn *fns;
+	uint32_t *tags;
+};
+
+/* The worker this process is, while it runs the pool's loop (pool workers
+ * are single-threaded processes).  The one piece of process-wide state
+ * besides the registries: tasks have no context argument, so spawn and sync
+ * find their worker here. */
+static struct worker *pool_current;
+
+static uint64_t rng_next(struct worker *w)
+{
+	w->rng ^= w->rng << 13;
+	w->rng ^= w->rng >> 7;
+	w->rng ^= w->rng << 17;
+	return w->rng;
+}
+
+/* Wake one idle worker if any sleeps.  strong: the caller's publication and
+ * our load of the sleeper count are ordered (a seq_cst RMW on the futex word
+ * first); weak (the spawn fast path): a relaxed peek that may miss a worker
+ * going to sleep at this instant, which then wakes at its slice. */
+static void idle_wake(struct pool_hdr *h, bool strong, int n)
+{
+	if (strong) {
+		shmq__fetch_add_seq_cst(&h->work_seq, 1);
+		if (shmq__load_seq_cst(&h->idle_sleepers) == 0)
+			return;
+	} else {
+		if (shmq__load_relaxed(&h->idle_sleepers) == 0) /* a hint; see above */
+			return;
+		shmq__fetch_add_seq_cst(&h->work_seq, 1);
+	}
+	shmq__futex_wake(&h->work_seq, n);
+}
+
+static void worker_count_task(struct worker *w)
+{
+	w->tasks++;
+	shmq__store_relaxed(&w->slot->tasks, w->tasks); /* statistics only */
+}
+
+static int frames_sync(struct worker *w, unsigned base);
+
+/* Run one task with an implicit sync of whatever it left unsynced. */
+static int task_exec(struct worker *w, shmq_task_fn fn, const void *in, void *out)
+{
+	unsigned base = w->sp;
+	int st, e;
+
+	w->depth++;
+	st = fn(in, out);
+	if (SHMQ__UNLIKELY(w->sp > base)) {
+		e = frames_sync(w, base);
+		if (!st)
+			st = e;
+	}
+	w->depth--;
+	worker_count_task(w);
+	return st;
+}
+
+/* A checked view of a job's arrays. */
+struct job_view {
+	shmq_task_fn fn;
+	uint8_t *in, *out;
+	uint32_t *chunks;
+	uint64_t in_size, out_size, n, chunksize, nchunks;
+};
+
+static bool span_ok(uint64_t n, uint64_t size, uint64_t *bytes)
+{
+	if (size && n > UINT64_MAX / size)
+		return false;
+	*bytes = n * size;
+	return true;
+}
+
+static void *span_ptr(shmq_region *r, uint64_t off, uint64_t bytes)
+{
+	if (bytes == 0)
+		return NULL;
+	return shmq__region_ptr(r, off, bytes);
+}
+
+/* relaxed loads: the fields are stable while the job is ACTIVE, published by
+ * the creator's seq_cst store of state that the caller loaded */
+static int job_view(struct worker *w, struct pool_job *job, struct job_view *v)
+{
+	uint64_t in_b, out_b, ch_b;
+	char name[SHMQ_OBJ_NAME_MAX + 1];
+
+	v->in_size = shmq__load_relaxed(&job->in_size);
+	v->out_size = shmq__load_relaxed(&job->out_size);
+	v->n = shmq__load_relaxed(&job->n);
+	v->chunksize = shmq__load_relaxed(&job->chunksize);
+	v->nchunks = shmq__load_relaxed(&job->nchunks);
+	if (v->chunksize == 0 || v->nchunks == 0 || v->nchunks > RANGE_MAX ||
+	    (v->n - 1) / v->chunksize + 1 != v->nchunks || v->n == 0)
+		return -EBADMSG;
+	if (!span_ok(v->n, v->in_size, &in_b) || !span_ok(v->n, v->out_size, &out_b) ||
+	    !span_ok(v->nchunks, 4, &ch_b))
+		return -EBADMSG;
+	v->in = span_ptr(w->r, shmq__load_relaxed(&job->in_off), in_b);
+	v->out = span_ptr(w->r, shmq__load_relaxed(&job->out_off), out_b);
+	v->chunks = span_ptr(w->r, shmq__load_relaxed(&job->chunks_off), ch_b);
+	if ((in_b && !v->in) || (out_b && !v->out) || !v->chunks ||
+	    ((uintptr_t)v->chunks & 3u))
+		return -EBADMSG;
+	v->fn = task_by_index(&w->tt, shmq__load_relaxed(&job->task_idx),
+			      shmq__load_relaxed(&job->task_hash));
+	if (!v->fn) { /* another registry order: fall back to the name */
+		int idx;
+
+		for (unsigned i = 0; i < sizeof(name); i++)
+			name[i] = (char)shmq__load_relaxed(&job->task[i]);
+		name[sizeof(name) - 1] = 0;
+		idx = task_lookup(&w->tt, name);
+		v->fn = idx >= 0 ? w->tt.v[idx]->fn : NULL;
+	}
+	return 0;
+}
+
+/* Record status for element i if it is the lowest failing index so far. */
+static void job_err_record(struct pool_job *job, uint64_t i, int status)
+{
+	uint64_t idx = i > UINT32_MAX ? UINT32_MAX : i;
+	uint64_t want = (idx << 32) | (uint32_t)status;
+	uint64_t cur = shmq__load_relaxed(&job->err); /* the CAS re-validates */
+
+	while (want < cur && !shmq__cas_acq_rel(&job->err, &cur, want))
+		;
+}
+
+static void job_chunk_done(struct pool_job *job, uint64_t nchunks)
+{
+	uint32_t running = JOB_RUNNING;
+
+	/* acq_rel: a release sequence over every chunk's completion, so the
+	 * creator's acquire of done sees every result */
+	if (shmq__fetch_add_acq_rel(&job->done_chunks, 1) + 1 != nchunks)
+		return;
+	if (shmq__cas_seq_cst(&job->done, &running, JOB_DONE))
+		shmq__wake_word(&job->done, &job->done_sleepers, INT_MAX);
+}
+
+/* Claim chunk c of job j: the pin (slot->claim) keeps the creator from
+ * retiring the job between our check of its state and our CAS. */
+static bool chunk_claim(struct worker *w, unsigned j, uint64_t c, struct job_view *v)
+{
+	struct pool_job *job = &w->h->jobs[j];
+	uint32_t exp = CHUNK_PENDING;
+	bool ok = false;
+
+	/* seq_cst pin and check: Dekker with job_retire's store of state and
+	 * load of claim */
+	shmq__store_seq_cst(&w->slot->claim, j + 1);
+	if (shmq__load_seq_cst(&job->state) == JOB_ACTIVE && !shmq__load_seq_cst(&job->canceled) &&
+	    job_view(w, job, v) == 0 && c < v->nchunks)
+		ok = shmq__cas_acq_rel(&v->chunks[c], &exp, w->id);
+	/* pairs with job_retire's seq_cst load of claim */
+	shmq__store_release(&w->slot->claim, 0);
+	return ok;
+}
+
+static void chunk_run(struct worker *w, unsigned j, uint64_t c)
+{
+	struct pool_job *job = &w->h->jobs[j];
+	struct job_view v;
+	uint64_t lo, hi;
+	uint32_t exp;
+
+	if (!chunk_claim(w, j, c, &v))
+		return;
+	lo = c * v.chunksize;
+	hi = lo + v.chunksize < v.n ? lo + v.chunksize : v.n;
+	for (uint64_t i = lo; i < hi; i++) {
+		int st = v.fn ? task_exec(w, v.fn, v.in ? v.in + i * v.in_size : NULL,
+					  v.out ? v.out + i * v.out_size : NULL)
+			      : -ENOENT;
+
+		if (SHMQ__UNLIKELY(st))
+			job_err_record(job, i, st);
+	}
+	exp = w->id;
+	/* release: our results before the chunk counts as done (pairs with
+	 * the creator's acquire of done through job_chunk_done) */
+	if (shmq__cas_acq_rel(&v.chunks[c], &exp, CHUNK_DONE))
+		job_chunk_done(job, v.nchunks);
+}
+
+static void range_run(struct worker *w, unsigned j, uint64_t lo, uint64_t hi)
+{
+	struct pool_job *job = &w->h->jobs[j];
+	/* relaxed: a clamp only; chunk_claim re-checks under the pin */
+	uint64_t nchunks = shmq__load_relaxed(&job->nchunks);
+
+	if (hi > nchunks)
+		hi = nchunks;
+	while (lo < hi && hi - lo > 1) {
+		uint64_t mid = lo + (hi - lo) / 2;
+
+		if (shmq__deque_push(&w->dq, word_range(j, mid, hi)) != 0) {
+			for (uint64_t c = mid; c < hi; c++)
+				chunk_run(w, j, c);
+		} else {
+			idle_wake(w->h, true, 1);
+		}
+		hi = mid;
+	}
+	if (lo < hi)
+		chunk_run(w, j, lo);
+}
+
+static uint32_t frame_in_span(uint32_t in_size)
+{
+	return SHMQ__ALIGN_UP(in_size, 16u);
+}
+
+/* A subtask taken from another worker's deque (or found orphaned). */
+static void sub_run_stolen(struct worker *w, uint64_t word)
+{
+	uint64_t off = ((word >> TAG_BITS) & 0xffffffffull) * SHMQ__CACHELINE;
+	uint32_t tag = (uint32_t)(word & TAG_MASK);
+	struct pool_frame *f = shmq__region_ptr(w->r, off, sizeof(*f));
+	uint32_t exp = frame_pending(tag);
+	uint8_t out[POOL_FRAME_DATA];
+	uint32_t in_size, out_size, span;
+	shmq_task_fn fn;
+	int st;
+
+	if (!f)
+		return; /* a corrupt word: nothing to run */
+	/* acquire: the spawner's frame contents (also published by its push) */
+	if (!shmq__cas_acq_rel(&f->state, &exp, frame_running(w->id)))
+		return; /* run by its spawner already, or a stale word */
+	in_size = shmq__load_relaxed(&f->in_size);
+	out_size = shmq__load_relaxed(&f->out_size);
+	span = frame_in_span(in_size);
+	fn = task_by_index(&w->tt, shmq__load_relaxed(&f->task_idx),
+			   shmq__load_relaxed(&f->task_hash));
+	if (span + out_size > POOL_FRAME_DATA)
+		st = -EBADMSG;
+	else if (!fn)
+		st = -ENOENT;
+	else {
+		memset(out, 0, out_size);
+		st = task_exec(w, fn, in_size ? f->data : NULL, out_size ? out : NULL);
+		memcpy(f->data + span, out, out_size);
+	}
+	shmq__store_relaxed(&f->status, st); /* published by the exchange below */
+	/* seq_cst: the wake protocol of wait.h with the spawner's sleepers */
+	shmq__exchange_seq_cst(&f->state, frame_done(tag));
+	shmq__wake_word(&f->state, &f->sleepers, 1);
+}
+
+static void word_run(struct worker *w, uint64_t word)
+{
+	switch (word >> 62) {
+	case WORD_RANGE: {
+		unsigned j = (unsigned)((word >> 54) & 0xff);
+		uint64_t lo = (word >> RANGE_BITS) & RANGE_MAX, hi = word & RANGE_MAX;
+
+		range_run(w, j, lo, hi);
+		break;
+	}
+	case WORD_SUB:
+		sub_run_stolen(w, word);
+		break;
+	default:
+		break; /* a corrupt word */
+	}
+}
+
+/* The view of victim v's current deque, re-attached when its slot got a new
+ * generation; NULL while it has none. */
+static struct shmq__deque *victim_deque(struct worker *w, unsigned v)
+{
+	struct pool_slot *s = &w->h->slots[v];
+	struct victim *vi = &w->victims[v];
+	/* pairs with the creator's release store of gen after area_off */
+	uint32_t gen = shmq__load_acquire(&s->gen);
+	void *mem;
+
+	if (SHMQ__LIKELY(gen == vi->gen && gen != 0))
+		return &vi->dq;
+	mem = shmq__region_ptr(w->r, shmq__load_relaxed(&s->area_off), pool_area_size());
+	vi->gen = 0;
+	if (!mem || shmq__deque_attach(&vi->dq, mem, shmq__deque_footprint(POOL_DEQUE_CAP)))
+		return NULL;
+	vi->gen = gen;
+	return &vi->dq;
+}
+
+static bool inject_take(struct worker *w, uint64_t *word)
+{
+	struct pool_hdr *h = w->h;
+
+	for (unsigned k = 0; k < SHMQ_POOL_MAX_JOBS / 64; k++) {
+		/* pairs with the creator's seq_cst fetch_or after storing inject */
+		uint64_t m = shmq__load_acquire(&h->pending[k]);
+
+		while (m) {
+			unsigned b = (unsigned)__builtin_ctzll(m);
+			struct pool_job *job = &h->jobs[k * 64 + b];
+
+			m &= m - 1;
+			/* clear first: a word injected after this is seen
+			 * either by our exchange or by the next scan */
+			shmq__fetch_and_acq_rel(&h->pending[k], ~(1ull << b));
+			*word = shmq__exchange_acq_rel(&job->inject, 0);
+			if (*word)
+				return true;
+		}
+	}
+	return false;
+}
+
+static bool steal_any(struct worker *w, uint64_t *word)
+{
+	unsigned n = w->nworkers, start;
+
+	if (n < 2)
+		return false;
+	start = (unsigned)(rng_next(w) % n);
+	for (unsigned i = 0; i < n; i++) {
+		unsigned v = (start + i) % n;
+		struct shmq__deque *dq;
+		int rc;
+
+		if (v == w->self || !(dq = victim_deque(w, v)))
+			continue;
+		do
+			rc = shmq__deque_steal(dq, word);
+		while (rc == -EBUSY);
+		if (rc == 0) {
+			w->steals++;
+			shmq__store_relaxed(&w->slot->steals, w->steals); /* statistics only */
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool work_find(struct worker *w, uint64_t *word)
+{
+	return inject_take(w, word) || steal_any(w, word);
+}
+
+static bool worker_should_exit(struct worker *w)
+{
+	/* pairs with the creator's seq_cst store of state */
+	return shmq__load_acquire(&w->h->state) >= POOL_EXIT;
+}
+
+/* Idle: steal for a while, then sleep on the idle futex.  1 with a word, 0
+ * to look again, -1 to exit. */
+static int worker_idle(struct worker *w, uint64_t *word)
+{
+	struct pool_hdr *h = w->h;
+	int64_t until = shmq_now_ns() + IDLE_SPIN_NS;
+	uint32_t seq;
+	int rc = 0;
+	bool found;
+
+	for (unsigned i = 1;; i++) {
+		if (work_find(w, word))
+			return 1;
+		if (worker_should_exit(w))
+			return -1;
+		if (i % 32 == 0) {
+			if (shmq_now_ns() > until)
+				break;
+			sched_yield(); /* 2 cores shared: let the owner run */
+		} else {
+			shmq__cpu_relax();
+		}
+	}
+	seq = shmq__load_seq_cst(&h->work_seq);
+	shmq__fetch_add_seq_cst(&h->idle_sleepers, 1);
+	/* after registering: a push we missed is seen here, or its pusher
+	 * saw us (strong wakes) */
+	found = work_find(w, word);
+	if (!found && !worker_should_exit(w))
+		rc = shmq__futex_wait(&h->work_seq, seq, shmq_now_ns() + IDLE_SLICE_NS);
+	shmq__fetch_sub_seq_cst(&h->idle_sleepers, 1);
+	if (found)
+		return 1;
+	if (rc == -ETIMEDOUT && shmq__region_id_alive(w->r, shmq__load_relaxed(&h->creator_id)) != 1)
+		return -1; /* the pool's creator is gone: nobody will use us */
+	return 0;
+}
+
+static void worker_loop(struct worker *w)
+{
+	uint64_t word = 0;
+
+	for (;;) {
+		int rc;
+
+		if (shmq__deque_take(&w->dq, &word) == 0) {
+			word_run(w, word);
+			continue;
+		}
+		if (worker_should_exit(w))
+			return;
+		rc = worker_idle(w, &word);
+		if (rc < 0)
+			return;
+		if (rc > 0)
+			word_run(w, word);
+	}
+}
+
+/* ---- fork-join ---- */
+
+/* Wait for frame k, stolen from us; help meanwhile. */
+static int frame_wait(struct worker *w, unsigned k)
+{
+	struct pool_frame *f = &w->frames[k];
+	uint32_t tag = w->tags[k];
+	int64_t check_at = shmq_now_ns() + FRAME_CHECK_NS;
+	unsigned idle = 0;
+	uint64_t word = 0;
+
+	for (;;) {
+		/* pairs with the thief's seq_cst exchange to DONE */
+		uint32_t s = shmq__load_acquire(&f->state);
+
+		if (s == frame_done(tag)) {
+			uint32_t out_size = shmq__load_relaxed(&f->out_size);
+
+			if (out_size)
+				memcpy(w->outs[k], f->data + frame_in_span(shmq__load_relaxed(&f->in_size)),
+				       out_size);
+			return shmq__load_relaxed(&f->status); /* ordered by the acquire above */
+		}
+		if (s == frame_pending(tag)) {
+			/* a thief took the word but has not claimed the frame:
+			 * claim it ourselves (its CAS will then fail) */
+			if (shmq__cas_acq_rel(&f->state, &s, frame_running(w->id)))
+				return task_exec(w, w->fns[k], f->data, w->outs[k]);
+			continue;
+		}
+		if (!(s & 1u))
+			return -EBADMSG;
+		if (w->depth < HELP_DEPTH_MAX && work_find(w, &word)) {
+			word_run(w, word);
+			idle = 0;
+			continue;
+		}
+		if (++idle < 64) {
+			shmq__cpu_relax();
+			continue;
+		}
+		shmq__wait_word(&f->state, s, &f->sleepers, shmq_now_ns() + FRAME_NAP_NS, 0);
+		if (shmq_now_ns() >= check_at) {
+			check_at = shmq_now_ns() + FRAME_CHECK_NS;
+			if (shmq__region_id_alive(w->r, s >> 1) == 0 &&
+			    shmq__cas_acq_rel(&f->state, &s, frame_running(w->id)))
+				return task_exec(w, w->fns[k], f->data, w->outs[k]);
+		}
+	}
+}
+
+static int frame_join(struct worker *w, unsigned k)
+{
+	uint64_t want = word_sub(w->frames_off + (uint64_t)k * sizeof(struct pool_frame), w->tags[k]);
+	uint64_t word = 0;
+
+	while (shmq__deque_take(&w->dq, &word) == 0) {
+		if (SHMQ__LIKELY(word == want))
+			return task_exec(w, w->fns[k], w->frames[k].data, w->outs[k]);
+		word_run(w, word); /* not ours (cannot happen unless corrupted): run it */
+	}
+	return frame_wait(w, k);
+}
+
+static int frames_sync(struct worker *w, unsigned base)
+{
+	int err = 0;
+
+	while (w->sp > base) {
+		unsigned k = w->sp - 1;
+		int st = frame_join(w, k);
+
+		if (st)
+			err = st; /* the last one kept is the earliest spawn's */
+		w->sp = k;
+	}
+	return err;
+}
+
+static int spawn_lookup(struct worker *w, const char *task)
+{
+	if (SHMQ__LIKELY(task == w->cache_name))
+		return w->cache_idx;
+	w->cache_idx = task_lookup(&w->tt, task);
+	w->cache_name = w->cache_idx >= 0 ? task : NULL;
+	return w->cache_idx;
+}
+
+static int spawn_now(struct worker *w, struct shmq_pool_group *g, shmq_task_fn fn,
+		     const void *in, void *out)
+{
+	int st = task_exec(w, fn, in, out);
+
+	if (st && !g->err)
+		g->err = st;
+	return 0;
+}
+
+SHMQ_API int shmq_pool_spawn(struct shmq_pool_group *g, const char *task, const void *in,
+			     size_t in_size, void *out, size_t out_size)
+{
+	struct worker *w = pool_current;
+	struct pool_frame *f;
+	shmq_task_fn fn;
+	unsigned k;
+	int idx;
+
+	if (!w || w->depth == 0)
+		return -EPERM;
+	if (!g || (in_size && !in) || (out_size && !out))
+		return -EINVAL;
+	if (in_size > POOL_FRAME_DATA || frame_in_span((uint32_t)in_size) + out_size > POOL_FRAME_DATA)
+		return -EMSGSIZE;
+	idx = spawn_lookup(w, task);
+	if (idx < 0)
+		return idx;
+	fn = w->tt.v[idx]->fn;
+	if (g->n == 0)
+		g->base = w->sp;
+	else if (g->base + g->n != w->sp)
+		return -EINVAL;
+	k = w->sp;
+	if (k >= POOL_FRAMES)
+		return spawn_now(w, g, fn, in, out);
+	f = &w->frames[k];
+	w->tag = (w->tag + 1) & TAG_MASK;
+	w->tags[k] = w->tag;
+	w->outs[k] = out;
+	w->fns[k] = fn;
+	/* relaxed: published with the frame by the push's release store */
+	shmq__store_relaxed(&f->task_idx, (uint32_t)idx);
+	shmq__store_relaxed(&f->task_hash, w->tt.hash[idx]);
+	shmq__store_relaxed(&f->in_size, (uint16_t)in_size);
+	shmq__store_relaxed(&f->out_size, (uint16_t)out_size);
+	if (in_size)
+		memcpy(f->data, in, in_size);
+	shmq__store_relaxed(&f->state, frame_pending(w->tag));
+	if (shmq__deque_push(&w->dq, word_sub(w->frames_off + (uint64_t)k * sizeof(*f), w->tag)))
+		return spawn_now(w, g, fn, in, out);
+	w->sp = k + 1;
+	g->n++;
+	idle_wake(w->h, false, 1);
+	return 0;
+}
+
+SHMQ_API int shmq_pool_sync(struct shmq_pool_group *g)
+{
+	struct worker *w = pool_current;
+	int err, e;
+
+	if (!w || w->depth == 0)
+		return -EPERM;
+	if (!g)
+		return -EINVAL;
+	if (g->n && g->base + g->n != w->sp)
+		return -EINVAL;
+	err = g->n ? frames_sync(w, g->base) : 0;
+	e = g->err ? g->err : err;
+	g->n = 0;
+	g->err = 0;
+	return e;
+}
+
+SHMQ_API int shmq_pool_self(void)
+{
+	return pool_current ? (int)pool_current->self : -EPERM;
+}
+
+/* ---- the worker's entry ---- */
+
+struct worker_arg {
+	uint64_t pool_off;
+	uint32_t slot;
+	uint32_t gen;
+};
+
+static void worker_fini(struct worker *w)
+{
+	shmq__free(w->victims, w->nworkers * sizeof(*w->victims));
+	shmq__free(w->outs, POOL_FRAMES * sizeof(*w->outs));
+	shmq__free(w->fns, POOL_FRAMES * sizeof(*w->fns));
+	shmq__free(w->tags, POOL_FRAMES * sizeof(*w->tags));
+	task_table_free(&w->tt);
+}
+
+static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg *a)
+{
+	struct pool_hdr *h = shmq__region_ptr(r, a->pool_off, sizeof(*h));
+	uint8_t *area;
+
+	if (!h || shmq__load_relaxed(&h->magic) != POOL_MAGIC ||
+	    shmq__load_relaxed(&h->version) != POOL_VERSION)
+		return -EBADMSG;
+	w->nworkers = shmq__load_relaxed(&h->nworkers);
+	if (w->nworkers == 0 || w->nworkers > SHMQ_POOL_MAX_WORKERS || a->slot >= w->nworkers ||
+	    !shmq__region_ptr(r, a->pool_off, pool_hdr_size(w->nworkers)))
+		return -EBADMSG;
+	w->r = r;
+	w->h = h;
+	w->self = a->slot;
+	w->slot = &h->slots[a->slot];
+	/* pairs with the creator's release store of gen */
+	if (shmq__load_acquire(&w->slot->gen) != a->gen)
+		return -ESTALE;
+	w->frames_off = shmq__load_relaxed(&w->slot->area_off) + shmq__deque_footprint(POOL_DEQUE_CAP);
+	area = shmq__region_ptr(r, shmq__load_relaxed(&w->slot->area_off), pool_area_size());
+	if (!area || shmq__deque_attach(&w->dq, area, shmq__deque_footprint(POOL_DEQUE_CAP)))
+		return -EBADMSG;
+	w->frames = (struct pool_frame *)(area + shmq__deque_footprint(POOL_DEQUE_CAP));
+	w->victims = shmq__calloc(w->nworkers, sizeof(*w->victims));
+	w->outs = shmq__calloc(POOL_FRAMES, sizeof(*w->outs));
+	w->fns = shmq__calloc(POOL_FRAMES, sizeof(*w->fns));
+	w->tags = shmq__calloc(POOL_FRAMES, sizeof(*w->tags));
+	if (!w->victims || !w->outs || !w->fns || !w->tags || task_table_build(&w->tt))
+		return -ENOMEM;
+	w->id = shmq__region_self(r);
+	w->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)shmq_now_ns() ^ 0x9e3779b97f4a7c15ull;
+	w->tag = (uint32_t)(rng_next(w) & TAG_MASK);
+	w->cache_idx = -ENOENT;
+	w->tasks = shmq__load_relaxed(&w->slot->tasks);   /* counted per slot */
+	w->steals = shmq__load_relaxed(&w->slot->steals);
+	/* pairs with the creator's acquire load of id (liveness, recovery) */
+	shmq__store_release(&w->slot->id, w->id);
+	return 0;
+}
+
+static int pool_worker_main(shmq_region *r, const void *arg, size_t len)
+{
+	struct worker w;
+	struct worker_arg a;
+	int rc;
+
+	if (!r || !arg || len != sizeof(a))
+		return 2;
+	memcpy(&a, arg, sizeof(a));
+	memset(&w, 0, sizeof(w));
+	rc = worker_init(&w, r, &a);
+	if (rc == 0) {
+		pool_current = &w;
+		worker_loop(&w);
+		pool_current = NULL;
+	}
+	worker_fini(&w);
+	return rc == 0 || rc == -ESTALE ? 0 : 3;
+}
+
+static struct shmq_entry pool_worker_entry = { "shmq.pool.worker", pool_worker_main, NULL };
+
+__attribute__((constructor)) static void pool_worker_register(void)
+{
+	shmq_entry_register(&pool_worker_entry);
+}
+
+/* ---- the creator's side: the arena ---- */
+
+struct extent {
+	uint64_t off, size;
+};
+
+struct arena {
+	struct extent *v; /* free extents, sorted by offset, coalesced */
+	size_t n, cap;
+};
+
+static int arena_alloc(struct arena *a, uint64_t size, uint64_t *off)
+{
+	size = SHMQ__ALIGN_UP(size, (uint64_t)SHMQ__CACHELINE);
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->v[i].size < size)
+			continue;
+		*off = a->v[i].off;
+		a->v[i].off += size;
+		a->v[i].size -= size;
+		if (a->v[i].size == 0) {
+			memmove(&a->v[i], &a->v[i + 1], (a->n - i - 1) * sizeof(*a->v));
+			a->n--;
+		}
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+static int arena_free(struct arena *a, uint64_t off, uint64_t size)
+{
+	size_t i = 0;
+
+	size = SHMQ__ALIGN_UP(size, (uint64_t)SHMQ__CACHELINE);
+	while (i < a->n && a->v[i].off < off)
+		i++;
+	if (i > 0 && a->v[i - 1].off + a->v[i - 1].size == off) {
+		a->v[i - 1].size += size;
+		if (i < a->n && off + size == a->v[i].off) {
+			a->v[i - 1].size += a->v[i].size;
+			memmove(&a->v[i], &a->v[i + 1], (a->n - i - 1) * sizeof(*a->v));
+			a->n--;
+		}
+		return 0;
+	}
+	if (i < a->n && off + size == a->v[i].off) {
+		a->v[i].off = off;
+		a->v[i].size += size;
+		return 0;
+	}
+	if (a->n == a->cap) {
+		size_t nc = a->cap ? a->cap * 2 : 16;
+		struct extent *nv = shmq__realloc(a->v, a->cap * sizeof(*a->v), nc * sizeof(*a->v));
+
+		if (!nv)
+			return -ENOMEM; /* the space is lost, nothing else */
+		a->v = nv;
+		a->cap = nc;
+	}
+	memmove(&a->v[i + 1], &a->v[i], (a->n - i) * sizeof(*a->v));
+	a->v[i].off = off;
+	a->v[i].size = size;
+	a->n++;
+	return 0;
+}
+
+/* ---- the creator's side: the pool handle ---- */
+
+struct job_priv {
+	bool used;
+	bool zombie;       /* its async was freed before completion */
+	uint64_t alloc_off, alloc_size;
+	uint8_t *tries;    /* per chunk: deaths survived (allocated on the first) */
+	uint64_t ntries;
+};
+
+struct shmq_pool {
+	shmq_region *r;
+	struct pool_hdr *h;
+	uint64_t h_off;
+	unsigned nworkers;
+	size_t chunksize;
+	pthread_mutex_t mu;
+	shmq_proc **procs;
+	uint32_t *start_fails;
+	int broken;          /* a worker cannot be started: the error */
+	struct arena arena;
+	struct task_table tt;
+	struct job_priv jobs[SHMQ_POOL_MAX_JOBS];
+	int64_t last_supervise;
+};
+
+struct shmq_async {
+	shmq_pool *p;
+	unsigned job;
+	void *out;
+	uint64_t out_bytes;
+	uint8_t *out_src;   /* the arena copy to copy back, or NULL */
+	bool finished;
+	int wait_rc;        /* 0, or -ECANCELED / the pool's error */
+	int status;
+};
+
+static struct pool_job *pool_job(shmq_pool *p, unsigned j)
+{
+	return &p->h->jobs[j];
+}
+
+static int worker_area_new(shmq_pool *p, uint64_t *off)
+{
+	void *mem;
+	int rc = shmq__region_alloc(p->r, pool_area_size(), &mem);
+
+	if (rc)
+		return rc;
+	rc = shmq__deque_init(mem, POOL_DEQUE_CAP);
+	if (rc)
+		return rc;
+	*off = shmq__region_off(p->r, mem);
+	return 0;
+}
+
+/* Give slot i a fresh area (when fresh) and a new process. */
+static int worker_start(shmq_pool *p, unsigned i, bool fresh)
+{
+	struct pool_slot *s = &p->h->slots[i];
+	struct worker_arg a;
+	uint64_t off;
+	int rc;
+
+	if (fresh) {
+		rc = worker_area_new(p, &off);
+		if (rc)
+			return rc;
+		shmq__store_relaxed(&s->area_off, off); /* published by the gen store */
+	}
+	shmq__store_relaxed(&s->id, 0);    /* the new worker stores its own */
+	shmq__store_relaxed(&s->claim, 0); /* a dead worker's pin means nothing */
+	a.pool_off = p->h_off;
+	a.slot = i;
+	a.gen = shmq__load_relaxed(&s->gen) + 1; /* only we write gen */
+	if (a.gen == 0)
+		a.gen = 1;
+	/* pairs with the acquire loads of gen in victim_deque and worker_init */
+	shmq__store_release(&s->gen, a.gen);
+	rc = shmq_proc_spawn(p->r, pool_worker_entry.name, &a, sizeof(a), NULL, &p->procs[i]);
+	if (rc) {
+		p->procs[i] = NULL;
+		return rc;
+	}
+	shmq__store_relaxed(&s->pid, shmq_proc_pid(p->procs[i])); /* statistics */
+	return 0;
+}
+
+static void inject(shmq_pool *p, unsigned j, uint64_t nchunks)
+{
+	struct pool_hdr *h = p->h;
+
+	/* release: the job's fields before a worker's exchange of inject */
+	shmq__store_release(&h->jobs[j].inject, word_range(j, 0, nchunks));
+	shmq__fetch_or_seq_cst(&h->pending[j / 64], 1ull << (j % 64));
+	idle_wake(h, true, nchunks > 1 ? INT_MAX : 1);
+}
+
+static bool id_is_live_worker(shmq_pool *p, uint32_t id)
+{
+	for (unsigned i = 0; i < p->nworkers; i++)
+		/* pairs with the worker's release store of id */
+		if (shmq__load_acquire(&p->h->slots[i].id) == id)
+			return p->procs[i] && shmq_proc_is_alive(p->procs[i]);
+	return false;
+}
+
+/* After worker dead_id died: its chunks run again (or fail after
+ * CHUNK_TRIES deaths), and every active job's range is injected anew, which
+ * also covers the RANGE words lost with its deque. */
+static void jobs_recover(shmq_pool *p, uint32_t dead_id)
+{
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
+		struct pool_job *job = pool_job(p, j);
+		struct job_priv *jp = &p->jobs[j];
+		uint64_t nchunks = shmq__load_relaxed(&job->nchunks); /* we wrote it */
+		uint32_t *chunks;
+
+		if (!jp->used || shmq__load_acquire(&job->done) != JOB_RUNNING)
+			continue;
+		chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off), nchunks * 4);
+		if (!chunks)
+			continue;
+		for (uint64_t c = 0; dead_id && c < nchunks; c++) {
+			uint32_t s = dead_id;
+
+			if (shmq__load_acquire(&chunks[c]) != dead_id)
+				continue;
+			if (!jp->tries) {
+				jp->tries = shmq__calloc(nchunks, 1);
+				jp->ntries = jp->tries ? nchunks : 0;
+			}
+			if (jp->tries && ++jp->tries[c] >= CHUNK_TRIES) {
+				if (shmq__cas_acq_rel(&chunks[c], &s, CHUNK_DONE)) {
+					job_err_record(job, c * shmq__load_relaxed(&job->chunksize),
+						       -EOWNERDEAD);
+					job_chunk_done(job, nchunks);
+				}
+			} else {
+				shmq__cas_acq_rel(&chunks[c], &s, CHUNK_PENDING);
+			}
+		}
+		if (shmq__load_acquire(&job->done) == JOB_RUNNING && !shmq__load_relaxed(&job->canceled))
+			inject(p, j, nchunks);
+	}
+}
+
+/* Replace dead workers.  Called with p->mu held. */
+static void pool_supervise(shmq_pool *p)
+{
+	uint32_t st = shmq__load_relaxed(&p->h->state); /* only we write it */
+
+	p->last_supervise = shmq_now_ns();
+	if (st >= POOL_EXIT)
+		return;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		struct pool_slot *s = &p->h->slots[i];
+		uint32_t dead_id;
+		int rc;
+
+		if (p->procs[i] && shmq_proc_is_alive(p->procs[i]))
+			continue;
+		/* pairs with the worker's release store of id */
+		dead_id = shmq__load_acquire(&s->id);
+		if (p->procs[i]) {
+			shmq_proc_close(p->procs[i]);
+			p->procs[i] = NULL;
+		}
+		p->start_fails[i] = dead_id ? 0 : p->start_fails[i] + 1;
+		if (p->start_fails[i] >= START_TRIES) {
+			p->broken = -ECHILD; /* workers die before they start */
+			continue;
+		}
+		rc = worker_start(p, i, true);
+		if (rc && !p->broken)
+			p->broken = rc;
+		if (rc == 0)
+			shmq__store_relaxed(&s->restarts, shmq__load_relaxed(&s->restarts) + 1);
+		jobs_recover(p, dead_id);
+	}
+}
+
+static void pool_supervise_maybe(shmq_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	if (shmq_now_ns() - p->last_supervise >= WAIT_SLICE_NS / 2)
+		pool_supervise(p);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Make sure no worker is between its check of job j and a chunk CAS, then
+ * let j be reused.  Called with p->mu held. */
+static void job_unpin(shmq_pool *p, unsigned j)
+{
+	struct pool_job *job = pool_job(p, j);
+
+	/* seq_cst: Dekker with chunk_claim's store of claim and load of state */
+	shmq__store_seq_cst(&job->state, JOB_RETIRING);
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		while (shmq__load_seq_cst(&p->h->slots[i].claim) == j + 1) {
+			if (!p->procs[i] || !shmq_proc_is_alive(p->procs[i]))
+				break;
+			sched_yield();
+		}
+	}
+}
+
+static void job_release(shmq_pool *p, unsigned j)
+{
+	struct job_priv *jp = &p->jobs[j];
+
+	shmq__exchange_acq_rel(&pool_job(p, j)->inject, 0);
+	shmq__store_release(&pool_job(p, j)->state, JOB_FREE); /* nothing pairs: workers ignore FREE */
+	if (jp->alloc_size)
+		arena_free(&p->arena, jp->alloc_off, jp->alloc_size);
+	shmq__free(jp->tries, jp->ntries);
+	memset(jp, 0, sizeof(*jp));
+}
+
+/* A cancelled job whose async was freed: reusable once no live worker runs
+ * one of its chunks. */
+static bool zombie_reap(shmq_pool *p, unsigned j)
+{
+	struct pool_job *job = pool_job(p, j);
+	uint64_t nchunks = shmq__load_relaxed(&job->nchunks);
+	uint32_t *chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off), nchunks * 4);
+
+	job_unpin(p, j);
+	if (shmq__load_acquire(&job->done) == JOB_RUNNING && chunks) {
+		for (uint64_t c = 0; c < nchunks; c++) {
+			uint32_t s = shmq__load_acquire(&chunks[c]); /* pairs with the claim CAS */
+
+			if (s != CHUNK_PENDING && s != CHUNK_DONE && id_is_live_worker(p, s))
+				return false;
+		}
+	}
+	job_release(p, j);
+	return true;
+}
+
+static void zombies_reap(shmq_pool *p)
+{
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++)
+		if (p->jobs[j].used && p->jobs[j].zombie)
+			zombie_reap(p, j);
+}
+
+static unsigned online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return n < 1 ? 1u : n > (long)SHMQ_POOL_MAX_WORKERS ? SHMQ_POOL_MAX_WORKERS : (unsigned)n;
+}
+
+static int pool_shared_init(shmq_pool *p, const struct shmq_pool_opts *o)
+{
+	struct shmq_region_info info;
+	struct pool_hdr *h;
+	void *mem;
+	uint64_t arena;
+	int rc;
+
+	rc = shmq__region_alloc(p->r, pool_hdr_size(p->nworkers), &mem);
+	if (rc)
+		return rc;
+	h = mem;
+	p->h = h;
+	p->h_off = shmq__region_off(p->r, mem);
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		rc = worker_area_new(p, &h->slots[i].area_off);
+		if (rc)
+			return rc;
+	}
+	rc = shmq_region_info(p->r, &info);
+	if (rc)
+		return rc;
+	arena = o && o->arena ? o->arena : (info.size - info.used) / 2;
+	arena = arena / SHMQ__CACHELINE * SHMQ__CACHELINE;
+	if (arena < SHMQ__CACHELINE)
+		return -ENOSPC;
+	rc = shmq__region_alloc(p->r, arena, &mem);
+	if (rc)
+		return rc;
+	h->arena_off = shmq__region_off(p->r, mem);
+	h->arena_size = arena;
+	rc = arena_free(&p->arena, h->arena_off, arena);
+	if (rc)
+		return rc;
+	h->magic = POOL_MAGIC;
+	h->version = POOL_VERSION;
+	h->nworkers = p->nworkers;
+	h->njobs = SHMQ_POOL_MAX_JOBS;
+	h->deque_cap = POOL_DEQUE_CAP;
+	h->frames = POOL_FRAMES;
+	h->creator_id = shmq__region_self(p->r);
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++)
+		h->jobs[j].err = UINT64_MAX;
+	/* all of it reaches the workers through their spawn */
+	return 0;
+}
+
+static void pool_handle_free(shmq_pool *p)
+{
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++)
+		shmq__free(p->jobs[j].tries, p->jobs[j].ntries);
+	shmq__free(p->arena.v, p->arena.cap * sizeof(*p->arena.v));
+	task_table_free(&p->tt);
+	shmq__free(p->procs, p->nworkers * sizeof(*p->procs));
+	shmq__free(p->start_fails, p->nworkers * sizeof(*p->start_fails));
+	pthread_mutex_destroy(&p->mu);
+	shmq__free(p, sizeof(*p));
+}
+
+static void pool_kill_all(shmq_pool *p)
+{
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		if (!p->procs[i])
+			continue;
+		shmq_proc_kill(p->procs[i], SIGKILL);
+		shmq_proc_join(p->procs[i], SHMQ_FOREVER);
+		shmq_proc_close(p->procs[i]);
+		p->procs[i] = NULL;
+	}
+}
+
+SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, shmq_pool **out)
+{
+	shmq_pool *p;
+	int rc = 0;
+
+	if (!r || !out)
+		return -EINVAL;
+	if (o && (o->reserved[0] || o->reserved[1] || o->reserved[2] || o->reserved[3] ||
+		  o->workers > SHMQ_POOL_MAX_WORKERS))
+		return -EINVAL;
+	p = shmq__calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->r = r;
+	p->nworkers = o && o->workers ? o->workers : online_cpus();
+	p->chunksize = o ? o->chunksize : 0;
+	pthread_mutex_init(&p->mu, NULL);
+	p->procs = shmq__calloc(p->nworkers, sizeof(*p->procs));
+	p->start_fails = shmq__calloc(p->nworkers, sizeof(*p->start_fails));
+	if (!p->procs || !p->start_fails) {
+		pool_handle_free(p);
+		return -ENOMEM;
+	}
+	rc = pool_shared_init(p, o);
+	for (unsigned i = 0; rc == 0 && i < p->nworkers; i++)
+		rc = worker_start(p, i, false);
+	if (rc) {
+		if (p->h)
+			shmq__store_seq_cst(&p->h->state, POOL_TERMINATE);
+		pool_kill_all(p);
+		pool_handle_free(p);
+		return rc;
+	}
+	p->last_supervise = shmq_now_ns();
+	*out = p;
+	return 0;
+}
+
+SHMQ_API unsigned shmq_pool_workers(const shmq_pool *p)
+{
+	return p ? p->nworkers : 0;
+}
+
+SHMQ_API int shmq_pool_worker_stats(shmq_pool *p, unsigned i, struct shmq_pool_worker_stats *s)
+{
+	struct pool_slot *sl;
+
+	if (!p || !s || i >= p->nworkers)
+		return -EINVAL;
+	sl = &p->h->slots[i];
+	memset(s, 0, sizeof(*s));
+	s->pid = shmq__load_relaxed(&sl->pid);     /* statistics: no ordering needed */
+	s->tasks = shmq__load_relaxed(&sl->tasks);
+	s->steals = shmq__load_relaxed(&sl->steals);
+	s->restarts = shmq__load_relaxed(&sl->restarts);
+	s->started = shmq__load_relaxed(&sl->id) != 0;
+	return 0;
+}
+
+/* ---- submitting ---- */
+
+struct submit {
+	const char *task;
+	const void *in;
+	size_t in_size;
+	void *out;
+	size_t out_size;
+	size_t n;
+};
+
+/* In-place offset of [p, p + bytes) if it lies in the region's heap. */
+static bool in_region(shmq_region *r, const void *ptr, uint64_t bytes, uint64_t *off)
+{
+	const uint8_t *b = ptr;
+
+	if (!ptr || bytes == 0 || b < r->base || b >= r->base + r->size)
+		return false;
+	*off = shmq__region_off(r, ptr);
+	return shmq__region_ptr(r, *off, bytes) != NULL;
+}
+
+static uint64_t chunksize_for(const shmq_pool *p, uint64_t n)
+{
+	uint64_t cs = p->chunksize;
+
+	if (cs == 0)
+		cs = (n + 4ull * p->nworkers - 1) / (4ull * p->nworkers);
+	if (cs == 0)
+		cs = 1;
+	if ((n + cs - 1) / cs > RANGE_MAX)
+		cs = (n + RANGE_MAX - 1) / RANGE_MAX;
+	return cs;
+}
+
+static int job_slot_get(shmq_pool *p, unsigned *j)
+{
+	for (unsigned i = 0; i < SHMQ_POOL_MAX_JOBS; i++) {
+		if (!p->jobs[i].used) {
+			*j = i;
+			return 0;
+		}
+	}
+	return -EAGAIN;
+}
+
+/* Lay out the job's arena block: [in copy][out copy][chunk states]. */
+static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t nchunks,
+		     struct shmq_async *a)
+{
+	struct pool_job *job = pool_job(p, j);
+	struct job_priv *jp = &p->jobs[j];
+	uint64_t in_b = (uint64_t)s->n * s->in_size, out_b = (uint64_t)s->n * s->out_size;
+	uint64_t in_off = 0, out_off = 0, need = 0, base;
+	bool in_inplace = in_b == 0 || in_region(p->r, s->in, in_b, &in_off);
+	bool out_inplace = out_b == 0 || in_region(p->r, s->out, out_b, &out_off);
+	int rc;
+
+	if (!in_inplace)
+		need += SHMQ__ALIGN_UP(in_b, (uint64_t)SHMQ__CACHELINE);
+	if (!out_inplace)
+		need += SHMQ__ALIGN_UP(out_b, (uint64_t)SHMQ__CACHELINE);
+	need += SHMQ__ALIGN_UP(nchunks * 4, (uint64_t)SHMQ__CACHELINE);
+	rc = arena_alloc(&p->arena, need, &base);
+	if (rc)
+		return rc;
+	jp->alloc_off = base;
+	jp->alloc_size = need;
+	if (!in_inplace) {
+		in_off = base;
+		memcpy(p->r->base + in_off, s->in, in_b);
+		base += SHMQ__ALIGN_UP(in_b, (uint64_t)SHMQ__CACHELINE);
+	}
+	if (!out_inplace) {
+		out_off = base;
+		a->out_src = p->r->base + out_off;
+		base += SHMQ__ALIGN_UP(out_b, (uint64_t)SHMQ__CACHELINE);
+	}
+	/* no worker touches this memory: the job is not ACTIVE (job_unpin) */
+	memset(p->r->base + base, 0, nchunks * 4);
+	shmq__store_relaxed(&job->in_off, in_off); /* published by the seq_cst store of state */
+	shmq__store_relaxed(&job->out_off, out_off);
+	shmq__store_relaxed(&job->chunks_off, base);
+	return 0;
+}
+
+static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
+{
+	struct shmq_async *a;
+	struct pool_job *job;
+	uint64_t cs, nchunks;
+	unsigned j;
+	int idx, rc;
+
+	if (p->broken)
+		return p->broken;
+	/* only we write state */
+	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING)
+		return -EPIPE;
+	idx = task_lookup(&p->tt, s->task);
+	if (idx < 0)
+		return idx;
+	zombies_reap(p);
+	rc = job_slot_get(p, &j);
+	if (rc)
+		return rc;
+	a = shmq__calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	cs = chunksize_for(p, s->n);
+	nchunks = (s->n + cs - 1) / cs;
+	rc = job_place(p, j, s, nchunks, a);
+	if (rc) {
+		shmq__free(a, sizeof(*a));
+		return rc;
+	}
+	p->jobs[j].used = true;
+	job = pool_job(p, j);
+	/* relaxed: published by the seq_cst store of state below */
+	shmq__store_relaxed(&job->task_idx, (uint32_t)idx);
+	shmq__store_relaxed(&job->task_hash, p->tt.hash[idx]);
+	for (unsigned i = 0; i < sizeof(job->task); i++)
+		shmq__store_relaxed(&job->task[i], i < strlen(s->task) ? s->task[i] : 0);
+	shmq__store_relaxed(&job->in_size, s->in_size);
+	shmq__store_relaxed(&job->out_size, s->out_size);
+	shmq__store_relaxed(&job->n, s->n);
+	shmq__store_relaxed(&job->chunksize, cs);
+	shmq__store_relaxed(&job->nchunks, nchunks);
+	shmq__store_relaxed(&job->canceled, 0);
+	shmq__store_relaxed(&job->done_chunks, 0);
+	shmq__store_relaxed(&job->err, UINT64_MAX);
+	shmq__store_relaxed(&job->done, JOB_RUNNING);
+	/* seq_cst: publishes the job to chunk_claim's seq_cst load */
+	shmq__store_seq_cst(&job->state, JOB_ACTIVE);
+	inject(p, j, nchunks);
+	a->p = p;
+	a->job = j;
+	a->out = s->out;
+	a->out_bytes = (uint64_t)s->n * s->out_size;
+	*out = a;
+	return 0;
+}
+
+/* A map of no elements: complete at once, once the task is known. */
+static int async_empty(shmq_pool *p, const struct submit *s, shmq_async **out)
+{
+	struct shmq_async *a;
+	int idx;
+
+	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING) /* only we write it */
+		return -EPIPE;
+	idx = task_lookup(&p->tt, s->task);
+	if (idx < 0)
+		return idx;
+	a = shmq__calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->p = p;
+	a->finished = true;
+	*out = a;
+	return 0;
+}
+
+static int submit_check(shmq_pool *p, const struct submit *s)
+{
+	if (!p || !s->task)
+		return -EINVAL;
+	if ((s->in_size && !s->in && s->n) || (s->out_size && !s->out && s->n))
+		return -EINVAL;
+	if ((s->in_size && s->n > UINT64_MAX / 2 / s->in_size) ||
+	    (s->out_size && s->n > UINT64_MAX / 2 / s->out_size))
+		return -EINVAL;
+	return 0;
+}
+
+static int async_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
+{
+	int rc = submit_check(p, s);
+
+	if (rc)
+		return rc;
+	if (!out)
+		return -EINVAL;
+	pthread_mutex_lock(&p->mu);
+	if (s->n == 0)
+		rc = async_empty(p, s, out);
+	else
+		rc = job_submit(p, s, out);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+SHMQ_API int shmq_pool_map_async(shmq_pool *p, const char *task, const void *in, size_t in_size,
+				 void *out, size_t out_size, size_t n, shmq_async **out_async)
+{
+	struct submit s = { task, in, in_size, out, out_size, n };
+
+	return async_submit(p, &s, out_async);
+}
+
+SHMQ_API int shmq_pool_apply_async(shmq_pool *p, const char *task, const void *in, size_t in_size,
+				   void *out, size_t out_size, shmq_async **out_async)
+{
+	struct submit s = { task, in, in_size, out, out_size, 1 };
+
+	return async_submit(p, &s, out_async);
+}
+
+/* ---- completion ---- */
+
+/* Copy the results back, release the job.  Called once, with p->mu held. */
+static void async_finish(shmq_async *a, uint32_t done)
+{
+	shmq_pool *p = a->p;
+	struct pool_job *job = pool_job(p, a->job);
+	uint64_t err = shmq__load_acquire(&job->err); /* ordered after done's acquire anyway */
+
+	if (done == JOB_DONE) {
+		a->wait_rc = 0;
+		a->status = err == UINT64_MAX ? 0 : (int)(int32_t)(uint32_t)err;
+		if (a->out_src && a->out_bytes)
+			memcpy(a->out, a->out_src, a->out_bytes);
+	} else {
+		a->wait_rc = -ECANCELED;
+		a->status = -ECANCELED;
+	}
+	job_unpin(p, a->job);
+	job_release(p, a->job);
+	a->finished = true;
+}
+
+static bool async_check(shmq_async *a)
+{
+	/* pairs with the last chunk's seq_cst CAS of done (job_chunk_done) and
+	 * terminate's store */
+	uint32_t done = shmq__load_acquire(&pool_job(a->p, a->job)->done);
+
+	if (done == JOB_RUNNING)
+		return false;
+	pthread_mutex_lock(&a->p->mu);
+	if (!a->finished)
+		async_finish(a, done);
+	pthread_mutex_unlock(&a->p->mu);
+	return true;
+}
+
+static int async_wait_until(shmq_async *a, int64_t deadline)
+{
+	struct pool_job *job;
+	int rc;
+
+	if (!a)
+		return -EINVAL;
+	job = pool_job(a->p, a->job);
+	for (;;) {
+		if (a->finished || async_check(a))
+			return a->wait_rc;
+		if (a->p->broken)
+			return a->p->broken;
+		if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline) {
+			pool_supervise_maybe(a->p);
+			return -ETIMEDOUT;
+		}
+		rc = shmq__wait_word(&job->done, JOB_RUNNING, &job->done_sleepers, deadline,
+				     WAIT_SLICE_NS);
+		if (rc == -EINTR)
+			pool_supervise_maybe(a->p);
+	}
+}
+
+SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
+{
+	int rc;
+
+	if (!a)
+		return -EINVAL;
+	if (timeout_ns == SHMQ_NOWAIT) {
+		if (a->finished || async_check(a))
+			return a->wait_rc;
+		pool_supervise_maybe(a->p);
+		return a->p->broken ? a->p->broken : -EAGAIN;
+	}
+	rc = async_wait_until(a, shmq__deadline(timeout_ns));
+	return rc;
+}
+
+SHMQ_API bool shmq_async_ready(shmq_async *a)
+{
+	if (!a)
+		return false;
+	if (a->finished || async_check(a))
+		return true;
+	pool_supervise_maybe(a->p);
+	return false;
+}
+
+SHMQ_API int shmq_async_get(shmq_async *a, int64_t timeout_ns)
+{
+	int rc = shmq_async_wait(a, timeout_ns);
+
+	return rc ? rc : a->status;
+}
+
+SHMQ_API void shmq_async_free(shmq_async *a)
+{
+	shmq_pool *p;
+
+	if (!a)
+		return;
+	p = a->p;
+	pthread_mutex_lock(&p->mu);
+	if (!a->finished) {
+		/* seq_cst: seen by chunk_claim's check under the pin */
+		shmq__store_seq_cst(&pool_job(p, a->job)->canceled, 1);
+		p->jobs[a->job].zombie = true;
+		zombie_reap(p, a->job);
+	}
+	pthread_mutex_unlock(&p->mu);
+	shmq__free(a, sizeof(*a));
+}
+
+/* The largest element count of a batch that fits the arena at once. */
+static size_t batch_fit(shmq_pool *p, const struct submit *s)
+{
+	uint64_t best = 0, per = s->in_size + s->out_size + 4;
+
+	pthread_mutex_lock(&p->mu);
+	for (size_t i = 0; i < p->arena.n; i++)
+		if (p->arena.v[i].size > best)
+			best = p->arena.v[i].size;
+	pthread_mutex_unlock(&p->mu);
+	best = best > 4 * SHMQ__CACHELINE ? best - 4 * SHMQ__CACHELINE : 0;
+	return per ? (size_t)(best / per) : s->n;
+}
+
+SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_t in_size,
+			   void *out, size_t out_size, size_t n, int64_t timeout_ns)
+{
+	struct submit s = { task, in, in_size, out, out_size, n };
+	int64_t deadline = shmq__deadline(timeout_ns);
+	size_t done = 0, batch = n;
+	int first = 0, rc;
+
+	rc = submit_check(p, &s);
+	if (rc)
+		return rc;
+	while (done < n) {
+		struct submit b = s;
+		shmq_async *a;
+
+		b.n = n - done < batch ? n - done : batch;
+		b.in = in ? (const uint8_t *)in + done * in_size : NULL;
+		b.out = out ? (uint8_t *)out + done * out_size : NULL;
+		rc = async_submit(p, &b, &a);
+		if (rc == -ENOSPC && b.n > 1) {
+			size_t fit = batch_fit(p, &b);
+
+			batch = fit && fit < b.n ? fit : b.n / 2;
+			continue;
+		}
+		if (rc)
+			return rc;
+		rc = async_wait_until(a, deadline);
+		if (rc == 0 && a->status && !first)
+			first = a->status;
+		shmq_async_free(a);
+		if (rc)
+			return rc;
+		done += b.n;
+	}
+	if (n == 0) {
+		pthread_mutex_lock(&p->mu);
+		rc = task_lookup(&p->tt, task);
+		pthread_mutex_unlock(&p->mu);
+		return rc < 0 ? rc : 0;
+	}
+	return first;
+}
+
+/* ---- lifecycle ---- */
+
+SHMQ_API int shmq_pool_close(shmq_pool *p)
+{
+	if (!p)
+		return -EINVAL;
+	pthread_mutex_lock(&p->mu);
+	if (shmq__load_relaxed(&p->h->state) == POOL_RUNNING) /* only we write it */
+		shmq__store_seq_cst(&p->h->state, POOL_CLOSING);
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+static bool jobs_all_done(shmq_pool *p)
+{
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++)
+		/* pairs with job_chunk_done's seq_cst CAS */
+		if (p->jobs[j].used && !p->jobs[j].zombie &&
+		    shmq__load_acquire(&pool_job(p, j)->done) == JOB_RUNNING)
+			return false;
+	return true;
+}
+
+/* Wait (supervising) until every job that someone may still wait for is done. */
+static int join_jobs(shmq_pool *p, int64_t deadline)
+{
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		if (shmq_now_ns() - p->last_supervise >= WAIT_SLICE_NS)
+			pool_supervise(p);
+		zombies_reap(p);
+		bool all = jobs_all_done(p) || p->broken;
+		pthread_mutex_unlock(&p->mu);
+		if (all)
+			return 0;
+		if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline)
+			return -ETIMEDOUT;
+		usleep(1000);
+	}
+}
+
+SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns)
+{
+	int64_t deadline = shmq__deadline(timeout_ns);
+	uint32_t st;
+	int rc = 0;
+
+	if (!p)
+		return -EINVAL;
+	st = shmq__load_relaxed(&p->h->state); /* only we write it */
+	if (st == POOL_RUNNING)
+		return -EINVAL;
+	if (st == POOL_CLOSING) {
+		rc = join_jobs(p, deadline);
+		if (rc)
+			return rc;
+		pthread_mutex_lock(&p->mu);
+		shmq__store_seq_cst(&p->h->state, POOL_EXIT);
+		idle_wake(p->h, true, INT_MAX);
+		pthread_mutex_unlock(&p->mu);
+	}
+	pthread_mutex_lock(&p->mu);
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		int64_t left = shmq__remaining(deadline);
+
+		if (!p->procs[i])
+			continue;
+		rc = shmq_proc_join(p->procs[i], left == INT64_MAX ? SHMQ_FOREVER : left);
+		if (rc == -EAGAIN)
+			rc = -ETIMEDOUT;
+		if (rc && rc != -ECHILD)
+			break;
+		shmq_proc_close(p->procs[i]);
+		p->procs[i] = NULL;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+SHMQ_API int shmq_pool_terminate(shmq_pool *p)
+{
+	if (!p)
+		return -EINVAL;
+	pthread_mutex_lock(&p->mu);
+	shmq__store_seq_cst(&p->h->state, POOL_TERMINATE);
+	idle_wake(p->h, true, INT_MAX);
+	pool_kill_all(p);
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
+		struct pool_job *job = pool_job(p, j);
+		uint32_t running = JOB_RUNNING;
+
+		if (!p->jobs[j].used)
+			continue;
+		/* seq_cst: the wake protocol of wait.h with the waiters */
+		if (shmq__cas_seq_cst(&job->done, &running, JOB_CANCELED))
+			shmq__wake_word(&job->done, &job->done_sleepers, INT_MAX);
+	}
+	zombies_reap(p);
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+SHMQ_API void shmq_pool_free(shmq_pool *p)
+{
+	bool alive = false;
+
+	if (!p)
+		return;
+	for (unsigned i = 0; i < p->nworkers; i++)
+		alive |= p->procs[i] != NULL;
+	if (alive)
+		shmq_pool_terminate(p);
+	pool_handle_free(p);
+}

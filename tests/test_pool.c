@@ -1,0 +1,624 @@
+/* SPDX-License-Identifier: MIT */
+/* Pools: map in order (copied and in place), async handles, uneven costs
+ * balanced by stealing, fork-join fib through subtasks, task errors, a
+ * worker SIGKILLed mid-map, terminate, close/join, nothing left behind. */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+
+#define NWORKERS 2
+#define REGION_SIZE ((size_t)64 << 20)
+
+/* ---- tasks ---- */
+
+static int triple(const void *in, void *out)
+{
+	*(int64_t *)out = *(const int64_t *)in * 3 + 1;
+	return 0;
+}
+SHMQ_TASK(triple);
+
+/* Busy work the optimiser cannot drop. */
+static uint64_t burn(uint64_t iters, uint64_t x)
+{
+	for (uint64_t i = 0; i < iters; i++)
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+	return x;
+}
+
+struct uneven_out {
+	uint64_t v;
+	int32_t worker;
+	int32_t pad;
+};
+
+#define LIGHT 2000u
+#define HEAVY (LIGHT * 1000u)
+
+static bool is_heavy(uint32_t i)
+{
+	return i % 100 == 37; /* 1% of the tasks */
+}
+
+static int uneven(const void *in, void *out)
+{
+	uint32_t i = *(const uint32_t *)in;
+	struct uneven_out *o = out;
+
+	o->v = burn(is_heavy(i) ? HEAVY : LIGHT, i);
+	o->worker = shmq_pool_self();
+	return 0;
+}
+SHMQ_TASK(uneven);
+
+static int fib(const void *in, void *out)
+{
+	int n = *(const int *)in, n1 = n - 1, n2 = n - 2, a = 0, b = 0, rc;
+	struct shmq_pool_group g = SHMQ_POOL_GROUP_INIT;
+
+	if (n < 2) {
+		*(int *)out = n;
+		return 0;
+	}
+	rc = shmq_pool_spawn(&g, "fib", &n1, sizeof(n1), &a, sizeof(a));
+	if (rc)
+		return rc;
+	rc = fib(&n2, &b);
+	if (rc)
+		return rc;
+	rc = shmq_pool_sync(&g);
+	*(int *)out = a + b;
+	return rc;
+}
+SHMQ_TASK(fib);
+
+static int fib_serial(int n)
+{
+	return n < 2 ? n : fib_serial(n - 1) + fib_serial(n - 2);
+}
+
+/* Fails with -EDOM on every element whose value ends in 537 (mod 1000). */
+static int picky(const void *in, void *out)
+{
+	int64_t v = *(const int64_t *)in;
+
+	*(int64_t *)out = v + 1;
+	return v % 1000 == 537 ? -EDOM : 0;
+}
+SHMQ_TASK(picky);
+
+/* A subtask that fails, and a parent that reports it through sync. */
+static int sub_fail(const void *in, void *out)
+{
+	(void)out;
+	return *(const int *)in == 3 ? -ERANGE : 0;
+}
+SHMQ_TASK(sub_fail);
+
+static int sub_parent(const void *in, void *out)
+{
+	struct shmq_pool_group g = SHMQ_POOL_GROUP_INIT;
+	int v[8], rc;
+
+	(void)in;
+	for (int i = 0; i < 8; i++) {
+		v[i] = i;
+		rc = shmq_pool_spawn(&g, "sub_fail", &v[i], sizeof(int), NULL, 0);
+		if (rc)
+			return rc;
+	}
+	rc = shmq_pool_sync(&g);
+	*(int *)out = rc;
+	/* misuse is refused */
+	if (shmq_pool_spawn(&g, "no_such_task", &v[0], sizeof(int), NULL, 0) != -ENOENT)
+		return -EPROTO;
+	if (shmq_pool_spawn(&g, "sub_fail", v, SHMQ_POOL_SPAWN_MAX + 1, NULL, 0) != -EMSGSIZE)
+		return -EPROTO;
+	return 0;
+}
+SHMQ_TASK(sub_parent);
+
+/* Slow elements: ~0.2 ms each, for kills and terminate mid-map. */
+static int slow(const void *in, void *out)
+{
+	int64_t v = *(const int64_t *)in;
+	int64_t t0 = shmq_now_ns();
+
+	while (shmq_now_ns() - t0 < 200000)
+		;
+	*(int64_t *)out = v * 7;
+	return 0;
+}
+SHMQ_TASK(slow);
+
+/* ---- helpers ---- */
+
+static shmq_region *region_new(void)
+{
+	struct shmq_region_opts o = { .size = REGION_SIZE };
+	shmq_region *r;
+
+	assert_int_equal(shmq_region_create(NULL, &o, &r), 0);
+	return r;
+}
+
+static shmq_pool *pool_new(shmq_region *r, unsigned workers, size_t chunksize)
+{
+	struct shmq_pool_opts o = { .workers = workers, .chunksize = chunksize };
+	shmq_pool *p;
+
+	assert_int_equal(shmq_pool_create(r, &o, &p), 0);
+	assert_int_equal(shmq_pool_workers(p), workers);
+	return p;
+}
+
+/* Close, join and free; afterwards this process has no child left.  No
+ * worker was replaced unless the test killed one (a worker that crashed, say
+ * on a sanitizer report, would otherwise go unnoticed). */
+static void pool_done_killed(shmq_pool *p, pid_t *pids, unsigned n, uint32_t killed)
+{
+	struct shmq_pool_worker_stats s;
+	uint32_t restarts = 0;
+	int st;
+
+	for (unsigned i = 0; i < shmq_pool_workers(p); i++) {
+		assert_int_equal(shmq_pool_worker_stats(p, i, &s), 0);
+		restarts += s.restarts;
+	}
+	assert_int_equal(restarts, killed);
+
+	assert_int_equal(shmq_pool_close(p), 0);
+	assert_int_equal(shmq_pool_join(p, 10 * 1000000000ll), 0);
+	shmq_pool_free(p);
+	assert_int_equal(waitpid(-1, &st, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	for (unsigned i = 0; pids && i < n; i++)
+		assert_int_equal(kill(pids[i], 0), -1);
+}
+
+static void pool_done(shmq_pool *p, pid_t *pids, unsigned n)
+{
+	pool_done_killed(p, pids, n, 0);
+}
+
+/* Wait until every worker process has attached (a fresh pool's workers
+ * start at their own pace; a test about balance must not race that). */
+static void pool_wait_started(shmq_pool *p)
+{
+	struct shmq_pool_worker_stats s;
+
+	for (unsigned i = 0; i < shmq_pool_workers(p); i++) {
+		for (int t = 0; t < 30000; t++) {
+			assert_int_equal(shmq_pool_worker_stats(p, i, &s), 0);
+			if (s.started)
+				break;
+			usleep(1000);
+		}
+		assert_true(s.started);
+	}
+}
+
+static void pids_of(shmq_pool *p, pid_t *pids)
+{
+	struct shmq_pool_worker_stats s;
+
+	for (unsigned i = 0; i < shmq_pool_workers(p); i++) {
+		assert_int_equal(shmq_pool_worker_stats(p, i, &s), 0);
+		pids[i] = s.pid;
+		assert_true(s.pid > 0);
+	}
+}
+
+/* ---- tests ---- */
+
+#define BIG 1000000u
+
+static void test_map_million_in_order(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	int64_t *in = malloc(BIG * sizeof(int64_t)), *out = malloc(BIG * sizeof(int64_t));
+	pid_t pids[NWORKERS];
+
+	(void)state;
+	assert_non_null(in);
+	assert_non_null(out);
+	pids_of(p, pids);
+	for (uint32_t i = 0; i < BIG; i++) {
+		in[i] = i;
+		out[i] = -1;
+	}
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(int64_t), out, sizeof(int64_t),
+				       BIG, SHMQ_FOREVER), 0);
+	for (uint32_t i = 0; i < BIG; i++)
+		if (out[i] != (int64_t)i * 3 + 1)
+			fail_msg("out[%u] = %lld", i, (long long)out[i]);
+	/* the same with chunks of 1000 and an empty map */
+	memset(out, 0, BIG * sizeof(int64_t));
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(int64_t), out, sizeof(int64_t),
+				       BIG / 10, SHMQ_FOREVER), 0);
+	assert_int_equal(out[BIG / 10 - 1], (int64_t)(BIG / 10 - 1) * 3 + 1);
+	assert_int_equal(out[BIG / 10], 0);
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(int64_t), out, sizeof(int64_t), 0,
+				       SHMQ_FOREVER), 0);
+	assert_int_equal(shmq_pool_map(p, "no_such_task", in, sizeof(int64_t), out,
+				       sizeof(int64_t), 10, SHMQ_FOREVER), -ENOENT);
+	pool_done(p, pids, NWORKERS);
+	free(in);
+	free(out);
+	shmq_region_close(r);
+}
+
+static void test_map_in_place_and_batches(void **state)
+{
+	shmq_region *r = region_new();
+	struct shmq_pool_opts o = { .workers = NWORKERS, .chunksize = 777, .arena = 256 << 10 };
+	shmq_pool *p;
+	int64_t *in, *out, *big_in, *big_out;
+	const size_t n = 50000, nb = 200000; /* nb: 3.2 MB of copies, 256 KiB of arena */
+
+	(void)state;
+	assert_int_equal(shmq_pool_create(r, &o, &p), 0);
+	assert_int_equal(shmq_region_alloc(r, "in", n * sizeof(int64_t), (void **)&in), 0);
+	assert_int_equal(shmq_region_alloc(r, "out", n * sizeof(int64_t), (void **)&out), 0);
+	for (size_t i = 0; i < n; i++)
+		in[i] = (int64_t)i - 100;
+	/* in place: the arena (256 KiB) could not even hold the copies */
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(int64_t), out, sizeof(int64_t), n,
+				       SHMQ_FOREVER), 0);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(out[i], ((int64_t)i - 100) * 3 + 1);
+	/* too big for the arena: map runs in batches, async refuses */
+	big_in = malloc(nb * sizeof(int64_t));
+	big_out = malloc(nb * sizeof(int64_t));
+	assert_non_null(big_in);
+	assert_non_null(big_out);
+	for (size_t i = 0; i < nb; i++)
+		big_in[i] = (int64_t)i;
+	assert_int_equal(shmq_pool_map(p, "triple", big_in, sizeof(int64_t), big_out,
+				       sizeof(int64_t), nb, SHMQ_FOREVER), 0);
+	for (size_t i = 0; i < nb; i++)
+		assert_int_equal(big_out[i], (int64_t)i * 3 + 1);
+	{
+		shmq_async *a;
+
+		assert_int_equal(shmq_pool_map_async(p, "triple", big_in, sizeof(int64_t), big_out,
+						     sizeof(int64_t), nb, &a), -ENOSPC);
+	}
+	free(big_in);
+	free(big_out);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
+#define NASYNC 100
+
+static void test_async(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	shmq_async *a[NASYNC], *m;
+	int64_t in[NASYNC], out[NASYNC], min[1000], mout[1000];
+	int rc;
+
+	(void)state;
+	for (int i = 0; i < NASYNC; i++) {
+		in[i] = i;
+		out[i] = 0;
+		assert_int_equal(shmq_pool_apply_async(p, "triple", &in[i], sizeof(int64_t), &out[i],
+						       sizeof(int64_t), &a[i]), 0);
+	}
+	for (int i = 0; i < 1000; i++)
+		min[i] = 2 * i;
+	assert_int_equal(shmq_pool_map_async(p, "triple", min, sizeof(int64_t), mout,
+					     sizeof(int64_t), 1000, &m), 0);
+	/* results reach out when a handle completes */
+	for (int i = NASYNC - 1; i >= 0; i--) {
+		assert_int_equal(shmq_async_get(a[i], SHMQ_FOREVER), 0);
+		assert_true(shmq_async_ready(a[i]));
+		assert_int_equal(out[i], 3 * i + 1);
+		shmq_async_free(a[i]);
+	}
+	while (!shmq_async_ready(m))
+		usleep(100);
+	assert_int_equal(shmq_async_wait(m, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_async_get(m, SHMQ_NOWAIT), 0);
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(mout[i], 6 * i + 1);
+	shmq_async_free(m);
+	/* a timeout on a slow job, then freeing it unfinished */
+	assert_int_equal(shmq_pool_map_async(p, "slow", min, sizeof(int64_t), mout,
+					     sizeof(int64_t), 1000, &m), 0);
+	rc = shmq_async_wait(m, 1000000);
+	assert_int_equal(rc, -ETIMEDOUT);
+	assert_int_equal(shmq_async_wait(m, SHMQ_NOWAIT), -EAGAIN);
+	assert_false(shmq_async_ready(m));
+	shmq_async_free(m);
+	/* the pool still works, and close refuses new work */
+	assert_int_equal(shmq_pool_map(p, "triple", min, sizeof(int64_t), mout, sizeof(int64_t),
+				       10, SHMQ_FOREVER), 0);
+	assert_int_equal(mout[9], 6 * 9 + 1);
+	assert_int_equal(shmq_pool_join(p, SHMQ_NOWAIT), -EINVAL); /* not closed */
+	assert_int_equal(shmq_pool_close(p), 0);
+	assert_int_equal(shmq_pool_apply_async(p, "triple", &in[0], sizeof(int64_t), &out[0],
+					       sizeof(int64_t), &m), -EPIPE);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
+#define UNEVEN_N 20000u
+
+static void test_uneven_balanced_by_stealing(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0); /* automatic chunks */
+	uint32_t *in = malloc(UNEVEN_N * sizeof(uint32_t));
+	struct uneven_out *out = calloc(UNEVEN_N, sizeof(*out));
+	unsigned heavy_by[NWORKERS] = { 0 }, light_by[NWORKERS] = { 0 };
+	struct shmq_pool_worker_stats s0[NWORKERS], s1[NWORKERS];
+	uint64_t steals = 0;
+
+	(void)state;
+	assert_non_null(in);
+	assert_non_null(out);
+	for (unsigned w = 0; w < NWORKERS; w++)
+		assert_int_equal(shmq_pool_worker_stats(p, w, &s0[w]), 0);
+	for (uint32_t i = 0; i < UNEVEN_N; i++)
+		in[i] = i;
+	/* Automatic chunks: 8 of 2500 elements, uneven since the heavy ones
+	 * cluster in no chunk; then chunks of 50, where stealing must spread
+	 * the heavy elements. */
+	assert_int_equal(shmq_pool_map(p, "uneven", in, sizeof(uint32_t), out, sizeof(*out),
+				       UNEVEN_N, SHMQ_FOREVER), 0);
+	for (uint32_t i = 0; i < UNEVEN_N; i++) {
+		assert_int_equal(out[i].v, burn(is_heavy(i) ? HEAVY : LIGHT, i));
+		assert_true(out[i].worker >= 0 && out[i].worker < NWORKERS);
+	}
+	shmq_pool_free(p);
+	p = pool_new(r, NWORKERS, 50);
+	pool_wait_started(p);
+	for (unsigned w = 0; w < NWORKERS; w++)
+		assert_int_equal(shmq_pool_worker_stats(p, w, &s0[w]), 0);
+	assert_int_equal(shmq_pool_map(p, "uneven", in, sizeof(uint32_t), out, sizeof(*out),
+				       UNEVEN_N, SHMQ_FOREVER), 0);
+	for (uint32_t i = 0; i < UNEVEN_N; i++) {
+		assert_int_equal(out[i].v, burn(is_heavy(i) ? HEAVY : LIGHT, i));
+		if (is_heavy(i))
+			heavy_by[out[i].worker]++;
+		else
+			light_by[out[i].worker]++;
+	}
+	for (unsigned w = 0; w < NWORKERS; w++) {
+		assert_int_equal(shmq_pool_worker_stats(p, w, &s1[w]), 0);
+		print_message("worker %u: %llu tasks (%u heavy, %u light), %llu steals\n", w,
+			      (unsigned long long)(s1[w].tasks - s0[w].tasks), heavy_by[w],
+			      light_by[w], (unsigned long long)s1[w].steals);
+		/* every worker ran some of it, heavy elements included */
+		assert_int_equal(s1[w].tasks - s0[w].tasks, heavy_by[w] + light_by[w]);
+		assert_true(heavy_by[w] > 0);
+		assert_true(light_by[w] > 0);
+		steals += s1[w].steals;
+	}
+	assert_true(steals > 0); /* the injected range went to one worker first */
+	pool_done(p, NULL, 0);
+	free(in);
+	free(out);
+	shmq_region_close(r);
+}
+
+static void test_fib_subtasks(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	int n = 27, res = 0, ns[6] = { 0, 1, 2, 10, 20, 25 }, outs[6];
+	shmq_async *a;
+	struct shmq_pool_group g = SHMQ_POOL_GROUP_INIT;
+	struct shmq_pool_worker_stats s;
+	uint64_t tasks = 0;
+
+	(void)state;
+	assert_int_equal(shmq_pool_apply_async(p, "fib", &n, sizeof(n), &res, sizeof(res), &a), 0);
+	assert_int_equal(shmq_async_get(a, SHMQ_FOREVER), 0);
+	shmq_async_free(a);
+	assert_int_equal(res, fib_serial(27));
+	assert_int_equal(res, 196418);
+	for (unsigned w = 0; w < NWORKERS; w++) {
+		assert_int_equal(shmq_pool_worker_stats(p, w, &s), 0);
+		tasks += s.tasks;
+	}
+	/* every call of fib ran as a task (one per spawn, plus the root) */
+	assert_true(tasks >= 196418);
+	/* several at once, through map */
+	assert_int_equal(shmq_pool_map(p, "fib", ns, sizeof(int), outs, sizeof(int), 6,
+				       SHMQ_FOREVER), 0);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(outs[i], fib_serial(ns[i]));
+	/* subtask errors reach sync; misuse is refused inside the task */
+	res = 0;
+	assert_int_equal(shmq_pool_apply_async(p, "sub_parent", &n, sizeof(n), &res, sizeof(res),
+					       &a), 0);
+	assert_int_equal(shmq_async_get(a, SHMQ_FOREVER), 0);
+	assert_int_equal(res, -ERANGE);
+	shmq_async_free(a);
+	/* outside a worker: refused */
+	assert_int_equal(shmq_pool_spawn(&g, "fib", &n, sizeof(n), &res, sizeof(res)), -EPERM);
+	assert_int_equal(shmq_pool_sync(&g), -EPERM);
+	assert_int_equal(shmq_pool_self(), -EPERM);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
+static void test_task_errors(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 100);
+	const size_t n = 10000;
+	int64_t *in = malloc(n * sizeof(int64_t)), *out = malloc(n * sizeof(int64_t));
+	shmq_async *a;
+
+	(void)state;
+	for (size_t i = 0; i < n; i++) {
+		in[i] = (int64_t)i;
+		out[i] = 0;
+	}
+	/* the first error (lowest index) is returned; the other results are written */
+	assert_int_equal(shmq_pool_map(p, "picky", in, sizeof(int64_t), out, sizeof(int64_t), n,
+				       SHMQ_FOREVER), -EDOM);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(out[i], (int64_t)i + 1);
+	assert_int_equal(shmq_pool_apply_async(p, "picky", &in[1537], sizeof(int64_t), &out[0],
+					       sizeof(int64_t), &a), 0);
+	assert_int_equal(shmq_async_wait(a, SHMQ_FOREVER), 0);
+	assert_int_equal(shmq_async_get(a, SHMQ_FOREVER), -EDOM);
+	shmq_async_free(a);
+	assert_int_equal(shmq_pool_apply_async(p, "picky", &in[1538], sizeof(int64_t), &out[0],
+					       sizeof(int64_t), &a), 0);
+	assert_int_equal(shmq_async_get(a, SHMQ_FOREVER), 0);
+	shmq_async_free(a);
+	assert_int_equal(shmq_pool_apply_async(p, "nope", &in[0], sizeof(int64_t), &out[0],
+					       sizeof(int64_t), &a), -ENOENT);
+	assert_int_equal(shmq_pool_map(p, "triple", NULL, sizeof(int64_t), out, sizeof(int64_t), 5,
+				       SHMQ_FOREVER), -EINVAL);
+	pool_done(p, NULL, 0);
+	free(in);
+	free(out);
+	shmq_region_close(r);
+}
+
+#define KILL_N 6000u /* ~0.6 s of work per worker */
+
+static void test_worker_killed_mid_map(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 20);
+	int64_t *in = malloc(KILL_N * sizeof(int64_t)), *out = malloc(KILL_N * sizeof(int64_t));
+	struct shmq_pool_worker_stats s;
+	pid_t pids[NWORKERS], victim;
+	shmq_async *a;
+
+	(void)state;
+	for (size_t i = 0; i < KILL_N; i++) {
+		in[i] = (int64_t)i;
+		out[i] = -1;
+	}
+	pids_of(p, pids);
+	assert_int_equal(shmq_pool_map_async(p, "slow", in, sizeof(int64_t), out, sizeof(int64_t),
+					     KILL_N, &a), 0);
+	usleep(150 * 1000);
+	victim = pids[1];
+	assert_int_equal(kill(victim, SIGKILL), 0);
+	assert_int_equal(shmq_async_get(a, 60 * 1000000000ll), 0);
+	shmq_async_free(a);
+	for (size_t i = 0; i < KILL_N; i++)
+		if (out[i] != (int64_t)i * 7)
+			fail_msg("out[%zu] = %lld", i, (long long)out[i]);
+	assert_int_equal(shmq_pool_worker_stats(p, 1, &s), 0);
+	assert_int_equal(s.restarts, 1);
+	assert_true(s.pid != victim);
+	pids[1] = s.pid;
+	/* the replacement works */
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(int64_t), out, sizeof(int64_t),
+				       1000, SHMQ_FOREVER), 0);
+	assert_int_equal(out[999], 999 * 3 + 1);
+	pool_done_killed(p, pids, NWORKERS, 1);
+	free(in);
+	free(out);
+	shmq_region_close(r);
+}
+
+struct map_thread {
+	shmq_pool *p;
+	int64_t *in, *out;
+	int rc;
+	int64_t ended;
+};
+
+static void *map_thread_main(void *arg)
+{
+	struct map_thread *m = arg;
+
+	m->rc = shmq_pool_map(m->p, "slow", m->in, sizeof(int64_t), m->out, sizeof(int64_t),
+			      KILL_N, SHMQ_FOREVER);
+	m->ended = shmq_now_ns();
+	return NULL;
+}
+
+static void test_terminate(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	struct map_thread m = { 0 };
+	pid_t pids[NWORKERS];
+	pthread_t th;
+	shmq_async *a;
+	int64_t t0, st;
+	int64_t in0 = 1, out0;
+
+	(void)state;
+	pids_of(p, pids);
+	m.p = p;
+	m.in = calloc(KILL_N, sizeof(int64_t));
+	m.out = calloc(KILL_N, sizeof(int64_t));
+	assert_int_equal(shmq_pool_apply_async(p, "slow", &in0, sizeof(in0), &out0, sizeof(out0),
+					       &a), 0);
+	assert_int_equal(shmq_async_wait(a, SHMQ_FOREVER), 0);
+	shmq_async_free(a);
+	assert_int_equal(pthread_create(&th, NULL, map_thread_main, &m), 0);
+	usleep(100 * 1000);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_pool_terminate(p), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(m.rc, -ECANCELED);
+	st = m.ended - t0;
+	print_message("map returned %.2f ms after terminate\n", st / 1e6);
+	assert_true(st < 2000000000ll); /* promptly (generous on a loaded box) */
+	/* the workers are gone; the pool refuses new work */
+	for (unsigned i = 0; i < NWORKERS; i++)
+		assert_int_equal(kill(pids[i], 0), -1);
+	assert_int_equal(shmq_pool_apply_async(p, "slow", &in0, sizeof(in0), &out0, sizeof(out0),
+					       &a), -EPIPE);
+	assert_int_equal(shmq_pool_join(p, SHMQ_FOREVER), 0);
+	shmq_pool_free(p);
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	free(m.in);
+	free(m.out);
+	shmq_region_close(r);
+}
+
+static void test_free_running_pool(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 3, 0);
+	pid_t pids[3];
+
+	(void)state;
+	pids_of(p, pids);
+	shmq_pool_free(p); /* terminates */
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(kill(pids[i], 0), -1);
+	shmq_region_close(r);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_map_million_in_order),
+		cmocka_unit_test(test_map_in_place_and_batches),
+		cmocka_unit_test(test_async),
+		cmocka_unit_test(test_uneven_balanced_by_stealing),
+		cmocka_unit_test(test_fib_subtasks),
+		cmocka_unit_test(test_task_errors),
+		cmocka_unit_test(test_worker_killed_mid_map),
+		cmocka_unit_test(test_terminate),
+		cmocka_unit_test(test_free_running_pool),
+	};
+
+	shmq_dispatch(argc, argv);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
