@@ -584,6 +584,25 @@ void bench_num_str(double v, char *buf, size_t len)
 		snprintf(buf, len, "%.3f", v);
 }
 
+/* "value unit" for people: nanosecond figures of 10 us and more are shown
+ * in us, ms or s so that tails stay readable; "-" for a missing value. */
+void bench_value_str(double v, const char *unit, char *buf, size_t len)
+{
+	static const char *const units[] = { "ns", "us", "ms", "s" };
+	char num[48];
+	int u = 0;
+
+	if (!isfinite(v)) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	if (strcmp(unit, "ns") == 0)
+		for (; fabs(v) >= 10000 && u < 3; u++)
+			v /= 1000;
+	bench_num_str(v, num, sizeof(num));
+	snprintf(buf, len, "%s %s", num, u ? units[u] : unit);
+}
+
 /* ---------------------------------------------------------------- progress */
 
 void bench_progress(const struct bench *b, const char *what)

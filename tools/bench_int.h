@@ -74,6 +74,7 @@ double bench_median(const double *v, int n, int stride);
 double bench_ratio(const struct bench_result *r, int k);
 void bench_size_str(uint64_t size, char *buf, size_t len, const char *series);
 void bench_num_str(double v, char *buf, size_t len);
+void bench_value_str(double v, const char *unit, char *buf, size_t len);
 void bench_progress(const struct bench *b, const char *what);
 void bench_progress_clear(const struct bench *b);
 

@@ -22,17 +22,6 @@ static bool bench_cmd_has_baseline(const struct bench *b, const struct bench_cmd
 	return false;
 }
 
-static void bench_value_str(double v, const char *unit, char *buf, size_t len)
-{
-	char num[48];
-
-	bench_num_str(v, num, sizeof(num));
-	if (isfinite(v))
-		snprintf(buf, len, "%s %s", num, unit);
-	else
-		snprintf(buf, len, "-");
-}
-
 static void bench_ratio_str(double r, char *buf, size_t len)
 {
 	if (isfinite(r))

@@ -291,14 +291,11 @@ static void rpt_latency_chart(FILE *f, const struct bench_result *r)
 
 static void rpt_cell_num(FILE *f, double v, const char *unit)
 {
-	char num[48];
+	char val[80];
 
-	bench_num_str(v, num, sizeof(num));
-	fprintf(f, "<td class=\"n\">%s", num);
-	if (isfinite(v)) {
-		fputc(' ', f);
-		rpt_esc(f, unit);
-	}
+	bench_value_str(v, unit, val, sizeof(val));
+	fputs("<td class=\"n\">", f);
+	rpt_esc(f, val);
 	fputs("</td>", f);
 }
 
