@@ -34,6 +34,10 @@
 
 #define SPIN_DEFAULT_NS 200000 /* precision mode: at most 200 us of spinning per deadline */
 #define SPIN_FLOOR_NS   10000  /* ... and at least 10 us of margin */
+/* Armed queue/pipe watches are re-checked this often even if their word does
+ * not change: a peer that died cannot announce it (pipe: readable once the
+ * peer is gone). */
+#define WATCH_SLICE_NS  (100 * 1000000LL)
 
 static inline shmq_event *handle_to_event(uint64_t h)
 {
@@ -463,11 +467,30 @@ static int watch_arm_word(shmq_sched *s, struct shmq__sched_watch *w)
 	return s->helper ? 0 : shmq__sched_helper_start(s);
 }
 
+/* The liveness re-check of an armed word watch: readable although its word
+ * did not change (a peer died).  Its wait is cancelled (the completion makes
+ * it idle) or, with the helper, it is ready at once. */
+static void watch_recheck(shmq_sched *s, struct shmq__sched_watch *w)
+{
+	if (!w->readable(w->obj))
+		return;
+	if (!w->op_pending) {
+		w->state = SHMQ__WS_READY;
+		s->watches_dirty = true;
+	} else if (!w->recheck_sent) {
+		w->recheck_sent = true;
+		s->ops->disarm(s, w);
+	}
+}
+
 /* Stage every idle watch; drop dead ones.  Returns the count now ready, or -errno. */
-static int loop_arm_watches(shmq_sched *s)
+static int loop_arm_watches(shmq_sched *s, int64_t now)
 {
 	struct shmq__sched_watch **pp = &s->watches;
+	bool recheck = now >= s->word_check_at;
 	int ready = 0, rc = 0;
+
+	s->armed_words = 0;
 
 	while (*pp) {
 		struct shmq__sched_watch *w = *pp;
@@ -488,10 +511,16 @@ static int loop_arm_watches(shmq_sched *s)
 							 : s->ops->arm_proc(s, w);
 			if (rc < 0)
 				return rc;
+		} else if (w->state == SHMQ__WS_ARMED && w->kind == SHMQ__WATCH_WORD && recheck) {
+			watch_recheck(s, w);
 		}
 		ready += !w->dead && w->state == SHMQ__WS_READY;
+		s->armed_words += !w->dead && w->kind == SHMQ__WATCH_WORD &&
+				  w->state == SHMQ__WS_ARMED;
 		pp = &w->next;
 	}
+	if (recheck)
+		s->word_check_at = now + WATCH_SLICE_NS;
 	if (s->watches_dirty && s->helper)
 		rc = shmq__sched_helper_sync(s);
 	return rc < 0 ? rc : ready;
@@ -563,6 +592,8 @@ static int loop_sleep(shmq_sched *s, const struct shmq__hent *head, bool block)
 		if (s->flags & SHMQ_SCHED_PRECISE)
 			target -= loop_margin(s);
 	}
+	if (s->armed_words && s->word_check_at < target)
+		target = s->word_check_at;
 	if (block && (rc = s->ops->arm_timer(s, target)) < 0)
 		return rc;
 	s->timer_target = target;
@@ -612,7 +643,7 @@ static int64_t loop(shmq_sched *s, bool blocking)
 			loop_spin(s, head->when);
 			continue;
 		}
-		if ((rc = loop_arm_watches(s)) < 0)
+		if ((rc = loop_arm_watches(s, now)) < 0)
 			return rc;
 		if (rc > 0)
 			continue;

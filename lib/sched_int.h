@@ -39,7 +39,8 @@ struct shmq__sched_watch {
 	enum shmq__watch_state state;
 	bool dead;       /* unwatched: freed once no kernel operation refers to it */
 	bool op_pending; /* a ring operation (or epoll registration) refers to it */
-	bool cancel_sent;
+	bool cancel_sent;  /* dead: its operation's cancel is staged */
+	bool recheck_sent; /* live: cancelled by the liveness re-check */
 	const void *obj;
 	shmq_action_fn fn;
 	void *arg;
@@ -65,8 +66,9 @@ struct shmq__sched_ops {
 	int (*arm_word)(shmq_sched *s, struct shmq__sched_watch *w);
 	/* Stage the wait for w->pidfd's process to exit.  Under mu. */
 	int (*arm_proc)(shmq_sched *s, struct shmq__sched_watch *w);
-	/* w is dead with op_pending: drop its operation.  Returns true when it
-	 * is already gone (free w now), false when a completion will say so. */
+	/* Drop w's pending operation (w is dead, or its liveness re-check found
+	 * it readable).  Returns true when it is already gone, false when a
+	 * completion will say so. */
 	bool (*disarm)(shmq_sched *s, struct shmq__sched_watch *w);
 	/* Submit what is staged and, if block, sleep until something completes.
 	 * Without mu.  0 or -errno (EINTR is reported as 0). */
@@ -93,6 +95,8 @@ struct shmq_sched {
 	bool watches_dirty;   /* the helper's set of words must be republished */
 	int64_t wait_head;    /* the head's deadline when the loop went to sleep */
 	int64_t timer_target; /* where the timer was armed for this wait */
+	int64_t word_check_at; /* next liveness re-check of armed word watches */
+	unsigned armed_words;  /* word watches waiting (kernel or helper) */
 	/* precision mode: wake-up lateness estimates (see loop_learn) and bound */
 	int64_t lat_mean;
 	int64_t lat_dev;

@@ -267,6 +267,7 @@ static void uring_reap_watch(shmq_sched *s, struct shmq__sched_watch *w, int res
 	struct uring_be *b = be_of(s);
 
 	w->op_pending = false;
+	w->recheck_sent = false;
 	if (w->dead)
 		return;
 	if (w->kind == SHMQ__WATCH_PROC) {

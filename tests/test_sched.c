@@ -741,6 +741,65 @@ static void test_watch_word(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* a readiness change nobody announces (a peer that died cannot bump the
+ * word): the loop's periodic re-check of armed watches still fires it */
+struct silent {
+	uint32_t word, sleepers, ready;
+	int fired;
+	shmq_sched *s;
+	shmq_event *watchdog;
+};
+
+static bool silent_readable(const void *obj)
+{
+	const struct silent *o = obj;
+
+	return __atomic_load_n(&o->ready, __ATOMIC_SEQ_CST) != 0;
+}
+
+static void act_silent(void *arg)
+{
+	struct silent *o = arg;
+
+	o->fired++;
+	assert_int_equal(shmq_sched_unwatch(o->s, o), 0);
+	assert_int_equal(shmq_sched_cancel(o->s, o->watchdog), 0);
+}
+
+static void act_silent_watchdog(void *arg)
+{
+	struct silent *o = arg;
+
+	shmq_sched_unwatch(o->s, o);
+}
+
+static void *silent_main(void *arg)
+{
+	struct silent *o = arg;
+	struct timespec ts = { 0, 20 * MS };
+
+	nanosleep(&ts, NULL);
+	__atomic_store_n(&o->ready, 1, __ATOMIC_SEQ_CST); /* and no wake */
+	return NULL;
+}
+
+static void test_watch_unannounced(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct silent o = { .s = s };
+	struct shmq__watch w = { &o.word, &o.sleepers };
+	pthread_t th;
+
+	assert_int_equal(shmq__sched_watch_word(s, &o, &w, silent_readable, act_silent, &o), 0);
+	assert_int_equal(shmq_sched_enter(s, 10 * SEC, 0, act_silent_watchdog, &o, &o.watchdog), 0);
+	assert_int_equal(pthread_create(&th, NULL, silent_main, &o), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(o.fired, 1);
+	assert_int_equal(o.word, 0);
+	shmq_sched_destroy(s);
+}
+
 #define ON(f, c, tag) { #f "/" tag, f, NULL, NULL, (void *)&c }
 #define BOTH(f) ON(f, CFG_URING, "io_uring"), ON(f, CFG_FALLBACK, "fallback")
 #define ALL(f) BOTH(f), ON(f, CFG_URING_OLD, "io_uring-old-kernel")
@@ -766,6 +825,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_backend_select),
 		ALL(test_watch_proc),
 		ALL(test_watch_word),
+		ALL(test_watch_unannounced),
 	};
 
 	shmq_dispatch(argc, argv);
