@@ -5,6 +5,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "alloc.h"
 
@@ -76,4 +78,49 @@ void shmq__strfree(char *s)
 {
 	if (s)
 		shmq__free(s, strlen(s) + 1);
+}
+
+/* ---- page-granular buffers that grow without copying ---- */
+
+static size_t pages_round(size_t size)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (size + pg - 1) & ~(pg - 1);
+}
+
+void *shmq__pages_alloc(size_t size)
+{
+	void *p = mmap(NULL, pages_round(size ? size : 1), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void *shmq__pages_realloc(void *p, size_t old_size, size_t new_size)
+{
+	void *np;
+
+	if (!p)
+		return shmq__pages_alloc(new_size);
+	np = mremap(p, pages_round(old_size ? old_size : 1), pages_round(new_size ? new_size : 1),
+		    MREMAP_MAYMOVE);
+	return np == MAP_FAILED ? NULL : np;
+}
+
+void shmq__pages_free(void *p, size_t size)
+{
+	if (p)
+		munmap(p, pages_round(size ? size : 1));
+}
+
+void shmq__pages_prefault(void *p, size_t size)
+{
+#ifdef MADV_POPULATE_WRITE
+	/* Best effort: one call instead of a fault per page; older kernels refuse. */
+	madvise(p, pages_round(size), MADV_POPULATE_WRITE);
+#else
+	(void)p;
+	(void)size;
+#endif
 }
