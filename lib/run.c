@@ -13,6 +13,8 @@
  * else POLL_ADD on the child's pidfd); where io_uring is refused (seccomp,
  * kernel.io_uring_disabled) or SHMQ_RUN_BACKEND=poll is set, on poll(2).  Both
  * backends only produce events; one state machine (run_on_*) consumes them.
+ * A run with nothing to capture or feed waits on poll(2) too: its one event
+ * is the exit, and a ring's setup would cost more than the wait.
  *
  * The exit is observed with WNOWAIT: the child stays a zombie, and so keeps its
  * pid and process-group id reserved, until run_finish reaps it.  A timeout
@@ -51,6 +53,8 @@
 #define RUN_PIPE_SZ (1 << 20)
 #define RUN_SEND_MAX ((size_t)1 << 20)
 #define RUN_DRAIN_MAX 16               /* reads of leftovers after a kill */
+#define RUN_BIG     ((size_t)1 << 20)  /* larger buffers are page mappings (mremap) */
+#define RUN_AHEAD   ((size_t)4 << 20)  /* prefault this far ahead of the data */
 
 enum { TAG_OUT = 0, TAG_ERR = 1, TAG_IN = 2, TAG_EXIT = 3, TAG_CANCEL = 4 };
 
@@ -58,6 +62,8 @@ struct run_buf {
 	int fd;        /* parent's read end, -1 when closed or not captured */
 	char *p;
 	size_t len, cap;
+	size_t ready;  /* big: [0, ready) is populated, page aligned */
+	bool big;      /* p is a page mapping (shmq__pages_*), not a heap block */
 	bool busy;     /* a read is in flight (io_uring) */
 };
 
@@ -90,20 +96,75 @@ static void fd_close(int *fd)
 	*fd = -1;
 }
 
-static int buf_reserve(struct run_buf *b)
+/* Move b's bytes into a fresh block of size bytes (a page mapping when big). */
+static int buf_move(struct run_buf *b, size_t size, bool big)
 {
-	size_t ncap;
+	char *np = big ? shmq__pages_alloc(size) : shmq__malloc(size);
+
+	if (!np)
+		return -ENOMEM;
+	if (b->len)
+		memcpy(np, b->p, b->len);
+	if (b->big)
+		shmq__pages_free(b->p, b->cap);
+	else
+		shmq__free(b->p, b->cap);
+	b->p = np;
+	b->cap = size;
+	b->big = big;
+	b->ready = b->len & ~(RUN_CHUNK - 1); /* what memcpy touched, page aligned */
+	return 0;
+}
+
+/* Resize b to size bytes (>= len), as a page mapping exactly when size > RUN_BIG:
+ * large buffers grow by mremap, without copying or touching a page twice. */
+static int buf_resize(struct run_buf *b, size_t size)
+{
+	bool big = size > RUN_BIG;
 	char *np;
 
-	if (b->cap - b->len >= RUN_CHUNK)
-		return 0;
-	ncap = b->cap ? b->cap * 2 : RUN_FIRST;
-	np = shmq__realloc(b->p, b->cap, ncap);
+	if (big != b->big || !b->p)
+		return buf_move(b, size, big);
+	np = big ? shmq__pages_realloc(b->p, b->cap, size) : shmq__realloc(b->p, b->cap, size);
 	if (!np)
 		return -ENOMEM;
 	b->p = np;
-	b->cap = ncap;
+	b->cap = size;
 	return 0;
+}
+
+/* Big buffers: populate the pages the next reads will fill, RUN_AHEAD at a
+ * time, so the kernel does not take a fault per page inside each read. */
+static void buf_prefault(struct run_buf *b)
+{
+	size_t n;
+
+	if (!b->big || b->ready >= b->len + RUN_AHEAD / 2 || b->ready >= b->cap)
+		return;
+	n = b->cap - b->ready < RUN_AHEAD ? b->cap - b->ready : RUN_AHEAD;
+	shmq__pages_prefault(b->p + b->ready, n);
+	b->ready += n;
+}
+
+static int buf_reserve(struct run_buf *b)
+{
+	int rc = 0;
+
+	if (b->cap - b->len < RUN_CHUNK)
+		rc = buf_resize(b, b->cap ? b->cap * 2 : RUN_FIRST);
+	if (!rc)
+		buf_prefault(b);
+	return rc;
+}
+
+static void buf_free(struct run_buf *b)
+{
+	if (b->big)
+		shmq__pages_free(b->p, b->cap);
+	else
+		shmq__free(b->p, b->cap);
+	b->p = NULL;
+	b->cap = 0;
 }
 
 /* A read of stream i returned n bytes (0: EOF) or -errno. */
@@ -564,23 +625,25 @@ static void run_reap(struct run *R)
 	R->reaped = true;
 }
 
-/* Shrink b to exactly len + 1 bytes (a NUL after the output) and hand it over. */
+/* Shrink b to exactly len + 1 bytes (a NUL after the output) and hand it
+ * over; shmq_run_result_free tells the two kinds of block apart by that size. */
 static int buf_take(struct run_buf *b, bool captured, char **out, size_t *out_len)
 {
-	char *p;
+	int rc;
 
 	*out = NULL;
 	*out_len = 0;
 	if (!captured)
 		return 0;
-	p = shmq__realloc(b->p, b->cap, b->len + 1);
-	if (!p)
-		return -ENOMEM;
-	p[b->len] = '\0';
-	*out = p;
+	rc = buf_resize(b, b->len + 1);
+	if (rc)
+		return rc;
+	b->p[b->len] = '\0';
+	*out = b->p;
 	*out_len = b->len;
 	b->p = NULL;
 	b->cap = 0;
+	b->big = false;
 	return 0;
 }
 
@@ -590,18 +653,26 @@ static void run_release(struct run *R)
 		io_uring_queue_exit(&R->ring);
 	for (int i = 0; i < 2; i++) {
 		fd_close(&R->s[i].fd);
-		shmq__free(R->s[i].p, R->s[i].cap);
+		buf_free(&R->s[i]);
 	}
 	fd_close(&R->in_fd);
 	fd_close(&R->pidfd);
+}
+
+static bool run_has_streams(const struct run *R)
+{
+	return R->s[0].fd >= 0 || R->s[1].fd >= 0 || R->in_fd >= 0;
 }
 
 static int run_loop(struct run *R)
 {
 	int rc;
 
-	if (uring_init(R)) {
-		R->uring = false; /* refused: the same loop on poll(2) */
+	/* With no stream to move, the only event is the exit (and the deadline):
+	 * a poll on the pidfd is all a ring would do, minus its setup (~20-100 us
+	 * here).  Otherwise io_uring, or poll(2) where it is refused. */
+	if (!run_has_streams(R) || uring_init(R)) {
+		R->uring = false;
 		for (int i = 0; i < 2; i++)
 			set_nonblock(R->s[i].fd);
 	}
@@ -663,13 +734,22 @@ SHMQ_API int shmq_run(char *const argv[], const struct shmq_run_opts *o,
 	return rc;
 }
 
+/* Free a block buf_take handed out: its size says which kind it is. */
+static void run_block_free(char *p, size_t size)
+{
+	if (!p)
+		return;
+	if (size > RUN_BIG)
+		shmq__pages_free(p, size);
+	else
+		shmq__free(p, size);
+}
+
 SHMQ_API void shmq_run_result_free(struct shmq_run_result *res)
 {
 	if (!res)
 		return;
-	if (res->out)
-		shmq__free(res->out, res->out_len + 1);
-	if (res->err)
-		shmq__free(res->err, res->err_len + 1);
+	run_block_free(res->out, res->out_len + 1);
+	run_block_free(res->err, res->err_len + 1);
 	memset(res, 0, sizeof(*res));
 }

@@ -127,6 +127,31 @@ static void test_50mib_on_both_streams(void **state)
 	shmq_run_result_free(&res);
 }
 
+/* Outputs around the size where buffers turn from heap blocks into page
+ * mappings (1 MiB) come back whole and free cleanly (ASan checks the frees). */
+static void test_sizes_around_mapping_threshold(void **state)
+{
+	static const size_t sizes[] = { 0, 1, 65535, 65536, 65537, (1u << 20) - 1, 1u << 20,
+					(1u << 20) + 1, (2u << 20) + 12345 };
+	char path[PATH_MAX + 16], n[32];
+	char *argv[] = { path, "gen", n, NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT | SHMQ_STDERR };
+	struct shmq_run_result res;
+
+	(void)state;
+	helper_path(path, sizeof(path));
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		snprintf(n, sizeof(n), "%zu", sizes[i]);
+		assert_int_equal(shmq_run(argv, &o, &res), 0);
+		assert_int_equal(res.out_len, sizes[i]);
+		assert_int_equal(res.err_len, sizes[i]);
+		assert_int_equal(res.out[sizes[i]], '\0');
+		check_pattern(res.out, res.out_len);
+		check_pattern(res.err, res.err_len);
+		shmq_run_result_free(&res);
+	}
+}
+
 static void test_input_echoed_by_cat(void **state)
 {
 	char *argv[] = { "cat", NULL };
@@ -259,6 +284,8 @@ static void test_cwd_and_env(void **state)
 						teardown),                            \
 		cmocka_unit_test_setup_teardown(test_50mib_on_both_streams, setup,    \
 						teardown),                            \
+		cmocka_unit_test_setup_teardown(test_sizes_around_mapping_threshold,  \
+						setup, teardown),                     \
 		cmocka_unit_test_setup_teardown(test_input_echoed_by_cat, setup,      \
 						teardown),                            \
 		cmocka_unit_test_setup_teardown(test_timeout_kills_group, setup,      \
