@@ -20,6 +20,8 @@ BENCH_SUBCOMMAND(limits, "machine limits: cache-line round trip between two core
 /* module mpmc ring and queue */
 
 /* module proc and run */
+BENCH_SUBCOMMAND(spawn, "spawn-to-exit latency: shmq_proc_spawn vs posix_spawn and fork+execve")
+BENCH_SUBCOMMAND(run, "shmq_run: /bin/true latency, capture throughput of head -c 1G /dev/zero")
 
 /* module sched */
 BENCH_SUBCOMMAND(sched, "scheduler: enter+cancel at 10^3..10^6 pending, timer lateness beside bare io_uring and timerfd")
