@@ -339,6 +339,55 @@ static void rpt_table_head(FILE *f, bool with_cmd)
 		with_cmd ? "<th>subcommand</th>" : "");
 }
 
+/* One horizontal bar per figure with a baseline: its ratio on a log2 scale
+ * around 1x, green to the right when libshmq is better, red to the left. */
+static void rpt_ratio_chart(FILE *f, const struct bench *b)
+{
+	const double lo = -4, hi = 6; /* log2 of 1/16x .. 64x */
+	size_t rows = 0;
+	char label[400];
+
+	for (size_t i = 0; i < b->nresults; i++)
+		if (b->results[i]->base_name)
+			rows += b->results[i]->kind == BENCH_LATENCY ? 2 : 1;
+	if (rows == 0)
+		return;
+	struct rpt_frame fr = { .w = 900, .h = 44 + 18.0 * (double)rows + 30, .l = 380, .r = 60,
+				.t = 44, .btm = 30 };
+	double pw = rpt_plot_w(&fr), x1 = fr.l + pw * (0 - lo) / (hi - lo), y = fr.t;
+	rpt_svg_open(f, &fr, "ratio to the baseline (log scale; right of 1x: libshmq better)");
+	for (int e = (int)lo; e <= (int)hi; e++) {
+		double x = fr.l + pw * (e - lo) / (hi - lo);
+		fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"grid\"/>"
+			   "<text x=\"%.1f\" y=\"%.1f\" class=\"xl\">%gx</text>\n",
+			x, fr.t - 4, x, fr.h - fr.btm, x, fr.h - fr.btm + 14, pow(2, e));
+	}
+	for (size_t i = 0; i < b->nresults; i++) {
+		const struct bench_result *r = b->results[i];
+		if (!r->base_name)
+			continue;
+		for (int k = 0; k < (r->kind == BENCH_LATENCY ? 2 : 1); k++, y += 18) {
+			double ratio = bench_ratio(r, k);
+			snprintf(label, sizeof(label), "%s: %s%s%s", r->cmd, r->name,
+				 r->kind == BENCH_LATENCY ? " " : "",
+				 r->kind == BENCH_LATENCY ? bench_quantile_names[k] : "");
+			fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" class=\"yl\">", fr.l - 6, y + 12);
+			rpt_esc(f, label);
+			fputs("</text>", f);
+			if (!isfinite(ratio) || ratio <= 0) {
+				fputs("\n", f);
+				continue;
+			}
+			double lr = fmin(fmax(log2(ratio), lo), hi), x = fr.l + pw * (lr - lo) / (hi - lo);
+			fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"12\" fill=\"%s\"/>"
+				   "<text x=\"%.1f\" y=\"%.1f\" class=\"lg\">%.2fx</text>\n",
+				fmin(x, x1), y + 2, fmax(fabs(x - x1), 1), ratio >= 1 ? "#38a169" : "#e53e3e",
+				fmax(x, x1) + 4, y + 12, ratio);
+		}
+	}
+	fputs("</svg>\n", f);
+}
+
 static void rpt_summary(FILE *f, const struct bench *b)
 {
 	bool any = false;
@@ -357,7 +406,9 @@ static void rpt_summary(FILE *f, const struct bench *b)
 	}
 	if (!any)
 		fputs("<tr><td colspan=\"7\">no figure with a baseline was reported</td></tr>\n", f);
-	fputs("</tbody></table>\n", f);
+	fputs("</tbody></table>\n<div class=\"charts\">\n", f);
+	rpt_ratio_chart(f, b);
+	fputs("</div>\n", f);
 }
 
 /* ---------------------------------------------------------------- sections */
