@@ -11,9 +11,10 @@ extern "C" {
 
 typedef void (*shmq_action_fn)(void *arg);
 
+/* A pending event, as shmq_sched_queue and shmq_sched_event_info show it. */
 struct shmq_event_info {
-	int64_t when_ns;
-	int priority;
+	int64_t when_ns;   /* absolute deadline, shmq_now_ns() clock */
+	int priority;      /* lower runs first among equal times */
 	shmq_action_fn fn;
 	void *arg;
 };
@@ -47,21 +48,105 @@ struct shmq_sched_opts {
 	uint64_t reserved[4];
 };
 
+/*
+ * Concurrency contract (every call below): one mutex guards a scheduler.
+ * enter / enterabs / enter_periodic / cancel / empty / queue / event_info /
+ * stop / watch_* / unwatch may be called from any thread at any time,
+ * including from actions while run() runs.  run() runs in the calling
+ * thread, one at a time per scheduler (-EBUSY for a second, or from an
+ * action).  Actions run on run()'s thread without the mutex held.  destroy()
+ * only when no thread is inside any call on s.  A scheduler is private to
+ * its process (it watches shared objects; it is not itself shared).
+ */
+
+/*
+ * shmq_sched_create - a scheduler (Python's sched.scheduler) with its own
+ * io_uring (or, where io_uring is refused, a timerfd + epoll fallback; see
+ * struct shmq_sched_opts and shmq_sched_backend()).
+ * 0, -EINVAL (opts), -ENOMEM, -EMFILE, or what io_uring_setup returned for
+ * SHMQ_SCHED_IO_URING.
+ */
 SHMQ_API int shmq_sched_create(const struct shmq_sched_opts *o, shmq_sched **out);
+
+/*
+ * shmq_sched_enter / shmq_sched_enterabs - schedule fn(arg) delay_ns from
+ * now / at when_ns (absolute, shmq_now_ns() clock; a time in the past runs at
+ * the next run()).  Events run in order of time, then priority (lower
+ * first), then entry order.  Two enter() calls with the same delay get
+ * slightly different times (as in Python); use enterabs for exact ties.
+ * An earlier event entered while run() sleeps wakes it at once.
+ *
+ * *ev (ev may be NULL) receives a handle.  Handles are not pointers to
+ * memory: the scheduler owns every event, and a handle carries a generation,
+ * so a handle to an event that ran or was cancelled is recognised as stale
+ * (-ENOENT) for the scheduler's life and never names a later event.
+ * 0, -EINVAL (fn NULL), -ENOMEM.
+ */
 SHMQ_API int shmq_sched_enter(shmq_sched *s, int64_t delay_ns, int priority, shmq_action_fn fn,
 			      void *arg, shmq_event **ev);
 SHMQ_API int shmq_sched_enterabs(shmq_sched *s, int64_t when_ns, int priority, shmq_action_fn fn,
 				 void *arg, shmq_event **ev);
-/* -ENOENT if it ran or was cancelled. */
+
+/*
+ * shmq_sched_cancel - remove a pending event, in O(log n).  0, or -ENOENT if
+ * it ran (one-shot) or was cancelled already; -EINVAL for NULL.
+ */
 SHMQ_API int shmq_sched_cancel(shmq_sched *s, shmq_event *ev);
+
+/* shmq_sched_empty - true when no event is pending (watches do not count). */
 SHMQ_API bool shmq_sched_empty(shmq_sched *s);
+
+/*
+ * shmq_sched_queue - a snapshot of the pending events in run order: fills
+ * out[0 .. min(n, max)) and returns n, the number pending (out may be NULL
+ * with max 0 to count).  O(n log n).
+ */
 SHMQ_API size_t shmq_sched_queue(shmq_sched *s, struct shmq_event_info *out, size_t max);
-/* Non-blocking: ns until the next event, or -1 if none. */
+
+/*
+ * shmq_sched_run - run events as they fall due, and watch actions as their
+ * objects become ready, on the calling thread.
+ *
+ * blocking: sleeps in the kernel between them (one io_uring_enter per
+ * iteration) and returns 0 when no event and no watch is left, or after
+ * shmq_sched_stop.  Non-blocking: runs what is due and ready now, checks the
+ * watches once, and returns the ns until the next event (>= 0), or -1 when
+ * none is pending.  Other negative values are errors: -EBUSY (run already
+ * running), or a kernel error from the backend (-errno, never -1).
+ */
 SHMQ_API int64_t shmq_sched_run(shmq_sched *s, bool blocking);
+
+/*
+ * shmq_sched_watch_queue / _pipe / _proc - run fn(arg) from run() when a
+ * queue has a message (or is shut down), when a pipe end has a message (or
+ * its peer is gone), or once when a process has exited (the watch then ends
+ * by itself; the exit status is left for shmq_proc_join).
+ *
+ * Queue and pipe watches are level-triggered: after each action run()
+ * checks again and runs it again while the object stays readable, so the
+ * action should drain it (get/recv with SHMQ_NOWAIT until -EAGAIN) or
+ * unwatch.  They wait as IORING_OP_FUTEX_WAIT on the object's readiness word
+ * (a helper thread where the kernel lacks it, and in the fallback), and are
+ * also re-checked every 100 ms: a peer that died cannot announce it.
+ * Processes wait as IORING_OP_WAITID (WNOWAIT) or a pidfd poll.
+ *
+ * One watch per object: -EEXIST.  The object must stay open until
+ * unwatched (or, for a process, until its watch fired).  0, -EINVAL,
+ * -ENOMEM, -EEXIST.
+ */
 SHMQ_API int shmq_sched_watch_queue(shmq_sched *s, shmq_queue *q, shmq_action_fn fn, void *arg);
 SHMQ_API int shmq_sched_watch_pipe(shmq_sched *s, shmq_pipe *p, shmq_action_fn fn, void *arg);
 SHMQ_API int shmq_sched_watch_proc(shmq_sched *s, shmq_proc *p, shmq_action_fn fn, void *arg);
+
+/*
+ * shmq_sched_stop - make the run() in progress return (0) as soon as the
+ * action it is running (if any) returns; pending events and watches stay.  A
+ * stop while no run() is in progress makes the next run() return at once.
+ */
 SHMQ_API int shmq_sched_stop(shmq_sched *s);
+
+/* shmq_sched_destroy - free s, its pending events and watches (no action
+ * runs).  Every handle of s becomes meaningless. */
 SHMQ_API void shmq_sched_destroy(shmq_sched *s);
 
 /* ---- extras ---- */
