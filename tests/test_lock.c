@@ -20,6 +20,10 @@ struct fixture {
 	char name[96];
 	shmq_region *r;
 	shmq_lock *l;
+	pid_t kids[16]; /* children to reap (or kill) in teardown */
+	int nkids;
+	int fds[16];    /* holders' release pipes still open */
+	int nfds;
 };
 
 static int setup(void **state)
@@ -36,10 +40,30 @@ static int setup(void **state)
 	return 0;
 }
 
+/* Remember a child so that teardown never leaves it behind, even when an
+ * assertion cut the test short. */
+static pid_t track_kid(struct fixture *f, pid_t pid)
+{
+	if (pid > 0 && f->nkids < (int)SHMQ__ARRAY_SIZE(f->kids))
+		f->kids[f->nkids++] = pid;
+	return pid;
+}
+
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
+	for (int i = 0; i < f->nfds; i++)
+		if (f->fds[i] >= 0)
+			close(f->fds[i]);
+	for (int i = 0; i < f->nkids; i++) {
+		/* Only a child not yet reaped is killed: its pid cannot have been
+		 * reused by anybody else. */
+		if (waitpid(f->kids[i], NULL, WNOHANG) == 0) {
+			kill(f->kids[i], SIGKILL);
+			waitpid(f->kids[i], NULL, 0);
+		}
+	}
 	shmq_lock_close(f->l);
 	shmq_region_close(f->r);
 	shmq_region_unlink(f->name);
@@ -52,6 +76,7 @@ static shmq_lock *child_lock(const char *name, shmq_region **r)
 {
 	shmq_lock *l;
 
+	alarm(60); /* a child never outlives a failed test by long */
 	if (shmq_region_open(name, r))
 		_exit(90);
 	if (shmq_lock_open(*r, "l", &l))
@@ -93,7 +118,7 @@ static void test_counter_processes(void **state)
 	assert_int_equal(shmq__obj_create(f->r, "counter", SHMQ__OBJ_BLOB, 64, NULL, NULL,
 					  (void **)&counter), 0);
 	for (int p = 0; p < PROCS; p++) {
-		pids[p] = fork();
+		pids[p] = track_kid(f, fork());
 		assert_true(pids[p] >= 0);
 		if (pids[p] == 0) {
 			shmq_region *r;
@@ -192,7 +217,7 @@ static void test_try_acquire(void **state)
 	assert_int_equal(pthread_join(th, &ret), 0);
 	assert_int_equal((intptr_t)ret, -EAGAIN);
 	/* another process */
-	pid = fork();
+	pid = track_kid(f, fork());
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		shmq_region *r;
@@ -208,7 +233,7 @@ static void test_try_acquire(void **state)
 	assert_int_equal(shmq_lock_release(f->l), 0);
 	assert_false(shmq_lock_locked(f->l));
 	/* free again: the child can take it */
-	pid = fork();
+	pid = track_kid(f, fork());
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		shmq_region *r;
@@ -258,7 +283,7 @@ static pid_t fork_holder(struct fixture *f, int *release_fd)
 
 	assert_int_equal(pipe(ready), 0);
 	assert_int_equal(pipe(go), 0);
-	pid = fork();
+	pid = track_kid(f, fork());
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		shmq_region *r;
@@ -274,15 +299,39 @@ static pid_t fork_holder(struct fixture *f, int *release_fd)
 			;
 		_exit(shmq_lock_release(l) ? 3 : 0);
 	}
+	track_kid(f, pid);
 	close(ready[1]);
 	close(go[0]);
+	if (f->nfds < (int)SHMQ__ARRAY_SIZE(f->fds))
+		f->fds[f->nfds++] = go[1];
 	assert_int_equal(read(ready[0], &c, 1), 1);
 	close(ready[0]);
 	*release_fd = go[1];
 	return pid;
 }
 
-/* One timed acquire against a held lock: true when it was on time. */
+/* Let the holder behind go release the lock and exit. */
+static void holder_release(struct fixture *f, int go)
+{
+	for (int i = 0; i < f->nfds; i++)
+		if (f->fds[i] == go)
+			f->fds[i] = -1;
+	close(go);
+}
+
+/* How late the OS itself wakes a plain sleep of t right now: on a loaded
+ * machine that lateness is not ours to answer for. */
+static int64_t os_lateness(int64_t t)
+{
+	struct timespec ts = { t / 1000000000, t % 1000000000 };
+	int64_t t0 = shmq_now_ns();
+
+	nanosleep(&ts, NULL);
+	return shmq_now_ns() - t0 - t;
+}
+
+/* One timed acquire against a held lock: true when it was on time (never
+ * early, at most 10% + 2 ms late beyond the OS's own lateness). */
 static bool timed_once(shmq_lock *l, int64_t t)
 {
 	int64_t t0 = shmq_now_ns(), el;
@@ -290,7 +339,7 @@ static bool timed_once(shmq_lock *l, int64_t t)
 	assert_int_equal(shmq_lock_acquire(l, t), -ETIMEDOUT);
 	el = shmq_now_ns() - t0;
 	assert_true(el >= t); /* never early */
-	return el <= t + t / 10 + 2 * MS;
+	return el <= t + t / 10 + 2 * MS || el <= t + t / 10 + 2 * MS + os_lateness(t);
 }
 
 static void test_timeouts(void **state)
@@ -301,40 +350,41 @@ static void test_timeouts(void **state)
 	pid_t pid = fork_holder(f, &go);
 
 	for (unsigned i = 0; i < SHMQ__ARRAY_SIZE(ts); i++) {
-		/* lateness can come from a busy machine: allow two retries */
+		/* lateness can come from a busy machine: allow retries */
 		bool ok = false;
 
-		for (int attempt = 0; attempt < 3 && !ok; attempt++)
+		for (int attempt = 0; attempt < 5 && !ok; attempt++)
 			ok = timed_once(f->l, ts[i]);
 		assert_true(ok);
 	}
 	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EAGAIN);
-	close(go);
+	holder_release(f, go);
 	assert_int_equal(tu_wait_child(pid), 0);
 	assert_int_equal(shmq_lock_acquire(f->l, 10 * MS), 0);
 	assert_int_equal(shmq_lock_release(f->l), 0);
 }
 
-/* A waiter asleep behind a holder that releases is woken (not left to its
- * slice): the hand-off takes far less than the timeout. */
+/* A waiter asleep behind a live holder gets the lock once it is released
+ * (by a helper process that closes the holder's pipe 20 ms later). */
 static void test_wake_on_release(void **state)
 {
 	struct fixture *f = *state;
 	int go;
 	pid_t pid = fork_holder(f, &go);
 	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	pid_t helper = track_kid(f, fork());
 
-	if (fork() == 0) {
+	assert_true(helper >= 0);
+	if (helper == 0) {
 		nanosleep(&ts, NULL);
 		close(go);
 		_exit(0);
 	}
-	close(go);
+	holder_release(f, go);
 	assert_int_equal(shmq_lock_acquire(f->l, 5000 * MS), 0);
 	assert_int_equal(shmq_lock_release(f->l), 0);
 	assert_int_equal(tu_wait_child(pid), 0);
-	while (wait(NULL) > 0)
-		;
+	assert_int_equal(tu_wait_child(helper), 0);
 }
 
 /* ---- dead holders ------------------------------------------------------- */
@@ -371,7 +421,7 @@ static void test_owner_dead_while_waiting(void **state)
 	assert_int_equal(rc, -EOWNERDEAD);
 	assert_true(got - k.killed_at <= 100 * MS);
 	assert_int_equal(tu_wait_child(k.victim), 128 + SIGKILL);
-	close(go);
+	holder_release(f, go);
 	/* held by us now, and it keeps working */
 	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EDEADLK);
 	assert_int_equal(shmq_lock_release(f->l), 0);
@@ -379,7 +429,7 @@ static void test_owner_dead_while_waiting(void **state)
 	assert_int_equal(shmq_lock_release(f->l), 0);
 	k.victim = fork_holder(f, &go);
 	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EAGAIN);
-	close(go);
+	holder_release(f, go);
 	assert_int_equal(tu_wait_child(k.victim), 0);
 	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), 0);
 	assert_int_equal(shmq_lock_release(f->l), 0);
@@ -393,7 +443,7 @@ static void test_owner_dead_before_waiting(void **state)
 
 	kill(pid, SIGKILL);
 	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
-	close(go);
+	holder_release(f, go);
 	/* a try-acquire makes no liveness check */
 	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EAGAIN);
 	/* a timeout shorter than a slice still finds the dead holder */
@@ -411,7 +461,7 @@ static void test_owner_dead_many_waiters(void **state)
 	pid_t holder = fork_holder(f, &go), w[3];
 
 	for (int i = 0; i < 3; i++) {
-		w[i] = fork();
+		w[i] = track_kid(f, fork());
 		assert_true(w[i] >= 0);
 		if (w[i] == 0) {
 			shmq_region *r;
@@ -432,7 +482,7 @@ static void test_owner_dead_many_waiters(void **state)
 	}
 	kill(holder, SIGKILL);
 	assert_int_equal(tu_wait_child(holder), 128 + SIGKILL);
-	close(go);
+	holder_release(f, go);
 	for (int i = 0; i < 3; i++)
 		codes[i] = tu_wait_child(w[i]);
 	assert_int_equal((codes[0] == 10) + (codes[1] == 10) + (codes[2] == 10), 1);
@@ -502,7 +552,7 @@ static void test_placement(void **state)
 	assert_int_equal(shmq_lock_init(mem), 0);
 	assert_int_equal(shmq_lock_attach(f->r, mem, &l), 0);
 	assert_int_equal(shmq_lock_acquire(l, SHMQ_NOWAIT), 0);
-	pid = fork();
+	pid = track_kid(f, fork());
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		shmq_region *r;
@@ -532,6 +582,7 @@ static void test_placement(void **state)
 
 int main(void)
 {
+	alarm(240); /* a hang fails the program instead of stalling the suite */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_counter_processes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counter_threads, setup, teardown),

@@ -153,6 +153,7 @@ static void test_join_timeout_from_threads(void **state)
 
 int main(void)
 {
+	alarm(240); /* a hang fails the program instead of stalling the suite */
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_start_join),
 		cmocka_unit_test(test_join_timeout_retry),
