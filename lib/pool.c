@@ -157,7 +157,8 @@ struct pool_hdr {
 	/* line 2: the idle workers' futex */
 	uint32_t work_seq;
 	uint32_t idle_sleepers;
-	uint8_t pad2[SHMQ__CACHELINE - 8];
+	uint32_t wake_pending; /* a weak wake was sent and no sleeper has woken since */
+	uint8_t pad2[SHMQ__CACHELINE - 12];
 	/* line 3: jobs whose injection word may be set */
 	uint64_t pending[SHMQ_POOL_MAX_JOBS / 64];
 	uint8_t pad3[SHMQ__CACHELINE - 8 * (SHMQ_POOL_MAX_JOBS / 64)];
@@ -343,6 +344,13 @@ struct victim {
 	struct shmq__deque dq;
 };
 
+struct frame_priv {
+	void *out;
+	shmq_task_fn fn;
+	uint32_t tag;
+	uint32_t pad;
+};
+
 struct worker {
 	shmq_region *r;
 	struct pool_hdr *h;
@@ -362,9 +370,7 @@ struct worker {
 	const char *cache_name; /* spawn's one-entry name cache */
 	int cache_idx;
 	/* per frame, private: where the result goes and how to run it */
-	void **outs;
-	shmq_task_fn *fns;
-	uint32_t *tags;
+	struct frame_priv *fp;
 };
 
 /* The worker this process is, while it runs the pool's loop (pool workers
@@ -392,23 +398,35 @@ static void idle_wake(struct pool_hdr *h, bool strong, int n)
 		if (shmq__load_seq_cst(&h->idle_sleepers) == 0)
 			return;
 	} else {
-		if (shmq__load_relaxed(&h->idle_sleepers) == 0) /* a hint; see above */
+		/* relaxed peeks, hints only (see above); one wake in flight at a
+		 * time, so a spawning worker does not make a system call per
+		 * spawn while the woken worker waits to be scheduled */
+		if (shmq__load_relaxed(&h->idle_sleepers) == 0 ||
+		    shmq__load_relaxed(&h->wake_pending) ||
+		    shmq__exchange_acq_rel(&h->wake_pending, 1))
 			return;
 		shmq__fetch_add_seq_cst(&h->work_seq, 1);
 	}
 	shmq__futex_wake(&h->work_seq, n);
 }
 
-static void worker_count_task(struct worker *w)
+/* Publish the private task count (statistics only: relaxed).  Done when a
+ * chunk ends, every 256 tasks and before idling, not per task. */
+static void worker_count_flush(struct worker *w)
 {
-	w->tasks++;
-	shmq__store_relaxed(&w->slot->tasks, w->tasks); /* statistics only */
+	shmq__store_relaxed(&w->slot->tasks, w->tasks);
+}
+
+static inline void worker_count_task(struct worker *w)
+{
+	if ((++w->tasks & 255) == 0)
+		worker_count_flush(w);
 }
 
 static int frames_sync(struct worker *w, unsigned base);
 
 /* Run one task with an implicit sync of whatever it left unsynced. */
-static int task_exec(struct worker *w, shmq_task_fn fn, const void *in, void *out)
+static inline __attribute__((always_inline)) int task_exec(struct worker *w, shmq_task_fn fn, const void *in, void *out)
 {
 	unsigned base = w->sp;
 	int st, e;
@@ -547,6 +565,7 @@ static void chunk_run(struct worker *w, unsigned j, uint64_t c)
 		if (SHMQ__UNLIKELY(st))
 			job_err_record(job, i, st);
 	}
+	worker_count_flush(w);
 	exp = w->id;
 	/* release: our results before the chunk counts as done (pairs with
 	 * the creator's acquire of done through job_chunk_done) */
@@ -728,6 +747,8 @@ static int worker_idle(struct worker *w, uint64_t *word)
 	int rc = 0;
 	bool found;
 
+	worker_count_flush(w);
+
 	for (unsigned i = 1;; i++) {
 		if (work_find(w, word))
 			return 1;
@@ -743,12 +764,16 @@ static int worker_idle(struct worker *w, uint64_t *word)
 	}
 	seq = shmq__load_seq_cst(&h->work_seq);
 	shmq__fetch_add_seq_cst(&h->idle_sleepers, 1);
+	/* a weak wake still marked pending went to another worker (or to
+	 * nobody): let the next spawn wake us */
+	shmq__store_release(&h->wake_pending, 0); /* pairs with idle_wake's exchange */
 	/* after registering: a push we missed is seen here, or its pusher
 	 * saw us (strong wakes) */
 	found = work_find(w, word);
 	if (!found && !worker_should_exit(w))
 		rc = shmq__futex_wait(&h->work_seq, seq, shmq_now_ns() + IDLE_SLICE_NS);
 	shmq__fetch_sub_seq_cst(&h->idle_sleepers, 1);
+	shmq__store_release(&h->wake_pending, 0); /* pairs with idle_wake's exchange */
 	if (found)
 		return 1;
 	if (rc == -ETIMEDOUT && shmq__region_id_alive(w->r, shmq__load_relaxed(&h->creator_id)) != 1)
@@ -783,7 +808,7 @@ static void worker_loop(struct worker *w)
 static int frame_wait(struct worker *w, unsigned k)
 {
 	struct pool_frame *f = &w->frames[k];
-	uint32_t tag = w->tags[k];
+	uint32_t tag = w->fp[k].tag;
 	int64_t check_at = shmq_now_ns() + FRAME_CHECK_NS;
 	unsigned idle = 0;
 	uint64_t word = 0;
@@ -796,7 +821,7 @@ static int frame_wait(struct worker *w, unsigned k)
 			uint32_t out_size = shmq__load_relaxed(&f->out_size);
 
 			if (out_size)
-				memcpy(w->outs[k], f->data + frame_in_span(shmq__load_relaxed(&f->in_size)),
+				memcpy(w->fp[k].out, f->data + frame_in_span(shmq__load_relaxed(&f->in_size)),
 				       out_size);
 			return shmq__load_relaxed(&f->status); /* ordered by the acquire above */
 		}
@@ -804,7 +829,7 @@ static int frame_wait(struct worker *w, unsigned k)
 			/* a thief took the word but has not claimed the frame:
 			 * claim it ourselves (its CAS will then fail) */
 			if (shmq__cas_acq_rel(&f->state, &s, frame_running(w->id)))
-				return task_exec(w, w->fns[k], f->data, w->outs[k]);
+				return task_exec(w, w->fp[k].fn, f->data, w->fp[k].out);
 			continue;
 		}
 		if (!(s & 1u))
@@ -823,19 +848,19 @@ static int frame_wait(struct worker *w, unsigned k)
 			check_at = shmq_now_ns() + FRAME_CHECK_NS;
 			if (shmq__region_id_alive(w->r, s >> 1) == 0 &&
 			    shmq__cas_acq_rel(&f->state, &s, frame_running(w->id)))
-				return task_exec(w, w->fns[k], f->data, w->outs[k]);
+				return task_exec(w, w->fp[k].fn, f->data, w->fp[k].out);
 		}
 	}
 }
 
-static int frame_join(struct worker *w, unsigned k)
+static inline __attribute__((always_inline)) int frame_join(struct worker *w, unsigned k)
 {
-	uint64_t want = word_sub(w->frames_off + (uint64_t)k * sizeof(struct pool_frame), w->tags[k]);
+	uint64_t want = word_sub(w->frames_off + (uint64_t)k * sizeof(struct pool_frame), w->fp[k].tag);
 	uint64_t word = 0;
 
 	while (shmq__deque_take(&w->dq, &word) == 0) {
 		if (SHMQ__LIKELY(word == want))
-			return task_exec(w, w->fns[k], w->frames[k].data, w->outs[k]);
+			return task_exec(w, w->fp[k].fn, w->frames[k].data, w->fp[k].out);
 		word_run(w, word); /* not ours (cannot happen unless corrupted): run it */
 	}
 	return frame_wait(w, k);
@@ -903,9 +928,9 @@ SHMQ_API int shmq_pool_spawn(struct shmq_pool_group *g, const char *task, const 
 		return spawn_now(w, g, fn, in, out);
 	f = &w->frames[k];
 	w->tag = (w->tag + 1) & TAG_MASK;
-	w->tags[k] = w->tag;
-	w->outs[k] = out;
-	w->fns[k] = fn;
+	w->fp[k].tag = w->tag;
+	w->fp[k].out = out;
+	w->fp[k].fn = fn;
 	/* relaxed: published with the frame by the push's release store */
 	shmq__store_relaxed(&f->task_idx, (uint32_t)idx);
 	shmq__store_relaxed(&f->task_hash, w->tt.hash[idx]);
@@ -956,9 +981,7 @@ struct worker_arg {
 static void worker_fini(struct worker *w)
 {
 	shmq__free(w->victims, w->nworkers * sizeof(*w->victims));
-	shmq__free(w->outs, POOL_FRAMES * sizeof(*w->outs));
-	shmq__free(w->fns, POOL_FRAMES * sizeof(*w->fns));
-	shmq__free(w->tags, POOL_FRAMES * sizeof(*w->tags));
+	shmq__free(w->fp, POOL_FRAMES * sizeof(*w->fp));
 	task_table_free(&w->tt);
 }
 
@@ -987,10 +1010,8 @@ static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg
 		return -EBADMSG;
 	w->frames = (struct pool_frame *)(area + shmq__deque_footprint(POOL_DEQUE_CAP));
 	w->victims = shmq__calloc(w->nworkers, sizeof(*w->victims));
-	w->outs = shmq__calloc(POOL_FRAMES, sizeof(*w->outs));
-	w->fns = shmq__calloc(POOL_FRAMES, sizeof(*w->fns));
-	w->tags = shmq__calloc(POOL_FRAMES, sizeof(*w->tags));
-	if (!w->victims || !w->outs || !w->fns || !w->tags || task_table_build(&w->tt))
+	w->fp = shmq__calloc(POOL_FRAMES, sizeof(*w->fp));
+	if (!w->victims || !w->fp || task_table_build(&w->tt))
 		return -ENOMEM;
 	w->id = shmq__region_self(r);
 	w->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)shmq_now_ns() ^ 0x9e3779b97f4a7c15ull;
