@@ -27,3 +27,4 @@ BENCH_SUBCOMMAND(run, "shmq_run: /bin/true latency, capture throughput of head -
 BENCH_SUBCOMMAND(sched, "scheduler: enter+cancel at 10^3..10^6 pending, timer lateness beside bare io_uring and timerfd")
 
 /* module deque and pool */
+BENCH_SUBCOMMAND(pool, "work-stealing pool: trivial and uneven maps, fib through subtasks, apply_async round trip, beside serial and OpenMP")

@@ -1,0 +1,459 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmq-bench pool: the work-stealing pool of worker processes, 2 workers on
+ * the 2 cores, beside a serial loop and OpenMP on the same work.
+ *
+ *  - trivial map: out[i] = 3 * in[i] + 1 over 10^6 int64 (10^5 with --quick),
+ *    automatic chunks; ns per element, copies into and out of the region
+ *    included.  Baselines: the serial loop, and `omp parallel for
+ *    schedule(dynamic)` with 2 threads calling the same function.
+ *    Target: <= 50 ns per task, amortised.
+ *  - uneven map: 20000 elements (5000), 1 % of them 1000x heavier (every
+ *    100th); ms per map.  Baselines: serial, OpenMP dynamic.  Targets:
+ *    >= 1.8x the serial loop, >= 0.9x OpenMP.
+ *  - fib(30) through subtasks on ONE worker (fib(25) with --quick): each
+ *    call spawns fib(n-1), calls fib(n-2) directly, syncs.  The figure is the
+ *    overhead per spawn+sync: (pool time - serial time) / spawns, against the
+ *    plain recursive function.  Target: <= 20 ns.  Also fib on 2 workers
+ *    against serial (ms).
+ *  - apply_async round trip with sleeping workers: each call after a 2 ms
+ *    pause (the workers have gone to sleep on their futex), submit + get of
+ *    one trivial task.  Baseline: a pipe round trip to a process asleep in
+ *    read(2) that computes the same and writes back.  Target: p50 <= 30 us.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include <shmq.h>
+
+#include "bench.h"
+
+#define MS 1000000.0
+
+/* ---- the tasks ---- */
+
+static int bp_triple(const void *in, void *out)
+{
+	*(int64_t *)out = *(const int64_t *)in * 3 + 1;
+	return 0;
+}
+SHMQ_TASK(bp_triple);
+
+#define LIGHT 500u
+#define HEAVY (LIGHT * 1000u)
+
+static uint64_t burn(uint64_t iters, uint64_t x)
+{
+	for (uint64_t i = 0; i < iters; i++)
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+	return x;
+}
+
+static int bp_uneven(const void *in, void *out)
+{
+	uint64_t i = *(const uint64_t *)in;
+
+	*(uint64_t *)out = burn(i % 100 == 37 ? HEAVY : LIGHT, i);
+	return 0;
+}
+SHMQ_TASK(bp_uneven);
+
+static int bp_fib(const void *in, void *out)
+{
+	int n = *(const int *)in, n1 = n - 1, n2 = n - 2, a = 0, b = 0, rc;
+	struct shmq_pool_group g = SHMQ_POOL_GROUP_INIT;
+
+	if (n < 2) {
+		*(int *)out = n;
+		return 0;
+	}
+	rc = shmq_pool_spawn(&g, "bp_fib", &n1, sizeof(n1), &a, sizeof(a));
+	if (rc)
+		return rc;
+	bp_fib(&n2, &b);
+	rc = shmq_pool_sync(&g);
+	*(int *)out = a + b;
+	return rc;
+}
+SHMQ_TASK(bp_fib);
+
+static int __attribute__((noinline)) fib_serial(int n)
+{
+	return n < 2 ? n : fib_serial(n - 1) + fib_serial(n - 2);
+}
+
+/* The serial loop and OpenMP call the task through this pointer, as the
+ * pool does. */
+static shmq_task_fn task_ptr(shmq_task_fn fn)
+{
+	shmq_task_fn f = fn;
+
+	__asm__ __volatile__("" : "+r"(f)); /* keep the call indirect */
+	return f;
+}
+
+static void serial_map(shmq_task_fn fn, const uint8_t *in, size_t isz, uint8_t *out,
+		       size_t osz, size_t n)
+{
+	fn = task_ptr(fn);
+	for (size_t i = 0; i < n; i++)
+		fn(in + i * isz, out + i * osz);
+}
+
+static void omp_map(shmq_task_fn fn, const uint8_t *in, size_t isz, uint8_t *out, size_t osz,
+		    size_t n)
+{
+	fn = task_ptr(fn);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic) num_threads(2)
+	for (size_t i = 0; i < n; i++)
+		fn(in + i * isz, out + i * osz);
+#else
+	for (size_t i = 0; i < n; i++)
+		fn(in + i * isz, out + i * osz);
+#endif
+}
+
+static const char *omp_name(void)
+{
+#ifdef _OPENMP
+	return "OpenMP dynamic";
+#else
+	return "serial (no OpenMP)";
+#endif
+}
+
+/* ---- pools ---- */
+
+struct bp {
+	shmq_region *r;
+	shmq_pool *p2; /* 2 workers */
+	shmq_pool *p1; /* 1 worker */
+};
+
+static int bp_open(struct bp *s)
+{
+	struct shmq_region_opts ro = { .size = (size_t)64 << 20 };
+	struct shmq_pool_opts o2 = { .workers = 2 }, o1 = { .workers = 1 };
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	rc = shmq_region_create(NULL, &ro, &s->r);
+	if (rc)
+		return rc;
+	o2.arena = (size_t)40 << 20;
+	o1.arena = (size_t)4 << 20;
+	rc = shmq_pool_create(s->r, &o2, &s->p2);
+	if (rc == 0)
+		rc = shmq_pool_create(s->r, &o1, &s->p1);
+	return rc;
+}
+
+static void bp_close(struct bp *s)
+{
+	if (s->p2) {
+		shmq_pool_close(s->p2);
+		shmq_pool_join(s->p2, SHMQ_FOREVER);
+		shmq_pool_free(s->p2);
+	}
+	if (s->p1) {
+		shmq_pool_close(s->p1);
+		shmq_pool_join(s->p1, SHMQ_FOREVER);
+		shmq_pool_free(s->p1);
+	}
+	shmq_region_close(s->r);
+}
+
+/* ---- apply_async round trip ---- */
+
+static int pipe_child(int rfd, int wfd)
+{
+	int64_t v, o;
+
+	while (read(rfd, &v, sizeof(v)) == (ssize_t)sizeof(v)) {
+		bp_triple(&v, &o);
+		if (write(wfd, &o, sizeof(o)) != (ssize_t)sizeof(o))
+			return 1;
+	}
+	return 0;
+}
+
+static int rt_pipe(struct bench *b, struct bench_hist *h, unsigned iters)
+{
+	int to[2], from[2], rc = 0;
+	pid_t pid;
+
+	if (pipe(to) || pipe(from))
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		close(to[1]);
+		close(from[0]);
+		_exit(pipe_child(to[0], from[1]));
+	}
+	close(to[0]);
+	close(from[1]);
+	for (unsigned i = 0; i < iters && rc == 0; i++) {
+		int64_t v = i, o = 0, t0;
+
+		usleep(2000);
+		t0 = bench_now_ns();
+		if (write(to[1], &v, sizeof(v)) != (ssize_t)sizeof(v) ||
+		    read(from[0], &o, sizeof(o)) != (ssize_t)sizeof(o) || o != 3 * v + 1)
+			rc = -EPROTO;
+		bench_hist_record(h, (uint64_t)(bench_now_ns() - t0));
+	}
+	close(to[1]);
+	close(from[0]);
+	waitpid(pid, NULL, 0);
+	(void)b;
+	return rc;
+}
+
+static int rt_pool(shmq_pool *p, struct bench_hist *h, unsigned iters)
+{
+	for (unsigned i = 0; i < iters; i++) {
+		int64_t v = i, o = 0, t0;
+		shmq_async *a;
+		int rc;
+
+		usleep(2000);
+		t0 = bench_now_ns();
+		rc = shmq_pool_apply_async(p, "bp_triple", &v, sizeof(v), &o, sizeof(o), &a);
+		if (rc)
+			return rc;
+		rc = shmq_async_get(a, SHMQ_FOREVER);
+		bench_hist_record(h, (uint64_t)(bench_now_ns() - t0));
+		shmq_async_free(a);
+		if (rc || o != 3 * v + 1)
+			return rc ? rc : -EPROTO;
+	}
+	return 0;
+}
+
+static int bench_round_trip(struct bench *b, struct bp *s)
+{
+	struct bench_hist *hp = bench_hist_new(), *hb = bench_hist_new();
+	unsigned iters = (unsigned)bench_scale(b, 300, 60);
+	int rc = -ENOMEM;
+
+	if (hp && hb) {
+		rc = rt_pipe(b, hb, iters);
+		if (rc == 0)
+			rc = rt_pool(s->p2, hp, iters);
+		if (rc == 0)
+			rc = bench_report_latency(b, "apply_async round trip (sleeping workers)", hp,
+						  "pipe to a sleeping process", hb);
+	}
+	bench_hist_free(hp);
+	bench_hist_free(hb);
+	return rc;
+}
+
+/* ---- maps ---- */
+
+struct arrays {
+	uint8_t *in, *out, *ref;
+	size_t n, isz, osz;
+};
+
+static int arrays_new(struct arrays *a, size_t n, size_t isz, size_t osz)
+{
+	a->n = n;
+	a->isz = isz;
+	a->osz = osz;
+	a->in = malloc(n * isz);
+	a->out = malloc(n * osz);
+	a->ref = malloc(n * osz);
+	if (!a->in || !a->out || !a->ref)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t v = i;
+
+		memcpy(a->in + i * isz, &v, isz < 8 ? isz : 8);
+	}
+	return 0;
+}
+
+static void arrays_free(struct arrays *a)
+{
+	free(a->in);
+	free(a->out);
+	free(a->ref);
+}
+
+/* Times (ns) of the same map three ways; results checked against serial. */
+struct map_times {
+	double pool, serial, omp;
+};
+
+static int map_three(struct bp *s, const char *task, shmq_task_fn fn, struct arrays *a,
+		     struct map_times *t)
+{
+	int64_t t0;
+	int rc;
+
+	t0 = bench_now_ns();
+	serial_map(fn, a->in, a->isz, a->ref, a->osz, a->n);
+	t->serial = (double)(bench_now_ns() - t0);
+	memset(a->out, 0, a->n * a->osz);
+	t0 = bench_now_ns();
+	omp_map(fn, a->in, a->isz, a->out, a->osz, a->n);
+	t->omp = (double)(bench_now_ns() - t0);
+	if (memcmp(a->out, a->ref, a->n * a->osz))
+		return -EPROTO;
+	memset(a->out, 0, a->n * a->osz);
+	t0 = bench_now_ns();
+	rc = shmq_pool_map(s->p2, task, a->in, a->isz, a->out, a->osz, a->n, SHMQ_FOREVER);
+	t->pool = (double)(bench_now_ns() - t0);
+	if (rc)
+		return rc;
+	return memcmp(a->out, a->ref, a->n * a->osz) ? -EPROTO : 0;
+}
+
+static int bench_trivial(struct bench *b, struct bp *s)
+{
+	struct arrays a;
+	struct map_times t;
+	size_t n = (size_t)bench_scale(b, 1000000, 100000);
+	int rc = arrays_new(&a, n, sizeof(int64_t), sizeof(int64_t));
+
+	if (rc == 0) /* warm: page faults of the buffers and of the arena */
+		rc = shmq_pool_map(s->p2, "bp_triple", a.in, a.isz, a.out, a.osz, n, SHMQ_FOREVER);
+	if (rc == 0)
+		rc = map_three(s, "bp_triple", bp_triple, &a, &t);
+	if (rc == 0)
+		rc = bench_report(b, "trivial map, per task", "ns", t.pool / n, "serial loop",
+				  t.serial / n, false);
+	if (rc == 0)
+		rc = bench_report(b, "trivial map vs OpenMP, per task", "ns", t.pool / n, omp_name(),
+				  t.omp / n, false);
+	arrays_free(&a);
+	return rc;
+}
+
+static int bench_uneven(struct bench *b, struct bp *s)
+{
+	struct arrays a;
+	struct map_times t;
+	size_t n = (size_t)bench_scale(b, 20000, 5000);
+	int rc = arrays_new(&a, n, sizeof(uint64_t), sizeof(uint64_t));
+
+	if (rc == 0)
+		rc = map_three(s, "bp_uneven", bp_uneven, &a, &t);
+	if (rc == 0)
+		rc = bench_report(b, "uneven map (1% 1000x heavier)", "ms", t.pool / MS,
+				  "serial loop", t.serial / MS, false);
+	if (rc == 0)
+		rc = bench_report(b, "uneven map vs OpenMP", "ms", t.pool / MS, omp_name(),
+				  t.omp / MS, false);
+	arrays_free(&a);
+	return rc;
+}
+
+static int fib_pool(shmq_pool *p, int n, double *ns)
+{
+	shmq_async *a;
+	int64_t t0 = bench_now_ns();
+	int out = 0, rc;
+
+	rc = shmq_pool_apply_async(p, "bp_fib", &n, sizeof(n), &out, sizeof(out), &a);
+	if (rc)
+		return rc;
+	rc = shmq_async_get(a, SHMQ_FOREVER);
+	*ns = (double)(bench_now_ns() - t0);
+	shmq_async_free(a);
+	if (rc)
+		return rc;
+	return out == fib_serial(n) ? 0 : -EPROTO;
+}
+
+/* CPU time (ns) a clock has used: a thread's, or a worker process's. */
+static int64_t cpu_ns(clockid_t c)
+{
+	struct timespec ts;
+
+	if (clock_gettime(c, &ts))
+		return 0;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int worker_clock(shmq_pool *p, clockid_t *c)
+{
+	struct shmq_pool_worker_stats st;
+	int rc = shmq_pool_worker_stats(p, 0, &st);
+
+	if (rc)
+		return rc;
+	return -clock_getcpuclockid(st.pid, c);
+}
+
+static int bench_fib(struct bench *b, struct bp *s)
+{
+	int n = (int)bench_scale(b, 30, 25), r;
+	/* spawns: one per call with n >= 2, i.e. fib(n + 1) - 1 */
+	double spawns = (double)fib_serial(n + 1) - 1, one, two, serial, cpu_one, cpu_serial;
+	int64_t t0, c0;
+	clockid_t wc;
+	int rc;
+
+	rc = fib_pool(s->p1, n, &one); /* warm the worker's frames */
+	if (rc == 0)
+		rc = worker_clock(s->p1, &wc);
+	if (rc)
+		return rc;
+	c0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+	t0 = bench_now_ns();
+	r = fib_serial(n);
+	serial = (double)(bench_now_ns() - t0);
+	cpu_serial = (double)(cpu_ns(CLOCK_THREAD_CPUTIME_ID) - c0);
+	if (r <= 0)
+		return -EPROTO;
+	c0 = cpu_ns(wc);
+	rc = fib_pool(s->p1, n, &one);
+	cpu_one = (double)(cpu_ns(wc) - c0);
+	if (rc == 0)
+		rc = fib_pool(s->p2, n, &two);
+	/* CPU time: the worker's against the serial thread's, so that other
+	 * load on a shared machine does not count; wall time beside it */
+	if (rc == 0)
+		rc = bench_report(b, "fib spawn+sync overhead (1 worker, CPU time)", "ns",
+				  (cpu_one - cpu_serial) / spawns, NULL, 0, false);
+	if (rc == 0)
+		rc = bench_report(b, "fib spawn+sync overhead (1 worker, wall)", "ns",
+				  (one - serial) / spawns, NULL, 0, false);
+	if (rc == 0)
+		rc = bench_report(b, "fib through subtasks (2 workers)", "ms", two / MS,
+				  "serial recursion", serial / MS, false);
+	return rc;
+}
+
+int bench_pool(struct bench *b)
+{
+	struct bp s;
+	int rc = bp_open(&s);
+
+	if (rc == 0)
+		rc = bench_round_trip(b, &s);
+	if (rc == 0)
+		rc = bench_trivial(b, &s);
+	if (rc == 0)
+		rc = bench_uneven(b, &s);
+	if (rc == 0)
+		rc = bench_fib(b, &s);
+	bp_close(&s);
+	return rc;
+}
