@@ -553,8 +553,9 @@ static void sleep_ns(long ns)
 		;
 }
 
-/* Attach to an opened descriptor: verify, map, register. */
-static int region_attach(shmq_region *r, int fd)
+/* Attach to an opened descriptor: verify, map, register.  prefault: honour
+ * the region's prefault policy (open does; inherited mappings do not). */
+static int region_attach(shmq_region *r, int fd, bool prefault)
 {
 	int64_t give_up = shmq_now_ns() + OPEN_RETRY_NS;
 	struct region_hdr h;
@@ -582,7 +583,7 @@ static int region_attach(shmq_region *r, int fd)
 	rc = hdr_verify(&h, (uint64_t)st.st_size, &g);
 	if (rc)
 		return rc;
-	rc = region_map(r, fd, g.size, !(h.flags & SHMQ_REGION_NOPREFAULT));
+	rc = region_map(r, fd, g.size, prefault && !(h.flags & SHMQ_REGION_NOPREFAULT));
 	if (rc)
 		return rc;
 	geometry_apply(r, &g);
@@ -612,7 +613,7 @@ SHMQ_API int shmq_region_open(const char *name, shmq_region **out)
 		goto fail;
 	}
 	r->fd = fd;
-	rc = region_attach(r, fd);
+	rc = region_attach(r, fd, true);
 	if (rc)
 		goto fail;
 	*out = r;
@@ -643,7 +644,10 @@ int shmq__region_from_fd(int fd, const char *name, shmq_region **out)
 		goto fail;
 	}
 	r->fd = dupfd;
-	rc = region_attach(r, dupfd);
+	/* Spawned children map lazily: populating every page table entry of
+	 * a 64 MiB region cost ~27 ms per spawn (14x the spawn itself), paid
+	 * again by each of a pool's workers, for pages a child may never touch. */
+	rc = region_attach(r, dupfd, false);
 	if (rc)
 		goto fail;
 	*out = r;
