@@ -160,18 +160,20 @@ pid_t chaos_fork(struct chaos *c, chaos_body body, void *arg, unsigned idx, bool
 	return pid;
 }
 
-/* Wait for a state change of pid until deadline: 1 (stopped, *st set),
- * 2 (exited or killed, *st set), 0 (deadline passed). */
-static int wait_change(pid_t pid, int *st, int64_t deadline)
+/* Wait for a state change of pid until deadline: 1 (ptrace-stopped; *si
+ * set), 2 (ended and reaped; *si set), 0 (deadline passed).  With reap false
+ * an exit is never consumed: the process belongs to someone else's waitid
+ * (a pool's worker), and only its stops are ours. */
+static int wait_change(pid_t pid, siginfo_t *si, int64_t deadline, bool reap)
 {
 	unsigned spins = 0;
+	int flags = WSTOPPED | WNOHANG | __WALL | (reap ? WEXITED : 0);
 
 	for (;;) {
-		pid_t w = waitpid(pid, st, WNOHANG | __WALL);
-
-		if (w == pid)
-			return WIFSTOPPED(*st) ? 1 : 2;
-		if (w < 0 && errno != EINTR)
+		memset(si, 0, sizeof(*si));
+		if (waitid(P_PID, (id_t)pid, si, flags) == 0 && si->si_pid == pid)
+			return si->si_code == CLD_TRAPPED || si->si_code == CLD_STOPPED ? 1 : 2;
+		if (si->si_pid == 0 && errno == ECHILD)
 			return 2;
 		if (chaos_now() > deadline)
 			return 0;
@@ -182,29 +184,28 @@ static int wait_change(pid_t pid, int *st, int64_t deadline)
 	}
 }
 
-/* A signal the victim received while stopped: passed on at the next resume. */
-static int stop_signal(int st)
+/* A signal the victim received while stopped: passed on at the next resume
+ * (single-step traps and the interrupt's event stop are ours, not its). */
+static int stop_signal(const siginfo_t *si)
 {
-	int sig = WSTOPSIG(st);
+	int sig = si->si_status & 0x7f;
 
-	if ((st >> 16) == PTRACE_EVENT_STOP || sig == SIGTRAP)
-		return 0;
-	return sig;
+	return sig == SIGTRAP || sig == SIGSTOP ? 0 : sig;
 }
 
 /* Step the stopped victim up to n instructions; returns the steps taken. */
-static unsigned step_victim(struct chaos *c, pid_t pid, unsigned n, int sig, bool *dead)
+static unsigned step_victim(struct chaos *c, pid_t pid, unsigned n, int sig, bool reap, bool *dead)
 {
 	unsigned i;
-	int st;
+	siginfo_t si;
 
 	for (i = 0; i < n; i++) {
 		int w;
 
 		if (ptrace(PTRACE_SINGLESTEP, pid, 0, (void *)(long)sig) != 0)
 			break;
-		w = wait_change(pid, &st, chaos_now() + STEP_TIMEOUT_NS);
-		if (w == 0) { /* resumed a sleeping system call */
+		w = wait_change(pid, &si, chaos_now() + STEP_TIMEOUT_NS, reap);
+		if (w == 0) { /* resumed a sleeping system call (or exited, unreaped) */
 			c->kills_blocked++;
 			break;
 		}
@@ -212,45 +213,66 @@ static unsigned step_victim(struct chaos *c, pid_t pid, unsigned n, int sig, boo
 			*dead = true;
 			break;
 		}
-		sig = stop_signal(st);
+		sig = stop_signal(&si);
 	}
 	return i;
 }
 
 static void kill_reap(pid_t pid)
 {
-	int st;
+	siginfo_t si;
 
 	kill(pid, SIGKILL);
-	while (waitpid(pid, &st, __WALL) == pid ? WIFSTOPPED(st) : errno == EINTR)
-		;
+	for (;;) {
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WSTOPPED | __WALL) < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		if (si.si_code != CLD_TRAPPED && si.si_code != CLD_STOPPED)
+			return;
+	}
 }
 
-bool chaos_strike(struct chaos *c, pid_t pid, int64_t delay_ns, int *status)
+static int exit_code_of(const siginfo_t *si)
 {
-	int st, w;
+	return si->si_code == CLD_EXITED ? si->si_status : 128 + si->si_status;
+}
+
+static bool strike(struct chaos *c, pid_t pid, int64_t delay_ns, int *status, bool reap)
+{
+	siginfo_t si;
+	int w;
 	bool dead = false;
 	unsigned steps;
 
 	chaos_sleep(delay_ns);
-	if (waitpid(pid, &st, WNOHANG | __WALL) == pid && !WIFSTOPPED(st)) {
-		c->early_exits++;
-		if (status)
-			*status = st;
-		return false;
+	if (reap) {
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | __WALL) == 0 &&
+		    si.si_pid == pid) {
+			c->early_exits++;
+			if (status)
+				*status = exit_code_of(&si);
+			return false;
+		}
+	} else if (c->ptrace) {
+		if (ptrace(PTRACE_SEIZE, pid, 0, (void *)(long)PTRACE_O_EXITKILL) != 0)
+			goto kill;
 	}
 	if (!c->ptrace || ptrace(PTRACE_INTERRUPT, pid, 0, 0) != 0)
 		goto kill;
-	w = wait_change(pid, &st, chaos_now() + STOP_TIMEOUT_NS);
+	w = wait_change(pid, &si, chaos_now() + STOP_TIMEOUT_NS, reap);
 	if (w == 2) { /* exited on its own just now */
 		c->early_exits++;
 		if (status)
-			*status = st;
+			*status = exit_code_of(&si);
 		return false;
 	}
 	if (w == 1) {
-		steps = step_victim(c, pid, (unsigned)chaos_rand(c, c->max_steps + 1), stop_signal(st),
-				    &dead);
+		steps = step_victim(c, pid, (unsigned)chaos_rand(c, c->max_steps + 1),
+				    stop_signal(&si), reap, &dead);
 		c->steps += steps;
 		c->kills_stepped += steps > 0;
 	}
@@ -259,31 +281,42 @@ bool chaos_strike(struct chaos *c, pid_t pid, int64_t delay_ns, int *status)
 		return false;
 	}
 kill:
-	kill_reap(pid);
+	if (reap)
+		kill_reap(pid);
+	else
+		kill(pid, SIGKILL);
 	c->kills++;
 	return true;
 }
 
+bool chaos_strike(struct chaos *c, pid_t pid, int64_t delay_ns, int *status)
+{
+	return strike(c, pid, delay_ns, status, true);
+}
+
+bool chaos_strike_foreign(struct chaos *c, pid_t pid, int64_t delay_ns)
+{
+	return strike(c, pid, delay_ns, NULL, false);
+}
+
 int chaos_reap(pid_t pid, int64_t timeout_ns)
 {
-	int st = 0;
+	siginfo_t si;
 	int64_t deadline = chaos_now() + timeout_ns;
 
 	for (;;) {
-		int w = wait_change(pid, &st, deadline);
+		int w = wait_change(pid, &si, deadline, true);
 
 		if (w == 2)
 			break;
 		if (w == 1) { /* a traced survivor: let it go on */
-			ptrace(PTRACE_CONT, pid, 0, (void *)(long)stop_signal(st));
+			ptrace(PTRACE_CONT, pid, 0, (void *)(long)stop_signal(&si));
 			continue;
 		}
 		kill_reap(pid);
 		return -1;
 	}
-	if (WIFEXITED(st))
-		return WEXITSTATUS(st);
-	return 128 + WTERMSIG(st);
+	return exit_code_of(&si);
 }
 
 void chaos_report(const struct chaos *c)

@@ -68,6 +68,10 @@ pid_t chaos_fork(struct chaos *c, chaos_body body, void *arg, unsigned idx, bool
  * it.  Returns true when it was killed, false when it had already exited
  * (its status is then stored in *status if non-NULL). */
 bool chaos_strike(struct chaos *c, pid_t victim, int64_t delay_ns, int *status);
+/* The same for a child this harness did not fork (a pool's worker, which
+ * the pool reaps through its pidfd): seized at the strike, SIGKILLed after
+ * the steps, never reaped here. */
+bool chaos_strike_foreign(struct chaos *c, pid_t pid, int64_t delay_ns);
 /* Reap a participant within timeout_ns: its exit code (0..255), 128 + signal
  * if a signal ended it, or -1 if it did not finish in time (it is then
  * SIGKILLed and reaped). */
