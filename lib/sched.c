@@ -682,6 +682,38 @@ SHMQ_API int64_t shmq_sched_run(shmq_sched *s, bool blocking)
 	return rc;
 }
 
+/*
+ * Cancel every kernel operation that refers to a watch and wait for their
+ * completions, so that no late completion (a WAITID's siginfo) can write into
+ * a watch after it is freed.  Each round kicks the wake eventfd first, so
+ * the wait always returns.  Bounded: a backend error ends it.
+ */
+static void sched_drain_ops(shmq_sched *s)
+{
+	for (int round = 0; round < 1000; round++) {
+		bool pending = false;
+
+		for (struct shmq__sched_watch *w = s->watches; w; w = w->next) {
+			if (!w->op_pending)
+				continue;
+			if (!w->cancel_sent) {
+				w->cancel_sent = true;
+				if (s->ops->disarm(s, w)) {
+					w->op_pending = false;
+					continue;
+				}
+			}
+			pending = true;
+		}
+		if (!pending)
+			return;
+		shmq__sched_kick(s);
+		if (s->ops->wait(s, true) < 0)
+			return;
+		s->ops->reap(s);
+	}
+}
+
 SHMQ_API void shmq_sched_destroy(shmq_sched *s)
 {
 	struct shmq__sched_watch *w, *next;
@@ -694,8 +726,8 @@ SHMQ_API void shmq_sched_destroy(shmq_sched *s)
 			watch_kill(s, w);
 	if (s->helper)
 		shmq__sched_helper_stop(s);
+	sched_drain_ops(s);
 	pthread_mutex_unlock(&s->mu);
-	/* Tearing the ring down cancels what still refers to the watches. */
 	s->ops->fini(s);
 	for (w = s->watches; w; w = next) {
 		next = w->next;

@@ -274,14 +274,15 @@ uint32_t shmq__heap_lookup(const struct shmq__heap *h, uint64_t handle)
 /*
  * Start the loads a removal at pos will need, so that their cache misses
  * overlap instead of queueing: the parent and the children of pos (the
- * entry that fills the hole moves up or down from there) and the heap
- * position of that filling entry, which is rewritten.
+ * entry that fills the hole moves up or down from there), the hole itself
+ * and the heap position of the filling entry, which are rewritten.
  */
 static inline void heap_prefetch_remove(const struct shmq__heap *h, uint32_t pos)
 {
 	uint64_t child = (uint64_t)pos * SHMQ__HEAP_ARITY + 1;
 
 	__builtin_prefetch(&h->hot[h->ent[h->n - 1].slot], 1);
+	__builtin_prefetch(&h->ent[pos], 1);
 	if (pos > 0)
 		__builtin_prefetch(&h->ent[(pos - 1) / SHMQ__HEAP_ARITY]);
 	if (child < h->n)

@@ -658,6 +658,23 @@ static void test_watch_proc(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* destroy with a watch armed in the kernel: its operation is cancelled and
+ * drained first (no hang, no late write into freed memory) */
+static void test_destroy_armed(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct procw w = { 0 };
+
+	assert_int_equal(shmq_proc_spawn(NULL, "child_sleep", NULL, 0, NULL, &w.p), 0);
+	assert_int_equal(shmq_sched_watch_proc(s, w.p, act_proc, &w), 0);
+	assert_int_equal(shmq_sched_run(s, false), -1); /* arms the watch */
+	shmq_sched_destroy(s);
+	assert_int_equal(w.fired, 0);
+	assert_int_equal(shmq_proc_join(w.p, 10 * SEC), 0);
+	assert_int_equal(shmq_proc_exitcode(w.p), 7);
+	shmq_proc_close(w.p);
+}
+
 /* ---- the generic word watch (what queue and pipe watches are built on) ---- */
 
 #include "sched_int.h"
@@ -824,6 +841,7 @@ int main(int argc, char **argv)
 		ON(test_timing, CFG_PRECISE, "precise"),
 		cmocka_unit_test(test_backend_select),
 		ALL(test_watch_proc),
+		ALL(test_destroy_armed),
 		ALL(test_watch_word),
 		ALL(test_watch_unannounced),
 	};
