@@ -3,8 +3,9 @@
  * Test helper for tests/test_tools.sh: makes regions in the states the
  * `shmq` tool must report.
  *
- * Each region holds two blobs ("table", "counters") and two locks: "mutex",
- * held by the creator until it detaches (or forever, if it dies), and "spare".
+ * Each region holds two blobs ("table", "counters"), two locks ("mutex",
+ * held by the creator until it detaches, or forever if it dies, and "spare")
+ * and two barriers ("gate", 3 parties, and "broken", 2 parties, aborted).
  *
  *   tools_mkregion plain NAME          a region with objects; creator detaches
  *   tools_mkregion hold NAME SECONDS   the same, creator stays attached and
@@ -33,6 +34,7 @@
 #define REGION_SIZE (256u << 10)
 
 static shmq_lock *lock, *spare;
+static shmq_barrier *gate, *broken;
 
 static int make(const char *name, shmq_region **out)
 {
@@ -55,6 +57,12 @@ static int make(const char *name, shmq_region **out)
 	 * when it dies; "spare" stays free. */
 	if (!rc)
 		rc = shmq_lock_acquire(lock, SHMQ_NOWAIT);
+	if (!rc)
+		rc = shmq_barrier_create(*out, "gate", 3, &gate);
+	if (!rc)
+		rc = shmq_barrier_create(*out, "broken", 2, &broken);
+	if (!rc)
+		rc = shmq_barrier_abort(broken);
 	if (rc) {
 		fprintf(stderr, "tools_mkregion: alloc: %s\n", shmq_strerror(rc));
 		shmq_region_close(*out);
@@ -151,6 +159,8 @@ int main(int argc, char **argv)
 	shmq_lock_release(lock);
 	shmq_lock_close(lock);
 	shmq_lock_close(spare);
+	shmq_barrier_close(gate);
+	shmq_barrier_close(broken);
 	shmq_region_close(r);
 	if (strcmp(what, "plain") == 0)
 		return 0;
