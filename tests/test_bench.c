@@ -140,7 +140,8 @@ static void test_median(void **state)
 }
 
 /* The ratio says how many times better libshmq is, whichever way is better,
- * and is the median of the per-run ratios. */
+ * and agrees with the medians printed beside it (not the median of per-run
+ * ratios, which may disagree with them). */
 static void test_ratio_direction(void **state)
 {
 	(void)state;
@@ -156,6 +157,15 @@ static void test_ratio_direction(void **state)
 	assert_true(fabs(bench_ratio(&r, 0) - 4) < 1e-9);
 	r.higher_is_better = false; /* latency: 0.5, 0.25, 0.125 */
 	assert_true(fabs(bench_ratio(&r, 0) - 0.25) < 1e-9);
+	/* per-run ratios 2, 2, 20 (median 2); medians 20 and 5: 4 */
+	const double sv2[] = { 10, 40, 20 }, ov2[] = { 5, 20, 1 };
+	for (int i = 0; i < 3; i++) {
+		s[i * BENCH_NVAL] = sv2[i];
+		o[i * BENCH_NVAL] = ov2[i];
+	}
+	r.higher_is_better = true;
+	assert_true(fabs(bench_ratio(&r, 0) - 4) < 1e-9);
+	assert_true(isnan(bench_ratio_of(1, 0, true)));
 	r.base_name = NULL;
 	assert_true(isnan(bench_ratio(&r, 0)));
 }

@@ -530,22 +530,22 @@ double bench_median(const double *v, int n, int stride)
 	return m % 2 ? tmp[m / 2] : (tmp[m / 2 - 1] + tmp[m / 2]) / 2;
 }
 
-/* Median over runs of the per-run ratio "how many times better libshmq is". */
+/* "How many times better libshmq is" from one pair of figures; NAN when
+ * either is missing or not positive. */
+double bench_ratio_of(double s, double o, bool higher_is_better)
+{
+	if (!(s > 0) || !(o > 0) || !isfinite(s) || !isfinite(o))
+		return NAN;
+	return higher_is_better ? s / o : o / s;
+}
+
+/* The ratio of the two medians over runs, for value k (see bench.h). */
 double bench_ratio(const struct bench_result *r, int k)
 {
-	double ratio[BENCH_RUNS_MAX];
-	int n = r->n < BENCH_RUNS_MAX ? r->n : BENCH_RUNS_MAX;
-
 	if (!r->base_name)
 		return NAN;
-	for (int i = 0; i < n; i++) {
-		double s = r->shmq[i * BENCH_NVAL + k], o = r->base[i * BENCH_NVAL + k];
-		if (r->higher_is_better)
-			ratio[i] = o > 0 ? s / o : NAN;
-		else
-			ratio[i] = s > 0 ? o / s : NAN;
-	}
-	return bench_median(ratio, n, 1);
+	return bench_ratio_of(bench_median(r->shmq + k, r->n, BENCH_NVAL),
+			      bench_median(r->base + k, r->n, BENCH_NVAL), r->higher_is_better);
 }
 
 /* ---------------------------------------------------------------- formatting */

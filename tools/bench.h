@@ -43,9 +43,11 @@
  * bench_report_latency() reports p50, p99, p99.9 and max.
  *
  * Ratio: for every figure reported with a baseline, the harness prints
- * "ratio" = how many times better libshmq is than the baseline on that run
- * (shmq / baseline when higher is better, baseline / shmq otherwise), the
- * median over runs of that per-run ratio.  > 1 means libshmq wins.
+ * "ratio" = how many times better libshmq is than the baseline: the median
+ * of libshmq's figure over the runs divided by the baseline's median when
+ * higher is better, the inverse otherwise, so that it agrees with the two
+ * medians printed beside it.  > 1 means libshmq wins.  Both sides are
+ * measured in every run, side by side; --json also gives each run's ratio.
  *
  * Concurrency contract: the bench_* reporting calls are made by the thread
  * that runs the subcommand only.  bench_hist_record() on one histogram from

@@ -72,6 +72,7 @@ int bench_cpus_setup(struct bench *b);
 void bench_results_free(struct bench *b);
 double bench_median(const double *v, int n, int stride);
 double bench_ratio(const struct bench_result *r, int k);
+double bench_ratio_of(double s, double o, bool higher_is_better);
 void bench_size_str(uint64_t size, char *buf, size_t len, const char *series);
 void bench_num_str(double v, char *buf, size_t len);
 void bench_value_str(double v, const char *unit, char *buf, size_t len);

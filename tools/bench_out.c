@@ -193,6 +193,19 @@ static void bench_json_side(FILE *f, const struct bench_result *r, const double 
 	fputc('}', f);
 }
 
+/* [ratio of run 0, run 1, ...] for value k. */
+static void bench_json_run_ratios(FILE *f, const struct bench_result *r, int k)
+{
+	fputc('[', f);
+	for (int i = 0; i < r->n; i++) {
+		if (i)
+			fputs(", ", f);
+		bench_json_num(f, bench_ratio_of(r->shmq[i * BENCH_NVAL + k], r->base[i * BENCH_NVAL + k],
+						 r->higher_is_better));
+	}
+	fputc(']', f);
+}
+
 static void bench_json_ratio(FILE *f, const struct bench_result *r)
 {
 	if (!r->base_name) {
@@ -233,6 +246,19 @@ static void bench_json_result(FILE *f, const struct bench_result *r)
 	}
 	fputs(",\n     \"ratio\": ", f);
 	bench_json_ratio(f, r);
+	fputs(", \"ratio_runs\": ", f);
+	if (!r->base_name) {
+		fputs("null", f);
+	} else if (r->kind == BENCH_SCALAR) {
+		bench_json_run_ratios(f, r, 0);
+	} else {
+		fputc('{', f);
+		for (int k = 0; k < BENCH_NVAL; k++) {
+			fprintf(f, "%s\"%s\": ", k ? ", " : "", bench_quantile_names[k]);
+			bench_json_run_ratios(f, r, k);
+		}
+		fputc('}', f);
+	}
 	fputc('}', f);
 }
 

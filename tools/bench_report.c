@@ -393,8 +393,8 @@ static void rpt_summary(FILE *f, const struct bench *b)
 	bool any = false;
 
 	fputs("<h2 id=\"summary\">Summary: libshmq versus the OS baseline</h2>\n"
-	      "<p>Ratio: how many times better libshmq is on the same work, median of the per-run "
-	      "ratios (above 1: libshmq better). Latency figures by p50 and p99.</p>\n", f);
+	      "<p>Ratio: how many times better libshmq is on the same work, from the medians over "
+	      "the runs (above 1: libshmq better). Latency figures by p50 and p99.</p>\n", f);
 	rpt_table_head(f, true);
 	for (size_t i = 0; i < b->nresults; i++) {
 		const struct bench_result *r = b->results[i];
