@@ -659,6 +659,21 @@ static void run_release(struct run *R)
 	fd_close(&R->pidfd);
 }
 
+/* Nothing to move and no deadline: the exit is the only event; one blocking
+ * waitid observes it and reaps. */
+static int run_wait_only(struct run *R)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	while (waitid((idtype_t)P_PIDFD, (id_t)R->pidfd, &si, WEXITED) < 0)
+		if (errno != EINTR)
+			return -errno; /* run_reap kills and reaps it */
+	run_on_exit(R, &si);
+	R->reaped = true;
+	return 0;
+}
+
 static bool run_has_streams(const struct run *R)
 {
 	return R->s[0].fd >= 0 || R->s[1].fd >= 0 || R->in_fd >= 0;
@@ -668,6 +683,8 @@ static int run_loop(struct run *R)
 {
 	int rc;
 
+	if (!run_has_streams(R) && R->deadline == SHMQ__NO_DEADLINE)
+		return run_wait_only(R);
 	/* With no stream to move, the only event is the exit (and the deadline):
 	 * a poll on the pidfd is all a ring would do, minus its setup (~20-100 us
 	 * here).  Otherwise io_uring, or poll(2) where it is refused. */
