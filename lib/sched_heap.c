@@ -231,6 +231,9 @@ static void slot_free(struct shmq__heap *h, uint32_t idx)
 	h->hot[idx].gen++; /* even: free; stale handles no longer match */
 	h->hot[idx].heap_pos = h->free_head;
 	h->free_head = idx + 1;
+	/* the next enter reuses this slot (LIFO) and writes its cold part:
+	 * start fetching it now, while the caller's other misses are pending */
+	__builtin_prefetch(&h->slots[idx], 1);
 }
 
 int shmq__heap_push(struct shmq__heap *h, int64_t when, int prio, shmq_action_fn fn, void *arg,
