@@ -777,8 +777,10 @@ int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out)
 	struct region_ctl *ctl = ctl_of(r);
 	uint64_t top, start, end;
 
-	if (size == 0 || size > r->size)
+	if (size == 0)
 		return -EINVAL;
+	if (size > r->size) /* can never fit: the documented "full" error */
+		return -ENOSPC;
 	size = SHMQ__ALIGN_UP(size, (uint64_t)SHMQ__CACHELINE);
 	top = shmq__load_relaxed(&ctl->heap_top); /* the CAS below re-validates it */
 	do {
