@@ -162,7 +162,7 @@ SHMQ_API void shmq_lock_close(shmq_lock *l)
 SHMQ_API bool shmq_lock_locked(shmq_lock *l)
 {
 	/* A snapshot; nothing is read through it. */
-	return shmq__load_relaxed(&l->s->word) != 0;
+	return l && shmq__load_relaxed(&l->s->word) != 0;
 }
 
 /* ---- acquire ------------------------------------------------------------ */
@@ -312,6 +312,8 @@ static SHMQ__COLD int lock_acquire_slow(shmq_lock *l, int64_t timeout_ns)
 
 SHMQ_API int shmq_lock_acquire(shmq_lock *l, int64_t timeout_ns)
 {
+	if (SHMQ__UNLIKELY(!l))
+		return -EINVAL;
 	if (SHMQ__LIKELY(lock_try_take(l, l->self)))
 		return 0;
 	return lock_acquire_slow(l, timeout_ns);
@@ -321,9 +323,12 @@ SHMQ_API int shmq_lock_acquire(shmq_lock *l, int64_t timeout_ns)
 
 SHMQ_API int shmq_lock_release(shmq_lock *l)
 {
-	struct shmq__lock_shm *s = l->s;
+	struct shmq__lock_shm *s;
 	uint32_t old;
 
+	if (SHMQ__UNLIKELY(!l))
+		return -EINVAL;
+	s = l->s;
 	/* Our own last write when we hold it (only the holder writes the tag). */
 	if (SHMQ__UNLIKELY(shmq__load_relaxed(&s->tag) != lock_tag(l)))
 		return -EPERM;

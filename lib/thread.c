@@ -78,7 +78,7 @@ SHMQ_API int shmq_thread_start(void *(*fn)(void *), void *arg, shmq_thread **out
 SHMQ_API bool shmq_thread_is_alive(shmq_thread *t)
 {
 	/* pairs with the store_release of done in thread_trampoline */
-	return shmq__load_acquire(&t->done) == 0;
+	return t && shmq__load_acquire(&t->done) == 0;
 }
 
 SHMQ_API int shmq_thread_join(shmq_thread *t, int64_t timeout_ns, void **ret)
