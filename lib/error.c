@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -11,7 +12,7 @@
 SHMQ_API const char *shmq_strerror(int err)
 {
 	if (err < 0)
-		err = -err;
+		err = err == INT_MIN ? INT_MAX : -err; /* -INT_MIN overflows: no errno there */
 	switch (err) {
 	case 0:         return "success";
 	case EAGAIN:    return "would block (resource temporarily unavailable)";
