@@ -29,4 +29,29 @@ static inline void fuzz_apply_patches(int fd, uint64_t image_size, const uint8_t
 	}
 }
 
+/* The same, with offsets taken modulo span and placed at base: patches that
+ * stay inside one object's bytes (objimage.h). */
+static inline void fuzz_apply_patches_span(int fd, uint64_t base, uint64_t span,
+					   const uint8_t *data, size_t size)
+{
+	while (size >= 5 && span) {
+		uint32_t off;
+		size_t len;
+
+		memcpy(&off, data, 4);
+		len = data[4];
+		data += 5;
+		size -= 5;
+		if (len > size)
+			len = size;
+		off = (uint32_t)(off % span);
+		if (len > span - off)
+			len = (size_t)(span - off);
+		if (pwrite(fd, data, len, (off_t)(base + off)) < 0)
+			return;
+		data += len;
+		size -= len;
+	}
+}
+
 #endif

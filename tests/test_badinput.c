@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Bad input everywhere: every public call with NULL handles and outputs
+ * where a check is possible, zero and huge sizes, unterminated and overlong
+ * names, closed and shut-down objects.  Each must return its documented
+ * error (never crash), and the object involved must still work afterwards.
+ *
+ * Unterminated names are placed against a PROT_NONE guard page: a call that
+ * reads a name past its documented maximum length faults.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sys/mman.h>
+
+#include "testutil.h"
+
+#define MS ((int64_t)1000000)
+
+struct fixture {
+	char name[96];
+	shmq_region *r;
+	uint8_t *guard_map; /* two pages: data, then PROT_NONE */
+	size_t page;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	tu_name(f->name, sizeof(f->name), "bad");
+	if (shmq_region_create(f->name, &(struct shmq_region_opts){ .size = (size_t)1 << 20 },
+			       &f->r))
+		return -1;
+	f->page = (size_t)sysconf(_SC_PAGESIZE);
+	f->guard_map = mmap(NULL, 2 * f->page, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (f->guard_map == MAP_FAILED || mprotect(f->guard_map + f->page, f->page, PROT_NONE))
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	munmap(f->guard_map, 2 * f->page);
+	shmq_region_close(f->r);
+	shmq_region_unlink(f->name);
+	free(f);
+	return 0;
+}
+
+/* n valid name characters ending exactly at the guard page: no NUL. */
+static const char *unterminated(struct fixture *f, size_t n)
+{
+	char *p = (char *)f->guard_map + f->page - n;
+
+	memset(p, 'a', n);
+	return p;
+}
+
+/* A NUL-terminated name of n characters. */
+static const char *long_name(char *buf, size_t n)
+{
+	memset(buf, 'b', n);
+	buf[n] = 0;
+	return buf;
+}
+
+/* ---- regions ---- */
+
+static void test_region(void **state)
+{
+	struct fixture *f = *state;
+	char buf[512];
+	shmq_region *r = NULL;
+	void *mem;
+	size_t size;
+
+	assert_int_equal(shmq_region_create(f->name, NULL, NULL), -EINVAL);
+	assert_int_equal(shmq_region_open(NULL, &r), -EINVAL);
+	assert_int_equal(shmq_region_open(f->name, NULL), -EINVAL);
+	assert_int_equal(shmq_region_unlink(NULL), -EINVAL);
+	assert_int_equal(shmq_region_create(f->name, NULL, &r), -EEXIST);
+	/* names: empty, bad characters, overlong, unterminated */
+	assert_int_equal(shmq_region_create("", NULL, &r), -EINVAL);
+	assert_int_equal(shmq_region_create("/", NULL, &r), -EINVAL);
+	assert_int_equal(shmq_region_create("/a/b", NULL, &r), -EINVAL);
+	assert_int_equal(shmq_region_create("sp ace", NULL, &r), -EINVAL);
+	assert_int_equal(shmq_region_create(long_name(buf, SHMQ_NAME_MAX + 1), NULL, &r), -EINVAL);
+	assert_int_equal(shmq_region_open(long_name(buf, 400), &r), -EINVAL);
+	assert_int_equal(shmq_region_create(unterminated(f, SHMQ_NAME_MAX + 1), NULL, &r), -EINVAL);
+	assert_int_equal(shmq_region_open(unterminated(f, SHMQ_NAME_MAX + 1), &r), -EINVAL);
+	assert_int_equal(shmq_region_unlink(unterminated(f, SHMQ_NAME_MAX + 1)), -EINVAL);
+	assert_int_equal(shmq_region_open("/shmq-test-bad-never-created", &r), -ENOENT);
+	/* sizes: below the minimum, huge */
+	assert_int_equal(shmq_region_create(NULL, &(struct shmq_region_opts){ .size = 1 }, &r),
+			 -EINVAL);
+	{
+		int rc = shmq_region_create(NULL, &(struct shmq_region_opts){ .size = SIZE_MAX }, &r);
+
+		assert_true(rc == -EINVAL || rc == -ENOMEM);
+	}
+	assert_int_equal(shmq_region_create(NULL, &(struct shmq_region_opts){ .flags = 0x80000000u },
+					    &r),
+			 -EINVAL);
+	/* raw memory */
+	assert_int_equal(shmq_region_alloc(f->r, "z", 0, &mem), -EINVAL);
+	{
+		int rc = shmq_region_alloc(f->r, "huge", SIZE_MAX, &mem);
+
+		assert_true(rc == -ENOSPC || rc == -EINVAL);
+	}
+	assert_int_equal(shmq_region_alloc(f->r, "big", (size_t)1 << 30, &mem), -ENOSPC);
+	assert_int_equal(shmq_region_alloc(f->r, long_name(buf, SHMQ_OBJ_NAME_MAX + 1), 8, &mem),
+			 -EINVAL);
+	assert_int_equal(shmq_region_alloc(f->r, unterminated(f, SHMQ_OBJ_NAME_MAX + 1), 8, &mem),
+			 -EINVAL);
+	assert_int_equal(shmq_region_find(f->r, unterminated(f, SHMQ_OBJ_NAME_MAX + 1), &mem,
+					  &size),
+			 -EINVAL);
+	assert_int_equal(shmq_region_alloc(f->r, "", 8, &mem), -EINVAL);
+	assert_int_equal(shmq_region_find(f->r, "nothing", &mem, &size), -ENOENT);
+	shmq_region_close(NULL);
+	/* still usable */
+	assert_int_equal(shmq_region_alloc(f->r, "ok", 8, &mem), 0);
+	assert_int_equal(shmq_region_find(f->r, "ok", &mem, &size), 0);
+	assert_true(size >= 8);
+}
+
+/* ---- locks ---- */
+
+static void test_lock(void **state)
+{
+	struct fixture *f = *state;
+	char buf[128];
+	shmq_lock *l, *x = NULL;
+	shmq_barrier *b;
+	uint8_t raw[192] __attribute__((aligned(64))) = { 0 };
+
+	assert_int_equal(shmq_lock_create(f->r, "l", &l), 0);
+	assert_int_equal(shmq_lock_create(NULL, "x", &x), -EINVAL);
+	assert_int_equal(shmq_lock_create(f->r, NULL, &x), -EINVAL);
+	assert_int_equal(shmq_lock_create(f->r, "x", NULL), -EINVAL);
+	assert_int_equal(shmq_lock_create(f->r, "l", &x), -EEXIST);
+	assert_int_equal(shmq_lock_create(f->r, long_name(buf, SHMQ_OBJ_NAME_MAX + 1), &x), -EINVAL);
+	assert_int_equal(shmq_lock_create(f->r, unterminated(f, SHMQ_OBJ_NAME_MAX + 1), &x),
+			 -EINVAL);
+	assert_int_equal(shmq_lock_open(f->r, unterminated(f, SHMQ_OBJ_NAME_MAX + 1), &x), -EINVAL);
+	assert_int_equal(shmq_lock_open(f->r, "missing", &x), -ENOENT);
+	assert_int_equal(shmq_lock_open(NULL, "l", &x), -EINVAL);
+	assert_int_equal(shmq_lock_open(f->r, "l", NULL), -EINVAL);
+	assert_int_equal(shmq_barrier_create(f->r, "lb", 2, &b), 0);
+	assert_int_equal(shmq_lock_open(f->r, "lb", &x), -EINVAL); /* another type */
+	shmq_barrier_close(b);
+	assert_int_equal(shmq_lock_acquire(NULL, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_lock_release(NULL), -EINVAL);
+	assert_false(shmq_lock_locked(NULL));
+	shmq_lock_close(NULL);
+	/* placement */
+	assert_int_equal(shmq_lock_init(NULL), -EINVAL);
+	assert_int_equal(shmq_lock_init(raw + 1), -EINVAL);
+	assert_int_equal(shmq_lock_attach(f->r, NULL, &x), -EINVAL);
+	assert_int_equal(shmq_lock_attach(f->r, raw + 1, &x), -EINVAL);
+	assert_int_equal(shmq_lock_attach(f->r, raw, &x), -EBADMSG); /* never initialised */
+	/* misuse of a good lock leaves it usable */
+	assert_int_equal(shmq_lock_release(l), -EPERM);
+	assert_int_equal(shmq_lock_acquire(l, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_lock_acquire(l, SHMQ_NOWAIT), -EDEADLK);
+	assert_int_equal(shmq_lock_acquire(l, MS), -EDEADLK);
+	assert_int_equal(shmq_lock_release(l), 0);
+	assert_int_equal(shmq_lock_release(l), -EPERM);
+	assert_int_equal(shmq_lock_acquire(l, -5), 0); /* any negative: forever (it is free) */
+	assert_int_equal(shmq_lock_release(l), 0);
+	shmq_lock_close(l);
+}
+
+/* ---- barriers ---- */
+
+static void test_barrier(void **state)
+{
+	struct fixture *f = *state;
+	shmq_barrier *b, *x = NULL;
+	uint8_t raw[192] __attribute__((aligned(64))) = { 0 };
+
+	assert_int_equal(shmq_barrier_create(f->r, "b0", 0, &x), -EINVAL);
+	assert_int_equal(shmq_barrier_create(f->r, "b1", 65536, &x), -EINVAL);
+	assert_int_equal(shmq_barrier_create(f->r, "b2", UINT_MAX, &x), -EINVAL);
+	assert_int_equal(shmq_barrier_create(NULL, "b3", 2, &x), -EINVAL);
+	assert_int_equal(shmq_barrier_create(f->r, NULL, 2, &x), -EINVAL);
+	assert_int_equal(shmq_barrier_create(f->r, "b4", 2, NULL), -EINVAL);
+	assert_int_equal(shmq_barrier_create(f->r, unterminated(f, SHMQ_OBJ_NAME_MAX + 1), 2, &x),
+			 -EINVAL);
+	assert_int_equal(shmq_barrier_open(f->r, "b0", &x), -ENOENT);
+	assert_int_equal(shmq_barrier_wait(NULL, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_barrier_abort(NULL), -EINVAL);
+	assert_int_equal(shmq_barrier_reset(NULL), -EINVAL);
+	shmq_barrier_close(NULL);
+	assert_int_equal(shmq_barrier_init(NULL, 2), -EINVAL);
+	assert_int_equal(shmq_barrier_init(raw, 0), -EINVAL);
+	assert_int_equal(shmq_barrier_init(raw + 4, 2), -EINVAL);
+	assert_int_equal(shmq_barrier_attach(NULL, &x), -EINVAL);
+	assert_int_equal(shmq_barrier_attach(raw, &x), -EBADMSG);
+	/* a broken barrier: -EPIPE until reset, then it works */
+	assert_int_equal(shmq_barrier_create(f->r, "b", 2, &b), 0);
+	assert_int_equal(shmq_barrier_wait(b, SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_barrier_wait(b, MS), -ETIMEDOUT);
+	assert_int_equal(shmq_barrier_wait(b, MS), -EPIPE);
+	assert_int_equal(shmq_barrier_abort(b), 0);
+	assert_int_equal(shmq_barrier_wait(b, SHMQ_NOWAIT), -EPIPE);
+	assert_int_equal(shmq_barrier_reset(b), 0);
+	assert_int_equal(shmq_barrier_wait(b, SHMQ_NOWAIT), -EAGAIN);
+	shmq_barrier_close(b);
+	assert_int_equal(shmq_barrier_create(f->r, "one", 1, &b), 0);
+	assert_int_equal(shmq_barrier_wait(b, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_barrier_wait(b, SHMQ_FOREVER), 0);
+	shmq_barrier_close(b);
+}
+
+/* ---- threads, processes, subprocesses ---- */
+
+static void *ret7(void *arg)
+{
+	(void)arg;
+	return (void *)7;
+}
+
+static void test_thread(void **state)
+{
+	shmq_thread *t = NULL;
+	void *ret = NULL;
+
+	(void)state;
+	assert_int_equal(shmq_thread_start(NULL, NULL, &t), -EINVAL);
+	assert_int_equal(shmq_thread_start(ret7, NULL, NULL), -EINVAL);
+	assert_int_equal(shmq_thread_join(NULL, SHMQ_NOWAIT, &ret), -EINVAL);
+	assert_false(shmq_thread_is_alive(NULL));
+	shmq_thread_close(NULL);
+	assert_int_equal(shmq_thread_start(ret7, NULL, &t), 0);
+	assert_int_equal(shmq_thread_join(t, 10000 * MS, &ret), 0);
+	assert_ptr_equal(ret, (void *)7);
+	shmq_thread_close(t);
+}
+
+static void test_proc(void **state)
+{
+	struct fixture *f = *state;
+	char *const missing[] = { "/nonexistent/shmq-no-such-program", NULL };
+	char *const empty[] = { NULL };
+	shmq_proc *p = NULL;
+
+	assert_int_equal(shmq_proc_spawn(f->r, "no_such_entry", NULL, 0, NULL, &p), -ENOENT);
+	assert_int_equal(shmq_proc_spawn(f->r, NULL, NULL, 0, NULL, &p), -EINVAL);
+	assert_int_equal(shmq_proc_spawn(f->r, "no_such_entry", NULL, 0, NULL, NULL), -EINVAL);
+	assert_int_equal(shmq_proc_spawn(f->r, "no_such_entry", NULL, 16, NULL, &p), -EINVAL);
+	assert_int_equal(shmq_proc_exec(f->r, NULL, NULL, &p), -EINVAL);
+	assert_int_equal(shmq_proc_exec(f->r, empty, NULL, &p), -EINVAL);
+	assert_int_equal(shmq_proc_exec(f->r, missing, NULL, &p), -ENOENT);
+	assert_int_equal(shmq_proc_join(NULL, SHMQ_NOWAIT), -EINVAL);
+	assert_false(shmq_proc_is_alive(NULL));
+	assert_int_equal(shmq_proc_exitcode(NULL), -EINVAL);
+	assert_int_equal(shmq_proc_kill(NULL, SIGKILL), -EINVAL);
+	shmq_proc_close(NULL);
+}
+
+static void test_run(void **state)
+{
+	char *const missing[] = { "/nonexistent/shmq-no-such-program", NULL };
+	char *const empty[] = { NULL };
+	char *const ok[] = { "/bin/true", NULL };
+	struct shmq_run_result res;
+
+	(void)state;
+	memset(&res, 0, sizeof(res));
+	assert_int_equal(shmq_run(NULL, NULL, &res), -EINVAL);
+	assert_int_equal(shmq_run(empty, NULL, &res), -EINVAL);
+	assert_int_equal(shmq_run(ok, NULL, NULL), -EINVAL);
+	assert_int_equal(shmq_run(missing, NULL, &res), -ENOENT);
+	shmq_run_result_free(&res);
+	shmq_run_result_free(NULL);
+	assert_int_equal(shmq_run(ok, NULL, &res), 0);
+	assert_int_equal(res.status, 0);
+	shmq_run_result_free(&res);
+}
+
+/* ---- scheduler ---- */
+
+static void noop(void *arg)
+{
+	(void)arg;
+}
+
+static void test_sched(void **state)
+{
+	shmq_sched *s = NULL;
+	shmq_event *ev = NULL;
+
+	(void)state;
+	assert_int_equal(shmq_sched_create(NULL, NULL), -EINVAL);
+	assert_int_equal(shmq_sched_create(NULL, &s), 0);
+	assert_int_equal(shmq_sched_enter(NULL, 0, 0, noop, NULL, &ev), -EINVAL);
+	assert_int_equal(shmq_sched_enter(s, 0, 0, NULL, NULL, &ev), -EINVAL);
+	assert_int_equal(shmq_sched_cancel(s, NULL), -EINVAL);
+	assert_int_equal(shmq_sched_cancel(NULL, NULL), -EINVAL);
+	assert_int_equal(shmq_sched_watch_proc(s, NULL, noop, NULL), -EINVAL);
+	assert_int_equal(shmq_sched_stop(NULL), -EINVAL);
+	assert_int_equal(shmq_sched_queue(s, NULL, 0), 0);
+	shmq_sched_destroy(NULL);
+	/* still usable: an event in the past runs, a cancelled one is gone */
+	assert_int_equal(shmq_sched_enter(s, 0, 0, noop, NULL, &ev), 0);
+	assert_int_equal(shmq_sched_cancel(s, ev), 0);
+	assert_int_equal(shmq_sched_enter(s, -1000, 0, noop, NULL, NULL), 0);
+	assert_false(shmq_sched_empty(s));
+	assert_int_equal(shmq_sched_run(s, false), -1);
+	assert_true(shmq_sched_empty(s));
+	shmq_sched_destroy(s);
+}
+
+/* ---- pools ---- */
+
+static int twice(const void *in, void *out)
+{
+	*(uint32_t *)out = *(const uint32_t *)in * 2;
+	return 0;
+}
+SHMQ_TASK(twice);
+
+static void test_pool(void **state)
+{
+	struct fixture *f = *state;
+	shmq_pool *p = NULL;
+	shmq_async *a = NULL;
+	uint32_t in[4] = { 1, 2, 3, 4 }, out[4] = { 0 };
+
+	assert_int_equal(shmq_pool_create(NULL, NULL, &p), -EINVAL);
+	assert_int_equal(shmq_pool_create(f->r, NULL, NULL), -EINVAL);
+	assert_int_equal(shmq_pool_create(f->r, &(struct shmq_pool_opts){ .workers = 100000 }, &p),
+			 -EINVAL);
+	assert_int_equal(shmq_pool_create(f->r, &(struct shmq_pool_opts){ .workers = 1 }, &p), 0);
+	assert_int_equal(shmq_pool_map(NULL, "twice", in, 4, out, 4, 4, SHMQ_FOREVER), -EINVAL);
+	assert_int_equal(shmq_pool_map(p, NULL, in, 4, out, 4, 4, SHMQ_FOREVER), -EINVAL);
+	assert_int_equal(shmq_pool_map(p, "no_such_task", in, 4, out, 4, 4, 10000 * MS), -ENOENT);
+	assert_int_equal(shmq_pool_map(p, "twice", NULL, 4, out, 4, 4, 10000 * MS), -EINVAL);
+	assert_int_equal(shmq_pool_map(p, "twice", in, 4, NULL, 4, 4, 10000 * MS), -EINVAL);
+	assert_int_equal(shmq_pool_map(p, "twice", in, 4, out, 4, SIZE_MAX, 10000 * MS), -EINVAL);
+	assert_int_equal(shmq_pool_map(p, "twice", in, SIZE_MAX, out, 4, 4, 10000 * MS), -EINVAL);
+	assert_int_equal(shmq_pool_map(p, "twice", in, 4, out, 4, 0, 10000 * MS), 0);
+	assert_int_equal(shmq_pool_map_async(p, "twice", in, 4, out, 4, 4, NULL), -EINVAL);
+	assert_int_equal(shmq_async_wait(NULL, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_async_get(NULL, SHMQ_NOWAIT), -EINVAL);
+	assert_false(shmq_async_ready(NULL));
+	shmq_async_free(NULL);
+	/* still usable */
+	assert_int_equal(shmq_pool_map(p, "twice", in, 4, out, 4, 4, 10000 * MS), 0);
+	assert_int_equal(out[3], 8);
+	assert_int_equal(shmq_pool_apply_async(p, "twice", in, 4, out, 4, &a), 0);
+	assert_int_equal(shmq_async_get(a, 10000 * MS), 0);
+	shmq_async_free(a);
+	/* closed: no new work */
+	assert_int_equal(shmq_pool_close(p), 0);
+	assert_int_equal(shmq_pool_map(p, "twice", in, 4, out, 4, 4, 10000 * MS), -EPIPE);
+	assert_int_equal(shmq_pool_apply_async(p, "twice", in, 4, out, 4, &a), -EPIPE);
+	assert_int_equal(shmq_pool_join(p, 10000 * MS), 0);
+	assert_int_equal(shmq_pool_join(NULL, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_pool_close(NULL), -EINVAL);
+	assert_int_equal(shmq_pool_terminate(NULL), -EINVAL);
+	shmq_pool_free(p);
+	shmq_pool_free(NULL);
+}
+
+/* ---- errors and misc ---- */
+
+static void test_misc(void **state)
+{
+	(void)state;
+	assert_non_null(shmq_strerror(0));
+	assert_non_null(shmq_strerror(-EBADMSG));
+	assert_non_null(shmq_strerror(INT_MIN));
+	assert_non_null(shmq_strerror(INT_MAX));
+	assert_non_null(shmq_version());
+	assert_true(shmq_now_ns() > 0);
+	assert_int_equal(shmq_region_info(NULL, NULL), -EINVAL);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_region, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_barrier, setup, teardown),
+		cmocka_unit_test(test_thread),
+		cmocka_unit_test_setup_teardown(test_proc, setup, teardown),
+		cmocka_unit_test(test_run),
+		cmocka_unit_test(test_sched),
+		cmocka_unit_test_setup_teardown(test_pool, setup, teardown),
+		cmocka_unit_test(test_misc),
+	};
+
+	shmq_dispatch(argc, argv);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
