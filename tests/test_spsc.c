@@ -1,0 +1,525 @@
+/* SPDX-License-Identifier: MIT */
+/* The raw SPSC byte ring: geometry, records across the wrap, zero copy, bulk
+ * calls, waiting, two threads, and corrupted indices and lengths (-EBADMSG,
+ * never an access outside the ring: run under ASan). */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/uio.h>
+
+#include "testutil.h"
+
+#include "spsc.h"
+#include "wait.h"
+
+struct ring {
+	void *mem;
+	size_t size;
+	struct shmq__spsc_prod p;
+	struct shmq__spsc_cons c;
+};
+
+/* A ring in a heap block of exactly its footprint, so that ASan flags any
+ * access past the data area. */
+static void ring_new(struct ring *t, uint64_t cap)
+{
+	t->size = shmq__spsc_footprint(cap);
+	assert_true(t->size > 0);
+	t->mem = aligned_alloc(64, t->size);
+	assert_non_null(t->mem);
+	assert_int_equal(shmq__spsc_init(t->mem, t->size, cap), 0);
+	assert_int_equal(shmq__spsc_prod_attach(&t->p, t->mem, t->size), 0);
+	assert_int_equal(shmq__spsc_cons_attach(&t->c, t->mem, t->size), 0);
+}
+
+static void ring_free(struct ring *t)
+{
+	free(t->mem);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void fill(uint8_t *b, size_t n, uint64_t seq)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)(seq * 131 + i * 7 + (i >> 8));
+}
+
+static int check(const uint8_t *b, size_t n, uint64_t seq)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != (uint8_t)(seq * 131 + i * 7 + (i >> 8)))
+			return -1;
+	return 0;
+}
+
+static void test_geometry(void **state)
+{
+	struct ring t;
+	void *mem = aligned_alloc(64, 4096);
+
+	(void)state;
+	assert_int_equal(shmq__spsc_footprint(0), 0);
+	assert_int_equal(shmq__spsc_footprint(100), 0);
+	assert_int_equal(shmq__spsc_footprint(32), 0);
+	assert_int_equal(shmq__spsc_footprint((uint64_t)1 << 32), 0);
+	assert_int_equal(shmq__spsc_footprint(1024), sizeof(struct shmq__spsc) + 1024);
+	assert_int_equal(shmq__spsc_init(mem, 4096, 100), -EINVAL);
+	assert_int_equal(shmq__spsc_init(mem, 1024, 1024), -EINVAL); /* too small */
+	assert_int_equal(shmq__spsc_init((uint8_t *)mem + 8, 2048, 1024), -EINVAL);
+	assert_int_equal(shmq__spsc_init(mem, 4096, 1024), 0);
+	assert_int_equal(shmq__spsc_prod_attach(&t.p, mem, 1024), -EBADMSG); /* size < footprint */
+	((struct shmq__spsc *)mem)->version = 99;
+	assert_int_equal(shmq__spsc_cons_attach(&t.c, mem, 4096), -EPROTO);
+	((struct shmq__spsc *)mem)->version = SHMQ__SPSC_VERSION;
+	((struct shmq__spsc *)mem)->magic = 1;
+	assert_int_equal(shmq__spsc_cons_attach(&t.c, mem, 4096), -EBADMSG);
+	((struct shmq__spsc *)mem)->magic = SHMQ__SPSC_MAGIC;
+	((struct shmq__spsc *)mem)->capacity = 96;
+	assert_int_equal(shmq__spsc_prod_attach(&t.p, mem, 4096), -EBADMSG);
+	((struct shmq__spsc *)mem)->capacity = 8192; /* larger than the block */
+	assert_int_equal(shmq__spsc_prod_attach(&t.p, mem, 4096), -EBADMSG);
+	free(mem);
+	assert_int_equal(shmq__spsc_max_msg(1024), 504);
+}
+
+static void test_fifo_sizes(void **state)
+{
+	struct ring t;
+	uint8_t buf[600];
+	ssize_t n;
+
+	(void)state;
+	ring_new(&t, 1024);
+	assert_int_equal(shmq__spsc_recv(&t.c, buf, sizeof(buf)), -EAGAIN);
+	fill(buf, 504, 1);
+	assert_int_equal(shmq__spsc_send(&t.p, buf, 505), -EMSGSIZE);
+	assert_int_equal(shmq__spsc_send(&t.p, buf, 0), 0);
+	assert_int_equal(shmq__spsc_send(&t.p, buf, 504), 0);
+	fill(buf, 5, 2);
+	assert_int_equal(shmq__spsc_send(&t.p, buf, 5), 0);
+	assert_int_equal(shmq__spsc_recv(&t.c, buf, sizeof(buf)), 0);
+	n = shmq__spsc_recv(&t.c, buf, 10);
+	assert_int_equal(n, -EMSGSIZE); /* stays queued */
+	n = shmq__spsc_recv(&t.c, buf, sizeof(buf));
+	assert_int_equal(n, 504);
+	assert_int_equal(check(buf, 504, 1), 0);
+	assert_int_equal(shmq__spsc_recv(&t.c, buf, sizeof(buf)), 5);
+	assert_int_equal(check(buf, 5, 2), 0);
+	assert_int_equal(shmq__spsc_recv(&t.c, buf, sizeof(buf)), -EAGAIN);
+	ring_free(&t);
+}
+
+static void test_full_and_wrap(void **state)
+{
+	struct ring t;
+	uint8_t buf[512];
+	uint64_t s = 88172645463325252ull, sent = 0, got = 0;
+	int full = 0;
+
+	(void)state;
+	ring_new(&t, 1024);
+	/* random sizes: the producer runs ahead until full, then the consumer
+	 * drains a random amount, many times around the ring */
+	for (int round = 0; round < 20000; round++) {
+		for (;;) {
+			uint64_t saved = s;
+			size_t len = rnd(&s) % 505;
+
+			fill(buf, len, sent);
+			int rc = shmq__spsc_send(&t.p, buf, len);
+
+			if (rc == -EAGAIN) {
+				s = saved; /* retry the same length later */
+				full++;
+				break;
+			}
+			assert_int_equal(rc, 0);
+			sent++;
+			if (rnd(&s) % 4 == 0)
+				break;
+		}
+		for (unsigned k = (unsigned)(rnd(&s) % 6); k > 0; k--) {
+			ssize_t n = shmq__spsc_recv(&t.c, buf, sizeof(buf));
+
+			if (n == -EAGAIN)
+				break;
+			assert_true(n >= 0);
+			assert_int_equal(check(buf, (size_t)n, got), 0);
+			got++;
+		}
+	}
+	for (;;) {
+		ssize_t n = shmq__spsc_recv(&t.c, buf, sizeof(buf));
+
+		if (n == -EAGAIN)
+			break;
+		assert_true(n >= 0);
+		assert_int_equal(check(buf, (size_t)n, got), 0);
+		got++;
+	}
+	assert_int_equal(got, sent);
+	assert_true(full > 0);
+	assert_true(t.p.tail > 20 * 1024); /* wrapped many times */
+	ring_free(&t);
+}
+
+static void test_largest_fits_anywhere(void **state)
+{
+	struct ring t;
+	uint8_t buf[504];
+
+	(void)state;
+	ring_new(&t, 1024);
+	/* whatever the offset, a max_msg record fits once the ring is empty */
+	for (size_t off = 0; off < 2 * 128; off++) {
+		/* 8 + 512 bytes a round: the offset visits every multiple of 8 */
+		assert_int_equal(shmq__spsc_send(&t.p, buf, 0), 0);
+		assert_int_equal(shmq__spsc_recv(&t.c, buf, sizeof(buf)), 0);
+		fill(buf, 504, off);
+		assert_int_equal(shmq__spsc_send(&t.p, buf, 504), 0);
+		assert_int_equal(shmq__spsc_recv(&t.c, buf, sizeof(buf)), 504);
+		assert_int_equal(check(buf, 504, off), 0);
+	}
+	ring_free(&t);
+}
+
+static void test_zero_copy(void **state)
+{
+	struct ring t;
+	void *w = NULL;
+	const void *r;
+	size_t len;
+
+	(void)state;
+	ring_new(&t, 256);
+	assert_int_equal(shmq__spsc_reserve(&t.p, 100, &w), 0);
+	fill(w, 60, 9);
+	shmq__spsc_commit(&t.p, 60); /* shorter than reserved */
+	assert_int_equal(shmq__spsc_peek(&t.c, &r, &len), -EAGAIN); /* not published */
+	shmq__spsc_prod_publish(&t.p);
+	assert_int_equal(shmq__spsc_peek(&t.c, &r, &len), 0);
+	assert_int_equal(len, 60);
+	assert_int_equal(check(r, 60, 9), 0);
+	/* peek again without consuming: same record */
+	assert_int_equal(shmq__spsc_peek(&t.c, &r, &len), 0);
+	assert_int_equal(len, 60);
+	shmq__spsc_consume(&t.c);
+	assert_int_equal(shmq__spsc_peek(&t.c, &r, &len), -EAGAIN);
+	/* the ring points into its own data area */
+	assert_true((uint8_t *)r >= t.c.data && (uint8_t *)r + 60 <= t.c.data + 256);
+	ring_free(&t);
+}
+
+static void test_bulk(void **state)
+{
+	struct ring t;
+	uint8_t src[40][24], dst[40 * 24];
+	struct iovec v[40];
+	size_t lens[40], total = 0;
+	ssize_t n, got = 0;
+
+	(void)state;
+	ring_new(&t, 512);
+	for (int i = 0; i < 40; i++) {
+		fill(src[i], (size_t)i % 24, (uint64_t)i);
+		v[i].iov_base = src[i];
+		v[i].iov_len = (size_t)i % 24;
+	}
+	n = shmq__spsc_send_bulk(&t.p, v, 40);
+	assert_true(n > 0 && n < 40); /* 512 bytes hold only some */
+	/* lengths 0, 1, 2 fit in 5 bytes; 3 more do not and stay queued */
+	assert_int_equal(shmq__spsc_recv_bulk(&t.c, dst, 5, lens, 40), 3);
+	assert_int_equal(lens[2], 2);
+	assert_int_equal(check(dst + 1, 2, 2), 0);
+	while (got + 3 < n) {
+		ssize_t k;
+		size_t off = 0;
+
+		k = shmq__spsc_recv_bulk(&t.c, dst, sizeof(dst), lens, 40);
+		assert_true(k > 0);
+		for (ssize_t i = 0; i < k; i++) {
+			assert_int_equal(lens[i], (size_t)(got + 3 + i) % 24);
+			assert_int_equal(check(dst + off, lens[i], (uint64_t)(got + 3 + i)), 0);
+			off += lens[i];
+		}
+		got += k;
+	}
+	total = (size_t)got + 3;
+	assert_int_equal(total, (size_t)n);
+	assert_int_equal(shmq__spsc_recv_bulk(&t.c, dst, sizeof(dst), lens, 40), -EAGAIN);
+	assert_int_equal(shmq__spsc_send_bulk(&t.p, v, 0), 0);
+	ring_free(&t);
+}
+
+/* ---- corruption ---- */
+
+static void expect_consumer_bad(struct ring *t)
+{
+	uint8_t buf[600];
+	const void *m;
+	size_t len;
+
+	assert_int_equal(shmq__spsc_peek(&t->c, &m, &len), -EBADMSG);
+	assert_int_equal(shmq__spsc_recv(&t->c, buf, sizeof(buf)), -EBADMSG);
+}
+
+static void test_corrupt_tail(void **state)
+{
+	struct ring t;
+	uint8_t buf[16] = { 0 };
+
+	(void)state;
+	ring_new(&t, 1024);
+	t.c.ring->tail = 4096; /* more than capacity ahead */
+	expect_consumer_bad(&t);
+	t.c.ring->tail = 12; /* misaligned */
+	expect_consumer_bad(&t);
+	t.c.ring->tail = UINT64_MAX - 7; /* "behind" head */
+	expect_consumer_bad(&t);
+	/* the producer's own tail, re-read by sync */
+	t.p.ring->tail = 5;
+	assert_int_equal(shmq__spsc_prod_sync(&t.p), -EBADMSG);
+	t.p.ring->tail = 8192;
+	assert_int_equal(shmq__spsc_prod_sync(&t.p), 0);
+	assert_int_equal(shmq__spsc_send(&t.p, buf, 8), -EBADMSG); /* 8192 - head > cap */
+	ring_free(&t);
+}
+
+static void test_corrupt_head(void **state)
+{
+	struct ring t;
+	uint8_t buf[16] = { 0 };
+
+	(void)state;
+	ring_new(&t, 256);
+	while (shmq__spsc_send(&t.p, buf, 8) == 0)
+		;
+	t.p.ring->head = t.p.tail + 64; /* ahead of tail */
+	assert_int_equal(shmq__spsc_send(&t.p, buf, 8), -EBADMSG);
+	t.p.ring->head = 3;
+	assert_int_equal(shmq__spsc_send(&t.p, buf, 8), -EBADMSG);
+	assert_int_equal(shmq__spsc_cons_sync(&t.c), -EBADMSG);
+	ring_free(&t);
+}
+
+static void test_corrupt_lengths(void **state)
+{
+	struct ring t;
+	uint8_t buf[64] = { 0 };
+	uint32_t *hdr;
+
+	(void)state;
+	ring_new(&t, 1024);
+	assert_int_equal(shmq__spsc_send(&t.p, buf, 16), 0);
+	hdr = (uint32_t *)t.c.data;
+	*hdr = 600; /* larger than max_msg */
+	expect_consumer_bad(&t);
+	*hdr = 100; /* crosses the published tail */
+	expect_consumer_bad(&t);
+	*hdr = 0xfffffff0u;
+	expect_consumer_bad(&t);
+	*hdr = 16;
+	assert_int_equal(shmq__spsc_recv(&t.c, buf, sizeof(buf)), 16);
+
+	/* a record that crosses the end of the data area */
+	t.c.ring->head = 1024 - 16;
+	t.p.ring->tail = 1024 - 16;
+	assert_int_equal(shmq__spsc_cons_sync(&t.c), 0);
+	t.c.tail_cache = t.c.head;
+	t.c.ring->tail = 1024 + 496;
+	hdr = (uint32_t *)(t.c.data + 1024 - 16);
+	*hdr = 400;
+	expect_consumer_bad(&t);
+	/* a pad whose skip runs past the published tail */
+	t.c.ring->tail = 1024 - 8;
+	t.c.tail_cache = t.c.head; /* forget the tail read above */
+	*hdr = SHMQ__SPSC_PAD;
+	expect_consumer_bad(&t);
+	ring_free(&t);
+}
+
+/* Garbage everywhere: every call returns, nothing touches memory outside
+ * the ring (ASan), and values stay in range. */
+static void test_fuzz(void **state)
+{
+	struct ring t;
+	uint64_t s = 0x9e3779b97f4a7c15ull;
+	uint8_t buf[600];
+
+	(void)state;
+	ring_new(&t, 512);
+	for (int i = 0; i < 20000; i++) {
+		uint64_t *w = (uint64_t *)t.c.data;
+		const void *m;
+		size_t len;
+		void *wp;
+
+		switch (rnd(&s) % 6) {
+		case 0: t.c.ring->tail = rnd(&s) % 4 == 0 ? rnd(&s) : t.c.head + (rnd(&s) % 600); break;
+		case 1: t.c.ring->head = rnd(&s) % 4 == 0 ? rnd(&s) : (rnd(&s) % 2048) & ~7ull; break;
+		case 2: w[rnd(&s) % 64] = rnd(&s) % 3 ? rnd(&s) % 300 : rnd(&s); break;
+		case 3: w[rnd(&s) % 64] = (uint64_t)SHMQ__SPSC_PAD; break;
+		default: break;
+		}
+		if (shmq__spsc_cons_sync(&t.c) == 0) {
+			int rc = shmq__spsc_peek(&t.c, &m, &len);
+
+			if (rc == 0) {
+				assert_true(len <= t.c.max_msg);
+				assert_true((const uint8_t *)m >= t.c.data &&
+					    (const uint8_t *)m + len <= t.c.data + t.c.cap);
+				memcpy(buf, m, len);
+				shmq__spsc_consume(&t.c);
+			} else {
+				assert_true(rc == -EAGAIN || rc == -EBADMSG);
+			}
+			(void)shmq__spsc_recv_bulk(&t.c, buf, sizeof(buf), (size_t[4]){ 0 }, 4);
+		}
+		if (shmq__spsc_prod_sync(&t.p) == 0) {
+			int rc = shmq__spsc_reserve(&t.p, rnd(&s) % 300, &wp);
+
+			if (rc == 0) {
+				memset(wp, 0xab, 8);
+				shmq__spsc_commit(&t.p, 8);
+				shmq__spsc_prod_publish(&t.p);
+			} else {
+				assert_true(rc == -EAGAIN || rc == -EBADMSG || rc == -EMSGSIZE);
+			}
+		}
+	}
+	ring_free(&t);
+}
+
+/* ---- waiting and two threads ---- */
+
+static int64_t now(void)
+{
+	return shmq_now_ns();
+}
+
+static void test_wait_timeout(void **state)
+{
+	struct ring t;
+	struct shmq__spsc_wait w = { 0, 10000000, NULL, NULL };
+	uint8_t buf[64] = { 0 };
+	int64_t t0;
+
+	(void)state;
+	ring_new(&t, 256);
+	t0 = now();
+	w.deadline = t0 + 50000000;
+	assert_int_equal(shmq__spsc_wait_readable(&t.c, &w), -ETIMEDOUT);
+	assert_true(now() - t0 >= 50000000);
+	assert_true(now() - t0 < 55000000 + 2000000 + 50000000); /* generous on a shared box */
+	while (shmq__spsc_send(&t.p, buf, 40) == 0)
+		;
+	t0 = now();
+	w.deadline = t0 + 30000000;
+	assert_int_equal(shmq__spsc_wait_writable(&t.p, 40, &w), -ETIMEDOUT);
+	assert_true(now() - t0 >= 30000000);
+	assert_int_equal(shmq__spsc_wait_writable(&t.p, 1000, &w), -EMSGSIZE);
+	ring_free(&t);
+}
+
+static int stop_check(void *arg, bool deep)
+{
+	int *calls = arg;
+
+	(*calls)++;
+	return deep ? -EPIPE : 0;
+}
+
+static void test_wait_check(void **state)
+{
+	struct ring t;
+	int calls = 0;
+	struct shmq__spsc_wait w = { SHMQ__NO_DEADLINE, 5000000, stop_check, &calls };
+
+	(void)state;
+	ring_new(&t, 256);
+	/* a deep check comes once the first slice ends, and stops the wait */
+	assert_int_equal(shmq__spsc_wait_readable(&t.c, &w), -EPIPE);
+	assert_true(calls >= 2);
+	ring_free(&t);
+}
+
+#define MT_MSGS 200000
+
+static void *producer(void *arg)
+{
+	struct ring *t = arg;
+	struct shmq__spsc_wait w = { SHMQ__NO_DEADLINE, 10000000, NULL, NULL };
+	uint8_t buf[300];
+	uint64_t s = 12345;
+
+	for (uint64_t i = 0; i < MT_MSGS; i++) {
+		size_t len = rnd(&s) % 300;
+		int rc;
+
+		fill(buf, len, i);
+		while ((rc = shmq__spsc_send(&t->p, buf, len)) == -EAGAIN)
+			if (shmq__spsc_wait_writable(&t->p, len, &w))
+				return (void *)1;
+		if (rc)
+			return (void *)2;
+		if (i % 50000 == 0) /* let the consumer fall asleep now and then */
+			usleep(2000);
+	}
+	return NULL;
+}
+
+static void test_two_threads(void **state)
+{
+	struct ring t;
+	struct shmq__spsc_wait w = { SHMQ__NO_DEADLINE, 10000000, NULL, NULL };
+	pthread_t th;
+	uint8_t buf[300];
+	uint64_t s = 12345;
+	void *ret;
+
+	(void)state;
+	ring_new(&t, 2048);
+	assert_int_equal(pthread_create(&th, NULL, producer, &t), 0);
+	for (uint64_t i = 0; i < MT_MSGS; i++) {
+		size_t len = rnd(&s) % 300;
+		ssize_t n;
+
+		while ((n = shmq__spsc_recv(&t.c, buf, sizeof(buf))) == -EAGAIN)
+			assert_int_equal(shmq__spsc_wait_readable(&t.c, &w), 0);
+		assert_int_equal(n, (ssize_t)len);
+		assert_int_equal(check(buf, len, i), 0);
+	}
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_null(ret);
+	ring_free(&t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_geometry),
+		cmocka_unit_test(test_fifo_sizes),
+		cmocka_unit_test(test_full_and_wrap),
+		cmocka_unit_test(test_largest_fits_anywhere),
+		cmocka_unit_test(test_zero_copy),
+		cmocka_unit_test(test_bulk),
+		cmocka_unit_test(test_corrupt_tail),
+		cmocka_unit_test(test_corrupt_head),
+		cmocka_unit_test(test_corrupt_lengths),
+		cmocka_unit_test(test_fuzz),
+		cmocka_unit_test(test_wait_timeout),
+		cmocka_unit_test(test_wait_check),
+		cmocka_unit_test(test_two_threads),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
