@@ -1,0 +1,736 @@
+/* SPDX-License-Identifier: MIT */
+/* Pipes: every error path of the API, 10^6 checksummed messages across two
+ * processes, zero copy and bulk calls, end of file on close, -EPIPE soon
+ * after the peer is SIGKILLed, oversize messages that lose nothing, the
+ * placement API and corrupted rings. */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+
+#include "testutil.h"
+
+#include "region.h"
+#include "spsc.h"
+
+#define RSIZE ((size_t)4 << 20)
+
+#ifdef SHMQ_SANITIZED
+#define STRESS_MSGS 200000u
+#else
+#define STRESS_MSGS 1000000u
+#endif
+
+struct fix {
+	char name[96];
+	shmq_region *r;
+};
+
+static int setup(void **state)
+{
+	struct fix *f = calloc(1, sizeof(*f));
+	struct shmq_region_opts o = { .size = RSIZE };
+
+	if (!f)
+		return -1;
+	tu_name(f->name, sizeof(f->name), "pipe");
+	if (shmq_region_create(f->name, &o, &f->r)) {
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fix *f = *state;
+
+	shmq_region_close(f->r);
+	shmq_region_unlink(f->name);
+	free(f);
+	return 0;
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Message content: a function of the message's sequence number. */
+static void fill(uint8_t *b, size_t n, uint64_t seq)
+{
+	uint64_t s = seq * 0x9e3779b97f4a7c15ull + 1;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		rnd(&s);
+		memcpy(b + i, &s, 8);
+	}
+	rnd(&s);
+	memcpy(b + i, &s, n - i);
+}
+
+/* A checksum (FNV-1a over 64-bit words, then the tail bytes): the receiver
+ * compares it with the checksum of what was meant. */
+static uint64_t fnv(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint64_t h = 0xcbf29ce484222325ull, w;
+	size_t i;
+
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&w, b + i, 8);
+		h = (h ^ w) * 0x100000001b3ull;
+	}
+	for (; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h ^ n;
+}
+
+/* A forked child's region: it attaches by name itself. */
+static shmq_region *child_region(const char *name)
+{
+	shmq_region *r;
+
+	if (shmq_region_open(name, &r))
+		_exit(90);
+	return r;
+}
+
+static int64_t ms(int64_t n)
+{
+	return n * 1000000;
+}
+
+/* ---- API error paths ---- */
+
+static void test_create_open_errors(void **state)
+{
+	struct fix *f = *state;
+	struct shmq_pipe_opts big = { .capacity = ((size_t)1 << 31) + 1 };
+	struct shmq_pipe_opts huge = { .capacity = (size_t)1 << 20 };
+	shmq_pipe *a, *b, *c, *d, *e;
+	void *blob;
+
+	assert_int_equal(shmq_pipe_create(NULL, "p", NULL, &a, &b), -EINVAL);
+	assert_int_equal(shmq_pipe_create(f->r, "p", NULL, NULL, &b), -EINVAL);
+	assert_int_equal(shmq_pipe_create(f->r, "bad/name", NULL, &a, &b), -EINVAL);
+	assert_int_equal(shmq_pipe_create(f->r, "p", &big, &a, &b), -EINVAL);
+	assert_int_equal(shmq_pipe_create(f->r, "h1", &huge, &d, &e), 0); /* 2 MiB of 4 */
+	assert_int_equal(shmq_pipe_create(f->r, "h2", &huge, &a, &b), -ENOSPC);
+	shmq_pipe_close(d);
+	shmq_pipe_close(e);
+	assert_int_equal(shmq_pipe_open(f->r, "p", 0, &c), -ENOENT);
+	assert_int_equal(shmq_pipe_create(f->r, "p", NULL, &a, &b), 0);
+	assert_int_equal(shmq_pipe_capacity(a), SHMQ_PIPE_CAPACITY);
+	assert_int_equal(shmq_pipe_max_msg(a), SHMQ_PIPE_CAPACITY / 2 - 8);
+	assert_int_equal(shmq_pipe_create(f->r, "p", NULL, &a, &b), -EEXIST);
+	assert_int_equal(shmq_pipe_open(f->r, "p", 2, &c), -EINVAL);
+	assert_int_equal(shmq_pipe_open(f->r, "p", -1, &c), -EINVAL);
+	assert_int_equal(shmq_pipe_open(NULL, "p", 0, &c), -EINVAL);
+	assert_int_equal(shmq__obj_create(f->r, "blob", SHMQ__OBJ_BLOB, 64, NULL, NULL, &blob), 0);
+	assert_int_equal(shmq_pipe_open(f->r, "blob", 0, &c), -EINVAL);
+	assert_int_equal(shmq_pipe_open(f->r, "p", 1, &c), 0);
+	shmq_pipe_close(c);
+	assert_int_equal(shmq_pipe_send(NULL, "x", 1, 0), -EINVAL);
+	assert_int_equal(shmq_pipe_send(a, NULL, 1, 0), -EINVAL);
+	assert_int_equal(shmq_pipe_recv(NULL, NULL, 0, 0), -EINVAL);
+	assert_int_equal(shmq_pipe_recv(b, NULL, 4, 0), -EINVAL);
+	assert_int_equal(shmq_pipe_commit(a, 0, 0), -EINVAL); /* no reservation */
+	assert_int_equal(shmq_pipe_consume(b), -EINVAL);      /* no peek */
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+	shmq_pipe_close(NULL);
+}
+
+static void test_capacity_rounding(void **state)
+{
+	struct fix *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 3000 };
+	struct shmq_pipe_opts tiny = { .capacity = 1 };
+	shmq_pipe *a, *b;
+
+	assert_int_equal(shmq_pipe_create(f->r, "r1", &o, &a, &b), 0);
+	assert_int_equal(shmq_pipe_capacity(a), 4096);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+	assert_int_equal(shmq_pipe_create(f->r, "r2", &tiny, &a, &b), 0);
+	assert_int_equal(shmq_pipe_capacity(b), 64);
+	assert_int_equal(shmq_pipe_max_msg(b), 24);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+}
+
+static void test_nowait_and_timeouts(void **state)
+{
+	struct fix *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 256 };
+	shmq_pipe *a, *b;
+	char buf[128] = { 0 };
+	int64_t t0, dt;
+	int n = 0;
+
+	assert_int_equal(shmq_pipe_create(f->r, "t", &o, &a, &b), 0);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), ms(40)), -ETIMEDOUT);
+	dt = shmq_now_ns() - t0;
+	assert_true(dt >= ms(40));
+	assert_true(dt <= ms(44) + ms(2) + ms(60)); /* loose: the box is shared */
+	while (shmq_pipe_send(a, buf, 50, SHMQ_NOWAIT) == 0)
+		n++;
+	assert_int_equal(n, 4); /* 4 x 64 bytes */
+	assert_int_equal(shmq_pipe_send(a, buf, 50, SHMQ_NOWAIT), -EAGAIN);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_pipe_send(a, buf, 50, ms(30)), -ETIMEDOUT);
+	assert_true(shmq_now_ns() - t0 >= ms(30));
+	/* the other direction is independent */
+	assert_int_equal(shmq_pipe_send(b, "back", 4, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT), 4);
+	assert_memory_equal(buf, "back", 4);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+}
+
+/* Oversize messages: -EMSGSIZE, and nothing else is lost or reordered. */
+static void test_msgsize_loses_nothing(void **state)
+{
+	struct fix *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 1024 };
+	shmq_pipe *a, *b;
+	uint8_t big[2048], buf[600];
+	const void *m;
+	size_t len;
+
+	assert_int_equal(shmq_pipe_create(f->r, "m", &o, &a, &b), 0);
+	fill(big, sizeof(big), 1);
+	assert_int_equal(shmq_pipe_send(a, big, 100, 0), 0);
+	assert_int_equal(shmq_pipe_send(a, big, 505, 0), -EMSGSIZE);
+	assert_int_equal(shmq_pipe_send(a, big, 2048, SHMQ_FOREVER), -EMSGSIZE);
+	assert_int_equal(shmq_pipe_reserve(a, 1000, (void **)&m, 0), -EMSGSIZE);
+	assert_int_equal(shmq_pipe_send(a, big + 1, 504, 0), 0);
+	/* cap too small: the message stays queued, whole */
+	assert_int_equal(shmq_pipe_recv(b, buf, 99, 0), -EMSGSIZE);
+	assert_int_equal(shmq_pipe_recv(b, buf, 0, 0), -EMSGSIZE);
+	assert_int_equal(shmq_pipe_peek(b, &m, &len, 0), 0);
+	assert_int_equal(len, 100);
+	assert_int_equal(shmq_pipe_recv(b, buf, 100, 0), 100);
+	assert_memory_equal(buf, big, 100);
+	assert_int_equal(shmq_pipe_recv(b, buf, 503, 0), -EMSGSIZE);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 504);
+	assert_memory_equal(buf, big + 1, 504);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EAGAIN);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+}
+
+static void test_zero_copy_and_bulk(void **state)
+{
+	struct fix *f = *state;
+	shmq_pipe *a, *b;
+	void *w;
+	const void *m;
+	size_t len, lens[16];
+	uint8_t src[16][40], dst[16 * 40];
+	struct iovec v[16];
+
+	assert_int_equal(shmq_pipe_create(f->r, "z", NULL, &a, &b), 0);
+	assert_int_equal(shmq_pipe_reserve(a, 4096, &w, 0), 0);
+	fill(w, 3000, 7);
+	assert_int_equal(shmq_pipe_commit(a, 4097, 0), -EINVAL);
+	assert_int_equal(shmq_pipe_commit(a, 3000, 8), -EINVAL);
+	assert_int_equal(shmq_pipe_commit(a, 3000, SHMQ_PIPE_MORE), 0);
+	assert_int_equal(shmq_pipe_commit(a, 3000, 0), -EINVAL); /* already committed */
+	assert_int_equal(shmq_pipe_peek(b, &m, &len, 0), -EAGAIN); /* not published */
+	assert_int_equal(shmq_pipe_flush(a), 0);
+	assert_int_equal(shmq_pipe_peek(b, &m, &len, 0), 0);
+	assert_int_equal(len, 3000);
+	assert_int_equal(fnv(m, len), fnv(w, 3000));
+	assert_int_equal(shmq_pipe_consume(b), 0);
+	assert_int_equal(shmq_pipe_consume(b), -EINVAL);
+
+	for (int i = 0; i < 16; i++) {
+		fill(src[i], (size_t)i * 2, (uint64_t)i);
+		v[i].iov_base = src[i];
+		v[i].iov_len = (size_t)i * 2;
+	}
+	assert_int_equal(shmq_pipe_send_bulk(a, v, 16, 0), 16);
+	assert_int_equal(shmq_pipe_send_bulk(a, v, 0, 0), 0);
+	assert_int_equal(shmq_pipe_recv_bulk(b, dst, sizeof(dst), lens, 10, 0), 10);
+	for (size_t i = 0, off = 0; i < 10; off += lens[i], i++) {
+		assert_int_equal(lens[i], i * 2);
+		assert_memory_equal(dst + off, src[i], lens[i]);
+	}
+	assert_int_equal(shmq_pipe_recv_bulk(b, dst, 20, lens, 16, 0), 0 + 1); /* 20 fits, 22 not */
+	assert_int_equal(lens[0], 20);
+	assert_int_equal(shmq_pipe_recv_bulk(b, dst, 10, lens, 16, 0), -EMSGSIZE);
+	assert_int_equal(shmq_pipe_recv_bulk(b, dst, sizeof(dst), lens, 16, 0), 5);
+	assert_int_equal(lens[4], 30);
+	assert_int_equal(shmq_pipe_recv_bulk(b, dst, sizeof(dst), lens, 16, 0), -EAGAIN);
+	/* MORE records are published by close */
+	assert_int_equal(shmq_pipe_reserve(a, 8, &w, 0), 0);
+	memcpy(w, "12345678", 8);
+	assert_int_equal(shmq_pipe_commit(a, 8, SHMQ_PIPE_MORE), 0);
+	shmq_pipe_close(a);
+	assert_int_equal(shmq_pipe_recv(b, dst, sizeof(dst), 0), 8);
+	assert_memory_equal(dst, "12345678", 8);
+	shmq_pipe_close(b);
+}
+
+/* ---- across processes ---- */
+
+#define STRESS_MAX 2048u
+
+/* The size of message i: 0..STRESS_MAX at random, every 1000th the largest
+ * the pipe carries. */
+static size_t stress_len(uint64_t i, uint64_t *s, size_t max_msg)
+{
+	size_t len = rnd(s) % (STRESS_MAX + 1);
+
+	return i % 1000 == 999 ? max_msg : len;
+}
+
+/* The child sends STRESS_MSGS messages of random sizes 0..max through end 1
+ * with every sending call; the parent receives with every receiving call
+ * and checks each length and checksum; then the child's close gives EOF. */
+static int stress_child(const char *name)
+{
+	shmq_region *r = child_region(name);
+	shmq_pipe *p;
+	static uint8_t buf[SHMQ_PIPE_CAPACITY], m[4][SHMQ_PIPE_CAPACITY / 2];
+	uint64_t s = 42;
+	size_t max;
+
+	if (shmq_pipe_open(r, "s", 1, &p))
+		return 91;
+	max = shmq_pipe_max_msg(p);
+	for (uint64_t i = 0; i < STRESS_MSGS;) {
+		size_t len = stress_len(i, &s, max);
+		int how = (int)(i % 7);
+		int rc;
+
+		if (how == 0) {
+			void *w;
+
+			rc = shmq_pipe_reserve(p, len, &w, SHMQ_FOREVER);
+			if (rc)
+				return 92;
+			fill(w, len, i);
+			rc = shmq_pipe_commit(p, len, i % 2 ? SHMQ_PIPE_MORE : 0);
+			i++;
+		} else if (how == 1) {
+			struct iovec v[4];
+			size_t k = 0;
+			ssize_t n;
+
+			v[0].iov_len = len;
+			for (k = 1; k < 4 && i + k < STRESS_MSGS; k++)
+				v[k].iov_len = stress_len(i + k, &s, max);
+			for (size_t j = 0; j < k; j++) {
+				fill(m[j], v[j].iov_len, i + j);
+				v[j].iov_base = m[j];
+			}
+			n = shmq_pipe_send_bulk(p, v, k, SHMQ_FOREVER);
+			if (n <= 0)
+				return 93;
+			/* re-send the rest one by one, in order */
+			for (size_t j = (size_t)n; j < k; j++)
+				if (shmq_pipe_send(p, m[j], v[j].iov_len, SHMQ_FOREVER))
+					return 94;
+			i += k;
+			rc = 0;
+		} else {
+			fill(buf, len, i);
+			rc = shmq_pipe_send(p, buf, len, SHMQ_FOREVER);
+			if (rc == 0 && i % 1000 == 0) /* oversize in between: lose nothing */
+				rc = shmq_pipe_send(p, buf, max + 1, SHMQ_FOREVER) == -EMSGSIZE ? 0 : 95;
+			i++;
+		}
+		if (rc)
+			return 96;
+	}
+	shmq_pipe_close(p);
+	shmq_region_close(r);
+	return 0;
+}
+
+static void test_stress_two_processes(void **state)
+{
+	struct fix *f = *state;
+	struct shmq_pipe_opts o = { .capacity = SHMQ_PIPE_CAPACITY };
+	shmq_pipe *a, *b;
+	static uint8_t buf[SHMQ_PIPE_CAPACITY], want[SHMQ_PIPE_CAPACITY];
+	uint64_t s = 42, i = 0;
+	size_t max, lens[8];
+	pid_t pid;
+
+	assert_int_equal(shmq_pipe_create(f->r, "s", &o, &a, &b), 0);
+	max = shmq_pipe_max_msg(a);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(stress_child(f->name));
+	shmq_pipe_close(b); /* the child holds end 1 */
+	while (i < STRESS_MSGS) {
+		int how = (int)(i % 5);
+		ssize_t n;
+
+		if (how == 0) {
+			const void *m;
+			size_t len;
+
+			assert_int_equal(shmq_pipe_peek(a, &m, &len, SHMQ_FOREVER), 0);
+			assert_int_equal(len, stress_len(i, &s, max));
+			fill(want, len, i);
+			assert_int_equal(fnv(m, len), fnv(want, len));
+			assert_int_equal(shmq_pipe_consume(a), 0);
+			i++;
+		} else if (how == 1) {
+			size_t off = 0;
+
+			n = shmq_pipe_recv_bulk(a, buf, sizeof(buf), lens, 8, SHMQ_FOREVER);
+			assert_true(n > 0);
+			for (ssize_t j = 0; j < n; j++) {
+				assert_int_equal(lens[j], stress_len(i, &s, max));
+				fill(want, lens[j], i);
+				assert_int_equal(fnv(buf + off, lens[j]), fnv(want, lens[j]));
+				off += lens[j];
+				i++;
+			}
+		} else {
+			size_t len = stress_len(i, &s, max);
+
+			n = shmq_pipe_recv(a, buf, sizeof(buf), i % 3 ? SHMQ_FOREVER : ms(5000));
+			assert_int_equal(n, (ssize_t)len);
+			fill(want, len, i);
+			assert_int_equal(fnv(buf, len), fnv(want, len));
+			i++;
+		}
+	}
+	/* everything arrived; the child's close is end of file */
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_FOREVER), -EPIPE);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT), -EPIPE);
+	assert_int_equal(shmq_pipe_send(a, buf, 1, SHMQ_FOREVER), -EPIPE);
+	assert_int_equal(tu_wait_child(pid), 0);
+	shmq_pipe_close(a);
+}
+
+/* End of file: what was sent before close is drained first. */
+static void test_eof_on_close(void **state)
+{
+	struct fix *f = *state;
+	shmq_pipe *a, *b, *c;
+	void *w;
+	char buf[16];
+	pid_t pid;
+
+	assert_int_equal(shmq_pipe_create(f->r, "e", NULL, &a, &b), 0);
+	/* never opened since creation: held by the creator, even after it
+	 * closes its own handle */
+	shmq_pipe_close(b);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), ms(30)), -ETIMEDOUT);
+	assert_int_equal(shmq_pipe_send(a, "x", 1, SHMQ_NOWAIT), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r = child_region(f->name);
+		shmq_pipe *p;
+		char m[16];
+		int ok;
+
+		if (shmq_pipe_open(r, "e", 1, &p))
+			_exit(91);
+		ok = shmq_pipe_recv(p, m, sizeof(m), SHMQ_FOREVER) == 1 && m[0] == 'x' &&
+		     shmq_pipe_send(p, "one", 3, SHMQ_FOREVER) == 0 &&
+		     shmq_pipe_send(p, "two", 3, SHMQ_FOREVER) == 0;
+		shmq_pipe_close(p);
+		shmq_region_close(r);
+		_exit(ok ? 0 : 92);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_FOREVER), 3);
+	assert_memory_equal(buf, "one", 3);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT), 3);
+	assert_memory_equal(buf, "two", 3);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_FOREVER), -EPIPE);
+	assert_int_equal(shmq_pipe_send(a, "y", 1, SHMQ_NOWAIT), -EPIPE);
+	assert_int_equal(shmq_pipe_reserve(a, 1, &w, SHMQ_NOWAIT), -EPIPE);
+	/* a closed end stays closed */
+	assert_int_equal(shmq_pipe_open(f->r, "e", 1, &c), -EPIPE);
+	shmq_pipe_close(a);
+}
+
+/* Several handles of one end: EOF only once the last one closes. */
+static void test_eof_needs_every_handle(void **state)
+{
+	struct fix *f = *state;
+	shmq_pipe *a, *b, *b2;
+	char buf[16];
+
+	assert_int_equal(shmq_pipe_create(f->r, "h", NULL, &a, &b), 0);
+	assert_int_equal(shmq_pipe_open(f->r, "h", 1, &b2), 0);
+	shmq_pipe_close(b2);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_pipe_send(a, "m", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_pipe_send(b, "n", 1, SHMQ_NOWAIT), 0);
+	shmq_pipe_close(b);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT), 1);
+	assert_int_equal(buf[0], 'n');
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT), -EPIPE);
+	shmq_pipe_close(a);
+}
+
+/* A sleeper is woken by a send from another process. */
+static void test_blocking_wakeup(void **state)
+{
+	struct fix *f = *state;
+	shmq_pipe *a, *b;
+	char buf[16];
+	pid_t pid;
+
+	assert_int_equal(shmq_pipe_create(f->r, "w", NULL, &a, &b), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r = child_region(f->name);
+		shmq_pipe *p;
+		char m[16];
+		int ok = 1;
+
+		if (shmq_pipe_open(r, "w", 1, &p))
+			_exit(91);
+		for (int k = 0; k < 20 && ok; k++) {
+			usleep(3000); /* the parent is asleep by now */
+			ok = shmq_pipe_send(p, "ping", 4, SHMQ_FOREVER) == 0 &&
+			     shmq_pipe_recv(p, m, sizeof(m), SHMQ_FOREVER) == 4;
+		}
+		shmq_pipe_close(p);
+		_exit(ok ? 0 : 92);
+	}
+	shmq_pipe_close(b);
+	for (int k = 0; k < 20; k++) {
+		assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_FOREVER), 4);
+		assert_int_equal(shmq_pipe_send(a, "pong", 4, SHMQ_FOREVER), 0);
+	}
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_FOREVER), -EPIPE);
+	assert_int_equal(tu_wait_child(pid), 0);
+	shmq_pipe_close(a);
+}
+
+/* The peer is SIGKILLed: a blocked recv drains, then -EPIPE within 100 ms;
+ * a blocked send gets -EPIPE within 100 ms. */
+static void kill_peer_case(struct fix *f, const char *name, bool block_in_send)
+{
+	struct shmq_pipe_opts o = { .capacity = 256 };
+	shmq_pipe *a, *b;
+	char buf[64] = { 0 };
+	int sync[2];
+	int64_t t0, dt;
+	pid_t pid;
+
+	assert_int_equal(shmq_pipe_create(f->r, name, &o, &a, &b), 0);
+	assert_int_equal(pipe(sync), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r = child_region(f->name);
+		shmq_pipe *p;
+
+		if (shmq_pipe_open(r, name, 1, &p))
+			_exit(91);
+		if (shmq_pipe_send(p, "last", 4, SHMQ_FOREVER))
+			_exit(92);
+		if (write(sync[1], "k", 1) != 1)
+			_exit(93);
+		for (;;)
+			pause();
+	}
+	shmq_pipe_close(b);
+	assert_int_equal(read(sync[0], buf, 1), 1);
+	if (block_in_send)
+		while (shmq_pipe_send(a, buf, 40, SHMQ_NOWAIT) == 0)
+			;
+	usleep(20000); /* let the waiter below fall asleep first */
+	t0 = shmq_now_ns();
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	if (block_in_send) {
+		assert_int_equal(shmq_pipe_send(a, buf, 40, ms(2000)), -EPIPE);
+	} else {
+		assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), ms(2000)), 4);
+		assert_memory_equal(buf, "last", 4);
+		assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), ms(2000)), -EPIPE);
+	}
+	dt = shmq_now_ns() - t0;
+	assert_true(dt < ms(100));
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	close(sync[0]);
+	close(sync[1]);
+	shmq_pipe_close(a);
+}
+
+static void test_sigkill_recv(void **state)
+{
+	kill_peer_case(*state, "k1", false);
+}
+
+static void test_sigkill_send(void **state)
+{
+	kill_peer_case(*state, "k2", true);
+}
+
+/* A non-waiting caller also learns of the death (deep checks are paced). */
+static void test_sigkill_nowait(void **state)
+{
+	struct fix *f = *state;
+	shmq_pipe *a, *b;
+	char buf[8];
+	int sync[2];
+	int64_t t0;
+	pid_t pid;
+	int rc;
+
+	assert_int_equal(shmq_pipe_create(f->r, "k3", NULL, &a, &b), 0);
+	assert_int_equal(pipe(sync), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r = child_region(f->name);
+		shmq_pipe *p;
+
+		if (shmq_pipe_open(r, "k3", 1, &p))
+			_exit(91);
+		if (write(sync[1], "k", 1) != 1)
+			_exit(92);
+		for (;;)
+			pause();
+	}
+	shmq_pipe_close(b);
+	assert_int_equal(read(sync[0], buf, 1), 1);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	t0 = shmq_now_ns();
+	while ((rc = (int)shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT)) == -EAGAIN)
+		assert_true(shmq_now_ns() - t0 < ms(100));
+	assert_int_equal(rc, -EPIPE);
+	assert_int_equal(shmq_pipe_send(a, buf, 1, SHMQ_NOWAIT), -EPIPE);
+	close(sync[0]);
+	close(sync[1]);
+	shmq_pipe_close(a);
+}
+
+/* ---- placement ---- */
+
+static void test_placement(void **state)
+{
+	struct shmq_pipe_opts o = { .capacity = 512 };
+	size_t size = shmq_pipe_footprint(&o);
+	void *mem;
+	shmq_pipe *a;
+	char buf[16];
+	pid_t pid;
+
+	(void)state;
+	assert_true(size > 1024);
+	assert_int_equal(shmq_pipe_footprint(&(struct shmq_pipe_opts){ .capacity = (size_t)1 << 40 }), 0);
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(mem != MAP_FAILED);
+	assert_int_equal(shmq_pipe_init(mem, size - 64, &o), -EINVAL);
+	assert_int_equal(shmq_pipe_init(mem, size, &o), 0);
+	assert_int_equal(shmq_pipe_attach(mem, size, 3, &a), -EINVAL);
+	assert_int_equal(shmq_pipe_attach(mem, size - 64, 0, &a), -EBADMSG);
+	assert_int_equal(shmq_pipe_attach(mem, size, 0, &a), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_pipe *p;
+		char m[16];
+		int ok = shmq_pipe_attach(mem, size, 1, &p) == 0 &&
+			 shmq_pipe_recv(p, m, sizeof(m), SHMQ_FOREVER) == 2 &&
+			 shmq_pipe_send(p, m, 2, SHMQ_FOREVER) == 0;
+
+		shmq_pipe_close(p);
+		_exit(ok ? 0 : 91);
+	}
+	assert_int_equal(shmq_pipe_send(a, "hi", 2, SHMQ_FOREVER), 0);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_FOREVER), 2);
+	assert_memory_equal(buf, "hi", 2);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_FOREVER), -EPIPE);
+	assert_int_equal(tu_wait_child(pid), 0);
+	shmq_pipe_close(a);
+	munmap(mem, size);
+}
+
+/* ---- corruption ---- */
+
+static void test_corrupt(void **state)
+{
+	struct fix *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 1024 };
+	shmq_pipe *a, *b, *c;
+	uint8_t *mem;
+	struct shmq__spsc *ring0;
+	uint64_t size;
+	char buf[64];
+	int rc;
+
+	assert_int_equal(shmq_pipe_create(f->r, "c", &o, &a, &b), 0);
+	assert_int_equal(shmq__obj_find(f->r, "c", SHMQ__OBJ_PIPE, (void **)&mem, &size), 0);
+	ring0 = (struct shmq__spsc *)(mem + 192);
+	assert_int_equal(ring0->magic, SHMQ__SPSC_MAGIC);
+	assert_int_equal(shmq_pipe_send(a, "abc", 3, 0), 0);
+	ring0->tail = 1u << 20; /* garbage tail */
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EBADMSG);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), ms(10)), -EBADMSG);
+	ring0->tail = 16;
+	*(uint32_t *)ring0->data = 4000; /* garbage length */
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EBADMSG);
+	*(uint32_t *)ring0->data = 3;
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 3);
+	ring0->head = 7; /* garbage head, read once the producer's cache runs out */
+	while ((rc = shmq_pipe_send(a, "abc", 3, 0)) == 0)
+		;
+	assert_int_equal(rc, -EBADMSG);
+	/* the header */
+	((uint32_t *)mem)[1] = 77;
+	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EPROTO);
+	((uint32_t *)mem)[1] = 1;
+	((uint64_t *)mem)[1] = 12345;
+	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EBADMSG);
+	((uint64_t *)mem)[1] = 1024;
+	((uint32_t *)mem)[0] = 0;
+	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EBADMSG);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_create_open_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_capacity_rounding, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nowait_and_timeouts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_msgsize_loses_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_copy_and_bulk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stress_two_processes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eof_on_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eof_needs_every_handle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_blocking_wakeup, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sigkill_recv, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sigkill_send, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sigkill_nowait, setup, teardown),
+		cmocka_unit_test(test_placement),
+		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
+	};
+
+	if (getenv("SHMQ_TEST_FILTER")) /* run only the tests matching this pattern */
+		cmocka_set_test_filter(getenv("SHMQ_TEST_FILTER"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
