@@ -312,16 +312,20 @@ struct attempt {
 	enum dir dir;
 };
 
-static ssize_t spin_phase(shmq_queue *q, const struct attempt *a, struct shmq__mpmc_block *blk)
+static ssize_t spin_phase(shmq_queue *q, const struct attempt *a, struct shmq__mpmc_block *blk,
+			  int64_t deadline)
 {
 	uint32_t budget = shmq__spin_budget();
 	ssize_t rc = -EAGAIN;
 
 	for (uint32_t i = 0; i < budget && rc == -EAGAIN; i++) {
-		if ((i + 1) % SPIN_YIELD_EVERY == 0)
+		if ((i + 1) % SPIN_YIELD_EVERY == 0) {
+			if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline)
+				break;
 			sched_yield(); /* on 2 cores the peer may need our CPU */
-		else
+		} else {
 			shmq__cpu_relax();
+		}
 		rc = a->fn(q, a->arg, blk);
 	}
 	return rc;
@@ -340,7 +344,7 @@ static ssize_t wait_loop(shmq_queue *q, const struct attempt *a, int64_t timeout
 		return src ? src : -EAGAIN;
 	}
 	deadline = shmq__deadline(timeout_ns);
-	rc = spin_phase(q, a, blk);
+	rc = spin_phase(q, a, blk, deadline);
 	while (rc == -EAGAIN) {
 		src = sleep_once(&q->ring, a->dir, deadline);
 		if (src == -EINTR)
