@@ -75,6 +75,7 @@ struct shmq_pipe {
 	bool reserved;             /* a reservation is open */
 	bool peeked;               /* a peek is open */
 	size_t resv_len;
+	int64_t spin;              /* see shmq__spsc_wait.spin */
 	int64_t next_check_ns;     /* next deep liveness check of a non-waiting caller */
 };
 
@@ -428,6 +429,14 @@ size_t shmq_pipe_capacity(const shmq_pipe *p)
 	return p ? (size_t)p->tx.cap : 0;
 }
 
+int shmq_pipe_set_spin(shmq_pipe *p, long spins)
+{
+	if (!p)
+		return -EINVAL;
+	p->spin = spins < 0 ? 0 : spins == 0 ? SHMQ__SPSC_NOSPIN : (int64_t)spins;
+	return 0;
+}
+
 /* ---- sending ---- */
 
 /* Start of every send-side call: -EPIPE if the peer is gone; otherwise pick
@@ -444,7 +453,7 @@ static inline int tx_begin(shmq_pipe *p)
 /* Wait until len bytes fit: 0, -EAGAIN (timeout 0), -ETIMEDOUT, -EPIPE, ... */
 static SHMQ__COLD int tx_wait(shmq_pipe *p, size_t len, int64_t timeout_ns)
 {
-	struct shmq__spsc_wait w = { 0, SLICE_NS, peer_check, p };
+	struct shmq__spsc_wait w = { 0, SLICE_NS, peer_check, p, p->spin };
 	int rc;
 
 	if (p->more) { /* the consumer must see them to make room */
@@ -563,7 +572,7 @@ ssize_t shmq_pipe_send_bulk(shmq_pipe *p, const struct iovec *v, size_t n, int64
  * the ring is empty, -EAGAIN (timeout 0), -ETIMEDOUT, -EBADMSG. */
 static SHMQ__COLD int rx_wait(shmq_pipe *p, int64_t *deadline, int64_t timeout_ns)
 {
-	struct shmq__spsc_wait w = { 0, SLICE_NS, peer_check, p };
+	struct shmq__spsc_wait w = { 0, SLICE_NS, peer_check, p, p->spin };
 	int rc;
 
 	if (timeout_ns == SHMQ_NOWAIT) {

@@ -283,10 +283,10 @@ static bool deadline_passed(int64_t deadline)
 /* The spin phase: 0 ready, 1 spun out, or a negative errno / check value. */
 static int spin(const struct waiter *wt)
 {
-	uint32_t budget = shmq__spin_budget();
+	int64_t budget = wt->w->spin == 0 ? (int64_t)shmq__spin_budget() : wt->w->spin;
 	int rc;
 
-	for (uint32_t i = 0; i < budget; i++) {
+	for (int64_t i = 0; i < budget; i++) {
 		rc = wt->ready(wt->view, wt->len);
 		if (rc)
 			return rc < 0 ? rc : 0;

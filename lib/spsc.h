@@ -407,7 +407,11 @@ struct shmq__spsc_wait {
 	int64_t slice_ns;         /* sleep at most this long between checks */
 	shmq__spsc_check_fn check; /* may be NULL */
 	void *arg;
+	int64_t spin;             /* polls before sleeping: 0 the process default
+				     (shmq__spin_budget), SHMQ__SPSC_NOSPIN none */
 };
+
+#define SHMQ__SPSC_NOSPIN ((int64_t)-1)
 
 /* Wait until the ring holds something (0), the deadline passes (-ETIMEDOUT),
  * check says stop (its value), or -EBADMSG.  Spins, then sleeps on the futex. */

@@ -515,7 +515,10 @@ static void test_blocking_wakeup(void **state)
 		_exit(ok ? 0 : 92);
 	}
 	shmq_pipe_close(b);
+	assert_int_equal(shmq_pipe_set_spin(NULL, 0), -EINVAL);
 	for (int k = 0; k < 20; k++) {
+		/* half the rounds sleep at once, half poll first */
+		assert_int_equal(shmq_pipe_set_spin(a, k % 2 ? 0 : -1), 0);
 		assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_FOREVER), 4);
 		assert_int_equal(shmq_pipe_send(a, "pong", 4, SHMQ_FOREVER), 0);
 	}

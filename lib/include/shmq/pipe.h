@@ -95,6 +95,11 @@ SHMQ_API size_t shmq_pipe_max_msg(const shmq_pipe *p);
 /* Bytes per direction. */
 SHMQ_API size_t shmq_pipe_capacity(const shmq_pipe *p);
 
+/* How long this handle's blocking calls poll before they sleep on the futex:
+ * spins iterations, 0 to sleep at once (lowest CPU use), -1 for the process
+ * default (SHMQ_SPIN in the environment, else 2000).  0 or -EINVAL. */
+SHMQ_API int shmq_pipe_set_spin(shmq_pipe *p, long spins);
+
 /* Zero copy, sending: reserve room for up to len bytes and point *buf at it
  * (in the ring).  Same errors as send.  Then exactly one shmq_pipe_commit. */
 SHMQ_API int shmq_pipe_reserve(shmq_pipe *p, size_t len, void **buf, int64_t timeout_ns);
