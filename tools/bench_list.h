@@ -16,6 +16,7 @@ BENCH_SUBCOMMAND(limits, "machine limits: cache-line round trip between two core
 /* module lock, barrier, thread */
 
 /* module spsc ring and pipe */
+BENCH_SUBCOMMAND(pipe, "shmq_pipe between two pinned processes: msg/s at 8..4096 B, bulk, in-place GB/s, round trips, beside pipe(2), seqpacket, mq, ck_ring")
 
 /* module mpmc ring and queue */
 

@@ -1,0 +1,982 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmq-bench pipe: shmq_pipe between two processes pinned to two cores,
+ * beside pipe(2), AF_UNIX SOCK_SEQPACKET, POSIX mq and ConcurrencyKit's
+ * ck_ring SPSC (when built with it), on the same work.
+ *
+ *  - throughput, 8 / 64 / 1024 / 4096-byte messages, 64 KiB per direction
+ *    for every transport:
+ *      busy:     shmq_pipe_send / recv with SHMQ_NOWAIT in a polling loop,
+ *                one message per call, beside ck_ring_enqueue/dequeue_spsc
+ *                of a struct of that size (also one message per call);
+ *      bulk:     shmq_pipe_send_bulk / recv_bulk, 32 messages per call;
+ *      blocking: shmq_pipe_send / recv with SHMQ_FOREVER (poll, then sleep),
+ *                beside write/read on pipe(2), send/recv on a SOCK_SEQPACKET
+ *                socketpair, mq_send/mq_receive (10 messages deep, the
+ *                system's default limit).
+ *    Every receiver checks each message's sequence number.
+ *  - 4096-byte messages in place: shmq_pipe_reserve / commit (one copy in)
+ *    and shmq_pipe_peek / consume (the receiver reads the message where it
+ *    lies, xor-folding every word), in GB/s, beside ck_ring and pipe(2)
+ *    doing the same work through their copies.
+ *  - round trip, 64-byte messages, side 0 sends and waits for the echo:
+ *      awake:  both sides poll (SHMQ_NOWAIT), beside the raw cache-line
+ *              round trip measured here the same way and ck_ring's;
+ *      asleep: shmq_pipe_set_spin(p, 0), the receiver is always asleep on
+ *              the futex when the message comes, beside pipe(2), seqpacket
+ *              and mq (which always sleep);
+ *      blocking: the default poll-then-sleep policy.
+ *    The headline is the median of batch means (no clock read inside a
+ *    batch); the latency lines time each round trip (one clock read each).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#ifdef HAVE_CK
+#include <ck_ring.h>
+#endif
+
+#include <shmq.h>
+
+#include "atomic.h"
+#include "compiler.h"
+
+#include "bench.h"
+
+#define PB_CAP     ((size_t)64 << 10) /* bytes per direction, every transport */
+#define PB_MAXMSG  4096u
+#define PB_BULK    32u
+#define PB_RT_SIZE 64u
+#define PB_BATCHES_MAX 400u
+#define PB_DEADLINE_NS 120000000000LL /* a loaded box, not a hang */
+
+enum pb_kind {
+	K_SHMQ_BUSY, K_SHMQ_BULK, K_SHMQ_BLOCK, K_SHMQ_SLEEP, K_SHMQ_ZC,
+	K_PIPE2, K_SEQPACKET, K_MQ, K_CK, K_CK_ZC, K_PIPE2_ZC, K_RAW,
+};
+
+struct pb_m8 { uint64_t w[1]; };
+struct pb_m64 { uint64_t w[8]; };
+struct pb_m1024 { uint64_t w[128]; };
+struct pb_m4096 { uint64_t w[512]; };
+
+#ifdef HAVE_CK
+CK_RING_PROTOTYPE(m8, pb_m8)
+CK_RING_PROTOTYPE(m64, pb_m64)
+CK_RING_PROTOTYPE(m1024, pb_m1024)
+CK_RING_PROTOTYPE(m4096, pb_m4096)
+#endif
+
+/* Everything both processes see (MAP_SHARED, made before the fork). */
+struct pb {
+	/* the work, set by side 0's process before the fork */
+	int kind;
+	uint32_t size;
+	uint64_t n;          /* messages (throughput) */
+	bool rt;             /* round trip instead of throughput */
+	uint64_t warmup, batches, batch, timed;
+	char region[64];
+	char pname[32];
+	shmq_pipe *h0;       /* side 0's handle (valid in side 0's process only) */
+	int fd[2][2];        /* pipe(2): [dir][read, write]; seqpacket: fd[0] */
+	mqd_t mq[2];         /* dir 0: side 0 -> 1, dir 1: back */
+	void *ckbuf[2];
+	int pinned;
+	/* synchronisation */
+	uint32_t ready SHMQ__ALIGNED(SHMQ__CACHELINE);
+	uint64_t word SHMQ__ALIGNED(SHMQ__CACHELINE); /* the raw ping-pong line */
+#ifdef HAVE_CK
+	struct ck_ring ckr[2] SHMQ__ALIGNED(SHMQ__CACHELINE);
+#endif
+	/* results */
+	int64_t t0 SHMQ__ALIGNED(SHMQ__CACHELINE);
+	int64_t t1;
+	uint64_t sink;
+	double batch_ns[PB_BATCHES_MAX];
+	struct bench_hist hist[2] SHMQ__ALIGNED(SHMQ__CACHELINE);
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static uint64_t fold(const void *p, size_t n)
+{
+	const uint64_t *w = p;
+	uint64_t x = 0;
+
+	for (size_t i = 0; i < n / 8; i++)
+		x ^= w[i];
+	return x;
+}
+
+static int wait_ready(struct pb *pb)
+{
+	int64_t deadline = bench_now_ns() + PB_DEADLINE_NS;
+
+	/* pairs with side 1's store_release of ready in pb_side */
+	while (!shmq__load_acquire(&pb->ready)) {
+		sched_yield();
+		if (bench_now_ns() > deadline)
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+/* Poll politely: pause, and yield now and then (unpinned or oversubscribed). */
+static inline void relax(uint32_t *spins, bool pinned)
+{
+	if (!pinned || ++*spins % 256 == 0)
+		sched_yield();
+	else
+		shmq__cpu_relax();
+}
+
+/* ---------------------------------------------------------------- endpoints */
+
+struct ep {
+	struct pb *pb;
+	int side;
+	shmq_region *r;
+	shmq_pipe *p;
+	int wfd, rfd;
+	mqd_t wmq, rmq;
+#ifdef HAVE_CK
+	struct ck_ring *ckw, *ckr;
+	void *ckwb, *ckrb;
+#endif
+};
+
+static int ep_open(struct ep *e, struct pb *pb, int side)
+{
+	int k = pb->kind;
+
+	memset(e, 0, sizeof(*e));
+	e->pb = pb;
+	e->side = side;
+	if (k <= K_SHMQ_ZC) {
+		int rc;
+
+		if (side == 0) {
+			e->p = pb->h0;
+		} else {
+			rc = shmq_region_open(pb->region, &e->r);
+			if (!rc)
+				rc = shmq_pipe_open(e->r, pb->pname, 1, &e->p);
+			if (rc)
+				return rc;
+		}
+		if (k == K_SHMQ_SLEEP)
+			shmq_pipe_set_spin(e->p, 0);
+		else
+			shmq_pipe_set_spin(e->p, -1);
+	} else if (k == K_PIPE2 || k == K_PIPE2_ZC) {
+		e->wfd = pb->fd[side][1];
+		e->rfd = pb->fd[1 - side][0];
+	} else if (k == K_SEQPACKET) {
+		e->wfd = e->rfd = pb->fd[0][side];
+	} else if (k == K_MQ) {
+		e->wmq = pb->mq[side];
+		e->rmq = pb->mq[1 - side];
+	}
+#ifdef HAVE_CK
+	e->ckw = &pb->ckr[side];
+	e->ckr = &pb->ckr[1 - side];
+	e->ckwb = pb->ckbuf[side];
+	e->ckrb = pb->ckbuf[1 - side];
+#endif
+	return 0;
+}
+
+static void ep_close(struct ep *e)
+{
+	if (e->side == 1 && e->p)
+		shmq_pipe_close(e->p);
+	if (e->r)
+		shmq_region_close(e->r);
+}
+
+static int full_write(int fd, const void *buf, size_t n)
+{
+	for (size_t done = 0; done < n;) {
+		ssize_t w = write(fd, (const char *)buf + done, n - done);
+
+		if (w < 0 && errno != EINTR)
+			return -errno;
+		if (w > 0)
+			done += (size_t)w;
+	}
+	return 0;
+}
+
+static int full_read(int fd, void *buf, size_t n)
+{
+	for (size_t done = 0; done < n;) {
+		ssize_t r = read(fd, (char *)buf + done, n - done);
+
+		if (r == 0)
+			return -EPIPE;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r > 0)
+			done += (size_t)r;
+	}
+	return 0;
+}
+
+#ifdef HAVE_CK
+/* One message through ck_ring, typed by size; busy-polls. */
+static inline void ck_put(struct ep *e, const void *m, uint32_t size)
+{
+	uint32_t spins = 0;
+	bool ok;
+
+	for (;;) {
+		switch (size) {
+		case 8: ok = ck_ring_enqueue_spsc_m8(e->ckw, e->ckwb, (struct pb_m8 *)m); break;
+		case 64: ok = ck_ring_enqueue_spsc_m64(e->ckw, e->ckwb, (struct pb_m64 *)m); break;
+		case 1024: ok = ck_ring_enqueue_spsc_m1024(e->ckw, e->ckwb, (struct pb_m1024 *)m); break;
+		default: ok = ck_ring_enqueue_spsc_m4096(e->ckw, e->ckwb, (struct pb_m4096 *)m); break;
+		}
+		if (ok)
+			return;
+		relax(&spins, e->pb->pinned);
+	}
+}
+
+static inline void ck_get(struct ep *e, void *m, uint32_t size)
+{
+	uint32_t spins = 0;
+	bool ok;
+
+	for (;;) {
+		switch (size) {
+		case 8: ok = ck_ring_dequeue_spsc_m8(e->ckr, e->ckrb, m); break;
+		case 64: ok = ck_ring_dequeue_spsc_m64(e->ckr, e->ckrb, m); break;
+		case 1024: ok = ck_ring_dequeue_spsc_m1024(e->ckr, e->ckrb, m); break;
+		default: ok = ck_ring_dequeue_spsc_m4096(e->ckr, e->ckrb, m); break;
+		}
+		if (ok)
+			return;
+		relax(&spins, e->pb->pinned);
+	}
+}
+#endif
+
+/* Send one message of pb->size bytes: 0 or a negative errno. */
+static inline int ep_send(struct ep *e, const void *m)
+{
+	uint32_t size = e->pb->size, spins = 0;
+	int rc;
+
+	switch (e->pb->kind) {
+	case K_SHMQ_BUSY:
+		while ((rc = shmq_pipe_send(e->p, m, size, SHMQ_NOWAIT)) == -EAGAIN)
+			relax(&spins, e->pb->pinned);
+		return rc;
+	case K_SHMQ_BLOCK:
+	case K_SHMQ_SLEEP:
+		return shmq_pipe_send(e->p, m, size, SHMQ_FOREVER);
+	case K_PIPE2:
+		return full_write(e->wfd, m, size);
+	case K_SEQPACKET:
+		return send(e->wfd, m, size, 0) == (ssize_t)size ? 0 : -errno;
+	case K_MQ:
+		return mq_send(e->wmq, m, size, 0) ? -errno : 0;
+#ifdef HAVE_CK
+	case K_CK:
+		ck_put(e, m, size);
+		return 0;
+#endif
+	default:
+		return -EINVAL;
+	}
+}
+
+/* Receive one message into m (PB_MAXMSG bytes): 0 or a negative errno. */
+static inline int ep_recv(struct ep *e, void *m)
+{
+	uint32_t size = e->pb->size, spins = 0;
+	ssize_t n;
+
+	switch (e->pb->kind) {
+	case K_SHMQ_BUSY:
+		while ((n = shmq_pipe_recv(e->p, m, PB_MAXMSG, SHMQ_NOWAIT)) == -EAGAIN)
+			relax(&spins, e->pb->pinned);
+		break;
+	case K_SHMQ_BLOCK:
+	case K_SHMQ_SLEEP:
+		n = shmq_pipe_recv(e->p, m, PB_MAXMSG, SHMQ_FOREVER);
+		break;
+	case K_PIPE2:
+		return full_read(e->rfd, m, size);
+	case K_SEQPACKET:
+		n = recv(e->rfd, m, PB_MAXMSG, 0);
+		if (n < 0)
+			return -errno;
+		break;
+	case K_MQ:
+		n = mq_receive(e->rmq, m, size, NULL);
+		if (n < 0)
+			return -errno;
+		break;
+#ifdef HAVE_CK
+	case K_CK:
+		ck_get(e, m, size);
+		return 0;
+#endif
+	default:
+		return -EINVAL;
+	}
+	if (n < 0)
+		return (int)n;
+	return n == (ssize_t)size ? 0 : -EPROTO;
+}
+
+/* ---------------------------------------------------------------- throughput */
+
+static int tput_tx_bulk(struct ep *e, uint8_t (*m)[PB_MAXMSG])
+{
+	struct pb *pb = e->pb;
+	struct iovec v[PB_BULK];
+	uint32_t spins = 0;
+
+	for (uint64_t i = 0; i < pb->n;) {
+		size_t k = pb->n - i < PB_BULK ? (size_t)(pb->n - i) : PB_BULK;
+		size_t done = 0;
+
+		for (size_t j = 0; j < k; j++) {
+			memcpy(m[j], &(uint64_t){ i + j }, 8);
+			v[j].iov_base = m[j];
+			v[j].iov_len = pb->size;
+		}
+		while (done < k) {
+			ssize_t s = shmq_pipe_send_bulk(e->p, v + done, k - done, SHMQ_NOWAIT);
+
+			if (s == -EAGAIN)
+				relax(&spins, pb->pinned);
+			else if (s < 0)
+				return (int)s;
+			else
+				done += (size_t)s;
+		}
+		i += k;
+	}
+	return 0;
+}
+
+static int tput_rx_bulk(struct ep *e, uint8_t *buf)
+{
+	struct pb *pb = e->pb;
+	size_t lens[PB_BULK];
+	uint32_t spins = 0;
+
+	for (uint64_t i = 0; i < pb->n;) {
+		ssize_t k = shmq_pipe_recv_bulk(e->p, buf, PB_BULK * PB_MAXMSG, lens, PB_BULK,
+						SHMQ_NOWAIT);
+		size_t off = 0;
+
+		if (k == -EAGAIN) {
+			relax(&spins, pb->pinned);
+			continue;
+		}
+		if (k < 0)
+			return (int)k;
+		for (ssize_t j = 0; j < k; j++, i++) {
+			uint64_t seq;
+
+			memcpy(&seq, buf + off, 8);
+			if (lens[j] != pb->size || seq != i)
+				return -EPROTO;
+			off += lens[j];
+		}
+	}
+	return 0;
+}
+
+/* 4096-byte messages written and read in place. */
+static int tput_tx_zc(struct ep *e, const uint8_t *src)
+{
+	struct pb *pb = e->pb;
+
+	for (uint64_t i = 0; i < pb->n; i++) {
+		void *slot;
+		int rc = shmq_pipe_reserve(e->p, pb->size, &slot, SHMQ_FOREVER);
+
+		if (rc)
+			return rc;
+		memcpy(slot, src, pb->size);
+		memcpy(slot, &i, 8);
+		rc = shmq_pipe_commit(e->p, pb->size, 0);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int tput_rx_zc(struct ep *e)
+{
+	struct pb *pb = e->pb;
+	uint64_t sink = 0;
+
+	for (uint64_t i = 0; i < pb->n; i++) {
+		const void *m;
+		size_t len;
+		uint64_t seq;
+		int rc = shmq_pipe_peek(e->p, &m, &len, SHMQ_FOREVER);
+
+		if (rc)
+			return rc;
+		memcpy(&seq, m, 8);
+		if (len != pb->size || seq != i)
+			return -EPROTO;
+		sink += fold(m, len);
+		shmq_pipe_consume(e->p);
+	}
+	pb->sink = sink;
+	return 0;
+}
+
+/* The copying transports on the in-place work: copy out, then fold. */
+static int tput_rx_fold(struct ep *e, uint8_t *buf)
+{
+	struct pb *pb = e->pb;
+	uint64_t sink = 0;
+
+	for (uint64_t i = 0; i < pb->n; i++) {
+		uint64_t seq;
+		int rc;
+
+#ifdef HAVE_CK
+		if (pb->kind == K_CK_ZC) {
+			ck_get(e, buf, pb->size);
+			rc = 0;
+		} else
+#endif
+			rc = full_read(e->rfd, buf, pb->size);
+		if (rc)
+			return rc;
+		memcpy(&seq, buf, 8);
+		if (seq != i)
+			return -EPROTO;
+		sink += fold(buf, pb->size);
+	}
+	pb->sink = sink;
+	return 0;
+}
+
+static int tput_tx_copy(struct ep *e, uint8_t *src)
+{
+	struct pb *pb = e->pb;
+
+	for (uint64_t i = 0; i < pb->n; i++) {
+		int rc;
+
+		memcpy(src, &i, 8);
+#ifdef HAVE_CK
+		if (pb->kind == K_CK_ZC) {
+			ck_put(e, src, pb->size);
+			continue;
+		}
+#endif
+		rc = full_write(e->wfd, src, pb->size);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int tput_tx(struct ep *e, uint8_t *buf)
+{
+	struct pb *pb = e->pb;
+
+	for (uint64_t i = 0; i < pb->n; i++) {
+		int rc;
+
+		memcpy(buf, &i, 8);
+		rc = ep_send(e, buf);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int tput_rx(struct ep *e, uint8_t *buf)
+{
+	struct pb *pb = e->pb;
+
+	for (uint64_t i = 0; i < pb->n; i++) {
+		uint64_t seq;
+		int rc = ep_recv(e, buf);
+
+		if (rc)
+			return rc;
+		memcpy(&seq, buf, 8);
+		if (seq != i)
+			return -EPROTO;
+	}
+	return 0;
+}
+
+static int tput_side(struct ep *e, int side)
+{
+	static uint8_t bufs[PB_BULK][PB_MAXMSG] SHMQ__ALIGNED(64);
+	struct pb *pb = e->pb;
+	int k = pb->kind, rc;
+
+	memset(bufs, 0x5a, sizeof(bufs));
+	if (side == 0) {
+		pb->t0 = bench_now_ns();
+		if (k == K_SHMQ_BULK)
+			rc = tput_tx_bulk(e, bufs);
+		else if (k == K_SHMQ_ZC)
+			rc = tput_tx_zc(e, bufs[0]);
+		else if (k == K_CK_ZC || k == K_PIPE2_ZC)
+			rc = tput_tx_copy(e, bufs[0]);
+		else
+			rc = tput_tx(e, bufs[0]);
+		return rc;
+	}
+	if (k == K_SHMQ_BULK)
+		rc = tput_rx_bulk(e, bufs[0]);
+	else if (k == K_SHMQ_ZC)
+		rc = tput_rx_zc(e);
+	else if (k == K_CK_ZC || k == K_PIPE2_ZC)
+		rc = tput_rx_fold(e, bufs[0]);
+	else
+		rc = tput_rx(e, bufs[0]);
+	pb->t1 = bench_now_ns();
+	return rc;
+}
+
+/* ---------------------------------------------------------------- round trip */
+
+static int raw_wait(const uint64_t *word, uint64_t want, bool pinned)
+{
+	uint32_t spins = 0;
+
+	/* pairs with the peer's store_release in rt_once */
+	while (shmq__load_acquire(word) != want)
+		relax(&spins, pinned);
+	return 0;
+}
+
+/* One round trip number seq: side 0 pings and waits, side 1 echoes. */
+static inline int rt_once(struct ep *e, int side, uint64_t seq, uint8_t *buf)
+{
+	struct pb *pb = e->pb;
+	int rc;
+
+	if (pb->kind == K_RAW) {
+		uint64_t mine = 2 * seq + (uint64_t)side + 1;
+
+		if (side == 1)
+			raw_wait(&pb->word, mine - 1, pb->pinned);
+		/* publishes mine; pairs with the peer's load_acquire in raw_wait */
+		shmq__store_release(&pb->word, mine);
+		if (side == 0)
+			raw_wait(&pb->word, mine + 1, pb->pinned);
+		return 0;
+	}
+	if (side == 0) {
+		memcpy(buf, &seq, 8);
+		rc = ep_send(e, buf);
+		return rc ? rc : ep_recv(e, buf);
+	}
+	rc = ep_recv(e, buf);
+	return rc ? rc : ep_send(e, buf);
+}
+
+static int rt_side(struct ep *e, int side)
+{
+	static uint8_t buf[PB_MAXMSG] SHMQ__ALIGNED(64);
+	struct pb *pb = e->pb;
+	uint64_t seq = 0;
+	int64_t prev;
+	int rc = 0;
+
+	for (uint64_t i = 0; i < pb->warmup && !rc; i++)
+		rc = rt_once(e, side, seq++, buf);
+	for (uint64_t b = 0; b < pb->batches && !rc; b++) {
+		int64_t t0 = bench_now_ns();
+
+		for (uint64_t i = 0; i < pb->batch && !rc; i++)
+			rc = rt_once(e, side, seq++, buf);
+		if (side == 0)
+			pb->batch_ns[b] = (double)(bench_now_ns() - t0) / (double)pb->batch;
+	}
+	prev = bench_now_ns();
+	for (uint64_t i = 0; i < pb->timed && !rc; i++) {
+		int64_t now;
+
+		rc = rt_once(e, side, seq++, buf);
+		now = bench_now_ns();
+		if (side == 0)
+			bench_hist_record(&pb->hist[0], (uint64_t)(now - prev));
+		prev = now;
+	}
+	return rc;
+}
+
+/* ---------------------------------------------------------------- driver */
+
+static int pb_side(void *arg, int side)
+{
+	struct pb *pb = arg;
+	struct ep e;
+	int rc = ep_open(&e, pb, side);
+
+	if (!rc) {
+		if (side == 1)
+			shmq__store_release(&pb->ready, 1u); /* pairs with wait_ready's load */
+		else
+			rc = wait_ready(pb);
+	}
+	if (!rc)
+		rc = pb->rt ? rt_side(&e, side) : tput_side(&e, side);
+	ep_close(&e);
+	return rc;
+}
+
+struct pb_run {
+	struct bench *b;
+	struct pb *pb;
+	int seq;          /* names of pipes and queues made in this run */
+	shmq_region *r;
+	bool have_mq;
+};
+
+static size_t ck_entries(uint32_t size)
+{
+	size_t n = PB_CAP / size;
+
+	return n < 4 ? 4 : n;
+}
+
+/* Make the transport for one measurement (before the fork). */
+static int pb_setup(struct pb_run *run)
+{
+	struct pb *pb = run->pb;
+	int k = pb->kind;
+
+	if (k <= K_SHMQ_ZC) {
+		struct shmq_pipe_opts o = { .capacity = PB_CAP };
+		shmq_pipe *end1;
+		int rc;
+
+		snprintf(pb->pname, sizeof(pb->pname), "p%d", run->seq++);
+		rc = shmq_pipe_create(run->r, pb->pname, &o, &pb->h0, &end1);
+		if (rc)
+			return rc;
+		shmq_pipe_close(end1); /* the child opens its own */
+	} else if (k == K_PIPE2 || k == K_PIPE2_ZC) {
+		for (int d = 0; d < 2; d++) {
+			if (pipe(pb->fd[d]))
+				return -errno;
+			fcntl(pb->fd[d][1], F_SETPIPE_SZ, (int)PB_CAP);
+		}
+	} else if (k == K_SEQPACKET) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pb->fd[0]))
+			return -errno;
+	} else if (k == K_MQ) {
+		struct mq_attr a = { .mq_maxmsg = 10, .mq_msgsize = pb->size };
+
+		for (int d = 0; d < 2; d++) {
+			char name[64];
+
+			snprintf(name, sizeof(name), "/shmq-bench-%d-%d", (int)getpid(), run->seq++);
+			pb->mq[d] = mq_open(name, O_CREAT | O_EXCL | O_RDWR, 0600, &a);
+			if (pb->mq[d] == (mqd_t)-1)
+				return -errno;
+			mq_unlink(name);
+		}
+	}
+#ifdef HAVE_CK
+	else if (k == K_CK || k == K_CK_ZC) {
+		size_t n = ck_entries(pb->size);
+
+		for (int d = 0; d < 2; d++) {
+			pb->ckbuf[d] = bench_shared_alloc(n * pb->size);
+			if (!pb->ckbuf[d])
+				return -ENOMEM;
+			ck_ring_init(&pb->ckr[d], (unsigned)n);
+		}
+	}
+#endif
+	return 0;
+}
+
+static void pb_teardown(struct pb_run *run)
+{
+	struct pb *pb = run->pb;
+	int k = pb->kind;
+
+	if (k <= K_SHMQ_ZC && pb->h0)
+		shmq_pipe_close(pb->h0);
+	pb->h0 = NULL;
+	if (k == K_PIPE2 || k == K_PIPE2_ZC)
+		for (int d = 0; d < 2; d++) {
+			close(pb->fd[d][0]);
+			close(pb->fd[d][1]);
+		}
+	if (k == K_SEQPACKET) {
+		close(pb->fd[0][0]);
+		close(pb->fd[0][1]);
+	}
+	if (k == K_MQ)
+		for (int d = 0; d < 2; d++)
+			mq_close(pb->mq[d]);
+#ifdef HAVE_CK
+	if (k == K_CK || k == K_CK_ZC)
+		for (int d = 0; d < 2; d++)
+			bench_shared_free(pb->ckbuf[d], ck_entries(pb->size) * pb->size);
+#endif
+}
+
+/* Run one measurement of kind on the current work parameters. */
+static int pb_measure(struct pb_run *run, int kind)
+{
+	struct pb *pb = run->pb;
+	int rc;
+
+	pb->kind = kind;
+	pb->ready = 0;
+	pb->word = 0;
+	pb->t0 = pb->t1 = 0;
+	bench_hist_init(&pb->hist[0]);
+	rc = pb_setup(run);
+	if (!rc)
+		rc = bench_pair_procs(run->b, pb_side, pb);
+	pb_teardown(run);
+	return rc;
+}
+
+/* Messages per second of the last throughput measurement, in millions. */
+static double pb_mmsgs(const struct pb *pb)
+{
+	return (double)pb->n / (double)(pb->t1 - pb->t0) * 1e3;
+}
+
+static int pb_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+static double pb_median_batch(struct pb *pb)
+{
+	uint64_t n = pb->batches;
+
+	qsort(pb->batch_ns, n, sizeof(double), pb_cmp);
+	return n % 2 ? pb->batch_ns[n / 2] : (pb->batch_ns[n / 2 - 1] + pb->batch_ns[n / 2]) / 2;
+}
+
+static const char *ck_name(void)
+{
+#ifdef HAVE_CK
+	return "ck_ring spsc";
+#else
+	return NULL;
+#endif
+}
+
+/* Throughput at one size: busy and bulk beside ck_ring; blocking beside the
+ * kernel's three. */
+static int pb_tput_size(struct pb_run *run, uint32_t size)
+{
+	struct bench *b = run->b;
+	struct pb *pb = run->pb;
+	bool small = size <= 64;
+	double busy, bulk, block, ck = 0, p2, sp, mq = 0;
+	int rc;
+
+	pb->rt = false;
+	pb->size = size;
+	pb->n = small ? bench_scale(b, 20000000, 2000000)
+		      : bench_scale(b, size == 1024 ? 4000000 : 1000000, 100000);
+	if ((rc = pb_measure(run, K_SHMQ_BUSY)))
+		return rc;
+	busy = pb_mmsgs(pb);
+	if ((rc = pb_measure(run, K_SHMQ_BULK)))
+		return rc;
+	bulk = pb_mmsgs(pb);
+#ifdef HAVE_CK
+	if ((rc = pb_measure(run, K_CK)))
+		return rc;
+	ck = pb_mmsgs(pb);
+#endif
+	pb->n = small ? bench_scale(b, 2000000, 200000) : bench_scale(b, 500000, 50000);
+	if ((rc = pb_measure(run, K_SHMQ_BLOCK)))
+		return rc;
+	block = pb_mmsgs(pb);
+	if ((rc = pb_measure(run, K_PIPE2)))
+		return rc;
+	p2 = pb_mmsgs(pb);
+	if ((rc = pb_measure(run, K_SEQPACKET)))
+		return rc;
+	sp = pb_mmsgs(pb);
+	if (run->have_mq) {
+		rc = pb_measure(run, K_MQ);
+		if (rc == -EMFILE || rc == -ENOSPC || rc == -EACCES || rc == -ENOSYS || rc == -EINVAL) {
+			bench_note(b, "POSIX mq unavailable (%s): no mq baseline", strerror(-rc));
+			run->have_mq = false;
+		} else if (rc) {
+			return rc;
+		}
+		mq = pb_mmsgs(pb);
+	}
+	rc = bench_report_sized(b, "pipe busy, 1 msg/call", size, "Mmsg/s", busy, ck_name(), ck, true);
+	if (!rc)
+		rc = bench_report_sized(b, "pipe busy, bulk 32/call", size, "Mmsg/s", bulk, ck_name(), ck,
+					true);
+	if (!rc)
+		rc = bench_report_sized(b, "pipe blocking vs pipe(2)", size, "Mmsg/s", block, "pipe(2)",
+					p2, true);
+	if (!rc)
+		rc = bench_report_sized(b, "pipe blocking vs seqpacket", size, "Mmsg/s", block,
+					"AF_UNIX SOCK_SEQPACKET", sp, true);
+	if (!rc && run->have_mq)
+		rc = bench_report_sized(b, "pipe blocking vs mq", size, "Mmsg/s", block, "POSIX mq", mq,
+					true);
+	return rc;
+}
+
+/* 4096-byte messages in place, GB/s. */
+static int pb_zero_copy(struct pb_run *run)
+{
+	struct bench *b = run->b;
+	struct pb *pb = run->pb;
+	double zc, p2, ck = 0;
+	int rc;
+
+	pb->rt = false;
+	pb->size = 4096;
+	pb->n = bench_scale(b, 2000000, 200000);
+	if ((rc = pb_measure(run, K_SHMQ_ZC)))
+		return rc;
+	zc = pb_mmsgs(pb) * 4096 / 1e3;
+#ifdef HAVE_CK
+	if ((rc = pb_measure(run, K_CK_ZC)))
+		return rc;
+	ck = pb_mmsgs(pb) * 4096 / 1e3;
+#endif
+	pb->n = bench_scale(b, 500000, 50000);
+	if ((rc = pb_measure(run, K_PIPE2_ZC)))
+		return rc;
+	p2 = pb_mmsgs(pb) * 4096 / 1e3;
+	rc = bench_report(b, "pipe reserve/commit + peek/consume 4096B", "GB/s", zc, ck_name(), ck, true);
+	if (!rc)
+		rc = bench_report(b, "pipe reserve/commit 4096B vs pipe(2)", "GB/s", zc, "pipe(2)", p2, true);
+	return rc;
+}
+
+/* Round trip of kind: the median batch mean (ns); the histogram stays in pb. */
+static int pb_rt(struct pb_run *run, int kind, bool slow, double *ns, struct bench_hist *h)
+{
+	struct pb *pb = run->pb;
+	struct bench *b = run->b;
+	int rc;
+
+	pb->rt = true;
+	pb->size = PB_RT_SIZE;
+	pb->warmup = slow ? bench_scale(b, 500, 100) : bench_scale(b, 20000, 2000);
+	pb->batch = slow ? 50 : 1000;
+	pb->batches = slow ? bench_scale(b, 100, 20) : bench_scale(b, 200, 40);
+	pb->timed = slow ? bench_scale(b, 5000, 500) : bench_scale(b, 100000, 10000);
+	rc = pb_measure(run, kind);
+	if (rc)
+		return rc;
+	*ns = pb_median_batch(pb);
+	bench_hist_init(h);
+	bench_hist_merge(h, &pb->hist[0]);
+	return 0;
+}
+
+static int pb_round_trips(struct pb_run *run)
+{
+	struct bench *b = run->b;
+	struct bench_hist *h[8];
+	double raw, busy, ck = 0, sleep, block, p2, sp, mq = 0;
+	int rc = 0;
+
+	for (int i = 0; i < 8; i++)
+		if (!(h[i] = bench_hist_new()))
+			rc = -ENOMEM;
+	if (!rc)
+		rc = pb_rt(run, K_RAW, false, &raw, h[0]);
+	if (!rc)
+		rc = pb_rt(run, K_SHMQ_BUSY, false, &busy, h[1]);
+#ifdef HAVE_CK
+	if (!rc)
+		rc = pb_rt(run, K_CK, false, &ck, h[2]);
+#endif
+	if (!rc)
+		rc = pb_rt(run, K_SHMQ_SLEEP, true, &sleep, h[3]);
+	if (!rc)
+		rc = pb_rt(run, K_SHMQ_BLOCK, true, &block, h[4]);
+	if (!rc)
+		rc = pb_rt(run, K_PIPE2, true, &p2, h[5]);
+	if (!rc)
+		rc = pb_rt(run, K_SEQPACKET, true, &sp, h[6]);
+	if (!rc && run->have_mq)
+		rc = pb_rt(run, K_MQ, true, &mq, h[7]);
+	if (!rc)
+		rc = bench_report(b, "round trip 64B awake (busy)", "ns", busy, "cache-line round trip",
+				  raw, false);
+	if (!rc && ck_name())
+		rc = bench_report(b, "round trip 64B awake vs ck_ring", "ns", busy, ck_name(), ck, false);
+	if (!rc)
+		rc = bench_report_latency(b, "round trip 64B awake, each", h[1], "cache-line", h[0]);
+	if (!rc)
+		rc = bench_report(b, "round trip 64B asleep (spin 0) vs pipe(2)", "ns", sleep, "pipe(2)",
+				  p2, false);
+	if (!rc)
+		rc = bench_report(b, "round trip 64B asleep vs seqpacket", "ns", sleep,
+				  "AF_UNIX SOCK_SEQPACKET", sp, false);
+	if (!rc && run->have_mq)
+		rc = bench_report(b, "round trip 64B asleep vs mq", "ns", sleep, "POSIX mq", mq, false);
+	if (!rc)
+		rc = bench_report(b, "round trip 64B blocking (spin, sleep) vs pipe(2)", "ns", block,
+				  "pipe(2)", p2, false);
+	if (!rc)
+		rc = bench_report_latency(b, "round trip 64B asleep, each", h[3], "pipe(2)", h[5]);
+	for (int i = 0; i < 8; i++)
+		bench_hist_free(h[i]);
+	return rc;
+}
+
+int bench_pipe(struct bench *b)
+{
+	struct shmq_region_opts o = { .size = (size_t)64 << 20 };
+	struct pb_run run = { .b = b, .have_mq = true };
+	static const uint32_t sizes[] = { 8, 64, 1024, 4096 };
+	int rc;
+
+	run.pb = bench_shared_alloc(sizeof(*run.pb));
+	if (!run.pb)
+		return -ENOMEM;
+	run.pb->pinned = bench_pinned(b);
+	snprintf(run.pb->region, sizeof(run.pb->region), "/shmq-bench-pipe-%d", (int)getpid());
+	rc = shmq_region_create(run.pb->region, &o, &run.r);
+	for (size_t i = 0; !rc && i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		rc = pb_tput_size(&run, sizes[i]);
+	if (!rc)
+		rc = pb_zero_copy(&run);
+	if (!rc)
+		rc = pb_round_trips(&run);
+	if (run.r) {
+		shmq_region_close(run.r);
+		shmq_region_unlink(run.pb->region);
+	}
+	bench_shared_free(run.pb, sizeof(*run.pb));
+	return rc;
+}
