@@ -14,6 +14,7 @@
 #include "atomic.h"
 #include "introspect.h"
 #include "lock_impl.h"
+#include "mpmc.h"
 #include "region.h"
 
 /* ---- facts ---- */
@@ -140,10 +141,50 @@ static void describe_barrier(shmq_region *r, const void *mem, uint64_t size,
 	shmq__stat_u64(st, "sleepers", shmq__load_relaxed(&b->sleepers)); /* a snapshot */
 }
 
+/* Queue (mpmc.h: the object is the ring's control block and slots): depth
+ * and capacity in messages, positions as message counters, sleepers on both
+ * sides, shutdown, and the claims of dead processes skipped or dropped. */
+static void describe_queue(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
+{
+	const struct shmq__mpmc_shared *q = mem;
+
+	(void)r;
+	/* a snapshot: every load below is relaxed, nothing is ordered against it */
+	if (size < sizeof(*q) || shmq__load_relaxed(&q->magic) != SHMQ__MPMC_MAGIC ||
+	    shmq__load_relaxed(&q->version) != SHMQ__MPMC_VERSION) {
+		st->status = -EBADMSG;
+		return;
+	}
+	uint32_t cap = shmq__load_relaxed(&q->capacity);
+	if (!SHMQ__IS_POW2(cap) || cap > SHMQ__MPMC_CAP_MAX || shmq__load_relaxed(&q->footprint) > size)
+		st->status = -EBADMSG;
+	uint64_t head = shmq__load_relaxed(&q->head), tail = shmq__load_relaxed(&q->tail);
+	int64_t used = (int64_t)(tail - head);
+	/* each index may lag its slots by one (mpmc.h): -2 <= used <= cap + 2 */
+	if (used < -2 || used > (int64_t)cap + 2)
+		st->status = -EBADMSG;
+	uint32_t getters = shmq__load_relaxed(&q->data_sleepers);
+	uint32_t putters = shmq__load_relaxed(&q->space_sleepers);
+	shmq__stat_u64(st, "depth", used < 0 ? 0 : used > (int64_t)cap ? cap : (uint64_t)used);
+	shmq__stat_u64(st, "capacity", cap);
+	shmq__stat_str(st, "unit", "msgs");
+	shmq__stat_u64(st, "max_msg", shmq__load_relaxed(&q->max_msg));
+	shmq__stat_u64(st, "msgs_in", tail);
+	shmq__stat_u64(st, "msgs_out", head);
+	shmq__stat_u64(st, "sleepers", (uint64_t)getters + putters);
+	shmq__stat_u64(st, "getters_asleep", getters);
+	shmq__stat_u64(st, "putters_asleep", putters);
+	shmq__stat_bool(st, "shutdown", shmq__load_relaxed(&q->shut) != 0);
+	shmq__stat_u64(st, "skipped", shmq__load_relaxed(&q->skipped));
+	shmq__stat_u64(st, "dropped", shmq__load_relaxed(&q->dropped));
+}
+
 static const obj_describe_fn obj_describers[SHMQ__OBJ_TYPE_MAX] = {
 	[SHMQ__OBJ_NONE] = NULL,
 	[SHMQ__OBJ_LOCK] = describe_lock,
 	[SHMQ__OBJ_BARRIER] = describe_barrier,
+	[SHMQ__OBJ_PIPE] = shmq__pipe_describe,
+	[SHMQ__OBJ_QUEUE] = describe_queue,
 	[SHMQ__OBJ_BLOB] = NULL, /* raw bytes: nothing but its size */
 };
 

@@ -78,4 +78,9 @@ const struct shmq__stat_kv *shmq__stat_get(const struct shmq__obj_stat *st, cons
  * st->status = -EBADMSG. */
 void shmq__stat_owner(struct shmq__obj_stat *st, shmq_region *r, const char *prefix, uint32_t id);
 
+/* ---- describers that live with their module (their layout is private) ---- */
+
+/* pipe.c */
+void shmq__pipe_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st);
+
 #endif /* SHMQ__INTROSPECT_H */

@@ -21,6 +21,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <shmq.h>
@@ -28,6 +29,7 @@
 #include "alloc.h"
 #include "atomic.h"
 #include "compiler.h"
+#include "introspect.h"
 #include "region.h"
 #include "spsc.h"
 #include "wait.h"
@@ -699,4 +701,83 @@ bool shmq__pipe_readable(shmq_pipe *p)
 	if (tail != head)
 		return true; /* data, or corruption that recv reports */
 	return end_check(p, p->peer, false) != 0;
+}
+
+/* ---- introspection (shmq stat): read only, trusts nothing ---- */
+
+/* Facts about end e: holders (live handles' owners) and gone. */
+static void describe_end(shmq_region *r, const struct pipe_end *e, int end,
+			 struct shmq__obj_stat *st)
+{
+	char key[SHMQ__STAT_KEY_MAX];
+	uint64_t holders = 0, alive = 0;
+
+	for (int i = 0; i < SHMQ_PIPE_HOLDERS; i++) {
+		uint64_t v = shmq__load_relaxed(&e->slot[i]); /* a snapshot */
+		uint32_t id = (uint32_t)(v >> 32);
+		if (!v)
+			continue;
+		holders++;
+		if (id != ANON_ID && shmq__region_id_alive(r, id) == 1)
+			alive++;
+	}
+	snprintf(key, sizeof(key), "end%d_holders", end);
+	shmq__stat_u64(st, key, holders);
+	snprintf(key, sizeof(key), "end%d_alive", end);
+	shmq__stat_u64(st, key, alive);
+	snprintf(key, sizeof(key), "end%d_gone", end);
+	shmq__stat_bool(st, key, shmq__load_relaxed(&e->gone) != 0); /* a snapshot */
+}
+
+/* Bytes queued in ring d (end d -> end 1 - d), or UINT64_MAX when corrupt;
+ * adds its counters and sleepers. */
+static uint64_t describe_ring(const void *mem, uint64_t cap, int d, uint64_t *in, uint64_t *out,
+			      uint64_t *sleepers)
+{
+	const struct shmq__spsc *ring = (const void *)((const uint8_t *)mem + ring_off(cap, d));
+
+	/* a snapshot: relaxed loads, nothing ordered against them */
+	if (shmq__load_relaxed(&ring->magic) != SHMQ__SPSC_MAGIC ||
+	    shmq__load_relaxed(&ring->capacity) != cap)
+		return UINT64_MAX;
+	uint64_t head = shmq__load_relaxed(&ring->head), tail = shmq__load_relaxed(&ring->tail);
+	*in += tail;
+	*out += head;
+	*sleepers += (uint64_t)shmq__load_relaxed(&ring->cons_sleepers) +
+		     shmq__load_relaxed(&ring->prod_sleepers);
+	return tail - head <= cap ? tail - head : UINT64_MAX;
+}
+
+void shmq__pipe_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
+{
+	const struct pipe_shared *sh = mem;
+	uint64_t in = 0, out = 0, sleepers = 0, depth[2];
+
+	/* magic, version and capacity are written once by init: relaxed */
+	uint64_t cap = size >= sizeof(*sh) ? shmq__load_relaxed(&sh->capacity) : 0;
+	if (size < sizeof(*sh) || shmq__load_relaxed(&sh->magic) != PIPE_MAGIC ||
+	    shmq__load_relaxed(&sh->version) != PIPE_VERSION || cap < SHMQ__SPSC_CAP_MIN ||
+	    cap > SHMQ__SPSC_CAP_MAX || !SHMQ__IS_POW2(cap) || footprint_of(cap) > size) {
+		st->status = -EBADMSG;
+		return;
+	}
+	for (int d = 0; d < 2; d++) {
+		depth[d] = describe_ring(mem, cap, d, &in, &out, &sleepers);
+		if (depth[d] == UINT64_MAX) {
+			st->status = -EBADMSG;
+			depth[d] = 0;
+		}
+	}
+	shmq__stat_u64(st, "depth", depth[0] + depth[1]);
+	shmq__stat_u64(st, "capacity", 2 * cap);
+	shmq__stat_str(st, "unit", "bytes");
+	shmq__stat_u64(st, "depth_0to1", depth[0]);
+	shmq__stat_u64(st, "depth_1to0", depth[1]);
+	shmq__stat_u64(st, "bytes_in", in);
+	shmq__stat_u64(st, "bytes_out", out);
+	shmq__stat_u64(st, "sleepers", sleepers);
+	for (int e = 0; e < 2; e++)
+		describe_end(r, &sh->end[e], e, st);
+	shmq__stat_bool(st, "closed", shmq__load_relaxed(&sh->end[0].gone) ||
+				       shmq__load_relaxed(&sh->end[1].gone));
 }

@@ -88,7 +88,7 @@ done
 # ---- stat ----
 run_json "$tmp/plain.json" stat "$p-plain" || fail "stat plain exit status"
 [ "$(q "$tmp/plain.json" "sorted((o['name'], o['type']) for o in d['object_list'])")" = \
-  "[('broken', 'barrier'), ('counters', 'blob'), ('gate', 'barrier'), ('mutex', 'lock'), ('spare', 'lock'), ('table', 'blob')]" ] ||
+  "[('broken', 'barrier'), ('chan', 'pipe'), ('counters', 'blob'), ('done', 'queue'), ('gate', 'barrier'), ('jobs', 'queue'), ('mutex', 'lock'), ('spare', 'lock'), ('table', 'blob')]" ] ||
 	fail "stat plain: objects $(cat "$tmp/plain.json")"
 # obj STATEFILE OBJECT KEY: one fact of one object
 obj() {
@@ -100,6 +100,16 @@ for kv in parties:3 waiting:0 generation:0 broken:False; do
 		fail "stat plain: barrier gate ${kv%%:*} is $(obj "$tmp/plain.json" gate "${kv%%:*}"), want ${kv#*:}"
 done
 [ "$(obj "$tmp/plain.json" broken broken)" = True ] || fail "stat plain: aborted barrier not shown broken"
+for kv in depth:3 capacity:8 unit:msgs msgs_in:3 msgs_out:0 shutdown:False sleepers:0; do
+	[ "$(obj "$tmp/plain.json" jobs "${kv%%:*}")" = "${kv#*:}" ] ||
+		fail "stat plain: queue jobs ${kv%%:*} is $(obj "$tmp/plain.json" jobs "${kv%%:*}"), want ${kv#*:}"
+done
+[ "$(obj "$tmp/plain.json" done shutdown)" = True ] || fail "stat plain: shut-down queue not shown"
+# a 100-byte message is one 112-byte record (8-byte header, padded to 8)
+for kv in depth_0to1:112 depth_1to0:0 bytes_in:112 bytes_out:0 unit:bytes; do
+	[ "$(obj "$tmp/plain.json" chan "${kv%%:*}")" = "${kv#*:}" ] ||
+		fail "stat plain: pipe chan ${kv%%:*} is $(obj "$tmp/plain.json" chan "${kv%%:*}"), want ${kv#*:}"
+done
 [ "$(q "$tmp/plain.json" "[o['state']['bytes'] for o in d['object_list'] if o['name'] == 'table'][0]")" = 4096 ] ||
 	fail "stat plain: table size"
 [ "$(q "$tmp/plain.json" "len(d['process_table'])")" = 0 ] || fail "stat plain: creator detached, table not empty"
@@ -115,6 +125,11 @@ run_json "$tmp/dead.json" stat "$p-dead" || fail "stat dead exit status"
 run_json "$tmp/live.json" stat "$p-live" || fail "stat live exit status"
 [ "$(obj "$tmp/live.json" mutex holder_pid)" = "$holder" ] || fail "stat live: lock holder is not $holder"
 [ "$(obj "$tmp/live.json" mutex holder_alive)" = True ] || fail "stat live: the lock's live holder is shown dead"
+for kv in end0_alive:1 end1_alive:1 closed:False; do
+	[ "$(obj "$tmp/live.json" chan "${kv%%:*}")" = "${kv#*:}" ] ||
+		fail "stat live: pipe chan ${kv%%:*} is $(obj "$tmp/live.json" chan "${kv%%:*}"), want ${kv#*:}"
+done
+[ "$(obj "$tmp/dead.json" chan end0_alive)" = 0 ] || fail "stat dead: the dead creator's pipe end shown alive"
 [ "$(q "$tmp/live.json" "[(p['pid'], p['alive']) for p in d['process_table']]")" = "[($holder, True)]" ] ||
 	fail "stat live: holder $holder not reported alive: $(cat "$tmp/live.json")"
 

@@ -4,8 +4,10 @@
  * `shmq` tool must report.
  *
  * Each region holds two blobs ("table", "counters"), two locks ("mutex",
- * held by the creator until it detaches, or forever if it dies, and "spare")
- * and two barriers ("gate", 3 parties, and "broken", 2 parties, aborted).
+ * held by the creator until it detaches, or forever if it dies, and "spare"),
+ * two barriers ("gate", 3 parties, and "broken", 2 parties, aborted), two
+ * queues ("jobs" with 3 messages, "done" shut down) and a pipe ("chan", one
+ * 100-byte message from end 0 to end 1).
  *
  *   tools_mkregion plain NAME          a region with objects; creator detaches
  *   tools_mkregion hold NAME SECONDS   the same, creator stays attached and
@@ -35,6 +37,37 @@
 
 static shmq_lock *lock, *spare;
 static shmq_barrier *gate, *broken;
+static shmq_queue *jobs, *done;
+static shmq_pipe *chan0, *chan1;
+
+/* A queue "jobs" (capacity 8) holding 3 messages, a queue "done" shut down,
+ * and a pipe "chan" with one 100-byte message in flight from end 0 to end 1. */
+static int make_rings(shmq_region *r)
+{
+	struct shmq_queue_opts qo = { .capacity = 8, .max_msg = 64 };
+	char msg[100] = "hello";
+	int rc = shmq_queue_create(r, "jobs", &qo, &jobs);
+
+	for (int i = 0; i < 3 && !rc; i++)
+		rc = shmq_queue_put(jobs, msg, 16, SHMQ_NOWAIT);
+	if (!rc)
+		rc = shmq_queue_create(r, "done", &qo, &done);
+	if (!rc)
+		rc = shmq_queue_shutdown(done);
+	if (!rc)
+		rc = shmq_pipe_create(r, "chan", NULL, &chan0, &chan1);
+	if (!rc)
+		rc = shmq_pipe_send(chan0, msg, sizeof(msg), SHMQ_NOWAIT);
+	return rc;
+}
+
+static void close_rings(void)
+{
+	shmq_queue_close(jobs);
+	shmq_queue_close(done);
+	shmq_pipe_close(chan0);
+	shmq_pipe_close(chan1);
+}
 
 static int make(const char *name, shmq_region **out)
 {
@@ -63,6 +96,8 @@ static int make(const char *name, shmq_region **out)
 		rc = shmq_barrier_create(*out, "broken", 2, &broken);
 	if (!rc)
 		rc = shmq_barrier_abort(broken);
+	if (!rc)
+		rc = make_rings(*out);
 	if (rc) {
 		fprintf(stderr, "tools_mkregion: alloc: %s\n", shmq_strerror(rc));
 		shmq_region_close(*out);
@@ -150,12 +185,14 @@ int main(int argc, char **argv)
 		printf("ready\n");
 		fflush(stdout);
 		sleep((unsigned)atoi(argv[3]));
+		close_rings();
 		shmq_lock_release(lock);
 		shmq_region_close(r);
 		return 0;
 	}
 	if (strcmp(what, "die") == 0)
 		raise(SIGKILL);
+	close_rings();
 	shmq_lock_release(lock);
 	shmq_lock_close(lock);
 	shmq_lock_close(spare);

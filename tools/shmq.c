@@ -94,7 +94,8 @@ static int guard_call(guarded_fn fn, void *arg)
 struct obj_row {
 	char name[SHMQ_OBJ_NAME_MAX + 1];
 	struct shmq__obj_stat st;
-	double rate_in, rate_out; /* watch: msgs/s, NAN when unknown */
+	double rate_in, rate_out; /* watch: per second, NAN when unknown */
+	const char *rate_unit;    /* "msgs" or "bytes" */
 };
 
 struct proc_row {
@@ -323,6 +324,11 @@ static void json_obj(FILE *f, const struct obj_row *o)
 	json_num(f, o->rate_in);
 	fputs(", \"rate_out\": ", f);
 	json_num(f, o->rate_out);
+	fputs(", \"rate_unit\": ", f);
+	if (o->rate_unit)
+		json_str(f, o->rate_unit);
+	else
+		fputs("null", f);
 	fputc('}', f);
 }
 
@@ -496,9 +502,9 @@ static void stat_obj_print(const struct obj_row *ob, bool rates)
 	for (unsigned i = 0; i < ob->st.n; i++)
 		kv_print(&ob->st.kv[i]);
 	if (rates && isfinite(ob->rate_in))
-		printf(" in=%.0f/s", ob->rate_in);
+		printf(" in=%.0f %s/s", ob->rate_in, ob->rate_unit);
 	if (rates && isfinite(ob->rate_out))
-		printf(" out=%.0f/s", ob->rate_out);
+		printf(" out=%.0f %s/s", ob->rate_out, ob->rate_unit);
 	putchar('\n');
 }
 
@@ -576,8 +582,10 @@ static void watch_rates(struct snap *s, const struct snap *prev)
 		const struct obj_row *p = obj_find(prev, s->objs[i].name);
 		if (!p)
 			continue;
-		s->objs[i].rate_in = counter_rate(&s->objs[i], p, "msgs_in", dt);
-		s->objs[i].rate_out = counter_rate(&s->objs[i], p, "msgs_out", dt);
+		bool msgs = shmq__stat_get(&s->objs[i].st, "msgs_in") != NULL;
+		s->objs[i].rate_unit = msgs ? "msgs" : "bytes";
+		s->objs[i].rate_in = counter_rate(&s->objs[i], p, msgs ? "msgs_in" : "bytes_in", dt);
+		s->objs[i].rate_out = counter_rate(&s->objs[i], p, msgs ? "msgs_out" : "bytes_out", dt);
 	}
 }
 
