@@ -19,6 +19,7 @@ BENCH_SUBCOMMAND(limits, "machine limits: cache-line round trip between two core
 BENCH_SUBCOMMAND(pipe, "shmq_pipe between two pinned processes: msg/s at 8..4096 B, bulk, in-place GB/s, round trips, beside pipe(2), seqpacket, mq, ck_ring")
 
 /* module mpmc ring and queue */
+BENCH_SUBCOMMAND(queue, "MPMC queue: 1p1c/2p2c/4p4c processes, busy and blocking, beside ck_ring MPMC, POSIX mq, AF_UNIX seqpacket")
 
 /* module proc and run */
 BENCH_SUBCOMMAND(spawn, "spawn-to-exit latency: shmq_proc_spawn vs posix_spawn and fork+execve")

@@ -1,0 +1,607 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmq-bench queue: shmq_queue with N producer and N consumer processes
+ * (1p1c, 2p2c, 4p4c; producers pinned to core 0, consumers to core 1), beside
+ * POSIX mq, an AF_UNIX SOCK_SEQPACKET socketpair and ConcurrencyKit's
+ * ck_ring MPMC (when built with it), on the same work.
+ *
+ *  - busy: shmq_queue_put / get with SHMQ_NOWAIT in a polling loop, one
+ *    message per call, beside ck_ring_enqueue_mpmc / ck_ring_dequeue_mpmc of
+ *    a struct of the message's size (one message per call, the same loop:
+ *    cpu_relax, sched_yield every 64 failed tries);
+ *  - blocking: shmq_queue_put / get with SHMQ_FOREVER (spin, then futex),
+ *    beside mq_send / mq_receive and send / recv on the socketpair, which
+ *    always sleep in the kernel.
+ *  Every transport is 1024 messages deep where the system allows it (mq
+ *  falls back to its default depth and says so); messages are 8, 64, 1024
+ *  and 4096 bytes for 1p1c, 64 bytes for 2p2c and 4p4c.  Each run lasts a
+ *  fixed time; every consumer checks per-producer FIFO order.
+ *  - stall: every consumer reads the clock once per 128 messages; the
+ *    largest gap while producers were still putting is the run's stall.
+ *    A queue must never stall over 100 ms.
+ *  - scaling: 2p2c and 4p4c throughput over 1p1c's, same mode, 64 bytes.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef HAVE_CK
+#include <ck_ring.h>
+#endif
+
+#include <shmq.h>
+
+#include "atomic.h"
+#include "compiler.h"
+
+#include "bench.h"
+
+#define QB_DEPTH     1024u
+#define QB_MAXMSG    4096u
+#define QB_WORKERS   8u
+#define QB_STALL_EVERY 128u
+#define QB_DEADLINE_NS 60000000000LL /* a loaded box, not a hang */
+#define QB_POISON    UINT64_C(0x00ffffffffffffff)
+
+enum qb_kind { QK_BUSY, QK_BLOCK, QK_MQ, QK_SEQPACKET, QK_CK, QK_COUNT };
+
+static const char *const qb_kind_name[QK_COUNT] = {
+	"shmq busy", "shmq blocking", "POSIX mq", "AF_UNIX seqpacket", "ck_ring MPMC",
+};
+
+struct qb_m8 { uint64_t w[1]; };
+struct qb_m64 { uint64_t w[8]; };
+struct qb_m1024 { uint64_t w[128]; };
+struct qb_m4096 { uint64_t w[512]; };
+
+#ifdef HAVE_CK
+CK_RING_PROTOTYPE(qm8, qb_m8)
+CK_RING_PROTOTYPE(qm64, qb_m64)
+CK_RING_PROTOTYPE(qm1024, qb_m1024)
+CK_RING_PROTOTYPE(qm4096, qb_m4096)
+#endif
+
+/* Per worker, one line each. */
+struct qb_worker {
+	uint64_t count;   /* consumer: messages received (poison excluded) */
+	int64_t t_end;    /* consumer: when it received its poison */
+	int64_t max_gap;  /* consumer: largest gap between clock reads before stop */
+	int32_t err;      /* nonzero: transport error or FIFO violation */
+	uint8_t pad[36];
+};
+_Static_assert(sizeof(struct qb_worker) == SHMQ__CACHELINE, "one line per worker");
+
+/* Everything the processes see (MAP_SHARED, made before the forks). */
+struct qb_shared {
+	uint32_t ready;   /* workers attached */
+	uint32_t go;      /* start */
+	uint32_t stop;    /* producers stop putting */
+	uint32_t pad0;
+	int64_t t_start;
+	uint8_t pad1[40];
+	struct qb_worker w[QB_WORKERS];
+#ifdef HAVE_CK
+	struct ck_ring ck SHMQ__ALIGNED(SHMQ__CACHELINE);
+#endif
+};
+SHMQ__LINE_ALIGNED_FIELD(struct qb_shared, w);
+
+struct qb_run {
+	struct bench *b;
+	enum qb_kind kind;
+	unsigned np, nc;
+	size_t size;
+	int64_t duration_ns;
+	struct qb_shared *sh;
+	void *ckbuf;
+	size_t ckbuf_size;
+	char region_name[64];
+	char mq_name[64];
+	long mq_depth;
+	int sv[2];
+};
+
+/* A worker's own view of the transport. */
+struct qb_end {
+	struct qb_run *run;
+	shmq_region *r;
+	shmq_queue *q;
+	mqd_t mq;
+	int fd;
+};
+
+/* ---------------------------------------------------------------- transport */
+
+static int qb_setup(struct qb_run *run)
+{
+	switch (run->kind) {
+	case QK_BUSY:
+	case QK_BLOCK: {
+		struct shmq_region_opts o = { .size = 16u << 20 };
+		struct shmq_queue_opts qo = { QB_DEPTH, QB_MAXMSG };
+		shmq_region *r;
+		shmq_queue *q;
+		int rc;
+
+		snprintf(run->region_name, sizeof(run->region_name), "/shmq-bench-queue-%d",
+			 (int)getpid());
+		shmq_region_unlink(run->region_name);
+		rc = shmq_region_create(run->region_name, &o, &r);
+		if (rc)
+			return rc;
+		rc = shmq_queue_create(r, "bench", &qo, &q);
+		if (rc == 0)
+			shmq_queue_close(q);
+		shmq_region_close(r); /* the children open it by name */
+		return rc;
+	}
+	case QK_MQ: {
+		long depths[2] = { QB_DEPTH, 10 };
+
+		snprintf(run->mq_name, sizeof(run->mq_name), "/shmq-bench-queue-%d", (int)getpid());
+		for (int i = 0; i < 2; i++) {
+			struct mq_attr a = { .mq_maxmsg = depths[i], .mq_msgsize = (long)run->size };
+			mqd_t mq;
+
+			mq_unlink(run->mq_name);
+			mq = mq_open(run->mq_name, O_CREAT | O_EXCL | O_RDWR, 0600, &a);
+			if (mq != (mqd_t)-1) {
+				mq_close(mq);
+				run->mq_depth = depths[i];
+				return 0;
+			}
+		}
+		return -errno;
+	}
+	case QK_SEQPACKET: {
+		int buf = (int)(QB_DEPTH * (run->size + 64));
+
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, run->sv))
+			return -errno;
+		setsockopt(run->sv[0], SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+		setsockopt(run->sv[1], SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+		return 0;
+	}
+	case QK_CK:
+#ifdef HAVE_CK
+		run->ckbuf_size = QB_DEPTH * run->size;
+		run->ckbuf = bench_shared_alloc(run->ckbuf_size);
+		if (!run->ckbuf)
+			return -ENOMEM;
+		ck_ring_init(&run->sh->ck, QB_DEPTH);
+		return 0;
+#else
+		return -ENOTSUP;
+#endif
+	default:
+		return -EINVAL;
+	}
+}
+
+static void qb_teardown(struct qb_run *run)
+{
+	switch (run->kind) {
+	case QK_BUSY:
+	case QK_BLOCK:
+		shmq_region_unlink(run->region_name);
+		break;
+	case QK_MQ:
+		mq_unlink(run->mq_name);
+		break;
+	case QK_SEQPACKET:
+		close(run->sv[0]);
+		close(run->sv[1]);
+		break;
+	case QK_CK:
+		if (run->ckbuf)
+			bench_shared_free(run->ckbuf, run->ckbuf_size);
+		run->ckbuf = NULL;
+		break;
+	default:
+		break;
+	}
+}
+
+static int qb_attach(struct qb_run *run, struct qb_end *e, bool producer)
+{
+	memset(e, 0, sizeof(*e));
+	e->run = run;
+	switch (run->kind) {
+	case QK_BUSY:
+	case QK_BLOCK: {
+		int rc = shmq_region_open(run->region_name, &e->r);
+
+		return rc ? rc : shmq_queue_open(e->r, "bench", &e->q);
+	}
+	case QK_MQ:
+		e->mq = mq_open(run->mq_name, producer ? O_WRONLY : O_RDONLY);
+		return e->mq == (mqd_t)-1 ? -errno : 0;
+	case QK_SEQPACKET:
+		e->fd = producer ? run->sv[0] : run->sv[1];
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/* A failed try in a polling loop: relax, and yield now and then (the peer
+ * may share our core). */
+static inline void qb_backoff(uint32_t *tries)
+{
+	if (++*tries % 64 == 0)
+		sched_yield();
+	else
+		shmq__cpu_relax();
+}
+
+#ifdef HAVE_CK
+static bool qb_ck_put(struct qb_run *run, const void *msg)
+{
+	struct ck_ring *ck = &run->sh->ck;
+
+	switch (run->size) {
+	case 8: return ck_ring_enqueue_mpmc_qm8(ck, run->ckbuf, (struct qb_m8 *)msg);
+	case 64: return ck_ring_enqueue_mpmc_qm64(ck, run->ckbuf, (struct qb_m64 *)msg);
+	case 1024: return ck_ring_enqueue_mpmc_qm1024(ck, run->ckbuf, (struct qb_m1024 *)msg);
+	default: return ck_ring_enqueue_mpmc_qm4096(ck, run->ckbuf, (struct qb_m4096 *)msg);
+	}
+}
+
+static bool qb_ck_get(struct qb_run *run, void *buf)
+{
+	struct ck_ring *ck = &run->sh->ck;
+
+	switch (run->size) {
+	case 8: return ck_ring_dequeue_mpmc_qm8(ck, run->ckbuf, buf);
+	case 64: return ck_ring_dequeue_mpmc_qm64(ck, run->ckbuf, buf);
+	case 1024: return ck_ring_dequeue_mpmc_qm1024(ck, run->ckbuf, buf);
+	default: return ck_ring_dequeue_mpmc_qm4096(ck, run->ckbuf, buf);
+	}
+}
+#endif
+
+/* One message; 0 or -errno. */
+static int qb_put(struct qb_end *e, const void *msg)
+{
+	struct qb_run *run = e->run;
+	uint32_t tries = 0;
+	int rc;
+
+	switch (run->kind) {
+	case QK_BUSY:
+		while ((rc = shmq_queue_put(e->q, msg, run->size, SHMQ_NOWAIT)) == -EAGAIN)
+			qb_backoff(&tries);
+		return rc;
+	case QK_BLOCK:
+		return shmq_queue_put(e->q, msg, run->size, SHMQ_FOREVER);
+	case QK_MQ:
+		while (mq_send(e->mq, msg, run->size, 0))
+			if (errno != EINTR)
+				return -errno;
+		return 0;
+	case QK_SEQPACKET:
+		while (send(e->fd, msg, run->size, 0) < 0)
+			if (errno != EINTR)
+				return -errno;
+		return 0;
+	case QK_CK:
+#ifdef HAVE_CK
+		while (!qb_ck_put(run, msg))
+			qb_backoff(&tries);
+		return 0;
+#endif
+	default:
+		return -EINVAL;
+	}
+}
+
+/* One message into buf (QB_MAXMSG bytes); its length or -errno. */
+static ssize_t qb_get(struct qb_end *e, void *buf)
+{
+	struct qb_run *run = e->run;
+	uint32_t tries = 0;
+	ssize_t n;
+
+	switch (run->kind) {
+	case QK_BUSY:
+		while ((n = shmq_queue_get(e->q, buf, QB_MAXMSG, SHMQ_NOWAIT)) == -EAGAIN)
+			qb_backoff(&tries);
+		return n;
+	case QK_BLOCK:
+		return shmq_queue_get(e->q, buf, QB_MAXMSG, SHMQ_FOREVER);
+	case QK_MQ:
+		while ((n = mq_receive(e->mq, buf, QB_MAXMSG, NULL)) < 0)
+			if (errno != EINTR)
+				return -errno;
+		return n;
+	case QK_SEQPACKET:
+		while ((n = recv(e->fd, buf, QB_MAXMSG, 0)) < 0)
+			if (errno != EINTR)
+				return -errno;
+		return n;
+	case QK_CK:
+#ifdef HAVE_CK
+		while (!qb_ck_get(run, buf))
+			qb_backoff(&tries);
+		return (ssize_t)run->size;
+#endif
+	default:
+		return -EINVAL;
+	}
+}
+
+/* ---------------------------------------------------------------- workers */
+
+static void qb_wait_go(struct qb_shared *sh)
+{
+	shmq__fetch_add_seq_cst(&sh->ready, 1);
+	/* pairs with the parent's store_release of go */
+	while (!shmq__load_acquire(&sh->go))
+		sched_yield();
+}
+
+static int qb_producer(struct qb_run *run, unsigned id)
+{
+	uint64_t msg[QB_MAXMSG / 8] = { 0 };
+	struct qb_end e;
+	int rc = qb_attach(run, &e, true);
+
+	if (rc)
+		return rc;
+	qb_wait_go(run->sh);
+	/* relaxed: a flag polled once per message; nothing is published by it */
+	for (uint64_t seq = 0; !shmq__load_relaxed(&run->sh->stop); seq++) {
+		msg[0] = (uint64_t)id << 56 | seq;
+		rc = qb_put(&e, msg);
+		if (rc)
+			return rc;
+	}
+	msg[0] = (uint64_t)id << 56 | QB_POISON; /* one per consumer: np == nc */
+	return qb_put(&e, msg);
+}
+
+static int qb_consumer(struct qb_run *run, unsigned id)
+{
+	uint64_t buf[QB_MAXMSG / 8];
+	int64_t last[QB_WORKERS];
+	struct qb_worker *w = &run->sh->w[id];
+	struct qb_end e;
+	int64_t t_prev;
+	uint64_t count = 0;
+	int rc = qb_attach(run, &e, false);
+
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < QB_WORKERS; i++)
+		last[i] = -1;
+	qb_wait_go(run->sh);
+	t_prev = bench_now_ns();
+	for (;;) {
+		ssize_t n = qb_get(&e, buf);
+		uint64_t p, seq;
+
+		if (n < 8)
+			return n < 0 ? (int)n : -EBADMSG;
+		p = buf[0] >> 56;
+		seq = buf[0] & QB_POISON;
+		if (seq == QB_POISON)
+			break;
+		if (p >= QB_WORKERS || (int64_t)seq <= last[p])
+			return -EPROTO; /* per-producer FIFO violated */
+		last[p] = (int64_t)seq;
+		if (++count % QB_STALL_EVERY == 0) {
+			int64_t t = bench_now_ns();
+
+			/* relaxed: only stalls while producers run count */
+			if (t - t_prev > w->max_gap && !shmq__load_relaxed(&run->sh->stop))
+				w->max_gap = t - t_prev;
+			t_prev = t;
+		}
+	}
+	w->t_end = bench_now_ns();
+	w->count = count;
+	return 0;
+}
+
+struct qb_child {
+	struct qb_run *run;
+	unsigned id;
+	bool producer;
+};
+
+static int qb_child_main(void *arg, int side)
+{
+	struct qb_child *c = arg;
+
+	(void)side;
+	return c->producer ? qb_producer(c->run, c->id) : qb_consumer(c->run, c->id);
+}
+
+static pid_t qb_fork(struct qb_run *run, unsigned id, bool producer)
+{
+	struct qb_child c = { run, id, producer };
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid < 0 ? -errno : pid;
+	bench_pin_side(run->b, producer ? 0 : 1);
+	_exit(qb_child_main(&c, producer ? 0 : 1) == 0 ? 0 : 1);
+}
+
+/* ---------------------------------------------------------------- one run */
+
+struct qb_result {
+	double mmsg_s;
+	double stall_ms;
+};
+
+static void qb_start(struct qb_run *run)
+{
+	struct timespec ts = { run->duration_ns / 1000000000, run->duration_ns % 1000000000 };
+
+	while (shmq__load_seq_cst(&run->sh->ready) < run->np + run->nc)
+		usleep(200);
+	run->sh->t_start = bench_now_ns(); /* published by the release of go */
+	shmq__store_release(&run->sh->go, 1u); /* pairs with qb_wait_go's acquire */
+	nanosleep(&ts, NULL);
+	shmq__store_seq_cst(&run->sh->stop, 1u);
+}
+
+static int qb_collect(struct qb_run *run, struct qb_result *res)
+{
+	uint64_t total = 0;
+	int64_t end = 0, gap = 0;
+
+	for (unsigned i = 0; i < run->nc; i++) {
+		const struct qb_worker *w = &run->sh->w[i];
+
+		total += w->count;
+		end = w->t_end > end ? w->t_end : end;
+		gap = w->max_gap > gap ? w->max_gap : gap;
+	}
+	if (end <= run->sh->t_start)
+		return -EPROTO;
+	res->mmsg_s = (double)total / (double)(end - run->sh->t_start) * 1e3;
+	res->stall_ms = (double)gap / 1e6;
+	return 0;
+}
+
+static int qb_measure(struct bench *b, struct qb_shared *sh, enum qb_kind kind, unsigned n,
+		      size_t size, struct qb_result *res)
+{
+	struct qb_run run = { .b = b, .kind = kind, .np = n, .nc = n, .size = size, .sh = sh,
+			      .duration_ns = (int64_t)bench_scale(b, 300, 60) * 1000000 };
+	pid_t pids[2 * QB_WORKERS];
+	unsigned started = 0;
+	int rc, err = 0;
+
+	memset(sh, 0, sizeof(*sh));
+	rc = qb_setup(&run);
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < 2 * n && err == 0; i++) {
+		pid_t pid = qb_fork(&run, i % n, i < n);
+
+		if (pid < 0)
+			err = (int)pid;
+		else
+			pids[started++] = pid;
+	}
+	if (err == 0)
+		qb_start(&run);
+	for (unsigned i = 0; i < started; i++) {
+		if (err)
+			kill(pids[i], SIGKILL);
+		rc = bench_proc_wait(pids[i], QB_DEADLINE_NS);
+		err = err ? err : rc;
+	}
+	if (err == 0)
+		err = qb_collect(&run, res);
+	if (kind == QK_MQ && run.mq_depth != QB_DEPTH && bench_run_index(b) == 0 && size == 64 && n == 1)
+		bench_note(b, "POSIX mq limited to %ld messages deep", run.mq_depth);
+	qb_teardown(&run);
+	return err;
+}
+
+/* ---------------------------------------------------------------- reporting */
+
+/* All kinds at one configuration; a baseline that cannot run is reported
+ * as missing (NaN), never as zero. */
+static int qb_config(struct bench *b, struct qb_shared *sh, unsigned n, size_t size,
+		     struct qb_result out[QK_COUNT])
+{
+	for (int k = 0; k < QK_COUNT; k++) {
+		int rc = qb_measure(b, sh, (enum qb_kind)k, n, size, &out[k]);
+
+		if (rc && (k == QK_BUSY || k == QK_BLOCK))
+			return rc;
+		if (rc) {
+			if (bench_run_index(b) == 0)
+				bench_note(b, "%s %up%uc %zuB: %s", qb_kind_name[k], n, n, size,
+					   strerror(-rc));
+			out[k].mmsg_s = out[k].stall_ms = -1;
+		}
+	}
+	return 0;
+}
+
+static int qb_report_pair(struct bench *b, const char *series, size_t size, double shmq,
+			  const struct qb_result *base, enum qb_kind k)
+{
+	if (base->mmsg_s < 0)
+		return bench_report_sized(b, series, size, "Mmsg/s", shmq, NULL, 0, true);
+	return bench_report_sized(b, series, size, "Mmsg/s", shmq, qb_kind_name[k], base->mmsg_s,
+				  true);
+}
+
+static int qb_report(struct bench *b, unsigned n, size_t size, const struct qb_result *r)
+{
+	char series[96];
+	int rc;
+
+	snprintf(series, sizeof(series), "queue busy %up%uc", n, n);
+	rc = qb_report_pair(b, series, size, r[QK_BUSY].mmsg_s, &r[QK_CK], QK_CK);
+	snprintf(series, sizeof(series), "queue blocking %up%uc vs mq", n, n);
+	rc = rc ? rc : qb_report_pair(b, series, size, r[QK_BLOCK].mmsg_s, &r[QK_MQ], QK_MQ);
+	snprintf(series, sizeof(series), "queue blocking %up%uc vs seqpacket", n, n);
+	rc = rc ? rc : qb_report_pair(b, series, size, r[QK_BLOCK].mmsg_s, &r[QK_SEQPACKET],
+				      QK_SEQPACKET);
+	if (rc || size != 64)
+		return rc;
+	snprintf(series, sizeof(series), "queue max stall busy %up%uc 64B", n, n);
+	rc = r[QK_CK].stall_ms >= 0
+		     ? bench_report(b, series, "ms", r[QK_BUSY].stall_ms, "ck_ring MPMC",
+				    r[QK_CK].stall_ms, false)
+		     : bench_report(b, series, "ms", r[QK_BUSY].stall_ms, NULL, 0, false);
+	snprintf(series, sizeof(series), "queue max stall blocking %up%uc 64B", n, n);
+	return rc ? rc : bench_report(b, series, "ms", r[QK_BLOCK].stall_ms, NULL, 0, false);
+}
+
+static int qb_report_scaling(struct bench *b, unsigned n, const struct qb_result *r,
+			     const struct qb_result *one)
+{
+	char name[96];
+	int rc;
+
+	snprintf(name, sizeof(name), "queue busy %up%uc / 1p1c 64B", n, n);
+	rc = bench_report(b, name, "x", r[QK_BUSY].mmsg_s / one[QK_BUSY].mmsg_s, NULL, 0, true);
+	snprintf(name, sizeof(name), "queue blocking %up%uc / 1p1c 64B", n, n);
+	return rc ? rc : bench_report(b, name, "x", r[QK_BLOCK].mmsg_s / one[QK_BLOCK].mmsg_s,
+				      NULL, 0, true);
+}
+
+int bench_queue(struct bench *b)
+{
+	static const size_t sizes[] = { 64, 8, 1024, 4096 };
+	static const unsigned ns[] = { 2, 4 };
+	struct qb_result one64[QK_COUNT] = { { 0, 0 } }, r[QK_COUNT];
+	struct qb_shared *sh = bench_shared_alloc(sizeof(*sh));
+	int rc = 0;
+
+	if (!sh)
+		return -ENOMEM;
+	for (size_t i = 0; i < SHMQ__ARRAY_SIZE(sizes) && rc == 0; i++) {
+		rc = qb_config(b, sh, 1, sizes[i], r);
+		rc = rc ? rc : qb_report(b, 1, sizes[i], r);
+		if (sizes[i] == 64)
+			memcpy(one64, r, sizeof(r));
+	}
+	for (size_t i = 0; i < SHMQ__ARRAY_SIZE(ns) && rc == 0; i++) {
+		rc = qb_config(b, sh, ns[i], 64, r);
+		rc = rc ? rc : qb_report(b, ns[i], 64, r);
+		rc = rc ? rc : qb_report_scaling(b, ns[i], r, one64);
+	}
+	bench_shared_free(sh, sizeof(*sh));
+	return rc;
+}
