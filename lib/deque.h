@@ -40,6 +40,7 @@
 #define SHMQ__DEQUE_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -92,6 +93,14 @@ int64_t shmq__deque_size(const struct shmq__deque *d);
 
 /* The cold path: reported when an index read from shared memory is absurd. */
 int shmq__deque_corrupt(void);
+
+/* A hint for the owner: true when the deque looks empty (relaxed loads;
+ * thieves may be changing it).  Owner only. */
+static inline bool shmq__deque_maybe_empty(const struct shmq__deque *d)
+{
+	/* relaxed: a heuristic, nothing is read through it */
+	return (int64_t)(shmq__load_relaxed(&d->ctl->bottom) - shmq__load_relaxed(&d->ctl->top)) <= 0;
+}
 
 /*
  * Push item at the bottom.  Owner only (one thread of one process).

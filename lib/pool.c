@@ -91,6 +91,7 @@
 #define IDLE_SPIN_NS     (50 * 1000)          /* steal attempts before sleeping */
 #define IDLE_SLICE_NS    (50 * 1000 * 1000)   /* idle sleep; then check the creator */
 #define WAIT_SLICE_NS    (20 * 1000 * 1000)   /* callers: supervise this often */
+#define CALLER_SPIN_NS   1000                 /* callers: spin before sleeping */
 #define FRAME_NAP_NS     (200 * 1000)         /* a sync's sleep between help attempts */
 #define FRAME_CHECK_NS   (20 * 1000 * 1000)   /* a sync checks its thief this often */
 #define HELP_DEPTH_MAX   64u                  /* nested task runs while syncing */
@@ -128,7 +129,8 @@ struct pool_slot {
 	uint32_t restarts;
 	uint64_t area_off;  /* the deque, then the frames */
 	int32_t pid;
-	uint8_t pad0[SHMQ__CACHELINE - 20];
+	uint32_t want;      /* set by thieves that found the deque empty */
+	uint8_t pad0[SHMQ__CACHELINE - 24];
 	/* line 1: written by the worker */
 	uint32_t id;        /* the worker's owner id in the region */
 	uint32_t claim;     /* job + 1 while it claims a chunk */
@@ -348,7 +350,7 @@ struct frame_priv {
 	void *out;
 	shmq_task_fn fn;
 	uint32_t tag;
-	uint32_t pad;
+	uint32_t in_size;
 };
 
 struct worker {
@@ -361,6 +363,8 @@ struct worker {
 	struct pool_frame *frames;
 	uint64_t frames_off;
 	unsigned sp;       /* frames in use */
+	unsigned pub;      /* frames below pub were pushed on the deque; the
+			    * others are private: no thief can see them */
 	unsigned depth;    /* nested task runs */
 	uint32_t tag;
 	uint64_t rng;
@@ -369,6 +373,8 @@ struct worker {
 	struct task_table tt;
 	const char *cache_name; /* spawn's one-entry name cache */
 	int cache_idx;
+	uint32_t cache_ver; /* tt.version the cache belongs to */
+	shmq_task_fn cache_fn;
 	/* per frame, private: where the result goes and how to run it */
 	struct frame_priv *fp;
 };
@@ -596,6 +602,18 @@ static void range_run(struct worker *w, unsigned j, uint64_t lo, uint64_t hi)
 		chunk_run(w, j, lo);
 }
 
+/* memcpy for the small argument copies of spawn: the common sizes get a
+ * constant-size copy the compiler inlines. */
+static inline void arg_copy(void *dst, const void *src, size_t n)
+{
+	if (n == 4)
+		memcpy(dst, src, 4);
+	else if (n == 8)
+		memcpy(dst, src, 8);
+	else if (n)
+		memcpy(dst, src, n);
+}
+
 static uint32_t frame_in_span(uint32_t in_size)
 {
 	return SHMQ__ALIGN_UP(in_size, 16u);
@@ -722,6 +740,10 @@ static bool steal_any(struct worker *w, uint64_t *word)
 			shmq__store_relaxed(&w->slot->steals, w->steals); /* statistics only */
 			return true;
 		}
+		/* ask the victim to publish its private frames; relaxed: a
+		 * hint it reads at its next spawn or sync */
+		if (rc == -EAGAIN && !shmq__load_relaxed(&w->h->slots[v].want))
+			shmq__store_relaxed(&w->h->slots[v].want, 1);
 	}
 	return false;
 }
@@ -866,27 +888,69 @@ static inline __attribute__((always_inline)) int frame_join(struct worker *w, un
 	return frame_wait(w, k);
 }
 
+/* Run private frame k (never pushed: no thief can have it) in place.  It is
+ * popped first, so that spawns inside it may reuse its slot; its input is
+ * copied out of the slot for that reason. */
+static inline __attribute__((always_inline)) int frame_run_private(struct worker *w, unsigned k)
+{
+	struct frame_priv fp = w->fp[k];
+	uint8_t in[POOL_FRAME_DATA];
+
+	arg_copy(in, w->frames[k].data, fp.in_size);
+	w->sp = k;
+	return task_exec(w, fp.fn, fp.in_size ? in : NULL, fp.out);
+}
+
+static void frames_publish(struct worker *w);
+
 static int frames_sync(struct worker *w, unsigned base)
 {
 	int err = 0;
 
 	while (w->sp > base) {
 		unsigned k = w->sp - 1;
-		int st = frame_join(w, k);
+		int st;
 
+		if (k >= w->pub && shmq__load_relaxed(&w->slot->want)) /* a hint */
+			frames_publish(w); /* a thief waits: let it take the older ones */
+		if (k >= w->pub) {
+			st = frame_run_private(w, k);
+		} else {
+			st = frame_join(w, k);
+			w->sp = k;
+			w->pub = k;
+		}
 		if (st)
 			err = st; /* the last one kept is the earliest spawn's */
-		w->sp = k;
 	}
 	return err;
 }
 
+/* Push the private frames, oldest first, so that thieves can take them.  A
+ * frame that does not fit the deque stays private (it runs at its sync). */
+static void frames_publish(struct worker *w)
+{
+	while (w->pub < w->sp) {
+		unsigned k = w->pub;
+		uint64_t off = w->frames_off + (uint64_t)k * sizeof(struct pool_frame);
+
+		if (shmq__deque_push(&w->dq, word_sub(off, w->fp[k].tag)))
+			break;
+		w->pub = k + 1;
+	}
+	if (shmq__load_relaxed(&w->slot->want)) /* a hint, see steal_any */
+		shmq__store_relaxed(&w->slot->want, 0);
+	idle_wake(w->h, false, 1);
+}
+
 static int spawn_lookup(struct worker *w, const char *task)
 {
-	if (SHMQ__LIKELY(task == w->cache_name))
+	if (SHMQ__LIKELY(task == w->cache_name && w->cache_ver == w->tt.version))
 		return w->cache_idx;
 	w->cache_idx = task_lookup(&w->tt, task);
 	w->cache_name = w->cache_idx >= 0 ? task : NULL;
+	w->cache_fn = w->cache_idx >= 0 ? w->tt.v[w->cache_idx]->fn : NULL;
+	w->cache_ver = w->tt.version;
 	return w->cache_idx;
 }
 
@@ -918,7 +982,7 @@ SHMQ_API int shmq_pool_spawn(struct shmq_pool_group *g, const char *task, const 
 	idx = spawn_lookup(w, task);
 	if (idx < 0)
 		return idx;
-	fn = w->tt.v[idx]->fn;
+	fn = w->cache_fn;
 	if (g->n == 0)
 		g->base = w->sp;
 	else if (g->base + g->n != w->sp)
@@ -931,19 +995,22 @@ SHMQ_API int shmq_pool_spawn(struct shmq_pool_group *g, const char *task, const 
 	w->fp[k].tag = w->tag;
 	w->fp[k].out = out;
 	w->fp[k].fn = fn;
+	w->fp[k].in_size = (uint32_t)in_size;
 	/* relaxed: published with the frame by the push's release store */
 	shmq__store_relaxed(&f->task_idx, (uint32_t)idx);
 	shmq__store_relaxed(&f->task_hash, w->tt.hash[idx]);
 	shmq__store_relaxed(&f->in_size, (uint16_t)in_size);
 	shmq__store_relaxed(&f->out_size, (uint16_t)out_size);
-	if (in_size)
-		memcpy(f->data, in, in_size);
+	arg_copy(f->data, in, in_size);
+	/* published with the frame by the push's release store */
 	shmq__store_relaxed(&f->state, frame_pending(w->tag));
-	if (shmq__deque_push(&w->dq, word_sub(w->frames_off + (uint64_t)k * sizeof(*f), w->tag)))
-		return spawn_now(w, g, fn, in, out);
 	w->sp = k + 1;
 	g->n++;
-	idle_wake(w->h, false, 1);
+	/* The frame stays private (no atomic operation at its sync) unless a
+	 * thief asked for work or our deque is empty: then every private
+	 * frame is pushed, so there is always something to steal. */
+	if (shmq__load_relaxed(&w->slot->want) || shmq__deque_maybe_empty(&w->dq))
+		frames_publish(w);
 	return 0;
 }
 
@@ -958,6 +1025,12 @@ SHMQ_API int shmq_pool_sync(struct shmq_pool_group *g)
 		return -EINVAL;
 	if (g->n && g->base + g->n != w->sp)
 		return -EINVAL;
+	/* the common case of one private subtask: run it here */
+	if (g->n == 1 && g->base >= w->pub && !g->err &&
+	    !shmq__load_relaxed(&w->slot->want)) { /* a hint, see steal_any */
+		g->n = 0;
+		return frame_run_private(w, g->base);
+	}
 	err = g->n ? frames_sync(w, g->base) : 0;
 	e = g->err ? g->err : err;
 	g->n = 0;
@@ -1747,6 +1820,44 @@ static bool async_check(shmq_async *a)
 	return true;
 }
 
+/*
+ * The creator's wait for a job: a short spin without yielding (a worker that
+ * was awake finishes a small job within it), then a futex sleep of at most
+ * WAIT_SLICE_NS, with the sleeper count of wait.h.  Not the generic
+ * spin-then-yield of shmq__wait_word: on a 2-core machine a waiter that spins
+ * and yields takes the core the worker it waits for needs.
+ * 0: done changed; -EINTR: the slice ended; -ETIMEDOUT.
+ */
+static int job_done_wait(struct pool_job *job, int64_t deadline)
+{
+	int64_t now = shmq_now_ns(), until = now + CALLER_SPIN_NS;
+	int rc;
+
+	for (unsigned i = 1;; i++) {
+		/* pairs with job_chunk_done's seq_cst CAS of done */
+		if (shmq__load_acquire(&job->done) != JOB_RUNNING)
+			return 0;
+		if (i % 16 == 0 && (now = shmq_now_ns()) > until)
+			break;
+		shmq__cpu_relax();
+	}
+	if (deadline != SHMQ__NO_DEADLINE && deadline <= now)
+		return -ETIMEDOUT;
+	until = deadline == SHMQ__NO_DEADLINE || deadline - now > WAIT_SLICE_NS ?
+		now + WAIT_SLICE_NS : deadline;
+	shmq__fetch_add_seq_cst(&job->done_sleepers, 1);
+	/* Dekker with job_chunk_done: our increment and this load are seq_cst,
+	 * as are its CAS of done and its load of the sleepers */
+	if (shmq__load_seq_cst(&job->done) != JOB_RUNNING)
+		rc = 0;
+	else
+		rc = shmq__futex_wait(&job->done, JOB_RUNNING, until);
+	shmq__fetch_sub_seq_cst(&job->done_sleepers, 1);
+	if (rc == -ETIMEDOUT && until != deadline)
+		return -EINTR;
+	return rc;
+}
+
 static int async_wait_until(shmq_async *a, int64_t deadline)
 {
 	struct pool_job *job;
@@ -1764,8 +1875,7 @@ static int async_wait_until(shmq_async *a, int64_t deadline)
 			pool_supervise_maybe(a->p);
 			return -ETIMEDOUT;
 		}
-		rc = shmq__wait_word(&job->done, JOB_RUNNING, &job->done_sleepers, deadline,
-				     WAIT_SLICE_NS);
+		rc = job_done_wait(job, deadline);
 		if (rc == -EINTR)
 			pool_supervise_maybe(a->p);
 	}

@@ -172,11 +172,16 @@ SHMQ_API int shmq_pool_worker_stats(shmq_pool *p, unsigned i, struct shmq_pool_w
  *             return rc;
  *     }
  *
- * shmq_pool_spawn queues task(in) -> out on the calling worker's deque, where
- * it runs on this worker at the sync or on another worker that steals it; in
- * is copied at once (in_size + out_size <= SHMQ_POOL_SPAWN_MAX); out is
- * written by the sync and must stay valid until then.  When the worker's
- * deque or frame stack is full the subtask runs at once instead.
+ * shmq_pool_spawn records task(in) -> out on the calling worker's frame stack;
+ * it runs on this worker at the sync, or on another worker that steals it;
+ * in is copied at once (in_size rounded up to 16, plus out_size, at most
+ * SHMQ_POOL_SPAWN_MAX); out is written by the sync and must stay valid until
+ * then.  Frames are private (synced without any atomic operation) until an
+ * idle worker asks for work or the spawner's deque is empty; they are then
+ * pushed on the deque, oldest first, at the spawner's next spawn or sync.  So
+ * a subtask becomes stealable at such a point, not in the middle of a long
+ * stretch of code without spawn or sync.  When the frame stack (1024) is full
+ * the subtask runs at once instead.
  * shmq_pool_sync waits for every subtask spawned into g (since g's first spawn
  * or its last sync), running other tasks meanwhile, copies their results and
  * returns 0 or the first error in spawn order.  Groups must be synced in the
