@@ -32,8 +32,50 @@ command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 is needed to check t
 [ -d /dev/shm ] || { echo "SKIP: no /dev/shm"; exit 77; }
 
 # q FILE EXPR: evaluate a Python expression over the JSON document d in FILE.
+# The expression may call check(d) (ls) or expect(d, "OBJ.KEY=VALUE", ...)
+# (stat), which print each mismatch on stderr.
 q() {
-	python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
+	python3 - "$1" "$2" "$p" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = sys.argv[3]
+
+def check(d):
+    st = {r["name"]: r for r in d["regions"]}
+    want = {"plain": "ok", "dead": "ok", "live": "ok", "corrupt": "corrupt", "baddir": "ok"}
+    for n, w in want.items():
+        got = st.get("/%s-%s" % (p, n), {}).get("status")
+        if got != w:
+            print("%s is %s, want %s" % (n, got, w), file=sys.stderr)
+    if st.get("/%s-baddir" % p, {}).get("directory_corrupt") is not True:
+        print("baddir's corrupt entry not flagged", file=sys.stderr)
+    if st.get("/%s-live" % p, {}).get("procs_alive") != 1:
+        print("live region should have 1 live process", file=sys.stderr)
+
+def expect(d, *checks):
+    objs = {o["name"]: o for o in d.get("object_list", [])}
+    for c in checks:
+        lhs, want = c.split("=", 1)
+        name, key = lhs.split(".", 1)
+        got = objs.get(name, {}).get("state", {}).get(key, "<missing>")
+        if str(got) != want:
+            print("%s is %s, want %s" % (lhs, got, want), file=sys.stderr)
+
+print(eval(sys.argv[2]))
+PY
+}
+
+# expect FILE WHAT OBJ.KEY=VALUE...: facts of objects in a stat --json document.
+expect() {
+	f=$1
+	what=$2
+	shift 2
+	args=""
+	for c in "$@"; do
+		args="$args, '$c'"
+	done
+	out=$(q "$f" "expect(d$args)" 2>&1 >/dev/null)
+	[ -z "$out" ] || fail "$what: $out"
 }
 
 # run_json OUT ARGS...: run shmq --json ARGS, keep stdout in OUT, check it parses.
@@ -53,7 +95,8 @@ $MK die "$p-dead" 2>/dev/null
 $MK corrupt "$p-corrupt" || fail "make corrupt"
 $MK baddir "$p-baddir" || fail "make baddir"
 $MK foreign "$p-foreign" || fail "make foreign"
-$MK hold "$p-live" 60 > "$tmp/holder.out" &
+# holds until cleanup kills it (the test may run long on a loaded machine)
+$MK hold "$p-live" 900 > "$tmp/holder.out" &
 holder=$!
 i=0
 until grep -q ready "$tmp/holder.out" 2>/dev/null; do
@@ -73,63 +116,31 @@ grep -q "^/$p-foreign " "$tmp/ls.txt" && fail "ls: a foreign file is listed with
 "$SHMQ" ls --all | grep -q "^/$p-foreign  *foreign " || fail "ls --all: foreign file not reported"
 
 run_json "$tmp/ls.json" ls || fail "shmq --json ls exit status"
-st=$(q "$tmp/ls.json" "{r['name']: r['status'] for r in d['regions']}")
-for pair in "plain:ok" "dead:ok" "live:ok" "corrupt:corrupt" "baddir:ok"; do
-	n=${pair%%:*}
-	want=${pair#*:}
-	got=$(q "$tmp/ls.json" "[r['status'] for r in d['regions'] if r['name'] == '/$p-$n'][0]")
-	[ "$got" = "$want" ] || fail "ls --json: $n is '$got', want '$want' ($st)"
-done
-[ "$(q "$tmp/ls.json" "[r['directory_corrupt'] for r in d['regions'] if r['name'] == '/$p-baddir'][0]")" = True ] ||
-	fail "ls --json: baddir's corrupt entry not flagged"
-[ "$(q "$tmp/ls.json" "[r['procs_alive'] for r in d['regions'] if r['name'] == '/$p-live'][0]")" = 1 ] ||
-	fail "ls --json: live region should have 1 live process"
+q "$tmp/ls.json" "check(d)" 2>&1 >/dev/null | grep . && fail "ls --json"
 
 # ---- stat ----
 run_json "$tmp/plain.json" stat "$p-plain" || fail "stat plain exit status"
 [ "$(q "$tmp/plain.json" "sorted((o['name'], o['type']) for o in d['object_list'])")" = \
   "[('broken', 'barrier'), ('chan', 'pipe'), ('counters', 'blob'), ('done', 'queue'), ('gate', 'barrier'), ('jobs', 'queue'), ('mutex', 'lock'), ('spare', 'lock'), ('table', 'blob')]" ] ||
 	fail "stat plain: objects $(cat "$tmp/plain.json")"
-# obj STATEFILE OBJECT KEY: one fact of one object
-obj() {
-	q "$1" "[o['state'].get('$3') for o in d['object_list'] if o['name'] == '$2'][0]"
-}
-[ "$(obj "$tmp/plain.json" mutex held)" = False ] || fail "stat plain: released lock shown held"
-for kv in parties:3 waiting:0 generation:0 broken:False; do
-	[ "$(obj "$tmp/plain.json" gate "${kv%%:*}")" = "${kv#*:}" ] ||
-		fail "stat plain: barrier gate ${kv%%:*} is $(obj "$tmp/plain.json" gate "${kv%%:*}"), want ${kv#*:}"
-done
-[ "$(obj "$tmp/plain.json" broken broken)" = True ] || fail "stat plain: aborted barrier not shown broken"
-for kv in depth:3 capacity:8 unit:msgs msgs_in:3 msgs_out:0 shutdown:False sleepers:0; do
-	[ "$(obj "$tmp/plain.json" jobs "${kv%%:*}")" = "${kv#*:}" ] ||
-		fail "stat plain: queue jobs ${kv%%:*} is $(obj "$tmp/plain.json" jobs "${kv%%:*}"), want ${kv#*:}"
-done
-[ "$(obj "$tmp/plain.json" done shutdown)" = True ] || fail "stat plain: shut-down queue not shown"
 # a 100-byte message is one 112-byte record (8-byte header, padded to 8)
-for kv in depth_0to1:112 depth_1to0:0 bytes_in:112 bytes_out:0 unit:bytes; do
-	[ "$(obj "$tmp/plain.json" chan "${kv%%:*}")" = "${kv#*:}" ] ||
-		fail "stat plain: pipe chan ${kv%%:*} is $(obj "$tmp/plain.json" chan "${kv%%:*}"), want ${kv#*:}"
-done
-[ "$(q "$tmp/plain.json" "[o['state']['bytes'] for o in d['object_list'] if o['name'] == 'table'][0]")" = 4096 ] ||
-	fail "stat plain: table size"
+expect "$tmp/plain.json" "stat plain" mutex.held=False spare.held=False table.bytes=4096 \
+	gate.parties=3 gate.waiting=0 gate.generation=0 gate.broken=False broken.broken=True \
+	jobs.depth=3 jobs.capacity=8 jobs.unit=msgs jobs.msgs_in=3 jobs.msgs_out=0 \
+	jobs.shutdown=False jobs.sleepers=0 done.shutdown=True \
+	chan.depth_0to1=112 chan.depth_1to0=0 chan.bytes_in=112 chan.bytes_out=0 chan.unit=bytes
 [ "$(q "$tmp/plain.json" "len(d['process_table'])")" = 0 ] || fail "stat plain: creator detached, table not empty"
 
 run_json "$tmp/dead.json" stat "$p-dead" || fail "stat dead exit status"
 [ "$(q "$tmp/dead.json" "[(p['alive']) for p in d['process_table']]")" = "[False]" ] ||
 	fail "stat dead: the dead creator is not reported dead: $(cat "$tmp/dead.json")"
 
-[ "$(obj "$tmp/dead.json" mutex held)" = True ] || fail "stat dead: lock held by the dead creator not shown held"
-[ "$(obj "$tmp/dead.json" mutex holder_alive)" = False ] || fail "stat dead: the lock's dead holder is shown alive"
-[ "$(obj "$tmp/dead.json" spare held)" = False ] || fail "stat dead: a free lock shown held"
+expect "$tmp/dead.json" "stat dead (creator killed holding the lock)" \
+	mutex.held=True mutex.holder_alive=False spare.held=False chan.end0_alive=0 chan.end1_alive=0
 
 run_json "$tmp/live.json" stat "$p-live" || fail "stat live exit status"
-[ "$(obj "$tmp/live.json" mutex holder_pid)" = "$holder" ] || fail "stat live: lock holder is not $holder"
-[ "$(obj "$tmp/live.json" mutex holder_alive)" = True ] || fail "stat live: the lock's live holder is shown dead"
-for kv in end0_alive:1 end1_alive:1 closed:False; do
-	[ "$(obj "$tmp/live.json" chan "${kv%%:*}")" = "${kv#*:}" ] ||
-		fail "stat live: pipe chan ${kv%%:*} is $(obj "$tmp/live.json" chan "${kv%%:*}"), want ${kv#*:}"
-done
-[ "$(obj "$tmp/dead.json" chan end0_alive)" = 0 ] || fail "stat dead: the dead creator's pipe end shown alive"
+expect "$tmp/live.json" "stat live" mutex.held=True "mutex.holder_pid=$holder" mutex.holder_alive=True \
+	chan.end0_alive=1 chan.end1_alive=1 chan.closed=False
 [ "$(q "$tmp/live.json" "[(p['pid'], p['alive']) for p in d['process_table']]")" = "[($holder, True)]" ] ||
 	fail "stat live: holder $holder not reported alive: $(cat "$tmp/live.json")"
 
