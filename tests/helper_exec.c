@@ -4,6 +4,8 @@
  *
  *   helper_exec region        inherit the region, answer the parent's "ping"
  *                             in the blob "talk" with "pong <pid>"
+ *   helper_exec pipe          inherit the region, open end 1 of the pipe "chan",
+ *                             answer each message m with "pong <pid> m" until EOF
  *   helper_exec print         print "cwd=<cwd> var=<$SHMQ_TEST_VAR> region=<env>"
  *   helper_exec fds           print the open descriptors, one per line
  *   helper_exec gen N         write N pattern bytes to stdout and to stderr,
@@ -55,6 +57,35 @@ static int do_region(void)
 		usleep(1000);
 	shmq_region_close(r);
 	return 0;
+}
+
+static int do_pipe(void)
+{
+	char in[256], out[300];
+	shmq_region *r;
+	shmq_pipe *p;
+	ssize_t n;
+	int rc = 0;
+
+	if (shmq_region_inherit(&r))
+		return 50;
+	if (shmq_pipe_open(r, "chan", 1, &p)) {
+		shmq_region_close(r);
+		return 51;
+	}
+	while ((n = shmq_pipe_recv(p, in, sizeof(in) - 1, 10 * 1000000000LL)) >= 0) {
+		in[n] = '\0';
+		snprintf(out, sizeof(out), "pong %d %s", (int)getpid(), in);
+		if (shmq_pipe_send(p, out, strlen(out), 10 * 1000000000LL)) {
+			rc = 52;
+			break;
+		}
+	}
+	if (!rc && n != -EPIPE)
+		rc = n == -ETIMEDOUT ? 54 : n == -EBADMSG ? 55 : 53; /* the parent closing its end must read as EOF */
+	shmq_pipe_close(p);
+	shmq_region_close(r);
+	return rc;
 }
 
 static int do_print(void)
@@ -122,6 +153,8 @@ int main(int argc, char **argv)
 		return 2;
 	if (!strcmp(argv[1], "region"))
 		return do_region();
+	if (!strcmp(argv[1], "pipe"))
+		return do_pipe();
 	if (!strcmp(argv[1], "print"))
 		return do_print();
 	if (!strcmp(argv[1], "fds"))

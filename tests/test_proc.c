@@ -451,6 +451,53 @@ static void test_exec_talks_over_region(void **state)
 	assert_true(no_children());
 }
 
+/* An exec'ed program inherits the region and talks over a shmq pipe. */
+static void test_exec_talks_over_pipe(void **state)
+{
+	char path[PATH_MAX + 16], buf[128], want[128];
+	char *argv[] = { path, "pipe", NULL };
+	shmq_region *r = region_new();
+	shmq_pipe *a, *b;
+	shmq_proc *p;
+
+	(void)state;
+	helper_path(path, sizeof(path));
+	assert_int_equal(shmq_pipe_create(r, "chan", NULL, &a, &b), 0);
+	/* An end never opened counts as held by its creator for as long as the
+	 * creator lives (pipe.h): open end 0 so that closing it is an EOF. */
+	{
+		shmq_pipe *a0 = a;
+
+		assert_int_equal(shmq_pipe_open(r, "chan", 0, &a), 0);
+		shmq_pipe_close(a0);
+	}
+	assert_int_equal(shmq_proc_exec(r, argv, NULL, &p), 0);
+	for (int i = 0; i < 100; i++) {
+		char msg[32];
+		ssize_t n;
+
+		snprintf(msg, sizeof(msg), "m%d", i);
+		assert_int_equal(shmq_pipe_send(a, msg, strlen(msg), 10 * 1000000000LL), 0);
+		n = shmq_pipe_recv(a, buf, sizeof(buf) - 1, 10 * 1000000000LL);
+		assert_true(n > 0);
+		buf[n] = '\0';
+		snprintf(want, sizeof(want), "pong %d %s", (int)shmq_proc_pid(p), msg);
+		assert_string_equal(buf, want);
+		if (i == 0)
+			shmq_pipe_close(b); /* the helper holds end 1 now */
+	}
+	shmq_pipe_close(a); /* EOF for the helper, which then exits 0 */
+	{
+		int code = join_code(p);
+
+		if (code)
+			print_message("helper exit %d\n", code);
+		assert_int_equal(code, 0);
+	}
+	shmq_proc_close(p);
+	shmq_region_close(r);
+}
+
 static ssize_t read_all(int fd, char *buf, size_t cap)
 {
 	size_t n = 0;
@@ -562,6 +609,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_no_leaks),
 		cmocka_unit_test(test_spawn_without_region),
 		cmocka_unit_test(test_exec_talks_over_region),
+		cmocka_unit_test(test_exec_talks_over_pipe),
 		cmocka_unit_test(test_exec_options),
 		cmocka_unit_test(test_exec_missing),
 	};
