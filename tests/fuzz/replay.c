@@ -16,6 +16,10 @@
 
 #include "fuzz.h"
 
+#ifndef FUZZ_REPLAY_ROUNDS
+#define FUZZ_REPLAY_ROUNDS 3000
+#endif
+
 static int replay_dir(const char *dir)
 {
 	struct dirent *de;
@@ -84,7 +88,7 @@ int main(int argc, char **argv)
 #else
 	const char *dir = argc > 1 ? argv[1] : NULL;
 #endif
-	long rounds = argc > 2 ? atol(argv[2]) : 3000;
+	long rounds = argc > 2 ? atol(argv[2]) : FUZZ_REPLAY_ROUNDS;
 	uint64_t seed = argc > 3 ? strtoull(argv[3], NULL, 0) : 0x5eed;
 	uint8_t buf[4 * (5 + 16)];
 	int files = dir ? replay_dir(dir) : 0;

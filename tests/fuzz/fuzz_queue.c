@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/* Fuzz target: an MPMC queue's control block (head, tail, capacity, max_msg,
+ * shutdown, sleeper words) and slots (sequence/claim words with their
+ * claimer ids, lengths, payloads) corrupted, then open, len, stats, get,
+ * put, shutdown and draining gets over it. */
+#include "config.h"
+
+#include <errno.h>
+
+#include "fuzz.h"
+#include "mpmc.h"
+#include "objimage.h"
+
+static const char *const names[] = { "q" };
+static const uint32_t types[] = { SHMQ__OBJ_QUEUE };
+
+/* Messages queued, some taken, and two claims left by the image's maker
+ * (gone once the image is reopened): a half-done put and a half-done get.
+ * The claims go through the handle's ring, the first member of the queue
+ * handle (lib/queue.c). */
+static int build(shmq_region *r)
+{
+	struct shmq__mpmc_block blk;
+	struct shmq__mpmc *m;
+	shmq_queue *q;
+	char buf[32] = "0123456789abcdefghijklmnopqrstu";
+	uint64_t pos;
+	uint32_t len;
+	int rc = shmq_queue_create(r, "q", &(struct shmq_queue_opts){ .capacity = 8, .max_msg = 32 },
+				   &q);
+
+	if (rc)
+		return rc;
+	for (unsigned i = 0; i < 6; i++)
+		shmq_queue_put(q, buf, i * 5, SHMQ_NOWAIT);
+	for (unsigned i = 0; i < 2; i++)
+		shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT);
+	m = (struct shmq__mpmc *)q;
+	shmq__mpmc_get_claim(m, sizeof(buf), &pos, &len, &blk);
+	shmq__mpmc_put_claim(m, &pos, &blk);
+	shmq_queue_close(q);
+	return 0;
+}
+
+static void readers(shmq_region *r)
+{
+	struct shmq_queue_stats st;
+	shmq_queue *q;
+	char buf[64];
+	int rc = shmq_queue_open(r, "q", &q);
+	ssize_t n;
+
+	FUZZ_EXPECT(rc, 0, -EBADMSG, -EPROTO);
+	if (rc)
+		return;
+	(void)shmq_queue_len(q);
+	FUZZ_EXPECT(shmq_queue_stats(q, &st), 0, -EBADMSG);
+	for (unsigned i = 0; i < 4; i++) {
+		n = shmq_queue_get(q, buf, i == 3 ? 4 : sizeof(buf), i % 2 ? 100000 : SHMQ_NOWAIT);
+		if (n < 0)
+			FUZZ_EXPECT(n, -EAGAIN, -ETIMEDOUT, -EMSGSIZE, -EPIPE, -EBADMSG);
+		else if ((size_t)n > sizeof(buf))
+			abort();
+	}
+	FUZZ_EXPECT(shmq_queue_put(q, buf, 7, SHMQ_NOWAIT), 0, -EAGAIN, -EPIPE, -EBADMSG);
+	FUZZ_EXPECT(shmq_queue_put(q, buf, 9, 100000), 0, -ETIMEDOUT, -EPIPE, -EBADMSG);
+	FUZZ_EXPECT(shmq_queue_put(q, buf, 64, SHMQ_NOWAIT), -EMSGSIZE, -EPIPE, -EBADMSG);
+	FUZZ_EXPECT(shmq_queue_shutdown(q), 0, -EBADMSG);
+	FUZZ_EXPECT(shmq_queue_put(q, buf, 1, SHMQ_NOWAIT), -EPIPE, -EBADMSG);
+	for (unsigned i = 0; i < 12; i++) {
+		n = shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT);
+		if (n < 0)
+			FUZZ_EXPECT(n, -EAGAIN, -EMSGSIZE, -EPIPE, -EBADMSG);
+		if (n == -EPIPE || n == -EBADMSG)
+			break;
+	}
+	(void)shmq_queue_len(q);
+	shmq_queue_close(q);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	shmq_region *r;
+	int fd = fuzz_object_image(build, names, types, 1, data, size);
+
+	if (fd < 0)
+		return 0;
+	if (shmq__region_from_fd(fd, NULL, &r) == 0) {
+		readers(r);
+		shmq_region_close(r);
+	}
+	close(fd);
+	return 0;
+}
