@@ -817,6 +817,167 @@ static void test_watch_unannounced(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* ---- queue and pipe watches, fed by another process ---- */
+
+#define XMSGS 10
+
+static int child_putter(shmq_region *r, const void *arg, size_t len)
+{
+	struct timespec ts = { 0, 5 * MS };
+	shmq_queue *q;
+
+	(void)arg;
+	(void)len;
+	if (shmq_queue_open(r, "sched.q", &q))
+		return 1;
+	for (int i = 0; i < XMSGS; i++) {
+		nanosleep(&ts, NULL);
+		if (shmq_queue_put(q, &i, sizeof(i), 5 * SEC))
+			return 2;
+	}
+	shmq_queue_close(q);
+	return 0;
+}
+SHMQ_ENTRY(child_putter);
+
+static int child_sender(shmq_region *r, const void *arg, size_t len)
+{
+	struct timespec ts = { 0, 5 * MS };
+	shmq_pipe *p;
+
+	(void)arg;
+	(void)len;
+	if (shmq_pipe_open(r, "sched.p", 1, &p))
+		return 1;
+	for (int i = 0; i < XMSGS; i++) {
+		nanosleep(&ts, NULL);
+		if (shmq_pipe_send(p, &i, sizeof(i), 5 * SEC))
+			return 2;
+	}
+	shmq_pipe_close(p); /* the watcher then sees the end gone (-EPIPE) */
+	return 0;
+}
+SHMQ_ENTRY(child_sender);
+
+struct xwatch {
+	shmq_sched *s;
+	shmq_queue *q;
+	shmq_pipe *p;
+	shmq_event *watchdog;
+	int got[XMSGS];
+	int n;
+	int fires;
+	int epipe;
+	int bad;
+};
+
+static void act_queue(void *arg)
+{
+	struct xwatch *x = arg;
+	int v;
+
+	x->fires++;
+	while (shmq_queue_get(x->q, &v, sizeof(v), SHMQ_NOWAIT) == (ssize_t)sizeof(v)) {
+		if (x->n >= XMSGS || v != x->n)
+			x->bad++;
+		else
+			x->got[x->n++] = v;
+	}
+	if (x->n == XMSGS) {
+		assert_int_equal(shmq_sched_unwatch(x->s, x->q), 0);
+		assert_int_equal(shmq_sched_cancel(x->s, x->watchdog), 0);
+	}
+}
+
+static void act_pipe(void *arg)
+{
+	struct xwatch *x = arg;
+	ssize_t r;
+	int v;
+
+	x->fires++;
+	while ((r = shmq_pipe_recv(x->p, &v, sizeof(v), SHMQ_NOWAIT)) == (ssize_t)sizeof(v)) {
+		if (x->n >= XMSGS || v != x->n)
+			x->bad++;
+		else
+			x->got[x->n++] = v;
+	}
+	if (r == -EPIPE) {
+		x->epipe++;
+		assert_int_equal(shmq_sched_unwatch(x->s, x->p), 0);
+		assert_int_equal(shmq_sched_cancel(x->s, x->watchdog), 0);
+	} else if (r != -EAGAIN) {
+		x->bad++;
+	}
+}
+
+static void act_xwatchdog(void *arg)
+{
+	struct xwatch *x = arg;
+
+	shmq_sched_unwatch(x->s, x->q ? (void *)x->q : (void *)x->p);
+}
+
+static shmq_region *anon_region(void)
+{
+	struct shmq_region_opts o = { .size = 1 << 20 };
+	shmq_region *r = NULL;
+
+	assert_int_equal(shmq_region_create(NULL, &o, &r), 0);
+	return r;
+}
+
+/* the watch fires on puts made by another process while the loop sleeps */
+static void test_watch_queue(void **state)
+{
+	shmq_sched *s = mk(state);
+	shmq_region *r = anon_region();
+	struct xwatch x = { .s = s };
+	shmq_proc *child;
+
+	assert_int_equal(shmq_queue_create(r, "sched.q", NULL, &x.q), 0);
+	assert_int_equal(shmq_sched_watch_queue(s, x.q, act_queue, &x), 0);
+	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, act_xwatchdog, &x, &x.watchdog), 0);
+	assert_int_equal(shmq_proc_spawn(r, "child_putter", NULL, 0, NULL, &child), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(shmq_proc_join(child, 10 * SEC), 0);
+	assert_int_equal(shmq_proc_exitcode(child), 0);
+	assert_int_equal(x.n, XMSGS);
+	assert_int_equal(x.bad, 0);
+	assert_true(x.fires >= 1);
+	shmq_proc_close(child);
+	shmq_queue_close(x.q);
+	shmq_region_close(r);
+	shmq_sched_destroy(s);
+}
+
+/* the pipe watch fires for each message, then once more when the peer's
+ * end is gone (recv: -EPIPE) */
+static void test_watch_pipe(void **state)
+{
+	shmq_sched *s = mk(state);
+	shmq_region *r = anon_region();
+	struct xwatch x = { .s = s };
+	shmq_pipe *end1;
+	shmq_proc *child;
+
+	assert_int_equal(shmq_pipe_create(r, "sched.p", NULL, &x.p, &end1), 0);
+	assert_int_equal(shmq_sched_watch_pipe(s, x.p, act_pipe, &x), 0);
+	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, act_xwatchdog, &x, &x.watchdog), 0);
+	assert_int_equal(shmq_proc_spawn(r, "child_sender", NULL, 0, NULL, &child), 0);
+	shmq_pipe_close(end1); /* the child holds end 1 now */
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(shmq_proc_join(child, 10 * SEC), 0);
+	assert_int_equal(shmq_proc_exitcode(child), 0);
+	assert_int_equal(x.n, XMSGS);
+	assert_int_equal(x.bad, 0);
+	assert_int_equal(x.epipe, 1);
+	shmq_proc_close(child);
+	shmq_pipe_close(x.p);
+	shmq_region_close(r);
+	shmq_sched_destroy(s);
+}
+
 #define ON(f, c, tag) { #f "/" tag, f, NULL, NULL, (void *)&c }
 #define BOTH(f) ON(f, CFG_URING, "io_uring"), ON(f, CFG_FALLBACK, "fallback")
 #define ALL(f) BOTH(f), ON(f, CFG_URING_OLD, "io_uring-old-kernel")
@@ -844,6 +1005,8 @@ int main(int argc, char **argv)
 		ALL(test_destroy_armed),
 		ALL(test_watch_word),
 		ALL(test_watch_unannounced),
+		ALL(test_watch_queue),
+		ALL(test_watch_pipe),
 	};
 
 	shmq_dispatch(argc, argv);
