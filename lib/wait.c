@@ -133,11 +133,17 @@ static bool spin_until_changed(const uint32_t *word, uint32_t old)
 int shmq__wait_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 		    int64_t deadline, int64_t slice_ns)
 {
+	if (spin_until_changed(word, old))
+		return 0;
+	return shmq__sleep_word(word, old, sleepers, deadline, slice_ns);
+}
+
+int shmq__sleep_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+		     int64_t deadline, int64_t slice_ns)
+{
 	int64_t until = deadline;
 	int rc;
 
-	if (spin_until_changed(word, old))
-		return 0;
 	if (slice_ns > 0) {
 		int64_t now = shmq_now_ns();
 

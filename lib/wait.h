@@ -64,6 +64,12 @@ int shmq__futex_wake(const uint32_t *word, int n);
 int shmq__wait_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 		    int64_t deadline, int64_t slice_ns);
 
+/* shmq__wait_word without its spin phase, for callers that spin by a policy
+ * of their own first (a barrier spins without yielding, briefly): registers
+ * in *sleepers and sleeps at once.  Same returns as shmq__wait_word. */
+int shmq__sleep_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+		     int64_t deadline, int64_t slice_ns);
+
 /* The waker's side: after changing *word with seq_cst, wake n sleepers if
  * *sleepers says there are any.  No system call when nobody sleeps. */
 void shmq__wake_word(const uint32_t *word, const uint32_t *sleepers, int n);
