@@ -46,14 +46,34 @@ struct shmq_lock {
 	uint64_t tag_hi;          /* self << 32: the owner-id half of our tags */
 };
 
+/* The calling thread's identity without a system call or thread-local
+ * state of ours: the thread pointer, which the ELF TLS ABI keeps in a
+ * register (x86-64: %fs:0 holds the TCB's own address, which is also glibc's
+ * pthread_t; AArch64: TPIDR_EL0); pthread_self() elsewhere. */
+static inline uintptr_t lock_thread_self(void)
+{
+#if defined(__x86_64__)
+	uintptr_t tp;
+
+	__asm__("mov %%fs:0, %0" : "=r"(tp));
+	return tp;
+#elif defined(__aarch64__)
+	uintptr_t tp;
+
+	__asm__("mrs %0, tpidr_el0" : "=r"(tp));
+	return tp;
+#else
+	return (uintptr_t)pthread_self();
+#endif
+}
+
 /* The calling thread's tag: owner id above, a thread key below.  The key is
- * bits 6..37 of the thread's pthread_t (the address of its control block,
- * 64-byte aligned): distinct for any two live threads of one process unless
- * their control blocks lie a multiple of 256 GiB apart.  No syscall, no
- * thread-local state. */
+ * bits 6..37 of the thread pointer (the thread's control block, 64-byte
+ * aligned): distinct for any two live threads of one process unless their
+ * control blocks lie a multiple of 256 GiB apart. */
 static inline uint64_t lock_tag(const shmq_lock *l)
 {
-	return l->tag_hi | (uint32_t)((uintptr_t)pthread_self() >> 6);
+	return l->tag_hi | (uint32_t)(lock_thread_self() >> 6);
 }
 
 static inline uint32_t lock_owner(uint32_t word)
