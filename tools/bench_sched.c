@@ -7,7 +7,7 @@
  *    cancel of a random pending event, repeated; reported in ns per
  *    operation (the pair's time / 2).  Baseline: the kernel's own timer
  *    bookkeeping, a timerfd_settime arm plus a disarm, per operation.
- *  - timer lateness: T timers 2 ms apart (T = 1000; 200 with --quick), each
+ *  - timer lateness: T timers 2 ms apart (T = 1000; 50 with --quick), each
  *    run's lateness = the time its action starts - its deadline.  The same
  *    deadlines on a bare io_uring (one IORING_OP_TIMEOUT with
  *    IORING_TIMEOUT_ABS at a time, waited for with io_uring_wait_cqe) and on a
@@ -149,7 +149,7 @@ static int ec_timerfd(uint64_t ops, double *ns_per_op)
 static int bench_enter_cancel(struct bench *b)
 {
 	static const size_t sizes[] = { 1000, 10000, 100000, 1000000 };
-	uint64_t ops = bench_scale(b, 1000000, 100000);
+	uint64_t ops = bench_scale(b, 1000000, 40000);
 	double base_ns = 0;
 	int rc;
 
@@ -289,7 +289,7 @@ static int late_round(int mode, unsigned n, struct bench_hist *h)
  * a change in the machine's load during the run falls on all of them alike. */
 static int bench_lateness(struct bench *b)
 {
-	unsigned n = (unsigned)bench_scale(b, 1000, 200);
+	unsigned n = (unsigned)bench_scale(b, 1000, 50);
 	struct bench_hist *h[H_N] = { 0 };
 	int rc = -ENOMEM;
 
