@@ -222,6 +222,156 @@ static void test_barrier(void **state)
 	shmq_barrier_close(b);
 }
 
+/* ---- queues ---- */
+
+static void test_queue(void **state)
+{
+	struct fixture *f = *state;
+	char buf[512], big[600] = { 0 };
+	shmq_queue *q, *x = NULL;
+	struct shmq_queue_stats st;
+
+	assert_int_equal(shmq_queue_create(NULL, "x", NULL, &x), -EINVAL);
+	assert_int_equal(shmq_queue_create(f->r, NULL, NULL, &x), -EINVAL);
+	assert_int_equal(shmq_queue_create(f->r, "x", NULL, NULL), -EINVAL);
+	assert_int_equal(shmq_queue_create(f->r, unterminated(f, SHMQ_OBJ_NAME_MAX + 1), NULL, &x),
+			 -EINVAL);
+	assert_int_equal(shmq_queue_create(f->r, "x",
+					   &(struct shmq_queue_opts){ .capacity = UINT32_MAX }, &x),
+			 -EINVAL);
+	assert_int_equal(shmq_queue_create(f->r, "x",
+					   &(struct shmq_queue_opts){ .max_msg = UINT32_MAX }, &x),
+			 -EINVAL);
+	{ /* fits the limits but not this 1 MiB region */
+		int rc = shmq_queue_create(f->r, "x",
+					   &(struct shmq_queue_opts){ .capacity = 1u << 20,
+								      .max_msg = 1024 },
+					   &x);
+
+		assert_true(rc == -ENOSPC || rc == -EINVAL);
+	}
+	assert_int_equal(shmq_queue_open(f->r, "x", &x), -ENOENT);
+	assert_int_equal(shmq_queue_open(f->r, unterminated(f, SHMQ_OBJ_NAME_MAX + 1), &x), -EINVAL);
+	assert_int_equal(shmq_queue_create(f->r, "q",
+					   &(struct shmq_queue_opts){ .capacity = 4, .max_msg = 512 },
+					   &q),
+			 0);
+	assert_int_equal(shmq_queue_put(NULL, "a", 1, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_queue_get(NULL, buf, sizeof(buf), SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_queue_shutdown(NULL), -EINVAL);
+	assert_int_equal(shmq_queue_stats(NULL, &st), -EINVAL);
+	assert_int_equal(shmq_queue_len(NULL), 0);
+	shmq_queue_close(NULL);
+	assert_int_equal(shmq_queue_put(q, NULL, 4, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_queue_put(q, big, sizeof(big), SHMQ_NOWAIT), -EMSGSIZE);
+	assert_int_equal(shmq_queue_put(q, big, SIZE_MAX, SHMQ_NOWAIT), -EMSGSIZE);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), MS), -ETIMEDOUT);
+	/* too small a buffer: the message stays queued */
+	assert_int_equal(shmq_queue_put(q, "hello", 5, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_queue_get(q, buf, 2, SHMQ_NOWAIT), -EMSGSIZE);
+	assert_int_equal(shmq_queue_get(q, NULL, 0, SHMQ_NOWAIT), -EMSGSIZE);
+	assert_int_equal(shmq_queue_len(q), 1);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 5);
+	/* full */
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(shmq_queue_put(q, "", 0, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_queue_put(q, "", 0, SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_queue_put(q, "", 0, MS), -ETIMEDOUT);
+	/* shut down: puts refused, gets drain then -EPIPE, shutdown idempotent */
+	assert_int_equal(shmq_queue_shutdown(q), 0);
+	assert_int_equal(shmq_queue_shutdown(q), 0);
+	assert_int_equal(shmq_queue_put(q, "", 0, SHMQ_NOWAIT), -EPIPE);
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EPIPE);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_FOREVER), -EPIPE);
+	assert_int_equal(shmq_queue_stats(q, &st), 0);
+	assert_true(st.shut_down);
+	shmq_queue_close(q);
+	/* placement */
+	assert_int_equal(shmq_queue_footprint(&(struct shmq_queue_opts){ .max_msg = UINT32_MAX }), 0);
+	assert_int_equal(shmq_queue_init(NULL, 4096, NULL, 0), -EINVAL);
+	assert_int_equal(shmq_queue_attach(f->r, NULL, 4096, &x), -EINVAL);
+}
+
+/* ---- pipes ---- */
+
+static void test_pipe(void **state)
+{
+	struct fixture *f = *state;
+	char buf[256];
+	shmq_pipe *a, *b, *x = NULL;
+	const void *msg;
+	size_t len;
+	void *slot;
+
+	assert_int_equal(shmq_pipe_create(NULL, "x", NULL, &a, &b), -EINVAL);
+	assert_int_equal(shmq_pipe_create(f->r, NULL, NULL, &a, &b), -EINVAL);
+	assert_int_equal(shmq_pipe_create(f->r, "x", NULL, NULL, &b), -EINVAL);
+	assert_int_equal(shmq_pipe_create(f->r, "x", NULL, &a, NULL), -EINVAL);
+	assert_int_equal(shmq_pipe_create(f->r, unterminated(f, SHMQ_OBJ_NAME_MAX + 1), NULL, &a,
+					  &b),
+			 -EINVAL);
+	assert_int_equal(shmq_pipe_create(f->r, "x",
+					  &(struct shmq_pipe_opts){ .capacity = SIZE_MAX }, &a, &b),
+			 -EINVAL);
+	assert_int_equal(shmq_pipe_open(f->r, "x", 0, &x), -ENOENT);
+	assert_int_equal(shmq_pipe_create(f->r, "p", &(struct shmq_pipe_opts){ .capacity = 256 },
+					  &a, &b),
+			 0);
+	assert_int_equal(shmq_pipe_open(f->r, "p", 2, &x), -EINVAL);
+	assert_int_equal(shmq_pipe_open(f->r, "p", -1, &x), -EINVAL);
+	assert_int_equal(shmq_pipe_open(f->r, "p", 0, NULL), -EINVAL);
+	assert_int_equal(shmq_pipe_send(NULL, "a", 1, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_pipe_recv(NULL, buf, sizeof(buf), SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_pipe_peek(NULL, &msg, &len, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_pipe_consume(NULL), -EINVAL);
+	assert_int_equal(shmq_pipe_reserve(NULL, 4, &slot, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_pipe_commit(NULL, 4, 0), -EINVAL);
+	shmq_pipe_close(NULL);
+	/* sizes */
+	assert_int_equal(shmq_pipe_send(a, NULL, 4, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_pipe_send(a, buf, shmq_pipe_max_msg(a) + 1, SHMQ_NOWAIT), -EMSGSIZE);
+	assert_int_equal(shmq_pipe_send(a, buf, SIZE_MAX, SHMQ_NOWAIT), -EMSGSIZE);
+	assert_int_equal(shmq_pipe_reserve(a, SIZE_MAX, &slot, SHMQ_NOWAIT), -EMSGSIZE);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), MS), -ETIMEDOUT);
+	assert_int_equal(shmq_pipe_consume(b), -EINVAL); /* nothing peeked */
+	assert_int_equal(shmq_pipe_commit(a, 4, 0), -EINVAL); /* nothing reserved */
+	assert_int_equal(shmq_pipe_send(a, "hello", 5, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_pipe_recv(b, buf, 2, SHMQ_NOWAIT), -EMSGSIZE); /* stays queued */
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_NOWAIT), 5);
+	assert_int_equal(shmq_pipe_send(a, "", 0, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_pipe_recv(b, NULL, 0, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_pipe_reserve(a, 8, &slot, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_pipe_commit(a, 9, 0), -EINVAL); /* longer than reserved */
+	assert_int_equal(shmq_pipe_commit(a, 8, 0x100), -EINVAL); /* unknown flag */
+	memcpy(slot, "reserved", 8);
+	assert_int_equal(shmq_pipe_commit(a, 8, 0), 0);
+	assert_int_equal(shmq_pipe_peek(b, &msg, &len, SHMQ_NOWAIT), 0);
+	assert_int_equal(len, 8);
+	assert_memory_equal(msg, "reserved", 8);
+	assert_int_equal(shmq_pipe_consume(b), 0);
+	/* a closed end (opened, then every handle closed: an end never opened
+	 * counts as held by its live creator): the peer drains, then -EPIPE both
+	 * ways, even with SHMQ_FOREVER; reopening is refused */
+	assert_int_equal(shmq_pipe_open(f->r, "p", 0, &x), 0);
+	assert_int_equal(shmq_pipe_send(a, "last", 4, SHMQ_NOWAIT), 0);
+	shmq_pipe_close(a);
+	shmq_pipe_close(x);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_NOWAIT), 4);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_NOWAIT), -EPIPE);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_FOREVER), -EPIPE);
+	assert_int_equal(shmq_pipe_send(b, "x", 1, SHMQ_FOREVER), -EPIPE);
+	assert_int_equal(shmq_pipe_open(f->r, "p", 0, &x), -EPIPE);
+	shmq_pipe_close(b);
+	/* placement */
+	assert_int_equal(shmq_pipe_footprint(&(struct shmq_pipe_opts){ .capacity = SIZE_MAX }), 0);
+	assert_int_equal(shmq_pipe_init(NULL, 4096, NULL), -EINVAL);
+	assert_int_equal(shmq_pipe_attach(NULL, 4096, 0, &x), -EINVAL);
+}
+
 /* ---- threads, processes, subprocesses ---- */
 
 static void *ret7(void *arg)
@@ -393,6 +543,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_region, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_barrier, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipe, setup, teardown),
 		cmocka_unit_test(test_thread),
 		cmocka_unit_test_setup_teardown(test_proc, setup, teardown),
 		cmocka_unit_test(test_run),
