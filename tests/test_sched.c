@@ -170,7 +170,7 @@ static void test_nonblocking(void **state)
 		assert_int_equal(shmq_sched_enterabs(s, t[i].when, 0, act_log, &t[i], NULL), 0);
 	d = shmq_sched_run(s, false);
 	log_expect(&l, want, 2);
-	assert_true(d > 9 * SEC && d <= 10 * SEC);
+	assert_true(d > 5 * SEC && d <= 10 * SEC); /* minus the time since enter */
 	assert_false(shmq_sched_empty(s));
 	shmq_sched_destroy(s);
 }
