@@ -195,7 +195,7 @@ static inline uint64_t index_load(const uint64_t *idx)
 
 /* We hold WRITING at pos but the queue was shut down: give the slot back as
  * consumed, so consumers pass it, and let the tail move on. */
-static int put_abort(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t pos)
+SHMQ__COLD static int put_abort(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t pos)
 {
 	/* seq_cst: pairs with a consumer's seq_cst re-check in get's -EPIPE path */
 	shmq__store_seq_cst(&s->ctl, ctl_make(lap_of(m, pos) + 1, ST_EMPTY, 0));
@@ -220,7 +220,7 @@ static int put_full(struct shmq__mpmc *m, uint64_t *pos, uint64_t w,
 }
 
 /* A state no current tail can meet: stale tail (retry) or overwritten memory. */
-static int put_impossible(struct shmq__mpmc *m, uint64_t *pos)
+SHMQ__COLD static int put_impossible(struct shmq__mpmc *m, uint64_t *pos)
 {
 	uint64_t t = shmq__load_seq_cst(&m->sh->tail);
 
@@ -231,7 +231,7 @@ static int put_impossible(struct shmq__mpmc *m, uint64_t *pos)
 	return -EBADMSG;
 }
 
-int shmq__mpmc_put_claim(struct shmq__mpmc *m, uint64_t *pos_out, struct shmq__mpmc_block *blk)
+static inline int put_claim(struct shmq__mpmc *m, uint64_t *pos_out, struct shmq__mpmc_block *blk)
 {
 	uint64_t pos = index_load(&m->sh->tail);
 
@@ -277,7 +277,7 @@ void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos)
 	return slot_at(m, pos)->data;
 }
 
-void shmq__mpmc_put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bool order_sc)
+static inline void put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bool order_sc)
 {
 	struct shmq__mpmc_slot *s = slot_at(m, pos);
 	uint64_t w = ctl_make(lap_of(m, pos), ST_FULL, m->self);
@@ -293,20 +293,30 @@ void shmq__mpmc_put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bo
 		shmq__store_release(&s->ctl, w);
 }
 
+int shmq__mpmc_put_claim(struct shmq__mpmc *m, uint64_t *pos, struct shmq__mpmc_block *blk)
+{
+	return put_claim(m, pos, blk);
+}
+
+void shmq__mpmc_put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bool order_sc)
+{
+	put_publish(m, pos, len, order_sc);
+}
+
 int shmq__mpmc_try_put(struct shmq__mpmc *m, const void *msg, size_t len,
 		       struct shmq__mpmc_block *blk)
 {
 	uint64_t pos;
 	int rc;
 
-	if (len > m->max_msg)
+	if (SHMQ__UNLIKELY(len > m->max_msg))
 		return -EMSGSIZE;
-	rc = shmq__mpmc_put_claim(m, &pos, blk);
-	if (rc)
+	rc = put_claim(m, &pos, blk);
+	if (SHMQ__UNLIKELY(rc))
 		return rc;
-	if (len)
+	if (len) /* msg may be NULL for an empty message */
 		memcpy(slot_at(m, pos)->data, msg, len);
-	shmq__mpmc_put_publish(m, pos, (uint32_t)len, true);
+	put_publish(m, pos, (uint32_t)len, true);
 	return 0;
 }
 
@@ -368,8 +378,8 @@ static int get_empty(struct shmq__mpmc *m, uint64_t *pos, uint64_t w, int32_t d,
 	return -EAGAIN;
 }
 
-int shmq__mpmc_get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos_out, uint32_t *len,
-			 struct shmq__mpmc_block *blk)
+static inline int get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos_out, uint32_t *len,
+			    struct shmq__mpmc_block *blk)
 {
 	uint64_t pos = index_load(&m->sh->head);
 
@@ -413,7 +423,7 @@ int shmq__mpmc_get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos_out, ui
 	}
 }
 
-void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc)
+static inline void get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc)
 {
 	struct shmq__mpmc_slot *s = slot_at(m, pos);
 	uint64_t w = ctl_make(lap_of(m, pos) + 1, ST_EMPTY, 0);
@@ -425,6 +435,17 @@ void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc)
 		shmq__store_release(&s->ctl, w);
 }
 
+int shmq__mpmc_get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos, uint32_t *len,
+			 struct shmq__mpmc_block *blk)
+{
+	return get_claim(m, cap, pos, len, blk);
+}
+
+void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc)
+{
+	get_release(m, pos, order_sc);
+}
+
 ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
 			   struct shmq__mpmc_block *blk)
 {
@@ -432,12 +453,12 @@ ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
 	uint32_t len;
 	int rc;
 
-	rc = shmq__mpmc_get_claim(m, cap, &pos, &len, blk);
-	if (rc)
+	rc = get_claim(m, cap, &pos, &len, blk);
+	if (SHMQ__UNLIKELY(rc))
 		return rc;
-	if (len)
+	if (len) /* buf may be NULL with cap 0 */
 		memcpy(buf, slot_at(m, pos)->data, len);
-	shmq__mpmc_get_release(m, pos, true);
+	get_release(m, pos, true);
 	return (ssize_t)len;
 }
 

@@ -372,19 +372,27 @@ static ssize_t put_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *bl
 	return shmq__mpmc_try_put(&q->ring, p->msg, p->len, blk);
 }
 
+/* The blocking part of a put, out of the fast path. */
+SHMQ__COLD static int put_slow(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns,
+			       struct shmq__mpmc_block *blk)
+{
+	struct put_args p = { msg, len };
+	struct attempt a = { put_attempt, &p, DIR_PUT };
+
+	return (int)wait_loop(q, &a, timeout_ns, blk);
+}
+
 int shmq_queue_put(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns)
 {
 	struct shmq__mpmc_block blk;
-	struct put_args p = { msg, len };
-	struct attempt a = { put_attempt, &p, DIR_PUT };
 	int rc;
 
 	if (SHMQ__UNLIKELY(!q || (!msg && len)))
 		return -EINVAL;
 	rc = shmq__mpmc_try_put(&q->ring, msg, len, &blk);
-	if (rc == -EAGAIN)
-		rc = (int)wait_loop(q, &a, timeout_ns, &blk);
-	if (rc == 0)
+	if (SHMQ__UNLIKELY(rc == -EAGAIN))
+		rc = put_slow(q, msg, len, timeout_ns, &blk);
+	if (SHMQ__LIKELY(rc == 0))
 		after_put(&q->ring);
 	return rc;
 }
@@ -401,19 +409,27 @@ static ssize_t get_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *bl
 	return shmq__mpmc_try_get(&q->ring, g->buf, g->cap, blk);
 }
 
+/* The blocking part of a get, out of the fast path. */
+SHMQ__COLD static ssize_t get_slow(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns,
+				   struct shmq__mpmc_block *blk)
+{
+	struct get_args g = { buf, cap };
+	struct attempt a = { get_attempt, &g, DIR_GET };
+
+	return wait_loop(q, &a, timeout_ns, blk);
+}
+
 ssize_t shmq_queue_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
 {
 	struct shmq__mpmc_block blk;
-	struct get_args g = { buf, cap };
-	struct attempt a = { get_attempt, &g, DIR_GET };
 	ssize_t rc;
 
 	if (SHMQ__UNLIKELY(!q || (!buf && cap)))
 		return -EINVAL;
 	rc = shmq__mpmc_try_get(&q->ring, buf, cap, &blk);
-	if (rc == -EAGAIN)
-		rc = wait_loop(q, &a, timeout_ns, &blk);
-	if (rc >= 0)
+	if (SHMQ__UNLIKELY(rc == -EAGAIN))
+		rc = get_slow(q, buf, cap, timeout_ns, &blk);
+	if (SHMQ__LIKELY(rc >= 0))
 		after_get(&q->ring);
 	return rc;
 }

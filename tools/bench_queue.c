@@ -20,6 +20,8 @@
  *    largest gap while producers were still putting is the run's stall.
  *    A queue must never stall over 100 ms.
  *  - scaling: 2p2c and 4p4c throughput over 1p1c's, same mode, 64 bytes.
+ *
+ *  `shmq-bench queue -- small` skips the 8, 1024 and 4096-byte 1p1c runs.
  */
 #include "config.h"
 
@@ -581,17 +583,28 @@ static int qb_report_scaling(struct bench *b, unsigned n, const struct qb_result
 				      NULL, 0, true);
 }
 
+/* Arguments after "--" narrow the work: "small" measures 1p1c at 64 bytes
+ * only (and 2p2c, 4p4c as always). */
+static bool qb_small(struct bench *b)
+{
+	for (int i = 0; i < bench_argc(b); i++)
+		if (strcmp(bench_argv(b)[i], "small") == 0)
+			return true;
+	return false;
+}
+
 int bench_queue(struct bench *b)
 {
 	static const size_t sizes[] = { 64, 8, 1024, 4096 };
 	static const unsigned ns[] = { 2, 4 };
 	struct qb_result one64[QK_COUNT] = { { 0, 0 } }, r[QK_COUNT];
 	struct qb_shared *sh = bench_shared_alloc(sizeof(*sh));
+	size_t nsizes = qb_small(b) ? 1 : SHMQ__ARRAY_SIZE(sizes);
 	int rc = 0;
 
 	if (!sh)
 		return -ENOMEM;
-	for (size_t i = 0; i < SHMQ__ARRAY_SIZE(sizes) && rc == 0; i++) {
+	for (size_t i = 0; i < nsizes && rc == 0; i++) {
 		rc = qb_config(b, sh, 1, sizes[i], r);
 		rc = rc ? rc : qb_report(b, 1, sizes[i], r);
 		if (sizes[i] == 64)
