@@ -105,12 +105,14 @@ static void uring_fini(shmq_sched *s)
 	s->be = NULL;
 }
 
-/* An SQE; when the submission queue is full, submit what is staged first. */
+/* An SQE; when the submission queue is full, submit what is staged first
+ * (a few tries: a kernel that keeps refusing, e.g. with its completion queue
+ * overflowing, gets NULL and the caller reports -EAGAIN). */
 static struct io_uring_sqe *uring_sqe(struct uring_be *b)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
 
-	while (!sqe) {
+	for (int tries = 0; !sqe && tries < 8; tries++) {
 		int rc = io_uring_submit(&b->ring);
 
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
@@ -133,7 +135,7 @@ static int uring_timer_remove(struct uring_be *b)
 	struct io_uring_sqe *sqe = uring_sqe(b);
 
 	if (!sqe)
-		return -EBUSY;
+		return -EAGAIN;
 	io_uring_prep_timeout_remove(sqe, (b->timer_gen << 3) | UD_TIMER, 0);
 	io_uring_sqe_set_data64(sqe, UD_IGNORE);
 	b->timer_armed = false;
@@ -146,7 +148,7 @@ static int uring_timer_update(struct uring_be *b, int64_t target)
 	struct io_uring_sqe *sqe = uring_sqe(b);
 
 	if (!sqe)
-		return -EBUSY;
+		return -EAGAIN;
 	ts_set(&b->ts_upd, target);
 	io_uring_prep_timeout_update(sqe, &b->ts_upd, (b->timer_gen << 3) | UD_TIMER,
 				     IORING_TIMEOUT_ABS);
@@ -160,7 +162,7 @@ static int uring_timer_add(struct uring_be *b, int64_t target)
 	struct io_uring_sqe *sqe = uring_sqe(b);
 
 	if (!sqe)
-		return -EBUSY;
+		return -EAGAIN;
 	b->timer_gen++;
 	ts_set(&b->ts_add, target);
 	io_uring_prep_timeout(sqe, &b->ts_add, 0, IORING_TIMEOUT_ABS);
@@ -194,7 +196,7 @@ static int uring_arm_word(shmq_sched *s, struct shmq__sched_watch *w)
 	if (!b->has_futex)
 		return -EOPNOTSUPP;
 	if (!(sqe = uring_sqe(b)))
-		return -EBUSY;
+		return -EAGAIN;
 	/* IORING_OP_FUTEX_WAIT: fd = futex2 flags, addr = word, addr2 = the
 	 * expected value, addr3 = the wake bitset. */
 	io_uring_prep_rw(SHMQ__OP_FUTEX_WAIT, sqe, (int)SHMQ__FUTEX2_SIZE_U32, w->w.word, 0,
@@ -211,7 +213,7 @@ static int uring_arm_proc(shmq_sched *s, struct shmq__sched_watch *w)
 	struct io_uring_sqe *sqe = uring_sqe(b);
 
 	if (!sqe)
-		return -EBUSY;
+		return -EAGAIN;
 	if (b->has_waitid && !(s->flags & SHMQ_SCHED_NO_WAITID)) {
 		/* waitid(P_PIDFD, pidfd, &info, WEXITED | WNOWAIT): does not reap */
 		io_uring_prep_rw(SHMQ__OP_WAITID, sqe, w->pidfd, NULL, P_PIDFD, 0);
@@ -248,7 +250,7 @@ static int uring_wait(shmq_sched *s, bool block)
 		struct io_uring_sqe *sqe = uring_sqe(b);
 
 		if (!sqe)
-			return -EBUSY;
+			return -EAGAIN;
 		io_uring_prep_read(sqe, s->wake_fd, &b->wake_buf, sizeof(b->wake_buf), 0);
 		io_uring_sqe_set_data64(sqe, UD_WAKE);
 		b->wake_armed = true;

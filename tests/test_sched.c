@@ -817,6 +817,78 @@ static void test_watch_unannounced(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* more watches than the ring has submission entries (64): all armed, all fire */
+#define NW 100
+struct manyw {
+	struct silent o[NW];
+	int fired;
+	shmq_sched *s;
+	shmq_event *watchdog;
+};
+static struct manyw g_mw;
+
+static void act_manyw(void *arg)
+{
+	struct silent *o = arg;
+
+	o->fired++;
+	assert_int_equal(shmq_sched_unwatch(o->s, o), 0);
+	if (++g_mw.fired == NW)
+		assert_int_equal(shmq_sched_cancel(g_mw.s, g_mw.watchdog), 0);
+}
+
+static void act_manyw_watchdog(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < NW; i++)
+		shmq_sched_unwatch(g_mw.s, &g_mw.o[i]);
+}
+
+static void *manyw_main(void *arg)
+{
+	struct timespec ts = { 0, 30 * MS };
+
+	(void)arg;
+	nanosleep(&ts, NULL);
+	for (int i = NW - 1; i >= 0; i--) {
+		struct silent *o = &g_mw.o[i];
+
+		__atomic_store_n(&o->ready, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&o->sleepers, __ATOMIC_SEQ_CST)) {
+			__atomic_fetch_add(&o->word, 1, __ATOMIC_SEQ_CST);
+			shmq__futex_wake(&o->word, INT32_MAX);
+		}
+	}
+	return NULL;
+}
+
+static void test_watch_many(void **state)
+{
+	shmq_sched *s = mk(state);
+	pthread_t th;
+
+	memset(&g_mw, 0, sizeof(g_mw));
+	g_mw.s = s;
+	for (int i = 0; i < NW; i++) {
+		struct shmq__watch w = { &g_mw.o[i].word, &g_mw.o[i].sleepers };
+
+		g_mw.o[i].s = s;
+		assert_int_equal(shmq__sched_watch_word(s, &g_mw.o[i], &w, silent_readable, act_manyw,
+							&g_mw.o[i]), 0);
+	}
+	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, act_manyw_watchdog, NULL, &g_mw.watchdog), 0);
+	assert_true(shmq_sched_run(s, false) > 0); /* arms them all, before the producer */
+	assert_int_equal(pthread_create(&th, NULL, manyw_main, NULL), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(g_mw.fired, NW);
+	for (int i = 0; i < NW; i++) {
+		assert_int_equal(g_mw.o[i].fired, 1);
+		assert_int_equal(g_mw.o[i].sleepers, 0);
+	}
+	shmq_sched_destroy(s);
+}
+
 /* ---- queue and pipe watches, fed by another process ---- */
 
 #define XMSGS 10
@@ -1005,6 +1077,7 @@ int main(int argc, char **argv)
 		ALL(test_destroy_armed),
 		ALL(test_watch_word),
 		ALL(test_watch_unannounced),
+		ALL(test_watch_many),
 		ALL(test_watch_queue),
 		ALL(test_watch_pipe),
 	};
