@@ -2,10 +2,11 @@
 /*
  * Private: the scheduler's timer queue.
  *
- * Events live in a slab of fixed 64-byte slots addressed by index; a 4-ary
- * min-heap of 16-byte entries (deadline, priority, slot) orders them.  Each
- * slot stores its entry's position in the heap, so cancel removes an event
- * in O(log n) without searching.  Order is Python's sched order: deadline,
+ * Events live in a slab of slots addressed by index (freed slots are reused
+ * last-in first-out); a 4-ary min-heap of 16-byte entries (deadline,
+ * priority, slot) orders them, a node's four children filling one cache
+ * line.  Each slot stores its entry's position in the heap, so cancel
+ * removes an event in O(log n) without searching.  Order is Python's sched order: deadline,
  * then priority (lower first), then entry sequence (a 64-bit counter kept in
  * the slot and only consulted on a full tie).
  *
