@@ -496,8 +496,7 @@ int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, int64_t timeout_ns
 	rc = tx_reserve(p, len, &buf, timeout_ns);
 	if (SHMQ__UNLIKELY(rc))
 		return rc;
-	if (len)
-		memcpy(buf, msg, len);
+	shmq__copy(buf, msg, len);
 	shmq__spsc_commit(&p->tx, len);
 	shmq__spsc_prod_publish(&p->tx);
 	p->more = false;
@@ -628,8 +627,7 @@ ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int64_t timeout_ns)
 		return rc;
 	if (SHMQ__UNLIKELY(len > cap))
 		return -EMSGSIZE; /* stays queued */
-	if (len)
-		memcpy(buf, msg, len);
+	shmq__copy(buf, msg, len);
 	shmq__spsc_consume(&p->rx);
 	p->peeked = false;
 	return (ssize_t)len;
