@@ -79,6 +79,7 @@ struct shmq_pipe {
 	size_t resv_len;
 	int64_t spin;              /* see shmq__spsc_wait.spin */
 	int64_t next_check_ns;     /* next deep liveness check of a non-waiting caller */
+	uint32_t misses;           /* non-waiting calls that found nothing to do */
 };
 
 /* ---- geometry ---- */
@@ -279,6 +280,20 @@ static bool deep_check_due(shmq_pipe *p)
 	return true;
 }
 
+/* A non-waiting call found nothing to do: -EPIPE if the peer is gone, else 0.
+ * Polling loops call this back to back, so only the sticky flag is read
+ * every time; the holders every 64th miss, the clock and the process table
+ * (paced by deep_check_due) only then. */
+static int nowait_check(shmq_pipe *p)
+{
+	/* pairs with end_check's seq_cst store of gone */
+	if (shmq__load_acquire(&p->peer->gone))
+		return -EPIPE;
+	if (++p->misses % 64)
+		return 0;
+	return peer_check(p, deep_check_due(p));
+}
+
 /* ---- handles ---- */
 
 /* Check the shared header: its capacity, or a negative errno. */
@@ -463,7 +478,7 @@ static SHMQ__COLD int tx_wait(shmq_pipe *p, size_t len, int64_t timeout_ns)
 		p->more = false;
 	}
 	if (timeout_ns == SHMQ_NOWAIT) {
-		rc = peer_check(p, deep_check_due(p));
+		rc = nowait_check(p);
 		return rc ? rc : -EAGAIN;
 	}
 	w.deadline = shmq__deadline(timeout_ns);
@@ -577,7 +592,7 @@ static SHMQ__COLD int rx_wait(shmq_pipe *p, int64_t *deadline, int64_t timeout_n
 	int rc;
 
 	if (timeout_ns == SHMQ_NOWAIT) {
-		rc = peer_check(p, deep_check_due(p));
+		rc = nowait_check(p);
 		if (!rc)
 			return -EAGAIN;
 	} else {
