@@ -69,8 +69,10 @@ int main(int argc, char **argv)
 		failed |= shmq_proc_exitcode(p[i]) != 0;
 		shmq_proc_close(p[i]);
 	}
-	printf("total = %ld (%d processes x %d increments)\n", *total, WORKERS, ROUNDS);
+	long sum = *total; /* read before the region (and the counter in it) goes away */
+
+	printf("total = %ld (%d processes x %d increments)\n", sum, WORKERS, ROUNDS);
 	shmq_lock_close(lock);
 	shmq_region_close(r);
-	return failed || *total != WORKERS * ROUNDS;
+	return failed || sum != WORKERS * ROUNDS;
 }
