@@ -44,7 +44,9 @@ int main(void)
 	shmq_sched_enterabs(s, t0 + 20 * MS, 2, print_time, "b (20 ms, priority 2)", NULL);
 	shmq_sched_enterabs(s, t0 + 20 * MS, 1, print_time, "a (20 ms, priority 1)", NULL);
 	shmq_sched_enter(s, 40 * MS, 1, print_time, "c (40 ms, cancelled)", &ev_c);
-	shmq_sched_enter(s, 10 * MS, 1, print_time, "d (10 ms)", NULL);
+	/* absolute as well: a relative 10 ms counted from now could land after
+	 * t0 + 20 ms if this process is preempted here, and the order would change */
+	shmq_sched_enterabs(s, t0 + 10 * MS, 1, print_time, "d (10 ms)", NULL);
 	shmq_sched_cancel(s, ev_c);
 	shmq_sched_run(s, true);
 	printf("order: %.*s; empty: %s\n", fired, order, shmq_sched_empty(s) ? "yes" : "no");

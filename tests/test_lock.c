@@ -540,6 +540,7 @@ static void test_placement(void **state)
 	uint8_t *mem;
 	shmq_lock *l;
 	size_t fp = shmq_lock_footprint();
+	int ready[2];
 	pid_t pid;
 
 	assert_true(fp >= 8 && fp % 64 == 0);
@@ -552,6 +553,7 @@ static void test_placement(void **state)
 	assert_int_equal(shmq_lock_init(mem), 0);
 	assert_int_equal(shmq_lock_attach(f->r, mem, &l), 0);
 	assert_int_equal(shmq_lock_acquire(l, SHMQ_NOWAIT), 0);
+	assert_int_equal(pipe(ready), 0);
 	pid = track_kid(f, fork());
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -559,20 +561,26 @@ static void test_placement(void **state)
 		uint8_t *m;
 		shmq_lock *cl;
 
+		close(ready[0]);
 		if (shmq_region_open(f->name, &r) ||
 		    shmq__obj_find(r, "placed", SHMQ__OBJ_BLOB, (void **)&m, NULL) ||
 		    shmq_lock_attach(r, m, &cl))
 			_exit(1);
 		if (shmq_lock_acquire(cl, SHMQ_NOWAIT) != -EAGAIN)
 			_exit(2);
-		if (shmq_lock_acquire(cl, 5000 * MS) != 0) /* the parent releases */
+		if (write(ready[1], "r", 1) != 1) /* held, seen: now the parent releases */
+			_exit(5);
+		if (shmq_lock_acquire(cl, 5000 * MS) != 0)
 			_exit(3);
 		_exit(shmq_lock_release(cl) ? 4 : 0);
 	}
+	close(ready[1]);
 	{
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		char c;
 
-		nanosleep(&ts, NULL);
+		/* EOF (0) if the child failed before the handshake; its code tells why */
+		(void)!read(ready[0], &c, 1);
+		close(ready[0]);
 	}
 	assert_int_equal(shmq_lock_release(l), 0);
 	assert_int_equal(tu_wait_child(pid), 0);

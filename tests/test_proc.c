@@ -615,5 +615,9 @@ int main(int argc, char **argv)
 	};
 
 	shmq_dispatch(argc, argv);
+	/* A shell starting us in the background ignores SIGINT, and exec keeps an
+	 * ignored signal ignored: children would then survive the SIGINT that
+	 * test_signal_statuses sends.  Spawned children inherit the default. */
+	signal(SIGINT, SIG_DFL);
 	return cmocka_run_group_tests_name("proc", tests, NULL, NULL);
 }

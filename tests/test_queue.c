@@ -156,7 +156,7 @@ static void test_timeouts(void **state)
 		assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), ms * 1000000), -ETIMEDOUT);
 		el = shmq_now_ns() - t0;
 		assert_true(el >= ms * 1000000);
-		assert_true(el <= ms * 1100000 + 50000000); /* generous: a shared 2-core box */
+		assert_true(el <= ms * 1000000 + 1000000000); /* bounded, loosely: a shared 2-core box */
 	}
 	assert_int_equal(shmq_queue_put(q, "a", 1, SHMQ_NOWAIT), 0);
 	{
