@@ -151,8 +151,10 @@ static void run_round(struct barrier_ctx *x, int64_t *max_late, unsigned long *t
 		fprintf(stderr, "victim exited by itself: %d\n", st);
 		fail();
 	}
-	if (!struck)
-		timed_out += x->s->last_rc[x->victim] == -ETIMEDOUT;
+	/* The victim may itself have timed out (and broken the barrier) before
+	 * the strike, or even been killed just after breaking it and before
+	 * noting its rc: then every survivor sees -EPIPE and none times out. */
+	timed_out += x->s->last_rc[x->victim] == -ETIMEDOUT;
 	for (unsigned i = 0; i < PARTIES; i++) {
 		if (i == x->victim)
 			continue;
@@ -166,7 +168,6 @@ static void run_round(struct barrier_ctx *x, int64_t *max_late, unsigned long *t
 		if (x->s->late_ns[i] > *max_late)
 			*max_late = x->s->late_ns[i];
 	}
-	assert_true(timed_out >= 1);
 	*timeouts += timed_out;
 	assert_true(shmq_barrier_broken(x->b));
 	assert_int_equal(shmq_barrier_wait(x->b, SHMQ_NOWAIT), -EPIPE);
