@@ -6,6 +6,7 @@
 # Checks: exit status 0; per key the replies are exactly 1..total; the final
 # counters equal the requests per key; the log has one line per increment,
 # every (key, count) once; the dead holder was repaired and respawned.
+# Then SIGTERM under load: the log still matches the counters exactly.
 # Every wait is bounded.
 set -u
 
@@ -13,8 +14,13 @@ SRV=./examples/server/server
 CLI=./examples/server/client
 tmp=$(mktemp -d)
 srv=
+cli=
 
 cleanup() {
+	if [ -n "$cli" ]; then
+		kill -KILL "$cli" 2>/dev/null
+		wait "$cli" 2>/dev/null
+	fi
 	if [ -n "$srv" ]; then
 		kill -KILL "$srv" 2>/dev/null
 		wait "$srv" 2>/dev/null
@@ -32,46 +38,56 @@ fail() {
 	exit 1
 }
 
-# running PID: true while PID has not exited (a zombie counts as exited)
+# running PID: true while PID has not exited.  A zombie has exited, and so
+# has a process the shell reaped on its own already (its status file is gone).
 running() {
-	[ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+	st=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$1/status" 2>/dev/null)
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
 }
 
 [ -d /proc/self ] || { echo "SKIP: needs /proc"; exit 77; }
 
-"$SRV" -x -i 250 0 4 "$tmp/access.log" >"$tmp/server.out" 2>"$tmp/server.err" &
-srv=$!
+# start_server ARGS...: run it in the background; sets $srv and $port.  The
+# port line comes once every worker listens (60 s: sanitizer builds on a
+# loaded machine).
+start_server() {
+	"$SRV" "$@" >"$tmp/server.out" 2>"$tmp/server.err" &
+	srv=$!
+	port=
+	i=0
+	while [ $i -lt 600 ]; do
+		port=$(sed -n 's/^port \([0-9][0-9]*\)$/\1/p' "$tmp/server.out")
+		[ -n "$port" ] && return
+		running "$srv" || fail "server exited during startup"
+		sleep 0.1
+		i=$((i + 1))
+	done
+	fail "no port line within 60 s"
+}
 
-# The port line comes once every worker listens (60 s: sanitizer builds on a loaded machine).
-port=
-i=0
-while [ $i -lt 600 ]; do
-	port=$(sed -n 's/^port \([0-9][0-9]*\)$/\1/p' "$tmp/server.out")
-	[ -n "$port" ] && break
-	running "$srv" || fail "server exited during startup"
-	sleep 0.1
-	i=$((i + 1))
-done
-[ -n "$port" ] || fail "no port line within 60 s"
+# stop_server: SIGTERM; it must exit, with status 0, within 60 s.
+stop_server() {
+	kill -TERM "$srv"
+	i=0
+	while running "$srv" && [ $i -lt 600 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	running "$srv" && fail "server still running 60 s after SIGTERM"
+	wait "$srv"
+	st=$?
+	srv=
+	[ $st -eq 0 ] || fail "server exit status $st"
+	tail -n 3 "$tmp/server.err"
+}
 
+start_server -x -i 250 0 4 "$tmp/access.log"
 timeout 120 "$CLI" -c 8 -n 10000 -k 37 -t 30 127.0.0.1 "$port" >"$tmp/load.out" 2>"$tmp/client.err" ||
 	fail "load client failed (status $?)"
 cat "$tmp/client.err"
 timeout 120 "$CLI" -C k0 -t 30 127.0.0.1 "$port" >"$tmp/crash.out" 2>>"$tmp/client.err" ||
 	fail "crash client failed (status $?)"
-
-kill -TERM "$srv"
-i=0
-while running "$srv" && [ $i -lt 600 ]; do
-	sleep 0.1
-	i=$((i + 1))
-done
-running "$srv" && fail "server still running 60 s after SIGTERM"
-wait "$srv"
-st=$?
-srv=
-[ $st -eq 0 ] || fail "server exit status $st"
-tail -n 3 "$tmp/server.err"
+stop_server
 
 grep -q 'repaired after a dead holder' "$tmp/server.err" || fail "no repair after the CRASH"
 grep -q 'respawned as pid' "$tmp/server.err" || fail "the crashed worker was not respawned"
@@ -112,3 +128,44 @@ END {
 	exit bad
 }' "$tmp/access.log" >&2 || fail "inconsistent counters or log"
 echo "ok: 10001 increments, replies, counters and log consistent"
+
+# SIGTERM under load: 8 connections with 8 requests in flight each.  The
+# workers answer what they have read and log it; the logger writes every
+# line: per key the log holds exactly 1..final, wherever the load was cut.
+start_server -i 250 0 2 "$tmp/access2.log"
+timeout 120 "$CLI" -c 8 -d 8 -n 10000000 -k 37 -t 30 127.0.0.1 "$port" >/dev/null 2>"$tmp/client.err" &
+cli=$!
+i=0
+while [ $i -lt 600 ] && [ "$(wc -l <"$tmp/access2.log")" -lt 2000 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+stop_server
+# The client fails once its connections close; give it 10 s to notice.
+i=0
+while running "$cli" && [ $i -lt 100 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+kill -TERM "$cli" 2>/dev/null
+wait "$cli"
+cli=
+awk -v final="$tmp/server.out" '
+BEGIN {
+	while ((getline l < final) > 0) {
+		split(l, f, " ")
+		if (f[1] == "final") { want[f[2]] = f[3]; total += f[3] }
+	}
+	if (total < 2000) { print "only " total " increments before SIGTERM"; bad = 1 }
+}
+{
+	n++
+	if (NF != 4 || !($3 in want) || $4 < 1 || $4 > want[$3]) { print "log line " NR ": " $0; bad = 1; next }
+	if (($3, $4) in seen) { print "log line " NR ": duplicate " $3 " " $4; bad = 1 }
+	seen[$3, $4] = 1
+}
+END {
+	if (n != total) { print "log has " n " lines, counters say " total; bad = 1 }
+	if (!bad) print "ok: stopped under load after " total " increments, each logged once"
+	exit bad
+}' "$tmp/access2.log" >&2 || fail "log and counters disagree after a stop under load"

@@ -46,8 +46,8 @@ struct record {
 
 struct client {
 	unsigned id;
-	size_t n;
-	struct record *rec;
+	size_t n, cap;
+	struct record *rec;  /* grows as replies come (a long run may be cut short) */
 	int failed;
 	shmq_thread *t;
 };
@@ -55,23 +55,19 @@ struct client {
 static int dial(void)
 {
 	struct timeval tv = { .tv_sec = timeout_s };
-	int64_t end = shmq_now_ns() + (int64_t)timeout_s * 1000000000;
 	int fd, one = 1;
 
-	for (;;) {
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return -1;
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (!connect(fd, (struct sockaddr *)&addr, sizeof(addr)))
-			return fd;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr))) {
 		close(fd);
-		if ((errno != ECONNREFUSED && errno != EINTR) || shmq_now_ns() > end)
-			return -1;
-		usleep(20000);
+		return -1;
 	}
+	return fd;
 }
 
 static int send_all(int fd, const char *p, size_t n)
@@ -135,6 +131,18 @@ static long long parse_reply(const char *line, const char *key)
 	return errno || *end || n < 0 ? -1 : n;
 }
 
+static int grow(struct client *c)
+{
+	size_t cap = c->cap ? 2 * c->cap : 1024;
+	struct record *rec = realloc(c->rec, cap * sizeof(*rec));
+
+	if (!rec)
+		return -1;
+	c->rec = rec;
+	c->cap = cap;
+	return 0;
+}
+
 static void *client_run(void *arg)
 {
 	struct client *c = arg;
@@ -171,6 +179,11 @@ static void *client_run(void *arg)
 			if (v < 1) {
 				fprintf(stderr, "client %u: request %lu (INCR %s): %s \"%s\"\n", c->id, batch[b],
 					key, n > 0 ? "bad reply" : "no reply", n > 0 ? line : "");
+				c->failed = 1;
+				break;
+			}
+			if (c->n == c->cap && grow(c)) {
+				fprintf(stderr, "client %u: out of memory\n", c->id);
 				c->failed = 1;
 				break;
 			}
@@ -253,8 +266,7 @@ static int load(void)
 
 	for (unsigned i = 0; !bad && i < nclients; i++) {
 		cl[i].id = i;
-		cl[i].rec = malloc((nreq / nclients + 1) * sizeof(*cl[i].rec));
-		if (!cl[i].rec || shmq_thread_start(client_run, &cl[i], &cl[i].t)) {
+		if (shmq_thread_start(client_run, &cl[i], &cl[i].t)) {
 			fprintf(stderr, "client: cannot start client %u\n", i);
 			bad = 1;
 		}

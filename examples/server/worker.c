@@ -130,6 +130,10 @@ static void request(struct worker *w, struct conn *cn, char *line, size_t len)
 
 	if (len && line[len - 1] == '\r')
 		len--;
+	if (len > SRV_LINE_MAX) {
+		reply_err(cn, "line too long");
+		return;
+	}
 	sp = memchr(line, ' ', len);
 	key = sp ? sp + 1 : "";
 	vlen = sp ? len - (size_t)(key - line) : 0;
@@ -251,10 +255,24 @@ static void begin_stop(struct worker *w)
 	w->stopping = true;
 	close(w->lfd);
 	w->lfd = -1;
-	for (unsigned i = 0; i < w->nconns; i++) {
-		conn_read(w, w->conns[i]);
-		w->conns[i]->eof = true;
-		shutdown(w->conns[i]->fd, SHUT_RD);
+	for (unsigned i = w->nconns; i-- > 0;) {
+		struct conn *cn = w->conns[i];
+		bool ok = conn_read(w, cn);
+
+		cn->eof = true;
+		shutdown(cn->fd, SHUT_RD);
+		/* Flush, serving lines a full output held back, until the socket
+		 * pushes back (poll takes over) or all is answered. */
+		while (ok && cn->outlen) {
+			ok = conn_write(cn);
+			if (!ok || cn->outlen)
+				break;
+			if (cn->inlen)
+				serve_lines(w, cn);
+		}
+		/* An answered connection is done now: nothing would wake poll for it. */
+		if (!ok || cn->outlen == 0)
+			conn_drop(w, i);
 	}
 }
 
