@@ -16,9 +16,13 @@
  *   arena               element arrays and chunk states of jobs, handed out
  *                       by a private allocator of the creating process
  *   worker areas        per worker generation: a Chase-Lev deque and a stack
- *                       of fork-join frames; a replacement worker gets a
- *                       fresh area, so late writes of orphaned subtasks never
- *                       land in memory still in use
+ *                       of fork-join frames; a replacement worker gets
+ *                       another area, so late writes of orphaned subtasks
+ *                       never land in memory still in use.  The dead
+ *                       worker's area is retired and recycled for a later
+ *                       replacement once no live worker can touch it any
+ *                       more (area_reusable), so any number of deaths needs
+ *                       a bounded number of areas.
  *
  * Words on the deques (64 bits):
  *   RANGE  kind 1 | job (8) | lo (27) | hi (27): chunks [lo, hi) of a job;
@@ -59,7 +63,7 @@
 #include "wait.h"
 
 #define POOL_MAGIC   0x4c4f4f50u /* "POOL" */
-#define POOL_VERSION 1u
+#define POOL_VERSION 2u
 
 #define POOL_DEQUE_CAP 4096u
 #define POOL_FRAMES    1024u
@@ -91,6 +95,7 @@
 #define IDLE_SPIN_NS     (50 * 1000)          /* steal attempts before sleeping */
 #define IDLE_SLICE_NS    (50 * 1000 * 1000)   /* idle sleep; then check the creator */
 #define WAIT_SLICE_NS    (20 * 1000 * 1000)   /* callers: supervise this often */
+#define SUPERVISE_EVERY_NS (WAIT_SLICE_NS / 2) /* at most this often outside waits */
 #define CALLER_SPIN_NS   1000                 /* callers: spin before sleeping */
 #define FRAME_NAP_NS     (200 * 1000)         /* a sync's sleep between help attempts */
 #define FRAME_CHECK_NS   (20 * 1000 * 1000)   /* a sync checks its thief this often */
@@ -136,7 +141,10 @@ struct pool_slot {
 	uint32_t claim;     /* job + 1 while it claims a chunk */
 	uint64_t tasks;
 	uint64_t steals;
-	uint8_t pad1[SHMQ__CACHELINE - 24];
+	uint32_t steal_seq; /* odd while it may touch another slot's area (the
+			     * steal window); free-running, wraps harmlessly:
+			     * only compared for equality */
+	uint8_t pad1[SHMQ__CACHELINE - 28];
 };
 SHMQ__LINE_ALIGNED_FIELD(struct pool_slot, id);
 _Static_assert(sizeof(struct pool_slot) == 2 * SHMQ__CACHELINE, "pool_slot: two lines");
@@ -369,6 +377,8 @@ struct worker {
 	uint32_t tag;
 	uint64_t rng;
 	uint64_t tasks, steals;
+	uint32_t steal_seq; /* our copy of slot->steal_seq */
+	bool in_window;     /* steal_seq is odd */
 	struct victim *victims;
 	struct task_table tt;
 	const char *cache_name; /* spawn's one-entry name cache */
@@ -619,6 +629,34 @@ static uint32_t frame_in_span(uint32_t in_size)
 	return SHMQ__ALIGN_UP(in_size, 16u);
 }
 
+/*
+ * The steal window: every access of ours to another slot's area (its deque,
+ * the claim of one of its frames) happens while our steal_seq is odd.  The
+ * creator retires a dead worker's area after publishing its replacement's
+ * gen and recycles it only once each worker's steal_seq is even or has moved
+ * since (area_reusable): a window opened after the gen store sees the new gen
+ * (Dekker: our seq_cst increment then seq_cst load of gen, its seq_cst store
+ * of gen then seq_cst load of steal_seq).
+ */
+static void steal_window_open(struct worker *w)
+{
+	w->steal_seq++;
+	/* seq_cst: Dekker with area_retire (see above) */
+	shmq__exchange_seq_cst(&w->slot->steal_seq, w->steal_seq);
+	w->in_window = true;
+}
+
+static void steal_window_close(struct worker *w)
+{
+	if (!w->in_window)
+		return;
+	w->in_window = false;
+	w->steal_seq++;
+	/* release: our last access to the victim's area before the creator's
+	 * acquire load of steal_seq in area_reusable */
+	shmq__store_release(&w->slot->steal_seq, w->steal_seq);
+}
+
 /* A subtask taken from another worker's deque (or found orphaned). */
 static void sub_run_stolen(struct worker *w, uint64_t word)
 {
@@ -631,11 +669,18 @@ static void sub_run_stolen(struct worker *w, uint64_t word)
 	shmq_task_fn fn;
 	int st;
 
-	if (!f)
+	if (!f) {
+		steal_window_close(w);
 		return; /* a corrupt word: nothing to run */
+	}
 	/* acquire: the spawner's frame contents (also published by its push) */
-	if (!shmq__cas_acq_rel(&f->state, &exp, frame_running(w->id)))
+	if (!shmq__cas_acq_rel(&f->state, &exp, frame_running(w->id))) {
+		steal_window_close(w);
 		return; /* run by its spawner already, or a stale word */
+	}
+	/* from here our RUNNING(id) in the frame keeps its area from being
+	 * recycled (area_reusable) until we store DONE */
+	steal_window_close(w);
 	in_size = shmq__load_relaxed(&f->in_size);
 	out_size = shmq__load_relaxed(&f->out_size);
 	span = frame_in_span(in_size);
@@ -675,13 +720,14 @@ static void word_run(struct worker *w, uint64_t word)
 }
 
 /* The view of victim v's current deque, re-attached when its slot got a new
- * generation; NULL while it has none. */
+ * generation; NULL while it has none.  Inside the steal window only. */
 static struct shmq__deque *victim_deque(struct worker *w, unsigned v)
 {
 	struct pool_slot *s = &w->h->slots[v];
 	struct victim *vi = &w->victims[v];
-	/* pairs with the creator's release store of gen after area_off */
-	uint32_t gen = shmq__load_acquire(&s->gen);
+	/* seq_cst: the steal window's Dekker with area_retire; also pairs with
+	 * the creator's seq_cst store of gen after area_off (acquire) */
+	uint32_t gen = shmq__load_seq_cst(&s->gen);
 	void *mem;
 
 	if (SHMQ__LIKELY(gen == vi->gen && gen != 0))
@@ -725,6 +771,7 @@ static bool steal_any(struct worker *w, uint64_t *word)
 	if (n < 2)
 		return false;
 	start = (unsigned)(rng_next(w) % n);
+	steal_window_open(w);
 	for (unsigned i = 0; i < n; i++) {
 		unsigned v = (start + i) % n;
 		struct shmq__deque *dq;
@@ -738,6 +785,10 @@ static bool steal_any(struct worker *w, uint64_t *word)
 		if (rc == 0) {
 			w->steals++;
 			shmq__store_relaxed(&w->slot->steals, w->steals); /* statistics only */
+			/* a SUB word still points into the victim's area:
+			 * sub_run_stolen closes the window after its claim */
+			if ((*word >> 62) != WORD_SUB)
+				steal_window_close(w);
 			return true;
 		}
 		/* ask the victim to publish its private frames; relaxed: a
@@ -745,6 +796,7 @@ static bool steal_any(struct worker *w, uint64_t *word)
 		if (rc == -EAGAIN && !shmq__load_relaxed(&w->h->slots[v].want))
 			shmq__store_relaxed(&w->h->slots[v].want, 1);
 	}
+	steal_window_close(w);
 	return false;
 }
 
@@ -1092,6 +1144,8 @@ static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg
 	w->cache_idx = -ENOENT;
 	w->tasks = shmq__load_relaxed(&w->slot->tasks);   /* counted per slot */
 	w->steals = shmq__load_relaxed(&w->slot->steals);
+	/* even: the creator evened it before starting us (worker_start) */
+	w->steal_seq = shmq__load_relaxed(&w->slot->steal_seq);
 	/* pairs with the creator's acquire load of id (liveness, recovery) */
 	shmq__store_release(&w->slot->id, w->id);
 	return 0;
@@ -1200,6 +1254,12 @@ struct job_priv {
 	uint64_t ntries;
 };
 
+/* A dead worker's area, waiting until no live worker can touch it. */
+struct retired_area {
+	uint64_t off;
+	uint32_t *seq; /* each slot's steal_seq right after the retirement */
+};
+
 struct shmq_pool {
 	shmq_region *r;
 	struct pool_hdr *h;
@@ -1214,6 +1274,8 @@ struct shmq_pool {
 	struct task_table tt;
 	struct job_priv jobs[SHMQ_POOL_MAX_JOBS];
 	int64_t last_supervise;
+	struct retired_area *retired;
+	size_t nretired, cap_retired;
 };
 
 struct shmq_async {
@@ -1232,6 +1294,15 @@ static struct pool_job *pool_job(shmq_pool *p, unsigned j)
 	return &p->h->jobs[j];
 }
 
+static bool id_is_live_worker(shmq_pool *p, uint32_t id)
+{
+	for (unsigned i = 0; i < p->nworkers; i++)
+		/* pairs with the worker's release store of id */
+		if (shmq__load_acquire(&p->h->slots[i].id) == id)
+			return p->procs[i] && shmq_proc_is_alive(p->procs[i]);
+	return false;
+}
+
 static int worker_area_new(shmq_pool *p, uint64_t *off)
 {
 	void *mem;
@@ -1246,29 +1317,133 @@ static int worker_area_new(shmq_pool *p, uint64_t *off)
 	return 0;
 }
 
-/* Give slot i a fresh area (when fresh) and a new process. */
+/* Can retired area ra be handed to a new worker?  Only when no live worker
+ * can still touch it: none is in a steal window that was open when the area
+ * was retired (a window opened later sees the new gen, see
+ * steal_window_open), and no live worker runs one of its frames (a thief
+ * holds RUNNING(id) until it stores DONE).  A thief stuck in a long subtask
+ * keeps the area retired; the next replacement then takes another. */
+static bool area_reusable(shmq_pool *p, const struct retired_area *ra)
+{
+	const struct pool_frame *f;
+
+	for (unsigned j = 0; j < p->nworkers; j++) {
+		/* pairs with steal_window_close's release store */
+		uint32_t now = shmq__load_acquire(&p->h->slots[j].steal_seq);
+
+		if ((ra->seq[j] & 1u) && now == ra->seq[j])
+			return false;
+	}
+	f = shmq__region_ptr(p->r, ra->off + shmq__deque_footprint(POOL_DEQUE_CAP),
+			     (uint64_t)POOL_FRAMES * sizeof(*f));
+	if (!f)
+		return false;
+	for (unsigned k = 0; k < POOL_FRAMES; k++) {
+		/* pairs with sub_run_stolen's claim CAS and its exchange to DONE */
+		uint32_t st = shmq__load_acquire(&f[k].state);
+
+		if ((st & 1u) && id_is_live_worker(p, st >> 1))
+			return false;
+	}
+	return true;
+}
+
+/* An area for a new worker: a recycled one if one is free again, else new. */
+static int worker_area_get(shmq_pool *p, uint64_t *off)
+{
+	for (size_t i = 0; i < p->nretired; i++) {
+		struct retired_area *ra = &p->retired[i];
+		void *mem;
+
+		if (!area_reusable(p, ra))
+			continue;
+		mem = shmq__region_ptr(p->r, ra->off, pool_area_size());
+		if (!mem)
+			continue;
+		/* nobody else touches it any more (area_reusable): format it
+		 * as a new area; published to the new worker by its spawn and
+		 * to thieves by the seq_cst store of gen */
+		memset(mem, 0, pool_area_size());
+		if (shmq__deque_init(mem, POOL_DEQUE_CAP))
+			continue;
+		*off = ra->off;
+		shmq__free(ra->seq, p->nworkers * sizeof(*ra->seq));
+		p->retired[i] = p->retired[--p->nretired];
+		return 0;
+	}
+	return worker_area_new(p, off);
+}
+
+/* Retire area off of a dead worker, after its slot's new gen was stored.
+ * Without memory for the bookkeeping the area is only lost, nothing else. */
+static void worker_area_retire(shmq_pool *p, uint64_t off)
+{
+	struct retired_area *ra;
+
+	if (p->nretired == p->cap_retired) {
+		size_t nc = p->cap_retired ? p->cap_retired * 2 : 8;
+		struct retired_area *nv = shmq__realloc(p->retired,
+							p->cap_retired * sizeof(*nv),
+							nc * sizeof(*nv));
+
+		if (!nv)
+			return;
+		p->retired = nv;
+		p->cap_retired = nc;
+	}
+	ra = &p->retired[p->nretired];
+	ra->off = off;
+	ra->seq = shmq__malloc(p->nworkers * sizeof(*ra->seq));
+	if (!ra->seq)
+		return;
+	for (unsigned j = 0; j < p->nworkers; j++)
+		/* seq_cst: Dekker with steal_window_open, after our store of gen */
+		ra->seq[j] = shmq__load_seq_cst(&p->h->slots[j].steal_seq);
+	p->nretired++;
+}
+
+static void worker_areas_free(shmq_pool *p)
+{
+	for (size_t i = 0; i < p->nretired; i++)
+		shmq__free(p->retired[i].seq, p->nworkers * sizeof(*p->retired[i].seq));
+	shmq__free(p->retired, p->cap_retired * sizeof(*p->retired));
+	p->retired = NULL;
+	p->nretired = p->cap_retired = 0;
+}
+
+/* Give slot i another area (when fresh: the old one is retired) and a new
+ * process.  The slot's previous process, if any, has exited. */
 static int worker_start(shmq_pool *p, unsigned i, bool fresh)
 {
 	struct pool_slot *s = &p->h->slots[i];
+	uint64_t old = shmq__load_relaxed(&s->area_off); /* only we write it */
+	uint32_t seq = shmq__load_relaxed(&s->steal_seq); /* its writer has exited */
 	struct worker_arg a;
 	uint64_t off;
 	int rc;
 
 	if (fresh) {
-		rc = worker_area_new(p, &off);
+		rc = worker_area_get(p, &off);
 		if (rc)
 			return rc;
 		shmq__store_relaxed(&s->area_off, off); /* published by the gen store */
 	}
 	shmq__store_relaxed(&s->id, 0);    /* the new worker stores its own */
 	shmq__store_relaxed(&s->claim, 0); /* a dead worker's pin means nothing */
+	/* a worker that died in its steal window: close it for it (released
+	 * by the gen store; area_reusable sees that it moved) */
+	if (seq & 1u)
+		shmq__store_relaxed(&s->steal_seq, seq + 1);
 	a.pool_off = p->h_off;
 	a.slot = i;
 	a.gen = shmq__load_relaxed(&s->gen) + 1; /* only we write gen */
 	if (a.gen == 0)
 		a.gen = 1;
-	/* pairs with the acquire loads of gen in victim_deque and worker_init */
-	shmq__store_release(&s->gen, a.gen);
+	/* seq_cst: pairs with the loads of gen in victim_deque (the steal
+	 * window's Dekker, see steal_window_open) and worker_init (acquire) */
+	shmq__store_seq_cst(&s->gen, a.gen);
+	if (fresh)
+		worker_area_retire(p, old);
 	rc = shmq_proc_spawn(p->r, pool_worker_entry.name, &a, sizeof(a), NULL, &p->procs[i]);
 	if (rc) {
 		p->procs[i] = NULL;
@@ -1286,15 +1461,6 @@ static void inject(shmq_pool *p, unsigned j, uint64_t nchunks)
 	shmq__store_release(&h->jobs[j].inject, word_range(j, 0, nchunks));
 	shmq__fetch_or_seq_cst(&h->pending[j / 64], 1ull << (j % 64));
 	idle_wake(h, true, nchunks > 1 ? INT_MAX : 1);
-}
-
-static bool id_is_live_worker(shmq_pool *p, uint32_t id)
-{
-	for (unsigned i = 0; i < p->nworkers; i++)
-		/* pairs with the worker's release store of id */
-		if (shmq__load_acquire(&p->h->slots[i].id) == id)
-			return p->procs[i] && shmq_proc_is_alive(p->procs[i]);
-	return false;
 }
 
 /* After worker dead_id died: its chunks run again (or fail after
@@ -1375,7 +1541,7 @@ static void pool_supervise(shmq_pool *p)
 static void pool_supervise_maybe(shmq_pool *p)
 {
 	pthread_mutex_lock(&p->mu);
-	if (shmq_now_ns() - p->last_supervise >= WAIT_SLICE_NS / 2)
+	if (shmq_now_ns() - p->last_supervise >= SUPERVISE_EVERY_NS)
 		pool_supervise(p);
 	pthread_mutex_unlock(&p->mu);
 }
@@ -1496,6 +1662,7 @@ static void pool_handle_free(shmq_pool *p)
 	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++)
 		shmq__free(p->jobs[j].tries, p->jobs[j].ntries);
 	shmq__free(p->arena.v, p->arena.cap * sizeof(*p->arena.v));
+	worker_areas_free(p);
 	task_table_free(&p->tt);
 	shmq__free(p->procs, p->nworkers * sizeof(*p->procs));
 	shmq__free(p->start_fails, p->nworkers * sizeof(*p->start_fails));
@@ -1668,11 +1835,15 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	unsigned j;
 	int idx, rc;
 
-	if (p->broken)
-		return p->broken;
 	/* only we write state */
 	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING)
 		return -EPIPE;
+	/* workers that died since our last call are replaced before new work
+	 * arrives (see pool.h: replacement happens in the creator's calls) */
+	if (shmq_now_ns() - p->last_supervise >= SUPERVISE_EVERY_NS)
+		pool_supervise(p);
+	if (p->broken)
+		return p->broken;
 	idx = task_lookup(&p->tt, s->task);
 	if (idx < 0)
 		return idx;
@@ -2105,3 +2276,4 @@ SHMQ_API void shmq_pool_free(shmq_pool *p)
 		shmq_pool_terminate(p);
 	pool_handle_free(p);
 }
+

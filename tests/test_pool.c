@@ -531,6 +531,140 @@ static void test_worker_killed_mid_map(void **state)
 	shmq_region_close(r);
 }
 
+/* Wait until slot count of restarts is restarts and every slot's process has
+ * attached.  Replacement is the creator's job, done in its pool calls: a
+ * wait for an unfinished job is such a call. */
+static void pool_wait_replaced(shmq_pool *p, uint32_t restarts)
+{
+	struct shmq_pool_worker_stats s;
+	int64_t in = 1, out = 0;
+	shmq_async *a;
+
+	for (int t = 0; t < 6000; t++) {
+		uint32_t sum = 0;
+		bool started = true;
+
+		for (unsigned i = 0; i < shmq_pool_workers(p); i++) {
+			assert_int_equal(shmq_pool_worker_stats(p, i, &s), 0);
+			sum += s.restarts;
+			started &= s.started != 0;
+		}
+		if (sum == restarts && started)
+			return;
+		assert_int_equal(shmq_pool_apply_async(p, "slow", &in, sizeof(in), &out, sizeof(out),
+						       &a), 0);
+		(void)shmq_async_wait(a, SHMQ_NOWAIT); /* supervises while not done */
+		assert_int_equal(shmq_async_get(a, SHMQ_FOREVER), 0);
+		shmq_async_free(a);
+		usleep(5000);
+	}
+	fail_msg("workers not replaced within 30 s");
+}
+
+#define ROUNDS_N 200u
+#define KILL_ROUNDS 40u
+
+/* Round after round a worker is SIGKILLed mid-map: every result is right, and
+ * the region does not fill up with the dead workers' areas (4 MiB: without
+ * recycling, about 20 deaths exhaust it and the pool fails with -ENOSPC). */
+static void test_kill_rounds_bounded(void **state)
+{
+	struct shmq_region_opts ro = { .size = (size_t)4 << 20 };
+	struct shmq_pool_opts po = { .workers = NWORKERS, .chunksize = 4, .arena = 256 << 10 };
+	struct shmq_region_info info;
+	int64_t in[ROUNDS_N], out[ROUNDS_N];
+	uint64_t used_early = 0;
+	shmq_region *r;
+	shmq_pool *p;
+	pid_t pids[NWORKERS];
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, &ro, &r), 0);
+	assert_int_equal(shmq_pool_create(r, &po, &p), 0);
+	for (unsigned k = 0; k < KILL_ROUNDS; k++) {
+		shmq_async *a;
+
+		for (unsigned i = 0; i < ROUNDS_N; i++) {
+			in[i] = (int64_t)(k * ROUNDS_N + i);
+			out[i] = -1;
+		}
+		pool_wait_replaced(p, k);
+		pids_of(p, pids);
+		assert_int_equal(shmq_pool_map_async(p, "slow", in, sizeof(int64_t), out,
+						     sizeof(int64_t), ROUNDS_N, &a), 0);
+		usleep((k * 7919u) % 10000u); /* somewhere in the first 10 ms */
+		assert_int_equal(kill(pids[k % NWORKERS], SIGKILL), 0);
+		assert_int_equal(shmq_async_get(a, 60 * 1000000000ll), 0);
+		shmq_async_free(a);
+		for (unsigned i = 0; i < ROUNDS_N; i++)
+			if (out[i] != in[i] * 7)
+				fail_msg("round %u: out[%u] = %lld", k, i, (long long)out[i]);
+		assert_int_equal(shmq_region_info(r, &info), 0);
+		if (k == 4)
+			used_early = info.used;
+	}
+	pool_wait_replaced(p, KILL_ROUNDS);
+	assert_int_equal(shmq_region_info(r, &info), 0);
+	print_message("region used: %llu bytes after 5 deaths, %llu after %u\n",
+		      (unsigned long long)used_early, (unsigned long long)info.used, KILL_ROUNDS);
+	/* a few areas at most may still wait for recycling */
+	assert_true(info.used - used_early <= (1u << 20));
+	pool_done_killed(p, NULL, 0, KILL_ROUNDS);
+	shmq_region_close(r);
+}
+
+/* Until pid (a worker, our child) has exited; it stays unreaped (WNOWAIT):
+ * the pool reaps it. */
+static void wait_exited(pid_t pid)
+{
+	siginfo_t si;
+
+	for (int t = 0; t < 10000; t++) {
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		    si.si_pid == pid)
+			return;
+		usleep(1000);
+	}
+	fail_msg("worker %d did not exit", (int)pid);
+}
+
+/* A worker that dies while the pool is idle is replaced by the creator's next
+ * submission, before the work lands (pool.h: replacement happens in the
+ * creator's calls, at most once per 10 ms); meanwhile the stats show it. */
+static void test_idle_death_replaced_at_submit(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	struct shmq_pool_worker_stats s;
+	int64_t in[100], out[100];
+	pid_t pids[NWORKERS];
+	shmq_async *a;
+
+	(void)state;
+	pool_wait_started(p);
+	pids_of(p, pids);
+	assert_int_equal(kill(pids[0], SIGKILL), 0);
+	wait_exited(pids[0]);
+	usleep(30 * 1000); /* past the 10 ms between two looks */
+	assert_int_equal(shmq_pool_worker_stats(p, 0, &s), 0);
+	assert_int_equal(s.restarts, 0); /* reading does not replace */
+	for (int i = 0; i < 100; i++)
+		in[i] = i;
+	assert_int_equal(shmq_pool_map_async(p, "triple", in, sizeof(int64_t), out,
+					     sizeof(int64_t), 100, &a), 0);
+	assert_int_equal(shmq_pool_worker_stats(p, 0, &s), 0);
+	assert_int_equal(s.restarts, 1); /* replaced by the submission itself */
+	assert_true(s.pid != pids[0] && s.pid > 0);
+	pids[0] = s.pid;
+	assert_int_equal(shmq_async_get(a, 60 * 1000000000ll), 0);
+	shmq_async_free(a);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(out[i], 3 * i + 1);
+	pool_done_killed(p, pids, NWORKERS, 1);
+	shmq_region_close(r);
+}
+
 struct map_thread {
 	shmq_pool *p;
 	int64_t *in, *out;
@@ -615,6 +749,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_fib_subtasks),
 		cmocka_unit_test(test_task_errors),
 		cmocka_unit_test(test_worker_killed_mid_map),
+		cmocka_unit_test(test_kill_rounds_bounded),
+		cmocka_unit_test(test_idle_death_replaced_at_submit),
 		cmocka_unit_test(test_terminate),
 		cmocka_unit_test(test_free_running_pool),
 	};

@@ -32,10 +32,22 @@ extern "C" {
  * workers steal from random victims, spin briefly, then sleep on a futex.
  * Tasks are found by name in the registry SHMQ_TASK fills, in every process.
  *
- * A worker that dies is replaced on the next wait of a caller (wait, get,
- * ready, map); the chunks it was running run again and each result slot is
- * written by exactly one completed run.  A chunk whose worker dies three
- * times fails with -EOWNERDEAD.
+ * A worker that dies is replaced by the creating process, which runs no
+ * thread of the pool's own: replacement happens inside its pool calls.  Each
+ * submission (map, map_async, apply_async) and each wait (shmq_async_wait,
+ * _get, _ready, map, join) looks for dead workers, at most once per 10 ms,
+ * and starts their replacements; a caller blocked in a wait looks at least
+ * every 20 ms, so a worker that dies while the creator waits is replaced
+ * within about 20 ms plus the start of a process.  Between the creator's
+ * calls a dead worker stays dead (shmq_pool_worker_stats only reads: its pid
+ * and restarts stay as they were): the live workers go on with the work, and
+ * chunks the dead one had claimed wait for the creator's next call - no
+ * result can be waited for without one, so nothing hangs.  The chunks it was
+ * running run again and each result slot is written by exactly one completed
+ * run.  A chunk whose worker dies three times fails with -EOWNERDEAD.
+ * However many workers die, the pool's space in the region stays bounded: a
+ * dead worker's deque and frames are recycled once no live worker can still
+ * touch them.
  */
 
 typedef int (*shmq_task_fn)(const void *in, void *out);
