@@ -185,6 +185,7 @@ static const obj_describe_fn obj_describers[SHMQ__OBJ_TYPE_MAX] = {
 	[SHMQ__OBJ_BARRIER] = describe_barrier,
 	[SHMQ__OBJ_PIPE] = shmq__pipe_describe,
 	[SHMQ__OBJ_QUEUE] = describe_queue,
+	[SHMQ__OBJ_POOL] = shmq__pool_describe,
 	[SHMQ__OBJ_BLOB] = NULL, /* raw bytes: nothing but its size */
 };
 

@@ -30,7 +30,7 @@
 
 #include "region.h"
 
-#define SHMQ__STAT_KEYS 32
+#define SHMQ__STAT_KEYS 64
 #define SHMQ__STAT_KEY_MAX 24
 #define SHMQ__STAT_STR_MAX 64
 
@@ -82,5 +82,13 @@ void shmq__stat_owner(struct shmq__obj_stat *st, shmq_region *r, const char *pre
 
 /* pipe.c */
 void shmq__pipe_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st);
+
+/* pool.c: state ("running", "closing", "exited", "terminated"), closed,
+ * workers, workers_alive, jobs in flight, tasks_queued and tasks_running (map
+ * elements of unclaimed and of claimed chunks), tasks, steals, restarts,
+ * sleepers (idle workers), the creator, then per worker i, as many as the
+ * fact list holds (workers_listed): wI_pid, wI_alive, wI_tasks, wI_steals,
+ * wI_restarts, wI_queued (words on its deque). */
+void shmq__pool_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st);
 
 #endif /* SHMQ__INTROSPECT_H */

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # shmq ls / stat / watch / rm against regions this test makes: a plain one, one
 # whose creator is still attached, one whose creator died attached, one with a
-# corrupt header, one with a corrupt directory entry, and a foreign file.
+# corrupt header, one with a corrupt directory entry, a foreign file, and one
+# with two pools (one running with a dead worker, one closed and joined).
 # Every --json output must parse; looking at a region must not change a byte.
 set -u
 
@@ -11,11 +12,16 @@ MK=./tests/tools_mkregion
 p="shmq-test-tools-$$"
 tmp=$(mktemp -d)
 holder=
+pool_holder=
 
 cleanup() {
 	if [ -n "$holder" ]; then
 		kill "$holder" 2>/dev/null
 		wait "$holder" 2>/dev/null
+	fi
+	if [ -n "$pool_holder" ]; then
+		kill "$pool_holder" 2>/dev/null
+		wait "$pool_holder" 2>/dev/null
 	fi
 	rm -f /dev/shm/"$p"-*
 	rm -rf "$tmp"
@@ -51,6 +57,34 @@ def check(d):
         print("baddir's corrupt entry not flagged", file=sys.stderr)
     if st.get("/%s-live" % p, {}).get("procs_alive") != 1:
         print("live region should have 1 live process", file=sys.stderr)
+
+def pools(d):
+    return sorted(((o["name"], o["state"]) for o in d.get("object_list", [])
+                   if o["type"] == "pool"), key=lambda x: x[0])
+
+def pool_check(d, holder):
+    ps = pools(d)
+    if len(ps) != 2:
+        print("want 2 pools, got %d: %s" % (len(ps), ps), file=sys.stderr)
+        return
+    (_, closed), (_, run) = ps
+    want_closed = {"state": "exited", "closed": True, "workers": 1, "workers_alive": 0,
+                   "jobs": 0, "tasks_queued": 0, "tasks_running": 0, "workers_listed": 1}
+    want_run = {"state": "running", "closed": False, "workers": 2, "workers_alive": 1,
+                "jobs": 1, "tasks_queued": 6, "tasks_running": 2, "tasks": 100,
+                "restarts": 0, "sleepers": 0, "creator_pid": int(holder),
+                "creator_alive": True, "workers_listed": 2, "w0_alive": True,
+                "w1_alive": False, "w0_restarts": 0, "w1_restarts": 0}
+    for st, want in ((closed, want_closed), (run, want_run)):
+        for k, v in want.items():
+            if st.get(k) != v:
+                print("pool %s: %s is %s, want %s" % (st.get("state"), k, st.get(k), v),
+                      file=sys.stderr)
+    if not (run.get("w0_pid", 0) > 0 and run.get("w1_pid", 0) > 0 and
+            run["w0_pid"] != run["w1_pid"]):
+        print("pool worker pids: %s %s" % (run.get("w0_pid"), run.get("w1_pid")), file=sys.stderr)
+    if run.get("w0_tasks", 0) + run.get("w1_tasks", 0) != 100:
+        print("pool tasks per worker do not add up to 100", file=sys.stderr)
 
 def expect(d, *checks):
     objs = {o["name"]: o for o in d.get("object_list", [])}
@@ -102,6 +136,16 @@ i=0
 until grep -q ready "$tmp/holder.out" 2>/dev/null; do
 	i=$((i + 1))
 	[ $i -lt 100 ] || fail "holder never became ready"
+	sleep 0.05
+done
+# pools: workers are processes, give them time on a loaded machine
+$MK pool "$p-pool" 900 > "$tmp/pool.out" &
+pool_holder=$!
+i=0
+until grep -q ready "$tmp/pool.out" 2>/dev/null; do
+	i=$((i + 1))
+	kill -0 "$pool_holder" 2>/dev/null || fail "pool holder died before it was ready"
+	[ $i -lt 1200 ] || fail "pool holder never became ready"
 	sleep 0.05
 done
 
@@ -159,6 +203,19 @@ grep -q "^  table  *blob  *bytes=4096" "$tmp/live.txt" || fail "stat (table): ob
 grep -q "^  mutex  *lock  *bytes=64 held=yes contended=no holder_pid=$holder holder_alive=yes" "$tmp/live.txt" ||
 	fail "stat (table): lock line: $(grep mutex "$tmp/live.txt")"
 
+# a pool: its workers (pid, alive), tasks per worker, steals, tasks queued and
+# running, closed or not; the creator makes no pool call, so the dead worker
+# stays dead and the region stays still while we look
+run_json "$tmp/pool.json" stat "$p-pool" || fail "stat pool exit status"
+q "$tmp/pool.json" "pool_check(d, $pool_holder)" 2>&1 >/dev/null | grep . &&
+	fail "stat pool --json: $(cat "$tmp/pool.json")"
+"$SHMQ" stat "$p-pool" > "$tmp/pool.txt" || fail "stat pool (table) exit status"
+grep -q "^  pool\.[0-9]*\.[0-9]*  *pool .* state=running closed=no workers=2 workers_alive=1 jobs=1 tasks_queued=6 tasks_running=2 " "$tmp/pool.txt" ||
+	fail "stat pool (table): running pool line: $(cat "$tmp/pool.txt")"
+grep -q "^  pool\.[0-9]*\.[0-9]*  *pool .* state=exited closed=yes workers=1 workers_alive=0 " "$tmp/pool.txt" ||
+	fail "stat pool (table): closed pool line: $(cat "$tmp/pool.txt")"
+grep -q " w1_alive=no " "$tmp/pool.txt" || fail "stat pool (table): dead worker not shown"
+
 # ---- watch ----
 "$SHMQ" --json watch "$p-live" --count 2 --interval 0.1 > "$tmp/watch.jsonl" || fail "watch exit status"
 [ "$(wc -l < "$tmp/watch.jsonl")" -eq 2 ] || fail "watch --count 2: $(wc -l < "$tmp/watch.jsonl") lines"
@@ -208,7 +265,11 @@ run_json "$tmp/rm.json" rm "$p-dead" || fail "rm dead (creator died): refused"
 "$SHMQ" rm "$p-plain" > /dev/null || fail "rm plain"
 "$SHMQ" rm "$p-plain" 2>/dev/null && fail "rm of a missing region succeeded"
 "$SHMQ" rm --force "$p-fuzz" > /dev/null || fail "rm --force fuzz"
-for n in dead corrupt foreign live plain fuzz; do
+kill "$pool_holder"
+wait "$pool_holder" || fail "pool holder exit status"
+pool_holder=
+"$SHMQ" rm "$p-pool" > /dev/null || fail "rm pool (its creator has terminated it)"
+for n in dead corrupt foreign live plain fuzz pool; do
 	[ -e /dev/shm/"$p-$n" ] && fail "rm: $n still there"
 done
 echo "PASS: shmq ls / stat / watch / rm"

@@ -16,6 +16,14 @@
  *   tools_mkregion corrupt NAME        header checksum broken after creation
  *   tools_mkregion baddir NAME         one directory entry's offset corrupted
  *   tools_mkregion foreign NAME        a /dev/shm file without libshmq's header
+ *   tools_mkregion pool NAME SECONDS   a region with two pools: one of two
+ *                                      workers that ran 100 tasks, now runs 2
+ *                                      of 8 long tasks, and whose worker 1 was
+ *                                      then SIGKILLed (not replaced: the
+ *                                      creator makes no pool call); and one
+ *                                      closed and joined.  Prints "ready",
+ *                                      holds until SIGTERM or SECONDS, then
+ *                                      terminates the pool.
  *
  * Exit 0 on success (except die, killed by design), 1 on failure.
  */
@@ -25,6 +33,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +115,127 @@ static int make(const char *name, shmq_region **out)
 	return rc;
 }
 
+/* ---- pool mode ---- */
+
+static int mk_inc(const void *in, void *out)
+{
+	*(int64_t *)out = *(const int64_t *)in + 1;
+	return 0;
+}
+SHMQ_TASK(mk_inc);
+
+/* Marks its output (in the region, so the creator sees it at once), then
+ * sleeps until its creator is gone (or 900 s): a task that stays running. */
+static int mk_nap(const void *in, void *out)
+{
+	pid_t parent = getppid();
+
+	(void)in;
+	__atomic_store_n((int64_t *)out, 1, __ATOMIC_RELEASE); /* pairs with naps_running */
+	for (int i = 0; i < 9000 && getppid() == parent; i++)
+		usleep(100 * 1000);
+	return 0;
+}
+SHMQ_TASK(mk_nap);
+
+static unsigned naps_running(const int64_t *naps, unsigned n)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		k += __atomic_load_n(&naps[i], __ATOMIC_ACQUIRE) != 0; /* pairs with mk_nap */
+	return k;
+}
+
+static int pool_started(shmq_pool *p)
+{
+	struct shmq_pool_worker_stats s;
+
+	for (unsigned i = 0; i < shmq_pool_workers(p); i++) {
+		int t = 0;
+
+		while (shmq_pool_worker_stats(p, i, &s) == 0 && !s.started && t++ < 30000)
+			usleep(1000);
+		if (!s.started)
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+/* Until pid (our child) has exited, left unreaped for the pool. */
+static int exited(pid_t pid)
+{
+	siginfo_t si;
+
+	for (int t = 0; t < 30000; t++) {
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		    si.si_pid == pid)
+			return 0;
+		usleep(1000);
+	}
+	return -ETIMEDOUT;
+}
+
+static int pool_mode(const char *name, unsigned seconds)
+{
+	struct shmq_region_opts ro = { .size = 4u << 20 };
+	struct shmq_pool_opts po = { .workers = 2, .chunksize = 1, .arena = 64 << 10 };
+	struct shmq_pool_opts po2 = { .workers = 1, .arena = 64 << 10 };
+	struct shmq_pool_worker_stats s;
+	struct timespec ts = { .tv_sec = seconds };
+	int64_t in[100], out[100], *naps;
+	shmq_region *r;
+	shmq_pool *p, *closed;
+	shmq_async *a = NULL;
+	sigset_t term;
+	int rc;
+
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, NULL);
+	rc = shmq_region_create(name, &ro, &r);
+	if (rc)
+		return rc;
+	rc = shmq_pool_create(r, &po2, &closed);
+	if (!rc) {
+		shmq_pool_close(closed);
+		rc = shmq_pool_join(closed, 30 * 1000000000ll);
+		shmq_pool_free(closed);
+	}
+	if (!rc)
+		rc = shmq_pool_create(r, &po, &p);
+	if (rc)
+		return rc;
+	for (int i = 0; i < 100; i++)
+		in[i] = i;
+	rc = pool_started(p);
+	if (!rc)
+		rc = shmq_pool_map(p, "mk_inc", in, sizeof(int64_t), out, sizeof(int64_t), 100,
+				   30 * 1000000000ll);
+	if (!rc)
+		rc = shmq_region_alloc(r, "naps", 8 * sizeof(int64_t), (void **)&naps);
+	if (!rc)
+		rc = shmq_pool_map_async(p, "mk_nap", in, sizeof(int64_t), naps, sizeof(int64_t),
+					 8, &a);
+	for (int t = 0; !rc && naps_running(naps, 8) < 2; t++)
+		rc = t < 30000 ? usleep(1000) : -ETIMEDOUT;
+	if (!rc)
+		rc = shmq_pool_worker_stats(p, 1, &s);
+	if (!rc)
+		rc = kill(s.pid, SIGKILL) ? -errno : exited(s.pid);
+	if (!rc) {
+		printf("ready\n");
+		fflush(stdout);
+		sigtimedwait(&term, NULL, &ts);
+	}
+	shmq_pool_terminate(p);
+	shmq_async_free(a);
+	shmq_pool_free(p);
+	shmq_region_close(r);
+	return rc;
+}
+
 /* Overwrite len bytes at off of the region's file. */
 static int poke(const char *name, off_t off, const void *bytes, size_t len)
 {
@@ -174,11 +305,18 @@ int main(int argc, char **argv)
 	shmq_region *r;
 	int rc;
 
+	shmq_dispatch(argc, argv); /* pool workers run in here */
 	if (argc < 3)
 		return 1;
 	const char *what = argv[1], *name = argv[2];
 	if (strcmp(what, "foreign") == 0)
 		return foreign(name) ? 1 : 0;
+	if (strcmp(what, "pool") == 0 && argc == 4) {
+		rc = pool_mode(name, (unsigned)atoi(argv[3]));
+		if (rc)
+			fprintf(stderr, "tools_mkregion pool %s: %s\n", name, shmq_strerror(rc));
+		return rc ? 1 : 0;
+	}
 	if (make(name, &r))
 		return 1;
 	if (strcmp(what, "hold") == 0 && argc == 4) {

@@ -48,6 +48,11 @@ extern "C" {
  * However many workers die, the pool's space in the region stays bounded: a
  * dead worker's deque and frames are recycled once no live worker can still
  * touch them.
+ *
+ * Each pool is a named object of its region's directory, "pool.ID.N" (ID the
+ * creator's owner id in the region), so `shmq stat` shows its workers (pid,
+ * alive, tasks, steals, replacements, words queued), its jobs and tasks
+ * queued or running, and whether it is closed.
  */
 
 typedef int (*shmq_task_fn)(const void *in, void *out);
