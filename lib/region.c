@@ -64,7 +64,7 @@ _Static_assert(sizeof(struct region_hdr) == 64, "header is one line");
 /* Mutable control words, line 1. */
 struct region_ctl {
 	uint64_t heap_top;    /* next free heap offset; CAS-advanced */
-	uint32_t dir_lock;    /* pid of the holder, 0 when free */
+	uint32_t dir_lock;    /* thread id (gettid) of the holder, 0 when free */
 	uint32_t dir_sleepers;
 	uint32_t dir_hwm;     /* directory entries ever used: finds scan [0, hwm) */
 	uint32_t dir_count;   /* published objects */
@@ -805,12 +805,14 @@ void *shmq__region_ptr(const shmq_region *r, uint64_t off, uint64_t len)
 	return r->base + off;
 }
 
-/* ---- directory lock: a pid-owned futex word, stolen from a dead holder ---- */
+/* ---- directory lock: a futex word owned by a thread id (so two threads of
+ * one process exclude each other like any two processes), stolen once that
+ * thread is gone (its process died inside the directory) ---- */
 
 static int dir_lock(shmq_region *r)
 {
 	struct region_ctl *ctl = ctl_of(r);
-	uint32_t self = (uint32_t)getpid();
+	uint32_t self = (uint32_t)gettid();
 
 	for (;;) {
 		uint32_t cur = 0;
@@ -820,7 +822,7 @@ static int dir_lock(shmq_region *r)
 		if (shmq__cas_acquire(&ctl->dir_lock, &cur, self))
 			return 0;
 		if (cur == self)
-			return -EDEADLK; /* another thread of ours; never nest */
+			return -EDEADLK; /* this thread nested a directory call: a bug */
 		rc = shmq__wait_word(&ctl->dir_lock, cur, &ctl->dir_sleepers, SHMQ__NO_DEADLINE,
 				     DIRLOCK_SLICE_NS);
 		if (rc == -EINTR && !shmq__pid_alive((pid_t)cur, 0)) {

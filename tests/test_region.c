@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -388,6 +390,60 @@ static void test_public_alloc_find(void **state)
 	shmq_region_close(r);
 }
 
+/* Two threads of one process creating objects at once: each waits for the
+ * directory like another process would (no -EDEADLK), and every object lands. */
+#define THREAD_OBJS 400
+
+struct creator {
+	shmq_region *r;
+	int id;
+	int failed;
+};
+
+static void *create_many(void *arg)
+{
+	struct creator *c = arg;
+	char name[32];
+	void *mem;
+
+	for (int i = 0; i < THREAD_OBJS; i++) {
+		snprintf(name, sizeof(name), "t%d.%d", c->id, i);
+		int rc = shmq_region_alloc(c->r, name, 64, &mem);
+
+		if (rc) {
+			if (!c->failed++)
+				print_message("thread %d: %s\n", c->id, shmq_strerror(rc));
+		}
+	}
+	return NULL;
+}
+
+static void test_threads_create_concurrently(void **state)
+{
+	struct creator c[2];
+	pthread_t th[2];
+	shmq_region *r;
+	char name[32];
+	void *mem;
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, NULL, &r), 0); /* room for 2 x THREAD_OBJS */
+	for (int t = 0; t < 2; t++) {
+		c[t] = (struct creator){ .r = r, .id = t };
+		assert_int_equal(pthread_create(&th[t], NULL, create_many, &c[t]), 0);
+	}
+	for (int t = 0; t < 2; t++) {
+		assert_int_equal(pthread_join(th[t], NULL), 0);
+		assert_int_equal(c[t].failed, 0);
+	}
+	for (int t = 0; t < 2; t++)
+		for (int i = 0; i < THREAD_OBJS; i++) {
+			snprintf(name, sizeof(name), "t%d.%d", t, i);
+			assert_int_equal(shmq_region_find(r, name, &mem, NULL), 0);
+		}
+	shmq_region_close(r);
+}
+
 static void test_strerror_and_clock(void **state)
 {
 	int64_t a, b;
@@ -418,6 +474,7 @@ int main(void)
 		cmocka_unit_test(test_corrupt_directory_entry),
 		cmocka_unit_test(test_process_table),
 		cmocka_unit_test(test_public_alloc_find),
+		cmocka_unit_test(test_threads_create_concurrently),
 		cmocka_unit_test(test_strerror_and_clock),
 	};
 
