@@ -2154,6 +2154,10 @@ SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_
 	rc = submit_check(p, &s);
 	if (rc)
 		return rc;
+	/* A map of any task waits for it: SHMQ_NOWAIT would block, so it
+	 * submits nothing and says so (shmq_pool_map_async is the way not to wait). */
+	if (timeout_ns == SHMQ_NOWAIT && n > 0)
+		return -EAGAIN;
 	while (done < n) {
 		struct submit b = s;
 		shmq_async *a;
@@ -2242,7 +2246,7 @@ SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns)
 	if (st == POOL_CLOSING) {
 		rc = join_jobs(p, deadline);
 		if (rc)
-			return rc;
+			return rc == -ETIMEDOUT && timeout_ns == SHMQ_NOWAIT ? -EAGAIN : rc;
 		pthread_mutex_lock(&p->mu);
 		shmq__store_seq_cst(&p->h->state, POOL_EXIT);
 		idle_wake(p->h, true, INT_MAX);
@@ -2264,7 +2268,8 @@ SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns)
 		rc = 0;
 	}
 	pthread_mutex_unlock(&p->mu);
-	return rc;
+	/* SHMQ_NOWAIT never blocks; where it would have, it says -EAGAIN */
+	return rc == -ETIMEDOUT && timeout_ns == SHMQ_NOWAIT ? -EAGAIN : rc;
 }
 
 SHMQ_API int shmq_pool_terminate(shmq_pool *p)

@@ -343,6 +343,13 @@ static void test_async(void **state)
 	assert_int_equal(shmq_pool_map(p, "triple", min, sizeof(int64_t), mout, sizeof(int64_t),
 				       10, SHMQ_FOREVER), 0);
 	assert_int_equal(mout[9], 6 * 9 + 1);
+	/* SHMQ_NOWAIT: a map would wait, so it submits nothing and says -EAGAIN */
+	mout[0] = -1;
+	assert_int_equal(shmq_pool_map(p, "triple", min, sizeof(int64_t), mout, sizeof(int64_t),
+				       10, SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(mout[0], -1);
+	assert_int_equal(shmq_pool_map(p, "triple", min, sizeof(int64_t), mout, sizeof(int64_t),
+				       0, SHMQ_NOWAIT), 0);
 	assert_int_equal(shmq_pool_join(p, SHMQ_NOWAIT), -EINVAL); /* not closed */
 	assert_int_equal(shmq_pool_close(p), 0);
 	assert_int_equal(shmq_pool_apply_async(p, "triple", &in[0], sizeof(int64_t), &out[0],
