@@ -144,12 +144,18 @@ SHMQ_API void shmq_barrier_close(shmq_barrier *b)
 
 SHMQ_API unsigned shmq_barrier_parties(const shmq_barrier *b)
 {
+	if (!b)
+		return 0;
 	return b->parties;
 }
 
 SHMQ_API unsigned shmq_barrier_n_waiting(const shmq_barrier *b)
 {
-	uint32_t w = shmq__load_relaxed(&b->s->word); /* a snapshot */
+	uint32_t w;
+
+	if (!b)
+		return 0;
+	w = shmq__load_relaxed(&b->s->word); /* a snapshot; pairs with nothing */
 
 	if (w & SHMQ__BARRIER_BROKEN)
 		return 0;
@@ -158,6 +164,8 @@ SHMQ_API unsigned shmq_barrier_n_waiting(const shmq_barrier *b)
 
 SHMQ_API bool shmq_barrier_broken(const shmq_barrier *b)
 {
+	if (!b)
+		return false;
 	return (shmq__load_relaxed(&b->s->word) & SHMQ__BARRIER_BROKEN) != 0; /* a snapshot */
 }
 

@@ -188,7 +188,10 @@ int shmq_queue_init(void *mem, size_t size, const struct shmq_queue_opts *o, uns
 
 int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queue **out)
 {
-	if (!mem || !out)
+	/* the caller's own arguments: misaligned or too small to hold even the
+	 * control block is a bad call, not corrupt memory */
+	if (!mem || !out || (uintptr_t)mem % SHMQ__CACHELINE ||
+	    size < sizeof(struct shmq__mpmc_shared))
 		return -EINVAL;
 	return handle_open(r, mem, size, out);
 }

@@ -198,6 +198,9 @@ static void test_barrier(void **state)
 			 -EINVAL);
 	assert_int_equal(shmq_barrier_open(f->r, "b0", &x), -ENOENT);
 	assert_int_equal(shmq_barrier_wait(NULL, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_barrier_parties(NULL), 0);
+	assert_int_equal(shmq_barrier_n_waiting(NULL), 0);
+	assert_false(shmq_barrier_broken(NULL));
 	assert_int_equal(shmq_barrier_abort(NULL), -EINVAL);
 	assert_int_equal(shmq_barrier_reset(NULL), -EINVAL);
 	shmq_barrier_close(NULL);
@@ -293,6 +296,12 @@ static void test_queue(void **state)
 	assert_int_equal(shmq_queue_footprint(&(struct shmq_queue_opts){ .max_msg = UINT32_MAX }), 0);
 	assert_int_equal(shmq_queue_init(NULL, 4096, NULL, 0), -EINVAL);
 	assert_int_equal(shmq_queue_attach(f->r, NULL, 4096, &x), -EINVAL);
+	{
+		static uint8_t qm[4096] __attribute__((aligned(64)));
+
+		assert_int_equal(shmq_queue_attach(f->r, qm + 8, 4000, &x), -EINVAL);
+		assert_int_equal(shmq_queue_attach(f->r, qm, 64, &x), -EINVAL);
+	}
 }
 
 /* ---- pipes ---- */

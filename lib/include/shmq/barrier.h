@@ -55,12 +55,12 @@ SHMQ_API int shmq_barrier_abort(shmq_barrier *b);
 /* Return the barrier to its empty state, starting a new generation; the
  * waiters of the generation it cuts short get -EPIPE. */
 SHMQ_API int shmq_barrier_reset(shmq_barrier *b);
-/* Python's Barrier.parties. */
+/* Python's Barrier.parties (0 for a NULL handle). */
 SHMQ_API unsigned shmq_barrier_parties(const shmq_barrier *b);
 /* Python's Barrier.n_waiting: parties waiting in the current generation
- * (a snapshot; 0 when broken). */
+ * (a snapshot; 0 when broken, or for a NULL handle). */
 SHMQ_API unsigned shmq_barrier_n_waiting(const shmq_barrier *b);
-/* Python's Barrier.broken (a snapshot). */
+/* Python's Barrier.broken (a snapshot; false for a NULL handle). */
 SHMQ_API bool shmq_barrier_broken(const shmq_barrier *b);
 /* Free the handle; never changes the barrier.  NULL is a no-op. */
 SHMQ_API void shmq_barrier_close(shmq_barrier *b);

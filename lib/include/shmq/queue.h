@@ -111,7 +111,8 @@ SHMQ_API int shmq_queue_init(void *mem, size_t size, const struct shmq_queue_opt
 
 /* Open a handle to a queue laid out in mem (mapped by this process).  r
  * supplies the owner ids, or is NULL for a SHMQ_QUEUE_PID_OWNERS queue.
- * -EINVAL (r does not match the queue's owner kind), -EBADMSG, -EPROTO, -ENOMEM. */
+ * -EINVAL (mem misaligned or size below the control block; r does not match
+ * the queue's owner kind), -EBADMSG, -EPROTO, -ENOMEM. */
 SHMQ_API int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queue **out);
 
 /* ---- statistics ---- */
