@@ -380,8 +380,6 @@ struct worker {
 	uint32_t tag;
 	uint64_t rng;
 	uint64_t tasks, steals;
-	uint32_t steal_seq; /* our copy of slot->steal_seq */
-	bool in_window;     /* steal_seq is odd */
 	struct victim *victims;
 	struct task_table tt;
 	const char *cache_name; /* spawn's one-entry name cache */
@@ -390,6 +388,9 @@ struct worker {
 	shmq_task_fn cache_fn;
 	/* per frame, private: where the result goes and how to run it */
 	struct frame_priv *fp;
+	/* the steal window (cold: idle and stealing paths only) */
+	uint32_t steal_seq; /* our copy of slot->steal_seq */
+	bool in_window;     /* steal_seq is odd */
 };
 
 /* The worker this process is, while it runs the pool's loop (pool workers
