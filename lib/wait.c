@@ -141,6 +141,12 @@ int shmq__wait_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 int shmq__sleep_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 		     int64_t deadline, int64_t slice_ns)
 {
+	return shmq__sleep_word_counted(word, old, sleepers, deadline, slice_ns, NULL);
+}
+
+int shmq__sleep_word_counted(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+			     int64_t deadline, int64_t slice_ns, uint64_t *waits)
+{
 	int64_t until = deadline;
 	int rc;
 
@@ -157,10 +163,12 @@ int shmq__sleep_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 	/* Dekker with shmq__wake_word: our increment of *sleepers and this
 	 * load are both seq_cst, as are the waker's change and its load of
 	 * *sleepers, so at least one side sees the other. */
-	if (shmq__load_seq_cst(word) != old)
+	if (shmq__load_seq_cst(word) != old) {
 		rc = 0;
-	else
+	} else {
+		shmq__count_event(waits);
 		rc = shmq__futex_wait(word, old, until);
+	}
 	if (sleepers)
 		shmq__fetch_sub_seq_cst(sleepers, 1);
 	if (rc == -ETIMEDOUT && until != deadline)
@@ -170,7 +178,14 @@ int shmq__sleep_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 
 void shmq__wake_word(const uint32_t *word, const uint32_t *sleepers, int n)
 {
+	shmq__wake_word_counted(word, sleepers, n, NULL);
+}
+
+void shmq__wake_word_counted(const uint32_t *word, const uint32_t *sleepers, int n,
+			     uint64_t *wakes)
+{
 	if (sleepers && shmq__load_seq_cst(sleepers) == 0)
 		return;
+	shmq__count_event(wakes);
 	shmq__futex_wake(word, n);
 }

@@ -26,6 +26,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "atomic.h"
+
 /* Deadlines are absolute CLOCK_MONOTONIC nanoseconds; SHMQ__NO_DEADLINE waits forever. */
 #define SHMQ__NO_DEADLINE INT64_MAX
 
@@ -73,5 +75,27 @@ int shmq__sleep_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 /* The waker's side: after changing *word with seq_cst, wake n sleepers if
  * *sleepers says there are any.  No system call when nobody sleeps. */
 void shmq__wake_word(const uint32_t *word, const uint32_t *sleepers, int n);
+
+/*
+ * Slow-path statistics for `shmq stat` (introspect.h).  Objects keep free
+ * running 64-bit counters of the futex waits their callers entered and of
+ * the futex wakes issued for them, on a line of their shared block that no
+ * fast path writes; a counter is bumped only right before the system call it
+ * counts, so a call that neither sleeps nor wakes anybody never touches it.
+ * At one event per microsecond a 64-bit counter wraps after 584 000 years.
+ * ctr may be NULL (not counted).
+ */
+static inline void shmq__count_event(uint64_t *ctr)
+{
+	if (ctr)
+		shmq__fetch_add_relaxed(ctr, 1); /* pairs with nothing: statistics only */
+}
+
+/* shmq__sleep_word and shmq__wake_word that also count, in *waits, each
+ * futex wait they enter and, in *wakes, each futex wake they issue. */
+int shmq__sleep_word_counted(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+			     int64_t deadline, int64_t slice_ns, uint64_t *waits);
+void shmq__wake_word_counted(const uint32_t *word, const uint32_t *sleepers, int n,
+			     uint64_t *wakes);
 
 #endif /* SHMQ__WAIT_H */
