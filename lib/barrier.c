@@ -174,7 +174,7 @@ SHMQ_API bool shmq_barrier_broken(const shmq_barrier *b)
 /* After a seq_cst change of the word: wake every sleeper, if any. */
 static void barrier_wake_all(shmq_barrier *b)
 {
-	shmq__wake_word(&b->s->word, &b->s->sleepers, INT_MAX);
+	shmq__wake_word_counted(&b->s->word, &b->s->sleepers, INT_MAX, &b->s->wakes);
 }
 
 SHMQ_API int shmq_barrier_abort(shmq_barrier *b)
@@ -288,7 +288,8 @@ static int barrier_await(shmq_barrier *b, uint32_t cur, int idx, int64_t deadlin
 				continue;
 			}
 		}
-		rc = shmq__sleep_word(&b->s->word, cur, &b->s->sleepers, deadline, 0);
+		rc = shmq__sleep_word_counted(&b->s->word, cur, &b->s->sleepers, deadline, 0,
+					      &b->s->waits);
 		if (rc == -ETIMEDOUT)
 			return barrier_time_out(b, g, idx);
 		/* pairs with the seq_cst CAS that completed, broke or reset the

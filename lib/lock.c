@@ -266,6 +266,7 @@ static int lock_sleep(shmq_lock *l, uint32_t c, int64_t deadline)
 
 	if (deadline < until)
 		until = deadline;
+	shmq__count_event(&l->s->waits);
 	rc = shmq__futex_wait(&l->s->word, c, until);
 	if (rc != -ETIMEDOUT)
 		return 0; /* woken, or the word had moved, or a spurious return */
@@ -359,8 +360,10 @@ SHMQ_API int shmq_lock_release(shmq_lock *l)
 	shmq__store_relaxed(&s->tag, 0); /* ordered before the word by its release */
 	/* pairs with the cas_acquire of the next taker (lock_try_take) */
 	old = shmq__exchange_release(&s->word, 0);
-	if (SHMQ__UNLIKELY(old & SHMQ__LOCK_CONTENDED))
+	if (SHMQ__UNLIKELY(old & SHMQ__LOCK_CONTENDED)) {
+		shmq__count_event(&s->wakes);
 		shmq__futex_wake(&s->word, 1);
+	}
 	if (SHMQ__UNLIKELY(lock_owner(old) != l->self))
 		return -EBADMSG; /* our tag but not our word: it was overwritten */
 	return 0;

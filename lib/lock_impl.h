@@ -2,8 +2,8 @@
 /*
  * Private: the shared layout of a lock and of a barrier (layer 2 primitives).
  *
- * Both are position independent (no pointers inside) and fit one cache line
- * each, so a lock can be embedded anywhere, and they are reached through the
+ * Both are position independent (no pointers inside) and take two cache
+ * lines each, so a lock can be embedded anywhere, and they are reached through the
  * placement API (shmq_X_footprint / shmq_X_init / shmq_X_attach) or by name
  * from a region.  Nothing read from them is trusted: an impossible word gives
  * -EBADMSG.
@@ -28,19 +28,30 @@
  * by the holder after it takes the word and cleared before it releases it.
  * Only the EDEADLK / EPERM checks read it; its owner-id half keeps a stale
  * tag left by a dead process from matching any live thread.
+ *
+ * waits, wakes: statistics for `shmq stat` (wait.h, shmq__count_event): the
+ * futex waits acquirers entered and the futex wakes releasers issued.  They
+ * have line 1 to themselves, so the uncontended acquire and release, which
+ * write line 0 only, never touch them.
  */
 #define SHMQ__LOCK_MAGIC     0x4c4f434bu /* "LOCK" */
 #define SHMQ__LOCK_CONTENDED 0x80000000u
 #define SHMQ__LOCK_ID_MASK   0x7fffffffu
 
 struct shmq__lock_shm {
+	/* line 0: the lock itself */
 	uint32_t word;  /* futex word; see above */
 	uint32_t magic; /* SHMQ__LOCK_MAGIC once initialised; read-only after */
 	uint64_t tag;   /* holder's thread tag, 0 when free */
-	uint8_t pad[SHMQ__CACHELINE - 16];
+	uint8_t pad0[SHMQ__CACHELINE - 16];
+	/* line 1: statistics, written only next to a futex system call */
+	uint64_t waits; /* futex waits entered by acquirers */
+	uint64_t wakes; /* futex wakes issued by releasers */
+	uint8_t pad1[SHMQ__CACHELINE - 16];
 };
-_Static_assert(sizeof(struct shmq__lock_shm) == SHMQ__CACHELINE, "lock is one line");
+_Static_assert(sizeof(struct shmq__lock_shm) == 2 * SHMQ__CACHELINE, "lock is two lines");
 _Static_assert(offsetof(struct shmq__lock_shm, word) == 0, "word first");
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__lock_shm, waits);
 
 /* ---- barrier ------------------------------------------------------------
  *
@@ -67,10 +78,20 @@ _Static_assert(offsetof(struct shmq__lock_shm, word) == 0, "word first");
 #define SHMQ__BARRIER_GEN_ONE    (1u << SHMQ__BARRIER_GEN_SHIFT)
 #define SHMQ__BARRIER_MAX_PARTIES SHMQ__BARRIER_COUNT_MASK
 
+/*
+ * Line 0 holds what attach reads once (magic, parties) and the statistics
+ * for `shmq stat` (wait.h, shmq__count_event): the futex waits waiters
+ * entered and the futex wakes issued for them.  Arrivals work on line 1 and
+ * the handle's copy of parties only, so they never touch line 0.
+ */
 struct shmq__barrier_shm {
+	/* line 0: cold */
 	uint32_t magic;    /* SHMQ__BARRIER_MAGIC; read-only after init */
 	uint32_t parties;  /* 1..SHMQ__BARRIER_MAX_PARTIES; read-only after init */
-	uint8_t pad0[SHMQ__CACHELINE - 8];
+	uint64_t waits;    /* futex waits entered by waiters */
+	uint64_t wakes;    /* futex wakes issued for them */
+	uint8_t pad0[SHMQ__CACHELINE - 24];
+	/* line 1: the barrier itself */
 	uint32_t word;     /* futex word; see above */
 	uint32_t sleepers; /* waiters inside futex_wait (wait.h protocol) */
 	uint8_t pad1[SHMQ__CACHELINE - 8];

@@ -11,7 +11,7 @@
  * verified copy of the geometry: nothing that decides an address is ever
  * re-read from shared memory.
  *
- * Layout:  [struct shmq__mpmc_shared: 6 lines][slot 0][slot 1]...[slot cap-1]
+ * Layout:  [struct shmq__mpmc_shared: 7 lines][slot 0][slot 1]...[slot cap-1]
  * slot:    { u64 ctl; u32 len; u32 pad; u8 data[max_msg] } rounded up to 64.
  *
  * Positions.  head and tail are free-running 64-bit positions: tail is the
@@ -60,7 +60,7 @@
 #include "compiler.h"
 
 #define SHMQ__MPMC_MAGIC   0x434d504du /* "MPMC" */
-#define SHMQ__MPMC_VERSION 1u
+#define SHMQ__MPMC_VERSION 2u /* 2: line 6, sleep and wake statistics */
 #define SHMQ__MPMC_CAP_MAX (1u << 24)  /* slots */
 #define SHMQ__MPMC_MSG_MAX (1u << 24)  /* bytes per message */
 #define SHMQ__MPMC_SLOT_HDR 16u        /* ctl + len + pad */
@@ -102,13 +102,23 @@ struct shmq__mpmc_shared {
 	uint64_t skipped;    /* dead producers' claims skipped */
 	uint64_t dropped;    /* dead consumers' claims released (messages lost with them) */
 	uint8_t pad6[40];
+	/* line 6: statistics for `shmq stat`, bumped by the blocking layer
+	 * (queue.c) only right before a futex system call (wait.h,
+	 * shmq__count_event); puts and gets that neither sleep nor wake anybody
+	 * never touch this line.  Free running. */
+	uint64_t get_waits;  /* futex waits entered by consumers (data_word) */
+	uint64_t put_waits;  /* futex waits entered by producers (space_word) */
+	uint64_t get_wakes;  /* futex wakes issued on data_word */
+	uint64_t put_wakes;  /* futex wakes issued on space_word */
+	uint8_t pad7[32];
 };
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, tail);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, head);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, data_word);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, space_word);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, shut);
-_Static_assert(sizeof(struct shmq__mpmc_shared) == 6 * SHMQ__CACHELINE, "mpmc control block");
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, get_waits);
+_Static_assert(sizeof(struct shmq__mpmc_shared) == 7 * SHMQ__CACHELINE, "mpmc control block");
 
 struct shmq__mpmc_slot {
 	uint64_t ctl;

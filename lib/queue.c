@@ -199,24 +199,25 @@ int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queue **out)
 /* ---- wakers ---- */
 
 /* After a change of *word's condition made with seq_cst: wake n sleepers
- * if the count says there are any (no system call otherwise). */
-static void wake(uint32_t *word, uint32_t *sleepers, int n)
+ * if the count says there are any (no system call otherwise); *wakes counts
+ * the system calls made. */
+static void wake(uint32_t *word, uint32_t *sleepers, int n, uint64_t *wakes)
 {
 	/* seq_cst: the Dekker load of the sleeper count (see the top comment) */
 	if (shmq__load_seq_cst(sleepers) == 0)
 		return;
 	shmq__fetch_add_seq_cst(word, 1); /* a sleeper that read the old value will not sleep */
-	shmq__wake_word(word, sleepers, n);
+	shmq__wake_word_counted(word, sleepers, n, wakes);
 }
 
 static void wake_getters(struct shmq__mpmc *m, int n)
 {
-	wake(&m->sh->data_word, &m->sh->data_sleepers, n);
+	wake(&m->sh->data_word, &m->sh->data_sleepers, n, &m->sh->get_wakes);
 }
 
 static void wake_putters(struct shmq__mpmc *m, int n)
 {
-	wake(&m->sh->space_word, &m->sh->space_sleepers, n);
+	wake(&m->sh->space_word, &m->sh->space_sleepers, n, &m->sh->put_wakes);
 }
 
 /* A getter that took a message passes a wake on if more is readable while
@@ -297,10 +298,12 @@ static int sleep_once(struct shmq__mpmc *m, enum dir dir, int64_t deadline)
 		until = now + SLICE_NS;
 	v = shmq__load_acquire(word); /* pairs with the waker's seq_cst bump */
 	shmq__fetch_add_seq_cst(sleepers, 1);
-	if (dir == DIR_GET ? shmq__mpmc_readable(m) : shmq__mpmc_writable(m))
+	if (dir == DIR_GET ? shmq__mpmc_readable(m) : shmq__mpmc_writable(m)) {
 		rc = 0;
-	else
+	} else {
+		shmq__count_event(dir == DIR_GET ? &m->sh->get_waits : &m->sh->put_waits);
 		rc = shmq__futex_wait(word, v, until);
+	}
 	shmq__fetch_sub_seq_cst(sleepers, 1);
 	if (rc == -ETIMEDOUT && until != deadline)
 		return -EINTR;
@@ -562,8 +565,10 @@ int shmq_queue_shutdown(shmq_queue *q)
 	shmq__mpmc_shutdown(&q->ring);
 	/* everyone asleep re-checks and sees shut */
 	shmq__fetch_add_seq_cst(&q->ring.sh->data_word, 1);
+	shmq__count_event(&q->ring.sh->get_wakes);
 	shmq__futex_wake(&q->ring.sh->data_word, INT32_MAX);
 	shmq__fetch_add_seq_cst(&q->ring.sh->space_word, 1);
+	shmq__count_event(&q->ring.sh->put_wakes);
 	shmq__futex_wake(&q->ring.sh->space_word, INT32_MAX);
 	return 0;
 }

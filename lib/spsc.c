@@ -234,6 +234,7 @@ void shmq__spsc_wake_consumer(struct shmq__spsc *r)
 	/* seq_cst: a sleeper that loaded data_word before this sees it change
 	 * in futex_wait; one that loads it after sees our tail (wait.h) */
 	shmq__fetch_add_seq_cst(&r->data_word, 1);
+	shmq__count_event(&r->cons_wakes);
 	shmq__futex_wake(&r->data_word, INT32_MAX);
 }
 
@@ -241,6 +242,7 @@ void shmq__spsc_wake_producer(struct shmq__spsc *r)
 {
 	/* seq_cst: as in wake_consumer, for space_word and head */
 	shmq__fetch_add_seq_cst(&r->space_word, 1);
+	shmq__count_event(&r->prod_wakes);
 	shmq__futex_wake(&r->space_word, INT32_MAX);
 }
 
@@ -269,6 +271,7 @@ static int prod_ready(void *view, size_t len)
 struct waiter {
 	uint32_t *word;     /* the futex word the other side bumps */
 	uint32_t *sleepers; /* where we count ourselves while asleep */
+	uint64_t *waits;    /* statistics: futex waits entered */
 	ready_fn ready;
 	void *view;
 	size_t len;
@@ -329,8 +332,10 @@ static int sleep_once(const struct waiter *wt)
 	rc = wt->ready(wt->view, wt->len);
 	if (rc == 0 && wt->w->check)
 		rc = wt->w->check(wt->w->arg, false);
-	if (rc == 0)
+	if (rc == 0) {
+		shmq__count_event(wt->waits);
 		frc = shmq__futex_wait(wt->word, v, sleep_until(wt->w, slice));
+	}
 	shmq__fetch_sub_seq_cst(wt->sleepers, 1);
 	if (rc > 0)
 		return 0;
@@ -366,7 +371,7 @@ int shmq__spsc_wait_readable(struct shmq__spsc_cons *c, const struct shmq__spsc_
 {
 	struct waiter wt = {
 		.word = &c->ring->data_word, .sleepers = &c->ring->cons_sleepers,
-		.ready = cons_ready, .view = c, .len = 0, .w = w,
+		.waits = &c->ring->cons_waits, .ready = cons_ready, .view = c, .len = 0, .w = w,
 	};
 
 	return wait_for(&wt);
@@ -377,7 +382,7 @@ int shmq__spsc_wait_writable(struct shmq__spsc_prod *p, size_t len,
 {
 	struct waiter wt = {
 		.word = &p->ring->space_word, .sleepers = &p->ring->prod_sleepers,
-		.ready = prod_ready, .view = p, .len = len, .w = w,
+		.waits = &p->ring->prod_waits, .ready = prod_ready, .view = p, .len = len, .w = w,
 	};
 
 	if (len > p->max_msg)

@@ -69,7 +69,7 @@
 #include "compiler.h"
 
 #define SHMQ__SPSC_MAGIC   0x43535053u /* "SPSC" */
-#define SHMQ__SPSC_VERSION 1u
+#define SHMQ__SPSC_VERSION 2u /* 2: sleep and wake statistics in line 0 */
 #define SHMQ__SPSC_HDR     8u          /* record header bytes */
 #define SHMQ__SPSC_PAD     UINT32_MAX  /* header length of a skip-to-start marker */
 #define SHMQ__SPSC_CAP_MIN ((uint64_t)64)
@@ -113,11 +113,19 @@ static inline void shmq__copy(void *dst, const void *src, size_t n)
 
 /* The shared control block; the data area follows it. */
 struct shmq__spsc {
-	/* line 0: written by init, read-only afterwards */
+	/* line 0: magic, version and capacity are written by init and read
+	 * only by attach (views keep copies); the statistics for `shmq stat`
+	 * are bumped only right before a futex system call (wait.h,
+	 * shmq__count_event).  No send or receive that neither sleeps nor
+	 * wakes anybody touches this line.  Free running. */
 	uint32_t magic;
 	uint32_t version;
 	uint64_t capacity;
-	uint8_t pad0[48];
+	uint64_t cons_waits; /* futex waits entered by the consumer (data_word) */
+	uint64_t prod_waits; /* futex waits entered by the producer (space_word) */
+	uint64_t cons_wakes; /* futex wakes issued on data_word */
+	uint64_t prod_wakes; /* futex wakes issued on space_word */
+	uint8_t pad0[16];
 	/* line 1: the producer's published tail */
 	uint64_t tail;
 	uint8_t pad1[56];
@@ -135,6 +143,7 @@ struct shmq__spsc {
 	/* line 5 on: capacity bytes of records */
 	uint8_t data[];
 };
+_Static_assert(offsetof(struct shmq__spsc, pad0) + 16 == SHMQ__CACHELINE, "spsc line 0");
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, tail);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, head);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, data_word);

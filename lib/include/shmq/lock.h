@@ -64,7 +64,8 @@ SHMQ_API void shmq_lock_close(shmq_lock *l);
  * stay mapped while the handle is used; the layout is position independent,
  * so each process may map it at a different address.
  */
-/* Bytes a lock occupies (a multiple of 64: keep it on its own cache line). */
+/* Bytes a lock occupies (a multiple of 64: the lock's line, then a line of
+ * statistics for the shmq tool; keep them off other data's lines). */
 SHMQ_API size_t shmq_lock_footprint(void);
 /* Initialise a free lock at mem (8-byte aligned; 64 recommended).  Not safe
  * against concurrent users of mem.  -EINVAL for NULL or misaligned mem. */
