@@ -116,6 +116,8 @@ static void describe_lock(shmq_region *r, const void *mem, uint64_t size, struct
 	shmq__stat_bool(st, "held", w != 0);
 	shmq__stat_bool(st, "contended", (w & SHMQ__LOCK_CONTENDED) != 0);
 	shmq__stat_owner(st, r, "holder", w & SHMQ__LOCK_ID_MASK);
+	shmq__stat_u64(st, "waits", shmq__load_relaxed(&l->waits)); /* counters: a snapshot */
+	shmq__stat_u64(st, "wakes", shmq__load_relaxed(&l->wakes));
 }
 
 /* Barrier (lock_impl.h): parties, arrivals in this generation, generation,
@@ -139,6 +141,8 @@ static void describe_barrier(shmq_region *r, const void *mem, uint64_t size,
 	shmq__stat_u64(st, "generation", w >> SHMQ__BARRIER_GEN_SHIFT);
 	shmq__stat_bool(st, "broken", (w & SHMQ__BARRIER_BROKEN) != 0);
 	shmq__stat_u64(st, "sleepers", shmq__load_relaxed(&b->sleepers)); /* a snapshot */
+	shmq__stat_u64(st, "waits", shmq__load_relaxed(&b->waits));
+	shmq__stat_u64(st, "wakes", shmq__load_relaxed(&b->wakes));
 }
 
 /* Queue (mpmc.h: the object is the ring's control block and slots): depth
@@ -177,6 +181,14 @@ static void describe_queue(shmq_region *r, const void *mem, uint64_t size, struc
 	shmq__stat_bool(st, "shutdown", shmq__load_relaxed(&q->shut) != 0);
 	shmq__stat_u64(st, "skipped", shmq__load_relaxed(&q->skipped));
 	shmq__stat_u64(st, "dropped", shmq__load_relaxed(&q->dropped));
+	uint64_t gw = shmq__load_relaxed(&q->get_waits), pw = shmq__load_relaxed(&q->put_waits);
+	uint64_t gk = shmq__load_relaxed(&q->get_wakes), pk = shmq__load_relaxed(&q->put_wakes);
+	shmq__stat_u64(st, "waits", shmq__stat_sum(gw, pw));
+	shmq__stat_u64(st, "wakes", shmq__stat_sum(gk, pk));
+	shmq__stat_u64(st, "getter_waits", gw);
+	shmq__stat_u64(st, "putter_waits", pw);
+	shmq__stat_u64(st, "getter_wakes", gk);
+	shmq__stat_u64(st, "putter_wakes", pk);
 }
 
 static const obj_describe_fn obj_describers[SHMQ__OBJ_TYPE_MAX] = {

@@ -20,7 +20,9 @@
  * summary column: "depth" and "capacity" (with "unit": "msgs" or "bytes"),
  * "msgs_in" and "msgs_out" (free-running counters), "sleepers", "shutdown",
  * "closed", "broken", "holder_pid", "holder_alive", "parties", "waiting",
- * "generation".  Any other key is printed as is.
+ * "generation", "waits" and "wakes" (free-running counters of the futex waits
+ * the object's callers entered and of the futex wakes issued for them; see
+ * shmq__count_event in wait.h).  Any other key is printed as is.
  */
 #ifndef SHMQ__INTROSPECT_H
 #define SHMQ__INTROSPECT_H
@@ -69,6 +71,13 @@ void shmq__stat_u64(struct shmq__obj_stat *st, const char *key, uint64_t v);
 void shmq__stat_i64(struct shmq__obj_stat *st, const char *key, int64_t v);
 void shmq__stat_bool(struct shmq__obj_stat *st, const char *key, bool v);
 void shmq__stat_str(struct shmq__obj_stat *st, const char *key, const char *v);
+
+/* a + b for counters read from shared memory, saturating: untrusted values
+ * may be anything. */
+static inline uint64_t shmq__stat_sum(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
 
 /* The fact called key, or NULL. */
 const struct shmq__stat_kv *shmq__stat_get(const struct shmq__obj_stat *st, const char *key);

@@ -742,10 +742,16 @@ static void describe_end(shmq_region *r, const struct pipe_end *e, int end,
 	shmq__stat_bool(st, key, shmq__load_relaxed(&e->gone) != 0); /* a snapshot */
 }
 
+/* What describe_ring adds up over both rings; waits and wakes per end. */
+struct ring_tally {
+	uint64_t in, out, sleepers;
+	uint64_t waits[2]; /* futex waits entered by end e's callers */
+	uint64_t wakes[2]; /* futex wakes issued to end e's sleepers */
+};
+
 /* Bytes queued in ring d (end d -> end 1 - d), or UINT64_MAX when corrupt;
- * adds its counters and sleepers. */
-static uint64_t describe_ring(const void *mem, uint64_t cap, int d, uint64_t *in, uint64_t *out,
-			      uint64_t *sleepers)
+ * adds its counters and sleepers to t. */
+static uint64_t describe_ring(const void *mem, uint64_t cap, int d, struct ring_tally *t)
 {
 	const struct shmq__spsc *ring = (const void *)((const uint8_t *)mem + ring_off(cap, d));
 
@@ -754,17 +760,25 @@ static uint64_t describe_ring(const void *mem, uint64_t cap, int d, uint64_t *in
 	    shmq__load_relaxed(&ring->capacity) != cap)
 		return UINT64_MAX;
 	uint64_t head = shmq__load_relaxed(&ring->head), tail = shmq__load_relaxed(&ring->tail);
-	*in += tail;
-	*out += head;
-	*sleepers += (uint64_t)shmq__load_relaxed(&ring->cons_sleepers) +
-		     shmq__load_relaxed(&ring->prod_sleepers);
+	t->in += tail;
+	t->out += head;
+	t->sleepers += (uint64_t)shmq__load_relaxed(&ring->cons_sleepers) +
+		       shmq__load_relaxed(&ring->prod_sleepers);
+	/* end d produces into ring d, end 1 - d consumes from it; the counters
+	 * are untrusted: sums saturate */
+	t->waits[d] = shmq__stat_sum(t->waits[d], shmq__load_relaxed(&ring->prod_waits));
+	t->wakes[d] = shmq__stat_sum(t->wakes[d], shmq__load_relaxed(&ring->prod_wakes));
+	t->waits[1 - d] = shmq__stat_sum(t->waits[1 - d], shmq__load_relaxed(&ring->cons_waits));
+	t->wakes[1 - d] = shmq__stat_sum(t->wakes[1 - d], shmq__load_relaxed(&ring->cons_wakes));
 	return tail - head <= cap ? tail - head : UINT64_MAX;
 }
 
 void shmq__pipe_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
 {
 	const struct pipe_shared *sh = mem;
-	uint64_t in = 0, out = 0, sleepers = 0, depth[2];
+	struct ring_tally t = { 0 };
+	uint64_t depth[2];
+	char key[SHMQ__STAT_KEY_MAX];
 
 	/* magic, version and capacity are written once by init: relaxed */
 	uint64_t cap = size >= sizeof(*sh) ? shmq__load_relaxed(&sh->capacity) : 0;
@@ -775,7 +789,7 @@ void shmq__pipe_describe(shmq_region *r, const void *mem, uint64_t size, struct 
 		return;
 	}
 	for (int d = 0; d < 2; d++) {
-		depth[d] = describe_ring(mem, cap, d, &in, &out, &sleepers);
+		depth[d] = describe_ring(mem, cap, d, &t);
 		if (depth[d] == UINT64_MAX) {
 			st->status = -EBADMSG;
 			depth[d] = 0;
@@ -786,11 +800,18 @@ void shmq__pipe_describe(shmq_region *r, const void *mem, uint64_t size, struct 
 	shmq__stat_str(st, "unit", "bytes");
 	shmq__stat_u64(st, "depth_0to1", depth[0]);
 	shmq__stat_u64(st, "depth_1to0", depth[1]);
-	shmq__stat_u64(st, "bytes_in", in);
-	shmq__stat_u64(st, "bytes_out", out);
-	shmq__stat_u64(st, "sleepers", sleepers);
-	for (int e = 0; e < 2; e++)
+	shmq__stat_u64(st, "bytes_in", t.in);
+	shmq__stat_u64(st, "bytes_out", t.out);
+	shmq__stat_u64(st, "sleepers", t.sleepers);
+	shmq__stat_u64(st, "waits", shmq__stat_sum(t.waits[0], t.waits[1]));
+	shmq__stat_u64(st, "wakes", shmq__stat_sum(t.wakes[0], t.wakes[1]));
+	for (int e = 0; e < 2; e++) {
 		describe_end(r, &sh->end[e], e, st);
+		snprintf(key, sizeof(key), "end%d_waits", e);
+		shmq__stat_u64(st, key, t.waits[e]);
+		snprintf(key, sizeof(key), "end%d_wakes", e);
+		shmq__stat_u64(st, key, t.wakes[e]);
+	}
 	shmq__stat_bool(st, "closed", shmq__load_relaxed(&sh->end[0].gone) ||
 				       shmq__load_relaxed(&sh->end[1].gone));
 }

@@ -96,6 +96,7 @@ struct obj_row {
 	struct shmq__obj_stat st;
 	double rate_in, rate_out; /* watch: per second, NAN when unknown */
 	const char *rate_unit;    /* "msgs" or "bytes" */
+	double rate_waits, rate_wakes; /* watch: futex waits and wakes per second, or NAN */
 };
 
 struct proc_row {
@@ -154,7 +155,7 @@ static int snap_visit(const char *name, uint32_t type, void *mem, uint64_t size,
 	struct obj_row *o = &objs[s->nobjs++];
 	memset(o, 0, sizeof(*o));
 	snprintf(o->name, sizeof(o->name), "%s", name);
-	o->rate_in = o->rate_out = NAN;
+	o->rate_in = o->rate_out = o->rate_waits = o->rate_wakes = NAN;
 	if (!mem) { /* a corrupt directory entry */
 		o->st.type = type;
 		o->st.status = -EBADMSG;
@@ -329,6 +330,10 @@ static void json_obj(FILE *f, const struct obj_row *o)
 		json_str(f, o->rate_unit);
 	else
 		fputs("null", f);
+	fputs(", \"rate_waits\": ", f);
+	json_num(f, o->rate_waits);
+	fputs(", \"rate_wakes\": ", f);
+	json_num(f, o->rate_wakes);
 	fputc('}', f);
 }
 
@@ -505,6 +510,10 @@ static void stat_obj_print(const struct obj_row *ob, bool rates)
 		printf(" in=%.0f %s/s", ob->rate_in, ob->rate_unit);
 	if (rates && isfinite(ob->rate_out))
 		printf(" out=%.0f %s/s", ob->rate_out, ob->rate_unit);
+	if (rates && isfinite(ob->rate_waits))
+		printf(" waits=%.0f/s", ob->rate_waits);
+	if (rates && isfinite(ob->rate_wakes))
+		printf(" wakes=%.0f/s", ob->rate_wakes);
 	putchar('\n');
 }
 
@@ -586,6 +595,8 @@ static void watch_rates(struct snap *s, const struct snap *prev)
 		s->objs[i].rate_unit = msgs ? "msgs" : "bytes";
 		s->objs[i].rate_in = counter_rate(&s->objs[i], p, msgs ? "msgs_in" : "bytes_in", dt);
 		s->objs[i].rate_out = counter_rate(&s->objs[i], p, msgs ? "msgs_out" : "bytes_out", dt);
+		s->objs[i].rate_waits = counter_rate(&s->objs[i], p, "waits", dt);
+		s->objs[i].rate_wakes = counter_rate(&s->objs[i], p, "wakes", dt);
 	}
 }
 
