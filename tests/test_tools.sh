@@ -3,7 +3,8 @@
 # shmq ls / stat / watch / rm against regions this test makes: a plain one, one
 # whose creator is still attached, one whose creator died attached, one with a
 # corrupt header, one with a corrupt directory entry, a foreign file, and one
-# with two pools (one running with a dead worker, one closed and joined).
+# with two pools (one running with a dead worker, one closed and joined), and
+# one whose objects' callers slept on their futexes and were woken (waits, wakes).
 # Every --json output must parse; looking at a region must not change a byte.
 set -u
 
@@ -39,7 +40,8 @@ command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 is needed to check t
 
 # q FILE EXPR: evaluate a Python expression over the JSON document d in FILE.
 # The expression may call check(d) (ls) or expect(d, "OBJ.KEY=VALUE", ...)
-# (stat), which print each mismatch on stderr.
+# (stat; "OBJ.KEY>=N" for a number at least N), which print each mismatch on
+# stderr.
 q() {
 	python3 - "$1" "$2" "$p" <<'PY'
 import json, sys
@@ -89,17 +91,21 @@ def pool_check(d, holder):
 def expect(d, *checks):
     objs = {o["name"]: o for o in d.get("object_list", [])}
     for c in checks:
-        lhs, want = c.split("=", 1)
+        atleast = ">=" in c
+        lhs, want = c.split(">=" if atleast else "=", 1)
         name, key = lhs.split(".", 1)
         got = objs.get(name, {}).get("state", {}).get(key, "<missing>")
-        if str(got) != want:
+        if atleast:
+            if not isinstance(got, int) or isinstance(got, bool) or got < int(want):
+                print("%s is %s, want >= %s" % (lhs, got, want), file=sys.stderr)
+        elif str(got) != want:
             print("%s is %s, want %s" % (lhs, got, want), file=sys.stderr)
 
 print(eval(sys.argv[2]))
 PY
 }
 
-# expect FILE WHAT OBJ.KEY=VALUE...: facts of objects in a stat --json document.
+# expect FILE WHAT OBJ.KEY=VALUE|OBJ.KEY>=N...: facts of objects in a stat --json document.
 expect() {
 	f=$1
 	what=$2
@@ -129,6 +135,7 @@ $MK die "$p-dead" 2>/dev/null
 $MK corrupt "$p-corrupt" || fail "make corrupt"
 $MK baddir "$p-baddir" || fail "make baddir"
 $MK foreign "$p-foreign" || fail "make foreign"
+$MK sleepy "$p-sleepy" || fail "make sleepy (a caller that should have slept and been woken)"
 # holds until cleanup kills it (the test may run long on a loaded machine)
 $MK hold "$p-live" 900 > "$tmp/holder.out" &
 holder=$!
@@ -173,7 +180,24 @@ expect "$tmp/plain.json" "stat plain" mutex.held=False spare.held=False table.by
 	jobs.depth=3 jobs.capacity=8 jobs.unit=msgs jobs.msgs_in=3 jobs.msgs_out=0 \
 	jobs.shutdown=False jobs.sleepers=0 done.shutdown=True \
 	chan.depth_0to1=112 chan.depth_1to0=0 chan.bytes_in=112 chan.bytes_out=0 chan.unit=bytes
+# nobody ever had to sleep here: no futex wait, and no wake call for anybody
+expect "$tmp/plain.json" "stat plain (no contention)" mutex.waits=0 mutex.wakes=0 \
+	spare.waits=0 spare.wakes=0 gate.waits=0 gate.wakes=0 broken.waits=0 broken.wakes=0 \
+	jobs.waits=0 jobs.wakes=0 done.waits=0 chan.waits=0 chan.wakes=0 \
+	chan.end0_waits=0 chan.end1_waits=0
 [ "$(q "$tmp/plain.json" "len(d['process_table'])")" = 0 ] || fail "stat plain: creator detached, table not empty"
+
+# a caller of each object slept on its futex and another woke it
+run_json "$tmp/sleepy.json" stat "$p-sleepy" || fail "stat sleepy exit status"
+expect "$tmp/sleepy.json" "stat sleepy (callers slept and were woken)" \
+	"slock.waits>=1" "slock.wakes>=1" "sbar.waits>=1" "sbar.wakes>=1" \
+	"squeue.waits>=1" "squeue.wakes>=1" "squeue.getter_waits>=1" "squeue.getter_wakes>=1" \
+	squeue.putter_waits=0 "squeue.msgs_in>=1" "squeue.msgs_out>=1" \
+	"spipe.waits>=1" "spipe.wakes>=1" "spipe.end1_waits>=1" "spipe.end1_wakes>=1" \
+	spipe.end0_waits=0 idle.waits=0 idle.wakes=0
+"$SHMQ" stat "$p-sleepy" > "$tmp/sleepy.txt"
+grep -q "^  slock  *lock  *bytes=128 held=no contended=no waits=[1-9][0-9]* wakes=[1-9]" "$tmp/sleepy.txt" ||
+	fail "stat (table): lock waits and wakes: $(grep slock "$tmp/sleepy.txt")"
 
 run_json "$tmp/dead.json" stat "$p-dead" || fail "stat dead exit status"
 [ "$(q "$tmp/dead.json" "[(p['alive']) for p in d['process_table']]")" = "[False]" ] ||
@@ -200,7 +224,7 @@ run_json "$tmp/missing.json" stat "$p-missing" && fail "stat missing: exit statu
 [ "$(q "$tmp/missing.json" "d['status']")" = missing ] || fail "stat missing: status"
 "$SHMQ" stat "$p-live" > "$tmp/live.txt"
 grep -q "^  table  *blob  *bytes=4096" "$tmp/live.txt" || fail "stat (table): object line"
-grep -q "^  mutex  *lock  *bytes=64 held=yes contended=no holder_pid=$holder holder_alive=yes" "$tmp/live.txt" ||
+grep -q "^  mutex  *lock  *bytes=128 held=yes contended=no holder_pid=$holder holder_alive=yes" "$tmp/live.txt" ||
 	fail "stat (table): lock line: $(grep mutex "$tmp/live.txt")"
 
 # a pool: its workers (pid, alive), tasks per worker, steals, tasks queued and
@@ -222,6 +246,17 @@ grep -q " w1_alive=no " "$tmp/pool.txt" || fail "stat pool (table): dead worker 
 while read -r line; do
 	printf '%s\n' "$line" | python3 -m json.tool > /dev/null || fail "watch --json: invalid line"
 done < "$tmp/watch.jsonl"
+# the second refresh has rates: nothing moves in these regions, so every
+# object with message, wait and wake counters shows 0 per second
+tail -n 1 "$tmp/watch.jsonl" > "$tmp/watch2.json"
+[ "$(q "$tmp/watch2.json" "sorted((o['name'], o['rate_in'], o['rate_waits'], o['rate_wakes']) for o in d['object_list'] if o['type'] == 'queue')")" = \
+  "[('done', 0, 0, 0), ('jobs', 0, 0, 0)]" ] ||
+	fail "watch --json: queue rates: $(cat "$tmp/watch2.json")"
+[ "$(q "$tmp/watch2.json" "[(o['rate_waits'], o['rate_wakes']) for o in d['object_list'] if o['name'] == 'mutex']")" = "[(0, 0)]" ] ||
+	fail "watch --json: lock wait rates: $(cat "$tmp/watch2.json")"
+"$SHMQ" watch "$p-sleepy" --count 2 --interval 0.1 > "$tmp/watch.txt" || fail "watch (table) exit status"
+grep -q "^  squeue .* in=0 msgs/s out=0 msgs/s waits=0/s wakes=0/s" "$tmp/watch.txt" ||
+	fail "watch (table): queue rates: $(grep squeue "$tmp/watch.txt")"
 
 # ---- looking changed nothing ----
 cksum /dev/shm/"$p"-* > "$tmp/after"
@@ -269,7 +304,8 @@ kill "$pool_holder"
 wait "$pool_holder" || fail "pool holder exit status"
 pool_holder=
 "$SHMQ" rm "$p-pool" > /dev/null || fail "rm pool (its creator has terminated it)"
-for n in dead corrupt foreign live plain fuzz pool; do
+"$SHMQ" rm "$p-sleepy" > /dev/null || fail "rm sleepy"
+for n in dead corrupt foreign live plain fuzz pool sleepy; do
 	[ -e /dev/shm/"$p-$n" ] && fail "rm: $n still there"
 done
 echo "PASS: shmq ls / stat / watch / rm"

@@ -24,6 +24,10 @@
  *                                      closed and joined.  Prints "ready",
  *                                      holds until SIGTERM or SECONDS, then
  *                                      terminates the pool.
+ *   tools_mkregion sleepy NAME         a lock, a barrier, a queue and a pipe whose
+ *                                      callers each slept on the futex and were
+ *                                      woken (shmq stat shows waits and wakes),
+ *                                      and a lock "idle" used without contention
  *
  * Exit 0 on success (except die, killed by design), 1 on failure.
  */
@@ -31,6 +35,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -42,6 +47,9 @@
 #include <unistd.h>
 
 #include <shmq.h>
+
+#include "introspect.h"
+#include "region.h"
 
 #define REGION_SIZE (256u << 10)
 
@@ -300,6 +308,200 @@ static int foreign(const char *name)
 	return n == (ssize_t)sizeof(buf) ? 0 : -EIO;
 }
 
+/* ---- sleepy: each object's caller made to sleep on its futex, then woken ---- */
+
+#define SLEEPY_TIMEOUT ((int64_t)30 * 1000 * 1000 * 1000) /* generous: a loaded machine */
+#define SLEEPY_ROUNDS  50
+
+static shmq_region *sr;
+static shmq_lock *s_lock, *s_lock2;
+static shmq_barrier *s_bar, *s_bar2;
+static shmq_queue *s_q, *s_q2;
+static shmq_pipe *s_p0, *s_p1;
+
+/* Fact key of object name as `shmq stat` reads it (0 when absent). */
+static uint64_t fact(const char *name, uint32_t type, const char *key)
+{
+	struct shmq__obj_stat st;
+	const struct shmq__stat_kv *kv;
+	uint64_t size;
+	void *mem;
+
+	if (shmq__obj_find(sr, name, type, &mem, &size) ||
+	    shmq__obj_describe(sr, type, mem, size, &st))
+		return 0;
+	kv = shmq__stat_get(&st, key);
+	return kv && kv->kind == SHMQ__STAT_U64 ? kv->u : 0;
+}
+
+/* The calls that must sleep, each in a thread of its own: 0 or an errno. */
+static void *lock_sleeper(void *arg)
+{
+	intptr_t rc = shmq_lock_acquire(s_lock2, SLEEPY_TIMEOUT); /* main holds it */
+
+	(void)arg;
+	if (rc == 0)
+		rc = shmq_lock_release(s_lock2);
+	return (void *)rc;
+}
+
+static void *barrier_sleeper(void *arg)
+{
+	int rc = shmq_barrier_wait(s_bar2, SLEEPY_TIMEOUT); /* main arrives second */
+
+	(void)arg;
+	return (void *)(intptr_t)(rc < 0 ? rc : 0);
+}
+
+static void *queue_sleeper(void *arg)
+{
+	char buf[64];
+	ssize_t n = shmq_queue_get(s_q2, buf, sizeof(buf), SLEEPY_TIMEOUT); /* empty */
+
+	(void)arg;
+	return (void *)(intptr_t)(n < 0 ? n : 0);
+}
+
+static void *pipe_sleeper(void *arg)
+{
+	char buf[64];
+	ssize_t n = shmq_pipe_recv(s_p1, buf, sizeof(buf), SLEEPY_TIMEOUT); /* empty */
+
+	(void)arg;
+	return (void *)(intptr_t)(n < 0 ? n : 0);
+}
+
+/* The calls that wake them, from the main thread. */
+static int lock_waker(void)
+{
+	return shmq_lock_release(s_lock);
+}
+
+static int barrier_waker(void)
+{
+	int rc = shmq_barrier_wait(s_bar, SLEEPY_TIMEOUT);
+
+	return rc < 0 ? rc : 0;
+}
+
+static int queue_waker(void)
+{
+	return shmq_queue_put(s_q, "wake", 4, SLEEPY_TIMEOUT);
+}
+
+static int pipe_waker(void)
+{
+	return shmq_pipe_send(s_p0, "wake", 4, SLEEPY_TIMEOUT);
+}
+
+struct sleepy_case {
+	const char *obj;
+	uint32_t type;
+	const char *waits, *wakes;  /* the sleeper's counters */
+	void *(*sleeper)(void *);
+	int (*waker)(void);
+};
+
+/*
+ * One round: start the sleeper, wait until its counter shows it entered
+ * futex_wait, then wake it.  A sleeper whose sleep slice (10-15 ms for
+ * pipes and queues) ended just then is found awake by the waker, which then
+ * has no reason to make a wake call: the round is repeated until a wake was
+ * counted.  0, or a negative errno.
+ */
+static int sleepy_round(const struct sleepy_case *c, bool *woken)
+{
+	uint64_t waits = fact(c->obj, c->type, c->waits);
+	uint64_t wakes = fact(c->obj, c->type, c->wakes);
+	int64_t until = shmq_now_ns() + SLEEPY_TIMEOUT;
+	pthread_t t;
+	void *ret;
+	int rc;
+
+	if (c->type == SHMQ__OBJ_LOCK && (rc = shmq_lock_acquire(s_lock, SHMQ_NOWAIT)))
+		return rc;
+	if ((rc = pthread_create(&t, NULL, c->sleeper, NULL)))
+		return -rc;
+	while (fact(c->obj, c->type, c->waits) == waits && shmq_now_ns() < until)
+		usleep(1000);
+	rc = c->waker();
+	pthread_join(t, &ret);
+	if (!rc)
+		rc = (int)(intptr_t)ret;
+	if (!rc && fact(c->obj, c->type, c->waits) == waits)
+		rc = -ETIMEDOUT; /* never slept */
+	*woken = fact(c->obj, c->type, c->wakes) > wakes;
+	return rc;
+}
+
+static int sleepy_make(const char *name)
+{
+	struct shmq_region_opts o = { .size = REGION_SIZE };
+	struct shmq_queue_opts qo = { .capacity = 4, .max_msg = 64 };
+	shmq_lock *idle;
+	int rc = shmq_region_create(name, &o, &sr);
+
+	if (!rc)
+		rc = shmq_lock_create(sr, "slock", &s_lock);
+	if (!rc)
+		rc = shmq_lock_open(sr, "slock", &s_lock2);
+	if (!rc)
+		rc = shmq_barrier_create(sr, "sbar", 2, &s_bar);
+	if (!rc)
+		rc = shmq_barrier_open(sr, "sbar", &s_bar2);
+	if (!rc)
+		rc = shmq_queue_create(sr, "squeue", &qo, &s_q);
+	if (!rc)
+		rc = shmq_queue_open(sr, "squeue", &s_q2);
+	if (!rc)
+		rc = shmq_pipe_create(sr, "spipe", NULL, &s_p0, &s_p1);
+	/* "idle": taken and given back without anybody waiting */
+	if (!rc)
+		rc = shmq_lock_create(sr, "idle", &idle);
+	if (!rc) {
+		rc = shmq_lock_acquire(idle, SLEEPY_TIMEOUT);
+		if (!rc)
+			rc = shmq_lock_release(idle);
+		shmq_lock_close(idle);
+	}
+	return rc;
+}
+
+static int sleepy(const char *name)
+{
+	static const struct sleepy_case cases[] = {
+		{ "slock", SHMQ__OBJ_LOCK, "waits", "wakes", lock_sleeper, lock_waker },
+		{ "sbar", SHMQ__OBJ_BARRIER, "waits", "wakes", barrier_sleeper, barrier_waker },
+		{ "squeue", SHMQ__OBJ_QUEUE, "getter_waits", "getter_wakes", queue_sleeper,
+		  queue_waker },
+		{ "spipe", SHMQ__OBJ_PIPE, "end1_waits", "end1_wakes", pipe_sleeper, pipe_waker },
+	};
+	int rc = sleepy_make(name);
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]) && !rc; i++) {
+		bool woken = false;
+
+		for (int round = 0; round < SLEEPY_ROUNDS && !rc && !woken; round++)
+			rc = sleepy_round(&cases[i], &woken);
+		if (!rc && !woken)
+			rc = -EAGAIN;
+		if (rc)
+			fprintf(stderr, "tools_mkregion sleepy: %s: %s\n", cases[i].obj,
+				shmq_strerror(rc));
+	}
+	shmq_lock_close(s_lock);
+	shmq_lock_close(s_lock2);
+	shmq_barrier_close(s_bar);
+	shmq_barrier_close(s_bar2);
+	shmq_queue_close(s_q);
+	shmq_queue_close(s_q2);
+	shmq_pipe_close(s_p0);
+	shmq_pipe_close(s_p1);
+	if (sr)
+		shmq_region_close(sr);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	shmq_region *r;
@@ -317,6 +519,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "tools_mkregion pool %s: %s\n", name, shmq_strerror(rc));
 		return rc ? 1 : 0;
 	}
+	if (strcmp(what, "sleepy") == 0)
+		return sleepy(name) ? 1 : 0;
 	if (make(name, &r))
 		return 1;
 	if (strcmp(what, "hold") == 0 && argc == 4) {
