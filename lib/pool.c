@@ -2233,21 +2233,18 @@ static int join_jobs(shmq_pool *p, int64_t deadline)
 	}
 }
 
-SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns)
+/* Join until deadline: 0, or -ETIMEDOUT once it has passed. */
+static int pool_join(shmq_pool *p, int64_t deadline)
 {
-	int64_t deadline = shmq__deadline(timeout_ns);
-	uint32_t st;
+	uint32_t st = shmq__load_relaxed(&p->h->state); /* only we write it */
 	int rc = 0;
 
-	if (!p)
-		return -EINVAL;
-	st = shmq__load_relaxed(&p->h->state); /* only we write it */
 	if (st == POOL_RUNNING)
 		return -EINVAL;
 	if (st == POOL_CLOSING) {
 		rc = join_jobs(p, deadline);
 		if (rc)
-			return rc == -ETIMEDOUT && timeout_ns == SHMQ_NOWAIT ? -EAGAIN : rc;
+			return rc;
 		pthread_mutex_lock(&p->mu);
 		shmq__store_seq_cst(&p->h->state, POOL_EXIT);
 		idle_wake(p->h, true, INT_MAX);
@@ -2269,6 +2266,16 @@ SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns)
 		rc = 0;
 	}
 	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns)
+{
+	int rc;
+
+	if (!p)
+		return -EINVAL;
+	rc = pool_join(p, shmq__deadline(timeout_ns));
 	/* SHMQ_NOWAIT never blocks; where it would have, it says -EAGAIN */
 	return rc == -ETIMEDOUT && timeout_ns == SHMQ_NOWAIT ? -EAGAIN : rc;
 }

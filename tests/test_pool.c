@@ -351,7 +351,14 @@ static void test_async(void **state)
 	assert_int_equal(shmq_pool_map(p, "triple", min, sizeof(int64_t), mout, sizeof(int64_t),
 				       0, SHMQ_NOWAIT), 0);
 	assert_int_equal(shmq_pool_join(p, SHMQ_NOWAIT), -EINVAL); /* not closed */
+	/* closed with 1000 x 200 us of work outstanding: a NOWAIT join would block */
+	assert_int_equal(shmq_pool_map_async(p, "slow", min, sizeof(int64_t), mout,
+					     sizeof(int64_t), 1000, &m), 0);
 	assert_int_equal(shmq_pool_close(p), 0);
+	assert_int_equal(shmq_pool_join(p, SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_async_get(m, SHMQ_FOREVER), 0);
+	assert_int_equal(mout[999], 7 * min[999]);
+	shmq_async_free(m);
 	assert_int_equal(shmq_pool_apply_async(p, "triple", &in[0], sizeof(int64_t), &out[0],
 					       sizeof(int64_t), &m), -EPIPE);
 	pool_done(p, NULL, 0);
