@@ -92,6 +92,17 @@ stop_server
 grep -q 'repaired after a dead holder' "$tmp/server.err" || fail "no repair after the CRASH"
 grep -q 'respawned as pid' "$tmp/server.err" || fail "the crashed worker was not respawned"
 
+# The access log, PID SEQ KEY COUNT per line, checked against want[KEY] (the
+# final count): every count in 1..want, none twice; n counts the lines.
+log_rule='
+{
+	n++
+	if (NF != 4 || !($3 in want) || $4 < 1 || $4 > want[$3]) { print "log line " NR ": " $0; bad = 1; next }
+	if (($3, $4) in seen) { print "log line " NR ": duplicate " $3 " " $4; bad = 1 }
+	seen[$3, $4] = 1
+}
+'
+
 # load.out: KEY FIRST LAST; crash.out: KEY COUNT (one more increment);
 # server.out: final KEY COUNT; access.log: PID SEQ KEY COUNT.
 awk -v load="$tmp/load.out" -v crash="$tmp/crash.out" -v final="$tmp/server.out" '
@@ -117,12 +128,7 @@ BEGIN {
 	}
 	if (nfinal != 37) { print nfinal " final counters, want 37"; bad = 1 }
 }
-{
-	n++
-	if (NF != 4 || !($3 in want) || $4 < 1 || $4 > want[$3]) { print "log line " NR ": " $0; bad = 1; next }
-	if (($3, $4) in seen) { print "log line " NR ": duplicate " $3 " " $4; bad = 1 }
-	seen[$3, $4] = 1
-}
+'"$log_rule"'
 END {
 	if (n != total) { print "log has " n " lines, want " total; bad = 1 }
 	exit bad
@@ -158,12 +164,7 @@ BEGIN {
 	}
 	if (total < 2000) { print "only " total " increments before SIGTERM"; bad = 1 }
 }
-{
-	n++
-	if (NF != 4 || !($3 in want) || $4 < 1 || $4 > want[$3]) { print "log line " NR ": " $0; bad = 1; next }
-	if (($3, $4) in seen) { print "log line " NR ": duplicate " $3 " " $4; bad = 1 }
-	seen[$3, $4] = 1
-}
+'"$log_rule"'
 END {
 	if (n != total) { print "log has " n " lines, counters say " total; bad = 1 }
 	if (!bad) print "ok: stopped under load after " total " increments, each logged once"
