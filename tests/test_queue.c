@@ -492,30 +492,47 @@ struct crash_board {
 	_Atomic uint32_t bad;
 	_Atomic uint32_t stop;  /* producers stop putting */
 	_Atomic uint64_t received;
+	_Atomic uint32_t next_id; /* producer ids handed out */
 	_Atomic uint32_t committed[CR_IDS]; /* puts that returned 0, per producer id */
 	_Atomic uint8_t seen[CR_IDS][CR_SEQ];
 };
 
-static void crash_producer(const char *region, struct crash_board *b, uint32_t id)
+/* Put one id's sequence; false once told to stop or the queue is shut. */
+static bool crash_put_sequence(shmq_queue *q, struct crash_board *b, uint32_t id)
 {
-	shmq_region *r;
-	shmq_queue *q = child_open(region, "q.crash", &r);
 	char buf[64];
 
-	for (uint32_t s = 0; s < CR_SEQ && !atomic_load(&b->stop); s++) {
+	for (uint32_t s = 0; s < CR_SEQ; s++) {
 		size_t len = msg_make(buf, sizeof(buf), id, s);
 		int rc;
 
+		if (atomic_load(&b->stop))
+			return false;
 		do
 			rc = shmq_queue_put(q, buf, len, 20000000);
 		while (rc == -ETIMEDOUT && !atomic_load(&b->stop));
 		if (rc == -ETIMEDOUT || rc == -EPIPE)
-			break;
+			return false;
 		if (rc)
 			_exit(3);
 		atomic_store(&b->committed[id], s + 1);
 	}
-	_exit(0);
+	return true;
+}
+
+/* A producer takes a fresh id whenever it has put a whole sequence, so one
+ * that outlives many rounds keeps the traffic going, until the ids run out. */
+static void crash_producer(const char *region, struct crash_board *b)
+{
+	shmq_region *r;
+	shmq_queue *q = child_open(region, "q.crash", &r);
+
+	for (;;) {
+		uint32_t id = atomic_fetch_add(&b->next_id, 1);
+
+		if (id >= CR_IDS || !crash_put_sequence(q, b, id))
+			_exit(0);
+	}
 }
 
 static void crash_consumer(const char *region, struct crash_board *b)
@@ -556,13 +573,13 @@ static int crash_rounds(void)
 	return n > 0 ? n : 30;
 }
 
-static pid_t spawn_producer(const char *region, struct crash_board *b, uint32_t id)
+static pid_t spawn_producer(const char *region, struct crash_board *b)
 {
 	pid_t pid = fork();
 
 	assert_true(pid >= 0);
 	if (pid == 0)
-		crash_producer(region, b, id);
+		crash_producer(region, b);
 	return pid;
 }
 
@@ -576,13 +593,19 @@ static pid_t spawn_consumer(const char *region, struct crash_board *b)
 	return pid;
 }
 
-/* Progress within 5 s: survivors never hang behind a killed process. */
+static bool ids_left(struct crash_board *b)
+{
+	return atomic_load(&b->next_id) < CR_IDS;
+}
+
+/* Progress within 5 s: survivors never hang behind a killed process.  (Once
+ * the ids run out the producers finish, and the rounds end.) */
 static void expect_progress(struct crash_board *b)
 {
 	uint64_t before = atomic_load(&b->received);
 	int64_t until = shmq_now_ns() + 5000000000;
 
-	while (atomic_load(&b->received) == before) {
+	while (atomic_load(&b->received) == before && ids_left(b)) {
 		if (shmq_now_ns() > until)
 			fail_msg("no progress for 5 s after a kill");
 		usleep(200);
@@ -640,18 +663,18 @@ static void test_crash_rounds(void **state)
 				     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct shmq_queue_stats st;
 	pid_t prod[CR_PROD], cons[CR_CONS];
-	uint32_t next_id = 0, consumer_kills = 0, producer_kills = 0;
-	int rounds = crash_rounds();
+	uint32_t consumer_kills = 0, producer_kills = 0, ids;
+	int rounds = crash_rounds(), round;
 	shmq_queue *q;
 
 	assert_true(b != MAP_FAILED);
 	srand((unsigned)getpid());
 	assert_int_equal(shmq_queue_create(f->r, "q.crash", &(struct shmq_queue_opts){ 8, 64 }, &q), 0);
 	for (int i = 0; i < CR_PROD; i++)
-		prod[i] = spawn_producer(f->name, b, next_id++);
+		prod[i] = spawn_producer(f->name, b);
 	for (int i = 0; i < CR_CONS; i++)
 		cons[i] = spawn_consumer(f->name, b);
-	for (int round = 0; round < rounds && next_id < CR_IDS; round++) {
+	for (round = 0; round < rounds && ids_left(b); round++) {
 		struct timespec ts = { 0, (long)(1 + rand() % 20) * 1000000L };
 		int victim = rand() % (CR_PROD + CR_CONS);
 
@@ -659,7 +682,7 @@ static void test_crash_rounds(void **state)
 		if (victim < CR_PROD) {
 			kill(prod[victim], SIGKILL);
 			waitpid(prod[victim], NULL, 0);
-			prod[victim] = spawn_producer(f->name, b, next_id++);
+			prod[victim] = spawn_producer(f->name, b);
 			producer_kills++;
 		} else {
 			victim -= CR_PROD;
@@ -677,13 +700,14 @@ static void test_crash_rounds(void **state)
 	for (int i = 0; i < CR_CONS; i++)
 		assert_int_equal(wait_bounded(cons[i]), 0);
 	assert_int_equal(atomic_load(&b->bad), 0);
-	crash_verify(b, next_id, consumer_kills);
+	ids = atomic_load(&b->next_id);
+	crash_verify(b, ids < CR_IDS ? ids : CR_IDS, consumer_kills);
 	assert_int_equal(shmq_queue_stats(q, &st), 0);
 	assert_int_equal(st.len, 0);
 	print_message("crash rounds: %d, producer kills %u, consumer kills %u, skipped %llu, "
-		      "dropped %llu, received %llu\n", rounds, producer_kills, consumer_kills,
+		      "dropped %llu, received %llu, producer ids %u\n", round, producer_kills, consumer_kills,
 		      (unsigned long long)st.skipped, (unsigned long long)st.dropped,
-		      (unsigned long long)atomic_load(&b->received));
+		      (unsigned long long)atomic_load(&b->received), ids);
 	shmq_queue_close(q);
 	munmap(b, sizeof(*b));
 }
