@@ -422,7 +422,7 @@ static void test_party_killed(void **state)
 			_exit(1);
 		s0 = shmq_now_ns();
 		rc = shmq_barrier_wait(cb, 200 * MS);
-		if (shmq_now_ns() - s0 > 1000 * MS)
+		if (shmq_now_ns() - s0 > 2000 * MS)
 			_exit(2);
 		_exit(rc == -EPIPE ? 10 : rc == -ETIMEDOUT ? 11 : 3);
 	}
@@ -431,7 +431,7 @@ static void test_party_killed(void **state)
 	rc = shmq_barrier_wait(b, 100 * MS);
 	el = shmq_now_ns() - t0;
 	assert_true(rc == -ETIMEDOUT || rc == -EPIPE);
-	assert_true(el <= 1000 * MS);
+	assert_true(el <= 2000 * MS);
 	{
 		int crc = tu_wait_child(other);
 

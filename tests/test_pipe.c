@@ -621,7 +621,7 @@ static void test_sigkill_nowait(void **state)
 	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
 	t0 = shmq_now_ns();
 	while ((rc = (int)shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT)) == -EAGAIN)
-		assert_true(shmq_now_ns() - t0 < ms(100));
+		assert_true(shmq_now_ns() - t0 < ms(2000)); /* found at all: a spinner may be preempted */
 	assert_int_equal(rc, -EPIPE);
 	assert_int_equal(shmq_pipe_send(a, buf, 1, SHMQ_NOWAIT), -EPIPE);
 	close(sync[0]);

@@ -136,6 +136,30 @@ static int slow(const void *in, void *out)
 }
 SHMQ_TASK(slow);
 
+/* Napping elements: they take wall time without taking a CPU from the
+ * 2-core machine, so a job that must still be running when the test looks
+ * can be made long without slowing anything else down. */
+static int nap_for(const void *in, void *out, long ns)
+{
+	struct timespec ts = { ns / 1000000000, ns % 1000000000 };
+
+	nanosleep(&ts, NULL);
+	*(int64_t *)out = *(const int64_t *)in * 7;
+	return 0;
+}
+
+static int nap_1ms(const void *in, void *out)
+{
+	return nap_for(in, out, 1000000);
+}
+SHMQ_TASK(nap_1ms);
+
+static int nap_2s(const void *in, void *out)
+{
+	return nap_for(in, out, 2000000000);
+}
+SHMQ_TASK(nap_2s);
+
 /* ---- helpers ---- */
 
 static shmq_region *region_new(void)
@@ -201,6 +225,30 @@ static void pool_wait_started(shmq_pool *p)
 		}
 		assert_true(s.started);
 	}
+}
+
+static uint64_t tasks_done(shmq_pool *p)
+{
+	struct shmq_pool_worker_stats s;
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < shmq_pool_workers(p); i++) {
+		assert_int_equal(shmq_pool_worker_stats(p, i, &s), 0);
+		n += s.tasks;
+	}
+	return n;
+}
+
+/* Wait (30 s at most) until the workers have run more than before tasks:
+ * a job submitted since is under way. */
+static void wait_under_way(shmq_pool *p, uint64_t before)
+{
+	for (int t = 0; t < 30000; t++) {
+		if (tasks_done(p) > before)
+			return;
+		usleep(1000);
+	}
+	fail_msg("the job never got under way");
 }
 
 static void pids_of(shmq_pool *p, pid_t *pids)
@@ -331,9 +379,9 @@ static void test_async(void **state)
 	for (int i = 0; i < 1000; i++)
 		assert_int_equal(mout[i], 6 * i + 1);
 	shmq_async_free(m);
-	/* a timeout on a slow job, then freeing it unfinished */
-	assert_int_equal(shmq_pool_map_async(p, "slow", min, sizeof(int64_t), mout,
-					     sizeof(int64_t), 1000, &m), 0);
+	/* a timeout on a slow job (2 elements of 2 s), then freeing it unfinished */
+	assert_int_equal(shmq_pool_map_async(p, "nap_2s", min, sizeof(int64_t), mout,
+					     sizeof(int64_t), 2, &m), 0);
 	rc = shmq_async_wait(m, 1000000);
 	assert_int_equal(rc, -ETIMEDOUT);
 	assert_int_equal(shmq_async_wait(m, SHMQ_NOWAIT), -EAGAIN);
@@ -351,13 +399,13 @@ static void test_async(void **state)
 	assert_int_equal(shmq_pool_map(p, "triple", min, sizeof(int64_t), mout, sizeof(int64_t),
 				       0, SHMQ_NOWAIT), 0);
 	assert_int_equal(shmq_pool_join(p, SHMQ_NOWAIT), -EINVAL); /* not closed */
-	/* closed with 1000 x 200 us of work outstanding: a NOWAIT join would block */
-	assert_int_equal(shmq_pool_map_async(p, "slow", min, sizeof(int64_t), mout,
-					     sizeof(int64_t), 1000, &m), 0);
+	/* closed with 2 x 2 s of work outstanding: a NOWAIT join would block */
+	assert_int_equal(shmq_pool_map_async(p, "nap_2s", min, sizeof(int64_t), mout,
+					     sizeof(int64_t), 2, &m), 0);
 	assert_int_equal(shmq_pool_close(p), 0);
 	assert_int_equal(shmq_pool_join(p, SHMQ_NOWAIT), -EAGAIN);
 	assert_int_equal(shmq_async_get(m, SHMQ_FOREVER), 0);
-	assert_int_equal(mout[999], 7 * min[999]);
+	assert_int_equal(mout[1], 7 * min[1]);
 	shmq_async_free(m);
 	assert_int_equal(shmq_pool_apply_async(p, "triple", &in[0], sizeof(int64_t), &out[0],
 					       sizeof(int64_t), &m), -EPIPE);
@@ -505,30 +553,33 @@ static void test_task_errors(void **state)
 }
 
 #define KILL_N 6000u /* ~0.6 s of work per worker */
+#define NAP_N 2000u  /* ~1 s of napping per worker */
 
 static void test_worker_killed_mid_map(void **state)
 {
 	shmq_region *r = region_new();
 	shmq_pool *p = pool_new(r, NWORKERS, 20);
-	int64_t *in = malloc(KILL_N * sizeof(int64_t)), *out = malloc(KILL_N * sizeof(int64_t));
+	int64_t *in = malloc(NAP_N * sizeof(int64_t)), *out = malloc(NAP_N * sizeof(int64_t));
 	struct shmq_pool_worker_stats s;
 	pid_t pids[NWORKERS], victim;
+	uint64_t before;
 	shmq_async *a;
 
 	(void)state;
-	for (size_t i = 0; i < KILL_N; i++) {
+	for (size_t i = 0; i < NAP_N; i++) {
 		in[i] = (int64_t)i;
 		out[i] = -1;
 	}
 	pids_of(p, pids);
-	assert_int_equal(shmq_pool_map_async(p, "slow", in, sizeof(int64_t), out, sizeof(int64_t),
-					     KILL_N, &a), 0);
-	usleep(150 * 1000);
+	before = tasks_done(p);
+	assert_int_equal(shmq_pool_map_async(p, "nap_1ms", in, sizeof(int64_t), out,
+					     sizeof(int64_t), NAP_N, &a), 0);
+	wait_under_way(p, before);
 	victim = pids[1];
 	assert_int_equal(kill(victim, SIGKILL), 0);
 	assert_int_equal(shmq_async_get(a, 60 * 1000000000ll), 0);
 	shmq_async_free(a);
-	for (size_t i = 0; i < KILL_N; i++)
+	for (size_t i = 0; i < NAP_N; i++)
 		if (out[i] != (int64_t)i * 7)
 			fail_msg("out[%zu] = %lld", i, (long long)out[i]);
 	assert_int_equal(shmq_pool_worker_stats(p, 1, &s), 0);
@@ -679,6 +730,9 @@ static void test_idle_death_replaced_at_submit(void **state)
 	shmq_region_close(r);
 }
 
+/* 10 s of napping per worker: terminate cancels it whenever it comes */
+#define TERM_N 20000u
+
 struct map_thread {
 	shmq_pool *p;
 	int64_t *in, *out;
@@ -690,8 +744,8 @@ static void *map_thread_main(void *arg)
 {
 	struct map_thread *m = arg;
 
-	m->rc = shmq_pool_map(m->p, "slow", m->in, sizeof(int64_t), m->out, sizeof(int64_t),
-			      KILL_N, SHMQ_FOREVER);
+	m->rc = shmq_pool_map(m->p, "nap_1ms", m->in, sizeof(int64_t), m->out, sizeof(int64_t),
+			      TERM_N, SHMQ_FOREVER);
 	m->ended = shmq_now_ns();
 	return NULL;
 }
@@ -706,18 +760,20 @@ static void test_terminate(void **state)
 	shmq_async *a;
 	int64_t t0, st;
 	int64_t in0 = 1, out0;
+	uint64_t before;
 
 	(void)state;
 	pids_of(p, pids);
 	m.p = p;
-	m.in = calloc(KILL_N, sizeof(int64_t));
-	m.out = calloc(KILL_N, sizeof(int64_t));
+	m.in = calloc(TERM_N, sizeof(int64_t));
+	m.out = calloc(TERM_N, sizeof(int64_t));
 	assert_int_equal(shmq_pool_apply_async(p, "slow", &in0, sizeof(in0), &out0, sizeof(out0),
 					       &a), 0);
 	assert_int_equal(shmq_async_wait(a, SHMQ_FOREVER), 0);
 	shmq_async_free(a);
+	before = tasks_done(p);
 	assert_int_equal(pthread_create(&th, NULL, map_thread_main, &m), 0);
-	usleep(100 * 1000);
+	wait_under_way(p, before); /* the map was submitted: terminate cancels it */
 	t0 = shmq_now_ns();
 	assert_int_equal(shmq_pool_terminate(p), 0);
 	pthread_join(th, NULL);

@@ -100,7 +100,7 @@ static int worker(shmq_region *r, const void *arg, size_t len)
 	shmq__fetch_add_seq_cst(&b->sum, idx + 1);
 	shmq__store_seq_cst(&b->ids[idx], shmq__region_self(r));
 	shmq__fetch_add_seq_cst(&b->seen, 1);
-	for (int i = 0; i < 20000 && !shmq__load_seq_cst(&b->go); i++)
+	for (int i = 0; i < 60000 && !shmq__load_seq_cst(&b->go); i++) /* past the parent's 30 s */
 		usleep(1000);
 	return (int)(idx & 0x7f);
 }

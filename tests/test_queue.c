@@ -704,6 +704,9 @@ static void test_crash_rounds(void **state)
 	crash_verify(b, ids < CR_IDS ? ids : CR_IDS, consumer_kills);
 	assert_int_equal(shmq_queue_stats(q, &st), 0);
 	assert_int_equal(st.len, 0);
+	if (round < rounds)
+		print_message("crash rounds: the %u producer ids ran out after %d of %d rounds\n",
+			      CR_IDS, round, rounds);
 	print_message("crash rounds: %d, producer kills %u, consumer kills %u, skipped %llu, "
 		      "dropped %llu, received %llu, producer ids %u\n", round, producer_kills, consumer_kills,
 		      (unsigned long long)st.skipped, (unsigned long long)st.dropped,

@@ -268,6 +268,7 @@ static void test_enter_from_thread(void **state)
 	void *ret;
 	const int want[1] = { 7 };
 
+	g_far_ran = 0;
 	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, far_never, NULL, &o.far), 0);
 	assert_int_equal(pthread_create(&th, NULL, other_main, &o), 0);
 	assert_int_equal(shmq_sched_run(s, true), 0);
@@ -289,8 +290,13 @@ static void test_cancel_from_thread(void **state)
 	pthread_t th;
 	void *ret;
 	const int want[1] = { 1 };
+	int64_t t0 = shmq_now_ns();
 
-	assert_int_equal(shmq_sched_enter(s, 100 * MS, 0, far_never, NULL, &o.far), 0);
+	/* far is far enough that the thread cancels it however late it runs:
+	 * before late (the loop then sleeps for late) or after (the loop is
+	 * asleep for far, and the cancel leaves nothing to wait for) */
+	g_far_ran = 0;
+	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, far_never, NULL, &o.far), 0);
 	late.when = shmq_now_ns() + 200 * MS;
 	assert_int_equal(shmq_sched_enterabs(s, late.when, 0, act_log, &late, NULL), 0);
 	assert_int_equal(pthread_create(&th, NULL, other_main, &o), 0);
@@ -299,6 +305,7 @@ static void test_cancel_from_thread(void **state)
 	assert_null(ret);
 	assert_int_equal(g_far_ran, 0);
 	log_expect(&l, want, 1);
+	assert_true(shmq_now_ns() - t0 < 10 * SEC);
 	shmq_sched_destroy(s);
 }
 
@@ -312,6 +319,7 @@ static void test_stop_from_thread(void **state)
 	void *ret;
 	int64_t t0 = shmq_now_ns();
 
+	g_far_ran = 0;
 	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, far_never, NULL, &o.far), 0);
 	assert_int_equal(pthread_create(&th, NULL, other_main, &o), 0);
 	assert_int_equal(shmq_sched_run(s, true), 0);
@@ -610,6 +618,20 @@ static int child_sleep(shmq_region *r, const void *arg, size_t len)
 }
 SHMQ_ENTRY(child_sleep);
 
+/* Lives until killed (60 s at most): a watch on it cannot fire however late
+ * the parent gets to arm it. */
+static int child_linger(shmq_region *r, const void *arg, size_t len)
+{
+	struct timespec ts = { 60, 0 };
+
+	(void)r;
+	(void)arg;
+	(void)len;
+	nanosleep(&ts, NULL);
+	return 7;
+}
+SHMQ_ENTRY(child_linger);
+
 struct procw {
 	shmq_proc *p;
 	int fired;
@@ -665,13 +687,14 @@ static void test_destroy_armed(void **state)
 	shmq_sched *s = mk(state);
 	struct procw w = { 0 };
 
-	assert_int_equal(shmq_proc_spawn(NULL, "child_sleep", NULL, 0, NULL, &w.p), 0);
+	assert_int_equal(shmq_proc_spawn(NULL, "child_linger", NULL, 0, NULL, &w.p), 0);
 	assert_int_equal(shmq_sched_watch_proc(s, w.p, act_proc, &w), 0);
 	assert_int_equal(shmq_sched_run(s, false), -1); /* arms the watch */
 	shmq_sched_destroy(s);
 	assert_int_equal(w.fired, 0);
+	assert_int_equal(shmq_proc_kill(w.p, SIGKILL), 0);
 	assert_int_equal(shmq_proc_join(w.p, 10 * SEC), 0);
-	assert_int_equal(shmq_proc_exitcode(w.p), 7);
+	assert_int_equal(shmq_proc_exitcode(w.p), -SIGKILL);
 	shmq_proc_close(w.p);
 }
 

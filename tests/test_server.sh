@@ -87,6 +87,14 @@ timeout 120 "$CLI" -c 8 -n 10000 -k 37 -t 30 127.0.0.1 "$port" >"$tmp/load.out" 
 cat "$tmp/client.err"
 timeout 120 "$CLI" -C k0 -t 30 127.0.0.1 "$port" >"$tmp/crash.out" 2>>"$tmp/client.err" ||
 	fail "crash client failed (status $?)"
+# The client's retry may be served before the master has reaped the crashed
+# worker; stopping then would (rightly) leave it unrespawned.  Wait for it.
+i=0
+while ! grep -q 'respawned as pid' "$tmp/server.err" && [ $i -lt 600 ]; do
+	running "$srv" || fail "server exited after the CRASH"
+	sleep 0.1
+	i=$((i + 1))
+done
 stop_server
 
 grep -q 'repaired after a dead holder' "$tmp/server.err" || fail "no repair after the CRASH"

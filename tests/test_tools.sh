@@ -142,7 +142,8 @@ holder=$!
 i=0
 until grep -q ready "$tmp/holder.out" 2>/dev/null; do
 	i=$((i + 1))
-	[ $i -lt 100 ] || fail "holder never became ready"
+	kill -0 "$holder" 2>/dev/null || fail "holder died before it was ready"
+	[ $i -lt 1200 ] || fail "holder never became ready"
 	sleep 0.05
 done
 # pools: workers are processes, give them time on a loaded machine
