@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # The man pages stay honest:
 #  - every page (man/*.1, man/*.3 but the aliases) formats with
-#    groff -ww -z -man without a word and with status 0;
+#    groff -ww -z -man without a word and with status 0, and rendered for an
+#    80-column terminal has no line wider than 80 columns;
 #  - every alias page is one line, ".so man3/<page>.3", naming a real page;
 #  - every function the public header declares (SHMQ_API or extern) is in the
 #    SYNOPSIS of exactly one page, with the header's prototype, in that page's
@@ -43,6 +44,16 @@ for f in "$man"/*.1 "$man"/*.3; do
 	if [ -s "$tmp/groff" ]; then
 		fail "groff -ww -z -man $f complains:"
 		sed 's/^/    /' "$tmp/groff" >&2
+	fi
+	# Filled text wraps at the line length, but a .nf line (SYNOPSIS,
+	# EXAMPLE) is set as it is.  Plain text (-P-cbou: no SGR, no
+	# overstriking); columns are counted as characters, each UTF-8
+	# continuation byte removed first.
+	groff -man -Tutf8 -rLL=80n -P-cbou "$f" 2>/dev/null |
+		LC_ALL=C tr -d '\200-\277' | LC_ALL=C awk 'length > 80' >"$tmp/wide"
+	if [ -s "$tmp/wide" ]; then
+		fail "$f: rendered at 80 columns (groff -man -Tutf8 -rLL=80n), lines are wider:"
+		sed 's/^/    /' "$tmp/wide" >&2
 	fi
 done
 [ $pages -gt 0 ] || fail "no man pages in $man"
@@ -122,5 +133,5 @@ else
 	echo "note: no C compiler ($cc): EXAMPLEs not compiled"
 fi
 
-[ $bad = 0 ] && echo "PASS: $pages pages, $aliases aliases, every public function documented, $examples examples compile"
+[ $bad = 0 ] && echo "PASS: $pages pages within 80 columns, $aliases aliases, every public function documented, $examples examples compile"
 exit $bad
