@@ -61,6 +61,7 @@
 #include "compiler.h"
 #include "deque.h"
 #include "introspect.h"
+#include "pool_int.h"
 #include "region.h"
 #include "wait.h"
 
@@ -141,7 +142,7 @@ struct pool_slot {
 	uint8_t pad0[SHMQ__CACHELINE - 24];
 	/* line 1: written by the worker */
 	uint32_t id;        /* the worker's owner id in the region */
-	uint32_t claim;     /* job + 1 while it claims a chunk */
+	uint32_t claim;     /* job + 1 while it claims a chunk or counts one done */
 	uint64_t tasks;
 	uint64_t steals;
 	uint32_t steal_seq; /* odd while it may touch another slot's area (the
@@ -399,6 +400,8 @@ struct worker {
  * find their worker here. */
 static struct worker *pool_current;
 
+void (*shmq__pool_fault)(enum shmq__pool_fault_point point);
+
 static uint64_t rng_next(struct worker *w)
 {
 	w->rng ^= w->rng << 13;
@@ -535,16 +538,26 @@ static void job_err_record(struct pool_job *job, uint64_t i, int status)
 		;
 }
 
-static void job_chunk_done(struct pool_job *job, uint64_t nchunks)
+/* Count one chunk done; true for the one that completes the job. */
+static bool job_chunk_count(struct pool_job *job, uint64_t nchunks)
+{
+	/* acq_rel: a release sequence over every chunk's completion, so the
+	 * creator's acquire of done sees every result */
+	return shmq__fetch_add_acq_rel(&job->done_chunks, 1) + 1 == nchunks;
+}
+
+static void job_finish(struct pool_job *job)
 {
 	uint32_t running = JOB_RUNNING;
 
-	/* acq_rel: a release sequence over every chunk's completion, so the
-	 * creator's acquire of done sees every result */
-	if (shmq__fetch_add_acq_rel(&job->done_chunks, 1) + 1 != nchunks)
-		return;
 	if (shmq__cas_seq_cst(&job->done, &running, JOB_DONE))
 		shmq__wake_word(&job->done, &job->done_sleepers, INT_MAX);
+}
+
+static void job_chunk_done(struct pool_job *job, uint64_t nchunks)
+{
+	if (job_chunk_count(job, nchunks))
+		job_finish(job);
 }
 
 /* Claim chunk c of job j: the pin (slot->claim) keeps the creator from
@@ -572,6 +585,7 @@ static void chunk_run(struct worker *w, unsigned j, uint64_t c)
 	struct job_view v;
 	uint64_t lo, hi;
 	uint32_t exp;
+	bool last = false;
 
 	if (!chunk_claim(w, j, c, &v))
 		return;
@@ -587,10 +601,23 @@ static void chunk_run(struct worker *w, unsigned j, uint64_t c)
 	}
 	worker_count_flush(w);
 	exp = w->id;
+	/* Pinned from the DONE mark to its count: the creator may finish a job
+	 * whose chunks are all DONE by itself (jobs_settle), and its unpin then
+	 * waits for the count to land before the job slot can be reused.
+	 * seq_cst: as chunk_claim's pin. */
+	shmq__store_seq_cst(&w->slot->claim, j + 1);
 	/* release: our results before the chunk counts as done (pairs with
-	 * the creator's acquire of done through job_chunk_done) */
-	if (shmq__cas_acq_rel(&v.chunks[c], &exp, CHUNK_DONE))
-		job_chunk_done(job, v.nchunks);
+	 * the creator's acquire of done through job_chunk_count, or of the
+	 * chunk state in jobs_settle) */
+	if (shmq__cas_acq_rel(&v.chunks[c], &exp, CHUNK_DONE)) {
+		if (SHMQ__UNLIKELY(shmq__pool_fault != NULL))
+			shmq__pool_fault(SHMQ__POOL_FAULT_CHUNK_MARKED);
+		last = job_chunk_count(job, v.nchunks);
+	}
+	/* pairs with job_unpin's seq_cst load of claim */
+	shmq__store_release(&w->slot->claim, 0);
+	if (last)
+		job_finish(job);
 }
 
 static void range_run(struct worker *w, unsigned j, uint64_t lo, uint64_t hi)
@@ -1256,6 +1283,8 @@ struct job_priv {
 	uint64_t alloc_off, alloc_size;
 	uint8_t *tries;    /* per chunk: deaths survived (allocated on the first) */
 	uint64_t ntries;
+	bool orphaned;     /* a worker died while it ran: see jobs_settle */
+	uint64_t last_done; /* done_chunks at the last settle look */
 };
 
 /* A dead worker's area, waiting until no live worker can touch it. */
@@ -1502,8 +1531,50 @@ static void jobs_recover(shmq_pool *p, uint32_t dead_id)
 				shmq__cas_acq_rel(&chunks[c], &s, CHUNK_PENDING);
 			}
 		}
+		if (dead_id)
+			jp->orphaned = true;
+		jp->last_done = UINT64_MAX; /* the next settle looks */
 		if (shmq__load_acquire(&job->done) == JOB_RUNNING && !shmq__load_relaxed(&job->canceled))
 			inject(p, j, nchunks);
+	}
+}
+
+/* A worker that dies between marking a chunk DONE and counting it
+ * (chunk_run) leaves a job whose count stops one short: every chunk DONE,
+ * and nobody left to finish the job.  For jobs that lost a worker, the
+ * creator looks at the chunk states itself whenever the count stood still
+ * since its last look, and finishes a job whose chunks are all DONE. */
+static void jobs_settle(shmq_pool *p)
+{
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
+		struct pool_job *job = pool_job(p, j);
+		struct job_priv *jp = &p->jobs[j];
+		uint64_t nchunks = shmq__load_relaxed(&job->nchunks); /* we wrote it */
+		uint32_t running = JOB_RUNNING;
+		uint64_t counted;
+		uint32_t *chunks;
+		uint64_t c;
+
+		if (!jp->used || !jp->orphaned || shmq__load_acquire(&job->done) != JOB_RUNNING)
+			continue;
+		/* relaxed: a progress hint; the chunk states below decide */
+		counted = shmq__load_relaxed(&job->done_chunks);
+		if (counted != jp->last_done) {
+			jp->last_done = counted; /* still moving: look next time */
+			continue;
+		}
+		chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off), nchunks * 4);
+		if (!chunks)
+			continue;
+		/* acquire: pairs with chunk_run's acq_rel CAS to DONE, after
+		 * which that chunk's results are visible to us */
+		for (c = 0; c < nchunks && shmq__load_acquire(&chunks[c]) == CHUNK_DONE; c++)
+			;
+		if (c < nchunks)
+			continue;
+		/* seq_cst: as job_chunk_done's CAS (its sleepers' Dekker) */
+		if (shmq__cas_seq_cst(&job->done, &running, JOB_DONE))
+			shmq__wake_word(&job->done, &job->done_sleepers, INT_MAX);
 	}
 }
 
@@ -1540,6 +1611,7 @@ static void pool_supervise(shmq_pool *p)
 			shmq__store_relaxed(&s->restarts, shmq__load_relaxed(&s->restarts) + 1);
 		jobs_recover(p, dead_id);
 	}
+	jobs_settle(p);
 }
 
 static void pool_supervise_maybe(shmq_pool *p)

@@ -5,11 +5,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 
 #include "testutil.h"
+
+#include "pool_int.h"
 
 #define NWORKERS 2
 #define REGION_SIZE ((size_t)64 << 20)
@@ -678,6 +681,64 @@ static void test_kill_rounds_bounded(void **state)
 	shmq_region_close(r);
 }
 
+/* ---- a worker killed between marking a chunk DONE and counting it ---- */
+
+#define FAULT_ENV "SHMQ_TEST_POOL_FAULT"
+
+/* In a worker started with FAULT_ENV set: the first worker of all to get to
+ * the point (the one that creates the flag file) dies there. */
+static void fault_die_once(enum shmq__pool_fault_point point)
+{
+	const char *flag = getenv(FAULT_ENV);
+	int fd;
+
+	if (point != SHMQ__POOL_FAULT_CHUNK_MARKED || !flag)
+		return;
+	fd = open(flag, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	close(fd);
+	raise(SIGKILL);
+}
+
+__attribute__((constructor)) static void fault_install(void)
+{
+	if (getenv(FAULT_ENV))
+		shmq__pool_fault = fault_die_once;
+}
+
+/* The chunk is DONE, its count is lost with the worker: the creator must
+ * finish the job from the chunk states, not wait for a count that never
+ * comes. */
+static void test_killed_between_done_and_count(void **state)
+{
+	char flag[96];
+	int64_t in[64], out[64];
+	shmq_region *r;
+	shmq_pool *p;
+
+	(void)state;
+	snprintf(flag, sizeof(flag), "/tmp/shmq-test-pool-fault-%d", (int)getpid());
+	unlink(flag);
+	assert_int_equal(setenv(FAULT_ENV, flag, 1), 0);
+	r = region_new();
+	p = pool_new(r, NWORKERS, 1);
+	for (int i = 0; i < 64; i++) {
+		in[i] = i;
+		out[i] = -1;
+	}
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(int64_t), out, sizeof(int64_t), 64,
+				       20 * 1000000000ll), 0);
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(out[i], 3 * i + 1);
+	assert_int_equal(access(flag, F_OK), 0); /* the fault did fire */
+	unsetenv(FAULT_ENV);
+	unlink(flag);
+	pool_wait_replaced(p, 1);
+	pool_done_killed(p, NULL, 0, 1);
+	shmq_region_close(r);
+}
+
 /* Until pid (a worker, our child) has exited; it stays unreaped (WNOWAIT):
  * the pool reaps it. */
 static void wait_exited(pid_t pid)
@@ -820,6 +881,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_task_errors),
 		cmocka_unit_test(test_worker_killed_mid_map),
 		cmocka_unit_test(test_kill_rounds_bounded),
+		cmocka_unit_test(test_killed_between_done_and_count),
 		cmocka_unit_test(test_idle_death_replaced_at_submit),
 		cmocka_unit_test(test_terminate),
 		cmocka_unit_test(test_free_running_pool),

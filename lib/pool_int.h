@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: MIT */
+/* Layer 5: the pool's test seam (not part of the API).
+ *
+ * A worker calls shmq__pool_fault, when set, at the points below, the narrow
+ * windows between two shared-memory steps that recovery must cover.  The
+ * reliability tests set it, in their worker processes, to a function that
+ * kills the process there; nothing else may. */
+#ifndef SHMQ_POOL_INT_H
+#define SHMQ_POOL_INT_H
+
+enum shmq__pool_fault_point {
+	SHMQ__POOL_FAULT_CHUNK_MARKED = 1, /* a chunk marked DONE, not yet counted */
+};
+
+extern void (*shmq__pool_fault)(enum shmq__pool_fault_point point);
+
+#endif /* SHMQ_POOL_INT_H */
