@@ -48,6 +48,10 @@ struct shmq_lock {
 	shmq_region *r;           /* owner ids and liveness */
 	uint32_t self;            /* our owner id: the word's "locked by us" value */
 	uint64_t tag_hi;          /* self << 32: the owner-id half of our tags */
+	/* SHMQ_NOWAIT: when this handle last read /proc for a holder that
+	 * kill(2) still finds (relaxed: threads sharing the handle may race;
+	 * the worst is one check early or late) */
+	int64_t nowait_checked;
 };
 
 /* The calling thread's identity without a system call or thread-local
@@ -127,6 +131,7 @@ static int lock_attach_checked(shmq_region *r, struct shmq__lock_shm *s, shmq_lo
 	l->r = r;
 	l->self = shmq__region_self(r);
 	l->tag_hi = (uint64_t)l->self << 32;
+	l->nowait_checked = INT64_MIN / 2; /* the first NOWAIT may check at once */
 	*out = l;
 	return 0;
 }
@@ -303,6 +308,40 @@ static int lock_wait(shmq_lock *l, int64_t deadline)
 	}
 }
 
+/* SHMQ_NOWAIT found the lock held: never blocks, but a dead holder's lock is
+ * taken over (-EOWNERDEAD) as it would be by a waiter.  A holder kill(2) no
+ * longer finds is known dead at once; one that it finds (alive, or an
+ * unreaped zombie) gets the /proc check at most once per slice per handle,
+ * so a try-lock loop against a live holder stays cheap. */
+static int lock_try_nowait(shmq_lock *l)
+{
+	/* the CASes in lock_try_take / lock_check_holder are the acquires */
+	uint32_t c = shmq__load_relaxed(&l->s->word);
+	uint32_t owner = lock_owner(c);
+	int64_t now;
+	int rc;
+
+	if (c == 0)
+		return lock_try_take(l, l->self) ? 0 : -EAGAIN;
+	if (owner == 0)
+		return -EBADMSG; /* CONTENDED with no owner: never written by us */
+	if (owner == l->self)
+		return -EAGAIN; /* another thread of ours holds it */
+	rc = shmq__region_id_maybe_alive(l->r, owner);
+	if (rc < 0)
+		return rc;
+	if (rc > 0) {
+		now = shmq_now_ns();
+		if (now - shmq__load_relaxed(&l->nowait_checked) < LOCK_SLICE_NS)
+			return -EAGAIN;
+		shmq__store_relaxed(&l->nowait_checked, now); /* handle-local, see struct */
+	}
+	rc = lock_check_holder(l, c);
+	if (rc)
+		return rc > 0 ? -EOWNERDEAD : rc;
+	return -EAGAIN;
+}
+
 static SHMQ__COLD int lock_acquire_slow(shmq_lock *l, int64_t timeout_ns)
 {
 	int64_t deadline;
@@ -313,7 +352,7 @@ static SHMQ__COLD int lock_acquire_slow(shmq_lock *l, int64_t timeout_ns)
 	if (shmq__load_relaxed(&l->s->tag) == lock_tag(l))
 		return -EDEADLK;
 	if (timeout_ns == SHMQ_NOWAIT)
-		return lock_try_take(l, l->self) ? 0 : -EAGAIN;
+		return lock_try_nowait(l);
 	deadline = shmq__deadline(timeout_ns);
 	if (lock_spin(l))
 		return 0;

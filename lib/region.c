@@ -277,6 +277,24 @@ int shmq__region_id_alive(const shmq_region *r, uint32_t id)
 	return shmq__pid_alive((pid_t)(w >> 32), st);
 }
 
+int shmq__region_id_maybe_alive(const shmq_region *r, uint32_t id)
+{
+	unsigned slot = shmq__id_slot(id);
+	uint32_t gen = id >> SHMQ__ID_SLOT_BITS;
+	uint64_t w;
+	pid_t pid;
+
+	if (id == 0 || id > SHMQ__ID_MAX || slot >= r->ptab_slots || gen == 0)
+		return -EBADMSG;
+	w = shmq__load_acquire(&slot_of(r, slot)->word); /* pairs with the CAS in ptab_claim */
+	if (!(w & 1) || ((w >> 1) & GEN_MASK) != gen)
+		return 0;
+	pid = (pid_t)(w >> 32);
+	if (pid <= 0)
+		return 0;
+	return kill(pid, 0) == 0 || errno != ESRCH;
+}
+
 static bool ptab_word_dead(uint64_t w, const struct ptab_slot *s)
 {
 	if (!(w & 1))

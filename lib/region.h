@@ -83,6 +83,12 @@ static inline uint32_t shmq__region_self(const shmq_region *r)
  * of /proc/PID/stat: use it on slow paths only (a waiter that slept). */
 int shmq__region_id_alive(const shmq_region *r, uint32_t id);
 
+/* The cheap half of shmq__region_id_alive: 0 when the attachment is surely
+ * dead (its slot was reused, or kill(2) finds no such process: exited and
+ * reaped), 1 when it may live (the full check decides), -EBADMSG as there.
+ * One system call and no /proc read: for paths that cannot afford more. */
+int shmq__region_id_maybe_alive(const shmq_region *r, uint32_t id);
+
 /* Liveness of a plain pid with its recorded start time (0: unknown). */
 int shmq__pid_alive(pid_t pid, uint64_t starttime);
 

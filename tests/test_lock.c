@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "testutil.h"
@@ -447,12 +448,49 @@ static void test_owner_dead_before_waiting(void **state)
 	kill(pid, SIGKILL);
 	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
 	holder_release(f, go);
-	/* a try-acquire makes no liveness check */
-	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EAGAIN);
+	/* a try-acquire never blocks, but takes a reaped holder's lock over */
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EOWNERDEAD);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EDEADLK);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+	assert_false(shmq_lock_locked(f->l));
 	/* a timeout shorter than a slice still finds the dead holder */
+	pid = fork_holder(f, &go);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	holder_release(f, go);
 	assert_int_equal(shmq_lock_acquire(f->l, 2 * MS), -EOWNERDEAD);
 	assert_int_equal(shmq_lock_release(f->l), 0);
 	assert_false(shmq_lock_locked(f->l));
+}
+
+/* A holder that is dead but not reaped (a zombie: kill(2) still finds it):
+ * try-acquires keep returning -EAGAIN only until the handle's next /proc
+ * look, at most a slice away; a live holder's lock is never taken. */
+static void test_owner_dead_zombie_nowait(void **state)
+{
+	struct fixture *f = *state;
+	siginfo_t si;
+	int64_t t0;
+	int go, rc, tries = 0;
+	pid_t pid = fork_holder(f, &go);
+
+	for (int i = 0; i < 100; i++) /* live holder: refused, every time */
+		assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EAGAIN);
+	kill(pid, SIGKILL);
+	memset(&si, 0, sizeof(si));
+	assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0); /* a zombie now */
+	t0 = shmq_now_ns();
+	while ((rc = shmq_lock_acquire(f->l, SHMQ_NOWAIT)) == -EAGAIN) {
+		tries++;
+		assert_true(shmq_now_ns() - t0 < 2000 * MS);
+		usleep(100);
+	}
+	print_message("zombie holder found after %d tries, %.1f ms\n", tries,
+		      (double)(shmq_now_ns() - t0) / MS);
+	assert_int_equal(rc, -EOWNERDEAD);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	holder_release(f, go);
+	assert_int_equal(shmq_lock_release(f->l), 0);
 }
 
 /* Several waiters behind one dead holder: exactly one gets EOWNERDEAD, the
@@ -603,6 +641,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wake_on_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_dead_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_dead_before_waiting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_owner_dead_zombie_nowait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_dead_many_waiters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_word, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_placement, setup, teardown),

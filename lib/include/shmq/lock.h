@@ -33,7 +33,8 @@ SHMQ_API int shmq_lock_create(shmq_region *r, const char *name, shmq_lock **out)
 /* Open a named lock (-ENOENT; -EINVAL if the object is not a lock; -EBADMSG
  * if it is corrupt). */
 SHMQ_API int shmq_lock_open(shmq_region *r, const char *name, shmq_lock **out);
-/* Acquire.  SHMQ_NOWAIT: -EAGAIN when held (no liveness check is made).
+/* Acquire.  SHMQ_NOWAIT: -EAGAIN when held; a holder found dead (at once
+ * when it was reaped, else within a slice of retries) gives -EOWNERDEAD.
  * -ETIMEDOUT after timeout_ns, never earlier.  SHMQ_FOREVER waits without
  * limit, but never behind a dead holder.
  * -EOWNERDEAD: the holder died holding it; the caller now holds the lock and
