@@ -56,14 +56,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "setup: %s\n", shmq_strerror(rc));
 		return 1;
 	}
+	/* End 1 is the child's: drop the creator's handle at once.  Nobody has
+	 * used it yet, so it counts as held until the child opens it; then it
+	 * is closed when the child closes it (or dies). */
+	shmq_pipe_close(child_end);
 	printf("[");
 	while ((n = shmq_pipe_recv(parent_end, buf, sizeof(buf) - 1, 10 * 1000000000LL)) >= 0) {
 		buf[n] = '\0';
 		printf("%s'%s'", words++ ? ", " : "", buf);
-		/* The child has end 1 now (it sent on it): drop the creator's
-		 * handle, so end 1 counts as closed once the child closes it. */
-		if (words == 1)
-			shmq_pipe_close(child_end);
 		if (words == 2)
 			shmq_pipe_send(parent_end, "ok", 2, SHMQ_FOREVER);
 	}

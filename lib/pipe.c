@@ -15,8 +15,11 @@
  * when it was opened and no slot is left (every handle closed), or when
  * every slot's owner has died (a waiter reaps dead owners after a sleep
  * slice), or, never opened, when its creator has died.  The creator's own
- * handles from shmq_pipe_create are ordinary slots, so an end nobody opened
- * counts as held by the creator even after the creator closed its handle.
+ * handles from shmq_pipe_create are ordinary slots; the first send or
+ * receive through one marks its end opened too.  So an end the creator only
+ * hands on (nobody has sent or received on it, nobody opened it) counts as
+ * held by the creator even after the creator closed its handle, while an end
+ * the creator used is gone once its handles are closed, as any other.
  */
 #include "config.h"
 
@@ -73,6 +76,7 @@ struct shmq_pipe {
 	uint32_t self_id;
 	uint32_t creator_id;       /* read once at open */
 	int end;
+	bool unused;               /* from shmq_pipe_create, not yet sent or received on */
 	bool more;                 /* committed with SHMQ_PIPE_MORE, not yet published */
 	bool reserved;             /* a reservation is open */
 	bool peeked;               /* a peek is open */
@@ -200,8 +204,8 @@ static int owner_alive(const shmq_pipe *p, uint32_t id)
 
 static void wake_everyone(shmq_pipe *p)
 {
-	shmq__spsc_wake_all(p->tx.ring);
-	shmq__spsc_wake_all(p->rx.ring);
+	shmq__spsc_wake_sleepers(p->tx.ring);
+	shmq__spsc_wake_sleepers(p->rx.ring);
 }
 
 /* Is any slot of e held?  deep: also by a live process (dead owners are
@@ -241,9 +245,11 @@ static int end_check(shmq_pipe *p, struct pipe_end *e, bool deep)
 {
 	int held;
 
-	/* pairs with the seq_cst store of gone below, made after the last
-	 * holder's final publication */
-	if (shmq__load_acquire(&e->gone))
+	/* seq_cst: pairs with the seq_cst store of gone below, made after the
+	 * last holder's final publication; and a sleeper's re-check here, after
+	 * it counted itself in, is the Dekker partner of wake_everyone's loads
+	 * of the sleeper counts */
+	if (shmq__load_seq_cst(&e->gone))
 		return 1;
 	held = slots_held(p, e, deep);
 	if (held)
@@ -348,6 +354,7 @@ static int handle_new(shmq_region *r, void *mem, size_t size, int end, bool open
 		rc = -EPIPE;
 	if (!rc)
 		rc = holder_add(p->mine, p->self_id);
+	p->unused = !open;
 	if (!rc && open) {
 		shmq__store_seq_cst(&p->mine->opened, 1u);
 		/* seq_cst: a closer that saw no slot and marked the end gone
@@ -454,12 +461,24 @@ int shmq_pipe_set_spin(shmq_pipe *p, long spins)
 	return 0;
 }
 
+/* The first send or receive through a handle from shmq_pipe_create: its end
+ * is in use, no longer a placeholder for a process that will open it. */
+static SHMQ__COLD void first_use(shmq_pipe *p)
+{
+	p->unused = false;
+	/* seq_cst: as handle_new's store (our slot is held: nobody can mark
+	 * the end gone meanwhile) */
+	shmq__store_seq_cst(&p->mine->opened, 1u);
+}
+
 /* ---- sending ---- */
 
 /* Start of every send-side call: -EPIPE if the peer is gone; otherwise pick
  * up the ring's tail (another handle of this end may have moved it). */
 static inline int tx_begin(shmq_pipe *p)
 {
+	if (SHMQ__UNLIKELY(p->unused))
+		first_use(p);
 	p->reserved = false;
 	/* pairs with end_check's seq_cst store of gone */
 	if (SHMQ__UNLIKELY(shmq__load_acquire(&p->peer->gone)))
@@ -613,6 +632,8 @@ static inline int rx_peek(shmq_pipe *p, const void **msg, size_t *len, int64_t t
 	int64_t deadline = 0;
 	int rc;
 
+	if (SHMQ__UNLIKELY(p->unused))
+		first_use(p);
 	p->peeked = false;
 	rc = shmq__spsc_cons_sync(&p->rx);
 	if (SHMQ__UNLIKELY(rc))
@@ -675,6 +696,8 @@ ssize_t shmq_pipe_recv_bulk(shmq_pipe *p, void *buf, size_t cap, size_t *lens, s
 		return -EINVAL;
 	if (n == 0)
 		return 0;
+	if (SHMQ__UNLIKELY(p->unused))
+		first_use(p);
 	p->peeked = false;
 	rc = shmq__spsc_cons_sync(&p->rx);
 	if (rc)

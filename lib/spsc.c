@@ -246,10 +246,14 @@ void shmq__spsc_wake_producer(struct shmq__spsc *r)
 	shmq__futex_wake(&r->space_word, INT32_MAX);
 }
 
-void shmq__spsc_wake_all(struct shmq__spsc *r)
+void shmq__spsc_wake_sleepers(struct shmq__spsc *r)
 {
-	shmq__spsc_wake_consumer(r);
-	shmq__spsc_wake_producer(r);
+	/* seq_cst loads: Dekker with a sleeper's seq_cst increment and its
+	 * seq_cst re-check of the condition (see spsc.h) */
+	if (shmq__load_seq_cst(&r->cons_sleepers))
+		shmq__spsc_wake_consumer(r);
+	if (shmq__load_seq_cst(&r->prod_sleepers))
+		shmq__spsc_wake_producer(r);
 }
 
 /* ---- waiting ---- */

@@ -463,9 +463,12 @@ int shmq__spsc_wait_writable(struct shmq__spsc_prod *p, size_t len, const struct
 int shmq__spsc_readable(struct shmq__spsc_cons *c);
 int shmq__spsc_writable(struct shmq__spsc_prod *p, size_t len);
 
-/* Wake every sleeper on both words (after a state change they must see,
- * such as the peer closing).  Always makes the system calls. */
-void shmq__spsc_wake_all(struct shmq__spsc *r);
+/* Wake every sleeper on both words after a state change they must see (such
+ * as the peer closing), with a system call only for a word that has
+ * sleepers.  The caller made the change with a seq_cst store, and sleepers
+ * re-check it with a seq_cst load after counting themselves in (a Dekker
+ * pair with the sleeper counts this loads). */
+void shmq__spsc_wake_sleepers(struct shmq__spsc *r);
 
 /* Register this process for the membarrier protocol: 0, or a negative errno
  * (the caller then publishes with seq_cst). */

@@ -467,6 +467,72 @@ static void test_eof_on_close(void **state)
 	shmq_pipe_close(a);
 }
 
+/* The end the creator itself used: once it closes its handle, the peer in
+ * another process drains what was sent, then gets -EPIPE both ways (as with
+ * Python's Pipe: the parent writes and closes, the child reads to EOF). */
+static void test_eof_creator_used_end(void **state)
+{
+	struct fix *f = *state;
+	shmq_pipe *a, *b;
+	int sync[2];
+	char c;
+	pid_t pid;
+
+	assert_int_equal(shmq_pipe_create(f->r, "u", NULL, &a, &b), 0);
+	assert_int_equal(pipe(sync), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r = child_region(f->name);
+		shmq_pipe *p;
+		char m[16];
+		ssize_t n;
+		int got = 0;
+
+		if (shmq_pipe_open(r, "u", 1, &p))
+			_exit(91);
+		if (write(sync[1], "o", 1) != 1)
+			_exit(92);
+		while ((n = shmq_pipe_recv(p, m, sizeof(m), 10 * ms(1000))) == 1 && m[0] == 'a' + got)
+			got++;
+		if (n != -EPIPE || got != 5)
+			_exit(93);
+		_exit(shmq_pipe_send(p, "z", 1, SHMQ_NOWAIT) == -EPIPE ? 0 : 94);
+	}
+	shmq_pipe_close(b); /* handed on: the child opened end 1 (or will) */
+	assert_int_equal(read(sync[0], &c, 1), 1);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(shmq_pipe_send(a, (char[]){ (char)('a' + i) }, 1, SHMQ_FOREVER), 0);
+	shmq_pipe_close(a);
+	assert_int_equal(tu_wait_child(pid), 0);
+	close(sync[0]);
+	close(sync[1]);
+}
+
+/* Both ends used by threads of the creating process: closing one is EOF for
+ * the other. */
+static void test_eof_creator_threads(void **state)
+{
+	struct fix *f = *state;
+	shmq_pipe *a, *b;
+	char buf[16];
+
+	assert_int_equal(shmq_pipe_create(f->r, "t", NULL, &a, &b), 0);
+	assert_int_equal(shmq_pipe_send(b, "last", 4, SHMQ_NOWAIT), 0);
+	shmq_pipe_close(b);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT), 4);
+	assert_memory_equal(buf, "last", 4);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), ms(2000)), -EPIPE);
+	assert_int_equal(shmq_pipe_send(a, "x", 1, SHMQ_NOWAIT), -EPIPE);
+	shmq_pipe_close(a);
+	/* an end used for receiving only counts as used too */
+	assert_int_equal(shmq_pipe_create(f->r, "t2", NULL, &a, &b), 0);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	shmq_pipe_close(b);
+	assert_int_equal(shmq_pipe_send(a, "x", 1, SHMQ_NOWAIT), -EPIPE);
+	shmq_pipe_close(a);
+}
+
 /* Several handles of one end: EOF only once the last one closes. */
 static void test_eof_needs_every_handle(void **state)
 {
@@ -724,6 +790,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_zero_copy_and_bulk, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stress_two_processes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eof_on_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eof_creator_used_end, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_eof_creator_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_eof_needs_every_handle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_blocking_wakeup, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigkill_recv, setup, teardown),

@@ -40,8 +40,10 @@
  * End of file: once every handle of an end is closed, or every process that
  * held one has died (noticed within about 20 ms by a peer that waits), the
  * peer's recv returns what was already sent and then -EPIPE, and its send
- * returns -EPIPE.  An end nobody has opened since creation counts as held by
- * its creator.  A closed end stays closed: opening it again gives -EPIPE.
+ * returns -EPIPE.  An end nobody has opened since creation, and nobody has
+ * sent or received on, counts as held by its creator (who may close the
+ * handle of the end it hands to a child before the child opens it).  A
+ * closed end stays closed: opening it again gives -EPIPE.
  */
 #ifndef SHMQ_PIPE_H
 #define SHMQ_PIPE_H
