@@ -551,7 +551,7 @@ int shmq_pipe_reserve(shmq_pipe *p, size_t len, void **buf, int64_t timeout_ns)
 	return 0;
 }
 
-int shmq_pipe_commit(shmq_pipe *p, size_t len, unsigned flags)
+int (shmq_pipe_commit)(shmq_pipe *p, size_t len, unsigned flags)
 {
 	if (!p || !p->reserved || len > p->resv_len || (flags & ~SHMQ_PIPE_MORE))
 		return -EINVAL;

@@ -273,6 +273,12 @@ static void test_zero_copy_and_bulk(void **state)
 	assert_int_equal(shmq_pipe_recv_bulk(b, dst, sizeof(dst), lens, 16, 0), 5);
 	assert_int_equal(lens[4], 30);
 	assert_int_equal(shmq_pipe_recv_bulk(b, dst, sizeof(dst), lens, 16, 0), -EAGAIN);
+	/* commit's flags may be left out: the two-argument form publishes */
+	assert_int_equal(shmq_pipe_reserve(a, 4, &w, 0), 0);
+	memcpy(w, "duo!", 4);
+	assert_int_equal(shmq_pipe_commit(a, 4), 0);
+	assert_int_equal(shmq_pipe_recv(b, dst, sizeof(dst), 0), 4);
+	assert_memory_equal(dst, "duo!", 4);
 	/* MORE records are published by close */
 	assert_int_equal(shmq_pipe_reserve(a, 8, &w, 0), 0);
 	memcpy(w, "12345678", 8);

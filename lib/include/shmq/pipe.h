@@ -112,8 +112,12 @@ SHMQ_API int shmq_pipe_reserve(shmq_pipe *p, size_t len, void **buf, int64_t tim
 #define SHMQ_PIPE_MORE 1u
 
 /* Finish a reservation with the message's final length (<= the reserved
- * length).  0; -EINVAL (no reservation, len too large, unknown flags). */
+ * length).  0; -EINVAL (no reservation, len too large, unknown flags).
+ * flags may be left out: shmq_pipe_commit(p, len) is shmq_pipe_commit(p,
+ * len, 0) (a macro picks the form; the function itself takes three). */
 SHMQ_API int shmq_pipe_commit(shmq_pipe *p, size_t len, unsigned flags);
+#define SHMQ__PIPE_COMMIT(p, len, flags, ...) shmq_pipe_commit(p, len, flags)
+#define shmq_pipe_commit(...) SHMQ__PIPE_COMMIT(__VA_ARGS__, 0u, 0u)
 /* Publish everything committed.  0 or -EINVAL. */
 SHMQ_API int shmq_pipe_flush(shmq_pipe *p);
 
