@@ -154,13 +154,17 @@ static void describe_queue(shmq_region *r, const void *mem, uint64_t size, struc
 
 	(void)r;
 	/* a snapshot: every load below is relaxed, nothing is ordered against it */
+	uint32_t version = size < sizeof(*q) ? 0 : shmq__load_relaxed(&q->version);
 	if (size < sizeof(*q) || shmq__load_relaxed(&q->magic) != SHMQ__MPMC_MAGIC ||
-	    shmq__load_relaxed(&q->version) != SHMQ__MPMC_VERSION) {
+	    (version != SHMQ__MPMC_VERSION && version != SHMQ__MPMC_VERSION_POW2)) {
 		st->status = -EBADMSG;
 		return;
 	}
+	/* the exact capacity (any value in 1 .. CAP_MAX; a power of two at version 2) */
 	uint32_t cap = shmq__load_relaxed(&q->capacity);
-	if (!SHMQ__IS_POW2(cap) || cap > SHMQ__MPMC_CAP_MAX || shmq__load_relaxed(&q->footprint) > size)
+	if (cap == 0 || cap > SHMQ__MPMC_CAP_MAX ||
+	    (version == SHMQ__MPMC_VERSION_POW2 && !SHMQ__IS_POW2(cap)) ||
+	    shmq__load_relaxed(&q->footprint) > size)
 		st->status = -EBADMSG;
 	uint64_t head = shmq__load_relaxed(&q->head), tail = shmq__load_relaxed(&q->tail);
 	int64_t used = (int64_t)(tail - head);

@@ -51,16 +51,25 @@ static inline int32_t lap_diff(uint32_t a, uint32_t b)
 	return (int32_t)((a - b) << 1) >> 1;
 }
 
+/* Position pos is in slot pos % capacity during lap pos / capacity (mpmc.h,
+ * Positions).  A power of two takes the shift and mask; any other capacity
+ * divides.  m->pow2 is fixed per handle, so the branch always goes the same
+ * way; both halves of a call's pos / capacity and pos % capacity come from
+ * one division. */
 static inline uint32_t lap_of(const struct shmq__mpmc *m, uint64_t pos)
 {
-	return (uint32_t)(pos >> m->cap_log2) & LAP_MASK;
+	if (SHMQ__LIKELY(m->pow2))
+		return (uint32_t)(pos >> m->cap_log2) & LAP_MASK;
+	return (uint32_t)(pos / m->capacity) & LAP_MASK;
 }
 
 /* The slot of a position: always inside the ring, whatever pos holds,
- * because mask and slot_size are the handle's verified copies. */
+ * because mask, capacity and slot_size are the handle's verified copies. */
 static inline struct shmq__mpmc_slot *slot_at(const struct shmq__mpmc *m, uint64_t pos)
 {
-	return (struct shmq__mpmc_slot *)(m->slots + (pos & m->mask) * m->slot_size);
+	uint64_t i = SHMQ__LIKELY(m->pow2) ? pos & m->mask : pos % m->capacity;
+
+	return (struct shmq__mpmc_slot *)(m->slots + i * m->slot_size);
 }
 
 /* ---- geometry ---- */
@@ -73,8 +82,7 @@ static uint32_t slot_size_for(uint32_t max_msg)
 
 uint64_t shmq__mpmc_footprint(uint32_t capacity, uint32_t max_msg)
 {
-	if (!SHMQ__IS_POW2(capacity) || capacity > SHMQ__MPMC_CAP_MAX ||
-	    max_msg > SHMQ__MPMC_MSG_MAX)
+	if (capacity == 0 || capacity > SHMQ__MPMC_CAP_MAX || max_msg > SHMQ__MPMC_MSG_MAX)
 		return 0;
 	return sizeof(struct shmq__mpmc_shared) + (uint64_t)capacity * slot_size_for(max_msg);
 }
@@ -98,7 +106,7 @@ int shmq__mpmc_init(void *mem, uint64_t size, uint32_t capacity, uint32_t max_ms
 	 * store, or the caller's own publication of a placed ring). */
 	memset(mem, 0, need); /* every slot starts EMPTY(0), owner 0 */
 	sh->magic = SHMQ__MPMC_MAGIC;
-	sh->version = SHMQ__MPMC_VERSION;
+	sh->version = SHMQ__IS_POW2(capacity) ? SHMQ__MPMC_VERSION_POW2 : SHMQ__MPMC_VERSION;
 	sh->capacity = capacity;
 	sh->max_msg = max_msg;
 	sh->slot_size = slot_size_for(max_msg);
@@ -116,7 +124,7 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
 		      uint32_t self, shmq__mpmc_alive_fn alive, void *alive_ctx)
 {
 	struct shmq__mpmc_shared *sh = mem;
-	uint32_t cap, max_msg, slot_size, kind;
+	uint32_t cap, max_msg, slot_size, kind, version;
 	uint64_t footprint;
 
 	if (!m || !mem || !alive || self == 0 || self >= (1u << 31))
@@ -126,7 +134,8 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
 	/* relaxed: the geometry was published before mem reached us (see init) */
 	if (shmq__load_relaxed(&sh->magic) != SHMQ__MPMC_MAGIC)
 		return -EBADMSG;
-	if (shmq__load_relaxed(&sh->version) != SHMQ__MPMC_VERSION)
+	version = shmq__load_relaxed(&sh->version);
+	if (version != SHMQ__MPMC_VERSION && version != SHMQ__MPMC_VERSION_POW2)
 		return -EPROTO;
 	cap = shmq__load_relaxed(&sh->capacity);
 	max_msg = shmq__load_relaxed(&sh->max_msg);
@@ -135,14 +144,16 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
 	footprint = shmq__load_relaxed(&sh->footprint);
 	if (shmq__mpmc_footprint(cap, max_msg) == 0 || slot_size != slot_size_for(max_msg) ||
 	    footprint != shmq__mpmc_footprint(cap, max_msg) || footprint > size ||
-	    !owner_kind_valid(kind))
+	    !owner_kind_valid(kind) ||
+	    (version == SHMQ__MPMC_VERSION_POW2 && !SHMQ__IS_POW2(cap)))
 		return -EBADMSG;
 	if (kind != owner_kind)
 		return -EINVAL;
 	m->sh = sh;
 	m->slots = (uint8_t *)mem + sizeof(*sh);
 	m->capacity = cap;
-	m->cap_log2 = log2_u32(cap);
+	m->pow2 = SHMQ__IS_POW2(cap);
+	m->cap_log2 = m->pow2 ? log2_u32(cap) : 0;
 	m->mask = (uint64_t)cap - 1;
 	m->slot_size = slot_size;
 	m->max_msg = max_msg;

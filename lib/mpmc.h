@@ -13,13 +13,28 @@
  *
  * Layout:  [struct shmq__mpmc_shared: 7 lines][slot 0][slot 1]...[slot cap-1]
  * slot:    { u64 ctl; u32 len; u32 pad; u8 data[max_msg] } rounded up to 64.
+ * cap is exactly the capacity asked for (1 .. SHMQ__MPMC_CAP_MAX): a ring of
+ * cap slots holds cap messages, no more.
  *
  * Positions.  head and tail are free-running 64-bit positions: tail is the
  * next position producers claim, head the next one consumers claim.
- * Position p lives in slot p & (cap - 1) during lap p >> log2(cap).  At
- * 10^9 messages per second a 64-bit position wraps after 584 years, so head
- * and tail never wrap in practice and every CAS on them compares full
- * positions (no ABA).  The slot's ctl stores only the low 31 bits of the lap;
+ * Position p lives in slot p % cap during lap p / cap (a shift and a mask
+ * when cap is a power of two, a division otherwise; the handle says which).
+ * The protocol below needs only that p and p + cap share a slot and that
+ * p + cap's lap is p's plus one, which both forms give.  At 10^9 messages
+ * per second a 64-bit position wraps after 584 years, so head and tail never
+ * wrap in practice and every CAS on them compares full positions (no ABA).
+ * That matters more for a capacity that is not a power of two: cap does not
+ * divide 2^64, so p % cap and p / cap jump where p wraps (2^64 - 1 is in
+ * slot (2^64 - 1) % cap, 0 in slot 0) and a ring that reached 2^64 would
+ * break.  It cannot: positions start at 0 (init) and move only by one per
+ * claim (index_advance), so they reach 2^64 only after 2^64 claims.  An
+ * index overwritten with a value near 2^64 is corrupt memory like any other
+ * bad index: its slot is still inside the ring (p % cap < cap, from the
+ * handle's copy of cap), and the laps found there are judged as for any
+ * overwritten index (-EBADMSG for states no index can meet; garbage in,
+ * garbage out otherwise), never an access outside the ring.
+ * The slot's ctl stores only the low 31 bits of the lap;
  * laps are compared by their signed 31-bit difference, which is exact while
  * no thread acts on a position it read 2^30 laps (>= 2^31 messages) earlier,
  * and even then the decisive CAS on head or tail compares full positions.
@@ -60,7 +75,14 @@
 #include "compiler.h"
 
 #define SHMQ__MPMC_MAGIC   0x434d504du /* "MPMC" */
-#define SHMQ__MPMC_VERSION 2u /* 2: line 6, sleep and wake statistics */
+/* Layout versions.  2: line 6, sleep and wake statistics; the capacity is a
+ * power of two.  3: the same layout, any capacity (slot p % cap, lap p / cap,
+ * see Positions).  For a power of two both read the same, so init writes 2
+ * for those (libraries that know only 2 keep opening them) and 3 otherwise
+ * (those libraries then refuse with -EPROTO instead of misreading it or
+ * calling it corrupt); attach takes 3, and 2 with a power of two. */
+#define SHMQ__MPMC_VERSION_POW2 2u
+#define SHMQ__MPMC_VERSION 3u
 #define SHMQ__MPMC_CAP_MAX (1u << 24)  /* slots */
 #define SHMQ__MPMC_MSG_MAX (1u << 24)  /* bytes per message */
 #define SHMQ__MPMC_SLOT_HDR 16u        /* ctl + len + pad */
@@ -76,7 +98,7 @@ struct shmq__mpmc_shared {
 	/* line 0: geometry, written once by init; attach verifies and copies it */
 	uint32_t magic;
 	uint32_t version;
-	uint32_t capacity;   /* slots, a power of two */
+	uint32_t capacity;   /* slots: the messages the ring holds */
 	uint32_t max_msg;    /* bytes per message */
 	uint32_t slot_size;  /* bytes per slot, a multiple of 64 */
 	uint32_t owner_kind; /* enum shmq__mpmc_owner_kind */
@@ -135,9 +157,10 @@ typedef int (*shmq__mpmc_alive_fn)(void *ctx, uint32_t id);
 struct shmq__mpmc {
 	struct shmq__mpmc_shared *sh;
 	uint8_t *slots;
-	uint64_t mask;
+	uint64_t mask;             /* capacity - 1; used when pow2 */
 	uint32_t capacity;
-	uint32_t cap_log2;
+	uint32_t cap_log2;         /* used when pow2 */
+	bool pow2;                 /* capacity is a power of two: shift and mask */
 	uint32_t slot_size;
 	uint32_t max_msg;
 	uint32_t self;             /* owner id written into our claims (nonzero) */
@@ -152,8 +175,8 @@ struct shmq__mpmc_block {
 	uint64_t ctl;
 };
 
-/* Bytes needed for a ring of capacity slots (a power of two) of max_msg
- * bytes each; 0 if either is out of range. */
+/* Bytes needed for a ring of capacity slots (1 .. SHMQ__MPMC_CAP_MAX) of
+ * max_msg bytes each; 0 if either is out of range. */
 uint64_t shmq__mpmc_footprint(uint32_t capacity, uint32_t max_msg);
 
 /* Lay a ring out in mem (size bytes, 64-byte aligned).  Single caller, before

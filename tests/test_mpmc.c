@@ -61,7 +61,12 @@ static void test_geometry(void **state)
 	char buf[64] __attribute__((aligned(64)));
 
 	(void)state;
-	assert_int_equal(shmq__mpmc_footprint(3, 8), 0);       /* not a power of two */
+	/* any capacity from 1: exactly that many slots */
+	assert_int_equal(shmq__mpmc_footprint(3, 8), sizeof(struct shmq__mpmc_shared) + 3 * 64);
+	assert_int_equal(shmq__mpmc_footprint(1, 8), sizeof(struct shmq__mpmc_shared) + 64);
+	assert_int_equal(shmq__mpmc_footprint(SHMQ__MPMC_CAP_MAX - 1, 8),
+			 sizeof(struct shmq__mpmc_shared) + (uint64_t)(SHMQ__MPMC_CAP_MAX - 1) * 64);
+	assert_int_equal(shmq__mpmc_footprint(SHMQ__MPMC_CAP_MAX + 1, 8), 0);
 	assert_int_equal(shmq__mpmc_footprint(0, 8), 0);
 	assert_int_equal(shmq__mpmc_footprint(SHMQ__MPMC_CAP_MAX * 2u, 8), 0);
 	assert_int_equal(shmq__mpmc_footprint(4, SHMQ__MPMC_MSG_MAX + 1), 0);
@@ -85,10 +90,23 @@ static void test_geometry(void **state)
 	sh->magic ^= 1;
 	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EBADMSG);
 	sh->magic ^= 1;
+	/* a power of two is written as version 2 */
+	assert_int_equal(sh->version, SHMQ__MPMC_VERSION_POW2);
 	sh->version = 99;
 	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EPROTO);
+	sh->version = SHMQ__MPMC_VERSION_POW2 - 1;
+	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EPROTO);
+	/* ... and read as 2 or 3 */
 	sh->version = SHMQ__MPMC_VERSION;
-	sh->capacity = 7;
+	handle(&m, &r, 1);
+	assert_true(m.pow2);
+	sh->version = SHMQ__MPMC_VERSION_POW2;
+	sh->capacity = 7; /* footprint no longer matches */
+	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EBADMSG);
+	sh->version = SHMQ__MPMC_VERSION;
+	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EBADMSG);
+	sh->version = SHMQ__MPMC_VERSION_POW2;
+	sh->capacity = 0;
 	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EBADMSG);
 	sh->capacity = 1u << 20; /* a valid power of two that does not fit */
 	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EBADMSG);
@@ -104,22 +122,50 @@ static void test_geometry(void **state)
 	sh->footprint -= 64;
 	handle(&m, &r, 1);
 	ring_free(&r);
+
+	/* a capacity that is not a power of two: version 3, divided positions */
+	r = ring_new(6, 100);
+	sh = r.mem;
+	assert_int_equal(sh->version, SHMQ__MPMC_VERSION);
+	assert_int_equal(sh->capacity, 6);
+	handle(&m, &r, 1);
+	assert_int_equal(m.capacity, 6);
+	assert_false(m.pow2);
+	/* version 2 never held one: corrupt, not another version */
+	sh->version = SHMQ__MPMC_VERSION_POW2;
+	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EBADMSG);
+	sh->version = SHMQ__MPMC_VERSION + 1;
+	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EPROTO);
+	sh->version = SHMQ__MPMC_VERSION;
+	/* a smaller capacity with a footprint to match is a ring of its own
+	 * (inside the memory); a larger one does not fit */
+	sh->capacity = 5;
+	sh->footprint -= 128;
+	handle(&m, &r, 1);
+	assert_int_equal(m.capacity, 5);
+	sh->capacity = 7;
+	sh->footprint += 256;
+	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EBADMSG);
+	sh->capacity = 6;
+	sh->footprint -= 128;
+	handle(&m, &r, 1);
+	ring_free(&r);
 }
 
-static void test_fifo_many_laps(void **state)
+/* Random fills and drains over many laps: exactly cap messages fit, FIFO. */
+static void fifo_many_laps(uint32_t cap, uint64_t msgs)
 {
 	struct shmq__mpmc m;
 	struct shmq__mpmc_block blk;
-	struct ring r = ring_new(4, 32);
+	struct ring r = ring_new(cap, 32);
 	char in[32], out[32];
 	uint64_t next_in = 0, next_out = 0;
 
-	(void)state;
 	handle(&m, &r, 1);
 	assert_int_equal(shmq__mpmc_try_get(&m, out, sizeof(out), &blk), -EAGAIN);
-	while (next_out < 100000) {
+	while (next_out < msgs) {
 		/* fill a random amount, then drain a random amount */
-		int k = rand() % 6;
+		int k = rand() % (int)(cap + 2);
 
 		for (int i = 0; i < k; i++) {
 			size_t len = next_in % 33;
@@ -127,7 +173,7 @@ static void test_fifo_many_laps(void **state)
 
 			memset(in, (int)(next_in & 0xff), sizeof(in));
 			rc = shmq__mpmc_try_put(&m, in, len, &blk);
-			if (next_in - next_out == 4) {
+			if (next_in - next_out == cap) {
 				assert_int_equal(rc, -EAGAIN);
 				break;
 			}
@@ -135,7 +181,7 @@ static void test_fifo_many_laps(void **state)
 			next_in++;
 		}
 		assert_int_equal(shmq__mpmc_len(&m), next_in - next_out);
-		k = rand() % 6;
+		k = rand() % (int)(cap + 2);
 		for (int i = 0; i < k; i++) {
 			ssize_t n = shmq__mpmc_try_get(&m, out, sizeof(out), &blk);
 
@@ -150,7 +196,19 @@ static void test_fifo_many_laps(void **state)
 		}
 	}
 	assert_int_equal(shmq__mpmc_check(&m), 0);
+	assert_int_equal(((struct shmq__mpmc_shared *)r.mem)->tail, next_in);
+	assert_int_equal(((struct shmq__mpmc_shared *)r.mem)->head, next_out);
 	ring_free(&r);
+}
+
+static void test_fifo_many_laps(void **state)
+{
+	(void)state;
+	fifo_many_laps(4, 100000);
+	fifo_many_laps(1, 20000);
+	fifo_many_laps(3, 50000);
+	fifo_many_laps(5, 50000);
+	fifo_many_laps(7, 50000);
 }
 
 static void test_sizes(void **state)
@@ -371,6 +429,51 @@ static void test_corruption(void **state)
 	ring_free(&r);
 }
 
+/* A ring of 3 slots (3 does not divide 2^64): indices overwritten near and
+ * across 2^64, where p % 3 and p / 3 jump, and garbage of every magnitude,
+ * never reach outside the ring and end in -EBADMSG or a plain answer (run
+ * under ASan).  Positions never get there by themselves (mpmc.h). */
+static void test_corruption_odd(void **state)
+{
+	struct shmq__mpmc p, c;
+	struct shmq__mpmc_block blk;
+	struct ring r = ring_new(3, 8);
+	struct shmq__mpmc_shared *sh = r.mem;
+	char buf[8];
+
+	(void)state;
+	handle(&p, &r, 1);
+	handle(&c, &r, 2);
+	assert_false(p.pow2);
+	for (uint64_t start = UINT64_MAX - 8; start != 4; start++) {
+		memset((char *)r.mem + sizeof(*sh), 0, r.size - sizeof(*sh));
+		sh->head = sh->tail = start;
+		for (int i = 0; i < 12; i++) {
+			int rc = shmq__mpmc_try_put(&p, "a", 1, &blk);
+			ssize_t n;
+
+			assert_true(rc == 0 || rc == -EAGAIN || rc == -EBADMSG);
+			n = shmq__mpmc_try_get(&c, buf, sizeof(buf), &blk);
+			assert_true(n == 1 || n == -EAGAIN || n == -EBADMSG);
+			assert_true(shmq__mpmc_len(&c) <= 3);
+		}
+	}
+	for (int i = 0; i < 2000; i++) {
+		sh->head = ((uint64_t)rand() << 33) ^ (uint64_t)rand();
+		sh->tail = sh->head + (uint64_t)(rand() % 7) - 2;
+		for (unsigned k = 0; k < 3; k++)
+			((struct shmq__mpmc_slot *)((char *)r.mem + sizeof(*sh) + k * 64))->ctl =
+				((uint64_t)rand() << 33) ^ (uint64_t)rand();
+		(void)shmq__mpmc_try_put(&p, "a", 1, &blk);
+		(void)shmq__mpmc_try_get(&c, buf, sizeof(buf), &blk);
+		if (blk.ctl >> 33) {
+			int rc = shmq__mpmc_recover(&c, &blk);
+			assert_true(rc == 0 || rc == 1 || rc == -EBADMSG);
+		}
+	}
+	ring_free(&r);
+}
+
 /* ---- threaded MPMC stress: per-producer FIFO, no loss, no duplicate ---- */
 
 #define T_PROD 4
@@ -454,15 +557,14 @@ static void *consumer_main(void *arg)
 	return NULL;
 }
 
-static void test_threads_mpmc(void **state)
+static void threads_mpmc(uint32_t cap)
 {
 	struct stress *st = calloc(1, sizeof(*st));
 	pthread_t th[T_PROD + T_CONS];
 	struct worker w[T_PROD + T_CONS];
 
-	(void)state;
 	assert_non_null(st);
-	st->r = ring_new(16, 16);
+	st->r = ring_new(cap, 16);
 	for (int i = 0; i < T_PROD + T_CONS; i++) {
 		w[i].st = st;
 		w[i].id = (uint32_t)(i < T_PROD ? i : i - T_PROD);
@@ -480,6 +582,19 @@ static void test_threads_mpmc(void **state)
 	free(st);
 }
 
+static void test_threads_mpmc(void **state)
+{
+	(void)state;
+	threads_mpmc(16);
+}
+
+/* The same over a ring that is not a power of two (positions divided). */
+static void test_threads_mpmc_odd(void **state)
+{
+	(void)state;
+	threads_mpmc(7);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -491,7 +606,9 @@ int main(void)
 		cmocka_unit_test(test_recover_dead_producer_full),
 		cmocka_unit_test(test_recover_dead_consumer),
 		cmocka_unit_test(test_corruption),
+		cmocka_unit_test(test_corruption_odd),
 		cmocka_unit_test(test_threads_mpmc),
+		cmocka_unit_test(test_threads_mpmc_odd),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
