@@ -85,9 +85,7 @@ static int opts_geometry(const struct shmq_queue_opts *o, uint32_t *cap, uint32_
 
 	if (c > SHMQ_QUEUE_MAX_CAPACITY || m > SHMQ_QUEUE_MAX_MSG)
 		return -EINVAL;
-	*cap = 1;
-	while (*cap < c)
-		*cap <<= 1;
+	*cap = c; /* exactly: the ring has c slots (mpmc.h, Positions) */
 	*max_msg = m;
 	return 0;
 }

@@ -243,6 +243,10 @@ static void test_queue(void **state)
 					   &(struct shmq_queue_opts){ .capacity = UINT32_MAX }, &x),
 			 -EINVAL);
 	assert_int_equal(shmq_queue_create(f->r, "x",
+					   &(struct shmq_queue_opts){ .capacity = SHMQ_QUEUE_MAX_CAPACITY + 1 },
+					   &x),
+			 -EINVAL);
+	assert_int_equal(shmq_queue_create(f->r, "x",
 					   &(struct shmq_queue_opts){ .max_msg = UINT32_MAX }, &x),
 			 -EINVAL);
 	{ /* fits the limits but not this 1 MiB region */
@@ -294,6 +298,13 @@ static void test_queue(void **state)
 	shmq_queue_close(q);
 	/* placement */
 	assert_int_equal(shmq_queue_footprint(&(struct shmq_queue_opts){ .max_msg = UINT32_MAX }), 0);
+	assert_int_equal(shmq_queue_footprint(
+				 &(struct shmq_queue_opts){ .capacity = SHMQ_QUEUE_MAX_CAPACITY + 1 }), 0);
+	/* the capacity is kept exactly: one slot more is one slot larger */
+	assert_int_equal(shmq_queue_footprint(&(struct shmq_queue_opts){ .capacity = 1025 }) -
+				 shmq_queue_footprint(&(struct shmq_queue_opts){ .capacity = 1024 }),
+			 shmq_queue_footprint(&(struct shmq_queue_opts){ .capacity = 2 }) -
+				 shmq_queue_footprint(&(struct shmq_queue_opts){ .capacity = 1 }));
 	assert_int_equal(shmq_queue_init(NULL, 4096, NULL, 0), -EINVAL);
 	assert_int_equal(shmq_queue_attach(f->r, NULL, 4096, &x), -EINVAL);
 	{

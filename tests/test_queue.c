@@ -78,15 +78,19 @@ static void test_create_open_errors(void **state)
 	shmq_queue_close(q2);
 	shmq_queue_close(q);
 
-	/* zeroed opts mean the defaults; capacity rounds up to a power of two */
+	/* zeroed opts mean the defaults; any other capacity is kept exactly */
 	assert_int_equal(shmq_queue_create(f->r, "q.zero", &(struct shmq_queue_opts){ 0, 0 }, &q), 0);
 	assert_int_equal(shmq_queue_stats(q, &st), 0);
 	assert_int_equal(st.capacity, 1024);
 	shmq_queue_close(q);
-	assert_int_equal(shmq_queue_create(f->r, "q.round", &(struct shmq_queue_opts){ 1000, 7 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.exact", &(struct shmq_queue_opts){ 1000, 7 }, &q), 0);
 	assert_int_equal(shmq_queue_stats(q, &st), 0);
-	assert_int_equal(st.capacity, 1024);
+	assert_int_equal(st.capacity, 1000);
 	assert_int_equal(st.max_msg, 7);
+	shmq_queue_close(q);
+	assert_int_equal(shmq_queue_open(f->r, "q.exact", &q), 0);
+	assert_int_equal(shmq_queue_stats(q, &st), 0);
+	assert_int_equal(st.capacity, 1000);
 	shmq_queue_close(q);
 
 	/* huge geometry, bad names, missing objects, wrong types, NULL */
@@ -140,6 +144,151 @@ static void test_put_get_errors(void **state)
 	assert_int_equal(shmq_queue_get(q, buf, 16, SHMQ_FOREVER), 1);
 	assert_int_equal(shmq_queue_len(q), 0);
 	shmq_queue_close(q);
+}
+
+/* ---- exact capacity: a queue of capacity N holds N messages, no more ---- */
+
+struct exact {
+	shmq_queue *q;
+	uint32_t cap;
+	uint64_t in, out; /* messages put and got so far: their sequence numbers */
+	uint32_t rng;
+};
+
+static uint32_t exact_rand(struct exact *e)
+{
+	e->rng = e->rng * 1103515245u + 12345u;
+	return e->rng >> 8;
+}
+
+static size_t exact_msg(char *buf, uint64_t seq)
+{
+	size_t len = 8 + (size_t)(seq % 9);
+
+	memcpy(buf, &seq, 8);
+	memset(buf + 8, (int)(seq & 0xff), len - 8);
+	return len;
+}
+
+/* One NOWAIT put: 0 while fewer than cap are queued, then -EAGAIN. */
+static bool exact_put(struct exact *e)
+{
+	char buf[16];
+	size_t len = exact_msg(buf, e->in);
+	int rc = shmq_queue_put(e->q, buf, len, SHMQ_NOWAIT);
+
+	if (e->in - e->out == e->cap) {
+		assert_int_equal(rc, -EAGAIN);
+		return false;
+	}
+	assert_int_equal(rc, 0);
+	e->in++;
+	return true;
+}
+
+/* One NOWAIT get: the oldest message, or -EAGAIN when none is queued. */
+static bool exact_get(struct exact *e)
+{
+	char buf[16], want[16];
+	ssize_t n = shmq_queue_get(e->q, buf, sizeof(buf), SHMQ_NOWAIT);
+	size_t len;
+
+	if (e->in == e->out) {
+		assert_int_equal(n, -EAGAIN);
+		return false;
+	}
+	len = exact_msg(want, e->out);
+	assert_int_equal(n, (ssize_t)len);
+	assert_memory_equal(buf, want, len);
+	e->out++;
+	return true;
+}
+
+/* From wherever the ring stands: exactly cap - queued puts fit, then the
+ * next one is refused and len says cap. */
+static void exact_fill(struct exact *e)
+{
+	uint64_t room = e->cap - (e->in - e->out), put = 0;
+
+	while (exact_put(e))
+		put++;
+	assert_int_equal(put, room);
+	assert_int_equal(shmq_queue_len(e->q), e->cap);
+}
+
+static void exact_drain(struct exact *e)
+{
+	uint64_t queued = e->in - e->out, got = 0;
+
+	while (exact_get(e))
+		got++;
+	assert_int_equal(got, queued);
+	assert_int_equal(shmq_queue_len(e->q), 0);
+}
+
+static void exact_capacity(struct fixture *f, uint32_t cap)
+{
+	struct shmq_queue_opts o = { cap, 16 };
+	struct shmq_queue_stats st;
+	struct exact e = { .cap = cap, .rng = cap };
+	struct iovec *iov;
+	char name[32], buf[16];
+
+	snprintf(name, sizeof(name), "q.cap.%u", cap);
+	/* exactly cap slots of 64 bytes, after the 7-line control block */
+	assert_int_equal(shmq_queue_footprint(&o), 7 * 64 + (size_t)cap * 64);
+	assert_int_equal(shmq_queue_create(f->r, name, &o, &e.q), 0);
+	assert_int_equal(shmq_queue_stats(e.q, &st), 0);
+	assert_int_equal(st.capacity, cap);
+
+	/* fill from empty, refused at cap (also by a put that may wait), FIFO out */
+	exact_fill(&e);
+	assert_int_equal(e.in, cap);
+	assert_int_equal(shmq_queue_put(e.q, "x", 1, 1000000), -ETIMEDOUT);
+	assert_int_equal(shmq_queue_stats(e.q, &st), 0);
+	assert_int_equal(st.len, cap);
+	exact_drain(&e);
+
+	/* many laps at every offset: random runs of puts and gets over at
+	 * least 10 * cap + 3 messages, and a fill to exactly cap now and then */
+	while (e.in < 10 * (uint64_t)cap + 3) {
+		uint32_t k = exact_rand(&e) % (cap + 2);
+
+		for (uint32_t i = 0; i < k && exact_put(&e); i++)
+			;
+		if (exact_rand(&e) % 4 == 0)
+			exact_fill(&e);
+		k = exact_rand(&e) % (cap + 2);
+		for (uint32_t i = 0; i < k && exact_get(&e); i++)
+			;
+		if (exact_rand(&e) % 8 == 0)
+			exact_drain(&e);
+	}
+	exact_fill(&e);
+	exact_drain(&e);
+
+	/* a bulk put of more than fits puts exactly what fits */
+	iov = calloc(cap + 2, sizeof(*iov));
+	assert_non_null(iov);
+	memset(buf, 'b', sizeof(buf));
+	for (uint32_t i = 0; i < cap + 2; i++)
+		iov[i] = (struct iovec){ buf, 8 };
+	assert_int_equal(shmq_queue_put_bulk(e.q, iov, cap + 2, SHMQ_NOWAIT), (ssize_t)cap);
+	assert_int_equal(shmq_queue_put_bulk(e.q, iov, 1, SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_queue_len(e.q), cap);
+	for (uint32_t i = 0; i < cap; i++)
+		assert_int_equal(shmq_queue_get(e.q, buf, sizeof(buf), SHMQ_NOWAIT), 8);
+	assert_int_equal(shmq_queue_get(e.q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	free(iov);
+	shmq_queue_close(e.q);
+}
+
+static void test_exact_capacity(void **state)
+{
+	static const uint32_t caps[] = { 1, 2, 3, 5, 7, 10, 100, 1000, 1024, 1025 };
+
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+		exact_capacity(*state, caps[i]);
 }
 
 /* Timeouts are honoured: never early, not much late. */
@@ -401,13 +550,13 @@ struct board {
 	_Atomic uint8_t seen[NP][PER_PRODUCER];
 };
 
-static void mp_producer(const char *region, uint32_t id)
+static void mp_producer(const char *region, const char *queue, uint32_t id, uint32_t per)
 {
 	shmq_region *r;
-	shmq_queue *q = child_open(region, "q.mp", &r);
+	shmq_queue *q = child_open(region, queue, &r);
 	char buf[128];
 
-	for (uint32_t s = 0; s < PER_PRODUCER; s++) {
+	for (uint32_t s = 0; s < per; s++) {
 		size_t len = msg_make(buf, sizeof(buf), id, s);
 
 		if (shmq_queue_put(q, buf, len, 30000000000))
@@ -416,10 +565,10 @@ static void mp_producer(const char *region, uint32_t id)
 	_exit(0);
 }
 
-static void mp_consumer(const char *region, struct board *b)
+static void mp_consumer(const char *region, const char *queue, struct board *b)
 {
 	shmq_region *r;
-	shmq_queue *q = child_open(region, "q.mp", &r);
+	shmq_queue *q = child_open(region, queue, &r);
 	int64_t last[NP];
 	char buf[128];
 
@@ -444,41 +593,65 @@ static void mp_consumer(const char *region, struct board *b)
 	}
 }
 
-static void test_processes_4p4c(void **state)
+/* np producer and nc consumer processes, per messages per producer, through
+ * a queue of capacity cap: per-producer FIFO, no loss, no duplicate. */
+static void processes(struct fixture *f, const char *queue, uint32_t cap, int np, int nc,
+		      uint32_t per)
 {
-	struct fixture *f = *state;
 	struct board *b = mmap(NULL, sizeof(*b), PROT_READ | PROT_WRITE,
 			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct shmq_queue_stats st;
 	pid_t prod[NP], cons[NC];
 	shmq_queue *q;
 
 	assert_true(b != MAP_FAILED);
-	assert_int_equal(shmq_queue_create(f->r, "q.mp", &(struct shmq_queue_opts){ 64, 128 }, &q), 0);
-	for (int i = 0; i < NC; i++) {
+	assert_true(np <= NP && nc <= NC && per <= PER_PRODUCER);
+	assert_int_equal(shmq_queue_create(f->r, queue, &(struct shmq_queue_opts){ cap, 128 }, &q), 0);
+	assert_int_equal(shmq_queue_stats(q, &st), 0);
+	assert_int_equal(st.capacity, cap);
+	for (int i = 0; i < nc; i++) {
 		cons[i] = fork();
 		assert_true(cons[i] >= 0);
 		if (cons[i] == 0)
-			mp_consumer(f->name, b);
+			mp_consumer(f->name, queue, b);
 	}
-	for (int i = 0; i < NP; i++) {
+	for (int i = 0; i < np; i++) {
 		prod[i] = fork();
 		assert_true(prod[i] >= 0);
 		if (prod[i] == 0)
-			mp_producer(f->name, (uint32_t)i);
+			mp_producer(f->name, queue, (uint32_t)i, per);
 	}
-	for (int i = 0; i < NP; i++)
+	for (int i = 0; i < np; i++)
 		assert_int_equal(tu_wait_child(prod[i]), 0);
 	assert_int_equal(shmq_queue_shutdown(q), 0);
-	for (int i = 0; i < NC; i++)
+	for (int i = 0; i < nc; i++)
 		assert_int_equal(tu_wait_child(cons[i]), 0);
 	assert_int_equal(atomic_load(&b->bad), 0);
-	assert_int_equal(atomic_load(&b->received), (uint64_t)NP * PER_PRODUCER);
-	for (int p = 0; p < NP; p++)
-		for (int s = 0; s < PER_PRODUCER; s++)
+	assert_int_equal(atomic_load(&b->received), (uint64_t)np * per);
+	for (int p = 0; p < np; p++)
+		for (uint32_t s = 0; s < per; s++)
 			if (atomic_load(&b->seen[p][s]) != 1)
-				fail_msg("producer %d seq %d seen %d times", p, s, b->seen[p][s]);
+				fail_msg("producer %d seq %u seen %d times", p, s, b->seen[p][s]);
 	shmq_queue_close(q);
 	munmap(b, sizeof(*b));
+}
+
+static void test_processes_4p4c(void **state)
+{
+	processes(*state, "q.mp", 64, NP, NC, PER_PRODUCER);
+}
+
+/* One producer and one consumer process through a queue of 10 (not a power
+ * of two): positions divided, many laps, the consumer often waiting. */
+static void test_processes_1p1c_cap10(void **state)
+{
+	processes(*state, "q.mp10", 10, 1, 1, PER_PRODUCER);
+}
+
+/* Several of each through 100 slots. */
+static void test_processes_4p4c_cap100(void **state)
+{
+	processes(*state, "q.mp100", 100, NP, NC, PER_PRODUCER / 4);
 }
 
 /* ---- crash rounds ---- */
@@ -811,6 +984,34 @@ static void test_corrupted(void **state)
 	sh->magic = 0;
 	assert_int_equal(shmq_queue_open(f->r, "q.corrupt", &q2), -EBADMSG);
 	shmq_queue_close(q);
+
+	/* a capacity that is not a power of two (layout version 3) */
+	assert_int_equal(shmq_queue_create(f->r, "q.corrupt5", &(struct shmq_queue_opts){ 5, 16 }, &q), 0);
+	assert_int_equal(shmq__obj_find(f->r, "q.corrupt5", SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	sh = mem;
+	assert_int_equal(sh->version, SHMQ__MPMC_VERSION);
+	sh->version = SHMQ__MPMC_VERSION_POW2; /* version 2 only ever held powers of two */
+	assert_int_equal(shmq_queue_open(f->r, "q.corrupt5", &q2), -EBADMSG);
+	sh->version = SHMQ__MPMC_VERSION + 1;
+	assert_int_equal(shmq_queue_open(f->r, "q.corrupt5", &q2), -EPROTO);
+	sh->version = SHMQ__MPMC_VERSION;
+	sh->capacity = 6; /* the footprint no longer matches */
+	assert_int_equal(shmq_queue_open(f->r, "q.corrupt5", &q2), -EBADMSG);
+	sh->capacity = 0;
+	assert_int_equal(shmq_queue_open(f->r, "q.corrupt5", &q2), -EBADMSG);
+	sh->capacity = 5;
+	/* indices overwritten to just below 2^64, where p % 5 and p / 5 jump:
+	 * answers stay among the documented ones, accesses inside the ring */
+	sh->head = sh->tail = UINT64_MAX - 1;
+	for (int i = 0; i < 8; i++) {
+		int rc = shmq_queue_put(q, "abc", 3, SHMQ_NOWAIT);
+		ssize_t n = shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT);
+
+		assert_true(rc == 0 || rc == -EAGAIN || rc == -EBADMSG);
+		assert_true(n == 3 || n == -EAGAIN || n == -EBADMSG);
+		assert_true(shmq_queue_len(q) <= 5);
+	}
+	shmq_queue_close(q);
 }
 
 int main(void)
@@ -823,7 +1024,10 @@ int main(void)
 		cmocka_unit_test(test_shutdown),
 		cmocka_unit_test(test_bulk),
 		cmocka_unit_test(test_placement),
+		cmocka_unit_test(test_exact_capacity),
 		cmocka_unit_test(test_processes_4p4c),
+		cmocka_unit_test(test_processes_1p1c_cap10),
+		cmocka_unit_test(test_processes_4p4c_cap100),
 		cmocka_unit_test(test_dead_claim_unblocks),
 		cmocka_unit_test(test_corrupted),
 		cmocka_unit_test(test_crash_rounds),

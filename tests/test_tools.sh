@@ -179,7 +179,7 @@ run_json "$tmp/plain.json" stat "$p-plain" || fail "stat plain exit status"
 expect "$tmp/plain.json" "stat plain" mutex.held=False spare.held=False table.bytes=4096 \
 	gate.parties=3 gate.waiting=0 gate.generation=0 gate.broken=False broken.broken=True \
 	jobs.depth=3 jobs.capacity=8 jobs.unit=msgs jobs.msgs_in=3 jobs.msgs_out=0 \
-	jobs.shutdown=False jobs.sleepers=0 done.shutdown=True \
+	jobs.shutdown=False jobs.sleepers=0 done.shutdown=True done.capacity=5 done.depth=0 \
 	chan.depth_0to1=112 chan.depth_1to0=0 chan.bytes_in=112 chan.bytes_out=0 chan.unit=bytes
 # nobody ever had to sleep here: no futex wait, and no wake call for anybody
 expect "$tmp/plain.json" "stat plain (no contention)" mutex.waits=0 mutex.wakes=0 \

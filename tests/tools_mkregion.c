@@ -58,18 +58,20 @@ static shmq_barrier *gate, *broken;
 static shmq_queue *jobs, *done;
 static shmq_pipe *chan0, *chan1;
 
-/* A queue "jobs" (capacity 8) holding 3 messages, a queue "done" shut down,
- * and a pipe "chan" with one 100-byte message in flight from end 0 to end 1. */
+/* A queue "jobs" (capacity 8) holding 3 messages, a queue "done" (capacity
+ * 5, not a power of two) shut down, and a pipe "chan" with one 100-byte
+ * message in flight from end 0 to end 1. */
 static int make_rings(shmq_region *r)
 {
 	struct shmq_queue_opts qo = { .capacity = 8, .max_msg = 64 };
+	struct shmq_queue_opts qo5 = { .capacity = 5, .max_msg = 64 };
 	char msg[100] = "hello";
 	int rc = shmq_queue_create(r, "jobs", &qo, &jobs);
 
 	for (int i = 0; i < 3 && !rc; i++)
 		rc = shmq_queue_put(jobs, msg, 16, SHMQ_NOWAIT);
 	if (!rc)
-		rc = shmq_queue_create(r, "done", &qo, &done);
+		rc = shmq_queue_create(r, "done", &qo5, &done);
 	if (!rc)
 		rc = shmq_queue_shutdown(done);
 	if (!rc)

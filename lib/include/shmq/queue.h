@@ -37,7 +37,7 @@ extern "C" {
 #define SHMQ_QUEUE_MAX_MSG          (1u << 24) /* bytes */
 
 struct shmq_queue_opts {
-	uint32_t capacity; /* messages, rounded up to a power of two; 0 means 1024 */
+	uint32_t capacity; /* messages, exactly (1 .. SHMQ_QUEUE_MAX_CAPACITY); 0 means 1024 */
 	uint32_t max_msg;  /* bytes per message; 0 means 256 */
 };
 
