@@ -268,7 +268,9 @@ static void chaos_queue(void **state)
 {
 	struct queue_ctx x;
 	struct shmq_region_opts o = { .size = (size_t)4 << 20 };
-	struct shmq_queue_opts qo = { .capacity = 64, .max_msg = MAX_MSG };
+	/* 60, not a power of two: crashes on a ring whose positions divide
+	 * (test_queue's crash rounds keep a power of two) */
+	struct shmq_queue_opts qo = { .capacity = 60, .max_msg = MAX_MSG };
 	struct shmq_queue_stats st;
 	unsigned long lost = 0, victim_producers = 0;
 	struct msg m;
