@@ -10,6 +10,7 @@
 #define SHMQ__LIKELY(x) __builtin_expect(!!(x), 1)
 #define SHMQ__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define SHMQ__COLD __attribute__((cold, noinline))
+#define SHMQ__ALWAYS_INLINE inline __attribute__((always_inline))
 #define SHMQ__UNUSED __attribute__((unused))
 #define SHMQ__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define SHMQ__ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((__typeof__(x))(a) - 1))

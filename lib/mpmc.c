@@ -51,25 +51,40 @@ static inline int32_t lap_diff(uint32_t a, uint32_t b)
 	return (int32_t)((a - b) << 1) >> 1;
 }
 
-/* Position pos is in slot pos % capacity during lap pos / capacity (mpmc.h,
- * Positions).  A power of two takes the shift and mask; any other capacity
- * divides.  m->pow2 is fixed per handle, so the branch always goes the same
- * way; both halves of a call's pos / capacity and pos % capacity come from
- * one division. */
-static inline uint32_t lap_of(const struct shmq__mpmc *m, uint64_t pos)
+/*
+ * Position pos is in slot pos % capacity during lap pos / capacity (mpmc.h,
+ * Positions): a shift and a mask when the capacity is a power of two (pow2),
+ * a division otherwise.  The hot paths (claims, publish, release) take pow2
+ * as a compile-time constant: each is inlined once per kind, and the entry
+ * points pick the instance on the handle's flag, once per call (a branch
+ * that always goes the same way for a handle).  So the power-of-two instance
+ * is the shift-and-mask code alone.  Everything else passes the flag.
+ */
+static SHMQ__ALWAYS_INLINE uint32_t lap_of_k(const struct shmq__mpmc *m, uint64_t pos, bool pow2)
 {
-	if (SHMQ__LIKELY(m->pow2))
+	if (pow2)
 		return (uint32_t)(pos >> m->cap_log2) & LAP_MASK;
 	return (uint32_t)(pos / m->capacity) & LAP_MASK;
 }
 
 /* The slot of a position: always inside the ring, whatever pos holds,
  * because mask, capacity and slot_size are the handle's verified copies. */
-static inline struct shmq__mpmc_slot *slot_at(const struct shmq__mpmc *m, uint64_t pos)
+static SHMQ__ALWAYS_INLINE struct shmq__mpmc_slot *slot_at_k(const struct shmq__mpmc *m,
+							     uint64_t pos, bool pow2)
 {
-	uint64_t i = SHMQ__LIKELY(m->pow2) ? pos & m->mask : pos % m->capacity;
+	uint64_t i = pow2 ? pos & m->mask : pos % m->capacity;
 
 	return (struct shmq__mpmc_slot *)(m->slots + i * m->slot_size);
+}
+
+static inline uint32_t lap_of(const struct shmq__mpmc *m, uint64_t pos)
+{
+	return lap_of_k(m, pos, m->pow2);
+}
+
+static inline struct shmq__mpmc_slot *slot_at(const struct shmq__mpmc *m, uint64_t pos)
+{
+	return slot_at_k(m, pos, m->pow2);
 }
 
 /* ---- geometry ---- */
@@ -242,15 +257,16 @@ SHMQ__COLD static int put_impossible(struct shmq__mpmc *m, uint64_t *pos)
 	return -EBADMSG;
 }
 
-static inline int put_claim(struct shmq__mpmc *m, uint64_t *pos_out, struct shmq__mpmc_block *blk)
+static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out,
+					 struct shmq__mpmc_block *blk, bool pow2)
 {
 	uint64_t pos = index_load(&m->sh->tail);
 
 	if (SHMQ__UNLIKELY(shmq__load_relaxed(&m->sh->shut))) /* early out; re-checked below */
 		return -EPIPE;
 	for (uint32_t n = 1;; n++) {
-		struct shmq__mpmc_slot *s = slot_at(m, pos);
-		uint32_t lap = lap_of(m, pos);
+		struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
+		uint32_t lap = lap_of_k(m, pos, pow2);
 		/* acquire: pairs with the consumer's release of EMPTY(lap) in
 		 * get_release, so its reads of the old message are done */
 		uint64_t w = shmq__load_acquire(&s->ctl);
@@ -288,10 +304,11 @@ void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos)
 	return slot_at(m, pos)->data;
 }
 
-static inline void put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bool order_sc)
+static SHMQ__ALWAYS_INLINE void put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len,
+					    bool order_sc, bool pow2)
 {
-	struct shmq__mpmc_slot *s = slot_at(m, pos);
-	uint64_t w = ctl_make(lap_of(m, pos), ST_FULL, m->self);
+	struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
+	uint64_t w = ctl_make(lap_of_k(m, pos, pow2), ST_FULL, m->self);
 
 	/* relaxed: published by the store of FULL below; read after a consumer's
 	 * acquire of FULL (atomic because a stale consumer may read it while the
@@ -306,29 +323,42 @@ static inline void put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len,
 
 int shmq__mpmc_put_claim(struct shmq__mpmc *m, uint64_t *pos, struct shmq__mpmc_block *blk)
 {
-	return put_claim(m, pos, blk);
+	if (SHMQ__LIKELY(m->pow2))
+		return put_claim(m, pos, blk, true);
+	return put_claim(m, pos, blk, false);
 }
 
 void shmq__mpmc_put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bool order_sc)
 {
-	put_publish(m, pos, len, order_sc);
+	if (SHMQ__LIKELY(m->pow2))
+		put_publish(m, pos, len, order_sc, true);
+	else
+		put_publish(m, pos, len, order_sc, false);
+}
+
+static SHMQ__ALWAYS_INLINE int try_put(struct shmq__mpmc *m, const void *msg, size_t len,
+				       struct shmq__mpmc_block *blk, bool pow2)
+{
+	uint64_t pos = 0; /* set by a successful claim; 0 quiets -Wmaybe-uninitialized */
+	int rc;
+
+	rc = put_claim(m, &pos, blk, pow2);
+	if (SHMQ__UNLIKELY(rc))
+		return rc;
+	if (len) /* msg may be NULL for an empty message */
+		memcpy(slot_at_k(m, pos, pow2)->data, msg, len);
+	put_publish(m, pos, (uint32_t)len, true, pow2);
+	return 0;
 }
 
 int shmq__mpmc_try_put(struct shmq__mpmc *m, const void *msg, size_t len,
 		       struct shmq__mpmc_block *blk)
 {
-	uint64_t pos;
-	int rc;
-
 	if (SHMQ__UNLIKELY(len > m->max_msg))
 		return -EMSGSIZE;
-	rc = put_claim(m, &pos, blk);
-	if (SHMQ__UNLIKELY(rc))
-		return rc;
-	if (len) /* msg may be NULL for an empty message */
-		memcpy(slot_at(m, pos)->data, msg, len);
-	put_publish(m, pos, (uint32_t)len, true);
-	return 0;
+	if (SHMQ__LIKELY(m->pow2))
+		return try_put(m, msg, len, blk, true);
+	return try_put(m, msg, len, blk, false);
 }
 
 /* ---- get ---- */
@@ -341,8 +371,9 @@ static inline bool ctl_unchanged(struct shmq__mpmc_slot *s, uint64_t w)
 }
 
 /* FULL at head: check len, then claim.  0 claimed, 1 retry, <0 error. */
-static int get_take(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t pos, uint64_t w,
-		    size_t cap, uint32_t *len)
+static SHMQ__ALWAYS_INLINE int get_take(struct shmq__mpmc *m, struct shmq__mpmc_slot *s,
+					uint64_t pos, uint64_t w, size_t cap, uint32_t *len,
+					bool pow2)
 {
 	/* acquire: orders ctl_unchanged's re-read after this read */
 	uint32_t l = shmq__load_acquire(&s->len);
@@ -353,7 +384,7 @@ static int get_take(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t po
 		return ctl_unchanged(s, w) ? -EMSGSIZE : 1;
 	/* acq_rel: acquire pairs with the producer's publish of FULL (its data);
 	 * release is not needed by anyone but costs nothing on a locked op */
-	if (!shmq__cas_acq_rel(&s->ctl, &w, ctl_make(lap_of(m, pos), ST_READING, m->self)))
+	if (!shmq__cas_acq_rel(&s->ctl, &w, ctl_make(lap_of_k(m, pos, pow2), ST_READING, m->self)))
 		return 1;
 	index_advance(&m->sh->head, pos);
 	*len = l;
@@ -389,14 +420,14 @@ static int get_empty(struct shmq__mpmc *m, uint64_t *pos, uint64_t w, int32_t d,
 	return -EAGAIN;
 }
 
-static inline int get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos_out, uint32_t *len,
-			    struct shmq__mpmc_block *blk)
+static SHMQ__ALWAYS_INLINE int get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos_out,
+					 uint32_t *len, struct shmq__mpmc_block *blk, bool pow2)
 {
 	uint64_t pos = index_load(&m->sh->head);
 
 	for (uint32_t n = 1;; n++) {
-		struct shmq__mpmc_slot *s = slot_at(m, pos);
-		uint32_t lap = lap_of(m, pos);
+		struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
+		uint32_t lap = lap_of_k(m, pos, pow2);
 		/* acquire: pairs with the producer's publish of FULL */
 		uint64_t w = shmq__load_acquire(&s->ctl);
 		int32_t d = lap_diff(ctl_lap(w), lap);
@@ -406,7 +437,7 @@ static inline int get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos_out,
 		if (SHMQ__UNLIKELY(n % CHECK_EVERY == 0) && shmq__mpmc_check(m))
 			return -EBADMSG;
 		if (d == 0 && st == ST_FULL) {
-			rc = get_take(m, s, pos, w, cap, len);
+			rc = get_take(m, s, pos, w, cap, len, pow2);
 			if (rc == 0)
 				*pos_out = pos;
 			if (rc <= 0)
@@ -434,10 +465,11 @@ static inline int get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos_out,
 	}
 }
 
-static inline void get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc)
+static SHMQ__ALWAYS_INLINE void get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc,
+					    bool pow2)
 {
-	struct shmq__mpmc_slot *s = slot_at(m, pos);
-	uint64_t w = ctl_make(lap_of(m, pos) + 1, ST_EMPTY, 0);
+	struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
+	uint64_t w = ctl_make(lap_of_k(m, pos, pow2) + 1, ST_EMPTY, 0);
 
 	if (order_sc) /* seq_cst: Dekker with space_sleepers (see queue.c) */
 		shmq__store_seq_cst(&s->ctl, w);
@@ -449,28 +481,41 @@ static inline void get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc
 int shmq__mpmc_get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos, uint32_t *len,
 			 struct shmq__mpmc_block *blk)
 {
-	return get_claim(m, cap, pos, len, blk);
+	if (SHMQ__LIKELY(m->pow2))
+		return get_claim(m, cap, pos, len, blk, true);
+	return get_claim(m, cap, pos, len, blk, false);
 }
 
 void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc)
 {
-	get_release(m, pos, order_sc);
+	if (SHMQ__LIKELY(m->pow2))
+		get_release(m, pos, order_sc, true);
+	else
+		get_release(m, pos, order_sc, false);
+}
+
+static SHMQ__ALWAYS_INLINE ssize_t try_get(struct shmq__mpmc *m, void *buf, size_t cap,
+					   struct shmq__mpmc_block *blk, bool pow2)
+{
+	uint64_t pos = 0; /* both set by a successful claim; 0 quiets -Wmaybe-uninitialized */
+	uint32_t len = 0;
+	int rc;
+
+	rc = get_claim(m, cap, &pos, &len, blk, pow2);
+	if (SHMQ__UNLIKELY(rc))
+		return rc;
+	if (len) /* buf may be NULL with cap 0 */
+		memcpy(buf, slot_at_k(m, pos, pow2)->data, len);
+	get_release(m, pos, true, pow2);
+	return (ssize_t)len;
 }
 
 ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
 			   struct shmq__mpmc_block *blk)
 {
-	uint64_t pos;
-	uint32_t len;
-	int rc;
-
-	rc = get_claim(m, cap, &pos, &len, blk);
-	if (SHMQ__UNLIKELY(rc))
-		return rc;
-	if (len) /* buf may be NULL with cap 0 */
-		memcpy(buf, slot_at(m, pos)->data, len);
-	get_release(m, pos, true);
-	return (ssize_t)len;
+	if (SHMQ__LIKELY(m->pow2))
+		return try_get(m, buf, cap, blk, true);
+	return try_get(m, buf, cap, blk, false);
 }
 
 /* ---- recovery ---- */
