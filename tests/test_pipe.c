@@ -103,6 +103,17 @@ static shmq_region *child_region(const char *name)
 	return r;
 }
 
+/* In a forked child: attach the region and open end 1 of pipe name. */
+static shmq_pipe *child_end1(const char *region, const char *name, shmq_region **r)
+{
+	shmq_pipe *p;
+
+	*r = child_region(region);
+	if (shmq_pipe_open(*r, name, 1, &p))
+		_exit(91);
+	return p;
+}
+
 static int64_t ms(int64_t n)
 {
 	return n * 1000000;
@@ -446,13 +457,11 @@ static void test_eof_on_close(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		shmq_region *r = child_region(f->name);
-		shmq_pipe *p;
+		shmq_region *r;
+		shmq_pipe *p = child_end1(f->name, "e", &r);
 		char m[16];
 		int ok;
 
-		if (shmq_pipe_open(r, "e", 1, &p))
-			_exit(91);
 		ok = shmq_pipe_recv(p, m, sizeof(m), SHMQ_FOREVER) == 1 && m[0] == 'x' &&
 		     shmq_pipe_send(p, "one", 3, SHMQ_FOREVER) == 0 &&
 		     shmq_pipe_send(p, "two", 3, SHMQ_FOREVER) == 0;
@@ -489,14 +498,12 @@ static void test_eof_creator_used_end(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		shmq_region *r = child_region(f->name);
-		shmq_pipe *p;
+		shmq_region *r;
+		shmq_pipe *p = child_end1(f->name, "u", &r);
 		char m[16];
 		ssize_t n;
 		int got = 0;
 
-		if (shmq_pipe_open(r, "u", 1, &p))
-			_exit(91);
 		if (write(sync[1], "o", 1) != 1)
 			_exit(92);
 		while ((n = shmq_pipe_recv(p, m, sizeof(m), 10 * ms(1000))) == 1 && m[0] == 'a' + got)
@@ -571,13 +578,11 @@ static void test_blocking_wakeup(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		shmq_region *r = child_region(f->name);
-		shmq_pipe *p;
+		shmq_region *r;
+		shmq_pipe *p = child_end1(f->name, "w", &r);
 		char m[16];
 		int ok = 1;
 
-		if (shmq_pipe_open(r, "w", 1, &p))
-			_exit(91);
 		for (int k = 0; k < 20 && ok; k++) {
 			usleep(3000); /* the parent is asleep by now */
 			ok = shmq_pipe_send(p, "ping", 4, SHMQ_FOREVER) == 0 &&
@@ -615,11 +620,9 @@ static void kill_peer_case(struct fix *f, const char *name, bool block_in_send)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		shmq_region *r = child_region(f->name);
-		shmq_pipe *p;
+		shmq_region *r;
+		shmq_pipe *p = child_end1(f->name, name, &r);
 
-		if (shmq_pipe_open(r, name, 1, &p))
-			_exit(91);
 		if (shmq_pipe_send(p, "last", 4, SHMQ_FOREVER))
 			_exit(92);
 		if (write(sync[1], "k", 1) != 1)
@@ -676,11 +679,9 @@ static void test_sigkill_nowait(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		shmq_region *r = child_region(f->name);
-		shmq_pipe *p;
+		shmq_region *r;
 
-		if (shmq_pipe_open(r, "k3", 1, &p))
-			_exit(91);
+		child_end1(f->name, "k3", &r); /* holds end 1 until killed */
 		if (write(sync[1], "k", 1) != 1)
 			_exit(92);
 		for (;;)

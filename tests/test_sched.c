@@ -606,31 +606,20 @@ static void test_backend_select(void **state)
 
 /* ---- watches ---- */
 
+/* Sleeps 50 ms, or the int64_t ns given as its argument, then exits 7. */
 static int child_sleep(shmq_region *r, const void *arg, size_t len)
 {
-	struct timespec ts = { 0, 50 * MS };
+	int64_t ns = 50 * MS;
+	struct timespec ts;
 
 	(void)r;
-	(void)arg;
-	(void)len;
+	if (len == sizeof(ns))
+		memcpy(&ns, arg, sizeof(ns));
+	ts = (struct timespec){ ns / SEC, ns % SEC };
 	nanosleep(&ts, NULL);
 	return 7;
 }
 SHMQ_ENTRY(child_sleep);
-
-/* Lives until killed (60 s at most): a watch on it cannot fire however late
- * the parent gets to arm it. */
-static int child_linger(shmq_region *r, const void *arg, size_t len)
-{
-	struct timespec ts = { 60, 0 };
-
-	(void)r;
-	(void)arg;
-	(void)len;
-	nanosleep(&ts, NULL);
-	return 7;
-}
-SHMQ_ENTRY(child_linger);
 
 struct procw {
 	shmq_proc *p;
@@ -686,8 +675,11 @@ static void test_destroy_armed(void **state)
 {
 	shmq_sched *s = mk(state);
 	struct procw w = { 0 };
+	/* a child that lives until killed (60 s at most): the watch cannot
+	 * fire however late run(false) gets to arm it */
+	int64_t linger = 60 * SEC;
 
-	assert_int_equal(shmq_proc_spawn(NULL, "child_linger", NULL, 0, NULL, &w.p), 0);
+	assert_int_equal(shmq_proc_spawn(NULL, "child_sleep", &linger, sizeof(linger), NULL, &w.p), 0);
 	assert_int_equal(shmq_sched_watch_proc(s, w.p, act_proc, &w), 0);
 	assert_int_equal(shmq_sched_run(s, false), -1); /* arms the watch */
 	shmq_sched_destroy(s);
