@@ -267,7 +267,7 @@ int shmq__region_id_alive(const shmq_region *r, uint32_t id)
 	struct ptab_slot *s;
 	uint64_t w, st;
 
-	if (id == 0 || id > SHMQ__ID_MAX || slot >= r->ptab_slots || gen == 0)
+	if (shmq__region_id_valid(r, id))
 		return -EBADMSG;
 	s = slot_of(r, slot);
 	w = shmq__load_acquire(&s->word); /* pairs with the CAS in ptab_claim */
@@ -277,22 +277,34 @@ int shmq__region_id_alive(const shmq_region *r, uint32_t id)
 	return shmq__pid_alive((pid_t)(w >> 32), st);
 }
 
+/* The process-table word of a valid id's slot, or 0 when the slot does not
+ * hold that generation attached. */
+static uint64_t id_listed_word(const shmq_region *r, uint32_t id)
+{
+	uint64_t w = shmq__load_acquire(&slot_of(r, shmq__id_slot(id))->word); /* pairs with the CAS in ptab_claim */
+
+	if (!(w & 1) || ((w >> 1) & GEN_MASK) != id >> SHMQ__ID_SLOT_BITS || (pid_t)(w >> 32) <= 0)
+		return 0;
+	return w;
+}
+
+int shmq__region_id_listed(const shmq_region *r, uint32_t id)
+{
+	if (shmq__region_id_valid(r, id))
+		return -EBADMSG;
+	return id_listed_word(r, id) != 0;
+}
+
 int shmq__region_id_maybe_alive(const shmq_region *r, uint32_t id)
 {
-	unsigned slot = shmq__id_slot(id);
-	uint32_t gen = id >> SHMQ__ID_SLOT_BITS;
 	uint64_t w;
-	pid_t pid;
 
-	if (id == 0 || id > SHMQ__ID_MAX || slot >= r->ptab_slots || gen == 0)
+	if (shmq__region_id_valid(r, id))
 		return -EBADMSG;
-	w = shmq__load_acquire(&slot_of(r, slot)->word); /* pairs with the CAS in ptab_claim */
-	if (!(w & 1) || ((w >> 1) & GEN_MASK) != gen)
+	w = id_listed_word(r, id);
+	if (!w)
 		return 0;
-	pid = (pid_t)(w >> 32);
-	if (pid <= 0)
-		return 0;
-	return kill(pid, 0) == 0 || errno != ESRCH;
+	return kill((pid_t)(w >> 32), 0) == 0 || errno != ESRCH;
 }
 
 static bool ptab_word_dead(uint64_t w, const struct ptab_slot *s)

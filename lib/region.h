@@ -17,6 +17,7 @@
 #ifndef SHMQ__REGION_H
 #define SHMQ__REGION_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -77,11 +78,30 @@ static inline uint32_t shmq__region_self(const shmq_region *r)
 	return r->self_id;
 }
 
+/* Could an attachment of this region carry id?  0, or -EBADMSG for an id
+ * none can (zero, too large, a slot past the process table, generation 0).
+ * Pure arithmetic on the private geometry: no load from the region, no
+ * system call, so a claim word naming such an id is refused the first time
+ * it is read, before anyone waits behind it. */
+static inline int shmq__region_id_valid(const shmq_region *r, uint32_t id)
+{
+	if (id == 0 || id > SHMQ__ID_MAX || shmq__id_slot(id) >= r->ptab_slots ||
+	    (id >> SHMQ__ID_SLOT_BITS) == 0)
+		return -EBADMSG;
+	return 0;
+}
+
 /* Is the attachment named by id still alive?  1 alive, 0 dead (its process
  * is gone, or the slot was since reused by another process), -EBADMSG for an
  * id that cannot be valid.  Costs a kill(2) and, when the slot is live, a read
  * of /proc/PID/stat: use it on slow paths only (a waiter that slept). */
 int shmq__region_id_alive(const shmq_region *r, uint32_t id);
+
+/* The cheapest look: 1 when the process table lists id's attachment (it
+ * may be alive: the full check decides), 0 when it does not (detached,
+ * dead and cleaned up, or the slot reused: surely dead), -EBADMSG as
+ * above.  One load, no system call: for the first sight of a claim. */
+int shmq__region_id_listed(const shmq_region *r, uint32_t id);
 
 /* The cheap half of shmq__region_id_alive: 0 when the attachment is surely
  * dead (its slot was reused, or kill(2) finds no such process: exited and
