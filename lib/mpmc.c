@@ -520,7 +520,7 @@ ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
 
 /* ---- recovery ---- */
 
-int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk)
+int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk, bool quick)
 {
 	struct shmq__mpmc_slot *s = slot_at(m, blk->pos);
 	uint64_t w = blk->ctl;
@@ -534,7 +534,7 @@ int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk)
 		return 0; /* our own process is running */
 	if (owner == 0)
 		return -EBADMSG;
-	alive = m->alive(m->alive_ctx, owner);
+	alive = m->alive(m->alive_ctx, owner, quick);
 	if (alive != 0)
 		return alive < 0 ? alive : 0;
 	/* seq_cst: a release of the slot like get_release's, and ordered

@@ -150,8 +150,10 @@ struct shmq__mpmc_slot {
 };
 _Static_assert(sizeof(struct shmq__mpmc_slot) == SHMQ__MPMC_SLOT_HDR, "mpmc slot header");
 
-/* Liveness of an owner id: 1 alive, 0 dead, -EBADMSG for an impossible id. */
-typedef int (*shmq__mpmc_alive_fn)(void *ctx, uint32_t id);
+/* Liveness of an owner id: 1 alive, 0 dead, -EBADMSG for an impossible id.
+ * quick: make no system call; 1 then means "may be alive" (only the full
+ * check, at most once a slice, may decide that a listed owner is dead). */
+typedef int (*shmq__mpmc_alive_fn)(void *ctx, uint32_t id, bool quick);
 
 /* The process-private handle: a verified copy of the geometry. */
 struct shmq__mpmc {
@@ -219,12 +221,16 @@ int shmq__mpmc_get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos, uint32
 void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc);
 
 /*
- * A waiter that stayed blocked by the same claim for a sleep slice calls
- * this: if blk names a WRITING or READING claim whose owner is dead, the
- * claim is cleared (see Recovery above).  1 recovered, 0 nothing to do
- * (the owner lives, or the slot moved on), -EBADMSG for an impossible owner.
+ * If blk names a WRITING or READING claim whose owner is dead, clear the
+ * claim (see Recovery above).  1 recovered, 0 nothing to do (the owner
+ * lives, or the slot moved on), -EBADMSG for an owner no claimer can have
+ * (zero, or an id the owner kind never issues).  quick: the look a waiter
+ * takes the first time a claim blocks it: no system call, so only an owner
+ * that is surely gone (for region owners: no longer in the process table)
+ * is recovered; a waiter that stayed blocked by the same claim for a sleep
+ * slice calls it again with quick false, the full liveness check.
  */
-int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk);
+int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk, bool quick);
 
 /*
  * Sleeper re-checks, with seq_cst loads (they pair with the seq_cst publish

@@ -65,15 +65,20 @@ enum dir { DIR_GET, DIR_PUT };
 
 /* ---- owners ---- */
 
-static int region_alive(void *ctx, uint32_t id)
+static int region_alive(void *ctx, uint32_t id, bool quick)
 {
-	return shmq__region_id_alive(ctx, id);
+	return quick ? shmq__region_id_listed(ctx, id) : shmq__region_id_alive(ctx, id);
 }
 
-static int pid_alive(void *ctx, uint32_t id)
+/* The kernel never hands out a pid above PID_MAX_LIMIT (2^22). */
+#define PID_LIMIT (UINT32_C(1) << 22)
+
+static int pid_alive(void *ctx, uint32_t id, bool quick)
 {
 	(void)ctx;
-	return shmq__pid_alive((pid_t)id, 0);
+	if (id == 0 || id > PID_LIMIT)
+		return -EBADMSG;
+	return quick ? 1 : shmq__pid_alive((pid_t)id, 0);
 }
 
 /* ---- geometry and handles ---- */
@@ -243,21 +248,37 @@ static bool block_is_claim(const struct shmq__mpmc_block *blk)
 	return st == 1u || st == 3u; /* WRITING or READING: has a live-or-dead owner */
 }
 
-/* After a recovery both sides may proceed. */
-static int recover(shmq_queue *q, const struct shmq__mpmc_block *blk)
+/* Check the claimer named by blk (quick: see shmq__mpmc_recover).  After a
+ * recovery both sides may proceed: 1, and everyone is woken; 0 nothing done;
+ * -EBADMSG for an impossible owner. */
+static int recover(shmq_queue *q, const struct shmq__mpmc_block *blk, bool quick)
 {
-	int rc = shmq__mpmc_recover(&q->ring, blk);
+	int rc = shmq__mpmc_recover(&q->ring, blk, quick);
 
 	if (rc == 1) {
 		wake_getters(&q->ring, INT32_MAX);
 		wake_putters(&q->ring, INT32_MAX);
-		return 0;
 	}
 	return rc;
 }
 
-/* A SHMQ_NOWAIT caller blocked by blk: check the claimer once it has blocked
- * this handle for a slice. */
+/* A blocked attempt: the first time a claim blocks us (blk differs from
+ * *seen), look at its owner at once, without a system call.  An impossible
+ * owner is corruption the first time it is read (-EBADMSG), and an owner the
+ * process table no longer lists is recovered now rather than after a slice;
+ * only a listed owner's liveness waits for the slice (recover, quick false). */
+static int first_look(shmq_queue *q, const struct shmq__mpmc_block *blk,
+		      struct shmq__mpmc_block *seen)
+{
+	if (blk->pos == seen->pos && blk->ctl == seen->ctl)
+		return 0;
+	*seen = *blk;
+	return block_is_claim(blk) ? recover(q, blk, true) : 0;
+}
+
+/* A SHMQ_NOWAIT caller blocked by blk: the first look at a new claim, then
+ * the full check once it has blocked this handle for a slice.  1 when a claim
+ * was recovered (the caller tries once more), 0, or -EBADMSG. */
 static int nowait_stall(shmq_queue *q, const struct shmq__mpmc_block *blk)
 {
 	int64_t now;
@@ -271,12 +292,12 @@ static int nowait_stall(shmq_queue *q, const struct shmq__mpmc_block *blk)
 		shmq__store_relaxed(&q->stuck_pos, blk->pos);
 		shmq__store_relaxed(&q->stuck_ctl, blk->ctl);
 		shmq__store_relaxed(&q->stuck_since, now);
-		return 0;
+		return recover(q, blk, true);
 	}
 	if (now - shmq__load_relaxed(&q->stuck_since) < SLICE_NS)
 		return 0;
 	shmq__store_relaxed(&q->stuck_since, now);
-	return recover(q, blk);
+	return recover(q, blk, false);
 }
 
 /* Sleep on one side's word for at most a slice.  0: woken or the condition
@@ -317,7 +338,7 @@ struct attempt {
 };
 
 static ssize_t spin_phase(shmq_queue *q, const struct attempt *a, struct shmq__mpmc_block *blk,
-			  int64_t deadline)
+			  struct shmq__mpmc_block *seen, int64_t deadline)
 {
 	uint32_t budget = shmq__spin_budget();
 	ssize_t rc = -EAGAIN;
@@ -331,6 +352,12 @@ static ssize_t spin_phase(shmq_queue *q, const struct attempt *a, struct shmq__m
 			shmq__cpu_relax();
 		}
 		rc = a->fn(q, a->arg, blk);
+		if (rc == -EAGAIN) {
+			int src = first_look(q, blk, seen);
+
+			if (src < 0)
+				return src;
+		}
 	}
 	return rc;
 }
@@ -339,25 +366,36 @@ static ssize_t spin_phase(shmq_queue *q, const struct attempt *a, struct shmq__m
 static ssize_t wait_loop(shmq_queue *q, const struct attempt *a, int64_t timeout_ns,
 			 struct shmq__mpmc_block *blk)
 {
+	struct shmq__mpmc_block seen = { 0, 0 }; /* ctl 0 (EMPTY lap 0) is no claim */
 	int64_t deadline;
 	ssize_t rc;
 	int src;
 
 	if (timeout_ns == SHMQ_NOWAIT) {
 		src = nowait_stall(q, blk);
-		return src ? src : -EAGAIN;
+		if (src < 0)
+			return src;
+		return src ? a->fn(q, a->arg, blk) : -EAGAIN;
 	}
+	src = first_look(q, blk, &seen);
+	if (src < 0)
+		return src;
 	deadline = shmq__deadline(timeout_ns);
-	rc = spin_phase(q, a, blk, deadline);
+	rc = spin_phase(q, a, blk, &seen, deadline);
 	while (rc == -EAGAIN) {
 		src = sleep_once(&q->ring, a->dir, deadline);
 		if (src == -EINTR)
-			src = recover(q, blk);
-		if (src && src != -ETIMEDOUT)
+			src = recover(q, blk, false);
+		if (src < 0 && src != -ETIMEDOUT)
 			return src;
 		rc = a->fn(q, a->arg, blk);
-		if (rc == -EAGAIN && src == -ETIMEDOUT)
+		if (rc != -EAGAIN)
+			break;
+		if (src == -ETIMEDOUT)
 			return -ETIMEDOUT;
+		src = first_look(q, blk, &seen);
+		if (src < 0)
+			return src;
 	}
 	return rc;
 }

@@ -946,6 +946,45 @@ static void test_dead_claim_unblocks(void **state)
 	shmq_queue_close(q);
 }
 
+/* A claim whose owner the process table no longer lists (it detached, or
+ * its slot was taken by a later process) is recovered the first time a
+ * waiter sees it: a SHMQ_NOWAIT get skips it at once, and a blocking get
+ * gets the message behind it without a single sleep. */
+static void test_unlisted_claimer(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq__mpmc_shared *sh;
+	struct shmq__mpmc_slot *s0;
+	shmq_queue *q;
+	uint64_t size, waits;
+	void *mem;
+	char buf[8];
+
+	assert_int_equal(shmq_queue_create(f->r, "q.unlisted", &(struct shmq_queue_opts){ 4, 8 }, &q), 0);
+	assert_int_equal(shmq__obj_find(f->r, "q.unlisted", SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	sh = mem;
+	s0 = (struct shmq__mpmc_slot *)((char *)mem + sizeof(*sh));
+	/* as a producer with id 0x7fffffff would leave it: slot 0 WRITING
+	 * (lap 0), the tail moved past it */
+	s0->ctl = 1 | (uint64_t)0x7fffffffu << 33;
+	sh->tail = 1;
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(sh->skipped, 1);
+	/* again, with a message queued behind the claim, through a blocking get */
+	assert_int_equal(shmq_queue_put(q, "x", 1, SHMQ_NOWAIT), 0); /* slot 1 */
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 1);
+	waits = sh->get_waits;
+	s0 = (struct shmq__mpmc_slot *)((char *)s0 + 2 * sh->slot_size); /* slot 2, lap 0 */
+	s0->ctl = 1 | (uint64_t)0x7fffffffu << 33;
+	sh->tail = 3;
+	assert_int_equal(shmq_queue_put(q, "after", 5, SHMQ_NOWAIT), 0); /* slot 3 */
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), 5000000000), 5);
+	assert_memory_equal(buf, "after", 5);
+	assert_int_equal(sh->skipped, 2);
+	assert_int_equal(sh->get_waits, waits);
+	shmq_queue_close(q);
+}
+
 /* Garbage in the queue's control words gives -EBADMSG, never a crash. */
 static void test_corrupted(void **state)
 {
@@ -953,7 +992,7 @@ static void test_corrupted(void **state)
 	shmq_queue *q, *q2;
 	struct shmq__mpmc_shared *sh;
 	struct shmq__mpmc_slot *s0;
-	uint64_t size;
+	uint64_t size, waits;
 	void *mem;
 	char buf[16];
 
@@ -973,10 +1012,23 @@ static void test_corrupted(void **state)
 	sh->head += 12345; /* lap 3086 at a slot of lap 0: impossible */
 	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_FOREVER), -EBADMSG);
 	sh->head -= 12345;
-	/* a claim naming an owner id the region cannot have issued */
-	sh->head = sh->tail = 4; /* slot 0, lap 1: sees lap 0 -> consumers would wait */
+	/* a claim naming an owner id no attachment can carry (slot 5,
+	 * generation 0): corruption the first time it is read, so even
+	 * SHMQ_NOWAIT says so, and a blocking get never sleeps on it */
+	sh->head = sh->tail = 4; /* slot 0, lap 1 */
+	s0->ctl = 1 | (uint64_t)1 << 2 | (uint64_t)5 << 33; /* WRITING lap 1 by id 5 */
+	waits = sh->get_waits;
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EBADMSG);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_FOREVER), -EBADMSG);
+	assert_int_equal(shmq_queue_put(q, "abc", 3, SHMQ_FOREVER), -EBADMSG); /* the tail's slot too */
+	assert_int_equal(sh->get_waits, waits);
+	/* a claim naming an id the process table does not list (slot 1023
+	 * was never attached): its claimer is surely gone, so the claim is
+	 * recovered at first sight, and what the recovery leaves (EMPTY of
+	 * lap 2 under indices of lap 1) is refused, all without a sleep */
 	s0->ctl = 1 | (uint64_t)1 << 2 | (uint64_t)0x7fffffffu << 33; /* WRITING lap 1 */
 	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), 100000000), -EBADMSG);
+	assert_int_equal(sh->get_waits, waits);
 	/* geometry: open refuses */
 	sh->capacity = 3;
 	assert_int_equal(shmq_queue_open(f->r, "q.corrupt", &q2), -EBADMSG);
@@ -1029,6 +1081,7 @@ int main(void)
 		cmocka_unit_test(test_processes_1p1c_cap10),
 		cmocka_unit_test(test_processes_4p4c_cap100),
 		cmocka_unit_test(test_dead_claim_unblocks),
+		cmocka_unit_test(test_unlisted_claimer),
 		cmocka_unit_test(test_corrupted),
 		cmocka_unit_test(test_crash_rounds),
 	};
