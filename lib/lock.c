@@ -281,9 +281,24 @@ static int lock_sleep(shmq_lock *l, uint32_t c, int64_t deadline)
 	return lock_check_holder(l, c);
 }
 
+/* The first sight of holder owner: an impossible id is corruption now
+ * (-EBADMSG), and a holder the process table no longer lists is surely dead,
+ * so its lock is taken over now (1) rather than after a slice.  0: it may
+ * live; the slices decide.  One load, no system call. */
+static int lock_first_look(shmq_lock *l, uint32_t c)
+{
+	int listed = shmq__region_id_listed(l->r, lock_owner(c));
+
+	if (listed != 0)
+		return listed < 0 ? listed : 0;
+	return lock_check_holder(l, c);
+}
+
 /* Phase 2: sleep in slices until the lock is ours or the deadline passes. */
 static int lock_wait(shmq_lock *l, int64_t deadline)
 {
+	uint32_t looked = 0; /* the holder we took the first look at */
+
 	for (;;) {
 		/* the CAS in lock_try_take is the acquire; this only polls */
 		uint32_t c = shmq__load_relaxed(&l->s->word);
@@ -297,6 +312,12 @@ static int lock_wait(shmq_lock *l, int64_t deadline)
 		}
 		if (lock_owner(c) == 0)
 			return -EBADMSG; /* CONTENDED with no owner: never written by us */
+		if (lock_owner(c) != looked && lock_owner(c) != l->self) {
+			looked = lock_owner(c);
+			rc = lock_first_look(l, c);
+			if (rc)
+				return rc > 0 ? -EOWNERDEAD : rc;
+		}
 		if (shmq_now_ns() >= deadline)
 			return -ETIMEDOUT;
 		c = lock_mark_contended(l, c);

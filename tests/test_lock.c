@@ -538,13 +538,25 @@ static void test_corrupt_word(void **state)
 	struct fixture *f = *state;
 	struct shmq__lock_shm *s = lock_shm(f->r);
 	shmq_lock *l2;
+	uint64_t waits;
 
 	/* CONTENDED with no owner */
 	s->word = SHMQ__LOCK_CONTENDED;
 	assert_int_equal(shmq_lock_acquire(f->l, 5 * MS), -EBADMSG);
-	/* an owner id that no attachment can have (generation 0) */
+	/* an owner id that no attachment can have (generation 0): refused
+	 * the first time it is read, never slept on */
+	waits = s->waits;
 	s->word = 5;
-	assert_int_equal(shmq_lock_acquire(f->l, 15 * MS), -EBADMSG);
+	assert_int_equal(shmq_lock_acquire(f->l, 2000 * MS), -EBADMSG);
+	s->word = 5 | SHMQ__LOCK_CONTENDED;
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_FOREVER), -EBADMSG);
+	assert_int_equal(s->waits, waits);
+	/* an owner the process table does not list (slot 1023 was never
+	 * attached): surely dead, taken over at first sight */
+	s->word = SHMQ__ID_MAX | SHMQ__LOCK_CONTENDED;
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_FOREVER), -EOWNERDEAD);
+	assert_int_equal(s->waits, waits);
+	assert_int_equal(shmq_lock_release(f->l), 0);
 	/* a slot beyond the process table */
 	s->word = SHMQ__PTAB_SLOTS - 1 + (1u << SHMQ__ID_SLOT_BITS);
 	{
