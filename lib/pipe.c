@@ -221,6 +221,9 @@ static int slots_held(shmq_pipe *p, struct pipe_end *e, bool deep)
 		if (!v)
 			continue;
 		if (!deep) {
+			/* no system call, but an impossible holder is refused at once */
+			if (p->r && shmq__region_id_valid(p->r, (uint32_t)(v >> 32)))
+				return -EBADMSG;
 			held = 1;
 			continue;
 		}

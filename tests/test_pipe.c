@@ -770,6 +770,18 @@ static void test_corrupt(void **state)
 	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EBADMSG);
 	*(uint32_t *)ring0->data = 3;
 	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 3);
+	/* a holder of the peer's end with an id no attachment can carry
+	 * (slot 5, generation 0): refused the first time a waiter reads the
+	 * holders, before it sleeps */
+	{
+		uint64_t *holder = (uint64_t *)(mem + 64); /* end 0's first slot: a's */
+		uint64_t saved = *holder, waits = ring0->cons_waits; /* b consumes ring 0 */
+
+		*holder = (uint64_t)5 << 32 | 1;
+		assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), ms(2000)), -EBADMSG);
+		assert_int_equal(ring0->cons_waits, waits);
+		*holder = saved;
+	}
 	ring0->head = 7; /* garbage head, read once the producer's cache runs out */
 	while ((rc = shmq_pipe_send(a, "abc", 3, 0)) == 0)
 		;
