@@ -937,8 +937,8 @@ static int frame_wait(struct worker *w, unsigned k)
 				return task_exec(w, w->fp[k].fn, f->data, w->fp[k].out);
 			continue;
 		}
-		if (!(s & 1u))
-			return -EBADMSG;
+		if (!(s & 1u) || shmq__region_id_valid(w->r, s >> 1))
+			return -EBADMSG; /* no state we write, or a thief no region has */
 		if (w->depth < HELP_DEPTH_MAX && work_find(w, &word)) {
 			word_run(w, word);
 			idle = 0;
