@@ -24,9 +24,9 @@
 
 #include <shmq.h>
 
-#include "atomic.h"
+#include "core/atomic_int.h"
 #include "helper_talk.h"
-#include "region.h"
+#include "core/region_int.h"
 
 static int do_region(void)
 {

@@ -10,9 +10,9 @@
 
 #include "testutil.h"
 
-#include "atomic.h"
-#include "lock_impl.h"
-#include "region.h"
+#include "core/atomic_int.h"
+#include "sync/lock_int.h"
+#include "core/region_int.h"
 
 #define SMALL ((size_t)1 << 20)
 #define MS    ((int64_t)1000000)

@@ -10,8 +10,8 @@
 
 #include "testutil.h"
 
-#include "atomic.h"
-#include "deque.h"
+#include "core/atomic_int.h"
+#include "ring/deque_int.h"
 
 static void *deque_new(uint32_t cap, struct shmq__deque *d)
 {

@@ -11,8 +11,8 @@
 
 #include "testutil.h"
 
-#include "lock_impl.h"
-#include "region.h"
+#include "sync/lock_int.h"
+#include "core/region_int.h"
 
 #define SMALL ((size_t)256 << 10)
 #define MS    ((int64_t)1000000)

@@ -11,8 +11,8 @@
 
 #include "testutil.h"
 
-#include "atomic.h"
-#include "mpmc.h"
+#include "core/atomic_int.h"
+#include "ring/mpmc_int.h"
 
 /* A fake process table: ids 1..63, alive unless marked dead. */
 static _Atomic uint64_t dead_ids;
@@ -433,7 +433,7 @@ static void test_corruption(void **state)
 /* A ring of 3 slots (3 does not divide 2^64): indices overwritten near and
  * across 2^64, where p % 3 and p / 3 jump, and garbage of every magnitude,
  * never reach outside the ring and end in -EBADMSG or a plain answer (run
- * under ASan).  Positions never get there by themselves (mpmc.h). */
+ * under ASan).  Positions never get there by themselves (ring/mpmc_int.h). */
 static void test_corruption_odd(void **state)
 {
 	struct shmq__mpmc p, c;

@@ -12,8 +12,8 @@
 
 #include "testutil.h"
 
-#include "region.h"
-#include "spsc.h"
+#include "core/region_int.h"
+#include "ring/spsc_int.h"
 
 #define RSIZE ((size_t)4 << 20)
 

@@ -12,7 +12,7 @@
 
 #include "testutil.h"
 
-#include "pool_int.h"
+#include "pool/pool_int.h"
 
 #define NWORKERS 2
 #define REGION_SIZE ((size_t)64 << 20)

@@ -15,9 +15,9 @@
 
 #include "testutil.h"
 
-#include "atomic.h"
+#include "core/atomic_int.h"
 #include "helper_talk.h"
-#include "region.h"
+#include "core/region_int.h"
 
 #define SMALL ((size_t)1 << 20)
 #define NCHILD 64

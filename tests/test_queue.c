@@ -12,9 +12,9 @@
 
 #include "testutil.h"
 
-#include "mpmc.h"
-#include "region.h"
-#include "watch.h"
+#include "ring/mpmc_int.h"
+#include "core/region_int.h"
+#include "core/watch_int.h"
 
 #ifdef SHMQ_SANITIZED
 #define SCALE 5

@@ -13,7 +13,7 @@
 
 #include "testutil.h"
 
-#include "region.h"
+#include "core/region_int.h"
 
 #define SMALL ((size_t)256 << 10)
 

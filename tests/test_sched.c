@@ -692,8 +692,8 @@ static void test_destroy_armed(void **state)
 
 /* ---- the generic word watch (what queue and pipe watches are built on) ---- */
 
-#include "sched_int.h"
-#include "wait.h"
+#include "sched/sched_int.h"
+#include "core/wait_int.h"
 
 struct wordobj {
 	uint32_t word;     /* the readiness futex word */
@@ -733,7 +733,7 @@ static void act_watchdog(void *arg)
 	shmq_sched_stop(o->s);
 }
 
-/* the producer side of the watch.h protocol */
+/* the producer side of the core/watch_int.h protocol */
 static void *word_producer(void *arg)
 {
 	struct wordobj *o = arg;

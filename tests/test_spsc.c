@@ -11,8 +11,8 @@
 
 #include "testutil.h"
 
-#include "spsc.h"
-#include "wait.h"
+#include "ring/spsc_int.h"
+#include "core/wait_int.h"
 
 struct ring {
 	void *mem;

@@ -8,7 +8,7 @@
 
 #include "testutil.h"
 
-#include "atomic.h"
+#include "core/atomic_int.h"
 
 #define MS ((int64_t)1000000)
 

@@ -8,8 +8,8 @@
 
 #include "testutil.h"
 
-#include "atomic.h"
-#include "wait.h"
+#include "core/atomic_int.h"
+#include "core/wait_int.h"
 
 static void test_deadline(void **state)
 {

@@ -48,8 +48,8 @@
 
 #include <shmq.h>
 
-#include "introspect.h"
-#include "region.h"
+#include "core/introspect_int.h"
+#include "core/region_int.h"
 
 #define REGION_SIZE (256u << 10)
 

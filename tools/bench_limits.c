@@ -30,8 +30,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "atomic.h"
-#include "compiler.h"
+#include "core/atomic_int.h"
+#include "core/compiler_int.h"
 
 #include "bench.h"
 

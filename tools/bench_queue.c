@@ -44,8 +44,8 @@
 
 #include <shmq.h>
 
-#include "atomic.h"
-#include "compiler.h"
+#include "core/atomic_int.h"
+#include "core/compiler_int.h"
 
 #include "bench.h"
 

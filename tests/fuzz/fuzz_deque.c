@@ -6,7 +6,7 @@
 
 #include <errno.h>
 
-#include "deque.h"
+#include "ring/deque_int.h"
 #include "fuzz.h"
 #include "objimage.h"
 

@@ -8,7 +8,7 @@
 #include <errno.h>
 
 #include "fuzz.h"
-#include "mpmc.h"
+#include "ring/mpmc_int.h"
 #include "objimage.h"
 
 static const char *const names[] = { "q" };

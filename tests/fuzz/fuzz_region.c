@@ -13,7 +13,7 @@
 
 #include "fuzz.h"
 #include "patch.h"
-#include "region.h"
+#include "core/region_int.h"
 
 #define IMAGE_SIZE SHMQ_REGION_MIN_SIZE
 

@@ -22,7 +22,7 @@
 #include <shmq.h>
 
 #include "patch.h"
-#include "region.h"
+#include "core/region_int.h"
 
 #define FUZZ_IMAGE_SIZE ((size_t)256 << 10)
 

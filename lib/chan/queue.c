@@ -1,0 +1,649 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Layer 4: queues, named MPMC rings with blocking, shutdown and recovery.
+ *
+ * Sleeping.  Consumers sleep on data_word, producers on space_word (both in
+ * the ring's control block).  The handshake, for consumers (producers are
+ * the mirror image with space_word, space_sleepers, writable, get_release):
+ *
+ *   consumer:  v = data_word;  data_sleepers += 1 (seq_cst);
+ *              if !readable() (seq_cst loads): futex_wait(data_word, v)
+ *              data_sleepers -= 1
+ *   producer:  publish FULL (seq_cst store);  if data_sleepers (seq_cst) != 0:
+ *              data_word += 1;  futex_wake(data_word, 1)
+ *
+ * In the single order of seq_cst operations either the publish precedes the
+ * consumer's re-check (it sees the message and does not sleep) or the
+ * consumer's increment precedes the producer's load (the producer bumps the
+ * word, so the futex_wait either fails at once or is woken).  A put makes no
+ * system call while no consumer sleeps, and vice versa.
+ *
+ * One wake per message.  A woken consumer that finds nothing (another took
+ * the message first) goes back to sleep; the consumer that took it passes
+ * the wake on (chain_wake) if more is readable and someone still sleeps.
+ *
+ * Dead claimers.  Sleeps last at most SLICE_NS; when one ends with the
+ * waiter still blocked, the claim blocking it is checked for a dead owner
+ * and recovered (shmq__mpmc_recover).  SHMQ_NOWAIT callers remember in
+ * their handle which claim blocked them since when, and check it once it
+ * has blocked them for a slice.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "core/alloc_int.h"
+#include "core/atomic_int.h"
+#include "core/compiler_int.h"
+#include "ring/mpmc_int.h"
+#include "core/region_int.h"
+#include "core/wait_int.h"
+#include "core/watch_int.h"
+
+#define SLICE_NS ((int64_t)15 * 1000 * 1000) /* liveness checks while blocked */
+#define SPIN_YIELD_EVERY 128u
+
+struct shmq_queue {
+	struct shmq__mpmc ring;
+	shmq_region *r; /* owner ids and their liveness; NULL: pid owners */
+	/* SHMQ_NOWAIT stall memory: which claim blocked us since when.
+	 * Relaxed atomics: threads sharing the handle may race; the worst a
+	 * torn triple causes is one liveness check early or late. */
+	uint64_t stuck_pos;
+	uint64_t stuck_ctl;
+	int64_t stuck_since;
+};
+
+/* Which way a blocking call waits. */
+enum dir { DIR_GET, DIR_PUT };
+
+/* ---- owners ---- */
+
+static int region_alive(void *ctx, uint32_t id, bool quick)
+{
+	return quick ? shmq__region_id_listed(ctx, id) : shmq__region_id_alive(ctx, id);
+}
+
+/* The kernel never hands out a pid above PID_MAX_LIMIT (2^22). */
+#define PID_LIMIT (UINT32_C(1) << 22)
+
+static int pid_alive(void *ctx, uint32_t id, bool quick)
+{
+	(void)ctx;
+	if (id == 0 || id > PID_LIMIT)
+		return -EBADMSG;
+	return quick ? 1 : shmq__pid_alive((pid_t)id, 0);
+}
+
+/* ---- geometry and handles ---- */
+
+static int opts_geometry(const struct shmq_queue_opts *o, uint32_t *cap, uint32_t *max_msg)
+{
+	uint32_t c = o && o->capacity ? o->capacity : SHMQ_QUEUE_DEFAULT_CAPACITY;
+	uint32_t m = o && o->max_msg ? o->max_msg : SHMQ_QUEUE_DEFAULT_MAX_MSG;
+
+	if (c > SHMQ_QUEUE_MAX_CAPACITY || m > SHMQ_QUEUE_MAX_MSG)
+		return -EINVAL;
+	*cap = c; /* exactly: the ring has c slots (ring/mpmc_int.h, Positions) */
+	*max_msg = m;
+	return 0;
+}
+
+static int handle_open(shmq_region *r, void *mem, uint64_t size, shmq_queue **out)
+{
+	shmq_queue *q = shmq__calloc(1, sizeof(*q));
+	uint32_t kind = r ? SHMQ__MPMC_OWNER_REGION : SHMQ__MPMC_OWNER_PID;
+	uint32_t self = r ? shmq__region_self(r) : (uint32_t)getpid();
+	int rc;
+
+	if (!q)
+		return -ENOMEM;
+	rc = shmq__mpmc_attach(&q->ring, mem, size, kind, self, r ? region_alive : pid_alive, r);
+	if (rc) {
+		shmq__free(q, sizeof(*q));
+		return rc;
+	}
+	q->r = r;
+	*out = q;
+	return 0;
+}
+
+struct geom {
+	uint32_t cap;
+	uint32_t max_msg;
+};
+
+static int queue_obj_init(void *mem, uint64_t size, void *arg)
+{
+	const struct geom *g = arg;
+
+	return shmq__mpmc_init(mem, size, g->cap, g->max_msg, SHMQ__MPMC_OWNER_REGION);
+}
+
+int shmq_queue_create(shmq_region *r, const char *name, const struct shmq_queue_opts *o,
+		      shmq_queue **out)
+{
+	struct geom g;
+	void *mem;
+	int rc;
+
+	if (!r || !out)
+		return -EINVAL;
+	rc = opts_geometry(o, &g.cap, &g.max_msg);
+	if (rc)
+		return rc;
+	rc = shmq__obj_create(r, name, SHMQ__OBJ_QUEUE, shmq__mpmc_footprint(g.cap, g.max_msg),
+			      queue_obj_init, &g, &mem);
+	if (rc)
+		return rc;
+	return handle_open(r, mem, shmq__mpmc_footprint(g.cap, g.max_msg), out);
+}
+
+int shmq_queue_open(shmq_region *r, const char *name, shmq_queue **out)
+{
+	uint64_t size;
+	void *mem;
+	int rc;
+
+	if (!r || !out)
+		return -EINVAL;
+	rc = shmq__obj_find(r, name, SHMQ__OBJ_QUEUE, &mem, &size);
+	if (rc)
+		return rc;
+	return handle_open(r, mem, size, out);
+}
+
+void shmq_queue_close(shmq_queue *q)
+{
+	if (q)
+		shmq__free(q, sizeof(*q));
+}
+
+size_t shmq_queue_footprint(const struct shmq_queue_opts *o)
+{
+	uint32_t cap, max_msg;
+
+	if (opts_geometry(o, &cap, &max_msg))
+		return 0;
+	return (size_t)shmq__mpmc_footprint(cap, max_msg);
+}
+
+int shmq_queue_init(void *mem, size_t size, const struct shmq_queue_opts *o, unsigned flags)
+{
+	uint32_t cap, max_msg;
+	int rc;
+
+	if (flags & ~SHMQ_QUEUE_PID_OWNERS)
+		return -EINVAL;
+	rc = opts_geometry(o, &cap, &max_msg);
+	if (rc)
+		return rc;
+	return shmq__mpmc_init(mem, size, cap, max_msg,
+			       (flags & SHMQ_QUEUE_PID_OWNERS) ? SHMQ__MPMC_OWNER_PID
+							       : SHMQ__MPMC_OWNER_REGION);
+}
+
+int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queue **out)
+{
+	/* the caller's own arguments: misaligned or too small to hold even the
+	 * control block is a bad call, not corrupt memory */
+	if (!mem || !out || (uintptr_t)mem % SHMQ__CACHELINE ||
+	    size < sizeof(struct shmq__mpmc_shared))
+		return -EINVAL;
+	return handle_open(r, mem, size, out);
+}
+
+/* ---- wakers ---- */
+
+/* After a change of *word's condition made with seq_cst: wake n sleepers
+ * if the count says there are any (no system call otherwise); *wakes counts
+ * the system calls made. */
+static void wake(uint32_t *word, uint32_t *sleepers, int n, uint64_t *wakes)
+{
+	/* seq_cst: the Dekker load of the sleeper count (see the top comment) */
+	if (shmq__load_seq_cst(sleepers) == 0)
+		return;
+	shmq__fetch_add_seq_cst(word, 1); /* a sleeper that read the old value will not sleep */
+	shmq__wake_word_counted(word, sleepers, n, wakes);
+}
+
+static void wake_getters(struct shmq__mpmc *m, int n)
+{
+	wake(&m->sh->data_word, &m->sh->data_sleepers, n, &m->sh->get_wakes);
+}
+
+static void wake_putters(struct shmq__mpmc *m, int n)
+{
+	wake(&m->sh->space_word, &m->sh->space_sleepers, n, &m->sh->put_wakes);
+}
+
+/* A getter that took a message passes a wake on if more is readable while
+ * someone sleeps (their wake may have gone to a getter that found nothing). */
+static void after_get(struct shmq__mpmc *m)
+{
+	wake_putters(m, 1);
+	if (shmq__load_seq_cst(&m->sh->data_sleepers) != 0 && shmq__mpmc_readable(m))
+		wake_getters(m, 1);
+}
+
+static void after_put(struct shmq__mpmc *m)
+{
+	wake_getters(m, 1);
+	if (shmq__load_seq_cst(&m->sh->space_sleepers) != 0 && shmq__mpmc_writable(m))
+		wake_putters(m, 1);
+}
+
+/* ---- blocking ---- */
+
+static bool block_is_claim(const struct shmq__mpmc_block *blk)
+{
+	unsigned st = (unsigned)(blk->ctl & 3u);
+
+	return st == 1u || st == 3u; /* WRITING or READING: has a live-or-dead owner */
+}
+
+/* Check the claimer named by blk (quick: see shmq__mpmc_recover).  After a
+ * recovery both sides may proceed: 1, and everyone is woken; 0 nothing done;
+ * -EBADMSG for an impossible owner. */
+static int recover(shmq_queue *q, const struct shmq__mpmc_block *blk, bool quick)
+{
+	int rc = shmq__mpmc_recover(&q->ring, blk, quick);
+
+	if (rc == 1) {
+		wake_getters(&q->ring, INT32_MAX);
+		wake_putters(&q->ring, INT32_MAX);
+	}
+	return rc;
+}
+
+/* A blocked attempt: the first time a claim blocks us (blk differs from
+ * *seen), look at its owner at once, without a system call.  An impossible
+ * owner is corruption the first time it is read (-EBADMSG), and an owner the
+ * process table no longer lists is recovered now rather than after a slice;
+ * only a listed owner's liveness waits for the slice (recover, quick false). */
+static int first_look(shmq_queue *q, const struct shmq__mpmc_block *blk,
+		      struct shmq__mpmc_block *seen)
+{
+	if (blk->pos == seen->pos && blk->ctl == seen->ctl)
+		return 0;
+	*seen = *blk;
+	return block_is_claim(blk) ? recover(q, blk, true) : 0;
+}
+
+/* A SHMQ_NOWAIT caller blocked by blk: the first look at a new claim, then
+ * the full check once it has blocked this handle for a slice.  1 when a claim
+ * was recovered (the caller tries once more), 0, or -EBADMSG. */
+static int nowait_stall(shmq_queue *q, const struct shmq__mpmc_block *blk)
+{
+	int64_t now;
+
+	if (!block_is_claim(blk))
+		return 0;
+	now = shmq_now_ns();
+	/* relaxed: handle-local memory, see struct shmq_queue */
+	if (shmq__load_relaxed(&q->stuck_pos) != blk->pos ||
+	    shmq__load_relaxed(&q->stuck_ctl) != blk->ctl) {
+		shmq__store_relaxed(&q->stuck_pos, blk->pos);
+		shmq__store_relaxed(&q->stuck_ctl, blk->ctl);
+		shmq__store_relaxed(&q->stuck_since, now);
+		return recover(q, blk, true);
+	}
+	if (now - shmq__load_relaxed(&q->stuck_since) < SLICE_NS)
+		return 0;
+	shmq__store_relaxed(&q->stuck_since, now);
+	return recover(q, blk, false);
+}
+
+/* Sleep on one side's word for at most a slice.  0: woken or the condition
+ * holds (retry), -EINTR: the slice ended, -ETIMEDOUT, or a futex error. */
+static int sleep_once(struct shmq__mpmc *m, enum dir dir, int64_t deadline)
+{
+	uint32_t *word = dir == DIR_GET ? &m->sh->data_word : &m->sh->space_word;
+	uint32_t *sleepers = dir == DIR_GET ? &m->sh->data_sleepers : &m->sh->space_sleepers;
+	int64_t now = shmq_now_ns();
+	int64_t until = deadline;
+	uint32_t v;
+	int rc;
+
+	if (deadline != SHMQ__NO_DEADLINE && deadline <= now)
+		return -ETIMEDOUT;
+	if (deadline == SHMQ__NO_DEADLINE || deadline - now > SLICE_NS)
+		until = now + SLICE_NS;
+	v = shmq__load_acquire(word); /* pairs with the waker's seq_cst bump */
+	shmq__fetch_add_seq_cst(sleepers, 1);
+	if (dir == DIR_GET ? shmq__mpmc_readable(m) : shmq__mpmc_writable(m)) {
+		rc = 0;
+	} else {
+		shmq__count_event(dir == DIR_GET ? &m->sh->get_waits : &m->sh->put_waits);
+		rc = shmq__futex_wait(word, v, until);
+	}
+	shmq__fetch_sub_seq_cst(sleepers, 1);
+	if (rc == -ETIMEDOUT && until != deadline)
+		return -EINTR;
+	return rc;
+}
+
+/* One attempt of the blocked operation: 0/length on success, -EAGAIN to
+ * keep waiting (blk updated), other errors final. */
+struct attempt {
+	ssize_t (*fn)(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk);
+	void *arg;
+	enum dir dir;
+};
+
+static ssize_t spin_phase(shmq_queue *q, const struct attempt *a, struct shmq__mpmc_block *blk,
+			  struct shmq__mpmc_block *seen, int64_t deadline)
+{
+	uint32_t budget = shmq__spin_budget();
+	ssize_t rc = -EAGAIN;
+
+	for (uint32_t i = 0; i < budget && rc == -EAGAIN; i++) {
+		if ((i + 1) % SPIN_YIELD_EVERY == 0) {
+			if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline)
+				break;
+			sched_yield(); /* on 2 cores the peer may need our CPU */
+		} else {
+			shmq__cpu_relax();
+		}
+		rc = a->fn(q, a->arg, blk);
+		if (rc == -EAGAIN) {
+			int src = first_look(q, blk, seen);
+
+			if (src < 0)
+				return src;
+		}
+	}
+	return rc;
+}
+
+/* The slow path of every blocking call, after a first attempt gave -EAGAIN. */
+static ssize_t wait_loop(shmq_queue *q, const struct attempt *a, int64_t timeout_ns,
+			 struct shmq__mpmc_block *blk)
+{
+	struct shmq__mpmc_block seen = { 0, 0 }; /* ctl 0 (EMPTY lap 0) is no claim */
+	int64_t deadline;
+	ssize_t rc;
+	int src;
+
+	if (timeout_ns == SHMQ_NOWAIT) {
+		src = nowait_stall(q, blk);
+		if (src < 0)
+			return src;
+		return src ? a->fn(q, a->arg, blk) : -EAGAIN;
+	}
+	src = first_look(q, blk, &seen);
+	if (src < 0)
+		return src;
+	deadline = shmq__deadline(timeout_ns);
+	rc = spin_phase(q, a, blk, &seen, deadline);
+	while (rc == -EAGAIN) {
+		src = sleep_once(&q->ring, a->dir, deadline);
+		if (src == -EINTR)
+			src = recover(q, blk, false);
+		if (src < 0 && src != -ETIMEDOUT)
+			return src;
+		rc = a->fn(q, a->arg, blk);
+		if (rc != -EAGAIN)
+			break;
+		if (src == -ETIMEDOUT)
+			return -ETIMEDOUT;
+		src = first_look(q, blk, &seen);
+		if (src < 0)
+			return src;
+	}
+	return rc;
+}
+
+/* ---- put and get ---- */
+
+struct put_args {
+	const void *msg;
+	size_t len;
+};
+
+static ssize_t put_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk)
+{
+	struct put_args *p = arg;
+
+	return shmq__mpmc_try_put(&q->ring, p->msg, p->len, blk);
+}
+
+/* The blocking part of a put, out of the fast path. */
+SHMQ__COLD static int put_slow(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns,
+			       struct shmq__mpmc_block *blk)
+{
+	struct put_args p = { msg, len };
+	struct attempt a = { put_attempt, &p, DIR_PUT };
+
+	return (int)wait_loop(q, &a, timeout_ns, blk);
+}
+
+int shmq_queue_put(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns)
+{
+	struct shmq__mpmc_block blk;
+	int rc;
+
+	if (SHMQ__UNLIKELY(!q || (!msg && len)))
+		return -EINVAL;
+	rc = shmq__mpmc_try_put(&q->ring, msg, len, &blk);
+	if (SHMQ__UNLIKELY(rc == -EAGAIN))
+		rc = put_slow(q, msg, len, timeout_ns, &blk);
+	if (SHMQ__LIKELY(rc == 0))
+		after_put(&q->ring);
+	return rc;
+}
+
+struct get_args {
+	void *buf;
+	size_t cap;
+};
+
+static ssize_t get_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk)
+{
+	struct get_args *g = arg;
+
+	return shmq__mpmc_try_get(&q->ring, g->buf, g->cap, blk);
+}
+
+/* The blocking part of a get, out of the fast path. */
+SHMQ__COLD static ssize_t get_slow(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns,
+				   struct shmq__mpmc_block *blk)
+{
+	struct get_args g = { buf, cap };
+	struct attempt a = { get_attempt, &g, DIR_GET };
+
+	return wait_loop(q, &a, timeout_ns, blk);
+}
+
+ssize_t shmq_queue_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
+{
+	struct shmq__mpmc_block blk;
+	ssize_t rc;
+
+	if (SHMQ__UNLIKELY(!q || (!buf && cap)))
+		return -EINVAL;
+	rc = shmq__mpmc_try_get(&q->ring, buf, cap, &blk);
+	if (SHMQ__UNLIKELY(rc == -EAGAIN))
+		rc = get_slow(q, buf, cap, timeout_ns, &blk);
+	if (SHMQ__LIKELY(rc >= 0))
+		after_get(&q->ring);
+	return rc;
+}
+
+/* ---- bulk ---- */
+
+struct bulk_put_args {
+	const struct iovec *msgs;
+	size_t n;
+};
+
+/* Claim, fill and publish as many as fit now; one fence and one wake check
+ * for the batch. */
+static ssize_t put_bulk_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk)
+{
+	struct bulk_put_args *b = arg;
+	struct shmq__mpmc *m = &q->ring;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < b->n; i++) {
+		uint64_t pos;
+
+		rc = shmq__mpmc_put_claim(m, &pos, blk);
+		if (rc)
+			break;
+		if (b->msgs[i].iov_len)
+			memcpy(shmq__mpmc_slot_data(m, pos), b->msgs[i].iov_base, b->msgs[i].iov_len);
+		shmq__mpmc_put_publish(m, pos, (uint32_t)b->msgs[i].iov_len, false);
+	}
+	if (i == 0)
+		return rc;
+	/* seq_cst fence: orders the release publishes above before after_put's
+	 * load of data_sleepers (the Dekker handshake, see the top comment) */
+	shmq__fence_seq_cst();
+	return (ssize_t)i;
+}
+
+ssize_t shmq_queue_put_bulk(shmq_queue *q, const struct iovec *msgs, size_t n,
+			    int64_t timeout_ns)
+{
+	struct shmq__mpmc_block blk;
+	struct bulk_put_args b = { msgs, n };
+	struct attempt a = { put_bulk_attempt, &b, DIR_PUT };
+	ssize_t rc;
+
+	if (!q || (!msgs && n) || n > SSIZE_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i].iov_len > q->ring.max_msg)
+			return -EMSGSIZE;
+		if (!msgs[i].iov_base && msgs[i].iov_len)
+			return -EINVAL;
+	}
+	if (n == 0)
+		return 0;
+	rc = put_bulk_attempt(q, &b, &blk);
+	if (rc == -EAGAIN)
+		rc = wait_loop(q, &a, timeout_ns, &blk);
+	if (rc > 0)
+		after_put(&q->ring);
+	return rc;
+}
+
+struct bulk_get_args {
+	const struct iovec *bufs;
+	size_t *lens;
+	size_t n;
+};
+
+static ssize_t get_bulk_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk)
+{
+	struct bulk_get_args *b = arg;
+	struct shmq__mpmc *m = &q->ring;
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < b->n; i++) {
+		uint64_t pos;
+		uint32_t len;
+
+		rc = shmq__mpmc_get_claim(m, b->bufs[i].iov_len, &pos, &len, blk);
+		if (rc)
+			break;
+		if (len)
+			memcpy(b->bufs[i].iov_base, shmq__mpmc_slot_data(m, pos), len);
+		b->lens[i] = len;
+		shmq__mpmc_get_release(m, pos, false);
+	}
+	if (i == 0)
+		return rc;
+	/* seq_cst fence: orders the release stores above before after_get's
+	 * load of space_sleepers (the Dekker handshake, see the top comment) */
+	shmq__fence_seq_cst();
+	return (ssize_t)i;
+}
+
+ssize_t shmq_queue_get_bulk(shmq_queue *q, const struct iovec *bufs, size_t *lens, size_t n,
+			    int64_t timeout_ns)
+{
+	struct shmq__mpmc_block blk;
+	struct bulk_get_args b = { bufs, lens, n };
+	struct attempt a = { get_bulk_attempt, &b, DIR_GET };
+	ssize_t rc;
+
+	if (!q || ((!bufs || !lens) && n) || n > SSIZE_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!bufs[i].iov_base && bufs[i].iov_len)
+			return -EINVAL;
+	if (n == 0)
+		return 0;
+	rc = get_bulk_attempt(q, &b, &blk);
+	if (rc == -EAGAIN)
+		rc = wait_loop(q, &a, timeout_ns, &blk);
+	if (rc > 0)
+		after_get(&q->ring);
+	return rc;
+}
+
+/* ---- shutdown, length, statistics, scheduler hooks ---- */
+
+int shmq_queue_shutdown(shmq_queue *q)
+{
+	if (!q)
+		return -EINVAL;
+	shmq__mpmc_shutdown(&q->ring);
+	/* everyone asleep re-checks and sees shut */
+	shmq__fetch_add_seq_cst(&q->ring.sh->data_word, 1);
+	shmq__count_event(&q->ring.sh->get_wakes);
+	shmq__futex_wake(&q->ring.sh->data_word, INT32_MAX);
+	shmq__fetch_add_seq_cst(&q->ring.sh->space_word, 1);
+	shmq__count_event(&q->ring.sh->put_wakes);
+	shmq__futex_wake(&q->ring.sh->space_word, INT32_MAX);
+	return 0;
+}
+
+size_t shmq_queue_len(const shmq_queue *q)
+{
+	return q ? shmq__mpmc_len(&q->ring) : 0;
+}
+
+int shmq_queue_stats(const shmq_queue *q, struct shmq_queue_stats *st)
+{
+	const struct shmq__mpmc_shared *sh;
+
+	if (!q || !st)
+		return -EINVAL;
+	sh = q->ring.sh;
+	memset(st, 0, sizeof(*st));
+	st->capacity = q->ring.capacity;
+	st->max_msg = q->ring.max_msg;
+	st->len = shmq__mpmc_len(&q->ring);
+	/* relaxed: statistics, no data depends on them */
+	st->skipped = shmq__load_relaxed(&sh->skipped);
+	st->dropped = shmq__load_relaxed(&sh->dropped);
+	st->sleeping_getters = shmq__load_relaxed(&sh->data_sleepers);
+	st->sleeping_putters = shmq__load_relaxed(&sh->space_sleepers);
+	st->shut_down = shmq__mpmc_is_shut(&q->ring);
+	return 0;
+}
+
+int shmq__queue_watch(shmq_queue *q, struct shmq__watch *w)
+{
+	if (!q || !w)
+		return -EINVAL;
+	w->word = &q->ring.sh->data_word;
+	w->sleepers = &q->ring.sh->data_sleepers;
+	return 0;
+}
+
+bool shmq__queue_readable(shmq_queue *q)
+{
+	return q && shmq__mpmc_readable(&q->ring);
+}

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT */
+/* Layer 1: futex wait/wake on shared words and the spin-then-sleep policy. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "core/atomic_int.h"
+#include "core/compiler_int.h"
+#include "core/wait_int.h"
+
+/* Spins between sched_yield() calls inside the spin phase. */
+#define SHMQ__SPIN_YIELD_EVERY 256u
+
+int64_t shmq__deadline(int64_t timeout_ns)
+{
+	int64_t now;
+
+	if (timeout_ns < 0)
+		return SHMQ__NO_DEADLINE;
+	now = shmq_now_ns();
+	if (timeout_ns > SHMQ__NO_DEADLINE - now)
+		return SHMQ__NO_DEADLINE;
+	return now + timeout_ns;
+}
+
+int64_t shmq__remaining(int64_t deadline)
+{
+	int64_t now;
+
+	if (deadline == SHMQ__NO_DEADLINE)
+		return INT64_MAX;
+	now = shmq_now_ns();
+	return deadline > now ? deadline - now : 0;
+}
+
+static uint32_t spin_budget_parse(void)
+{
+	const char *s = getenv("SHMQ_SPIN");
+	char *end;
+	unsigned long v;
+
+	if (!s || !*s)
+		return SHMQ__SPIN_DEFAULT;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > 10000000ul)
+		return SHMQ__SPIN_DEFAULT;
+	return (uint32_t)v;
+}
+
+uint32_t shmq__spin_budget(void)
+{
+	/* Read once per process.  The cached value is derived from the
+	 * environment only, so a racing first call computes the same value;
+	 * relaxed is enough: nothing else is published through it. */
+	static uint32_t cached; /* 0: not read yet; else budget + 1 */
+	uint32_t v = shmq__load_relaxed(&cached);
+
+	if (SHMQ__LIKELY(v))
+		return v - 1;
+	v = spin_budget_parse() + 1;
+	shmq__store_relaxed(&cached, v); /* idempotent: every writer stores the same value */
+	return v - 1;
+}
+
+int shmq__futex_wait(const uint32_t *word, uint32_t expected, int64_t deadline)
+{
+	struct timespec ts, *tsp = NULL;
+	long rc;
+
+	if (deadline != SHMQ__NO_DEADLINE) {
+		if (deadline <= shmq_now_ns())
+			return -ETIMEDOUT;
+		ts.tv_sec = deadline / 1000000000;
+		ts.tv_nsec = deadline % 1000000000;
+		tsp = &ts;
+	}
+	for (;;) {
+		/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC timeout.
+		 * Shared (not FUTEX_PRIVATE_FLAG): the word lives in a mapping
+		 * other processes wait on too. */
+		rc = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tsp, NULL,
+			     FUTEX_BITSET_MATCH_ANY);
+		if (rc == 0)
+			return 0;
+		switch (errno) {
+		case EINTR:
+			continue;
+		case EAGAIN:
+			return 0; /* the word had changed already */
+		case ETIMEDOUT:
+			return -ETIMEDOUT;
+		default:
+			return -errno;
+		}
+	}
+}
+
+int shmq__futex_wake(const uint32_t *word, int n)
+{
+	long rc;
+
+	rc = syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+	return rc < 0 ? -errno : (int)rc;
+}
+
+/* The spin phase: true once *word != old. */
+static bool spin_until_changed(const uint32_t *word, uint32_t old)
+{
+	uint32_t budget = shmq__spin_budget();
+
+	for (uint32_t i = 0; i < budget; i++) {
+		/* pairs with the waker's seq_cst change of *word */
+		if (shmq__load_acquire(word) != old)
+			return true;
+		if ((i + 1) % SHMQ__SPIN_YIELD_EVERY == 0)
+			sched_yield(); /* on 2 cores the waker may need ours */
+		else
+			shmq__cpu_relax();
+	}
+	return false;
+}
+
+int shmq__wait_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+		    int64_t deadline, int64_t slice_ns)
+{
+	if (spin_until_changed(word, old))
+		return 0;
+	return shmq__sleep_word(word, old, sleepers, deadline, slice_ns);
+}
+
+int shmq__sleep_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+		     int64_t deadline, int64_t slice_ns)
+{
+	return shmq__sleep_word_counted(word, old, sleepers, deadline, slice_ns, NULL);
+}
+
+int shmq__sleep_word_counted(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+			     int64_t deadline, int64_t slice_ns, uint64_t *waits)
+{
+	int64_t until = deadline;
+	int rc;
+
+	if (slice_ns > 0) {
+		int64_t now = shmq_now_ns();
+
+		if (deadline != SHMQ__NO_DEADLINE && deadline <= now)
+			return -ETIMEDOUT;
+		if (deadline == SHMQ__NO_DEADLINE || deadline - now > slice_ns)
+			until = now + slice_ns;
+	}
+	if (sleepers)
+		shmq__fetch_add_seq_cst(sleepers, 1);
+	/* Dekker with shmq__wake_word: our increment of *sleepers and this
+	 * load are both seq_cst, as are the waker's change and its load of
+	 * *sleepers, so at least one side sees the other. */
+	if (shmq__load_seq_cst(word) != old) {
+		rc = 0;
+	} else {
+		shmq__count_event(waits);
+		rc = shmq__futex_wait(word, old, until);
+	}
+	if (sleepers)
+		shmq__fetch_sub_seq_cst(sleepers, 1);
+	if (rc == -ETIMEDOUT && until != deadline)
+		return shmq__load_acquire(word) != old ? 0 : -EINTR; /* pairs with the waker's change */
+	return rc; /* 0, -ETIMEDOUT, or an unexpected futex error (-EFAULT...) */
+}
+
+void shmq__wake_word(const uint32_t *word, const uint32_t *sleepers, int n)
+{
+	shmq__wake_word_counted(word, sleepers, n, NULL);
+}
+
+void shmq__wake_word_counted(const uint32_t *word, const uint32_t *sleepers, int n,
+			     uint64_t *wakes)
+{
+	if (sleepers && shmq__load_seq_cst(sleepers) == 0)
+		return;
+	shmq__count_event(wakes);
+	shmq__futex_wake(word, n);
+}

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private: layer 1, the wait layer.
+ *
+ * futex wait and wake on 32-bit words in shared memory (never
+ * FUTEX_PRIVATE_FLAG: the words are reached from several processes), with
+ * absolute CLOCK_MONOTONIC deadlines, EINTR retried, and the one adaptive
+ * policy every blocking call in libshmq uses: spin a bounded, tunable while,
+ * yield, then sleep.
+ *
+ * The sleeper-count protocol lets a waker skip the system call when nobody
+ * sleeps.  For a word W and its sleeper count S:
+ *
+ *   waiter:  S += 1 (seq_cst);  if W still == old: futex_wait(W, old);  S -= 1
+ *   waker:   change W (any order >= release);  if load(S) (seq_cst) != 0: futex_wake(W)
+ *
+ * The waker's change to W must be a seq_cst RMW or store (or be followed by
+ * shmq__fence_seq_cst()) so that it and the load of S cannot be reordered:
+ * then either the waiter's re-check of W sees the change, or the waker sees
+ * S != 0 and wakes.  The kernel's own check of W inside futex_wait closes the
+ * remaining window.
+ */
+#ifndef SHMQ__WAIT_H
+#define SHMQ__WAIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/atomic_int.h"
+
+/* Deadlines are absolute CLOCK_MONOTONIC nanoseconds; SHMQ__NO_DEADLINE waits forever. */
+#define SHMQ__NO_DEADLINE INT64_MAX
+
+/* Spin policy defaults, tunable with SHMQ_SPIN (iterations; 0 disables spinning). */
+#define SHMQ__SPIN_DEFAULT 2000u
+
+/* Convert a relative API timeout (SHMQ_NOWAIT, SHMQ_FOREVER, > 0) to a deadline.
+ * SHMQ_NOWAIT gives the current time (already expired); a negative other than
+ * SHMQ_FOREVER is treated as SHMQ_FOREVER. */
+int64_t shmq__deadline(int64_t timeout_ns);
+
+/* Nanoseconds left until deadline (0 if past, INT64_MAX for no deadline). */
+int64_t shmq__remaining(int64_t deadline);
+
+/* The spin budget for this process (SHMQ_SPIN, read once; SHMQ__SPIN_DEFAULT otherwise). */
+uint32_t shmq__spin_budget(void);
+
+/* futex(FUTEX_WAIT_BITSET) on a shared word until deadline.
+ * 0: woken, or the word no longer held expected (re-check it), or a spurious
+ * wake-up.  -ETIMEDOUT: the deadline passed.  EINTR is retried. */
+int shmq__futex_wait(const uint32_t *word, uint32_t expected, int64_t deadline);
+
+/* Wake up to n sleepers on word (INT32_MAX for all).  Returns the number woken. */
+int shmq__futex_wake(const uint32_t *word, int n);
+
+/*
+ * The adaptive wait: returns once *word != old (0), or at the deadline
+ * (-ETIMEDOUT), or when the sleep slice ends (-EINTR: nothing happened yet;
+ * the caller may check a peer's liveness, then call again).  Any other
+ * negative value is an unexpected futex failure to pass on.
+ *
+ * Spins up to shmq__spin_budget() iterations, then registers in *sleepers and
+ * sleeps on the futex for at most slice_ns (0: no slice, sleep to the deadline).
+ * sleepers may be NULL when the word's wakers always call futex_wake.
+ */
+int shmq__wait_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+		    int64_t deadline, int64_t slice_ns);
+
+/* shmq__wait_word without its spin phase, for callers that spin by a policy
+ * of their own first (a barrier spins without yielding, briefly): registers
+ * in *sleepers and sleeps at once.  Same returns as shmq__wait_word. */
+int shmq__sleep_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+		     int64_t deadline, int64_t slice_ns);
+
+/* The waker's side: after changing *word with seq_cst, wake n sleepers if
+ * *sleepers says there are any.  No system call when nobody sleeps. */
+void shmq__wake_word(const uint32_t *word, const uint32_t *sleepers, int n);
+
+/*
+ * Slow-path statistics for `shmq stat` (core/introspect_int.h).  Objects keep free
+ * running 64-bit counters of the futex waits their callers entered and of
+ * the futex wakes issued for them, on a line of their shared block that no
+ * fast path writes; a counter is bumped only right before the system call it
+ * counts, so a call that neither sleeps nor wakes anybody never touches it.
+ * At one event per microsecond a 64-bit counter wraps after 584 000 years.
+ * ctr may be NULL (not counted).
+ */
+static inline void shmq__count_event(uint64_t *ctr)
+{
+	if (ctr)
+		shmq__fetch_add_relaxed(ctr, 1); /* pairs with nothing: statistics only */
+}
+
+/* shmq__sleep_word and shmq__wake_word that also count, in *waits, each
+ * futex wait they enter and, in *wakes, each futex wake they issue. */
+int shmq__sleep_word_counted(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+			     int64_t deadline, int64_t slice_ns, uint64_t *waits);
+void shmq__wake_word_counted(const uint32_t *word, const uint32_t *sleepers, int n,
+			     uint64_t *wakes);
+
+#endif /* SHMQ__WAIT_H */

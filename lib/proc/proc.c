@@ -1,0 +1,633 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Processes (seed 12-4): the entry registry, shmq_dispatch, and children
+ * started with posix_spawn whose lifecycle is followed through a pidfd.
+ *
+ * How a child receives what it needs, without temporary files:
+ *   fd 3  the region's descriptor (dup2 in the child clears FD_CLOEXEC), named
+ *         by SHMQ_REGION_FD=3[:/name] in the child's environment
+ *   fd 4  for shmq_proc_spawn with len > 0: a memfd holding the argument bytes
+ *   argv  "/proc/self/exe" re-executed as {argv0, "--shmq-entry=NAME",
+ *         ["--shmq-arg=4"]}
+ * Every other descriptor is closed in the child (closefrom(5) after the dup2s).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "core/alloc_int.h"
+#include "core/atomic_int.h"
+#include "proc/proc_int.h"
+#include "core/region_int.h"
+#include "core/wait_int.h"
+#include "core/watch_int.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+#define ENTRY_FLAG     "--shmq-entry="
+#define ARG_FLAG       "--shmq-arg="
+#define ENTRY_NAME_MAX 255
+
+struct shmq_proc {
+	pid_t pid;
+	int pidfd;
+	int status;  /* valid once reaped */
+	bool reaped;
+};
+
+/* ---- the entry registry: the library's one global mutable state ---- */
+
+static struct shmq_entry *entry_head;
+
+SHMQ_API void shmq_entry_register(struct shmq_entry *e)
+{
+	struct shmq_entry *head;
+
+	if (!e || !e->name || !e->fn)
+		return;
+	if (shmq__entry_find(e->name) == e)
+		return;
+	head = shmq__load_acquire(&entry_head); /* pairs with the CAS below */
+	do {
+		e->next = head;
+		/* release publishes e->next and e's fields to shmq__entry_find's acquire */
+	} while (!shmq__cas_acq_rel(&entry_head, &head, e));
+}
+
+const struct shmq_entry *shmq__entry_find(const char *name)
+{
+	/* pairs with the release CAS in shmq_entry_register */
+	const struct shmq_entry *e = shmq__load_acquire(&entry_head);
+
+	for (; e; e = e->next)
+		if (strcmp(e->name, name) == 0)
+			return e;
+	return NULL;
+}
+
+/* ---- small system helpers ---- */
+
+static int sys_pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int sys_pidfd_send_signal(int pidfd, int sig)
+{
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+static void close_keep_errno(int fd)
+{
+	int saved = errno;
+
+	if (fd >= 0)
+		close(fd);
+	errno = saved;
+}
+
+/* A CLOEXEC copy of fd numbered >= SHMQ__CHILD_FIRST_FREE, so the dup2s into
+ * the child's fixed numbers never clobber a source still to be copied. */
+static int fd_lift(int fd, int *tmp)
+{
+	if (fd >= SHMQ__CHILD_FIRST_FREE)
+		return fd;
+	*tmp = fcntl(fd, F_DUPFD_CLOEXEC, SHMQ__CHILD_FIRST_FREE);
+	return *tmp < 0 ? -errno : *tmp;
+}
+
+/* ---- building the child's environment ---- */
+
+static bool env_is_region(const char *s)
+{
+	size_t n = sizeof(SHMQ__REGION_ENV) - 1;
+
+	return strncmp(s, SHMQ__REGION_ENV, n) == 0 && s[n] == '=';
+}
+
+void shmq__env_free(struct shmq__env *env)
+{
+	if (env->vec)
+		shmq__free(env->vec, env->cap * sizeof(char *));
+	env->vec = NULL;
+}
+
+int shmq__env_build(struct shmq__env *env, char *const *base, const char *extra)
+{
+	size_t n = 0, k = 0;
+
+	if (!base)
+		base = environ;
+	while (base && base[n])
+		n++;
+	env->cap = n + 2;
+	env->vec = shmq__malloc(env->cap * sizeof(char *));
+	if (!env->vec)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (!env_is_region(base[i]))
+			env->vec[k++] = base[i];
+	if (extra)
+		env->vec[k++] = (char *)extra;
+	env->vec[k] = NULL;
+	return 0;
+}
+
+/* ---- options ---- */
+
+static int opts_check(const struct shmq_proc_opts *o)
+{
+	if (!o)
+		return 0;
+	if (o->flags & ~SHMQ_PROC_NEWPGRP)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++)
+		if (o->reserved[i])
+			return -EINVAL;
+	if (o->stdin_fd < SHMQ_PROC_DEVNULL || o->stdout_fd < SHMQ_PROC_DEVNULL ||
+	    o->stderr_fd < SHMQ_PROC_DEVNULL)
+		return -EINVAL;
+	return 0;
+}
+
+/* ---- posix_spawn plumbing shared with run.c ---- */
+
+void shmq__spawn_init(struct shmq__spawn *s)
+{
+	memset(s, 0, sizeof(*s));
+	for (int i = 0; i < SHMQ__SPAWN_FDS; i++) {
+		s->src[i] = -1;
+		s->tmp[i] = -1;
+	}
+	s->pgroup = -1;
+}
+
+void shmq__spawn_fini(struct shmq__spawn *s)
+{
+	for (int i = 0; i < SHMQ__SPAWN_FDS; i++)
+		close_keep_errno(s->tmp[i]);
+	shmq__env_free(&s->env);
+}
+
+/* Give the child fd `target` as a copy of the caller's `fd`. */
+int shmq__spawn_fd(struct shmq__spawn *s, int target, int fd)
+{
+	int rc;
+
+	if (target < 0 || target >= SHMQ__SPAWN_FDS || fd < 0)
+		return -EINVAL;
+	rc = fd_lift(fd, &s->tmp[target]);
+	if (rc < 0)
+		return rc;
+	s->src[target] = rc;
+	return 0;
+}
+
+static int stream_action(posix_spawn_file_actions_t *fa, int target, int src, bool devnull)
+{
+	if (devnull)
+		return posix_spawn_file_actions_addopen(fa, target, "/dev/null",
+							target ? O_WRONLY : O_RDONLY, 0);
+	if (src >= 0)
+		return posix_spawn_file_actions_adddup2(fa, src, target);
+	return 0;
+}
+
+static int actions_build(posix_spawn_file_actions_t *fa, const struct shmq__spawn *s)
+{
+	int rc = 0;
+
+	for (int t = 0; t < SHMQ__SPAWN_FDS && !rc; t++)
+		rc = stream_action(fa, t, s->src[t], t < 3 && s->devnull[t]);
+	if (!rc && s->cwd)
+		rc = posix_spawn_file_actions_addchdir_np(fa, s->cwd);
+	if (!rc)
+		rc = posix_spawn_file_actions_addclosefrom_np(fa, SHMQ__CHILD_FIRST_FREE);
+	return rc;
+}
+
+static int attr_build(posix_spawnattr_t *at, const struct shmq__spawn *s)
+{
+	sigset_t none, dfl;
+	short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+	int rc;
+
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	sigaddset(&dfl, SIGXFSZ);
+	if (s->pgroup >= 0)
+		flags |= POSIX_SPAWN_SETPGROUP;
+	rc = posix_spawnattr_setsigmask(at, &none);
+	if (!rc)
+		rc = posix_spawnattr_setsigdefault(at, &dfl);
+	if (!rc && s->pgroup >= 0)
+		rc = posix_spawnattr_setpgroup(at, s->pgroup);
+	if (!rc)
+		rc = posix_spawnattr_setflags(at, flags);
+	return rc;
+}
+
+int shmq__spawn_run(struct shmq__spawn *s, const char *path, char *const argv[], pid_t *pid)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	int rc;
+
+	rc = posix_spawn_file_actions_init(&fa);
+	if (rc)
+		return -rc;
+	rc = posix_spawnattr_init(&at);
+	if (rc) {
+		posix_spawn_file_actions_destroy(&fa);
+		return -rc;
+	}
+	rc = actions_build(&fa, s);
+	if (!rc)
+		rc = attr_build(&at, s);
+	if (!rc)
+		rc = (s->search ? posix_spawnp : posix_spawn)(pid, path, &fa, &at, argv,
+							      s->env.vec);
+	posix_spawnattr_destroy(&at);
+	posix_spawn_file_actions_destroy(&fa);
+	return -rc;
+}
+
+/* ---- handles ---- */
+
+/* Take ownership of a just-spawned, not yet waited-for child.  It cannot have
+ * been reaped (we are its parent and have not waited), so its pid still names
+ * it when pidfd_open runs. */
+static int proc_adopt(pid_t pid, shmq_proc **out)
+{
+	shmq_proc *p = shmq__calloc(1, sizeof(*p));
+	int rc;
+
+	if (!p) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	p->pid = pid;
+	p->pidfd = sys_pidfd_open(pid);
+	if (p->pidfd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	*out = p;
+	return 0;
+fail:
+	/* Nothing can follow this child: do not leave it running or a zombie. */
+	kill(pid, SIGKILL);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (p)
+		shmq__free(p, sizeof(*p));
+	return rc;
+}
+
+static void opts_apply(struct shmq__spawn *s, const struct shmq_proc_opts *o)
+{
+	if (!o)
+		return;
+	s->cwd = o->cwd;
+	if (o->flags & SHMQ_PROC_NEWPGRP)
+		s->pgroup = 0;
+}
+
+static int opts_streams(struct shmq__spawn *s, const struct shmq_proc_opts *o)
+{
+	const int fds[3] = { o ? o->stdin_fd : 0, o ? o->stdout_fd : 0, o ? o->stderr_fd : 0 };
+	int rc = 0;
+
+	for (int t = 0; t < 3 && !rc; t++) {
+		if (fds[t] == SHMQ_PROC_DEVNULL)
+			s->devnull[t] = true;
+		else if (fds[t] > 0 && fds[t] != t)
+			rc = shmq__spawn_fd(s, t, fds[t]);
+	}
+	return rc;
+}
+
+/* The common path of spawn and exec: region, streams, environment, spawn, adopt. */
+static int proc_start(shmq_region *r, const char *path, char *const argv[], bool search,
+		      const struct shmq_proc_opts *o, struct shmq__spawn *s, shmq_proc **out)
+{
+	char envbuf[sizeof(SHMQ__REGION_ENV) + 16 + SHMQ_NAME_MAX + 2];
+	pid_t pid;
+	int rc;
+
+	s->search = search;
+	opts_apply(s, o);
+	rc = opts_streams(s, o);
+	if (!rc && r) {
+		snprintf(envbuf, sizeof(envbuf), "%s=%d%s%s", SHMQ__REGION_ENV,
+			 SHMQ__CHILD_REGION_FD, r->name[0] ? ":" : "", r->name);
+		rc = shmq__spawn_fd(s, SHMQ__CHILD_REGION_FD, shmq__region_fd(r));
+	}
+	if (!rc)
+		rc = shmq__env_build(&s->env, o ? o->envp : NULL, r ? envbuf : NULL);
+	if (!rc)
+		rc = shmq__spawn_run(s, path, argv, &pid);
+	if (!rc)
+		rc = proc_adopt(pid, out);
+	return rc;
+}
+
+/* The argument bytes in a memfd (the child preads them; no temp file). */
+static int arg_memfd(const void *arg, size_t len)
+{
+	const char *p = arg;
+	int fd = memfd_create("shmq-arg", MFD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int rc = n < 0 ? -errno : -EIO;
+
+			close(fd);
+			return rc;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return fd;
+}
+
+SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg, size_t len,
+			     const struct shmq_proc_opts *o, shmq_proc **out)
+{
+	char flag[sizeof(ENTRY_FLAG) + ENTRY_NAME_MAX];
+	char argflag[sizeof(ARG_FLAG) + 12];
+	char *argv[4];
+	struct shmq__spawn s;
+	int rc, fd = -1;
+
+	if (!entry || !out || (len && !arg) || strlen(entry) > ENTRY_NAME_MAX || !*entry)
+		return -EINVAL;
+	rc = opts_check(o);
+	if (rc)
+		return rc;
+	if (!shmq__entry_find(entry))
+		return -ENOENT;
+	snprintf(flag, sizeof(flag), "%s%s", ENTRY_FLAG, entry);
+	snprintf(argflag, sizeof(argflag), "%s%d", ARG_FLAG, SHMQ__CHILD_ARG_FD);
+	argv[0] = program_invocation_name;
+	argv[1] = flag;
+	argv[2] = len ? argflag : NULL;
+	argv[3] = NULL;
+	shmq__spawn_init(&s);
+	if (len) {
+		fd = arg_memfd(arg, len);
+		rc = fd < 0 ? fd : shmq__spawn_fd(&s, SHMQ__CHILD_ARG_FD, fd);
+	}
+	if (!rc)
+		rc = proc_start(r, "/proc/self/exe", argv, false, o, &s, out);
+	close_keep_errno(fd);
+	shmq__spawn_fini(&s);
+	return rc;
+}
+
+SHMQ_API int shmq_proc_exec(shmq_region *r, char *const argv[], const struct shmq_proc_opts *o,
+			    shmq_proc **out)
+{
+	struct shmq__spawn s;
+	int rc;
+
+	if (!argv || !argv[0] || !*argv[0] || !out)
+		return -EINVAL;
+	rc = opts_check(o);
+	if (rc)
+		return rc;
+	shmq__spawn_init(&s);
+	rc = proc_start(r, argv[0], argv, strchr(argv[0], '/') == NULL, o, &s, out);
+	shmq__spawn_fini(&s);
+	return rc;
+}
+
+/* ---- lifecycle ---- */
+
+int shmq__status_from_siginfo(const siginfo_t *si)
+{
+	if (si->si_code == CLD_EXITED)
+		return si->si_status;
+	return -si->si_status;
+}
+
+/* Reap p if it has exited: 0, -EAGAIN while it runs (with WNOHANG), -errno. */
+static int proc_reap(shmq_proc *p, int flags)
+{
+	siginfo_t si;
+
+	if (p->reaped)
+		return 0;
+	for (;;) {
+		memset(&si, 0, sizeof(si));
+		if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | flags) == 0)
+			break;
+		if (errno != EINTR)
+			return -errno;
+	}
+	if (si.si_pid == 0)
+		return -EAGAIN;
+	p->status = shmq__status_from_siginfo(&si);
+	p->reaped = true;
+	return 0;
+}
+
+/* Sleep until the pidfd is readable (the process exited) or the deadline. */
+static int pidfd_wait(int pidfd, int64_t deadline)
+{
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+
+	for (;;) {
+		int64_t left = shmq__remaining(deadline);
+		struct timespec ts = { (time_t)(left / 1000000000), (long)(left % 1000000000) };
+		int n;
+
+		if (left == 0)
+			return -ETIMEDOUT;
+		n = ppoll(&pfd, 1, left == INT64_MAX ? NULL : &ts, NULL);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+SHMQ_API int shmq_proc_join(shmq_proc *p, int64_t timeout_ns)
+{
+	int64_t deadline;
+	int rc;
+
+	if (!p)
+		return -EINVAL;
+	if (timeout_ns < 0)
+		return proc_reap(p, 0);
+	rc = proc_reap(p, WNOHANG);
+	if (rc != -EAGAIN || timeout_ns == SHMQ_NOWAIT)
+		return rc;
+	deadline = shmq__deadline(timeout_ns);
+	for (;;) {
+		rc = pidfd_wait(p->pidfd, deadline);
+		if (rc)
+			return rc;
+		rc = proc_reap(p, WNOHANG);
+		if (rc != -EAGAIN)
+			return rc;
+	}
+}
+
+SHMQ_API bool shmq_proc_is_alive(shmq_proc *p)
+{
+	return p && proc_reap(p, WNOHANG) == -EAGAIN;
+}
+
+SHMQ_API int shmq_proc_exitcode(shmq_proc *p)
+{
+	int rc;
+
+	if (!p)
+		return -EINVAL;
+	rc = proc_reap(p, WNOHANG);
+	return rc ? rc : p->status;
+}
+
+SHMQ_API int shmq_proc_kill(shmq_proc *p, int sig)
+{
+	int rc;
+
+	if (!p || sig <= 0 || sig >= NSIG)
+		return -EINVAL;
+	rc = proc_reap(p, WNOHANG);
+	if (rc != -EAGAIN)
+		return rc;
+	if (sys_pidfd_send_signal(p->pidfd, sig) == 0 || errno == ESRCH)
+		return 0;
+	return -errno;
+}
+
+SHMQ_API pid_t shmq_proc_pid(const shmq_proc *p)
+{
+	return p ? p->pid : -EINVAL;
+}
+
+SHMQ_API void shmq_proc_close(shmq_proc *p)
+{
+	if (!p)
+		return;
+	if (proc_reap(p, WNOHANG) == -EAGAIN) {
+		sys_pidfd_send_signal(p->pidfd, SIGKILL);
+		proc_reap(p, 0);
+	}
+	close(p->pidfd);
+	shmq__free(p, sizeof(*p));
+}
+
+int shmq__proc_pidfd(shmq_proc *p)
+{
+	if (!p)
+		return -EINVAL;
+	return p->pidfd;
+}
+
+/* ---- the child's side ---- */
+
+/* Read the argument memfd (fd) into a private buffer. */
+static int arg_load(int fd, void **buf, size_t *len)
+{
+	struct stat st;
+	size_t done = 0;
+	char *p;
+
+	if (fstat(fd, &st) || st.st_size <= 0)
+		return -EINVAL;
+	p = shmq__malloc((size_t)st.st_size);
+	if (!p)
+		return -ENOMEM;
+	while (done < (size_t)st.st_size) {
+		ssize_t n = pread(fd, p + done, (size_t)st.st_size - done, (off_t)done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			shmq__free(p, (size_t)st.st_size);
+			return -EIO;
+		}
+		done += (size_t)n;
+	}
+	*buf = p;
+	*len = done;
+	return 0;
+}
+
+/* Parse "--shmq-arg=N" (argv[2]) and load the bytes from fd N. */
+static int dispatch_arg(int argc, char **argv, void **buf, size_t *len)
+{
+	char *end;
+	long fd;
+	int rc;
+
+	*buf = NULL;
+	*len = 0;
+	if (argc < 3 || !argv[2] || strncmp(argv[2], ARG_FLAG, sizeof(ARG_FLAG) - 1))
+		return 0;
+	fd = strtol(argv[2] + sizeof(ARG_FLAG) - 1, &end, 10);
+	if (*end || fd < 0 || fd > INT_MAX)
+		return -EINVAL;
+	rc = arg_load((int)fd, buf, len);
+	close((int)fd);
+	return rc;
+}
+
+static int dispatch_child(int argc, char **argv)
+{
+	const struct shmq_entry *e = shmq__entry_find(argv[1] + sizeof(ENTRY_FLAG) - 1);
+	shmq_region *r = NULL;
+	void *arg;
+	size_t len;
+	int ret;
+
+	if (!e)
+		return SHMQ_EXIT_NOENTRY;
+	if (dispatch_arg(argc, argv, &arg, &len))
+		return SHMQ_EXIT_SETUP;
+	if (getenv(SHMQ__REGION_ENV) && shmq_region_inherit(&r)) {
+		shmq__free(arg, len);
+		return SHMQ_EXIT_SETUP;
+	}
+	ret = e->fn(r, arg, len);
+	shmq_region_close(r);
+	shmq__free(arg, len);
+	return ret;
+}
+
+SHMQ_API int shmq_dispatch(int argc, char **argv)
+{
+	if (argc < 2 || !argv || !argv[1] ||
+	    strncmp(argv[1], ENTRY_FLAG, sizeof(ENTRY_FLAG) - 1) != 0)
+		return 0;
+	exit(dispatch_child(argc, argv));
+}

@@ -1,0 +1,598 @@
+/* SPDX-License-Identifier: MIT */
+/* Layer 2: the MPMC slot ring.  The protocol is described in ring/mpmc_int.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "core/atomic_int.h"
+#include "core/compiler_int.h"
+#include "ring/mpmc_int.h"
+
+enum {
+	ST_EMPTY = 0,
+	ST_WRITING = 1,
+	ST_FULL = 2,
+	ST_READING = 3,
+};
+
+#define LAP_BITS 31u
+#define LAP_MASK ((1u << LAP_BITS) - 1)
+#define OWNER_SHIFT 33u
+/* A call that loops this often without progress checks the index invariant,
+ * so overwritten indices end in -EBADMSG instead of a long walk. */
+#define CHECK_EVERY 64u
+
+/* ---- ctl words ---- */
+
+static inline uint64_t ctl_make(uint32_t lap, unsigned st, uint32_t owner)
+{
+	return (uint64_t)owner << OWNER_SHIFT | (uint64_t)(lap & LAP_MASK) << 2 | st;
+}
+
+static inline unsigned ctl_state(uint64_t w)
+{
+	return (unsigned)(w & 3u);
+}
+
+static inline uint32_t ctl_lap(uint64_t w)
+{
+	return (uint32_t)(w >> 2) & LAP_MASK;
+}
+
+static inline uint32_t ctl_owner(uint64_t w)
+{
+	return (uint32_t)(w >> OWNER_SHIFT);
+}
+
+/* Signed difference a - b of two 31-bit laps (see the wraparound argument in ring/mpmc_int.h). */
+static inline int32_t lap_diff(uint32_t a, uint32_t b)
+{
+	return (int32_t)((a - b) << 1) >> 1;
+}
+
+/*
+ * Position pos is in slot pos % capacity during lap pos / capacity (ring/mpmc_int.h,
+ * Positions): a shift and a mask when the capacity is a power of two (pow2),
+ * a division otherwise.  The hot paths (claims, publish, release) take pow2
+ * as a compile-time constant: each is inlined once per kind, and the entry
+ * points pick the instance on the handle's flag, once per call (a branch
+ * that always goes the same way for a handle).  So the power-of-two instance
+ * is the shift-and-mask code alone.  Everything else passes the flag.
+ */
+static SHMQ__ALWAYS_INLINE uint32_t lap_of_k(const struct shmq__mpmc *m, uint64_t pos, bool pow2)
+{
+	if (pow2)
+		return (uint32_t)(pos >> m->cap_log2) & LAP_MASK;
+	return (uint32_t)(pos / m->capacity) & LAP_MASK;
+}
+
+/* The slot of a position: always inside the ring, whatever pos holds,
+ * because mask, capacity and slot_size are the handle's verified copies. */
+static SHMQ__ALWAYS_INLINE struct shmq__mpmc_slot *slot_at_k(const struct shmq__mpmc *m,
+							     uint64_t pos, bool pow2)
+{
+	uint64_t i = pow2 ? pos & m->mask : pos % m->capacity;
+
+	return (struct shmq__mpmc_slot *)(m->slots + i * m->slot_size);
+}
+
+static inline uint32_t lap_of(const struct shmq__mpmc *m, uint64_t pos)
+{
+	return lap_of_k(m, pos, m->pow2);
+}
+
+static inline struct shmq__mpmc_slot *slot_at(const struct shmq__mpmc *m, uint64_t pos)
+{
+	return slot_at_k(m, pos, m->pow2);
+}
+
+/* ---- geometry ---- */
+
+static uint32_t slot_size_for(uint32_t max_msg)
+{
+	return (uint32_t)SHMQ__ALIGN_UP((uint64_t)max_msg + SHMQ__MPMC_SLOT_HDR,
+					(uint64_t)SHMQ__CACHELINE);
+}
+
+uint64_t shmq__mpmc_footprint(uint32_t capacity, uint32_t max_msg)
+{
+	if (capacity == 0 || capacity > SHMQ__MPMC_CAP_MAX || max_msg > SHMQ__MPMC_MSG_MAX)
+		return 0;
+	return sizeof(struct shmq__mpmc_shared) + (uint64_t)capacity * slot_size_for(max_msg);
+}
+
+static bool owner_kind_valid(uint32_t kind)
+{
+	return kind == SHMQ__MPMC_OWNER_REGION || kind == SHMQ__MPMC_OWNER_PID;
+}
+
+int shmq__mpmc_init(void *mem, uint64_t size, uint32_t capacity, uint32_t max_msg,
+		    uint32_t owner_kind)
+{
+	struct shmq__mpmc_shared *sh = mem;
+	uint64_t need = shmq__mpmc_footprint(capacity, max_msg);
+
+	if (!mem || need == 0 || size < need || !owner_kind_valid(owner_kind) ||
+	    ((uintptr_t)mem % SHMQ__CACHELINE) != 0)
+		return -EINVAL;
+	/* Nobody is attached yet: plain stores; whoever attaches later learns
+	 * of this memory through a release (the region directory's READY
+	 * store, or the caller's own publication of a placed ring). */
+	memset(mem, 0, need); /* every slot starts EMPTY(0), owner 0 */
+	sh->magic = SHMQ__MPMC_MAGIC;
+	sh->version = SHMQ__IS_POW2(capacity) ? SHMQ__MPMC_VERSION_POW2 : SHMQ__MPMC_VERSION;
+	sh->capacity = capacity;
+	sh->max_msg = max_msg;
+	sh->slot_size = slot_size_for(max_msg);
+	sh->owner_kind = owner_kind;
+	sh->footprint = need;
+	return 0;
+}
+
+static uint32_t log2_u32(uint32_t v)
+{
+	return (uint32_t)__builtin_ctz(v);
+}
+
+int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t owner_kind,
+		      uint32_t self, shmq__mpmc_alive_fn alive, void *alive_ctx)
+{
+	struct shmq__mpmc_shared *sh = mem;
+	uint32_t cap, max_msg, slot_size, kind, version;
+	uint64_t footprint;
+
+	if (!m || !mem || !alive || self == 0 || self >= (1u << 31))
+		return -EINVAL;
+	if (size < sizeof(*sh) || ((uintptr_t)mem % SHMQ__CACHELINE) != 0)
+		return -EBADMSG;
+	/* relaxed: the geometry was published before mem reached us (see init) */
+	if (shmq__load_relaxed(&sh->magic) != SHMQ__MPMC_MAGIC)
+		return -EBADMSG;
+	version = shmq__load_relaxed(&sh->version);
+	if (version != SHMQ__MPMC_VERSION && version != SHMQ__MPMC_VERSION_POW2)
+		return -EPROTO;
+	cap = shmq__load_relaxed(&sh->capacity);
+	max_msg = shmq__load_relaxed(&sh->max_msg);
+	slot_size = shmq__load_relaxed(&sh->slot_size);
+	kind = shmq__load_relaxed(&sh->owner_kind);
+	footprint = shmq__load_relaxed(&sh->footprint);
+	if (shmq__mpmc_footprint(cap, max_msg) == 0 || slot_size != slot_size_for(max_msg) ||
+	    footprint != shmq__mpmc_footprint(cap, max_msg) || footprint > size ||
+	    !owner_kind_valid(kind) ||
+	    (version == SHMQ__MPMC_VERSION_POW2 && !SHMQ__IS_POW2(cap)))
+		return -EBADMSG;
+	if (kind != owner_kind)
+		return -EINVAL;
+	m->sh = sh;
+	m->slots = (uint8_t *)mem + sizeof(*sh);
+	m->capacity = cap;
+	m->pow2 = SHMQ__IS_POW2(cap);
+	m->cap_log2 = m->pow2 ? log2_u32(cap) : 0;
+	m->mask = (uint64_t)cap - 1;
+	m->slot_size = slot_size;
+	m->max_msg = max_msg;
+	m->self = self;
+	m->alive = alive;
+	m->alive_ctx = alive_ctx;
+	return 0;
+}
+
+/* ---- index helpers ---- */
+
+int shmq__mpmc_check(const struct shmq__mpmc *m)
+{
+	/* seq_cst: three reads in one total order; head read twice so that the
+	 * tail read in between saw an instant at which head was h */
+	uint64_t h = shmq__load_seq_cst(&m->sh->head);
+	uint64_t t = shmq__load_seq_cst(&m->sh->tail);
+	uint64_t h2 = shmq__load_seq_cst(&m->sh->head);
+	int64_t d = (int64_t)(t - h);
+
+	if (h != h2)
+		return 0; /* moved: no verdict, the caller loops again */
+	if (d < -2 || d > (int64_t)m->capacity + 2)
+		return -EBADMSG;
+	return 0;
+}
+
+/* Move an index from pos to pos + 1 unless someone did; returns its value now.
+ * An index is a hint: every decision is made by a CAS on a slot's ctl.  But
+ * an index may only pass a slot that was claimed, so its release publishes
+ * that claim and its acquire (here and in index_load) lets a reader of the
+ * index see the claim: "states no current index can meet" then really are
+ * impossible, on any memory model.  Free on x86 (a locked op, plain loads). */
+static inline uint64_t index_advance(uint64_t *idx, uint64_t pos)
+{
+	uint64_t expect = pos;
+
+	if (shmq__cas_acq_rel(idx, &expect, pos + 1))
+		return pos + 1;
+	return expect;
+}
+
+/* pairs with the release in index_advance */
+static inline uint64_t index_load(const uint64_t *idx)
+{
+	return shmq__load_acquire(idx);
+}
+
+/* ---- put ---- */
+
+/* We hold WRITING at pos but the queue was shut down: give the slot back as
+ * consumed, so consumers pass it, and let the tail move on. */
+SHMQ__COLD static int put_abort(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t pos)
+{
+	/* seq_cst: pairs with a consumer's seq_cst re-check in get's -EPIPE path */
+	shmq__store_seq_cst(&s->ctl, ctl_make(lap_of(m, pos) + 1, ST_EMPTY, 0));
+	index_advance(&m->sh->tail, pos);
+	return -EPIPE;
+}
+
+/* The slot at a tail position still holds the previous lap: the ring is full
+ * unless our tail is stale. */
+static int put_full(struct shmq__mpmc *m, uint64_t *pos, uint64_t w,
+		    struct shmq__mpmc_block *blk)
+{
+	uint64_t t = index_load(&m->sh->tail);
+
+	if (t != *pos) {
+		*pos = t;
+		return 1; /* retry */
+	}
+	blk->pos = t;
+	blk->ctl = w;
+	return -EAGAIN;
+}
+
+/* A state no current tail can meet: stale tail (retry) or overwritten memory. */
+SHMQ__COLD static int put_impossible(struct shmq__mpmc *m, uint64_t *pos)
+{
+	uint64_t t = shmq__load_seq_cst(&m->sh->tail);
+
+	if (t != *pos) {
+		*pos = t;
+		return 1;
+	}
+	return -EBADMSG;
+}
+
+static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out,
+					 struct shmq__mpmc_block *blk, bool pow2)
+{
+	uint64_t pos = index_load(&m->sh->tail);
+
+	if (SHMQ__UNLIKELY(shmq__load_relaxed(&m->sh->shut))) /* early out; re-checked below */
+		return -EPIPE;
+	for (uint32_t n = 1;; n++) {
+		struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
+		uint32_t lap = lap_of_k(m, pos, pow2);
+		/* acquire: pairs with the consumer's release of EMPTY(lap) in
+		 * get_release, so its reads of the old message are done */
+		uint64_t w = shmq__load_acquire(&s->ctl);
+		int32_t d = lap_diff(ctl_lap(w), lap);
+		int rc;
+
+		if (SHMQ__UNLIKELY(n % CHECK_EVERY == 0) && shmq__mpmc_check(m))
+			return -EBADMSG;
+		if (d == 0 && ctl_state(w) == ST_EMPTY) {
+			/* seq_cst: the claim is ordered before our load of shut
+			 * below (Dekker with shutdown and a consumer's -EPIPE) */
+			if (!shmq__cas_seq_cst(&s->ctl, &w, ctl_make(lap, ST_WRITING, m->self)))
+				continue;
+			if (SHMQ__UNLIKELY(shmq__load_seq_cst(&m->sh->shut)))
+				return put_abort(m, s, pos);
+			index_advance(&m->sh->tail, pos);
+			*pos_out = pos;
+			return 0;
+		}
+		if (d > 0 || d == 0) { /* claimed at this lap or later: help the tail on */
+			pos = index_advance(&m->sh->tail, pos);
+			continue;
+		}
+		if (d == -1 && ctl_state(w) != ST_EMPTY)
+			rc = put_full(m, &pos, w, blk);
+		else
+			rc = put_impossible(m, &pos);
+		if (rc <= 0)
+			return rc;
+	}
+}
+
+void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos)
+{
+	return slot_at(m, pos)->data;
+}
+
+static SHMQ__ALWAYS_INLINE void put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len,
+					    bool order_sc, bool pow2)
+{
+	struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
+	uint64_t w = ctl_make(lap_of_k(m, pos, pow2), ST_FULL, m->self);
+
+	/* relaxed: published by the store of FULL below; read after a consumer's
+	 * acquire of FULL (atomic because a stale consumer may read it while the
+	 * next lap's producer writes it; it then fails its CAS and drops it) */
+	shmq__store_relaxed(&s->len, len);
+	if (order_sc) /* seq_cst: Dekker with data_sleepers (see queue.c) */
+		shmq__store_seq_cst(&s->ctl, w);
+	else /* pairs with the consumer's load_acquire in get_claim; the
+	      * caller's seq_cst fence does the Dekker part */
+		shmq__store_release(&s->ctl, w);
+}
+
+int shmq__mpmc_put_claim(struct shmq__mpmc *m, uint64_t *pos, struct shmq__mpmc_block *blk)
+{
+	if (SHMQ__LIKELY(m->pow2))
+		return put_claim(m, pos, blk, true);
+	return put_claim(m, pos, blk, false);
+}
+
+void shmq__mpmc_put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bool order_sc)
+{
+	if (SHMQ__LIKELY(m->pow2))
+		put_publish(m, pos, len, order_sc, true);
+	else
+		put_publish(m, pos, len, order_sc, false);
+}
+
+static SHMQ__ALWAYS_INLINE int try_put(struct shmq__mpmc *m, const void *msg, size_t len,
+				       struct shmq__mpmc_block *blk, bool pow2)
+{
+	uint64_t pos = 0; /* set by a successful claim; 0 quiets -Wmaybe-uninitialized */
+	int rc;
+
+	rc = put_claim(m, &pos, blk, pow2);
+	if (SHMQ__UNLIKELY(rc))
+		return rc;
+	if (len) /* msg may be NULL for an empty message */
+		memcpy(slot_at_k(m, pos, pow2)->data, msg, len);
+	put_publish(m, pos, (uint32_t)len, true, pow2);
+	return 0;
+}
+
+int shmq__mpmc_try_put(struct shmq__mpmc *m, const void *msg, size_t len,
+		       struct shmq__mpmc_block *blk)
+{
+	if (SHMQ__UNLIKELY(len > m->max_msg))
+		return -EMSGSIZE;
+	if (SHMQ__LIKELY(m->pow2))
+		return try_put(m, msg, len, blk, true);
+	return try_put(m, msg, len, blk, false);
+}
+
+/* ---- get ---- */
+
+/* Re-read ctl after a read of len (which was acquire, so this load comes
+ * after it): did the slot keep the value w the whole time? */
+static inline bool ctl_unchanged(struct shmq__mpmc_slot *s, uint64_t w)
+{
+	return shmq__load_acquire(&s->ctl) == w; /* pairs with the publish of FULL */
+}
+
+/* FULL at head: check len, then claim.  0 claimed, 1 retry, <0 error. */
+static SHMQ__ALWAYS_INLINE int get_take(struct shmq__mpmc *m, struct shmq__mpmc_slot *s,
+					uint64_t pos, uint64_t w, size_t cap, uint32_t *len,
+					bool pow2)
+{
+	/* acquire: orders ctl_unchanged's re-read after this read */
+	uint32_t l = shmq__load_acquire(&s->len);
+
+	if (SHMQ__UNLIKELY(l > m->max_msg))
+		return ctl_unchanged(s, w) ? -EBADMSG : 1;
+	if (SHMQ__UNLIKELY(l > cap))
+		return ctl_unchanged(s, w) ? -EMSGSIZE : 1;
+	/* acq_rel: acquire pairs with the producer's publish of FULL (its data);
+	 * release is not needed by anyone but costs nothing on a locked op */
+	if (!shmq__cas_acq_rel(&s->ctl, &w, ctl_make(lap_of_k(m, pos, pow2), ST_READING, m->self)))
+		return 1;
+	index_advance(&m->sh->head, pos);
+	*len = l;
+	return 0;
+}
+
+/* Nothing published at pos: -EAGAIN (or -EPIPE once shut down), 1 to retry
+ * with a fresher head, -EBADMSG for a state no current head can meet. */
+static int get_empty(struct shmq__mpmc *m, uint64_t *pos, uint64_t w, int32_t d,
+		     struct shmq__mpmc_block *blk)
+{
+	struct shmq__mpmc_slot *s = slot_at(m, *pos);
+	uint64_t h = index_load(&m->sh->head);
+
+	if (h != *pos) {
+		*pos = h;
+		return 1;
+	}
+	/* Only READING may stay behind from the previous lap (its consumer
+	 * moved head already); EMPTY, WRITING or FULL of an older lap at the
+	 * current head cannot happen. */
+	if (d < -1 || (d == -1 && ctl_state(w) != ST_READING))
+		return -EBADMSG;
+	/* seq_cst pair: shutdown's store of shut, then a producer's claim CAS
+	 * and its load of shut.  If we see shut and then still no claim, any
+	 * later claim will see shut and abort. */
+	if (d != 0 || ctl_state(w) == ST_EMPTY) {
+		if (shmq__load_seq_cst(&m->sh->shut) && shmq__load_seq_cst(&s->ctl) == w)
+			return -EPIPE;
+	}
+	blk->pos = *pos;
+	blk->ctl = w;
+	return -EAGAIN;
+}
+
+static SHMQ__ALWAYS_INLINE int get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos_out,
+					 uint32_t *len, struct shmq__mpmc_block *blk, bool pow2)
+{
+	uint64_t pos = index_load(&m->sh->head);
+
+	for (uint32_t n = 1;; n++) {
+		struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
+		uint32_t lap = lap_of_k(m, pos, pow2);
+		/* acquire: pairs with the producer's publish of FULL */
+		uint64_t w = shmq__load_acquire(&s->ctl);
+		int32_t d = lap_diff(ctl_lap(w), lap);
+		unsigned st = ctl_state(w);
+		int rc;
+
+		if (SHMQ__UNLIKELY(n % CHECK_EVERY == 0) && shmq__mpmc_check(m))
+			return -EBADMSG;
+		if (d == 0 && st == ST_FULL) {
+			rc = get_take(m, s, pos, w, cap, len, pow2);
+			if (rc == 0)
+				*pos_out = pos;
+			if (rc <= 0)
+				return rc;
+			continue;
+		}
+		if (d > 0 || (d == 0 && st == ST_READING)) { /* taken: help head on */
+			pos = index_advance(&m->sh->head, pos);
+			continue;
+		}
+		if (d == 0 && st == ST_WRITING) { /* a producer is filling it */
+			uint64_t h = index_load(&m->sh->head);
+
+			if (h != pos) {
+				pos = h;
+				continue;
+			}
+			blk->pos = pos;
+			blk->ctl = w;
+			return -EAGAIN;
+		}
+		rc = get_empty(m, &pos, w, d, blk);
+		if (rc <= 0)
+			return rc;
+	}
+}
+
+static SHMQ__ALWAYS_INLINE void get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc,
+					    bool pow2)
+{
+	struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
+	uint64_t w = ctl_make(lap_of_k(m, pos, pow2) + 1, ST_EMPTY, 0);
+
+	if (order_sc) /* seq_cst: Dekker with space_sleepers (see queue.c) */
+		shmq__store_seq_cst(&s->ctl, w);
+	else /* pairs with the producer's load_acquire in put_claim; the
+	      * caller's seq_cst fence does the Dekker part */
+		shmq__store_release(&s->ctl, w);
+}
+
+int shmq__mpmc_get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos, uint32_t *len,
+			 struct shmq__mpmc_block *blk)
+{
+	if (SHMQ__LIKELY(m->pow2))
+		return get_claim(m, cap, pos, len, blk, true);
+	return get_claim(m, cap, pos, len, blk, false);
+}
+
+void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc)
+{
+	if (SHMQ__LIKELY(m->pow2))
+		get_release(m, pos, order_sc, true);
+	else
+		get_release(m, pos, order_sc, false);
+}
+
+static SHMQ__ALWAYS_INLINE ssize_t try_get(struct shmq__mpmc *m, void *buf, size_t cap,
+					   struct shmq__mpmc_block *blk, bool pow2)
+{
+	uint64_t pos = 0; /* both set by a successful claim; 0 quiets -Wmaybe-uninitialized */
+	uint32_t len = 0;
+	int rc;
+
+	rc = get_claim(m, cap, &pos, &len, blk, pow2);
+	if (SHMQ__UNLIKELY(rc))
+		return rc;
+	if (len) /* buf may be NULL with cap 0 */
+		memcpy(buf, slot_at_k(m, pos, pow2)->data, len);
+	get_release(m, pos, true, pow2);
+	return (ssize_t)len;
+}
+
+ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
+			   struct shmq__mpmc_block *blk)
+{
+	if (SHMQ__LIKELY(m->pow2))
+		return try_get(m, buf, cap, blk, true);
+	return try_get(m, buf, cap, blk, false);
+}
+
+/* ---- recovery ---- */
+
+int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk, bool quick)
+{
+	struct shmq__mpmc_slot *s = slot_at(m, blk->pos);
+	uint64_t w = blk->ctl;
+	unsigned st = ctl_state(w);
+	uint32_t owner = ctl_owner(w);
+	int alive;
+
+	if (st != ST_WRITING && st != ST_READING)
+		return 0;
+	if (owner == m->self)
+		return 0; /* our own process is running */
+	if (owner == 0)
+		return -EBADMSG;
+	alive = m->alive(m->alive_ctx, owner, quick);
+	if (alive != 0)
+		return alive < 0 ? alive : 0;
+	/* seq_cst: a release of the slot like get_release's, and ordered
+	 * before the caller's sleeper checks */
+	if (!shmq__cas_seq_cst(&s->ctl, &w, ctl_make(ctl_lap(w) + 1, ST_EMPTY, 0)))
+		return 0; /* it moved on by itself */
+	/* relaxed: statistics only */
+	shmq__fetch_add_relaxed(st == ST_WRITING ? &m->sh->skipped : &m->sh->dropped, 1);
+	return 1;
+}
+
+/* ---- sleeper checks, length, shutdown ---- */
+
+bool shmq__mpmc_readable(struct shmq__mpmc *m)
+{
+	/* seq_cst loads: see the Dekker note in ring/mpmc_int.h's declaration */
+	uint64_t h = shmq__load_seq_cst(&m->sh->head);
+	uint64_t w = shmq__load_seq_cst(&slot_at(m, h)->ctl);
+	int32_t d = lap_diff(ctl_lap(w), lap_of(m, h));
+
+	if (shmq__load_seq_cst(&m->sh->shut))
+		return true;
+	if (d > 0 || (d == 0 && (ctl_state(w) == ST_FULL || ctl_state(w) == ST_READING)))
+		return true;
+	return false;
+}
+
+bool shmq__mpmc_writable(struct shmq__mpmc *m)
+{
+	uint64_t t = shmq__load_seq_cst(&m->sh->tail);
+	uint64_t w = shmq__load_seq_cst(&slot_at(m, t)->ctl);
+	int32_t d = lap_diff(ctl_lap(w), lap_of(m, t));
+
+	if (shmq__load_seq_cst(&m->sh->shut))
+		return true;
+	return d >= 0; /* EMPTY now, or claimed (the tail lags) */
+}
+
+size_t shmq__mpmc_len(const struct shmq__mpmc *m)
+{
+	/* an advisory count: any recent values will do */
+	uint64_t h = index_load(&m->sh->head);
+	uint64_t t = index_load(&m->sh->tail);
+	int64_t d = (int64_t)(t - h);
+
+	if (d <= 0)
+		return 0;
+	return d > (int64_t)m->capacity ? m->capacity : (size_t)d;
+}
+
+int shmq__mpmc_shutdown(struct shmq__mpmc *m)
+{
+	/* seq_cst: the Dekker pair with put_claim's load of shut after its claim */
+	shmq__store_seq_cst(&m->sh->shut, 1u);
+	return 0;
+}
+
+bool shmq__mpmc_is_shut(const struct shmq__mpmc *m)
+{
+	return shmq__load_seq_cst(&m->sh->shut) != 0;
+}

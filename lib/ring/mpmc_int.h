@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private: layer 2, the MPMC slot ring on raw memory.
+ *
+ * A bounded multi-producer multi-consumer ring of fixed-size slots (Vyukov's
+ * bounded queue, with the claim moved from the index onto the slot so that
+ * every claim names its claimer).  Each slot carries one control word (ctl)
+ * and one message of at most max_msg bytes.  The ring lives in memory the
+ * caller provides (shmq__mpmc_footprint + shmq__mpmc_init) and is reached
+ * through a process-private handle (shmq__mpmc_attach), which keeps its own
+ * verified copy of the geometry: nothing that decides an address is ever
+ * re-read from shared memory.
+ *
+ * Layout:  [struct shmq__mpmc_shared: 7 lines][slot 0][slot 1]...[slot cap-1]
+ * slot:    { u64 ctl; u32 len; u32 pad; u8 data[max_msg] } rounded up to 64.
+ * cap is exactly the capacity asked for (1 .. SHMQ__MPMC_CAP_MAX): a ring of
+ * cap slots holds cap messages, no more.
+ *
+ * Positions.  head and tail are free-running 64-bit positions: tail is the
+ * next position producers claim, head the next one consumers claim.
+ * Position p lives in slot p % cap during lap p / cap (a shift and a mask
+ * when cap is a power of two, a division otherwise; the handle says which).
+ * The protocol below needs only that p and p + cap share a slot and that
+ * p + cap's lap is p's plus one, which both forms give.  At 10^9 messages
+ * per second a 64-bit position wraps after 584 years, so head and tail never
+ * wrap in practice and every CAS on them compares full positions (no ABA).
+ * That matters more for a capacity that is not a power of two: cap does not
+ * divide 2^64, so p % cap and p / cap jump where p wraps (2^64 - 1 is in
+ * slot (2^64 - 1) % cap, 0 in slot 0) and a ring that reached 2^64 would
+ * break.  It cannot: positions start at 0 (init) and move only by one per
+ * claim (index_advance), so they reach 2^64 only after 2^64 claims.  An
+ * index overwritten with a value near 2^64 is corrupt memory like any other
+ * bad index: its slot is still inside the ring (p % cap < cap, from the
+ * handle's copy of cap), and the laps found there are judged as for any
+ * overwritten index (-EBADMSG for states no index can meet; garbage in,
+ * garbage out otherwise), never an access outside the ring.
+ * The slot's ctl stores only the low 31 bits of the lap;
+ * laps are compared by their signed 31-bit difference, which is exact while
+ * no thread acts on a position it read 2^30 laps (>= 2^31 messages) earlier,
+ * and even then the decisive CAS on head or tail compares full positions.
+ *
+ * ctl = owner (31 bits) << 33 | lap (31 bits) << 2 | state (2 bits):
+ *
+ *   EMPTY(L)           writable for lap L                    owner 0
+ *   WRITING(L, p)      claimed by producer p, being filled
+ *   FULL(L, p)         published by p, readable
+ *   READING(L, c)      claimed by consumer c, being copied out
+ *
+ * One lap of a slot:  EMPTY(L) -> WRITING(L,p) -> FULL(L,p) -> READING(L,c)
+ * -> EMPTY(L+1).  Claims are CASes on ctl that write the claimer's owner id
+ * in the same atomic step, so a claim is never anonymous.  head and tail
+ * advance after the claim, by the claimer or by any peer that finds the slot
+ * at the index already claimed ("helping"), so neither index ever waits for a
+ * claimer: each lags its slots by at most one position.
+ *
+ * Recovery.  A claim whose owner died is cleared by whoever waits behind it
+ * (shmq__mpmc_recover): WRITING(L, dead) -> EMPTY(L+1), the slot is skipped
+ * and nothing committed is lost (that put never returned); READING(L, dead)
+ * -> EMPTY(L+1), the message the dead consumer had taken is gone with it.
+ * That message is the only loss a crash can cause.
+ *
+ * Invariants a reader may check: -2 <= tail - head <= cap + 2 at any instant
+ * (each index lags by at most one; the margin absorbs the lag); a FULL slot's
+ * len <= max_msg.  A violated invariant means the memory was overwritten:
+ * -EBADMSG.
+ */
+#ifndef SHMQ__MPMC_H
+#define SHMQ__MPMC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/compiler_int.h"
+
+#define SHMQ__MPMC_MAGIC   0x434d504du /* "MPMC" */
+/* Layout versions.  2: line 6, sleep and wake statistics; the capacity is a
+ * power of two.  3: the same layout, any capacity (slot p % cap, lap p / cap,
+ * see Positions).  For a power of two both read the same, so init writes 2
+ * for those (libraries that know only 2 keep opening them) and 3 otherwise
+ * (those libraries then refuse with -EPROTO instead of misreading it or
+ * calling it corrupt); attach takes 3, and 2 with a power of two. */
+#define SHMQ__MPMC_VERSION_POW2 2u
+#define SHMQ__MPMC_VERSION 3u
+#define SHMQ__MPMC_CAP_MAX (1u << 24)  /* slots */
+#define SHMQ__MPMC_MSG_MAX (1u << 24)  /* bytes per message */
+#define SHMQ__MPMC_SLOT_HDR 16u        /* ctl + len + pad */
+
+/* Who owns claims: region owner ids, or plain pids (placement without a region). */
+enum shmq__mpmc_owner_kind {
+	SHMQ__MPMC_OWNER_REGION = 1,
+	SHMQ__MPMC_OWNER_PID = 2,
+};
+
+/* The control block, in shared memory. */
+struct shmq__mpmc_shared {
+	/* line 0: geometry, written once by init; attach verifies and copies it */
+	uint32_t magic;
+	uint32_t version;
+	uint32_t capacity;   /* slots: the messages the ring holds */
+	uint32_t max_msg;    /* bytes per message */
+	uint32_t slot_size;  /* bytes per slot, a multiple of 64 */
+	uint32_t owner_kind; /* enum shmq__mpmc_owner_kind */
+	uint64_t footprint;  /* bytes of control block + slots */
+	uint8_t pad0[32];
+	/* line 1: producers */
+	uint64_t tail;       /* next position to claim for a put */
+	uint8_t pad1[56];
+	/* line 2: consumers */
+	uint64_t head;       /* next position to claim for a get */
+	uint8_t pad2[56];
+	/* line 3: consumers sleep here; producers bump it when data_sleepers != 0 */
+	uint32_t data_word;
+	uint32_t data_sleepers;
+	uint8_t pad3[56];
+	/* line 4: producers sleep here; consumers bump it when space_sleepers != 0 */
+	uint32_t space_word;
+	uint32_t space_sleepers;
+	uint8_t pad4[56];
+	/* line 5: rarely written */
+	uint32_t shut;       /* nonzero after shutdown: no more puts */
+	uint32_t pad5;
+	uint64_t skipped;    /* dead producers' claims skipped */
+	uint64_t dropped;    /* dead consumers' claims released (messages lost with them) */
+	uint8_t pad6[40];
+	/* line 6: statistics for `shmq stat`, bumped by the blocking layer
+	 * (queue.c) only right before a futex system call (core/wait_int.h,
+	 * shmq__count_event); puts and gets that neither sleep nor wake anybody
+	 * never touch this line.  Free running. */
+	uint64_t get_waits;  /* futex waits entered by consumers (data_word) */
+	uint64_t put_waits;  /* futex waits entered by producers (space_word) */
+	uint64_t get_wakes;  /* futex wakes issued on data_word */
+	uint64_t put_wakes;  /* futex wakes issued on space_word */
+	uint8_t pad7[32];
+};
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, tail);
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, head);
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, data_word);
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, space_word);
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, shut);
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, get_waits);
+_Static_assert(sizeof(struct shmq__mpmc_shared) == 7 * SHMQ__CACHELINE, "mpmc control block");
+
+struct shmq__mpmc_slot {
+	uint64_t ctl;
+	uint32_t len;
+	uint32_t pad;
+	uint8_t data[];
+};
+_Static_assert(sizeof(struct shmq__mpmc_slot) == SHMQ__MPMC_SLOT_HDR, "mpmc slot header");
+
+/* Liveness of an owner id: 1 alive, 0 dead, -EBADMSG for an impossible id.
+ * quick: make no system call; 1 then means "may be alive" (only the full
+ * check, at most once a slice, may decide that a listed owner is dead). */
+typedef int (*shmq__mpmc_alive_fn)(void *ctx, uint32_t id, bool quick);
+
+/* The process-private handle: a verified copy of the geometry. */
+struct shmq__mpmc {
+	struct shmq__mpmc_shared *sh;
+	uint8_t *slots;
+	uint64_t mask;             /* capacity - 1; used when pow2 */
+	uint32_t capacity;
+	uint32_t cap_log2;         /* used when pow2 */
+	bool pow2;                 /* capacity is a power of two: shift and mask */
+	uint32_t slot_size;
+	uint32_t max_msg;
+	uint32_t self;             /* owner id written into our claims (nonzero) */
+	shmq__mpmc_alive_fn alive;
+	void *alive_ctx;
+};
+
+/* What a try call that returned -EAGAIN was blocked by: the slot at pos
+ * and the ctl value it held.  Feed it to shmq__mpmc_recover. */
+struct shmq__mpmc_block {
+	uint64_t pos;
+	uint64_t ctl;
+};
+
+/* Bytes needed for a ring of capacity slots (1 .. SHMQ__MPMC_CAP_MAX) of
+ * max_msg bytes each; 0 if either is out of range. */
+uint64_t shmq__mpmc_footprint(uint32_t capacity, uint32_t max_msg);
+
+/* Lay a ring out in mem (size bytes, 64-byte aligned).  Single caller, before
+ * anyone attaches.  -EINVAL for bad geometry or a too small size. */
+int shmq__mpmc_init(void *mem, uint64_t size, uint32_t capacity, uint32_t max_msg,
+		    uint32_t owner_kind);
+
+/* Verify the geometry in mem against size and fill the handle m.
+ * -EBADMSG for an inconsistent control block, -EPROTO for another version,
+ * -EINVAL when owner_kind differs from the one the ring was made for. */
+int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t owner_kind,
+		      uint32_t self, shmq__mpmc_alive_fn alive, void *alive_ctx);
+
+/*
+ * Non-blocking calls; any number of threads and processes at once.
+ *
+ * try_put: 0, -EAGAIN (full; *blk says which slot blocks), -EMSGSIZE (len >
+ * max_msg), -EPIPE (shut down), -EBADMSG.
+ * try_get: the message length, -EAGAIN (nothing published at head; *blk),
+ * -EMSGSIZE (the next message is longer than cap; it stays queued), -EPIPE
+ * (shut down and drained), -EBADMSG.
+ */
+int shmq__mpmc_try_put(struct shmq__mpmc *m, const void *msg, size_t len,
+		       struct shmq__mpmc_block *blk);
+ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
+			   struct shmq__mpmc_block *blk);
+
+/* Zero-copy halves of a put, for the bulk calls: claim a slot (same returns
+ * as try_put), fill shmq__mpmc_slot_data, then publish exactly once. */
+int shmq__mpmc_put_claim(struct shmq__mpmc *m, uint64_t *pos, struct shmq__mpmc_block *blk);
+void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos);
+/* order_sc: publish with a seq_cst store (needed before a sleeper check);
+ * otherwise release, and the caller issues one seq_cst fence afterwards. */
+void shmq__mpmc_put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bool order_sc);
+
+/* Zero-copy halves of a get: claim the message at head (*len gets its length;
+ * same returns as try_get), read it at shmq__mpmc_slot_data, then release. */
+int shmq__mpmc_get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos, uint32_t *len,
+			 struct shmq__mpmc_block *blk);
+void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc);
+
+/*
+ * If blk names a WRITING or READING claim whose owner is dead, clear the
+ * claim (see Recovery above).  1 recovered, 0 nothing to do (the owner
+ * lives, or the slot moved on), -EBADMSG for an owner no claimer can have
+ * (zero, or an id the owner kind never issues).  quick: the look a waiter
+ * takes the first time a claim blocks it: no system call, so only an owner
+ * that is surely gone (for region owners: no longer in the process table)
+ * is recovered; a waiter that stayed blocked by the same claim for a sleep
+ * slice calls it again with quick false, the full liveness check.
+ */
+int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk, bool quick);
+
+/*
+ * Sleeper re-checks, with seq_cst loads (they pair with the seq_cst publish
+ * and release stores in the Dekker handshake with the sleeper counts):
+ * would a get (put) not block right now?  True also after shutdown, and when
+ * an index lags (the caller retries and learns more).
+ */
+bool shmq__mpmc_readable(struct shmq__mpmc *m);
+bool shmq__mpmc_writable(struct shmq__mpmc *m);
+
+/* Messages queued: tail - head clamped to [0, capacity].  Any thread. */
+size_t shmq__mpmc_len(const struct shmq__mpmc *m);
+
+/* -EBADMSG if head and tail violate the lag invariant, else 0. */
+int shmq__mpmc_check(const struct shmq__mpmc *m);
+
+/* Stop puts (idempotent).  Returns 0. */
+int shmq__mpmc_shutdown(struct shmq__mpmc *m);
+bool shmq__mpmc_is_shut(const struct shmq__mpmc *m);
+
+#endif /* SHMQ__MPMC_H */

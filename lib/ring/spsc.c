@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: MIT */
+/* Layer 2: the SPSC byte ring's slow paths: geometry, attach, refreshing the
+ * other side's index, pads and corruption, waiting and waking. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/membarrier.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "core/atomic_int.h"
+#include "core/compiler_int.h"
+#include "ring/spsc_int.h"
+#include "core/wait_int.h"
+
+/* Spins between sched_yield() calls and cheap checks inside the spin phase. */
+#define SPIN_CHECK_EVERY 256u
+/* Longest sleep when the sleeper's membarrier failed: bounds a missed wake-up. */
+#define UNFENCED_SLICE_NS 1000000
+
+static bool capacity_ok(uint64_t cap)
+{
+	return SHMQ__IS_POW2(cap) && cap >= SHMQ__SPSC_CAP_MIN && cap <= SHMQ__SPSC_CAP_MAX;
+}
+
+size_t shmq__spsc_footprint(uint64_t capacity)
+{
+	if (!capacity_ok(capacity))
+		return 0;
+	return sizeof(struct shmq__spsc) + (size_t)capacity;
+}
+
+int shmq__spsc_init(void *mem, size_t size, uint64_t capacity)
+{
+	struct shmq__spsc *r = mem;
+
+	if (!mem || (uintptr_t)mem % SHMQ__CACHELINE || !capacity_ok(capacity) ||
+	    size < shmq__spsc_footprint(capacity))
+		return -EINVAL;
+	memset(r, 0, sizeof(*r));
+	r->magic = SHMQ__SPSC_MAGIC;
+	r->version = SHMQ__SPSC_VERSION;
+	r->capacity = capacity;
+	return 0;
+}
+
+int shmq__spsc_membarrier_register(void)
+{
+	/* Registration is per process and idempotent. */
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0)
+		return 0;
+	return -errno;
+}
+
+/* The sleeper's half of the asymmetric Dekker pair (see ring/spsc_int.h). */
+static int sleep_fence(void)
+{
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0)
+		return 0;
+	return -errno;
+}
+
+/* Check the control block: the capacity on success, or a negative errno. */
+static int64_t ring_check(void *mem, size_t size)
+{
+	struct shmq__spsc *r = mem;
+	uint64_t cap;
+
+	if (!mem || (uintptr_t)mem % SHMQ__CACHELINE)
+		return -EINVAL;
+	if (size < sizeof(*r))
+		return -EBADMSG;
+	/* relaxed: the control block was published by whatever made mem
+	 * reachable (the region directory's release store); line 0 is immutable */
+	if (shmq__load_relaxed(&r->magic) != SHMQ__SPSC_MAGIC)
+		return -EBADMSG;
+	if (shmq__load_relaxed(&r->version) != SHMQ__SPSC_VERSION)
+		return -EPROTO;
+	cap = shmq__load_relaxed(&r->capacity);
+	if (!capacity_ok(cap) || size < shmq__spsc_footprint(cap))
+		return -EBADMSG;
+	return (int64_t)cap;
+}
+
+int shmq__spsc_prod_attach(struct shmq__spsc_prod *p, void *mem, size_t size)
+{
+	int64_t cap = ring_check(mem, size);
+	int rc;
+
+	if (cap < 0)
+		return (int)cap;
+	memset(p, 0, sizeof(*p));
+	p->ring = mem;
+	p->data = p->ring->data;
+	p->cap = (uint64_t)cap;
+	p->mask = p->cap - 1;
+	p->max_msg = shmq__spsc_max_msg(p->cap);
+	p->strong = shmq__spsc_membarrier_register() != 0;
+	rc = shmq__spsc_prod_sync(p);
+	if (rc)
+		return rc;
+	/* pairs with the consumer's release store of head in cons_publish */
+	p->head_cache = shmq__load_acquire(&p->ring->head);
+	if ((p->head_cache & 7u) || p->tail - p->head_cache > p->cap)
+		return -EBADMSG;
+	return 0;
+}
+
+int shmq__spsc_cons_attach(struct shmq__spsc_cons *c, void *mem, size_t size)
+{
+	int64_t cap = ring_check(mem, size);
+	int rc;
+
+	if (cap < 0)
+		return (int)cap;
+	memset(c, 0, sizeof(*c));
+	c->ring = mem;
+	c->data = c->ring->data;
+	c->cap = (uint64_t)cap;
+	c->mask = c->cap - 1;
+	c->max_msg = shmq__spsc_max_msg(c->cap);
+	c->strong = shmq__spsc_membarrier_register() != 0;
+	rc = shmq__spsc_cons_sync(c);
+	c->tail_cache = c->head; /* empty: the first peek reads tail */
+	return rc;
+}
+
+/* ---- the other side's index ---- */
+
+int shmq__spsc_prod_refresh(struct shmq__spsc_prod *p, uint64_t need)
+{
+	/* pairs with the consumer's release store of head in cons_publish:
+	 * its reads of the bytes it freed happen before we overwrite them */
+	uint64_t head = shmq__load_acquire(&p->ring->head);
+	uint64_t used = p->tail - head;
+
+	if ((head & 7u) || used > p->cap)
+		return -EBADMSG;
+	p->head_cache = head;
+	return used > p->cap - need ? -EAGAIN : 0;
+}
+
+/* Read the published tail into the cache: the bytes available, or -EBADMSG. */
+static int64_t cons_refresh(struct shmq__spsc_cons *c)
+{
+	/* pairs with the producer's release store of tail in prod_publish:
+	 * the records below it are fully written */
+	uint64_t tail = shmq__load_acquire(&c->ring->tail);
+	uint64_t avail = tail - c->head;
+
+	if ((tail & 7u) || avail > c->cap)
+		return -EBADMSG;
+	c->tail_cache = tail;
+	return (int64_t)avail;
+}
+
+int shmq__spsc_peek_slow(struct shmq__spsc_cons *c, const void **msg, size_t *len)
+{
+	bool skipped = false;
+
+	for (;;) {
+		uint64_t avail = c->tail_cache - c->head, off, rec;
+		uint32_t n;
+
+		if (avail == 0 || avail > c->cap) {
+			int64_t a = cons_refresh(c);
+
+			if (a < 0)
+				return (int)a;
+			if (a == 0) {
+				if (skipped) /* a pad was the last thing published */
+					shmq__spsc_cons_publish(c);
+				return -EAGAIN;
+			}
+			avail = (uint64_t)a;
+		}
+		off = c->head & c->mask;
+		/* relaxed, read once: covered by the load_acquire of tail in
+		 * cons_refresh; checked before any use */
+		n = shmq__load_relaxed((const uint32_t *)(c->data + off));
+		if (n == SHMQ__SPSC_PAD) {
+			if (c->cap - off > avail)
+				return -EBADMSG;
+			c->head += c->cap - off;
+			skipped = true;
+			continue;
+		}
+		rec = SHMQ__SPSC_REC(n);
+		if (n > c->max_msg || rec > avail || rec > c->cap - off)
+			return -EBADMSG;
+		*msg = c->data + off + SHMQ__SPSC_HDR;
+		*len = n;
+		c->peeked = rec;
+		return 0;
+	}
+}
+
+int shmq__spsc_readable(struct shmq__spsc_cons *c)
+{
+	uint64_t avail = c->tail_cache - c->head;
+	int64_t a;
+
+	if (avail - 1 < c->cap)
+		return 1;
+	a = cons_refresh(c);
+	return a < 0 ? (int)a : a > 0;
+}
+
+int shmq__spsc_writable(struct shmq__spsc_prod *p, size_t len)
+{
+	uint64_t rec, room, need;
+	int rc;
+
+	if (len > p->max_msg)
+		return -EMSGSIZE;
+	rec = SHMQ__SPSC_REC(len);
+	room = p->cap - (p->tail & p->mask);
+	need = rec <= room ? rec : rec + room;
+	if (p->tail - p->head_cache <= p->cap - need)
+		return 1;
+	rc = shmq__spsc_prod_refresh(p, need);
+	return rc == -EAGAIN ? 0 : rc < 0 ? rc : 1;
+}
+
+/* ---- waking ---- */
+
+void shmq__spsc_wake_consumer(struct shmq__spsc *r)
+{
+	/* seq_cst: a sleeper that loaded data_word before this sees it change
+	 * in futex_wait; one that loads it after sees our tail (core/wait_int.h) */
+	shmq__fetch_add_seq_cst(&r->data_word, 1);
+	shmq__count_event(&r->cons_wakes);
+	shmq__futex_wake(&r->data_word, INT32_MAX);
+}
+
+void shmq__spsc_wake_producer(struct shmq__spsc *r)
+{
+	/* seq_cst: as in wake_consumer, for space_word and head */
+	shmq__fetch_add_seq_cst(&r->space_word, 1);
+	shmq__count_event(&r->prod_wakes);
+	shmq__futex_wake(&r->space_word, INT32_MAX);
+}
+
+void shmq__spsc_wake_sleepers(struct shmq__spsc *r)
+{
+	/* seq_cst loads: Dekker with a sleeper's seq_cst increment and its
+	 * seq_cst re-check of the condition (see ring/spsc_int.h) */
+	if (shmq__load_seq_cst(&r->cons_sleepers))
+		shmq__spsc_wake_consumer(r);
+	if (shmq__load_seq_cst(&r->prod_sleepers))
+		shmq__spsc_wake_producer(r);
+}
+
+/* ---- waiting ---- */
+
+/* 1 ready, 0 not yet, or a negative errno. */
+typedef int (*ready_fn)(void *view, size_t len);
+
+static int cons_ready(void *view, size_t len)
+{
+	(void)len;
+	return shmq__spsc_readable(view);
+}
+
+static int prod_ready(void *view, size_t len)
+{
+	return shmq__spsc_writable(view, len);
+}
+
+struct waiter {
+	uint32_t *word;     /* the futex word the other side bumps */
+	uint32_t *sleepers; /* where we count ourselves while asleep */
+	uint64_t *waits;    /* statistics: futex waits entered */
+	ready_fn ready;
+	void *view;
+	size_t len;
+	const struct shmq__spsc_wait *w;
+};
+
+static bool deadline_passed(int64_t deadline)
+{
+	return deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline;
+}
+
+/* The spin phase: 0 ready, 1 spun out, or a negative errno / check value. */
+static int spin(const struct waiter *wt)
+{
+	int64_t budget = wt->w->spin == 0 ? (int64_t)shmq__spin_budget() : wt->w->spin;
+	int rc;
+
+	for (int64_t i = 0; i < budget; i++) {
+		rc = wt->ready(wt->view, wt->len);
+		if (rc)
+			return rc < 0 ? rc : 0;
+		if ((i + 1) % SPIN_CHECK_EVERY)
+			shmq__cpu_relax();
+		else if (wt->w->check && (rc = wt->w->check(wt->w->arg, false)))
+			return rc;
+		else if (deadline_passed(wt->w->deadline))
+			return -ETIMEDOUT;
+		else
+			sched_yield(); /* on 2 cores the other side may need ours */
+	}
+	return 1;
+}
+
+/* When one sleep should end: the deadline or the end of the slice. */
+static int64_t sleep_until(const struct shmq__spsc_wait *w, int64_t slice)
+{
+	int64_t now = shmq_now_ns();
+
+	if (slice > 0 && (w->deadline == SHMQ__NO_DEADLINE || w->deadline - now > slice))
+		return now + slice;
+	return w->deadline;
+}
+
+/* Sleep once: 0 ready, 1 slept (woken, or the slice ended), or a negative
+ * errno / check value. */
+static int sleep_once(const struct waiter *wt)
+{
+	int64_t slice = wt->w->slice_ns;
+	uint32_t v;
+	int rc, frc = 0;
+
+	/* pairs with the seq_cst bump in wake_*: a bump after this load makes
+	 * futex_wait return at once */
+	v = shmq__load_acquire(wt->word);
+	shmq__fetch_add_seq_cst(wt->sleepers, 1);
+	if (sleep_fence() && (slice <= 0 || slice > UNFENCED_SLICE_NS))
+		slice = UNFENCED_SLICE_NS;
+	rc = wt->ready(wt->view, wt->len);
+	if (rc == 0 && wt->w->check)
+		rc = wt->w->check(wt->w->arg, false);
+	if (rc == 0) {
+		shmq__count_event(wt->waits);
+		frc = shmq__futex_wait(wt->word, v, sleep_until(wt->w, slice));
+	}
+	shmq__fetch_sub_seq_cst(wt->sleepers, 1);
+	if (rc > 0)
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (frc == -ETIMEDOUT) {
+		if (deadline_passed(wt->w->deadline)) {
+			rc = wt->ready(wt->view, wt->len);
+			return rc ? (rc < 0 ? rc : 0) : -ETIMEDOUT;
+		}
+		if (wt->w->check && (rc = wt->w->check(wt->w->arg, true)))
+			return rc;
+	} else if (frc < 0) {
+		return frc;
+	}
+	return 1;
+}
+
+static int wait_for(const struct waiter *wt)
+{
+	int rc = spin(wt);
+
+	while (rc == 1) {
+		rc = wt->ready(wt->view, wt->len);
+		if (rc)
+			return rc < 0 ? rc : 0;
+		rc = sleep_once(wt);
+	}
+	return rc;
+}
+
+int shmq__spsc_wait_readable(struct shmq__spsc_cons *c, const struct shmq__spsc_wait *w)
+{
+	struct waiter wt = {
+		.word = &c->ring->data_word, .sleepers = &c->ring->cons_sleepers,
+		.waits = &c->ring->cons_waits, .ready = cons_ready, .view = c, .len = 0, .w = w,
+	};
+
+	return wait_for(&wt);
+}
+
+int shmq__spsc_wait_writable(struct shmq__spsc_prod *p, size_t len,
+			     const struct shmq__spsc_wait *w)
+{
+	struct waiter wt = {
+		.word = &p->ring->space_word, .sleepers = &p->ring->prod_sleepers,
+		.waits = &p->ring->prod_waits, .ready = prod_ready, .view = p, .len = len, .w = w,
+	};
+
+	if (len > p->max_msg)
+		return -EMSGSIZE;
+	return wait_for(&wt);
+}

@@ -1,0 +1,477 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private: layer 2, the SPSC byte ring.
+ *
+ * One producer and one consumer (threads or processes) pass variable-size
+ * records through a ring of `capacity` bytes (a power of two) placed in
+ * memory the caller provides:
+ *
+ *   size_t sz = shmq__spsc_footprint(cap);      // control block + data
+ *   shmq__spsc_init(mem, sz, cap);               // once, before anyone attaches
+ *   shmq__spsc_prod_attach(&tx, mem, sz);        // in the producing process
+ *   shmq__spsc_cons_attach(&rx, mem, sz);        // in the consuming process
+ *
+ * Records.  Each record is an 8-byte header (uint32 payload length, uint32
+ * reserved) followed by the payload, padded to 8 bytes.  A record is never
+ * split across the end of the data area: when it would be, the producer
+ * writes a pad header (length SHMQ__SPSC_PAD) that tells the consumer to skip
+ * to offset 0.  So the largest payload that always fits is capacity/2 - 8
+ * (shmq__spsc_max_msg): whatever the write offset, one of "here to the end"
+ * or "0 to here" holds capacity/2 bytes.
+ *
+ * Indices.  head and tail are free-running 64-bit byte counters; the offset
+ * of a position is pos & (capacity - 1).  They never wrap in practice
+ * (2^64 bytes is 584 years at 1 TB/s), so tail - head is the bytes in use and
+ * every comparison is plain unsigned arithmetic.  tail is written only by
+ * the producer, head only by the consumer, each on its own cache line.
+ *
+ * Private views.  Each side works through a process-private view
+ * (struct shmq__spsc_prod / _cons) that holds the validated geometry, its
+ * own working index and a cache of the other side's index; it reads the
+ * other index from shared memory only when the cache says the ring looks
+ * full (producer) or empty (consumer).  Nothing read from the ring is
+ * trusted: a tail/head pair more than capacity apart, a misaligned index, a
+ * length larger than the largest record or one that crosses the published
+ * tail or the end of the data area gives -EBADMSG; every access stays inside
+ * the data area whatever the shared words hold.
+ *
+ * Publication.  A commit only advances the producer's private tail;
+ * shmq__spsc_prod_publish makes everything committed visible at once (one
+ * release store), so callers batch by committing several records before
+ * publishing.  The consumer side is symmetric (consume, then cons_publish).
+ *
+ * Wake-ups without a fence on the fast path.  A side that finds nothing to
+ * do may sleep on a futex word (data_word for the consumer, space_word for
+ * the producer) after counting itself in the matching sleeper count.  The
+ * other side, after publishing with a release store, reads the sleeper count
+ * with a relaxed load and makes a system call only when it is nonzero.
+ * Store-then-load needs a full fence on both sides to be a correct Dekker
+ * pair; the publishing side gets its half asymmetrically: every attaching
+ * process registers for membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED),
+ * and a sleeper, between counting itself and re-checking the index, runs
+ * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), which executes a full barrier
+ * on every CPU running a registered process.  Where the kernel refuses
+ * registration the view sets `strong` and publishes with seq_cst instead;
+ * where a sleeper's membarrier fails it caps its sleep at a short slice.
+ */
+#ifndef SHMQ__SPSC_H
+#define SHMQ__SPSC_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "core/atomic_int.h"
+#include "core/compiler_int.h"
+
+#define SHMQ__SPSC_MAGIC   0x43535053u /* "SPSC" */
+#define SHMQ__SPSC_VERSION 2u /* 2: sleep and wake statistics in line 0 */
+#define SHMQ__SPSC_HDR     8u          /* record header bytes */
+#define SHMQ__SPSC_PAD     UINT32_MAX  /* header length of a skip-to-start marker */
+#define SHMQ__SPSC_CAP_MIN ((uint64_t)64)
+#define SHMQ__SPSC_CAP_MAX ((uint64_t)1 << 31)
+
+/* Bytes a record with a payload of len bytes occupies (len < 2^32). */
+#define SHMQ__SPSC_REC(len) (((uint64_t)(len) + SHMQ__SPSC_HDR + 7u) & ~(uint64_t)7u)
+
+/* Compiler-only barrier: keeps the relaxed load of a sleeper count after the
+ * publishing store (the CPU half comes from the sleeper's membarrier). */
+#define shmq__signal_fence() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+/* Copy n bytes between non-overlapping buffers.  Messages are mostly small:
+ * below 64 bytes two overlapping fixed-size moves (inlined, no call) do it;
+ * larger ones go to memcpy. */
+static inline void shmq__copy(void *dst, const void *src, size_t n)
+{
+	uint8_t *d = dst;
+	const uint8_t *s = src;
+
+	if (n > 64) {
+		memcpy(d, s, n);
+	} else if (n >= 32) {
+		memcpy(d, s, 32);
+		memcpy(d + n - 32, s + n - 32, 32);
+	} else if (n >= 16) {
+		memcpy(d, s, 16);
+		memcpy(d + n - 16, s + n - 16, 16);
+	} else if (n >= 8) {
+		memcpy(d, s, 8);
+		memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		memcpy(d, s, 4);
+		memcpy(d + n - 4, s + n - 4, 4);
+	} else if (n) {
+		d[0] = s[0];
+		d[n / 2] = s[n / 2];
+		d[n - 1] = s[n - 1];
+	}
+}
+
+/* The shared control block; the data area follows it. */
+struct shmq__spsc {
+	/* line 0: magic, version and capacity are written by init and read
+	 * only by attach (views keep copies); the statistics for `shmq stat`
+	 * are bumped only right before a futex system call (core/wait_int.h,
+	 * shmq__count_event).  No send or receive that neither sleeps nor
+	 * wakes anybody touches this line.  Free running. */
+	uint32_t magic;
+	uint32_t version;
+	uint64_t capacity;
+	uint64_t cons_waits; /* futex waits entered by the consumer (data_word) */
+	uint64_t prod_waits; /* futex waits entered by the producer (space_word) */
+	uint64_t cons_wakes; /* futex wakes issued on data_word */
+	uint64_t prod_wakes; /* futex wakes issued on space_word */
+	uint8_t pad0[16];
+	/* line 1: the producer's published tail */
+	uint64_t tail;
+	uint8_t pad1[56];
+	/* line 2: the consumer's published head */
+	uint64_t head;
+	uint8_t pad2[56];
+	/* line 3: the consumer's sleep: producers bump data_word to wake it */
+	uint32_t data_word;
+	uint32_t cons_sleepers;
+	uint8_t pad3[56];
+	/* line 4: the producer's sleep: consumers bump space_word to wake it */
+	uint32_t space_word;
+	uint32_t prod_sleepers;
+	uint8_t pad4[56];
+	/* line 5 on: capacity bytes of records */
+	uint8_t data[];
+};
+_Static_assert(offsetof(struct shmq__spsc, pad0) + 16 == SHMQ__CACHELINE, "spsc line 0");
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, tail);
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, head);
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, data_word);
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, space_word);
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, data);
+
+/* The producer's private view.  One view per producing thread; a ring has
+ * one producer at a time. */
+struct shmq__spsc_prod {
+	struct shmq__spsc *ring;
+	uint8_t *data;
+	uint64_t cap;        /* validated at attach, never re-read */
+	uint64_t mask;
+	uint64_t max_msg;
+	uint64_t tail;       /* working tail: committed, maybe not yet published */
+	uint64_t head_cache; /* the last head seen */
+	bool strong;         /* no membarrier: publish with seq_cst */
+};
+
+/* The consumer's private view.  One consumer at a time. */
+struct shmq__spsc_cons {
+	struct shmq__spsc *ring;
+	uint8_t *data;
+	uint64_t cap;
+	uint64_t mask;
+	uint64_t max_msg;
+	uint64_t head;       /* working head: consumed, maybe not yet published */
+	uint64_t tail_cache; /* the last tail seen */
+	uint64_t peeked;     /* bytes the last peek covers (skipped pads + record), 0: none */
+	bool strong;
+};
+
+/* Geometry. */
+size_t shmq__spsc_footprint(uint64_t capacity);      /* 0 for an invalid capacity */
+static inline uint64_t shmq__spsc_max_msg(uint64_t capacity)
+{
+	return capacity / 2 - SHMQ__SPSC_HDR;
+}
+
+/* Format mem (size bytes, 64-byte aligned) as an empty ring: 0, or -EINVAL
+ * for a capacity that is not a power of two in [64, 2^31] or a size below
+ * the footprint.  Not concurrent with anything on the same memory. */
+int shmq__spsc_init(void *mem, size_t size, uint64_t capacity);
+
+/* Check the control block and fill a view; each process attaches its own.
+ * Also registers the process for the membarrier protocol (view->strong when
+ * refused).  -EBADMSG for a corrupt control block, -EPROTO for another
+ * layout version. */
+int shmq__spsc_prod_attach(struct shmq__spsc_prod *p, void *mem, size_t size);
+int shmq__spsc_cons_attach(struct shmq__spsc_cons *c, void *mem, size_t size);
+
+/* Re-read this side's own index from shared memory (another view of the same
+ * side may have moved it while this one was idle).  -EBADMSG if misaligned. */
+static inline int shmq__spsc_prod_sync(struct shmq__spsc_prod *p)
+{
+	/* relaxed: only this side writes tail; views of one side take turns
+	 * under the caller's own synchronisation */
+	p->tail = shmq__load_relaxed(&p->ring->tail);
+	return SHMQ__UNLIKELY(p->tail & 7u) ? -EBADMSG : 0;
+}
+
+static inline int shmq__spsc_cons_sync(struct shmq__spsc_cons *c)
+{
+	/* relaxed: only this side writes head (see prod_sync) */
+	c->head = shmq__load_relaxed(&c->ring->head);
+	c->peeked = 0;
+	return SHMQ__UNLIKELY(c->head & 7u) ? -EBADMSG : 0;
+}
+
+/* ---- slow paths (spsc.c) ---- */
+int shmq__spsc_prod_refresh(struct shmq__spsc_prod *p, uint64_t need);
+int shmq__spsc_peek_slow(struct shmq__spsc_cons *c, const void **msg, size_t *len);
+void shmq__spsc_wake_consumer(struct shmq__spsc *r);
+void shmq__spsc_wake_producer(struct shmq__spsc *r);
+
+/* ---- producer ---- */
+
+/*
+ * Reserve room for a record of len payload bytes and point *buf at its
+ * payload, to be written in place and then committed.  Writes a pad marker
+ * first when the record would cross the end of the data area.
+ * 0; -EMSGSIZE (len > max_msg); -EAGAIN (not enough free space now);
+ * -EBADMSG (the indices are corrupt).  Producer only.
+ */
+static inline int shmq__spsc_reserve(struct shmq__spsc_prod *p, size_t len, void **buf)
+{
+	uint64_t rec, off, room, need;
+
+	if (SHMQ__UNLIKELY(len > p->max_msg))
+		return -EMSGSIZE;
+	rec = SHMQ__SPSC_REC(len);
+	off = p->tail & p->mask;
+	room = p->cap - off;
+	need = rec <= room ? rec : rec + room; /* < cap: rec <= cap/2 and room < rec */
+	if (SHMQ__UNLIKELY(p->tail - p->head_cache > p->cap - need)) {
+		int rc = shmq__spsc_prod_refresh(p, need);
+
+		if (rc)
+			return rc;
+	}
+	if (SHMQ__UNLIKELY(rec > room)) {
+		/* published with the record by the release store of tail */
+		shmq__store_relaxed((uint32_t *)(p->data + off), SHMQ__SPSC_PAD);
+		p->tail += room;
+		off = 0;
+	}
+	*buf = p->data + off + SHMQ__SPSC_HDR;
+	return 0;
+}
+
+/* Commit the reserved record with its final length (<= the reserved one).
+ * Not yet visible to the consumer: see shmq__spsc_prod_publish. */
+static inline void shmq__spsc_commit(struct shmq__spsc_prod *p, size_t len)
+{
+	/* relaxed: published by the release store of tail in prod_publish */
+	shmq__store_relaxed((uint32_t *)(p->data + (p->tail & p->mask)), (uint32_t)len);
+	p->tail += SHMQ__SPSC_REC(len);
+}
+
+/* Make every committed record visible; wake the consumer if it sleeps. */
+static inline void shmq__spsc_prod_publish(struct shmq__spsc_prod *p)
+{
+	struct shmq__spsc *r = p->ring;
+	uint32_t sleepers;
+
+	if (SHMQ__UNLIKELY(p->strong)) {
+		shmq__store_seq_cst(&r->tail, p->tail);
+		sleepers = shmq__load_seq_cst(&r->cons_sleepers);
+	} else {
+		/* pairs with the consumer's load_acquire of tail in peek_slow */
+		shmq__store_release(&r->tail, p->tail);
+		shmq__signal_fence();
+		/* relaxed: the sleeper's membarrier supplies the fence (see top) */
+		sleepers = shmq__load_relaxed(&r->cons_sleepers);
+	}
+	if (SHMQ__UNLIKELY(sleepers != 0))
+		shmq__spsc_wake_consumer(r);
+}
+
+/* Copy one record in and publish it.  0, -EMSGSIZE, -EAGAIN, -EBADMSG. */
+static inline int shmq__spsc_send(struct shmq__spsc_prod *p, const void *msg, size_t len)
+{
+	void *buf;
+	int rc = shmq__spsc_reserve(p, len, &buf);
+
+	if (SHMQ__UNLIKELY(rc))
+		return rc;
+	shmq__copy(buf, msg, len);
+	shmq__spsc_commit(p, len);
+	shmq__spsc_prod_publish(p);
+	return 0;
+}
+
+/* Copy up to n records in and publish them with one store.  Returns how many
+ * were sent (stops at the first that does not fit now), or a negative errno
+ * when none was: -EAGAIN, -EMSGSIZE (v[0] is too large), -EBADMSG. */
+static inline ssize_t shmq__spsc_send_bulk(struct shmq__spsc_prod *p, const struct iovec *v,
+					   size_t n)
+{
+	size_t i;
+	int rc = 0;
+
+	for (i = 0; i < n; i++) {
+		void *buf;
+
+		rc = shmq__spsc_reserve(p, v[i].iov_len, &buf);
+		if (SHMQ__UNLIKELY(rc))
+			break;
+		shmq__copy(buf, v[i].iov_base, v[i].iov_len);
+		shmq__spsc_commit(p, v[i].iov_len);
+	}
+	if (i == 0)
+		return rc;
+	shmq__spsc_prod_publish(p);
+	return (ssize_t)i;
+}
+
+/* ---- consumer ---- */
+
+/*
+ * Point *msg / *len at the next record, in place, without consuming it.
+ * The pointer stays valid until shmq__spsc_consume.  0; -EAGAIN (empty);
+ * -EBADMSG (an index or a length is corrupt).  Consumer only.
+ */
+static inline int shmq__spsc_peek(struct shmq__spsc_cons *c, const void **msg, size_t *len)
+{
+	uint64_t avail = c->tail_cache - c->head;
+	uint64_t off, rec;
+	uint32_t n;
+
+	if (SHMQ__UNLIKELY(avail - 1 >= c->cap)) /* empty, or a stale cache */
+		return shmq__spsc_peek_slow(c, msg, len);
+	off = c->head & c->mask;
+	/* relaxed, read once: covered by the load_acquire of tail that
+	 * filled tail_cache; the value is checked before any use */
+	n = shmq__load_relaxed((const uint32_t *)(c->data + off));
+	rec = SHMQ__SPSC_REC(n);
+	if (SHMQ__UNLIKELY(n > c->max_msg || rec > avail || rec > c->cap - off))
+		return shmq__spsc_peek_slow(c, msg, len); /* a pad, or corruption */
+	*msg = c->data + off + SHMQ__SPSC_HDR;
+	*len = n;
+	c->peeked = rec;
+	return 0;
+}
+
+/* Consume what the last peek returned (without publishing). */
+static inline void shmq__spsc_consume_nopub(struct shmq__spsc_cons *c)
+{
+	c->head += c->peeked;
+	c->peeked = 0;
+}
+
+/* Hand every consumed byte back to the producer; wake it if it sleeps. */
+static inline void shmq__spsc_cons_publish(struct shmq__spsc_cons *c)
+{
+	struct shmq__spsc *r = c->ring;
+	uint32_t sleepers;
+
+	if (SHMQ__UNLIKELY(c->strong)) {
+		shmq__store_seq_cst(&r->head, c->head);
+		sleepers = shmq__load_seq_cst(&r->prod_sleepers);
+	} else {
+		/* pairs with the producer's load_acquire of head in prod_refresh:
+		 * our reads of the freed bytes happen before it overwrites them */
+		shmq__store_release(&r->head, c->head);
+		shmq__signal_fence();
+		/* relaxed: the sleeper's membarrier supplies the fence (see top) */
+		sleepers = shmq__load_relaxed(&r->prod_sleepers);
+	}
+	if (SHMQ__UNLIKELY(sleepers != 0))
+		shmq__spsc_wake_producer(r);
+}
+
+/* Consume what the last peek returned and publish. */
+static inline void shmq__spsc_consume(struct shmq__spsc_cons *c)
+{
+	shmq__spsc_consume_nopub(c);
+	shmq__spsc_cons_publish(c);
+}
+
+/* Copy the next record out.  Its length, or -EAGAIN, -EBADMSG, or -EMSGSIZE
+ * when cap is too small (the record stays queued). */
+static inline ssize_t shmq__spsc_recv(struct shmq__spsc_cons *c, void *buf, size_t cap)
+{
+	const void *msg;
+	size_t len;
+	int rc = shmq__spsc_peek(c, &msg, &len);
+
+	if (SHMQ__UNLIKELY(rc))
+		return rc;
+	if (SHMQ__UNLIKELY(len > cap))
+		return -EMSGSIZE;
+	shmq__copy(buf, msg, len);
+	shmq__spsc_consume(c);
+	return (ssize_t)len;
+}
+
+/* Copy up to n records out, packed back to back into buf (cap bytes), their
+ * lengths in lens[], and publish once.  Returns how many (stops at the first
+ * that does not fit in what is left of buf, which stays queued), or a
+ * negative errno when none was: -EAGAIN, -EMSGSIZE, -EBADMSG. */
+static inline ssize_t shmq__spsc_recv_bulk(struct shmq__spsc_cons *c, void *buf, size_t cap,
+					   size_t *lens, size_t n)
+{
+	uint8_t *dst = buf;
+	size_t i, used = 0;
+	int rc = 0;
+
+	for (i = 0; i < n; i++) {
+		const void *msg;
+		size_t len;
+
+		rc = shmq__spsc_peek(c, &msg, &len);
+		if (SHMQ__UNLIKELY(rc))
+			break;
+		if (SHMQ__UNLIKELY(len > cap - used)) {
+			rc = -EMSGSIZE;
+			break;
+		}
+		shmq__copy(dst + used, msg, len);
+		used += len;
+		lens[i] = len;
+		shmq__spsc_consume_nopub(c);
+	}
+	if (i == 0)
+		return rc;
+	shmq__spsc_cons_publish(c);
+	return (ssize_t)i;
+}
+
+/* ---- waiting (spsc.c) ---- */
+
+/* A check run while waiting: cheap (deep false) between spins, deep (true)
+ * when a sleep slice ended.  Nonzero ends the wait with that value. */
+typedef int (*shmq__spsc_check_fn)(void *arg, bool deep);
+
+struct shmq__spsc_wait {
+	int64_t deadline;         /* absolute, SHMQ__NO_DEADLINE for none */
+	int64_t slice_ns;         /* sleep at most this long between checks */
+	shmq__spsc_check_fn check; /* may be NULL */
+	void *arg;
+	int64_t spin;             /* polls before sleeping: 0 the process default
+				     (shmq__spin_budget), SHMQ__SPSC_NOSPIN none */
+};
+
+#define SHMQ__SPSC_NOSPIN ((int64_t)-1)
+
+/* Wait until the ring holds something (0), the deadline passes (-ETIMEDOUT),
+ * check says stop (its value), or -EBADMSG.  Spins, then sleeps on the futex. */
+int shmq__spsc_wait_readable(struct shmq__spsc_cons *c, const struct shmq__spsc_wait *w);
+
+/* Wait until a record of len payload bytes fits (0), or as above. */
+int shmq__spsc_wait_writable(struct shmq__spsc_prod *p, size_t len, const struct shmq__spsc_wait *w);
+
+/* Is there something to read / room for len bytes, without waiting?
+ * 1 / 0, or -EBADMSG.  Refreshes the view's cache of the other index. */
+int shmq__spsc_readable(struct shmq__spsc_cons *c);
+int shmq__spsc_writable(struct shmq__spsc_prod *p, size_t len);
+
+/* Wake every sleeper on both words after a state change they must see (such
+ * as the peer closing), with a system call only for a word that has
+ * sleepers.  The caller made the change with a seq_cst store, and sleepers
+ * re-check it with a seq_cst load after counting themselves in (a Dekker
+ * pair with the sleeper counts this loads). */
+void shmq__spsc_wake_sleepers(struct shmq__spsc *r);
+
+/* Register this process for the membarrier protocol: 0, or a negative errno
+ * (the caller then publishes with seq_cst). */
+int shmq__spsc_membarrier_register(void);
+
+#endif /* SHMQ__SPSC_H */

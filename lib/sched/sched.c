@@ -1,0 +1,740 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The scheduler (seed 12-8): Python's sched.scheduler as an event loop.
+ *
+ * Event handles: a shmq_event * is not a pointer to memory; it packs the
+ * event's slot index and the slot's generation (see sched/sched_heap_int.h).  The
+ * scheduler owns all event storage.  A handle is valid from enter until the
+ * event runs (one-shot) or is cancelled; after that every call given it
+ * returns -ENOENT, and the handle never names a later event that reuses the
+ * slot.  Handles are meaningless after shmq_sched_destroy.
+ *
+ * The loop (shmq_sched_run) runs in the caller's thread: it runs every due
+ * event and ready watch without the mutex held, then stages the timer for
+ * the head of the heap and the idle watches, and sleeps in one kernel call
+ * (io_uring_enter, or epoll_wait in the fallback).  Another thread that
+ * enters an event earlier than the one the loop sleeps for writes an eventfd
+ * the loop also waits on.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "core/alloc_int.h"
+#include "core/atomic_int.h"
+#include "core/compiler_int.h"
+#include "sched/sched_int.h"
+
+#define SPIN_DEFAULT_NS 200000 /* precision mode: at most 200 us of spinning per deadline */
+#define SPIN_FLOOR_NS   10000  /* ... and at least 10 us of margin */
+/* Armed queue/pipe watches are re-checked this often even if their word does
+ * not change: a peer that died cannot announce it (pipe: readable once the
+ * peer is gone). */
+#define WATCH_SLICE_NS  (100 * 1000000LL)
+
+static inline shmq_event *handle_to_event(uint64_t h)
+{
+	return (shmq_event *)(uintptr_t)h;
+}
+
+static inline uint64_t event_to_handle(const shmq_event *ev)
+{
+	return (uint64_t)(uintptr_t)ev;
+}
+
+void shmq__sched_kick(shmq_sched *s)
+{
+	uint64_t one = 1;
+
+	/* An eventfd write only fails if the counter would overflow, which
+	 * leaves it readable anyway: the loop wakes either way. */
+	while (write(s->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+/* Under mu: wake the loop if it sleeps past when (SHMQ__SCHED_NEVER: always). */
+static bool sched_need_kick(shmq_sched *s, int64_t when)
+{
+	if (!s->waiting || s->wake_sent)
+		return false;
+	if (when != SHMQ__SCHED_NEVER && when >= s->wait_head)
+		return false;
+	s->wake_sent = true;
+	return true;
+}
+
+/* ---- creation ---- */
+
+static const struct shmq__sched_ops *sched_pick(const struct shmq_sched_opts *o, bool *strict)
+{
+	const char *env;
+
+	*strict = true;
+	if (o && o->backend == SHMQ_SCHED_FALLBACK)
+		return &shmq__sched_poll_ops;
+	if (o && o->backend == SHMQ_SCHED_IO_URING)
+		return &shmq__sched_uring_ops;
+	env = getenv("SHMQ_SCHED_BACKEND");
+	if (env && strcasecmp(env, "fallback") == 0)
+		return &shmq__sched_poll_ops;
+	*strict = env && strcasecmp(env, "io_uring") == 0;
+	return &shmq__sched_uring_ops;
+}
+
+static int sched_opts_check(const struct shmq_sched_opts *o)
+{
+	if (!o)
+		return 0;
+	if (o->backend > SHMQ_SCHED_FALLBACK || o->spin_ns < 0 || o->reserved0)
+		return -EINVAL;
+	if (o->flags & ~(SHMQ_SCHED_PRECISE | SHMQ_SCHED_NO_FUTEX_OP | SHMQ_SCHED_NO_WAITID))
+		return -EINVAL;
+	for (size_t i = 0; i < SHMQ__ARRAY_SIZE(o->reserved); i++)
+		if (o->reserved[i])
+			return -EINVAL;
+	return 0;
+}
+
+static int sched_backend_init(shmq_sched *s, const struct shmq_sched_opts *o)
+{
+	bool strict;
+	int rc;
+
+	s->ops = sched_pick(o, &strict);
+	rc = s->ops->init(s, o);
+	if (rc < 0 && !strict && s->ops == &shmq__sched_uring_ops) {
+		s->ops = &shmq__sched_poll_ops;
+		rc = s->ops->init(s, o);
+	}
+	return rc;
+}
+
+SHMQ_API int shmq_sched_create(const struct shmq_sched_opts *o, shmq_sched **out)
+{
+	shmq_sched *s;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	if ((rc = sched_opts_check(o)) < 0)
+		return rc;
+	s = shmq__calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	shmq__heap_init(&s->heap);
+	s->flags = o ? o->flags : 0;
+	s->spin_max = o && o->spin_ns ? o->spin_ns : SPIN_DEFAULT_NS;
+	s->lat_mean = 50000; /* a first guess; loop_learn corrects it */
+	s->lat_dev = 10000;
+	s->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (s->wake_fd < 0) {
+		rc = -errno;
+		goto fail_free;
+	}
+	if ((rc = -pthread_mutex_init(&s->mu, NULL)) < 0)
+		goto fail_fd;
+	if ((rc = sched_backend_init(s, o)) < 0)
+		goto fail_mu;
+	*out = s;
+	return 0;
+fail_mu:
+	pthread_mutex_destroy(&s->mu);
+fail_fd:
+	close(s->wake_fd);
+fail_free:
+	shmq__free(s, sizeof(*s));
+	return rc;
+}
+
+SHMQ_API const char *shmq_sched_backend(shmq_sched *s)
+{
+	return s ? s->ops->name : "none";
+}
+
+/* ---- watches: list management ---- */
+
+static void watch_free(struct shmq__sched_watch *w)
+{
+	shmq__free(w, sizeof(*w));
+}
+
+/* Mark w unwatched; its memory goes when no kernel operation refers to it. */
+static void watch_kill(shmq_sched *s, struct shmq__sched_watch *w)
+{
+	w->dead = true;
+	s->nwatches--;
+	if (w->kind == SHMQ__WATCH_WORD) {
+		/* leaves the sleeper count the watch joined in watch_add */
+		shmq__fetch_sub_seq_cst(w->w.sleepers, 1);
+		if (w->state == SHMQ__WS_ARMED && !w->op_pending)
+			s->watches_dirty = true;
+	}
+}
+
+static int watch_add(shmq_sched *s, struct shmq__sched_watch *w)
+{
+	bool kick;
+
+	pthread_mutex_lock(&s->mu);
+	for (struct shmq__sched_watch *x = s->watches; x; x = x->next) {
+		if (!x->dead && x->obj == w->obj) {
+			pthread_mutex_unlock(&s->mu);
+			return -EEXIST;
+		}
+	}
+	if (w->kind == SHMQ__WATCH_WORD) {
+		/* Join the word's sleepers for the watch's whole life: from now on
+		 * every publish changes the word and wakes (core/watch_int.h protocol). */
+		shmq__fetch_add_seq_cst(w->w.sleepers, 1);
+	}
+	w->next = s->watches;
+	s->watches = w;
+	s->nwatches++;
+	kick = sched_need_kick(s, SHMQ__SCHED_NEVER);
+	pthread_mutex_unlock(&s->mu);
+	if (kick)
+		shmq__sched_kick(s);
+	return 0;
+}
+
+int shmq__sched_watch_word(shmq_sched *s, const void *obj, const struct shmq__watch *ww,
+			   bool (*readable)(const void *obj), shmq_action_fn fn, void *arg)
+{
+	struct shmq__sched_watch *w;
+	int rc;
+
+	if (!s || !obj || !fn || !ww || !ww->word || !ww->sleepers)
+		return -EINVAL;
+	w = shmq__calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->kind = SHMQ__WATCH_WORD;
+	w->obj = obj;
+	w->fn = fn;
+	w->arg = arg;
+	w->w = *ww;
+	w->readable = readable;
+	w->pidfd = -1;
+	if ((rc = watch_add(s, w)) < 0)
+		watch_free(w);
+	return rc;
+}
+
+int shmq__sched_watch_fd(shmq_sched *s, const void *obj, int pidfd, shmq_action_fn fn, void *arg)
+{
+	struct shmq__sched_watch *w;
+	int rc;
+
+	if (!s || !obj || !fn || pidfd < 0)
+		return -EINVAL;
+	w = shmq__calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->kind = SHMQ__WATCH_PROC;
+	w->obj = obj;
+	w->fn = fn;
+	w->arg = arg;
+	w->pidfd = pidfd;
+	if ((rc = watch_add(s, w)) < 0)
+		watch_free(w);
+	return rc;
+}
+
+SHMQ_API int shmq_sched_unwatch(shmq_sched *s, const void *obj)
+{
+	int rc = -ENOENT;
+
+	if (!s || !obj)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	for (struct shmq__sched_watch *w = s->watches; w; w = w->next) {
+		if (!w->dead && w->obj == obj) {
+			watch_kill(s, w);
+			rc = 0;
+			break;
+		}
+	}
+	/* The helper must stop waiting on the word before the caller closes
+	 * the object. */
+	if (rc == 0 && s->watches_dirty && s->helper)
+		shmq__sched_helper_sync(s);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/* ---- events ---- */
+
+static int sched_push(shmq_sched *s, int64_t when, int prio, shmq_action_fn fn, void *arg,
+		      int64_t period, shmq_event **ev)
+{
+	uint64_t h;
+	bool kick;
+	int rc;
+
+	if (!s || !fn)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	rc = shmq__heap_push(&s->heap, when, prio, fn, arg, period, &h);
+	kick = rc == 0 && sched_need_kick(s, when);
+	pthread_mutex_unlock(&s->mu);
+	if (kick)
+		shmq__sched_kick(s);
+	if (rc == 0 && ev)
+		*ev = handle_to_event(h);
+	return rc;
+}
+
+SHMQ_API int shmq_sched_enterabs(shmq_sched *s, int64_t when_ns, int priority, shmq_action_fn fn,
+				 void *arg, shmq_event **ev)
+{
+	return sched_push(s, when_ns, priority, fn, arg, 0, ev);
+}
+
+SHMQ_API int shmq_sched_enter(shmq_sched *s, int64_t delay_ns, int priority, shmq_action_fn fn,
+			      void *arg, shmq_event **ev)
+{
+	int64_t now = shmq_now_ns(), when;
+
+	if (__builtin_add_overflow(now, delay_ns, &when))
+		when = delay_ns > 0 ? INT64_MAX - 1 : INT64_MIN;
+	return sched_push(s, when, priority, fn, arg, 0, ev);
+}
+
+SHMQ_API int shmq_sched_enter_periodic(shmq_sched *s, int64_t first_ns, int64_t period_ns,
+				       int priority, shmq_action_fn fn, void *arg,
+				       shmq_event **ev)
+{
+	if (period_ns <= 0)
+		return -EINVAL;
+	return sched_push(s, first_ns, priority, fn, arg, period_ns, ev);
+}
+
+SHMQ_API int shmq_sched_cancel(shmq_sched *s, shmq_event *ev)
+{
+	uint32_t idx;
+
+	if (!s || !ev)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	idx = shmq__heap_lookup(&s->heap, event_to_handle(ev));
+	if (idx != UINT32_MAX)
+		shmq__heap_cancel(&s->heap, idx);
+	pthread_mutex_unlock(&s->mu);
+	/* A loop sleeping for the cancelled head wakes at its deadline, finds
+	 * nothing due and re-arms: no wake-up is needed now. */
+	return idx != UINT32_MAX ? 0 : -ENOENT;
+}
+
+SHMQ_API int shmq_sched_event_info(shmq_sched *s, const shmq_event *ev,
+				   struct shmq_event_info *out)
+{
+	uint32_t idx;
+	int rc = -ENOENT;
+
+	if (!s || !ev || !out)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	idx = shmq__heap_lookup(&s->heap, event_to_handle(ev));
+	if (idx != UINT32_MAX) {
+		const struct shmq__hent *e = &s->heap.ent[s->heap.hot[idx].heap_pos];
+
+		out->when_ns = e->when;
+		out->priority = e->prio;
+		out->fn = s->heap.slots[idx].fn;
+		out->arg = s->heap.slots[idx].arg;
+		rc = 0;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+SHMQ_API bool shmq_sched_empty(shmq_sched *s)
+{
+	bool empty;
+
+	if (!s)
+		return true;
+	pthread_mutex_lock(&s->mu);
+	empty = s->heap.n == 0;
+	pthread_mutex_unlock(&s->mu);
+	return empty;
+}
+
+SHMQ_API size_t shmq_sched_queue(shmq_sched *s, struct shmq_event_info *out, size_t max)
+{
+	size_t n;
+
+	if (!s)
+		return 0;
+	pthread_mutex_lock(&s->mu);
+	n = shmq__heap_snapshot(&s->heap, out, max);
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
+SHMQ_API int shmq_sched_stop(shmq_sched *s)
+{
+	bool kick;
+
+	if (!s)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	s->stop_req = true;
+	kick = sched_need_kick(s, SHMQ__SCHED_NEVER);
+	pthread_mutex_unlock(&s->mu);
+	if (kick)
+		shmq__sched_kick(s);
+	return 0;
+}
+
+/* ---- the loop ---- */
+
+/* Run the head event (due at or before now) without mu. */
+static void loop_run_head(shmq_sched *s, int64_t now)
+{
+	shmq_action_fn fn;
+	void *arg;
+	int64_t when;
+
+	shmq__heap_pop(&s->heap, now, &fn, &arg, &when);
+	pthread_mutex_unlock(&s->mu);
+	fn(arg);
+	pthread_mutex_lock(&s->mu);
+}
+
+/* Unlink and free w (no kernel operation refers to it any more). */
+static void watch_unlink(shmq_sched *s, struct shmq__sched_watch *w)
+{
+	for (struct shmq__sched_watch **pp = &s->watches; *pp; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			break;
+		}
+	}
+	watch_free(w);
+}
+
+/* Run the action of one ready watch, if any.  A process watch fires once. */
+static bool loop_fire_watch(shmq_sched *s)
+{
+	for (struct shmq__sched_watch *w = s->watches; w; w = w->next) {
+		shmq_action_fn fn = w->fn;
+		void *arg = w->arg;
+
+		if (w->dead || w->state != SHMQ__WS_READY)
+			continue;
+		if (w->kind == SHMQ__WATCH_PROC) {
+			watch_kill(s, w);
+			if (!w->op_pending)
+				watch_unlink(s, w);
+		} else {
+			w->state = SHMQ__WS_IDLE;
+		}
+		pthread_mutex_unlock(&s->mu);
+		fn(arg);
+		pthread_mutex_lock(&s->mu);
+		return true;
+	}
+	return false;
+}
+
+/* An idle word watch: ready now, or armed to wait for the word to change.
+ * We are in the word's sleepers (watch_add), so a publish after the load
+ * below changes the word and the wait returns at once. */
+static int watch_arm_word(shmq_sched *s, struct shmq__sched_watch *w)
+{
+	w->expected = shmq__load_seq_cst(w->w.word);
+	if (w->readable(w->obj)) {
+		w->state = SHMQ__WS_READY;
+		return 0;
+	}
+	w->state = SHMQ__WS_ARMED;
+	if (s->ops->arm_word && !(s->flags & SHMQ_SCHED_NO_FUTEX_OP)) {
+		int rc = s->ops->arm_word(s, w);
+
+		if (rc != -EOPNOTSUPP)
+			return rc;
+		s->flags |= SHMQ_SCHED_NO_FUTEX_OP;
+	}
+	s->watches_dirty = true;
+	return s->helper ? 0 : shmq__sched_helper_start(s);
+}
+
+/* The liveness re-check of an armed word watch: readable although its word
+ * did not change (a peer died).  Its wait is cancelled (the completion makes
+ * it idle) or, with the helper, it is ready at once. */
+static void watch_recheck(shmq_sched *s, struct shmq__sched_watch *w)
+{
+	if (!w->readable(w->obj))
+		return;
+	if (!w->op_pending) {
+		w->state = SHMQ__WS_READY;
+		s->watches_dirty = true;
+	} else if (!w->recheck_sent) {
+		w->recheck_sent = true;
+		s->ops->disarm(s, w);
+	}
+}
+
+/* Stage every idle watch; drop dead ones.  Returns the count now ready, or -errno. */
+static int loop_arm_watches(shmq_sched *s, int64_t now)
+{
+	struct shmq__sched_watch **pp = &s->watches;
+	bool recheck = now >= s->word_check_at;
+	int ready = 0, rc = 0;
+
+	s->armed_words = 0;
+
+	while (*pp) {
+		struct shmq__sched_watch *w = *pp;
+
+		if (w->dead) {
+			if (w->op_pending && !w->cancel_sent) {
+				w->cancel_sent = true;
+				if (s->ops->disarm(s, w))
+					w->op_pending = false;
+			}
+			if (!w->op_pending) {
+				*pp = w->next;
+				watch_free(w);
+				continue;
+			}
+		} else if (w->state == SHMQ__WS_IDLE) {
+			rc = w->kind == SHMQ__WATCH_WORD ? watch_arm_word(s, w)
+							 : s->ops->arm_proc(s, w);
+			if (rc < 0)
+				return rc;
+		} else if (w->state == SHMQ__WS_ARMED && w->kind == SHMQ__WATCH_WORD && recheck) {
+			watch_recheck(s, w);
+		}
+		ready += !w->dead && w->state == SHMQ__WS_READY;
+		s->armed_words += !w->dead && w->kind == SHMQ__WATCH_WORD &&
+				  w->state == SHMQ__WS_ARMED;
+		pp = &w->next;
+	}
+	if (recheck)
+		s->word_check_at = now + WATCH_SLICE_NS;
+	if (s->watches_dirty && s->helper)
+		rc = shmq__sched_helper_sync(s);
+	return rc < 0 ? rc : ready;
+}
+
+/* After reap: a helper-observed change makes every helper-armed word idle. */
+static void loop_reap(shmq_sched *s)
+{
+	s->ops->reap(s);
+	if (!s->helper || !shmq__sched_helper_fired(s))
+		return;
+	for (struct shmq__sched_watch *w = s->watches; w; w = w->next)
+		if (w->kind == SHMQ__WATCH_WORD && w->state == SHMQ__WS_ARMED && !w->op_pending)
+			w->state = SHMQ__WS_IDLE;
+	s->watches_dirty = true;
+}
+
+/* How far ahead of a deadline precision mode wakes: the usual wake-up
+ * lateness plus twice its usual spread, plus 5 us. */
+static int64_t loop_margin(const shmq_sched *s)
+{
+	int64_t m = s->lat_mean + 2 * s->lat_dev + 5000;
+
+	if (m < SPIN_FLOOR_NS)
+		m = SPIN_FLOOR_NS;
+	return m > s->spin_max ? s->spin_max : m;
+}
+
+/*
+ * Precision mode: learn how late the kernel wakes us, as moving averages
+ * (weight 1/16) of the lateness and of its deviation.  Samples are clamped
+ * to spin_max, so a rare preemption of many milliseconds moves the margin
+ * only a little and not for long.
+ */
+static void loop_learn(shmq_sched *s, int64_t woke)
+{
+	int64_t lat, dev;
+
+	if (!s->timer_fired || s->timer_target == SHMQ__SCHED_NEVER)
+		return;
+	s->timer_fired = false;
+	lat = woke - s->timer_target;
+	if (lat < 0)
+		lat = 0;
+	if (lat > s->spin_max)
+		lat = s->spin_max;
+	dev = lat > s->lat_mean ? lat - s->lat_mean : s->lat_mean - lat;
+	s->lat_mean += (lat - s->lat_mean) / 16;
+	s->lat_dev += (dev - s->lat_dev) / 16;
+}
+
+/* Spin (without mu) until when, or until the head changes. */
+static void loop_spin(shmq_sched *s, int64_t when)
+{
+	pthread_mutex_unlock(&s->mu);
+	while (shmq_now_ns() < when)
+		shmq__cpu_relax();
+	pthread_mutex_lock(&s->mu);
+}
+
+/* One sleep: stage the timer for head (or none), wait, reap. */
+static int loop_sleep(shmq_sched *s, const struct shmq__hent *head, bool block)
+{
+	int64_t target = SHMQ__SCHED_NEVER;
+	int rc;
+
+	if (head) {
+		target = head->when;
+		if (s->flags & SHMQ_SCHED_PRECISE)
+			target -= loop_margin(s);
+	}
+	if (s->armed_words && s->word_check_at < target)
+		target = s->word_check_at;
+	if (block && (rc = s->ops->arm_timer(s, target)) < 0)
+		return rc;
+	s->timer_target = target;
+	s->wait_head = head ? head->when : SHMQ__SCHED_NEVER;
+	s->waiting = block;
+	s->wake_sent = false;
+	pthread_mutex_unlock(&s->mu);
+	rc = s->ops->wait(s, block);
+	pthread_mutex_lock(&s->mu);
+	s->waiting = false;
+	if (rc < 0)
+		return rc;
+	loop_reap(s);
+	if (s->flags & SHMQ_SCHED_PRECISE)
+		loop_learn(s, shmq_now_ns());
+	return 0;
+}
+
+/*
+ * The loop, under mu.  Blocking: until stopped (0), or nothing is left to
+ * wait for (0), or a backend error (-errno).  Non-blocking: runs what is due
+ * and ready, polls the kernel once, and returns the ns until the next event
+ * or -1.
+ */
+static int64_t loop(shmq_sched *s, bool blocking)
+{
+	bool polled = false;
+	int rc;
+
+	for (;;) {
+		const struct shmq__hent *head;
+		int64_t now;
+
+		if (s->stop_req) {
+			s->stop_req = false;
+			return 0;
+		}
+		now = shmq_now_ns();
+		head = shmq__heap_head(&s->heap);
+		if (head && head->when <= now) {
+			loop_run_head(s, now);
+			continue;
+		}
+		if (loop_fire_watch(s))
+			continue;
+		if (head && (s->flags & SHMQ_SCHED_PRECISE) && head->when - now <= loop_margin(s)) {
+			loop_spin(s, head->when);
+			continue;
+		}
+		if ((rc = loop_arm_watches(s, now)) < 0)
+			return rc;
+		if (rc > 0)
+			continue;
+		if (!blocking) {
+			if (!polled && s->watches) {
+				/* collect what completed for the watches, once */
+				polled = true;
+				if ((rc = loop_sleep(s, head, false)) < 0)
+					return rc;
+				continue;
+			}
+			return head ? head->when - now : -1;
+		}
+		if (!head && !s->nwatches)
+			return 0;
+		if ((rc = loop_sleep(s, head, true)) < 0)
+			return rc;
+	}
+}
+
+SHMQ_API int64_t shmq_sched_run(shmq_sched *s, bool blocking)
+{
+	int64_t rc;
+
+	if (!s)
+		return -EINVAL;
+	pthread_mutex_lock(&s->mu);
+	if (s->running) {
+		pthread_mutex_unlock(&s->mu);
+		return -EBUSY;
+	}
+	s->running = true;
+	rc = loop(s, blocking);
+	s->running = false;
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/*
+ * Cancel every kernel operation that refers to a watch and wait for their
+ * completions, so that no late completion (a WAITID's siginfo) can write into
+ * a watch after it is freed.  Each round kicks the wake eventfd first, so
+ * the wait always returns.  Bounded: a backend error ends it.
+ */
+static void sched_drain_ops(shmq_sched *s)
+{
+	for (int round = 0; round < 1000; round++) {
+		bool pending = false;
+
+		for (struct shmq__sched_watch *w = s->watches; w; w = w->next) {
+			if (!w->op_pending)
+				continue;
+			if (!w->cancel_sent) {
+				w->cancel_sent = true;
+				if (s->ops->disarm(s, w)) {
+					w->op_pending = false;
+					continue;
+				}
+			}
+			pending = true;
+		}
+		if (!pending)
+			return;
+		shmq__sched_kick(s);
+		if (s->ops->wait(s, true) < 0)
+			return;
+		s->ops->reap(s);
+	}
+}
+
+SHMQ_API void shmq_sched_destroy(shmq_sched *s)
+{
+	struct shmq__sched_watch *w, *next;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	for (w = s->watches; w; w = w->next)
+		if (!w->dead)
+			watch_kill(s, w);
+	if (s->helper)
+		shmq__sched_helper_stop(s);
+	sched_drain_ops(s);
+	pthread_mutex_unlock(&s->mu);
+	s->ops->fini(s);
+	for (w = s->watches; w; w = next) {
+		next = w->next;
+		watch_free(w);
+	}
+	shmq__heap_fini(&s->heap);
+	close(s->wake_fd);
+	pthread_mutex_destroy(&s->mu);
+	shmq__free(s, sizeof(*s));
+}

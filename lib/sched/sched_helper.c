@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The scheduler's watch helper: the one thread libshmq starts on its own,
+ * and only where the kernel cannot wait on a futex word together with file
+ * descriptors (the fallback backend, or io_uring without IORING_OP_FUTEX_WAIT,
+ * i.e. Linux < 6.7).  It sleeps in futex_waitv(2) on the loop's armed queue
+ * and pipe words plus its own control word, and when a watched word changes
+ * it writes the loop's wake eventfd and waits for the loop to hand it a new
+ * set (so it never spins).  Started by the first word watch that needs it,
+ * stopped by shmq_sched_destroy.  It blocks every signal.
+ *
+ * The set lives under the helper's own mutex; the loop (and unwatch) publish
+ * a new set with shmq__sched_helper_sync, which bumps `gen` and wakes it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "core/alloc_int.h"
+#include "core/atomic_int.h"
+#include "sched/sched_int.h"
+#include "core/wait_int.h"
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+#ifndef FUTEX_32
+#define FUTEX_32 2
+struct futex_waitv {
+	uint64_t val;
+	uint64_t uaddr;
+	uint32_t flags;
+	uint32_t __reserved;
+};
+#endif
+
+#define HELPER_MAX 127   /* futex_waitv takes 128 words; one is gen */
+#define HELPER_SLICE_NS 1000000 /* kernels without futex_waitv: poll the words every 1 ms */
+
+struct shmq__sched_helper {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	uint32_t gen;   /* futex word: bumped on every new set and on stop */
+	uint32_t stop;
+	uint32_t fired; /* set before writing wake_fd; taken by the loop */
+	uint32_t n;
+	struct futex_waitv set[HELPER_MAX + 1]; /* [0] is gen */
+	int wake_fd;
+};
+
+static long helper_waitv(struct futex_waitv *v, unsigned n)
+{
+	return syscall(SYS_futex_waitv, v, n, 0, NULL, CLOCK_MONOTONIC);
+}
+
+/* Kernels < 5.16: check the words, nap on gen for a slice. */
+static bool helper_poll_words(struct shmq__sched_helper *h, struct futex_waitv *v, unsigned n)
+{
+	for (unsigned i = 1; i < n; i++)
+		if (shmq__load_seq_cst((uint32_t *)(uintptr_t)v[i].uaddr) != (uint32_t)v[i].val)
+			return true;
+	shmq__futex_wait(&h->gen, (uint32_t)v[0].val, shmq_now_ns() + HELPER_SLICE_NS);
+	return false;
+}
+
+/* Wait on one set; true when a watched word changed. */
+static bool helper_wait_set(struct shmq__sched_helper *h, struct futex_waitv *v, unsigned n,
+			    bool *no_waitv)
+{
+	long r;
+
+	if (*no_waitv)
+		return helper_poll_words(h, v, n);
+	r = helper_waitv(v, n);
+	if (r == 0)
+		return false; /* gen changed: a new set */
+	if (r > 0)
+		return true;
+	if (errno == ENOSYS) {
+		*no_waitv = true;
+		return false;
+	}
+	if (errno == EAGAIN) /* some value differed: gen or a word */
+		return shmq__load_seq_cst(&h->gen) == (uint32_t)v[0].val;
+	return errno == EFAULT; /* a word's memory went away: let the loop re-check */
+}
+
+static void helper_signal(struct shmq__sched_helper *h)
+{
+	uint64_t one = 1;
+
+	/* published before the eventfd write; the loop takes it after reading it */
+	shmq__store_seq_cst(&h->fired, 1);
+	while (write(h->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+static void *helper_main(void *arg)
+{
+	struct shmq__sched_helper *h = arg;
+	struct futex_waitv v[HELPER_MAX + 1];
+	bool no_waitv = false;
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	for (;;) {
+		unsigned n;
+		uint32_t g;
+
+		pthread_mutex_lock(&h->mu);
+		if (h->stop) {
+			pthread_mutex_unlock(&h->mu);
+			return NULL;
+		}
+		g = shmq__load_seq_cst(&h->gen);
+		n = h->n + 1;
+		memcpy(v, h->set, n * sizeof(v[0]));
+		pthread_mutex_unlock(&h->mu);
+		v[0].val = g;
+		if (n == 1) {
+			shmq__futex_wait(&h->gen, g, SHMQ__NO_DEADLINE);
+			continue;
+		}
+		if (!helper_wait_set(h, v, n, &no_waitv))
+			continue;
+		helper_signal(h);
+		/* Wait for the loop's next set (it always republishes after a fire). */
+		while (shmq__load_seq_cst(&h->gen) == g)
+			shmq__futex_wait(&h->gen, g, SHMQ__NO_DEADLINE);
+	}
+}
+
+int shmq__sched_helper_start(shmq_sched *s)
+{
+	struct shmq__sched_helper *h = shmq__calloc(1, sizeof(*h));
+	int rc;
+
+	if (!h)
+		return -ENOMEM;
+	h->wake_fd = s->wake_fd;
+	h->set[0].uaddr = (uint64_t)(uintptr_t)&h->gen;
+	h->set[0].flags = FUTEX_32;
+	if ((rc = -pthread_mutex_init(&h->mu, NULL)) < 0)
+		goto fail;
+	if ((rc = -pthread_create(&h->thread, NULL, helper_main, h)) < 0) {
+		pthread_mutex_destroy(&h->mu);
+		goto fail;
+	}
+	s->helper = h;
+	return 0;
+fail:
+	shmq__free(h, sizeof(*h));
+	return rc;
+}
+
+static void helper_bump(struct shmq__sched_helper *h)
+{
+	shmq__fetch_add_seq_cst(&h->gen, 1);
+	shmq__futex_wake(&h->gen, 1);
+}
+
+void shmq__sched_helper_stop(shmq_sched *s)
+{
+	struct shmq__sched_helper *h = s->helper;
+
+	pthread_mutex_lock(&h->mu);
+	h->stop = 1;
+	helper_bump(h);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->thread, NULL);
+	pthread_mutex_destroy(&h->mu);
+	shmq__free(h, sizeof(*h));
+	s->helper = NULL;
+}
+
+int shmq__sched_helper_sync(shmq_sched *s)
+{
+	struct shmq__sched_helper *h = s->helper;
+	unsigned n = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&h->mu);
+	for (struct shmq__sched_watch *w = s->watches; w; w = w->next) {
+		if (w->dead || w->kind != SHMQ__WATCH_WORD || w->state != SHMQ__WS_ARMED ||
+		    w->op_pending)
+			continue;
+		if (n == HELPER_MAX) {
+			rc = -ENOSPC;
+			break;
+		}
+		n++;
+		h->set[n].uaddr = (uint64_t)(uintptr_t)w->w.word;
+		h->set[n].val = w->expected;
+		h->set[n].flags = FUTEX_32; /* shared: the word is in shared memory */
+		h->set[n].__reserved = 0;
+	}
+	h->n = n;
+	helper_bump(h);
+	pthread_mutex_unlock(&h->mu);
+	s->watches_dirty = false;
+	return rc;
+}
+
+bool shmq__sched_helper_fired(shmq_sched *s)
+{
+	/* pairs with helper_signal's store, read after the wake eventfd */
+	return shmq__exchange_seq_cst(&s->helper->fired, 0) != 0;
+}

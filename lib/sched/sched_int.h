@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private: the scheduler's state and the interface between its loop
+ * (sched.c) and its two backends (sched_uring.c, sched_poll.c).
+ *
+ * Threads: every field of struct shmq_sched is guarded by mu.  The kernel
+ * objects (the ring, the epoll set, the timerfd) are touched only by the
+ * thread inside shmq_sched_run (at most one: `running`), in three steps per
+ * loop iteration:
+ *   arm_*   under mu: stage the timer and the watches (SQEs, timerfd, epoll);
+ *   wait    without mu: one kernel call that submits and sleeps;
+ *   reap    under mu: consume completions, mark watches ready.
+ * Other threads (and actions) only change the heap and the watch list under
+ * mu, and write wake_fd when the loop sleeps past what they changed.
+ */
+#ifndef SHMQ__SCHED_INT_H
+#define SHMQ__SCHED_INT_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sched/sched_heap_int.h"
+#include "core/watch_int.h"
+
+#define SHMQ__SCHED_NEVER INT64_MAX
+
+enum shmq__watch_kind { SHMQ__WATCH_WORD, SHMQ__WATCH_PROC };
+enum shmq__watch_state {
+	SHMQ__WS_IDLE,  /* to be checked and armed by the next iteration */
+	SHMQ__WS_ARMED, /* waiting in the kernel (or the helper thread) */
+	SHMQ__WS_READY, /* its action is due */
+};
+
+struct shmq__sched_watch {
+	struct shmq__sched_watch *next;
+	enum shmq__watch_kind kind;
+	enum shmq__watch_state state;
+	bool dead;       /* unwatched: freed once no kernel operation refers to it */
+	bool op_pending; /* a ring operation (or epoll registration) refers to it */
+	bool cancel_sent;  /* dead: its operation's cancel is staged */
+	bool recheck_sent; /* live: cancelled by the liveness re-check */
+	const void *obj;
+	shmq_action_fn fn;
+	void *arg;
+	/* SHMQ__WATCH_WORD: a queue's or pipe's readiness word */
+	struct shmq__watch w;
+	bool (*readable)(const void *obj);
+	uint32_t expected;
+	/* SHMQ__WATCH_PROC */
+	int pidfd;
+	siginfo_t info; /* IORING_OP_WAITID writes here */
+};
+
+struct shmq__sched_helper;
+
+struct shmq__sched_ops {
+	const char *name;
+	int (*init)(shmq_sched *s, const struct shmq_sched_opts *o);
+	void (*fini)(shmq_sched *s);
+	/* Stage the timer at target (SHMQ__SCHED_NEVER: none).  Under mu. */
+	int (*arm_timer)(shmq_sched *s, int64_t target);
+	/* Stage a futex wait of w->w.word == w->expected (NULL: no native way,
+	 * the helper thread waits instead).  Under mu. */
+	int (*arm_word)(shmq_sched *s, struct shmq__sched_watch *w);
+	/* Stage the wait for w->pidfd's process to exit.  Under mu. */
+	int (*arm_proc)(shmq_sched *s, struct shmq__sched_watch *w);
+	/* Drop w's pending operation (w is dead, or its liveness re-check found
+	 * it readable).  Returns true when it is already gone, false when a
+	 * completion will say so. */
+	bool (*disarm)(shmq_sched *s, struct shmq__sched_watch *w);
+	/* Submit what is staged and, if block, sleep until something completes.
+	 * Without mu.  0 or -errno (EINTR is reported as 0). */
+	int (*wait)(shmq_sched *s, bool block);
+	/* Consume what completed.  Under mu. */
+	void (*reap)(shmq_sched *s);
+};
+
+extern const struct shmq__sched_ops shmq__sched_uring_ops;
+extern const struct shmq__sched_ops shmq__sched_poll_ops;
+
+struct shmq_sched {
+	pthread_mutex_t mu;
+	struct shmq__heap heap;
+	const struct shmq__sched_ops *ops;
+	void *be;             /* the backend's state */
+	unsigned flags;       /* SHMQ_SCHED_* */
+	int wake_fd;          /* eventfd: wakes a loop that sleeps */
+	bool running;         /* a thread is inside shmq_sched_run */
+	bool waiting;         /* ... and sleeps (or is about to) in ops->wait */
+	bool wake_sent;       /* wake_fd was written during this wait */
+	bool stop_req;        /* shmq_sched_stop was called: the current/next run returns */
+	bool timer_fired;     /* reap saw the timer expire (precision mode's estimate) */
+	bool watches_dirty;   /* the helper's set of words must be republished */
+	int64_t wait_head;    /* the head's deadline when the loop went to sleep */
+	int64_t timer_target; /* where the timer was armed for this wait */
+	int64_t word_check_at; /* next liveness re-check of armed word watches */
+	unsigned armed_words;  /* word watches waiting (kernel or helper) */
+	/* precision mode: wake-up lateness estimates (see loop_learn) and bound */
+	int64_t lat_mean;
+	int64_t lat_dev;
+	int64_t spin_max;
+	struct shmq__sched_watch *watches;
+	unsigned nwatches;    /* live (not dead) watches */
+	struct shmq__sched_helper *helper;
+};
+
+/* The helper thread (sched_helper.c): waits with futex_waitv on the armed
+ * word watches and writes wake_fd when one changes.  All under s->mu. */
+int shmq__sched_helper_start(shmq_sched *s);
+void shmq__sched_helper_stop(shmq_sched *s);
+/* Publish the set of armed word watches (any thread, under s->mu). */
+int shmq__sched_helper_sync(shmq_sched *s);
+/* True once if the helper saw a word change since the last call. */
+bool shmq__sched_helper_fired(shmq_sched *s);
+
+/* Generic watches (sched.c), used by the queue/pipe/proc wrappers. */
+int shmq__sched_watch_word(shmq_sched *s, const void *obj, const struct shmq__watch *w,
+			   bool (*readable)(const void *obj), shmq_action_fn fn, void *arg);
+int shmq__sched_watch_fd(shmq_sched *s, const void *obj, int pidfd, shmq_action_fn fn,
+			 void *arg);
+
+/* Write the eventfd (from any thread). */
+void shmq__sched_kick(shmq_sched *s);
+
+#endif

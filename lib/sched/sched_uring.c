@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The scheduler's io_uring backend.
+ *
+ * One ring waits for everything at once:
+ *  - the heap's head: one IORING_OP_TIMEOUT with IORING_TIMEOUT_ABS on
+ *    CLOCK_MONOTONIC, moved with IORING_TIMEOUT_UPDATE only when the head's
+ *    deadline changes (a new TIMEOUT after the old one fired);
+ *  - the wake eventfd: an IORING_OP_READ that completes when another thread
+ *    kicks the loop;
+ *  - queue and pipe readiness words: IORING_OP_FUTEX_WAIT (kernel >= 6.7;
+ *    liburing 2.3 has no helper, the SQE is prepared here);
+ *  - process exits: IORING_OP_WAITID with WNOWAIT on the pidfd (>= 6.7;
+ *    the exit status stays for shmq_proc_join), else IORING_OP_POLL_ADD.
+ * Staged SQEs go in with the wait, in one io_uring_enter per iteration.
+ *
+ * user_data: a watch pointer (8-aligned, low bits 0), or a tag in the low 3
+ * bits with the timer's generation above them, so a completion of a timer
+ * that was since replaced is recognised and ignored.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include <liburing.h>
+
+#include <shmq.h>
+
+#include "core/alloc_int.h"
+#include "sched/sched_int.h"
+
+/* The kernel's uapi values, for headers older than Linux 6.7. */
+#define SHMQ__OP_WAITID     50 /* IORING_OP_WAITID */
+#define SHMQ__OP_FUTEX_WAIT 51 /* IORING_OP_FUTEX_WAIT */
+#define SHMQ__FUTEX2_SIZE_U32 0x02u /* FUTEX2_SIZE_U32; no FUTEX2_PRIVATE: shared memory */
+#define SHMQ__FUTEX_BITSET_MATCH_ANY 0xffffffffu
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+#define UD_TIMER  1u /* | gen << 3: the head's timeout */
+#define UD_WAKE   2u /* the eventfd read */
+#define UD_IGNORE 3u /* cancels and removes: their result needs no action */
+#define UD_UPDATE 4u /* | gen << 3: a timeout update */
+#define UD_TAG(ud) ((ud) & 7u)
+#define UD_GEN(ud) ((ud) >> 3)
+
+struct uring_be {
+	struct io_uring ring;
+	bool has_futex;
+	bool has_waitid;
+	bool wake_armed;
+	bool timer_armed;
+	bool no_update;     /* the kernel refused IORING_TIMEOUT_UPDATE: remove + add */
+	int64_t timer_at;
+	uint64_t timer_gen;
+	uint64_t wake_buf;
+	struct __kernel_timespec ts_add, ts_upd;
+};
+
+static struct uring_be *be_of(shmq_sched *s)
+{
+	return s->be;
+}
+
+static void uring_probe(struct uring_be *b)
+{
+	struct io_uring_probe *p = io_uring_get_probe_ring(&b->ring);
+
+	if (!p)
+		return;
+	b->has_futex = io_uring_opcode_supported(p, SHMQ__OP_FUTEX_WAIT);
+	b->has_waitid = io_uring_opcode_supported(p, SHMQ__OP_WAITID);
+	io_uring_free_probe(p);
+}
+
+static int uring_init(shmq_sched *s, const struct shmq_sched_opts *o)
+{
+	unsigned entries = o && o->ring_entries ? o->ring_entries : 64;
+	struct uring_be *b = shmq__calloc(1, sizeof(*b));
+	int rc;
+
+	if (!b)
+		return -ENOMEM;
+	rc = io_uring_queue_init(entries, &b->ring, 0);
+	if (rc < 0) {
+		shmq__free(b, sizeof(*b));
+		return rc;
+	}
+	uring_probe(b);
+	s->be = b;
+	return 0;
+}
+
+static void uring_fini(shmq_sched *s)
+{
+	struct uring_be *b = be_of(s);
+
+	io_uring_queue_exit(&b->ring);
+	shmq__free(b, sizeof(*b));
+	s->be = NULL;
+}
+
+/* An SQE; when the submission queue is full, submit what is staged first
+ * (a few tries: a kernel that keeps refusing, e.g. with its completion queue
+ * overflowing, gets NULL and the caller reports -EAGAIN). */
+static struct io_uring_sqe *uring_sqe(struct uring_be *b)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+
+	for (int tries = 0; !sqe && tries < 8; tries++) {
+		int rc = io_uring_submit(&b->ring);
+
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+			return NULL;
+		sqe = io_uring_get_sqe(&b->ring);
+	}
+	return sqe;
+}
+
+static void ts_set(struct __kernel_timespec *ts, int64_t t)
+{
+	if (t < 0)
+		t = 0;
+	ts->tv_sec = t / 1000000000;
+	ts->tv_nsec = t % 1000000000;
+}
+
+static int uring_timer_remove(struct uring_be *b)
+{
+	struct io_uring_sqe *sqe = uring_sqe(b);
+
+	if (!sqe)
+		return -EAGAIN;
+	io_uring_prep_timeout_remove(sqe, (b->timer_gen << 3) | UD_TIMER, 0);
+	io_uring_sqe_set_data64(sqe, UD_IGNORE);
+	b->timer_armed = false;
+	b->timer_gen++;
+	return 0;
+}
+
+static int uring_timer_update(struct uring_be *b, int64_t target)
+{
+	struct io_uring_sqe *sqe = uring_sqe(b);
+
+	if (!sqe)
+		return -EAGAIN;
+	ts_set(&b->ts_upd, target);
+	io_uring_prep_timeout_update(sqe, &b->ts_upd, (b->timer_gen << 3) | UD_TIMER,
+				     IORING_TIMEOUT_ABS);
+	io_uring_sqe_set_data64(sqe, (b->timer_gen << 3) | UD_UPDATE);
+	b->timer_at = target;
+	return 0;
+}
+
+static int uring_timer_add(struct uring_be *b, int64_t target)
+{
+	struct io_uring_sqe *sqe = uring_sqe(b);
+
+	if (!sqe)
+		return -EAGAIN;
+	b->timer_gen++;
+	ts_set(&b->ts_add, target);
+	io_uring_prep_timeout(sqe, &b->ts_add, 0, IORING_TIMEOUT_ABS);
+	io_uring_sqe_set_data64(sqe, (b->timer_gen << 3) | UD_TIMER);
+	b->timer_armed = true;
+	b->timer_at = target;
+	return 0;
+}
+
+static int uring_arm_timer(shmq_sched *s, int64_t target)
+{
+	struct uring_be *b = be_of(s);
+	int rc;
+
+	if (target == SHMQ__SCHED_NEVER)
+		return b->timer_armed ? uring_timer_remove(b) : 0;
+	if (b->timer_armed && b->timer_at == target)
+		return 0;
+	if (b->timer_armed && !b->no_update)
+		return uring_timer_update(b, target);
+	if (b->timer_armed && (rc = uring_timer_remove(b)) < 0)
+		return rc;
+	return uring_timer_add(b, target);
+}
+
+static int uring_arm_word(shmq_sched *s, struct shmq__sched_watch *w)
+{
+	struct uring_be *b = be_of(s);
+	struct io_uring_sqe *sqe;
+
+	if (!b->has_futex)
+		return -EOPNOTSUPP;
+	if (!(sqe = uring_sqe(b)))
+		return -EAGAIN;
+	/* IORING_OP_FUTEX_WAIT: fd = futex2 flags, addr = word, addr2 = the
+	 * expected value, addr3 = the wake bitset. */
+	io_uring_prep_rw(SHMQ__OP_FUTEX_WAIT, sqe, (int)SHMQ__FUTEX2_SIZE_U32, w->w.word, 0,
+			 w->expected);
+	sqe->addr3 = SHMQ__FUTEX_BITSET_MATCH_ANY;
+	io_uring_sqe_set_data(sqe, w);
+	w->op_pending = true;
+	return 0;
+}
+
+static int uring_arm_proc(shmq_sched *s, struct shmq__sched_watch *w)
+{
+	struct uring_be *b = be_of(s);
+	struct io_uring_sqe *sqe = uring_sqe(b);
+
+	if (!sqe)
+		return -EAGAIN;
+	if (b->has_waitid && !(s->flags & SHMQ_SCHED_NO_WAITID)) {
+		/* waitid(P_PIDFD, pidfd, &info, WEXITED | WNOWAIT): does not reap */
+		io_uring_prep_rw(SHMQ__OP_WAITID, sqe, w->pidfd, NULL, P_PIDFD, 0);
+		sqe->file_index = WEXITED | WNOWAIT;
+		sqe->addr2 = (uint64_t)(uintptr_t)&w->info;
+	} else {
+		/* a pidfd turns readable when its process exits */
+		io_uring_prep_poll_add(sqe, w->pidfd, POLLIN);
+	}
+	io_uring_sqe_set_data(sqe, w);
+	w->state = SHMQ__WS_ARMED;
+	w->op_pending = true;
+	return 0;
+}
+
+static bool uring_disarm(shmq_sched *s, struct shmq__sched_watch *w)
+{
+	struct uring_be *b = be_of(s);
+	struct io_uring_sqe *sqe = uring_sqe(b);
+
+	if (!sqe)
+		return false;
+	io_uring_prep_cancel(sqe, w, 0);
+	io_uring_sqe_set_data64(sqe, UD_IGNORE);
+	return false; /* the cancelled operation's own completion frees w */
+}
+
+static int uring_wait(shmq_sched *s, bool block)
+{
+	struct uring_be *b = be_of(s);
+	int rc;
+
+	if (!b->wake_armed) {
+		struct io_uring_sqe *sqe = uring_sqe(b);
+
+		if (!sqe)
+			return -EAGAIN;
+		io_uring_prep_read(sqe, s->wake_fd, &b->wake_buf, sizeof(b->wake_buf), 0);
+		io_uring_sqe_set_data64(sqe, UD_WAKE);
+		b->wake_armed = true;
+	}
+	if (block)
+		rc = io_uring_submit_and_wait(&b->ring, 1);
+	else
+		rc = io_uring_submit_and_get_events(&b->ring);
+	if (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY || rc == -ETIME)
+		rc = 0;
+	return rc < 0 ? rc : 0;
+}
+
+static void uring_reap_watch(shmq_sched *s, struct shmq__sched_watch *w, int res)
+{
+	struct uring_be *b = be_of(s);
+
+	w->op_pending = false;
+	w->recheck_sent = false;
+	if (w->dead)
+		return;
+	if (w->kind == SHMQ__WATCH_PROC) {
+		if (res == -EINVAL && b->has_waitid && !(s->flags & SHMQ_SCHED_NO_WAITID)) {
+			b->has_waitid = false; /* WNOWAIT refused: poll the pidfd */
+			w->state = SHMQ__WS_IDLE;
+			return;
+		}
+		w->state = SHMQ__WS_READY;
+		return;
+	}
+	if (res == -EINVAL || res == -EOPNOTSUPP)
+		b->has_futex = false; /* the helper thread takes over */
+	w->state = SHMQ__WS_IDLE; /* re-check readable, then wait again */
+}
+
+static void uring_reap_one(shmq_sched *s, uint64_t ud, int res)
+{
+	struct uring_be *b = be_of(s);
+
+	switch (UD_TAG(ud)) {
+	case 0:
+		uring_reap_watch(s, (struct shmq__sched_watch *)(uintptr_t)ud, res);
+		break;
+	case UD_TIMER:
+		if (UD_GEN(ud) == b->timer_gen && b->timer_armed) {
+			b->timer_armed = false;
+			s->timer_fired = res == -ETIME;
+		}
+		break;
+	case UD_WAKE:
+		b->wake_armed = false;
+		break;
+	case UD_UPDATE:
+		if (res < 0 && UD_GEN(ud) == b->timer_gen && b->timer_armed) {
+			/* -ENOENT: it had fired already; -EINVAL: no update op */
+			b->no_update |= res == -EINVAL;
+			b->timer_armed = false;
+			b->timer_gen++;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void uring_reap(shmq_sched *s)
+{
+	struct uring_be *b = be_of(s);
+	struct io_uring_cqe *cqe;
+	unsigned head, n = 0;
+
+	io_uring_for_each_cqe(&b->ring, head, cqe) {
+		uring_reap_one(s, cqe->user_data, cqe->res);
+		n++;
+	}
+	io_uring_cq_advance(&b->ring, n);
+}
+
+const struct shmq__sched_ops shmq__sched_uring_ops = {
+	.name = "io_uring",
+	.init = uring_init,
+	.fini = uring_fini,
+	.arm_timer = uring_arm_timer,
+	.arm_word = uring_arm_word,
+	.arm_proc = uring_arm_proc,
+	.disarm = uring_disarm,
+	.wait = uring_wait,
+	.reap = uring_reap,
+};

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The scheduler's watches on libshmq objects, through the hooks of core/watch_int.h:
+ * a queue or a pipe end is watched on its readiness futex word (the loop
+ * joins the word's sleepers for the watch's life, so every publish changes
+ * the word and wakes), a process on its pidfd.
+ */
+#include "config.h"
+
+#include <errno.h>
+
+#include <shmq.h>
+
+#include "sched/sched_int.h"
+#include "core/watch_int.h"
+
+static bool queue_readable(const void *obj)
+{
+	return shmq__queue_readable((shmq_queue *)(uintptr_t)obj);
+}
+
+static bool pipe_readable(const void *obj)
+{
+	return shmq__pipe_readable((shmq_pipe *)(uintptr_t)obj);
+}
+
+SHMQ_API int shmq_sched_watch_queue(shmq_sched *s, shmq_queue *q, shmq_action_fn fn, void *arg)
+{
+	struct shmq__watch w;
+	int rc;
+
+	if (!s || !q || !fn)
+		return -EINVAL;
+	if ((rc = shmq__queue_watch(q, &w)) < 0)
+		return rc;
+	return shmq__sched_watch_word(s, q, &w, queue_readable, fn, arg);
+}
+
+SHMQ_API int shmq_sched_watch_pipe(shmq_sched *s, shmq_pipe *p, shmq_action_fn fn, void *arg)
+{
+	struct shmq__watch w;
+	int rc;
+
+	if (!s || !p || !fn)
+		return -EINVAL;
+	if ((rc = shmq__pipe_watch(p, &w)) < 0)
+		return rc;
+	return shmq__sched_watch_word(s, p, &w, pipe_readable, fn, arg);
+}
+
+SHMQ_API int shmq_sched_watch_proc(shmq_sched *s, shmq_proc *p, shmq_action_fn fn, void *arg)
+{
+	int pidfd;
+
+	if (!s || !p || !fn)
+		return -EINVAL;
+	pidfd = shmq__proc_pidfd(p);
+	if (pidfd < 0)
+		return pidfd;
+	return shmq__sched_watch_fd(s, p, pidfd, fn, arg);
+}

@@ -1,0 +1,769 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmq: look inside live libshmq regions (like ipcs / ipcrm, knowing
+ * libshmq's objects).
+ *
+ *   shmq ls                  every region under /dev/shm with libshmq's header
+ *   shmq stat NAME           its objects with their state, and its process table
+ *   shmq watch NAME          the same, refreshed in place, with rates
+ *   shmq rm NAME [--force]   unlink, refusing while live processes are attached
+ *
+ * Reading never changes a region and never blocks its users: regions are
+ * mapped read-only (shmq__region_observe) without joining their process
+ * table, and no lock is ever taken.  Nothing read is trusted; a region that
+ * is truncated under us (SIGBUS) or otherwise unreadable is reported, and the
+ * tool goes on with the next one.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "core/introspect_int.h"
+#include "core/region_int.h"
+
+#define SHM_DIR "/dev/shm"
+
+/* ---------------------------------------------------------------- options */
+
+struct tool_opts {
+	bool json;
+	bool all;          /* ls: foreign files too */
+	bool force;        /* rm */
+	double interval;   /* watch: seconds */
+	long count;        /* watch: refreshes, 0 = until interrupted */
+};
+
+/* ---------------------------------------------------------------- fault guard */
+
+/* A region may be truncated by someone else while we read it (SIGBUS).  Reads
+ * of mapped regions run under this guard and turn a fault into -EFAULT. */
+static sigjmp_buf guard_jmp;
+static volatile sig_atomic_t guard_armed;
+
+static void guard_handler(int sig)
+{
+	if (guard_armed)
+		siglongjmp(guard_jmp, sig);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void guard_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = guard_handler;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_NODEFER;
+	sigaction(SIGBUS, &sa, NULL);
+	sigaction(SIGSEGV, &sa, NULL);
+}
+
+typedef int (*guarded_fn)(void *arg);
+
+static int guard_call(guarded_fn fn, void *arg)
+{
+	int rc;
+
+	if (sigsetjmp(guard_jmp, 1) != 0) {
+		guard_armed = 0;
+		return -EFAULT;
+	}
+	guard_armed = 1;
+	rc = fn(arg);
+	guard_armed = 0;
+	return rc;
+}
+
+/* ---------------------------------------------------------------- snapshot */
+
+struct obj_row {
+	char name[SHMQ_OBJ_NAME_MAX + 1];
+	struct shmq__obj_stat st;
+	double rate_in, rate_out; /* watch: per second, NAN when unknown */
+	const char *rate_unit;    /* "msgs" or "bytes" */
+	double rate_waits, rate_wakes; /* watch: futex waits and wakes per second, or NAN */
+};
+
+struct proc_row {
+	unsigned slot;
+	pid_t pid;
+	uint32_t gen;
+	bool alive;
+	int64_t age_ns;
+};
+
+/* Everything one look at a region found. */
+struct snap {
+	char name[SHMQ_NAME_MAX + 2];
+	int status;          /* 0, or why the region could not be read */
+	uint64_t file_size;
+	struct shmq_region_info info;
+	int dir_status;      /* -EBADMSG when a directory entry is corrupt */
+	struct obj_row *objs;
+	size_t nobjs, cap_objs;
+	struct proc_row *procs;
+	size_t nprocs, cap_procs;
+	unsigned procs_alive;
+	int64_t taken_ns;
+	shmq_region *r;      /* while taking it */
+	bool detail;
+};
+
+static void snap_free(struct snap *s)
+{
+	free(s->objs);
+	free(s->procs);
+	s->objs = NULL;
+	s->procs = NULL;
+	s->nobjs = s->cap_objs = s->nprocs = s->cap_procs = 0;
+}
+
+static void *grow(void *v, size_t *cap, size_t n, size_t elem)
+{
+	if (n < *cap)
+		return v;
+	size_t c = *cap ? *cap * 2 : 16;
+	void *p = realloc(v, c * elem);
+	if (p)
+		*cap = c;
+	return p;
+}
+
+static int snap_visit(const char *name, uint32_t type, void *mem, uint64_t size, void *arg)
+{
+	struct snap *s = arg;
+	struct obj_row *objs = grow(s->objs, &s->cap_objs, s->nobjs, sizeof(*objs));
+
+	if (!objs)
+		return -ENOMEM;
+	s->objs = objs;
+	struct obj_row *o = &objs[s->nobjs++];
+	memset(o, 0, sizeof(*o));
+	snprintf(o->name, sizeof(o->name), "%s", name);
+	o->rate_in = o->rate_out = o->rate_waits = o->rate_wakes = NAN;
+	if (!mem) { /* a corrupt directory entry */
+		o->st.type = type;
+		o->st.status = -EBADMSG;
+		return 0;
+	}
+	if (s->detail)
+		return shmq__obj_describe(s->r, type, mem, size, &o->st);
+	o->st.type = type;
+	return 0;
+}
+
+static int snap_procs(struct snap *s)
+{
+	int64_t now = shmq_now_ns();
+
+	for (unsigned i = 0; i < s->info.max_procs; i++) {
+		struct shmq__ptab_entry e;
+		if (shmq__region_ptab_get(s->r, i, &e) != 0)
+			continue;
+		struct proc_row *p = grow(s->procs, &s->cap_procs, s->nprocs, sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		s->procs = p;
+		p = &p[s->nprocs++];
+		p->slot = i;
+		p->pid = e.pid;
+		p->gen = e.gen;
+		p->alive = shmq__region_id_alive(s->r, i | e.gen << SHMQ__ID_SLOT_BITS) == 1;
+		p->age_ns = e.attached_ns && (int64_t)e.attached_ns <= now ? now - (int64_t)e.attached_ns : -1;
+		s->procs_alive += p->alive;
+	}
+	return 0;
+}
+
+static int snap_read(void *arg)
+{
+	struct snap *s = arg;
+	int rc = shmq_region_info(s->r, &s->info);
+
+	if (rc)
+		return rc;
+	rc = snap_procs(s);
+	if (rc)
+		return rc;
+	rc = shmq__obj_walk(s->r, snap_visit, s);
+	if (rc == -EBADMSG) {
+		s->dir_status = rc;
+		rc = 0;
+	}
+	return rc;
+}
+
+/* Look at region name (with or without its leading slash). */
+static void snap_take(struct snap *s, const char *name, bool detail)
+{
+	struct stat st;
+	char path[sizeof(SHM_DIR) + SHMQ_NAME_MAX + 2];
+
+	memset(s, 0, sizeof(*s));
+	s->detail = detail;
+	if (name[0] == '/')
+		name++;
+	snprintf(s->name, sizeof(s->name), "/%s", name);
+	snprintf(path, sizeof(path), SHM_DIR "/%s", name);
+	if (stat(path, &st) == 0)
+		s->file_size = (uint64_t)st.st_size;
+	s->taken_ns = shmq_now_ns();
+	s->status = shmq__region_observe(name, &s->r);
+	if (s->status)
+		return;
+	s->status = guard_call(snap_read, s);
+	shmq_region_close(s->r);
+	s->r = NULL;
+}
+
+/* ---------------------------------------------------------------- words */
+
+static const char *status_word(int status)
+{
+	switch (status) {
+	case 0: return "ok";
+	case -ENOEXEC: return "foreign";
+	case -EBADMSG: return "corrupt";
+	case -EPROTO: return "other-version";
+	case -EAGAIN: return "initialising";
+	case -EACCES: return "no-access";
+	case -ENOENT: return "missing";
+	case -EINVAL: return "bad-name";
+	case -EFAULT: return "truncated";
+	default: return "unreadable";
+	}
+}
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case -ENOEXEC: return "not a libshmq region (no libshmq header)";
+	case -EBADMSG: return "corrupt: its header or a structure failed verification";
+	case -EPROTO: return "made by another libshmq layout version";
+	case -EAGAIN: return "being created (no header yet)";
+	case -EFAULT: return "changed under us (truncated while being read)";
+	default: return shmq_strerror(status);
+	}
+}
+
+static void size_str(uint64_t v, char *buf, size_t len)
+{
+	if (v >= (1u << 30))
+		snprintf(buf, len, "%.1f GiB", (double)v / (1u << 30));
+	else if (v >= (1u << 20))
+		snprintf(buf, len, "%.1f MiB", (double)v / (1u << 20));
+	else if (v >= 1024)
+		snprintf(buf, len, "%.1f KiB", (double)v / 1024);
+	else
+		snprintf(buf, len, "%llu B", (unsigned long long)v);
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20 || *p >= 0x7f)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+static void json_num(FILE *f, double v)
+{
+	if (isfinite(v))
+		fprintf(f, "%.6g", v);
+	else
+		fputs("null", f);
+}
+
+static void json_kv(FILE *f, const struct shmq__stat_kv *kv)
+{
+	json_str(f, kv->key);
+	fputs(": ", f);
+	switch (kv->kind) {
+	case SHMQ__STAT_U64: fprintf(f, "%llu", (unsigned long long)kv->u); break;
+	case SHMQ__STAT_I64: fprintf(f, "%lld", (long long)kv->i); break;
+	case SHMQ__STAT_BOOL: fputs(kv->u ? "true" : "false", f); break;
+	default: json_str(f, kv->s); break;
+	}
+}
+
+static void json_obj(FILE *f, const struct obj_row *o)
+{
+	fputs("{\"name\": ", f);
+	json_str(f, o->name);
+	fputs(", \"type\": ", f);
+	json_str(f, shmq__obj_type_name(o->st.type));
+	fprintf(f, ", \"corrupt\": %s, \"state\": {", o->st.status ? "true" : "false");
+	for (unsigned i = 0; i < o->st.n; i++) {
+		if (i)
+			fputs(", ", f);
+		json_kv(f, &o->st.kv[i]);
+	}
+	fputs("}, \"rate_in\": ", f);
+	json_num(f, o->rate_in);
+	fputs(", \"rate_out\": ", f);
+	json_num(f, o->rate_out);
+	fputs(", \"rate_unit\": ", f);
+	if (o->rate_unit)
+		json_str(f, o->rate_unit);
+	else
+		fputs("null", f);
+	fputs(", \"rate_waits\": ", f);
+	json_num(f, o->rate_waits);
+	fputs(", \"rate_wakes\": ", f);
+	json_num(f, o->rate_wakes);
+	fputc('}', f);
+}
+
+static void json_proc(FILE *f, const struct proc_row *p)
+{
+	fprintf(f, "{\"slot\": %u, \"pid\": %d, \"gen\": %u, \"alive\": %s, \"attached_s\": ", p->slot,
+		(int)p->pid, p->gen, p->alive ? "true" : "false");
+	json_num(f, p->age_ns >= 0 ? (double)p->age_ns / 1e9 : NAN);
+	fputc('}', f);
+}
+
+/* One region; detail adds objects and processes.  compact: on one line (watch). */
+static void json_snap(FILE *f, const struct snap *s, bool detail, bool compact)
+{
+	const char *nl = compact ? " " : "\n  ", *nl2 = compact ? " " : "\n    ";
+
+	fputs("{\"name\": ", f);
+	json_str(f, s->name);
+	fputs(", \"status\": ", f);
+	json_str(f, status_word(s->status));
+	fputs(", \"error\": ", f);
+	if (s->status)
+		json_str(f, status_text(s->status));
+	else
+		fputs("null", f);
+	fprintf(f, ", \"file_size\": %llu", (unsigned long long)s->file_size);
+	if (s->status == 0) {
+		fprintf(f, ", \"size\": %zu, \"used\": %zu, \"version\": %u, \"objects\": %u, "
+			   "\"max_objects\": %u, \"procs\": %zu, \"procs_alive\": %u, "
+			   "\"directory_corrupt\": %s",
+			s->info.size, s->info.used, s->info.version, s->info.objects, s->info.max_objects,
+			s->nprocs, s->procs_alive, s->dir_status ? "true" : "false");
+	}
+	if (detail && s->status == 0) {
+		fprintf(f, ",%s\"object_list\": [", nl);
+		for (size_t i = 0; i < s->nobjs; i++) {
+			fprintf(f, "%s%s", i ? "," : "", nl2);
+			json_obj(f, &s->objs[i]);
+		}
+		fprintf(f, "],%s\"process_table\": [", nl);
+		for (size_t i = 0; i < s->nprocs; i++) {
+			fprintf(f, "%s%s", i ? "," : "", nl2);
+			json_proc(f, &s->procs[i]);
+		}
+		fputs("]", f);
+	}
+	fputc('}', f);
+}
+
+/* ---------------------------------------------------------------- ls */
+
+/* Could name be a region of ours?  Entries in /dev/shm that libshmq could
+ * not have created (bad characters, too long) are skipped outright. */
+static bool ls_candidate(const struct dirent *d)
+{
+	size_t n = strlen(d->d_name);
+
+	if (d->d_name[0] == '.' || n == 0 || n > SHMQ_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = d->d_name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return d->d_type == DT_REG || d->d_type == DT_UNKNOWN;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names of the candidate files, sorted; *n of them. */
+static char **ls_names(size_t *n)
+{
+	DIR *dir = opendir(SHM_DIR);
+	struct dirent *d;
+	char **names = NULL;
+	size_t cap = 0;
+
+	*n = 0;
+	if (!dir)
+		return NULL;
+	while ((d = readdir(dir))) {
+		if (!ls_candidate(d))
+			continue;
+		char **v = grow(names, &cap, *n, sizeof(*v));
+		if (!v)
+			break;
+		names = v;
+		if (!(names[*n] = strdup(d->d_name)))
+			break;
+		(*n)++;
+	}
+	closedir(dir);
+	if (names)
+		qsort(names, *n, sizeof(*names), name_cmp);
+	return names;
+}
+
+static void ls_row(const struct snap *s)
+{
+	char size[32], used[32], procs[32];
+
+	if (s->status) {
+		size_str(s->file_size, size, sizeof(size));
+		printf("%-32s %-13s %10s %10s %7s %11s  %s\n", s->name, status_word(s->status), size, "-",
+		       "-", "-", status_text(s->status));
+		return;
+	}
+	size_str(s->info.size, size, sizeof(size));
+	size_str(s->info.used, used, sizeof(used));
+	snprintf(procs, sizeof(procs), "%u/%zu", s->procs_alive, s->nprocs);
+	printf("%-32s %-13s %10s %10s %7u %11s%s\n", s->name, s->dir_status ? "corrupt-dir" : "ok", size,
+	       used, s->info.objects, procs, s->dir_status ? "  a directory entry is corrupt" : "");
+}
+
+static int cmd_ls(const struct tool_opts *o)
+{
+	size_t n;
+	char **names = ls_names(&n);
+	bool first = true;
+
+	if (o->json)
+		printf("{\"dir\": \"%s\", \"regions\": [", SHM_DIR);
+	else
+		printf("%-32s %-13s %10s %10s %7s %11s\n", "NAME", "STATUS", "SIZE", "USED", "OBJECTS",
+		       "PROCS(live)");
+	for (size_t i = 0; i < n; i++) {
+		struct snap s;
+		snap_take(&s, names[i], false);
+		if (s.status == -ENOEXEC && !o->all) {
+			snap_free(&s);
+			continue;
+		}
+		if (o->json) {
+			fputs(first ? "\n  " : ",\n  ", stdout);
+			json_snap(stdout, &s, false, false);
+		} else {
+			ls_row(&s);
+		}
+		first = false;
+		snap_free(&s);
+	}
+	if (o->json)
+		printf("\n]}\n");
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- stat */
+
+static void kv_print(const struct shmq__stat_kv *kv)
+{
+	switch (kv->kind) {
+	case SHMQ__STAT_U64: printf(" %s=%llu", kv->key, (unsigned long long)kv->u); break;
+	case SHMQ__STAT_I64: printf(" %s=%lld", kv->key, (long long)kv->i); break;
+	case SHMQ__STAT_BOOL: printf(" %s=%s", kv->key, kv->u ? "yes" : "no"); break;
+	default: printf(" %s=%s", kv->key, kv->s); break;
+	}
+}
+
+static void stat_obj_print(const struct obj_row *ob, bool rates)
+{
+	printf("  %-24s %-8s", ob->name, shmq__obj_type_name(ob->st.type));
+	if (ob->st.status)
+		printf(" CORRUPT");
+	for (unsigned i = 0; i < ob->st.n; i++)
+		kv_print(&ob->st.kv[i]);
+	if (rates && isfinite(ob->rate_in))
+		printf(" in=%.0f %s/s", ob->rate_in, ob->rate_unit);
+	if (rates && isfinite(ob->rate_out))
+		printf(" out=%.0f %s/s", ob->rate_out, ob->rate_unit);
+	if (rates && isfinite(ob->rate_waits))
+		printf(" waits=%.0f/s", ob->rate_waits);
+	if (rates && isfinite(ob->rate_wakes))
+		printf(" wakes=%.0f/s", ob->rate_wakes);
+	putchar('\n');
+}
+
+static void stat_print(const struct snap *s, bool rates)
+{
+	char size[32], used[32];
+
+	if (s->status) {
+		printf("%s: %s\n", s->name, status_text(s->status));
+		return;
+	}
+	size_str(s->info.size, size, sizeof(size));
+	size_str(s->info.used, used, sizeof(used));
+	printf("region %s: %s, %s used, %u objects (of %u), layout %u, %zu processes (%u alive)\n",
+	       s->name, size, used, s->info.objects, s->info.max_objects, s->info.version, s->nprocs,
+	       s->procs_alive);
+	if (s->dir_status)
+		printf("  warning: a directory entry is corrupt (shown as CORRUPT)\n");
+	printf("objects:\n");
+	if (s->nobjs == 0)
+		printf("  (none)\n");
+	for (size_t i = 0; i < s->nobjs; i++)
+		stat_obj_print(&s->objs[i], rates);
+	printf("processes:\n  %-5s %-8s %-6s %s\n", "SLOT", "PID", "ALIVE", "ATTACHED");
+	for (size_t i = 0; i < s->nprocs; i++) {
+		const struct proc_row *p = &s->procs[i];
+		char age[32] = "-";
+		if (p->age_ns >= 0)
+			snprintf(age, sizeof(age), "%.1f s ago", (double)p->age_ns / 1e9);
+		printf("  %-5u %-8d %-6s %s\n", p->slot, (int)p->pid, p->alive ? "yes" : "no", age);
+	}
+}
+
+static int cmd_stat(const struct tool_opts *o, const char *name)
+{
+	struct snap s;
+
+	snap_take(&s, name, true);
+	if (o->json) {
+		json_snap(stdout, &s, true, false);
+		putchar('\n');
+	} else {
+		stat_print(&s, false);
+	}
+	snap_free(&s);
+	return s.status ? 1 : 0;
+}
+
+/* ---------------------------------------------------------------- watch */
+
+static const struct obj_row *obj_find(const struct snap *s, const char *name)
+{
+	for (size_t i = 0; i < s->nobjs; i++)
+		if (strcmp(s->objs[i].name, name) == 0)
+			return &s->objs[i];
+	return NULL;
+}
+
+static double counter_rate(const struct obj_row *now, const struct obj_row *then, const char *key,
+			   double dt)
+{
+	const struct shmq__stat_kv *a = shmq__stat_get(&now->st, key);
+	const struct shmq__stat_kv *b = shmq__stat_get(&then->st, key);
+
+	if (!a || !b || a->kind != SHMQ__STAT_U64 || b->kind != SHMQ__STAT_U64 || a->u < b->u || dt <= 0)
+		return NAN;
+	return (double)(a->u - b->u) / dt;
+}
+
+static void watch_rates(struct snap *s, const struct snap *prev)
+{
+	double dt = (double)(s->taken_ns - prev->taken_ns) / 1e9;
+
+	for (size_t i = 0; i < s->nobjs; i++) {
+		const struct obj_row *p = obj_find(prev, s->objs[i].name);
+		if (!p)
+			continue;
+		bool msgs = shmq__stat_get(&s->objs[i].st, "msgs_in") != NULL;
+		s->objs[i].rate_unit = msgs ? "msgs" : "bytes";
+		s->objs[i].rate_in = counter_rate(&s->objs[i], p, msgs ? "msgs_in" : "bytes_in", dt);
+		s->objs[i].rate_out = counter_rate(&s->objs[i], p, msgs ? "msgs_out" : "bytes_out", dt);
+		s->objs[i].rate_waits = counter_rate(&s->objs[i], p, "waits", dt);
+		s->objs[i].rate_wakes = counter_rate(&s->objs[i], p, "wakes", dt);
+	}
+}
+
+static void sleep_s(double sec)
+{
+	struct timespec ts = { (time_t)sec, (long)((sec - floor(sec)) * 1e9) };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static int cmd_watch(const struct tool_opts *o, const char *name)
+{
+	struct snap prev = { 0 }, cur;
+	bool tty = isatty(STDOUT_FILENO) == 1;
+	int rc = 0;
+
+	prev.status = -1;
+	for (long i = 0; o->count == 0 || i < o->count; i++) {
+		if (i)
+			sleep_s(o->interval);
+		snap_take(&cur, name, true);
+		if (cur.status == 0 && prev.status == 0)
+			watch_rates(&cur, &prev);
+		if (o->json) {
+			json_snap(stdout, &cur, true, true);
+			putchar('\n');
+		} else {
+			if (tty)
+				fputs("\033[H\033[2J", stdout);
+			stat_print(&cur, true);
+			if (!tty)
+				putchar('\n');
+		}
+		fflush(stdout);
+		rc = cur.status ? 1 : 0;
+		snap_free(&prev);
+		prev = cur;
+	}
+	snap_free(&prev);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- rm */
+
+static int cmd_rm(const struct tool_opts *o, const char *name)
+{
+	struct snap s;
+	int rc;
+
+	snap_take(&s, name, false);
+	if (s.status == -ENOENT || s.status == -EINVAL) {
+		fprintf(stderr, "shmq: %s: %s\n", s.name, shmq_strerror(s.status));
+		snap_free(&s);
+		return 1;
+	}
+	if (s.status && !o->force) {
+		fprintf(stderr, "shmq: %s: %s; not removed (use --force)\n", s.name, status_text(s.status));
+		snap_free(&s);
+		return 1;
+	}
+	if (s.status == 0 && s.procs_alive && !o->force) {
+		fprintf(stderr, "shmq: %s: %u live process(es) attached:", s.name, s.procs_alive);
+		for (size_t i = 0; i < s.nprocs; i++)
+			if (s.procs[i].alive)
+				fprintf(stderr, " %d", (int)s.procs[i].pid);
+		fprintf(stderr, "; not removed (use --force)\n");
+		snap_free(&s);
+		return 1;
+	}
+	rc = shmq_region_unlink(s.name);
+	if (o->json) {
+		fputs("{\"name\": ", stdout);
+		json_str(stdout, s.name);
+		printf(", \"removed\": %s, \"live_procs\": %u, \"status\": ", rc == 0 ? "true" : "false",
+		       s.procs_alive);
+		json_str(stdout, status_word(s.status));
+		fputs(", \"error\": ", stdout);
+		if (rc)
+			json_str(stdout, shmq_strerror(rc));
+		else
+			fputs("null", stdout);
+		puts("}");
+	} else if (rc == 0) {
+		printf("removed %s%s\n", s.name, s.procs_alive ? " (forced: live processes keep their mapping)" : "");
+	}
+	if (rc)
+		fprintf(stderr, "shmq: %s: %s\n", s.name, shmq_strerror(rc));
+	snap_free(&s);
+	return rc ? 1 : 0;
+}
+
+/* ---------------------------------------------------------------- main */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: shmq [--json] ls [--all]\n"
+		"       shmq [--json] stat NAME\n"
+		"       shmq [--json] watch NAME [--interval SEC] [--count N]\n"
+		"       shmq [--json] rm NAME [--force]\n"
+		"Look inside libshmq regions under " SHM_DIR " without changing them.\n");
+}
+
+static const struct option tool_long_opts[] = {
+	{ "json", no_argument, NULL, 'j' },
+	{ "all", no_argument, NULL, 'a' },
+	{ "force", no_argument, NULL, 'f' },
+	{ "interval", required_argument, NULL, 'i' },
+	{ "count", required_argument, NULL, 'n' },
+	{ "version", no_argument, NULL, 'V' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int parse_opts(int argc, char **argv, struct tool_opts *o)
+{
+	int c;
+	char *end;
+
+	while ((c = getopt_long(argc, argv, "jafi:n:Vh", tool_long_opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': o->json = true; break;
+		case 'a': o->all = true; break;
+		case 'f': o->force = true; break;
+		case 'i':
+			o->interval = strtod(optarg, &end);
+			if (*end || !(o->interval >= 0.05 && o->interval <= 3600))
+				return 2;
+			break;
+		case 'n':
+			o->count = strtol(optarg, &end, 10);
+			if (*end || o->count < 0)
+				return 2;
+			break;
+		case 'V': printf("shmq %s\n", shmq_version()); return 1;
+		case 'h': usage(stdout); return 1;
+		default: return 2;
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct tool_opts o = { .interval = 1.0 };
+	int rc = parse_opts(argc, argv, &o);
+
+	if (rc == 1)
+		return 0;
+	if (rc || optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[optind];
+	const char *name = optind + 1 < argc ? argv[optind + 1] : NULL;
+	guard_install();
+	if (strcmp(cmd, "ls") == 0 && !name)
+		return cmd_ls(&o);
+	if (name && optind + 2 == argc) {
+		if (strcmp(cmd, "stat") == 0)
+			return cmd_stat(&o, name);
+		if (strcmp(cmd, "watch") == 0)
+			return cmd_watch(&o, name);
+		if (strcmp(cmd, "rm") == 0)
+			return cmd_rm(&o, name);
+	}
+	usage(stderr);
+	return 2;
+}
