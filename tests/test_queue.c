@@ -12,6 +12,7 @@
 
 #include "testutil.h"
 
+#include "core/atomic_int.h"
 #include "ring/mpmc_int.h"
 #include "core/region_int.h"
 #include "core/watch_int.h"
@@ -410,6 +411,67 @@ static void test_shutdown(void **state)
 	assert_true(shmq__queue_readable(full));
 	shmq_queue_close(q);
 	shmq_queue_close(full);
+}
+
+/* A producer killed inside put (its claim stays WRITING), then shutdown:
+ * consumers sleep behind the claim (they do not spin), skip it once its
+ * owner is found dead, drain what was put, and then get -EPIPE. */
+static void test_shutdown_dead_producer(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq__mpmc_shared *sh;
+	shmq_queue *q;
+	uint64_t size, waits;
+	void *mem;
+	char buf[8];
+	int64_t t0;
+	pid_t pid;
+
+	assert_int_equal(shmq_queue_create(f->r, "q.shutdead", &(struct shmq_queue_opts){ 4, 8 }, &q), 0);
+	assert_int_equal(shmq__obj_find(f->r, "q.shutdead", SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	sh = mem;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_queue *cq = child_open(f->name, "q.shutdead", &r);
+		struct shmq__mpmc_block blk;
+		uint64_t pos;
+
+		if (shmq__mpmc_put_claim((struct shmq__mpmc *)cq, &pos, &blk))
+			_exit(1);
+		raise(SIGKILL); /* dies inside put, holding slot 0 */
+	}
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	assert_int_equal(shmq_queue_put(q, "behind", 6, SHMQ_NOWAIT), 0); /* slot 1 */
+	assert_int_equal(shmq_queue_shutdown(q), 0);
+	waits = sh->get_waits;
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), 10000000000), 6);
+	assert_memory_equal(buf, "behind", 6);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), 10000000000), -EPIPE);
+	assert_true(shmq_now_ns() - t0 < 2000000000);
+	assert_true(sh->get_waits > waits); /* it slept behind the claim, no busy loop */
+	assert_int_equal(sh->skipped, 1);
+	/* the same claim on a drained queue: SHMQ_FOREVER ends with -EPIPE */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_queue *cq = child_open(f->name, "q.shutdead", &r);
+		struct shmq__mpmc *m = (struct shmq__mpmc *)cq;
+		uint64_t pos;
+
+		shmq__store_seq_cst(&m->sh->shut, 0u); /* reopen it behind the library's back */
+		if (shmq__mpmc_put_claim(m, &pos, &(struct shmq__mpmc_block){ 0, 0 }))
+			_exit(1);
+		shmq__store_seq_cst(&m->sh->shut, 1u);
+		raise(SIGKILL);
+	}
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_FOREVER), -EPIPE);
+	assert_int_equal(sh->skipped, 2);
+	shmq_queue_close(q);
 }
 
 static void test_bulk(void **state)
@@ -1074,6 +1136,7 @@ int main(void)
 		cmocka_unit_test(test_timeouts),
 		cmocka_unit_test(test_blocking_wakeups),
 		cmocka_unit_test(test_shutdown),
+		cmocka_unit_test(test_shutdown_dead_producer),
 		cmocka_unit_test(test_bulk),
 		cmocka_unit_test(test_placement),
 		cmocka_unit_test(test_exact_capacity),

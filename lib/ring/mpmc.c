@@ -555,6 +555,12 @@ bool shmq__mpmc_readable(struct shmq__mpmc *m)
 	uint64_t w = shmq__load_seq_cst(&slot_at(m, h)->ctl);
 	int32_t d = lap_diff(ctl_lap(w), lap_of(m, h));
 
+	/* A put claimed at head blocks a get also after shutdown (it was
+	 * claimed before the shutdown, so it may still publish): its publish
+	 * wakes sleepers, and if its producer died, the sleeper's slice ends
+	 * and recovers it.  Saying "readable" here made such a waiter spin. */
+	if (d == 0 && ctl_state(w) == ST_WRITING)
+		return false;
 	if (shmq__load_seq_cst(&m->sh->shut))
 		return true;
 	if (d > 0 || (d == 0 && (ctl_state(w) == ST_FULL || ctl_state(w) == ST_READING)))

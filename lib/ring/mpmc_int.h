@@ -235,8 +235,10 @@ int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk,
 /*
  * Sleeper re-checks, with seq_cst loads (they pair with the seq_cst publish
  * and release stores in the Dekker handshake with the sleeper counts):
- * would a get (put) not block right now?  True also after shutdown, and when
- * an index lags (the caller retries and learns more).
+ * would a get (put) not block right now?  True also after shutdown (but a
+ * get stays blocked by a put claimed at head before the shutdown, until it
+ * is published or recovered), and when an index lags (the caller retries
+ * and learns more).
  */
 bool shmq__mpmc_readable(struct shmq__mpmc *m);
 bool shmq__mpmc_writable(struct shmq__mpmc *m);
