@@ -150,7 +150,8 @@ start_server -i 250 0 2 "$tmp/access2.log"
 timeout 120 "$CLI" -c 8 -d 8 -n 10000000 -k 37 -t 30 127.0.0.1 "$port" >/dev/null 2>"$tmp/client.err" &
 cli=$!
 i=0
-while [ $i -lt 600 ] && [ "$(wc -l <"$tmp/access2.log")" -lt 2000 ]; do
+# (the server's logger makes the file: until it has, it holds no line)
+while [ $i -lt 600 ] && [ "$(cat "$tmp/access2.log" 2>/dev/null | wc -l)" -lt 2000 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
