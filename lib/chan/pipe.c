@@ -32,6 +32,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "core/introspect_int.h"
 #include "core/region_int.h"
 #include "ring/spsc_int.h"
@@ -84,6 +85,7 @@ struct shmq_pipe {
 	int64_t spin;              /* see shmq__spsc_wait.spin */
 	int64_t next_check_ns;     /* next deep liveness check of a non-waiting caller */
 	uint32_t misses;           /* non-waiting calls that found nothing to do */
+	pid_t pid;                 /* the process that made the handle (core/fork_int.h) */
 };
 
 /* ---- geometry ---- */
@@ -343,6 +345,7 @@ static int handle_new(shmq_region *r, void *mem, size_t size, int end, bool open
 		return -ENOMEM;
 	p->sh = mem;
 	p->r = r;
+	p->pid = shmq__self_pid();
 	p->end = end;
 	p->self_id = r ? shmq__region_self(r) : ANON_ID;
 	p->creator_id = shmq__load_relaxed(&p->sh->creator_id); /* immutable line 0 */
@@ -439,6 +442,10 @@ void shmq_pipe_close(shmq_pipe *p)
 {
 	if (!p)
 		return;
+	if (shmq__foreign(p->pid)) { /* the parent's copy: its holds are the parent's */
+		shmq__free(p, sizeof(*p));
+		return;
+	}
 	if (p->more)
 		shmq__spsc_prod_publish(&p->tx);
 	holder_remove(p->mine, p->self_id);
@@ -460,6 +467,8 @@ int shmq_pipe_set_spin(shmq_pipe *p, long spins)
 {
 	if (!p)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
+		return -EBADF;
 	p->spin = spins < 0 ? 0 : spins == 0 ? SHMQ__SPSC_NOSPIN : (int64_t)spins;
 	return 0;
 }
@@ -530,6 +539,8 @@ int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, int64_t timeout_ns
 
 	if (SHMQ__UNLIKELY(!p || (!msg && len)))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
+		return -EBADF;
 	rc = tx_reserve(p, len, &buf, timeout_ns);
 	if (SHMQ__UNLIKELY(rc))
 		return rc;
@@ -546,6 +557,8 @@ int shmq_pipe_reserve(shmq_pipe *p, size_t len, void **buf, int64_t timeout_ns)
 
 	if (!p || !buf)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
+		return -EBADF;
 	rc = tx_reserve(p, len, buf, timeout_ns);
 	if (rc)
 		return rc;
@@ -558,6 +571,8 @@ int (shmq_pipe_commit)(shmq_pipe *p, size_t len, unsigned flags)
 {
 	if (!p || !p->reserved || len > p->resv_len || (flags & ~SHMQ_PIPE_MORE))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
+		return -EBADF;
 	p->reserved = false;
 	shmq__spsc_commit(&p->tx, len);
 	if (flags & SHMQ_PIPE_MORE) {
@@ -573,6 +588,8 @@ int shmq_pipe_flush(shmq_pipe *p)
 {
 	if (!p)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
+		return -EBADF;
 	if (p->more)
 		shmq__spsc_prod_publish(&p->tx);
 	p->more = false;
@@ -586,6 +603,8 @@ ssize_t shmq_pipe_send_bulk(shmq_pipe *p, const struct iovec *v, size_t n, int64
 
 	if (!p || (!v && n))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
+		return -EBADF;
 	if (n == 0)
 		return 0;
 	rc = tx_begin(p);
@@ -661,6 +680,8 @@ ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int64_t timeout_ns)
 
 	if (SHMQ__UNLIKELY(!p || (!buf && cap)))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
+		return -EBADF;
 	rc = rx_peek(p, &msg, &len, timeout_ns);
 	if (SHMQ__UNLIKELY(rc))
 		return rc;
@@ -676,6 +697,8 @@ int shmq_pipe_peek(shmq_pipe *p, const void **msg, size_t *len, int64_t timeout_
 {
 	if (!p || !msg || !len)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
+		return -EBADF;
 	return rx_peek(p, msg, len, timeout_ns);
 }
 
@@ -683,6 +706,8 @@ int shmq_pipe_consume(shmq_pipe *p)
 {
 	if (!p || !p->peeked)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
+		return -EBADF;
 	shmq__spsc_consume(&p->rx);
 	p->peeked = false;
 	return 0;
@@ -697,6 +722,8 @@ ssize_t shmq_pipe_recv_bulk(shmq_pipe *p, void *buf, size_t cap, size_t *lens, s
 
 	if (!p || (!buf && cap) || (!lens && n))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
+		return -EBADF;
 	if (n == 0)
 		return 0;
 	if (SHMQ__UNLIKELY(p->unused))

@@ -41,6 +41,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "ring/mpmc_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
@@ -58,6 +59,7 @@ struct shmq_queue {
 	uint64_t stuck_pos;
 	uint64_t stuck_ctl;
 	int64_t stuck_since;
+	pid_t pid; /* the process that made the handle (core/fork_int.h) */
 };
 
 /* Which way a blocking call waits. */
@@ -110,6 +112,7 @@ static int handle_open(shmq_region *r, void *mem, uint64_t size, shmq_queue **ou
 		return rc;
 	}
 	q->r = r;
+	q->pid = shmq__self_pid();
 	*out = q;
 	return 0;
 }
@@ -431,6 +434,8 @@ int shmq_queue_put(shmq_queue *q, const void *msg, size_t len, int64_t timeout_n
 
 	if (SHMQ__UNLIKELY(!q || (!msg && len)))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(q->pid)))
+		return -EBADF;
 	rc = shmq__mpmc_try_put(&q->ring, msg, len, &blk);
 	if (SHMQ__UNLIKELY(rc == -EAGAIN))
 		rc = put_slow(q, msg, len, timeout_ns, &blk);
@@ -468,6 +473,8 @@ ssize_t shmq_queue_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
 
 	if (SHMQ__UNLIKELY(!q || (!buf && cap)))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(q->pid)))
+		return -EBADF;
 	rc = shmq__mpmc_try_get(&q->ring, buf, cap, &blk);
 	if (SHMQ__UNLIKELY(rc == -EAGAIN))
 		rc = get_slow(q, buf, cap, timeout_ns, &blk);
@@ -520,6 +527,8 @@ ssize_t shmq_queue_put_bulk(shmq_queue *q, const struct iovec *msgs, size_t n,
 
 	if (!q || (!msgs && n) || n > SSIZE_MAX)
 		return -EINVAL;
+	if (shmq__foreign(q->pid))
+		return -EBADF;
 	for (size_t i = 0; i < n; i++) {
 		if (msgs[i].iov_len > q->ring.max_msg)
 			return -EMSGSIZE;
@@ -579,6 +588,8 @@ ssize_t shmq_queue_get_bulk(shmq_queue *q, const struct iovec *bufs, size_t *len
 
 	if (!q || ((!bufs || !lens) && n) || n > SSIZE_MAX)
 		return -EINVAL;
+	if (shmq__foreign(q->pid))
+		return -EBADF;
 	for (size_t i = 0; i < n; i++)
 		if (!bufs[i].iov_base && bufs[i].iov_len)
 			return -EINVAL;
@@ -598,6 +609,8 @@ int shmq_queue_shutdown(shmq_queue *q)
 {
 	if (!q)
 		return -EINVAL;
+	if (shmq__foreign(q->pid))
+		return -EBADF;
 	shmq__mpmc_shutdown(&q->ring);
 	/* everyone asleep re-checks and sees shut */
 	shmq__fetch_add_seq_cst(&q->ring.sh->data_word, 1);

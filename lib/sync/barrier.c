@@ -23,6 +23,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "sync/lock_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
@@ -32,6 +33,7 @@
 struct shmq_barrier {
 	struct shmq__barrier_shm *s;
 	uint32_t parties; /* checked copy of s->parties */
+	pid_t pid;        /* the process that made the handle (core/fork_int.h) */
 };
 
 static inline uint32_t barrier_gen(uint32_t w)
@@ -88,6 +90,7 @@ static int barrier_attach_checked(struct shmq__barrier_shm *s, shmq_barrier **ou
 		return -ENOMEM;
 	b->s = s;
 	b->parties = parties;
+	b->pid = shmq__self_pid();
 	*out = b;
 	return 0;
 }
@@ -181,6 +184,8 @@ SHMQ_API int shmq_barrier_abort(shmq_barrier *b)
 {
 	if (!b)
 		return -EINVAL;
+	if (shmq__foreign(b->pid))
+		return -EBADF;
 	/* seq_cst: the core/wait_int.h protocol orders it before the sleeper count load */
 	shmq__fetch_or_seq_cst(&b->s->word, SHMQ__BARRIER_BROKEN);
 	barrier_wake_all(b);
@@ -193,6 +198,8 @@ SHMQ_API int shmq_barrier_reset(shmq_barrier *b)
 
 	if (!b)
 		return -EINVAL;
+	if (shmq__foreign(b->pid))
+		return -EBADF;
 	w = shmq__load_relaxed(&b->s->word); /* the CAS below re-reads it */
 	while (!shmq__cas_seq_cst(&b->s->word, &w, barrier_next_gen(w) | SHMQ__BARRIER_RESET))
 		;
@@ -306,6 +313,8 @@ SHMQ_API int shmq_barrier_wait(shmq_barrier *b, int64_t timeout_ns)
 
 	if (!b)
 		return -EINVAL;
+	if (shmq__foreign(b->pid))
+		return -EBADF;
 	deadline = shmq__deadline(timeout_ns);
 	/* the CASes below re-read it */
 	w = shmq__load_relaxed(&b->s->word);

@@ -30,6 +30,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "sync/lock_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
@@ -52,6 +53,7 @@ struct shmq_lock {
 	 * kill(2) still finds (relaxed: threads sharing the handle may race;
 	 * the worst is one check early or late) */
 	int64_t nowait_checked;
+	pid_t pid; /* the process that made the handle (core/fork_int.h) */
 };
 
 /* The calling thread's identity without a system call or thread-local
@@ -129,6 +131,7 @@ static int lock_attach_checked(shmq_region *r, struct shmq__lock_shm *s, shmq_lo
 		return -ENOMEM;
 	l->s = s;
 	l->r = r;
+	l->pid = shmq__self_pid();
 	l->self = shmq__region_self(r);
 	l->tag_hi = (uint64_t)l->self << 32;
 	l->nowait_checked = INT64_MIN / 2; /* the first NOWAIT may check at once */
@@ -399,6 +402,8 @@ SHMQ_API int shmq_lock_acquire(shmq_lock *l, int64_t timeout_ns)
 {
 	if (SHMQ__UNLIKELY(!l))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(l->pid)))
+		return -EBADF;
 	if (SHMQ__LIKELY(lock_try_take(l, l->self)))
 		return 0;
 	return lock_acquire_slow(l, timeout_ns);
@@ -413,6 +418,8 @@ SHMQ_API int shmq_lock_release(shmq_lock *l)
 
 	if (SHMQ__UNLIKELY(!l))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(l->pid)))
+		return -EBADF;
 	s = l->s;
 	/* Our own last write when we hold it (only the holder writes the tag). */
 	if (SHMQ__UNLIKELY(shmq__load_relaxed(&s->tag) != lock_tag(l)))

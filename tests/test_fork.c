@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Handles inherited through a bare fork() (libshmq(3)): every call through
+ * one returns -EBADF and changes nothing that the parent's handle owns;
+ * closing one frees only the child's copy.  A child that wants the objects
+ * opens the region and the objects again.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+
+#include "testutil.h"
+
+struct fixture {
+	char name[96];
+	shmq_region *r;
+};
+
+static int setup(void **state)
+{
+	static struct fixture f;
+
+	tu_name(f.name, sizeof(f.name), "fork");
+	if (shmq_region_create(f.name, &(struct shmq_region_opts){ .size = 1u << 20 }, &f.r))
+		return -1;
+	*state = &f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	shmq_region_close(f->r);
+	shmq_region_unlink(f->name);
+	return 0;
+}
+
+/* Run body in a child made by fork(); its exit status is what it returns
+ * (0: every expectation held; otherwise the number of the first that failed). */
+static int in_child(int (*body)(void *), void *arg)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(body(arg));
+	return tu_wait_child(pid);
+}
+
+#define EXPECT(n, cond) do { if (!(cond)) return (n); } while (0)
+
+static shmq_lock *g_lock;
+
+static int lock_child(void *arg)
+{
+	struct fixture *f = arg;
+	shmq_region *r;
+	shmq_lock *own;
+
+	EXPECT(1, shmq_lock_release(g_lock) == -EBADF); /* was: 0, releasing the parent's hold */
+	EXPECT(2, shmq_lock_acquire(g_lock, SHMQ_NOWAIT) == -EBADF);
+	EXPECT(3, shmq_lock_locked(g_lock));
+	shmq_lock_close(g_lock);
+	/* its own handles work, and see the parent's hold */
+	EXPECT(4, shmq_region_open(f->name, &r) == 0);
+	EXPECT(5, shmq_lock_open(r, "lock", &own) == 0);
+	EXPECT(6, shmq_lock_acquire(own, SHMQ_NOWAIT) == -EAGAIN);
+	shmq_lock_close(own);
+	shmq_region_close(r);
+	return 0;
+}
+
+static void test_lock(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(shmq_lock_create(f->r, "lock", &g_lock), 0);
+	assert_int_equal(shmq_lock_acquire(g_lock, SHMQ_NOWAIT), 0);
+	assert_int_equal(in_child(lock_child, f), 0);
+	assert_true(shmq_lock_locked(g_lock));
+	assert_int_equal(shmq_lock_release(g_lock), 0);
+	shmq_lock_close(g_lock);
+}
+
+static shmq_queue *g_queue;
+
+static int queue_child(void *arg)
+{
+	char buf[8];
+
+	(void)arg;
+	EXPECT(1, shmq_queue_get(g_queue, buf, sizeof(buf), SHMQ_NOWAIT) == -EBADF);
+	EXPECT(2, shmq_queue_put(g_queue, "y", 1, SHMQ_NOWAIT) == -EBADF);
+	EXPECT(3, shmq_queue_put_bulk(g_queue, &(struct iovec){ "y", 1 }, 1, SHMQ_NOWAIT) == -EBADF);
+	EXPECT(4, shmq_queue_get_bulk(g_queue, &(struct iovec){ buf, sizeof(buf) }, &(size_t){ 0 }, 1,
+				      SHMQ_NOWAIT) == -EBADF);
+	EXPECT(5, shmq_queue_shutdown(g_queue) == -EBADF);
+	shmq_queue_close(g_queue);
+	return 0;
+}
+
+static void test_queue(void **state)
+{
+	struct fixture *f = *state;
+	char buf[8];
+
+	assert_int_equal(shmq_queue_create(f->r, "queue", NULL, &g_queue), 0);
+	assert_int_equal(shmq_queue_put(g_queue, "x", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(in_child(queue_child, f), 0);
+	/* nothing taken, nothing added, not shut down */
+	assert_int_equal(shmq_queue_get(g_queue, buf, sizeof(buf), SHMQ_NOWAIT), 1);
+	assert_int_equal(buf[0], 'x');
+	assert_int_equal(shmq_queue_get(g_queue, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_queue_put(g_queue, "z", 1, SHMQ_NOWAIT), 0);
+	shmq_queue_close(g_queue);
+}
+
+static shmq_pipe *g_a, *g_b;
+
+static int pipe_child(void *arg)
+{
+	char buf[8];
+	void *w;
+
+	(void)arg;
+	EXPECT(1, shmq_pipe_send(g_a, "y", 1, SHMQ_NOWAIT) == -EBADF);
+	EXPECT(2, shmq_pipe_recv(g_b, buf, sizeof(buf), SHMQ_NOWAIT) == -EBADF);
+	EXPECT(3, shmq_pipe_reserve(g_a, 1, &w, SHMQ_NOWAIT) == -EBADF);
+	EXPECT(4, shmq_pipe_flush(g_a) == -EBADF);
+	/* closing the copies must not close the parent's ends */
+	shmq_pipe_close(g_a);
+	shmq_pipe_close(g_b);
+	return 0;
+}
+
+static void test_pipe(void **state)
+{
+	struct fixture *f = *state;
+	char buf[8];
+
+	assert_int_equal(shmq_pipe_create(f->r, "pipe", NULL, &g_a, &g_b), 0);
+	assert_int_equal(shmq_pipe_send(g_a, "x", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(in_child(pipe_child, f), 0);
+	assert_int_equal(shmq_pipe_recv(g_b, buf, sizeof(buf), SHMQ_NOWAIT), 1);
+	assert_int_equal(buf[0], 'x');
+	assert_int_equal(shmq_pipe_recv(g_b, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN); /* not -EPIPE */
+	assert_int_equal(shmq_pipe_send(g_b, "z", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_pipe_recv(g_a, buf, sizeof(buf), SHMQ_NOWAIT), 1);
+	shmq_pipe_close(g_a);
+	shmq_pipe_close(g_b);
+}
+
+static shmq_barrier *g_barrier;
+
+static int barrier_child(void *arg)
+{
+	(void)arg;
+	EXPECT(1, shmq_barrier_wait(g_barrier, SHMQ_NOWAIT) == -EBADF);
+	EXPECT(2, shmq_barrier_abort(g_barrier) == -EBADF);
+	EXPECT(3, shmq_barrier_reset(g_barrier) == -EBADF);
+	shmq_barrier_close(g_barrier);
+	return 0;
+}
+
+static void test_barrier(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(shmq_barrier_create(f->r, "barrier", 2, &g_barrier), 0);
+	assert_int_equal(in_child(barrier_child, f), 0);
+	assert_false(shmq_barrier_broken(g_barrier));
+	assert_int_equal(shmq_barrier_n_waiting(g_barrier), 0);
+	shmq_barrier_close(g_barrier);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queue, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipe, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_barrier, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
