@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Layer 5: the creator's side of the pool, shared by supervise.c (worker
+ * areas and starts, recovery, settle, zombie jobs), submit.c (submission and
+ * completion) and pool.c (the lifecycle): the handle, its private per-job
+ * bookkeeping, and the calls between those files.  Everything here is
+ * process-private; the shared layout is pool/pool_layout_int.h.
+ */
+#ifndef SHMQ_POOL_CREATOR_INT_H
+#define SHMQ_POOL_CREATOR_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <shmq.h>
+
+#include "pool/extent_int.h"
+#include "pool/pool_layout_int.h"
+#include "pool/task_int.h"
+
+#define WAIT_SLICE_NS    (20 * 1000 * 1000)   /* callers: supervise this often */
+#define SUPERVISE_EVERY_NS (WAIT_SLICE_NS / 2) /* at most this often outside waits */
+#define CALLER_SPIN_NS   1000                 /* callers: spin before sleeping */
+#define CHUNK_TRIES      3u                   /* deaths a chunk survives */
+#define START_TRIES      3u                   /* failed worker starts in a row */
+#define POOL_NAME_TRIES  4096u                /* pools of one creator in a region */
+
+struct job_priv {
+	bool used;
+	bool zombie;       /* its async was freed before completion */
+	uint64_t alloc_off, alloc_size;
+	uint8_t *tries;    /* per chunk: deaths survived (allocated on the first) */
+	uint64_t ntries;
+	bool orphaned;     /* a worker died while it ran: see jobs_settle */
+	uint64_t last_done; /* done_chunks at the last settle look */
+};
+
+/* A dead worker's area, waiting until no live worker can touch it. */
+struct retired_area {
+	uint64_t off;
+	uint32_t *seq; /* each slot's steal_seq right after the retirement */
+};
+
+struct shmq_pool {
+	shmq_region *r;
+	struct pool_hdr *h;
+	uint64_t h_off;
+	unsigned nworkers;
+	size_t chunksize;
+	pthread_mutex_t mu;
+	shmq_proc **procs;
+	uint32_t *start_fails;
+	int broken;          /* a worker cannot be started: the error */
+	struct shmq__extents arena; /* free space of the arena (pool/extent_int.h) */
+	struct task_table tt;
+	struct job_priv jobs[SHMQ_POOL_MAX_JOBS];
+	int64_t last_supervise;
+	struct retired_area *retired;
+	size_t nretired, cap_retired;
+};
+
+struct shmq_async {
+	shmq_pool *p;
+	unsigned job;
+	void *out;
+	uint64_t out_bytes;
+	uint8_t *out_src;   /* the arena copy to copy back, or NULL */
+	bool finished;
+	int wait_rc;        /* 0, or -ECANCELED / the pool's error */
+	int status;
+};
+
+static inline struct pool_job *pool_job(shmq_pool *p, unsigned j)
+{
+	return &p->h->jobs[j];
+}
+
+/* supervise.c; called with p->mu held (or before the handle is shared, in
+ * create), but for shmq__pool_supervise_maybe, which takes it. */
+
+/* A new worker area (deque and frames) in the region: its offset in *off. */
+int shmq__pool_worker_area_new(shmq_pool *p, uint64_t *off);
+/* Free the bookkeeping of retired areas. */
+void shmq__pool_worker_areas_free(shmq_pool *p);
+/* Give slot i another area (when fresh: the old one is retired) and a new
+ * process.  The slot's previous process, if any, has exited. */
+int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh);
+/* Publish the whole range of job j to the workers (Protocol INJECT). */
+void shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks);
+/* Replace dead workers, recover and settle their jobs. */
+void shmq__pool_supervise(shmq_pool *p);
+/* shmq__pool_supervise if the last one is SUPERVISE_EVERY_NS old; takes p->mu. */
+void shmq__pool_supervise_maybe(shmq_pool *p);
+/* Wait until no worker is pinned on job j (Protocol CHUNK-PIN). */
+void shmq__pool_job_unpin(shmq_pool *p, unsigned j);
+/* Free job slot j and its arena block; after shmq__pool_job_unpin. */
+void shmq__pool_job_release(shmq_pool *p, unsigned j);
+/* Release cancelled job j once no live worker runs a chunk of it. */
+bool shmq__pool_zombie_reap(shmq_pool *p, unsigned j);
+void shmq__pool_zombies_reap(shmq_pool *p);
+
+#endif /* SHMQ_POOL_CREATOR_INT_H */

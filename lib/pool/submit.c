@@ -1,0 +1,453 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Layer 5: submitting work to the pool and waiting for it, the creator's
+ * side: map, map_async and apply_async place a job's arrays in the arena
+ * (pool/extent_int.h) or use them in place, publish the job (Protocols
+ * JOB-PUBLISH and INJECT of pool/pool_layout_int.h) and wait for its end
+ * (Protocol JOB-DONE), copying results back.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <shmq.h>
+
+#include "core/alloc_int.h"
+#include "core/atomic_int.h"
+#include "core/compiler_int.h"
+#include "core/region_int.h"
+#include "core/wait_int.h"
+#include "pool/creator_int.h"
+#include "pool/extent_int.h"
+#include "pool/job_int.h"
+#include "pool/pool_layout_int.h"
+#include "pool/task_int.h"
+
+struct submit {
+	const char *task;
+	const void *in;
+	size_t in_size;
+	void *out;
+	size_t out_size;
+	size_t n;
+};
+
+/* In-place offset of [p, p + bytes) if it lies in the region's heap. */
+static bool in_region(shmq_region *r, const void *ptr, uint64_t bytes, uint64_t *off)
+{
+	const uint8_t *b = ptr;
+
+	if (!ptr || bytes == 0 || b < r->base || b >= r->base + r->size)
+		return false;
+	*off = shmq__region_off(r, ptr);
+	return shmq__region_ptr(r, *off, bytes) != NULL;
+}
+
+static uint64_t chunksize_for(const shmq_pool *p, uint64_t n)
+{
+	uint64_t cs = p->chunksize;
+
+	if (cs == 0)
+		cs = (n + 4ull * p->nworkers - 1) / (4ull * p->nworkers);
+	if (cs == 0)
+		cs = 1;
+	if ((n + cs - 1) / cs > RANGE_MAX)
+		cs = (n + RANGE_MAX - 1) / RANGE_MAX;
+	return cs;
+}
+
+static int job_slot_get(shmq_pool *p, unsigned *j)
+{
+	for (unsigned i = 0; i < SHMQ_POOL_MAX_JOBS; i++) {
+		if (!p->jobs[i].used) {
+			*j = i;
+			return 0;
+		}
+	}
+	return -EAGAIN;
+}
+
+/* Lay out the job's arena block: [in copy][out copy][chunk states]. */
+static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t nchunks,
+		     struct shmq_async *a)
+{
+	struct pool_job *job = pool_job(p, j);
+	struct job_priv *jp = &p->jobs[j];
+	uint64_t in_b = (uint64_t)s->n * s->in_size, out_b = (uint64_t)s->n * s->out_size;
+	uint64_t in_off = 0, out_off = 0, need = 0, base;
+	bool in_inplace = in_b == 0 || in_region(p->r, s->in, in_b, &in_off);
+	bool out_inplace = out_b == 0 || in_region(p->r, s->out, out_b, &out_off);
+	int rc;
+
+	if (!in_inplace)
+		need += SHMQ__ALIGN_UP(in_b, (uint64_t)SHMQ__CACHELINE);
+	if (!out_inplace)
+		need += SHMQ__ALIGN_UP(out_b, (uint64_t)SHMQ__CACHELINE);
+	need += SHMQ__ALIGN_UP(nchunks * 4, (uint64_t)SHMQ__CACHELINE);
+	rc = shmq__extent_alloc(&p->arena, need, &base);
+	if (rc)
+		return rc;
+	jp->alloc_off = base;
+	jp->alloc_size = need;
+	if (!in_inplace) {
+		in_off = base;
+		memcpy(p->r->base + in_off, s->in, in_b);
+		base += SHMQ__ALIGN_UP(in_b, (uint64_t)SHMQ__CACHELINE);
+	}
+	if (!out_inplace) {
+		out_off = base;
+		a->out_src = p->r->base + out_off;
+		base += SHMQ__ALIGN_UP(out_b, (uint64_t)SHMQ__CACHELINE);
+	}
+	/* no worker touches this memory: the job is not ACTIVE (job_unpin) */
+	memset(p->r->base + base, 0, nchunks * 4);
+	/* JOB-PUBLISH, relaxed: published by job_submit's seq_cst store of state */
+	shmq__store_relaxed(&job->in_off, in_off);
+	shmq__store_relaxed(&job->out_off, out_off);
+	shmq__store_relaxed(&job->chunks_off, base);
+	return 0;
+}
+
+static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
+{
+	struct shmq_async *a;
+	struct pool_job *job;
+	uint64_t cs, nchunks;
+	unsigned j;
+	int idx, rc;
+
+	/* only we write state */
+	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING)
+		return -EPIPE;
+	/* workers that died since our last call are replaced before new work
+	 * arrives (see pool.h: replacement happens in the creator's calls) */
+	if (shmq_now_ns() - p->last_supervise >= SUPERVISE_EVERY_NS)
+		shmq__pool_supervise(p);
+	if (p->broken)
+		return p->broken;
+	idx = shmq__pool_task_lookup(&p->tt, s->task);
+	if (idx < 0)
+		return idx;
+	shmq__pool_zombies_reap(p);
+	rc = job_slot_get(p, &j);
+	if (rc)
+		return rc;
+	a = shmq__calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	cs = chunksize_for(p, s->n);
+	nchunks = (s->n + cs - 1) / cs;
+	rc = job_place(p, j, s, nchunks, a);
+	if (rc) {
+		shmq__free(a, sizeof(*a));
+		return rc;
+	}
+	p->jobs[j].used = true;
+	job = pool_job(p, j);
+	/* JOB-PUBLISH, relaxed: published by the seq_cst store of state below,
+	 * which chunk_claim loads (seq_cst) before job_view reads these */
+	shmq__store_relaxed(&job->task_idx, (uint32_t)idx);
+	shmq__store_relaxed(&job->task_hash, p->tt.hash[idx]);
+	for (unsigned i = 0; i < sizeof(job->task); i++)
+		shmq__store_relaxed(&job->task[i], i < strlen(s->task) ? s->task[i] : 0);
+	shmq__store_relaxed(&job->in_size, s->in_size);
+	shmq__store_relaxed(&job->out_size, s->out_size);
+	shmq__store_relaxed(&job->n, s->n);
+	shmq__store_relaxed(&job->chunksize, cs);
+	shmq__store_relaxed(&job->nchunks, nchunks);
+	shmq__store_relaxed(&job->canceled, 0);
+	shmq__store_relaxed(&job->done_chunks, 0);
+	shmq__store_relaxed(&job->err, UINT64_MAX);
+	shmq__store_relaxed(&job->done, JOB_RUNNING);
+	/* JOB-PUBLISH, seq_cst: publishes the job to chunk_claim's seq_cst load */
+	shmq__store_seq_cst(&job->state, JOB_ACTIVE);
+	shmq__pool_inject(p, j, nchunks);
+	a->p = p;
+	a->job = j;
+	a->out = s->out;
+	a->out_bytes = (uint64_t)s->n * s->out_size;
+	*out = a;
+	return 0;
+}
+
+/* A map of no elements: complete at once, once the task is known. */
+static int async_empty(shmq_pool *p, const struct submit *s, shmq_async **out)
+{
+	struct shmq_async *a;
+	int idx;
+
+	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING) /* only we write it */
+		return -EPIPE;
+	idx = shmq__pool_task_lookup(&p->tt, s->task);
+	if (idx < 0)
+		return idx;
+	a = shmq__calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->p = p;
+	a->finished = true;
+	*out = a;
+	return 0;
+}
+
+static int submit_check(shmq_pool *p, const struct submit *s)
+{
+	if (!p || !s->task)
+		return -EINVAL;
+	if ((s->in_size && !s->in && s->n) || (s->out_size && !s->out && s->n))
+		return -EINVAL;
+	if ((s->in_size && s->n > UINT64_MAX / 2 / s->in_size) ||
+	    (s->out_size && s->n > UINT64_MAX / 2 / s->out_size))
+		return -EINVAL;
+	return 0;
+}
+
+static int async_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
+{
+	int rc = submit_check(p, s);
+
+	if (rc)
+		return rc;
+	if (!out)
+		return -EINVAL;
+	pthread_mutex_lock(&p->mu);
+	if (s->n == 0)
+		rc = async_empty(p, s, out);
+	else
+		rc = job_submit(p, s, out);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+SHMQ_API int shmq_pool_map_async(shmq_pool *p, const char *task, const void *in, size_t in_size,
+				 void *out, size_t out_size, size_t n, shmq_async **out_async)
+{
+	struct submit s = { task, in, in_size, out, out_size, n };
+
+	return async_submit(p, &s, out_async);
+}
+
+SHMQ_API int shmq_pool_apply_async(shmq_pool *p, const char *task, const void *in, size_t in_size,
+				   void *out, size_t out_size, shmq_async **out_async)
+{
+	struct submit s = { task, in, in_size, out, out_size, 1 };
+
+	return async_submit(p, &s, out_async);
+}
+
+/* ---- completion ---- */
+
+/* Copy the results back, release the job.  Called once, with p->mu held. */
+static void async_finish(shmq_async *a, uint32_t done)
+{
+	shmq_pool *p = a->p;
+	struct pool_job *job = pool_job(p, a->job);
+	/* JOB-DONE: ordered after done's acquire anyway; pairs with
+	 * job_err_record's CAS */
+	uint64_t err = shmq__load_acquire(&job->err);
+
+	if (done == JOB_DONE) {
+		a->wait_rc = 0;
+		a->status = err == UINT64_MAX ? 0 : (int)(int32_t)(uint32_t)err;
+		if (a->out_src && a->out_bytes)
+			memcpy(a->out, a->out_src, a->out_bytes);
+	} else {
+		a->wait_rc = -ECANCELED;
+		a->status = -ECANCELED;
+	}
+	shmq__pool_job_unpin(p, a->job);
+	shmq__pool_job_release(p, a->job);
+	a->finished = true;
+}
+
+static bool async_check(shmq_async *a)
+{
+	/* JOB-DONE: pairs with the last chunk's seq_cst CAS of done (job_finish)
+	 * and shmq_pool_terminate's */
+	uint32_t done = shmq__load_acquire(&pool_job(a->p, a->job)->done);
+
+	if (done == JOB_RUNNING)
+		return false;
+	pthread_mutex_lock(&a->p->mu);
+	if (!a->finished)
+		async_finish(a, done);
+	pthread_mutex_unlock(&a->p->mu);
+	return true;
+}
+
+/*
+ * The creator's wait for a job: a short spin without yielding (a worker that
+ * was awake finishes a small job within it), then a futex sleep of at most
+ * WAIT_SLICE_NS, with the sleeper count of core/wait_int.h.  Not the generic
+ * spin-then-yield of shmq__wait_word: on a 2-core machine a waiter that spins
+ * and yields takes the core the worker it waits for needs.
+ * 0: done changed; -EINTR: the slice ended; -ETIMEDOUT.
+ */
+static int job_done_wait(struct pool_job *job, int64_t deadline)
+{
+	int64_t now = shmq_now_ns(), until = now + CALLER_SPIN_NS;
+	int rc;
+
+	for (unsigned i = 1;; i++) {
+		/* JOB-DONE: pairs with job_finish's seq_cst CAS of done */
+		if (shmq__load_acquire(&job->done) != JOB_RUNNING)
+			return 0;
+		if (i % 16 == 0 && (now = shmq_now_ns()) > until)
+			break;
+		shmq__cpu_relax();
+	}
+	if (deadline != SHMQ__NO_DEADLINE && deadline <= now)
+		return -ETIMEDOUT;
+	until = deadline == SHMQ__NO_DEADLINE || deadline - now > WAIT_SLICE_NS ?
+		now + WAIT_SLICE_NS : deadline;
+	shmq__fetch_add_seq_cst(&job->done_sleepers, 1);
+	/* JOB-DONE, Dekker with job_finish: our increment and this load are
+	 * seq_cst, as are its CAS of done and its load of the sleepers */
+	if (shmq__load_seq_cst(&job->done) != JOB_RUNNING)
+		rc = 0;
+	else
+		rc = shmq__futex_wait(&job->done, JOB_RUNNING, until);
+	shmq__fetch_sub_seq_cst(&job->done_sleepers, 1);
+	if (rc == -ETIMEDOUT && until != deadline)
+		return -EINTR;
+	return rc;
+}
+
+static int async_wait_until(shmq_async *a, int64_t deadline)
+{
+	struct pool_job *job;
+	int rc;
+
+	if (!a)
+		return -EINVAL;
+	job = pool_job(a->p, a->job);
+	for (;;) {
+		if (a->finished || async_check(a))
+			return a->wait_rc;
+		if (a->p->broken)
+			return a->p->broken;
+		if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline) {
+			shmq__pool_supervise_maybe(a->p);
+			return -ETIMEDOUT;
+		}
+		rc = job_done_wait(job, deadline);
+		if (rc == -EINTR)
+			shmq__pool_supervise_maybe(a->p);
+	}
+}
+
+SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
+{
+	int rc;
+
+	if (!a)
+		return -EINVAL;
+	if (timeout_ns == SHMQ_NOWAIT) {
+		if (a->finished || async_check(a))
+			return a->wait_rc;
+		shmq__pool_supervise_maybe(a->p);
+		return a->p->broken ? a->p->broken : -EAGAIN;
+	}
+	rc = async_wait_until(a, shmq__deadline(timeout_ns));
+	return rc;
+}
+
+SHMQ_API bool shmq_async_ready(shmq_async *a)
+{
+	if (!a)
+		return false;
+	if (a->finished || async_check(a))
+		return true;
+	shmq__pool_supervise_maybe(a->p);
+	return false;
+}
+
+SHMQ_API int shmq_async_get(shmq_async *a, int64_t timeout_ns)
+{
+	int rc = shmq_async_wait(a, timeout_ns);
+
+	return rc ? rc : a->status;
+}
+
+SHMQ_API void shmq_async_free(shmq_async *a)
+{
+	shmq_pool *p;
+
+	if (!a)
+		return;
+	p = a->p;
+	pthread_mutex_lock(&p->mu);
+	if (!a->finished) {
+		/* CHUNK-PIN, seq_cst: seen by chunk_claim's check under the pin */
+		shmq__store_seq_cst(&pool_job(p, a->job)->canceled, 1);
+		p->jobs[a->job].zombie = true;
+		shmq__pool_zombie_reap(p, a->job);
+	}
+	pthread_mutex_unlock(&p->mu);
+	shmq__free(a, sizeof(*a));
+}
+
+/* The largest element count of a batch that fits the arena at once. */
+static size_t batch_fit(shmq_pool *p, const struct submit *s)
+{
+	uint64_t best, per = s->in_size + s->out_size + 4;
+
+	pthread_mutex_lock(&p->mu);
+	best = shmq__extent_largest(&p->arena);
+	pthread_mutex_unlock(&p->mu);
+	best = best > 4 * SHMQ__CACHELINE ? best - 4 * SHMQ__CACHELINE : 0;
+	return per ? (size_t)(best / per) : s->n;
+}
+
+SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_t in_size,
+			   void *out, size_t out_size, size_t n, int64_t timeout_ns)
+{
+	struct submit s = { task, in, in_size, out, out_size, n };
+	int64_t deadline = shmq__deadline(timeout_ns);
+	size_t done = 0, batch = n;
+	int first = 0, rc;
+
+	rc = submit_check(p, &s);
+	if (rc)
+		return rc;
+	/* A map of any task waits for it: SHMQ_NOWAIT would block, so it
+	 * submits nothing and says so (shmq_pool_map_async is the way not to wait). */
+	if (timeout_ns == SHMQ_NOWAIT && n > 0)
+		return -EAGAIN;
+	while (done < n) {
+		struct submit b = s;
+		shmq_async *a;
+
+		b.n = n - done < batch ? n - done : batch;
+		b.in = in ? (const uint8_t *)in + done * in_size : NULL;
+		b.out = out ? (uint8_t *)out + done * out_size : NULL;
+		rc = async_submit(p, &b, &a);
+		if (rc == -ENOSPC && b.n > 1) {
+			size_t fit = batch_fit(p, &b);
+
+			batch = fit && fit < b.n ? fit : b.n / 2;
+			continue;
+		}
+		if (rc)
+			return rc;
+		rc = async_wait_until(a, deadline);
+		if (rc == 0 && a->status && !first)
+			first = a->status;
+		shmq_async_free(a);
+		if (rc)
+			return rc;
+		done += b.n;
+	}
+	if (n == 0) {
+		pthread_mutex_lock(&p->mu);
+		rc = shmq__pool_task_lookup(&p->tt, task);
+		pthread_mutex_unlock(&p->mu);
+		return rc < 0 ? rc : 0;
+	}
+	return first;
+}

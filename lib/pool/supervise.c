@@ -1,0 +1,407 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Layer 5: the pool creator's supervision of its workers: worker areas (new,
+ * retired, recycled), worker starts, the replacement of dead workers and the
+ * recovery of their jobs (jobs_recover, jobs_settle), injection, and the end
+ * of a job's life (unpin, release, zombie jobs).  It runs inside the
+ * creator's pool calls, with the handle's mutex held.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <shmq.h>
+
+#include "core/alloc_int.h"
+#include "core/atomic_int.h"
+#include "core/region_int.h"
+#include "core/wait_int.h"
+#include "ring/deque_int.h"
+#include "pool/creator_int.h"
+#include "pool/extent_int.h"
+#include "pool/job_int.h"
+#include "pool/pool_layout_int.h"
+
+static bool id_is_live_worker(shmq_pool *p, uint32_t id)
+{
+	for (unsigned i = 0; i < p->nworkers; i++)
+		/* SLOT-ID: pairs with worker_init's release store of id */
+		if (shmq__load_acquire(&p->h->slots[i].id) == id)
+			return p->procs[i] && shmq_proc_is_alive(p->procs[i]);
+	return false;
+}
+
+int shmq__pool_worker_area_new(shmq_pool *p, uint64_t *off)
+{
+	void *mem;
+	int rc = shmq__region_alloc(p->r, pool_area_size(), &mem);
+
+	if (rc)
+		return rc;
+	rc = shmq__deque_init(mem, POOL_DEQUE_CAP);
+	if (rc)
+		return rc;
+	*off = shmq__region_off(p->r, mem);
+	return 0;
+}
+
+/* Can retired area ra be handed to a new worker?  Only when no live worker
+ * can still touch it: none is in a steal window that was open when the area
+ * was retired (a window opened later sees the new gen, see
+ * steal_window_open), and no live worker runs one of its frames (a thief
+ * holds RUNNING(id) until it stores DONE).  A thief stuck in a long subtask
+ * keeps the area retired; the next replacement then takes another. */
+static bool area_reusable(shmq_pool *p, const struct retired_area *ra)
+{
+	const struct pool_frame *f;
+
+	for (unsigned j = 0; j < p->nworkers; j++) {
+		/* STEAL-WINDOW: pairs with steal_window_close's release store */
+		uint32_t now = shmq__load_acquire(&p->h->slots[j].steal_seq);
+
+		if ((ra->seq[j] & 1u) && now == ra->seq[j])
+			return false;
+	}
+	f = shmq__region_ptr(p->r, ra->off + shmq__deque_footprint(POOL_DEQUE_CAP),
+			     (uint64_t)POOL_FRAMES * sizeof(*f));
+	if (!f)
+		return false;
+	for (unsigned k = 0; k < POOL_FRAMES; k++) {
+		/* FRAME: pairs with sub_run_stolen's claim CAS and its exchange to DONE */
+		uint32_t st = shmq__load_acquire(&f[k].state);
+
+		if ((st & 1u) && id_is_live_worker(p, st >> 1))
+			return false;
+	}
+	return true;
+}
+
+/* An area for a new worker: a recycled one if one is free again, else new. */
+static int worker_area_get(shmq_pool *p, uint64_t *off)
+{
+	for (size_t i = 0; i < p->nretired; i++) {
+		struct retired_area *ra = &p->retired[i];
+		void *mem;
+
+		if (!area_reusable(p, ra))
+			continue;
+		mem = shmq__region_ptr(p->r, ra->off, pool_area_size());
+		if (!mem)
+			continue;
+		/* nobody else touches it any more (area_reusable): format it
+		 * as a new area; published to the new worker by its spawn and
+		 * to thieves by the seq_cst store of gen */
+		memset(mem, 0, pool_area_size());
+		if (shmq__deque_init(mem, POOL_DEQUE_CAP))
+			continue;
+		*off = ra->off;
+		shmq__free(ra->seq, p->nworkers * sizeof(*ra->seq));
+		p->retired[i] = p->retired[--p->nretired];
+		return 0;
+	}
+	return shmq__pool_worker_area_new(p, off);
+}
+
+/* Retire area off of a dead worker, after its slot's new gen was stored.
+ * Without memory for the bookkeeping the area is only lost, nothing else. */
+static void worker_area_retire(shmq_pool *p, uint64_t off)
+{
+	struct retired_area *ra;
+
+	if (p->nretired == p->cap_retired) {
+		size_t nc = p->cap_retired ? p->cap_retired * 2 : 8;
+		struct retired_area *nv = shmq__realloc(p->retired,
+							p->cap_retired * sizeof(*nv),
+							nc * sizeof(*nv));
+
+		if (!nv)
+			return;
+		p->retired = nv;
+		p->cap_retired = nc;
+	}
+	ra = &p->retired[p->nretired];
+	ra->off = off;
+	ra->seq = shmq__malloc(p->nworkers * sizeof(*ra->seq));
+	if (!ra->seq)
+		return;
+	for (unsigned j = 0; j < p->nworkers; j++)
+		/* STEAL-WINDOW, seq_cst: Dekker with steal_window_open, after our
+		 * store of gen */
+		ra->seq[j] = shmq__load_seq_cst(&p->h->slots[j].steal_seq);
+	p->nretired++;
+}
+
+void shmq__pool_worker_areas_free(shmq_pool *p)
+{
+	for (size_t i = 0; i < p->nretired; i++)
+		shmq__free(p->retired[i].seq, p->nworkers * sizeof(*p->retired[i].seq));
+	shmq__free(p->retired, p->cap_retired * sizeof(*p->retired));
+	p->retired = NULL;
+	p->nretired = p->cap_retired = 0;
+}
+
+/* Give slot i another area (when fresh: the old one is retired) and a new
+ * process.  The slot's previous process, if any, has exited. */
+int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh)
+{
+	struct pool_slot *s = &p->h->slots[i];
+	uint64_t old = shmq__load_relaxed(&s->area_off); /* only we write it */
+	uint32_t seq = shmq__load_relaxed(&s->steal_seq); /* its writer has exited */
+	struct worker_arg a;
+	uint64_t off;
+	int rc;
+
+	if (fresh) {
+		rc = worker_area_get(p, &off);
+		if (rc)
+			return rc;
+		shmq__store_relaxed(&s->area_off, off); /* SLOT-ID: published by the gen store */
+	}
+	/* relaxed, released by the gen store below: the new worker stores its
+	 * own id (SLOT-ID); a dead worker's pin means nothing (CHUNK-PIN) */
+	shmq__store_relaxed(&s->id, 0);
+	shmq__store_relaxed(&s->claim, 0);
+	/* a worker that died in its steal window: close it for it (released
+	 * by the gen store; area_reusable sees that it moved) */
+	if (seq & 1u)
+		shmq__store_relaxed(&s->steal_seq, seq + 1);
+	a.pool_off = p->h_off;
+	a.slot = i;
+	a.gen = shmq__load_relaxed(&s->gen) + 1; /* only we write gen */
+	if (a.gen == 0)
+		a.gen = 1;
+	/* STEAL-WINDOW and SLOT-ID, seq_cst: pairs with the loads of gen in
+	 * victim_deque (the Dekker, see steal_window_open) and worker_init
+	 * (acquire) */
+	shmq__store_seq_cst(&s->gen, a.gen);
+	if (fresh)
+		worker_area_retire(p, old);
+	rc = shmq_proc_spawn(p->r, POOL_WORKER_ENTRY, &a, sizeof(a), NULL, &p->procs[i]);
+	if (rc) {
+		p->procs[i] = NULL;
+		return rc;
+	}
+	/* statistics: read relaxed by shmq_pool_worker_stats and the describer */
+	shmq__store_relaxed(&s->pid, shmq_proc_pid(p->procs[i]));
+	return 0;
+}
+
+void shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks)
+{
+	struct pool_hdr *h = p->h;
+
+	/* INJECT, release: the job's fields before a worker's acq_rel exchange
+	 * of inject (inject_take) */
+	shmq__store_release(&h->jobs[j].inject, word_range(j, 0, nchunks));
+	/* INJECT, seq_cst: seen by inject_take's acquire load of pending */
+	shmq__fetch_or_seq_cst(&h->pending[j / 64], 1ull << (j % 64));
+	shmq__pool_idle_wake(h, true, nchunks > 1 ? INT_MAX : 1);
+}
+
+/* After worker dead_id died: its chunks run again (or fail after
+ * CHUNK_TRIES deaths), and every active job's range is injected anew, which
+ * also covers the RANGE words lost with its deque. */
+static void jobs_recover(shmq_pool *p, uint32_t dead_id)
+{
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
+		struct pool_job *job = pool_job(p, j);
+		struct job_priv *jp = &p->jobs[j];
+		uint64_t nchunks = shmq__load_relaxed(&job->nchunks); /* we wrote it */
+		uint32_t *chunks;
+
+		/* JOB-DONE: pairs with job_finish's seq_cst CAS of done */
+		if (!jp->used || shmq__load_acquire(&job->done) != JOB_RUNNING)
+			continue;
+		/* relaxed: we wrote it */
+		chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off), nchunks * 4);
+		if (!chunks)
+			continue;
+		for (uint64_t c = 0; dead_id && c < nchunks; c++) {
+			uint32_t s = dead_id;
+
+			/* CHUNK-STATE: pairs with chunk_claim's acq_rel CAS */
+			if (shmq__load_acquire(&chunks[c]) != dead_id)
+				continue;
+			if (!jp->tries) {
+				jp->tries = shmq__calloc(nchunks, 1);
+				jp->ntries = jp->tries ? nchunks : 0;
+			}
+			/* CHUNK-STATE: the dead worker's chunk, failed or back to
+			 * PENDING, against a late CAS of its own (acq_rel as
+			 * chunk_claim's and shmq__pool_chunk_run's) */
+			if (jp->tries && ++jp->tries[c] >= CHUNK_TRIES) {
+				if (shmq__cas_acq_rel(&chunks[c], &s, CHUNK_DONE)) {
+					job_err_record(job, c * shmq__load_relaxed(&job->chunksize), /* we wrote it */
+						       -EOWNERDEAD);
+					job_chunk_done(job, nchunks);
+				}
+			} else {
+				shmq__cas_acq_rel(&chunks[c], &s, CHUNK_PENDING);
+			}
+		}
+		if (dead_id)
+			jp->orphaned = true;
+		jp->last_done = UINT64_MAX; /* the next settle looks */
+		/* JOB-DONE: as above; canceled: only we write it */
+		if (shmq__load_acquire(&job->done) == JOB_RUNNING && !shmq__load_relaxed(&job->canceled))
+			shmq__pool_inject(p, j, nchunks);
+	}
+}
+
+/* A worker that dies between marking a chunk DONE and counting it
+ * (chunk_run) leaves a job whose count stops one short: every chunk DONE,
+ * and nobody left to finish the job.  For jobs that lost a worker, the
+ * creator looks at the chunk states itself whenever the count stood still
+ * since its last look, and finishes a job whose chunks are all DONE. */
+static void jobs_settle(shmq_pool *p)
+{
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
+		struct pool_job *job = pool_job(p, j);
+		struct job_priv *jp = &p->jobs[j];
+		uint64_t nchunks = shmq__load_relaxed(&job->nchunks); /* we wrote it */
+		uint32_t running = JOB_RUNNING;
+		uint64_t counted;
+		uint32_t *chunks;
+		uint64_t c;
+
+		/* JOB-DONE: pairs with job_finish's seq_cst CAS of done */
+		if (!jp->used || !jp->orphaned || shmq__load_acquire(&job->done) != JOB_RUNNING)
+			continue;
+		/* relaxed: a progress hint; the chunk states below decide */
+		counted = shmq__load_relaxed(&job->done_chunks);
+		if (counted != jp->last_done) {
+			jp->last_done = counted; /* still moving: look next time */
+			continue;
+		}
+		chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off), /* we wrote it */
+					  nchunks * 4);
+		if (!chunks)
+			continue;
+		/* CHUNK-STATE, acquire: pairs with shmq__pool_chunk_run's acq_rel
+		 * CAS to DONE, after which that chunk's results are visible to us */
+		for (c = 0; c < nchunks && shmq__load_acquire(&chunks[c]) == CHUNK_DONE; c++)
+			;
+		if (c < nchunks)
+			continue;
+		/* JOB-DONE, seq_cst: as job_finish's CAS (its sleepers' Dekker) */
+		if (shmq__cas_seq_cst(&job->done, &running, JOB_DONE))
+			shmq__wake_word(&job->done, &job->done_sleepers, INT_MAX);
+	}
+}
+
+/* Replace dead workers.  Called with p->mu held. */
+void shmq__pool_supervise(shmq_pool *p)
+{
+	uint32_t st = shmq__load_relaxed(&p->h->state); /* only we write it */
+
+	p->last_supervise = shmq_now_ns();
+	if (st >= POOL_EXIT)
+		return;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		struct pool_slot *s = &p->h->slots[i];
+		uint32_t dead_id;
+		int rc;
+
+		if (p->procs[i] && shmq_proc_is_alive(p->procs[i]))
+			continue;
+		/* SLOT-ID: pairs with worker_init's release store of id */
+		dead_id = shmq__load_acquire(&s->id);
+		if (p->procs[i]) {
+			shmq_proc_close(p->procs[i]);
+			p->procs[i] = NULL;
+		}
+		p->start_fails[i] = dead_id ? 0 : p->start_fails[i] + 1;
+		if (p->start_fails[i] >= START_TRIES) {
+			p->broken = -ECHILD; /* workers die before they start */
+			continue;
+		}
+		rc = shmq__pool_worker_start(p, i, true);
+		if (rc && !p->broken)
+			p->broken = rc;
+		if (rc == 0)
+			/* statistics, only we write it: read relaxed by
+			 * shmq_pool_worker_stats and the describer */
+			shmq__store_relaxed(&s->restarts, shmq__load_relaxed(&s->restarts) + 1);
+		jobs_recover(p, dead_id);
+	}
+	jobs_settle(p);
+}
+
+void shmq__pool_supervise_maybe(shmq_pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	if (shmq_now_ns() - p->last_supervise >= SUPERVISE_EVERY_NS)
+		shmq__pool_supervise(p);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Make sure no worker is between its check of job j and a chunk CAS, or
+ * between a DONE mark and its count (Protocol CHUNK-PIN), then let j be
+ * reused.  Called with p->mu held. */
+void shmq__pool_job_unpin(shmq_pool *p, unsigned j)
+{
+	struct pool_job *job = pool_job(p, j);
+
+	/* CHUNK-PIN, seq_cst: Dekker with chunk_claim's (and
+	 * shmq__pool_chunk_run's) store of claim and load of state */
+	shmq__store_seq_cst(&job->state, JOB_RETIRING);
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		while (shmq__load_seq_cst(&p->h->slots[i].claim) == j + 1) {
+			if (!p->procs[i] || !shmq_proc_is_alive(p->procs[i]))
+				break;
+			sched_yield();
+		}
+	}
+}
+
+void shmq__pool_job_release(shmq_pool *p, unsigned j)
+{
+	struct job_priv *jp = &p->jobs[j];
+
+	/* INJECT: take back a word no worker took (acq_rel, as inject_take's
+	 * exchange); after job_unpin no worker acts on it any more */
+	shmq__exchange_acq_rel(&pool_job(p, j)->inject, 0);
+	/* release: nothing acquires it, workers ignore FREE (JOB-PUBLISH
+	 * publishes the next job with its own seq_cst store of ACTIVE) */
+	shmq__store_release(&pool_job(p, j)->state, JOB_FREE);
+	if (jp->alloc_size)
+		shmq__extent_free(&p->arena, jp->alloc_off, jp->alloc_size);
+	shmq__free(jp->tries, jp->ntries);
+	memset(jp, 0, sizeof(*jp));
+}
+
+/* A cancelled job whose async was freed: reusable once no live worker runs
+ * one of its chunks. */
+bool shmq__pool_zombie_reap(shmq_pool *p, unsigned j)
+{
+	struct pool_job *job = pool_job(p, j);
+	uint64_t nchunks = shmq__load_relaxed(&job->nchunks); /* we wrote it */
+	uint32_t *chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off), /* we wrote it */
+					    nchunks * 4);
+
+	shmq__pool_job_unpin(p, j);
+	/* JOB-DONE: pairs with job_finish's seq_cst CAS of done */
+	if (shmq__load_acquire(&job->done) == JOB_RUNNING && chunks) {
+		for (uint64_t c = 0; c < nchunks; c++) {
+			/* CHUNK-STATE: pairs with chunk_claim's CAS */
+			uint32_t s = shmq__load_acquire(&chunks[c]);
+
+			if (s != CHUNK_PENDING && s != CHUNK_DONE && id_is_live_worker(p, s))
+				return false;
+		}
+	}
+	shmq__pool_job_release(p, j);
+	return true;
+}
+
+void shmq__pool_zombies_reap(shmq_pool *p)
+{
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++)
+		if (p->jobs[j].used && p->jobs[j].zombie)
+			shmq__pool_zombie_reap(p, j);
+}
