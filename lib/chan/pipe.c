@@ -65,6 +65,9 @@ struct pipe_shared {
 };
 SHMQ__LINE_ALIGNED_FIELD(struct pipe_shared, end);
 _Static_assert(sizeof(struct pipe_shared) % SHMQ__CACHELINE == 0, "rings start a line");
+/* the kind table's floor (core/objkind_int.h; core cannot see the struct) */
+_Static_assert(SHMQ__OBJ_MIN_PIPE == sizeof(struct pipe_shared), "pipe floor");
+_Static_assert(SHMQ__OBJ_ALIGN_PIPE == SHMQ__CACHELINE, "pipe floor: shared_check's alignment");
 
 struct shmq_pipe {
 	struct shmq__spsc_prod tx; /* ring `end` */
@@ -422,7 +425,7 @@ int shmq_pipe_open(shmq_region *r, const char *name, int end, shmq_pipe **out)
 
 	if (!r || !out || (end != 0 && end != 1))
 		return -EINVAL;
-	rc = shmq__obj_find(r, name, SHMQ__OBJ_PIPE, &mem, &size);
+	rc = shmq__obj_open(r, name, SHMQ__OBJ_PIPE, &mem, &size);
 	if (rc)
 		return rc;
 	return handle_new(r, mem, (size_t)size, end, true, out);

@@ -153,11 +153,15 @@ int shmq_queue_open(shmq_region *r, const char *name, shmq_queue **out)
 
 	if (!r || !out)
 		return -EINVAL;
-	rc = shmq__obj_find(r, name, SHMQ__OBJ_QUEUE, &mem, &size);
+	rc = shmq__obj_open(r, name, SHMQ__OBJ_QUEUE, &mem, &size);
 	if (rc)
 		return rc;
 	return handle_open(r, mem, size, out);
 }
+
+/* The kind table's floor is the ring's control block (core cannot see it). */
+_Static_assert(SHMQ__OBJ_MIN_QUEUE == sizeof(struct shmq__mpmc_shared), "queue floor");
+_Static_assert(SHMQ__OBJ_ALIGN_QUEUE == SHMQ__CACHELINE, "queue floor: mpmc_attach's alignment");
 
 void shmq_queue_close(shmq_queue *q)
 {
