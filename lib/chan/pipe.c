@@ -802,6 +802,10 @@ static uint64_t describe_ring(const void *mem, uint64_t cap, int d, struct ring_
 	return tail - head <= cap ? tail - head : UINT64_MAX;
 }
 
+/* Pipe: depth and capacity in bytes (both directions, and depth_0to1 /
+ * depth_1to0), bytes_in and bytes_out, sleepers, waits and wakes (both ends),
+ * then per end its holders, the live ones, gone, and its own waits and wakes;
+ * closed once either end is gone. */
 void shmq__pipe_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
 {
 	const struct pipe_shared *sh = mem;
