@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Object introspection: the fact list and the describer dispatch generated
- * from the kind table (core/objkind_int.h).  No object layout is known here:
- * each describer lives with its object.  See core/introspect_int.h for the rules a describer
+ * Object introspection: the fact list, the describer dispatch generated from
+ * the kind table (core/objkind_int.h), and the tools' interface
+ * (<shmq/introspect.h>).  No object layout is known here: each describer
+ * lives with its object.  See core/introspect_int.h for the rules a describer
  * follows.
  */
 #include "config.h"
@@ -12,7 +13,9 @@
 #include <string.h>
 
 #include <shmq.h>
+#include <shmq/introspect.h>
 
+#include "core/alloc_int.h"
 #include "core/introspect_int.h"
 #include "core/objkind_int.h"
 #include "core/region_int.h"
@@ -125,4 +128,84 @@ int shmq__obj_describe(shmq_region *r, uint32_t type, const void *mem, uint64_t 
 	shmq__stat_u64(st, "bytes", size);
 	obj_describers[type](r, mem, size, st);
 	return 0;
+}
+
+/* ---- the tools' interface (<shmq/introspect.h>) ---- */
+
+unsigned shmq__introspect_version(void)
+{
+	return SHMQ__INTROSPECT_VERSION;
+}
+
+int shmq__introspect_observe(const char *name, shmq_region **out)
+{
+	return shmq__region_observe(name, out);
+}
+
+int shmq__introspect_proc(shmq_region *r, unsigned slot, struct shmq__introspect_proc *out)
+{
+	struct shmq__ptab_entry e;
+	int rc;
+
+	if (!r || !out)
+		return -EINVAL;
+	rc = shmq__region_ptab_get(r, slot, &e);
+	if (rc)
+		return rc;
+	out->pid = e.pid;
+	out->gen = e.gen;
+	out->alive = shmq__region_id_alive(r, slot | e.gen << SHMQ__ID_SLOT_BITS) == 1;
+	out->attached_ns = e.attached_ns;
+	return 0;
+}
+
+struct objects_walk {
+	shmq_region *r;
+	bool describe;
+	shmq__introspect_obj_fn fn;
+	void *arg;
+	struct shmq__obj_stat st; /* one object's facts, reused */
+};
+
+static int objects_visit(const char *name, uint32_t type, void *mem, uint64_t size, void *arg)
+{
+	struct objects_walk *w = arg;
+	int rc;
+
+	if (w->describe && mem) {
+		rc = shmq__obj_describe(w->r, type, mem, size, &w->st);
+		if (rc)
+			return rc;
+	} else {
+		memset(&w->st, 0, sizeof(w->st));
+		w->st.type = type;
+		if (!mem) /* a corrupt directory entry */
+			w->st.status = -EBADMSG;
+	}
+	return w->fn(name, &w->st, w->arg);
+}
+
+int shmq__introspect_objects(shmq_region *r, bool describe, shmq__introspect_obj_fn fn,
+			     void *arg)
+{
+	struct objects_walk *w;
+	int rc;
+
+	if (!r || !fn)
+		return -EINVAL;
+	w = shmq__malloc(sizeof(*w)); /* 7 KiB of facts: off the caller's stack */
+	if (!w)
+		return -ENOMEM;
+	w->r = r;
+	w->describe = describe;
+	w->fn = fn;
+	w->arg = arg;
+	rc = shmq__obj_walk(r, objects_visit, w);
+	shmq__free(w, sizeof(*w));
+	return rc;
+}
+
+const char *shmq__introspect_type_name(uint32_t type)
+{
+	return shmq__obj_type_name(type);
 }

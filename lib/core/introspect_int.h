@@ -3,9 +3,10 @@
  * Private: describing a live object for the `shmq` tool.
  *
  * shmq__obj_describe() turns one directory object (type, checked memory and
- * size, as shmq__obj_walk hands them out) into a list of key/value facts:
- * queue depth and capacity, sleeping waiters, the holder of a lock, a
- * barrier's generation.  Each object kind has one describer, named
+ * size, as shmq__obj_walk hands them out) into a list of key/value facts
+ * (struct shmq__obj_stat, <shmq/introspect.h>, which also lists the
+ * well-known keys): queue depth and capacity, sleeping waiters, the holder of
+ * a lock, a barrier's generation.  Each object kind has one describer, named
  * in the kind table (core/objkind_int.h, which declares it below) and defined
  * in the kind's own module, the only one that knows its layout.
  *
@@ -17,14 +18,7 @@
  *    an index or length without a range check;
  *  - loads go through core/atomic_int.h (relaxed is enough: a snapshot, no ordering);
  *  - "bytes" (the object's size) is already there: add what the layout says.
- *
- * Well-known keys, which `shmq watch` turns into rates and `shmq stat` into its
- * summary column: "depth" and "capacity" (with "unit": "msgs" or "bytes"),
- * "msgs_in" and "msgs_out" (free-running counters), "sleepers", "shutdown",
- * "closed", "broken", "holder_pid", "holder_alive", "parties", "waiting",
- * "generation", "waits" and "wakes" (free-running counters of the futex waits
- * the object's callers entered and of the futex wakes issued for them; see
- * shmq__count_event in core/wait_int.h).  Any other key is printed as is.
+ * The waits / wakes counters come from shmq__count_event (core/wait_int.h).
  */
 #ifndef SHMQ__INTROSPECT_H
 #define SHMQ__INTROSPECT_H
@@ -32,34 +26,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <shmq/introspect.h>
+
 #include "core/objkind_int.h"
 #include "core/region_int.h"
-
-#define SHMQ__STAT_KEYS 64
-#define SHMQ__STAT_KEY_MAX 24
-#define SHMQ__STAT_STR_MAX 64
-
-enum shmq__stat_kind {
-	SHMQ__STAT_U64 = 0,
-	SHMQ__STAT_I64 = 1,
-	SHMQ__STAT_BOOL = 2,
-	SHMQ__STAT_STR = 3,
-};
-
-struct shmq__stat_kv {
-	char key[SHMQ__STAT_KEY_MAX];
-	uint32_t kind;      /* enum shmq__stat_kind */
-	uint64_t u;         /* U64, BOOL (0 / 1) */
-	int64_t i;          /* I64 */
-	char s[SHMQ__STAT_STR_MAX]; /* STR */
-};
-
-struct shmq__obj_stat {
-	uint32_t type;
-	int status;         /* 0, or -EBADMSG: some word was impossible (facts kept) */
-	unsigned n;         /* facts in kv[] */
-	struct shmq__stat_kv kv[SHMQ__STAT_KEYS];
-};
 
 /*
  * Describe one object.  0 (st->status may still be -EBADMSG), -EINVAL for a
@@ -81,9 +51,6 @@ static inline uint64_t shmq__stat_sum(uint64_t a, uint64_t b)
 {
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
-
-/* The fact called key, or NULL. */
-const struct shmq__stat_kv *shmq__stat_get(const struct shmq__obj_stat *st, const char *key);
 
 /* Append "<prefix>_pid" and "<prefix>_alive" for an owner id read from an
  * object (0: nobody; nothing appended).  An id that cannot be valid sets
