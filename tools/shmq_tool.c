@@ -9,8 +9,9 @@
  *   shmq rm NAME [--force]   unlink, refusing while live processes are attached
  *
  * Reading never changes a region and never blocks its users: regions are
- * mapped read-only (shmq__region_observe) without joining their process
- * table, and no lock is ever taken.  Nothing read is trusted; a region that
+ * mapped read-only (shmq__introspect_observe) without joining their process
+ * table, and no lock is ever taken.  The library is reached through its public
+ * API and <shmq/introspect.h> only, whose version is checked at start.  Nothing read is trusted; a region that
  * is truncated under us (SIGBUS) or otherwise unreadable is reported, and the
  * tool goes on with the next one.
  */
@@ -30,9 +31,7 @@
 #include <unistd.h>
 
 #include <shmq.h>
-
-#include "core/introspect_int.h"
-#include "core/region_int.h"
+#include <shmq/introspect.h>
 
 #define SHM_DIR "/dev/shm"
 
@@ -144,7 +143,7 @@ static void *grow(void *v, size_t *cap, size_t n, size_t elem)
 	return p;
 }
 
-static int snap_visit(const char *name, uint32_t type, void *mem, uint64_t size, void *arg)
+static int snap_visit(const char *name, const struct shmq__obj_stat *st, void *arg)
 {
 	struct snap *s = arg;
 	struct obj_row *objs = grow(s->objs, &s->cap_objs, s->nobjs, sizeof(*objs));
@@ -156,14 +155,7 @@ static int snap_visit(const char *name, uint32_t type, void *mem, uint64_t size,
 	memset(o, 0, sizeof(*o));
 	snprintf(o->name, sizeof(o->name), "%s", name);
 	o->rate_in = o->rate_out = o->rate_waits = o->rate_wakes = NAN;
-	if (!mem) { /* a corrupt directory entry */
-		o->st.type = type;
-		o->st.status = -EBADMSG;
-		return 0;
-	}
-	if (s->detail)
-		return shmq__obj_describe(s->r, type, mem, size, &o->st);
-	o->st.type = type;
+	o->st = *st;
 	return 0;
 }
 
@@ -172,8 +164,8 @@ static int snap_procs(struct snap *s)
 	int64_t now = shmq_now_ns();
 
 	for (unsigned i = 0; i < s->info.max_procs; i++) {
-		struct shmq__ptab_entry e;
-		if (shmq__region_ptab_get(s->r, i, &e) != 0)
+		struct shmq__introspect_proc e;
+		if (shmq__introspect_proc(s->r, i, &e) != 0)
 			continue;
 		struct proc_row *p = grow(s->procs, &s->cap_procs, s->nprocs, sizeof(*p));
 		if (!p)
@@ -183,7 +175,7 @@ static int snap_procs(struct snap *s)
 		p->slot = i;
 		p->pid = e.pid;
 		p->gen = e.gen;
-		p->alive = shmq__region_id_alive(s->r, i | e.gen << SHMQ__ID_SLOT_BITS) == 1;
+		p->alive = e.alive;
 		p->age_ns = e.attached_ns && (int64_t)e.attached_ns <= now ? now - (int64_t)e.attached_ns : -1;
 		s->procs_alive += p->alive;
 	}
@@ -200,7 +192,7 @@ static int snap_read(void *arg)
 	rc = snap_procs(s);
 	if (rc)
 		return rc;
-	rc = shmq__obj_walk(s->r, snap_visit, s);
+	rc = shmq__introspect_objects(s->r, s->detail, snap_visit, s);
 	if (rc == -EBADMSG) {
 		s->dir_status = rc;
 		rc = 0;
@@ -223,7 +215,7 @@ static void snap_take(struct snap *s, const char *name, bool detail)
 	if (stat(path, &st) == 0)
 		s->file_size = (uint64_t)st.st_size;
 	s->taken_ns = shmq_now_ns();
-	s->status = shmq__region_observe(name, &s->r);
+	s->status = shmq__introspect_observe(name, &s->r);
 	if (s->status)
 		return;
 	s->status = guard_call(snap_read, s);
@@ -314,7 +306,7 @@ static void json_obj(FILE *f, const struct obj_row *o)
 	fputs("{\"name\": ", f);
 	json_str(f, o->name);
 	fputs(", \"type\": ", f);
-	json_str(f, shmq__obj_type_name(o->st.type));
+	json_str(f, shmq__introspect_type_name(o->st.type));
 	fprintf(f, ", \"corrupt\": %s, \"state\": {", o->st.status ? "true" : "false");
 	for (unsigned i = 0; i < o->st.n; i++) {
 		if (i)
@@ -501,7 +493,7 @@ static void kv_print(const struct shmq__stat_kv *kv)
 
 static void stat_obj_print(const struct obj_row *ob, bool rates)
 {
-	printf("  %-24s %-8s", ob->name, shmq__obj_type_name(ob->st.type));
+	printf("  %-24s %-8s", ob->name, shmq__introspect_type_name(ob->st.type));
 	if (ob->st.status)
 		printf(" CORRUPT");
 	for (unsigned i = 0; i < ob->st.n; i++)
@@ -749,6 +741,11 @@ int main(int argc, char **argv)
 		return 0;
 	if (rc || optind >= argc) {
 		usage(stderr);
+		return 2;
+	}
+	if (shmq__introspect_version() != SHMQ__INTROSPECT_VERSION) {
+		fprintf(stderr, "shmq: built for introspection interface %u, libshmq has %u\n",
+			SHMQ__INTROSPECT_VERSION, shmq__introspect_version());
 		return 2;
 	}
 	const char *cmd = argv[optind];

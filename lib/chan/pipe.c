@@ -66,6 +66,9 @@ struct pipe_shared {
 };
 SHMQ__LINE_ALIGNED_FIELD(struct pipe_shared, end);
 _Static_assert(sizeof(struct pipe_shared) % SHMQ__CACHELINE == 0, "rings start a line");
+/* the kind table's floor (core/objkind_int.h; core cannot see the struct) */
+_Static_assert(SHMQ__OBJ_MIN_PIPE == sizeof(struct pipe_shared), "pipe floor");
+_Static_assert(SHMQ__OBJ_ALIGN_PIPE == SHMQ__CACHELINE, "pipe floor: shared_check's alignment");
 
 struct shmq_pipe {
 	struct shmq__spsc_prod tx; /* ring `end` */
@@ -425,7 +428,7 @@ int shmq_pipe_open(shmq_region *r, const char *name, int end, shmq_pipe **out)
 
 	if (!r || !out || (end != 0 && end != 1))
 		return -EINVAL;
-	rc = shmq__obj_find(r, name, SHMQ__OBJ_PIPE, &mem, &size);
+	rc = shmq__obj_open(r, name, SHMQ__OBJ_PIPE, &mem, &size);
 	if (rc)
 		return rc;
 	return handle_new(r, mem, (size_t)size, end, true, out);
@@ -826,6 +829,10 @@ static uint64_t describe_ring(const void *mem, uint64_t cap, int d, struct ring_
 	return tail - head <= cap ? tail - head : UINT64_MAX;
 }
 
+/* Pipe: depth and capacity in bytes (both directions, and depth_0to1 /
+ * depth_1to0), bytes_in and bytes_out, sleepers, waits and wakes (both ends),
+ * then per end its holders, the live ones, gone, and its own waits and wakes;
+ * closed once either end is gone. */
 void shmq__pipe_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
 {
 	const struct pipe_shared *sh = mem;

@@ -42,6 +42,7 @@
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
 #include "core/fork_int.h"
+#include "core/introspect_int.h"
 #include "ring/mpmc_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
@@ -156,11 +157,15 @@ int shmq_queue_open(shmq_region *r, const char *name, shmq_queue **out)
 
 	if (!r || !out)
 		return -EINVAL;
-	rc = shmq__obj_find(r, name, SHMQ__OBJ_QUEUE, &mem, &size);
+	rc = shmq__obj_open(r, name, SHMQ__OBJ_QUEUE, &mem, &size);
 	if (rc)
 		return rc;
 	return handle_open(r, mem, size, out);
 }
+
+/* The kind table's floor is the ring's control block (core cannot see it). */
+_Static_assert(SHMQ__OBJ_MIN_QUEUE == sizeof(struct shmq__mpmc_shared), "queue floor");
+_Static_assert(SHMQ__OBJ_ALIGN_QUEUE == SHMQ__CACHELINE, "queue floor: mpmc_attach's alignment");
 
 void shmq_queue_close(shmq_queue *q)
 {
@@ -659,4 +664,56 @@ int shmq__queue_watch(shmq_queue *q, struct shmq__watch *w)
 bool shmq__queue_readable(shmq_queue *q)
 {
 	return q && shmq__mpmc_readable(&q->ring);
+}
+
+/* ---- introspection (shmq stat) ---- */
+
+/* Queue (the object is the mpmc ring's control block and slots): depth
+ * and capacity in messages, positions as message counters, sleepers on both
+ * sides, shutdown, and the claims of dead processes skipped or dropped. */
+void shmq__queue_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
+{
+	const struct shmq__mpmc_shared *q = mem;
+
+	(void)r;
+	/* a snapshot: every load below is relaxed, nothing is ordered against it */
+	uint32_t version = size < sizeof(*q) ? 0 : shmq__load_relaxed(&q->version);
+	if (size < sizeof(*q) || shmq__load_relaxed(&q->magic) != SHMQ__MPMC_MAGIC ||
+	    (version != SHMQ__MPMC_VERSION && version != SHMQ__MPMC_VERSION_POW2)) {
+		st->status = -EBADMSG;
+		return;
+	}
+	/* the exact capacity (any value in 1 .. CAP_MAX; a power of two at version 2) */
+	uint32_t cap = shmq__load_relaxed(&q->capacity);
+	if (cap == 0 || cap > SHMQ__MPMC_CAP_MAX ||
+	    (version == SHMQ__MPMC_VERSION_POW2 && !SHMQ__IS_POW2(cap)) ||
+	    shmq__load_relaxed(&q->footprint) > size)
+		st->status = -EBADMSG;
+	uint64_t head = shmq__load_relaxed(&q->head), tail = shmq__load_relaxed(&q->tail);
+	int64_t used = (int64_t)(tail - head);
+	/* each index may lag its slots by one (ring/mpmc_int.h): -2 <= used <= cap + 2 */
+	if (used < -2 || used > (int64_t)cap + 2)
+		st->status = -EBADMSG;
+	uint32_t getters = shmq__load_relaxed(&q->data_sleepers);
+	uint32_t putters = shmq__load_relaxed(&q->space_sleepers);
+	shmq__stat_u64(st, "depth", used < 0 ? 0 : used > (int64_t)cap ? cap : (uint64_t)used);
+	shmq__stat_u64(st, "capacity", cap);
+	shmq__stat_str(st, "unit", "msgs");
+	shmq__stat_u64(st, "max_msg", shmq__load_relaxed(&q->max_msg));
+	shmq__stat_u64(st, "msgs_in", tail);
+	shmq__stat_u64(st, "msgs_out", head);
+	shmq__stat_u64(st, "sleepers", (uint64_t)getters + putters);
+	shmq__stat_u64(st, "getters_asleep", getters);
+	shmq__stat_u64(st, "putters_asleep", putters);
+	shmq__stat_bool(st, "shutdown", shmq__load_relaxed(&q->shut) != 0);
+	shmq__stat_u64(st, "skipped", shmq__load_relaxed(&q->skipped));
+	shmq__stat_u64(st, "dropped", shmq__load_relaxed(&q->dropped));
+	uint64_t gw = shmq__load_relaxed(&q->get_waits), pw = shmq__load_relaxed(&q->put_waits);
+	uint64_t gk = shmq__load_relaxed(&q->get_wakes), pk = shmq__load_relaxed(&q->put_wakes);
+	shmq__stat_u64(st, "waits", shmq__stat_sum(gw, pw));
+	shmq__stat_u64(st, "wakes", shmq__stat_sum(gk, pk));
+	shmq__stat_u64(st, "getter_waits", gw);
+	shmq__stat_u64(st, "putter_waits", pw);
+	shmq__stat_u64(st, "getter_wakes", gk);
+	shmq__stat_u64(st, "putter_wakes", pk);
 }

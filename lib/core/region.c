@@ -144,7 +144,7 @@ static uint32_t name_hash(const char *name)
 const char *shmq__obj_type_name(uint32_t type)
 {
 	static const char *const names[SHMQ__OBJ_TYPE_MAX] = {
-		"none", "lock", "barrier", "pipe", "queue", "pool", "blob",
+		[SHMQ__OBJ_NONE] = "none", SHMQ__OBJ_KINDS(SHMQ__OBJ_NAME_INIT) /* core/objkind_int.h */
 	};
 
 	return type < SHMQ__OBJ_TYPE_MAX ? names[type] : "unknown";

@@ -26,19 +26,7 @@
 #include <shmq/common.h>
 #include <shmq/region.h>
 
-/* Types of named objects.  Each type's _open refuses the others (-EINVAL). */
-enum shmq__obj_type {
-	SHMQ__OBJ_NONE = 0,
-	SHMQ__OBJ_LOCK = 1,
-	SHMQ__OBJ_BARRIER = 2,
-	SHMQ__OBJ_PIPE = 3,
-	SHMQ__OBJ_QUEUE = 4,
-	SHMQ__OBJ_POOL = 5,
-	SHMQ__OBJ_BLOB = 6, /* raw bytes, for tests and internal users */
-	SHMQ__OBJ_TYPE_MAX
-};
-
-const char *shmq__obj_type_name(uint32_t type);
+#include "core/objkind_int.h" /* enum shmq__obj_type: the kinds of named objects */
 
 #define SHMQ__PTAB_SLOTS 1024u /* attached processes at once */
 

@@ -126,16 +126,14 @@ SHMQ_API int shmq_barrier_create(shmq_region *r, const char *name, unsigned part
 SHMQ_API int shmq_barrier_open(shmq_region *r, const char *name, shmq_barrier **out)
 {
 	void *mem;
-	uint64_t size;
 	int rc;
 
 	if (!r || !name || !out)
 		return -EINVAL;
-	rc = shmq__obj_find(r, name, SHMQ__OBJ_BARRIER, &mem, &size);
+	/* size and alignment against the kind table (core/objkind_int.h) */
+	rc = shmq__obj_open(r, name, SHMQ__OBJ_BARRIER, &mem, NULL);
 	if (rc)
 		return rc;
-	if (size < sizeof(struct shmq__barrier_shm) || ((uintptr_t)mem & 7u))
-		return -EBADMSG;
 	return barrier_attach_checked(mem, out);
 }
 

@@ -172,16 +172,14 @@ SHMQ_API int shmq_lock_create(shmq_region *r, const char *name, shmq_lock **out)
 SHMQ_API int shmq_lock_open(shmq_region *r, const char *name, shmq_lock **out)
 {
 	void *mem;
-	uint64_t size;
 	int rc;
 
 	if (!r || !name || !out)
 		return -EINVAL;
-	rc = shmq__obj_find(r, name, SHMQ__OBJ_LOCK, &mem, &size);
+	/* size and alignment against the kind table (core/objkind_int.h) */
+	rc = shmq__obj_open(r, name, SHMQ__OBJ_LOCK, &mem, NULL);
 	if (rc)
 		return rc;
-	if (size < sizeof(struct shmq__lock_shm) || ((uintptr_t)mem & 7u))
-		return -EBADMSG;
 	return lock_attach_checked(r, mem, out);
 }
 
