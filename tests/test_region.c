@@ -14,6 +14,7 @@
 #include "testutil.h"
 
 #include "core/region_int.h"
+#include "core/region_layout_int.h"
 
 #define SMALL ((size_t)256 << 10)
 
@@ -444,6 +445,177 @@ static void test_threads_create_concurrently(void **state)
 	shmq_region_close(r);
 }
 
+/* ---- a region whose creator has not written the header yet ----
+ *
+ * Every attach path (open, inherit, the tools' observe) must treat it alike:
+ * wait a bounded while for a live creator (then -EAGAIN), give up at once on
+ * a dead one (-EBADMSG), and attach once the header appears. */
+
+enum attach_path { VIA_OPEN, VIA_INHERIT, VIA_OBSERVE, VIA_COUNT };
+static const char *const via_name[VIA_COUNT] = { "open", "inherit", "observe" };
+
+static int attach_via(enum attach_path via, const char *name, shmq_region **out)
+{
+	char env[320];
+	int fd, rc;
+
+	switch (via) {
+	case VIA_OPEN:
+		return shmq_region_open(name, out);
+	case VIA_INHERIT: /* as a spawned child finds it: SHMQ_REGION_FD=FD:/name */
+		fd = shm_open(name, O_RDWR, 0);
+		if (fd < 0)
+			return -errno;
+		snprintf(env, sizeof(env), "%d:%s", fd, name);
+		setenv(SHMQ__REGION_ENV, env, 1);
+		rc = shmq_region_inherit(out);
+		unsetenv(SHMQ__REGION_ENV);
+		close(fd);
+		return rc;
+	default:
+		return shmq__region_observe(name, out);
+	}
+}
+
+/* What a creator leaves between shmq__ptab_claim and writing the header: a
+ * sized, zeroed file whose slot 0 names the creator (pid) and no magic. */
+static int forge_unformatted(const char *name, pid_t creator)
+{
+	struct shmq__ptab_slot slot = {
+		.word = (uint64_t)(uint32_t)creator << 32 | 1u << 1 | 1,
+		.starttime = shmq__pid_starttime(creator),
+	};
+	int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)SMALL) ||
+	    pwrite(fd, &slot, sizeof(slot), SHMQ__REGION_PTAB_OFF) != (ssize_t)sizeof(slot)) {
+		close(fd);
+		return -EIO;
+	}
+	close(fd);
+	return 0;
+}
+
+/* A creator that died after claiming its slot, before writing the header:
+ * the header will never come, every path says so (old code: open and
+ * inherit waited and said -EBADMSG, observe said -EAGAIN). */
+static void test_attach_creator_died(void **state)
+{
+	char name[96];
+	shmq_region *r;
+	pid_t pid;
+
+	(void)state;
+	tu_name(name, sizeof(name), "deadmaker");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(forge_unformatted(name, getpid()) ? 1 : 0);
+	assert_int_equal(tu_wait_child(pid), 0);
+	for (int via = 0; via < VIA_COUNT; via++) {
+		int rc = attach_via(via, name, &r);
+
+		if (rc != -EBADMSG)
+			fail_msg("%s: %d, not -EBADMSG", via_name[via], rc);
+	}
+	shmq_region_unlink(name);
+}
+
+/* A creator that lives but does not finish within the wait (slot 0 names
+ * this very process), and one that has not even sized its file: every path
+ * gives up with -EAGAIN (old code: open and inherit -EBADMSG; observe
+ * -EAGAIN, or -ENOEXEC for the empty file). */
+static void test_attach_creator_stuck(void **state)
+{
+	char name[96];
+	shmq_region *r;
+	int fd;
+
+	(void)state;
+	tu_name(name, sizeof(name), "slowmaker");
+	assert_int_equal(forge_unformatted(name, getpid()), 0);
+	for (int via = 0; via < VIA_COUNT; via++) {
+		int rc = attach_via(via, name, &r);
+
+		if (rc != -EAGAIN)
+			fail_msg("sized, no header: %s: %d, not -EAGAIN", via_name[via], rc);
+	}
+	shmq_region_unlink(name);
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600); /* not sized yet */
+	assert_true(fd >= 0);
+	close(fd);
+	for (int via = 0; via < VIA_COUNT; via++) {
+		int rc = attach_via(via, name, &r);
+
+		if (rc != -EAGAIN)
+			fail_msg("empty file: %s: %d, not -EAGAIN", via_name[via], rc);
+	}
+	shmq_region_unlink(name);
+}
+
+struct late_header {
+	int fd;
+	struct shmq__region_hdr hdr;
+};
+
+static void *header_writer(void *arg)
+{
+	struct late_header *l = arg;
+	struct timespec ts = { 0, 20 * 1000 * 1000 }; /* let the attacher look first */
+
+	nanosleep(&ts, NULL);
+	if (pwrite(l->fd, &l->hdr, sizeof(l->hdr), 0) != (ssize_t)sizeof(l->hdr))
+		return (void *)1;
+	return NULL;
+}
+
+/* A live creator that writes the header while the attacher waits: every
+ * path attaches (old code: observe said -EAGAIN at once). */
+static void test_attach_waits_for_creator(void **state)
+{
+	struct shmq__ptab_slot creator = {
+		.word = (uint64_t)(uint32_t)getpid() << 32 | 1u << 1 | 1,
+		.starttime = shmq__pid_starttime(getpid()),
+	};
+	struct shmq__region_hdr zero = { 0 };
+	struct shmq_region_info info;
+	struct late_header l;
+	char name[96];
+	shmq_region *r;
+
+	(void)state;
+	tu_name(name, sizeof(name), "latemaker");
+	assert_int_equal(shmq_region_create(name, &(struct shmq_region_opts){ .size = SMALL }, &r), 0);
+	shmq_region_close(r);
+	l.fd = shm_open(name, O_RDWR, 0);
+	assert_true(l.fd >= 0);
+	assert_int_equal(pread(l.fd, &l.hdr, sizeof(l.hdr), 0), sizeof(l.hdr));
+	/* slot 0 back to "the creator is attached", as during region_format */
+	assert_int_equal(pwrite(l.fd, &creator, sizeof(creator), SHMQ__REGION_PTAB_OFF),
+			 sizeof(creator));
+	for (int via = 0; via < VIA_COUNT; via++) {
+		pthread_t th;
+		void *bad;
+		int rc;
+
+		assert_int_equal(pwrite(l.fd, &zero, sizeof(zero), 0), sizeof(zero));
+		assert_int_equal(pthread_create(&th, NULL, header_writer, &l), 0);
+		rc = attach_via(via, name, &r);
+		assert_int_equal(pthread_join(th, &bad), 0);
+		assert_null(bad);
+		if (rc)
+			fail_msg("%s: %d while the creator finished", via_name[via], rc);
+		assert_int_equal(shmq_region_info(r, &info), 0);
+		assert_int_equal(info.size, SMALL);
+		assert_int_equal(info.procs, via == VIA_OBSERVE ? 1 : 2);
+		shmq_region_close(r);
+	}
+	close(l.fd);
+	shmq_region_unlink(name);
+}
+
 static void test_strerror_and_clock(void **state)
 {
 	int64_t a, b;
@@ -475,6 +647,9 @@ int main(void)
 		cmocka_unit_test(test_process_table),
 		cmocka_unit_test(test_public_alloc_find),
 		cmocka_unit_test(test_threads_create_concurrently),
+		cmocka_unit_test(test_attach_creator_died),
+		cmocka_unit_test(test_attach_creator_stuck),
+		cmocka_unit_test(test_attach_waits_for_creator),
 		cmocka_unit_test(test_strerror_and_clock),
 	};
 

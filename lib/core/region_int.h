@@ -13,6 +13,10 @@
  * Everything inside is addressed by offset from the region base, never by
  * pointer, so any process can map it anywhere.  Nothing read from it is
  * trusted: the accessors below range-check offsets and lengths.
+ *
+ * The bytes are in core/region_layout_int.h; the code in core/region.c
+ * (mapping, header, attach, heap), core/ptab.c (process table, liveness) and
+ * core/objdir.c (directory).  This header is what the rest of the library uses.
  */
 #ifndef SHMQ__REGION_H
 #define SHMQ__REGION_H
@@ -158,12 +162,15 @@ int shmq__obj_name_check(const char *name);
  * no owner id: use it only with the calls that read (obj_walk, ptab_get,
  * region_ptr, region_info, id_alive, obj_describe).
  * Errors: -ENOENT, -EACCES, -EINVAL (name), -ENOEXEC (not a libshmq region:
- * no magic), -EAGAIN (a creator has not written the header yet), -EBADMSG
- * (corrupt header, size mismatch), -EPROTO (another layout version), -ENOMEM.
+ * no magic), -EAGAIN (a creator had not written the header by the end of the
+ * bounded wait every attach path shares: see region_attach), -EBADMSG
+ * (corrupt header, size mismatch, a creator that died before writing the
+ * header), -EPROTO (another layout version), -ENOMEM.
  */
 int shmq__region_observe(const char *name, shmq_region **out);
 
-/* For proc: the descriptor to hand to a child, and mapping one received. */
+/* For proc: the descriptor to hand to a child, and mapping one received
+ * (the attach path and errors of shmq_region_open, mapped lazily). */
 int shmq__region_fd(const shmq_region *r);
 int shmq__region_from_fd(int fd, const char *name, shmq_region **out);
 

@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Layer 3, regions: the object directory.  Named, typed objects: a table of
+ * dir_entries entries (core/region_layout_int.h) scanned up to a high-water
+ * mark, written only under the directory lock, each entry published by a
+ * release store of READY after its object was built, so that finds and walks
+ * (which take no lock) never see an object half made.  The space comes from
+ * the region's heap (shmq__region_alloc in core/region.c).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "core/atomic_int.h"
+#include "core/compiler_int.h"
+#include "core/region_int.h"
+#include "core/region_layout_int.h"
+#include "core/wait_int.h"
+
+#define DIRLOCK_SLICE_NS (10 * 1000 * 1000)
+
+static struct shmq__region_ctl *ctl_of(const shmq_region *r)
+{
+	return shmq__region_ctl_at(r->base);
+}
+
+static struct shmq__dir_entry *entry_of(const shmq_region *r, unsigned i)
+{
+	return (struct shmq__dir_entry *)(r->base + r->dir_off) + i;
+}
+
+static uint32_t name_hash(const char *name)
+{
+	uint64_t h = shmq__fnv1a64(name, strlen(name));
+
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+const char *shmq__obj_type_name(uint32_t type)
+{
+	static const char *const names[SHMQ__OBJ_TYPE_MAX] = {
+		[SHMQ__OBJ_NONE] = "none", SHMQ__OBJ_KINDS(SHMQ__OBJ_NAME_INIT) /* core/objkind_int.h */
+	};
+
+	return type < SHMQ__OBJ_TYPE_MAX ? names[type] : "unknown";
+}
+
+/* ---- directory lock: a futex word owned by a thread id (so two threads of
+ * one process exclude each other like any two processes), stolen once that
+ * thread is gone (its process died inside the directory) ---- */
+
+static int dir_lock(shmq_region *r)
+{
+	struct shmq__region_ctl *ctl = ctl_of(r);
+	uint32_t self = (uint32_t)gettid();
+
+	for (;;) {
+		uint32_t cur = 0;
+		int rc;
+
+		/* acquire: pairs with the seq_cst exchange in dir_unlock */
+		if (shmq__cas_acquire(&ctl->dir_lock, &cur, self))
+			return 0;
+		if (cur == self)
+			return -EDEADLK; /* this thread nested a directory call: a bug */
+		rc = shmq__wait_word(&ctl->dir_lock, cur, &ctl->dir_sleepers, SHMQ__NO_DEADLINE,
+				     DIRLOCK_SLICE_NS);
+		if (rc == -EINTR && !shmq__pid_alive((pid_t)cur, 0)) {
+			/* the holder died inside the directory: take over */
+			if (shmq__cas_acquire(&ctl->dir_lock, &cur, self)) /* as above */
+				return 0;
+		} else if (rc && rc != -EINTR) {
+			return rc;
+		}
+	}
+}
+
+static void dir_unlock(shmq_region *r)
+{
+	struct shmq__region_ctl *ctl = ctl_of(r);
+
+	shmq__exchange_seq_cst(&ctl->dir_lock, 0);
+	shmq__wake_word(&ctl->dir_lock, &ctl->dir_sleepers, 1);
+}
+
+/* ---- directory ---- */
+
+/* Validate a published entry; fill in its checked memory. */
+static int entry_check(const shmq_region *r, const struct shmq__dir_entry *e, uint32_t *type,
+		       void **mem, uint64_t *size)
+{
+	uint64_t off = shmq__load_relaxed(&e->off);   /* ordered by the state load_acquire */
+	uint64_t len = shmq__load_relaxed(&e->size);  /* ordered by the state load_acquire */
+	uint32_t t = shmq__load_relaxed(&e->type);    /* ordered by the state load_acquire */
+
+	if (t == SHMQ__OBJ_NONE || t >= SHMQ__OBJ_TYPE_MAX || off % SHMQ__CACHELINE)
+		return -EBADMSG;
+	*mem = shmq__region_ptr(r, off, len);
+	if (!*mem || len == 0)
+		return -EBADMSG;
+	*type = t;
+	*size = len;
+	return 0;
+}
+
+/* Copy an entry's name out, refusing one without a terminator. */
+static int entry_name(const struct shmq__dir_entry *e, char out[SHMQ_OBJ_NAME_MAX + 1])
+{
+	memcpy(out, e->name, SHMQ_OBJ_NAME_MAX + 1);
+	if (memchr(out, '\0', SHMQ_OBJ_NAME_MAX + 1) == NULL)
+		return -EBADMSG;
+	return 0;
+}
+
+static uint32_t dir_hwm(const shmq_region *r)
+{
+	/* pairs with the release store of dir_hwm in dir_claim */
+	uint32_t hwm = shmq__load_acquire(&ctl_of(r)->dir_hwm);
+
+	return hwm > r->dir_entries ? r->dir_entries : hwm;
+}
+
+/* Scan for a READY entry named name.  Returns its index, -ENOENT, or -EBADMSG. */
+static int dir_lookup(const shmq_region *r, const char *name, uint32_t hash)
+{
+	uint32_t hwm = dir_hwm(r);
+	char buf[SHMQ_OBJ_NAME_MAX + 1];
+
+	for (uint32_t i = 0; i < hwm; i++) {
+		struct shmq__dir_entry *e = entry_of(r, i);
+
+		/* pairs with the release store of READY in shmq__obj_create */
+		if (shmq__load_acquire(&e->state) != SHMQ__DIR_READY)
+			continue;
+		if (shmq__load_relaxed(&e->name_hash) != hash) /* ordered by the state load */
+			continue;
+		if (entry_name(e, buf))
+			return -EBADMSG;
+		if (strcmp(buf, name) == 0)
+			return (int)i;
+	}
+	return -ENOENT;
+}
+
+int shmq__obj_find(shmq_region *r, const char *name, uint32_t type, void **mem_out,
+		   uint64_t *size_out)
+{
+	uint32_t t;
+	void *mem;
+	uint64_t size;
+	int i, rc;
+
+	if (!r || !mem_out)
+		return -EINVAL;
+	rc = shmq__obj_name_check(name);
+	if (rc)
+		return rc;
+	i = dir_lookup(r, name, name_hash(name));
+	if (i < 0)
+		return i;
+	rc = entry_check(r, entry_of(r, (unsigned)i), &t, &mem, &size);
+	if (rc)
+		return rc;
+	if (t != type)
+		return -EINVAL;
+	*mem_out = mem;
+	if (size_out)
+		*size_out = size;
+	return 0;
+}
+
+/* Under the directory lock: a free entry (BUILDING ones belong to creators
+ * that died holding the lock), or -ENOSPC. */
+static int dir_claim(shmq_region *r, uint32_t *idx)
+{
+	struct shmq__region_ctl *ctl = ctl_of(r);
+	uint32_t hwm = dir_hwm(r);
+
+	for (uint32_t i = 0; i < hwm; i++) {
+		uint32_t s = shmq__load_relaxed(&entry_of(r, i)->state); /* we hold the dir lock */
+
+		if (s == SHMQ__DIR_FREE || s == SHMQ__DIR_BUILDING) {
+			*idx = i;
+			return 0;
+		}
+		if (s != SHMQ__DIR_READY)
+			return -EBADMSG;
+	}
+	if (hwm >= r->dir_entries)
+		return -ENOSPC;
+	*idx = hwm;
+	/* release: readers that see the new hwm see the entry's FREE state;
+	 * pairs with the load_acquire in dir_hwm */
+	shmq__store_release(&ctl->dir_hwm, hwm + 1);
+	return 0;
+}
+
+int shmq__obj_create(shmq_region *r, const char *name, uint32_t type, uint64_t size,
+		     int (*init)(void *mem, uint64_t size, void *arg), void *arg,
+		     void **mem_out)
+{
+	uint32_t hash, idx;
+	struct shmq__dir_entry *e;
+	void *mem = NULL;
+	int rc;
+
+	if (!r || type == SHMQ__OBJ_NONE || type >= SHMQ__OBJ_TYPE_MAX || size == 0)
+		return -EINVAL;
+	rc = shmq__obj_name_check(name);
+	if (rc)
+		return rc;
+	hash = name_hash(name);
+	rc = dir_lock(r);
+	if (rc)
+		return rc;
+	rc = dir_lookup(r, name, hash);
+	if (rc >= 0 || rc != -ENOENT) {
+		rc = rc >= 0 ? -EEXIST : rc;
+		goto out;
+	}
+	rc = dir_claim(r, &idx);
+	if (rc)
+		goto out;
+	rc = shmq__region_alloc(r, size, &mem);
+	if (rc)
+		goto out;
+	e = entry_of(r, idx);
+	/* relaxed: the entry is published by the release store of READY below */
+	shmq__store_relaxed(&e->state, (uint32_t)SHMQ__DIR_BUILDING);
+	shmq__store_relaxed(&e->type, type);
+	shmq__store_relaxed(&e->off, shmq__region_off(r, mem));
+	shmq__store_relaxed(&e->size, SHMQ__ALIGN_UP(size, (uint64_t)SHMQ__CACHELINE));
+	shmq__store_relaxed(&e->creator_id, r->self_id);
+	shmq__store_relaxed(&e->name_hash, hash);
+	memset(e->name, 0, sizeof(e->name));
+	strcpy(e->name, name);
+	rc = init ? init(mem, size, arg) : 0;
+	if (rc) {
+		shmq__store_relaxed(&e->state, (uint32_t)SHMQ__DIR_FREE); /* never published */
+		goto out;
+	}
+	/* pairs with the load_acquire of state in dir_lookup and shmq__obj_walk */
+	shmq__store_release(&e->state, (uint32_t)SHMQ__DIR_READY);
+	shmq__fetch_add_relaxed(&ctl_of(r)->dir_count, 1); /* a statistic for tools */
+	if (mem_out)
+		*mem_out = mem;
+out:
+	dir_unlock(r);
+	return rc;
+}
+
+int shmq__obj_walk(shmq_region *r, shmq__obj_visit_fn fn, void *arg)
+{
+	uint32_t hwm = dir_hwm(r);
+	char buf[SHMQ_OBJ_NAME_MAX + 1];
+	int bad = 0;
+
+	for (uint32_t i = 0; i < hwm; i++) {
+		struct shmq__dir_entry *e = entry_of(r, i);
+		uint32_t type;
+		uint64_t size;
+		void *mem;
+		int rc;
+
+		/* pairs with the release store of READY in shmq__obj_create */
+		if (shmq__load_acquire(&e->state) != SHMQ__DIR_READY)
+			continue;
+		if (entry_name(e, buf) || entry_check(r, e, &type, &mem, &size)) {
+			bad = -EBADMSG;
+			if (entry_name(e, buf))
+				strcpy(buf, "?");
+			rc = fn(buf, SHMQ__OBJ_NONE, NULL, 0, arg);
+		} else {
+			rc = fn(buf, type, mem, size, arg);
+		}
+		if (rc)
+			return rc;
+	}
+	return bad;
+}
+
+SHMQ_API int shmq_region_alloc(shmq_region *r, const char *name, size_t size, void **mem)
+{
+	if (!r || !mem || size == 0)
+		return -EINVAL;
+	return shmq__obj_create(r, name, SHMQ__OBJ_BLOB, size, NULL, NULL, mem);
+}
+
+SHMQ_API int shmq_region_find(shmq_region *r, const char *name, void **mem, size_t *size)
+{
+	uint64_t sz;
+	int rc;
+
+	if (!r || !mem)
+		return -EINVAL;
+	rc = shmq__obj_find(r, name, SHMQ__OBJ_BLOB, mem, &sz);
+	if (!rc && size)
+		*size = (size_t)sz;
+	return rc;
+}

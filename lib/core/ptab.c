@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Layer 3, regions: the process table.  Who is attached to a region (one
+ * slot per attachment: pid, claim generation, start time), and from it every
+ * liveness answer the library gives about an owner id: _valid (arithmetic
+ * only, core/region_int.h), _listed (one load), _maybe_alive (one kill(2)),
+ * _alive (a /proc read).  The slot's bytes: core/region_layout_int.h.
+ *
+ * Invariants: a slot's word changes only by CAS; a claim bumps gen (never 0)
+ * so a stale id never matches a reused slot; only the attachment that
+ * claimed a slot (same gen, same pid) releases it, and a slot whose process
+ * is dead may be reclaimed by anyone.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <shmq.h>
+
+#include "core/atomic_int.h"
+#include "core/ptab_int.h"
+#include "core/region_int.h"
+#include "core/region_layout_int.h"
+
+#define GEN_MASK ((1u << SHMQ__ID_GEN_BITS) - 1)
+
+_Static_assert(SHMQ__PTAB_SLOTS <= 1u << SHMQ__ID_SLOT_BITS, "an owner id names every slot");
+_Static_assert(SHMQ__ID_SLOT_BITS + SHMQ__ID_GEN_BITS == 31, "owner ids stay below 2^31");
+
+static struct shmq__ptab_slot *slot_of(const shmq_region *r, unsigned i)
+{
+	return (struct shmq__ptab_slot *)(r->base + r->ptab_off) + i;
+}
+
+/* ---- process liveness ---- */
+
+/* Parse /proc/PID/stat: state (field 3) and starttime (field 22). */
+static int proc_stat_read(pid_t pid, char *state, uint64_t *starttime)
+{
+	char path[64], buf[1024];
+	ssize_t n;
+	int fd;
+	char *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	do {
+		n = read(fd, buf, sizeof(buf) - 1);
+	} while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
+	if (!p || p[1] != ' ' || !p[2])
+		return -EIO;
+	*state = p[2];
+	p += 3;
+	/* fields 4..21 precede starttime */
+	for (int field = 4; field <= 21; field++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -EIO;
+		p++;
+	}
+	*starttime = strtoull(p, NULL, 10);
+	return 0;
+}
+
+uint64_t shmq__pid_starttime(pid_t pid)
+{
+	uint64_t st = 0;
+	char state;
+
+	if (proc_stat_read(pid, &state, &st))
+		return 0;
+	return st;
+}
+
+int shmq__pid_alive(pid_t pid, uint64_t starttime)
+{
+	uint64_t st;
+	char state;
+	int rc;
+
+	if (pid <= 0)
+		return 0;
+	rc = proc_stat_read(pid, &state, &st);
+	if (rc == -ENOENT || rc == -ESRCH)
+		return 0;
+	if (rc) /* no /proc: fall back to kill(2), which cannot see pid reuse */
+		return kill(pid, 0) == 0 || errno == EPERM;
+	if (state == 'Z' || state == 'X' || state == 'x')
+		return 0;
+	return starttime == 0 || st == starttime;
+}
+
+int shmq__region_id_alive(const shmq_region *r, uint32_t id)
+{
+	unsigned slot = shmq__id_slot(id);
+	uint32_t gen = id >> SHMQ__ID_SLOT_BITS;
+	struct shmq__ptab_slot *s;
+	uint64_t w, st;
+
+	if (shmq__region_id_valid(r, id))
+		return -EBADMSG;
+	s = slot_of(r, slot);
+	w = shmq__load_acquire(&s->word); /* pairs with the CAS in shmq__ptab_claim */
+	if (!(w & 1) || ((w >> 1) & GEN_MASK) != gen)
+		return 0;
+	st = shmq__load_acquire(&s->starttime); /* pairs with the release store in shmq__ptab_claim */
+	return shmq__pid_alive((pid_t)(w >> 32), st);
+}
+
+/* The process-table word of a valid id's slot, or 0 when the slot does not
+ * hold that generation attached. */
+static uint64_t id_listed_word(const shmq_region *r, uint32_t id)
+{
+	/* pairs with the CAS in shmq__ptab_claim */
+	uint64_t w = shmq__load_acquire(&slot_of(r, shmq__id_slot(id))->word);
+
+	if (!(w & 1) || ((w >> 1) & GEN_MASK) != id >> SHMQ__ID_SLOT_BITS || (pid_t)(w >> 32) <= 0)
+		return 0;
+	return w;
+}
+
+int shmq__region_id_listed(const shmq_region *r, uint32_t id)
+{
+	if (shmq__region_id_valid(r, id))
+		return -EBADMSG;
+	return id_listed_word(r, id) != 0;
+}
+
+int shmq__region_id_maybe_alive(const shmq_region *r, uint32_t id)
+{
+	uint64_t w;
+
+	if (shmq__region_id_valid(r, id))
+		return -EBADMSG;
+	w = id_listed_word(r, id);
+	if (!w)
+		return 0;
+	return kill((pid_t)(w >> 32), 0) == 0 || errno != ESRCH;
+}
+
+static bool ptab_word_dead(uint64_t w, const struct shmq__ptab_slot *s)
+{
+	if (!(w & 1))
+		return true;
+	/* pairs with the release store of starttime in shmq__ptab_claim */
+	return !shmq__pid_alive((pid_t)(w >> 32), shmq__load_acquire(&s->starttime));
+}
+
+int shmq__ptab_claim(shmq_region *r)
+{
+	pid_t pid = getpid();
+	uint64_t st = shmq__pid_starttime(pid);
+
+	for (unsigned pass = 0; pass < 2; pass++) {
+		for (unsigned i = 0; i < r->ptab_slots; i++) {
+			struct shmq__ptab_slot *s = slot_of(r, i);
+			uint64_t w = shmq__load_acquire(&s->word); /* pairs with the claim CAS in shmq__ptab_claim */
+			uint32_t gen;
+
+			if (pass == 0 ? (w & 1) != 0 : !ptab_word_dead(w, s))
+				continue;
+			gen = (((uint32_t)(w >> 1)) + 1) & GEN_MASK;
+			if (gen == 0)
+				gen = 1;
+			/* acq_rel: acquire the old owner's writes, release ours
+			 * to any id_alive that loads the new word */
+			if (!shmq__cas_acq_rel(&s->word, &w,
+					       ((uint64_t)(uint32_t)pid << 32) | (uint64_t)gen << 1 | 1))
+				continue;
+			shmq__store_relaxed(&s->attached_ns, (uint64_t)shmq_now_ns()); /* informational only */
+			shmq__store_release(&s->starttime, st); /* pairs with shmq__region_id_alive's load_acquire */
+			r->self_id = i | gen << SHMQ__ID_SLOT_BITS;
+			r->pid = pid;
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+void shmq__ptab_release(shmq_region *r)
+{
+	struct shmq__ptab_slot *s;
+	uint64_t w;
+
+	if (!r->self_id)
+		return;
+	s = slot_of(r, shmq__id_slot(r->self_id));
+	w = shmq__load_acquire(&s->word); /* pairs with our own claim CAS */
+	if ((w & 1) && ((w >> 1) & GEN_MASK) == r->self_id >> SHMQ__ID_SLOT_BITS &&
+	    (pid_t)(w >> 32) == r->pid)
+		/* release: our writes to shared objects happen before the slot
+		 * reads free; pairs with the acq_rel CAS of the next claim */
+		shmq__cas_release(&s->word, &w, w & ~(UINT64_C(0xffffffff) << 32 | 1));
+	r->self_id = 0;
+}
+
+int shmq__region_ptab_get(const shmq_region *r, unsigned slot, struct shmq__ptab_entry *e)
+{
+	struct shmq__ptab_slot *s;
+	uint64_t w;
+
+	if (slot >= r->ptab_slots)
+		return -EINVAL;
+	s = slot_of(r, slot);
+	w = shmq__load_acquire(&s->word); /* pairs with the claim CAS in shmq__ptab_claim */
+	if (!(w & 1))
+		return -ENOENT;
+	e->pid = (pid_t)(w >> 32);
+	e->gen = (uint32_t)(w >> 1) & GEN_MASK;
+	/* pairs with the release store in shmq__ptab_claim */
+	e->starttime = shmq__load_acquire(&s->starttime);
+	e->attached_ns = shmq__load_relaxed(&s->attached_ns); /* informational */
+	return 0;
+}
+
+unsigned shmq__ptab_count(const shmq_region *r)
+{
+	unsigned procs = 0;
+
+	for (unsigned i = 0; i < r->ptab_slots; i++)
+		procs += (shmq__load_relaxed(&slot_of(r, i)->word) & 1) != 0; /* a statistic */
+	return procs;
+}
+
+/* ---- a creator that has not written the header yet ---- */
+
+static int slot0_read(int fd, struct shmq__ptab_slot *s)
+{
+	ssize_t n = pread(fd, s, sizeof(*s), SHMQ__REGION_PTAB_OFF);
+
+	if (n < 0)
+		return -errno;
+	return n == (ssize_t)sizeof(*s) ? 0 : -EBADMSG;
+}
+
+int shmq__ptab_creator_alive(int fd, uint64_t file_size)
+{
+	struct shmq__ptab_slot a, b;
+	int rc;
+
+	if (file_size < SHMQ__REGION_PTAB_OFF + sizeof(a))
+		return 1; /* not sized yet: nothing to read */
+	/* pread copies bytes, not words: read twice, and believe only a
+	 * slot that held still (the creator writes each word once). */
+	rc = slot0_read(fd, &a);
+	if (!rc)
+		rc = slot0_read(fd, &b);
+	if (rc)
+		return rc;
+	if (a.word != b.word || a.starttime != b.starttime || a.word == 0)
+		return 1; /* moving, or not claimed yet */
+	if (!(a.word & 1))
+		return 0; /* claimed and left: whoever formatted this is gone */
+	return shmq__pid_alive((pid_t)(a.word >> 32), a.starttime);
+}

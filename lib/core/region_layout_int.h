@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private: layer 3, regions: the bytes of a region, as every process sees
+ * them.  The only header that says where anything lies in the mapping; the
+ * code that reads and writes each part is in core/region.c (header, control
+ * words, heap), core/ptab.c (process table) and core/objdir.c (directory).
+ * Any change to what is here is a change of SHMQ__REGION_VERSION.
+ *
+ * Layout (all offsets from the base):
+ *
+ *   0      struct shmq__region_hdr  immutable after creation, checksummed
+ *   64     struct shmq__region_ctl  mutable: heap top, directory lock, counts
+ *   4096   proc table               ptab_slots x struct shmq__ptab_slot (32 bytes)
+ *   ...    directory                dir_entries x struct shmq__dir_entry (128 bytes)
+ *   heap   page aligned; blocks of 64-byte multiples, never freed
+ *
+ * Included by those three files (and by tests that forge images); it
+ * includes no private header, so nothing below it can form a circle.
+ */
+#ifndef SHMQ__REGION_LAYOUT_H
+#define SHMQ__REGION_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <shmq/region.h> /* SHMQ_OBJ_NAME_MAX */
+
+#define SHMQ__REGION_MAGIC   UINT64_C(0x31474552514d4853) /* "SHMQREG1" little endian */
+#define SHMQ__REGION_VERSION 1u
+#define SHMQ__REGION_PAGE    4096u
+#define SHMQ__REGION_PTAB_OFF SHMQ__REGION_PAGE /* the header page, then the proc table */
+#define SHMQ__REGION_MAX_SIZE ((uint64_t)1 << 40)
+#define SHMQ__DIR_ENTRY_SIZE 128u
+#define SHMQ__DIR_MIN        64u
+#define SHMQ__DIR_MAX        4096u
+#define SHMQ__DIR_BYTES_PER_ENTRY 8192u /* one directory entry per 8 KiB of region */
+
+/* Immutable header, line 0.  checksum covers every byte before it.  A
+ * creator writes it last, so an all-zero magic means "being created". */
+struct shmq__region_hdr {
+	uint64_t magic;
+	uint32_t version;
+	uint32_t hdr_size;    /* bytes before the proc table */
+	uint64_t size;        /* bytes of the whole region */
+	uint32_t ptab_off;
+	uint32_t ptab_slots;
+	uint32_t dir_off;
+	uint32_t dir_entries;
+	uint64_t heap_off;
+	uint32_t flags;
+	uint32_t reserved;
+	uint64_t checksum;    /* FNV-1a 64 of the bytes above */
+};
+_Static_assert(sizeof(struct shmq__region_hdr) == 64, "header is one line");
+
+/* Mutable control words, line 1. */
+struct shmq__region_ctl {
+	uint64_t heap_top;    /* next free heap offset; CAS-advanced */
+	uint32_t dir_lock;    /* thread id (gettid) of the holder, 0 when free */
+	uint32_t dir_sleepers;
+	uint32_t dir_hwm;     /* directory entries ever used: finds scan [0, hwm) */
+	uint32_t dir_count;   /* published objects */
+	uint32_t pad[10];
+};
+_Static_assert(sizeof(struct shmq__region_ctl) == 64, "control block is one line");
+
+/*
+ * Process-table slot.  word = pid << 32 | gen << 1 | used.  gen counts
+ * claims of the slot (SHMQ__ID_GEN_BITS bits, never 0 once claimed), so an
+ * owner id (slot | gen << SHMQ__ID_SLOT_BITS) names one attachment and goes
+ * stale when the slot is reclaimed.  starttime (field 22 of /proc/PID/stat)
+ * guards against pid reuse.  A creator claims slot 0 of its fresh file before
+ * it writes the header.
+ */
+struct shmq__ptab_slot {
+	uint64_t word;
+	uint64_t starttime;
+	uint64_t attached_ns;
+	uint64_t reserved;
+};
+_Static_assert(sizeof(struct shmq__ptab_slot) == 32, "ptab slot size");
+
+enum { SHMQ__DIR_FREE = 0, SHMQ__DIR_BUILDING = 1, SHMQ__DIR_READY = 2 };
+
+struct shmq__dir_entry {
+	uint32_t state;       /* SHMQ__DIR_*; READY published with release */
+	uint32_t type;
+	uint64_t off;
+	uint64_t size;
+	uint32_t creator_id;
+	uint32_t name_hash;   /* shmq__fnv1a64 of the name, folded to 32 bits */
+	char name[SHMQ_OBJ_NAME_MAX + 1];
+	uint8_t pad[32];
+};
+_Static_assert(sizeof(struct shmq__dir_entry) == SHMQ__DIR_ENTRY_SIZE, "directory entry size");
+
+static inline struct shmq__region_hdr *shmq__region_hdr_at(uint8_t *base)
+{
+	return (struct shmq__region_hdr *)base;
+}
+
+static inline struct shmq__region_ctl *shmq__region_ctl_at(uint8_t *base)
+{
+	return (struct shmq__region_ctl *)(base + sizeof(struct shmq__region_hdr));
+}
+
+/* The hash of the header checksum and of directory names. */
+static inline uint64_t shmq__fnv1a64(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= UINT64_C(0x100000001b3);
+	}
+	return h;
+}
+
+#endif /* SHMQ__REGION_LAYOUT_H */
