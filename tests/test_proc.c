@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include "testutil.h"
@@ -574,6 +575,133 @@ static void test_exec_options(void **state)
 	shmq_region_close(r);
 }
 
+/* Make descriptors 3 and 4 open on /dev/null without O_CLOEXEC, as a careless
+ * host program might leave them; saved[] keeps what they were. */
+static void stray_low_fds(int saved[2])
+{
+	for (int fd = 3; fd <= 4; fd++) {
+		int n;
+
+		saved[fd - 3] = fcntl(fd, F_DUPFD_CLOEXEC, 10); /* -1: it was closed */
+		n = open("/dev/null", O_RDONLY);
+		assert_true(n >= 0);
+		if (n != fd) {
+			assert_int_equal(dup2(n, fd), fd); /* dup2 clears FD_CLOEXEC */
+			close(n);
+		}
+	}
+}
+
+static void restore_low_fds(const int saved[2])
+{
+	for (int fd = 3; fd <= 4; fd++) {
+		if (saved[fd - 3] < 0) {
+			close(fd);
+			continue;
+		}
+		dup2(saved[fd - 3], fd);
+		fcntl(fd, F_SETFD, FD_CLOEXEC); /* the suite opens everything O_CLOEXEC */
+		close(saved[fd - 3]);
+	}
+}
+
+/* The child's descriptors >= 3 that are the null device (the strays). */
+static int null_fds(shmq_region *r, const void *arg, size_t len)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int mask = 0;
+
+	(void)r;
+	(void)arg;
+	(void)len;
+	if (!d)
+		return 99;
+	while ((de = readdir(d))) {
+		int fd = atoi(de->d_name);
+		struct stat st;
+
+		if (de->d_name[0] == '.' || fd < 3 || fd == dirfd(d) || fstat(fd, &st))
+			continue;
+		if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3))
+			mask |= 1 << (fd < 7 ? fd : 7);
+	}
+	closedir(d);
+	return mask;
+}
+SHMQ_ENTRY(null_fds);
+
+static void exec_fds(shmq_region *r, char *out, size_t n)
+{
+	char path[PATH_MAX + 16];
+	char *argv[] = { path, "fds", NULL };
+	struct shmq_proc_opts o = { .stdout_fd = 0 };
+	shmq_proc *p;
+	int fds[2];
+
+	helper_path(path, sizeof(path));
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	o.stdout_fd = fds[1];
+	assert_int_equal(shmq_proc_exec(r, argv, &o, &p), 0);
+	close(fds[1]);
+	read_all(fds[0], out, n);
+	close(fds[0]);
+	assert_int_equal(join_code(p), 0);
+	shmq_proc_close(p);
+}
+
+/* Issue 14 item 9: descriptors 3 and 4 the caller opened without O_CLOEXEC
+ * reach no child of shmq_proc_exec, shmq_proc_spawn or shmq_run: only 0-2
+ * and what the library passes (the region at 3, the argument at 4). */
+static void test_no_stray_low_fds(void **state)
+{
+	char path[PATH_MAX + 16], plain[256], with_region[256], out[256];
+	char *argv[] = { path, "fds", NULL };
+	struct shmq_run_opts ro = { .capture = SHMQ_STDOUT };
+	struct shmq_run_result res[2];
+	int saved[2], code[4] = { -1, -1, -1, -1 }, rc[2];
+	uint8_t one = 1;
+	shmq_region *r;
+	shmq_proc *p;
+
+	(void)state;
+	helper_path(path, sizeof(path));
+	stray_low_fds(saved); /* first: the region's descriptor must not sit at 3 or 4 */
+	r = region_new();
+	exec_fds(NULL, plain, sizeof(plain));
+	exec_fds(r, with_region, sizeof(with_region));
+	if (shmq_proc_spawn(NULL, "null_fds", NULL, 0, NULL, &p) == 0) {
+		code[0] = join_code(p);
+		shmq_proc_close(p);
+	}
+	if (shmq_proc_spawn(r, "null_fds", NULL, 0, NULL, &p) == 0) {
+		code[1] = join_code(p);
+		shmq_proc_close(p);
+	}
+	if (shmq_proc_spawn(NULL, "null_fds", &one, 1, NULL, &p) == 0) {
+		code[2] = join_code(p);
+		shmq_proc_close(p);
+	}
+	rc[0] = shmq_run(argv, &ro, &res[0]);
+	ro.timeout_ns = 30 * 1000000000LL; /* the process-group path */
+	rc[1] = shmq_run(argv, &ro, &res[1]);
+	restore_low_fds(saved);
+	assert_string_equal(plain, "0\n1\n2\n");
+	assert_string_equal(with_region, "0\n1\n2\n3\n");
+	assert_int_equal(code[0], 0);
+	assert_int_equal(code[1], 0);
+	assert_int_equal(code[2], 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(rc[i], 0);
+		assert_int_equal(res[i].status, 0);
+		snprintf(out, sizeof(out), "%s", res[i].out ? res[i].out : "(null)");
+		shmq_run_result_free(&res[i]);
+		assert_string_equal(out, "0\n1\n2\n");
+	}
+	/* The region still arrives whole: the existing talk tests use it. */
+	shmq_region_close(r);
+}
+
 static void test_exec_missing(void **state)
 {
 	char *argv[] = { "/nonexistent/shmq-no-such-program", NULL };
@@ -612,6 +740,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_exec_talks_over_pipe),
 		cmocka_unit_test(test_exec_options),
 		cmocka_unit_test(test_exec_missing),
+		cmocka_unit_test(test_no_stray_low_fds),
 	};
 
 	shmq_dispatch(argc, argv);

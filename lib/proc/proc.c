@@ -9,7 +9,8 @@
  *   fd 4  for shmq_proc_spawn with len > 0: a memfd holding the argument bytes
  *   argv  "/proc/self/exe" re-executed as {argv0, "--shmq-entry=NAME",
  *         ["--shmq-arg=4"]}
- * Every other descriptor is closed in the child (closefrom(5) after the dup2s).
+ * Every other descriptor is closed in the child: 3 and 4 when the library
+ * passes nothing there, the rest by closefrom(5) after the dup2s.
  */
 #include "config.h"
 
@@ -201,6 +202,10 @@ int shmq__spawn_fd(struct shmq__spawn *s, int target, int fd)
 	return 0;
 }
 
+/* What the child's descriptor target becomes.  0-2 are inherited unless
+ * replaced; the library's own numbers (3, 4) hold what it passes or nothing:
+ * a caller's descriptor that happens to sit there without O_CLOEXEC is no
+ * business of the child's, and closefrom(SHMQ__CHILD_FIRST_FREE) spares it. */
 static int stream_action(posix_spawn_file_actions_t *fa, int target, int src, bool devnull)
 {
 	if (devnull)
@@ -208,6 +213,8 @@ static int stream_action(posix_spawn_file_actions_t *fa, int target, int src, bo
 							target ? O_WRONLY : O_RDONLY, 0);
 	if (src >= 0)
 		return posix_spawn_file_actions_adddup2(fa, src, target);
+	if (target > 2)
+		return posix_spawn_file_actions_addclose(fa, target); /* EBADF is ignored */
 	return 0;
 }
 
