@@ -160,6 +160,14 @@ static int join_code(shmq_proc *p)
 	return shmq_proc_exitcode(p);
 }
 
+/* The exit code of p, without cmocka (in forgot_main's processes). */
+static int join_code_raw(shmq_proc *p)
+{
+	int rc = shmq_proc_join(p, 30 * 1000000000LL);
+
+	return rc ? rc : shmq_proc_exitcode(p);
+}
+
 static int fd_count(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -724,6 +732,154 @@ static void test_exec_missing(void **state)
 	}
 }
 
+/* ---- issue 14 item 10: a program that forgets shmq_dispatch ---- */
+
+static int forgot_square(const void *in, void *out)
+{
+	int v;
+
+	memcpy(&v, in, sizeof(v));
+	v *= v;
+	memcpy(out, &v, sizeof(v));
+	return 0;
+}
+SHMQ_TASK(forgot_square);
+
+/*
+ * main() of a program that creates a pool (or spawns an entry) without
+ * calling shmq_dispatch first.  Every process that runs it appends its depth
+ * (0: the program itself, 1: a child started for an entry, ...) to the file
+ * SHMQ_TEST_FORGOT_LOG.  Depth 3 stops on its own, so that a library that lets
+ * children multiply still ends the test (2 + 4 + 8 processes of 2 workers'
+ * pools, each retried).  The program prints its call's result and duration.
+ */
+static int forgot_main(const char *mode)
+{
+	const char *log = getenv("SHMQ_TEST_FORGOT_LOG");
+	const char *ds = getenv("SHMQ_TEST_FORGOT_DEPTH");
+	struct shmq_region_opts ro = { .size = (size_t)8 << 20 };
+	int depth = ds ? atoi(ds) : 0, fd, rc, in[4] = { 1, 2, 3, 4 }, out[4];
+	char digit = (char)('0' + depth), next[16];
+	int64_t t0 = shmq_now_ns();
+	shmq_region *r;
+
+	fd = log ? open(log, O_WRONLY | O_APPEND | O_CLOEXEC) : -1;
+	if (fd < 0 || write(fd, &digit, 1) != 1)
+		return 90;
+	close(fd);
+	if (depth >= 3)
+		return 91;
+	snprintf(next, sizeof(next), "%d", depth + 1);
+	setenv("SHMQ_TEST_FORGOT_DEPTH", next, 1);
+	if (shmq_region_create(NULL, &ro, &r))
+		return 92;
+	if (strcmp(mode, "pool") == 0) {
+		struct shmq_pool_opts po = { .workers = 2 };
+		shmq_pool *pool;
+
+		rc = shmq_pool_create(r, &po, &pool);
+		if (!rc) {
+			rc = shmq_pool_map(pool, "forgot_square", in, sizeof(int), out, sizeof(int),
+					   4, 20 * 1000000000LL);
+			shmq_pool_terminate(pool);
+			shmq_pool_free(pool);
+		}
+	} else {
+		shmq_proc *p;
+
+		rc = shmq_proc_spawn(r, "exit_with", &depth, sizeof(depth), NULL, &p);
+		if (!rc) {
+			rc = join_code_raw(p);
+			shmq_proc_close(p);
+		}
+	}
+	printf("rc=%d ms=%lld\n", rc, (long long)((shmq_now_ns() - t0) / 1000000));
+	fflush(stdout);
+	shmq_region_close(r);
+	return 0;
+}
+
+/* Run forgot_main(mode) as a program of its own; returns its printed rc. */
+static int forgot_run(const char *mode, char *log, size_t n, long long *ms)
+{
+	char self[PATH_MAX], logpath[64], envlog[96], envmode[64];
+	char *argv[] = { self, NULL };
+	char *envp[] = { envlog, envmode, NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT | SHMQ_STDERR, .envp = envp,
+				   .timeout_ns = 60 * 1000000000LL };
+	struct shmq_run_result res;
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	int fd, rc = 1;
+
+	assert_true(len > 0);
+	self[len] = '\0';
+	snprintf(logpath, sizeof(logpath), "/tmp/shmq-forgot-%d", (int)getpid());
+	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(envlog, sizeof(envlog), "SHMQ_TEST_FORGOT_LOG=%s", logpath);
+	snprintf(envmode, sizeof(envmode), "SHMQ_TEST_FORGOT=%s", mode);
+	assert_int_equal(shmq_run(argv, &o, &res), 0);
+	assert_int_equal(res.status, 0);
+	assert_non_null(res.out);
+	assert_int_equal(sscanf(res.out, "rc=%d ms=%lld", &rc, ms), 2);
+	/* each refused child said why */
+	assert_true(res.err_len == 0 || strstr(res.err, "first in main()") != NULL);
+	shmq_run_result_free(&res);
+	fd = open(logpath, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	len = read(fd, log, n - 1);
+	close(fd);
+	unlink(logpath);
+	assert_true(len > 0);
+	log[len] = '\0';
+	return rc;
+}
+
+/* An entry that spawns an entry of its own: allowed once dispatched. */
+static int nested(shmq_region *r, const void *arg, size_t len)
+{
+	int code = 42, rc;
+	shmq_proc *p;
+
+	(void)arg;
+	(void)len;
+	if (getenv("SHMQ_SPAWNED_ENTRY"))
+		return 1; /* dispatch took the mark out */
+	if (shmq_proc_spawn(r, "exit_with", &code, sizeof(code), NULL, &p))
+		return 2;
+	rc = join_code_raw(p);
+	shmq_proc_close(p);
+	return rc;
+}
+SHMQ_ENTRY(nested);
+
+static void test_forgotten_dispatch(void **state)
+{
+	char log[4096];
+	long long ms;
+	shmq_proc *p;
+	int rc;
+
+	(void)state;
+	/* Programs that do dispatch first are not affected, nested or not. */
+	assert_int_equal(shmq_proc_spawn(NULL, "nested", NULL, 0, NULL, &p), 0);
+	assert_int_equal(join_code(p), 42);
+	shmq_proc_close(p);
+
+	/* A spawn: the child starts nothing and ends with its own status. */
+	rc = forgot_run("spawn", log, sizeof(log), &ms);
+	assert_string_equal(log, "01");
+	assert_int_equal(rc, SHMQ_EXIT_NODISPATCH);
+
+	/* A pool: its workers start nothing; the creator's map fails. */
+	rc = forgot_run("pool", log, sizeof(log), &ms);
+	print_message("pool: rc %d after %lld ms, depths %s\n", rc, ms, log);
+	assert_null(strchr(log, '2'));      /* no worker started a process */
+	assert_int_equal(rc, -ECHILD);
+	assert_true(ms < 5000);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -741,8 +897,11 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_exec_options),
 		cmocka_unit_test(test_exec_missing),
 		cmocka_unit_test(test_no_stray_low_fds),
+		cmocka_unit_test(test_forgotten_dispatch),
 	};
 
+	if (getenv("SHMQ_TEST_FORGOT"))
+		return forgot_main(getenv("SHMQ_TEST_FORGOT")); /* before dispatch: the mistake */
 	shmq_dispatch(argc, argv);
 	/* A shell starting us in the background ignores SIGINT, and exec keeps an
 	 * ignored signal ignored: children would then survive the SIGINT that

@@ -583,7 +583,7 @@ static int run_spawn(struct run *R, char *const argv[], const struct shmq_run_op
 		if (o->capture & (t == 1 ? SHMQ_STDOUT : SHMQ_STDERR))
 			rc = run_pipe(R, &s, t, &child[t]);
 	if (!rc)
-		rc = shmq__env_build(&s.env, o->envp, NULL);
+		rc = shmq__env_build(&s.env, o->envp, (const char *const[2]){ NULL, NULL });
 	if (!rc)
 		rc = shmq__spawn_run(&s, argv[0], argv, &R->pid);
 	for (int t = 0; t < 3; t++)
@@ -743,6 +743,7 @@ SHMQ_API int shmq_run(char *const argv[], const struct shmq_run_opts *o,
 	memset(res, 0, sizeof(*res));
 	if (!argv || !argv[0] || !*argv[0])
 		return -EINVAL;
+	shmq__proc_guard("shmq_run");
 	if (!o)
 		o = &defaults;
 	if ((o->capture & ~(SHMQ_STDOUT | SHMQ_STDERR)) || (o->input_len && !o->input))
