@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -732,6 +733,48 @@ static void test_exec_missing(void **state)
 	}
 }
 
+/* Issue 14 item 12: with no descriptor left (RLIMIT_NOFILE), spawn, exec and
+ * run fail with -EMFILE, whatever the limit is: below the library's child
+ * numbers (3, 4) or above them. */
+static void test_spawn_out_of_descriptors(void **state)
+{
+	char *argv[] = { "true", NULL };
+	struct shmq_run_opts ro = { .capture = SHMQ_STDOUT };
+	struct shmq_run_result res;
+	shmq_region *r = region_new();
+	struct rlimit old, low;
+	int rc[2][5], lowest, i = 0;
+	shmq_proc *p = NULL;
+	uint8_t one = 1;
+
+	(void)state;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	lowest = open("/dev/null", O_RDONLY | O_CLOEXEC); /* the next descriptor number */
+	assert_true(lowest > 0);
+	close(lowest);
+	for (int k = 0; k < 2; k++) {
+		/* k = 0: the limit below 5 (F_DUPFD_CLOEXEC's floor); k = 1: every
+		 * descriptor below the limit is taken */
+		low = old;
+		low.rlim_cur = k == 0 ? 4 : (rlim_t)lowest;
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+		rc[k][0] = shmq_proc_spawn(r, "exit_with", NULL, 0, NULL, &p);
+		rc[k][1] = shmq_proc_spawn(NULL, "exit_with", &one, 1, NULL, &p);
+		rc[k][2] = shmq_proc_exec(r, argv, NULL, &p);
+		rc[k][3] = shmq_proc_exec(NULL, argv, NULL, &p);
+		rc[k][4] = shmq_run(argv, &ro, &res);
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	}
+	for (int k = 0; k < 2; k++)
+		for (int j = 0; j < 5; j++)
+			if (rc[k][j] != -EMFILE && ++i)
+				print_message("limit %d, call %d: %d\n", k, j, rc[k][j]);
+	assert_int_equal(i, 0);
+	assert_null(p);
+	assert_true(no_children());
+	shmq_region_close(r);
+}
+
 /* ---- issue 14 item 10: a program that forgets shmq_dispatch ---- */
 
 static int forgot_square(const void *in, void *out)
@@ -898,6 +941,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_exec_missing),
 		cmocka_unit_test(test_no_stray_low_fds),
 		cmocka_unit_test(test_forgotten_dispatch),
+		cmocka_unit_test(test_spawn_out_of_descriptors),
 	};
 
 	if (getenv("SHMQ_TEST_FORGOT"))

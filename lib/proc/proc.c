@@ -112,7 +112,11 @@ static int fd_lift(int fd, int *tmp)
 	if (fd >= SHMQ__CHILD_FIRST_FREE)
 		return fd;
 	*tmp = fcntl(fd, F_DUPFD_CLOEXEC, SHMQ__CHILD_FIRST_FREE);
-	return *tmp < 0 ? -errno : *tmp;
+	if (*tmp >= 0)
+		return *tmp;
+	/* EINVAL: the floor is at or above RLIMIT_NOFILE; no descriptor is
+	 * left for us either way */
+	return errno == EINVAL ? -EMFILE : -errno;
 }
 
 /* ---- building the child's environment ---- */
@@ -282,7 +286,10 @@ int shmq__spawn_run(struct shmq__spawn *s, const char *path, char *const argv[],
 							      s->env.vec);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
-	return -rc;
+	/* Every descriptor we name is open or one of the child's fixed numbers:
+	 * EBADF (from adding an action, or from the child's dup2) means a number
+	 * at or above RLIMIT_NOFILE, i.e. the process is out of descriptors. */
+	return rc == EBADF ? -EMFILE : -rc;
 }
 
 /* ---- handles ---- */
