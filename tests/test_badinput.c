@@ -10,6 +10,8 @@
  */
 #include "config.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <sys/mman.h>
@@ -557,6 +559,130 @@ static void test_misc(void **state)
 	assert_int_equal(shmq_region_info(NULL, NULL), -EINVAL);
 }
 
+/* ---- issue 14 item 12: every errno the library returns has a name ---- */
+
+/* The errno spelled name (an "Exxx" token of lib/), or 0. */
+static int errno_by_name(const char *name)
+{
+	static const struct { const char *alias; int e; } aliases[] = {
+		{ "EWOULDBLOCK", EWOULDBLOCK }, { "EDEADLOCK", EDEADLOCK }, { "ENOTSUP", ENOTSUP },
+	};
+
+	for (size_t i = 0; i < sizeof(aliases) / sizeof(aliases[0]); i++)
+		if (strcmp(name, aliases[i].alias) == 0)
+			return aliases[i].e;
+	for (int e = 1; e < 4096; e++) {
+		const char *n = strerrorname_np(e);
+
+		if (n && strcmp(n, name) == 0)
+			return e;
+	}
+	return 0;
+}
+
+/* Every "-Exxx" in the file (the library's own returns): each must be a real
+ * errno with a name of its own in shmq_strerror.  Returns how many. */
+static int scan_file(const char *path)
+{
+	static char buf[1 << 20];
+	FILE *f = fopen(path, "r");
+	size_t n;
+	int found = 0;
+
+	assert_non_null(f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	for (char *p = buf; (p = strstr(p, "-E")); p++) {
+		char name[32];
+		size_t k = 0;
+		int e;
+
+		while (k < sizeof(name) - 1 && ((p[1 + k] >= 'A' && p[1 + k] <= 'Z') ||
+						(p[1 + k] >= '0' && p[1 + k] <= '9')))
+			name[k] = p[1 + k], k++;
+		name[k] = '\0';
+		if (k < 3 || (p > buf && (isalnum((unsigned char)p[-1]) || p[-1] == '_')))
+			continue; /* not a negated errno: -E alone, or part of a word */
+		e = errno_by_name(name);
+		if (!e)
+			continue; /* a macro of ours that starts with E */
+		if (strcmp(shmq_strerror(-e), "unknown error") == 0)
+			print_message("%s: %s has no name\n", path, name);
+		assert_string_not_equal(shmq_strerror(-e), "unknown error");
+		found++;
+	}
+	return found;
+}
+
+static int scan_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int found = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char path[PATH_MAX];
+		size_t len = strlen(de->d_name);
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (de->d_type == DT_DIR)
+			found += scan_dir(path);
+		else if (len > 2 && de->d_name[len - 2] == '.' &&
+			 (de->d_name[len - 1] == 'c' || de->d_name[len - 1] == 'h'))
+			found += scan_file(path);
+	}
+	closedir(d);
+	return found;
+}
+
+static void test_strerror_names_all(void **state)
+{
+	/* What the system calls the library makes return unchanged (-errno):
+	 * open/shm_open (a dangling link in /dev/shm: ELOOP), mmap, ftruncate,
+	 * fallocate, memfd_create, pipe2, socketpair, eventfd, timerfd, epoll,
+	 * pidfd_open, io_uring_setup, posix_spawn (and its chdir), futex. */
+	static const int passed_through[] = {
+		EMFILE, ENFILE, ELOOP, ENOTDIR, EISDIR, ENAMETOOLONG, EROFS, EDQUOT, EFBIG,
+		ENODEV, ENXIO, E2BIG, ENOEXEC, ETXTBSY, EINTR, EIO, EFAULT, EOPNOTSUPP,
+		EAFNOSUPPORT, ECONNRESET, ESTALE, EOVERFLOW, EPERM, EACCES, ENOSYS, ESRCH,
+		ECHILD, EBADF, ENOMEM, EAGAIN, ENOSPC, EEXIST, ENOENT, EINVAL,
+	};
+	const char *src = getenv("srcdir"); /* automake's harness sets it */
+	char lib[PATH_MAX];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(passed_through) / sizeof(passed_through[0]); i++) {
+		if (strcmp(shmq_strerror(-passed_through[i]), "unknown error") == 0)
+			print_message("%s has no name\n", strerrorname_np(passed_through[i]));
+		assert_string_not_equal(shmq_strerror(-passed_through[i]), "unknown error");
+	}
+	snprintf(lib, sizeof(lib), "%s/lib", src ? src : ".");
+	assert_true(scan_dir(lib) > 100); /* the library's own, found by reading it */
+	/* Distinct names: the two the attacker met, and a few neighbours. */
+	assert_string_not_equal(shmq_strerror(-EMFILE), shmq_strerror(-ENFILE));
+	assert_string_not_equal(shmq_strerror(-ELOOP), shmq_strerror(-ENOENT));
+	assert_string_equal(shmq_strerror(-4095), "unknown error");
+	{
+		/* the attacker's case: a dangling symbolic link in /dev/shm */
+		char name[64], path[96];
+		shmq_region *r = NULL;
+		int rc;
+
+		snprintf(name, sizeof(name), "/shmq-test-dangle-%d", (int)getpid());
+		snprintf(path, sizeof(path), "/dev/shm%s", name);
+		assert_int_equal(symlink("/nonexistent/shmq-test", path), 0);
+		rc = shmq_region_open(name, &r);
+		unlink(path);
+		assert_true(rc < 0);
+		assert_null(r);
+		assert_string_not_equal(shmq_strerror(rc), "unknown error");
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -571,6 +697,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_sched),
 		cmocka_unit_test_setup_teardown(test_pool, setup, teardown),
 		cmocka_unit_test(test_misc),
+		cmocka_unit_test(test_strerror_names_all),
 	};
 
 	shmq_dispatch(argc, argv);

@@ -10,7 +10,9 @@
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include "testutil.h"
@@ -157,6 +159,14 @@ static int join_code(shmq_proc *p)
 {
 	assert_int_equal(shmq_proc_join(p, SHMQ_FOREVER), 0);
 	return shmq_proc_exitcode(p);
+}
+
+/* The exit code of p, without cmocka (in forgot_main's processes). */
+static int join_code_raw(shmq_proc *p)
+{
+	int rc = shmq_proc_join(p, 30 * 1000000000LL);
+
+	return rc ? rc : shmq_proc_exitcode(p);
 }
 
 static int fd_count(void)
@@ -574,6 +584,133 @@ static void test_exec_options(void **state)
 	shmq_region_close(r);
 }
 
+/* Make descriptors 3 and 4 open on /dev/null without O_CLOEXEC, as a careless
+ * host program might leave them; saved[] keeps what they were. */
+static void stray_low_fds(int saved[2])
+{
+	for (int fd = 3; fd <= 4; fd++) {
+		int n;
+
+		saved[fd - 3] = fcntl(fd, F_DUPFD_CLOEXEC, 10); /* -1: it was closed */
+		n = open("/dev/null", O_RDONLY);
+		assert_true(n >= 0);
+		if (n != fd) {
+			assert_int_equal(dup2(n, fd), fd); /* dup2 clears FD_CLOEXEC */
+			close(n);
+		}
+	}
+}
+
+static void restore_low_fds(const int saved[2])
+{
+	for (int fd = 3; fd <= 4; fd++) {
+		if (saved[fd - 3] < 0) {
+			close(fd);
+			continue;
+		}
+		dup2(saved[fd - 3], fd);
+		fcntl(fd, F_SETFD, FD_CLOEXEC); /* the suite opens everything O_CLOEXEC */
+		close(saved[fd - 3]);
+	}
+}
+
+/* The child's descriptors >= 3 that are the null device (the strays). */
+static int null_fds(shmq_region *r, const void *arg, size_t len)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int mask = 0;
+
+	(void)r;
+	(void)arg;
+	(void)len;
+	if (!d)
+		return 99;
+	while ((de = readdir(d))) {
+		int fd = atoi(de->d_name);
+		struct stat st;
+
+		if (de->d_name[0] == '.' || fd < 3 || fd == dirfd(d) || fstat(fd, &st))
+			continue;
+		if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3))
+			mask |= 1 << (fd < 7 ? fd : 7);
+	}
+	closedir(d);
+	return mask;
+}
+SHMQ_ENTRY(null_fds);
+
+static void exec_fds(shmq_region *r, char *out, size_t n)
+{
+	char path[PATH_MAX + 16];
+	char *argv[] = { path, "fds", NULL };
+	struct shmq_proc_opts o = { .stdout_fd = 0 };
+	shmq_proc *p;
+	int fds[2];
+
+	helper_path(path, sizeof(path));
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	o.stdout_fd = fds[1];
+	assert_int_equal(shmq_proc_exec(r, argv, &o, &p), 0);
+	close(fds[1]);
+	read_all(fds[0], out, n);
+	close(fds[0]);
+	assert_int_equal(join_code(p), 0);
+	shmq_proc_close(p);
+}
+
+/* Issue 14 item 9: descriptors 3 and 4 the caller opened without O_CLOEXEC
+ * reach no child of shmq_proc_exec, shmq_proc_spawn or shmq_run: only 0-2
+ * and what the library passes (the region at 3, the argument at 4). */
+static void test_no_stray_low_fds(void **state)
+{
+	char path[PATH_MAX + 16], plain[256], with_region[256], out[256];
+	char *argv[] = { path, "fds", NULL };
+	struct shmq_run_opts ro = { .capture = SHMQ_STDOUT };
+	struct shmq_run_result res[2];
+	int saved[2], code[4] = { -1, -1, -1, -1 }, rc[2];
+	uint8_t one = 1;
+	shmq_region *r;
+	shmq_proc *p;
+
+	(void)state;
+	helper_path(path, sizeof(path));
+	stray_low_fds(saved); /* first: the region's descriptor must not sit at 3 or 4 */
+	r = region_new();
+	exec_fds(NULL, plain, sizeof(plain));
+	exec_fds(r, with_region, sizeof(with_region));
+	if (shmq_proc_spawn(NULL, "null_fds", NULL, 0, NULL, &p) == 0) {
+		code[0] = join_code(p);
+		shmq_proc_close(p);
+	}
+	if (shmq_proc_spawn(r, "null_fds", NULL, 0, NULL, &p) == 0) {
+		code[1] = join_code(p);
+		shmq_proc_close(p);
+	}
+	if (shmq_proc_spawn(NULL, "null_fds", &one, 1, NULL, &p) == 0) {
+		code[2] = join_code(p);
+		shmq_proc_close(p);
+	}
+	rc[0] = shmq_run(argv, &ro, &res[0]);
+	ro.timeout_ns = 30 * 1000000000LL; /* the process-group path */
+	rc[1] = shmq_run(argv, &ro, &res[1]);
+	restore_low_fds(saved);
+	assert_string_equal(plain, "0\n1\n2\n");
+	assert_string_equal(with_region, "0\n1\n2\n3\n");
+	assert_int_equal(code[0], 0);
+	assert_int_equal(code[1], 0);
+	assert_int_equal(code[2], 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(rc[i], 0);
+		assert_int_equal(res[i].status, 0);
+		snprintf(out, sizeof(out), "%s", res[i].out ? res[i].out : "(null)");
+		shmq_run_result_free(&res[i]);
+		assert_string_equal(out, "0\n1\n2\n");
+	}
+	/* The region still arrives whole: the existing talk tests use it. */
+	shmq_region_close(r);
+}
+
 static void test_exec_missing(void **state)
 {
 	char *argv[] = { "/nonexistent/shmq-no-such-program", NULL };
@@ -596,6 +733,196 @@ static void test_exec_missing(void **state)
 	}
 }
 
+/* Issue 14 item 12: with no descriptor left (RLIMIT_NOFILE), spawn, exec and
+ * run fail with -EMFILE, whatever the limit is: below the library's child
+ * numbers (3, 4) or above them. */
+static void test_spawn_out_of_descriptors(void **state)
+{
+	char *argv[] = { "true", NULL };
+	struct shmq_run_opts ro = { .capture = SHMQ_STDOUT };
+	struct shmq_run_result res;
+	shmq_region *r = region_new();
+	struct rlimit old, low;
+	int rc[2][5], lowest, i = 0;
+	shmq_proc *p = NULL;
+	uint8_t one = 1;
+
+	(void)state;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	lowest = open("/dev/null", O_RDONLY | O_CLOEXEC); /* the next descriptor number */
+	assert_true(lowest > 0);
+	close(lowest);
+	for (int k = 0; k < 2; k++) {
+		/* k = 0: the limit below 5 (F_DUPFD_CLOEXEC's floor); k = 1: every
+		 * descriptor below the limit is taken */
+		low = old;
+		low.rlim_cur = k == 0 ? 4 : (rlim_t)lowest;
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+		rc[k][0] = shmq_proc_spawn(r, "exit_with", NULL, 0, NULL, &p);
+		rc[k][1] = shmq_proc_spawn(NULL, "exit_with", &one, 1, NULL, &p);
+		rc[k][2] = shmq_proc_exec(r, argv, NULL, &p);
+		rc[k][3] = shmq_proc_exec(NULL, argv, NULL, &p);
+		rc[k][4] = shmq_run(argv, &ro, &res);
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	}
+	for (int k = 0; k < 2; k++)
+		for (int j = 0; j < 5; j++)
+			if (rc[k][j] != -EMFILE && ++i)
+				print_message("limit %d, call %d: %d\n", k, j, rc[k][j]);
+	assert_int_equal(i, 0);
+	assert_null(p);
+	assert_true(no_children());
+	shmq_region_close(r);
+}
+
+/* ---- issue 14 item 10: a program that forgets shmq_dispatch ---- */
+
+static int forgot_square(const void *in, void *out)
+{
+	int v;
+
+	memcpy(&v, in, sizeof(v));
+	v *= v;
+	memcpy(out, &v, sizeof(v));
+	return 0;
+}
+SHMQ_TASK(forgot_square);
+
+/*
+ * main() of a program that creates a pool (or spawns an entry) without
+ * calling shmq_dispatch first.  Every process that runs it appends its depth
+ * (0: the program itself, 1: a child started for an entry, ...) to the file
+ * SHMQ_TEST_FORGOT_LOG.  Depth 3 stops on its own, so that a library that lets
+ * children multiply still ends the test (2 + 4 + 8 processes of 2 workers'
+ * pools, each retried).  The program prints its call's result and duration.
+ */
+static int forgot_main(const char *mode)
+{
+	const char *log = getenv("SHMQ_TEST_FORGOT_LOG");
+	const char *ds = getenv("SHMQ_TEST_FORGOT_DEPTH");
+	struct shmq_region_opts ro = { .size = (size_t)8 << 20 };
+	int depth = ds ? atoi(ds) : 0, fd, rc, in[4] = { 1, 2, 3, 4 }, out[4];
+	char digit = (char)('0' + depth), next[16];
+	int64_t t0 = shmq_now_ns();
+	shmq_region *r;
+
+	fd = log ? open(log, O_WRONLY | O_APPEND | O_CLOEXEC) : -1;
+	if (fd < 0 || write(fd, &digit, 1) != 1)
+		return 90;
+	close(fd);
+	if (depth >= 3)
+		return 91;
+	snprintf(next, sizeof(next), "%d", depth + 1);
+	setenv("SHMQ_TEST_FORGOT_DEPTH", next, 1);
+	if (shmq_region_create(NULL, &ro, &r))
+		return 92;
+	if (strcmp(mode, "pool") == 0) {
+		struct shmq_pool_opts po = { .workers = 2 };
+		shmq_pool *pool;
+
+		rc = shmq_pool_create(r, &po, &pool);
+		if (!rc) {
+			rc = shmq_pool_map(pool, "forgot_square", in, sizeof(int), out, sizeof(int),
+					   4, 20 * 1000000000LL);
+			shmq_pool_terminate(pool);
+			shmq_pool_free(pool);
+		}
+	} else {
+		shmq_proc *p;
+
+		rc = shmq_proc_spawn(r, "exit_with", &depth, sizeof(depth), NULL, &p);
+		if (!rc) {
+			rc = join_code_raw(p);
+			shmq_proc_close(p);
+		}
+	}
+	printf("rc=%d ms=%lld\n", rc, (long long)((shmq_now_ns() - t0) / 1000000));
+	fflush(stdout);
+	shmq_region_close(r);
+	return 0;
+}
+
+/* Run forgot_main(mode) as a program of its own; returns its printed rc. */
+static int forgot_run(const char *mode, char *log, size_t n, long long *ms)
+{
+	char self[PATH_MAX], logpath[64], envlog[96], envmode[64];
+	char *argv[] = { self, NULL };
+	char *envp[] = { envlog, envmode, NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT | SHMQ_STDERR, .envp = envp,
+				   .timeout_ns = 60 * 1000000000LL };
+	struct shmq_run_result res;
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	int fd, rc = 1;
+
+	assert_true(len > 0);
+	self[len] = '\0';
+	snprintf(logpath, sizeof(logpath), "/tmp/shmq-forgot-%d", (int)getpid());
+	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(envlog, sizeof(envlog), "SHMQ_TEST_FORGOT_LOG=%s", logpath);
+	snprintf(envmode, sizeof(envmode), "SHMQ_TEST_FORGOT=%s", mode);
+	assert_int_equal(shmq_run(argv, &o, &res), 0);
+	assert_int_equal(res.status, 0);
+	assert_non_null(res.out);
+	assert_int_equal(sscanf(res.out, "rc=%d ms=%lld", &rc, ms), 2);
+	/* each refused child said why */
+	assert_true(res.err_len == 0 || strstr(res.err, "first in main()") != NULL);
+	shmq_run_result_free(&res);
+	fd = open(logpath, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	len = read(fd, log, n - 1);
+	close(fd);
+	unlink(logpath);
+	assert_true(len > 0);
+	log[len] = '\0';
+	return rc;
+}
+
+/* An entry that spawns an entry of its own: allowed once dispatched. */
+static int nested(shmq_region *r, const void *arg, size_t len)
+{
+	int code = 42, rc;
+	shmq_proc *p;
+
+	(void)arg;
+	(void)len;
+	if (getenv("SHMQ_SPAWNED_ENTRY"))
+		return 1; /* dispatch took the mark out */
+	if (shmq_proc_spawn(r, "exit_with", &code, sizeof(code), NULL, &p))
+		return 2;
+	rc = join_code_raw(p);
+	shmq_proc_close(p);
+	return rc;
+}
+SHMQ_ENTRY(nested);
+
+static void test_forgotten_dispatch(void **state)
+{
+	char log[4096];
+	long long ms;
+	shmq_proc *p;
+	int rc;
+
+	(void)state;
+	/* Programs that do dispatch first are not affected, nested or not. */
+	assert_int_equal(shmq_proc_spawn(NULL, "nested", NULL, 0, NULL, &p), 0);
+	assert_int_equal(join_code(p), 42);
+	shmq_proc_close(p);
+
+	/* A spawn: the child starts nothing and ends with its own status. */
+	rc = forgot_run("spawn", log, sizeof(log), &ms);
+	assert_string_equal(log, "01");
+	assert_int_equal(rc, SHMQ_EXIT_NODISPATCH);
+
+	/* A pool: its workers start nothing; the creator's map fails. */
+	rc = forgot_run("pool", log, sizeof(log), &ms);
+	print_message("pool: rc %d after %lld ms, depths %s\n", rc, ms, log);
+	assert_null(strchr(log, '2'));      /* no worker started a process */
+	assert_int_equal(rc, -ECHILD);
+	assert_true(ms < 5000);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -612,8 +939,13 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_exec_talks_over_pipe),
 		cmocka_unit_test(test_exec_options),
 		cmocka_unit_test(test_exec_missing),
+		cmocka_unit_test(test_no_stray_low_fds),
+		cmocka_unit_test(test_forgotten_dispatch),
+		cmocka_unit_test(test_spawn_out_of_descriptors),
 	};
 
+	if (getenv("SHMQ_TEST_FORGOT"))
+		return forgot_main(getenv("SHMQ_TEST_FORGOT")); /* before dispatch: the mistake */
 	shmq_dispatch(argc, argv);
 	/* A shell starting us in the background ignores SIGINT, and exec keeps an
 	 * ignored signal ignored: children would then survive the SIGINT that

@@ -245,6 +245,32 @@ static void test_timeout_kills_group(void **state)
 	}
 }
 
+/* Issue 14 item 7: the child exits (0) at once, its background grandchild
+ * keeps the pipes open.  At the timeout the whole group is still killed, and
+ * the status says so. */
+static void test_timeout_after_child_exit(void **state)
+{
+	char *argv[] = { "sh", "-c", "sleep 100 & echo $!", NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT, .timeout_ns = 1000 * 1000000LL };
+	struct shmq_run_result res;
+	pid_t grandchild;
+	bool gone;
+	int rc;
+
+	(void)state;
+	rc = shmq_run(argv, &o, &res);
+	assert_true(res.out_len > 1 && res.out[res.out_len - 1] == '\n');
+	grandchild = (pid_t)atoi(res.out);
+	assert_true(grandchild > 0);
+	gone = gone_soon(grandchild);
+	if (!gone)
+		kill(grandchild, SIGKILL); /* do not leave it for 100 s */
+	assert_int_equal(rc, -ETIMEDOUT);
+	assert_true(gone);
+	assert_int_equal(res.status, -SIGKILL);
+	shmq_run_result_free(&res);
+}
+
 static void test_missing_program(void **state)
 {
 	char *a[] = { "/nonexistent/shmq-none", NULL };
@@ -289,6 +315,8 @@ static void test_cwd_and_env(void **state)
 		cmocka_unit_test_setup_teardown(test_input_echoed_by_cat, setup,      \
 						teardown),                            \
 		cmocka_unit_test_setup_teardown(test_timeout_kills_group, setup,      \
+						teardown),                            \
+		cmocka_unit_test_setup_teardown(test_timeout_after_child_exit, setup, \
 						teardown),                            \
 		cmocka_unit_test_setup_teardown(test_missing_program, setup,          \
 						teardown),                            \

@@ -309,6 +309,59 @@ static void test_cancel_from_thread(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* Issue 14 item 8: another thread cancels the only pending event while the
+ * loop sleeps for it (an hour away).  The scheduler is empty at once, and the
+ * loop, with nothing left to wait for, returns without being told to stop.
+ * The thread stops the loop itself after 5 s so that a loop still asleep
+ * fails the test instead of hanging it. */
+struct lone {
+	shmq_sched *s;
+	shmq_event *ev;    /* cancelled, or if NULL: */
+	const void *obj;   /* unwatched */
+	int cancel_rc;
+	bool empty_after;  /* shmq_sched_empty right after the cancel */
+	bool stop_needed;  /* run did not return by itself within 5 s */
+	uint32_t returned; /* set by the test thread when run returned */
+};
+
+static void *lone_main(void *arg)
+{
+	struct lone *o = arg;
+	struct timespec ts = { 0, 50 * MS };
+
+	nanosleep(&ts, NULL); /* let the loop fall asleep (not required for the checks) */
+	o->cancel_rc = o->ev ? shmq_sched_cancel(o->s, o->ev) : shmq_sched_unwatch(o->s, o->obj);
+	o->empty_after = shmq_sched_empty(o->s);
+	for (int i = 0; i < 5000 && !__atomic_load_n(&o->returned, __ATOMIC_SEQ_CST); i++)
+		usleep(1000);
+	if (!__atomic_load_n(&o->returned, __ATOMIC_SEQ_CST)) {
+		o->stop_needed = true;
+		shmq_sched_stop(o->s);
+	}
+	return NULL;
+}
+
+static void test_cancel_only_event_from_thread(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct lone o = { .s = s };
+	pthread_t th;
+
+	g_far_ran = 0;
+	assert_int_equal(shmq_sched_enter(s, 3600 * SEC, 0, far_never, NULL, &o.ev), 0);
+	assert_false(shmq_sched_empty(s));
+	assert_int_equal(pthread_create(&th, NULL, lone_main, &o), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	__atomic_store_n(&o.returned, 1, __ATOMIC_SEQ_CST);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(o.cancel_rc, 0);
+	assert_true(o.empty_after);
+	assert_false(o.stop_needed);
+	assert_int_equal(g_far_ran, 0);
+	assert_true(shmq_sched_empty(s));
+	shmq_sched_destroy(s);
+}
+
 /* stop from another thread wakes a sleeping run; the events stay queued */
 static void test_stop_from_thread(void **state)
 {
@@ -1014,6 +1067,40 @@ static shmq_region *anon_region(void)
 	return r;
 }
 
+static void act_unexpected(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+/* Issue 14 item 8, its kind: another thread unwatches the only watch (a
+ * process that lives on) while the loop sleeps on it with no event queued:
+ * the loop has nothing left to wait for and returns (it used to sleep on
+ * until the process exited: a minute here).  A queue's watch is re-checked
+ * every 100 ms anyway; a process watch has no such slice. */
+static void test_unwatch_only_watch_from_thread(void **state)
+{
+	shmq_sched *s = mk(state);
+	int64_t linger = 60 * SEC;
+	struct lone o = { .s = s };
+	int fired = 0;
+	shmq_proc *p;
+	pthread_t th;
+
+	assert_int_equal(shmq_proc_spawn(NULL, "child_sleep", &linger, sizeof(linger), NULL, &p),
+			 0);
+	assert_int_equal(shmq_sched_watch_proc(s, p, act_unexpected, &fired), 0);
+	o.obj = p;
+	assert_int_equal(pthread_create(&th, NULL, lone_main, &o), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	__atomic_store_n(&o.returned, 1, __ATOMIC_SEQ_CST);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(o.cancel_rc, 0);
+	assert_false(o.stop_needed);
+	assert_int_equal(fired, 0);
+	shmq_sched_destroy(s);
+	shmq_proc_close(p);
+}
+
 /* the watch fires on puts made by another process while the loop sleeps */
 static void test_watch_queue(void **state)
 {
@@ -1079,6 +1166,7 @@ int main(int argc, char **argv)
 		ALL(test_enter_from_action),
 		ALL(test_enter_from_thread),
 		ALL(test_cancel_from_thread),
+		ALL(test_cancel_only_event_from_thread),
 		ALL(test_stop_from_thread),
 		ALL(test_stop_from_action),
 		BOTH(test_queue_snapshot),
@@ -1095,6 +1183,7 @@ int main(int argc, char **argv)
 		ALL(test_watch_many),
 		ALL(test_watch_queue),
 		ALL(test_watch_pipe),
+		ALL(test_unwatch_only_watch_from_thread),
 	};
 
 	shmq_dispatch(argc, argv);

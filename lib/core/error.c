@@ -38,6 +38,28 @@ SHMQ_API const char *shmq_strerror(int err)
 	case EBUSY:     return "busy";
 	case ENAMETOOLONG: return "name too long";
 	case EOVERFLOW: return "value too large";
+	/* what system calls return through the library unchanged */
+	case EMFILE:    return "too many open descriptors in this process (RLIMIT_NOFILE)";
+	case ENFILE:    return "too many open files in the system";
+	case ELOOP:     return "symbolic link where a region or program was expected";
+	case ENOTDIR:   return "a path component is not a directory";
+	case EISDIR:    return "is a directory";
+	case EROFS:     return "read-only file system";
+	case EDQUOT:    return "disk quota exceeded";
+	case EFBIG:     return "file too large";
+	case ENODEV:    return "no such device (file system cannot be mapped)";
+	case ENXIO:     return "no such device or address";
+	case E2BIG:     return "argument list too long";
+	case ENOEXEC:   return "not an executable program";
+	case ETXTBSY:   return "program file busy (open for writing)";
+	case EINTR:     return "interrupted by a signal";
+	case EIO:       return "input/output error";
+	case EFAULT:    return "bad address";
+	case EOPNOTSUPP: return "operation not supported";
+	case EAFNOSUPPORT: return "address family not supported";
+	case ECONNRESET: return "connection reset by peer";
+	case ESTALE:    return "stale handle (the object was replaced)";
+	case ETIME:     return "timer expired";
 	default:        return "unknown error";
 	}
 }

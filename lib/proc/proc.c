@@ -9,7 +9,8 @@
  *   fd 4  for shmq_proc_spawn with len > 0: a memfd holding the argument bytes
  *   argv  "/proc/self/exe" re-executed as {argv0, "--shmq-entry=NAME",
  *         ["--shmq-arg=4"]}
- * Every other descriptor is closed in the child (closefrom(5) after the dup2s).
+ * Every other descriptor is closed in the child: 3 and 4 when the library
+ * passes nothing there, the rest by closefrom(5) after the dup2s.
  */
 #include "config.h"
 
@@ -111,16 +112,26 @@ static int fd_lift(int fd, int *tmp)
 	if (fd >= SHMQ__CHILD_FIRST_FREE)
 		return fd;
 	*tmp = fcntl(fd, F_DUPFD_CLOEXEC, SHMQ__CHILD_FIRST_FREE);
-	return *tmp < 0 ? -errno : *tmp;
+	if (*tmp >= 0)
+		return *tmp;
+	/* EINVAL: the floor is at or above RLIMIT_NOFILE; no descriptor is
+	 * left for us either way */
+	return errno == EINVAL ? -EMFILE : -errno;
 }
 
 /* ---- building the child's environment ---- */
 
-static bool env_is_region(const char *s)
+static bool env_is(const char *s, const char *name)
 {
-	size_t n = sizeof(SHMQ__REGION_ENV) - 1;
+	size_t n = strlen(name);
 
-	return strncmp(s, SHMQ__REGION_ENV, n) == 0 && s[n] == '=';
+	return strncmp(s, name, n) == 0 && s[n] == '=';
+}
+
+/* What only the library puts in a child's environment, never the caller's. */
+static bool env_is_private(const char *s)
+{
+	return env_is(s, SHMQ__REGION_ENV) || env_is(s, SHMQ__ENTRY_ENV);
 }
 
 void shmq__env_free(struct shmq__env *env)
@@ -130,7 +141,7 @@ void shmq__env_free(struct shmq__env *env)
 	env->vec = NULL;
 }
 
-int shmq__env_build(struct shmq__env *env, char *const *base, const char *extra)
+int shmq__env_build(struct shmq__env *env, char *const *base, const char *const extra[2])
 {
 	size_t n = 0, k = 0;
 
@@ -138,15 +149,16 @@ int shmq__env_build(struct shmq__env *env, char *const *base, const char *extra)
 		base = environ;
 	while (base && base[n])
 		n++;
-	env->cap = n + 2;
+	env->cap = n + 3;
 	env->vec = shmq__malloc(env->cap * sizeof(char *));
 	if (!env->vec)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++)
-		if (!env_is_region(base[i]))
+		if (!env_is_private(base[i]))
 			env->vec[k++] = base[i];
-	if (extra)
-		env->vec[k++] = (char *)extra;
+	for (int i = 0; i < 2; i++)
+		if (extra[i])
+			env->vec[k++] = (char *)extra[i];
 	env->vec[k] = NULL;
 	return 0;
 }
@@ -201,6 +213,10 @@ int shmq__spawn_fd(struct shmq__spawn *s, int target, int fd)
 	return 0;
 }
 
+/* What the child's descriptor target becomes.  0-2 are inherited unless
+ * replaced; the library's own numbers (3, 4) hold what it passes or nothing:
+ * a caller's descriptor that happens to sit there without O_CLOEXEC is no
+ * business of the child's, and closefrom(SHMQ__CHILD_FIRST_FREE) spares it. */
 static int stream_action(posix_spawn_file_actions_t *fa, int target, int src, bool devnull)
 {
 	if (devnull)
@@ -208,6 +224,8 @@ static int stream_action(posix_spawn_file_actions_t *fa, int target, int src, bo
 							target ? O_WRONLY : O_RDONLY, 0);
 	if (src >= 0)
 		return posix_spawn_file_actions_adddup2(fa, src, target);
+	if (target > 2)
+		return posix_spawn_file_actions_addclose(fa, target); /* EBADF is ignored */
 	return 0;
 }
 
@@ -268,7 +286,10 @@ int shmq__spawn_run(struct shmq__spawn *s, const char *path, char *const argv[],
 							      s->env.vec);
 	posix_spawnattr_destroy(&at);
 	posix_spawn_file_actions_destroy(&fa);
-	return -rc;
+	/* Every descriptor we name is open or one of the child's fixed numbers:
+	 * EBADF (from adding an action, or from the child's dup2) means a number
+	 * at or above RLIMIT_NOFILE, i.e. the process is out of descriptors. */
+	return rc == EBADF ? -EMFILE : -rc;
 }
 
 /* ---- handles ---- */
@@ -326,11 +347,14 @@ static int opts_streams(struct shmq__spawn *s, const struct shmq_proc_opts *o)
 	return rc;
 }
 
-/* The common path of spawn and exec: region, streams, environment, spawn, adopt. */
-static int proc_start(shmq_region *r, const char *path, char *const argv[], bool search,
+/* The common path of spawn and exec: region, streams, environment, spawn,
+ * adopt.  mark: the child's SHMQ_SPAWNED_ENTRY=NAME (spawn), or NULL (exec). */
+static int proc_start(shmq_region *r, const char *path, char *const argv[], const char *mark,
 		      const struct shmq_proc_opts *o, struct shmq__spawn *s, shmq_proc **out)
 {
 	char envbuf[sizeof(SHMQ__REGION_ENV) + 16 + SHMQ_NAME_MAX + 2];
+	const char *extra[2] = { NULL, mark };
+	bool search = !mark && strchr(path, '/') == NULL;
 	pid_t pid;
 	int rc;
 
@@ -341,9 +365,10 @@ static int proc_start(shmq_region *r, const char *path, char *const argv[], bool
 		snprintf(envbuf, sizeof(envbuf), "%s=%d%s%s", SHMQ__REGION_ENV,
 			 SHMQ__CHILD_REGION_FD, r->name[0] ? ":" : "", r->name);
 		rc = shmq__spawn_fd(s, SHMQ__CHILD_REGION_FD, shmq__region_fd(r));
+		extra[0] = envbuf;
 	}
 	if (!rc)
-		rc = shmq__env_build(&s->env, o ? o->envp : NULL, r ? envbuf : NULL);
+		rc = shmq__env_build(&s->env, o ? o->envp : NULL, extra);
 	if (!rc)
 		rc = shmq__spawn_run(s, path, argv, &pid);
 	if (!rc)
@@ -380,6 +405,7 @@ SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg,
 			     const struct shmq_proc_opts *o, shmq_proc **out)
 {
 	char flag[sizeof(ENTRY_FLAG) + ENTRY_NAME_MAX];
+	char mark[sizeof(SHMQ__ENTRY_ENV) + ENTRY_NAME_MAX + 1];
 	char argflag[sizeof(ARG_FLAG) + 12];
 	char *argv[4];
 	struct shmq__spawn s;
@@ -387,12 +413,14 @@ SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg,
 
 	if (!entry || !out || (len && !arg) || strlen(entry) > ENTRY_NAME_MAX || !*entry)
 		return -EINVAL;
+	shmq__proc_guard("shmq_proc_spawn");
 	rc = opts_check(o);
 	if (rc)
 		return rc;
 	if (!shmq__entry_find(entry))
 		return -ENOENT;
 	snprintf(flag, sizeof(flag), "%s%s", ENTRY_FLAG, entry);
+	snprintf(mark, sizeof(mark), "%s=%s", SHMQ__ENTRY_ENV, entry);
 	snprintf(argflag, sizeof(argflag), "%s%d", ARG_FLAG, SHMQ__CHILD_ARG_FD);
 	argv[0] = program_invocation_name;
 	argv[1] = flag;
@@ -404,7 +432,7 @@ SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg,
 		rc = fd < 0 ? fd : shmq__spawn_fd(&s, SHMQ__CHILD_ARG_FD, fd);
 	}
 	if (!rc)
-		rc = proc_start(r, "/proc/self/exe", argv, false, o, &s, out);
+		rc = proc_start(r, "/proc/self/exe", argv, mark, o, &s, out);
 	close_keep_errno(fd);
 	shmq__spawn_fini(&s);
 	return rc;
@@ -418,11 +446,12 @@ SHMQ_API int shmq_proc_exec(shmq_region *r, char *const argv[], const struct shm
 
 	if (!argv || !argv[0] || !*argv[0] || !out)
 		return -EINVAL;
+	shmq__proc_guard("shmq_proc_exec");
 	rc = opts_check(o);
 	if (rc)
 		return rc;
 	shmq__spawn_init(&s);
-	rc = proc_start(r, argv[0], argv, strchr(argv[0], '/') == NULL, o, &s, out);
+	rc = proc_start(r, argv[0], argv, NULL, o, &s, out);
 	shmq__spawn_fini(&s);
 	return rc;
 }
@@ -555,6 +584,28 @@ int shmq__proc_pidfd(shmq_proc *p)
 
 /* ---- the child's side ---- */
 
+/* Set by shmq_dispatch in a child it runs an entry in, before the entry runs
+ * and (as dispatch must come first in main) before any other thread exists:
+ * the entry's threads see it through pthread_create, no atomic needed. */
+static bool dispatched;
+
+void shmq__proc_guard(const char *call)
+{
+	static const char tail[] = "() before shmq_dispatch(): call shmq_dispatch(argc, argv) "
+				   "first in main() (see shmq_proc(3))\n";
+	const char *entry;
+	char msg[512];
+	int n;
+
+	if (dispatched || !(entry = getenv(SHMQ__ENTRY_ENV)))
+		return;
+	n = snprintf(msg, sizeof(msg), "libshmq: process %d, started for entry %.255s, calls %s%s",
+		     (int)getpid(), entry, call, tail);
+	if (n > 0)
+		(void)!write(STDERR_FILENO, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+	_exit(SHMQ_EXIT_NODISPATCH);
+}
+
 /* Read the argument memfd (fd) into a private buffer. */
 static int arg_load(int fd, void **buf, size_t *len)
 {
@@ -610,6 +661,10 @@ static int dispatch_child(int argc, char **argv)
 	size_t len;
 	int ret;
 
+	/* From here this process is the entry's: it may start processes, and
+	 * what it starts by other means than ours is no entry's child. */
+	dispatched = true;
+	unsetenv(SHMQ__ENTRY_ENV);
 	if (!e)
 		return SHMQ_EXIT_NOENTRY;
 	if (dispatch_arg(argc, argv, &arg, &len))

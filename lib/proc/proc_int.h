@@ -22,16 +22,27 @@
 #define SHMQ__CHILD_FIRST_FREE 5
 #define SHMQ__SPAWN_FDS        SHMQ__CHILD_FIRST_FREE
 
+/* In the environment of a child of shmq_proc_spawn: NAME=<entry>.  It marks a
+ * process started for an entry until its shmq_dispatch takes it out. */
+#define SHMQ__ENTRY_ENV "SHMQ_SPAWNED_ENTRY"
+
 /* The registered entry named name, or NULL.  Any thread. */
 const struct shmq_entry *shmq__entry_find(const char *name);
 
-/* A child's environment: base (NULL: environ) without SHMQ_REGION_FD, plus
- * extra ("K=V", may be NULL).  The strings are borrowed, not copied. */
+/* First thing of every call that starts a process (spawn, exec, run): in a
+ * process started for an entry whose program has not called shmq_dispatch
+ * (it forgot to call it first in main), say so on stderr and _exit with
+ * SHMQ_EXIT_NODISPATCH instead of starting one more copy of the program. */
+void shmq__proc_guard(const char *call);
+
+/* A child's environment: base (NULL: environ) without SHMQ_REGION_FD and
+ * SHMQ_SPAWNED_ENTRY, plus extra[0..1] ("K=V", each may be NULL).  The
+ * strings are borrowed, not copied. */
 struct shmq__env {
 	char **vec;
 	size_t cap;
 };
-int shmq__env_build(struct shmq__env *env, char *const *base, const char *extra);
+int shmq__env_build(struct shmq__env *env, char *const *base, const char *const extra[2]);
 void shmq__env_free(struct shmq__env *env);
 
 /* One posix_spawn call being prepared: which caller descriptor becomes which

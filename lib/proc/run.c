@@ -79,6 +79,7 @@ struct run {
 	bool exited, exit_busy, reaped;
 	int status;
 	bool stopping;          /* killed (timeout or error): stop at the exit */
+	bool group_killed;      /* ... the whole group: the status is -SIGKILL */
 	bool cancelled;         /* io_uring: cancels submitted */
 	int err;                /* first internal error */
 	int64_t deadline;
@@ -194,10 +195,20 @@ static void run_on_send(struct run *R, ssize_t n)
 static void run_on_exit(struct run *R, const siginfo_t *si)
 {
 	R->exited = true;
-	R->status = shmq__status_from_siginfo(si);
+	/* a leader that exited by itself just before the group kill: the group
+	 * was killed all the same (run_stop) */
+	R->status = R->group_killed ? -SIGKILL : shmq__status_from_siginfo(si);
 }
 
-/* Kill the child (and its group) and stop at its exit; keep what was read. */
+/*
+ * Kill the child (and its group) and stop at its exit; keep what was read.
+ * The group is killed even when the child has exited: we are stopping
+ * because something still holds the pipes open (or the loop failed), and
+ * that is a descendant in its group.  The exited leader is a zombie we have
+ * not reaped (WNOWAIT), so its id still names this group and no other; the
+ * status then says the group was killed, as it does for a leader killed
+ * alive.
+ */
 static void run_stop(struct run *R, int err)
 {
 	if (!R->err)
@@ -206,12 +217,14 @@ static void run_stop(struct run *R, int err)
 		return;
 	R->stopping = true;
 	R->deadline = SHMQ__NO_DEADLINE;
-	if (R->exited)
-		return;
-	if (R->pgroup)
-		kill(-R->pid, SIGKILL); /* a zombie leader keeps the id reserved */
-	else
+	if (R->pgroup) {
+		kill(-R->pid, SIGKILL);
+		R->group_killed = true;
+		if (R->exited)
+			R->status = -SIGKILL;
+	} else if (!R->exited) {
 		syscall(SYS_pidfd_send_signal, R->pidfd, SIGKILL, NULL, 0);
+	}
 }
 
 static bool run_idle(const struct run *R)
@@ -570,7 +583,7 @@ static int run_spawn(struct run *R, char *const argv[], const struct shmq_run_op
 		if (o->capture & (t == 1 ? SHMQ_STDOUT : SHMQ_STDERR))
 			rc = run_pipe(R, &s, t, &child[t]);
 	if (!rc)
-		rc = shmq__env_build(&s.env, o->envp, NULL);
+		rc = shmq__env_build(&s.env, o->envp, (const char *const[2]){ NULL, NULL });
 	if (!rc)
 		rc = shmq__spawn_run(&s, argv[0], argv, &R->pid);
 	for (int t = 0; t < 3; t++)
@@ -730,6 +743,7 @@ SHMQ_API int shmq_run(char *const argv[], const struct shmq_run_opts *o,
 	memset(res, 0, sizeof(*res));
 	if (!argv || !argv[0] || !*argv[0])
 		return -EINVAL;
+	shmq__proc_guard("shmq_run");
 	if (!o)
 		o = &defaults;
 	if ((o->capture & ~(SHMQ_STDOUT | SHMQ_STDERR)) || (o->input_len && !o->input))

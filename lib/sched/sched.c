@@ -70,6 +70,27 @@ static bool sched_need_kick(shmq_sched *s, int64_t when)
 	return true;
 }
 
+/*
+ * Under mu, after a cancel or an unwatch: wake a loop that sleeps for what is
+ * gone.  Its timer is armed for the old head (wait_head) and, with nothing
+ * queued, only its watches can end the sleep: if the head now runs later or
+ * nothing is left, the loop must re-arm for the new head or return, not
+ * sleep out a deadline (or a process) that no longer concerns it.
+ */
+static bool sched_need_kick_gone(shmq_sched *s)
+{
+	const struct shmq__hent *head = shmq__heap_head(&s->heap);
+
+	if (!s->waiting || s->wake_sent)
+		return false;
+	if (head && head->when <= s->wait_head)
+		return false; /* the head it sleeps for (or an earlier one) is still there */
+	if (!head && s->wait_head == SHMQ__SCHED_NEVER && s->nwatches)
+		return false; /* it slept for watches only, and some are left */
+	s->wake_sent = true;
+	return true;
+}
+
 /* ---- creation ---- */
 
 static const struct shmq__sched_ops *sched_pick(const struct shmq_sched_opts *o, bool *strict)
@@ -250,6 +271,7 @@ int shmq__sched_watch_fd(shmq_sched *s, const void *obj, int pidfd, shmq_action_
 SHMQ_API int shmq_sched_unwatch(shmq_sched *s, const void *obj)
 {
 	int rc = -ENOENT;
+	bool kick;
 
 	if (!s || !obj)
 		return -EINVAL;
@@ -265,7 +287,10 @@ SHMQ_API int shmq_sched_unwatch(shmq_sched *s, const void *obj)
 	 * the object. */
 	if (rc == 0 && s->watches_dirty && s->helper)
 		shmq__sched_helper_sync(s);
+	kick = rc == 0 && sched_need_kick_gone(s);
 	pthread_mutex_unlock(&s->mu);
+	if (kick)
+		shmq__sched_kick(s);
 	return rc;
 }
 
@@ -319,6 +344,7 @@ SHMQ_API int shmq_sched_enter_periodic(shmq_sched *s, int64_t first_ns, int64_t 
 SHMQ_API int shmq_sched_cancel(shmq_sched *s, shmq_event *ev)
 {
 	uint32_t idx;
+	bool kick;
 
 	if (!s || !ev)
 		return -EINVAL;
@@ -326,9 +352,10 @@ SHMQ_API int shmq_sched_cancel(shmq_sched *s, shmq_event *ev)
 	idx = shmq__heap_lookup(&s->heap, event_to_handle(ev));
 	if (idx != UINT32_MAX)
 		shmq__heap_cancel(&s->heap, idx);
+	kick = idx != UINT32_MAX && sched_need_kick_gone(s);
 	pthread_mutex_unlock(&s->mu);
-	/* A loop sleeping for the cancelled head wakes at its deadline, finds
-	 * nothing due and re-arms: no wake-up is needed now. */
+	if (kick)
+		shmq__sched_kick(s);
 	return idx != UINT32_MAX ? 0 : -ENOENT;
 }
 

@@ -50,13 +50,17 @@ SHMQ_API void shmq_entry_register(struct shmq_entry *e);
  * its low 8 bits reach the parent).  If the entry is not registered in this
  * program it exits with SHMQ_EXIT_NOENTRY; if the region or the argument
  * cannot be received, with SHMQ_EXIT_SETUP.  In any other process it returns
- * 0 at once without side effects.
+ * 0 at once without side effects.  A spawned child whose program reaches
+ * shmq_proc_spawn, shmq_proc_exec, shmq_run or shmq_pool_create before
+ * shmq_dispatch starts nothing: that call ends it with SHMQ_EXIT_NODISPATCH.
  */
 SHMQ_API int shmq_dispatch(int argc, char **argv);
 
 /* Exit statuses of a spawned child that could not run its entry. */
 #define SHMQ_EXIT_NOENTRY 122 /* the entry is not registered in the child */
 #define SHMQ_EXIT_SETUP   123 /* the region or the argument could not be received */
+#define SHMQ_EXIT_NODISPATCH 124 /* the program reached a process-starting call
+				    before shmq_dispatch (it does not call it first) */
 
 /* Values of shmq_proc_opts.stdin_fd / stdout_fd / stderr_fd. */
 #define SHMQ_PROC_INHERIT 0   /* the child shares the caller's stream (default) */
