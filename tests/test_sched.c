@@ -766,6 +766,13 @@ static bool word_readable(const void *obj)
 	return __atomic_load_n(&o->data, __ATOMIC_SEQ_CST) != 0;
 }
 
+static uint64_t word_progress(const void *obj)
+{
+	const struct wordobj *o = obj;
+
+	return o->taken; /* written by the actions, on the loop's thread */
+}
+
 static void act_word(void *arg)
 {
 	struct wordobj *o = arg;
@@ -813,8 +820,9 @@ static void test_watch_word(void **state)
 	struct shmq__watch w = { &o.word, &o.sleepers };
 	pthread_t th;
 
-	assert_int_equal(shmq__sched_watch_word(s, &o, &w, word_readable, act_word, &o), 0);
-	assert_int_equal(shmq__sched_watch_word(s, &o, &w, word_readable, act_word, &o), -EEXIST);
+	assert_int_equal(shmq__sched_watch_word(s, &o, &w, word_readable, word_progress, act_word, &o), 0);
+	assert_int_equal(shmq__sched_watch_word(s, &o, &w, word_readable, word_progress, act_word, &o),
+			 -EEXIST);
 	assert_int_equal(o.sleepers, 1);
 	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, act_watchdog, &o, &o.watchdog), 0);
 	assert_int_equal(pthread_create(&th, NULL, word_producer, &o), 0);
@@ -840,6 +848,13 @@ static bool silent_readable(const void *obj)
 	const struct silent *o = obj;
 
 	return __atomic_load_n(&o->ready, __ATOMIC_SEQ_CST) != 0;
+}
+
+static uint64_t silent_progress(const void *obj)
+{
+	const struct silent *o = obj;
+
+	return (uint64_t)o->fired;
 }
 
 static void act_silent(void *arg)
@@ -875,7 +890,8 @@ static void test_watch_unannounced(void **state)
 	struct shmq__watch w = { &o.word, &o.sleepers };
 	pthread_t th;
 
-	assert_int_equal(shmq__sched_watch_word(s, &o, &w, silent_readable, act_silent, &o), 0);
+	assert_int_equal(shmq__sched_watch_word(s, &o, &w, silent_readable, silent_progress, act_silent, &o),
+			 0);
 	assert_int_equal(shmq_sched_enter(s, 10 * SEC, 0, act_silent_watchdog, &o, &o.watchdog), 0);
 	assert_int_equal(pthread_create(&th, NULL, silent_main, &o), 0);
 	assert_int_equal(shmq_sched_run(s, true), 0);
@@ -941,8 +957,8 @@ static void test_watch_many(void **state)
 		struct shmq__watch w = { &g_mw.o[i].word, &g_mw.o[i].sleepers };
 
 		g_mw.o[i].s = s;
-		assert_int_equal(shmq__sched_watch_word(s, &g_mw.o[i], &w, silent_readable, act_manyw,
-							&g_mw.o[i]), 0);
+		assert_int_equal(shmq__sched_watch_word(s, &g_mw.o[i], &w, silent_readable, silent_progress,
+							act_manyw, &g_mw.o[i]), 0);
 	}
 	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, act_manyw_watchdog, NULL, &g_mw.watchdog), 0);
 	assert_true(shmq_sched_run(s, false) > 0); /* arms them all, before the producer */
@@ -954,6 +970,63 @@ static void test_watch_many(void **state)
 		assert_int_equal(g_mw.o[i].fired, 1);
 		assert_int_equal(g_mw.o[i].sleepers, 0);
 	}
+	shmq_sched_destroy(s);
+}
+
+/* An object that stays readable while its action takes nothing (a queue
+ * corrupted under it, or drained after a shutdown, an action that only
+ * peeks): the level-triggered watch must not spin the loop.  A non-blocking
+ * run runs the action once and returns; a blocking run runs it again only
+ * at the liveness re-checks (every 100 ms), or when the word moves. */
+struct stuck {
+	uint32_t word, sleepers;
+	unsigned fired;
+	shmq_sched *s;
+};
+
+static bool stuck_readable(const void *obj)
+{
+	(void)obj;
+	return true;
+}
+
+static uint64_t stuck_progress(const void *obj)
+{
+	(void)obj;
+	return 0; /* nothing is ever taken */
+}
+
+static void act_stuck(void *arg)
+{
+	struct stuck *o = arg;
+
+	o->fired++;
+}
+
+static void act_stuck_stop(void *arg)
+{
+	struct stuck *o = arg;
+
+	shmq_sched_unwatch(o->s, o);
+}
+
+static void test_watch_stuck_readable(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct stuck o = { .s = s };
+	struct shmq__watch w = { &o.word, &o.sleepers };
+	shmq_event *ev;
+
+	assert_int_equal(shmq__sched_watch_word(s, &o, &w, stuck_readable, stuck_progress, act_stuck, &o), 0);
+	alarm(10); /* a loop that spins ends the suite (SIGALRM) instead of hanging it */
+	assert_true(shmq_sched_run(s, false) >= -1);
+	alarm(0);
+	assert_int_equal(o.fired, 1);
+	/* blocking, for 0.5 s: at most one action per re-check (5), not millions */
+	assert_int_equal(shmq_sched_enter(s, 500 * MS, 0, act_stuck_stop, &o, &ev), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_true(o.fired >= 1);
+	assert_true(o.fired <= 20);
 	shmq_sched_destroy(s);
 }
 
@@ -1181,6 +1254,7 @@ int main(int argc, char **argv)
 		ALL(test_watch_word),
 		ALL(test_watch_unannounced),
 		ALL(test_watch_many),
+		ALL(test_watch_stuck_readable),
 		ALL(test_watch_queue),
 		ALL(test_watch_pipe),
 		ALL(test_unwatch_only_watch_from_thread),

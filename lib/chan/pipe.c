@@ -756,6 +756,11 @@ int shmq__pipe_watch(shmq_pipe *p, struct shmq__watch *w)
 	return 0;
 }
 
+uint64_t shmq__pipe_progress(shmq_pipe *p)
+{
+	return p ? p->rx.head : 0; /* private: the consuming thread's own counter */
+}
+
 bool shmq__pipe_readable(shmq_pipe *p)
 {
 	uint64_t head, tail;

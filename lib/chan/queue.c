@@ -61,6 +61,12 @@ struct shmq_queue {
 	uint64_t stuck_ctl;
 	int64_t stuck_since;
 	pid_t pid; /* the process that made the handle (core/fork_int.h) */
+	/* Messages taken through this handle, a change token for the
+	 * scheduler's watches (shmq__queue_progress).  Private on purpose: the
+	 * shared head can be moved by anyone, also by garbage.  Relaxed load
+	 * and store, no read-modify-write: threads sharing the handle may lose
+	 * an increment, never the change itself. */
+	uint64_t taken;
 };
 
 /* Which way a blocking call waits. */
@@ -483,8 +489,11 @@ ssize_t shmq_queue_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
 	rc = shmq__mpmc_try_get(&q->ring, buf, cap, &blk);
 	if (SHMQ__UNLIKELY(rc == -EAGAIN))
 		rc = get_slow(q, buf, cap, timeout_ns, &blk);
-	if (SHMQ__LIKELY(rc >= 0))
+	if (SHMQ__LIKELY(rc >= 0)) {
 		after_get(&q->ring);
+		/* relaxed: a token for watchers on this thread (see struct shmq_queue) */
+		shmq__store_relaxed(&q->taken, shmq__load_relaxed(&q->taken) + 1);
+	}
 	return rc;
 }
 
@@ -603,8 +612,11 @@ ssize_t shmq_queue_get_bulk(shmq_queue *q, const struct iovec *bufs, size_t *len
 	rc = get_bulk_attempt(q, &b, &blk);
 	if (rc == -EAGAIN)
 		rc = wait_loop(q, &a, timeout_ns, &blk);
-	if (rc > 0)
+	if (rc > 0) {
 		after_get(&q->ring);
+		/* relaxed: as in shmq_queue_get */
+		shmq__store_relaxed(&q->taken, shmq__load_relaxed(&q->taken) + (uint64_t)rc);
+	}
 	return rc;
 }
 
@@ -659,6 +671,12 @@ int shmq__queue_watch(shmq_queue *q, struct shmq__watch *w)
 	w->word = &q->ring.sh->data_word;
 	w->sleepers = &q->ring.sh->data_sleepers;
 	return 0;
+}
+
+uint64_t shmq__queue_progress(shmq_queue *q)
+{
+	/* relaxed: a token compared for change only (struct shmq_queue) */
+	return q ? shmq__load_relaxed(&q->taken) : 0;
 }
 
 bool shmq__queue_readable(shmq_queue *q)

@@ -29,6 +29,14 @@ bool shmq__queue_readable(shmq_queue *q); /* a get would not block (data, or shu
 int shmq__pipe_watch(shmq_pipe *p, struct shmq__watch *w);
 bool shmq__pipe_readable(shmq_pipe *p);   /* a recv would not block (data, or peer gone) */
 
+/* A token that changes whenever a message is taken through q / through p's
+ * receiving side (private to the handle: shared indices can be moved by
+ * garbage): a watcher compares it around an action to learn whether the
+ * action took anything through the watched handle (the value means nothing
+ * else). */
+uint64_t shmq__queue_progress(shmq_queue *q);
+uint64_t shmq__pipe_progress(shmq_pipe *p);
+
 /* The pidfd of a spawned process (owned by p), or a negative errno. */
 int shmq__proc_pidfd(shmq_proc *p);
 

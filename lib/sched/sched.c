@@ -226,7 +226,8 @@ static int watch_add(shmq_sched *s, struct shmq__sched_watch *w)
 }
 
 int shmq__sched_watch_word(shmq_sched *s, const void *obj, const struct shmq__watch *ww,
-			   bool (*readable)(const void *obj), shmq_action_fn fn, void *arg)
+			   bool (*readable)(const void *obj), uint64_t (*progress)(const void *obj),
+			   shmq_action_fn fn, void *arg)
 {
 	struct shmq__sched_watch *w;
 	int rc;
@@ -242,6 +243,7 @@ int shmq__sched_watch_word(shmq_sched *s, const void *obj, const struct shmq__wa
 	w->arg = arg;
 	w->w = *ww;
 	w->readable = readable;
+	w->progress = progress;
 	w->pidfd = -1;
 	if ((rc = watch_add(s, w)) < 0)
 		watch_free(w);
@@ -455,6 +457,9 @@ static bool loop_fire_watch(shmq_sched *s)
 		shmq_action_fn fn = w->fn;
 		void *arg = w->arg;
 
+		uint64_t before = 0;
+		uint32_t word = 0;
+
 		if (w->dead || w->state != SHMQ__WS_READY)
 			continue;
 		if (w->kind == SHMQ__WATCH_PROC) {
@@ -463,10 +468,18 @@ static bool loop_fire_watch(shmq_sched *s)
 				watch_unlink(s, w);
 		} else {
 			w->state = SHMQ__WS_IDLE;
+			before = w->progress(w->obj);
+			/* seq_cst: as every load of a readiness word (core/watch_int.h) */
+			word = shmq__load_seq_cst(w->w.word);
 		}
 		pthread_mutex_unlock(&s->mu);
 		fn(arg);
 		pthread_mutex_lock(&s->mu);
+		/* An unwatched object may be closed already: leave it alone. */
+		if (w->kind == SHMQ__WATCH_WORD && !w->dead && w->progress(w->obj) == before) {
+			w->stalled = true;
+			w->stall_word = word;
+		}
 		return true;
 	}
 	return false;
@@ -478,7 +491,9 @@ static bool loop_fire_watch(shmq_sched *s)
 static int watch_arm_word(shmq_sched *s, struct shmq__sched_watch *w)
 {
 	w->expected = shmq__load_seq_cst(w->w.word);
-	if (w->readable(w->obj)) {
+	if (w->stalled && w->expected != w->stall_word)
+		w->stalled = false; /* something was published since */
+	if (!w->stalled && w->readable(w->obj)) {
 		w->state = SHMQ__WS_READY;
 		return 0;
 	}
@@ -499,6 +514,7 @@ static int watch_arm_word(shmq_sched *s, struct shmq__sched_watch *w)
  * it idle) or, with the helper, it is ready at once. */
 static void watch_recheck(shmq_sched *s, struct shmq__sched_watch *w)
 {
+	w->stalled = false; /* a stalled watch gets one more action per re-check */
 	if (!w->readable(w->obj))
 		return;
 	if (!w->op_pending) {

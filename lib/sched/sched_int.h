@@ -47,7 +47,15 @@ struct shmq__sched_watch {
 	/* SHMQ__WATCH_WORD: a queue's or pipe's readiness word */
 	struct shmq__watch w;
 	bool (*readable)(const void *obj);
+	uint64_t (*progress)(const void *obj);
 	uint32_t expected;
+	/* Its last action took nothing (progress unchanged) and the word was
+	 * stall_word before it: not ready again until the word moves or the
+	 * next liveness re-check, so an object that stays readable without
+	 * yielding anything (corrupted, drained after shutdown, an action that
+	 * only peeks) cannot spin the loop. */
+	bool stalled;
+	uint32_t stall_word;
 	/* SHMQ__WATCH_PROC */
 	int pidfd;
 	siginfo_t info; /* IORING_OP_WAITID writes here */
@@ -117,7 +125,8 @@ bool shmq__sched_helper_fired(shmq_sched *s);
 
 /* Generic watches (sched.c), used by the queue/pipe/proc wrappers. */
 int shmq__sched_watch_word(shmq_sched *s, const void *obj, const struct shmq__watch *w,
-			   bool (*readable)(const void *obj), shmq_action_fn fn, void *arg);
+			   bool (*readable)(const void *obj), uint64_t (*progress)(const void *obj),
+			   shmq_action_fn fn, void *arg);
 int shmq__sched_watch_fd(shmq_sched *s, const void *obj, int pidfd, shmq_action_fn fn,
 			 void *arg);
 

@@ -24,6 +24,16 @@ static bool pipe_readable(const void *obj)
 	return shmq__pipe_readable((shmq_pipe *)(uintptr_t)obj);
 }
 
+static uint64_t queue_progress(const void *obj)
+{
+	return shmq__queue_progress((shmq_queue *)(uintptr_t)obj);
+}
+
+static uint64_t pipe_progress(const void *obj)
+{
+	return shmq__pipe_progress((shmq_pipe *)(uintptr_t)obj);
+}
+
 SHMQ_API int shmq_sched_watch_queue(shmq_sched *s, shmq_queue *q, shmq_action_fn fn, void *arg)
 {
 	struct shmq__watch w;
@@ -33,7 +43,7 @@ SHMQ_API int shmq_sched_watch_queue(shmq_sched *s, shmq_queue *q, shmq_action_fn
 		return -EINVAL;
 	if ((rc = shmq__queue_watch(q, &w)) < 0)
 		return rc;
-	return shmq__sched_watch_word(s, q, &w, queue_readable, fn, arg);
+	return shmq__sched_watch_word(s, q, &w, queue_readable, queue_progress, fn, arg);
 }
 
 SHMQ_API int shmq_sched_watch_pipe(shmq_sched *s, shmq_pipe *p, shmq_action_fn fn, void *arg)
@@ -45,7 +55,7 @@ SHMQ_API int shmq_sched_watch_pipe(shmq_sched *s, shmq_pipe *p, shmq_action_fn f
 		return -EINVAL;
 	if ((rc = shmq__pipe_watch(p, &w)) < 0)
 		return rc;
-	return shmq__sched_watch_word(s, p, &w, pipe_readable, fn, arg);
+	return shmq__sched_watch_word(s, p, &w, pipe_readable, pipe_progress, fn, arg);
 }
 
 SHMQ_API int shmq_sched_watch_proc(shmq_sched *s, shmq_proc *p, shmq_action_fn fn, void *arg)
