@@ -23,6 +23,20 @@ enum {
  * so overwritten indices end in -EBADMSG instead of a long walk. */
 #define CHECK_EVERY 64u
 
+/*
+ * Helping an index on past a slot someone else claimed is what lets a call
+ * pass claimers that have not moved the index yet.  In a valid ring those
+ * are claims between the index and the other index (at most capacity + 2
+ * positions), each by a claimer that has not yet advanced past it: one call
+ * cannot move an index itself that many times without finding a slot to
+ * claim, short of losing every race to claimers that keep coming.  A ring
+ * whose laps were overwritten can offer "claimed" slots without end, and
+ * producers and consumers helping both indices on in step keep the index
+ * invariant true while they walk.  A call that moved the index itself more
+ * than capacity + HELP_SLACK times gives -EBADMSG.
+ */
+#define HELP_SLACK 4096u
+
 /* ---- ctl words ---- */
 
 static inline uint64_t ctl_make(uint32_t lap, unsigned st, uint32_t owner)
@@ -182,16 +196,20 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
 
 int shmq__mpmc_check(const struct shmq__mpmc *m)
 {
-	/* seq_cst: three reads in one total order; head read twice so that the
-	 * tail read in between saw an instant at which head was h */
+	/* seq_cst: three reads in one total order, head read before and after
+	 * the tail.  Indices only move forward, so the head of the instant the
+	 * tail was read, H, lies in [h, h2], and the invariant -2 <= t - H <=
+	 * cap + 2 gives t - h >= -2 and t - h2 <= cap + 2 whether or not head
+	 * moved meanwhile.  (Giving no verdict while head moved let two callers
+	 * that helped a corrupted head on, each moving it under the other's
+	 * check, loop forever.) */
 	uint64_t h = shmq__load_seq_cst(&m->sh->head);
 	uint64_t t = shmq__load_seq_cst(&m->sh->tail);
 	uint64_t h2 = shmq__load_seq_cst(&m->sh->head);
-	int64_t d = (int64_t)(t - h);
 
-	if (h != h2)
-		return 0; /* moved: no verdict, the caller loops again */
-	if (d < -2 || d > (int64_t)m->capacity + 2)
+	if ((int64_t)(h2 - h) < 0)
+		return -EBADMSG; /* an index went back: no CAS of ours does that */
+	if ((int64_t)(t - h) < -2 || (int64_t)(t - h2) > (int64_t)m->capacity + 2)
 		return -EBADMSG;
 	return 0;
 }
@@ -261,6 +279,7 @@ static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out
 					 struct shmq__mpmc_block *blk, bool pow2)
 {
 	uint64_t pos = index_load(&m->sh->tail);
+	uint32_t helped = 0; /* see HELP_SLACK */
 
 	if (SHMQ__UNLIKELY(shmq__load_relaxed(&m->sh->shut))) /* early out; re-checked below */
 		return -EPIPE;
@@ -287,7 +306,11 @@ static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out
 			return 0;
 		}
 		if (d > 0 || d == 0) { /* claimed at this lap or later: help the tail on */
-			pos = index_advance(&m->sh->tail, pos);
+			uint64_t next = index_advance(&m->sh->tail, pos);
+
+			if (next == pos + 1 && ++helped > m->capacity + HELP_SLACK)
+				return -EBADMSG;
+			pos = next;
 			continue;
 		}
 		if (d == -1 && ctl_state(w) != ST_EMPTY)
@@ -424,6 +447,7 @@ static SHMQ__ALWAYS_INLINE int get_claim(struct shmq__mpmc *m, size_t cap, uint6
 					 uint32_t *len, struct shmq__mpmc_block *blk, bool pow2)
 {
 	uint64_t pos = index_load(&m->sh->head);
+	uint32_t helped = 0; /* see HELP_SLACK */
 
 	for (uint32_t n = 1;; n++) {
 		struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
@@ -445,7 +469,11 @@ static SHMQ__ALWAYS_INLINE int get_claim(struct shmq__mpmc *m, size_t cap, uint6
 			continue;
 		}
 		if (d > 0 || (d == 0 && st == ST_READING)) { /* taken: help head on */
-			pos = index_advance(&m->sh->head, pos);
+			uint64_t next = index_advance(&m->sh->head, pos);
+
+			if (next == pos + 1 && ++helped > m->capacity + HELP_SLACK)
+				return -EBADMSG;
+			pos = next;
 			continue;
 		}
 		if (d == 0 && st == ST_WRITING) { /* a producer is filling it */
