@@ -13,7 +13,9 @@
  *
  * Rounds: each round the parent makes a fresh region with one object of
  * each kind (named, and placed: lock, barrier, queue (power-of-two and
- * exact capacity), pipe, blob), the victims (forked once) move to it, and
+ * exact capacity), pipe, blob), the victims (forked once) move to it (one
+ * of them also runs a pool of two workers there, another a scheduler
+ * watching a queue), `shmq stat` looks at it from outside, and
  * the parent, as the attacker, overwrites bytes of the live region through
  * its own mapping: mostly inside the objects' control blocks (control words
  * set to 0, ~0, impossible owner ids, indices pushed far, lengths made huge,
@@ -55,13 +57,15 @@
 /* Where a victim is: the call it is inside, for the report. */
 enum op {
 	OP_IDLE, OP_OPEN, OP_LOCK, OP_UNLOCK, OP_BARRIER, OP_PUT, OP_GET, OP_PUT_BULK,
-	OP_GET_BULK, OP_SEND, OP_RECV, OP_PEEK, OP_PLACED, OP_CLOSE, OP_INFO, OP_COUNT
+	OP_GET_BULK, OP_SEND, OP_RECV, OP_PEEK, OP_PLACED, OP_CLOSE, OP_INFO, OP_POOL_CREATE,
+	OP_POOL_MAP, OP_POOL_FREE, OP_SCHED, OP_COUNT
 };
 
 static const char *const op_names[OP_COUNT] = {
 	"idle", "open", "lock_acquire", "lock_release", "barrier_wait", "queue_put",
 	"queue_get", "queue_put_bulk", "queue_get_bulk", "pipe_send", "pipe_recv",
-	"pipe_peek", "placed objects", "close", "region_info",
+	"pipe_peek", "placed objects", "close", "region_info", "pool_create", "pool_map",
+	"pool_free", "sched_run (a queue watch)",
 };
 
 /* The test's own board, shared with the victims: never part of the region
@@ -106,8 +110,35 @@ struct objs {
 	shmq_barrier *barrier;
 	shmq_queue *q, *q5;
 	shmq_pipe *pipe;
+	shmq_pool *pool;   /* victim POOL_VICTIM only */
+	shmq_sched *sched; /* victim SCHED_VICTIM only: a watch on "queue" */
 	bool held;
 };
+
+#define POOL_VICTIM  2
+#define SCHED_VICTIM 3
+
+/* The pool's task: squares, and reads no more than its input. */
+static int square(const void *in, void *out)
+{
+	uint32_t x;
+
+	memcpy(&x, in, sizeof(x));
+	x *= x;
+	memcpy(out, &x, sizeof(x));
+	return 0;
+}
+SHMQ_TASK(square);
+
+/* The watch's action: drain what is there, never block. */
+static void drain(void *arg)
+{
+	char buf[MSG_MAX];
+	shmq_queue *q = arg;
+
+	for (int k = 0; k < 64 && shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT) >= 0; k++)
+		;
+}
 
 static void enter(unsigned i, enum op op)
 {
@@ -134,6 +165,15 @@ static void account(unsigned i, long long rc, long long max_len)
 
 static void objs_close(unsigned i, struct objs *o)
 {
+	if (o->sched) {
+		enter(i, OP_SCHED);
+		shmq_sched_destroy(o->sched);
+	}
+	if (o->pool) {
+		enter(i, OP_POOL_FREE);
+		shmq_pool_terminate(o->pool);
+		shmq_pool_free(o->pool);
+	}
 	enter(i, OP_CLOSE);
 	if (o->held && o->lock)
 		shmq_lock_release(o->lock);
@@ -168,6 +208,19 @@ static void objs_open(unsigned i, struct objs *o, const char *name)
 	enter(i, OP_PLACED);
 	if (shmq_region_find(o->r, "placed-lock", &mem, &size) == 0)
 		account(i, shmq_lock_attach(o->r, mem, &o->plock), 0);
+	if (i == POOL_VICTIM) {
+		enter(i, OP_POOL_CREATE);
+		account(i, shmq_pool_create(o->r, &(struct shmq_pool_opts){ .workers = 2 }, &o->pool), 0);
+	}
+	if (i == SCHED_VICTIM && o->q) {
+		enter(i, OP_SCHED);
+		if (shmq_sched_create(NULL, &o->sched) == 0 &&
+		    shmq_sched_watch_queue(o->sched, o->q, drain, o->q) != 0) {
+			shmq_sched_destroy(o->sched);
+			o->sched = NULL;
+		}
+		account(i, 0, 0);
+	}
 }
 
 static void victim_step(unsigned i, struct objs *o, uint64_t *x)
@@ -180,6 +233,21 @@ static void victim_step(unsigned i, struct objs *o, uint64_t *x)
 	long long rc;
 
 	*x = *x * 6364136223846793005u + 1442695040888963407u;
+	if (o->pool && (*x >> 40) % 4 == 0) {
+		uint32_t in[16], out[16];
+
+		for (unsigned k = 0; k < 16; k++)
+			in[k] = k;
+		enter(i, OP_POOL_MAP);
+		account(i, shmq_pool_map(o->pool, "square", in, sizeof(in[0]), out, sizeof(out[0]), 16,
+					 200 * 1000 * 1000), 0);
+		return;
+	}
+	if (o->sched && (*x >> 40) % 4 == 0) {
+		enter(i, OP_SCHED);
+		account(i, shmq_sched_run(o->sched, false) >= -1 ? 0 : -1, 0);
+		return;
+	}
 	switch ((*x >> 33) % 10) {
 	case 0:
 		if (!o->lock)
@@ -391,8 +459,8 @@ static void strike(struct arena *a)
 
 		span = (r >> 12) % 4 ? (t->size < 256 ? t->size : 256) : t->size;
 		p = t->mem;
-	} else { /* sometimes anywhere: header, process table, directory */
-		span = (r >> 12) % 4 ? 64 * 1024 : a->size;
+	} else { /* sometimes anywhere: header, process table, directory, pool */
+		span = (r >> 12) % 2 ? 64 * 1024 : a->size;
 		p = a->base;
 	}
 	if (span > a->size - (size_t)(p - a->base))
@@ -478,7 +546,51 @@ static void report_stuck(unsigned i, pid_t pid, int64_t since_ns, uint64_t cpu0)
 	backtrace_of(pid);
 }
 
-int main(void)
+/* The shmq tool on the round's region, as an operator would run it while
+ * the region is under attack: it may fail, it must not crash or hang. */
+static pid_t tool_start(const char *name)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		if (null >= 0) {
+			dup2(null, 1);
+			dup2(null, 2);
+		}
+		execl("./tools/shmq", "shmq", "stat", name, (char *)NULL);
+		_exit(0); /* not built here (a VPATH run from elsewhere): nothing to test */
+	}
+	return pid;
+}
+
+/* 0: the tool ended without a crash within bound_ns; 1 otherwise (said). */
+static int tool_reap(pid_t pid, int64_t bound_ns)
+{
+	int64_t deadline = shmq_now_ns() + bound_ns;
+	int st;
+
+	if (pid < 0)
+		return 0;
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		if (shmq_now_ns() > deadline) {
+			printf("hostile: shmq stat (pid %d) is stuck:\n", (int)pid);
+			backtrace_of(pid);
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return 1;
+		}
+		usleep(1000);
+	}
+	if (WIFSIGNALED(st)) {
+		printf("hostile: shmq stat died of signal %d\n", WTERMSIG(st));
+		return 1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
 {
 	int64_t seconds = env_int("HOSTILE_SECONDS", 5);
 	int64_t hang_ns = env_int("HOSTILE_HANG_S", 3) * 1000000000;
@@ -491,6 +603,9 @@ int main(void)
 	char name[NAME_LEN];
 	int failed = 0;
 
+	/* the pool's workers are this program again */
+	if (shmq_dispatch(argc, argv) != 0)
+		return 99;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (!seed)
 		seed = (uint64_t)shmq_now_ns() ^ (uint64_t)getpid() << 32;
@@ -519,6 +634,7 @@ int main(void)
 	end = shmq_now_ns() + seconds * 1000000000;
 	while (!failed && (now = shmq_now_ns()) < end) {
 		int64_t round_end = now + ROUND_NS;
+		pid_t tool = tool_start(name);
 
 		while (!failed && (now = shmq_now_ns()) < round_end) {
 			struct timespec nap = { 0, 50 * 1000 };
@@ -550,10 +666,13 @@ int main(void)
 				}
 			}
 		}
+		if (tool_reap(tool, hang_ns))
+			failed = 1;
 		/* the next round: a fresh region, the old one unlinked (its
 		 * memory goes when the last victim has left it) */
 		writes += a.writes;
 		shmq_region_close(a.r);
+		a.r = NULL;
 		shmq_region_unlink(name);
 		rounds++;
 		snprintf(name, sizeof(name), "/shmq-hostile-%d-%" PRIu64, (int)getpid(), rounds);
