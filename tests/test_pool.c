@@ -595,6 +595,8 @@ static void test_task_errors(void **state)
 #define KILL_N 6000u /* ~0.6 s of work per worker */
 #define NAP_N 2000u  /* GATE_FROM of them before the gate */
 
+static void pool_wait_replaced(shmq_pool *p, uint32_t restarts);
+
 static void test_worker_killed_mid_map(void **state)
 {
 	shmq_region *r = region_new();
@@ -610,6 +612,7 @@ static void test_worker_killed_mid_map(void **state)
 		in[i] = (int64_t)i;
 		out[i] = -1;
 	}
+	pool_wait_started(p); /* the victim too: it takes a chunk as soon as the map comes */
 	pids_of(p, pids);
 	before = tasks_done(p);
 	/* the elements from GATE_FROM on wait behind the shut gate: the map
@@ -628,6 +631,10 @@ static void test_worker_killed_mid_map(void **state)
 	for (size_t i = 0; i < NAP_N; i++)
 		if (out[i] != (int64_t)i * 7)
 			fail_msg("out[%zu] = %lld", i, (long long)out[i]);
+	/* the survivor may finish the map before the creator's next look at
+	 * the workers (at most one per 10 ms): the replacement is awaited
+	 * (30 s at most), not assumed done by the get */
+	pool_wait_replaced(p, 1);
 	assert_int_equal(shmq_pool_worker_stats(p, 1, &s), 0);
 	assert_int_equal(s.restarts, 1);
 	assert_true(s.pid != victim);
