@@ -233,7 +233,7 @@ static void test_timeout_breaks(void **state)
 		shmq_region *r;
 		shmq_barrier *cb = child_barrier(f->name, &r);
 
-		_exit(shmq_barrier_wait(cb, 5000 * MS) == -EPIPE ? 0 : 1);
+		_exit(shmq_barrier_wait(cb, 10000 * MS) == -EPIPE ? 0 : 1);
 	}
 	while (shmq_barrier_n_waiting(b) != 1)
 		sleep_ms(1);
@@ -329,7 +329,7 @@ static void test_abort(void **state)
 		shmq_region *r;
 		shmq_barrier *cb = child_barrier(f->name, &r);
 
-		_exit(shmq_barrier_wait(cb, 5000 * MS) == -EPIPE ? 0 : 1);
+		_exit(shmq_barrier_wait(cb, 10000 * MS) == -EPIPE ? 0 : 1);
 	}
 	while (shmq_barrier_n_waiting(b) != 1)
 		sleep_ms(1);
@@ -371,7 +371,7 @@ static void test_reset_while_waiting(void **state)
 		shmq_region *r;
 		shmq_barrier *cb = child_barrier(f->name, &r);
 
-		if (shmq_barrier_wait(cb, 5000 * MS) != -EPIPE)
+		if (shmq_barrier_wait(cb, 10000 * MS) != -EPIPE)
 			_exit(1);
 		/* then meet the parent in the next generation */
 		_exit(shmq_barrier_wait(cb, 10000 * MS) >= 0 ? 0 : 2);

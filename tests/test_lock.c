@@ -366,26 +366,33 @@ static void test_timeouts(void **state)
 }
 
 /* A waiter asleep behind a live holder gets the lock once it is released
- * (by a helper process that closes the holder's pipe 20 ms later). */
+ * (by a helper process that closes the holder's pipe once the lock's waits
+ * counter shows the waiter in a futex wait: 10 s at most, exit 1 then). */
 static void test_wake_on_release(void **state)
 {
 	struct fixture *f = *state;
 	int go;
 	pid_t pid = fork_holder(f, &go);
-	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	struct shmq__lock_shm *s = lock_shm(f->r);
+	uint64_t waits = __atomic_load_n(&s->waits, __ATOMIC_SEQ_CST);
 	pid_t helper = track_kid(f, fork());
 
 	assert_true(helper >= 0);
 	if (helper == 0) {
-		nanosleep(&ts, NULL);
+		int64_t until = shmq_now_ns() + 10000 * MS;
+		bool asleep;
+
+		while (!(asleep = __atomic_load_n(&s->waits, __ATOMIC_SEQ_CST) != waits) &&
+		       shmq_now_ns() < until)
+			usleep(200);
 		close(go);
-		_exit(0);
+		_exit(asleep ? 0 : 1);
 	}
 	holder_release(f, go);
-	assert_int_equal(shmq_lock_acquire(f->l, 5000 * MS), 0);
+	assert_int_equal(shmq_lock_acquire(f->l, 20000 * MS), 0);
 	assert_int_equal(shmq_lock_release(f->l), 0);
 	assert_int_equal(tu_wait_child(pid), 0);
-	assert_int_equal(tu_wait_child(helper), 0);
+	assert_int_equal(tu_wait_child(helper), 0); /* we were asleep when released */
 }
 
 /* ---- dead holders ------------------------------------------------------- */

@@ -157,13 +157,42 @@ static int nap_1ms(const void *in, void *out)
 }
 SHMQ_TASK(nap_1ms);
 
-static int nap_2s(const void *in, void *out)
+/* Gated elements: those from GATE_FROM up wait (60 s at most) for the gate
+ * file named by GATE_ENV to exist.  A job of them stays unfinished for
+ * exactly as long as the test keeps the gate shut, however slowly anything
+ * runs (a nap of fixed length would end on its own on a slow enough box). */
+#define GATE_ENV "SHMQ_TEST_POOL_GATE"
+#define GATE_FROM 100
+
+static int gated(const void *in, void *out)
 {
-	return nap_for(in, out, 2000000000);
+	const char *gate = getenv(GATE_ENV);
+	int64_t v = *(const int64_t *)in;
+
+	for (int t = 0; t < 60000 && v >= GATE_FROM && gate && access(gate, F_OK); t++)
+		usleep(1000);
+	*(int64_t *)out = v * 7;
+	return 0;
 }
-SHMQ_TASK(nap_2s);
+SHMQ_TASK(gated);
 
 /* ---- helpers ---- */
+
+/* Shut or open the gate of the gated task (the workers inherited GATE_ENV). */
+static void gate_set(bool opened)
+{
+	const char *gate = getenv(GATE_ENV);
+	int fd;
+
+	assert_non_null(gate);
+	if (!opened) {
+		assert_true(unlink(gate) == 0 || errno == ENOENT);
+		return;
+	}
+	fd = open(gate, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+}
 
 static shmq_region *region_new(void)
 {
@@ -354,7 +383,7 @@ static void test_async(void **state)
 	shmq_region *r = region_new();
 	shmq_pool *p = pool_new(r, NWORKERS, 0);
 	shmq_async *a[NASYNC], *m;
-	int64_t in[NASYNC], out[NASYNC], min[1000], mout[1000];
+	int64_t in[NASYNC], out[NASYNC], min[1000], mout[1000], gin[2];
 	int rc;
 
 	(void)state;
@@ -382,14 +411,19 @@ static void test_async(void **state)
 	for (int i = 0; i < 1000; i++)
 		assert_int_equal(mout[i], 6 * i + 1);
 	shmq_async_free(m);
-	/* a timeout on a slow job (2 elements of 2 s), then freeing it unfinished */
-	assert_int_equal(shmq_pool_map_async(p, "nap_2s", min, sizeof(int64_t), mout,
+	/* a timeout on a job that cannot finish (2 elements behind the shut
+	 * gate), then freeing it unfinished */
+	for (int i = 0; i < 2; i++)
+		gin[i] = GATE_FROM + i;
+	gate_set(false);
+	assert_int_equal(shmq_pool_map_async(p, "gated", gin, sizeof(int64_t), mout,
 					     sizeof(int64_t), 2, &m), 0);
 	rc = shmq_async_wait(m, 1000000);
 	assert_int_equal(rc, -ETIMEDOUT);
 	assert_int_equal(shmq_async_wait(m, SHMQ_NOWAIT), -EAGAIN);
 	assert_false(shmq_async_ready(m));
 	shmq_async_free(m);
+	gate_set(true); /* the freed job's elements end; the workers are free again */
 	/* the pool still works, and close refuses new work */
 	assert_int_equal(shmq_pool_map(p, "triple", min, sizeof(int64_t), mout, sizeof(int64_t),
 				       10, SHMQ_FOREVER), 0);
@@ -402,13 +436,16 @@ static void test_async(void **state)
 	assert_int_equal(shmq_pool_map(p, "triple", min, sizeof(int64_t), mout, sizeof(int64_t),
 				       0, SHMQ_NOWAIT), 0);
 	assert_int_equal(shmq_pool_join(p, SHMQ_NOWAIT), -EINVAL); /* not closed */
-	/* closed with 2 x 2 s of work outstanding: a NOWAIT join would block */
-	assert_int_equal(shmq_pool_map_async(p, "nap_2s", min, sizeof(int64_t), mout,
+	/* closed with work outstanding (behind the shut gate): a NOWAIT join
+	 * would block */
+	gate_set(false);
+	assert_int_equal(shmq_pool_map_async(p, "gated", gin, sizeof(int64_t), mout,
 					     sizeof(int64_t), 2, &m), 0);
 	assert_int_equal(shmq_pool_close(p), 0);
 	assert_int_equal(shmq_pool_join(p, SHMQ_NOWAIT), -EAGAIN);
+	gate_set(true);
 	assert_int_equal(shmq_async_get(m, SHMQ_FOREVER), 0);
-	assert_int_equal(mout[1], 7 * min[1]);
+	assert_int_equal(mout[1], 7 * gin[1]);
 	shmq_async_free(m);
 	assert_int_equal(shmq_pool_apply_async(p, "triple", &in[0], sizeof(int64_t), &out[0],
 					       sizeof(int64_t), &m), -EPIPE);
@@ -556,7 +593,9 @@ static void test_task_errors(void **state)
 }
 
 #define KILL_N 6000u /* ~0.6 s of work per worker */
-#define NAP_N 2000u  /* ~1 s of napping per worker */
+#define NAP_N 2000u  /* GATE_FROM of them before the gate */
+
+static void pool_wait_replaced(shmq_pool *p, uint32_t restarts);
 
 static void test_worker_killed_mid_map(void **state)
 {
@@ -573,18 +612,29 @@ static void test_worker_killed_mid_map(void **state)
 		in[i] = (int64_t)i;
 		out[i] = -1;
 	}
+	pool_wait_started(p); /* the victim too: it takes a chunk as soon as the map comes */
 	pids_of(p, pids);
 	before = tasks_done(p);
-	assert_int_equal(shmq_pool_map_async(p, "nap_1ms", in, sizeof(int64_t), out,
+	/* the elements from GATE_FROM on wait behind the shut gate: the map
+	 * is surely unfinished when the victim dies, however long the
+	 * kill takes to come */
+	gate_set(false);
+	assert_int_equal(shmq_pool_map_async(p, "gated", in, sizeof(int64_t), out,
 					     sizeof(int64_t), NAP_N, &a), 0);
 	wait_under_way(p, before);
 	victim = pids[1];
 	assert_int_equal(kill(victim, SIGKILL), 0);
+	assert_false(shmq_async_ready(a));
+	gate_set(true);
 	assert_int_equal(shmq_async_get(a, 60 * 1000000000ll), 0);
 	shmq_async_free(a);
 	for (size_t i = 0; i < NAP_N; i++)
 		if (out[i] != (int64_t)i * 7)
 			fail_msg("out[%zu] = %lld", i, (long long)out[i]);
+	/* the survivor may finish the map before the creator's next look at
+	 * the workers (at most one per 10 ms): the replacement is awaited
+	 * (30 s at most), not assumed done by the get */
+	pool_wait_replaced(p, 1);
 	assert_int_equal(shmq_pool_worker_stats(p, 1, &s), 0);
 	assert_int_equal(s.restarts, 1);
 	assert_true(s.pid != victim);
@@ -887,6 +937,14 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_free_running_pool),
 	};
 
+	char gate[96];
+	int rc;
+
 	shmq_dispatch(argc, argv);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	/* before any pool: every worker, replacements too, inherits it */
+	snprintf(gate, sizeof(gate), "/tmp/shmq-test-pool-gate-%d", (int)getpid());
+	setenv(GATE_ENV, gate, 1);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	unlink(gate);
+	return rc;
 }

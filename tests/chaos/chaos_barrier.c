@@ -28,7 +28,7 @@
 #define REUSE_GENS 20
 /* A failing wait may end this much after its timeout on a loaded 2-core box
  * with a sibling under ptrace (the assertion is "bounded", not "fast"). */
-#define LATE_MS    1000
+#define LATE_MS    2000
 
 enum { B_OK = 0, B_OPEN = 10, B_DUP = 11, B_ERR = 12, B_LATE = 13 };
 
