@@ -144,7 +144,7 @@ static uint32_t name_hash(const char *name)
 const char *shmq__obj_type_name(uint32_t type)
 {
 	static const char *const names[SHMQ__OBJ_TYPE_MAX] = {
-		"none", "lock", "barrier", "pipe", "queue", "pool", "blob",
+		"none", "lock", "barrier", "pipe", "queue", "pool", "blob", "flag", "cond", "sem",
 	};
 
 	return type < SHMQ__OBJ_TYPE_MAX ? names[type] : "unknown";

@@ -35,6 +35,9 @@ enum shmq__obj_type {
 	SHMQ__OBJ_QUEUE = 4,
 	SHMQ__OBJ_POOL = 5,
 	SHMQ__OBJ_BLOB = 6, /* raw bytes, for tests and internal users */
+	SHMQ__OBJ_FLAG = 7,
+	SHMQ__OBJ_COND = 8,
+	SHMQ__OBJ_SEM = 9,
 	SHMQ__OBJ_TYPE_MAX
 };
 
