@@ -30,6 +30,7 @@
 #include "core/region_int.h"
 #include "core/wait_int.h"
 #include "sync/cond_int.h"
+#include "sync/spin_int.h"
 
 /* How long a waiter sleeps before it looks for dead waiters' tickets. */
 #define COND_SLICE_NS (10 * 1000 * 1000)
@@ -303,9 +304,9 @@ static int cond_sleep(shmq_cond *c, uint32_t i, int64_t deadline)
 {
 	struct shmq__cond_slot *sl = &c->s->slot[i];
 
-	for (;;) {
-		int rc = shmq__wait_word(&sl->word, c->self, &sl->sleepers, deadline,
-					 COND_SLICE_NS);
+	for (bool spin = true;; spin = false) {
+		int rc = shmq__sync_wait(&sl->word, c->self, &sl->sleepers, deadline,
+					 COND_SLICE_NS, &c->s->waits, spin);
 		uint32_t w;
 
 		if (rc == -EINTR) {

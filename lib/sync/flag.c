@@ -27,6 +27,7 @@
 #include "core/region_int.h"
 #include "core/wait_int.h"
 #include "sync/flag_int.h"
+#include "sync/spin_int.h"
 
 struct shmq_flag {
 	struct shmq__flag_shm *s; /* the shared flag */
@@ -160,8 +161,9 @@ static SHMQ__COLD int flag_wait_slow(shmq_flag *f, uint32_t w, int64_t timeout_n
 	if (timeout_ns == SHMQ_NOWAIT)
 		return -EAGAIN;
 	deadline = shmq__deadline(timeout_ns);
-	for (;;) {
-		int rc = shmq__wait_word(&f->s->word, w, &f->s->sleepers, deadline, 0);
+	for (bool spin = true;; spin = false) {
+		int rc = shmq__sync_wait(&f->s->word, w, &f->s->sleepers, deadline, 0,
+					 &f->s->waits, spin);
 
 		if (rc && rc != -EINTR) {
 			/* one last look: a set that raced the deadline counts */

@@ -26,6 +26,7 @@
 #include "core/region_int.h"
 #include "core/wait_int.h"
 #include "sync/sem_int.h"
+#include "sync/spin_int.h"
 
 /* How long an SHMQ_SEM_UNDO waiter sleeps before it looks for dead holders. */
 #define SEM_SLICE_NS (10 * 1000 * 1000)
@@ -288,11 +289,12 @@ static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
 		if (rc < 0)
 			return rc;
 	}
-	for (;;) {
+	for (bool spin = true;; spin = false) {
 		rc = sem_try_take(h);
 		if (rc)
 			return rc > 0 ? 0 : rc;
-		rc = shmq__wait_word(&h->s->word, 0, &h->s->sleepers, deadline, slice);
+		rc = shmq__sync_wait(&h->s->word, 0, &h->s->sleepers, deadline, slice,
+				     &h->s->waits, spin);
 		if (rc == -EINTR || (rc == -ETIMEDOUT && h->undo)) {
 			/* a whole slice (or the timeout) without a release */
 			int got = sem_reclaim(h, true);
