@@ -236,7 +236,8 @@ static void test_set_clear_race(void **state)
 	assert_int_equal(shmq_flag_wait(f->f, 5 * MS), -ETIMEDOUT);
 }
 
-/* Children in other processes wait; one set releases them all. */
+/* Children in other processes wait; one set releases them all, even when
+ * the flag is cleared again before any of them runs. */
 static void test_wake_processes(void **state)
 {
 	struct fixture *f = *state;
@@ -261,9 +262,15 @@ static void test_wake_processes(void **state)
 		}
 	}
 	await_sleepers(f, 4);
+	/* Stopped, the waiters cannot run between the set and the clear: they
+	 * see the flag clear again, and must still know a set happened. */
+	for (int p = 0; p < 4; p++)
+		assert_int_equal(kill(pids[p], SIGSTOP), 0);
 	t0 = shmq_now_ns();
 	assert_int_equal(shmq_flag_set(f->f), 0);
-	assert_int_equal(shmq_flag_clear(f->f), 0); /* cleared at once: still woken */
+	assert_int_equal(shmq_flag_clear(f->f), 0);
+	for (int p = 0; p < 4; p++)
+		assert_int_equal(kill(pids[p], SIGCONT), 0);
 	for (int p = 0; p < 4; p++)
 		assert_int_equal(tu_wait_child(pids[p]), 0);
 	assert_true(shmq_now_ns() - t0 < 2000 * MS);
