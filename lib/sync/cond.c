@@ -119,9 +119,9 @@ SHMQ_API void shmq_cond_close(shmq_cond *c)
 /* A slot was given up (freed by its waiter or for a dead one). */
 static inline void cond_uncount(shmq_cond *c)
 {
-	/* release: pairs with nothing but the RMW chain of the counter; it is
-	 * a hint read by notifiers (see sync/cond_int.h) */
-	shmq__fetch_sub_release(&c->s->nwaiters, 1);
+	/* seq_cst, as the count's increment in cond_register and its load in
+	 * cond_notify_n: a hint (see sync/cond_int.h) */
+	shmq__fetch_sub_seq_cst(&c->s->nwaiters, 1);
 }
 
 /* Free slot i, which holds w and whose owner is dead.  true: freed by us. */
