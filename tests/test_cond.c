@@ -374,7 +374,8 @@ static void test_dead_waiter_skipped(void **state)
 
 	pid = fork_waiter(f);
 	await_waiters(f, 1);
-	for (dead = 0; dead < SHMQ__COND_SLOTS && !f->s->slot[dead].word; dead++)
+	for (dead = 0; dead < SHMQ__COND_SLOTS &&
+		    !__atomic_load_n(&f->s->slot[dead].word, __ATOMIC_SEQ_CST); dead++)
 		;
 	assert_true(dead < SHMQ__COND_SLOTS);
 	assert_int_equal(pthread_create(&th, NULL, thread_waiter, &w), 0);
@@ -517,7 +518,8 @@ static void test_corrupt_while_waiting(void **state)
 
 	assert_int_equal(pthread_create(&th, NULL, thread_waiter, &w), 0);
 	await_waiters(f, 1);
-	for (i = 0; i < SHMQ__COND_SLOTS && !f->s->slot[i].word; i++)
+	for (i = 0; i < SHMQ__COND_SLOTS &&
+		    !__atomic_load_n(&f->s->slot[i].word, __ATOMIC_SEQ_CST); i++)
 		;
 	assert_true(i < SHMQ__COND_SLOTS);
 	__atomic_store_n(&f->s->slot[i].word, 0x12345u, __ATOMIC_SEQ_CST);
