@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Barriers: generations across processes with distinct indices, timeout,
- * abort, reset, a party killed mid-wait, threads, placement, corruption. */
+ * abort, reset, dead parties (killed mid-wait or between generations) and
+ * parties that leave cleanly, threads, placement, corruption. */
 #include "config.h"
 
 #include <errno.h>
@@ -385,15 +386,60 @@ static void test_reset_while_waiting(void **state)
 	shmq_barrier_close(b);
 }
 
-/* A party killed while it waits: its arrival still counts for the current
- * generation; in the next one the survivors are held only until their own
- * timeout, which breaks the barrier for all of them. */
+struct tparty {
+	shmq_barrier *b;
+	int rc;
+};
+
+static void *thread_party(void *p)
+{
+	struct tparty *t = p;
+
+	t->rc = shmq_barrier_wait(t->b, 10000 * MS);
+	return NULL;
+}
+
+/* A child that waits on "b" once, reports on the pipe (*pfd, the read
+ * end), then waits to be killed, or with leave closes cleanly and exits. */
+static pid_t fork_party(struct fixture *f, bool leave, int *pfd)
+{
+	int fds[2];
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_barrier *cb = child_barrier(f->name, &r);
+
+		close(fds[0]);
+		if (shmq_barrier_wait(cb, 10000 * MS) < 0)
+			_exit(1);
+		if (write(fds[1], "x", 1) != 1)
+			_exit(2);
+		if (leave) {
+			shmq_barrier_close(cb);
+			shmq_region_close(r);
+			_exit(0);
+		}
+		pause();
+		_exit(0);
+	}
+	close(fds[1]);
+	*pfd = fds[0];
+	return pid;
+}
+
+/* A party killed while it waits: the others of its generation get -EPIPE
+ * within a slice or so of the death, not at their own timeout; reset then
+ * gives a barrier that works for the live parties. */
 static void test_party_killed(void **state)
 {
 	struct fixture *f = *state;
 	shmq_barrier *b;
-	pid_t victim, other;
-	int64_t t0, el;
+	pid_t victim;
+	int64_t killed, el;
 	int rc;
 
 	assert_int_equal(shmq_barrier_create(f->r, "b", 3, &b), 0);
@@ -404,42 +450,100 @@ static void test_party_killed(void **state)
 		shmq_barrier *cb = child_barrier(f->name, &r);
 
 		shmq_barrier_wait(cb, SHMQ_FOREVER);
-		pause(); /* never arrives again */
 		_exit(0);
 	}
 	while (shmq_barrier_n_waiting(b) != 1)
 		sleep_ms(1);
+	killed = shmq_now_ns();
 	kill(victim, SIGKILL);
+	rc = shmq_barrier_wait(b, 10000 * MS);
+	el = shmq_now_ns() - killed;
+	print_message("dead party: -EPIPE %.1f ms after the kill\n", (double)el / MS);
+	assert_int_equal(rc, -EPIPE);
+	assert_true(el < 2000 * MS);
 	assert_int_equal(tu_wait_child(victim), 128 + SIGKILL);
-	other = fork();
-	assert_true(other >= 0);
-	if (other == 0) {
-		shmq_region *r;
-		shmq_barrier *cb = child_barrier(f->name, &r);
-		int64_t s0;
-
-		if (shmq_barrier_wait(cb, 10000 * MS) < 0) /* completes with the dead one */
-			_exit(1);
-		s0 = shmq_now_ns();
-		rc = shmq_barrier_wait(cb, 200 * MS);
-		if (shmq_now_ns() - s0 > 2000 * MS)
-			_exit(2);
-		_exit(rc == -EPIPE ? 10 : rc == -ETIMEDOUT ? 11 : 3);
-	}
-	assert_true(shmq_barrier_wait(b, 10000 * MS) >= 0);
-	t0 = shmq_now_ns();
-	rc = shmq_barrier_wait(b, 100 * MS);
-	el = shmq_now_ns() - t0;
-	assert_true(rc == -ETIMEDOUT || rc == -EPIPE);
-	assert_true(el <= 2000 * MS);
-	{
-		int crc = tu_wait_child(other);
-
-		assert_true(crc == 10 || crc == 11);
-		/* at least one of us timed out; a waiter that saw the break first got -EPIPE */
-		assert_true(rc == -ETIMEDOUT || crc == 11);
-	}
 	assert_true(shmq_barrier_broken(b));
+	assert_int_equal(shmq_barrier_reset(b), 0);
+	assert_false(shmq_barrier_broken(b));
+	{
+		struct tparty t[2] = { { .b = b, .rc = -1000 }, { .b = b, .rc = -1000 } };
+		pthread_t th[2];
+
+		for (int i = 0; i < 2; i++)
+			assert_int_equal(pthread_create(&th[i], NULL, thread_party, &t[i]), 0);
+		rc = shmq_barrier_wait(b, 10000 * MS);
+		for (int i = 0; i < 2; i++) {
+			assert_int_equal(pthread_join(th[i], NULL), 0);
+			assert_true(t[i].rc >= 0);
+		}
+		assert_true(rc >= 0);
+	}
+	shmq_barrier_close(b);
+}
+
+/* A party that dies between generations (not waiting) still breaks the
+ * next one; after reset, the live parties pass again. */
+static void test_party_dead_between(void **state)
+{
+	struct fixture *f = *state;
+	struct tparty t;
+	shmq_barrier *b;
+	pthread_t th;
+	int64_t t0, el;
+	pid_t pid;
+	int fd, rc;
+	char c;
+
+	assert_int_equal(shmq_barrier_create(f->r, "b", 2, &b), 0);
+	pid = fork_party(f, false, &fd);
+	assert_true(shmq_barrier_wait(b, 10000 * MS) >= 0); /* with the child */
+	assert_int_equal(read(fd, &c, 1), 1);
+	close(fd);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	t0 = shmq_now_ns();
+	rc = shmq_barrier_wait(b, 10000 * MS);
+	el = shmq_now_ns() - t0;
+	print_message("party dead before the generation: -EPIPE after %.1f ms\n",
+		      (double)el / MS);
+	assert_int_equal(rc, -EPIPE);
+	assert_true(el < 2000 * MS);
+	assert_int_equal(shmq_barrier_reset(b), 0);
+	t = (struct tparty){ .b = b, .rc = -1000 };
+	assert_int_equal(pthread_create(&th, NULL, thread_party, &t), 0);
+	rc = shmq_barrier_wait(b, 10000 * MS);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_true(rc >= 0 && t.rc >= 0 && rc != t.rc);
+	shmq_barrier_close(b);
+}
+
+/* A party that closes its handle after its last wait and exits breaks
+ * nothing: the next generation waits for real arrivals (and times out as
+ * usual when none come). */
+static void test_party_leaves_cleanly(void **state)
+{
+	struct fixture *f = *state;
+	struct tparty t;
+	shmq_barrier *b;
+	pthread_t th;
+	pid_t pid;
+	int fd, rc;
+	char c;
+
+	assert_int_equal(shmq_barrier_create(f->r, "b", 2, &b), 0);
+	pid = fork_party(f, true, &fd);
+	assert_true(shmq_barrier_wait(b, 10000 * MS) >= 0);
+	assert_int_equal(read(fd, &c, 1), 1);
+	close(fd);
+	assert_int_equal(tu_wait_child(pid), 0);
+	/* nobody else arrives for 150 ms (15 slices): no -EPIPE meanwhile */
+	assert_int_equal(shmq_barrier_wait(b, 150 * MS), -ETIMEDOUT);
+	assert_int_equal(shmq_barrier_reset(b), 0);
+	t = (struct tparty){ .b = b, .rc = -1000 };
+	assert_int_equal(pthread_create(&th, NULL, thread_party, &t), 0);
+	rc = shmq_barrier_wait(b, 10000 * MS);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_true(rc >= 0 && t.rc >= 0);
 	shmq_barrier_close(b);
 }
 
@@ -488,8 +592,39 @@ static void test_placement_and_corruption(void **state)
 	s->parties = 70000;
 	assert_int_equal(shmq_barrier_attach(mem, &b), -EBADMSG);
 	s->parties = 2;
-	s->magic ^= 1;
+	s->magic ^= 0x100; /* not "BAR" */
 	assert_int_equal(shmq_barrier_attach(mem, &b), -EBADMSG);
+	s->magic ^= 0x100;
+	/* ours at another layout: 0.1's "BARR", or a later tag */
+	s->magic = 0x42415252u;
+	assert_int_equal(shmq_barrier_attach(mem, &b), -EPROTO);
+	s->magic = SHMQ__BARRIER_MAGIC + 1;
+	assert_int_equal(shmq_barrier_attach(mem, &b), -EPROTO);
+}
+
+/* A named barrier's party table: an entry naming an impossible owner is
+ * -EBADMSG for a waiter that checks it; a size too small for nslots is
+ * refused at open. */
+static void test_party_table_corrupt(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq__barrier_shm *s;
+	shmq_barrier *b, *b2;
+	uint64_t *party;
+	void *mem;
+
+	assert_int_equal(shmq_barrier_create(f->r, "b", 2, &b), 0);
+	assert_int_equal(shmq__obj_find(f->r, "b", SHMQ__OBJ_BARRIER, &mem, NULL), 0);
+	s = mem;
+	party = (uint64_t *)(s + 1);
+	party[s->nslots - 1] = (uint64_t)5 << 32 | 1; /* owner id 5: generation 0 */
+	assert_int_equal(shmq_barrier_wait(b, 10000 * MS), -EBADMSG);
+	party[s->nslots - 1] = 0;
+	s->nslots = SHMQ__BARRIER_SLOTS_MAX + 1;
+	assert_int_equal(shmq_barrier_open(f->r, "b", &b2), -EBADMSG);
+	s->nslots = 1000; /* inside the limit, beyond the object */
+	assert_int_equal(shmq_barrier_open(f->r, "b", &b2), -EBADMSG);
+	shmq_barrier_close(b);
 }
 
 int main(void)
@@ -504,6 +639,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_party_killed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_party_dead_between, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_party_leaves_cleanly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_party_table_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_one_party_and_nowait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_placement_and_corruption, setup, teardown),
 	};

@@ -24,7 +24,8 @@
  *              (core/introspect_int.h states the rules)
  *
  * The pool has no _open: its row's floor is the header's first line, the
- * describer checks the rest.  A blob is raw bytes (shmq_region_alloc).
+ * describer checks the rest.  A condition's and a semaphore's floor are their
+ * two header lines; their tables follow, checked by their _open and describer.  A blob is raw bytes (shmq_region_alloc).
  */
 #ifndef SHMQ__OBJKIND_H
 #define SHMQ__OBJKIND_H
@@ -41,7 +42,10 @@
 	X(PIPE,    "pipe",    3,  3 * SHMQ__CACHELINE, SHMQ__CACHELINE, shmq__pipe_describe)    \
 	X(QUEUE,   "queue",   4,  7 * SHMQ__CACHELINE, SHMQ__CACHELINE, shmq__queue_describe)   \
 	X(POOL,    "pool",    5,  SHMQ__CACHELINE,     SHMQ__CACHELINE, shmq__pool_describe)    \
-	X(BLOB,    "blob",    6,  1,                   SHMQ__CACHELINE, shmq__blob_describe)
+	X(BLOB,    "blob",    6,  1,                   SHMQ__CACHELINE, shmq__blob_describe)    \
+	X(FLAG,    "flag",    7,  2 * SHMQ__CACHELINE, 8,               shmq__flag_describe)    \
+	X(COND,    "cond",    8,  2 * SHMQ__CACHELINE, 8,               shmq__cond_describe)    \
+	X(SEM,     "sem",     9,  2 * SHMQ__CACHELINE, 8,               shmq__sem_describe)
 
 /* Types of named objects.  Each type's _open refuses the others (-EINVAL). */
 enum shmq__obj_type {

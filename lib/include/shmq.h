@@ -19,6 +19,9 @@
 #include <shmq/region.h>
 #include <shmq/lock.h>
 #include <shmq/barrier.h>
+#include <shmq/flag.h>
+#include <shmq/cond.h>
+#include <shmq/sem.h>
 #include <shmq/thread.h>
 #include <shmq/pipe.h>
 #include <shmq/queue.h>

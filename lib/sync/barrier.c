@@ -10,6 +10,13 @@
  * BROKEN appears.  A timeout sets BROKEN (-ETIMEDOUT to that waiter, -EPIPE
  * to everybody else), abort sets it too, and reset starts a new generation
  * with RESET set so the waiters it cut short know they did not pass.
+ *
+ * Dead parties (named barriers, layout 2; see sync/lock_int.h): the first
+ * wait through a handle counts its process in the party table, the handle's
+ * close uncounts it.  Waiters sleep in slices; one that slept a whole slice
+ * asks the process table about every other party, and a dead one breaks the
+ * generation (BROKEN, as a timeout does: -EPIPE for everybody) and is
+ * cleared from the table.  Reset clears the dead too.
  */
 #include "config.h"
 
@@ -30,10 +37,21 @@
 
 #define GEN_MASK (~(SHMQ__BARRIER_GEN_ONE - 1u))
 
+/* How long a waiter sleeps before it checks the parties' liveness. */
+#define BARRIER_SLICE_NS (10 * 1000 * 1000)
+#define BARRIER_NO_SLOT  UINT32_MAX
+
 struct shmq_barrier {
 	struct shmq__barrier_shm *s;
+	uint64_t *party;  /* the party table (nslots entries), NULL when placed */
+	shmq_region *r;   /* owner ids and liveness; NULL when placed */
 	uint32_t parties; /* checked copy of s->parties */
 	pid_t pid;        /* the process that made the handle (core/fork_int.h) */
+	uint32_t nslots;  /* checked copy of s->nslots */
+	uint32_t self;    /* our owner id */
+	/* our party entry once this handle has waited, BARRIER_NO_SLOT before
+	 * (CAS on first wait: threads sharing the handle race to set it once) */
+	uint32_t slot;
 };
 
 static inline uint32_t barrier_gen(uint32_t w)
@@ -59,38 +77,59 @@ SHMQ_API size_t shmq_barrier_footprint(void)
 	return sizeof(struct shmq__barrier_shm);
 }
 
+/* Format a barrier at mem with nslots party entries after it (zeroed by
+ * the caller, the region's allocator). */
+static void barrier_format(struct shmq__barrier_shm *s, unsigned parties, uint32_t nslots)
+{
+	memset(s, 0, sizeof(*s));
+	s->parties = parties;
+	s->nslots = nslots;
+	/* Publishes parties, nslots and the zeroed word: pairs with the
+	 * load_acquire of magic in barrier_attach_checked. */
+	shmq__store_release(&s->magic, SHMQ__BARRIER_MAGIC);
+}
+
 SHMQ_API int shmq_barrier_init(void *mem, unsigned parties)
 {
-	struct shmq__barrier_shm *s = mem;
-
 	if (!mem || ((uintptr_t)mem & 7u) || parties == 0 ||
 	    parties > SHMQ__BARRIER_MAX_PARTIES)
 		return -EINVAL;
-	memset(s, 0, sizeof(*s));
-	s->parties = parties;
-	/* Publishes parties and the zeroed word: pairs with the load_acquire
-	 * of magic in barrier_attach_checked. */
-	shmq__store_release(&s->magic, SHMQ__BARRIER_MAGIC);
+	barrier_format(mem, parties, 0);
 	return 0;
 }
 
-static int barrier_attach_checked(struct shmq__barrier_shm *s, shmq_barrier **out)
+/* r and size: the region and the object's size for a named barrier; NULL
+ * and 0 for a placed one (its party table, if any, is ignored). */
+static int barrier_attach_checked(shmq_region *r, struct shmq__barrier_shm *s, uint64_t size,
+				  shmq_barrier **out)
 {
 	shmq_barrier *b;
-	uint32_t parties;
+	uint32_t magic, parties, nslots;
 
-	/* pairs with the store_release of magic in shmq_barrier_init */
-	if (shmq__load_acquire(&s->magic) != SHMQ__BARRIER_MAGIC)
+	/* pairs with the store_release of magic in barrier_format */
+	magic = shmq__load_acquire(&s->magic);
+	if ((magic & ~SHMQ__BARRIER_TAG_MASK) != SHMQ__BARRIER_MAGIC_ANY)
 		return -EBADMSG;
+	if (magic != SHMQ__BARRIER_MAGIC)
+		return -EPROTO; /* ours, at another layout */
 	parties = shmq__load_relaxed(&s->parties); /* immutable since init */
+	nslots = shmq__load_relaxed(&s->nslots);   /* immutable since init */
 	if (parties == 0 || parties > SHMQ__BARRIER_MAX_PARTIES)
+		return -EBADMSG;
+	if (r && (nslots > SHMQ__BARRIER_SLOTS_MAX ||
+		  size < sizeof(*s) + (uint64_t)nslots * sizeof(uint64_t)))
 		return -EBADMSG;
 	b = shmq__malloc(sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	b->s = s;
+	b->r = r;
+	b->party = r && nslots ? (uint64_t *)(s + 1) : NULL;
 	b->parties = parties;
 	b->pid = shmq__self_pid();
+	b->nslots = r ? nslots : 0;
+	b->self = r ? shmq__region_self(r) : 0;
+	b->slot = BARRIER_NO_SLOT;
 	*out = b;
 	return 0;
 }
@@ -99,48 +138,130 @@ SHMQ_API int shmq_barrier_attach(void *mem, shmq_barrier **out)
 {
 	if (!mem || !out || ((uintptr_t)mem & 7u))
 		return -EINVAL;
-	return barrier_attach_checked(mem, out);
+	return barrier_attach_checked(NULL, mem, 0, out);
+}
+
+/* Party entries of a named barrier: twice the parties (processes come and
+ * go), at least a line's worth, at most SHMQ__BARRIER_SLOTS_MAX. */
+static uint32_t barrier_nslots(unsigned parties)
+{
+	uint32_t n = parties * 2u;
+
+	if (n < 8)
+		n = 8;
+	return n > SHMQ__BARRIER_SLOTS_MAX ? SHMQ__BARRIER_SLOTS_MAX : n;
 }
 
 static int barrier_obj_init(void *mem, uint64_t size, void *arg)
 {
+	unsigned parties = *(const unsigned *)arg;
+
 	(void)size;
-	return shmq_barrier_init(mem, *(const unsigned *)arg);
+	barrier_format(mem, parties, barrier_nslots(parties));
+	return 0;
 }
 
 SHMQ_API int shmq_barrier_create(shmq_region *r, const char *name, unsigned parties,
 				 shmq_barrier **out)
 {
+	uint64_t size;
 	void *mem;
 	int rc;
 
 	if (!r || !name || !out || parties == 0 || parties > SHMQ__BARRIER_MAX_PARTIES)
 		return -EINVAL;
-	rc = shmq__obj_create(r, name, SHMQ__OBJ_BARRIER, sizeof(struct shmq__barrier_shm),
-			      barrier_obj_init, &parties, &mem);
+	size = sizeof(struct shmq__barrier_shm) + barrier_nslots(parties) * sizeof(uint64_t);
+	rc = shmq__obj_create(r, name, SHMQ__OBJ_BARRIER, size, barrier_obj_init, &parties, &mem);
 	if (rc)
 		return rc;
-	return barrier_attach_checked(mem, out);
+	return barrier_attach_checked(r, mem, size, out);
 }
 
 SHMQ_API int shmq_barrier_open(shmq_region *r, const char *name, shmq_barrier **out)
 {
+	uint64_t size;
 	void *mem;
 	int rc;
 
 	if (!r || !name || !out)
 		return -EINVAL;
 	/* size and alignment against the kind table (core/objkind_int.h) */
-	rc = shmq__obj_open(r, name, SHMQ__OBJ_BARRIER, &mem, NULL);
+	rc = shmq__obj_open(r, name, SHMQ__OBJ_BARRIER, &mem, &size);
 	if (rc)
 		return rc;
-	return barrier_attach_checked(mem, out);
+	return barrier_attach_checked(r, mem, size, out);
+}
+
+/* ---- parties --------------------------------------------------------------- */
+
+static inline uint32_t party_id(uint64_t e)
+{
+	return (uint32_t)(e >> 32);
+}
+
+/* This handle waits for the first time: count it in our process's entry
+ * (claimed on the process's first handle).  A full table leaves the
+ * process untracked: its death then breaks nothing, as in 0.1. */
+static void barrier_join(shmq_barrier *b)
+{
+	uint64_t one = ((uint64_t)b->self << 32) | 1u;
+	uint32_t i, none = BARRIER_NO_SLOT;
+
+	for (i = 0; i < b->nslots; i++) {
+		uint64_t e = shmq__load_seq_cst(&b->party[i]);
+
+		/* seq_cst, as every change of the table: rare, and read by
+		 * other processes' liveness checks */
+		while (party_id(e) == b->self && (uint32_t)e != UINT32_MAX)
+			if (shmq__cas_seq_cst(&b->party[i], &e, e + 1))
+				goto joined;
+	}
+	for (i = 0; i < b->nslots; i++) {
+		uint64_t e = 0;
+
+		if (shmq__cas_seq_cst(&b->party[i], &e, one))
+			goto joined;
+	}
+	return;
+joined:
+	if (!shmq__cas_seq_cst(&b->slot, &none, i)) {
+		/* another thread of this handle joined first: give ours back */
+		uint64_t e = shmq__load_seq_cst(&b->party[i]);
+
+		while (party_id(e) == b->self &&
+		       !shmq__cas_seq_cst(&b->party[i], &e, (uint32_t)e > 1 ? e - 1 : 0))
+			;
+	}
+}
+
+/* Clear entry i, which held e for a dead process (no-op if it changed). */
+static void barrier_forget(shmq_barrier *b, uint32_t i, uint64_t e)
+{
+	shmq__cas_seq_cst(&b->party[i], &e, 0); /* seq_cst, as every change of the table */
+}
+
+/* The handle closes: one handle fewer in our entry, which is cleared with
+ * the last. */
+static void barrier_leave(shmq_barrier *b)
+{
+	uint32_t i = shmq__load_seq_cst(&b->slot);
+	uint64_t e;
+
+	if (i >= b->nslots)
+		return;
+	e = shmq__load_seq_cst(&b->party[i]);
+	while (party_id(e) == b->self &&
+	       !shmq__cas_seq_cst(&b->party[i], &e, (uint32_t)e > 1 ? e - 1 : 0))
+		;
 }
 
 SHMQ_API void shmq_barrier_close(shmq_barrier *b)
 {
-	if (b)
-		shmq__free(b, sizeof(*b));
+	if (!b)
+		return;
+	if (b->party && !shmq__foreign(b->pid)) /* an inherited copy's party is the parent's */
+		barrier_leave(b);
+	shmq__free(b, sizeof(*b));
 }
 
 SHMQ_API unsigned shmq_barrier_parties(const shmq_barrier *b)
@@ -198,6 +319,14 @@ SHMQ_API int shmq_barrier_reset(shmq_barrier *b)
 		return -EINVAL;
 	if (shmq__foreign(b->pid))
 		return -EBADF;
+	/* parties that died are forgotten, so the new generation can pass */
+	for (uint32_t i = 0; i < b->nslots; i++) {
+		uint64_t e = shmq__load_seq_cst(&b->party[i]);
+
+		if (party_id(e) && party_id(e) != b->self &&
+		    shmq__region_id_alive(b->r, party_id(e)) == 0)
+			barrier_forget(b, i, e);
+	}
 	w = shmq__load_relaxed(&b->s->word); /* the CAS below re-reads it */
 	while (!shmq__cas_seq_cst(&b->s->word, &w, barrier_next_gen(w) | SHMQ__BARRIER_RESET))
 		;
@@ -233,6 +362,52 @@ static int barrier_time_out(shmq_barrier *b, uint32_t g, int idx)
 	}
 	barrier_wake_all(b);
 	return -ETIMEDOUT;
+}
+
+/* Entry i (holding e) names a dead party while we wait in generation g:
+ * break g (as a timeout does) and forget the party.  -EPIPE: g is broken;
+ * 0: g ended first (the caller looks at the word again). */
+static int barrier_break_dead(shmq_barrier *b, uint32_t g, uint32_t i, uint64_t e)
+{
+	/* pairs with the completer's seq_cst CAS: a pass we lost the race to
+	 * still counts */
+	uint32_t w = shmq__load_acquire(&b->s->word);
+
+	for (;;) {
+		if (barrier_gen(w) != g)
+			return 0; /* the party had arrived: g completed; the next one will see it */
+		if (w & SHMQ__BARRIER_BROKEN)
+			break;
+		/* seq_cst: the core/wait_int.h protocol, then the sleeper count */
+		if (shmq__cas_seq_cst(&b->s->word, &w, w | SHMQ__BARRIER_BROKEN)) {
+			shmq__fetch_add_relaxed(&b->s->broke_dead, 1); /* statistics only */
+			barrier_wake_all(b);
+			break;
+		}
+	}
+	barrier_forget(b, i, e);
+	return -EPIPE;
+}
+
+/* A waiter of generation g slept a whole slice: is any party dead?  Costs
+ * a kill(2) and a /proc read per other process.  0: all live (or g ended),
+ * -EPIPE: a dead one broke g, -EBADMSG: an entry names no possible owner. */
+static int barrier_check_parties(shmq_barrier *b, uint32_t g)
+{
+	for (uint32_t i = 0; i < b->nslots; i++) {
+		uint64_t e = shmq__load_seq_cst(&b->party[i]);
+		uint32_t id = party_id(e);
+		int alive;
+
+		if (id == 0 || id == b->self)
+			continue;
+		alive = shmq__region_id_alive(b->r, id);
+		if (alive < 0)
+			return alive;
+		if (!alive)
+			return barrier_break_dead(b, g, i, e);
+	}
+	return 0;
 }
 
 /*
@@ -293,10 +468,16 @@ static int barrier_await(shmq_barrier *b, uint32_t cur, int idx, int64_t deadlin
 				continue;
 			}
 		}
-		rc = shmq__sleep_word_counted(&b->s->word, cur, &b->s->sleepers, deadline, 0,
-					      &b->s->waits);
+		rc = shmq__sleep_word_counted(&b->s->word, cur, &b->s->sleepers, deadline,
+					      b->party ? BARRIER_SLICE_NS : 0, &b->s->waits);
 		if (rc == -ETIMEDOUT)
 			return barrier_time_out(b, g, idx);
+		if (rc == -EINTR) {
+			/* a whole slice without news: is a party dead? */
+			rc = barrier_check_parties(b, g);
+			if (rc)
+				return rc;
+		}
 		/* pairs with the seq_cst CAS that completed, broke or reset the
 		 * generation: everything the other parties did before arriving
 		 * is visible once we return */
@@ -313,6 +494,9 @@ SHMQ_API int shmq_barrier_wait(shmq_barrier *b, int64_t timeout_ns)
 		return -EINVAL;
 	if (shmq__foreign(b->pid))
 		return -EBADF;
+	/* relaxed: our own handle's field, set once by barrier_join (seq_cst) */
+	if (b->party && shmq__load_relaxed(&b->slot) == BARRIER_NO_SLOT)
+		barrier_join(b); /* from now on we are one of its parties */
 	deadline = shmq__deadline(timeout_ns);
 	/* the CASes below re-read it */
 	w = shmq__load_relaxed(&b->s->word);

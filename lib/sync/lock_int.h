@@ -70,13 +70,31 @@ SHMQ__LINE_ALIGNED_FIELD(struct shmq__lock_shm, waits);
  * than parties and is not a case this barrier supports (nor the RESET flag,
  * which only describes the one generation before the current one).
  */
-#define SHMQ__BARRIER_MAGIC      0x42415252u /* "BARR" */
+/* The magic is "BAR" and a layout tag: 'R' for the 0.1 layout (no party
+ * table), '2' for this one.  A magic of another tag is ours at another
+ * layout: -EPROTO.  (0.1 libraries compare the whole magic, so they refuse
+ * layout 2 as -EBADMSG.) */
+#define SHMQ__BARRIER_MAGIC      0x42415232u /* "BAR2" */
+#define SHMQ__BARRIER_MAGIC_ANY  0x42415200u /* "BAR" and any tag */
+#define SHMQ__BARRIER_TAG_MASK   0xffu
 #define SHMQ__BARRIER_COUNT_MASK 0xffffu
 #define SHMQ__BARRIER_BROKEN     0x10000u
 #define SHMQ__BARRIER_RESET      0x20000u
 #define SHMQ__BARRIER_GEN_SHIFT  18u
 #define SHMQ__BARRIER_GEN_ONE    (1u << SHMQ__BARRIER_GEN_SHIFT)
 #define SHMQ__BARRIER_MAX_PARTIES SHMQ__BARRIER_COUNT_MASK
+
+/*
+ * Parties (layout 2): a named barrier is followed by nslots 64-bit entries,
+ * (owner id << 32) | handles: the processes that have waited on it, each
+ * with the number of its handles that have.  A waiter that sleeps a whole
+ * slice checks the owners' liveness; a dead one breaks the generation
+ * (BROKEN, as a timeout does) and its entry is cleared, so that reset
+ * works afterwards.  The last handle of a process to close clears its
+ * entry: a process that leaves cleanly breaks nothing.  Placed barriers
+ * (shmq_barrier_init) have no region to name owners: nslots is 0.
+ */
+#define SHMQ__BARRIER_SLOTS_MAX 1024u
 
 /*
  * Line 0 holds what attach reads once (magic, parties) and the statistics
@@ -90,7 +108,9 @@ struct shmq__barrier_shm {
 	uint32_t parties;  /* 1..SHMQ__BARRIER_MAX_PARTIES; read-only after init */
 	uint64_t waits;    /* futex waits entered by waiters */
 	uint64_t wakes;    /* futex wakes issued for them */
-	uint8_t pad0[SHMQ__CACHELINE - 24];
+	uint32_t nslots;   /* party entries after this struct; read-only after init */
+	uint32_t broke_dead; /* generations broken for a dead party (statistics) */
+	uint8_t pad0[SHMQ__CACHELINE - 32];
 	/* line 1: the barrier itself */
 	uint32_t word;     /* futex word; see above */
 	uint32_t sleepers; /* waiters inside futex_wait (core/wait_int.h protocol) */

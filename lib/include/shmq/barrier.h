@@ -24,10 +24,12 @@ extern "C" {
  * concurrent callers than parties is supported the way Python supports it
  * (the extra ones wait for the next generation).
  *
- * A party that dies after arriving still counts as arrived.  A party that
- * dies before arriving is, as in Python, indistinguishable from a late one:
- * the others wait until their own timeout, which breaks the barrier.  Use a
- * timeout when parties may die.
+ * A process that has waited on a named barrier is one of its parties until
+ * it closes the handles it waited through.  When a party dies, the waiters
+ * of the current generation get -EPIPE (the barrier breaks, as on a
+ * timeout) within a sleep slice or two, about 10 ms each; reset forgets the
+ * dead.  A placed barrier (no region) cannot tell: there a party that dies
+ * before arriving is indistinguishable from a late one.  See shmq_barrier(3).
  */
 
 /* Create a named barrier for parties callers (1..65535, else -EINVAL;
@@ -35,7 +37,7 @@ extern "C" {
 SHMQ_API int shmq_barrier_create(shmq_region *r, const char *name, unsigned parties,
 				 shmq_barrier **out);
 /* Open a named barrier (-ENOENT; -EINVAL if the object is not a barrier;
- * -EBADMSG if it is corrupt). */
+ * -EBADMSG if it is corrupt; -EPROTO for another layout). */
 SHMQ_API int shmq_barrier_open(shmq_region *r, const char *name, shmq_barrier **out);
 /* Wait until parties callers have called it in this generation.
  * >= 0: the caller's arrival index in [0, parties), distinct within a
@@ -75,7 +77,8 @@ SHMQ_API size_t shmq_barrier_footprint(void);
 /* -EINVAL for NULL, misaligned mem or parties outside 1..65535.  Not safe
  * against concurrent users of mem. */
 SHMQ_API int shmq_barrier_init(void *mem, unsigned parties);
-/* -EINVAL (NULL, misaligned), -EBADMSG (no initialised barrier at mem), -ENOMEM. */
+/* -EINVAL (NULL, misaligned), -EBADMSG (no initialised barrier at mem),
+ * -EPROTO (a barrier of another layout), -ENOMEM. */
 SHMQ_API int shmq_barrier_attach(void *mem, shmq_barrier **out);
 
 #ifdef __cplusplus

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private: the spin phase of flag, cond and sem waits.
+ *
+ * shmq__wait_word spins and sleeps but cannot count the futex waits it
+ * enters; these objects keep that count for `shmq stat`, so they spin here
+ * with the wait layer's budget (SHMQ_SPIN) and then sleep through
+ * shmq__sleep_word_counted.
+ */
+#ifndef SHMQ__SYNC_SPIN_INT_H
+#define SHMQ__SYNC_SPIN_INT_H
+
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/atomic_int.h"
+#include "core/wait_int.h"
+
+#define SHMQ__SYNC_YIELD_EVERY 256u /* as the wait layer: on 2 cores the waker may need ours */
+
+/* Poll *word up to the spin budget: true once it differs from old. */
+static inline bool shmq__sync_spin(const uint32_t *word, uint32_t old)
+{
+	uint32_t budget = shmq__spin_budget();
+
+	for (uint32_t i = 0; i < budget; i++) {
+		/* pairs with the waker's seq_cst change of *word */
+		if (shmq__load_acquire(word) != old)
+			return true;
+		if ((i + 1) % SHMQ__SYNC_YIELD_EVERY == 0)
+			sched_yield();
+		else
+			shmq__cpu_relax();
+	}
+	return false;
+}
+
+/* shmq__wait_word that counts its futex waits in *waits: spin first when
+ * spin is set (the first wait of a call), then sleep.  Same returns. */
+static inline int shmq__sync_wait(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+				  int64_t deadline, int64_t slice_ns, uint64_t *waits,
+				  bool spin)
+{
+	if (spin && shmq__sync_spin(word, old))
+		return 0;
+	return shmq__sleep_word_counted(word, old, sleepers, deadline, slice_ns, waits);
+}
+
+#endif /* SHMQ__SYNC_SPIN_INT_H */

@@ -1,0 +1,521 @@
+/* SPDX-License-Identifier: MIT */
+/* Semaphores (Python's Semaphore, BoundedSemaphore): counting across
+ * threads and processes, timeouts, -EOVERFLOW past max, every errno,
+ * SHMQ_SEM_UNDO giving a killed holder's units back, corrupt words. */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "testutil.h"
+
+#include "core/region_int.h"
+#include "sync/sem_int.h"
+
+#define SMALL ((size_t)1 << 20)
+#define MS    ((int64_t)1000000)
+
+struct fixture {
+	char name[96];
+	shmq_region *r;
+	pid_t kids[16];
+	int nkids;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct shmq_region_opts o = { .size = SMALL };
+
+	if (!f)
+		return -1;
+	tu_name(f->name, sizeof(f->name), "sem");
+	if (shmq_region_create(f->name, &o, &f->r))
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	for (int i = 0; i < f->nkids; i++) {
+		if (waitpid(f->kids[i], NULL, WNOHANG) == 0) {
+			kill(f->kids[i], SIGKILL);
+			waitpid(f->kids[i], NULL, 0);
+		}
+	}
+	shmq_region_close(f->r);
+	shmq_region_unlink(f->name);
+	free(f);
+	return 0;
+}
+
+static pid_t track_kid(struct fixture *f, pid_t pid)
+{
+	if (pid > 0 && f->nkids < (int)SHMQ__ARRAY_SIZE(f->kids))
+		f->kids[f->nkids++] = pid;
+	return pid;
+}
+
+static struct shmq__sem_shm *sem_shm(struct fixture *f, const char *name)
+{
+	void *mem;
+
+	assert_int_equal(shmq__obj_find(f->r, name, SHMQ__OBJ_SEM, &mem, NULL), 0);
+	return mem;
+}
+
+static void await_sleepers(struct shmq__sem_shm *s, uint32_t n)
+{
+	int64_t end = shmq_now_ns() + 10000 * MS;
+
+	while (__atomic_load_n(&s->sleepers, __ATOMIC_SEQ_CST) < n) {
+		assert_true(shmq_now_ns() < end);
+		usleep(1000);
+	}
+	usleep(2000); /* from counted to inside futex_wait */
+}
+
+/* In a forked child: the region and the semaphore by name. */
+static shmq_sem *child_sem(struct fixture *f, const char *name, shmq_region **r)
+{
+	shmq_sem *s;
+
+	alarm(60);
+	if (shmq_region_open(f->name, r) || shmq_sem_open(*r, name, &s))
+		_exit(90);
+	return s;
+}
+
+/* ---- basics and errors -------------------------------------------------- */
+
+static void test_counting(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq__sem_shm *sh;
+	shmq_sem *s;
+	int64_t t0;
+
+	assert_int_equal(shmq_sem_create(f->r, "s", 2, NULL, &s), 0);
+	sh = sem_shm(f, "s");
+	assert_int_equal(shmq_sem_value(s), 2);
+	assert_int_equal(shmq_sem_acquire(s, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_sem_acquire(s, SHMQ_FOREVER), 0);
+	assert_int_equal(shmq_sem_value(s), 0);
+	assert_int_equal(shmq_sem_acquire(s, SHMQ_NOWAIT), -EAGAIN);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_sem_acquire(s, 20 * MS), -ETIMEDOUT);
+	assert_true(shmq_now_ns() - t0 >= 20 * MS);
+	assert_int_equal(shmq_sem_release(s, 3), 0); /* unbounded: past the start */
+	assert_int_equal(shmq_sem_value(s), 3);
+	assert_int_equal(shmq_sem_release(s, 0), -EINVAL);
+	assert_int_equal(shmq_sem_release(s, SHMQ__SEM_VALUE_MAX), -EOVERFLOW);
+	assert_int_equal(shmq_sem_value(s), 3);
+	/* the timeout slept once; nobody slept when released: no wake call */
+	assert_int_equal(sh->waits, 1);
+	assert_int_equal(sh->wakes, 0);
+	shmq_sem_close(s);
+}
+
+static void test_bounded(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq_sem_opts o = { .max = 2 };
+	shmq_sem *s;
+
+	assert_int_equal(shmq_sem_create(f->r, "b", 1, &o, &s), 0);
+	assert_int_equal(shmq_sem_release(s, 1), 0);
+	assert_int_equal(shmq_sem_release(s, 1), -EOVERFLOW);
+	assert_int_equal(shmq_sem_value(s), 2);
+	assert_int_equal(shmq_sem_acquire(s, 0), 0);
+	assert_int_equal(shmq_sem_release(s, 2), -EOVERFLOW); /* all or nothing */
+	assert_int_equal(shmq_sem_value(s), 1);
+	assert_int_equal(shmq_sem_release(s, 1), 0);
+	shmq_sem_close(s);
+}
+
+static void test_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq_sem_opts o = { .max = 3 };
+	shmq_sem *s;
+	shmq_flag *fl;
+
+	assert_int_equal(shmq_sem_create(NULL, "x", 0, NULL, &s), -EINVAL);
+	assert_int_equal(shmq_sem_create(f->r, NULL, 0, NULL, &s), -EINVAL);
+	assert_int_equal(shmq_sem_create(f->r, "x", 0, NULL, NULL), -EINVAL);
+	assert_int_equal(shmq_sem_create(f->r, "x", 4, &o, &s), -EINVAL); /* value > max */
+	o.max = SHMQ__SEM_VALUE_MAX + 1u;
+	assert_int_equal(shmq_sem_create(f->r, "x", 0, &o, &s), -EINVAL);
+	o = (struct shmq_sem_opts){ .flags = 0x10 };
+	assert_int_equal(shmq_sem_create(f->r, "x", 0, &o, &s), -EINVAL);
+	assert_int_equal(shmq_sem_create(f->r, "x", SHMQ__SEM_VALUE_MAX + 1u, NULL, &s), -EINVAL);
+	assert_int_equal(shmq_sem_create(f->r, "bad/", 0, NULL, &s), -EINVAL);
+	assert_int_equal(shmq_sem_create(f->r, "x", 0, NULL, &s), 0);
+	shmq_sem_close(s);
+	assert_int_equal(shmq_sem_create(f->r, "x", 0, NULL, &s), -EEXIST);
+	assert_int_equal(shmq_sem_open(f->r, "nope", &s), -ENOENT);
+	assert_int_equal(shmq_flag_create(f->r, "fl", &fl), 0);
+	assert_int_equal(shmq_sem_open(f->r, "fl", &s), -EINVAL);
+	shmq_flag_close(fl);
+	assert_int_equal(shmq_sem_open(NULL, "x", &s), -EINVAL);
+	assert_int_equal(shmq_sem_acquire(NULL, 0), -EINVAL);
+	assert_int_equal(shmq_sem_release(NULL, 1), -EINVAL);
+	assert_int_equal(shmq_sem_value(NULL), 0);
+	shmq_sem_close(NULL);
+}
+
+static void test_corrupt(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq_sem_opts o = { .max = 4, .flags = SHMQ_SEM_UNDO };
+	struct shmq__sem_shm *sh;
+	shmq_sem *s, *t;
+
+	assert_int_equal(shmq_sem_create(f->r, "c", 0, &o, &s), 0);
+	sh = sem_shm(f, "c");
+	sh->word = 5; /* above max */
+	assert_int_equal(shmq_sem_acquire(s, SHMQ_NOWAIT), -EBADMSG);
+	assert_int_equal(shmq_sem_acquire(s, 10 * MS), -EBADMSG);
+	assert_int_equal(shmq_sem_release(s, 1), -EBADMSG);
+	sh->word = 0;
+	/* an undo entry naming an owner no attachment can carry: refused at
+	 * the first look, before any sleep */
+	sh->undo[7].owner = 5; /* generation 0 */
+	sh->undo[7].held = 1;
+	assert_int_equal(shmq_sem_acquire(s, 10000 * MS), -EBADMSG);
+	assert_int_equal(sh->waits, 0);
+	sh->undo[7].owner = 0;
+	sh->undo[7].held = 0;
+	sh->max = 0;
+	assert_int_equal(shmq_sem_open(f->r, "c", &t), -EBADMSG);
+	sh->max = 4;
+	sh->flags = 0x10;
+	assert_int_equal(shmq_sem_open(f->r, "c", &t), -EBADMSG);
+	sh->flags = SHMQ_SEM_UNDO;
+	sh->version++;
+	assert_int_equal(shmq_sem_open(f->r, "c", &t), -EPROTO);
+	sh->version--;
+	sh->magic ^= 1;
+	assert_int_equal(shmq_sem_open(f->r, "c", &t), -EBADMSG);
+	sh->magic ^= 1;
+	assert_int_equal(shmq_sem_open(f->r, "c", &t), 0);
+	assert_int_equal(shmq_sem_release(t, 1), 0);
+	assert_int_equal(shmq_sem_acquire(s, 0), 0);
+	shmq_sem_close(t);
+	shmq_sem_close(s);
+}
+
+/* ---- threads and processes ----------------------------------------------- */
+
+#define THREADS 6
+#define ROUNDS  2000
+
+struct worker {
+	shmq_sem *s;
+	int *inside, *peak;
+	int fails;
+};
+
+static void *sem_worker(void *p)
+{
+	struct worker *w = p;
+
+	for (int i = 0; i < ROUNDS; i++) {
+		int now;
+
+		if (shmq_sem_acquire(w->s, 10000 * MS)) {
+			w->fails++;
+			continue;
+		}
+		now = __atomic_add_fetch(w->inside, 1, __ATOMIC_SEQ_CST);
+		for (int peak = __atomic_load_n(w->peak, __ATOMIC_SEQ_CST); now > peak;)
+			if (__atomic_compare_exchange_n(w->peak, &peak, now, false,
+							__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+				break;
+		if ((i & 15) == 0)
+			sched_yield();
+		__atomic_sub_fetch(w->inside, 1, __ATOMIC_SEQ_CST);
+		if (shmq_sem_release(w->s, 1))
+			w->fails++;
+	}
+	return NULL;
+}
+
+/* At most value holders at once, and every unit comes back. */
+static void test_threads(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq_sem_opts o = { .max = 2 };
+	pthread_t th[THREADS];
+	struct worker w[THREADS];
+	int inside = 0, peak = 0;
+	shmq_sem *s;
+
+	assert_int_equal(shmq_sem_create(f->r, "t", 2, &o, &s), 0);
+	for (int i = 0; i < THREADS; i++) {
+		w[i] = (struct worker){ .s = s, .inside = &inside, .peak = &peak };
+		assert_int_equal(pthread_create(&th[i], NULL, sem_worker, &w[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(w[i].fails, 0);
+	}
+	assert_true(peak >= 1 && peak <= 2);
+	assert_int_equal(shmq_sem_value(s), 2);
+	shmq_sem_close(s);
+}
+
+#define PROCS 4
+#define INCS  3000
+
+/* A binary semaphore as a mutex across processes: no increment is lost. */
+static void test_processes(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq_sem_opts o = { .max = 1, .flags = SHMQ_SEM_UNDO };
+	uint64_t *counter;
+	pid_t pids[PROCS];
+	shmq_sem *s;
+
+	assert_int_equal(shmq_sem_create(f->r, "p", 1, &o, &s), 0);
+	assert_int_equal(shmq__obj_create(f->r, "counter", SHMQ__OBJ_BLOB, 64, NULL, NULL,
+					  (void **)&counter), 0);
+	for (int p = 0; p < PROCS; p++) {
+		pids[p] = track_kid(f, fork());
+		assert_true(pids[p] >= 0);
+		if (pids[p] == 0) {
+			shmq_region *r;
+			shmq_sem *cs = child_sem(f, "p", &r);
+			uint64_t *c;
+
+			if (shmq__obj_find(r, "counter", SHMQ__OBJ_BLOB, (void **)&c, NULL))
+				_exit(92);
+			for (int i = 0; i < INCS; i++) {
+				uint64_t v;
+
+				if (shmq_sem_acquire(cs, 10000 * MS))
+					_exit(93);
+				v = *c;
+				if ((i & 63) == 0)
+					sched_yield();
+				*c = v + 1;
+				if (shmq_sem_release(cs, 1))
+					_exit(94);
+			}
+			_exit(0);
+		}
+	}
+	for (int p = 0; p < PROCS; p++)
+		assert_int_equal(tu_wait_child(pids[p]), 0);
+	assert_int_equal(*counter, (uint64_t)PROCS * INCS);
+	assert_int_equal(shmq_sem_value(s), 1);
+	shmq_sem_close(s);
+}
+
+static void *acquirer(void *p)
+{
+	return (void *)(intptr_t)shmq_sem_acquire(p, 10000 * MS);
+}
+
+/* A sleeping acquirer is woken by a release, with one wake call. */
+static void test_wake_on_release(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq__sem_shm *sh;
+	pthread_t th;
+	shmq_sem *s;
+	void *rc;
+
+	assert_int_equal(shmq_sem_create(f->r, "w", 0, NULL, &s), 0);
+	sh = sem_shm(f, "w");
+	assert_int_equal(pthread_create(&th, NULL, acquirer, s), 0);
+	await_sleepers(sh, 1);
+	assert_int_equal(shmq_sem_release(s, 1), 0);
+	assert_int_equal(pthread_join(th, &rc), 0);
+	assert_int_equal((intptr_t)rc, 0);
+	assert_int_equal(shmq_sem_value(s), 0);
+	assert_int_equal(sh->wakes, 1);
+	shmq_sem_close(s);
+}
+
+/* ---- SHMQ_SEM_UNDO ---------------------------------------------------------- */
+
+/* A child that acquires `take` units, releases `give` of them, reports on
+ * the pipe and waits to be killed. */
+static pid_t fork_holder(struct fixture *f, const char *name, int take, int give)
+{
+	int fds[2];
+	char c;
+	pid_t pid;
+
+	assert_int_equal(pipe(fds), 0);
+	pid = track_kid(f, fork());
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_sem *s = child_sem(f, name, &r);
+
+		close(fds[0]);
+		for (int i = 0; i < take; i++)
+			if (shmq_sem_acquire(s, 10000 * MS))
+				_exit(93);
+		if (give && shmq_sem_release(s, (unsigned)give))
+			_exit(94);
+		if (write(fds[1], "x", 1) != 1)
+			_exit(95);
+		pause();
+		_exit(0);
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &c, 1), 1);
+	close(fds[0]);
+	return pid;
+}
+
+struct killer {
+	pid_t victim;
+	int64_t killed_at;
+};
+
+static void *kill_later(void *p)
+{
+	struct killer *k = p;
+	struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
+	k->killed_at = shmq_now_ns();
+	kill(k->victim, SIGKILL);
+	return NULL;
+}
+
+/* A waiter already asleep gets a killed holder's units back. */
+static void test_undo_while_waiting(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq_sem_opts o = { .max = 2, .flags = SHMQ_SEM_UNDO };
+	struct shmq__sem_shm *sh;
+	struct killer k;
+	pthread_t th;
+	shmq_sem *s;
+	int64_t got;
+
+	assert_int_equal(shmq_sem_create(f->r, "u", 2, &o, &s), 0);
+	sh = sem_shm(f, "u");
+	k.victim = fork_holder(f, "u", 2, 0);
+	assert_int_equal(shmq_sem_value(s), 0);
+	assert_int_equal(pthread_create(&th, NULL, kill_later, &k), 0);
+	assert_int_equal(shmq_sem_acquire(s, 10000 * MS), 0);
+	got = shmq_now_ns();
+	assert_int_equal(pthread_join(th, NULL), 0);
+	print_message("SHMQ_SEM_UNDO: units back %.1f ms after the kill\n",
+		      (double)(got - k.killed_at) / MS);
+	assert_true(got - k.killed_at < 2000 * MS);
+	assert_int_equal(tu_wait_child(k.victim), 128 + SIGKILL);
+	/* both units came back: we took one, one is left; its entry is free */
+	assert_int_equal(shmq_sem_value(s), 1);
+	assert_int_equal(sh->undone, 2);
+	assert_int_equal(shmq_sem_release(s, 1), 0);
+	assert_int_equal(shmq_sem_value(s), 2);
+	shmq_sem_close(s);
+}
+
+/* Released units are not counted twice: a holder that took 2 and gave 1
+ * back returns 1 at its death; and without SHMQ_SEM_UNDO none come back. */
+static void test_undo_counts(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq_sem_opts o = { .max = 2, .flags = SHMQ_SEM_UNDO };
+	shmq_sem *s, *n;
+	pid_t pid;
+
+	assert_int_equal(shmq_sem_create(f->r, "u", 2, &o, &s), 0);
+	pid = fork_holder(f, "u", 2, 1);
+	assert_int_equal(shmq_sem_acquire(s, SHMQ_NOWAIT), 0); /* the one it gave back */
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	assert_int_equal(shmq_sem_acquire(s, 10000 * MS), 0); /* the one it held */
+	assert_int_equal(shmq_sem_acquire(s, 30 * MS), -ETIMEDOUT);
+	assert_int_equal(shmq_sem_value(s), 0);
+	assert_int_equal(shmq_sem_release(s, 2), 0);
+	shmq_sem_close(s);
+
+	o.flags = 0;
+	assert_int_equal(shmq_sem_create(f->r, "n", 1, &o, &n), 0);
+	pid = fork_holder(f, "n", 1, 0);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	assert_int_equal(shmq_sem_acquire(n, 50 * MS), -ETIMEDOUT);
+	shmq_sem_close(n);
+}
+
+/* A try-acquire loop gets a dead holder's units within a slice or two. */
+static void test_undo_nowait(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq_sem_opts o = { .flags = SHMQ_SEM_UNDO };
+	int64_t end;
+	shmq_sem *s;
+	pid_t pid;
+	int rc;
+
+	assert_int_equal(shmq_sem_create(f->r, "u", 1, &o, &s), 0);
+	pid = fork_holder(f, "u", 1, 0);
+	assert_int_equal(shmq_sem_acquire(s, SHMQ_NOWAIT), -EAGAIN);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	end = shmq_now_ns() + 2000 * MS;
+	while ((rc = shmq_sem_acquire(s, SHMQ_NOWAIT)) == -EAGAIN && shmq_now_ns() < end)
+		usleep(1000);
+	assert_int_equal(rc, 0);
+	shmq_sem_close(s);
+}
+
+/* 128 live processes hold entries: the next one gets -ENOSPC, and nothing
+ * changes.  (One live child fills every entry with its own id.) */
+static void test_undo_full(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq_sem_opts o = { .flags = SHMQ_SEM_UNDO };
+	struct shmq__sem_shm *sh;
+	shmq_sem *s;
+	pid_t pid;
+
+	assert_int_equal(shmq_sem_create(f->r, "u", 3, &o, &s), 0);
+	sh = sem_shm(f, "u");
+	pid = fork_holder(f, "u", 1, 0);
+	for (unsigned i = 1; i < SHMQ__SEM_UNDO_SLOTS; i++)
+		sh->undo[i].owner = sh->undo[0].owner; /* the child's id: alive */
+	assert_int_equal(shmq_sem_acquire(s, 10000 * MS), -ENOSPC);
+	assert_int_equal(shmq_sem_value(s), 2);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	/* now its entries are dead: freed, and its unit given back */
+	assert_int_equal(shmq_sem_acquire(s, 10000 * MS), 0);
+	assert_int_equal(shmq_sem_value(s), 2);
+	shmq_sem_close(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_counting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_processes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wake_on_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_undo_while_waiting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_undo_counts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_undo_nowait, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_undo_full, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
