@@ -18,6 +18,7 @@
 #include "core/atomic_int.h"
 #include "helper_talk.h"
 #include "core/region_int.h"
+#include "core/registry_int.h"
 
 #define SMALL ((size_t)1 << 20)
 #define NCHILD 64
@@ -52,6 +53,19 @@ static int exit_with(shmq_region *r, const void *arg, size_t len)
 	return code;
 }
 SHMQ_ENTRY(exit_with);
+
+/* Two different entries under one name: a programming error the registry
+ * refuses by name, in the parent and in the child alike.  twin_a goes in
+ * twice (a no-op the second time). */
+static struct shmq_entry twin_a = { "twin", exit_with, NULL };
+static struct shmq_entry twin_b = { "twin", exit_with, NULL };
+
+__attribute__((constructor)) static void twins_register(void)
+{
+	shmq_entry_register(&twin_a);
+	shmq_entry_register(&twin_a);
+	shmq_entry_register(&twin_b);
+}
 
 static int die_by(shmq_region *r, const void *arg, size_t len)
 {
@@ -287,6 +301,98 @@ static void test_unknown_entry(void **state)
 		o.reserved[2] = 1;
 		assert_int_equal(shmq_proc_spawn(NULL, "exit_with", NULL, 0, &o, &p), -EINVAL);
 	}
+}
+
+static void test_duplicate_entry(void **state)
+{
+	char *argv[] = { "x", "--shmq-entry=twin", NULL };
+	shmq_proc *p = NULL;
+	int code = 7;
+	pid_t pid;
+
+	(void)state;
+	/* Refused in the parent: neither twin is picked silently. */
+	assert_int_equal(shmq_proc_spawn(NULL, "twin", &code, sizeof(code), NULL, &p), -EEXIST);
+	assert_null(p);
+	assert_true(no_children());
+	/* A child told to run it runs neither. */
+	assert_int_equal(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ), 0);
+	assert_int_equal(tu_wait_child(pid), SHMQ_EXIT_NOENTRY);
+	/* A name registered once, by one struct, is unaffected. */
+	assert_int_equal(shmq_proc_spawn(NULL, "exit_with", &code, sizeof(code), NULL, &p), 0);
+	assert_int_equal(shmq_proc_join(p, INT64_C(10000000000)), 0);
+	assert_int_equal(shmq_proc_exitcode(p), 7);
+	shmq_proc_close(p);
+}
+
+/* The registry itself: the same rules whatever order items arrive in, and a
+ * sorted snapshot that finds every unambiguous name and refuses the others. */
+struct item {
+	const char *name;
+	struct item *next;
+};
+
+static const char *item_name(const void *it)
+{
+	return ((const struct item *)it)->name;
+}
+
+static void *item_next(const void *it)
+{
+	return ((const struct item *)it)->next;
+}
+
+static void item_set_next(void *it, void *next)
+{
+	((struct item *)it)->next = next;
+}
+
+static const struct shmq__registry_ops item_ops = { item_name, item_next, item_set_next };
+
+static void registry_check(struct item *v, const int *order, int n)
+{
+	struct shmq__registry reg = SHMQ__REGISTRY_INIT(&item_ops);
+	struct shmq__registry_snap snap = { 0 };
+	uint32_t ver = shmq__registry_version(&reg);
+	void *it;
+	int i, dups = 0;
+
+	for (i = 0; i < n; i++) {
+		int rc = shmq__registry_add(&reg, &v[order[i]]);
+
+		assert_true(rc == 0 || rc == -EEXIST);
+		dups += rc == -EEXIST;
+	}
+	assert_int_equal(dups, 1); /* whichever "b" came second */
+	assert_int_equal(shmq__registry_add(&reg, &v[0]), 0); /* again: a no-op */
+	assert_int_not_equal(shmq__registry_version(&reg), ver);
+	assert_int_equal(shmq__registry_add(&reg, NULL), -EINVAL);
+	assert_int_equal(shmq__registry_find(&reg, "a", &it), 0);
+	assert_ptr_equal(it, &v[0]);
+	assert_int_equal(shmq__registry_find(&reg, "b", &it), -EEXIST);
+	assert_int_equal(shmq__registry_find(&reg, "zz", &it), -ENOENT);
+	assert_int_equal(shmq__registry_snap_take(&reg, &snap), 0);
+	assert_int_equal(snap.n, 4);
+	assert_int_equal(snap.version, shmq__registry_version(&reg));
+	assert_int_equal(shmq__registry_snap_find(&snap, "a"), 0);
+	assert_int_equal(shmq__registry_snap_find(&snap, "b"), -EEXIST);
+	assert_int_equal(shmq__registry_snap_find(&snap, "c"), 3);
+	assert_int_equal(shmq__registry_snap_find(&snap, "bb"), -ENOENT);
+	for (i = 0; i < (int)snap.n; i++)
+		assert_int_not_equal(snap.v[i].hash, 0);
+	shmq__registry_snap_free(&snap);
+}
+
+static void test_registry_rules(void **state)
+{
+	struct item v[4] = { { "a", NULL }, { "b", NULL }, { "b", NULL }, { "c", NULL } };
+	const int fwd[4] = { 0, 1, 2, 3 }, rev[4] = { 3, 2, 1, 0 };
+
+	(void)state;
+	registry_check(v, fwd, 4);
+	memset(v, 0, sizeof(v));
+	v[0].name = "a", v[1].name = "b", v[2].name = "b", v[3].name = "c";
+	registry_check(v, rev, 4);
 }
 
 static void test_big_argument(void **state)
@@ -603,6 +709,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_signal_statuses),
 		cmocka_unit_test(test_join_timeout),
 		cmocka_unit_test(test_unknown_entry),
+		cmocka_unit_test(test_duplicate_entry),
+		cmocka_unit_test(test_registry_rules),
 		cmocka_unit_test(test_big_argument),
 		cmocka_unit_test(test_64_children),
 		cmocka_unit_test(test_killed_child_leaves_table),

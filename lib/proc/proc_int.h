@@ -22,8 +22,9 @@
 #define SHMQ__CHILD_FIRST_FREE 5
 #define SHMQ__SPAWN_FDS        SHMQ__CHILD_FIRST_FREE
 
-/* The registered entry named name, or NULL.  Any thread. */
-const struct shmq_entry *shmq__entry_find(const char *name);
+/* The entry registered under name in *out: 0, -ENOENT when none is, -EEXIST
+ * when two are (see core/registry_int.h).  Any thread. */
+int shmq__entry_find(const char *name, const struct shmq_entry **out);
 
 /* A child's environment: base (NULL: environ) without SHMQ_REGION_FD, plus
  * extra ("K=V", may be NULL).  The strings are borrowed, not copied. */
