@@ -15,6 +15,7 @@
 
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/time_int.h"
 #include "core/wait_int.h"
 
 /* Spins between sched_yield() calls inside the spin phase. */
@@ -80,8 +81,7 @@ int shmq__futex_wait(const uint32_t *word, uint32_t expected, int64_t deadline)
 	if (deadline != SHMQ__NO_DEADLINE) {
 		if (deadline <= shmq_now_ns())
 			return -ETIMEDOUT;
-		ts.tv_sec = deadline / 1000000000;
-		ts.tv_nsec = deadline % 1000000000;
+		ts = shmq__ns_to_timespec(deadline);
 		tsp = &ts;
 	}
 	for (;;) {

@@ -36,6 +36,7 @@
 #include "proc/proc_int.h"
 #include "core/region_int.h"
 #include "core/registry_int.h"
+#include "core/time_int.h"
 #include "core/wait_int.h"
 #include "core/watch_int.h"
 
@@ -476,7 +477,7 @@ static int pidfd_wait(int pidfd, int64_t deadline)
 
 	for (;;) {
 		int64_t left = shmq__remaining(deadline);
-		struct timespec ts = { (time_t)(left / 1000000000), (long)(left % 1000000000) };
+		struct timespec ts = shmq__ns_to_timespec(left);
 		int n;
 
 		if (left == 0)
