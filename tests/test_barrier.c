@@ -17,33 +17,9 @@
 #define SMALL ((size_t)1 << 20)
 #define MS    ((int64_t)1000000)
 
-struct fixture {
-	char name[96];
-	shmq_region *r;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	struct shmq_region_opts o = { .size = SMALL };
-
-	if (!f)
-		return -1;
-	tu_name(f->name, sizeof(f->name), "barrier");
-	if (shmq_region_create(f->name, &o, &f->r))
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	shmq_region_close(f->r);
-	shmq_region_unlink(f->name);
-	free(f);
-	return 0;
+	return tu_region_setup(state, "barrier", SMALL);
 }
 
 /* In a forked child: our own attachment and barrier handle. */
@@ -51,9 +27,7 @@ static shmq_barrier *child_barrier(const char *name, shmq_region **r)
 {
 	shmq_barrier *b;
 
-	alarm(60); /* a child never outlives a failed test by long */
-	if (shmq_region_open(name, r))
-		_exit(90);
+	*r = tu_child_region(name);
 	if (shmq_barrier_open(*r, "b", &b))
 		_exit(91);
 	return b;
@@ -68,7 +42,7 @@ static void sleep_ms(long ms)
 
 static void test_create_args(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b, *b2;
 	void *mem;
 
@@ -117,7 +91,7 @@ static int gen_party(shmq_barrier *b, struct gen_log *log, int party)
 
 static void test_generations_processes(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 	struct gen_log *log;
 	pid_t pids[PARTIES - 1];
@@ -194,7 +168,7 @@ static void *tparty(void *p)
 
 static void test_generations_threads(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	struct tshared sh = { 0 };
 	struct targ a[TPARTIES];
 	pthread_t th[TPARTIES];
@@ -215,7 +189,7 @@ static void test_generations_threads(void **state)
 
 static void test_timeout_breaks(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 	int64_t t0, el;
 	pid_t pid;
@@ -279,23 +253,12 @@ static void test_timeout_breaks(void **state)
 	shmq_barrier_close(b);
 }
 
-/* How late the OS itself wakes a plain sleep of t right now: on a loaded
- * machine that lateness is not ours to answer for. */
-static int64_t os_lateness(int64_t t)
-{
-	struct timespec ts = { t / 1000000000, t % 1000000000 };
-	int64_t t0 = shmq_now_ns();
-
-	nanosleep(&ts, NULL);
-	return shmq_now_ns() - t0 - t;
-}
-
 /* Timeouts of several lengths are honoured: never early, at most 10% + 2 ms
  * late beyond the OS's own lateness (retried: the machine may be busy). */
 static void test_timeout_accuracy(void **state)
 {
 	static const int64_t ts[] = { 1 * MS, 5 * MS, 20 * MS };
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 
 	assert_int_equal(shmq_barrier_create(f->r, "b", 2, &b), 0);
@@ -308,7 +271,7 @@ static void test_timeout_accuracy(void **state)
 			assert_int_equal(shmq_barrier_wait(b, ts[i]), -ETIMEDOUT);
 			el = shmq_now_ns() - t0;
 			assert_true(el >= ts[i]); /* never early */
-			ok = el <= slack || el <= slack + os_lateness(ts[i]);
+			ok = el <= slack || el <= slack + tu_os_lateness(ts[i]);
 			assert_int_equal(shmq_barrier_reset(b), 0);
 		}
 		assert_true(ok);
@@ -318,7 +281,7 @@ static void test_timeout_accuracy(void **state)
 
 static void test_abort(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 	pid_t pid;
 
@@ -360,7 +323,7 @@ static void test_abort(void **state)
 /* reset while a party waits: that party gets -EPIPE, then the barrier works. */
 static void test_reset_while_waiting(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 	pid_t pid;
 
@@ -390,7 +353,7 @@ static void test_reset_while_waiting(void **state)
  * timeout, which breaks the barrier for all of them. */
 static void test_party_killed(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 	pid_t victim, other;
 	int64_t t0, el;
@@ -445,7 +408,7 @@ static void test_party_killed(void **state)
 
 static void test_one_party_and_nowait(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 
 	assert_int_equal(shmq_barrier_create(f->r, "b", 1, &b), 0);
@@ -460,7 +423,7 @@ static void test_one_party_and_nowait(void **state)
 
 static void test_placement_and_corruption(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	uint8_t *mem;
 	struct shmq__barrier_shm *s;
 	shmq_barrier *b;
@@ -496,16 +459,16 @@ int main(void)
 {
 	alarm(240); /* a hang fails the program instead of stalling the suite */
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_create_args, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_generations_processes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_generations_threads, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_timeout_breaks, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_timeout_accuracy, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reset_while_waiting, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_party_killed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_one_party_and_nowait, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_placement_and_corruption, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_args, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_generations_processes, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_generations_threads, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_breaks, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_accuracy, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_abort, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_reset_while_waiting, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_party_killed, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_one_party_and_nowait, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_placement_and_corruption, setup, tu_region_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -173,37 +173,6 @@ static int join_code(shmq_proc *p)
 	return shmq_proc_exitcode(p);
 }
 
-static int fd_count(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
-
-/* True when this process has no child left, zombie or alive. */
-static bool no_children(void)
-{
-	siginfo_t si;
-
-	memset(&si, 0, sizeof(si));
-	return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD;
-}
-
-static void helper_path(char *buf, size_t n)
-{
-	char self[PATH_MAX];
-	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	assert_true(len > 0);
-	self[len] = '\0';
-	snprintf(buf, n, "%s/helper_exec", dirname(self));
-}
-
 /* ---- tests ---- */
 
 static void test_exit_codes(void **state)
@@ -227,7 +196,7 @@ static void test_exit_codes(void **state)
 	assert_int_equal(join_code(p), 3);
 	shmq_proc_close(p);
 	shmq_region_close(r);
-	assert_true(no_children());
+	assert_true(tu_no_children());
 }
 
 static void test_signal_statuses(void **state)
@@ -248,7 +217,7 @@ static void test_signal_statuses(void **state)
 	assert_int_equal(shmq_proc_kill(p, SIGINT), 0);
 	assert_int_equal(join_code(p), -SIGINT);
 	shmq_proc_close(p);
-	assert_true(no_children());
+	assert_true(tu_no_children());
 }
 
 static void test_join_timeout(void **state)
@@ -271,7 +240,7 @@ static void test_join_timeout(void **state)
 	assert_int_equal(shmq_proc_join(p, 10 * 1000000000LL), 0);
 	assert_int_equal(shmq_proc_exitcode(p), -SIGKILL);
 	shmq_proc_close(p);
-	assert_true(no_children());
+	assert_true(tu_no_children());
 }
 
 static void test_unknown_entry(void **state)
@@ -279,14 +248,14 @@ static void test_unknown_entry(void **state)
 	char *argv[] = { "x", "--shmq-entry=no_such_entry", NULL };
 	shmq_proc *p = NULL;
 	pid_t pid;
-	int fds = fd_count();
+	int fds = tu_fd_count();
 
 	(void)state;
 	/* The parent refuses before spawning anything. */
 	assert_int_equal(shmq_proc_spawn(NULL, "no_such_entry", NULL, 0, NULL, &p), -ENOENT);
 	assert_null(p);
-	assert_true(no_children());
-	assert_int_equal(fd_count(), fds);
+	assert_true(tu_no_children());
+	assert_int_equal(tu_fd_count(), fds);
 	/* A child told to run an entry it lacks exits with SHMQ_EXIT_NOENTRY. */
 	assert_int_equal(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ), 0);
 	assert_int_equal(tu_wait_child(pid), SHMQ_EXIT_NOENTRY);
@@ -314,7 +283,7 @@ static void test_duplicate_entry(void **state)
 	/* Refused in the parent: neither twin is picked silently. */
 	assert_int_equal(shmq_proc_spawn(NULL, "twin", &code, sizeof(code), NULL, &p), -EEXIST);
 	assert_null(p);
-	assert_true(no_children());
+	assert_true(tu_no_children());
 	/* A child told to run it runs neither. */
 	assert_int_equal(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ), 0);
 	assert_int_equal(tu_wait_child(pid), SHMQ_EXIT_NOENTRY);
@@ -449,7 +418,7 @@ static void test_64_children(void **state)
 		shmq_proc_close(p[i]);
 	}
 	shmq_region_close(r);
-	assert_true(no_children());
+	assert_true(tu_no_children());
 }
 
 static void test_killed_child_leaves_table(void **state)
@@ -483,21 +452,21 @@ static void test_no_leaks(void **state)
 	(void)state;
 	/* A descriptor the host opened without O_CLOEXEC must not reach the child. */
 	assert_int_equal(pipe(stray), 0);
-	before = fd_count();
+	before = tu_fd_count();
 	for (int i = 0; i < 8; i++) {
 		assert_int_equal(shmq_proc_spawn(r, "list_fds", &one, 1, NULL, &p), 0);
 		assert_int_equal(join_code(p), 0);
 		shmq_proc_close(p);
 	}
-	assert_int_equal(fd_count(), before);
-	assert_true(no_children());
+	assert_int_equal(tu_fd_count(), before);
+	assert_true(tu_no_children());
 	/* Closing a running child kills and reaps it: no zombie, no orphan. */
 	assert_int_equal(shmq_proc_spawn(NULL, "sleeper", NULL, 0, NULL, &p), 0);
 	pid = shmq_proc_pid(p);
 	shmq_proc_close(p);
-	assert_true(no_children());
+	assert_true(tu_no_children());
 	assert_int_equal(kill(pid, 0), -1);
-	assert_int_equal(fd_count(), before);
+	assert_int_equal(tu_fd_count(), before);
 	close(stray[0]);
 	close(stray[1]);
 	shmq_region_close(r);
@@ -526,7 +495,7 @@ static void test_exec_talks_over_region(void **state)
 	shmq_proc *p;
 
 	(void)state;
-	helper_path(path, sizeof(path));
+	tu_helper_path(path, sizeof(path));
 	/* Once anonymous, once named. */
 	for (int named = 0; named < 2; named++) {
 		assert_int_equal(shmq_region_create(named ? tu_name(name, sizeof(name), "exec") : NULL,
@@ -554,7 +523,7 @@ static void test_exec_talks_over_region(void **state)
 		if (named)
 			assert_int_equal(shmq_region_unlink(name), 0);
 	}
-	assert_true(no_children());
+	assert_true(tu_no_children());
 }
 
 /* An exec'ed program inherits the region and talks over a shmq pipe. */
@@ -567,7 +536,7 @@ static void test_exec_talks_over_pipe(void **state)
 	shmq_proc *p;
 
 	(void)state;
-	helper_path(path, sizeof(path));
+	tu_helper_path(path, sizeof(path));
 	assert_int_equal(shmq_pipe_create(r, "chan", NULL, &a, &b), 0);
 	/* An end never opened counts as held by its creator for as long as the
 	 * creator lives (pipe.h): open end 0 so that closing it is an EOF. */
@@ -628,11 +597,11 @@ static void test_exec_options(void **state)
 	char *envp[] = { "SHMQ_TEST_VAR=hello", "SHMQ_REGION_FD=7", NULL };
 	struct shmq_proc_opts o = { .envp = envp, .cwd = "/", .stdin_fd = SHMQ_PROC_DEVNULL };
 	shmq_region *r = region_new();
-	int fds[2], before = fd_count();
+	int fds[2], before = tu_fd_count();
 	shmq_proc *p;
 
 	(void)state;
-	helper_path(path, sizeof(path));
+	tu_helper_path(path, sizeof(path));
 	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
 	o.stdout_fd = fds[1];
 	assert_int_equal(shmq_proc_exec(r, argv, &o, &p), 0);
@@ -676,7 +645,7 @@ static void test_exec_options(void **state)
 	assert_int_equal(join_code(p), 0);
 	shmq_proc_close(p);
 	assert_string_equal(out, "0\n1\n2\n3\n");
-	assert_int_equal(fd_count(), before);
+	assert_int_equal(tu_fd_count(), before);
 	shmq_region_close(r);
 }
 
@@ -685,14 +654,14 @@ static void test_exec_missing(void **state)
 	char *argv[] = { "/nonexistent/shmq-no-such-program", NULL };
 	char *argv2[] = { "shmq-no-such-program-in-path", NULL };
 	shmq_proc *p = NULL;
-	int before = fd_count();
+	int before = tu_fd_count();
 
 	(void)state;
 	assert_int_equal(shmq_proc_exec(NULL, argv, NULL, &p), -ENOENT);
 	assert_int_equal(shmq_proc_exec(NULL, argv2, NULL, &p), -ENOENT);
 	assert_null(p);
-	assert_true(no_children());
-	assert_int_equal(fd_count(), before);
+	assert_true(tu_no_children());
+	assert_int_equal(tu_fd_count(), before);
 	{
 		char *argv3[] = { "true", NULL }; /* PATH search */
 
