@@ -18,33 +18,9 @@
 #define SMALL ((size_t)1 << 20)
 #define MS    ((int64_t)1000000)
 
-struct fixture {
-	char name[96];
-	shmq_region *r;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	struct shmq_region_opts o = { .size = SMALL };
-
-	if (!f)
-		return -1;
-	tu_name(f->name, sizeof(f->name), "barrier");
-	if (shmq_region_create(f->name, &o, &f->r))
-		return -1;
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	shmq_region_close(f->r);
-	shmq_region_unlink(f->name);
-	free(f);
-	return 0;
+	return tu_region_setup(state, "barrier", SMALL);
 }
 
 /* In a forked child: our own attachment and barrier handle. */
@@ -52,9 +28,7 @@ static shmq_barrier *child_barrier(const char *name, shmq_region **r)
 {
 	shmq_barrier *b;
 
-	alarm(60); /* a child never outlives a failed test by long */
-	if (shmq_region_open(name, r))
-		_exit(90);
+	*r = tu_child_region(name);
 	if (shmq_barrier_open(*r, "b", &b))
 		_exit(91);
 	return b;
@@ -69,7 +43,7 @@ static void sleep_ms(long ms)
 
 static void test_create_args(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b, *b2;
 	void *mem;
 
@@ -118,7 +92,7 @@ static int gen_party(shmq_barrier *b, struct gen_log *log, int party)
 
 static void test_generations_processes(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 	struct gen_log *log;
 	pid_t pids[PARTIES - 1];
@@ -195,7 +169,7 @@ static void *tparty(void *p)
 
 static void test_generations_threads(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	struct tshared sh = { 0 };
 	struct targ a[TPARTIES];
 	pthread_t th[TPARTIES];
@@ -216,7 +190,7 @@ static void test_generations_threads(void **state)
 
 static void test_timeout_breaks(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 	int64_t t0, el;
 	pid_t pid;
@@ -280,23 +254,12 @@ static void test_timeout_breaks(void **state)
 	shmq_barrier_close(b);
 }
 
-/* How late the OS itself wakes a plain sleep of t right now: on a loaded
- * machine that lateness is not ours to answer for. */
-static int64_t os_lateness(int64_t t)
-{
-	struct timespec ts = { t / 1000000000, t % 1000000000 };
-	int64_t t0 = shmq_now_ns();
-
-	nanosleep(&ts, NULL);
-	return shmq_now_ns() - t0 - t;
-}
-
 /* Timeouts of several lengths are honoured: never early, at most 10% + 2 ms
  * late beyond the OS's own lateness (retried: the machine may be busy). */
 static void test_timeout_accuracy(void **state)
 {
 	static const int64_t ts[] = { 1 * MS, 5 * MS, 20 * MS };
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 
 	assert_int_equal(shmq_barrier_create(f->r, "b", 2, &b), 0);
@@ -309,7 +272,7 @@ static void test_timeout_accuracy(void **state)
 			assert_int_equal(shmq_barrier_wait(b, ts[i]), -ETIMEDOUT);
 			el = shmq_now_ns() - t0;
 			assert_true(el >= ts[i]); /* never early */
-			ok = el <= slack || el <= slack + os_lateness(ts[i]);
+			ok = el <= slack || el <= slack + tu_os_lateness(ts[i]);
 			assert_int_equal(shmq_barrier_reset(b), 0);
 		}
 		assert_true(ok);
@@ -319,7 +282,7 @@ static void test_timeout_accuracy(void **state)
 
 static void test_abort(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 	pid_t pid;
 
@@ -361,7 +324,7 @@ static void test_abort(void **state)
 /* reset while a party waits: that party gets -EPIPE, then the barrier works. */
 static void test_reset_while_waiting(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 	pid_t pid;
 
@@ -401,7 +364,7 @@ static void *thread_party(void *p)
 
 /* A child that waits on "b" once, reports on the pipe (*pfd, the read
  * end), then waits to be killed, or with leave closes cleanly and exits. */
-static pid_t fork_party(struct fixture *f, bool leave, int *pfd)
+static pid_t fork_party(struct tu_region *f, bool leave, int *pfd)
 {
 	int fds[2];
 	pid_t pid;
@@ -436,7 +399,7 @@ static pid_t fork_party(struct fixture *f, bool leave, int *pfd)
  * gives a barrier that works for the live parties. */
 static void test_party_killed(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 	pid_t victim;
 	int64_t killed, el;
@@ -485,7 +448,7 @@ static void test_party_killed(void **state)
  * next one; after reset, the live parties pass again. */
 static void test_party_dead_between(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	struct tparty t;
 	shmq_barrier *b;
 	pthread_t th;
@@ -522,7 +485,7 @@ static void test_party_dead_between(void **state)
  * usual when none come). */
 static void test_party_leaves_cleanly(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	struct tparty t;
 	shmq_barrier *b;
 	pthread_t th;
@@ -549,7 +512,7 @@ static void test_party_leaves_cleanly(void **state)
 
 static void test_one_party_and_nowait(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_barrier *b;
 
 	assert_int_equal(shmq_barrier_create(f->r, "b", 1, &b), 0);
@@ -564,7 +527,7 @@ static void test_one_party_and_nowait(void **state)
 
 static void test_placement_and_corruption(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	uint8_t *mem;
 	struct shmq__barrier_shm *s;
 	shmq_barrier *b;
@@ -607,7 +570,7 @@ static void test_placement_and_corruption(void **state)
  * refused at open. */
 static void test_party_table_corrupt(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	struct shmq__barrier_shm *s;
 	shmq_barrier *b, *b2;
 	uint64_t *party;
@@ -631,19 +594,19 @@ int main(void)
 {
 	alarm(240); /* a hang fails the program instead of stalling the suite */
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_create_args, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_generations_processes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_generations_threads, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_timeout_breaks, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_timeout_accuracy, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reset_while_waiting, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_party_killed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_party_dead_between, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_party_leaves_cleanly, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_party_table_corrupt, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_one_party_and_nowait, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_placement_and_corruption, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_args, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_generations_processes, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_generations_threads, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_breaks, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_accuracy, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_abort, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_reset_while_waiting, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_party_killed, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_party_dead_between, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_party_leaves_cleanly, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_party_table_corrupt, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_one_party_and_nowait, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_placement_and_corruption, setup, tu_region_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -77,9 +77,7 @@ static shmq_lock *child_lock(const char *name, shmq_region **r)
 {
 	shmq_lock *l;
 
-	alarm(60); /* a child never outlives a failed test by long */
-	if (shmq_region_open(name, r))
-		_exit(90);
+	*r = tu_child_region(name);
 	if (shmq_lock_open(*r, "l", &l))
 		_exit(91);
 	return l;
@@ -320,17 +318,6 @@ static void holder_release(struct fixture *f, int go)
 	close(go);
 }
 
-/* How late the OS itself wakes a plain sleep of t right now: on a loaded
- * machine that lateness is not ours to answer for. */
-static int64_t os_lateness(int64_t t)
-{
-	struct timespec ts = { t / 1000000000, t % 1000000000 };
-	int64_t t0 = shmq_now_ns();
-
-	nanosleep(&ts, NULL);
-	return shmq_now_ns() - t0 - t;
-}
-
 /* One timed acquire against a held lock: true when it was on time (never
  * early, at most 10% + 2 ms late beyond the OS's own lateness). */
 static bool timed_once(shmq_lock *l, int64_t t)
@@ -340,7 +327,7 @@ static bool timed_once(shmq_lock *l, int64_t t)
 	assert_int_equal(shmq_lock_acquire(l, t), -ETIMEDOUT);
 	el = shmq_now_ns() - t0;
 	assert_true(el >= t); /* never early */
-	return el <= t + t / 10 + 2 * MS || el <= t + t / 10 + 2 * MS + os_lateness(t);
+	return el <= t + t / 10 + 2 * MS || el <= t + t / 10 + 2 * MS + tu_os_lateness(t);
 }
 
 static void test_timeouts(void **state)

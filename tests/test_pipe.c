@@ -12,6 +12,7 @@
 
 #include "testutil.h"
 
+#include "core/hash_int.h"
 #include "core/region_int.h"
 #include "ring/spsc_int.h"
 
@@ -23,35 +24,9 @@
 #define STRESS_MSGS 1000000u
 #endif
 
-struct fix {
-	char name[96];
-	shmq_region *r;
-};
-
 static int setup(void **state)
 {
-	struct fix *f = calloc(1, sizeof(*f));
-	struct shmq_region_opts o = { .size = RSIZE };
-
-	if (!f)
-		return -1;
-	tu_name(f->name, sizeof(f->name), "pipe");
-	if (shmq_region_create(f->name, &o, &f->r)) {
-		free(f);
-		return -1;
-	}
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fix *f = *state;
-
-	shmq_region_close(f->r);
-	shmq_region_unlink(f->name);
-	free(f);
-	return 0;
+	return tu_region_setup(state, "pipe", RSIZE);
 }
 
 static uint64_t rnd(uint64_t *s)
@@ -74,23 +49,6 @@ static void fill(uint8_t *b, size_t n, uint64_t seq)
 	}
 	rnd(&s);
 	memcpy(b + i, &s, n - i);
-}
-
-/* A checksum (FNV-1a over 64-bit words, then the tail bytes): the receiver
- * compares it with the checksum of what was meant. */
-static uint64_t fnv(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	uint64_t h = 0xcbf29ce484222325ull, w;
-	size_t i;
-
-	for (i = 0; i + 8 <= n; i += 8) {
-		memcpy(&w, b + i, 8);
-		h = (h ^ w) * 0x100000001b3ull;
-	}
-	for (; i < n; i++)
-		h = (h ^ b[i]) * 0x100000001b3ull;
-	return h ^ n;
 }
 
 /* A forked child's region: it attaches by name itself. */
@@ -123,7 +81,7 @@ static int64_t ms(int64_t n)
 
 static void test_create_open_errors(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	struct shmq_pipe_opts big = { .capacity = ((size_t)1 << 31) + 1 };
 	struct shmq_pipe_opts huge = { .capacity = (size_t)1 << 20 };
 	shmq_pipe *a, *b, *c, *d, *e;
@@ -162,7 +120,7 @@ static void test_create_open_errors(void **state)
 
 static void test_capacity_rounding(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	struct shmq_pipe_opts o = { .capacity = 3000 };
 	struct shmq_pipe_opts tiny = { .capacity = 1 };
 	shmq_pipe *a, *b;
@@ -180,7 +138,7 @@ static void test_capacity_rounding(void **state)
 
 static void test_nowait_and_timeouts(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	struct shmq_pipe_opts o = { .capacity = 256 };
 	shmq_pipe *a, *b;
 	char buf[128] = { 0 };
@@ -212,7 +170,7 @@ static void test_nowait_and_timeouts(void **state)
 /* Oversize messages: -EMSGSIZE, and nothing else is lost or reordered. */
 static void test_msgsize_loses_nothing(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	struct shmq_pipe_opts o = { .capacity = 1024 };
 	shmq_pipe *a, *b;
 	uint8_t big[2048], buf[600];
@@ -243,7 +201,7 @@ static void test_msgsize_loses_nothing(void **state)
 
 static void test_zero_copy_and_bulk(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	shmq_pipe *a, *b;
 	void *w;
 	const void *m;
@@ -262,7 +220,7 @@ static void test_zero_copy_and_bulk(void **state)
 	assert_int_equal(shmq_pipe_flush(a), 0);
 	assert_int_equal(shmq_pipe_peek(b, &m, &len, 0), 0);
 	assert_int_equal(len, 3000);
-	assert_int_equal(fnv(m, len), fnv(w, 3000));
+	assert_int_equal(shmq__fnv1a64(m, len), shmq__fnv1a64(w, 3000));
 	assert_int_equal(shmq_pipe_consume(b), 0);
 	assert_int_equal(shmq_pipe_consume(b), -EINVAL);
 
@@ -379,7 +337,7 @@ static int stress_child(const char *name)
 
 static void test_stress_two_processes(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	struct shmq_pipe_opts o = { .capacity = SHMQ_PIPE_CAPACITY };
 	shmq_pipe *a, *b;
 	static uint8_t buf[SHMQ_PIPE_CAPACITY], want[SHMQ_PIPE_CAPACITY];
@@ -405,7 +363,7 @@ static void test_stress_two_processes(void **state)
 			assert_int_equal(shmq_pipe_peek(a, &m, &len, SHMQ_FOREVER), 0);
 			assert_int_equal(len, stress_len(i, &s, max));
 			fill(want, len, i);
-			assert_int_equal(fnv(m, len), fnv(want, len));
+			assert_int_equal(shmq__fnv1a64(m, len), shmq__fnv1a64(want, len));
 			assert_int_equal(shmq_pipe_consume(a), 0);
 			i++;
 		} else if (how == 1) {
@@ -416,7 +374,8 @@ static void test_stress_two_processes(void **state)
 			for (ssize_t j = 0; j < n; j++) {
 				assert_int_equal(lens[j], stress_len(i, &s, max));
 				fill(want, lens[j], i);
-				assert_int_equal(fnv(buf + off, lens[j]), fnv(want, lens[j]));
+				assert_int_equal(shmq__fnv1a64(buf + off, lens[j]),
+						 shmq__fnv1a64(want, lens[j]));
 				off += lens[j];
 				i++;
 			}
@@ -426,7 +385,7 @@ static void test_stress_two_processes(void **state)
 			n = shmq_pipe_recv(a, buf, sizeof(buf), i % 3 ? SHMQ_FOREVER : ms(5000));
 			assert_int_equal(n, (ssize_t)len);
 			fill(want, len, i);
-			assert_int_equal(fnv(buf, len), fnv(want, len));
+			assert_int_equal(shmq__fnv1a64(buf, len), shmq__fnv1a64(want, len));
 			i++;
 		}
 	}
@@ -441,7 +400,7 @@ static void test_stress_two_processes(void **state)
 /* End of file: what was sent before close is drained first. */
 static void test_eof_on_close(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	shmq_pipe *a, *b, *c;
 	void *w;
 	char buf[16];
@@ -487,7 +446,7 @@ static void test_eof_on_close(void **state)
  * Python's Pipe: the parent writes and closes, the child reads to EOF). */
 static void test_eof_creator_used_end(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	shmq_pipe *a, *b;
 	int sync[2];
 	char c;
@@ -526,7 +485,7 @@ static void test_eof_creator_used_end(void **state)
  * the other. */
 static void test_eof_creator_threads(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	shmq_pipe *a, *b;
 	char buf[16];
 
@@ -549,7 +508,7 @@ static void test_eof_creator_threads(void **state)
 /* Several handles of one end: EOF only once the last one closes. */
 static void test_eof_needs_every_handle(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	shmq_pipe *a, *b, *b2;
 	char buf[16];
 
@@ -569,7 +528,7 @@ static void test_eof_needs_every_handle(void **state)
 /* A sleeper is woken by a send from another process. */
 static void test_blocking_wakeup(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	shmq_pipe *a, *b;
 	struct shmq__spsc *ring1;
 	uint8_t *mem;
@@ -649,7 +608,7 @@ static pid_t fork_killer(const uint64_t *waits, uint64_t before, pid_t victim, i
  * while we are blocked in send (a full ring): -EPIPE.  Each promptly: 2 s
  * (the suite's bound on a loaded, sanitized run), far inside the call's own
  * 10 s timeout, so -EPIPE means the death was noticed, not waited out. */
-static void kill_peer_case(struct fix *f, const char *name, int how)
+static void kill_peer_case(struct tu_region *f, const char *name, int how)
 {
 	struct shmq_pipe_opts o = { .capacity = 256 };
 	shmq_pipe *a, *b;
@@ -728,7 +687,7 @@ static void test_sigkill_send(void **state)
 /* A non-waiting caller also learns of the death (deep checks are paced). */
 static void test_sigkill_nowait(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	shmq_pipe *a, *b;
 	char buf[8];
 	int sync[2];
@@ -810,7 +769,7 @@ static void test_placement(void **state)
 
 static void test_corrupt(void **state)
 {
-	struct fix *f = *state;
+	struct tu_region *f = *state;
 	struct shmq_pipe_opts o = { .capacity = 1024 };
 	shmq_pipe *a, *b, *c;
 	uint8_t *mem;
@@ -864,22 +823,22 @@ static void test_corrupt(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_create_open_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_capacity_rounding, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_nowait_and_timeouts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_msgsize_loses_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_zero_copy_and_bulk, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stress_two_processes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_eof_on_close, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_eof_creator_used_end, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_eof_creator_threads, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_eof_needs_every_handle, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_blocking_wakeup, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sigkill_recv, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sigkill_send, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sigkill_nowait, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_open_errors, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_capacity_rounding, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_nowait_and_timeouts, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_msgsize_loses_nothing, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_zero_copy_and_bulk, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_stress_two_processes, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_eof_on_close, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_eof_creator_used_end, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_eof_creator_threads, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_eof_needs_every_handle, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_blocking_wakeup, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_sigkill_recv, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_sigkill_send, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_sigkill_nowait, setup, tu_region_teardown),
 		cmocka_unit_test(test_placement),
-		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_corrupt, setup, tu_region_teardown),
 	};
 
 	if (getenv("SHMQ_TEST_FILTER")) /* run only the tests matching this pattern */

@@ -144,9 +144,7 @@ SHMQ_TASK(slow);
  * can be made long without slowing anything else down. */
 static int nap_for(const void *in, void *out, long ns)
 {
-	struct timespec ts = { ns / 1000000000, ns % 1000000000 };
-
-	nanosleep(&ts, NULL);
+	tu_sleep_ns(ns);
 	*(int64_t *)out = *(const int64_t *)in * 7;
 	return 0;
 }

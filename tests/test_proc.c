@@ -20,6 +20,7 @@
 #include "core/atomic_int.h"
 #include "helper_talk.h"
 #include "core/region_int.h"
+#include "core/registry_int.h"
 
 #define SMALL ((size_t)1 << 20)
 #define NCHILD 64
@@ -54,6 +55,19 @@ static int exit_with(shmq_region *r, const void *arg, size_t len)
 	return code;
 }
 SHMQ_ENTRY(exit_with);
+
+/* Two different entries under one name: a programming error the registry
+ * refuses by name, in the parent and in the child alike.  twin_a goes in
+ * twice (a no-op the second time). */
+static struct shmq_entry twin_a = { "twin", exit_with, NULL };
+static struct shmq_entry twin_b = { "twin", exit_with, NULL };
+
+__attribute__((constructor)) static void twins_register(void)
+{
+	shmq_entry_register(&twin_a);
+	shmq_entry_register(&twin_a);
+	shmq_entry_register(&twin_b);
+}
 
 static int die_by(shmq_region *r, const void *arg, size_t len)
 {
@@ -169,37 +183,6 @@ static int join_code_raw(shmq_proc *p)
 	return rc ? rc : shmq_proc_exitcode(p);
 }
 
-static int fd_count(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
-
-/* True when this process has no child left, zombie or alive. */
-static bool no_children(void)
-{
-	siginfo_t si;
-
-	memset(&si, 0, sizeof(si));
-	return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD;
-}
-
-static void helper_path(char *buf, size_t n)
-{
-	char self[PATH_MAX];
-	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	assert_true(len > 0);
-	self[len] = '\0';
-	snprintf(buf, n, "%s/helper_exec", dirname(self));
-}
-
 /* ---- tests ---- */
 
 static void test_exit_codes(void **state)
@@ -223,7 +206,7 @@ static void test_exit_codes(void **state)
 	assert_int_equal(join_code(p), 3);
 	shmq_proc_close(p);
 	shmq_region_close(r);
-	assert_true(no_children());
+	assert_true(tu_no_children());
 }
 
 static void test_signal_statuses(void **state)
@@ -244,7 +227,7 @@ static void test_signal_statuses(void **state)
 	assert_int_equal(shmq_proc_kill(p, SIGINT), 0);
 	assert_int_equal(join_code(p), -SIGINT);
 	shmq_proc_close(p);
-	assert_true(no_children());
+	assert_true(tu_no_children());
 }
 
 static void test_join_timeout(void **state)
@@ -267,7 +250,7 @@ static void test_join_timeout(void **state)
 	assert_int_equal(shmq_proc_join(p, 10 * 1000000000LL), 0);
 	assert_int_equal(shmq_proc_exitcode(p), -SIGKILL);
 	shmq_proc_close(p);
-	assert_true(no_children());
+	assert_true(tu_no_children());
 }
 
 static void test_unknown_entry(void **state)
@@ -275,14 +258,14 @@ static void test_unknown_entry(void **state)
 	char *argv[] = { "x", "--shmq-entry=no_such_entry", NULL };
 	shmq_proc *p = NULL;
 	pid_t pid;
-	int fds = fd_count();
+	int fds = tu_fd_count();
 
 	(void)state;
 	/* The parent refuses before spawning anything. */
 	assert_int_equal(shmq_proc_spawn(NULL, "no_such_entry", NULL, 0, NULL, &p), -ENOENT);
 	assert_null(p);
-	assert_true(no_children());
-	assert_int_equal(fd_count(), fds);
+	assert_true(tu_no_children());
+	assert_int_equal(tu_fd_count(), fds);
 	/* A child told to run an entry it lacks exits with SHMQ_EXIT_NOENTRY. */
 	assert_int_equal(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ), 0);
 	assert_int_equal(tu_wait_child(pid), SHMQ_EXIT_NOENTRY);
@@ -297,6 +280,98 @@ static void test_unknown_entry(void **state)
 		o.reserved[2] = 1;
 		assert_int_equal(shmq_proc_spawn(NULL, "exit_with", NULL, 0, &o, &p), -EINVAL);
 	}
+}
+
+static void test_duplicate_entry(void **state)
+{
+	char *argv[] = { "x", "--shmq-entry=twin", NULL };
+	shmq_proc *p = NULL;
+	int code = 7;
+	pid_t pid;
+
+	(void)state;
+	/* Refused in the parent: neither twin is picked silently. */
+	assert_int_equal(shmq_proc_spawn(NULL, "twin", &code, sizeof(code), NULL, &p), -EEXIST);
+	assert_null(p);
+	assert_true(tu_no_children());
+	/* A child told to run it runs neither. */
+	assert_int_equal(posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ), 0);
+	assert_int_equal(tu_wait_child(pid), SHMQ_EXIT_NOENTRY);
+	/* A name registered once, by one struct, is unaffected. */
+	assert_int_equal(shmq_proc_spawn(NULL, "exit_with", &code, sizeof(code), NULL, &p), 0);
+	assert_int_equal(shmq_proc_join(p, INT64_C(10000000000)), 0);
+	assert_int_equal(shmq_proc_exitcode(p), 7);
+	shmq_proc_close(p);
+}
+
+/* The registry itself: the same rules whatever order items arrive in, and a
+ * sorted snapshot that finds every unambiguous name and refuses the others. */
+struct item {
+	const char *name;
+	struct item *next;
+};
+
+static const char *item_name(const void *it)
+{
+	return ((const struct item *)it)->name;
+}
+
+static void *item_next(const void *it)
+{
+	return ((const struct item *)it)->next;
+}
+
+static void item_set_next(void *it, void *next)
+{
+	((struct item *)it)->next = next;
+}
+
+static const struct shmq__registry_ops item_ops = { item_name, item_next, item_set_next };
+
+static void registry_check(struct item *v, const int *order, int n)
+{
+	struct shmq__registry reg = SHMQ__REGISTRY_INIT(&item_ops);
+	struct shmq__registry_snap snap = { 0 };
+	uint32_t ver = shmq__registry_version(&reg);
+	void *it;
+	int i, dups = 0;
+
+	for (i = 0; i < n; i++) {
+		int rc = shmq__registry_add(&reg, &v[order[i]]);
+
+		assert_true(rc == 0 || rc == -EEXIST);
+		dups += rc == -EEXIST;
+	}
+	assert_int_equal(dups, 1); /* whichever "b" came second */
+	assert_int_equal(shmq__registry_add(&reg, &v[0]), 0); /* again: a no-op */
+	assert_int_not_equal(shmq__registry_version(&reg), ver);
+	assert_int_equal(shmq__registry_add(&reg, NULL), -EINVAL);
+	assert_int_equal(shmq__registry_find(&reg, "a", &it), 0);
+	assert_ptr_equal(it, &v[0]);
+	assert_int_equal(shmq__registry_find(&reg, "b", &it), -EEXIST);
+	assert_int_equal(shmq__registry_find(&reg, "zz", &it), -ENOENT);
+	assert_int_equal(shmq__registry_snap_take(&reg, &snap), 0);
+	assert_int_equal(snap.n, 4);
+	assert_int_equal(snap.version, shmq__registry_version(&reg));
+	assert_int_equal(shmq__registry_snap_find(&snap, "a"), 0);
+	assert_int_equal(shmq__registry_snap_find(&snap, "b"), -EEXIST);
+	assert_int_equal(shmq__registry_snap_find(&snap, "c"), 3);
+	assert_int_equal(shmq__registry_snap_find(&snap, "bb"), -ENOENT);
+	for (i = 0; i < (int)snap.n; i++)
+		assert_int_not_equal(snap.v[i].hash, 0);
+	shmq__registry_snap_free(&snap);
+}
+
+static void test_registry_rules(void **state)
+{
+	struct item v[4] = { { "a", NULL }, { "b", NULL }, { "b", NULL }, { "c", NULL } };
+	const int fwd[4] = { 0, 1, 2, 3 }, rev[4] = { 3, 2, 1, 0 };
+
+	(void)state;
+	registry_check(v, fwd, 4);
+	memset(v, 0, sizeof(v));
+	v[0].name = "a", v[1].name = "b", v[2].name = "b", v[3].name = "c";
+	registry_check(v, rev, 4);
 }
 
 static void test_big_argument(void **state)
@@ -353,7 +428,7 @@ static void test_64_children(void **state)
 		shmq_proc_close(p[i]);
 	}
 	shmq_region_close(r);
-	assert_true(no_children());
+	assert_true(tu_no_children());
 }
 
 static void test_killed_child_leaves_table(void **state)
@@ -387,21 +462,21 @@ static void test_no_leaks(void **state)
 	(void)state;
 	/* A descriptor the host opened without O_CLOEXEC must not reach the child. */
 	assert_int_equal(pipe(stray), 0);
-	before = fd_count();
+	before = tu_fd_count();
 	for (int i = 0; i < 8; i++) {
 		assert_int_equal(shmq_proc_spawn(r, "list_fds", &one, 1, NULL, &p), 0);
 		assert_int_equal(join_code(p), 0);
 		shmq_proc_close(p);
 	}
-	assert_int_equal(fd_count(), before);
-	assert_true(no_children());
+	assert_int_equal(tu_fd_count(), before);
+	assert_true(tu_no_children());
 	/* Closing a running child kills and reaps it: no zombie, no orphan. */
 	assert_int_equal(shmq_proc_spawn(NULL, "sleeper", NULL, 0, NULL, &p), 0);
 	pid = shmq_proc_pid(p);
 	shmq_proc_close(p);
-	assert_true(no_children());
+	assert_true(tu_no_children());
 	assert_int_equal(kill(pid, 0), -1);
-	assert_int_equal(fd_count(), before);
+	assert_int_equal(tu_fd_count(), before);
 	close(stray[0]);
 	close(stray[1]);
 	shmq_region_close(r);
@@ -430,7 +505,7 @@ static void test_exec_talks_over_region(void **state)
 	shmq_proc *p;
 
 	(void)state;
-	helper_path(path, sizeof(path));
+	tu_helper_path(path, sizeof(path));
 	/* Once anonymous, once named. */
 	for (int named = 0; named < 2; named++) {
 		assert_int_equal(shmq_region_create(named ? tu_name(name, sizeof(name), "exec") : NULL,
@@ -458,7 +533,7 @@ static void test_exec_talks_over_region(void **state)
 		if (named)
 			assert_int_equal(shmq_region_unlink(name), 0);
 	}
-	assert_true(no_children());
+	assert_true(tu_no_children());
 }
 
 /* An exec'ed program inherits the region and talks over a shmq pipe. */
@@ -471,7 +546,7 @@ static void test_exec_talks_over_pipe(void **state)
 	shmq_proc *p;
 
 	(void)state;
-	helper_path(path, sizeof(path));
+	tu_helper_path(path, sizeof(path));
 	assert_int_equal(shmq_pipe_create(r, "chan", NULL, &a, &b), 0);
 	/* An end never opened counts as held by its creator for as long as the
 	 * creator lives (pipe.h): open end 0 so that closing it is an EOF. */
@@ -532,11 +607,11 @@ static void test_exec_options(void **state)
 	char *envp[] = { "SHMQ_TEST_VAR=hello", "SHMQ_REGION_FD=7", NULL };
 	struct shmq_proc_opts o = { .envp = envp, .cwd = "/", .stdin_fd = SHMQ_PROC_DEVNULL };
 	shmq_region *r = region_new();
-	int fds[2], before = fd_count();
+	int fds[2], before = tu_fd_count();
 	shmq_proc *p;
 
 	(void)state;
-	helper_path(path, sizeof(path));
+	tu_helper_path(path, sizeof(path));
 	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
 	o.stdout_fd = fds[1];
 	assert_int_equal(shmq_proc_exec(r, argv, &o, &p), 0);
@@ -580,7 +655,7 @@ static void test_exec_options(void **state)
 	assert_int_equal(join_code(p), 0);
 	shmq_proc_close(p);
 	assert_string_equal(out, "0\n1\n2\n3\n");
-	assert_int_equal(fd_count(), before);
+	assert_int_equal(tu_fd_count(), before);
 	shmq_region_close(r);
 }
 
@@ -648,7 +723,7 @@ static void exec_fds(shmq_region *r, char *out, size_t n)
 	shmq_proc *p;
 	int fds[2];
 
-	helper_path(path, sizeof(path));
+	tu_helper_path(path, sizeof(path));
 	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
 	o.stdout_fd = fds[1];
 	assert_int_equal(shmq_proc_exec(r, argv, &o, &p), 0);
@@ -674,7 +749,7 @@ static void test_no_stray_low_fds(void **state)
 	shmq_proc *p;
 
 	(void)state;
-	helper_path(path, sizeof(path));
+	tu_helper_path(path, sizeof(path));
 	stray_low_fds(saved); /* first: the region's descriptor must not sit at 3 or 4 */
 	r = region_new();
 	exec_fds(NULL, plain, sizeof(plain));
@@ -716,14 +791,14 @@ static void test_exec_missing(void **state)
 	char *argv[] = { "/nonexistent/shmq-no-such-program", NULL };
 	char *argv2[] = { "shmq-no-such-program-in-path", NULL };
 	shmq_proc *p = NULL;
-	int before = fd_count();
+	int before = tu_fd_count();
 
 	(void)state;
 	assert_int_equal(shmq_proc_exec(NULL, argv, NULL, &p), -ENOENT);
 	assert_int_equal(shmq_proc_exec(NULL, argv2, NULL, &p), -ENOENT);
 	assert_null(p);
-	assert_true(no_children());
-	assert_int_equal(fd_count(), before);
+	assert_true(tu_no_children());
+	assert_int_equal(tu_fd_count(), before);
 	{
 		char *argv3[] = { "true", NULL }; /* PATH search */
 
@@ -771,7 +846,7 @@ static void test_spawn_out_of_descriptors(void **state)
 				print_message("limit %d, call %d: %d\n", k, j, rc[k][j]);
 	assert_int_equal(i, 0);
 	assert_null(p);
-	assert_true(no_children());
+	assert_true(tu_no_children());
 	shmq_region_close(r);
 }
 
@@ -930,6 +1005,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_signal_statuses),
 		cmocka_unit_test(test_join_timeout),
 		cmocka_unit_test(test_unknown_entry),
+		cmocka_unit_test(test_duplicate_entry),
+		cmocka_unit_test(test_registry_rules),
 		cmocka_unit_test(test_big_argument),
 		cmocka_unit_test(test_64_children),
 		cmocka_unit_test(test_killed_child_leaves_table),

@@ -23,30 +23,9 @@
 #define SCALE 1
 #endif
 
-struct fixture {
-	char name[96];
-	shmq_region *r;
-};
-
 static int setup(void **state)
 {
-	static struct fixture f;
-	struct shmq_region_opts o = { .size = 16u << 20 };
-
-	tu_name(f.name, sizeof(f.name), "queue");
-	if (shmq_region_create(f.name, &o, &f.r))
-		return -1;
-	*state = &f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	shmq_region_close(f->r);
-	shmq_region_unlink(f->name);
-	return 0;
+	return tu_region_setup(state, "queue", (size_t)16 << 20);
 }
 
 /* A child's own attachment: open the region by name, then the queue. */
@@ -63,7 +42,7 @@ static shmq_queue *child_open(const char *region, const char *queue, shmq_region
 
 static void test_create_open_errors(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	struct shmq_queue_stats st;
 	shmq_queue *q, *q2;
 	void *blob;
@@ -118,7 +97,7 @@ static void test_create_open_errors(void **state)
 
 static void test_put_get_errors(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_queue *q;
 	char buf[64];
 
@@ -227,7 +206,7 @@ static void exact_drain(struct exact *e)
 	assert_int_equal(shmq_queue_len(e->q), 0);
 }
 
-static void exact_capacity(struct fixture *f, uint32_t cap)
+static void exact_capacity(struct tu_region *f, uint32_t cap)
 {
 	struct shmq_queue_opts o = { cap, 16 };
 	struct shmq_queue_stats st;
@@ -295,7 +274,7 @@ static void test_exact_capacity(void **state)
 /* Timeouts are honoured: never early, not much late. */
 static void test_timeouts(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_queue *q;
 	char buf[8];
 
@@ -335,7 +314,7 @@ static void wait_for_sleeper(shmq_queue *q, bool getter)
 
 static void test_blocking_wakeups(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_queue *there, *back;
 	char buf[8];
 	pid_t pid;
@@ -373,7 +352,7 @@ static void test_blocking_wakeups(void **state)
 
 static void test_shutdown(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_queue *q, *full;
 	char buf[8];
 	pid_t getter, putter;
@@ -421,7 +400,7 @@ static void test_shutdown(void **state)
  * owner is found dead, drain what was put, and then get -EPIPE. */
 static void test_shutdown_dead_producer(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	struct shmq__mpmc_shared *sh;
 	shmq_queue *q;
 	uint64_t size, waits;
@@ -479,7 +458,7 @@ static void test_shutdown_dead_producer(void **state)
 
 static void test_bulk(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_queue *q;
 	struct iovec in[6], out[6];
 	size_t lens[6];
@@ -524,7 +503,7 @@ static void test_bulk(void **state)
 
 static void test_placement(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	struct shmq_queue_opts o = { 8, 32 };
 	size_t size = shmq_queue_footprint(&o);
 	shmq_queue *a, *b;
@@ -660,7 +639,7 @@ static void mp_consumer(const char *region, const char *queue, struct board *b)
 
 /* np producer and nc consumer processes, per messages per producer, through
  * a queue of capacity cap: per-producer FIFO, no loss, no duplicate. */
-static void processes(struct fixture *f, const char *queue, uint32_t cap, int np, int nc,
+static void processes(struct tu_region *f, const char *queue, uint32_t cap, int np, int nc,
 		      uint32_t per)
 {
 	struct board *b = mmap(NULL, sizeof(*b), PROT_READ | PROT_WRITE,
@@ -896,7 +875,7 @@ static void crash_verify(struct crash_board *b, uint32_t ids, uint32_t consumer_
 
 static void test_crash_rounds(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	struct crash_board *b = mmap(NULL, sizeof(*b), PROT_READ | PROT_WRITE,
 				     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	struct shmq_queue_stats st;
@@ -958,7 +937,7 @@ static void test_crash_rounds(void **state)
  * dies) is skipped by a consumer blocked behind it, within a few slices. */
 static void test_dead_claim_unblocks(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_queue *q;
 	char buf[8];
 	pid_t pid;
@@ -1018,7 +997,7 @@ static void test_dead_claim_unblocks(void **state)
  * gets the message behind it without a single sleep. */
 static void test_unlisted_claimer(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	struct shmq__mpmc_shared *sh;
 	struct shmq__mpmc_slot *s0;
 	shmq_queue *q;
@@ -1054,7 +1033,7 @@ static void test_unlisted_claimer(void **state)
 /* Garbage in the queue's control words gives -EBADMSG, never a crash. */
 static void test_corrupted(void **state)
 {
-	struct fixture *f = *state;
+	struct tu_region *f = *state;
 	shmq_queue *q, *q2;
 	struct shmq__mpmc_shared *sh;
 	struct shmq__mpmc_slot *s0;
@@ -1153,5 +1132,5 @@ int main(void)
 		cmocka_unit_test(test_crash_rounds),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, setup, tu_region_teardown);
 }

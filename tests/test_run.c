@@ -17,42 +17,12 @@
 #define BIG   ((size_t)50 << 20)
 #define INPUT ((size_t)10 << 20)
 
-static int fd_count(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
-
-static bool no_children(void)
-{
-	siginfo_t si;
-
-	memset(&si, 0, sizeof(si));
-	return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD;
-}
-
-static void helper_path(char *buf, size_t n)
-{
-	char self[PATH_MAX];
-	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	assert_true(len > 0);
-	self[len] = '\0';
-	snprintf(buf, n, "%s/helper_exec", dirname(self));
-}
-
 static int fds_before;
 
 static int setup(void **state)
 {
 	(void)state;
-	fds_before = fd_count();
+	fds_before = tu_fd_count();
 	return 0;
 }
 
@@ -60,7 +30,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	return fd_count() == fds_before && no_children() ? 0 : -1;
+	return tu_fd_count() == fds_before && tu_no_children() ? 0 : -1;
 }
 
 static void test_status_and_small_output(void **state)
@@ -116,7 +86,7 @@ static void test_50mib_on_both_streams(void **state)
 	struct shmq_run_result res;
 
 	(void)state;
-	helper_path(path, sizeof(path));
+	tu_helper_path(path, sizeof(path));
 	snprintf(n, sizeof(n), "%zu", BIG);
 	assert_int_equal(shmq_run(argv, &o, &res), 0);
 	assert_int_equal(res.status, 0);
@@ -139,7 +109,7 @@ static void test_sizes_around_mapping_threshold(void **state)
 	struct shmq_run_result res;
 
 	(void)state;
-	helper_path(path, sizeof(path));
+	tu_helper_path(path, sizeof(path));
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		snprintf(n, sizeof(n), "%zu", sizes[i]);
 		assert_int_equal(shmq_run(argv, &o, &res), 0);

@@ -3,19 +3,28 @@
 #ifndef SHMQ_TESTUTIL_H
 #define SHMQ_TESTUTIL_H
 
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include <shmq.h>
+
+#include "core/time_int.h"
 
 /* A region name unique to this process and call site. */
 static inline const char *tu_name(char *buf, size_t n, const char *tag)
@@ -36,6 +45,106 @@ static inline int tu_wait_child(pid_t pid)
 	if (WIFEXITED(st))
 		return WEXITSTATUS(st);
 	return 128 + WTERMSIG(st);
+}
+
+/* The fixture most suites share: a region of their own for each test. */
+struct tu_region {
+	char name[96];
+	shmq_region *r;
+};
+
+/* A cmocka setup: a new region of size bytes, its name made from tag, as
+ * the struct tu_region in *state. */
+static inline int tu_region_setup(void **state, const char *tag, size_t size)
+{
+	struct tu_region *f = calloc(1, sizeof(*f));
+	struct shmq_region_opts o = { .size = size };
+
+	if (!f)
+		return -1;
+	tu_name(f->name, sizeof(f->name), tag);
+	if (shmq_region_create(f->name, &o, &f->r)) {
+		free(f);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+/* The matching cmocka teardown. */
+static inline int tu_region_teardown(void **state)
+{
+	struct tu_region *f = *state;
+
+	shmq_region_close(f->r);
+	shmq_region_unlink(f->name);
+	free(f);
+	return 0;
+}
+
+/* In a forked child: attach to the region called name (the child's own
+ * process-table slot); exits 90 when it cannot.  The alarm makes sure a
+ * child never outlives a failed test by long. */
+static inline shmq_region *tu_child_region(const char *name)
+{
+	shmq_region *r;
+
+	alarm(60);
+	if (shmq_region_open(name, &r))
+		_exit(90);
+	return r;
+}
+
+/* Sleep ns, resumed after a signal. */
+static inline void tu_sleep_ns(int64_t ns)
+{
+	struct timespec ts = shmq__ns_to_timespec(ns);
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* How late the OS itself wakes a plain sleep of t right now: on a loaded
+ * machine that lateness is not ours to answer for. */
+static inline int64_t tu_os_lateness(int64_t t)
+{
+	int64_t t0 = shmq_now_ns();
+
+	tu_sleep_ns(t);
+	return shmq_now_ns() - t0 - t;
+}
+
+/* Descriptors this process has open (counting the one that reads them). */
+static inline int tu_fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+/* True when this process has no child left, zombie or alive. */
+static inline bool tu_no_children(void)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD;
+}
+
+/* The path of tests/helper_exec, beside the running test program. */
+static inline void tu_helper_path(char *buf, size_t n)
+{
+	char self[PATH_MAX];
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	assert_true(len > 0);
+	self[len] = '\0';
+	snprintf(buf, n, "%s/helper_exec", dirname(self));
 }
 
 #endif

@@ -351,7 +351,7 @@ static int handle_new(shmq_region *r, void *mem, size_t size, int end, bool open
 	p->pid = shmq__self_pid();
 	p->end = end;
 	p->self_id = r ? shmq__region_self(r) : ANON_ID;
-	p->creator_id = shmq__load_relaxed(&p->sh->creator_id); /* immutable line 0 */
+	p->creator_id = shmq__load_relaxed(&p->sh->creator_id); /* relaxed: immutable line 0 */
 	p->mine = &p->sh->end[end];
 	p->peer = &p->sh->end[1 - end];
 	rc = shmq__spsc_prod_attach(&p->tx, (uint8_t *)mem + ring_off((uint64_t)cap, end),
@@ -779,7 +779,8 @@ bool shmq__pipe_readable(shmq_pipe *p)
 
 /* ---- introspection (shmq stat): read only, trusts nothing ---- */
 
-/* Facts about end e: holders (live handles' owners) and gone. */
+/* Facts about end e: holders (live handles' owners) and gone.  relaxed:
+ * every load is a snapshot for a tool; nothing is read through it. */
 static void describe_end(shmq_region *r, const struct pipe_end *e, int end,
 			 struct shmq__obj_stat *st)
 {
@@ -811,12 +812,12 @@ struct ring_tally {
 };
 
 /* Bytes queued in ring d (end d -> end 1 - d), or UINT64_MAX when corrupt;
- * adds its counters and sleepers to t. */
+ * adds its counters and sleepers to t.  relaxed: a snapshot, nothing is
+ * ordered against the loads. */
 static uint64_t describe_ring(const void *mem, uint64_t cap, int d, struct ring_tally *t)
 {
 	const struct shmq__spsc *ring = (const void *)((const uint8_t *)mem + ring_off(cap, d));
 
-	/* a snapshot: relaxed loads, nothing ordered against them */
 	if (shmq__load_relaxed(&ring->magic) != SHMQ__SPSC_MAGIC ||
 	    shmq__load_relaxed(&ring->capacity) != cap)
 		return UINT64_MAX;
@@ -837,7 +838,9 @@ static uint64_t describe_ring(const void *mem, uint64_t cap, int d, struct ring_
 /* Pipe: depth and capacity in bytes (both directions, and depth_0to1 /
  * depth_1to0), bytes_in and bytes_out, sleepers, waits and wakes (both ends),
  * then per end its holders, the live ones, gone, and its own waits and wakes;
- * closed once either end is gone. */
+ * closed once either end is gone.  relaxed: a snapshot, every load is
+ * checked or only printed; magic, version and capacity are written once by
+ * init. */
 void shmq__pipe_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
 {
 	const struct pipe_shared *sh = mem;
@@ -845,7 +848,6 @@ void shmq__pipe_describe(shmq_region *r, const void *mem, uint64_t size, struct 
 	uint64_t depth[2];
 	char key[SHMQ__STAT_KEY_MAX];
 
-	/* magic, version and capacity are written once by init: relaxed */
 	uint64_t cap = size >= sizeof(*sh) ? shmq__load_relaxed(&sh->capacity) : 0;
 	if (size < sizeof(*sh) || shmq__load_relaxed(&sh->magic) != PIPE_MAGIC ||
 	    shmq__load_relaxed(&sh->version) != PIPE_VERSION || cap < SHMQ__SPSC_CAP_MIN ||

@@ -308,6 +308,7 @@ static int nowait_stall(shmq_queue *q, const struct shmq__mpmc_block *blk)
 		shmq__store_relaxed(&q->stuck_since, now);
 		return recover(q, blk, true);
 	}
+	/* relaxed: handle-local memory, as above */
 	if (now - shmq__load_relaxed(&q->stuck_since) < SLICE_NS)
 		return 0;
 	shmq__store_relaxed(&q->stuck_since, now);
@@ -329,7 +330,7 @@ static int sleep_once(struct shmq__mpmc *m, enum dir dir, int64_t deadline)
 		return -ETIMEDOUT;
 	if (deadline == SHMQ__NO_DEADLINE || deadline - now > SLICE_NS)
 		until = now + SLICE_NS;
-	v = shmq__load_acquire(word); /* pairs with the waker's seq_cst bump */
+	v = shmq__load_acquire(word); /* pairs with the waker's seq_cst bump (Protocol SLEEPERS) */
 	shmq__fetch_add_seq_cst(sleepers, 1);
 	if (dir == DIR_GET ? shmq__mpmc_readable(m) : shmq__mpmc_writable(m)) {
 		rc = 0;

@@ -9,6 +9,8 @@
 
 #include <shmq.h>
 
+#include "core/time_int.h"
+
 SHMQ_API const char *shmq_strerror(int err)
 {
 	if (err < 0)
@@ -69,7 +71,7 @@ SHMQ_API int64_t shmq_now_ns(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return shmq__timespec_to_ns(&ts);
 }
 
 SHMQ_API const char *shmq_version(void)

@@ -15,6 +15,7 @@
 
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/time_int.h"
 #include "core/wait_int.h"
 
 /* Spins between sched_yield() calls inside the spin phase. */
@@ -59,16 +60,16 @@ static uint32_t spin_budget_parse(void)
 
 uint32_t shmq__spin_budget(void)
 {
-	/* Read once per process.  The cached value is derived from the
-	 * environment only, so a racing first call computes the same value;
-	 * relaxed is enough: nothing else is published through it. */
 	static uint32_t cached; /* 0: not read yet; else budget + 1 */
+	/* relaxed: read once per process; the cached value is derived from
+	 * the environment only, so a racing first call computes the same
+	 * value, and nothing else is published through it */
 	uint32_t v = shmq__load_relaxed(&cached);
 
 	if (SHMQ__LIKELY(v))
 		return v - 1;
 	v = spin_budget_parse() + 1;
-	shmq__store_relaxed(&cached, v); /* idempotent: every writer stores the same value */
+	shmq__store_relaxed(&cached, v); /* relaxed: every writer stores the same */
 	return v - 1;
 }
 
@@ -80,8 +81,7 @@ int shmq__futex_wait(const uint32_t *word, uint32_t expected, int64_t deadline)
 	if (deadline != SHMQ__NO_DEADLINE) {
 		if (deadline <= shmq_now_ns())
 			return -ETIMEDOUT;
-		ts.tv_sec = deadline / 1000000000;
-		ts.tv_nsec = deadline % 1000000000;
+		ts = shmq__ns_to_timespec(deadline);
 		tsp = &ts;
 	}
 	for (;;) {
@@ -119,7 +119,7 @@ static bool spin_until_changed(const uint32_t *word, uint32_t old)
 	uint32_t budget = shmq__spin_budget();
 
 	for (uint32_t i = 0; i < budget; i++) {
-		/* pairs with the waker's seq_cst change of *word */
+		/* pairs with the waker's seq_cst change of *word (Protocol SLEEPERS) */
 		if (shmq__load_acquire(word) != old)
 			return true;
 		if ((i + 1) % SHMQ__SPIN_YIELD_EVERY == 0)
@@ -172,7 +172,8 @@ int shmq__sleep_word_counted(const uint32_t *word, uint32_t old, uint32_t *sleep
 	if (sleepers)
 		shmq__fetch_sub_seq_cst(sleepers, 1);
 	if (rc == -ETIMEDOUT && until != deadline)
-		return shmq__load_acquire(word) != old ? 0 : -EINTR; /* pairs with the waker's change */
+		/* pairs with the waker's change of *word (Protocol SLEEPERS) */
+		return shmq__load_acquire(word) != old ? 0 : -EINTR;
 	return rc; /* 0, -ETIMEDOUT, or an unexpected futex error (-EFAULT...) */
 }
 

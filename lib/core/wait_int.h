@@ -8,8 +8,8 @@
  * policy every blocking call in libshmq uses: spin a bounded, tunable while,
  * yield, then sleep.
  *
- * The sleeper-count protocol lets a waker skip the system call when nobody
- * sleeps.  For a word W and its sleeper count S:
+ * Protocol SLEEPERS: the sleeper count lets a waker skip the system call
+ * when nobody sleeps.  For a word W and its sleeper count S:
  *
  *   waiter:  S += 1 (seq_cst);  if W still == old: futex_wait(W, old);  S -= 1
  *   waker:   change W (any order >= release);  if load(S) (seq_cst) != 0: futex_wake(W)
@@ -88,7 +88,7 @@ void shmq__wake_word(const uint32_t *word, const uint32_t *sleepers, int n);
 static inline void shmq__count_event(uint64_t *ctr)
 {
 	if (ctr)
-		shmq__fetch_add_relaxed(ctr, 1); /* pairs with nothing: statistics only */
+		shmq__fetch_add_relaxed(ctr, 1); /* relaxed: statistics only */
 }
 
 /* shmq__sleep_word and shmq__wake_word that also count, in *waits, each

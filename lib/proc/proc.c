@@ -36,6 +36,8 @@
 #include "core/atomic_int.h"
 #include "proc/proc_int.h"
 #include "core/region_int.h"
+#include "core/registry_int.h"
+#include "core/time_int.h"
 #include "core/wait_int.h"
 #include "core/watch_int.h"
 
@@ -54,34 +56,43 @@ struct shmq_proc {
 	bool reaped;
 };
 
-/* ---- the entry registry: the library's one global mutable state ---- */
+/* ---- the entry registry (core/registry_int.h has the rules) ---- */
 
-static struct shmq_entry *entry_head;
+static const char *entry_name(const void *e)
+{
+	return ((const struct shmq_entry *)e)->name;
+}
+
+static void *entry_next(const void *e)
+{
+	return ((const struct shmq_entry *)e)->next;
+}
+
+static void entry_set_next(void *e, void *next)
+{
+	((struct shmq_entry *)e)->next = next;
+}
+
+static const struct shmq__registry_ops entry_ops = { entry_name, entry_next, entry_set_next };
+static struct shmq__registry entries = SHMQ__REGISTRY_INIT(&entry_ops);
 
 SHMQ_API void shmq_entry_register(struct shmq_entry *e)
 {
-	struct shmq_entry *head;
-
 	if (!e || !e->name || !e->fn)
 		return;
-	if (shmq__entry_find(e->name) == e)
-		return;
-	head = shmq__load_acquire(&entry_head); /* pairs with the CAS below */
-	do {
-		e->next = head;
-		/* release publishes e->next and e's fields to shmq__entry_find's acquire */
-	} while (!shmq__cas_acq_rel(&entry_head, &head, e));
+	/* -EEXIST (a second struct under e's name) is reported by every lookup
+	 * of that name: a void call has no one to tell now */
+	(void)shmq__registry_add(&entries, e);
 }
 
-const struct shmq_entry *shmq__entry_find(const char *name)
+int shmq__entry_find(const char *name, const struct shmq_entry **out)
 {
-	/* pairs with the release CAS in shmq_entry_register */
-	const struct shmq_entry *e = shmq__load_acquire(&entry_head);
+	void *e;
+	int rc = shmq__registry_find(&entries, name, &e);
 
-	for (; e; e = e->next)
-		if (strcmp(e->name, name) == 0)
-			return e;
-	return NULL;
+	if (rc == 0)
+		*out = e;
+	return rc;
 }
 
 /* ---- small system helpers ---- */
@@ -408,6 +419,7 @@ SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg,
 	char mark[sizeof(SHMQ__ENTRY_ENV) + ENTRY_NAME_MAX + 1];
 	char argflag[sizeof(ARG_FLAG) + 12];
 	char *argv[4];
+	const struct shmq_entry *e;
 	struct shmq__spawn s;
 	int rc, fd = -1;
 
@@ -417,8 +429,9 @@ SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg,
 	rc = opts_check(o);
 	if (rc)
 		return rc;
-	if (!shmq__entry_find(entry))
-		return -ENOENT;
+	rc = shmq__entry_find(entry, &e);
+	if (rc)
+		return rc;
 	snprintf(flag, sizeof(flag), "%s%s", ENTRY_FLAG, entry);
 	snprintf(mark, sizeof(mark), "%s=%s", SHMQ__ENTRY_ENV, entry);
 	snprintf(argflag, sizeof(argflag), "%s%d", ARG_FLAG, SHMQ__CHILD_ARG_FD);
@@ -493,7 +506,7 @@ static int pidfd_wait(int pidfd, int64_t deadline)
 
 	for (;;) {
 		int64_t left = shmq__remaining(deadline);
-		struct timespec ts = { (time_t)(left / 1000000000), (long)(left % 1000000000) };
+		struct timespec ts = shmq__ns_to_timespec(left);
 		int n;
 
 		if (left == 0)
@@ -655,7 +668,7 @@ static int dispatch_arg(int argc, char **argv, void **buf, size_t *len)
 
 static int dispatch_child(int argc, char **argv)
 {
-	const struct shmq_entry *e = shmq__entry_find(argv[1] + sizeof(ENTRY_FLAG) - 1);
+	const struct shmq_entry *e;
 	shmq_region *r = NULL;
 	void *arg;
 	size_t len;
@@ -665,7 +678,7 @@ static int dispatch_child(int argc, char **argv)
 	 * what it starts by other means than ours is no entry's child. */
 	dispatched = true;
 	unsetenv(SHMQ__ENTRY_ENV);
-	if (!e)
+	if (shmq__entry_find(argv[1] + sizeof(ENTRY_FLAG) - 1, &e))
 		return SHMQ_EXIT_NOENTRY;
 	if (dispatch_arg(argc, argv, &arg, &len))
 		return SHMQ_EXIT_SETUP;

@@ -26,8 +26,9 @@
  * process started for an entry until its shmq_dispatch takes it out. */
 #define SHMQ__ENTRY_ENV "SHMQ_SPAWNED_ENTRY"
 
-/* The registered entry named name, or NULL.  Any thread. */
-const struct shmq_entry *shmq__entry_find(const char *name);
+/* The entry registered under name in *out: 0, -ENOENT when none is, -EEXIST
+ * when two are (see core/registry_int.h).  Any thread. */
+int shmq__entry_find(const char *name, const struct shmq_entry **out);
 
 /* First thing of every call that starts a process (spawn, exec, run): in a
  * process started for an entry whose program has not called shmq_dispatch

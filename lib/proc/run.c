@@ -39,6 +39,7 @@
 
 #include "core/alloc_int.h"
 #include "proc/proc_int.h"
+#include "core/time_int.h"
 #include "core/wait_int.h"
 
 #ifndef P_PIDFD
@@ -399,8 +400,7 @@ static int uring_step(struct run *R)
 
 		if (left == 0)
 			return -ETIMEDOUT;
-		ts.tv_sec = left / 1000000000;
-		ts.tv_nsec = left % 1000000000;
+		ts = shmq__ns_to_kernel_timespec(left);
 		tsp = &ts;
 	}
 	rc = io_uring_submit_and_wait_timeout(&R->ring, &cqe, 1, tsp, NULL);
@@ -505,8 +505,7 @@ static int poll_step(struct run *R)
 
 		if (left == 0)
 			return -ETIMEDOUT;
-		ts.tv_sec = left / 1000000000;
-		ts.tv_nsec = left % 1000000000;
+		ts = shmq__ns_to_timespec(left);
 		tsp = &ts;
 	}
 	rc = ppoll(pf, (nfds_t)n, tsp, NULL);

@@ -35,7 +35,8 @@ struct shmq_thread {
 
 static void thread_unref(shmq_thread *t)
 {
-	/* acq_rel: the last one out sees every write the other made */
+	/* pairs with the other holder's fetch_sub in thread_unref: the last
+	 * one out sees every write the other made */
 	if (shmq__fetch_sub_acq_rel(&t->refs, 1) == 1)
 		shmq__free(t, sizeof(*t));
 }

@@ -109,9 +109,9 @@ static inline bool shmq__deque_maybe_empty(const struct shmq__deque *d)
 static inline int shmq__deque_push(struct shmq__deque *d, uint64_t item)
 {
 	struct shmq__deque_ctl *c = d->ctl;
-	uint64_t b = shmq__load_relaxed(&c->bottom); /* only the owner writes bottom */
-	/* pairs with the thieves' CAS of top: a slot is reused only after the
-	 * steal that emptied it has read it */
+	uint64_t b = shmq__load_relaxed(&c->bottom); /* relaxed: only the owner writes bottom */
+	/* pairs with the thieves' CAS of top in shmq__deque_steal: a slot is
+	 * reused only after the steal that emptied it has read it */
 	uint64_t t = shmq__load_acquire(&c->top);
 	int64_t n = (int64_t)(b - t);
 
@@ -119,9 +119,9 @@ static inline int shmq__deque_push(struct shmq__deque *d, uint64_t item)
 		return shmq__deque_corrupt();
 	if (SHMQ__UNLIKELY(n == (int64_t)d->mask + 1))
 		return -ENOSPC;
-	shmq__store_relaxed(&c->slots[b & d->mask], item); /* published by the release below */
-	/* pairs with the seq_cst load of bottom in steal: the item is visible
-	 * to a thief that sees the new bottom */
+	shmq__store_relaxed(&c->slots[b & d->mask], item); /* relaxed: published by the release below */
+	/* pairs with the seq_cst load of bottom in shmq__deque_steal: the item
+	 * is visible to a thief that sees the new bottom */
 	shmq__store_release(&c->bottom, b + 1);
 	return 0;
 }
@@ -134,7 +134,7 @@ static inline int shmq__deque_push(struct shmq__deque *d, uint64_t item)
 static inline int shmq__deque_take(struct shmq__deque *d, uint64_t *item)
 {
 	struct shmq__deque_ctl *c = d->ctl;
-	uint64_t b = shmq__load_relaxed(&c->bottom); /* only the owner writes bottom */
+	uint64_t b = shmq__load_relaxed(&c->bottom); /* relaxed: only the owner writes bottom */
 	uint64_t t;
 	int64_t n;
 	int rc = 0;
@@ -147,18 +147,18 @@ static inline int shmq__deque_take(struct shmq__deque *d, uint64_t *item)
 	t = shmq__load_seq_cst(&c->top);
 	n = (int64_t)(b - t);
 	if (SHMQ__UNLIKELY(n < -1 || n >= (int64_t)d->mask + 1)) {
-		shmq__store_relaxed(&c->bottom, b + 1); /* leave it as we found it */
+		shmq__store_relaxed(&c->bottom, b + 1); /* relaxed: owner only, as we found it */
 		return shmq__deque_corrupt();
 	}
 	if (n < 0) { /* empty */
-		shmq__store_relaxed(&c->bottom, b + 1); /* only the owner writes bottom */
+		shmq__store_relaxed(&c->bottom, b + 1); /* relaxed: only the owner writes bottom */
 		return -EAGAIN;
 	}
-	*item = shmq__load_relaxed(&c->slots[b & d->mask]); /* the owner wrote it */
+	*item = shmq__load_relaxed(&c->slots[b & d->mask]); /* relaxed: the owner wrote it */
 	if (n == 0) { /* the last item: race the thieves for it */
 		if (!shmq__cas_seq_cst(&c->top, &t, t + 1))
 			rc = -EAGAIN;
-		shmq__store_relaxed(&c->bottom, b + 1); /* only the owner writes bottom */
+		shmq__store_relaxed(&c->bottom, b + 1); /* relaxed: only the owner writes bottom */
 	}
 	return rc;
 }
@@ -190,7 +190,8 @@ static inline int shmq__deque_steal(struct shmq__deque *d, uint64_t *item)
 			return shmq__deque_corrupt();
 		return -EBUSY;
 	}
-	v = shmq__load_relaxed(&c->slots[t & d->mask]); /* ordered after the seq_cst load of bottom */
+	/* relaxed: ordered after the seq_cst load of bottom */
+	v = shmq__load_relaxed(&c->slots[t & d->mask]);
 	if (!shmq__cas_seq_cst(&c->top, &t, t + 1))
 		return -EBUSY;
 	*item = v;

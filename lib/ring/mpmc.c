@@ -224,7 +224,7 @@ static inline uint64_t index_advance(uint64_t *idx, uint64_t pos)
 {
 	uint64_t expect = pos;
 
-	if (shmq__cas_acq_rel(idx, &expect, pos + 1))
+	if (shmq__cas_acq_rel(idx, &expect, pos + 1)) /* pairs with index_load */
 		return pos + 1;
 	return expect;
 }
@@ -281,7 +281,7 @@ static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out
 	uint64_t pos = index_load(&m->sh->tail);
 	uint32_t helped = 0; /* see HELP_SLACK */
 
-	if (SHMQ__UNLIKELY(shmq__load_relaxed(&m->sh->shut))) /* early out; re-checked below */
+	if (SHMQ__UNLIKELY(shmq__load_relaxed(&m->sh->shut))) /* relaxed: early out; re-checked below */
 		return -EPIPE;
 	for (uint32_t n = 1;; n++) {
 		struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
@@ -390,7 +390,7 @@ int shmq__mpmc_try_put(struct shmq__mpmc *m, const void *msg, size_t len,
  * after it): did the slot keep the value w the whole time? */
 static inline bool ctl_unchanged(struct shmq__mpmc_slot *s, uint64_t w)
 {
-	return shmq__load_acquire(&s->ctl) == w; /* pairs with the publish of FULL */
+	return shmq__load_acquire(&s->ctl) == w; /* pairs with the publish of FULL in put_publish */
 }
 
 /* FULL at head: check len, then claim.  0 claimed, 1 retry, <0 error. */
@@ -398,15 +398,17 @@ static SHMQ__ALWAYS_INLINE int get_take(struct shmq__mpmc *m, struct shmq__mpmc_
 					uint64_t pos, uint64_t w, size_t cap, uint32_t *len,
 					bool pow2)
 {
-	/* acquire: orders ctl_unchanged's re-read after this read */
+	/* acquire: orders ctl_unchanged's re-read after this read (the read
+	 * side of a seqlock; pairs with the release of ctl in put_publish) */
 	uint32_t l = shmq__load_acquire(&s->len);
 
 	if (SHMQ__UNLIKELY(l > m->max_msg))
 		return ctl_unchanged(s, w) ? -EBADMSG : 1;
 	if (SHMQ__UNLIKELY(l > cap))
 		return ctl_unchanged(s, w) ? -EMSGSIZE : 1;
-	/* acq_rel: acquire pairs with the producer's publish of FULL (its data);
-	 * release is not needed by anyone but costs nothing on a locked op */
+	/* acq_rel: pairs with the producer's publish of FULL in put_publish
+	 * (its data); release is needed by nobody but costs nothing on a
+	 * locked op */
 	if (!shmq__cas_acq_rel(&s->ctl, &w, ctl_make(lap_of_k(m, pos, pow2), ST_READING, m->self)))
 		return 1;
 	index_advance(&m->sh->head, pos);
@@ -452,7 +454,7 @@ static SHMQ__ALWAYS_INLINE int get_claim(struct shmq__mpmc *m, size_t cap, uint6
 	for (uint32_t n = 1;; n++) {
 		struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
 		uint32_t lap = lap_of_k(m, pos, pow2);
-		/* acquire: pairs with the producer's publish of FULL */
+		/* acquire: pairs with the producer's publish of FULL in put_publish */
 		uint64_t w = shmq__load_acquire(&s->ctl);
 		int32_t d = lap_diff(ctl_lap(w), lap);
 		unsigned st = ctl_state(w);

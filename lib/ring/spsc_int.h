@@ -245,7 +245,7 @@ static inline int shmq__spsc_reserve(struct shmq__spsc_prod *p, size_t len, void
 			return rc;
 	}
 	if (SHMQ__UNLIKELY(rec > room)) {
-		/* published with the record by the release store of tail */
+		/* relaxed: published with the record by the release store of tail */
 		shmq__store_relaxed((uint32_t *)(p->data + off), SHMQ__SPSC_PAD);
 		p->tail += room;
 		off = 0;

@@ -17,6 +17,7 @@
 #include <shmq.h>
 
 #include "core/alloc_int.h"
+#include "core/time_int.h"
 #include "sched/sched_int.h"
 
 #define POLL_MAX_EVENTS 32
@@ -97,8 +98,7 @@ static int poll_arm_timer(shmq_sched *s, int64_t target)
 	if (target != SHMQ__SCHED_NEVER) {
 		int64_t t = target > 0 ? target : 1; /* all zero would disarm */
 
-		its.it_value.tv_sec = t / 1000000000;
-		its.it_value.tv_nsec = t % 1000000000;
+		its.it_value = shmq__ns_to_timespec(t);
 	}
 	if (timerfd_settime(b->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
 		return -errno;

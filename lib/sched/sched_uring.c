@@ -31,6 +31,7 @@
 #include <shmq.h>
 
 #include "core/alloc_int.h"
+#include "core/time_int.h"
 #include "sched/sched_int.h"
 
 /* The kernel's uapi values, for headers older than Linux 6.7. */
@@ -122,14 +123,6 @@ static struct io_uring_sqe *uring_sqe(struct uring_be *b)
 	return sqe;
 }
 
-static void ts_set(struct __kernel_timespec *ts, int64_t t)
-{
-	if (t < 0)
-		t = 0;
-	ts->tv_sec = t / 1000000000;
-	ts->tv_nsec = t % 1000000000;
-}
-
 static int uring_timer_remove(struct uring_be *b)
 {
 	struct io_uring_sqe *sqe = uring_sqe(b);
@@ -149,7 +142,7 @@ static int uring_timer_update(struct uring_be *b, int64_t target)
 
 	if (!sqe)
 		return -EAGAIN;
-	ts_set(&b->ts_upd, target);
+	b->ts_upd = shmq__ns_to_kernel_timespec(target);
 	io_uring_prep_timeout_update(sqe, &b->ts_upd, (b->timer_gen << 3) | UD_TIMER,
 				     IORING_TIMEOUT_ABS);
 	io_uring_sqe_set_data64(sqe, (b->timer_gen << 3) | UD_UPDATE);
@@ -164,7 +157,7 @@ static int uring_timer_add(struct uring_be *b, int64_t target)
 	if (!sqe)
 		return -EAGAIN;
 	b->timer_gen++;
-	ts_set(&b->ts_add, target);
+	b->ts_add = shmq__ns_to_kernel_timespec(target);
 	io_uring_prep_timeout(sqe, &b->ts_add, 0, IORING_TIMEOUT_ABS);
 	io_uring_sqe_set_data64(sqe, (b->timer_gen << 3) | UD_TIMER);
 	b->timer_armed = true;

@@ -17,6 +17,15 @@
  * asks the process table about every other party, and a dead one breaks the
  * generation (BROKEN, as a timeout does: -EPIPE for everybody) and is
  * cleared from the table.  Reset clears the dead too.
+ *
+ * Protocol BARRIER_WORD: every change of the word is an RMW, so all of them
+ * form one release sequence.  An arrival's acq_rel CAS (shmq_barrier_wait)
+ * releases what the party did before arriving; the seq_cst RMW that moves
+ * the generation or sets a flag (the last arrival in shmq_barrier_wait,
+ * shmq_barrier_abort, shmq_barrier_reset, barrier_time_out) reads the
+ * latest arrival and so acquires every one of them; a waiter's acquire load
+ * that sees the moved word (barrier_spin, barrier_await, barrier_time_out)
+ * acquires all of it in turn.
  */
 #include "config.h"
 
@@ -277,7 +286,7 @@ SHMQ_API unsigned shmq_barrier_n_waiting(const shmq_barrier *b)
 
 	if (!b)
 		return 0;
-	w = shmq__load_relaxed(&b->s->word); /* a snapshot; pairs with nothing */
+	w = shmq__load_relaxed(&b->s->word); /* relaxed: a snapshot */
 
 	if (w & SHMQ__BARRIER_BROKEN)
 		return 0;
@@ -288,7 +297,7 @@ SHMQ_API bool shmq_barrier_broken(const shmq_barrier *b)
 {
 	if (!b)
 		return false;
-	return (shmq__load_relaxed(&b->s->word) & SHMQ__BARRIER_BROKEN) != 0; /* a snapshot */
+	return (shmq__load_relaxed(&b->s->word) & SHMQ__BARRIER_BROKEN) != 0; /* relaxed: a snapshot */
 }
 
 /* ---- state changes that release everybody -------------------------------- */
@@ -327,7 +336,7 @@ SHMQ_API int shmq_barrier_reset(shmq_barrier *b)
 		    shmq__region_id_alive(b->r, party_id(e)) == 0)
 			barrier_forget(b, i, e);
 	}
-	w = shmq__load_relaxed(&b->s->word); /* the CAS below re-reads it */
+	w = shmq__load_relaxed(&b->s->word); /* relaxed: the CAS below re-reads it */
 	while (!shmq__cas_seq_cst(&b->s->word, &w, barrier_next_gen(w) | SHMQ__BARRIER_RESET))
 		;
 	barrier_wake_all(b);
@@ -348,8 +357,8 @@ static int barrier_outcome(uint32_t w, uint32_t g, int idx)
  * generation completed or broke first. */
 static int barrier_time_out(shmq_barrier *b, uint32_t g, int idx)
 {
-	/* pairs with the completer's seq_cst CAS: a pass we lost the race to
-	 * still counts */
+	/* pairs with the completer's seq_cst CAS (Protocol BARRIER_WORD): a
+	 * pass we lost the race to still counts */
 	uint32_t w = shmq__load_acquire(&b->s->word);
 
 	for (;;) {
@@ -427,7 +436,7 @@ static uint32_t barrier_spin(const shmq_barrier *b, uint32_t cur)
 	if (shmq__spin_budget() == 0)
 		return cur;
 	for (uint32_t i = 1;; i++) {
-		/* pairs with the seq_cst CAS that moved the word */
+		/* pairs with the RMW that moved the word (Protocol BARRIER_WORD) */
 		uint32_t w = shmq__load_acquire(&b->s->word);
 
 		if (w != cur)
@@ -478,9 +487,9 @@ static int barrier_await(shmq_barrier *b, uint32_t cur, int idx, int64_t deadlin
 			if (rc)
 				return rc;
 		}
-		/* pairs with the seq_cst CAS that completed, broke or reset the
-		 * generation: everything the other parties did before arriving
-		 * is visible once we return */
+		/* pairs with the RMW that completed, broke or reset the generation
+		 * (Protocol BARRIER_WORD): everything the other parties did before
+		 * arriving is visible once we return */
 		cur = shmq__load_acquire(&b->s->word);
 	}
 }
@@ -498,7 +507,7 @@ SHMQ_API int shmq_barrier_wait(shmq_barrier *b, int64_t timeout_ns)
 	if (b->party && shmq__load_relaxed(&b->slot) == BARRIER_NO_SLOT)
 		barrier_join(b); /* from now on we are one of its parties */
 	deadline = shmq__deadline(timeout_ns);
-	/* the CASes below re-read it */
+	/* relaxed: the CASes below re-read it */
 	w = shmq__load_relaxed(&b->s->word);
 	for (;;) {
 		if (w & SHMQ__BARRIER_BROKEN)
@@ -519,9 +528,9 @@ SHMQ_API int shmq_barrier_wait(shmq_barrier *b, int64_t timeout_ns)
 		}
 		if (timeout_ns == SHMQ_NOWAIT)
 			return -EAGAIN; /* would block: do not arrive */
-		/* acq_rel: releases what we did before arriving to the last
-		 * arrival (its CAS reads this value or a later one in the
-		 * word's RMW chain) */
+		/* pairs with the last arrival's CAS (Protocol BARRIER_WORD): releases
+		 * what we did before arriving to it (its CAS reads this value or a
+		 * later one in the word's RMW chain) */
 		if (shmq__cas_acq_rel(&b->s->word, &w, w + 1))
 			break;
 	}

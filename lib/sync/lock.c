@@ -94,7 +94,7 @@ static inline uint32_t lock_owner(uint32_t word)
 /* We own the word now: record which thread holds it. */
 static inline void lock_set_tag(shmq_lock *l)
 {
-	/* Read only by the EDEADLK / EPERM checks, which compare whole tags;
+	/* relaxed: read only by the EDEADLK / EPERM checks, which compare whole tags;
 	 * the release clears it before the word's release store. */
 	shmq__store_relaxed(&l->s->tag, lock_tag(l));
 }
@@ -114,7 +114,7 @@ SHMQ_API int shmq_lock_init(void *mem)
 		return -EINVAL;
 	memset(s, 0, sizeof(*s));
 	/* Publishes the zeroed word and tag: an attacher that sees the magic
-	 * (load_acquire in lock_attach_checked) sees them too. */
+	 * (pairs with the load_acquire in lock_attach_checked) sees them too. */
 	shmq__store_release(&s->magic, SHMQ__LOCK_MAGIC);
 	return 0;
 }
@@ -191,7 +191,7 @@ SHMQ_API void shmq_lock_close(shmq_lock *l)
 
 SHMQ_API bool shmq_lock_locked(shmq_lock *l)
 {
-	/* A snapshot; nothing is read through it. */
+	/* relaxed: a snapshot; nothing is read through it. */
 	return l && shmq__load_relaxed(&l->s->word) != 0;
 }
 
@@ -222,9 +222,9 @@ static int lock_check_holder(shmq_lock *l, uint32_t seen)
 	alive = shmq__region_id_alive(l->r, owner);
 	if (alive != 0)
 		return alive < 0 ? alive : 0;
-	/* Keep CONTENDED: others may sleep behind the dead holder.  pairs
-	 * with nothing the dead holder can still write; acquire for the
-	 * state it left behind. */
+	/* Keep CONTENDED: others may sleep behind the dead holder.  Pairs
+	 * with the exchange_release in shmq_lock_release of the last holder
+	 * that did release; the dead one published nothing. */
 	if (!shmq__cas_acquire(&l->s->word, &seen, l->self | SHMQ__LOCK_CONTENDED))
 		return 0; /* somebody else moved first; look again */
 	lock_set_tag(l);
@@ -236,7 +236,7 @@ static int lock_check_holder(shmq_lock *l, uint32_t seen)
 static bool lock_spin(shmq_lock *l)
 {
 	for (uint32_t i = LOCK_SPIN; i > 0; i--) {
-		/* the CAS in lock_try_take is the acquire; this only polls */
+		/* relaxed: the CAS in lock_try_take is the acquire; this only polls */
 		uint32_t c = shmq__load_relaxed(&l->s->word);
 
 		if (c == 0) {
@@ -256,7 +256,7 @@ static uint32_t lock_mark_contended(shmq_lock *l, uint32_t c)
 {
 	if (c & SHMQ__LOCK_CONTENDED)
 		return c;
-	/* The releaser's exchange reads this bit; both are RMWs on the word,
+	/* relaxed: the releaser's exchange reads this bit; both are RMWs on the word,
 	 * so one of them sees the other. */
 	if (!shmq__cas_relaxed(&l->s->word, &c, c | SHMQ__LOCK_CONTENDED))
 		return 0;
@@ -276,7 +276,7 @@ static int lock_sleep(shmq_lock *l, uint32_t c, int64_t deadline)
 	rc = shmq__futex_wait(&l->s->word, c, until);
 	if (rc != -ETIMEDOUT)
 		return 0; /* woken, or the word had moved, or a spurious return */
-	/* A whole slice (or the rest of the timeout) without a wake-up. */
+	/* relaxed: a whole slice (or the rest of the timeout) without a wake-up. */
 	if (shmq__load_relaxed(&l->s->word) != c)
 		return 0; /* it moved: no need to suspect the holder */
 	return lock_check_holder(l, c);
@@ -301,7 +301,7 @@ static int lock_wait(shmq_lock *l, int64_t deadline)
 	uint32_t looked = 0; /* the holder we took the first look at */
 
 	for (;;) {
-		/* the CAS in lock_try_take is the acquire; this only polls */
+		/* relaxed: the CAS in lock_try_take is the acquire; this only polls */
 		uint32_t c = shmq__load_relaxed(&l->s->word);
 		int rc;
 
@@ -337,7 +337,7 @@ static int lock_wait(shmq_lock *l, int64_t deadline)
  * so a try-lock loop against a live holder stays cheap. */
 static int lock_try_nowait(shmq_lock *l)
 {
-	/* the CASes in lock_try_take / lock_check_holder are the acquires */
+	/* relaxed: the CASes in lock_try_take / lock_check_holder are the acquires */
 	uint32_t c = shmq__load_relaxed(&l->s->word);
 	uint32_t owner = lock_owner(c);
 	int64_t now;
@@ -354,9 +354,10 @@ static int lock_try_nowait(shmq_lock *l)
 		return rc;
 	if (rc > 0) {
 		now = shmq_now_ns();
+		/* relaxed: handle-local, see struct shmq_lock */
 		if (now - shmq__load_relaxed(&l->nowait_checked) < LOCK_SLICE_NS)
 			return -EAGAIN;
-		shmq__store_relaxed(&l->nowait_checked, now); /* handle-local, see struct */
+		shmq__store_relaxed(&l->nowait_checked, now); /* relaxed: handle-local, see struct */
 	}
 	rc = lock_check_holder(l, c);
 	if (rc)
@@ -369,7 +370,7 @@ static SHMQ__COLD int lock_acquire_slow(shmq_lock *l, int64_t timeout_ns)
 	int64_t deadline;
 	int rc;
 
-	/* Only this thread writes our tag, and it cleared it when it last
+	/* relaxed: only this thread writes our tag, and it cleared it when it last
 	 * released: a match means we hold the lock now. */
 	if (shmq__load_relaxed(&l->s->tag) == lock_tag(l))
 		return -EDEADLK;
@@ -382,7 +383,7 @@ static SHMQ__COLD int lock_acquire_slow(shmq_lock *l, int64_t timeout_ns)
 	if (rc == -ETIMEDOUT) {
 		/* The deadline passed: one last look, including at the holder's
 		 * liveness, so a short timeout still finds a dead holder. */
-		uint32_t c = shmq__load_relaxed(&l->s->word); /* polls; CASes acquire */
+		uint32_t c = shmq__load_relaxed(&l->s->word); /* relaxed: polls; CASes acquire */
 
 		if (c == 0 && lock_try_take(l, l->self | SHMQ__LOCK_CONTENDED))
 			return 0;
@@ -419,10 +420,10 @@ SHMQ_API int shmq_lock_release(shmq_lock *l)
 	if (SHMQ__UNLIKELY(shmq__foreign(l->pid)))
 		return -EBADF;
 	s = l->s;
-	/* Our own last write when we hold it (only the holder writes the tag). */
+	/* relaxed: our own last write when we hold it (only the holder writes the tag). */
 	if (SHMQ__UNLIKELY(shmq__load_relaxed(&s->tag) != lock_tag(l)))
 		return -EPERM;
-	shmq__store_relaxed(&s->tag, 0); /* ordered before the word by its release */
+	shmq__store_relaxed(&s->tag, 0); /* relaxed: ordered before the word by its release */
 	/* pairs with the cas_acquire of the next taker (lock_try_take) */
 	old = shmq__exchange_release(&s->word, 0);
 	if (SHMQ__UNLIKELY(old & SHMQ__LOCK_CONTENDED)) {

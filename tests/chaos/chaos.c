@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "chaos.h"
+#include "core/time_int.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define CHAOS_TSAN 1
@@ -35,12 +36,12 @@ int64_t chaos_now(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return shmq__timespec_to_ns(&ts);
 }
 
 void chaos_sleep(int64_t ns)
 {
-	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+	struct timespec ts = shmq__ns_to_timespec(ns);
 
 	while (ns > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;

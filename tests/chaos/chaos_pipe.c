@@ -22,6 +22,7 @@
 #include "testutil.h"
 
 #include "chaos.h"
+#include "core/hash_int.h"
 
 #define CAPACITY 1024
 #define MAX_PAY  200
@@ -52,13 +53,12 @@ struct pipe_ctx {
 static size_t msg_fill(uint8_t *buf, uint64_t seq)
 {
 	size_t len = 16 + seq % (MAX_PAY - 16 + 1);
-	uint64_t h = 0xcbf29ce484222325ull ^ seq;
+	uint64_t h;
 
 	memcpy(buf, &seq, 8);
-	for (size_t i = 16; i < len; i++) {
+	for (size_t i = 16; i < len; i++)
 		buf[i] = (uint8_t)(seq * 13 + i);
-		h = (h ^ buf[i]) * 0x100000001b3ull;
-	}
+	h = shmq__fnv1a64_step(SHMQ__FNV64_OFFSET ^ seq, buf + 16, len - 16);
 	memcpy(buf + 8, &h, 8);
 	return len;
 }

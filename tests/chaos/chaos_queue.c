@@ -27,6 +27,7 @@
 #include "testutil.h"
 
 #include "chaos.h"
+#include "core/hash_int.h"
 
 #define PRODUCERS 2
 #define CONSUMERS 2
@@ -67,11 +68,9 @@ struct queue_ctx {
 
 static uint64_t msg_sum(const struct msg *m)
 {
-	uint64_t h = 0xcbf29ce484222325ull ^ m->round ^ ((uint64_t)m->producer << 32) ^ m->seq;
+	uint64_t h = SHMQ__FNV64_OFFSET ^ m->round ^ ((uint64_t)m->producer << 32) ^ m->seq;
 
-	for (unsigned i = 0; i + 24 < m->len; i++)
-		h = (h ^ m->payload[i]) * 0x100000001b3ull;
-	return h;
+	return shmq__fnv1a64_step(h, m->payload, m->len > 24 ? m->len - 24u : 0);
 }
 
 static void msg_make(struct msg *m, uint32_t round, unsigned producer, uint64_t seq)

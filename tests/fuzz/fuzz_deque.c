@@ -57,21 +57,16 @@ static void readers(void *mem, uint64_t size)
 	(void)shmq__deque_size(&d);
 }
 
+static void read_dq(shmq_region *r)
+{
+	void *mem;
+	uint64_t osize;
+
+	if (shmq__obj_find(r, "dq", SHMQ__OBJ_BLOB, &mem, &osize) == 0)
+		readers(mem, osize);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	shmq_region *r;
-	int fd = fuzz_object_image(build, names, types, 1, data, size);
-
-	if (fd < 0)
-		return 0;
-	if (shmq__region_from_fd(fd, NULL, &r) == 0) {
-		void *mem;
-		uint64_t osize;
-
-		if (shmq__obj_find(r, "dq", SHMQ__OBJ_BLOB, &mem, &osize) == 0)
-			readers(mem, osize);
-		shmq_region_close(r);
-	}
-	close(fd);
-	return 0;
+	return fuzz_object_run(build, names, types, 1, data, size, read_dq);
 }

@@ -52,18 +52,13 @@ static void readers(shmq_region *r, const char *name)
 	shmq_lock_close(l);
 }
 
+static void read_both(shmq_region *r)
+{
+	readers(r, "held");
+	readers(r, "free");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	shmq_region *r;
-	int fd = fuzz_object_image(build, names, types, 2, data, size);
-
-	if (fd < 0)
-		return 0;
-	if (shmq__region_from_fd(fd, NULL, &r) == 0) {
-		readers(r, "held");
-		readers(r, "free");
-		shmq_region_close(r);
-	}
-	close(fd);
-	return 0;
+	return fuzz_object_run(build, names, types, 2, data, size, read_both);
 }

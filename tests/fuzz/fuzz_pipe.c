@@ -113,15 +113,5 @@ static void readers(shmq_region *r)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	shmq_region *r;
-	int fd = fuzz_object_image(build, names, types, 1, data, size);
-
-	if (fd < 0)
-		return 0;
-	if (shmq__region_from_fd(fd, NULL, &r) == 0) {
-		readers(r);
-		shmq_region_close(r);
-	}
-	close(fd);
-	return 0;
+	return fuzz_object_run(build, names, types, 1, data, size, readers);
 }

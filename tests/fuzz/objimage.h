@@ -89,4 +89,23 @@ static inline int fuzz_object_image(int (*build)(shmq_region *r), const char *co
 	return fd;
 }
 
+/* One fuzz input on an object image: build and patch it as above, map it as
+ * a region, hand that to read, unmap.  Returns 0 (libFuzzer's "go on"). */
+static inline int fuzz_object_run(int (*build)(shmq_region *r), const char *const *names,
+				  const uint32_t *types, size_t n, const uint8_t *data, size_t size,
+				  void (*read)(shmq_region *r))
+{
+	shmq_region *r;
+	int fd = fuzz_object_image(build, names, types, n, data, size);
+
+	if (fd < 0)
+		return 0;
+	if (shmq__region_from_fd(fd, NULL, &r) == 0) {
+		read(r);
+		shmq_region_close(r);
+	}
+	close(fd);
+	return 0;
+}
+
 #endif

@@ -7,30 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static inline void fuzz_apply_patches(int fd, uint64_t image_size, const uint8_t *data, size_t size)
-{
-	while (size >= 5) {
-		uint32_t off;
-		size_t len;
-
-		memcpy(&off, data, 4);
-		len = data[4];
-		data += 5;
-		size -= 5;
-		if (len > size)
-			len = size;
-		off = (uint32_t)(off % image_size);
-		if (len > image_size - off)
-			len = (size_t)(image_size - off);
-		if (pwrite(fd, data, len, off) < 0)
-			return;
-		data += len;
-		size -= len;
-	}
-}
-
-/* The same, with offsets taken modulo span and placed at base: patches that
- * stay inside one object's bytes (objimage.h). */
+/* Apply the patches in data (each: a 4-byte offset, taken modulo span, a
+ * length byte, then that many bytes) at base + offset: with base 0 and the
+ * image's size, anywhere in it; objimage.h keeps them inside one object. */
 static inline void fuzz_apply_patches_span(int fd, uint64_t base, uint64_t span,
 					   const uint8_t *data, size_t size)
 {
@@ -52,6 +31,12 @@ static inline void fuzz_apply_patches_span(int fd, uint64_t base, uint64_t span,
 		data += len;
 		size -= len;
 	}
+}
+
+/* The same over the whole image. */
+static inline void fuzz_apply_patches(int fd, uint64_t image_size, const uint8_t *data, size_t size)
+{
+	fuzz_apply_patches_span(fd, 0, image_size, data, size);
 }
 
 #endif

@@ -60,8 +60,10 @@ typedef int (*shmq_task_fn)(const void *in, void *out);
 /* One registered task; SHMQ_TASK fills it in at file scope.
  * shmq_task_register adds t (which must live as long as the program) to the
  * process-wide registry.  Safe from constructors and any thread; registering
- * the same struct twice is a no-op; names are unique (a later duplicate name
- * is ignored). */
+ * the same struct twice is a no-op.  Two different structs under one name are
+ * a programming error that registration order never resolves: the name
+ * becomes ambiguous and every submission of it fails with -EEXIST (the rule
+ * of shmq_entry_register). */
 struct shmq_task {
 	const char *name;
 	shmq_task_fn fn;

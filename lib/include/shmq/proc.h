@@ -19,9 +19,11 @@ typedef int (*shmq_entry_fn)(shmq_region *r, const void *arg, size_t len);
  * shmq_entry_register adds e (which must live as long as the program) to the
  * process-wide registry that shmq_proc_spawn and shmq_dispatch look names up
  * in.  Safe from any thread and from constructors; entries are never removed;
- * registering the same struct again is a no-op; when two entries share a
- * name, the one registered last is found.  The registry is the library's
- * only global mutable state.
+ * registering the same struct again is a no-op.  Two different structs under
+ * one name are a programming error that registration order never resolves:
+ * the name becomes ambiguous, shmq_proc_spawn refuses it with -EEXIST and a
+ * child told to run it exits with SHMQ_EXIT_NOENTRY.  The registry is the
+ * library's only global mutable state.
  */
 struct shmq_entry {
 	const char *name;
