@@ -175,6 +175,47 @@ static void test_barrier(void **state)
 	shmq_barrier_close(g_barrier);
 }
 
+static shmq_flag *g_flag;
+static shmq_sem *g_sem;
+static shmq_cond *g_cond;
+static shmq_lock *g_clock;
+
+static int sync_child(void *arg)
+{
+	(void)arg;
+	EXPECT(1, shmq_flag_set(g_flag) == -EBADF);
+	EXPECT(2, shmq_flag_clear(g_flag) == -EBADF);
+	EXPECT(3, shmq_flag_wait(g_flag, SHMQ_NOWAIT) == -EBADF);
+	EXPECT(4, shmq_sem_acquire(g_sem, SHMQ_NOWAIT) == -EBADF); /* was: took the parent's unit */
+	EXPECT(5, shmq_sem_release(g_sem, 1) == -EBADF);
+	EXPECT(6, shmq_cond_notify(g_cond, 1) == -EBADF);
+	EXPECT(7, shmq_cond_notify_all(g_cond) == -EBADF);
+	EXPECT(8, shmq_cond_wait(g_cond, g_clock, SHMQ_NOWAIT) == -EBADF);
+	shmq_flag_close(g_flag);
+	shmq_sem_close(g_sem);
+	shmq_cond_close(g_cond);
+	return 0;
+}
+
+static void test_flag_sem_cond(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(shmq_flag_create(f->r, "flag", &g_flag), 0);
+	assert_int_equal(shmq_sem_create(f->r, "sem", 1, NULL, &g_sem), 0);
+	assert_int_equal(shmq_cond_create(f->r, "cond", &g_cond), 0);
+	assert_int_equal(shmq_lock_create(f->r, "clock", &g_clock), 0);
+	assert_int_equal(in_child(sync_child, f), 0);
+	assert_false(shmq_flag_is_set(g_flag));
+	assert_int_equal(shmq_sem_value(g_sem), 1);
+	assert_int_equal(shmq_sem_acquire(g_sem, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_flag_set(g_flag), 0);
+	shmq_flag_close(g_flag);
+	shmq_sem_close(g_sem);
+	shmq_cond_close(g_cond);
+	shmq_lock_close(g_clock);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -182,6 +223,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_barrier, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flag_sem_cond, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,6 +27,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
 #include "sync/cond_int.h"
@@ -40,6 +41,7 @@ struct shmq_cond {
 	struct shmq__cond_shm *s; /* the shared condition */
 	shmq_region *r;           /* owner ids and liveness */
 	uint32_t self;            /* our owner id: the WAITING value of our slots */
+	pid_t pid;                /* the process that made the handle (core/fork_int.h) */
 };
 
 /* ---- create and open ------------------------------------------------------ */
@@ -76,6 +78,7 @@ static int cond_attach(shmq_region *r, void *mem, uint64_t size, shmq_cond **out
 	c->s = s;
 	c->r = r;
 	c->self = shmq__region_self(r);
+	c->pid = shmq__self_pid();
 	*out = c;
 	return 0;
 }
@@ -222,6 +225,8 @@ SHMQ_API int shmq_cond_notify(shmq_cond *c, unsigned n)
 {
 	if (!c)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(c->pid)))
+		return -EBADF;
 	return cond_notify_n(c, n);
 }
 
@@ -229,6 +234,8 @@ SHMQ_API int shmq_cond_notify_all(shmq_cond *c)
 {
 	if (!c)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(c->pid)))
+		return -EBADF;
 	return cond_notify_n(c, UINT_MAX);
 }
 
@@ -361,6 +368,8 @@ SHMQ_API int shmq_cond_wait(shmq_cond *c, shmq_lock *l, int64_t timeout_ns)
 
 	if (!c || !l)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(c->pid)))
+		return -EBADF;
 	deadline = shmq__deadline(timeout_ns);
 	rc = cond_register(c, &i);
 	if (rc)

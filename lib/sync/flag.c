@@ -24,6 +24,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
 #include "sync/flag_int.h"
@@ -31,6 +32,7 @@
 
 struct shmq_flag {
 	struct shmq__flag_shm *s; /* the shared flag */
+	pid_t pid;                /* the process that made the handle (core/fork_int.h) */
 };
 
 static int flag_obj_init(void *mem, uint64_t size, void *arg)
@@ -63,6 +65,7 @@ static int flag_attach(void *mem, uint64_t size, shmq_flag **out)
 	if (!f)
 		return -ENOMEM;
 	f->s = s;
+	f->pid = shmq__self_pid();
 	*out = f;
 	return 0;
 }
@@ -119,6 +122,8 @@ SHMQ_API int shmq_flag_set(shmq_flag *f)
 
 	if (!f)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(f->pid)))
+		return -EBADF;
 	w = shmq__load_relaxed(&f->s->word); /* the CAS below re-reads it */
 	do {
 		if (w & SHMQ__FLAG_BAD)
@@ -140,6 +145,8 @@ SHMQ_API int shmq_flag_clear(shmq_flag *f)
 
 	if (!f)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(f->pid)))
+		return -EBADF;
 	w = shmq__load_relaxed(&f->s->word); /* the CAS below re-reads it */
 	do {
 		if (w & SHMQ__FLAG_BAD)
@@ -188,6 +195,8 @@ SHMQ_API int shmq_flag_wait(shmq_flag *f, int64_t timeout_ns)
 
 	if (SHMQ__UNLIKELY(!f))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(f->pid)))
+		return -EBADF;
 	/* pairs with the seq_cst CAS in shmq_flag_set */
 	w = shmq__load_acquire(&f->s->word);
 	if (SHMQ__UNLIKELY(w & SHMQ__FLAG_BAD))

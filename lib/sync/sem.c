@@ -23,6 +23,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
 #include "sync/sem_int.h"
@@ -45,6 +46,7 @@ struct shmq_sem {
 	/* SHMQ_NOWAIT: when this handle last looked for dead holders
 	 * (relaxed, handle-local: one look early or late at worst) */
 	int64_t nowait_checked;
+	pid_t pid;               /* the process that made the handle (core/fork_int.h) */
 };
 
 /* ---- create and open ------------------------------------------------------ */
@@ -94,6 +96,7 @@ static int sem_attach(shmq_region *r, void *mem, uint64_t size, shmq_sem **out)
 	h->s = s;
 	h->r = r;
 	h->self = shmq__region_self(r);
+	h->pid = shmq__self_pid();
 	h->max = max;
 	h->undo = (flags & SHMQ_SEM_UNDO) != 0;
 	h->slot = SEM_NO_SLOT;
@@ -318,6 +321,8 @@ SHMQ_API int shmq_sem_acquire(shmq_sem *h, int64_t timeout_ns)
 
 	if (SHMQ__UNLIKELY(!h))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(h->pid)))
+		return -EBADF;
 	if (h->undo) {
 		slot = sem_undo_slot(h, true);
 		if (slot == SEM_NO_SLOT) {
@@ -376,6 +381,8 @@ SHMQ_API int shmq_sem_release(shmq_sem *h, unsigned n)
 
 	if (SHMQ__UNLIKELY(!h || n == 0))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__foreign(h->pid)))
+		return -EBADF;
 	w = shmq__load_relaxed(&h->s->word); /* the CAS re-reads it */
 	rc = sem_room(h, w, n);
 	if (rc)
