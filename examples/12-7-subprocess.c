@@ -8,6 +8,7 @@
  * shmq_run captures any amount of output on both streams without deadlock,
  * can feed input, and kills the child's whole process group at a timeout.
  */
+#define _GNU_SOURCE /* memmem */
 #include <stdio.h>
 #include <string.h>
 
