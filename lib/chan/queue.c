@@ -689,13 +689,15 @@ bool shmq__queue_readable(shmq_queue *q)
 
 /* Queue (the object is the mpmc ring's control block and slots): depth
  * and capacity in messages, positions as message counters, sleepers on both
- * sides, shutdown, and the claims of dead processes skipped or dropped. */
+ * sides, shutdown, and the claims of dead processes skipped or dropped.
+ * Every load is relaxed: a snapshot that orders nothing against the queue's
+ * users; head and tail are two separate loads, so depth is clamped to
+ * 0..capacity. */
 void shmq__queue_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
 {
 	const struct shmq__mpmc_shared *q = mem;
 
 	(void)r;
-	/* a snapshot: every load below is relaxed, nothing is ordered against it */
 	uint32_t version = size < sizeof(*q) ? 0 : shmq__load_relaxed(&q->version);
 	if (size < sizeof(*q) || shmq__load_relaxed(&q->magic) != SHMQ__MPMC_MAGIC ||
 	    (version != SHMQ__MPMC_VERSION && version != SHMQ__MPMC_VERSION_POW2)) {

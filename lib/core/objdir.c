@@ -70,8 +70,12 @@ static int dir_lock(shmq_region *r)
 		rc = shmq__wait_word(&ctl->dir_lock, cur, &ctl->dir_sleepers, SHMQ__NO_DEADLINE,
 				     DIRLOCK_SLICE_NS);
 		if (rc == -EINTR && !shmq__pid_alive((pid_t)cur, 0)) {
-			/* the holder died inside the directory: take over */
-			if (shmq__cas_acquire(&ctl->dir_lock, &cur, self)) /* as above */
+			/* the holder died inside the directory: take over.
+			 * acquire: pairs with the seq_cst exchange in
+			 * dir_unlock of the holder before the dead one; the
+			 * dead one's own stores are all done once it is gone,
+			 * and dir_claim reuses the entry it left BUILDING */
+			if (shmq__cas_acquire(&ctl->dir_lock, &cur, self))
 				return 0;
 		} else if (rc && rc != -EINTR) {
 			return rc;
@@ -93,9 +97,12 @@ static void dir_unlock(shmq_region *r)
 static int entry_check(const shmq_region *r, const struct shmq__dir_entry *e, uint32_t *type,
 		       void **mem, uint64_t *size)
 {
-	uint64_t off = shmq__load_relaxed(&e->off);   /* ordered by the state load_acquire */
-	uint64_t len = shmq__load_relaxed(&e->size);  /* ordered by the state load_acquire */
-	uint32_t t = shmq__load_relaxed(&e->type);    /* ordered by the state load_acquire */
+	/* relaxed: written before the store_release of READY in
+	 * shmq__obj_create, and ordered after it by the caller's load_acquire
+	 * of state (dir_lookup, shmq__obj_walk); a READY entry never changes */
+	uint64_t off = shmq__load_relaxed(&e->off);
+	uint64_t len = shmq__load_relaxed(&e->size);
+	uint32_t t = shmq__load_relaxed(&e->type);
 
 	if (t == SHMQ__OBJ_NONE || t >= SHMQ__OBJ_TYPE_MAX || off % SHMQ__CACHELINE)
 		return -EBADMSG;
@@ -181,7 +188,9 @@ static int dir_claim(shmq_region *r, uint32_t *idx)
 	uint32_t hwm = dir_hwm(r);
 
 	for (uint32_t i = 0; i < hwm; i++) {
-		uint32_t s = shmq__load_relaxed(&entry_of(r, i)->state); /* we hold the dir lock */
+		/* relaxed: every store of state is made under the directory
+		 * lock, which we hold (dir_lock's cas_acquire) */
+		uint32_t s = shmq__load_relaxed(&entry_of(r, i)->state);
 
 		if (s == SHMQ__DIR_FREE || s == SHMQ__DIR_BUILDING) {
 			*idx = i;

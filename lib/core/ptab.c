@@ -176,12 +176,18 @@ int shmq__ptab_claim(shmq_region *r)
 			gen = (((uint32_t)(w >> 1)) + 1) & GEN_MASK;
 			if (gen == 0)
 				gen = 1;
-			/* acq_rel: acquire the old owner's writes, release ours
-			 * to any id_alive that loads the new word */
+			/* acq_rel: the acquire pairs with the cas_release in
+			 * shmq__ptab_release, so the old owner's writes happen
+			 * before ours; the release pairs with the load_acquire
+			 * of the word in shmq__region_id_alive and
+			 * id_listed_word, though pid and gen travel in the word
+			 * itself (starttime follows, with its own release) */
 			if (!shmq__cas_acq_rel(&s->word, &w,
 					       ((uint64_t)(uint32_t)pid << 32) | (uint64_t)gen << 1 | 1))
 				continue;
-			shmq__store_relaxed(&s->attached_ns, (uint64_t)shmq_now_ns()); /* informational only */
+			/* relaxed: informational (shmq__region_ptab_get);
+			 * nothing is decided on it */
+			shmq__store_relaxed(&s->attached_ns, (uint64_t)shmq_now_ns());
 			shmq__store_release(&s->starttime, st); /* pairs with shmq__region_id_alive's load_acquire */
 			r->self_id = i | gen << SHMQ__ID_SLOT_BITS;
 			r->pid = pid;
@@ -199,11 +205,15 @@ void shmq__ptab_release(shmq_region *r)
 	if (!r->self_id)
 		return;
 	s = slot_of(r, shmq__id_slot(r->self_id));
-	w = shmq__load_acquire(&s->word); /* pairs with our own claim CAS */
+	/* pairs with the CAS in shmq__ptab_claim that last wrote the word:
+	 * ours, or a reclaimer's that took us for dead (the checks below then
+	 * fail and we leave its slot alone) */
+	w = shmq__load_acquire(&s->word);
 	if ((w & 1) && ((w >> 1) & GEN_MASK) == r->self_id >> SHMQ__ID_SLOT_BITS &&
 	    (pid_t)(w >> 32) == r->pid)
 		/* release: our writes to shared objects happen before the slot
-		 * reads free; pairs with the acq_rel CAS of the next claim */
+		 * reads free; pairs with the acq_rel CAS in shmq__ptab_claim of
+		 * the next claimer */
 		shmq__cas_release(&s->word, &w, w & ~(UINT64_C(0xffffffff) << 32 | 1));
 	r->self_id = 0;
 }
@@ -232,7 +242,8 @@ unsigned shmq__ptab_count(const shmq_region *r)
 	unsigned procs = 0;
 
 	for (unsigned i = 0; i < r->ptab_slots; i++)
-		procs += (shmq__load_relaxed(&slot_of(r, i)->word) & 1) != 0; /* a statistic */
+		/* relaxed: a statistic (shmq_region_info), stale when read */
+		procs += (shmq__load_relaxed(&slot_of(r, i)->word) & 1) != 0;
 	return procs;
 }
 

@@ -210,7 +210,8 @@ static int region_format(shmq_region *r, uint64_t size, unsigned flags)
 		return rc;
 	geometry_apply(r, &g);
 	ctl = ctl_of(r);
-	shmq__store_relaxed(&ctl->heap_top, g.heap_off); /* published by the header below */
+	/* relaxed: published by the fence_release before hdr_write below */
+	shmq__store_relaxed(&ctl->heap_top, g.heap_off);
 	rc = shmq__ptab_claim(r);
 	if (rc)
 		return rc;
@@ -527,7 +528,8 @@ int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out)
 	if (size > r->size) /* can never fit: the documented "full" error */
 		return -ENOSPC;
 	size = SHMQ__ALIGN_UP(size, (uint64_t)SHMQ__CACHELINE);
-	top = shmq__load_relaxed(&ctl->heap_top); /* the CAS below re-validates it */
+	/* relaxed: a first guess, re-validated by the CAS below */
+	top = shmq__load_relaxed(&ctl->heap_top);
 	do {
 		if (top < r->heap_off || top > r->size)
 			return -EBADMSG;
@@ -559,12 +561,14 @@ SHMQ_API int shmq_region_info(const shmq_region *r, struct shmq_region_info *inf
 		return -EINVAL;
 	ctl = ctl_of(r);
 	memset(info, 0, sizeof(*info));
-	top = shmq__load_relaxed(&ctl->heap_top); /* a statistic: no ordering needed */
+	/* relaxed: a statistic, range-checked before it is reported */
+	top = shmq__load_relaxed(&ctl->heap_top);
 	if (top < r->heap_off || top > r->size)
 		return -EBADMSG;
 	info->size = r->size;
 	info->used = top;
-	info->objects = shmq__load_relaxed(&ctl->dir_count); /* a statistic */
+	/* relaxed: a statistic, as the fetch_add in shmq__obj_create */
+	info->objects = shmq__load_relaxed(&ctl->dir_count);
 	info->max_objects = r->dir_entries;
 	info->procs = shmq__ptab_count(r);
 	info->max_procs = r->ptab_slots;

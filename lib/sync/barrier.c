@@ -121,8 +121,10 @@ static int barrier_attach_checked(shmq_region *r, struct shmq__barrier_shm *s, u
 		return -EBADMSG;
 	if (magic != SHMQ__BARRIER_MAGIC)
 		return -EPROTO; /* ours, at another layout */
-	parties = shmq__load_relaxed(&s->parties); /* immutable since init */
-	nslots = shmq__load_relaxed(&s->nslots);   /* immutable since init */
+	/* relaxed: immutable since barrier_format, whose store_release of
+	 * magic the load_acquire above read */
+	parties = shmq__load_relaxed(&s->parties);
+	nslots = shmq__load_relaxed(&s->nslots);
 	if (parties == 0 || parties > SHMQ__BARRIER_MAX_PARTIES)
 		return -EBADMSG;
 	if (r && (nslots > SHMQ__BARRIER_SLOTS_MAX ||
@@ -378,8 +380,8 @@ static int barrier_time_out(shmq_barrier *b, uint32_t g, int idx)
  * 0: g ended first (the caller looks at the word again). */
 static int barrier_break_dead(shmq_barrier *b, uint32_t g, uint32_t i, uint64_t e)
 {
-	/* pairs with the completer's seq_cst CAS: a pass we lost the race to
-	 * still counts */
+	/* pairs with the completer's seq_cst CAS (Protocol BARRIER_WORD): a
+	 * pass we lost the race to still counts */
 	uint32_t w = shmq__load_acquire(&b->s->word);
 
 	for (;;) {
@@ -389,7 +391,8 @@ static int barrier_break_dead(shmq_barrier *b, uint32_t g, uint32_t i, uint64_t 
 			break;
 		/* seq_cst: the core/wait_int.h protocol, then the sleeper count */
 		if (shmq__cas_seq_cst(&b->s->word, &w, w | SHMQ__BARRIER_BROKEN)) {
-			shmq__fetch_add_relaxed(&b->s->broke_dead, 1); /* statistics only */
+			/* relaxed: a statistic for debuggers; nothing reads it */
+			shmq__fetch_add_relaxed(&b->s->broke_dead, 1);
 			barrier_wake_all(b);
 			break;
 		}

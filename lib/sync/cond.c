@@ -145,7 +145,8 @@ static uint32_t cond_oldest(shmq_cond *c, int *err)
 	uint32_t best = COND_NO_SLOT, best_arrival = 0;
 
 	for (uint32_t i = 0; i < SHMQ__COND_SLOTS; i++) {
-		/* the CAS in cond_pick decides; this only looks */
+		/* relaxed: only a candidate; cond_pick re-validates the word
+		 * with its seq_cst CAS before handing a ticket */
 		uint32_t w = shmq__load_relaxed(&c->s->slot[i].word);
 		uint32_t a;
 
@@ -176,7 +177,9 @@ static int cond_pick(shmq_cond *c)
 
 		if (i == COND_NO_SLOT)
 			return err;
-		w = shmq__load_relaxed(&c->s->slot[i].word); /* the CAS decides */
+		/* relaxed: re-validated by the seq_cst CAS below (or the
+		 * cas_release in cond_free_dead) */
+		w = shmq__load_relaxed(&c->s->slot[i].word);
 		if (w == 0 || (w & SHMQ__COND_SIGNAL))
 			continue; /* gone meanwhile */
 		/* kill(2) for another process's waiter: a reaped or replaced
@@ -269,7 +272,9 @@ static int cond_reclaim(shmq_cond *c, uint32_t mine)
 	int rc;
 
 	for (uint32_t i = 0; i < SHMQ__COND_SLOTS; i++) {
-		uint32_t w = shmq__load_relaxed(&c->s->slot[i].word); /* the CAS decides */
+		/* relaxed: re-validated by the cas_release in cond_free_dead;
+		 * a ticket found there is passed on, and orders nothing */
+		uint32_t w = shmq__load_relaxed(&c->s->slot[i].word);
 		uint32_t o = w & SHMQ__COND_ID_MASK;
 		int alive;
 
@@ -296,8 +301,8 @@ static bool cond_withdraw(shmq_cond *c, uint32_t i)
 		cond_uncount(c);
 		return true;
 	}
-	/* acquire: pairs with the notifier's seq_cst CAS; then free the slot
-	 * (release: pairs with the next claimer's cas_acquire) */
+	/* acquire: pairs with the seq_cst CAS in cond_pick that beat us; then
+	 * free the slot (release: pairs with the cas_acquire in cond_claim) */
 	(void)shmq__load_acquire(&c->s->slot[i].word);
 	shmq__store_release(&c->s->slot[i].word, 0);
 	cond_uncount(c);
@@ -327,13 +332,14 @@ static int cond_sleep(shmq_cond *c, uint32_t i, int64_t deadline)
 		}
 		if (rc == -ETIMEDOUT || (rc && rc != -EINTR))
 			return cond_withdraw(c, i) ? (rc == -ETIMEDOUT ? -ETIMEDOUT : rc) : 0;
-		/* pairs with the notifier's seq_cst CAS */
+		/* pairs with the seq_cst CAS in cond_pick */
 		w = shmq__load_acquire(&sl->word);
 		if (w == c->self)
 			continue; /* a spurious return */
 		if (w != (c->self | SHMQ__COND_SIGNAL))
 			return -EBADMSG; /* not ours any more: leave it alone */
-		/* release: pairs with the next claimer's cas_acquire */
+		/* release: pairs with the next claimer's cas_acquire in
+		 * cond_claim */
 		shmq__store_release(&sl->word, 0);
 		cond_uncount(c);
 		return 0;

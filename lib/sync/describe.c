@@ -29,37 +29,39 @@ _Static_assert(SHMQ__OBJ_MIN_COND <= sizeof(struct shmq__cond_shm), "cond floor:
 _Static_assert(SHMQ__OBJ_MIN_SEM <= sizeof(struct shmq__sem_shm), "sem floor: the header");
 
 /* Lock: held or free, the holder and whether it is alive, whether waiters may
- * be asleep, and the futex waits and wakes.  A snapshot: the word may change
- * right after. */
+ * be asleep, and the futex waits and wakes.  All loads relaxed: a snapshot
+ * for `shmq stat` that orders nothing against the lock's users, and whose
+ * words may each change right after (core/introspect_int.h). */
 void shmq__lock_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
 {
 	const struct shmq__lock_shm *l = mem;
 
 	if (size < sizeof(*l) || shmq__load_relaxed(&l->magic) != SHMQ__LOCK_MAGIC) {
-		st->status = -EBADMSG; /* a snapshot: relaxed loads, no ordering needed */
+		st->status = -EBADMSG;
 		return;
 	}
-	uint32_t w = shmq__load_relaxed(&l->word); /* a snapshot */
+	uint32_t w = shmq__load_relaxed(&l->word);
 	shmq__stat_bool(st, "held", w != 0);
 	shmq__stat_bool(st, "contended", (w & SHMQ__LOCK_CONTENDED) != 0);
 	shmq__stat_owner(st, r, "holder", w & SHMQ__LOCK_ID_MASK);
-	shmq__stat_u64(st, "waits", shmq__load_relaxed(&l->waits)); /* counters: a snapshot */
+	shmq__stat_u64(st, "waits", shmq__load_relaxed(&l->waits));
 	shmq__stat_u64(st, "wakes", shmq__load_relaxed(&l->wakes));
 }
 
 /* Barrier: parties, arrivals in this generation, generation, broken,
- * sleepers, and the futex waits and wakes. */
+ * sleepers, and the futex waits and wakes.  All loads relaxed: a snapshot;
+ * count and generation come from one load of the word, so they agree. */
 void shmq__barrier_describe(shmq_region *r, const void *mem, uint64_t size,
 			    struct shmq__obj_stat *st)
 {
 	const struct shmq__barrier_shm *b = mem;
 
 	if (size < sizeof(*b) || shmq__load_relaxed(&b->magic) != SHMQ__BARRIER_MAGIC) {
-		st->status = -EBADMSG; /* a snapshot: relaxed loads throughout */
+		st->status = -EBADMSG;
 		return;
 	}
 	uint32_t parties = shmq__load_relaxed(&b->parties); /* read-only after init */
-	uint32_t w = shmq__load_relaxed(&b->word);          /* a snapshot */
+	uint32_t w = shmq__load_relaxed(&b->word);
 	uint32_t count = w & SHMQ__BARRIER_COUNT_MASK;
 	if (parties == 0 || parties > SHMQ__BARRIER_MAX_PARTIES || count >= parties)
 		st->status = -EBADMSG;
@@ -67,19 +69,20 @@ void shmq__barrier_describe(shmq_region *r, const void *mem, uint64_t size,
 	shmq__stat_u64(st, "waiting", count);
 	shmq__stat_u64(st, "generation", w >> SHMQ__BARRIER_GEN_SHIFT);
 	shmq__stat_bool(st, "broken", (w & SHMQ__BARRIER_BROKEN) != 0);
-	shmq__stat_u64(st, "sleepers", shmq__load_relaxed(&b->sleepers)); /* a snapshot */
+	shmq__stat_u64(st, "sleepers", shmq__load_relaxed(&b->sleepers));
 	shmq__stat_u64(st, "waits", shmq__load_relaxed(&b->waits));
 	shmq__stat_u64(st, "wakes", shmq__load_relaxed(&b->wakes));
 }
 
-/* Flag: set or clear, sleepers, and the futex waits and wakes. */
+/* Flag: set or clear, sleepers, and the futex waits and wakes.  All loads
+ * relaxed: a snapshot that orders nothing against the flag's users. */
 void shmq__flag_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
 {
 	const struct shmq__flag_shm *f = mem;
 
 	(void)r;
 	if (size < sizeof(*f) || shmq__load_relaxed(&f->magic) != SHMQ__FLAG_MAGIC) {
-		st->status = -EBADMSG; /* a snapshot: relaxed loads throughout */
+		st->status = -EBADMSG;
 		return;
 	}
 	shmq__stat_bool(st, "set", (shmq__load_relaxed(&f->word) & SHMQ__FLAG_SET) != 0);
@@ -89,14 +92,15 @@ void shmq__flag_describe(shmq_region *r, const void *mem, uint64_t size, struct 
 }
 
 /* Condition: waiters registered, futex waits and wakes, dead waiters' slots
- * reclaimed. */
+ * reclaimed.  All loads relaxed: a snapshot of counters, ordered against
+ * nothing. */
 void shmq__cond_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
 {
 	const struct shmq__cond_shm *c = mem;
 
 	(void)r;
 	if (size < sizeof(*c) || shmq__load_relaxed(&c->magic) != SHMQ__COND_MAGIC) {
-		st->status = -EBADMSG; /* a snapshot: relaxed loads throughout */
+		st->status = -EBADMSG;
 		return;
 	}
 	shmq__stat_u64(st, "waiters", shmq__load_relaxed(&c->nwaiters));
@@ -106,7 +110,9 @@ void shmq__cond_describe(shmq_region *r, const void *mem, uint64_t size, struct 
 }
 
 /* Semaphore: value and bound, whether units of the dead come back, sleepers,
- * futex waits and wakes, units given back. */
+ * futex waits and wakes, units given back.  All loads relaxed: a snapshot;
+ * max and flags are read-only after init, and the value is one load, so the
+ * value > max check never trips on a race. */
 void shmq__sem_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
 {
 	const struct shmq__sem_shm *s = mem;
@@ -114,7 +120,7 @@ void shmq__sem_describe(shmq_region *r, const void *mem, uint64_t size, struct s
 
 	(void)r;
 	if (size < sizeof(*s) || shmq__load_relaxed(&s->magic) != SHMQ__SEM_MAGIC) {
-		st->status = -EBADMSG; /* a snapshot: relaxed loads throughout */
+		st->status = -EBADMSG;
 		return;
 	}
 	value = shmq__load_relaxed(&s->word);

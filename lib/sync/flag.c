@@ -124,7 +124,10 @@ SHMQ_API int shmq_flag_set(shmq_flag *f)
 		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(f->pid)))
 		return -EBADF;
-	w = shmq__load_relaxed(&f->s->word); /* the CAS below re-reads it */
+	/* relaxed: a first guess, re-validated by the seq_cst CAS below; an
+	 * early return on a set word orders nothing (a set flag stays set
+	 * until a clear, and its setter woke everybody) */
+	w = shmq__load_relaxed(&f->s->word);
 	do {
 		if (w & SHMQ__FLAG_BAD)
 			return -EBADMSG;
@@ -147,7 +150,9 @@ SHMQ_API int shmq_flag_clear(shmq_flag *f)
 		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(f->pid)))
 		return -EBADF;
-	w = shmq__load_relaxed(&f->s->word); /* the CAS below re-reads it */
+	/* relaxed: a first guess, re-validated by the CAS below; clearing a
+	 * clear flag publishes nothing */
+	w = shmq__load_relaxed(&f->s->word);
 	do {
 		if (w & SHMQ__FLAG_BAD)
 			return -EBADMSG;
@@ -173,8 +178,9 @@ static SHMQ__COLD int flag_wait_slow(shmq_flag *f, uint32_t w, int64_t timeout_n
 					 &f->s->waits, spin);
 
 		if (rc && rc != -EINTR) {
-			/* one last look: a set that raced the deadline counts */
-			w = shmq__load_acquire(&f->s->word); /* pairs with the set's seq_cst CAS */
+			/* one last look: a set that raced the deadline counts;
+			 * pairs with the seq_cst CAS in shmq_flag_set */
+			w = shmq__load_acquire(&f->s->word);
 			if (!(w & SHMQ__FLAG_BAD) && ((w & SHMQ__FLAG_SET) ||
 						      (w & ~SHMQ__FLAG_SET) != epoch))
 				return 0;

@@ -83,7 +83,8 @@ static int sem_attach(shmq_region *r, void *mem, uint64_t size, shmq_sem **out)
 	/* pairs with the store_release of magic in sem_obj_init */
 	if (shmq__load_acquire(&s->magic) != SHMQ__SEM_MAGIC)
 		return -EBADMSG;
-	/* the three below are immutable since init */
+	/* relaxed: the three below are immutable since sem_obj_init, whose
+	 * store_release of magic the load_acquire above read */
 	if (shmq__load_relaxed(&s->version) != SHMQ__SEM_VERSION)
 		return -EPROTO;
 	max = shmq__load_relaxed(&s->max);
@@ -151,7 +152,9 @@ SHMQ_API unsigned shmq_sem_value(const shmq_sem *h)
 {
 	if (!h)
 		return 0;
-	return shmq__load_relaxed(&h->s->word); /* a snapshot; pairs with nothing */
+	/* relaxed: a snapshot, stale the moment it returns; the caller gets
+	 * a number, no synchronisation with any release */
+	return shmq__load_relaxed(&h->s->word);
 }
 
 /* ---- the undo table ---------------------------------------------------- */
@@ -161,26 +164,30 @@ SHMQ_API unsigned shmq_sem_value(const shmq_sem *h)
 static uint32_t sem_undo_slot(shmq_sem *h, bool claim)
 {
 	struct shmq__sem_undo *u = h->s->undo;
-	uint32_t i = shmq__load_relaxed(&h->slot); /* handle-local, see struct */
+	/* relaxed: a handle-local hint (see struct shmq_sem), checked below */
+	uint32_t i = shmq__load_relaxed(&h->slot);
 
-	/* Only we write an entry that names us, and a reclaimer frees only
-	 * entries of dead processes, so our own earlier claim still holds. */
+	/* relaxed: only this process writes an entry that names us (the
+	 * cas_acquire below, by this thread or another of ours), and a
+	 * reclaimer frees only entries of dead processes, so our own earlier
+	 * claim still holds */
 	if (i < SHMQ__SEM_UNDO_SLOTS && shmq__load_relaxed(&u[i].owner) == h->self)
 		return i;
 	for (i = 0; i < SHMQ__SEM_UNDO_SLOTS; i++)
-		if (shmq__load_relaxed(&u[i].owner) == h->self) /* our own write */
+		if (shmq__load_relaxed(&u[i].owner) == h->self) /* relaxed: as above */
 			goto found;
 	for (i = 0; claim && i < SHMQ__SEM_UNDO_SLOTS; i++) {
 		uint32_t free_owner = 0;
 
-		/* acquire: pairs with the reclaimer's cas_release of owner -> 0,
-		 * after which its exchange of held is done */
+		/* acquire: pairs with the cas_release of owner -> 0 in
+		 * sem_reclaim, after which its exchange of held is done */
 		if (shmq__cas_acquire(&u[i].owner, &free_owner, h->self))
 			goto found;
 	}
 	return SEM_NO_SLOT;
 found:
-	shmq__store_relaxed(&h->slot, i); /* handle-local, see struct */
+	/* relaxed: a handle-local hint; a reader re-checks the entry's owner */
+	shmq__store_relaxed(&h->slot, i);
 	return i;
 }
 
@@ -188,7 +195,8 @@ found:
  * can never make the value pass max), and wake that many sleepers. */
 static void sem_give(shmq_sem *h, uint32_t n)
 {
-	uint32_t w = shmq__load_relaxed(&h->s->word); /* the CAS re-reads it */
+	/* relaxed: a first guess, re-validated by the seq_cst CAS below */
+	uint32_t w = shmq__load_relaxed(&h->s->word);
 	uint32_t next;
 
 	do {
@@ -210,7 +218,9 @@ static int sem_reclaim(shmq_sem *h, bool full)
 	int given = 0;
 
 	for (uint32_t i = 0; i < SHMQ__SEM_UNDO_SLOTS; i++) {
-		uint32_t o = shmq__load_relaxed(&u[i].owner); /* the CAS below decides */
+		/* relaxed: a candidate; the exchange of held below decides who
+		 * gives the units back, the cas_release of owner who frees it */
+		uint32_t o = shmq__load_relaxed(&u[i].owner);
 		uint32_t held;
 		int alive;
 
@@ -221,8 +231,10 @@ static int sem_reclaim(shmq_sem *h, bool full)
 			return alive;
 		if (alive)
 			continue;
-		/* acq_rel: acquires the dead owner's last count, and pairs
-		 * with a competing reclaimer's exchange (only one gets them) */
+		/* acq_rel, though the RMW alone would do: only one of
+		 * competing reclaimers gets the units (pairs with the same
+		 * exchange in another sem_reclaim), and the cas_release of
+		 * owner below keeps it before the entry is freed */
 		held = shmq__exchange_acq_rel(&u[i].held, 0);
 		/* release: pairs with the cas_acquire of the next claimer in
 		 * sem_undo_slot, which then finds held already 0 */
@@ -230,7 +242,8 @@ static int sem_reclaim(shmq_sem *h, bool full)
 		if (held > h->max)
 			return -EBADMSG; /* more than the semaphore ever had */
 		if (held) {
-			shmq__fetch_add_relaxed(&h->s->undone, held); /* statistics only */
+			/* relaxed: a statistic for shmq__sem_describe */
+			shmq__fetch_add_relaxed(&h->s->undone, held);
 			sem_give(h, held);
 			given += (int)held;
 		}
@@ -243,7 +256,10 @@ static int sem_reclaim(shmq_sem *h, bool full)
 /* Take one unit if there is one: 1 taken, 0 none, -EBADMSG. */
 static inline int sem_try_take(shmq_sem *h)
 {
-	uint32_t w = shmq__load_relaxed(&h->s->word); /* the CAS re-reads it */
+	/* relaxed: a first guess, re-validated by the cas_acquire below; a 0
+	 * only sends the caller to sleep (futex_wait checks the word again)
+	 * or to -EAGAIN */
+	uint32_t w = shmq__load_relaxed(&h->s->word);
 
 	for (;;) {
 		if (SHMQ__UNLIKELY(w > h->max))
@@ -267,9 +283,11 @@ static int sem_try_nowait(shmq_sem *h)
 	if (!h->undo)
 		return -EAGAIN;
 	now = shmq_now_ns();
+	/* relaxed: a handle-local rate limit (see struct shmq_sem); a race
+	 * between threads costs one look early or late */
 	if (now - shmq__load_relaxed(&h->nowait_checked) < SEM_SLICE_NS)
 		return -EAGAIN;
-	shmq__store_relaxed(&h->nowait_checked, now); /* handle-local, see struct */
+	shmq__store_relaxed(&h->nowait_checked, now); /* relaxed: as above */
 	rc = sem_reclaim(h, true);
 	if (rc < 0)
 		return rc;
@@ -359,8 +377,9 @@ static uint32_t sem_uncount(shmq_sem *h, uint32_t slot, uint32_t n)
 	if (slot == SEM_NO_SLOT)
 		return 0; /* we never acquired through an entry: we hold none */
 	held = &h->s->undo[slot].held;
-	c = shmq__load_relaxed(held); /* the CAS re-reads it */
-	/* relaxed: as the fetch_add in shmq_sem_acquire */
+	/* relaxed: as the fetch_add in shmq_sem_acquire; the load is a first
+	 * guess the CAS re-reads */
+	c = shmq__load_relaxed(held);
 	while (c && !shmq__cas_relaxed(held, &c, c > n ? c - n : 0))
 		;
 	return c > n ? n : c;
@@ -383,7 +402,8 @@ SHMQ_API int shmq_sem_release(shmq_sem *h, unsigned n)
 		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(h->pid)))
 		return -EBADF;
-	w = shmq__load_relaxed(&h->s->word); /* the CAS re-reads it */
+	/* relaxed: a first guess, re-validated by the seq_cst CAS below */
+	w = shmq__load_relaxed(&h->s->word);
 	rc = sem_room(h, w, n);
 	if (rc)
 		return rc;

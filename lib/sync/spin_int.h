@@ -25,7 +25,9 @@ static inline bool shmq__sync_spin(const uint32_t *word, uint32_t old)
 	uint32_t budget = shmq__spin_budget();
 
 	for (uint32_t i = 0; i < budget; i++) {
-		/* pairs with the waker's seq_cst change of *word */
+		/* pairs with the waker's seq_cst change of *word (Protocol
+		 * SLEEPERS): shmq_flag_set, cond_pick, sem_give,
+		 * shmq_sem_release */
 		if (shmq__load_acquire(word) != old)
 			return true;
 		if ((i + 1) % SHMQ__SYNC_YIELD_EVERY == 0)
