@@ -32,6 +32,11 @@
 /* How long an SHMQ_SEM_UNDO waiter sleeps before it looks for dead holders. */
 #define SEM_SLICE_NS (10 * 1000 * 1000)
 #define SEM_NO_SLOT  UINT32_MAX
+/* An undo entry's owner while a reclaimer gives a dead owner's units back:
+ * no owner id (ids are below 2^31), so nobody claims or checks it.  A
+ * reclaimer killed in those few instructions leaves the entry unusable
+ * (one of SHMQ__SEM_UNDO_SLOTS); never a unit counted twice. */
+#define SEM_RECLAIMING UINT32_MAX
 
 struct shmq_sem {
 	struct shmq__sem_shm *s; /* the shared semaphore */
@@ -218,27 +223,36 @@ static int sem_reclaim(shmq_sem *h, bool full)
 	int given = 0;
 
 	for (uint32_t i = 0; i < SHMQ__SEM_UNDO_SLOTS; i++) {
-		/* relaxed: a candidate; the exchange of held below decides who
-		 * gives the units back, the cas_release of owner who frees it */
+		/* relaxed: a candidate; the cas_acquire of owner below decides
+		 * who reclaims the entry */
 		uint32_t o = shmq__load_relaxed(&u[i].owner);
 		uint32_t held;
 		int alive;
 
-		if (o == 0 || o == h->self)
+		if (o == 0 || o == h->self || o == SEM_RECLAIMING)
 			continue;
 		alive = full ? shmq__region_id_alive(h->r, o) : shmq__region_id_listed(h->r, o);
 		if (alive < 0)
 			return alive;
 		if (alive)
 			continue;
-		/* acq_rel, though the RMW alone would do: only one of
-		 * competing reclaimers gets the units (pairs with the same
-		 * exchange in another sem_reclaim), and the cas_release of
-		 * owner below keeps it before the entry is freed */
+		/* Take the entry before its units: between our verdict and now
+		 * another reclaimer may have freed it and a live process claimed
+		 * it, and swapping held then would take that process's units.
+		 * The CAS from the dead owner's id fails in that case.  acquire:
+		 * pairs with the cas_release that last freed or passed the entry
+		 * (here below, or sem_undo_slot's claim) */
+		if (!shmq__cas_acquire(&u[i].owner, &o, SEM_RECLAIMING))
+			continue;
+		/* acq_rel, though the RMW alone would do: it reads the dead
+		 * owner's last count (held's changes are all RMWs), and the
+		 * entry is ours (RECLAIMING); the release half is ordered before
+		 * the store_release of owner below, which pairs with the next
+		 * claimer's cas_acquire in sem_undo_slot */
 		held = shmq__exchange_acq_rel(&u[i].held, 0);
 		/* release: pairs with the cas_acquire of the next claimer in
-		 * sem_undo_slot, which then finds held already 0 */
-		shmq__cas_release(&u[i].owner, &o, 0);
+		 * sem_undo_slot, which then finds held 0 */
+		shmq__store_release(&u[i].owner, 0);
 		if (held > h->max)
 			return -EBADMSG; /* more than the semaphore ever had */
 		if (held) {
