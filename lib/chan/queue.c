@@ -710,10 +710,15 @@ void shmq__queue_describe(shmq_region *r, const void *mem, uint64_t size, struct
 	    (version == SHMQ__MPMC_VERSION_POW2 && !SHMQ__IS_POW2(cap)) ||
 	    shmq__load_relaxed(&q->footprint) > size)
 		st->status = -EBADMSG;
-	uint64_t head = shmq__load_relaxed(&q->head), tail = shmq__load_relaxed(&q->tail);
+	/* seq_cst: head, tail, head again in one order, as shmq__mpmc_check
+	 * does: two relaxed loads far apart could see a busy queue's tail run
+	 * cap + 3 ahead of an old head and call a healthy queue corrupt */
+	uint64_t head = shmq__load_seq_cst(&q->head), tail = shmq__load_seq_cst(&q->tail);
+	uint64_t head2 = shmq__load_seq_cst(&q->head);
 	int64_t used = (int64_t)(tail - head);
-	/* each index may lag its slots by one (ring/mpmc_int.h): -2 <= used <= cap + 2 */
-	if (used < -2 || used > (int64_t)cap + 2)
+	/* each index may lag its slots by one (ring/mpmc_int.h): -2 <= used <= cap + 2
+	 * at the instant of the tail's read, whose head lies in [head, head2] */
+	if ((int64_t)(head2 - head) < 0 || used < -2 || (int64_t)(tail - head2) > (int64_t)cap + 2)
 		st->status = -EBADMSG;
 	uint32_t getters = shmq__load_relaxed(&q->data_sleepers);
 	uint32_t putters = shmq__load_relaxed(&q->space_sleepers);
