@@ -176,6 +176,22 @@ int shmq__ptab_claim(shmq_region *r)
 			gen = (((uint32_t)(w >> 1)) + 1) & GEN_MASK;
 			if (gen == 0)
 				gen = 1;
+			/* The old owner's start time goes first: between our
+			 * word CAS and our store of st below, a reader that saw
+			 * our word would judge our pid by it (a mismatch: dead)
+			 * and a claimer in pass 2 could take our slot.  0 means
+			 * unknown (shmq__pid_alive then asks kill(2) alone).  A
+			 * CAS, so a loser cannot wipe a winner's st. */
+			{
+				/* relaxed: the CAS below re-reads it */
+				uint64_t old_st = shmq__load_relaxed(&s->starttime);
+
+				/* relaxed: ordered before the word by the release of
+				 * the word CAS below, which pairs with ptab_word_dead's
+				 * acquire of the word */
+				if (old_st)
+					shmq__cas_relaxed(&s->starttime, &old_st, 0);
+			}
 			/* acq_rel: the acquire pairs with the cas_release in
 			 * shmq__ptab_release, so the old owner's writes happen
 			 * before ours; the release pairs with the load_acquire
