@@ -457,12 +457,13 @@ static bool loop_fire_watch(shmq_sched *s)
 		shmq_action_fn fn = w->fn;
 		void *arg = w->arg;
 
+		bool is_word = w->kind == SHMQ__WATCH_WORD; /* a process watch may be freed below */
 		uint64_t before = 0;
 		uint32_t word = 0;
 
 		if (w->dead || w->state != SHMQ__WS_READY)
 			continue;
-		if (w->kind == SHMQ__WATCH_PROC) {
+		if (!is_word) {
 			watch_kill(s, w);
 			if (!w->op_pending)
 				watch_unlink(s, w);
@@ -475,8 +476,10 @@ static bool loop_fire_watch(shmq_sched *s)
 		pthread_mutex_unlock(&s->mu);
 		fn(arg);
 		pthread_mutex_lock(&s->mu);
-		/* An unwatched object may be closed already: leave it alone. */
-		if (w->kind == SHMQ__WATCH_WORD && !w->dead && w->progress(w->obj) == before) {
+		/* A word watch is freed only by this thread, under mu (in
+		 * loop_arm_watches), so w is still here; but an unwatched object
+		 * may be closed already: leave it alone. */
+		if (is_word && !w->dead && w->progress(w->obj) == before) {
 			w->stalled = true;
 			w->stall_word = word;
 		}
