@@ -92,7 +92,7 @@ void shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks);
 void shmq__pool_supervise(shmq_pool *p);
 /* shmq__pool_supervise if the last one is SUPERVISE_EVERY_NS old; takes p->mu. */
 void shmq__pool_supervise_maybe(shmq_pool *p);
-/* Wait until no worker is pinned on job j (Protocol CHUNK-PIN). */
+/* Wait until no worker is pinned on job j (Protocol CHUNK_PIN). */
 void shmq__pool_job_unpin(shmq_pool *p, unsigned j);
 /* Free job slot j and its arena block; after shmq__pool_job_unpin. */
 void shmq__pool_job_release(shmq_pool *p, unsigned j);
