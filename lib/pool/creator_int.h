@@ -53,7 +53,7 @@ struct shmq_pool {
 	uint32_t *start_fails;
 	int broken;          /* a worker cannot be started: the error */
 	struct shmq__extents arena; /* free space of the arena (pool/extent_int.h) */
-	struct task_table tt;
+	struct shmq__registry_snap tt;
 	struct job_priv jobs[SHMQ_POOL_MAX_JOBS];
 	int64_t last_supervise;
 	struct retired_area *retired;

@@ -102,7 +102,7 @@ static int job_view(struct worker *w, struct pool_job *job, struct job_view *v)
 			name[i] = (char)shmq__load_relaxed(&job->task[i]);
 		name[sizeof(name) - 1] = 0;
 		idx = shmq__pool_task_lookup(&w->tt, name);
-		v->fn = idx >= 0 ? w->tt.v[idx]->fn : NULL;
+		v->fn = idx >= 0 ? task_fn(&w->tt, idx) : NULL;
 	}
 	return 0;
 }

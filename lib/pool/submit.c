@@ -152,7 +152,7 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	/* JOB_PUBLISH, relaxed: published by the seq_cst store of state below,
 	 * which chunk_claim loads (seq_cst) before job_view reads these */
 	shmq__store_relaxed(&job->task_idx, (uint32_t)idx);
-	shmq__store_relaxed(&job->task_hash, p->tt.hash[idx]);
+	shmq__store_relaxed(&job->task_hash, task_hash(&p->tt, idx));
 	for (unsigned i = 0; i < sizeof(job->task); i++)
 		shmq__store_relaxed(&job->task[i], i < strlen(s->task) ? s->task[i] : 0);
 	shmq__store_relaxed(&job->in_size, s->in_size);

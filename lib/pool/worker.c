@@ -466,7 +466,7 @@ static int spawn_lookup(struct worker *w, const char *task)
 		return w->cache_idx;
 	w->cache_idx = shmq__pool_task_lookup(&w->tt, task);
 	w->cache_name = w->cache_idx >= 0 ? task : NULL;
-	w->cache_fn = w->cache_idx >= 0 ? w->tt.v[w->cache_idx]->fn : NULL;
+	w->cache_fn = w->cache_idx >= 0 ? task_fn(&w->tt, w->cache_idx) : NULL;
 	w->cache_ver = w->tt.version;
 	return w->cache_idx;
 }
@@ -516,7 +516,7 @@ SHMQ_API int shmq_pool_spawn(struct shmq_pool_group *g, const char *task, const 
 	/* FRAME, relaxed: published with the frame by the push's release
 	 * store, which a thief's steal acquires */
 	shmq__store_relaxed(&f->task_idx, (uint32_t)idx);
-	shmq__store_relaxed(&f->task_hash, w->tt.hash[idx]);
+	shmq__store_relaxed(&f->task_hash, task_hash(&w->tt, idx));
 	shmq__store_relaxed(&f->in_size, (uint16_t)in_size);
 	shmq__store_relaxed(&f->out_size, (uint16_t)out_size);
 	arg_copy(f->data, in, in_size);

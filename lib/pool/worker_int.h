@@ -50,7 +50,7 @@ struct worker {
 	uint64_t rng;
 	uint64_t tasks, steals;
 	struct victim *victims;
-	struct task_table tt;
+	struct shmq__registry_snap tt;
 	const char *cache_name; /* spawn's one-entry name cache */
 	int cache_idx;
 	uint32_t cache_ver; /* tt.version the cache belongs to */
