@@ -26,6 +26,34 @@ static int triple(const void *in, void *out)
 }
 SHMQ_TASK(triple);
 
+/* Two different tasks under one name: refused by name, never picked by
+ * registration order (core/registry_int.h).  twin_a goes in twice, a no-op
+ * the second time, as does once_task, which stays usable. */
+static struct shmq_task twin_a = { "twin_task", triple, NULL };
+static struct shmq_task twin_b = { "twin_task", triple, NULL };
+static struct shmq_task once_task = { "once_task", triple, NULL };
+
+__attribute__((constructor)) static void twins_register(void)
+{
+	shmq_task_register(&twin_a);
+	shmq_task_register(&twin_a);
+	shmq_task_register(&twin_b);
+	shmq_task_register(&once_task);
+	shmq_task_register(&once_task);
+}
+
+/* The worker side of the twins: what a spawn of the ambiguous name says. */
+static int twin_spawner(const void *in, void *out)
+{
+	struct shmq_pool_group g = SHMQ_POOL_GROUP_INIT;
+	int64_t v = 1, res = 0;
+
+	(void)in;
+	*(int *)out = shmq_pool_spawn(&g, "twin_task", &v, sizeof(v), &res, sizeof(res));
+	return shmq_pool_sync(&g);
+}
+SHMQ_TASK(twin_spawner);
+
 /* Busy work the optimiser cannot drop. */
 static uint64_t burn(uint64_t iters, uint64_t x)
 {
@@ -590,6 +618,45 @@ static void test_task_errors(void **state)
 	shmq_region_close(r);
 }
 
+static void test_twin_task_names(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 100);
+	int64_t in[10], out[10];
+	shmq_async *a = NULL;
+	int spawned = 0;
+
+	(void)state;
+	for (int i = 0; i < 10; i++) {
+		in[i] = i;
+		out[i] = -1;
+	}
+	/* an ambiguous name: every submission fails, nothing runs */
+	assert_int_equal(shmq_pool_map(p, "twin_task", in, sizeof(int64_t), out, sizeof(int64_t),
+				       10, SHMQ_FOREVER), -EEXIST);
+	assert_int_equal(shmq_pool_map(p, "twin_task", in, sizeof(int64_t), out, sizeof(int64_t),
+				       0, SHMQ_FOREVER), -EEXIST);
+	assert_int_equal(shmq_pool_apply_async(p, "twin_task", &in[0], sizeof(int64_t), &out[0],
+					       sizeof(int64_t), &a), -EEXIST);
+	assert_null(a);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(out[i], -1);
+	/* and so does a spawn of it inside a worker */
+	spawned = 1;
+	assert_int_equal(shmq_pool_apply_async(p, "twin_spawner", NULL, 0, &spawned,
+					       sizeof(spawned), &a), 0);
+	assert_int_equal(shmq_async_get(a, SHMQ_FOREVER), 0);
+	assert_int_equal(spawned, -EEXIST);
+	shmq_async_free(a);
+	/* the same struct registered twice is one task */
+	assert_int_equal(shmq_pool_map(p, "once_task", in, sizeof(int64_t), out, sizeof(int64_t),
+				       10, SHMQ_FOREVER), 0);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(out[i], in[i] * 3 + 1);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
 #define KILL_N 6000u /* ~0.6 s of work per worker */
 #define NAP_N 2000u  /* GATE_FROM of them before the gate */
 
@@ -927,6 +994,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_uneven_balanced_by_stealing),
 		cmocka_unit_test(test_fib_subtasks),
 		cmocka_unit_test(test_task_errors),
+		cmocka_unit_test(test_twin_task_names),
 		cmocka_unit_test(test_worker_killed_mid_map),
 		cmocka_unit_test(test_kill_rounds_bounded),
 		cmocka_unit_test(test_killed_between_done_and_count),

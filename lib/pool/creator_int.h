@@ -53,7 +53,7 @@ struct shmq_pool {
 	uint32_t *start_fails;
 	int broken;          /* a worker cannot be started: the error */
 	struct shmq__extents arena; /* free space of the arena (pool/extent_int.h) */
-	struct task_table tt;
+	struct shmq__registry_snap tt;
 	struct job_priv jobs[SHMQ_POOL_MAX_JOBS];
 	int64_t last_supervise;
 	struct retired_area *retired;
@@ -92,7 +92,7 @@ void shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks);
 void shmq__pool_supervise(shmq_pool *p);
 /* shmq__pool_supervise if the last one is SUPERVISE_EVERY_NS old; takes p->mu. */
 void shmq__pool_supervise_maybe(shmq_pool *p);
-/* Wait until no worker is pinned on job j (Protocol CHUNK-PIN). */
+/* Wait until no worker is pinned on job j (Protocol CHUNK_PIN). */
 void shmq__pool_job_unpin(shmq_pool *p, unsigned j);
 /* Free job slot j and its arena block; after shmq__pool_job_unpin. */
 void shmq__pool_job_release(shmq_pool *p, unsigned j);

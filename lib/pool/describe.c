@@ -54,7 +54,9 @@ static bool look_alive(shmq_region *r, const struct slot_look *l, struct shmq__o
 	return l->pid > 0 && shmq__pid_alive(l->pid, 0) == 1;
 }
 
-/* Words waiting on the deque of an area (a snapshot), or -1 if unreadable. */
+/* Words waiting on the deque of an area (a snapshot), or -1 if unreadable.
+ * relaxed: nothing is read through these words but a count, and every value
+ * is checked before use, so no ordering against the deque's owner is needed. */
 static int64_t look_queued(shmq_region *r, uint64_t area_off, struct shmq__obj_stat *st)
 {
 	const struct shmq__deque_ctl *c = shmq__region_ptr(r, area_off, pool_area_size());
@@ -78,7 +80,9 @@ static int64_t look_queued(shmq_region *r, uint64_t area_off, struct shmq__obj_s
 
 /* Elements of one active job waiting (chunk not claimed) and running
  * (claimed, not done), from its chunk words; *budget bounds the words read,
- * chunks past it count as waiting. */
+ * chunks past it count as waiting.  relaxed: a snapshot - the geometry is
+ * checked against itself and the region before chunks_off is followed, and
+ * a chunk word is only classified, no result is read behind it. */
 static void look_job(shmq_region *r, const struct pool_job *job, uint64_t *queued,
 		     uint64_t *running, uint64_t *budget, struct shmq__obj_stat *st)
 {
@@ -110,6 +114,10 @@ static void look_job(shmq_region *r, const struct pool_job *job, uint64_t *queue
 	}
 }
 
+/* A snapshot of the pool in mem for the shmq tool.  relaxed: every load is
+ * a statistic or a value checked before use (magic, version, nworkers, the
+ * offsets); nothing is ordered against the pool's writers, a reader that
+ * races them reports a slightly stale figure. */
 void shmq__pool_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
 {
 	const struct pool_hdr *h = mem;

@@ -2,8 +2,8 @@
 /*
  * Layer 5: the pool's chunk protocol, worker side: claim a chunk of a job
  * under the pin, run its elements, mark it DONE and count it (Protocols
- * CHUNK-PIN, CHUNK-STATE and JOB-DONE of pool/pool_layout_int.h); and the
- * idle workers' wake both sides use (Protocol IDLE-WAKE).
+ * CHUNK_PIN, CHUNK_STATE and JOB_DONE of pool/pool_layout_int.h); and the
+ * idle workers' wake both sides use (Protocol IDLE_WAKE).
  */
 #include "config.h"
 
@@ -33,7 +33,7 @@ void shmq__pool_idle_wake(struct pool_hdr *h, bool strong, int n)
 		if (shmq__load_seq_cst(&h->idle_sleepers) == 0)
 			return;
 	} else {
-		/* IDLE-WAKE: relaxed peeks, hints only (see above); one wake in
+		/* IDLE_WAKE: relaxed peeks, hints only (see above); one wake in
 		 * flight at a time, so a spawning worker does not make a system
 		 * call per spawn while the woken worker waits to be scheduled;
 		 * the exchange pairs with worker_idle's release stores of 0 */
@@ -69,7 +69,7 @@ static void *span_ptr(shmq_region *r, uint64_t off, uint64_t bytes)
 	return shmq__region_ptr(r, off, bytes);
 }
 
-/* JOB-PUBLISH, relaxed loads: the fields are stable while the job is ACTIVE,
+/* JOB_PUBLISH, relaxed loads: the fields are stable while the job is ACTIVE,
  * published by job_submit's seq_cst store of state that the caller loaded */
 static int job_view(struct worker *w, struct pool_job *job, struct job_view *v)
 {
@@ -102,13 +102,12 @@ static int job_view(struct worker *w, struct pool_job *job, struct job_view *v)
 			name[i] = (char)shmq__load_relaxed(&job->task[i]);
 		name[sizeof(name) - 1] = 0;
 		idx = shmq__pool_task_lookup(&w->tt, name);
-		v->fn = idx >= 0 ? w->tt.v[idx]->fn : NULL;
+		v->fn = idx >= 0 ? task_fn(&w->tt, idx) : NULL;
 	}
 	return 0;
 }
 
-/* Record status for element i if it is the lowest failing index so far. */
-/* Claim chunk c of job j (Protocol CHUNK-PIN): the pin (slot->claim) keeps the creator from
+/* Claim chunk c of job j (Protocol CHUNK_PIN): the pin (slot->claim) keeps the creator from
  * retiring the job between our check of its state and our CAS. */
 static bool chunk_claim(struct worker *w, unsigned j, uint64_t c, struct job_view *v)
 {
@@ -116,13 +115,15 @@ static bool chunk_claim(struct worker *w, unsigned j, uint64_t c, struct job_vie
 	uint32_t exp = CHUNK_PENDING;
 	bool ok = false;
 
-	/* CHUNK-PIN, seq_cst pin and check: Dekker with job_unpin's store of
+	/* CHUNK_PIN, seq_cst pin and check: Dekker with job_unpin's store of
 	 * state and load of claim */
 	shmq__store_seq_cst(&w->slot->claim, j + 1);
 	if (shmq__load_seq_cst(&job->state) == JOB_ACTIVE && !shmq__load_seq_cst(&job->canceled) &&
 	    job_view(w, job, v) == 0 && c < v->nchunks)
-		ok = shmq__cas_acq_rel(&v->chunks[c], &exp, w->id); /* CHUNK-STATE */
-	/* CHUNK-PIN: pairs with job_unpin's seq_cst load of claim */
+		/* pairs with jobs_recover's CAS of a dead claimer's chunk back
+		 * to PENDING (Protocol CHUNK_STATE) */
+		ok = shmq__cas_acq_rel(&v->chunks[c], &exp, w->id);
+	/* CHUNK_PIN: pairs with job_unpin's seq_cst load of claim */
 	shmq__store_release(&w->slot->claim, 0);
 	return ok;
 }
@@ -152,9 +153,9 @@ void shmq__pool_chunk_run(struct worker *w, unsigned j, uint64_t c)
 	/* Pinned from the DONE mark to its count: the creator may finish a job
 	 * whose chunks are all DONE by itself (jobs_settle), and its unpin then
 	 * waits for the count to land before the job slot can be reused.
-	 * CHUNK-PIN, seq_cst: as chunk_claim's pin. */
+	 * CHUNK_PIN, seq_cst: as chunk_claim's pin. */
 	shmq__store_seq_cst(&w->slot->claim, j + 1);
-	/* CHUNK-STATE, release: our results before the chunk counts as done
+	/* CHUNK_STATE, release: our results before the chunk counts as done
 	 * (pairs with the creator's acquire of done through job_chunk_count,
 	 * or of the chunk state in jobs_settle) */
 	if (shmq__cas_acq_rel(&v.chunks[c], &exp, CHUNK_DONE)) {
@@ -162,7 +163,7 @@ void shmq__pool_chunk_run(struct worker *w, unsigned j, uint64_t c)
 			shmq__pool_fault(SHMQ__POOL_FAULT_CHUNK_MARKED);
 		last = job_chunk_count(job, v.nchunks);
 	}
-	/* CHUNK-PIN: pairs with job_unpin's seq_cst load of claim */
+	/* CHUNK_PIN: pairs with job_unpin's seq_cst load of claim */
 	shmq__store_release(&w->slot->claim, 0);
 	if (last)
 		job_finish(job);

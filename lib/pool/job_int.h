@@ -2,8 +2,8 @@
 /*
  * Layer 5: the job protocol steps both sides of the pool take (workers in
  * job.c and worker.c, the creator in supervise.c, submit.c and pool.c): the
- * error record, the count and the finish of a job (Protocol JOB-DONE), and
- * the idle workers' wake (Protocol IDLE-WAKE); see pool/pool_layout_int.h.
+ * error record, the count and the finish of a job (Protocol JOB_DONE), and
+ * the idle workers' wake (Protocol IDLE_WAKE); see pool/pool_layout_int.h.
  */
 #ifndef SHMQ_POOL_JOB_INT_H
 #define SHMQ_POOL_JOB_INT_H
@@ -16,7 +16,7 @@
 #include "core/wait_int.h"
 #include "pool/pool_layout_int.h"
 
-/* Wake n idle workers if any sleeps (Protocol IDLE-WAKE).  strong: the
+/* Wake n idle workers if any sleeps (Protocol IDLE_WAKE).  strong: the
  * caller's publication and our load of the sleeper count are ordered (a
  * seq_cst RMW on the futex word first); weak (the spawn fast path): a relaxed
  * peek that may miss a worker going to sleep at this instant, which then
@@ -28,10 +28,12 @@ static inline void job_err_record(struct pool_job *job, uint64_t i, int status)
 {
 	uint64_t idx = i > UINT32_MAX ? UINT32_MAX : i;
 	uint64_t want = (idx << 32) | (uint32_t)status;
-	uint64_t cur = shmq__load_relaxed(&job->err); /* the CAS re-validates */
+	/* relaxed: only a first guess, the CAS below re-validates it */
+	uint64_t cur = shmq__load_relaxed(&job->err);
 
-	/* acq_rel: other recorders' CASes; async_finish's acquire load reads
-	 * it after JOB-DONE */
+	/* acq_rel: pairs with the other recorders' CASes of err here, and
+	 * (released further by job_chunk_count) with async_finish's acquire
+	 * load of err after done (Protocol JOB_DONE) */
 	while (want < cur && !shmq__cas_acq_rel(&job->err, &cur, want))
 		;
 }
@@ -39,8 +41,9 @@ static inline void job_err_record(struct pool_job *job, uint64_t i, int status)
 /* Count one chunk done; true for the one that completes the job. */
 static inline bool job_chunk_count(struct pool_job *job, uint64_t nchunks)
 {
-	/* JOB-DONE, acq_rel: a release sequence over every chunk's completion,
-	 * so the creator's acquire of done (async_check) sees every result */
+	/* acq_rel: pairs with the other chunks' job_chunk_count - a release
+	 * sequence over every chunk's results that the last one acquires before
+	 * job_finish publishes done to async_check (Protocol JOB_DONE) */
 	return shmq__fetch_add_acq_rel(&job->done_chunks, 1) + 1 == nchunks;
 }
 
@@ -48,7 +51,7 @@ static inline void job_finish(struct pool_job *job)
 {
 	uint32_t running = JOB_RUNNING;
 
-	/* JOB-DONE, seq_cst: the wake protocol of core/wait_int.h with
+	/* JOB_DONE, seq_cst: the wake protocol of core/wait_int.h with
 	 * job_done_wait's sleepers */
 	if (shmq__cas_seq_cst(&job->done, &running, JOB_DONE))
 		shmq__wake_word(&job->done, &job->done_sleepers, INT_MAX);

@@ -211,7 +211,8 @@ SHMQ_API int shmq_pool_close(shmq_pool *p)
 	if (!p)
 		return -EINVAL;
 	pthread_mutex_lock(&p->mu);
-	if (shmq__load_relaxed(&p->h->state) == POOL_RUNNING) /* only we write it */
+	/* relaxed: only the creator writes state, under p->mu (Protocol POOL_STATE) */
+	if (shmq__load_relaxed(&p->h->state) == POOL_RUNNING)
 		shmq__store_seq_cst(&p->h->state, POOL_CLOSING);
 	pthread_mutex_unlock(&p->mu);
 	return 0;
@@ -220,7 +221,7 @@ SHMQ_API int shmq_pool_close(shmq_pool *p)
 static bool jobs_all_done(shmq_pool *p)
 {
 	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++)
-		/* JOB-DONE: pairs with job_finish's seq_cst CAS */
+		/* JOB_DONE: pairs with job_finish's seq_cst CAS */
 		if (p->jobs[j].used && !p->jobs[j].zombie &&
 		    shmq__load_acquire(&pool_job(p, j)->done) == JOB_RUNNING)
 			return false;
@@ -248,7 +249,8 @@ static int join_jobs(shmq_pool *p, int64_t deadline)
 /* Join until deadline: 0, or -ETIMEDOUT once it has passed. */
 static int pool_join(shmq_pool *p, int64_t deadline)
 {
-	uint32_t st = shmq__load_relaxed(&p->h->state); /* only we write it */
+	/* relaxed: only the creator writes state (Protocol POOL_STATE) */
+	uint32_t st = shmq__load_relaxed(&p->h->state);
 	int rc = 0;
 
 	if (st == POOL_RUNNING)
@@ -258,7 +260,7 @@ static int pool_join(shmq_pool *p, int64_t deadline)
 		if (rc)
 			return rc;
 		pthread_mutex_lock(&p->mu);
-		shmq__store_seq_cst(&p->h->state, POOL_EXIT); /* POOL-STATE */
+		shmq__store_seq_cst(&p->h->state, POOL_EXIT); /* POOL_STATE */
 		shmq__pool_idle_wake(p->h, true, INT_MAX);
 		pthread_mutex_unlock(&p->mu);
 	}
@@ -297,7 +299,7 @@ SHMQ_API int shmq_pool_terminate(shmq_pool *p)
 	if (!p)
 		return -EINVAL;
 	pthread_mutex_lock(&p->mu);
-	shmq__store_seq_cst(&p->h->state, POOL_TERMINATE); /* POOL-STATE */
+	shmq__store_seq_cst(&p->h->state, POOL_TERMINATE); /* POOL_STATE */
 	shmq__pool_idle_wake(p->h, true, INT_MAX);
 	pool_kill_all(p);
 	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
@@ -306,7 +308,7 @@ SHMQ_API int shmq_pool_terminate(shmq_pool *p)
 
 		if (!p->jobs[j].used)
 			continue;
-		/* JOB-DONE, seq_cst: the wake protocol of core/wait_int.h with the
+		/* JOB_DONE, seq_cst: the wake protocol of core/wait_int.h with the
 		 * waiters (job_done_wait) */
 		if (shmq__cas_seq_cst(&job->done, &running, JOB_CANCELED))
 			shmq__wake_word(&job->done, &job->done_sleepers, INT_MAX);

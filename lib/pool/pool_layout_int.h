@@ -44,20 +44,20 @@
  *   describe.c   readers (the shmq tool): a snapshot, loads only
  *
  * The protocols below span those files; each side's comment names its
- * protocol by label, so that `grep PROTOCOL-NAME lib/pool` finds both ends.
+ * protocol by label, so that `grep PROTOCOL_NAME lib/pool` finds both ends.
  *
- * Protocol JOB-PUBLISH (creator -> workers).  job_submit writes a job's
+ * Protocol JOB_PUBLISH: creator -> workers.  job_submit writes a job's
  * fields (relaxed) while its state is not ACTIVE, then publishes them with a
  * seq_cst store of state = ACTIVE; chunk_claim's seq_cst load of state under
- * the pin (CHUNK-PIN) sees ACTIVE only with every field, which job_view then
+ * the pin (CHUNK_PIN) sees ACTIVE only with every field, which job_view then
  * reads relaxed.  The fields stay stable until job_unpin stores RETIRING.
  *
- * Protocol INJECT (creator -> workers).  inject (supervise.c) stores the job's
+ * Protocol INJECT: creator -> workers.  inject (supervise.c) stores the job's
  * RANGE word with release, then sets the job's bit in pending[] with a
  * seq_cst fetch_or; inject_take (worker.c) loads pending[] with acquire,
  * clears the bit, then takes the word with an acq_rel exchange.
  *
- * Protocol CHUNK-PIN (workers <-> creator, Dekker).  A worker pins a job
+ * Protocol CHUNK_PIN: workers <-> creator, Dekker.  A worker pins a job
  * (slot->claim = job + 1, seq_cst) before it checks the job's state and CASes
  * a chunk (chunk_claim), and again from marking a chunk DONE until it has
  * counted it (chunk_run); it unpins with a release store of 0.  job_unpin
@@ -66,7 +66,7 @@
  * its check and its CAS, or between its DONE mark and its count, and the job
  * slot may be reused (job_release).
  *
- * Protocol CHUNK-STATE.  A chunk word goes PENDING (0) -> the claiming
+ * Protocol CHUNK_STATE: A chunk word goes PENDING (0) -> the claiming
  * worker's owner id -> DONE, by acq_rel CASes: only the claimer writes the
  * chunk's result slots, so a stale or duplicated RANGE word (after a worker
  * died) never runs a chunk twice at once, and a chunk is counted once.  The
@@ -74,7 +74,7 @@
  * chunk words with acquire.  jobs_recover CASes a dead worker's chunks back
  * to PENDING (or to DONE, failed, after CHUNK_TRIES deaths) and re-injects.
  *
- * Protocol JOB-DONE (workers -> creator).  Each DONE chunk is counted with an
+ * Protocol JOB_DONE: workers -> creator.  Each DONE chunk is counted with an
  * acq_rel fetch_add of done_chunks (a release sequence over every chunk's
  * results); the one that completes the count CASes done RUNNING -> DONE
  * (seq_cst) and wakes done_sleepers (job_finish).  The creator loads done
@@ -82,30 +82,30 @@
  * sleeps with the sleeper count of core/wait_int.h (seq_cst both sides).
  * jobs_settle and shmq_pool_terminate finish a job with the same seq_cst CAS.
  *
- * Protocol POOL-STATE (creator -> workers).  Only the creator writes state,
+ * Protocol POOL_STATE: creator -> workers.  Only the creator writes state,
  * seq_cst (close, join, terminate); worker_should_exit loads it with acquire.
  *
- * Protocol IDLE-WAKE.  A publisher of work bumps work_seq (seq_cst) and wakes
+ * Protocol IDLE_WAKE: A publisher of work bumps work_seq (seq_cst) and wakes
  * the futex if idle_sleepers is non-zero (idle_wake); an idle worker reads
  * work_seq, registers in idle_sleepers (seq_cst), looks for work once more
  * and only then sleeps on work_seq (worker_idle).  wake_pending limits weak
  * wakes to one in flight: idle_wake's acq_rel exchange sets it, the worker's
  * release stores clear it.
  *
- * Protocol SLOT-ID.  worker_init stores the worker's owner id in its slot with
+ * Protocol SLOT_ID: worker_init stores the worker's owner id in its slot with
  * release; the creator loads it with acquire (id_is_live_worker,
  * pool_supervise) to tell a started worker from one that died before it.
  * worker_start stores the slot's new gen (seq_cst) after area_off; worker_init
  * loads it with acquire.
  *
- * Protocol STEAL-WINDOW (workers <-> creator, Dekker).  Every access of a
+ * Protocol STEAL_WINDOW: workers <-> creator, Dekker.  Every access of a
  * worker to another slot's area happens while its steal_seq is odd:
  * steal_window_open bumps it with a seq_cst exchange, then victim_deque loads
  * the victim's gen seq_cst; worker_start stores the new gen seq_cst, then
  * worker_area_retire loads every steal_seq seq_cst.  steal_window_close
  * evens it with a release store, which area_reusable loads with acquire.
  *
- * Protocol FRAME (spawner <-> thief).  shmq_pool_spawn fills a frame (relaxed)
+ * Protocol FRAME: spawner <-> thief.  shmq_pool_spawn fills a frame (relaxed)
  * and publishes it with the deque push's release store; a thief claims it
  * PENDING(tag) -> RUNNING(id) by an acq_rel CAS (sub_run_stolen), runs it,
  * stores its status relaxed and DONE(tag) with a seq_cst exchange, then

@@ -3,8 +3,8 @@
  * Layer 5: submitting work to the pool and waiting for it, the creator's
  * side: map, map_async and apply_async place a job's arrays in the arena
  * (pool/extent_int.h) or use them in place, publish the job (Protocols
- * JOB-PUBLISH and INJECT of pool/pool_layout_int.h) and wait for its end
- * (Protocol JOB-DONE), copying results back.
+ * JOB_PUBLISH and INJECT of pool/pool_layout_int.h) and wait for its end
+ * (Protocol JOB_DONE), copying results back.
  */
 #include "config.h"
 
@@ -106,7 +106,7 @@ static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t 
 	}
 	/* no worker touches this memory: the job is not ACTIVE (job_unpin) */
 	memset(p->r->base + base, 0, nchunks * 4);
-	/* JOB-PUBLISH, relaxed: published by job_submit's seq_cst store of state */
+	/* JOB_PUBLISH, relaxed: published by job_submit's seq_cst store of state */
 	shmq__store_relaxed(&job->in_off, in_off);
 	shmq__store_relaxed(&job->out_off, out_off);
 	shmq__store_relaxed(&job->chunks_off, base);
@@ -121,7 +121,7 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	unsigned j;
 	int idx, rc;
 
-	/* only we write state */
+	/* relaxed: only the creator writes state (Protocol POOL_STATE) */
 	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING)
 		return -EPIPE;
 	/* workers that died since our last call are replaced before new work
@@ -149,10 +149,10 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	}
 	p->jobs[j].used = true;
 	job = pool_job(p, j);
-	/* JOB-PUBLISH, relaxed: published by the seq_cst store of state below,
+	/* JOB_PUBLISH, relaxed: published by the seq_cst store of state below,
 	 * which chunk_claim loads (seq_cst) before job_view reads these */
 	shmq__store_relaxed(&job->task_idx, (uint32_t)idx);
-	shmq__store_relaxed(&job->task_hash, p->tt.hash[idx]);
+	shmq__store_relaxed(&job->task_hash, task_hash(&p->tt, idx));
 	for (unsigned i = 0; i < sizeof(job->task); i++)
 		shmq__store_relaxed(&job->task[i], i < strlen(s->task) ? s->task[i] : 0);
 	shmq__store_relaxed(&job->in_size, s->in_size);
@@ -164,7 +164,7 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	shmq__store_relaxed(&job->done_chunks, 0);
 	shmq__store_relaxed(&job->err, UINT64_MAX);
 	shmq__store_relaxed(&job->done, JOB_RUNNING);
-	/* JOB-PUBLISH, seq_cst: publishes the job to chunk_claim's seq_cst load */
+	/* JOB_PUBLISH, seq_cst: publishes the job to chunk_claim's seq_cst load */
 	shmq__store_seq_cst(&job->state, JOB_ACTIVE);
 	shmq__pool_inject(p, j, nchunks);
 	a->p = p;
@@ -181,7 +181,8 @@ static int async_empty(shmq_pool *p, const struct submit *s, shmq_async **out)
 	struct shmq_async *a;
 	int idx;
 
-	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING) /* only we write it */
+	/* relaxed: only the creator writes state (Protocol POOL_STATE) */
+	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING)
 		return -EPIPE;
 	idx = shmq__pool_task_lookup(&p->tt, s->task);
 	if (idx < 0)
@@ -247,7 +248,7 @@ static void async_finish(shmq_async *a, uint32_t done)
 {
 	shmq_pool *p = a->p;
 	struct pool_job *job = pool_job(p, a->job);
-	/* JOB-DONE: ordered after done's acquire anyway; pairs with
+	/* JOB_DONE: ordered after done's acquire anyway; pairs with
 	 * job_err_record's CAS */
 	uint64_t err = shmq__load_acquire(&job->err);
 
@@ -267,7 +268,7 @@ static void async_finish(shmq_async *a, uint32_t done)
 
 static bool async_check(shmq_async *a)
 {
-	/* JOB-DONE: pairs with the last chunk's seq_cst CAS of done (job_finish)
+	/* JOB_DONE: pairs with the last chunk's seq_cst CAS of done (job_finish)
 	 * and shmq_pool_terminate's */
 	uint32_t done = shmq__load_acquire(&pool_job(a->p, a->job)->done);
 
@@ -294,7 +295,7 @@ static int job_done_wait(struct pool_job *job, int64_t deadline)
 	int rc;
 
 	for (unsigned i = 1;; i++) {
-		/* JOB-DONE: pairs with job_finish's seq_cst CAS of done */
+		/* JOB_DONE: pairs with job_finish's seq_cst CAS of done */
 		if (shmq__load_acquire(&job->done) != JOB_RUNNING)
 			return 0;
 		if (i % 16 == 0 && (now = shmq_now_ns()) > until)
@@ -306,7 +307,7 @@ static int job_done_wait(struct pool_job *job, int64_t deadline)
 	until = deadline == SHMQ__NO_DEADLINE || deadline - now > WAIT_SLICE_NS ?
 		now + WAIT_SLICE_NS : deadline;
 	shmq__fetch_add_seq_cst(&job->done_sleepers, 1);
-	/* JOB-DONE, Dekker with job_finish: our increment and this load are
+	/* JOB_DONE, Dekker with job_finish: our increment and this load are
 	 * seq_cst, as are its CAS of done and its load of the sleepers */
 	if (shmq__load_seq_cst(&job->done) != JOB_RUNNING)
 		rc = 0;
@@ -383,7 +384,7 @@ SHMQ_API void shmq_async_free(shmq_async *a)
 	p = a->p;
 	pthread_mutex_lock(&p->mu);
 	if (!a->finished) {
-		/* CHUNK-PIN, seq_cst: seen by chunk_claim's check under the pin */
+		/* CHUNK_PIN, seq_cst: seen by chunk_claim's check under the pin */
 		shmq__store_seq_cst(&pool_job(p, a->job)->canceled, 1);
 		p->jobs[a->job].zombie = true;
 		shmq__pool_zombie_reap(p, a->job);

@@ -30,7 +30,7 @@
 static bool id_is_live_worker(shmq_pool *p, uint32_t id)
 {
 	for (unsigned i = 0; i < p->nworkers; i++)
-		/* SLOT-ID: pairs with worker_init's release store of id */
+		/* SLOT_ID: pairs with worker_init's release store of id */
 		if (shmq__load_acquire(&p->h->slots[i].id) == id)
 			return p->procs[i] && shmq_proc_is_alive(p->procs[i]);
 	return false;
@@ -61,7 +61,7 @@ static bool area_reusable(shmq_pool *p, const struct retired_area *ra)
 	const struct pool_frame *f;
 
 	for (unsigned j = 0; j < p->nworkers; j++) {
-		/* STEAL-WINDOW: pairs with steal_window_close's release store */
+		/* STEAL_WINDOW: pairs with steal_window_close's release store */
 		uint32_t now = shmq__load_acquire(&p->h->slots[j].steal_seq);
 
 		if ((ra->seq[j] & 1u) && now == ra->seq[j])
@@ -130,7 +130,7 @@ static void worker_area_retire(shmq_pool *p, uint64_t off)
 	if (!ra->seq)
 		return;
 	for (unsigned j = 0; j < p->nworkers; j++)
-		/* STEAL-WINDOW, seq_cst: Dekker with steal_window_open, after our
+		/* STEAL_WINDOW, seq_cst: Dekker with steal_window_open, after our
 		 * store of gen */
 		ra->seq[j] = shmq__load_seq_cst(&p->h->slots[j].steal_seq);
 	p->nretired++;
@@ -150,8 +150,10 @@ void shmq__pool_worker_areas_free(shmq_pool *p)
 int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh)
 {
 	struct pool_slot *s = &p->h->slots[i];
-	uint64_t old = shmq__load_relaxed(&s->area_off); /* only we write it */
-	uint32_t seq = shmq__load_relaxed(&s->steal_seq); /* its writer has exited */
+	/* relaxed: only the creator writes area_off; steal_seq's writer, the
+	 * slot's previous worker, has exited and been reaped */
+	uint64_t old = shmq__load_relaxed(&s->area_off);
+	uint32_t seq = shmq__load_relaxed(&s->steal_seq);
 	struct worker_arg a;
 	uint64_t off;
 	int rc;
@@ -160,22 +162,26 @@ int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh)
 		rc = worker_area_get(p, &off);
 		if (rc)
 			return rc;
-		shmq__store_relaxed(&s->area_off, off); /* SLOT-ID: published by the gen store */
+		/* relaxed: published to the new worker and to thieves by the
+		 * seq_cst store of gen below (Protocol SLOT_ID) */
+		shmq__store_relaxed(&s->area_off, off);
 	}
 	/* relaxed, released by the gen store below: the new worker stores its
-	 * own id (SLOT-ID); a dead worker's pin means nothing (CHUNK-PIN) */
+	 * own id (SLOT_ID); a dead worker's pin means nothing (CHUNK_PIN) */
 	shmq__store_relaxed(&s->id, 0);
 	shmq__store_relaxed(&s->claim, 0);
-	/* a worker that died in its steal window: close it for it (released
-	 * by the gen store; area_reusable sees that it moved) */
+	/* a worker that died in its steal window: close it for it.  relaxed:
+	 * released by the gen store below; area_reusable only needs to see
+	 * that it moved (Protocol STEAL_WINDOW) */
 	if (seq & 1u)
 		shmq__store_relaxed(&s->steal_seq, seq + 1);
 	a.pool_off = p->h_off;
 	a.slot = i;
-	a.gen = shmq__load_relaxed(&s->gen) + 1; /* only we write gen */
+	/* relaxed: only the creator writes gen */
+	a.gen = shmq__load_relaxed(&s->gen) + 1;
 	if (a.gen == 0)
 		a.gen = 1;
-	/* STEAL-WINDOW and SLOT-ID, seq_cst: pairs with the loads of gen in
+	/* STEAL_WINDOW and SLOT_ID, seq_cst: pairs with the loads of gen in
 	 * victim_deque (the Dekker, see steal_window_open) and worker_init
 	 * (acquire) */
 	shmq__store_seq_cst(&s->gen, a.gen);
@@ -186,7 +192,8 @@ int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh)
 		p->procs[i] = NULL;
 		return rc;
 	}
-	/* statistics: read relaxed by shmq_pool_worker_stats and the describer */
+	/* relaxed: statistics for shmq_pool_worker_stats and the describer,
+	 * which read it relaxed; the creator itself keeps p->procs[i] */
 	shmq__store_relaxed(&s->pid, shmq_proc_pid(p->procs[i]));
 	return 0;
 }
@@ -195,8 +202,8 @@ void shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks)
 {
 	struct pool_hdr *h = p->h;
 
-	/* INJECT, release: the job's fields before a worker's acq_rel exchange
-	 * of inject (inject_take) */
+	/* release: the RANGE word before the pending bit; pairs with
+	 * inject_take's acq_rel exchange of inject (Protocol INJECT) */
 	shmq__store_release(&h->jobs[j].inject, word_range(j, 0, nchunks));
 	/* INJECT, seq_cst: seen by inject_take's acquire load of pending */
 	shmq__fetch_or_seq_cst(&h->pending[j / 64], 1ull << (j % 64));
@@ -211,43 +218,49 @@ static void jobs_recover(shmq_pool *p, uint32_t dead_id)
 	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
 		struct pool_job *job = pool_job(p, j);
 		struct job_priv *jp = &p->jobs[j];
-		uint64_t nchunks = shmq__load_relaxed(&job->nchunks); /* we wrote it */
+		/* relaxed: the creator wrote it (job_submit), nobody else does */
+		uint64_t nchunks = shmq__load_relaxed(&job->nchunks);
 		uint32_t *chunks;
 
-		/* JOB-DONE: pairs with job_finish's seq_cst CAS of done */
+		/* JOB_DONE: pairs with job_finish's seq_cst CAS of done */
 		if (!jp->used || shmq__load_acquire(&job->done) != JOB_RUNNING)
 			continue;
-		/* relaxed: we wrote it */
+		/* relaxed: the creator wrote it (job_submit) */
 		chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off), nchunks * 4);
 		if (!chunks)
 			continue;
 		for (uint64_t c = 0; dead_id && c < nchunks; c++) {
 			uint32_t s = dead_id;
 
-			/* CHUNK-STATE: pairs with chunk_claim's acq_rel CAS */
+			/* CHUNK_STATE: pairs with chunk_claim's acq_rel CAS */
 			if (shmq__load_acquire(&chunks[c]) != dead_id)
 				continue;
 			if (!jp->tries) {
 				jp->tries = shmq__calloc(nchunks, 1);
 				jp->ntries = jp->tries ? nchunks : 0;
 			}
-			/* CHUNK-STATE: the dead worker's chunk, failed or back to
-			 * PENDING, against a late CAS of its own (acq_rel as
-			 * chunk_claim's and shmq__pool_chunk_run's) */
+			/* the dead worker's chunk, failed or back to PENDING,
+			 * against a late CAS of its own: pairs with the CASes of
+			 * chunk_claim and shmq__pool_chunk_run (Protocol
+			 * CHUNK_STATE) */
 			if (jp->tries && ++jp->tries[c] >= CHUNK_TRIES) {
 				if (shmq__cas_acq_rel(&chunks[c], &s, CHUNK_DONE)) {
-					job_err_record(job, c * shmq__load_relaxed(&job->chunksize), /* we wrote it */
+					/* relaxed: the creator wrote chunksize */
+					job_err_record(job, c * shmq__load_relaxed(&job->chunksize),
 						       -EOWNERDEAD);
 					job_chunk_done(job, nchunks);
 				}
 			} else {
+				/* pairs with chunk_claim's CAS, which may claim
+				 * the chunk again (Protocol CHUNK_STATE) */
 				shmq__cas_acq_rel(&chunks[c], &s, CHUNK_PENDING);
 			}
 		}
 		if (dead_id)
 			jp->orphaned = true;
 		jp->last_done = UINT64_MAX; /* the next settle looks */
-		/* JOB-DONE: as above; canceled: only we write it */
+		/* pairs with job_finish's seq_cst CAS of done (Protocol
+		 * JOB_DONE); relaxed: only the creator writes canceled */
 		if (shmq__load_acquire(&job->done) == JOB_RUNNING && !shmq__load_relaxed(&job->canceled))
 			shmq__pool_inject(p, j, nchunks);
 	}
@@ -263,13 +276,14 @@ static void jobs_settle(shmq_pool *p)
 	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
 		struct pool_job *job = pool_job(p, j);
 		struct job_priv *jp = &p->jobs[j];
-		uint64_t nchunks = shmq__load_relaxed(&job->nchunks); /* we wrote it */
+		/* relaxed: the creator wrote it (job_submit), nobody else does */
+		uint64_t nchunks = shmq__load_relaxed(&job->nchunks);
 		uint32_t running = JOB_RUNNING;
 		uint64_t counted;
 		uint32_t *chunks;
 		uint64_t c;
 
-		/* JOB-DONE: pairs with job_finish's seq_cst CAS of done */
+		/* JOB_DONE: pairs with job_finish's seq_cst CAS of done */
 		if (!jp->used || !jp->orphaned || shmq__load_acquire(&job->done) != JOB_RUNNING)
 			continue;
 		/* relaxed: a progress hint; the chunk states below decide */
@@ -278,17 +292,18 @@ static void jobs_settle(shmq_pool *p)
 			jp->last_done = counted; /* still moving: look next time */
 			continue;
 		}
-		chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off), /* we wrote it */
+		/* relaxed: the creator wrote chunks_off (job_submit) */
+		chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off),
 					  nchunks * 4);
 		if (!chunks)
 			continue;
-		/* CHUNK-STATE, acquire: pairs with shmq__pool_chunk_run's acq_rel
+		/* CHUNK_STATE, acquire: pairs with shmq__pool_chunk_run's acq_rel
 		 * CAS to DONE, after which that chunk's results are visible to us */
 		for (c = 0; c < nchunks && shmq__load_acquire(&chunks[c]) == CHUNK_DONE; c++)
 			;
 		if (c < nchunks)
 			continue;
-		/* JOB-DONE, seq_cst: as job_finish's CAS (its sleepers' Dekker) */
+		/* JOB_DONE, seq_cst: as job_finish's CAS (its sleepers' Dekker) */
 		if (shmq__cas_seq_cst(&job->done, &running, JOB_DONE))
 			shmq__wake_word(&job->done, &job->done_sleepers, INT_MAX);
 	}
@@ -297,7 +312,8 @@ static void jobs_settle(shmq_pool *p)
 /* Replace dead workers.  Called with p->mu held. */
 void shmq__pool_supervise(shmq_pool *p)
 {
-	uint32_t st = shmq__load_relaxed(&p->h->state); /* only we write it */
+	/* relaxed: only the creator writes state (Protocol POOL_STATE) */
+	uint32_t st = shmq__load_relaxed(&p->h->state);
 
 	p->last_supervise = shmq_now_ns();
 	if (st >= POOL_EXIT)
@@ -309,7 +325,7 @@ void shmq__pool_supervise(shmq_pool *p)
 
 		if (p->procs[i] && shmq_proc_is_alive(p->procs[i]))
 			continue;
-		/* SLOT-ID: pairs with worker_init's release store of id */
+		/* SLOT_ID: pairs with worker_init's release store of id */
 		dead_id = shmq__load_acquire(&s->id);
 		if (p->procs[i]) {
 			shmq_proc_close(p->procs[i]);
@@ -324,8 +340,8 @@ void shmq__pool_supervise(shmq_pool *p)
 		if (rc && !p->broken)
 			p->broken = rc;
 		if (rc == 0)
-			/* statistics, only we write it: read relaxed by
-			 * shmq_pool_worker_stats and the describer */
+			/* relaxed: a statistic only the creator writes, read
+			 * relaxed by shmq_pool_worker_stats and the describer */
 			shmq__store_relaxed(&s->restarts, shmq__load_relaxed(&s->restarts) + 1);
 		jobs_recover(p, dead_id);
 	}
@@ -341,13 +357,13 @@ void shmq__pool_supervise_maybe(shmq_pool *p)
 }
 
 /* Make sure no worker is between its check of job j and a chunk CAS, or
- * between a DONE mark and its count (Protocol CHUNK-PIN), then let j be
+ * between a DONE mark and its count (Protocol CHUNK_PIN), then let j be
  * reused.  Called with p->mu held. */
 void shmq__pool_job_unpin(shmq_pool *p, unsigned j)
 {
 	struct pool_job *job = pool_job(p, j);
 
-	/* CHUNK-PIN, seq_cst: Dekker with chunk_claim's (and
+	/* CHUNK_PIN, seq_cst: Dekker with chunk_claim's (and
 	 * shmq__pool_chunk_run's) store of claim and load of state */
 	shmq__store_seq_cst(&job->state, JOB_RETIRING);
 	for (unsigned i = 0; i < p->nworkers; i++) {
@@ -363,11 +379,14 @@ void shmq__pool_job_release(shmq_pool *p, unsigned j)
 {
 	struct job_priv *jp = &p->jobs[j];
 
-	/* INJECT: take back a word no worker took (acq_rel, as inject_take's
-	 * exchange); after job_unpin no worker acts on it any more */
+	/* take back a word no worker took; pairs with inject_take's acq_rel
+	 * exchange, so exactly one side gets a word (Protocol INJECT); after
+	 * job_unpin no worker acts on it any more */
 	shmq__exchange_acq_rel(&pool_job(p, j)->inject, 0);
-	/* release: nothing acquires it, workers ignore FREE (JOB-PUBLISH
-	 * publishes the next job with its own seq_cst store of ACTIVE) */
+	/* pairs with chunk_claim's seq_cst load of state, which refuses a job
+	 * that is not ACTIVE; nothing is published through FREE - the next job's
+	 * fields go out with job_submit's seq_cst store of ACTIVE (Protocol
+	 * JOB_PUBLISH) */
 	shmq__store_release(&pool_job(p, j)->state, JOB_FREE);
 	if (jp->alloc_size)
 		shmq__extent_free(&p->arena, jp->alloc_off, jp->alloc_size);
@@ -380,15 +399,16 @@ void shmq__pool_job_release(shmq_pool *p, unsigned j)
 bool shmq__pool_zombie_reap(shmq_pool *p, unsigned j)
 {
 	struct pool_job *job = pool_job(p, j);
-	uint64_t nchunks = shmq__load_relaxed(&job->nchunks); /* we wrote it */
-	uint32_t *chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off), /* we wrote it */
+	/* relaxed: the creator wrote both (job_submit), nobody else does */
+	uint64_t nchunks = shmq__load_relaxed(&job->nchunks);
+	uint32_t *chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off),
 					    nchunks * 4);
 
 	shmq__pool_job_unpin(p, j);
-	/* JOB-DONE: pairs with job_finish's seq_cst CAS of done */
+	/* JOB_DONE: pairs with job_finish's seq_cst CAS of done */
 	if (shmq__load_acquire(&job->done) == JOB_RUNNING && chunks) {
 		for (uint64_t c = 0; c < nchunks; c++) {
-			/* CHUNK-STATE: pairs with chunk_claim's CAS */
+			/* CHUNK_STATE: pairs with chunk_claim's CAS */
 			uint32_t s = shmq__load_acquire(&chunks[c]);
 
 			if (s != CHUNK_PENDING && s != CHUNK_DONE && id_is_live_worker(p, s))

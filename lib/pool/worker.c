@@ -76,7 +76,7 @@ static uint32_t frame_in_span(uint32_t in_size)
 static void steal_window_open(struct worker *w)
 {
 	w->steal_seq++;
-	/* STEAL-WINDOW, seq_cst: Dekker with worker_area_retire (see above) */
+	/* STEAL_WINDOW, seq_cst: Dekker with worker_area_retire (see above) */
 	shmq__exchange_seq_cst(&w->slot->steal_seq, w->steal_seq);
 	w->in_window = true;
 }
@@ -87,8 +87,9 @@ static void steal_window_close(struct worker *w)
 		return;
 	w->in_window = false;
 	w->steal_seq++;
-	/* STEAL-WINDOW, release: our last access to the victim's area before
-	 * the creator's acquire load of steal_seq in area_reusable */
+	/* release: our last access to the victim's area before the even
+	 * value; pairs with area_reusable's acquire load of it (Protocol
+	 * STEAL_WINDOW) */
 	shmq__store_release(&w->slot->steal_seq, w->steal_seq);
 }
 
@@ -108,8 +109,10 @@ static void sub_run_stolen(struct worker *w, uint64_t word)
 		steal_window_close(w);
 		return; /* a corrupt word: nothing to run */
 	}
-	/* FRAME, acquire: the spawner's frame contents (also published by its
-	 * push, whose release our steal acquired) */
+	/* pairs with frame_wait's CAS of the same PENDING state, so that one
+	 * of us runs the frame, and acquires the spawner's frame contents
+	 * (shmq_pool_spawn's stores, also published by its shmq__deque_push,
+	 * whose release our steal acquired) (Protocol FRAME) */
 	if (!shmq__cas_acq_rel(&f->state, &exp, frame_running(w->id))) {
 		steal_window_close(w);
 		return; /* run by its spawner already, or a stale word */
@@ -132,7 +135,8 @@ static void sub_run_stolen(struct worker *w, uint64_t word)
 		st = task_exec(w, fn, in_size ? f->data : NULL, out_size ? out : NULL);
 		memcpy(f->data + span, out, out_size);
 	}
-	shmq__store_relaxed(&f->status, st); /* FRAME: published by the exchange below */
+	/* relaxed: published by the seq_cst exchange to DONE below (Protocol FRAME) */
+	shmq__store_relaxed(&f->status, st);
 	/* FRAME, seq_cst: the wake protocol of core/wait_int.h with the
 	 * spawner's sleepers (frame_wait) */
 	shmq__exchange_seq_cst(&f->state, frame_done(tag));
@@ -163,7 +167,7 @@ static struct shmq__deque *victim_deque(struct worker *w, unsigned v)
 {
 	struct pool_slot *s = &w->h->slots[v];
 	struct victim *vi = &w->victims[v];
-	/* STEAL-WINDOW, seq_cst: the Dekker with worker_area_retire; also
+	/* STEAL_WINDOW, seq_cst: the Dekker with worker_area_retire; also
 	 * pairs with shmq__pool_worker_start's seq_cst store of gen after
 	 * area_off (acquire) */
 	uint32_t gen = shmq__load_seq_cst(&s->gen);
@@ -195,9 +199,10 @@ static bool inject_take(struct worker *w, uint64_t *word)
 			struct pool_job *job = &h->jobs[k * 64 + b];
 
 			m &= m - 1;
-			/* INJECT: clear first (acq_rel, ordered before the
-			 * exchange): a word injected after this is seen either
-			 * by our exchange or by the next scan */
+			/* clear first, ordered before the exchange: pairs with
+			 * shmq__pool_inject's seq_cst fetch_or, so a word
+			 * injected after this is seen either by our exchange or
+			 * by the next scan (Protocol INJECT) */
 			shmq__fetch_and_acq_rel(&h->pending[k], ~(1ull << b));
 			/* INJECT, acquire: pairs with shmq__pool_inject's
 			 * release store of the word, after the job's fields */
@@ -229,8 +234,8 @@ static bool steal_any(struct worker *w, uint64_t *word)
 		while (rc == -EBUSY);
 		if (rc == 0) {
 			w->steals++;
-			/* statistics only: read relaxed by shmq_pool_worker_stats
-			 * and shmq__pool_describe */
+			/* relaxed: statistics only, read relaxed by
+			 * shmq_pool_worker_stats and shmq__pool_describe */
 			shmq__store_relaxed(&w->slot->steals, w->steals);
 			/* a SUB word still points into the victim's area:
 			 * sub_run_stolen closes the window after its claim */
@@ -254,7 +259,7 @@ static bool work_find(struct worker *w, uint64_t *word)
 
 static bool worker_should_exit(struct worker *w)
 {
-	/* POOL-STATE: pairs with the creator's seq_cst stores of state
+	/* POOL_STATE: pairs with the creator's seq_cst stores of state
 	 * (pool_join, shmq_pool_terminate) */
 	return shmq__load_acquire(&w->h->state) >= POOL_EXIT;
 }
@@ -288,14 +293,14 @@ static int worker_idle(struct worker *w, uint64_t *word)
 	shmq__fetch_add_seq_cst(&h->idle_sleepers, 1);
 	/* a weak wake still marked pending went to another worker (or to
 	 * nobody): let the next spawn wake us */
-	shmq__store_release(&h->wake_pending, 0); /* IDLE-WAKE: pairs with shmq__pool_idle_wake's exchange */
+	shmq__store_release(&h->wake_pending, 0); /* IDLE_WAKE: pairs with shmq__pool_idle_wake's exchange */
 	/* after registering: a push we missed is seen here, or its pusher
 	 * saw us (strong wakes) */
 	found = work_find(w, word);
 	if (!found && !worker_should_exit(w))
 		rc = shmq__futex_wait(&h->work_seq, seq, shmq_now_ns() + IDLE_SLICE_NS);
 	shmq__fetch_sub_seq_cst(&h->idle_sleepers, 1);
-	shmq__store_release(&h->wake_pending, 0); /* IDLE-WAKE: pairs with shmq__pool_idle_wake's exchange */
+	shmq__store_release(&h->wake_pending, 0); /* IDLE_WAKE: pairs with shmq__pool_idle_wake's exchange */
 	if (found)
 		return 1;
 	/* relaxed: creator_id is immutable after create, published by our spawn */
@@ -341,18 +346,21 @@ static int frame_wait(struct worker *w, unsigned k)
 		uint32_t s = shmq__load_acquire(&f->state);
 
 		if (s == frame_done(tag)) {
-			/* relaxed: ordered by the acquire above */
+			/* relaxed: ordered by the acquire of state above */
 			uint32_t out_size = shmq__load_relaxed(&f->out_size);
 
 			if (out_size)
+				/* relaxed: as out_size */
 				memcpy(w->fp[k].out, f->data + frame_in_span(shmq__load_relaxed(&f->in_size)),
 				       out_size);
-			return shmq__load_relaxed(&f->status); /* ordered by the acquire above */
+			/* relaxed: ordered by the acquire of state above */
+			return shmq__load_relaxed(&f->status);
 		}
 		if (s == frame_pending(tag)) {
 			/* a thief took the word but has not claimed the frame:
-			 * claim it ourselves (FRAME: its CAS in sub_run_stolen
-			 * will then fail) */
+			 * claim it ourselves; pairs with sub_run_stolen's CAS of
+			 * the same PENDING state, which then fails (Protocol
+			 * FRAME) */
 			if (shmq__cas_acq_rel(&f->state, &s, frame_running(w->id)))
 				return task_exec(w, w->fp[k].fn, f->data, w->fp[k].out);
 			continue;
@@ -371,8 +379,8 @@ static int frame_wait(struct worker *w, unsigned k)
 		shmq__wait_word(&f->state, s, &f->sleepers, shmq_now_ns() + FRAME_NAP_NS, 0);
 		if (shmq_now_ns() >= check_at) {
 			check_at = shmq_now_ns() + FRAME_CHECK_NS;
-			/* FRAME: the dead thief's claim, taken over as in
-			 * sub_run_stolen's CAS */
+			/* the dead thief's claim, taken over: pairs with its
+			 * claim CAS in sub_run_stolen (Protocol FRAME) */
 			if (shmq__region_id_alive(w->r, s >> 1) == 0 &&
 			    shmq__cas_acq_rel(&f->state, &s, frame_running(w->id)))
 				return task_exec(w, w->fp[k].fn, f->data, w->fp[k].out);
@@ -416,8 +424,10 @@ int shmq__pool_frames_sync(struct worker *w, unsigned base)
 		unsigned k = w->sp - 1;
 		int st;
 
-		if (k >= w->pub && shmq__load_relaxed(&w->slot->want)) /* a hint, see steal_any */
-			frames_publish(w); /* a thief waits: let it take the older ones */
+		/* a thief waits: let it take the older ones.  relaxed: a
+		 * hint, see steal_any */
+		if (k >= w->pub && shmq__load_relaxed(&w->slot->want))
+			frames_publish(w);
 		if (k >= w->pub) {
 			st = frame_run_private(w, k);
 		} else {
@@ -443,7 +453,9 @@ static void frames_publish(struct worker *w)
 			break;
 		w->pub = k + 1;
 	}
-	if (shmq__load_relaxed(&w->slot->want)) /* a hint, see steal_any */
+	/* relaxed: a hint, see steal_any; a thief's later ask may be lost
+	 * here, it asks again at its next failed steal */
+	if (shmq__load_relaxed(&w->slot->want))
 		shmq__store_relaxed(&w->slot->want, 0);
 	shmq__pool_idle_wake(w->h, false, 1);
 }
@@ -454,7 +466,7 @@ static int spawn_lookup(struct worker *w, const char *task)
 		return w->cache_idx;
 	w->cache_idx = shmq__pool_task_lookup(&w->tt, task);
 	w->cache_name = w->cache_idx >= 0 ? task : NULL;
-	w->cache_fn = w->cache_idx >= 0 ? w->tt.v[w->cache_idx]->fn : NULL;
+	w->cache_fn = w->cache_idx >= 0 ? task_fn(&w->tt, w->cache_idx) : NULL;
 	w->cache_ver = w->tt.version;
 	return w->cache_idx;
 }
@@ -504,18 +516,20 @@ SHMQ_API int shmq_pool_spawn(struct shmq_pool_group *g, const char *task, const 
 	/* FRAME, relaxed: published with the frame by the push's release
 	 * store, which a thief's steal acquires */
 	shmq__store_relaxed(&f->task_idx, (uint32_t)idx);
-	shmq__store_relaxed(&f->task_hash, w->tt.hash[idx]);
+	shmq__store_relaxed(&f->task_hash, task_hash(&w->tt, idx));
 	shmq__store_relaxed(&f->in_size, (uint16_t)in_size);
 	shmq__store_relaxed(&f->out_size, (uint16_t)out_size);
 	arg_copy(f->data, in, in_size);
-	/* FRAME: published with the frame by the push's release store */
+	/* relaxed: published with the frame by the push's release store
+	 * (shmq__deque_push in frames_publish) */
 	shmq__store_relaxed(&f->state, frame_pending(w->tag));
 	w->sp = k + 1;
 	g->n++;
 	/* The frame stays private (no atomic operation at its sync) unless a
 	 * thief asked for work or our deque is empty: then every private
-	 * frame is pushed, so there is always something to steal. */
-	if (shmq__load_relaxed(&w->slot->want) /* a hint, see steal_any */ ||
+	 * frame is pushed, so there is always something to steal.
+	 * relaxed: want is a hint, see steal_any. */
+	if (shmq__load_relaxed(&w->slot->want) ||
 	    shmq__deque_maybe_empty(&w->dq))
 		frames_publish(w);
 	return 0;
@@ -532,9 +546,10 @@ SHMQ_API int shmq_pool_sync(struct shmq_pool_group *g)
 		return -EINVAL;
 	if (g->n && g->base + g->n != w->sp)
 		return -EINVAL;
-	/* the common case of one private subtask: run it here */
+	/* the common case of one private subtask: run it here.  relaxed:
+	 * want is a hint, see steal_any */
 	if (g->n == 1 && g->base >= w->pub && !g->err &&
-	    !shmq__load_relaxed(&w->slot->want)) { /* a hint, see steal_any */
+	    !shmq__load_relaxed(&w->slot->want)) {
 		g->n = 0;
 		return frame_run_private(w, g->base);
 	}
@@ -577,7 +592,7 @@ static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg
 	w->h = h;
 	w->self = a->slot;
 	w->slot = &h->slots[a->slot];
-	/* SLOT-ID: pairs with shmq__pool_worker_start's seq_cst store of gen */
+	/* SLOT_ID: pairs with shmq__pool_worker_start's seq_cst store of gen */
 	if (shmq__load_acquire(&w->slot->gen) != a->gen)
 		return -ESTALE;
 	/* relaxed: ordered by the acquire of gen above */
@@ -598,9 +613,10 @@ static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg
 	 * before the creator spawned us */
 	w->tasks = shmq__load_relaxed(&w->slot->tasks);
 	w->steals = shmq__load_relaxed(&w->slot->steals);
-	/* even: the creator evened it before starting us (worker_start) */
+	/* relaxed: even, the creator evened it before it spawned us
+	 * (shmq__pool_worker_start) */
 	w->steal_seq = shmq__load_relaxed(&w->slot->steal_seq);
-	/* SLOT-ID: pairs with the creator's acquire loads of id
+	/* SLOT_ID: pairs with the creator's acquire loads of id
 	 * (id_is_live_worker, shmq__pool_supervise) */
 	shmq__store_release(&w->slot->id, w->id);
 	return 0;

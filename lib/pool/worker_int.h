@@ -50,7 +50,7 @@ struct worker {
 	uint64_t rng;
 	uint64_t tasks, steals;
 	struct victim *victims;
-	struct task_table tt;
+	struct shmq__registry_snap tt;
 	const char *cache_name; /* spawn's one-entry name cache */
 	int cache_idx;
 	uint32_t cache_ver; /* tt.version the cache belongs to */
@@ -65,11 +65,11 @@ struct worker {
 /* Sync frames above base (worker.c): 0 or the earliest spawn's error. */
 int shmq__pool_frames_sync(struct worker *w, unsigned base);
 
-/* Claim, run and complete chunk c of job j (job.c, Protocols CHUNK-PIN and
- * CHUNK-STATE). */
+/* Claim, run and complete chunk c of job j (job.c, Protocols CHUNK_PIN and
+ * CHUNK_STATE). */
 void shmq__pool_chunk_run(struct worker *w, unsigned j, uint64_t c);
 
-/* Publish the private task count (statistics only: relaxed, read relaxed by
+/* Publish the private task count (relaxed: statistics only, read relaxed by
  * shmq_pool_worker_stats and shmq__pool_describe).  Done when a chunk ends,
  * every 256 tasks and before idling, not per task. */
 static inline void worker_count_flush(struct worker *w)
@@ -106,7 +106,7 @@ static inline __attribute__((always_inline)) int task_exec(struct worker *w, shm
 static inline void range_run(struct worker *w, unsigned j, uint64_t lo, uint64_t hi)
 {
 	struct pool_job *job = &w->h->jobs[j];
-	/* relaxed: a clamp only; chunk_claim re-checks under the pin (CHUNK-PIN) */
+	/* relaxed: a clamp only; chunk_claim re-checks under the pin (CHUNK_PIN) */
 	uint64_t nchunks = shmq__load_relaxed(&job->nchunks);
 
 	if (hi > nchunks)
