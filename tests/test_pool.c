@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -1154,6 +1155,66 @@ static void test_hostile_claim(void **state)
 	shmq_region_close(r);
 }
 
+/* ---- a program that forgot shmq_dispatch() ---- */
+
+#define FORGOT_ENV "SHMQ_TEST_POOL_FORGOT"
+
+/* main() of a program that does not call shmq_dispatch(): its pool's
+ * workers (the same program, FORGOT_ENV inherited) start nothing and exit
+ * with SHMQ_EXIT_NODISPATCH.  Prints the map's result and the restarts. */
+static int forgot_main(void)
+{
+	struct shmq_region_opts ro = { .size = (size_t)8 << 20 };
+	struct shmq_pool_opts po = { .workers = 1 };
+	struct shmq_pool_worker_stats s = { 0 };
+	int64_t in = 1, out = 0;
+	shmq_region *r;
+	shmq_pool *p;
+	int rc;
+
+	if (shmq_region_create(NULL, &ro, &r))
+		return 92;
+	rc = shmq_pool_create(r, &po, &p);
+	if (!rc) {
+		rc = shmq_pool_map(p, "triple", &in, sizeof(in), &out, sizeof(out), 1,
+				   20 * 1000000000ll);
+		(void)shmq_pool_worker_stats(p, 0, &s);
+		shmq_pool_terminate(p);
+		shmq_pool_free(p);
+	}
+	printf("rc=%d restarts=%u\n", rc, s.restarts);
+	fflush(stdout);
+	shmq_region_close(r);
+	return 0;
+}
+
+/* The pool fails with -ECHILD at its worker's first SHMQ_EXIT_NODISPATCH:
+ * no restart can help (before: it restarted the worker twice more). */
+static void test_nodispatch_breaks_at_once(void **state)
+{
+	char self[PATH_MAX], env[] = FORGOT_ENV "=1";
+	char *argv[] = { self, NULL };
+	char *envp[] = { env, NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT | SHMQ_STDERR, .envp = envp,
+				   .timeout_ns = 60 * 1000000000ll };
+	struct shmq_run_result res;
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	unsigned restarts = 99;
+	int rc = 0;
+
+	(void)state;
+	assert_true(len > 0);
+	self[len] = '\0';
+	assert_int_equal(shmq_run(argv, &o, &res), 0);
+	assert_int_equal(res.status, 0);
+	assert_non_null(res.out);
+	print_message("%s", res.out);
+	assert_int_equal(sscanf(res.out, "rc=%d restarts=%u", &rc, &restarts), 2);
+	shmq_run_result_free(&res);
+	assert_int_equal(rc, -ECHILD);
+	assert_int_equal(restarts, 0);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1172,11 +1233,14 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_hostile_frame_out_size),
 		cmocka_unit_test(test_hostile_nchunks_recover),
 		cmocka_unit_test(test_hostile_claim),
+		cmocka_unit_test(test_nodispatch_breaks_at_once),
 	};
 
 	char gate[96];
 	int rc;
 
+	if (getenv(FORGOT_ENV))
+		return forgot_main(); /* the program of test_nodispatch_breaks_at_once */
 	shmq_dispatch(argc, argv);
 	/* before any pool: every worker, replacements too, inherits it */
 	snprintf(gate, sizeof(gate), "/tmp/shmq-test-pool-gate-%d", (int)getpid());
