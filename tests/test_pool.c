@@ -6,13 +6,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 
 #include "testutil.h"
 
+#include "core/objkind_int.h"
+#include "core/region_int.h"
 #include "pool/pool_int.h"
+#include "pool/pool_layout_int.h"
 
 #define NWORKERS 2
 #define REGION_SIZE ((size_t)64 << 20)
@@ -985,6 +989,299 @@ static void test_free_running_pool(void **state)
 	shmq_region_close(r);
 }
 
+/* ---- hostile memory: region words the pool must not trust ---- */
+
+/* The live header of the pool of region r (its only pool). */
+static struct pool_hdr *pool_hdr_of(shmq_region *r)
+{
+	char name[SHMQ_OBJ_NAME_MAX + 1];
+	uint64_t size;
+	void *mem;
+
+	snprintf(name, sizeof(name), "pool.%u.0", shmq__region_self(r));
+	assert_int_equal(shmq__obj_find(r, name, SHMQ__OBJ_POOL, &mem, &size), 0);
+	assert_true(size >= sizeof(struct pool_hdr));
+	return mem;
+}
+
+/* The one job slot in use (ACTIVE), waited for (30 s at most). */
+static unsigned job_active(struct pool_hdr *h)
+{
+	for (int t = 0; t < 30000; t++) {
+		for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++)
+			if (__atomic_load_n(&h->jobs[j].state, __ATOMIC_SEQ_CST) == JOB_ACTIVE)
+				return j;
+		usleep(1000);
+	}
+	fail_msg("no active job");
+	return 0;
+}
+
+struct forge_in {
+	int parent;   /* the spawner's worker */
+	int64_t v;
+};
+
+/* A subtask that, run by a thief (its input is then the frame in the
+ * region), forges its frame's out_size as a hostile peer would: the spawner
+ * must not copy 0xffff bytes into its 8-byte result on its stack. */
+static int forge_sub(const void *in, void *out)
+{
+	const struct forge_in *fi = in;
+
+	tu_sleep_ns(2000000); /* time for the idle worker to steal the others */
+	if (shmq_pool_self() != fi->parent) {
+		struct pool_frame *f = (struct pool_frame *)((uint8_t *)in -
+							     offsetof(struct pool_frame, data));
+
+		__atomic_store_n(&f->out_size, (uint16_t)0xffff, __ATOMIC_RELAXED);
+	}
+	*(int64_t *)out = fi->v * 2;
+	return 0;
+}
+SHMQ_TASK(forge_sub);
+
+static int forge_parent(const void *in, void *out)
+{
+	struct shmq_pool_group g = SHMQ_POOL_GROUP_INIT;
+	struct forge_in fi[8];
+	int64_t res[8];
+	int rc;
+
+	(void)in;
+	for (int i = 0; i < 8; i++) {
+		fi[i].parent = shmq_pool_self();
+		fi[i].v = i;
+		rc = shmq_pool_spawn(&g, "forge_sub", &fi[i], sizeof(fi[i]), &res[i], sizeof(res[i]));
+		if (rc)
+			return rc;
+	}
+	rc = shmq_pool_sync(&g);
+	*(int64_t *)out = rc;
+	return rc;
+}
+SHMQ_TASK(forge_parent);
+
+/* A stolen subtask's result is copied by the size the spawner passed; a
+ * frame whose size disagrees fails the sync with -EBADMSG (before the fix:
+ * a stack overflow in the spawner, which crashed it). */
+static void test_hostile_frame_out_size(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	int64_t in = 0, out = 0;
+	int rc = 0;
+
+	(void)state;
+	pool_wait_started(p);
+	/* nothing stolen in a round: the map succeeds; retry until a thief ran one */
+	for (int t = 0; t < 500 && rc == 0; t++)
+		rc = shmq_pool_map(p, "forge_parent", &in, sizeof(in), &out, sizeof(out), 1,
+				   60 * 1000000000ll);
+	assert_int_equal(rc, -EBADMSG);
+	assert_int_equal(out, -EBADMSG);
+	pool_done(p, NULL, 0); /* no worker died */
+	shmq_region_close(r);
+}
+
+/* A job's nchunks forged to 2^62 + 1 (times 4 it wraps to 4, so the chunk
+ * array "fits") while a worker dies: the creator's recovery walks the chunk
+ * count it submitted, not the region's (before the fix: it read past the
+ * region and the creator crashed). */
+static void test_hostile_nchunks_recover(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 1, 10);
+	struct pool_hdr *h = pool_hdr_of(r);
+	struct shmq_pool_worker_stats s;
+	int64_t *in = malloc(200 * sizeof(int64_t)), *out = malloc(200 * sizeof(int64_t));
+	struct pool_job *job;
+	uint32_t *chunks;
+	shmq_async *a;
+	pid_t pid;
+	int rc, t;
+
+	(void)state;
+	for (int i = 0; i < 200; i++)
+		in[i] = i;
+	pids_of(p, &pid);
+	gate_set(false);
+	assert_int_equal(shmq_pool_map_async(p, "gated", in, sizeof(int64_t), out, sizeof(int64_t),
+					     200, &a), 0);
+	job = &h->jobs[job_active(h)];
+	chunks = (uint32_t *)(r->base + __atomic_load_n(&job->chunks_off, __ATOMIC_RELAXED));
+	/* chunk 10 (elements 100..) waits at the gate: the worker is in it */
+	for (t = 0; t < 30000 && !__atomic_load_n(&chunks[GATE_FROM / 10], __ATOMIC_ACQUIRE); t++)
+		usleep(1000);
+	assert_true(t < 30000);
+	__atomic_store_n(&job->nchunks, (1ull << 62) + 1, __ATOMIC_RELAXED);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	/* each wait supervises: the dead worker is replaced, its job recovered */
+	for (t = 0; t < 1500; t++) {
+		rc = shmq_async_wait(a, 20000000);
+		assert_int_equal(rc, -ETIMEDOUT);
+		assert_int_equal(shmq_pool_worker_stats(p, 0, &s), 0);
+		if (s.restarts == 1)
+			break;
+	}
+	assert_int_equal(s.restarts, 1);
+	__atomic_store_n(&job->nchunks, 20, __ATOMIC_RELAXED);
+	gate_set(true);
+	/* the replacement may have dropped the job's words while they were
+	 * forged: end it either way */
+	assert_int_equal(shmq_pool_terminate(p), 0);
+	rc = shmq_async_wait(a, 10 * 1000000000ll);
+	assert_true(rc == 0 || rc == -ECANCELED);
+	shmq_async_free(a);
+	assert_int_equal(shmq_pool_join(p, SHMQ_FOREVER), 0);
+	shmq_pool_free(p);
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	free(in);
+	free(out);
+	shmq_region_close(r);
+}
+
+struct claim_forger {
+	shmq_region *r;
+	struct pool_hdr *h;
+	unsigned job;
+	unsigned forged; /* the slot whose claim it forged */
+};
+
+/* Once the job's only chunk is claimed, forge the claim of the other
+ * worker (which never pins this job) and open the gate. */
+static void *claim_forger_main(void *arg)
+{
+	struct claim_forger *cf = arg;
+	struct pool_hdr *h = cf->h;
+	unsigned j = job_active(h);
+	uint32_t *chunks = (uint32_t *)(cf->r->base +
+					__atomic_load_n(&h->jobs[j].chunks_off, __ATOMIC_RELAXED));
+	uint32_t runner = 0;
+
+	for (int t = 0; t < 30000 && !(runner = __atomic_load_n(&chunks[0], __ATOMIC_ACQUIRE)); t++)
+		usleep(1000);
+	cf->job = j;
+	cf->forged = __atomic_load_n(&h->slots[0].id, __ATOMIC_ACQUIRE) == runner ? 1 : 0;
+	__atomic_store_n(&h->slots[cf->forged].claim, j + 1, __ATOMIC_SEQ_CST);
+	gate_set(true);
+	return NULL;
+}
+
+/* A worker's claim word forged to a job's number: the map still returns by
+ * its timeout, and a wait without one ends with -EBADMSG once the pin
+ * outlasts any real one (before the fix: an endless sched_yield loop; the
+ * alarm ends the test then). */
+static void test_hostile_claim(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	struct claim_forger cf = { r, pool_hdr_of(r), 0, 0 };
+	int64_t in = GATE_FROM, out = 0, t0, took;
+	struct pool_job *job;
+	pthread_t th;
+	shmq_async *a;
+	unsigned j;
+
+	(void)state;
+	alarm(120);
+	pool_wait_started(p);
+	gate_set(false);
+	assert_int_equal(pthread_create(&th, NULL, claim_forger_main, &cf), 0);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_pool_map(p, "gated", &in, sizeof(in), &out, sizeof(out), 1,
+				       2 * 1000000000ll), -ETIMEDOUT);
+	took = shmq_now_ns() - t0;
+	pthread_join(th, NULL);
+	print_message("map with a forged claim returned after %.2f ms\n", took / 1e6);
+	assert_true(took < 2 * 1000000000ll + 5 * 1000000000ll); /* its timeout, generously */
+	__atomic_store_n(&cf.h->slots[cf.forged].claim, 0, __ATOMIC_SEQ_CST);
+
+	/* no timeout: the forged pin is taken for corruption */
+	assert_int_equal(shmq_pool_map_async(p, "triple", &in, sizeof(in), &out, sizeof(out), 1,
+					     &a), 0);
+	j = job_active(cf.h);
+	job = &cf.h->jobs[j];
+	for (int t = 0; t < 30000 && __atomic_load_n(&job->done, __ATOMIC_ACQUIRE) == JOB_RUNNING; t++)
+		usleep(1000);
+	assert_int_equal(__atomic_load_n(&job->done, __ATOMIC_ACQUIRE), JOB_DONE);
+	/* the job is done: no worker pins it any more but the forged one */
+	__atomic_store_n(&cf.h->slots[0].claim, j + 1, __ATOMIC_SEQ_CST);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_async_wait(a, SHMQ_FOREVER), -EBADMSG);
+	took = shmq_now_ns() - t0;
+	assert_true(took < 60 * 1000000000ll);
+	__atomic_store_n(&cf.h->slots[0].claim, 0, __ATOMIC_SEQ_CST);
+	shmq_async_free(a);
+	/* the pool still works (the lost job slot is never reused) */
+	assert_int_equal(shmq_pool_map(p, "triple", &in, sizeof(in), &out, sizeof(out), 1,
+				       SHMQ_FOREVER), 0);
+	assert_int_equal(out, GATE_FROM * 3 + 1);
+	pool_done(p, NULL, 0);
+	alarm(0);
+	shmq_region_close(r);
+}
+
+/* ---- a program that forgot shmq_dispatch() ---- */
+
+#define FORGOT_ENV "SHMQ_TEST_POOL_FORGOT"
+
+/* main() of a program that does not call shmq_dispatch(): its pool's
+ * workers (the same program, FORGOT_ENV inherited) start nothing and exit
+ * with SHMQ_EXIT_NODISPATCH.  Prints the map's result and the restarts. */
+static int forgot_main(void)
+{
+	struct shmq_region_opts ro = { .size = (size_t)8 << 20 };
+	struct shmq_pool_opts po = { .workers = 1 };
+	struct shmq_pool_worker_stats s = { 0 };
+	int64_t in = 1, out = 0;
+	shmq_region *r;
+	shmq_pool *p;
+	int rc;
+
+	if (shmq_region_create(NULL, &ro, &r))
+		return 92;
+	rc = shmq_pool_create(r, &po, &p);
+	if (!rc) {
+		rc = shmq_pool_map(p, "triple", &in, sizeof(in), &out, sizeof(out), 1,
+				   20 * 1000000000ll);
+		(void)shmq_pool_worker_stats(p, 0, &s);
+		shmq_pool_terminate(p);
+		shmq_pool_free(p);
+	}
+	printf("rc=%d restarts=%u\n", rc, s.restarts);
+	fflush(stdout);
+	shmq_region_close(r);
+	return 0;
+}
+
+/* The pool fails with -ECHILD at its worker's first SHMQ_EXIT_NODISPATCH:
+ * no restart can help (before: it restarted the worker twice more). */
+static void test_nodispatch_breaks_at_once(void **state)
+{
+	char self[PATH_MAX], env[] = FORGOT_ENV "=1";
+	char *argv[] = { self, NULL };
+	char *envp[] = { env, NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT | SHMQ_STDERR, .envp = envp,
+				   .timeout_ns = 60 * 1000000000ll };
+	struct shmq_run_result res;
+	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	unsigned restarts = 99;
+	int rc = 0;
+
+	(void)state;
+	assert_true(len > 0);
+	self[len] = '\0';
+	assert_int_equal(shmq_run(argv, &o, &res), 0);
+	assert_int_equal(res.status, 0);
+	assert_non_null(res.out);
+	print_message("%s", res.out);
+	assert_int_equal(sscanf(res.out, "rc=%d restarts=%u", &rc, &restarts), 2);
+	shmq_run_result_free(&res);
+	assert_int_equal(rc, -ECHILD);
+	assert_int_equal(restarts, 0);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1001,11 +1298,17 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_idle_death_replaced_at_submit),
 		cmocka_unit_test(test_terminate),
 		cmocka_unit_test(test_free_running_pool),
+		cmocka_unit_test(test_hostile_frame_out_size),
+		cmocka_unit_test(test_hostile_nchunks_recover),
+		cmocka_unit_test(test_hostile_claim),
+		cmocka_unit_test(test_nodispatch_breaks_at_once),
 	};
 
 	char gate[96];
 	int rc;
 
+	if (getenv(FORGOT_ENV))
+		return forgot_main(); /* the program of test_nodispatch_breaks_at_once */
 	shmq_dispatch(argc, argv);
 	/* before any pool: every worker, replacements too, inherits it */
 	snprintf(gate, sizeof(gate), "/tmp/shmq-test-pool-gate-%d", (int)getpid());

@@ -25,11 +25,17 @@
 #define CHUNK_TRIES      3u                   /* deaths a chunk survives */
 #define START_TRIES      3u                   /* failed worker starts in a row */
 #define POOL_NAME_TRIES  4096u                /* pools of one creator in a region */
+#define CLAIM_SPIN       64u                  /* unpin: yields before it looks at the clock */
+#define CLAIM_STUCK_NS   (2ll * 1000 * 1000 * 1000) /* unpin: a pin this old is forged */
 
 struct job_priv {
 	bool used;
 	bool zombie;       /* its async was freed before completion */
 	uint64_t alloc_off, alloc_size;
+	/* the job's geometry as we submitted it: the region's copy is
+	 * writable by anyone attached, so the creator never reads it back */
+	uint64_t chunks_off, nchunks, chunksize;
+	bool lost;         /* a pin never cleared: the slot is never reused */
 	uint8_t *tries;    /* per chunk: deaths survived (allocated on the first) */
 	uint64_t ntries;
 	bool orphaned;     /* a worker died while it ran: see jobs_settle */
@@ -50,6 +56,7 @@ struct shmq_pool {
 	size_t chunksize;
 	pthread_mutex_t mu;
 	shmq_proc **procs;
+	uint64_t *area_off;  /* per slot: its area, never read back from the region */
 	uint32_t *start_fails;
 	int broken;          /* a worker cannot be started: the error */
 	struct shmq__extents arena; /* free space of the arena (pool/extent_int.h) */
@@ -92,12 +99,15 @@ void shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks);
 void shmq__pool_supervise(shmq_pool *p);
 /* shmq__pool_supervise if the last one is SUPERVISE_EVERY_NS old; takes p->mu. */
 void shmq__pool_supervise_maybe(shmq_pool *p);
-/* Wait until no worker is pinned on job j (Protocol CHUNK_PIN). */
-void shmq__pool_job_unpin(shmq_pool *p, unsigned j);
+/* Wait until no worker is pinned on job j (Protocol CHUNK_PIN): 0;
+ * -ETIMEDOUT when deadline passed first; -EBADMSG when a live worker's pin
+ * outlasted CLAIM_STUCK_NS (a forged claim: never reuse the slot). */
+int shmq__pool_job_unpin(shmq_pool *p, unsigned j, int64_t deadline);
 /* Free job slot j and its arena block; after shmq__pool_job_unpin. */
 void shmq__pool_job_release(shmq_pool *p, unsigned j);
-/* Release cancelled job j once no live worker runs a chunk of it. */
-bool shmq__pool_zombie_reap(shmq_pool *p, unsigned j);
-void shmq__pool_zombies_reap(shmq_pool *p);
+/* Release cancelled job j once no live worker runs a chunk of it; tried
+ * until deadline. */
+bool shmq__pool_zombie_reap(shmq_pool *p, unsigned j, int64_t deadline);
+void shmq__pool_zombies_reap(shmq_pool *p, int64_t deadline);
 
 #endif /* SHMQ_POOL_CREATOR_INT_H */

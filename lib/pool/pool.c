@@ -68,9 +68,10 @@ static int pool_obj_init(void *mem, uint64_t size, void *arg)
 	p->h = h;
 	p->h_off = shmq__region_off(p->r, mem);
 	for (unsigned i = 0; i < p->nworkers; i++) {
-		rc = shmq__pool_worker_area_new(p, &h->slots[i].area_off);
+		rc = shmq__pool_worker_area_new(p, &p->area_off[i]);
 		if (rc)
 			return rc;
+		h->slots[i].area_off = p->area_off[i];
 	}
 	rc = shmq_region_info(p->r, &info);
 	if (rc)
@@ -125,6 +126,7 @@ static void pool_handle_free(shmq_pool *p)
 	shmq__pool_worker_areas_free(p);
 	shmq__pool_task_table_free(&p->tt);
 	shmq__free(p->procs, p->nworkers * sizeof(*p->procs));
+	shmq__free(p->area_off, p->nworkers * sizeof(*p->area_off));
 	shmq__free(p->start_fails, p->nworkers * sizeof(*p->start_fails));
 	pthread_mutex_destroy(&p->mu);
 	shmq__free(p, sizeof(*p));
@@ -161,7 +163,8 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
 	pthread_mutex_init(&p->mu, NULL);
 	p->procs = shmq__calloc(p->nworkers, sizeof(*p->procs));
 	p->start_fails = shmq__calloc(p->nworkers, sizeof(*p->start_fails));
-	if (!p->procs || !p->start_fails) {
+	p->area_off = shmq__calloc(p->nworkers, sizeof(*p->area_off));
+	if (!p->procs || !p->start_fails || !p->area_off) {
 		pool_handle_free(p);
 		return -ENOMEM;
 	}
@@ -235,7 +238,7 @@ static int join_jobs(shmq_pool *p, int64_t deadline)
 		pthread_mutex_lock(&p->mu);
 		if (shmq_now_ns() - p->last_supervise >= WAIT_SLICE_NS)
 			shmq__pool_supervise(p);
-		shmq__pool_zombies_reap(p);
+		shmq__pool_zombies_reap(p, deadline);
 		bool all = jobs_all_done(p) || p->broken;
 		pthread_mutex_unlock(&p->mu);
 		if (all)
@@ -313,7 +316,7 @@ SHMQ_API int shmq_pool_terminate(shmq_pool *p)
 		if (shmq__cas_seq_cst(&job->done, &running, JOB_CANCELED))
 			shmq__wake_word(&job->done, &job->done_sleepers, INT_MAX);
 	}
-	shmq__pool_zombies_reap(p);
+	shmq__pool_zombies_reap(p, shmq_now_ns()); /* no worker is left to pin */
 	pthread_mutex_unlock(&p->mu);
 	return 0;
 }

@@ -94,7 +94,8 @@
  *
  * Protocol SLOT_ID: worker_init stores the worker's owner id in its slot with
  * release; the creator loads it with acquire (id_is_live_worker,
- * pool_supervise) to tell a started worker from one that died before it.
+ * pool_supervise) to tell a started worker from one that died before it,
+ * and a spawner (id_is_slot_owner) to tell a thief from a forged claim.
  * worker_start stores the slot's new gen (seq_cst) after area_off; worker_init
  * loads it with acquire.
  *

@@ -106,6 +106,8 @@ static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t 
 	}
 	/* no worker touches this memory: the job is not ACTIVE (job_unpin) */
 	memset(p->r->base + base, 0, nchunks * 4);
+	jp->chunks_off = base;
+	jp->nchunks = nchunks;
 	/* JOB_PUBLISH, relaxed: published by job_submit's seq_cst store of state */
 	shmq__store_relaxed(&job->in_off, in_off);
 	shmq__store_relaxed(&job->out_off, out_off);
@@ -133,7 +135,7 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	idx = shmq__pool_task_lookup(&p->tt, s->task);
 	if (idx < 0)
 		return idx;
-	shmq__pool_zombies_reap(p);
+	shmq__pool_zombies_reap(p, shmq_now_ns()); /* a look, no wait */
 	rc = job_slot_get(p, &j);
 	if (rc)
 		return rc;
@@ -148,6 +150,7 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 		return rc;
 	}
 	p->jobs[j].used = true;
+	p->jobs[j].chunksize = cs;
 	job = pool_job(p, j);
 	/* JOB_PUBLISH, relaxed: published by the seq_cst store of state below,
 	 * which chunk_claim loads (seq_cst) before job_view reads these */
@@ -243,15 +246,29 @@ SHMQ_API int shmq_pool_apply_async(shmq_pool *p, const char *task, const void *i
 
 /* ---- completion ---- */
 
-/* Copy the results back, release the job.  Called once, with p->mu held. */
-static void async_finish(shmq_async *a, uint32_t done)
+/* Copy the results back, release the job, once no worker is pinned on it:
+ * 0, or -ETIMEDOUT when a pin outlasted deadline (not finished: the next
+ * call tries again).  A forged pin (-EBADMSG) finishes the async with that
+ * error and keeps the job slot from reuse.  Called with p->mu held. */
+static int async_finish(shmq_async *a, uint32_t done, int64_t deadline)
 {
 	shmq_pool *p = a->p;
 	struct pool_job *job = pool_job(p, a->job);
+	int rc = shmq__pool_job_unpin(p, a->job, deadline);
+	uint64_t err;
+
+	if (rc == -ETIMEDOUT)
+		return rc;
+	a->finished = true;
+	if (rc) {
+		p->jobs[a->job].lost = true;
+		a->wait_rc = rc;
+		a->status = rc;
+		return 0;
+	}
 	/* JOB_DONE: ordered after done's acquire anyway; pairs with
 	 * job_err_record's CAS */
-	uint64_t err = shmq__load_acquire(&job->err);
-
+	err = shmq__load_acquire(&job->err);
 	if (done == JOB_DONE) {
 		a->wait_rc = 0;
 		a->status = err == UINT64_MAX ? 0 : (int)(int32_t)(uint32_t)err;
@@ -261,12 +278,12 @@ static void async_finish(shmq_async *a, uint32_t done)
 		a->wait_rc = -ECANCELED;
 		a->status = -ECANCELED;
 	}
-	shmq__pool_job_unpin(p, a->job);
 	shmq__pool_job_release(p, a->job);
-	a->finished = true;
+	return 0;
 }
 
-static bool async_check(shmq_async *a)
+/* Finished (a->wait_rc says how)?  deadline bounds the wait for a pin. */
+static bool async_check(shmq_async *a, int64_t deadline)
 {
 	/* JOB_DONE: pairs with the last chunk's seq_cst CAS of done (job_finish)
 	 * and shmq_pool_terminate's */
@@ -276,9 +293,9 @@ static bool async_check(shmq_async *a)
 		return false;
 	pthread_mutex_lock(&a->p->mu);
 	if (!a->finished)
-		async_finish(a, done);
+		(void)async_finish(a, done, deadline);
 	pthread_mutex_unlock(&a->p->mu);
-	return true;
+	return a->finished;
 }
 
 /*
@@ -328,7 +345,7 @@ static int async_wait_until(shmq_async *a, int64_t deadline)
 		return -EINVAL;
 	job = pool_job(a->p, a->job);
 	for (;;) {
-		if (a->finished || async_check(a))
+		if (a->finished || async_check(a, deadline))
 			return a->wait_rc;
 		if (a->p->broken)
 			return a->p->broken;
@@ -349,7 +366,7 @@ SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
 	if (!a)
 		return -EINVAL;
 	if (timeout_ns == SHMQ_NOWAIT) {
-		if (a->finished || async_check(a))
+		if (a->finished || async_check(a, shmq_now_ns()))
 			return a->wait_rc;
 		shmq__pool_supervise_maybe(a->p);
 		return a->p->broken ? a->p->broken : -EAGAIN;
@@ -362,7 +379,7 @@ SHMQ_API bool shmq_async_ready(shmq_async *a)
 {
 	if (!a)
 		return false;
-	if (a->finished || async_check(a))
+	if (a->finished || async_check(a, shmq_now_ns()))
 		return true;
 	shmq__pool_supervise_maybe(a->p);
 	return false;
@@ -387,7 +404,9 @@ SHMQ_API void shmq_async_free(shmq_async *a)
 		/* CHUNK_PIN, seq_cst: seen by chunk_claim's check under the pin */
 		shmq__store_seq_cst(&pool_job(p, a->job)->canceled, 1);
 		p->jobs[a->job].zombie = true;
-		shmq__pool_zombie_reap(p, a->job);
+		/* a look, no wait: a zombie still pinned is reaped later
+		 * (job_submit, pool_join) */
+		shmq__pool_zombie_reap(p, a->job, shmq_now_ns());
 	}
 	pthread_mutex_unlock(&p->mu);
 	shmq__free(a, sizeof(*a));

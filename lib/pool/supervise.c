@@ -150,9 +150,9 @@ void shmq__pool_worker_areas_free(shmq_pool *p)
 int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh)
 {
 	struct pool_slot *s = &p->h->slots[i];
-	/* relaxed: only the creator writes area_off; steal_seq's writer, the
-	 * slot's previous worker, has exited and been reaped */
-	uint64_t old = shmq__load_relaxed(&s->area_off);
+	uint64_t old = p->area_off[i]; /* the region's copy may be forged */
+	/* relaxed: steal_seq's writer, the slot's previous worker, has exited
+	 * and been reaped */
 	uint32_t seq = shmq__load_relaxed(&s->steal_seq);
 	struct worker_arg a;
 	uint64_t off;
@@ -162,6 +162,7 @@ int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh)
 		rc = worker_area_get(p, &off);
 		if (rc)
 			return rc;
+		p->area_off[i] = off;
 		/* relaxed: published to the new worker and to thieves by the
 		 * seq_cst store of gen below (Protocol SLOT_ID) */
 		shmq__store_relaxed(&s->area_off, off);
@@ -218,15 +219,13 @@ static void jobs_recover(shmq_pool *p, uint32_t dead_id)
 	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
 		struct pool_job *job = pool_job(p, j);
 		struct job_priv *jp = &p->jobs[j];
-		/* relaxed: the creator wrote it (job_submit), nobody else does */
-		uint64_t nchunks = shmq__load_relaxed(&job->nchunks);
+		uint64_t nchunks = jp->nchunks; /* never the region's copy */
 		uint32_t *chunks;
 
 		/* JOB_DONE: pairs with job_finish's seq_cst CAS of done */
-		if (!jp->used || shmq__load_acquire(&job->done) != JOB_RUNNING)
+		if (!jp->used || jp->lost || shmq__load_acquire(&job->done) != JOB_RUNNING)
 			continue;
-		/* relaxed: the creator wrote it (job_submit) */
-		chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off), nchunks * 4);
+		chunks = shmq__region_ptr(p->r, jp->chunks_off, nchunks * 4);
 		if (!chunks)
 			continue;
 		for (uint64_t c = 0; dead_id && c < nchunks; c++) {
@@ -245,9 +244,7 @@ static void jobs_recover(shmq_pool *p, uint32_t dead_id)
 			 * CHUNK_STATE) */
 			if (jp->tries && ++jp->tries[c] >= CHUNK_TRIES) {
 				if (shmq__cas_acq_rel(&chunks[c], &s, CHUNK_DONE)) {
-					/* relaxed: the creator wrote chunksize */
-					job_err_record(job, c * shmq__load_relaxed(&job->chunksize),
-						       -EOWNERDEAD);
+					job_err_record(job, c * jp->chunksize, -EOWNERDEAD);
 					job_chunk_done(job, nchunks);
 				}
 			} else {
@@ -260,8 +257,8 @@ static void jobs_recover(shmq_pool *p, uint32_t dead_id)
 			jp->orphaned = true;
 		jp->last_done = UINT64_MAX; /* the next settle looks */
 		/* pairs with job_finish's seq_cst CAS of done (Protocol
-		 * JOB_DONE); relaxed: only the creator writes canceled */
-		if (shmq__load_acquire(&job->done) == JOB_RUNNING && !shmq__load_relaxed(&job->canceled))
+		 * JOB_DONE); a zombie was canceled (shmq_async_free) */
+		if (shmq__load_acquire(&job->done) == JOB_RUNNING && !jp->zombie)
 			shmq__pool_inject(p, j, nchunks);
 	}
 }
@@ -276,15 +273,15 @@ static void jobs_settle(shmq_pool *p)
 	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
 		struct pool_job *job = pool_job(p, j);
 		struct job_priv *jp = &p->jobs[j];
-		/* relaxed: the creator wrote it (job_submit), nobody else does */
-		uint64_t nchunks = shmq__load_relaxed(&job->nchunks);
+		uint64_t nchunks = jp->nchunks; /* never the region's copy */
 		uint32_t running = JOB_RUNNING;
 		uint64_t counted;
 		uint32_t *chunks;
 		uint64_t c;
 
 		/* JOB_DONE: pairs with job_finish's seq_cst CAS of done */
-		if (!jp->used || !jp->orphaned || shmq__load_acquire(&job->done) != JOB_RUNNING)
+		if (!jp->used || jp->lost || !jp->orphaned ||
+		    shmq__load_acquire(&job->done) != JOB_RUNNING)
 			continue;
 		/* relaxed: a progress hint; the chunk states below decide */
 		counted = shmq__load_relaxed(&job->done_chunks);
@@ -292,9 +289,7 @@ static void jobs_settle(shmq_pool *p)
 			jp->last_done = counted; /* still moving: look next time */
 			continue;
 		}
-		/* relaxed: the creator wrote chunks_off (job_submit) */
-		chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off),
-					  nchunks * 4);
+		chunks = shmq__region_ptr(p->r, jp->chunks_off, nchunks * 4);
 		if (!chunks)
 			continue;
 		/* CHUNK_STATE, acquire: pairs with shmq__pool_chunk_run's acq_rel
@@ -328,9 +323,15 @@ void shmq__pool_supervise(shmq_pool *p)
 		/* SLOT_ID: pairs with worker_init's release store of id */
 		dead_id = shmq__load_acquire(&s->id);
 		if (p->procs[i]) {
+			/* the program never calls shmq_dispatch(): no restart
+			 * can ever start a worker */
+			if (shmq_proc_exitcode(p->procs[i]) == SHMQ_EXIT_NODISPATCH)
+				p->broken = -ECHILD;
 			shmq_proc_close(p->procs[i]);
 			p->procs[i] = NULL;
 		}
+		if (p->broken == -ECHILD)
+			continue;
 		p->start_fails[i] = dead_id ? 0 : p->start_fails[i] + 1;
 		if (p->start_fails[i] >= START_TRIES) {
 			p->broken = -ECHILD; /* workers die before they start */
@@ -358,21 +359,37 @@ void shmq__pool_supervise_maybe(shmq_pool *p)
 
 /* Make sure no worker is between its check of job j and a chunk CAS, or
  * between a DONE mark and its count (Protocol CHUNK_PIN), then let j be
- * reused.  Called with p->mu held. */
-void shmq__pool_job_unpin(shmq_pool *p, unsigned j)
+ * reused.  The pin is held for nanoseconds, a preempted worker's for a time
+ * slice or so; the claim word, though, is region memory anyone may write.
+ * So the wait ends at the caller's deadline (-ETIMEDOUT: try again later),
+ * and a pin seen for CLAIM_STUCK_NS on a live worker is taken for a forged
+ * one (-EBADMSG: the caller must never reuse the slot).  Called with p->mu
+ * held. */
+int shmq__pool_job_unpin(shmq_pool *p, unsigned j, int64_t deadline)
 {
 	struct pool_job *job = pool_job(p, j);
+	int64_t stuck_at = 0, now;
 
 	/* CHUNK_PIN, seq_cst: Dekker with chunk_claim's (and
 	 * shmq__pool_chunk_run's) store of claim and load of state */
 	shmq__store_seq_cst(&job->state, JOB_RETIRING);
 	for (unsigned i = 0; i < p->nworkers; i++) {
-		while (shmq__load_seq_cst(&p->h->slots[i].claim) == j + 1) {
+		for (unsigned spin = 0; shmq__load_seq_cst(&p->h->slots[i].claim) == j + 1; spin++) {
 			if (!p->procs[i] || !shmq_proc_is_alive(p->procs[i]))
 				break;
+			if (spin >= CLAIM_SPIN) {
+				now = shmq_now_ns();
+				if (deadline != SHMQ__NO_DEADLINE && now >= deadline)
+					return -ETIMEDOUT;
+				if (!stuck_at)
+					stuck_at = now + CLAIM_STUCK_NS;
+				else if (now >= stuck_at)
+					return -EBADMSG;
+			}
 			sched_yield();
 		}
 	}
+	return 0;
 }
 
 void shmq__pool_job_release(shmq_pool *p, unsigned j)
@@ -395,16 +412,22 @@ void shmq__pool_job_release(shmq_pool *p, unsigned j)
 }
 
 /* A cancelled job whose async was freed: reusable once no live worker runs
- * one of its chunks. */
-bool shmq__pool_zombie_reap(shmq_pool *p, unsigned j)
+ * one of its chunks.  Tried until deadline (see shmq__pool_job_unpin). */
+bool shmq__pool_zombie_reap(shmq_pool *p, unsigned j, int64_t deadline)
 {
 	struct pool_job *job = pool_job(p, j);
-	/* relaxed: the creator wrote both (job_submit), nobody else does */
-	uint64_t nchunks = shmq__load_relaxed(&job->nchunks);
-	uint32_t *chunks = shmq__region_ptr(p->r, shmq__load_relaxed(&job->chunks_off),
-					    nchunks * 4);
+	struct job_priv *jp = &p->jobs[j];
+	uint64_t nchunks = jp->nchunks; /* never the region's copy */
+	uint32_t *chunks = shmq__region_ptr(p->r, jp->chunks_off, nchunks * 4);
+	int rc;
 
-	shmq__pool_job_unpin(p, j);
+	if (jp->lost)
+		return false;
+	rc = shmq__pool_job_unpin(p, j, deadline);
+	if (rc) {
+		jp->lost = rc == -EBADMSG;
+		return false;
+	}
 	/* JOB_DONE: pairs with job_finish's seq_cst CAS of done */
 	if (shmq__load_acquire(&job->done) == JOB_RUNNING && chunks) {
 		for (uint64_t c = 0; c < nchunks; c++) {
@@ -419,9 +442,9 @@ bool shmq__pool_zombie_reap(shmq_pool *p, unsigned j)
 	return true;
 }
 
-void shmq__pool_zombies_reap(shmq_pool *p)
+void shmq__pool_zombies_reap(shmq_pool *p, int64_t deadline)
 {
 	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++)
 		if (p->jobs[j].used && p->jobs[j].zombie)
-			shmq__pool_zombie_reap(p, j);
+			shmq__pool_zombie_reap(p, j, deadline);
 }

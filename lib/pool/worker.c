@@ -332,6 +332,16 @@ static void worker_loop(struct worker *w)
 
 /* ---- fork-join ---- */
 
+/* Is id the owner id of one of the pool's slots? */
+static bool id_is_slot_owner(struct worker *w, uint32_t id)
+{
+	for (unsigned i = 0; i < w->nworkers; i++)
+		/* pairs with worker_init's release store of id */
+		if (shmq__load_acquire(&w->h->slots[i].id) == id)
+			return true;
+	return false;
+}
+
 /* Wait for frame k, stolen from us; help meanwhile. */
 static int frame_wait(struct worker *w, unsigned k)
 {
@@ -346,15 +356,17 @@ static int frame_wait(struct worker *w, unsigned k)
 		uint32_t s = shmq__load_acquire(&f->state);
 
 		if (s == frame_done(tag)) {
-			/* relaxed: ordered by the acquire of state above */
-			uint32_t out_size = shmq__load_relaxed(&f->out_size);
+			const struct frame_priv *fp = &w->fp[k];
 
-			if (out_size)
-				/* relaxed: as out_size */
-				memcpy(w->fp[k].out, f->data + frame_in_span(shmq__load_relaxed(&f->in_size)),
-				       out_size);
-			/* relaxed: ordered by the acquire of state above */
-			return shmq__load_relaxed(&f->status);
+			/* The sizes we spawned with decide the copy; the
+			 * frame's, which anyone with the region can write, must
+			 * only agree.  relaxed: ordered by the acquire above. */
+			if (shmq__load_relaxed(&f->in_size) != fp->in_size ||
+			    shmq__load_relaxed(&f->out_size) != fp->out_size)
+				return -EBADMSG;
+			if (fp->out_size)
+				memcpy(fp->out, f->data + frame_in_span(fp->in_size), fp->out_size);
+			return shmq__load_relaxed(&f->status); /* ordered by the acquire above */
 		}
 		if (s == frame_pending(tag)) {
 			/* a thief took the word but has not claimed the frame:
@@ -384,6 +396,12 @@ static int frame_wait(struct worker *w, unsigned k)
 			if (shmq__region_id_alive(w->r, s >> 1) == 0 &&
 			    shmq__cas_acq_rel(&f->state, &s, frame_running(w->id)))
 				return task_exec(w, w->fp[k].fn, f->data, w->fp[k].out);
+			/* a live process that is none of the pool's workers
+			 * would never store DONE: a forged claim (re-checked
+			 * alive after the scan, so that a thief that died and
+			 * was replaced meanwhile is taken over next time) */
+			if (!id_is_slot_owner(w, s >> 1) && shmq__region_id_alive(w->r, s >> 1) == 1)
+				return -EBADMSG;
 		}
 	}
 }
@@ -513,6 +531,7 @@ SHMQ_API int shmq_pool_spawn(struct shmq_pool_group *g, const char *task, const 
 	w->fp[k].out = out;
 	w->fp[k].fn = fn;
 	w->fp[k].in_size = (uint32_t)in_size;
+	w->fp[k].out_size = (uint32_t)out_size;
 	/* FRAME, relaxed: published with the frame by the push's release
 	 * store, which a thief's steal acquires */
 	shmq__store_relaxed(&f->task_idx, (uint32_t)idx);
@@ -577,6 +596,7 @@ static void worker_fini(struct worker *w)
 static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg *a)
 {
 	struct pool_hdr *h = shmq__region_ptr(r, a->pool_off, sizeof(*h));
+	uint64_t area_off;
 	uint8_t *area;
 
 	/* relaxed: the geometry is immutable after create, published by our
@@ -595,9 +615,11 @@ static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg
 	/* SLOT_ID: pairs with shmq__pool_worker_start's seq_cst store of gen */
 	if (shmq__load_acquire(&w->slot->gen) != a->gen)
 		return -ESTALE;
-	/* relaxed: ordered by the acquire of gen above */
-	w->frames_off = shmq__load_relaxed(&w->slot->area_off) + shmq__deque_footprint(POOL_DEQUE_CAP);
-	area = shmq__region_ptr(r, shmq__load_relaxed(&w->slot->area_off), pool_area_size());
+	/* relaxed: ordered by the acquire of gen above; loaded once, so that
+	 * the frames we address and the words we push agree */
+	area_off = shmq__load_relaxed(&w->slot->area_off);
+	w->frames_off = area_off + shmq__deque_footprint(POOL_DEQUE_CAP);
+	area = shmq__region_ptr(r, area_off, pool_area_size());
 	if (!area || shmq__deque_attach(&w->dq, area, shmq__deque_footprint(POOL_DEQUE_CAP)))
 		return -EBADMSG;
 	w->frames = (struct pool_frame *)(area + shmq__deque_footprint(POOL_DEQUE_CAP));

@@ -31,6 +31,7 @@ struct frame_priv {
 	shmq_task_fn fn;
 	uint32_t tag;
 	uint32_t in_size;
+	uint32_t out_size;
 };
 
 struct worker {
