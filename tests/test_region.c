@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "testutil.h"
 
@@ -616,6 +617,54 @@ static void test_attach_waits_for_creator(void **state)
 	shmq_region_unlink(name);
 }
 
+/* Is name absent from /dev/shm? */
+static bool shm_absent(const char *name)
+{
+	int fd = shm_open(name, O_RDONLY, 0);
+
+	if (fd >= 0)
+		close(fd);
+	return fd < 0 && errno == ENOENT;
+}
+
+/* A region bigger than /dev/shm can hold: -ENOSPC from create, no file
+ * left, no SIGBUS (old code: the lazily mapped one was created, and would
+ * raise SIGBUS once used past what tmpfs holds; the prefaulted one filled
+ * the tmpfs).  The size is past the tmpfs' whole capacity, not only its
+ * free space, so that the kernel refuses the reservation at once rather
+ * than filling the tmpfs first.  The lazy case comes first: against the
+ * old code it fails before the prefaulted one could fill the tmpfs. */
+static void test_no_room(void **state)
+{
+	static const unsigned flags[] = { SHMQ_REGION_NOPREFAULT, 0 };
+	struct statvfs sv;
+	uint64_t total, avail, size;
+	char name[96];
+	shmq_region *r;
+
+	(void)state;
+	if (statvfs("/dev/shm", &sv) || sv.f_blocks == 0)
+		skip(); /* no /dev/shm, or one without a size limit */
+	total = (uint64_t)sv.f_blocks * sv.f_frsize;
+	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	size = (total > avail ? total : avail) + ((uint64_t)64 << 20);
+	if (size > SHMQ__REGION_MAX_SIZE)
+		skip();
+	tu_name(name, sizeof(name), "noroom");
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		struct shmq_region_opts o = { .size = size, .flags = flags[i] };
+		int rc = shmq_region_create(name, &o, &r);
+
+		if (rc == 0) {
+			shmq_region_close(r);
+			shmq_region_unlink(name);
+		}
+		if (rc != -ENOSPC)
+			fail_msg("flags %#x: %d, not -ENOSPC", flags[i], rc);
+		assert_true(shm_absent(name));
+	}
+}
+
 static void test_strerror_and_clock(void **state)
 {
 	int64_t a, b;
@@ -650,6 +699,7 @@ int main(void)
 		cmocka_unit_test(test_attach_creator_died),
 		cmocka_unit_test(test_attach_creator_stuck),
 		cmocka_unit_test(test_attach_waits_for_creator),
+		cmocka_unit_test(test_no_room),
 		cmocka_unit_test(test_strerror_and_clock),
 	};
 

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -197,6 +198,43 @@ static shmq_region *region_alloc(void)
 	return r;
 }
 
+/*
+ * Give [off, off + len) of fd its pages now.  A store into a page of a
+ * shm or memfd file that tmpfs has no room for raises SIGBUS; reserving
+ * turns that into -ENOSPC at the call that asked for the space.  A file
+ * system that cannot reserve (no fallocate) is used as before.
+ */
+static int region_reserve(int fd, uint64_t off, uint64_t len)
+{
+	int rc;
+
+	do {
+		rc = fallocate(fd, 0, (off_t)off, (off_t)len);
+	} while (rc && errno == EINTR);
+	if (rc == 0 || errno == EOPNOTSUPP || errno == ENOSYS)
+		return 0;
+	return errno == EFBIG ? -ENOSPC : -errno;
+}
+
+/* Reserve what create must: the whole file, or with SHMQ_REGION_NOPREFAULT
+ * (a large region meant to be used sparsely) only the pages before the heap;
+ * shmq__region_alloc reserves each block of such a region as it hands it
+ * out.  Such a region must still fit in its file system. */
+static int region_reserve_at_create(shmq_region *r, uint64_t size, unsigned flags)
+{
+	struct geometry g;
+	struct statfs fs;
+
+	if (!(flags & SHMQ_REGION_NOPREFAULT))
+		return region_reserve(r->fd, 0, size);
+	if (fstatfs(r->fd, &fs) == 0 && fs.f_blocks &&
+	    size / (uint64_t)fs.f_bsize > (uint64_t)fs.f_blocks)
+		return -ENOSPC;
+	geometry_for(size, &g);
+	r->reserve_on_alloc = true;
+	return region_reserve(r->fd, 0, g.heap_off);
+}
+
 /* Lay out r->fd, a fresh, zero-filled file of size bytes, and attach to it. */
 static int region_format(shmq_region *r, uint64_t size, unsigned flags)
 {
@@ -270,6 +308,9 @@ SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts 
 	/* An anonymous region's size can never change under its users. */
 	if (!name)
 		fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	rc = region_reserve_at_create(r, size, flags);
+	if (rc)
+		goto fail_unlink;
 	rc = region_format(r, size, flags);
 	if (rc)
 		goto fail_unlink;
@@ -388,6 +429,7 @@ static int region_attach(shmq_region *r, unsigned flags)
 	if (rc)
 		return rc;
 	geometry_apply(r, &g);
+	r->reserve_on_alloc = h.flags & SHMQ_REGION_NOPREFAULT;
 	/* The file may have changed between pread and mmap: verify the mapping. */
 	rc = hdr_verify(hdr_of(r), g.size, &g);
 	if (rc || observe)
@@ -535,6 +577,15 @@ int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out)
 		if (start > r->size || size > r->size - start)
 			return -ENOSPC;
 		end = start + size;
+		/* Before the block is ours: a reservation that fails leaves the
+		 * heap as it was; one for a block another caller wins is
+		 * harmless (the pages are the region's either way). */
+		if (r->reserve_on_alloc) {
+			int rc = region_reserve(r->fd, start, size);
+
+			if (rc)
+				return rc;
+		}
 		/* relaxed: the heap top publishes nothing; blocks are
 		 * published through the directory's release store */
 	} while (!shmq__cas_relaxed(&ctl->heap_top, &top, end));

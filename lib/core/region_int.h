@@ -61,6 +61,7 @@ struct shmq_region {
 	uint64_t heap_off;
 	uint32_t ptab_slots;
 	uint32_t dir_entries;
+	bool reserve_on_alloc; /* SHMQ_REGION_NOPREFAULT: give heap blocks pages as handed out */
 	char name[SHMQ_NAME_MAX + 2]; /* "/name", or "" when anonymous */
 };
 
