@@ -14,6 +14,7 @@
 
 #include "testutil.h"
 
+#include "core/atomic_int.h"
 #include "core/region_int.h"
 #include "core/region_layout_int.h"
 
@@ -617,6 +618,41 @@ static void test_attach_waits_for_creator(void **state)
 	shmq_region_unlink(name);
 }
 
+/* A directory lock word naming a holder that never lets go (pid 1, or a
+ * live process that is not in the directory): shmq_region_alloc and the
+ * objects' creates give up with -EBADMSG after the bound instead of
+ * waiting forever (old code: they waited for as long as the holder lived),
+ * and the region works again once the word is cleared. */
+static void test_forged_dir_lock(void **state)
+{
+	struct shmq__region_ctl *ctl;
+	shmq_lock *lk;
+	shmq_region *r;
+	void *mem;
+	pid_t sleeper;
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, &(struct shmq_region_opts){ .size = SMALL }, &r),
+			 0);
+	ctl = shmq__region_ctl_at(r->base);
+	sleeper = fork();
+	assert_true(sleeper >= 0);
+	if (sleeper == 0) {
+		pause();
+		_exit(0);
+	}
+	shmq__store_seq_cst(&ctl->dir_lock, 1u);
+	assert_int_equal(shmq_region_alloc(r, "a", 64, &mem), -EBADMSG);
+	shmq__store_seq_cst(&ctl->dir_lock, (uint32_t)sleeper);
+	assert_int_equal(shmq_lock_create(r, "l", &lk), -EBADMSG);
+	assert_int_equal(shmq_region_find(r, "a", &mem, NULL), -ENOENT); /* nothing changed */
+	kill(sleeper, SIGKILL);
+	waitpid(sleeper, NULL, 0);
+	shmq__store_seq_cst(&ctl->dir_lock, 0u);
+	assert_int_equal(shmq_region_alloc(r, "a", 64, &mem), 0);
+	shmq_region_close(r);
+}
+
 /* Is name absent from /dev/shm? */
 static bool shm_absent(const char *name)
 {
@@ -699,6 +735,7 @@ int main(void)
 		cmocka_unit_test(test_attach_creator_died),
 		cmocka_unit_test(test_attach_creator_stuck),
 		cmocka_unit_test(test_attach_waits_for_creator),
+		cmocka_unit_test(test_forged_dir_lock),
 		cmocka_unit_test(test_no_room),
 		cmocka_unit_test(test_strerror_and_clock),
 	};
