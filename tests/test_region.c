@@ -653,6 +653,58 @@ static void test_forged_dir_lock(void **state)
 	shmq_region_close(r);
 }
 
+/* A name someone else made first: a file of another user (as one that
+ * squatted the name), or one group or others may write, is -EPERM from
+ * open and attaches with SHMQ_REGION_SHARED (old code: open attached to
+ * both silently).  A file of ours that others may only read opens. */
+static void test_foreign_owner(void **state)
+{
+	static const struct {
+		uid_t uid;
+		mode_t mode;
+		int rc;
+	} cases[] = {
+		{ 65534, 0600, -EPERM },
+		{ 0, 0666, -EPERM },
+		{ 0, 0620, -EPERM },
+		{ 0, 0644, 0 },
+	};
+	char name[96];
+	shmq_region *r, *c;
+	int fd;
+
+	(void)state;
+	assert_int_equal(geteuid(), 0); /* the suite runs as root: it can chown */
+	tu_name(name, sizeof(name), "squat");
+	assert_int_equal(shmq_region_create(name, &(struct shmq_region_opts){ .size = SMALL }, &r),
+			 0);
+	shmq_region_close(r);
+	assert_int_equal(shmq_region_open_flags(name, 0x80, &c), -EINVAL);
+	assert_int_equal(shmq_region_open_flags(name, SHMQ_REGION_NOPREFAULT, &c), -EINVAL);
+	fd = shm_open(name, O_RDWR, 0);
+	assert_true(fd >= 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc;
+
+		assert_int_equal(fchown(fd, cases[i].uid, (gid_t)-1), 0);
+		assert_int_equal(fchmod(fd, cases[i].mode), 0);
+		rc = shmq_region_open(name, &c);
+		if (rc == 0)
+			shmq_region_close(c);
+		if (rc != cases[i].rc)
+			fail_msg("uid %d mode %o: open %d, not %d", (int)cases[i].uid,
+				 (unsigned)cases[i].mode, rc, cases[i].rc);
+		assert_int_equal(shmq_region_open_flags(name, SHMQ_REGION_SHARED, &c), 0);
+		shmq_region_close(c);
+	}
+	/* the tools look without joining: a foreign region is theirs to see */
+	assert_int_equal(fchown(fd, 65534, (gid_t)-1), 0);
+	assert_int_equal(shmq__region_observe(name, &c), 0);
+	shmq_region_close(c);
+	close(fd);
+	shmq_region_unlink(name);
+}
+
 /* Is name absent from /dev/shm? */
 static bool shm_absent(const char *name)
 {
@@ -736,6 +788,7 @@ int main(void)
 		cmocka_unit_test(test_attach_creator_stuck),
 		cmocka_unit_test(test_attach_waits_for_creator),
 		cmocka_unit_test(test_forged_dir_lock),
+		cmocka_unit_test(test_foreign_owner),
 		cmocka_unit_test(test_no_room),
 		cmocka_unit_test(test_strerror_and_clock),
 	};

@@ -338,7 +338,28 @@ enum {
 	ATTACH_INHERIT = 1u << 0, /* map lazily whatever the region's prefault flag says */
 	ATTACH_OBSERVE = 1u << 1, /* read only, no process-table slot; a file
 				   * without our magic is -ENOEXEC, not -EBADMSG */
+	ATTACH_SHARED = 1u << 2,  /* SHMQ_REGION_SHARED: any owner, any mode */
 };
+
+/*
+ * May this process attach read-write to the file behind fd?  A name in
+ * /dev/shm belongs to whoever created it first: another local user may have
+ * made it (mode 0666) before us, and then owns, and can write, all that we
+ * would share through it.  Only a file of our own that nobody else may
+ * write is taken without SHMQ_REGION_SHARED; -EPERM otherwise.
+ */
+static int region_owner_check(int fd, unsigned flags)
+{
+	struct stat st;
+
+	if (flags & (ATTACH_SHARED | ATTACH_OBSERVE))
+		return 0;
+	if (fstat(fd, &st))
+		return -errno;
+	if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return -EPERM;
+	return 0;
+}
 
 /* The header as the file holds it now, through pread (nothing mapped yet):
  * 0 when it has a nonzero magic, -EAGAIN when it has none yet (size 0: the
@@ -456,6 +477,9 @@ static int region_attach_name(const char *name, int oflag, unsigned flags, shmq_
 		rc = -errno;
 		goto fail;
 	}
+	rc = region_owner_check(r->fd, flags);
+	if (rc)
+		goto fail;
 	rc = region_attach(r, flags);
 	if (rc)
 		goto fail;
@@ -466,9 +490,17 @@ fail:
 	return rc;
 }
 
+SHMQ_API int shmq_region_open_flags(const char *name, unsigned flags, shmq_region **out)
+{
+	if (flags & ~SHMQ_REGION_SHARED)
+		return -EINVAL;
+	return region_attach_name(name, O_RDWR, flags & SHMQ_REGION_SHARED ? ATTACH_SHARED : 0,
+				  out);
+}
+
 SHMQ_API int shmq_region_open(const char *name, shmq_region **out)
 {
-	return region_attach_name(name, O_RDWR, 0, out);
+	return shmq_region_open_flags(name, 0, out);
 }
 
 int shmq__region_from_fd(int fd, const char *name, shmq_region **out)
