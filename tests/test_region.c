@@ -705,6 +705,54 @@ static void test_foreign_owner(void **state)
 	shmq_region_unlink(name);
 }
 
+static void stop_here(void)
+{
+	raise(SIGSTOP);
+}
+
+/* A creator stopped, then killed, between claiming slot 0 and writing the
+ * header (the test seam of core/region_int.h): while it lives, create
+ * says -EEXIST; once it is dead, create replaces its half-made region
+ * (old code: -EEXIST forever, and open -EBADMSG), and the new region is
+ * another file, attached to normally. */
+static void test_create_replaces_dead_creator(void **state)
+{
+	struct shmq_region_opts o = { .size = SMALL };
+	char name[96];
+	shmq_region *r, *c;
+	struct stat old_st, new_st;
+	int status, fd;
+	pid_t pid;
+
+	(void)state;
+	tu_name(name, sizeof(name), "killedmaker");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq__region_fault = stop_here;
+		_exit(shmq_region_create(name, &o, &r) ? 1 : 0);
+	}
+	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+	assert_true(WIFSTOPPED(status));
+	fd = shm_open(name, O_RDONLY, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &old_st), 0);
+	assert_int_equal(shmq_region_create(name, &o, &r), -EEXIST); /* it may finish */
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(shmq_region_open(name, &c), -EBADMSG);
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	assert_int_equal(fstat(fd, &new_st), 0);
+	assert_int_equal(new_st.st_nlink, 0); /* the dead one is unlinked */
+	close(fd);
+	assert_int_equal(shmq_region_open(name, &c), 0);
+	shmq_region_close(c);
+	shmq_region_close(r);
+	assert_int_equal(shmq_region_create(name, &o, &r), -EEXIST); /* a live region stays */
+	shmq_region_unlink(name);
+}
+
 /* Is name absent from /dev/shm? */
 static bool shm_absent(const char *name)
 {
@@ -789,6 +837,7 @@ int main(void)
 		cmocka_unit_test(test_attach_waits_for_creator),
 		cmocka_unit_test(test_forged_dir_lock),
 		cmocka_unit_test(test_foreign_owner),
+		cmocka_unit_test(test_create_replaces_dead_creator),
 		cmocka_unit_test(test_no_room),
 		cmocka_unit_test(test_strerror_and_clock),
 	};

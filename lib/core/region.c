@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -30,6 +31,9 @@
 
 #define FORMAT_WAIT_NS ((int64_t)1000 * 1000 * 1000) /* for a creator to write the header */
 #define FORMAT_POLL_NS (1000 * 1000)
+
+/* the test seam of core/region_int.h: NULL unless a test sets it */
+void (*shmq__region_fault)(void);
 
 static struct shmq__region_hdr *hdr_of(const shmq_region *r)
 {
@@ -252,6 +256,8 @@ static int region_format(shmq_region *r, uint64_t size, unsigned flags)
 	rc = shmq__ptab_claim(r);
 	if (rc)
 		return rc;
+	if (shmq__region_fault)
+		shmq__region_fault();
 	/* The header goes last: attachers treat an all-zero magic as "being
 	 * created" (region_attach).  The release fence orders the stores above
 	 * before it and pairs with region_attach's acquire fence after it
@@ -259,6 +265,61 @@ static int region_format(shmq_region *r, uint64_t size, unsigned flags)
 	shmq__fence_release();
 	hdr_write(hdr_of(r), &g, flags);
 	return 0;
+}
+
+static int hdr_read(int fd, unsigned flags, struct shmq__region_hdr *h, uint64_t *file_size);
+
+/* Is fd the file that name names now? */
+static bool name_is_file(const char *name, int fd)
+{
+	struct stat a, b;
+	int nfd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+	bool same;
+
+	if (nfd < 0)
+		return false;
+	same = !fstat(fd, &a) && !fstat(nfd, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	close(nfd);
+	return same;
+}
+
+/*
+ * shm_open(O_EXCL) found name taken.  When it is one of ours whose creator
+ * died before writing the header (region_format writes it last, after
+ * claiming slot 0 of the process table), nothing will ever finish it:
+ * unlink the name (its memory goes with the last descriptor) and return 0,
+ * for the caller to try O_EXCL once more.  -EEXIST for anything else: a
+ * region, a creator that may still finish, another user's file.
+ *
+ * Replacers of one dead file exclude each other with flock on it, and one
+ * unlinks only a file that the name still names: a second replacer finds
+ * the file unlinked and retries too.  Of the retries, O_EXCL lets one win.
+ */
+static int region_replace_dead(const char *name)
+{
+	struct shmq__region_hdr h;
+	uint64_t file_size;
+	struct stat st;
+	int fd, rc = -EEXIST;
+
+	fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -EEXIST; /* gone already: retry */
+	if (flock(fd, LOCK_EX | LOCK_NB))
+		goto out; /* another replacer is at it */
+	if (fstat(fd, &st) || st.st_uid != geteuid())
+		goto out;
+	if (st.st_nlink == 0) {
+		rc = 0; /* replaced by another already: retry */
+		goto out;
+	}
+	if (hdr_read(fd, 0, &h, &file_size) != -EAGAIN ||
+	    shmq__ptab_creator_alive(fd, file_size) != 0 || !name_is_file(name, fd))
+		goto out;
+	rc = shm_unlink(name) && errno != ENOENT ? -EEXIST : 0;
+out:
+	close(fd); /* and the flock */
+	return rc;
 }
 
 static int size_check(const struct shmq_region_opts *o, uint64_t *size)
@@ -293,6 +354,8 @@ SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts 
 		if (rc)
 			goto fail;
 		fd = shm_open(r->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+		if (fd < 0 && errno == EEXIST && region_replace_dead(r->name) == 0)
+			fd = shm_open(r->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	} else {
 		fd = memfd_create("shmq", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	}

@@ -175,6 +175,12 @@ int shmq__region_observe(const char *name, shmq_region **out);
 int shmq__region_fd(const shmq_region *r);
 int shmq__region_from_fd(int fd, const char *name, shmq_region **out);
 
+/* The test seam (not part of the API): region_format calls it, when set,
+ * between claiming slot 0 and writing the header, the window a creator
+ * that dies leaves a nameless half-made region in.  Tests set it in a
+ * child they kill there; nothing else may. */
+extern void (*shmq__region_fault)(void);
+
 /* Environment variable through which spawned children find their region:
  * "FD" or "FD:/name". */
 #define SHMQ__REGION_ENV "SHMQ_REGION_FD"
