@@ -10,9 +10,11 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "testutil.h"
 
+#include "core/atomic_int.h"
 #include "core/region_int.h"
 #include "core/region_layout_int.h"
 
@@ -616,6 +618,189 @@ static void test_attach_waits_for_creator(void **state)
 	shmq_region_unlink(name);
 }
 
+/* A directory lock word naming a holder that never lets go (pid 1, or a
+ * live process that is not in the directory): shmq_region_alloc and the
+ * objects' creates give up with -EBADMSG after the bound instead of
+ * waiting forever (old code: they waited for as long as the holder lived),
+ * and the region works again once the word is cleared. */
+static void test_forged_dir_lock(void **state)
+{
+	struct shmq__region_ctl *ctl;
+	shmq_lock *lk;
+	shmq_region *r;
+	void *mem;
+	pid_t sleeper;
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, &(struct shmq_region_opts){ .size = SMALL }, &r),
+			 0);
+	ctl = shmq__region_ctl_at(r->base);
+	sleeper = fork();
+	assert_true(sleeper >= 0);
+	if (sleeper == 0) {
+		pause();
+		_exit(0);
+	}
+	shmq__store_seq_cst(&ctl->dir_lock, 1u);
+	assert_int_equal(shmq_region_alloc(r, "a", 64, &mem), -EBADMSG);
+	shmq__store_seq_cst(&ctl->dir_lock, (uint32_t)sleeper);
+	assert_int_equal(shmq_lock_create(r, "l", &lk), -EBADMSG);
+	assert_int_equal(shmq_region_find(r, "a", &mem, NULL), -ENOENT); /* nothing changed */
+	kill(sleeper, SIGKILL);
+	waitpid(sleeper, NULL, 0);
+	shmq__store_seq_cst(&ctl->dir_lock, 0u);
+	assert_int_equal(shmq_region_alloc(r, "a", 64, &mem), 0);
+	shmq_region_close(r);
+}
+
+/* A name someone else made first: a file of another user (as one that
+ * squatted the name), or one group or others may write, is -EPERM from
+ * open and attaches with SHMQ_REGION_SHARED (old code: open attached to
+ * both silently).  A file of ours that others may only read opens. */
+static void test_foreign_owner(void **state)
+{
+	static const struct {
+		uid_t uid;
+		mode_t mode;
+		int rc;
+	} cases[] = {
+		{ 65534, 0600, -EPERM },
+		{ 0, 0666, -EPERM },
+		{ 0, 0620, -EPERM },
+		{ 0, 0644, 0 },
+	};
+	char name[96];
+	shmq_region *r, *c;
+	int fd;
+
+	(void)state;
+	assert_int_equal(geteuid(), 0); /* the suite runs as root: it can chown */
+	tu_name(name, sizeof(name), "squat");
+	assert_int_equal(shmq_region_create(name, &(struct shmq_region_opts){ .size = SMALL }, &r),
+			 0);
+	shmq_region_close(r);
+	assert_int_equal(shmq_region_open_flags(name, 0x80, &c), -EINVAL);
+	assert_int_equal(shmq_region_open_flags(name, SHMQ_REGION_NOPREFAULT, &c), -EINVAL);
+	fd = shm_open(name, O_RDWR, 0);
+	assert_true(fd >= 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc;
+
+		assert_int_equal(fchown(fd, cases[i].uid, (gid_t)-1), 0);
+		assert_int_equal(fchmod(fd, cases[i].mode), 0);
+		rc = shmq_region_open(name, &c);
+		if (rc == 0)
+			shmq_region_close(c);
+		if (rc != cases[i].rc)
+			fail_msg("uid %d mode %o: open %d, not %d", (int)cases[i].uid,
+				 (unsigned)cases[i].mode, rc, cases[i].rc);
+		assert_int_equal(shmq_region_open_flags(name, SHMQ_REGION_SHARED, &c), 0);
+		shmq_region_close(c);
+	}
+	/* the tools look without joining: a foreign region is theirs to see */
+	assert_int_equal(fchown(fd, 65534, (gid_t)-1), 0);
+	assert_int_equal(shmq__region_observe(name, &c), 0);
+	shmq_region_close(c);
+	close(fd);
+	shmq_region_unlink(name);
+}
+
+static void stop_here(void)
+{
+	raise(SIGSTOP);
+}
+
+/* A creator stopped, then killed, between claiming slot 0 and writing the
+ * header (the test seam of core/region_int.h): while it lives, create
+ * says -EEXIST; once it is dead, create replaces its half-made region
+ * (old code: -EEXIST forever, and open -EBADMSG), and the new region is
+ * another file, attached to normally. */
+static void test_create_replaces_dead_creator(void **state)
+{
+	struct shmq_region_opts o = { .size = SMALL };
+	char name[96];
+	shmq_region *r, *c;
+	struct stat old_st, new_st;
+	int status, fd;
+	pid_t pid;
+
+	(void)state;
+	tu_name(name, sizeof(name), "killedmaker");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq__region_fault = stop_here;
+		_exit(shmq_region_create(name, &o, &r) ? 1 : 0);
+	}
+	assert_int_equal(waitpid(pid, &status, WUNTRACED), pid);
+	assert_true(WIFSTOPPED(status));
+	fd = shm_open(name, O_RDONLY, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &old_st), 0);
+	assert_int_equal(shmq_region_create(name, &o, &r), -EEXIST); /* it may finish */
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(shmq_region_open(name, &c), -EBADMSG);
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	assert_int_equal(fstat(fd, &new_st), 0);
+	assert_int_equal(new_st.st_nlink, 0); /* the dead one is unlinked */
+	close(fd);
+	assert_int_equal(shmq_region_open(name, &c), 0);
+	shmq_region_close(c);
+	shmq_region_close(r);
+	assert_int_equal(shmq_region_create(name, &o, &r), -EEXIST); /* a live region stays */
+	shmq_region_unlink(name);
+}
+
+/* Is name absent from /dev/shm? */
+static bool shm_absent(const char *name)
+{
+	int fd = shm_open(name, O_RDONLY, 0);
+
+	if (fd >= 0)
+		close(fd);
+	return fd < 0 && errno == ENOENT;
+}
+
+/* A region bigger than /dev/shm can hold: -ENOSPC from create, no file
+ * left, no SIGBUS (old code: the lazily mapped one was created, and would
+ * raise SIGBUS once used past what tmpfs holds; the prefaulted one filled
+ * the tmpfs).  The size is past the tmpfs' whole capacity, not only its
+ * free space, so that the kernel refuses the reservation at once rather
+ * than filling the tmpfs first.  The lazy case comes first: against the
+ * old code it fails before the prefaulted one could fill the tmpfs. */
+static void test_no_room(void **state)
+{
+	static const unsigned flags[] = { SHMQ_REGION_NOPREFAULT, 0 };
+	struct statvfs sv;
+	uint64_t total, avail, size;
+	char name[96];
+	shmq_region *r;
+
+	(void)state;
+	if (statvfs("/dev/shm", &sv) || sv.f_blocks == 0)
+		skip(); /* no /dev/shm, or one without a size limit */
+	total = (uint64_t)sv.f_blocks * sv.f_frsize;
+	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	size = (total > avail ? total : avail) + ((uint64_t)64 << 20);
+	if (size > SHMQ__REGION_MAX_SIZE)
+		skip();
+	tu_name(name, sizeof(name), "noroom");
+	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++) {
+		struct shmq_region_opts o = { .size = size, .flags = flags[i] };
+		int rc = shmq_region_create(name, &o, &r);
+
+		if (rc == 0) {
+			shmq_region_close(r);
+			shmq_region_unlink(name);
+		}
+		if (rc != -ENOSPC)
+			fail_msg("flags %#x: %d, not -ENOSPC", flags[i], rc);
+		assert_true(shm_absent(name));
+	}
+}
+
 static void test_strerror_and_clock(void **state)
 {
 	int64_t a, b;
@@ -650,6 +835,10 @@ int main(void)
 		cmocka_unit_test(test_attach_creator_died),
 		cmocka_unit_test(test_attach_creator_stuck),
 		cmocka_unit_test(test_attach_waits_for_creator),
+		cmocka_unit_test(test_forged_dir_lock),
+		cmocka_unit_test(test_foreign_owner),
+		cmocka_unit_test(test_create_replaces_dead_creator),
+		cmocka_unit_test(test_no_room),
 		cmocka_unit_test(test_strerror_and_clock),
 	};
 

@@ -22,6 +22,10 @@
 #include "core/wait_int.h"
 
 #define DIRLOCK_SLICE_NS (10 * 1000 * 1000)
+/* A holder keeps the directory for microseconds (a lookup, a claim, a bump
+ * allocation and an object's init); one that keeps it this long is not a
+ * holder but a corrupt or forged lock word. */
+#define DIRLOCK_HOLD_MAX_NS ((int64_t)2 * 1000 * 1000 * 1000)
 
 static struct shmq__region_ctl *ctl_of(const shmq_region *r)
 {
@@ -57,6 +61,7 @@ static int dir_lock(shmq_region *r)
 {
 	struct shmq__region_ctl *ctl = ctl_of(r);
 	uint32_t self = (uint32_t)gettid();
+	int64_t give_up = shmq_now_ns() + DIRLOCK_HOLD_MAX_NS;
 
 	for (;;) {
 		uint32_t cur = 0;
@@ -67,9 +72,12 @@ static int dir_lock(shmq_region *r)
 			return 0;
 		if (cur == self)
 			return -EDEADLK; /* this thread nested a directory call: a bug */
-		rc = shmq__wait_word(&ctl->dir_lock, cur, &ctl->dir_sleepers, SHMQ__NO_DEADLINE,
+		rc = shmq__wait_word(&ctl->dir_lock, cur, &ctl->dir_sleepers, give_up,
 				     DIRLOCK_SLICE_NS);
-		if (rc == -EINTR && !shmq__pid_alive((pid_t)cur, 0)) {
+		if (rc == 0) {
+			/* the word moved: a new hold, which gets its own bound */
+			give_up = shmq_now_ns() + DIRLOCK_HOLD_MAX_NS;
+		} else if ((rc == -EINTR || rc == -ETIMEDOUT) && !shmq__pid_alive((pid_t)cur, 0)) {
 			/* the holder died inside the directory: take over.
 			 * acquire: pairs with the seq_cst exchange in
 			 * dir_unlock of the holder before the dead one; the
@@ -77,7 +85,11 @@ static int dir_lock(shmq_region *r)
 			 * and dir_claim reuses the entry it left BUILDING */
 			if (shmq__cas_acquire(&ctl->dir_lock, &cur, self))
 				return 0;
-		} else if (rc && rc != -EINTR) {
+			give_up = shmq_now_ns() + DIRLOCK_HOLD_MAX_NS; /* another took over */
+		} else if (rc == -ETIMEDOUT) {
+			/* nobody holds it that long: a forged or corrupt word */
+			return -EBADMSG;
+		} else if (rc != -EINTR) {
 			return rc;
 		}
 	}

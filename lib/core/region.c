@@ -13,8 +13,10 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +31,9 @@
 
 #define FORMAT_WAIT_NS ((int64_t)1000 * 1000 * 1000) /* for a creator to write the header */
 #define FORMAT_POLL_NS (1000 * 1000)
+
+/* the test seam of core/region_int.h: NULL unless a test sets it */
+void (*shmq__region_fault)(void);
 
 static struct shmq__region_hdr *hdr_of(const shmq_region *r)
 {
@@ -197,6 +202,43 @@ static shmq_region *region_alloc(void)
 	return r;
 }
 
+/*
+ * Give [off, off + len) of fd its pages now.  A store into a page of a
+ * shm or memfd file that tmpfs has no room for raises SIGBUS; reserving
+ * turns that into -ENOSPC at the call that asked for the space.  A file
+ * system that cannot reserve (no fallocate) is used as before.
+ */
+static int region_reserve(int fd, uint64_t off, uint64_t len)
+{
+	int rc;
+
+	do {
+		rc = fallocate(fd, 0, (off_t)off, (off_t)len);
+	} while (rc && errno == EINTR);
+	if (rc == 0 || errno == EOPNOTSUPP || errno == ENOSYS)
+		return 0;
+	return errno == EFBIG ? -ENOSPC : -errno;
+}
+
+/* Reserve what create must: the whole file, or with SHMQ_REGION_NOPREFAULT
+ * (a large region meant to be used sparsely) only the pages before the heap;
+ * shmq__region_alloc reserves each block of such a region as it hands it
+ * out.  Such a region must still fit in its file system. */
+static int region_reserve_at_create(shmq_region *r, uint64_t size, unsigned flags)
+{
+	struct geometry g;
+	struct statfs fs;
+
+	if (!(flags & SHMQ_REGION_NOPREFAULT))
+		return region_reserve(r->fd, 0, size);
+	if (fstatfs(r->fd, &fs) == 0 && fs.f_blocks &&
+	    size / (uint64_t)fs.f_bsize > (uint64_t)fs.f_blocks)
+		return -ENOSPC;
+	geometry_for(size, &g);
+	r->reserve_on_alloc = true;
+	return region_reserve(r->fd, 0, g.heap_off);
+}
+
 /* Lay out r->fd, a fresh, zero-filled file of size bytes, and attach to it. */
 static int region_format(shmq_region *r, uint64_t size, unsigned flags)
 {
@@ -215,6 +257,8 @@ static int region_format(shmq_region *r, uint64_t size, unsigned flags)
 	rc = shmq__ptab_claim(r);
 	if (rc)
 		return rc;
+	if (shmq__region_fault)
+		shmq__region_fault();
 	/* The header goes last: attachers treat an all-zero magic as "being
 	 * created" (region_attach).  The release fence orders the stores above
 	 * before it and pairs with region_attach's acquire fence after it
@@ -222,6 +266,61 @@ static int region_format(shmq_region *r, uint64_t size, unsigned flags)
 	shmq__fence_release();
 	hdr_write(hdr_of(r), &g, flags);
 	return 0;
+}
+
+static int hdr_read(int fd, unsigned flags, struct shmq__region_hdr *h, uint64_t *file_size);
+
+/* Is fd the file that name names now? */
+static bool name_is_file(const char *name, int fd)
+{
+	struct stat a, b;
+	int nfd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+	bool same;
+
+	if (nfd < 0)
+		return false;
+	same = !fstat(fd, &a) && !fstat(nfd, &b) && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	close(nfd);
+	return same;
+}
+
+/*
+ * shm_open(O_EXCL) found name taken.  When it is one of ours whose creator
+ * died before writing the header (region_format writes it last, after
+ * claiming slot 0 of the process table), nothing will ever finish it:
+ * unlink the name (its memory goes with the last descriptor) and return 0,
+ * for the caller to try O_EXCL once more.  -EEXIST for anything else: a
+ * region, a creator that may still finish, another user's file.
+ *
+ * Replacers of one dead file exclude each other with flock on it, and one
+ * unlinks only a file that the name still names: a second replacer finds
+ * the file unlinked and retries too.  Of the retries, O_EXCL lets one win.
+ */
+static int region_replace_dead(const char *name)
+{
+	struct shmq__region_hdr h;
+	uint64_t file_size;
+	struct stat st;
+	int fd, rc = -EEXIST;
+
+	fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -EEXIST; /* gone already: retry */
+	if (flock(fd, LOCK_EX | LOCK_NB))
+		goto out; /* another replacer is at it */
+	if (fstat(fd, &st) || st.st_uid != geteuid())
+		goto out;
+	if (st.st_nlink == 0) {
+		rc = 0; /* replaced by another already: retry */
+		goto out;
+	}
+	if (hdr_read(fd, 0, &h, &file_size) != -EAGAIN ||
+	    shmq__ptab_creator_alive(fd, file_size) != 0 || !name_is_file(name, fd))
+		goto out;
+	rc = shm_unlink(name) && errno != ENOENT ? -EEXIST : 0;
+out:
+	close(fd); /* and the flock */
+	return rc;
 }
 
 static int size_check(const struct shmq_region_opts *o, uint64_t *size)
@@ -256,6 +355,8 @@ SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts 
 		if (rc)
 			goto fail;
 		fd = shm_open(r->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+		if (fd < 0 && errno == EEXIST && region_replace_dead(r->name) == 0)
+			fd = shm_open(r->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	} else {
 		fd = memfd_create("shmq", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	}
@@ -271,6 +372,9 @@ SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts 
 	/* An anonymous region's size can never change under its users. */
 	if (!name)
 		fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	rc = region_reserve_at_create(r, size, flags);
+	if (rc)
+		goto fail_unlink;
 	rc = region_format(r, size, flags);
 	if (rc)
 		goto fail_unlink;
@@ -298,7 +402,28 @@ enum {
 	ATTACH_INHERIT = 1u << 0, /* map lazily whatever the region's prefault flag says */
 	ATTACH_OBSERVE = 1u << 1, /* read only, no process-table slot; a file
 				   * without our magic is -ENOEXEC, not -EBADMSG */
+	ATTACH_SHARED = 1u << 2,  /* SHMQ_REGION_SHARED: any owner, any mode */
 };
+
+/*
+ * May this process attach read-write to the file behind fd?  A name in
+ * /dev/shm belongs to whoever created it first: another local user may have
+ * made it (mode 0666) before us, and then owns, and can write, all that we
+ * would share through it.  Only a file of our own that nobody else may
+ * write is taken without SHMQ_REGION_SHARED; -EPERM otherwise.
+ */
+static int region_owner_check(int fd, unsigned flags)
+{
+	struct stat st;
+
+	if (flags & (ATTACH_SHARED | ATTACH_OBSERVE))
+		return 0;
+	if (fstat(fd, &st))
+		return -errno;
+	if (st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return -EPERM;
+	return 0;
+}
 
 /* The header as the file holds it now, through pread (nothing mapped yet):
  * 0 when it has a nonzero magic, -EAGAIN when it has none yet (size 0: the
@@ -389,6 +514,7 @@ static int region_attach(shmq_region *r, unsigned flags)
 	if (rc)
 		return rc;
 	geometry_apply(r, &g);
+	r->reserve_on_alloc = h.flags & SHMQ_REGION_NOPREFAULT;
 	/* The file may have changed between pread and mmap: verify the mapping. */
 	rc = hdr_verify(hdr_of(r), g.size, &g);
 	if (rc || observe)
@@ -415,6 +541,9 @@ static int region_attach_name(const char *name, int oflag, unsigned flags, shmq_
 		rc = -errno;
 		goto fail;
 	}
+	rc = region_owner_check(r->fd, flags);
+	if (rc)
+		goto fail;
 	rc = region_attach(r, flags);
 	if (rc)
 		goto fail;
@@ -425,9 +554,17 @@ fail:
 	return rc;
 }
 
+SHMQ_API int shmq_region_open_flags(const char *name, unsigned flags, shmq_region **out)
+{
+	if (flags & ~SHMQ_REGION_SHARED)
+		return -EINVAL;
+	return region_attach_name(name, O_RDWR, flags & SHMQ_REGION_SHARED ? ATTACH_SHARED : 0,
+				  out);
+}
+
 SHMQ_API int shmq_region_open(const char *name, shmq_region **out)
 {
-	return region_attach_name(name, O_RDWR, 0, out);
+	return shmq_region_open_flags(name, 0, out);
 }
 
 int shmq__region_from_fd(int fd, const char *name, shmq_region **out)
@@ -537,6 +674,15 @@ int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out)
 		if (start > r->size || size > r->size - start)
 			return -ENOSPC;
 		end = start + size;
+		/* Before the block is ours: a reservation that fails leaves the
+		 * heap as it was; one for a block another caller wins is
+		 * harmless (the pages are the region's either way). */
+		if (r->reserve_on_alloc) {
+			int rc = region_reserve(r->fd, start, size);
+
+			if (rc)
+				return rc;
+		}
 		/* relaxed: the heap top publishes nothing; blocks are
 		 * published through the directory's release store */
 	} while (!shmq__cas_relaxed(&ctl->heap_top, &top, end));

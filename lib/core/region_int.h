@@ -61,6 +61,7 @@ struct shmq_region {
 	uint64_t heap_off;
 	uint32_t ptab_slots;
 	uint32_t dir_entries;
+	bool reserve_on_alloc; /* SHMQ_REGION_NOPREFAULT: give heap blocks pages as handed out */
 	char name[SHMQ_NAME_MAX + 2]; /* "/name", or "" when anonymous */
 };
 
@@ -173,6 +174,12 @@ int shmq__region_observe(const char *name, shmq_region **out);
  * (the attach path and errors of shmq_region_open, mapped lazily). */
 int shmq__region_fd(const shmq_region *r);
 int shmq__region_from_fd(int fd, const char *name, shmq_region **out);
+
+/* The test seam (not part of the API): region_format calls it, when set,
+ * between claiming slot 0 and writing the header, the window a creator
+ * that dies leaves a nameless half-made region in.  Tests set it in a
+ * child they kill there; nothing else may. */
+extern void (*shmq__region_fault)(void);
 
 /* Environment variable through which spawned children find their region:
  * "FD" or "FD:/name". */

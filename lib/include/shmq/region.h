@@ -11,6 +11,9 @@ extern "C" {
 
 /* Skip pre-faulting the mapping (useful for very large, sparsely used regions). */
 #define SHMQ_REGION_NOPREFAULT 0x1u
+/* shmq_region_open_flags: attach to a region file owned by another user, or
+ * one that group or others may write (a region shared on purpose). */
+#define SHMQ_REGION_SHARED     0x2u
 
 #define SHMQ_REGION_DEFAULT_SIZE ((size_t)64 << 20)
 #define SHMQ_REGION_MIN_SIZE     ((size_t)64 << 10)
@@ -31,8 +34,15 @@ SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts 
 				shmq_region **out);
 
 /* Open an existing region: checks magic and header checksum (-EBADMSG), layout
- * version (-EPROTO), and the size against the file (-EBADMSG).  -ENOENT if missing. */
+ * version (-EPROTO), and the size against the file (-EBADMSG).  -ENOENT if missing.
+ * -EPERM when the file is owned by another user or group or others may write
+ * it (someone else may have made the name first): see shmq_region_open_flags. */
 SHMQ_API int shmq_region_open(const char *name, shmq_region **out);
+
+/* shmq_region_open with flags: 0, or SHMQ_REGION_SHARED to accept a region
+ * file of another user or one group or others may write.  -EINVAL for
+ * other flags. */
+SHMQ_API int shmq_region_open_flags(const char *name, unsigned flags, shmq_region **out);
 
 /* In a process started by shmq_proc_spawn or shmq_proc_exec: map the parent's
  * region (named or anonymous).  -ENOENT when this process was not given one. */
