@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <string.h>
 
 #include "testutil.h"
 
@@ -216,9 +217,78 @@ static void test_flag_sem_cond(void **state)
 	shmq_lock_close(g_clock);
 }
 
-int main(void)
+static int fork_square(const void *in, void *out)
+{
+	int x;
+
+	memcpy(&x, in, sizeof(x));
+	x *= x;
+	memcpy(out, &x, sizeof(x));
+	return 0;
+}
+SHMQ_TASK(fork_square);
+
+static shmq_sched *g_sched;
+static shmq_pool *g_pool;
+static shmq_region *g_region;
+
+static void nothing(void *arg)
+{
+	(void)arg;
+}
+
+static int runtime_child(void *arg)
+{
+	shmq_event *ev;
+	shmq_lock *l;
+	void *mem;
+	int in[2] = { 2, 3 }, out[2];
+
+	(void)arg;
+	/* the inherited region names the parent's attachment */
+	EXPECT(1, shmq_region_alloc(g_region, "blob", 64, &mem) == -EBADF);
+	EXPECT(2, shmq_lock_create(g_region, "child-lock", &l) == -EBADF);
+	EXPECT(3, shmq_lock_open(g_region, "lock-r", &l) == -EBADF);
+	/* the inherited scheduler's ring is the parent's */
+	EXPECT(4, shmq_sched_enter(g_sched, 0, 0, nothing, NULL, &ev) == -EBADF);
+	EXPECT(5, shmq_sched_run(g_sched, false) == -EBADF);
+	shmq_sched_destroy(g_sched); /* leaves the parent's ring alone */
+	/* the inherited pool's workers are the parent's */
+	EXPECT(6, shmq_pool_map(g_pool, "fork_square", in, sizeof(int), out, sizeof(int), 2,
+				5000000000) == -EBADF);
+	EXPECT(7, shmq_pool_terminate(g_pool) == -EBADF);
+	shmq_pool_free(g_pool); /* terminates nothing */
+	return 0;
+}
+
+static void test_region_sched_pool(void **state)
+{
+	struct fixture *f = *state;
+	shmq_lock *l;
+	shmq_event *ev;
+	int in[2] = { 2, 3 }, out[2] = { 0, 0 };
+
+	g_region = f->r;
+	assert_int_equal(shmq_lock_create(f->r, "lock-r", &l), 0);
+	assert_int_equal(shmq_sched_create(NULL, &g_sched), 0);
+	assert_int_equal(shmq_sched_enter(g_sched, 0, 0, nothing, NULL, &ev), 0);
+	assert_int_equal(shmq_pool_create(f->r, &(struct shmq_pool_opts){ .workers = 1 }, &g_pool), 0);
+	assert_int_equal(in_child(runtime_child, f), 0);
+	/* the parent's objects work as before */
+	assert_int_equal(shmq_sched_run(g_sched, false), -1); /* ran the event, none left */
+	assert_int_equal(shmq_pool_map(g_pool, "fork_square", in, sizeof(int), out, sizeof(int), 2,
+				       10000000000), 0);
+	assert_int_equal(out[0], 4);
+	assert_int_equal(out[1], 9);
+	shmq_pool_free(g_pool);
+	shmq_sched_destroy(g_sched);
+	shmq_lock_close(l);
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_region_sched_pool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipe, setup, teardown),
@@ -226,5 +296,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flag_sem_cond, setup, teardown),
 	};
 
+	if (shmq_dispatch(argc, argv)) /* the pool's workers are this program */
+		return 99;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "core/region_int.h"
 #include "core/region_layout_int.h"
 #include "core/wait_int.h"
@@ -173,6 +174,10 @@ int shmq__obj_find(shmq_region *r, const char *name, uint32_t type, void **mem_o
 	uint64_t size;
 	int i, rc;
 
+	/* a region handle inherited across fork() names the parent's
+	 * attachment (its owner id): refuse it (observers have no pid) */
+	if (r && r->pid && shmq__foreign(r->pid))
+		return -EBADF;
 	if (!r || !mem_out)
 		return -EINVAL;
 	rc = shmq__obj_name_check(name);
@@ -229,6 +234,10 @@ int shmq__obj_create(shmq_region *r, const char *name, uint32_t type, uint64_t s
 	void *mem = NULL;
 	int rc;
 
+	/* a region handle inherited across fork() names the parent's
+	 * attachment (its owner id): refuse it (observers have no pid) */
+	if (r && r->pid && shmq__foreign(r->pid))
+		return -EBADF;
 	if (!r || type == SHMQ__OBJ_NONE || type >= SHMQ__OBJ_TYPE_MAX || size == 0)
 		return -EINVAL;
 	rc = shmq__obj_name_check(name);

@@ -25,6 +25,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "core/ptab_int.h"
 #include "core/region_int.h"
 #include "core/region_layout_int.h"
@@ -660,6 +661,10 @@ int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out)
 	struct shmq__region_ctl *ctl = ctl_of(r);
 	uint64_t top, start, end;
 
+	/* a region handle inherited across fork() names the parent's
+	 * attachment (its owner id): refuse it (observers have no pid) */
+	if (r && r->pid && shmq__foreign(r->pid))
+		return -EBADF;
 	if (size == 0)
 		return -EINVAL;
 	if (size > r->size) /* can never fit: the documented "full" error */

@@ -17,6 +17,7 @@
 
 #include "pool/extent_int.h"
 #include "pool/pool_layout_int.h"
+#include "core/fork_int.h"
 #include "pool/task_int.h"
 
 #define WAIT_SLICE_NS    (20 * 1000 * 1000)   /* callers: supervise this often */
@@ -50,6 +51,7 @@ struct retired_area {
 
 struct shmq_pool {
 	shmq_region *r;
+	pid_t pid; /* the process that made the handle (core/fork_int.h) */
 	struct pool_hdr *h;
 	uint64_t h_off;
 	unsigned nworkers;

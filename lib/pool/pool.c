@@ -31,6 +31,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "core/introspect_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
@@ -158,6 +159,7 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
 	if (!p)
 		return -ENOMEM;
 	p->r = r;
+	p->pid = shmq__self_pid();
 	p->nworkers = o && o->workers ? o->workers : online_cpus();
 	p->chunksize = o ? o->chunksize : 0;
 	pthread_mutex_init(&p->mu, NULL);
@@ -213,6 +215,8 @@ SHMQ_API int shmq_pool_close(shmq_pool *p)
 {
 	if (!p)
 		return -EINVAL;
+	if (shmq__foreign(p->pid))
+		return -EBADF;
 	pthread_mutex_lock(&p->mu);
 	/* relaxed: only the creator writes state, under p->mu (Protocol POOL_STATE) */
 	if (shmq__load_relaxed(&p->h->state) == POOL_RUNNING)
@@ -292,6 +296,8 @@ SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns)
 
 	if (!p)
 		return -EINVAL;
+	if (shmq__foreign(p->pid))
+		return -EBADF;
 	rc = pool_join(p, shmq__deadline(timeout_ns));
 	/* SHMQ_NOWAIT never blocks; where it would have, it says -EAGAIN */
 	return rc == -ETIMEDOUT && timeout_ns == SHMQ_NOWAIT ? -EAGAIN : rc;
@@ -301,6 +307,8 @@ SHMQ_API int shmq_pool_terminate(shmq_pool *p)
 {
 	if (!p)
 		return -EINVAL;
+	if (shmq__foreign(p->pid))
+		return -EBADF;
 	pthread_mutex_lock(&p->mu);
 	shmq__store_seq_cst(&p->h->state, POOL_TERMINATE); /* POOL_STATE */
 	shmq__pool_idle_wake(p->h, true, INT_MAX);
@@ -326,6 +334,10 @@ SHMQ_API void shmq_pool_free(shmq_pool *p)
 	bool alive = false;
 
 	if (!p)
+		return;
+	/* inherited across fork(): the workers and the region's pool state are
+	 * the parent's; the child's copy is left to the process's exit */
+	if (shmq__foreign(p->pid))
 		return;
 	for (unsigned i = 0; i < p->nworkers; i++)
 		alive |= p->procs[i] != NULL;

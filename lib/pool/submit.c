@@ -20,6 +20,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
 #include "pool/creator_int.h"
@@ -203,6 +204,8 @@ static int submit_check(shmq_pool *p, const struct submit *s)
 {
 	if (!p || !s->task)
 		return -EINVAL;
+	if (shmq__foreign(p->pid))
+		return -EBADF; /* inherited across fork(): the parent's pool */
 	if ((s->in_size && !s->in && s->n) || (s->out_size && !s->out && s->n))
 		return -EINVAL;
 	if ((s->in_size && s->n > UINT64_MAX / 2 / s->in_size) ||

@@ -30,6 +30,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "sched/sched_int.h"
 
 #define SPIN_DEFAULT_NS 200000 /* precision mode: at most 200 us of spinning per deadline */
@@ -149,6 +150,7 @@ SHMQ_API int shmq_sched_create(const struct shmq_sched_opts *o, shmq_sched **out
 	s = shmq__calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->pid = shmq__self_pid();
 	shmq__heap_init(&s->heap);
 	s->flags = o ? o->flags : 0;
 	s->spin_max = o && o->spin_ns ? o->spin_ns : SPIN_DEFAULT_NS;
@@ -234,6 +236,8 @@ int shmq__sched_watch_word(shmq_sched *s, const void *obj, const struct shmq__wa
 
 	if (!s || !obj || !fn || !ww || !ww->word || !ww->sleepers)
 		return -EINVAL;
+	if (shmq__foreign(s->pid))
+		return -EBADF; /* inherited across fork(): the parent's ring */
 	w = shmq__calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
@@ -257,6 +261,8 @@ int shmq__sched_watch_fd(shmq_sched *s, const void *obj, int pidfd, shmq_action_
 
 	if (!s || !obj || !fn || pidfd < 0)
 		return -EINVAL;
+	if (shmq__foreign(s->pid))
+		return -EBADF; /* inherited across fork(): the parent's ring */
 	w = shmq__calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
@@ -277,6 +283,8 @@ SHMQ_API int shmq_sched_unwatch(shmq_sched *s, const void *obj)
 
 	if (!s || !obj)
 		return -EINVAL;
+	if (shmq__foreign(s->pid))
+		return -EBADF; /* inherited across fork(): the parent's ring */
 	pthread_mutex_lock(&s->mu);
 	for (struct shmq__sched_watch *w = s->watches; w; w = w->next) {
 		if (!w->dead && w->obj == obj) {
@@ -307,6 +315,8 @@ static int sched_push(shmq_sched *s, int64_t when, int prio, shmq_action_fn fn, 
 
 	if (!s || !fn)
 		return -EINVAL;
+	if (shmq__foreign(s->pid))
+		return -EBADF; /* inherited across fork(): the parent's ring */
 	pthread_mutex_lock(&s->mu);
 	rc = shmq__heap_push(&s->heap, when, prio, fn, arg, period, &h);
 	kick = rc == 0 && sched_need_kick(s, when);
@@ -350,6 +360,8 @@ SHMQ_API int shmq_sched_cancel(shmq_sched *s, shmq_event *ev)
 
 	if (!s || !ev)
 		return -EINVAL;
+	if (shmq__foreign(s->pid))
+		return -EBADF; /* inherited across fork(): the parent's ring */
 	pthread_mutex_lock(&s->mu);
 	idx = shmq__heap_lookup(&s->heap, event_to_handle(ev));
 	if (idx != UINT32_MAX)
@@ -414,6 +426,8 @@ SHMQ_API int shmq_sched_stop(shmq_sched *s)
 
 	if (!s)
 		return -EINVAL;
+	if (shmq__foreign(s->pid))
+		return -EBADF; /* inherited across fork(): the parent's ring */
 	pthread_mutex_lock(&s->mu);
 	s->stop_req = true;
 	kick = sched_need_kick(s, SHMQ__SCHED_NEVER);
@@ -716,6 +730,8 @@ SHMQ_API int64_t shmq_sched_run(shmq_sched *s, bool blocking)
 
 	if (!s)
 		return -EINVAL;
+	if (shmq__foreign(s->pid))
+		return -EBADF; /* inherited across fork(): the parent's ring */
 	pthread_mutex_lock(&s->mu);
 	if (s->running) {
 		pthread_mutex_unlock(&s->mu);
@@ -765,6 +781,11 @@ SHMQ_API void shmq_sched_destroy(shmq_sched *s)
 	struct shmq__sched_watch *w, *next;
 
 	if (!s)
+		return;
+	/* inherited across fork(): its ring and its operations are the
+	 * parent's; cancelling them would cancel the parent's.  The child's
+	 * copy goes with the process. */
+	if (shmq__foreign(s->pid))
 		return;
 	pthread_mutex_lock(&s->mu);
 	for (w = s->watches; w; w = w->next)

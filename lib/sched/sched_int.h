@@ -90,6 +90,7 @@ extern const struct shmq__sched_ops shmq__sched_poll_ops;
 
 struct shmq_sched {
 	pthread_mutex_t mu;
+	pid_t pid;            /* the process that made it (core/fork_int.h) */
 	struct shmq__heap heap;
 	const struct shmq__sched_ops *ops;
 	void *be;             /* the backend's state */
