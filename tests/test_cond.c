@@ -26,8 +26,7 @@ struct fixture {
 	shmq_cond *c;
 	shmq_lock *l;
 	struct shmq__cond_shm *s;
-	pid_t kids[16];
-	int nkids;
+	struct tu_kids kids; /* see testutil.h */
 };
 
 static int setup(void **state)
@@ -52,12 +51,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	for (int i = 0; i < f->nkids; i++) {
-		if (waitpid(f->kids[i], NULL, WNOHANG) == 0) {
-			kill(f->kids[i], SIGKILL);
-			waitpid(f->kids[i], NULL, 0);
-		}
-	}
+	tu_kids_reap(&f->kids);
 	shmq_cond_close(f->c);
 	shmq_lock_close(f->l);
 	shmq_region_close(f->r);
@@ -68,9 +62,7 @@ static int teardown(void **state)
 
 static pid_t track_kid(struct fixture *f, pid_t pid)
 {
-	if (pid > 0 && f->nkids < (int)SHMQ__ARRAY_SIZE(f->kids))
-		f->kids[f->nkids++] = pid;
-	return pid;
+	return tu_kids_track(&f->kids, pid);
 }
 
 /* Slots in state WAITING (or SIGNALED, with signaled set). */

@@ -24,8 +24,7 @@ struct fixture {
 	shmq_region *r;
 	shmq_flag *f;
 	struct shmq__flag_shm *s;
-	pid_t kids[16];
-	int nkids;
+	struct tu_kids kids; /* see testutil.h */
 };
 
 static int setup(void **state)
@@ -49,12 +48,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	for (int i = 0; i < f->nkids; i++) {
-		if (waitpid(f->kids[i], NULL, WNOHANG) == 0) {
-			kill(f->kids[i], SIGKILL);
-			waitpid(f->kids[i], NULL, 0);
-		}
-	}
+	tu_kids_reap(&f->kids);
 	shmq_flag_close(f->f);
 	shmq_region_close(f->r);
 	shmq_region_unlink(f->name);
@@ -64,9 +58,7 @@ static int teardown(void **state)
 
 static pid_t track_kid(struct fixture *f, pid_t pid)
 {
-	if (pid > 0 && f->nkids < (int)SHMQ__ARRAY_SIZE(f->kids))
-		f->kids[f->nkids++] = pid;
-	return pid;
+	return tu_kids_track(&f->kids, pid);
 }
 
 /* Wait (a bounded while) until n waiters sleep on the flag's futex. */

@@ -82,6 +82,32 @@ static inline int tu_region_teardown(void **state)
 	return 0;
 }
 
+/* Children a test forked and may leave behind when an assertion fails:
+ * tu_kids_track records one (returns pid), tu_kids_reap SIGKILLs and reaps
+ * those still running (a teardown's job). */
+struct tu_kids {
+	pid_t pid[16];
+	int n;
+};
+
+static inline pid_t tu_kids_track(struct tu_kids *k, pid_t pid)
+{
+	if (pid > 0 && k->n < (int)(sizeof(k->pid) / sizeof(k->pid[0])))
+		k->pid[k->n++] = pid;
+	return pid;
+}
+
+static inline void tu_kids_reap(struct tu_kids *k)
+{
+	for (int i = 0; i < k->n; i++) {
+		if (waitpid(k->pid[i], NULL, WNOHANG) == 0) {
+			kill(k->pid[i], SIGKILL);
+			waitpid(k->pid[i], NULL, 0);
+		}
+	}
+	k->n = 0;
+}
+
 /* In a forked child: attach to the region called name (the child's own
  * process-table slot); exits 90 when it cannot.  The alarm makes sure a
  * child never outlives a failed test by long. */
