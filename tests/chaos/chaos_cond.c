@@ -15,6 +15,9 @@
  *    dead and the parent has woken everybody, no survivor's wait times out
  *    (a notify handed to the dead consumer's slot would leave the item
  *    there and the live consumers asleep);
+ *  - the parent's notify_all after the victim's death wakes no more waiters
+ *    than there are survivors inside shmq_cond_wait (a dead waiter's slot
+ *    is freed, not handed a ticket);
  *  - a victim killed holding the lock surfaces as exactly one -EOWNERDEAD
  *    (to whoever takes the lock next, in shmq_lock_acquire or in the
  *    re-take at the end of shmq_cond_wait), never more; the repairer finds
@@ -37,7 +40,7 @@
 
 #define CONSUMERS 3
 #define PARTIES   (CONSUMERS + 1) /* index CONSUMERS is the producer */
-#define ITEMS     1000
+#define ITEMS     300
 #define WAIT_MS   5000
 
 enum { CW_OK = 0, CW_OPEN = 10, CW_LOCK = 11, CW_WAIT = 12, CW_LOST = 13, CW_NOTIFY = 14 };
@@ -47,6 +50,7 @@ struct cond_state {
 	uint32_t items;              /* 0 or 1, under the lock */
 	uint32_t done;               /* the round is over, under the lock */
 	uint32_t inside[PARTIES];    /* holds the lock */
+	uint32_t waiting[PARTIES];   /* inside shmq_cond_wait */
 	uint32_t ownerdead;          /* -EOWNERDEAD seen this round */
 	uint32_t bad_repair;
 	int32_t last_error[PARTIES];
@@ -105,7 +109,9 @@ static int wait_cv(shmq_cond *cv, shmq_lock *l, struct cond_state *s, unsigned i
 	int rc;
 
 	__atomic_store_n(&s->inside[idx], 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&s->waiting[idx], 1, __ATOMIC_SEQ_CST);
 	rc = shmq_cond_wait(cv, l, WAIT_MS * CHAOS_MS);
+	__atomic_store_n(&s->waiting[idx], 0, __ATOMIC_SEQ_CST);
 	if (rc == 0 || rc == -EOWNERDEAD)
 		return took(s, idx, rc);
 	s->last_error[idx] = rc;
@@ -113,6 +119,20 @@ static int wait_cv(shmq_cond *cv, shmq_lock *l, struct cond_state *s, unsigned i
 		return CW_WAIT;
 	__atomic_store_n(&s->inside[idx], 1, __ATOMIC_SEQ_CST);
 	return s->done ? CW_OK : CW_LOST;
+}
+
+/* A victim consumer once the round is over: waits on the condition in
+ * short slices until it is killed, so that it often dies registered in it
+ * (and nobody but the parent notifies after that). */
+static int victim_idle(shmq_cond *cv, shmq_lock *l, struct cond_state *s, unsigned idx)
+{
+	int rc;
+
+	__atomic_store_n(&s->inside[idx], 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&s->waiting[idx], 1, __ATOMIC_SEQ_CST);
+	rc = shmq_cond_wait(cv, l, CHAOS_MS);
+	__atomic_store_n(&s->waiting[idx], 0, __ATOMIC_SEQ_CST);
+	return took(s, idx, rc == -ETIMEDOUT ? 0 : rc);
 }
 
 static int consumer(shmq_lock *l, shmq_cond *cv, struct cond_state *s, unsigned idx,
@@ -131,7 +151,9 @@ static int consumer(shmq_lock *l, shmq_cond *cv, struct cond_state *s, unsigned 
 			if (shmq_cond_notify_all(cv) < 0)
 				rc = CW_NOTIFY;
 		}
-		if (!rc && victim) /* let the others in now and then */
+		if (!rc && victim && s->done)
+			rc = victim_idle(cv, l, s, idx);
+		else if (!rc && victim) /* let the others in now and then */
 			rc = drop(l, s, idx) ?: took(s, idx, shmq_lock_acquire(l, WAIT_MS * CHAOS_MS));
 	}
 	return rc ? rc : drop(l, s, idx);
@@ -216,7 +238,8 @@ static void run_round(struct cond_ctx *x, unsigned long *inside_kills, unsigned 
 {
 	pid_t pid[PARTIES];
 	bool inside = false;
-	int st = 0;
+	unsigned live_waiting = 0;
+	int st = 0, woken;
 
 	memset(x->s, 0, sizeof(*x->s));
 	x->victim = (unsigned)chaos_rand(&x->c, PARTIES);
@@ -238,7 +261,16 @@ static void run_round(struct cond_ctx *x, unsigned long *inside_kills, unsigned 
 	parent_take(x);
 	if (x->victim == CONSUMERS)
 		x->s->done = 1;
-	assert_true(shmq_cond_notify_all(x->cv) >= 0);
+	woken = shmq_cond_notify_all(x->cv);
+	assert_true(woken >= 0);
+	/* With the lock ours, a survivor registered in the condition is
+	 * marked waiting; the dead victim's slot (it is often killed inside
+	 * its wait) must not take a ticket */
+	for (unsigned i = 0; i < PARTIES; i++)
+		live_waiting += i != x->victim && __atomic_load_n(&x->s->waiting[i], __ATOMIC_SEQ_CST);
+	if ((unsigned)woken > live_waiting)
+		fprintf(stderr, "notify_all woke %d, only %u survivors wait\n", woken, live_waiting);
+	assert_true((unsigned)woken <= live_waiting);
 	assert_int_equal(shmq_lock_release(x->l), 0);
 	for (unsigned i = 0; i < PARTIES; i++) {
 		if (i == x->victim)

@@ -11,7 +11,8 @@
  * either way), a victim waiter waits again and again until it is killed
  * (inside a spin, a futex sleep, or the return path).  Invariants:
  *  - no lost wake: every surviving waiter's wait returns 0, whether it saw
- *    the flag set or only its epoch move (a set then a clear);
+ *    the flag set or only its epoch move (a set then a clear), and within
+ *    LATE_MS of the set that left the flag set (not at its own deadline);
  *  - after a dead setter, one set by the parent releases every survivor;
  *  - a dead waiter (its sleeper count possibly left raised) changes
  *    nothing for the others; afterwards the flag still works: clear, a
@@ -33,12 +34,17 @@
 #define PARTIES  (WAITERS + 1) /* index WAITERS is the setter */
 #define WAIT_MS  5000
 #define TOGGLES  16
+/* "Promptly" on a loaded 2-core box with a sibling under ptrace; a lost
+ * wake shows as WAIT_MS (the deadline's last look then finds the flag set). */
+#define LATE_MS  2000
 
 enum { FW_OK = 0, FW_OPEN = 10, FW_WAIT = 11, FW_SET = 12 };
 
 struct flag_state {
 	int32_t rc[PARTIES];     /* each waiter's wait */
 	uint32_t waited[PARTIES];
+	int64_t woke_ns[PARTIES]; /* when each waiter's wait returned */
+	int64_t set_ns;          /* when the set that left the flag set was made */
 	uint32_t toggles;        /* sets made by the setter */
 	uint64_t seed;           /* the setter's timing */
 };
@@ -62,8 +68,10 @@ static int setter(struct flag_ctx *x, shmq_flag *f, bool victim)
 		if (shmq_flag_set(f))
 			return FW_SET;
 		__atomic_add_fetch(&x->s->toggles, 1, __ATOMIC_RELAXED);
-		if (!victim && i + 1 == n)
+		if (!victim && i + 1 == n) {
+			x->s->set_ns = chaos_now();
 			break; /* leave it set */
+		}
 		if ((rnd >> (16 + i % 32)) & 1)
 			chaos_sleep(50000); /* let waiters fall asleep sometimes */
 		if (shmq_flag_clear(f))
@@ -77,6 +85,7 @@ static int waiter(struct flag_ctx *x, shmq_flag *f, unsigned idx, bool victim)
 	do {
 		int rc = shmq_flag_wait(f, WAIT_MS * CHAOS_MS);
 
+		x->s->woke_ns[idx] = chaos_now();
 		x->s->rc[idx] = rc;
 		__atomic_add_fetch(&x->s->waited[idx], 1, __ATOMIC_RELAXED);
 		if (rc)
@@ -135,6 +144,7 @@ static void run_round(struct flag_ctx *x, unsigned long *setter_kills)
 	if (x->victim == WAITERS) {
 		/* the setter died, the flag either way: one set releases all */
 		*setter_kills += 1;
+		x->s->set_ns = chaos_now();
 		assert_int_equal(shmq_flag_set(x->f), 0);
 	} else {
 		/* a live setter leaves the flag set: wait for it, then our
@@ -154,6 +164,11 @@ static void run_round(struct flag_ctx *x, unsigned long *setter_kills)
 		assert_int_equal(code, 0);
 		assert_int_equal(x->s->rc[i], 0);
 		assert_int_equal(x->s->waited[i], 1);
+		/* woken by the set, not by its own deadline's last look */
+		if (x->s->woke_ns[i] - x->s->set_ns > LATE_MS * CHAOS_MS)
+			fprintf(stderr, "waiter %u: woke %.1f ms after the set\n", i,
+				(double)(x->s->woke_ns[i] - x->s->set_ns) / 1e6);
+		assert_true(x->s->woke_ns[i] - x->s->set_ns <= LATE_MS * CHAOS_MS);
 	}
 	check_reuse(x);
 }
