@@ -535,8 +535,8 @@ static int pp_figure(struct bench *b, struct sy_ctx *c, int kind, const char *na
 
 static int sy_pingpong(struct bench *b, struct sy_ctx *c)
 {
-	uint64_t n_awake = bench_scale(b, 40000, 4000);
-	uint64_t n_apart = bench_scale(b, 4000, 400);
+	uint64_t n_awake = bench_scale(b, 40000, 2000);
+	uint64_t n_apart = bench_scale(b, 4000, 200);
 	int rc;
 
 	rc = pp_figure(b, c, SY_COND, "cond ping-pong, awake", "pthread_cond+mutex pshared",
