@@ -17,6 +17,9 @@ BENCH_SUBCOMMAND(limits, "machine limits: cache-line round trip between two core
 BENCH_SUBCOMMAND(lock, "futex lock: uncontended acquire+release, two processes contending, beside pthread_mutex pshared")
 BENCH_SUBCOMMAND(barrier, "barrier: rounds/s for two processes close together and 100 us apart, beside pthread_barrier pshared")
 
+/* module flag, cond, sem */
+BENCH_SUBCOMMAND(sync, "flag, cond, sem: uncontended ops, two-process ping-pong awake and 100 us apart, beside pthread_cond/mutex pshared and sem_t")
+
 /* module spsc ring and pipe */
 BENCH_SUBCOMMAND(pipe, "shmq_pipe between two pinned processes: msg/s at 8..4096 B, bulk, in-place GB/s, round trips, beside pipe(2), seqpacket, mq, ck_ring")
 
