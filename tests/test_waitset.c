@@ -128,6 +128,9 @@ static void test_queue(void **state)
 	/* level-triggered: still there, still ready, and the fd says so */
 	assert_true(fd_readable(w, 0));
 	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), 1);
+	/* reported, not waited on again yet: its producers make no wake */
+	assert_int_equal(shmq_queue_stats(q, &st), 0);
+	assert_int_equal(st.sleeping_getters, 0);
 	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 1);
 	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), -ETIMEDOUT);
 	assert_false(fd_readable(w, 0));
@@ -432,9 +435,13 @@ static void test_remove(void **state)
 
 	assert_int_equal(shmq_waitset_add_queue(w, a, SHMQ_READABLE, &ca), 0);
 	assert_int_equal(shmq_waitset_add_queue(w, b, SHMQ_READABLE | SHMQ_WRITABLE, &cb), 0);
-	assert_int_equal(shmq_queue_stats(b, &st), 0);
+	/* a is armed (in its getters' sleepers); b is ready (writable), so
+	 * nothing of it is armed and its producers and consumers wake nobody */
+	assert_int_equal(shmq_queue_stats(a, &st), 0);
 	assert_int_equal(st.sleeping_getters, 1);
-	assert_int_equal(st.sleeping_putters, 1);
+	assert_int_equal(shmq_queue_stats(b, &st), 0);
+	assert_int_equal(st.sleeping_getters, 0);
+	assert_int_equal(st.sleeping_putters, 0);
 	assert_int_equal(shmq_waitset_remove(w, &cb), 0);
 	assert_int_equal(shmq_waitset_remove(w, &cb), -ENOENT);
 	assert_int_equal(shmq_queue_stats(b, &st), 0);

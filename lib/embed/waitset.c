@@ -7,10 +7,11 @@
  *
  * An entry watches up to two futex words (a queue's or pipe's data and space
  * words, an async's done word) and up to one descriptor (a process's pidfd, a
- * plain fd).  For its whole life it is counted in each word's sleepers, so
- * every publish changes the word and wakes (core/watch_int.h): a producer
- * that nobody watches still makes no system call, and one that is watched
- * makes exactly the wake a blocked getter would cost it.
+ * plain fd).  It counts in a word's sleepers only while a kernel wait on the
+ * word is armed (from before its check of the condition until the wait's
+ * completion is consumed), so a publish then changes the word and wakes
+ * (core/watch_int.h); an entry that was reported ready and not looked at
+ * again costs its producers nothing, as does a queue nobody watches.
  *
  * Every wait (and only a wait: nothing runs behind the caller's back)
  *   1. consumes what completed,
@@ -100,6 +101,7 @@ struct ws_entry {
 	struct shmq__watch word[2];
 	unsigned word_ev[2];  /* SHMQ_READABLE / SHMQ_WRITABLE */
 	uint32_t expected[2];
+	bool counted[2];      /* we are in word[i]'s sleepers */
 	struct ws_op op[3];
 	int fd;               /* pidfd or the caller's fd, -1 none */
 	bool fd_registered;   /* fallback: in the epoll set */
@@ -170,6 +172,23 @@ static void fd_kick(int fd)
 static uint32_t poll_mask(unsigned events)
 {
 	return (events & SHMQ_READABLE ? POLLIN : 0) | (events & SHMQ_WRITABLE ? POLLOUT : 0);
+}
+
+/* Join / leave word i's sleepers (the Protocol SLEEPERS of core/wait_int.h). */
+static void word_count(struct ws_entry *e, unsigned i)
+{
+	if (e->counted[i])
+		return;
+	shmq__fetch_add_seq_cst(e->word[i].sleepers, 1);
+	e->counted[i] = true;
+}
+
+static void word_uncount(struct ws_entry *e, unsigned i)
+{
+	if (!e->counted[i])
+		return;
+	shmq__fetch_sub_seq_cst(e->word[i].sleepers, 1);
+	e->counted[i] = false;
 }
 
 static int arm_word(shmq_waitset *w, struct ws_entry *e, unsigned i)
@@ -295,8 +314,12 @@ static void disarm(shmq_waitset *w, struct ws_entry *e)
 
 static void reap_op(struct ws_op *op)
 {
+	unsigned i = (unsigned)(op - op->e->op);
+
 	op->pending = false;
 	op->armed = false;
+	if (i < op->e->nwords)
+		word_uncount(op->e, i); /* its wait is over: producers stop waking */
 }
 
 static void reap_uring(shmq_waitset *w)
@@ -327,9 +350,12 @@ static void reap_events(shmq_waitset *w, const struct epoll_event *ev, int n)
 			fd_drain(w->evfd);
 			w->kick_pending = false;
 			if (w->helper && shmq__ready_helper_fired(w->helper)) {
-				for (struct ws_entry *e = w->entries; e; e = e->next)
-					for (unsigned k = 0; k < e->nwords; k++)
+				for (struct ws_entry *e = w->entries; e; e = e->next) {
+					for (unsigned k = 0; k < e->nwords; k++) {
 						e->op[k].armed = false;
+						word_uncount(e, k);
+					}
+				}
 				w->helper_dirty = true;
 			}
 		} else if (d == UD_TIMER) {
@@ -477,8 +503,11 @@ static int entry_look(shmq_waitset *w, struct ws_entry *e, bool deep, unsigned *
 
 	e->slow = false;
 	for (unsigned i = 0; i < e->nwords; i++) {
-		/* seq_cst: the load before the check (core/watch_int.h); we are in
-		 * the word's sleepers, so a publish after it changes the word */
+		/* In the sleepers before the check (Protocol SLEEPERS): a publish
+		 * the check misses sees us and changes the word, so the wait
+		 * armed on the value loaded here ends at once. */
+		word_count(e, i);
+		/* seq_cst: the load before the check (core/watch_int.h) */
 		e->expected[i] = shmq__load_seq_cst(e->word[i].word);
 		if (word_ready(e, i, deep))
 			ev |= e->word_ev[i];
@@ -490,8 +519,19 @@ static int entry_look(shmq_waitset *w, struct ws_entry *e, bool deep, unsigned *
 			ev |= e->kind == K_PROC ? SHMQ_READABLE : fev & e->events;
 	}
 	*ready = ev;
-	if (ev)
+	if (ev) {
+		/* reported: nothing of it is armed anew; leave the words whose
+		 * wait is not in the kernel (a pending wait keeps its count) */
+		for (unsigned i = 0; i < e->nwords; i++) {
+			if (w->fallback && e->op[i].armed) {
+				e->op[i].armed = false; /* out of the helper's next set */
+				w->helper_dirty = true;
+			}
+			if (!e->op[i].pending)
+				word_uncount(e, i);
+		}
 		return 0;
+	}
 	for (unsigned i = 0; i < e->nwords; i++)
 		if ((rc = arm_word(w, e, i)) < 0)
 			return rc;
@@ -614,9 +654,6 @@ static int entry_add(shmq_waitset *w, enum ws_kind kind, void *obj, unsigned eve
 	for (unsigned i = 0; i < nwords; i++) {
 		e->word[i] = words[i];
 		e->word_ev[i] = word_ev[i];
-		/* Join the word's sleepers for the entry's whole life: from now on
-		 * every publish changes the word and wakes (core/watch_int.h). */
-		shmq__fetch_add_seq_cst(e->word[i].sleepers, 1);
 	}
 	for (unsigned i = 0; i < 3; i++)
 		e->op[i].e = e;
@@ -750,10 +787,11 @@ SHMQ_API int shmq_waitset_remove(shmq_waitset *w, void *cookie)
 	e->dead = true;
 	w->nentries--;
 	w->nwords -= e->nwords;
-	/* leaves the sleeper counts the entry joined in entry_add */
-	for (unsigned i = 0; i < e->nwords; i++)
-		shmq__fetch_sub_seq_cst(e->word[i].sleepers, 1);
 	disarm(w, e);
+	/* the object may be closed after we return: leave its counts now (a
+	 * cancelled wait's completion finds nothing to give back) */
+	for (unsigned i = 0; i < e->nwords; i++)
+		word_uncount(e, i);
 	if (w->fallback) {
 		int rc = helper_sync(w); /* it must stop waiting on the words now */
 
@@ -880,7 +918,7 @@ SHMQ_API void shmq_waitset_free(shmq_waitset *w)
 		e->dead = true;
 		/* a forked child's copy leaves the parent's counts alone */
 		for (unsigned i = 0; own && i < e->nwords; i++)
-			shmq__fetch_sub_seq_cst(e->word[i].sleepers, 1);
+			word_uncount(e, i);
 	}
 	if (w->fallback) {
 		if (w->helper && own)
