@@ -520,15 +520,16 @@ static int entry_look(shmq_waitset *w, struct ws_entry *e, bool deep, unsigned *
 	}
 	*ready = ev;
 	if (ev) {
-		/* reported: nothing of it is armed anew; leave the words whose
-		 * wait is not in the kernel (a pending wait keeps its count) */
+		/* Reported: leave the sleepers, so its producers wake nobody
+		 * until the next look counts it in again.  A wait still pending
+		 * in the ring is harmless: it ends on a publish made while we
+		 * count, or with a change of the word, or by its cancel. */
 		for (unsigned i = 0; i < e->nwords; i++) {
 			if (w->fallback && e->op[i].armed) {
 				e->op[i].armed = false; /* out of the helper's next set */
 				w->helper_dirty = true;
 			}
-			if (!e->op[i].pending)
-				word_uncount(e, i);
+			word_uncount(e, i);
 		}
 		return 0;
 	}
