@@ -322,6 +322,7 @@ static void test_async(void **state)
 	unlink(path);
 	assert_int_equal(shmq_pool_close(p), 0);
 	assert_int_equal(shmq_pool_join(p, 10 * SEC), 0);
+	shmq_pool_free(p);
 	shmq_waitset_free(w);
 }
 
