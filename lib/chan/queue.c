@@ -685,6 +685,36 @@ bool shmq__queue_readable(shmq_queue *q)
 	return q && shmq__mpmc_readable(&q->ring);
 }
 
+int shmq__queue_watch_space(shmq_queue *q, struct shmq__watch *w)
+{
+	if (!q || !w)
+		return -EINVAL;
+	w->word = &q->ring.sh->space_word;
+	w->sleepers = &q->ring.sh->space_sleepers;
+	return 0;
+}
+
+bool shmq__queue_writable(shmq_queue *q)
+{
+	return q && shmq__mpmc_writable(&q->ring);
+}
+
+int shmq__queue_settle(shmq_queue *q, bool space, bool deep)
+{
+	struct shmq__mpmc_block blk;
+	int rc;
+
+	if (!q)
+		return SHMQ__SETTLE_NONE;
+	shmq__mpmc_block_at(&q->ring, space, &blk);
+	if (!block_is_claim(&blk))
+		return SHMQ__SETTLE_NONE;
+	rc = recover(q, &blk, !deep);
+	if (rc < 0)
+		return SHMQ__SETTLE_BAD;
+	return rc == 1 ? SHMQ__SETTLE_NONE : SHMQ__SETTLE_CLAIM;
+}
+
 /* ---- introspection (shmq stat) ---- */
 
 /* Queue (the object is the mpmc ring's control block and slots): depth

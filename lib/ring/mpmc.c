@@ -609,6 +609,13 @@ bool shmq__mpmc_writable(struct shmq__mpmc *m)
 	return d >= 0; /* EMPTY now, or claimed (the tail lags) */
 }
 
+void shmq__mpmc_block_at(struct shmq__mpmc *m, bool tail, struct shmq__mpmc_block *blk)
+{
+	/* seq_cst: as the sleeper re-checks above (a watcher's look) */
+	blk->pos = shmq__load_seq_cst(tail ? &m->sh->tail : &m->sh->head);
+	blk->ctl = shmq__load_seq_cst(&slot_at(m, blk->pos)->ctl);
+}
+
 size_t shmq__mpmc_len(const struct shmq__mpmc *m)
 {
 	/* an advisory count: any recent values will do */

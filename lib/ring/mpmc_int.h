@@ -243,6 +243,11 @@ int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk,
 bool shmq__mpmc_readable(struct shmq__mpmc *m);
 bool shmq__mpmc_writable(struct shmq__mpmc *m);
 
+/* The slot a get (tail false) or a put (tail true) would claim next, as a
+ * block for shmq__mpmc_recover: what a watcher that found the side blocked
+ * hands it at its liveness re-check. */
+void shmq__mpmc_block_at(struct shmq__mpmc *m, bool tail, struct shmq__mpmc_block *blk);
+
 /* Messages queued: tail - head clamped to [0, capacity].  Any thread. */
 size_t shmq__mpmc_len(const struct shmq__mpmc *m);
 
