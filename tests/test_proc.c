@@ -1211,8 +1211,19 @@ static void test_proc_fd_rules(void **state)
 	assert_int_equal(shmq_proc_communicate(p, NULL, 0, &res, SHMQ_FOREVER), 0);
 	assert_int_equal(res.out_len, 0);
 	shmq_run_result_free(&res);
-	/* closing a handle whose pipes are open closes them */
 	shmq_proc_close(p);
+	/* communicate after a join: the child is reaped, the pipes still drain */
+	assert_int_equal(shmq_proc_exec(NULL, (char *[]){ "echo", "late", NULL }, &o, &p), 0);
+	assert_int_equal(shmq_proc_join(p, 10 * NS_SEC), 0);
+	assert_int_equal(shmq_proc_communicate(p, NULL, 0, &res, SHMQ_FOREVER), 0);
+	assert_int_equal(res.status, 0);
+	assert_string_equal(res.out, "late\n");
+	shmq_run_result_free(&res);
+	assert_int_equal(shmq_proc_communicate(p, NULL, 0, &res, SHMQ_FOREVER), 0); /* no pipe left */
+	assert_null(res.out);
+	shmq_run_result_free(&res);
+	shmq_proc_close(p);
+	/* closing a handle whose pipes are open closes them */
 	o.pipes = SHMQ_STDIN | SHMQ_STDOUT | SHMQ_STDERR;
 	assert_int_equal(shmq_proc_exec(NULL, argv, &o, &p), 0);
 	shmq_proc_close(p);

@@ -680,6 +680,8 @@ static int run_wait_only(struct run *R)
 {
 	siginfo_t si;
 
+	if (R->reaped)
+		return 0; /* communicate on a child joined before: nothing to wait for */
 	memset(&si, 0, sizeof(si));
 	while (waitid((idtype_t)P_PIDFD, (id_t)R->pidfd, &si, WEXITED) < 0)
 		if (errno != EINTR)
