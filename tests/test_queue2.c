@@ -13,7 +13,11 @@
 
 #include "testutil.h"
 
+#include <shmq/introspect.h>
+
 #include "chan/queue_int.h"
+#include "core/introspect_int.h"
+#include "core/objkind_int.h"
 #include "core/region_int.h"
 #include "core/region_layout_int.h"
 #include "ring/mpmc_int.h"
@@ -431,6 +435,39 @@ static void test_incarnation(void **state)
 	free(mem);
 }
 
+/* shmq stat's facts: open two-phase gets and whose they are. */
+static void test_describe_holds(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq__obj_stat st;
+	const struct shmq__stat_kv *kv;
+	uint64_t size;
+	void *mem;
+	shmq_queue *q;
+
+	assert_int_equal(shmq_queue_create(f->r, "b.stat", &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
+	assert_int_equal(shmq__obj_find(f->r, "b.stat", SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	put_n(q, 0, 4);
+	begin_is(q, 0, 0);
+	begin_is(q, 1, 1);
+	begin_is(q, 2, 2);
+	assert_int_equal(shmq_queue_get_abort(q, 1), 0);
+	memset(&st, 0, sizeof(st));
+	assert_int_equal(shmq__obj_describe(f->r, SHMQ__OBJ_QUEUE, mem, size, &st), 0);
+	assert_int_equal(st.status, 0);
+	assert_non_null(kv = shmq__stat_get(&st, "held"));
+	assert_int_equal(kv->u, 2);
+	assert_non_null(kv = shmq__stat_get(&st, "given_back"));
+	assert_int_equal(kv->u, 1);
+	assert_non_null(kv = shmq__stat_get(&st, "held1_pos"));
+	assert_int_equal(kv->u, 2);
+	assert_non_null(kv = shmq__stat_get(&st, "held0_pid"));
+	assert_int_equal(kv->i, getpid());
+	assert_non_null(kv = shmq__stat_get(&st, "held0_alive"));
+	assert_int_equal(kv->u, 1);
+	shmq_queue_close(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -443,6 +480,7 @@ int main(void)
 		cmocka_unit_test(test_dead_holder),
 		cmocka_unit_test(test_dead_holder_blocks_put),
 		cmocka_unit_test(test_incarnation),
+		cmocka_unit_test(test_describe_holds),
 	};
 
 	return cmocka_run_group_tests(tests, setup, tu_region_teardown);

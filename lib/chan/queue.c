@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <sched.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -837,9 +838,65 @@ bool shmq__queue_readable(shmq_queue *q)
 
 /* ---- introspection (shmq stat) ---- */
 
+/* How many holders describe_holds names one by one. */
+#define DESCRIBE_HOLDERS 4u
+
+/* Two-phase gets open now: the HELD and RETURNED slots among the capacity
+ * + 2 positions behind head (ring/mpmc_int.h, Redelivery): "held" (begun,
+ * not ended), "given_back" (waiting to go out again), "redo", "returned"
+ * (give-backs ever: aborts and dead holders), and for the first
+ * DESCRIBE_HOLDERS held ones heldI_pos, heldI_pid, heldI_alive.  The slot
+ * geometry is read back and checked against size first; relaxed loads, a
+ * snapshot like the rest. */
+static void describe_holds(shmq_region *r, const struct shmq__mpmc_shared *q, uint64_t size,
+			   uint32_t cap, uint64_t head, struct shmq__obj_stat *st)
+{
+	/* relaxed: a snapshot, checked before use; orders nothing */
+	uint32_t slot_size = shmq__load_relaxed(&q->slot_size);
+	uint64_t span = (uint64_t)cap + 2, held = 0, back = 0;
+	const uint8_t *slots = (const uint8_t *)q + sizeof(*q);
+
+	if (cap == 0 || cap > SHMQ__MPMC_CAP_MAX || slot_size < SHMQ__MPMC_SLOT_HDR ||
+	    slot_size % SHMQ__CACHELINE || (uint64_t)slot_size * cap > size - sizeof(*q)) {
+		st->status = -EBADMSG;
+		return;
+	}
+	for (uint64_t p = head > span ? head - span : 0; p != head; p++) {
+		const struct shmq__mpmc_slot *s =
+			(const struct shmq__mpmc_slot *)(slots + (p % cap) * slot_size);
+		/* relaxed: a snapshot; the slot's data is never read here */
+		uint64_t w = shmq__load_relaxed(&s->ctl);
+		char key[32];
+
+		/* lap bits 2..31 must name p's lap; the hold bit is bit 32 */
+		if (!(w >> 32 & 1u) || ((w >> 2) & ((1u << 30) - 1)) != ((p / cap) & ((1u << 30) - 1)))
+			continue;
+		if ((w & 3u) == 2u) {
+			back++;
+			continue;
+		}
+		if ((w & 3u) != 3u)
+			continue;
+		if (held < DESCRIBE_HOLDERS) {
+			snprintf(key, sizeof(key), "held%u_pos", (unsigned)held);
+			shmq__stat_u64(st, key, p);
+			snprintf(key, sizeof(key), "held%u", (unsigned)held);
+			if (r)
+				shmq__stat_owner(st, r, key, (uint32_t)(w >> 33));
+		}
+		held++;
+	}
+	shmq__stat_u64(st, "held", held);
+	shmq__stat_u64(st, "given_back", back);
+	/* relaxed: statistics, no data depends on them */
+	shmq__stat_u64(st, "redo", shmq__load_relaxed(&q->redo));
+	shmq__stat_u64(st, "returned", shmq__load_relaxed(&q->returned)); /* relaxed: as above */
+}
+
 /* Queue (the object is the mpmc ring's control block and slots): depth
  * and capacity in messages, positions as message counters, sleepers on both
- * sides, shutdown, and the claims of dead processes skipped or dropped.
+ * sides, shutdown, the claims of dead processes skipped or dropped, and the
+ * open two-phase gets with their holders (describe_holds).
  * Every load is relaxed: a snapshot that orders nothing against the queue's
  * users; head and tail are two separate loads, so depth is clamped to
  * 0..capacity. */
@@ -847,7 +904,6 @@ void shmq__queue_describe(shmq_region *r, const void *mem, uint64_t size, struct
 {
 	const struct shmq__mpmc_shared *q = mem;
 
-	(void)r;
 	uint32_t version = size < sizeof(*q) ? 0 : shmq__load_relaxed(&q->version);
 	if (size < sizeof(*q) || shmq__load_relaxed(&q->magic) != SHMQ__MPMC_MAGIC ||
 	    version != SHMQ__MPMC_VERSION) {
@@ -882,6 +938,7 @@ void shmq__queue_describe(shmq_region *r, const void *mem, uint64_t size, struct
 	shmq__stat_bool(st, "shutdown", shmq__load_relaxed(&q->shut) != 0);
 	shmq__stat_u64(st, "skipped", shmq__load_relaxed(&q->skipped));
 	shmq__stat_u64(st, "dropped", shmq__load_relaxed(&q->dropped));
+	describe_holds(r, q, size, cap, head2, st);
 	uint64_t gw = shmq__load_relaxed(&q->get_waits), pw = shmq__load_relaxed(&q->put_waits);
 	uint64_t gk = shmq__load_relaxed(&q->get_wakes), pk = shmq__load_relaxed(&q->put_wakes);
 	shmq__stat_u64(st, "waits", shmq__stat_sum(gw, pw));
