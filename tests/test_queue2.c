@@ -264,10 +264,12 @@ static void test_abort_wakes(void **state)
 	const void *msg;
 	uint64_t pos;
 	shmq_queue *q;
+	int pfd[2];
 	pid_t pid;
 
 	assert_int_equal(shmq_queue_create(f->r, "b.wake", &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
 	put_n(q, 0, 1);
+	assert_int_equal(pipe(pfd), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -275,12 +277,15 @@ static void test_abort_wakes(void **state)
 		shmq_queue *cq;
 
 		if (shmq_queue_open(cr, "b.wake", &cq) ||
-		    shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) != 2 || pos != 0)
+		    shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) != 2 || pos != 0 ||
+		    write(pfd[1], "b", 1) != 1)
 			_exit(1);
 		tu_sleep_ns(50 * 1000 * 1000);
 		_exit(shmq_queue_get_abort(cq, pos) ? 2 : 0);
 	}
-	tu_sleep_ns(10 * 1000 * 1000);
+	assert_int_equal(read(pfd[0], &(char){ 0 }, 1), 1); /* the child holds it now */
+	close(pfd[0]);
+	close(pfd[1]);
 	/* in flight in the child: not ours to end, and nothing to take */
 	assert_int_equal(shmq_queue_get_commit(q, 0), -EINVAL);
 	assert_int_equal(shmq_queue_get_abort(q, 0), -EINVAL);
