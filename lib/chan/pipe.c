@@ -40,7 +40,7 @@
 #include "core/watch_int.h"
 
 #define PIPE_MAGIC   0x45504950u /* "PIPE" */
-#define PIPE_VERSION 1u
+#define PIPE_VERSION 2u /* 2: spsc rings of layout 3 (wake flags) */
 /* Owner id of holders of a placed pipe (no process table): always alive. */
 #define ANON_ID      UINT32_MAX
 /* A sleeper checks the peer's liveness at least this often. */
@@ -752,7 +752,9 @@ int shmq__pipe_watch(shmq_pipe *p, struct shmq__watch *w)
 	if (!p || !w)
 		return -EINVAL;
 	w->word = &p->rx.ring->data_word;
-	w->sleepers = &p->rx.ring->cons_sleepers;
+	/* a watch stays counted in for its life: woken by every publication
+	 * (the one-shot cons_armed is for the ring's own sleepers) */
+	w->sleepers = &p->rx.ring->cons_watchers;
 	return 0;
 }
 
