@@ -309,6 +309,20 @@ static inline void shmq__spsc_prod_publish(struct shmq__spsc_prod *p)
 		shmq__spsc_wake_consumer(r);
 }
 
+/* For frameless fast paths: publish as prod_publish does for a view that is
+ * not strong, and say whether the consumer is due a wake (the caller then
+ * calls shmq__spsc_wake_consumer, as a tail call). */
+static inline bool shmq__spsc_prod_publish_weak(struct shmq__spsc_prod *p)
+{
+	struct shmq__spsc *r = p->ring;
+
+	/* pairs with the consumer's load_acquire of tail in peek_slow */
+	shmq__store_release(&r->tail, p->tail);
+	shmq__signal_fence();
+	/* relaxed, both: the sleeper's membarrier supplies the fence (see top) */
+	return (shmq__load_relaxed(&r->cons_armed) | shmq__load_relaxed(&r->cons_watchers)) != 0;
+}
+
 /* Copy one record in and publish it.  0, -EMSGSIZE, -EAGAIN, -EBADMSG. */
 static inline int shmq__spsc_send(struct shmq__spsc_prod *p, const void *msg, size_t len)
 {
@@ -401,6 +415,21 @@ static inline void shmq__spsc_cons_publish(struct shmq__spsc_cons *c)
 	}
 	if (SHMQ__UNLIKELY(armed != 0))
 		shmq__spsc_wake_producer(c);
+}
+
+/* For frameless fast paths: publish as cons_publish does for a view that is
+ * not strong, and say whether a sleeping producer's flag is set (the caller
+ * then calls shmq__spsc_wake_producer, as a tail call). */
+static inline bool shmq__spsc_cons_publish_weak(struct shmq__spsc_cons *c)
+{
+	struct shmq__spsc *r = c->ring;
+
+	/* pairs with the producer's load_acquire of head in prod_refresh:
+	 * our reads of the freed bytes happen before it overwrites them */
+	shmq__store_release(&r->head, c->head);
+	shmq__signal_fence();
+	/* relaxed: the sleeper's membarrier supplies the fence (see top) */
+	return shmq__load_relaxed(&r->prod_armed) != 0;
 }
 
 /* Consume what the last peek returned and publish. */
