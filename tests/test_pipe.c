@@ -878,6 +878,54 @@ static void test_producer_hysteresis(void **state)
 	shmq_pipe_close(a);
 }
 
+/* The half-empty mark must not make two sides that block on each other wait
+ * out a sleep slice: an end about to sleep in send first wakes a peer asleep
+ * sending to it for whatever room it freed. */
+static void test_blocked_sender_wakes_peer(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 1024 };
+	const uint64_t per_ring = 1024 / 16;
+	shmq_pipe *a, *b;
+	struct shmq__spsc *ring1;
+	uint8_t *mem;
+	uint64_t w0, m, i;
+	pid_t pid;
+
+	assert_int_equal(shmq_pipe_create(f->r, "w3", &o, &a, &b), 0);
+	assert_int_equal(shmq__obj_find(f->r, "w3", SHMQ__OBJ_PIPE, (void **)&mem, NULL), 0);
+	ring1 = (struct shmq__spsc *)(mem + 192 + shmq__spsc_footprint(1024)); /* b -> a */
+	while (shmq_pipe_send(a, &m, sizeof(m), 0) == 0) /* ring 0 full: a's sends block */
+		;
+	w0 = ring1->prod_wakes;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_pipe *p = child_end1(f->name, "w3", &r);
+
+		shmq_pipe_set_spin(p, 0);
+		for (i = 0; i <= per_ring; i++) /* the last one waits for room */
+			if (shmq_pipe_send(p, &i, sizeof(i), ms(10000)))
+				_exit(1);
+		_exit(0);
+	}
+	shmq_pipe_close(b);
+	await_sleeper(&ring1->prod_waits, 1, &ring1->prod_sleepers);
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	assert_int_equal(shmq_pipe_recv(a, &m, sizeof(m), 0), 8); /* one free: below the mark */
+	assert_int_equal(ring1->prod_wakes - w0, 0);
+	assert_int_equal(shmq_pipe_send(a, &m, sizeof(m), ms(20)), -ETIMEDOUT);
+	assert_int_equal(ring1->prod_wakes - w0, 1);
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	for (i = 1; i <= per_ring; i++) {
+		assert_int_equal(shmq_pipe_recv(a, &m, sizeof(m), ms(10000)), 8);
+		assert_int_equal(m, i);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	shmq_pipe_close(a);
+}
+
 static void test_corrupt(void **state)
 {
 	struct tu_region *f = *state;
@@ -954,6 +1002,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_one_wake_per_sleep, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_hysteresis, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_blocked_sender_wakes_peer, setup, tu_region_teardown),
 	};
 
 	if (getenv("SHMQ_TEST_FILTER")) /* run only the tests matching this pattern */

@@ -515,6 +515,9 @@ static SHMQ__COLD int tx_wait(shmq_pipe *p, size_t len, int64_t timeout_ns)
 		rc = nowait_check(p);
 		return rc ? rc : -EAGAIN;
 	}
+	/* we may sleep: a peer asleep sending to us gets whatever room we
+	 * freed below the half-empty mark (it may be waiting for us) */
+	shmq__spsc_wake_producer_now(&p->rx);
 	w.deadline = shmq__deadline(timeout_ns);
 	return shmq__spsc_wait_writable(&p->tx, len, &w);
 }

@@ -252,7 +252,8 @@ void shmq__spsc_wake_consumer(struct shmq__spsc *r)
 		wake_word(&r->data_word, &r->cons_wakes);
 }
 
-void shmq__spsc_wake_producer(struct shmq__spsc_cons *c)
+/* Wake a sleeping producer once want(need) bytes are free. */
+static void wake_producer_if(struct shmq__spsc_cons *c, bool half)
 {
 	struct shmq__spsc *r = c->ring;
 	/* relaxed, both: hints that only delay a wake (see top of
@@ -261,7 +262,7 @@ void shmq__spsc_wake_producer(struct shmq__spsc_cons *c)
 	uint64_t need = shmq__load_relaxed(&r->prod_need);
 
 	if (used <= c->cap) { /* else corrupt: wake it, it reports -EBADMSG */
-		uint64_t want = need > c->cap / 2 ? need : c->cap / 2;
+		uint64_t want = half && need < c->cap / 2 ? c->cap / 2 : need;
 
 		if (want > c->cap)
 			want = c->cap;
@@ -271,6 +272,19 @@ void shmq__spsc_wake_producer(struct shmq__spsc_cons *c)
 	/* seq_cst: as in wake_consumer, with the producer's store of prod_armed */
 	if (shmq__exchange_seq_cst(&r->prod_armed, 0u))
 		wake_word(&r->space_word, &r->prod_wakes);
+}
+
+void shmq__spsc_wake_producer(struct shmq__spsc_cons *c)
+{
+	wake_producer_if(c, true);
+}
+
+void shmq__spsc_wake_producer_now(struct shmq__spsc_cons *c)
+{
+	/* relaxed: the flag is a hint; wake_producer_if takes it with a
+	 * seq_cst exchange (pairs with the producer's store in sleep_once) */
+	if (shmq__load_relaxed(&c->ring->prod_armed))
+		wake_producer_if(c, false);
 }
 
 void shmq__spsc_wake_sleepers(struct shmq__spsc *r)

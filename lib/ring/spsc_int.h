@@ -243,6 +243,11 @@ int shmq__spsc_prod_refresh(struct shmq__spsc_prod *p, uint64_t need);
 int shmq__spsc_peek_slow(struct shmq__spsc_cons *c, const void **msg, size_t *len);
 void shmq__spsc_wake_consumer(struct shmq__spsc *r);
 void shmq__spsc_wake_producer(struct shmq__spsc_cons *c);
+/* Wake a sleeping producer as soon as the room it waits for is free, without
+ * the half-empty mark: for a consumer about to block itself (on the other
+ * ring of a duplex pipe), so that two sides blocked on each other do not
+ * wait out a sleep slice. */
+void shmq__spsc_wake_producer_now(struct shmq__spsc_cons *c);
 
 /* ---- producer ---- */
 
