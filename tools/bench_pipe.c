@@ -72,7 +72,8 @@
 #define PB_RT_SIZE 64u
 #define PB_BATCHES_MAX 400u
 #define PB_DEADLINE_NS 120000000000LL /* a loaded box, not a hang */
-#define PB_OCC_EVERY   1024u /* messages between two occupancy samples */
+#define PB_OCC_EVERY   65536u /* messages between two occupancy samples (a shmq sample
+			       * walks the region directory: keep its cost < 1 %) */
 #define PB_BURST       1000u /* bursty producer: messages per burst ... */
 #define PB_BURST_PAUSE_NS 100000L /* ... and the pause between bursts */
 
