@@ -767,6 +767,165 @@ static void test_placement(void **state)
 
 /* ---- corruption ---- */
 
+/* Poll until *ctr reaches want and *sleepers is nonzero: the peer is asleep
+ * in futex_wait (or about to be).  2 s bound. */
+static void await_sleeper(const uint64_t *ctr, uint64_t want, const uint32_t *sleepers)
+{
+	int64_t deadline = shmq_now_ns() + ms(2000);
+
+	while (__atomic_load_n(ctr, __ATOMIC_SEQ_CST) < want ||
+	       !__atomic_load_n(sleepers, __ATOMIC_SEQ_CST)) {
+		assert_true(shmq_now_ns() < deadline);
+		usleep(100);
+	}
+	usleep(2000); /* let it reach the futex */
+}
+
+/* One sleep costs one wake.  The consumer (a child, spin 0) falls asleep on
+ * an empty ring and is stopped there; 50 sends while it cannot run make one
+ * futex wake, not one per send (the wake storm). */
+static void test_one_wake_per_sleep(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 1024 };
+	shmq_pipe *a, *b;
+	struct shmq__spsc *ring0;
+	uint8_t *mem;
+	uint64_t w0;
+	pid_t pid;
+
+	assert_int_equal(shmq_pipe_create(f->r, "w1", &o, &a, &b), 0);
+	assert_int_equal(shmq__obj_find(f->r, "w1", SHMQ__OBJ_PIPE, (void **)&mem, NULL), 0);
+	ring0 = (struct shmq__spsc *)(mem + 192); /* a -> b */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_pipe *p = child_end1(f->name, "w1", &r);
+		uint64_t m;
+
+		shmq_pipe_set_spin(p, 0);
+		for (uint64_t i = 0; i < 50; i++)
+			if (shmq_pipe_recv(p, &m, sizeof(m), ms(10000)) != 8 || m != i)
+				_exit(1);
+		_exit(0);
+	}
+	shmq_pipe_close(b);
+	await_sleeper(&ring0->cons_waits, 1, &ring0->cons_sleepers);
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	w0 = ring0->cons_wakes;
+	for (uint64_t i = 0; i < 50; i++)
+		assert_int_equal(shmq_pipe_send(a, &i, sizeof(i), 0), 0);
+	assert_int_equal(ring0->cons_wakes - w0, 1);
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	assert_int_equal(tu_wait_child(pid), 0);
+	shmq_pipe_close(a);
+}
+
+/* Low-water hysteresis: a producer asleep on a full ring is woken once half
+ * the ring is free, not for every freed record; over three rings' worth it
+ * is woken a few times. */
+static void test_producer_hysteresis(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 1024 };
+	const uint64_t per_ring = 1024 / 16, total = 3 * per_ring; /* 8-byte messages */
+	shmq_pipe *a, *b;
+	struct shmq__spsc *ring1;
+	uint8_t *mem;
+	uint64_t w0, m, i;
+	pid_t pid;
+
+	assert_int_equal(shmq_pipe_create(f->r, "w2", &o, &a, &b), 0);
+	assert_int_equal(shmq__obj_find(f->r, "w2", SHMQ__OBJ_PIPE, (void **)&mem, NULL), 0);
+	ring1 = (struct shmq__spsc *)(mem + 192 + shmq__spsc_footprint(1024)); /* b -> a */
+	w0 = ring1->prod_wakes;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_pipe *p = child_end1(f->name, "w2", &r);
+
+		shmq_pipe_set_spin(p, 0);
+		for (i = 0; i < total; i++)
+			if (shmq_pipe_send(p, &i, sizeof(i), ms(10000)))
+				_exit(1);
+		_exit(0);
+	}
+	shmq_pipe_close(b);
+	await_sleeper(&ring1->prod_waits, 1, &ring1->prod_sleepers);
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	for (i = 0; i < per_ring / 2 - 1; i++) { /* frees 31 of 64 records */
+		assert_int_equal(shmq_pipe_recv(a, &m, sizeof(m), 0), 8);
+		assert_int_equal(m, i);
+	}
+	assert_int_equal(ring1->prod_wakes - w0, 0);
+	assert_int_equal(shmq_pipe_recv(a, &m, sizeof(m), 0), 8); /* half free */
+	assert_int_equal(ring1->prod_wakes - w0, 1);
+	for (i++; i < per_ring - 4; i++)
+		assert_int_equal(shmq_pipe_recv(a, &m, sizeof(m), 0), 8);
+	assert_int_equal(ring1->prod_wakes - w0, 1);
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	for (; i < total; i++) {
+		assert_int_equal(shmq_pipe_recv(a, &m, sizeof(m), ms(10000)), 8);
+		assert_int_equal(m, i);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	/* each wake needs a fresh sleep and half a ring freed after it */
+	print_message("producer wakes for %llu messages: %llu\n", (unsigned long long)total,
+		      (unsigned long long)(ring1->prod_wakes - w0));
+	assert_true(ring1->prod_wakes - w0 <= 2 * total / per_ring + 2);
+	shmq_pipe_close(a);
+}
+
+/* The half-empty mark must not make two sides that block on each other wait
+ * out a sleep slice: an end about to sleep in send first wakes a peer asleep
+ * sending to it for whatever room it freed. */
+static void test_blocked_sender_wakes_peer(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 1024 };
+	const uint64_t per_ring = 1024 / 16;
+	shmq_pipe *a, *b;
+	struct shmq__spsc *ring1;
+	uint8_t *mem;
+	uint64_t w0, m, i;
+	pid_t pid;
+
+	assert_int_equal(shmq_pipe_create(f->r, "w3", &o, &a, &b), 0);
+	assert_int_equal(shmq__obj_find(f->r, "w3", SHMQ__OBJ_PIPE, (void **)&mem, NULL), 0);
+	ring1 = (struct shmq__spsc *)(mem + 192 + shmq__spsc_footprint(1024)); /* b -> a */
+	while (shmq_pipe_send(a, &m, sizeof(m), 0) == 0) /* ring 0 full: a's sends block */
+		;
+	w0 = ring1->prod_wakes;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_pipe *p = child_end1(f->name, "w3", &r);
+
+		shmq_pipe_set_spin(p, 0);
+		for (i = 0; i <= per_ring; i++) /* the last one waits for room */
+			if (shmq_pipe_send(p, &i, sizeof(i), ms(10000)))
+				_exit(1);
+		_exit(0);
+	}
+	shmq_pipe_close(b);
+	await_sleeper(&ring1->prod_waits, 1, &ring1->prod_sleepers);
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	assert_int_equal(shmq_pipe_recv(a, &m, sizeof(m), 0), 8); /* one free: below the mark */
+	assert_int_equal(ring1->prod_wakes - w0, 0);
+	assert_int_equal(shmq_pipe_send(a, &m, sizeof(m), ms(20)), -ETIMEDOUT);
+	assert_int_equal(ring1->prod_wakes - w0, 1);
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	for (i = 1; i <= per_ring; i++) {
+		assert_int_equal(shmq_pipe_recv(a, &m, sizeof(m), ms(10000)), 8);
+		assert_int_equal(m, i);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	shmq_pipe_close(a);
+}
+
 static void test_corrupt(void **state)
 {
 	struct tu_region *f = *state;
@@ -810,7 +969,9 @@ static void test_corrupt(void **state)
 	/* the header */
 	((uint32_t *)mem)[1] = 77;
 	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EPROTO);
-	((uint32_t *)mem)[1] = 1;
+	((uint32_t *)mem)[1] = 1; /* layout 1 (rings without wake flags): refused */
+	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EPROTO);
+	((uint32_t *)mem)[1] = 2;
 	((uint64_t *)mem)[1] = 12345;
 	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EBADMSG);
 	((uint64_t *)mem)[1] = 1024;
@@ -839,6 +1000,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sigkill_nowait, setup, tu_region_teardown),
 		cmocka_unit_test(test_placement),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_one_wake_per_sleep, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_producer_hysteresis, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_blocked_sender_wakes_peer, setup, tu_region_teardown),
 	};
 
 	if (getenv("SHMQ_TEST_FILTER")) /* run only the tests matching this pattern */

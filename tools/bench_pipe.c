@@ -28,11 +28,22 @@
  *      blocking: the default poll-then-sleep policy.
  *    The headline is the median of batch means (no clock read inside a
  *    batch); the latency lines time each round trip (one clock read each).
+ *  - ring-size sweep, 64-byte messages, busy polling (SHMQ_NOWAIT) and
+ *    blocking calls, at rings of 64 .. 65536 messages: shmq_pipe with the
+ *    smallest capacity that holds that many 72-byte records beside ck_ring
+ *    SPSC with that many 64-byte entries (its best configuration: typed
+ *    copy, no wait); each point is measured three times alternating shmq and
+ *    ck, the ratio is the median of the three pairs and the spread their
+ *    range; the mean ring occupancy (sampled by the consumer) is reported.
+ *  - wakes per 1000 messages (the pipe's own counters, as `shmq stat` shows
+ *    them): blocking calls streaming, and a bursty producer (1000 sends,
+ *    100 us pause) whose consumer sleeps between bursts.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <mqueue.h>
 #include <sched.h>
 #include <stdio.h>
@@ -40,6 +51,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef HAVE_CK
@@ -47,6 +59,7 @@
 #endif
 
 #include <shmq.h>
+#include <shmq/introspect.h>
 
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
@@ -59,11 +72,22 @@
 #define PB_RT_SIZE 64u
 #define PB_BATCHES_MAX 400u
 #define PB_DEADLINE_NS 120000000000LL /* a loaded box, not a hang */
+#define PB_OCC_EVERY   65536u /* messages between two occupancy samples (a shmq sample
+			       * walks the region directory: keep its cost < 1 %) */
+#define PB_BURST       1000u /* bursty producer: messages per burst ... */
+#define PB_BURST_PAUSE_NS 100000L /* ... and the pause between bursts */
 
 enum pb_kind {
 	K_SHMQ_BUSY, K_SHMQ_BULK, K_SHMQ_BLOCK, K_SHMQ_SLEEP, K_SHMQ_ZC,
+	K_SHMQ_BURST,
 	K_PIPE2, K_SEQPACKET, K_MQ, K_CK, K_CK_ZC, K_PIPE2_ZC, K_RAW,
 };
+
+/* The shmq_pipe kinds (made with shmq_pipe_create). */
+static bool pb_is_shmq(int k)
+{
+	return k <= K_SHMQ_ZC || k == K_SHMQ_BURST;
+}
 
 struct pb_m8 { uint64_t w[1]; };
 struct pb_m64 { uint64_t w[8]; };
@@ -84,6 +108,8 @@ struct pb {
 	uint32_t size;
 	uint64_t n;          /* messages (throughput) */
 	bool rt;             /* round trip instead of throughput */
+	size_t cap;          /* shmq_pipe capacity, bytes per direction */
+	size_t ck_n;         /* ck_ring entries (0: PB_CAP / size) */
 	uint64_t warmup, batches, batch, timed;
 	char region[64];
 	char pname[32];
@@ -102,6 +128,8 @@ struct pb {
 	int64_t t0 SHMQ__ALIGNED(SHMQ__CACHELINE);
 	int64_t t1;
 	uint64_t sink;
+	uint64_t occ_sum, occ_n; /* ring occupancy samples (messages) */
+	uint64_t waits, wakes;   /* the pipe's futex counters after the run */
 	double batch_ns[PB_BATCHES_MAX];
 	struct bench_hist hist[2] SHMQ__ALIGNED(SHMQ__CACHELINE);
 };
@@ -140,6 +168,40 @@ static inline void relax(uint32_t *spins, bool pinned)
 		shmq__cpu_relax();
 }
 
+/* Bytes a record of a size-byte message takes in shmq_pipe (8-byte header,
+ * padded to 8): how the sweep turns ring bytes into messages. */
+#define SHMQ_ALIGN_REC(size) (((uint64_t)(size) + 15u) & ~(uint64_t)7u)
+
+struct pb_stat_arg {
+	const char *name, *key;
+	uint64_t *out;
+	bool found;
+};
+
+static int pb_stat_one(const char *name, const struct shmq__obj_stat *st, void *arg)
+{
+	struct pb_stat_arg *a = arg;
+	const struct shmq__stat_kv *kv;
+
+	if (strcmp(name, a->name))
+		return 0;
+	kv = shmq__stat_get(st, a->key);
+	if (kv && kv->kind == SHMQ__STAT_U64) {
+		*a->out = kv->u;
+		a->found = true;
+	}
+	return 1;
+}
+
+/* The pipe's fact `key` as `shmq stat` shows it: 0 or a negative errno. */
+static int pb_pipe_stat(shmq_region *obs, const char *pname, const char *key, uint64_t *out)
+{
+	struct pb_stat_arg a = { pname, key, out, false };
+
+	shmq__introspect_objects(obs, true, pb_stat_one, &a);
+	return a.found ? 0 : -ENOENT;
+}
+
 /* ---------------------------------------------------------------- endpoints */
 
 struct ep {
@@ -162,7 +224,7 @@ static int ep_open(struct ep *e, struct pb *pb, int side)
 	memset(e, 0, sizeof(*e));
 	e->pb = pb;
 	e->side = side;
-	if (k <= K_SHMQ_ZC) {
+	if (pb_is_shmq(k)) {
 		int rc;
 
 		if (side == 0) {
@@ -284,6 +346,7 @@ static inline int ep_send(struct ep *e, const void *m)
 		return rc;
 	case K_SHMQ_BLOCK:
 	case K_SHMQ_SLEEP:
+	case K_SHMQ_BURST:
 		return shmq_pipe_send(e->p, m, size, SHMQ_FOREVER);
 	case K_PIPE2:
 		return full_write(e->wfd, m, size);
@@ -314,6 +377,7 @@ static inline int ep_recv(struct ep *e, void *m)
 		break;
 	case K_SHMQ_BLOCK:
 	case K_SHMQ_SLEEP:
+	case K_SHMQ_BURST:
 		n = shmq_pipe_recv(e->p, m, PB_MAXMSG, SHMQ_FOREVER);
 		break;
 	case K_PIPE2:
@@ -343,23 +407,37 @@ static inline int ep_recv(struct ep *e, void *m)
 
 /* ---------------------------------------------------------------- throughput */
 
+/* The sequence numbers of a batch are written one batch ahead, into the
+ * other half of m (2 x PB_BULK buffers): written right before the send, the
+ * copy in the send would load each 8-byte store back while it still sits in
+ * the store buffer inside a wider load, which store forwarding cannot serve
+ * (a stall per message that measures the bench, not the pipe). */
+static void bulk_stamp(struct pb *pb, uint8_t (*m)[PB_MAXMSG], uint64_t first)
+{
+	for (size_t j = 0; j < PB_BULK && first + j < pb->n; j++)
+		memcpy(m[j], &(uint64_t){ first + j }, 8);
+}
+
 static int tput_tx_bulk(struct ep *e, uint8_t (*m)[PB_MAXMSG])
 {
 	struct pb *pb = e->pb;
-	struct iovec v[PB_BULK];
+	struct iovec v[2][PB_BULK];
 	uint32_t spins = 0;
+	unsigned half = 0;
 
+	for (size_t h = 0; h < 2; h++)
+		for (size_t j = 0; j < PB_BULK; j++) {
+			v[h][j].iov_base = m[h * PB_BULK + j];
+			v[h][j].iov_len = pb->size;
+		}
+	bulk_stamp(pb, m, 0);
 	for (uint64_t i = 0; i < pb->n;) {
 		size_t k = pb->n - i < PB_BULK ? (size_t)(pb->n - i) : PB_BULK;
 		size_t done = 0;
 
-		for (size_t j = 0; j < k; j++) {
-			memcpy(m[j], &(uint64_t){ i + j }, 8);
-			v[j].iov_base = m[j];
-			v[j].iov_len = pb->size;
-		}
+		bulk_stamp(pb, m + (1 - half) * PB_BULK, i + k);
 		while (done < k) {
-			ssize_t s = shmq_pipe_send_bulk(e->p, v + done, k - done, SHMQ_NOWAIT);
+			ssize_t s = shmq_pipe_send_bulk(e->p, v[half] + done, k - done, SHMQ_NOWAIT);
 
 			if (s == -EAGAIN)
 				relax(&spins, pb->pinned);
@@ -369,6 +447,7 @@ static int tput_tx_bulk(struct ep *e, uint8_t (*m)[PB_MAXMSG])
 				done += (size_t)s;
 		}
 		i += k;
+		half = 1 - half;
 	}
 	return 0;
 }
@@ -494,6 +573,22 @@ static int tput_tx_copy(struct ep *e, uint8_t *src)
 	return 0;
 }
 
+/* Messages in the ring now, as the consumer sees them (a sample). */
+static uint64_t ep_occupancy(struct ep *e, shmq_region *obs)
+{
+#ifdef HAVE_CK
+	if (e->pb->kind == K_CK)
+		return ck_ring_size(e->ckr);
+#endif
+	if (obs && pb_is_shmq(e->pb->kind)) {
+		uint64_t depth = 0;
+
+		if (pb_pipe_stat(obs, e->pb->pname, "depth_0to1", &depth) == 0)
+			return depth / SHMQ_ALIGN_REC(e->pb->size);
+	}
+	return 0;
+}
+
 static int tput_tx(struct ep *e, uint8_t *buf)
 {
 	struct pb *pb = e->pb;
@@ -501,6 +596,8 @@ static int tput_tx(struct ep *e, uint8_t *buf)
 	for (uint64_t i = 0; i < pb->n; i++) {
 		int rc;
 
+		if (pb->kind == K_SHMQ_BURST && i && i % PB_BURST == 0)
+			nanosleep(&(struct timespec){ 0, PB_BURST_PAUSE_NS }, NULL);
 		memcpy(buf, &i, 8);
 		rc = ep_send(e, buf);
 		if (rc)
@@ -512,17 +609,33 @@ static int tput_tx(struct ep *e, uint8_t *buf)
 static int tput_rx(struct ep *e, uint8_t *buf)
 {
 	struct pb *pb = e->pb;
+	shmq_region *obs = NULL;
 
+	if (pb->ck_n && pb_is_shmq(pb->kind))
+		shmq__introspect_observe(pb->region, &obs); /* occupancy; none without */
+	pb->occ_sum = pb->occ_n = 0;
 	for (uint64_t i = 0; i < pb->n; i++) {
 		uint64_t seq;
 		int rc = ep_recv(e, buf);
 
-		if (rc)
+		if (rc) {
+			if (obs)
+				shmq_region_close(obs);
 			return rc;
+		}
 		memcpy(&seq, buf, 8);
-		if (seq != i)
+		if (seq != i) {
+			if (obs)
+				shmq_region_close(obs);
 			return -EPROTO;
+		}
+		if (pb->ck_n && i % PB_OCC_EVERY == PB_OCC_EVERY / 2) {
+			pb->occ_sum += ep_occupancy(e, obs);
+			pb->occ_n++;
+		}
 	}
+	if (obs)
+		shmq_region_close(obs);
 	return 0;
 }
 
@@ -654,9 +767,9 @@ struct pb_run {
 	bool have_mq;
 };
 
-static size_t ck_entries(uint32_t size)
+static size_t ck_entries(const struct pb *pb)
 {
-	size_t n = PB_CAP / size;
+	size_t n = pb->ck_n ? pb->ck_n : PB_CAP / pb->size;
 
 	return n < 4 ? 4 : n;
 }
@@ -667,8 +780,8 @@ static int pb_setup(struct pb_run *run)
 	struct pb *pb = run->pb;
 	int k = pb->kind;
 
-	if (k <= K_SHMQ_ZC) {
-		struct shmq_pipe_opts o = { .capacity = PB_CAP };
+	if (pb_is_shmq(k)) {
+		struct shmq_pipe_opts o = { .capacity = pb->cap ? pb->cap : PB_CAP };
 		shmq_pipe *end1;
 		int rc;
 
@@ -701,7 +814,7 @@ static int pb_setup(struct pb_run *run)
 	}
 #ifdef HAVE_CK
 	else if (k == K_CK || k == K_CK_ZC) {
-		size_t n = ck_entries(pb->size);
+		size_t n = ck_entries(pb);
 
 		for (int d = 0; d < 2; d++) {
 			pb->ckbuf[d] = bench_shared_alloc(n * pb->size);
@@ -719,7 +832,7 @@ static void pb_teardown(struct pb_run *run)
 	struct pb *pb = run->pb;
 	int k = pb->kind;
 
-	if (k <= K_SHMQ_ZC && pb->h0)
+	if (pb_is_shmq(k) && pb->h0)
 		shmq_pipe_close(pb->h0);
 	pb->h0 = NULL;
 	if (k == K_PIPE2 || k == K_PIPE2_ZC)
@@ -737,7 +850,7 @@ static void pb_teardown(struct pb_run *run)
 #ifdef HAVE_CK
 	if (k == K_CK || k == K_CK_ZC)
 		for (int d = 0; d < 2; d++)
-			bench_shared_free(pb->ckbuf[d], ck_entries(pb->size) * pb->size);
+			bench_shared_free(pb->ckbuf[d], ck_entries(pb) * pb->size);
 #endif
 }
 
@@ -752,9 +865,19 @@ static int pb_measure(struct pb_run *run, int kind)
 	pb->word = 0;
 	pb->t0 = pb->t1 = 0;
 	bench_hist_init(&pb->hist[0]);
+	pb->waits = pb->wakes = 0;
 	rc = pb_setup(run);
 	if (!rc)
 		rc = bench_pair_procs(run->b, pb_side, pb);
+	if (!rc && pb_is_shmq(kind)) { /* as `shmq stat` shows them */
+		shmq_region *obs;
+
+		if (shmq__introspect_observe(pb->region, &obs) == 0) {
+			pb_pipe_stat(obs, pb->pname, "waits", &pb->waits);
+			pb_pipe_stat(obs, pb->pname, "wakes", &pb->wakes);
+			shmq_region_close(obs);
+		}
+	}
 	pb_teardown(run);
 	return rc;
 }
@@ -954,6 +1077,112 @@ static int pb_round_trips(struct pb_run *run)
 	return rc;
 }
 
+static double pb_median3(double *v)
+{
+	qsort(v, 3, sizeof(double), pb_cmp);
+	return v[1];
+}
+
+/* One ring size of the sweep: shmq busy, ck_ring, shmq blocking, three
+ * times in alternation. */
+static int pb_sweep_point(struct pb_run *run, size_t msgs)
+{
+	struct bench *b = run->b;
+	struct pb *pb = run->pb;
+	double busy[3], blk[3], ck[3] = { 0 }, rb[3], rk[3], occ_s = 0, occ_c = 0;
+	char name[96];
+	int rc;
+
+	pb->rt = false;
+	pb->size = 64;
+	pb->ck_n = msgs;
+	pb->cap = 64; /* the smallest power of two holding msgs 72-byte records */
+	while (pb->cap / SHMQ_ALIGN_REC(64) < msgs)
+		pb->cap *= 2;
+	pb->n = bench_scale(b, 4000000, 300000);
+	for (int i = 0; i < 3; i++) {
+		if ((rc = pb_measure(run, K_SHMQ_BUSY)))
+			return rc;
+		busy[i] = pb_mmsgs(pb);
+		occ_s += pb->occ_n ? (double)pb->occ_sum / (double)pb->occ_n * 100.0 /
+					     (double)(pb->cap / SHMQ_ALIGN_REC(64)) : 0;
+#ifdef HAVE_CK
+		if ((rc = pb_measure(run, K_CK)))
+			return rc;
+		ck[i] = pb_mmsgs(pb);
+		occ_c += pb->occ_n ? (double)pb->occ_sum / (double)pb->occ_n * 100.0 /
+					     (double)(msgs - 1) : 0; /* ck holds one less */
+#endif
+		if ((rc = pb_measure(run, K_SHMQ_BLOCK)))
+			return rc;
+		blk[i] = pb_mmsgs(pb);
+		rb[i] = ck[i] > 0 ? busy[i] / ck[i] : 0;
+		rk[i] = ck[i] > 0 ? blk[i] / ck[i] : 0;
+	}
+	if (ck_name()) {
+		double lo = fmin(fmin(rb[0], rb[1]), rb[2]), hi = fmax(fmax(rb[0], rb[1]), rb[2]);
+		double lo2 = fmin(fmin(rk[0], rk[1]), rk[2]), hi2 = fmax(fmax(rk[0], rk[1]), rk[2]);
+
+		bench_note(b, "sweep ring %zu msgs: busy/ck %.2fx (spread %.2f-%.2f), blocking/ck %.2fx "
+			   "(spread %.2f-%.2f), mean occupancy (of each ring) shmq %.0f%% ck %.0f%%",
+			   msgs, pb_median3(rb), lo, hi, pb_median3(rk), lo2, hi2,
+			   occ_s / 3, occ_c / 3);
+	}
+	snprintf(name, sizeof(name), "pipe 64B busy, ring %zu msgs", msgs);
+	rc = bench_report(b, name, "Mmsg/s", pb_median3(busy), ck_name(), pb_median3(ck), true);
+	snprintf(name, sizeof(name), "pipe 64B blocking, ring %zu msgs", msgs);
+	if (!rc)
+		rc = bench_report(b, name, "Mmsg/s", pb_median3(blk), ck_name(), pb_median3(ck), true);
+	snprintf(name, sizeof(name), "pipe 64B busy occupancy %%, ring %zu msgs", msgs);
+	if (!rc && ck_name())
+		rc = bench_report(b, name, "%", occ_s / 3, ck_name(),
+				  occ_c / 3, false);
+	pb->ck_n = 0;
+	pb->cap = 0;
+	return rc;
+}
+
+/* The ring-size sweep (64-byte messages). */
+static int pb_sweep(struct pb_run *run)
+{
+	static const size_t full[] = { 64, 256, 1024, 4096, 16384, 65536 };
+	static const size_t quick[] = { 256, 4096 };
+	bool q = bench_quick(run->b);
+	size_t n = q ? SHMQ__ARRAY_SIZE(quick) : SHMQ__ARRAY_SIZE(full);
+	int rc = 0;
+
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = pb_sweep_point(run, q ? quick[i] : full[i]);
+	return rc;
+}
+
+/* Futex wakes per 1000 messages through blocking calls, from the pipe's
+ * counters: streaming, and a bursty producer. */
+static int pb_wakes(struct pb_run *run)
+{
+	struct bench *b = run->b;
+	struct pb *pb = run->pb;
+	double wk[2], wt[2];
+	int kinds[2] = { K_SHMQ_BLOCK, K_SHMQ_BURST }, rc = 0;
+
+	pb->rt = false;
+	pb->size = 64;
+	for (int i = 0; i < 2 && !rc; i++) {
+		pb->n = i ? bench_scale(b, 200000, 20000) : bench_scale(b, 2000000, 200000);
+		rc = pb_measure(run, kinds[i]);
+		wk[i] = 1000.0 * (double)pb->wakes / (double)pb->n;
+		wt[i] = 1000.0 * (double)pb->waits / (double)pb->n;
+	}
+	/* baseline: the futex waits; ratio waits / wakes >= 1: one wake per sleep */
+	if (!rc)
+		rc = bench_report(b, "pipe 64B wakes/1000 msgs, streaming", "wakes", wk[0],
+				  "futex waits/1000 msgs", wt[0], false);
+	if (!rc)
+		rc = bench_report(b, "pipe 64B wakes/1000 msgs, bursts of 1000 + 100us", "wakes", wk[1],
+				  "futex waits/1000 msgs", wt[1], false);
+	return rc;
+}
+
 int bench_pipe(struct bench *b)
 {
 	struct shmq_region_opts o = { .size = (size_t)64 << 20 };
@@ -973,6 +1202,10 @@ int bench_pipe(struct bench *b)
 		rc = pb_zero_copy(&run);
 	if (!rc)
 		rc = pb_round_trips(&run);
+	if (!rc)
+		rc = pb_wakes(&run);
+	if (!rc)
+		rc = pb_sweep(&run);
 	if (run.r) {
 		shmq_region_close(run.r);
 		shmq_region_unlink(run.pb->region);

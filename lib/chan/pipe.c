@@ -40,7 +40,7 @@
 #include "core/watch_int.h"
 
 #define PIPE_MAGIC   0x45504950u /* "PIPE" */
-#define PIPE_VERSION 1u
+#define PIPE_VERSION 2u /* 2: spsc rings of layout 3 (wake flags) */
 /* Owner id of holders of a placed pipe (no process table): always alive. */
 #define ANON_ID      UINT32_MAX
 /* A sleeper checks the peer's liveness at least this often. */
@@ -515,6 +515,9 @@ static SHMQ__COLD int tx_wait(shmq_pipe *p, size_t len, int64_t timeout_ns)
 		rc = nowait_check(p);
 		return rc ? rc : -EAGAIN;
 	}
+	/* we may sleep: a peer asleep sending to us gets whatever room we
+	 * freed below the half-empty mark (it may be waiting for us) */
+	shmq__spsc_wake_producer_now(&p->rx);
 	w.deadline = shmq__deadline(timeout_ns);
 	return shmq__spsc_wait_writable(&p->tx, len, &w);
 }
@@ -535,13 +538,11 @@ static int tx_reserve(shmq_pipe *p, size_t len, void **buf, int64_t timeout_ns)
 	}
 }
 
-int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, int64_t timeout_ns)
+static SHMQ__COLD int send_slow(shmq_pipe *p, const void *msg, size_t len, int64_t timeout_ns)
 {
 	void *buf;
 	int rc;
 
-	if (SHMQ__UNLIKELY(!p || (!msg && len)))
-		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
 		return -EBADF;
 	rc = tx_reserve(p, len, &buf, timeout_ns);
@@ -551,6 +552,75 @@ int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, int64_t timeout_ns
 	shmq__spsc_commit(&p->tx, len);
 	shmq__spsc_prod_publish(&p->tx);
 	p->more = false;
+	return 0;
+}
+
+/* The fast paths' tails, out of line so that the fast paths themselves
+ * make no call but tail calls and keep no frame. */
+static SHMQ__COLD int tx_wake(shmq_pipe *p)
+{
+	shmq__spsc_wake_consumer(p->tx.ring);
+	return 0;
+}
+
+static SHMQ__COLD ssize_t rx_wake(shmq_pipe *p, size_t n)
+{
+	shmq__spsc_wake_producer(&p->rx);
+	return (ssize_t)n;
+}
+
+/* A record over 64 bytes that passed the fast path's checks at tail. */
+static __attribute__((noinline)) int send_big(shmq_pipe *p, const void *msg, size_t len, uint64_t tail)
+{
+	struct shmq__spsc_prod *tx = &p->tx;
+	uint64_t off = tail & tx->mask;
+
+	memcpy(tx->data + off + SHMQ__SPSC_HDR, msg, len);
+	/* relaxed: published by the release store of tail below */
+	shmq__store_relaxed((uint32_t *)(tx->data + off), (uint32_t)len);
+	tx->tail = tail + SHMQ__SPSC_REC(len);
+	shmq__spsc_prod_publish(tx);
+	return 0;
+}
+
+/*
+ * The fast path: a handle in use with nothing reserved or held back, a view
+ * that publishes without seq_cst, a peer that is not gone, and room for the
+ * record before the end of the data area by the cached head.  It reads the
+ * ring's tail line (ours) once and stores only the record, the private and
+ * the published tail; everything else (waiting, pads, the first send,
+ * errors) is send_slow's, which starts from scratch: the fast path changed
+ * nothing when it gives up.
+ */
+int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, int64_t timeout_ns)
+{
+	struct shmq__spsc_prod *tx;
+	uint64_t tail, off, rec;
+
+	if (SHMQ__UNLIKELY(!p || (!msg && len)))
+		return -EINVAL;
+	tx = &p->tx;
+	rec = SHMQ__SPSC_REC(len);
+	if (SHMQ__UNLIKELY(p->unused | p->more | p->reserved | tx->strong) ||
+	    SHMQ__UNLIKELY(len > tx->max_msg))
+		return send_slow(p, msg, len, timeout_ns);
+	/* relaxed: only this end writes tail (as in shmq__spsc_prod_sync) */
+	tail = shmq__load_relaxed(&tx->ring->tail);
+	off = tail & tx->mask;
+	if (SHMQ__UNLIKELY((tail & 7u) | (rec > tx->cap - off) |
+			   (tail - tx->head_cache > tx->cap - rec)) ||
+	    /* pairs with end_check's seq_cst store of gone */
+	    SHMQ__UNLIKELY(shmq__load_acquire(&p->peer->gone)) ||
+	    SHMQ__UNLIKELY(shmq__foreign(p->pid)))
+		return send_slow(p, msg, len, timeout_ns);
+	if (SHMQ__UNLIKELY(len > 64))
+		return send_big(p, msg, len, tail);
+	shmq__copy(tx->data + off + SHMQ__SPSC_HDR, msg, len);
+	/* relaxed: published by the release store of tail in publish_weak */
+	shmq__store_relaxed((uint32_t *)(tx->data + off), (uint32_t)len);
+	tx->tail = tail + rec;
+	if (SHMQ__UNLIKELY(shmq__spsc_prod_publish_weak(tx)))
+		return tx_wake(p);
 	return 0;
 }
 
@@ -675,14 +745,12 @@ static inline int rx_peek(shmq_pipe *p, const void **msg, size_t *len, int64_t t
 	return rc;
 }
 
-ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int64_t timeout_ns)
+static SHMQ__COLD ssize_t recv_slow(shmq_pipe *p, void *buf, size_t cap, int64_t timeout_ns)
 {
 	const void *msg;
 	size_t len;
 	int rc;
 
-	if (SHMQ__UNLIKELY(!p || (!buf && cap)))
-		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
 		return -EBADF;
 	rc = rx_peek(p, &msg, &len, timeout_ns);
@@ -694,6 +762,64 @@ ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int64_t timeout_ns)
 	shmq__spsc_consume(&p->rx);
 	p->peeked = false;
 	return (ssize_t)len;
+}
+
+/* A record over 64 bytes that passed the fast path's checks at head. */
+static __attribute__((noinline)) ssize_t recv_big(shmq_pipe *p, void *buf, uint64_t head, size_t n)
+{
+	struct shmq__spsc_cons *rx = &p->rx;
+
+	memcpy(buf, rx->data + (head & rx->mask) + SHMQ__SPSC_HDR, n);
+	rx->head = head + SHMQ__SPSC_REC(n);
+	shmq__spsc_cons_publish(rx);
+	return (ssize_t)n;
+}
+
+/* The fast path: a handle in use with no open peek, a view that publishes
+ * without seq_cst, and a whole record below the cached tail (the checks of
+ * shmq__spsc_peek); anything else is recv_slow's, which starts from scratch
+ * (nothing was changed here). */
+ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int64_t timeout_ns)
+{
+	struct shmq__spsc_cons *rx;
+	uint64_t head, avail, off, rec;
+	uint32_t n;
+
+	if (SHMQ__UNLIKELY(!p || (!buf && cap)))
+		return -EINVAL;
+	rx = &p->rx;
+	if (SHMQ__UNLIKELY(p->unused | p->peeked | rx->strong))
+		return recv_slow(p, buf, cap, timeout_ns);
+	/* relaxed: only this end writes head (as in shmq__spsc_cons_sync) */
+	head = shmq__load_relaxed(&rx->ring->head);
+	avail = rx->tail_cache - head;
+	if (avail - 1 >= rx->cap) { /* empty by the cache: read the tail once */
+		/* pairs with the producer's release store of tail in
+		 * prod_publish / publish_weak: the records below it are written */
+		uint64_t tail = shmq__load_acquire(&rx->ring->tail);
+
+		avail = tail - head;
+		if (SHMQ__UNLIKELY((avail - 1 >= rx->cap) | (tail & 7u)))
+			return recv_slow(p, buf, cap, timeout_ns); /* empty, or corrupt */
+		rx->tail_cache = tail;
+	}
+	if (SHMQ__UNLIKELY(head & 7u))
+		return recv_slow(p, buf, cap, timeout_ns);
+	off = head & rx->mask;
+	/* relaxed, read once: covered by the load_acquire of tail that filled
+	 * tail_cache; checked before any use */
+	n = shmq__load_relaxed((const uint32_t *)(rx->data + off));
+	rec = SHMQ__SPSC_REC(n);
+	if (SHMQ__UNLIKELY((n > rx->max_msg) | (rec > avail) | (rec > rx->cap - off) | (n > cap)) ||
+	    SHMQ__UNLIKELY(shmq__foreign(p->pid)))
+		return recv_slow(p, buf, cap, timeout_ns); /* a pad, too big, or corrupt */
+	if (SHMQ__UNLIKELY(n > 64))
+		return recv_big(p, buf, head, n);
+	shmq__copy(buf, rx->data + off + SHMQ__SPSC_HDR, n);
+	rx->head = head + rec;
+	if (SHMQ__UNLIKELY(shmq__spsc_cons_publish_weak(rx)))
+		return rx_wake(p, n);
+	return (ssize_t)n;
 }
 
 int shmq_pipe_peek(shmq_pipe *p, const void **msg, size_t *len, int64_t timeout_ns)
@@ -752,7 +878,9 @@ int shmq__pipe_watch(shmq_pipe *p, struct shmq__watch *w)
 	if (!p || !w)
 		return -EINVAL;
 	w->word = &p->rx.ring->data_word;
-	w->sleepers = &p->rx.ring->cons_sleepers;
+	/* a watch stays counted in for its life: woken by every publication
+	 * (the one-shot cons_armed is for the ring's own sleepers) */
+	w->sleepers = &p->rx.ring->cons_watchers;
 	return 0;
 }
 

@@ -229,31 +229,78 @@ int shmq__spsc_writable(struct shmq__spsc_prod *p, size_t len)
 
 /* ---- waking ---- */
 
-void shmq__spsc_wake_consumer(struct shmq__spsc *r)
+/* Bump word and wake everyone asleep on it (one system call, counted). */
+static void wake_word(uint32_t *word, uint64_t *wakes)
 {
-	/* seq_cst: a sleeper that loaded data_word before this sees it change
-	 * in futex_wait; one that loads it after sees our tail (core/wait_int.h) */
-	shmq__fetch_add_seq_cst(&r->data_word, 1);
-	shmq__count_event(&r->cons_wakes);
-	shmq__futex_wake(&r->data_word, INT32_MAX);
+	/* seq_cst: a sleeper that loaded word before this sees it change in
+	 * futex_wait; one that loads it after sees our index (core/wait_int.h) */
+	shmq__fetch_add_seq_cst(word, 1);
+	shmq__count_event(wakes);
+	shmq__futex_wake(word, INT32_MAX);
 }
 
-void shmq__spsc_wake_producer(struct shmq__spsc *r)
+void shmq__spsc_wake_consumer(struct shmq__spsc *r)
 {
-	/* seq_cst: as in wake_consumer, for space_word and head */
-	shmq__fetch_add_seq_cst(&r->space_word, 1);
-	shmq__count_event(&r->prod_wakes);
-	shmq__futex_wake(&r->space_word, INT32_MAX);
+	/* seq_cst: takes the flag back, so that only the first publication
+	 * after a consumer armed it makes a system call; Dekker partner of the
+	 * sleeper's seq_cst store of cons_armed in sleep_once */
+	uint32_t armed = shmq__exchange_seq_cst(&r->cons_armed, 0u);
+
+	/* relaxed: a scheduler watch stays counted in for its whole life; the
+	 * load only decides whether to wake (core/watch_int.h) */
+	if (armed || shmq__load_relaxed(&r->cons_watchers))
+		wake_word(&r->data_word, &r->cons_wakes);
+}
+
+/* Wake a sleeping producer once want(need) bytes are free. */
+static void wake_producer_if(struct shmq__spsc_cons *c, bool half)
+{
+	struct shmq__spsc *r = c->ring;
+	/* relaxed, both: hints that only delay a wake (see top of
+	 * ring/spsc_int.h); the sleeping producer's tail stands still */
+	uint64_t used = shmq__load_relaxed(&r->tail) - c->head;
+	uint64_t need = shmq__load_relaxed(&r->prod_need);
+
+	if (used <= c->cap) { /* else corrupt: wake it, it reports -EBADMSG */
+		uint64_t want = half && need < c->cap / 2 ? c->cap / 2 : need;
+
+		if (want > c->cap)
+			want = c->cap;
+		if (c->cap - used < want)
+			return; /* hysteresis: not yet half empty */
+	}
+	/* seq_cst: as in wake_consumer, with the producer's store of prod_armed */
+	if (shmq__exchange_seq_cst(&r->prod_armed, 0u))
+		wake_word(&r->space_word, &r->prod_wakes);
+}
+
+void shmq__spsc_wake_producer(struct shmq__spsc_cons *c)
+{
+	wake_producer_if(c, true);
+}
+
+void shmq__spsc_wake_producer_now(struct shmq__spsc_cons *c)
+{
+	/* relaxed: the flag is a hint; wake_producer_if takes it with a
+	 * seq_cst exchange (pairs with the producer's store in sleep_once) */
+	if (shmq__load_relaxed(&c->ring->prod_armed))
+		wake_producer_if(c, false);
 }
 
 void shmq__spsc_wake_sleepers(struct shmq__spsc *r)
 {
 	/* seq_cst loads: Dekker with a sleeper's seq_cst increment and its
 	 * seq_cst re-check of the condition (see ring/spsc_int.h) */
-	if (shmq__load_seq_cst(&r->cons_sleepers))
-		shmq__spsc_wake_consumer(r);
-	if (shmq__load_seq_cst(&r->prod_sleepers))
-		shmq__spsc_wake_producer(r);
+	if (shmq__load_seq_cst(&r->cons_sleepers) || shmq__load_seq_cst(&r->cons_watchers)) {
+		/* seq_cst: the wake below covers whoever armed it */
+		shmq__exchange_seq_cst(&r->cons_armed, 0u);
+		wake_word(&r->data_word, &r->cons_wakes);
+	}
+	if (shmq__load_seq_cst(&r->prod_sleepers)) {
+		/* seq_cst: as above */
+		shmq__exchange_seq_cst(&r->prod_armed, 0u);
+		wake_word(&r->space_word, &r->prod_wakes);
+	}
 }
 
 /* ---- waiting ---- */
@@ -275,6 +322,9 @@ static int prod_ready(void *view, size_t len)
 struct waiter {
 	uint32_t *word;     /* the futex word the other side bumps */
 	uint32_t *sleepers; /* where we count ourselves while asleep */
+	uint32_t *armed;    /* the flag that makes the other side wake us */
+	uint32_t *need;     /* where a producer says how much room it waits for */
+	uint32_t need_bytes;
 	uint64_t *waits;    /* statistics: futex waits entered */
 	ready_fn ready;
 	void *view;
@@ -331,6 +381,11 @@ static int sleep_once(const struct waiter *wt)
 	 * futex_wait return at once */
 	v = shmq__load_acquire(wt->word);
 	shmq__fetch_add_seq_cst(wt->sleepers, 1);
+	if (wt->need) /* relaxed: a hint, ordered before the flag by its seq_cst store */
+		shmq__store_relaxed(wt->need, wt->need_bytes);
+	/* seq_cst: Dekker partner of the waker's exchange in wake_consumer /
+	 * wake_producer (with the membarrier below for its publishing store) */
+	shmq__store_seq_cst(wt->armed, 1u);
 	if (sleep_fence() && (slice <= 0 || slice > UNFENCED_SLICE_NS))
 		slice = UNFENCED_SLICE_NS;
 	rc = wt->ready(wt->view, wt->len);
@@ -375,6 +430,7 @@ int shmq__spsc_wait_readable(struct shmq__spsc_cons *c, const struct shmq__spsc_
 {
 	struct waiter wt = {
 		.word = &c->ring->data_word, .sleepers = &c->ring->cons_sleepers,
+		.armed = &c->ring->cons_armed, .need = NULL, .need_bytes = 0,
 		.waits = &c->ring->cons_waits, .ready = cons_ready, .view = c, .len = 0, .w = w,
 	};
 
@@ -386,10 +442,15 @@ int shmq__spsc_wait_writable(struct shmq__spsc_prod *p, size_t len,
 {
 	struct waiter wt = {
 		.word = &p->ring->space_word, .sleepers = &p->ring->prod_sleepers,
+		.armed = &p->ring->prod_armed, .need = &p->ring->prod_need,
 		.waits = &p->ring->prod_waits, .ready = prod_ready, .view = p, .len = len, .w = w,
 	};
+	uint64_t rec, room;
 
 	if (len > p->max_msg)
 		return -EMSGSIZE;
+	rec = SHMQ__SPSC_REC(len);
+	room = p->cap - (p->tail & p->mask);
+	wt.need_bytes = (uint32_t)(rec <= room ? rec : rec + room); /* < cap <= 2^31 */
 	return wait_for(&wt);
 }

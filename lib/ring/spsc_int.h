@@ -42,17 +42,38 @@
  *
  * Wake-ups without a fence on the fast path.  A side that finds nothing to
  * do may sleep on a futex word (data_word for the consumer, space_word for
- * the producer) after counting itself in the matching sleeper count.  The
- * other side, after publishing with a release store, reads the sleeper count
- * with a relaxed load and makes a system call only when it is nonzero.
+ * the producer) after counting itself in the matching sleeper count and
+ * arming the matching wake flag (cons_armed / prod_armed).  The other side,
+ * after publishing with a release store, reads the flag with a relaxed load
+ * and makes a system call only when it is set.
  * Store-then-load needs a full fence on both sides to be a correct Dekker
  * pair; the publishing side gets its half asymmetrically: every attaching
  * process registers for membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED),
- * and a sleeper, between counting itself and re-checking the index, runs
+ * and a sleeper, between arming and re-checking the index, runs
  * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), which executes a full barrier
  * on every CPU running a registered process.  Where the kernel refuses
  * registration the view sets `strong` and publishes with seq_cst instead;
  * where a sleeper's membarrier fails it caps its sleep at a short slice.
+ *
+ * One wake per sleep.  The waker takes the flag back with an exchange and
+ * only the one that finds it set bumps the word and calls futex_wake, so
+ * every send after the first wake no longer makes another system call while
+ * the woken side has not yet run (a "wake storm").  Every sleeper read the
+ * word before it armed, so one bump wakes all of them; a sleeper that armed
+ * and then found its condition true without sleeping leaves the flag set
+ * (clearing it could disarm another sleeper): at most one spare wake.
+ *
+ * Hysteresis.  A sleeping producer is not woken for every freed record:
+ * the consumer wakes it once at least half the ring (or the room the
+ * producer said it needs, prod_need, when that is more) is free, so a
+ * stalled producer is woken a couple of times per ring's worth of messages.
+ * A sleeping consumer is woken by the first publication (a single message
+ * must not wait for more).  Both flags and prod_need are hints: a garbage
+ * value costs at most a spare wake or a sleep until the caller's slice ends.
+ *
+ * Watchers.  A scheduler watching the consumer side (core/watch_int.h)
+ * counts itself in cons_watchers for the watch's whole life and is woken by
+ * every publication while it is there.
  */
 #ifndef SHMQ__SPSC_H
 #define SHMQ__SPSC_H
@@ -69,7 +90,7 @@
 #include "core/compiler_int.h"
 
 #define SHMQ__SPSC_MAGIC   0x43535053u /* "SPSC" */
-#define SHMQ__SPSC_VERSION 2u /* 2: sleep and wake statistics in line 0 */
+#define SHMQ__SPSC_VERSION 3u /* 3: wake flags, prod_need, cons_watchers */
 #define SHMQ__SPSC_HDR     8u          /* record header bytes */
 #define SHMQ__SPSC_PAD     UINT32_MAX  /* header length of a skip-to-start marker */
 #define SHMQ__SPSC_CAP_MIN ((uint64_t)64)
@@ -134,12 +155,16 @@ struct shmq__spsc {
 	uint8_t pad2[56];
 	/* line 3: the consumer's sleep: producers bump data_word to wake it */
 	uint32_t data_word;
-	uint32_t cons_sleepers;
-	uint8_t pad3[56];
+	uint32_t cons_sleepers;  /* consumers asleep (statistics, closing) */
+	uint32_t cons_armed;     /* 1: a consumer sleeps and is owed a wake */
+	uint32_t cons_watchers;  /* scheduler watches: woken on every publication */
+	uint8_t pad3[48];
 	/* line 4: the producer's sleep: consumers bump space_word to wake it */
 	uint32_t space_word;
 	uint32_t prod_sleepers;
-	uint8_t pad4[56];
+	uint32_t prod_armed;     /* 1: a producer sleeps and is owed a wake */
+	uint32_t prod_need;      /* bytes of room it waits for (a hint) */
+	uint8_t pad4[48];
 	/* line 5 on: capacity bytes of records */
 	uint8_t data[];
 };
@@ -217,7 +242,12 @@ static inline int shmq__spsc_cons_sync(struct shmq__spsc_cons *c)
 int shmq__spsc_prod_refresh(struct shmq__spsc_prod *p, uint64_t need);
 int shmq__spsc_peek_slow(struct shmq__spsc_cons *c, const void **msg, size_t *len);
 void shmq__spsc_wake_consumer(struct shmq__spsc *r);
-void shmq__spsc_wake_producer(struct shmq__spsc *r);
+void shmq__spsc_wake_producer(struct shmq__spsc_cons *c);
+/* Wake a sleeping producer as soon as the room it waits for is free, without
+ * the half-empty mark: for a consumer about to block itself (on the other
+ * ring of a duplex pipe), so that two sides blocked on each other do not
+ * wait out a sleep slice. */
+void shmq__spsc_wake_producer_now(struct shmq__spsc_cons *c);
 
 /* ---- producer ---- */
 
@@ -267,20 +297,35 @@ static inline void shmq__spsc_commit(struct shmq__spsc_prod *p, size_t len)
 static inline void shmq__spsc_prod_publish(struct shmq__spsc_prod *p)
 {
 	struct shmq__spsc *r = p->ring;
-	uint32_t sleepers;
+	uint32_t due;
 
 	if (SHMQ__UNLIKELY(p->strong)) {
 		shmq__store_seq_cst(&r->tail, p->tail);
-		sleepers = shmq__load_seq_cst(&r->cons_sleepers);
+		due = shmq__load_seq_cst(&r->cons_armed) | shmq__load_seq_cst(&r->cons_watchers);
 	} else {
 		/* pairs with the consumer's load_acquire of tail in peek_slow */
 		shmq__store_release(&r->tail, p->tail);
 		shmq__signal_fence();
-		/* relaxed: the sleeper's membarrier supplies the fence (see top) */
-		sleepers = shmq__load_relaxed(&r->cons_sleepers);
+		/* relaxed, both: the sleeper's membarrier supplies the fence (see
+		 * top); one line, so the second load costs nothing */
+		due = shmq__load_relaxed(&r->cons_armed) | shmq__load_relaxed(&r->cons_watchers);
 	}
-	if (SHMQ__UNLIKELY(sleepers != 0))
+	if (SHMQ__UNLIKELY(due != 0))
 		shmq__spsc_wake_consumer(r);
+}
+
+/* For frameless fast paths: publish as prod_publish does for a view that is
+ * not strong, and say whether the consumer is due a wake (the caller then
+ * calls shmq__spsc_wake_consumer, as a tail call). */
+static inline bool shmq__spsc_prod_publish_weak(struct shmq__spsc_prod *p)
+{
+	struct shmq__spsc *r = p->ring;
+
+	/* pairs with the consumer's load_acquire of tail in peek_slow */
+	shmq__store_release(&r->tail, p->tail);
+	shmq__signal_fence();
+	/* relaxed, both: the sleeper's membarrier supplies the fence (see top) */
+	return (shmq__load_relaxed(&r->cons_armed) | shmq__load_relaxed(&r->cons_watchers)) != 0;
 }
 
 /* Copy one record in and publish it.  0, -EMSGSIZE, -EAGAIN, -EBADMSG. */
@@ -360,21 +405,36 @@ static inline void shmq__spsc_consume_nopub(struct shmq__spsc_cons *c)
 static inline void shmq__spsc_cons_publish(struct shmq__spsc_cons *c)
 {
 	struct shmq__spsc *r = c->ring;
-	uint32_t sleepers;
+	uint32_t armed;
 
 	if (SHMQ__UNLIKELY(c->strong)) {
 		shmq__store_seq_cst(&r->head, c->head);
-		sleepers = shmq__load_seq_cst(&r->prod_sleepers);
+		armed = shmq__load_seq_cst(&r->prod_armed);
 	} else {
 		/* pairs with the producer's load_acquire of head in prod_refresh:
 		 * our reads of the freed bytes happen before it overwrites them */
 		shmq__store_release(&r->head, c->head);
 		shmq__signal_fence();
 		/* relaxed: the sleeper's membarrier supplies the fence (see top) */
-		sleepers = shmq__load_relaxed(&r->prod_sleepers);
+		armed = shmq__load_relaxed(&r->prod_armed);
 	}
-	if (SHMQ__UNLIKELY(sleepers != 0))
-		shmq__spsc_wake_producer(r);
+	if (SHMQ__UNLIKELY(armed != 0))
+		shmq__spsc_wake_producer(c);
+}
+
+/* For frameless fast paths: publish as cons_publish does for a view that is
+ * not strong, and say whether a sleeping producer's flag is set (the caller
+ * then calls shmq__spsc_wake_producer, as a tail call). */
+static inline bool shmq__spsc_cons_publish_weak(struct shmq__spsc_cons *c)
+{
+	struct shmq__spsc *r = c->ring;
+
+	/* pairs with the producer's load_acquire of head in prod_refresh:
+	 * our reads of the freed bytes happen before it overwrites them */
+	shmq__store_release(&r->head, c->head);
+	shmq__signal_fence();
+	/* relaxed: the sleeper's membarrier supplies the fence (see top) */
+	return shmq__load_relaxed(&r->prod_armed) != 0;
 }
 
 /* Consume what the last peek returned and publish. */
