@@ -16,7 +16,9 @@
 
 #include "testutil.h"
 
+#include "core/region_int.h"
 #include "ring/mpmc_int.h"
+#include "ring/spsc_int.h"
 
 #define MS 1000000LL
 #define SEC 1000000000LL
@@ -575,6 +577,63 @@ static void test_forked(void **state)
 	shmq_queue_close(q);
 }
 
+/* The consumer of a full pipe wakes a set waiting for SHMQ_WRITABLE itself,
+ * with a futex wake once half the ring is free, rather than leaving it to
+ * the set's slow tick: a receiving thread drains the ring while the set
+ * sleeps, and the ring's count of wakes on its space word moves. */
+struct drain_arg {
+	shmq_pipe *b;
+	struct shmq__spsc *ring;
+	int n, got;
+};
+
+static void *drain_main(void *arg)
+{
+	struct drain_arg *d = arg;
+	char buf[64];
+	int64_t end = shmq_now_ns() + 5 * SEC;
+
+	/* wait until the set counts itself in as a watcher of the space */
+	while (__atomic_load_n(&d->ring->prod_watchers, __ATOMIC_SEQ_CST) == 0 && shmq_now_ns() < end)
+		usleep(1000);
+	while (d->got < d->n && shmq_pipe_recv(d->b, buf, sizeof(buf), SHMQ_NOWAIT) == 40)
+		d->got++;
+	return NULL;
+}
+
+static void test_pipe_space_wake(void **state)
+{
+	shmq_waitset *w = mk();
+	shmq_pipe *a, *b;
+	struct shmq_ready rd[4];
+	struct drain_arg d = { 0 };
+	uint8_t *mem;
+	uint64_t w0;
+	pthread_t th;
+	char buf[64];
+	int cw;
+
+	assert_int_equal(shmq_pipe_create(R(state), "p.space", &(struct shmq_pipe_opts){ 256 }, &a, &b), 0);
+	assert_int_equal(shmq__obj_find(R(state), "p.space", SHMQ__OBJ_PIPE, (void **)&mem, NULL), 0);
+	d.ring = (struct shmq__spsc *)(mem + 192); /* a -> b */
+	memset(buf, 'z', sizeof(buf));
+	while (shmq_pipe_send(a, buf, 40, SHMQ_NOWAIT) == 0)
+		d.n++;
+	assert_true(d.n >= 3);
+	assert_int_equal(shmq_waitset_add_pipe(w, a, SHMQ_WRITABLE, &cw), 0);
+	d.b = b;
+	w0 = __atomic_load_n(&d.ring->prod_wakes, __ATOMIC_SEQ_CST);
+	assert_int_equal(pthread_create(&th, NULL, drain_main, &d), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, 5 * SEC), 1);
+	assert_ptr_equal(rd[0].cookie, &cw);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(d.got, d.n);
+	assert_true(__atomic_load_n(&d.ring->prod_wakes, __ATOMIC_SEQ_CST) - w0 >= 1);
+	shmq_waitset_free(w);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+}
+
 #define BOTH(fn)                                                                         \
 	cmocka_unit_test_setup_teardown(fn, setup_uring, tu_region_teardown),            \
 	cmocka_unit_test_setup_teardown(fn, setup_fallback, tu_region_teardown)
@@ -585,6 +644,7 @@ int main(int argc, char **argv)
 		BOTH(test_queue),
 		BOTH(test_block_and_timeout),
 		BOTH(test_pipe),
+		BOTH(test_pipe_space_wake),
 		BOTH(test_proc),
 		BOTH(test_async),
 		BOTH(test_fd),

@@ -822,6 +822,7 @@ int shmq__queue_watch(shmq_queue *q, struct shmq__watch *w)
 		return -EINVAL;
 	w->word = &q->ring.sh->data_word;
 	w->sleepers = &q->ring.sh->data_sleepers;
+	w->fence = NULL; /* publishers read data_sleepers with seq_cst */
 	return 0;
 }
 
@@ -842,6 +843,7 @@ int shmq__queue_watch_space(shmq_queue *q, struct shmq__watch *w)
 		return -EINVAL;
 	w->word = &q->ring.sh->space_word;
 	w->sleepers = &q->ring.sh->space_sleepers;
+	w->fence = NULL; /* as above, space_sleepers */
 	return 0;
 }
 

@@ -21,6 +21,11 @@
 struct shmq__watch {
 	uint32_t *word;     /* the futex word to wait on (in shared memory) */
 	uint32_t *sleepers; /* the count a waiter registers in before sleeping */
+	/* NULL, or run after joining *sleepers and before the readiness check:
+	 * the watcher's half of a Dekker pair whose publishing side reads
+	 * *sleepers without a fence (the pipe's rings, ring/spsc_int.h).  A
+	 * nonzero return: no fence, the watcher bounds its wait by a short slice. */
+	int (*fence)(void);
 };
 
 /* For the receiving side of q / of this end of p. */

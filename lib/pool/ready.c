@@ -18,5 +18,6 @@ int shmq__async_watch(shmq_async *a, struct shmq__watch *w)
 	job = pool_job(a->p, a->job);
 	w->word = &job->done;
 	w->sleepers = &job->done_sleepers;
+	w->fence = NULL;
 	return 0;
 }

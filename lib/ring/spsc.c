@@ -65,6 +65,11 @@ static int sleep_fence(void)
 	return -errno;
 }
 
+int shmq__spsc_watch_fence(void)
+{
+	return sleep_fence();
+}
+
 /* Check the control block: the capacity on success, or a negative errno. */
 static int64_t ring_check(void *mem, size_t size)
 {
@@ -269,8 +274,10 @@ static void wake_producer_if(struct shmq__spsc_cons *c, bool half)
 		if (c->cap - used < want)
 			return; /* hysteresis: not yet half empty */
 	}
-	/* seq_cst: as in wake_consumer, with the producer's store of prod_armed */
-	if (shmq__exchange_seq_cst(&r->prod_armed, 0u))
+	/* seq_cst: as in wake_consumer, with the producer's store of prod_armed;
+	 * relaxed: a watch of the producer side stays counted in while it
+	 * waits, the load only decides whether to wake (core/watch_int.h) */
+	if (shmq__exchange_seq_cst(&r->prod_armed, 0u) | (shmq__load_relaxed(&r->prod_watchers) != 0))
 		wake_word(&r->space_word, &r->prod_wakes);
 }
 
@@ -283,7 +290,7 @@ void shmq__spsc_wake_producer_now(struct shmq__spsc_cons *c)
 {
 	/* relaxed: the flag is a hint; wake_producer_if takes it with a
 	 * seq_cst exchange (pairs with the producer's store in sleep_once) */
-	if (shmq__load_relaxed(&c->ring->prod_armed))
+	if (shmq__load_relaxed(&c->ring->prod_armed) | shmq__load_relaxed(&c->ring->prod_watchers))
 		wake_producer_if(c, false);
 }
 
@@ -296,7 +303,7 @@ void shmq__spsc_wake_sleepers(struct shmq__spsc *r)
 		shmq__exchange_seq_cst(&r->cons_armed, 0u);
 		wake_word(&r->data_word, &r->cons_wakes);
 	}
-	if (shmq__load_seq_cst(&r->prod_sleepers)) {
+	if (shmq__load_seq_cst(&r->prod_sleepers) || shmq__load_seq_cst(&r->prod_watchers)) {
 		/* seq_cst: as above */
 		shmq__exchange_seq_cst(&r->prod_armed, 0u);
 		wake_word(&r->space_word, &r->prod_wakes);

@@ -71,9 +71,13 @@
  * must not wait for more).  Both flags and prod_need are hints: a garbage
  * value costs at most a spare wake or a sleep until the caller's slice ends.
  *
- * Watchers.  A scheduler watching the consumer side (core/watch_int.h)
- * counts itself in cons_watchers for the watch's whole life and is woken by
- * every publication while it is there.
+ * Watchers.  A scheduler watch or a waitset watching the consumer side
+ * (core/watch_int.h) counts itself in cons_watchers and is woken by every
+ * publication while it is there; one watching the producer side counts in
+ * prod_watchers and is woken when half the ring is free (its "writable").
+ * Neither arms a flag, so each runs shmq__spsc_watch_fence() between
+ * counting itself in and its readiness check: the sleeper's half of the
+ * Dekker pair above.
  */
 #ifndef SHMQ__SPSC_H
 #define SHMQ__SPSC_H
@@ -164,7 +168,8 @@ struct shmq__spsc {
 	uint32_t prod_sleepers;
 	uint32_t prod_armed;     /* 1: a producer sleeps and is owed a wake */
 	uint32_t prod_need;      /* bytes of room it waits for (a hint) */
-	uint8_t pad4[48];
+	uint32_t prod_watchers;  /* watches of SHMQ_WRITABLE: woken at half empty */
+	uint8_t pad4[44];
 	/* line 5 on: capacity bytes of records */
 	uint8_t data[];
 };
@@ -409,14 +414,15 @@ static inline void shmq__spsc_cons_publish(struct shmq__spsc_cons *c)
 
 	if (SHMQ__UNLIKELY(c->strong)) {
 		shmq__store_seq_cst(&r->head, c->head);
-		armed = shmq__load_seq_cst(&r->prod_armed);
+		armed = shmq__load_seq_cst(&r->prod_armed) | shmq__load_seq_cst(&r->prod_watchers);
 	} else {
 		/* pairs with the producer's load_acquire of head in prod_refresh:
 		 * our reads of the freed bytes happen before it overwrites them */
 		shmq__store_release(&r->head, c->head);
 		shmq__signal_fence();
-		/* relaxed: the sleeper's membarrier supplies the fence (see top) */
-		armed = shmq__load_relaxed(&r->prod_armed);
+		/* relaxed, both: the sleeper's membarrier supplies the fence (see
+		 * top); one line, so the second load costs nothing */
+		armed = shmq__load_relaxed(&r->prod_armed) | shmq__load_relaxed(&r->prod_watchers);
 	}
 	if (SHMQ__UNLIKELY(armed != 0))
 		shmq__spsc_wake_producer(c);
@@ -433,8 +439,8 @@ static inline bool shmq__spsc_cons_publish_weak(struct shmq__spsc_cons *c)
 	 * our reads of the freed bytes happen before it overwrites them */
 	shmq__store_release(&r->head, c->head);
 	shmq__signal_fence();
-	/* relaxed: the sleeper's membarrier supplies the fence (see top) */
-	return shmq__load_relaxed(&r->prod_armed) != 0;
+	/* relaxed, both: the sleeper's membarrier supplies the fence (see top) */
+	return (shmq__load_relaxed(&r->prod_armed) | shmq__load_relaxed(&r->prod_watchers)) != 0;
 }
 
 /* Consume what the last peek returned and publish. */
@@ -533,5 +539,10 @@ void shmq__spsc_wake_sleepers(struct shmq__spsc *r);
 /* Register this process for the membarrier protocol: 0, or a negative errno
  * (the caller then publishes with seq_cst). */
 int shmq__spsc_membarrier_register(void);
+/* A watcher's half of the Dekker pair, run after it counted itself in
+ * cons_watchers / prod_watchers and before its readiness check: 0, or a
+ * negative errno when the kernel refused (the watcher must then bound its
+ * wait by a short slice, as a sleeper does). */
+int shmq__spsc_watch_fence(void);
 
 #endif /* SHMQ__SPSC_H */
