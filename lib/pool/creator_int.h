@@ -69,6 +69,7 @@ struct shmq_pool {
 	struct shmq__extents arena; /* free space of the arena (pool/extent_int.h) */
 	struct shmq__registry_snap tt;
 	struct job_priv jobs[SHMQ_POOL_MAX_JOBS];
+	unsigned nzombies;   /* jobs[] with zombie set: submit skips the scan at 0 */
 	int64_t last_supervise;
 	struct retired_area *retired;
 	size_t nretired, cap_retired;
@@ -83,6 +84,7 @@ struct shmq_async {
 	uint8_t *out_src;   /* the arena copy to copy back, or NULL */
 	int32_t *st_out;    /* imap: where the per-element statuses go, or NULL */
 	const int32_t *st_src; /* ... from the arena */
+	bool woke;          /* its submission woke a sleeping worker: no caller spin */
 	bool finished;
 	int wait_rc;        /* 0, or -ECANCELED / the pool's error */
 	int status;
@@ -103,8 +105,9 @@ void shmq__pool_worker_areas_free(shmq_pool *p);
 /* Give slot i another area (when fresh: the old one is retired) and a new
  * process.  The slot's previous process, if any, has exited. */
 int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh);
-/* Publish the whole range of job j to the workers (Protocol INJECT). */
-void shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks);
+/* Publish the whole range of job j to the workers (Protocol INJECT).  True
+ * when a worker was asleep and had to be woken (a futex wake was made). */
+bool shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks);
 /* Replace dead workers, recover and settle their jobs. */
 void shmq__pool_supervise(shmq_pool *p);
 /* shmq__pool_supervise if the last one is SUPERVISE_EVERY_NS old; takes p->mu. */

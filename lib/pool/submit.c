@@ -137,16 +137,13 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	/* relaxed: only the creator writes state (Protocol POOL_STATE) */
 	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING)
 		return -EPIPE;
-	/* workers that died since our last call are replaced before new work
-	 * arrives (see pool.h: replacement happens in the creator's calls) */
-	if (shmq_now_ns() - p->last_supervise >= SUPERVISE_EVERY_NS)
-		shmq__pool_supervise(p);
 	if (p->broken)
 		return p->broken;
 	idx = shmq__pool_task_lookup(&p->tt, s->task);
 	if (idx < 0)
 		return idx;
-	shmq__pool_zombies_reap(p, shmq_now_ns()); /* a look, no wait */
+	if (p->nzombies)
+		shmq__pool_zombies_reap(p, shmq_now_ns()); /* a look, no wait */
 	rc = job_slot_get(p, &j);
 	if (rc)
 		return rc;
@@ -180,7 +177,15 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	shmq__store_relaxed(&job->done, JOB_RUNNING);
 	/* JOB_PUBLISH, seq_cst: publishes the job to chunk_claim's seq_cst load */
 	shmq__store_seq_cst(&job->state, JOB_ACTIVE);
-	shmq__pool_inject(p, j, nchunks);
+	a->woke = shmq__pool_inject(p, j, nchunks);
+	/* Workers that died since our last look are replaced by this call
+	 * (pool.h: replacement happens in the creator's calls), but after the
+	 * job is out: the pass (a waitid per worker) then overlaps the woken
+	 * worker's way onto a CPU instead of delaying it.  A worker found dead
+	 * here had no chunk of this job; jobs_recover injects the job again
+	 * anyway, and a chunk runs once (Protocol CHUNK_STATE). */
+	if (shmq_now_ns() - p->last_supervise >= SUPERVISE_EVERY_NS)
+		shmq__pool_supervise(p);
 	a->p = p;
 	a->job = j;
 	a->out = s->out;
@@ -334,12 +339,12 @@ bool shmq__pool_async_check(shmq_async *a, int64_t deadline)
  * and yields takes the core the worker it waits for needs.
  * 0: done changed; -EINTR: the slice ended; -ETIMEDOUT.
  */
-static int job_done_wait(struct pool_job *job, int64_t deadline)
+static int job_done_wait(struct pool_job *job, bool spin, int64_t deadline)
 {
 	int64_t now = shmq_now_ns(), until = now + CALLER_SPIN_NS;
 	int rc;
 
-	for (unsigned i = 1;; i++) {
+	for (unsigned i = 1; spin; i++) {
 		/* JOB_DONE: pairs with job_finish's seq_cst CAS of done */
 		if (shmq__load_acquire(&job->done) != JOB_RUNNING)
 			return 0;
@@ -381,7 +386,11 @@ static int async_wait_until(shmq_async *a, int64_t deadline)
 			shmq__pool_supervise_maybe(a->p);
 			return -ETIMEDOUT;
 		}
-		rc = job_done_wait(job, deadline);
+		/* a worker we had to wake is still on its way to a CPU, often
+		 * ours: spinning would only keep it off.  Once: a later round
+		 * follows a slice or a wake, spins are cheap then */
+		rc = job_done_wait(job, !a->woke, deadline);
+		a->woke = false;
 		if (rc == -EINTR)
 			shmq__pool_supervise_maybe(a->p);
 	}
@@ -432,6 +441,7 @@ SHMQ_API void shmq_async_free(shmq_async *a)
 		/* CHUNK_PIN, seq_cst: seen by chunk_claim's check under the pin */
 		shmq__store_seq_cst(&pool_job(p, a->job)->canceled, 1);
 		p->jobs[a->job].zombie = true;
+		p->nzombies++;
 		/* a look, no wait: a zombie still pinned is reaped later
 		 * (job_submit, pool_join) */
 		shmq__pool_zombie_reap(p, a->job, shmq_now_ns());

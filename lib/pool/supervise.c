@@ -202,7 +202,7 @@ int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh)
 	return 0;
 }
 
-void shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks)
+bool shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks)
 {
 	struct pool_hdr *h = p->h;
 
@@ -211,7 +211,7 @@ void shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks)
 	shmq__store_release(&h->jobs[j].inject, word_range(j, 0, nchunks));
 	/* INJECT, seq_cst: seen by inject_take's acquire load of pending */
 	shmq__fetch_or_seq_cst(&h->pending[j / 64], 1ull << (j % 64));
-	shmq__pool_idle_wake(h, true, nchunks > 1 ? INT_MAX : 1);
+	return shmq__pool_idle_wake(h, true, nchunks > 1 ? INT_MAX : 1);
 }
 
 /* An imap job's chunk c failed for good: each of its elements says so.
@@ -446,6 +446,8 @@ void shmq__pool_job_release(shmq_pool *p, unsigned j)
 	if (jp->alloc_size)
 		shmq__extent_free(&p->arena, jp->alloc_off, jp->alloc_size);
 	shmq__free(jp->tries, jp->ntries);
+	if (jp->zombie)
+		p->nzombies--;
 	memset(jp, 0, sizeof(*jp));
 }
 
