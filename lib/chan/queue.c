@@ -332,22 +332,18 @@ static void wake_all(struct shmq__mpmc *m, enum dir dir, bool force)
 	shmq__futex_wake(s.word, INT32_MAX);
 }
 
-/* After a change of one side's condition made with seq_cst: wake a sleeper
- * unless nobody sleeps or a wake is in flight already (Protocol
- * WAKE_PENDING); with watchers counted, wake everyone.  At most one system
- * call, counted in the side's wakes. */
-static void wake(struct shmq__mpmc *m, enum dir dir)
+/* wake's system-call part, out of the fast path: watchers counted (wake
+ * everyone), or sleepers: set the bit unless it is set (Protocol
+ * WAKE_PENDING) and wake one. */
+SHMQ__COLD static void wake_call(struct shmq__mpmc *m, enum dir dir, bool watchers)
 {
 	struct side s = side_of(m, dir);
 	uint32_t w;
 
-	/* seq_cst: the Dekker loads of the counts (Protocol WAKE_PENDING) */
-	if (shmq__load_seq_cst(s.watchers) != 0) {
+	if (watchers) {
 		wake_all(m, dir, true);
 		return;
 	}
-	if (shmq__load_seq_cst(s.sleepers) == 0)
-		return;
 	w = shmq__load_seq_cst(s.word); /* seq_cst: Protocol WAKE_PENDING */
 	for (unsigned i = 0; !(w & WAKE_PENDING); i++) {
 		if (i == CAS_TRIES) { /* the word keeps moving: wake the old way */
@@ -362,6 +358,22 @@ static void wake(struct shmq__mpmc *m, enum dir dir)
 	}
 }
 
+/* After a change of one side's condition made with seq_cst: wake a sleeper
+ * unless nobody sleeps or a wake is in flight already (Protocol
+ * WAKE_PENDING); with watchers counted, wake everyone.  At most one system
+ * call, counted in the side's wakes; none and two loads when nobody sleeps. */
+static inline void wake(struct shmq__mpmc *m, enum dir dir)
+{
+	struct shmq__mpmc_shared *sh = m->sh;
+	bool get = dir == DIR_GET;
+	/* seq_cst: the Dekker loads of the counts (Protocol WAKE_PENDING) */
+	uint32_t watchers = shmq__load_seq_cst(get ? &sh->data_watchers : &sh->space_watchers);
+
+	if (watchers == 0 && shmq__load_seq_cst(get ? &sh->data_sleepers : &sh->space_sleepers) == 0)
+		return;
+	wake_call(m, dir, watchers != 0);
+}
+
 static void wake_getters(struct shmq__mpmc *m)
 {
 	wake(m, DIR_GET);
@@ -370,7 +382,7 @@ static void wake_getters(struct shmq__mpmc *m)
 /* Hysteresis for sleeping producers: the ring is at most half full (seq_cst
  * loads, after the caller's seq_cst release of a slot; a stale tail only
  * makes it look emptier). */
-static bool space_low(struct shmq__mpmc *m)
+SHMQ__COLD static bool space_low(struct shmq__mpmc *m)
 {
 	uint64_t h = shmq__load_seq_cst(&m->sh->head);
 	uint64_t t = shmq__load_seq_cst(&m->sh->tail);
@@ -381,7 +393,7 @@ static bool space_low(struct shmq__mpmc *m)
 
 /* After slots were freed: wake a sleeping producer once the ring is at
  * most half full (watchers of SHMQ_WRITABLE at every freed slot). */
-static void wake_putters(struct shmq__mpmc *m)
+static inline void wake_putters(struct shmq__mpmc *m)
 {
 	/* seq_cst: the Dekker load of the sleeper count (Protocol WAKE_PENDING) */
 	if (shmq__load_seq_cst(&m->sh->space_watchers) == 0 &&
