@@ -350,6 +350,119 @@ static void test_blocking_wakeups(void **state)
 	shmq_queue_close(back);
 }
 
+/* The ring's control block behind a handle (its first member is the ring,
+ * lib/chan/queue.c), for the sleep and wake counters of shmq stat. */
+static struct shmq__mpmc_shared *ring_of(shmq_queue *q)
+{
+	return ((struct shmq__mpmc *)q)->sh;
+}
+
+/* Wake storms (issue 15): a bursty producer into a queue whose consumer
+ * sleeps between bursts.  Each put made a wake system call until the woken
+ * consumer had counted itself out (~42 per sleep); now one sleep costs at
+ * most one wake (Protocol WAKE_PENDING).  A sleep_once that found the queue
+ * readable at its re-check may still cost a wake without a wait (the Dekker
+ * race): the slack. */
+#define BURSTS 20
+#define BURST 1000
+
+static void test_wakes_bursty(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq__mpmc_shared *sh;
+	uint64_t waits, wakes;
+	shmq_queue *q;
+	char buf[64] = { 0 };
+	pid_t pid;
+
+	assert_int_equal(shmq_queue_create(f->r, "q.burst", &(struct shmq_queue_opts){ 1024, 64 }, &q), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_queue *c = child_open(f->name, "q.burst", &r);
+
+		for (unsigned i = 0; i < BURSTS * BURST; i++) {
+			uint32_t v;
+
+			if (shmq_queue_get(c, buf, sizeof(buf), 10000000000) != sizeof(buf))
+				_exit(1);
+			memcpy(&v, buf, sizeof(v));
+			if (v != i)
+				_exit(2);
+		}
+		_exit(0);
+	}
+	for (unsigned b = 0; b < BURSTS; b++) {
+		/* the consumer took the last burst and sleeps again (drained
+		 * first: the sleeper of the last burst may not have counted
+		 * itself out yet) */
+		for (int i = 0; i < 5000 && shmq_queue_len(q) != 0; i++)
+			usleep(1000);
+		assert_int_equal(shmq_queue_len(q), 0);
+		wait_for_sleeper(q, true);
+		for (unsigned i = 0; i < BURST; i++) {
+			uint32_t v = b * BURST + i;
+
+			memcpy(buf, &v, sizeof(v));
+			assert_int_equal(shmq_queue_put(q, buf, sizeof(buf), 10000000000), 0);
+		}
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	sh = ring_of(q);
+	waits = sh->get_waits;
+	wakes = sh->get_wakes;
+	print_message("bursty: %llu getter waits, %llu getter wakes\n", (unsigned long long)waits,
+		      (unsigned long long)wakes);
+	assert_true(waits >= BURSTS);
+	assert_true(wakes <= waits + waits / 4 + 2);
+	assert_int_equal(sh->put_wakes, 0); /* the ring never filled: no producer slept */
+	shmq_queue_close(q);
+}
+
+/* A fast producer against a slow consumer: the producer sleeps on a full
+ * ring, and is woken when the ring is half empty again (hysteresis), not at
+ * every freed slot: about 2 wakes per ring's worth of messages (at least
+ * capacity / 2 - 2 gets lie between two wakes; the indices may lag). */
+#define SLOW_CAP 32
+#define SLOW_RINGS 16
+
+static void test_wakes_slow_consumer(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq__mpmc_shared *sh;
+	uint64_t waits, wakes;
+	shmq_queue *q;
+	char buf[64] = { 0 };
+	pid_t pid;
+
+	assert_int_equal(shmq_queue_create(f->r, "q.slow", &(struct shmq_queue_opts){ SLOW_CAP, 64 }, &q), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_queue *c = child_open(f->name, "q.slow", &r);
+
+		for (unsigned i = 0; i < SLOW_CAP * SLOW_RINGS; i++) {
+			if (shmq_queue_get(c, buf, sizeof(buf), 10000000000) != sizeof(buf))
+				_exit(1);
+			usleep(300); /* slower than the producer's spin: it sleeps */
+		}
+		_exit(0);
+	}
+	for (unsigned i = 0; i < SLOW_CAP * SLOW_RINGS; i++)
+		assert_int_equal(shmq_queue_put(q, buf, sizeof(buf), 10000000000), 0);
+	assert_int_equal(tu_wait_child(pid), 0);
+	sh = ring_of(q);
+	waits = sh->put_waits;
+	wakes = sh->put_wakes;
+	print_message("slow consumer: %llu putter waits, %llu putter wakes for %u rings\n",
+		      (unsigned long long)waits, (unsigned long long)wakes, SLOW_RINGS);
+	assert_true(wakes <= 3 * SLOW_RINGS + 2);
+	assert_true(wakes <= waits + waits / 4 + 2);
+	shmq_queue_close(q);
+}
+
 static void test_shutdown(void **state)
 {
 	struct tu_region *f = *state;
@@ -1118,6 +1231,8 @@ int main(void)
 		cmocka_unit_test(test_put_get_errors),
 		cmocka_unit_test(test_timeouts),
 		cmocka_unit_test(test_blocking_wakeups),
+		cmocka_unit_test(test_wakes_bursty),
+		cmocka_unit_test(test_wakes_slow_consumer),
 		cmocka_unit_test(test_shutdown),
 		cmocka_unit_test(test_shutdown_dead_producer),
 		cmocka_unit_test(test_bulk),

@@ -21,6 +21,12 @@
  *    A queue must never stall over 100 ms.
  *  - scaling: 2p2c and 4p4c throughput over 1p1c's, same mode, 64 bytes.
  *
+ *  - wakes: futex-wake system calls per 1000 messages and per sleep (the
+ *    queue's own counters, as shmq stat shows them) for blocking 1p1c 64 B,
+ *    streaming and with a bursty producer (1000 puts, then a 100 us pause),
+ *    for the getter side and for the putter side.  One sleep should cost at
+ *    most one wake (issue 15).
+ *
  *  `shmq-bench queue -- small` skips the 8, 1024 and 4096-byte 1p1c runs.
  */
 #include "config.h"
@@ -46,6 +52,8 @@
 
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/region_int.h"
+#include "ring/mpmc_int.h"
 
 #include "bench.h"
 
@@ -55,6 +63,8 @@
 #define QB_STALL_EVERY 128u
 #define QB_DEADLINE_NS 60000000000LL /* a loaded box, not a hang */
 #define QB_POISON    UINT64_C(0x00ffffffffffffff)
+#define QB_BURST     1000u   /* bursty producer: puts per burst */
+#define QB_PAUSE_NS  100000L /* and the pause after each */
 
 enum qb_kind { QK_BUSY, QK_BLOCK, QK_MQ, QK_SEQPACKET, QK_CK, QK_COUNT };
 
@@ -112,6 +122,8 @@ struct qb_run {
 	char mq_name[64];
 	long mq_depth;
 	int sv[2];
+	bool bursty;          /* the producer pauses QB_PAUSE_NS every QB_BURST puts */
+	shmq_region *r;       /* shmq kinds: the creator's handle, for the counters */
 };
 
 /* A worker's own view of the transport. */
@@ -145,7 +157,10 @@ static int qb_setup(struct qb_run *run)
 		rc = shmq_queue_create(r, "bench", &qo, &q);
 		if (rc == 0)
 			shmq_queue_close(q);
-		shmq_region_close(r); /* the children open it by name */
+		if (rc)
+			shmq_region_close(r);
+		else
+			run->r = r; /* the children open it by name; we read its counters */
 		return rc;
 	}
 	case QK_MQ: {
@@ -196,6 +211,9 @@ static void qb_teardown(struct qb_run *run)
 	switch (run->kind) {
 	case QK_BUSY:
 	case QK_BLOCK:
+		if (run->r)
+			shmq_region_close(run->r);
+		run->r = NULL;
 		shmq_region_unlink(run->region_name);
 		break;
 	case QK_MQ:
@@ -368,6 +386,11 @@ static int qb_producer(struct qb_run *run, unsigned id)
 		rc = qb_put(&e, msg);
 		if (rc)
 			return rc;
+		if (run->bursty && seq % QB_BURST == QB_BURST - 1) {
+			struct timespec ts = { 0, QB_PAUSE_NS };
+
+			nanosleep(&ts, NULL);
+		}
 	}
 	msg[0] = (uint64_t)id << 56 | QB_POISON; /* one per consumer: np == nc */
 	return qb_put(&e, msg);
@@ -446,6 +469,9 @@ static pid_t qb_fork(struct qb_run *run, unsigned id, bool producer)
 struct qb_result {
 	double mmsg_s;
 	double stall_ms;
+	uint64_t msgs;       /* messages the consumers took */
+	uint64_t waits[2];   /* shmq kinds: futex waits of getters, putters */
+	uint64_t wakes[2];   /* and the wake calls issued for them */
 };
 
 static void qb_start(struct qb_run *run)
@@ -476,14 +502,33 @@ static int qb_collect(struct qb_run *run, struct qb_result *res)
 		return -EPROTO;
 	res->mmsg_s = (double)total / (double)(end - run->sh->t_start) * 1e3;
 	res->stall_ms = (double)gap / 1e6;
+	res->msgs = total;
+	memset(res->waits, 0, sizeof(res->waits));
+	memset(res->wakes, 0, sizeof(res->wakes));
+	if (run->r) {
+		const struct shmq__mpmc_shared *q;
+		uint64_t size;
+		void *mem;
+
+		if (shmq__obj_find(run->r, "bench", SHMQ__OBJ_QUEUE, &mem, &size) ||
+		    size < sizeof(*q))
+			return -EBADMSG;
+		q = mem;
+		/* relaxed: statistics read after every worker was reaped */
+		res->waits[0] = shmq__load_relaxed(&q->get_waits);
+		res->waits[1] = shmq__load_relaxed(&q->put_waits); /* relaxed: as above */
+		res->wakes[0] = shmq__load_relaxed(&q->get_wakes); /* relaxed: as above */
+		res->wakes[1] = shmq__load_relaxed(&q->put_wakes); /* relaxed: as above */
+	}
 	return 0;
 }
 
-static int qb_measure(struct bench *b, struct qb_shared *sh, enum qb_kind kind, unsigned n,
-		      size_t size, struct qb_result *res)
+static int qb_measure_run(struct bench *b, struct qb_shared *sh, enum qb_kind kind, unsigned n,
+			  size_t size, bool bursty, struct qb_result *res)
 {
 	struct qb_run run = { .b = b, .kind = kind, .np = n, .nc = n, .size = size, .sh = sh,
-			      .duration_ns = (int64_t)bench_scale(b, 300, 60) * 1000000 };
+			      .duration_ns = (int64_t)bench_scale(b, 300, 60) * 1000000,
+			      .bursty = bursty };
 	pid_t pids[2 * QB_WORKERS];
 	unsigned started = 0;
 	int rc, err = 0;
@@ -514,6 +559,12 @@ static int qb_measure(struct bench *b, struct qb_shared *sh, enum qb_kind kind, 
 		bench_note(b, "POSIX mq limited to %ld messages deep", run.mq_depth);
 	qb_teardown(&run);
 	return err;
+}
+
+static int qb_measure(struct bench *b, struct qb_shared *sh, enum qb_kind kind, unsigned n,
+		      size_t size, struct qb_result *res)
+{
+	return qb_measure_run(b, sh, kind, n, size, false, res);
 }
 
 /* ---------------------------------------------------------------- reporting */
@@ -583,6 +634,34 @@ static int qb_report_scaling(struct bench *b, unsigned n, const struct qb_result
 				      NULL, 0, true);
 }
 
+/* Wake system calls of blocking 1p1c 64 B (r: the streaming run already
+ * measured), and of a bursty producer: per 1000 messages and per sleep, for
+ * getters and putters (a side that never slept reports 0 per sleep). */
+static int qb_report_wakes(struct bench *b, struct qb_shared *sh, const struct qb_result *stream)
+{
+	static const char *const side[2] = { "getter", "putter" };
+	struct qb_result burst;
+	int rc = qb_measure_run(b, sh, QK_BLOCK, 1, 64, true, &burst);
+
+	for (int m = 0; m < 2 && rc == 0; m++) {
+		const struct qb_result *r = m ? &burst : stream;
+
+		for (int i = 0; i < 2 && rc == 0; i++) {
+			char name[96];
+			double per_k = r->msgs ? (double)r->wakes[i] * 1000.0 / (double)r->msgs : 0;
+			double per_sleep = r->waits[i] ? (double)r->wakes[i] / (double)r->waits[i] : 0;
+
+			snprintf(name, sizeof(name), "queue %s wakes / 1000 msgs, %s 1p1c 64B",
+				 side[i], m ? "bursty" : "streaming");
+			rc = bench_report(b, name, "wakes", per_k, NULL, 0, false);
+			snprintf(name, sizeof(name), "queue %s wakes / sleep, %s 1p1c 64B", side[i],
+				 m ? "bursty" : "streaming");
+			rc = rc ? rc : bench_report(b, name, "wakes", per_sleep, NULL, 0, false);
+		}
+	}
+	return rc;
+}
+
 /* Arguments after "--" narrow the work: "small" measures 1p1c at 64 bytes
  * only (and 2p2c, 4p4c as always). */
 static bool qb_small(struct bench *b)
@@ -597,7 +676,7 @@ int bench_queue(struct bench *b)
 {
 	static const size_t sizes[] = { 64, 8, 1024, 4096 };
 	static const unsigned ns[] = { 2, 4 };
-	struct qb_result one64[QK_COUNT] = { { 0, 0 } }, r[QK_COUNT];
+	struct qb_result one64[QK_COUNT] = { { .mmsg_s = 0 } }, r[QK_COUNT];
 	struct qb_shared *sh = bench_shared_alloc(sizeof(*sh));
 	size_t nsizes = qb_small(b) ? 1 : SHMQ__ARRAY_SIZE(sizes);
 	int rc = 0;
@@ -609,6 +688,8 @@ int bench_queue(struct bench *b)
 		rc = rc ? rc : qb_report(b, 1, sizes[i], r);
 		if (sizes[i] == 64)
 			memcpy(one64, r, sizeof(r));
+		if (rc == 0 && sizes[i] == 64)
+			rc = qb_report_wakes(b, sh, &r[QK_BLOCK]);
 	}
 	for (size_t i = 0; i < SHMQ__ARRAY_SIZE(ns) && rc == 0; i++) {
 		rc = qb_config(b, sh, ns[i], 64, r);

@@ -3,24 +3,60 @@
  * Layer 4: queues, named MPMC rings with blocking, shutdown and recovery.
  *
  * Sleeping.  Consumers sleep on data_word, producers on space_word (both in
- * the ring's control block).  The handshake, for consumers (producers are
- * the mirror image with space_word, space_sleepers, writable, get_release):
+ * the ring's control block); the handshake is the same for both sides
+ * (producers: space_word, space_sleepers, writable, a freed slot).
  *
- *   consumer:  v = data_word;  data_sleepers += 1 (seq_cst);
- *              if !readable() (seq_cst loads): futex_wait(data_word, v)
- *              data_sleepers -= 1
- *   producer:  publish FULL (seq_cst store);  if data_sleepers (seq_cst) != 0:
- *              data_word += 1;  futex_wake(data_word, 1)
+ * Protocol WAKE_PENDING: one sleep costs at most one wake system call.  Bit 0
+ * of the word W is "a wake is pending": set by the waker that makes the
+ * futex_wake call, cleared by the sleepers.  Every change of W is a seq_cst
+ * CAS or RMW; W only grows (set: +1 from even, clear: +1 from odd, a
+ * wake-all: +2), so no value comes back (no ABA).  S is the sleeper count.
  *
- * In the single order of seq_cst operations either the publish precedes the
- * consumer's re-check (it sees the message and does not sleep) or the
- * consumer's increment precedes the producer's load (the producer bumps the
- * word, so the futex_wait either fails at once or is woken).  A put makes no
- * system call while no consumer sleeps, and vice versa.
+ *   sleeper:  v = W; if v odd: CAS(W, v, v + 1), v += 1     (arm: clear)
+ *             S += 1;  if !readable() (seq_cst loads): futex_wait(W, v)
+ *             S -= 1;  if W odd: CAS(W, W, W + 1)            (count out: clear)
+ *             then try the get again
+ *   waker:    publish (seq_cst);  if S (seq_cst) == 0: done
+ *             w = W;  if w odd: done (a wake is in flight)
+ *             CAS(W, w, w + 1);  futex_wake(W, 1)
  *
- * One wake per message.  A woken consumer that finds nothing (another took
- * the message first) goes back to sleep; the consumer that took it passes
- * the wake on (chain_wake) if more is readable and someone still sleeps.
+ * No lost wake-up.  Take a publish X and a sleeper that checks readable()
+ * after its S += 1.  Either X precedes that check in the single order of
+ * seq_cst operations (the sleeper sees X and does not sleep), or the
+ * sleeper's S += 1 precedes the waker's load of S, which sees S != 0.  If
+ * the waker then finds W even, it moves W from even to odd and wakes: the
+ * sleeper read v (even) before its S += 1, so W != v and its futex_wait fails
+ * at once or is woken, by the kernel's own compare (or the kernel woke
+ * another sleeper instead: see the chain below).  If the waker finds W odd
+ * at w, some waker Q set it and calls futex_wake after its CAS; sleepers
+ * only sleep on even values, so every sleeper counted in S either entered
+ * its futex_wait before Q's CAS (Q's wake finds at least one such sleeper
+ * in the kernel) or finds W != v and returns at once.  Whoever returns
+ * clears the bit by moving W on from w, a CAS that follows our load of w,
+ * so follows X: its next readable() or get sees X.  Clearing never loses a
+ * wake (it only lets the next waker call the kernel again), so any sleeper
+ * may clear at any time: at its arm (a bit whose wake found nobody, or whose
+ * waker died between its CAS and its futex_wake, costs the next sleeper
+ * nothing, and a sleeper already asleep at most its slice), and at its
+ * count-out, before it tries again.
+ *
+ * One wake per message, passed on.  A woken consumer that finds nothing
+ * (another took the message first) goes back to sleep; the consumer that
+ * took it passes the wake on (chain_wake, in after_get) if more is readable
+ * and someone still sleeps; it cleared the bit when it counted itself out, so
+ * its pass is not swallowed by its own wake.  The same holds for producers.
+ *
+ * Producers wake with hysteresis: a freed slot wakes space sleepers only
+ * when the ring is at most half full after it (space_low), so a sleeping
+ * producer is woken about twice per ring's worth of gets instead of once per
+ * get.  Never asleep while the ring is empty: the get that leaves it at most
+ * half full, or any later one, comes after the producer's failed check (its
+ * slot at tail was still taken), so it sees S != 0 and wakes.
+ *
+ * Watchers (the scheduler's and a waitset's, core/watch_int.h) count in
+ * data_watchers / space_watchers and never clear the bit: while any is
+ * counted, every waker moves W on by 2 (the bit untouched) and wakes all, the
+ * Protocol SLEEPERS of core/wait_int.h.  So do recoveries and shutdown.
  *
  * Dead claimers.  Sleeps last at most SLICE_NS; when one ends with the
  * waiter still blocked, the claim blocking it is checked for a dead owner
@@ -246,42 +282,142 @@ int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queue **out)
 
 /* ---- wakers ---- */
 
-/* After a change of *word's condition made with seq_cst: wake n sleepers
- * if the count says there are any (no system call otherwise); *wakes counts
- * the system calls made. */
-static void wake(uint32_t *word, uint32_t *sleepers, int n, uint64_t *wakes)
+#define WAKE_PENDING 1u   /* bit 0 of a sleep word (Protocol WAKE_PENDING) */
+#define WORD_BUMP 2u      /* a change of the word that leaves the bit alone */
+#define CAS_TRIES 64u     /* each lost CAS means the word moved on */
+
+/* One side's sleep word, sleeper and watcher counts, and wake counter. */
+struct side {
+	uint32_t *word;
+	uint32_t *sleepers;
+	uint32_t *watchers;
+	uint64_t *wakes;
+};
+
+static struct side side_of(struct shmq__mpmc *m, enum dir dir)
 {
-	/* seq_cst: the Dekker load of the sleeper count (see the top comment) */
-	if (shmq__load_seq_cst(sleepers) == 0)
+	struct shmq__mpmc_shared *sh = m->sh;
+
+	if (dir == DIR_GET)
+		return (struct side){ &sh->data_word, &sh->data_sleepers, &sh->data_watchers,
+				      &sh->get_wakes };
+	return (struct side){ &sh->space_word, &sh->space_sleepers, &sh->space_watchers,
+			      &sh->put_wakes };
+}
+
+/* Clear the wake-pending bit of *word if it is set (Protocol WAKE_PENDING):
+ * returns the word's value, even unless CAS_TRIES CASes were lost to other
+ * changes (then the next sleeper's arm or a slice clears it). */
+static uint32_t pending_clear(uint32_t *word)
+{
+	uint32_t w = shmq__load_seq_cst(word); /* seq_cst: Protocol WAKE_PENDING */
+
+	for (unsigned i = 0; (w & WAKE_PENDING) && i < CAS_TRIES; i++)
+		if (shmq__cas_seq_cst(word, &w, w + 1))
+			return w + 1;
+	return w;
+}
+
+/* Move the word on and wake every sleeper and watcher (recoveries, dead
+ * holders' messages given back, shutdown): force skips the counts. */
+static void wake_all(struct shmq__mpmc *m, enum dir dir, bool force)
+{
+	struct side s = side_of(m, dir);
+
+	shmq__fetch_add_seq_cst(s.word, WORD_BUMP); /* a sleeper that read the old value will not sleep */
+	/* seq_cst: the Dekker loads of the counts (Protocol WAKE_PENDING) */
+	if (!force && shmq__load_seq_cst(s.sleepers) == 0 && shmq__load_seq_cst(s.watchers) == 0)
 		return;
-	shmq__fetch_add_seq_cst(word, 1); /* a sleeper that read the old value will not sleep */
-	shmq__wake_word_counted(word, sleepers, n, wakes);
+	shmq__count_event(s.wakes);
+	shmq__futex_wake(s.word, INT32_MAX);
 }
 
-static void wake_getters(struct shmq__mpmc *m, int n)
+/* wake's system-call part, out of the fast path: watchers counted (wake
+ * everyone), or sleepers: set the bit unless it is set (Protocol
+ * WAKE_PENDING) and wake one. */
+SHMQ__COLD static void wake_call(struct shmq__mpmc *m, enum dir dir, bool watchers)
 {
-	wake(&m->sh->data_word, &m->sh->data_sleepers, n, &m->sh->get_wakes);
+	struct side s = side_of(m, dir);
+	uint32_t w;
+
+	if (watchers) {
+		wake_all(m, dir, true);
+		return;
+	}
+	w = shmq__load_seq_cst(s.word); /* seq_cst: Protocol WAKE_PENDING */
+	for (unsigned i = 0; !(w & WAKE_PENDING); i++) {
+		if (i == CAS_TRIES) { /* the word keeps moving: wake the old way */
+			wake_all(m, dir, true);
+			return;
+		}
+		if (shmq__cas_seq_cst(s.word, &w, w + 1)) {
+			shmq__count_event(s.wakes);
+			shmq__futex_wake(s.word, 1);
+			return;
+		}
+	}
 }
 
-static void wake_putters(struct shmq__mpmc *m, int n)
+/* After a change of one side's condition made with seq_cst: wake a sleeper
+ * unless nobody sleeps or a wake is in flight already (Protocol
+ * WAKE_PENDING); with watchers counted, wake everyone.  At most one system
+ * call, counted in the side's wakes; none and two loads when nobody sleeps. */
+static inline void wake(struct shmq__mpmc *m, enum dir dir)
 {
-	wake(&m->sh->space_word, &m->sh->space_sleepers, n, &m->sh->put_wakes);
+	struct shmq__mpmc_shared *sh = m->sh;
+	bool get = dir == DIR_GET;
+	/* seq_cst: the Dekker loads of the counts (Protocol WAKE_PENDING) */
+	uint32_t watchers = shmq__load_seq_cst(get ? &sh->data_watchers : &sh->space_watchers);
+
+	if (watchers == 0 && shmq__load_seq_cst(get ? &sh->data_sleepers : &sh->space_sleepers) == 0)
+		return;
+	wake_call(m, dir, watchers != 0);
+}
+
+static void wake_getters(struct shmq__mpmc *m)
+{
+	wake(m, DIR_GET);
+}
+
+/* Hysteresis for sleeping producers: the ring is at most half full (seq_cst
+ * loads, after the caller's seq_cst release of a slot; a stale tail only
+ * makes it look emptier). */
+SHMQ__COLD static bool space_low(struct shmq__mpmc *m)
+{
+	uint64_t h = shmq__load_seq_cst(&m->sh->head);
+	uint64_t t = shmq__load_seq_cst(&m->sh->tail);
+	int64_t used = (int64_t)(t - h);
+
+	return used <= 0 || (uint64_t)used * 2 <= m->capacity;
+}
+
+/* After slots were freed: wake a sleeping producer once the ring is at
+ * most half full (watchers of SHMQ_WRITABLE at every freed slot). */
+static inline void wake_putters(struct shmq__mpmc *m)
+{
+	/* seq_cst: the Dekker load of the sleeper count (Protocol WAKE_PENDING) */
+	if (shmq__load_seq_cst(&m->sh->space_watchers) == 0 &&
+	    (shmq__load_seq_cst(&m->sh->space_sleepers) == 0 || !space_low(m)))
+		return;
+	wake(m, DIR_PUT);
 }
 
 /* A getter that took a message passes a wake on if more is readable while
  * someone sleeps (their wake may have gone to a getter that found nothing). */
 static void after_get(struct shmq__mpmc *m)
 {
-	wake_putters(m, 1);
+	wake_putters(m);
+	/* seq_cst: Protocol WAKE_PENDING (chain_wake) */
 	if (shmq__load_seq_cst(&m->sh->data_sleepers) != 0 && shmq__mpmc_readable(m))
-		wake_getters(m, 1);
+		wake_getters(m);
 }
 
 static void after_put(struct shmq__mpmc *m)
 {
-	wake_getters(m, 1);
+	wake_getters(m);
+	/* seq_cst: Protocol WAKE_PENDING (chain_wake) */
 	if (shmq__load_seq_cst(&m->sh->space_sleepers) != 0 && shmq__mpmc_writable(m))
-		wake_putters(m, 1);
+		wake(m, DIR_PUT);
 }
 
 /* ---- blocking ---- */
@@ -313,8 +449,8 @@ static int recover(shmq_queue *q, const struct shmq__mpmc_block *blk, bool quick
 			return more;
 	}
 	if (rc == 1) {
-		wake_getters(&q->ring, INT32_MAX);
-		wake_putters(&q->ring, INT32_MAX);
+		wake_all(&q->ring, DIR_GET, false);
+		wake_all(&q->ring, DIR_PUT, false);
 	}
 	return rc;
 }
@@ -362,8 +498,7 @@ static int nowait_stall(shmq_queue *q, const struct shmq__mpmc_block *blk)
  * holds (retry), -EINTR: the slice ended, -ETIMEDOUT, or a futex error. */
 static int sleep_once(struct shmq__mpmc *m, enum dir dir, int64_t deadline)
 {
-	uint32_t *word = dir == DIR_GET ? &m->sh->data_word : &m->sh->space_word;
-	uint32_t *sleepers = dir == DIR_GET ? &m->sh->data_sleepers : &m->sh->space_sleepers;
+	struct side s = side_of(m, dir);
 	int64_t now = shmq_now_ns();
 	int64_t until = deadline;
 	uint32_t v;
@@ -373,15 +508,20 @@ static int sleep_once(struct shmq__mpmc *m, enum dir dir, int64_t deadline)
 		return -ETIMEDOUT;
 	if (deadline == SHMQ__NO_DEADLINE || deadline - now > SLICE_NS)
 		until = now + SLICE_NS;
-	v = shmq__load_acquire(word); /* pairs with the waker's seq_cst bump (Protocol SLEEPERS) */
-	shmq__fetch_add_seq_cst(sleepers, 1);
+	/* arm: sleep only on an even word (Protocol WAKE_PENDING); a bit we
+	 * could not clear means the word is moving: try again instead */
+	v = pending_clear(s.word);
+	if (v & WAKE_PENDING)
+		return 0;
+	shmq__fetch_add_seq_cst(s.sleepers, 1);
 	if (dir == DIR_GET ? shmq__mpmc_readable(m) : shmq__mpmc_writable(m)) {
 		rc = 0;
 	} else {
 		shmq__count_event(dir == DIR_GET ? &m->sh->get_waits : &m->sh->put_waits);
-		rc = shmq__futex_wait(word, v, until);
+		rc = shmq__futex_wait(s.word, v, until);
 	}
-	shmq__fetch_sub_seq_cst(sleepers, 1);
+	shmq__fetch_sub_seq_cst(s.sleepers, 1);
+	pending_clear(s.word); /* count out: later wakers may call again */
 	if (rc == -ETIMEDOUT && until != deadline)
 		return -EINTR;
 	return rc;
@@ -570,7 +710,7 @@ static int begin_reap(shmq_queue *q)
 	shmq__store_relaxed(&q->reap_at, now + SLICE_NS);
 	rc = shmq__mpmc_reap_held(&q->ring);
 	if (rc > 0)
-		wake_getters(&q->ring, INT32_MAX);
+		wake_all(&q->ring, DIR_GET, false);
 	return rc < 0 ? rc : 0;
 }
 
@@ -595,9 +735,10 @@ ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int
 		return rc;
 	*msg = shmq__mpmc_slot_data(&q->ring, b.pos);
 	*pos = b.pos;
-	/* the slot stays taken: no putter to wake; pass a getter's wake on */
+	/* the slot stays taken: no putter to wake; pass a getter's wake on
+	 * (seq_cst: Protocol WAKE_PENDING, chain_wake) */
 	if (shmq__load_seq_cst(&q->ring.sh->data_sleepers) != 0 && shmq__mpmc_readable(&q->ring))
-		wake_getters(&q->ring, 1);
+		wake_getters(&q->ring);
 	/* relaxed: as in shmq_queue_get */
 	shmq__store_relaxed(&q->taken, shmq__load_relaxed(&q->taken) + 1);
 	return rc;
@@ -613,7 +754,7 @@ int shmq_queue_get_commit(shmq_queue *q, uint64_t pos)
 		return -EBADF;
 	rc = shmq__mpmc_hold_end(&q->ring, pos, true);
 	if (rc == 0)
-		wake_putters(&q->ring, 1);
+		wake_putters(&q->ring);
 	return rc;
 }
 
@@ -627,7 +768,7 @@ int shmq_queue_get_abort(shmq_queue *q, uint64_t pos)
 		return -EBADF;
 	rc = shmq__mpmc_hold_end(&q->ring, pos, false);
 	if (rc == 0)
-		wake_getters(&q->ring, 1);
+		wake_getters(&q->ring);
 	return rc;
 }
 
@@ -782,12 +923,8 @@ int shmq_queue_shutdown(shmq_queue *q)
 		return -EBADF;
 	shmq__mpmc_shutdown(&q->ring);
 	/* everyone asleep re-checks and sees shut */
-	shmq__fetch_add_seq_cst(&q->ring.sh->data_word, 1);
-	shmq__count_event(&q->ring.sh->get_wakes);
-	shmq__futex_wake(&q->ring.sh->data_word, INT32_MAX);
-	shmq__fetch_add_seq_cst(&q->ring.sh->space_word, 1);
-	shmq__count_event(&q->ring.sh->put_wakes);
-	shmq__futex_wake(&q->ring.sh->space_word, INT32_MAX);
+	wake_all(&q->ring, DIR_GET, true);
+	wake_all(&q->ring, DIR_PUT, true);
 	return 0;
 }
 
@@ -810,8 +947,10 @@ int shmq_queue_stats(const shmq_queue *q, struct shmq_queue_stats *st)
 	/* relaxed: statistics, no data depends on them */
 	st->skipped = shmq__load_relaxed(&sh->skipped);
 	st->dropped = shmq__load_relaxed(&sh->dropped);
-	st->sleeping_getters = shmq__load_relaxed(&sh->data_sleepers);
-	st->sleeping_putters = shmq__load_relaxed(&sh->space_sleepers);
+	st->sleeping_getters = shmq__load_relaxed(&sh->data_sleepers) +
+			       shmq__load_relaxed(&sh->data_watchers); /* relaxed: as above */
+	st->sleeping_putters = shmq__load_relaxed(&sh->space_sleepers) +
+			       shmq__load_relaxed(&sh->space_watchers); /* relaxed: as above */
 	st->shut_down = shmq__mpmc_is_shut(&q->ring);
 	return 0;
 }
@@ -821,8 +960,8 @@ int shmq__queue_watch(shmq_queue *q, struct shmq__watch *w)
 	if (!q || !w)
 		return -EINVAL;
 	w->word = &q->ring.sh->data_word;
-	w->sleepers = &q->ring.sh->data_sleepers;
-	w->fence = NULL; /* publishers read data_sleepers with seq_cst */
+	w->sleepers = &q->ring.sh->data_watchers; /* watchers (Protocol WAKE_PENDING) */
+	w->fence = NULL; /* publishers read data_watchers with seq_cst */
 	return 0;
 }
 
@@ -842,8 +981,8 @@ int shmq__queue_watch_space(shmq_queue *q, struct shmq__watch *w)
 	if (!q || !w)
 		return -EINVAL;
 	w->word = &q->ring.sh->space_word;
-	w->sleepers = &q->ring.sh->space_sleepers;
-	w->fence = NULL; /* as above, space_sleepers */
+	w->sleepers = &q->ring.sh->space_watchers; /* watchers (Protocol WAKE_PENDING) */
+	w->fence = NULL; /* as above, space_watchers */
 	return 0;
 }
 
@@ -956,8 +1095,8 @@ void shmq__queue_describe(shmq_region *r, const void *mem, uint64_t size, struct
 	 * at the instant of the tail's read, whose head lies in [head, head2] */
 	if ((int64_t)(head2 - head) < 0 || used < -2 || (int64_t)(tail - head2) > (int64_t)cap + 2)
 		st->status = -EBADMSG;
-	uint32_t getters = shmq__load_relaxed(&q->data_sleepers);
-	uint32_t putters = shmq__load_relaxed(&q->space_sleepers);
+	uint32_t getters = shmq__load_relaxed(&q->data_sleepers) + shmq__load_relaxed(&q->data_watchers);
+	uint32_t putters = shmq__load_relaxed(&q->space_sleepers) + shmq__load_relaxed(&q->space_watchers);
 	shmq__stat_u64(st, "depth", used < 0 ? 0 : used > (int64_t)cap ? cap : (uint64_t)used);
 	shmq__stat_u64(st, "capacity", cap);
 	shmq__stat_str(st, "unit", "msgs");

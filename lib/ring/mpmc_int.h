@@ -111,7 +111,11 @@
  * flags.  Written for every capacity; 2 and 3 are refused (-EPROTO): their
  * 31-bit laps would be misread, and a library that knows no hold bit would
  * misread ours as a lap. */
-#define SHMQ__MPMC_VERSION 4u
+/* 5: the sleep words' bit 0 is a wake-pending bit and watchers count in
+ * their own words (data_watchers, space_watchers): a version-4 sleeper would
+ * sleep on a pending word without clearing it, and a version-4 watch would
+ * count as a sleeper that never clears it, so 4 is refused (-EPROTO). */
+#define SHMQ__MPMC_VERSION 5u
 #define SHMQ__MPMC_CAP_MAX (1u << 24)  /* slots */
 #define SHMQ__MPMC_MSG_MAX (1u << 24)  /* bytes per message */
 #define SHMQ__MPMC_SLOT_HDR 16u        /* ctl + len + pad */
@@ -142,14 +146,19 @@ struct shmq__mpmc_shared {
 	uint64_t head;       /* next position to claim for a get */
 	uint64_t redo;       /* RETURNED slots that may exist (see Redelivery) */
 	uint8_t pad2[48];
-	/* line 3: consumers sleep here; producers bump it when data_sleepers != 0 */
+	/* line 3: consumers sleep here; producers bump it when data_sleepers
+	 * or data_watchers != 0.  Bit 0 of the word is the wake-pending bit of
+	 * the queue's Protocol WAKE_PENDING (chan/queue.c) */
 	uint32_t data_word;
-	uint32_t data_sleepers;
-	uint8_t pad3[56];
-	/* line 4: producers sleep here; consumers bump it when space_sleepers != 0 */
+	uint32_t data_sleepers;  /* blocking getters (the pending-bit protocol) */
+	uint32_t data_watchers;  /* scheduler and waitset watches (woken by every put) */
+	uint8_t pad3[52];
+	/* line 4: producers sleep here; consumers bump it when space_sleepers
+	 * or space_watchers != 0 (bit 0 as above) */
 	uint32_t space_word;
 	uint32_t space_sleepers;
-	uint8_t pad4[56];
+	uint32_t space_watchers;
+	uint8_t pad4[52];
 	/* line 5: rarely written */
 	uint32_t shut;       /* nonzero after shutdown: no more puts */
 	uint32_t pad5;
