@@ -149,6 +149,14 @@ int shmq__mpmc_init(void *mem, uint64_t size, uint32_t capacity, uint32_t max_ms
 	return 0;
 }
 
+void shmq__mpmc_set_flags(void *mem, uint32_t flags)
+{
+	struct shmq__mpmc_shared *sh = mem;
+
+	/* relaxed: nobody attached yet; published with the ring (see init) */
+	shmq__store_relaxed(&sh->flags, flags);
+}
+
 static uint32_t log2_u32(uint32_t v)
 {
 	return (uint32_t)__builtin_ctz(v);
@@ -191,6 +199,8 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
 	m->slot_size = slot_size;
 	m->max_msg = max_msg;
 	m->self = self;
+	/* relaxed: written before publication, as the geometry */
+	m->flags = shmq__load_relaxed(&sh->flags);
 	m->alive = alive;
 	m->alive_ctx = alive_ctx;
 	return 0;
@@ -630,12 +640,34 @@ ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
 
 /* ---- two-phase get ---- */
 
+bool shmq__mpmc_maybe_held(const struct shmq__mpmc *m)
+{
+	/* acquire: pairs with the seq_cst increment in shmq__mpmc_hold_claim,
+	 * made before the claim it counts (see Holds) */
+	return shmq__load_acquire(&m->sh->holds) != 0;
+}
+
+/* After a slot left HELD (commit, give-back, a dead holder's return). */
+static inline void holds_drop(struct shmq__mpmc *m)
+{
+	/* seq_cst: after the CAS that ended the hold (see Holds) */
+	shmq__fetch_sub_seq_cst(&m->sh->holds, 1);
+}
+
 int shmq__mpmc_hold_claim(struct shmq__mpmc *m, uint64_t *pos, uint32_t *len,
 			  struct shmq__mpmc_block *blk)
 {
+	int rc;
+
+	/* seq_cst: counted before the claim CAS (see Holds) */
+	shmq__fetch_add_seq_cst(&m->sh->holds, 1);
 	if (SHMQ__LIKELY(m->pow2))
-		return get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, true);
-	return get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, false);
+		rc = get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, true);
+	else
+		rc = get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, false);
+	if (rc)
+		holds_drop(m); /* nothing claimed */
+	return rc;
 }
 
 int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit)
@@ -660,6 +692,7 @@ int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit)
 	if (!shmq__cas_seq_cst(&s->ctl, &w,
 			       commit ? ctl_make(lap + 1, ST_EMPTY, 0) : ctl_make(lap, ST_RETURNED, 0)))
 		return -EINVAL; /* not held by us: nothing changed */
+	holds_drop(m);
 	if (!commit) {
 		shmq__fetch_add_seq_cst(&m->sh->redo, 1); /* after the mark: see Redelivery */
 		/* relaxed: statistics only */
@@ -676,6 +709,7 @@ static int hold_return(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t
 	 * before the increment of redo and the caller's sleeper checks */
 	if (!shmq__cas_seq_cst(&s->ctl, &w, ctl_make(ctl_lap(w), ST_RETURNED, 0)))
 		return 0;
+	holds_drop(m);
 	shmq__fetch_add_seq_cst(&m->sh->redo, 1); /* after the mark: see Redelivery */
 	/* relaxed: statistics only */
 	shmq__fetch_add_relaxed(&m->sh->returned, 1);
@@ -723,6 +757,39 @@ int shmq__mpmc_reap_held(struct shmq__mpmc *m)
 			found += hold_return(m, s, w);
 	}
 	return found;
+}
+
+int shmq__mpmc_behind_head(struct shmq__mpmc *m, uint64_t head, bool quick, uint64_t *busy,
+			   uint64_t *dead)
+{
+	uint64_t span = (uint64_t)m->capacity + 2;
+
+	for (uint64_t p = head > span ? head - span : 0; p != head; p++) {
+		/* seq_cst: in the joiner's order, after its read of head and
+		 * before its reads of the counts (chan/queue_int.h) */
+		uint64_t w = shmq__load_seq_cst(&slot_at(m, p)->ctl);
+		uint64_t st = ctl_state(w);
+		int alive;
+
+		if (ctl_lap(w) != lap_of(m, p))
+			continue;
+		if (st == ST_HELD || st == ST_RETURNED) {
+			(*busy)++;
+			continue;
+		}
+		if (st != ST_READING)
+			continue;
+		if (ctl_owner(w) == 0)
+			return -EBADMSG;
+		alive = ctl_owner(w) == m->self ? 1 : m->alive(m->alive_ctx, ctl_owner(w), quick);
+		if (alive < 0)
+			return alive;
+		if (alive)
+			(*busy)++;
+		else
+			(*dead)++;
+	}
+	return 0;
 }
 
 /* ---- recovery ---- */
