@@ -372,6 +372,35 @@ static void test_corrupt(void **state)
 	shmq_queue_close(q);
 }
 
+/* ABI: a 0.1 binary's 8-byte opts are read as 8 bytes by the LIBSHMQ_1
+ * versions (what lies after them is not flags); new binaries get LIBSHMQ_2. */
+struct opts_v1 {
+	uint32_t capacity;
+	uint32_t max_msg;
+};
+int create_v1(shmq_region *r, const char *name, const struct opts_v1 *o, shmq_queue **out);
+size_t footprint_v1(const struct opts_v1 *o);
+__asm__(".symver create_v1, shmq_queue_create@LIBSHMQ_1");
+__asm__(".symver footprint_v1, shmq_queue_footprint@LIBSHMQ_1");
+
+static void test_abi_v1(void **state)
+{
+	struct tu_region *f = *state;
+	/* an old caller's struct, followed by bytes that would read as flags */
+	struct {
+		struct opts_v1 o;
+		uint32_t garbage;
+	} old = { { 4, 8 }, 0xffffffffu };
+	shmq_queue *q;
+
+	assert_int_equal(footprint_v1(&old.o), shmq_queue_footprint(&(struct shmq_queue_opts){ 4, 8, 0 }));
+	assert_int_equal(footprint_v1(NULL), shmq_queue_footprint(NULL));
+	assert_int_equal(shmq_queue_footprint((const struct shmq_queue_opts *)&old), 0);
+	assert_int_equal(create_v1(f->r, "j.v1", &old.o, &q), 0);
+	assert_int_equal(shmq_queue_join(q, SHMQ_NOWAIT), -EINVAL); /* not joinable */
+	shmq_queue_close(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -384,6 +413,7 @@ int main(void)
 		cmocka_unit_test(test_dead_and_live),
 		cmocka_unit_test(test_placement),
 		cmocka_unit_test(test_corrupt),
+		cmocka_unit_test(test_abi_v1),
 	};
 
 	return cmocka_run_group_tests(tests, setup, tu_region_teardown);

@@ -341,3 +341,52 @@ void shmq__join_describe(shmq_region *r, const void *mem, uint64_t size,
 	shmq__stat_u64(st, "join_waits", shmq__load_relaxed(&sh->waits)); /* relaxed: as above */
 	shmq__stat_u64(st, "join_wakes", shmq__load_relaxed(&sh->wakes)); /* relaxed: as above */
 }
+
+/*
+ * ABI: 0.1 binaries (LIBSHMQ_1) pass the 8-byte struct shmq_queue_opts of
+ * 0.1, without flags; reading 12 bytes there would read past their struct.
+ * These versions copy what 0.1 had and leave flags 0; binaries built with
+ * the 0.2 header bind to the default versions (LIBSHMQ_2, lib/libshmq.map).
+ */
+struct opts_v1 {
+	uint32_t capacity;
+	uint32_t max_msg;
+};
+
+static const struct shmq_queue_opts *opts_v1(const struct opts_v1 *o, struct shmq_queue_opts *n)
+{
+	if (!o)
+		return NULL;
+	*n = (struct shmq_queue_opts){ .capacity = o->capacity, .max_msg = o->max_msg };
+	return n;
+}
+
+SHMQ_API int shmq__queue_create_v1(shmq_region *r, const char *name, const struct opts_v1 *o,
+				   shmq_queue **out);
+SHMQ_API size_t shmq__queue_footprint_v1(const struct opts_v1 *o);
+SHMQ_API int shmq__queue_init_v1(void *mem, size_t size, const struct opts_v1 *o, unsigned flags);
+
+SHMQ_API int shmq__queue_create_v1(shmq_region *r, const char *name, const struct opts_v1 *o,
+				   shmq_queue **out)
+{
+	struct shmq_queue_opts n;
+
+	return shmq_queue_create(r, name, opts_v1(o, &n), out);
+}
+__asm__(".symver shmq__queue_create_v1, shmq_queue_create@LIBSHMQ_1");
+
+SHMQ_API size_t shmq__queue_footprint_v1(const struct opts_v1 *o)
+{
+	struct shmq_queue_opts n;
+
+	return shmq_queue_footprint(opts_v1(o, &n));
+}
+__asm__(".symver shmq__queue_footprint_v1, shmq_queue_footprint@LIBSHMQ_1");
+
+SHMQ_API int shmq__queue_init_v1(void *mem, size_t size, const struct opts_v1 *o, unsigned flags)
+{
+	struct shmq_queue_opts n;
+
+	return shmq_queue_init(mem, size, opts_v1(o, &n), flags);
+}
+__asm__(".symver shmq__queue_init_v1, shmq_queue_init@LIBSHMQ_1");
