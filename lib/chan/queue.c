@@ -703,6 +703,23 @@ ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int
 	return rc;
 }
 
+/* A commit in a joinable queue: the message is counted as taken before
+ * its slot is freed (chan/queue_int.h, What is unfinished). */
+SHMQ__COLD static int commit_joinable(shmq_queue *q, uint64_t pos)
+{
+	int rc = shmq__join_can_take(&q->join);
+
+	if (rc)
+		return rc;
+	shmq__join_take(&q->join, 1);
+	rc = shmq__mpmc_hold_end(&q->ring, pos, true);
+	if (rc == 0)
+		wake_putters(&q->ring, 1);
+	else
+		shmq__join_untake(&q->join, 1);
+	return rc;
+}
+
 int shmq_queue_get_commit(shmq_queue *q, uint64_t pos)
 {
 	int rc;
@@ -711,17 +728,11 @@ int shmq_queue_get_commit(shmq_queue *q, uint64_t pos)
 		return -EINVAL;
 	if (shmq__foreign(q->pid))
 		return -EBADF;
-	if (q->join.sh) { /* counted before the slot is freed (chan/queue_int.h) */
-		rc = shmq__join_can_take(&q->join);
-		if (rc)
-			return rc;
-		shmq__join_take(&q->join, 1);
-	}
+	if (SHMQ__UNLIKELY(q->join.sh != NULL))
+		return commit_joinable(q, pos);
 	rc = shmq__mpmc_hold_end(&q->ring, pos, true);
 	if (rc == 0)
 		wake_putters(&q->ring, 1);
-	else if (q->join.sh)
-		shmq__join_untake(&q->join, 1);
 	return rc;
 }
 

@@ -336,11 +336,6 @@ static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out
 	}
 }
 
-void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos)
-{
-	return slot_at(m, pos)->data;
-}
-
 static SHMQ__ALWAYS_INLINE void put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len,
 					    bool order_sc, bool pow2)
 {
@@ -621,12 +616,19 @@ static SHMQ__ALWAYS_INLINE ssize_t try_get(struct shmq__mpmc *m, void *buf, size
 	uint32_t len = 0;
 	int rc;
 
+	struct shmq__mpmc_slot *s;
+	uint64_t w;
+
 	rc = get_claim(m, cap, &pos, &len, blk, ST_READING, pow2);
 	if (SHMQ__UNLIKELY(rc))
 		return rc;
+	/* get_release's store, with the slot and word worked out before the
+	 * copy: the handle's fields are not read again after it */
+	s = slot_at_k(m, pos, pow2);
+	w = ctl_make(lap_of_k(m, pos, pow2) + 1, ST_EMPTY, 0);
 	if (len) /* buf may be NULL with cap 0 */
-		memcpy(buf, slot_at_k(m, pos, pow2)->data, len);
-	get_release(m, pos, true, pow2);
+		memcpy(buf, s->data, len);
+	shmq__store_seq_cst(&s->ctl, w); /* seq_cst: as get_release's order_sc */
 	return (ssize_t)len;
 }
 
@@ -670,7 +672,8 @@ int shmq__mpmc_hold_claim(struct shmq__mpmc *m, uint64_t *pos, uint32_t *len,
 	return rc;
 }
 
-int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit)
+static SHMQ__ALWAYS_INLINE int hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit,
+					bool pow2)
 {
 	/* a held position is behind head, by at most capacity + 2 (see
 	 * Redelivery); outside that no slot can hold it, and inside it the
@@ -682,8 +685,8 @@ int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit)
 
 	if (pos >= h || h - pos > (uint64_t)m->capacity + 2)
 		return -EINVAL;
-	s = slot_at(m, pos);
-	lap = lap_of(m, pos);
+	s = slot_at_k(m, pos, pow2);
+	lap = lap_of_k(m, pos, pow2);
 	w = ctl_make(lap, ST_HELD, m->self);
 	/* seq_cst: a commit frees the slot as get_release does (the Dekker
 	 * handshake with space_sleepers), a give-back is ordered before the
@@ -699,6 +702,13 @@ int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit)
 		shmq__fetch_add_relaxed(&m->sh->returned, 1);
 	}
 	return 0;
+}
+
+int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit)
+{
+	if (SHMQ__LIKELY(m->pow2))
+		return hold_end(m, pos, commit, true);
+	return hold_end(m, pos, commit, false);
 }
 
 /* A HELD slot whose owner is dead becomes RETURNED (and redo counts it).

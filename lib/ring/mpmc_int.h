@@ -269,7 +269,14 @@ ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
 /* Zero-copy halves of a put, for the bulk calls: claim a slot (same returns
  * as try_put), fill shmq__mpmc_slot_data, then publish exactly once. */
 int shmq__mpmc_put_claim(struct shmq__mpmc *m, uint64_t *pos, struct shmq__mpmc_block *blk);
-void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos);
+static inline void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos)
+{
+	/* inline: a get_begin's one look at its slot (the handle's verified
+	 * geometry, as slot_at in ring/mpmc.c) */
+	uint64_t i = m->pow2 ? pos & m->mask : pos % m->capacity;
+
+	return m->slots + i * m->slot_size + sizeof(struct shmq__mpmc_slot);
+}
 /* order_sc: publish with a seq_cst store (needed before a sleeper check);
  * otherwise release, and the caller issues one seq_cst fence afterwards. */
 void shmq__mpmc_put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bool order_sc);
