@@ -110,6 +110,8 @@ struct shmq_queue {
 	 * 0 in a new handle, so its first get_begin looks at once.  Relaxed,
 	 * handle-local like the stall memory above. */
 	int64_t reap_at;
+	/* SHMQ_QUEUE_JOINABLE: the join table (chan/queue_join.c); sh NULL otherwise */
+	struct shmq__join join;
 };
 
 /* Which way a blocking call waits. */
@@ -135,15 +137,58 @@ static int pid_alive(void *ctx, uint32_t id, bool quick)
 
 /* ---- geometry and handles ---- */
 
+/* The create flags a queue may carry (struct shmq_queue_opts, ring flags). */
+#define QUEUE_FLAGS SHMQ_QUEUE_JOINABLE
+
 static int opts_geometry(const struct shmq_queue_opts *o, uint32_t *cap, uint32_t *max_msg)
 {
 	uint32_t c = o && o->capacity ? o->capacity : SHMQ_QUEUE_DEFAULT_CAPACITY;
 	uint32_t m = o && o->max_msg ? o->max_msg : SHMQ_QUEUE_DEFAULT_MAX_MSG;
 
-	if (c > SHMQ_QUEUE_MAX_CAPACITY || m > SHMQ_QUEUE_MAX_MSG)
+	if (c > SHMQ_QUEUE_MAX_CAPACITY || m > SHMQ_QUEUE_MAX_MSG || (o && o->flags & ~QUEUE_FLAGS))
 		return -EINVAL;
 	*cap = c; /* exactly: the ring has c slots (ring/mpmc_int.h, Positions) */
 	*max_msg = m;
+	return 0;
+}
+
+/* The join table of a SHMQ_QUEUE_JOINABLE queue follows the ring; flags
+ * this library does not know are a newer layout (-EPROTO). */
+static int join_open(shmq_queue *q, shmq_region *r, void *mem, uint64_t size)
+{
+	uint64_t ring = shmq__mpmc_footprint(q->ring.capacity, q->ring.max_msg);
+
+	if (q->ring.flags & ~QUEUE_FLAGS)
+		return -EPROTO;
+	if (!(q->ring.flags & SHMQ_QUEUE_JOINABLE))
+		return 0;
+	return shmq__join_attach(&q->join, (uint8_t *)mem + ring, size - ring, r);
+}
+
+/* The object's bytes: the ring, and the join table when joinable. */
+static uint64_t queue_footprint(uint32_t cap, uint32_t max_msg, unsigned flags)
+{
+	uint64_t ring = shmq__mpmc_footprint(cap, max_msg);
+
+	return ring && (flags & SHMQ_QUEUE_JOINABLE) ? ring + shmq__join_footprint() : ring;
+}
+
+/* Lay out what follows the ring (after shmq__mpmc_init). */
+static void queue_extras_init(void *mem, uint32_t cap, uint32_t max_msg, unsigned flags)
+{
+	shmq__mpmc_set_flags(mem, flags);
+	if (flags & SHMQ_QUEUE_JOINABLE)
+		shmq__join_init((uint8_t *)mem + shmq__mpmc_footprint(cap, max_msg));
+}
+
+int shmq__queue_join_parts(shmq_queue *q, struct shmq__mpmc **m, struct shmq__join **j)
+{
+	if (!q || !q->join.sh)
+		return -EINVAL;
+	if (shmq__foreign(q->pid))
+		return -EBADF;
+	*m = &q->ring;
+	*j = &q->join;
 	return 0;
 }
 
@@ -157,6 +202,8 @@ static int handle_open(shmq_region *r, void *mem, uint64_t size, shmq_queue **ou
 	if (!q)
 		return -ENOMEM;
 	rc = shmq__mpmc_attach(&q->ring, mem, size, kind, self, r ? region_alive : pid_alive, r);
+	if (rc == 0)
+		rc = join_open(q, r, mem, size);
 	if (rc) {
 		shmq__free(q, sizeof(*q));
 		return rc;
@@ -170,6 +217,7 @@ static int handle_open(shmq_region *r, void *mem, uint64_t size, shmq_queue **ou
 struct geom {
 	uint32_t cap;
 	uint32_t max_msg;
+	unsigned flags;
 };
 
 /* The queue's incarnation: 64 random bits fixed when it is laid out, so
@@ -199,6 +247,8 @@ static int queue_obj_init(void *mem, uint64_t size, void *arg)
 	const struct geom *g = arg;
 	int rc = shmq__mpmc_init(mem, size, g->cap, g->max_msg, SHMQ__MPMC_OWNER_REGION);
 
+	if (rc == 0)
+		queue_extras_init(mem, g->cap, g->max_msg, g->flags);
 	return rc ? rc : incarnation_set(mem);
 }
 
@@ -214,11 +264,12 @@ int shmq_queue_create(shmq_region *r, const char *name, const struct shmq_queue_
 	rc = opts_geometry(o, &g.cap, &g.max_msg);
 	if (rc)
 		return rc;
-	rc = shmq__obj_create(r, name, SHMQ__OBJ_QUEUE, shmq__mpmc_footprint(g.cap, g.max_msg),
+	g.flags = o ? o->flags : 0;
+	rc = shmq__obj_create(r, name, SHMQ__OBJ_QUEUE, queue_footprint(g.cap, g.max_msg, g.flags),
 			      queue_obj_init, &g, &mem);
 	if (rc)
 		return rc;
-	return handle_open(r, mem, shmq__mpmc_footprint(g.cap, g.max_msg), out);
+	return handle_open(r, mem, queue_footprint(g.cap, g.max_msg, g.flags), out);
 }
 
 int shmq_queue_open(shmq_region *r, const char *name, shmq_queue **out)
@@ -251,7 +302,7 @@ size_t shmq_queue_footprint(const struct shmq_queue_opts *o)
 
 	if (opts_geometry(o, &cap, &max_msg))
 		return 0;
-	return (size_t)shmq__mpmc_footprint(cap, max_msg);
+	return (size_t)queue_footprint(cap, max_msg, o ? o->flags : 0);
 }
 
 int shmq_queue_init(void *mem, size_t size, const struct shmq_queue_opts *o, unsigned flags)
@@ -259,14 +310,23 @@ int shmq_queue_init(void *mem, size_t size, const struct shmq_queue_opts *o, uns
 	uint32_t cap, max_msg;
 	int rc;
 
+	unsigned qflags = o ? o->flags : 0;
+
 	if (flags & ~SHMQ_QUEUE_PID_OWNERS)
 		return -EINVAL;
 	rc = opts_geometry(o, &cap, &max_msg);
 	if (rc)
 		return rc;
+	/* the join table is kept per region attachment: not with pid owners */
+	if ((flags & SHMQ_QUEUE_PID_OWNERS) && (qflags & SHMQ_QUEUE_JOINABLE))
+		return -EINVAL;
+	if (!mem || size < queue_footprint(cap, max_msg, qflags))
+		return -EINVAL;
 	rc = shmq__mpmc_init(mem, size, cap, max_msg,
 			     (flags & SHMQ_QUEUE_PID_OWNERS) ? SHMQ__MPMC_OWNER_PID
 							     : SHMQ__MPMC_OWNER_REGION);
+	if (rc == 0)
+		queue_extras_init(mem, cap, max_msg, qflags);
 	return rc ? rc : incarnation_set(mem);
 }
 
@@ -661,6 +721,38 @@ SHMQ__COLD static ssize_t get_slow(shmq_queue *q, void *buf, size_t cap, int64_t
 	return wait_loop(q, &a, timeout_ns, blk);
 }
 
+/* A get from a joinable queue: the message is counted as taken between
+ * its claim and its slot's release (chan/queue_int.h, What is unfinished). */
+static ssize_t get_join_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk)
+{
+	struct get_args *g = arg;
+	uint64_t pos;
+	uint32_t len;
+	int rc = shmq__join_can_take(&q->join);
+
+	if (rc == 0)
+		rc = shmq__mpmc_get_claim(&q->ring, g->cap, &pos, &len, blk);
+	if (rc)
+		return rc;
+	shmq__join_take(&q->join, 1);
+	if (len)
+		memcpy(g->buf, shmq__mpmc_slot_data(&q->ring, pos), len);
+	shmq__mpmc_get_release(&q->ring, pos, true);
+	return (ssize_t)len;
+}
+
+SHMQ__COLD static ssize_t get_joinable(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
+{
+	struct shmq__mpmc_block blk;
+	struct get_args g = { buf, cap };
+	struct attempt a = { get_join_attempt, &g, DIR_GET };
+	ssize_t rc = get_join_attempt(q, &g, &blk);
+
+	if (rc == -EAGAIN)
+		rc = wait_loop(q, &a, timeout_ns, &blk);
+	return rc;
+}
+
 ssize_t shmq_queue_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
 {
 	struct shmq__mpmc_block blk;
@@ -670,9 +762,13 @@ ssize_t shmq_queue_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
 		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(q->pid)))
 		return -EBADF;
-	rc = shmq__mpmc_try_get(&q->ring, buf, cap, &blk);
-	if (SHMQ__UNLIKELY(rc == -EAGAIN))
-		rc = get_slow(q, buf, cap, timeout_ns, &blk);
+	if (SHMQ__UNLIKELY(q->join.sh != NULL)) {
+		rc = get_joinable(q, buf, cap, timeout_ns);
+	} else {
+		rc = shmq__mpmc_try_get(&q->ring, buf, cap, &blk);
+		if (SHMQ__UNLIKELY(rc == -EAGAIN))
+			rc = get_slow(q, buf, cap, timeout_ns, &blk);
+	}
 	if (SHMQ__LIKELY(rc >= 0)) {
 		after_get(&q->ring);
 		/* relaxed: a token for watchers on this thread (see struct shmq_queue) */
@@ -698,12 +794,16 @@ static ssize_t begin_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *
 
 /* Before a begin takes anything: once a slice per handle (and at once in a
  * new one), hand the messages of dead holders back, so they go out before
- * newer ones.  0 or -EBADMSG. */
+ * newer ones.  While the ring's holds count is 0 no slot is held, so no
+ * holder can be dead: no clock, no scan.  0 or -EBADMSG. */
 static int begin_reap(shmq_queue *q)
 {
-	int64_t now = shmq_now_ns();
+	int64_t now;
 	int rc;
 
+	if (SHMQ__LIKELY(!shmq__mpmc_maybe_held(&q->ring)))
+		return 0;
+	now = shmq_now_ns();
 	/* relaxed: handle-local memory (struct shmq_queue) */
 	if (now < shmq__load_relaxed(&q->reap_at))
 		return 0;
@@ -744,6 +844,23 @@ ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int
 	return rc;
 }
 
+/* A commit in a joinable queue: the message is counted as taken before
+ * its slot is freed (chan/queue_int.h, What is unfinished). */
+SHMQ__COLD static int commit_joinable(shmq_queue *q, uint64_t pos)
+{
+	int rc = shmq__join_can_take(&q->join);
+
+	if (rc)
+		return rc;
+	shmq__join_take(&q->join, 1);
+	rc = shmq__mpmc_hold_end(&q->ring, pos, true);
+	if (rc == 0)
+		wake_putters(&q->ring, 1);
+	else
+		shmq__join_untake(&q->join, 1);
+	return rc;
+}
+
 int shmq_queue_get_commit(shmq_queue *q, uint64_t pos)
 {
 	int rc;
@@ -752,6 +869,8 @@ int shmq_queue_get_commit(shmq_queue *q, uint64_t pos)
 		return -EINVAL;
 	if (shmq__foreign(q->pid))
 		return -EBADF;
+	if (SHMQ__UNLIKELY(q->join.sh != NULL))
+		return commit_joinable(q, pos);
 	rc = shmq__mpmc_hold_end(&q->ring, pos, true);
 	if (rc == 0)
 		wake_putters(&q->ring);
@@ -869,9 +988,14 @@ static ssize_t get_bulk_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_bloc
 		uint64_t pos;
 		uint32_t len;
 
-		rc = shmq__mpmc_get_claim(m, b->bufs[i].iov_len, &pos, &len, blk);
+		if (q->join.sh)
+			rc = shmq__join_can_take(&q->join);
+		if (rc == 0)
+			rc = shmq__mpmc_get_claim(m, b->bufs[i].iov_len, &pos, &len, blk);
 		if (rc)
 			break;
+		if (q->join.sh) /* counted before the release (chan/queue_int.h) */
+			shmq__join_take(&q->join, 1);
 		if (len)
 			memcpy(b->bufs[i].iov_base, shmq__mpmc_slot_data(m, pos), len);
 		b->lens[i] = len;
@@ -1064,6 +1188,25 @@ static void describe_holds(shmq_region *r, const struct shmq__mpmc_shared *q, ui
 	shmq__stat_u64(st, "returned", shmq__load_relaxed(&q->returned)); /* relaxed: as above */
 }
 
+/* A joinable queue's counters (chan/queue_join.c), from the table after
+ * the slots; the ring's geometry is read back and checked against size. */
+static void describe_join(shmq_region *r, const struct shmq__mpmc_shared *q, uint64_t size,
+			  uint32_t cap, struct shmq__obj_stat *st)
+{
+	/* relaxed: a snapshot, checked before use; orders nothing */
+	uint32_t flags = shmq__load_relaxed(&q->flags);
+	uint64_t ring = shmq__mpmc_footprint(cap, shmq__load_relaxed(&q->max_msg)); /* relaxed: as above */
+
+	shmq__stat_bool(st, "joinable", (flags & SHMQ_QUEUE_JOINABLE) != 0);
+	if (!(flags & SHMQ_QUEUE_JOINABLE))
+		return;
+	if (ring == 0 || ring > size) {
+		st->status = -EBADMSG;
+		return;
+	}
+	shmq__join_describe(r, (const uint8_t *)q + ring, size - ring, st);
+}
+
 /* Queue (the object is the mpmc ring's control block and slots): depth
  * and capacity in messages, positions as message counters, sleepers on both
  * sides, shutdown, the claims of dead processes skipped or dropped, and the
@@ -1110,6 +1253,7 @@ void shmq__queue_describe(shmq_region *r, const void *mem, uint64_t size, struct
 	shmq__stat_u64(st, "skipped", shmq__load_relaxed(&q->skipped));
 	shmq__stat_u64(st, "dropped", shmq__load_relaxed(&q->dropped));
 	describe_holds(r, q, size, cap, head2, st);
+	describe_join(r, q, size, cap, st);
 	uint64_t gw = shmq__load_relaxed(&q->get_waits), pw = shmq__load_relaxed(&q->put_waits);
 	uint64_t gk = shmq__load_relaxed(&q->get_wakes), pk = shmq__load_relaxed(&q->put_wakes);
 	shmq__stat_u64(st, "waits", shmq__stat_sum(gw, pw));

@@ -41,4 +41,97 @@ struct shmq__queue_ident {
  * Any thread. */
 int shmq__queue_ident(const shmq_queue *q, struct shmq__queue_ident *id);
 
+/*
+ * Joinable queues (SHMQ_QUEUE_JOINABLE, chan/queue_join.c).  The queue's
+ * object is the ring (ring/mpmc_int.h) followed by this join table; the
+ * ring's flags say it is there (ring version 5).
+ *
+ * What is unfinished.  A message put and not yet task_done is in one of
+ * these places, and passes from one to the next so that the next holds it
+ * before the last lets it go:
+ *   1. in the ring ahead of head (tail - head > 0), being written or queued;
+ *   2. in a slot behind head: READING (a plain get copying it out; the
+ *      getter counts it before it frees the slot), HELD or RETURNED (a
+ *      two-phase get, counted at its commit, before the slot is freed);
+ *   3. counted in the entry of the process that took it (ent[], below),
+ *      until a task_done takes one off.
+ * join reads them in this order (seq_cst), so a message moving on while it
+ * reads is seen at least once.  join returns 0 when all three are empty,
+ * -EOWNERDEAD when only counts of dead processes remain (and READING slots
+ * of dead getters, whose messages died with them).
+ *
+ * Entries.  One 64-bit word per process-table slot: owner id << 32 |
+ * outstanding (taken, not yet task_done).  A process uses the entry of its
+ * slot (shmq__id_slot of its owner id); an entry naming another id belongs
+ * to an earlier attachment of that slot, which is gone (the slot was
+ * reused): its count moves to orphaned (added there first, then the entry
+ * is taken over by CAS, so a death in between counts it twice, never not
+ * at all).  task_done takes one off the caller's own entry, else off any
+ * entry that has one (another process's task, done here), else off
+ * orphaned; else -EINVAL.  An id that no attachment can carry, or one
+ * filed under another slot, is corrupt memory: -EBADMSG.
+ */
+#include "core/region_int.h"
+
+struct shmq__mpmc;
+
+#define SHMQ__JOIN_MAGIC 0x4e494f4au /* "JOIN" */
+#define SHMQ__JOIN_ENTRIES SHMQ__PTAB_SLOTS
+
+struct shmq__join_shared {
+	/* line 0: written by task_done and by takers of reused entries */
+	uint32_t magic;
+	uint32_t entries;   /* SHMQ__JOIN_ENTRIES; attach checks it */
+	uint64_t orphaned;  /* outstanding of gone attachments (see Entries) */
+	uint64_t done;      /* task_done calls (statistics) */
+	uint8_t pad0[40];
+	/* line 1: joiners sleep here; task_done bumps word when sleepers != 0 */
+	uint32_t word;
+	uint32_t sleepers;
+	uint64_t waits;     /* futex waits entered by joiners (statistics) */
+	uint64_t wakes;     /* futex wakes issued by task_done (statistics) */
+	uint8_t pad1[40];
+	uint64_t ent[SHMQ__JOIN_ENTRIES]; /* owner id << 32 | outstanding */
+};
+_Static_assert(sizeof(struct shmq__join_shared) % 64 == 0, "join table: whole lines");
+
+/* The process-private side: the table and who we are. */
+struct shmq__join {
+	struct shmq__join_shared *sh; /* NULL: the queue is not joinable */
+	shmq_region *r;
+	uint32_t self; /* our owner id */
+};
+
+/* Bytes of the join table. */
+static inline uint64_t shmq__join_footprint(void)
+{
+	return sizeof(struct shmq__join_shared);
+}
+
+/* Lay the table out in mem (64-byte aligned), before anyone attaches. */
+void shmq__join_init(void *mem);
+
+/* Verify the table at mem (avail bytes) and fill j.  -EBADMSG, or -EINVAL
+ * when r is NULL (a joinable queue needs region owner ids). */
+int shmq__join_attach(struct shmq__join *j, void *mem, uint64_t avail, shmq_region *r);
+
+/* Before a take: can our entry count one more?  0, -EBADMSG (our entry is
+ * corrupt), -EOVERFLOW (2^32 - 1 outstanding).  Changes nothing. */
+int shmq__join_can_take(const struct shmq__join *j);
+
+/* Count n messages taken by us (between the claim and the slot's release,
+ * see What is unfinished); shmq__join_untake takes back a count whose
+ * claim failed (two-phase commit).  Any thread. */
+void shmq__join_take(struct shmq__join *j, uint32_t n);
+void shmq__join_untake(struct shmq__join *j, uint32_t n);
+
+/* The queue's ring and join side, for queue_join.c: 0, -EINVAL (NULL, or
+ * not joinable), -EBADF (a handle from before fork). */
+int shmq__queue_join_parts(shmq_queue *q, struct shmq__mpmc **m, struct shmq__join **j);
+
+/* shmq stat: join_outstanding, join_dead, join_done (relaxed snapshot). */
+struct shmq__obj_stat;
+void shmq__join_describe(shmq_region *r, const void *mem, uint64_t size,
+			 struct shmq__obj_stat *st);
+
 #endif /* SHMQ__QUEUE_INT_H */

@@ -149,6 +149,14 @@ int shmq__mpmc_init(void *mem, uint64_t size, uint32_t capacity, uint32_t max_ms
 	return 0;
 }
 
+void shmq__mpmc_set_flags(void *mem, uint32_t flags)
+{
+	struct shmq__mpmc_shared *sh = mem;
+
+	/* relaxed: nobody attached yet; published with the ring (see init) */
+	shmq__store_relaxed(&sh->flags, flags);
+}
+
 static uint32_t log2_u32(uint32_t v)
 {
 	return (uint32_t)__builtin_ctz(v);
@@ -191,6 +199,8 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
 	m->slot_size = slot_size;
 	m->max_msg = max_msg;
 	m->self = self;
+	/* relaxed: written before publication, as the geometry */
+	m->flags = shmq__load_relaxed(&sh->flags);
 	m->alive = alive;
 	m->alive_ctx = alive_ctx;
 	return 0;
@@ -324,11 +334,6 @@ static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out
 		if (rc <= 0)
 			return rc;
 	}
-}
-
-void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos)
-{
-	return slot_at(m, pos)->data;
 }
 
 static SHMQ__ALWAYS_INLINE void put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len,
@@ -611,12 +616,19 @@ static SHMQ__ALWAYS_INLINE ssize_t try_get(struct shmq__mpmc *m, void *buf, size
 	uint32_t len = 0;
 	int rc;
 
+	struct shmq__mpmc_slot *s;
+	uint64_t w;
+
 	rc = get_claim(m, cap, &pos, &len, blk, ST_READING, pow2);
 	if (SHMQ__UNLIKELY(rc))
 		return rc;
+	/* get_release's store, with the slot and word worked out before the
+	 * copy: the handle's fields are not read again after it */
+	s = slot_at_k(m, pos, pow2);
+	w = ctl_make(lap_of_k(m, pos, pow2) + 1, ST_EMPTY, 0);
 	if (len) /* buf may be NULL with cap 0 */
-		memcpy(buf, slot_at_k(m, pos, pow2)->data, len);
-	get_release(m, pos, true, pow2);
+		memcpy(buf, s->data, len);
+	shmq__store_seq_cst(&s->ctl, w); /* seq_cst: as get_release's order_sc */
 	return (ssize_t)len;
 }
 
@@ -630,15 +642,38 @@ ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
 
 /* ---- two-phase get ---- */
 
+bool shmq__mpmc_maybe_held(const struct shmq__mpmc *m)
+{
+	/* acquire: pairs with the seq_cst increment in shmq__mpmc_hold_claim,
+	 * made before the claim it counts (see Holds) */
+	return shmq__load_acquire(&m->sh->holds) != 0;
+}
+
+/* After a slot left HELD (commit, give-back, a dead holder's return). */
+static inline void holds_drop(struct shmq__mpmc *m)
+{
+	/* seq_cst: after the CAS that ended the hold (see Holds) */
+	shmq__fetch_sub_seq_cst(&m->sh->holds, 1);
+}
+
 int shmq__mpmc_hold_claim(struct shmq__mpmc *m, uint64_t *pos, uint32_t *len,
 			  struct shmq__mpmc_block *blk)
 {
+	int rc;
+
+	/* seq_cst: counted before the claim CAS (see Holds) */
+	shmq__fetch_add_seq_cst(&m->sh->holds, 1);
 	if (SHMQ__LIKELY(m->pow2))
-		return get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, true);
-	return get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, false);
+		rc = get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, true);
+	else
+		rc = get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, false);
+	if (rc)
+		holds_drop(m); /* nothing claimed */
+	return rc;
 }
 
-int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit)
+static SHMQ__ALWAYS_INLINE int hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit,
+					bool pow2)
 {
 	/* a held position is behind head, by at most capacity + 2 (see
 	 * Redelivery); outside that no slot can hold it, and inside it the
@@ -650,8 +685,8 @@ int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit)
 
 	if (pos >= h || h - pos > (uint64_t)m->capacity + 2)
 		return -EINVAL;
-	s = slot_at(m, pos);
-	lap = lap_of(m, pos);
+	s = slot_at_k(m, pos, pow2);
+	lap = lap_of_k(m, pos, pow2);
 	w = ctl_make(lap, ST_HELD, m->self);
 	/* seq_cst: a commit frees the slot as get_release does (the Dekker
 	 * handshake with space_sleepers), a give-back is ordered before the
@@ -660,12 +695,20 @@ int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit)
 	if (!shmq__cas_seq_cst(&s->ctl, &w,
 			       commit ? ctl_make(lap + 1, ST_EMPTY, 0) : ctl_make(lap, ST_RETURNED, 0)))
 		return -EINVAL; /* not held by us: nothing changed */
+	holds_drop(m);
 	if (!commit) {
 		shmq__fetch_add_seq_cst(&m->sh->redo, 1); /* after the mark: see Redelivery */
 		/* relaxed: statistics only */
 		shmq__fetch_add_relaxed(&m->sh->returned, 1);
 	}
 	return 0;
+}
+
+int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit)
+{
+	if (SHMQ__LIKELY(m->pow2))
+		return hold_end(m, pos, commit, true);
+	return hold_end(m, pos, commit, false);
 }
 
 /* A HELD slot whose owner is dead becomes RETURNED (and redo counts it).
@@ -676,6 +719,7 @@ static int hold_return(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t
 	 * before the increment of redo and the caller's sleeper checks */
 	if (!shmq__cas_seq_cst(&s->ctl, &w, ctl_make(ctl_lap(w), ST_RETURNED, 0)))
 		return 0;
+	holds_drop(m);
 	shmq__fetch_add_seq_cst(&m->sh->redo, 1); /* after the mark: see Redelivery */
 	/* relaxed: statistics only */
 	shmq__fetch_add_relaxed(&m->sh->returned, 1);
@@ -723,6 +767,39 @@ int shmq__mpmc_reap_held(struct shmq__mpmc *m)
 			found += hold_return(m, s, w);
 	}
 	return found;
+}
+
+int shmq__mpmc_behind_head(struct shmq__mpmc *m, uint64_t head, bool quick, uint64_t *busy,
+			   uint64_t *dead)
+{
+	uint64_t span = (uint64_t)m->capacity + 2;
+
+	for (uint64_t p = head > span ? head - span : 0; p != head; p++) {
+		/* seq_cst: in the joiner's order, after its read of head and
+		 * before its reads of the counts (chan/queue_int.h) */
+		uint64_t w = shmq__load_seq_cst(&slot_at(m, p)->ctl);
+		uint64_t st = ctl_state(w);
+		int alive;
+
+		if (ctl_lap(w) != lap_of(m, p))
+			continue;
+		if (st == ST_HELD || st == ST_RETURNED) {
+			(*busy)++;
+			continue;
+		}
+		if (st != ST_READING)
+			continue;
+		if (ctl_owner(w) == 0)
+			return -EBADMSG;
+		alive = ctl_owner(w) == m->self ? 1 : m->alive(m->alive_ctx, ctl_owner(w), quick);
+		if (alive < 0)
+			return alive;
+		if (alive)
+			(*busy)++;
+		else
+			(*dead)++;
+	}
+	return 0;
 }
 
 /* ---- recovery ---- */

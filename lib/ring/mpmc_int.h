@@ -75,6 +75,14 @@
  * head - cap - 2 cannot be HELD or RETURNED: such a slot blocks the producer
  * of p + cap, so tail <= p + cap, and head <= tail + 2.
  *
+ * Holds.  holds counts the HELD slots, from above: a claimer raises it
+ * before its claim (and lowers it again if the claim fails), whoever ends a
+ * hold (commit, abort, a dead holder's return) lowers it after the slot
+ * left HELD.  A process that dies between the two leaves it too high, which
+ * costs only the checks it allows: while it is 0 no slot is HELD, so no
+ * holder can be dead and a get_begin skips its timed look for dead holders
+ * (chan/queue.c, begin_reap).
+ *
  * Recovery.  A claim whose owner died is cleared by whoever waits behind it
  * (shmq__mpmc_recover): WRITING(L, dead) -> EMPTY(L+1), the slot is skipped
  * and nothing committed is lost (that put never returned); READING(L, dead)
@@ -114,7 +122,12 @@
 /* 5: the sleep words' bit 0 is a wake-pending bit and watchers count in
  * their own words (data_watchers, space_watchers): a version-4 sleeper would
  * sleep on a pending word without clearing it, and a version-4 watch would
- * count as a sleeper that never clears it, so 4 is refused (-EPROTO). */
+ * count as a sleeper that never clears it.  Also holds (head's line), the
+ * number of HELD slots or more, so that a get_begin looks for dead holders
+ * only while some slot is held; and flags (line 0) is read:
+ * SHMQ_QUEUE_JOINABLE puts the queue's join table after the slots
+ * (chan/queue_int.h).  4 is refused (-EPROTO): its libraries keep no
+ * pending bit, no holds count and no join table. */
 #define SHMQ__MPMC_VERSION 5u
 #define SHMQ__MPMC_CAP_MAX (1u << 24)  /* slots */
 #define SHMQ__MPMC_MSG_MAX (1u << 24)  /* bytes per message */
@@ -145,7 +158,8 @@ struct shmq__mpmc_shared {
 	/* line 2: consumers */
 	uint64_t head;       /* next position to claim for a get */
 	uint64_t redo;       /* RETURNED slots that may exist (see Redelivery) */
-	uint8_t pad2[48];
+	uint64_t holds;      /* HELD slots, or more (see Holds) */
+	uint8_t pad2[40];
 	/* line 3: consumers sleep here; producers bump it when data_sleepers
 	 * or data_watchers != 0.  Bit 0 of the word is the wake-pending bit of
 	 * the queue's Protocol WAKE_PENDING (chan/queue.c) */
@@ -182,6 +196,8 @@ SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, data_word);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, space_word);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, shut);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, get_waits);
+_Static_assert(offsetof(struct shmq__mpmc_shared, holds) / SHMQ__CACHELINE ==
+	       offsetof(struct shmq__mpmc_shared, head) / SHMQ__CACHELINE, "holds shares head's line");
 _Static_assert(offsetof(struct shmq__mpmc_shared, redo) / SHMQ__CACHELINE ==
 	       offsetof(struct shmq__mpmc_shared, head) / SHMQ__CACHELINE, "redo shares head's line");
 _Static_assert(sizeof(struct shmq__mpmc_shared) == 7 * SHMQ__CACHELINE, "mpmc control block");
@@ -210,6 +226,7 @@ struct shmq__mpmc {
 	uint32_t slot_size;
 	uint32_t max_msg;
 	uint32_t self;             /* owner id written into our claims (nonzero) */
+	uint32_t flags;            /* the queue's create flags, read once at attach */
 	shmq__mpmc_alive_fn alive;
 	void *alive_ctx;
 };
@@ -229,6 +246,14 @@ uint64_t shmq__mpmc_footprint(uint32_t capacity, uint32_t max_msg);
  * anyone attaches.  -EINVAL for bad geometry or a too small size. */
 int shmq__mpmc_init(void *mem, uint64_t size, uint32_t capacity, uint32_t max_msg,
 		    uint32_t owner_kind);
+
+/* Record the queue's create flags (SHMQ_QUEUE_*) in a ring just laid out by
+ * shmq__mpmc_init, before anyone attaches.  attach copies them into the
+ * handle; what they mean is the queue's business (chan/queue.c). */
+void shmq__mpmc_set_flags(void *mem, uint32_t flags);
+
+/* Might a slot be HELD now (holds != 0)?  Never false while one is. */
+bool shmq__mpmc_maybe_held(const struct shmq__mpmc *m);
 
 /* Verify the geometry in mem against size and fill the handle m.
  * -EBADMSG for an inconsistent control block, -EPROTO for another version,
@@ -253,7 +278,14 @@ ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
 /* Zero-copy halves of a put, for the bulk calls: claim a slot (same returns
  * as try_put), fill shmq__mpmc_slot_data, then publish exactly once. */
 int shmq__mpmc_put_claim(struct shmq__mpmc *m, uint64_t *pos, struct shmq__mpmc_block *blk);
-void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos);
+static inline void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos)
+{
+	/* inline: a get_begin's one look at its slot (the handle's verified
+	 * geometry, as slot_at in ring/mpmc.c) */
+	uint64_t i = m->pow2 ? pos & m->mask : pos % m->capacity;
+
+	return m->slots + i * m->slot_size + sizeof(struct shmq__mpmc_slot);
+}
 /* order_sc: publish with a seq_cst store (needed before a sleeper check);
  * otherwise release, and the caller issues one seq_cst fence afterwards. */
 void shmq__mpmc_put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bool order_sc);
@@ -281,6 +313,14 @@ int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit);
  * claimer can have. */
 int shmq__mpmc_reap_held(struct shmq__mpmc *m);
 void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc);
+
+/* The slots behind head (positions [head - capacity - 2, head)) still in
+ * use: HELD or RETURNED ones and READING ones of a live owner add to
+ * *busy, READING ones of a dead owner to *dead (quick: the liveness look
+ * without a system call, see shmq__mpmc_recover).  0, or -EBADMSG for an
+ * owner no claimer can have.  For a joiner (chan/queue_join.c). */
+int shmq__mpmc_behind_head(struct shmq__mpmc *m, uint64_t head, bool quick, uint64_t *busy,
+			   uint64_t *dead);
 
 /*
  * If blk names a WRITING or READING claim whose owner is dead, clear the

@@ -38,9 +38,13 @@ extern "C" {
 #define SHMQ_QUEUE_MAX_CAPACITY     (1u << 24) /* messages */
 #define SHMQ_QUEUE_MAX_MSG          (1u << 24) /* bytes */
 
+/* Create flags (struct shmq_queue_opts.flags). */
+#define SHMQ_QUEUE_JOINABLE 0x2u /* task_done and join (below) */
+
 struct shmq_queue_opts {
 	uint32_t capacity; /* messages, exactly (1 .. SHMQ_QUEUE_MAX_CAPACITY); 0 means 1024 */
 	uint32_t max_msg;  /* bytes per message; 0 means 256 */
+	unsigned flags;    /* 0.2: SHMQ_QUEUE_JOINABLE; other bits: -EINVAL */
 };
 
 /* Create the queue `name` in region r and open a handle to it.  Any thread.
@@ -153,6 +157,32 @@ SHMQ_API int shmq_queue_get_commit(shmq_queue *q, uint64_t pos);
 /* Give a begun message back: the next get or get_begin hands it out again,
  * before newer messages, with the same position.  0, or -EINVAL as commit. */
 SHMQ_API int shmq_queue_get_abort(shmq_queue *q, uint64_t pos);
+
+/* ---- joinable queues (Python's JoinableQueue) ---- */
+
+/*
+ * A queue made with SHMQ_QUEUE_JOINABLE counts the messages put and not yet
+ * finished.  A message taken by shmq_queue_get (or _get_bulk) or committed
+ * after shmq_queue_get_begin is counted as taken by the calling process
+ * until somebody calls task_done for it.
+ *
+ * task_done: one taken message is finished: the caller's own first, else
+ * one taken by another process (its task, done here).  0, or -EINVAL (not
+ * joinable, NULL, or more task_done than messages taken), -EBADMSG, -EBADF.
+ * Makes no system call unless somebody is joining.  Any thread or process.
+ */
+SHMQ_API int shmq_queue_task_done(shmq_queue *q);
+
+/*
+ * Wait until every message put has been taken and task_done: 0.
+ * -EOWNERDEAD once all that is unfinished was taken by processes that died
+ * (no live process can finish it; found within about 15 ms of the death,
+ * or at once by a new call).  -ETIMEDOUT; SHMQ_NOWAIT gives -EAGAIN while
+ * unfinished.  -EINVAL (not joinable), -EBADMSG, -EBADF.  Messages still
+ * queued, begun (get_begin) or given back keep it waiting.  Any number of
+ * joiners in any processes.
+ */
+SHMQ_API int shmq_queue_join(shmq_queue *q, int64_t timeout_ns);
 
 /* ---- statistics ---- */
 
