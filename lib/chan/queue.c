@@ -855,7 +855,7 @@ SHMQ__COLD static int commit_joinable(shmq_queue *q, uint64_t pos)
 	shmq__join_take(&q->join, 1);
 	rc = shmq__mpmc_hold_end(&q->ring, pos, true);
 	if (rc == 0)
-		wake_putters(&q->ring, 1);
+		wake_putters(&q->ring);
 	else
 		shmq__join_untake(&q->join, 1);
 	return rc;
