@@ -863,7 +863,7 @@ static int ws_pass(shmq_waitset *w, struct shmq_ready *out, size_t max, bool pro
 
 /* Word k's condition from loads alone (the spin's look).  A queue or pipe
  * bumps its word only for counted sleepers, so look at the ring itself; an
- * async's done word changes when it completes. */
+ * async's done word (the only other kind with words) changes when it ends. */
 static bool spin_ready(struct ws_entry *e, unsigned k)
 {
 	bool space = e->word_ev[k] == SHMQ_WRITABLE;
@@ -874,8 +874,7 @@ static bool spin_ready(struct ws_entry *e, unsigned k)
 	case K_PIPE:
 		return space ? shmq__pipe_writable(e->obj) : shmq__pipe_readable(e->obj);
 	default:
-		/* pairs with the completer's seq_cst change of the word
-		 * (Protocol SLEEPERS, core/wait_int.h) */
+		/* an async's done word: pairs with job_finish's seq_cst CAS */
 		return shmq__load_acquire(e->word[k].word) != e->expected[k];
 	}
 }
