@@ -632,6 +632,139 @@ static void test_pipe_space_wake(void **state)
 	shmq_waitset_free(w);
 	shmq_pipe_close(a);
 	shmq_pipe_close(b);
+/* ---- combinations of the contract ---- */
+
+/* Popen's pipes in a set (add_fd on shmq_proc_fd) beside the process: the
+ * output of both streams, their EOF and the exit are all reported. */
+static void test_popen_pipes(void **state)
+{
+	char *const argv[] = { "/bin/sh", "-c",
+			       "read x; echo \"out:$x\"; echo \"err:$x\" >&2; exit 3", NULL };
+	struct shmq_proc_opts o = { .pipes = SHMQ_STDIN | SHMQ_STDOUT | SHMQ_STDERR };
+	char got[2][64] = { "", "" };
+	size_t len[2] = { 0, 0 };
+	bool eof[2] = { false, false }, exited = false;
+	struct shmq_ready rd[4];
+	shmq_waitset *w = mk();
+	int c_out, c_err, c_proc, fd[2];
+	shmq_proc *p;
+
+	(void)state;
+	assert_int_equal(shmq_proc_exec(NULL, argv, &o, &p), 0);
+	fd[0] = shmq_proc_fd(p, 1);
+	fd[1] = shmq_proc_fd(p, 2);
+	assert_true(fd[0] > 2 && fd[1] > 2);
+	assert_int_equal(shmq_waitset_add_fd(w, fd[0], SHMQ_READABLE, &c_out), 0);
+	assert_int_equal(shmq_waitset_add_fd(w, fd[1], SHMQ_READABLE, &c_err), 0);
+	assert_int_equal(shmq_waitset_add_proc(w, p, &c_proc), 0);
+	/* the child waits for its input: nothing yet */
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, 20 * MS), -ETIMEDOUT);
+	assert_int_equal(write(shmq_proc_fd(p, 0), "hi\n", 3), 3);
+	while (!eof[0] || !eof[1] || !exited) {
+		int n = shmq_waitset_wait(w, rd, 4, 10 * SEC);
+
+		assert_true(n > 0);
+		for (int i = 0; i < n; i++) {
+			int s = rd[i].cookie == &c_out ? 0 : rd[i].cookie == &c_err ? 1 : -1;
+			ssize_t r;
+
+			if (rd[i].cookie == &c_proc) {
+				exited = true;
+				assert_int_equal(shmq_waitset_remove(w, &c_proc), 0);
+				continue;
+			}
+			assert_true(s >= 0);
+			assert_int_equal(rd[i].events, SHMQ_READABLE);
+			r = read(fd[s], got[s] + len[s], sizeof(got[s]) - 1 - len[s]);
+			assert_true(r >= 0);
+			len[s] += (size_t)r;
+			if (r == 0) {
+				eof[s] = true;
+				assert_int_equal(shmq_waitset_remove(w, s ? &c_err : &c_out), 0);
+			}
+		}
+	}
+	got[0][len[0]] = got[1][len[1]] = 0;
+	assert_string_equal(got[0], "out:hi\n");
+	assert_string_equal(got[1], "err:hi\n");
+	assert_int_equal(shmq_proc_join(p, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_proc_exitcode(p), 3);
+	shmq_waitset_free(w);
+	shmq_proc_close(p);
+}
+
+/* Asyncs of a pool in a set give as_completed: each is reported when its
+ * task ends, in the order they end (not the order they were submitted). */
+static void test_as_completed(void **state)
+{
+	static const int order[3] = { 2, 0, 1 };
+	struct shmq_pool_opts o = { .workers = 3 };
+	shmq_waitset *w = mk();
+	struct shmq_ready rd[4];
+	char path[3][128];
+	int64_t out[3] = { 0, 0, 0 };
+	shmq_async *a[3];
+	int cookie[3];
+	shmq_pool *p;
+
+	assert_int_equal(shmq_pool_create(R(state), &o, &p), 0);
+	for (int i = 0; i < 3; i++) {
+		snprintf(path[i], sizeof(path[i]), "/tmp/shmq-ws-ac-%d-%d", (int)getpid(), i);
+		unlink(path[i]);
+		assert_int_equal(shmq_pool_apply_async(p, "gate_file", path[i],
+						       strlen(path[i]) + 1, &out[i],
+						       sizeof(out[i]), &a[i]), 0);
+		assert_int_equal(shmq_waitset_add_async(w, a[i], &cookie[i]), 0);
+	}
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), -ETIMEDOUT);
+	for (int k = 0; k < 3; k++) {
+		int i = order[k], fd;
+
+		fd = open(path[i], O_CREAT | O_WRONLY, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+		/* the one just released, and only it */
+		assert_int_equal(shmq_waitset_wait(w, rd, 4, 10 * SEC), 1);
+		assert_ptr_equal(rd[0].cookie, &cookie[i]);
+		assert_int_equal(shmq_async_get(a[i], SHMQ_NOWAIT), 0);
+		assert_int_equal(out[i], 42);
+		assert_int_equal(shmq_waitset_remove(w, &cookie[i]), 0);
+		shmq_async_free(a[i]);
+		unlink(path[i]);
+	}
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), -ETIMEDOUT);
+	assert_int_equal(shmq_pool_close(p), 0);
+	assert_int_equal(shmq_pool_join(p, 10 * SEC), 0);
+	shmq_pool_free(p);
+	shmq_waitset_free(w);
+}
+
+/* A descriptor asked for after a wait reported something still ready is
+ * readable at once (the set keeps it level-triggered from then on). */
+static void test_fd_asked_late(void **state)
+{
+	shmq_queue *q = mkq(state, "q.late", 4);
+	struct shmq_ready rd[2];
+	shmq_waitset *w;
+	char buf[16];
+	int c;
+
+	assert_int_equal(shmq_waitset_create(&w), 0);
+	assert_int_equal(shmq_queue_put(q, "a", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), 1);
+	assert_ptr_equal(rd[0].cookie, &c);
+	/* still ready: the descriptor, asked for now, says so */
+	assert_true(fd_readable(w, 0));
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 1);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), -ETIMEDOUT);
+	assert_false(fd_readable(w, 0));
+	/* and a put makes it readable again */
+	assert_int_equal(shmq_queue_put(q, "b", 1, SHMQ_NOWAIT), 0);
+	assert_true(fd_readable(w, 2000));
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), 1);
+	shmq_waitset_free(w);
+	shmq_queue_close(q);
 }
 
 #define BOTH(fn)                                                                         \
@@ -654,6 +787,9 @@ int main(int argc, char **argv)
 		BOTH(test_dead_claimer),
 		BOTH(test_bad_input),
 		BOTH(test_forked),
+		BOTH(test_popen_pipes),
+		BOTH(test_as_completed),
+		BOTH(test_fd_asked_late),
 	};
 
 	shmq_dispatch(argc, argv);

@@ -47,6 +47,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -72,6 +73,10 @@
 #define WS_SLICE_NS   (100 * 1000000LL) /* liveness looks, as the blocking calls' slices */
 #define WS_RING_SIZE  256u
 #define WS_EVENTS_MAX 64
+/* The spin before a sleep looks at no more words than this per round: a
+ * bigger set sleeps at once (its round would cost more than a wake-up). */
+#define WS_SPIN_WORDS 16u
+#define WS_SPIN_YIELD_EVERY 256u /* as core/wait.c: on 2 cores the waker may need ours */
 
 /* io_uring user_data: an op pointer (8-aligned), or a tag in the low bits. */
 #define UD_NOP    1u
@@ -111,6 +116,8 @@ struct ws_entry {
 struct shmq_waitset {
 	pid_t pid;            /* the process that made it (core/fork_int.h) */
 	bool fallback;
+	bool fd_given;        /* shmq_waitset_fd was called: keep it level-triggered */
+	bool left_ready;      /* before that: a look reported something */
 	struct ws_entry *entries;
 	unsigned nentries;
 	unsigned nwords;      /* words of live entries (the helper's bound) */
@@ -245,11 +252,17 @@ static int arm_fd(shmq_waitset *w, struct ws_entry *e)
 	return 0;
 }
 
-/* Make the descriptor readable (something is left ready). */
+/* Make the descriptor readable (something is left ready).  Until someone
+ * asked for the descriptor nobody can poll it: remember, and post when it
+ * is asked for (shmq_waitset_fd). */
 static int post_ready(shmq_waitset *w)
 {
 	struct io_uring_sqe *sqe;
 
+	if (!w->fd_given) {
+		w->left_ready = true;
+		return 0;
+	}
 	if (w->fallback) {
 		if (!w->kick_pending)
 			fd_kick(w->evfd);
@@ -500,8 +513,11 @@ static bool word_ready(struct ws_entry *e, unsigned i, bool deep)
 	}
 }
 
-/* Look at e: its ready events, or 0 after arming its waits. */
-static int entry_look(shmq_waitset *w, struct ws_entry *e, bool deep, unsigned *ready)
+/* Look at e: its ready events, or 0 after arming its waits.  probe: a look
+ * before the spin, which neither joins the sleepers nor arms (no sleep
+ * follows it; waits armed before stay as they are). */
+static int entry_look(shmq_waitset *w, struct ws_entry *e, bool deep, bool probe,
+		      unsigned *ready)
 {
 	unsigned ev = 0;
 	int rc;
@@ -511,7 +527,8 @@ static int entry_look(shmq_waitset *w, struct ws_entry *e, bool deep, unsigned *
 		/* In the sleepers before the check (Protocol SLEEPERS): a publish
 		 * the check misses sees us and changes the word, so the wait
 		 * armed on the value loaded here ends at once. */
-		word_count(e, i);
+		if (!probe)
+			word_count(e, i);
 		/* seq_cst: the load before the check (core/watch_int.h) */
 		e->expected[i] = shmq__load_seq_cst(e->word[i].word);
 		if (word_ready(e, i, deep))
@@ -538,6 +555,8 @@ static int entry_look(shmq_waitset *w, struct ws_entry *e, bool deep, unsigned *
 		}
 		return 0;
 	}
+	if (probe)
+		return 0;
 	for (unsigned i = 0; i < e->nwords; i++)
 		if ((rc = arm_word(w, e, i)) < 0)
 			return rc;
@@ -624,7 +643,7 @@ static int ws_settle(shmq_waitset *w, struct ws_entry *e)
 	unsigned ev;
 	int rc;
 
-	if ((rc = entry_look(w, e, false, &ev)) < 0 ||
+	if ((rc = entry_look(w, e, false, false, &ev)) < 0 ||
 	    (e->slow && !ev && (rc = arm_slice(w)) < 0) ||
 	    (ev && (rc = post_ready(w)) < 0))
 		goto out;
@@ -809,8 +828,9 @@ SHMQ_API int shmq_waitset_remove(shmq_waitset *w, void *cookie)
 	return 0;
 }
 
-/* One pass over the entries: fill out, arm the rest.  Count or -errno. */
-static int ws_pass(shmq_waitset *w, struct shmq_ready *out, size_t max, bool *more)
+/* One pass over the entries: fill out, arm the rest (probe: arm nothing).
+ * Count or -errno. */
+static int ws_pass(shmq_waitset *w, struct shmq_ready *out, size_t max, bool probe, bool *more)
 {
 	int64_t now = shmq_now_ns();
 	bool deep = now >= w->next_deep, slow = false;
@@ -825,7 +845,7 @@ static int ws_pass(shmq_waitset *w, struct shmq_ready *out, size_t max, bool *mo
 
 		if (e->dead)
 			continue;
-		if ((rc = entry_look(w, e, deep, &ev)) < 0)
+		if ((rc = entry_look(w, e, deep, probe, &ev)) < 0)
 			return rc;
 		slow |= e->slow && !ev;
 		if (!ev)
@@ -838,7 +858,7 @@ static int ws_pass(shmq_waitset *w, struct shmq_ready *out, size_t max, bool *mo
 		out[n].events = ev;
 		n++;
 	}
-	if (slow && (rc = arm_slice(w)) < 0)
+	if (!probe && slow && (rc = arm_slice(w)) < 0)
 		return rc;
 	/* level-triggered: what was reported (or left over) may still be ready */
 	if ((n || *more) && (rc = post_ready(w)) < 0)
@@ -846,11 +866,65 @@ static int ws_pass(shmq_waitset *w, struct shmq_ready *out, size_t max, bool *mo
 	return (int)n;
 }
 
+/* Word k's condition from loads alone (the spin's look).  A queue or pipe
+ * bumps its word only for counted sleepers, so look at the ring itself; an
+ * async's done word (the only other kind with words) changes when it ends. */
+static bool spin_ready(struct ws_entry *e, unsigned k)
+{
+	bool space = e->word_ev[k] == SHMQ_WRITABLE;
+
+	switch (e->kind) {
+	case K_QUEUE:
+		return space ? shmq__queue_writable(e->obj) : shmq__queue_readable(e->obj);
+	case K_PIPE:
+		return space ? shmq__pipe_writable(e->obj) : shmq__pipe_readable(e->obj);
+	default:
+		/* an async's done word: pairs with job_finish's seq_cst CAS */
+		return shmq__load_acquire(e->word[k].word) != e->expected[k];
+	}
+}
+
+static bool ws_spin_fits(const shmq_waitset *w)
+{
+	return w->nwords && w->nwords <= WS_SPIN_WORDS && shmq__spin_budget();
+}
+
+/*
+ * The spin phase of the blocking calls (core/wait_int.h, SHMQ_SPIN) before
+ * the first sleep of a wait, after a probe pass that loaded every word and
+ * found nothing ready: true once an entry's condition holds (spin_ready), or
+ * a completion is in the ring (a descriptor fired).  Loads
+ * only, no system call; at most shmq__spin_budget() rounds over at most
+ * WS_SPIN_WORDS words (ws_spin_fits), so a bigger set sleeps at once.  As the
+ * blocking calls' spin, it is not in the words' sleepers (the probe joined
+ * none): a publish meanwhile costs its producer no wake.
+ */
+static bool ws_spin(shmq_waitset *w)
+{
+	uint32_t budget = shmq__spin_budget();
+
+	for (uint32_t i = 0; i < budget; i++) {
+		for (struct ws_entry *e = w->entries; e; e = e->next) {
+			for (unsigned k = 0; !e->dead && k < e->nwords; k++) {
+				if (spin_ready(e, k))
+					return true;
+			}
+		}
+		if (!w->fallback && io_uring_cq_ready(&w->ring))
+			return true;
+		if ((i + 1) % WS_SPIN_YIELD_EVERY == 0)
+			sched_yield();
+		else
+			shmq__cpu_relax();
+	}
+	return false;
+}
+
 SHMQ_API int shmq_waitset_wait(shmq_waitset *w, struct shmq_ready *out, size_t max,
 			       int64_t timeout_ns)
 {
 	int64_t deadline;
-	bool more;
+	bool more, spun = false;
 	int n, rc;
 
 	if (!w || !out || !max)
@@ -861,12 +935,19 @@ SHMQ_API int shmq_waitset_wait(shmq_waitset *w, struct shmq_ready *out, size_t m
 		max = INT32_MAX;
 	deadline = shmq__deadline(timeout_ns);
 	for (;;) {
+		bool probe = !spun && ws_spin_fits(w) && shmq_now_ns() < deadline;
+
 		reap(w);
 		entries_sweep(w);
-		if ((n = ws_pass(w, out, max, &more)) != 0) {
+		if ((n = ws_pass(w, out, max, probe, &more)) != 0) {
 			if (n > 0 && (rc = submit_wait(w, false, deadline)) < 0)
 				return rc;
 			return n;
+		}
+		if (probe) {
+			spun = true; /* once per call: the spin stays bounded */
+			(void)ws_spin(w);
+			continue; /* the real look: joins the sleepers, arms */
 		}
 		if (shmq_now_ns() >= deadline) {
 			/* the waits are in the kernel before we say nothing is ready */
@@ -884,6 +965,18 @@ SHMQ_API int shmq_waitset_fd(shmq_waitset *w)
 		return -EINVAL;
 	if (shmq__foreign(w->pid))
 		return -EBADF;
+	if (!w->fd_given) {
+		int rc;
+
+		w->fd_given = true;
+		/* what the last look reported may still be ready: the next wait
+		 * would not block, so the descriptor must say so */
+		if (w->left_ready && (rc = post_ready(w)) < 0)
+			return rc;
+		if (w->left_ready && (rc = submit_wait(w, false, 0)) < 0)
+			return rc;
+		w->left_ready = false;
+	}
 	return w->fallback ? w->epfd : w->ring.ring_fd;
 }
 
