@@ -632,6 +632,8 @@ static void test_pipe_space_wake(void **state)
 	shmq_waitset_free(w);
 	shmq_pipe_close(a);
 	shmq_pipe_close(b);
+}
+
 /* ---- combinations of the contract ---- */
 
 /* Popen's pipes in a set (add_fd on shmq_proc_fd) beside the process: the
