@@ -1,0 +1,463 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libshmq-bridge, IN direction (stream -> queue), against a real nats-server
+ * started by the test (tests/bridge_util.h).  Skipped (exit 77) when
+ * nats-server is not installed.  Every wait is bounded; every server and
+ * child is killed at exit.
+ *
+ * Messages: stream message i (1-based) carries i in its first 8 bytes and a
+ * pattern of i after it, len(i) in 8 .. MSG_MAX; the consumer checks every
+ * byte and the order.  A duplicate is allowed only right after itself and
+ * only as many times as the checkpoint counted messages in doubt (a bridge
+ * killed inside the put window, see <shmq/bridge.h>); a loss, a gap or a
+ * reordering fails.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+
+#include <nats/nats.h>
+
+#include "testutil.h"
+#include "bridge_util.h"
+
+#include <shmq/bridge.h>
+
+#include "bridge/bridge_int.h"
+#include "core/atomic_int.h"
+
+#define MSG_MAX 4096u
+#define DEADLINE_NS (120ll * 1000000000) /* a whole test, at most */
+
+static const char *bridge_tool = BRIDGE_TOOL; /* tools/shmq, built beside us */
+
+struct fx {
+	struct bu_server srv;
+	char region[96];
+	shmq_region *r;
+	shmq_queue *q;
+	char subject[64];
+	natsConnection *nc;
+	jsCtx *js;
+	/* the consumer */
+	pthread_t cons;
+	uint64_t want;    /* messages to see */
+	uint64_t next;    /* next index expected */
+	uint64_t dups;
+	int bad;          /* first failure: 1 byte, 2 order/gap, 3 get error */
+	int done;
+	int paused;       /* consumer does not get while nonzero */
+	int slow;         /* consumer pauses 1 ms every 8 messages */
+	int64_t deadline;
+};
+
+static size_t msg_len(uint64_t i)
+{
+	return 8 + (size_t)((i * 7919u) % (MSG_MAX - 8 + 1));
+}
+
+static void msg_fill(uint8_t *b, uint64_t i)
+{
+	size_t n = msg_len(i);
+
+	memcpy(b, &i, 8);
+	for (size_t k = 8; k < n; k++)
+		b[k] = (uint8_t)(i + k * 31);
+}
+
+static int msg_check(const uint8_t *b, size_t n, uint64_t *idx)
+{
+	uint64_t i;
+
+	if (n < 8)
+		return -1;
+	memcpy(&i, b, 8);
+	if (i == 0 || n != msg_len(i))
+		return -1;
+	for (size_t k = 8; k < n; k++)
+		if (b[k] != (uint8_t)(i + k * 31))
+			return -1;
+	*idx = i;
+	return 0;
+}
+
+static void *consumer(void *arg)
+{
+	struct fx *f = arg;
+	uint8_t *buf = malloc(MSG_MAX);
+	uint64_t idx, last = 0;
+
+	while (f->next <= f->want && !f->bad && bu_now() < f->deadline) {
+		ssize_t n;
+
+		if (__atomic_load_n(&f->paused, __ATOMIC_SEQ_CST)) {
+			bu_sleep_ms(5);
+			continue;
+		}
+		n = shmq_queue_get(f->q, buf, MSG_MAX, 100 * 1000000ll);
+		if (n == -ETIMEDOUT)
+			continue;
+		if (n < 0) {
+			f->bad = 3;
+			break;
+		}
+		if (msg_check(buf, (size_t)n, &idx)) {
+			f->bad = 1;
+			break;
+		}
+		if (idx == f->next) {
+			f->next++;
+		} else if (idx == last && last != 0) {
+			f->dups++;
+		} else {
+			fprintf(stderr, "test_bridge: got %llu, expected %llu\n",
+				(unsigned long long)idx, (unsigned long long)f->next);
+			f->bad = 2;
+			break;
+		}
+		last = idx;
+		if (f->slow && idx % 8 == 0)
+			bu_sleep_ms(1);
+	}
+	free(buf);
+	__atomic_store_n(&f->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void consumer_start(struct fx *f, uint64_t want)
+{
+	f->want = want;
+	f->next = 1;
+	f->deadline = bu_now() + DEADLINE_NS;
+	assert_int_equal(pthread_create(&f->cons, NULL, consumer, f), 0);
+}
+
+static void consumer_join(struct fx *f)
+{
+	while (!__atomic_load_n(&f->done, __ATOMIC_SEQ_CST) && bu_now() < f->deadline + 1000000000)
+		bu_sleep_ms(10);
+	assert_int_equal(__atomic_load_n(&f->done, __ATOMIC_SEQ_CST), 1);
+	pthread_join(f->cons, NULL);
+}
+
+/* Publish messages from..to with message ids, retrying through outages
+ * (the ids make a retried publish land once). */
+static void publish(struct fx *f, uint64_t from, uint64_t to)
+{
+	uint8_t *buf = malloc(MSG_MAX);
+
+	for (uint64_t i = from; i <= to; i++) {
+		char id[32];
+		jsPubOptions po;
+		natsStatus s;
+
+		msg_fill(buf, i);
+		snprintf(id, sizeof id, "m%llu", (unsigned long long)i);
+		jsPubOptions_Init(&po);
+		po.MsgId = id;
+		po.MaxWait = 2000;
+		do {
+			jsPubAck *pa = NULL;
+			jsErrCode jerr = 0;
+
+			s = js_Publish(&pa, f->js, f->subject, buf, (int)msg_len(i), &po, &jerr);
+			jsPubAck_Destroy(pa);
+			if (s != NATS_OK)
+				bu_sleep_ms(50);
+		} while (s != NATS_OK && bu_now() < f->deadline);
+		assert_int_equal(s, NATS_OK);
+	}
+	free(buf);
+}
+
+static int fx_setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	struct shmq_queue_opts qo = { .capacity = 64, .max_msg = MSG_MAX };
+	natsOptions *no = NULL;
+
+	assert_non_null(f);
+	assert_int_equal(bu_server_start(&f->srv, NULL), 0);
+	tu_name(f->region, sizeof f->region, "bridge");
+	assert_int_equal(shmq_region_create(f->region, NULL, &f->r), 0);
+	assert_int_equal(shmq_queue_create(f->r, "jobs", &qo, &f->q), 0);
+	snprintf(f->subject, sizeof f->subject, "shmq.jobs");
+	assert_int_equal(natsOptions_Create(&no), NATS_OK);
+	natsOptions_SetURL(no, f->srv.url);
+	natsOptions_SetMaxReconnect(no, -1);
+	natsOptions_SetReconnectWait(no, 50);
+	natsOptions_SetTimeout(no, 2000);
+	assert_int_equal(natsConnection_Connect(&f->nc, no), NATS_OK);
+	natsOptions_Destroy(no);
+	assert_int_equal(natsConnection_JetStream(&f->js, f->nc, NULL), NATS_OK);
+	f->deadline = bu_now() + DEADLINE_NS;
+	*state = f;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *f = *state;
+
+	jsCtx_Destroy(f->js);
+	natsConnection_Destroy(f->nc);
+	shmq_queue_close(f->q);
+	shmq_region_close(f->r);
+	shmq_region_unlink(f->region);
+	bu_server_stop(&f->srv);
+	free(f);
+	return 0;
+}
+
+static const struct shmq__bridge_shared *checkpoint(struct fx *f)
+{
+	void *mem;
+	size_t size;
+
+	assert_int_equal(shmq_region_find(f->r, "bridge.jobs", &mem, &size), 0);
+	return mem;
+}
+
+/* ---- an in-process bridge on a thread ---- */
+
+struct runner {
+	shmq_bridge *b;
+	pthread_t t;
+	int rc;
+};
+
+static void *run_thread(void *arg)
+{
+	struct runner *ru = arg;
+
+	ru->rc = shmq_bridge_run(ru->b);
+	return NULL;
+}
+
+static void runner_start(struct fx *f, struct runner *ru)
+{
+	struct shmq_bridge_opts o = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN };
+
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &ru->b), 0);
+	assert_int_equal(pthread_create(&ru->t, NULL, run_thread, ru), 0);
+}
+
+static void runner_stop(struct runner *ru)
+{
+	struct timespec ts;
+
+	assert_int_equal(shmq_bridge_stop(ru->b, 2000000000ll), 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	assert_int_equal(pthread_timedjoin_np(ru->t, NULL, &ts), 0);
+	assert_int_equal(ru->rc, 0);
+	shmq_bridge_free(ru->b);
+}
+
+static void expect_all(struct fx *f, uint64_t n)
+{
+	consumer_join(f);
+	assert_int_equal(f->bad, 0);
+	assert_int_equal(f->next, n + 1);
+	assert_true(f->dups <= shmq__load_seq_cst(&checkpoint(f)->in_doubt));
+}
+
+/* ---- tests ---- */
+
+static void test_defaults_and_errors(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_opts o = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN };
+	shmq_bridge *b, *b2;
+	jsStreamInfo *si = NULL;
+
+	assert_int_equal(shmq_bridge_create(f->r, "nope", &o, &b), -ENOENT);
+	o.dir = 7;
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), -EINVAL);
+	o.dir = SHMQ_BRIDGE_IN;
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), 0);
+	/* the stream was made, with the contract's defaults */
+	assert_int_equal(js_GetStreamInfo(&si, f->js, "SHMQ_jobs", NULL, NULL), NATS_OK);
+	assert_int_equal(si->Config->Discard, js_DiscardNew);
+	assert_int_equal(si->Config->Storage, js_FileStorage);
+	assert_true(si->Config->Duplicates == SHMQ_BRIDGE_DUP_WINDOW_NS);
+	assert_string_equal(si->Config->Subjects[0], "shmq.jobs");
+	jsStreamInfo_Destroy(si);
+	/* one bridge per name */
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b2), -EBUSY);
+	shmq_bridge_free(b);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), 0);
+	shmq_bridge_free(b);
+}
+
+/* Byte-exact, in order, once; a queue far smaller than the stream, so the
+ * bridge keeps meeting a full queue (backpressure) on the way. */
+static void test_in_roundtrip(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_stats st;
+	struct runner ru;
+	const uint64_t n = 3000;
+
+	runner_start(f, &ru);
+	consumer_start(f, n);
+	publish(f, 1, n);
+	expect_all(f, n);
+	assert_int_equal(shmq_bridge_stats(ru.b, &st), 0);
+	assert_int_equal(st.moved, n);
+	assert_int_equal(st.acked, n);
+	assert_int_equal(f->dups, 0);
+	runner_stop(&ru);
+	assert_int_equal(shmq_queue_len(f->q), 0);
+}
+
+/* A full queue stops the fetching: with nobody getting, the bridge puts
+ * exactly the queue's capacity and reads no further than it can put. */
+static void test_in_backpressure(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_stats st;
+	struct runner ru;
+	const uint64_t n = 500;
+	int64_t end;
+
+	__atomic_store_n(&f->paused, 1, __ATOMIC_SEQ_CST);
+	runner_start(f, &ru);
+	consumer_start(f, n);
+	publish(f, 1, n);
+	end = bu_now() + 10000000000ll;
+	do {
+		bu_sleep_ms(20);
+		assert_int_equal(shmq_bridge_stats(ru.b, &st), 0);
+	} while (st.state != SHMQ_BRIDGE_BLOCKED && bu_now() < end);
+	assert_int_equal(st.state, SHMQ_BRIDGE_BLOCKED);
+	assert_int_equal(shmq_queue_len(f->q), 64);
+	assert_int_equal(st.acked, 64);
+	assert_true(st.read <= 64);
+	__atomic_store_n(&f->paused, 0, __ATOMIC_SEQ_CST);
+	expect_all(f, n);
+	runner_stop(&ru);
+}
+
+static int kill_rounds(int small)
+{
+	return getenv("SHMQ_CHECK_LONG") ? 20 : small;
+}
+
+/* kill -9 of the bridge (the `shmq bridge in` command) at random points,
+ * restarted each time: every message once, in order. */
+static void test_in_bridge_kill9(void **state)
+{
+	struct fx *f = *state;
+	const int rounds = kill_rounds(5);
+	const uint64_t n = 4000;
+	char *argv[] = { (char *)bridge_tool, "bridge", "in", f->region, "jobs", f->srv.url, NULL };
+	uint64_t from = 1, part = n / (uint64_t)(rounds + 1);
+	pid_t pid;
+	int st;
+
+	srand((unsigned)getpid());
+	f->slow = 1; /* keep the bridge busy while it is killed */
+	consumer_start(f, n);
+	pid = bu_spawn(argv);
+	assert_true(pid > 0);
+	for (int k = 0; k < rounds; k++) {
+		publish(f, from, from + part - 1);
+		from += part;
+		bu_sleep_ms(20 + rand() % 200);
+		bu_kill9(pid);
+		pid = bu_spawn(argv);
+		assert_true(pid > 0);
+	}
+	publish(f, from, n);
+	expect_all(f, n);
+	/* SIGTERM: a clean stop */
+	kill(pid, SIGTERM);
+	st = bu_wait(pid, 10000);
+	if (st != -1 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+		fprintf(stderr, "test_bridge: bridge status %#x\n", st);
+	assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(shmq__load_seq_cst(&checkpoint(f)->applied), n);
+	assert_int_equal(shmq__load_seq_cst(&checkpoint(f)->pending), 0);
+	fprintf(stderr, "test_bridge: %d kills, %llu duplicates, %llu in doubt\n", rounds,
+		(unsigned long long)f->dups,
+		(unsigned long long)shmq__load_seq_cst(&checkpoint(f)->in_doubt));
+}
+
+/* kill -9 of the server, restarted on the same store, once and three times,
+ * while messages are published and bridged. */
+static void server_kills(struct fx *f, int kills)
+{
+	struct runner ru;
+	const uint64_t n = 3000, part = n / (uint64_t)(kills + 1);
+	uint64_t from = 1;
+
+	runner_start(f, &ru);
+	consumer_start(f, n);
+	for (int k = 0; k < kills; k++) {
+		publish(f, from, from + part - 1);
+		from += part;
+		bu_server_kill(&f->srv);
+		bu_sleep_ms(200);
+		assert_int_equal(bu_server_start(&f->srv, f->srv.dir), 0);
+	}
+	publish(f, from, n);
+	expect_all(f, n);
+	runner_stop(&ru);
+}
+
+static void test_in_server_kill9_once(void **state)
+{
+	server_kills(*state, 1);
+}
+
+static void test_in_server_kill9_thrice(void **state)
+{
+	server_kills(*state, 3);
+}
+
+/* The server stopped (SIGSTOP) with the queue full, then resumed: no loss. */
+static void test_in_server_sigstop(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_stats st;
+	struct runner ru;
+	const uint64_t n = 1000;
+
+	__atomic_store_n(&f->paused, 1, __ATOMIC_SEQ_CST);
+	runner_start(f, &ru);
+	consumer_start(f, n);
+	publish(f, 1, n);
+	while (shmq_queue_len(f->q) < 64 && bu_now() < f->deadline)
+		bu_sleep_ms(10);
+	bu_server_pause(&f->srv, true);
+	__atomic_store_n(&f->paused, 0, __ATOMIC_SEQ_CST); /* drain while it sleeps */
+	bu_sleep_ms(3000);
+	assert_int_equal(shmq_bridge_stats(ru.b, &st), 0);
+	assert_true(st.acked < n);
+	bu_server_pause(&f->srv, false);
+	expect_all(f, n);
+	runner_stop(&ru);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_defaults_and_errors, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_roundtrip, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_backpressure, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_bridge_kill9, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_server_kill9_once, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_server_kill9_thrice, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_server_sigstop, fx_setup, fx_teardown),
+	};
+
+	if (!bu_have_server()) {
+		printf("SKIP: nats-server is not installed (tools/setup.sh installs it)\n");
+		return 77;
+	}
+	bu_cleanup_install();
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]);
+	alarm(900); /* the whole suite, at most */
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
