@@ -30,6 +30,14 @@
 
 static const char *bridge_tool = BRIDGE_TOOL; /* tools/shmq, built beside us */
 
+/* an in-process bridge on a thread */
+struct runner {
+	shmq_bridge *b;
+	pthread_t t;
+	int rc;
+	bool running;
+};
+
 struct fx {
 	struct bu_server srv;
 	char region[96];
@@ -48,6 +56,10 @@ struct fx {
 	int paused;       /* consumer does not get while nonzero */
 	int slow;         /* consumer pauses 1 ms every 8 messages */
 	int64_t deadline;
+	bool cons_running;
+	struct runner *ru; /* a bridge thread still to stop (a failed test) */
+	struct runner rslot; /* the tests' runner: here, not on a stack that a
+			      * failed assertion unwinds */
 };
 
 static size_t msg_len(uint64_t i)
@@ -86,7 +98,8 @@ static void *consumer(void *arg)
 	uint8_t *buf = malloc(MSG_MAX);
 	uint64_t idx, last = 0;
 
-	while (f->next <= f->want && !f->bad && bu_now() < f->deadline) {
+	while (f->next <= f->want && !f->bad &&
+	       bu_now() < __atomic_load_n(&f->deadline, __ATOMIC_SEQ_CST)) {
 		ssize_t n;
 
 		if (__atomic_load_n(&f->paused, __ATOMIC_SEQ_CST)) {
@@ -129,6 +142,7 @@ static void consumer_start(struct fx *f, uint64_t want)
 	f->next = 1;
 	f->deadline = bu_now() + DEADLINE_NS;
 	assert_int_equal(pthread_create(&f->cons, NULL, consumer, f), 0);
+	f->cons_running = true;
 }
 
 static void consumer_join(struct fx *f)
@@ -137,6 +151,7 @@ static void consumer_join(struct fx *f)
 		bu_sleep_ms(10);
 	assert_int_equal(__atomic_load_n(&f->done, __ATOMIC_SEQ_CST), 1);
 	pthread_join(f->cons, NULL);
+	f->cons_running = false;
 }
 
 /* Publish messages from..to with message ids, retrying through outages
@@ -169,6 +184,8 @@ static void publish(struct fx *f, uint64_t from, uint64_t to)
 	free(buf);
 }
 
+static bool runner_end(struct runner *ru);
+
 static int fx_setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof *f);
@@ -198,6 +215,14 @@ static int fx_teardown(void **state)
 {
 	struct fx *f = *state;
 
+	/* after a failed assertion: stop what the test left running */
+	if (f->ru && !runner_end(f->ru))
+		_exit(99);
+	if (f->cons_running) {
+		__atomic_store_n(&f->deadline, 0, __ATOMIC_SEQ_CST);
+		pthread_join(f->cons, NULL);
+	}
+
 	jsCtx_Destroy(f->js);
 	natsConnection_Destroy(f->nc);
 	shmq_queue_close(f->q);
@@ -219,11 +244,6 @@ static const struct shmq__bridge_shared *checkpoint(struct fx *f)
 
 /* ---- an in-process bridge on a thread ---- */
 
-struct runner {
-	shmq_bridge *b;
-	pthread_t t;
-	int rc;
-};
 
 static void *run_thread(void *arg)
 {
@@ -233,24 +253,51 @@ static void *run_thread(void *arg)
 	return NULL;
 }
 
-static void runner_start(struct fx *f, struct runner *ru)
+static void runner_create(struct fx *f, struct runner *ru)
 {
 	struct shmq_bridge_opts o = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN };
 
+	memset(ru, 0, sizeof *ru);
 	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &ru->b), 0);
-	assert_int_equal(pthread_create(&ru->t, NULL, run_thread, ru), 0);
+	f->ru = ru;
 }
 
-static void runner_stop(struct runner *ru)
+static void runner_run(struct runner *ru)
+{
+	assert_int_equal(pthread_create(&ru->t, NULL, run_thread, ru), 0);
+	ru->running = true;
+}
+
+static void runner_start(struct fx *f, struct runner *ru)
+{
+	runner_create(f, ru);
+	runner_run(ru);
+}
+
+/* Stop and free; false when the thread did not return within 10 s (then
+ * the bridge is leaked: freeing it under a running thread would crash). */
+static bool runner_end(struct runner *ru)
 {
 	struct timespec ts;
 
-	assert_int_equal(shmq_bridge_stop(ru->b, 2000000000ll), 0);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 10;
-	assert_int_equal(pthread_timedjoin_np(ru->t, NULL, &ts), 0);
-	assert_int_equal(ru->rc, 0);
+	if (ru->running) {
+		shmq_bridge_stop(ru->b, 2000000000ll);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 10;
+		if (pthread_timedjoin_np(ru->t, NULL, &ts) != 0)
+			return false;
+		ru->running = false;
+	}
 	shmq_bridge_free(ru->b);
+	ru->b = NULL;
+	return true;
+}
+
+static void runner_stop(struct fx *f, struct runner *ru)
+{
+	f->ru = NULL;
+	assert_true(runner_end(ru));
+	assert_int_equal(ru->rc, 0);
 }
 
 static void expect_all(struct fx *f, uint64_t n)
@@ -295,18 +342,18 @@ static void test_in_roundtrip(void **state)
 {
 	struct fx *f = *state;
 	struct shmq_bridge_stats st;
-	struct runner ru;
+	struct runner *ru = &f->rslot;
 	const uint64_t n = 3000;
 
-	runner_start(f, &ru);
+	runner_start(f, ru);
 	consumer_start(f, n);
 	publish(f, 1, n);
 	expect_all(f, n);
-	assert_int_equal(shmq_bridge_stats(ru.b, &st), 0);
+	assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
 	assert_int_equal(st.moved, n);
 	assert_int_equal(st.acked, n);
 	assert_int_equal(f->dups, 0);
-	runner_stop(&ru);
+	runner_stop(f, ru);
 	assert_int_equal(shmq_queue_len(f->q), 0);
 }
 
@@ -316,18 +363,21 @@ static void test_in_backpressure(void **state)
 {
 	struct fx *f = *state;
 	struct shmq_bridge_stats st;
-	struct runner ru;
+	struct runner *ru = &f->rslot;
 	const uint64_t n = 500;
 	int64_t end;
 
-	__atomic_store_n(&f->paused, 1, __ATOMIC_SEQ_CST);
-	runner_start(f, &ru);
-	consumer_start(f, n);
+	/* the whole stream first (create makes it), so that a fetch could take
+	 * far more than fits */
+	runner_create(f, ru);
 	publish(f, 1, n);
+	__atomic_store_n(&f->paused, 1, __ATOMIC_SEQ_CST);
+	consumer_start(f, n);
+	runner_run(ru);
 	end = bu_now() + 10000000000ll;
 	do {
 		bu_sleep_ms(20);
-		assert_int_equal(shmq_bridge_stats(ru.b, &st), 0);
+		assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
 	} while (st.state != SHMQ_BRIDGE_BLOCKED && bu_now() < end);
 	assert_int_equal(st.state, SHMQ_BRIDGE_BLOCKED);
 	assert_int_equal(shmq_queue_len(f->q), 64);
@@ -335,7 +385,7 @@ static void test_in_backpressure(void **state)
 	assert_true(st.read <= 64);
 	__atomic_store_n(&f->paused, 0, __ATOMIC_SEQ_CST);
 	expect_all(f, n);
-	runner_stop(&ru);
+	runner_stop(f, ru);
 }
 
 static int kill_rounds(int small)
@@ -387,11 +437,11 @@ static void test_in_bridge_kill9(void **state)
  * while messages are published and bridged. */
 static void server_kills(struct fx *f, int kills)
 {
-	struct runner ru;
+	struct runner *ru = &f->rslot;
 	const uint64_t n = 3000, part = n / (uint64_t)(kills + 1);
 	uint64_t from = 1;
 
-	runner_start(f, &ru);
+	runner_start(f, ru);
 	consumer_start(f, n);
 	for (int k = 0; k < kills; k++) {
 		publish(f, from, from + part - 1);
@@ -402,7 +452,7 @@ static void server_kills(struct fx *f, int kills)
 	}
 	publish(f, from, n);
 	expect_all(f, n);
-	runner_stop(&ru);
+	runner_stop(f, ru);
 }
 
 static void test_in_server_kill9_once(void **state)
@@ -420,11 +470,11 @@ static void test_in_server_sigstop(void **state)
 {
 	struct fx *f = *state;
 	struct shmq_bridge_stats st;
-	struct runner ru;
+	struct runner *ru = &f->rslot;
 	const uint64_t n = 1000;
 
 	__atomic_store_n(&f->paused, 1, __ATOMIC_SEQ_CST);
-	runner_start(f, &ru);
+	runner_start(f, ru);
 	consumer_start(f, n);
 	publish(f, 1, n);
 	while (shmq_queue_len(f->q) < 64 && bu_now() < f->deadline)
@@ -432,11 +482,11 @@ static void test_in_server_sigstop(void **state)
 	bu_server_pause(&f->srv, true);
 	__atomic_store_n(&f->paused, 0, __ATOMIC_SEQ_CST); /* drain while it sleeps */
 	bu_sleep_ms(3000);
-	assert_int_equal(shmq_bridge_stats(ru.b, &st), 0);
+	assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
 	assert_true(st.acked < n);
 	bu_server_pause(&f->srv, false);
 	expect_all(f, n);
-	runner_stop(&ru);
+	runner_stop(f, ru);
 }
 
 int main(int argc, char **argv)
