@@ -32,3 +32,8 @@ BENCH_SUBCOMMAND(sched, "scheduler: enter+cancel at 10^3..10^6 pending, timer la
 
 /* module deque and pool */
 BENCH_SUBCOMMAND(pool, "work-stealing pool: trivial and uneven maps, fib through subtasks, apply_async round trip, beside serial and OpenMP")
+
+/* module bridge (built with libnats: Makefile.am defines SHMQ_BENCH_BRIDGE) */
+#ifdef SHMQ_BENCH_BRIDGE
+BENCH_SUBCOMMAND(bridge, "NATS JetStream bridge: stream -> queue beside a raw pull consumer acking in batches, 64 B and 4 KiB")
+#endif
