@@ -136,13 +136,18 @@ static void *consumer(void *arg)
 	return NULL;
 }
 
-static void consumer_start(struct fx *f, uint64_t want)
+static void consumer_from(struct fx *f, uint64_t first, uint64_t want)
 {
 	f->want = want;
-	f->next = 1;
+	f->next = first;
 	f->deadline = bu_now() + DEADLINE_NS;
 	assert_int_equal(pthread_create(&f->cons, NULL, consumer, f), 0);
 	f->cons_running = true;
+}
+
+static void consumer_start(struct fx *f, uint64_t want)
+{
+	consumer_from(f, 1, want);
 }
 
 static void consumer_join(struct fx *f)
@@ -233,7 +238,7 @@ static int fx_teardown(void **state)
 	return 0;
 }
 
-static const struct shmq__bridge_shared *checkpoint(struct fx *f)
+static struct shmq__bridge_shared *checkpoint(struct fx *f)
 {
 	void *mem;
 	size_t size;
@@ -299,6 +304,8 @@ static void runner_stop(struct fx *f, struct runner *ru)
 	assert_true(runner_end(ru));
 	assert_int_equal(ru->rc, 0);
 }
+
+static struct shmq__bridge_shared *checkpoint(struct fx *f);
 
 static void expect_all(struct fx *f, uint64_t n)
 {
@@ -385,6 +392,34 @@ static void test_in_backpressure(void **state)
 	assert_true(st.read <= 64);
 	__atomic_store_n(&f->paused, 0, __ATOMIC_SEQ_CST);
 	expect_all(f, n);
+	runner_stop(f, ru);
+}
+
+/* A checkpoint as a bridge killed between marking message 6 pending and
+ * storing it applied leaves it: the next bridge starts at 6 (never loses
+ * it), counts it in doubt, and clears the mark. */
+static void test_in_recover_pending(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_stats st;
+	struct runner *ru = &f->rslot;
+	struct shmq__bridge_shared *cp;
+	const uint64_t n = 10;
+
+	runner_create(f, ru); /* the stream and the checkpoint object */
+	assert_true(runner_end(ru));
+	f->ru = NULL;
+	publish(f, 1, n);
+	cp = checkpoint(f);
+	shmq__store_seq_cst(&cp->applied, 5);
+	shmq__store_seq_cst(&cp->pending, 6);
+	consumer_from(f, 6, n);
+	runner_start(f, ru);
+	expect_all(f, n);
+	assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
+	assert_int_equal(st.moved, 5);
+	assert_int_equal(st.in_doubt, 1);
+	assert_int_equal(shmq__load_seq_cst(&cp->pending), 0);
 	runner_stop(f, ru);
 }
 
@@ -495,6 +530,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_defaults_and_errors, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_backpressure, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_recover_pending, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_bridge_kill9, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_server_kill9_once, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_server_kill9_thrice, fx_setup, fx_teardown),
