@@ -13,6 +13,8 @@
  * reordering fails.
  */
 #define _GNU_SOURCE
+#include "config.h"
+
 #include <pthread.h>
 
 #include <nats/nats.h>
@@ -524,6 +526,136 @@ static void test_in_server_sigstop(void **state)
 	runner_stop(f, ru);
 }
 
+
+#ifdef HAVE_SHMQ_QUEUE_2PC
+/* ---- OUT (queue -> stream), checked through an IN bridge into a second
+ * region: queue A -> out -> stream -> in -> queue B -> the consumer ---- */
+
+struct fx_out {
+	char region[96];
+	shmq_region *r;
+	shmq_queue *q;   /* B's queue */
+	shmq_queue *qa;  /* A's queue, as f->q */
+};
+
+static void out_side(struct fx *f, struct fx_out *o)
+{
+	struct shmq_queue_opts qo = { .capacity = 64, .max_msg = MSG_MAX };
+
+	/* the consumer reads B: swap B's queue into the fixture */
+	tu_name(o->region, sizeof o->region, "bridgeB");
+	assert_int_equal(shmq_region_create(o->region, NULL, &o->r), 0);
+	assert_int_equal(shmq_queue_create(o->r, "jobs", &qo, &o->q), 0);
+	o->qa = f->q;
+}
+
+static void out_side_end(struct fx_out *o)
+{
+	shmq_queue_close(o->q);
+	shmq_region_close(o->r);
+	shmq_region_unlink(o->region);
+}
+
+static void put_all(struct fx_out *o, uint64_t n)
+{
+	uint8_t *buf = malloc(MSG_MAX);
+
+	for (uint64_t i = 1; i <= n; i++) {
+		msg_fill(buf, i);
+		assert_int_equal(shmq_queue_put(o->qa, buf, msg_len(i), 30ll * 1000000000), 0);
+	}
+	free(buf);
+}
+
+static void out_in_bridges(struct fx *f, struct fx_out *o, struct runner *in)
+{
+	struct shmq_bridge_opts io = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN };
+
+	memset(in, 0, sizeof *in);
+	assert_int_equal(shmq_bridge_create(o->r, "jobs", &io, &in->b), 0);
+	f->ru = in;
+	runner_run(in);
+}
+
+static void test_out_roundtrip(void **state)
+{
+	struct fx *f = *state;
+	struct runner *in = &f->rslot, out = { 0 };
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	struct shmq_bridge_stats st;
+	struct fx_out o;
+	const uint64_t n = 3000;
+
+	out_side(f, &o);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out.b), 0);
+	runner_run(&out);
+	out_in_bridges(f, &o, in);
+	f->q = o.q;
+	consumer_start(f, n);
+	put_all(&o, n);
+	expect_all(f, n);
+	assert_int_equal(f->dups, 0);
+	assert_true(runner_end(&out));
+	assert_int_equal(out.rc, 0);
+	runner_stop(f, in);
+	f->q = o.qa;
+	assert_int_equal(shmq_queue_len(f->q), 0);
+	(void)st;
+	out_side_end(&o);
+}
+
+/* kill -9 of the OUT bridge (the shmq command) at random points: the
+ * stream holds every message once, in the queue's order. */
+static void test_out_bridge_kill9(void **state)
+{
+	struct fx *f = *state;
+	struct runner *in = &f->rslot;
+	struct fx_out o;
+	const int rounds = kill_rounds(5);
+	const uint64_t n = 4000;
+	char *argv[] = { (char *)bridge_tool, "bridge", "out", f->region, "jobs", f->srv.url, NULL };
+	pid_t pid;
+	int st;
+
+	srand((unsigned)getpid() * 7u);
+	out_side(f, &o);
+	/* the stream first (the OUT command would make it too) */
+	out_in_bridges(f, &o, in);
+	f->q = o.q;
+	f->slow = 1;
+	consumer_start(f, n);
+	pid = bu_spawn(argv);
+	assert_true(pid > 0);
+	for (int k = 0; k <= rounds; k++) {
+		{
+			uint8_t *buf = malloc(MSG_MAX);
+			uint64_t part = n / (uint64_t)(rounds + 1), from = (uint64_t)k * part + 1;
+			uint64_t to = k == rounds ? n : from + part - 1;
+
+			for (uint64_t i = from; i <= to; i++) {
+				msg_fill(buf, i);
+				assert_int_equal(shmq_queue_put(o.qa, buf, msg_len(i), 30ll * 1000000000), 0);
+			}
+			free(buf);
+		}
+		if (k == rounds)
+			break;
+		bu_sleep_ms(20 + rand() % 200);
+		bu_kill9(pid);
+		pid = bu_spawn(argv);
+		assert_true(pid > 0);
+	}
+	expect_all(f, n);
+	assert_int_equal(f->dups, 0);
+	kill(pid, SIGTERM);
+	st = bu_wait(pid, 10000);
+	assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	runner_stop(f, in);
+	f->q = o.qa;
+	out_side_end(&o);
+}
+#endif /* HAVE_SHMQ_QUEUE_2PC */
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -535,6 +667,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_in_server_kill9_once, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_server_kill9_thrice, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_server_sigstop, fx_setup, fx_teardown),
+#ifdef HAVE_SHMQ_QUEUE_2PC
+		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),
+#endif
 	};
 
 	if (!bu_have_server()) {

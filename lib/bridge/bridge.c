@@ -45,11 +45,22 @@ struct shmq_bridge {
 	int state;                 /* enum shmq_bridge_state */
 	uint64_t moved;
 	uint64_t rewinds;
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	struct out_slot *fly;      /* OUT: the in-flight table, inflight entries */
+	uint32_t inflight;
+	int pub_failed;            /* OUT: an async publish reported an error */
+	char idpfx[160];           /* OUT: "<uuid hex>.<queue>." */
+	char last_id[192];         /* OUT: the stream's last message id, "" if none */
+#endif
 	char subject[256];
 	char stream[128];
 	char durable[BRIDGE_NAME_MAX + 1];
 	char name[BRIDGE_NAME_MAX + 1];
 };
+
+#ifdef HAVE_SHMQ_QUEUE_2PC
+static void out_err_cb(jsCtx *js, jsPubAckErr *pae, void *closure);
+#endif
 
 static void bridge_sleep(int64_t ns)
 {
@@ -185,6 +196,11 @@ static int connect_server(shmq_bridge *b, const char *url)
 
 		jsOptions_Init(&jo);
 		jo.Wait = BRIDGE_JS_WAIT_MS;
+#ifdef HAVE_SHMQ_QUEUE_2PC
+		jo.PublishAsync.MaxPending = (int64_t)b->inflight + 1;
+		jo.PublishAsync.ErrHandler = out_err_cb;
+		jo.PublishAsync.ErrHandlerClosure = b;
+#endif
 		s = natsConnection_JetStream(&b->js, b->nc, &jo);
 	}
 	return nats_err(s);
@@ -421,6 +437,188 @@ static int in_run(shmq_bridge *b)
 	return rc;
 }
 
+
+/* ---- OUT: queue -> stream ---- */
+#ifdef HAVE_SHMQ_QUEUE_2PC
+/*
+ * Every message is begun (two-phase get), published asynchronously with
+ * the id "<region uuid>.<queue>.<position>" and the previous message's id as
+ * ExpectLastMsgId, and kept in the in-flight table; a window is committed,
+ * in order, only once JetStream acked all of it.  Any failure - an error
+ * reported for a publish, an ack that does not come (nats.c reports nothing
+ * for publishes in flight when a connection drops: hence the table) - rewinds:
+ * every message in flight is given back (the queue hands them out again in
+ * position order), the stream's last message id is read back, and messages
+ * the stream already holds (position <= the last one's) are committed
+ * without a publish.  The chained ids keep the stream in queue order: a
+ * publish whose predecessor was lost is refused, never stored out of order.
+ * A restarted bridge does the same at start (also after the server's
+ * duplicate window has passed); within the window the ids dedupe too.
+ */
+struct out_slot {
+	uint64_t pos;
+};
+
+static void out_err_cb(jsCtx *js, jsPubAckErr *pae, void *closure)
+{
+	shmq_bridge *b = closure;
+
+	(void)js;
+	(void)pae;
+	shmq__store_seq_cst(&b->pub_failed, 1);
+}
+
+/* The stream's last message id into b->last_id; its position + 1, when the
+ * id is one of ours, into *upto (else 0: positions start at 0, so upto
+ * counts the positions the stream holds).  0, or a negative errno. */
+static int out_last(shmq_bridge *b, uint64_t *upto)
+{
+	natsMsg *m = NULL;
+	const char *id = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetLastMsg(&m, b->js, b->stream, b->subject, NULL, &jerr);
+	size_t plen = strlen(b->idpfx);
+	char *end;
+
+	*upto = 0;
+	b->last_id[0] = 0;
+	if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+		return 0; /* an empty stream */
+	if (s != NATS_OK)
+		return nats_err(s);
+	if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK && id &&
+	    strlen(id) < sizeof b->last_id) {
+		strcpy(b->last_id, id);
+		if (strncmp(id, b->idpfx, plen) == 0 && id[plen]) {
+			unsigned long long v = strtoull(id + plen, &end, 10);
+
+			if (*end == 0 && v != UINT64_MAX)
+				*upto = (uint64_t)v + 1;
+		}
+	}
+	natsMsg_Destroy(m);
+	return 0;
+}
+
+/* Give back everything in flight. */
+static void out_abort_all(shmq_bridge *b, uint32_t n)
+{
+	for (uint32_t i = n; i-- > 0;)
+		shmq_queue_get_abort(b->q, b->fly[i].pos);
+}
+
+/* Begin, publish and commit one window.  0, 1 to rewind, or an error. */
+static int out_window(shmq_bridge *b, uint64_t upto)
+{
+	uint32_t n = 0;
+	int rc = 0;
+
+	shmq__store_seq_cst(&b->pub_failed, 0);
+	while (n < b->inflight) {
+		const void *msg;
+		uint64_t pos;
+		ssize_t len = shmq_queue_get_begin(b->q, &msg, &pos, n ? SHMQ_NOWAIT : BRIDGE_FETCH_NS);
+		char id[sizeof b->idpfx + 24];
+		jsPubOptions po;
+
+		if (len == -EAGAIN || len == -ETIMEDOUT)
+			break;
+		if (len < 0) {
+			rc = (int)len;
+			break;
+		}
+		/* relaxed: a statistic for shmq stat, read alone */
+		shmq__store_relaxed(&b->sh->read, pos);
+		if (pos < upto) { /* the stream has it already: drop it */
+			shmq_queue_get_commit(b->q, pos);
+			continue;
+		}
+		snprintf(id, sizeof id, "%s%llu", b->idpfx, (unsigned long long)pos);
+		jsPubOptions_Init(&po);
+		po.MsgId = id;
+		po.ExpectLastMsgId = b->last_id[0] ? b->last_id : NULL;
+		if (js_PublishAsync(b->js, b->subject, msg, (int)len, &po) != NATS_OK) {
+			shmq_queue_get_abort(b->q, pos);
+			rc = 1;
+			break;
+		}
+		b->fly[n++].pos = pos;
+		snprintf(b->last_id, sizeof b->last_id, "%s", id);
+	}
+	if (n) {
+		jsPubOptions po;
+
+		jsPubOptions_Init(&po);
+		po.MaxWait = 5000;
+		if (js_PublishAsyncComplete(b->js, &po) != NATS_OK || shmq__load_seq_cst(&b->pub_failed))
+			rc = rc ? rc : 1;
+	}
+	if (rc) {
+		out_abort_all(b, n);
+		return rc;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		shmq_queue_get_commit(b->q, b->fly[i].pos);
+	if (n) {
+		shmq__store_seq_cst(&b->sh->applied, b->fly[n - 1].pos);
+		/* relaxed: a statistic; shmq_bridge_stats reads it alone */
+		shmq__store_relaxed(&b->moved, b->moved + n);
+	}
+	return 0;
+}
+
+static int out_run(shmq_bridge *b)
+{
+	uint64_t upto = 0;
+	bool synced = false;
+	int rc = 0;
+
+	/* a stop ends the loop between windows: what is in flight is acked
+	 * and committed, or given back, first */
+	while (!shmq__load_seq_cst(&b->stop) && rc == 0) {
+		if (!synced) {
+			if (out_last(b, &upto)) {
+				stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
+				bridge_sleep(BRIDGE_RETRY_NS);
+				continue;
+			}
+			synced = true;
+			stats_set_state(b, SHMQ_BRIDGE_RUNNING);
+		}
+		rc = out_window(b, upto);
+		if (rc == 1) { /* rewind: read the stream's end again */
+			rc = 0;
+			synced = false;
+			/* relaxed: a statistic; shmq_bridge_stats reads it alone */
+			shmq__store_relaxed(&b->rewinds, b->rewinds + 1);
+			stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
+			bridge_sleep(BRIDGE_RETRY_NS);
+		}
+	}
+	return rc == -EPIPE ? 0 : rc;
+}
+
+static int out_prepare(shmq_bridge *b, const char *queue, const struct shmq_bridge_opts *o)
+{
+	uint8_t u[16];
+	int rc = shmq_region_uuid(b->r, u), n;
+
+	if (rc)
+		return rc;
+	n = snprintf(b->idpfx, sizeof b->idpfx,
+		     "%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x.%s.",
+		     u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11],
+		     u[12], u[13], u[14], u[15], queue);
+	if (n <= 0 || (size_t)n >= sizeof b->idpfx)
+		return -EINVAL;
+	b->inflight = o->inflight ? o->inflight : SHMQ_BRIDGE_DEFAULT_INFLIGHT;
+	if (b->inflight > b->capacity)
+		b->inflight = b->capacity;
+	b->fly = calloc(b->inflight, sizeof *b->fly);
+	return b->fly ? 0 : -ENOMEM;
+}
+#endif /* HAVE_SHMQ_QUEUE_2PC */
+
 /* ---- the handle ---- */
 
 static int opts_check(const struct shmq_bridge_opts *o)
@@ -446,10 +644,12 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 	rc = opts_check(o);
 	if (rc)
 		return rc;
+#ifndef HAVE_SHMQ_QUEUE_2PC
 	/* OUT needs the queue's two-phase get (shmq_queue_get_begin/commit/abort)
-	 * and shmq_region_uuid, which this libshmq does not have yet */
+	 * and shmq_region_uuid, which the libshmq built against lacks */
 	if (o->dir == SHMQ_BRIDGE_OUT)
 		return -EOPNOTSUPP;
+#endif
 	b = calloc(1, sizeof *b);
 	if (!b)
 		return -ENOMEM;
@@ -464,6 +664,10 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 	if (!rc && st.capacity == 0)
 		rc = -EBADMSG;
 	b->capacity = st.capacity;
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	if (!rc && b->dir == SHMQ_BRIDGE_OUT)
+		rc = out_prepare(b, queue, o);
+#endif
 	if (!rc)
 		rc = hold_take(b);
 	if (!rc)
@@ -489,7 +693,12 @@ SHMQ_API int shmq_bridge_run(shmq_bridge *b)
 	if (!b)
 		return -EINVAL;
 	stats_set_state(b, SHMQ_BRIDGE_RUNNING);
-	rc = in_run(b);
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	if (b->dir == SHMQ_BRIDGE_OUT)
+		rc = out_run(b);
+	else
+#endif
+		rc = in_run(b);
 	stats_set_state(b, SHMQ_BRIDGE_STOPPED);
 	return rc;
 }
@@ -540,5 +749,8 @@ SHMQ_API void shmq_bridge_free(shmq_bridge *b)
 		shmq_lock_close(b->hold);
 	}
 	shmq_queue_close(b->q);
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	free(b->fly);
+#endif
 	free(b);
 }
