@@ -91,22 +91,20 @@ static void test_geometry(void **state)
 	sh->magic ^= 1;
 	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EBADMSG);
 	sh->magic ^= 1;
-	/* a power of two is written as version 2 */
-	assert_int_equal(sh->version, SHMQ__MPMC_VERSION_POW2);
+	/* every capacity is written as version 4 (the hold bit) */
+	assert_int_equal(sh->version, SHMQ__MPMC_VERSION);
 	sh->version = 99;
 	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EPROTO);
 	sh->version = SHMQ__MPMC_VERSION_POW2 - 1;
 	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EPROTO);
-	/* ... and read as 2 or 3 */
+	/* ... and the 31-bit laps of versions 2 and 3 are refused, not misread */
+	sh->version = 3;
+	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EPROTO);
 	sh->version = SHMQ__MPMC_VERSION;
 	handle(&m, &r, 1);
 	assert_true(m.pow2);
-	sh->version = SHMQ__MPMC_VERSION_POW2;
 	sh->capacity = 7; /* footprint no longer matches */
 	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EBADMSG);
-	sh->version = SHMQ__MPMC_VERSION;
-	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EBADMSG);
-	sh->version = SHMQ__MPMC_VERSION_POW2;
 	sh->capacity = 0;
 	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EBADMSG);
 	sh->capacity = 1u << 20; /* a valid power of two that does not fit */
@@ -124,7 +122,7 @@ static void test_geometry(void **state)
 	handle(&m, &r, 1);
 	ring_free(&r);
 
-	/* a capacity that is not a power of two: version 3, divided positions */
+	/* a capacity that is not a power of two: divided positions */
 	r = ring_new(6, 100);
 	sh = r.mem;
 	assert_int_equal(sh->version, SHMQ__MPMC_VERSION);
@@ -132,9 +130,6 @@ static void test_geometry(void **state)
 	handle(&m, &r, 1);
 	assert_int_equal(m.capacity, 6);
 	assert_false(m.pow2);
-	/* version 2 never held one: corrupt, not another version */
-	sh->version = SHMQ__MPMC_VERSION_POW2;
-	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EBADMSG);
 	sh->version = SHMQ__MPMC_VERSION + 1;
 	assert_int_equal(shmq__mpmc_attach(&m, r.mem, r.size, SHMQ__MPMC_OWNER_PID, 1, fake_alive, NULL), -EPROTO);
 	sh->version = SHMQ__MPMC_VERSION;

@@ -998,6 +998,239 @@ static void test_forgotten_dispatch(void **state)
 	assert_true(ms < 5000);
 }
 
+/* ---- pipes: shmq_proc_fd, shmq_proc_communicate (Python's Popen) ---- */
+
+#define TALK_BIG ((size_t)4 << 20)
+#define NS_SEC 1000000000LL
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+	const char *q = buf;
+
+	while (len) {
+		ssize_t n = write(fd, q, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(101);
+		q += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Byte i of stream s's pattern: the two outputs differ, so a swap shows. */
+static char pat(int s, size_t i)
+{
+	return (char)('a' + (i * (size_t)(s + 3) + i / 4096) % 26);
+}
+
+/*
+ * The deadlock trap: TALK_BIG bytes on stdout and stderr in alternating
+ * 64 KiB pieces before reading a byte of stdin (a parent that writes all its
+ * input first, or drains one stream at a time, hangs), then all of stdin
+ * echoed back on stdout.
+ */
+static int talker(shmq_region *r, const void *arg, size_t len)
+{
+	static char buf[64 << 10];
+	ssize_t n;
+
+	(void)r;
+	(void)arg;
+	(void)len;
+	for (size_t off = 0; off < TALK_BIG; off += sizeof(buf))
+		for (int s = 1; s <= 2; s++) {
+			for (size_t i = 0; i < sizeof(buf); i++)
+				buf[i] = pat(s, off + i);
+			write_all(s, buf, sizeof(buf));
+		}
+	while ((n = read(0, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return 102;
+		write_all(1, buf, (size_t)n);
+	}
+	return 9;
+}
+SHMQ_ENTRY(talker);
+
+static void talk_big(void)
+{
+	const struct shmq_proc_opts o = { .pipes = SHMQ_STDIN | SHMQ_STDOUT | SHMQ_STDERR };
+	struct shmq_run_result res;
+	char *in = malloc(TALK_BIG);
+	int before = tu_fd_count();
+	shmq_proc *p;
+
+	assert_non_null(in);
+	for (size_t i = 0; i < TALK_BIG; i++)
+		in[i] = (char)(i * 7 + i / 1000);
+	assert_int_equal(shmq_proc_spawn(NULL, "talker", NULL, 0, &o, &p), 0);
+	assert_int_equal(tu_fd_count(), before + 4); /* pidfd and three pipe ends */
+	assert_int_equal(shmq_proc_communicate(p, in, TALK_BIG, &res, SHMQ_FOREVER), 0);
+	assert_int_equal(res.status, 9);
+	assert_int_equal(res.out_len, 2 * TALK_BIG);
+	assert_int_equal(res.err_len, TALK_BIG);
+	for (size_t i = 0; i < TALK_BIG; i++)
+		if (res.out[i] != pat(1, i) || res.err[i] != pat(2, i))
+			fail_msg("byte %zu of the outputs differs", i);
+	assert_memory_equal(res.out + TALK_BIG, in, TALK_BIG);
+	/* communicate closed the pipes and reaped the child */
+	for (int t = 0; t < 3; t++)
+		assert_int_equal(shmq_proc_fd(p, t), -EBADF);
+	assert_int_equal(tu_fd_count(), before + 1);
+	assert_int_equal(shmq_proc_exitcode(p), 9);
+	assert_int_equal(shmq_proc_join(p, SHMQ_NOWAIT), 0);
+	shmq_run_result_free(&res);
+	shmq_proc_close(p);
+	assert_int_equal(tu_fd_count(), before);
+	assert_true(tu_no_children());
+	free(in);
+}
+
+static void test_communicate_big(void **state)
+{
+	(void)state;
+	talk_big();
+	/* the same on the poll(2) backend (io_uring refused) */
+	setenv("SHMQ_RUN_BACKEND", "poll", 1);
+	talk_big();
+	unsetenv("SHMQ_RUN_BACKEND");
+}
+
+/* A process that is gone, zombie or not, once its state reads Z or it has no
+ * /proc entry; waits up to 5 s (init reaps the orphan when it pleases). */
+static bool pid_dead(pid_t pid)
+{
+	char path[64], buf[256], *rp;
+	int64_t end = shmq_now_ns() + 5 * NS_SEC;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	while (shmq_now_ns() < end) {
+		FILE *f = fopen(path, "r");
+		size_t n;
+
+		if (!f)
+			return true;
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		rp = strrchr(buf, ')');
+		if (!rp || (rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X')))
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+static void test_communicate_timeout_kills_group(void **state)
+{
+	/* the grandchild holds stdout open too: without the group kill it
+	 * would outlive the call */
+	char *argv[] = { "sh", "-c", "sleep 100 & echo $!; exec sleep 100", NULL };
+	const struct shmq_proc_opts o = { .pipes = SHMQ_STDOUT | SHMQ_STDERR,
+					  .flags = SHMQ_PROC_NEWPGRP };
+	struct shmq_run_result res;
+	int before = tu_fd_count();
+	shmq_proc *p;
+	long gpid;
+
+	(void)state;
+	assert_int_equal(shmq_proc_exec(NULL, argv, &o, &p), 0);
+	assert_int_equal(shmq_proc_communicate(p, NULL, 0, &res, NS_SEC / 2), -ETIMEDOUT);
+	assert_int_equal(res.status, -SIGKILL);
+	assert_non_null(res.out);
+	assert_non_null(res.err);
+	assert_int_equal(res.err_len, 0);
+	gpid = strtol(res.out, NULL, 10);
+	assert_true(gpid > 0);
+	assert_true(pid_dead((pid_t)gpid));
+	assert_int_equal(shmq_proc_exitcode(p), -SIGKILL);
+	shmq_run_result_free(&res);
+	shmq_proc_close(p);
+	assert_int_equal(tu_fd_count(), before);
+	assert_true(tu_no_children());
+}
+
+static void test_proc_fd_rules(void **state)
+{
+	char *argv[] = { "cat", NULL };
+	struct shmq_proc_opts o = { .pipes = SHMQ_STDOUT };
+	struct shmq_run_result res;
+	int before = tu_fd_count(), fd;
+	shmq_proc *p;
+	char buf[16];
+
+	(void)state;
+	/* bad options change nothing: no process, no descriptor */
+	o.pipes = 0x8;
+	assert_int_equal(shmq_proc_exec(NULL, argv, &o, &p), -EINVAL);
+	o.pipes = SHMQ_STDOUT;
+	o.stdout_fd = SHMQ_PROC_DEVNULL; /* piped and redirected */
+	assert_int_equal(shmq_proc_exec(NULL, argv, &o, &p), -EINVAL);
+	o.stdout_fd = 0;
+	o.reserved0 = 1;
+	assert_int_equal(shmq_proc_exec(NULL, argv, &o, &p), -EINVAL);
+	o.reserved0 = 0;
+	assert_int_equal(tu_fd_count(), before);
+	assert_true(tu_no_children());
+
+	/* stdin and stderr are not piped: -EBADF; the piped one is ours */
+	o.pipes = SHMQ_STDOUT | SHMQ_STDIN;
+	assert_int_equal(shmq_proc_exec(NULL, argv, &o, &p), 0);
+	assert_int_equal(shmq_proc_fd(p, 2), -EBADF);
+	assert_int_equal(shmq_proc_fd(p, 3), -EINVAL);
+	assert_int_equal(shmq_proc_fd(NULL, 1), -EINVAL);
+	fd = shmq_proc_fd(p, 1);
+	assert_true(fd > 2);
+	assert_int_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	assert_int_equal(fcntl(shmq_proc_fd(p, 0), F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	/* by hand through the descriptors: cat echoes */
+	assert_int_equal(write(shmq_proc_fd(p, 0), "ping\n", 5), 5);
+	assert_int_equal(read(fd, buf, sizeof(buf)), 5);
+	assert_memory_equal(buf, "ping\n", 5);
+	/* bad calls of communicate change nothing */
+	assert_int_equal(shmq_proc_communicate(p, NULL, 3, &res, SHMQ_FOREVER), -EINVAL);
+	assert_int_equal(shmq_proc_communicate(p, "x", 1, &res, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_proc_communicate(p, "x", 1, NULL, SHMQ_FOREVER), -EINVAL);
+	assert_int_equal(shmq_proc_fd(p, 1), fd);
+	assert_int_equal(shmq_proc_communicate(p, "pong", 4, &res, 10 * NS_SEC), 0);
+	assert_int_equal(res.status, 0);
+	assert_int_equal(res.out_len, 4);
+	assert_string_equal(res.out, "pong");
+	assert_null(res.err);
+	shmq_run_result_free(&res);
+	shmq_proc_close(p);
+
+	/* input without a piped stdin is refused */
+	o.pipes = SHMQ_STDOUT;
+	assert_int_equal(shmq_proc_exec(NULL, (char *[]){ "true", NULL }, &o, &p), 0);
+	assert_int_equal(shmq_proc_communicate(p, "x", 1, &res, SHMQ_FOREVER), -EINVAL);
+	assert_int_equal(shmq_proc_communicate(p, NULL, 0, &res, SHMQ_FOREVER), 0);
+	assert_int_equal(res.out_len, 0);
+	shmq_run_result_free(&res);
+	shmq_proc_close(p);
+	/* communicate after a join: the child is reaped, the pipes still drain */
+	assert_int_equal(shmq_proc_exec(NULL, (char *[]){ "echo", "late", NULL }, &o, &p), 0);
+	assert_int_equal(shmq_proc_join(p, 10 * NS_SEC), 0);
+	assert_int_equal(shmq_proc_communicate(p, NULL, 0, &res, SHMQ_FOREVER), 0);
+	assert_int_equal(res.status, 0);
+	assert_string_equal(res.out, "late\n");
+	shmq_run_result_free(&res);
+	assert_int_equal(shmq_proc_communicate(p, NULL, 0, &res, SHMQ_FOREVER), 0); /* no pipe left */
+	assert_null(res.out);
+	shmq_run_result_free(&res);
+	shmq_proc_close(p);
+	/* closing a handle whose pipes are open closes them */
+	o.pipes = SHMQ_STDIN | SHMQ_STDOUT | SHMQ_STDERR;
+	assert_int_equal(shmq_proc_exec(NULL, argv, &o, &p), 0);
+	shmq_proc_close(p);
+	assert_int_equal(tu_fd_count(), before);
+	assert_true(tu_no_children());
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1019,6 +1252,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_no_stray_low_fds),
 		cmocka_unit_test(test_forgotten_dispatch),
 		cmocka_unit_test(test_spawn_out_of_descriptors),
+		cmocka_unit_test(test_communicate_big),
+		cmocka_unit_test(test_communicate_timeout_kills_group),
+		cmocka_unit_test(test_proc_fd_rules),
 	};
 
 	if (getenv("SHMQ_TEST_FORGOT"))

@@ -1082,13 +1082,13 @@ static void test_corrupted(void **state)
 	assert_int_equal(shmq_queue_open(f->r, "q.corrupt", &q2), -EBADMSG);
 	shmq_queue_close(q);
 
-	/* a capacity that is not a power of two (layout version 3) */
+	/* a capacity that is not a power of two */
 	assert_int_equal(shmq_queue_create(f->r, "q.corrupt5", &(struct shmq_queue_opts){ 5, 16 }, &q), 0);
 	assert_int_equal(shmq__obj_find(f->r, "q.corrupt5", SHMQ__OBJ_QUEUE, &mem, &size), 0);
 	sh = mem;
 	assert_int_equal(sh->version, SHMQ__MPMC_VERSION);
-	sh->version = SHMQ__MPMC_VERSION_POW2; /* version 2 only ever held powers of two */
-	assert_int_equal(shmq_queue_open(f->r, "q.corrupt5", &q2), -EBADMSG);
+	sh->version = 3; /* 31-bit laps, no hold bit: refused, never misread */
+	assert_int_equal(shmq_queue_open(f->r, "q.corrupt5", &q2), -EPROTO);
 	sh->version = SHMQ__MPMC_VERSION + 1;
 	assert_int_equal(shmq_queue_open(f->r, "q.corrupt5", &q2), -EPROTO);
 	sh->version = SHMQ__MPMC_VERSION;

@@ -17,6 +17,9 @@ BENCH_SUBCOMMAND(limits, "machine limits: cache-line round trip between two core
 BENCH_SUBCOMMAND(lock, "futex lock: uncontended acquire+release, two processes contending, beside pthread_mutex pshared")
 BENCH_SUBCOMMAND(barrier, "barrier: rounds/s for two processes close together and 100 us apart, beside pthread_barrier pshared")
 
+/* module flag, cond, sem */
+BENCH_SUBCOMMAND(sync, "flag, cond, sem: uncontended ops, two-process ping-pong awake and 100 us apart, beside pthread_cond/mutex pshared and sem_t")
+
 /* module spsc ring and pipe */
 BENCH_SUBCOMMAND(pipe, "shmq_pipe between two pinned processes: msg/s at 8..4096 B, bulk, in-place GB/s, round trips, beside pipe(2), seqpacket, mq, ck_ring")
 
@@ -29,6 +32,9 @@ BENCH_SUBCOMMAND(run, "shmq_run: /bin/true latency, capture throughput of head -
 
 /* module sched */
 BENCH_SUBCOMMAND(sched, "scheduler: enter+cancel at 10^3..10^6 pending, timer lateness beside bare io_uring and timerfd")
+
+/* module embed (waitsets) */
+BENCH_SUBCOMMAND(waitset, "waitset: wake-up round trip through a set of 1 and of 64 queues and through epoll on its fd, beside a blocking queue_get")
 
 /* module deque and pool */
 BENCH_SUBCOMMAND(pool, "work-stealing pool: trivial and uneven maps, fib through subtasks, apply_async round trip, beside serial and OpenMP")

@@ -10,12 +10,13 @@
  *    Target: <= 50 ns per task, amortised.
  *  - uneven map: 20000 elements (5000), 1 % of them 1000x heavier (every
  *    100th); ms per map.  Baselines: serial, OpenMP dynamic.  Targets:
- *    >= 1.8x the serial loop, >= 0.9x OpenMP.
+ *    >= 1.9x the serial loop, >= 1.0x OpenMP waiting passively.
  *  - fib(30) through subtasks on ONE worker (fib(25) with --quick): each
  *    call spawns fib(n-1), calls fib(n-2) directly, syncs.  The figure is the
  *    overhead per spawn+sync: (pool time - serial time) / spawns, against the
  *    plain recursive function.  Target: <= 20 ns.  Also fib on 2 workers
- *    against serial (ms).
+ *    against serial (ms), and with a cutoff of 18 (fib(34), fib(30) with
+ *    --quick) on 2 workers against serial: target >= 1.8x.
  *  - apply_async round trip with sleeping workers: each call after a 2 ms
  *    pause (the workers have gone to sleep on their futex), submit + get of
  *    one trivial task.  Baseline: a pipe round trip to a process asleep in
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -93,6 +95,35 @@ static int __attribute__((noinline)) fib_serial(int n)
 	return n < 2 ? n : fib_serial(n - 1) + fib_serial(n - 2);
 }
 
+/*
+ * Fork-join as one would write it: below the cutoff a call recurses
+ * serially.  fib(FIB_CUTOFF) is about 10^4 calls, some microseconds of work
+ * per spawn against a spawn+sync of tens of nanoseconds, and fib(n) still
+ * makes about fib(n - FIB_CUTOFF + 1) spawns to balance over the workers.
+ */
+#define FIB_CUTOFF 18
+#define BP_STR_(x) #x
+#define BP_STR(x) BP_STR_(x)
+
+static int bp_fibc(const void *in, void *out)
+{
+	int n = *(const int *)in, n1 = n - 1, n2 = n - 2, a = 0, b = 0, rc;
+	struct shmq_pool_group g = SHMQ_POOL_GROUP_INIT;
+
+	if (n <= FIB_CUTOFF) {
+		*(int *)out = fib_serial(n);
+		return 0;
+	}
+	rc = shmq_pool_spawn(&g, "bp_fibc", &n1, sizeof(n1), &a, sizeof(a));
+	if (rc)
+		return rc;
+	bp_fibc(&n2, &b);
+	rc = shmq_pool_sync(&g);
+	*(int *)out = a + b;
+	return rc;
+}
+SHMQ_TASK(bp_fibc);
+
 /* The serial loop and OpenMP call the task through this pointer, as the
  * pool does. */
 static shmq_task_fn task_ptr(shmq_task_fn fn)
@@ -128,7 +159,11 @@ static void omp_map(shmq_task_fn fn, const uint8_t *in, size_t isz, uint8_t *out
 static const char *omp_name(void)
 {
 #ifdef _OPENMP
-	return "OpenMP dynamic";
+	const char *w = getenv("OMP_WAIT_POLICY");
+
+	if (w && strcasecmp(w, "passive") == 0)
+		return "OpenMP, passive";
+	return "OpenMP, spinning";
 #else
 	return "serial (no OpenMP)";
 #endif
@@ -364,13 +399,13 @@ static int bench_uneven(struct bench *b, struct bp *s)
 	return rc;
 }
 
-static int fib_pool(shmq_pool *p, int n, double *ns)
+static int fib_pool_task(shmq_pool *p, const char *task, int n, double *ns)
 {
 	shmq_async *a;
 	int64_t t0 = bench_now_ns();
 	int out = 0, rc;
 
-	rc = shmq_pool_apply_async(p, "bp_fib", &n, sizeof(n), &out, sizeof(out), &a);
+	rc = shmq_pool_apply_async(p, task, &n, sizeof(n), &out, sizeof(out), &a);
 	if (rc)
 		return rc;
 	rc = shmq_async_get(a, SHMQ_FOREVER);
@@ -379,6 +414,11 @@ static int fib_pool(shmq_pool *p, int n, double *ns)
 	if (rc)
 		return rc;
 	return out == fib_serial(n) ? 0 : -EPROTO;
+}
+
+static int fib_pool(shmq_pool *p, int n, double *ns)
+{
+	return fib_pool_task(p, "bp_fib", n, ns);
 }
 
 /* CPU time (ns) a clock has used: a thread's, or a worker process's. */
@@ -436,8 +476,32 @@ static int bench_fib(struct bench *b, struct bp *s)
 		rc = bench_report(b, "fib spawn+sync overhead (1 worker, wall)", "ns",
 				  (one - serial) / spawns, NULL, 0, false);
 	if (rc == 0)
-		rc = bench_report(b, "fib through subtasks (2 workers)", "ms", two / MS,
+		rc = bench_report(b, "fib through subtasks, no cutoff (2 workers)", "ms", two / MS,
 				  "serial recursion", serial / MS, false);
+	return rc;
+}
+
+/* Fork-join with a cutoff: fib(34) (fib(30) with --quick) on 2 workers
+ * against the serial recursion.  Target: >= 1.8x serial. */
+static int bench_fib_cutoff(struct bench *b, struct bp *s)
+{
+	int n = (int)bench_scale(b, 34, 30), r;
+	double two, serial;
+	int64_t t0;
+	int rc;
+
+	rc = fib_pool_task(s->p2, "bp_fibc", FIB_CUTOFF + 4, &two); /* warm both workers */
+	if (rc)
+		return rc;
+	t0 = bench_now_ns();
+	r = fib_serial(n);
+	serial = (double)(bench_now_ns() - t0);
+	if (r <= 0)
+		return -EPROTO;
+	rc = fib_pool_task(s->p2, "bp_fibc", n, &two);
+	if (rc == 0)
+		rc = bench_report(b, "fork-join fib, cutoff " BP_STR(FIB_CUTOFF) " (2 workers)",
+				  "ms", two / MS, "serial recursion", serial / MS, false);
 	return rc;
 }
 
@@ -454,6 +518,8 @@ int bench_pool(struct bench *b)
 		rc = bench_uneven(b, &s);
 	if (rc == 0)
 		rc = bench_fib(b, &s);
+	if (rc == 0)
+		rc = bench_fib_cutoff(b, &s);
 	bp_close(&s);
 	return rc;
 }

@@ -777,6 +777,39 @@ bool shmq__pipe_readable(shmq_pipe *p)
 	return end_check(p, p->peer, false) != 0;
 }
 
+int shmq__pipe_watch_space(shmq_pipe *p, struct shmq__watch *w)
+{
+	if (!p || !w)
+		return -EINVAL;
+	w->word = &p->tx.ring->space_word;
+	w->sleepers = &p->tx.ring->prod_sleepers;
+	return 0;
+}
+
+bool shmq__pipe_writable(shmq_pipe *p)
+{
+	uint64_t head, used;
+
+	if (!p)
+		return false;
+	/* seq_cst: the watcher's re-check after it joined prod_sleepers, the
+	 * Dekker partner of the consumer's publish of head before its load of
+	 * prod_sleepers */
+	head = shmq__load_seq_cst(&p->tx.ring->head);
+	used = p->tx.tail - head; /* our own working tail: private, trusted */
+	if (used > p->tx.cap)
+		return true; /* a corrupt head: the send reports it */
+	if (p->tx.cap - used >= p->tx.cap / 2)
+		return true;
+	return end_check(p, p->peer, false) != 0;
+}
+
+void shmq__pipe_settle(shmq_pipe *p)
+{
+	if (p)
+		(void)end_check(p, p->peer, true);
+}
+
 /* ---- introspection (shmq stat): read only, trusts nothing ---- */
 
 /* Facts about end e: holders (live handles' owners) and gone.  relaxed:

@@ -33,7 +33,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <sched.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <shmq.h>
@@ -43,6 +45,7 @@
 #include "core/compiler_int.h"
 #include "core/fork_int.h"
 #include "core/introspect_int.h"
+#include "chan/queue_int.h"
 #include "ring/mpmc_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
@@ -67,6 +70,10 @@ struct shmq_queue {
 	 * and store, no read-modify-write: threads sharing the handle may lose
 	 * an increment, never the change itself. */
 	uint64_t taken;
+	/* When get_begin next looks for dead holders (shmq__mpmc_reap_held):
+	 * 0 in a new handle, so its first get_begin looks at once.  Relaxed,
+	 * handle-local like the stall memory above. */
+	int64_t reap_at;
 };
 
 /* Which way a blocking call waits. */
@@ -129,11 +136,34 @@ struct geom {
 	uint32_t max_msg;
 };
 
+/* The queue's incarnation: 64 random bits fixed when it is laid out, so
+ * that positions of a queue deleted and made again under the same name do
+ * not repeat its ids (chan/queue_int.h).  Never 0 (0 reads "unknown"). */
+static int incarnation_set(void *mem)
+{
+	struct shmq__mpmc_shared *sh = mem;
+	uint64_t v = 0;
+
+	while (v == 0) {
+		ssize_t n = getrandom(&v, sizeof(v), 0);
+
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n >= 0 && n != (ssize_t)sizeof(v))
+			v = 0;
+	}
+	/* relaxed: not attached by anyone yet; published with the ring (see
+	 * shmq__mpmc_init: the directory's READY release or the caller's) */
+	shmq__store_relaxed(&sh->incarnation, v);
+	return 0;
+}
+
 static int queue_obj_init(void *mem, uint64_t size, void *arg)
 {
 	const struct geom *g = arg;
+	int rc = shmq__mpmc_init(mem, size, g->cap, g->max_msg, SHMQ__MPMC_OWNER_REGION);
 
-	return shmq__mpmc_init(mem, size, g->cap, g->max_msg, SHMQ__MPMC_OWNER_REGION);
+	return rc ? rc : incarnation_set(mem);
 }
 
 int shmq_queue_create(shmq_region *r, const char *name, const struct shmq_queue_opts *o,
@@ -198,9 +228,10 @@ int shmq_queue_init(void *mem, size_t size, const struct shmq_queue_opts *o, uns
 	rc = opts_geometry(o, &cap, &max_msg);
 	if (rc)
 		return rc;
-	return shmq__mpmc_init(mem, size, cap, max_msg,
-			       (flags & SHMQ_QUEUE_PID_OWNERS) ? SHMQ__MPMC_OWNER_PID
-							       : SHMQ__MPMC_OWNER_REGION);
+	rc = shmq__mpmc_init(mem, size, cap, max_msg,
+			     (flags & SHMQ_QUEUE_PID_OWNERS) ? SHMQ__MPMC_OWNER_PID
+							     : SHMQ__MPMC_OWNER_REGION);
+	return rc ? rc : incarnation_set(mem);
 }
 
 int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queue **out)
@@ -259,7 +290,10 @@ static bool block_is_claim(const struct shmq__mpmc_block *blk)
 {
 	unsigned st = (unsigned)(blk->ctl & 3u);
 
-	return st == 1u || st == 3u; /* WRITING or READING: has a live-or-dead owner */
+	/* WRITING, READING or HELD: has a live-or-dead owner; or RETURNED
+	 * (the hold bit, ctl bit 32), which shmq__mpmc_recover may recount
+	 * (ring/mpmc_int.h, Redelivery) */
+	return st == 1u || st == 3u || (blk->ctl >> 32 & 1u);
 }
 
 /* Check the claimer named by blk (quick: see shmq__mpmc_recover).  After a
@@ -269,6 +303,15 @@ static int recover(shmq_queue *q, const struct shmq__mpmc_block *blk, bool quick
 {
 	int rc = shmq__mpmc_recover(&q->ring, blk, quick);
 
+	/* a dead holder of a two-phase get (HELD: READING with the hold bit)
+	 * likely held more than the slot that blocked us: give all its
+	 * messages back now, so they go out before newer ones */
+	if (rc == 1 && (blk->ctl & 3u) == 3u && (blk->ctl >> 32 & 1u)) {
+		int more = shmq__mpmc_reap_held(&q->ring);
+
+		if (more < 0)
+			return more;
+	}
 	if (rc == 1) {
 		wake_getters(&q->ring, INT32_MAX);
 		wake_putters(&q->ring, INT32_MAX);
@@ -498,6 +541,114 @@ ssize_t shmq_queue_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
 	return rc;
 }
 
+/* ---- two-phase get ---- */
+
+struct begin_args {
+	uint64_t pos;
+	uint32_t len;
+};
+
+static ssize_t begin_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk)
+{
+	struct begin_args *b = arg;
+	int rc = shmq__mpmc_hold_claim(&q->ring, &b->pos, &b->len, blk);
+
+	return rc ? rc : (ssize_t)b->len;
+}
+
+/* Before a begin takes anything: once a slice per handle (and at once in a
+ * new one), hand the messages of dead holders back, so they go out before
+ * newer ones.  0 or -EBADMSG. */
+static int begin_reap(shmq_queue *q)
+{
+	int64_t now = shmq_now_ns();
+	int rc;
+
+	/* relaxed: handle-local memory (struct shmq_queue) */
+	if (now < shmq__load_relaxed(&q->reap_at))
+		return 0;
+	shmq__store_relaxed(&q->reap_at, now + SLICE_NS);
+	rc = shmq__mpmc_reap_held(&q->ring);
+	if (rc > 0)
+		wake_getters(&q->ring, INT32_MAX);
+	return rc < 0 ? rc : 0;
+}
+
+ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int64_t timeout_ns)
+{
+	struct shmq__mpmc_block blk;
+	struct begin_args b = { 0, 0 };
+	struct attempt a = { begin_attempt, &b, DIR_GET };
+	ssize_t rc;
+
+	if (!q || !msg || !pos)
+		return -EINVAL;
+	if (shmq__foreign(q->pid))
+		return -EBADF;
+	rc = begin_reap(q);
+	if (rc)
+		return rc;
+	rc = begin_attempt(q, &b, &blk);
+	if (rc == -EAGAIN)
+		rc = wait_loop(q, &a, timeout_ns, &blk);
+	if (rc < 0)
+		return rc;
+	*msg = shmq__mpmc_slot_data(&q->ring, b.pos);
+	*pos = b.pos;
+	/* the slot stays taken: no putter to wake; pass a getter's wake on */
+	if (shmq__load_seq_cst(&q->ring.sh->data_sleepers) != 0 && shmq__mpmc_readable(&q->ring))
+		wake_getters(&q->ring, 1);
+	/* relaxed: as in shmq_queue_get */
+	shmq__store_relaxed(&q->taken, shmq__load_relaxed(&q->taken) + 1);
+	return rc;
+}
+
+int shmq_queue_get_commit(shmq_queue *q, uint64_t pos)
+{
+	int rc;
+
+	if (!q)
+		return -EINVAL;
+	if (shmq__foreign(q->pid))
+		return -EBADF;
+	rc = shmq__mpmc_hold_end(&q->ring, pos, true);
+	if (rc == 0)
+		wake_putters(&q->ring, 1);
+	return rc;
+}
+
+int shmq_queue_get_abort(shmq_queue *q, uint64_t pos)
+{
+	int rc;
+
+	if (!q)
+		return -EINVAL;
+	if (shmq__foreign(q->pid))
+		return -EBADF;
+	rc = shmq__mpmc_hold_end(&q->ring, pos, false);
+	if (rc == 0)
+		wake_getters(&q->ring, 1);
+	return rc;
+}
+
+int shmq__queue_ident(const shmq_queue *q, struct shmq__queue_ident *id)
+{
+	const struct shmq__mpmc_shared *sh;
+
+	if (!q || !id)
+		return -EINVAL;
+	sh = q->ring.sh;
+	/* relaxed: incarnation is written once before the queue is published */
+	id->incarnation = shmq__load_relaxed(&sh->incarnation);
+	/* seq_cst: head, tail, head again, as shmq__mpmc_check: a pair that
+	 * holds the lag invariant at one instant */
+	id->get = shmq__load_seq_cst(&sh->head);
+	id->put = shmq__load_seq_cst(&sh->tail);
+	/* relaxed: a hint (ring/mpmc_int.h, Redelivery) */
+	id->redo = shmq__load_relaxed(&sh->redo);
+	return shmq__mpmc_check(&q->ring);
+}
+
 /* ---- bulk ---- */
 
 struct bulk_put_args {
@@ -685,11 +836,97 @@ bool shmq__queue_readable(shmq_queue *q)
 	return q && shmq__mpmc_readable(&q->ring);
 }
 
+int shmq__queue_watch_space(shmq_queue *q, struct shmq__watch *w)
+{
+	if (!q || !w)
+		return -EINVAL;
+	w->word = &q->ring.sh->space_word;
+	w->sleepers = &q->ring.sh->space_sleepers;
+	return 0;
+}
+
+bool shmq__queue_writable(shmq_queue *q)
+{
+	return q && shmq__mpmc_writable(&q->ring);
+}
+
+int shmq__queue_settle(shmq_queue *q, bool space, bool deep)
+{
+	struct shmq__mpmc_block blk;
+	int rc;
+
+	if (!q)
+		return SHMQ__SETTLE_NONE;
+	shmq__mpmc_block_at(&q->ring, space, &blk);
+	if (!block_is_claim(&blk))
+		return SHMQ__SETTLE_NONE;
+	rc = recover(q, &blk, !deep);
+	if (rc < 0)
+		return SHMQ__SETTLE_BAD;
+	return rc == 1 ? SHMQ__SETTLE_NONE : SHMQ__SETTLE_CLAIM;
+}
+
 /* ---- introspection (shmq stat) ---- */
+
+/* How many holders describe_holds names one by one. */
+#define DESCRIBE_HOLDERS 4u
+
+/* Two-phase gets open now: the HELD and RETURNED slots among the capacity
+ * + 2 positions behind head (ring/mpmc_int.h, Redelivery): "held" (begun,
+ * not ended), "given_back" (waiting to go out again), "redo", "returned"
+ * (give-backs ever: aborts and dead holders), and for the first
+ * DESCRIBE_HOLDERS held ones heldI_pos, heldI_pid, heldI_alive.  The slot
+ * geometry is read back and checked against size first; relaxed loads, a
+ * snapshot like the rest. */
+static void describe_holds(shmq_region *r, const struct shmq__mpmc_shared *q, uint64_t size,
+			   uint32_t cap, uint64_t head, struct shmq__obj_stat *st)
+{
+	/* relaxed: a snapshot, checked before use; orders nothing */
+	uint32_t slot_size = shmq__load_relaxed(&q->slot_size);
+	uint64_t span = (uint64_t)cap + 2, held = 0, back = 0;
+	const uint8_t *slots = (const uint8_t *)q + sizeof(*q);
+
+	if (cap == 0 || cap > SHMQ__MPMC_CAP_MAX || slot_size < SHMQ__MPMC_SLOT_HDR ||
+	    slot_size % SHMQ__CACHELINE || (uint64_t)slot_size * cap > size - sizeof(*q)) {
+		st->status = -EBADMSG;
+		return;
+	}
+	for (uint64_t p = head > span ? head - span : 0; p != head; p++) {
+		const struct shmq__mpmc_slot *s =
+			(const struct shmq__mpmc_slot *)(slots + (p % cap) * slot_size);
+		/* relaxed: a snapshot; the slot's data is never read here */
+		uint64_t w = shmq__load_relaxed(&s->ctl);
+		char key[32];
+
+		/* lap bits 2..31 must name p's lap; the hold bit is bit 32 */
+		if (!(w >> 32 & 1u) || ((w >> 2) & ((1u << 30) - 1)) != ((p / cap) & ((1u << 30) - 1)))
+			continue;
+		if ((w & 3u) == 2u) {
+			back++;
+			continue;
+		}
+		if ((w & 3u) != 3u)
+			continue;
+		if (held < DESCRIBE_HOLDERS) {
+			snprintf(key, sizeof(key), "held%u_pos", (unsigned)held);
+			shmq__stat_u64(st, key, p);
+			snprintf(key, sizeof(key), "held%u", (unsigned)held);
+			if (r)
+				shmq__stat_owner(st, r, key, (uint32_t)(w >> 33));
+		}
+		held++;
+	}
+	shmq__stat_u64(st, "held", held);
+	shmq__stat_u64(st, "given_back", back);
+	/* relaxed: statistics, no data depends on them */
+	shmq__stat_u64(st, "redo", shmq__load_relaxed(&q->redo));
+	shmq__stat_u64(st, "returned", shmq__load_relaxed(&q->returned)); /* relaxed: as above */
+}
 
 /* Queue (the object is the mpmc ring's control block and slots): depth
  * and capacity in messages, positions as message counters, sleepers on both
- * sides, shutdown, and the claims of dead processes skipped or dropped.
+ * sides, shutdown, the claims of dead processes skipped or dropped, and the
+ * open two-phase gets with their holders (describe_holds).
  * Every load is relaxed: a snapshot that orders nothing against the queue's
  * users; head and tail are two separate loads, so depth is clamped to
  * 0..capacity. */
@@ -697,18 +934,15 @@ void shmq__queue_describe(shmq_region *r, const void *mem, uint64_t size, struct
 {
 	const struct shmq__mpmc_shared *q = mem;
 
-	(void)r;
 	uint32_t version = size < sizeof(*q) ? 0 : shmq__load_relaxed(&q->version);
 	if (size < sizeof(*q) || shmq__load_relaxed(&q->magic) != SHMQ__MPMC_MAGIC ||
-	    (version != SHMQ__MPMC_VERSION && version != SHMQ__MPMC_VERSION_POW2)) {
+	    version != SHMQ__MPMC_VERSION) {
 		st->status = -EBADMSG;
 		return;
 	}
-	/* the exact capacity (any value in 1 .. CAP_MAX; a power of two at version 2) */
+	/* the exact capacity (any value in 1 .. CAP_MAX) */
 	uint32_t cap = shmq__load_relaxed(&q->capacity);
-	if (cap == 0 || cap > SHMQ__MPMC_CAP_MAX ||
-	    (version == SHMQ__MPMC_VERSION_POW2 && !SHMQ__IS_POW2(cap)) ||
-	    shmq__load_relaxed(&q->footprint) > size)
+	if (cap == 0 || cap > SHMQ__MPMC_CAP_MAX || shmq__load_relaxed(&q->footprint) > size)
 		st->status = -EBADMSG;
 	/* seq_cst: head, tail, head again in one order, as shmq__mpmc_check
 	 * does: two relaxed loads far apart could see a busy queue's tail run
@@ -734,6 +968,7 @@ void shmq__queue_describe(shmq_region *r, const void *mem, uint64_t size, struct
 	shmq__stat_bool(st, "shutdown", shmq__load_relaxed(&q->shut) != 0);
 	shmq__stat_u64(st, "skipped", shmq__load_relaxed(&q->skipped));
 	shmq__stat_u64(st, "dropped", shmq__load_relaxed(&q->dropped));
+	describe_holds(r, q, size, cap, head2, st);
 	uint64_t gw = shmq__load_relaxed(&q->get_waits), pw = shmq__load_relaxed(&q->put_waits);
 	uint64_t gk = shmq__load_relaxed(&q->get_wakes), pk = shmq__load_relaxed(&q->put_wakes);
 	shmq__stat_u64(st, "waits", shmq__stat_sum(gw, pw));

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <time.h>
@@ -161,6 +162,49 @@ static void hdr_write(struct shmq__region_hdr *h, const struct geometry *g, unsi
 	memcpy(h, &tmp, sizeof(tmp));
 }
 
+/* ---- identity ---- */
+
+/* 16 random bytes for a region being formatted (not yet published: plain
+ * stores, ordered before the header by region_format's release fence). */
+static int ident_write(struct shmq__region_ident *id)
+{
+	uint8_t u[sizeof(id->uuid)];
+	size_t got = 0;
+
+	while (got < sizeof(u)) {
+		ssize_t n = getrandom(u + got, sizeof(u) - got, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		got += (size_t)n;
+	}
+	memcpy(id->uuid, u, sizeof(u));
+	id->check = shmq__fnv1a64(u, sizeof(u));
+	return 0;
+}
+
+/* Copy the uuid out of a mapped region, believing it only if its check
+ * holds: 0 or -EBADMSG. */
+static int ident_read(const uint8_t *base, uint8_t uuid[16])
+{
+	struct shmq__region_ident id;
+
+	memcpy(&id, shmq__region_ident_at((uint8_t *)base), sizeof(id));
+	if (id.check != shmq__fnv1a64(id.uuid, sizeof(id.uuid)))
+		return -EBADMSG;
+	memcpy(uuid, id.uuid, sizeof(id.uuid));
+	return 0;
+}
+
+SHMQ_API int shmq_region_uuid(const shmq_region *r, uint8_t uuid[16])
+{
+	if (!r || !uuid)
+		return -EINVAL;
+	return ident_read(r->base, uuid);
+}
+
 /* ---- mapping ---- */
 
 /* Map size bytes of r->fd: read-write unless observing, populated if asked. */
@@ -255,6 +299,9 @@ static int region_format(shmq_region *r, uint64_t size, unsigned flags)
 	ctl = ctl_of(r);
 	/* relaxed: published by the fence_release before hdr_write below */
 	shmq__store_relaxed(&ctl->heap_top, g.heap_off);
+	rc = ident_write(shmq__region_ident_at(r->base));
+	if (rc)
+		return rc;
 	rc = shmq__ptab_claim(r);
 	if (rc)
 		return rc;
@@ -518,6 +565,11 @@ static int region_attach(shmq_region *r, unsigned flags)
 	r->reserve_on_alloc = h.flags & SHMQ_REGION_NOPREFAULT;
 	/* The file may have changed between pread and mmap: verify the mapping. */
 	rc = hdr_verify(hdr_of(r), g.size, &g);
+	if (!rc) {
+		uint8_t uuid[16];
+
+		rc = ident_read(r->base, uuid); /* a version-2 header promises an identity */
+	}
 	if (rc || observe)
 		return rc;
 	return shmq__ptab_claim(r);

@@ -10,6 +10,7 @@
  *
  *   0      struct shmq__region_hdr  immutable after creation, checksummed
  *   64     struct shmq__region_ctl  mutable: heap top, directory lock, counts
+ *   128    struct shmq__region_ident immutable: the region's uuid (version 2)
  *   4096   proc table               ptab_slots x struct shmq__ptab_slot (32 bytes)
  *   ...    directory                dir_entries x struct shmq__dir_entry (128 bytes)
  *   heap   page aligned; blocks of 64-byte multiples, never freed
@@ -26,7 +27,13 @@
 #include <shmq/region.h> /* SHMQ_OBJ_NAME_MAX */
 
 #define SHMQ__REGION_MAGIC   UINT64_C(0x31474552514d4853) /* "SHMQREG1" little endian */
-#define SHMQ__REGION_VERSION 1u
+/* Layout versions.  1: no identity.  2: line 2 holds struct
+ * shmq__region_ident.  Line 0 kept its shape, so a version-1 library reads
+ * the version and refuses a version-2 region (-EPROTO) instead of running
+ * one whose uuid it would not keep; this library refuses version 1 alike
+ * (a region without a uuid cannot give message ids that never repeat). */
+#define SHMQ__REGION_VERSION 2u
+#define SHMQ__REGION_IDENT_OFF 128u
 #define SHMQ__REGION_PAGE    4096u
 #define SHMQ__REGION_PTAB_OFF SHMQ__REGION_PAGE /* the header page, then the proc table */
 #define SHMQ__REGION_MAX_SIZE ((uint64_t)1 << 40)
@@ -63,6 +70,17 @@ struct shmq__region_ctl {
 	uint32_t pad[10];
 };
 _Static_assert(sizeof(struct shmq__region_ctl) == 64, "control block is one line");
+
+/* Identity, line 2: 16 random bytes (getrandom) written by the creator
+ * before the header, never changed after.  check is shmq__fnv1a64 of the
+ * uuid, so a uuid overwritten later is seen (-EBADMSG), not handed out. */
+struct shmq__region_ident {
+	uint8_t uuid[16];
+	uint64_t check;
+	uint8_t pad[40];
+};
+_Static_assert(sizeof(struct shmq__region_ident) == 64, "identity is one line");
+_Static_assert(SHMQ__REGION_IDENT_OFF >= 64 + 64, "identity after header and control lines");
 
 /*
  * Process-table slot.  word = pid << 32 | gen << 1 | used.  gen counts
@@ -102,6 +120,11 @@ static inline struct shmq__region_hdr *shmq__region_hdr_at(uint8_t *base)
 static inline struct shmq__region_ctl *shmq__region_ctl_at(uint8_t *base)
 {
 	return (struct shmq__region_ctl *)(base + sizeof(struct shmq__region_hdr));
+}
+
+static inline struct shmq__region_ident *shmq__region_ident_at(uint8_t *base)
+{
+	return (struct shmq__region_ident *)(base + SHMQ__REGION_IDENT_OFF);
 }
 
 /* The hash of the header checksum and of directory names. */

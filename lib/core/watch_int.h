@@ -29,6 +29,25 @@ bool shmq__queue_readable(shmq_queue *q); /* a get would not block (data, or shu
 int shmq__pipe_watch(shmq_pipe *p, struct shmq__watch *w);
 bool shmq__pipe_readable(shmq_pipe *p);   /* a recv would not block (data, or peer gone) */
 
+/* The sending side of q / of this end of p, for watchers of SHMQ_WRITABLE. */
+int shmq__queue_watch_space(shmq_queue *q, struct shmq__watch *w);
+bool shmq__queue_writable(shmq_queue *q); /* a put would not block (room, or shut down) */
+int shmq__pipe_watch_space(shmq_pipe *p, struct shmq__watch *w);
+bool shmq__pipe_writable(shmq_pipe *p);   /* half the ring free, or the peer gone */
+
+/* The liveness look of a watcher that found q's get side (space: put side)
+ * blocked: a claim of a dead process that blocks it is cleared (and everyone
+ * woken).  deep false: no system call, only an owner surely gone is cleared
+ * (every look); deep true: the full check (at most once a slice).  Returns
+ * SHMQ__SETTLE_NONE (no claim blocks it), SHMQ__SETTLE_CLAIM (a live claim:
+ * look again next slice) or SHMQ__SETTLE_BAD (an impossible claimer: the
+ * call would fail with -EBADMSG, so the side counts as ready). */
+enum { SHMQ__SETTLE_NONE, SHMQ__SETTLE_CLAIM, SHMQ__SETTLE_BAD };
+int shmq__queue_settle(shmq_queue *q, bool space, bool deep);
+/* The same for p: a deep check of the peer's liveness (a dead peer's end is
+ * marked gone and every sleeper woken, so both sides turn ready). */
+void shmq__pipe_settle(shmq_pipe *p);
+
 /* A token that changes whenever a message is taken through q / through p's
  * receiving side (private to the handle: shared indices can be moved by
  * garbage): a watcher compares it around an action to learn whether the

@@ -29,5 +29,6 @@
 #include <shmq/run.h>
 #include <shmq/pool.h>
 #include <shmq/sched.h>
+#include <shmq/waitset.h>
 
 #endif /* SHMQ_H */

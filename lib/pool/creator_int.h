@@ -36,6 +36,8 @@ struct job_priv {
 	/* the job's geometry as we submitted it: the region's copy is
 	 * writable by anyone attached, so the creator never reads it back */
 	uint64_t chunks_off, nchunks, chunksize;
+	uint64_t status_off; /* int32_t per element (imap), or 0 */
+	uint64_t n_elems;
 	bool lost;         /* a pin never cleared: the slot is never reused */
 	uint8_t *tries;    /* per chunk: deaths survived (allocated on the first) */
 	uint64_t ntries;
@@ -61,6 +63,9 @@ struct shmq_pool {
 	uint64_t *area_off;  /* per slot: its area, never read back from the region */
 	uint32_t *start_fails;
 	int broken;          /* a worker cannot be started: the error */
+	char init[SHMQ_OBJ_NAME_MAX + 1]; /* opts.initializer, or "" */
+	uint64_t max_tasks;  /* opts.max_tasks_per_worker */
+	bool init_failed;    /* a worker's initializer failed: no more restarts */
 	struct shmq__extents arena; /* free space of the arena (pool/extent_int.h) */
 	struct shmq__registry_snap tt;
 	struct job_priv jobs[SHMQ_POOL_MAX_JOBS];
@@ -74,7 +79,10 @@ struct shmq_async {
 	unsigned job;
 	void *out;
 	uint64_t out_bytes;
+	uint64_t n;         /* elements */
 	uint8_t *out_src;   /* the arena copy to copy back, or NULL */
+	int32_t *st_out;    /* imap: where the per-element statuses go, or NULL */
+	const int32_t *st_src; /* ... from the arena */
 	bool finished;
 	int wait_rc;        /* 0, or -ECANCELED / the pool's error */
 	int status;
@@ -111,5 +119,13 @@ void shmq__pool_job_release(shmq_pool *p, unsigned j);
  * until deadline. */
 bool shmq__pool_zombie_reap(shmq_pool *p, unsigned j, int64_t deadline);
 void shmq__pool_zombies_reap(shmq_pool *p, int64_t deadline);
+
+/* submit.c, for imap.c: submit a map that keeps each element's status
+ * (st_out receives them at completion), and the completion steps. */
+int shmq__pool_submit_statuses(shmq_pool *p, const char *task, const void *in, size_t in_size,
+			       void *out, size_t out_size, size_t n, int32_t *st_out,
+			       shmq_async **out_async);
+/* Finished (a->wait_rc says how)?  Never waits longer than deadline. */
+bool shmq__pool_async_check(shmq_async *a, int64_t deadline);
 
 #endif /* SHMQ_POOL_CREATOR_INT_H */

@@ -51,6 +51,7 @@ struct job_view {
 	shmq_task_fn fn;
 	uint8_t *in, *out;
 	uint32_t *chunks;
+	int32_t *status;  /* per element (imap), or NULL */
 	uint64_t in_size, out_size, n, chunksize, nchunks;
 };
 
@@ -93,6 +94,16 @@ static int job_view(struct worker *w, struct pool_job *job, struct job_view *v)
 	if ((in_b && !v->in) || (out_b && !v->out) || !v->chunks ||
 	    ((uintptr_t)v->chunks & 3u))
 		return -EBADMSG;
+	v->status = NULL;
+	if (shmq__load_relaxed(&job->status_off)) {
+		uint64_t st_b;
+
+		if (!span_ok(v->n, 4, &st_b))
+			return -EBADMSG;
+		v->status = span_ptr(w->r, shmq__load_relaxed(&job->status_off), st_b);
+		if (!v->status || ((uintptr_t)v->status & 3u))
+			return -EBADMSG;
+	}
 	v->fn = task_by_index(&w->tt, shmq__load_relaxed(&job->task_idx),
 			      shmq__load_relaxed(&job->task_hash));
 	if (!v->fn) { /* another registry order: fall back to the name */
@@ -147,6 +158,10 @@ void shmq__pool_chunk_run(struct worker *w, unsigned j, uint64_t c)
 
 		if (SHMQ__UNLIKELY(st))
 			job_err_record(job, i, st);
+		/* CHUNK_WAKE, relaxed: released by our CAS of the chunk to DONE
+		 * below, as the results are (Protocol CHUNK_STATE) */
+		if (v.status)
+			shmq__store_relaxed(&v.status[i], (int32_t)st);
 	}
 	worker_count_flush(w);
 	exp = w->id;

@@ -41,10 +41,17 @@ static inline void job_err_record(struct pool_job *job, uint64_t i, int status)
 /* Count one chunk done; true for the one that completes the job. */
 static inline bool job_chunk_count(struct pool_job *job, uint64_t nchunks)
 {
-	/* acq_rel: pairs with the other chunks' job_chunk_count - a release
-	 * sequence over every chunk's results that the last one acquires before
-	 * job_finish publishes done to async_check (Protocol JOB_DONE) */
-	return shmq__fetch_add_acq_rel(&job->done_chunks, 1) + 1 == nchunks;
+	/* seq_cst: a release sequence over every chunk's results that the
+	 * last one acquires before job_finish publishes done to async_check
+	 * (Protocol JOB_DONE), and the Dekker with iter_sleep's sleeper count
+	 * (Protocol CHUNK_WAKE) */
+	bool last = shmq__fetch_add_seq_cst(&job->done_chunks, 1) + 1 == nchunks;
+
+	if (SHMQ__UNLIKELY(shmq__load_seq_cst(&job->chunk_sleepers) != 0)) {
+		shmq__fetch_add_seq_cst(&job->chunk_seq, 1);
+		shmq__futex_wake(&job->chunk_seq, INT_MAX);
+	}
+	return last;
 }
 
 static inline void job_finish(struct pool_job *job)

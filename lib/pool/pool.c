@@ -152,9 +152,13 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
 
 	if (!r || !out)
 		return -EINVAL;
-	if (o && (o->reserved[0] || o->reserved[1] || o->reserved[2] || o->reserved[3] ||
-		  o->workers > SHMQ_POOL_MAX_WORKERS))
+	if (o && (o->reserved[0] || o->reserved[1] || o->workers > SHMQ_POOL_MAX_WORKERS ||
+		  (o->initializer && (!*o->initializer ||
+				      strlen(o->initializer) > SHMQ_OBJ_NAME_MAX))))
 		return -EINVAL;
+	rc = o && o->initializer ? shmq__pool_task_known(o->initializer) : 0;
+	if (rc)
+		return rc;
 	p = shmq__calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
@@ -162,6 +166,9 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
 	p->pid = shmq__self_pid();
 	p->nworkers = o && o->workers ? o->workers : online_cpus();
 	p->chunksize = o ? o->chunksize : 0;
+	p->max_tasks = o ? o->max_tasks_per_worker : 0;
+	if (o && o->initializer)
+		strcpy(p->init, o->initializer); /* length checked above */
 	pthread_mutex_init(&p->mu, NULL);
 	p->procs = shmq__calloc(p->nworkers, sizeof(*p->procs));
 	p->start_fails = shmq__calloc(p->nworkers, sizeof(*p->start_fails));

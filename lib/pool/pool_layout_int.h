@@ -106,6 +106,15 @@
  * worker_area_retire loads every steal_seq seq_cst.  steal_window_close
  * evens it with a release store, which area_reusable loads with acquire.
  *
+ * Protocol CHUNK_WAKE: workers -> an iterator (imap).  job_chunk_count's
+ * seq_cst fetch_add of done_chunks, then its seq_cst load of chunk_sleepers;
+ * the iterator (iter_sleep) loads chunk_seq, adds itself to chunk_sleepers
+ * (seq_cst), then loads done_chunks (seq_cst): either it sees the new count
+ * or the worker sees it and bumps chunk_seq (seq_cst) before the futex wake.
+ * Per-element statuses (status_off) are written relaxed by the chunk's
+ * claimer before its acq_rel CAS to DONE, which releases them with the
+ * results (Protocol CHUNK_STATE).
+ *
  * Protocol FRAME: spawner <-> thief.  shmq_pool_spawn fills a frame (relaxed)
  * and publishes it with the deque push's release store; a thief claims it
  * PENDING(tag) -> RUNNING(id) by an acq_rel CAS (sub_run_stolen), runs it,
@@ -126,7 +135,7 @@
 #include "ring/deque_int.h"
 
 #define POOL_MAGIC   0x4c4f4f50u /* "POOL" */
-#define POOL_VERSION 2u
+#define POOL_VERSION 3u
 
 #define POOL_DEQUE_CAP 4096u
 #define POOL_FRAMES    1024u
@@ -163,7 +172,12 @@ struct worker_arg {
 	uint64_t pool_off;
 	uint32_t slot;
 	uint32_t gen;
+	uint64_t max_tasks;                 /* 0: no limit; else exit after that many */
+	char init[SHMQ_OBJ_NAME_MAX + 1];   /* the initializer task, or "" */
 };
+
+/* Exit statuses of a worker process, read by the creator (shmq__pool_supervise). */
+#define POOL_EXIT_INIT 5 /* the initializer failed: slot.init_status says how */
 
 struct pool_job {
 	/* lines 0-2: written by the creator while the job is not ACTIVE */
@@ -174,16 +188,19 @@ struct pool_job {
 	uint64_t in_off, in_size;
 	uint64_t out_off, out_size;
 	uint64_t chunks_off; /* uint32_t[nchunks] */
+	uint64_t status_off; /* int32_t[n]: each element's status (imap), or 0: none */
 	uint64_t n, chunksize, nchunks;
 	char task[SHMQ_OBJ_NAME_MAX + 1];
-	uint8_t pad1[3 * SHMQ__CACHELINE - 144];
+	uint8_t pad1[3 * SHMQ__CACHELINE - 152];
 	/* line 3: written by workers */
 	uint64_t inject;      /* a RANGE word waiting for a worker, or 0 */
 	uint64_t done_chunks;
 	uint64_t err;         /* (index << 32) | (uint32_t)status, lowest index; UINT64_MAX: none */
 	uint32_t done;        /* JOB_RUNNING, JOB_DONE, JOB_CANCELED: the creator waits on it */
 	uint32_t done_sleepers;
-	uint8_t pad2[SHMQ__CACHELINE - 32];
+	uint32_t chunk_seq;      /* bumped after a chunk is counted while chunk_sleepers */
+	uint32_t chunk_sleepers; /* an iterator waiting for the next chunk (imap) */
+	uint8_t pad2[SHMQ__CACHELINE - 40];
 };
 SHMQ__LINE_ALIGNED_FIELD(struct pool_job, inject);
 _Static_assert(sizeof(struct pool_job) % SHMQ__CACHELINE == 0, "pool_job: whole lines");
@@ -204,7 +221,8 @@ struct pool_slot {
 	uint32_t steal_seq; /* odd while it may touch another slot's area (the
 			     * steal window); free-running, wraps harmlessly:
 			     * only compared for equality */
-	uint8_t pad1[SHMQ__CACHELINE - 28];
+	int32_t init_status; /* the initializer's failure, before POOL_EXIT_INIT */
+	uint8_t pad1[SHMQ__CACHELINE - 32];
 };
 SHMQ__LINE_ALIGNED_FIELD(struct pool_slot, id);
 _Static_assert(sizeof(struct pool_slot) == 2 * SHMQ__CACHELINE, "pool_slot: two lines");

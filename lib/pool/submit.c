@@ -36,6 +36,7 @@ struct submit {
 	void *out;
 	size_t out_size;
 	size_t n;
+	bool statuses; /* imap: keep every element's status */
 };
 
 /* In-place offset of [p, p + bytes) if it lies in the region's heap. */
@@ -90,6 +91,8 @@ static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t 
 	if (!out_inplace)
 		need += SHMQ__ALIGN_UP(out_b, (uint64_t)SHMQ__CACHELINE);
 	need += SHMQ__ALIGN_UP(nchunks * 4, (uint64_t)SHMQ__CACHELINE);
+	if (s->statuses)
+		need += SHMQ__ALIGN_UP((uint64_t)s->n * 4, (uint64_t)SHMQ__CACHELINE);
 	rc = shmq__extent_alloc(&p->arena, need, &base);
 	if (rc)
 		return rc;
@@ -109,10 +112,17 @@ static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t 
 	memset(p->r->base + base, 0, nchunks * 4);
 	jp->chunks_off = base;
 	jp->nchunks = nchunks;
+	jp->n_elems = s->n;
+	jp->status_off = 0;
+	if (s->statuses) {
+		jp->status_off = base + SHMQ__ALIGN_UP(nchunks * 4, (uint64_t)SHMQ__CACHELINE);
+		a->st_src = (const int32_t *)(p->r->base + jp->status_off);
+	}
 	/* JOB_PUBLISH, relaxed: published by job_submit's seq_cst store of state */
 	shmq__store_relaxed(&job->in_off, in_off);
 	shmq__store_relaxed(&job->out_off, out_off);
 	shmq__store_relaxed(&job->chunks_off, base);
+	shmq__store_relaxed(&job->status_off, jp->status_off);
 	return 0;
 }
 
@@ -175,6 +185,7 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	a->job = j;
 	a->out = s->out;
 	a->out_bytes = (uint64_t)s->n * s->out_size;
+	a->n = s->n;
 	*out = a;
 	return 0;
 }
@@ -234,7 +245,7 @@ static int async_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 SHMQ_API int shmq_pool_map_async(shmq_pool *p, const char *task, const void *in, size_t in_size,
 				 void *out, size_t out_size, size_t n, shmq_async **out_async)
 {
-	struct submit s = { task, in, in_size, out, out_size, n };
+	struct submit s = { task, in, in_size, out, out_size, n, false };
 
 	return async_submit(p, &s, out_async);
 }
@@ -242,9 +253,21 @@ SHMQ_API int shmq_pool_map_async(shmq_pool *p, const char *task, const void *in,
 SHMQ_API int shmq_pool_apply_async(shmq_pool *p, const char *task, const void *in, size_t in_size,
 				   void *out, size_t out_size, shmq_async **out_async)
 {
-	struct submit s = { task, in, in_size, out, out_size, 1 };
+	struct submit s = { task, in, in_size, out, out_size, 1, false };
 
 	return async_submit(p, &s, out_async);
+}
+
+int shmq__pool_submit_statuses(shmq_pool *p, const char *task, const void *in, size_t in_size,
+			       void *out, size_t out_size, size_t n, int32_t *st_out,
+			       shmq_async **out_async)
+{
+	struct submit s = { task, in, in_size, out, out_size, n, true };
+	int rc = async_submit(p, &s, out_async);
+
+	if (rc == 0)
+		(*out_async)->st_out = st_out;
+	return rc;
 }
 
 /* ---- completion ---- */
@@ -277,6 +300,8 @@ static int async_finish(shmq_async *a, uint32_t done, int64_t deadline)
 		a->status = err == UINT64_MAX ? 0 : (int)(int32_t)(uint32_t)err;
 		if (a->out_src && a->out_bytes)
 			memcpy(a->out, a->out_src, a->out_bytes);
+		if (a->st_out && a->st_src)
+			memcpy(a->st_out, a->st_src, a->n * sizeof(int32_t));
 	} else {
 		a->wait_rc = -ECANCELED;
 		a->status = -ECANCELED;
@@ -286,7 +311,7 @@ static int async_finish(shmq_async *a, uint32_t done, int64_t deadline)
 }
 
 /* Finished (a->wait_rc says how)?  deadline bounds the wait for a pin. */
-static bool async_check(shmq_async *a, int64_t deadline)
+bool shmq__pool_async_check(shmq_async *a, int64_t deadline)
 {
 	/* JOB_DONE: pairs with the last chunk's seq_cst CAS of done (job_finish)
 	 * and shmq_pool_terminate's */
@@ -348,7 +373,7 @@ static int async_wait_until(shmq_async *a, int64_t deadline)
 		return -EINVAL;
 	job = pool_job(a->p, a->job);
 	for (;;) {
-		if (a->finished || async_check(a, deadline))
+		if (a->finished || shmq__pool_async_check(a, deadline))
 			return a->wait_rc;
 		if (a->p->broken)
 			return a->p->broken;
@@ -369,7 +394,7 @@ SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
 	if (!a)
 		return -EINVAL;
 	if (timeout_ns == SHMQ_NOWAIT) {
-		if (a->finished || async_check(a, shmq_now_ns()))
+		if (a->finished || shmq__pool_async_check(a, shmq_now_ns()))
 			return a->wait_rc;
 		shmq__pool_supervise_maybe(a->p);
 		return a->p->broken ? a->p->broken : -EAGAIN;
@@ -382,7 +407,7 @@ SHMQ_API bool shmq_async_ready(shmq_async *a)
 {
 	if (!a)
 		return false;
-	if (a->finished || async_check(a, shmq_now_ns()))
+	if (a->finished || shmq__pool_async_check(a, shmq_now_ns()))
 		return true;
 	shmq__pool_supervise_maybe(a->p);
 	return false;
@@ -430,7 +455,7 @@ static size_t batch_fit(shmq_pool *p, const struct submit *s)
 SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_t in_size,
 			   void *out, size_t out_size, size_t n, int64_t timeout_ns)
 {
-	struct submit s = { task, in, in_size, out, out_size, n };
+	struct submit s = { task, in, in_size, out, out_size, n, false };
 	int64_t deadline = shmq__deadline(timeout_ns);
 	size_t done = 0, batch = n;
 	int first = 0, rc;

@@ -176,8 +176,11 @@ int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh)
 	 * that it moved (Protocol STEAL_WINDOW) */
 	if (seq & 1u)
 		shmq__store_relaxed(&s->steal_seq, seq + 1);
+	memset(&a, 0, sizeof(a));
 	a.pool_off = p->h_off;
 	a.slot = i;
+	a.max_tasks = p->max_tasks;
+	memcpy(a.init, p->init, sizeof(a.init));
 	/* relaxed: only the creator writes gen */
 	a.gen = shmq__load_relaxed(&s->gen) + 1;
 	if (a.gen == 0)
@@ -209,6 +212,22 @@ void shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks)
 	/* INJECT, seq_cst: seen by inject_take's acquire load of pending */
 	shmq__fetch_or_seq_cst(&h->pending[j / 64], 1ull << (j % 64));
 	shmq__pool_idle_wake(h, true, nchunks > 1 ? INT_MAX : 1);
+}
+
+/* An imap job's chunk c failed for good: each of its elements says so.
+ * After the CAS that made it DONE, with p->mu held, as every reader of the
+ * statuses in this process (imap.c) holds it. */
+static void chunk_statuses_fail(shmq_pool *p, const struct job_priv *jp, uint64_t c)
+{
+	uint64_t lo = c * jp->chunksize;
+	int32_t *st;
+
+	if (!jp->status_off)
+		return;
+	st = shmq__region_ptr(p->r, jp->status_off, jp->n_elems * 4);
+	for (uint64_t i = lo; st && i < lo + jp->chunksize && i < jp->n_elems; i++)
+		/* relaxed: read under p->mu by imap.c, in this process */
+		shmq__store_relaxed(&st[i], (int32_t)-EOWNERDEAD);
 }
 
 /* After worker dead_id died: its chunks run again (or fail after
@@ -244,6 +263,7 @@ static void jobs_recover(shmq_pool *p, uint32_t dead_id)
 			 * CHUNK_STATE) */
 			if (jp->tries && ++jp->tries[c] >= CHUNK_TRIES) {
 				if (shmq__cas_acq_rel(&chunks[c], &s, CHUNK_DONE)) {
+					chunk_statuses_fail(p, jp, c);
 					job_err_record(job, c * jp->chunksize, -EOWNERDEAD);
 					job_chunk_done(job, nchunks);
 				}
@@ -304,6 +324,16 @@ static void jobs_settle(shmq_pool *p)
 	}
 }
 
+/* What a worker whose initializer failed left in its slot: the status when
+ * it is a plausible negative errno (the slot is writable by anyone attached),
+ * else -ECHILD.  relaxed: written before the worker exited, and we reaped it. */
+static int init_error(struct pool_slot *s)
+{
+	int32_t st = shmq__load_relaxed(&s->init_status);
+
+	return st < 0 && st >= -4095 ? st : -ECHILD;
+}
+
 /* Replace dead workers.  Called with p->mu held. */
 void shmq__pool_supervise(shmq_pool *p)
 {
@@ -323,14 +353,22 @@ void shmq__pool_supervise(shmq_pool *p)
 		/* SLOT_ID: pairs with worker_init's release store of id */
 		dead_id = shmq__load_acquire(&s->id);
 		if (p->procs[i]) {
+			int code = shmq_proc_exitcode(p->procs[i]);
+
 			/* the program never calls shmq_dispatch(): no restart
 			 * can ever start a worker */
-			if (shmq_proc_exitcode(p->procs[i]) == SHMQ_EXIT_NODISPATCH)
+			if (code == SHMQ_EXIT_NODISPATCH)
 				p->broken = -ECHILD;
+			/* the initializer failed: so would every restart */
+			if (code == POOL_EXIT_INIT) {
+				p->init_failed = true;
+				if (!p->broken)
+					p->broken = init_error(s);
+			}
 			shmq_proc_close(p->procs[i]);
 			p->procs[i] = NULL;
 		}
-		if (p->broken == -ECHILD)
+		if (p->broken == -ECHILD || p->init_failed)
 			continue;
 		p->start_fails[i] = dead_id ? 0 : p->start_fails[i] + 1;
 		if (p->start_fails[i] >= START_TRIES) {

@@ -66,3 +66,10 @@ int shmq__pool_task_lookup(struct shmq__registry_snap *tt, const char *name)
 	}
 	return idx;
 }
+
+int shmq__pool_task_known(const char *name)
+{
+	void *t;
+
+	return shmq__registry_find(&task_registry, name, &t);
+}

@@ -25,6 +25,8 @@ void shmq__pool_task_table_free(struct shmq__registry_snap *tt);
 /* Index of name in tt (retaken when the registry grew), -ENOENT, or -EEXIST
  * when two tasks share the name; -EINVAL for NULL, -ENOMEM. */
 int shmq__pool_task_lookup(struct shmq__registry_snap *tt, const char *name);
+/* 0 when name is one registered task; -ENOENT, -EEXIST (two under it). */
+int shmq__pool_task_known(const char *name);
 
 /* The function and the hash of the task at index idx, which a lookup of tt
  * returned. */

@@ -309,6 +309,15 @@ static int worker_idle(struct worker *w, uint64_t *word)
 	return 0;
 }
 
+/* max_tasks_per_worker: done after that many tasks.  Checked between words,
+ * with no task running and every group synced; RANGE words left on our deque
+ * are injected again by the creator when it replaces us (jobs_recover), as
+ * for any worker that exits. */
+static bool worker_retire_due(const struct worker *w)
+{
+	return w->tasks_quota && w->tasks >= w->tasks_quota;
+}
+
 static void worker_loop(struct worker *w)
 {
 	uint64_t word = 0;
@@ -316,6 +325,10 @@ static void worker_loop(struct worker *w)
 	for (;;) {
 		int rc;
 
+		if (SHMQ__UNLIKELY(worker_retire_due(w))) {
+			worker_count_flush(w);
+			return;
+		}
 		if (shmq__deque_take(&w->dq, &word) == 0) {
 			word_run(w, word);
 			continue;
@@ -593,6 +606,18 @@ static void worker_fini(struct worker *w)
 	shmq__pool_task_table_free(&w->tt);
 }
 
+/* Run the initializer task named init (fn(NULL, NULL)): 0 or its status
+ * (-ENOENT when this program lacks it). */
+static int worker_initializer(struct worker *w, const char *init)
+{
+	int idx = shmq__pool_task_lookup(&w->tt, init);
+	shmq_task_fn fn = idx >= 0 ? task_fn(&w->tt, idx) : NULL;
+
+	if (!fn)
+		return idx < 0 ? idx : -ENOENT;
+	return fn(NULL, NULL);
+}
+
 static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg *a)
 {
 	struct pool_hdr *h = shmq__region_ptr(r, a->pool_off, sizeof(*h));
@@ -638,6 +663,20 @@ static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg
 	/* relaxed: even, the creator evened it before it spawned us
 	 * (shmq__pool_worker_start) */
 	w->steal_seq = shmq__load_relaxed(&w->slot->steal_seq);
+	if (a->max_tasks)
+		w->tasks_quota = w->tasks + a->max_tasks;
+	/* the initializer runs before we count as started: a worker that
+	 * fails it never takes work */
+	if (a->init[0]) {
+		int st = worker_initializer(w, a->init);
+
+		if (st) {
+			/* relaxed: the creator reads it after it reaped us
+			 * (shmq__pool_supervise), which orders it */
+			shmq__store_relaxed(&w->slot->init_status, st);
+			return POOL_EXIT_INIT;
+		}
+	}
 	/* SLOT_ID: pairs with the creator's acquire loads of id
 	 * (id_is_live_worker, shmq__pool_supervise) */
 	shmq__store_release(&w->slot->id, w->id);
@@ -654,7 +693,12 @@ static int pool_worker_main(shmq_region *r, const void *arg, size_t len)
 		return 2;
 	memcpy(&a, arg, sizeof(a));
 	memset(&w, 0, sizeof(w));
+	a.init[sizeof(a.init) - 1] = '\0';
 	rc = worker_init(&w, r, &a);
+	if (rc == POOL_EXIT_INIT) {
+		worker_fini(&w);
+		return POOL_EXIT_INIT;
+	}
 	if (rc == 0) {
 		pool_current = &w;
 		worker_loop(&w);

@@ -50,6 +50,7 @@ struct worker {
 	uint32_t tag;
 	uint64_t rng;
 	uint64_t tasks, steals;
+	uint64_t tasks_quota; /* retire once tasks reaches it (max_tasks_per_worker); 0: never */
 	struct victim *victims;
 	struct shmq__registry_snap tt;
 	const char *cache_name; /* spawn's one-entry name cache */

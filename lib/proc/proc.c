@@ -49,12 +49,24 @@
 #define ARG_FLAG       "--shmq-arg="
 #define ENTRY_NAME_MAX 255
 
+#define PROC_PIPES (SHMQ_STDIN | SHMQ_STDOUT | SHMQ_STDERR)
+
 struct shmq_proc {
 	pid_t pid;
 	int pidfd;
 	int status;  /* valid once reaped */
 	bool reaped;
+	bool pgroup; /* leads its own process group (SHMQ_PROC_NEWPGRP) */
+	int fd[3];   /* our ends of the piped stdin, stdout, stderr, or -1 */
 };
+
+/* The opts.pipes bit of child stream t. */
+static unsigned pipe_bit(int t)
+{
+	static const unsigned bits[3] = { SHMQ_STDIN, SHMQ_STDOUT, SHMQ_STDERR };
+
+	return bits[t];
+}
 
 /* ---- the entry registry (core/registry_int.h has the rules) ---- */
 
@@ -180,7 +192,7 @@ static int opts_check(const struct shmq_proc_opts *o)
 {
 	if (!o)
 		return 0;
-	if (o->flags & ~SHMQ_PROC_NEWPGRP)
+	if ((o->flags & ~SHMQ_PROC_NEWPGRP) || (o->pipes & ~PROC_PIPES) || o->reserved0)
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(o->reserved) / sizeof(o->reserved[0]); i++)
 		if (o->reserved[i])
@@ -188,6 +200,9 @@ static int opts_check(const struct shmq_proc_opts *o)
 	if (o->stdin_fd < SHMQ_PROC_DEVNULL || o->stdout_fd < SHMQ_PROC_DEVNULL ||
 	    o->stderr_fd < SHMQ_PROC_DEVNULL)
 		return -EINVAL;
+	if (((o->pipes & SHMQ_STDIN) && o->stdin_fd) || ((o->pipes & SHMQ_STDOUT) && o->stdout_fd) ||
+	    ((o->pipes & SHMQ_STDERR) && o->stderr_fd))
+		return -EINVAL; /* a stream is piped or redirected, not both */
 	return 0;
 }
 
@@ -308,7 +323,7 @@ int shmq__spawn_run(struct shmq__spawn *s, const char *path, char *const argv[],
 /* Take ownership of a just-spawned, not yet waited-for child.  It cannot have
  * been reaped (we are its parent and have not waited), so its pid still names
  * it when pidfd_open runs. */
-static int proc_adopt(pid_t pid, shmq_proc **out)
+static int proc_adopt(pid_t pid, bool pgroup, int parent[3], shmq_proc **out)
 {
 	shmq_proc *p = shmq__calloc(1, sizeof(*p));
 	int rc;
@@ -318,10 +333,15 @@ static int proc_adopt(pid_t pid, shmq_proc **out)
 		goto fail;
 	}
 	p->pid = pid;
+	p->pgroup = pgroup;
 	p->pidfd = sys_pidfd_open(pid);
 	if (p->pidfd < 0) {
 		rc = -errno;
 		goto fail;
+	}
+	for (int t = 0; t < 3; t++) {
+		p->fd[t] = parent[t];
+		parent[t] = -1;
 	}
 	*out = p;
 	return 0;
@@ -344,13 +364,18 @@ static void opts_apply(struct shmq__spawn *s, const struct shmq_proc_opts *o)
 		s->pgroup = 0;
 }
 
-static int opts_streams(struct shmq__spawn *s, const struct shmq_proc_opts *o)
+/* The child's streams: redirected, /dev/null, or piped (our end in parent[t],
+ * the child's in child[t], both to be closed by the caller unless taken). */
+static int opts_streams(struct shmq__spawn *s, const struct shmq_proc_opts *o, int parent[3],
+			int child[3])
 {
 	const int fds[3] = { o ? o->stdin_fd : 0, o ? o->stdout_fd : 0, o ? o->stderr_fd : 0 };
 	int rc = 0;
 
 	for (int t = 0; t < 3 && !rc; t++) {
-		if (fds[t] == SHMQ_PROC_DEVNULL)
+		if (o && (o->pipes & pipe_bit(t)))
+			rc = shmq__stream_open(s, t, &parent[t], &child[t]);
+		else if (fds[t] == SHMQ_PROC_DEVNULL)
 			s->devnull[t] = true;
 		else if (fds[t] > 0 && fds[t] != t)
 			rc = shmq__spawn_fd(s, t, fds[t]);
@@ -366,12 +391,13 @@ static int proc_start(shmq_region *r, const char *path, char *const argv[], cons
 	char envbuf[sizeof(SHMQ__REGION_ENV) + 16 + SHMQ_NAME_MAX + 2];
 	const char *extra[2] = { NULL, mark };
 	bool search = !mark && strchr(path, '/') == NULL;
+	int parent[3] = { -1, -1, -1 }, child[3] = { -1, -1, -1 };
 	pid_t pid;
 	int rc;
 
 	s->search = search;
 	opts_apply(s, o);
-	rc = opts_streams(s, o);
+	rc = opts_streams(s, o, parent, child);
 	if (!rc && r) {
 		snprintf(envbuf, sizeof(envbuf), "%s=%d%s%s", SHMQ__REGION_ENV,
 			 SHMQ__CHILD_REGION_FD, r->name[0] ? ":" : "", r->name);
@@ -382,8 +408,12 @@ static int proc_start(shmq_region *r, const char *path, char *const argv[], cons
 		rc = shmq__env_build(&s->env, o ? o->envp : NULL, extra);
 	if (!rc)
 		rc = shmq__spawn_run(s, path, argv, &pid);
+	for (int t = 0; t < 3; t++)
+		close_keep_errno(child[t]); /* the child has its copies: EOF follows its exit */
 	if (!rc)
-		rc = proc_adopt(pid, out);
+		rc = proc_adopt(pid, s->pgroup == 0, parent, out);
+	for (int t = 0; t < 3; t++)
+		close_keep_errno(parent[t]); /* taken by the handle unless it failed */
 	return rc;
 }
 
@@ -576,10 +606,54 @@ SHMQ_API pid_t shmq_proc_pid(const shmq_proc *p)
 	return p ? p->pid : -EINVAL;
 }
 
+SHMQ_API int shmq_proc_fd(shmq_proc *p, int stream)
+{
+	if (!p || stream < 0 || stream > 2)
+		return -EINVAL;
+	return p->fd[stream] >= 0 ? p->fd[stream] : -EBADF;
+}
+
+SHMQ_API int shmq_proc_communicate(shmq_proc *p, const void *in, size_t in_len,
+				   struct shmq_run_result *res, int64_t timeout_ns)
+{
+	struct shmq__talk t;
+	int rc;
+
+	if (!res)
+		return -EINVAL;
+	memset(res, 0, sizeof(*res));
+	if (!p || (in_len && (!in || p->fd[0] < 0)) || timeout_ns == SHMQ_NOWAIT ||
+	    (timeout_ns < 0 && timeout_ns != SHMQ_FOREVER))
+		return -EINVAL;
+	/* Someone else reaped it (-ECHILD): nothing for the loop to wait for.
+	 * An unreaped exit stays unreaped (WNOWAIT): its id keeps naming the
+	 * group a timeout may have to kill. */
+	if (!p->reaped) {
+		siginfo_t si;
+
+		memset(&si, 0, sizeof(si));
+		if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) &&
+		    errno != EINTR)
+			return -errno;
+	}
+	t = (struct shmq__talk){ .pid = p->pid, .pidfd = p->pidfd, .pgroup = p->pgroup,
+				 .reaped = p->reaped, .status = p->status };
+	for (int i = 0; i < 3; i++) {
+		t.fd[i] = p->fd[i];
+		p->fd[i] = -1;
+	}
+	rc = shmq__run_talk(&t, in, in_len, res, timeout_ns > 0 ? timeout_ns : 0);
+	p->reaped = t.reaped;
+	p->status = t.status;
+	return rc;
+}
+
 SHMQ_API void shmq_proc_close(shmq_proc *p)
 {
 	if (!p)
 		return;
+	for (int t = 0; t < 3; t++)
+		close_keep_errno(p->fd[t]);
 	if (proc_reap(p, WNOHANG) == -EAGAIN) {
 		sys_pidfd_send_signal(p->pidfd, SIGKILL);
 		proc_reap(p, 0);

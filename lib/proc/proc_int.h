@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include <shmq/proc.h>
+#include <shmq/run.h>
 
 #define SHMQ__CHILD_REGION_FD  3
 #define SHMQ__CHILD_ARG_FD     4
@@ -62,6 +63,29 @@ void shmq__spawn_fini(struct shmq__spawn *s);
 int shmq__spawn_fd(struct shmq__spawn *s, int target, int fd);
 /* posix_spawn(p) with s applied (env must be built); 0 or -errno. */
 int shmq__spawn_run(struct shmq__spawn *s, const char *path, char *const argv[], pid_t *pid);
+
+/* The caller's end of a new stream for child descriptor t (0: an AF_UNIX
+ * stream socket, so sends can say MSG_NOSIGNAL; 1, 2: a pipe of up to 1 MiB),
+ * both ends O_CLOEXEC; the child's end is registered in s and returned in
+ * *child_end for the caller to close once the child is spawned.  (run.c) */
+int shmq__stream_open(struct shmq__spawn *s, int t, int *parent_end, int *child_end);
+
+/* A spawned child whose streams shmq__run_talk feeds and drains: what
+ * shmq_proc_communicate hands to run.c's loop.  fd[] are taken (closed, set
+ * to -1) whatever the outcome; pidfd is borrowed.  On return the child is
+ * reaped (reaped true, status set) unless it was already. */
+struct shmq__talk {
+	int fd[3];      /* parent's ends of stdin, stdout, stderr, or -1 */
+	pid_t pid;
+	int pidfd;
+	bool pgroup;    /* the child leads its process group: a kill takes it all */
+	bool reaped;    /* in: reaped before (status valid) */
+	int status;
+};
+/* Feed in, collect stdout/stderr into res, wait for the exit, as shmq_run.
+ * 0, -ETIMEDOUT (res holds what was read), or -errno (res empty).  (run.c) */
+int shmq__run_talk(struct shmq__talk *t, const void *in, size_t in_len,
+		   struct shmq_run_result *res, int64_t timeout_ns);
 
 /* Exit status from a waitid siginfo: the code, or -signal. */
 int shmq__status_from_siginfo(const siginfo_t *si);

@@ -536,34 +536,37 @@ static void set_nonblock(int fd)
 
 /* ---- setup and teardown ---- */
 
-/* A pipe for child stream t (1 or 2): the child's end goes into s. */
-static int run_pipe(struct run *R, struct shmq__spawn *s, int t, int *child_end)
+int shmq__stream_open(struct shmq__spawn *s, int t, int *parent_end, int *child_end)
 {
 	int fds[2], rc;
 
-	if (pipe2(fds, O_CLOEXEC))
+	if (t == 0 ? socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds)
+		   : pipe2(fds, O_CLOEXEC))
 		return -errno;
-	fcntl(fds[0], F_SETPIPE_SZ, RUN_PIPE_SZ); /* best effort: the pipe limit may refuse */
-	R->s[t - 1].fd = fds[0];
-	*child_end = fds[1];
+	if (t)
+		fcntl(fds[0], F_SETPIPE_SZ, RUN_PIPE_SZ); /* best effort: the pipe limit may refuse */
+	/* the child reads its stdin from fds[1] and writes its outputs to it */
 	rc = shmq__spawn_fd(s, t, fds[1]);
-	return rc;
+	if (rc) {
+		close(fds[0]);
+		close(fds[1]);
+		return rc;
+	}
+	*parent_end = fds[0];
+	*child_end = fds[1];
+	return 0;
 }
 
 static int run_stdin(struct run *R, struct shmq__spawn *s, const struct shmq_run_opts *o,
 		     int *child_end)
 {
-	int sv[2];
+	int rc = shmq__stream_open(s, 0, &R->in_fd, child_end);
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
-		return -errno;
-	R->in_fd = sv[0];
 	R->in_p = o->input;
 	R->in_left = o->input_len;
-	*child_end = sv[1];
 	if (!R->in_left)
 		fd_close(&R->in_fd);
-	return shmq__spawn_fd(s, 0, sv[1]);
+	return rc;
 }
 
 static int run_spawn(struct run *R, char *const argv[], const struct shmq_run_opts *o)
@@ -580,7 +583,7 @@ static int run_spawn(struct run *R, char *const argv[], const struct shmq_run_op
 		rc = run_stdin(R, &s, o, &child[0]);
 	for (int t = 1; t <= 2 && !rc; t++)
 		if (o->capture & (t == 1 ? SHMQ_STDOUT : SHMQ_STDERR))
-			rc = run_pipe(R, &s, t, &child[t]);
+			rc = shmq__stream_open(&s, t, &R->s[t - 1].fd, &child[t]);
 	if (!rc)
 		rc = shmq__env_build(&s.env, o->envp, (const char *const[2]){ NULL, NULL });
 	if (!rc)
@@ -677,6 +680,8 @@ static int run_wait_only(struct run *R)
 {
 	siginfo_t si;
 
+	if (R->reaped)
+		return 0; /* communicate on a child joined before: nothing to wait for */
 	memset(&si, 0, sizeof(si));
 	while (waitid((idtype_t)P_PIDFD, (id_t)R->pidfd, &si, WEXITED) < 0)
 		if (errno != EINTR)
@@ -724,10 +729,27 @@ static void run_init(struct run *R, const struct shmq_run_opts *o)
 	memset(R, 0, sizeof(*R));
 	R->s[0].fd = R->s[1].fd = R->in_fd = R->pidfd = -1;
 	R->deadline = SHMQ__NO_DEADLINE;
-	if (o->timeout_ns > 0) {
+	if (o->timeout_ns > 0)
 		R->deadline = shmq__deadline(o->timeout_ns);
-		R->pgroup = true;
-	}
+}
+
+/* The loop's outcome into res, and everything R holds released.  rc: the
+ * loop's; captured[i]: stream i goes into res. */
+static int run_finish(struct run *R, int rc, const bool captured[2], struct shmq_run_result *res)
+{
+	int rc2;
+
+	run_reap(R);
+	res->status = R->status;
+	rc2 = buf_take(&R->s[0], captured[0], &res->out, &res->out_len);
+	if (!rc2)
+		rc2 = buf_take(&R->s[1], captured[1], &res->err, &res->err_len);
+	run_release(R);
+	if (!rc)
+		rc = rc2;
+	if (rc && rc != -ETIMEDOUT)
+		shmq_run_result_free(res);
+	return rc;
 }
 
 SHMQ_API int shmq_run(char *const argv[], const struct shmq_run_opts *o,
@@ -735,7 +757,7 @@ SHMQ_API int shmq_run(char *const argv[], const struct shmq_run_opts *o,
 {
 	static const struct shmq_run_opts defaults;
 	struct run R;
-	int rc, rc2;
+	int rc;
 
 	if (!res)
 		return -EINVAL;
@@ -748,20 +770,51 @@ SHMQ_API int shmq_run(char *const argv[], const struct shmq_run_opts *o,
 	if ((o->capture & ~(SHMQ_STDOUT | SHMQ_STDERR)) || (o->input_len && !o->input))
 		return -EINVAL;
 	run_init(&R, o);
+	R.pgroup = o->timeout_ns > 0;
 	rc = run_spawn(&R, argv, o);
 	if (!rc)
 		rc = run_loop(&R);
+	return run_finish(&R, rc, (const bool[2]){ o->capture & SHMQ_STDOUT,
+						   o->capture & SHMQ_STDERR }, res);
+}
+
+/*
+ * Popen.communicate: the same loop on a child shmq_proc_spawn/exec started
+ * with pipes.  Its pidfd stays the handle's (the loop borrows it); its
+ * streams are the loop's from here and are closed by run_release.
+ */
+int shmq__run_talk(struct shmq__talk *t, const void *in, size_t in_len,
+		   struct shmq_run_result *res, int64_t timeout_ns)
+{
+	const struct shmq_run_opts o = { .input = in, .input_len = in_len,
+					 .timeout_ns = timeout_ns };
+	const bool captured[2] = { t->fd[1] >= 0, t->fd[2] >= 0 };
+	struct run R;
+	int rc;
+
+	run_init(&R, &o);
+	R.pid = t->pid;
+	R.pidfd = t->pidfd;
+	R.pgroup = t->pgroup && !t->reaped; /* a reaped leader's id names nothing of ours */
+	R.in_fd = t->fd[0];
+	R.in_p = in;
+	R.in_left = in_len;
+	R.s[0].fd = t->fd[1];
+	R.s[1].fd = t->fd[2];
+	for (int i = 0; i < 3; i++)
+		t->fd[i] = -1;
+	if (!R.in_left)
+		fd_close(&R.in_fd); /* EOF for the child at once */
+	if (t->reaped) {
+		R.exited = R.reaped = true;
+		R.status = t->status;
+	}
+	rc = run_loop(&R);
 	run_reap(&R);
-	res->status = R.status;
-	rc2 = buf_take(&R.s[0], o->capture & SHMQ_STDOUT, &res->out, &res->out_len);
-	if (!rc2)
-		rc2 = buf_take(&R.s[1], o->capture & SHMQ_STDERR, &res->err, &res->err_len);
-	run_release(&R);
-	if (!rc)
-		rc = rc2;
-	if (rc && rc != -ETIMEDOUT)
-		shmq_run_result_free(res);
-	return rc;
+	R.pidfd = -1; /* the handle's: run_release must not close it */
+	t->reaped = R.reaped;
+	t->status = R.status;
+	return run_finish(&R, rc, captured, res);
 }
 
 /* Free a block buf_take handed out: its size says which kind it is. */

@@ -9,14 +9,19 @@
 #include "core/compiler_int.h"
 #include "ring/mpmc_int.h"
 
-enum {
-	ST_EMPTY = 0,
-	ST_WRITING = 1,
-	ST_FULL = 2,
-	ST_READING = 3,
-};
+/* The state: the 2 low bits of ctl and the hold bit (bit 32), read as one
+ * masked value so that a state test stays one AND and one compare. */
+#define HOLD_SHIFT 32u
+#define ST_EMPTY UINT64_C(0)
+#define ST_WRITING UINT64_C(1)
+#define ST_FULL UINT64_C(2)
+#define ST_READING UINT64_C(3)
+#define ST_HOLD (UINT64_C(1) << HOLD_SHIFT)
+#define ST_RETURNED (ST_FULL | ST_HOLD)
+#define ST_HELD (ST_READING | ST_HOLD)
+#define ST_MASK (UINT64_C(3) | ST_HOLD)
 
-#define LAP_BITS 31u
+#define LAP_BITS 30u
 #define LAP_MASK ((1u << LAP_BITS) - 1)
 #define OWNER_SHIFT 33u
 /* A call that loops this often without progress checks the index invariant,
@@ -39,14 +44,14 @@ enum {
 
 /* ---- ctl words ---- */
 
-static inline uint64_t ctl_make(uint32_t lap, unsigned st, uint32_t owner)
+static inline uint64_t ctl_make(uint32_t lap, uint64_t st, uint32_t owner)
 {
 	return (uint64_t)owner << OWNER_SHIFT | (uint64_t)(lap & LAP_MASK) << 2 | st;
 }
 
-static inline unsigned ctl_state(uint64_t w)
+static inline uint64_t ctl_state(uint64_t w)
 {
-	return (unsigned)(w & 3u);
+	return w & ST_MASK;
 }
 
 static inline uint32_t ctl_lap(uint64_t w)
@@ -59,10 +64,10 @@ static inline uint32_t ctl_owner(uint64_t w)
 	return (uint32_t)(w >> OWNER_SHIFT);
 }
 
-/* Signed difference a - b of two 31-bit laps (see the wraparound argument in ring/mpmc_int.h). */
+/* Signed difference a - b of two 30-bit laps (see the wraparound argument in ring/mpmc_int.h). */
 static inline int32_t lap_diff(uint32_t a, uint32_t b)
 {
-	return (int32_t)((a - b) << 1) >> 1;
+	return (int32_t)((a - b) << (32 - LAP_BITS)) >> (32 - LAP_BITS);
 }
 
 /*
@@ -135,7 +140,7 @@ int shmq__mpmc_init(void *mem, uint64_t size, uint32_t capacity, uint32_t max_ms
 	 * store, or the caller's own publication of a placed ring). */
 	memset(mem, 0, need); /* every slot starts EMPTY(0), owner 0 */
 	sh->magic = SHMQ__MPMC_MAGIC;
-	sh->version = SHMQ__IS_POW2(capacity) ? SHMQ__MPMC_VERSION_POW2 : SHMQ__MPMC_VERSION;
+	sh->version = SHMQ__MPMC_VERSION;
 	sh->capacity = capacity;
 	sh->max_msg = max_msg;
 	sh->slot_size = slot_size_for(max_msg);
@@ -164,7 +169,7 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
 	if (shmq__load_relaxed(&sh->magic) != SHMQ__MPMC_MAGIC)
 		return -EBADMSG;
 	version = shmq__load_relaxed(&sh->version);
-	if (version != SHMQ__MPMC_VERSION && version != SHMQ__MPMC_VERSION_POW2)
+	if (version != SHMQ__MPMC_VERSION)
 		return -EPROTO;
 	cap = shmq__load_relaxed(&sh->capacity);
 	max_msg = shmq__load_relaxed(&sh->max_msg);
@@ -173,8 +178,7 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
 	footprint = shmq__load_relaxed(&sh->footprint);
 	if (shmq__mpmc_footprint(cap, max_msg) == 0 || slot_size != slot_size_for(max_msg) ||
 	    footprint != shmq__mpmc_footprint(cap, max_msg) || footprint > size ||
-	    !owner_kind_valid(kind) ||
-	    (version == SHMQ__MPMC_VERSION_POW2 && !SHMQ__IS_POW2(cap)))
+	    !owner_kind_valid(kind))
 		return -EBADMSG;
 	if (kind != owner_kind)
 		return -EINVAL;
@@ -396,7 +400,7 @@ static inline bool ctl_unchanged(struct shmq__mpmc_slot *s, uint64_t w)
 /* FULL at head: check len, then claim.  0 claimed, 1 retry, <0 error. */
 static SHMQ__ALWAYS_INLINE int get_take(struct shmq__mpmc *m, struct shmq__mpmc_slot *s,
 					uint64_t pos, uint64_t w, size_t cap, uint32_t *len,
-					bool pow2)
+					uint64_t claim, bool pow2)
 {
 	/* acquire: orders ctl_unchanged's re-read after this read (the read
 	 * side of a seqlock; pairs with the release of ctl in put_publish) */
@@ -409,11 +413,74 @@ static SHMQ__ALWAYS_INLINE int get_take(struct shmq__mpmc *m, struct shmq__mpmc_
 	/* acq_rel: pairs with the producer's publish of FULL in put_publish
 	 * (its data); release is needed by nobody but costs nothing on a
 	 * locked op */
-	if (!shmq__cas_acq_rel(&s->ctl, &w, ctl_make(lap_of_k(m, pos, pow2), ST_READING, m->self)))
+	if (!shmq__cas_acq_rel(&s->ctl, &w, ctl_make(lap_of_k(m, pos, pow2), claim, m->self)))
 		return 1;
 	index_advance(&m->sh->head, pos);
 	*len = l;
 	return 0;
+}
+
+/* Claim a RETURNED slot behind head found by redo_take: as get_take, but
+ * head is already past it.  0 claimed, 1 lost it, <0 error. */
+static int get_take_at(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t pos,
+		       uint64_t w, size_t cap, uint32_t *len, uint64_t claim)
+{
+	/* acquire: orders ctl_unchanged's re-read after this read (a seqlock
+	 * read, as get_take's; pairs with the release of ctl in put_publish) */
+	uint32_t l = shmq__load_acquire(&s->len);
+
+	if (l > m->max_msg)
+		return ctl_unchanged(s, w) ? -EBADMSG : 1;
+	if (l > cap)
+		return ctl_unchanged(s, w) ? -EMSGSIZE : 1;
+	/* acq_rel: the acquire pairs with the release of RETURNED in
+	 * shmq__mpmc_hold_end and shmq__mpmc_recover; release as in get_take */
+	if (!shmq__cas_acq_rel(&s->ctl, &w, ctl_make(lap_of(m, pos), claim, m->self)))
+		return 1;
+	*len = l;
+	return 0;
+}
+
+/*
+ * Redelivery (ring/mpmc_int.h): take the RETURNED slot of lowest position
+ * behind head, as claim (READING or HELD).  0 taken, 1 none found (go on at
+ * head), -EMSGSIZE (it stays RETURNED), -EBADMSG.  Cold: runs only while
+ * redo says a RETURNED slot may exist; costs up to capacity + 2 loads.
+ */
+SHMQ__COLD static int redo_take(struct shmq__mpmc *m, size_t cap, uint64_t *pos_out,
+				uint32_t *len, uint64_t claim)
+{
+	/* seq_cst: read before the scan, for the CAS that clears a stale count */
+	uint64_t seen = shmq__load_seq_cst(&m->sh->redo);
+	uint64_t h = index_load(&m->sh->head);
+	uint64_t span = (uint64_t)m->capacity + 2;
+	uint64_t p = h > span ? h - span : 0;
+
+	for (; p != h; p++) {
+		struct shmq__mpmc_slot *s = slot_at(m, p);
+		/* acquire: pairs with the release of RETURNED in shmq__mpmc_hold_end
+		 * and shmq__mpmc_recover (the holder's reads are done, and the
+		 * producer's len, published before FULL, reaches us through them) */
+		uint64_t w = shmq__load_acquire(&s->ctl);
+		int rc;
+
+		if (ctl_state(w) != ST_RETURNED || ctl_lap(w) != lap_of(m, p))
+			continue;
+		rc = get_take_at(m, s, p, w, cap, len, claim);
+		if (rc == 1)
+			continue; /* someone else took it */
+		if (rc == 0) {
+			*pos_out = p;
+			/* seq_cst: after our claim, see the count's rules */
+			shmq__fetch_sub_seq_cst(&m->sh->redo, 1);
+		}
+		return rc;
+	}
+	/* none: a count left high by a claimer that died goes back to 0 unless
+	 * a slot was returned meanwhile (seq_cst: ordered after the scan) */
+	if (seen)
+		shmq__cas_seq_cst(&m->sh->redo, &seen, 0);
+	return 1;
 }
 
 /* Nothing published at pos: -EAGAIN (or -EPIPE once shut down), 1 to retry
@@ -428,10 +495,11 @@ static int get_empty(struct shmq__mpmc *m, uint64_t *pos, uint64_t w, int32_t d,
 		*pos = h;
 		return 1;
 	}
-	/* Only READING may stay behind from the previous lap (its consumer
-	 * moved head already); EMPTY, WRITING or FULL of an older lap at the
-	 * current head cannot happen. */
-	if (d < -1 || (d == -1 && ctl_state(w) != ST_READING))
+	/* Only READING, HELD or RETURNED may stay behind from the previous
+	 * lap (their consumer moved head already); EMPTY, WRITING or FULL of an
+	 * older lap at the current head cannot happen. */
+	if (d < -1 || (d == -1 && ctl_state(w) != ST_READING && ctl_state(w) != ST_HELD &&
+		       ctl_state(w) != ST_RETURNED))
 		return -EBADMSG;
 	/* seq_cst pair: shutdown's store of shut, then a producer's claim CAS
 	 * and its load of shut.  If we see shut and then still no claim, any
@@ -446,10 +514,21 @@ static int get_empty(struct shmq__mpmc *m, uint64_t *pos, uint64_t w, int32_t d,
 }
 
 static SHMQ__ALWAYS_INLINE int get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos_out,
-					 uint32_t *len, struct shmq__mpmc_block *blk, bool pow2)
+					 uint32_t *len, struct shmq__mpmc_block *blk, uint64_t claim,
+					 bool pow2)
 {
 	uint64_t pos = index_load(&m->sh->head);
 	uint32_t helped = 0; /* see HELP_SLACK */
+
+	/* relaxed: a hint on head's line; redo_take's claim CAS decides, and
+	 * a thread sees its own aborts' increments (coherence) */
+	if (SHMQ__UNLIKELY(shmq__load_relaxed(&m->sh->redo) != 0)) {
+		int rc = redo_take(m, cap, pos_out, len, claim);
+
+		if (rc <= 0)
+			return rc;
+		pos = index_load(&m->sh->head);
+	}
 
 	for (uint32_t n = 1;; n++) {
 		struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
@@ -457,20 +536,21 @@ static SHMQ__ALWAYS_INLINE int get_claim(struct shmq__mpmc *m, size_t cap, uint6
 		/* acquire: pairs with the producer's publish of FULL in put_publish */
 		uint64_t w = shmq__load_acquire(&s->ctl);
 		int32_t d = lap_diff(ctl_lap(w), lap);
-		unsigned st = ctl_state(w);
+		uint64_t st = ctl_state(w);
 		int rc;
 
 		if (SHMQ__UNLIKELY(n % CHECK_EVERY == 0) && shmq__mpmc_check(m))
 			return -EBADMSG;
 		if (d == 0 && st == ST_FULL) {
-			rc = get_take(m, s, pos, w, cap, len, pow2);
+			rc = get_take(m, s, pos, w, cap, len, claim, pow2);
 			if (rc == 0)
 				*pos_out = pos;
 			if (rc <= 0)
 				return rc;
 			continue;
 		}
-		if (d > 0 || (d == 0 && st == ST_READING)) { /* taken: help head on */
+		if (d > 0 || (d == 0 && (st == ST_READING || st == ST_HELD || st == ST_RETURNED))) {
+			/* taken (a RETURNED one waits for redo_take): help head on */
 			uint64_t next = index_advance(&m->sh->head, pos);
 
 			if (next == pos + 1 && ++helped > m->capacity + HELP_SLACK)
@@ -512,8 +592,8 @@ int shmq__mpmc_get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos, uint32
 			 struct shmq__mpmc_block *blk)
 {
 	if (SHMQ__LIKELY(m->pow2))
-		return get_claim(m, cap, pos, len, blk, true);
-	return get_claim(m, cap, pos, len, blk, false);
+		return get_claim(m, cap, pos, len, blk, ST_READING, true);
+	return get_claim(m, cap, pos, len, blk, ST_READING, false);
 }
 
 void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc)
@@ -531,7 +611,7 @@ static SHMQ__ALWAYS_INLINE ssize_t try_get(struct shmq__mpmc *m, void *buf, size
 	uint32_t len = 0;
 	int rc;
 
-	rc = get_claim(m, cap, &pos, &len, blk, pow2);
+	rc = get_claim(m, cap, &pos, &len, blk, ST_READING, pow2);
 	if (SHMQ__UNLIKELY(rc))
 		return rc;
 	if (len) /* buf may be NULL with cap 0 */
@@ -548,17 +628,122 @@ ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
 	return try_get(m, buf, cap, blk, false);
 }
 
+/* ---- two-phase get ---- */
+
+int shmq__mpmc_hold_claim(struct shmq__mpmc *m, uint64_t *pos, uint32_t *len,
+			  struct shmq__mpmc_block *blk)
+{
+	if (SHMQ__LIKELY(m->pow2))
+		return get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, true);
+	return get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, false);
+}
+
+int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit)
+{
+	/* a held position is behind head, by at most capacity + 2 (see
+	 * Redelivery); outside that no slot can hold it, and inside it the
+	 * slot's lap names the position exactly */
+	uint64_t h = index_load(&m->sh->head);
+	struct shmq__mpmc_slot *s;
+	uint32_t lap;
+	uint64_t w;
+
+	if (pos >= h || h - pos > (uint64_t)m->capacity + 2)
+		return -EINVAL;
+	s = slot_at(m, pos);
+	lap = lap_of(m, pos);
+	w = ctl_make(lap, ST_HELD, m->self);
+	/* seq_cst: a commit frees the slot as get_release does (the Dekker
+	 * handshake with space_sleepers), a give-back is ordered before the
+	 * increment of redo below; both release our reads of the data to the
+	 * next owner of the slot (put_claim's and redo_take's acquire) */
+	if (!shmq__cas_seq_cst(&s->ctl, &w,
+			       commit ? ctl_make(lap + 1, ST_EMPTY, 0) : ctl_make(lap, ST_RETURNED, 0)))
+		return -EINVAL; /* not held by us: nothing changed */
+	if (!commit) {
+		shmq__fetch_add_seq_cst(&m->sh->redo, 1); /* after the mark: see Redelivery */
+		/* relaxed: statistics only */
+		shmq__fetch_add_relaxed(&m->sh->returned, 1);
+	}
+	return 0;
+}
+
+/* A HELD slot whose owner is dead becomes RETURNED (and redo counts it).
+ * 1 done, 0 not (moved on, or someone else did it). */
+static int hold_return(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t w)
+{
+	/* seq_cst: a release of the slot to redo_take's acquire, ordered
+	 * before the increment of redo and the caller's sleeper checks */
+	if (!shmq__cas_seq_cst(&s->ctl, &w, ctl_make(ctl_lap(w), ST_RETURNED, 0)))
+		return 0;
+	shmq__fetch_add_seq_cst(&m->sh->redo, 1); /* after the mark: see Redelivery */
+	/* relaxed: statistics only */
+	shmq__fetch_add_relaxed(&m->sh->returned, 1);
+	return 1;
+}
+
+/* Owners judged during one reap: liveness costs a /proc read each. */
+#define REAP_CACHE 8
+
+int shmq__mpmc_reap_held(struct shmq__mpmc *m)
+{
+	uint32_t ids[REAP_CACHE];
+	int verdict[REAP_CACHE];
+	unsigned cached = 0;
+	uint64_t h = index_load(&m->sh->head);
+	uint64_t span = (uint64_t)m->capacity + 2;
+	uint64_t p = h > span ? h - span : 0;
+	int found = 0;
+
+	for (; p != h; p++) {
+		struct shmq__mpmc_slot *s = slot_at(m, p);
+		/* acquire: pairs with the claim CAS of HELD in get_take (nothing is
+		 * read through it but the owner, which travels in the word) */
+		uint64_t w = shmq__load_acquire(&s->ctl);
+		uint32_t owner = ctl_owner(w);
+		int alive = -1;
+
+		if (ctl_state(w) != ST_HELD || ctl_lap(w) != lap_of(m, p) || owner == m->self)
+			continue;
+		if (owner == 0)
+			return -EBADMSG;
+		for (unsigned i = 0; i < cached; i++)
+			if (ids[i] == owner)
+				alive = verdict[i];
+		if (alive < 0) {
+			alive = m->alive(m->alive_ctx, owner, false);
+			if (alive < 0)
+				return alive;
+			if (cached < REAP_CACHE) {
+				ids[cached] = owner;
+				verdict[cached++] = alive;
+			}
+		}
+		if (!alive)
+			found += hold_return(m, s, w);
+	}
+	return found;
+}
+
 /* ---- recovery ---- */
 
 int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk, bool quick)
 {
 	struct shmq__mpmc_slot *s = slot_at(m, blk->pos);
 	uint64_t w = blk->ctl;
-	unsigned st = ctl_state(w);
+	uint64_t st = ctl_state(w);
 	uint32_t owner = ctl_owner(w);
 	int alive;
 
-	if (st != ST_WRITING && st != ST_READING)
+	if (st == ST_RETURNED) {
+		/* a RETURNED slot blocks us and redo may have lost its count
+		 * (a claimer died between mark and increment): count it again,
+		 * so gets scan for it; seq_cst as in hold_end */
+		uint64_t zero = 0;
+
+		return shmq__cas_seq_cst(&m->sh->redo, &zero, 1) ? 1 : 0;
+	}
+	if (st != ST_WRITING && st != ST_READING && st != ST_HELD)
 		return 0;
 	if (owner == m->self)
 		return 0; /* our own process is running */
@@ -567,6 +752,8 @@ int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk,
 	alive = m->alive(m->alive_ctx, owner, quick);
 	if (alive != 0)
 		return alive < 0 ? alive : 0;
+	if (st == ST_HELD)
+		return hold_return(m, s, w);
 	/* seq_cst: a release of the slot like get_release's, and ordered
 	 * before the caller's sleeper checks */
 	if (!shmq__cas_seq_cst(&s->ctl, &w, ctl_make(ctl_lap(w) + 1, ST_EMPTY, 0)))
@@ -591,9 +778,9 @@ bool shmq__mpmc_readable(struct shmq__mpmc *m)
 	 * and recovers it.  Saying "readable" here made such a waiter spin. */
 	if (d == 0 && ctl_state(w) == ST_WRITING)
 		return false;
-	if (shmq__load_seq_cst(&m->sh->shut))
+	if (shmq__load_seq_cst(&m->sh->shut) || shmq__load_seq_cst(&m->sh->redo))
 		return true;
-	if (d > 0 || (d == 0 && (ctl_state(w) == ST_FULL || ctl_state(w) == ST_READING)))
+	if (d > 0 || (d == 0 && ctl_state(w) != ST_EMPTY))
 		return true;
 	return false;
 }
@@ -607,6 +794,13 @@ bool shmq__mpmc_writable(struct shmq__mpmc *m)
 	if (shmq__load_seq_cst(&m->sh->shut))
 		return true;
 	return d >= 0; /* EMPTY now, or claimed (the tail lags) */
+}
+
+void shmq__mpmc_block_at(struct shmq__mpmc *m, bool tail, struct shmq__mpmc_block *blk)
+{
+	/* seq_cst: as the sleeper re-checks above (a watcher's look) */
+	blk->pos = shmq__load_seq_cst(tail ? &m->sh->tail : &m->sh->head);
+	blk->ctl = shmq__load_seq_cst(&slot_at(m, blk->pos)->ctl);
 }
 
 size_t shmq__mpmc_len(const struct shmq__mpmc *m)

@@ -34,30 +34,55 @@
  * handle's copy of cap), and the laps found there are judged as for any
  * overwritten index (-EBADMSG for states no index can meet; garbage in,
  * garbage out otherwise), never an access outside the ring.
- * The slot's ctl stores only the low 31 bits of the lap;
- * laps are compared by their signed 31-bit difference, which is exact while
- * no thread acts on a position it read 2^30 laps (>= 2^31 messages) earlier,
+ * The slot's ctl stores only the low 30 bits of the lap;
+ * laps are compared by their signed 30-bit difference, which is exact while
+ * no thread acts on a position it read 2^29 laps (>= 2^29 messages) earlier,
  * and even then the decisive CAS on head or tail compares full positions.
  *
- * ctl = owner (31 bits) << 33 | lap (31 bits) << 2 | state (2 bits):
+ * ctl = owner (31 bits) << 33 | hold (1 bit) << 32 | lap (30 bits) << 2 |
+ * state (2 bits); the code reads hold and state as one 3-bit state:
  *
  *   EMPTY(L)           writable for lap L                    owner 0
  *   WRITING(L, p)      claimed by producer p, being filled
  *   FULL(L, p)         published by p, readable
  *   READING(L, c)      claimed by consumer c, being copied out
+ *   HELD(L, c)         claimed by consumer c through a two-phase get
+ *                      (READING with the hold bit): read in place
+ *   RETURNED(L)        a HELD message given back (abort, or its holder
+ *                      died): to be handed out again   owner 0
  *
  * One lap of a slot:  EMPTY(L) -> WRITING(L,p) -> FULL(L,p) -> READING(L,c)
- * -> EMPTY(L+1).  Claims are CASes on ctl that write the claimer's owner id
+ * -> EMPTY(L+1).  Two-phase:  FULL(L,p) -> HELD(L,c) -> EMPTY(L+1) (commit),
+ * or HELD(L,c) -> RETURNED(L) (abort, dead holder) -> HELD(L,c') or
+ * READING(L,c') -> ...  A slot stays at lap L while HELD or RETURNED, so
+ * the producer of position p + cap waits for it (put_full): the ring never
+ * overwrites a message that may still be delivered.  Claims are CASes on ctl that write the claimer's owner id
  * in the same atomic step, so a claim is never anonymous.  head and tail
  * advance after the claim, by the claimer or by any peer that finds the slot
  * at the index already claimed ("helping"), so neither index ever waits for a
  * claimer: each lags its slots by at most one position.
  *
+ * Redelivery.  head has passed a RETURNED slot, so a get cannot find it at
+ * head: the shared count redo (head's line) says how many RETURNED slots may
+ * exist, and while it is not zero every get first scans the positions
+ * [head - cap - 2, head) in order and takes the first RETURNED one (redo_take).
+ * So given-back messages go out before newer ones, lowest position first.
+ * redo is raised after a slot becomes RETURNED and lowered after one is
+ * taken; a claimer that dies between the two leaves it too high, and a scan
+ * that finds nothing sets it back to 0 by a CAS from the value it read before
+ * the scan (a slot returned meanwhile raised it after it was marked, so that
+ * CAS fails or the slot's own increment follows).  Positions below
+ * head - cap - 2 cannot be HELD or RETURNED: such a slot blocks the producer
+ * of p + cap, so tail <= p + cap, and head <= tail + 2.
+ *
  * Recovery.  A claim whose owner died is cleared by whoever waits behind it
  * (shmq__mpmc_recover): WRITING(L, dead) -> EMPTY(L+1), the slot is skipped
  * and nothing committed is lost (that put never returned); READING(L, dead)
- * -> EMPTY(L+1), the message the dead consumer had taken is gone with it.
- * That message is the only loss a crash can cause.
+ * -> EMPTY(L+1), the message the dead consumer had taken is gone with it
+ * (a plain get is at most once on death); HELD(L, dead) -> RETURNED(L): a
+ * two-phase get is at least once.  shmq__mpmc_reap_held looks for dead
+ * holders behind head on its own (a consumer calls it before it takes newer
+ * messages).
  *
  * Invariants a reader may check: -2 <= tail - head <= cap + 2 at any instant
  * (each index lags by at most one; the margin absorbs the lag); a FULL slot's
@@ -82,7 +107,11 @@
  * (those libraries then refuse with -EPROTO instead of misreading it or
  * calling it corrupt); attach takes 3, and 2 with a power of two. */
 #define SHMQ__MPMC_VERSION_POW2 2u
-#define SHMQ__MPMC_VERSION 3u
+/* 4: the hold bit (ctl bit 32, laps of 30 bits), redo, incarnation and
+ * flags.  Written for every capacity; 2 and 3 are refused (-EPROTO): their
+ * 31-bit laps would be misread, and a library that knows no hold bit would
+ * misread ours as a lap. */
+#define SHMQ__MPMC_VERSION 4u
 #define SHMQ__MPMC_CAP_MAX (1u << 24)  /* slots */
 #define SHMQ__MPMC_MSG_MAX (1u << 24)  /* bytes per message */
 #define SHMQ__MPMC_SLOT_HDR 16u        /* ctl + len + pad */
@@ -103,13 +132,16 @@ struct shmq__mpmc_shared {
 	uint32_t slot_size;  /* bytes per slot, a multiple of 64 */
 	uint32_t owner_kind; /* enum shmq__mpmc_owner_kind */
 	uint64_t footprint;  /* bytes of control block + slots */
-	uint8_t pad0[32];
+	uint64_t incarnation; /* random, set at create (the queue's, see chan/queue_int.h) */
+	uint32_t flags;      /* the queue's SHMQ_QUEUE_* create flags */
+	uint8_t pad0[20];
 	/* line 1: producers */
 	uint64_t tail;       /* next position to claim for a put */
 	uint8_t pad1[56];
 	/* line 2: consumers */
 	uint64_t head;       /* next position to claim for a get */
-	uint8_t pad2[56];
+	uint64_t redo;       /* RETURNED slots that may exist (see Redelivery) */
+	uint8_t pad2[48];
 	/* line 3: consumers sleep here; producers bump it when data_sleepers != 0 */
 	uint32_t data_word;
 	uint32_t data_sleepers;
@@ -123,7 +155,8 @@ struct shmq__mpmc_shared {
 	uint32_t pad5;
 	uint64_t skipped;    /* dead producers' claims skipped */
 	uint64_t dropped;    /* dead consumers' claims released (messages lost with them) */
-	uint8_t pad6[40];
+	uint64_t returned;   /* two-phase gets given back: aborts and dead holders */
+	uint8_t pad6[32];
 	/* line 6: statistics for `shmq stat`, bumped by the blocking layer
 	 * (queue.c) only right before a futex system call (core/wait_int.h,
 	 * shmq__count_event); puts and gets that neither sleep nor wake anybody
@@ -140,6 +173,8 @@ SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, data_word);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, space_word);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, shut);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, get_waits);
+_Static_assert(offsetof(struct shmq__mpmc_shared, redo) / SHMQ__CACHELINE ==
+	       offsetof(struct shmq__mpmc_shared, head) / SHMQ__CACHELINE, "redo shares head's line");
 _Static_assert(sizeof(struct shmq__mpmc_shared) == 7 * SHMQ__CACHELINE, "mpmc control block");
 
 struct shmq__mpmc_slot {
@@ -218,6 +253,24 @@ void shmq__mpmc_put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bo
  * same returns as try_get), read it at shmq__mpmc_slot_data, then release. */
 int shmq__mpmc_get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos, uint32_t *len,
 			 struct shmq__mpmc_block *blk);
+
+/*
+ * Two-phase get.  hold_claim: as get_claim (RETURNED slots first, in
+ * position order), but the slot becomes HELD by us and stays so until
+ * hold_end; its data stays in place at shmq__mpmc_slot_data.  hold_end:
+ * commit (the slot is freed, EMPTY of the next lap) or give it back
+ * (RETURNED); -EINVAL, changing nothing, unless pos is HELD by our owner id
+ * (never claimed, ended already, or another owner's).  Any thread; the
+ * owner id is per process, so any thread of the holder may end a hold.
+ */
+int shmq__mpmc_hold_claim(struct shmq__mpmc *m, uint64_t *pos, uint32_t *len,
+			  struct shmq__mpmc_block *blk);
+int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit);
+
+/* Turn the HELD slots behind head whose owner is dead (full liveness check)
+ * into RETURNED ones.  The number returned, or -EBADMSG for an owner no
+ * claimer can have. */
+int shmq__mpmc_reap_held(struct shmq__mpmc *m);
 void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc);
 
 /*
@@ -242,6 +295,11 @@ int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk,
  */
 bool shmq__mpmc_readable(struct shmq__mpmc *m);
 bool shmq__mpmc_writable(struct shmq__mpmc *m);
+
+/* The slot a get (tail false) or a put (tail true) would claim next, as a
+ * block for shmq__mpmc_recover: what a watcher that found the side blocked
+ * hands it at its liveness re-check. */
+void shmq__mpmc_block_at(struct shmq__mpmc *m, bool tail, struct shmq__mpmc_block *blk);
 
 /* Messages queued: tail - head clamped to [0, capacity].  Any thread. */
 size_t shmq__mpmc_len(const struct shmq__mpmc *m);

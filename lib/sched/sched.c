@@ -183,6 +183,31 @@ SHMQ_API const char *shmq_sched_backend(shmq_sched *s)
 
 /* ---- watches: list management ---- */
 
+/* Hand the helper thread (sched/ready_int.h) the armed word watches it
+ * waits on in the loop's stead.  Under mu. */
+static int sched_helper_sync(shmq_sched *s)
+{
+	struct shmq__ready_word v[SHMQ__READY_HELPER_MAX];
+	unsigned n = 0;
+	int rc = 0;
+
+	for (struct shmq__sched_watch *w = s->watches; w; w = w->next) {
+		if (w->dead || w->kind != SHMQ__WATCH_WORD || w->state != SHMQ__WS_ARMED ||
+		    w->op_pending)
+			continue;
+		if (n == SHMQ__READY_HELPER_MAX) {
+			rc = -ENOSPC;
+			break;
+		}
+		v[n].word = w->w.word;
+		v[n].expected = w->expected;
+		n++;
+	}
+	(void)shmq__ready_helper_set(s->helper, v, n); /* n is within bounds */
+	s->watches_dirty = false;
+	return rc;
+}
+
 static void watch_free(struct shmq__sched_watch *w)
 {
 	shmq__free(w, sizeof(*w));
@@ -296,7 +321,7 @@ SHMQ_API int shmq_sched_unwatch(shmq_sched *s, const void *obj)
 	/* The helper must stop waiting on the word before the caller closes
 	 * the object. */
 	if (rc == 0 && s->watches_dirty && s->helper)
-		shmq__sched_helper_sync(s);
+		sched_helper_sync(s);
 	kick = rc == 0 && sched_need_kick_gone(s);
 	pthread_mutex_unlock(&s->mu);
 	if (kick)
@@ -523,7 +548,7 @@ static int watch_arm_word(shmq_sched *s, struct shmq__sched_watch *w)
 		s->flags |= SHMQ_SCHED_NO_FUTEX_OP;
 	}
 	s->watches_dirty = true;
-	return s->helper ? 0 : shmq__sched_helper_start(s);
+	return s->helper ? 0 : shmq__ready_helper_start(s->wake_fd, &s->helper);
 }
 
 /* The liveness re-check of an armed word watch: readable although its word
@@ -582,7 +607,7 @@ static int loop_arm_watches(shmq_sched *s, int64_t now)
 	if (recheck)
 		s->word_check_at = now + WATCH_SLICE_NS;
 	if (s->watches_dirty && s->helper)
-		rc = shmq__sched_helper_sync(s);
+		rc = sched_helper_sync(s);
 	return rc < 0 ? rc : ready;
 }
 
@@ -590,7 +615,7 @@ static int loop_arm_watches(shmq_sched *s, int64_t now)
 static void loop_reap(shmq_sched *s)
 {
 	s->ops->reap(s);
-	if (!s->helper || !shmq__sched_helper_fired(s))
+	if (!s->helper || !shmq__ready_helper_fired(s->helper))
 		return;
 	for (struct shmq__sched_watch *w = s->watches; w; w = w->next)
 		if (w->kind == SHMQ__WATCH_WORD && w->state == SHMQ__WS_ARMED && !w->op_pending)
@@ -791,8 +816,10 @@ SHMQ_API void shmq_sched_destroy(shmq_sched *s)
 	for (w = s->watches; w; w = w->next)
 		if (!w->dead)
 			watch_kill(s, w);
-	if (s->helper)
-		shmq__sched_helper_stop(s);
+	if (s->helper) {
+		shmq__ready_helper_stop(s->helper);
+		s->helper = NULL;
+	}
 	sched_drain_ops(s);
 	pthread_mutex_unlock(&s->mu);
 	s->ops->fini(s);

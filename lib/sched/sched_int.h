@@ -23,6 +23,7 @@
 
 #include "sched/sched_heap_int.h"
 #include "core/watch_int.h"
+#include "sched/ready_int.h"
 
 #define SHMQ__SCHED_NEVER INT64_MAX
 
@@ -60,8 +61,6 @@ struct shmq__sched_watch {
 	int pidfd;
 	siginfo_t info; /* IORING_OP_WAITID writes here */
 };
-
-struct shmq__sched_helper;
 
 struct shmq__sched_ops {
 	const char *name;
@@ -112,17 +111,8 @@ struct shmq_sched {
 	int64_t spin_max;
 	struct shmq__sched_watch *watches;
 	unsigned nwatches;    /* live (not dead) watches */
-	struct shmq__sched_helper *helper;
+	struct shmq__ready_helper *helper; /* sched/ready_int.h */
 };
-
-/* The helper thread (sched_helper.c): waits with futex_waitv on the armed
- * word watches and writes wake_fd when one changes.  All under s->mu. */
-int shmq__sched_helper_start(shmq_sched *s);
-void shmq__sched_helper_stop(shmq_sched *s);
-/* Publish the set of armed word watches (any thread, under s->mu). */
-int shmq__sched_helper_sync(shmq_sched *s);
-/* True once if the helper saw a word change since the last call. */
-bool shmq__sched_helper_fired(shmq_sched *s);
 
 /* Generic watches (sched.c), used by the queue/pipe/proc wrappers. */
 int shmq__sched_watch_word(shmq_sched *s, const void *obj, const struct shmq__watch *w,

@@ -4,7 +4,7 @@
  * timerfd (TFD_TIMER_ABSTIME on CLOCK_MONOTONIC) for the heap's head, re-set
  * only when the head's deadline changes, the wake eventfd and each watched
  * process's pidfd in one epoll set.  Queue and pipe words are waited on by
- * the helper thread (sched_helper.c), which writes the wake eventfd.
+ * the helper thread (sched/ready_helper.c), which writes the wake eventfd.
  */
 #include "config.h"
 

@@ -8,10 +8,8 @@
  *    deadline changes (a new TIMEOUT after the old one fired);
  *  - the wake eventfd: an IORING_OP_READ that completes when another thread
  *    kicks the loop;
- *  - queue and pipe readiness words: IORING_OP_FUTEX_WAIT (kernel >= 6.7;
- *    liburing 2.3 has no helper, the SQE is prepared here);
- *  - process exits: IORING_OP_WAITID with WNOWAIT on the pidfd (>= 6.7;
- *    the exit status stays for shmq_proc_join), else IORING_OP_POLL_ADD.
+ *  - queue and pipe readiness words and process exits, with the readiness
+ *    mechanism the scheduler shares with waitsets (sched/ready_int.h).
  * Staged SQEs go in with the wait, in one io_uring_enter per iteration.
  *
  * user_data: a watch pointer (8-aligned, low bits 0), or a tag in the low 3
@@ -32,16 +30,8 @@
 
 #include "core/alloc_int.h"
 #include "core/time_int.h"
+#include "sched/ready_int.h"
 #include "sched/sched_int.h"
-
-/* The kernel's uapi values, for headers older than Linux 6.7. */
-#define SHMQ__OP_WAITID     50 /* IORING_OP_WAITID */
-#define SHMQ__OP_FUTEX_WAIT 51 /* IORING_OP_FUTEX_WAIT */
-#define SHMQ__FUTEX2_SIZE_U32 0x02u /* FUTEX2_SIZE_U32; no FUTEX2_PRIVATE: shared memory */
-#define SHMQ__FUTEX_BITSET_MATCH_ANY 0xffffffffu
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
 
 #define UD_TIMER  1u /* | gen << 3: the head's timeout */
 #define UD_WAKE   2u /* the eventfd read */
@@ -52,8 +42,7 @@
 
 struct uring_be {
 	struct io_uring ring;
-	bool has_futex;
-	bool has_waitid;
+	struct shmq__ready_caps caps;
 	bool wake_armed;
 	bool timer_armed;
 	bool no_update;     /* the kernel refused IORING_TIMEOUT_UPDATE: remove + add */
@@ -66,17 +55,6 @@ struct uring_be {
 static struct uring_be *be_of(shmq_sched *s)
 {
 	return s->be;
-}
-
-static void uring_probe(struct uring_be *b)
-{
-	struct io_uring_probe *p = io_uring_get_probe_ring(&b->ring);
-
-	if (!p)
-		return;
-	b->has_futex = io_uring_opcode_supported(p, SHMQ__OP_FUTEX_WAIT);
-	b->has_waitid = io_uring_opcode_supported(p, SHMQ__OP_WAITID);
-	io_uring_free_probe(p);
 }
 
 static int uring_init(shmq_sched *s, const struct shmq_sched_opts *o)
@@ -92,7 +70,7 @@ static int uring_init(shmq_sched *s, const struct shmq_sched_opts *o)
 		shmq__free(b, sizeof(*b));
 		return rc;
 	}
-	uring_probe(b);
+	shmq__ready_probe(&b->ring, &b->caps);
 	s->be = b;
 	return 0;
 }
@@ -186,15 +164,11 @@ static int uring_arm_word(shmq_sched *s, struct shmq__sched_watch *w)
 	struct uring_be *b = be_of(s);
 	struct io_uring_sqe *sqe;
 
-	if (!b->has_futex)
+	if (!b->caps.has_futex)
 		return -EOPNOTSUPP;
 	if (!(sqe = uring_sqe(b)))
 		return -EAGAIN;
-	/* IORING_OP_FUTEX_WAIT: fd = futex2 flags, addr = word, addr2 = the
-	 * expected value, addr3 = the wake bitset. */
-	io_uring_prep_rw(SHMQ__OP_FUTEX_WAIT, sqe, (int)SHMQ__FUTEX2_SIZE_U32, w->w.word, 0,
-			 w->expected);
-	sqe->addr3 = SHMQ__FUTEX_BITSET_MATCH_ANY;
+	shmq__ready_prep_word(sqe, w->w.word, w->expected);
 	io_uring_sqe_set_data(sqe, w);
 	w->op_pending = true;
 	return 0;
@@ -207,15 +181,8 @@ static int uring_arm_proc(shmq_sched *s, struct shmq__sched_watch *w)
 
 	if (!sqe)
 		return -EAGAIN;
-	if (b->has_waitid && !(s->flags & SHMQ_SCHED_NO_WAITID)) {
-		/* waitid(P_PIDFD, pidfd, &info, WEXITED | WNOWAIT): does not reap */
-		io_uring_prep_rw(SHMQ__OP_WAITID, sqe, w->pidfd, NULL, P_PIDFD, 0);
-		sqe->file_index = WEXITED | WNOWAIT;
-		sqe->addr2 = (uint64_t)(uintptr_t)&w->info;
-	} else {
-		/* a pidfd turns readable when its process exits */
-		io_uring_prep_poll_add(sqe, w->pidfd, POLLIN);
-	}
+	shmq__ready_prep_exit(sqe, w->pidfd, &w->info,
+			      b->caps.has_waitid && !(s->flags & SHMQ_SCHED_NO_WAITID));
 	io_uring_sqe_set_data(sqe, w);
 	w->state = SHMQ__WS_ARMED;
 	w->op_pending = true;
@@ -266,8 +233,8 @@ static void uring_reap_watch(shmq_sched *s, struct shmq__sched_watch *w, int res
 	if (w->dead)
 		return;
 	if (w->kind == SHMQ__WATCH_PROC) {
-		if (res == -EINVAL && b->has_waitid && !(s->flags & SHMQ_SCHED_NO_WAITID)) {
-			b->has_waitid = false; /* WNOWAIT refused: poll the pidfd */
+		if (res == -EINVAL && b->caps.has_waitid && !(s->flags & SHMQ_SCHED_NO_WAITID)) {
+			b->caps.has_waitid = false; /* WNOWAIT refused: poll the pidfd */
 			w->state = SHMQ__WS_IDLE;
 			return;
 		}
@@ -275,7 +242,7 @@ static void uring_reap_watch(shmq_sched *s, struct shmq__sched_watch *w, int res
 		return;
 	}
 	if (res == -EINVAL || res == -EOPNOTSUPP)
-		b->has_futex = false; /* the helper thread takes over */
+		b->caps.has_futex = false; /* the helper thread takes over */
 	w->state = SHMQ__WS_IDLE; /* re-check readable, then wait again */
 }
 

@@ -391,7 +391,7 @@ static int barrier_break_dead(shmq_barrier *b, uint32_t g, uint32_t i, uint64_t 
 			break;
 		/* seq_cst: the core/wait_int.h protocol, then the sleeper count */
 		if (shmq__cas_seq_cst(&b->s->word, &w, w | SHMQ__BARRIER_BROKEN)) {
-			/* relaxed: a statistic for debuggers; nothing reads it */
+			/* relaxed: a statistic, read only by shmq stat (sync/describe.c) */
 			shmq__fetch_add_relaxed(&b->s->broke_dead, 1);
 			barrier_wake_all(b);
 			break;

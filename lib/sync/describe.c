@@ -49,7 +49,8 @@ void shmq__lock_describe(shmq_region *r, const void *mem, uint64_t size, struct 
 }
 
 /* Barrier: parties, arrivals in this generation, generation, broken,
- * sleepers, and the futex waits and wakes.  All loads relaxed: a snapshot;
+ * sleepers, the futex waits and wakes, and the generations a dead party
+ * broke.  All loads relaxed: a snapshot;
  * count and generation come from one load of the word, so they agree. */
 void shmq__barrier_describe(shmq_region *r, const void *mem, uint64_t size,
 			    struct shmq__obj_stat *st)
@@ -72,6 +73,7 @@ void shmq__barrier_describe(shmq_region *r, const void *mem, uint64_t size,
 	shmq__stat_u64(st, "sleepers", shmq__load_relaxed(&b->sleepers));
 	shmq__stat_u64(st, "waits", shmq__load_relaxed(&b->waits));
 	shmq__stat_u64(st, "wakes", shmq__load_relaxed(&b->wakes));
+	shmq__stat_u64(st, "broke_dead", shmq__load_relaxed(&b->broke_dead));
 }
 
 /* Flag: set or clear, sleepers, and the futex waits and wakes.  All loads

@@ -436,7 +436,12 @@ SHMQ_API int shmq_sem_release(shmq_sem *h, unsigned n)
 			return rc;
 		}
 	}
-	shmq__wake_word_counted(&h->s->word, &h->s->sleepers, (int)(n > INT_MAX ? INT_MAX : n),
-				&h->s->wakes);
+	/* seq_cst: Protocol SLEEPERS (core/wait_int.h), after the CAS above.
+	 * Checked here, inline, so that the common release with nobody
+	 * asleep makes no call at all (the uncontended pair is measured
+	 * against sem_post, which makes none either). */
+	if (shmq__load_seq_cst(&h->s->sleepers))
+		shmq__wake_word_counted(&h->s->word, &h->s->sleepers,
+					(int)(n > INT_MAX ? INT_MAX : n), &h->s->wakes);
 	return 0;
 }

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* Fuzz target: an MPMC queue's control block (head, tail, capacity, max_msg,
- * shutdown, sleeper words) and slots (sequence/claim words with their
- * claimer ids, lengths, payloads) corrupted, then open, len, stats, get,
- * put, shutdown and draining gets over it. */
+ * shutdown, sleeper words, the redelivery count) and slots (sequence/claim
+ * words with their claimer ids and hold bits, lengths, payloads) corrupted,
+ * then open, len, stats, two-phase gets (begin, commit, abort), get, put,
+ * shutdown and draining gets over it. */
 #include "config.h"
 
 #include <errno.h>
+#include <string.h>
 
 #include "fuzz.h"
 #include "ring/mpmc_int.h"
@@ -35,6 +37,16 @@ static int build(shmq_region *r)
 		shmq_queue_put(q, buf, i * 5, SHMQ_NOWAIT);
 	for (unsigned i = 0; i < 2; i++)
 		shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT);
+	/* two-phase gets: one given back (RETURNED, redo counts it), one
+	 * left held by the maker (given back once the image is reopened) */
+	{
+		const void *msg;
+		uint64_t p1, p2;
+
+		if (shmq_queue_get_begin(q, &msg, &p1, SHMQ_NOWAIT) >= 0 &&
+		    shmq_queue_get_begin(q, &msg, &p2, SHMQ_NOWAIT) >= 0)
+			shmq_queue_get_abort(q, p1);
+	}
 	m = (struct shmq__mpmc *)q;
 	shmq__mpmc_get_claim(m, sizeof(buf), &pos, &len, &blk);
 	shmq__mpmc_put_claim(m, &pos, &blk);
@@ -55,6 +67,27 @@ static void readers(shmq_region *r)
 		return;
 	(void)shmq_queue_len(q);
 	FUZZ_EXPECT(shmq_queue_stats(q, &st), 0, -EBADMSG);
+	/* two-phase gets over the corrupted control state: a length never
+	 * above the handle's max_msg, every byte of it readable in place */
+	for (unsigned i = 0; i < 4; i++) {
+		const void *msg;
+		uint64_t pos;
+
+		n = shmq_queue_get_begin(q, &msg, &pos, i % 2 ? 100000 : SHMQ_NOWAIT);
+		if (n < 0) {
+			FUZZ_EXPECT(n, -EAGAIN, -ETIMEDOUT, -EPIPE, -EBADMSG);
+			continue;
+		}
+		if ((size_t)n > st.max_msg || (size_t)n > sizeof(buf))
+			abort();
+		memcpy(buf, msg, (size_t)n);
+		if (i == 1)
+			FUZZ_EXPECT(shmq_queue_get_abort(q, pos), 0);
+		else
+			FUZZ_EXPECT(shmq_queue_get_commit(q, pos), 0);
+		FUZZ_EXPECT(shmq_queue_get_commit(q, pos), -EINVAL);
+	}
+	FUZZ_EXPECT(shmq_queue_get_commit(q, UINT64_MAX), -EINVAL);
 	for (unsigned i = 0; i < 4; i++) {
 		n = shmq_queue_get(q, buf, i == 3 ? 4 : sizeof(buf), i % 2 ? 100000 : SHMQ_NOWAIT);
 		if (n < 0)

@@ -83,13 +83,34 @@ SHMQ_API void shmq_task_register(struct shmq_task *t);
 #define SHMQ_POOL_MAX_WORKERS 256u
 #define SHMQ_POOL_MAX_JOBS    256u  /* maps and applies in flight per pool */
 
-/* Options; NULL or all-zero means the defaults. */
+/*
+ * Options; NULL or all-zero means the defaults.
+ *
+ * initializer: the name of a SHMQ_TASK each worker process runs once, as
+ * fn(NULL, NULL), before it takes its first task (Python's initializer);
+ * every replacement runs it too.  Unknown at create: -ENOENT.  A worker
+ * whose initializer returns non-zero exits without taking work, is not
+ * restarted, and the pool is broken: every later submission and wait
+ * (map, map_async, apply_async, shmq_async_wait / _get, shmq_iter_next)
+ * returns the initializer's status when it is a negative errno, else
+ * -ECHILD.  An initializer runs outside a task: shmq_pool_spawn is -EPERM.
+ * max_tasks_per_worker (Python's maxtasksperchild): a worker exits after
+ * running that many tasks (map elements and subtasks, counted when it is
+ * between chunks, so it may finish the chunk that crossed the count) and is
+ * replaced like a dead one, at the creator's next pool call; the chunks it
+ * still had queued are handed out again.  0: never.
+ */
 struct shmq_pool_opts {
 	unsigned workers;  /* 0: the number of online CPUs (at most SHMQ_POOL_MAX_WORKERS) */
 	size_t chunksize;  /* 0: automatic, as Python's: ceil(n / (4 * workers)) */
 	size_t arena;      /* bytes of the region reserved for copies of inputs and
 			    * outputs; 0: half of the region's free space at create */
-	uint64_t reserved[4]; /* must be zero */
+	/* 0.2: the next two take the first two of the 0.1 reserved words (the
+	 * struct keeps its size on 64-bit targets; zero keeps 0.1's behaviour) */
+	const char *initializer;     /* NULL, or a SHMQ_TASK run once in each worker */
+	size_t max_tasks_per_worker; /* 0: no limit; else a worker is replaced after
+				      * that many tasks */
+	uint64_t reserved[2]; /* must be zero */
 };
 
 /*
@@ -131,6 +152,36 @@ SHMQ_API int shmq_pool_map_async(shmq_pool *p, const char *task, const void *in,
 				 void *out, size_t out_size, size_t n, shmq_async **out_async);
 SHMQ_API int shmq_pool_apply_async(shmq_pool *p, const char *task, const void *in, size_t in_size,
 				   void *out, size_t out_size, shmq_async **out_async);
+
+/*
+ * shmq_pool_imap - Python's Pool.imap / imap_unordered: a map whose results
+ * are taken one by one as they complete, without waiting for the whole map.
+ * Submits task(in[i]) for i < n (in: n elements of in_size bytes, copied
+ * into the arena at once, as for map_async: -ENOSPC when they do not fit,
+ * -EAGAIN with SHMQ_POOL_MAX_JOBS jobs in flight) and returns an iterator.
+ * flags: 0 (results in index order) or SHMQ_UNORDERED (in the order their
+ * chunks complete; chunksize 1 gives element by element).
+ *
+ * shmq_iter_next waits at most timeout_ns for the next result, copies its
+ * out_size bytes to out and returns its index (>= 0).  An element whose task
+ * returned st != 0 is returned as st (as the pool reports a task's error
+ * elsewhere; a positive st as -EPROTO) instead of its index, with out as the
+ * task left it; iteration goes on with the next call (ordered: that element's
+ * index is the count of calls before it).  -EPIPE once all n were returned;
+ * -ETIMEDOUT (-EAGAIN for SHMQ_NOWAIT), after which the call may be repeated;
+ * -ECANCELED (pool terminated), -EOWNERDEAD for an element whose workers
+ * died CHUNK_TRIES times, or the pool's error (a worker that cannot start).
+ * shmq_iter_free releases the iterator; an incomplete map is cancelled
+ * (chunks not started are skipped).  NULL is a no-op.  One thread at a time
+ * per iterator; the iterator belongs to the pool's creating process and can
+ * be added to nothing else.  Free it before the pool.
+ */
+#define SHMQ_UNORDERED 0x1u
+typedef struct shmq_iter shmq_iter;
+SHMQ_API int shmq_pool_imap(shmq_pool *p, const char *task, const void *in, size_t in_size,
+			    size_t out_size, size_t n, unsigned flags, shmq_iter **out);
+SHMQ_API ssize_t shmq_iter_next(shmq_iter *it, void *out, int64_t timeout_ns);
+SHMQ_API void shmq_iter_free(shmq_iter *it);
 
 /*
  * The pending result of a map_async / apply_async.  One thread at a time per

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include <shmq/common.h>
+#include <shmq/run.h> /* SHMQ_STDIN, SHMQ_STDOUT, SHMQ_STDERR, struct shmq_run_result */
 
 #ifdef __cplusplus
 extern "C" {
@@ -81,6 +82,11 @@ SHMQ_API int shmq_dispatch(int argc, char **argv);
  * Because 0 means "inherit", the caller's own descriptor 0 cannot be given as
  * the child's stdout or stderr; pass a dup of it.
  *
+ * pipes (SHMQ_STDIN | SHMQ_STDOUT | SHMQ_STDERR) connects those streams of
+ * the child to new descriptors of the caller (Python's subprocess.PIPE), read
+ * with shmq_proc_fd or shmq_proc_communicate.  A piped stream's *_fd field
+ * must be SHMQ_PROC_INHERIT (0), else -EINVAL.
+ *
  * Whatever the options, the child receives only descriptors 0-2, the region
  * (and, for spawn, the argument); every other descriptor is closed in the
  * child, even those the caller opened without O_CLOEXEC.  Signals the caller
@@ -94,7 +100,11 @@ struct shmq_proc_opts {
 	int stdout_fd;
 	int stderr_fd;
 	unsigned flags;     /* SHMQ_PROC_* */
-	uint64_t reserved[4]; /* must be zero */
+	/* 0.2: pipes takes the first of the 0.1 reserved words, so the struct
+	 * keeps its size and a 0.1 caller's zeroed field means "no pipes". */
+	unsigned pipes;     /* SHMQ_STDIN | SHMQ_STDOUT | SHMQ_STDERR */
+	uint32_t reserved0; /* must be zero */
+	uint64_t reserved[3]; /* must be zero */
 };
 
 /*
@@ -151,13 +161,46 @@ SHMQ_API int shmq_proc_kill(shmq_proc *p, int sig);
 SHMQ_API pid_t shmq_proc_pid(const shmq_proc *p);
 
 /*
+ * Pipes (Python's Popen.stdin / .stdout / .stderr and Popen.communicate).
+ *
+ * shmq_proc_fd: the caller's end of the child's stream 0, 1 or 2 piped by
+ * opts.pipes (O_CLOEXEC, blocking; the caller may poll it, read it, set it
+ * non-blocking); -EBADF when that stream is not piped or was closed by
+ * communicate, -EINVAL for another stream.  The descriptor belongs to p: do
+ * not close it; shmq_proc_close and shmq_proc_communicate do.  Stdin is an
+ * AF_UNIX stream socket, not a pipe (as for shmq_run): write() to it works
+ * as to a pipe, and communicate feeds it with MSG_NOSIGNAL.
+ *
+ * shmq_proc_communicate writes in_len bytes of in to the child's stdin, then
+ * closes it (EOF), collects stdout and stderr into res (res->out / res->err,
+ * NULL for a stream not piped; free with shmq_run_result_free), and waits
+ * for the exit (res->status: the exit code, or -signal; the child is reaped,
+ * as by shmq_proc_join).  All at once, on io_uring or poll(2) as shmq_run
+ * does: no amount of output on both streams can deadlock.  A child that stops
+ * reading its stdin makes the rest be dropped (never SIGPIPE here).  The
+ * call ends when the child has exited and the piped outputs reached EOF.
+ * timeout_ns > 0: at the deadline the child is killed with SIGKILL - its
+ * whole process group when it leads one (SHMQ_PROC_NEWPGRP: grandchildren
+ * that hold the pipes die too) - and reaped, and the call returns -ETIMEDOUT
+ * with res holding what was read; SHMQ_FOREVER: no limit; SHMQ_NOWAIT is
+ * -EINVAL (communicate always waits).  Every piped descriptor of p is closed
+ * when it returns (shmq_proc_fd is then -EBADF).  Returns 0, -ETIMEDOUT,
+ * -EINVAL (in_len > 0 without a piped stdin, in NULL with in_len, p NULL),
+ * -ECHILD (already reaped by someone else), -ENOMEM; res is empty on any
+ * error but -ETIMEDOUT.  One thread per handle.
+ */
+SHMQ_API int shmq_proc_fd(shmq_proc *p, int stream);
+SHMQ_API int shmq_proc_communicate(shmq_proc *p, const void *in, size_t in_len,
+				   struct shmq_run_result *res, int64_t timeout_ns);
+
+/*
  * shmq_proc_close - release the handle; never leaves a zombie behind.
  *
  * A process that has exited is reaped.  A process that still runs is killed
  * (SIGKILL) and reaped: without a reaper thread or a SIGCHLD handler (which a
  * library must not install) a detached child would stay a zombie once it
  * exits, and nobody could observe its end any more.  To let a child finish,
- * join it before closing.  NULL is a no-op.
+ * join it before closing.  Its piped descriptors are closed.  NULL is a no-op.
  */
 SHMQ_API void shmq_proc_close(shmq_proc *p);
 

@@ -10,6 +10,8 @@
  * delivered twice.
  *
  * Crashes: a process killed inside a put or a get never stalls the others.
+ * (A get that must survive its consumer's death is the two-phase
+ * shmq_queue_get_begin / _commit below.)
  * Its half-done slot is found by the next waiter behind it (within one sleep
  * slice, about 15 ms) and skipped (a put that never returned: nothing lost)
  * or released (a get that had claimed a message: that one message is lost
@@ -114,6 +116,43 @@ SHMQ_API int shmq_queue_init(void *mem, size_t size, const struct shmq_queue_opt
  * -EINVAL (mem misaligned or size below the control block; r does not match
  * the queue's owner kind), -EBADMSG, -EPROTO, -ENOMEM. */
 SHMQ_API int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queue **out);
+
+/* ---- two-phase get: at least once across a consumer's death ---- */
+
+/*
+ * Take the next message without freeing its slot: *msg points at it in
+ * place (valid until get_commit or get_abort of *pos), *pos is its
+ * position, a 64-bit number never given to another message of this queue
+ * (with the queue's incarnation and the region's uuid: an id that is never
+ * reused, also after the queue is deleted and made again).  Returns the
+ * length, or as shmq_queue_get (-EAGAIN, -ETIMEDOUT, -EPIPE once shut down
+ * and drained, -EBADMSG, -EBADF in a child after fork; -EINVAL for NULL
+ * arguments).  A caller may hold many begun messages at once (up to the
+ * capacity: held slots are not written by producers) and end them in any
+ * order.
+ *
+ * Messages given back (get_abort, or begun by a process that died before
+ * its commit) are handed out again before newer ones, lowest position
+ * first, with the same position: a consumer that aborts all it holds and
+ * begins again sees the same positions in the same order.  A process's
+ * death is noticed by the next get_begin that runs its check (at once in a
+ * new handle, then at most once per 15 ms per handle), or by a waiter
+ * blocked behind the slot.
+ *
+ * Any thread of any process; positions belong to the process (its region
+ * attachment), so any of its threads and handles may end them.
+ */
+SHMQ_API ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos,
+				      int64_t timeout_ns);
+
+/* Free the slot of a begun message.  0, or -EINVAL (changing nothing) when
+ * pos is not held by this process: never begun, ended already, or begun by
+ * another process. */
+SHMQ_API int shmq_queue_get_commit(shmq_queue *q, uint64_t pos);
+
+/* Give a begun message back: the next get or get_begin hands it out again,
+ * before newer messages, with the same position.  0, or -EINVAL as commit. */
+SHMQ_API int shmq_queue_get_abort(shmq_queue *q, uint64_t pos);
 
 /* ---- statistics ---- */
 

@@ -63,6 +63,12 @@ SHMQ_API int shmq_region_unlink(const char *name);
 SHMQ_API int shmq_region_alloc(shmq_region *r, const char *name, size_t size, void **mem);
 SHMQ_API int shmq_region_find(shmq_region *r, const char *name, void **mem, size_t *size);
 
+/* The region's identity: 16 random bytes (getrandom) fixed when the region
+ * was created, the same in every process and across opens, different for
+ * every create (also of the same name).  0, -EINVAL, or -EBADMSG when the
+ * stored uuid fails its check.  Any thread. */
+SHMQ_API int shmq_region_uuid(const shmq_region *r, uint8_t uuid[16]);
+
 /* Read-only facts about a region. */
 struct shmq_region_info {
 	size_t size;          /* bytes mapped */

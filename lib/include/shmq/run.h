@@ -11,6 +11,7 @@ extern "C" {
 
 #define SHMQ_STDOUT 0x1u
 #define SHMQ_STDERR 0x2u
+#define SHMQ_STDIN  0x4u /* shmq_proc_opts.pipes only */
 
 /*
  * Options of shmq_run; NULL or all-zero: nothing fed, nothing captured, no

@@ -1,16 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The scheduler's watch helper: the one thread libshmq starts on its own,
- * and only where the kernel cannot wait on a futex word together with file
- * descriptors (the fallback backend, or io_uring without IORING_OP_FUTEX_WAIT,
- * i.e. Linux < 6.7).  It sleeps in futex_waitv(2) on the loop's armed queue
- * and pipe words plus its own control word, and when a watched word changes
- * it writes the loop's wake eventfd and waits for the loop to hand it a new
- * set (so it never spins).  Started by the first word watch that needs it,
- * stopped by shmq_sched_destroy.  It blocks every signal.
+ * The readiness helper, shared by the scheduler and by waitsets: the one
+ * thread libshmq starts on its own, and only where the kernel cannot wait on
+ * a futex word together with file descriptors (the fallback backends, or
+ * io_uring without IORING_OP_FUTEX_WAIT, i.e. Linux < 6.7).  It sleeps in
+ * futex_waitv(2) on its owner's armed words plus its own control word, and
+ * when a watched word changes it writes the owner's wake eventfd and waits
+ * for the owner to hand it a new set (so it never spins).  Started by the
+ * owner's first word that needs it, stopped when the owner goes.  It blocks
+ * every signal.
  *
- * The set lives under the helper's own mutex; the loop (and unwatch) publish
- * a new set with shmq__sched_helper_sync, which bumps `gen` and wakes it.
+ * The set lives under the helper's own mutex; the owner publishes a new set
+ * with shmq__ready_helper_set, which bumps `gen` and wakes it.
  */
 #include "config.h"
 
@@ -27,8 +28,8 @@
 
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
-#include "sched/sched_int.h"
 #include "core/wait_int.h"
+#include "sched/ready_int.h"
 
 #ifndef SYS_futex_waitv
 #define SYS_futex_waitv 449
@@ -43,17 +44,16 @@ struct futex_waitv {
 };
 #endif
 
-#define HELPER_MAX 127   /* futex_waitv takes 128 words; one is gen */
 #define HELPER_SLICE_NS 1000000 /* kernels without futex_waitv: poll the words every 1 ms */
 
-struct shmq__sched_helper {
+struct shmq__ready_helper {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	uint32_t gen;   /* futex word: bumped on every new set and on stop */
 	uint32_t stop;
 	uint32_t fired; /* set before writing wake_fd; taken by the loop */
 	uint32_t n;
-	struct futex_waitv set[HELPER_MAX + 1]; /* [0] is gen */
+	struct futex_waitv set[SHMQ__READY_HELPER_MAX + 1]; /* [0] is gen */
 	int wake_fd;
 };
 
@@ -63,7 +63,7 @@ static long helper_waitv(struct futex_waitv *v, unsigned n)
 }
 
 /* Kernels < 5.16: check the words, nap on gen for a slice. */
-static bool helper_poll_words(struct shmq__sched_helper *h, struct futex_waitv *v, unsigned n)
+static bool helper_poll_words(struct shmq__ready_helper *h, struct futex_waitv *v, unsigned n)
 {
 	for (unsigned i = 1; i < n; i++)
 		if (shmq__load_seq_cst((uint32_t *)(uintptr_t)v[i].uaddr) != (uint32_t)v[i].val)
@@ -73,7 +73,7 @@ static bool helper_poll_words(struct shmq__sched_helper *h, struct futex_waitv *
 }
 
 /* Wait on one set; true when a watched word changed. */
-static bool helper_wait_set(struct shmq__sched_helper *h, struct futex_waitv *v, unsigned n,
+static bool helper_wait_set(struct shmq__ready_helper *h, struct futex_waitv *v, unsigned n,
 			    bool *no_waitv)
 {
 	long r;
@@ -94,7 +94,7 @@ static bool helper_wait_set(struct shmq__sched_helper *h, struct futex_waitv *v,
 	return errno == EFAULT; /* a word's memory went away: let the loop re-check */
 }
 
-static void helper_signal(struct shmq__sched_helper *h)
+static void helper_signal(struct shmq__ready_helper *h)
 {
 	uint64_t one = 1;
 
@@ -106,8 +106,8 @@ static void helper_signal(struct shmq__sched_helper *h)
 
 static void *helper_main(void *arg)
 {
-	struct shmq__sched_helper *h = arg;
-	struct futex_waitv v[HELPER_MAX + 1];
+	struct shmq__ready_helper *h = arg;
+	struct futex_waitv v[SHMQ__READY_HELPER_MAX + 1];
 	bool no_waitv = false;
 	sigset_t all;
 
@@ -140,14 +140,14 @@ static void *helper_main(void *arg)
 	}
 }
 
-int shmq__sched_helper_start(shmq_sched *s)
+int shmq__ready_helper_start(int wake_fd, struct shmq__ready_helper **out)
 {
-	struct shmq__sched_helper *h = shmq__calloc(1, sizeof(*h));
+	struct shmq__ready_helper *h = shmq__calloc(1, sizeof(*h));
 	int rc;
 
 	if (!h)
 		return -ENOMEM;
-	h->wake_fd = s->wake_fd;
+	h->wake_fd = wake_fd;
 	h->set[0].uaddr = (uint64_t)(uintptr_t)&h->gen;
 	h->set[0].flags = FUTEX_32;
 	if ((rc = -pthread_mutex_init(&h->mu, NULL)) < 0)
@@ -156,23 +156,21 @@ int shmq__sched_helper_start(shmq_sched *s)
 		pthread_mutex_destroy(&h->mu);
 		goto fail;
 	}
-	s->helper = h;
+	*out = h;
 	return 0;
 fail:
 	shmq__free(h, sizeof(*h));
 	return rc;
 }
 
-static void helper_bump(struct shmq__sched_helper *h)
+static void helper_bump(struct shmq__ready_helper *h)
 {
 	shmq__fetch_add_seq_cst(&h->gen, 1);
 	shmq__futex_wake(&h->gen, 1);
 }
 
-void shmq__sched_helper_stop(shmq_sched *s)
+void shmq__ready_helper_stop(struct shmq__ready_helper *h)
 {
-	struct shmq__sched_helper *h = s->helper;
-
 	pthread_mutex_lock(&h->mu);
 	h->stop = 1;
 	helper_bump(h);
@@ -180,39 +178,28 @@ void shmq__sched_helper_stop(shmq_sched *s)
 	pthread_join(h->thread, NULL);
 	pthread_mutex_destroy(&h->mu);
 	shmq__free(h, sizeof(*h));
-	s->helper = NULL;
 }
 
-int shmq__sched_helper_sync(shmq_sched *s)
+int shmq__ready_helper_set(struct shmq__ready_helper *h, const struct shmq__ready_word *v,
+			   unsigned n)
 {
-	struct shmq__sched_helper *h = s->helper;
-	unsigned n = 0;
-	int rc = 0;
-
+	if (n > SHMQ__READY_HELPER_MAX)
+		return -ENOSPC;
 	pthread_mutex_lock(&h->mu);
-	for (struct shmq__sched_watch *w = s->watches; w; w = w->next) {
-		if (w->dead || w->kind != SHMQ__WATCH_WORD || w->state != SHMQ__WS_ARMED ||
-		    w->op_pending)
-			continue;
-		if (n == HELPER_MAX) {
-			rc = -ENOSPC;
-			break;
-		}
-		n++;
-		h->set[n].uaddr = (uint64_t)(uintptr_t)w->w.word;
-		h->set[n].val = w->expected;
-		h->set[n].flags = FUTEX_32; /* shared: the word is in shared memory */
-		h->set[n].__reserved = 0;
+	for (unsigned i = 0; i < n; i++) {
+		h->set[i + 1].uaddr = (uint64_t)(uintptr_t)v[i].word;
+		h->set[i + 1].val = v[i].expected;
+		h->set[i + 1].flags = FUTEX_32; /* shared: the word is in shared memory */
+		h->set[i + 1].__reserved = 0;
 	}
 	h->n = n;
 	helper_bump(h);
 	pthread_mutex_unlock(&h->mu);
-	s->watches_dirty = false;
-	return rc;
+	return 0;
 }
 
-bool shmq__sched_helper_fired(shmq_sched *s)
+bool shmq__ready_helper_fired(struct shmq__ready_helper *h)
 {
 	/* pairs with helper_signal's store, read after the wake eventfd */
-	return shmq__exchange_seq_cst(&s->helper->fired, 0) != 0;
+	return shmq__exchange_seq_cst(&h->fired, 0) != 0;
 }

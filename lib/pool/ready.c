@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * An async result's readiness word (pool/ready_int.h).
+ */
+#include "config.h"
+
+#include <errno.h>
+
+#include "pool/creator_int.h"
+#include "pool/ready_int.h"
+
+int shmq__async_watch(shmq_async *a, struct shmq__watch *w)
+{
+	struct pool_job *job;
+
+	if (!a || !w)
+		return -EINVAL;
+	job = pool_job(a->p, a->job);
+	w->word = &job->done;
+	w->sleepers = &job->done_sleepers;
+	return 0;
+}

@@ -1,0 +1,603 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Waitsets: every kind of entry (queue, pipe, process, async result, plain
+ * descriptor) turns ready and is reported with its cookie; timeouts; the
+ * descriptor is readable exactly when a wait would not block (poll, epoll);
+ * remove; 64 queues of which one turns ready; a dead claimer does not hide a
+ * message; bad input; a set inherited across fork().  Each on both backends:
+ * io_uring and the epoll fallback (SHMQ_WAITSET_BACKEND=fallback).
+ */
+#include "config.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+
+#include "testutil.h"
+
+#include "ring/mpmc_int.h"
+
+#define MS 1000000LL
+#define SEC 1000000000LL
+#define REGION_SIZE ((size_t)64 << 20)
+
+static int setup_backend(void **state, const char *backend)
+{
+	if (backend)
+		setenv("SHMQ_WAITSET_BACKEND", backend, 1);
+	else
+		unsetenv("SHMQ_WAITSET_BACKEND");
+	return tu_region_setup(state, "ws", REGION_SIZE);
+}
+
+static int setup_uring(void **state)
+{
+	return setup_backend(state, NULL);
+}
+
+static int setup_fallback(void **state)
+{
+	return setup_backend(state, "fallback");
+}
+
+static shmq_region *R(void **state)
+{
+	return ((struct tu_region *)*state)->r;
+}
+
+/* Which kernel object the set's descriptor is. */
+static bool fd_is(int fd, const char *what)
+{
+	char path[64], link[128];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return false;
+	link[n] = 0;
+	return strstr(link, what) != NULL;
+}
+
+static shmq_waitset *mk(void)
+{
+	shmq_waitset *w;
+	const char *env = getenv("SHMQ_WAITSET_BACKEND");
+
+	assert_int_equal(shmq_waitset_create(&w), 0);
+	/* the backend the suite asked for is the one in use */
+	assert_true(fd_is(shmq_waitset_fd(w), env ? "eventpoll" : "io_uring"));
+	return w;
+}
+
+/* Is the set's descriptor readable within ms? */
+static bool fd_readable(shmq_waitset *w, int ms)
+{
+	struct pollfd p = { .fd = shmq_waitset_fd(w), .events = POLLIN };
+	int n;
+
+	/* io_uring completes through task work on the thread that waits on
+	 * the set: its arrival may interrupt a poll there (EINTR), as a
+	 * signal would; the loop retries, as every event loop does */
+	while ((n = poll(&p, 1, ms)) < 0 && errno == EINTR)
+		;
+	return n == 1 && (p.revents & POLLIN);
+}
+
+static int epoll_wait_retry(int ep, struct epoll_event *ev, int ms)
+{
+	int n;
+
+	while ((n = epoll_wait(ep, ev, 1, ms)) < 0 && errno == EINTR)
+		;
+	return n;
+}
+
+static shmq_queue *mkq(void **state, const char *name, uint32_t cap)
+{
+	shmq_queue *q;
+
+	assert_int_equal(shmq_queue_create(R(state), name,
+					   &(struct shmq_queue_opts){ cap, 16 }, &q), 0);
+	return q;
+}
+
+/* ---- readiness of each kind ---- */
+
+static void test_queue(void **state)
+{
+	shmq_waitset *w = mk();
+	shmq_queue *q = mkq(state, "q.one", 2);
+	struct shmq_ready rd[4];
+	struct shmq_queue_stats st;
+	int cookie_r, cookie_w;
+	char buf[16];
+
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &cookie_r), 0);
+	/* the entry counts in the getters' sleepers: every put wakes it */
+	assert_int_equal(shmq_queue_stats(q, &st), 0);
+	assert_int_equal(st.sleeping_getters, 1);
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), -ETIMEDOUT);
+	assert_false(fd_readable(w, 0));
+	assert_int_equal(shmq_queue_put(q, "a", 1, SHMQ_NOWAIT), 0);
+	assert_true(fd_readable(w, 2000));
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), 1);
+	assert_ptr_equal(rd[0].cookie, &cookie_r);
+	assert_int_equal(rd[0].events, SHMQ_READABLE);
+	/* level-triggered: still there, still ready, and the fd says so */
+	assert_true(fd_readable(w, 0));
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), 1);
+	/* reported, not waited on again yet: its producers make no wake */
+	assert_int_equal(shmq_queue_stats(q, &st), 0);
+	assert_int_equal(st.sleeping_getters, 0);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 1);
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), -ETIMEDOUT);
+	assert_false(fd_readable(w, 0));
+
+	/* the sending side: room now, none when full, room again after a get */
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_WRITABLE, &cookie_w), 0);
+	assert_true(fd_readable(w, 0));
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), 1);
+	assert_ptr_equal(rd[0].cookie, &cookie_w);
+	assert_int_equal(rd[0].events, SHMQ_WRITABLE);
+	assert_int_equal(shmq_waitset_remove(w, &cookie_r), 0);
+	assert_int_equal(shmq_queue_put(q, "b", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_queue_put(q, "c", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), -ETIMEDOUT);
+	assert_false(fd_readable(w, 0));
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 1);
+	assert_true(fd_readable(w, 2000));
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), 1);
+	assert_ptr_equal(rd[0].cookie, &cookie_w);
+	shmq_waitset_free(w);
+	/* a freed set leaves no sleeper behind */
+	assert_int_equal(shmq_queue_stats(q, &st), 0);
+	assert_int_equal(st.sleeping_getters, 0);
+	assert_int_equal(st.sleeping_putters, 0);
+	shmq_queue_close(q);
+}
+
+struct later {
+	shmq_queue *q;
+	int64_t delay;
+};
+
+static void *put_later(void *arg)
+{
+	struct later *l = arg;
+
+	tu_sleep_ns(l->delay);
+	assert_int_equal(shmq_queue_put(l->q, "x", 1, SHMQ_NOWAIT), 0);
+	return NULL;
+}
+
+/* A blocked wait is woken by a put from another thread; a timeout times out. */
+static void test_block_and_timeout(void **state)
+{
+	shmq_waitset *w = mk();
+	shmq_queue *q = mkq(state, "q.block", 4);
+	struct later l = { q, 30 * MS };
+	struct shmq_ready rd[1];
+	pthread_t t;
+	int64_t t0;
+	int c;
+
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c), 0);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_waitset_wait(w, rd, 1, 20 * MS), -ETIMEDOUT);
+	assert_true(shmq_now_ns() - t0 >= 20 * MS);
+	assert_int_equal(pthread_create(&t, NULL, put_later, &l), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 1, 10 * SEC), 1);
+	assert_ptr_equal(rd[0].cookie, &c);
+	pthread_join(t, NULL);
+	shmq_waitset_free(w);
+	shmq_queue_close(q);
+}
+
+static void test_pipe(void **state)
+{
+	shmq_waitset *w = mk();
+	shmq_pipe *a, *b;
+	struct shmq_ready rd[4];
+	char buf[64];
+	int cr, cw;
+	int n = 0;
+
+	assert_int_equal(shmq_pipe_create(R(state), "p.one", &(struct shmq_pipe_opts){ 256 }, &a, &b), 0);
+	assert_int_equal(shmq_waitset_add_pipe(w, b, SHMQ_READABLE, &cr), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), -ETIMEDOUT);
+	assert_int_equal(shmq_pipe_send(a, "hi", 2, SHMQ_NOWAIT), 0);
+	assert_true(fd_readable(w, 2000));
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), 1);
+	assert_ptr_equal(rd[0].cookie, &cr);
+	assert_int_equal(rd[0].events, SHMQ_READABLE);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_NOWAIT), 2);
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), -ETIMEDOUT);
+
+	/* writable: half the ring free; not once it is full; again after a recv */
+	assert_int_equal(shmq_waitset_add_pipe(w, a, SHMQ_WRITABLE, &cw), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), 1);
+	assert_ptr_equal(rd[0].cookie, &cw);
+	assert_int_equal(rd[0].events, SHMQ_WRITABLE);
+	memset(buf, 'z', sizeof(buf));
+	while (shmq_pipe_send(a, buf, 40, SHMQ_NOWAIT) == 0)
+		n++;
+	assert_true(n >= 3);
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), 1); /* b is readable */
+	assert_ptr_equal(rd[0].cookie, &cr);
+	assert_int_equal(shmq_waitset_remove(w, &cr), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), -ETIMEDOUT);
+	while (n--)
+		assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_NOWAIT), 40);
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, 2 * SEC), 1);
+	assert_ptr_equal(rd[0].cookie, &cw);
+
+	/* the peer goes: the receiving end turns readable (recv says -EPIPE) */
+	assert_int_equal(shmq_waitset_remove(w, &cw), 0);
+	assert_int_equal(shmq_waitset_add_pipe(w, b, SHMQ_READABLE, &cr), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), -ETIMEDOUT);
+	shmq_pipe_close(a);
+	assert_int_equal(shmq_waitset_wait(w, rd, 4, 5 * SEC), 1);
+	assert_ptr_equal(rd[0].cookie, &cr);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_NOWAIT), -EPIPE);
+	shmq_waitset_free(w);
+	shmq_pipe_close(b);
+}
+
+/* Sleeps 50 ms, then exits 7. */
+static int child_nap(shmq_region *r, const void *arg, size_t len)
+{
+	(void)r;
+	(void)arg;
+	(void)len;
+	tu_sleep_ns(50 * MS);
+	return 7;
+}
+SHMQ_ENTRY(child_nap);
+
+static void test_proc(void **state)
+{
+	shmq_waitset *w = mk();
+	struct shmq_ready rd[2];
+	shmq_proc *p;
+	int c;
+
+	(void)state;
+	assert_int_equal(shmq_proc_spawn(NULL, "child_nap", NULL, 0, NULL, &p), 0);
+	assert_int_equal(shmq_waitset_add_proc(w, p, &c), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), -ETIMEDOUT);
+	assert_false(fd_readable(w, 0));
+	assert_true(fd_readable(w, 10000));
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, 10 * SEC), 1);
+	assert_ptr_equal(rd[0].cookie, &c);
+	assert_int_equal(rd[0].events, SHMQ_READABLE);
+	/* not reaped by the set: the status is the joiner's */
+	assert_int_equal(shmq_proc_join(p, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_proc_exitcode(p), 7);
+	/* and it stays ready (exited) after the join */
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), 1);
+	assert_int_equal(shmq_waitset_remove(w, &c), 0);
+	shmq_waitset_free(w);
+	shmq_proc_close(p);
+}
+
+/* A task that waits (at most 10 s) for the file named by its input. */
+static int gate_file(const void *in, void *out)
+{
+	for (int i = 0; i < 10000 && access(in, F_OK) != 0; i++)
+		tu_sleep_ns(MS);
+	*(int64_t *)out = 42;
+	return 0;
+}
+SHMQ_TASK(gate_file);
+
+static void test_async(void **state)
+{
+	shmq_waitset *w = mk();
+	struct shmq_pool_opts o = { .workers = 1 };
+	struct shmq_ready rd[2];
+	char path[128];
+	int64_t out = 0;
+	shmq_async *a;
+	shmq_pool *p;
+	int c, fd;
+
+	snprintf(path, sizeof(path), "/tmp/shmq-ws-gate-%d", (int)getpid());
+	unlink(path);
+	assert_int_equal(shmq_pool_create(R(state), &o, &p), 0);
+	assert_int_equal(shmq_pool_apply_async(p, "gate_file", path, strlen(path) + 1, &out,
+					       sizeof(out), &a), 0);
+	assert_int_equal(shmq_waitset_add_async(w, a, &c), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), -ETIMEDOUT);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, 10 * SEC), 1);
+	assert_ptr_equal(rd[0].cookie, &c);
+	assert_int_equal(shmq_async_get(a, SHMQ_NOWAIT), 0);
+	assert_int_equal(out, 42);
+	assert_int_equal(shmq_waitset_remove(w, &c), 0);
+	shmq_async_free(a);
+	unlink(path);
+	assert_int_equal(shmq_pool_close(p), 0);
+	assert_int_equal(shmq_pool_join(p, 10 * SEC), 0);
+	shmq_pool_free(p);
+	shmq_waitset_free(w);
+}
+
+static void test_fd(void **state)
+{
+	shmq_waitset *w = mk();
+	struct shmq_ready rd[2];
+	int fds[2], cr, cw;
+	char ch;
+
+	(void)state;
+	assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+	assert_int_equal(shmq_waitset_add_fd(w, fds[0], SHMQ_READABLE, &cr), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), -ETIMEDOUT);
+	assert_false(fd_readable(w, 0));
+	assert_int_equal(write(fds[1], "!", 1), 1);
+	assert_true(fd_readable(w, 2000));
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), 1);
+	assert_ptr_equal(rd[0].cookie, &cr);
+	assert_int_equal(rd[0].events, SHMQ_READABLE);
+	assert_int_equal(read(fds[0], &ch, 1), 1);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), -ETIMEDOUT);
+	assert_int_equal(shmq_waitset_add_fd(w, fds[1], SHMQ_WRITABLE, &cw), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), 1);
+	assert_ptr_equal(rd[0].cookie, &cw);
+	assert_int_equal(rd[0].events, SHMQ_WRITABLE);
+	shmq_waitset_free(w);
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/* ---- the descriptor in someone else's loop ---- */
+
+static void test_epoll(void **state)
+{
+	shmq_waitset *w = mk();
+	shmq_queue *q = mkq(state, "q.epoll", 4);
+	struct later l = { q, 30 * MS };
+	struct epoll_event ev = { .events = EPOLLIN }, got;
+	struct shmq_ready rd[1];
+	pthread_t t;
+	char buf[16];
+	int ep, c;
+
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c), 0);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	assert_true(ep >= 0);
+	assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, shmq_waitset_fd(w), &ev), 0);
+	assert_int_equal(epoll_wait(ep, &got, 1, 0), 0);
+	for (int round = 0; round < 3; round++) {
+		assert_int_equal(pthread_create(&t, NULL, put_later, &l), 0);
+		assert_int_equal(epoll_wait_retry(ep, &got, 10000), 1);
+		/* stays readable until the set reported it */
+		assert_int_equal(epoll_wait(ep, &got, 1, 0), 1);
+		assert_int_equal(shmq_waitset_wait(w, rd, 1, SHMQ_NOWAIT), 1);
+		assert_ptr_equal(rd[0].cookie, &c);
+		pthread_join(t, NULL);
+		assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 1);
+		assert_int_equal(shmq_waitset_wait(w, rd, 1, SHMQ_NOWAIT), -ETIMEDOUT);
+		assert_int_equal(epoll_wait(ep, &got, 1, 0), 0);
+	}
+	close(ep);
+	shmq_waitset_free(w);
+	shmq_queue_close(q);
+}
+
+/* ---- many ---- */
+
+#define NQ 64
+
+static void test_64_queues(void **state)
+{
+	shmq_waitset *w = mk();
+	shmq_queue *q[NQ];
+	int cookie[NQ];
+	struct shmq_ready rd[NQ];
+	struct later l;
+	pthread_t t;
+	char name[32];
+
+	for (int i = 0; i < NQ; i++) {
+		snprintf(name, sizeof(name), "q.many.%d", i);
+		q[i] = mkq(state, name, 4);
+		assert_int_equal(shmq_waitset_add_queue(w, q[i], SHMQ_READABLE, &cookie[i]), 0);
+	}
+	assert_int_equal(shmq_waitset_wait(w, rd, NQ, SHMQ_NOWAIT), -ETIMEDOUT);
+	l = (struct later){ q[37], 30 * MS };
+	assert_int_equal(pthread_create(&t, NULL, put_later, &l), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, NQ, 10 * SEC), 1);
+	assert_ptr_equal(rd[0].cookie, &cookie[37]);
+	pthread_join(t, NULL);
+	/* more ready than max: reported max at a time, the rest still pending */
+	assert_int_equal(shmq_queue_put(q[3], "y", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_queue_put(q[60], "y", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 1, SHMQ_NOWAIT), 1);
+	assert_true(fd_readable(w, 0));
+	assert_int_equal(shmq_waitset_wait(w, rd, NQ, SHMQ_NOWAIT), 3);
+	shmq_waitset_free(w);
+	for (int i = 0; i < NQ; i++)
+		shmq_queue_close(q[i]);
+}
+
+/* remove: no longer reported, its sleeper count given back, cookie free again */
+static void test_remove(void **state)
+{
+	shmq_waitset *w = mk();
+	shmq_queue *a = mkq(state, "q.rm.a", 4), *b = mkq(state, "q.rm.b", 4);
+	struct shmq_queue_stats st;
+	struct shmq_ready rd[2];
+	int ca, cb;
+
+	assert_int_equal(shmq_waitset_add_queue(w, a, SHMQ_READABLE, &ca), 0);
+	assert_int_equal(shmq_waitset_add_queue(w, b, SHMQ_READABLE | SHMQ_WRITABLE, &cb), 0);
+	/* a is armed (in its getters' sleepers); b is ready (writable), so
+	 * nothing of it is armed and its producers and consumers wake nobody */
+	assert_int_equal(shmq_queue_stats(a, &st), 0);
+	assert_int_equal(st.sleeping_getters, 1);
+	assert_int_equal(shmq_queue_stats(b, &st), 0);
+	assert_int_equal(st.sleeping_getters, 0);
+	assert_int_equal(st.sleeping_putters, 0);
+	assert_int_equal(shmq_waitset_remove(w, &cb), 0);
+	assert_int_equal(shmq_waitset_remove(w, &cb), -ENOENT);
+	assert_int_equal(shmq_queue_stats(b, &st), 0);
+	assert_int_equal(st.sleeping_getters, 0);
+	assert_int_equal(st.sleeping_putters, 0);
+	assert_int_equal(shmq_queue_put(b, "b", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), -ETIMEDOUT);
+	assert_int_equal(shmq_waitset_add_queue(w, b, SHMQ_READABLE, &cb), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), 1);
+	assert_ptr_equal(rd[0].cookie, &cb);
+	assert_int_equal(shmq_waitset_remove(w, &ca), 0);
+	assert_int_equal(shmq_waitset_remove(w, &cb), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), -ETIMEDOUT);
+	shmq_waitset_free(w);
+	shmq_queue_close(a);
+	shmq_queue_close(b);
+}
+
+/* A producer that died holding the claim at the head: the message put
+ * behind it is reported (the set's liveness look clears the claim) promptly,
+ * not never. */
+static void test_dead_claimer(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_waitset *w = mk();
+	shmq_queue *q = mkq(state, "q.dead", 4);
+	struct shmq_ready rd[1];
+	char buf[16];
+	int64_t t0;
+	pid_t pid;
+	int c;
+
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_queue *cq;
+		struct shmq__mpmc_block blk;
+		uint64_t pos;
+
+		if (shmq_region_open(f->name, &r) || shmq_queue_open(r, "q.dead", &cq))
+			_exit(90);
+		/* the ring is the handle's first member */
+		if (shmq__mpmc_put_claim((struct shmq__mpmc *)cq, &pos, &blk))
+			_exit(1);
+		raise(SIGKILL); /* dies holding the claim */
+	}
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	assert_int_equal(shmq_queue_put(q, "after", 5, SHMQ_NOWAIT), 0);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_waitset_wait(w, rd, 1, 10 * SEC), 1);
+	assert_true(shmq_now_ns() - t0 < 2 * SEC);
+	assert_ptr_equal(rd[0].cookie, &c);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 5);
+	assert_int_equal(shmq_waitset_wait(w, rd, 1, SHMQ_NOWAIT), -ETIMEDOUT);
+	shmq_waitset_free(w);
+	shmq_queue_close(q);
+}
+
+/* ---- errors ---- */
+
+static void test_bad_input(void **state)
+{
+	shmq_waitset *w = mk();
+	shmq_queue *q = mkq(state, "q.bad", 4);
+	struct shmq_ready rd[1];
+	int c, c2, fds[2];
+
+	assert_int_equal(shmq_waitset_create(NULL), -EINVAL);
+	assert_int_equal(shmq_waitset_add_queue(NULL, q, SHMQ_READABLE, &c), -EINVAL);
+	assert_int_equal(shmq_waitset_add_queue(w, NULL, SHMQ_READABLE, &c), -EINVAL);
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, NULL), -EINVAL);
+	assert_int_equal(shmq_waitset_add_queue(w, q, 0, &c), -EINVAL);
+	assert_int_equal(shmq_waitset_add_queue(w, q, 4, &c), -EINVAL);
+	assert_int_equal(shmq_waitset_add_pipe(w, NULL, SHMQ_READABLE, &c), -EINVAL);
+	assert_int_equal(shmq_waitset_add_proc(w, NULL, &c), -EINVAL);
+	assert_int_equal(shmq_waitset_add_async(w, NULL, &c), -EINVAL);
+	assert_int_equal(shmq_waitset_add_fd(w, -1, SHMQ_READABLE, &c), -EBADF);
+	assert_int_equal(pipe(fds), 0);
+	close(fds[0]);
+	close(fds[1]);
+	assert_int_equal(shmq_waitset_add_fd(w, fds[0], SHMQ_READABLE, &c), -EBADF);
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c), 0);
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c), -EEXIST);
+	assert_int_equal(shmq_waitset_add_fd(w, shmq_waitset_fd(w), SHMQ_READABLE, &c), -EEXIST);
+	assert_int_equal(shmq_waitset_remove(w, &c2), -ENOENT);
+	assert_int_equal(shmq_waitset_remove(w, NULL), -EINVAL);
+	assert_int_equal(shmq_waitset_remove(NULL, &c), -EINVAL);
+	assert_int_equal(shmq_waitset_wait(NULL, rd, 1, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_waitset_wait(w, NULL, 1, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_waitset_wait(w, rd, 0, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_waitset_fd(NULL), -EINVAL);
+	/* the failures changed nothing: one entry, not ready */
+	assert_int_equal(shmq_waitset_wait(w, rd, 1, SHMQ_NOWAIT), -ETIMEDOUT);
+	shmq_waitset_free(NULL);
+	shmq_waitset_free(w);
+	shmq_queue_close(q);
+}
+
+/* A set inherited across fork() is the parent's: -EBADF in the child, and
+ * freeing it there leaves the parent's set working. */
+static void test_forked(void **state)
+{
+	shmq_waitset *w = mk();
+	shmq_queue *q = mkq(state, "q.fork", 4);
+	struct shmq_ready rd[1];
+	int c, c2;
+	pid_t pid;
+
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int bad = 0;
+
+		alarm(30);
+		bad |= shmq_waitset_wait(w, rd, 1, SHMQ_NOWAIT) != -EBADF;
+		bad |= shmq_waitset_add_queue(w, q, SHMQ_WRITABLE, &c2) != -EBADF;
+		bad |= shmq_waitset_remove(w, &c) != -EBADF;
+		bad |= shmq_waitset_fd(w) != -EBADF;
+		shmq_waitset_free(w);
+		_exit(bad ? 1 : 0);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	assert_int_equal(shmq_queue_put(q, "p", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 1, 5 * SEC), 1);
+	assert_ptr_equal(rd[0].cookie, &c);
+	shmq_waitset_free(w);
+	shmq_queue_close(q);
+}
+
+#define BOTH(fn)                                                                         \
+	cmocka_unit_test_setup_teardown(fn, setup_uring, tu_region_teardown),            \
+	cmocka_unit_test_setup_teardown(fn, setup_fallback, tu_region_teardown)
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		BOTH(test_queue),
+		BOTH(test_block_and_timeout),
+		BOTH(test_pipe),
+		BOTH(test_proc),
+		BOTH(test_async),
+		BOTH(test_fd),
+		BOTH(test_epoll),
+		BOTH(test_64_queues),
+		BOTH(test_remove),
+		BOTH(test_dead_claimer),
+		BOTH(test_bad_input),
+		BOTH(test_forked),
+	};
+
+	shmq_dispatch(argc, argv);
+	if (getenv("SHMQ_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("SHMQ_TEST_FILTER"));
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
