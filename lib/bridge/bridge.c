@@ -36,7 +36,11 @@ struct shmq_bridge {
 	struct shmq__bridge_shared *sh;
 	natsConnection *nc;
 	jsCtx *js;
-	natsSubscription *sub;
+	natsSubscription *sub;     /* IN: the inbox the pull requests' answers come to */
+	natsMsg **msgs;            /* IN: one round's messages, batch entries */
+	int req_left;              /* IN: messages the open pull request may still bring */
+	int64_t req_end;           /* IN: when it expires at the server */
+	char inbox[64];
 	unsigned dir;
 	uint32_t batch;
 	uint32_t capacity;         /* the queue's, from its stats at create */
@@ -257,39 +261,145 @@ static bool stop_due(shmq_bridge *b)
 
 /* ---- IN: stream -> queue ---- */
 
+/*
+ * The pull requests are the bridge's own, not natsSubscription_Fetch: in
+ * nats.c up to 3.8.1 a Fetch that starts with messages left in its
+ * subscription (late answers to an earlier pull, common around a server
+ * restart) recounts its batch and writes past the array it allocated
+ * (nats.c PR #749; Debian ships 3.4.1): heap corruption, seen as "double
+ * free or corruption" in natsMsgList_Destroy.  Here the array is ours and
+ * its bound is checked on every message: a plain subscription on an inbox
+ * takes the answers to "$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>"
+ * requests, one request open at a time; what an older request still
+ * delivers waits in the subscription for the next round, and the sequence
+ * check of in_batch decides what is put whichever request brought it.
+ */
 static void in_unsubscribe(shmq_bridge *b)
 {
 	if (!b->sub)
 		return;
 	natsSubscription_Destroy(b->sub);
 	b->sub = NULL;
+	b->req_left = 0;
 }
 
-/* A pull consumer delivering from the checkpoint on.  Made anew at every
- * start and rewind, so that what the server remembers of an older one
- * (acks, redeliveries) never decides what we put. */
+/* A pull consumer delivering from the checkpoint on, and the inbox its
+ * answers come to.  Made anew at every start and rewind, so that what the
+ * server remembers of an older one (acks, redeliveries, open requests)
+ * never decides what we put. */
 static int in_subscribe(shmq_bridge *b)
 {
-	jsSubOptions so;
+	jsConsumerConfig cc;
+	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
+	natsInbox *inbox = NULL;
 	natsStatus s;
 
 	in_unsubscribe(b);
 	js_DeleteConsumer(b->js, b->stream, b->durable, NULL, &jerr);
-	jsSubOptions_Init(&so);
-	so.Stream = b->stream;
-	so.ManualAck = true;
-	so.Config.Durable = b->durable;
-	so.Config.DeliverPolicy = js_DeliverByStartSequence;
-	so.Config.OptStartSeq = shmq__load_seq_cst(&b->sh->applied) + 1;
-	so.Config.AckPolicy = js_AckAll;
-	so.Config.MaxAckPending = 65536;
-	s = js_PullSubscribe(&b->sub, b->js, b->subject, b->durable, NULL, &so, &jerr);
+	jsConsumerConfig_Init(&cc);
+	cc.Durable = b->durable;
+	cc.DeliverPolicy = js_DeliverByStartSequence;
+	cc.OptStartSeq = shmq__load_seq_cst(&b->sh->applied) + 1;
+	cc.AckPolicy = js_AckAll;
+	cc.MaxAckPending = 65536;
+	jerr = 0;
+	s = js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
+	jsConsumerInfo_Destroy(ci);
+	if (s == NATS_OK)
+		s = natsInbox_Create(&inbox);
+	if (s == NATS_OK) {
+		snprintf(b->inbox, sizeof b->inbox, "%s", (const char *)inbox);
+		s = natsConnection_SubscribeSync(&b->sub, b->nc, b->inbox);
+	}
+	natsInbox_Destroy(inbox);
 	if (s != NATS_OK) {
 		b->sub = NULL;
 		return nats_err(s);
 	}
+	b->req_left = 0;
 	return 0;
+}
+
+/* Ask for up to want messages, unless the last request may still deliver. */
+static int in_request(shmq_bridge *b, int want)
+{
+	char subj[sizeof b->stream + sizeof b->durable + 40], body[96];
+	int64_t now = shmq_now_ns();
+	natsStatus s;
+
+	/* open: not all delivered, no end status seen, not expired (a margin
+	 * for what is still on the wire) */
+	if (b->req_left > 0 && now < b->req_end + BRIDGE_FETCH_NS)
+		return 0;
+	snprintf(subj, sizeof subj, "$JS.API.CONSUMER.MSG.NEXT.%s.%s", b->stream, b->durable);
+	snprintf(body, sizeof body, "{\"batch\":%d,\"expires\":%lld}", want,
+		 (long long)BRIDGE_FETCH_NS);
+	s = natsConnection_PublishRequest(b->nc, subj, b->inbox, body, (int)strlen(body));
+	if (s != NATS_OK)
+		return nats_err(s);
+	b->req_left = want;
+	b->req_end = now + BRIDGE_FETCH_NS;
+	return 0;
+}
+
+/* One round: at most want (<= b->batch) stream messages into b->msgs.
+ * Their count (0: nothing within BRIDGE_FETCH_NS), or -EPIPE when the
+ * consumer is gone (rewind), or another negative errno (the connection). */
+static int in_fetch(shmq_bridge *b, int want)
+{
+	int64_t end = shmq_now_ns() + BRIDGE_FETCH_NS;
+	int n = 0, rc;
+
+	if (want > (int)b->batch)
+		want = (int)b->batch;
+	rc = in_request(b, want);
+	if (rc)
+		return rc;
+	while (n < want) {
+		int64_t left = end - shmq_now_ns();
+		natsMsg *m = NULL;
+		const char *reply, *st = NULL;
+		natsStatus s;
+
+		if (left <= 0)
+			break;
+		s = natsSubscription_NextMsg(&m, b->sub, left / 1000000 + 1);
+		if (s == NATS_TIMEOUT)
+			break;
+		if (s != NATS_OK)
+			return n ? n : nats_err(s);
+		reply = natsMsg_GetReply(m);
+		if (reply && strncmp(reply, "$JS.ACK.", 8) == 0) {
+			b->msgs[n++] = m;
+			if (b->req_left > 0)
+				b->req_left--;
+			continue;
+		}
+		/* a status: 404/408 end the request, 409 (consumer deleted,
+		 * too many waiting) and 503 (no consumer) ask for a rewind */
+		if (natsMsgHeader_Get(m, "Status", &st) != NATS_OK || !st)
+			st = "";
+		if (strncmp(st, "100", 3) == 0) { /* a heartbeat: not asked for */
+			natsMsg_Destroy(m);
+			continue;
+		}
+		b->req_left = 0;
+		rc = strncmp(st, "404", 3) == 0 || strncmp(st, "408", 3) == 0 ? 0 : -EPIPE;
+		natsMsg_Destroy(m);
+		if (rc && !n)
+			return rc;
+		break;
+	}
+	return n;
+}
+
+static void in_drop(shmq_bridge *b, int n)
+{
+	for (int i = 0; i < n; i++) {
+		natsMsg_Destroy(b->msgs[i]);
+		b->msgs[i] = NULL;
+	}
 }
 
 static int in_rewind(shmq_bridge *b)
@@ -332,18 +442,18 @@ static int in_put(shmq_bridge *b, uint64_t seq, const void *data, size_t len)
 	return rc;
 }
 
-/* Put a fetched batch in order.  0, 1 to rewind (a gap or redelivery out of
- * order), 2 on a stop, or a put's error. */
-static int in_batch(shmq_bridge *b, natsMsgList *list)
+/* Put the n fetched messages in order.  0, 1 to rewind (a gap or a
+ * redelivery out of order), 2 on a stop, or a put's error. */
+static int in_batch(shmq_bridge *b, int n)
 {
-	natsMsg *last = NULL;
+	const char *ack = NULL;
 	int rc = 0;
 
-	for (int i = 0; i < list->Count && rc == 0; i++) {
+	for (int i = 0; i < n && rc == 0; i++) {
 		jsMsgMetaData *md = NULL;
 		uint64_t seq, applied = shmq__load_seq_cst(&b->sh->applied);
 
-		if (natsMsg_GetMetaData(&md, list->Msgs[i]) != NATS_OK) {
+		if (natsMsg_GetMetaData(&md, b->msgs[i]) != NATS_OK) {
 			rc = 1;
 			break;
 		}
@@ -352,24 +462,24 @@ static int in_batch(shmq_bridge *b, natsMsgList *list)
 		/* relaxed: a statistic for shmq stat, read alone */
 		shmq__store_relaxed(&b->sh->read, seq);
 		if (seq <= applied) { /* a redelivery of what we put: drop it */
-			last = list->Msgs[i];
+			ack = natsMsg_GetReply(b->msgs[i]);
 			continue;
 		}
 		if (seq != applied + 1) {
 			rc = 1;
 			break;
 		}
-		rc = in_put(b, seq, natsMsg_GetData(list->Msgs[i]),
-			    (size_t)natsMsg_GetDataLength(list->Msgs[i]));
+		rc = in_put(b, seq, natsMsg_GetData(b->msgs[i]),
+			    (size_t)natsMsg_GetDataLength(b->msgs[i]));
 		if (rc == 1)
 			rc = 2;
 		else if (rc == 0)
-			last = list->Msgs[i];
+			ack = natsMsg_GetReply(b->msgs[i]);
 	}
 	/* AckAll: one ack covers the batch; lost acks cost only redeliveries,
 	 * which the checkpoint drops */
-	if (last)
-		natsMsg_Ack(last, NULL);
+	if (ack)
+		natsConnection_PublishString(b->nc, ack, "+ACK");
 	return rc;
 }
 
@@ -390,10 +500,8 @@ static int in_run(shmq_bridge *b)
 
 	in_recover(b);
 	while (!shmq__load_seq_cst(&b->stop) && rc == 0) {
-		natsMsgList list = { 0 };
-		jsErrCode jerr = 0;
 		uint32_t room;
-		natsStatus s;
+		int n;
 
 		if (!b->sub && in_subscribe(b)) {
 			stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
@@ -406,9 +514,8 @@ static int in_run(shmq_bridge *b)
 			bridge_sleep(BRIDGE_FULL_NS);
 			continue;
 		}
-		s = natsSubscription_Fetch(&list, b->sub, (int)(room < b->batch ? room : b->batch),
-					   BRIDGE_FETCH_NS / 1000000, &jerr);
-		if (s == NATS_TIMEOUT) {
+		n = in_fetch(b, (int)(room < b->batch ? room : b->batch));
+		if (n == 0) {
 			/* nothing new, or a consumer the server lost (restarted on a
 			 * store that had not synced it): re-make it now and then */
 			if (++idle >= BRIDGE_IDLE_REWIND) {
@@ -417,7 +524,12 @@ static int in_run(shmq_bridge *b)
 			}
 			continue;
 		}
-		if (s != NATS_OK) {
+		if (n == -EPIPE) { /* the consumer is gone */
+			in_rewind(b);
+			bridge_sleep(BRIDGE_FULL_NS);
+			continue;
+		}
+		if (n < 0) {
 			stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
 			in_unsubscribe(b);
 			bridge_sleep(BRIDGE_RETRY_NS);
@@ -425,8 +537,8 @@ static int in_run(shmq_bridge *b)
 		}
 		idle = 0;
 		stats_set_state(b, SHMQ_BRIDGE_RUNNING);
-		rc = in_batch(b, &list);
-		natsMsgList_Destroy(&list);
+		rc = in_batch(b, n);
+		in_drop(b, n);
 		if (rc == 1) {
 			rc = 0;
 			in_rewind(b);
@@ -664,6 +776,11 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 	if (!rc && st.capacity == 0)
 		rc = -EBADMSG;
 	b->capacity = st.capacity;
+	if (!rc && b->dir == SHMQ_BRIDGE_IN) {
+		b->msgs = calloc(b->batch, sizeof *b->msgs);
+		if (!b->msgs)
+			rc = -ENOMEM;
+	}
 #ifdef HAVE_SHMQ_QUEUE_2PC
 	if (!rc && b->dir == SHMQ_BRIDGE_OUT)
 		rc = out_prepare(b, queue, o);
@@ -749,6 +866,7 @@ SHMQ_API void shmq_bridge_free(shmq_bridge *b)
 		shmq_lock_close(b->hold);
 	}
 	shmq_queue_close(b->q);
+	free(b->msgs);
 #ifdef HAVE_SHMQ_QUEUE_2PC
 	free(b->fly);
 #endif
