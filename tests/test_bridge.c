@@ -26,6 +26,9 @@
 
 #include "bridge/bridge_int.h"
 #include "core/atomic_int.h"
+#ifdef HAVE_SHMQ_QUEUE_2PC
+#include "bridge/export_int.h"
+#endif
 
 #define MSG_MAX 4096u
 #define DEADLINE_NS (120ll * 1000000000) /* a whole test, at most */
@@ -654,6 +657,129 @@ static void test_out_bridge_kill9(void **state)
 	f->q = o.qa;
 	out_side_end(&o);
 }
+/* The id prefix an OUT bridge of f's queue uses: uuid.queue.incarnation. */
+static void out_idpfx(struct fx *f, char *buf, size_t size)
+{
+	struct shmq__queue_ident qi;
+	uint8_t u[16];
+	size_t k = 0;
+
+	assert_int_equal(shmq_region_uuid(f->r, u), 0);
+	assert_int_equal(shmq__bridge_queue_ident(f->q, &qi), 0);
+	assert_true(qi.incarnation != 0);
+	for (int i = 0; i < 16; i++)
+		k += (size_t)snprintf(buf + k, size - k, "%02x", u[i]);
+	snprintf(buf + k, size - k, ".jobs.%016llx.", (unsigned long long)qi.incarnation);
+}
+
+static uint64_t stream_msgs(struct fx *f)
+{
+	jsStreamInfo *si = NULL;
+	uint64_t n;
+
+	assert_int_equal(js_GetStreamInfo(&si, f->js, "SHMQ_jobs", NULL, NULL), NATS_OK);
+	n = si->State.Msgs;
+	jsStreamInfo_Destroy(si);
+	return n;
+}
+
+static void stream_id_at(struct fx *f, uint64_t seq, char *buf, size_t size)
+{
+	natsMsg *m = NULL;
+	const char *id = NULL;
+
+	assert_int_equal(js_GetMsg(&m, f->js, "SHMQ_jobs", seq, NULL, NULL), NATS_OK);
+	assert_int_equal(natsMsgHeader_Get(m, "Nats-Msg-Id", &id), NATS_OK);
+	snprintf(buf, size, "%s", id);
+	natsMsg_Destroy(m);
+}
+
+/* Messages acked by the stream but never committed (a bridge killed between
+ * the ack and the commit), found by a bridge started after the duplicate
+ * window: the stream's last id (uuid.queue.incarnation.position) tells
+ * which queued messages it holds; they are committed, not sent again.  A
+ * stream whose last message is not ours is refused once this incarnation
+ * had a publish acked; a checkpoint without one chains after it. */
+static void test_out_resume_after_dup_window(void **state)
+{
+	struct fx *f = *state;
+	struct runner *in = &f->rslot, out = { 0 };
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	const char *subj[1] = { "shmq.jobs" };
+	const uint64_t n = 40, k = 15;
+	uint8_t *buf = malloc(MSG_MAX);
+	char pfx[160], id[200], got[200];
+	jsStreamConfig cfg;
+	jsStreamInfo *si = NULL;
+	shmq_bridge *b;
+	struct fx_out o;
+
+	/* the stream, with a duplicate window of 200 ms */
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = "SHMQ_jobs";
+	cfg.Subjects = subj;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	cfg.Discard = js_DiscardNew;
+	cfg.Duplicates = 200ll * 1000000;
+	assert_int_equal(js_AddStream(&si, f->js, &cfg, NULL, NULL), NATS_OK);
+	jsStreamInfo_Destroy(si);
+	out_side(f, &o);
+	out_idpfx(f, pfx, sizeof pfx);
+	/* n messages queued; the first k of them in the stream already, with
+	 * the ids the dead bridge gave them */
+	for (uint64_t i = 1; i <= n; i++) {
+		msg_fill(buf, i);
+		assert_int_equal(shmq_queue_put(o.qa, buf, msg_len(i), 1000000000ll), 0);
+		if (i <= k) {
+			jsPubOptions po;
+			jsPubAck *pa = NULL;
+
+			jsPubOptions_Init(&po);
+			snprintf(id, sizeof id, "%s%llu", pfx, (unsigned long long)(i - 1));
+			po.MsgId = id;
+			assert_int_equal(js_Publish(&pa, f->js, "shmq.jobs", buf, (int)msg_len(i), &po, NULL),
+					 NATS_OK);
+			jsPubAck_Destroy(pa);
+		}
+	}
+	bu_sleep_ms(400); /* past the duplicate window */
+	out_in_bridges(f, &o, in);
+	f->q = o.q;
+	consumer_start(f, n);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out.b), 0);
+	runner_run(&out);
+	expect_all(f, n);
+	assert_int_equal(f->dups, 0);
+	assert_true(runner_end(&out));
+	assert_int_equal(out.rc, 0);
+	assert_int_equal(stream_msgs(f), n);
+	stream_id_at(f, n, got, sizeof got);
+	snprintf(id, sizeof id, "%s%llu", pfx, (unsigned long long)(n - 1));
+	assert_string_equal(got, id);
+	assert_int_equal(shmq_queue_len(o.qa), 0);
+
+	/* another writer on our subject after our acked publishes: refused */
+	{
+		jsPubAck *pa = NULL;
+		jsPubOptions po;
+
+		jsPubOptions_Init(&po);
+		po.MsgId = "someone-else.1";
+		assert_int_equal(js_Publish(&pa, f->js, "shmq.jobs", "x", 1, &po, NULL), NATS_OK);
+		jsPubAck_Destroy(pa);
+	}
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &b), -EPROTO);
+	/* a bridge of another name (a checkpoint with nothing acked) takes the
+	 * stream as empty of ours and chains after the foreign message */
+	oo.name = "bridge.jobs2";
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &b), 0);
+	shmq_bridge_free(b);
+	runner_stop(f, in);
+	f->q = o.qa;
+	free(buf);
+	out_side_end(&o);
+}
 #endif /* HAVE_SHMQ_QUEUE_2PC */
 
 int main(int argc, char **argv)
@@ -670,6 +796,7 @@ int main(int argc, char **argv)
 #ifdef HAVE_SHMQ_QUEUE_2PC
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_resume_after_dup_window, fx_setup, fx_teardown),
 #endif
 	};
 

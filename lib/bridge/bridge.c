@@ -19,6 +19,9 @@
 
 #include "core/atomic_int.h"
 #include "bridge/bridge_int.h"
+#ifdef HAVE_SHMQ_QUEUE_2PC
+#include "bridge/export_int.h" /* libshmq's private node */
+#endif
 
 #define BRIDGE_NAME_MAX     SHMQ_OBJ_NAME_MAX
 #define BRIDGE_FETCH_NS     (200ll * 1000000)  /* one fetch waits at most this */
@@ -53,8 +56,9 @@ struct shmq_bridge {
 	struct out_slot *fly;      /* OUT: the in-flight table, inflight entries */
 	uint32_t inflight;
 	int pub_failed;            /* OUT: an async publish reported an error */
-	char idpfx[160];           /* OUT: "<uuid hex>.<queue>." */
-	char last_id[192];         /* OUT: the stream's last message id, "" if none */
+	uint64_t incarnation;      /* OUT: the queue's, fixed when it was made */
+	char idpfx[180];           /* OUT: "<uuid hex>.<queue>.<incarnation hex>." */
+	char last_id[208];         /* OUT: the stream's last message id, "" if none */
 #endif
 	char subject[256];
 	char stream[128];
@@ -582,7 +586,12 @@ static void out_err_cb(jsCtx *js, jsPubAckErr *pae, void *closure)
 
 /* The stream's last message id into b->last_id; its position + 1, when the
  * id is one of ours, into *upto (else 0: positions start at 0, so upto
- * counts the positions the stream holds).  0, or a negative errno. */
+ * counts the positions the stream holds).  An id of another region, queue
+ * or incarnation (or none) is the end of a stream empty of ours only while
+ * the checkpoint says no publish of this incarnation was ever acked; else someone
+ * else writes to our subject, or our messages were purged from the stream:
+ * -EPROTO, as a restart here could store a message twice.  0, or a
+ * negative errno. */
 static int out_last(shmq_bridge *b, uint64_t *upto)
 {
 	natsMsg *m = NULL;
@@ -601,14 +610,18 @@ static int out_last(shmq_bridge *b, uint64_t *upto)
 	if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK && id &&
 	    strlen(id) < sizeof b->last_id) {
 		strcpy(b->last_id, id);
-		if (strncmp(id, b->idpfx, plen) == 0 && id[plen]) {
-			unsigned long long v = strtoull(id + plen, &end, 10);
+		if (strncmp(id, b->idpfx, plen) == 0 && id[plen] >= '0' && id[plen] <= '9') {
+			unsigned long long v;
 
-			if (*end == 0 && v != UINT64_MAX)
+			errno = 0;
+			v = strtoull(id + plen, &end, 10);
+			if (*end == 0 && errno == 0 && v != UINT64_MAX)
 				*upto = (uint64_t)v + 1;
 		}
 	}
 	natsMsg_Destroy(m);
+	if (*upto == 0 && shmq__load_seq_cst(&b->sh->out_incarnation) == b->incarnation)
+		return -EPROTO;
 	return 0;
 }
 
@@ -669,6 +682,11 @@ static int out_window(shmq_bridge *b, uint64_t upto)
 		out_abort_all(b, n);
 		return rc;
 	}
+	/* acked: the stream holds this incarnation's messages from now on
+	 * (out_last); stored before the commits, so a kill after a commit
+	 * never finds the mark missing */
+	if (n && shmq__load_seq_cst(&b->sh->out_incarnation) != b->incarnation)
+		shmq__store_seq_cst(&b->sh->out_incarnation, b->incarnation);
 	for (uint32_t i = 0; i < n; i++)
 		shmq_queue_get_commit(b->q, b->fly[i].pos);
 	if (n) {
@@ -689,7 +707,11 @@ static int out_run(shmq_bridge *b)
 	 * and committed, or given back, first */
 	while (!shmq__load_seq_cst(&b->stop) && rc == 0) {
 		if (!synced) {
-			if (out_last(b, &upto)) {
+			rc = out_last(b, &upto);
+			if (rc == -EPROTO)
+				break;
+			if (rc) {
+				rc = 0;
 				stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
 				bridge_sleep(BRIDGE_RETRY_NS);
 				continue;
@@ -712,15 +734,23 @@ static int out_run(shmq_bridge *b)
 
 static int out_prepare(shmq_bridge *b, const char *queue, const struct shmq_bridge_opts *o)
 {
+	struct shmq__queue_ident qi;
 	uint8_t u[16];
 	int rc = shmq_region_uuid(b->r, u), n;
 
+	if (!rc)
+		rc = shmq__bridge_queue_ident(b->q, &qi);
 	if (rc)
 		return rc;
+	if (qi.incarnation == 0) /* 0 means "none" in the checkpoint */
+		return -EBADMSG;
+	b->incarnation = qi.incarnation;
+	/* uuid.queue.incarnation.position: a queue deleted and made again
+	 * under the same name never repeats an id */
 	n = snprintf(b->idpfx, sizeof b->idpfx,
-		     "%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x.%s.",
+		     "%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x.%s.%016llx.",
 		     u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11],
-		     u[12], u[13], u[14], u[15], queue);
+		     u[12], u[13], u[14], u[15], queue, (unsigned long long)qi.incarnation);
 	if (n <= 0 || (size_t)n >= sizeof b->idpfx)
 		return -EINVAL;
 	b->inflight = o->inflight ? o->inflight : SHMQ_BRIDGE_DEFAULT_INFLIGHT;
@@ -793,6 +823,13 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 		rc = connect_server(b, o->url);
 	if (!rc)
 		rc = stream_ensure(b);
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	if (!rc && b->dir == SHMQ_BRIDGE_OUT) { /* refuse a stream not ours at once */
+		uint64_t upto;
+
+		rc = out_last(b, &upto);
+	}
+#endif
 	if (rc) {
 		shmq_bridge_free(b);
 		return rc;

@@ -17,6 +17,11 @@
  * The next holder puts it again and counts it (in_doubt): never lost, at
  * most one duplicate per kill, and only inside a window of a few
  * instructions.  Sequences are free-running 64-bit stream sequences.
+ *
+ * OUT: out_incarnation is the queue incarnation of which JetStream acked a
+ * message, stored with the first ack (before any commit).  A stream whose last
+ * message carries another id is "empty of ours" only while it differs from
+ * the queue's incarnation now (see out_last in bridge.c).
  */
 #ifndef SHMQ__BRIDGE_INT_H
 #define SHMQ__BRIDGE_INT_H
@@ -40,8 +45,9 @@ struct shmq__bridge_shared {
 	uint64_t rewinds;    /* consumer re-creations */
 	uint32_t holder_pid; /* the holder's pid, for shmq stat (untrusted) */
 	uint32_t pad0;
-	/* line 1: reserved */
-	uint8_t pad1[64];
+	/* line 1 */
+	uint64_t out_incarnation; /* OUT: incarnation with an acked publish, 0: none */
+	uint8_t pad1[56];         /* reserved, zero */
 };
 _Static_assert(sizeof(struct shmq__bridge_shared) == SHMQ__BRIDGE_OBJ_SIZE, "bridge object");
 
