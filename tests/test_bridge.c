@@ -780,6 +780,118 @@ static void test_out_resume_after_dup_window(void **state)
 	free(buf);
 	out_side_end(&o);
 }
+/* Put messages from..to into A, riding out put timeouts (a stopped or
+ * dead server fills A); the number of timeouts seen. */
+static uint64_t put_range(struct fx_out *o, uint64_t from, uint64_t to, struct fx *f)
+{
+	uint8_t *buf = malloc(MSG_MAX);
+	uint64_t timeouts = 0;
+
+	for (uint64_t i = from; i <= to; i++) {
+		int rc;
+
+		msg_fill(buf, i);
+		while ((rc = shmq_queue_put(o->qa, buf, msg_len(i), 100ll * 1000000)) == -ETIMEDOUT &&
+		       bu_now() < f->deadline)
+			timeouts++;
+		assert_int_equal(rc, 0);
+	}
+	free(buf);
+	return timeouts;
+}
+
+/* kill -9 of the server (restarted on its store) mid-stream under an OUT
+ * bridge: the stream, read back through IN, holds every message once, in
+ * the queue's order. */
+static void out_server_kills(struct fx *f, int kills)
+{
+	struct runner *in = &f->rslot, out = { 0 };
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	const uint64_t n = 3000, part = n / (uint64_t)(kills + 1);
+	struct fx_out o;
+	uint64_t from = 1;
+
+	out_side(f, &o);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out.b), 0);
+	runner_run(&out);
+	out_in_bridges(f, &o, in);
+	f->q = o.q;
+	consumer_start(f, n);
+	for (int k = 0; k < kills; k++) {
+		put_range(&o, from, from + part - 1, f);
+		from += part;
+		bu_server_kill(&f->srv);
+		bu_sleep_ms(200);
+		assert_int_equal(bu_server_start(&f->srv, f->srv.dir), 0);
+	}
+	put_range(&o, from, n, f);
+	expect_all(f, n);
+	assert_int_equal(f->dups, 0);
+	assert_true(runner_end(&out));
+	assert_int_equal(out.rc, 0);
+	assert_int_equal(stream_msgs(f), n);
+	runner_stop(f, in);
+	f->q = o.qa;
+	assert_int_equal(shmq_queue_len(f->q), 0);
+	out_side_end(&o);
+}
+
+static void test_out_server_kill9_once(void **state)
+{
+	out_server_kills(*state, 1);
+}
+
+static void test_out_server_kill9_thrice(void **state)
+{
+	out_server_kills(*state, 3);
+}
+
+/* The server stopped (SIGSTOP) under an OUT bridge until producers time
+ * out on the full queue, then resumed: nothing lost, nothing twice. */
+static void test_out_server_sigstop(void **state)
+{
+	struct fx *f = *state;
+	struct runner *in = &f->rslot, out = { 0 };
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	const uint64_t n = 1500;
+	struct fx_out o;
+	uint8_t *buf = malloc(MSG_MAX);
+	uint64_t i = 1, timeouts = 0;
+
+	out_side(f, &o);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out.b), 0);
+	runner_run(&out);
+	out_in_bridges(f, &o, in);
+	f->q = o.q;
+	consumer_start(f, n);
+	put_range(&o, i, 200, f);
+	i = 201;
+	bu_server_pause(&f->srv, true);
+	/* A fills: puts time out (the producers' timeouts), nothing is dropped */
+	while (timeouts < 3 && bu_now() < f->deadline) {
+		int rc;
+
+		msg_fill(buf, i);
+		rc = shmq_queue_put(o.qa, buf, msg_len(i), 100ll * 1000000);
+		if (rc == -ETIMEDOUT)
+			timeouts++;
+		else
+			assert_int_equal(rc, 0), i++;
+	}
+	/* (A's 64 slots are full: held by the bridge's begun gets, and queued) */
+	assert_int_equal(timeouts, 3);
+	bu_server_pause(&f->srv, false);
+	put_range(&o, i, n, f);
+	expect_all(f, n);
+	assert_int_equal(f->dups, 0);
+	assert_true(runner_end(&out));
+	assert_int_equal(out.rc, 0);
+	assert_int_equal(stream_msgs(f), n);
+	runner_stop(f, in);
+	f->q = o.qa;
+	free(buf);
+	out_side_end(&o);
+}
 #endif /* HAVE_SHMQ_QUEUE_2PC */
 
 int main(int argc, char **argv)
@@ -797,6 +909,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_resume_after_dup_window, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_server_kill9_once, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_server_kill9_thrice, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_server_sigstop, fx_setup, fx_teardown),
 #endif
 	};
 

@@ -625,9 +625,18 @@ static int out_last(shmq_bridge *b, uint64_t *upto)
 	return 0;
 }
 
-/* Give back everything in flight. */
+/* Give back everything in flight, after taking nats.c's own pending
+ * publishes from it: a publish whose ack never comes (the server died with
+ * it) would otherwise stay pending in nats.c forever, and every later
+ * js_PublishAsyncComplete would wait for it.  Late acks of forgotten
+ * publishes are dropped by nats.c; what the stream stored anyway, the rewind
+ * finds through its last id. */
 static void out_abort_all(shmq_bridge *b, uint32_t n)
 {
+	natsMsgList pending = { 0 };
+
+	if (js_PublishAsyncGetPendingList(&pending, b->js) == NATS_OK)
+		natsMsgList_Destroy(&pending);
 	for (uint32_t i = n; i-- > 0;)
 		shmq_queue_get_abort(b->q, b->fly[i].pos);
 }
