@@ -5,7 +5,7 @@
 # headers (lib/include) and system headers are not layered.  Run by make check.
 set -eu
 top=${srcdir:-.}
-layers="core ring sync chan proc sched pool embed" # each may include only itself and those before it
+layers="core ring sync chan proc sched pool embed bridge" # each may include only itself and those before it
 
 rank() { # layer -> its index in $layers, or nothing
 	i=0

@@ -38,3 +38,8 @@ BENCH_SUBCOMMAND(waitset, "waitset: wake-up round trip through a set of 1 and of
 
 /* module deque and pool */
 BENCH_SUBCOMMAND(pool, "work-stealing pool: trivial and uneven maps, fib through subtasks, apply_async round trip, beside serial and OpenMP")
+
+/* module bridge (built with libnats: Makefile.am defines SHMQ_BENCH_BRIDGE) */
+#ifdef SHMQ_BENCH_BRIDGE
+BENCH_SUBCOMMAND(bridge, "NATS JetStream bridge: stream -> queue beside a raw pull consumer acking in batches, 64 B and 4 KiB")
+#endif

@@ -5,7 +5,8 @@
 set -eu
 
 pkgs="build-essential autoconf automake libtool pkg-config liburing-dev libcmocka-dev
-libjemalloc-dev libck-dev clang libclang-rt-14-dev python3 groff-base chromium"
+libjemalloc-dev libck-dev clang libclang-rt-14-dev python3 groff-base chromium
+nats-server libnats-dev"
 
 missing=""
 for p in $pkgs; do

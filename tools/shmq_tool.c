@@ -683,6 +683,104 @@ static int cmd_rm(const struct tool_opts *o, const char *name)
 
 /* ---------------------------------------------------------------- main */
 
+#ifdef SHMQ_TOOL_BRIDGE
+/* ---- shmq bridge out|in REGION QUEUE URL [SUBJECT] ---- */
+#include <pthread.h>
+#include <shmq/bridge.h>
+
+static shmq_bridge *volatile bridge_cur;
+static volatile sig_atomic_t bridge_stopping; /* a signal came before run */
+
+static void bridge_on_signal(int sig)
+{
+	(void)sig;
+	bridge_stopping = 1;
+	/* shmq_bridge_stop only stores two words: safe in a handler */
+	if (bridge_cur)
+		shmq_bridge_stop(bridge_cur, 5 * 1000000000ll);
+}
+
+struct bridge_job {
+	shmq_bridge *b;
+	int rc;
+	int done;
+};
+
+static void *bridge_thread(void *arg)
+{
+	struct bridge_job *j = arg;
+
+	j->rc = shmq_bridge_run(j->b);
+	__atomic_store_n(&j->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static const char *const bridge_states[] = { "idle", "running", "blocked", "offline", "stopped" };
+
+static void bridge_progress(shmq_bridge *b, const char *dir, const char *queue, bool last)
+{
+	struct shmq_bridge_stats st;
+
+	if (shmq_bridge_stats(b, &st))
+		return;
+	fprintf(stderr, "\rbridge %s %s: moved %llu, read %llu, acked %llu, in doubt %llu, %s   %s",
+		dir, queue, (unsigned long long)st.moved, (unsigned long long)st.read,
+		(unsigned long long)st.acked, (unsigned long long)st.in_doubt,
+		st.state < 5 ? bridge_states[st.state] : "?", last ? "\n" : "");
+	fflush(stderr);
+}
+
+static int cmd_bridge(int argc, char **argv)
+{
+	struct shmq_bridge_opts bo = { 0 };
+	struct bridge_job job = { 0 };
+	struct sigaction sa = { .sa_handler = bridge_on_signal };
+	shmq_region *r = NULL;
+	pthread_t t;
+	int rc;
+
+	if (argc < 4 || argc > 5 || (strcmp(argv[0], "in") && strcmp(argv[0], "out"))) {
+		fprintf(stderr, "usage: shmq bridge out|in REGION QUEUE URL [SUBJECT]\n");
+		return 2;
+	}
+	bo.dir = strcmp(argv[0], "in") == 0 ? SHMQ_BRIDGE_IN : SHMQ_BRIDGE_OUT;
+	bo.url = argv[3];
+	bo.subject = argc == 5 ? argv[4] : NULL;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	rc = shmq_region_open(argv[1], &r);
+	if (!rc)
+		rc = shmq_bridge_create(r, argv[2], &bo, &job.b);
+	if (rc) {
+		fprintf(stderr, "shmq bridge: %s %s: %s\n", argv[1], argv[2], shmq_strerror(rc));
+		shmq_region_close(r);
+		return 1;
+	}
+	bridge_cur = job.b;
+	if (bridge_stopping) /* asked to stop while connecting */
+		shmq_bridge_stop(job.b, 0);
+	rc = pthread_create(&t, NULL, bridge_thread, &job);
+	if (rc == 0) {
+		while (!__atomic_load_n(&job.done, __ATOMIC_SEQ_CST)) {
+			bridge_progress(job.b, argv[0], argv[2], false);
+			for (int i = 0; i < 10 && !__atomic_load_n(&job.done, __ATOMIC_SEQ_CST); i++)
+				nanosleep(&(struct timespec){ .tv_nsec = 100000000 }, NULL);
+		}
+		pthread_join(t, NULL);
+		rc = job.rc;
+	} else {
+		rc = -rc;
+	}
+	bridge_progress(job.b, argv[0], argv[2], true);
+	shmq_bridge_free(job.b);
+	shmq_region_close(r);
+	if (rc)
+		fprintf(stderr, "shmq bridge: %s\n", shmq_strerror(rc));
+	return rc ? 1 : 0;
+}
+#endif /* SHMQ_TOOL_BRIDGE */
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -690,6 +788,9 @@ static void usage(FILE *f)
 		"       shmq [--json] stat NAME\n"
 		"       shmq [--json] watch NAME [--interval SEC] [--count N]\n"
 		"       shmq [--json] rm NAME [--force]\n"
+#ifdef SHMQ_TOOL_BRIDGE
+		"       shmq bridge out|in REGION QUEUE URL [SUBJECT]\n"
+#endif
 		"Look inside libshmq regions under " SHM_DIR " without changing them.\n");
 }
 
@@ -750,6 +851,10 @@ int main(int argc, char **argv)
 	}
 	const char *cmd = argv[optind];
 	const char *name = optind + 1 < argc ? argv[optind + 1] : NULL;
+#ifdef SHMQ_TOOL_BRIDGE
+	if (strcmp(cmd, "bridge") == 0)
+		return cmd_bridge(argc - optind - 1, argv + optind + 1);
+#endif
 	guard_install();
 	if (strcmp(cmd, "ls") == 0 && !name)
 		return cmd_ls(&o);

@@ -1,0 +1,920 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libshmq-bridge: a queue joined to a NATS JetStream stream (see
+ * <shmq/bridge.h> for the contract, bridge/bridge_int.h for the checkpoint).
+ * This file: the handle, connecting, the stream, the IN direction's loop.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include <shmq/bridge.h>
+
+#include "core/atomic_int.h"
+#include "bridge/bridge_int.h"
+#ifdef HAVE_SHMQ_QUEUE_2PC
+#include "bridge/export_int.h" /* libshmq's private node */
+#endif
+
+#define BRIDGE_NAME_MAX     SHMQ_OBJ_NAME_MAX
+#define BRIDGE_FETCH_NS     (200ll * 1000000)  /* one fetch waits at most this */
+#define BRIDGE_PUT_NS       (100ll * 1000000)  /* one put attempt waits at most this */
+#define BRIDGE_RETRY_NS     (100ll * 1000000)  /* pause after a server error */
+#define BRIDGE_FULL_NS      (2ll * 1000000)    /* pause while the queue is full */
+#define BRIDGE_IDLE_REWIND  25                 /* empty fetches before re-making the consumer */
+#define BRIDGE_HOLD_NS      (2ll * 1000000000) /* create waits this long for the holder lock */
+#define BRIDGE_JS_WAIT_MS   2000               /* JetStream API calls */
+
+struct shmq_bridge {
+	shmq_region *r;
+	shmq_queue *q;
+	shmq_lock *hold;
+	struct shmq__bridge_shared *sh;
+	natsConnection *nc;
+	jsCtx *js;
+	natsSubscription *sub;     /* IN: the inbox the pull requests' answers come to */
+	natsMsg **msgs;            /* IN: one round's messages, batch entries */
+	int req_left;              /* IN: messages the open pull request may still bring */
+	int64_t req_end;           /* IN: when it expires at the server */
+	char inbox[64];
+	unsigned dir;
+	uint32_t batch;
+	uint32_t capacity;         /* the queue's, from its stats at create */
+	int stop;                  /* nonzero once shmq_bridge_stop was called */
+	int64_t stop_deadline;     /* shmq_now_ns() by which run must return */
+	int state;                 /* enum shmq_bridge_state */
+	uint64_t moved;
+	uint64_t rewinds;
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	struct out_slot *fly;      /* OUT: the in-flight table, inflight entries */
+	uint32_t inflight;
+	int pub_failed;            /* OUT: an async publish reported an error */
+	uint64_t incarnation;      /* OUT: the queue's, fixed when it was made */
+	char idpfx[180];           /* OUT: "<uuid hex>.<queue>.<incarnation hex>." */
+	char last_id[208];         /* OUT: the stream's last message id, "" if none */
+#endif
+	char subject[256];
+	char stream[128];
+	char durable[BRIDGE_NAME_MAX + 1];
+	char name[BRIDGE_NAME_MAX + 1];
+};
+
+#ifdef HAVE_SHMQ_QUEUE_2PC
+static void out_err_cb(jsCtx *js, jsPubAckErr *pae, void *closure);
+#endif
+
+static void bridge_sleep(int64_t ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static int nats_err(natsStatus s)
+{
+	switch (s) {
+	case NATS_OK: return 0;
+	case NATS_NO_MEMORY: return -ENOMEM;
+	case NATS_TIMEOUT: return -ETIMEDOUT;
+	case NATS_NO_SERVER: return -ECONNREFUSED;
+	case NATS_NOT_FOUND: return -ENOENT;
+	case NATS_INVALID_ARG: return -EINVAL;
+	default: return -EIO;
+	}
+}
+
+/* [A-Za-z0-9_-] only, as stream and consumer names want them. */
+static void name_flatten(char *s)
+{
+	for (; *s; s++)
+		if (*s == '.' || *s == '-' || *s == '*' || *s == '>' || *s == ' ')
+			*s = '_';
+}
+
+static int names_fill(shmq_bridge *b, const char *queue, const struct shmq_bridge_opts *o)
+{
+	int n;
+
+	n = o->subject ? snprintf(b->subject, sizeof b->subject, "%s", o->subject)
+		       : snprintf(b->subject, sizeof b->subject, "shmq.%s", queue);
+	if (n <= 0 || (size_t)n >= sizeof b->subject)
+		return -EINVAL;
+	n = o->stream ? snprintf(b->stream, sizeof b->stream, "%s", o->stream)
+		      : snprintf(b->stream, sizeof b->stream, "SHMQ_%s", queue);
+	if (n <= 0 || (size_t)n >= sizeof b->stream)
+		return -EINVAL;
+	if (!o->stream)
+		name_flatten(b->stream + 5);
+	n = o->name ? snprintf(b->name, sizeof b->name, "%s", o->name)
+		    : snprintf(b->name, sizeof b->name, "bridge.%s", queue);
+	/* room for the holder lock's ".hold" */
+	if (n <= 0 || (size_t)n + 5 >= sizeof b->name)
+		return -EINVAL;
+	memcpy(b->durable, b->name, sizeof b->durable);
+	name_flatten(b->durable);
+	return 0;
+}
+
+/* The checkpoint object: made zeroed on first use, then checked. */
+static int shared_attach(shmq_bridge *b)
+{
+	void *mem;
+	size_t size;
+	int rc = shmq_region_alloc(b->r, b->name, SHMQ__BRIDGE_OBJ_SIZE, &mem);
+
+	if (rc == -EEXIST)
+		rc = shmq_region_find(b->r, b->name, &mem, &size);
+	else
+		size = SHMQ__BRIDGE_OBJ_SIZE;
+	if (rc)
+		return rc;
+	if (size < SHMQ__BRIDGE_OBJ_SIZE)
+		return -EBADMSG;
+	b->sh = mem;
+	/* The holder lock is held: nobody else writes the object now.  A fresh
+	 * one (magic 0) is stamped; anything else must be ours. */
+	if (shmq__load_seq_cst(&b->sh->magic) == 0) {
+		shmq__store_seq_cst(&b->sh->version, SHMQ__BRIDGE_VERSION);
+		shmq__store_seq_cst(&b->sh->dir, b->dir);
+		shmq__store_seq_cst(&b->sh->magic, SHMQ__BRIDGE_MAGIC);
+	}
+	if (shmq__load_seq_cst(&b->sh->magic) != SHMQ__BRIDGE_MAGIC ||
+	    shmq__load_seq_cst(&b->sh->version) != SHMQ__BRIDGE_VERSION)
+		return -EBADMSG;
+	if (shmq__load_seq_cst(&b->sh->dir) != b->dir)
+		return -EINVAL; /* the name belongs to a bridge of the other direction */
+	return 0;
+}
+
+static int hold_take(shmq_bridge *b)
+{
+	char lname[BRIDGE_NAME_MAX + 8];
+	int rc;
+
+	snprintf(lname, sizeof lname, "%s.hold", b->name);
+	rc = shmq_lock_create(b->r, lname, &b->hold);
+	if (rc == -EEXIST)
+		rc = shmq_lock_open(b->r, lname, &b->hold);
+	if (rc)
+		return rc;
+	rc = shmq_lock_acquire(b->hold, BRIDGE_HOLD_NS);
+	if (rc == -EOWNERDEAD)
+		return 0; /* a killed bridge's: the checkpoint protocol covers it */
+	if (rc == -ETIMEDOUT || rc == -EAGAIN || rc == -EDEADLK)
+		rc = -EBUSY;
+	if (rc) {
+		shmq_lock_close(b->hold);
+		b->hold = NULL;
+	}
+	return rc;
+}
+
+static int connect_server(shmq_bridge *b, const char *url)
+{
+	natsOptions *opts = NULL;
+	natsStatus s = natsOptions_Create(&opts);
+
+	if (s == NATS_OK)
+		s = natsOptions_SetURL(opts, url);
+	if (s == NATS_OK)
+		s = natsOptions_SetTimeout(opts, 2000);
+	/* ride out outages: reconnect forever, every 100 ms, and buffer nothing
+	 * the bridge has not accounted for itself */
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxReconnect(opts, -1);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectWait(opts, 100);
+	if (s == NATS_OK)
+		s = natsOptions_SetPingInterval(opts, 1000);
+	if (s == NATS_OK)
+		s = natsOptions_SetMaxPingsOut(opts, 2);
+	if (s == NATS_OK)
+		s = natsConnection_Connect(&b->nc, opts);
+	natsOptions_Destroy(opts);
+	if (s == NATS_OK) {
+		jsOptions jo;
+
+		jsOptions_Init(&jo);
+		jo.Wait = BRIDGE_JS_WAIT_MS;
+#ifdef HAVE_SHMQ_QUEUE_2PC
+		jo.PublishAsync.MaxPending = (int64_t)b->inflight + 1;
+		jo.PublishAsync.ErrHandler = out_err_cb;
+		jo.PublishAsync.ErrHandlerClosure = b;
+#endif
+		s = natsConnection_JetStream(&b->js, b->nc, &jo);
+	}
+	return nats_err(s);
+}
+
+/* The stream, made when absent: file storage, Discard=New, a duplicate
+ * window of 10 minutes.  An existing stream must carry our subject. */
+static int stream_ensure(shmq_bridge *b)
+{
+	jsStreamInfo *si = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetStreamInfo(&si, b->js, b->stream, NULL, &jerr);
+	int rc = 0;
+
+	if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+		jsStreamConfig cfg;
+		const char *subj[1] = { b->subject };
+
+		jsStreamConfig_Init(&cfg);
+		cfg.Name = b->stream;
+		cfg.Subjects = subj;
+		cfg.SubjectsLen = 1;
+		cfg.Storage = js_FileStorage;
+		cfg.Discard = js_DiscardNew;
+		cfg.Duplicates = SHMQ_BRIDGE_DUP_WINDOW_NS;
+		jerr = 0;
+		s = js_AddStream(&si, b->js, &cfg, NULL, &jerr);
+		if (s != NATS_OK && jerr == JSStreamNameExistErr) /* lost a race */
+			s = js_GetStreamInfo(&si, b->js, b->stream, NULL, &jerr);
+	}
+	if (s != NATS_OK)
+		return nats_err(s);
+	rc = -EPROTO;
+	for (int i = 0; si && si->Config && i < si->Config->SubjectsLen; i++)
+		if (strcmp(si->Config->Subjects[i], b->subject) == 0)
+			rc = 0;
+	jsStreamInfo_Destroy(si);
+	return rc;
+}
+
+static void stats_set_state(shmq_bridge *b, int state)
+{
+	/* relaxed: a statistic; shmq_bridge_stats reads it alone */
+	shmq__store_relaxed(&b->state, state);
+	/* relaxed: a statistic for shmq stat, read alone */
+	shmq__store_relaxed(&b->sh->state, (uint32_t)state);
+}
+
+static bool stop_due(shmq_bridge *b)
+{
+	return shmq__load_seq_cst(&b->stop) != 0 &&
+	       shmq_now_ns() >= shmq__load_seq_cst(&b->stop_deadline);
+}
+
+/* ---- IN: stream -> queue ---- */
+
+/*
+ * The pull requests are the bridge's own, not natsSubscription_Fetch: in
+ * nats.c up to 3.8.1 a Fetch that starts with messages left in its
+ * subscription (late answers to an earlier pull, common around a server
+ * restart) recounts its batch and writes past the array it allocated
+ * (nats.c PR #749; Debian ships 3.4.1): heap corruption, seen as "double
+ * free or corruption" in natsMsgList_Destroy.  Here the array is ours and
+ * its bound is checked on every message: a plain subscription on an inbox
+ * takes the answers to "$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>"
+ * requests, one request open at a time; what an older request still
+ * delivers waits in the subscription for the next round, and the sequence
+ * check of in_batch decides what is put whichever request brought it.
+ */
+static void in_unsubscribe(shmq_bridge *b)
+{
+	if (!b->sub)
+		return;
+	natsSubscription_Destroy(b->sub);
+	b->sub = NULL;
+	b->req_left = 0;
+}
+
+/* A pull consumer delivering from the checkpoint on, and the inbox its
+ * answers come to.  Made anew at every start and rewind, so that what the
+ * server remembers of an older one (acks, redeliveries, open requests)
+ * never decides what we put. */
+static int in_subscribe(shmq_bridge *b)
+{
+	jsConsumerConfig cc;
+	jsConsumerInfo *ci = NULL;
+	jsErrCode jerr = 0;
+	natsInbox *inbox = NULL;
+	natsStatus s;
+
+	in_unsubscribe(b);
+	js_DeleteConsumer(b->js, b->stream, b->durable, NULL, &jerr);
+	jsConsumerConfig_Init(&cc);
+	cc.Durable = b->durable;
+	cc.DeliverPolicy = js_DeliverByStartSequence;
+	cc.OptStartSeq = shmq__load_seq_cst(&b->sh->applied) + 1;
+	cc.AckPolicy = js_AckAll;
+	cc.MaxAckPending = 65536;
+	jerr = 0;
+	s = js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
+	jsConsumerInfo_Destroy(ci);
+	if (s == NATS_OK)
+		s = natsInbox_Create(&inbox);
+	if (s == NATS_OK) {
+		snprintf(b->inbox, sizeof b->inbox, "%s", (const char *)inbox);
+		s = natsConnection_SubscribeSync(&b->sub, b->nc, b->inbox);
+	}
+	natsInbox_Destroy(inbox);
+	if (s != NATS_OK) {
+		b->sub = NULL;
+		return nats_err(s);
+	}
+	b->req_left = 0;
+	return 0;
+}
+
+/* Ask for up to want messages, unless the last request may still deliver. */
+static int in_request(shmq_bridge *b, int want)
+{
+	char subj[sizeof b->stream + sizeof b->durable + 40], body[96];
+	int64_t now = shmq_now_ns();
+	natsStatus s;
+
+	/* open: not all delivered, no end status seen, not expired (a margin
+	 * for what is still on the wire) */
+	if (b->req_left > 0 && now < b->req_end + BRIDGE_FETCH_NS)
+		return 0;
+	snprintf(subj, sizeof subj, "$JS.API.CONSUMER.MSG.NEXT.%s.%s", b->stream, b->durable);
+	snprintf(body, sizeof body, "{\"batch\":%d,\"expires\":%lld}", want,
+		 (long long)BRIDGE_FETCH_NS);
+	s = natsConnection_PublishRequest(b->nc, subj, b->inbox, body, (int)strlen(body));
+	if (s != NATS_OK)
+		return nats_err(s);
+	b->req_left = want;
+	b->req_end = now + BRIDGE_FETCH_NS;
+	return 0;
+}
+
+/* One round: at most want (<= b->batch) stream messages into b->msgs.
+ * Their count (0: nothing within BRIDGE_FETCH_NS), or -EPIPE when the
+ * consumer is gone (rewind), or another negative errno (the connection). */
+static int in_fetch(shmq_bridge *b, int want)
+{
+	int64_t end = shmq_now_ns() + BRIDGE_FETCH_NS;
+	int n = 0, rc;
+
+	if (want > (int)b->batch)
+		want = (int)b->batch;
+	rc = in_request(b, want);
+	if (rc)
+		return rc;
+	while (n < want) {
+		int64_t left = end - shmq_now_ns();
+		natsMsg *m = NULL;
+		const char *reply, *st = NULL;
+		natsStatus s;
+
+		if (left <= 0)
+			break;
+		s = natsSubscription_NextMsg(&m, b->sub, left / 1000000 + 1);
+		if (s == NATS_TIMEOUT)
+			break;
+		if (s != NATS_OK)
+			return n ? n : nats_err(s);
+		reply = natsMsg_GetReply(m);
+		if (reply && strncmp(reply, "$JS.ACK.", 8) == 0) {
+			b->msgs[n++] = m;
+			if (b->req_left > 0)
+				b->req_left--;
+			continue;
+		}
+		/* a status: 404/408 end the request, 409 (consumer deleted,
+		 * too many waiting) and 503 (no consumer) ask for a rewind */
+		if (natsMsgHeader_Get(m, "Status", &st) != NATS_OK || !st)
+			st = "";
+		if (strncmp(st, "100", 3) == 0) { /* a heartbeat: not asked for */
+			natsMsg_Destroy(m);
+			continue;
+		}
+		b->req_left = 0;
+		rc = strncmp(st, "404", 3) == 0 || strncmp(st, "408", 3) == 0 ? 0 : -EPIPE;
+		natsMsg_Destroy(m);
+		if (rc && !n)
+			return rc;
+		break;
+	}
+	return n;
+}
+
+static void in_drop(shmq_bridge *b, int n)
+{
+	for (int i = 0; i < n; i++) {
+		natsMsg_Destroy(b->msgs[i]);
+		b->msgs[i] = NULL;
+	}
+}
+
+static int in_rewind(shmq_bridge *b)
+{
+	/* relaxed: a statistic; shmq_bridge_stats reads it alone */
+	shmq__store_relaxed(&b->rewinds, b->rewinds + 1);
+	shmq__store_seq_cst(&b->sh->rewinds, shmq__load_seq_cst(&b->sh->rewinds) + 1);
+	return in_subscribe(b);
+}
+
+/* Free slots of the queue now (0 when full or the stats are odd). */
+static uint32_t in_room(shmq_bridge *b)
+{
+	struct shmq_queue_stats st;
+
+	if (shmq_queue_stats(b->q, &st) || st.len >= b->capacity)
+		return 0;
+	return b->capacity - (uint32_t)st.len;
+}
+
+/* Put one message of stream sequence seq under the checkpoint protocol
+ * (bridge/bridge_int.h).  0, 1 when the stop came first (nothing put), or
+ * the put's error (nothing put). */
+static int in_put(shmq_bridge *b, uint64_t seq, const void *data, size_t len)
+{
+	int rc;
+
+	shmq__store_seq_cst(&b->sh->pending, seq);
+	do {
+		rc = shmq_queue_put(b->q, data, len, BRIDGE_PUT_NS);
+	} while ((rc == -ETIMEDOUT || rc == -EAGAIN) && !stop_due(b));
+	if (rc == 0)
+		shmq__store_seq_cst(&b->sh->applied, seq);
+	shmq__store_seq_cst(&b->sh->pending, 0);
+	if (rc == -ETIMEDOUT || rc == -EAGAIN)
+		return 1;
+	if (rc == 0)
+		/* relaxed: a statistic; shmq_bridge_stats reads it alone */
+		shmq__store_relaxed(&b->moved, b->moved + 1);
+	return rc;
+}
+
+/* Put the n fetched messages in order.  0, 1 to rewind (a gap or a
+ * redelivery out of order), 2 on a stop, or a put's error. */
+static int in_batch(shmq_bridge *b, int n)
+{
+	const char *ack = NULL;
+	int rc = 0;
+
+	for (int i = 0; i < n && rc == 0; i++) {
+		jsMsgMetaData *md = NULL;
+		uint64_t seq, applied = shmq__load_seq_cst(&b->sh->applied);
+
+		if (natsMsg_GetMetaData(&md, b->msgs[i]) != NATS_OK) {
+			rc = 1;
+			break;
+		}
+		seq = md->Sequence.Stream;
+		jsMsgMetaData_Destroy(md);
+		/* relaxed: a statistic for shmq stat, read alone */
+		shmq__store_relaxed(&b->sh->read, seq);
+		if (seq <= applied) { /* a redelivery of what we put: drop it */
+			ack = natsMsg_GetReply(b->msgs[i]);
+			continue;
+		}
+		if (seq != applied + 1) {
+			rc = 1;
+			break;
+		}
+		rc = in_put(b, seq, natsMsg_GetData(b->msgs[i]),
+			    (size_t)natsMsg_GetDataLength(b->msgs[i]));
+		if (rc == 1)
+			rc = 2;
+		else if (rc == 0)
+			ack = natsMsg_GetReply(b->msgs[i]);
+	}
+	/* AckAll: one ack covers the batch; lost acks cost only redeliveries,
+	 * which the checkpoint drops */
+	if (ack)
+		natsConnection_PublishString(b->nc, ack, "+ACK");
+	return rc;
+}
+
+/* The checkpoint left by a killed holder: at most one message in doubt. */
+static void in_recover(shmq_bridge *b)
+{
+	uint64_t pending = shmq__load_seq_cst(&b->sh->pending);
+	uint64_t applied = shmq__load_seq_cst(&b->sh->applied);
+
+	if (pending && pending == applied + 1)
+		shmq__store_seq_cst(&b->sh->in_doubt, shmq__load_seq_cst(&b->sh->in_doubt) + 1);
+	shmq__store_seq_cst(&b->sh->pending, 0);
+}
+
+static int in_run(shmq_bridge *b)
+{
+	int idle = 0, rc = 0;
+
+	in_recover(b);
+	while (!shmq__load_seq_cst(&b->stop) && rc == 0) {
+		uint32_t room;
+		int n;
+
+		if (!b->sub && in_subscribe(b)) {
+			stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
+			bridge_sleep(BRIDGE_RETRY_NS);
+			continue;
+		}
+		room = in_room(b);
+		if (room == 0) { /* backpressure: fetch nothing while the queue is full */
+			stats_set_state(b, SHMQ_BRIDGE_BLOCKED);
+			bridge_sleep(BRIDGE_FULL_NS);
+			continue;
+		}
+		n = in_fetch(b, (int)(room < b->batch ? room : b->batch));
+		if (n == 0) {
+			/* nothing new, or a consumer the server lost (restarted on a
+			 * store that had not synced it): re-make it now and then */
+			if (++idle >= BRIDGE_IDLE_REWIND) {
+				idle = 0;
+				in_rewind(b);
+			}
+			continue;
+		}
+		if (n == -EPIPE) { /* the consumer is gone */
+			in_rewind(b);
+			bridge_sleep(BRIDGE_FULL_NS);
+			continue;
+		}
+		if (n < 0) {
+			stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
+			in_unsubscribe(b);
+			bridge_sleep(BRIDGE_RETRY_NS);
+			continue;
+		}
+		idle = 0;
+		stats_set_state(b, SHMQ_BRIDGE_RUNNING);
+		rc = in_batch(b, n);
+		in_drop(b, n);
+		if (rc == 1) {
+			rc = 0;
+			in_rewind(b);
+		} else if (rc == 2) {
+			rc = 0;
+		}
+	}
+	return rc;
+}
+
+
+/* ---- OUT: queue -> stream ---- */
+#ifdef HAVE_SHMQ_QUEUE_2PC
+/*
+ * Every message is begun (two-phase get), published asynchronously with
+ * the id "<region uuid>.<queue>.<position>" and the previous message's id as
+ * ExpectLastMsgId, and kept in the in-flight table; a window is committed,
+ * in order, only once JetStream acked all of it.  Any failure - an error
+ * reported for a publish, an ack that does not come (nats.c reports nothing
+ * for publishes in flight when a connection drops: hence the table) - rewinds:
+ * every message in flight is given back (the queue hands them out again in
+ * position order), the stream's last message id is read back, and messages
+ * the stream already holds (position <= the last one's) are committed
+ * without a publish.  The chained ids keep the stream in queue order: a
+ * publish whose predecessor was lost is refused, never stored out of order.
+ * A restarted bridge does the same at start (also after the server's
+ * duplicate window has passed); within the window the ids dedupe too.
+ */
+struct out_slot {
+	uint64_t pos;
+};
+
+static void out_err_cb(jsCtx *js, jsPubAckErr *pae, void *closure)
+{
+	shmq_bridge *b = closure;
+
+	(void)js;
+	(void)pae;
+	shmq__store_seq_cst(&b->pub_failed, 1);
+}
+
+/* The stream's last message id into b->last_id; its position + 1, when the
+ * id is one of ours, into *upto (else 0: positions start at 0, so upto
+ * counts the positions the stream holds).  An id of another region, queue
+ * or incarnation (or none) is the end of a stream empty of ours only while
+ * the checkpoint says no publish of this incarnation was ever acked; else someone
+ * else writes to our subject, or our messages were purged from the stream:
+ * -EPROTO, as a restart here could store a message twice.  0, or a
+ * negative errno. */
+static int out_last(shmq_bridge *b, uint64_t *upto)
+{
+	natsMsg *m = NULL;
+	const char *id = NULL;
+	jsErrCode jerr = 0;
+	natsStatus s = js_GetLastMsg(&m, b->js, b->stream, b->subject, NULL, &jerr);
+	size_t plen = strlen(b->idpfx);
+	char *end;
+
+	*upto = 0;
+	b->last_id[0] = 0;
+	if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+		return 0; /* an empty stream */
+	if (s != NATS_OK)
+		return nats_err(s);
+	if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK && id &&
+	    strlen(id) < sizeof b->last_id) {
+		strcpy(b->last_id, id);
+		if (strncmp(id, b->idpfx, plen) == 0 && id[plen] >= '0' && id[plen] <= '9') {
+			unsigned long long v;
+
+			errno = 0;
+			v = strtoull(id + plen, &end, 10);
+			if (*end == 0 && errno == 0 && v != UINT64_MAX)
+				*upto = (uint64_t)v + 1;
+		}
+	}
+	natsMsg_Destroy(m);
+	if (*upto == 0 && shmq__load_seq_cst(&b->sh->out_incarnation) == b->incarnation)
+		return -EPROTO;
+	return 0;
+}
+
+/* Give back everything in flight, after taking nats.c's own pending
+ * publishes from it: a publish whose ack never comes (the server died with
+ * it) would otherwise stay pending in nats.c forever, and every later
+ * js_PublishAsyncComplete would wait for it.  Late acks of forgotten
+ * publishes are dropped by nats.c; what the stream stored anyway, the rewind
+ * finds through its last id. */
+static void out_abort_all(shmq_bridge *b, uint32_t n)
+{
+	natsMsgList pending = { 0 };
+
+	if (js_PublishAsyncGetPendingList(&pending, b->js) == NATS_OK)
+		natsMsgList_Destroy(&pending);
+	for (uint32_t i = n; i-- > 0;)
+		shmq_queue_get_abort(b->q, b->fly[i].pos);
+}
+
+/* Begin, publish and commit one window.  0, 1 to rewind, or an error. */
+static int out_window(shmq_bridge *b, uint64_t upto)
+{
+	uint32_t n = 0;
+	int rc = 0;
+
+	shmq__store_seq_cst(&b->pub_failed, 0);
+	while (n < b->inflight) {
+		const void *msg;
+		uint64_t pos;
+		ssize_t len = shmq_queue_get_begin(b->q, &msg, &pos, n ? SHMQ_NOWAIT : BRIDGE_FETCH_NS);
+		char id[sizeof b->idpfx + 24];
+		jsPubOptions po;
+
+		if (len == -EAGAIN || len == -ETIMEDOUT)
+			break;
+		if (len < 0) {
+			rc = (int)len;
+			break;
+		}
+		/* relaxed: a statistic for shmq stat, read alone */
+		shmq__store_relaxed(&b->sh->read, pos);
+		if (pos < upto) { /* the stream has it already: drop it */
+			shmq_queue_get_commit(b->q, pos);
+			continue;
+		}
+		snprintf(id, sizeof id, "%s%llu", b->idpfx, (unsigned long long)pos);
+		jsPubOptions_Init(&po);
+		po.MsgId = id;
+		po.ExpectLastMsgId = b->last_id[0] ? b->last_id : NULL;
+		if (js_PublishAsync(b->js, b->subject, msg, (int)len, &po) != NATS_OK) {
+			shmq_queue_get_abort(b->q, pos);
+			rc = 1;
+			break;
+		}
+		b->fly[n++].pos = pos;
+		snprintf(b->last_id, sizeof b->last_id, "%s", id);
+	}
+	if (n) {
+		jsPubOptions po;
+
+		jsPubOptions_Init(&po);
+		po.MaxWait = 5000;
+		if (js_PublishAsyncComplete(b->js, &po) != NATS_OK || shmq__load_seq_cst(&b->pub_failed))
+			rc = rc ? rc : 1;
+	}
+	if (rc) {
+		out_abort_all(b, n);
+		return rc;
+	}
+	/* acked: the stream holds this incarnation's messages from now on
+	 * (out_last); stored before the commits, so a kill after a commit
+	 * never finds the mark missing */
+	if (n && shmq__load_seq_cst(&b->sh->out_incarnation) != b->incarnation)
+		shmq__store_seq_cst(&b->sh->out_incarnation, b->incarnation);
+	for (uint32_t i = 0; i < n; i++)
+		shmq_queue_get_commit(b->q, b->fly[i].pos);
+	if (n) {
+		shmq__store_seq_cst(&b->sh->applied, b->fly[n - 1].pos);
+		/* relaxed: a statistic; shmq_bridge_stats reads it alone */
+		shmq__store_relaxed(&b->moved, b->moved + n);
+	}
+	return 0;
+}
+
+static int out_run(shmq_bridge *b)
+{
+	uint64_t upto = 0;
+	bool synced = false;
+	int rc = 0;
+
+	/* a stop ends the loop between windows: what is in flight is acked
+	 * and committed, or given back, first */
+	while (!shmq__load_seq_cst(&b->stop) && rc == 0) {
+		if (!synced) {
+			rc = out_last(b, &upto);
+			if (rc == -EPROTO)
+				break;
+			if (rc) {
+				rc = 0;
+				stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
+				bridge_sleep(BRIDGE_RETRY_NS);
+				continue;
+			}
+			synced = true;
+			stats_set_state(b, SHMQ_BRIDGE_RUNNING);
+		}
+		rc = out_window(b, upto);
+		if (rc == 1) { /* rewind: read the stream's end again */
+			rc = 0;
+			synced = false;
+			/* relaxed: a statistic; shmq_bridge_stats reads it alone */
+			shmq__store_relaxed(&b->rewinds, b->rewinds + 1);
+			stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
+			bridge_sleep(BRIDGE_RETRY_NS);
+		}
+	}
+	return rc == -EPIPE ? 0 : rc;
+}
+
+static int out_prepare(shmq_bridge *b, const char *queue, const struct shmq_bridge_opts *o)
+{
+	struct shmq__queue_ident qi;
+	uint8_t u[16];
+	int rc = shmq_region_uuid(b->r, u), n;
+
+	if (!rc)
+		rc = shmq__bridge_queue_ident(b->q, &qi);
+	if (rc)
+		return rc;
+	if (qi.incarnation == 0) /* 0 means "none" in the checkpoint */
+		return -EBADMSG;
+	b->incarnation = qi.incarnation;
+	/* uuid.queue.incarnation.position: a queue deleted and made again
+	 * under the same name never repeats an id */
+	n = snprintf(b->idpfx, sizeof b->idpfx,
+		     "%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x.%s.%016llx.",
+		     u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11],
+		     u[12], u[13], u[14], u[15], queue, (unsigned long long)qi.incarnation);
+	if (n <= 0 || (size_t)n >= sizeof b->idpfx)
+		return -EINVAL;
+	b->inflight = o->inflight ? o->inflight : SHMQ_BRIDGE_DEFAULT_INFLIGHT;
+	if (b->inflight > b->capacity)
+		b->inflight = b->capacity;
+	b->fly = calloc(b->inflight, sizeof *b->fly);
+	return b->fly ? 0 : -ENOMEM;
+}
+#endif /* HAVE_SHMQ_QUEUE_2PC */
+
+/* ---- the handle ---- */
+
+static int opts_check(const struct shmq_bridge_opts *o)
+{
+	if (!o || !o->url || !*o->url || o->flags)
+		return -EINVAL;
+	if (o->dir != SHMQ_BRIDGE_IN && o->dir != SHMQ_BRIDGE_OUT)
+		return -EINVAL;
+	if (o->subject && (!*o->subject || strpbrk(o->subject, " \t\r\n")))
+		return -EINVAL;
+	return 0;
+}
+
+SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct shmq_bridge_opts *o,
+				shmq_bridge **out)
+{
+	struct shmq_queue_stats st;
+	shmq_bridge *b;
+	int rc;
+
+	if (!r || !queue || !*queue || !out)
+		return -EINVAL;
+	rc = opts_check(o);
+	if (rc)
+		return rc;
+#ifndef HAVE_SHMQ_QUEUE_2PC
+	/* OUT needs the queue's two-phase get (shmq_queue_get_begin/commit/abort)
+	 * and shmq_region_uuid, which the libshmq built against lacks */
+	if (o->dir == SHMQ_BRIDGE_OUT)
+		return -EOPNOTSUPP;
+#endif
+	b = calloc(1, sizeof *b);
+	if (!b)
+		return -ENOMEM;
+	b->r = r;
+	b->dir = o->dir;
+	b->batch = o->batch ? o->batch : SHMQ_BRIDGE_DEFAULT_BATCH;
+	rc = names_fill(b, queue, o);
+	if (!rc)
+		rc = shmq_queue_open(r, queue, &b->q);
+	if (!rc)
+		rc = shmq_queue_stats(b->q, &st);
+	if (!rc && st.capacity == 0)
+		rc = -EBADMSG;
+	b->capacity = st.capacity;
+	if (!rc && b->dir == SHMQ_BRIDGE_IN) {
+		b->msgs = calloc(b->batch, sizeof *b->msgs);
+		if (!b->msgs)
+			rc = -ENOMEM;
+	}
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	if (!rc && b->dir == SHMQ_BRIDGE_OUT)
+		rc = out_prepare(b, queue, o);
+#endif
+	if (!rc)
+		rc = hold_take(b);
+	if (!rc)
+		rc = shared_attach(b);
+	if (!rc)
+		rc = connect_server(b, o->url);
+	if (!rc)
+		rc = stream_ensure(b);
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	if (!rc && b->dir == SHMQ_BRIDGE_OUT) { /* refuse a stream not ours at once */
+		uint64_t upto;
+
+		rc = out_last(b, &upto);
+	}
+#endif
+	if (rc) {
+		shmq_bridge_free(b);
+		return rc;
+	}
+	shmq__store_seq_cst(&b->sh->holder_pid, (uint32_t)getpid());
+	stats_set_state(b, SHMQ_BRIDGE_IDLE);
+	*out = b;
+	return 0;
+}
+
+SHMQ_API int shmq_bridge_run(shmq_bridge *b)
+{
+	int rc;
+
+	if (!b)
+		return -EINVAL;
+	stats_set_state(b, SHMQ_BRIDGE_RUNNING);
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	if (b->dir == SHMQ_BRIDGE_OUT)
+		rc = out_run(b);
+	else
+#endif
+		rc = in_run(b);
+	stats_set_state(b, SHMQ_BRIDGE_STOPPED);
+	return rc;
+}
+
+SHMQ_API int shmq_bridge_stop(shmq_bridge *b, int64_t drain_timeout_ns)
+{
+	int64_t now;
+
+	if (!b || drain_timeout_ns < 0)
+		return -EINVAL;
+	/* clock_gettime(CLOCK_MONOTONIC) is async-signal-safe */
+	now = shmq_now_ns();
+	shmq__store_seq_cst(&b->stop_deadline, now + drain_timeout_ns);
+	shmq__store_seq_cst(&b->stop, 1);
+	return 0;
+}
+
+SHMQ_API int shmq_bridge_stats(const shmq_bridge *b, struct shmq_bridge_stats *st)
+{
+	if (!b || !st)
+		return -EINVAL;
+	memset(st, 0, sizeof *st);
+	/* relaxed: statistics, each read alone (in_put, in_rewind, stats_set_state) */
+	st->moved = shmq__load_relaxed(&b->moved);
+	st->rewinds = shmq__load_relaxed(&b->rewinds);
+	st->state = (uint32_t)shmq__load_relaxed(&b->state);
+	/* relaxed: a statistic written by in_batch, read alone */
+	st->read = shmq__load_relaxed(&b->sh->read);
+	st->acked = shmq__load_seq_cst(&b->sh->applied);
+	st->in_doubt = shmq__load_seq_cst(&b->sh->in_doubt);
+	st->dir = b->dir;
+	return 0;
+}
+
+SHMQ_API void shmq_bridge_free(shmq_bridge *b)
+{
+	if (!b)
+		return;
+	in_unsubscribe(b);
+	if (b->js)
+		jsCtx_Destroy(b->js);
+	if (b->nc) {
+		natsConnection_Close(b->nc);
+		natsConnection_Destroy(b->nc);
+	}
+	if (b->hold) {
+		shmq_lock_release(b->hold);
+		shmq_lock_close(b->hold);
+	}
+	shmq_queue_close(b->q);
+	free(b->msgs);
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	free(b->fly);
+#endif
+	free(b);
+}

@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Compiled into libshmq, not libshmq-bridge: what the bridge needs from the
+ * queue beyond the public API, exported through the version node
+ * LIBSHMQ_PRIVATE (lib/libshmq.map) for libshmq-bridge only, with no ABI
+ * promise.  libshmq is built with -fvisibility=hidden, and the version
+ * script cannot export a hidden symbol such as chan's shmq__queue_ident;
+ * this forwarder carries default visibility instead.  It goes once
+ * chan/queue_int.h declares shmq__queue_ident SHMQ_API.
+ */
+#include "config.h"
+
+#include "bridge/export_int.h"
+
+SHMQ_API int shmq__bridge_queue_ident(const shmq_queue *q, struct shmq__queue_ident *id)
+{
+	return shmq__queue_ident(q, id);
+}

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libshmq-bridge: a libshmq queue joined to a NATS JetStream stream, so that
+ * a queue reaches other hosts through an existing, proven engine.
+ *
+ * Its own library (pkg-config shmq-bridge; links libshmq and libnats), so
+ * that libshmq itself keeps no network dependency and starts no threads.
+ * shmq.h does not include this header.  nats.c runs threads of its own
+ * inside a bridge's process.
+ *
+ *     shmq_bridge *b;
+ *     struct shmq_bridge_opts o = { .url = "nats://10.0.0.2:4222", .dir = SHMQ_BRIDGE_IN };
+ *     shmq_bridge_create(r, "jobs", &o, &b);  // stream SHMQ_jobs, subject shmq.jobs
+ *     shmq_bridge_run(b);                     // until shmq_bridge_stop(b, ...)
+ *     shmq_bridge_free(b);
+ *
+ * IN (stream -> queue).  A pull consumer fetches batches never larger than
+ * the queue's free slots (a full queue stops the fetching: backpressure, never
+ * loss) and puts them in stream order.  The checkpoint - the stream sequence
+ * of the last message put - lives in the region, in the object `name`, so a
+ * bridge restarted after kill -9 (any process, any host that maps the region)
+ * resumes after it: the consumer is made anew from checkpoint + 1 at every
+ * start and every rewind, and a message whose sequence is not checkpoint + 1
+ * (a redelivery, a gap) is never put: the bridge rewinds instead.  Redelivery
+ * order is thus never relied upon.
+ *
+ * Why the checkpoint is a separate region word and not a header inside the
+ * queued message: consumers get the stream's bytes exactly, and a header
+ * could only be read back while the message is still queued.  The price is
+ * a window of a few instructions - between the put's publication inside
+ * shmq_queue_put and the checkpoint store right after it - that the public
+ * queue API cannot close: a bridge killed inside it leaves the message "in
+ * doubt".  The bridge marks the sequence pending before the put, so the next
+ * bridge knows exactly which single message is in doubt; it puts it again
+ * (never lose) and counts it in in_doubt.  Closing the window needs a put
+ * that stores a caller's word with its publication (a queue hook); see the
+ * bridge's issue note.
+ *
+ * OUT (queue -> stream) needs the queue's two-phase get
+ * (shmq_queue_get_begin/commit/abort) and shmq_region_uuid: until this
+ * library is built against a libshmq that has them, create refuses
+ * SHMQ_BRIDGE_OUT with -EOPNOTSUPP.
+ *
+ * One bridge per name at a time: create takes the region lock `name`.hold
+ * and gives -EBUSY while a live bridge holds it; a dead holder's lock is
+ * taken over.
+ */
+#ifndef SHMQ_BRIDGE_H
+#define SHMQ_BRIDGE_H
+
+#include <stdint.h>
+
+#include <shmq.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct shmq_bridge shmq_bridge;
+
+enum { SHMQ_BRIDGE_OUT = 1 /* queue -> subject */, SHMQ_BRIDGE_IN = 2 /* subject -> queue */ };
+
+#define SHMQ_BRIDGE_DEFAULT_BATCH    256u  /* messages per fetch (IN), at most */
+#define SHMQ_BRIDGE_DEFAULT_INFLIGHT 1024u /* unacked publishes (OUT), at most */
+#define SHMQ_BRIDGE_DUP_WINDOW_NS    (600ll * 1000000000ll) /* stream duplicate window */
+
+struct shmq_bridge_opts {
+	const char *url;     /* nats://host:port; required */
+	const char *subject; /* NULL: "shmq.<queue>" */
+	const char *stream;  /* NULL: "SHMQ_<queue>", dots and dashes made underscores */
+	const char *name;    /* NULL: "bridge.<queue>"; the region object of the checkpoint */
+	unsigned dir;        /* SHMQ_BRIDGE_OUT or SHMQ_BRIDGE_IN */
+	unsigned flags;      /* 0 */
+	uint32_t inflight;   /* 0: SHMQ_BRIDGE_DEFAULT_INFLIGHT */
+	uint32_t batch;      /* 0: SHMQ_BRIDGE_DEFAULT_BATCH */
+};
+
+enum shmq_bridge_state {
+	SHMQ_BRIDGE_IDLE = 0,     /* created, not running */
+	SHMQ_BRIDGE_RUNNING = 1,  /* moving messages */
+	SHMQ_BRIDGE_BLOCKED = 2,  /* queue full (IN) or stream full (OUT): waiting */
+	SHMQ_BRIDGE_OFFLINE = 3,  /* server unreachable: retrying */
+	SHMQ_BRIDGE_STOPPED = 4,  /* run returned */
+};
+
+struct shmq_bridge_stats {
+	uint64_t moved;    /* messages moved by this handle */
+	uint64_t read;     /* IN: last stream sequence fetched; OUT: last queue position read */
+	uint64_t acked;    /* IN: checkpoint (last stream sequence put); OUT: last position acked */
+	uint64_t rewinds;  /* consumer re-creations after a gap, redelivery or error */
+	uint64_t in_doubt; /* messages put again after a kill inside the put window (region-wide) */
+	uint32_t state;    /* enum shmq_bridge_state */
+	uint32_t dir;
+	uint64_t reserved[4];
+};
+
+/* Create a bridge of direction o->dir between queue `queue` of r (which must
+ * exist) and the server at o->url; connects, creates the stream when absent
+ * (file storage, Discard=New, a 10-minute duplicate window).  Any thread.
+ * r must stay open until shmq_bridge_free.  Errors: -EINVAL (opts, names),
+ * -ENOENT (no such queue), -EBUSY (another live bridge of that name),
+ * -EOPNOTSUPP (OUT, see above), -ECONNREFUSED / -ETIMEDOUT (server),
+ * -EPROTO (the stream exists with another subject), -ENOMEM, -EBADMSG. */
+SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct shmq_bridge_opts *o,
+				shmq_bridge **out);
+
+/* Move messages until shmq_bridge_stop.  One thread per bridge.  Rides out
+ * server outages (state OFFLINE) and full queues (BLOCKED).  0 after a stop,
+ * -EBADMSG (the checkpoint object was overwritten), -EINVAL. */
+SHMQ_API int shmq_bridge_run(shmq_bridge *b);
+
+/* Ask run to return: it finishes the batch in hand for at most
+ * drain_timeout_ns (what it leaves is fetched again by the next bridge),
+ * then returns.  Only atomic stores: safe from another thread or a signal
+ * handler.  0, -EINVAL. */
+SHMQ_API int shmq_bridge_stop(shmq_bridge *b, int64_t drain_timeout_ns);
+
+/* A snapshot; any thread, also while run runs.  0, -EINVAL. */
+SHMQ_API int shmq_bridge_stats(const shmq_bridge *b, struct shmq_bridge_stats *st);
+
+/* Disconnect, release the holder lock and free.  Not while run runs.  NULL
+ * is a no-op. */
+SHMQ_API void shmq_bridge_free(shmq_bridge *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHMQ_BRIDGE_H */

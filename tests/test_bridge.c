@@ -1,0 +1,927 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libshmq-bridge, IN direction (stream -> queue), against a real nats-server
+ * started by the test (tests/bridge_util.h).  Skipped (exit 77) when
+ * nats-server is not installed.  Every wait is bounded; every server and
+ * child is killed at exit.
+ *
+ * Messages: stream message i (1-based) carries i in its first 8 bytes and a
+ * pattern of i after it, len(i) in 8 .. MSG_MAX; the consumer checks every
+ * byte and the order.  A duplicate is allowed only right after itself and
+ * only as many times as the checkpoint counted messages in doubt (a bridge
+ * killed inside the put window, see <shmq/bridge.h>); a loss, a gap or a
+ * reordering fails.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <pthread.h>
+
+#include <nats/nats.h>
+
+#include "testutil.h"
+#include "bridge_util.h"
+
+#include <shmq/bridge.h>
+
+#include "bridge/bridge_int.h"
+#include "core/atomic_int.h"
+#ifdef HAVE_SHMQ_QUEUE_2PC
+#include "bridge/export_int.h"
+#endif
+
+#define MSG_MAX 4096u
+#define DEADLINE_NS (120ll * 1000000000) /* a whole test, at most */
+
+static const char *bridge_tool = BRIDGE_TOOL; /* tools/shmq, built beside us */
+
+/* an in-process bridge on a thread */
+struct runner {
+	shmq_bridge *b;
+	pthread_t t;
+	int rc;
+	bool running;
+};
+
+struct fx {
+	struct bu_server srv;
+	char region[96];
+	shmq_region *r;
+	shmq_queue *q;
+	char subject[64];
+	natsConnection *nc;
+	jsCtx *js;
+	/* the consumer */
+	pthread_t cons;
+	uint64_t want;    /* messages to see */
+	uint64_t next;    /* next index expected */
+	uint64_t dups;
+	int bad;          /* first failure: 1 byte, 2 order/gap, 3 get error */
+	int done;
+	int paused;       /* consumer does not get while nonzero */
+	int slow;         /* consumer pauses 1 ms every 8 messages */
+	int64_t deadline;
+	bool cons_running;
+	struct runner *ru; /* a bridge thread still to stop (a failed test) */
+	struct runner rslot; /* the tests' runner: here, not on a stack that a
+			      * failed assertion unwinds */
+};
+
+static size_t msg_len(uint64_t i)
+{
+	return 8 + (size_t)((i * 7919u) % (MSG_MAX - 8 + 1));
+}
+
+static void msg_fill(uint8_t *b, uint64_t i)
+{
+	size_t n = msg_len(i);
+
+	memcpy(b, &i, 8);
+	for (size_t k = 8; k < n; k++)
+		b[k] = (uint8_t)(i + k * 31);
+}
+
+static int msg_check(const uint8_t *b, size_t n, uint64_t *idx)
+{
+	uint64_t i;
+
+	if (n < 8)
+		return -1;
+	memcpy(&i, b, 8);
+	if (i == 0 || n != msg_len(i))
+		return -1;
+	for (size_t k = 8; k < n; k++)
+		if (b[k] != (uint8_t)(i + k * 31))
+			return -1;
+	*idx = i;
+	return 0;
+}
+
+static void *consumer(void *arg)
+{
+	struct fx *f = arg;
+	uint8_t *buf = malloc(MSG_MAX);
+	uint64_t idx, last = 0;
+
+	while (f->next <= f->want && !f->bad &&
+	       bu_now() < __atomic_load_n(&f->deadline, __ATOMIC_SEQ_CST)) {
+		ssize_t n;
+
+		if (__atomic_load_n(&f->paused, __ATOMIC_SEQ_CST)) {
+			bu_sleep_ms(5);
+			continue;
+		}
+		n = shmq_queue_get(f->q, buf, MSG_MAX, 100 * 1000000ll);
+		if (n == -ETIMEDOUT)
+			continue;
+		if (n < 0) {
+			f->bad = 3;
+			break;
+		}
+		if (msg_check(buf, (size_t)n, &idx)) {
+			f->bad = 1;
+			break;
+		}
+		if (idx == f->next) {
+			f->next++;
+		} else if (idx == last && last != 0) {
+			f->dups++;
+		} else {
+			fprintf(stderr, "test_bridge: got %llu, expected %llu\n",
+				(unsigned long long)idx, (unsigned long long)f->next);
+			f->bad = 2;
+			break;
+		}
+		last = idx;
+		if (f->slow && idx % 8 == 0)
+			bu_sleep_ms(1);
+	}
+	free(buf);
+	__atomic_store_n(&f->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void consumer_from(struct fx *f, uint64_t first, uint64_t want)
+{
+	f->want = want;
+	f->next = first;
+	f->deadline = bu_now() + DEADLINE_NS;
+	assert_int_equal(pthread_create(&f->cons, NULL, consumer, f), 0);
+	f->cons_running = true;
+}
+
+static void consumer_start(struct fx *f, uint64_t want)
+{
+	consumer_from(f, 1, want);
+}
+
+static void consumer_join(struct fx *f)
+{
+	while (!__atomic_load_n(&f->done, __ATOMIC_SEQ_CST) && bu_now() < f->deadline + 1000000000)
+		bu_sleep_ms(10);
+	assert_int_equal(__atomic_load_n(&f->done, __ATOMIC_SEQ_CST), 1);
+	pthread_join(f->cons, NULL);
+	f->cons_running = false;
+}
+
+/* Publish messages from..to with message ids, retrying through outages
+ * (the ids make a retried publish land once). */
+static void publish(struct fx *f, uint64_t from, uint64_t to)
+{
+	uint8_t *buf = malloc(MSG_MAX);
+
+	for (uint64_t i = from; i <= to; i++) {
+		char id[32];
+		jsPubOptions po;
+		natsStatus s;
+
+		msg_fill(buf, i);
+		snprintf(id, sizeof id, "m%llu", (unsigned long long)i);
+		jsPubOptions_Init(&po);
+		po.MsgId = id;
+		po.MaxWait = 2000;
+		do {
+			jsPubAck *pa = NULL;
+			jsErrCode jerr = 0;
+
+			s = js_Publish(&pa, f->js, f->subject, buf, (int)msg_len(i), &po, &jerr);
+			jsPubAck_Destroy(pa);
+			if (s != NATS_OK)
+				bu_sleep_ms(50);
+		} while (s != NATS_OK && bu_now() < f->deadline);
+		assert_int_equal(s, NATS_OK);
+	}
+	free(buf);
+}
+
+static bool runner_end(struct runner *ru);
+
+static int fx_setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof *f);
+	struct shmq_queue_opts qo = { .capacity = 64, .max_msg = MSG_MAX };
+	natsOptions *no = NULL;
+
+	assert_non_null(f);
+	assert_int_equal(bu_server_start(&f->srv, NULL), 0);
+	tu_name(f->region, sizeof f->region, "bridge");
+	assert_int_equal(shmq_region_create(f->region, NULL, &f->r), 0);
+	assert_int_equal(shmq_queue_create(f->r, "jobs", &qo, &f->q), 0);
+	snprintf(f->subject, sizeof f->subject, "shmq.jobs");
+	assert_int_equal(natsOptions_Create(&no), NATS_OK);
+	natsOptions_SetURL(no, f->srv.url);
+	natsOptions_SetMaxReconnect(no, -1);
+	natsOptions_SetReconnectWait(no, 50);
+	natsOptions_SetTimeout(no, 2000);
+	assert_int_equal(natsConnection_Connect(&f->nc, no), NATS_OK);
+	natsOptions_Destroy(no);
+	assert_int_equal(natsConnection_JetStream(&f->js, f->nc, NULL), NATS_OK);
+	f->deadline = bu_now() + DEADLINE_NS;
+	*state = f;
+	return 0;
+}
+
+static int fx_teardown(void **state)
+{
+	struct fx *f = *state;
+
+	/* after a failed assertion: stop what the test left running */
+	if (f->ru && !runner_end(f->ru))
+		_exit(99);
+	if (f->cons_running) {
+		__atomic_store_n(&f->deadline, 0, __ATOMIC_SEQ_CST);
+		pthread_join(f->cons, NULL);
+	}
+
+	jsCtx_Destroy(f->js);
+	natsConnection_Destroy(f->nc);
+	shmq_queue_close(f->q);
+	shmq_region_close(f->r);
+	shmq_region_unlink(f->region);
+	bu_server_stop(&f->srv);
+	free(f);
+	return 0;
+}
+
+static struct shmq__bridge_shared *checkpoint(struct fx *f)
+{
+	void *mem;
+	size_t size;
+
+	assert_int_equal(shmq_region_find(f->r, "bridge.jobs", &mem, &size), 0);
+	return mem;
+}
+
+/* ---- an in-process bridge on a thread ---- */
+
+
+static void *run_thread(void *arg)
+{
+	struct runner *ru = arg;
+
+	ru->rc = shmq_bridge_run(ru->b);
+	return NULL;
+}
+
+static void runner_create(struct fx *f, struct runner *ru)
+{
+	struct shmq_bridge_opts o = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN };
+
+	memset(ru, 0, sizeof *ru);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &ru->b), 0);
+	f->ru = ru;
+}
+
+static void runner_run(struct runner *ru)
+{
+	assert_int_equal(pthread_create(&ru->t, NULL, run_thread, ru), 0);
+	ru->running = true;
+}
+
+static void runner_start(struct fx *f, struct runner *ru)
+{
+	runner_create(f, ru);
+	runner_run(ru);
+}
+
+/* Stop and free; false when the thread did not return within 10 s (then
+ * the bridge is leaked: freeing it under a running thread would crash). */
+static bool runner_end(struct runner *ru)
+{
+	struct timespec ts;
+
+	if (ru->running) {
+		shmq_bridge_stop(ru->b, 2000000000ll);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 10;
+		if (pthread_timedjoin_np(ru->t, NULL, &ts) != 0)
+			return false;
+		ru->running = false;
+	}
+	shmq_bridge_free(ru->b);
+	ru->b = NULL;
+	return true;
+}
+
+static void runner_stop(struct fx *f, struct runner *ru)
+{
+	f->ru = NULL;
+	assert_true(runner_end(ru));
+	assert_int_equal(ru->rc, 0);
+}
+
+static struct shmq__bridge_shared *checkpoint(struct fx *f);
+
+static void expect_all(struct fx *f, uint64_t n)
+{
+	consumer_join(f);
+	assert_int_equal(f->bad, 0);
+	assert_int_equal(f->next, n + 1);
+	assert_true(f->dups <= shmq__load_seq_cst(&checkpoint(f)->in_doubt));
+}
+
+/* ---- tests ---- */
+
+static void test_defaults_and_errors(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_opts o = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN };
+	shmq_bridge *b, *b2;
+	jsStreamInfo *si = NULL;
+
+	assert_int_equal(shmq_bridge_create(f->r, "nope", &o, &b), -ENOENT);
+	o.dir = 7;
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), -EINVAL);
+	o.dir = SHMQ_BRIDGE_IN;
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), 0);
+	/* the stream was made, with the contract's defaults */
+	assert_int_equal(js_GetStreamInfo(&si, f->js, "SHMQ_jobs", NULL, NULL), NATS_OK);
+	assert_int_equal(si->Config->Discard, js_DiscardNew);
+	assert_int_equal(si->Config->Storage, js_FileStorage);
+	assert_true(si->Config->Duplicates == SHMQ_BRIDGE_DUP_WINDOW_NS);
+	assert_string_equal(si->Config->Subjects[0], "shmq.jobs");
+	jsStreamInfo_Destroy(si);
+	/* one bridge per name */
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b2), -EBUSY);
+	shmq_bridge_free(b);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), 0);
+	shmq_bridge_free(b);
+}
+
+/* Byte-exact, in order, once; a queue far smaller than the stream, so the
+ * bridge keeps meeting a full queue (backpressure) on the way. */
+static void test_in_roundtrip(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_stats st;
+	struct runner *ru = &f->rslot;
+	const uint64_t n = 3000;
+
+	runner_start(f, ru);
+	consumer_start(f, n);
+	publish(f, 1, n);
+	expect_all(f, n);
+	assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
+	assert_int_equal(st.moved, n);
+	assert_int_equal(st.acked, n);
+	assert_int_equal(f->dups, 0);
+	runner_stop(f, ru);
+	assert_int_equal(shmq_queue_len(f->q), 0);
+}
+
+/* A full queue stops the fetching: with nobody getting, the bridge puts
+ * exactly the queue's capacity and reads no further than it can put. */
+static void test_in_backpressure(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_stats st;
+	struct runner *ru = &f->rslot;
+	const uint64_t n = 500;
+	int64_t end;
+
+	/* the whole stream first (create makes it), so that a fetch could take
+	 * far more than fits */
+	runner_create(f, ru);
+	publish(f, 1, n);
+	__atomic_store_n(&f->paused, 1, __ATOMIC_SEQ_CST);
+	consumer_start(f, n);
+	runner_run(ru);
+	end = bu_now() + 10000000000ll;
+	do {
+		bu_sleep_ms(20);
+		assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
+	} while (st.state != SHMQ_BRIDGE_BLOCKED && bu_now() < end);
+	assert_int_equal(st.state, SHMQ_BRIDGE_BLOCKED);
+	assert_int_equal(shmq_queue_len(f->q), 64);
+	assert_int_equal(st.acked, 64);
+	assert_true(st.read <= 64);
+	__atomic_store_n(&f->paused, 0, __ATOMIC_SEQ_CST);
+	expect_all(f, n);
+	runner_stop(f, ru);
+}
+
+/* A checkpoint as a bridge killed between marking message 6 pending and
+ * storing it applied leaves it: the next bridge starts at 6 (never loses
+ * it), counts it in doubt, and clears the mark. */
+static void test_in_recover_pending(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_stats st;
+	struct runner *ru = &f->rslot;
+	struct shmq__bridge_shared *cp;
+	const uint64_t n = 10;
+
+	runner_create(f, ru); /* the stream and the checkpoint object */
+	assert_true(runner_end(ru));
+	f->ru = NULL;
+	publish(f, 1, n);
+	cp = checkpoint(f);
+	shmq__store_seq_cst(&cp->applied, 5);
+	shmq__store_seq_cst(&cp->pending, 6);
+	consumer_from(f, 6, n);
+	runner_start(f, ru);
+	expect_all(f, n);
+	assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
+	assert_int_equal(st.moved, 5);
+	assert_int_equal(st.in_doubt, 1);
+	assert_int_equal(shmq__load_seq_cst(&cp->pending), 0);
+	runner_stop(f, ru);
+}
+
+static int kill_rounds(int small)
+{
+	return getenv("SHMQ_CHECK_LONG") ? 20 : small;
+}
+
+/* kill -9 of the bridge (the `shmq bridge in` command) at random points,
+ * restarted each time: every message once, in order. */
+static void test_in_bridge_kill9(void **state)
+{
+	struct fx *f = *state;
+	const int rounds = kill_rounds(5);
+	const uint64_t n = 4000;
+	char *argv[] = { (char *)bridge_tool, "bridge", "in", f->region, "jobs", f->srv.url, NULL };
+	uint64_t from = 1, part = n / (uint64_t)(rounds + 1);
+	pid_t pid;
+	int st;
+
+	srand((unsigned)getpid());
+	f->slow = 1; /* keep the bridge busy while it is killed */
+	consumer_start(f, n);
+	pid = bu_spawn(argv);
+	assert_true(pid > 0);
+	for (int k = 0; k < rounds; k++) {
+		publish(f, from, from + part - 1);
+		from += part;
+		bu_sleep_ms(20 + rand() % 200);
+		bu_kill9(pid);
+		pid = bu_spawn(argv);
+		assert_true(pid > 0);
+	}
+	publish(f, from, n);
+	expect_all(f, n);
+	/* SIGTERM: a clean stop */
+	kill(pid, SIGTERM);
+	st = bu_wait(pid, 10000);
+	if (st != -1 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+		fprintf(stderr, "test_bridge: bridge status %#x\n", st);
+	assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	assert_int_equal(shmq__load_seq_cst(&checkpoint(f)->applied), n);
+	assert_int_equal(shmq__load_seq_cst(&checkpoint(f)->pending), 0);
+	fprintf(stderr, "test_bridge: %d kills, %llu duplicates, %llu in doubt\n", rounds,
+		(unsigned long long)f->dups,
+		(unsigned long long)shmq__load_seq_cst(&checkpoint(f)->in_doubt));
+}
+
+/* kill -9 of the server, restarted on the same store, once and three times,
+ * while messages are published and bridged. */
+static void server_kills(struct fx *f, int kills)
+{
+	struct runner *ru = &f->rslot;
+	const uint64_t n = 3000, part = n / (uint64_t)(kills + 1);
+	uint64_t from = 1;
+
+	runner_start(f, ru);
+	consumer_start(f, n);
+	for (int k = 0; k < kills; k++) {
+		publish(f, from, from + part - 1);
+		from += part;
+		bu_server_kill(&f->srv);
+		bu_sleep_ms(200);
+		assert_int_equal(bu_server_start(&f->srv, f->srv.dir), 0);
+	}
+	publish(f, from, n);
+	expect_all(f, n);
+	runner_stop(f, ru);
+}
+
+static void test_in_server_kill9_once(void **state)
+{
+	server_kills(*state, 1);
+}
+
+static void test_in_server_kill9_thrice(void **state)
+{
+	server_kills(*state, 3);
+}
+
+/* The server stopped (SIGSTOP) with the queue full, then resumed: no loss. */
+static void test_in_server_sigstop(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_stats st;
+	struct runner *ru = &f->rslot;
+	const uint64_t n = 1000;
+
+	__atomic_store_n(&f->paused, 1, __ATOMIC_SEQ_CST);
+	runner_start(f, ru);
+	consumer_start(f, n);
+	publish(f, 1, n);
+	while (shmq_queue_len(f->q) < 64 && bu_now() < f->deadline)
+		bu_sleep_ms(10);
+	bu_server_pause(&f->srv, true);
+	__atomic_store_n(&f->paused, 0, __ATOMIC_SEQ_CST); /* drain while it sleeps */
+	bu_sleep_ms(3000);
+	assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
+	assert_true(st.acked < n);
+	bu_server_pause(&f->srv, false);
+	expect_all(f, n);
+	runner_stop(f, ru);
+}
+
+
+#ifdef HAVE_SHMQ_QUEUE_2PC
+/* ---- OUT (queue -> stream), checked through an IN bridge into a second
+ * region: queue A -> out -> stream -> in -> queue B -> the consumer ---- */
+
+struct fx_out {
+	char region[96];
+	shmq_region *r;
+	shmq_queue *q;   /* B's queue */
+	shmq_queue *qa;  /* A's queue, as f->q */
+};
+
+static void out_side(struct fx *f, struct fx_out *o)
+{
+	struct shmq_queue_opts qo = { .capacity = 64, .max_msg = MSG_MAX };
+
+	/* the consumer reads B: swap B's queue into the fixture */
+	tu_name(o->region, sizeof o->region, "bridgeB");
+	assert_int_equal(shmq_region_create(o->region, NULL, &o->r), 0);
+	assert_int_equal(shmq_queue_create(o->r, "jobs", &qo, &o->q), 0);
+	o->qa = f->q;
+}
+
+static void out_side_end(struct fx_out *o)
+{
+	shmq_queue_close(o->q);
+	shmq_region_close(o->r);
+	shmq_region_unlink(o->region);
+}
+
+static void put_all(struct fx_out *o, uint64_t n)
+{
+	uint8_t *buf = malloc(MSG_MAX);
+
+	for (uint64_t i = 1; i <= n; i++) {
+		msg_fill(buf, i);
+		assert_int_equal(shmq_queue_put(o->qa, buf, msg_len(i), 30ll * 1000000000), 0);
+	}
+	free(buf);
+}
+
+static void out_in_bridges(struct fx *f, struct fx_out *o, struct runner *in)
+{
+	struct shmq_bridge_opts io = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN };
+
+	memset(in, 0, sizeof *in);
+	assert_int_equal(shmq_bridge_create(o->r, "jobs", &io, &in->b), 0);
+	f->ru = in;
+	runner_run(in);
+}
+
+static void test_out_roundtrip(void **state)
+{
+	struct fx *f = *state;
+	struct runner *in = &f->rslot, out = { 0 };
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	struct shmq_bridge_stats st;
+	struct fx_out o;
+	const uint64_t n = 3000;
+
+	out_side(f, &o);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out.b), 0);
+	runner_run(&out);
+	out_in_bridges(f, &o, in);
+	f->q = o.q;
+	consumer_start(f, n);
+	put_all(&o, n);
+	expect_all(f, n);
+	assert_int_equal(f->dups, 0);
+	assert_true(runner_end(&out));
+	assert_int_equal(out.rc, 0);
+	runner_stop(f, in);
+	f->q = o.qa;
+	assert_int_equal(shmq_queue_len(f->q), 0);
+	(void)st;
+	out_side_end(&o);
+}
+
+/* kill -9 of the OUT bridge (the shmq command) at random points: the
+ * stream holds every message once, in the queue's order. */
+static void test_out_bridge_kill9(void **state)
+{
+	struct fx *f = *state;
+	struct runner *in = &f->rslot;
+	struct fx_out o;
+	const int rounds = kill_rounds(5);
+	const uint64_t n = 4000;
+	char *argv[] = { (char *)bridge_tool, "bridge", "out", f->region, "jobs", f->srv.url, NULL };
+	pid_t pid;
+	int st;
+
+	srand((unsigned)getpid() * 7u);
+	out_side(f, &o);
+	/* the stream first (the OUT command would make it too) */
+	out_in_bridges(f, &o, in);
+	f->q = o.q;
+	f->slow = 1;
+	consumer_start(f, n);
+	pid = bu_spawn(argv);
+	assert_true(pid > 0);
+	for (int k = 0; k <= rounds; k++) {
+		{
+			uint8_t *buf = malloc(MSG_MAX);
+			uint64_t part = n / (uint64_t)(rounds + 1), from = (uint64_t)k * part + 1;
+			uint64_t to = k == rounds ? n : from + part - 1;
+
+			for (uint64_t i = from; i <= to; i++) {
+				msg_fill(buf, i);
+				assert_int_equal(shmq_queue_put(o.qa, buf, msg_len(i), 30ll * 1000000000), 0);
+			}
+			free(buf);
+		}
+		if (k == rounds)
+			break;
+		bu_sleep_ms(20 + rand() % 200);
+		bu_kill9(pid);
+		pid = bu_spawn(argv);
+		assert_true(pid > 0);
+	}
+	expect_all(f, n);
+	assert_int_equal(f->dups, 0);
+	kill(pid, SIGTERM);
+	st = bu_wait(pid, 10000);
+	assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	runner_stop(f, in);
+	f->q = o.qa;
+	out_side_end(&o);
+}
+/* The id prefix an OUT bridge of f's queue uses: uuid.queue.incarnation. */
+static void out_idpfx(struct fx *f, char *buf, size_t size)
+{
+	struct shmq__queue_ident qi;
+	uint8_t u[16];
+	size_t k = 0;
+
+	assert_int_equal(shmq_region_uuid(f->r, u), 0);
+	assert_int_equal(shmq__bridge_queue_ident(f->q, &qi), 0);
+	assert_true(qi.incarnation != 0);
+	for (int i = 0; i < 16; i++)
+		k += (size_t)snprintf(buf + k, size - k, "%02x", u[i]);
+	snprintf(buf + k, size - k, ".jobs.%016llx.", (unsigned long long)qi.incarnation);
+}
+
+static uint64_t stream_msgs(struct fx *f)
+{
+	jsStreamInfo *si = NULL;
+	uint64_t n;
+
+	assert_int_equal(js_GetStreamInfo(&si, f->js, "SHMQ_jobs", NULL, NULL), NATS_OK);
+	n = si->State.Msgs;
+	jsStreamInfo_Destroy(si);
+	return n;
+}
+
+static void stream_id_at(struct fx *f, uint64_t seq, char *buf, size_t size)
+{
+	natsMsg *m = NULL;
+	const char *id = NULL;
+
+	assert_int_equal(js_GetMsg(&m, f->js, "SHMQ_jobs", seq, NULL, NULL), NATS_OK);
+	assert_int_equal(natsMsgHeader_Get(m, "Nats-Msg-Id", &id), NATS_OK);
+	snprintf(buf, size, "%s", id);
+	natsMsg_Destroy(m);
+}
+
+/* Messages acked by the stream but never committed (a bridge killed between
+ * the ack and the commit), found by a bridge started after the duplicate
+ * window: the stream's last id (uuid.queue.incarnation.position) tells
+ * which queued messages it holds; they are committed, not sent again.  A
+ * stream whose last message is not ours is refused once this incarnation
+ * had a publish acked; a checkpoint without one chains after it. */
+static void test_out_resume_after_dup_window(void **state)
+{
+	struct fx *f = *state;
+	struct runner *in = &f->rslot, out = { 0 };
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	const char *subj[1] = { "shmq.jobs" };
+	const uint64_t n = 40, k = 15;
+	uint8_t *buf = malloc(MSG_MAX);
+	char pfx[160], id[200], got[200];
+	jsStreamConfig cfg;
+	jsStreamInfo *si = NULL;
+	shmq_bridge *b;
+	struct fx_out o;
+
+	/* the stream, with a duplicate window of 200 ms */
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = "SHMQ_jobs";
+	cfg.Subjects = subj;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	cfg.Discard = js_DiscardNew;
+	cfg.Duplicates = 200ll * 1000000;
+	assert_int_equal(js_AddStream(&si, f->js, &cfg, NULL, NULL), NATS_OK);
+	jsStreamInfo_Destroy(si);
+	out_side(f, &o);
+	out_idpfx(f, pfx, sizeof pfx);
+	/* n messages queued; the first k of them in the stream already, with
+	 * the ids the dead bridge gave them */
+	for (uint64_t i = 1; i <= n; i++) {
+		msg_fill(buf, i);
+		assert_int_equal(shmq_queue_put(o.qa, buf, msg_len(i), 1000000000ll), 0);
+		if (i <= k) {
+			jsPubOptions po;
+			jsPubAck *pa = NULL;
+
+			jsPubOptions_Init(&po);
+			snprintf(id, sizeof id, "%s%llu", pfx, (unsigned long long)(i - 1));
+			po.MsgId = id;
+			assert_int_equal(js_Publish(&pa, f->js, "shmq.jobs", buf, (int)msg_len(i), &po, NULL),
+					 NATS_OK);
+			jsPubAck_Destroy(pa);
+		}
+	}
+	bu_sleep_ms(400); /* past the duplicate window */
+	out_in_bridges(f, &o, in);
+	f->q = o.q;
+	consumer_start(f, n);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out.b), 0);
+	runner_run(&out);
+	expect_all(f, n);
+	assert_int_equal(f->dups, 0);
+	assert_true(runner_end(&out));
+	assert_int_equal(out.rc, 0);
+	assert_int_equal(stream_msgs(f), n);
+	stream_id_at(f, n, got, sizeof got);
+	snprintf(id, sizeof id, "%s%llu", pfx, (unsigned long long)(n - 1));
+	assert_string_equal(got, id);
+	assert_int_equal(shmq_queue_len(o.qa), 0);
+
+	/* another writer on our subject after our acked publishes: refused */
+	{
+		jsPubAck *pa = NULL;
+		jsPubOptions po;
+
+		jsPubOptions_Init(&po);
+		po.MsgId = "someone-else.1";
+		assert_int_equal(js_Publish(&pa, f->js, "shmq.jobs", "x", 1, &po, NULL), NATS_OK);
+		jsPubAck_Destroy(pa);
+	}
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &b), -EPROTO);
+	/* a bridge of another name (a checkpoint with nothing acked) takes the
+	 * stream as empty of ours and chains after the foreign message */
+	oo.name = "bridge.jobs2";
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &b), 0);
+	shmq_bridge_free(b);
+	runner_stop(f, in);
+	f->q = o.qa;
+	free(buf);
+	out_side_end(&o);
+}
+/* Put messages from..to into A, riding out put timeouts (a stopped or
+ * dead server fills A); the number of timeouts seen. */
+static uint64_t put_range(struct fx_out *o, uint64_t from, uint64_t to, struct fx *f)
+{
+	uint8_t *buf = malloc(MSG_MAX);
+	uint64_t timeouts = 0;
+
+	for (uint64_t i = from; i <= to; i++) {
+		int rc;
+
+		msg_fill(buf, i);
+		while ((rc = shmq_queue_put(o->qa, buf, msg_len(i), 100ll * 1000000)) == -ETIMEDOUT &&
+		       bu_now() < f->deadline)
+			timeouts++;
+		assert_int_equal(rc, 0);
+	}
+	free(buf);
+	return timeouts;
+}
+
+/* kill -9 of the server (restarted on its store) mid-stream under an OUT
+ * bridge: the stream, read back through IN, holds every message once, in
+ * the queue's order. */
+static void out_server_kills(struct fx *f, int kills)
+{
+	struct runner *in = &f->rslot, out = { 0 };
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	const uint64_t n = 3000, part = n / (uint64_t)(kills + 1);
+	struct fx_out o;
+	uint64_t from = 1;
+
+	out_side(f, &o);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out.b), 0);
+	runner_run(&out);
+	out_in_bridges(f, &o, in);
+	f->q = o.q;
+	consumer_start(f, n);
+	for (int k = 0; k < kills; k++) {
+		put_range(&o, from, from + part - 1, f);
+		from += part;
+		bu_server_kill(&f->srv);
+		bu_sleep_ms(200);
+		assert_int_equal(bu_server_start(&f->srv, f->srv.dir), 0);
+	}
+	put_range(&o, from, n, f);
+	expect_all(f, n);
+	assert_int_equal(f->dups, 0);
+	assert_true(runner_end(&out));
+	assert_int_equal(out.rc, 0);
+	assert_int_equal(stream_msgs(f), n);
+	runner_stop(f, in);
+	f->q = o.qa;
+	assert_int_equal(shmq_queue_len(f->q), 0);
+	out_side_end(&o);
+}
+
+static void test_out_server_kill9_once(void **state)
+{
+	out_server_kills(*state, 1);
+}
+
+static void test_out_server_kill9_thrice(void **state)
+{
+	out_server_kills(*state, 3);
+}
+
+/* The server stopped (SIGSTOP) under an OUT bridge until producers time
+ * out on the full queue, then resumed: nothing lost, nothing twice. */
+static void test_out_server_sigstop(void **state)
+{
+	struct fx *f = *state;
+	struct runner *in = &f->rslot, out = { 0 };
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	const uint64_t n = 1500;
+	struct fx_out o;
+	uint8_t *buf = malloc(MSG_MAX);
+	uint64_t i = 1, timeouts = 0;
+
+	out_side(f, &o);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out.b), 0);
+	runner_run(&out);
+	out_in_bridges(f, &o, in);
+	f->q = o.q;
+	consumer_start(f, n);
+	put_range(&o, i, 200, f);
+	i = 201;
+	bu_server_pause(&f->srv, true);
+	/* A fills: puts time out (the producers' timeouts), nothing is dropped */
+	while (timeouts < 3 && bu_now() < f->deadline) {
+		int rc;
+
+		msg_fill(buf, i);
+		rc = shmq_queue_put(o.qa, buf, msg_len(i), 100ll * 1000000);
+		if (rc == -ETIMEDOUT)
+			timeouts++;
+		else
+			assert_int_equal(rc, 0), i++;
+	}
+	/* (A's 64 slots are full: held by the bridge's begun gets, and queued) */
+	assert_int_equal(timeouts, 3);
+	bu_server_pause(&f->srv, false);
+	put_range(&o, i, n, f);
+	expect_all(f, n);
+	assert_int_equal(f->dups, 0);
+	assert_true(runner_end(&out));
+	assert_int_equal(out.rc, 0);
+	assert_int_equal(stream_msgs(f), n);
+	runner_stop(f, in);
+	f->q = o.qa;
+	free(buf);
+	out_side_end(&o);
+}
+#endif /* HAVE_SHMQ_QUEUE_2PC */
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_defaults_and_errors, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_roundtrip, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_backpressure, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_recover_pending, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_bridge_kill9, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_server_kill9_once, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_server_kill9_thrice, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_server_sigstop, fx_setup, fx_teardown),
+#ifdef HAVE_SHMQ_QUEUE_2PC
+		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_resume_after_dup_window, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_server_kill9_once, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_server_kill9_thrice, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_server_sigstop, fx_setup, fx_teardown),
+#endif
+	};
+
+	if (!bu_have_server()) {
+		printf("SKIP: nats-server is not installed (tools/setup.sh installs it)\n");
+		return 77;
+	}
+	bu_cleanup_install();
+	if (argc > 1)
+		cmocka_set_test_filter(argv[1]);
+	alarm(900); /* the whole suite, at most */
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
