@@ -143,7 +143,7 @@ static int qb_setup(struct qb_run *run)
 	case QK_BUSY:
 	case QK_BLOCK: {
 		struct shmq_region_opts o = { .size = 16u << 20 };
-		struct shmq_queue_opts qo = { QB_DEPTH, QB_MAXMSG };
+		struct shmq_queue_opts qo = { .capacity = QB_DEPTH, .max_msg = QB_MAXMSG };
 		shmq_region *r;
 		shmq_queue *q;
 		int rc;

@@ -175,7 +175,7 @@ static int wb_measure(struct bench *b, enum wb_kind kind, double *p50)
 		return rc;
 	for (int i = 0; !rc && i < WB_QUEUES; i++) {
 		snprintf(name, sizeof(name), "q.%d", i);
-		rc = shmq_queue_create(r, name, &(struct shmq_queue_opts){ 16, 8 }, &q);
+		rc = shmq_queue_create(r, name, &(struct shmq_queue_opts){ .capacity = 16, .max_msg = 8 }, &q);
 		if (!rc)
 			shmq_queue_close(q);
 	}
