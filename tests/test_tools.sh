@@ -4,18 +4,25 @@
 # whose creator is still attached, one whose creator died attached, one with a
 # corrupt header, one with a corrupt directory entry, a foreign file, and one
 # with two pools (one running with a dead worker, one closed and joined), and
-# one whose objects' callers slept on their futexes and were woken (waits, wakes).
+# one whose objects' callers slept on their futexes and were woken (waits, wakes);
+# and anonymous (memfd) regions of a live process, found through /proc.
 # Every --json output must parse; looking at a region must not change a byte.
 set -u
 
 SHMQ=./tools/shmq
 MK=./tests/tools_mkregion
+ANON=./tests/helper_anon
 p="shmq-test-tools-$$"
 tmp=$(mktemp -d)
 holder=
 pool_holder=
+anon=
 
 cleanup() {
+	if [ -n "$anon" ]; then
+		kill "$anon" 2>/dev/null
+		wait "$anon" 2>/dev/null
+	fi
 	if [ -n "$holder" ]; then
 		kill "$holder" 2>/dev/null
 		wait "$holder" 2>/dev/null
@@ -285,6 +292,72 @@ with open(path, "r+b") as f:
         assert r.returncode in (0, 1), "round %d: exit %d %s" % (round, r.returncode, r.stderr)
         json.loads(r.stdout)
 PY
+
+# ---- anonymous (memfd) regions: ls finds them through /proc, stat takes PID:FD ----
+# the helper holds a region with a queue "work" (2 of 8 messages), a memfd
+# "shmq" of junk, one "shmq" with libshmq's header at the wrong size, another
+# program's memfd "other", and a forked child holding all of them too
+$ANON 900 > "$tmp/anon.out" &
+anon=$!
+i=0
+until grep -q ready "$tmp/anon.out" 2>/dev/null; do
+	i=$((i + 1))
+	kill -0 "$anon" 2>/dev/null || fail "anonymous-region holder died before it was ready"
+	[ $i -lt 1200 ] || fail "anonymous-region holder never became ready"
+	sleep 0.05
+done
+read -r _ apid rfd ffd cfd ofd cpid < "$tmp/anon.out"
+[ "$apid" = "$anon" ] || fail "helper_anon: pid $apid, want $anon"
+cksum "/proc/$apid/fd/$rfd" > "$tmp/anon.before"
+
+"$SHMQ" ls > "$tmp/ls2.txt" || fail "shmq ls (anonymous) exit status"
+grep -q "^$apid:$rfd  *ok  *256.0 KiB .* 1  *1/1  anonymous (memfd:shmq), held by $apid $cpid\$" "$tmp/ls2.txt" ||
+	fail "ls: anonymous region not listed: $(grep -v '^/' "$tmp/ls2.txt")"
+# one region held by two processes is one row, shown through its first holder
+[ "$(grep -c " held by $apid $cpid\$" "$tmp/ls2.txt")" -eq 2 ] ||
+	fail "ls: want the region and the corrupt memfd once each: $(grep -v '^/' "$tmp/ls2.txt")"
+grep -q "^$cpid:" "$tmp/ls2.txt" && fail "ls: the child's copy of the same memfds listed again"
+shown=$(awk -v ok="$apid:$rfd" '$1 == ok { print $1 }' "$tmp/ls2.txt")
+# a memfd with libshmq's header at the wrong size: an error line, not trusted
+grep -q "^$apid:$cfd  *corrupt " "$tmp/ls2.txt" || fail "ls: corrupt memfd not reported"
+grep -q "^$apid:$ffd " "$tmp/ls2.txt" && fail "ls: a foreign memfd is listed without --all"
+grep -q "^$apid:$ofd " "$tmp/ls2.txt" && fail "ls: another program's memfd is listed"
+"$SHMQ" ls --all > "$tmp/ls2all.txt" || fail "shmq ls --all (anonymous) exit status"
+grep -q "^$apid:$ffd  *foreign " "$tmp/ls2all.txt" || fail "ls --all: foreign memfd not reported"
+grep -q "^$apid:$ofd " "$tmp/ls2all.txt" && fail "ls --all: another program's memfd is listed"
+
+run_json "$tmp/ls2.json" ls || fail "shmq --json ls (anonymous) exit status"
+[ "$(q "$tmp/ls2.json" "[(r['status'], r['anonymous'], r['pid'], r['fd'], r['held_by'], r['objects']) for r in d['regions'] if r['name'] == '$apid:$rfd']")" = \
+  "[('ok', True, $apid, $rfd, [$apid, $cpid], 1)]" ] || fail "ls --json: anonymous region: $(cat "$tmp/ls2.json")"
+
+for n in "$apid:$rfd" "$shown" "$cpid:$rfd"; do
+	run_json "$tmp/anon.json" stat "$n" || fail "stat $n exit status"
+	expect "$tmp/anon.json" "stat $n" work.depth=2 work.capacity=8 work.msgs_in=2 work.msgs_out=0
+	[ "$(q "$tmp/anon.json" "(d['name'], [(p['pid'], p['alive']) for p in d['process_table']])")" = \
+	  "('$n', [($apid, True)])" ] || fail "stat $n: $(cat "$tmp/anon.json")"
+done
+"$SHMQ" stat "$shown" > "$tmp/anon.txt" || fail "stat $shown (table) exit status"
+grep -q "^  work  *queue  *bytes=[0-9]* depth=2 capacity=8 " "$tmp/anon.txt" ||
+	fail "stat $shown (table): queue line: $(cat "$tmp/anon.txt")"
+run_json "$tmp/anon.json" stat "$apid:$cfd" && fail "stat corrupt memfd: exit status 0"
+[ "$(q "$tmp/anon.json" "d['status']")" = corrupt ] || fail "stat corrupt memfd: status"
+run_json "$tmp/anon.json" stat "$apid:$ffd" && fail "stat foreign memfd: exit status 0"
+[ "$(q "$tmp/anon.json" "d['status']")" = foreign ] || fail "stat foreign memfd: status"
+run_json "$tmp/anon.json" stat "$apid:$ofd" && fail "stat other memfd: exit status 0"
+[ "$(q "$tmp/anon.json" "d['status']")" = foreign ] || fail "stat other memfd: status"
+run_json "$tmp/anon.json" stat "$apid:1" && fail "stat of a non-memfd descriptor: exit status 0"
+run_json "$tmp/anon.json" stat "$apid:9999" && fail "stat of a closed descriptor: exit status 0"
+[ "$(q "$tmp/anon.json" "d['status']")" = missing ] || fail "stat closed descriptor: status"
+"$SHMQ" rm "$apid:$rfd" 2>/dev/null && fail "rm: 'removed' an anonymous region"
+cksum "/proc/$apid/fd/$rfd" > "$tmp/anon.after"
+cmp -s "$tmp/anon.before" "$tmp/anon.after" || fail "reading an anonymous region changed it"
+
+# once its processes are gone, so is the region
+kill "$anon"
+wait "$anon" || fail "anonymous-region holder exit status"
+anon=
+"$SHMQ" ls --all > "$tmp/ls3.txt" || fail "shmq ls (after exit) exit status"
+grep -Eq "^($apid|$cpid):" "$tmp/ls3.txt" && fail "ls: anonymous region still listed after its holders exited"
 
 # ---- rm ----
 "$SHMQ" rm "$p-live" 2> "$tmp/rm.err" && fail "rm: removed a region with a live process attached"

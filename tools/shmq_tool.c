@@ -3,8 +3,10 @@
  * shmq: look inside live libshmq regions (like ipcs / ipcrm, knowing
  * libshmq's objects).
  *
- *   shmq ls                  every region under /dev/shm with libshmq's header
+ *   shmq ls                  every region under /dev/shm with libshmq's header,
+ *                            and the anonymous (memfd) regions of live processes
  *   shmq stat NAME           its objects with their state, and its process table
+ *                            (NAME may be PID:FD, an anonymous region as ls shows it)
  *   shmq watch NAME          the same, refreshed in place, with rates
  *   shmq rm NAME [--force]   unlink, refusing while live processes are attached
  *
@@ -19,6 +21,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <setjmp.h>
@@ -34,6 +37,11 @@
 #include <shmq/introspect.h>
 
 #define SHM_DIR "/dev/shm"
+
+/* An anonymous region is a memfd that shmq_region_create names "shmq"; its
+ * holders' /proc/PID/fd/N links read so (a memfd has no path to unlink). */
+#define MEMFD_LINK "/memfd:shmq (deleted)"
+#define MEMFD_HOLDERS_MAX 16
 
 /* ---------------------------------------------------------------- options */
 
@@ -121,6 +129,13 @@ struct snap {
 	int64_t taken_ns;
 	shmq_region *r;      /* while taking it */
 	bool detail;
+	/* an anonymous region (name "PID:FD"): who holds it */
+	bool anon;
+	pid_t pid;           /* the holder we looked at it through */
+	int fd;              /* its descriptor there */
+	pid_t holders[MEMFD_HOLDERS_MAX]; /* every process found holding it */
+	unsigned nholders;   /* all of them, even past the array */
+	pid_t last_holder;   /* ls: the last one counted */
 };
 
 static void snap_free(struct snap *s)
@@ -200,12 +215,108 @@ static int snap_read(void *arg)
 	return rc;
 }
 
-/* Look at region name (with or without its leading slash). */
+/* ---------------------------------------------------------------- anonymous regions */
+
+/* Is name "PID:FD" (an anonymous region as ls shows it)?  Region names never
+ * hold ':', so the two kinds of name cannot be confused. */
+static bool anon_parse(const char *name, pid_t *pid, int *fd)
+{
+	char *end;
+	long p, f;
+
+	if (!(name[0] >= '0' && name[0] <= '9'))
+		return false;
+	errno = 0;
+	p = strtol(name, &end, 10);
+	if (errno || *end != ':' || p <= 0 || p > INT32_MAX || !(end[1] >= '0' && end[1] <= '9'))
+		return false;
+	f = strtol(end + 1, &end, 10);
+	if (errno || *end || f < 0 || f > INT32_MAX)
+		return false;
+	*pid = (pid_t)p;
+	*fd = (int)f;
+	return true;
+}
+
+/*
+ * Open process pid's descriptor fd read-only if it is a libshmq memfd: 0 and
+ * *out, -ENOENT (no such process or descriptor), -EACCES (not ours to read),
+ * -ENOEXEC (some other file).  The link is checked before the open so that no
+ * pipe or device is ever opened; O_NONBLOCK and the S_ISREG check cover a
+ * descriptor replaced in between.
+ */
+static int anon_open(pid_t pid, int fd, int *out, struct stat *st)
+{
+	char path[64], link[sizeof(MEMFD_LINK) + 1];
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+	n = readlink(path, link, sizeof(link));
+	if (n < 0)
+		return errno == EACCES || errno == EPERM ? -EACCES : -ENOENT;
+	if ((size_t)n != sizeof(MEMFD_LINK) - 1 || memcmp(link, MEMFD_LINK, (size_t)n))
+		return -ENOEXEC;
+	f = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (f < 0)
+		return errno == EACCES || errno == EPERM ? -EACCES : -ENOENT;
+	if (fstat(f, st) || !S_ISREG(st->st_mode)) {
+		close(f);
+		return -ENOEXEC;
+	}
+	*out = f;
+	return 0;
+}
+
+/* Look at the anonymous region open as f (held by pid as fd). */
+static void snap_take_fd(struct snap *s, int f, const struct stat *st)
+{
+	s->file_size = (uint64_t)st->st_size;
+	s->status = shmq__introspect_observe_fd(f, &s->r);
+	if (s->status)
+		return;
+	s->status = guard_call(snap_read, s);
+	shmq_region_close(s->r);
+	s->r = NULL;
+}
+
+static void snap_init(struct snap *s, bool detail)
+{
+	memset(s, 0, sizeof(*s));
+	s->detail = detail;
+	s->taken_ns = shmq_now_ns();
+}
+
+static void snap_anon_init(struct snap *s, pid_t pid, int fd, bool detail)
+{
+	snap_init(s, detail);
+	s->anon = true;
+	s->pid = pid;
+	s->fd = fd;
+	s->holders[0] = pid;
+	s->nholders = 1;
+	s->last_holder = pid;
+	snprintf(s->name, sizeof(s->name), "%d:%d", (int)pid, fd);
+}
+
+/* Look at region name: "PID:FD" or a /dev/shm name (with or without its
+ * leading slash). */
 static void snap_take(struct snap *s, const char *name, bool detail)
 {
 	struct stat st;
 	char path[sizeof(SHM_DIR) + SHMQ_NAME_MAX + 2];
+	pid_t pid;
+	int fd, f;
 
+	if (anon_parse(name, &pid, &fd)) {
+		snap_anon_init(s, pid, fd, detail);
+		s->status = anon_open(pid, fd, &f, &st);
+		if (s->status)
+			return;
+		snap_take_fd(s, f, &st);
+		close(f);
+		return;
+	}
 	memset(s, 0, sizeof(*s));
 	s->detail = detail;
 	if (name[0] == '/')
@@ -352,6 +463,13 @@ static void json_snap(FILE *f, const struct snap *s, bool detail, bool compact)
 	else
 		fputs("null", f);
 	fprintf(f, ", \"file_size\": %llu", (unsigned long long)s->file_size);
+	if (s->anon) {
+		fprintf(f, ", \"anonymous\": true, \"memfd\": \"shmq\", \"pid\": %d, \"fd\": %d, \"held_by\": [",
+			(int)s->pid, s->fd);
+		for (unsigned i = 0; i < s->nholders && i < MEMFD_HOLDERS_MAX; i++)
+			fprintf(f, "%s%d", i ? ", " : "", (int)s->holders[i]);
+		fprintf(f, "], \"holders\": %u", s->nholders);
+	}
 	if (s->status == 0) {
 		fprintf(f, ", \"size\": %zu, \"used\": %zu, \"version\": %u, \"objects\": %u, "
 			   "\"max_objects\": %u, \"procs\": %zu, \"procs_alive\": %u, "
@@ -427,21 +545,169 @@ static char **ls_names(size_t *n)
 	return names;
 }
 
+/* One process descriptor that links to a libshmq memfd. */
+struct anon_ref {
+	pid_t pid;
+	int fd;
+};
+
+static int anon_ref_cmp(const void *a, const void *b)
+{
+	const struct anon_ref *x = a, *y = b;
+
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	return (x->fd > y->fd) - (x->fd < y->fd);
+}
+
+/* Add process pid's descriptors that link to a libshmq memfd to *v.  A
+ * process we may not read, or that exits while we look, adds nothing. */
+static int anon_scan_pid(pid_t pid, struct anon_ref **v, size_t *n, size_t *cap)
+{
+	char path[64], link[sizeof(MEMFD_LINK) + 1];
+	struct dirent *d;
+	DIR *dir;
+	int rc = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return 0;
+	while ((d = readdir(dir))) {
+		char *end;
+		long fd = strtol(d->d_name, &end, 10);
+		ssize_t len;
+
+		if (d->d_name[0] < '0' || d->d_name[0] > '9' || *end || fd > INT32_MAX)
+			continue;
+		len = readlinkat(dirfd(dir), d->d_name, link, sizeof(link));
+		if (len != (ssize_t)sizeof(MEMFD_LINK) - 1 || memcmp(link, MEMFD_LINK, (size_t)len))
+			continue;
+		struct anon_ref *g = grow(*v, cap, *n, sizeof(**v));
+		if (!g) {
+			rc = -ENOMEM;
+			break;
+		}
+		*v = g;
+		g[(*n)++] = (struct anon_ref){ .pid = pid, .fd = (int)fd };
+	}
+	closedir(dir);
+	return rc;
+}
+
+/* Every libshmq memfd held by a live process, by pid then fd. */
+static struct anon_ref *anon_refs(size_t *n)
+{
+	DIR *proc = opendir("/proc");
+	struct anon_ref *v = NULL;
+	struct dirent *d;
+	size_t cap = 0;
+	pid_t self = getpid();
+
+	*n = 0;
+	if (!proc)
+		return NULL;
+	while ((d = readdir(proc))) {
+		char *end;
+		long pid = strtol(d->d_name, &end, 10);
+
+		if (d->d_name[0] < '1' || d->d_name[0] > '9' || *end || pid > INT32_MAX ||
+		    pid == self)
+			continue;
+		if (anon_scan_pid((pid_t)pid, &v, n, &cap))
+			break;
+	}
+	closedir(proc);
+	if (v)
+		qsort(v, *n, sizeof(*v), anon_ref_cmp);
+	return v;
+}
+
+/* The anonymous regions, each once however many processes hold it (the
+ * same memfd: st_dev and st_ino), shown through its first holder.  *n of
+ * them, to snap_free and free. */
+static struct snap *anon_snaps(size_t *n)
+{
+	size_t nrefs, cap = 0;
+	struct anon_ref *refs = anon_refs(&nrefs);
+	struct snap *v = NULL;
+	struct {
+		dev_t dev;
+		ino_t ino;
+	} *seen = NULL;
+
+	*n = 0;
+	if (nrefs)
+		seen = calloc(nrefs, sizeof(*seen));
+	for (size_t i = 0; seen && i < nrefs; i++) {
+		struct stat st;
+		size_t j;
+		int f;
+
+		if (anon_open(refs[i].pid, refs[i].fd, &f, &st))
+			continue; /* exited, replaced, or not ours to read */
+		for (j = 0; j < *n; j++)
+			if (seen[j].dev == st.st_dev && seen[j].ino == st.st_ino)
+				break;
+		if (j < *n) {
+			/* refs come by pid: one process holding it twice counts once */
+			if (v[j].last_holder != refs[i].pid) {
+				if (v[j].nholders < MEMFD_HOLDERS_MAX)
+					v[j].holders[v[j].nholders] = refs[i].pid;
+				v[j].nholders++;
+				v[j].last_holder = refs[i].pid;
+			}
+			close(f);
+			continue;
+		}
+		struct snap *g = grow(v, &cap, *n, sizeof(*v));
+		if (!g) {
+			close(f);
+			break;
+		}
+		v = g;
+		seen[*n].dev = st.st_dev;
+		seen[*n].ino = st.st_ino;
+		snap_anon_init(&v[*n], refs[i].pid, refs[i].fd, false);
+		snap_take_fd(&v[*n], f, &st);
+		close(f);
+		(*n)++;
+	}
+	free(seen);
+	free(refs);
+	return v;
+}
+
+static void ls_anon_note(const struct snap *s)
+{
+	if (!s->anon)
+		return;
+	printf("  anonymous (memfd:shmq), held by");
+	for (unsigned i = 0; i < s->nholders && i < MEMFD_HOLDERS_MAX; i++)
+		printf(" %d", (int)s->holders[i]);
+	if (s->nholders > MEMFD_HOLDERS_MAX)
+		printf(" and %u more", s->nholders - MEMFD_HOLDERS_MAX);
+}
+
 static void ls_row(const struct snap *s)
 {
 	char size[32], used[32], procs[32];
 
 	if (s->status) {
 		size_str(s->file_size, size, sizeof(size));
-		printf("%-32s %-13s %10s %10s %7s %11s  %s\n", s->name, status_word(s->status), size, "-",
+		printf("%-32s %-13s %10s %10s %7s %11s  %s", s->name, status_word(s->status), size, "-",
 		       "-", "-", status_text(s->status));
+		ls_anon_note(s);
+		putchar('\n');
 		return;
 	}
 	size_str(s->info.size, size, sizeof(size));
 	size_str(s->info.used, used, sizeof(used));
 	snprintf(procs, sizeof(procs), "%u/%zu", s->procs_alive, s->nprocs);
-	printf("%-32s %-13s %10s %10s %7u %11s%s\n", s->name, s->dir_status ? "corrupt-dir" : "ok", size,
+	printf("%-32s %-13s %10s %10s %7u %11s%s", s->name, s->dir_status ? "corrupt-dir" : "ok", size,
 	       used, s->info.objects, procs, s->dir_status ? "  a directory entry is corrupt" : "");
+	ls_anon_note(s);
+	putchar('\n');
 }
 
 static int cmd_ls(const struct tool_opts *o)
@@ -471,6 +737,22 @@ static int cmd_ls(const struct tool_opts *o)
 		first = false;
 		snap_free(&s);
 	}
+	size_t nanon;
+	struct snap *anon = anon_snaps(&nanon);
+	for (size_t i = 0; i < nanon; i++) {
+		struct snap *s = &anon[i];
+		if (!(s->status == -ENOEXEC && !o->all)) {
+			if (o->json) {
+				fputs(first ? "\n  " : ",\n  ", stdout);
+				json_snap(stdout, s, false, false);
+			} else {
+				ls_row(s);
+			}
+			first = false;
+		}
+		snap_free(s);
+	}
+	free(anon);
 	if (o->json)
 		printf("\n]}\n");
 	for (size_t i = 0; i < n; i++)
@@ -640,6 +922,12 @@ static int cmd_rm(const struct tool_opts *o, const char *name)
 	int rc;
 
 	snap_take(&s, name, false);
+	if (s.anon) {
+		fprintf(stderr, "shmq: %s: an anonymous region has no name to remove; it goes away "
+				"when the last process holding it closes it\n", s.name);
+		snap_free(&s);
+		return 1;
+	}
 	if (s.status == -ENOENT || s.status == -EINVAL) {
 		fprintf(stderr, "shmq: %s: %s\n", s.name, shmq_strerror(s.status));
 		snap_free(&s);
@@ -785,13 +1073,14 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: shmq [--json] ls [--all]\n"
-		"       shmq [--json] stat NAME\n"
-		"       shmq [--json] watch NAME [--interval SEC] [--count N]\n"
+		"       shmq [--json] stat NAME|PID:FD\n"
+		"       shmq [--json] watch NAME|PID:FD [--interval SEC] [--count N]\n"
 		"       shmq [--json] rm NAME [--force]\n"
 #ifdef SHMQ_TOOL_BRIDGE
 		"       shmq bridge out|in REGION QUEUE URL [SUBJECT]\n"
 #endif
-		"Look inside libshmq regions under " SHM_DIR " without changing them.\n");
+		"Look inside libshmq regions under " SHM_DIR ", and anonymous ones (PID:FD,\n"
+		"through /proc), without changing them.\n");
 }
 
 static const struct option tool_long_opts[] = {

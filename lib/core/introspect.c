@@ -142,6 +142,11 @@ int shmq__introspect_observe(const char *name, shmq_region **out)
 	return shmq__region_observe(name, out);
 }
 
+int shmq__introspect_observe_fd(int fd, shmq_region **out)
+{
+	return shmq__region_observe_fd(fd, out);
+}
+
 int shmq__introspect_proc(shmq_region *r, unsigned slot, struct shmq__introspect_proc *out)
 {
 	struct shmq__ptab_entry e;

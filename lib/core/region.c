@@ -706,6 +706,34 @@ int shmq__region_observe(const char *name, shmq_region **out)
 	return region_attach_name(name, O_RDONLY, ATTACH_OBSERVE, out);
 }
 
+int shmq__region_observe_fd(int fd, shmq_region **out)
+{
+	shmq_region *r;
+	int rc;
+
+	if (fd < 0 || !out)
+		return -EINVAL;
+	r = region_alloc();
+	if (!r)
+		return -ENOMEM;
+	/* our own copy: the caller's descriptor stays the caller's */
+	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (r->fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	/* the very checks a named observe makes: magic, version, geometry
+	 * against the file's size, then the mapping once more */
+	rc = region_attach(r, ATTACH_OBSERVE);
+	if (rc)
+		goto fail;
+	*out = r;
+	return 0;
+fail:
+	region_free(r);
+	return rc;
+}
+
 /* ---- allocator ---- */
 
 int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out)

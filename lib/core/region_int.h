@@ -170,6 +170,14 @@ int shmq__obj_name_check(const char *name);
  */
 int shmq__region_observe(const char *name, shmq_region **out);
 
+/*
+ * The same for a descriptor the caller opened, O_RDONLY (an anonymous
+ * region's memfd, reached through /proc/PID/fd/N): read-only, no process-table
+ * slot, no name; the checks and errors of shmq__region_observe (-EBADF,
+ * -EINVAL for a bad fd).  fd stays the caller's: the handle keeps a duplicate.
+ */
+int shmq__region_observe_fd(int fd, shmq_region **out);
+
 /* For proc: the descriptor to hand to a child, and mapping one received
  * (the attach path and errors of shmq_region_open, mapped lazily). */
 int shmq__region_fd(const shmq_region *r);

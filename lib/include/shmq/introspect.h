@@ -28,7 +28,7 @@
 
 #include <shmq/region.h>
 
-#define SHMQ__INTROSPECT_VERSION 1u
+#define SHMQ__INTROSPECT_VERSION 2u /* 2: shmq__introspect_observe_fd */
 
 /* ---- one object's facts: key / value pairs ----
  *
@@ -93,6 +93,13 @@ unsigned shmq__introspect_version(void);
  * yet), -EBADMSG (corrupt header), -EPROTO (another layout version), -ENOMEM.
  */
 int shmq__introspect_observe(const char *name, shmq_region **out);
+
+/*
+ * The same for an anonymous (memfd) region through a descriptor the caller
+ * opened O_RDONLY, e.g. /proc/PID/fd/N: the same checks and errors (and
+ * -EBADF), the handle keeps its own duplicate of fd.  Version 2.
+ */
+int shmq__introspect_observe_fd(int fd, shmq_region **out);
 
 /* Process-table slot `slot`: 0, -ENOENT for a free slot, -EINVAL for one at
  * or past shmq_region_info()'s max_procs. */
