@@ -476,6 +476,7 @@ static ssize_t put_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *bl
 struct large_put_args {
 	const void *msg;
 	size_t len;
+	int64_t timeout_ns;
 	uint64_t off; /* the block, kept across attempts (chan/queue_int.h) */
 };
 
@@ -483,7 +484,7 @@ static ssize_t large_put_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_blo
 {
 	struct large_put_args *p = arg;
 
-	return shmq__qlarge_put(&q->ring, q->r, p->msg, p->len, &p->off, blk);
+	return shmq__qlarge_put(&q->ring, q->r, p->msg, p->len, p->timeout_ns, &p->off, blk);
 }
 
 /* A message longer than max_msg: its bytes go to the queue's heap first
@@ -492,7 +493,7 @@ static ssize_t large_put_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_blo
 static int put_large(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns)
 {
 	struct shmq__mpmc_block blk;
-	struct large_put_args p = { msg, len, 0 };
+	struct large_put_args p = { msg, len, timeout_ns, 0 };
 	struct attempt a = { large_put_attempt, &p, DIR_PUT };
 	ssize_t rc = large_put_attempt(q, &p, &blk);
 

@@ -22,7 +22,7 @@
 #define LINE ((uint64_t)SHMQ__CACHELINE)
 #define HDR ((uint64_t)sizeof(struct shmq__qlarge_chunk))
 #define BHDR ((uint64_t)sizeof(struct shmq__qlarge_block))
-#define LOCK_NS ((int64_t)2 * 1000 * 1000 * 1000) /* chunk locks are held briefly */
+#define LOCK_NS ((int64_t)2 * 1000 * 1000 * 1000) /* the sweep's wait for a chunk lock */
 #define DESC_LEN ((uint32_t)sizeof(struct shmq__qlarge_desc))
 
 _Static_assert(SHMQ__QLARGE_LOCK_BYTES % SHMQ__CACHELINE == 0, "chunk header lines");
@@ -142,13 +142,16 @@ static int chunk_link(struct shmq__mpmc *m, shmq_region *r, uint64_t size,
 	return 0;
 }
 
-static int chunk_lock(shmq_region *r, struct shmq__qlarge_chunk *c, shmq_lock **l)
+/* Take c's lock within timeout_ns (a put's own: a holder stopped, by a
+ * debugger or a signal, delays the put as a full ring would). */
+static int chunk_lock(shmq_region *r, struct shmq__qlarge_chunk *c, int64_t timeout_ns,
+		      shmq_lock **l)
 {
 	int rc = shmq_lock_attach(r, c->lock, l);
 
 	if (rc)
 		return rc;
-	rc = shmq_lock_acquire(*l, LOCK_NS);
+	rc = shmq_lock_acquire(*l, timeout_ns);
 	/* a holder killed mid-way left the tiling whole (queue_int.h, Chunks) */
 	if (rc == 0 || rc == -EOWNERDEAD)
 		return 0;
@@ -298,7 +301,7 @@ static int64_t chunk_fit(const struct walk *w, uint64_t need, uint64_t len)
 /* Try each chunk in turn (sweeping them when sweep): the region offset of
  * our new block, 0 when none fits, or an error. */
 static int64_t chain_fit(struct shmq__mpmc *m, shmq_region *r, uint64_t need, uint64_t len,
-			 bool sweep)
+			 bool sweep, int64_t timeout_ns)
 {
 	struct shmq__qlarge_chunk *c = NULL;
 	bool bad = false;
@@ -312,7 +315,7 @@ static int64_t chain_fit(struct shmq__mpmc *m, shmq_region *r, uint64_t need, ui
 
 		if (++n > chunk_bound(r))
 			return -EBADMSG;
-		rc = chunk_lock(r, c, &l);
+		rc = chunk_lock(r, c, timeout_ns, &l);
 		if (rc)
 			return rc;
 		/* relaxed: fixed before the link (chunk_at checked it) */
@@ -329,7 +332,7 @@ static int64_t chain_fit(struct shmq__mpmc *m, shmq_region *r, uint64_t need, ui
 
 /* A block for len bytes, BUSY for us: its region offset, or -ENOSPC when
  * neither the chunks (swept) nor the region can hold it. */
-static int64_t block_alloc(struct shmq__mpmc *m, shmq_region *r, size_t len)
+static int64_t block_alloc(struct shmq__mpmc *m, shmq_region *r, size_t len, int64_t timeout_ns)
 {
 	struct shmq__qlarge_chunk *c;
 	uint64_t need, size;
@@ -340,7 +343,7 @@ static int64_t block_alloc(struct shmq__mpmc *m, shmq_region *r, size_t len)
 		return -ENOSPC;
 	need = SHMQ__ALIGN_UP((uint64_t)len + BHDR, LINE);
 	for (int sweep = 0; sweep < 2; sweep++) {
-		off = chain_fit(m, r, need, len, sweep);
+		off = chain_fit(m, r, need, len, sweep, timeout_ns);
 		if (off != 0)
 			return off;
 	}
@@ -351,7 +354,7 @@ static int64_t block_alloc(struct shmq__mpmc *m, shmq_region *r, size_t len)
 	if (rc)
 		return rc;
 	/* ours is the last chunk; others may take it first: look again */
-	off = chain_fit(m, r, need, len, false);
+	off = chain_fit(m, r, need, len, false, timeout_ns);
 	return off ? off : -ENOSPC;
 }
 
@@ -377,7 +380,7 @@ void shmq__qlarge_drop(struct shmq__mpmc *m, shmq_region *r, uint64_t off)
 }
 
 int shmq__qlarge_put(struct shmq__mpmc *m, shmq_region *r, const void *msg, size_t len,
-		     uint64_t *off, struct shmq__mpmc_block *blk)
+		     int64_t timeout_ns, uint64_t *off, struct shmq__mpmc_block *blk)
 {
 	struct shmq__qlarge_desc *d;
 	struct shmq__qlarge_block *b;
@@ -387,7 +390,7 @@ int shmq__qlarge_put(struct shmq__mpmc *m, shmq_region *r, const void *msg, size
 	if (!r)
 		return -EMSGSIZE; /* a placed queue without a region has no heap */
 	if (*off == 0) {
-		int64_t o = block_alloc(m, r, len);
+		int64_t o = block_alloc(m, r, len, timeout_ns);
 
 		if (o < 0)
 			return (int)o;
@@ -539,7 +542,7 @@ int64_t shmq__qlarge_sweep(struct shmq__mpmc *m, shmq_region *r)
 
 		if (++n > chunk_bound(r))
 			return -EBADMSG;
-		rc = chunk_lock(r, c, &l);
+		rc = chunk_lock(r, c, LOCK_NS, &l);
 		if (rc)
 			return rc;
 		/* relaxed: fixed before the link */
