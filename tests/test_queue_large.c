@@ -295,6 +295,74 @@ static void test_dead_holder_large(void **state)
 	shmq_queue_close(q);
 }
 
+/* A producer blocked on a full queue behind the slots of a dead two-phase
+ * holder is one of the waiters that notice it (chan/queue.c, Dead
+ * claimers): the holder's messages go back although no get_begin runs,
+ * and a consumer that uses plain get only takes them again, in order,
+ * which makes the room the producer waits for. */
+static void test_dead_holder_blocks_put(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.dput", 4, 64);
+	struct shmq__mpmc *ring = &((struct qpeek *)(void *)q)->ring;
+	uint8_t *buf = malloc(300);
+	char c;
+	int pfd[2];
+	pid_t pid;
+
+	assert_non_null(buf);
+	for (uint32_t i = 0; i < 4; i++)
+		put_msg(q, 200 + i, 20 + i); /* large: max_msg is 64 */
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *cr = tu_child_region(f->name);
+		shmq_queue *cq;
+		const void *msg;
+		uint64_t pos;
+
+		if (shmq_queue_open(cr, "l.dput", &cq))
+			_exit(1);
+		for (uint64_t i = 0; i < 2; i++)
+			if (shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) != (ssize_t)(200 + i) ||
+			    pos != i)
+				_exit(2);
+		if (write(pfd[1], "k", 1) != 1)
+			_exit(3);
+		pause();
+		_exit(4);
+	}
+	assert_int_equal(read(pfd[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	close(pfd[0]);
+	close(pfd[1]);
+	/* plain gets take what was not held; the ring stays full: its next
+	 * slot for a put is the dead holder's first */
+	for (uint32_t i = 2; i < 4; i++) {
+		assert_int_equal(shmq_queue_get(q, buf, 300, SHMQ_NOWAIT), 200 + i);
+		check_bytes(buf, 200 + i, 20 + i);
+	}
+	fill(buf, 250, 30);
+	/* the put waits past a liveness slice: it gives both held messages
+	 * back (nothing else waits), then still finds no room */
+	assert_int_equal(shmq_queue_put(q, buf, 250, (int64_t)500 * 1000 * 1000), -ETIMEDOUT);
+	assert_int_equal(__atomic_load_n(&ring->sh->returned, __ATOMIC_SEQ_CST), 2);
+	/* plain get hands them out again, oldest first, which frees the room */
+	for (uint32_t i = 0; i < 2; i++) {
+		assert_int_equal(shmq_queue_get(q, buf, 300, SHMQ_NOWAIT), 200 + i);
+		check_bytes(buf, 200 + i, 20 + i);
+	}
+	fill(buf, 250, 30);
+	assert_int_equal(shmq_queue_put(q, buf, 250, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_queue_get(q, buf, 300, SHMQ_NOWAIT), 250);
+	check_bytes(buf, 250, 30);
+	assert_int_equal(sweep(q, f->r), 0);
+	free(buf);
+	shmq_queue_close(q);
+}
+
 /* A producer killed while it waits for a slot, its message already in the
  * heap: the message was never put, and the sweep takes its block back. */
 static void test_dead_producer(void **state)
@@ -515,6 +583,7 @@ int main(void)
 		cmocka_unit_test(test_no_region),
 		cmocka_unit_test(test_begin_large),
 		cmocka_unit_test(test_dead_holder_large),
+		cmocka_unit_test(test_dead_holder_blocks_put),
 		cmocka_unit_test(test_dead_producer),
 		cmocka_unit_test(test_fifo_mixed),
 		cmocka_unit_test(test_heap_reused),
