@@ -272,7 +272,14 @@ static void test_queue(void **state)
 	assert_int_equal(shmq_queue_len(NULL), 0);
 	shmq_queue_close(NULL);
 	assert_int_equal(shmq_queue_put(q, NULL, 4, SHMQ_NOWAIT), -EINVAL);
-	assert_int_equal(shmq_queue_put(q, big, sizeof(big), SHMQ_NOWAIT), -EMSGSIZE);
+	/* longer than max_msg: through the region's heap (issue 16) */
+	{
+		void *a = NULL;
+
+		assert_int_equal(shmq_queue_put(q, big, sizeof(big), SHMQ_NOWAIT), 0);
+		assert_int_equal(shmq_queue_get_alloc(q, &a, SHMQ_NOWAIT), (ssize_t)sizeof(big));
+		free(a);
+	}
 	assert_int_equal(shmq_queue_put(q, big, SIZE_MAX, SHMQ_NOWAIT), -EMSGSIZE);
 	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
 	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), MS), -ETIMEDOUT);

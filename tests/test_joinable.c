@@ -122,6 +122,33 @@ static void test_two_phase(void **state)
 	shmq_queue_close(q);
 }
 
+/* Messages longer than max_msg (through the region's heap) count like small
+ * ones, whichever way they are taken: get, get_alloc, get_begin + commit. */
+static void test_large(void **state)
+{
+	struct tu_region *f = *state;
+	char big[1000], buf[1000];
+	const void *msg;
+	void *m = NULL;
+	uint64_t pos;
+	shmq_queue *q;
+
+	memset(big, 'L', sizeof(big));
+	assert_int_equal(shmq_queue_create(f->r, "j.large", &JOPTS, &q), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(shmq_queue_put(q, big, sizeof(big), SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), (ssize_t)sizeof(big));
+	assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), (ssize_t)sizeof(big));
+	free(m);
+	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT), (ssize_t)sizeof(big));
+	assert_int_equal(shmq_queue_get_commit(q, pos), 0);
+	assert_int_equal(shmq_queue_join(q, SHMQ_NOWAIT), -EAGAIN);
+	done_n(q, 3);
+	assert_int_equal(shmq_queue_task_done(q), -EINVAL); /* one more than taken */
+	assert_int_equal(shmq_queue_join(q, SHMQ_NOWAIT), 0);
+	shmq_queue_close(q);
+}
+
 /* A blocked joiner wakes on the last task_done of another process. */
 static void test_join_wakes(void **state)
 {
@@ -407,6 +434,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_basic),
 		cmocka_unit_test(test_two_phase),
+		cmocka_unit_test(test_large),
 		cmocka_unit_test(test_join_wakes),
 		cmocka_unit_test(test_join_many),
 		cmocka_unit_test(test_dead_taker),

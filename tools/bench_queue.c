@@ -26,6 +26,8 @@
  *    streaming and with a bursty producer (1000 puts, then a 100 us pause),
  *    for the getter side and for the putter side.  One sleep should cost at
  *    most one wake (issue 15).
+ *  - large: 64 KiB messages through put / get_alloc beside pipe(2)
+ *    carrying the same bytes (1p1c, MB/s).
  *
  *  `shmq-bench queue -- small` skips the 8, 1024 and 4096-byte 1p1c runs.
  */
@@ -672,6 +674,149 @@ static bool qb_small(struct bench *b)
 	return false;
 }
 
+/* ---------------------------------------------------------------- large */
+
+/*
+ * Large messages (issue 16): 64 KiB messages, one producer and one consumer
+ * process, through shmq_queue_put / shmq_queue_get_alloc (the bytes go
+ * through the queue's heap: a copy in, a copy out into a malloc'd buffer)
+ * beside pipe(2) carrying the same bytes (write / read of 64 KiB, looped
+ * until whole).  Both sides check each message's first word.  Throughput
+ * in MB/s over the same message count.
+ */
+#define QB_LARGE (64u << 10)
+
+static int qb_large_put(const char *region, uint64_t n)
+{
+	uint64_t *msg = calloc(1, QB_LARGE);
+	shmq_region *r;
+	shmq_queue *q;
+	int rc;
+
+	if (!msg)
+		return -ENOMEM;
+	rc = shmq_region_open(region, &r);
+	rc = rc ? rc : shmq_queue_open(r, "large", &q);
+	for (uint64_t i = 0; i < n && rc == 0; i++) {
+		msg[0] = i;
+		rc = shmq_queue_put(q, msg, QB_LARGE, SHMQ_FOREVER);
+	}
+	free(msg);
+	return rc;
+}
+
+static int qb_large_get(const char *region, uint64_t n)
+{
+	shmq_region *r;
+	shmq_queue *q;
+	int rc = shmq_region_open(region, &r);
+
+	rc = rc ? rc : shmq_queue_open(r, "large", &q);
+	for (uint64_t i = 0; i < n && rc == 0; i++) {
+		void *m = NULL;
+		ssize_t len = shmq_queue_get_alloc(q, &m, SHMQ_FOREVER);
+
+		if (len != QB_LARGE || *(uint64_t *)m != i)
+			rc = len < 0 ? (int)len : -EPROTO;
+		free(m);
+	}
+	return rc;
+}
+
+static int qb_pipe_io(int fd, uint64_t n, bool put)
+{
+	uint64_t *msg = calloc(1, QB_LARGE);
+	int rc = msg ? 0 : -ENOMEM;
+
+	for (uint64_t i = 0; i < n && rc == 0; i++) {
+		size_t done = 0;
+
+		msg[0] = i;
+		while (done < QB_LARGE && rc == 0) {
+			ssize_t k = put ? write(fd, (uint8_t *)msg + done, QB_LARGE - done)
+					: read(fd, (uint8_t *)msg + done, QB_LARGE - done);
+
+			if (k > 0)
+				done += (size_t)k;
+			else if (k == 0 || errno != EINTR)
+				rc = k == 0 ? -EPIPE : -errno;
+		}
+		if (rc == 0 && !put && msg[0] != i)
+			rc = -EPROTO;
+	}
+	free(msg);
+	return rc;
+}
+
+/* MB/s of n messages through shmq (pipe false) or pipe(2). */
+static int qb_large_run(struct bench *b, bool pipe_kind, uint64_t n, double *mb_s)
+{
+	char region[64];
+	int fds[2] = { -1, -1 }, rc = 0;
+	pid_t pid[2];
+	int64_t t0;
+
+	snprintf(region, sizeof(region), "/shmq-bench-qlarge-%d", (int)getpid());
+	if (pipe_kind) {
+		if (pipe(fds))
+			return -errno;
+	} else {
+		struct shmq_region_opts o = { .size = 64u << 20 };
+		struct shmq_queue_opts qo = { .capacity = 64, .max_msg = 256 };
+		shmq_region *r;
+		shmq_queue *q;
+
+		shmq_region_unlink(region);
+		rc = shmq_region_create(region, &o, &r);
+		if (rc)
+			return rc;
+		rc = shmq_queue_create(r, "large", &qo, &q);
+		if (rc == 0)
+			shmq_queue_close(q);
+		shmq_region_close(r);
+		if (rc)
+			return rc;
+	}
+	t0 = bench_now_ns();
+	for (int side = 0; side < 2; side++) {
+		pid[side] = fork();
+		if (pid[side] == 0) {
+			bench_pin_side(b, side);
+			if (pipe_kind) {
+				close(fds[side == 0 ? 0 : 1]);
+				_exit(qb_pipe_io(fds[side == 0 ? 1 : 0], n, side == 0) ? 1 : 0);
+			}
+			_exit((side == 0 ? qb_large_put(region, n) : qb_large_get(region, n)) ? 1 : 0);
+		}
+	}
+	if (pipe_kind) {
+		close(fds[0]);
+		close(fds[1]);
+	}
+	for (int side = 0; side < 2; side++) {
+		int w = pid[side] < 0 ? -EAGAIN : bench_proc_wait(pid[side], QB_DEADLINE_NS);
+
+		rc = rc ? rc : w;
+	}
+	*mb_s = (double)n * QB_LARGE / 1e6 / ((double)(bench_now_ns() - t0) / 1e9);
+	if (!pipe_kind)
+		shmq_region_unlink(region);
+	return rc;
+}
+
+static int qb_large_bench(struct bench *b)
+{
+	uint64_t n = bench_scale(b, 20000, 2000);
+	double shmq, base;
+	int rc = qb_large_run(b, false, n, &shmq);
+
+	rc = rc ? rc : qb_large_run(b, true, n, &base);
+	if (rc)
+		return rc;
+	return bench_report_sized(b, "queue large 1p1c put/get_alloc vs pipe", QB_LARGE, "MB/s",
+				  shmq, "pipe(2)", base, true);
+}
+
 int bench_queue(struct bench *b)
 {
 	static const size_t sizes[] = { 64, 8, 1024, 4096 };
@@ -696,6 +841,7 @@ int bench_queue(struct bench *b)
 		rc = rc ? rc : qb_report(b, ns[i], 64, r);
 		rc = rc ? rc : qb_report_scaling(b, ns[i], r, one64);
 	}
+	rc = rc ? rc : qb_large_bench(b);
 	bench_shared_free(sh, sizeof(*sh));
 	return rc;
 }

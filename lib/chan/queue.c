@@ -70,6 +70,7 @@
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -672,13 +673,49 @@ static ssize_t put_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *bl
 	return shmq__mpmc_try_put(&q->ring, p->msg, p->len, blk);
 }
 
-/* The blocking part of a put, out of the fast path. */
+struct large_put_args {
+	const void *msg;
+	size_t len;
+	int64_t timeout_ns;
+	uint64_t off; /* the block, kept across attempts (chan/queue_int.h) */
+};
+
+static ssize_t large_put_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk)
+{
+	struct large_put_args *p = arg;
+
+	return shmq__qlarge_put(&q->ring, q->r, p->msg, p->len, p->timeout_ns, &p->off, blk);
+}
+
+/* A message longer than max_msg: its bytes go to the queue's heap first
+ * (-ENOSPC when the region cannot hold them), then a slot is claimed in
+ * order as for any put, so FIFO per producer holds across sizes. */
+static int put_large(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns)
+{
+	struct shmq__mpmc_block blk;
+	struct large_put_args p = { msg, len, timeout_ns, 0 };
+	struct attempt a = { large_put_attempt, &p, DIR_PUT };
+	ssize_t rc = large_put_attempt(q, &p, &blk);
+
+	if (rc == -EAGAIN)
+		rc = wait_loop(q, &a, timeout_ns, &blk);
+	if (rc && p.off)
+		shmq__qlarge_drop(&q->ring, q->r, p.off);
+	return (int)rc;
+}
+
+/* The slow part of a put, out of the fast path: rc is what the first try
+ * said (-EAGAIN: wait; -EMSGSIZE: a large message). */
 SHMQ__COLD static int put_slow(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns,
-			       struct shmq__mpmc_block *blk)
+			       struct shmq__mpmc_block *blk, int rc)
 {
 	struct put_args p = { msg, len };
 	struct attempt a = { put_attempt, &p, DIR_PUT };
 
+	if (rc == -EMSGSIZE && len <= SHMQ__QUEUE_LARGE_MAX)
+		return put_large(q, msg, len, timeout_ns);
+	if (rc != -EAGAIN)
+		return rc;
 	return (int)wait_loop(q, &a, timeout_ns, blk);
 }
 
@@ -692,8 +729,8 @@ int shmq_queue_put(shmq_queue *q, const void *msg, size_t len, int64_t timeout_n
 	if (SHMQ__UNLIKELY(shmq__foreign(q->pid)))
 		return -EBADF;
 	rc = shmq__mpmc_try_put(&q->ring, msg, len, &blk);
-	if (SHMQ__UNLIKELY(rc == -EAGAIN))
-		rc = put_slow(q, msg, len, timeout_ns, &blk);
+	if (SHMQ__UNLIKELY(rc < 0))
+		rc = put_slow(q, msg, len, timeout_ns, &blk, rc);
 	if (SHMQ__LIKELY(rc == 0))
 		after_put(&q->ring);
 	return rc;
@@ -704,20 +741,51 @@ struct get_args {
 	size_t cap;
 };
 
+/* A get through the large-message path (any slot, large or not).  In a
+ * joinable queue the message is counted as taken before the claim and the
+ * count taken back when nothing was taken: a count ahead of its message
+ * makes join wait, never return early (chan/queue_int.h, What is
+ * unfinished). */
+static ssize_t large_get(shmq_queue *q, void *buf, size_t cap, uint64_t *need,
+			 struct shmq__mpmc_block *blk)
+{
+	ssize_t rc;
+
+	if (!q->join.sh)
+		return shmq__qlarge_get(&q->ring, q->r, buf, cap, need, blk);
+	rc = shmq__join_can_take(&q->join);
+	if (rc)
+		return rc;
+	shmq__join_take(&q->join, 1);
+	rc = shmq__qlarge_get(&q->ring, q->r, buf, cap, need, blk);
+	if (rc < 0)
+		shmq__join_untake(&q->join, 1);
+	return rc;
+}
+
 static ssize_t get_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk)
 {
 	struct get_args *g = arg;
+	ssize_t rc = shmq__mpmc_try_get(&q->ring, g->buf, g->cap, blk);
 
-	return shmq__mpmc_try_get(&q->ring, g->buf, g->cap, blk);
+	/* a large message at head (chan/queue_int.h, Protocol QLARGE) */
+	if (SHMQ__UNLIKELY(rc == -E2BIG))
+		rc = large_get(q, g->buf, g->cap, NULL, blk);
+	return rc;
 }
 
-/* The blocking part of a get, out of the fast path. */
+/* The slow part of a get, out of the fast path: rc is what the first try
+ * said (-EAGAIN: wait; -E2BIG: a large message at head). */
 SHMQ__COLD static ssize_t get_slow(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns,
-				   struct shmq__mpmc_block *blk)
+				   struct shmq__mpmc_block *blk, ssize_t rc)
 {
 	struct get_args g = { buf, cap };
 	struct attempt a = { get_attempt, &g, DIR_GET };
 
+	if (rc == -E2BIG)
+		rc = large_get(q, buf, cap, NULL, blk);
+	if (rc != -EAGAIN)
+		return rc;
 	return wait_loop(q, &a, timeout_ns, blk);
 }
 
@@ -732,6 +800,8 @@ static ssize_t get_join_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_bloc
 
 	if (rc == 0)
 		rc = shmq__mpmc_get_claim(&q->ring, g->cap, &pos, &len, blk);
+	if (rc == -E2BIG) /* a large message at head (Protocol QLARGE) */
+		return large_get(q, g->buf, g->cap, NULL, blk);
 	if (rc)
 		return rc;
 	shmq__join_take(&q->join, 1);
@@ -766,8 +836,8 @@ ssize_t shmq_queue_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
 		rc = get_joinable(q, buf, cap, timeout_ns);
 	} else {
 		rc = shmq__mpmc_try_get(&q->ring, buf, cap, &blk);
-		if (SHMQ__UNLIKELY(rc == -EAGAIN))
-			rc = get_slow(q, buf, cap, timeout_ns, &blk);
+		if (SHMQ__UNLIKELY(rc < 0))
+			rc = get_slow(q, buf, cap, timeout_ns, &blk, rc);
 	}
 	if (SHMQ__LIKELY(rc >= 0)) {
 		after_get(&q->ring);
@@ -775,6 +845,74 @@ ssize_t shmq_queue_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
 		shmq__store_relaxed(&q->taken, shmq__load_relaxed(&q->taken) + 1);
 	}
 	return rc;
+}
+
+/* What is left of the timeout that gave deadline (SHMQ_NOWAIT stays so). */
+static int64_t timeout_left(int64_t timeout_ns, int64_t deadline)
+{
+	int64_t now;
+
+	if (timeout_ns == SHMQ_NOWAIT || deadline == SHMQ__NO_DEADLINE)
+		return timeout_ns;
+	now = shmq_now_ns();
+	return deadline > now ? deadline - now : 1;
+}
+
+struct alloc_args {
+	void *buf;
+	size_t cap;
+	uint64_t need; /* after -EMSGSIZE: the length that did not fit */
+};
+
+static ssize_t alloc_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk)
+{
+	struct alloc_args *g = arg;
+
+	return large_get(q, g->buf, g->cap, &g->need, blk);
+}
+
+/* How often get_alloc grows its buffer before it gives up: each retry means
+ * that the message it sized was taken by someone else meanwhile. */
+#define GET_ALLOC_TRIES 64
+
+ssize_t shmq_queue_get_alloc(shmq_queue *q, void **msg, int64_t timeout_ns)
+{
+	struct alloc_args g = { NULL, 0, 0 };
+	struct attempt a = { alloc_attempt, &g, DIR_GET };
+	int64_t deadline;
+
+	if (!q || !msg)
+		return -EINVAL;
+	if (shmq__foreign(q->pid))
+		return -EBADF;
+	deadline = shmq__deadline(timeout_ns);
+	g.cap = q->ring.max_msg ? q->ring.max_msg : 1;
+	for (int i = 0; i < GET_ALLOC_TRIES; i++) {
+		struct shmq__mpmc_block blk;
+		ssize_t rc;
+
+		g.buf = malloc(g.cap); /* the caller's to free(): libc, not shmq__malloc */
+		if (!g.buf)
+			return -ENOMEM;
+		rc = alloc_attempt(q, &g, &blk);
+		if (rc == -EAGAIN)
+			rc = wait_loop(q, &a, timeout_left(timeout_ns, deadline), &blk);
+		if (rc >= 0) {
+			after_get(&q->ring);
+			/* relaxed: as in shmq_queue_get */
+			shmq__store_relaxed(&q->taken, shmq__load_relaxed(&q->taken) + 1);
+			*msg = g.buf;
+			return rc;
+		}
+		free(g.buf);
+		if (rc != -EMSGSIZE)
+			return rc;
+		if (g.need > SHMQ__QUEUE_LARGE_MAX)
+			return -EBADMSG;
+		if (g.need > g.cap) /* else the one that did not fit went meanwhile */
+			g.cap = (size_t)g.need;
+	}
+	return -EAGAIN;
 }
 
 /* ---- two-phase get ---- */
@@ -834,6 +972,13 @@ ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int
 	if (rc < 0)
 		return rc;
 	*msg = shmq__mpmc_slot_data(&q->ring, b.pos);
+	if (SHMQ__UNLIKELY(b.len & SHMQ__MPMC_LEN_LARGE)) {
+		rc = shmq__qlarge_view(&q->ring, q->r, b.pos, msg);
+		if (rc < 0) { /* a broken descriptor goes (its slot is freed) */
+			shmq__mpmc_hold_end(&q->ring, b.pos, true);
+			return rc;
+		}
+	}
 	*pos = b.pos;
 	/* the slot stays taken: no putter to wake; pass a getter's wake on
 	 * (seq_cst: Protocol WAKE_PENDING, chain_wake) */
@@ -853,7 +998,7 @@ SHMQ__COLD static int commit_joinable(shmq_queue *q, uint64_t pos)
 	if (rc)
 		return rc;
 	shmq__join_take(&q->join, 1);
-	rc = shmq__mpmc_hold_end(&q->ring, pos, true);
+	rc = q->r ? shmq__qlarge_commit(&q->ring, q->r, pos) : shmq__mpmc_hold_end(&q->ring, pos, true);
 	if (rc == 0)
 		wake_putters(&q->ring);
 	else
@@ -871,7 +1016,7 @@ int shmq_queue_get_commit(shmq_queue *q, uint64_t pos)
 		return -EBADF;
 	if (SHMQ__UNLIKELY(q->join.sh != NULL))
 		return commit_joinable(q, pos);
-	rc = shmq__mpmc_hold_end(&q->ring, pos, true);
+	rc = q->r ? shmq__qlarge_commit(&q->ring, q->r, pos) : shmq__mpmc_hold_end(&q->ring, pos, true);
 	if (rc == 0)
 		wake_putters(&q->ring);
 	return rc;
@@ -992,6 +1137,14 @@ static ssize_t get_bulk_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_bloc
 			rc = shmq__join_can_take(&q->join);
 		if (rc == 0)
 			rc = shmq__mpmc_get_claim(m, b->bufs[i].iov_len, &pos, &len, blk);
+		if (rc == -E2BIG && i == 0) { /* a large one first: alone */
+			ssize_t n = large_get(q, b->bufs[0].iov_base, b->bufs[0].iov_len, NULL, blk);
+
+			if (n < 0)
+				return n;
+			b->lens[0] = (size_t)n;
+			return 1;
+		}
 		if (rc)
 			break;
 		if (q->join.sh) /* counted before the release (chan/queue_int.h) */
@@ -1254,6 +1407,8 @@ void shmq__queue_describe(shmq_region *r, const void *mem, uint64_t size, struct
 	shmq__stat_u64(st, "dropped", shmq__load_relaxed(&q->dropped));
 	describe_holds(r, q, size, cap, head2, st);
 	describe_join(r, q, size, cap, st);
+	if (r)
+		shmq__qlarge_describe(r, q, st);
 	uint64_t gw = shmq__load_relaxed(&q->get_waits), pw = shmq__load_relaxed(&q->put_waits);
 	uint64_t gk = shmq__load_relaxed(&q->get_wakes), pk = shmq__load_relaxed(&q->put_wakes);
 	shmq__stat_u64(st, "waits", shmq__stat_sum(gw, pw));

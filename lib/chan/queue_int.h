@@ -28,6 +28,9 @@
 #include <stdint.h>
 
 #include <shmq.h>
+#include <sys/types.h>
+
+#include "ring/mpmc_int.h"
 
 struct shmq__queue_ident {
 	uint64_t incarnation; /* 64 random bits fixed when the queue was made */
@@ -133,5 +136,121 @@ int shmq__queue_join_parts(shmq_queue *q, struct shmq__mpmc **m, struct shmq__jo
 struct shmq__obj_stat;
 void shmq__join_describe(shmq_region *r, const void *mem, uint64_t size,
 			 struct shmq__obj_stat *st);
+
+/*
+ * Large messages (chan/queue_large.c).  A message longer than max_msg
+ * travels through a chunk of the region's heap that belongs to the queue;
+ * its slot carries a descriptor (struct shmq__qlarge_desc) and len =
+ * SHMQ__MPMC_LEN_LARGE | sizeof(desc) (ring/mpmc_int.h, Large slots).
+ *
+ * Chunks.  Allocated from the region's heap (shmq__region_alloc, the
+ * region's one allocator) when no chunk has room, laid out (a placed
+ * shmq_lock, the header, one FREE block spanning the rest), then linked
+ * with one CAS: on the ring's control block (sh->large) for the first,
+ * on the last chunk's next for the others.  Chunks are never unlinked;
+ * what returns to the heap of the chunk is each block.  Blocks tile their
+ * chunk: a block's size (header included, a multiple of 64) leads to the
+ * next header.  Alloc, split, merge and the sweep run under the chunk's
+ * lock, and each leaves the tiling whole after every single store (a
+ * split writes the tail's header, then shrinks the head; a merge is one
+ * store of the size), so a holder killed anywhere leaves a chunk the next
+ * holder (it gets -EOWNERDEAD) uses as it is.
+ *
+ * Protocol QLARGE: ownership of a block, st = owner << 32 | gen << 2 | state.
+ *   FREE            in the chunk's free space; only the lock holder takes it
+ *   BUSY(p, g)      taken by producer p (alloc, under the lock, gen g + 1
+ *                   over the FREE block's g; pos = POS_NONE, len set first,
+ *                   then st with a release store)
+ *   DYING(c, g)     a two-phase consumer c is committing it
+ * A producer fills the block, claims its slot (WRITING), stores the slot's
+ * position into pos (release), writes the descriptor {len, off, st} into
+ * the slot and publishes the slot FULL: from pos's store on, the slot
+ * owns the block for as long as the slot carries that position (its lap,
+ * any state but EMPTY: shmq__mpmc_slot_live).  A consumer checks the
+ * descriptor against the block (-EBADMSG: never trusted), copies, and
+ * frees the block while it still holds the slot: a plain get CASes st
+ * from the descriptor's value to FREE, then releases the slot; a commit
+ * CASes it to DYING(self), commits the slot, then CASes DYING(self) to
+ * FREE (so a consumer killed before its commit leaves the block whole for
+ * the redelivery, which accepts BUSY or DYING of the same gen).  A
+ * producer that fails after alloc (NOWAIT full, shut down) CASes its own
+ * BUSY back to FREE.
+ * The sweep (the lock holder, when no block fits: the next large put that
+ * finds the chunks short, or shmq__qlarge_sweep) frees a block that nobody
+ * will free: BUSY with pos POS_NONE whose producer is dead (pos re-read
+ * after the liveness check: a dead process's last stores are visible by
+ * then); BUSY with pos set, or DYING whose consumer is dead, whose slot
+ * no longer carries pos.  Every free is a CAS from the exact st read
+ * (owner and gen), so a block freed and taken again meanwhile is never
+ * freed twice, and a consumer only frees blocks no sweep may free (its
+ * slot is claimed, or its DYING owner is alive).
+ * What a kill can still leak: a chunk between shmq__region_alloc and its
+ * link (the region's heap cannot take blocks back); the chaos test counts
+ * chunks apart from blocks.
+ */
+/* The longest message a put takes (the largest region). */
+#define SHMQ__QUEUE_LARGE_MAX ((uint64_t)1 << 40)
+#define SHMQ__QLARGE_CHUNK_MAGIC UINT32_C(0x4b4e4851) /* "QHNK" */
+#define SHMQ__QLARGE_CHUNK_MIN   ((uint64_t)1 << 20)
+#define SHMQ__QLARGE_POS_NONE    UINT64_MAX
+#define SHMQ__QLARGE_LOCK_BYTES  128u /* shmq_lock_footprint() */
+enum { SHMQ__QLARGE_FREE = 0, SHMQ__QLARGE_BUSY = 1, SHMQ__QLARGE_DYING = 2 };
+
+struct shmq__qlarge_chunk {
+	uint8_t lock[SHMQ__QLARGE_LOCK_BYTES]; /* a placed shmq_lock */
+	uint32_t magic;
+	uint32_t pad0;
+	uint64_t size;  /* bytes of the chunk, this header included */
+	uint64_t next;  /* region offset of the next chunk, 0 at the end */
+	uint64_t queue; /* region offset of the ring's control block */
+	uint8_t pad1[32];
+};
+_Static_assert(sizeof(struct shmq__qlarge_chunk) == 192, "qlarge chunk header");
+
+struct shmq__qlarge_block {
+	uint64_t st;   /* Protocol QLARGE */
+	uint64_t size; /* bytes of the block, header included */
+	uint64_t pos;  /* the position carrying it, POS_NONE before the claim */
+	uint64_t len;  /* message bytes */
+	uint8_t pad[32];
+};
+_Static_assert(sizeof(struct shmq__qlarge_block) == 64, "qlarge block header");
+
+/* A large slot's data.  len first: the ring reads it (Large slots). */
+struct shmq__qlarge_desc {
+	uint64_t len;
+	uint64_t off; /* region offset of the block header */
+	uint64_t st;  /* the block's st when it was published */
+};
+
+struct shmq__mpmc;
+struct shmq__obj_stat;
+
+/* Put msg (len > max_msg) as a large message: the attempt of a blocking
+ * put (-EAGAIN with *blk: the ring is full).  *off keeps the block between
+ * attempts (0 before the first, which waits up to timeout_ns for a chunk's
+ * lock); the caller ends with shmq__qlarge_drop on an error other than
+ * -EAGAIN from a later attempt.  -ENOSPC when the region cannot hold it
+ * (nothing changed), -EMSGSIZE without a region. */
+int shmq__qlarge_put(struct shmq__mpmc *m, shmq_region *r, const void *msg, size_t len,
+		     int64_t timeout_ns, uint64_t *off, struct shmq__mpmc_block *blk);
+void shmq__qlarge_drop(struct shmq__mpmc *m, shmq_region *r, uint64_t off);
+/* Take the message at head, large or small, into buf (cap bytes): its
+ * length, -EMSGSIZE (it stays; *need, if not NULL, gets its length),
+ * -EAGAIN (*blk), -EBADMSG (a descriptor that fails its checks: the slot
+ * is released), or a get's other errors. */
+ssize_t shmq__qlarge_get(struct shmq__mpmc *m, shmq_region *r, void *buf, size_t cap,
+			 uint64_t *need, struct shmq__mpmc_block *blk);
+/* The in-place view of a held large slot (get_begin): its bytes and
+ * length, or -EBADMSG (the caller commits the slot away). */
+ssize_t shmq__qlarge_view(struct shmq__mpmc *m, shmq_region *r, uint64_t pos,
+			  const void **msg);
+/* Commit a held slot: its block too, when large. */
+int shmq__qlarge_commit(struct shmq__mpmc *m, shmq_region *r, uint64_t pos);
+/* Free the blocks nobody will free (Protocol QLARGE, the sweep) and merge
+ * free neighbours.  The bytes still taken, or -EBADMSG, -ETIMEDOUT. */
+int64_t shmq__qlarge_sweep(struct shmq__mpmc *m, shmq_region *r);
+/* For shmq stat: blocks taken and their bytes, chunks and their bytes. */
+void shmq__qlarge_describe(shmq_region *r, const void *ring, struct shmq__obj_stat *st);
 
 #endif /* SHMQ__QUEUE_INT_H */

@@ -336,6 +336,22 @@ static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out
 	}
 }
 
+uint32_t shmq__mpmc_slot_len(struct shmq__mpmc *m, uint64_t pos)
+{
+	/* relaxed: called by the slot's claimer, whose claim's acquire ordered
+	 * the producer's store of len before it */
+	return shmq__load_relaxed(&slot_at(m, pos)->len);
+}
+
+bool shmq__mpmc_slot_live(struct shmq__mpmc *m, uint64_t pos)
+{
+	/* seq_cst: Protocol QLARGE, the sweep's look at the slot after its
+	 * look at the block (chan/queue_int.h) */
+	uint64_t w = shmq__load_seq_cst(&slot_at(m, pos)->ctl);
+
+	return ctl_lap(w) == (lap_of(m, pos) & LAP_MASK) && ctl_state(w) != ST_EMPTY;
+}
+
 static SHMQ__ALWAYS_INLINE void put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len,
 					    bool order_sc, bool pow2)
 {
@@ -402,19 +418,55 @@ static inline bool ctl_unchanged(struct shmq__mpmc_slot *s, uint64_t w)
 	return shmq__load_acquire(&s->ctl) == w; /* pairs with the publish of FULL in put_publish */
 }
 
+/* A FULL slot's len that is above max_msg or cap (cold): 0 to take it (a
+ * large slot for a caller that takes large ones, its real length fits cap),
+ * -EMSGSIZE (it stays; *len gets the length the caller would need),
+ * -E2BIG (a large slot; the caller takes only slot-sized ones), -EBADMSG.
+ * The real length is the first u64 of a large slot's data (the layer above
+ * writes it there before the publish of FULL, which orders it before our
+ * acquire of ctl; the caller re-checks ctl after this read). */
+SHMQ__COLD static int len_refuse(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint32_t l,
+				 size_t cap, bool large, uint32_t *len)
+{
+	uint64_t real;
+
+	if (!(l & SHMQ__MPMC_LEN_LARGE)) {
+		if (l > m->max_msg)
+			return -EBADMSG;
+		*len = l;
+		return -EMSGSIZE;
+	}
+	if ((l & ~SHMQ__MPMC_LEN_LARGE) < sizeof(uint64_t) ||
+	    (l & ~SHMQ__MPMC_LEN_LARGE) > m->slot_size - SHMQ__MPMC_SLOT_HDR)
+		return -EBADMSG;
+	if (!large)
+		return -E2BIG;
+	/* relaxed: a seqlock read, ordered by the acquire of len before it and
+	 * validated by the caller's ctl_unchanged after it (both pair with
+	 * put_publish's release of FULL) */
+	real = shmq__load_relaxed((uint64_t *)(void *)s->data);
+	if (real > cap) {
+		*len = real > UINT32_MAX ? UINT32_MAX : (uint32_t)real;
+		return -EMSGSIZE;
+	}
+	return 0;
+}
+
 /* FULL at head: check len, then claim.  0 claimed, 1 retry, <0 error. */
 static SHMQ__ALWAYS_INLINE int get_take(struct shmq__mpmc *m, struct shmq__mpmc_slot *s,
 					uint64_t pos, uint64_t w, size_t cap, uint32_t *len,
-					uint64_t claim, bool pow2)
+					uint64_t claim, bool large, bool pow2)
 {
 	/* acquire: orders ctl_unchanged's re-read after this read (the read
 	 * side of a seqlock; pairs with the release of ctl in put_publish) */
 	uint32_t l = shmq__load_acquire(&s->len);
 
-	if (SHMQ__UNLIKELY(l > m->max_msg))
-		return ctl_unchanged(s, w) ? -EBADMSG : 1;
-	if (SHMQ__UNLIKELY(l > cap))
-		return ctl_unchanged(s, w) ? -EMSGSIZE : 1;
+	if (SHMQ__UNLIKELY(l > m->max_msg || l > cap)) {
+		int rc = len_refuse(m, s, l, cap, large, len);
+
+		if (rc)
+			return ctl_unchanged(s, w) ? rc : 1;
+	}
 	/* acq_rel: pairs with the producer's publish of FULL in put_publish
 	 * (its data); release is needed by nobody but costs nothing on a
 	 * locked op */
@@ -428,16 +480,18 @@ static SHMQ__ALWAYS_INLINE int get_take(struct shmq__mpmc *m, struct shmq__mpmc_
 /* Claim a RETURNED slot behind head found by redo_take: as get_take, but
  * head is already past it.  0 claimed, 1 lost it, <0 error. */
 static int get_take_at(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t pos,
-		       uint64_t w, size_t cap, uint32_t *len, uint64_t claim)
+		       uint64_t w, size_t cap, uint32_t *len, uint64_t claim, bool large)
 {
 	/* acquire: orders ctl_unchanged's re-read after this read (a seqlock
 	 * read, as get_take's; pairs with the release of ctl in put_publish) */
 	uint32_t l = shmq__load_acquire(&s->len);
 
-	if (l > m->max_msg)
-		return ctl_unchanged(s, w) ? -EBADMSG : 1;
-	if (l > cap)
-		return ctl_unchanged(s, w) ? -EMSGSIZE : 1;
+	if (l > m->max_msg || l > cap) {
+		int rc = len_refuse(m, s, l, cap, large, len);
+
+		if (rc)
+			return ctl_unchanged(s, w) ? rc : 1;
+	}
 	/* acq_rel: the acquire pairs with the release of RETURNED in
 	 * shmq__mpmc_hold_end and shmq__mpmc_recover; release as in get_take */
 	if (!shmq__cas_acq_rel(&s->ctl, &w, ctl_make(lap_of(m, pos), claim, m->self)))
@@ -453,7 +507,7 @@ static int get_take_at(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t
  * redo says a RETURNED slot may exist; costs up to capacity + 2 loads.
  */
 SHMQ__COLD static int redo_take(struct shmq__mpmc *m, size_t cap, uint64_t *pos_out,
-				uint32_t *len, uint64_t claim)
+				uint32_t *len, uint64_t claim, bool large)
 {
 	/* seq_cst: read before the scan, for the CAS that clears a stale count */
 	uint64_t seen = shmq__load_seq_cst(&m->sh->redo);
@@ -471,7 +525,7 @@ SHMQ__COLD static int redo_take(struct shmq__mpmc *m, size_t cap, uint64_t *pos_
 
 		if (ctl_state(w) != ST_RETURNED || ctl_lap(w) != lap_of(m, p))
 			continue;
-		rc = get_take_at(m, s, p, w, cap, len, claim);
+		rc = get_take_at(m, s, p, w, cap, len, claim, large);
 		if (rc == 1)
 			continue; /* someone else took it */
 		if (rc == 0) {
@@ -520,7 +574,7 @@ static int get_empty(struct shmq__mpmc *m, uint64_t *pos, uint64_t w, int32_t d,
 
 static SHMQ__ALWAYS_INLINE int get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos_out,
 					 uint32_t *len, struct shmq__mpmc_block *blk, uint64_t claim,
-					 bool pow2)
+					 bool large, bool pow2)
 {
 	uint64_t pos = index_load(&m->sh->head);
 	uint32_t helped = 0; /* see HELP_SLACK */
@@ -528,7 +582,7 @@ static SHMQ__ALWAYS_INLINE int get_claim(struct shmq__mpmc *m, size_t cap, uint6
 	/* relaxed: a hint on head's line; redo_take's claim CAS decides, and
 	 * a thread sees its own aborts' increments (coherence) */
 	if (SHMQ__UNLIKELY(shmq__load_relaxed(&m->sh->redo) != 0)) {
-		int rc = redo_take(m, cap, pos_out, len, claim);
+		int rc = redo_take(m, cap, pos_out, len, claim, large);
 
 		if (rc <= 0)
 			return rc;
@@ -547,7 +601,7 @@ static SHMQ__ALWAYS_INLINE int get_claim(struct shmq__mpmc *m, size_t cap, uint6
 		if (SHMQ__UNLIKELY(n % CHECK_EVERY == 0) && shmq__mpmc_check(m))
 			return -EBADMSG;
 		if (d == 0 && st == ST_FULL) {
-			rc = get_take(m, s, pos, w, cap, len, claim, pow2);
+			rc = get_take(m, s, pos, w, cap, len, claim, large, pow2);
 			if (rc == 0)
 				*pos_out = pos;
 			if (rc <= 0)
@@ -597,8 +651,14 @@ int shmq__mpmc_get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos, uint32
 			 struct shmq__mpmc_block *blk)
 {
 	if (SHMQ__LIKELY(m->pow2))
-		return get_claim(m, cap, pos, len, blk, ST_READING, true);
-	return get_claim(m, cap, pos, len, blk, ST_READING, false);
+		return get_claim(m, cap, pos, len, blk, ST_READING, false, true);
+	return get_claim(m, cap, pos, len, blk, ST_READING, false, false);
+}
+
+int shmq__mpmc_get_claim_large(struct shmq__mpmc *m, size_t cap, uint64_t *pos, uint32_t *len,
+			       struct shmq__mpmc_block *blk)
+{
+	return get_claim(m, cap, pos, len, blk, ST_READING, true, m->pow2);
 }
 
 void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc)
@@ -619,7 +679,7 @@ static SHMQ__ALWAYS_INLINE ssize_t try_get(struct shmq__mpmc *m, void *buf, size
 	struct shmq__mpmc_slot *s;
 	uint64_t w;
 
-	rc = get_claim(m, cap, &pos, &len, blk, ST_READING, pow2);
+	rc = get_claim(m, cap, &pos, &len, blk, ST_READING, false, pow2);
 	if (SHMQ__UNLIKELY(rc))
 		return rc;
 	/* get_release's store, with the slot and word worked out before the
@@ -664,9 +724,9 @@ int shmq__mpmc_hold_claim(struct shmq__mpmc *m, uint64_t *pos, uint32_t *len,
 	/* seq_cst: counted before the claim CAS (see Holds) */
 	shmq__fetch_add_seq_cst(&m->sh->holds, 1);
 	if (SHMQ__LIKELY(m->pow2))
-		rc = get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, true);
+		rc = get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, true, true);
 	else
-		rc = get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, false);
+		rc = get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, true, false);
 	if (rc)
 		holds_drop(m); /* nothing claimed */
 	return rc;

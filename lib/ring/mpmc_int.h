@@ -119,19 +119,29 @@
  * flags.  Written for every capacity; 2 and 3 are refused (-EPROTO): their
  * 31-bit laps would be misread, and a library that knows no hold bit would
  * misread ours as a lap. */
+#define SHMQ__MPMC_VERSION_HOLD 4u
 /* 5: the sleep words' bit 0 is a wake-pending bit and watchers count in
  * their own words (data_watchers, space_watchers): a version-4 sleeper would
  * sleep on a pending word without clearing it, and a version-4 watch would
  * count as a sleeper that never clears it.  Also holds (head's line), the
  * number of HELD slots or more, so that a get_begin looks for dead holders
- * only while some slot is held; and flags (line 0) is read:
- * SHMQ_QUEUE_JOINABLE puts the queue's join table after the slots
- * (chan/queue_int.h).  4 is refused (-EPROTO): its libraries keep no
- * pending bit, no holds count and no join table. */
+ * only while some slot is held; flags (line 0) is read: SHMQ_QUEUE_JOINABLE
+ * puts the queue's join table after the slots (chan/queue_int.h); and large
+ * slots (len with SHMQ__MPMC_LEN_LARGE, see Large slots) with the queue
+ * layer's large-heap anchor on line 0.  4 is refused (-EPROTO): its
+ * libraries keep no pending bit, no holds count and no join table, would
+ * call a large slot's len corrupt, and never wrote the anchor. */
 #define SHMQ__MPMC_VERSION 5u
 #define SHMQ__MPMC_CAP_MAX (1u << 24)  /* slots */
 #define SHMQ__MPMC_MSG_MAX (1u << 24)  /* bytes per message */
 #define SHMQ__MPMC_SLOT_HDR 16u        /* ctl + len + pad */
+/* Large slots.  A slot whose len has this bit set carries no message but a
+ * descriptor the layer above wrote (chan/queue_int.h, Protocol QLARGE) of
+ * len & ~SHMQ__MPMC_LEN_LARGE bytes (8 .. the slot's data bytes), whose
+ * first u64 is the real message length.  The ring only routes them: a plain
+ * get (try_get, get_claim) leaves one queued with -E2BIG, get_claim_large
+ * and hold_claim take it when its real length fits their cap. */
+#define SHMQ__MPMC_LEN_LARGE (UINT32_C(1) << 31)
 
 /* Who owns claims: region owner ids, or plain pids (placement without a region). */
 enum shmq__mpmc_owner_kind {
@@ -151,7 +161,12 @@ struct shmq__mpmc_shared {
 	uint64_t footprint;  /* bytes of control block + slots */
 	uint64_t incarnation; /* random, set at create (the queue's, see chan/queue_int.h) */
 	uint32_t flags;      /* the queue's SHMQ_QUEUE_* create flags */
-	uint8_t pad0[20];
+	uint32_t pad0a;
+	/* the queue layer's: region offset of its first large-message chunk,
+	 * 0 until one is made (chan/queue_int.h, Protocol QLARGE); written
+	 * once by a CAS, never by the ring */
+	uint64_t large;
+	uint8_t pad0[8];
 	/* line 1: producers */
 	uint64_t tail;       /* next position to claim for a put */
 	uint8_t pad1[56];
@@ -267,8 +282,8 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
  * try_put: 0, -EAGAIN (full; *blk says which slot blocks), -EMSGSIZE (len >
  * max_msg), -EPIPE (shut down), -EBADMSG.
  * try_get: the message length, -EAGAIN (nothing published at head; *blk),
- * -EMSGSIZE (the next message is longer than cap; it stays queued), -EPIPE
- * (shut down and drained), -EBADMSG.
+ * -EMSGSIZE (the next message is longer than cap; it stays queued), -E2BIG (a large slot is next: it stays,
+ * see Large slots), -EPIPE (shut down and drained), -EBADMSG.
  */
 int shmq__mpmc_try_put(struct shmq__mpmc *m, const void *msg, size_t len,
 		       struct shmq__mpmc_block *blk);
@@ -294,6 +309,19 @@ void shmq__mpmc_put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bo
  * same returns as try_get), read it at shmq__mpmc_slot_data, then release. */
 int shmq__mpmc_get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos, uint32_t *len,
 			 struct shmq__mpmc_block *blk);
+
+/* As get_claim, but a large slot whose real length fits cap is claimed too
+ * (*len then has SHMQ__MPMC_LEN_LARGE); a longer one stays, -EMSGSIZE
+ * with *len set to its length (UINT32_MAX when longer). */
+int shmq__mpmc_get_claim_large(struct shmq__mpmc *m, size_t cap, uint64_t *pos, uint32_t *len,
+			       struct shmq__mpmc_block *blk);
+/* The len word of the slot at pos, for its claimer (a large flag, and the
+ * descriptor's bytes, are checked by the caller). */
+uint32_t shmq__mpmc_slot_len(struct shmq__mpmc *m, uint64_t pos);
+/* Does the slot of pos still carry position pos (its lap, any state but
+ * EMPTY: claimed by a producer, published, or claimed by a consumer)?
+ * A seq_cst snapshot for Protocol QLARGE's sweep. */
+bool shmq__mpmc_slot_live(struct shmq__mpmc *m, uint64_t pos);
 
 /*
  * Two-phase get.  hold_claim: as get_claim (RETURNED slots first, in

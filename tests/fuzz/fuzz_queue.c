@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* Fuzz target: an MPMC queue's control block (head, tail, capacity, max_msg,
- * shutdown, sleeper words, the redelivery count) and slots (sequence/claim
- * words with their claimer ids and hold bits, lengths, payloads) corrupted,
+ * shutdown, sleeper words, the redelivery count, the large-message chunk
+ * link) and slots (sequence/claim words with their claimer ids and hold
+ * bits, lengths, payloads, large slots' descriptors) corrupted,
  * then open, len, stats, two-phase gets (begin, commit, abort), get, put,
  * shutdown and draining gets over it. */
 #include "config.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
@@ -35,6 +37,14 @@ static int build(shmq_region *r)
 		return rc;
 	for (unsigned i = 0; i < 6; i++)
 		shmq_queue_put(q, buf, i * 5, SHMQ_NOWAIT);
+	/* two large slots (chan/queue_int.h, Protocol QLARGE): descriptors
+	 * {len, off, st} naming blocks in a chunk of the heap */
+	{
+		static char big[300];
+
+		shmq_queue_put(q, big, 100, SHMQ_NOWAIT);
+		shmq_queue_put(q, big, sizeof(big), SHMQ_NOWAIT);
+	}
 	for (unsigned i = 0; i < 2; i++)
 		shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT);
 	/* two-phase gets: one given back (RETURNED, redo counts it), one
@@ -68,7 +78,8 @@ static void readers(shmq_region *r)
 	(void)shmq_queue_len(q);
 	FUZZ_EXPECT(shmq_queue_stats(q, &st), 0, -EBADMSG);
 	/* two-phase gets over the corrupted control state: a length never
-	 * above the handle's max_msg, every byte of it readable in place */
+	 * above the handle's max_msg (or, for a large one, the region's
+	 * size), every byte of it readable in place */
 	for (unsigned i = 0; i < 4; i++) {
 		const void *msg;
 		uint64_t pos;
@@ -78,9 +89,10 @@ static void readers(shmq_region *r)
 			FUZZ_EXPECT(n, -EAGAIN, -ETIMEDOUT, -EPIPE, -EBADMSG);
 			continue;
 		}
-		if ((size_t)n > st.max_msg || (size_t)n > sizeof(buf))
+		if ((size_t)n > st.max_msg && (size_t)n > FUZZ_IMAGE_SIZE)
 			abort();
-		memcpy(buf, msg, (size_t)n);
+		for (size_t k = 0; k < (size_t)n; k++)
+			buf[k % sizeof(buf)] ^= ((const volatile char *)msg)[k];
 		if (i == 1)
 			FUZZ_EXPECT(shmq_queue_get_abort(q, pos), 0);
 		else
@@ -95,9 +107,20 @@ static void readers(shmq_region *r)
 		else if ((size_t)n > sizeof(buf))
 			abort();
 	}
+	{
+		void *a = NULL;
+
+		n = shmq_queue_get_alloc(q, &a, SHMQ_NOWAIT);
+		if (n < 0)
+			FUZZ_EXPECT(n, -EAGAIN, -EPIPE, -EBADMSG, -ENOMEM);
+		else if ((size_t)n > FUZZ_IMAGE_SIZE)
+			abort();
+		free(a);
+	}
 	FUZZ_EXPECT(shmq_queue_put(q, buf, 7, SHMQ_NOWAIT), 0, -EAGAIN, -EPIPE, -EBADMSG);
 	FUZZ_EXPECT(shmq_queue_put(q, buf, 9, 100000), 0, -ETIMEDOUT, -EPIPE, -EBADMSG);
-	FUZZ_EXPECT(shmq_queue_put(q, buf, 64, SHMQ_NOWAIT), -EMSGSIZE, -EPIPE, -EBADMSG);
+	/* longer than max_msg: through the heap, whose chunk link may be garbage */
+	FUZZ_EXPECT(shmq_queue_put(q, buf, 64, SHMQ_NOWAIT), 0, -EAGAIN, -ENOSPC, -EPIPE, -EBADMSG);
 	FUZZ_EXPECT(shmq_queue_shutdown(q), 0, -EBADMSG);
 	FUZZ_EXPECT(shmq_queue_put(q, buf, 1, SHMQ_NOWAIT), -EPIPE, -EBADMSG);
 	for (unsigned i = 0; i < 12; i++) {

@@ -72,6 +72,13 @@ SHMQ_API int shmq_queue_put(shmq_queue *q, const void *msg, size_t len, int64_t 
  * -EAGAIN, -ETIMEDOUT, -EINVAL, -EBADMSG as for put.  Any thread or process. */
 SHMQ_API ssize_t shmq_queue_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns);
 
+/* Take the oldest message, of any length, into a buffer from malloc(3)
+ * that *msg receives and the caller frees with free(3); returns the
+ * length (an empty message still gets a buffer).  Blocks as
+ * shmq_queue_get; -ENOMEM (the message stays queued), -EAGAIN, -ETIMEDOUT,
+ * -EPIPE, -EINVAL, -EBADMSG, -EBADF as there.  Any thread or process. */
+SHMQ_API ssize_t shmq_queue_get_alloc(shmq_queue *q, void **msg, int64_t timeout_ns);
+
 /* No more puts (they return -EPIPE, blocked ones wake and return it); gets
  * drain what is queued, then return -EPIPE.  Idempotent; any process. */
 SHMQ_API int shmq_queue_shutdown(shmq_queue *q);

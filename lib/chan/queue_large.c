@@ -1,0 +1,610 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Layer 4: large queue messages, carried in chunks of the region's heap
+ * that belong to the queue.  The layout and Protocol QLARGE (who owns a
+ * block when, who frees it, what the sweep may take) are in
+ * chan/queue_int.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <shmq.h>
+
+#include "core/atomic_int.h"
+#include "core/compiler_int.h"
+#include "core/introspect_int.h"
+#include "core/region_int.h"
+#include "chan/queue_int.h"
+#include "ring/mpmc_int.h"
+
+#define LINE ((uint64_t)SHMQ__CACHELINE)
+#define HDR ((uint64_t)sizeof(struct shmq__qlarge_chunk))
+#define BHDR ((uint64_t)sizeof(struct shmq__qlarge_block))
+#define LOCK_NS ((int64_t)2 * 1000 * 1000 * 1000) /* the sweep's wait for a chunk lock */
+#define DESC_LEN ((uint32_t)sizeof(struct shmq__qlarge_desc))
+
+_Static_assert(SHMQ__QLARGE_LOCK_BYTES % SHMQ__CACHELINE == 0, "chunk header lines");
+_Static_assert(sizeof(struct shmq__qlarge_desc) + SHMQ__MPMC_SLOT_HDR <= SHMQ__CACHELINE,
+	       "a descriptor fits the smallest slot");
+
+/* ---- st words ---- */
+
+static inline uint64_t st_make(uint32_t owner, uint32_t gen, unsigned state)
+{
+	return (uint64_t)owner << 32 | (uint64_t)(gen & 0x3fffffffu) << 2 | state;
+}
+
+static inline unsigned st_state(uint64_t st)
+{
+	return (unsigned)(st & 3u);
+}
+
+static inline uint32_t st_gen(uint64_t st)
+{
+	return (uint32_t)(st >> 2) & 0x3fffffffu;
+}
+
+static inline uint32_t st_owner(uint64_t st)
+{
+	return (uint32_t)(st >> 32);
+}
+
+/* ---- chunks ---- */
+
+/* The checked chunk at region offset off of the queue whose ring is at
+ * qoff, or NULL. */
+static struct shmq__qlarge_chunk *chunk_at(shmq_region *r, uint64_t off, uint64_t qoff)
+{
+	struct shmq__qlarge_chunk *c = off % LINE ? NULL : shmq__region_ptr(r, off, HDR);
+	uint64_t size;
+
+	if (!c)
+		return NULL;
+	/* relaxed: written before the chunk's link, which our load of the
+	 * link acquired (Protocol QLARGE, chunk_link) */
+	size = shmq__load_relaxed(&c->size);
+	if (shmq__load_relaxed(&c->magic) != SHMQ__QLARGE_CHUNK_MAGIC || size < HDR + BHDR ||
+	    size % LINE || !shmq__region_ptr(r, off, size) ||
+	    shmq__load_relaxed(&c->queue) != qoff) /* relaxed: as size above */
+		return NULL;
+	return c;
+}
+
+/* The chunk after c (or the first one, c NULL); NULL at the end, *bad set
+ * for a link that names no chunk of ours. */
+static struct shmq__qlarge_chunk *chunk_next(struct shmq__mpmc *m, shmq_region *r,
+					     struct shmq__qlarge_chunk *c, bool *bad)
+{
+	uint64_t qoff = shmq__region_off(r, m->sh);
+	/* acquire: pairs with the link CAS in chunk_link (the chunk's layout) */
+	uint64_t off = shmq__load_acquire(c ? &c->next : &m->sh->large);
+	struct shmq__qlarge_chunk *n;
+
+	if (off == 0)
+		return NULL;
+	n = chunk_at(r, off, qoff);
+	if (!n)
+		*bad = true;
+	return n;
+}
+
+/* How many chunks a walk may visit: a region holds fewer chunks than this,
+ * so a longer chain is a cycle someone wrote. */
+static uint64_t chunk_bound(shmq_region *r)
+{
+	return r->size / (HDR + BHDR) + 1;
+}
+
+/* Lay a chunk out and link it at the end of the chain (Protocol QLARGE,
+ * Chunks).  A kill between the region's alloc and the link leaks the
+ * chunk, the one leak left (see queue_int.h). */
+static int chunk_link(struct shmq__mpmc *m, shmq_region *r, uint64_t size,
+		      struct shmq__qlarge_chunk **out)
+{
+	struct shmq__qlarge_chunk *c, *last = NULL;
+	struct shmq__qlarge_block *b;
+	uint64_t off, n = 0, zero;
+	bool bad = false;
+	void *mem;
+	int rc;
+
+	rc = shmq__region_alloc(r, size, &mem);
+	if (rc)
+		return rc;
+	c = mem;
+	rc = shmq_lock_init(c->lock);
+	if (rc)
+		return rc;
+	c->magic = SHMQ__QLARGE_CHUNK_MAGIC;
+	c->size = size;
+	c->queue = shmq__region_off(r, m->sh);
+	b = (struct shmq__qlarge_block *)((uint8_t *)c + HDR);
+	b->size = size - HDR;
+	b->pos = SHMQ__QLARGE_POS_NONE;
+	off = shmq__region_off(r, c);
+	for (;;) {
+		struct shmq__qlarge_chunk *nx = chunk_next(m, r, last, &bad);
+
+		if (bad || ++n > chunk_bound(r))
+			return -EBADMSG;
+		if (nx) {
+			last = nx;
+			continue;
+		}
+		zero = 0;
+		/* release: publishes the layout above (pairs with chunk_next's acquire) */
+		if (shmq__cas_release(last ? &last->next : &m->sh->large, &zero, off))
+			break;
+	}
+	*out = c;
+	return 0;
+}
+
+/* Take c's lock within timeout_ns (a put's own: a holder stopped, by a
+ * debugger or a signal, delays the put as a full ring would). */
+static int chunk_lock(shmq_region *r, struct shmq__qlarge_chunk *c, int64_t timeout_ns,
+		      shmq_lock **l)
+{
+	int rc = shmq_lock_attach(r, c->lock, l);
+
+	if (rc)
+		return rc;
+	rc = shmq_lock_acquire(*l, timeout_ns);
+	/* a holder killed mid-way left the tiling whole (queue_int.h, Chunks) */
+	if (rc == 0 || rc == -EOWNERDEAD)
+		return 0;
+	shmq_lock_close(*l);
+	return rc;
+}
+
+static void chunk_unlock(shmq_lock *l)
+{
+	shmq_lock_release(l);
+	shmq_lock_close(l);
+}
+
+/* ---- blocks ---- */
+
+struct walk {
+	struct shmq__mpmc *m;
+	shmq_region *r;
+	uint8_t *base;    /* the chunk */
+	uint64_t end;     /* its size */
+	bool sweep;
+};
+
+/* The header at chunk offset off, its size checked to tile the chunk. */
+static struct shmq__qlarge_block *block_at(const struct walk *w, uint64_t off, uint64_t *size)
+{
+	struct shmq__qlarge_block *b = (struct shmq__qlarge_block *)(w->base + off);
+	/* relaxed: sizes change only under the chunk lock, which we hold */
+	uint64_t s = shmq__load_relaxed(&b->size);
+
+	if (s < BHDR || s % LINE || s > w->end - off)
+		return NULL;
+	*size = s;
+	return b;
+}
+
+/* Is the ring's slot of pos still carrying it?  A pos no slot can carry
+ * (ahead of tail) reads as carried: the block stays, the safe side. */
+static bool pos_live(struct shmq__mpmc *m, uint64_t pos)
+{
+	return shmq__mpmc_slot_live(m, pos);
+}
+
+/* The sweep's decision on a taken block (Protocol QLARGE): true when it
+ * freed it. */
+static bool block_reclaim(const struct walk *w, struct shmq__qlarge_block *b, uint64_t st)
+{
+	uint32_t owner = st_owner(st);
+	/* acquire: pairs with the producer's release of pos (Protocol QLARGE) */
+	uint64_t pos = shmq__load_acquire(&b->pos);
+
+	if (st_state(st) == SHMQ__QLARGE_BUSY && pos == SHMQ__QLARGE_POS_NONE) {
+		if (shmq__region_id_alive(w->r, owner) != 0)
+			return false;
+		/* seq_cst: re-read after the owner was seen dead */
+		if (shmq__load_seq_cst(&b->pos) != SHMQ__QLARGE_POS_NONE)
+			return false;
+	} else if (st_state(st) == SHMQ__QLARGE_DYING) {
+		if (shmq__region_id_alive(w->r, owner) != 0 || pos_live(w->m, pos))
+			return false;
+	} else if (st_state(st) != SHMQ__QLARGE_BUSY || pos_live(w->m, pos)) {
+		return false;
+	}
+	/* seq_cst: from the exact st read (Protocol QLARGE; never twice) */
+	return shmq__cas_seq_cst(&b->st, &st, st_make(0, st_gen(st), SHMQ__QLARGE_FREE));
+}
+
+/* The st of the block at off, freed by the sweep if it may be. */
+static uint64_t block_state(const struct walk *w, struct shmq__qlarge_block *b)
+{
+	/* acquire: pairs with alloc's release of BUSY and the frees' CASes
+	 * (Protocol QLARGE) */
+	uint64_t st = shmq__load_acquire(&b->st);
+
+	if (st_state(st) != SHMQ__QLARGE_FREE && w->sweep && block_reclaim(w, b, st))
+		return st_make(0, st_gen(st), SHMQ__QLARGE_FREE);
+	return st;
+}
+
+/* Merge the free blocks after the free block b (size *size) into it. */
+static int block_merge(const struct walk *w, uint64_t off, struct shmq__qlarge_block *b,
+		       uint64_t *size)
+{
+	while (off + *size < w->end) {
+		uint64_t ns;
+		struct shmq__qlarge_block *n = block_at(w, off + *size, &ns);
+
+		if (!n)
+			return -EBADMSG;
+		if (st_state(block_state(w, n)) != SHMQ__QLARGE_FREE)
+			break;
+		*size += ns;
+		/* relaxed: one store keeps the tiling whole; read under the lock */
+		shmq__store_relaxed(&b->size, *size);
+	}
+	return 0;
+}
+
+/* Take need bytes from the free block b at off (size bytes) for self. */
+static void block_take(const struct walk *w, uint64_t off, struct shmq__qlarge_block *b,
+		       uint64_t size, uint64_t need, uint64_t len, uint64_t st)
+{
+	if (size - need >= 2 * BHDR) {
+		struct shmq__qlarge_block *t = (struct shmq__qlarge_block *)(w->base + off + need);
+
+		/* relaxed: under the lock; the tail's header is inside b until
+		 * the store of b's size below (queue_int.h, Chunks) */
+		shmq__store_relaxed(&t->st, st_make(0, 0, SHMQ__QLARGE_FREE));
+		shmq__store_relaxed(&t->pos, SHMQ__QLARGE_POS_NONE); /* relaxed: as above */
+		shmq__store_relaxed(&t->size, size - need); /* relaxed: as above */
+		shmq__store_relaxed(&b->size, need); /* relaxed: as above */
+	}
+	/* relaxed: published by the release of st below */
+	shmq__store_relaxed(&b->pos, SHMQ__QLARGE_POS_NONE);
+	shmq__store_relaxed(&b->len, len); /* relaxed: as above */
+	/* release: pairs with the loads of st in block_state and block_check
+	 * (Protocol QLARGE) */
+	shmq__store_release(&b->st, st_make(w->m->self, st_gen(st) + 1, SHMQ__QLARGE_BUSY));
+}
+
+/* First fit in one locked chunk: the chunk offset of a block of need
+ * bytes now BUSY for us, 0 when none fits, -EBADMSG for a broken tiling. */
+static int64_t chunk_fit(const struct walk *w, uint64_t need, uint64_t len)
+{
+	uint64_t off = HDR, size;
+
+	while (off < w->end) {
+		struct shmq__qlarge_block *b = block_at(w, off, &size);
+		uint64_t st;
+
+		if (!b)
+			return -EBADMSG;
+		st = block_state(w, b);
+		if (st_state(st) == SHMQ__QLARGE_FREE) {
+			if (block_merge(w, off, b, &size))
+				return -EBADMSG;
+			if (size >= need) {
+				block_take(w, off, b, size, need, len, st);
+				return (int64_t)off;
+			}
+		}
+		off += size;
+	}
+	return 0;
+}
+
+/* Try each chunk in turn (sweeping them when sweep): the region offset of
+ * our new block, 0 when none fits, or an error. */
+static int64_t chain_fit(struct shmq__mpmc *m, shmq_region *r, uint64_t need, uint64_t len,
+			 bool sweep, int64_t timeout_ns)
+{
+	struct shmq__qlarge_chunk *c = NULL;
+	bool bad = false;
+	uint64_t n = 0;
+
+	while ((c = chunk_next(m, r, c, &bad)) != NULL) {
+		struct walk w = { m, r, (uint8_t *)c, 0, sweep };
+		shmq_lock *l;
+		int64_t off;
+		int rc;
+
+		if (++n > chunk_bound(r))
+			return -EBADMSG;
+		rc = chunk_lock(r, c, timeout_ns, &l);
+		if (rc)
+			return rc;
+		/* relaxed: fixed before the link (chunk_at checked it) */
+		w.end = shmq__load_relaxed(&c->size);
+		off = chunk_fit(&w, need, len);
+		chunk_unlock(l);
+		if (off < 0)
+			return off;
+		if (off > 0)
+			return (int64_t)shmq__region_off(r, c) + off;
+	}
+	return bad ? -EBADMSG : 0;
+}
+
+/* A block for len bytes, BUSY for us: its region offset, or -ENOSPC when
+ * neither the chunks (swept) nor the region can hold it. */
+static int64_t block_alloc(struct shmq__mpmc *m, shmq_region *r, size_t len, int64_t timeout_ns)
+{
+	struct shmq__qlarge_chunk *c;
+	uint64_t need, size;
+	int64_t off;
+	int rc;
+
+	if (len > r->size)
+		return -ENOSPC;
+	need = SHMQ__ALIGN_UP((uint64_t)len + BHDR, LINE);
+	for (int sweep = 0; sweep < 2; sweep++) {
+		off = chain_fit(m, r, need, len, sweep, timeout_ns);
+		if (off != 0)
+			return off;
+	}
+	size = need + HDR > SHMQ__QLARGE_CHUNK_MIN ? need + HDR : SHMQ__QLARGE_CHUNK_MIN;
+	rc = chunk_link(m, r, size, &c);
+	if (rc == -ENOSPC && size > need + HDR)
+		rc = chunk_link(m, r, need + HDR, &c);
+	if (rc)
+		return rc;
+	/* ours is the last chunk; others may take it first: look again */
+	off = chain_fit(m, r, need, len, false, timeout_ns);
+	return off ? off : -ENOSPC;
+}
+
+static struct shmq__qlarge_block *block_of(shmq_region *r, uint64_t off)
+{
+	return off % LINE ? NULL : shmq__region_ptr(r, off, BHDR);
+}
+
+/* ---- put ---- */
+
+void shmq__qlarge_drop(struct shmq__mpmc *m, shmq_region *r, uint64_t off)
+{
+	struct shmq__qlarge_block *b = block_of(r, off);
+	uint64_t st;
+
+	if (!b)
+		return;
+	/* relaxed: our own BUSY, which nobody else frees while pos is unset */
+	st = shmq__load_relaxed(&b->st);
+	if (st_owner(st) == m->self && st_state(st) == SHMQ__QLARGE_BUSY)
+		/* seq_cst: a free (Protocol QLARGE) */
+		shmq__cas_seq_cst(&b->st, &st, st_make(0, st_gen(st), SHMQ__QLARGE_FREE));
+}
+
+int shmq__qlarge_put(struct shmq__mpmc *m, shmq_region *r, const void *msg, size_t len,
+		     int64_t timeout_ns, uint64_t *off, struct shmq__mpmc_block *blk)
+{
+	struct shmq__qlarge_desc *d;
+	struct shmq__qlarge_block *b;
+	uint64_t pos;
+	int rc;
+
+	if (!r)
+		return -EMSGSIZE; /* a placed queue without a region has no heap */
+	if (*off == 0) {
+		int64_t o = block_alloc(m, r, len, timeout_ns);
+
+		if (o < 0)
+			return (int)o;
+		*off = (uint64_t)o;
+		memcpy((uint8_t *)block_of(r, *off) + BHDR, msg, len);
+	}
+	rc = shmq__mpmc_put_claim(m, &pos, blk);
+	if (rc)
+		return rc;
+	b = block_of(r, *off);
+	/* release: from here the slot owns the block (pairs with the sweep's
+	 * acquire of pos in block_reclaim, Protocol QLARGE) */
+	shmq__store_release(&b->pos, pos);
+	d = shmq__mpmc_slot_data(m, pos);
+	/* relaxed: published by the slot's FULL (the ring's put_publish) */
+	shmq__store_relaxed(&d->len, (uint64_t)len);
+	shmq__store_relaxed(&d->off, *off); /* relaxed: as above */
+	shmq__store_relaxed(&d->st, shmq__load_relaxed(&b->st)); /* relaxed: as above; our own st */
+	shmq__mpmc_put_publish(m, pos, SHMQ__MPMC_LEN_LARGE | DESC_LEN, true);
+	return 0;
+}
+
+/* ---- get ---- */
+
+/* Check the descriptor of the large slot at pos (claimed by us) against
+ * the block it names: the block, or NULL (-EBADMSG).  *d gets a private
+ * copy of the descriptor. */
+static struct shmq__qlarge_block *block_check(struct shmq__mpmc *m, shmq_region *r, uint64_t pos,
+					      struct shmq__qlarge_desc *d)
+{
+	const struct shmq__qlarge_desc *sd = shmq__mpmc_slot_data(m, pos);
+	struct shmq__qlarge_block *b;
+	uint64_t size, st;
+
+	if (!r || shmq__mpmc_slot_len(m, pos) != (SHMQ__MPMC_LEN_LARGE | DESC_LEN))
+		return NULL;
+	/* relaxed: the slot is claimed by us; its FULL's acquire ordered these */
+	d->len = shmq__load_relaxed(&sd->len);
+	d->off = shmq__load_relaxed(&sd->off); /* relaxed: as above */
+	d->st = shmq__load_relaxed(&sd->st); /* relaxed: as above */
+	b = block_of(r, d->off);
+	if (!b || d->len > r->size)
+		return NULL;
+	/* acquire: pairs with block_take's release of BUSY (Protocol QLARGE) */
+	st = shmq__load_acquire(&b->st);
+	/* relaxed: fixed while the block is taken, ordered by the acquire above */
+	size = shmq__load_relaxed(&b->size);
+	if (size < BHDR + d->len || !shmq__region_ptr(r, d->off, size) ||
+	    st_gen(st) != st_gen(d->st) || st_state(d->st) != SHMQ__QLARGE_BUSY ||
+	    (st != d->st && st_state(st) != SHMQ__QLARGE_DYING) ||
+	    shmq__load_relaxed(&b->len) != d->len || /* relaxed: as size */
+	    shmq__load_relaxed(&b->pos) != pos) /* relaxed: as size */
+		return NULL;
+	return b;
+}
+
+ssize_t shmq__qlarge_get(struct shmq__mpmc *m, shmq_region *r, void *buf, size_t cap,
+			 uint64_t *need, struct shmq__mpmc_block *blk)
+{
+	struct shmq__qlarge_desc d;
+	struct shmq__qlarge_block *b;
+	uint64_t pos;
+	uint32_t len;
+	int rc;
+
+	rc = shmq__mpmc_get_claim_large(m, cap, &pos, &len, blk);
+	if (rc == -EMSGSIZE && need)
+		*need = len == UINT32_MAX ? UINT64_MAX : len;
+	if (rc)
+		return rc;
+	if (!(len & SHMQ__MPMC_LEN_LARGE)) { /* head moved on to a small one */
+		if (len)
+			memcpy(buf, shmq__mpmc_slot_data(m, pos), len);
+		shmq__mpmc_get_release(m, pos, true);
+		return len;
+	}
+	b = block_check(m, r, pos, &d);
+	if (!b) {
+		shmq__mpmc_get_release(m, pos, true); /* a broken descriptor goes */
+		return -EBADMSG;
+	}
+	if (d.len > cap) { /* the ring checked the slot's copy; ours says more */
+		shmq__mpmc_get_release(m, pos, true);
+		return -EBADMSG;
+	}
+	memcpy(buf, (uint8_t *)b + BHDR, d.len);
+	/* seq_cst: a free while our claim holds the slot (Protocol QLARGE) */
+	shmq__cas_seq_cst(&b->st, &d.st, st_make(0, st_gen(d.st), SHMQ__QLARGE_FREE));
+	shmq__mpmc_get_release(m, pos, true);
+	return (ssize_t)d.len;
+}
+
+ssize_t shmq__qlarge_view(struct shmq__mpmc *m, shmq_region *r, uint64_t pos,
+			  const void **msg)
+{
+	struct shmq__qlarge_desc d;
+	struct shmq__qlarge_block *b = block_check(m, r, pos, &d);
+
+	if (!b)
+		return -EBADMSG;
+	*msg = (uint8_t *)b + BHDR;
+	return (ssize_t)d.len;
+}
+
+int shmq__qlarge_commit(struct shmq__mpmc *m, shmq_region *r, uint64_t pos)
+{
+	struct shmq__qlarge_desc d;
+	struct shmq__qlarge_block *b = NULL;
+	uint64_t st, dying = 0;
+	int rc;
+
+	/* a hold by us names a slot whose descriptor stays put until the
+	 * commit; not ours: hold_end says -EINVAL and changes nothing */
+	if (shmq__mpmc_slot_len(m, pos) & SHMQ__MPMC_LEN_LARGE)
+		b = block_check(m, r, pos, &d);
+	if (b) {
+		/* acquire: pairs with block_take's release of BUSY (Protocol QLARGE) */
+		st = shmq__load_acquire(&b->st);
+		dying = st_make(m->self, st_gen(st), SHMQ__QLARGE_DYING);
+		/* seq_cst: Protocol QLARGE, DYING before the slot lets go */
+		if (!shmq__cas_seq_cst(&b->st, &st, dying))
+			b = NULL;
+	}
+	rc = shmq__mpmc_hold_end(m, pos, true);
+	if (b && rc == 0)
+		/* seq_cst: the free after the commit (Protocol QLARGE) */
+		shmq__cas_seq_cst(&b->st, &dying, st_make(0, st_gen(dying), SHMQ__QLARGE_FREE));
+	else if (b)
+		/* not our hold after all: put the block back as it was */
+		shmq__cas_seq_cst(&b->st, &dying, st); /* seq_cst: as above */
+	return rc;
+}
+
+/* ---- sweep and introspection ---- */
+
+int64_t shmq__qlarge_sweep(struct shmq__mpmc *m, shmq_region *r)
+{
+	struct shmq__qlarge_chunk *c = NULL;
+	bool bad = false;
+	uint64_t n = 0, taken = 0;
+
+	if (!r)
+		return 0;
+	while ((c = chunk_next(m, r, c, &bad)) != NULL) {
+		struct walk w = { m, r, (uint8_t *)c, 0, true };
+		uint64_t off = HDR, size;
+		shmq_lock *l;
+		int rc;
+
+		if (++n > chunk_bound(r))
+			return -EBADMSG;
+		rc = chunk_lock(r, c, LOCK_NS, &l);
+		if (rc)
+			return rc;
+		/* relaxed: fixed before the link */
+		w.end = shmq__load_relaxed(&c->size);
+		while (off < w.end) {
+			struct shmq__qlarge_block *b = block_at(&w, off, &size);
+
+			if (!b) {
+				chunk_unlock(l);
+				return -EBADMSG;
+			}
+			if (st_state(block_state(&w, b)) == SHMQ__QLARGE_FREE) {
+				if (block_merge(&w, off, b, &size)) {
+					chunk_unlock(l);
+					return -EBADMSG;
+				}
+			} else {
+				taken += size;
+			}
+			off += size;
+		}
+		chunk_unlock(l);
+	}
+	return bad ? -EBADMSG : (int64_t)taken;
+}
+
+/* Read-only: no lock (the tool's handle has no owner id), every size
+ * checked as the allocator checks it; relaxed loads, a snapshot. */
+void shmq__qlarge_describe(shmq_region *r, const void *ring, struct shmq__obj_stat *st)
+{
+	const struct shmq__mpmc_shared *sh = ring;
+	uint64_t qoff = shmq__region_off(r, ring), chunks = 0, bytes = 0, msgs = 0, held = 0;
+	/* relaxed: a snapshot */
+	uint64_t off = shmq__load_relaxed(&sh->large);
+
+	while (off && chunks <= chunk_bound(r)) {
+		struct shmq__qlarge_chunk *c = chunk_at(r, off, qoff);
+		uint64_t end, at = HDR, size;
+
+		if (!c) {
+			st->status = -EBADMSG;
+			break;
+		}
+		chunks++;
+		end = shmq__load_relaxed(&c->size); /* relaxed: as above */
+		bytes += end;
+		while (at < end) {
+			struct shmq__qlarge_block *b = (struct shmq__qlarge_block *)((uint8_t *)c + at);
+
+			size = shmq__load_relaxed(&b->size); /* relaxed: as above */
+			if (size < BHDR || size % LINE || size > end - at)
+				break; /* mid-split, or broken: the rest is not counted */
+			if (st_state(shmq__load_relaxed(&b->st)) != SHMQ__QLARGE_FREE) { /* relaxed: as above */
+				msgs++;
+				held += size;
+			}
+			at += size;
+		}
+		off = shmq__load_relaxed(&c->next); /* relaxed: as above */
+	}
+	shmq__stat_u64(st, "large_msgs", msgs);
+	shmq__stat_u64(st, "large_bytes", held);
+	shmq__stat_u64(st, "large_chunks", chunks);
+	shmq__stat_u64(st, "large_heap", bytes);
+}

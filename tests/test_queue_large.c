@@ -1,0 +1,596 @@
+/* SPDX-License-Identifier: MIT */
+/* Issue 16, item 1: queue messages longer than max_msg, carried through
+ * the region's heap (chan/queue_int.h, Protocol QLARGE): byte-exact round
+ * trips, get_alloc, the too-small buffer, -ENOSPC that changes nothing,
+ * two-phase gets of large messages and their redelivery after a consumer's
+ * death, a producer killed mid-put, FIFO per producer across sizes, and a
+ * heap that returns to where it was. */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#include <shmq/introspect.h>
+
+#include "chan/queue_int.h"
+#include "core/introspect_int.h"
+#include "core/objkind_int.h"
+#include "core/region_int.h"
+#include "ring/mpmc_int.h"
+
+static int setup(void **state)
+{
+	return tu_region_setup(state, "qlarge", (size_t)32 << 20);
+}
+
+/* Message bytes that say which message and which byte they are. */
+static void fill(uint8_t *p, size_t len, uint32_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(seed * 131u + i * 7u + (i >> 8));
+}
+
+static void check_bytes(const uint8_t *p, size_t len, uint32_t seed)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != (uint8_t)(seed * 131u + i * 7u + (i >> 8)))
+			fail_msg("byte %zu of message %u", i, seed);
+}
+
+static void put_msg(shmq_queue *q, size_t len, uint32_t seed)
+{
+	uint8_t *m = malloc(len ? len : 1);
+
+	assert_non_null(m);
+	fill(m, len, seed);
+	assert_int_equal(shmq_queue_put(q, m, len, SHMQ_NOWAIT), 0);
+	free(m);
+}
+
+static uint64_t region_used(shmq_region *r)
+{
+	struct shmq_region_info info;
+
+	assert_int_equal(shmq_region_info(r, &info), 0);
+	return info.used;
+}
+
+static shmq_queue *make(struct tu_region *f, const char *name, uint32_t cap, uint32_t max_msg)
+{
+	shmq_queue *q;
+
+	assert_int_equal(shmq_queue_create(f->r, name, &(struct shmq_queue_opts){ cap, max_msg }, &q),
+			 0);
+	return q;
+}
+
+/* The ring of a handle: the tests reach the sweep through the private API. */
+struct qpeek {
+	struct shmq__mpmc ring;
+};
+
+static int64_t sweep(shmq_queue *q, shmq_region *r)
+{
+	return shmq__qlarge_sweep(&((struct qpeek *)(void *)q)->ring, r);
+}
+
+/* ---- round trips ---- */
+
+static void test_300_over_256(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.300", 8, 256);
+	uint8_t buf[512];
+
+	put_msg(q, 300, 1);
+	assert_int_equal(shmq_queue_len(q), 1);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 300);
+	check_bytes(buf, 300, 1);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(sweep(q, f->r), 0);
+	shmq_queue_close(q);
+}
+
+static void test_sizes_exact(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.exact", 4, 64);
+	size_t sizes[] = { 65, 4096, (size_t)64 << 10, (size_t)4 << 20 };
+	uint8_t *buf = malloc((size_t)4 << 20);
+
+	assert_non_null(buf);
+	for (size_t i = 0; i < 4; i++) {
+		void *m = NULL;
+
+		put_msg(q, sizes[i], (uint32_t)i);
+		assert_int_equal(shmq_queue_get(q, buf, (size_t)4 << 20, SHMQ_NOWAIT),
+				 (ssize_t)sizes[i]);
+		check_bytes(buf, sizes[i], (uint32_t)i);
+		put_msg(q, sizes[i], (uint32_t)i + 10);
+		assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), (ssize_t)sizes[i]);
+		check_bytes(m, sizes[i], (uint32_t)i + 10);
+		free(m);
+	}
+	assert_int_equal(sweep(q, f->r), 0);
+	free(buf);
+	shmq_queue_close(q);
+}
+
+static void test_get_alloc(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.alloc", 8, 128);
+	void *m = NULL;
+
+	assert_int_equal(shmq_queue_get_alloc(NULL, &m, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_queue_get_alloc(q, NULL, SHMQ_NOWAIT), -EINVAL);
+	assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_queue_get_alloc(q, &m, 1000000), -ETIMEDOUT);
+	put_msg(q, 0, 0);
+	put_msg(q, 100, 1);
+	put_msg(q, 100000, 2);
+	put_msg(q, 128, 3);
+	assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), 0);
+	assert_non_null(m);
+	free(m);
+	assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), 100);
+	check_bytes(m, 100, 1);
+	free(m);
+	assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), 100000);
+	check_bytes(m, 100000, 2);
+	free(m);
+	assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), 128);
+	check_bytes(m, 128, 3);
+	free(m);
+	shmq_queue_shutdown(q);
+	assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), -EPIPE);
+	shmq_queue_close(q);
+}
+
+/* A buffer too small for a large message: -EMSGSIZE and it stays, for
+ * get, get_bulk; a big enough one takes it. */
+static void test_small_buffer_keeps(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.small", 8, 64);
+	uint8_t buf[2000];
+	size_t lens[2];
+	struct iovec iov[2] = { { buf, 999 }, { buf + 1000, 1000 } };
+
+	put_msg(q, 1000, 7);
+	put_msg(q, 10, 8);
+	assert_int_equal(shmq_queue_get(q, buf, 999, SHMQ_NOWAIT), -EMSGSIZE);
+	assert_int_equal(shmq_queue_get(q, buf, 64, SHMQ_NOWAIT), -EMSGSIZE);
+	assert_int_equal(shmq_queue_get_bulk(q, iov, lens, 2, SHMQ_NOWAIT), -EMSGSIZE);
+	assert_int_equal(shmq_queue_len(q), 2);
+	iov[0].iov_len = 1000;
+	assert_int_equal(shmq_queue_get_bulk(q, iov, lens, 2, SHMQ_NOWAIT), 1);
+	assert_int_equal(lens[0], 1000);
+	check_bytes(buf, 1000, 7);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 10);
+	check_bytes(buf, 10, 8);
+	/* bulk puts stay slot-sized */
+	iov[0].iov_len = 65;
+	assert_int_equal(shmq_queue_put_bulk(q, iov, 1, SHMQ_NOWAIT), -EMSGSIZE);
+	assert_int_equal(sweep(q, f->r), 0);
+	shmq_queue_close(q);
+}
+
+/* -ENOSPC only when the region cannot hold it, and nothing changes. */
+static void test_enospc(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.nospc", 8, 64);
+	size_t big = (size_t)64 << 20;
+	uint8_t *m = calloc(1, big);
+	uint64_t used;
+
+	assert_non_null(m);
+	put_msg(q, 1000, 1); /* the first chunk */
+	used = region_used(f->r);
+	assert_int_equal(shmq_queue_put(q, m, big, SHMQ_NOWAIT), -ENOSPC);
+	assert_int_equal(shmq_queue_put(q, m, big, 1000000), -ENOSPC);
+	assert_int_equal(region_used(f->r), used);
+	assert_int_equal(shmq_queue_len(q), 1);
+	free(m);
+	assert_int_equal(shmq_queue_get_alloc(q, (void **)&m, SHMQ_NOWAIT), 1000);
+	check_bytes(m, 1000, 1);
+	free(m);
+	assert_int_equal(sweep(q, f->r), 0);
+	shmq_queue_close(q);
+}
+
+/* Placed on plain memory with pid owners there is no heap: -EMSGSIZE. */
+static void test_no_region(void **state)
+{
+	struct shmq_queue_opts o = { 4, 64 };
+	size_t size = shmq_queue_footprint(&o);
+	void *mem = aligned_alloc(64, size);
+	shmq_queue *q;
+	uint8_t m[65] = { 0 };
+
+	(void)state;
+	assert_non_null(mem);
+	assert_int_equal(shmq_queue_init(mem, size, &o, SHMQ_QUEUE_PID_OWNERS), 0);
+	assert_int_equal(shmq_queue_attach(NULL, mem, size, &q), 0);
+	assert_int_equal(shmq_queue_put(q, m, sizeof(m), SHMQ_NOWAIT), -EMSGSIZE);
+	assert_int_equal(shmq_queue_put(q, m, 64, SHMQ_NOWAIT), 0);
+	shmq_queue_close(q);
+	free(mem);
+}
+
+/* ---- two-phase ---- */
+
+static void test_begin_large(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.begin", 8, 64);
+	const void *msg;
+	uint64_t pos, pos2;
+
+	put_msg(q, 70000, 3);
+	put_msg(q, 5, 4);
+	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT), 70000);
+	check_bytes(msg, 70000, 3);
+	assert_int_equal(shmq_queue_get_abort(q, pos), 0);
+	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos2, SHMQ_NOWAIT), 70000);
+	assert_int_equal(pos2, pos);
+	check_bytes(msg, 70000, 3);
+	assert_true(sweep(q, f->r) > 70000);
+	assert_int_equal(shmq_queue_get_commit(q, pos), 0);
+	assert_int_equal(shmq_queue_get_commit(q, pos), -EINVAL);
+	assert_int_equal(sweep(q, f->r), 0);
+	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT), 5);
+	check_bytes(msg, 5, 4);
+	assert_int_equal(shmq_queue_get_commit(q, pos), 0);
+	shmq_queue_close(q);
+}
+
+/* A consumer killed holding a begun large message: it comes again, same
+ * position, same bytes; after the commit the heap is empty. */
+static void test_dead_holder_large(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.dead", 8, 64);
+	const void *msg;
+	uint64_t pos;
+	char c;
+	int pfd[2];
+	pid_t pid;
+
+	put_msg(q, 200000, 9);
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *cr = tu_child_region(f->name);
+		shmq_queue *cq;
+
+		if (shmq_queue_open(cr, "l.dead", &cq))
+			_exit(1);
+		if (shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) != 200000 || pos != 0)
+			_exit(2);
+		if (write(pfd[1], "k", 1) != 1)
+			_exit(3);
+		pause();
+		_exit(4);
+	}
+	assert_int_equal(read(pfd[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	close(pfd[0]);
+	close(pfd[1]);
+	/* the sweep keeps a block its slot still carries */
+	assert_true(sweep(q, f->r) > 200000);
+	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT), 200000);
+	assert_int_equal(pos, 0);
+	check_bytes(msg, 200000, 9);
+	assert_int_equal(shmq_queue_get_commit(q, pos), 0);
+	assert_int_equal(sweep(q, f->r), 0);
+	shmq_queue_close(q);
+}
+
+/* A producer blocked on a full queue behind the slots of a dead two-phase
+ * holder is one of the waiters that notice it (chan/queue.c, Dead
+ * claimers): the holder's messages go back although no get_begin runs,
+ * and a consumer that uses plain get only takes them again, in order,
+ * which makes the room the producer waits for. */
+static void test_dead_holder_blocks_put(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.dput", 4, 64);
+	struct shmq__mpmc *ring = &((struct qpeek *)(void *)q)->ring;
+	uint8_t *buf = malloc(300);
+	char c;
+	int pfd[2];
+	pid_t pid;
+
+	assert_non_null(buf);
+	for (uint32_t i = 0; i < 4; i++)
+		put_msg(q, 200 + i, 20 + i); /* large: max_msg is 64 */
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *cr = tu_child_region(f->name);
+		shmq_queue *cq;
+		const void *msg;
+		uint64_t pos;
+
+		if (shmq_queue_open(cr, "l.dput", &cq))
+			_exit(1);
+		for (uint64_t i = 0; i < 2; i++)
+			if (shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) != (ssize_t)(200 + i) ||
+			    pos != i)
+				_exit(2);
+		if (write(pfd[1], "k", 1) != 1)
+			_exit(3);
+		pause();
+		_exit(4);
+	}
+	assert_int_equal(read(pfd[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	close(pfd[0]);
+	close(pfd[1]);
+	/* plain gets take what was not held; the ring stays full: its next
+	 * slot for a put is the dead holder's first */
+	for (uint32_t i = 2; i < 4; i++) {
+		assert_int_equal(shmq_queue_get(q, buf, 300, SHMQ_NOWAIT), 200 + i);
+		check_bytes(buf, 200 + i, 20 + i);
+	}
+	fill(buf, 250, 30);
+	/* the put waits past a liveness slice: it gives both held messages
+	 * back (nothing else waits), then still finds no room */
+	assert_int_equal(shmq_queue_put(q, buf, 250, (int64_t)500 * 1000 * 1000), -ETIMEDOUT);
+	assert_int_equal(__atomic_load_n(&ring->sh->returned, __ATOMIC_SEQ_CST), 2);
+	/* plain get hands them out again, oldest first, which frees the room */
+	for (uint32_t i = 0; i < 2; i++) {
+		assert_int_equal(shmq_queue_get(q, buf, 300, SHMQ_NOWAIT), 200 + i);
+		check_bytes(buf, 200 + i, 20 + i);
+	}
+	fill(buf, 250, 30);
+	assert_int_equal(shmq_queue_put(q, buf, 250, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_queue_get(q, buf, 300, SHMQ_NOWAIT), 250);
+	check_bytes(buf, 250, 30);
+	assert_int_equal(sweep(q, f->r), 0);
+	free(buf);
+	shmq_queue_close(q);
+}
+
+/* A producer killed while it waits for a slot, its message already in the
+ * heap: the message was never put, and the sweep takes its block back. */
+static void test_dead_producer(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.prod", 1, 64);
+	uint8_t buf[64];
+	pid_t pid;
+
+	put_msg(q, 10, 1); /* full */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *cr = tu_child_region(f->name);
+		shmq_queue *cq;
+
+		if (shmq_queue_open(cr, "l.prod", &cq))
+			_exit(1);
+		uint8_t *m = calloc(1, 50000);
+
+		if (!m)
+			_exit(2);
+		shmq_queue_put(cq, m, 50000, (int64_t)60 * 1000000000); /* blocks */
+		_exit(3);
+	}
+	/* the child's block shows once it is allocated */
+	for (int i = 0; i < 2000 && sweep(q, f->r) == 0; i++)
+		usleep(1000);
+	assert_true(sweep(q, f->r) > 0);
+	kill(pid, SIGKILL);
+	tu_wait_child(pid);
+	assert_int_equal(sweep(q, f->r), 0);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 10);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	shmq_queue_close(q);
+}
+
+/* ---- order and reuse ---- */
+
+/* Two producers put mixed sizes; the consumer sees each one's in order. */
+static void test_fifo_mixed(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.fifo", 16, 64);
+	enum { N = 300 };
+	uint32_t next[2] = { 0, 0 };
+	pid_t pids[2];
+
+	for (int p = 0; p < 2; p++) {
+		pids[p] = fork();
+		assert_true(pids[p] >= 0);
+		if (pids[p] == 0) {
+			shmq_region *cr = tu_child_region(f->name);
+			shmq_queue *cq;
+			uint8_t *m = malloc(20000);
+
+			if (!m || shmq_queue_open(cr, "l.fifo", &cq))
+				_exit(1);
+			for (uint32_t i = 0; i < N; i++) {
+				size_t len = 8 + (i % 3 == 0 ? 20000 - 8 : i % 3 == 1 ? 50 : 300);
+
+				fill(m, len, i);
+				memcpy(m, &p, sizeof(int));
+				memcpy(m + 4, &i, sizeof(i));
+				if (shmq_queue_put(cq, m, len, (int64_t)10 * 1000000000))
+					_exit(2);
+			}
+			_exit(0);
+		}
+	}
+	for (int n = 0; n < 2 * N; n++) {
+		void *m = NULL;
+		ssize_t len = shmq_queue_get_alloc(q, &m, (int64_t)10 * 1000000000);
+		int p;
+		uint32_t i;
+
+		if (len < 8)
+			fail_msg("get_alloc: %zd after %u and %u", len, next[0], next[1]);
+		memcpy(&p, m, sizeof(int));
+		memcpy(&i, (uint8_t *)m + 4, sizeof(i));
+		assert_true(p == 0 || p == 1);
+		assert_int_equal(i, next[p]);
+		assert_int_equal((size_t)len, 8 + (i % 3 == 0 ? 20000 - 8 : i % 3 == 1 ? 50 : 300));
+		next[p]++;
+		free(m);
+	}
+	for (int p = 0; p < 2; p++)
+		assert_int_equal(tu_wait_child(pids[p]), 0);
+	assert_int_equal(sweep(q, f->r), 0);
+	shmq_queue_close(q);
+}
+
+/* The heap's blocks come back: after the first chunk, 500 round trips of
+ * mixed sizes do not move the region's use. */
+static void test_heap_reused(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.reuse", 8, 64);
+	uint64_t used;
+	void *m;
+
+	put_msg(q, 100, 0);
+	assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), 100);
+	free(m);
+	used = region_used(f->r);
+	for (uint32_t i = 0; i < 500; i++) {
+		size_t len = 65 + (i * 7919u) % 150000;
+
+		put_msg(q, len, i);
+		if (i % 3 == 0)
+			put_msg(q, len / 2 + 65, i + 1);
+		assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), (ssize_t)len);
+		check_bytes(m, len, i);
+		free(m);
+		if (i % 3 == 0) {
+			assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), (ssize_t)(len / 2 + 65));
+			free(m);
+		}
+	}
+	assert_int_equal(region_used(f->r), used);
+	assert_int_equal(sweep(q, f->r), 0);
+	shmq_queue_close(q);
+}
+
+/* A descriptor that names memory outside the heap or another block:
+ * -EBADMSG, never a copy. */
+static void test_bad_descriptor(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.bad", 4, 64);
+	struct shmq__mpmc *m = &((struct qpeek *)(void *)q)->ring;
+	struct shmq__qlarge_desc *d;
+	const void *msg;
+	uint64_t pos;
+	uint8_t buf[4096];
+
+	for (int k = 0; k < 4; k++) {
+		put_msg(q, 3000, 1);
+		d = shmq__mpmc_slot_data(m, (uint64_t)k);
+		if (k == 0)
+			d->off = 64; /* the header page */
+		else if (k == 1)
+			d->off += 64; /* inside its block */
+		else if (k == 2)
+			d->len = (uint64_t)40 << 20;
+		else
+			d->st ^= 4; /* another generation */
+		if (k == 1) {
+			assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT), -EBADMSG);
+		} else {
+			assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT),
+					 k == 2 ? -EMSGSIZE : -EBADMSG);
+			if (k == 2) {
+				void *a = NULL;
+
+				assert_int_equal(shmq_queue_get_alloc(q, &a, SHMQ_NOWAIT), -EBADMSG);
+				free(a);
+			}
+		}
+		assert_int_equal(shmq_queue_len(q), 0);
+	}
+	assert_int_equal(sweep(q, f->r), 0); /* the sweep frees what they named */
+	shmq_queue_close(q);
+}
+
+/* shmq stat: large messages in flight, count and bytes. */
+static void test_describe_large(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.stat", 8, 64);
+	struct shmq__obj_stat st;
+	const struct shmq__stat_kv *kv;
+	uint64_t size;
+	void *mem;
+
+	assert_int_equal(shmq__obj_find(f->r, "l.stat", SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	put_msg(q, 1000, 1);
+	put_msg(q, 2000, 2);
+	put_msg(q, 10, 3);
+	memset(&st, 0, sizeof(st));
+	assert_int_equal(shmq__obj_describe(f->r, SHMQ__OBJ_QUEUE, mem, size, &st), 0);
+	assert_int_equal(st.status, 0);
+	assert_non_null(kv = shmq__stat_get(&st, "large_msgs"));
+	assert_int_equal(kv->u, 2);
+	assert_non_null(kv = shmq__stat_get(&st, "large_bytes"));
+	assert_true(kv->u >= 3000 && kv->u < 3000 + 4 * 64);
+	assert_non_null(kv = shmq__stat_get(&st, "large_chunks"));
+	assert_int_equal(kv->u, 1);
+	shmq_queue_close(q);
+}
+
+/* An older library's ring (version 4) is refused, never misread. */
+static void test_old_layout(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.v4", 4, 64), *q2;
+	struct shmq__mpmc_shared *sh;
+	uint64_t size;
+	void *mem;
+
+	assert_int_equal(shmq__obj_find(f->r, "l.v4", SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	sh = mem;
+	assert_int_equal(sh->version, 5);
+	sh->version = SHMQ__MPMC_VERSION_HOLD;
+	assert_int_equal(shmq_queue_open(f->r, "l.v4", &q2), -EPROTO);
+	sh->version = SHMQ__MPMC_VERSION;
+	shmq_queue_close(q);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_300_over_256),
+		cmocka_unit_test(test_sizes_exact),
+		cmocka_unit_test(test_get_alloc),
+		cmocka_unit_test(test_small_buffer_keeps),
+		cmocka_unit_test(test_enospc),
+		cmocka_unit_test(test_no_region),
+		cmocka_unit_test(test_begin_large),
+		cmocka_unit_test(test_dead_holder_large),
+		cmocka_unit_test(test_dead_holder_blocks_put),
+		cmocka_unit_test(test_dead_producer),
+		cmocka_unit_test(test_fifo_mixed),
+		cmocka_unit_test(test_heap_reused),
+		cmocka_unit_test(test_bad_descriptor),
+		cmocka_unit_test(test_describe_large),
+		cmocka_unit_test(test_old_layout),
+	};
+
+	return cmocka_run_group_tests(tests, setup, tu_region_teardown);
+}
