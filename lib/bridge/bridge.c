@@ -441,6 +441,15 @@ static int in_fetch(shmq_bridge *b, int want)
 
 		if (left <= 0)
 			break;
+		/* once one came, take only what is here already: a message
+		 * must not wait in the bridge for the batch to fill (that cost
+		 * up to BRIDGE_FETCH_NS of latency at low rates) */
+		if (n > 0) {
+			int pm = 0, pb = 0;
+
+			if (natsSubscription_GetPending(b->sub, &pm, &pb) != NATS_OK || pm <= 0)
+				break;
+		}
 		s = natsSubscription_NextMsg(&m, b->sub, left / 1000000 + 1);
 		if (s == NATS_TIMEOUT)
 			break;
