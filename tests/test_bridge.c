@@ -892,6 +892,93 @@ static void test_out_server_sigstop(void **state)
 	free(buf);
 	out_side_end(&o);
 }
+
+/* Loops: an IN bridge (subject in.jobs) and an OUT bridge (subject
+ * out.jobs) on the same queue of one region.  What IN brought in is taken
+ * by OUT and committed unpublished; what local producers put goes out, once,
+ * in order.  Without the rule the OUT stream would hold both. */
+static uint64_t loop_stream_msgs(struct fx *f, const char *stream)
+{
+	jsStreamInfo *si = NULL;
+	uint64_t n;
+
+	assert_int_equal(js_GetStreamInfo(&si, f->js, stream, NULL, NULL), NATS_OK);
+	n = si->State.Msgs;
+	jsStreamInfo_Destroy(si);
+	return n;
+}
+
+static struct shmq__bridge_shared *checkpoint_of(struct fx *f, const char *name)
+{
+	void *mem;
+	size_t size;
+
+	assert_int_equal(shmq_region_find(f->r, name, &mem, &size), 0);
+	return mem;
+}
+
+static void test_loop_in_not_republished(void **state)
+{
+	struct fx *f = *state;
+	struct runner *in = &f->rslot, out = { 0 };
+	struct shmq_bridge_opts io = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN,
+				       .subject = "in.jobs", .stream = "IN_jobs",
+				       .name = "bridge.jobs.in" };
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT,
+				       .subject = "out.jobs", .stream = "OUT_jobs",
+				       .name = "bridge.jobs.out" };
+	struct shmq__bridge_shared *ci, *co;
+	const uint64_t n = 400, base = 1000000; /* local 1..n, brought base+1..base+n */
+	uint8_t *buf = malloc(MSG_MAX);
+	uint64_t got, idx = 0, prev = 0;
+
+	memset(in, 0, sizeof *in);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &io, &in->b), 0);
+	f->ru = in;
+	runner_run(in);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out.b), 0);
+	runner_run(&out);
+	ci = checkpoint_of(f, "bridge.jobs.in");
+	co = checkpoint_of(f, "bridge.jobs.out");
+	snprintf(f->subject, sizeof f->subject, "in.jobs");
+	/* both kinds interleaved in the queue */
+	for (uint64_t i = 1; i <= n; i += 20) {
+		publish(f, base + i, base + i + 19);
+		for (uint64_t k = i; k < i + 20; k++) {
+			msg_fill(buf, k);
+			assert_int_equal(shmq_queue_put(f->q, buf, msg_len(k), 30ll * 1000000000), 0);
+		}
+	}
+	/* everything handled: IN put all n, and OUT published or skipped 2n */
+	while (bu_now() < f->deadline &&
+	       (shmq__load_seq_cst(&ci->applied) < n ||
+		loop_stream_msgs(f, "OUT_jobs") + shmq__load_seq_cst(&co->looped) < 2 * n))
+		bu_sleep_ms(20);
+	/* both bridges stopped before anything is asserted: a failed
+	 * assertion must not leave the OUT thread (not in the fixture) running
+	 * on a region the teardown unmaps */
+	assert_true(runner_end(&out));
+	runner_stop(f, in);
+	assert_int_equal(out.rc, 0);
+	assert_int_equal(shmq__load_seq_cst(&ci->applied), n);
+	got = loop_stream_msgs(f, "OUT_jobs");
+	assert_int_equal(got, n);
+	assert_int_equal(shmq__load_seq_cst(&co->looped), n);
+	/* the stream holds exactly the local messages, in order */
+	for (uint64_t seq = 1; seq <= got; seq++) {
+		natsMsg *m = NULL;
+
+		assert_int_equal(js_GetMsg(&m, f->js, "OUT_jobs", seq, NULL, NULL), NATS_OK);
+		assert_int_equal(msg_check((const uint8_t *)natsMsg_GetData(m),
+					   (size_t)natsMsg_GetDataLength(m), &idx), 0);
+		natsMsg_Destroy(m);
+		assert_int_equal(idx, prev + 1);
+		prev = idx;
+	}
+	assert_int_equal(prev, n);
+	assert_int_equal(shmq_queue_len(f->q), 0);
+	free(buf);
+}
 #endif /* HAVE_SHMQ_QUEUE_2PC */
 
 int main(int argc, char **argv)
@@ -912,6 +999,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_out_server_kill9_once, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_kill9_thrice, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_sigstop, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_loop_in_not_republished, fx_setup, fx_teardown),
 #endif
 	};
 

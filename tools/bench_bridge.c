@@ -12,6 +12,16 @@
  * bridge's own fetch pattern) and by the bridge into a queue that a
  * consumer thread empties.  Without nats-server the subcommand says so and
  * reports nothing.
+ *
+ * OUT (queue -> bridge -> stream), with the queue's two-phase get: n
+ * messages put into a queue whose OUT bridge publishes them, timed until the
+ * bridge has them all acked, beside raw nats.c async publishes with message
+ * ids of the same n messages to a stream of the same configuration.  The
+ * two alternate which runs first from run to run (bench_run_index), so
+ * neither side always meets a cold store.  Latency, end to end: an OUT
+ * bridge on queue A and an IN bridge on queue B through the one server; a
+ * producer puts messages carrying their put time into A at a steady pace,
+ * this thread gets them from B and records now - that time.
  */
 #include "config.h"
 
@@ -20,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nats/nats.h>
 
@@ -184,6 +195,197 @@ static int bb_size(struct bench *b, struct bb *x, size_t size, uint64_t n)
 	return rc;
 }
 
+#ifdef HAVE_SHMQ_QUEUE_2PC
+static void bb_sleep_us(uint64_t us)
+{
+	struct timespec ts = { .tv_sec = (time_t)(us / 1000000), .tv_nsec = (long)(us % 1000000) * 1000 };
+
+	nanosleep(&ts, NULL);
+}
+
+/* A stream as the bridge makes them (file storage, Discard=New, the
+ * duplicate window), for the raw side. */
+static int bb_stream(struct bb *x, const char *stream, const char *subj)
+{
+	jsStreamConfig cfg;
+	jsStreamInfo *si = NULL;
+	const char *subjs[1] = { subj };
+	natsStatus s;
+
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = stream;
+	cfg.Subjects = subjs;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	cfg.Discard = js_DiscardNew;
+	cfg.Duplicates = SHMQ_BRIDGE_DUP_WINDOW_NS;
+	s = js_AddStream(&si, x->js, &cfg, NULL, NULL);
+	jsStreamInfo_Destroy(si);
+	return s == NATS_OK ? 0 : -EIO;
+}
+
+/* n messages through the OUT bridge, put by this thread; msg/s, timed from
+ * the first put to the bridge's last ack. */
+static double bb_out_bridged(struct bb *x, size_t size, uint64_t n, int run)
+{
+	struct shmq_queue_opts qo = { .capacity = 4096, .max_msg = (uint32_t)size };
+	struct shmq_bridge_opts bo = { .url = x->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	struct shmq_bridge_stats st = { 0 };
+	struct bb_run ru = { 0 };
+	char qname[32];
+	char *buf = calloc(1, size);
+	shmq_queue *q = NULL;
+	pthread_t t;
+	double rate = -1;
+	int64_t t0, end;
+
+	snprintf(qname, sizeof qname, "o%zu.%d", size, run);
+	if (!buf || shmq_queue_create(x->r, qname, &qo, &q) ||
+	    shmq_bridge_create(x->r, qname, &bo, &ru.b)) {
+		shmq_queue_close(q);
+		free(buf);
+		return -1;
+	}
+	if (pthread_create(&t, NULL, bb_bridge_thread, &ru))
+		goto out;
+	t0 = bench_now_ns();
+	end = t0 + 120ll * 1000000000;
+	for (uint64_t i = 0; i < n; i++) {
+		memcpy(buf, &i, size < 8 ? size : 8);
+		if (shmq_queue_put(q, buf, size, 10ll * 1000000000))
+			break;
+	}
+	while (shmq_bridge_stats(ru.b, &st) == 0 && st.moved < n && bench_now_ns() < end)
+		bb_sleep_us(100);
+	if (st.moved == n)
+		rate = (double)n * 1e9 / (double)(bench_now_ns() - t0);
+	shmq_bridge_stop(ru.b, 2000000000);
+	pthread_join(t, NULL);
+out:
+	shmq_bridge_free(ru.b);
+	shmq_queue_close(q);
+	free(buf);
+	return rate;
+}
+
+static int bb_out_size(struct bench *b, struct bb *x, size_t size, uint64_t n)
+{
+	char stream[48], subj[48];
+	int run = bench_run_index(b);
+	double raw = -1, bridged = -1;
+
+	snprintf(stream, sizeof stream, "RAW_%zu_%d", size, run);
+	snprintf(subj, sizeof subj, "raw.%zu.%d", size, run);
+	if (bb_stream(x, stream, subj))
+		return -EIO;
+	/* alternate the order: odd runs put the bridge first */
+	if (run % 2) {
+		bridged = bb_out_bridged(x, size, n, run);
+		raw = bb_publish(x, subj, n, size);
+	} else {
+		raw = bb_publish(x, subj, n, size);
+		bridged = bb_out_bridged(x, size, n, run);
+	}
+	if (raw <= 0 || bridged <= 0)
+		return -EIO;
+	return bench_report_sized(b, "queue->stream", size, "kmsg/s", bridged / 1e3,
+				  "js async publish+ids", raw / 1e3, true);
+}
+
+struct bb_pacer {
+	shmq_queue *q;
+	uint64_t n;
+	int64_t gap_ns;
+	int rc;
+};
+
+/* Puts n 64-byte messages, each carrying its put time, one every gap_ns. */
+static void *bb_pacer_thread(void *arg)
+{
+	struct bb_pacer *p = arg;
+	char buf[64] = { 0 };
+	int64_t next = bench_now_ns();
+
+	for (uint64_t i = 0; i < p->n && p->rc == 0; i++) {
+		int64_t now;
+
+		while ((now = bench_now_ns()) < next)
+			bb_sleep_us((uint64_t)(next - now) / 1000 + 1);
+		memcpy(buf, &now, sizeof now);
+		p->rc = shmq_queue_put(p->q, buf, sizeof buf, 10ll * 1000000000);
+		next += p->gap_ns;
+	}
+	return NULL;
+}
+
+/* queue A -> OUT -> stream -> IN -> queue B, paced; p50/p99 of put -> get. */
+static int bb_latency(struct bench *b, struct bb *x, uint64_t n)
+{
+	struct shmq_queue_opts qo = { .capacity = 4096, .max_msg = 64 };
+	char qa[32], qb[32], subj[48], stream[48];
+	/* one stream between the two */
+	struct shmq_bridge_opts oo = { .url = x->srv.url, .dir = SHMQ_BRIDGE_OUT, .subject = subj,
+				       .stream = stream };
+	struct shmq_bridge_opts io = { .url = x->srv.url, .dir = SHMQ_BRIDGE_IN, .subject = subj,
+				       .stream = stream };
+	struct bb_run out = { 0 }, in = { 0 };
+	struct bb_pacer pc = { .n = n, .gap_ns = 200000 }; /* 5 kmsg/s */
+	struct bench_hist *h = bench_hist_new();
+	shmq_queue *a = NULL, *qbh = NULL;
+	pthread_t to, ti, tp;
+	uint64_t got = 0;
+	int run = bench_run_index(b), rc = -EIO;
+	int64_t end;
+
+	snprintf(qa, sizeof qa, "la%d", run);
+	snprintf(qb, sizeof qb, "lb%d", run);
+	snprintf(subj, sizeof subj, "shmq.lat%d", run);
+	snprintf(stream, sizeof stream, "LAT_%d", run);
+	if (!h)
+		return -ENOMEM;
+	bench_hist_init(h);
+	if (shmq_queue_create(x->r, qa, &qo, &a) || shmq_queue_create(x->r, qb, &qo, &qbh) ||
+	    shmq_bridge_create(x->r, qa, &oo, &out.b) || shmq_bridge_create(x->r, qb, &io, &in.b))
+		goto out;
+	if (pthread_create(&to, NULL, bb_bridge_thread, &out))
+		goto out;
+	if (pthread_create(&ti, NULL, bb_bridge_thread, &in)) {
+		shmq_bridge_stop(out.b, 1000000000);
+		pthread_join(to, NULL);
+		goto out;
+	}
+	pc.q = a;
+	end = bench_now_ns() + 120ll * 1000000000;
+	if (pthread_create(&tp, NULL, bb_pacer_thread, &pc) == 0) {
+		char buf[64];
+
+		while (got < n && bench_now_ns() < end) {
+			int64_t t;
+
+			if (shmq_queue_get(qbh, buf, sizeof buf, 100000000) != (ssize_t)sizeof buf)
+				continue;
+			memcpy(&t, buf, sizeof t);
+			bench_hist_record(h, (uint64_t)(bench_now_ns() - t));
+			got++;
+		}
+		pthread_join(tp, NULL);
+	}
+	shmq_bridge_stop(out.b, 1000000000);
+	shmq_bridge_stop(in.b, 1000000000);
+	pthread_join(to, NULL);
+	pthread_join(ti, NULL);
+	if (got == n && pc.rc == 0)
+		rc = bench_report_latency(b, "queue->stream->queue 64B, each", h, NULL, NULL);
+out:
+	shmq_bridge_free(out.b);
+	shmq_bridge_free(in.b);
+	shmq_queue_close(a);
+	shmq_queue_close(qbh);
+	bench_hist_free(h);
+	return rc;
+}
+#endif /* HAVE_SHMQ_QUEUE_2PC */
+
 int bench_bridge(struct bench *b)
 {
 	struct bb x = { 0 };
@@ -204,6 +406,16 @@ int bench_bridge(struct bench *b)
 		rc = bb_size(b, &x, 64, bench_scale(b, 100000, 10000));
 	if (!rc)
 		rc = bb_size(b, &x, 4096, bench_scale(b, 20000, 2000));
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	if (!rc)
+		rc = bb_out_size(b, &x, 64, bench_scale(b, 100000, 10000));
+	if (!rc)
+		rc = bb_out_size(b, &x, 4096, bench_scale(b, 20000, 2000));
+	if (!rc)
+		rc = bb_latency(b, &x, bench_scale(b, 10000, 1000));
+#else
+	bench_note(b, "bridge: libshmq without the two-phase get: no OUT figures");
+#endif
 	jsCtx_Destroy(x.js);
 	natsConnection_Destroy(x.nc);
 	shmq_region_close(x.r);

@@ -53,6 +53,8 @@ struct shmq_bridge {
 	uint64_t moved;
 	uint64_t rewinds;
 #ifdef HAVE_SHMQ_QUEUE_2PC
+	uint64_t *marks;           /* the queue's loop marks (bridge_int.h, Loops) */
+	uint32_t nmarks;           /* = the queue's capacity, private */
 	struct out_slot *fly;      /* OUT: the in-flight table, inflight entries */
 	uint32_t inflight;
 	int pub_failed;            /* OUT: an async publish reported an error */
@@ -263,6 +265,77 @@ static bool stop_due(shmq_bridge *b)
 	       shmq_now_ns() >= shmq__load_seq_cst(&b->stop_deadline);
 }
 
+/* ---- loops (bridge/bridge_int.h, Loops) ---- */
+#ifdef HAVE_SHMQ_QUEUE_2PC
+/* The queue's loop marks, made zeroed on first use by any bridge of it.
+ * Named after the queue's incarnation, so a queue made again under the same
+ * name (positions from 0 again) never meets the marks of the old one. */
+static int loop_attach(shmq_bridge *b, const char *queue)
+{
+	struct shmq__queue_ident qi;
+	struct shmq__bridge_loop *lp;
+	char lname[BRIDGE_NAME_MAX + 1];
+	uint64_t size = sizeof *lp + (uint64_t)b->capacity * sizeof(uint64_t);
+	size_t have;
+	void *mem;
+	int rc = shmq__bridge_queue_ident(b->q, &qi), n;
+
+	if (rc)
+		return rc;
+	n = snprintf(lname, sizeof lname, "bridge.loop.%016llx.%s",
+		     (unsigned long long)qi.incarnation, queue);
+	if (n <= 0 || (size_t)n >= sizeof lname)
+		return -EINVAL;
+	rc = shmq_region_alloc(b->r, lname, size, &mem);
+	if (rc == -EEXIST) {
+		rc = shmq_region_find(b->r, lname, &mem, &have);
+		if (!rc && have < size)
+			rc = -EBADMSG;
+	} else if (rc == 0) {
+		lp = mem;
+		/* fresh (zeroed by alloc): the marks are all "none" already;
+		 * the magic is stamped last, seq_cst, after slots */
+		shmq__store_seq_cst(&lp->slots, b->capacity);
+		shmq__store_seq_cst(&lp->magic, SHMQ__BRIDGE_LOOP_MAGIC);
+	}
+	if (rc)
+		return rc;
+	lp = mem;
+	/* two bridges making it at once: the loser may look before the
+	 * winner's stamp; a short bounded wait for it */
+	for (int i = 0; i < 100 && shmq__load_seq_cst(&lp->magic) == 0; i++)
+		bridge_sleep(1000000);
+	if (shmq__load_seq_cst(&lp->magic) != SHMQ__BRIDGE_LOOP_MAGIC ||
+	    shmq__load_seq_cst(&lp->slots) != b->capacity)
+		return -EBADMSG;
+	b->marks = lp->mark;
+	b->nmarks = b->capacity;
+	return 0;
+}
+
+/* IN: called by the queue between the claim of pos and its publication.
+ * The mark of pos's slot only grows (pos + 1 over what an older lap or a
+ * killed bridge left): a CAS loop that ends once the mark is >= pos + 1,
+ * and another bridge can raise it at most once per lap of the ring. */
+static void loop_note(void *arg, uint64_t pos)
+{
+	shmq_bridge *b = arg;
+	uint64_t *w = &b->marks[pos % b->nmarks];
+	uint64_t cur = shmq__load_seq_cst(w);
+
+	while (cur < pos + 1 && !shmq__cas_seq_cst(w, &cur, pos + 1))
+		;
+}
+
+/* OUT: did an IN bridge put the message at pos, which we hold?  While we
+ * hold it, the slot's next lap (pos + capacity) cannot be claimed, so the
+ * mark is pos + 1 exactly when a bridge noted pos. */
+static bool loop_brought(const shmq_bridge *b, uint64_t pos)
+{
+	return b->marks && shmq__load_seq_cst(&b->marks[pos % b->nmarks]) == pos + 1;
+}
+#endif
+
 /* ---- IN: stream -> queue ---- */
 
 /*
@@ -368,6 +441,15 @@ static int in_fetch(shmq_bridge *b, int want)
 
 		if (left <= 0)
 			break;
+		/* once one came, take only what is here already: a message
+		 * must not wait in the bridge for the batch to fill (that cost
+		 * up to BRIDGE_FETCH_NS of latency at low rates) */
+		if (n > 0) {
+			int pm = 0, pb = 0;
+
+			if (natsSubscription_GetPending(b->sub, &pm, &pb) != NATS_OK || pm <= 0)
+				break;
+		}
 		s = natsSubscription_NextMsg(&m, b->sub, left / 1000000 + 1);
 		if (s == NATS_TIMEOUT)
 			break;
@@ -433,7 +515,13 @@ static int in_put(shmq_bridge *b, uint64_t seq, const void *data, size_t len)
 
 	shmq__store_seq_cst(&b->sh->pending, seq);
 	do {
+#ifdef HAVE_SHMQ_QUEUE_2PC
+		/* the mark is stored before the message is published: no
+		 * kill leaves a brought-in message unmarked */
+		rc = shmq__bridge_queue_put_noted(b->q, data, len, BRIDGE_PUT_NS, loop_note, b);
+#else
 		rc = shmq_queue_put(b->q, data, len, BRIDGE_PUT_NS);
+#endif
 	} while ((rc == -ETIMEDOUT || rc == -EAGAIN) && !stop_due(b));
 	if (rc == 0)
 		shmq__store_seq_cst(&b->sh->applied, seq);
@@ -667,6 +755,12 @@ static int out_window(shmq_bridge *b, uint64_t upto)
 			shmq_queue_get_commit(b->q, pos);
 			continue;
 		}
+		if (loop_brought(b, pos)) { /* an IN bridge brought it: no loop */
+			shmq_queue_get_commit(b->q, pos);
+			/* relaxed: a statistic for shmq stat, read alone */
+			shmq__store_relaxed(&b->sh->looped, b->sh->looped + 1);
+			continue;
+		}
 		snprintf(id, sizeof id, "%s%llu", b->idpfx, (unsigned long long)pos);
 		jsPubOptions_Init(&po);
 		po.MsgId = id;
@@ -823,6 +917,8 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 #ifdef HAVE_SHMQ_QUEUE_2PC
 	if (!rc && b->dir == SHMQ_BRIDGE_OUT)
 		rc = out_prepare(b, queue, o);
+	if (!rc)
+		rc = loop_attach(b, queue);
 #endif
 	if (!rc)
 		rc = hold_take(b);

@@ -47,8 +47,36 @@ struct shmq__bridge_shared {
 	uint32_t pad0;
 	/* line 1 */
 	uint64_t out_incarnation; /* OUT: incarnation with an acked publish, 0: none */
-	uint8_t pad1[56];         /* reserved, zero */
+	uint64_t looped;          /* OUT: messages an IN bridge brought, not published (Loops) */
+	uint8_t pad1[48];         /* reserved, zero */
 };
 _Static_assert(sizeof(struct shmq__bridge_shared) == SHMQ__BRIDGE_OBJ_SIZE, "bridge object");
+
+/*
+ * Loops.  A bridge never re-publishes what a bridge of the same region
+ * brought in.  Per queue (and incarnation) one object
+ * "bridge.loop.<incarnation hex>.<queue>": a header and one mark word per
+ * slot of the ring (slots = the queue's capacity).  An IN bridge puts with
+ * shmq__queue_put_noted and, between the claim of position p and its
+ * publication, raises mark[p % slots] to p + 1 (marks only grow).  An OUT
+ * bridge holding p (two-phase get) commits it without a publish when
+ * mark[p % slots] == p + 1.  Exact: the ring cannot claim p + slots before
+ * p's slot is freed, by the OUT bridge's commit, so while p is held no other
+ * lap writes the word.  Crash-safe: a kill before the mark leaves p
+ * unclaimed or skipped, never published unmarked.  Bounded: 8 bytes per
+ * slot; a mark is forgotten when its slot's next lap is noted.  Local
+ * producers never write marks, so their messages always go out.  A mark is
+ * only compared for equality with a position we hold: a corrupt word makes
+ * one message go out or stay, never a copy or a loop bound.
+ */
+#define SHMQ__BRIDGE_LOOP_MAGIC 0x504f4f4cu /* "LOOP" */
+
+struct shmq__bridge_loop {
+	uint32_t magic;
+	uint32_t slots;     /* checked against the queue's capacity */
+	uint8_t pad[56];
+	uint64_t mark[];    /* slots words: last noted position + 1, 0: none */
+};
+_Static_assert(sizeof(struct shmq__bridge_loop) == 64, "loop header");
 
 #endif /* SHMQ__BRIDGE_INT_H */

@@ -16,3 +16,10 @@ SHMQ_API int shmq__bridge_queue_ident(const shmq_queue *q, struct shmq__queue_id
 {
 	return shmq__queue_ident(q, id);
 }
+
+SHMQ_API int shmq__bridge_queue_put_noted(shmq_queue *q, const void *msg, size_t len,
+					  int64_t timeout_ns,
+					  void (*note)(void *arg, uint64_t pos), void *arg)
+{
+	return shmq__queue_put_noted(q, msg, len, timeout_ns, note, arg);
+}

@@ -13,4 +13,10 @@
 /* shmq__queue_ident (chan/queue_int.h): the queue's incarnation and cursors. */
 SHMQ_API int shmq__bridge_queue_ident(const shmq_queue *q, struct shmq__queue_ident *id);
 
+/* shmq__queue_put_noted (chan/queue_int.h): a put that notes its position
+ * before the message is published. */
+SHMQ_API int shmq__bridge_queue_put_noted(shmq_queue *q, const void *msg, size_t len,
+					  int64_t timeout_ns,
+					  void (*note)(void *arg, uint64_t pos), void *arg);
+
 #endif /* SHMQ__BRIDGE_EXPORT_INT_H */

@@ -736,6 +736,54 @@ int shmq_queue_put(shmq_queue *q, const void *msg, size_t len, int64_t timeout_n
 	return rc;
 }
 
+/* A put that tells the caller its position before the message is published
+ * (chan/queue_int.h, shmq__queue_put_noted). */
+struct put_note_args {
+	const void *msg;
+	size_t len;
+	void (*note)(void *arg, uint64_t pos);
+	void *arg;
+};
+
+static ssize_t put_note_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk)
+{
+	struct put_note_args *p = arg;
+	uint64_t pos;
+	int rc = shmq__mpmc_put_claim(&q->ring, &pos, blk);
+
+	if (rc)
+		return rc;
+	p->note(p->arg, pos);
+	if (p->len)
+		memcpy(shmq__mpmc_slot_data(&q->ring, pos), p->msg, p->len);
+	/* seq_cst publish: after_put's sleeper check follows, and what note
+	 * stored is visible to whoever claims the message */
+	shmq__mpmc_put_publish(&q->ring, pos, (uint32_t)p->len, true);
+	return 0;
+}
+
+int shmq__queue_put_noted(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns,
+			  void (*note)(void *arg, uint64_t pos), void *arg)
+{
+	struct shmq__mpmc_block blk;
+	struct put_note_args p = { msg, len, note, arg };
+	struct attempt a = { put_note_attempt, &p, DIR_PUT };
+	ssize_t rc;
+
+	if (!q || (!msg && len) || !note)
+		return -EINVAL;
+	if (shmq__foreign(q->pid))
+		return -EBADF;
+	if (len > q->ring.max_msg)
+		return -EMSGSIZE;
+	rc = put_note_attempt(q, &p, &blk);
+	if (rc == -EAGAIN)
+		rc = wait_loop(q, &a, timeout_ns, &blk);
+	if (rc == 0)
+		after_put(&q->ring);
+	return (int)rc;
+}
+
 struct get_args {
 	void *buf;
 	size_t cap;

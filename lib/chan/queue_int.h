@@ -44,6 +44,14 @@ struct shmq__queue_ident {
  * Any thread. */
 int shmq__queue_ident(const shmq_queue *q, struct shmq__queue_ident *id);
 
+/* shmq_queue_put, calling note(arg, position) once the message's slot is
+ * claimed and before the message is published: whatever note stores (it
+ * must be short and must not fail) is visible to the consumer that takes
+ * the message.  A caller killed inside note leaves a skipped position,
+ * never a message without its note.  For libshmq-bridge (loops). */
+int shmq__queue_put_noted(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns,
+			  void (*note)(void *arg, uint64_t pos), void *arg);
+
 /*
  * Joinable queues (SHMQ_QUEUE_JOINABLE, chan/queue_join.c).  The queue's
  * object is the ring (ring/mpmc_int.h) followed by this join table; the
