@@ -35,6 +35,9 @@
 #define LONG_SHORT 8000ull     /* make check */
 #define LONG_FULL 200000ull    /* SHMQ_CHECK_LONG=1 */
 #define QCAP 64u               /* 64 x 64 KiB: fits the default region */
+/* what a slot carries: longer messages travel through the queue's heap
+ * (both bridges: OUT reads them in place, IN puts them noted) */
+#define SLOT_MSG 4096u
 
 static const char *bridge_tool = BRIDGE_TOOL;
 static uint64_t seed;
@@ -106,7 +109,7 @@ struct cons {
 
 static void side_open(struct side *s, const char *tag)
 {
-	struct shmq_queue_opts qo = { .capacity = QCAP, .max_msg = MSG_MAX };
+	struct shmq_queue_opts qo = { .capacity = QCAP, .max_msg = SLOT_MSG };
 
 	tu_name(s->name, sizeof s->name, tag);
 	assert_int_equal(shmq_region_create(s->name, NULL, &s->r), 0);

@@ -678,22 +678,26 @@ struct large_put_args {
 	size_t len;
 	int64_t timeout_ns;
 	uint64_t off; /* the block, kept across attempts (chan/queue_int.h) */
+	void (*note)(void *arg, uint64_t pos); /* shmq__queue_put_noted's, or NULL */
+	void *note_arg;
 };
 
 static ssize_t large_put_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk)
 {
 	struct large_put_args *p = arg;
 
-	return shmq__qlarge_put(&q->ring, q->r, p->msg, p->len, p->timeout_ns, &p->off, blk);
+	return shmq__qlarge_put(&q->ring, q->r, p->msg, p->len, p->timeout_ns, &p->off, blk,
+				p->note, p->note_arg);
 }
 
 /* A message longer than max_msg: its bytes go to the queue's heap first
  * (-ENOSPC when the region cannot hold them), then a slot is claimed in
  * order as for any put, so FIFO per producer holds across sizes. */
-static int put_large(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns)
+static int put_large(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns,
+		     void (*note)(void *arg, uint64_t pos), void *note_arg)
 {
 	struct shmq__mpmc_block blk;
-	struct large_put_args p = { msg, len, timeout_ns, 0 };
+	struct large_put_args p = { msg, len, timeout_ns, 0, note, note_arg };
 	struct attempt a = { large_put_attempt, &p, DIR_PUT };
 	ssize_t rc = large_put_attempt(q, &p, &blk);
 
@@ -713,7 +717,7 @@ SHMQ__COLD static int put_slow(shmq_queue *q, const void *msg, size_t len, int64
 	struct attempt a = { put_attempt, &p, DIR_PUT };
 
 	if (rc == -EMSGSIZE && len <= SHMQ__QUEUE_LARGE_MAX)
-		return put_large(q, msg, len, timeout_ns);
+		return put_large(q, msg, len, timeout_ns, NULL, NULL);
 	if (rc != -EAGAIN)
 		return rc;
 	return (int)wait_loop(q, &a, timeout_ns, blk);
@@ -774,8 +778,14 @@ int shmq__queue_put_noted(shmq_queue *q, const void *msg, size_t len, int64_t ti
 		return -EINVAL;
 	if (shmq__foreign(q->pid))
 		return -EBADF;
-	if (len > q->ring.max_msg)
-		return -EMSGSIZE;
+	if (len > q->ring.max_msg) { /* through the queue's heap, noted the same way */
+		if (len > SHMQ__QUEUE_LARGE_MAX)
+			return -EMSGSIZE;
+		rc = put_large(q, msg, len, timeout_ns, note, arg);
+		if (rc == 0)
+			after_put(&q->ring);
+		return (int)rc;
+	}
 	rc = put_note_attempt(q, &p, &blk);
 	if (rc == -EAGAIN)
 		rc = wait_loop(q, &a, timeout_ns, &blk);

@@ -241,7 +241,8 @@ struct shmq__obj_stat;
  * -EAGAIN from a later attempt.  -ENOSPC when the region cannot hold it
  * (nothing changed), -EMSGSIZE without a region. */
 int shmq__qlarge_put(struct shmq__mpmc *m, shmq_region *r, const void *msg, size_t len,
-		     int64_t timeout_ns, uint64_t *off, struct shmq__mpmc_block *blk);
+		     int64_t timeout_ns, uint64_t *off, struct shmq__mpmc_block *blk,
+		     void (*note)(void *arg, uint64_t pos), void *note_arg);
 void shmq__qlarge_drop(struct shmq__mpmc *m, shmq_region *r, uint64_t off);
 /* Take the message at head, large or small, into buf (cap bytes): its
  * length, -EMSGSIZE (it stays; *need, if not NULL, gets its length),

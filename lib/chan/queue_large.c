@@ -380,7 +380,8 @@ void shmq__qlarge_drop(struct shmq__mpmc *m, shmq_region *r, uint64_t off)
 }
 
 int shmq__qlarge_put(struct shmq__mpmc *m, shmq_region *r, const void *msg, size_t len,
-		     int64_t timeout_ns, uint64_t *off, struct shmq__mpmc_block *blk)
+		     int64_t timeout_ns, uint64_t *off, struct shmq__mpmc_block *blk,
+		     void (*note)(void *arg, uint64_t pos), void *note_arg)
 {
 	struct shmq__qlarge_desc *d;
 	struct shmq__qlarge_block *b;
@@ -400,6 +401,8 @@ int shmq__qlarge_put(struct shmq__mpmc *m, shmq_region *r, const void *msg, size
 	rc = shmq__mpmc_put_claim(m, &pos, blk);
 	if (rc)
 		return rc;
+	if (note) /* shmq__queue_put_noted: before the message is visible */
+		note(note_arg, pos);
 	b = block_of(r, *off);
 	/* release: from here the slot owns the block (pairs with the sweep's
 	 * acquire of pos in block_reclaim, Protocol QLARGE) */
