@@ -1047,6 +1047,21 @@ ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int
 	return rc;
 }
 
+/* Free a held slot: a large one with its block (Protocol QLARGE), a small
+ * one in the ring alone, without the large path's calls. */
+static inline int commit_slot(shmq_queue *q, uint64_t pos)
+{
+	const struct shmq__mpmc_slot *sl = (const struct shmq__mpmc_slot *)
+		((const uint8_t *)shmq__mpmc_slot_data(&q->ring, pos) - sizeof(*sl));
+
+	/* relaxed: for our own hold the claim's acquire ordered the producer's
+	 * store of len before it; for a position that is not ours either path
+	 * refuses it (hold_end's -EINVAL) */
+	if (q->r && (shmq__load_relaxed(&sl->len) & SHMQ__MPMC_LEN_LARGE))
+		return shmq__qlarge_commit(&q->ring, q->r, pos);
+	return shmq__mpmc_hold_end(&q->ring, pos, true);
+}
+
 /* A commit in a joinable queue: the message is counted as taken before
  * its slot is freed (chan/queue_int.h, What is unfinished). */
 SHMQ__COLD static int commit_joinable(shmq_queue *q, uint64_t pos)
@@ -1056,7 +1071,7 @@ SHMQ__COLD static int commit_joinable(shmq_queue *q, uint64_t pos)
 	if (rc)
 		return rc;
 	shmq__join_take(&q->join, 1);
-	rc = q->r ? shmq__qlarge_commit(&q->ring, q->r, pos) : shmq__mpmc_hold_end(&q->ring, pos, true);
+	rc = commit_slot(q, pos);
 	if (rc == 0)
 		wake_putters(&q->ring);
 	else
@@ -1074,7 +1089,7 @@ int shmq_queue_get_commit(shmq_queue *q, uint64_t pos)
 		return -EBADF;
 	if (SHMQ__UNLIKELY(q->join.sh != NULL))
 		return commit_joinable(q, pos);
-	rc = q->r ? shmq__qlarge_commit(&q->ring, q->r, pos) : shmq__mpmc_hold_end(&q->ring, pos, true);
+	rc = commit_slot(q, pos);
 	if (rc == 0)
 		wake_putters(&q->ring);
 	return rc;
