@@ -620,7 +620,9 @@ SHMQ_API int shmq_region_open(const char *name, shmq_region **out)
 	return shmq_region_open_flags(name, 0, out);
 }
 
-int shmq__region_from_fd(int fd, const char *name, shmq_region **out)
+/* A region on our own copy of fd (the caller's descriptor stays the
+ * caller's), attached with how. */
+static int region_from_fd(int fd, const char *name, unsigned how, shmq_region **out)
 {
 	shmq_region *r;
 	int rc;
@@ -640,10 +642,7 @@ int shmq__region_from_fd(int fd, const char *name, shmq_region **out)
 		rc = -errno;
 		goto fail;
 	}
-	/* Spawned children map lazily: populating every page table entry of
-	 * a 64 MiB region cost ~27 ms per spawn (14x the spawn itself), paid
-	 * again by each of a pool's workers, for pages a child may never touch. */
-	rc = region_attach(r, ATTACH_INHERIT);
+	rc = region_attach(r, how);
 	if (rc)
 		goto fail;
 	*out = r;
@@ -651,6 +650,14 @@ int shmq__region_from_fd(int fd, const char *name, shmq_region **out)
 fail:
 	region_free(r);
 	return rc;
+}
+
+int shmq__region_from_fd(int fd, const char *name, shmq_region **out)
+{
+	/* Spawned children map lazily: populating every page table entry of
+	 * a 64 MiB region cost ~27 ms per spawn (14x the spawn itself), paid
+	 * again by each of a pool's workers, for pages a child may never touch. */
+	return region_from_fd(fd, name, ATTACH_INHERIT, out);
 }
 
 int shmq__region_fd(const shmq_region *r)
@@ -708,30 +715,9 @@ int shmq__region_observe(const char *name, shmq_region **out)
 
 int shmq__region_observe_fd(int fd, shmq_region **out)
 {
-	shmq_region *r;
-	int rc;
-
-	if (fd < 0 || !out)
-		return -EINVAL;
-	r = region_alloc();
-	if (!r)
-		return -ENOMEM;
-	/* our own copy: the caller's descriptor stays the caller's */
-	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (r->fd < 0) {
-		rc = -errno;
-		goto fail;
-	}
 	/* the very checks a named observe makes: magic, version, geometry
 	 * against the file's size, then the mapping once more */
-	rc = region_attach(r, ATTACH_OBSERVE);
-	if (rc)
-		goto fail;
-	*out = r;
-	return 0;
-fail:
-	region_free(r);
-	return rc;
+	return region_from_fd(fd, NULL, ATTACH_OBSERVE, out);
 }
 
 /* ---- allocator ---- */
