@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include "config.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 
 #include <nats/nats.h>
@@ -233,6 +234,7 @@ static int fx_teardown(void **state)
 		pthread_join(f->cons, NULL);
 	}
 
+	natsConnection_Close(f->nc); /* first: joins the read loop (bridge.c, in_listen) */
 	jsCtx_Destroy(f->js);
 	natsConnection_Destroy(f->nc);
 	shmq_queue_close(f->q);
@@ -526,6 +528,69 @@ static void test_in_server_sigstop(void **state)
 	assert_true(st.acked < n);
 	bu_server_pause(&f->srv, false);
 	expect_all(f, n);
+	runner_stop(f, ru);
+}
+
+
+/*
+ * nats.c 3.4.1's read loop looks a subscription up and then uses it
+ * unreferenced: one destroyed while its connection may deliver to it has
+ * its freed mutex locked (an abort in natsMutex_Lock, "use of an invalid
+ * mutex" under ThreadSanitizer: twice in CI).  So the bridge destroys a
+ * subscription only after closing its connection.  natsSubscription_Destroy
+ * is interposed here (the bridge library calls it through the PLT) to count
+ * the calls made while a bridge runs on a live connection.
+ */
+static int sub_destroys_live;  /* calls while watch_destroys is set */
+static int watch_destroys;
+
+void natsSubscription_Destroy(natsSubscription *sub)
+{
+	static void (*real)(natsSubscription *);
+
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "natsSubscription_Destroy");
+	if (sub && __atomic_load_n(&watch_destroys, __ATOMIC_SEQ_CST))
+		__atomic_add_fetch(&sub_destroys_live, 1, __ATOMIC_SEQ_CST);
+	real(sub);
+}
+
+/* Rewinds (the consumer deleted under the bridge, five times, while the
+ * stream is read) re-make the consumer, never the subscription; and what
+ * the deleted consumers' requests still bring is not taken as an answer
+ * to the new one: nothing lost, nothing twice. */
+static void test_in_rewinds_keep_subscription(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_stats st;
+	struct runner *ru = &f->rslot;
+	const uint64_t n = 1500;
+	uint64_t rewinds;
+
+	f->slow = 1;
+	runner_start(f, ru);
+	consumer_start(f, n);
+	publish(f, 1, 300);
+	__atomic_store_n(&watch_destroys, 1, __ATOMIC_SEQ_CST);
+	for (int k = 0; k < 5; k++) {
+		jsErrCode jerr = 0;
+
+		assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
+		rewinds = st.rewinds;
+		assert_int_equal(js_DeleteConsumer(f->js, "SHMQ_jobs", "bridge_jobs", NULL, &jerr),
+				 NATS_OK);
+		publish(f, 301 + (uint64_t)k * 200, 500 + (uint64_t)k * 200);
+		do {
+			bu_sleep_ms(5);
+			assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
+		} while (st.rewinds == rewinds && bu_now() < f->deadline);
+		assert_true(st.rewinds > rewinds);
+	}
+	publish(f, 1301, n);
+	expect_all(f, n);
+	assert_int_equal(f->dups, 0);
+	assert_int_equal(__atomic_load_n(&sub_destroys_live, __ATOMIC_SEQ_CST), 0);
+	__atomic_store_n(&watch_destroys, 0, __ATOMIC_SEQ_CST);
 	runner_stop(f, ru);
 }
 
@@ -992,6 +1057,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_in_server_kill9_once, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_server_kill9_thrice, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_server_sigstop, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_rewinds_keep_subscription, fx_setup,
+						fx_teardown),
 #ifdef HAVE_SHMQ_QUEUE_2PC
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),

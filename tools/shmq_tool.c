@@ -972,32 +972,6 @@ static int cmd_rm(const struct tool_opts *o, const char *name)
 /* ---------------------------------------------------------------- main */
 
 #ifdef SHMQ_TOOL_BRIDGE
-/*
- * ThreadSanitizer and nats.c: Debian's libnats is not built with TSan, so
- * TSan sees only its pthread calls, not the memory order between its own
- * threads, and once (test_in_backpressure, in CI; not in 3 runs alone) reported a lock
- * of a mutex it had seen destroyed inside natsMutex_Lock, with no frame of
- * ours on the stack.  Mutex reports whose stack holds natsMutex_Lock are
- * suppressed; every other report, ours included, still fails the run.
- * (The open question is recorded in issue 19's notes.)
- */
-#if defined(__SANITIZE_THREAD__)
-#define SHMQ_BRIDGE_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SHMQ_BRIDGE_TSAN 1
-#endif
-#endif
-#ifdef SHMQ_BRIDGE_TSAN
-const char *__tsan_default_suppressions(void);
-const char *__tsan_default_suppressions(void)
-{
-	return "mutex:natsMutex_Lock\n";
-}
-#endif
-#endif
-
-#ifdef SHMQ_TOOL_BRIDGE
 /* ---- shmq bridge out|in REGION QUEUE URL [SUBJECT] ---- */
 #include <pthread.h>
 #include <shmq/bridge.h>

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,11 +40,12 @@ struct shmq_bridge {
 	struct shmq__bridge_shared *sh;
 	natsConnection *nc;
 	jsCtx *js;
-	natsSubscription *sub;     /* IN: the inbox the pull requests' answers come to */
+	natsSubscription *sub;     /* IN: the pull requests' answers, for the bridge's lifetime */
 	natsMsg **msgs;            /* IN: one round's messages, batch entries */
 	int req_left;              /* IN: messages the open pull request may still bring */
 	int64_t req_end;           /* IN: when it expires at the server */
-	char inbox[64];
+	bool have_consumer;        /* IN: the pull consumer exists (in_subscribe) */
+	char inbox[64];            /* IN: the inbox sub listens on */
 	unsigned dir;
 	uint32_t batch;
 	uint32_t capacity;         /* the queue's, from its stats at create */
@@ -345,34 +347,73 @@ static bool loop_brought(const shmq_bridge *b, uint64_t pos)
  * restart) recounts its batch and writes past the array it allocated
  * (nats.c PR #749; Debian ships 3.4.1): heap corruption, seen as "double
  * free or corruption" in natsMsgList_Destroy.  Here the array is ours and
- * its bound is checked on every message: a plain subscription on an inbox
- * takes the answers to "$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>"
- * requests, one request open at a time; what an older request still
- * delivers waits in the subscription for the next round, and the sequence
- * check of in_batch decides what is put whichever request brought it.
+ * its bound is checked on every message: a plain subscription takes the
+ * answers to "$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>" requests, one
+ * request open at a time, and the sequence check of in_batch decides what
+ * is put whichever request brought it.
+ *
+ * That subscription lives as long as the bridge and is destroyed only after
+ * the connection is closed: nats.c before 3.6.1 (its commit 0a7dd28b) looks a
+ * subscription up in its read loop and uses it unreferenced, so destroying
+ * one while the connection may deliver to it has the read loop lock a freed
+ * mutex (an abort in natsMutex_Lock; ThreadSanitizer's "use of an invalid
+ * mutex").  A rewind deletes the consumer and makes a new one; what the old
+ * one's requests brought (messages, the 409 its deletion sends) is in the
+ * subscription once the deletion's API reply came (one connection, one
+ * order), and is dropped then, never taken as an answer to the new
+ * consumer's requests.
  */
-static void in_unsubscribe(shmq_bridge *b)
+static int in_listen(shmq_bridge *b)
 {
-	if (!b->sub)
-		return;
-	natsSubscription_Destroy(b->sub);
-	b->sub = NULL;
-	b->req_left = 0;
+	natsInbox *inbox = NULL;
+	natsStatus s;
+
+	if (b->sub)
+		return 0;
+	s = natsInbox_Create(&inbox);
+	if (s == NATS_OK) {
+		snprintf(b->inbox, sizeof b->inbox, "%s", (const char *)inbox);
+		s = natsConnection_SubscribeSync(&b->sub, b->nc, b->inbox);
+	}
+	natsInbox_Destroy(inbox);
+	if (s != NATS_OK) {
+		b->sub = NULL;
+		return nats_err(s);
+	}
+	return 0;
 }
 
-/* A pull consumer delivering from the checkpoint on, and the inbox its
- * answers come to.  Made anew at every start and rewind, so that what the
- * server remembers of an older one (acks, redeliveries, open requests)
- * never decides what we put. */
+/* Drop what the subscription holds now: at most the count nats.c gives. */
+static void in_flush(shmq_bridge *b)
+{
+	int pm = 0, pb = 0;
+
+	if (natsSubscription_GetPending(b->sub, &pm, &pb) != NATS_OK)
+		return;
+	while (pm-- > 0) {
+		natsMsg *m = NULL;
+
+		if (natsSubscription_NextMsg(&m, b->sub, 0) != NATS_OK)
+			break;
+		natsMsg_Destroy(m);
+	}
+}
+
+/* A pull consumer delivering from the checkpoint on.  Made anew at every
+ * start and rewind, so that what the server remembers of an older one
+ * (acks, redeliveries, open requests) never decides what we put. */
 static int in_subscribe(shmq_bridge *b)
 {
 	jsConsumerConfig cc;
 	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
-	natsInbox *inbox = NULL;
 	natsStatus s;
+	int rc = in_listen(b);
 
-	in_unsubscribe(b);
+	if (rc)
+		return rc;
+	b->have_consumer = false;
+	b->req_left = 0;
 	js_DeleteConsumer(b->js, b->stream, b->durable, NULL, &jerr);
 	jsConsumerConfig_Init(&cc);
 	cc.Durable = b->durable;
@@ -383,18 +424,10 @@ static int in_subscribe(shmq_bridge *b)
 	jerr = 0;
 	s = js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
 	jsConsumerInfo_Destroy(ci);
-	if (s == NATS_OK)
-		s = natsInbox_Create(&inbox);
-	if (s == NATS_OK) {
-		snprintf(b->inbox, sizeof b->inbox, "%s", (const char *)inbox);
-		s = natsConnection_SubscribeSync(&b->sub, b->nc, b->inbox);
-	}
-	natsInbox_Destroy(inbox);
-	if (s != NATS_OK) {
-		b->sub = NULL;
+	if (s != NATS_OK)
 		return nats_err(s);
-	}
-	b->req_left = 0;
+	in_flush(b); /* the old consumer's answers: in the sub by now */
+	b->have_consumer = true;
 	return 0;
 }
 
@@ -595,7 +628,7 @@ static int in_run(shmq_bridge *b)
 		uint32_t room;
 		int n;
 
-		if (!b->sub && in_subscribe(b)) {
+		if (!b->have_consumer && in_subscribe(b)) {
 			stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
 			bridge_sleep(BRIDGE_RETRY_NS);
 			continue;
@@ -623,7 +656,8 @@ static int in_run(shmq_bridge *b)
 		}
 		if (n < 0) {
 			stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
-			in_unsubscribe(b);
+			b->have_consumer = false;
+			b->req_left = 0;
 			bridge_sleep(BRIDGE_RETRY_NS);
 			continue;
 		}
@@ -996,13 +1030,17 @@ SHMQ_API void shmq_bridge_free(shmq_bridge *b)
 {
 	if (!b)
 		return;
-	in_unsubscribe(b);
+	/* closed first: natsConnection_Close joins the read loop, after
+	 * which nothing delivers to the subscriptions (ours, and the
+	 * JetStream context's for publish acks) that are destroyed next */
+	if (b->nc)
+		natsConnection_Close(b->nc);
+	if (b->sub)
+		natsSubscription_Destroy(b->sub);
 	if (b->js)
 		jsCtx_Destroy(b->js);
-	if (b->nc) {
-		natsConnection_Close(b->nc);
+	if (b->nc)
 		natsConnection_Destroy(b->nc);
-	}
 	if (b->hold) {
 		shmq_lock_release(b->hold);
 		shmq_lock_close(b->hold);
