@@ -289,6 +289,7 @@ static uint64_t stream_msgs(const char *url)
 	    js_GetStreamInfo(&si, js, "SHMQ_jobs", NULL, NULL) == NATS_OK)
 		n = si->State.Msgs;
 	jsStreamInfo_Destroy(si);
+	natsConnection_Close(nc); /* first: joins the read loop (bridge.c, in_listen) */
 	jsCtx_Destroy(js);
 	natsConnection_Destroy(nc);
 	return n;

@@ -91,21 +91,29 @@ static double bb_publish(struct bb *x, const char *subj, uint64_t n, size_t size
 	return (double)n * 1e9 / (double)(bench_now_ns() - t0);
 }
 
-/* The baseline: a raw pull consumer from the stream's start; msg/s. */
+/* The baseline: a raw pull consumer from the stream's start; msg/s.  On a
+ * connection of its own, closed before the subscription is destroyed:
+ * nats.c 3.4.1's read loop may still hold a pointer to a subscription being
+ * destroyed and lock its freed mutex (lib/bridge/bridge.c, in_listen). */
 static double bb_raw_pull(struct bb *x, const char *stream, const char *subj, uint64_t n)
 {
+	natsConnection *nc = NULL;
 	natsSubscription *sub = NULL;
+	jsCtx *js = NULL;
 	jsSubOptions so;
 	uint64_t got = 0;
-	int64_t t0, end;
+	int64_t t0 = 0, end;
 
+	if (natsConnection_ConnectTo(&nc, x->srv.url) != NATS_OK)
+		return -1;
 	jsSubOptions_Init(&so);
 	so.Stream = stream;
 	so.ManualAck = true;
 	so.Config.AckPolicy = js_AckAll;
 	so.Config.MaxAckPending = 65536;
-	if (js_PullSubscribe(&sub, x->js, subj, "rawbench", NULL, &so, NULL) != NATS_OK)
-		return -1;
+	if (natsConnection_JetStream(&js, nc, NULL) != NATS_OK ||
+	    js_PullSubscribe(&sub, js, subj, "rawbench", NULL, &so, NULL) != NATS_OK)
+		goto out;
 	t0 = bench_now_ns();
 	end = t0 + 120ll * 1000000000;
 	while (got < n && bench_now_ns() < end) {
@@ -118,9 +126,14 @@ static double bb_raw_pull(struct bb *x, const char *stream, const char *subj, ui
 			natsMsg_Ack(l.Msgs[l.Count - 1], NULL);
 		natsMsgList_Destroy(&l);
 	}
+	end = bench_now_ns();
 	natsSubscription_Unsubscribe(sub);
+out:
+	natsConnection_Close(nc);
 	natsSubscription_Destroy(sub);
-	return got == n ? (double)n * 1e9 / (double)(bench_now_ns() - t0) : -1;
+	jsCtx_Destroy(js);
+	natsConnection_Destroy(nc);
+	return t0 && got == n ? (double)n * 1e9 / (double)(end - t0) : -1;
 }
 
 struct bb_run {
@@ -416,6 +429,7 @@ int bench_bridge(struct bench *b)
 #else
 	bench_note(b, "bridge: libshmq without the two-phase get: no OUT figures");
 #endif
+	natsConnection_Close(x.nc); /* first: joins the read loop (bridge.c, in_listen) */
 	jsCtx_Destroy(x.js);
 	natsConnection_Destroy(x.nc);
 	shmq_region_close(x.r);
