@@ -30,6 +30,7 @@
 #include "chaos.h"
 #include "chan/queue_int.h"
 #include "core/hash_int.h"
+#include "core/objkind_int.h"
 #include "core/region_int.h"
 
 #define PRODUCERS 2
@@ -470,6 +471,46 @@ static uint64_t missing2(const struct queue2_state *s)
 	return missing;
 }
 
+/* A drain that did not finish: what the ring shows (head, tail, the counts
+ * of given-back and held slots, every slot behind head still in use) and
+ * which committed messages were never done, for the failure's report. */
+static void dump2(struct queue2_ctx *x)
+{
+	const struct shmq__mpmc_shared *sh;
+	uint64_t size, head, tail, cap, slot;
+	void *mem;
+
+	if (shmq__obj_find(x->r, "q2", SHMQ__OBJ_QUEUE, &mem, &size))
+		return;
+	sh = mem;
+	head = __atomic_load_n(&sh->head, __ATOMIC_SEQ_CST);
+	tail = __atomic_load_n(&sh->tail, __ATOMIC_SEQ_CST);
+	cap = sh->capacity;
+	slot = sh->slot_size;
+	fprintf(stderr, "round %u: drain failed: head %llu tail %llu redo %llu holds %llu "
+		"returned %llu\n", x->s->round, (unsigned long long)head,
+		(unsigned long long)tail,
+		(unsigned long long)__atomic_load_n(&sh->redo, __ATOMIC_SEQ_CST),
+		(unsigned long long)__atomic_load_n(&sh->holds, __ATOMIC_SEQ_CST),
+		(unsigned long long)__atomic_load_n(&sh->returned, __ATOMIC_SEQ_CST));
+	for (uint64_t p = head > cap + 2 ? head - cap - 2 : 0; p < head; p++) {
+		const uint8_t *sl = (const uint8_t *)mem + sizeof(*sh) + (p % cap) * slot;
+		uint64_t ctl = __atomic_load_n((const uint64_t *)(const void *)sl, __ATOMIC_SEQ_CST);
+
+		if ((ctl >> 2 & ((1u << 30) - 1)) == (p / cap & ((1u << 30) - 1)))
+			fprintf(stderr, "  pos %llu: ctl 0x%llx (state %llu, hold %llu, owner %llu)\n",
+				(unsigned long long)p, (unsigned long long)ctl,
+				(unsigned long long)(ctl & 3u), (unsigned long long)(ctl >> 32 & 1u),
+				(unsigned long long)(ctl >> 33));
+	}
+	for (unsigned p = 0; p < PRODUCERS; p++)
+		for (uint64_t i = 0; i < x->s->committed[p] && i < MAX_SEQ; i++)
+			if (!((x->s->done[p][i / 64] >> (i % 64)) & 1))
+				fprintf(stderr, "  not done: producer %u seq %llu, first begun at %lld\n",
+					p, (unsigned long long)i,
+					(long long)x->s->pos1[p][i] - 1);
+}
+
 static void run_round2(struct queue2_ctx *x, unsigned long *victims_p)
 {
 	int64_t deadline;
@@ -504,6 +545,8 @@ static void run_round2(struct queue2_ctx *x, unsigned long *victims_p)
 	deadline = chaos_now() + 20000 * CHAOS_MS;
 	while ((missing2(x->s) != 0 || shmq_queue_len(x->q) != 0) && chaos_now() < deadline)
 		chaos_sleep(2 * CHAOS_MS);
+	if (missing2(x->s) != 0 || shmq_queue_len(x->q) != 0)
+		dump2(x);
 	__atomic_store_n(&x->s->stop, 1, __ATOMIC_SEQ_CST);
 	for (unsigned i = PRODUCERS; i < PARTS; i++) {
 		if (i == x->victim)
