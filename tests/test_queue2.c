@@ -396,6 +396,71 @@ static void test_dead_holder_blocks_put(void **state)
 	shmq_queue_close(q);
 }
 
+/* A given-back message whose redo count was lost: the shared state an
+ * aborting holder SIGKILLed between its mark of RETURNED and its increment
+ * of redo leaves, and the state a scan that found nothing leaves when redo
+ * went back to the value it read meanwhile (taken, then given back behind
+ * the scan: its clear then wiped the new count).  Nothing laps the slot
+ * (no more puts), so only a blocked getter can find it: every kind of get
+ * still gets it, within a slice, not never. */
+static void lost_redo_state(shmq_region *r, const char *name, shmq_queue **q)
+{
+	struct shmq__mpmc_shared *sh;
+	uint64_t size;
+	void *mem;
+
+	assert_int_equal(shmq_queue_create(r, name, &(struct shmq_queue_opts){ 4, 16 }, q), 0);
+	assert_int_equal(shmq__obj_find(r, name, SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	sh = mem;
+	put_n(*q, 0, 2);
+	begin_is(*q, 0, 0);
+	begin_is(*q, 1, 1);
+	assert_int_equal(shmq_queue_get_abort(*q, 0), 0);
+	assert_int_equal(shmq_queue_get_commit(*q, 1), 0);
+	assert_int_equal(__atomic_load_n(&sh->holds, __ATOMIC_SEQ_CST), 0);
+	assert_int_equal(__atomic_load_n(&sh->redo, __ATOMIC_SEQ_CST), 1);
+	__atomic_store_n(&sh->redo, 0, __ATOMIC_SEQ_CST); /* the count is lost */
+}
+
+static void test_lost_redo_count(void **state)
+{
+	struct tu_region *f = *state;
+	const int64_t two_s = (int64_t)2000 * 1000 * 1000;
+	const void *msg;
+	uint64_t pos = ~(uint64_t)0;
+	char buf[16];
+	ssize_t n = -EAGAIN;
+	int64_t until;
+	shmq_queue *q;
+
+	/* a blocking get_begin */
+	lost_redo_state(f->r, "b.lost1", &q);
+	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, two_s), 2);
+	assert_memory_equal(msg, "m0", 2);
+	assert_int_equal(pos, 0);
+	assert_int_equal(shmq_queue_get_commit(q, 0), 0);
+	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT), -EAGAIN);
+	shmq_queue_close(q);
+	/* a blocking plain get */
+	lost_redo_state(f->r, "b.lost2", &q);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), two_s), 2);
+	assert_memory_equal(buf, "m0", 2);
+	shmq_queue_close(q);
+	/* a poller: SHMQ_NOWAIT get_begins, up to 2 s (it takes a slice) */
+	lost_redo_state(f->r, "b.lost3", &q);
+	until = shmq_now_ns() + two_s;
+	while (n == -EAGAIN && shmq_now_ns() < until) {
+		n = shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT);
+		if (n == -EAGAIN)
+			usleep(1000);
+	}
+	assert_int_equal(n, 2);
+	assert_memory_equal(msg, "m0", 2);
+	assert_int_equal(pos, 0);
+	assert_int_equal(shmq_queue_get_commit(q, 0), 0);
+	shmq_queue_close(q);
+}
+
 /* The identity a bridge builds message ids from: an incarnation that
  * differs for every queue laid out, also twice in the same memory. */
 static void test_incarnation(void **state)
@@ -484,6 +549,7 @@ int main(void)
 		cmocka_unit_test(test_abort_wakes),
 		cmocka_unit_test(test_dead_holder),
 		cmocka_unit_test(test_dead_holder_blocks_put),
+		cmocka_unit_test(test_lost_redo_count),
 		cmocka_unit_test(test_incarnation),
 		cmocka_unit_test(test_describe_holds),
 	};

@@ -62,7 +62,10 @@
  * waiter still blocked, the claim blocking it is checked for a dead owner
  * and recovered (shmq__mpmc_recover).  SHMQ_NOWAIT callers remember in
  * their handle which claim blocked them since when, and check it once it
- * has blocked them for a slice.
+ * has blocked them for a slice.  A blocked get also looks, once a slice per
+ * handle, for a given-back message whose redo count was lost (redo_audit;
+ * ring/mpmc_int.h, Redelivery): nothing at head blocks it, so no claim
+ * would lead there.
  */
 #include "config.h"
 
@@ -111,6 +114,10 @@ struct shmq_queue {
 	 * 0 in a new handle, so its first get_begin looks at once.  Relaxed,
 	 * handle-local like the stall memory above. */
 	int64_t reap_at;
+	/* When a blocked get next looks for a given-back message that redo
+	 * lost (redo_audit), and where that look goes on.  As reap_at. */
+	int64_t audit_at;
+	uint64_t audit_from;
 	/* SHMQ_QUEUE_JOINABLE: the join table (chan/queue_join.c); sh NULL otherwise */
 	struct shmq__join join;
 };
@@ -555,6 +562,29 @@ static int nowait_stall(shmq_queue *q, const struct shmq__mpmc_block *blk)
 	return recover(q, blk, false);
 }
 
+/* A get blocked (nothing at head): once a slice per handle (and at once in
+ * a new one), look behind head for a given-back message whose redo count
+ * was lost (ring/mpmc_int.h, Redelivery), which no get would otherwise see
+ * until a producer laps it.  1 when one was counted again (the getters are
+ * woken; the caller tries again), else 0. */
+static int redo_audit(shmq_queue *q)
+{
+	int64_t now = shmq_now_ns();
+	uint64_t from;
+	int rc;
+
+	/* relaxed: handle-local memory (struct shmq_queue) */
+	if (now < shmq__load_relaxed(&q->audit_at))
+		return 0;
+	shmq__store_relaxed(&q->audit_at, now + SLICE_NS);
+	from = shmq__load_relaxed(&q->audit_from); /* relaxed: as above */
+	rc = shmq__mpmc_redo_audit(&q->ring, &from);
+	shmq__store_relaxed(&q->audit_from, from); /* relaxed: as above */
+	if (rc > 0)
+		wake_all(&q->ring, DIR_GET, false);
+	return rc;
+}
+
 /* Sleep on one side's word for at most a slice.  0: woken or the condition
  * holds (retry), -EINTR: the slice ended, -ETIMEDOUT, or a futex error. */
 static int sleep_once(struct shmq__mpmc *m, enum dir dir, int64_t deadline)
@@ -632,19 +662,26 @@ static ssize_t wait_loop(shmq_queue *q, const struct attempt *a, int64_t timeout
 
 	if (timeout_ns == SHMQ_NOWAIT) {
 		src = nowait_stall(q, blk);
+		if (src == 0 && a->dir == DIR_GET)
+			src = redo_audit(q);
 		if (src < 0)
 			return src;
 		return src ? a->fn(q, a->arg, blk) : -EAGAIN;
 	}
 	src = first_look(q, blk, &seen);
+	if (src == 0 && a->dir == DIR_GET)
+		src = redo_audit(q); /* a found one is taken in the spin phase */
 	if (src < 0)
 		return src;
 	deadline = shmq__deadline(timeout_ns);
 	rc = spin_phase(q, a, blk, &seen, deadline);
 	while (rc == -EAGAIN) {
 		src = sleep_once(&q->ring, a->dir, deadline);
-		if (src == -EINTR)
+		if (src == -EINTR) {
 			src = recover(q, blk, false);
+			if (src == 0 && a->dir == DIR_GET)
+				src = redo_audit(q);
+		}
 		if (src < 0 && src != -ETIMEDOUT)
 			return src;
 		rc = a->fn(q, a->arg, blk);

@@ -786,6 +786,32 @@ static int hold_return(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t
 	return 1;
 }
 
+int shmq__mpmc_redo_audit(struct shmq__mpmc *m, uint64_t *from)
+{
+	uint64_t h = index_load(&m->sh->head);
+	uint64_t span = (uint64_t)m->capacity + 2;
+	uint64_t p = h > span ? h - span : 0;
+	uint64_t end;
+
+	if (*from > p && *from < h)
+		p = *from; /* go on where the last audit stopped */
+	end = h - p > SHMQ__MPMC_AUDIT_SPAN ? p + SHMQ__MPMC_AUDIT_SPAN : h;
+	*from = end == h ? 0 : end;
+	for (; p != end; p++) {
+		/* acquire: pairs with the seq_cst CAS that marked it RETURNED in
+		 * hold_end or hold_return (nothing is read through it here) */
+		uint64_t w = shmq__load_acquire(&slot_at(m, p)->ctl);
+		uint64_t zero = 0;
+
+		if (ctl_state(w) != ST_RETURNED || ctl_lap(w) != lap_of(m, p))
+			continue;
+		/* seq_cst: after our look at the slot, as the increment in
+		 * hold_end; a count that is not 0 sends gets scanning anyway */
+		return shmq__cas_seq_cst(&m->sh->redo, &zero, 1) ? 1 : 0;
+	}
+	return 0;
+}
+
 /* Owners judged during one reap: liveness costs a /proc read each. */
 #define REAP_CACHE 8
 

@@ -71,7 +71,17 @@
  * taken; a claimer that dies between the two leaves it too high, and a scan
  * that finds nothing sets it back to 0 by a CAS from the value it read before
  * the scan (a slot returned meanwhile raised it after it was marked, so that
- * CAS fails or the slot's own increment follows).  Positions below
+ * CAS fails or the slot's own increment follows).
+ * The count can also end up too low, with a RETURNED slot nobody scans for:
+ * a giver killed between its mark and its increment, and that clearing CAS
+ * when the count came back to the value read before the scan (a slot taken
+ * and given back again behind the scan: 1 -> 0 -> 1, and the CAS wipes the
+ * new increment).  Two looks repair it: a producer that the slot blocks
+ * (tail reached p + cap) counts it again (shmq__mpmc_recover), and a getter
+ * that finds nothing looks for one every slice while it is blocked
+ * (shmq__mpmc_redo_audit, chan/queue.c), so a drained ring gives it out
+ * too.  Until then it waits, and newer messages may go out before it.
+ * Positions below
  * head - cap - 2 cannot be HELD or RETURNED: such a slot blocks the producer
  * of p + cap, so tail <= p + cap, and head <= tail + 2.
  *
@@ -340,6 +350,14 @@ int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit);
  * into RETURNED ones.  The number returned, or -EBADMSG for an owner no
  * claimer can have. */
 int shmq__mpmc_reap_held(struct shmq__mpmc *m);
+
+/* A blocked getter's look for a RETURNED slot that redo does not count
+ * (see Redelivery): positions from *from (0, or below the window: from its
+ * start) up to head, at most SHMQ__MPMC_AUDIT_SPAN of them; *from gets
+ * where the next audit goes on (0 once it reached head).  1 when a slot
+ * was found while redo was 0 and redo is 1 now (wake the getters), else 0. */
+#define SHMQ__MPMC_AUDIT_SPAN 1024u
+int shmq__mpmc_redo_audit(struct shmq__mpmc *m, uint64_t *from);
 void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc);
 
 /* The slots behind head (positions [head - capacity - 2, head)) still in
