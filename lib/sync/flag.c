@@ -10,7 +10,11 @@
  *        through a set and a clear still sees the word move on.
  * Wait:  a set word returns at once; otherwise spin, then sleep on the word
  *        until its epoch moves (or it is set), or the deadline passes.
- * No owner, so no liveness check: nobody holds a flag.
+ * No owner, so no liveness check: nobody holds a flag.  But a setter can
+ * die between its CAS and its wake, leaving the flag set and its sleepers
+ * asleep (a later set of the set flag changes nothing): waiters sleep in
+ * slices of FLAG_SLICE_NS and look at the word after each, so they return
+ * within a slice of such a death, even with SHMQ_FOREVER.
  */
 #include "config.h"
 
@@ -29,6 +33,8 @@
 #include "core/wait_int.h"
 #include "sync/flag_int.h"
 #include "sync/spin_int.h"
+
+#define FLAG_SLICE_NS (10 * 1000 * 1000) /* as cond's: a dead setter's sleepers */
 
 struct shmq_flag {
 	struct shmq__flag_shm *s; /* the shared flag */
@@ -174,8 +180,8 @@ static SHMQ__COLD int flag_wait_slow(shmq_flag *f, uint32_t w, int64_t timeout_n
 		return -EAGAIN;
 	deadline = shmq__deadline(timeout_ns);
 	for (bool spin = true;; spin = false) {
-		int rc = shmq__sync_wait(&f->s->word, w, &f->s->sleepers, deadline, 0,
-					 &f->s->waits, spin);
+		int rc = shmq__sync_wait(&f->s->word, w, &f->s->sleepers, deadline,
+					 FLAG_SLICE_NS, &f->s->waits, spin);
 
 		if (rc && rc != -EINTR) {
 			/* one last look: a set that raced the deadline counts;

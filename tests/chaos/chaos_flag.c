@@ -13,7 +13,9 @@
  *  - no lost wake: every surviving waiter's wait returns 0, whether it saw
  *    the flag set or only its epoch move (a set then a clear), and within
  *    LATE_MS of the set that left the flag set (not at its own deadline);
- *  - after a dead setter, one set by the parent releases every survivor;
+ *  - after a dead setter, every survivor returns within LATE_MS, also when
+ *    it died between its CAS and its wake (then the parent's set finds the
+ *    flag set and wakes nobody: the waiters' sleep slices release them);
  *  - a dead waiter (its sleeper count possibly left raised) changes
  *    nothing for the others; afterwards the flag still works: clear, a
  *    try-wait fails, set, a try-wait succeeds.
