@@ -312,7 +312,9 @@ static int sem_try_nowait(shmq_sem *h)
 static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
 {
 	int64_t deadline;
-	int64_t slice = h->undo ? SEM_SLICE_NS : 0;
+	/* slices with or without undo: a releaser killed between its CAS and
+	 * its wake leaves units and sleepers; each slice looks at the count */
+	int64_t slice = SEM_SLICE_NS;
 	int rc;
 
 	if (timeout_ns == SHMQ_NOWAIT)
@@ -330,7 +332,7 @@ static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
 			return rc > 0 ? 0 : rc;
 		rc = shmq__sync_wait(&h->s->word, 0, &h->s->sleepers, deadline, slice,
 				     &h->s->waits, spin);
-		if (rc == -EINTR || (rc == -ETIMEDOUT && h->undo)) {
+		if (h->undo && (rc == -EINTR || rc == -ETIMEDOUT)) {
 			/* a whole slice (or the timeout) without a release */
 			int got = sem_reclaim(h, true);
 
