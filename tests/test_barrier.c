@@ -2,6 +2,7 @@
 /* Barriers: generations across processes with distinct indices, timeout,
  * abort, reset, dead parties (killed mid-wait or between generations) and
  * parties that leave cleanly, threads, placement, corruption. */
+#define _GNU_SOURCE
 #include "config.h"
 
 #include <errno.h>
@@ -565,6 +566,51 @@ static void test_placement_and_corruption(void **state)
 	assert_int_equal(shmq_barrier_attach(mem, &b), -EPROTO);
 }
 
+/* The last arriver killed between its RMW (the generation ends) and its
+ * wake: a placed barrier has no party table, yet its sleeper must return
+ * promptly, not at its deadline (the RMW is made here by hand). */
+static void *placed_waiter(void *p)
+{
+	return (void *)(intptr_t)shmq_barrier_wait(p, 10000 * MS);
+}
+
+static void test_last_arriver_died_before_wake(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq__barrier_shm *s;
+	struct timespec ts;
+	shmq_barrier *b;
+	pthread_t th;
+	uint8_t *mem;
+	uint32_t w;
+	void *rc;
+	int64_t end;
+
+	assert_int_equal(shmq__obj_create(f->r, "placed2", SHMQ__OBJ_BLOB, shmq_barrier_footprint(),
+					  NULL, NULL, (void **)&mem), 0);
+	assert_int_equal(shmq_barrier_init(mem, 2), 0);
+	assert_int_equal(shmq_barrier_attach(mem, &b), 0);
+	s = (struct shmq__barrier_shm *)mem;
+	assert_int_equal(pthread_create(&th, NULL, placed_waiter, b), 0);
+	end = shmq_now_ns() + 10000 * MS;
+	while (__atomic_load_n(&s->sleepers, __ATOMIC_SEQ_CST) < 1 && shmq_now_ns() < end)
+		usleep(1000);
+	usleep(2000); /* from counted to inside futex_wait */
+	/* the second arrival's RMW: the generation ends, count back to 0 */
+	w = __atomic_load_n(&s->word, __ATOMIC_SEQ_CST);
+	assert_int_equal(w & SHMQ__BARRIER_COUNT_MASK, 1);
+	__atomic_store_n(&s->word, (w & ~(SHMQ__BARRIER_GEN_ONE - 1u)) + SHMQ__BARRIER_GEN_ONE,
+			 __ATOMIC_SEQ_CST);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 2; /* "promptly" (a slice is 10 ms) */
+	if (pthread_timedjoin_np(th, &rc, &ts) != 0) {
+		assert_int_equal(pthread_join(th, &rc), 0);
+		fail_msg("a waiter slept on through the end of its generation");
+	}
+	assert_int_equal((intptr_t)rc, 0); /* the first arrival's index */
+	shmq_barrier_close(b);
+}
+
 /* A named barrier's party table: an entry naming an impossible owner is
  * -EBADMSG for a waiter that checks it; a size too small for nslots is
  * refused at open. */
@@ -606,6 +652,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_party_leaves_cleanly, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_party_table_corrupt, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_one_party_and_nowait, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_last_arriver_died_before_wake, setup,
+						tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_placement_and_corruption, setup, tu_region_teardown),
 	};
 

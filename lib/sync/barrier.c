@@ -480,11 +480,14 @@ static int barrier_await(shmq_barrier *b, uint32_t cur, int idx, int64_t deadlin
 				continue;
 			}
 		}
+		/* in slices also when placed (no party table): the last
+		 * arriver killed between its RMW and its wake leaves the
+		 * generation ended and us asleep; each slice looks at the word */
 		rc = shmq__sleep_word_counted(&b->s->word, cur, &b->s->sleepers, deadline,
-					      b->party ? BARRIER_SLICE_NS : 0, &b->s->waits);
+					      BARRIER_SLICE_NS, &b->s->waits);
 		if (rc == -ETIMEDOUT)
 			return barrier_time_out(b, g, idx);
-		if (rc == -EINTR) {
+		if (rc == -EINTR && b->party) {
 			/* a whole slice without news: is a party dead? */
 			rc = barrier_check_parties(b, g);
 			if (rc)
