@@ -79,14 +79,16 @@ static void await_sleepers(struct fixture *f, uint32_t n)
 static void test_basics(void **state)
 {
 	struct fixture *f = *state;
+	uint64_t waits;
 	int64_t t0;
 
 	assert_false(shmq_flag_is_set(f->f));
 	assert_int_equal(shmq_flag_wait(f->f, SHMQ_NOWAIT), -EAGAIN);
 	t0 = shmq_now_ns();
-	/* no longer than a sleep slice (10 ms): one futex wait */
-	assert_int_equal(shmq_flag_wait(f->f, 10 * MS), -ETIMEDOUT);
-	assert_true(shmq_now_ns() - t0 >= 10 * MS);
+	assert_int_equal(shmq_flag_wait(f->f, 20 * MS), -ETIMEDOUT);
+	assert_true(shmq_now_ns() - t0 >= 20 * MS);
+	/* slept in slices, or (a loaded machine) spun much of it away */
+	waits = f->s->waits;
 	assert_int_equal(shmq_flag_set(f->f), 0);
 	assert_true(shmq_flag_is_set(f->f));
 	assert_int_equal(shmq_flag_set(f->f), 0); /* idempotent */
@@ -98,7 +100,7 @@ static void test_basics(void **state)
 	assert_int_equal(shmq_flag_wait(f->f, SHMQ_NOWAIT), -EAGAIN);
 	/* only the timed wait slept; the sets found nobody asleep: no wake
 	 * call, and waiting on the set flag made no system call */
-	assert_int_equal(f->s->waits, 1);
+	assert_int_equal(f->s->waits, waits);
 	assert_int_equal(f->s->wakes, 0);
 }
 

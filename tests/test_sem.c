@@ -91,6 +91,7 @@ static void test_counting(void **state)
 {
 	struct fixture *f = *state;
 	struct shmq__sem_shm *sh;
+	uint64_t waits;
 	shmq_sem *s;
 	int64_t t0;
 
@@ -102,16 +103,17 @@ static void test_counting(void **state)
 	assert_int_equal(shmq_sem_value(s), 0);
 	assert_int_equal(shmq_sem_acquire(s, SHMQ_NOWAIT), -EAGAIN);
 	t0 = shmq_now_ns();
-	/* no longer than a sleep slice (10 ms): one futex wait */
-	assert_int_equal(shmq_sem_acquire(s, 10 * MS), -ETIMEDOUT);
-	assert_true(shmq_now_ns() - t0 >= 10 * MS);
+	assert_int_equal(shmq_sem_acquire(s, 20 * MS), -ETIMEDOUT);
+	assert_true(shmq_now_ns() - t0 >= 20 * MS);
+	/* slept in slices, or (a loaded machine) spun much of it away */
+	waits = sh->waits;
 	assert_int_equal(shmq_sem_release(s, 3), 0); /* unbounded: past the start */
 	assert_int_equal(shmq_sem_value(s), 3);
 	assert_int_equal(shmq_sem_release(s, 0), -EINVAL);
 	assert_int_equal(shmq_sem_release(s, SHMQ__SEM_VALUE_MAX), -EOVERFLOW);
 	assert_int_equal(shmq_sem_value(s), 3);
-	/* the timeout slept once; nobody slept when released: no wake call */
-	assert_int_equal(sh->waits, 1);
+	/* nobody slept when released: no wake call, no more waits */
+	assert_int_equal(sh->waits, waits);
 	assert_int_equal(sh->wakes, 0);
 	shmq_sem_close(s);
 }
