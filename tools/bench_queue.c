@@ -29,7 +29,13 @@
  *  - large: 64 KiB messages through put / get_alloc beside pipe(2)
  *    carrying the same bytes (1p1c, MB/s).
  *
- *  `shmq-bench queue -- small` skips the 8, 1024 and 4096-byte 1p1c runs.
+ *  - two-phase: ns per message of put + get_begin + get_commit beside put +
+ *    get, one process, 64 B (the consumer's cost of the two-phase get over
+ *    a plain get; blocks of each kind alternate so that both see the same
+ *    machine).
+ *
+ *  `shmq-bench queue -- small` skips the 8, 1024 and 4096-byte 1p1c runs;
+ *  `-- large` and `-- twophase` run only that figure.
  */
 #include "config.h"
 
@@ -674,6 +680,84 @@ static bool qb_small(struct bench *b)
 	return false;
 }
 
+/* Does "--" name only this part (large, twophase)? */
+static bool qb_only(struct bench *b, const char *what)
+{
+	for (int i = 0; i < bench_argc(b); i++)
+		if (strcmp(bench_argv(b)[i], what) == 0)
+			return true;
+	return false;
+}
+
+/* ------------------------------------------------------------ two-phase */
+
+#define QB_TP_BLOCK 4096u /* messages per timed block */
+
+/* ns per message of one block: put + get (two false) or put + get_begin +
+ * get_commit (two true), 64 bytes, SHMQ_NOWAIT on a queue that never
+ * fills. */
+static int qb_tp_block(shmq_queue *q, bool two, int64_t *ns)
+{
+	uint64_t msg[8] = { 0 }, buf[8];
+	int64_t t0 = bench_now_ns();
+
+	for (uint32_t i = 0; i < QB_TP_BLOCK; i++) {
+		const void *in;
+		uint64_t pos;
+		ssize_t n;
+
+		msg[0] = i;
+		if (shmq_queue_put(q, msg, sizeof(msg), SHMQ_NOWAIT))
+			return -EIO;
+		if (two) {
+			n = shmq_queue_get_begin(q, &in, &pos, SHMQ_NOWAIT);
+			if (n != (ssize_t)sizeof(msg) || *(const uint64_t *)in != i ||
+			    shmq_queue_get_commit(q, pos))
+				return -EPROTO;
+		} else {
+			n = shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT);
+			if (n != (ssize_t)sizeof(msg) || buf[0] != i)
+				return -EPROTO;
+		}
+	}
+	*ns += bench_now_ns() - t0;
+	return 0;
+}
+
+static int qb_twophase_bench(struct bench *b)
+{
+	struct shmq_region_opts o = { .size = (size_t)4 << 20 };
+	struct shmq_queue_opts qo = { .capacity = 1024, .max_msg = 64 };
+	uint64_t blocks = bench_scale(b, 400, 40);
+	int64_t ns[2] = { 0, 0 };
+	char region[64];
+	shmq_region *r;
+	shmq_queue *q;
+	int rc;
+
+	snprintf(region, sizeof(region), "/shmq-bench-qtp-%d", (int)getpid());
+	rc = shmq_region_create(region, &o, &r);
+	if (rc)
+		return rc;
+	shmq_region_unlink(region);
+	rc = shmq_queue_create(r, "tp", &qo, &q);
+	/* alternate blocks (ABBA) so that drift hits both kinds alike */
+	for (uint64_t i = 0; i < blocks && rc == 0; i++) {
+		bool first = i % 2;
+
+		rc = qb_tp_block(q, first, &ns[first]);
+		rc = rc ? rc : qb_tp_block(q, !first, &ns[!first]);
+	}
+	if (rc == 0)
+		shmq_queue_close(q);
+	shmq_region_close(r);
+	if (rc)
+		return rc;
+	return bench_report(b, "queue two-phase 1 process 64B get_begin+commit vs get", "ns/msg",
+			    (double)ns[1] / (double)(blocks * QB_TP_BLOCK), "put+get",
+			    (double)ns[0] / (double)(blocks * QB_TP_BLOCK), false);
+}
+
 /* ---------------------------------------------------------------- large */
 
 /*
@@ -828,6 +912,14 @@ int bench_queue(struct bench *b)
 
 	if (!sh)
 		return -ENOMEM;
+	if (qb_only(b, "large") || qb_only(b, "twophase")) {
+		if (qb_only(b, "twophase"))
+			rc = qb_twophase_bench(b);
+		if (rc == 0 && qb_only(b, "large"))
+			rc = qb_large_bench(b);
+		bench_shared_free(sh, sizeof(*sh));
+		return rc;
+	}
 	for (size_t i = 0; i < nsizes && rc == 0; i++) {
 		rc = qb_config(b, sh, 1, sizes[i], r);
 		rc = rc ? rc : qb_report(b, 1, sizes[i], r);
@@ -841,6 +933,7 @@ int bench_queue(struct bench *b)
 		rc = rc ? rc : qb_report(b, ns[i], 64, r);
 		rc = rc ? rc : qb_report_scaling(b, ns[i], r, one64);
 	}
+	rc = rc ? rc : qb_twophase_bench(b);
 	rc = rc ? rc : qb_large_bench(b);
 	bench_shared_free(sh, sizeof(*sh));
 	return rc;
