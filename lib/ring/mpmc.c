@@ -725,8 +725,8 @@ int shmq__mpmc_hold_claim(struct shmq__mpmc *m, uint64_t *pos, uint32_t *len,
 	return rc;
 }
 
-/* small: refuse a large slot with -E2BIG, changing nothing (the caller
- * frees its block first, see shmq__mpmc_hold_commit). */
+/* small: refuse our hold of a large slot with -E2BIG, changing nothing
+ * (the caller frees its block first, see shmq__mpmc_hold_commit). */
 static SHMQ__ALWAYS_INLINE int hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit,
 					bool small, bool pow2)
 {
@@ -744,10 +744,11 @@ static SHMQ__ALWAYS_INLINE int hold_end(struct shmq__mpmc *m, uint64_t pos, bool
 	lap = lap_of_k(m, pos, pow2);
 	w = ctl_make(lap, ST_HELD, m->self);
 	/* relaxed: our own hold's len was ordered before our claim by its
-	 * acquire; a slot that is not ours fails the CAS below (or, large,
-	 * the caller's hold_end does) */
+	 * acquire; in a slot that is not ours it may be anything, and the
+	 * ctl check (or the CAS below) refuses that slot */
 	if (small && (shmq__load_relaxed(&s->len) & SHMQ__MPMC_LEN_LARGE))
-		return -E2BIG;
+		/* relaxed: only our own hold, which nobody else ends, matches */
+		return shmq__load_relaxed(&s->ctl) == w ? -E2BIG : -EINVAL;
 	/* seq_cst: a commit frees the slot as get_release does (the Dekker
 	 * handshake with space_sleepers), a give-back is ordered before the
 	 * increment of redo below; both release our reads of the data to the

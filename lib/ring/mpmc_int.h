@@ -344,7 +344,7 @@ int shmq__mpmc_hold_claim(struct shmq__mpmc *m, uint64_t *pos, uint32_t *len,
 			  struct shmq__mpmc_block *blk);
 int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit);
 /* hold_end's commit for a slot-sized message, in one call: -E2BIG, changing
- * nothing, when the held slot is large (the layer above frees its block,
+ * nothing, when our held slot is large (the layer above frees its block,
  * then calls hold_end); otherwise as hold_end. */
 int shmq__mpmc_hold_commit(struct shmq__mpmc *m, uint64_t pos);
 
