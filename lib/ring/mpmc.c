@@ -743,11 +743,12 @@ static SHMQ__ALWAYS_INLINE int hold_end(struct shmq__mpmc *m, uint64_t pos, bool
 	s = slot_at_k(m, pos, pow2);
 	lap = lap_of_k(m, pos, pow2);
 	w = ctl_make(lap, ST_HELD, m->self);
-	/* relaxed: our own hold's len was ordered before our claim by its
-	 * acquire; in a slot that is not ours it may be anything, and the
-	 * ctl check (or the CAS below) refuses that slot */
+	/* relaxed: our hold's len is ordered by our claim's acquire (pairs
+	 * with put_publish's release of FULL); in a slot that is not ours it
+	 * may be anything, and the ctl check (or the CAS below) refuses it */
 	if (small && (shmq__load_relaxed(&s->len) & SHMQ__MPMC_LEN_LARGE))
-		/* relaxed: only our own hold, which nobody else ends, matches */
+		/* relaxed: our own claim CAS wrote the value that matches
+		 * (coherence), and nobody else ends our hold */
 		return shmq__load_relaxed(&s->ctl) == w ? -E2BIG : -EINVAL;
 	/* seq_cst: a commit frees the slot as get_release does (the Dekker
 	 * handshake with space_sleepers), a give-back is ordered before the
