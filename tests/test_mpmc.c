@@ -228,6 +228,48 @@ static void test_sizes(void **state)
 	ring_free(&r);
 }
 
+/* hold_commit frees a small held slot in one call; a large one it leaves
+ * HELD (-E2BIG, for the layer above to free its block first), and a
+ * position that is not our hold it refuses (-EINVAL). */
+static void test_hold_commit(void **state)
+{
+	struct shmq__mpmc m, other;
+	struct shmq__mpmc_block blk;
+	struct ring r = ring_new(4, 32);
+	uint64_t pos, pos2, real = 100000;
+	uint32_t len;
+	char buf[32] = "small";
+
+	(void)state;
+	handle(&m, &r, 1);
+	handle(&other, &r, 2);
+	/* a large slot: its descriptor's first u64 is the real length */
+	assert_int_equal(shmq__mpmc_put_claim(&m, &pos, &blk), 0);
+	memcpy(shmq__mpmc_slot_data(&m, pos), &real, sizeof(real));
+	shmq__mpmc_put_publish(&m, pos, SHMQ__MPMC_LEN_LARGE | 24u, true);
+	assert_int_equal(shmq__mpmc_try_put(&m, buf, 5, &blk), 0);
+
+	assert_int_equal(shmq__mpmc_hold_claim(&m, &pos, &len, &blk), 0);
+	assert_true(len & SHMQ__MPMC_LEN_LARGE);
+	assert_int_equal(shmq__mpmc_hold_commit(&other, pos), -EINVAL);
+	assert_int_equal(shmq__mpmc_hold_commit(&m, pos), -E2BIG);
+	assert_int_equal(shmq__mpmc_hold_commit(&m, pos), -E2BIG); /* still held */
+	assert_int_equal(shmq__mpmc_hold_end(&m, pos, true), 0);
+	assert_int_equal(shmq__mpmc_hold_commit(&m, pos), -EINVAL);
+
+	assert_int_equal(shmq__mpmc_hold_claim(&m, &pos2, &len, &blk), 0);
+	assert_int_equal(len, 5);
+	assert_int_equal(shmq__mpmc_hold_commit(&other, pos2), -EINVAL);
+	assert_int_equal(shmq__mpmc_hold_commit(&m, pos2), 0);
+	assert_int_equal(shmq__mpmc_hold_commit(&m, pos2), -EINVAL);
+	assert_false(shmq__mpmc_maybe_held(&m));
+	/* both slots were freed: the ring takes capacity messages again */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(shmq__mpmc_try_put(&m, buf, 5, &blk), 0);
+	assert_int_equal(shmq__mpmc_try_put(&m, buf, 5, &blk), -EAGAIN);
+	ring_free(&r);
+}
+
 static void test_shutdown(void **state)
 {
 	struct shmq__mpmc p, c;
@@ -597,6 +639,7 @@ int main(void)
 		cmocka_unit_test(test_geometry),
 		cmocka_unit_test(test_fifo_many_laps),
 		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_hold_commit),
 		cmocka_unit_test(test_shutdown),
 		cmocka_unit_test(test_recover_dead_producer),
 		cmocka_unit_test(test_recover_dead_producer_full),

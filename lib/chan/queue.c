@@ -1025,18 +1025,13 @@ static ssize_t begin_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *
 	return rc ? rc : (ssize_t)b->len;
 }
 
-/* Before a begin takes anything: once a slice per handle (and at once in a
- * new one), hand the messages of dead holders back, so they go out before
- * newer ones.  While the ring's holds count is 0 no slot is held, so no
- * holder can be dead: no clock, no scan.  0 or -EBADMSG. */
-static int begin_reap(shmq_queue *q)
+/* begin_reap once some slot may be held: the clock, and the scan once a
+ * slice per handle. */
+SHMQ__COLD static int begin_reap_slow(shmq_queue *q)
 {
-	int64_t now;
+	int64_t now = shmq_now_ns();
 	int rc;
 
-	if (SHMQ__LIKELY(!shmq__mpmc_maybe_held(&q->ring)))
-		return 0;
-	now = shmq_now_ns();
 	/* relaxed: handle-local memory (struct shmq_queue) */
 	if (now < shmq__load_relaxed(&q->reap_at))
 		return 0;
@@ -1047,32 +1042,67 @@ static int begin_reap(shmq_queue *q)
 	return rc < 0 ? rc : 0;
 }
 
+/* Before a begin takes anything: once a slice per handle (and at once in a
+ * new one), hand the messages of dead holders back, so they go out before
+ * newer ones.  While the ring's holds count is 0 no slot is held, so no
+ * holder can be dead: no clock, no scan.  0 or -EBADMSG. */
+static inline int begin_reap(shmq_queue *q)
+{
+	if (SHMQ__LIKELY(!shmq__mpmc_maybe_held(&q->ring)))
+		return 0;
+	return begin_reap_slow(q);
+}
+
+/* The slow part of a begin, out of the fast path: rc is what the first
+ * claim said; -EAGAIN waits.  0 with b filled, or the error. */
+SHMQ__COLD static int begin_slow(shmq_queue *q, struct begin_args *b, int64_t timeout_ns,
+				 struct shmq__mpmc_block *blk, int rc)
+{
+	struct attempt a = { begin_attempt, b, DIR_GET };
+	ssize_t n;
+
+	if (rc != -EAGAIN)
+		return rc;
+	n = wait_loop(q, &a, timeout_ns, blk);
+	return n < 0 ? (int)n : 0;
+}
+
+/* A large slot held: its message in place, or -EBADMSG for a broken
+ * descriptor (its slot is freed). */
+SHMQ__COLD static ssize_t begin_large(shmq_queue *q, uint64_t pos, const void **msg)
+{
+	ssize_t rc = shmq__qlarge_view(&q->ring, q->r, pos, msg);
+
+	if (rc < 0)
+		shmq__mpmc_hold_end(&q->ring, pos, true);
+	return rc;
+}
+
 ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int64_t timeout_ns)
 {
 	struct shmq__mpmc_block blk;
-	struct begin_args b = { 0, 0 };
-	struct attempt a = { begin_attempt, &b, DIR_GET };
+	struct begin_args b;
 	ssize_t rc;
+	int crc;
 
-	if (!q || !msg || !pos)
+	if (SHMQ__UNLIKELY(!q || !msg || !pos))
 		return -EINVAL;
-	if (shmq__foreign(q->pid))
+	if (SHMQ__UNLIKELY(shmq__foreign(q->pid)))
 		return -EBADF;
-	rc = begin_reap(q);
-	if (rc)
-		return rc;
-	rc = begin_attempt(q, &b, &blk);
-	if (rc == -EAGAIN)
-		rc = wait_loop(q, &a, timeout_ns, &blk);
-	if (rc < 0)
-		return rc;
+	crc = begin_reap(q);
+	if (SHMQ__UNLIKELY(crc))
+		return crc;
+	crc = shmq__mpmc_hold_claim(&q->ring, &b.pos, &b.len, &blk);
+	if (SHMQ__UNLIKELY(crc))
+		crc = begin_slow(q, &b, timeout_ns, &blk, crc);
+	if (SHMQ__UNLIKELY(crc))
+		return crc;
+	rc = (ssize_t)b.len;
 	*msg = shmq__mpmc_slot_data(&q->ring, b.pos);
 	if (SHMQ__UNLIKELY(b.len & SHMQ__MPMC_LEN_LARGE)) {
-		rc = shmq__qlarge_view(&q->ring, q->r, b.pos, msg);
-		if (rc < 0) { /* a broken descriptor goes (its slot is freed) */
-			shmq__mpmc_hold_end(&q->ring, b.pos, true);
+		rc = begin_large(q, b.pos, msg);
+		if (rc < 0) /* a broken descriptor went with its slot */
 			return rc;
-		}
 	}
 	*pos = b.pos;
 	/* the slot stays taken: no putter to wake; pass a getter's wake on
@@ -1084,19 +1114,18 @@ ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int
 	return rc;
 }
 
-/* Free a held slot: a large one with its block (Protocol QLARGE), a small
- * one in the ring alone, without the large path's calls. */
+/* Free a held slot: a small one in the ring alone, in one call; a large
+ * one (the ring says -E2BIG) with its block (Protocol QLARGE).  A queue
+ * without a region has no large slots: a len that says so is freed as a
+ * small one, as before. */
 static inline int commit_slot(shmq_queue *q, uint64_t pos)
 {
-	const struct shmq__mpmc_slot *sl = (const struct shmq__mpmc_slot *)
-		((const uint8_t *)shmq__mpmc_slot_data(&q->ring, pos) - sizeof(*sl));
+	int rc = shmq__mpmc_hold_commit(&q->ring, pos);
 
-	/* relaxed: for our own hold the claim's acquire ordered the producer's
-	 * store of len before it; for a position that is not ours either path
-	 * refuses it (hold_end's -EINVAL) */
-	if (q->r && (shmq__load_relaxed(&sl->len) & SHMQ__MPMC_LEN_LARGE))
-		return shmq__qlarge_commit(&q->ring, q->r, pos);
-	return shmq__mpmc_hold_end(&q->ring, pos, true);
+	if (SHMQ__UNLIKELY(rc == -E2BIG))
+		return q->r ? shmq__qlarge_commit(&q->ring, q->r, pos)
+			    : shmq__mpmc_hold_end(&q->ring, pos, true);
+	return rc;
 }
 
 /* A commit in a joinable queue: the message is counted as taken before
@@ -1120,9 +1149,9 @@ int shmq_queue_get_commit(shmq_queue *q, uint64_t pos)
 {
 	int rc;
 
-	if (!q)
+	if (SHMQ__UNLIKELY(!q))
 		return -EINVAL;
-	if (shmq__foreign(q->pid))
+	if (SHMQ__UNLIKELY(shmq__foreign(q->pid)))
 		return -EBADF;
 	if (SHMQ__UNLIKELY(q->join.sh != NULL))
 		return commit_joinable(q, pos);

@@ -702,13 +702,6 @@ ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
 
 /* ---- two-phase get ---- */
 
-bool shmq__mpmc_maybe_held(const struct shmq__mpmc *m)
-{
-	/* acquire: pairs with the seq_cst increment in shmq__mpmc_hold_claim,
-	 * made before the claim it counts (see Holds) */
-	return shmq__load_acquire(&m->sh->holds) != 0;
-}
-
 /* After a slot left HELD (commit, give-back, a dead holder's return). */
 static inline void holds_drop(struct shmq__mpmc *m)
 {
@@ -732,8 +725,10 @@ int shmq__mpmc_hold_claim(struct shmq__mpmc *m, uint64_t *pos, uint32_t *len,
 	return rc;
 }
 
+/* small: refuse our hold of a large slot with -E2BIG, changing nothing
+ * (the caller frees its block first, see shmq__mpmc_hold_commit). */
 static SHMQ__ALWAYS_INLINE int hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit,
-					bool pow2)
+					bool small, bool pow2)
 {
 	/* a held position is behind head, by at most capacity + 2 (see
 	 * Redelivery); outside that no slot can hold it, and inside it the
@@ -748,6 +743,13 @@ static SHMQ__ALWAYS_INLINE int hold_end(struct shmq__mpmc *m, uint64_t pos, bool
 	s = slot_at_k(m, pos, pow2);
 	lap = lap_of_k(m, pos, pow2);
 	w = ctl_make(lap, ST_HELD, m->self);
+	/* relaxed: our hold's len is ordered by our claim's acquire (pairs
+	 * with put_publish's release of FULL); in a slot that is not ours it
+	 * may be anything, and the ctl check (or the CAS below) refuses it */
+	if (small && (shmq__load_relaxed(&s->len) & SHMQ__MPMC_LEN_LARGE))
+		/* relaxed: our own claim CAS wrote the value that matches
+		 * (coherence), and nobody else ends our hold */
+		return shmq__load_relaxed(&s->ctl) == w ? -E2BIG : -EINVAL;
 	/* seq_cst: a commit frees the slot as get_release does (the Dekker
 	 * handshake with space_sleepers), a give-back is ordered before the
 	 * increment of redo below; both release our reads of the data to the
@@ -767,8 +769,15 @@ static SHMQ__ALWAYS_INLINE int hold_end(struct shmq__mpmc *m, uint64_t pos, bool
 int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit)
 {
 	if (SHMQ__LIKELY(m->pow2))
-		return hold_end(m, pos, commit, true);
-	return hold_end(m, pos, commit, false);
+		return hold_end(m, pos, commit, false, true);
+	return hold_end(m, pos, commit, false, false);
+}
+
+int shmq__mpmc_hold_commit(struct shmq__mpmc *m, uint64_t pos)
+{
+	if (SHMQ__LIKELY(m->pow2))
+		return hold_end(m, pos, true, true, true);
+	return hold_end(m, pos, true, true, false);
 }
 
 /* A HELD slot whose owner is dead becomes RETURNED (and redo counts it).

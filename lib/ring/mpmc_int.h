@@ -115,6 +115,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/atomic_int.h"
 #include "core/compiler_int.h"
 
 #define SHMQ__MPMC_MAGIC   0x434d504du /* "MPMC" */
@@ -277,8 +278,15 @@ int shmq__mpmc_init(void *mem, uint64_t size, uint32_t capacity, uint32_t max_ms
  * handle; what they mean is the queue's business (chan/queue.c). */
 void shmq__mpmc_set_flags(void *mem, uint32_t flags);
 
-/* Might a slot be HELD now (holds != 0)?  Never false while one is. */
-bool shmq__mpmc_maybe_held(const struct shmq__mpmc *m);
+
+/* Might a slot be HELD now (holds != 0)?  Never false while one is.
+ * Inline: every get_begin asks it first. */
+static inline bool shmq__mpmc_maybe_held(const struct shmq__mpmc *m)
+{
+	/* acquire: pairs with the seq_cst increment in shmq__mpmc_hold_claim,
+	 * made before the claim it counts (see Holds) */
+	return shmq__load_acquire(&m->sh->holds) != 0;
+}
 
 /* Verify the geometry in mem against size and fill the handle m.
  * -EBADMSG for an inconsistent control block, -EPROTO for another version,
@@ -345,6 +353,10 @@ bool shmq__mpmc_slot_live(struct shmq__mpmc *m, uint64_t pos);
 int shmq__mpmc_hold_claim(struct shmq__mpmc *m, uint64_t *pos, uint32_t *len,
 			  struct shmq__mpmc_block *blk);
 int shmq__mpmc_hold_end(struct shmq__mpmc *m, uint64_t pos, bool commit);
+/* hold_end's commit for a slot-sized message, in one call: -E2BIG, changing
+ * nothing, when our held slot is large (the layer above frees its block,
+ * then calls hold_end); otherwise as hold_end. */
+int shmq__mpmc_hold_commit(struct shmq__mpmc *m, uint64_t pos);
 
 /* Turn the HELD slots behind head whose owner is dead (full liveness check)
  * into RETURNED ones.  The number returned, or -EBADMSG for an owner no
