@@ -23,3 +23,8 @@ SHMQ_API int shmq__bridge_queue_put_noted(shmq_queue *q, const void *msg, size_t
 {
 	return shmq__queue_put_noted(q, msg, len, timeout_ns, note, arg);
 }
+
+SHMQ_API int shmq__bridge_queue_put_fate(shmq_queue *q, uint64_t pos)
+{
+	return shmq__queue_put_fate(q, pos);
+}
