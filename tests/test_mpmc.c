@@ -336,6 +336,70 @@ static void test_recover_dead_producer(void **state)
 	ring_free(&r);
 }
 
+/* shmq__mpmc_put_fate: a put's position says published or not through
+ * every state of its slot's lap and the EMPTY that ends it (consumed, or
+ * skipped after its producer died), -ESTALE once
+ * the next lap is claimed, -EBADMSG for a position never claimed or an
+ * impossible owner; never an access outside the ring for any position. */
+static void test_put_fate(void **state)
+{
+	struct shmq__mpmc dead, p, c;
+	struct shmq__mpmc_block blk;
+	struct ring r = ring_new(4, 8);
+	struct shmq__mpmc_shared *sh = r.mem;
+	uint64_t a, b, pos;
+	uint32_t len;
+	char buf[8];
+
+	(void)state;
+	atomic_store(&dead_ids, 0);
+	handle(&dead, &r, 5);
+	handle(&p, &r, 6);
+	handle(&c, &r, 7);
+	assert_int_equal(shmq__mpmc_put_fate(&c, 0), -EBADMSG); /* never claimed */
+	assert_int_equal(shmq__mpmc_put_claim(&p, &a, &blk), 0);
+	assert_int_equal(shmq__mpmc_put_fate(&c, a), -EAGAIN);    /* live producer */
+	assert_int_equal(shmq__mpmc_put_fate(&p, a), -EAGAIN);    /* ourselves */
+	shmq__mpmc_put_publish(&p, a, 1, true);
+	assert_int_equal(shmq__mpmc_put_fate(&c, a), 1);          /* FULL */
+	assert_int_equal(shmq__mpmc_put_claim(&dead, &b, &blk), 0);
+	assert_int_equal(shmq__mpmc_put_fate(&c, b), -EAGAIN);
+	atomic_store(&dead_ids, 1u << 5);
+	assert_int_equal(shmq__mpmc_put_fate(&c, b), 0);          /* WRITING, dead */
+	assert_int_equal(shmq__mpmc_hold_claim(&c, &pos, &len, &blk), 0);
+	assert_int_equal(pos, a);
+	assert_int_equal(shmq__mpmc_put_fate(&p, a), 1);          /* HELD */
+	assert_int_equal(shmq__mpmc_hold_end(&c, a, true), 0);
+	assert_int_equal(shmq__mpmc_put_fate(&p, a), 1);          /* consumed */
+	assert_int_equal(shmq__mpmc_try_get(&c, buf, 8, &blk), -EAGAIN);
+	assert_int_equal(shmq__mpmc_recover(&c, &blk, false), 1);
+	assert_int_equal(shmq__mpmc_put_fate(&p, b), 0);          /* skipped */
+	assert_int_equal(shmq__mpmc_put_fate(&p, a), 1);
+	/* positions 2 and 3, then a + 4: a's slot's next lap claimed, its witness gone */
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(shmq__mpmc_try_put(&p, "x", 1, &blk), 0);
+		assert_int_equal(shmq__mpmc_try_get(&c, buf, 8, &blk), 1);
+	}
+	assert_int_equal(shmq__mpmc_put_fate(&c, a), 1);          /* still EMPTY(a's lap + 1) */
+	assert_int_equal(shmq__mpmc_try_put(&p, "x", 1, &blk), 0); /* a + 4 */
+	assert_int_equal(shmq__mpmc_put_fate(&c, a), -ESTALE);
+	assert_int_equal(shmq__mpmc_put_fate(&c, a + 4), 1);
+	assert_int_equal(shmq__mpmc_put_fate(&c, a + 8), -EBADMSG); /* a lap ahead */
+	assert_int_equal(shmq__mpmc_try_get(&c, buf, 8, &blk), 1);
+	/* garbage control words: an answer, never outside the ring */
+	for (int i = 0; i < 2000; i++) {
+		int rc;
+
+		for (unsigned k = 0; k < 4; k++)
+			((struct shmq__mpmc_slot *)((char *)r.mem + sizeof(*sh) + k * 64))->ctl =
+				((uint64_t)rand() << 33) ^ (uint64_t)rand();
+		rc = shmq__mpmc_put_fate(&c, ((uint64_t)rand() << 33) ^ (uint64_t)rand());
+		assert_true(rc == 0 || rc == 1 || rc == -EAGAIN || rc == -ESTALE || rc == -EBADMSG);
+	}
+	atomic_store(&dead_ids, 0);
+	ring_free(&r);
+}
+
 /* A producer dies with the ring full behind its claim: a producer waiting a
  * lap later recovers it too. */
 static void test_recover_dead_producer_full(void **state)
@@ -643,6 +707,7 @@ int main(void)
 		cmocka_unit_test(test_shutdown),
 		cmocka_unit_test(test_recover_dead_producer),
 		cmocka_unit_test(test_recover_dead_producer_full),
+		cmocka_unit_test(test_put_fate),
 		cmocka_unit_test(test_recover_dead_consumer),
 		cmocka_unit_test(test_corruption),
 		cmocka_unit_test(test_corruption_odd),

@@ -100,7 +100,7 @@ def expect(d, *checks):
     for c in checks:
         atleast = ">=" in c
         lhs, want = c.split(">=" if atleast else "=", 1)
-        name, key = lhs.split(".", 1)
+        name, key = lhs.rsplit(".", 1)  # object names may hold dots, keys never
         got = objs.get(name, {}).get("state", {}).get(key, "<missing>")
         if atleast:
             if not isinstance(got, int) or isinstance(got, bool) or got < int(want):
@@ -143,6 +143,7 @@ $MK corrupt "$p-corrupt" || fail "make corrupt"
 $MK baddir "$p-baddir" || fail "make baddir"
 $MK foreign "$p-foreign" || fail "make foreign"
 $MK sleepy "$p-sleepy" || fail "make sleepy (a caller that should have slept and been woken)"
+$MK bridge "$p-bridge" || fail "make bridge (bridge checkpoints)"
 # holds until cleanup kills it (the test may run long on a loaded machine)
 $MK hold "$p-live" 900 > "$tmp/holder.out" &
 holder=$!
@@ -206,6 +207,25 @@ expect "$tmp/sleepy.json" "stat sleepy (callers slept and were woken)" \
 "$SHMQ" stat "$p-sleepy" > "$tmp/sleepy.txt"
 grep -q "^  slock  *lock  *bytes=128 held=no contended=no waits=[1-9][0-9]* wakes=[1-9]" "$tmp/sleepy.txt" ||
 	fail "stat (table): lock waits and wakes: $(grep slock "$tmp/sleepy.txt")"
+
+# bridge checkpoints (libshmq-bridge's blobs, made without a server): their
+# cursors, state, holder and doubt; an impossible one is flagged corrupt; a
+# plain blob stays a plain blob
+run_json "$tmp/bridge.json" stat "$p-bridge"
+expect "$tmp/bridge.json" "stat bridge (checkpoints)" \
+	bridge.jobs.bridge=in bridge.jobs.version=2 bridge.jobs.state=running \
+	bridge.jobs.read=45 bridge.jobs.acked=41 bridge.jobs.pending=42 bridge.jobs.in_doubt=2 \
+	bridge.jobs.rewinds=3 bridge.jobs.holder_pid=4242 \
+	bridge.out.bridge=out bridge.out.version=1 bridge.out.state=stopped bridge.out.acked=7 \
+	bridge.out.read=9 bridge.out.looped=5 bridge.out.holder_pid=77 \
+	bridge.bad.dir=9 plainblob.bytes=128 plainblob.bridge="<missing>"
+[ "$(q "$tmp/bridge.json" "[o['corrupt'] for o in d['object_list'] if o['name'] == 'bridge.bad']")" = "[True]" ] ||
+	fail "stat bridge: an impossible checkpoint is not flagged corrupt"
+[ "$(q "$tmp/bridge.json" "[o['corrupt'] for o in d['object_list'] if o['name'] != 'bridge.bad']")" = "[False, False, False]" ] ||
+	fail "stat bridge: a valid checkpoint or a plain blob flagged corrupt"
+"$SHMQ" stat "$p-bridge" > "$tmp/bridge.txt"
+grep -q "^  bridge.jobs  *blob  *bytes=128 bridge=in version=2 state=running read=45 acked=41 pending=42 in_doubt=2 rewinds=3 holder_pid=4242$" "$tmp/bridge.txt" ||
+	fail "stat (table): bridge checkpoint: $(grep bridge.jobs "$tmp/bridge.txt")"
 
 run_json "$tmp/dead.json" stat "$p-dead" || fail "stat dead exit status"
 [ "$(q "$tmp/dead.json" "[(p['alive']) for p in d['process_table']]")" = "[False]" ] ||
@@ -379,7 +399,8 @@ wait "$pool_holder" || fail "pool holder exit status"
 pool_holder=
 "$SHMQ" rm "$p-pool" > /dev/null || fail "rm pool (its creator has terminated it)"
 "$SHMQ" rm "$p-sleepy" > /dev/null || fail "rm sleepy"
-for n in dead corrupt foreign live plain fuzz pool sleepy; do
+"$SHMQ" rm "$p-bridge" > /dev/null || fail "rm bridge"
+for n in dead corrupt foreign live plain fuzz pool sleepy bridge; do
 	[ -e /dev/shm/"$p-$n" ] && fail "rm: $n still there"
 done
 echo "PASS: shmq ls / stat / watch / rm"

@@ -24,6 +24,13 @@
  *                                      closed and joined.  Prints "ready",
  *                                      holds until SIGTERM or SECONDS, then
  *                                      terminates the pool.
+ *   tools_mkregion bridge NAME         bridge checkpoints as libshmq-bridge
+ *                                      leaves them (no server needed):
+ *                                      "bridge.jobs" (IN, running, cursors
+ *                                      set), "bridge.out" (OUT, version 1),
+ *                                      "bridge.bad" (an impossible
+ *                                      direction), "plainblob" (128 zero
+ *                                      bytes, no checkpoint)
  *   tools_mkregion sleepy NAME         a lock, a barrier, a queue and a pipe whose
  *                                      callers each slept on the futex and were
  *                                      woken (shmq stat shows waits and wakes),
@@ -48,6 +55,7 @@
 
 #include <shmq.h>
 
+#include "bridge/bridge_int.h"
 #include "core/introspect_int.h"
 #include "core/region_int.h"
 
@@ -504,6 +512,46 @@ static int sleepy(const char *name)
 	return rc;
 }
 
+static int bridge_blob(shmq_region *r, const char *name, const struct shmq__bridge_shared *cp)
+{
+	void *mem;
+	int rc = shmq_region_alloc(r, name, SHMQ__BRIDGE_OBJ_SIZE, &mem);
+
+	if (rc == 0)
+		memcpy(mem, cp, sizeof(*cp)); /* nobody else maps the region yet */
+	return rc;
+}
+
+static int bridge_mode(const char *name)
+{
+	struct shmq_region_opts ro = { .size = REGION_SIZE };
+	struct shmq__bridge_shared in = {
+		.magic = SHMQ__BRIDGE_MAGIC, .version = SHMQ__BRIDGE_VERSION, .dir = 2 /* IN */,
+		.state = 1 /* running */, .applied = 41, .pending = 42, .read = 45,
+		.in_doubt = 2, .rewinds = 3, .holder_pid = 4242,
+	};
+	struct shmq__bridge_shared out = {
+		.magic = SHMQ__BRIDGE_MAGIC, .version = 1, .dir = 1 /* OUT */, .state = 4,
+		.applied = 7, .read = 9, .looped = 5, .holder_pid = 77,
+	};
+	struct shmq__bridge_shared bad = in;
+	shmq_region *r;
+	int rc = shmq_region_create(name, &ro, &r);
+
+	if (rc)
+		return rc;
+	bad.dir = 9;
+	rc = bridge_blob(r, "bridge.jobs", &in);
+	if (!rc)
+		rc = bridge_blob(r, "bridge.out", &out);
+	if (!rc)
+		rc = bridge_blob(r, "bridge.bad", &bad);
+	if (!rc)
+		rc = bridge_blob(r, "plainblob", &(struct shmq__bridge_shared){ 0 });
+	shmq_region_close(r);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	shmq_region *r;
@@ -523,6 +571,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(what, "sleepy") == 0)
 		return sleepy(name) ? 1 : 0;
+	if (strcmp(what, "bridge") == 0)
+		return bridge_mode(name) ? 1 : 0;
 	if (make(name, &r))
 		return 1;
 	if (strcmp(what, "hold") == 0 && argc == 4) {

@@ -127,6 +127,35 @@ static int names_fill(shmq_bridge *b, const char *queue, const struct shmq_bridg
 	return 0;
 }
 
+/*
+ * A version-1 checkpoint (bridge_int.h) becomes version 2 in place: its
+ * reserved words are zero, which version 2 reads as "no position noted",
+ * so only a pending message needs care: version 1 recorded no position for
+ * it, so it is in doubt, put again and counted, as version 1 promised.
+ * Idempotent up to the version store, so a kill inside is harmless (it may
+ * count that message twice).  A newer version is refused: its words may mean
+ * what we cannot know.
+ */
+static int shared_upgrade(shmq_bridge *b)
+{
+	uint32_t v = shmq__load_seq_cst(&b->sh->version);
+	uint64_t pending, applied;
+
+	if (v == SHMQ__BRIDGE_VERSION)
+		return 0;
+	if (v != SHMQ__BRIDGE_VERSION_1)
+		return v > SHMQ__BRIDGE_VERSION ? -EPROTO : -EBADMSG;
+	pending = shmq__load_seq_cst(&b->sh->pending);
+	applied = shmq__load_seq_cst(&b->sh->applied);
+	if (b->dir == SHMQ_BRIDGE_IN && pending && pending == applied + 1)
+		shmq__store_seq_cst(&b->sh->in_doubt, shmq__load_seq_cst(&b->sh->in_doubt) + 1);
+	shmq__store_seq_cst(&b->sh->pending, 0);
+	shmq__store_seq_cst(&b->sh->pending_pos, 0);
+	shmq__store_seq_cst(&b->sh->pos_incarnation, 0);
+	shmq__store_seq_cst(&b->sh->version, SHMQ__BRIDGE_VERSION);
+	return 0;
+}
+
 /* The checkpoint object: made zeroed on first use, then checked. */
 static int shared_attach(shmq_bridge *b)
 {
@@ -150,12 +179,11 @@ static int shared_attach(shmq_bridge *b)
 		shmq__store_seq_cst(&b->sh->dir, b->dir);
 		shmq__store_seq_cst(&b->sh->magic, SHMQ__BRIDGE_MAGIC);
 	}
-	if (shmq__load_seq_cst(&b->sh->magic) != SHMQ__BRIDGE_MAGIC ||
-	    shmq__load_seq_cst(&b->sh->version) != SHMQ__BRIDGE_VERSION)
+	if (shmq__load_seq_cst(&b->sh->magic) != SHMQ__BRIDGE_MAGIC)
 		return -EBADMSG;
 	if (shmq__load_seq_cst(&b->sh->dir) != b->dir)
 		return -EINVAL; /* the name belongs to a bridge of the other direction */
-	return 0;
+	return shared_upgrade(b);
 }
 
 static int hold_take(shmq_bridge *b)
@@ -316,14 +344,19 @@ static int loop_attach(shmq_bridge *b, const char *queue)
 }
 
 /* IN: called by the queue between the claim of pos and its publication.
- * The mark of pos's slot only grows (pos + 1 over what an older lap or a
- * killed bridge left): a CAS loop that ends once the mark is >= pos + 1,
- * and another bridge can raise it at most once per lap of the ring. */
-static void loop_note(void *arg, uint64_t pos)
+ * First the checkpoint's pending_pos (bridge_int.h: the put's position, for
+ * the next holder if we die now).  Then the loop mark: the mark of pos's
+ * slot only grows (pos + 1 over what an older lap or a killed bridge
+ * left): a CAS loop that ends once the mark is >= pos + 1, and another
+ * bridge can raise it at most once per lap of the ring. */
+static void in_note(void *arg, uint64_t pos)
 {
 	shmq_bridge *b = arg;
 	uint64_t *w = &b->marks[pos % b->nmarks];
-	uint64_t cur = shmq__load_seq_cst(w);
+	uint64_t cur;
+
+	shmq__store_seq_cst(&b->sh->pending_pos, pos + 1);
+	cur = shmq__load_seq_cst(w);
 
 	while (cur < pos + 1 && !shmq__cas_seq_cst(w, &cur, pos + 1))
 		;
@@ -546,12 +579,15 @@ static int in_put(shmq_bridge *b, uint64_t seq, const void *data, size_t len)
 {
 	int rc;
 
+	/* pending_pos first: a pending s never pairs with s - 1's position */
+	shmq__store_seq_cst(&b->sh->pending_pos, 0);
 	shmq__store_seq_cst(&b->sh->pending, seq);
 	do {
 #ifdef HAVE_SHMQ_QUEUE_2PC
-		/* the mark is stored before the message is published: no
-		 * kill leaves a brought-in message unmarked */
-		rc = shmq__bridge_queue_put_noted(b->q, data, len, BRIDGE_PUT_NS, loop_note, b);
+		/* position and mark are stored before the message is
+		 * published: no kill leaves a brought-in message unmarked,
+		 * nor a published one without its position */
+		rc = shmq__bridge_queue_put_noted(b->q, data, len, BRIDGE_PUT_NS, in_note, b);
 #else
 		rc = shmq_queue_put(b->q, data, len, BRIDGE_PUT_NS);
 #endif
@@ -608,15 +644,71 @@ static int in_batch(shmq_bridge *b, int n)
 	return rc;
 }
 
-/* The checkpoint left by a killed holder: at most one message in doubt. */
+#ifdef HAVE_SHMQ_QUEUE_2PC
+/* What became of the put of the pending message, by its noted position
+ * pos1 (p + 1, 0: none) of queue incarnation inc: 1 published, 0 not, < 0
+ * undecidable.  A live producer at p (it cannot be the dead holder's: its
+ * owner id was reused, or the checkpoint lies) is given a bounded while. */
+static int in_fate(shmq_bridge *b, uint64_t pos1, uint64_t inc)
+{
+	struct shmq__queue_ident qi = { 0 };
+	int rc = -EAGAIN;
+
+	if (pos1 == 0)
+		return 0; /* killed before the note, so before any publication */
+	if (shmq__bridge_queue_ident(b->q, &qi) < 0 && qi.incarnation == 0)
+		return -EBADMSG;
+	if (inc != qi.incarnation)
+		/* noted in a queue since deleted: not in this one (a corrupt
+		 * incarnation word also lands here: put again, never lost) */
+		return 0;
+	for (int i = 0; i < 100; i++) {
+		rc = shmq__bridge_queue_put_fate(b->q, pos1 - 1);
+		if (rc != -EAGAIN)
+			return rc;
+		bridge_sleep(10 * 1000000);
+	}
+	return rc;
+}
+#endif
+
+/*
+ * The checkpoint left by a killed holder (bridge_int.h): the pending
+ * message's put published -> it counts as applied; not published -> it is
+ * fetched and put again; undecidable -> put again and counted in in_doubt.
+ * Every checkpoint word is untrusted: pending decides only when it is
+ * exactly applied + 1, pending_pos only which one slot is looked at (any
+ * value names a slot inside the ring), and every doubt resolves to "put
+ * again": a duplicate is counted, a loss would be silent.
+ */
 static void in_recover(shmq_bridge *b)
 {
 	uint64_t pending = shmq__load_seq_cst(&b->sh->pending);
 	uint64_t applied = shmq__load_seq_cst(&b->sh->applied);
+	int fate = -ESTALE; /* without the noted put, any pending one is in doubt */
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	struct shmq__queue_ident qi = { 0 };
+#endif
 
-	if (pending && pending == applied + 1)
-		shmq__store_seq_cst(&b->sh->in_doubt, shmq__load_seq_cst(&b->sh->in_doubt) + 1);
+	if (pending && pending == applied + 1) {
+#ifdef HAVE_SHMQ_QUEUE_2PC
+		fate = in_fate(b, shmq__load_seq_cst(&b->sh->pending_pos),
+			       shmq__load_seq_cst(&b->sh->pos_incarnation));
+#endif
+		if (fate == 1)
+			shmq__store_seq_cst(&b->sh->applied, pending);
+		else if (fate < 0)
+			shmq__store_seq_cst(&b->sh->in_doubt,
+					    shmq__load_seq_cst(&b->sh->in_doubt) + 1);
+	}
 	shmq__store_seq_cst(&b->sh->pending, 0);
+	shmq__store_seq_cst(&b->sh->pending_pos, 0);
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	/* the incarnation our puts' positions will belong to; ident fills it
+	 * in also when the cursors look odd */
+	(void)shmq__bridge_queue_ident(b->q, &qi);
+	shmq__store_seq_cst(&b->sh->pos_incarnation, qi.incarnation);
+#endif
 }
 
 static int in_run(shmq_bridge *b)

@@ -9,14 +9,31 @@
  * version are checked (-EBADMSG), the sequence words decide no copy and no
  * loop bound.
  *
- * Checkpoint protocol (IN), per message of stream sequence s:
- *   pending = s; put; applied = s; pending = 0      (seq_cst stores)
- * A holder killed anywhere leaves either pending == 0 (applied is exact) or
- * pending == applied + 1: that one message is in doubt (killed between the
- * put's publication and the store of applied, or before the put published).
- * The next holder puts it again and counts it (in_doubt): never lost, at
- * most one duplicate per kill, and only inside a window of a few
- * instructions.  Sequences are free-running 64-bit stream sequences.
+ * Checkpoint protocol (IN), per message of stream sequence s (seq_cst
+ * stores, in this order):
+ *   pending_pos = 0; pending = s;
+ *   put: claim position p, note: pending_pos = p + 1, publish p;
+ *   applied = s; pending = 0
+ * pos_incarnation, stored at every start before the first put, names the
+ * queue incarnation pending_pos belongs to.  A holder killed anywhere
+ * leaves either pending != applied + 1 (applied is exact) or pending ==
+ * applied + 1 with pending_pos 0 (killed before the note: the put, if it
+ * claimed a slot, never published, since the note comes first) or p + 1.
+ * For p the next holder asks the queue what became of the claim
+ * (shmq__bridge_queue_put_fate, i.e. shmq__mpmc_put_fate): published
+ * (even if consumed since) -> applied = s, nothing put again; never
+ * published (still WRITING by the dead holder, or skipped by whoever waited
+ * behind it) -> s is put again.  The slot is the witness, in the one atomic
+ * word that publishes, consumes or skips it, so the answer is exact until the
+ * slot's next lap is claimed (other producers putting a whole capacity of
+ * messages before the next holder starts) or the queue was made again.
+ * Only what stays undecidable - that, a corrupt slot or checkpoint, a
+ * producer still alive after a bounded wait - is put again and counted in
+ * in_doubt: at least once in those cases, never lost.  Sequences are
+ * free-running 64-bit stream sequences.
+ *
+ * Version 1 (before pending_pos): read and upgraded in place by the next
+ * holder; a pending message it left is in doubt as version 1 promised.
  *
  * OUT: out_incarnation is the queue incarnation of which JetStream acked a
  * message, stored with the first ack (before any commit).  A stream whose last
@@ -29,7 +46,11 @@
 #include <stdint.h>
 
 #define SHMQ__BRIDGE_MAGIC   0x42524447u /* "BRDG" */
-#define SHMQ__BRIDGE_VERSION 1u
+/* 2: pending_pos and pos_incarnation (IN exactly once); version 1 objects
+ * are upgraded by the holder (bridge.c, shared_attach), newer ones refused
+ * with -EPROTO */
+#define SHMQ__BRIDGE_VERSION 2u
+#define SHMQ__BRIDGE_VERSION_1 1u
 #define SHMQ__BRIDGE_OBJ_SIZE 128u
 
 struct shmq__bridge_shared {
@@ -41,14 +62,16 @@ struct shmq__bridge_shared {
 	uint64_t applied;    /* IN: last stream sequence put; OUT: last position acked */
 	uint64_t pending;    /* IN: stream sequence being put now, 0: none */
 	uint64_t read;       /* IN: last stream sequence fetched; OUT: last position read */
-	uint64_t in_doubt;   /* messages put again after a kill inside the window */
+	uint64_t in_doubt;   /* IN: messages put again whose fate was undecidable */
 	uint64_t rewinds;    /* consumer re-creations */
 	uint32_t holder_pid; /* the holder's pid, for shmq stat (untrusted) */
 	uint32_t pad0;
 	/* line 1 */
 	uint64_t out_incarnation; /* OUT: incarnation with an acked publish, 0: none */
 	uint64_t looped;          /* OUT: messages an IN bridge brought, not published (Loops) */
-	uint8_t pad1[48];         /* reserved, zero */
+	uint64_t pending_pos;     /* IN: queue position of pending's put + 1, 0: not claimed yet */
+	uint64_t pos_incarnation; /* IN: the queue incarnation of pending_pos (version 2) */
+	uint8_t pad1[32];         /* reserved, zero */
 };
 _Static_assert(sizeof(struct shmq__bridge_shared) == SHMQ__BRIDGE_OBJ_SIZE, "bridge object");
 

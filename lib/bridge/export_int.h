@@ -19,4 +19,7 @@ SHMQ_API int shmq__bridge_queue_put_noted(shmq_queue *q, const void *msg, size_t
 					  int64_t timeout_ns,
 					  void (*note)(void *arg, uint64_t pos), void *arg);
 
+/* shmq__queue_put_fate (chan/queue_int.h): was a noted put published? */
+SHMQ_API int shmq__bridge_queue_put_fate(shmq_queue *q, uint64_t pos);
+
 #endif /* SHMQ__BRIDGE_EXPORT_INT_H */

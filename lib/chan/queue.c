@@ -1193,6 +1193,15 @@ int shmq__queue_ident(const shmq_queue *q, struct shmq__queue_ident *id)
 	return shmq__mpmc_check(&q->ring);
 }
 
+int shmq__queue_put_fate(shmq_queue *q, uint64_t pos)
+{
+	if (!q)
+		return -EINVAL;
+	if (shmq__foreign(q->pid))
+		return -EBADF;
+	return shmq__mpmc_put_fate(&q->ring, pos);
+}
+
 /* ---- bulk ---- */
 
 struct bulk_put_args {

@@ -52,6 +52,13 @@ int shmq__queue_ident(const shmq_queue *q, struct shmq__queue_ident *id);
 int shmq__queue_put_noted(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns,
 			  void (*note)(void *arg, uint64_t pos), void *arg);
 
+/* Was the put that noted pos (shmq__queue_put_noted, perhaps by a process
+ * killed since) published?  shmq__mpmc_put_fate's answers (ring/mpmc_int.h):
+ * 1 yes (maybe consumed since), 0 never, -EAGAIN its live producer is still
+ * at it, -ESTALE undecidable (the slot moved on a lap), -EBADMSG; -EINVAL,
+ * -EBADF as any call.  For libshmq-bridge (exactly-once IN). */
+int shmq__queue_put_fate(shmq_queue *q, uint64_t pos);
+
 /*
  * Joinable queues (SHMQ_QUEUE_JOINABLE, chan/queue_join.c).  The queue's
  * object is the ring (ring/mpmc_int.h) followed by this join table; the

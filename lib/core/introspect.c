@@ -103,9 +103,12 @@ void shmq__stat_owner(struct shmq__obj_stat *st, shmq_region *r, const char *pre
 /* ---- the describer dispatch ---- */
 
 /* Blob (shmq_region_alloc): raw bytes the library does not interpret, so the
- * "bytes" shmq__obj_describe puts first is all there is to say. */
+ * "bytes" shmq__obj_describe puts first is all there is to say, unless the
+ * blob is one whose layout libshmq knows: a bridge's checkpoint, described
+ * by its own module (bridge/export.c, compiled into libshmq). */
 void shmq__blob_describe(shmq_region *r, const void *mem, uint64_t size, struct shmq__obj_stat *st)
 {
+	(void)shmq__bridge_blob_describe(r, mem, size, st);
 }
 
 static const shmq__obj_describe_fn obj_describers[SHMQ__OBJ_TYPE_MAX] = {

@@ -77,4 +77,11 @@ typedef void (*shmq__obj_describe_fn)(shmq_region *r, const void *mem, uint64_t 
 SHMQ__OBJ_KINDS(SHMQ__OBJ_DESCRIBER_)
 #undef SHMQ__OBJ_DESCRIBER_
 
+/* Blobs with a layout of their own, recognised by the blob describer: a
+ * libshmq-bridge checkpoint (defined in bridge/export.c, which libshmq
+ * compiles; it checks the checkpoint's magic and size and says false for
+ * any other blob, adding nothing). */
+bool shmq__bridge_blob_describe(shmq_region *r, const void *mem, uint64_t size,
+				struct shmq__obj_stat *st);
+
 #endif /* SHMQ__INTROSPECT_H */

@@ -255,8 +255,10 @@ static inline uint64_t index_load(const uint64_t *idx)
  * consumed, so consumers pass it, and let the tail move on. */
 SHMQ__COLD static int put_abort(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t pos)
 {
-	/* seq_cst: pairs with a consumer's seq_cst re-check in get's -EPIPE path */
-	shmq__store_seq_cst(&s->ctl, ctl_make(lap_of(m, pos) + 1, ST_EMPTY, 0));
+	/* seq_cst: pairs with a consumer's seq_cst re-check in get's -EPIPE
+	 * path.  EMPTY of the next lap naming us: a withdrawn claim, never
+	 * published (see shmq__mpmc_put_fate) */
+	shmq__store_seq_cst(&s->ctl, ctl_make(lap_of(m, pos) + 1, ST_EMPTY, m->self));
 	index_advance(&m->sh->tail, pos);
 	return -EPIPE;
 }
@@ -927,12 +929,50 @@ int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk,
 	if (st == ST_HELD)
 		return hold_return(m, s, w);
 	/* seq_cst: a release of the slot like get_release's, and ordered
-	 * before the caller's sleeper checks */
-	if (!shmq__cas_seq_cst(&s->ctl, &w, ctl_make(ctl_lap(w) + 1, ST_EMPTY, 0)))
+	 * before the caller's sleeper checks.  A skipped claim leaves EMPTY of
+	 * the next lap naming its dead producer, so that shmq__mpmc_put_fate
+	 * tells it from a consumed message (EMPTY, owner 0) in the same
+	 * atomic step; a dropped one (READING) was published: owner 0 */
+	if (!shmq__cas_seq_cst(&s->ctl, &w,
+			       ctl_make(ctl_lap(w) + 1, ST_EMPTY, st == ST_WRITING ? owner : 0)))
 		return 0; /* it moved on by itself */
 	/* relaxed: statistics only */
 	shmq__fetch_add_relaxed(st == ST_WRITING ? &m->sh->skipped : &m->sh->dropped, 1);
 	return 1;
+}
+
+/*
+ * One seq_cst look at pos's slot, at most one liveness check, no loop: a
+ * corrupt ctl gives one of the answers or -EBADMSG, nothing else.  The
+ * witness of a publication is the slot itself, so it lasts until the slot's
+ * next lap is claimed (-ESTALE after that).
+ */
+int shmq__mpmc_put_fate(struct shmq__mpmc *m, uint64_t pos)
+{
+	/* seq_cst: after the caller's look at its own record of pos (the
+	 * bridge's checkpoint), and against the seq_cst publish and CASes */
+	uint64_t w = shmq__load_seq_cst(&slot_at(m, pos)->ctl);
+	int32_t d = lap_diff(ctl_lap(w), lap_of(m, pos));
+	uint64_t st = ctl_state(w);
+	uint32_t owner = ctl_owner(w);
+	int alive;
+
+	if (d == 1 && st == ST_EMPTY)
+		return owner == 0 ? 1 : 0; /* consumed, or skipped / withdrawn */
+	if (d >= 1)
+		return -ESTALE; /* the next lap was claimed: the witness is gone */
+	if (d < 0 || st == ST_EMPTY)
+		return -EBADMSG; /* pos was never claimed: not a claimed position */
+	if (st != ST_WRITING)
+		return 1; /* FULL, READING, HELD or RETURNED of pos's lap */
+	if (owner == 0)
+		return -EBADMSG;
+	if (owner == m->self)
+		return -EAGAIN; /* a thread of ours is filling it */
+	alive = m->alive(m->alive_ctx, owner, false);
+	if (alive < 0)
+		return alive;
+	return alive ? -EAGAIN : 0; /* a dead producer never publishes */
 }
 
 /* ---- sleeper checks, length, shutdown ---- */

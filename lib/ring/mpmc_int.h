@@ -42,7 +42,10 @@
  * ctl = owner (31 bits) << 33 | hold (1 bit) << 32 | lap (30 bits) << 2 |
  * state (2 bits); the code reads hold and state as one 3-bit state:
  *
- *   EMPTY(L)           writable for lap L                    owner 0
+ *   EMPTY(L)           writable for lap L                    owner 0, or
+ *                      the producer of lap L - 1 whose claim ended
+ *                      unpublished (skipped after its death, or
+ *                      withdrawn by put_abort): see shmq__mpmc_put_fate
  *   WRITING(L, p)      claimed by producer p, being filled
  *   FULL(L, p)         published by p, readable
  *   READING(L, c)      claimed by consumer c, being copied out
@@ -94,8 +97,9 @@
  * (chan/queue.c, begin_reap).
  *
  * Recovery.  A claim whose owner died is cleared by whoever waits behind it
- * (shmq__mpmc_recover): WRITING(L, dead) -> EMPTY(L+1), the slot is skipped
- * and nothing committed is lost (that put never returned); READING(L, dead)
+ * (shmq__mpmc_recover): WRITING(L, dead) -> EMPTY(L+1, dead), the slot is
+ * skipped and nothing committed is lost (that put never returned); the
+ * owner it keeps tells a skip from a consumption (shmq__mpmc_put_fate); READING(L, dead)
  * -> EMPTY(L+1), the message the dead consumer had taken is gone with it
  * (a plain get is at most once on death); HELD(L, dead) -> RETURNED(L): a
  * two-phase get is at least once.  shmq__mpmc_reap_held looks for dead
@@ -391,6 +395,22 @@ int shmq__mpmc_behind_head(struct shmq__mpmc *m, uint64_t head, bool quick, uint
  * slice calls it again with quick false, the full liveness check.
  */
 int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk, bool quick);
+
+/*
+ * What became of position pos, claimed for a put by a producer that may have
+ * died since (libshmq-bridge's exactly-once IN, chan/queue_int.h):
+ * 1 published (readable, being read or held, or consumed), 0 never
+ * published (the claim was skipped after its producer died, withdrawn at a
+ * shutdown, or is still WRITING by a dead owner: a dead producer never
+ * publishes), -EAGAIN WRITING by a live owner (it may still publish),
+ * -ESTALE undecidable (the slot's next lap was claimed since, so the slot no
+ * longer says), -EBADMSG for a state no claimed position can meet (the slot
+ * never reached pos's lap, or an impossible owner).  Exact while pos's slot
+ * is at pos's lap or EMPTY of the next one: a consumed slot is EMPTY with
+ * owner 0, a skipped or withdrawn one EMPTY naming its producer (Recovery,
+ * put_abort), each written in the one atomic step that ends the lap.
+ */
+int shmq__mpmc_put_fate(struct shmq__mpmc *m, uint64_t pos);
 
 /*
  * Sleeper re-checks, with seq_cst loads (they pair with the seq_cst publish

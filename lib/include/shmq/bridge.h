@@ -26,15 +26,16 @@
  *
  * Why the checkpoint is a separate region word and not a header inside the
  * queued message: consumers get the stream's bytes exactly, and a header
- * could only be read back while the message is still queued.  The price is
- * a window of a few instructions - between the put's publication inside
- * shmq_queue_put and the checkpoint store right after it - that the public
- * queue API cannot close: a bridge killed inside it leaves the message "in
- * doubt".  The bridge marks the sequence pending before the put, so the next
- * bridge knows exactly which single message is in doubt; it puts it again
- * (never lose) and counts it in in_doubt.  Closing the window needs a put
- * that stores a caller's word with its publication (a queue hook); see the
- * bridge's issue note.
+ * could only be read back while the message is still queued.  Exactly once
+ * across kill -9: the bridge marks the sequence pending before each put and
+ * records the queue position the put claimed before the message is
+ * published; the next bridge asks the queue whether that position was
+ * published (even if consumed since) or its claim died unpublished, and
+ * puts the message again only in the second case.  The queue can answer
+ * until the position's slot is claimed for its next lap; only if other
+ * producers put a whole capacity of messages between the kill and the next
+ * bridge's start (or the queue was corrupted) is the message undecidable:
+ * then it is put again (never lost) and counted in in_doubt.
  *
  * OUT (queue -> stream) needs the queue's two-phase get
  * (shmq_queue_get_begin/commit/abort) and shmq_region_uuid: until this
@@ -88,7 +89,7 @@ struct shmq_bridge_stats {
 	uint64_t read;     /* IN: last stream sequence fetched; OUT: last queue position read */
 	uint64_t acked;    /* IN: checkpoint (last stream sequence put); OUT: last position acked */
 	uint64_t rewinds;  /* consumer re-creations after a gap, redelivery or error */
-	uint64_t in_doubt; /* messages put again after a kill inside the put window (region-wide) */
+	uint64_t in_doubt; /* IN: messages put again after a kill, their fate undecidable (region-wide) */
 	uint32_t state;    /* enum shmq_bridge_state */
 	uint32_t dir;
 	uint64_t reserved[4];
