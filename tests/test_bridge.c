@@ -124,7 +124,8 @@ static void *consumer(void *arg)
 			break;
 		}
 		if (idx == f->next) {
-			f->next++;
+			/* the main thread polls next (test_in_recover_published) */
+			__atomic_store_n(&f->next, f->next + 1, __ATOMIC_SEQ_CST);
 		} else if (idx == last && last != 0) {
 			f->dups++;
 		} else {
