@@ -262,7 +262,6 @@ static void test_hold_commit(void **state)
 	assert_int_equal(shmq__mpmc_hold_commit(&other, pos2), -EINVAL);
 	assert_int_equal(shmq__mpmc_hold_commit(&m, pos2), 0);
 	assert_int_equal(shmq__mpmc_hold_commit(&m, pos2), -EINVAL);
-	assert_false(shmq__mpmc_maybe_held(&m));
 	/* both slots were freed: the ring takes capacity messages again */
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(shmq__mpmc_try_put(&m, buf, 5, &blk), 0);

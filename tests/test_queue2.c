@@ -380,11 +380,9 @@ static void test_dead_holder_blocks_put(void **state)
 		_exit(3);
 	}
 	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
-	/* a plain get takes nothing (head is past the held slots; it does not
-	 * look for dead holders), the put waits behind slot 0 and, after a
-	 * slice, gives the dead holder's messages back; they still fill the
-	 * ring, so the put times out */
-	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	/* the put waits behind slot 0 and, after a slice, gives the dead
+	 * holder's messages back; they still fill the ring, so the put times
+	 * out (no get ran yet: only the producer's look found them) */
 	assert_int_equal(shmq_queue_put(q, "new", 3, 100 * 1000 * 1000), -ETIMEDOUT);
 	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 2);
 	assert_memory_equal(buf, "m0", 2);
@@ -393,6 +391,134 @@ static void test_dead_holder_blocks_put(void **state)
 	assert_int_equal(shmq_queue_put(q, "new", 3, SHMQ_NOWAIT), 0);
 	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 3);
 	assert_memory_equal(buf, "new", 3);
+	shmq_queue_close(q);
+}
+
+/* A child that opens name, begins one message (it must be at want_pos),
+ * tells us through the pipe and waits to be killed. */
+static pid_t hold_one_and_wait(const char *region, const char *name, uint64_t want_pos, int *rfd)
+{
+	int pfd[2];
+	char c;
+	pid_t pid;
+
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *cr = tu_child_region(region);
+		shmq_queue *cq;
+		const void *msg;
+		uint64_t pos;
+
+		close(pfd[0]);
+		if (shmq_queue_open(cr, name, &cq))
+			_exit(1);
+		if (shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) < 0 || pos != want_pos)
+			_exit(2);
+		if (write(pfd[1], "k", 1) != 1)
+			_exit(3);
+		pause(); /* killed here, holding want_pos */
+		_exit(4);
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &c, 1), 1);
+	*rfd = pfd[0];
+	return pid;
+}
+
+static void kill_holder(pid_t pid, int rfd)
+{
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	close(rfd);
+}
+
+/* A drained queue whose only message a dead holder took, and no more puts:
+ * nothing at head, no producer to lap the slot.  A blocked getter's audit
+ * (a handle that audited just before the death, so not its first look)
+ * gives it back within a slice, to a plain get and to a get_begin. */
+static void test_dead_holder_drained(void **state)
+{
+	struct tu_region *f = *state;
+	const int64_t two_s = (int64_t)2000 * 1000 * 1000;
+	struct shmq_queue_stats st;
+	const void *msg;
+	uint64_t pos = ~(uint64_t)0;
+	char buf[16];
+	shmq_queue *q;
+	pid_t pid;
+	int rfd;
+
+	/* a blocking plain get */
+	assert_int_equal(shmq_queue_create(f->r, "b.drain", &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
+	put_n(q, 0, 1);
+	pid = hold_one_and_wait(f->name, "b.drain", 0, &rfd);
+	/* the holder lives: this handle's first audit finds nothing to do */
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	kill_holder(pid, rfd);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), two_s), 2);
+	assert_memory_equal(buf, "m0", 2);
+	assert_int_equal(shmq_queue_stats(q, &st), 0);
+	assert_int_equal(st.dropped, 0);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	shmq_queue_close(q);
+
+	/* a blocking get_begin: same position again */
+	assert_int_equal(shmq_queue_create(f->r, "b.drain2", &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
+	put_n(q, 0, 1);
+	pid = hold_one_and_wait(f->name, "b.drain2", 0, &rfd);
+	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT), -EAGAIN);
+	kill_holder(pid, rfd);
+	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, two_s), 2);
+	assert_memory_equal(msg, "m0", 2);
+	assert_int_equal(pos, 0);
+	assert_int_equal(shmq_queue_get_commit(q, 0), 0);
+	shmq_queue_close(q);
+}
+
+/* A busy queue: every get_begin finds a message at once, so no get ever
+ * blocks, and the producer stays far from lapping the dead holder's slot
+ * (fewer puts than the capacity).  get_begin's own audit still gives the
+ * message back, same position, within a bound (2 s here; a slice and
+ * BEGIN_CLOCK_EVERY begins in the library). */
+static void test_dead_holder_busy(void **state)
+{
+	struct tu_region *f = *state;
+	const uint32_t cap = 1000, rounds = 900; /* window cap + 2 <= AUDIT_SPAN */
+	const int64_t until = shmq_now_ns() + (int64_t)2000 * 1000 * 1000;
+	struct shmq_queue_stats st;
+	const void *msg;
+	uint64_t pos;
+	shmq_queue *q;
+	bool again = false;
+	uint32_t i;
+	pid_t pid;
+	int rfd;
+
+	assert_int_equal(shmq_queue_create(f->r, "b.busy", &(struct shmq_queue_opts){ cap, 16 }, &q), 0);
+	put_n(q, 0, 4);
+	pid = hold_one_and_wait(f->name, "b.busy", 0, &rfd);
+	begin_is(q, 1, 1); /* this handle's first audit: the holder lives */
+	assert_int_equal(shmq_queue_get_commit(q, 1), 0);
+	kill_holder(pid, rfd);
+	for (i = 0; i < rounds && !again && shmq_now_ns() < until; i++) {
+		char m[16];
+		int len = snprintf(m, sizeof(m), "m%u", 4 + i);
+
+		assert_int_equal(shmq_queue_put(q, m, (size_t)len, SHMQ_NOWAIT), 0);
+		/* two or more queued: the begin never blocks */
+		assert_true(shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT) > 0);
+		if (pos == 0) {
+			assert_memory_equal(msg, "m0", 2);
+			again = true;
+		}
+		assert_int_equal(shmq_queue_get_commit(q, pos), 0);
+		usleep(1000);
+	}
+	assert_true(again);
+	assert_int_equal(shmq_queue_stats(q, &st), 0);
+	assert_int_equal(st.dropped, 0);
 	shmq_queue_close(q);
 }
 
@@ -417,7 +543,6 @@ static void lost_redo_state(shmq_region *r, const char *name, shmq_queue **q)
 	begin_is(*q, 1, 1);
 	assert_int_equal(shmq_queue_get_abort(*q, 0), 0);
 	assert_int_equal(shmq_queue_get_commit(*q, 1), 0);
-	assert_int_equal(__atomic_load_n(&sh->holds, __ATOMIC_SEQ_CST), 0);
 	assert_int_equal(__atomic_load_n(&sh->redo, __ATOMIC_SEQ_CST), 1);
 	__atomic_store_n(&sh->redo, 0, __ATOMIC_SEQ_CST); /* the count is lost */
 }
@@ -549,6 +674,8 @@ int main(void)
 		cmocka_unit_test(test_abort_wakes),
 		cmocka_unit_test(test_dead_holder),
 		cmocka_unit_test(test_dead_holder_blocks_put),
+		cmocka_unit_test(test_dead_holder_drained),
+		cmocka_unit_test(test_dead_holder_busy),
 		cmocka_unit_test(test_lost_redo_count),
 		cmocka_unit_test(test_incarnation),
 		cmocka_unit_test(test_describe_holds),

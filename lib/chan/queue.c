@@ -62,10 +62,12 @@
  * waiter still blocked, the claim blocking it is checked for a dead owner
  * and recovered (shmq__mpmc_recover).  SHMQ_NOWAIT callers remember in
  * their handle which claim blocked them since when, and check it once it
- * has blocked them for a slice.  A blocked get also looks, once a slice per
- * handle, for a given-back message whose redo count was lost (redo_audit;
- * ring/mpmc_int.h, Redelivery): nothing at head blocks it, so no claim
- * would lead there.
+ * has blocked them for a slice.  A blocked get also audits the window
+ * behind head once a slice per handle (audit; ring/mpmc_int.h, Redelivery
+ * and Dead holders): a given-back message whose redo count was lost, and a
+ * dead holder's slot, block nothing at head, so no claim would lead there.
+ * get_begin runs the same audit once a slice per handle (begin_audit), so
+ * a queue whose gets never block finds them too.
  */
 #include "config.h"
 
@@ -110,14 +112,14 @@ struct shmq_queue {
 	 * and store, no read-modify-write: threads sharing the handle may lose
 	 * an increment, never the change itself. */
 	uint64_t taken;
-	/* When get_begin next looks for dead holders (shmq__mpmc_reap_held):
-	 * 0 in a new handle, so its first get_begin looks at once.  Relaxed,
-	 * handle-local like the stall memory above. */
-	int64_t reap_at;
-	/* When a blocked get next looks for a given-back message that redo
-	 * lost (redo_audit), and where that look goes on.  As reap_at. */
+	/* When the next audit (a blocked get's or a get_begin's) is due, and
+	 * where it goes on: 0 in a new handle, so its first one looks at once.
+	 * Relaxed, handle-local like the stall memory above. */
 	int64_t audit_at;
 	uint64_t audit_from;
+	/* get_begins through this handle: every BEGIN_CLOCK_EVERY-th reads the
+	 * clock to see whether an audit is due.  As audit_at. */
+	uint32_t begins;
 	/* SHMQ_QUEUE_JOINABLE: the join table (chan/queue_join.c); sh NULL otherwise */
 	struct shmq__join join;
 };
@@ -562,12 +564,13 @@ static int nowait_stall(shmq_queue *q, const struct shmq__mpmc_block *blk)
 	return recover(q, blk, false);
 }
 
-/* A get blocked (nothing at head): once a slice per handle (and at once in
- * a new one), look behind head for a given-back message whose redo count
- * was lost (ring/mpmc_int.h, Redelivery), which no get would otherwise see
- * until a producer laps it.  1 when one was counted again (the getters are
- * woken; the caller tries again), else 0. */
-static int redo_audit(shmq_queue *q)
+/* Once a slice per handle (and at once in a new one), look behind head for
+ * what no get finds at head and nothing else would find until a producer
+ * laps it (ring/mpmc_int.h, Redelivery and Dead holders): a given-back
+ * message whose redo count was lost, a dead holder's message.  1 when one
+ * was made takable (the getters are woken; the caller tries again), 0, or
+ * -EBADMSG. */
+static int audit(shmq_queue *q)
 {
 	int64_t now = shmq_now_ns();
 	uint64_t from;
@@ -578,7 +581,7 @@ static int redo_audit(shmq_queue *q)
 		return 0;
 	shmq__store_relaxed(&q->audit_at, now + SLICE_NS);
 	from = shmq__load_relaxed(&q->audit_from); /* relaxed: as above */
-	rc = shmq__mpmc_redo_audit(&q->ring, &from);
+	rc = shmq__mpmc_audit(&q->ring, &from);
 	shmq__store_relaxed(&q->audit_from, from); /* relaxed: as above */
 	if (rc > 0)
 		wake_all(&q->ring, DIR_GET, false);
@@ -663,14 +666,14 @@ static ssize_t wait_loop(shmq_queue *q, const struct attempt *a, int64_t timeout
 	if (timeout_ns == SHMQ_NOWAIT) {
 		src = nowait_stall(q, blk);
 		if (src == 0 && a->dir == DIR_GET)
-			src = redo_audit(q);
+			src = audit(q);
 		if (src < 0)
 			return src;
 		return src ? a->fn(q, a->arg, blk) : -EAGAIN;
 	}
 	src = first_look(q, blk, &seen);
 	if (src == 0 && a->dir == DIR_GET)
-		src = redo_audit(q); /* a found one is taken in the spin phase */
+		src = audit(q); /* a found one is taken in the spin phase */
 	if (src < 0)
 		return src;
 	deadline = shmq__deadline(timeout_ns);
@@ -680,7 +683,7 @@ static ssize_t wait_loop(shmq_queue *q, const struct attempt *a, int64_t timeout
 		if (src == -EINTR) {
 			src = recover(q, blk, false);
 			if (src == 0 && a->dir == DIR_GET)
-				src = redo_audit(q);
+				src = audit(q);
 		}
 		if (src < 0 && src != -ETIMEDOUT)
 			return src;
@@ -1025,32 +1028,31 @@ static ssize_t begin_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *
 	return rc ? rc : (ssize_t)b->len;
 }
 
-/* begin_reap once some slot may be held: the clock, and the scan once a
- * slice per handle. */
-SHMQ__COLD static int begin_reap_slow(shmq_queue *q)
+/* begin_audit's clock and audit, out of the fast path. */
+SHMQ__COLD static int begin_audit_slow(shmq_queue *q)
 {
-	int64_t now = shmq_now_ns();
-	int rc;
+	int rc = audit(q);
 
-	/* relaxed: handle-local memory (struct shmq_queue) */
-	if (now < shmq__load_relaxed(&q->reap_at))
-		return 0;
-	shmq__store_relaxed(&q->reap_at, now + SLICE_NS);
-	rc = shmq__mpmc_reap_held(&q->ring);
-	if (rc > 0)
-		wake_all(&q->ring, DIR_GET, false);
-	return rc < 0 ? rc : 0;
+	return rc < 0 ? rc : 0; /* a found one is taken by this begin's claim */
 }
 
-/* Before a begin takes anything: once a slice per handle (and at once in a
- * new one), hand the messages of dead holders back, so they go out before
- * newer ones.  While the ring's holds count is 0 no slot is held, so no
- * holder can be dead: no clock, no scan.  0 or -EBADMSG. */
-static inline int begin_reap(shmq_queue *q)
+/* A get_begin reads the clock every this many calls through its handle. */
+#define BEGIN_CLOCK_EVERY 32u
+
+/* Before a begin takes anything: the audit, once a slice per handle (and
+ * at once in a new one), so that a queue whose gets never block still
+ * gives a dead holder's messages out again (ring/mpmc_int.h, Dead
+ * holders).  The clock is read every BEGIN_CLOCK_EVERY-th begin only: a
+ * plain counter in the handle, no shared write.  0 or -EBADMSG. */
+static inline int begin_audit(shmq_queue *q)
 {
-	if (SHMQ__LIKELY(!shmq__mpmc_maybe_held(&q->ring)))
+	/* relaxed: handle-local memory (struct shmq_queue) */
+	uint32_t n = shmq__load_relaxed(&q->begins);
+
+	shmq__store_relaxed(&q->begins, n + 1); /* relaxed: as above */
+	if (SHMQ__LIKELY(n % BEGIN_CLOCK_EVERY != 0))
 		return 0;
-	return begin_reap_slow(q);
+	return begin_audit_slow(q);
 }
 
 /* The slow part of a begin, out of the fast path: rc is what the first
@@ -1089,7 +1091,7 @@ ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int
 		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(q->pid)))
 		return -EBADF;
-	crc = begin_reap(q);
+	crc = begin_audit(q);
 	if (SHMQ__UNLIKELY(crc))
 		return crc;
 	crc = shmq__mpmc_hold_claim(&q->ring, &b.pos, &b.len, &blk);

@@ -704,27 +704,12 @@ ssize_t shmq__mpmc_try_get(struct shmq__mpmc *m, void *buf, size_t cap,
 
 /* ---- two-phase get ---- */
 
-/* After a slot left HELD (commit, give-back, a dead holder's return). */
-static inline void holds_drop(struct shmq__mpmc *m)
-{
-	/* seq_cst: after the CAS that ended the hold (see Holds) */
-	shmq__fetch_sub_seq_cst(&m->sh->holds, 1);
-}
-
 int shmq__mpmc_hold_claim(struct shmq__mpmc *m, uint64_t *pos, uint32_t *len,
 			  struct shmq__mpmc_block *blk)
 {
-	int rc;
-
-	/* seq_cst: counted before the claim CAS (see Holds) */
-	shmq__fetch_add_seq_cst(&m->sh->holds, 1);
 	if (SHMQ__LIKELY(m->pow2))
-		rc = get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, true, true);
-	else
-		rc = get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, true, false);
-	if (rc)
-		holds_drop(m); /* nothing claimed */
-	return rc;
+		return get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, true, true);
+	return get_claim(m, SIZE_MAX, pos, len, blk, ST_HELD, true, false);
 }
 
 /* small: refuse our hold of a large slot with -E2BIG, changing nothing
@@ -759,7 +744,6 @@ static SHMQ__ALWAYS_INLINE int hold_end(struct shmq__mpmc *m, uint64_t pos, bool
 	if (!shmq__cas_seq_cst(&s->ctl, &w,
 			       commit ? ctl_make(lap + 1, ST_EMPTY, 0) : ctl_make(lap, ST_RETURNED, 0)))
 		return -EINVAL; /* not held by us: nothing changed */
-	holds_drop(m);
 	if (!commit) {
 		shmq__fetch_add_seq_cst(&m->sh->redo, 1); /* after the mark: see Redelivery */
 		/* relaxed: statistics only */
@@ -790,47 +774,92 @@ static int hold_return(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t
 	 * before the increment of redo and the caller's sleeper checks */
 	if (!shmq__cas_seq_cst(&s->ctl, &w, ctl_make(ctl_lap(w), ST_RETURNED, 0)))
 		return 0;
-	holds_drop(m);
 	shmq__fetch_add_seq_cst(&m->sh->redo, 1); /* after the mark: see Redelivery */
 	/* relaxed: statistics only */
 	shmq__fetch_add_relaxed(&m->sh->returned, 1);
 	return 1;
 }
 
-int shmq__mpmc_redo_audit(struct shmq__mpmc *m, uint64_t *from)
+/* Owners judged during one look: liveness costs a /proc read each. */
+#define REAP_CACHE 8
+
+struct reap_cache {
+	uint32_t ids[REAP_CACHE];
+	int verdict[REAP_CACHE];
+	unsigned n;
+};
+
+/* Is the holder in w (a HELD slot's word) dead?  1 dead, 0 alive (or
+ * ourselves), -EBADMSG for an owner no claimer can have.  The full check,
+ * once per owner per look (the first REAP_CACHE owners are remembered). */
+static int holder_dead(struct shmq__mpmc *m, struct reap_cache *c, uint64_t w)
 {
+	uint32_t owner = ctl_owner(w);
+	int alive;
+
+	if (owner == m->self)
+		return 0;
+	if (owner == 0)
+		return -EBADMSG;
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->ids[i] == owner)
+			return !c->verdict[i];
+	alive = m->alive(m->alive_ctx, owner, false);
+	if (alive < 0)
+		return alive;
+	if (c->n < REAP_CACHE) {
+		c->ids[c->n] = owner;
+		c->verdict[c->n++] = alive;
+	}
+	return !alive;
+}
+
+int shmq__mpmc_audit(struct shmq__mpmc *m, uint64_t *from)
+{
+	struct reap_cache c = { .n = 0 };
 	uint64_t h = index_load(&m->sh->head);
 	uint64_t span = (uint64_t)m->capacity + 2;
 	uint64_t p = h > span ? h - span : 0;
 	uint64_t end;
+	int found = 0;
 
 	if (*from > p && *from < h)
 		p = *from; /* go on where the last audit stopped */
 	end = h - p > SHMQ__MPMC_AUDIT_SPAN ? p + SHMQ__MPMC_AUDIT_SPAN : h;
 	*from = end == h ? 0 : end;
 	for (; p != end; p++) {
-		/* acquire: pairs with the seq_cst CAS that marked it RETURNED in
-		 * hold_end or hold_return (nothing is read through it here) */
-		uint64_t w = shmq__load_acquire(&slot_at(m, p)->ctl);
+		struct shmq__mpmc_slot *s = slot_at(m, p);
+		/* acquire: pairs with the CAS that marked it RETURNED in
+		 * hold_end or hold_return, or HELD in get_take or get_take_at
+		 * (nothing is read through it but the owner, in the word) */
+		uint64_t w = shmq__load_acquire(&s->ctl);
 		uint64_t zero = 0;
+		int dead;
 
-		if (ctl_state(w) != ST_RETURNED || ctl_lap(w) != lap_of(m, p))
+		if (ctl_lap(w) != lap_of(m, p))
 			continue;
-		/* seq_cst: after our look at the slot, as the increment in
-		 * hold_end; a count that is not 0 sends gets scanning anyway */
-		return shmq__cas_seq_cst(&m->sh->redo, &zero, 1) ? 1 : 0;
+		if (ctl_state(w) == ST_RETURNED) {
+			/* seq_cst: after our look at the slot, as the increment
+			 * in hold_end; a count that is not 0 sends gets
+			 * scanning anyway */
+			if (!found && shmq__cas_seq_cst(&m->sh->redo, &zero, 1))
+				found = 1;
+			continue;
+		}
+		if (ctl_state(w) != ST_HELD)
+			continue;
+		dead = holder_dead(m, &c, w);
+		if (dead < 0)
+			return dead;
+		if (dead && hold_return(m, s, w))
+			found = 1;
 	}
-	return 0;
+	return found;
 }
-
-/* Owners judged during one reap: liveness costs a /proc read each. */
-#define REAP_CACHE 8
 
 int shmq__mpmc_reap_held(struct shmq__mpmc *m)
 {
-	uint32_t ids[REAP_CACHE];
-	int verdict[REAP_CACHE];
-	unsigned cached = 0;
+	struct reap_cache c = { .n = 0 };
 	uint64_t h = index_load(&m->sh->head);
 	uint64_t span = (uint64_t)m->capacity + 2;
 	uint64_t p = h > span ? h - span : 0;
@@ -841,26 +870,14 @@ int shmq__mpmc_reap_held(struct shmq__mpmc *m)
 		/* acquire: pairs with the claim CAS of HELD in get_take (nothing is
 		 * read through it but the owner, which travels in the word) */
 		uint64_t w = shmq__load_acquire(&s->ctl);
-		uint32_t owner = ctl_owner(w);
-		int alive = -1;
+		int dead;
 
-		if (ctl_state(w) != ST_HELD || ctl_lap(w) != lap_of(m, p) || owner == m->self)
+		if (ctl_state(w) != ST_HELD || ctl_lap(w) != lap_of(m, p))
 			continue;
-		if (owner == 0)
-			return -EBADMSG;
-		for (unsigned i = 0; i < cached; i++)
-			if (ids[i] == owner)
-				alive = verdict[i];
-		if (alive < 0) {
-			alive = m->alive(m->alive_ctx, owner, false);
-			if (alive < 0)
-				return alive;
-			if (cached < REAP_CACHE) {
-				ids[cached] = owner;
-				verdict[cached++] = alive;
-			}
-		}
-		if (!alive)
+		dead = holder_dead(m, &c, w);
+		if (dead < 0)
+			return dead;
+		if (dead)
 			found += hold_return(m, s, w);
 	}
 	return found;

@@ -80,21 +80,26 @@
  * when the count came back to the value read before the scan (a slot taken
  * and given back again behind the scan: 1 -> 0 -> 1, and the CAS wipes the
  * new increment).  Two looks repair it: a producer that the slot blocks
- * (tail reached p + cap) counts it again (shmq__mpmc_recover), and a getter
- * that finds nothing looks for one every slice while it is blocked
- * (shmq__mpmc_redo_audit, chan/queue.c), so a drained ring gives it out
- * too.  Until then it waits, and newer messages may go out before it.
+ * (tail reached p + cap) counts it again (shmq__mpmc_recover), and the
+ * audit (shmq__mpmc_audit, chan/queue.c), which a getter runs every slice
+ * while it is blocked, so a drained ring gives it out too.  Until then it
+ * waits, and newer messages may go out before it.
  * Positions below
  * head - cap - 2 cannot be HELD or RETURNED: such a slot blocks the producer
  * of p + cap, so tail <= p + cap, and head <= tail + 2.
  *
- * Holds.  holds counts the HELD slots, from above: a claimer raises it
- * before its claim (and lowers it again if the claim fails), whoever ends a
- * hold (commit, abort, a dead holder's return) lowers it after the slot
- * left HELD.  A process that dies between the two leaves it too high, which
- * costs only the checks it allows: while it is 0 no slot is HELD, so no
- * holder can be dead and a get_begin skips its timed look for dead holders
- * (chan/queue.c, begin_reap).
+ * Dead holders.  Nothing counts the HELD slots (a count would cost a
+ * two-phase get two more locked operations on head's line), so a dead
+ * holder's slot is found by looking, three ways, each bounded: a producer
+ * that the slot blocks (tail reached p + cap) checks its owner
+ * (shmq__mpmc_recover); the audit (shmq__mpmc_audit) looks at up to
+ * SHMQ__MPMC_AUDIT_SPAN positions behind head, going on where its last
+ * look stopped, and returns the HELD slots of dead owners, once a slice
+ * per handle in a blocked getter (a drained ring) and in get_begin (a
+ * busy one; chan/queue.c).  So a dead holder's message goes out again
+ * within a slice of its death (ceil((cap + 2) / SPAN) slices for larger
+ * rings), or once producers lap its slot, whichever comes first; newer
+ * messages may go out before it meanwhile.
  *
  * Recovery.  A claim whose owner died is cleared by whoever waits behind it
  * (shmq__mpmc_recover): WRITING(L, dead) -> EMPTY(L+1, dead), the slot is
@@ -103,8 +108,8 @@
  * -> EMPTY(L+1), the message the dead consumer had taken is gone with it
  * (a plain get is at most once on death); HELD(L, dead) -> RETURNED(L): a
  * two-phase get is at least once.  shmq__mpmc_reap_held looks for dead
- * holders behind head on its own (a consumer calls it before it takes newer
- * messages).
+ * holders in the whole window behind head on its own (a waiter calls it
+ * after it recovered one: the dead process likely held more).
  *
  * Invariants a reader may check: -2 <= tail - head <= cap + 2 at any instant
  * (each index lags by at most one; the margin absorbs the lag); a FULL slot's
@@ -138,13 +143,11 @@
 /* 5: the sleep words' bit 0 is a wake-pending bit and watchers count in
  * their own words (data_watchers, space_watchers): a version-4 sleeper would
  * sleep on a pending word without clearing it, and a version-4 watch would
- * count as a sleeper that never clears it.  Also holds (head's line), the
- * number of HELD slots or more, so that a get_begin looks for dead holders
- * only while some slot is held; flags (line 0) is read: SHMQ_QUEUE_JOINABLE
+ * count as a sleeper that never clears it.  Also flags (line 0) is read: SHMQ_QUEUE_JOINABLE
  * puts the queue's join table after the slots (chan/queue_int.h); and large
  * slots (len with SHMQ__MPMC_LEN_LARGE, see Large slots) with the queue
  * layer's large-heap anchor on line 0.  4 is refused (-EPROTO): its
- * libraries keep no pending bit, no holds count and no join table, would
+ * libraries keep no pending bit and no join table, would
  * call a large slot's len corrupt, and never wrote the anchor. */
 #define SHMQ__MPMC_VERSION 5u
 #define SHMQ__MPMC_CAP_MAX (1u << 24)  /* slots */
@@ -188,8 +191,7 @@ struct shmq__mpmc_shared {
 	/* line 2: consumers */
 	uint64_t head;       /* next position to claim for a get */
 	uint64_t redo;       /* RETURNED slots that may exist (see Redelivery) */
-	uint64_t holds;      /* HELD slots, or more (see Holds) */
-	uint8_t pad2[40];
+	uint8_t pad2[48];
 	/* line 3: consumers sleep here; producers bump it when data_sleepers
 	 * or data_watchers != 0.  Bit 0 of the word is the wake-pending bit of
 	 * the queue's Protocol WAKE_PENDING (chan/queue.c) */
@@ -226,8 +228,6 @@ SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, data_word);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, space_word);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, shut);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__mpmc_shared, get_waits);
-_Static_assert(offsetof(struct shmq__mpmc_shared, holds) / SHMQ__CACHELINE ==
-	       offsetof(struct shmq__mpmc_shared, head) / SHMQ__CACHELINE, "holds shares head's line");
 _Static_assert(offsetof(struct shmq__mpmc_shared, redo) / SHMQ__CACHELINE ==
 	       offsetof(struct shmq__mpmc_shared, head) / SHMQ__CACHELINE, "redo shares head's line");
 _Static_assert(sizeof(struct shmq__mpmc_shared) == 7 * SHMQ__CACHELINE, "mpmc control block");
@@ -281,16 +281,6 @@ int shmq__mpmc_init(void *mem, uint64_t size, uint32_t capacity, uint32_t max_ms
  * shmq__mpmc_init, before anyone attaches.  attach copies them into the
  * handle; what they mean is the queue's business (chan/queue.c). */
 void shmq__mpmc_set_flags(void *mem, uint32_t flags);
-
-
-/* Might a slot be HELD now (holds != 0)?  Never false while one is.
- * Inline: every get_begin asks it first. */
-static inline bool shmq__mpmc_maybe_held(const struct shmq__mpmc *m)
-{
-	/* acquire: pairs with the seq_cst increment in shmq__mpmc_hold_claim,
-	 * made before the claim it counts (see Holds) */
-	return shmq__load_acquire(&m->sh->holds) != 0;
-}
 
 /* Verify the geometry in mem against size and fill the handle m.
  * -EBADMSG for an inconsistent control block, -EPROTO for another version,
@@ -367,13 +357,17 @@ int shmq__mpmc_hold_commit(struct shmq__mpmc *m, uint64_t pos);
  * claimer can have. */
 int shmq__mpmc_reap_held(struct shmq__mpmc *m);
 
-/* A blocked getter's look for a RETURNED slot that redo does not count
- * (see Redelivery): positions from *from (0, or below the window: from its
+/* The look for what no get would find at head (see Redelivery and Dead
+ * holders): a RETURNED slot that redo does not count, and HELD slots whose
+ * owner is dead (full liveness check, once per owner), which it turns into
+ * RETURNED ones.  Positions from *from (0, or below the window: from its
  * start) up to head, at most SHMQ__MPMC_AUDIT_SPAN of them; *from gets
- * where the next audit goes on (0 once it reached head).  1 when a slot
- * was found while redo was 0 and redo is 1 now (wake the getters), else 0. */
+ * where the next audit goes on (0 once it reached head).  1 when it made
+ * something takable (redo went from 0 to 1, or a dead holder's slot was
+ * returned: wake the getters), 0, or -EBADMSG for an owner no claimer can
+ * have. */
 #define SHMQ__MPMC_AUDIT_SPAN 1024u
-int shmq__mpmc_redo_audit(struct shmq__mpmc *m, uint64_t *from);
+int shmq__mpmc_audit(struct shmq__mpmc *m, uint64_t *from);
 void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc);
 
 /* The slots behind head (positions [head - capacity - 2, head)) still in

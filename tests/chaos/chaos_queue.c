@@ -487,11 +487,10 @@ static void dump2(struct queue2_ctx *x)
 	tail = __atomic_load_n(&sh->tail, __ATOMIC_SEQ_CST);
 	cap = sh->capacity;
 	slot = sh->slot_size;
-	fprintf(stderr, "round %u: drain failed: head %llu tail %llu redo %llu holds %llu "
+	fprintf(stderr, "round %u: drain failed: head %llu tail %llu redo %llu "
 		"returned %llu\n", x->s->round, (unsigned long long)head,
 		(unsigned long long)tail,
 		(unsigned long long)__atomic_load_n(&sh->redo, __ATOMIC_SEQ_CST),
-		(unsigned long long)__atomic_load_n(&sh->holds, __ATOMIC_SEQ_CST),
 		(unsigned long long)__atomic_load_n(&sh->returned, __ATOMIC_SEQ_CST));
 	for (uint64_t p = head > cap + 2 ? head - cap - 2 : 0; p < head; p++) {
 		const uint8_t *sl = (const uint8_t *)mem + sizeof(*sh) + (p % cap) * slot;
