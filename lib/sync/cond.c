@@ -33,8 +33,6 @@
 #include "sync/cond_int.h"
 #include "sync/spin_int.h"
 
-/* How long a waiter sleeps before it looks for dead waiters' tickets. */
-#define COND_SLICE_NS (10 * 1000 * 1000)
 #define COND_NO_SLOT  UINT32_MAX
 
 struct shmq_cond {
@@ -318,7 +316,7 @@ static int cond_sleep(shmq_cond *c, uint32_t i, int64_t deadline)
 
 	for (bool spin = true;; spin = false) {
 		int rc = shmq__sync_wait(&sl->word, c->self, &sl->sleepers, deadline,
-					 COND_SLICE_NS, &c->s->waits, spin);
+					 SHMQ__SYNC_SLICE_NS, &c->s->waits, spin);
 		uint32_t w;
 
 		if (rc == -EINTR) {

@@ -13,7 +13,7 @@
  * No owner, so no liveness check: nobody holds a flag.  But a setter can
  * die between its CAS and its wake, leaving the flag set and its sleepers
  * asleep (a later set of the set flag changes nothing): waiters sleep in
- * slices of FLAG_SLICE_NS and look at the word after each, so they return
+ * slices of SHMQ__SYNC_SLICE_NS and look at the word after each, so they return
  * within a slice of such a death, even with SHMQ_FOREVER.
  */
 #include "config.h"
@@ -33,8 +33,6 @@
 #include "core/wait_int.h"
 #include "sync/flag_int.h"
 #include "sync/spin_int.h"
-
-#define FLAG_SLICE_NS (10 * 1000 * 1000) /* as cond's: a dead setter's sleepers */
 
 struct shmq_flag {
 	struct shmq__flag_shm *s; /* the shared flag */
@@ -181,7 +179,7 @@ static SHMQ__COLD int flag_wait_slow(shmq_flag *f, uint32_t w, int64_t timeout_n
 	deadline = shmq__deadline(timeout_ns);
 	for (bool spin = true;; spin = false) {
 		int rc = shmq__sync_wait(&f->s->word, w, &f->s->sleepers, deadline,
-					 FLAG_SLICE_NS, &f->s->waits, spin);
+					 SHMQ__SYNC_SLICE_NS, &f->s->waits, spin);
 
 		if (rc && rc != -EINTR) {
 			/* one last look: a set that raced the deadline counts;

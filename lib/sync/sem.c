@@ -29,8 +29,6 @@
 #include "sync/sem_int.h"
 #include "sync/spin_int.h"
 
-/* How long an SHMQ_SEM_UNDO waiter sleeps before it looks for dead holders. */
-#define SEM_SLICE_NS (10 * 1000 * 1000)
 #define SEM_NO_SLOT  UINT32_MAX
 /* An undo entry's owner while a reclaimer gives a dead owner's units back:
  * no owner id (ids are below 2^31), so nobody claims or checks it.  A
@@ -299,7 +297,7 @@ static int sem_try_nowait(shmq_sem *h)
 	now = shmq_now_ns();
 	/* relaxed: a handle-local rate limit (see struct shmq_sem); a race
 	 * between threads costs one look early or late */
-	if (now - shmq__load_relaxed(&h->nowait_checked) < SEM_SLICE_NS)
+	if (now - shmq__load_relaxed(&h->nowait_checked) < SHMQ__SYNC_SLICE_NS)
 		return -EAGAIN;
 	shmq__store_relaxed(&h->nowait_checked, now); /* relaxed: as above */
 	rc = sem_reclaim(h, true);
@@ -314,7 +312,7 @@ static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
 	int64_t deadline;
 	/* slices with or without undo: a releaser killed between its CAS and
 	 * its wake leaves units and sleepers; each slice looks at the count */
-	int64_t slice = SEM_SLICE_NS;
+	int64_t slice = SHMQ__SYNC_SLICE_NS;
 	int rc;
 
 	if (timeout_ns == SHMQ_NOWAIT)

@@ -18,6 +18,10 @@
 #include "core/wait_int.h"
 
 #define SHMQ__SYNC_YIELD_EVERY 256u /* as the wait layer: on 2 cores the waker may need ours */
+/* The sleep slice of flag, cond and sem waiters: after each they look at
+ * the word again (and at dead parties), so a waker killed between its
+ * change of the word and its wake strands nobody for longer. */
+#define SHMQ__SYNC_SLICE_NS ((int64_t)10 * 1000 * 1000)
 
 /* Poll *word up to the spin budget: true once it differs from old. */
 static inline bool shmq__sync_spin(const uint32_t *word, uint32_t old)
