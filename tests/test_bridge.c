@@ -924,6 +924,81 @@ static void stream_id_at(struct fx *f, uint64_t seq, char *buf, size_t size)
 	natsMsg_Destroy(m);
 }
 
+/* A full stream (Discard=New): what the stream refuses stays in the queue,
+ * uncommitted, and the bridge retries; once the stream has room again
+ * everything is stored, once each, in the queue's order. */
+static void test_out_stream_full(void **state)
+{
+	struct fx *f = *state;
+	struct runner out = { 0 };
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	struct shmq_bridge_stats st = { 0 };
+	const char *subj[1] = { "shmq.jobs" };
+	const uint64_t n = 60, room = 20;
+	uint8_t *buf = malloc(MSG_MAX);
+	char pfx[160], id[200], got[200];
+	jsStreamConfig cfg;
+	jsStreamInfo *si = NULL;
+	int64_t end;
+
+	assert_non_null(buf);
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = "SHMQ_jobs";
+	cfg.Subjects = subj;
+	cfg.SubjectsLen = 1;
+	cfg.Storage = js_FileStorage;
+	cfg.Discard = js_DiscardNew;
+	cfg.MaxMsgs = (int64_t)room;
+	assert_int_equal(js_AddStream(&si, f->js, &cfg, NULL, NULL), NATS_OK);
+	jsStreamInfo_Destroy(si);
+	out_idpfx(f, pfx, sizeof pfx);
+	for (uint64_t i = 1; i <= n; i++) {
+		msg_fill(buf, i);
+		assert_int_equal(shmq_queue_put(f->q, buf, msg_len(i), 1000000000ll), 0);
+	}
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out.b), 0);
+	f->ru = &out;
+	runner_run(&out);
+
+	/* full: the first room stored, the bridge refused and retrying, and
+	 * nothing past them committed */
+	end = bu_now() + 10ll * 1000000000;
+	while ((stream_msgs(f) < room || st.rewinds < 3) && bu_now() < end) {
+		bu_sleep_ms(20);
+		assert_int_equal(shmq_bridge_stats(out.b, &st), 0);
+	}
+	assert_int_equal(stream_msgs(f), room);
+	assert_true(st.rewinds >= 3);
+	assert_int_equal(st.moved, room);
+	assert_int_equal(st.acked, room - 1);
+
+	/* room again: the rest follows */
+	cfg.MaxMsgs = -1;
+	assert_int_equal(js_UpdateStream(&si, f->js, &cfg, NULL, NULL), NATS_OK);
+	jsStreamInfo_Destroy(si);
+	end = bu_now() + 20ll * 1000000000;
+	while (stream_msgs(f) < n && bu_now() < end)
+		bu_sleep_ms(20);
+	assert_int_equal(stream_msgs(f), n);
+	for (uint64_t i = 1; i <= n; i++) {
+		natsMsg *m = NULL;
+
+		stream_id_at(f, i, got, sizeof got);
+		snprintf(id, sizeof id, "%s%llu", pfx, (unsigned long long)(i - 1));
+		assert_string_equal(got, id);
+		assert_int_equal(js_GetMsg(&m, f->js, "SHMQ_jobs", i, NULL, NULL), NATS_OK);
+		msg_fill(buf, i);
+		assert_int_equal(natsMsg_GetDataLength(m), (int)msg_len(i));
+		assert_memory_equal(natsMsg_GetData(m), buf, msg_len(i));
+		natsMsg_Destroy(m);
+	}
+	f->ru = NULL;
+	assert_true(runner_end(&out));
+	assert_int_equal(out.rc, 0);
+	assert_int_equal(shmq_queue_len(f->q), 0);
+	free(buf);
+}
+
 /* Messages acked by the stream but never committed (a bridge killed between
  * the ack and the commit), found by a bridge started after the duplicate
  * window: the stream's last id (uuid.queue.incarnation.position) tells
@@ -1235,6 +1310,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_resume_after_dup_window, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_stream_full, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_kill9_once, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_kill9_thrice, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_sigstop, fx_setup, fx_teardown),

@@ -40,12 +40,12 @@ struct shmq_bridge {
 	struct shmq__bridge_shared *sh;
 	natsConnection *nc;
 	jsCtx *js;
-	natsSubscription *sub;     /* IN: the pull requests' answers, for the bridge's lifetime */
+	natsSubscription *sub;     /* IN: the pull requests' answers, OUT: the publishes', for the bridge's lifetime */
 	natsMsg **msgs;            /* IN: one round's messages, batch entries */
 	int req_left;              /* IN: messages the open pull request may still bring */
 	int64_t req_end;           /* IN: when it expires at the server */
 	bool have_consumer;        /* IN: the pull consumer exists (in_subscribe) */
-	char inbox[64];            /* IN: the inbox sub listens on */
+	char inbox[64];            /* the inbox sub listens on (OUT: "<inbox>.*.*") */
 	unsigned dir;
 	uint32_t batch;
 	uint32_t capacity;         /* the queue's, from its stats at create */
@@ -57,9 +57,12 @@ struct shmq_bridge {
 #ifdef HAVE_SHMQ_QUEUE_2PC
 	uint64_t *marks;           /* the queue's loop marks (bridge_int.h, Loops) */
 	uint32_t nmarks;           /* = the queue's capacity, private */
-	struct out_slot *fly;      /* OUT: the in-flight table, inflight entries */
+	struct out_slot *fly;      /* OUT: the in-flight table, a ring of inflight entries */
 	uint32_t inflight;
-	int pub_failed;            /* OUT: an async publish reported an error */
+	uint32_t fly_head;         /* OUT: the oldest entry in flight */
+	uint32_t fly_n;            /* OUT: entries in flight */
+	uint32_t epoch;            /* OUT: answers to older epochs are dropped */
+	int64_t progress_ns;       /* OUT: the last commit, or the first publish after none in flight */
 	uint64_t incarnation;      /* OUT: the queue's, fixed when it was made */
 	char idpfx[180];           /* OUT: "<uuid hex>.<queue>.<incarnation hex>." */
 	char last_id[208];         /* OUT: the stream's last message id, "" if none */
@@ -69,10 +72,6 @@ struct shmq_bridge {
 	char durable[BRIDGE_NAME_MAX + 1];
 	char name[BRIDGE_NAME_MAX + 1];
 };
-
-#ifdef HAVE_SHMQ_QUEUE_2PC
-static void out_err_cb(jsCtx *js, jsPubAckErr *pae, void *closure);
-#endif
 
 static void bridge_sleep(int64_t ns)
 {
@@ -236,11 +235,6 @@ static int connect_server(shmq_bridge *b, const char *url)
 
 		jsOptions_Init(&jo);
 		jo.Wait = BRIDGE_JS_WAIT_MS;
-#ifdef HAVE_SHMQ_QUEUE_2PC
-		jo.PublishAsync.MaxPending = (int64_t)b->inflight + 1;
-		jo.PublishAsync.ErrHandler = out_err_cb;
-		jo.PublishAsync.ErrHandlerClosure = b;
-#endif
 		s = natsConnection_JetStream(&b->js, b->nc, &jo);
 	}
 	return nats_err(s);
@@ -394,7 +388,8 @@ static bool loop_brought(const shmq_bridge *b, uint64_t pos)
  * one's requests brought (messages, the 409 its deletion sends) is in the
  * subscription once the deletion's API reply came (one connection, one
  * order), and is dropped then, never taken as an answer to the new
- * consumer's requests.
+ * consumer's requests.  The OUT direction listens the same way, on
+ * "<inbox>.*.*", for the answers to its publishes (see OUT).
  */
 static int in_listen(shmq_bridge *b)
 {
@@ -405,9 +400,20 @@ static int in_listen(shmq_bridge *b)
 		return 0;
 	s = natsInbox_Create(&inbox);
 	if (s == NATS_OK) {
+		char subj[sizeof b->inbox + 8];
+
 		snprintf(b->inbox, sizeof b->inbox, "%s", (const char *)inbox);
-		s = natsConnection_SubscribeSync(&b->sub, b->nc, b->inbox);
+		/* OUT: the publishes' answers, "<inbox>.<epoch>.<position>" */
+		snprintf(subj, sizeof subj, "%s%s", b->inbox,
+			 b->dir == SHMQ_BRIDGE_OUT ? ".*.*" : "");
+		s = natsConnection_SubscribeSync(&b->sub, b->nc, subj);
 	}
+	/* OUT: room for every answer in flight and late ones of an old
+	 * epoch; past it nats.c drops answers and says so (a rewind) */
+	if (s == NATS_OK && b->dir == SHMQ_BRIDGE_OUT)
+		s = natsSubscription_SetPendingLimits(b->sub,
+						      b->inflight < 65536 ? (int)b->inflight * 4 + 1024 : -1,
+						      64 * 1024 * 1024);
 	natsInbox_Destroy(inbox);
 	if (s != NATS_OK) {
 		b->sub = NULL;
@@ -771,32 +777,51 @@ static int in_run(shmq_bridge *b)
 /* ---- OUT: queue -> stream ---- */
 #ifdef HAVE_SHMQ_QUEUE_2PC
 /*
- * Every message is begun (two-phase get), published asynchronously with
- * the id "<region uuid>.<queue>.<position>" and the previous message's id as
- * ExpectLastMsgId, and kept in the in-flight table; a window is committed,
- * in order, only once JetStream acked all of it.  Any failure - an error
- * reported for a publish, an ack that does not come (nats.c reports nothing
- * for publishes in flight when a connection drops: hence the table) - rewinds:
- * every message in flight is given back (the queue hands them out again in
- * position order), the stream's last message id is read back, and messages
- * the stream already holds (position <= the last one's) are committed
- * without a publish.  The chained ids keep the stream in queue order: a
- * publish whose predecessor was lost is refused, never stored out of order.
- * A restarted bridge does the same at start (also after the server's
- * duplicate window has passed); within the window the ids dedupe too.
+ * Every message is begun (two-phase get), published with the id
+ * "<region uuid>.<queue>.<incarnation>.<position>" and the previous message's
+ * id as ExpectLastMsgId, and kept in the in-flight table (a ring, in publish
+ * order) until JetStream acks it.  Up to `inflight` publishes are unacked at
+ * a time, and the acked prefix of the table is committed, in position
+ * order, as the acks come: the pipe never drains on purpose.
+ *
+ * The bridge speaks JetStream's publish protocol itself rather than through
+ * js_PublishAsync: each publish names the reply subject
+ * "<inbox>.<epoch>.<position>", one synchronous subscription on
+ * "<inbox>.*.*" (made once, for the bridge's lifetime: see in_listen) brings
+ * the answers, and the bridge thread reads them between publishes.  So no
+ * other thread touches the table, no callback and no condition variable
+ * hands an ack over, and an answer costs a look for a few bytes rather than
+ * a JSON parse.  On a machine whose cores the server shares, that client
+ * time is what decides whether the bridge keeps up with a raw publisher.
+ *
+ * An answer only marks its own entry; the prefix rule decides what is
+ * committed, so an answer out of publish order is harmless (one connection's
+ * publishes to one stream are answered in order, but nothing relies on it).
+ * Any failure - an error answer (stream full with Discard=New, wrong last
+ * id, no responders), a publish nats.c refuses, an answer nats.c dropped (a
+ * slow consumer), no commit within BRIDGE_ACK_NS while publishes are in
+ * flight (nats.c reports nothing for publishes lost with a connection: hence
+ * the table) - rewinds: everything in flight is given back (the queue hands
+ * it out again in position order), the epoch moves on so that late answers
+ * to the old publishes are dropped, the stream's last message id is read
+ * back, and messages the stream already holds (position <= the last one's)
+ * are committed without a publish.  The chained ids keep the stream in
+ * queue order: a publish whose predecessor was lost is refused, never
+ * stored out of order (so an acked message's predecessors are stored too,
+ * and a late publish of an old epoch can only store, under its own id, the
+ * message that comes next).  A restarted bridge does the same at start (also
+ * after the server's duplicate window has passed); within the window the
+ * ids dedupe too.
  */
+#define BRIDGE_ACK_NS   (5ll * 1000000000) /* publishes in flight, no commit this long: rewind */
+#define BRIDGE_IDLE_MS  1                  /* queue empty, answers due: wait this long for one */
+#define BRIDGE_FULL_MS  100                /* table full: wait this long for an answer */
+#define BRIDGE_PEEK     64                 /* publishes between looks at the answers */
+
 struct out_slot {
 	uint64_t pos;
+	bool acked;
 };
-
-static void out_err_cb(jsCtx *js, jsPubAckErr *pae, void *closure)
-{
-	shmq_bridge *b = closure;
-
-	(void)js;
-	(void)pae;
-	shmq__store_seq_cst(&b->pub_failed, 1);
-}
 
 /* The stream's last message id into b->last_id; its position + 1, when the
  * id is one of ours, into *upto (else 0: positions start at 0, so upto
@@ -839,91 +864,209 @@ static int out_last(shmq_bridge *b, uint64_t *upto)
 	return 0;
 }
 
-/* Give back everything in flight, after taking nats.c's own pending
- * publishes from it: a publish whose ack never comes (the server died with
- * it) would otherwise stay pending in nats.c forever, and every later
- * js_PublishAsyncComplete would wait for it.  Late acks of forgotten
- * publishes are dropped by nats.c; what the stream stored anyway, the rewind
- * finds through its last id. */
-static void out_abort_all(shmq_bridge *b, uint32_t n)
+/* Publish the message at pos, chained to the last id.  0, or 1 when nats.c
+ * refused it (rewind). */
+static int out_publish(shmq_bridge *b, uint64_t pos, const void *msg, size_t len)
 {
-	natsMsgList pending = { 0 };
+	char id[sizeof b->idpfx + 24], reply[sizeof b->inbox + 40];
+	natsMsg *m = NULL;
+	natsStatus s;
 
-	if (js_PublishAsyncGetPendingList(&pending, b->js) == NATS_OK)
-		natsMsgList_Destroy(&pending);
-	for (uint32_t i = n; i-- > 0;)
-		shmq_queue_get_abort(b->q, b->fly[i].pos);
+	snprintf(id, sizeof id, "%s%llu", b->idpfx, (unsigned long long)pos);
+	snprintf(reply, sizeof reply, "%s.%u.%llu", b->inbox, b->epoch, (unsigned long long)pos);
+	s = natsMsg_Create(&m, b->subject, reply, (const char *)msg, (int)len);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+	if (s == NATS_OK && b->last_id[0])
+		s = natsMsgHeader_Set(m, "Nats-Expected-Last-Msg-Id", b->last_id);
+	if (s == NATS_OK)
+		s = natsConnection_PublishMsg(b->nc, m);
+	natsMsg_Destroy(m);
+	if (s != NATS_OK)
+		return 1;
+	snprintf(b->last_id, sizeof b->last_id, "%s", id);
+	return 0;
 }
 
-/* Begin, publish and commit one window.  0, 1 to rewind, or an error. */
-static int out_window(shmq_bridge *b, uint64_t upto)
+/* Does the n bytes at d hold lit? */
+static bool out_has(const char *d, int n, const char *lit)
 {
-	uint32_t n = 0;
-	int rc = 0;
+	return d && n > 0 && memmem(d, (size_t)n, lit, strlen(lit)) != NULL;
+}
 
-	shmq__store_seq_cst(&b->pub_failed, 0);
-	while (n < b->inflight) {
-		const void *msg;
-		uint64_t pos;
-		ssize_t len = shmq_queue_get_begin(b->q, &msg, &pos, n ? SHMQ_NOWAIT : BRIDGE_FETCH_NS);
-		char id[sizeof b->idpfx + 24];
-		jsPubOptions po;
+/* One answer: marks the entry it acks.  0, or 1 to rewind (an error
+ * answer, a status such as 503 "no responders", anything but a stored ack).
+ * An answer to another epoch, or to no position in flight, is dropped. */
+static int out_answer(shmq_bridge *b, natsMsg *m)
+{
+	const char *subj = natsMsg_GetSubject(m);
+	const char *d = natsMsg_GetData(m);
+	int n = natsMsg_GetDataLength(m);
+	size_t il = strlen(b->inbox);
+	unsigned long long ep, pos;
+	char *end;
 
-		if (len == -EAGAIN || len == -ETIMEDOUT)
-			break;
-		if (len < 0) {
-			rc = (int)len;
-			break;
-		}
-		/* relaxed: a statistic for shmq stat, read alone */
-		shmq__store_relaxed(&b->sh->read, pos);
-		if (pos < upto) { /* the stream has it already: drop it */
-			shmq_queue_get_commit(b->q, pos);
+	if (!subj || strncmp(subj, b->inbox, il) != 0 || subj[il] != '.')
+		return 0;
+	errno = 0;
+	ep = strtoull(subj + il + 1, &end, 10);
+	if (errno || *end != '.' || ep != b->epoch)
+		return 0;
+	pos = strtoull(end + 1, &end, 10);
+	if (errno || *end != 0)
+		return 0;
+	for (uint32_t i = 0; i < b->fly_n; i++) {
+		struct out_slot *e = &b->fly[(b->fly_head + i) % b->inflight];
+
+		if (e->pos != pos)
 			continue;
-		}
-		if (loop_brought(b, pos)) { /* an IN bridge brought it: no loop */
-			shmq_queue_get_commit(b->q, pos);
-			/* relaxed: a statistic for shmq stat, read alone */
-			shmq__store_relaxed(&b->sh->looped, b->sh->looped + 1);
-			continue;
-		}
-		snprintf(id, sizeof id, "%s%llu", b->idpfx, (unsigned long long)pos);
-		jsPubOptions_Init(&po);
-		po.MsgId = id;
-		po.ExpectLastMsgId = b->last_id[0] ? b->last_id : NULL;
-		if (js_PublishAsync(b->js, b->subject, msg, (int)len, &po) != NATS_OK) {
-			shmq_queue_get_abort(b->q, pos);
-			rc = 1;
-			break;
-		}
-		b->fly[n++].pos = pos;
-		snprintf(b->last_id, sizeof b->last_id, "%s", id);
-	}
-	if (n) {
-		jsPubOptions po;
-
-		jsPubOptions_Init(&po);
-		po.MaxWait = 5000;
-		if (js_PublishAsyncComplete(b->js, &po) != NATS_OK || shmq__load_seq_cst(&b->pub_failed))
-			rc = rc ? rc : 1;
-	}
-	if (rc) {
-		out_abort_all(b, n);
-		return rc;
-	}
-	/* acked: the stream holds this incarnation's messages from now on
-	 * (out_last); stored before the commits, so a kill after a commit
-	 * never finds the mark missing */
-	if (n && shmq__load_seq_cst(&b->sh->out_incarnation) != b->incarnation)
-		shmq__store_seq_cst(&b->sh->out_incarnation, b->incarnation);
-	for (uint32_t i = 0; i < n; i++)
-		shmq_queue_get_commit(b->q, b->fly[i].pos);
-	if (n) {
-		shmq__store_seq_cst(&b->sh->applied, b->fly[n - 1].pos);
-		/* relaxed: a statistic; shmq_bridge_stats reads it alone */
-		shmq__store_relaxed(&b->moved, b->moved + n);
+		/* stored (also "duplicate": stored before, under this id) */
+		if (!out_has(d, n, "\"seq\":") || out_has(d, n, "\"error\""))
+			return 1;
+		e->acked = true;
+		return 0;
 	}
 	return 0;
+}
+
+/* Commit the acked prefix of the table, in position order. */
+static void out_commit_acked(shmq_bridge *b)
+{
+	uint64_t last = 0;
+	uint32_t n = 0;
+
+	/* the stream holds this incarnation's messages from now on (out_last);
+	 * stored before the commits, so a kill after a commit never finds the
+	 * mark missing */
+	if (b->fly_n && b->fly[b->fly_head].acked &&
+	    shmq__load_seq_cst(&b->sh->out_incarnation) != b->incarnation)
+		shmq__store_seq_cst(&b->sh->out_incarnation, b->incarnation);
+	while (b->fly_n && b->fly[b->fly_head].acked) {
+		last = b->fly[b->fly_head].pos;
+		shmq_queue_get_commit(b->q, last);
+		b->fly_head = (b->fly_head + 1) % b->inflight;
+		b->fly_n--;
+		n++;
+	}
+	if (n) {
+		shmq__store_seq_cst(&b->sh->applied, last);
+		/* relaxed: a statistic; shmq_bridge_stats reads it alone */
+		shmq__store_relaxed(&b->moved, b->moved + n);
+		b->progress_ns = shmq_now_ns();
+	}
+}
+
+/* Take the answers that are here, or wait up to wait_ms for the first when
+ * none is; then commit.  0, or 1 to rewind. */
+static int out_answers(shmq_bridge *b, int64_t wait_ms)
+{
+	int pm = 0, pb = 0, rc = 0;
+
+	if (natsSubscription_GetPending(b->sub, &pm, &pb) != NATS_OK)
+		return 1;
+	if (pm > 0)
+		wait_ms = 0;
+	else if (wait_ms > 0)
+		pm = 1;
+	for (int i = 0; i < pm && rc == 0; i++) {
+		natsMsg *m = NULL;
+		natsStatus s = natsSubscription_NextMsg(&m, b->sub, wait_ms);
+
+		if (s == NATS_TIMEOUT)
+			break;
+		if (s != NATS_OK) /* a slow consumer: answers were dropped */
+			return 1;
+		rc = out_answer(b, m);
+		natsMsg_Destroy(m);
+	}
+	out_commit_acked(b);
+	return rc;
+}
+
+/* Give back everything in flight, newest first, and move to a new epoch:
+ * answers to what was given back are dropped from now on. */
+static void out_abort_all(shmq_bridge *b)
+{
+	while (b->fly_n) {
+		b->fly_n--;
+		shmq_queue_get_abort(b->q, b->fly[(b->fly_head + b->fly_n) % b->inflight].pos);
+	}
+	b->epoch++;
+}
+
+/* A stop, or the queue gone: let what is in flight be acked and committed
+ * (until the stop's deadline, at most BRIDGE_ACK_NS), give back the rest. */
+static void out_drain(shmq_bridge *b)
+{
+	int64_t end = shmq_now_ns() + BRIDGE_ACK_NS;
+
+	while (b->fly_n && !stop_due(b) && shmq_now_ns() < end)
+		if (out_answers(b, 10))
+			break;
+	out_abort_all(b);
+}
+
+/* Publish and commit until a stop (0), a rewind (1) or an error.  On a
+ * rewind the caller gives back what is in flight; otherwise nothing is in
+ * flight on return. */
+static int out_pump(shmq_bridge *b, uint64_t upto)
+{
+	for (;;) {
+		bool idle = false;
+		int rc;
+
+		if (shmq__load_seq_cst(&b->stop)) {
+			out_drain(b);
+			return 0;
+		}
+		while (b->fly_n < b->inflight) {
+			const void *msg;
+			uint64_t pos;
+			ssize_t len = shmq_queue_get_begin(b->q, &msg, &pos,
+							   b->fly_n ? SHMQ_NOWAIT : BRIDGE_FETCH_NS);
+			struct out_slot *e;
+
+			if (len == -EAGAIN || len == -ETIMEDOUT) {
+				idle = true;
+				break;
+			}
+			if (len < 0) {
+				out_drain(b);
+				return (int)len;
+			}
+			/* relaxed: a statistic for shmq stat, read alone */
+			shmq__store_relaxed(&b->sh->read, pos);
+			if (pos < upto) { /* the stream has it already: drop it */
+				shmq_queue_get_commit(b->q, pos);
+				continue;
+			}
+			if (loop_brought(b, pos)) { /* an IN bridge brought it: no loop */
+				shmq_queue_get_commit(b->q, pos);
+				/* relaxed: a statistic for shmq stat, read alone */
+				shmq__store_relaxed(&b->sh->looped, b->sh->looped + 1);
+				continue;
+			}
+			if (out_publish(b, pos, msg, (size_t)len)) {
+				shmq_queue_get_abort(b->q, pos);
+				return 1;
+			}
+			if (b->fly_n == 0)
+				b->progress_ns = shmq_now_ns();
+			e = &b->fly[(b->fly_head + b->fly_n++) % b->inflight];
+			e->pos = pos;
+			e->acked = false;
+			if (b->fly_n % BRIDGE_PEEK == 0 && out_answers(b, 0))
+				return 1;
+		}
+		if (!b->fly_n)
+			continue;
+		rc = out_answers(b, idle ? BRIDGE_IDLE_MS
+				     : b->fly_n == b->inflight ? BRIDGE_FULL_MS : 0);
+		if (rc)
+			return 1;
+		if (b->fly_n && shmq_now_ns() - b->progress_ns > BRIDGE_ACK_NS)
+			return 1;
+	}
 }
 
 static int out_run(shmq_bridge *b)
@@ -932,8 +1075,8 @@ static int out_run(shmq_bridge *b)
 	bool synced = false;
 	int rc = 0;
 
-	/* a stop ends the loop between windows: what is in flight is acked
-	 * and committed, or given back, first */
+	/* a stop ends the loop once what is in flight is acked and committed,
+	 * or given back (out_drain) */
 	while (!shmq__load_seq_cst(&b->stop) && rc == 0) {
 		if (!synced) {
 			rc = out_last(b, &upto);
@@ -948,8 +1091,9 @@ static int out_run(shmq_bridge *b)
 			synced = true;
 			stats_set_state(b, SHMQ_BRIDGE_RUNNING);
 		}
-		rc = out_window(b, upto);
+		rc = out_pump(b, upto);
 		if (rc == 1) { /* rewind: read the stream's end again */
+			out_abort_all(b);
 			rc = 0;
 			synced = false;
 			/* relaxed: a statistic; shmq_bridge_stats reads it alone */
@@ -1059,6 +1203,8 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 		uint64_t upto;
 
 		rc = out_last(b, &upto);
+		if (!rc)
+			rc = in_listen(b);
 	}
 #endif
 	if (rc) {
