@@ -25,6 +25,8 @@
 
 #include <shmq/bridge.h>
 
+#include "bridge_runner.h"
+
 #include "bridge/bridge_int.h"
 #include "core/atomic_int.h"
 #ifdef HAVE_SHMQ_QUEUE_2PC
@@ -37,13 +39,6 @@
 static const char *bridge_tool = BRIDGE_TOOL; /* tools/shmq, built beside us */
 
 /* an in-process bridge on a thread */
-struct runner {
-	shmq_bridge *b;
-	pthread_t t;
-	int rc;
-	bool running;
-};
-
 struct fx {
 	struct bu_server srv;
 	char region[96];
@@ -196,8 +191,6 @@ static void publish(struct fx *f, uint64_t from, uint64_t to)
 	free(buf);
 }
 
-static bool runner_end(struct runner *ru);
-
 static int fx_setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof *f);
@@ -257,15 +250,6 @@ static struct shmq__bridge_shared *checkpoint(struct fx *f)
 
 /* ---- an in-process bridge on a thread ---- */
 
-
-static void *run_thread(void *arg)
-{
-	struct runner *ru = arg;
-
-	ru->rc = shmq_bridge_run(ru->b);
-	return NULL;
-}
-
 static void runner_create(struct fx *f, struct runner *ru)
 {
 	struct shmq_bridge_opts o = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN };
@@ -275,35 +259,10 @@ static void runner_create(struct fx *f, struct runner *ru)
 	f->ru = ru;
 }
 
-static void runner_run(struct runner *ru)
-{
-	assert_int_equal(pthread_create(&ru->t, NULL, run_thread, ru), 0);
-	ru->running = true;
-}
-
 static void runner_start(struct fx *f, struct runner *ru)
 {
 	runner_create(f, ru);
 	runner_run(ru);
-}
-
-/* Stop and free; false when the thread did not return within 10 s (then
- * the bridge is leaked: freeing it under a running thread would crash). */
-static bool runner_end(struct runner *ru)
-{
-	struct timespec ts;
-
-	if (ru->running) {
-		shmq_bridge_stop(ru->b, 2000000000ll);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 10;
-		if (pthread_timedjoin_np(ru->t, NULL, &ts) != 0)
-			return false;
-		ru->running = false;
-	}
-	shmq_bridge_free(ru->b);
-	ru->b = NULL;
-	return true;
 }
 
 static void runner_stop(struct fx *f, struct runner *ru)

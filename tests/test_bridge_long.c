@@ -31,6 +31,8 @@
 
 #include <shmq/bridge.h>
 
+#include "bridge_runner.h"
+
 #define MSG_MAX 65536u
 #define LONG_SHORT 8000ull     /* make check */
 #define LONG_FULL 200000ull    /* SHMQ_CHECK_LONG=1 */
@@ -231,50 +233,13 @@ static uint64_t put_range(shmq_queue *q, uint64_t from, uint64_t to, int64_t dea
 
 /* ---- in-process bridges on threads ---- */
 
-struct runner {
-	shmq_bridge *b;
-	pthread_t t;
-	int rc;
-	bool running;
-};
-
-static void *run_thread(void *arg)
-{
-	struct runner *ru = arg;
-
-	ru->rc = shmq_bridge_run(ru->b);
-	return NULL;
-}
-
 static void runner_start(struct runner *ru, shmq_region *r, const char *url, unsigned dir)
 {
 	struct shmq_bridge_opts o = { .url = url, .dir = dir };
 
 	memset(ru, 0, sizeof *ru);
 	assert_int_equal(shmq_bridge_create(r, "jobs", &o, &ru->b), 0);
-	assert_int_equal(pthread_create(&ru->t, NULL, run_thread, ru), 0);
-	ru->running = true;
-}
-
-/* Stop and free; false when run did not return within 10 s (the bridge is
- * then leaked: freeing it under a running thread would crash). */
-static bool runner_end(struct runner *ru)
-{
-	struct timespec ts;
-
-	if (!ru->b)
-		return true;
-	if (ru->running) {
-		shmq_bridge_stop(ru->b, 2000000000ll);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 10;
-		if (pthread_timedjoin_np(ru->t, NULL, &ts) != 0)
-			return false;
-		ru->running = false;
-	}
-	shmq_bridge_free(ru->b);
-	ru->b = NULL;
-	return true;
+	runner_run(ru);
 }
 
 static uint64_t stream_msgs(const char *url)
