@@ -44,7 +44,8 @@
  *    occupancy the consumers sampled.
  *
  *  `shmq-bench queue -- small` skips the 8, 1024 and 4096-byte 1p1c runs;
- *  `-- large`, `-- twophase` and `-- sweep` run only that figure.
+ *  `-- large`, `-- twophase` and `-- sweep` run only that figure; ring
+ *  sizes after `-- sweep` (`-- sweep 1024 16384`) sweep only those.
  */
 #include "config.h"
 
@@ -801,16 +802,28 @@ static int qb_sweep_point(struct bench *b, struct qb_shared *sh, uint32_t depth)
 	return rc;
 }
 
-/* The ring-size sweep (issue 15's sizes; the ends only without --quick). */
+/* The ring-size sweep (issue 15's sizes; the ends only without --quick).
+ * Ring sizes after "--" (`-- sweep 1024 16384`) measure only those. */
 static int qb_sweep(struct bench *b, struct qb_shared *sh)
 {
 	static const uint32_t full[] = { 64, 256, 1024, 4096, 16384, 65536 };
 	static const uint32_t quick[] = { 256, 1024, 4096, 16384 };
-	bool q = bench_quick(b);
+	bool q = bench_quick(b), chosen = false;
 	size_t n = q ? SHMQ__ARRAY_SIZE(quick) : SHMQ__ARRAY_SIZE(full);
 	int rc = 0;
 
-	for (size_t i = 0; i < n && rc == 0; i++)
+	for (int i = 0; i < bench_argc(b) && rc == 0; i++) {
+		char *end;
+		unsigned long v = strtoul(bench_argv(b)[i], &end, 10);
+
+		if (*end != '\0' || end == bench_argv(b)[i])
+			continue;
+		if (v < 2 || v > 65536 || (v & (v - 1)) != 0) /* ck_ring: powers of two */
+			return -EINVAL;
+		chosen = true;
+		rc = qb_sweep_point(b, sh, (uint32_t)v);
+	}
+	for (size_t i = 0; i < n && rc == 0 && !chosen; i++)
 		rc = qb_sweep_point(b, sh, q ? quick[i] : full[i]);
 	return rc;
 }
