@@ -392,7 +392,6 @@ static SHMQ__ALWAYS_INLINE int try_put(struct shmq__mpmc *m, const void *msg, si
 				       struct shmq__mpmc_block *blk, bool pow2)
 {
 	uint64_t pos = 0; /* set by a successful claim; 0 quiets -Wmaybe-uninitialized */
-	bool strong = m->strong; /* read before the copy: the call clobbers it */
 	int rc;
 
 	rc = put_claim(m, &pos, blk, pow2);
@@ -405,7 +404,7 @@ static SHMQ__ALWAYS_INLINE int try_put(struct shmq__mpmc *m, const void *msg, si
 	 * this line), put_abort and shutdown do not touch a claim that passed
 	 * its shut check.  So a plain store publishes, and only the Dekker
 	 * handshake with sleepers decides its order (struct shmq__mpmc, strong) */
-	put_publish(m, pos, (uint32_t)len, strong, pow2);
+	put_publish(m, pos, (uint32_t)len, m->strong, pow2);
 	return 0;
 }
 
