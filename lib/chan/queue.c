@@ -58,25 +58,6 @@
  * counted, every waker moves W on by 2 (the bit untouched) and wakes all, the
  * Protocol SLEEPERS of core/wait_int.h.  So do recoveries and shutdown.
  *
- * Fast stores.  The Dekker pair above needs a full fence on both sides, and
- * on the put and get fast paths (shmq__mpmc_try_put / try_get) a seq_cst
- * store costs a locked instruction that waits for the message's own stores
- * to drain (most of a put's time, issue 15).  So the fence of the publishing
- * side comes asymmetrically, as for the pipe (ring/spsc_int.h): every handle
- * registers its process for membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_
- * EXPEDITED) and, where that worked, those two calls publish and free slots
- * with release stores (the ring handle's strong cleared), followed by a
- * compiler barrier and the loads of the counts; and every sleeper and
- * watcher, between counting itself in and its readable() / writable()
- * check, runs membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), a full barrier on
- * every CPU that runs a registered process.  Either that barrier comes
- * after a publisher's store (the sleeper's check sees it) or before the
- * publisher's load of the count (which then sees the sleeper).  A process
- * whose registration failed keeps seq_cst stores (strong); a sleeper whose
- * membarrier failed caps its sleep at UNFENCED_SLICE_NS, so a wake missed
- * that way costs at most that.  The other calls (put_noted, large, bulk,
- * joinable and two-phase gets) keep their seq_cst stores or fences.
- *
  * Dead claimers.  Sleeps last at most SLICE_NS; when one ends with the
  * waiter still blocked, the claim blocking it is checked for a dead owner
  * and recovered (shmq__mpmc_recover).  SHMQ_NOWAIT callers remember in
@@ -108,14 +89,11 @@
 #include "core/introspect_int.h"
 #include "chan/queue_int.h"
 #include "ring/mpmc_int.h"
-#include "ring/spsc_int.h" /* membarrier registration and the sleeper's fence */
 #include "core/region_int.h"
 #include "core/wait_int.h"
 #include "core/watch_int.h"
 
 #define SLICE_NS ((int64_t)15 * 1000 * 1000) /* liveness checks while blocked */
-/* Longest sleep when the sleeper's membarrier failed (Fast stores). */
-#define UNFENCED_SLICE_NS ((int64_t)1000 * 1000)
 #define SPIN_YIELD_EVERY 128u
 
 struct shmq_queue {
@@ -242,9 +220,6 @@ static int handle_open(shmq_region *r, void *mem, uint64_t size, shmq_queue **ou
 	}
 	q->r = r;
 	q->pid = shmq__self_pid();
-	/* Fast stores: release publishes once this process is registered
-	 * (per process, idempotent; a handle is never used after fork) */
-	q->ring.strong = shmq__spsc_membarrier_register() != 0;
 	*out = q;
 	return 0;
 }
@@ -501,9 +476,6 @@ static inline void wake_putters(struct shmq__mpmc *m)
  * someone sleeps (their wake may have gone to a getter that found nothing). */
 static void after_get(struct shmq__mpmc *m)
 {
-	/* compiler-only: the loads below stay after the caller's store that
-	 * freed the slot (a release store when not strong: Fast stores) */
-	shmq__signal_fence();
 	wake_putters(m);
 	/* seq_cst: Protocol WAKE_PENDING (chain_wake) */
 	if (shmq__load_seq_cst(&m->sh->data_sleepers) != 0 && shmq__mpmc_readable(m))
@@ -512,8 +484,6 @@ static void after_get(struct shmq__mpmc *m)
 
 static void after_put(struct shmq__mpmc *m)
 {
-	/* compiler-only: as in after_get, after the publish */
-	shmq__signal_fence();
 	wake_getters(m);
 	/* seq_cst: Protocol WAKE_PENDING (chain_wake) */
 	if (shmq__load_seq_cst(&m->sh->space_sleepers) != 0 && shmq__mpmc_writable(m))
@@ -625,7 +595,6 @@ static int sleep_once(struct shmq__mpmc *m, enum dir dir, int64_t deadline)
 	struct side s = side_of(m, dir);
 	int64_t now = shmq_now_ns();
 	int64_t until = deadline;
-	bool capped = false;
 	uint32_t v;
 	int rc;
 
@@ -639,12 +608,6 @@ static int sleep_once(struct shmq__mpmc *m, enum dir dir, int64_t deadline)
 	if (v & WAKE_PENDING)
 		return 0;
 	shmq__fetch_add_seq_cst(s.sleepers, 1);
-	/* our half of the Dekker pair with release-store publishers (Fast
-	 * stores); without it, a missed wake costs at most a short sleep */
-	if (shmq__spsc_watch_fence() != 0 && until - now > UNFENCED_SLICE_NS) {
-		until = now + UNFENCED_SLICE_NS;
-		capped = true;
-	}
 	if (dir == DIR_GET ? shmq__mpmc_readable(m) : shmq__mpmc_writable(m)) {
 		rc = 0;
 	} else {
@@ -653,8 +616,6 @@ static int sleep_once(struct shmq__mpmc *m, enum dir dir, int64_t deadline)
 	}
 	shmq__fetch_sub_seq_cst(s.sleepers, 1);
 	pending_clear(s.word); /* count out: later wakers may call again */
-	if (rc == -ETIMEDOUT && capped)
-		return 0; /* look again, as after a wake */
 	if (rc == -ETIMEDOUT && until != deadline)
 		return -EINTR;
 	return rc;
@@ -1427,7 +1388,7 @@ int shmq__queue_watch(shmq_queue *q, struct shmq__watch *w)
 		return -EINVAL;
 	w->word = &q->ring.sh->data_word;
 	w->sleepers = &q->ring.sh->data_watchers; /* watchers (Protocol WAKE_PENDING) */
-	w->fence = shmq__spsc_watch_fence; /* publishers may store with release (Fast stores) */
+	w->fence = NULL; /* publishers read data_watchers with seq_cst */
 	return 0;
 }
 
@@ -1448,7 +1409,7 @@ int shmq__queue_watch_space(shmq_queue *q, struct shmq__watch *w)
 		return -EINVAL;
 	w->word = &q->ring.sh->space_word;
 	w->sleepers = &q->ring.sh->space_watchers; /* watchers (Protocol WAKE_PENDING) */
-	w->fence = shmq__spsc_watch_fence; /* as above, slots freed with release */
+	w->fence = NULL; /* as above, space_watchers */
 	return 0;
 }
 

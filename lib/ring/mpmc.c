@@ -201,7 +201,6 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
 	m->self = self;
 	/* relaxed: written before publication, as the geometry */
 	m->flags = shmq__load_relaxed(&sh->flags);
-	m->strong = true; /* until the layer above says otherwise */
 	m->alive = alive;
 	m->alive_ctx = alive_ctx;
 	return 0;
@@ -368,8 +367,7 @@ static SHMQ__ALWAYS_INLINE void put_publish(struct shmq__mpmc *m, uint64_t pos, 
 	if (order_sc) /* seq_cst: Dekker with data_sleepers (see queue.c) */
 		shmq__store_seq_cst(&s->ctl, w);
 	else /* pairs with the consumer's load_acquire in get_claim; the
-	      * caller's seq_cst fence, or for a handle that is not strong
-	      * the sleeper's membarrier, does the Dekker part (queue.c) */
+	      * caller's seq_cst fence does the Dekker part */
 		shmq__store_release(&s->ctl, w);
 }
 
@@ -399,12 +397,7 @@ static SHMQ__ALWAYS_INLINE int try_put(struct shmq__mpmc *m, const void *msg, si
 		return rc;
 	if (len) /* msg may be NULL for an empty message */
 		memcpy(slot_at_k(m, pos, pow2)->data, msg, len);
-	/* Nobody else may write ctl while it is WRITING(lap, us): a consumer
-	 * claims only FULL, recovery only a dead owner's claim (we are running
-	 * this line), put_abort and shutdown do not touch a claim that passed
-	 * its shut check.  So a plain store publishes, and only the Dekker
-	 * handshake with sleepers decides its order (struct shmq__mpmc, strong) */
-	put_publish(m, pos, (uint32_t)len, m->strong, pow2);
+	put_publish(m, pos, (uint32_t)len, true, pow2);
 	return 0;
 }
 
@@ -697,14 +690,7 @@ static SHMQ__ALWAYS_INLINE ssize_t try_get(struct shmq__mpmc *m, void *buf, size
 	w = ctl_make(lap_of_k(m, pos, pow2) + 1, ST_EMPTY, 0);
 	if (len) /* buf may be NULL with cap 0 */
 		memcpy(buf, s->data, len);
-	/* READING(lap, us) is ours alone as WRITING is the producer's (see
-	 * try_put): recovery only frees a dead owner's claim, and a producer
-	 * claims only EMPTY of its lap.  A plain store frees it. */
-	if (m->strong)
-		shmq__store_seq_cst(&s->ctl, w); /* seq_cst: as get_release's order_sc */
-	else /* pairs with the producer's load_acquire in put_claim; the
-	      * sleeper's membarrier does the Dekker part (queue.c) */
-		shmq__store_release(&s->ctl, w);
+	shmq__store_seq_cst(&s->ctl, w); /* seq_cst: as get_release's order_sc */
 	return (ssize_t)len;
 }
 

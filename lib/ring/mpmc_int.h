@@ -257,12 +257,6 @@ struct shmq__mpmc {
 	uint32_t max_msg;
 	uint32_t self;             /* owner id written into our claims (nonzero) */
 	uint32_t flags;            /* the queue's create flags, read once at attach */
-	/* try_put publishes and try_get frees its slot with a seq_cst store
-	 * (the Dekker half the sleepers need).  attach sets it; the layer above
-	 * clears it once its process is registered for membarrier and every
-	 * sleeper of the ring runs the barrier instead (chan/queue.c, Protocol
-	 * WAKE_PENDING, Fast stores): the stores are release stores then. */
-	bool strong;
 	shmq__mpmc_alive_fn alive;
 	void *alive_ctx;
 };
@@ -414,9 +408,7 @@ int shmq__mpmc_put_fate(struct shmq__mpmc *m, uint64_t pos);
 
 /*
  * Sleeper re-checks, with seq_cst loads (they pair with the seq_cst publish
- * and release stores in the Dekker handshake with the sleeper counts, or
- * follow the sleeper's membarrier where those are release stores: see
- * struct shmq__mpmc's strong):
+ * and release stores in the Dekker handshake with the sleeper counts):
  * would a get (put) not block right now?  True also after shutdown (but a
  * get stays blocked by a put claimed at head before the shutdown, until it
  * is published or recovered), and when an index lags (the caller retries
