@@ -752,7 +752,7 @@ static int qb_sweep_point(struct bench *b, struct qb_shared *sh, uint32_t depth)
 	static const enum qb_kind kinds[3] = { QK_BUSY, QK_CK, QK_BLOCK };
 	struct qb_run run = { .b = b, .np = 1, .nc = 1, .size = 64, .sh = sh, .depth = depth,
 			      .max_msg = 64,
-			      .duration_ns = (int64_t)bench_scale(b, 150, 40) * 1000000 };
+			      .duration_ns = (int64_t)bench_scale(b, 150, 30) * 1000000 };
 	double v[3][BENCH_SWEEP_REPS], occ[3] = { 0, 0, 0 }, rb[BENCH_SWEEP_REPS],
 		rk[BENCH_SWEEP_REPS];
 	struct bench_spread sv[3], sb, sk;
