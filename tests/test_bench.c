@@ -139,6 +139,21 @@ static void test_median(void **state)
 	assert_true(bench_median(v, 3, BENCH_NVAL) == 20);
 }
 
+/* A sweep point's spread: the median and range of its finite values. */
+static void test_spread(void **state)
+{
+	(void)state;
+	const double v[] = { 2.5, NAN, 1.5, 2.0 };
+	const double none[] = { NAN, NAN };
+	struct bench_spread s = bench_spread(v, 4);
+
+	assert_true(s.median == 2.0 && s.lo == 1.5 && s.hi == 2.5);
+	s = bench_spread(v, 1);
+	assert_true(s.median == 2.5 && s.lo == 2.5 && s.hi == 2.5);
+	s = bench_spread(none, 2);
+	assert_true(isnan(s.median) && isnan(s.lo) && isnan(s.hi));
+}
+
 /* The ratio says how many times better libshmq is, whichever way is better,
  * and agrees with the medians printed beside it (not the median of per-run
  * ratios, which may disagree with them). */
@@ -178,6 +193,7 @@ int main(void)
 		cmocka_unit_test(test_hist_exact_small),
 		cmocka_unit_test(test_hist_merge_across_processes),
 		cmocka_unit_test(test_median),
+		cmocka_unit_test(test_spread),
 		cmocka_unit_test(test_ratio_direction),
 	};
 

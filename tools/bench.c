@@ -530,6 +530,19 @@ double bench_median(const double *v, int n, int stride)
 	return m % 2 ? tmp[m / 2] : (tmp[m / 2 - 1] + tmp[m / 2]) / 2;
 }
 
+struct bench_spread bench_spread(const double *v, int n)
+{
+	struct bench_spread s = { bench_median(v, n, 1), NAN, NAN };
+
+	for (int i = 0; i < n; i++) {
+		if (!isfinite(v[i]))
+			continue;
+		s.lo = isfinite(s.lo) && s.lo < v[i] ? s.lo : v[i];
+		s.hi = isfinite(s.hi) && s.hi > v[i] ? s.hi : v[i];
+	}
+	return s;
+}
+
 /* "How many times better libshmq is" from one pair of figures; NAN when
  * either is missing or not positive. */
 double bench_ratio_of(double s, double o, bool higher_is_better)

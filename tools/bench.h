@@ -195,6 +195,24 @@ int bench_report_sized(struct bench *b, const char *series, uint64_t size, const
 int bench_report_latency(struct bench *b, const char *name, const struct bench_hist *shmq,
 			 const char *baseline_name, const struct bench_hist *base);
 
+/* ---- sweeps: one point measured several times in alternation ---- */
+
+/*
+ * A sweep point (a ring size, say) is measured BENCH_SWEEP_REPS times,
+ * libshmq and its baseline alternating (A, B, A, B, ...), so that a change
+ * in the machine's load hits both alike; each repetition gives one ratio.
+ * bench_spread() gives the median and the range of such values (NAN ones,
+ * a baseline that could not run, are skipped; all NAN: NAN).  A ratio whose
+ * range straddles a claim does not support it.
+ */
+#define BENCH_SWEEP_REPS 3
+
+struct bench_spread {
+	double median, lo, hi;
+};
+
+struct bench_spread bench_spread(const double *v, int n);
+
 /* ---- subcommand table ---- */
 
 typedef int (*bench_cmd_fn)(struct bench *b);

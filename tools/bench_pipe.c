@@ -1077,19 +1077,14 @@ static int pb_round_trips(struct pb_run *run)
 	return rc;
 }
 
-static double pb_median3(double *v)
-{
-	qsort(v, 3, sizeof(double), pb_cmp);
-	return v[1];
-}
-
-/* One ring size of the sweep: shmq busy, ck_ring, shmq blocking, three
- * times in alternation. */
+/* One ring size of the sweep: shmq busy, ck_ring, shmq blocking, in
+ * alternation, BENCH_SWEEP_REPS times (tools/bench.h). */
 static int pb_sweep_point(struct pb_run *run, size_t msgs)
 {
 	struct bench *b = run->b;
 	struct pb *pb = run->pb;
-	double busy[3], blk[3], ck[3] = { 0 }, rb[3], rk[3], occ_s = 0, occ_c = 0;
+	double busy[BENCH_SWEEP_REPS], blk[BENCH_SWEEP_REPS], ck[BENCH_SWEEP_REPS] = { 0 };
+	double rb[BENCH_SWEEP_REPS], rk[BENCH_SWEEP_REPS], occ_s = 0, occ_c = 0;
 	char name[96];
 	int rc;
 
@@ -1100,7 +1095,7 @@ static int pb_sweep_point(struct pb_run *run, size_t msgs)
 	while (pb->cap / SHMQ_ALIGN_REC(64) < msgs)
 		pb->cap *= 2;
 	pb->n = bench_scale(b, 4000000, 300000);
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < BENCH_SWEEP_REPS; i++) {
 		if ((rc = pb_measure(run, K_SHMQ_BUSY)))
 			return rc;
 		busy[i] = pb_mmsgs(pb);
@@ -1119,24 +1114,26 @@ static int pb_sweep_point(struct pb_run *run, size_t msgs)
 		rb[i] = ck[i] > 0 ? busy[i] / ck[i] : 0;
 		rk[i] = ck[i] > 0 ? blk[i] / ck[i] : 0;
 	}
+	occ_s /= BENCH_SWEEP_REPS;
+	occ_c /= BENCH_SWEEP_REPS;
 	if (ck_name()) {
-		double lo = fmin(fmin(rb[0], rb[1]), rb[2]), hi = fmax(fmax(rb[0], rb[1]), rb[2]);
-		double lo2 = fmin(fmin(rk[0], rk[1]), rk[2]), hi2 = fmax(fmax(rk[0], rk[1]), rk[2]);
+		struct bench_spread sb = bench_spread(rb, BENCH_SWEEP_REPS);
+		struct bench_spread sk = bench_spread(rk, BENCH_SWEEP_REPS);
 
 		bench_note(b, "sweep ring %zu msgs: busy/ck %.2fx (spread %.2f-%.2f), blocking/ck %.2fx "
 			   "(spread %.2f-%.2f), mean occupancy (of each ring) shmq %.0f%% ck %.0f%%",
-			   msgs, pb_median3(rb), lo, hi, pb_median3(rk), lo2, hi2,
-			   occ_s / 3, occ_c / 3);
+			   msgs, sb.median, sb.lo, sb.hi, sk.median, sk.lo, sk.hi, occ_s, occ_c);
 	}
 	snprintf(name, sizeof(name), "pipe 64B busy, ring %zu msgs", msgs);
-	rc = bench_report(b, name, "Mmsg/s", pb_median3(busy), ck_name(), pb_median3(ck), true);
+	rc = bench_report(b, name, "Mmsg/s", bench_spread(busy, BENCH_SWEEP_REPS).median, ck_name(),
+			  bench_spread(ck, BENCH_SWEEP_REPS).median, true);
 	snprintf(name, sizeof(name), "pipe 64B blocking, ring %zu msgs", msgs);
 	if (!rc)
-		rc = bench_report(b, name, "Mmsg/s", pb_median3(blk), ck_name(), pb_median3(ck), true);
+		rc = bench_report(b, name, "Mmsg/s", bench_spread(blk, BENCH_SWEEP_REPS).median,
+				  ck_name(), bench_spread(ck, BENCH_SWEEP_REPS).median, true);
 	snprintf(name, sizeof(name), "pipe 64B busy occupancy %%, ring %zu msgs", msgs);
 	if (!rc && ck_name())
-		rc = bench_report(b, name, "%", occ_s / 3, ck_name(),
-				  occ_c / 3, false);
+		rc = bench_report(b, name, "%", occ_s, ck_name(), occ_c, false);
 	pb->ck_n = 0;
 	pb->cap = 0;
 	return rc;

@@ -34,13 +34,24 @@
  *    consumer's cost of the two-phase get over a plain get; blocks of each
  *    kind alternate so that both see the same machine).
  *
+ *  - ring-size sweep (issue 15): 1p1c, 64-byte messages, at rings of 64 ..
+ *    65536 messages (256 .. 16384 with --quick): shmq_queue made with that
+ *    capacity and max_msg 64 (its smallest slot for the message), busy and
+ *    blocking, beside ck_ring MPMC with that many 64-byte entries; each
+ *    point is measured BENCH_SWEEP_REPS times alternating shmq busy, ck_ring
+ *    and shmq blocking (tools/bench.h), the figures are the medians, the
+ *    ratio's median and range (the spread) go to stderr, with the mean ring
+ *    occupancy the consumers sampled.
+ *
  *  `shmq-bench queue -- small` skips the 8, 1024 and 4096-byte 1p1c runs;
- *  `-- large` and `-- twophase` run only that figure.
+ *  `-- large`, `-- twophase` and `-- sweep` run only that figure; ring
+ *  sizes after `-- sweep` (`-- sweep 1024 16384`) sweep only those.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <mqueue.h>
 #include <sched.h>
 #include <signal.h>
@@ -97,8 +108,10 @@ struct qb_worker {
 	uint64_t count;   /* consumer: messages received (poison excluded) */
 	int64_t t_end;    /* consumer: when it received its poison */
 	int64_t max_gap;  /* consumer: largest gap between clock reads before stop */
+	uint64_t occ_sum; /* consumer: ring occupancy, summed over its samples */
+	uint64_t occ_n;   /* and the number of samples */
 	int32_t err;      /* nonzero: transport error or FIFO violation */
-	uint8_t pad[36];
+	uint8_t pad[20];
 };
 _Static_assert(sizeof(struct qb_worker) == SHMQ__CACHELINE, "one line per worker");
 
@@ -122,6 +135,8 @@ struct qb_run {
 	enum qb_kind kind;
 	unsigned np, nc;
 	size_t size;
+	uint32_t depth;       /* ring capacity in messages, every transport */
+	uint32_t max_msg;     /* the shmq queue's max_msg */
 	int64_t duration_ns;
 	struct qb_shared *sh;
 	void *ckbuf;
@@ -151,7 +166,7 @@ static int qb_setup(struct qb_run *run)
 	case QK_BUSY:
 	case QK_BLOCK: {
 		struct shmq_region_opts o = { .size = 16u << 20 };
-		struct shmq_queue_opts qo = { .capacity = QB_DEPTH, .max_msg = QB_MAXMSG };
+		struct shmq_queue_opts qo = { .capacity = run->depth, .max_msg = run->max_msg };
 		shmq_region *r;
 		shmq_queue *q;
 		int rc;
@@ -172,7 +187,7 @@ static int qb_setup(struct qb_run *run)
 		return rc;
 	}
 	case QK_MQ: {
-		long depths[2] = { QB_DEPTH, 10 };
+		long depths[2] = { (long)run->depth, 10 };
 
 		snprintf(run->mq_name, sizeof(run->mq_name), "/shmq-bench-queue-%d", (int)getpid());
 		for (int i = 0; i < 2; i++) {
@@ -190,7 +205,7 @@ static int qb_setup(struct qb_run *run)
 		return -errno;
 	}
 	case QK_SEQPACKET: {
-		int buf = (int)(QB_DEPTH * (run->size + 64));
+		int buf = (int)(run->depth * (run->size + 64));
 
 		if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, run->sv))
 			return -errno;
@@ -200,11 +215,11 @@ static int qb_setup(struct qb_run *run)
 	}
 	case QK_CK:
 #ifdef HAVE_CK
-		run->ckbuf_size = QB_DEPTH * run->size;
+		run->ckbuf_size = run->depth * run->size;
 		run->ckbuf = bench_shared_alloc(run->ckbuf_size);
 		if (!run->ckbuf)
 			return -ENOMEM;
-		ck_ring_init(&run->sh->ck, QB_DEPTH);
+		ck_ring_init(&run->sh->ck, run->depth);
 		return 0;
 #else
 		return -ENOTSUP;
@@ -369,6 +384,23 @@ static ssize_t qb_get(struct qb_end *e, void *buf)
 	}
 }
 
+/* Messages in the ring now (an advisory snapshot); 0 where the transport
+ * does not say. */
+static uint64_t qb_len(struct qb_end *e)
+{
+	switch (e->run->kind) {
+	case QK_BUSY:
+	case QK_BLOCK:
+		return shmq_queue_len(e->q);
+#ifdef HAVE_CK
+	case QK_CK:
+		return ck_ring_size(&e->run->sh->ck);
+#endif
+	default:
+		return 0;
+	}
+}
+
 /* ---------------------------------------------------------------- workers */
 
 static void qb_wait_go(struct qb_shared *sh)
@@ -436,6 +468,8 @@ static int qb_consumer(struct qb_run *run, unsigned id)
 		if (++count % QB_STALL_EVERY == 0) {
 			int64_t t = bench_now_ns();
 
+			w->occ_sum += qb_len(&e);
+			w->occ_n++;
 			/* relaxed: only stalls while producers run count */
 			if (t - t_prev > w->max_gap && !shmq__load_relaxed(&run->sh->stop))
 				w->max_gap = t - t_prev;
@@ -477,6 +511,7 @@ static pid_t qb_fork(struct qb_run *run, unsigned id, bool producer)
 struct qb_result {
 	double mmsg_s;
 	double stall_ms;
+	double occupancy;    /* mean messages in the ring at the consumers' samples */
 	uint64_t msgs;       /* messages the consumers took */
 	uint64_t waits[2];   /* shmq kinds: futex waits of getters, putters */
 	uint64_t wakes[2];   /* and the wake calls issued for them */
@@ -496,13 +531,15 @@ static void qb_start(struct qb_run *run)
 
 static int qb_collect(struct qb_run *run, struct qb_result *res)
 {
-	uint64_t total = 0;
+	uint64_t total = 0, occ_sum = 0, occ_n = 0;
 	int64_t end = 0, gap = 0;
 
 	for (unsigned i = 0; i < run->nc; i++) {
 		const struct qb_worker *w = &run->sh->w[i];
 
 		total += w->count;
+		occ_sum += w->occ_sum;
+		occ_n += w->occ_n;
 		end = w->t_end > end ? w->t_end : end;
 		gap = w->max_gap > gap ? w->max_gap : gap;
 	}
@@ -511,6 +548,7 @@ static int qb_collect(struct qb_run *run, struct qb_result *res)
 	res->mmsg_s = (double)total / (double)(end - run->sh->t_start) * 1e3;
 	res->stall_ms = (double)gap / 1e6;
 	res->msgs = total;
+	res->occupancy = occ_n ? (double)occ_sum / (double)occ_n : 0;
 	memset(res->waits, 0, sizeof(res->waits));
 	memset(res->wakes, 0, sizeof(res->wakes));
 	if (run->r) {
@@ -531,12 +569,16 @@ static int qb_collect(struct qb_run *run, struct qb_result *res)
 	return 0;
 }
 
-static int qb_measure_run(struct bench *b, struct qb_shared *sh, enum qb_kind kind, unsigned n,
-			  size_t size, bool bursty, struct qb_result *res)
+/* One measurement: run's kind, workers, size, depth, max_msg and duration
+ * set by the caller; the rest is filled here. */
+static int qb_measure_ring(struct qb_run *proto, struct qb_result *res)
 {
-	struct qb_run run = { .b = b, .kind = kind, .np = n, .nc = n, .size = size, .sh = sh,
-			      .duration_ns = (int64_t)bench_scale(b, 300, 60) * 1000000,
-			      .bursty = bursty };
+	struct qb_run run = *proto;
+	struct bench *b = run.b;
+	struct qb_shared *sh = run.sh;
+	enum qb_kind kind = run.kind;
+	unsigned n = run.np;
+	size_t size = run.size;
 	pid_t pids[2 * QB_WORKERS];
 	unsigned started = 0;
 	int rc, err = 0;
@@ -567,6 +609,17 @@ static int qb_measure_run(struct bench *b, struct qb_shared *sh, enum qb_kind ki
 		bench_note(b, "POSIX mq limited to %ld messages deep", run.mq_depth);
 	qb_teardown(&run);
 	return err;
+}
+
+static int qb_measure_run(struct bench *b, struct qb_shared *sh, enum qb_kind kind, unsigned n,
+			  size_t size, bool bursty, struct qb_result *res)
+{
+	struct qb_run run = { .b = b, .kind = kind, .np = n, .nc = n, .size = size, .sh = sh,
+			      .depth = QB_DEPTH, .max_msg = QB_MAXMSG,
+			      .duration_ns = (int64_t)bench_scale(b, 300, 60) * 1000000,
+			      .bursty = bursty };
+
+	return qb_measure_ring(&run, res);
 }
 
 static int qb_measure(struct bench *b, struct qb_shared *sh, enum qb_kind kind, unsigned n,
@@ -687,6 +740,92 @@ static bool qb_only(struct bench *b, const char *what)
 		if (strcmp(bench_argv(b)[i], what) == 0)
 			return true;
 	return false;
+}
+
+/* ------------------------------------------------------------ sweep */
+
+/* One ring size: shmq busy, ck_ring MPMC, shmq blocking, 1p1c 64 B, in
+ * alternation, BENCH_SWEEP_REPS times.  The queue gets max_msg 64: its
+ * smallest slot for the message, as ck_ring gets 64-byte entries. */
+static int qb_sweep_point(struct bench *b, struct qb_shared *sh, uint32_t depth)
+{
+	static const enum qb_kind kinds[3] = { QK_BUSY, QK_CK, QK_BLOCK };
+	struct qb_run run = { .b = b, .np = 1, .nc = 1, .size = 64, .sh = sh, .depth = depth,
+			      .max_msg = 64,
+			      .duration_ns = (int64_t)bench_scale(b, 150, 30) * 1000000 };
+	double v[3][BENCH_SWEEP_REPS], occ[3] = { 0, 0, 0 }, rb[BENCH_SWEEP_REPS],
+		rk[BENCH_SWEEP_REPS];
+	struct bench_spread sv[3], sb, sk;
+	char name[96];
+	int rc = 0;
+
+	for (int i = 0; i < BENCH_SWEEP_REPS && rc == 0; i++) {
+		for (int k = 0; k < 3 && rc == 0; k++) {
+			struct qb_result res;
+
+			run.kind = kinds[k];
+			rc = qb_measure_ring(&run, &res);
+			if (rc && kinds[k] == QK_CK) { /* no ck_ring: no ratio */
+				v[k][i] = NAN;
+				rc = 0;
+				continue;
+			}
+			v[k][i] = res.mmsg_s;
+			occ[k] += res.occupancy * 100.0 / BENCH_SWEEP_REPS /
+				  (kinds[k] == QK_CK ? depth - 1 : depth); /* ck holds one less */
+		}
+		rb[i] = v[0][i] / v[1][i];
+		rk[i] = v[2][i] / v[1][i];
+	}
+	if (rc)
+		return rc;
+	for (int k = 0; k < 3; k++)
+		sv[k] = bench_spread(v[k], BENCH_SWEEP_REPS);
+	sb = bench_spread(rb, BENCH_SWEEP_REPS);
+	sk = bench_spread(rk, BENCH_SWEEP_REPS);
+	if (isfinite(sb.median))
+		bench_note(b, "sweep ring %u msgs 1p1c 64B: busy/ck %.2fx (spread %.2f-%.2f), "
+			   "blocking/ck %.2fx (spread %.2f-%.2f), mean occupancy shmq busy %.0f%% "
+			   "blocking %.0f%% ck %.0f%%", depth, sb.median, sb.lo, sb.hi, sk.median,
+			   sk.lo, sk.hi, occ[0], occ[2], occ[1]);
+	snprintf(name, sizeof(name), "queue busy 1p1c 64B, ring %u msgs", depth);
+	rc = isfinite(sv[1].median)
+		     ? bench_report(b, name, "Mmsg/s", sv[0].median, qb_kind_name[QK_CK],
+				    sv[1].median, true)
+		     : bench_report(b, name, "Mmsg/s", sv[0].median, NULL, 0, true);
+	snprintf(name, sizeof(name), "queue blocking 1p1c 64B, ring %u msgs", depth);
+	if (rc == 0)
+		rc = isfinite(sv[1].median)
+			     ? bench_report(b, name, "Mmsg/s", sv[2].median, qb_kind_name[QK_CK],
+					    sv[1].median, true)
+			     : bench_report(b, name, "Mmsg/s", sv[2].median, NULL, 0, true);
+	return rc;
+}
+
+/* The ring-size sweep (issue 15's sizes; the ends only without --quick).
+ * Ring sizes after "--" (`-- sweep 1024 16384`) measure only those. */
+static int qb_sweep(struct bench *b, struct qb_shared *sh)
+{
+	static const uint32_t full[] = { 64, 256, 1024, 4096, 16384, 65536 };
+	static const uint32_t quick[] = { 256, 1024, 4096, 16384 };
+	bool q = bench_quick(b), chosen = false;
+	size_t n = q ? SHMQ__ARRAY_SIZE(quick) : SHMQ__ARRAY_SIZE(full);
+	int rc = 0;
+
+	for (int i = 0; i < bench_argc(b) && rc == 0; i++) {
+		char *end;
+		unsigned long v = strtoul(bench_argv(b)[i], &end, 10);
+
+		if (*end != '\0' || end == bench_argv(b)[i])
+			continue;
+		if (v < 2 || v > 65536 || (v & (v - 1)) != 0) /* ck_ring: powers of two */
+			return -EINVAL;
+		chosen = true;
+		rc = qb_sweep_point(b, sh, (uint32_t)v);
+	}
+	for (size_t i = 0; i < n && rc == 0 && !chosen; i++)
+		rc = qb_sweep_point(b, sh, q ? quick[i] : full[i]);
+	return rc;
 }
 
 /* ------------------------------------------------------------ two-phase */
@@ -963,8 +1102,10 @@ int bench_queue(struct bench *b)
 
 	if (!sh)
 		return -ENOMEM;
-	if (qb_only(b, "large") || qb_only(b, "twophase")) {
-		if (qb_only(b, "twophase"))
+	if (qb_only(b, "large") || qb_only(b, "twophase") || qb_only(b, "sweep")) {
+		if (qb_only(b, "sweep"))
+			rc = qb_sweep(b, sh);
+		if (rc == 0 && qb_only(b, "twophase"))
 			rc = qb_twophase_bench(b);
 		if (rc == 0 && qb_only(b, "large"))
 			rc = qb_large_bench(b);
@@ -984,6 +1125,7 @@ int bench_queue(struct bench *b)
 		rc = rc ? rc : qb_report(b, ns[i], 64, r);
 		rc = rc ? rc : qb_report_scaling(b, ns[i], r, one64);
 	}
+	rc = rc ? rc : qb_sweep(b, sh);
 	rc = rc ? rc : qb_twophase_bench(b);
 	rc = rc ? rc : qb_large_bench(b);
 	bench_shared_free(sh, sizeof(*sh));
