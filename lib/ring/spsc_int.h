@@ -56,9 +56,9 @@
  * where a sleeper's membarrier fails it caps its sleep at a short slice.
  *
  * Fenced publishers.  A membarrier sends an IPI to every CPU running a
- * registered process (the waking peer's, in a round trip): it cost a sleeping
- * round trip twice a pipe(2) write+read.  So a consumer runs it only on the
- * first of a run of sleeps.  cons_armed holds bits: ARMED (a sleeper is owed
+ * registered process (in a round trip, the peer's, just woken) and waits for
+ * them all: two per sleeping round trip made it dearer than pipe(2)'s.  So a
+ * consumer runs it only on the first of a run of sleeps.  cons_armed holds bits: ARMED (a sleeper is owed
  * a wake), FENCED, VERIFIED, and above them a count (ring/spsc.c).  The
  * consumer arms with a seq_cst fetch_or of ARMED|FENCED; when the old value
  * lacked FENCED or VERIFIED it runs the membarrier, then sets VERIFIED.  A
