@@ -271,7 +271,10 @@ static bool take_cons_wake(uint32_t *flag)
 		return true;
 	}
 	if (!(v & FENCED)) {
-		if (v) /* relaxed: stray bits (a close's exchange raced a count): clear them */
+		/* relaxed: stray bits (a count that raced a close's exchange, a
+		 * VERIFIED set after we dropped FENCED): clear them, or every
+		 * publication would come here */
+		if (v)
 			shmq__fetch_and_relaxed(flag, ARMED);
 		return false;
 	}
