@@ -23,6 +23,16 @@
 /* Longest sleep when the sleeper's membarrier failed: bounds a missed wake-up. */
 #define UNFENCED_SLICE_NS 1000000
 
+/* The consumer's wake flag, cons_armed (see "Fenced publishers" in
+ * ring/spsc_int.h); prod_armed uses ARMED only. */
+#define ARMED      1u /* a sleeper is owed a wake */
+#define FENCED     2u /* publishers that see the word take it with an RMW */
+#define VERIFIED   4u /* a membarrier ran after FENCED was set */
+#define IDLE_ONE   8u /* bits 3..: publications since the last wake that found
+		       * FENCED but nobody armed */
+#define IDLE_MASK  (~(ARMED | FENCED | VERIFIED))
+#define IDLE_MAX   64u /* ... after which the publisher drops FENCED */
+
 static bool capacity_ok(uint64_t cap)
 {
 	return SHMQ__IS_POW2(cap) && cap >= SHMQ__SPSC_CAP_MIN && cap <= SHMQ__SPSC_CAP_MAX;
@@ -244,12 +254,44 @@ static void wake_word(uint32_t *word, uint64_t *wakes)
 	shmq__futex_wake(word, INT32_MAX);
 }
 
-void shmq__spsc_wake_consumer(struct shmq__spsc *r)
+/* A publisher that found cons_armed non-zero: take the wake if a consumer
+ * armed it (true), else count a publication that found FENCED and nobody
+ * asleep, and drop FENCED after IDLE_MAX of them in a row. */
+static bool take_cons_wake(uint32_t *flag)
 {
 	/* seq_cst: takes the flag back, so that only the first publication
 	 * after a consumer armed it makes a system call; Dekker partner of the
-	 * sleeper's seq_cst store of cons_armed in sleep_once */
-	uint32_t armed = shmq__exchange_seq_cst(&r->cons_armed, 0u);
+	 * sleeper's seq_cst fetch_or of cons_armed in sleep_once.  Being an RMW
+	 * it is also the fence that FENCED asks of every publisher that sees it */
+	uint32_t v = shmq__fetch_and_seq_cst(flag, ~ARMED);
+
+	if (v & ARMED) {
+		if (v & IDLE_MASK) /* relaxed: a hint on our own word, the RMW above ordered us */
+			shmq__fetch_and_relaxed(flag, ~IDLE_MASK);
+		return true;
+	}
+	if (!(v & FENCED)) {
+		/* relaxed: stray bits (a count that raced a close's exchange, a
+		 * VERIFIED set after we dropped FENCED): clear them, or every
+		 * publication would come here */
+		if (v)
+			shmq__fetch_and_relaxed(flag, ARMED);
+		return false;
+	}
+	/* relaxed: a count on the word the RMW above ordered; a consumer that
+	 * armed since read our fetch_and and so sees our index: no wake due */
+	v = shmq__fetch_add_relaxed(flag, IDLE_ONE) + IDLE_ONE;
+	if (!(v & ARMED) && (v & IDLE_MASK) / IDLE_ONE >= IDLE_MAX)
+		/* relaxed: drops FENCED, VERIFIED and the count and keeps an ARMED
+		 * set meanwhile: the consumer's next fetch_or finds them gone and
+		 * runs the membarrier again; our own next loads see ARMED */
+		shmq__fetch_and_relaxed(flag, ARMED);
+	return false;
+}
+
+void shmq__spsc_wake_consumer(struct shmq__spsc *r)
+{
+	bool armed = take_cons_wake(&r->cons_armed);
 
 	/* relaxed: a scheduler watch stays counted in for its whole life; the
 	 * load only decides whether to wake (core/watch_int.h) */
@@ -330,6 +372,7 @@ struct waiter {
 	uint32_t *word;     /* the futex word the other side bumps */
 	uint32_t *sleepers; /* where we count ourselves while asleep */
 	uint32_t *armed;    /* the flag that makes the other side wake us */
+	bool fenced;        /* the consumer: keep publishers fenced (FENCED) */
 	uint32_t *need;     /* where a producer says how much room it waits for */
 	uint32_t need_bytes;
 	uint64_t *waits;    /* statistics: futex waits entered */
@@ -381,7 +424,7 @@ static int64_t sleep_until(const struct shmq__spsc_wait *w, int64_t slice)
 static int sleep_once(const struct waiter *wt)
 {
 	int64_t slice = wt->w->slice_ns;
-	uint32_t v;
+	uint32_t v, old;
 	int rc, frc = 0;
 
 	/* pairs with the seq_cst bump in wake_*: a bump after this load makes
@@ -390,11 +433,24 @@ static int sleep_once(const struct waiter *wt)
 	shmq__fetch_add_seq_cst(wt->sleepers, 1);
 	if (wt->need) /* relaxed: a hint, ordered before the flag by its seq_cst store */
 		shmq__store_relaxed(wt->need, wt->need_bytes);
-	/* seq_cst: Dekker partner of the waker's exchange in wake_consumer /
-	 * wake_producer (with the membarrier below for its publishing store) */
-	shmq__store_seq_cst(wt->armed, 1u);
-	if (sleep_fence() && (slice <= 0 || slice > UNFENCED_SLICE_NS))
-		slice = UNFENCED_SLICE_NS;
+	if (!wt->fenced) {
+		/* seq_cst: Dekker partner of the waker's exchange in
+		 * wake_producer (with the membarrier below for its publishing store) */
+		shmq__store_seq_cst(wt->armed, ARMED);
+		old = 0;
+	} else {
+		/* seq_cst: Dekker partner of the waker's fetch_and in
+		 * take_cons_wake; see "Fenced publishers" in ring/spsc_int.h */
+		old = shmq__fetch_or_seq_cst(wt->armed, ARMED | FENCED);
+	}
+	if ((old & (FENCED | VERIFIED)) != (FENCED | VERIFIED)) {
+		if (sleep_fence() == 0) {
+			if (wt->fenced) /* seq_cst: as above; FENCED was set before the membarrier */
+				shmq__fetch_or_seq_cst(wt->armed, VERIFIED);
+		} else if (slice <= 0 || slice > UNFENCED_SLICE_NS) {
+			slice = UNFENCED_SLICE_NS;
+		}
+	}
 	rc = wt->ready(wt->view, wt->len);
 	if (rc == 0 && wt->w->check)
 		rc = wt->w->check(wt->w->arg, false);
@@ -437,7 +493,7 @@ int shmq__spsc_wait_readable(struct shmq__spsc_cons *c, const struct shmq__spsc_
 {
 	struct waiter wt = {
 		.word = &c->ring->data_word, .sleepers = &c->ring->cons_sleepers,
-		.armed = &c->ring->cons_armed, .need = NULL, .need_bytes = 0,
+		.armed = &c->ring->cons_armed, .fenced = true, .need = NULL, .need_bytes = 0,
 		.waits = &c->ring->cons_waits, .ready = cons_ready, .view = c, .len = 0, .w = w,
 	};
 

@@ -55,6 +55,27 @@
  * registration the view sets `strong` and publishes with seq_cst instead;
  * where a sleeper's membarrier fails it caps its sleep at a short slice.
  *
+ * Fenced publishers.  A membarrier sends an IPI to every CPU running a
+ * registered process (in a round trip, the peer's, just woken) and waits for
+ * them all: two per sleeping round trip made it dearer than pipe(2)'s.  So a
+ * consumer runs it only on the first of a run of sleeps.  cons_armed holds bits: ARMED (a sleeper is owed
+ * a wake), FENCED, VERIFIED, and above them a count (ring/spsc.c).  The
+ * consumer arms with a seq_cst fetch_or of ARMED|FENCED; when the old value
+ * lacked FENCED or VERIFIED it runs the membarrier, then sets VERIFIED.  A
+ * publisher whose relaxed load of the word sees it non-zero takes ARMED back
+ * with a seq_cst fetch_and: an RMW on the consumer's own flag word, so
+ * coherence orders it against the consumer's fetch_or (if before, that
+ * fetch_or reads it and the consumer's re-check sees the index published
+ * before it; if after, it sees ARMED and wakes).  A publisher whose load
+ * found the word 0 read it before the FENCED that VERIFIED vouches for, so
+ * before the membarrier that followed: its store of the index was visible
+ * when that membarrier returned.  Only a publisher clears FENCED (with
+ * VERIFIED), after IDLE_MAX publications in a row found the consumer awake
+ * (each one a slow-path RMW), and keeps an ARMED set meanwhile; the
+ * consumer's next fetch_or then finds it gone and runs the membarrier again.
+ * The producer's own sleeps (prod_armed) run it every time: they come at
+ * most twice per ring's worth of messages.
+ *
  * One wake per sleep.  The waker takes the flag back with an exchange and
  * only the one that finds it set bumps the word and calls futex_wake, so
  * every send after the first wake no longer makes another system call while
@@ -160,7 +181,8 @@ struct shmq__spsc {
 	/* line 3: the consumer's sleep: producers bump data_word to wake it */
 	uint32_t data_word;
 	uint32_t cons_sleepers;  /* consumers asleep (statistics, closing) */
-	uint32_t cons_armed;     /* 1: a consumer sleeps and is owed a wake */
+	uint32_t cons_armed;     /* bit 0: a consumer sleeps and is owed a wake;
+				  * others: "Fenced publishers" above */
 	uint32_t cons_watchers;  /* scheduler watches: woken on every publication */
 	uint8_t pad3[48];
 	/* line 4: the producer's sleep: consumers bump space_word to wake it */

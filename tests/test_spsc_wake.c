@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The SPSC ring's sleeping consumer and its publisher: how many
+ * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) calls a sleep costs (see
+ * "Fenced publishers" in ring/spsc_int.h).  syscall(2) is interposed here
+ * (the library reaches futex and membarrier through it) to count them.
+ */
+#include "config.h"
+
+#include <dlfcn.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+
+#include "testutil.h"
+
+#include "core/atomic_int.h"
+#include "core/wait_int.h"
+#include "ring/spsc_int.h"
+
+static unsigned long global_fences; /* membarrier(GLOBAL_EXPEDITED) calls */
+
+long syscall(long nr, ...)
+{
+	static long (*real)(long, ...);
+	long a[6];
+	va_list ap;
+
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	if (!__atomic_load_n(&real, __ATOMIC_SEQ_CST))
+		__atomic_store_n(&real, (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall"),
+				 __ATOMIC_SEQ_CST);
+	if (nr == SYS_membarrier && a[0] == MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+		__atomic_add_fetch(&global_fences, 1, __ATOMIC_SEQ_CST);
+	return real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+static unsigned long fences(void)
+{
+	return __atomic_load_n(&global_fences, __ATOMIC_SEQ_CST);
+}
+
+struct ring {
+	void *mem;
+	size_t size;
+	struct shmq__spsc_prod p;
+	struct shmq__spsc_cons c;
+};
+
+static void ring_new(struct ring *t, uint64_t cap)
+{
+	t->size = shmq__spsc_footprint(cap);
+	assert_true(t->size > 0);
+	t->mem = aligned_alloc(64, t->size);
+	assert_non_null(t->mem);
+	assert_int_equal(shmq__spsc_init(t->mem, t->size, cap), 0);
+	assert_int_equal(shmq__spsc_prod_attach(&t->p, t->mem, t->size), 0);
+	assert_int_equal(shmq__spsc_cons_attach(&t->c, t->mem, t->size), 0);
+}
+
+static uint64_t cons_waits(struct ring *t)
+{
+	return shmq__load_seq_cst(&t->p.ring->cons_waits);
+}
+
+/* Receive one 8-byte message, sleeping at once (no spin) while the ring is empty. */
+static int recv_asleep(struct ring *t, uint64_t *m)
+{
+	struct shmq__spsc_wait w = { .deadline = 0, .slice_ns = 10000000,
+				     .spin = SHMQ__SPSC_NOSPIN };
+	ssize_t n;
+
+	w.deadline = shmq_now_ns() + 20 * SHMQ__NS_PER_SEC;
+	while ((n = shmq__spsc_recv(&t->c, m, sizeof(*m))) == -EAGAIN) {
+		int rc = shmq__spsc_wait_readable(&t->c, &w);
+
+		if (rc)
+			return rc;
+	}
+	return n == (ssize_t)sizeof(*m) ? 0 : -EPROTO;
+}
+
+#define RT_N 200
+
+struct pingpong {
+	struct ring ping, pong;
+};
+
+static void *echo(void *arg)
+{
+	struct pingpong *pp = arg;
+
+	for (uint64_t i = 0; i < RT_N; i++) {
+		uint64_t m;
+
+		if (recv_asleep(&pp->ping, &m) || m != i)
+			return (void *)1;
+		m = ~m;
+		if (shmq__spsc_send(&pp->pong.p, &m, sizeof(m)))
+			return (void *)2;
+	}
+	return NULL;
+}
+
+/* A ping-pong whose both sides sleep for every message (spin 0, as the
+ * bench's "asleep round trip"): each consumer runs the membarrier on its
+ * first sleep only; afterwards its publisher stays fenced, since it finds
+ * the consumer armed on every publication.  Before, every sleep ran one
+ * (an IPI to every CPU running a registered process): 2 per round trip. */
+static void test_asleep_round_trips_one_membarrier(void **state)
+{
+	struct pingpong pp;
+	pthread_t th;
+	unsigned long f0;
+	uint64_t waits;
+	void *ret;
+
+	(void)state;
+	if (shmq__spsc_membarrier_register())
+		skip(); /* no membarrier: publishers are strong, nothing to count */
+	ring_new(&pp.ping, 4096);
+	ring_new(&pp.pong, 4096);
+	f0 = fences();
+	assert_int_equal(pthread_create(&th, NULL, echo, &pp), 0);
+	for (uint64_t i = 0; i < RT_N; i++) {
+		uint64_t m = i;
+
+		assert_int_equal(shmq__spsc_send(&pp.ping.p, &m, sizeof(m)), 0);
+		assert_int_equal(recv_asleep(&pp.pong, &m), 0);
+		assert_true(m == ~i);
+	}
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_null(ret);
+	waits = cons_waits(&pp.ping) + cons_waits(&pp.pong);
+	/* each side sleeps on nearly every message: generous lower bound */
+	assert_true(waits >= RT_N / 4);
+	/* one per ring's first sleep; a spare one each if a wake raced */
+	assert_true(fences() - f0 <= 4);
+	free(pp.ping.mem);
+	free(pp.pong.mem);
+}
+
+/* One timed-out sleep of the consumer (it arms, sleeps 1 ms, wakes). */
+static void sleep_out(struct ring *t)
+{
+	struct shmq__spsc_wait w = { .deadline = 0, .slice_ns = 0, .spin = SHMQ__SPSC_NOSPIN };
+
+	w.deadline = shmq_now_ns() + 1000000;
+	assert_int_equal(shmq__spsc_wait_readable(&t->c, &w), -ETIMEDOUT);
+}
+
+/* Publishers stay fenced only while the consumer keeps sleeping: after a
+ * run of publications that found it awake they drop the mode (the flag word
+ * goes back to 0, so the send fast path no longer takes the slow path), and
+ * the consumer's next sleep runs the membarrier again. */
+static void test_fenced_mode_dropped_when_awake(void **state)
+{
+	struct ring t;
+	uint64_t m = 7;
+	unsigned long f0;
+
+	(void)state;
+	if (shmq__spsc_membarrier_register())
+		skip();
+	ring_new(&t, 4096);
+	f0 = fences();
+	sleep_out(&t);
+	assert_int_equal(fences() - f0, 1);
+	/* still fenced: the second sleep needs no membarrier */
+	sleep_out(&t);
+	assert_int_equal(fences() - f0, 1);
+	assert_true(shmq__load_seq_cst(&t.p.ring->cons_armed) != 0);
+	/* the first send takes the wake the timed-out sleeper left armed, the
+	 * next ones find it awake; a receive keeps the ring from filling */
+	for (int i = 0; i < 200; i++) {
+		assert_int_equal(shmq__spsc_send(&t.p, &m, sizeof(m)), 0);
+		assert_int_equal(shmq__spsc_recv(&t.c, &m, sizeof(m)), (ssize_t)sizeof(m));
+	}
+	assert_int_equal(shmq__load_seq_cst(&t.p.ring->cons_armed), 0);
+	sleep_out(&t);
+	assert_int_equal(fences() - f0, 2);
+	free(t.mem);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_asleep_round_trips_one_membarrier),
+		cmocka_unit_test(test_fenced_mode_dropped_when_awake),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
