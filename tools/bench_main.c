@@ -21,7 +21,7 @@ static void bench_usage(FILE *f, const struct bench_cmd *cmds, size_t ncmds)
 		"       shmq-bench [options] all\n"
 		"options:\n"
 		"  -n, --runs N       runs per subcommand, median reported (default 5)\n"
-		"  -q, --quick        about a tenth of the work (all: under a minute)\n"
+		"  -q, --quick        about a tenth of the work (all: about a minute on 2 cores)\n"
 		"  -j, --json         JSON on stdout instead of the table\n"
 		"  -r, --report DIR   also write DIR/index.html (SVG charts) and DIR/results.json\n"
 		"  -c, --cpus A,B     cores for the two sides (default: first two allowed)\n"
