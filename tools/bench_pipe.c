@@ -1077,6 +1077,24 @@ static int pb_round_trips(struct pb_run *run)
 	return rc;
 }
 
+/* A fresh region under the run's name (children open it by that name):
+ * every measurement makes its pipes anew and a region never gives their
+ * room back, so each sweep point gets a region sized for its own pipes
+ * (at 65536 slots 2 x 8 MiB per pipe, 2 kinds x BENCH_SWEEP_REPS pipes:
+ * more than the 64 MiB the rest of the run shares). */
+static int pb_fresh_region(struct pb_run *run, size_t pipe_bytes)
+{
+	size_t need = 2 * BENCH_SWEEP_REPS * pipe_bytes + ((size_t)16 << 20);
+	struct shmq_region_opts o = { .size = need > ((size_t)64 << 20) ? need : (size_t)64 << 20 };
+
+	if (run->r) {
+		shmq_region_close(run->r);
+		shmq_region_unlink(run->pb->region);
+		run->r = NULL;
+	}
+	return shmq_region_create(run->pb->region, &o, &run->r);
+}
+
 /* One ring size of the sweep: shmq busy, ck_ring, shmq blocking, in
  * alternation, BENCH_SWEEP_REPS times (tools/bench.h). */
 static int pb_sweep_point(struct pb_run *run, size_t msgs)
@@ -1094,6 +1112,8 @@ static int pb_sweep_point(struct pb_run *run, size_t msgs)
 	pb->cap = 64; /* the smallest power of two holding msgs 72-byte records */
 	while (pb->cap / SHMQ_ALIGN_REC(64) < msgs)
 		pb->cap *= 2;
+	if ((rc = pb_fresh_region(run, 2 * pb->cap)))
+		return rc;
 	pb->n = bench_scale(b, 4000000, 300000);
 	for (int i = 0; i < BENCH_SWEEP_REPS; i++) {
 		if ((rc = pb_measure(run, K_SHMQ_BUSY)))
