@@ -20,6 +20,8 @@
 #include "core/wait_int.h"
 #include "ring/spsc_int.h"
 
+#include "spsc_ring.h"
+
 static unsigned long global_fences; /* membarrier(GLOBAL_EXPEDITED) calls */
 
 long syscall(long nr, ...)
@@ -43,24 +45,6 @@ long syscall(long nr, ...)
 static unsigned long fences(void)
 {
 	return __atomic_load_n(&global_fences, __ATOMIC_SEQ_CST);
-}
-
-struct ring {
-	void *mem;
-	size_t size;
-	struct shmq__spsc_prod p;
-	struct shmq__spsc_cons c;
-};
-
-static void ring_new(struct ring *t, uint64_t cap)
-{
-	t->size = shmq__spsc_footprint(cap);
-	assert_true(t->size > 0);
-	t->mem = aligned_alloc(64, t->size);
-	assert_non_null(t->mem);
-	assert_int_equal(shmq__spsc_init(t->mem, t->size, cap), 0);
-	assert_int_equal(shmq__spsc_prod_attach(&t->p, t->mem, t->size), 0);
-	assert_int_equal(shmq__spsc_cons_attach(&t->c, t->mem, t->size), 0);
 }
 
 static uint64_t cons_waits(struct ring *t)
@@ -141,8 +125,8 @@ static void test_asleep_round_trips_one_membarrier(void **state)
 	assert_true(waits >= RT_N / 4);
 	/* one per ring's first sleep; a spare one each if a wake raced */
 	assert_true(fences() - f0 <= 4);
-	free(pp.ping.mem);
-	free(pp.pong.mem);
+	ring_free(&pp.ping);
+	ring_free(&pp.pong);
 }
 
 /* One timed-out sleep of the consumer (it arms, sleeps 1 ms, wakes). */
@@ -184,7 +168,7 @@ static void test_fenced_mode_dropped_when_awake(void **state)
 	assert_int_equal(shmq__load_seq_cst(&t.p.ring->cons_armed), 0);
 	sleep_out(&t);
 	assert_int_equal(fences() - f0, 2);
-	free(t.mem);
+	ring_free(&t);
 }
 
 int main(void)
