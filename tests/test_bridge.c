@@ -883,6 +883,28 @@ static void stream_id_at(struct fx *f, uint64_t seq, char *buf, size_t size)
 	natsMsg_Destroy(m);
 }
 
+/* The stream a bridge of "jobs" would make (file storage, Discard=New),
+ * made by the test first with a limit of max_msgs messages and a duplicate
+ * window of dup_ns (0: the defaults); *cfg stays valid for js_UpdateStream. */
+static void stream_make(struct fx *f, jsStreamConfig *cfg, int64_t max_msgs, int64_t dup_ns)
+{
+	static const char *subj[1] = { "shmq.jobs" };
+	jsStreamInfo *si = NULL;
+
+	jsStreamConfig_Init(cfg);
+	cfg->Name = "SHMQ_jobs";
+	cfg->Subjects = subj;
+	cfg->SubjectsLen = 1;
+	cfg->Storage = js_FileStorage;
+	cfg->Discard = js_DiscardNew;
+	if (max_msgs)
+		cfg->MaxMsgs = max_msgs;
+	if (dup_ns)
+		cfg->Duplicates = dup_ns;
+	assert_int_equal(js_AddStream(&si, f->js, cfg, NULL, NULL), NATS_OK);
+	jsStreamInfo_Destroy(si);
+}
+
 /* A full stream (Discard=New): what the stream refuses stays in the queue,
  * uncommitted, and the bridge retries; once the stream has room again
  * everything is stored, once each, in the queue's order. */
@@ -892,7 +914,6 @@ static void test_out_stream_full(void **state)
 	struct runner out = { 0 };
 	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
 	struct shmq_bridge_stats st = { 0 };
-	const char *subj[1] = { "shmq.jobs" };
 	const uint64_t n = 60, room = 20;
 	uint8_t *buf = malloc(MSG_MAX);
 	char pfx[160], id[200], got[200];
@@ -901,15 +922,7 @@ static void test_out_stream_full(void **state)
 	int64_t end;
 
 	assert_non_null(buf);
-	jsStreamConfig_Init(&cfg);
-	cfg.Name = "SHMQ_jobs";
-	cfg.Subjects = subj;
-	cfg.SubjectsLen = 1;
-	cfg.Storage = js_FileStorage;
-	cfg.Discard = js_DiscardNew;
-	cfg.MaxMsgs = (int64_t)room;
-	assert_int_equal(js_AddStream(&si, f->js, &cfg, NULL, NULL), NATS_OK);
-	jsStreamInfo_Destroy(si);
+	stream_make(f, &cfg, (int64_t)room, 0);
 	out_idpfx(f, pfx, sizeof pfx);
 	for (uint64_t i = 1; i <= n; i++) {
 		msg_fill(buf, i);
@@ -969,25 +982,15 @@ static void test_out_resume_after_dup_window(void **state)
 	struct fx *f = *state;
 	struct runner *in = &f->rslot, out = { 0 };
 	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
-	const char *subj[1] = { "shmq.jobs" };
 	const uint64_t n = 40, k = 15;
 	uint8_t *buf = malloc(MSG_MAX);
 	char pfx[160], id[200], got[200];
 	jsStreamConfig cfg;
-	jsStreamInfo *si = NULL;
 	shmq_bridge *b;
 	struct fx_out o;
 
 	/* the stream, with a duplicate window of 200 ms */
-	jsStreamConfig_Init(&cfg);
-	cfg.Name = "SHMQ_jobs";
-	cfg.Subjects = subj;
-	cfg.SubjectsLen = 1;
-	cfg.Storage = js_FileStorage;
-	cfg.Discard = js_DiscardNew;
-	cfg.Duplicates = 200ll * 1000000;
-	assert_int_equal(js_AddStream(&si, f->js, &cfg, NULL, NULL), NATS_OK);
-	jsStreamInfo_Destroy(si);
+	stream_make(f, &cfg, 0, 200ll * 1000000);
 	out_side(f, &o);
 	out_idpfx(f, pfx, sizeof pfx);
 	/* n messages queued; the first k of them in the stream already, with
