@@ -815,7 +815,7 @@ static int in_run(shmq_bridge *b)
  */
 #define BRIDGE_ACK_NS   (5ll * 1000000000) /* publishes in flight, no commit this long: rewind */
 #define BRIDGE_IDLE_MS  1                  /* queue empty, answers due: wait this long for one */
-#define BRIDGE_FULL_NS  (250ll * 1000)     /* table full: answers gather this long between looks */
+#define BRIDGE_NAP_NS   (250ll * 1000)     /* table full: answers gather this long between looks */
 #define BRIDGE_PEEK     64                 /* publishes between looks at the answers */
 
 struct out_slot {
@@ -1065,7 +1065,7 @@ static int out_pump(shmq_bridge *b, uint64_t upto)
 		 * wake this thread for every answer, a system call and a
 		 * context switch per message on the server's cores */
 		if (b->fly_n == b->inflight)
-			bridge_sleep(BRIDGE_FULL_NS);
+			bridge_sleep(BRIDGE_NAP_NS);
 		rc = out_answers(b, idle ? BRIDGE_IDLE_MS : 0);
 		if (rc)
 			return 1;
