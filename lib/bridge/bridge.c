@@ -61,6 +61,7 @@ struct shmq_bridge {
 	uint32_t inflight;
 	uint32_t fly_head;         /* OUT: the oldest entry in flight */
 	uint32_t fly_n;            /* OUT: entries in flight */
+	uint32_t fly_hint;         /* OUT: where, after fly_head, the next answer is likely */
 	uint32_t epoch;            /* OUT: answers to older epochs are dropped */
 	int64_t progress_ns;       /* OUT: the last commit, or the first publish after none in flight */
 	uint64_t incarnation;      /* OUT: the queue's, fixed when it was made */
@@ -915,7 +916,10 @@ static int out_answer(shmq_bridge *b, natsMsg *m)
 	pos = strtoull(end + 1, &end, 10);
 	if (errno || *end != 0)
 		return 0;
-	for (uint32_t i = 0; i < b->fly_n; i++) {
+	/* answers come in publish order as a rule: look right after the last
+	 * one first, so a batch of answers is one pass, not one per answer */
+	for (uint32_t k = 0; k < b->fly_n; k++) {
+		uint32_t i = (b->fly_hint + k) % b->fly_n;
 		struct out_slot *e = &b->fly[(b->fly_head + i) % b->inflight];
 
 		if (e->pos != pos)
@@ -924,6 +928,7 @@ static int out_answer(shmq_bridge *b, natsMsg *m)
 		if (!out_has(d, n, "\"seq\":") || out_has(d, n, "\"error\""))
 			return 1;
 		e->acked = true;
+		b->fly_hint = i + 1;
 		return 0;
 	}
 	return 0;
@@ -948,6 +953,7 @@ static void out_commit_acked(shmq_bridge *b)
 		b->fly_n--;
 		n++;
 	}
+	b->fly_hint = b->fly_hint > n ? b->fly_hint - n : 0;
 	if (n) {
 		shmq__store_seq_cst(&b->sh->applied, last);
 		/* relaxed: a statistic; shmq_bridge_stats reads it alone */
@@ -991,6 +997,7 @@ static void out_abort_all(shmq_bridge *b)
 		b->fly_n--;
 		shmq_queue_get_abort(b->q, b->fly[(b->fly_head + b->fly_n) % b->inflight].pos);
 	}
+	b->fly_hint = 0;
 	b->epoch++;
 }
 
