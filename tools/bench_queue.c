@@ -14,8 +14,13 @@
  *    always sleep in the kernel.
  *  Every transport is 1024 messages deep where the system allows it (mq
  *  falls back to its default depth and says so); messages are 8, 64, 1024
- *  and 4096 bytes for 1p1c, 64 bytes for 2p2c and 4p4c.  Each run lasts a
- *  fixed time; every consumer checks per-producer FIFO order.
+ *  and 4096 bytes for 1p1c, 64 bytes for 2p2c and 4p4c, and the queue's
+ *  slots hold exactly the message (max_msg = its size), as ck_ring's entries
+ *  and the sweep's queues do: 4096-byte slots for 64-byte messages made the
+ *  ring 4 MiB, one page per slot, and on a VM whose first touch of a page
+ *  costs each process 10-50 us (shadow paging) the 8 processes of 4p4c spent
+ *  a 60 ms run paying for that.  Each run lasts a fixed time; every consumer
+ *  checks per-producer FIFO order.
  *  - stall: every consumer reads the clock once per 128 messages; the
  *    largest gap while producers were still putting is the run's stall.
  *    A queue must never stall over 100 ms.  With more consumers than the
@@ -650,7 +655,7 @@ static int qb_measure_run(struct bench *b, struct qb_shared *sh, enum qb_kind ki
 			  size_t size, bool bursty, struct qb_result *res)
 {
 	struct qb_run run = { .b = b, .kind = kind, .np = n, .nc = n, .size = size, .sh = sh,
-			      .depth = QB_DEPTH, .max_msg = QB_MAXMSG,
+			      .depth = QB_DEPTH, .max_msg = (uint32_t)size,
 			      .duration_ns = (int64_t)bench_scale(b, 300, 60) * 1000000,
 			      .bursty = bursty };
 
