@@ -23,8 +23,9 @@
  *  checks per-producer FIFO order.
  *  - stall: every consumer reads the clock once per 128 messages; the
  *    largest gap while producers were still putting is the run's stall.
- *    A queue must never stall over 100 ms.  With more consumers than the
- *    consumers' core can run at once that gap also counts the time the
+ *    A queue must never stall over 100 ms.  The stretch from a consumer's
+ *    last clock read to the stop counts as a gap too.  With more consumers
+ *    than their core can run at once that gap also counts the time the
  *    consumer itself waited for the CPU while the others took messages, so
  *    2p2c and 4p4c also report the queue-wide stall: at each clock read, the
  *    time since the latest clock read of any consumer (an upper bound of
@@ -137,7 +138,8 @@ struct qb_shared {
 	uint32_t stop;    /* producers stop putting */
 	uint32_t pad0;
 	int64_t t_start;
-	uint8_t pad1[40];
+	int64_t t_stop;   /* when stop was set (published by its store) */
+	uint8_t pad1[32];
 	struct qb_worker w[QB_WORKERS];
 #ifdef HAVE_CK
 	struct ck_ring ck SHMQ__ALIGNED(SHMQ__CACHELINE);
@@ -513,6 +515,18 @@ static int qb_consumer(struct qb_run *run, unsigned id)
 			t_prev = t;
 		}
 	}
+	/* The stretch from our last clock read to stop counts too: a consumer
+	 * that took fewer than QB_STALL_EVERY messages in it, or none in the
+	 * whole run, waited all of it (before, such a run reported no stall).
+	 * acquire: pairs with the seq_cst store of stop in qb_start (t_stop) */
+	if (shmq__load_acquire(&run->sh->stop) && run->sh->t_stop > t_prev) {
+		int64_t qgap = qb_queue_gap(run, run->sh->t_stop, t_prev);
+
+		if (run->sh->t_stop - t_prev > w->max_gap)
+			w->max_gap = run->sh->t_stop - t_prev;
+		if (qgap > w->max_qgap)
+			w->max_qgap = qgap;
+	}
 	w->t_end = bench_now_ns();
 	w->count = count;
 	return 0;
@@ -564,6 +578,7 @@ static void qb_start(struct qb_run *run)
 	run->sh->t_start = bench_now_ns(); /* published by the release of go */
 	shmq__store_release(&run->sh->go, 1u); /* pairs with qb_wait_go's acquire */
 	nanosleep(&ts, NULL);
+	run->sh->t_stop = bench_now_ns(); /* published by the store of stop */
 	shmq__store_seq_cst(&run->sh->stop, 1u);
 }
 
