@@ -14,11 +14,23 @@
  *    always sleep in the kernel.
  *  Every transport is 1024 messages deep where the system allows it (mq
  *  falls back to its default depth and says so); messages are 8, 64, 1024
- *  and 4096 bytes for 1p1c, 64 bytes for 2p2c and 4p4c.  Each run lasts a
- *  fixed time; every consumer checks per-producer FIFO order.
+ *  and 4096 bytes for 1p1c, 64 bytes for 2p2c and 4p4c, and the queue's
+ *  slots hold exactly the message (max_msg = its size), as ck_ring's entries
+ *  and the sweep's queues do: 4096-byte slots for 64-byte messages made the
+ *  ring 4 MiB, one page per slot, and on a VM whose first touch of a page
+ *  costs each process 10-50 us (shadow paging) the 8 processes of 4p4c spent
+ *  a 60 ms run paying for that.  Each run lasts a fixed time; every consumer
+ *  checks per-producer FIFO order.
  *  - stall: every consumer reads the clock once per 128 messages; the
  *    largest gap while producers were still putting is the run's stall.
- *    A queue must never stall over 100 ms.
+ *    A queue must never stall over 100 ms.  The stretch from a consumer's
+ *    last clock read to the stop counts as a gap too.  With more consumers
+ *    than their core can run at once that gap also counts the time the
+ *    consumer itself waited for the CPU while the others took messages, so
+ *    2p2c and 4p4c also report the queue-wide stall: at each clock read, the
+ *    time since the latest clock read of any consumer (an upper bound of
+ *    the longest time in which no consumer took a message, coarse by up to
+ *    128 messages per consumer).
  *  - scaling: 2p2c and 4p4c throughput over 1p1c's, same mode, 64 bytes.
  *
  *  - wakes: futex-wake system calls per 1000 messages and per sleep (the
@@ -44,6 +56,8 @@
  *    occupancy the consumers sampled.
  *
  *  `shmq-bench queue -- small` skips the 8, 1024 and 4096-byte 1p1c runs;
+ *  `-- scaling` runs only 1p1c, 2p2c and 4p4c at 64 bytes (no wakes, sweep,
+ *  two-phase or large);
  *  `-- large`, `-- twophase` and `-- sweep` run only that figure; ring
  *  sizes after `-- sweep` (`-- sweep 1024 16384`) sweep only those.
  */
@@ -110,8 +124,10 @@ struct qb_worker {
 	int64_t max_gap;  /* consumer: largest gap between clock reads before stop */
 	uint64_t occ_sum; /* consumer: ring occupancy, summed over its samples */
 	uint64_t occ_n;   /* and the number of samples */
+	int64_t mark;     /* consumer: its last clock read (see stall, queue-wide) */
+	int64_t max_qgap; /* consumer: largest queue-wide gap it saw before stop */
 	int32_t err;      /* nonzero: transport error or FIFO violation */
-	uint8_t pad[20];
+	uint8_t pad[4];
 };
 _Static_assert(sizeof(struct qb_worker) == SHMQ__CACHELINE, "one line per worker");
 
@@ -122,7 +138,8 @@ struct qb_shared {
 	uint32_t stop;    /* producers stop putting */
 	uint32_t pad0;
 	int64_t t_start;
-	uint8_t pad1[40];
+	int64_t t_stop;   /* when stop was set (published by its store) */
+	uint8_t pad1[32];
 	struct qb_worker w[QB_WORKERS];
 #ifdef HAVE_CK
 	struct ck_ring ck SHMQ__ALIGNED(SHMQ__CACHELINE);
@@ -436,6 +453,21 @@ static int qb_producer(struct qb_run *run, unsigned id)
 	return qb_put(&e, msg);
 }
 
+/* The queue-wide gap at a consumer's clock read t: the time since the
+ * latest clock read of any consumer (its own previous one included). */
+static int64_t qb_queue_gap(const struct qb_run *run, int64_t t, int64_t t_prev)
+{
+	int64_t latest = t_prev;
+
+	for (unsigned i = 0; i < run->nc; i++) {
+		/* relaxed: a statistic; a stale mark only makes the gap look longer */
+		int64_t m = shmq__load_relaxed(&run->sh->w[i].mark);
+
+		latest = m > latest ? m : latest;
+	}
+	return t - latest;
+}
+
 static int qb_consumer(struct qb_run *run, unsigned id)
 {
 	uint64_t buf[QB_MAXMSG / 8];
@@ -471,10 +503,29 @@ static int qb_consumer(struct qb_run *run, unsigned id)
 			w->occ_sum += qb_len(&e);
 			w->occ_n++;
 			/* relaxed: only stalls while producers run count */
-			if (t - t_prev > w->max_gap && !shmq__load_relaxed(&run->sh->stop))
-				w->max_gap = t - t_prev;
+			if (!shmq__load_relaxed(&run->sh->stop)) {
+				int64_t qgap = qb_queue_gap(run, t, t_prev);
+
+				if (t - t_prev > w->max_gap)
+					w->max_gap = t - t_prev;
+				if (qgap > w->max_qgap)
+					w->max_qgap = qgap;
+			}
+			shmq__store_relaxed(&w->mark, t); /* relaxed: read by qb_queue_gap */
 			t_prev = t;
 		}
+	}
+	/* The stretch from our last clock read to stop counts too: a consumer
+	 * that took fewer than QB_STALL_EVERY messages in it, or none in the
+	 * whole run, waited all of it (before, such a run reported no stall).
+	 * acquire: pairs with the seq_cst store of stop in qb_start (t_stop) */
+	if (shmq__load_acquire(&run->sh->stop) && run->sh->t_stop > t_prev) {
+		int64_t qgap = qb_queue_gap(run, run->sh->t_stop, t_prev);
+
+		if (run->sh->t_stop - t_prev > w->max_gap)
+			w->max_gap = run->sh->t_stop - t_prev;
+		if (qgap > w->max_qgap)
+			w->max_qgap = qgap;
 	}
 	w->t_end = bench_now_ns();
 	w->count = count;
@@ -511,6 +562,7 @@ static pid_t qb_fork(struct qb_run *run, unsigned id, bool producer)
 struct qb_result {
 	double mmsg_s;
 	double stall_ms;
+	double qstall_ms;    /* queue-wide (see stall in the header) */
 	double occupancy;    /* mean messages in the ring at the consumers' samples */
 	uint64_t msgs;       /* messages the consumers took */
 	uint64_t waits[2];   /* shmq kinds: futex waits of getters, putters */
@@ -526,13 +578,14 @@ static void qb_start(struct qb_run *run)
 	run->sh->t_start = bench_now_ns(); /* published by the release of go */
 	shmq__store_release(&run->sh->go, 1u); /* pairs with qb_wait_go's acquire */
 	nanosleep(&ts, NULL);
+	run->sh->t_stop = bench_now_ns(); /* published by the store of stop */
 	shmq__store_seq_cst(&run->sh->stop, 1u);
 }
 
 static int qb_collect(struct qb_run *run, struct qb_result *res)
 {
 	uint64_t total = 0, occ_sum = 0, occ_n = 0;
-	int64_t end = 0, gap = 0;
+	int64_t end = 0, gap = 0, qgap = 0;
 
 	for (unsigned i = 0; i < run->nc; i++) {
 		const struct qb_worker *w = &run->sh->w[i];
@@ -542,11 +595,13 @@ static int qb_collect(struct qb_run *run, struct qb_result *res)
 		occ_n += w->occ_n;
 		end = w->t_end > end ? w->t_end : end;
 		gap = w->max_gap > gap ? w->max_gap : gap;
+		qgap = w->max_qgap > qgap ? w->max_qgap : qgap;
 	}
 	if (end <= run->sh->t_start)
 		return -EPROTO;
 	res->mmsg_s = (double)total / (double)(end - run->sh->t_start) * 1e3;
 	res->stall_ms = (double)gap / 1e6;
+	res->qstall_ms = (double)qgap / 1e6;
 	res->msgs = total;
 	res->occupancy = occ_n ? (double)occ_sum / (double)occ_n : 0;
 	memset(res->waits, 0, sizeof(res->waits));
@@ -615,7 +670,7 @@ static int qb_measure_run(struct bench *b, struct qb_shared *sh, enum qb_kind ki
 			  size_t size, bool bursty, struct qb_result *res)
 {
 	struct qb_run run = { .b = b, .kind = kind, .np = n, .nc = n, .size = size, .sh = sh,
-			      .depth = QB_DEPTH, .max_msg = QB_MAXMSG,
+			      .depth = QB_DEPTH, .max_msg = (uint32_t)size,
 			      .duration_ns = (int64_t)bench_scale(b, 300, 60) * 1000000,
 			      .bursty = bursty };
 
@@ -644,7 +699,7 @@ static int qb_config(struct bench *b, struct qb_shared *sh, unsigned n, size_t s
 			if (bench_run_index(b) == 0)
 				bench_note(b, "%s %up%uc %zuB: %s", qb_kind_name[k], n, n, size,
 					   strerror(-rc));
-			out[k].mmsg_s = out[k].stall_ms = -1;
+			out[k].mmsg_s = out[k].stall_ms = out[k].qstall_ms = -1;
 		}
 	}
 	return 0;
@@ -679,7 +734,16 @@ static int qb_report(struct bench *b, unsigned n, size_t size, const struct qb_r
 				    r[QK_CK].stall_ms, false)
 		     : bench_report(b, series, "ms", r[QK_BUSY].stall_ms, NULL, 0, false);
 	snprintf(series, sizeof(series), "queue max stall blocking %up%uc 64B", n, n);
-	return rc ? rc : bench_report(b, series, "ms", r[QK_BLOCK].stall_ms, NULL, 0, false);
+	rc = rc ? rc : bench_report(b, series, "ms", r[QK_BLOCK].stall_ms, NULL, 0, false);
+	if (rc || n == 1) /* one consumer: the same figure */
+		return rc;
+	snprintf(series, sizeof(series), "queue max stall queue-wide busy %up%uc 64B", n, n);
+	rc = r[QK_CK].qstall_ms >= 0
+		     ? bench_report(b, series, "ms", r[QK_BUSY].qstall_ms, "ck_ring MPMC",
+				    r[QK_CK].qstall_ms, false)
+		     : bench_report(b, series, "ms", r[QK_BUSY].qstall_ms, NULL, 0, false);
+	snprintf(series, sizeof(series), "queue max stall queue-wide blocking %up%uc 64B", n, n);
+	return rc ? rc : bench_report(b, series, "ms", r[QK_BLOCK].qstall_ms, NULL, 0, false);
 }
 
 static int qb_report_scaling(struct bench *b, unsigned n, const struct qb_result *r,
@@ -1112,18 +1176,24 @@ int bench_queue(struct bench *b)
 		bench_shared_free(sh, sizeof(*sh));
 		return rc;
 	}
+	if (qb_only(b, "scaling")) /* 1p1c, 2p2c and 4p4c at 64 B only */
+		nsizes = 1;
 	for (size_t i = 0; i < nsizes && rc == 0; i++) {
 		rc = qb_config(b, sh, 1, sizes[i], r);
 		rc = rc ? rc : qb_report(b, 1, sizes[i], r);
 		if (sizes[i] == 64)
 			memcpy(one64, r, sizeof(r));
-		if (rc == 0 && sizes[i] == 64)
+		if (rc == 0 && sizes[i] == 64 && !qb_only(b, "scaling"))
 			rc = qb_report_wakes(b, sh, &r[QK_BLOCK]);
 	}
 	for (size_t i = 0; i < SHMQ__ARRAY_SIZE(ns) && rc == 0; i++) {
 		rc = qb_config(b, sh, ns[i], 64, r);
 		rc = rc ? rc : qb_report(b, ns[i], 64, r);
 		rc = rc ? rc : qb_report_scaling(b, ns[i], r, one64);
+	}
+	if (qb_only(b, "scaling")) {
+		bench_shared_free(sh, sizeof(*sh));
+		return rc;
 	}
 	rc = rc ? rc : qb_sweep(b, sh);
 	rc = rc ? rc : qb_twophase_bench(b);
