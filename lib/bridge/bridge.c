@@ -66,6 +66,7 @@ struct shmq_bridge {
 	int64_t progress_ns;       /* OUT: the last commit, or the first publish after none in flight */
 	uint64_t incarnation;      /* OUT: the queue's, fixed when it was made */
 	char idpfx[180];           /* OUT: "<uuid hex>.<queue>.<incarnation hex>." */
+	size_t idpfx_len;
 	char last_id[208];         /* OUT: the stream's last message id, "" if none */
 #endif
 	char subject[256];
@@ -865,16 +866,45 @@ static int out_last(shmq_bridge *b, uint64_t *upto)
 	return 0;
 }
 
+/* The decimal digits of v at d, no terminator; their count (at most 20).
+ * snprintf was about a fifth of a publish's instructions (callgrind). */
+static size_t u64_digits(char *d, uint64_t v)
+{
+	char t[20];
+	size_t n = 0;
+
+	do {
+		t[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		d[i] = t[n - 1 - i];
+	return n;
+}
+
+/* out_publish copies an id, at most the prefix and 20 digits, into last_id */
+_Static_assert(sizeof(((shmq_bridge *)0)->last_id) >= sizeof(((shmq_bridge *)0)->idpfx) + 20,
+	       "last_id holds any id out_publish makes");
+
 /* Publish the message at pos, chained to the last id.  0, or 1 when nats.c
  * refused it (rewind). */
 static int out_publish(shmq_bridge *b, uint64_t pos, const void *msg, size_t len)
 {
-	char id[sizeof b->idpfx + 24], reply[sizeof b->inbox + 40];
+	char id[sizeof b->idpfx + 21], reply[sizeof b->inbox + 33];
+	size_t il = strlen(b->inbox), n;
 	natsMsg *m = NULL;
 	natsStatus s;
 
-	snprintf(id, sizeof id, "%s%llu", b->idpfx, (unsigned long long)pos);
-	snprintf(reply, sizeof reply, "%s.%u.%llu", b->inbox, b->epoch, (unsigned long long)pos);
+	/* id: "<idpfx><pos>"; reply: "<inbox>.<epoch>.<pos>" (out_answer) */
+	memcpy(id, b->idpfx, b->idpfx_len);
+	n = b->idpfx_len + u64_digits(id + b->idpfx_len, pos);
+	id[n] = 0;
+	memcpy(reply, b->inbox, il);
+	reply[il++] = '.';
+	il += u64_digits(reply + il, b->epoch);
+	reply[il++] = '.';
+	il += u64_digits(reply + il, pos);
+	reply[il] = 0;
 	s = natsMsg_Create(&m, b->subject, reply, (const char *)msg, (int)len);
 	if (s == NATS_OK)
 		s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
@@ -885,7 +915,7 @@ static int out_publish(shmq_bridge *b, uint64_t pos, const void *msg, size_t len
 	natsMsg_Destroy(m);
 	if (s != NATS_OK)
 		return 1;
-	snprintf(b->last_id, sizeof b->last_id, "%s", id);
+	memcpy(b->last_id, id, n + 1);
 	return 0;
 }
 
@@ -1138,6 +1168,7 @@ static int out_prepare(shmq_bridge *b, const char *queue, const struct shmq_brid
 		     u[12], u[13], u[14], u[15], queue, (unsigned long long)qi.incarnation);
 	if (n <= 0 || (size_t)n >= sizeof b->idpfx)
 		return -EINVAL;
+	b->idpfx_len = (size_t)n;
 	b->inflight = o->inflight ? o->inflight : SHMQ_BRIDGE_DEFAULT_INFLIGHT;
 	if (b->inflight > b->capacity)
 		b->inflight = b->capacity;
