@@ -919,10 +919,48 @@ static int out_publish(shmq_bridge *b, uint64_t pos, const void *msg, size_t len
 	return 0;
 }
 
-/* Does the n bytes at d hold lit? */
-static bool out_has(const char *d, int n, const char *lit)
+/* A stored ack ("duplicate" too: stored before under this id): the n bytes
+ * at d name "seq" and no "error".  One pass over the quotes; two memmem
+ * calls were about 900 instructions an answer. */
+static bool out_stored(const char *d, int n)
 {
-	return d && n > 0 && memmem(d, (size_t)n, lit, strlen(lit)) != NULL;
+	const char *p = d, *e;
+	bool seq = false;
+
+	if (!d || n <= 0)
+		return false;
+	e = d + n;
+	while ((p = memchr(p, '"', (size_t)(e - p))) != NULL) {
+		size_t left = (size_t)(e - p);
+
+		if (left >= 7 && memcmp(p, "\"error\"", 7) == 0)
+			return false;
+		if (left >= 6 && memcmp(p, "\"seq\":", 6) == 0)
+			seq = true;
+		p++;
+	}
+	return seq;
+}
+
+/* The decimal number at *s (digits only, at least one, no overflow); *s
+ * moves past it.  strtoull takes signs and spaces, and cost twice as much. */
+static bool out_dec(const char **s, uint64_t *v)
+{
+	const char *p = *s;
+	uint64_t x = 0;
+
+	if (*p < '0' || *p > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned d = (unsigned)(*p - '0');
+
+		if (x > (UINT64_MAX - d) / 10)
+			return false;
+		x = x * 10 + d;
+	}
+	*s = p;
+	*v = x;
+	return true;
 }
 
 /* One answer: marks the entry it acks.  0, or 1 to rewind (an error
@@ -934,17 +972,15 @@ static int out_answer(shmq_bridge *b, natsMsg *m)
 	const char *d = natsMsg_GetData(m);
 	int n = natsMsg_GetDataLength(m);
 	size_t il = strlen(b->inbox);
-	unsigned long long ep, pos;
-	char *end;
+	uint64_t ep, pos;
 
 	if (!subj || strncmp(subj, b->inbox, il) != 0 || subj[il] != '.')
 		return 0;
-	errno = 0;
-	ep = strtoull(subj + il + 1, &end, 10);
-	if (errno || *end != '.' || ep != b->epoch)
+	subj += il + 1;
+	if (!out_dec(&subj, &ep) || *subj != '.' || ep != b->epoch)
 		return 0;
-	pos = strtoull(end + 1, &end, 10);
-	if (errno || *end != 0)
+	subj++;
+	if (!out_dec(&subj, &pos) || *subj != 0)
 		return 0;
 	/* answers come in publish order as a rule: look right after the last
 	 * one first, so a batch of answers is one pass, not one per answer */
@@ -955,7 +991,7 @@ static int out_answer(shmq_bridge *b, natsMsg *m)
 		if (e->pos != pos)
 			continue;
 		/* stored (also "duplicate": stored before, under this id) */
-		if (!out_has(d, n, "\"seq\":") || out_has(d, n, "\"error\""))
+		if (!out_stored(d, n))
 			return 1;
 		e->acked = true;
 		b->fly_hint = i + 1;
