@@ -816,7 +816,7 @@ static int in_run(shmq_bridge *b)
  * ids dedupe too.
  */
 #define BRIDGE_ACK_NS   (5ll * 1000000000) /* publishes in flight, no commit this long: rewind */
-#define BRIDGE_IDLE_MS  1                  /* queue empty, answers due: wait this long for one */
+#define BRIDGE_LOOK_NS  (250ll * 1000)     /* queue empty, answers due: wait on the queue this long between looks */
 #define BRIDGE_NAP_NS   (250ll * 1000)     /* table full: answers gather this long between looks */
 #define BRIDGE_PEEK     64                 /* publishes between looks at the answers */
 
@@ -1084,8 +1084,9 @@ static void out_drain(shmq_bridge *b)
  * flight on return. */
 static int out_pump(shmq_bridge *b, uint64_t upto)
 {
+	bool idle = false;
+
 	for (;;) {
-		bool idle = false;
 		int rc;
 
 		if (shmq__load_seq_cst(&b->stop)) {
@@ -1095,14 +1096,18 @@ static int out_pump(shmq_bridge *b, uint64_t upto)
 		while (b->fly_n < b->inflight) {
 			const void *msg;
 			uint64_t pos;
-			ssize_t len = shmq_queue_get_begin(b->q, &msg, &pos,
-							   b->fly_n ? SHMQ_NOWAIT : BRIDGE_FETCH_NS);
+			/* the queue found empty last time and answers due: wait
+			 * on the queue, so a message put now goes out at once,
+			 * and look at the answers between waits */
+			int64_t wait = !b->fly_n ? BRIDGE_FETCH_NS : idle ? BRIDGE_LOOK_NS : SHMQ_NOWAIT;
+			ssize_t len = shmq_queue_get_begin(b->q, &msg, &pos, wait);
 			struct out_slot *e;
 
 			if (len == -EAGAIN || len == -ETIMEDOUT) {
 				idle = true;
 				break;
 			}
+			idle = false;
 			if (len < 0) {
 				out_drain(b);
 				return (int)len;
@@ -1139,7 +1144,7 @@ static int out_pump(shmq_bridge *b, uint64_t upto)
 		 * context switch per message on the server's cores */
 		if (b->fly_n == b->inflight)
 			bridge_sleep(BRIDGE_NAP_NS);
-		rc = out_answers(b, idle ? BRIDGE_IDLE_MS : 0);
+		rc = out_answers(b, 0);
 		if (rc)
 			return 1;
 		if (b->fly_n && shmq_now_ns() - b->progress_ns > BRIDGE_ACK_NS)
