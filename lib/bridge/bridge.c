@@ -32,6 +32,7 @@
 #define BRIDGE_IDLE_REWIND  25                 /* empty fetches before re-making the consumer */
 #define BRIDGE_HOLD_NS      (2ll * 1000000000) /* create waits this long for the holder lock */
 #define BRIDGE_JS_WAIT_MS   2000               /* JetStream API calls */
+#define BRIDGE_DEAD_MAX     128                /* OUT: messages destroyed together */
 
 struct shmq_bridge {
 	shmq_region *r;
@@ -68,12 +69,34 @@ struct shmq_bridge {
 	char idpfx[180];           /* OUT: "<uuid hex>.<queue>.<incarnation hex>." */
 	size_t idpfx_len;
 	char last_id[208];         /* OUT: the stream's last message id, "" if none */
+	natsMsg *dead[BRIDGE_DEAD_MAX]; /* OUT: messages done with, destroyed together */
+	uint32_t ndead;
 #endif
 	char subject[256];
 	char stream[128];
 	char durable[BRIDGE_NAME_MAX + 1];
 	char name[BRIDGE_NAME_MAX + 1];
 };
+
+#ifdef HAVE_SHMQ_QUEUE_2PC
+/* nats.c hands every destroyed message to its collector thread and wakes
+ * that thread when it waits: one destroy per publish and per answer would
+ * wake it about twice per message.  Destroyed together, the first wakes it
+ * and the rest join the list it takes. */
+static void dead_flush(shmq_bridge *b)
+{
+	for (uint32_t i = 0; i < b->ndead; i++)
+		natsMsg_Destroy(b->dead[i]);
+	b->ndead = 0;
+}
+
+static void dead_add(shmq_bridge *b, natsMsg *m)
+{
+	if (b->ndead == BRIDGE_DEAD_MAX)
+		dead_flush(b);
+	b->dead[b->ndead++] = m;
+}
+#endif
 
 static void bridge_sleep(int64_t ns)
 {
@@ -912,7 +935,8 @@ static int out_publish(shmq_bridge *b, uint64_t pos, const void *msg, size_t len
 		s = natsMsgHeader_Set(m, "Nats-Expected-Last-Msg-Id", b->last_id);
 	if (s == NATS_OK)
 		s = natsConnection_PublishMsg(b->nc, m);
-	natsMsg_Destroy(m);
+	if (m)
+		dead_add(b, m);
 	if (s != NATS_OK)
 		return 1;
 	memcpy(b->last_id, id, n + 1);
@@ -1049,8 +1073,9 @@ static int out_answers(shmq_bridge *b, int64_t wait_ms)
 		if (s != NATS_OK) /* a slow consumer: answers were dropped */
 			return 1;
 		rc = out_answer(b, m);
-		natsMsg_Destroy(m);
+		dead_add(b, m);
 	}
+	dead_flush(b);
 	out_commit_acked(b);
 	return rc;
 }
@@ -1355,6 +1380,9 @@ SHMQ_API void shmq_bridge_free(shmq_bridge *b)
 	/* closed first: natsConnection_Close joins the read loop, after
 	 * which nothing delivers to the subscriptions (ours, and the
 	 * JetStream context's for publish acks) that are destroyed next */
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	dead_flush(b);
+#endif
 	if (b->nc)
 		natsConnection_Close(b->nc);
 	if (b->sub)
