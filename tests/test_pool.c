@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /* Pools: map in order (copied and in place), async handles, uneven costs
  * balanced by stealing, fork-join fib through subtasks, task errors, a
- * worker SIGKILLed mid-map, terminate, close/join, nothing left behind. */
+ * worker SIGKILLed mid-map, terminate, close/join, nothing left behind, an
+ * idle worker that stops spinning when work only comes now and then. */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -1282,6 +1286,65 @@ static void test_nodispatch_breaks_at_once(void **state)
 	assert_int_equal(restarts, 0);
 }
 
+/* ---- an idle worker's spin adapts ---- */
+
+/* sched_yield calls of this process: the library's reach this definition
+ * (the executable's comes first), in the workers as in the test */
+static unsigned long yields;
+
+int sched_yield(void)
+{
+	__atomic_add_fetch(&yields, 1, __ATOMIC_RELAXED);
+	return (int)syscall(SYS_sched_yield);
+}
+
+static int yield_count(const void *in, void *out)
+{
+	(void)in;
+	*(uint64_t *)out = __atomic_load_n(&yields, __ATOMIC_RELAXED);
+	return 0;
+}
+SHMQ_TASK(yield_count);
+
+static uint64_t worker_yields(shmq_pool *p)
+{
+	uint64_t n = 0;
+	shmq_async *a;
+
+	assert_int_equal(shmq_pool_apply_async(p, "yield_count", NULL, 0, &n, sizeof(n), &a), 0);
+	assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
+	shmq_async_free(a);
+	return n;
+}
+
+/* One task every 3 ms: each comes with a futex wake, so after a few idle
+ * spins that found nothing the worker goes to sleep after a bare look, with
+ * no sched_yield; a spin of the full length makes some ten per task.  (A
+ * worker held off its CPU for the whole 3 ms may find the next task in its
+ * look and spin a microsecond next time: the bound leaves room for that.) */
+static void test_idle_spin_adapts(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 1, 0);
+	uint64_t y0, y1;
+
+	(void)state;
+	for (int i = 0; i < 12; i++) { /* 50 us halves to nothing in 7 */
+		usleep(3000);
+		(void)worker_yields(p);
+	}
+	y0 = worker_yields(p);
+	for (int i = 0; i < 20; i++) {
+		usleep(3000);
+		y1 = worker_yields(p);
+	}
+	print_message("sched_yield in the worker over 20 sparse tasks: %llu\n",
+		      (unsigned long long)(y1 - y0));
+	assert_true(y1 - y0 <= 5);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1302,6 +1365,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_hostile_nchunks_recover),
 		cmocka_unit_test(test_hostile_claim),
 		cmocka_unit_test(test_nodispatch_breaks_at_once),
+		cmocka_unit_test(test_idle_spin_adapts),
 	};
 
 	char gate[96];

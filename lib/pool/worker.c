@@ -27,7 +27,8 @@
 #include "pool/task_int.h"
 #include "pool/worker_int.h"
 
-#define IDLE_SPIN_NS     (50 * 1000)          /* steal attempts before sleeping */
+#define IDLE_SPIN_NS     (50 * 1000)          /* steal attempts before sleeping, at most */
+#define IDLE_SPIN_MIN_NS (1000)               /* below this, no timed spin at all */
 #define IDLE_SLICE_NS    (50 * 1000 * 1000)   /* idle sleep; then check the creator */
 #define FRAME_NAP_NS     (200 * 1000)         /* a sync's sleep between help attempts */
 #define FRAME_CHECK_NS   (20 * 1000 * 1000)   /* a sync checks its thief this often */
@@ -264,12 +265,40 @@ static bool worker_should_exit(struct worker *w)
 	return shmq__load_acquire(&w->h->state) >= POOL_EXIT;
 }
 
+/*
+ * The idle spin adapts, as an adaptive mutex's does: one that found work
+ * doubles the next (up to IDLE_SPIN_NS: stealing in a busy fork-join or map),
+ * one that found none halves it, down to a bare look (IDLE_SPIN_PROBES steal
+ * attempts, no sched_yield) for a pool that only gets work now and then.
+ * There a spin never pays: the next job comes with a futex wake anyway, and
+ * on 2 shared cores the spinning worker takes CPU from the caller it has just
+ * woken and from everyone else (IDLE_SPIN_NS of steal attempts and some ten
+ * sched_yield calls per idle period).  Work that woke us counts as found
+ * when it came within IDLE_SPIN_NS of our going to sleep (tasks back to back:
+ * the spin grows again), and not otherwise.
+ */
+#define IDLE_SPIN_PROBES 32u
+
+static void idle_spin_found(struct worker *w)
+{
+	w->spin_ns = w->spin_ns < IDLE_SPIN_MIN_NS ? IDLE_SPIN_MIN_NS : 2 * w->spin_ns;
+	if (w->spin_ns > IDLE_SPIN_NS)
+		w->spin_ns = IDLE_SPIN_NS;
+}
+
+static void idle_spin_missed(struct worker *w)
+{
+	w->spin_ns /= 2;
+	if (w->spin_ns < IDLE_SPIN_MIN_NS)
+		w->spin_ns = 0;
+}
+
 /* Idle: steal for a while, then sleep on the idle futex.  1 with a word, 0
  * to look again, -1 to exit. */
 static int worker_idle(struct worker *w, uint64_t *word)
 {
 	struct pool_hdr *h = w->h;
-	int64_t until = shmq_now_ns() + IDLE_SPIN_NS;
+	int64_t until = shmq_now_ns() + w->spin_ns, slept;
 	uint32_t seq;
 	int rc = 0;
 	bool found;
@@ -277,18 +306,21 @@ static int worker_idle(struct worker *w, uint64_t *word)
 	worker_count_flush(w);
 
 	for (unsigned i = 1;; i++) {
-		if (work_find(w, word))
+		if (work_find(w, word)) {
+			idle_spin_found(w);
 			return 1;
+		}
 		if (worker_should_exit(w))
 			return -1;
-		if (i % 32 == 0) {
-			if (shmq_now_ns() > until)
+		if (i % IDLE_SPIN_PROBES == 0) {
+			if (shmq_now_ns() >= until)
 				break;
 			sched_yield(); /* 2 cores shared: let the owner run */
 		} else {
 			shmq__cpu_relax();
 		}
 	}
+	idle_spin_missed(w);
 	seq = shmq__load_seq_cst(&h->work_seq);
 	shmq__fetch_add_seq_cst(&h->idle_sleepers, 1);
 	/* a weak wake still marked pending went to another worker (or to
@@ -297,12 +329,20 @@ static int worker_idle(struct worker *w, uint64_t *word)
 	/* after registering: a push we missed is seen here, or its pusher
 	 * saw us (strong wakes) */
 	found = work_find(w, word);
+	slept = shmq_now_ns();
 	if (!found && !worker_should_exit(w))
-		rc = shmq__futex_wait(&h->work_seq, seq, shmq_now_ns() + IDLE_SLICE_NS);
+		rc = shmq__futex_wait(&h->work_seq, seq, slept + IDLE_SLICE_NS);
 	shmq__fetch_sub_seq_cst(&h->idle_sleepers, 1);
 	shmq__store_release(&h->wake_pending, 0); /* IDLE_WAKE: pairs with shmq__pool_idle_wake's exchange */
 	if (found)
 		return 1;
+	/* woken with work: a longer spin would have caught it if it came
+	 * within IDLE_SPIN_NS (work back to back: grow again) */
+	if (rc == 0 && !worker_should_exit(w) && work_find(w, word)) {
+		if (shmq_now_ns() - slept < IDLE_SPIN_NS)
+			idle_spin_found(w);
+		return 1;
+	}
 	/* relaxed: creator_id is immutable after create, published by our spawn */
 	if (rc == -ETIMEDOUT && shmq__region_id_alive(w->r, shmq__load_relaxed(&h->creator_id)) != 1)
 		return -1; /* the pool's creator is gone: nobody will use us */
@@ -656,6 +696,7 @@ static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg
 	w->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)shmq_now_ns() ^ 0x9e3779b97f4a7c15ull;
 	w->tag = (uint32_t)(rng_next(w) & TAG_MASK);
 	w->cache_idx = -ENOENT;
+	w->spin_ns = IDLE_SPIN_NS;
 	/* relaxed: counted per slot, by its previous workers, which exited
 	 * before the creator spawned us */
 	w->tasks = shmq__load_relaxed(&w->slot->tasks);

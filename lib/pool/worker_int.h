@@ -62,6 +62,7 @@ struct worker {
 	/* the steal window (cold: idle and stealing paths only) */
 	uint32_t steal_seq; /* our copy of slot->steal_seq */
 	bool in_window;     /* steal_seq is odd */
+	int64_t spin_ns;    /* the next idle spin's length, adapted (worker_idle) */
 };
 
 /* Sync frames above base (worker.c): 0 or the earliest spawn's error. */
