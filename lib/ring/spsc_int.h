@@ -369,6 +369,40 @@ static inline int shmq__spsc_send(struct shmq__spsc_prod *p, const void *msg, si
 	return 0;
 }
 
+/* Bytes of free room a bulk send asks for ahead of the next call. */
+#define SHMQ__SPSC_PREFETCH_MAX 4096u
+
+/*
+ * Ask for ownership of the next span bytes of free room (at most
+ * SHMQ__SPSC_PREFETCH_MAX, and no further than the cached head allows)
+ * before they are written.  The consumer read those lines a lap ago and
+ * still holds them: each store to one waits for the other core to give it
+ * up, and with the store buffer full of such stores the producer stalls a
+ * cross-core round trip every few lines.  Prefetches for writing run in
+ * parallel and take no store-buffer entry.  Free room only: no line the
+ * consumer may still be reading is pulled away from it.  A hint: nothing is
+ * read or written, so a corrupt index costs at most useless prefetches.
+ */
+static inline void shmq__spsc_prefetch_room(const struct shmq__spsc_prod *p, uint64_t span)
+{
+	const uint64_t line = SHMQ__CACHELINE;
+	uint64_t tail = p->tail, used = tail - p->head_cache, end, limit;
+
+	if (used >= p->cap)
+		return;
+	if (span > SHMQ__SPSC_PREFETCH_MAX)
+		span = SHMQ__SPSC_PREFETCH_MAX;
+	/* whole lines of free room only: the one the head is in may still
+	 * hold the record the consumer reads */
+	limit = (p->head_cache + p->cap) & ~(line - 1);
+	if (limit <= tail)
+		return;
+	end = span < limit - tail ? tail + span : limit;
+	/* from the first line not yet written (a partly written one is ours) */
+	for (uint64_t a = (tail + line - 1) & ~(line - 1); a < end; a += line)
+		__builtin_prefetch(p->data + (a & p->mask), 1);
+}
+
 /* Copy up to n records in and publish them with one store.  Returns how many
  * were sent (stops at the first that does not fit now), or a negative errno
  * when none was: -EAGAIN, -EMSGSIZE (v[0] is too large), -EBADMSG.
@@ -383,7 +417,7 @@ static inline ssize_t shmq__spsc_send_bulk(struct shmq__spsc_prod *p, const stru
 {
 	uint8_t *data = p->data;
 	uint64_t cap = p->cap, mask = p->mask, max = p->max_msg;
-	uint64_t tail = p->tail, used = tail - p->head_cache;
+	uint64_t tail = p->tail, start = tail, used = tail - p->head_cache;
 	uint64_t room = used <= cap ? cap - used : 0; /* else reserve says -EBADMSG */
 	size_t i;
 	int rc = 0;
@@ -413,6 +447,7 @@ static inline ssize_t shmq__spsc_send_bulk(struct shmq__spsc_prod *p, const stru
 	p->tail = tail;
 	if (i == 0)
 		return rc;
+	shmq__spsc_prefetch_room(p, tail - start);
 	shmq__spsc_prod_publish(p);
 	return (ssize_t)i;
 }
