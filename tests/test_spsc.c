@@ -238,6 +238,86 @@ static void test_bulk(void **state)
 	ring_free(&t);
 }
 
+/* Receive k records of 64 bytes with one bulk call and check them as
+ * numbers first, first + 1, ... */
+static void bulk_expect(struct ring *t, size_t k, uint64_t first)
+{
+	uint8_t dst[32 * 64];
+	size_t lens[32];
+
+	assert_true(k <= 32);
+	assert_int_equal(shmq__spsc_recv_bulk(&t->c, dst, sizeof(dst), lens, 32), (ssize_t)k);
+	for (size_t i = 0; i < k; i++) {
+		assert_int_equal(lens[i], 64);
+		assert_int_equal(check(dst + i * 64, 64, first + i), 0);
+	}
+}
+
+/* A bulk call whose batch meets a pad, a stale cache of the other index, a
+ * record too large or a corrupt length part way through: the records before
+ * it go (and are right), the rest is handled as the one-record calls do. */
+static void test_bulk_mid_batch(void **state)
+{
+	struct ring t;
+	uint8_t src[32][64];
+	struct iovec v[32];
+	uint32_t *hdr;
+
+	(void)state;
+	for (int i = 0; i < 32; i++) {
+		v[i].iov_base = src[i];
+		v[i].iov_len = 64;
+	}
+	ring_new(&t, 1024); /* 14 records of 72 bytes, 16 spare */
+	/* 14 fit by the attach-time head; the 15th does not */
+	for (int i = 0; i < 32; i++)
+		fill(src[i], 64, (uint64_t)i);
+	assert_int_equal(shmq__spsc_send_bulk(&t.p, v, 32), 14);
+	assert_int_equal(t.p.tail, 14 * 72);
+	bulk_expect(&t, 14, 0);
+	/* the producer's cached head is stale (0): the first record needs a
+	 * pad and a refresh, the other 9 go on in the same call */
+	for (int i = 0; i < 10; i++)
+		fill(src[i], 64, (uint64_t)(100 + i));
+	assert_int_equal(shmq__spsc_send_bulk(&t.p, v, 10), 10);
+	assert_int_equal(t.p.head_cache, 14 * 72);
+	assert_int_equal(t.p.tail, 1024 + 10 * 72);
+	/* the consumer reads across the pad in one call */
+	bulk_expect(&t, 10, 100);
+	/* a pad in the middle of a batch: 4 fit before the end (at 720 ..
+	 * 936), the 5th does not (1008 + 72 > 1024), the rest follow from 0 */
+	for (int i = 0; i < 6; i++)
+		fill(src[i], 64, (uint64_t)(200 + i));
+	assert_int_equal(shmq__spsc_send_bulk(&t.p, v, 6), 6);
+	assert_int_equal(t.p.tail & t.p.mask, 2 * 72);
+	bulk_expect(&t, 6, 200);
+	/* the consumer's cache of the tail covers part of a batch */
+	for (int i = 0; i < 4; i++)
+		fill(src[i], 64, (uint64_t)(300 + i));
+	assert_int_equal(shmq__spsc_send_bulk(&t.p, v, 2), 2);
+	assert_int_equal(shmq__spsc_recv(&t.c, src[31], 64), 64); /* caches tail: 2 */
+	assert_int_equal(check(src[31], 64, 300), 0);
+	assert_int_equal(shmq__spsc_send_bulk(&t.p, v + 2, 2), 2);
+	bulk_expect(&t, 3, 301); /* 1 from the cache, 2 after a refresh */
+	/* a record too large stops the batch where it is */
+	for (int i = 0; i < 4; i++)
+		fill(src[i], 64, (uint64_t)(400 + i));
+	v[2].iov_len = t.p.max_msg + 1;
+	assert_int_equal(shmq__spsc_send_bulk(&t.p, v, 4), 2);
+	assert_int_equal(shmq__spsc_send_bulk(&t.p, v + 2, 2), -EMSGSIZE);
+	v[2].iov_len = 64;
+	bulk_expect(&t, 2, 400);
+	/* a corrupt length in the middle: the records before it, then -EBADMSG */
+	for (int i = 0; i < 4; i++)
+		fill(src[i], 64, (uint64_t)(500 + i));
+	assert_int_equal(shmq__spsc_send_bulk(&t.p, v, 4), 4);
+	hdr = (uint32_t *)(t.c.data + ((t.c.head + 2 * 72) & t.c.mask));
+	*hdr = 1000; /* longer than what was published */
+	bulk_expect(&t, 2, 500);
+	assert_int_equal(shmq__spsc_recv_bulk(&t.c, src[31], 64, (size_t[1]){ 0 }, 1), -EBADMSG);
+	ring_free(&t);
+}
+
 /* ---- corruption ---- */
 
 static void expect_consumer_bad(struct ring *t)
@@ -491,6 +571,7 @@ int main(void)
 		cmocka_unit_test(test_largest_fits_anywhere),
 		cmocka_unit_test(test_zero_copy),
 		cmocka_unit_test(test_bulk),
+		cmocka_unit_test(test_bulk_mid_batch),
 		cmocka_unit_test(test_corrupt_tail),
 		cmocka_unit_test(test_corrupt_head),
 		cmocka_unit_test(test_corrupt_lengths),

@@ -369,26 +369,85 @@ static inline int shmq__spsc_send(struct shmq__spsc_prod *p, const void *msg, si
 	return 0;
 }
 
+/* Bytes of free room a bulk send asks for ahead of the next call. */
+#define SHMQ__SPSC_PREFETCH_MAX 4096u
+
+/*
+ * Ask for ownership of the next span bytes of free room (at most
+ * SHMQ__SPSC_PREFETCH_MAX, and no further than the cached head allows)
+ * before they are written.  The consumer read those lines a lap ago and
+ * still holds them: each store to one waits for the other core to give it
+ * up, and with the store buffer full of such stores the producer stalls a
+ * cross-core round trip every few lines.  Prefetches for writing run in
+ * parallel and take no store-buffer entry.  Free room only: no line the
+ * consumer may still be reading is pulled away from it.  A hint: nothing is
+ * read or written, so a corrupt index costs at most useless prefetches.
+ */
+static inline void shmq__spsc_prefetch_room(const struct shmq__spsc_prod *p, uint64_t span)
+{
+	const uint64_t line = SHMQ__CACHELINE;
+	uint64_t tail = p->tail, used = tail - p->head_cache, end, limit;
+
+	if (used >= p->cap)
+		return;
+	if (span > SHMQ__SPSC_PREFETCH_MAX)
+		span = SHMQ__SPSC_PREFETCH_MAX;
+	/* whole lines of free room only: the one the head is in may still
+	 * hold the record the consumer reads */
+	limit = (p->head_cache + p->cap) & ~(line - 1);
+	if (limit <= tail)
+		return;
+	end = span < limit - tail ? tail + span : limit;
+	/* from the first line not yet written (a partly written one is ours) */
+	for (uint64_t a = (tail + line - 1) & ~(line - 1); a < end; a += line)
+		__builtin_prefetch(p->data + (a & p->mask), 1);
+}
+
 /* Copy up to n records in and publish them with one store.  Returns how many
  * were sent (stops at the first that does not fit now), or a negative errno
- * when none was: -EAGAIN, -EMSGSIZE (v[0] is too large), -EBADMSG. */
+ * when none was: -EAGAIN, -EMSGSIZE (v[0] is too large), -EBADMSG.
+ *
+ * The loop keeps the working tail and the room the cached head leaves in
+ * registers: written through the view, the record copies (char stores that
+ * may alias it) would make the compiler store and reload them per record.
+ * A record that needs a pad, more room than the cache shows, or is too large
+ * goes through shmq__spsc_reserve, which handles all three. */
 static inline ssize_t shmq__spsc_send_bulk(struct shmq__spsc_prod *p, const struct iovec *v,
 					   size_t n)
 {
+	uint8_t *data = p->data;
+	uint64_t cap = p->cap, mask = p->mask, max = p->max_msg;
+	uint64_t tail = p->tail, start = tail, used = tail - p->head_cache;
+	uint64_t room = used <= cap ? cap - used : 0; /* else reserve says -EBADMSG */
 	size_t i;
 	int rc = 0;
 
 	for (i = 0; i < n; i++) {
+		size_t len = v[i].iov_len;
+		uint64_t rec = SHMQ__SPSC_REC(len), off = tail & mask;
 		void *buf;
 
-		rc = shmq__spsc_reserve(p, v[i].iov_len, &buf);
+		if (SHMQ__LIKELY((len <= max) & (rec <= cap - off) & (rec <= room))) {
+			/* relaxed: published by the release store of tail in prod_publish */
+			shmq__store_relaxed((uint32_t *)(data + off), (uint32_t)len);
+			shmq__copy(data + off + SHMQ__SPSC_HDR, v[i].iov_base, len);
+			tail += rec;
+			room -= rec;
+			continue;
+		}
+		p->tail = tail;
+		rc = shmq__spsc_reserve(p, len, &buf);
 		if (SHMQ__UNLIKELY(rc))
 			break;
-		shmq__copy(buf, v[i].iov_base, v[i].iov_len);
-		shmq__spsc_commit(p, v[i].iov_len);
+		shmq__copy(buf, v[i].iov_base, len);
+		shmq__spsc_commit(p, len);
+		tail = p->tail;
+		room = cap - (tail - p->head_cache); /* reserve checked it: <= cap */
 	}
+	p->tail = tail;
 	if (i == 0)
 		return rc;
+	shmq__spsc_prefetch_room(p, tail - start);
 	shmq__spsc_prod_publish(p);
 	return (ssize_t)i;
 }
@@ -492,19 +551,48 @@ static inline ssize_t shmq__spsc_recv(struct shmq__spsc_cons *c, void *buf, size
 /* Copy up to n records out, packed back to back into buf (cap bytes), their
  * lengths in lens[], and publish once.  Returns how many (stops at the first
  * that does not fit in what is left of buf, which stays queued), or a
- * negative errno when none was: -EAGAIN, -EMSGSIZE, -EBADMSG. */
+ * negative errno when none was: -EAGAIN, -EMSGSIZE, -EBADMSG.
+ *
+ * As in send_bulk, the working head and the bytes the cached tail covers
+ * stay in registers; a record the fast checks (those of shmq__spsc_peek)
+ * refuse, a pad, or an exhausted cache goes through shmq__spsc_peek. */
 static inline ssize_t shmq__spsc_recv_bulk(struct shmq__spsc_cons *c, void *buf, size_t cap,
 					   size_t *lens, size_t n)
 {
+	const uint8_t *data = c->data;
 	uint8_t *dst = buf;
+	uint64_t rcap = c->cap, mask = c->mask, max = c->max_msg;
+	uint64_t head = c->head, avail = c->tail_cache - head;
 	size_t i, used = 0;
 	int rc = 0;
 
+	if (avail > rcap) /* a stale cache (or corruption): peek decides */
+		avail = 0;
 	for (i = 0; i < n; i++) {
+		uint64_t off = head & mask, rec;
 		const void *msg;
 		size_t len;
+		uint32_t hl;
 
+		if (SHMQ__LIKELY(avail != 0)) {
+			/* relaxed, read once: covered by the load_acquire of tail
+			 * that filled tail_cache; checked before any use */
+			hl = shmq__load_relaxed((const uint32_t *)(data + off));
+			rec = SHMQ__SPSC_REC(hl);
+			if (SHMQ__LIKELY((hl <= max) & (rec <= avail) & (rec <= rcap - off) &
+					 (hl <= cap - used))) {
+				shmq__copy(dst + used, data + off + SHMQ__SPSC_HDR, hl);
+				used += hl;
+				lens[i] = hl;
+				head += rec;
+				avail -= rec;
+				continue;
+			}
+		}
+		c->head = head;
+		c->peeked = 0;
 		rc = shmq__spsc_peek(c, &msg, &len);
+		head = c->head; /* peek may have skipped a pad */
 		if (SHMQ__UNLIKELY(rc))
 			break;
 		if (SHMQ__UNLIKELY(len > cap - used)) {
@@ -515,7 +603,11 @@ static inline ssize_t shmq__spsc_recv_bulk(struct shmq__spsc_cons *c, void *buf,
 		used += len;
 		lens[i] = len;
 		shmq__spsc_consume_nopub(c);
+		head = c->head;
+		avail = c->tail_cache - head; /* peek checked it: <= cap */
 	}
+	c->head = head;
+	c->peeked = 0;
 	if (i == 0)
 		return rc;
 	shmq__spsc_cons_publish(c);
