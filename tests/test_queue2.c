@@ -7,8 +7,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -293,6 +295,62 @@ static void test_abort_wakes(void **state)
 	assert_int_equal(pos, 0);
 	assert_int_equal(tu_wait_child(pid), 0);
 	assert_int_equal(shmq_queue_get_commit(q, 0), 0);
+	shmq_queue_close(q);
+}
+
+/* sched_yield calls of this process: libshmq, linked in statically,
+ * reaches this definition (the executable's comes first). */
+static unsigned long yields;
+
+int sched_yield(void)
+{
+	__atomic_add_fetch(&yields, 1, __ATOMIC_RELAXED); /* relaxed: a count read alone */
+	return (int)syscall(SYS_sched_yield);
+}
+
+static unsigned long yields_now(void)
+{
+	return __atomic_load_n(&yields, __ATOMIC_RELAXED); /* relaxed: as above */
+}
+
+/* The bridge's begin (shmq__queue_get_begin_idle) sleeps at once on an
+ * empty queue: no spin phase, so no sched_yield, where the public begin
+ * spins first; it still wakes for a put, and times out. */
+static void test_begin_idle(void **state)
+{
+	struct tu_region *f = *state;
+	const void *msg;
+	uint64_t pos;
+	unsigned long y0;
+	shmq_queue *q;
+	pid_t pid;
+
+	assert_int_equal(shmq_queue_create(f->r, "b.idle", &(struct shmq_queue_opts){ 4, 16, 0 }, &q), 0);
+	assert_int_equal(shmq__queue_get_begin_idle(NULL, &msg, &pos, 0), -EINVAL);
+	/* the counter works: the public begin spins (and yields) first */
+	y0 = yields_now();
+	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, 20 * 1000 * 1000), -ETIMEDOUT);
+	assert_true(yields_now() > y0);
+	y0 = yields_now();
+	assert_int_equal(shmq__queue_get_begin_idle(q, &msg, &pos, 20 * 1000 * 1000), -ETIMEDOUT);
+	assert_int_equal(yields_now(), y0);
+	assert_int_equal(shmq__queue_get_begin_idle(q, &msg, &pos, SHMQ_NOWAIT), -EAGAIN);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *cr = tu_child_region(f->name);
+		shmq_queue *cq;
+
+		tu_sleep_ns(20 * 1000 * 1000);
+		_exit(shmq_queue_open(cr, "b.idle", &cq) || shmq_queue_put(cq, "m7", 2, SHMQ_NOWAIT));
+	}
+	y0 = yields_now();
+	assert_int_equal(shmq__queue_get_begin_idle(q, &msg, &pos, 5000000000), 2);
+	assert_int_equal(yields_now(), y0);
+	assert_memory_equal(msg, "m7", 2);
+	assert_int_equal(pos, 0);
+	assert_int_equal(tu_wait_child(pid), 0);
+	assert_int_equal(shmq_queue_get_commit(q, pos), 0);
 	shmq_queue_close(q);
 }
 
@@ -672,6 +730,7 @@ int main(void)
 		cmocka_unit_test(test_positions_unique),
 		cmocka_unit_test(test_window_abort_order),
 		cmocka_unit_test(test_abort_wakes),
+		cmocka_unit_test(test_begin_idle),
 		cmocka_unit_test(test_dead_holder),
 		cmocka_unit_test(test_dead_holder_blocks_put),
 		cmocka_unit_test(test_dead_holder_drained),

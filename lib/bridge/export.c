@@ -38,6 +38,12 @@ SHMQ_API int shmq__bridge_queue_put_fate(shmq_queue *q, uint64_t pos)
 	return shmq__queue_put_fate(q, pos);
 }
 
+SHMQ_API ssize_t shmq__bridge_queue_get_begin_idle(shmq_queue *q, const void **msg,
+						   uint64_t *pos, int64_t timeout_ns)
+{
+	return shmq__queue_get_begin_idle(q, msg, pos, timeout_ns);
+}
+
 /*
  * A bridge's checkpoint (bridge/bridge_int.h) is a blob of the region: the
  * blob describer (core/introspect.c) hands every blob here, and one that

@@ -22,4 +22,8 @@ SHMQ_API int shmq__bridge_queue_put_noted(shmq_queue *q, const void *msg, size_t
 /* shmq__queue_put_fate (chan/queue_int.h): was a noted put published? */
 SHMQ_API int shmq__bridge_queue_put_fate(shmq_queue *q, uint64_t pos);
 
+/* shmq__queue_get_begin_idle (chan/queue_int.h): a begin with no spin. */
+SHMQ_API ssize_t shmq__bridge_queue_get_begin_idle(shmq_queue *q, const void **msg,
+						   uint64_t *pos, int64_t timeout_ns);
+
 #endif /* SHMQ__BRIDGE_EXPORT_INT_H */

@@ -627,6 +627,7 @@ struct attempt {
 	ssize_t (*fn)(shmq_queue *q, void *arg, struct shmq__mpmc_block *blk);
 	void *arg;
 	enum dir dir;
+	bool no_spin; /* sleep at once (shmq__queue_get_begin_idle) */
 };
 
 static ssize_t spin_phase(shmq_queue *q, const struct attempt *a, struct shmq__mpmc_block *blk,
@@ -677,7 +678,7 @@ static ssize_t wait_loop(shmq_queue *q, const struct attempt *a, int64_t timeout
 	if (src < 0)
 		return src;
 	deadline = shmq__deadline(timeout_ns);
-	rc = spin_phase(q, a, blk, &seen, deadline);
+	rc = a->no_spin ? -EAGAIN : spin_phase(q, a, blk, &seen, deadline);
 	while (rc == -EAGAIN) {
 		src = sleep_once(&q->ring, a->dir, deadline);
 		if (src == -EINTR) {
@@ -738,7 +739,7 @@ static int put_large(shmq_queue *q, const void *msg, size_t len, int64_t timeout
 {
 	struct shmq__mpmc_block blk;
 	struct large_put_args p = { msg, len, timeout_ns, 0, note, note_arg };
-	struct attempt a = { large_put_attempt, &p, DIR_PUT };
+	struct attempt a = { large_put_attempt, &p, DIR_PUT, false };
 	ssize_t rc = large_put_attempt(q, &p, &blk);
 
 	if (rc == -EAGAIN)
@@ -754,7 +755,7 @@ SHMQ__COLD static int put_slow(shmq_queue *q, const void *msg, size_t len, int64
 			       struct shmq__mpmc_block *blk, int rc)
 {
 	struct put_args p = { msg, len };
-	struct attempt a = { put_attempt, &p, DIR_PUT };
+	struct attempt a = { put_attempt, &p, DIR_PUT, false };
 
 	if (rc == -EMSGSIZE && len <= SHMQ__QUEUE_LARGE_MAX)
 		return put_large(q, msg, len, timeout_ns, NULL, NULL);
@@ -811,7 +812,7 @@ int shmq__queue_put_noted(shmq_queue *q, const void *msg, size_t len, int64_t ti
 {
 	struct shmq__mpmc_block blk;
 	struct put_note_args p = { msg, len, note, arg };
-	struct attempt a = { put_note_attempt, &p, DIR_PUT };
+	struct attempt a = { put_note_attempt, &p, DIR_PUT, false };
 	ssize_t rc;
 
 	if (!q || (!msg && len) || !note)
@@ -878,7 +879,7 @@ SHMQ__COLD static ssize_t get_slow(shmq_queue *q, void *buf, size_t cap, int64_t
 				   struct shmq__mpmc_block *blk, ssize_t rc)
 {
 	struct get_args g = { buf, cap };
-	struct attempt a = { get_attempt, &g, DIR_GET };
+	struct attempt a = { get_attempt, &g, DIR_GET, false };
 
 	if (rc == -E2BIG)
 		rc = large_get(q, buf, cap, NULL, blk);
@@ -913,7 +914,7 @@ SHMQ__COLD static ssize_t get_joinable(shmq_queue *q, void *buf, size_t cap, int
 {
 	struct shmq__mpmc_block blk;
 	struct get_args g = { buf, cap };
-	struct attempt a = { get_join_attempt, &g, DIR_GET };
+	struct attempt a = { get_join_attempt, &g, DIR_GET, false };
 	ssize_t rc = get_join_attempt(q, &g, &blk);
 
 	if (rc == -EAGAIN)
@@ -976,7 +977,7 @@ static ssize_t alloc_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *
 ssize_t shmq_queue_get_alloc(shmq_queue *q, void **msg, int64_t timeout_ns)
 {
 	struct alloc_args g = { NULL, 0, 0 };
-	struct attempt a = { alloc_attempt, &g, DIR_GET };
+	struct attempt a = { alloc_attempt, &g, DIR_GET, false };
 	int64_t deadline;
 
 	if (!q || !msg)
@@ -1058,9 +1059,9 @@ static inline int begin_audit(shmq_queue *q)
 /* The slow part of a begin, out of the fast path: rc is what the first
  * claim said; -EAGAIN waits.  0 with b filled, or the error. */
 SHMQ__COLD static int begin_slow(shmq_queue *q, struct begin_args *b, int64_t timeout_ns,
-				 struct shmq__mpmc_block *blk, int rc)
+				 struct shmq__mpmc_block *blk, int rc, bool no_spin)
 {
-	struct attempt a = { begin_attempt, b, DIR_GET };
+	struct attempt a = { begin_attempt, b, DIR_GET, no_spin };
 	ssize_t n;
 
 	if (rc != -EAGAIN)
@@ -1080,7 +1081,8 @@ SHMQ__COLD static ssize_t begin_large(shmq_queue *q, uint64_t pos, const void **
 	return rc;
 }
 
-ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int64_t timeout_ns)
+static ssize_t get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int64_t timeout_ns,
+			 bool no_spin)
 {
 	struct shmq__mpmc_block blk;
 	struct begin_args b;
@@ -1096,7 +1098,7 @@ ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int
 		return crc;
 	crc = shmq__mpmc_hold_claim(&q->ring, &b.pos, &b.len, &blk);
 	if (SHMQ__UNLIKELY(crc))
-		crc = begin_slow(q, &b, timeout_ns, &blk, crc);
+		crc = begin_slow(q, &b, timeout_ns, &blk, crc, no_spin);
 	if (SHMQ__UNLIKELY(crc))
 		return crc;
 	rc = (ssize_t)b.len;
@@ -1114,6 +1116,17 @@ ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int
 	/* relaxed: as in shmq_queue_get */
 	shmq__store_relaxed(&q->taken, shmq__load_relaxed(&q->taken) + 1);
 	return rc;
+}
+
+ssize_t shmq_queue_get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int64_t timeout_ns)
+{
+	return get_begin(q, msg, pos, timeout_ns, false);
+}
+
+ssize_t shmq__queue_get_begin_idle(shmq_queue *q, const void **msg, uint64_t *pos,
+				   int64_t timeout_ns)
+{
+	return get_begin(q, msg, pos, timeout_ns, true);
 }
 
 /* Free a held slot: a small one in the ring alone, in one call; a large
@@ -1243,7 +1256,7 @@ ssize_t shmq_queue_put_bulk(shmq_queue *q, const struct iovec *msgs, size_t n,
 {
 	struct shmq__mpmc_block blk;
 	struct bulk_put_args b = { msgs, n };
-	struct attempt a = { put_bulk_attempt, &b, DIR_PUT };
+	struct attempt a = { put_bulk_attempt, &b, DIR_PUT, false };
 	ssize_t rc;
 
 	if (!q || (!msgs && n) || n > SSIZE_MAX)
@@ -1317,7 +1330,7 @@ ssize_t shmq_queue_get_bulk(shmq_queue *q, const struct iovec *bufs, size_t *len
 {
 	struct shmq__mpmc_block blk;
 	struct bulk_get_args b = { bufs, lens, n };
-	struct attempt a = { get_bulk_attempt, &b, DIR_GET };
+	struct attempt a = { get_bulk_attempt, &b, DIR_GET, false };
 	ssize_t rc;
 
 	if (!q || ((!bufs || !lens) && n) || n > SSIZE_MAX)

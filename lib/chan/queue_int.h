@@ -59,6 +59,13 @@ int shmq__queue_put_noted(shmq_queue *q, const void *msg, size_t len, int64_t ti
  * -EBADF as any call.  For libshmq-bridge (exactly-once IN). */
 int shmq__queue_put_fate(shmq_queue *q, uint64_t pos);
 
+/* shmq_queue_get_begin that sleeps at once when the queue is empty, with no
+ * spin phase: for a mover in the background (libshmq-bridge's OUT side),
+ * whose spinning would take the CPU from the producers, the server and the
+ * consumers it serves. */
+ssize_t shmq__queue_get_begin_idle(shmq_queue *q, const void **msg, uint64_t *pos,
+				   int64_t timeout_ns);
+
 /*
  * Joinable queues (SHMQ_QUEUE_JOINABLE, chan/queue_join.c).  The queue's
  * object is the ring (ring/mpmc_int.h) followed by this join table; the
