@@ -327,10 +327,12 @@ static void test_begin_idle(void **state)
 
 	assert_int_equal(shmq_queue_create(f->r, "b.idle", &(struct shmq_queue_opts){ 4, 16, 0 }, &q), 0);
 	assert_int_equal(shmq__queue_get_begin_idle(NULL, &msg, &pos, 0), -EINVAL);
-	/* the counter works: the public begin spins (and yields) first */
+	/* the counter works: the public begin spins (and yields) first,
+	 * unless SHMQ_SPIN set a budget of its own */
 	y0 = yields_now();
 	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, 20 * 1000 * 1000), -ETIMEDOUT);
-	assert_true(yields_now() > y0);
+	if (!getenv("SHMQ_SPIN"))
+		assert_true(yields_now() > y0);
 	y0 = yields_now();
 	assert_int_equal(shmq__queue_get_begin_idle(q, &msg, &pos, 20 * 1000 * 1000), -ETIMEDOUT);
 	assert_int_equal(yields_now(), y0);
