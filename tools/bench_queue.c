@@ -468,6 +468,18 @@ static int64_t qb_queue_gap(const struct qb_run *run, int64_t t, int64_t t_prev)
 	return t - latest;
 }
 
+/* A consumer's clock read at t, its previous at t_prev: the gap between
+ * them and the queue-wide gap, each kept if the largest so far. */
+static void qb_note_gap(const struct qb_run *run, struct qb_worker *w, int64_t t, int64_t t_prev)
+{
+	int64_t qgap = qb_queue_gap(run, t, t_prev);
+
+	if (t - t_prev > w->max_gap)
+		w->max_gap = t - t_prev;
+	if (qgap > w->max_qgap)
+		w->max_qgap = qgap;
+}
+
 static int qb_consumer(struct qb_run *run, unsigned id)
 {
 	uint64_t buf[QB_MAXMSG / 8];
@@ -503,14 +515,8 @@ static int qb_consumer(struct qb_run *run, unsigned id)
 			w->occ_sum += qb_len(&e);
 			w->occ_n++;
 			/* relaxed: only stalls while producers run count */
-			if (!shmq__load_relaxed(&run->sh->stop)) {
-				int64_t qgap = qb_queue_gap(run, t, t_prev);
-
-				if (t - t_prev > w->max_gap)
-					w->max_gap = t - t_prev;
-				if (qgap > w->max_qgap)
-					w->max_qgap = qgap;
-			}
+			if (!shmq__load_relaxed(&run->sh->stop))
+				qb_note_gap(run, w, t, t_prev);
 			shmq__store_relaxed(&w->mark, t); /* relaxed: read by qb_queue_gap */
 			t_prev = t;
 		}
@@ -519,14 +525,8 @@ static int qb_consumer(struct qb_run *run, unsigned id)
 	 * that took fewer than QB_STALL_EVERY messages in it, or none in the
 	 * whole run, waited all of it (before, such a run reported no stall).
 	 * acquire: pairs with the seq_cst store of stop in qb_start (t_stop) */
-	if (shmq__load_acquire(&run->sh->stop) && run->sh->t_stop > t_prev) {
-		int64_t qgap = qb_queue_gap(run, run->sh->t_stop, t_prev);
-
-		if (run->sh->t_stop - t_prev > w->max_gap)
-			w->max_gap = run->sh->t_stop - t_prev;
-		if (qgap > w->max_qgap)
-			w->max_qgap = qgap;
-	}
+	if (shmq__load_acquire(&run->sh->stop) && run->sh->t_stop > t_prev)
+		qb_note_gap(run, w, run->sh->t_stop, t_prev);
 	w->t_end = bench_now_ns();
 	w->count = count;
 	return 0;
@@ -714,6 +714,21 @@ static int qb_report_pair(struct bench *b, const char *series, size_t size, doub
 				  true);
 }
 
+/* One kind of stall ("" per consumer, "queue-wide "), busy beside ck_ring
+ * when it ran (ck < 0: it did not), and blocking. */
+static int qb_report_stall(struct bench *b, const char *kind, unsigned n, double busy,
+			   double block, double ck)
+{
+	char series[96];
+	int rc;
+
+	snprintf(series, sizeof(series), "queue max stall %sbusy %up%uc 64B", kind, n, n);
+	rc = ck >= 0 ? bench_report(b, series, "ms", busy, "ck_ring MPMC", ck, false)
+		     : bench_report(b, series, "ms", busy, NULL, 0, false);
+	snprintf(series, sizeof(series), "queue max stall %sblocking %up%uc 64B", kind, n, n);
+	return rc ? rc : bench_report(b, series, "ms", block, NULL, 0, false);
+}
+
 static int qb_report(struct bench *b, unsigned n, size_t size, const struct qb_result *r)
 {
 	char series[96];
@@ -728,22 +743,12 @@ static int qb_report(struct bench *b, unsigned n, size_t size, const struct qb_r
 				      QK_SEQPACKET);
 	if (rc || size != 64)
 		return rc;
-	snprintf(series, sizeof(series), "queue max stall busy %up%uc 64B", n, n);
-	rc = r[QK_CK].stall_ms >= 0
-		     ? bench_report(b, series, "ms", r[QK_BUSY].stall_ms, "ck_ring MPMC",
-				    r[QK_CK].stall_ms, false)
-		     : bench_report(b, series, "ms", r[QK_BUSY].stall_ms, NULL, 0, false);
-	snprintf(series, sizeof(series), "queue max stall blocking %up%uc 64B", n, n);
-	rc = rc ? rc : bench_report(b, series, "ms", r[QK_BLOCK].stall_ms, NULL, 0, false);
+	rc = qb_report_stall(b, "", n, r[QK_BUSY].stall_ms, r[QK_BLOCK].stall_ms,
+			     r[QK_CK].stall_ms);
 	if (rc || n == 1) /* one consumer: the same figure */
 		return rc;
-	snprintf(series, sizeof(series), "queue max stall queue-wide busy %up%uc 64B", n, n);
-	rc = r[QK_CK].qstall_ms >= 0
-		     ? bench_report(b, series, "ms", r[QK_BUSY].qstall_ms, "ck_ring MPMC",
-				    r[QK_CK].qstall_ms, false)
-		     : bench_report(b, series, "ms", r[QK_BUSY].qstall_ms, NULL, 0, false);
-	snprintf(series, sizeof(series), "queue max stall queue-wide blocking %up%uc 64B", n, n);
-	return rc ? rc : bench_report(b, series, "ms", r[QK_BLOCK].qstall_ms, NULL, 0, false);
+	return qb_report_stall(b, "queue-wide ", n, r[QK_BUSY].qstall_ms, r[QK_BLOCK].qstall_ms,
+			       r[QK_CK].qstall_ms);
 }
 
 static int qb_report_scaling(struct bench *b, unsigned n, const struct qb_result *r,
