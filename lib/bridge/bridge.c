@@ -1125,12 +1125,11 @@ static int out_pump(shmq_bridge *b, uint64_t upto)
 			 * on the queue, so a message put now goes out at once,
 			 * and look at the answers between waits */
 			int64_t wait = !b->fly_n ? BRIDGE_FETCH_NS : idle ? BRIDGE_LOOK_NS : SHMQ_NOWAIT;
-			/* a wait sleeps at once: a spinning bridge takes the
-			 * CPU its producers, the server and the consumers need
-			 * (on 2 cores, about 100 us per idle wait) */
-			ssize_t len = wait == SHMQ_NOWAIT
-					      ? shmq_queue_get_begin(b->q, &msg, &pos, wait)
-					      : shmq__bridge_queue_get_begin_idle(b->q, &msg, &pos, wait);
+			/* a wait sleeps at once, without the 2000 tries and some
+			 * fifteen sched_yield calls of a begin's spin phase: a
+			 * spinning bridge takes the CPU its producers, the server
+			 * and the consumers need (SHMQ_NOWAIT: a plain begin) */
+			ssize_t len = shmq__bridge_queue_get_begin_idle(b->q, &msg, &pos, wait);
 			struct out_slot *e;
 
 			if (len == -EAGAIN || len == -ETIMEDOUT) {
@@ -1382,12 +1381,12 @@ SHMQ_API void shmq_bridge_free(shmq_bridge *b)
 {
 	if (!b)
 		return;
+#ifdef HAVE_SHMQ_QUEUE_2PC
+	dead_flush(b); /* OUT: the messages still waiting to be destroyed */
+#endif
 	/* closed first: natsConnection_Close joins the read loop, after
 	 * which nothing delivers to the subscriptions (ours, and the
 	 * JetStream context's for publish acks) that are destroyed next */
-#ifdef HAVE_SHMQ_QUEUE_2PC
-	dead_flush(b);
-#endif
 	if (b->nc)
 		natsConnection_Close(b->nc);
 	if (b->sub)
