@@ -38,6 +38,8 @@
  *  - wakes per 1000 messages (the pipe's own counters, as `shmq stat` shows
  *    them): blocking calls streaming, and a bursty producer (1000 sends,
  *    100 us pause) whose consumer sleeps between bursts.
+ *
+ *  `-- rt` runs only the round trips.
  */
 #include "config.h"
 
@@ -1200,6 +1202,15 @@ static int pb_wakes(struct pb_run *run)
 	return rc;
 }
 
+/* Was `what` given after `--`? */
+static bool pb_only(struct bench *b, const char *what)
+{
+	for (int i = 0; i < bench_argc(b); i++)
+		if (strcmp(bench_argv(b)[i], what) == 0)
+			return true;
+	return false;
+}
+
 int bench_pipe(struct bench *b)
 {
 	struct shmq_region_opts o = { .size = (size_t)64 << 20 };
@@ -1213,6 +1224,10 @@ int bench_pipe(struct bench *b)
 	run.pb->pinned = bench_pinned(b);
 	snprintf(run.pb->region, sizeof(run.pb->region), "/shmq-bench-pipe-%d", (int)getpid());
 	rc = shmq_region_create(run.pb->region, &o, &run.r);
+	if (!rc && pb_only(b, "rt")) { /* the round trips alone */
+		rc = pb_round_trips(&run);
+		goto out;
+	}
 	for (size_t i = 0; !rc && i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		rc = pb_tput_size(&run, sizes[i]);
 	if (!rc)
@@ -1223,6 +1238,7 @@ int bench_pipe(struct bench *b)
 		rc = pb_wakes(&run);
 	if (!rc)
 		rc = pb_sweep(&run);
+out:
 	if (run.r) {
 		shmq_region_close(run.r);
 		shmq_region_unlink(run.pb->region);
