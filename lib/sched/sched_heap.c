@@ -279,8 +279,10 @@ uint32_t shmq__heap_lookup(const struct shmq__heap *h, uint64_t handle)
  * overlap instead of queueing: the parent and the children of pos (the
  * entry that fills the hole moves up or down from there), the hole itself
  * and the heap position of the filling entry, which are rewritten.
+ * Always inlined: GCC takes a function that only loads and prefetches for
+ * pure, and drops the call (and the prefetches with it) as having no effect.
  */
-static inline void heap_prefetch_remove(const struct shmq__heap *h, uint32_t pos)
+static SHMQ__ALWAYS_INLINE void heap_prefetch_remove(const struct shmq__heap *h, uint32_t pos)
 {
 	uint64_t child = (uint64_t)pos * SHMQ__HEAP_ARITY + 1;
 
