@@ -621,11 +621,10 @@ int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, int64_t timeout_ns
 	tx->tail = tail + rec;
 	if (SHMQ__UNLIKELY(shmq__spsc_prod_publish_weak(tx)))
 		return tx_wake(p);
-	/* ask now for the whole free lines the next record will fill: the
-	 * consumer read them a lap ago, and a send that finds them still
-	 * shared waits a cross-core trip before its tail can be seen (a
-	 * 64-byte message's record ends in the second line) */
-	shmq__spsc_prefetch_room(tx, 2 * SHMQ__CACHELINE);
+	/* ask now for the line the next record will end in: the consumer
+	 * read it a lap ago, and a send that finds it still shared waits a
+	 * cross-core trip before its tail can be seen */
+	shmq__spsc_prefetch_next(tx);
 	return 0;
 }
 

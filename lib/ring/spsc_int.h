@@ -383,7 +383,7 @@ static inline int shmq__spsc_send(struct shmq__spsc_prod *p, const void *msg, si
  * consumer may still be reading is pulled away from it.  A hint: nothing is
  * read or written, so a corrupt index costs at most useless prefetches.
  */
-static inline void shmq__spsc_prefetch_room(const struct shmq__spsc_prod *p, uint64_t span)
+static SHMQ__ALWAYS_INLINE void shmq__spsc_prefetch_room(const struct shmq__spsc_prod *p, uint64_t span)
 {
 	const uint64_t line = SHMQ__CACHELINE;
 	uint64_t tail = p->tail, used = tail - p->head_cache, end, limit;
@@ -401,6 +401,22 @@ static inline void shmq__spsc_prefetch_room(const struct shmq__spsc_prod *p, uin
 	/* from the first line not yet written (a partly written one is ours) */
 	for (uint64_t a = (tail + line - 1) & ~(line - 1); a < end; a += line)
 		__builtin_prefetch(p->data + (a & p->mask), 1);
+}
+
+/* The same after a single send, without the loop: the first two whole
+ * lines past the working tail (where the next small records end), when both
+ * are free room by the cached head.  A hint, as above.  Both helpers are
+ * always inlined: GCC takes a function that only loads and prefetches for
+ * pure and drops the call, prefetches and all (tests/check-prefetch.sh). */
+static SHMQ__ALWAYS_INLINE void shmq__spsc_prefetch_next(const struct shmq__spsc_prod *p)
+{
+	const uint64_t line = SHMQ__CACHELINE;
+	uint64_t a = (p->tail + line - 1) & ~(line - 1);
+
+	if (a + 2 * line - p->head_cache <= p->cap) {
+		__builtin_prefetch(p->data + (a & p->mask), 1);
+		__builtin_prefetch(p->data + ((a + line) & p->mask), 1);
+	}
 }
 
 /* Copy up to n records in and publish them with one store.  Returns how many
