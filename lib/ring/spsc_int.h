@@ -378,8 +378,10 @@ static inline int shmq__spsc_send(struct shmq__spsc_prod *p, const void *msg, si
  * before they are written.  The consumer read those lines a lap ago and
  * still holds them: each store to one waits for the other core to give it
  * up, and with the store buffer full of such stores the producer stalls a
- * cross-core round trip every few lines.  Prefetches for writing run in
- * parallel and take no store-buffer entry.  Free room only: no line the
+ * cross-core round trip every few lines.  Prefetches run in parallel and take
+ * no store-buffer entry (on x86-64 without PRFCHW the compiler emits a read
+ * prefetch: the line arrives shared and the store still upgrades it, but
+ * its data is there).  Free room only: no line the
  * consumer may still be reading is pulled away from it.  A hint: nothing is
  * read or written, so a corrupt index costs at most useless prefetches.
  */
