@@ -2,7 +2,8 @@
 /* Pools: map in order (copied and in place), async handles, uneven costs
  * balanced by stealing, fork-join fib through subtasks, task errors, a
  * worker SIGKILLed mid-map, terminate, close/join, nothing left behind, an
- * idle worker that stops spinning when work only comes now and then. */
+ * idle worker that stops spinning when work only comes now and then, a small
+ * job that runs without the arena. */
 #include "config.h"
 
 #include <errno.h>
@@ -1345,6 +1346,53 @@ static void test_idle_spin_adapts(void **state)
 	shmq_region_close(r);
 }
 
+/* ---- a job's inline block ---- */
+
+/* A job of one chunk whose copies fit its inline block (an apply_async of
+ * small arguments) takes no arena block (pool/pool_layout_int.h): it runs
+ * with an arena of one line, too small for any arena block, again and again;
+ * so does a map, whose batches come down to one element.  Jobs that need an
+ * arena block are still refused with -ENOSPC, and change nothing. */
+static void test_inline_job_no_arena(void **state)
+{
+	struct shmq_pool_opts o = { .workers = 1, .arena = SHMQ__CACHELINE };
+	shmq_region *r = region_new();
+	int64_t in[3] = { 1, 2, 3 }, out[3] = { 0 }, v, res;
+	uint8_t big[4 * SHMQ__CACHELINE] = { 5 }; /* more than an inline block */
+	shmq_async *a;
+	shmq_pool *p;
+
+	(void)state;
+	assert_int_equal(shmq_pool_create(r, &o, &p), 0);
+	for (v = 0; v < 8; v++) {
+		res = -1;
+		assert_int_equal(shmq_pool_apply_async(p, "triple", &v, sizeof(v), &res,
+						       sizeof(res), &a), 0);
+		assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
+		shmq_async_free(a);
+		assert_int_equal(res, 3 * v + 1);
+	}
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]), 3,
+				       10 * 1000000000ll), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(out[i], 3 * in[i] + 1);
+	/* two chunks; an input larger than the block: arena blocks */
+	res = -1;
+	assert_int_equal(shmq_pool_map_async(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]),
+					     2, &a), -ENOSPC);
+	assert_int_equal(shmq_pool_apply_async(p, "triple", big, sizeof(big), &res, sizeof(res),
+					       &a), -ENOSPC);
+	assert_int_equal(res, -1);
+	/* and the pool still works */
+	v = 9;
+	assert_int_equal(shmq_pool_apply_async(p, "triple", &v, sizeof(v), &res, sizeof(res), &a), 0);
+	assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
+	shmq_async_free(a);
+	assert_int_equal(res, 28);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1366,6 +1414,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_hostile_claim),
 		cmocka_unit_test(test_nodispatch_breaks_at_once),
 		cmocka_unit_test(test_idle_spin_adapts),
+		cmocka_unit_test(test_inline_job_no_arena),
 	};
 
 	char gate[96];
