@@ -2,7 +2,9 @@
 /* Pools: map in order (copied and in place), async handles, uneven costs
  * balanced by stealing, fork-join fib through subtasks, task errors, a
  * worker SIGKILLed mid-map, terminate, close/join, nothing left behind, an
- * idle worker that stops spinning when work only comes now and then. */
+ * idle worker that stops spinning when work only comes now and then, and
+ * looks for work once per idle period then; a small job runs without the
+ * arena. */
 #include "config.h"
 
 #include <errno.h>
@@ -1345,6 +1347,98 @@ static void test_idle_spin_adapts(void **state)
 	shmq_region_close(r);
 }
 
+/* Steal windows the workers of region r's pool opened so far: each look
+ * for work of a pool of 2 opens one (worker.c, Protocol STEAL_WINDOW), which
+ * adds 2 to the slot's steal_seq. */
+static uint64_t steal_windows(shmq_region *r, unsigned nworkers)
+{
+	struct pool_hdr *h = pool_hdr_of(r);
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < nworkers; i++)
+		n += __atomic_load_n(&h->slots[i].steal_seq, __ATOMIC_RELAXED) / 2;
+	return n;
+}
+
+/* Once the spin has shrunk to nothing, a worker's idle period makes one look
+ * for work before it sleeps (after registering as a sleeper) and one after
+ * its wake, not the IDLE_SPIN_PROBES looks of a bare spin: after the task of
+ * a round trip it goes to sleep at once, off the CPU its caller may wait
+ * for.  The futex wake of one alternates the two workers, so both shrink
+ * their spin in the first 20 tasks.  (A look more now and then: a worker
+ * held off its CPU for 3 ms finds the next task in its look and spins a
+ * microsecond next time; the bound leaves room for that.) */
+static void test_idle_looks_bounded(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 2, 0);
+	uint64_t w0, w1;
+
+	(void)state;
+	for (int i = 0; i < 20; i++) {
+		usleep(3000);
+		(void)worker_yields(p);
+	}
+	w0 = steal_windows(r, 2);
+	for (int i = 0; i < 20; i++) {
+		usleep(3000);
+		(void)worker_yields(p);
+	}
+	w1 = steal_windows(r, 2);
+	print_message("looks for work over 20 sparse tasks: %llu\n",
+		      (unsigned long long)(w1 - w0));
+	assert_true(w1 - w0 <= 20 * 10);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
+/* ---- a job's inline block ---- */
+
+/* A job of one chunk whose copies fit its inline block (an apply_async of
+ * small arguments) takes no arena block (pool/pool_layout_int.h): it runs
+ * with an arena of one line, too small for any arena block, again and again;
+ * so does a map, whose batches come down to one element.  Jobs that need an
+ * arena block are still refused with -ENOSPC, and change nothing. */
+static void test_inline_job_no_arena(void **state)
+{
+	struct shmq_pool_opts o = { .workers = 1, .arena = SHMQ__CACHELINE };
+	shmq_region *r = region_new();
+	int64_t in[3] = { 1, 2, 3 }, out[3] = { 0 }, v, res;
+	uint8_t big[4 * SHMQ__CACHELINE] = { 5 }; /* more than an inline block */
+	shmq_async *a;
+	shmq_pool *p;
+
+	(void)state;
+	assert_int_equal(shmq_pool_create(r, &o, &p), 0);
+	for (v = 0; v < 8; v++) {
+		res = -1;
+		assert_int_equal(shmq_pool_apply_async(p, "triple", &v, sizeof(v), &res,
+						       sizeof(res), &a), 0);
+		assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
+		shmq_async_free(a);
+		assert_int_equal(res, 3 * v + 1);
+	}
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]), 3,
+				       10 * 1000000000ll), 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(out[i], 3 * in[i] + 1);
+	/* two chunks; an input larger than the block: arena blocks */
+	res = -1;
+	assert_int_equal(shmq_pool_map_async(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]),
+					     2, &a), -ENOSPC);
+	assert_int_equal(shmq_pool_apply_async(p, "triple", big, sizeof(big), &res, sizeof(res),
+					       &a), -ENOSPC);
+	assert_int_equal(res, -1);
+	/* and the pool still works */
+	v = 9;
+	assert_int_equal(shmq_pool_apply_async(p, "triple", &v, sizeof(v), &res, sizeof(res), &a), 0);
+	assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
+	shmq_async_free(a);
+	assert_int_equal(res, 28);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1366,6 +1460,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_hostile_claim),
 		cmocka_unit_test(test_nodispatch_breaks_at_once),
 		cmocka_unit_test(test_idle_spin_adapts),
+		cmocka_unit_test(test_idle_looks_bounded),
+		cmocka_unit_test(test_inline_job_no_arena),
 	};
 
 	char gate[96];

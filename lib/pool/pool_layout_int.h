@@ -12,13 +12,15 @@
  *   struct pool_job[SHMQ_POOL_MAX_JOBS]
  *                       one per map / apply in flight: task, the element
  *                       arrays (offsets), chunk geometry, the chunk-state
- *                       array (offset), the injection word, counters
+ *                       array (offset), the injection word, counters; and
+ *                       the inline lines, where a job of one chunk and
+ *                       small copies keeps them (an apply_async)
  *   struct pool_slot[nworkers]
  *                       per worker: the area (deque + frames) of its current
  *                       generation, its owner id, its claim pin, statistics
- *   arena               element arrays and chunk states of jobs, handed out
- *                       by a private allocator of the creating process
- *                       (pool/extent_int.h)
+ *   arena               element arrays and chunk states of jobs that do not
+ *                       fit their inline lines, handed out by a private
+ *                       allocator of the creating process (pool/extent_int.h)
  *   worker areas        per worker generation: a Chase-Lev deque and a stack
  *                       of fork-join frames; a replacement worker gets
  *                       another area, so late writes of orphaned subtasks
@@ -135,7 +137,7 @@
 #include "ring/deque_int.h"
 
 #define POOL_MAGIC   0x4c4f4f50u /* "POOL" */
-#define POOL_VERSION 3u
+#define POOL_VERSION 4u
 
 #define POOL_DEQUE_CAP 4096u
 #define POOL_FRAMES    1024u
@@ -153,6 +155,9 @@
 #define JOB_RUNNING  0u
 #define JOB_DONE     1u
 #define JOB_CANCELED 2u
+
+#define POOL_INLINE    (2 * SHMQ__CACHELINE) /* a job's inline block (struct pool_job) */
+#define POOL_INLINE_IN 16u                    /* where its input copy starts */
 
 #define CHUNK_PENDING 0u
 #define CHUNK_DONE    UINT32_MAX
@@ -201,8 +206,17 @@ struct pool_job {
 	uint32_t chunk_seq;      /* bumped after a chunk is counted while chunk_sleepers */
 	uint32_t chunk_sleepers; /* an iterator waiting for the next chunk (imap) */
 	uint8_t pad2[SHMQ__CACHELINE - 40];
+	/* lines 4-5: the inline block, used instead of an arena block by a job
+	 * of one chunk whose copies fit (job_place): the chunk word at 0, the
+	 * input copy at POOL_INLINE_IN, the output copy after it (16-aligned).
+	 * Written by the creator while the job is not ACTIVE, then the chunk
+	 * word and the output by the claimer, as an arena block would be; the
+	 * offsets in lines 0-2 point here, so workers need not know.  One
+	 * apply_async then touches the job's lines and no arena page. */
+	uint8_t inl[POOL_INLINE];
 };
 SHMQ__LINE_ALIGNED_FIELD(struct pool_job, inject);
+SHMQ__LINE_ALIGNED_FIELD(struct pool_job, inl);
 _Static_assert(sizeof(struct pool_job) % SHMQ__CACHELINE == 0, "pool_job: whole lines");
 
 struct pool_slot {

@@ -74,54 +74,73 @@ static int job_slot_get(shmq_pool *p, unsigned *j)
 	return -EAGAIN;
 }
 
-/* Lay out the job's arena block: [in copy][out copy][chunk states]. */
+/* Does the job fit its inline block (struct pool_job): one chunk, no
+ * statuses, and the copies it needs within POOL_INLINE?  Then its chunk
+ * word and copies go there, and it takes no arena block. */
+static bool job_fits_inline(const struct submit *s, uint64_t nchunks, uint64_t in_copy,
+			    uint64_t out_copy)
+{
+	return nchunks == 1 && !s->statuses && in_copy <= POOL_INLINE && out_copy <= POOL_INLINE &&
+	       POOL_INLINE_IN + SHMQ__ALIGN_UP(in_copy, 16u) + out_copy <= POOL_INLINE;
+}
+
+/* Lay out the job's block, inline ([chunk word][in copy][out copy]) or in
+ * the arena ([in copy][out copy][chunk states][statuses]). */
 static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t nchunks,
 		     struct shmq_async *a)
 {
 	struct pool_job *job = pool_job(p, j);
 	struct job_priv *jp = &p->jobs[j];
 	uint64_t in_b = (uint64_t)s->n * s->in_size, out_b = (uint64_t)s->n * s->out_size;
-	uint64_t in_off = 0, out_off = 0, need = 0, base;
+	uint64_t in_off = 0, out_off = 0, need = 0, base, chunks, align = 16;
 	bool in_inplace = in_b == 0 || in_region(p->r, s->in, in_b, &in_off);
 	bool out_inplace = out_b == 0 || in_region(p->r, s->out, out_b, &out_off);
 	int rc;
 
-	if (!in_inplace)
-		need += SHMQ__ALIGN_UP(in_b, (uint64_t)SHMQ__CACHELINE);
-	if (!out_inplace)
-		need += SHMQ__ALIGN_UP(out_b, (uint64_t)SHMQ__CACHELINE);
-	need += SHMQ__ALIGN_UP(nchunks * 4, (uint64_t)SHMQ__CACHELINE);
-	if (s->statuses)
-		need += SHMQ__ALIGN_UP((uint64_t)s->n * 4, (uint64_t)SHMQ__CACHELINE);
-	rc = shmq__extent_alloc(&p->arena, need, &base);
-	if (rc)
-		return rc;
-	jp->alloc_off = base;
-	jp->alloc_size = need;
+	jp->alloc_size = 0;
+	if (job_fits_inline(s, nchunks, in_inplace ? 0 : in_b, out_inplace ? 0 : out_b)) {
+		chunks = shmq__region_off(p->r, job->inl);
+		base = chunks + POOL_INLINE_IN;
+	} else {
+		if (!in_inplace)
+			need += SHMQ__ALIGN_UP(in_b, (uint64_t)SHMQ__CACHELINE);
+		if (!out_inplace)
+			need += SHMQ__ALIGN_UP(out_b, (uint64_t)SHMQ__CACHELINE);
+		need += SHMQ__ALIGN_UP(nchunks * 4, (uint64_t)SHMQ__CACHELINE);
+		if (s->statuses)
+			need += SHMQ__ALIGN_UP((uint64_t)s->n * 4, (uint64_t)SHMQ__CACHELINE);
+		rc = shmq__extent_alloc(&p->arena, need, &base);
+		if (rc)
+			return rc;
+		jp->alloc_off = base;
+		jp->alloc_size = need;
+		align = SHMQ__CACHELINE;
+		chunks = base + (in_inplace ? 0 : SHMQ__ALIGN_UP(in_b, (uint64_t)SHMQ__CACHELINE)) +
+			 (out_inplace ? 0 : SHMQ__ALIGN_UP(out_b, (uint64_t)SHMQ__CACHELINE));
+	}
 	if (!in_inplace) {
 		in_off = base;
 		memcpy(p->r->base + in_off, s->in, in_b);
-		base += SHMQ__ALIGN_UP(in_b, (uint64_t)SHMQ__CACHELINE);
+		base += SHMQ__ALIGN_UP(in_b, align);
 	}
 	if (!out_inplace) {
 		out_off = base;
 		a->out_src = p->r->base + out_off;
-		base += SHMQ__ALIGN_UP(out_b, (uint64_t)SHMQ__CACHELINE);
 	}
 	/* no worker touches this memory: the job is not ACTIVE (job_unpin) */
-	memset(p->r->base + base, 0, nchunks * 4);
-	jp->chunks_off = base;
+	memset(p->r->base + chunks, 0, nchunks * 4);
+	jp->chunks_off = chunks;
 	jp->nchunks = nchunks;
 	jp->n_elems = s->n;
 	jp->status_off = 0;
 	if (s->statuses) {
-		jp->status_off = base + SHMQ__ALIGN_UP(nchunks * 4, (uint64_t)SHMQ__CACHELINE);
+		jp->status_off = chunks + SHMQ__ALIGN_UP(nchunks * 4, (uint64_t)SHMQ__CACHELINE);
 		a->st_src = (const int32_t *)(p->r->base + jp->status_off);
 	}
 	/* JOB_PUBLISH, relaxed: published by job_submit's seq_cst store of state */
 	shmq__store_relaxed(&job->in_off, in_off);
 	shmq__store_relaxed(&job->out_off, out_off);
-	shmq__store_relaxed(&job->chunks_off, base);
+	shmq__store_relaxed(&job->chunks_off, chunks);
 	shmq__store_relaxed(&job->status_off, jp->status_off);
 	return 0;
 }
@@ -131,6 +150,7 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	struct shmq_async *a;
 	struct pool_job *job;
 	uint64_t cs, nchunks;
+	size_t len;
 	unsigned j;
 	int idx, rc;
 
@@ -164,8 +184,9 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	 * which chunk_claim loads (seq_cst) before job_view reads these */
 	shmq__store_relaxed(&job->task_idx, (uint32_t)idx);
 	shmq__store_relaxed(&job->task_hash, task_hash(&p->tt, idx));
+	len = strlen(s->task);
 	for (unsigned i = 0; i < sizeof(job->task); i++)
-		shmq__store_relaxed(&job->task[i], i < strlen(s->task) ? s->task[i] : 0);
+		shmq__store_relaxed(&job->task[i], i < len ? s->task[i] : 0);
 	shmq__store_relaxed(&job->in_size, s->in_size);
 	shmq__store_relaxed(&job->out_size, s->out_size);
 	shmq__store_relaxed(&job->n, s->n);

@@ -268,14 +268,16 @@ static bool worker_should_exit(struct worker *w)
 /*
  * The idle spin adapts, as an adaptive mutex's does: one that found work
  * doubles the next (up to IDLE_SPIN_NS: stealing in a busy fork-join or map),
- * one that found none halves it, down to a bare look (IDLE_SPIN_PROBES steal
- * attempts, no sched_yield) for a pool that only gets work now and then.
+ * one that found none halves it, below IDLE_SPIN_MIN_NS to nothing: only the
+ * look made after registering as a sleeper, for a pool that only gets work
+ * now and then.
  * There a spin never pays: the next job comes with a futex wake anyway, and
  * on 2 shared cores the spinning worker takes CPU from the caller it has just
  * woken and from everyone else (IDLE_SPIN_NS of steal attempts and some ten
  * sched_yield calls per idle period).  Work that woke us counts as found
  * when it came within IDLE_SPIN_NS of our going to sleep (tasks back to back:
- * the spin grows again), and not otherwise.
+ * the spin grows again), and not otherwise; so does work found by the look
+ * after registering.
  */
 #define IDLE_SPIN_PROBES 32u
 
@@ -298,14 +300,18 @@ static void idle_spin_missed(struct worker *w)
 static int worker_idle(struct worker *w, uint64_t *word)
 {
 	struct pool_hdr *h = w->h;
-	int64_t until = shmq_now_ns() + w->spin_ns, slept;
+	int64_t until = w->spin_ns ? shmq_now_ns() + w->spin_ns : 0, slept;
 	uint32_t seq;
 	int rc = 0;
 	bool found;
 
 	worker_count_flush(w);
 
-	for (unsigned i = 1;; i++) {
+	/* No spin at all once it has shrunk to nothing: the look after we
+	 * registered below is the one that counts, and each look of a spin is
+	 * a steal window on every victim - after the task of a round trip, on
+	 * the CPU its caller may be waiting for. */
+	for (unsigned i = 1; w->spin_ns; i++) {
 		if (work_find(w, word)) {
 			idle_spin_found(w);
 			return 1;
@@ -334,8 +340,11 @@ static int worker_idle(struct worker *w, uint64_t *word)
 		rc = shmq__futex_wait(&h->work_seq, seq, slept + IDLE_SLICE_NS);
 	shmq__fetch_sub_seq_cst(&h->idle_sleepers, 1);
 	shmq__store_release(&h->wake_pending, 0); /* IDLE_WAKE: pairs with shmq__pool_idle_wake's exchange */
-	if (found)
+	if (found) {
+		/* work within our look: as a spin would have found it */
+		idle_spin_found(w);
 		return 1;
+	}
 	/* woken with work: a longer spin would have caught it if it came
 	 * within IDLE_SPIN_NS (work back to back: grow again) */
 	if (rc == 0 && !worker_should_exit(w) && work_find(w, word)) {
