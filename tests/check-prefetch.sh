@@ -13,10 +13,10 @@ done
 [ -n "$lib" ] || { echo "check-prefetch: no built lib/.libs/libshmq.{a,so}" >&2; exit 1; }
 command -v objdump >/dev/null || { echo "check-prefetch: objdump is missing (binutils)" >&2; exit 1; }
 
-# function:least, prefetch instructions it must hold: the pipe's sends ask
-# for the room the next records fill; a cancel starts the four loads of its
-# heap removal (heap_prefetch_remove)
-want="shmq_pipe_send:1 shmq_pipe_send_bulk:1 shmq__heap_cancel:4"
+# function:least, prefetch instructions it must hold: a bulk send asks for
+# the room the next call fills (shmq__spsc_prefetch_room); a cancel starts
+# the four loads of its heap removal (heap_prefetch_remove)
+want="shmq_pipe_send_bulk:1 shmq__heap_cancel:4"
 counts=$(objdump -d --no-show-raw-insn "$lib" | awk '
 	/^[0-9a-f]+ <[^>]+>:$/ { f = $2; gsub(/[<>:]/, "", f); next }
 	/\tprefetch/ { n[f]++ }

@@ -621,10 +621,6 @@ int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, int64_t timeout_ns
 	tx->tail = tail + rec;
 	if (SHMQ__UNLIKELY(shmq__spsc_prod_publish_weak(tx)))
 		return tx_wake(p);
-	/* ask now for the line the next record will end in: the consumer
-	 * read it a lap ago, and a send that finds it still shared waits a
-	 * cross-core trip before its tail can be seen */
-	shmq__spsc_prefetch_next(tx);
 	return 0;
 }
 

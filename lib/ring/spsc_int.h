@@ -384,6 +384,8 @@ static inline int shmq__spsc_send(struct shmq__spsc_prod *p, const void *msg, si
  * its data is there).  Free room only: no line the
  * consumer may still be reading is pulled away from it.  A hint: nothing is
  * read or written, so a corrupt index costs at most useless prefetches.
+ * Always inlined: GCC takes a function that only loads and prefetches for
+ * pure and drops the call, prefetches and all (tests/check-prefetch.sh).
  */
 static SHMQ__ALWAYS_INLINE void shmq__spsc_prefetch_room(const struct shmq__spsc_prod *p, uint64_t span)
 {
@@ -403,22 +405,6 @@ static SHMQ__ALWAYS_INLINE void shmq__spsc_prefetch_room(const struct shmq__spsc
 	/* from the first line not yet written (a partly written one is ours) */
 	for (uint64_t a = (tail + line - 1) & ~(line - 1); a < end; a += line)
 		__builtin_prefetch(p->data + (a & p->mask), 1);
-}
-
-/* The same after a single send, without the loop: the first two whole
- * lines past the working tail (where the next small records end), when both
- * are free room by the cached head.  A hint, as above.  Both helpers are
- * always inlined: GCC takes a function that only loads and prefetches for
- * pure and drops the call, prefetches and all (tests/check-prefetch.sh). */
-static SHMQ__ALWAYS_INLINE void shmq__spsc_prefetch_next(const struct shmq__spsc_prod *p)
-{
-	const uint64_t line = SHMQ__CACHELINE;
-	uint64_t a = (p->tail + line - 1) & ~(line - 1);
-
-	if (a + 2 * line - p->head_cache <= p->cap) {
-		__builtin_prefetch(p->data + (a & p->mask), 1);
-		__builtin_prefetch(p->data + ((a + line) & p->mask), 1);
-	}
 }
 
 /* Copy up to n records in and publish them with one store.  Returns how many
