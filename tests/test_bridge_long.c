@@ -183,11 +183,19 @@ static void cons_start(struct cons *c, shmq_queue *q, uint64_t want, int64_t dea
 	c->running = true;
 }
 
-/* Every message, once, in order: and after the last one, nothing more. */
-static void cons_expect_all(struct cons *c)
+/* Wait for the consumer to end (all seen, or its deadline): whether it has
+ * every message. */
+static bool cons_wait(struct cons *c)
 {
 	while (!__atomic_load_n(&c->done, __ATOMIC_SEQ_CST) && bu_now() < c->deadline + 2000000000ll)
 		bu_sleep_ms(10);
+	return __atomic_load_n(&c->done, __ATOMIC_SEQ_CST) && !c->bad && c->got == c->want;
+}
+
+/* Every message, once, in order: and after the last one, nothing more. */
+static void cons_expect_all(struct cons *c)
+{
+	cons_wait(c);
 	if (!__atomic_load_n(&c->done, __ATOMIC_SEQ_CST))
 		__atomic_store_n(&c->deadline, 0, __ATOMIC_SEQ_CST);
 	pthread_join(c->t, NULL);
@@ -375,18 +383,20 @@ static int ns_enter(const char *ns)
 }
 
 /* argv run in namespace ns (a tracked child; quiet unless BU_VERBOSE). */
-static pid_t ns_spawn(const char *ns, char *const argv[])
+/* Run argv in namespace ns, its output into log (NULL: /dev/null, or the
+ * test's own with BU_VERBOSE). */
+static pid_t ns_spawn(const char *ns, char *const argv[], const char *log)
 {
 	pid_t pid = fork();
 
 	if (pid == 0) {
-		int null = open("/dev/null", O_WRONLY);
+		int out = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
 
 		if (ns_enter(ns))
 			_exit(126);
-		if (null >= 0 && !getenv("BU_VERBOSE")) {
-			dup2(null, 1);
-			dup2(null, 2);
+		if (out >= 0 && !getenv("BU_VERBOSE")) {
+			dup2(out, 1);
+			dup2(out, 2);
 		}
 		execvp(argv[0], argv);
 		_exit(127);
@@ -394,6 +404,42 @@ static pid_t ns_spawn(const char *ns, char *const argv[])
 	if (pid > 0)
 		bu_track(pid);
 	return pid;
+}
+
+/* Print a bridge's log (its last 4 KiB) to the test's output. */
+static void log_show(const char *what, const char *log)
+{
+	char buf[4096];
+	FILE *f = fopen(log, "r");
+	size_t n;
+
+	if (!f)
+		return;
+	if (fseek(f, -(long)sizeof buf, SEEK_END))
+		rewind(f);
+	n = fread(buf, 1, sizeof buf, f);
+	fclose(f);
+	fprintf(stderr, "test_bridge_long: --- %s's output ---\n%.*s\n--- end ---\n", what, (int)n,
+		buf);
+}
+
+/* Both bridges still run: one that exited fails the test at once, with
+ * its status and its output, instead of as a count of missing messages. */
+static void bridges_alive(pid_t out_pid, const char *out_log, pid_t in_pid, const char *in_log)
+{
+	const pid_t pids[2] = { out_pid, in_pid };
+	const char *logs[2] = { out_log, in_log }, *names[2] = { "bridge out", "bridge in" };
+
+	for (int k = 0; k < 2; k++) {
+		int st = bu_wait(pids[k], 0);
+
+		if (st == -1)
+			continue;
+		fprintf(stderr, "test_bridge_long: %s exited early: %s %d\n", names[k],
+			WIFEXITED(st) ? "status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+		log_show(names[k], logs[k]);
+		fail();
+	}
 }
 
 /* A NATS server greets with INFO: from the calling thread's namespace. */
@@ -440,7 +486,7 @@ static void test_netns_cut(void **state)
 	const uint64_t n = getenv("SHMQ_CHECK_LONG") ? 20000 : 1500;
 	const int64_t deadline = bu_now() + 60ll * 1000000000;
 	const char *why;
-	char url[64], port[8] = "4222", sd[300];
+	char url[64], port[8] = "4222", sd[300], out_log[320], in_log[320];
 	char *srv_argv[] = { "nats-server", "-js", "-a", "10.231.7.1", "-p", port, "-sd", sd, NULL };
 	char *out_argv[] = { (char *)bridge_tool, "bridge", "out", f->a.name, "jobs", url, NULL };
 	char *in_argv[] = { (char *)bridge_tool, "bridge", "in", f->b.name, "jobs", url, NULL };
@@ -472,7 +518,7 @@ static void test_netns_cut(void **state)
 	snprintf(f->srv.dir, sizeof f->srv.dir, "/tmp/shmq-bridge-test.XXXXXX");
 	assert_non_null(mkdtemp(f->srv.dir));
 	snprintf(sd, sizeof sd, "%s/js", f->srv.dir);
-	f->srv.pid = ns_spawn(ns_a, srv_argv);
+	f->srv.pid = ns_spawn(ns_a, srv_argv, NULL);
 	assert_true(f->srv.pid > 0);
 	snprintf(url, sizeof url, "nats://10.231.7.1:%s", port);
 
@@ -491,14 +537,17 @@ static void test_netns_cut(void **state)
 
 	side_open(&f->a, "bridgecutA");
 	side_open(&f->b, "bridgecutB");
-	/* the bridges: the shmq command, in B */
-	out_pid = ns_spawn(ns_b, out_argv);
+	/* the bridges: the shmq command, in B, their output kept for a failure */
+	snprintf(out_log, sizeof out_log, "%s/bridge-out.log", f->srv.dir);
+	snprintf(in_log, sizeof in_log, "%s/bridge-in.log", f->srv.dir);
+	out_pid = ns_spawn(ns_b, out_argv, out_log);
 	assert_true(out_pid > 0);
-	in_pid = ns_spawn(ns_b, in_argv);
+	in_pid = ns_spawn(ns_b, in_argv, in_log);
 	assert_true(in_pid > 0);
 	cons_start(&f->c, f->b.q, n, deadline);
 
 	t1 = put_range(f->a.q, 1, n / 3, deadline);
+	bridges_alive(out_pid, out_log, in_pid, in_log);
 	/* the cut: producers go on putting; A fills, their puts time out */
 	assert_true(sh("ip -n %s link set %s down", ns_b, veth_b));
 	end = bu_now() + 3000000000ll;
@@ -529,6 +578,13 @@ static void test_netns_cut(void **state)
 		 * brings: the cut did stall the producers */
 		assert_true(t2 > 0);
 		t3 = put_range(f->a.q, i, n, deadline);
+	}
+	bridges_alive(out_pid, out_log, in_pid, in_log);
+	if (!cons_wait(&f->c)) {
+		/* the consumer misses messages: say what the bridges said */
+		bridges_alive(out_pid, out_log, in_pid, in_log);
+		log_show("bridge out", out_log);
+		log_show("bridge in", in_log);
 	}
 	cons_expect_all(&f->c);
 	assert_int_equal(stream_msgs(url), n);
