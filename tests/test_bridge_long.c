@@ -423,6 +423,21 @@ static void log_show(const char *what, const char *log)
 		buf);
 }
 
+/* SIGTERM: a clean stop within 10 s, exit status 0; else its status (-1:
+ * still running) and its output, and the test fails. */
+static void bridge_stop(pid_t pid, const char *what, const char *log)
+{
+	int st;
+
+	kill(pid, SIGTERM);
+	st = bu_wait(pid, 10000);
+	if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return;
+	fprintf(stderr, "test_bridge_long: %s did not stop cleanly: wait status %d\n", what, st);
+	log_show(what, log);
+	fail();
+}
+
 /* Both bridges still run: one that exited fails the test at once, with
  * its status and its output, instead of as a count of missing messages. */
 static void bridges_alive(pid_t out_pid, const char *out_log, pid_t in_pid, const char *in_log)
@@ -493,7 +508,6 @@ static void test_netns_cut(void **state)
 	uint64_t t1, t2, t3;
 	pid_t out_pid, in_pid;
 	int64_t end;
-	int st;
 
 	snprintf(ns_a, sizeof ns_a, "shmq-a-%d", (int)getpid());
 	snprintf(ns_b, sizeof ns_b, "shmq-b-%d", (int)getpid());
@@ -597,12 +611,8 @@ static void test_netns_cut(void **state)
 	}
 	cons_expect_all(&f->c);
 	assert_int_equal(stream_msgs(url), n);
-	kill(out_pid, SIGTERM);
-	st = bu_wait(out_pid, 10000);
-	assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	kill(in_pid, SIGTERM);
-	st = bu_wait(in_pid, 10000);
-	assert_true(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	bridge_stop(out_pid, "bridge out", out_log);
+	bridge_stop(in_pid, "bridge in", in_log);
 	assert_int_equal(shmq_queue_len(f->a.q), 0);
 	assert_int_equal(shmq_queue_len(f->b.q), 0);
 	fprintf(stderr, "test_bridge_long: %llu messages across the cut (%llu timeouts after)\n",
