@@ -68,6 +68,14 @@ char **bench_argv(const struct bench *b)
 	return b->sub_argv;
 }
 
+bool bench_has_arg(const struct bench *b, const char *what)
+{
+	for (int i = 0; i < b->sub_argc; i++)
+		if (strcmp(b->sub_argv[i], what) == 0)
+			return true;
+	return false;
+}
+
 void bench_note(const struct bench *b, const char *fmt, ...)
 {
 	va_list ap;

@@ -82,6 +82,8 @@ uint64_t bench_scale(const struct bench *b, uint64_t full, uint64_t quick);
 /* Arguments after the subcommand that the harness did not consume. */
 int bench_argc(const struct bench *b);
 char **bench_argv(const struct bench *b);
+/* Was `what` one of them (`shmq-bench queue -- scaling`)? */
+bool bench_has_arg(const struct bench *b, const char *what);
 
 /* Print a progress or diagnostic note on stderr (always; keep them rare). */
 void bench_note(const struct bench *b, const char *fmt, ...)

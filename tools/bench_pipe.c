@@ -1202,15 +1202,6 @@ static int pb_wakes(struct pb_run *run)
 	return rc;
 }
 
-/* Was `what` given after `--`? */
-static bool pb_only(struct bench *b, const char *what)
-{
-	for (int i = 0; i < bench_argc(b); i++)
-		if (strcmp(bench_argv(b)[i], what) == 0)
-			return true;
-	return false;
-}
-
 int bench_pipe(struct bench *b)
 {
 	struct shmq_region_opts o = { .size = (size_t)64 << 20 };
@@ -1224,7 +1215,7 @@ int bench_pipe(struct bench *b)
 	run.pb->pinned = bench_pinned(b);
 	snprintf(run.pb->region, sizeof(run.pb->region), "/shmq-bench-pipe-%d", (int)getpid());
 	rc = shmq_region_create(run.pb->region, &o, &run.r);
-	if (!rc && pb_only(b, "rt")) { /* the round trips alone */
+	if (!rc && bench_has_arg(b, "rt")) { /* the round trips alone */
 		rc = pb_round_trips(&run);
 		goto out;
 	}

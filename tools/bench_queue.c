@@ -792,25 +792,6 @@ static int qb_report_wakes(struct bench *b, struct qb_shared *sh, const struct q
 	return rc;
 }
 
-/* Arguments after "--" narrow the work: "small" measures 1p1c at 64 bytes
- * only (and 2p2c, 4p4c as always). */
-static bool qb_small(struct bench *b)
-{
-	for (int i = 0; i < bench_argc(b); i++)
-		if (strcmp(bench_argv(b)[i], "small") == 0)
-			return true;
-	return false;
-}
-
-/* Does "--" name only this part (large, twophase)? */
-static bool qb_only(struct bench *b, const char *what)
-{
-	for (int i = 0; i < bench_argc(b); i++)
-		if (strcmp(bench_argv(b)[i], what) == 0)
-			return true;
-	return false;
-}
-
 /* ------------------------------------------------------------ sweep */
 
 /* One ring size: shmq busy, ck_ring MPMC, shmq blocking, 1p1c 64 B, in
@@ -1166,29 +1147,30 @@ int bench_queue(struct bench *b)
 	static const unsigned ns[] = { 2, 4 };
 	struct qb_result one64[QK_COUNT] = { { .mmsg_s = 0 } }, r[QK_COUNT];
 	struct qb_shared *sh = bench_shared_alloc(sizeof(*sh));
-	size_t nsizes = qb_small(b) ? 1 : SHMQ__ARRAY_SIZE(sizes);
+	/* "-- small": 1p1c at 64 bytes only (and 2p2c, 4p4c as always) */
+	size_t nsizes = bench_has_arg(b, "small") ? 1 : SHMQ__ARRAY_SIZE(sizes);
 	int rc = 0;
 
 	if (!sh)
 		return -ENOMEM;
-	if (qb_only(b, "large") || qb_only(b, "twophase") || qb_only(b, "sweep")) {
-		if (qb_only(b, "sweep"))
+	if (bench_has_arg(b, "large") || bench_has_arg(b, "twophase") || bench_has_arg(b, "sweep")) {
+		if (bench_has_arg(b, "sweep"))
 			rc = qb_sweep(b, sh);
-		if (rc == 0 && qb_only(b, "twophase"))
+		if (rc == 0 && bench_has_arg(b, "twophase"))
 			rc = qb_twophase_bench(b);
-		if (rc == 0 && qb_only(b, "large"))
+		if (rc == 0 && bench_has_arg(b, "large"))
 			rc = qb_large_bench(b);
 		bench_shared_free(sh, sizeof(*sh));
 		return rc;
 	}
-	if (qb_only(b, "scaling")) /* 1p1c, 2p2c and 4p4c at 64 B only */
+	if (bench_has_arg(b, "scaling")) /* 1p1c, 2p2c and 4p4c at 64 B only */
 		nsizes = 1;
 	for (size_t i = 0; i < nsizes && rc == 0; i++) {
 		rc = qb_config(b, sh, 1, sizes[i], r);
 		rc = rc ? rc : qb_report(b, 1, sizes[i], r);
 		if (sizes[i] == 64)
 			memcpy(one64, r, sizeof(r));
-		if (rc == 0 && sizes[i] == 64 && !qb_only(b, "scaling"))
+		if (rc == 0 && sizes[i] == 64 && !bench_has_arg(b, "scaling"))
 			rc = qb_report_wakes(b, sh, &r[QK_BLOCK]);
 	}
 	for (size_t i = 0; i < SHMQ__ARRAY_SIZE(ns) && rc == 0; i++) {
@@ -1196,7 +1178,7 @@ int bench_queue(struct bench *b)
 		rc = rc ? rc : qb_report(b, ns[i], 64, r);
 		rc = rc ? rc : qb_report_scaling(b, ns[i], r, one64);
 	}
-	if (qb_only(b, "scaling")) {
+	if (bench_has_arg(b, "scaling")) {
 		bench_shared_free(sh, sizeof(*sh));
 		return rc;
 	}
