@@ -1319,6 +1319,19 @@ static uint64_t worker_yields(shmq_pool *p)
 	return n;
 }
 
+/* n tasks 3 ms apart (the workers go idle between them): the yields the
+ * last one counted. */
+static uint64_t sparse_tasks(shmq_pool *p, int n)
+{
+	uint64_t y = 0;
+
+	for (int i = 0; i < n; i++) {
+		usleep(3000);
+		y = worker_yields(p);
+	}
+	return y;
+}
+
 /* One task every 3 ms: each comes with a futex wake, so after a few idle
  * spins that found nothing the worker goes to sleep after a bare look, with
  * no sched_yield; a spin of the full length makes some ten per task.  (A
@@ -1331,15 +1344,9 @@ static void test_idle_spin_adapts(void **state)
 	uint64_t y0, y1;
 
 	(void)state;
-	for (int i = 0; i < 12; i++) { /* 50 us halves to nothing in 7 */
-		usleep(3000);
-		(void)worker_yields(p);
-	}
+	(void)sparse_tasks(p, 12); /* 50 us halves to nothing in 7 */
 	y0 = worker_yields(p);
-	for (int i = 0; i < 20; i++) {
-		usleep(3000);
-		y1 = worker_yields(p);
-	}
+	y1 = sparse_tasks(p, 20);
 	print_message("sched_yield in the worker over 20 sparse tasks: %llu\n",
 		      (unsigned long long)(y1 - y0));
 	assert_true(y1 - y0 <= 5);
@@ -1375,15 +1382,9 @@ static void test_idle_looks_bounded(void **state)
 	uint64_t w0, w1;
 
 	(void)state;
-	for (int i = 0; i < 20; i++) {
-		usleep(3000);
-		(void)worker_yields(p);
-	}
+	(void)sparse_tasks(p, 20);
 	w0 = steal_windows(r, 2);
-	for (int i = 0; i < 20; i++) {
-		usleep(3000);
-		(void)worker_yields(p);
-	}
+	(void)sparse_tasks(p, 20);
 	w1 = steal_windows(r, 2);
 	print_message("looks for work over 20 sparse tasks: %llu\n",
 		      (unsigned long long)(w1 - w0));
