@@ -382,9 +382,8 @@ static int ns_enter(const char *ns)
 	return rc;
 }
 
-/* argv run in namespace ns (a tracked child; quiet unless BU_VERBOSE). */
-/* Run argv in namespace ns, its output into log (NULL: /dev/null, or the
- * test's own with BU_VERBOSE). */
+/* argv run in namespace ns, a tracked child; its output goes to log (NULL:
+ * /dev/null), or to the test's own with BU_VERBOSE. */
 static pid_t ns_spawn(const char *ns, char *const argv[], const char *log)
 {
 	pid_t pid = fork();

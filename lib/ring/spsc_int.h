@@ -381,9 +381,9 @@ static inline int shmq__spsc_send(struct shmq__spsc_prod *p, const void *msg, si
  * cross-core round trip every few lines.  Prefetches run in parallel and take
  * no store-buffer entry (on x86-64 without PRFCHW the compiler emits a read
  * prefetch: the line arrives shared and the store still upgrades it, but
- * its data is there).  Free room only: no line the
- * consumer may still be reading is pulled away from it.  A hint: nothing is
- * read or written, so a corrupt index costs at most useless prefetches.
+ * its data is there).  Free room only: no line the consumer may still be
+ * reading is pulled away from it.  A hint: nothing is read or written, so a
+ * corrupt index costs at most useless prefetches.
  * Always inlined: GCC takes a function that only loads and prefetches for
  * pure and drops the call, prefetches and all (tests/check-prefetch.sh).
  */
