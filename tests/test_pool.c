@@ -36,6 +36,15 @@ static int triple(const void *in, void *out)
 }
 SHMQ_TASK(triple);
 
+/* out: the CPU the task started on */
+static int where(const void *in, void *out)
+{
+	(void)in;
+	*(int32_t *)out = sched_getcpu();
+	return 0;
+}
+SHMQ_TASK(where);
+
 /* Two different tasks under one name: refused by name, never picked by
  * registration order (core/registry_int.h).  twin_a goes in twice, a no-op
  * the second time, as does once_task, which stays usable. */
@@ -1393,6 +1402,99 @@ static void test_idle_looks_bounded(void **state)
 	shmq_region_close(r);
 }
 
+/* ---- placement (worker.c, Protocol PLACE) ---- */
+
+/* Wait (at most 10 s) until all n workers sleep on the idle futex. */
+static void workers_asleep(struct pool_hdr *h, unsigned n)
+{
+	for (int t = 0; t < 10000; t++) {
+		if (__atomic_load_n(&h->idle_sleepers, __ATOMIC_SEQ_CST) == n)
+			return;
+		usleep(1000);
+	}
+	fail_msg("workers not asleep after 10 s");
+}
+
+static void pin(pid_t pid, int cpu)
+{
+	cpu_set_t m;
+
+	CPU_ZERO(&m);
+	CPU_SET(cpu, &m);
+	assert_int_equal(sched_setaffinity(pid, sizeof(m), &m), 0);
+}
+
+/* Two workers last ran on CPU a and sleep; this caller runs on CPU b.  The
+ * first woken worker finds its peer published on its own CPU (forged here:
+ * the peer sleeps) and moves off it before its first chunk, and gets its
+ * affinity back.  Forged CPU numbers out of range are ignored. */
+static void test_woken_worker_leaves_peers_cpu(void **state)
+{
+	cpu_set_t all, m;
+	shmq_region *r;
+	shmq_pool *p;
+	struct pool_hdr *h;
+	struct shmq_pool_worker_stats ws[2];
+	int64_t in[2] = { 0, 0 };
+	int32_t out[2];
+	int a = -1, b = -1;
+
+	(void)state;
+	assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+	for (int c = 0; c < CPU_SETSIZE && b < 0; c++)
+		if (CPU_ISSET(c, &all)) {
+			if (a < 0)
+				a = c;
+			else
+				b = c;
+		}
+	if (b < 0)
+		skip(); /* one CPU: nowhere to move */
+	r = region_new();
+	p = pool_new(r, 2, 1);
+	h = pool_hdr_of(r);
+	for (unsigned i = 0; i < 2; i++) { /* started: past their set-up */
+		for (int t = 0; t < 10000; t++) {
+			assert_int_equal(shmq_pool_worker_stats(p, i, &ws[i]), 0);
+			if (ws[i].started)
+				break;
+			usleep(1000);
+		}
+		assert_int_equal(ws[i].started, 1);
+	}
+	/* both workers run on a (a map of 2 chunks) and go to sleep there */
+	pin(ws[0].pid, a);
+	pin(ws[1].pid, a);
+	assert_int_equal(shmq_pool_map(p, "where", in, sizeof(in[0]), out, sizeof(out[0]), 2,
+				       10 * 1000000000ll), 0);
+	assert_int_equal(out[0], a);
+	assert_int_equal(out[1], a);
+	workers_asleep(h, 2);
+	assert_int_equal(sched_setaffinity(ws[0].pid, sizeof(all), &all), 0);
+	assert_int_equal(sched_setaffinity(ws[1].pid, sizeof(all), &all), 0);
+	pin(0, b);
+	for (unsigned i = 0; i < 2; i++)
+		__atomic_store_n(&h->slots[i].cpu, (uint32_t)a + 1, __ATOMIC_RELAXED);
+	out[0] = out[1] = -1;
+	assert_int_equal(shmq_pool_map(p, "where", in, sizeof(in[0]), out, sizeof(out[0]), 2,
+				       10 * 1000000000ll), 0);
+	print_message("chunks started on CPUs %d and %d (peers forged on %d)\n", out[0], out[1], a);
+	assert_int_not_equal(out[0], a); /* run by the first woken worker */
+	workers_asleep(h, 2);
+	for (unsigned i = 0; i < 2; i++) {
+		assert_int_equal(sched_getaffinity(ws[i].pid, sizeof(m), &m), 0);
+		assert_true(CPU_EQUAL(&m, &all));
+	}
+	/* hostile values: ignored, the map runs */
+	__atomic_store_n(&h->slots[0].cpu, UINT32_MAX, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->slots[1].cpu, (uint32_t)CPU_SETSIZE + 1, __ATOMIC_RELAXED);
+	assert_int_equal(shmq_pool_map(p, "where", in, sizeof(in[0]), out, sizeof(out[0]), 2,
+				       10 * 1000000000ll), 0);
+	assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
 /* ---- a job's inline block ---- */
 
 /* A job of one chunk whose copies fit its inline block (an apply_async of
@@ -1463,6 +1565,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_idle_spin_adapts),
 		cmocka_unit_test(test_idle_looks_bounded),
 		cmocka_unit_test(test_inline_job_no_arena),
+		cmocka_unit_test(test_woken_worker_leaves_peers_cpu),
 	};
 
 	char gate[96];

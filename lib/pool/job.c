@@ -26,12 +26,12 @@
 /* the test seam of pool/pool_int.h: NULL unless a reliability test sets it */
 void (*shmq__pool_fault)(enum shmq__pool_fault_point point);
 
-bool shmq__pool_idle_wake(struct pool_hdr *h, bool strong, int n)
+int shmq__pool_idle_wake(struct pool_hdr *h, bool strong, int n)
 {
 	if (strong) {
 		shmq__fetch_add_seq_cst(&h->work_seq, 1);
 		if (shmq__load_seq_cst(&h->idle_sleepers) == 0)
-			return false;
+			return 0;
 	} else {
 		/* IDLE_WAKE: relaxed peeks, hints only (see above); one wake in
 		 * flight at a time, so a spawning worker does not make a system
@@ -40,11 +40,10 @@ bool shmq__pool_idle_wake(struct pool_hdr *h, bool strong, int n)
 		if (shmq__load_relaxed(&h->idle_sleepers) == 0 ||
 		    shmq__load_relaxed(&h->wake_pending) ||
 		    shmq__exchange_acq_rel(&h->wake_pending, 1))
-			return false;
+			return 0;
 		shmq__fetch_add_seq_cst(&h->work_seq, 1);
 	}
-	shmq__futex_wake(&h->work_seq, n);
-	return true;
+	return shmq__futex_wake(&h->work_seq, n);
 }
 
 /* A checked view of a job's arrays. */

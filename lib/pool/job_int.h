@@ -20,8 +20,9 @@
  * caller's publication and our load of the sleeper count are ordered (a
  * seq_cst RMW on the futex word first); weak (the spawn fast path): a relaxed
  * peek that may miss a worker going to sleep at this instant, which then
- * wakes at its slice.  True when it made the wake call (a worker slept). */
-bool shmq__pool_idle_wake(struct pool_hdr *h, bool strong, int n);
+ * wakes at its slice.  The number of workers the wake call woke: 0 when
+ * none slept (or none was woken), a negative errno if the call failed. */
+int shmq__pool_idle_wake(struct pool_hdr *h, bool strong, int n);
 
 /* Record status for element i if it is the lowest failing index so far. */
 static inline void job_err_record(struct pool_job *job, uint64_t i, int status)

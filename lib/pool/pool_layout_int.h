@@ -108,6 +108,13 @@
  * worker_area_retire loads every steal_seq seq_cst.  steal_window_close
  * evens it with a release store, which area_reusable loads with acquire.
  *
+ * Protocol PLACE: workers -> workers, hints only.  A worker stores the CPU it
+ * runs on + 1 in its slot's cpu when it takes a word and it changed
+ * (worker_cpu_publish), and 0 before it sleeps; a worker woken from its idle
+ * sleep loads its peers' (worker_place) and, finding one on its own CPU,
+ * moves off the CPUs its awake peers publish.  All relaxed: a stale or forged
+ * value costs one needless move (two sched_setaffinity calls) per wake-up.
+ *
  * Protocol CHUNK_WAKE: workers -> an iterator (imap).  job_chunk_count's
  * seq_cst fetch_add of done_chunks, then its seq_cst load of chunk_sleepers;
  * the iterator (iter_sleep) loads chunk_seq, adds itself to chunk_sleepers
@@ -137,7 +144,7 @@
 #include "ring/deque_int.h"
 
 #define POOL_MAGIC   0x4c4f4f50u /* "POOL" */
-#define POOL_VERSION 4u
+#define POOL_VERSION 5u
 
 #define POOL_DEQUE_CAP 4096u
 #define POOL_FRAMES    1024u
@@ -236,7 +243,9 @@ struct pool_slot {
 			     * steal window); free-running, wraps harmlessly:
 			     * only compared for equality */
 	int32_t init_status; /* the initializer's failure, before POOL_EXIT_INIT */
-	uint8_t pad1[SHMQ__CACHELINE - 32];
+	uint32_t cpu;       /* the CPU it runs on + 1 while awake, 0 while it
+			     * sleeps; a placement hint (Protocol PLACE) */
+	uint8_t pad1[SHMQ__CACHELINE - 36];
 };
 SHMQ__LINE_ALIGNED_FIELD(struct pool_slot, id);
 _Static_assert(sizeof(struct pool_slot) == 2 * SHMQ__CACHELINE, "pool_slot: two lines");

@@ -211,7 +211,11 @@ bool shmq__pool_inject(shmq_pool *p, unsigned j, uint64_t nchunks)
 	shmq__store_release(&h->jobs[j].inject, word_range(j, 0, nchunks));
 	/* INJECT, seq_cst: seen by inject_take's acquire load of pending */
 	shmq__fetch_or_seq_cst(&h->pending[j / 64], 1ull << (j % 64));
-	return shmq__pool_idle_wake(h, true, nchunks > 1 ? INT_MAX : 1);
+	/* One worker, also for a range: it splits the range and wakes the
+	 * next with each half it pushes (range_run).  Woken from here at once,
+	 * while this caller still runs on its CPU, they were queued together
+	 * on the other CPUs (Protocol PLACE, worker.c). */
+	return shmq__pool_idle_wake(h, true, 1) > 0;
 }
 
 /* An imap job's chunk c failed for good: each of its elements says so.

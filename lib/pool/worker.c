@@ -94,6 +94,84 @@ static void steal_window_close(struct worker *w)
 	shmq__store_release(&w->slot->steal_seq, w->steal_seq);
 }
 
+/*
+ * Placement (Protocol PLACE).  The kernel queues a woken worker on an idle
+ * CPU when its wake-up placement finds one, but not always.  Traces on a
+ * 2-CPU VM: a caller that woke both workers while it still ran on CPU X had
+ * them both queued on Y, and a worker woken by its peer was queued on the
+ * peer's CPU, each time beside a CPU left idle.  The load balancer moved one
+ * of the two after 0.7-1 ms, now and then after 3 ms: a map of 10 ms lost a
+ * tenth to a third of a CPU.  Three parts undo that:
+ *  - the creator wakes one worker for a job (shmq__pool_inject), which
+ *    wakes the next as it splits the range, from a CPU of its own;
+ *  - a worker that woke a peer yields (worker_woke_peer), so that a peer
+ *    queued behind it runs now rather than after its time slice;
+ *  - each awake worker publishes its CPU before each word, and one that was
+ *    asleep checks first: an awake peer on its own CPU, and it narrows its
+ *    affinity to its allowed CPUs less those its awake peers publish (the
+ *    kernel moves it at once), then restores the mask it had.  Nothing
+ *    moves when no CPU would be left.
+ */
+
+/* Is an awake peer on CPU c?  Then move off every CPU an awake peer is on:
+ * true if we moved. */
+static bool worker_place(struct worker *w, int c)
+{
+	cpu_set_t mask, away;
+	bool shared = false;
+
+	for (unsigned i = 0; i < w->nworkers && !shared; i++)
+		/* PLACE, relaxed: a hint, stored relaxed by the peer's
+		 * worker_cpu_publish */
+		shared = i != w->self && shmq__load_relaxed(&w->h->slots[i].cpu) == (uint32_t)c + 1;
+	if (!shared || sched_getaffinity(0, sizeof(mask), &mask) != 0 || !CPU_ISSET(c, &mask))
+		return false;
+	away = mask;
+	CPU_CLR(c, &away);
+	for (unsigned i = 0; i < w->nworkers; i++) {
+		/* PLACE, relaxed: as above; bounded before use as a CPU number */
+		uint32_t v = i == w->self ? 0 : shmq__load_relaxed(&w->h->slots[i].cpu);
+
+		if (v != 0 && v <= CPU_SETSIZE)
+			CPU_CLR(v - 1, &away);
+	}
+	if (CPU_COUNT(&away) == 0 || sched_setaffinity(0, sizeof(away), &away) != 0)
+		return false;
+	(void)sched_setaffinity(0, sizeof(mask), &mask);
+	return true;
+}
+
+/* Before each word: publish our CPU; the first word after an idle sleep
+ * (cpu 0) first checks where we were woken. */
+static void worker_cpu_publish(struct worker *w)
+{
+	int c = sched_getcpu();
+	uint32_t v;
+
+	if (c < 0 || c >= CPU_SETSIZE)
+		return;
+	if (w->cpu == 0 && w->nworkers > 1 && worker_place(w, c)) {
+		c = sched_getcpu();
+		if (c < 0 || c >= CPU_SETSIZE)
+			return;
+	}
+	v = (uint32_t)c + 1;
+	if (v != w->cpu) {
+		w->cpu = v;
+		/* PLACE, relaxed: a hint, loaded relaxed by peers' worker_place */
+		shmq__store_relaxed(&w->slot->cpu, v);
+	}
+}
+
+static void worker_cpu_unpublish(struct worker *w)
+{
+	if (w->cpu) {
+		w->cpu = 0;
+		/* PLACE, relaxed: a hint, loaded relaxed by peers' worker_place */
+		shmq__store_relaxed(&w->slot->cpu, 0);
+	}
+}
+
 /* A subtask taken from another worker's deque (or found orphaned). */
 static void sub_run_stolen(struct worker *w, uint64_t word)
 {
@@ -146,6 +224,7 @@ static void sub_run_stolen(struct worker *w, uint64_t word)
 
 static void word_run(struct worker *w, uint64_t word)
 {
+	worker_cpu_publish(w);
 	switch (word >> 62) {
 	case WORD_RANGE: {
 		unsigned j = (unsigned)((word >> 54) & 0xff);
@@ -327,6 +406,7 @@ static int worker_idle(struct worker *w, uint64_t *word)
 		}
 	}
 	idle_spin_missed(w);
+	worker_cpu_unpublish(w);
 	seq = shmq__load_seq_cst(&h->work_seq);
 	shmq__fetch_add_seq_cst(&h->idle_sleepers, 1);
 	/* a weak wake still marked pending went to another worker (or to
@@ -537,7 +617,8 @@ static void frames_publish(struct worker *w)
 	 * here, it asks again at its next failed steal */
 	if (shmq__load_relaxed(&w->slot->want))
 		shmq__store_relaxed(&w->slot->want, 0);
-	shmq__pool_idle_wake(w->h, false, 1);
+	if (shmq__pool_idle_wake(w->h, false, 1) > 0)
+		worker_woke_peer();
 }
 
 static int spawn_lookup(struct worker *w, const char *task)

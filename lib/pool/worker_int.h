@@ -8,6 +8,7 @@
 #ifndef SHMQ_POOL_WORKER_INT_H
 #define SHMQ_POOL_WORKER_INT_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -63,6 +64,7 @@ struct worker {
 	uint32_t steal_seq; /* our copy of slot->steal_seq */
 	bool in_window;     /* steal_seq is odd */
 	int64_t spin_ns;    /* the next idle spin's length, adapted (worker_idle) */
+	uint32_t cpu;       /* our copy of slot->cpu (Protocol PLACE) */
 };
 
 /* Sync frames above base (worker.c): 0 or the earliest spawn's error. */
@@ -104,6 +106,15 @@ static inline __attribute__((always_inline)) int task_exec(struct worker *w, shm
 	return st;
 }
 
+/* We woke a peer from its idle sleep.  The kernel may have queued it behind
+ * us, on our CPU (Protocol PLACE, worker.c): yield, so that it runs now,
+ * finds us on its CPU and moves, rather than after our time slice.  With
+ * nobody else queued here the yield returns at once. */
+static inline void worker_woke_peer(void)
+{
+	sched_yield();
+}
+
 /* Run chunks [lo, hi) of job j: split in halves, pushing the upper one for
  * thieves, until one chunk is left, which we run. */
 static inline void range_run(struct worker *w, unsigned j, uint64_t lo, uint64_t hi)
@@ -120,8 +131,8 @@ static inline void range_run(struct worker *w, unsigned j, uint64_t lo, uint64_t
 		if (shmq__deque_push(&w->dq, word_range(j, mid, hi)) != 0) {
 			for (uint64_t c = mid; c < hi; c++)
 				shmq__pool_chunk_run(w, j, c);
-		} else {
-			shmq__pool_idle_wake(w->h, true, 1);
+		} else if (shmq__pool_idle_wake(w->h, true, 1) > 0) {
+			worker_woke_peer();
 		}
 		hi = mid;
 	}
