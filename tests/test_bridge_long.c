@@ -217,6 +217,12 @@ static void cons_abort(struct cons *c)
 	}
 }
 
+/* Called at each put timeout of put_range (NULL: nothing), and once more
+ * with stuck = true before it fails at its deadline: the netns test checks
+ * its bridge processes there, so that one that died fails the test at once,
+ * with its output, and a stall shows what they said. */
+static void (*put_watch)(bool stuck);
+
 /* Put messages from..to into q, riding out put timeouts (a stalled bridge
  * fills the queue: the producer waits, nothing is dropped); the number of
  * timeouts seen. */
@@ -231,8 +237,16 @@ static uint64_t put_range(shmq_queue *q, uint64_t from, uint64_t to, int64_t dea
 
 		msg_fill(buf, i, len);
 		while ((rc = shmq_queue_put(q, buf, len, 100ll * 1000000)) == -ETIMEDOUT &&
-		       bu_now() < deadline)
+		       bu_now() < deadline) {
 			timeouts++;
+			if (put_watch)
+				put_watch(false);
+		}
+		if (rc && put_watch) {
+			fprintf(stderr, "test_bridge_long: put of message %llu: %d after %llu timeouts\n",
+				(unsigned long long)i, rc, (unsigned long long)timeouts);
+			put_watch(true);
+		}
 		assert_int_equal(rc, 0);
 	}
 	free(buf);
@@ -456,6 +470,21 @@ static void bridges_alive(pid_t out_pid, const char *out_log, pid_t in_pid, cons
 	}
 }
 
+/* The netns test's bridge processes, for put_watch. */
+static struct {
+	pid_t out_pid, in_pid;
+	char out_log[320], in_log[320];
+} nsb;
+
+static void nsb_watch(bool stuck)
+{
+	bridges_alive(nsb.out_pid, nsb.out_log, nsb.in_pid, nsb.in_log);
+	if (stuck) {
+		log_show("bridge out", nsb.out_log);
+		log_show("bridge in", nsb.in_log);
+	}
+}
+
 /* A NATS server greets with INFO: from the calling thread's namespace. */
 static bool answers(const char *ip, int port)
 {
@@ -557,6 +586,11 @@ static void test_netns_cut(void **state)
 	assert_true(out_pid > 0);
 	in_pid = ns_spawn(ns_b, in_argv, in_log);
 	assert_true(in_pid > 0);
+	nsb.out_pid = out_pid;
+	nsb.in_pid = in_pid;
+	memcpy(nsb.out_log, out_log, sizeof nsb.out_log);
+	memcpy(nsb.in_log, in_log, sizeof nsb.in_log);
+	put_watch = nsb_watch;
 	cons_start(&f->c, f->b.q, n, deadline);
 
 	t1 = put_range(f->a.q, 1, n / 3, deadline);
@@ -610,6 +644,7 @@ static void test_netns_cut(void **state)
 	}
 	cons_expect_all(&f->c);
 	assert_int_equal(stream_msgs(url), n);
+	put_watch = NULL;
 	bridge_stop(out_pid, "bridge out", out_log);
 	bridge_stop(in_pid, "bridge in", in_log);
 	assert_int_equal(shmq_queue_len(f->a.q), 0);
@@ -625,7 +660,10 @@ static void test_netns_cut(void **state)
 
 static int ns_teardown(void **state)
 {
-	int rc = fx_teardown(state);
+	int rc;
+
+	put_watch = NULL;
+	rc = fx_teardown(state);
 
 	if (ns_home >= 0) {
 		if (setns(ns_home, CLONE_NEWNET))
