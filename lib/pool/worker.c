@@ -148,13 +148,10 @@ static void worker_cpu_publish(struct worker *w)
 	int c = sched_getcpu();
 	uint32_t v;
 
+	if (w->cpu == 0 && w->nworkers > 1 && c >= 0 && c < CPU_SETSIZE && worker_place(w, c))
+		c = sched_getcpu(); /* moved */
 	if (c < 0 || c >= CPU_SETSIZE)
 		return;
-	if (w->cpu == 0 && w->nworkers > 1 && worker_place(w, c)) {
-		c = sched_getcpu();
-		if (c < 0 || c >= CPU_SETSIZE)
-			return;
-	}
 	v = (uint32_t)c + 1;
 	if (v != w->cpu) {
 		w->cpu = v;
