@@ -1472,15 +1472,9 @@ static void test_woken_worker_leaves_peers_cpu(void **state)
 	r = region_new();
 	p = pool_new(r, 2, 1);
 	h = pool_hdr_of(r);
-	for (unsigned i = 0; i < 2; i++) { /* started: past their set-up */
-		for (int t = 0; t < 10000; t++) {
-			assert_int_equal(shmq_pool_worker_stats(p, i, &ws[i]), 0);
-			if (ws[i].started)
-				break;
-			usleep(1000);
-		}
-		assert_int_equal(ws[i].started, 1);
-	}
+	pool_wait_started(p); /* past their set-up: pinned now, they stay pinned */
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(shmq_pool_worker_stats(p, i, &ws[i]), 0);
 	/* both workers run on a (a map of 2 chunks) and go to sleep there */
 	pin(ws[0].pid, a);
 	pin(ws[1].pid, a);
