@@ -347,8 +347,8 @@ struct map_times {
 	double pool, serial, omp;
 };
 
-static int map_three(struct bp *s, const char *task, shmq_task_fn fn, struct arrays *a,
-		     struct map_times *t)
+static int map_three(struct bp *s, const char *task, shmq_task_fn fn, bool uneven,
+		     struct arrays *a, struct map_times *t)
 {
 	int64_t t0;
 	int rc;
@@ -358,7 +358,7 @@ static int map_three(struct bp *s, const char *task, shmq_task_fn fn, struct arr
 	t->serial = (double)(bench_now_ns() - t0);
 	memset(a->out, 0, a->n * a->osz);
 	t0 = bench_now_ns();
-	omp_map(fn, a->in, a->isz, a->out, a->osz, a->n, fn == bp_uneven);
+	omp_map(fn, a->in, a->isz, a->out, a->osz, a->n, uneven);
 	t->omp = (double)(bench_now_ns() - t0);
 	if (memcmp(a->out, a->ref, a->n * a->osz))
 		return -EPROTO;
@@ -388,7 +388,7 @@ static int bench_trivial(struct bench *b, struct bp *s)
 		rc = shmq_pool_map(s->p2, "bp_triple", a.in, a.isz, a.out, a.osz, n, SHMQ_FOREVER);
 	}
 	if (rc == 0)
-		rc = map_three(s, "bp_triple", bp_triple, &a, &t);
+		rc = map_three(s, "bp_triple", bp_triple, false, &a, &t);
 	if (rc == 0)
 		rc = bench_report(b, "trivial map, per task", "ns", t.pool / n, "serial loop",
 				  t.serial / n, false);
@@ -407,7 +407,7 @@ static int bench_uneven(struct bench *b, struct bp *s)
 	int rc = arrays_new(&a, n, sizeof(uint64_t), sizeof(uint64_t));
 
 	if (rc == 0)
-		rc = map_three(s, "bp_uneven", bp_uneven, &a, &t);
+		rc = map_three(s, "bp_uneven", bp_uneven, true, &a, &t);
 	if (rc == 0)
 		rc = bench_report(b, "uneven map (1% 1000x heavier)", "ms", t.pool / MS,
 				  "serial loop", t.serial / MS, false);
