@@ -451,12 +451,20 @@ static void bridge_stop(pid_t pid, const char *what, const char *log)
 	fail();
 }
 
+/* The netns test's bridge processes and where their output goes. */
+static struct {
+	pid_t out_pid, in_pid;
+	char out_log[320], in_log[320];
+} nsb;
+
 /* Both bridges still run: one that exited fails the test at once, with
- * its status and its output, instead of as a count of missing messages. */
-static void bridges_alive(pid_t out_pid, const char *out_log, pid_t in_pid, const char *in_log)
+ * its status and its output, instead of as a count of missing messages.
+ * stuck: show what both said (messages missing, or puts stalled).  Also
+ * put_range's watch in the netns test. */
+static void bridges_alive(bool stuck)
 {
-	const pid_t pids[2] = { out_pid, in_pid };
-	const char *logs[2] = { out_log, in_log }, *names[2] = { "bridge out", "bridge in" };
+	const pid_t pids[2] = { nsb.out_pid, nsb.in_pid };
+	const char *logs[2] = { nsb.out_log, nsb.in_log }, *names[2] = { "bridge out", "bridge in" };
 
 	for (int k = 0; k < 2; k++) {
 		int st = bu_wait(pids[k], 0);
@@ -468,21 +476,8 @@ static void bridges_alive(pid_t out_pid, const char *out_log, pid_t in_pid, cons
 		log_show(names[k], logs[k]);
 		fail();
 	}
-}
-
-/* The netns test's bridge processes, for put_watch. */
-static struct {
-	pid_t out_pid, in_pid;
-	char out_log[320], in_log[320];
-} nsb;
-
-static void nsb_watch(bool stuck)
-{
-	bridges_alive(nsb.out_pid, nsb.out_log, nsb.in_pid, nsb.in_log);
-	if (stuck) {
-		log_show("bridge out", nsb.out_log);
-		log_show("bridge in", nsb.in_log);
-	}
+	for (int k = 0; stuck && k < 2; k++)
+		log_show(names[k], logs[k]);
 }
 
 /* A NATS server greets with INFO: from the calling thread's namespace. */
@@ -529,12 +524,11 @@ static void test_netns_cut(void **state)
 	const uint64_t n = getenv("SHMQ_CHECK_LONG") ? 20000 : 1500;
 	const int64_t deadline = bu_now() + 60ll * 1000000000;
 	const char *why;
-	char url[64], port[8] = "4222", sd[300], out_log[320], in_log[320];
+	char url[64], port[8] = "4222", sd[300];
 	char *srv_argv[] = { "nats-server", "-js", "-a", "10.231.7.1", "-p", port, "-sd", sd, NULL };
 	char *out_argv[] = { (char *)bridge_tool, "bridge", "out", f->a.name, "jobs", url, NULL };
 	char *in_argv[] = { (char *)bridge_tool, "bridge", "in", f->b.name, "jobs", url, NULL };
 	uint64_t t1, t2, t3;
-	pid_t out_pid, in_pid;
 	int64_t end;
 
 	snprintf(ns_a, sizeof ns_a, "shmq-a-%d", (int)getpid());
@@ -580,17 +574,13 @@ static void test_netns_cut(void **state)
 	side_open(&f->a, "bridgecutA");
 	side_open(&f->b, "bridgecutB");
 	/* the bridges: the shmq command, in B, their output kept for a failure */
-	snprintf(out_log, sizeof out_log, "%s/bridge-out.log", f->srv.dir);
-	snprintf(in_log, sizeof in_log, "%s/bridge-in.log", f->srv.dir);
-	out_pid = ns_spawn(ns_b, out_argv, out_log);
-	assert_true(out_pid > 0);
-	in_pid = ns_spawn(ns_b, in_argv, in_log);
-	assert_true(in_pid > 0);
-	nsb.out_pid = out_pid;
-	nsb.in_pid = in_pid;
-	memcpy(nsb.out_log, out_log, sizeof nsb.out_log);
-	memcpy(nsb.in_log, in_log, sizeof nsb.in_log);
-	put_watch = nsb_watch;
+	snprintf(nsb.out_log, sizeof nsb.out_log, "%s/bridge-out.log", f->srv.dir);
+	snprintf(nsb.in_log, sizeof nsb.in_log, "%s/bridge-in.log", f->srv.dir);
+	nsb.out_pid = ns_spawn(ns_b, out_argv, nsb.out_log);
+	assert_true(nsb.out_pid > 0);
+	nsb.in_pid = ns_spawn(ns_b, in_argv, nsb.in_log);
+	assert_true(nsb.in_pid > 0);
+	put_watch = bridges_alive;
 	cons_start(&f->c, f->b.q, n, deadline);
 
 	t1 = put_range(f->a.q, 1, n / 3, deadline);
@@ -599,10 +589,10 @@ static void test_netns_cut(void **state)
 	 * the link goes down fails its create and exits, which is not what
 	 * this test is about.  The first message through IN shows both are. */
 	while (__atomic_load_n(&f->c.got, __ATOMIC_SEQ_CST) == 0 && bu_now() < deadline) {
-		bridges_alive(out_pid, out_log, in_pid, in_log);
+		bridges_alive(false);
 		bu_sleep_ms(10);
 	}
-	bridges_alive(out_pid, out_log, in_pid, in_log);
+	bridges_alive(false);
 	assert_true(__atomic_load_n(&f->c.got, __ATOMIC_SEQ_CST) > 0);
 	/* the cut: producers go on putting; A fills, their puts time out */
 	assert_true(sh("ip -n %s link set %s down", ns_b, veth_b));
@@ -635,18 +625,14 @@ static void test_netns_cut(void **state)
 		assert_true(t2 > 0);
 		t3 = put_range(f->a.q, i, n, deadline);
 	}
-	bridges_alive(out_pid, out_log, in_pid, in_log);
-	if (!cons_wait(&f->c)) {
-		/* the consumer misses messages: say what the bridges said */
-		bridges_alive(out_pid, out_log, in_pid, in_log);
-		log_show("bridge out", out_log);
-		log_show("bridge in", in_log);
-	}
+	bridges_alive(false);
+	if (!cons_wait(&f->c))
+		bridges_alive(true); /* the consumer misses messages: what the bridges said */
 	cons_expect_all(&f->c);
 	assert_int_equal(stream_msgs(url), n);
 	put_watch = NULL;
-	bridge_stop(out_pid, "bridge out", out_log);
-	bridge_stop(in_pid, "bridge in", in_log);
+	bridge_stop(nsb.out_pid, "bridge out", nsb.out_log);
+	bridge_stop(nsb.in_pid, "bridge in", nsb.in_log);
 	assert_int_equal(shmq_queue_len(f->a.q), 0);
 	assert_int_equal(shmq_queue_len(f->b.q), 0);
 	fprintf(stderr, "test_bridge_long: %llu messages across the cut (%llu timeouts after)\n",
