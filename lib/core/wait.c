@@ -75,6 +75,12 @@ uint32_t shmq__spin_budget(void)
 
 int shmq__futex_wait(const uint32_t *word, uint32_t expected, int64_t deadline)
 {
+	return shmq__futex_wait_bits(word, expected, deadline, FUTEX_BITSET_MATCH_ANY);
+}
+
+int shmq__futex_wait_bits(const uint32_t *word, uint32_t expected, int64_t deadline,
+			  uint32_t bits)
+{
 	struct timespec ts, *tsp = NULL;
 	long rc;
 
@@ -88,8 +94,7 @@ int shmq__futex_wait(const uint32_t *word, uint32_t expected, int64_t deadline)
 		/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC timeout.
 		 * Shared (not FUTEX_PRIVATE_FLAG): the word lives in a mapping
 		 * other processes wait on too. */
-		rc = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tsp, NULL,
-			     FUTEX_BITSET_MATCH_ANY);
+		rc = syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, tsp, NULL, bits);
 		if (rc == 0)
 			return 0;
 		switch (errno) {
@@ -110,6 +115,14 @@ int shmq__futex_wake(const uint32_t *word, int n)
 	long rc;
 
 	rc = syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+	return rc < 0 ? -errno : (int)rc;
+}
+
+int shmq__futex_wake_bits(const uint32_t *word, int n, uint32_t bits)
+{
+	long rc;
+
+	rc = syscall(SYS_futex, word, FUTEX_WAKE_BITSET, n, NULL, NULL, bits);
 	return rc < 0 ? -errno : (int)rc;
 }
 

@@ -53,6 +53,13 @@ int shmq__futex_wait(const uint32_t *word, uint32_t expected, int64_t deadline);
 /* Wake up to n sleepers on word (INT32_MAX for all).  Returns the number woken. */
 int shmq__futex_wake(const uint32_t *word, int n);
 
+/* As shmq__futex_wait and shmq__futex_wake, for sleepers that share a word
+ * and a waker that can tell them apart: a sleeper is woken only by a wake
+ * whose bits meet its own (shmq__futex_wake meets all).  bits != 0. */
+int shmq__futex_wait_bits(const uint32_t *word, uint32_t expected, int64_t deadline,
+			  uint32_t bits);
+int shmq__futex_wake_bits(const uint32_t *word, int n, uint32_t bits);
+
 /*
  * The adaptive wait: returns once *word != old (0), or at the deadline
  * (-ETIMEDOUT), or when the sleep slice ends (-EINTR: nothing happened yet;
