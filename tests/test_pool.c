@@ -1390,11 +1390,12 @@ static uint64_t worker_tasks(shmq_pool *p, unsigned i)
  * its wake, not the IDLE_SPIN_PROBES looks of a bare spin: after the task of
  * a round trip it goes to sleep at once, off the CPU its caller may wait
  * for.  The warm-up lasts until each worker has run 8 tasks, so has had 8
- * idle periods, and 50 us halved to nothing: the futex wake of one usually
- * alternates the two, but not always (a worker whose look before sleeping
- * takes the next task leaves the other woken for nothing, with its first
- * spin still whole; 20 tasks of warm-up under ThreadSanitizer and load left
- * 213 looks).  (A look more now and then: a worker held off its CPU for 3 ms
+ * idle periods, and 50 us halved to nothing: the wake of one takes the
+ * worker that slept last (Protocol IDLE_WAKE), so the other runs tasks only
+ * once its idle slice has ended and it sleeps again, after the first; and a
+ * worker whose look before sleeping takes the next task leaves the other
+ * woken for nothing, with its first spin still whole (20 tasks of warm-up
+ * under ThreadSanitizer and load left 213 looks).  (A look more now and then: a worker held off its CPU for 3 ms
  * finds the next task in its look and spins a microsecond next time; the
  * bound leaves room for that.) */
 static void test_idle_looks_bounded(void **state)
@@ -1508,6 +1509,64 @@ static void test_woken_worker_leaves_peers_cpu(void **state)
 	shmq_region_close(r);
 }
 
+/* ---- which sleeper a wake of one takes (Protocol IDLE_WAKE) ---- */
+
+/* out: the pid of the worker that ran it */
+static int whoami(const void *in, void *out)
+{
+	(void)in;
+	*(int32_t *)out = (int32_t)getpid();
+	return 0;
+}
+SHMQ_TASK(whoami);
+
+static int32_t run_whoami(shmq_pool *p)
+{
+	int32_t pid = 0;
+	shmq_async *a;
+
+	assert_int_equal(shmq_pool_apply_async(p, "whoami", NULL, 0, &pid, sizeof(pid), &a), 0);
+	assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
+	shmq_async_free(a);
+	assert_true(pid > 0);
+	return pid;
+}
+
+/* With both workers asleep, a job goes to the one that went to sleep last,
+ * the one that ran the job before: a plain futex wake of one takes the one
+ * asleep longest, and the two would take turns.  (A worker whose idle slice
+ * ends sleeps again and becomes the last: some 50 ms apart, hence the
+ * margin.)  Then a forged hint: every job is still taken, by a second wake. */
+static void test_wake_takes_last_sleeper(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 2, 0);
+	struct pool_hdr *h = pool_hdr_of(r);
+	int32_t prev, pid;
+	int same = 0;
+
+	(void)state;
+	pool_wait_started(p);
+	workers_asleep(h, 2);
+	prev = run_whoami(p);
+	for (int i = 0; i < 30; i++) {
+		workers_asleep(h, 2);
+		pid = run_whoami(p);
+		same += pid == prev;
+		prev = pid;
+	}
+	print_message("the last sleeper ran the next job %d times of 30\n", same);
+	assert_true(same >= 20);
+	for (int i = 0; i < 10; i++) {
+		workers_asleep(h, 2);
+		__atomic_store_n(&h->last_sleeper, i % 2 ? UINT32_MAX : 64u + (uint32_t)i,
+				 __ATOMIC_RELAXED);
+		(void)run_whoami(p);
+	}
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
 /* ---- a job's inline block ---- */
 
 /* A job of one chunk whose copies fit its inline block (an apply_async of
@@ -1579,6 +1638,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_idle_looks_bounded),
 		cmocka_unit_test(test_inline_job_no_arena),
 		cmocka_unit_test(test_woken_worker_leaves_peers_cpu),
+		cmocka_unit_test(test_wake_takes_last_sleeper),
 	};
 
 	char gate[96];

@@ -43,6 +43,19 @@ int shmq__pool_idle_wake(struct pool_hdr *h, bool strong, int n)
 			return 0;
 		shmq__fetch_add_seq_cst(&h->work_seq, 1);
 	}
+	if (n == 1) {
+		/* relaxed: pairs with worker_idle's store and CAS of the hint;
+		 * any value only picks a bit, a wrong one costs the second
+		 * call below (Protocol IDLE_WAKE) */
+		uint32_t last = shmq__load_relaxed(&h->last_sleeper);
+
+		if (last != 0) {
+			int rc = shmq__futex_wake_bits(&h->work_seq, 1, worker_wake_bit(last - 1));
+
+			if (rc > 0)
+				return rc;
+		}
+	}
 	return shmq__futex_wake(&h->work_seq, n);
 }
 

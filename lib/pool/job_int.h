@@ -24,6 +24,13 @@
  * none slept (or none was woken), a negative errno if the call failed. */
 int shmq__pool_idle_wake(struct pool_hdr *h, bool strong, int n);
 
+/* The futex bit worker slot i sleeps on (worker_idle); slots 32 apart share
+ * one. */
+static inline uint32_t worker_wake_bit(uint32_t i)
+{
+	return 1u << (i % 32u);
+}
+
 /* Record status for element i if it is the lowest failing index so far. */
 static inline void job_err_record(struct pool_job *job, uint64_t i, int status)
 {

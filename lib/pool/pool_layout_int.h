@@ -92,7 +92,13 @@
  * work_seq, registers in idle_sleepers (seq_cst), looks for work once more
  * and only then sleeps on work_seq (worker_idle).  wake_pending limits weak
  * wakes to one in flight: idle_wake's acq_rel exchange sets it, the worker's
- * release stores clear it.
+ * release stores clear it.  Last in, first out: each sleeper waits on its own
+ * futex bit (worker_wake_bit) and names itself in last_sleeper, a relaxed
+ * hint that it clears again (CAS) once awake; a wake of one wakes that bit
+ * first and any sleeper only if it woke nobody.  The worker that slept last
+ * runs the next job: its pages and caches are the warm ones, where a plain
+ * wake of one takes the longest asleep (futex order).  A wrong hint, stale or
+ * forged, costs the second wake call and nothing else.
  *
  * Protocol SLOT_ID: worker_init stores the worker's owner id in its slot with
  * release; the creator loads it with acquire (id_is_live_worker,
@@ -144,7 +150,7 @@
 #include "ring/deque_int.h"
 
 #define POOL_MAGIC   0x4c4f4f50u /* "POOL" */
-#define POOL_VERSION 5u
+#define POOL_VERSION 6u
 
 #define POOL_DEQUE_CAP 4096u
 #define POOL_FRAMES    1024u
@@ -269,7 +275,8 @@ struct pool_hdr {
 	uint32_t work_seq;
 	uint32_t idle_sleepers;
 	uint32_t wake_pending; /* a weak wake was sent and no sleeper has woken since */
-	uint8_t pad2[SHMQ__CACHELINE - 12];
+	uint32_t last_sleeper; /* slot + 1 of the worker that went to sleep last; a hint */
+	uint8_t pad2[SHMQ__CACHELINE - 16];
 	/* line 3: jobs whose injection word may be set */
 	uint64_t pending[SHMQ_POOL_MAX_JOBS / 64];
 	uint8_t pad3[SHMQ__CACHELINE - 8 * (SHMQ_POOL_MAX_JOBS / 64)];

@@ -377,7 +377,7 @@ static int worker_idle(struct worker *w, uint64_t *word)
 {
 	struct pool_hdr *h = w->h;
 	int64_t until = w->spin_ns ? shmq_now_ns() + w->spin_ns : 0, slept;
-	uint32_t seq;
+	uint32_t seq, last;
 	int rc = 0;
 	bool found;
 
@@ -406,6 +406,9 @@ static int worker_idle(struct worker *w, uint64_t *word)
 	worker_cpu_unpublish(w);
 	seq = shmq__load_seq_cst(&h->work_seq);
 	shmq__fetch_add_seq_cst(&h->idle_sleepers, 1);
+	/* relaxed: a hint for shmq__pool_idle_wake's load, which it only uses
+	 * to pick a futex bit (Protocol IDLE_WAKE) */
+	shmq__store_relaxed(&h->last_sleeper, w->self + 1);
 	/* a weak wake still marked pending went to another worker (or to
 	 * nobody): let the next spawn wake us */
 	shmq__store_release(&h->wake_pending, 0); /* IDLE_WAKE: pairs with shmq__pool_idle_wake's exchange */
@@ -414,8 +417,13 @@ static int worker_idle(struct worker *w, uint64_t *word)
 	found = work_find(w, word);
 	slept = shmq_now_ns();
 	if (!found && !worker_should_exit(w))
-		rc = shmq__futex_wait(&h->work_seq, seq, slept + IDLE_SLICE_NS);
+		rc = shmq__futex_wait_bits(&h->work_seq, seq, slept + IDLE_SLICE_NS,
+					   worker_wake_bit(w->self));
 	shmq__fetch_sub_seq_cst(&h->idle_sleepers, 1);
+	/* relaxed: the hint again, for the same load; a sleeper that named
+	 * itself since keeps its name */
+	last = w->self + 1;
+	(void)shmq__cas_relaxed(&h->last_sleeper, &last, 0);
 	shmq__store_release(&h->wake_pending, 0); /* IDLE_WAKE: pairs with shmq__pool_idle_wake's exchange */
 	if (found) {
 		/* work within our look: as a spin would have found it */
