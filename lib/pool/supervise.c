@@ -26,6 +26,7 @@
 #include "pool/extent_int.h"
 #include "pool/job_int.h"
 #include "pool/pool_layout_int.h"
+#include "proc/proc_int.h"
 
 static bool id_is_live_worker(shmq_pool *p, uint32_t id)
 {
@@ -338,16 +339,29 @@ static int init_error(struct pool_slot *s)
 	return st < 0 && st >= -4095 ? st : -ECHILD;
 }
 
+/* Are all workers running?  Most passes find them so, and a pass may sit
+ * in a submission's way (job_submit): one poll over their pidfds answers for
+ * all, where asking each is a waitid per worker.  false: look at each. */
+static bool workers_all_running(const shmq_pool *p)
+{
+	for (unsigned i = 0; i < p->nworkers; i++)
+		if (!p->procs[i])
+			return false;
+	return shmq__procs_running(p->procs, p->nworkers) == 1;
+}
+
 /* Replace dead workers.  Called with p->mu held. */
 void shmq__pool_supervise(shmq_pool *p)
 {
 	/* relaxed: only the creator writes state (Protocol POOL_STATE) */
 	uint32_t st = shmq__load_relaxed(&p->h->state);
+	bool each;
 
 	p->last_supervise = shmq_now_ns();
 	if (st >= POOL_EXIT)
 		return;
-	for (unsigned i = 0; i < p->nworkers; i++) {
+	each = !workers_all_running(p);
+	for (unsigned i = 0; each && i < p->nworkers; i++) {
 		struct pool_slot *s = &p->h->slots[i];
 		uint32_t dead_id;
 		int rc;

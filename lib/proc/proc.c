@@ -572,6 +572,31 @@ SHMQ_API int shmq_proc_join(shmq_proc *p, int64_t timeout_ns)
 	}
 }
 
+int shmq__procs_running(shmq_proc *const *procs, unsigned n)
+{
+	enum { BATCH = 64 };
+	struct pollfd pfd[BATCH];
+
+	for (unsigned i = 0; i < n; i += BATCH) {
+		unsigned m = n - i < BATCH ? n - i : BATCH;
+		int rc;
+
+		for (unsigned k = 0; k < m; k++) {
+			if (procs[i + k]->reaped)
+				return 0;
+			pfd[k] = (struct pollfd){ .fd = procs[i + k]->pidfd, .events = POLLIN };
+		}
+		do
+			rc = poll(pfd, m, 0);
+		while (rc < 0 && errno == EINTR);
+		if (rc < 0)
+			return -errno;
+		if (rc > 0)
+			return 0;
+	}
+	return 1;
+}
+
 SHMQ_API bool shmq_proc_is_alive(shmq_proc *p)
 {
 	return p && proc_reap(p, WNOHANG) == -EAGAIN;

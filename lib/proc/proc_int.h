@@ -87,6 +87,12 @@ struct shmq__talk {
 int shmq__run_talk(struct shmq__talk *t, const void *in, size_t in_len,
 		   struct shmq_run_result *res, int64_t timeout_ns);
 
+/* Have all of procs[0..n) (none NULL) still not exited?  One poll(2) over
+ * their pidfds (a pidfd turns readable when its process exits), where
+ * shmq_proc_is_alive makes a waitid each: 1 all running, 0 one has exited or
+ * was reaped already, -errno when the poll failed (then ask each). */
+int shmq__procs_running(shmq_proc *const *procs, unsigned n);
+
 /* Exit status from a waitid siginfo: the code, or -signal. */
 int shmq__status_from_siginfo(const siginfo_t *si);
 
