@@ -1317,14 +1317,21 @@ static int yield_count(const void *in, void *out)
 }
 SHMQ_TASK(yield_count);
 
+/* Run task (no input) once through apply_async; its output lands in out. */
+static void apply_no_input(shmq_pool *p, const char *task, void *out, size_t out_size)
+{
+	shmq_async *a;
+
+	assert_int_equal(shmq_pool_apply_async(p, task, NULL, 0, out, out_size, &a), 0);
+	assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
+	shmq_async_free(a);
+}
+
 static uint64_t worker_yields(shmq_pool *p)
 {
 	uint64_t n = 0;
-	shmq_async *a;
 
-	assert_int_equal(shmq_pool_apply_async(p, "yield_count", NULL, 0, &n, sizeof(n), &a), 0);
-	assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
-	shmq_async_free(a);
+	apply_no_input(p, "yield_count", &n, sizeof(n));
 	return n;
 }
 
@@ -1523,11 +1530,8 @@ SHMQ_TASK(whoami);
 static int32_t run_whoami(shmq_pool *p)
 {
 	int32_t pid = 0;
-	shmq_async *a;
 
-	assert_int_equal(shmq_pool_apply_async(p, "whoami", NULL, 0, &pid, sizeof(pid), &a), 0);
-	assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
-	shmq_async_free(a);
+	apply_no_input(p, "whoami", &pid, sizeof(pid));
 	assert_true(pid > 0);
 	return pid;
 }
