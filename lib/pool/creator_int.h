@@ -70,6 +70,7 @@ struct shmq_pool {
 	struct shmq__registry_snap tt;
 	struct job_priv jobs[SHMQ_POOL_MAX_JOBS];
 	unsigned nzombies;   /* jobs[] with zombie set: submit skips the scan at 0 */
+	unsigned norphaned;  /* jobs[] with orphaned set: jobs_settle skips the scan at 0 */
 	int64_t last_supervise;
 	struct retired_area *retired;
 	size_t nretired, cap_retired;

@@ -278,8 +278,10 @@ static void jobs_recover(shmq_pool *p, uint32_t dead_id)
 				shmq__cas_acq_rel(&chunks[c], &s, CHUNK_PENDING);
 			}
 		}
-		if (dead_id)
+		if (dead_id && !jp->orphaned) {
 			jp->orphaned = true;
+			p->norphaned++;
+		}
 		jp->last_done = UINT64_MAX; /* the next settle looks */
 		/* pairs with job_finish's seq_cst CAS of done (Protocol
 		 * JOB_DONE); a zombie was canceled (shmq_async_free) */
@@ -295,6 +297,8 @@ static void jobs_recover(shmq_pool *p, uint32_t dead_id)
  * since its last look, and finishes a job whose chunks are all DONE. */
 static void jobs_settle(shmq_pool *p)
 {
+	if (p->norphaned == 0)
+		return; /* no worker died under a job still here */
 	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
 		struct pool_job *job = pool_job(p, j);
 		struct job_priv *jp = &p->jobs[j];
@@ -466,6 +470,8 @@ void shmq__pool_job_release(shmq_pool *p, unsigned j)
 	shmq__free(jp->tries, jp->ntries);
 	if (jp->zombie)
 		p->nzombies--;
+	if (jp->orphaned)
+		p->norphaned--;
 	memset(jp, 0, sizeof(*jp));
 }
 
