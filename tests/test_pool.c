@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -19,6 +21,7 @@
 
 #include "testutil.h"
 
+#include "core/atomic_int.h"
 #include "core/objkind_int.h"
 #include "core/region_int.h"
 #include "pool/pool_int.h"
@@ -26,6 +29,36 @@
 
 #define NWORKERS 2
 #define REGION_SIZE ((size_t)64 << 20)
+
+/*
+ * poll(2), counted while polls_counting is set.  Defined here, it takes libc's
+ * place for the library too: how a test sees whether the creator's looks for
+ * dead workers make a system call.  Only the test's own thread counts; other
+ * threads of some tests call it too, so both words are atomics (relaxed: no
+ * data is published through them).
+ */
+static uint32_t polls_counting, polls_seen;
+
+int poll(struct pollfd *fds, nfds_t n, int timeout_ms)
+{
+	struct timespec ts, *tp = NULL;
+
+	if (shmq__load_relaxed(&polls_counting))
+		shmq__fetch_add_relaxed(&polls_seen, 1u);
+	if (timeout_ms >= 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+		tp = &ts;
+	}
+	return (int)syscall(SYS_ppoll, fds, n, tp, NULL, (size_t)(_NSIG / 8));
+}
+
+static void polls_count(bool on)
+{
+	if (on)
+		shmq__store_relaxed(&polls_seen, 0u);
+	shmq__store_relaxed(&polls_counting, on ? 1u : 0u);
+}
 
 /* ---- tasks ---- */
 
@@ -925,6 +958,63 @@ static void test_idle_death_replaced_at_submit(void **state)
 	shmq_region_close(r);
 }
 
+/* The look for dead workers each submission makes (at most every 10 ms)
+ * asks the kernel nothing while every worker runs: each worker's life lock
+ * says so (Protocol LIFE).  With one poll(2) per look (the build before),
+ * this counts 10. */
+static void test_look_makes_no_system_call(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	pid_t pids[NWORKERS];
+	uint32_t polls;
+
+	(void)state;
+	pool_wait_started(p);
+	pids_of(p, pids);
+	polls_count(true);
+	for (int64_t i = 0; i < 10; i++) {
+		int64_t out = 0;
+		shmq_async *a;
+
+		usleep(12 * 1000); /* past the 10 ms between two looks */
+		assert_int_equal(shmq_pool_apply_async(p, "triple", &i, sizeof(i), &out,
+						       sizeof(out), &a), 0);
+		assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
+		shmq_async_free(a);
+		assert_int_equal(out, 3 * i + 1);
+	}
+	polls = shmq__load_relaxed(&polls_seen);
+	polls_count(false);
+	assert_int_equal(polls, 0);
+	pool_done(p, pids, NWORKERS);
+	shmq_region_close(r);
+}
+
+/* n submissions of one task 12 ms apart (each makes a look), stopping early
+ * once slot's worker was replaced: how many were made. */
+static int spaced_until_replaced(shmq_pool *p, unsigned slot, int n)
+{
+	struct shmq_pool_worker_stats s;
+	int k;
+
+	for (k = 0; k < n; k++) {
+		int64_t in = k, out = 0;
+		shmq_async *a;
+
+		assert_int_equal(shmq_pool_worker_stats(p, slot, &s), 0);
+		if (s.restarts)
+			break;
+		usleep(12 * 1000);
+		assert_int_equal(shmq_pool_apply_async(p, "triple", &in, sizeof(in), &out,
+						       sizeof(out), &a), 0);
+		assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
+		shmq_async_free(a);
+		assert_int_equal(out, 3 * in + 1);
+	}
+	return k;
+}
+
 /* 10 s of napping per worker: terminate cancels it whenever it comes */
 #define TERM_N 20000u
 
@@ -1017,6 +1107,64 @@ static struct pool_hdr *pool_hdr_of(shmq_region *r)
 	assert_int_equal(shmq__obj_find(r, name, SHMQ__OBJ_POOL, &mem, &size), 0);
 	assert_true(size >= sizeof(struct pool_hdr));
 	return mem;
+}
+
+/* A live worker's life lock forged to "not held", then to "owner died":
+ * the looks fall back to polling the pidfds, which find it running, so it is
+ * never taken for dead, and every task still runs. */
+static void test_hostile_life_word_live(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	struct pool_hdr *h = pool_hdr_of(r);
+	pid_t pids[NWORKERS];
+	uint32_t polls;
+
+	(void)state;
+	pool_wait_started(p);
+	pids_of(p, pids);
+	polls_count(true);
+	__atomic_store_n(&h->slots[0].life.word, 0u, __ATOMIC_SEQ_CST);
+	assert_int_equal(spaced_until_replaced(p, 0, 5), 5);
+	__atomic_store_n(&h->slots[0].life.word, FUTEX_OWNER_DIED, __ATOMIC_SEQ_CST);
+	assert_int_equal(spaced_until_replaced(p, 0, 5), 5);
+	polls = shmq__load_relaxed(&polls_seen);
+	polls_count(false);
+	assert_true(polls >= 8); /* a poll per look, not a replacement */
+	pool_done(p, pids, NWORKERS); /* no restarts */
+	shmq_region_close(r);
+}
+
+/* A dead worker's life lock forged back to "held by its pid": the looks
+ * believe it, but every LIFE_FULL_EVERY-th look polls the pidfds, so the
+ * replacement comes late but comes; meanwhile the live worker runs every
+ * task. */
+static void test_hostile_life_word_dead(void **state)
+{
+	struct shmq_pool_worker_stats s;
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	struct pool_hdr *h = pool_hdr_of(r);
+	pid_t pids[NWORKERS];
+	int made;
+
+	(void)state;
+	pool_wait_started(p);
+	pids_of(p, pids);
+	assert_int_equal(kill(pids[1], SIGKILL), 0);
+	wait_exited(pids[1]);
+	/* the kernel marked it at the death */
+	assert_int_equal(__atomic_load_n(&h->slots[1].life.word, __ATOMIC_SEQ_CST) &
+			 (FUTEX_TID_MASK | FUTEX_OWNER_DIED), FUTEX_OWNER_DIED);
+	__atomic_store_n(&h->slots[1].life.word, (uint32_t)pids[1], __ATOMIC_SEQ_CST);
+	made = spaced_until_replaced(p, 1, LIFE_FULL_EVERY + 8);
+	printf("replaced after %d spaced submissions\n", made);
+	assert_true(made >= 1 && made <= (int)LIFE_FULL_EVERY + 1);
+	assert_int_equal(shmq_pool_worker_stats(p, 1, &s), 0);
+	assert_int_equal(s.restarts, 1);
+	pids[1] = s.pid;
+	pool_done_killed(p, pids, NWORKERS, 1);
+	shmq_region_close(r);
 }
 
 /* The one job slot in use (ACTIVE), waited for (30 s at most). */
@@ -1651,6 +1799,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_kill_rounds_bounded),
 		cmocka_unit_test(test_killed_between_done_and_count),
 		cmocka_unit_test(test_idle_death_replaced_at_submit),
+		cmocka_unit_test(test_look_makes_no_system_call),
+		cmocka_unit_test(test_hostile_life_word_live),
+		cmocka_unit_test(test_hostile_life_word_dead),
 		cmocka_unit_test(test_terminate),
 		cmocka_unit_test(test_free_running_pool),
 		cmocka_unit_test(test_hostile_frame_out_size),

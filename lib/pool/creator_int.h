@@ -71,6 +71,8 @@ struct shmq_pool {
 	struct job_priv jobs[SHMQ_POOL_MAX_JOBS];
 	unsigned nzombies;   /* jobs[] with zombie set: submit skips the scan at 0 */
 	unsigned norphaned;  /* jobs[] with orphaned set: jobs_settle skips the scan at 0 */
+	uint32_t looks;      /* looks for dead workers (workers_all_running) */
+	bool no_life;        /* a life lock could not be set up: looks poll */
 	int64_t last_supervise;
 	struct retired_area *retired;
 	size_t nretired, cap_retired;

@@ -137,10 +137,24 @@
  * wakes the spawner (core/wait_int.h); frame_wait loads state with acquire.
  * A spawner that takes its own word back runs the subtask in place; a word
  * that outlived its frame (the tag no longer matches) is dropped.
+ *
+ * Protocol LIFE: the kernel -> creator, hints only.  worker_start
+ * initialises the slot's life lock (a robust, process-shared
+ * pthread_mutex_t) before it spawns the worker; worker_init takes it with a
+ * trylock and holds it until it dies, so that it sits on the worker's robust
+ * list, and the kernel, at the worker's death, however it dies, replaces
+ * its TID in the lock word with FUTEX_OWNER_DIED (handle_futex_death).  The
+ * creator's look for dead workers (workers_all_running) loads each word
+ * relaxed and takes "the word holds exactly this worker's pid" for "still
+ * running": no system call.  Any other value, a worker not yet started, or a
+ * forged word sends it to the pidfds (one poll), and so does every
+ * LIFE_FULL_EVERY-th look, so a forged "running" only delays a replacement.
+ * The creator never takes the lock: nothing in the mutex steers it.
  */
 #ifndef SHMQ_POOL_LAYOUT_INT_H
 #define SHMQ_POOL_LAYOUT_INT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -150,7 +164,9 @@
 #include "ring/deque_int.h"
 
 #define POOL_MAGIC   0x4c4f4f50u /* "POOL" */
-#define POOL_VERSION 6u
+#define POOL_VERSION 7u /* 7: the slot's life lock (Protocol LIFE) */
+
+#define LIFE_FULL_EVERY 64u /* every so many looks ask the pidfds (Protocol LIFE) */
 
 #define POOL_DEQUE_CAP 4096u
 #define POOL_FRAMES    1024u
@@ -252,9 +268,18 @@ struct pool_slot {
 	uint32_t cpu;       /* the CPU it runs on + 1 while awake, 0 while it
 			     * sleeps; a placement hint (Protocol PLACE) */
 	uint8_t pad1[SHMQ__CACHELINE - 36];
+	/* line 2: the worker's life lock (Protocol LIFE): initialised by the
+	 * creator, taken once by the worker, then only read */
+	union {
+		pthread_mutex_t m;
+		uint32_t word; /* glibc's lock word (__data.__lock) */
+		uint8_t line[SHMQ__CACHELINE];
+	} life;
 };
 SHMQ__LINE_ALIGNED_FIELD(struct pool_slot, id);
-_Static_assert(sizeof(struct pool_slot) == 2 * SHMQ__CACHELINE, "pool_slot: two lines");
+SHMQ__LINE_ALIGNED_FIELD(struct pool_slot, life);
+_Static_assert(sizeof(pthread_mutex_t) <= SHMQ__CACHELINE, "pool_slot: the life lock fits a line");
+_Static_assert(sizeof(struct pool_slot) == 3 * SHMQ__CACHELINE, "pool_slot: three lines");
 
 struct pool_hdr {
 	/* line 0: immutable after create */

@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -146,6 +148,25 @@ void shmq__pool_worker_areas_free(shmq_pool *p)
 	p->nretired = p->cap_retired = 0;
 }
 
+/* Initialise slot s's life lock for its next worker (Protocol LIFE); the
+ * previous worker, if any, has exited.  false when it could not be: then
+ * the looks ask the pidfds. */
+static bool life_init(struct pool_slot *s)
+{
+	pthread_mutexattr_t a;
+	int rc = pthread_mutexattr_init(&a);
+
+	if (rc)
+		return false;
+	rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	if (!rc)
+		rc = pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	if (!rc)
+		rc = pthread_mutex_init(&s->life.m, &a);
+	pthread_mutexattr_destroy(&a);
+	return rc == 0;
+}
+
 /* Give slot i another area (when fresh: the old one is retired) and a new
  * process.  The slot's previous process, if any, has exited. */
 int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh)
@@ -182,6 +203,9 @@ int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh)
 	a.slot = i;
 	a.max_tasks = p->max_tasks;
 	memcpy(a.init, p->init, sizeof(a.init));
+	/* published with gen below, as the fields above (SLOT_ID) */
+	if (!life_init(s))
+		p->no_life = true;
 	/* relaxed: only the creator writes gen */
 	a.gen = shmq__load_relaxed(&s->gen) + 1;
 	if (a.gen == 0)
@@ -344,14 +368,27 @@ static int init_error(struct pool_slot *s)
 }
 
 /* Are all workers running?  Most passes find them so, and a pass may sit
- * in a submission's way (job_submit): one poll over their pidfds answers for
- * all, where asking each is a waitid per worker.  false: look at each. */
-static bool workers_all_running(const shmq_pool *p)
+ * in a submission's way (job_submit), while the worker it woke waits for
+ * the caller's CPU.  Each worker's life lock answers without a system call
+ * (Protocol LIFE); when one does not, and every LIFE_FULL_EVERY-th look, one
+ * poll over their pidfds answers for all, where asking each is a waitid per
+ * worker.  false: look at each. */
+static bool workers_all_running(shmq_pool *p)
 {
-	for (unsigned i = 0; i < p->nworkers; i++)
+	bool held = !p->no_life && ++p->looks % LIFE_FULL_EVERY != 0;
+
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		uint32_t word;
+
 		if (!p->procs[i])
 			return false;
-	return shmq__procs_running(p->procs, p->nworkers) == 1;
+		/* relaxed: Protocol LIFE, a hint; a stale or forged word costs
+		 * a poll, or delays a replacement to the next full look */
+		word = shmq__load_relaxed(&p->h->slots[i].life.word);
+		held &= (word & (FUTEX_TID_MASK | FUTEX_OWNER_DIED)) ==
+			(uint32_t)shmq_proc_pid(p->procs[i]);
+	}
+	return held || shmq__procs_running(p->procs, p->nworkers) == 1;
 }
 
 /* Replace dead workers.  Called with p->mu held. */

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -775,6 +776,11 @@ static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg
 	/* SLOT_ID: pairs with shmq__pool_worker_start's seq_cst store of gen */
 	if (shmq__load_acquire(&w->slot->gen) != a->gen)
 		return -ESTALE;
+	/* held until we die, so that the kernel marks it then (Protocol
+	 * LIFE); a trylock: a forged lock must not block us, and one we
+	 * cannot take only costs the creator a poll per look */
+	if (pthread_mutex_trylock(&w->slot->life.m) == EOWNERDEAD)
+		(void)pthread_mutex_consistent(&w->slot->life.m);
 	/* relaxed: ordered by the acquire of gen above; loaded once, so that
 	 * the frames we address and the words we push agree */
 	area_off = shmq__load_relaxed(&w->slot->area_off);
