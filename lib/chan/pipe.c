@@ -592,7 +592,7 @@ static __attribute__((noinline)) int send_big(shmq_pipe *p, const void *msg, siz
  * errors) is send_slow's, which starts from scratch: the fast path changed
  * nothing when it gives up.
  */
-int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, int64_t timeout_ns)
+SHMQ__LINE_START int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, int64_t timeout_ns)
 {
 	struct shmq__spsc_prod *tx;
 	uint64_t tail, off, rec;
@@ -779,7 +779,7 @@ static __attribute__((noinline)) ssize_t recv_big(shmq_pipe *p, void *buf, uint6
  * without seq_cst, and a whole record below the cached tail (the checks of
  * shmq__spsc_peek); anything else is recv_slow's, which starts from scratch
  * (nothing was changed here). */
-ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int64_t timeout_ns)
+SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int64_t timeout_ns)
 {
 	struct shmq__spsc_cons *rx;
 	uint64_t head, avail, off, rec;
