@@ -39,7 +39,8 @@
  *    them): blocking calls streaming, and a bursty producer (1000 sends,
  *    100 us pause) whose consumer sleeps between bursts.
  *
- *  `-- rt` runs only the round trips.
+ *  `-- rt` runs only the round trips, `-- tput` only the throughputs per size
+ *  (one message per call, bulk, blocking).
  */
 #include "config.h"
 
@@ -1221,6 +1222,8 @@ int bench_pipe(struct bench *b)
 	}
 	for (size_t i = 0; !rc && i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		rc = pb_tput_size(&run, sizes[i]);
+	if (bench_has_arg(b, "tput")) /* the per-size throughputs alone */
+		goto out;
 	if (!rc)
 		rc = pb_zero_copy(&run);
 	if (!rc)
