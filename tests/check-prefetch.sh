@@ -13,23 +13,28 @@ done
 [ -n "$lib" ] || { echo "check-prefetch: no built lib/.libs/libshmq.{a,so}" >&2; exit 1; }
 command -v objdump >/dev/null || { echo "check-prefetch: objdump is missing (binutils)" >&2; exit 1; }
 
-# function:least, prefetch instructions it must hold: a bulk send asks for
-# the room the next call fills (shmq__spsc_prefetch_room); a cancel starts
-# the four loads of its heap removal (heap_prefetch_remove)
-want="shmq_pipe_send_bulk:1 shmq__heap_cancel:4"
-counts=$(objdump -d --no-show-raw-insn "$lib" | awk '
+# function:insn:least, how many instructions whose name starts with insn it
+# must hold: a bulk send asks for the room the next call fills
+# (shmq__spsc_prefetch_room), on x86 with PREFETCHW for the CPUs that have
+# it; a cancel starts the four loads of its heap removal
+# (heap_prefetch_remove)
+want="shmq_pipe_send_bulk:prefetch:1 shmq__heap_cancel:prefetch:4"
+case $(uname -m) in
+x86_64 | i?86) want="$want shmq_pipe_send_bulk:prefetchw:1" ;;
+esac
+insns=$(objdump -d --no-show-raw-insn "$lib" | awk '
 	/^[0-9a-f]+ <[^>]+>:$/ { f = $2; gsub(/[<>:]/, "", f); next }
-	/\tprefetch/ { n[f]++ }
-	END { for (f in n) print f, n[f] }')
+	/\tprefetch/ { split($0, t, "\t"); split(t[2], i, " "); print f, i[1] }')
 bad=0
 for w in $want; do
-	f=${w%%:*} least=${w#*:}
-	got=$(printf '%s\n' "$counts" | awk -v f="$f" '$1 == f { print $2 }')
-	if [ "${got:-0}" -lt "$least" ]; then
-		echo "check-prefetch: $f has ${got:-0} prefetch instructions in $lib, wants at least $least" >&2
+	f=${w%%:*} rest=${w#*:}
+	insn=${rest%%:*} least=${rest#*:}
+	got=$(printf '%s\n' "$insns" | awk -v f="$f" -v i="$insn" '$1 == f && index($2, i) == 1' | wc -l)
+	if [ "$got" -lt "$least" ]; then
+		echo "check-prefetch: $f has $got $insn* instructions in $lib, wants at least $least" >&2
 		bad=1
 	else
-		echo "check-prefetch: $f: $got"
+		echo "check-prefetch: $f: $got $insn*"
 	fi
 done
 exit $bad

@@ -5,6 +5,9 @@
 
 #include <errno.h>
 #include <limits.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <linux/membarrier.h>
 #include <sched.h>
 #include <string.h>
@@ -102,6 +105,20 @@ static int64_t ring_check(void *mem, size_t size)
 	return (int64_t)cap;
 }
 
+/* Does this CPU execute PREFETCHW (CPUID 0x80000001, ECX bit 8: AMD's
+ * 3DNowPrefetch, Intel's PRFCHW from Broadwell on)?  Asked at every attach:
+ * one CPUID, on the slow path. */
+static bool cpu_has_prefetchw(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	unsigned int a, b, c, d;
+
+	return __get_cpuid(0x80000001u, &a, &b, &c, &d) && (c & (1u << 8));
+#else
+	return false;
+#endif
+}
+
 int shmq__spsc_prod_attach(struct shmq__spsc_prod *p, void *mem, size_t size)
 {
 	int64_t cap = ring_check(mem, size);
@@ -116,6 +133,7 @@ int shmq__spsc_prod_attach(struct shmq__spsc_prod *p, void *mem, size_t size)
 	p->mask = p->cap - 1;
 	p->max_msg = shmq__spsc_max_msg(p->cap);
 	p->strong = shmq__spsc_membarrier_register() != 0;
+	p->prefetchw = cpu_has_prefetchw();
 	rc = shmq__spsc_prod_sync(p);
 	if (rc)
 		return rc;
