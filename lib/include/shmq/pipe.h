@@ -64,7 +64,7 @@ struct shmq_pipe_opts {
 /* The default: 64 KiB per direction, 128 KiB per pipe (memory per pipe is
  * 2 x capacity).  Bulk throughput (32 x 64-byte messages per call, two
  * pinned processes) measured flat from 64 KiB to 4 MiB rings on the
- * reference machine (2 vCPUs, 2 MiB L2 each; 52-59 M msg/s at every size),
+ * reference machine (2 vCPUs, 2 MiB L2 each; 59-70 M msg/s at every size),
  * so a larger default would cost memory and buy nothing there.  64 KiB holds
  * 910 records of 64 bytes and allows messages up to 32 KiB - 8; raise
  * shmq_pipe_opts.capacity for larger messages or burstier producers. */
