@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* Pipes: every error path of the API, 10^6 checksummed messages across two
- * processes, zero copy and bulk calls, end of file on close, -EPIPE soon
- * after the peer is SIGKILLed, oversize messages that lose nothing, the
- * placement API and corrupted rings. */
+ * processes, zero copy and bulk calls (and long bulk calls publishing as
+ * they go), end of file on close, -EPIPE soon after the peer is SIGKILLed,
+ * oversize messages that lose nothing, the placement API and corrupted
+ * rings. */
 #include "config.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 
 #include "testutil.h"
@@ -75,6 +77,136 @@ static shmq_pipe *child_end1(const char *region, const char *name, shmq_region *
 static int64_t ms(int64_t n)
 {
 	return n * 1000000;
+}
+
+/* ---- bulk calls publish as they go ---- */
+
+#define HB_LEN  1024u /* payload bytes: 1032-byte records */
+#define HB_RECS 40u   /* 41,280 bytes: past half of a 64 KiB ring, within it */
+
+/* n bytes of readable and writable memory that end where a PROT_NONE page
+ * starts: the first access past them faults. */
+static uint8_t *before_guard(size_t n)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE), len = (n + pg - 1) / pg * pg;
+	uint8_t *m = mmap(NULL, len + pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED || mprotect(m + len, pg, PROT_NONE))
+		return NULL;
+	return m + len - n;
+}
+
+/* In a forked child about to fault on purpose: the fault kills it (cmocka's
+ * handler would fail the test and run the rest of the suite in the child),
+ * and leaves no core file. */
+static void child_may_fault(void)
+{
+	struct rlimit no = { 0, 0 };
+
+	setrlimit(RLIMIT_CORE, &no);
+	signal(SIGSEGV, SIG_DFL);
+	signal(SIGBUS, SIG_DFL);
+}
+
+/* Did the child end with the fault, not with one of its own exit codes (0,
+ * 90-94)? */
+static bool faulted(int status)
+{
+	return status != 0 && (status < 90 || status > 94);
+}
+
+/*
+ * A bulk send of more than half the ring publishes what it has copied each
+ * time half the ring's bytes have gone in, not only at the end of the call:
+ * the receiver can start on a long batch, and a sender that dies in the
+ * middle of one (here: a fault copying its last message) leaves what it
+ * published.  The child, a second holder of end 1, faults on its 40th
+ * message; end 0 then finds the first 32 (the first half ring) intact.
+ */
+static void test_bulk_send_publishes_as_it_goes(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 64 << 10 };
+	shmq_pipe *a, *b;
+	uint8_t buf[HB_LEN];
+	unsigned got = 0;
+	ssize_t n;
+	pid_t pid;
+
+	assert_int_equal(shmq_pipe_create(f->r, "hb", &o, &a, &b), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_pipe *p = child_end1(f->name, "hb", &r);
+		uint8_t *src = before_guard((HB_RECS - 1) * HB_LEN);
+		struct iovec v[HB_RECS];
+
+		if (!src)
+			_exit(93);
+		for (unsigned i = 0; i < HB_RECS; i++) {
+			v[i].iov_base = src + (size_t)i * HB_LEN; /* the last is the guard page */
+			v[i].iov_len = HB_LEN;
+			if (i < HB_RECS - 1)
+				fill(v[i].iov_base, HB_LEN, i);
+		}
+		child_may_fault();
+		shmq_pipe_send_bulk(p, v, HB_RECS, SHMQ_NOWAIT);
+		_exit(94); /* not reached: the last copy faults */
+	}
+	assert_true(faulted(tu_wait_child(pid)));
+	while ((n = shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT)) >= 0) {
+		uint8_t want[HB_LEN];
+
+		assert_int_equal(n, HB_LEN);
+		fill(want, HB_LEN, got);
+		assert_memory_equal(buf, want, HB_LEN);
+		got++;
+	}
+	assert_int_equal(n, -EAGAIN); /* end 1 is still held, by b */
+	/* 31.75 records make half the ring: published before the 33rd */
+	assert_int_equal(got, 32);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+}
+
+/* The same for a bulk receive: a receiver that dies in the middle of a long
+ * batch (a fault copying into its buffer) has handed the first half ring's
+ * records back, and the next receiver of its end starts after them. */
+static void test_bulk_recv_publishes_as_it_goes(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 64 << 10 };
+	shmq_pipe *a, *b;
+	uint8_t buf[HB_LEN], want[HB_LEN];
+	pid_t pid;
+
+	assert_int_equal(shmq_pipe_create(f->r, "hr", &o, &a, &b), 0);
+	for (unsigned i = 0; i < HB_RECS; i++) {
+		fill(buf, HB_LEN, i);
+		assert_int_equal(shmq_pipe_send(a, buf, HB_LEN, SHMQ_NOWAIT), 0);
+	}
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_pipe *p = child_end1(f->name, "hr", &r);
+		uint8_t *dst = before_guard((HB_RECS - 1) * HB_LEN);
+		size_t lens[HB_RECS];
+
+		if (!dst)
+			_exit(93);
+		child_may_fault();
+		shmq_pipe_recv_bulk(p, dst, HB_RECS * HB_LEN, lens, HB_RECS, SHMQ_NOWAIT);
+		_exit(94); /* not reached: the last copy faults */
+	}
+	assert_true(faulted(tu_wait_child(pid)));
+	/* b, the other holder of end 1, goes on after the published head */
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_NOWAIT), HB_LEN);
+	fill(want, HB_LEN, 32);
+	assert_memory_equal(buf, want, HB_LEN);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
 }
 
 /* ---- API error paths ---- */
@@ -989,6 +1121,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_nowait_and_timeouts, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_msgsize_loses_nothing, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_zero_copy_and_bulk, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_bulk_send_publishes_as_it_goes, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_bulk_recv_publishes_as_it_goes, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_stress_two_processes, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_eof_on_close, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_eof_creator_used_end, setup, tu_region_teardown),
