@@ -96,23 +96,50 @@ static uint8_t *before_guard(size_t n)
 	return m + len - n;
 }
 
-/* In a forked child about to fault on purpose: the fault kills it (cmocka's
- * handler would fail the test and run the rest of the suite in the child),
- * and leaves no core file. */
-static void child_may_fault(void)
-{
-	struct rlimit no = { 0, 0 };
-
-	setrlimit(RLIMIT_CORE, &no);
-	signal(SIGSEGV, SIG_DFL);
-	signal(SIGBUS, SIG_DFL);
-}
-
 /* Did the child end with the fault, not with one of its own exit codes (0,
  * 90-94)? */
 static bool faulted(int status)
 {
 	return status != 0 && (status < 90 || status > 94);
+}
+
+/* Fork a child that opens end 1 of pipe name as a second holder and dies in
+ * the middle of a bulk call of HB_RECS messages of HB_LEN bytes: a send
+ * (send) of messages filled with their index, or a receive, whose copy of
+ * the last message, from or to a guard page, faults.  Its exit status.  The
+ * fault kills it (cmocka's handler would fail the test and run the rest of
+ * the suite in the child) and leaves no core file. */
+static int child_dies_in_bulk(const struct tu_region *f, const char *name, bool send)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_pipe *p = child_end1(f->name, name, &r);
+		uint8_t *mem = before_guard((HB_RECS - 1) * HB_LEN);
+		struct iovec v[HB_RECS];
+		size_t lens[HB_RECS];
+
+		if (!mem)
+			_exit(93);
+		setrlimit(RLIMIT_CORE, &(struct rlimit){ 0, 0 });
+		signal(SIGSEGV, SIG_DFL);
+		signal(SIGBUS, SIG_DFL);
+		if (send) {
+			for (unsigned i = 0; i < HB_RECS; i++) {
+				v[i].iov_base = mem + (size_t)i * HB_LEN; /* the last: the guard page */
+				v[i].iov_len = HB_LEN;
+				if (i < HB_RECS - 1)
+					fill(v[i].iov_base, HB_LEN, i);
+			}
+			shmq_pipe_send_bulk(p, v, HB_RECS, SHMQ_NOWAIT);
+		} else {
+			shmq_pipe_recv_bulk(p, mem, HB_RECS * HB_LEN, lens, HB_RECS, SHMQ_NOWAIT);
+		}
+		_exit(94); /* not reached: the last copy faults */
+	}
+	return tu_wait_child(pid);
 }
 
 /*
@@ -131,30 +158,9 @@ static void test_bulk_send_publishes_as_it_goes(void **state)
 	uint8_t buf[HB_LEN];
 	unsigned got = 0;
 	ssize_t n;
-	pid_t pid;
 
 	assert_int_equal(shmq_pipe_create(f->r, "hb", &o, &a, &b), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		shmq_region *r;
-		shmq_pipe *p = child_end1(f->name, "hb", &r);
-		uint8_t *src = before_guard((HB_RECS - 1) * HB_LEN);
-		struct iovec v[HB_RECS];
-
-		if (!src)
-			_exit(93);
-		for (unsigned i = 0; i < HB_RECS; i++) {
-			v[i].iov_base = src + (size_t)i * HB_LEN; /* the last is the guard page */
-			v[i].iov_len = HB_LEN;
-			if (i < HB_RECS - 1)
-				fill(v[i].iov_base, HB_LEN, i);
-		}
-		child_may_fault();
-		shmq_pipe_send_bulk(p, v, HB_RECS, SHMQ_NOWAIT);
-		_exit(94); /* not reached: the last copy faults */
-	}
-	assert_true(faulted(tu_wait_child(pid)));
+	assert_true(faulted(child_dies_in_bulk(f, "hb", true)));
 	while ((n = shmq_pipe_recv(a, buf, sizeof(buf), SHMQ_NOWAIT)) >= 0) {
 		uint8_t want[HB_LEN];
 
@@ -179,28 +185,13 @@ static void test_bulk_recv_publishes_as_it_goes(void **state)
 	struct shmq_pipe_opts o = { .capacity = 64 << 10 };
 	shmq_pipe *a, *b;
 	uint8_t buf[HB_LEN], want[HB_LEN];
-	pid_t pid;
 
 	assert_int_equal(shmq_pipe_create(f->r, "hr", &o, &a, &b), 0);
 	for (unsigned i = 0; i < HB_RECS; i++) {
 		fill(buf, HB_LEN, i);
 		assert_int_equal(shmq_pipe_send(a, buf, HB_LEN, SHMQ_NOWAIT), 0);
 	}
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		shmq_region *r;
-		shmq_pipe *p = child_end1(f->name, "hr", &r);
-		uint8_t *dst = before_guard((HB_RECS - 1) * HB_LEN);
-		size_t lens[HB_RECS];
-
-		if (!dst)
-			_exit(93);
-		child_may_fault();
-		shmq_pipe_recv_bulk(p, dst, HB_RECS * HB_LEN, lens, HB_RECS, SHMQ_NOWAIT);
-		_exit(94); /* not reached: the last copy faults */
-	}
-	assert_true(faulted(tu_wait_child(pid)));
+	assert_true(faulted(child_dies_in_bulk(f, "hr", false)));
 	/* b, the other holder of end 1, goes on after the published head */
 	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_NOWAIT), HB_LEN);
 	fill(want, HB_LEN, 32);
