@@ -425,7 +425,7 @@ static inline int ep_recv(struct ep *e, void *m)
  * measures the bench, not the pipe). */
 static size_t bulk_stride(uint32_t size)
 {
-	return ((size_t)size + 63u) & ~(size_t)63u;
+	return SHMQ__ALIGN_UP((size_t)size, (size_t)SHMQ__CACHELINE);
 }
 
 static void bulk_stamp(struct pb *pb, uint8_t *m, uint64_t first)
