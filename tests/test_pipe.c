@@ -648,6 +648,81 @@ static void test_eof_needs_every_handle(void **state)
 	shmq_pipe_close(a);
 }
 
+/* Expect message "<tag><i>" next on p, with NOWAIT. */
+static void expect_msg(shmq_pipe *p, char tag, int i)
+{
+	char want[16], buf[16];
+	int n = snprintf(want, sizeof(want), "%c%d", tag, i);
+
+	assert_int_equal(shmq_pipe_recv(p, buf, sizeof(buf), SHMQ_NOWAIT), n);
+	assert_memory_equal(buf, want, (size_t)n);
+}
+
+/* Send "<tag><i>" on p: one call, a bulk call or reserve / commit (how). */
+static void send_msg(shmq_pipe *p, char tag, int i, int how)
+{
+	char m[16];
+	int n = snprintf(m, sizeof(m), "%c%d", tag, i);
+	struct iovec v = { m, (size_t)n };
+	void *buf;
+
+	if (how == 0) {
+		assert_int_equal(shmq_pipe_send(p, m, (size_t)n, SHMQ_NOWAIT), 0);
+	} else if (how == 1) {
+		assert_int_equal(shmq_pipe_send_bulk(p, &v, 1, SHMQ_NOWAIT), 1);
+	} else {
+		assert_int_equal(shmq_pipe_reserve(p, (size_t)n, &buf, SHMQ_NOWAIT), 0);
+		memcpy(buf, m, (size_t)n);
+		assert_int_equal(shmq_pipe_commit(p, (size_t)n, 0), 0);
+	}
+}
+
+/* Handles of one end take turns sending (each send ordered after the other
+ * handle's): every message arrives once, in order, whether the turns are
+ * taken in one process or by a holder in another process that comes and
+ * goes.  A send fast path that wrote at its handle's private tail without
+ * knowing whether another handle has sent since fails this. */
+static void test_holders_take_turns(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 256 }; /* a lap every 16 messages */
+	shmq_pipe *a, *b, *b2;
+	int i;
+	pid_t pid;
+
+	assert_int_equal(shmq_pipe_create(f->r, "turns", &o, &a, &b), 0);
+	assert_int_equal(shmq_pipe_open(f->r, "turns", 1, &b2), 0);
+	for (i = 0; i < 300; i++) { /* many laps, pads and all */
+		send_msg(i % 2 ? b2 : b, 't', i, i % 7 == 3 ? 1 : i % 11 == 5 ? 2 : 0);
+		if (i % 3 == 2)
+			send_msg(i % 2 ? b2 : b, 'u', i, 0);
+		expect_msg(a, 't', i);
+		if (i % 3 == 2)
+			expect_msg(a, 'u', i);
+	}
+	shmq_pipe_close(b2);
+	/* a holder in another process comes, sends, and goes */
+	send_msg(b, 'p', 0, 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_pipe *c = child_end1(f->name, "turns", &r);
+		int ok = shmq_pipe_send(c, "p1", 2, SHMQ_NOWAIT) == 0 &&
+			 shmq_pipe_send(c, "p2", 2, SHMQ_NOWAIT) == 0;
+
+		shmq_pipe_close(c);
+		_exit(ok ? 0 : 92);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	send_msg(b, 'p', 3, 0);
+	for (i = 0; i < 4; i++)
+		expect_msg(a, 'p', i);
+	assert_int_equal(shmq_pipe_recv(a, (char[4]){ 0 }, 4, SHMQ_NOWAIT), -EAGAIN);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+}
+
 /* A sleeper is woken by a send from another process. */
 static void test_blocking_wakeup(void **state)
 {
@@ -1119,6 +1194,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_eof_creator_used_end, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_eof_creator_threads, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_eof_needs_every_handle, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_holders_take_turns, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_blocking_wakeup, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_sigkill_recv, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_sigkill_send, setup, tu_region_teardown),
