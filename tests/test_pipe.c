@@ -678,24 +678,32 @@ static void send_msg(shmq_pipe *p, char tag, int i, int how)
 }
 
 /* Handles of one end take turns sending (each send ordered after the other
- * handle's): every message arrives once, in order, whether the turns are
- * taken in one process or by a holder in another process that comes and
- * goes.  A send fast path that wrote at its handle's private tail without
- * knowing whether another handle has sent since fails this. */
+ * handle's), some of the sends answering a receive: every message arrives
+ * once, in order, whether the turns are taken in one process, by a holder in
+ * another process that comes and goes, or with the rings' claim words
+ * scribbled over.  A send fast path that wrote at its handle's private tail
+ * without knowing whether another handle has sent since fails this. */
 static void test_holders_take_turns(void **state)
 {
 	struct tu_region *f = *state;
 	struct shmq_pipe_opts o = { .capacity = 256 }; /* a lap every 16 messages */
-	shmq_pipe *a, *b, *b2;
+	shmq_pipe *a, *b, *b2, *s;
+	uint8_t *mem;
+	uint64_t size, *claim;
 	int i;
 	pid_t pid;
 
 	assert_int_equal(shmq_pipe_create(f->r, "turns", &o, &a, &b), 0);
 	assert_int_equal(shmq_pipe_open(f->r, "turns", 1, &b2), 0);
 	for (i = 0; i < 300; i++) { /* many laps, pads and all */
-		send_msg(i % 2 ? b2 : b, 't', i, i % 7 == 3 ? 1 : i % 11 == 5 ? 2 : 0);
+		s = i % 2 ? b2 : b;
+		if (i % 4) { /* s answers a */
+			send_msg(a, 'r', i, 0);
+			expect_msg(s, 'r', i);
+		}
+		send_msg(s, 't', i, i % 7 == 3 ? 1 : i % 11 == 5 ? 2 : 0);
 		if (i % 3 == 2)
-			send_msg(i % 2 ? b2 : b, 'u', i, 0);
+			send_msg(s, 'u', i, 0);
 		expect_msg(a, 't', i);
 		if (i % 3 == 2)
 			expect_msg(a, 'u', i);
@@ -715,9 +723,21 @@ static void test_holders_take_turns(void **state)
 		_exit(ok ? 0 : 92);
 	}
 	assert_int_equal(tu_wait_child(pid), 0);
-	send_msg(b, 'p', 3, 0);
+	send_msg(a, 'q', 0, 0);
+	expect_msg(b, 'q', 0);
+	send_msg(b, 'p', 3, 0); /* an answer */
 	for (i = 0; i < 4; i++)
 		expect_msg(a, 'p', i);
+	/* the claim words are hints: garbage costs a slow path, nothing else */
+	assert_int_equal(shmq__obj_find(f->r, "turns", SHMQ__OBJ_PIPE, (void **)&mem, &size), 0);
+	claim = (uint64_t *)(mem + 24); /* line 0: tx_claim[2] */
+	for (i = 0; i < 40; i++) {
+		claim[i % 2] = i % 3 ? UINT64_MAX : (uint64_t)i * 0x9e3779b97f4a7c15ull;
+		send_msg(b, 'g', i, 0);
+		send_msg(a, 'h', i, 0);
+		expect_msg(a, 'g', i);
+		expect_msg(b, 'h', i);
+	}
 	assert_int_equal(shmq_pipe_recv(a, (char[4]){ 0 }, 4, SHMQ_NOWAIT), -EAGAIN);
 	shmq_pipe_close(a);
 	shmq_pipe_close(b);
@@ -1169,7 +1189,9 @@ static void test_corrupt(void **state)
 	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EPROTO);
 	((uint32_t *)mem)[1] = 1; /* layout 1 (rings without wake flags): refused */
 	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EPROTO);
-	((uint32_t *)mem)[1] = 2;
+	((uint32_t *)mem)[1] = 2; /* layout 2 (no producer claims): refused */
+	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EPROTO);
+	((uint32_t *)mem)[1] = 3;
 	((uint64_t *)mem)[1] = 12345;
 	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EBADMSG);
 	((uint64_t *)mem)[1] = 1024;
