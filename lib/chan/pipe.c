@@ -826,6 +826,21 @@ static SHMQ__COLD ssize_t recv_slow(shmq_pipe *p, void *buf, size_t cap, int64_t
 	return (ssize_t)len;
 }
 
+/* The fast path of a polling receiver that found the ring empty: true when
+ * -EAGAIN is the answer (nowait_check's every-time part, without its
+ * periodic one); false sends it to recv_slow, which also drains what a
+ * departed peer left. */
+static inline bool nowait_empty(shmq_pipe *p)
+{
+	/* pairs with end_check's seq_cst store of gone */
+	if (shmq__load_acquire(&p->peer->gone) || shmq__foreign(p->pid))
+		return false;
+	if ((p->misses + 1) % 64 == 0) /* nowait_check's turn to look further */
+		return false;
+	p->misses++;
+	return true;
+}
+
 /* A record over 64 bytes that passed the fast path's checks at head. */
 static __attribute__((noinline)) ssize_t recv_big(shmq_pipe *p, void *buf, uint64_t head, size_t n)
 {
@@ -862,8 +877,11 @@ SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int
 		uint64_t tail = shmq__load_acquire(&rx->ring->tail);
 
 		avail = tail - head;
-		if (SHMQ__UNLIKELY((avail - 1 >= rx->cap) | (tail & 7u)))
+		if (SHMQ__UNLIKELY((avail - 1 >= rx->cap) | (tail & 7u))) {
+			if (avail == 0 && timeout_ns == SHMQ_NOWAIT && nowait_empty(p))
+				return -EAGAIN;
 			return recv_slow(p, buf, cap, timeout_ns); /* empty, or corrupt */
+		}
 		rx->tail_cache = tail;
 	}
 	if (SHMQ__UNLIKELY(head & 7u))
