@@ -74,10 +74,21 @@ _Static_assert(sizeof(struct pipe_end) == SHMQ__CACHELINE, "one line per end");
  * tail, and checks it against the private one.  Without that load a
  * streaming producer ran at half the rate: 64-byte messages, one per call,
  * 6.9-9.5 M msg/s against 12.0-13.7 with it and 13.1-13.9 before claims (a
- * two-process driver, alternated); a stand-alone ring showed the same (5.2-7.3
- * against 11-14), while a prefetch of the line in place of the load did not.  The load holds the
- * producer back until the consumer's last look at the line has been
- * answered, which is slower per send and faster per message.
+ * two-process driver, alternated); a stand-alone ring showed the same
+ * (5.2-7.3 against 11-14), while a prefetch of the line in place of the load
+ * did not.  The load holds the producer back until the consumer's last look
+ * at the line has been answered: slower per send, faster per message.
+ *
+ * The answer's second line.  A receive that follows a send (most likely the
+ * answer to it) prefetches the line after the one its record starts in,
+ * when the published bytes reach into it, before it reads the record's
+ * length.  A 64-byte message's record (72 bytes) always spans two lines, and
+ * the copy asks for the second only once the length, in the first, has
+ * arrived (its addresses depend on it): a second cross-core transfer in a
+ * row.  Two-process driver, awake round trip, slow phase: 739-771 -> 593-624
+ * ns.  A receive that follows a receive (streaming) does not prefetch: that
+ * line is where the producer writes its next record, and taking it away
+ * slowed 64-byte streaming by 8-12%.
  */
 struct pipe_shared {
 	/* line 0: written by init, read-only afterwards but for tx_claim,
@@ -115,7 +126,7 @@ struct shmq_pipe {
 	bool peeked;               /* a peek is open */
 	size_t resv_len;
 	uint64_t claim;            /* the tx_claim value this handle left (0: none) */
-	bool replying;             /* the last call received a message ("Pacing") */
+	bool last_rx;              /* the last call that moved a message received one */
 	int64_t spin;              /* see shmq__spsc_wait.spin */
 	int64_t next_check_ns;     /* next deep liveness check of a non-waiting caller */
 	uint32_t misses;           /* non-waiting calls that found nothing to do */
@@ -548,7 +559,7 @@ static inline int tx_begin(shmq_pipe *p)
 	if (SHMQ__UNLIKELY(p->unused))
 		first_use(p);
 	p->reserved = false;
-	p->replying = false;
+	p->last_rx = false;
 	/* pairs with end_check's seq_cst store of gone */
 	if (SHMQ__UNLIKELY(shmq__load_acquire(&p->peer->gone)))
 		return -EPIPE;
@@ -668,12 +679,12 @@ SHMQ__LINE_START int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, i
 	off = tail & tx->mask;
 	if (SHMQ__UNLIKELY((shmq__load_relaxed(&p->sh->tx_claim[p->end]) != p->claim) | !p->claim |
 			   (rec > tx->cap - off) | (tail - tx->head_cache > tx->cap - rec)) ||
-	    SHMQ__UNLIKELY(!p->replying && shmq__load_relaxed(&tx->ring->tail) != tail) ||
+	    SHMQ__UNLIKELY(!p->last_rx && shmq__load_relaxed(&tx->ring->tail) != tail) ||
 	    /* pairs with end_check's seq_cst store of gone */
 	    SHMQ__UNLIKELY(shmq__load_acquire(&p->peer->gone)) ||
 	    SHMQ__UNLIKELY(shmq__foreign(p->pid)))
 		return send_slow(p, msg, len, timeout_ns);
-	p->replying = false;
+	p->last_rx = false;
 	if (SHMQ__UNLIKELY(len > 64))
 		return send_big(p, msg, len, tail);
 	shmq__copy(tx->data + off + SHMQ__SPSC_HDR, msg, len);
@@ -822,7 +833,7 @@ static SHMQ__COLD ssize_t recv_slow(shmq_pipe *p, void *buf, size_t cap, int64_t
 	shmq__copy(buf, msg, len);
 	shmq__spsc_consume(&p->rx);
 	p->peeked = false;
-	p->replying = true;
+	p->last_rx = true;
 	return (ssize_t)len;
 }
 
@@ -848,7 +859,7 @@ static __attribute__((noinline)) ssize_t recv_big(shmq_pipe *p, void *buf, uint6
 
 	memcpy(buf, rx->data + (head & rx->mask) + SHMQ__SPSC_HDR, n);
 	rx->head = head + SHMQ__SPSC_REC(n);
-	p->replying = true;
+	p->last_rx = true;
 	shmq__spsc_cons_publish(rx);
 	return (ssize_t)n;
 }
@@ -887,6 +898,10 @@ SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int
 	if (SHMQ__UNLIKELY(head & 7u))
 		return recv_slow(p, buf, cap, timeout_ns);
 	off = head & rx->mask;
+	/* an answer: its record's next line, if published ("The answer's
+	 * second line") */
+	if (!p->last_rx && avail > SHMQ__CACHELINE - (off & (SHMQ__CACHELINE - 1)))
+		__builtin_prefetch(rx->data + (((off | (SHMQ__CACHELINE - 1)) + 1) & rx->mask));
 	/* relaxed, read once: covered by the load_acquire of tail that filled
 	 * tail_cache; checked before any use */
 	n = shmq__load_relaxed((const uint32_t *)(rx->data + off));
@@ -898,7 +913,7 @@ SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int
 		return recv_big(p, buf, head, n);
 	shmq__copy(buf, rx->data + off + SHMQ__SPSC_HDR, n);
 	rx->head = head + rec;
-	p->replying = true;
+	p->last_rx = true;
 	if (SHMQ__UNLIKELY(shmq__spsc_cons_publish_weak(rx)))
 		return rx_wake(p, n);
 	return (ssize_t)n;
