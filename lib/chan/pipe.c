@@ -336,17 +336,30 @@ static bool deep_check_due(shmq_pipe *p)
 	return true;
 }
 
+/* nowait_check's every-call part, inline for the receive fast path: true
+ * (the miss counted) when the answer is 0 without looking further; false
+ * (nothing counted) when the peer is gone or this is a 64th miss. */
+static inline bool nowait_quiet(shmq_pipe *p)
+{
+	/* pairs with end_check's seq_cst store of gone */
+	if (shmq__load_acquire(&p->peer->gone) || (p->misses + 1) % 64 == 0)
+		return false;
+	p->misses++;
+	return true;
+}
+
 /* A non-waiting call found nothing to do: -EPIPE if the peer is gone, else 0.
  * Polling loops call this back to back, so only the sticky flag is read
  * every time; the holders every 64th miss, the clock and the process table
  * (paced by deep_check_due) only then. */
 static int nowait_check(shmq_pipe *p)
 {
+	if (nowait_quiet(p))
+		return 0;
 	/* pairs with end_check's seq_cst store of gone */
 	if (shmq__load_acquire(&p->peer->gone))
 		return -EPIPE;
-	if (++p->misses % 64)
-		return 0;
+	p->misses++;
 	return peer_check(p, deep_check_due(p));
 }
 
@@ -837,21 +850,6 @@ static SHMQ__COLD ssize_t recv_slow(shmq_pipe *p, void *buf, size_t cap, int64_t
 	return (ssize_t)len;
 }
 
-/* The fast path of a polling receiver that found the ring empty: true when
- * -EAGAIN is the answer (nowait_check's every-time part, without its
- * periodic one); false sends it to recv_slow, which also drains what a
- * departed peer left. */
-static inline bool nowait_empty(shmq_pipe *p)
-{
-	/* pairs with end_check's seq_cst store of gone */
-	if (shmq__load_acquire(&p->peer->gone) || shmq__foreign(p->pid))
-		return false;
-	if ((p->misses + 1) % 64 == 0) /* nowait_check's turn to look further */
-		return false;
-	p->misses++;
-	return true;
-}
-
 /* A record over 64 bytes that passed the fast path's checks at head. */
 static __attribute__((noinline)) ssize_t recv_big(shmq_pipe *p, void *buf, uint64_t head, size_t n)
 {
@@ -889,7 +887,10 @@ SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int
 
 		avail = tail - head;
 		if (SHMQ__UNLIKELY((avail - 1 >= rx->cap) | (tail & 7u))) {
-			if (avail == 0 && timeout_ns == SHMQ_NOWAIT && nowait_empty(p))
+			/* a poll of an empty ring; a gone peer, a 64th miss
+			 * and a foreign handle are recv_slow's */
+			if (avail == 0 && timeout_ns == SHMQ_NOWAIT && !shmq__foreign(p->pid) &&
+			    nowait_quiet(p))
 				return -EAGAIN;
 			return recv_slow(p, buf, cap, timeout_ns); /* empty, or corrupt */
 		}
