@@ -1237,6 +1237,39 @@ static void test_hostile_frame_out_size(void **state)
 	shmq_region_close(r);
 }
 
+/* A job's error word forged while it runs: async_get returns -EPROTO, not
+ * the word's status half as it is (before the fix: 77, and -100000), which
+ * no task returned and no caller expects of a negative-errno API. */
+static void test_hostile_err_word(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 1, 10);
+	struct pool_hdr *h = pool_hdr_of(r);
+	int64_t in[GATE_FROM + 10], out[GATE_FROM + 10];
+	const uint32_t forged[] = { 77, (uint32_t)-100000, (uint32_t)-EIO };
+	const int want[] = { -EPROTO, -EPROTO, -EIO };
+	struct pool_job *job;
+	shmq_async *a;
+
+	(void)state;
+	for (int i = 0; i < GATE_FROM + 10; i++)
+		in[i] = i;
+	for (int k = 0; k < 3; k++) {
+		gate_set(false);
+		assert_int_equal(shmq_pool_map_async(p, "gated", in, sizeof(int64_t), out,
+						     sizeof(int64_t), GATE_FROM + 10, &a), 0);
+		job = &h->jobs[job_active(h)];
+		__atomic_store_n(&job->err, forged[k], __ATOMIC_RELAXED); /* element 0 */
+		gate_set(true);
+		assert_int_equal(shmq_async_get(a, 30 * 1000000000ll), want[k]);
+		shmq_async_free(a);
+	}
+	shmq_pool_close(p);
+	assert_int_equal(shmq_pool_join(p, SHMQ_FOREVER), 0);
+	shmq_pool_free(p);
+	shmq_region_close(r);
+}
+
 /* A job's nchunks forged to 2^62 + 1 (times 4 it wraps to 4, so the chunk
  * array "fits") while a worker dies: the creator's recovery walks the chunk
  * count it submitted, not the region's (before the fix: it read past the
@@ -1795,6 +1828,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_terminate),
 		cmocka_unit_test(test_free_running_pool),
 		cmocka_unit_test(test_hostile_frame_out_size),
+		cmocka_unit_test(test_hostile_err_word),
 		cmocka_unit_test(test_hostile_nchunks_recover),
 		cmocka_unit_test(test_hostile_claim),
 		cmocka_unit_test(test_nodispatch_breaks_at_once),

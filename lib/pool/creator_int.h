@@ -93,6 +93,14 @@ struct shmq_async {
 	int status;
 };
 
+/* A task's status as the creator returns it: 0 or a negative errno
+ * (-4095..-1) as it is, anything else (a task's positive status, or a word
+ * the region forged) as -EPROTO. */
+static inline int shmq__pool_status(int32_t st)
+{
+	return st <= 0 && st >= -4095 ? st : -EPROTO;
+}
+
 static inline struct pool_job *pool_job(shmq_pool *p, unsigned j)
 {
 	return &p->h->jobs[j];

@@ -153,7 +153,7 @@ static ssize_t iter_give(shmq_iter *it, size_t i, void *out)
 	it->given++;
 	if (st == 0)
 		return (ssize_t)i;
-	return st < 0 ? st : -EPROTO;
+	return shmq__pool_status(st);
 }
 
 /* Queue the chunks completed since the last scan.  With p->mu held. */

@@ -323,7 +323,9 @@ static int async_finish(shmq_async *a, uint32_t done, int64_t deadline)
 	err = shmq__load_acquire(&job->err);
 	if (done == JOB_DONE) {
 		a->wait_rc = 0;
-		a->status = err == UINT64_MAX ? 0 : (int)(int32_t)(uint32_t)err;
+		/* the region's word: a status that is no negative errno (a
+		 * task's, or a forged one) is -EPROTO, as in shmq_iter_next */
+		a->status = err == UINT64_MAX ? 0 : shmq__pool_status((int32_t)(uint32_t)err);
 		if (a->out_src && a->out_bytes)
 			memcpy(a->out, a->out_src, a->out_bytes);
 		if (a->st_out && a->st_src)
