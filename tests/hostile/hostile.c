@@ -146,6 +146,17 @@ static void enter(unsigned i, enum op op)
 	atomic_store_explicit(&board->op[i], op, memory_order_relaxed);
 }
 
+/* Say which call broke the contract, and with what, as it happens. */
+static void report_bad(unsigned i, long long rc)
+{
+	/* relaxed: our own slot, set by enter() before the call */
+	unsigned op = atomic_load_explicit(&board->op[i], memory_order_relaxed);
+
+	printf("hostile: victim %u: %s returned %lld, outside the contract\n", i,
+	       op < OP_COUNT ? op_names[op] : "?", rc);
+	fflush(stdout);
+}
+
 /* Account one returned call: rc must be a length within bound or a negative
  * errno; anything else breaks the contract. */
 static void account(unsigned i, long long rc, long long max_len)
@@ -155,10 +166,13 @@ static void account(unsigned i, long long rc, long long max_len)
 	atomic_fetch_add_explicit(&board->beat[i], 1, memory_order_relaxed);
 	if (rc < 0) {
 		atomic_fetch_add_explicit(&board->errors[i], 1, memory_order_relaxed);
-		if (rc < -4095)
+		if (rc < -4095) {
 			atomic_fetch_add_explicit(&board->bad[i], 1, memory_order_relaxed);
+			report_bad(i, rc);
+		}
 	} else if (rc > max_len) {
 		atomic_fetch_add_explicit(&board->bad[i], 1, memory_order_relaxed);
+		report_bad(i, rc);
 	}
 	enter(i, OP_IDLE);
 }
