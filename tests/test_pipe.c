@@ -1144,6 +1144,95 @@ static void test_blocked_sender_wakes_peer(void **state)
 	shmq_pipe_close(a);
 }
 
+/* One answer's exchange: b asks (so that its next receive waits for an
+ * answer), a takes the question (so that its next send is one). */
+static void ask(shmq_pipe *a, shmq_pipe *b)
+{
+	char q;
+
+	assert_int_equal(shmq_pipe_send(b, "?", 1, 0), 0);
+	assert_int_equal(shmq_pipe_recv(a, &q, 1, 0), 1);
+}
+
+/*
+ * Stamps (ring/spsc_int.h): a receiver waiting for an answer looks at the
+ * stamp in the header at its head, not at the tail, where the record before
+ * was stamped.  (1) Whatever a sends there next is seen by the first poll:
+ * an answer, a send that answers nothing, a bulk send, a batch once
+ * flushed (not before).  (2) The header there was zeroed first (the
+ * marker): bytes planted one lap before at that offset, inside a payload,
+ * that look like its stamp are not taken for a message.
+ */
+static void test_stamps(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 1024 };
+	shmq_pipe *a, *b;
+	struct shmq__spsc *ring0;
+	uint8_t *mem, m[512] = { 0 }, buf[512];
+	struct iovec v[2] = { { m, 16 }, { m, 16 } };
+	void *rb;
+	uint32_t w;
+
+	assert_int_equal(shmq_pipe_create(f->r, "st", &o, &a, &b), 0);
+	assert_int_equal(shmq__obj_find(f->r, "st", SHMQ__OBJ_PIPE, (void **)&mem, NULL), 0);
+	ring0 = (struct shmq__spsc *)(mem + 192); /* a -> b */
+	/* lap 1: 0..504 carries, at offset 80, a length 8 and the stamp
+	 * position 1024 + 80 will want; then the lap is filled */
+	memcpy(m + 72, &(uint32_t[]){ 8, shmq__spsc_stamp(1024 + 80) }, 8);
+	assert_int_equal(shmq_pipe_send(a, m, 496, 0), 0);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 496);
+	memset(m, 0, sizeof(m));
+	assert_int_equal(shmq_pipe_send(a, m, 496, 0), 0); /* 504..1008 */
+	assert_int_equal(shmq_pipe_send(a, m, 8, 0), 0);   /* 1008..1024 */
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 496);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 8);
+	/* lap 2: 1024..1040 (a learns that lap 1 was read), then an answer
+	 * 1040..1104, stamped */
+	assert_int_equal(shmq_pipe_send(a, m, 8, 0), 0);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 8);
+	ask(a, b);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EAGAIN);
+	assert_int_equal(shmq_pipe_send(a, "r1", 56, 0), 0);
+	memcpy(&w, ring0->data + 16, 4);
+	assert_int_equal(w, 56 | SHMQ__SPSC_STAMPED);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 56);
+	ask(a, b);
+	/* (2): the marker at 1104, not the planted bytes */
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EAGAIN);
+	/* (1): sends that answer nothing (a's last call sent) go where b,
+	 * asking again, looks */
+	assert_int_equal(shmq_pipe_send(a, "n", 16, 0), 0);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 16);
+	assert_int_equal(shmq_pipe_send(a, "r2", 40, 0), 0); /* answers nothing */
+	ask(a, b);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 40);
+	assert_int_equal(shmq_pipe_send(a, "r3", 40, 0), 0); /* an answer */
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 40);
+	assert_int_equal(shmq_pipe_send(b, "?", 1, 0), 0); /* not read by a */
+	assert_int_equal(shmq_pipe_send(a, "n", 16, 0), 0);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 16);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), 0), 1);
+	assert_int_equal(shmq_pipe_send(a, "r4", 40, 0), 0); /* an answer */
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 40);
+	ask(a, b);
+	assert_int_equal(shmq_pipe_send_bulk(a, v, 2, 0), 2);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 16);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 16);
+	ask(a, b);
+	assert_int_equal(shmq_pipe_send(a, "r5", 40, 0), 0);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 40);
+	ask(a, b);
+	assert_int_equal(shmq_pipe_reserve(a, 24, &rb, 0), 0);
+	memset(rb, 'x', 24);
+	assert_int_equal(shmq_pipe_commit(a, 24, SHMQ_PIPE_MORE), 0);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EAGAIN);
+	assert_int_equal(shmq_pipe_flush(a), 0);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 24);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+}
+
 static void test_corrupt(void **state)
 {
 	struct tu_region *f = *state;
@@ -1191,7 +1280,9 @@ static void test_corrupt(void **state)
 	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EPROTO);
 	((uint32_t *)mem)[1] = 2; /* layout 2 (no producer claims): refused */
 	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EPROTO);
-	((uint32_t *)mem)[1] = 3;
+	((uint32_t *)mem)[1] = 3; /* layout 3 (no stamps): refused */
+	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EPROTO);
+	((uint32_t *)mem)[1] = 4;
 	((uint64_t *)mem)[1] = 12345;
 	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EBADMSG);
 	((uint64_t *)mem)[1] = 1024;
@@ -1222,6 +1313,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sigkill_send, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_sigkill_nowait, setup, tu_region_teardown),
 		cmocka_unit_test(test_placement),
+		cmocka_unit_test_setup_teardown(test_stamps, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_one_wake_per_sleep, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_hysteresis, setup, tu_region_teardown),

@@ -40,7 +40,8 @@
 #include "core/watch_int.h"
 
 #define PIPE_MAGIC   0x45504950u /* "PIPE" */
-#define PIPE_VERSION 3u /* 3: producer claims (tx_claim); 2: spsc rings of layout 3 */
+#define PIPE_VERSION 4u /* 4: spsc rings of layout 4 (stamps); 3: producer claims
+			 * (tx_claim); 2: spsc rings of layout 3 */
 /* Owner id of holders of a placed pipe (no process table): always alive. */
 #define ANON_ID      UINT32_MAX
 /* A sleeper checks the peer's liveness at least this often. */
@@ -584,7 +585,7 @@ static inline int tx_begin(shmq_pipe *p)
 /* Wait until len bytes fit: 0, -EAGAIN (timeout 0), -ETIMEDOUT, -EPIPE, ... */
 static SHMQ__COLD int tx_wait(shmq_pipe *p, size_t len, int64_t timeout_ns)
 {
-	struct shmq__spsc_wait w = { 0, SLICE_NS, peer_check, p, p->spin };
+	struct shmq__spsc_wait w = { 0, SLICE_NS, peer_check, p, p->spin, false };
 	int rc;
 
 	if (p->more) { /* the consumer must see them to make room */
@@ -677,6 +678,7 @@ SHMQ__LINE_START int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, i
 {
 	struct shmq__spsc_prod *tx;
 	uint64_t tail, off, rec;
+	bool answer;
 
 	if (SHMQ__UNLIKELY(!p || (!msg && len)))
 		return -EINVAL;
@@ -697,10 +699,24 @@ SHMQ__LINE_START int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, i
 	    SHMQ__UNLIKELY(shmq__load_acquire(&p->peer->gone)) ||
 	    SHMQ__UNLIKELY(shmq__foreign(p->pid)))
 		return send_slow(p, msg, len, timeout_ns);
+	answer = p->last_rx;
 	p->last_rx = false;
 	if (SHMQ__UNLIKELY(len > 64))
 		return send_big(p, msg, len, tail);
 	shmq__copy(tx->data + off + SHMQ__SPSC_HDR, msg, len);
+	if (answer || tail == tx->marked) {
+		/* stamped: its receiver may be polling for it ("Stamps") */
+		bool st = shmq__spsc_stampable(tx, tail, rec);
+
+		/* relaxed: published by the release store of tail in
+		 * publish_stamped */
+		shmq__store_relaxed((uint32_t *)(tx->data + off),
+				    (uint32_t)len | (st ? SHMQ__SPSC_STAMPED : 0u));
+		tx->tail = tail + rec;
+		if (SHMQ__UNLIKELY(shmq__spsc_prod_publish_stamped(tx, tail, st)))
+			return tx_wake(p);
+		return 0;
+	}
 	/* relaxed: published by the release store of tail in publish_weak */
 	shmq__store_relaxed((uint32_t *)(tx->data + off), (uint32_t)len);
 	tx->tail = tail + rec;
@@ -787,7 +803,8 @@ ssize_t shmq_pipe_send_bulk(shmq_pipe *p, const struct iovec *v, size_t n, int64
  * the ring is empty, -EAGAIN (timeout 0), -ETIMEDOUT, -EBADMSG. */
 static SHMQ__COLD int rx_wait(shmq_pipe *p, int64_t *deadline, int64_t timeout_ns)
 {
-	struct shmq__spsc_wait w = { 0, SLICE_NS, peer_check, p, p->spin };
+	/* an answer spins on the stamp where one is trusted ("Stamps") */
+	struct shmq__spsc_wait w = { 0, SLICE_NS, peer_check, p, p->spin, !p->last_rx };
 	int rc;
 
 	if (timeout_ns == SHMQ_NOWAIT) {
@@ -870,7 +887,7 @@ SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int
 {
 	struct shmq__spsc_cons *rx;
 	uint64_t head, avail, off, rec;
-	uint32_t n;
+	uint32_t w, n;
 
 	if (SHMQ__UNLIKELY(!p || (!buf && cap)))
 		return -EINVAL;
@@ -879,12 +896,40 @@ SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int
 		return recv_slow(p, buf, cap, timeout_ns);
 	/* relaxed: only this end writes head (as in shmq__spsc_cons_sync) */
 	head = shmq__load_relaxed(&rx->ring->head);
+	if (SHMQ__UNLIKELY(head & 7u))
+		return recv_slow(p, buf, cap, timeout_ns);
+	off = head & rx->mask;
 	avail = rx->tail_cache - head;
-	if (avail - 1 >= rx->cap) { /* empty by the cache: read the tail once */
-		/* pairs with the producer's release store of tail in
-		 * prod_publish / publish_weak: the records below it are written */
-		uint64_t tail = shmq__load_acquire(&rx->ring->tail);
+	if (avail - 1 >= rx->cap) { /* empty by the cache */
+		uint64_t tail;
 
+		if (!p->last_rx && head == rx->stamp_at) {
+			/* an answer, where a stamp is trusted: the stamp, not
+			 * the tail ("Stamps") */
+			const uint32_t *h = (const uint32_t *)(rx->data + off);
+
+			/* pairs with the producer's release store of the stamp
+			 * in shmq__spsc_prod_publish_stamped */
+			if (shmq__load_acquire(&h[1]) != shmq__spsc_stamp(head)) {
+				/* as below: a poll of an empty ring */
+				if (timeout_ns == SHMQ_NOWAIT && !shmq__foreign(p->pid) &&
+				    nowait_quiet(p))
+					return -EAGAIN;
+				return recv_slow(p, buf, cap, timeout_ns);
+			}
+			/* relaxed, read once: covered by the acquire above;
+			 * checked below against the record's own extent */
+			w = shmq__load_relaxed(&h[0]);
+			avail = SHMQ__SPSC_REC(shmq__spsc_len(w));
+			if (avail > SHMQ__CACHELINE - (off & (SHMQ__CACHELINE - 1)))
+				__builtin_prefetch(rx->data +
+						   (((off | (SHMQ__CACHELINE - 1)) + 1) & rx->mask));
+			goto have_w;
+		}
+		/* pairs with the producer's release store of tail in
+		 * prod_publish / publish_weak / publish_stamped: the records
+		 * below it are written */
+		tail = shmq__load_acquire(&rx->ring->tail);
 		avail = tail - head;
 		if (SHMQ__UNLIKELY((avail - 1 >= rx->cap) | (tail & 7u))) {
 			/* a poll of an empty ring; a gone peer, a 64th miss
@@ -896,20 +941,21 @@ SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int
 		}
 		rx->tail_cache = tail;
 	}
-	if (SHMQ__UNLIKELY(head & 7u))
-		return recv_slow(p, buf, cap, timeout_ns);
-	off = head & rx->mask;
 	/* an answer: its record's next line, if published ("The answer's
 	 * second line") */
 	if (!p->last_rx && avail > SHMQ__CACHELINE - (off & (SHMQ__CACHELINE - 1)))
 		__builtin_prefetch(rx->data + (((off | (SHMQ__CACHELINE - 1)) + 1) & rx->mask));
 	/* relaxed, read once: covered by the load_acquire of tail that filled
 	 * tail_cache; checked before any use */
-	n = shmq__load_relaxed((const uint32_t *)(rx->data + off));
+	w = shmq__load_relaxed((const uint32_t *)(rx->data + off));
+have_w:
+	n = shmq__spsc_len(w);
 	rec = SHMQ__SPSC_REC(n);
 	if (SHMQ__UNLIKELY((n > rx->max_msg) | (rec > avail) | (rec > rx->cap - off) | (n > cap)) ||
 	    SHMQ__UNLIKELY(shmq__foreign(p->pid)))
 		return recv_slow(p, buf, cap, timeout_ns); /* a pad, too big, or corrupt */
+	if (w & SHMQ__SPSC_STAMPED) /* a marker follows: a stamp is trusted there */
+		rx->stamp_at = head + rec;
 	if (SHMQ__UNLIKELY(n > 64))
 		return recv_big(p, buf, head, n);
 	shmq__copy(buf, rx->data + off + SHMQ__SPSC_HDR, n);

@@ -56,6 +56,7 @@ int shmq__spsc_init(void *mem, size_t size, uint64_t capacity)
 	    size < shmq__spsc_footprint(capacity))
 		return -EINVAL;
 	memset(r, 0, sizeof(*r));
+	memset(r->data, 0, SHMQ__SPSC_HDR); /* no stamp at position 0 */
 	r->magic = SHMQ__SPSC_MAGIC;
 	r->version = SHMQ__SPSC_VERSION;
 	r->capacity = capacity;
@@ -134,7 +135,7 @@ int shmq__spsc_prod_attach(struct shmq__spsc_prod *p, void *mem, size_t size)
 	p->max_msg = shmq__spsc_max_msg(p->cap);
 	p->strong = shmq__spsc_membarrier_register() != 0;
 	p->prefetchw = cpu_has_prefetchw();
-	rc = shmq__spsc_prod_sync(p);
+	rc = shmq__spsc_prod_sync(p); /* also marks the tail ("Stamps") */
 	if (rc)
 		return rc;
 	/* pairs with the consumer's release store of head in cons_publish */
@@ -160,6 +161,7 @@ int shmq__spsc_cons_attach(struct shmq__spsc_cons *c, void *mem, size_t size)
 	c->strong = shmq__spsc_membarrier_register() != 0;
 	rc = shmq__spsc_cons_sync(c);
 	c->tail_cache = c->head; /* empty: the first peek reads tail */
+	c->stamp_at = UINT64_MAX;  /* no stamp trusted yet */
 	return rc;
 }
 
@@ -215,7 +217,7 @@ int shmq__spsc_peek_slow(struct shmq__spsc_cons *c, const void **msg, size_t *le
 		off = c->head & c->mask;
 		/* relaxed, read once: covered by the load_acquire of tail in
 		 * cons_refresh; checked before any use */
-		n = shmq__load_relaxed((const uint32_t *)(c->data + off));
+		n = shmq__spsc_len(shmq__load_relaxed((const uint32_t *)(c->data + off)));
 		if (n == SHMQ__SPSC_PAD) {
 			if (c->cap - off > avail)
 				return -EBADMSG;
@@ -381,6 +383,36 @@ static int cons_ready(void *view, size_t len)
 	return shmq__spsc_readable(view);
 }
 
+/*
+ * An answer's spin ("Stamps"): 1 if the record at the head is stamped where
+ * a stamp is trusted (the cached tail then covers it), 0 if not; elsewhere,
+ * and for a stamp whose record does not fit, the tail decides.  Not for the
+ * re-check before a sleep: the wake-up's Dekker pair is on the tail, which
+ * the producer stores before the stamp.
+ */
+static int cons_ready_stamp(void *view, size_t len)
+{
+	struct shmq__spsc_cons *c = view;
+	uint64_t head = c->head, off = head & c->mask;
+	const uint32_t *h = (const uint32_t *)(c->data + off);
+	uint32_t n;
+
+	if (head != c->stamp_at)
+		return cons_ready(view, len);
+	/* pairs with the producer's release store of the stamp in
+	 * shmq__spsc_prod_publish_stamped: the record is published */
+	if (shmq__load_acquire(&h[1]) != shmq__spsc_stamp(head))
+		return 0;
+	/* relaxed, read once: covered by the acquire above; checked here,
+	 * and again by the peek that reads the record */
+	n = shmq__spsc_len(shmq__load_relaxed(&h[0]));
+	if (n > c->max_msg || SHMQ__SPSC_REC(n) > c->cap - off)
+		return cons_ready(view, len);
+	if (c->tail_cache - head - 1 >= c->cap)
+		c->tail_cache = head + SHMQ__SPSC_REC(n);
+	return 1;
+}
+
 static int prod_ready(void *view, size_t len)
 {
 	return shmq__spsc_writable(view, len);
@@ -395,6 +427,7 @@ struct waiter {
 	uint32_t need_bytes;
 	uint64_t *waits;    /* statistics: futex waits entered */
 	ready_fn ready;
+	ready_fn quick;     /* the spin phase's look, or NULL: ready */
 	void *view;
 	size_t len;
 	const struct shmq__spsc_wait *w;
@@ -412,7 +445,12 @@ static int spin(const struct waiter *wt)
 	int rc;
 
 	for (int64_t i = 0; i < budget; i++) {
-		rc = wt->ready(wt->view, wt->len);
+		/* a full look every SPIN_CHECK_EVERY spins: a record that
+		 * came unstamped where a stamp was trusted */
+		if (wt->quick && (i + 1) % SPIN_CHECK_EVERY)
+			rc = wt->quick(wt->view, wt->len);
+		else
+			rc = wt->ready(wt->view, wt->len);
 		if (rc)
 			return rc < 0 ? rc : 0;
 		if ((i + 1) % SPIN_CHECK_EVERY)
@@ -512,7 +550,8 @@ int shmq__spsc_wait_readable(struct shmq__spsc_cons *c, const struct shmq__spsc_
 	struct waiter wt = {
 		.word = &c->ring->data_word, .sleepers = &c->ring->cons_sleepers,
 		.armed = &c->ring->cons_armed, .fenced = true, .need = NULL, .need_bytes = 0,
-		.waits = &c->ring->cons_waits, .ready = cons_ready, .view = c, .len = 0, .w = w,
+		.waits = &c->ring->cons_waits, .ready = cons_ready,
+		.quick = w->stamps ? cons_ready_stamp : NULL, .view = c, .len = 0, .w = w,
 	};
 
 	return wait_for(&wt);
