@@ -879,6 +879,16 @@ static __attribute__((noinline)) ssize_t recv_big(shmq_pipe *p, void *buf, uint6
 	return (ssize_t)n;
 }
 
+/* An answer: its record's next line, if avail (published bytes from off)
+ * reach into it ("The answer's second line").  A hint: the address is
+ * masked into the data area. */
+static SHMQ__ALWAYS_INLINE void answer_prefetch(const struct shmq__spsc_cons *rx, uint64_t off,
+						uint64_t avail)
+{
+	if (avail > SHMQ__CACHELINE - (off & (SHMQ__CACHELINE - 1)))
+		__builtin_prefetch(rx->data + (((off | (SHMQ__CACHELINE - 1)) + 1) & rx->mask));
+}
+
 /* The fast path: a handle in use with no open peek, a view that publishes
  * without seq_cst, and a whole record below the cached tail (the checks of
  * shmq__spsc_peek); anything else is recv_slow's, which starts from scratch
@@ -906,24 +916,16 @@ SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int
 		if (!p->last_rx && head == rx->stamp_at) {
 			/* an answer, where a stamp is trusted: the stamp, not
 			 * the tail ("Stamps") */
-			const uint32_t *h = (const uint32_t *)(rx->data + off);
-
-			/* pairs with the producer's release store of the stamp
-			 * in shmq__spsc_prod_publish_stamped */
-			if (shmq__load_acquire(&h[1]) != shmq__spsc_stamp(head)) {
+			if (!shmq__spsc_stamped(rx, head, &w)) {
 				/* as below: a poll of an empty ring */
 				if (timeout_ns == SHMQ_NOWAIT && !shmq__foreign(p->pid) &&
 				    nowait_quiet(p))
 					return -EAGAIN;
 				return recv_slow(p, buf, cap, timeout_ns);
 			}
-			/* relaxed, read once: covered by the acquire above;
-			 * checked below against the record's own extent */
-			w = shmq__load_relaxed(&h[0]);
+			/* checked below against the record's own extent */
 			avail = SHMQ__SPSC_REC(shmq__spsc_len(w));
-			if (avail > SHMQ__CACHELINE - (off & (SHMQ__CACHELINE - 1)))
-				__builtin_prefetch(rx->data +
-						   (((off | (SHMQ__CACHELINE - 1)) + 1) & rx->mask));
+			answer_prefetch(rx, off, avail);
 			goto have_w;
 		}
 		/* pairs with the producer's release store of tail in
@@ -941,10 +943,8 @@ SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int
 		}
 		rx->tail_cache = tail;
 	}
-	/* an answer: its record's next line, if published ("The answer's
-	 * second line") */
-	if (!p->last_rx && avail > SHMQ__CACHELINE - (off & (SHMQ__CACHELINE - 1)))
-		__builtin_prefetch(rx->data + (((off | (SHMQ__CACHELINE - 1)) + 1) & rx->mask));
+	if (!p->last_rx)
+		answer_prefetch(rx, off, avail);
 	/* relaxed, read once: covered by the load_acquire of tail that filled
 	 * tail_cache; checked before any use */
 	w = shmq__load_relaxed((const uint32_t *)(rx->data + off));

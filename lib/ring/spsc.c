@@ -56,7 +56,6 @@ int shmq__spsc_init(void *mem, size_t size, uint64_t capacity)
 	    size < shmq__spsc_footprint(capacity))
 		return -EINVAL;
 	memset(r, 0, sizeof(*r));
-	memset(r->data, 0, SHMQ__SPSC_HDR); /* no stamp at position 0 */
 	r->magic = SHMQ__SPSC_MAGIC;
 	r->version = SHMQ__SPSC_VERSION;
 	r->capacity = capacity;
@@ -394,18 +393,13 @@ static int cons_ready_stamp(void *view, size_t len)
 {
 	struct shmq__spsc_cons *c = view;
 	uint64_t head = c->head, off = head & c->mask;
-	const uint32_t *h = (const uint32_t *)(c->data + off);
-	uint32_t n;
+	uint32_t w, n;
 
 	if (head != c->stamp_at)
 		return cons_ready(view, len);
-	/* pairs with the producer's release store of the stamp in
-	 * shmq__spsc_prod_publish_stamped: the record is published */
-	if (shmq__load_acquire(&h[1]) != shmq__spsc_stamp(head))
+	if (!shmq__spsc_stamped(c, head, &w))
 		return 0;
-	/* relaxed, read once: covered by the acquire above; checked here,
-	 * and again by the peek that reads the record */
-	n = shmq__spsc_len(shmq__load_relaxed(&h[0]));
+	n = shmq__spsc_len(w); /* checked here, and again by the peek that reads it */
 	if (n > c->max_msg || SHMQ__SPSC_REC(n) > c->cap - off)
 		return cons_ready(view, len);
 	if (c->tail_cache - head - 1 >= c->cap)

@@ -380,8 +380,8 @@ static inline void shmq__spsc_commit(struct shmq__spsc_prod *p, size_t len)
 static SHMQ__ALWAYS_INLINE void shmq__spsc_stamp_marked(struct shmq__spsc_prod *p)
 {
 	if (SHMQ__UNLIKELY(p->marked < p->tail)) { /* an item starts there */
-		/* pairs with the load_acquire of the stamp in shmq_pipe_recv
-		 * and cons_ready_stamp: the item, and the tail past it, are
+		/* pairs with the load_acquire of the stamp in
+		 * shmq__spsc_stamped: the item, and the tail past it, are
 		 * published */
 		shmq__store_release((uint32_t *)(p->data + (p->marked & p->mask)) + 1,
 				    shmq__spsc_stamp(p->marked));
@@ -455,8 +455,8 @@ static inline bool shmq__spsc_prod_publish_stamped(struct shmq__spsc_prod *p, ui
 	p->marked = stamped ? p->tail : UINT64_MAX;
 	/* pairs with the consumer's load_acquire of tail in peek_slow */
 	shmq__store_release(&r->tail, p->tail);
-	/* pairs with the load_acquire of the stamp in shmq_pipe_recv and
-	 * cons_ready_stamp: the record, and the tail past it, are published */
+	/* pairs with the load_acquire of the stamp in shmq__spsc_stamped:
+	 * the record, and the tail past it, are published */
 	shmq__store_release((uint32_t *)(p->data + (pos & p->mask)) + 1, shmq__spsc_stamp(pos));
 	shmq__signal_fence();
 	/* relaxed, both: the sleeper's membarrier supplies the fence (see top) */
@@ -620,6 +620,23 @@ static inline int shmq__spsc_peek(struct shmq__spsc_cons *c, const void **msg, s
 	*len = n;
 	c->peeked = rec;
 	return 0;
+}
+
+/* Where a stamp is trusted ("Stamps"): is the record at head stamped?  Then
+ * *w is its length word, for the caller to check like any other. */
+static SHMQ__ALWAYS_INLINE bool shmq__spsc_stamped(const struct shmq__spsc_cons *c, uint64_t head,
+						  uint32_t *w)
+{
+	const uint32_t *h = (const uint32_t *)(c->data + (head & c->mask));
+
+	/* pairs with the producer's release store of the stamp in
+	 * shmq__spsc_prod_publish_stamped or shmq__spsc_stamp_marked: the
+	 * record is published */
+	if (shmq__load_acquire(&h[1]) != shmq__spsc_stamp(head))
+		return false;
+	/* relaxed, read once: covered by the acquire above */
+	*w = shmq__load_relaxed(&h[0]);
+	return true;
 }
 
 /* Consume what the last peek returned (without publishing). */
