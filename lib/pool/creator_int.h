@@ -59,6 +59,7 @@ struct shmq_pool {
 	unsigned nworkers;
 	size_t chunksize;
 	pthread_mutex_t mu;
+	struct shmq_async *spare; /* the last handle freed, kept for the next job (mu) */
 	shmq_proc **procs;
 	uint64_t *area_off;  /* per slot: its area, never read back from the region */
 	uint32_t *start_fails;

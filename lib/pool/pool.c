@@ -129,6 +129,7 @@ static void pool_handle_free(shmq_pool *p)
 	shmq__free(p->procs, p->nworkers * sizeof(*p->procs));
 	shmq__free(p->area_off, p->nworkers * sizeof(*p->area_off));
 	shmq__free(p->start_fails, p->nworkers * sizeof(*p->start_fails));
+	shmq__free(p->spare, sizeof(*p->spare));
 	pthread_mutex_destroy(&p->mu);
 	shmq__free(p, sizeof(*p));
 }

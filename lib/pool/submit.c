@@ -145,6 +145,28 @@ static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t 
 	return 0;
 }
 
+/* A zeroed handle: the one the last shmq_async_free kept, if any (p->mu
+ * held), so that a round of apply_async + get + free reaches no allocator. */
+static struct shmq_async *async_alloc(shmq_pool *p)
+{
+	struct shmq_async *a = p->spare;
+
+	if (!a)
+		return shmq__calloc(1, sizeof(*a));
+	p->spare = NULL;
+	memset(a, 0, sizeof(*a));
+	return a;
+}
+
+/* Keep a handle for async_alloc, or free it (p->mu held). */
+static void async_release(shmq_pool *p, struct shmq_async *a)
+{
+	if (!p->spare)
+		p->spare = a;
+	else
+		shmq__free(a, sizeof(*a));
+}
+
 static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 {
 	struct shmq_async *a;
@@ -167,14 +189,14 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	rc = job_slot_get(p, &j);
 	if (rc)
 		return rc;
-	a = shmq__calloc(1, sizeof(*a));
+	a = async_alloc(p);
 	if (!a)
 		return -ENOMEM;
 	cs = chunksize_for(p, s->n);
 	nchunks = (s->n + cs - 1) / cs;
 	rc = job_place(p, j, s, nchunks, a);
 	if (rc) {
-		shmq__free(a, sizeof(*a));
+		async_release(p, a);
 		return rc;
 	}
 	p->jobs[j].used = true;
@@ -228,7 +250,7 @@ static int async_empty(shmq_pool *p, const struct submit *s, shmq_async **out)
 	idx = shmq__pool_task_lookup(&p->tt, s->task);
 	if (idx < 0)
 		return idx;
-	a = shmq__calloc(1, sizeof(*a));
+	a = async_alloc(p);
 	if (!a)
 		return -ENOMEM;
 	a->p = p;
@@ -469,8 +491,8 @@ SHMQ_API void shmq_async_free(shmq_async *a)
 		 * (job_submit, pool_join) */
 		shmq__pool_zombie_reap(p, a->job, shmq_now_ns());
 	}
+	async_release(p, a);
 	pthread_mutex_unlock(&p->mu);
-	shmq__free(a, sizeof(*a));
 }
 
 /* The largest element count of a batch that fits the arena at once. */
