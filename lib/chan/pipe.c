@@ -678,7 +678,7 @@ SHMQ__LINE_START int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, i
 {
 	struct shmq__spsc_prod *tx;
 	uint64_t tail, off, rec;
-	bool answer;
+	bool answer, stamp, marker;
 
 	if (SHMQ__UNLIKELY(!p || (!msg && len)))
 		return -EINVAL;
@@ -704,23 +704,17 @@ SHMQ__LINE_START int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, i
 	if (SHMQ__UNLIKELY(len > 64))
 		return send_big(p, msg, len, tail);
 	shmq__copy(tx->data + off + SHMQ__SPSC_HDR, msg, len);
-	if (answer || tail == tx->marked) {
-		/* stamped: its receiver may be polling for it ("Stamps") */
-		bool st = shmq__spsc_stampable(tx, tail, rec);
-
-		/* relaxed: published by the release store of tail in
-		 * publish_stamped */
-		shmq__store_relaxed((uint32_t *)(tx->data + off),
-				    (uint32_t)len | (st ? SHMQ__SPSC_STAMPED : 0u));
-		tx->tail = tail + rec;
-		if (SHMQ__UNLIKELY(shmq__spsc_prod_publish_stamped(tx, tail, st)))
-			return tx_wake(p);
-		return 0;
-	}
-	/* relaxed: published by the release store of tail in publish_weak */
-	shmq__store_relaxed((uint32_t *)(tx->data + off), (uint32_t)len);
+	/* an answer, or an item where a stamp is trusted, is stamped: its
+	 * receiver may be polling for it ("Stamps") */
+	stamp = answer || tail == tx->marked;
+	marker = stamp && shmq__spsc_stampable(tx, tail, rec);
+	/* relaxed: published by the release store of tail in publish_weak or
+	 * publish_stamped */
+	shmq__store_relaxed((uint32_t *)(tx->data + off),
+			    (uint32_t)len | (marker ? SHMQ__SPSC_STAMPED : 0u));
 	tx->tail = tail + rec;
-	if (SHMQ__UNLIKELY(shmq__spsc_prod_publish_weak(tx)))
+	if (SHMQ__UNLIKELY(stamp ? shmq__spsc_prod_publish_stamped(tx, tail, marker)
+				 : shmq__spsc_prod_publish_weak(tx)))
 		return tx_wake(p);
 	return 0;
 }
