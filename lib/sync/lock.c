@@ -197,16 +197,23 @@ SHMQ_API bool shmq_lock_locked(shmq_lock *l)
 
 /* ---- acquire ------------------------------------------------------------ */
 
-/* Try to take a free word as val (self, or self|CONTENDED). */
-static inline bool lock_try_take(shmq_lock *l, uint32_t val)
+/* Try to take a free word as val (self, or self|CONTENDED); when it is
+ * not free, *seen is what the same RMW found there. */
+static inline bool lock_take_seen(shmq_lock *l, uint32_t val, uint32_t *seen)
 {
-	uint32_t expected = 0;
-
+	*seen = 0;
 	/* pairs with the exchange_release in shmq_lock_release */
-	if (!shmq__cas_acquire(&l->s->word, &expected, val))
+	if (!shmq__cas_acquire(&l->s->word, seen, val))
 		return false;
 	lock_set_tag(l);
 	return true;
+}
+
+static inline bool lock_try_take(shmq_lock *l, uint32_t val)
+{
+	uint32_t seen;
+
+	return lock_take_seen(l, val, &seen);
 }
 
 /* The holder has not moved for a whole slice: is it dead?  Takes the lock
@@ -301,16 +308,15 @@ static int lock_wait(shmq_lock *l, int64_t deadline)
 	uint32_t looked = 0; /* the holder we took the first look at */
 
 	for (;;) {
-		/* relaxed: the CAS in lock_try_take is the acquire; this only polls */
-		uint32_t c = shmq__load_relaxed(&l->s->word);
+		uint32_t c;
 		int rc;
 
-		if (c == 0) {
-			/* Others may sleep: take it as contended so our release wakes one. */
-			if (lock_try_take(l, l->self | SHMQ__LOCK_CONTENDED))
-				return 0;
-			continue;
-		}
+		/* Straight to the CAS, without a load first: the holder loses its
+		 * line once per look instead of twice (a load, then the CAS), and
+		 * a free word is ours at once.  Taken as contended: others may
+		 * sleep, so our release wakes one. */
+		if (lock_take_seen(l, l->self | SHMQ__LOCK_CONTENDED, &c))
+			return 0;
 		if (lock_owner(c) == 0)
 			return -EBADMSG; /* CONTENDED with no owner: never written by us */
 		if (lock_owner(c) != looked && lock_owner(c) != l->self) {
@@ -319,7 +325,7 @@ static int lock_wait(shmq_lock *l, int64_t deadline)
 			if (rc)
 				return rc > 0 ? -EOWNERDEAD : rc;
 		}
-		if (shmq_now_ns() >= deadline)
+		if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline)
 			return -ETIMEDOUT;
 		c = lock_mark_contended(l, c);
 		if (!c)
