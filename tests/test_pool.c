@@ -531,6 +531,39 @@ static void test_async(void **state)
 	shmq_region_close(r);
 }
 
+/* A handle freed twice in a row (a misuse) is left alone the second time:
+ * it is the pool's kept handle, and freeing it again used to hand the same
+ * memory to the allocator while the pool still kept it, so the next two
+ * submissions got one handle between them. */
+static void test_async_double_free(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	shmq_async *a, *b, *c;
+	int64_t in[2] = { 5, 7 }, out[2] = { 0, 0 };
+
+	(void)state;
+	assert_int_equal(shmq_pool_apply_async(p, "triple", &in[0], sizeof(int64_t), &out[0],
+					       sizeof(int64_t), &a), 0);
+	assert_int_equal(shmq_async_get(a, SHMQ_FOREVER), 0);
+	shmq_async_free(a);
+	shmq_async_free(a);
+	out[0] = 0;
+	assert_int_equal(shmq_pool_apply_async(p, "triple", &in[0], sizeof(int64_t), &out[0],
+					       sizeof(int64_t), &b), 0);
+	assert_int_equal(shmq_pool_apply_async(p, "triple", &in[1], sizeof(int64_t), &out[1],
+					       sizeof(int64_t), &c), 0);
+	assert_ptr_not_equal(b, c);
+	assert_int_equal(shmq_async_get(b, SHMQ_FOREVER), 0);
+	assert_int_equal(shmq_async_get(c, SHMQ_FOREVER), 0);
+	assert_int_equal(out[0], 3 * 5 + 1);
+	assert_int_equal(out[1], 3 * 7 + 1);
+	shmq_async_free(b);
+	shmq_async_free(c);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
 #define UNEVEN_N 20000u
 
 static void test_uneven_balanced_by_stealing(void **state)
@@ -1814,6 +1847,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_map_million_in_order),
 		cmocka_unit_test(test_map_in_place_and_batches),
 		cmocka_unit_test(test_async),
+		cmocka_unit_test(test_async_double_free),
 		cmocka_unit_test(test_uneven_balanced_by_stealing),
 		cmocka_unit_test(test_fib_subtasks),
 		cmocka_unit_test(test_task_errors),

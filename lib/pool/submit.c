@@ -482,6 +482,12 @@ SHMQ_API void shmq_async_free(shmq_async *a)
 		return;
 	p = a->p;
 	pthread_mutex_lock(&p->mu);
+	if (a == p->spare) {
+		/* freed already and kept for the next submission: a second free
+		 * (a misuse) would hand it to the allocator while we keep it */
+		pthread_mutex_unlock(&p->mu);
+		return;
+	}
 	if (!a->finished) {
 		/* CHUNK_PIN, seq_cst: seen by chunk_claim's check under the pin */
 		shmq__store_seq_cst(&pool_job(p, a->job)->canceled, 1);
