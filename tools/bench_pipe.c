@@ -40,7 +40,8 @@
  *    100 us pause) whose consumer sleeps between bursts.
  *
  *  `-- rt` runs only the round trips, `-- tput` only the throughputs per size
- *  (one message per call, bulk, blocking).
+ *  (one message per call, bulk, blocking), `-- pacing` only the receiver's
+ *  pacing (see pb_pacing; in no default run).
  */
 #include "config.h"
 
@@ -121,6 +122,7 @@ struct pb {
 	mqd_t mq[2];         /* dir 0: side 0 -> 1, dir 1: back */
 	void *ckbuf[2];
 	int pinned;
+	uint32_t pace;       /* busy and ck_ring receivers: pauses per empty poll (0: one) */
 	/* synchronisation */
 	uint32_t ready SHMQ__ALIGNED(SHMQ__CACHELINE);
 	uint64_t word SHMQ__ALIGNED(SHMQ__CACHELINE); /* the raw ping-pong line */
@@ -168,6 +170,17 @@ static inline void relax(uint32_t *spins, bool pinned)
 	if (!pinned || ++*spins % 256 == 0)
 		sched_yield();
 	else
+		shmq__cpu_relax();
+}
+
+/* A receiver's empty poll: as relax, but pace pauses (0: one). */
+static inline void relax_paced(uint32_t *spins, bool pinned, uint32_t pace)
+{
+	if (!pinned || ++*spins % 256 == 0) {
+		sched_yield();
+		return;
+	}
+	for (uint32_t i = pace ? pace : 1; i > 0; i--)
 		shmq__cpu_relax();
 }
 
@@ -313,7 +326,7 @@ static inline void ck_put(struct ep *e, const void *m, uint32_t size)
 		}
 		if (ok)
 			return;
-		relax(&spins, e->pb->pinned);
+		relax_paced(&spins, e->pb->pinned, e->pb->pace);
 	}
 }
 
@@ -376,7 +389,7 @@ static inline int ep_recv(struct ep *e, void *m)
 	switch (e->pb->kind) {
 	case K_SHMQ_BUSY:
 		while ((n = shmq_pipe_recv(e->p, m, PB_MAXMSG, SHMQ_NOWAIT)) == -EAGAIN)
-			relax(&spins, e->pb->pinned);
+			relax_paced(&spins, e->pb->pinned, e->pb->pace);
 		break;
 	case K_SHMQ_BLOCK:
 	case K_SHMQ_SLEEP:
@@ -996,6 +1009,68 @@ static int pb_tput_size(struct pb_run *run, uint32_t size)
 	return rc;
 }
 
+/*
+ * The receiver's pacing: a receiver that polls again after one pause keeps
+ * up with large messages and reads each record right behind the sender;
+ * one that waits PB_PACE pauses after an empty poll lets the sender run
+ * ahead.  At 1 KiB and 4 KiB, one message per call, shmq busy beside
+ * ck_ring SPSC, both receivers paced alike, at one pause and at PB_PACE
+ * pauses per empty poll, each measured BENCH_SWEEP_REPS times in
+ * alternation; the figures are the medians, the ratios' spread goes to
+ * stderr.
+ */
+#define PB_PACE 64u
+
+static int pb_pacing_size(struct pb_run *run, uint32_t size)
+{
+	static const uint32_t paces[2] = { 1, PB_PACE };
+	struct bench *b = run->b;
+	struct pb *pb = run->pb;
+	double v[2][2][BENCH_SWEEP_REPS], ratio[2][BENCH_SWEEP_REPS];
+	int rc = 0;
+
+	pb->rt = false;
+	pb->size = size;
+	pb->n = bench_scale(b, size == 1024 ? 4000000 : 1000000, 100000);
+	for (int i = 0; i < BENCH_SWEEP_REPS && rc == 0; i++) {
+		for (int p = 0; p < 2 && rc == 0; p++) {
+			pb->pace = paces[p];
+			rc = pb_measure(run, K_SHMQ_BUSY);
+			v[p][0][i] = rc ? NAN : pb_mmsgs(pb);
+			rc = rc ? rc : pb_measure(run, K_CK);
+			v[p][1][i] = rc ? NAN : pb_mmsgs(pb);
+			ratio[p][i] = v[p][0][i] / v[p][1][i];
+		}
+	}
+	pb->pace = 0;
+	for (int p = 0; p < 2 && rc == 0; p++) {
+		struct bench_spread s0 = bench_spread(v[p][0], BENCH_SWEEP_REPS);
+		struct bench_spread s1 = bench_spread(v[p][1], BENCH_SWEEP_REPS);
+		struct bench_spread sr = bench_spread(ratio[p], BENCH_SWEEP_REPS);
+		char series[96];
+
+		snprintf(series, sizeof(series), "pipe busy, 1 msg/call, receiver %u pause%s per empty poll",
+			 paces[p], paces[p] == 1 ? "" : "s");
+		bench_note(b, "pacing %uB, %u pause(s): shmq/ck %.2fx (spread %.2f-%.2f)", size,
+			   paces[p], sr.median, sr.lo, sr.hi);
+		rc = bench_report_sized(b, series, size, "Mmsg/s", s0.median, ck_name(), s1.median,
+					true);
+	}
+	return rc;
+}
+
+static int pb_pacing(struct pb_run *run)
+{
+#ifdef HAVE_CK
+	int rc = pb_pacing_size(run, 1024);
+
+	return rc ? rc : pb_pacing_size(run, 4096);
+#else
+	bench_note(run->b, "pacing: built without ck_ring, nothing to compare");
+	return 0;
+#endif
+}
+
 /* 4096-byte messages in place, GB/s. */
 static int pb_zero_copy(struct pb_run *run)
 {
@@ -1238,6 +1313,10 @@ int bench_pipe(struct bench *b)
 	rc = shmq_region_create(run.pb->region, &o, &run.r);
 	if (!rc && bench_has_arg(b, "rt")) { /* the round trips alone */
 		rc = pb_round_trips(&run);
+		goto out;
+	}
+	if (!rc && bench_has_arg(b, "pacing")) { /* the receiver's pacing alone */
+		rc = pb_pacing(&run);
 		goto out;
 	}
 	for (size_t i = 0; !rc && i < sizeof(sizes) / sizeof(sizes[0]); i++)

@@ -58,8 +58,9 @@
  *  `shmq-bench queue -- small` skips the 8, 1024 and 4096-byte 1p1c runs;
  *  `-- scaling` runs only 1p1c, 2p2c and 4p4c at 64 bytes (no wakes, sweep,
  *  two-phase or large);
- *  `-- large`, `-- twophase` and `-- sweep` run only that figure; ring
- *  sizes after `-- sweep` (`-- sweep 1024 16384`) sweep only those.
+ *  `-- large`, `-- twophase`, `-- sweep` and `-- pacing` (see its section;
+ *  in no default run) run only that figure; ring sizes after `-- sweep`
+ *  (`-- sweep 1024 16384`) sweep only those.
  */
 #include "config.h"
 
@@ -163,6 +164,7 @@ struct qb_run {
 	long mq_depth;
 	int sv[2];
 	bool bursty;          /* the producer pauses QB_PAUSE_NS every QB_BURST puts */
+	uint32_t pace;        /* busy and ck_ring consumers: pauses after an empty poll (0: one) */
 	shmq_region *r;       /* shmq kinds: the creator's handle, for the counters */
 };
 
@@ -305,6 +307,18 @@ static inline void qb_backoff(uint32_t *tries)
 		shmq__cpu_relax();
 }
 
+/* A consumer's failed try: as qb_backoff, but run->pace pauses (the
+ * pacing figure's slower consumer) where qb_backoff makes one. */
+static inline void qb_backoff_get(const struct qb_run *run, uint32_t *tries)
+{
+	if (++*tries % 64 == 0) {
+		sched_yield();
+		return;
+	}
+	for (uint32_t i = run->pace ? run->pace : 1; i > 0; i--)
+		shmq__cpu_relax();
+}
+
 #ifdef HAVE_CK
 static bool qb_ck_put(struct qb_run *run, const void *msg)
 {
@@ -376,7 +390,7 @@ static ssize_t qb_get(struct qb_end *e, void *buf)
 	switch (run->kind) {
 	case QK_BUSY:
 		while ((n = shmq_queue_get(e->q, buf, QB_MAXMSG, SHMQ_NOWAIT)) == -EAGAIN)
-			qb_backoff(&tries);
+			qb_backoff_get(run, &tries);
 		return n;
 	case QK_BLOCK:
 		return shmq_queue_get(e->q, buf, QB_MAXMSG, SHMQ_FOREVER);
@@ -393,7 +407,7 @@ static ssize_t qb_get(struct qb_end *e, void *buf)
 	case QK_CK:
 #ifdef HAVE_CK
 		while (!qb_ck_get(run, buf))
-			qb_backoff(&tries);
+			qb_backoff_get(run, &tries);
 		return (ssize_t)run->size;
 #endif
 	default:
@@ -878,6 +892,76 @@ static int qb_sweep(struct bench *b, struct qb_shared *sh)
 	return rc;
 }
 
+/* ------------------------------------------------------------ pacing */
+
+/*
+ * Pacing: the consumer's pace decides how a 1p1c ring of large messages
+ * runs.  A consumer that polls again after one pause keeps up, reads each
+ * slot right behind the producer and takes its lines away while they are
+ * written; one that waits QB_PACE pauses after an empty poll lets the
+ * producer run ahead.  At 1 KiB and 4 KiB, shmq busy beside ck_ring MPMC,
+ * both consumers paced alike, at one pause and at QB_PACE pauses per empty
+ * poll, each measured BENCH_SWEEP_REPS times in alternation; the figures
+ * are the medians, the ratios' spread and the mean occupancies go to
+ * stderr.  Only with `-- pacing`.
+ */
+#define QB_PACE 64u
+
+static int qb_pacing_size(struct bench *b, struct qb_shared *sh, size_t size)
+{
+	static const enum qb_kind kinds[2] = { QK_BUSY, QK_CK };
+	static const uint32_t paces[2] = { 1, QB_PACE };
+	struct qb_run run = { .b = b, .np = 1, .nc = 1, .size = size, .sh = sh,
+			      .depth = QB_DEPTH, .max_msg = (uint32_t)size,
+			      .duration_ns = (int64_t)bench_scale(b, 150, 30) * 1000000 };
+	double v[2][2][BENCH_SWEEP_REPS], occ[2][2] = { { 0, 0 }, { 0, 0 } };
+	double ratio[2][BENCH_SWEEP_REPS];
+	int rc = 0;
+
+	for (int i = 0; i < BENCH_SWEEP_REPS && rc == 0; i++) {
+		for (int p = 0; p < 2 && rc == 0; p++) {
+			for (int k = 0; k < 2 && rc == 0; k++) {
+				struct qb_result res;
+
+				run.kind = kinds[k];
+				run.pace = paces[p];
+				rc = qb_measure_ring(&run, &res);
+				v[p][k][i] = res.mmsg_s;
+				occ[p][k] += res.occupancy / BENCH_SWEEP_REPS;
+			}
+			ratio[p][i] = v[p][0][i] / v[p][1][i];
+		}
+	}
+	for (int p = 0; p < 2 && rc == 0; p++) {
+		struct bench_spread s0 = bench_spread(v[p][0], BENCH_SWEEP_REPS);
+		struct bench_spread s1 = bench_spread(v[p][1], BENCH_SWEEP_REPS);
+		struct bench_spread sr = bench_spread(ratio[p], BENCH_SWEEP_REPS);
+		char series[96];
+
+		snprintf(series, sizeof(series), "queue busy 1p1c, consumer %u pause%s per empty poll",
+			 paces[p], paces[p] == 1 ? "" : "s");
+		bench_note(b, "pacing %zuB, %u pause(s): shmq/ck %.2fx (spread %.2f-%.2f), mean "
+			   "occupancy shmq %.0f ck %.0f of %u", size, paces[p], sr.median, sr.lo,
+			   sr.hi, occ[p][0], occ[p][1], QB_DEPTH);
+		rc = bench_report_sized(b, series, size, "Mmsg/s", s0.median,
+					qb_kind_name[QK_CK], s1.median, true);
+	}
+	return rc;
+}
+
+static int qb_pacing(struct bench *b, struct qb_shared *sh)
+{
+#ifdef HAVE_CK
+	int rc = qb_pacing_size(b, sh, 1024);
+
+	return rc ? rc : qb_pacing_size(b, sh, 4096);
+#else
+	(void)sh;
+	bench_note(b, "pacing: built without ck_ring, nothing to compare");
+	return 0;
+#endif
+}
+
 /* ------------------------------------------------------------ two-phase */
 
 #define QB_TP_BLOCK 1024u /* messages per timed block: the queue's capacity */
@@ -1153,9 +1237,12 @@ int bench_queue(struct bench *b)
 
 	if (!sh)
 		return -ENOMEM;
-	if (bench_has_arg(b, "large") || bench_has_arg(b, "twophase") || bench_has_arg(b, "sweep")) {
+	if (bench_has_arg(b, "large") || bench_has_arg(b, "twophase") || bench_has_arg(b, "sweep") ||
+	    bench_has_arg(b, "pacing")) {
 		if (bench_has_arg(b, "sweep"))
 			rc = qb_sweep(b, sh);
+		if (rc == 0 && bench_has_arg(b, "pacing"))
+			rc = qb_pacing(b, sh);
 		if (rc == 0 && bench_has_arg(b, "twophase"))
 			rc = qb_twophase_bench(b);
 		if (rc == 0 && bench_has_arg(b, "large"))

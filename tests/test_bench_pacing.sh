@@ -1,0 +1,42 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# shmq-bench queue -- pacing and pipe -- pacing run their figures (1 KiB and
+# 4 KiB, the consumer pausing once and 64 times per empty poll, beside
+# ck_ring) to the end and print every row; under the sanitizer builds of
+# make check this runs the paced loops there too.  It checks that the rows
+# are there, never the figures in them (a build without ck_ring prints a
+# note instead and is not checked).
+set -u
+
+BENCH=./tools/shmq-bench
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+for sub in queue pipe; do
+	"$BENCH" --quick --runs 1 "$sub" -- pacing > "$tmp/$sub.txt" 2>&1 || {
+		cat "$tmp/$sub.txt" >&2
+		fail "shmq-bench $sub -- pacing failed"
+	}
+	if grep -q "built without ck_ring" "$tmp/$sub.txt"; then
+		echo "skip: $sub: no ck_ring in this build"
+		continue
+	fi
+	case $sub in
+	queue) series="queue busy 1p1c, consumer" ;;
+	pipe) series="pipe busy, 1 msg/call, receiver" ;;
+	esac
+	for size in 1KiB 4KiB; do
+		for pace in "1 pause" "64 pauses"; do
+			grep -qE "^ *$series $pace per empty poll $size +[0-9.]+ Mmsg/s +[0-9.]+ Mmsg/s" \
+				"$tmp/$sub.txt" ||
+				{ cat "$tmp/$sub.txt" >&2; fail "no row '$series $pace ... $size'"; }
+		done
+	done
+done
+echo "ok: every pacing row printed"
