@@ -921,7 +921,7 @@ static int qb_pacing_size(struct bench *b, struct qb_shared *sh, size_t size)
 	for (int i = 0; i < BENCH_SWEEP_REPS && rc == 0; i++) {
 		for (int p = 0; p < 2 && rc == 0; p++) {
 			for (int k = 0; k < 2 && rc == 0; k++) {
-				struct qb_result res;
+				struct qb_result res = { .mmsg_s = 0 };
 
 				run.kind = kinds[k];
 				run.pace = paces[p];
