@@ -560,6 +560,20 @@ double bench_ratio_of(double s, double o, bool higher_is_better)
 	return higher_is_better ? s / o : o / s;
 }
 
+int bench_report_reps(struct bench *b, const char *series, uint64_t size, const char *unit,
+		      const double *shmq, const char *baseline_name, const double *base,
+		      bool higher_is_better, struct bench_spread *ratio)
+{
+	double r[BENCH_SWEEP_REPS];
+
+	for (int i = 0; i < BENCH_SWEEP_REPS; i++)
+		r[i] = bench_ratio_of(shmq[i], base[i], higher_is_better);
+	*ratio = bench_spread(r, BENCH_SWEEP_REPS);
+	return bench_report_sized(b, series, size, unit, bench_spread(shmq, BENCH_SWEEP_REPS).median,
+				  baseline_name, bench_spread(base, BENCH_SWEEP_REPS).median,
+				  higher_is_better);
+}
+
 /* The ratio of the two medians over runs, for value k (see bench.h). */
 double bench_ratio(const struct bench_result *r, int k)
 {

@@ -215,6 +215,13 @@ struct bench_spread {
 
 struct bench_spread bench_spread(const double *v, int n);
 
+/* Report one sized figure (bench_report_sized) measured BENCH_SWEEP_REPS
+ * times in alternation: the medians of shmq[] and base[]; *ratio gets the
+ * spread of the per-repetition ratios, for the caller's note. */
+int bench_report_reps(struct bench *b, const char *series, uint64_t size, const char *unit,
+		      const double *shmq, const char *baseline_name, const double *base,
+		      bool higher_is_better, struct bench_spread *ratio);
+
 /* ---- subcommand table ---- */
 
 typedef int (*bench_cmd_fn)(struct bench *b);

@@ -164,24 +164,22 @@ static int wait_ready(struct pb *pb)
 	return 0;
 }
 
-/* Poll politely: pause, and yield now and then (unpinned or oversubscribed). */
-static inline void relax(uint32_t *spins, bool pinned)
-{
-	if (!pinned || ++*spins % 256 == 0)
-		sched_yield();
-	else
-		shmq__cpu_relax();
-}
-
-/* A receiver's empty poll: as relax, but pace pauses (0: one). */
-static inline void relax_paced(uint32_t *spins, bool pinned, uint32_t pace)
+/* Poll politely: pause (pauses times, at least once), and yield now and
+ * then (unpinned or oversubscribed). */
+static inline void relax_paced(uint32_t *spins, bool pinned, uint32_t pauses)
 {
 	if (!pinned || ++*spins % 256 == 0) {
 		sched_yield();
 		return;
 	}
-	for (uint32_t i = pace ? pace : 1; i > 0; i--)
+	do
 		shmq__cpu_relax();
+	while (pauses-- > 1);
+}
+
+static inline void relax(uint32_t *spins, bool pinned)
+{
+	relax_paced(spins, pinned, 1);
 }
 
 /* Bytes a record of a size-byte message takes in shmq_pipe (8-byte header,
@@ -1026,7 +1024,7 @@ static int pb_pacing_size(struct pb_run *run, uint32_t size)
 	static const uint32_t paces[2] = { 1, PB_PACE };
 	struct bench *b = run->b;
 	struct pb *pb = run->pb;
-	double v[2][2][BENCH_SWEEP_REPS], ratio[2][BENCH_SWEEP_REPS];
+	double v[2][2][BENCH_SWEEP_REPS];
 	int rc = 0;
 
 	pb->rt = false;
@@ -1039,22 +1037,19 @@ static int pb_pacing_size(struct pb_run *run, uint32_t size)
 			v[p][0][i] = rc ? NAN : pb_mmsgs(pb);
 			rc = rc ? rc : pb_measure(run, K_CK);
 			v[p][1][i] = rc ? NAN : pb_mmsgs(pb);
-			ratio[p][i] = v[p][0][i] / v[p][1][i];
 		}
 	}
 	pb->pace = 0;
 	for (int p = 0; p < 2 && rc == 0; p++) {
-		struct bench_spread s0 = bench_spread(v[p][0], BENCH_SWEEP_REPS);
-		struct bench_spread s1 = bench_spread(v[p][1], BENCH_SWEEP_REPS);
-		struct bench_spread sr = bench_spread(ratio[p], BENCH_SWEEP_REPS);
+		struct bench_spread sr;
 		char series[96];
 
 		snprintf(series, sizeof(series), "pipe busy, 1 msg/call, receiver %u pause%s per empty poll",
 			 paces[p], paces[p] == 1 ? "" : "s");
+		rc = bench_report_reps(b, series, size, "Mmsg/s", v[p][0], ck_name(), v[p][1], true,
+				       &sr);
 		bench_note(b, "pacing %uB, %u pause(s): shmq/ck %.2fx (spread %.2f-%.2f)", size,
 			   paces[p], sr.median, sr.lo, sr.hi);
-		rc = bench_report_sized(b, series, size, "Mmsg/s", s0.median, ck_name(), s1.median,
-					true);
 	}
 	return rc;
 }

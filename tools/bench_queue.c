@@ -297,26 +297,17 @@ static int qb_attach(struct qb_run *run, struct qb_end *e, bool producer)
 	}
 }
 
-/* A failed try in a polling loop: relax, and yield now and then (the peer
- * may share our core). */
-static inline void qb_backoff(uint32_t *tries)
-{
-	if (++*tries % 64 == 0)
-		sched_yield();
-	else
-		shmq__cpu_relax();
-}
-
-/* A consumer's failed try: as qb_backoff, but run->pace pauses (the
- * pacing figure's slower consumer) where qb_backoff makes one. */
-static inline void qb_backoff_get(const struct qb_run *run, uint32_t *tries)
+/* A failed try in a polling loop: pause (pauses times, at least once), and
+ * yield now and then (the peer may share our core). */
+static inline void qb_backoff(uint32_t *tries, uint32_t pauses)
 {
 	if (++*tries % 64 == 0) {
 		sched_yield();
 		return;
 	}
-	for (uint32_t i = run->pace ? run->pace : 1; i > 0; i--)
+	do
 		shmq__cpu_relax();
+	while (pauses-- > 1);
 }
 
 #ifdef HAVE_CK
@@ -355,7 +346,7 @@ static int qb_put(struct qb_end *e, const void *msg)
 	switch (run->kind) {
 	case QK_BUSY:
 		while ((rc = shmq_queue_put(e->q, msg, run->size, SHMQ_NOWAIT)) == -EAGAIN)
-			qb_backoff(&tries);
+			qb_backoff(&tries, 1);
 		return rc;
 	case QK_BLOCK:
 		return shmq_queue_put(e->q, msg, run->size, SHMQ_FOREVER);
@@ -372,7 +363,7 @@ static int qb_put(struct qb_end *e, const void *msg)
 	case QK_CK:
 #ifdef HAVE_CK
 		while (!qb_ck_put(run, msg))
-			qb_backoff(&tries);
+			qb_backoff(&tries, 1);
 		return 0;
 #endif
 	default:
@@ -390,7 +381,7 @@ static ssize_t qb_get(struct qb_end *e, void *buf)
 	switch (run->kind) {
 	case QK_BUSY:
 		while ((n = shmq_queue_get(e->q, buf, QB_MAXMSG, SHMQ_NOWAIT)) == -EAGAIN)
-			qb_backoff_get(run, &tries);
+			qb_backoff(&tries, run->pace);
 		return n;
 	case QK_BLOCK:
 		return shmq_queue_get(e->q, buf, QB_MAXMSG, SHMQ_FOREVER);
@@ -407,7 +398,7 @@ static ssize_t qb_get(struct qb_end *e, void *buf)
 	case QK_CK:
 #ifdef HAVE_CK
 		while (!qb_ck_get(run, buf))
-			qb_backoff_get(run, &tries);
+			qb_backoff(&tries, run->pace);
 		return (ssize_t)run->size;
 #endif
 	default:
@@ -915,7 +906,6 @@ static int qb_pacing_size(struct bench *b, struct qb_shared *sh, size_t size)
 			      .depth = QB_DEPTH, .max_msg = (uint32_t)size,
 			      .duration_ns = (int64_t)bench_scale(b, 150, 30) * 1000000 };
 	double v[2][2][BENCH_SWEEP_REPS], occ[2][2] = { { 0, 0 }, { 0, 0 } };
-	double ratio[2][BENCH_SWEEP_REPS];
 	int rc = 0;
 
 	for (int i = 0; i < BENCH_SWEEP_REPS && rc == 0; i++) {
@@ -929,22 +919,19 @@ static int qb_pacing_size(struct bench *b, struct qb_shared *sh, size_t size)
 				v[p][k][i] = res.mmsg_s;
 				occ[p][k] += res.occupancy / BENCH_SWEEP_REPS;
 			}
-			ratio[p][i] = v[p][0][i] / v[p][1][i];
 		}
 	}
 	for (int p = 0; p < 2 && rc == 0; p++) {
-		struct bench_spread s0 = bench_spread(v[p][0], BENCH_SWEEP_REPS);
-		struct bench_spread s1 = bench_spread(v[p][1], BENCH_SWEEP_REPS);
-		struct bench_spread sr = bench_spread(ratio[p], BENCH_SWEEP_REPS);
+		struct bench_spread sr;
 		char series[96];
 
 		snprintf(series, sizeof(series), "queue busy 1p1c, consumer %u pause%s per empty poll",
 			 paces[p], paces[p] == 1 ? "" : "s");
+		rc = bench_report_reps(b, series, size, "Mmsg/s", v[p][0], qb_kind_name[QK_CK],
+				       v[p][1], true, &sr);
 		bench_note(b, "pacing %zuB, %u pause(s): shmq/ck %.2fx (spread %.2f-%.2f), mean "
 			   "occupancy shmq %.0f ck %.0f of %u", size, paces[p], sr.median, sr.lo,
 			   sr.hi, occ[p][0], occ[p][1], QB_DEPTH);
-		rc = bench_report_sized(b, series, size, "Mmsg/s", s0.median,
-					qb_kind_name[QK_CK], s1.median, true);
 	}
 	return rc;
 }
