@@ -8,21 +8,10 @@
 # note instead and is not checked).
 set -u
 
-BENCH=./tools/shmq-bench
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
+. "$(dirname "$0")/bench_test.sh"
 
 for sub in queue pipe; do
-	"$BENCH" --quick --runs 1 "$sub" -- pacing > "$tmp/$sub.txt" 2>&1 || {
-		cat "$tmp/$sub.txt" >&2
-		fail "shmq-bench $sub -- pacing failed"
-	}
+	bench_run "$tmp/$sub.txt" "$sub" -- pacing
 	if grep -q "built without ck_ring" "$tmp/$sub.txt"; then
 		echo "skip: $sub: no ck_ring in this build"
 		continue

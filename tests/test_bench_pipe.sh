@@ -9,25 +9,13 @@
 # checks that the rows are there, never the figures in them.
 set -u
 
-BENCH=./tools/shmq-bench
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
+. "$(dirname "$0")/bench_test.sh"
 
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
-
-"$BENCH" --quick --runs 1 pipe -- tput > "$tmp/out.txt" 2>&1 || {
-	cat "$tmp/out.txt" >&2
-	fail "shmq-bench pipe -- tput failed"
-}
+bench_run "$tmp/out.txt" pipe -- tput
 for size in 8B 64B 1KiB 4KiB; do
 	for row in "pipe busy, 1 msg/call" "pipe busy, bulk 32/call" "pipe blocking vs pipe(2)"; do
 		re=$(printf '%s' "$row" | sed 's/[()]/\\&/g')
-		grep -qE "^ *$re $size +[0-9.]+ Mmsg/s" "$tmp/out.txt" ||
-			{ cat "$tmp/out.txt" >&2; fail "no row '$row $size'"; }
+		bench_row "$tmp/out.txt" "$re $size" Mmsg/s
 	done
 done
 echo "ok: every throughput row printed"

@@ -6,15 +6,7 @@
 # blank.  This checks the report, never the figures in it.
 set -u
 
-BENCH=./tools/shmq-bench
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM
-
-fail() {
-	echo "FAIL: $*" >&2
-	exit 1
-}
+. "$(dirname "$0")/bench_test.sh"
 
 command -v python3 >/dev/null 2>&1 || { echo "SKIP: python3 is needed"; exit 77; }
 
