@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -528,6 +529,52 @@ static void test_bad_descriptor(void **state)
 	shmq_queue_close(q);
 }
 
+/* A large slot whose length says almost 4 GiB (found by fuzz_queue): in a
+ * 32 MiB region no copy can be that long, so get_alloc sizes no buffer
+ * past the region and says -EBADMSG; it does not ask malloc for the
+ * length.  The child runs under an address-space limit far below the
+ * length, where such a malloc fails and get_alloc said -ENOMEM; the
+ * sanitizer builds reserve terabytes of address space and cannot take the
+ * limit, so there only the outcome is checked. */
+static void test_get_alloc_hostile_len(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.huge", 4, 64);
+	struct shmq__mpmc *m = &((struct qpeek *)(void *)q)->ring;
+	struct shmq__qlarge_desc *d;
+	pid_t pid;
+
+	put_msg(q, 3000, 3);
+	d = shmq__mpmc_slot_data(m, 0);
+	d->len = 0xf0000000u;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *cr = tu_child_region(f->name);
+		shmq_queue *cq;
+		void *a = NULL;
+		ssize_t n;
+
+		if (shmq_queue_open(cr, "l.huge", &cq))
+			_exit(1);
+#ifndef SHMQ_SANITIZED
+		{
+			struct rlimit rl = { (rlim_t)1 << 30, (rlim_t)1 << 30 }; /* 1 GiB */
+
+			if (setrlimit(RLIMIT_AS, &rl))
+				_exit(2);
+		}
+#endif
+		n = shmq_queue_get_alloc(cq, &a, SHMQ_NOWAIT);
+		free(a);
+		_exit(n == -EBADMSG ? 0 : n == -ENOMEM ? 3 : 4);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	assert_int_equal(shmq_queue_len(q), 0); /* the broken descriptor went */
+	assert_int_equal(sweep(q, f->r), 0);
+	shmq_queue_close(q);
+}
+
 /* shmq stat: large messages in flight, count and bytes. */
 static void test_describe_large(void **state)
 {
@@ -588,6 +635,7 @@ int main(void)
 		cmocka_unit_test(test_fifo_mixed),
 		cmocka_unit_test(test_heap_reused),
 		cmocka_unit_test(test_bad_descriptor),
+		cmocka_unit_test(test_get_alloc_hostile_len),
 		cmocka_unit_test(test_describe_large),
 		cmocka_unit_test(test_old_layout),
 	};

@@ -974,23 +974,38 @@ static ssize_t alloc_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *
  * that the message it sized was taken by someone else meanwhile. */
 #define GET_ALLOC_TRIES 64
 
+/* The longest copy a get of q can make: a slot's max_msg, or a large
+ * message, which lives in the region (block_check holds its copy to the
+ * region's size).  Private state: a length a slot claims sizes no buffer
+ * past it, so a hostile one costs a failed claim, not gigabytes. */
+static size_t get_alloc_room(const shmq_queue *q)
+{
+	size_t room = q->r ? q->r->size : 0;
+
+	return room > q->ring.max_msg ? room : q->ring.max_msg;
+}
+
 ssize_t shmq_queue_get_alloc(shmq_queue *q, void **msg, int64_t timeout_ns)
 {
 	struct alloc_args g = { NULL, 0, 0 };
 	struct attempt a = { alloc_attempt, &g, DIR_GET, false };
 	int64_t deadline;
+	size_t room;
 
 	if (!q || !msg)
 		return -EINVAL;
 	if (shmq__foreign(q->pid))
 		return -EBADF;
 	deadline = shmq__deadline(timeout_ns);
+	room = get_alloc_room(q);
 	g.cap = q->ring.max_msg ? q->ring.max_msg : 1;
 	for (int i = 0; i < GET_ALLOC_TRIES; i++) {
 		struct shmq__mpmc_block blk;
 		ssize_t rc;
 
-		g.buf = malloc(g.cap); /* the caller's to free(): libc, not shmq__malloc */
+		/* the caller's to free(): libc, not shmq__malloc.  cap lets the
+		 * claim of a message that length happen; no copy passes room */
+		g.buf = malloc(g.cap < room ? g.cap : room);
 		if (!g.buf)
 			return -ENOMEM;
 		rc = alloc_attempt(q, &g, &blk);
