@@ -633,6 +633,15 @@ static void test_party_table_corrupt(void **state)
 	assert_int_equal(shmq_barrier_open(f->r, "b", &b2), -EBADMSG);
 	s->nslots = 1000; /* inside the limit, beyond the object */
 	assert_int_equal(shmq_barrier_open(f->r, "b", &b2), -EBADMSG);
+	s->nslots = 8;
+	/* parties rewritten: the table (8 entries, for 2) says otherwise; a
+	 * handle that believed 40 would hand out indices up to 39 */
+	s->parties = 40;
+	assert_int_equal(shmq_barrier_open(f->r, "b", &b2), -EBADMSG);
+	s->parties = 2;
+	assert_int_equal(shmq_barrier_open(f->r, "b", &b2), 0);
+	assert_int_equal(shmq_barrier_parties(b2), 2);
+	shmq_barrier_close(b2);
 	shmq_barrier_close(b);
 }
 

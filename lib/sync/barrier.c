@@ -107,6 +107,17 @@ SHMQ_API int shmq_barrier_init(void *mem, unsigned parties)
 	return 0;
 }
 
+/* Party entries of a named barrier: twice the parties (processes come and
+ * go), at least a line's worth, at most SHMQ__BARRIER_SLOTS_MAX. */
+static uint32_t barrier_nslots(unsigned parties)
+{
+	uint32_t n = parties * 2u;
+
+	if (n < 8)
+		n = 8;
+	return n > SHMQ__BARRIER_SLOTS_MAX ? SHMQ__BARRIER_SLOTS_MAX : n;
+}
+
 /* r and size: the region and the object's size for a named barrier; NULL
  * and 0 for a placed one (its party table, if any, is ignored). */
 static int barrier_attach_checked(shmq_region *r, struct shmq__barrier_shm *s, uint64_t size,
@@ -127,7 +138,10 @@ static int barrier_attach_checked(shmq_region *r, struct shmq__barrier_shm *s, u
 	nslots = shmq__load_relaxed(&s->nslots);
 	if (parties == 0 || parties > SHMQ__BARRIER_MAX_PARTIES)
 		return -EBADMSG;
-	if (r && (nslots > SHMQ__BARRIER_SLOTS_MAX ||
+	/* a named barrier's table was sized from its parties: a parties word
+	 * that disagrees with it was rewritten (from 1..4, which share the
+	 * smallest table, no rewrite shows) */
+	if (r && (nslots > SHMQ__BARRIER_SLOTS_MAX || nslots != barrier_nslots(parties) ||
 		  size < sizeof(*s) + (uint64_t)nslots * sizeof(uint64_t)))
 		return -EBADMSG;
 	b = shmq__malloc(sizeof(*b));
@@ -150,17 +164,6 @@ SHMQ_API int shmq_barrier_attach(void *mem, shmq_barrier **out)
 	if (!mem || !out || ((uintptr_t)mem & 7u))
 		return -EINVAL;
 	return barrier_attach_checked(NULL, mem, 0, out);
-}
-
-/* Party entries of a named barrier: twice the parties (processes come and
- * go), at least a line's worth, at most SHMQ__BARRIER_SLOTS_MAX. */
-static uint32_t barrier_nslots(unsigned parties)
-{
-	uint32_t n = parties * 2u;
-
-	if (n < 8)
-		n = 8;
-	return n > SHMQ__BARRIER_SLOTS_MAX ? SHMQ__BARRIER_SLOTS_MAX : n;
 }
 
 static int barrier_obj_init(void *mem, uint64_t size, void *arg)
