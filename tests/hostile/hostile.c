@@ -292,7 +292,11 @@ static void victim_step(unsigned i, struct objs *o, uint64_t *x)
 			break;
 		enter(i, OP_BARRIER);
 		rc = shmq_barrier_wait(o->barrier, VICTIM_TIMEOUT_NS);
-		account(i, rc, VICTIMS);
+		/* an index in [0, parties) of this handle: it opened the barrier
+		 * from a region under attack, so its parties may not be the 2 of
+		 * the create (a parties word rewritten before the open is a valid
+		 * barrier of that many; nothing tells it from one made so) */
+		account(i, rc, (long long)shmq_barrier_parties(o->barrier) - 1);
 		if (rc == -EPIPE && (*x & 1))
 			shmq_barrier_reset(o->barrier);
 		break;
