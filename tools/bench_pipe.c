@@ -15,6 +15,10 @@
  *                socketpair, mq_send/mq_receive (10 messages deep, the
  *                system's default limit).
  *    Every receiver checks each message's sequence number.
+ *  - one process: ns per send + recv pair, 64 B, SHMQ_NOWAIT, batches of
+ *    32 sends then 32 receives, beside ck_ring SPSC's enqueue + dequeue the
+ *    same way (64 KiB of ring each), 8 alternated rounds of each: the cost
+ *    to one core with no line crossing to another.
  *  - 4096-byte messages in place: shmq_pipe_reserve / commit (one copy in)
  *    and shmq_pipe_peek / consume (the receiver reads the message where it
  *    lies, xor-folding every word), in GB/s, beside ck_ring and pipe(2)
@@ -40,8 +44,9 @@
  *    100 us pause) whose consumer sleeps between bursts.
  *
  *  `-- rt` runs only the round trips, `-- tput` only the throughputs per size
- *  (one message per call, bulk, blocking), `-- pacing` only the receiver's
- *  pacing (see pb_pacing; in no default run).
+ *  (one message per call, bulk, blocking), `-- cpu` only the one-process
+ *  pair, `-- pacing` only the receiver's pacing (see pb_pacing; in no
+ *  default run).
  */
 #include "config.h"
 
@@ -1066,6 +1071,110 @@ static int pb_pacing(struct pb_run *run)
 #endif
 }
 
+#define PB_CPU_BATCH 32u /* sends, then as many receives: a timed batch */
+
+/* One process, no peer: send + recv pairs of 64 bytes, SHMQ_NOWAIT, in
+ * batches of PB_CPU_BATCH; ns of blocks batches (what a pair costs the CPU
+ * with no line crossing cores). */
+static int pb_cpu_shmq(shmq_pipe *tx, shmq_pipe *rx, uint64_t blocks, int64_t *ns)
+{
+	struct pb_m64 msg = { { 0 } }, buf;
+	int64_t t0 = bench_now_ns();
+
+	for (uint64_t i = 0; i < blocks; i++) {
+		for (uint32_t j = 0; j < PB_CPU_BATCH; j++) {
+			msg.w[0] = i * PB_CPU_BATCH + j;
+			if (shmq_pipe_send(tx, &msg, sizeof(msg), SHMQ_NOWAIT))
+				return -EIO;
+		}
+		for (uint32_t j = 0; j < PB_CPU_BATCH; j++)
+			if (shmq_pipe_recv(rx, &buf, sizeof(buf), SHMQ_NOWAIT) != (ssize_t)sizeof(buf) ||
+			    buf.w[0] != i * PB_CPU_BATCH + j)
+				return -EPROTO;
+	}
+	*ns += bench_now_ns() - t0;
+	return 0;
+}
+
+#ifdef HAVE_CK
+static int pb_cpu_ck(struct ck_ring *ck, struct pb_m64 *ring, uint64_t blocks, int64_t *ns)
+{
+	struct pb_m64 msg = { { 0 } }, buf;
+	int64_t t0 = bench_now_ns();
+
+	for (uint64_t i = 0; i < blocks; i++) {
+		for (uint32_t j = 0; j < PB_CPU_BATCH; j++) {
+			msg.w[0] = i * PB_CPU_BATCH + j;
+			if (!ck_ring_enqueue_spsc_m64(ck, ring, &msg))
+				return -EIO;
+		}
+		for (uint32_t j = 0; j < PB_CPU_BATCH; j++)
+			if (!ck_ring_dequeue_spsc_m64(ck, ring, &buf) || buf.w[0] != i * PB_CPU_BATCH + j)
+				return -EPROTO;
+	}
+	*ns += bench_now_ns() - t0;
+	return 0;
+}
+#endif
+
+/* The pipe's send + recv in one process beside ck_ring SPSC's enqueue +
+ * dequeue (PB_CAP bytes of ring each, 64-byte messages), 8 alternated rounds
+ * of each (ABBA): this machine's core alone, which the two-process figures
+ * hide where lines move between cores slowly. */
+static int pb_cpu(struct pb_run *run)
+{
+	struct shmq_pipe_opts o = { .capacity = PB_CAP };
+	uint64_t blocks = bench_scale(run->b, 8192, 1024);
+	uint64_t pairs = 8 * blocks * PB_CPU_BATCH;
+	int64_t ns[2] = { 0, 0 };
+	shmq_pipe *e0, *e1;
+	char name[32];
+	int rc;
+#ifdef HAVE_CK
+	size_t n = PB_CAP / sizeof(struct pb_m64);
+	struct pb_m64 *ring = calloc(n, sizeof(*ring));
+	struct ck_ring ck;
+
+	if (!ring)
+		return -ENOMEM;
+	ck_ring_init(&ck, (unsigned int)n);
+#endif
+	snprintf(name, sizeof(name), "p%d", run->seq++);
+	rc = shmq_pipe_create(run->r, name, &o, &e0, &e1);
+	for (int i = 0; i < 8 && rc == 0; i++) {
+		bool ck_first = i % 2;
+
+#ifdef HAVE_CK
+		if (ck_first)
+			rc = pb_cpu_ck(&ck, ring, blocks, &ns[1]);
+#endif
+		rc = rc ? rc : pb_cpu_shmq(e0, e1, blocks, &ns[0]);
+#ifdef HAVE_CK
+		if (!ck_first)
+			rc = rc ? rc : pb_cpu_ck(&ck, ring, blocks, &ns[1]);
+#else
+		(void)ck_first;
+#endif
+	}
+	if (rc == 0) {
+		shmq_pipe_close(e0);
+		shmq_pipe_close(e1);
+	}
+#ifdef HAVE_CK
+	free(ring);
+#endif
+	if (rc)
+		return rc;
+#ifdef HAVE_CK
+	return bench_report(run->b, "pipe 1 process 64B send+recv pair", "ns",
+			    (double)ns[0] / (double)pairs, "ck_ring SPSC", (double)ns[1] / (double)pairs,
+			    false);
+#else
+	return bench_report(run->b, "pipe 1 process 64B send+recv pair", "ns",
+			    (double)ns[0] / (double)pairs, NULL, 0, false);
+#endif
+}
+
 /* 4096-byte messages in place, GB/s. */
 static int pb_zero_copy(struct pb_run *run)
 {
@@ -1314,10 +1423,16 @@ int bench_pipe(struct bench *b)
 		rc = pb_pacing(&run);
 		goto out;
 	}
+	if (!rc && bench_has_arg(b, "cpu")) { /* the one-process pair alone */
+		rc = pb_cpu(&run);
+		goto out;
+	}
 	for (size_t i = 0; !rc && i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		rc = pb_tput_size(&run, sizes[i]);
 	if (bench_has_arg(b, "tput")) /* the per-size throughputs alone */
 		goto out;
+	if (!rc)
+		rc = pb_cpu(&run);
 	if (!rc)
 		rc = pb_zero_copy(&run);
 	if (!rc)

@@ -46,6 +46,13 @@
  *    consumer's cost of the two-phase get over a plain get; blocks of each
  *    kind alternate so that both see the same machine).
  *
+ *  - one process: ns per put + get pair, 64 B, SHMQ_NOWAIT, batches of 32
+ *    puts then 32 gets, beside ck_ring MPMC's enqueue + dequeue the same
+ *    way, 8 alternated rounds of each (ABBA): what the protocol's
+ *    instructions and locked operations cost one core, with no line
+ *    crossing to another (the two-process figures mix that with the
+ *    machine's line transfers, which move with the VM's placement).
+ *
  *  - ring-size sweep (issue 15): 1p1c, 64-byte messages, at rings of 64 ..
  *    65536 messages (256 .. 16384 with --quick): shmq_queue made with that
  *    capacity and max_msg 64 (its smallest slot for the message), busy and
@@ -57,10 +64,10 @@
  *
  *  `shmq-bench queue -- small` skips the 8, 1024 and 4096-byte 1p1c runs;
  *  `-- scaling` runs only 1p1c, 2p2c and 4p4c at 64 bytes (no wakes, sweep,
- *  two-phase or large);
- *  `-- large`, `-- twophase`, `-- sweep` and `-- pacing` (see its section;
- *  in no default run) run only that figure; ring sizes after `-- sweep`
- *  (`-- sweep 1024 16384`) sweep only those.
+ *  two-phase, one process or large);
+ *  `-- large`, `-- twophase`, `-- cpu`, `-- sweep` and `-- pacing` (see
+ *  its section; in no default run) run only that figure; ring sizes after
+ *  `-- sweep` (`-- sweep 1024 16384`) sweep only those.
  */
 #include "config.h"
 
@@ -1021,6 +1028,118 @@ static int qb_twophase_bench(struct bench *b)
 			    (double)ns[0] / (double)(blocks * QB_TP_BLOCK), false);
 }
 
+/* ---------------------------------------------------------- one process */
+
+#define QB_CPU_BATCH 32u /* puts, then as many gets: a timed batch */
+
+/* One process, no peer: put + get pairs of 64 bytes, SHMQ_NOWAIT, in
+ * batches of QB_CPU_BATCH; ns of blocks batches.  What a pair costs the CPU
+ * with no line ever crossing cores: the instructions and the locked
+ * operations of each side. */
+static int qb_cpu_shmq(shmq_queue *q, uint64_t blocks, int64_t *ns)
+{
+	struct qb_m64 msg = { { 0 } }, buf;
+	int64_t t0 = bench_now_ns();
+
+	for (uint64_t i = 0; i < blocks; i++) {
+		for (uint32_t j = 0; j < QB_CPU_BATCH; j++) {
+			msg.w[0] = i * QB_CPU_BATCH + j;
+			if (shmq_queue_put(q, &msg, sizeof(msg), SHMQ_NOWAIT))
+				return -EIO;
+		}
+		for (uint32_t j = 0; j < QB_CPU_BATCH; j++)
+			if (shmq_queue_get(q, &buf, sizeof(buf), SHMQ_NOWAIT) != (ssize_t)sizeof(buf) ||
+			    buf.w[0] != i * QB_CPU_BATCH + j)
+				return -EPROTO;
+	}
+	*ns += bench_now_ns() - t0;
+	return 0;
+}
+
+#ifdef HAVE_CK
+static int qb_cpu_ck(struct ck_ring *ck, struct qb_m64 *ring, uint64_t blocks,
+		     int64_t *ns)
+{
+	struct qb_m64 msg = { { 0 } }, buf;
+	int64_t t0 = bench_now_ns();
+
+	for (uint64_t i = 0; i < blocks; i++) {
+		for (uint32_t j = 0; j < QB_CPU_BATCH; j++) {
+			msg.w[0] = i * QB_CPU_BATCH + j;
+			if (!ck_ring_enqueue_mpmc_qm64(ck, ring, &msg))
+				return -EIO;
+		}
+		for (uint32_t j = 0; j < QB_CPU_BATCH; j++)
+			if (!ck_ring_dequeue_mpmc_qm64(ck, ring, &buf) ||
+			    buf.w[0] != i * QB_CPU_BATCH + j)
+				return -EPROTO;
+	}
+	*ns += bench_now_ns() - t0;
+	return 0;
+}
+#endif
+
+/* The queue's put + get in one process beside ck_ring MPMC's enqueue +
+ * dequeue, both 1024 messages deep, 64-byte messages, 8 alternated rounds
+ * of each (ABBA).  A figure of this machine's core alone: where lines move
+ * between cores slowly, the two-process figures hide what it shows. */
+static int qb_cpu_bench(struct bench *b)
+{
+	struct shmq_region_opts o = { .size = (size_t)4 << 20 };
+	struct shmq_queue_opts qo = { .capacity = 1024, .max_msg = sizeof(struct qb_m64) };
+	uint64_t blocks = bench_scale(b, 8192, 1024);
+	uint64_t pairs = 8 * blocks * QB_CPU_BATCH;
+	int64_t ns[2] = { 0, 0 };
+	char region[64];
+	shmq_region *r;
+	shmq_queue *q;
+	int rc;
+#ifdef HAVE_CK
+	struct ck_ring ck;
+	struct qb_m64 *ring = calloc(1024, sizeof(*ring));
+
+	if (!ring)
+		return -ENOMEM;
+	ck_ring_init(&ck, 1024);
+#endif
+	snprintf(region, sizeof(region), "/shmq-bench-qcpu-%d", (int)getpid());
+	rc = shmq_region_create(region, &o, &r);
+	if (rc == 0) {
+		shmq_region_unlink(region);
+		rc = shmq_queue_create(r, "cpu", &qo, &q);
+		for (int i = 0; i < 8 && rc == 0; i++) {
+			bool ck_first = i % 2;
+
+#ifdef HAVE_CK
+			if (ck_first)
+				rc = qb_cpu_ck(&ck, ring, blocks, &ns[1]);
+#endif
+			rc = rc ? rc : qb_cpu_shmq(q, blocks, &ns[0]);
+#ifdef HAVE_CK
+			if (!ck_first)
+				rc = rc ? rc : qb_cpu_ck(&ck, ring, blocks, &ns[1]);
+#else
+			(void)ck_first;
+#endif
+		}
+		if (rc == 0)
+			shmq_queue_close(q);
+		shmq_region_close(r);
+	}
+#ifdef HAVE_CK
+	free(ring);
+#endif
+	if (rc)
+		return rc;
+#ifdef HAVE_CK
+	return bench_report(b, "queue 1 process 64B put+get pair", "ns", (double)ns[0] / (double)pairs,
+			    "ck_ring MPMC", (double)ns[1] / (double)pairs, false);
+#else
+	return bench_report(b, "queue 1 process 64B put+get pair", "ns", (double)ns[0] / (double)pairs,
+			    NULL, 0, false);
+#endif
+}
+
 /* ---------------------------------------------------------------- large */
 
 /*
@@ -1225,13 +1344,15 @@ int bench_queue(struct bench *b)
 	if (!sh)
 		return -ENOMEM;
 	if (bench_has_arg(b, "large") || bench_has_arg(b, "twophase") || bench_has_arg(b, "sweep") ||
-	    bench_has_arg(b, "pacing")) {
+	    bench_has_arg(b, "pacing") || bench_has_arg(b, "cpu")) {
 		if (bench_has_arg(b, "sweep"))
 			rc = qb_sweep(b, sh);
 		if (rc == 0 && bench_has_arg(b, "pacing"))
 			rc = qb_pacing(b, sh);
 		if (rc == 0 && bench_has_arg(b, "twophase"))
 			rc = qb_twophase_bench(b);
+		if (rc == 0 && bench_has_arg(b, "cpu"))
+			rc = qb_cpu_bench(b);
 		if (rc == 0 && bench_has_arg(b, "large"))
 			rc = qb_large_bench(b);
 		bench_shared_free(sh, sizeof(*sh));
@@ -1258,6 +1379,7 @@ int bench_queue(struct bench *b)
 	}
 	rc = rc ? rc : qb_sweep(b, sh);
 	rc = rc ? rc : qb_twophase_bench(b);
+	rc = rc ? rc : qb_cpu_bench(b);
 	rc = rc ? rc : qb_large_bench(b);
 	bench_shared_free(sh, sizeof(*sh));
 	return rc;
