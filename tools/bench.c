@@ -574,6 +574,23 @@ int bench_report_reps(struct bench *b, const char *series, uint64_t size, const 
 				  higher_is_better);
 }
 
+int bench_alternate(int rounds, bench_block_fn a, void *a_arg, bench_block_fn b, void *b_arg,
+		    int64_t ns[2])
+{
+	int rc = 0;
+
+	for (int i = 0; i < rounds && rc == 0; i++) {
+		bool b_first = b && i % 2;
+
+		if (b_first)
+			rc = b(b_arg, &ns[1]);
+		rc = rc ? rc : a(a_arg, &ns[0]);
+		if (b && !b_first)
+			rc = rc ? rc : b(b_arg, &ns[1]);
+	}
+	return rc;
+}
+
 /* The ratio of the two medians over runs, for value k (see bench.h). */
 double bench_ratio(const struct bench_result *r, int k)
 {

@@ -58,6 +58,7 @@
 #ifndef SHMQ_BENCH_H
 #define SHMQ_BENCH_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -221,6 +222,52 @@ struct bench_spread bench_spread(const double *v, int n);
 int bench_report_reps(struct bench *b, const char *series, uint64_t size, const char *unit,
 		      const double *shmq, const char *baseline_name, const double *base,
 		      bool higher_is_better, struct bench_spread *ratio);
+
+/* ---- one-process pairs: what a put + get costs one core ---- */
+
+/* A block of one kind of work, timed: adds its ns to *ns; 0 or -errno. */
+typedef int (*bench_block_fn)(void *arg, int64_t *ns);
+
+/* Run a and b (b NULL: a alone) rounds times each, alternating which goes
+ * first (ABBA), so that drift hits both alike; a's blocks add to ns[0], b's
+ * to ns[1].  Stops at the first error and returns it. */
+int bench_alternate(int rounds, bench_block_fn a, void *a_arg, bench_block_fn b, void *b_arg,
+		    int64_t ns[2]);
+
+#define BENCH_PAIR_BATCH 32u /* puts, then as many gets: one batch */
+
+/*
+ * The body of a one-process pair block, as an expression of type int:
+ * blocks batches of BENCH_PAIR_BATCH puts, then as many gets, of a TYPE
+ * with a uint64_t w[] whose w[0] numbers the message (checked on the way
+ * out).  PUT(ctx, TYPE *) and GET(ctx, TYPE *) are true when the call did
+ * its work.  Adds the time to *(ns); 0, -EIO (a put failed) or -EPROTO (a
+ * get failed or got another message).  A macro so that each transport's
+ * calls are inlined into a loop of its own, as in a caller's.
+ */
+#define BENCH_PAIR_BLOCK(TYPE, blocks, ns, PUT, GET, ctx)                                     \
+	({                                                                                     \
+		TYPE bpb_msg = { { 0 } }, bpb_buf;                                             \
+		int64_t bpb_t0 = bench_now_ns();                                               \
+		int bpb_rc = 0;                                                                \
+                                                                                               \
+		for (uint64_t bpb_i = 0; bpb_i < (blocks) && !bpb_rc; bpb_i++) {               \
+			uint64_t bpb_n = bpb_i * BENCH_PAIR_BATCH;                             \
+                                                                                               \
+			for (uint32_t bpb_j = 0; bpb_j < BENCH_PAIR_BATCH; bpb_j++) {          \
+				bpb_msg.w[0] = bpb_n + bpb_j;                                  \
+				if (!PUT((ctx), &bpb_msg)) {                                   \
+					bpb_rc = -EIO;                                         \
+					break;                                                 \
+				}                                                              \
+			}                                                                      \
+			for (uint32_t bpb_j = 0; bpb_j < BENCH_PAIR_BATCH && !bpb_rc; bpb_j++) \
+				if (!GET((ctx), &bpb_buf) || bpb_buf.w[0] != bpb_n + bpb_j)    \
+					bpb_rc = -EPROTO;                                      \
+		}                                                                              \
+		*(ns) += bench_now_ns() - bpb_t0;                                              \
+		bpb_rc;                                                                        \
+	})
 
 /* ---- subcommand table ---- */
 

@@ -1071,108 +1071,87 @@ static int pb_pacing(struct pb_run *run)
 #endif
 }
 
-#define PB_CPU_BATCH 32u /* sends, then as many receives: a timed batch */
+struct pb_cpu {
+	uint64_t blocks;
+	shmq_pipe *tx, *rx;
+#ifdef HAVE_CK
+	struct ck_ring ck;
+	struct pb_m64 *ring;
+#endif
+};
 
-/* One process, no peer: send + recv pairs of 64 bytes, SHMQ_NOWAIT, in
- * batches of PB_CPU_BATCH; ns of blocks batches (what a pair costs the CPU
- * with no line crossing cores). */
-static int pb_cpu_shmq(shmq_pipe *tx, shmq_pipe *rx, uint64_t blocks, int64_t *ns)
+static SHMQ__ALWAYS_INLINE bool pb_cpu_send(struct pb_cpu *c, struct pb_m64 *m)
 {
-	struct pb_m64 msg = { { 0 } }, buf;
-	int64_t t0 = bench_now_ns();
+	return shmq_pipe_send(c->tx, m, sizeof(*m), SHMQ_NOWAIT) == 0;
+}
 
-	for (uint64_t i = 0; i < blocks; i++) {
-		for (uint32_t j = 0; j < PB_CPU_BATCH; j++) {
-			msg.w[0] = i * PB_CPU_BATCH + j;
-			if (shmq_pipe_send(tx, &msg, sizeof(msg), SHMQ_NOWAIT))
-				return -EIO;
-		}
-		for (uint32_t j = 0; j < PB_CPU_BATCH; j++)
-			if (shmq_pipe_recv(rx, &buf, sizeof(buf), SHMQ_NOWAIT) != (ssize_t)sizeof(buf) ||
-			    buf.w[0] != i * PB_CPU_BATCH + j)
-				return -EPROTO;
-	}
-	*ns += bench_now_ns() - t0;
-	return 0;
+static SHMQ__ALWAYS_INLINE bool pb_cpu_recv(struct pb_cpu *c, struct pb_m64 *m)
+{
+	return shmq_pipe_recv(c->rx, m, sizeof(*m), SHMQ_NOWAIT) == (ssize_t)sizeof(*m);
+}
+
+static int pb_cpu_shmq(void *arg, int64_t *ns)
+{
+	struct pb_cpu *c = arg;
+
+	return BENCH_PAIR_BLOCK(struct pb_m64, c->blocks, ns, pb_cpu_send, pb_cpu_recv, c);
 }
 
 #ifdef HAVE_CK
-static int pb_cpu_ck(struct ck_ring *ck, struct pb_m64 *ring, uint64_t blocks, int64_t *ns)
+static SHMQ__ALWAYS_INLINE bool pb_cpu_ck_put(struct pb_cpu *c, struct pb_m64 *m)
 {
-	struct pb_m64 msg = { { 0 } }, buf;
-	int64_t t0 = bench_now_ns();
+	return ck_ring_enqueue_spsc_m64(&c->ck, c->ring, m);
+}
 
-	for (uint64_t i = 0; i < blocks; i++) {
-		for (uint32_t j = 0; j < PB_CPU_BATCH; j++) {
-			msg.w[0] = i * PB_CPU_BATCH + j;
-			if (!ck_ring_enqueue_spsc_m64(ck, ring, &msg))
-				return -EIO;
-		}
-		for (uint32_t j = 0; j < PB_CPU_BATCH; j++)
-			if (!ck_ring_dequeue_spsc_m64(ck, ring, &buf) || buf.w[0] != i * PB_CPU_BATCH + j)
-				return -EPROTO;
-	}
-	*ns += bench_now_ns() - t0;
-	return 0;
+static SHMQ__ALWAYS_INLINE bool pb_cpu_ck_get(struct pb_cpu *c, struct pb_m64 *m)
+{
+	return ck_ring_dequeue_spsc_m64(&c->ck, c->ring, m);
+}
+
+static int pb_cpu_ck(void *arg, int64_t *ns)
+{
+	struct pb_cpu *c = arg;
+
+	return BENCH_PAIR_BLOCK(struct pb_m64, c->blocks, ns, pb_cpu_ck_put, pb_cpu_ck_get, c);
 }
 #endif
 
 /* The pipe's send + recv in one process beside ck_ring SPSC's enqueue +
- * dequeue (PB_CAP bytes of ring each, 64-byte messages), 8 alternated rounds
- * of each (ABBA): this machine's core alone, which the two-process figures
- * hide where lines move between cores slowly. */
+ * dequeue (PB_CAP bytes of ring each, 64-byte messages), 8 rounds of each
+ * alternated: this machine's core alone (see the top). */
 static int pb_cpu(struct pb_run *run)
 {
 	struct shmq_pipe_opts o = { .capacity = PB_CAP };
-	uint64_t blocks = bench_scale(run->b, 8192, 1024);
-	uint64_t pairs = 8 * blocks * PB_CPU_BATCH;
+	struct pb_cpu c = { .blocks = bench_scale(run->b, 8192, 1024) };
+	double pairs = 8.0 * (double)c.blocks * BENCH_PAIR_BATCH;
+	bench_block_fn ck = NULL;
+	const char *ck_name = NULL;
 	int64_t ns[2] = { 0, 0 };
-	shmq_pipe *e0, *e1;
 	char name[32];
 	int rc;
-#ifdef HAVE_CK
-	size_t n = PB_CAP / sizeof(struct pb_m64);
-	struct pb_m64 *ring = calloc(n, sizeof(*ring));
-	struct ck_ring ck;
 
-	if (!ring)
+#ifdef HAVE_CK
+	c.ring = calloc(PB_CAP / sizeof(*c.ring), sizeof(*c.ring));
+	if (!c.ring)
 		return -ENOMEM;
-	ck_ring_init(&ck, (unsigned int)n);
+	ck_ring_init(&c.ck, (unsigned int)(PB_CAP / sizeof(*c.ring)));
+	ck = pb_cpu_ck;
+	ck_name = "ck_ring SPSC";
 #endif
 	snprintf(name, sizeof(name), "p%d", run->seq++);
-	rc = shmq_pipe_create(run->r, name, &o, &e0, &e1);
-	for (int i = 0; i < 8 && rc == 0; i++) {
-		bool ck_first = i % 2;
-
-#ifdef HAVE_CK
-		if (ck_first)
-			rc = pb_cpu_ck(&ck, ring, blocks, &ns[1]);
-#endif
-		rc = rc ? rc : pb_cpu_shmq(e0, e1, blocks, &ns[0]);
-#ifdef HAVE_CK
-		if (!ck_first)
-			rc = rc ? rc : pb_cpu_ck(&ck, ring, blocks, &ns[1]);
-#else
-		(void)ck_first;
-#endif
-	}
+	rc = shmq_pipe_create(run->r, name, &o, &c.tx, &c.rx);
 	if (rc == 0) {
-		shmq_pipe_close(e0);
-		shmq_pipe_close(e1);
+		rc = bench_alternate(8, pb_cpu_shmq, &c, ck, &c, ns);
+		shmq_pipe_close(c.tx);
+		shmq_pipe_close(c.rx);
 	}
 #ifdef HAVE_CK
-	free(ring);
+	free(c.ring);
 #endif
 	if (rc)
 		return rc;
-#ifdef HAVE_CK
-	return bench_report(run->b, "pipe 1 process 64B send+recv pair", "ns",
-			    (double)ns[0] / (double)pairs, "ck_ring SPSC", (double)ns[1] / (double)pairs,
-			    false);
-#else
-	return bench_report(run->b, "pipe 1 process 64B send+recv pair", "ns",
-			    (double)ns[0] / (double)pairs, NULL, 0, false);
-#endif
+	return bench_report(run->b, "pipe 1 process 64B send+recv pair", "ns", (double)ns[0] / pairs,
+			    ck_name, (double)ns[1] / pairs, false);
 }
 
 /* 4096-byte messages in place, GB/s. */

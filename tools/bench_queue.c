@@ -1030,114 +1030,92 @@ static int qb_twophase_bench(struct bench *b)
 
 /* ---------------------------------------------------------- one process */
 
-#define QB_CPU_BATCH 32u /* puts, then as many gets: a timed batch */
+struct qb_cpu {
+	uint64_t blocks;
+	shmq_queue *q;
+#ifdef HAVE_CK
+	struct ck_ring ck;
+	struct qb_m64 *ring;
+#endif
+};
 
-/* One process, no peer: put + get pairs of 64 bytes, SHMQ_NOWAIT, in
- * batches of QB_CPU_BATCH; ns of blocks batches.  What a pair costs the CPU
- * with no line ever crossing cores: the instructions and the locked
- * operations of each side. */
-static int qb_cpu_shmq(shmq_queue *q, uint64_t blocks, int64_t *ns)
+static SHMQ__ALWAYS_INLINE bool qb_cpu_put(struct qb_cpu *c, struct qb_m64 *m)
 {
-	struct qb_m64 msg = { { 0 } }, buf;
-	int64_t t0 = bench_now_ns();
+	return shmq_queue_put(c->q, m, sizeof(*m), SHMQ_NOWAIT) == 0;
+}
 
-	for (uint64_t i = 0; i < blocks; i++) {
-		for (uint32_t j = 0; j < QB_CPU_BATCH; j++) {
-			msg.w[0] = i * QB_CPU_BATCH + j;
-			if (shmq_queue_put(q, &msg, sizeof(msg), SHMQ_NOWAIT))
-				return -EIO;
-		}
-		for (uint32_t j = 0; j < QB_CPU_BATCH; j++)
-			if (shmq_queue_get(q, &buf, sizeof(buf), SHMQ_NOWAIT) != (ssize_t)sizeof(buf) ||
-			    buf.w[0] != i * QB_CPU_BATCH + j)
-				return -EPROTO;
-	}
-	*ns += bench_now_ns() - t0;
-	return 0;
+static SHMQ__ALWAYS_INLINE bool qb_cpu_get(struct qb_cpu *c, struct qb_m64 *m)
+{
+	return shmq_queue_get(c->q, m, sizeof(*m), SHMQ_NOWAIT) == (ssize_t)sizeof(*m);
+}
+
+static int qb_cpu_shmq(void *arg, int64_t *ns)
+{
+	struct qb_cpu *c = arg;
+
+	return BENCH_PAIR_BLOCK(struct qb_m64, c->blocks, ns, qb_cpu_put, qb_cpu_get, c);
 }
 
 #ifdef HAVE_CK
-static int qb_cpu_ck(struct ck_ring *ck, struct qb_m64 *ring, uint64_t blocks,
-		     int64_t *ns)
+static SHMQ__ALWAYS_INLINE bool qb_cpu_ck_put(struct qb_cpu *c, struct qb_m64 *m)
 {
-	struct qb_m64 msg = { { 0 } }, buf;
-	int64_t t0 = bench_now_ns();
+	return ck_ring_enqueue_mpmc_qm64(&c->ck, c->ring, m);
+}
 
-	for (uint64_t i = 0; i < blocks; i++) {
-		for (uint32_t j = 0; j < QB_CPU_BATCH; j++) {
-			msg.w[0] = i * QB_CPU_BATCH + j;
-			if (!ck_ring_enqueue_mpmc_qm64(ck, ring, &msg))
-				return -EIO;
-		}
-		for (uint32_t j = 0; j < QB_CPU_BATCH; j++)
-			if (!ck_ring_dequeue_mpmc_qm64(ck, ring, &buf) ||
-			    buf.w[0] != i * QB_CPU_BATCH + j)
-				return -EPROTO;
-	}
-	*ns += bench_now_ns() - t0;
-	return 0;
+static SHMQ__ALWAYS_INLINE bool qb_cpu_ck_get(struct qb_cpu *c, struct qb_m64 *m)
+{
+	return ck_ring_dequeue_mpmc_qm64(&c->ck, c->ring, m);
+}
+
+static int qb_cpu_ck(void *arg, int64_t *ns)
+{
+	struct qb_cpu *c = arg;
+
+	return BENCH_PAIR_BLOCK(struct qb_m64, c->blocks, ns, qb_cpu_ck_put, qb_cpu_ck_get, c);
 }
 #endif
 
-/* The queue's put + get in one process beside ck_ring MPMC's enqueue +
- * dequeue, both 1024 messages deep, 64-byte messages, 8 alternated rounds
- * of each (ABBA).  A figure of this machine's core alone: where lines move
- * between cores slowly, the two-process figures hide what it shows. */
+/* The queue's put + get in one process (1024 slots of 64 bytes) beside
+ * ck_ring MPMC's enqueue + dequeue (1024 entries of 64 bytes), 8 rounds of
+ * each alternated: a figure of this machine's core alone (see the top). */
 static int qb_cpu_bench(struct bench *b)
 {
 	struct shmq_region_opts o = { .size = (size_t)4 << 20 };
 	struct shmq_queue_opts qo = { .capacity = 1024, .max_msg = sizeof(struct qb_m64) };
-	uint64_t blocks = bench_scale(b, 8192, 1024);
-	uint64_t pairs = 8 * blocks * QB_CPU_BATCH;
+	struct qb_cpu c = { .blocks = bench_scale(b, 8192, 1024) };
+	double pairs = 8.0 * (double)c.blocks * BENCH_PAIR_BATCH;
+	bench_block_fn ck = NULL;
+	const char *ck_name = NULL;
 	int64_t ns[2] = { 0, 0 };
 	char region[64];
 	shmq_region *r;
-	shmq_queue *q;
 	int rc;
-#ifdef HAVE_CK
-	struct ck_ring ck;
-	struct qb_m64 *ring = calloc(1024, sizeof(*ring));
 
-	if (!ring)
+#ifdef HAVE_CK
+	c.ring = calloc(1024, sizeof(*c.ring));
+	if (!c.ring)
 		return -ENOMEM;
-	ck_ring_init(&ck, 1024);
+	ck_ring_init(&c.ck, 1024);
+	ck = qb_cpu_ck;
+	ck_name = qb_kind_name[QK_CK];
 #endif
 	snprintf(region, sizeof(region), "/shmq-bench-qcpu-%d", (int)getpid());
 	rc = shmq_region_create(region, &o, &r);
 	if (rc == 0) {
 		shmq_region_unlink(region);
-		rc = shmq_queue_create(r, "cpu", &qo, &q);
-		for (int i = 0; i < 8 && rc == 0; i++) {
-			bool ck_first = i % 2;
-
-#ifdef HAVE_CK
-			if (ck_first)
-				rc = qb_cpu_ck(&ck, ring, blocks, &ns[1]);
-#endif
-			rc = rc ? rc : qb_cpu_shmq(q, blocks, &ns[0]);
-#ifdef HAVE_CK
-			if (!ck_first)
-				rc = rc ? rc : qb_cpu_ck(&ck, ring, blocks, &ns[1]);
-#else
-			(void)ck_first;
-#endif
-		}
-		if (rc == 0)
-			shmq_queue_close(q);
+		rc = shmq_queue_create(r, "cpu", &qo, &c.q);
+		rc = rc ? rc : bench_alternate(8, qb_cpu_shmq, &c, ck, &c, ns);
+		if (c.q)
+			shmq_queue_close(c.q);
 		shmq_region_close(r);
 	}
 #ifdef HAVE_CK
-	free(ring);
+	free(c.ring);
 #endif
 	if (rc)
 		return rc;
-#ifdef HAVE_CK
-	return bench_report(b, "queue 1 process 64B put+get pair", "ns", (double)ns[0] / (double)pairs,
-			    "ck_ring MPMC", (double)ns[1] / (double)pairs, false);
-#else
-	return bench_report(b, "queue 1 process 64B put+get pair", "ns", (double)ns[0] / (double)pairs,
-			    NULL, 0, false);
-#endif
+	return bench_report(b, "queue 1 process 64B put+get pair", "ns", (double)ns[0] / pairs,
+			    ck_name, (double)ns[1] / pairs, false);
 }
 
 /* ---------------------------------------------------------------- large */
