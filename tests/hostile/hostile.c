@@ -53,19 +53,21 @@
 #define ROUND_NS           ((int64_t)400 * 1000 * 1000)
 #define NAME_LEN           96
 #define MSG_MAX            64
+#define LARGE_MAX          512 /* a large put: MSG_MAX + 1 .. + LARGE_MAX bytes */
+#define REGION_BYTES       ((size_t)4 << 20)
 
 /* Where a victim is: the call it is inside, for the report. */
 enum op {
 	OP_IDLE, OP_OPEN, OP_LOCK, OP_UNLOCK, OP_BARRIER, OP_PUT, OP_GET, OP_PUT_BULK,
 	OP_GET_BULK, OP_SEND, OP_RECV, OP_PEEK, OP_PLACED, OP_CLOSE, OP_INFO, OP_POOL_CREATE,
-	OP_POOL_MAP, OP_POOL_FREE, OP_SCHED, OP_COUNT
+	OP_POOL_MAP, OP_POOL_FREE, OP_SCHED, OP_GET_ALLOC, OP_GET_BEGIN, OP_COUNT
 };
 
 static const char *const op_names[OP_COUNT] = {
 	"idle", "open", "lock_acquire", "lock_release", "barrier_wait", "queue_put",
 	"queue_get", "queue_put_bulk", "queue_get_bulk", "pipe_send", "pipe_recv",
 	"pipe_peek", "placed objects", "close", "region_info", "pool_create", "pool_map",
-	"pool_free", "sched_run (a queue watch)",
+	"pool_free", "sched_run (a queue watch)", "queue_get_alloc", "queue_get_begin/commit",
 };
 
 /* The test's own board, shared with the victims: never part of the region
@@ -237,9 +239,45 @@ static void objs_open(unsigned i, struct objs *o, const char *name)
 	}
 }
 
+/* The gets that can meet a message carried through the region's heap:
+ * get_alloc, and get_begin, whose message is read where it lies and then
+ * committed or aborted.  Either may return up to the region's size. */
+static void victim_get_large(unsigned i, shmq_queue *q, uint64_t x)
+{
+	int64_t t = (x & 4) ? SHMQ_NOWAIT : VICTIM_TIMEOUT_NS;
+	const void *msg;
+	uint64_t pos;
+	long long rc;
+
+	if (x & 16) {
+		void *a = NULL;
+
+		enter(i, OP_GET_ALLOC);
+		account(i, shmq_queue_get_alloc(q, &a, t), (long long)REGION_BYTES);
+		free(a);
+		return;
+	}
+	enter(i, OP_GET_BEGIN);
+	rc = shmq_queue_get_begin(q, &msg, &pos, t);
+	account(i, rc, (long long)REGION_BYTES);
+	if (rc < 0)
+		return;
+	enter(i, OP_GET_BEGIN);
+	{
+		const volatile uint8_t *p = msg;
+		uint8_t sum = 0;
+
+		for (long long k = 0; k < rc; k++) /* a pointer outside the region faults here */
+			sum ^= p[k];
+		(void)sum;
+	}
+	account(i, (x & 32) ? shmq_queue_get_abort(q, pos) : shmq_queue_get_commit(q, pos), 0);
+}
+
 static void victim_step(unsigned i, struct objs *o, uint64_t *x)
 {
 	char buf[MSG_MAX], big[4][MSG_MAX];
+	static char large[MSG_MAX + LARGE_MAX];
 	struct iovec v[4];
 	size_t lens[4];
 	const void *msg;
@@ -305,13 +343,19 @@ static void victim_step(unsigned i, struct objs *o, uint64_t *x)
 		if (!o->q)
 			break;
 		enter(i, OP_PUT);
-		memset(buf, (int)i, sizeof(buf));
-		account(i, shmq_queue_put((*x & 2) && o->q5 ? o->q5 : o->q, buf, (*x >> 8) % MSG_MAX,
+		memset(large, (int)i, sizeof(large));
+		/* one in eight through the region's heap */
+		len = (*x & 0x70) == 0x70 ? MSG_MAX + 1 + (*x >> 8) % LARGE_MAX : (*x >> 8) % MSG_MAX;
+		account(i, shmq_queue_put((*x & 2) && o->q5 ? o->q5 : o->q, large, len,
 					  (*x & 4) ? SHMQ_NOWAIT : VICTIM_TIMEOUT_NS), 0);
 		break;
 	case 5:
 		if (!o->q)
 			break;
+		if (*x & 8) {
+			victim_get_large(i, (*x & 2) && o->q5 ? o->q5 : o->q, *x);
+			break;
+		}
 		enter(i, OP_GET);
 		account(i, shmq_queue_get((*x & 2) && o->q5 ? o->q5 : o->q, buf, sizeof(buf),
 					  (*x & 4) ? SHMQ_NOWAIT : VICTIM_TIMEOUT_NS), MSG_MAX);
@@ -419,7 +463,7 @@ static void target_named(struct arena *a, const char *name, uint32_t type)
 
 static int round_setup(struct arena *a, const char *name)
 {
-	struct shmq_region_opts ro = { .size = 4u << 20 };
+	struct shmq_region_opts ro = { .size = REGION_BYTES };
 	struct shmq_queue_opts qo = { .capacity = 8, .max_msg = MSG_MAX };
 	struct shmq_queue_opts q5 = { .capacity = 5, .max_msg = MSG_MAX };
 	shmq_lock *l;
