@@ -13,7 +13,7 @@ for sub in queue pipe; do
 	bench_run "$tmp/$sub.txt" "$sub" -- cpu
 	case $sub in
 	queue) row="queue 1 process 64B put\\+get pair" base="ck_ring MPMC" ;;
-	pipe) row="pipe 1 process 64B send\\+recv pair" base="ck_ring SPSC" ;;
+	pipe) row="pipe 1 process 64B send\\+recv pair" base="ck_ring spsc" ;;
 	esac
 	bench_row "$tmp/$sub.txt" "$row" ns
 	if grep -q "HAVE_CK 1" config.h 2>/dev/null; then

@@ -1125,7 +1125,6 @@ static int pb_cpu(struct pb_run *run)
 	struct pb_cpu c = { .blocks = bench_scale(run->b, 8192, 1024) };
 	double pairs = 8.0 * (double)c.blocks * BENCH_PAIR_BATCH;
 	bench_block_fn ck = NULL;
-	const char *ck_name = NULL;
 	int64_t ns[2] = { 0, 0 };
 	char name[32];
 	int rc;
@@ -1136,7 +1135,6 @@ static int pb_cpu(struct pb_run *run)
 		return -ENOMEM;
 	ck_ring_init(&c.ck, (unsigned int)(PB_CAP / sizeof(*c.ring)));
 	ck = pb_cpu_ck;
-	ck_name = "ck_ring SPSC";
 #endif
 	snprintf(name, sizeof(name), "p%d", run->seq++);
 	rc = shmq_pipe_create(run->r, name, &o, &c.tx, &c.rx);
@@ -1151,7 +1149,7 @@ static int pb_cpu(struct pb_run *run)
 	if (rc)
 		return rc;
 	return bench_report(run->b, "pipe 1 process 64B send+recv pair", "ns", (double)ns[0] / pairs,
-			    ck_name, (double)ns[1] / pairs, false);
+			    ck_name(), (double)ns[1] / pairs, false);
 }
 
 /* 4096-byte messages in place, GB/s. */

@@ -1085,7 +1085,6 @@ static int qb_cpu_bench(struct bench *b)
 	struct qb_cpu c = { .blocks = bench_scale(b, 8192, 1024) };
 	double pairs = 8.0 * (double)c.blocks * BENCH_PAIR_BATCH;
 	bench_block_fn ck = NULL;
-	const char *ck_name = NULL;
 	int64_t ns[2] = { 0, 0 };
 	char region[64];
 	shmq_region *r;
@@ -1097,7 +1096,6 @@ static int qb_cpu_bench(struct bench *b)
 		return -ENOMEM;
 	ck_ring_init(&c.ck, 1024);
 	ck = qb_cpu_ck;
-	ck_name = qb_kind_name[QK_CK];
 #endif
 	snprintf(region, sizeof(region), "/shmq-bench-qcpu-%d", (int)getpid());
 	rc = shmq_region_create(region, &o, &r);
@@ -1115,7 +1113,7 @@ static int qb_cpu_bench(struct bench *b)
 	if (rc)
 		return rc;
 	return bench_report(b, "queue 1 process 64B put+get pair", "ns", (double)ns[0] / pairs,
-			    ck_name, (double)ns[1] / pairs, false);
+			    ck ? qb_kind_name[QK_CK] : NULL, (double)ns[1] / pairs, false);
 }
 
 /* ---------------------------------------------------------------- large */
