@@ -994,6 +994,16 @@ static int qb_tp_block(shmq_queue *q, bool two, int64_t *ns)
 	return 0;
 }
 
+static int qb_tp_get(void *q, int64_t *ns)
+{
+	return qb_tp_block(q, false, ns);
+}
+
+static int qb_tp_two(void *q, int64_t *ns)
+{
+	return qb_tp_block(q, true, ns);
+}
+
 static int qb_twophase_bench(struct bench *b)
 {
 	struct shmq_region_opts o = { .size = (size_t)4 << 20 };
@@ -1011,13 +1021,7 @@ static int qb_twophase_bench(struct bench *b)
 		return rc;
 	shmq_region_unlink(region);
 	rc = shmq_queue_create(r, "tp", &qo, &q);
-	/* alternate blocks (ABBA) so that drift hits both kinds alike */
-	for (uint64_t i = 0; i < blocks && rc == 0; i++) {
-		bool first = i % 2;
-
-		rc = qb_tp_block(q, first, &ns[first]);
-		rc = rc ? rc : qb_tp_block(q, !first, &ns[!first]);
-	}
+	rc = rc ? rc : bench_alternate((int)blocks, qb_tp_get, q, qb_tp_two, q, ns);
 	if (rc == 0)
 		shmq_queue_close(q);
 	shmq_region_close(r);
