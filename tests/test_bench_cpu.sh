@@ -15,10 +15,10 @@ for sub in queue pipe; do
 	queue) row="queue 1 process 64B put\\+get pair" base="ck_ring MPMC" ;;
 	pipe) row="pipe 1 process 64B send\\+recv pair" base="ck_ring spsc" ;;
 	esac
-	bench_row "$tmp/$sub.txt" "$row" ns
 	if grep -q "HAVE_CK 1" config.h 2>/dev/null; then
-		grep -qE "^ *$row +[0-9.]+ ns +[0-9.]+ ns +$base " "$tmp/$sub.txt" ||
-			{ cat "$tmp/$sub.txt" >&2; fail "no $base figure beside '$row'"; }
+		bench_row "$tmp/$sub.txt" "$row" ns "$base"
+	else
+		bench_row "$tmp/$sub.txt" "$row" ns
 	fi
 done
 echo "ok: both one-process rows printed"

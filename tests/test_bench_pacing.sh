@@ -17,14 +17,12 @@ for sub in queue pipe; do
 		continue
 	fi
 	case $sub in
-	queue) series="queue busy 1p1c, consumer" ;;
-	pipe) series="pipe busy, 1 msg/call, receiver" ;;
+	queue) series="queue busy 1p1c, consumer" base="ck_ring MPMC" ;;
+	pipe) series="pipe busy, 1 msg/call, receiver" base="ck_ring spsc" ;;
 	esac
 	for size in 1KiB 4KiB; do
 		for pace in "1 pause" "64 pauses"; do
-			grep -qE "^ *$series $pace per empty poll $size +[0-9.]+ Mmsg/s +[0-9.]+ Mmsg/s" \
-				"$tmp/$sub.txt" ||
-				{ cat "$tmp/$sub.txt" >&2; fail "no row '$series $pace ... $size'"; }
+			bench_row "$tmp/$sub.txt" "$series $pace per empty poll $size" Mmsg/s "$base"
 		done
 	done
 done
