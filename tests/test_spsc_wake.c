@@ -2,17 +2,12 @@
 /*
  * The SPSC ring's sleeping consumer and its publisher: how many
  * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) calls a sleep costs (see
- * "Fenced publishers" in ring/spsc_int.h).  syscall(2) is interposed here
- * (the library reaches futex and membarrier through it) to count them.
+ * "Fenced publishers" in ring/spsc_int.h), counted by tests/syscall_spy.h.
  */
 #include "config.h"
 
-#include <dlfcn.h>
-#include <linux/membarrier.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdlib.h>
-#include <sys/syscall.h>
 
 #include "testutil.h"
 
@@ -21,30 +16,11 @@
 #include "ring/spsc_int.h"
 
 #include "spsc_ring.h"
-
-static unsigned long global_fences; /* membarrier(GLOBAL_EXPEDITED) calls */
-
-long syscall(long nr, ...)
-{
-	static long (*real)(long, ...);
-	long a[6];
-	va_list ap;
-
-	va_start(ap, nr);
-	for (int i = 0; i < 6; i++)
-		a[i] = va_arg(ap, long);
-	va_end(ap);
-	if (!__atomic_load_n(&real, __ATOMIC_SEQ_CST))
-		__atomic_store_n(&real, (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall"),
-				 __ATOMIC_SEQ_CST);
-	if (nr == SYS_membarrier && a[0] == MEMBARRIER_CMD_GLOBAL_EXPEDITED)
-		__atomic_add_fetch(&global_fences, 1, __ATOMIC_SEQ_CST);
-	return real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
-}
+#include "syscall_spy.h"
 
 static unsigned long fences(void)
 {
-	return __atomic_load_n(&global_fences, __ATOMIC_SEQ_CST);
+	return spy_fence_count();
 }
 
 static uint64_t cons_waits(struct ring *t)
@@ -105,7 +81,7 @@ static void test_asleep_round_trips_one_membarrier(void **state)
 	void *ret;
 
 	(void)state;
-	if (shmq__spsc_membarrier_register())
+	if (shmq__remote_fence_register())
 		skip(); /* no membarrier: publishers are strong, nothing to count */
 	ring_new(&pp.ping, 4096);
 	ring_new(&pp.pong, 4096);
@@ -149,7 +125,7 @@ static void test_fenced_mode_dropped_when_awake(void **state)
 	unsigned long f0;
 
 	(void)state;
-	if (shmq__spsc_membarrier_register())
+	if (shmq__remote_fence_register())
 		skip();
 	ring_new(&t, 4096);
 	f0 = fences();

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -56,6 +57,21 @@ static uint32_t spin_budget_parse(void)
 	if (errno || *end || v > 10000000ul)
 		return SHMQ__SPIN_DEFAULT;
 	return (uint32_t)v;
+}
+
+int shmq__remote_fence_register(void)
+{
+	/* Registration is per process and idempotent. */
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0)
+		return 0;
+	return -errno;
+}
+
+int shmq__remote_fence(void)
+{
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0)
+		return 0;
+	return -errno;
 }
 
 uint32_t shmq__spin_budget(void)

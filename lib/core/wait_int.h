@@ -19,6 +19,17 @@
  * then either the waiter's re-check of W sees the change, or the waker sees
  * S != 0 and wakes.  The kernel's own check of W inside futex_wait closes the
  * remaining window.
+ *
+ * Asymmetric fences.  A waker whose change to W is on a fast path (a ring's
+ * publication) may instead make it with a release store, then
+ * shmq__signal_fence() and a relaxed load of S, when every waiter runs
+ * shmq__remote_fence() between its S += 1 and its re-check: that is
+ * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), a full barrier on every CPU
+ * running a process registered by shmq__remote_fence_register().  Either
+ * the waker's store came before that barrier on its CPU (the re-check sees
+ * it) or its load of S came after it (and sees S != 0).  A process the
+ * kernel refuses registration publishes with seq_cst instead; a waiter
+ * whose fence fails bounds its sleep by a short slice.
  */
 #ifndef SHMQ__WAIT_H
 #define SHMQ__WAIT_H
@@ -30,6 +41,23 @@
 
 /* Deadlines are absolute CLOCK_MONOTONIC nanoseconds; SHMQ__NO_DEADLINE waits forever. */
 #define SHMQ__NO_DEADLINE INT64_MAX
+
+/* Compiler-only barrier: keeps the relaxed load of a sleeper count after the
+ * publishing store (the CPU half comes from the sleeper's remote fence). */
+#define shmq__signal_fence() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+/* Longest sleep of a waiter whose shmq__remote_fence() failed: bounds a
+ * missed wake-up (see Asymmetric fences). */
+#define SHMQ__UNFENCED_SLICE_NS ((int64_t)1000000)
+
+/* Register this process as a target of the waiters' remote fences
+ * (idempotent): 0, or a negative errno (the caller then publishes with
+ * seq_cst). */
+int shmq__remote_fence_register(void);
+
+/* The waiter's half of an asymmetric Dekker pair (see Asymmetric fences):
+ * 0, or a negative errno when the kernel refused. */
+int shmq__remote_fence(void);
 
 /* Spin policy defaults, tunable with SHMQ_SPIN (iterations; 0 disables spinning). */
 #define SHMQ__SPIN_DEFAULT 2000u

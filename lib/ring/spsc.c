@@ -8,10 +8,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
-#include <linux/membarrier.h>
 #include <sched.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <shmq.h>
@@ -23,8 +21,6 @@
 
 /* Spins between sched_yield() calls and cheap checks inside the spin phase. */
 #define SPIN_CHECK_EVERY 256u
-/* Longest sleep when the sleeper's membarrier failed: bounds a missed wake-up. */
-#define UNFENCED_SLICE_NS 1000000
 
 /* The consumer's wake flag, cons_armed (see "Fenced publishers" in
  * ring/spsc_int.h); prod_armed uses ARMED only. */
@@ -60,27 +56,6 @@ int shmq__spsc_init(void *mem, size_t size, uint64_t capacity)
 	r->version = SHMQ__SPSC_VERSION;
 	r->capacity = capacity;
 	return 0;
-}
-
-int shmq__spsc_membarrier_register(void)
-{
-	/* Registration is per process and idempotent. */
-	if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0)
-		return 0;
-	return -errno;
-}
-
-/* The sleeper's half of the asymmetric Dekker pair (see ring/spsc_int.h). */
-static int sleep_fence(void)
-{
-	if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) == 0)
-		return 0;
-	return -errno;
-}
-
-int shmq__spsc_watch_fence(void)
-{
-	return sleep_fence();
 }
 
 /* Check the control block: the capacity on success, or a negative errno. */
@@ -132,7 +107,7 @@ int shmq__spsc_prod_attach(struct shmq__spsc_prod *p, void *mem, size_t size)
 	p->cap = (uint64_t)cap;
 	p->mask = p->cap - 1;
 	p->max_msg = shmq__spsc_max_msg(p->cap);
-	p->strong = shmq__spsc_membarrier_register() != 0;
+	p->strong = shmq__remote_fence_register() != 0;
 	p->prefetchw = cpu_has_prefetchw();
 	rc = shmq__spsc_prod_sync(p); /* also marks the tail ("Stamps") */
 	if (rc)
@@ -157,7 +132,7 @@ int shmq__spsc_cons_attach(struct shmq__spsc_cons *c, void *mem, size_t size)
 	c->cap = (uint64_t)cap;
 	c->mask = c->cap - 1;
 	c->max_msg = shmq__spsc_max_msg(c->cap);
-	c->strong = shmq__spsc_membarrier_register() != 0;
+	c->strong = shmq__remote_fence_register() != 0;
 	rc = shmq__spsc_cons_sync(c);
 	c->tail_cache = c->head; /* empty: the first peek reads tail */
 	c->stamp_at = UINT64_MAX;  /* no stamp trusted yet */
@@ -494,11 +469,11 @@ static int sleep_once(const struct waiter *wt)
 		old = shmq__fetch_or_seq_cst(wt->armed, ARMED | FENCED);
 	}
 	if ((old & (FENCED | VERIFIED)) != (FENCED | VERIFIED)) {
-		if (sleep_fence() == 0) {
+		if (shmq__remote_fence() == 0) {
 			if (wt->fenced) /* seq_cst: as above; FENCED was set before the membarrier */
 				shmq__fetch_or_seq_cst(wt->armed, VERIFIED);
-		} else if (slice <= 0 || slice > UNFENCED_SLICE_NS) {
-			slice = UNFENCED_SLICE_NS;
+		} else if (slice <= 0 || slice > SHMQ__UNFENCED_SLICE_NS) {
+			slice = SHMQ__UNFENCED_SLICE_NS;
 		}
 	}
 	rc = wt->ready(wt->view, wt->len);

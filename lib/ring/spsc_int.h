@@ -128,7 +128,7 @@
  * (core/watch_int.h) counts itself in cons_watchers and is woken by every
  * publication while it is there; one watching the producer side counts in
  * prod_watchers and is woken when half the ring is free (its "writable").
- * Neither arms a flag, so each runs shmq__spsc_watch_fence() between
+ * Neither arms a flag, so each runs shmq__remote_fence() (core/wait_int.h) between
  * counting itself in and its readiness check: the sleeper's half of the
  * Dekker pair above.
  */
@@ -145,6 +145,7 @@
 
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/wait_int.h"
 
 #define SHMQ__SPSC_MAGIC   0x43535053u /* "SPSC" */
 #define SHMQ__SPSC_VERSION 4u /* 3: wake flags, prod_need, cons_watchers; 4: stamps */
@@ -170,9 +171,6 @@ static inline uint32_t shmq__spsc_len(uint32_t word)
 	return word == SHMQ__SPSC_PAD ? word : word & ~SHMQ__SPSC_STAMPED;
 }
 
-/* Compiler-only barrier: keeps the relaxed load of a sleeper count after the
- * publishing store (the CPU half comes from the sleeper's membarrier). */
-#define shmq__signal_fence() __atomic_signal_fence(__ATOMIC_SEQ_CST)
 
 /* Copy n bytes between non-overlapping buffers.  Messages are mostly small:
  * below 64 bytes two overlapping fixed-size moves (inlined, no call) do it;
@@ -816,14 +814,5 @@ int shmq__spsc_writable(struct shmq__spsc_prod *p, size_t len);
  * re-check it with a seq_cst load after counting themselves in (a Dekker
  * pair with the sleeper counts this loads). */
 void shmq__spsc_wake_sleepers(struct shmq__spsc *r);
-
-/* Register this process for the membarrier protocol: 0, or a negative errno
- * (the caller then publishes with seq_cst). */
-int shmq__spsc_membarrier_register(void);
-/* A watcher's half of the Dekker pair, run after it counted itself in
- * cons_watchers / prod_watchers and before its readiness check: 0, or a
- * negative errno when the kernel refused (the watcher must then bound its
- * wait by a short slice, as a sleeper does). */
-int shmq__spsc_watch_fence(void);
 
 #endif /* SHMQ__SPSC_H */

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * For the tests of the sleepers' remote fences (core/wait_int.h, Asymmetric
+ * fences): syscall(2) interposed (the library reaches futex and membarrier
+ * through it) to count membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) calls,
+ * to run a hook at each (before the call), and to refuse membarrier
+ * altogether (ENOSYS) as a kernel without it would.  Include once, in the
+ * test's one source file.
+ */
+#ifndef SHMQ_TEST_SYSCALL_SPY_H
+#define SHMQ_TEST_SYSCALL_SPY_H
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <linux/membarrier.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <sys/syscall.h>
+
+static unsigned long spy_fences;        /* membarrier(GLOBAL_EXPEDITED) calls */
+static void (*spy_fence_hook)(void);     /* run at each, before the call */
+static bool spy_refuse_membarrier;       /* every membarrier fails with ENOSYS */
+
+long syscall(long nr, ...)
+{
+	static long (*real)(long, ...);
+	void (*hook)(void);
+	long a[6];
+	va_list ap;
+
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	if (!__atomic_load_n(&real, __ATOMIC_SEQ_CST))
+		__atomic_store_n(&real, (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall"),
+				 __ATOMIC_SEQ_CST);
+	if (nr == SYS_membarrier && __atomic_load_n(&spy_refuse_membarrier, __ATOMIC_SEQ_CST)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (nr == SYS_membarrier && a[0] == MEMBARRIER_CMD_GLOBAL_EXPEDITED) {
+		__atomic_add_fetch(&spy_fences, 1, __ATOMIC_SEQ_CST);
+		hook = __atomic_load_n(&spy_fence_hook, __ATOMIC_SEQ_CST);
+		if (hook)
+			hook();
+	}
+	return real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+static inline unsigned long spy_fence_count(void)
+{
+	return __atomic_load_n(&spy_fences, __ATOMIC_SEQ_CST);
+}
+
+#endif /* SHMQ_TEST_SYSCALL_SPY_H */
