@@ -1019,7 +1019,8 @@ int shmq__pipe_watch(shmq_pipe *p, struct shmq__watch *w)
 	/* a watch stays counted in for its life: woken by every publication
 	 * (the one-shot cons_armed is for the ring's own sleepers) */
 	w->sleepers = &p->rx.ring->cons_watchers;
-	w->fence = shmq__remote_fence;
+	w->fenced = true; /* a membarrier (no fence word: ring/spsc_int.h) */
+	w->fence = NULL;
 	return 0;
 }
 
@@ -1052,7 +1053,8 @@ int shmq__pipe_watch_space(shmq_pipe *p, struct shmq__watch *w)
 	/* the consumer wakes prod_watchers at half empty, the mark of
 	 * shmq__pipe_writable (prod_sleepers only with prod_armed) */
 	w->sleepers = &p->tx.ring->prod_watchers;
-	w->fence = shmq__remote_fence;
+	w->fenced = true; /* a membarrier (no fence word: ring/spsc_int.h) */
+	w->fence = NULL;
 	return 0;
 }
 

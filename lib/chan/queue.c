@@ -13,17 +13,26 @@
  * wake-all: +2), so no value comes back (no ABA).  S is the sleeper count.
  *
  *   sleeper:  v = W; if v odd: CAS(W, v, v + 1), v += 1     (arm: clear)
- *             S += 1;  if !readable() (seq_cst loads): futex_wait(W, v)
+ *             S += 1;  fence (F)
+ *             if !readable() (seq_cst loads): futex_wait(W, v)
  *             S -= 1;  if W odd: CAS(W, W, W + 1)            (count out: clear)
  *             then try the get again
- *   waker:    publish (seq_cst);  if S (seq_cst) == 0: done
+ *   waker:    publish (release);  look at F;  if S == 0: done
  *             w = W;  if w odd: done (a wake is in flight)
  *             CAS(W, w, w + 1);  futex_wake(W, 1)
  *
+ * The publish is the store of FULL (a freed slot: EMPTY) that ends a claim,
+ * a release store with no fence on the fast path; the side's fence word F
+ * (data_fence, space_fence) and the sleeper's fence make it one half of a
+ * Dekker pair with S by Protocol FENCED (core/wait_int.h): the sleeper runs
+ * a membarrier on the first of a run of sleeps, and wakers make an RMW on F
+ * while the side is FENCED.  A handle whose process the kernel refused
+ * membarrier registration publishes with seq_cst instead.
+ *
  * No lost wake-up.  Take a publish X and a sleeper that checks readable()
- * after its S += 1.  Either X precedes that check in the single order of
- * seq_cst operations (the sleeper sees X and does not sleep), or the
- * sleeper's S += 1 precedes the waker's load of S, which sees S != 0.  If
+ * after its S += 1 and its fence.  By Protocol FENCED either that check
+ * sees X (the sleeper does not sleep), or the waker's load of S, after X,
+ * sees S != 0.  If
  * the waker then finds W even, it moves W from even to odd and wakes: the
  * sleeper read v (even) before its S += 1, so W != v and its futex_wait fails
  * at once or is woken, by the kernel's own compare (or the kernel woke
@@ -32,8 +41,9 @@
  * only sleep on even values, so every sleeper counted in S either entered
  * its futex_wait before Q's CAS (Q's wake finds at least one such sleeper
  * in the kernel) or finds W != v and returns at once.  Whoever returns
- * clears the bit by moving W on from w, a CAS that follows our load of w,
- * so follows X: its next readable() or get sees X.  Clearing never loses a
+ * clears the bit by moving W on from w, a CAS that follows our load of w;
+ * it counted itself in and fenced before, so by Protocol FENCED its next
+ * readable() or get sees X, as the check above did.  Clearing never loses a
  * wake (it only lets the next waker call the kernel again), so any sleeper
  * may clear at any time: at its arm (a bit whose wake found nobody, or whose
  * waker died between its CAS and its futex_wake, costs the next sleeper
@@ -356,11 +366,13 @@ int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queue **out)
 #define WORD_BUMP 2u      /* a change of the word that leaves the bit alone */
 #define CAS_TRIES 64u     /* each lost CAS means the word moved on */
 
-/* One side's sleep word, sleeper and watcher counts, and wake counter. */
+/* One side's sleep word, sleeper and watcher counts, fence word (Protocol
+ * FENCED, core/wait_int.h) and wake counter. */
 struct side {
 	uint32_t *word;
 	uint32_t *sleepers;
 	uint32_t *watchers;
+	uint32_t *fence;
 	uint64_t *wakes;
 };
 
@@ -370,9 +382,9 @@ static struct side side_of(struct shmq__mpmc *m, enum dir dir)
 
 	if (dir == DIR_GET)
 		return (struct side){ &sh->data_word, &sh->data_sleepers, &sh->data_watchers,
-				      &sh->get_wakes };
+				      &sh->data_fence, &sh->get_wakes };
 	return (struct side){ &sh->space_word, &sh->space_sleepers, &sh->space_watchers,
-			      &sh->put_wakes };
+			      &sh->space_fence, &sh->put_wakes };
 }
 
 /* Clear the wake-pending bit of *word if it is set (Protocol WAKE_PENDING):
@@ -428,19 +440,27 @@ SHMQ__COLD static void wake_call(struct shmq__mpmc *m, enum dir dir, bool watche
 	}
 }
 
-/* After a change of one side's condition made with seq_cst: wake a sleeper
- * unless nobody sleeps or a wake is in flight already (Protocol
- * WAKE_PENDING); with watchers counted, wake everyone.  At most one system
- * call, counted in the side's wakes; none and two loads when nobody sleeps. */
+/* After a change of one side's condition (a release store and a compiler
+ * barrier, or an RMW): wake a sleeper unless nobody sleeps or a wake is in
+ * flight already (Protocol WAKE_PENDING); with watchers counted, wake
+ * everyone.  At most one system call, counted in the side's wakes; when
+ * nobody sleeps, three loads of one line (and an RMW on it while the side
+ * is FENCED). */
 static inline void wake(struct shmq__mpmc *m, enum dir dir)
 {
-	struct shmq__mpmc_shared *sh = m->sh;
-	bool get = dir == DIR_GET;
-	/* seq_cst: the Dekker loads of the counts (Protocol WAKE_PENDING) */
-	uint32_t watchers = shmq__load_seq_cst(get ? &sh->data_watchers : &sh->space_watchers);
+	struct side s = side_of(m, dir);
+	uint32_t f = 0, watchers;
+	bool fenced = shmq__fence_word_publish(s.fence, &f);
 
-	if (watchers == 0 && shmq__load_seq_cst(get ? &sh->data_sleepers : &sh->space_sleepers) == 0)
+	/* seq_cst: the Dekker loads of the counts (Protocol WAKE_PENDING), after
+	 * the RMW on the fence word when FENCED; otherwise the sleepers'
+	 * membarrier orders them (core/wait_int.h, Protocol FENCED) */
+	watchers = shmq__load_seq_cst(s.watchers);
+	if (watchers == 0 && shmq__load_seq_cst(s.sleepers) == 0) {
+		if (fenced)
+			shmq__fence_word_idle(s.fence, f);
 		return;
+	}
 	wake_call(m, dir, watchers != 0);
 }
 
@@ -465,11 +485,21 @@ SHMQ__COLD static bool space_low(struct shmq__mpmc *m)
  * most half full (watchers of SHMQ_WRITABLE at every freed slot). */
 static inline void wake_putters(struct shmq__mpmc *m)
 {
-	/* seq_cst: the Dekker load of the sleeper count (Protocol WAKE_PENDING) */
-	if (shmq__load_seq_cst(&m->sh->space_watchers) == 0 &&
-	    (shmq__load_seq_cst(&m->sh->space_sleepers) == 0 || !space_low(m)))
+	struct shmq__mpmc_shared *sh = m->sh;
+	uint32_t f = 0, watchers, sleepers;
+	bool fenced = shmq__fence_word_publish(&sh->space_fence, &f);
+
+	/* seq_cst: the Dekker loads of the counts, as in wake() */
+	watchers = shmq__load_seq_cst(&sh->space_watchers);
+	sleepers = shmq__load_seq_cst(&sh->space_sleepers);
+	if (watchers == 0 && sleepers == 0) {
+		if (fenced)
+			shmq__fence_word_idle(&sh->space_fence, f);
 		return;
-	wake(m, DIR_PUT);
+	}
+	if (watchers == 0 && !space_low(m))
+		return;
+	wake_call(m, DIR_PUT, watchers != 0);
 }
 
 /* A getter that took a message passes a wake on if more is readable while
@@ -608,6 +638,11 @@ static int sleep_once(struct shmq__mpmc *m, enum dir dir, int64_t deadline)
 	if (v & WAKE_PENDING)
 		return 0;
 	shmq__fetch_add_seq_cst(s.sleepers, 1);
+	/* the publishers' half of the Dekker pair is a release store and a
+	 * compiler barrier (core/wait_int.h, Protocol FENCED); without the
+	 * fence a publication may be missed: sleep a short slice at most */
+	if (shmq__fence_word_enter(s.fence) != 0 && until - now > SHMQ__UNFENCED_SLICE_NS)
+		until = now + SHMQ__UNFENCED_SLICE_NS;
 	if (dir == DIR_GET ? shmq__mpmc_readable(m) : shmq__mpmc_writable(m)) {
 		rc = 0;
 	} else {
@@ -1260,9 +1295,9 @@ static ssize_t put_bulk_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_bloc
 	}
 	if (i == 0)
 		return rc;
-	/* seq_cst fence: orders the release publishes above before after_put's
-	 * load of data_sleepers (the Dekker handshake, see the top comment) */
-	shmq__fence_seq_cst();
+	/* orders the release publishes above before after_put's load of
+	 * data_sleepers (the Dekker handshake, see the top comment) */
+	shmq__mpmc_publish_fence(m);
 	return (ssize_t)i;
 }
 
@@ -1334,9 +1369,9 @@ static ssize_t get_bulk_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_bloc
 	}
 	if (i == 0)
 		return rc;
-	/* seq_cst fence: orders the release stores above before after_get's
-	 * load of space_sleepers (the Dekker handshake, see the top comment) */
-	shmq__fence_seq_cst();
+	/* orders the release stores above before after_get's load of
+	 * space_sleepers (the Dekker handshake, see the top comment) */
+	shmq__mpmc_publish_fence(m);
 	return (ssize_t)i;
 }
 
@@ -1416,7 +1451,8 @@ int shmq__queue_watch(shmq_queue *q, struct shmq__watch *w)
 		return -EINVAL;
 	w->word = &q->ring.sh->data_word;
 	w->sleepers = &q->ring.sh->data_watchers; /* watchers (Protocol WAKE_PENDING) */
-	w->fence = NULL; /* publishers read data_watchers with seq_cst */
+	w->fenced = true; /* publishers store release: Protocol FENCED (core/wait_int.h) */
+	w->fence = &q->ring.sh->data_fence;
 	return 0;
 }
 
@@ -1437,7 +1473,8 @@ int shmq__queue_watch_space(shmq_queue *q, struct shmq__watch *w)
 		return -EINVAL;
 	w->word = &q->ring.sh->space_word;
 	w->sleepers = &q->ring.sh->space_watchers; /* watchers (Protocol WAKE_PENDING) */
-	w->fence = NULL; /* as above, space_watchers */
+	w->fenced = true; /* as above, for freed slots */
+	w->fence = &q->ring.sh->space_fence;
 	return 0;
 }
 

@@ -74,6 +74,28 @@ int shmq__remote_fence(void)
 	return -errno;
 }
 
+int shmq__fence_word_enter(uint32_t *fw)
+{
+	uint32_t f, nf;
+	int rc;
+
+	if (!fw)
+		return shmq__remote_fence();
+	/* relaxed: the CAS below checks it */
+	f = shmq__load_relaxed(fw);
+	do
+		nf = ((f & ~SHMQ__FW_IDLE_MASK) + SHMQ__FW_GEN_ONE) | SHMQ__FW_FENCED;
+	while (!shmq__cas_seq_cst(fw, &f, nf)); /* seq_cst: Protocol FENCED */
+	if ((f & (SHMQ__FW_FENCED | SHMQ__FW_VERIFIED)) == (SHMQ__FW_FENCED | SHMQ__FW_VERIFIED))
+		return 0;
+	rc = shmq__remote_fence();
+	if (rc)
+		return rc;
+	/* seq_cst: Protocol FENCED; no drop while we are counted in */
+	shmq__fetch_or_seq_cst(fw, SHMQ__FW_VERIFIED);
+	return 0;
+}
+
 uint32_t shmq__spin_budget(void)
 {
 	static uint32_t cached; /* 0: not read yet; else budget + 1 */

@@ -30,6 +30,34 @@
  * it) or its load of S came after it (and sees S != 0).  A process the
  * kernel refuses registration publishes with seq_cst instead; a waiter
  * whose fence fails bounds its sleep by a short slice.
+ *
+ * Protocol FENCED: a membarrier interrupts every CPU running a registered
+ * process (some 20 us on a 2-vCPU VM when the other CPU is busy), too dear
+ * for every sleep.  A fence word F next to the counts lets waiters skip it
+ * while they keep coming: F = gen << 10 | idle << 2 | VERIFIED | FENCED.
+ *
+ *   waiter:    S += 1;  CAS F to (gen + 1, idle 0, FENCED | its VERIFIED);
+ *              unless F had FENCED and VERIFIED: membarrier, F |= VERIFIED;
+ *              re-check;  sleep;  S -= 1
+ *   publisher: store (release);  signal fence;  f = F (relaxed);
+ *              if f has FENCED: F += IDLE_ONE (seq_cst RMW), loads of S
+ *              seq_cst; after IDLE_MAX of them with S == 0: CAS F from
+ *              what it made to (gen, 0) (drop);  else: loads of S (relaxed)
+ *
+ * No lost wake-up.  A waiter counts itself in before it touches F, and
+ * every waiter's CAS moves gen, so no drop succeeds while a waiter is in
+ * (the dropper read S == 0 after its RMW on F, so before the waiter's
+ * S += 1, and the waiter's CAS on F then changed it).  A publisher that
+ * found FENCED made an RMW on F: either after the waiter's CAS (its seq_cst
+ * loads see S != 0) or before it (its store is visible to the waiter's
+ * re-check, which follows the waiter's own RMW on F).  A publisher that
+ * found no FENCED read F before the FENCED that the waiter's VERIFIED vouches
+ * for, so before the membarrier that followed it: its store was visible
+ * when that membarrier returned, before the waiter's re-check.  Only a
+ * publisher drops FENCED, after IDLE_MAX publications in a row found
+ * nobody; the next waiter then runs the membarrier again.  F is a hint in
+ * memory that may be written by anyone: garbage costs a spare RMW, or a
+ * wake missed until the waiter's slice ends.
  */
 #ifndef SHMQ__WAIT_H
 #define SHMQ__WAIT_H
@@ -38,6 +66,7 @@
 #include <stdint.h>
 
 #include "core/atomic_int.h"
+#include "core/compiler_int.h"
 
 /* Deadlines are absolute CLOCK_MONOTONIC nanoseconds; SHMQ__NO_DEADLINE waits forever. */
 #define SHMQ__NO_DEADLINE INT64_MAX
@@ -58,6 +87,47 @@ int shmq__remote_fence_register(void);
 /* The waiter's half of an asymmetric Dekker pair (see Asymmetric fences):
  * 0, or a negative errno when the kernel refused. */
 int shmq__remote_fence(void);
+
+/* Protocol FENCED's fence word (see above). */
+#define SHMQ__FW_FENCED    1u
+#define SHMQ__FW_VERIFIED  2u
+#define SHMQ__FW_IDLE_ONE  4u
+#define SHMQ__FW_IDLE_MASK 0x3fcu /* bits 2..9; an overflow carries into gen */
+#define SHMQ__FW_GEN_ONE   (1u << 10)
+#define SHMQ__FW_IDLE_MAX  64u
+
+/* A waiter's half of Protocol FENCED, after it counted itself in and before
+ * its re-check: 0, or a negative errno when the kernel refused the
+ * membarrier (the waiter then bounds its sleep by SHMQ__UNFENCED_SLICE_NS).
+ * fw NULL: no fence word, the membarrier every time. */
+int shmq__fence_word_enter(uint32_t *fw);
+
+/* A publisher's half, after its release store and shmq__signal_fence():
+ * true when fw is FENCED and the caller must read the counts with seq_cst
+ * (an RMW on fw was made; *f is the word after it); false: relaxed loads
+ * will do. */
+static inline bool shmq__fence_word_publish(uint32_t *fw, uint32_t *f)
+{
+	/* relaxed: Protocol FENCED, a publisher that finds no FENCED needs no
+	 * order (the waiters' membarrier supplies it) */
+	uint32_t v = shmq__load_relaxed(fw);
+
+	if (SHMQ__LIKELY(!(v & SHMQ__FW_FENCED)))
+		return false;
+	*f = shmq__fetch_add_seq_cst(fw, SHMQ__FW_IDLE_ONE) + SHMQ__FW_IDLE_ONE;
+	return true;
+}
+
+/* A fenced publisher found nobody counted in: drop FENCED once IDLE_MAX
+ * publications in a row did (f from shmq__fence_word_publish). */
+static inline void shmq__fence_word_idle(uint32_t *fw, uint32_t f)
+{
+	if (((f & SHMQ__FW_IDLE_MASK) / SHMQ__FW_IDLE_ONE) < SHMQ__FW_IDLE_MAX)
+		return;
+	/* seq_cst: Protocol FENCED, fails if a waiter moved gen since */
+	(void)shmq__cas_seq_cst(fw, &f, f & ~(SHMQ__FW_IDLE_MASK | SHMQ__FW_VERIFIED |
+					       SHMQ__FW_FENCED));
+}
 
 /* Spin policy defaults, tunable with SHMQ_SPIN (iterations; 0 disables spinning). */
 #define SHMQ__SPIN_DEFAULT 2000u

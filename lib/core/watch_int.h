@@ -21,11 +21,14 @@
 struct shmq__watch {
 	uint32_t *word;     /* the futex word to wait on (in shared memory) */
 	uint32_t *sleepers; /* the count a waiter registers in before sleeping */
-	/* NULL, or run after joining *sleepers and before the readiness check:
-	 * the watcher's half of a Dekker pair whose publishing side reads
-	 * *sleepers without a fence (the pipe's rings, ring/spsc_int.h).  A
-	 * nonzero return: no fence, the watcher bounds its wait by a short slice. */
-	int (*fence)(void);
+	/* Publishers that read *sleepers without a fence (rings: the pipe's,
+	 * ring/spsc_int.h, and the queue's) need the watcher's half of the
+	 * Dekker pair after it joined *sleepers and before its readiness
+	 * check: fenced true, shmq__fence_word_enter(fence) (core/wait_int.h;
+	 * fence NULL: a membarrier every time).  A nonzero return: no fence,
+	 * the watcher bounds its wait by a short slice. */
+	bool fenced;
+	uint32_t *fence;
 };
 
 /* For the receiving side of q / of this end of p. */

@@ -188,10 +188,10 @@ static void word_count(struct ws_entry *e, unsigned i)
 		return;
 	shmq__fetch_add_seq_cst(e->word[i].sleepers, 1);
 	e->counted[i] = true;
-	/* A publisher that reads the count without a fence (a pipe's rings)
+	/* A publisher that reads the count without a fence (a ring's)
 	 * gets its half of the Dekker pair from this one, before the check;
 	 * without it, a missed publish is found by the slow look's tick. */
-	if (e->word[i].fence && e->word[i].fence() != 0)
+	if (e->word[i].fenced && shmq__fence_word_enter(e->word[i].fence) != 0)
 		e->slow = true;
 }
 

@@ -7,6 +7,7 @@
 
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/wait_int.h"
 #include "ring/mpmc_int.h"
 
 /* The state: the 2 low bits of ctl and the hold bit (bit 32), read as one
@@ -201,6 +202,7 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
 	m->self = self;
 	/* relaxed: written before publication, as the geometry */
 	m->flags = shmq__load_relaxed(&sh->flags);
+	m->strong = shmq__remote_fence_register() != 0;
 	m->alive = alive;
 	m->alive_ctx = alive_ctx;
 	return 0;
@@ -354,6 +356,24 @@ bool shmq__mpmc_slot_live(struct shmq__mpmc *m, uint64_t pos)
 	return ctl_lap(w) == (lap_of(m, pos) & LAP_MASK) && ctl_state(w) != ST_EMPTY;
 }
 
+/* The store that ends a producer's or a consumer's claim: release, pairs
+ * with the next claimer's load_acquire (get_claim, put_claim).  order_sc:
+ * the caller looks at the sleeper counts next (Dekker, chan/queue.c Protocol
+ * WAKE_PENDING): a seq_cst store when the handle is strong, else the
+ * compiler barrier that keeps those loads after the store, the sleepers'
+ * remote fences doing the CPU's part (core/wait_int.h). */
+static SHMQ__ALWAYS_INLINE void publish_ctl(const struct shmq__mpmc *m, uint64_t *ctl, uint64_t w,
+					    bool order_sc)
+{
+	if (order_sc && SHMQ__UNLIKELY(m->strong)) {
+		shmq__store_seq_cst(ctl, w); /* seq_cst: Dekker with the sleeper counts */
+	} else {
+		shmq__store_release(ctl, w);
+		if (order_sc)
+			shmq__signal_fence();
+	}
+}
+
 static SHMQ__ALWAYS_INLINE void put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len,
 					    bool order_sc, bool pow2)
 {
@@ -364,11 +384,7 @@ static SHMQ__ALWAYS_INLINE void put_publish(struct shmq__mpmc *m, uint64_t pos, 
 	 * acquire of FULL (atomic because a stale consumer may read it while the
 	 * next lap's producer writes it; it then fails its CAS and drops it) */
 	shmq__store_relaxed(&s->len, len);
-	if (order_sc) /* seq_cst: Dekker with data_sleepers (see queue.c) */
-		shmq__store_seq_cst(&s->ctl, w);
-	else /* pairs with the consumer's load_acquire in get_claim; the
-	      * caller's seq_cst fence does the Dekker part */
-		shmq__store_release(&s->ctl, w);
+	publish_ctl(m, &s->ctl, w, order_sc);
 }
 
 int shmq__mpmc_put_claim(struct shmq__mpmc *m, uint64_t *pos, struct shmq__mpmc_block *blk)
@@ -642,11 +658,7 @@ static SHMQ__ALWAYS_INLINE void get_release(struct shmq__mpmc *m, uint64_t pos, 
 	struct shmq__mpmc_slot *s = slot_at_k(m, pos, pow2);
 	uint64_t w = ctl_make(lap_of_k(m, pos, pow2) + 1, ST_EMPTY, 0);
 
-	if (order_sc) /* seq_cst: Dekker with space_sleepers (see queue.c) */
-		shmq__store_seq_cst(&s->ctl, w);
-	else /* pairs with the producer's load_acquire in put_claim; the
-	      * caller's seq_cst fence does the Dekker part */
-		shmq__store_release(&s->ctl, w);
+	publish_ctl(m, &s->ctl, w, order_sc);
 }
 
 int shmq__mpmc_get_claim(struct shmq__mpmc *m, size_t cap, uint64_t *pos, uint32_t *len,
@@ -690,7 +702,7 @@ static SHMQ__ALWAYS_INLINE ssize_t try_get(struct shmq__mpmc *m, void *buf, size
 	w = ctl_make(lap_of_k(m, pos, pow2) + 1, ST_EMPTY, 0);
 	if (len) /* buf may be NULL with cap 0 */
 		memcpy(buf, s->data, len);
-	shmq__store_seq_cst(&s->ctl, w); /* seq_cst: as get_release's order_sc */
+	publish_ctl(m, &s->ctl, w, true); /* as get_release's order_sc */
 	return (ssize_t)len;
 }
 

@@ -126,6 +126,7 @@
 
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/wait_int.h"
 
 #define SHMQ__MPMC_MAGIC   0x434d504du /* "MPMC" */
 /* Layout versions.  2: line 6, sleep and wake statistics; the capacity is a
@@ -149,7 +150,14 @@
  * layer's large-heap anchor on line 0.  4 is refused (-EPROTO): its
  * libraries keep no pending bit and no join table, would
  * call a large slot's len corrupt, and never wrote the anchor. */
-#define SHMQ__MPMC_VERSION 5u
+#define SHMQ__MPMC_VERSION_PENDING 5u
+/* 6: publications (FULL, a freed slot) are release stores, and sleepers
+ * and watchers fence remotely (chan/queue.c, Protocol WAKE_PENDING;
+ * core/wait_int.h, Asymmetric fences and Protocol FENCED, with the fence
+ * words data_fence and space_fence in lines 3 and 4).  5 is refused
+ * (-EPROTO): its sleepers run no fence and would miss the wakes of our
+ * publishers. */
+#define SHMQ__MPMC_VERSION 6u
 #define SHMQ__MPMC_CAP_MAX (1u << 24)  /* slots */
 #define SHMQ__MPMC_MSG_MAX (1u << 24)  /* bytes per message */
 #define SHMQ__MPMC_SLOT_HDR 16u        /* ctl + len + pad */
@@ -198,13 +206,15 @@ struct shmq__mpmc_shared {
 	uint32_t data_word;
 	uint32_t data_sleepers;  /* blocking getters (the pending-bit protocol) */
 	uint32_t data_watchers;  /* scheduler and waitset watches (woken by every put) */
-	uint8_t pad3[52];
+	uint32_t data_fence;     /* Protocol FENCED's word for both (core/wait_int.h) */
+	uint8_t pad3[48];
 	/* line 4: producers sleep here; consumers bump it when space_sleepers
 	 * or space_watchers != 0 (bit 0 as above) */
 	uint32_t space_word;
 	uint32_t space_sleepers;
 	uint32_t space_watchers;
-	uint8_t pad4[52];
+	uint32_t space_fence;    /* as data_fence */
+	uint8_t pad4[48];
 	/* line 5: rarely written */
 	uint32_t shut;       /* nonzero after shutdown: no more puts */
 	uint32_t pad5;
@@ -257,6 +267,7 @@ struct shmq__mpmc {
 	uint32_t max_msg;
 	uint32_t self;             /* owner id written into our claims (nonzero) */
 	uint32_t flags;            /* the queue's create flags, read once at attach */
+	bool strong;               /* no remote fences: publish with seq_cst */
 	shmq__mpmc_alive_fn alive;
 	void *alive_ctx;
 };
@@ -313,9 +324,23 @@ static inline void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos)
 
 	return m->slots + i * m->slot_size + sizeof(struct shmq__mpmc_slot);
 }
-/* order_sc: publish with a seq_cst store (needed before a sleeper check);
- * otherwise release, and the caller issues one seq_cst fence afterwards. */
+/* order_sc: a sleeper check follows (chan/queue.c, Protocol WAKE_PENDING):
+ * publish with a release store and a compiler barrier, or with a seq_cst
+ * store when the handle is strong (core/wait_int.h, Asymmetric fences).
+ * Otherwise release, and the caller fences once afterwards
+ * (shmq__mpmc_publish_fence). */
 void shmq__mpmc_put_publish(struct shmq__mpmc *m, uint64_t pos, uint32_t len, bool order_sc);
+
+/* After a batch of publications made without order_sc, before the sleeper
+ * check: a seq_cst fence when the handle is strong, else a compiler
+ * barrier (the sleepers' remote fences supply the CPU half). */
+static inline void shmq__mpmc_publish_fence(const struct shmq__mpmc *m)
+{
+	if (m->strong)
+		shmq__fence_seq_cst();
+	else
+		shmq__signal_fence();
+}
 
 /* Zero-copy halves of a get: claim the message at head (*len gets its length;
  * same returns as try_get), read it at shmq__mpmc_slot_data, then release. */
@@ -407,8 +432,9 @@ int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk,
 int shmq__mpmc_put_fate(struct shmq__mpmc *m, uint64_t pos);
 
 /*
- * Sleeper re-checks, with seq_cst loads (they pair with the seq_cst publish
- * and release stores in the Dekker handshake with the sleeper counts):
+ * Sleeper re-checks, with seq_cst loads, after the caller counted itself in
+ * and ran its remote fence (the Dekker handshake with the publications and
+ * the sleeper counts, chan/queue.c):
  * would a get (put) not block right now?  True also after shutdown (but a
  * get stays blocked by a put claimed at head before the shutdown, until it
  * is published or recovered), and when an index lags (the caller retries

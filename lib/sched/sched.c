@@ -31,6 +31,7 @@
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
 #include "core/fork_int.h"
+#include "core/wait_int.h"
 #include "sched/sched_int.h"
 
 #define SPIN_DEFAULT_NS 200000 /* precision mode: at most 200 us of spinning per deadline */
@@ -241,12 +242,12 @@ static int watch_add(shmq_sched *s, struct shmq__sched_watch *w)
 		/* Join the word's sleepers for the watch's whole life: from now on
 		 * every publish changes the word and wakes (core/watch_int.h protocol). */
 		shmq__fetch_add_seq_cst(w->w.sleepers, 1);
-		/* Publishers that read the count without a fence (a pipe's
-		 * rings) get their half of the Dekker pair here, once: every
+		/* Publishers that read the count without a fence (pipes'
+		 * and queues' rings) get their half of the Dekker pair here, once: every
 		 * publish after it sees the count.  A refusal leaves those
 		 * publishers on seq_cst (their registration failed too). */
-		if (w->w.fence)
-			(void)w->w.fence();
+		if (w->w.fenced)
+			(void)shmq__fence_word_enter(w->w.fence);
 	}
 	w->next = s->watches;
 	s->watches = w;
