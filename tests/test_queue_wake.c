@@ -152,7 +152,7 @@ static uint32_t fence_word(struct shmq__mpmc_shared *sh)
 
 /* Protocol FENCED (core/wait_int.h): the first sleep runs the membarrier
  * and leaves the side FENCED, so the next sleeps run none; publications
- * that find nobody asleep drop the mode after SHMQ__FW_IDLE_MAX of them,
+ * that find nobody asleep drop the mode once SHMQ__FW_IDLE_MAX of them passed,
  * and the next sleep runs it again. */
 static void test_fenced_mode(void **state)
 {

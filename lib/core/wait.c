@@ -74,6 +74,8 @@ int shmq__remote_fence(void)
 	return -errno;
 }
 
+#define FW_CAS_TRIES 64u /* each lost CAS means the word moved */
+
 int shmq__fence_word_enter(uint32_t *fw)
 {
 	uint32_t f, nf;
@@ -83,9 +85,15 @@ int shmq__fence_word_enter(uint32_t *fw)
 		return shmq__remote_fence();
 	/* relaxed: the CAS below checks it */
 	f = shmq__load_relaxed(fw);
-	do
+	for (unsigned i = 0;; i++) {
+		/* a word that keeps moving (busy wakers, or garbage written
+		 * into it): the membarrier alone is a fence that needs no word */
+		if (i == FW_CAS_TRIES)
+			return shmq__remote_fence();
 		nf = ((f & ~SHMQ__FW_IDLE_MASK) + SHMQ__FW_GEN_ONE) | SHMQ__FW_FENCED;
-	while (!shmq__cas_seq_cst(fw, &f, nf)); /* seq_cst: Protocol FENCED */
+		if (shmq__cas_seq_cst(fw, &f, nf)) /* seq_cst: Protocol FENCED */
+			break;
+	}
 	if ((f & (SHMQ__FW_FENCED | SHMQ__FW_VERIFIED)) == (SHMQ__FW_FENCED | SHMQ__FW_VERIFIED))
 		return 0;
 	rc = shmq__remote_fence();

@@ -34,15 +34,16 @@
  * Protocol FENCED: a membarrier interrupts every CPU running a registered
  * process (some 20 us on a 2-vCPU VM when the other CPU is busy), too dear
  * for every sleep.  A fence word F next to the counts lets waiters skip it
- * while they keep coming: F = gen << 10 | idle << 2 | VERIFIED | FENCED.
+ * while they keep coming: F = gen << 12 | idle << 2 | VERIFIED | FENCED.
  *
  *   waiter:    S += 1;  CAS F to (gen + 1, idle 0, FENCED | its VERIFIED);
  *              unless F had FENCED and VERIFIED: membarrier, F |= VERIFIED;
  *              re-check;  sleep;  S -= 1
  *   publisher: store (release);  signal fence;  f = F (relaxed);
  *              if f has FENCED: F += IDLE_ONE (seq_cst RMW), loads of S
- *              seq_cst; after IDLE_MAX of them with S == 0: CAS F from
- *              what it made to (gen, 0) (drop);  else: loads of S (relaxed)
+ *              seq_cst; if S == 0 and idle reached IDLE_MAX (so many
+ *              publications since a waiter last entered): CAS F from what
+ *              it made to (gen, 0) (drop);  else: loads of S (relaxed)
  *
  * No lost wake-up.  A waiter counts itself in before it touches F, and
  * every waiter's CAS moves gen, so no drop succeeds while a waiter is in
@@ -54,8 +55,9 @@
  * found no FENCED read F before the FENCED that the waiter's VERIFIED vouches
  * for, so before the membarrier that followed it: its store was visible
  * when that membarrier returned, before the waiter's re-check.  Only a
- * publisher drops FENCED, after IDLE_MAX publications in a row found
- * nobody; the next waiter then runs the membarrier again.  F is a hint in
+ * publisher drops FENCED, once IDLE_MAX publications passed with no waiter
+ * entering; the next waiter then runs the membarrier again.  A waiter whose
+ * CAS keeps failing runs the membarrier without the word.  F is a hint in
  * memory that may be written by anyone: garbage costs a spare RMW, or a
  * wake missed until the waiter's slice ends.
  */
@@ -92,9 +94,12 @@ int shmq__remote_fence(void);
 #define SHMQ__FW_FENCED    1u
 #define SHMQ__FW_VERIFIED  2u
 #define SHMQ__FW_IDLE_ONE  4u
-#define SHMQ__FW_IDLE_MASK 0x3fcu /* bits 2..9; an overflow carries into gen */
-#define SHMQ__FW_GEN_ONE   (1u << 10)
-#define SHMQ__FW_IDLE_MAX  64u
+#define SHMQ__FW_IDLE_MASK 0xffcu /* bits 2..11; an overflow carries into gen */
+#define SHMQ__FW_GEN_ONE   (1u << 12)
+/* A drop costs the next sleeper a membarrier (some 20 us), a FENCED
+ * publication an RMW (some 10-20 ns): stay FENCED while sleepers come
+ * at least once per this many publications. */
+#define SHMQ__FW_IDLE_MAX  1000u
 
 /* A waiter's half of Protocol FENCED, after it counted itself in and before
  * its re-check: 0, or a negative errno when the kernel refused the
