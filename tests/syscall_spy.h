@@ -28,9 +28,13 @@ long syscall(long nr, ...)
 	long a[6];
 	va_list ap;
 
+	/* Only futex takes a sixth argument from the library, and on x86-64
+	 * a sixth variadic argument is on the caller's stack: reading one the
+	 * caller did not pass reads its frame (AddressSanitizer reports a
+	 * stack-buffer-underflow).  The first five come from registers. */
 	va_start(ap, nr);
 	for (int i = 0; i < 6; i++)
-		a[i] = va_arg(ap, long);
+		a[i] = i < 5 || nr == SYS_futex ? va_arg(ap, long) : 0;
 	va_end(ap);
 	if (!__atomic_load_n(&real, __ATOMIC_SEQ_CST))
 		__atomic_store_n(&real, (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall"),
