@@ -9,6 +9,9 @@
  *   contended     two processes pinned to two cores, each acquiring,
  *                 bumping a plain shared counter and releasing in a loop;
  *                 acquisitions per second over both (the counter is checked)
+ *   Both also beside a robust pthread_mutex_t (PTHREAD_MUTEX_ROBUST): the
+ *   peer that, like shmq_lock, hands a dead holder's lock to the next
+ *   taker with EOWNERDEAD; the plain one leaves its waiters hung.
  * barrier
  *   close         two processes pinned to two cores meet at the barrier in a
  *                 tight loop: rounds per second
@@ -46,6 +49,7 @@
 /* Everything both processes see: glibc's objects, the gate, the counter. */
 struct lk_shared {
 	pthread_mutex_t mtx SHMQ__ALIGNED(SHMQ__CACHELINE);
+	pthread_mutex_t rmtx SHMQ__ALIGNED(SHMQ__CACHELINE); /* robust */
 	pthread_barrier_t bar SHMQ__ALIGNED(SHMQ__CACHELINE);
 	uint64_t counter SHMQ__ALIGNED(SHMQ__CACHELINE); /* bumped under the lock */
 	uint32_t gate SHMQ__ALIGNED(SHMQ__CACHELINE);    /* sides that reached the start */
@@ -54,6 +58,7 @@ struct lk_shared {
 	uint64_t iters;  /* loop length per side */
 	int64_t work_ns; /* side 1's work before each barrier arrival */
 	int use_shmq;    /* 1: libshmq's object, 0: glibc's */
+	int robust;      /* glibc's: the robust mutex */
 };
 SHMQ__LINE_ALIGNED_FIELD(struct lk_shared, counter);
 
@@ -100,6 +105,10 @@ static int lk_pthread_init(struct lk_shared *sh)
 	pthread_mutexattr_init(&ma);
 	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
 	rc = pthread_mutex_init(&sh->mtx, &ma);
+	if (!rc)
+		rc = pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+	if (!rc)
+		rc = pthread_mutex_init(&sh->rmtx, &ma);
 	pthread_mutexattr_destroy(&ma);
 	if (rc)
 		return -rc;
@@ -128,6 +137,7 @@ static int lk_gate(struct lk_shared *sh, int side)
 
 static void lk_reset(struct lk_shared *sh, int use_shmq, uint64_t iters, int64_t work_ns)
 {
+	sh->robust = 0;
 	sh->counter = 0;
 	sh->gate = 0;
 	sh->start_ns = 0;
@@ -198,9 +208,12 @@ static int lock_side(void *arg, int side)
 			if ((rc = shmq_lock_release(c->l)))
 				return rc;
 		} else {
-			pthread_mutex_lock(&sh->mtx);
+			pthread_mutex_t *m = sh->robust ? &sh->rmtx : &sh->mtx;
+
+			if ((rc = pthread_mutex_lock(m)))
+				return -rc; /* EOWNERDEAD: nobody dies here */
 			sh->counter++;
-			pthread_mutex_unlock(&sh->mtx);
+			pthread_mutex_unlock(m);
 		}
 	}
 	sh->end_ns[side] = bench_now_ns();
@@ -208,12 +221,13 @@ static int lock_side(void *arg, int side)
 }
 
 /* One contended measurement: acquisitions per second over both sides. */
-static int lock_contended(const struct bench *b, struct lk_ctx *c, int use_shmq, uint64_t n,
-			  double *rate)
+static int lock_contended(const struct bench *b, struct lk_ctx *c, int use_shmq, int robust,
+			  uint64_t n, double *rate)
 {
 	int rc;
 
 	lk_reset(c->sh, use_shmq, n, 0);
+	c->sh->robust = robust;
 	rc = bench_pair_procs(b, lock_side, c);
 	if (rc)
 		return rc;
@@ -228,7 +242,7 @@ int bench_lock(struct bench *b)
 	struct lk_ctx c = { 0 };
 	uint64_t n_unc = bench_scale(b, 20000000, 2000000);
 	uint64_t n_con = bench_scale(b, 4000000, 400000);
-	double shmq_ns, pt_ns, shmq_rate = 0, pt_rate = 0;
+	double shmq_ns, pt_ns, rb_ns, shmq_rate = 0, pt_rate = 0, rb_rate = 0;
 	int rc;
 
 	c.sh = bench_shared_alloc(sizeof(*c.sh));
@@ -243,24 +257,36 @@ int bench_lock(struct bench *b)
 	/* uncontended: warm both up, then alternate so drift hits both alike */
 	lock_uncontended_shmq(c.l, n_unc / 10);
 	lock_uncontended_pthread(&c.sh->mtx, n_unc / 10);
+	lock_uncontended_pthread(&c.sh->rmtx, n_unc / 10);
 	shmq_ns = lock_uncontended_shmq(c.l, n_unc / 2);
 	pt_ns = lock_uncontended_pthread(&c.sh->mtx, n_unc / 2);
+	rb_ns = lock_uncontended_pthread(&c.sh->rmtx, n_unc / 2);
 	shmq_ns = (shmq_ns + lock_uncontended_shmq(c.l, n_unc / 2)) / 2;
 	pt_ns = (pt_ns + lock_uncontended_pthread(&c.sh->mtx, n_unc / 2)) / 2;
+	rb_ns = (rb_ns + lock_uncontended_pthread(&c.sh->rmtx, n_unc / 2)) / 2;
 	rc = bench_report(b, "uncontended acquire+release", "ns", shmq_ns,
 			  "pthread_mutex pshared", pt_ns, false);
+	if (!rc)
+		rc = bench_report(b, "uncontended acquire+release vs robust", "ns", shmq_ns,
+				  "pthread_mutex robust pshared", rb_ns, false);
 	if (rc)
 		goto out;
 
-	rc = lock_contended(b, &c, 1, n_con, &shmq_rate);
+	rc = lock_contended(b, &c, 1, 0, n_con, &shmq_rate);
 	if (!rc)
-		rc = lock_contended(b, &c, 0, n_con, &pt_rate);
+		rc = lock_contended(b, &c, 0, 0, n_con, &pt_rate);
+	if (!rc)
+		rc = lock_contended(b, &c, 0, 1, n_con, &rb_rate);
 	if (!rc)
 		rc = bench_report(b, "2 processes contending", "Macq/s", shmq_rate / 1e6,
 				  "pthread_mutex pshared", pt_rate / 1e6, true);
+	if (!rc)
+		rc = bench_report(b, "2 processes contending vs robust", "Macq/s", shmq_rate / 1e6,
+				  "pthread_mutex robust pshared", rb_rate / 1e6, true);
 out:
 	lk_region_destroy(&c);
 	pthread_mutex_destroy(&c.sh->mtx);
+	pthread_mutex_destroy(&c.sh->rmtx);
 	pthread_barrier_destroy(&c.sh->bar);
 	bench_shared_free(c.sh, sizeof(*c.sh));
 	return rc;
@@ -361,6 +387,7 @@ int bench_barrier(struct bench *b)
 				  APART_CHUNKS / p_apart / 1e3, true);
 	lk_region_destroy(&c);
 	pthread_mutex_destroy(&c.sh->mtx);
+	pthread_mutex_destroy(&c.sh->rmtx);
 	pthread_barrier_destroy(&c.sh->bar);
 	bench_shared_free(c.sh, sizeof(*c.sh));
 	return rc;
