@@ -18,11 +18,6 @@
 #include "spsc_ring.h"
 #include "syscall_spy.h"
 
-static unsigned long fences(void)
-{
-	return spy_fence_count();
-}
-
 static uint64_t cons_waits(struct ring *t)
 {
 	return shmq__load_seq_cst(&t->p.ring->cons_waits);
@@ -85,7 +80,7 @@ static void test_asleep_round_trips_one_membarrier(void **state)
 		skip(); /* no membarrier: publishers are strong, nothing to count */
 	ring_new(&pp.ping, 4096);
 	ring_new(&pp.pong, 4096);
-	f0 = fences();
+	f0 = spy_fence_count();
 	assert_int_equal(pthread_create(&th, NULL, echo, &pp), 0);
 	for (uint64_t i = 0; i < RT_N; i++) {
 		uint64_t m = i;
@@ -100,7 +95,7 @@ static void test_asleep_round_trips_one_membarrier(void **state)
 	/* each side sleeps on nearly every message: generous lower bound */
 	assert_true(waits >= RT_N / 4);
 	/* one per ring's first sleep; a spare one each if a wake raced */
-	assert_true(fences() - f0 <= 4);
+	assert_true(spy_fence_count() - f0 <= 4);
 	ring_free(&pp.ping);
 	ring_free(&pp.pong);
 }
@@ -128,12 +123,12 @@ static void test_fenced_mode_dropped_when_awake(void **state)
 	if (shmq__remote_fence_register())
 		skip();
 	ring_new(&t, 4096);
-	f0 = fences();
+	f0 = spy_fence_count();
 	sleep_out(&t);
-	assert_int_equal(fences() - f0, 1);
+	assert_int_equal(spy_fence_count() - f0, 1);
 	/* still fenced: the second sleep needs no membarrier */
 	sleep_out(&t);
-	assert_int_equal(fences() - f0, 1);
+	assert_int_equal(spy_fence_count() - f0, 1);
 	assert_true(shmq__load_seq_cst(&t.p.ring->cons_armed) != 0);
 	/* the first send takes the wake the timed-out sleeper left armed, the
 	 * next ones find it awake; a receive keeps the ring from filling */
@@ -143,7 +138,7 @@ static void test_fenced_mode_dropped_when_awake(void **state)
 	}
 	assert_int_equal(shmq__load_seq_cst(&t.p.ring->cons_armed), 0);
 	sleep_out(&t);
-	assert_int_equal(fences() - f0, 2);
+	assert_int_equal(spy_fence_count() - f0, 2);
 	ring_free(&t);
 }
 

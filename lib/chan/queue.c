@@ -446,22 +446,34 @@ SHMQ__COLD static void wake_call(struct shmq__mpmc *m, enum dir dir, bool watche
  * everyone.  At most one system call, counted in the side's wakes; when
  * nobody sleeps, three loads of one line (and an RMW on it while the side
  * is FENCED). */
-static inline void wake(struct shmq__mpmc *m, enum dir dir)
+/* The waker's look at a side after its change: Protocol FENCED's publisher
+ * half, then the counts.  false when nobody sleeps or watches (a FENCED
+ * side may be dropped then); else true with the watcher count in
+ * *watchers. */
+static inline bool side_look(const struct side *s, uint32_t *watchers)
 {
-	struct side s = side_of(m, dir);
-	uint32_t f = 0, watchers;
-	bool fenced = shmq__fence_word_publish(s.fence, &f);
+	uint32_t f = 0;
+	bool fenced = shmq__fence_word_publish(s->fence, &f);
 
 	/* seq_cst: the Dekker loads of the counts (Protocol WAKE_PENDING), after
 	 * the RMW on the fence word when FENCED; otherwise the sleepers'
 	 * membarrier orders them (core/wait_int.h, Protocol FENCED) */
-	watchers = shmq__load_seq_cst(s.watchers);
-	if (watchers == 0 && shmq__load_seq_cst(s.sleepers) == 0) {
+	*watchers = shmq__load_seq_cst(s->watchers);
+	if (*watchers == 0 && shmq__load_seq_cst(s->sleepers) == 0) {
 		if (fenced)
-			shmq__fence_word_idle(s.fence, f);
-		return;
+			shmq__fence_word_idle(s->fence, f);
+		return false;
 	}
-	wake_call(m, dir, watchers != 0);
+	return true;
+}
+
+static inline void wake(struct shmq__mpmc *m, enum dir dir)
+{
+	struct side s = side_of(m, dir);
+	uint32_t watchers;
+
+	if (side_look(&s, &watchers))
+		wake_call(m, dir, watchers != 0);
 }
 
 static void wake_getters(struct shmq__mpmc *m)
@@ -470,8 +482,8 @@ static void wake_getters(struct shmq__mpmc *m)
 }
 
 /* Hysteresis for sleeping producers: the ring is at most half full (seq_cst
- * loads, after the caller's seq_cst release of a slot; a stale tail only
- * makes it look emptier). */
+ * loads, after the caller's release of a slot and its look at the counts;
+ * a stale tail only makes it look emptier). */
 SHMQ__COLD static bool space_low(struct shmq__mpmc *m)
 {
 	uint64_t h = shmq__load_seq_cst(&m->sh->head);
@@ -485,21 +497,11 @@ SHMQ__COLD static bool space_low(struct shmq__mpmc *m)
  * most half full (watchers of SHMQ_WRITABLE at every freed slot). */
 static inline void wake_putters(struct shmq__mpmc *m)
 {
-	struct shmq__mpmc_shared *sh = m->sh;
-	uint32_t f = 0, watchers, sleepers;
-	bool fenced = shmq__fence_word_publish(&sh->space_fence, &f);
+	struct side s = side_of(m, DIR_PUT);
+	uint32_t watchers;
 
-	/* seq_cst: the Dekker loads of the counts, as in wake() */
-	watchers = shmq__load_seq_cst(&sh->space_watchers);
-	sleepers = shmq__load_seq_cst(&sh->space_sleepers);
-	if (watchers == 0 && sleepers == 0) {
-		if (fenced)
-			shmq__fence_word_idle(&sh->space_fence, f);
-		return;
-	}
-	if (watchers == 0 && !space_low(m))
-		return;
-	wake_call(m, DIR_PUT, watchers != 0);
+	if (side_look(&s, &watchers) && (watchers != 0 || space_low(m)))
+		wake_call(m, DIR_PUT, watchers != 0);
 }
 
 /* A getter that took a message passes a wake on if more is readable while
@@ -836,8 +838,8 @@ static ssize_t put_note_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_bloc
 	p->note(p->arg, pos);
 	if (p->len)
 		memcpy(shmq__mpmc_slot_data(&q->ring, pos), p->msg, p->len);
-	/* seq_cst publish: after_put's sleeper check follows, and what note
-	 * stored is visible to whoever claims the message */
+	/* order_sc: after_put's sleeper check follows; the release store
+	 * makes what note stored visible to whoever claims the message */
 	shmq__mpmc_put_publish(&q->ring, pos, (uint32_t)p->len, true);
 	return 0;
 }

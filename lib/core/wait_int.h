@@ -124,7 +124,8 @@ static inline bool shmq__fence_word_publish(uint32_t *fw, uint32_t *f)
 }
 
 /* A fenced publisher found nobody counted in: drop FENCED once IDLE_MAX
- * publications in a row did (f from shmq__fence_word_publish). */
+ * publications passed since a waiter last entered (f from
+ * shmq__fence_word_publish). */
 static inline void shmq__fence_word_idle(uint32_t *fw, uint32_t f)
 {
 	if (((f & SHMQ__FW_IDLE_MASK) / SHMQ__FW_IDLE_ONE) < SHMQ__FW_IDLE_MAX)

@@ -979,7 +979,8 @@ int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk,
 int shmq__mpmc_put_fate(struct shmq__mpmc *m, uint64_t pos)
 {
 	/* seq_cst: after the caller's look at its own record of pos (the
-	 * bridge's checkpoint), and against the seq_cst publish and CASes */
+	 * bridge's checkpoint); reads the publish (a release store) and the
+	 * CASes that end the slot's lap */
 	uint64_t w = shmq__load_seq_cst(&slot_at(m, pos)->ctl);
 	int32_t d = lap_diff(ctl_lap(w), lap_of(m, pos));
 	uint64_t st = ctl_state(w);

@@ -171,7 +171,6 @@ static inline uint32_t shmq__spsc_len(uint32_t word)
 	return word == SHMQ__SPSC_PAD ? word : word & ~SHMQ__SPSC_STAMPED;
 }
 
-
 /* Copy n bytes between non-overlapping buffers.  Messages are mostly small:
  * below 64 bytes two overlapping fixed-size moves (inlined, no call) do it;
  * larger ones go to memcpy. */

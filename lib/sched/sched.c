@@ -243,9 +243,10 @@ static int watch_add(shmq_sched *s, struct shmq__sched_watch *w)
 		 * every publish changes the word and wakes (core/watch_int.h protocol). */
 		shmq__fetch_add_seq_cst(w->w.sleepers, 1);
 		/* Publishers that read the count without a fence (pipes'
-		 * and queues' rings) get their half of the Dekker pair here, once: every
-		 * publish after it sees the count.  A refusal leaves those
-		 * publishers on seq_cst (their registration failed too). */
+		 * and queues' rings) get their half of the Dekker pair here,
+		 * once: every publish after it sees the count.  A refusal
+		 * leaves those publishers on seq_cst (their registration
+		 * failed too). */
 		if (w->w.fenced)
 			(void)shmq__fence_word_enter(w->w.fence);
 	}
