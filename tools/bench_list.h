@@ -34,7 +34,7 @@ BENCH_SUBCOMMAND(run, "shmq_run: /bin/true latency, capture throughput of head -
 BENCH_SUBCOMMAND(sched, "scheduler: enter+cancel at 10^3..10^6 pending, timer lateness beside bare io_uring and timerfd")
 
 /* module embed (waitsets) */
-BENCH_SUBCOMMAND(waitset, "waitset: wake-up round trip through a set of 1 and of 64 queues and through epoll on its fd, beside a blocking queue_get")
+BENCH_SUBCOMMAND(waitset, "waitset: wake-up round trip through a set of 1 and of 64 queues and through epoll on its fd, beside a blocking queue_get, and through a set of 1 pipe beside a blocking pipe_recv")
 
 /* module deque and pool */
 BENCH_SUBCOMMAND(pool, "work-stealing pool: trivial and uneven maps, fib through subtasks, apply_async round trip, beside serial and OpenMP")
