@@ -109,6 +109,28 @@ static void sleep_out(struct ring *t)
 	assert_int_equal(shmq__spsc_wait_readable(&t->c, &w), -ETIMEDOUT);
 }
 
+/* A ring of 4096 bytes, or the test skipped where publishers need no fence
+ * (no membarrier): the membarrier count to compare with. */
+static unsigned long fenced_ring(struct ring *t)
+{
+	if (shmq__remote_fence_register())
+		skip();
+	ring_new(t, 4096);
+	return spy_fence_count();
+}
+
+/* 200 publications, each received before the next (the ring never fills):
+ * more than IDLE_MAX (ring/spsc.c) in a row. */
+static void pump(struct ring *t)
+{
+	uint64_t m = 7;
+
+	for (int i = 0; i < 200; i++) {
+		assert_int_equal(shmq__spsc_send(&t->p, &m, sizeof(m)), 0);
+		assert_int_equal(shmq__spsc_recv(&t->c, &m, sizeof(m)), (ssize_t)sizeof(m));
+	}
+}
+
 /* Publishers stay fenced only while the consumer keeps sleeping: after a
  * run of publications that found it awake they drop the mode (the flag word
  * goes back to 0, so the send fast path no longer takes the slow path), and
@@ -116,14 +138,10 @@ static void sleep_out(struct ring *t)
 static void test_fenced_mode_dropped_when_awake(void **state)
 {
 	struct ring t;
-	uint64_t m = 7;
 	unsigned long f0;
 
 	(void)state;
-	if (shmq__remote_fence_register())
-		skip();
-	ring_new(&t, 4096);
-	f0 = spy_fence_count();
+	f0 = fenced_ring(&t);
 	sleep_out(&t);
 	assert_int_equal(spy_fence_count() - f0, 1);
 	/* still fenced: the second sleep needs no membarrier */
@@ -132,13 +150,44 @@ static void test_fenced_mode_dropped_when_awake(void **state)
 	assert_true(shmq__load_seq_cst(&t.p.ring->cons_armed) != 0);
 	/* the first send takes the wake the timed-out sleeper left armed, the
 	 * next ones find it awake; a receive keeps the ring from filling */
-	for (int i = 0; i < 200; i++) {
-		assert_int_equal(shmq__spsc_send(&t.p, &m, sizeof(m)), 0);
-		assert_int_equal(shmq__spsc_recv(&t.c, &m, sizeof(m)), (ssize_t)sizeof(m));
-	}
+	pump(&t);
 	assert_int_equal(shmq__load_seq_cst(&t.p.ring->cons_armed), 0);
 	sleep_out(&t);
 	assert_int_equal(spy_fence_count() - f0, 2);
+	ring_free(&t);
+}
+
+/* A consumer-side watcher ("Watchers" in ring/spsc_int.h) fences the way a
+ * sleeper does: its first entry runs the membarrier and leaves cons_armed
+ * FENCED, and the next entries run none.  Publications that find it counted
+ * in are not idle, so FENCED stays however many pass; once it left, a run
+ * of publications drops the mode and the next entry fences again.  Before,
+ * every entry ran one (a waitset counts in for every wait). */
+static void test_watcher_fences_once(void **state)
+{
+	struct ring t;
+	unsigned long f0;
+
+	(void)state;
+	f0 = fenced_ring(&t);
+	shmq__fetch_add_seq_cst(&t.p.ring->cons_watchers, 1);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(shmq__spsc_watch_fence(&t.p.ring->cons_armed), 0);
+		assert_int_equal(spy_fence_count() - f0, 1);
+	}
+	/* the watcher stays counted in: no publication is idle */
+	pump(&t);
+	assert_true(shmq__load_seq_cst(&t.p.ring->cons_armed) & 2u); /* FENCED */
+	assert_int_equal(shmq__spsc_watch_fence(&t.p.ring->cons_armed), 0);
+	assert_int_equal(spy_fence_count() - f0, 1);
+	/* it left: the publications that follow drop the mode */
+	shmq__fetch_sub_seq_cst(&t.p.ring->cons_watchers, 1);
+	pump(&t);
+	assert_int_equal(shmq__load_seq_cst(&t.p.ring->cons_armed), 0);
+	shmq__fetch_add_seq_cst(&t.p.ring->cons_watchers, 1);
+	assert_int_equal(shmq__spsc_watch_fence(&t.p.ring->cons_armed), 0);
+	assert_int_equal(spy_fence_count() - f0, 2);
+	shmq__fetch_sub_seq_cst(&t.p.ring->cons_watchers, 1);
 	ring_free(&t);
 }
 
@@ -147,6 +196,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_asleep_round_trips_one_membarrier),
 		cmocka_unit_test(test_fenced_mode_dropped_when_awake),
+		cmocka_unit_test(test_watcher_fences_once),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1019,8 +1019,9 @@ int shmq__pipe_watch(shmq_pipe *p, struct shmq__watch *w)
 	/* a watch stays counted in for its life: woken by every publication
 	 * (the one-shot cons_armed is for the ring's own sleepers) */
 	w->sleepers = &p->rx.ring->cons_watchers;
-	w->fenced = true; /* a membarrier (no fence word: ring/spsc_int.h) */
-	w->fence = NULL;
+	/* the FENCED bits of cons_armed ("Watchers" in ring/spsc_int.h) */
+	w->enter = shmq__spsc_watch_fence;
+	w->fence = &p->rx.ring->cons_armed;
 	return 0;
 }
 
@@ -1053,7 +1054,8 @@ int shmq__pipe_watch_space(shmq_pipe *p, struct shmq__watch *w)
 	/* the consumer wakes prod_watchers at half empty, the mark of
 	 * shmq__pipe_writable (prod_sleepers only with prod_armed) */
 	w->sleepers = &p->tx.ring->prod_watchers;
-	w->fenced = true; /* a membarrier (no fence word: ring/spsc_int.h) */
+	/* a membarrier every time (prod_armed has no FENCED: ring/spsc_int.h) */
+	w->enter = shmq__fence_word_enter;
 	w->fence = NULL;
 	return 0;
 }

@@ -1453,7 +1453,7 @@ int shmq__queue_watch(shmq_queue *q, struct shmq__watch *w)
 		return -EINVAL;
 	w->word = &q->ring.sh->data_word;
 	w->sleepers = &q->ring.sh->data_watchers; /* watchers (Protocol WAKE_PENDING) */
-	w->fenced = true; /* publishers store release: Protocol FENCED (core/wait_int.h) */
+	w->enter = shmq__fence_word_enter; /* publishers store release: Protocol FENCED (core/wait_int.h) */
 	w->fence = &q->ring.sh->data_fence;
 	return 0;
 }
@@ -1475,7 +1475,7 @@ int shmq__queue_watch_space(shmq_queue *q, struct shmq__watch *w)
 		return -EINVAL;
 	w->word = &q->ring.sh->space_word;
 	w->sleepers = &q->ring.sh->space_watchers; /* watchers (Protocol WAKE_PENDING) */
-	w->fenced = true; /* as above, for freed slots */
+	w->enter = shmq__fence_word_enter; /* as above, for freed slots */
 	w->fence = &q->ring.sh->space_fence;
 	return 0;
 }

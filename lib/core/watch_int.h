@@ -24,12 +24,22 @@ struct shmq__watch {
 	/* Publishers that read *sleepers without a fence (rings: the pipe's,
 	 * ring/spsc_int.h, and the queue's) need the watcher's half of the
 	 * Dekker pair after it joined *sleepers and before its readiness
-	 * check: fenced true, shmq__fence_word_enter(fence) (core/wait_int.h;
-	 * fence NULL: a membarrier every time).  A nonzero return: no fence,
-	 * the watcher bounds its wait by a short slice. */
-	bool fenced;
+	 * check: enter(fence), shmq__watch_fence below.  The queue's is
+	 * shmq__fence_word_enter (Protocol FENCED, core/wait_int.h; fence
+	 * NULL: a membarrier every time), the pipe consumer side's
+	 * shmq__spsc_watch_fence ("Watchers" in ring/spsc_int.h).  NULL: the
+	 * publishers need none. */
+	int (*enter)(uint32_t *fence);
 	uint32_t *fence;
 };
+
+/* The watcher's fence, after it joined *w->sleepers and before its check:
+ * 0, or a negative errno when the kernel refused the membarrier (no fence:
+ * the watcher bounds its wait by SHMQ__UNFENCED_SLICE_NS). */
+static inline int shmq__watch_fence(const struct shmq__watch *w)
+{
+	return w->enter ? w->enter(w->fence) : 0;
+}
 
 /* For the receiving side of q / of this end of p. */
 int shmq__queue_watch(shmq_queue *q, struct shmq__watch *w);

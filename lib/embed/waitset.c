@@ -191,7 +191,7 @@ static void word_count(struct ws_entry *e, unsigned i)
 	/* A publisher that reads the count without a fence (a ring's)
 	 * gets its half of the Dekker pair from this one, before the check;
 	 * without it, a missed publish is found by the slow look's tick. */
-	if (e->word[i].fenced && shmq__fence_word_enter(e->word[i].fence) != 0)
+	if (shmq__watch_fence(&e->word[i]) != 0)
 		e->slow = true;
 }
 

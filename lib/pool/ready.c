@@ -18,7 +18,7 @@ int shmq__async_watch(shmq_async *a, struct shmq__watch *w)
 	job = pool_job(a->p, a->job);
 	w->word = &job->done;
 	w->sleepers = &job->done_sleepers;
-	w->fenced = false;
+	w->enter = NULL; /* job->done is stored seq_cst: no fence to supply */
 	w->fence = NULL;
 	return 0;
 }

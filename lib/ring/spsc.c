@@ -248,18 +248,25 @@ static void wake_word(uint32_t *word, uint64_t *wakes)
 	shmq__futex_wake(word, INT32_MAX);
 }
 
-/* A publisher that found cons_armed non-zero: take the wake if a consumer
- * armed it (true), else count a publication that found FENCED and nobody
- * asleep, and drop FENCED after IDLE_MAX of them in a row. */
-static bool take_cons_wake(uint32_t *flag)
+/* A publisher that found cons_armed or cons_watchers non-zero: true when a
+ * consumer armed the flag (the wake is taken) or a watcher is counted in;
+ * else count a publication that found FENCED and nobody to wake, and drop
+ * FENCED after IDLE_MAX of them in a row. */
+static bool take_cons_wake(struct shmq__spsc *r)
 {
+	uint32_t *flag = &r->cons_armed;
 	/* seq_cst: takes the flag back, so that only the first publication
 	 * after a consumer armed it makes a system call; Dekker partner of the
-	 * sleeper's seq_cst fetch_or of cons_armed in sleep_once.  Being an RMW
-	 * it is also the fence that FENCED asks of every publisher that sees it */
+	 * sleeper's seq_cst fetch_or of cons_armed in sleep_once and of a
+	 * watcher's in shmq__spsc_watch_fence.  Being an RMW it is also the
+	 * fence that FENCED asks of every publisher that sees it */
 	uint32_t v = shmq__fetch_and_seq_cst(flag, ~ARMED);
+	/* relaxed: after the RMW above, which read any watcher's fetch_or of
+	 * FENCED that came before it, and so sees that watcher's count; one
+	 * that came after sees our index ("Watchers" in ring/spsc_int.h) */
+	bool watched = shmq__load_relaxed(&r->cons_watchers) != 0;
 
-	if (v & ARMED) {
+	if ((v & ARMED) || watched) {
 		if (v & IDLE_MASK) /* relaxed: a hint on our own word, the RMW above ordered us */
 			shmq__fetch_and_relaxed(flag, ~IDLE_MASK);
 		return true;
@@ -276,21 +283,35 @@ static bool take_cons_wake(uint32_t *flag)
 	 * armed since read our fetch_and and so sees our index: no wake due */
 	v = shmq__fetch_add_relaxed(flag, IDLE_ONE) + IDLE_ONE;
 	if (!(v & ARMED) && (v & IDLE_MASK) / IDLE_ONE >= IDLE_MAX)
-		/* relaxed: drops FENCED, VERIFIED and the count and keeps an ARMED
+		/* seq_cst: drops FENCED, VERIFIED and the count and keeps an ARMED
 		 * set meanwhile: the consumer's next fetch_or finds them gone and
-		 * runs the membarrier again; our own next loads see ARMED */
-		shmq__fetch_and_relaxed(flag, ARMED);
+		 * runs the membarrier again; our own next loads see ARMED.  The
+		 * acquire half: a watcher's fetch_or made since our load of
+		 * cons_watchers is read here, and our next loads see its count */
+		shmq__fetch_and_seq_cst(flag, ARMED);
 	return false;
 }
 
 void shmq__spsc_wake_consumer(struct shmq__spsc *r)
 {
-	bool armed = take_cons_wake(&r->cons_armed);
-
-	/* relaxed: a scheduler watch stays counted in for its whole life; the
-	 * load only decides whether to wake (core/watch_int.h) */
-	if (armed || shmq__load_relaxed(&r->cons_watchers))
+	if (take_cons_wake(r))
 		wake_word(&r->data_word, &r->cons_wakes);
+}
+
+int shmq__spsc_watch_fence(uint32_t *armed)
+{
+	/* seq_cst: Dekker partner of the publisher's fetch_and in
+	 * take_cons_wake, as the sleeper's fetch_or in sleep_once; no ARMED:
+	 * publishers wake a watcher by its count in cons_watchers */
+	uint32_t old = shmq__fetch_or_seq_cst(armed, FENCED);
+	int rc;
+
+	if ((old & (FENCED | VERIFIED)) == (FENCED | VERIFIED))
+		return 0;
+	rc = shmq__remote_fence();
+	if (rc == 0) /* seq_cst: as above; FENCED was set before the membarrier */
+		shmq__fetch_or_seq_cst(armed, VERIFIED);
+	return rc;
 }
 
 /* Wake a sleeping producer once want(need) bytes are free. */

@@ -128,9 +128,20 @@
  * (core/watch_int.h) counts itself in cons_watchers and is woken by every
  * publication while it is there; one watching the producer side counts in
  * prod_watchers and is woken when half the ring is free (its "writable").
- * Neither arms a flag, so each runs shmq__remote_fence() (core/wait_int.h) between
- * counting itself in and its readiness check: the sleeper's half of the
- * Dekker pair above.
+ * Neither arms a flag.  Between counting itself in and its readiness check
+ * a consumer-side watcher runs shmq__spsc_watch_fence: it sets FENCED in
+ * cons_armed with a seq_cst fetch_or and runs the membarrier only when the
+ * old value lacked FENCED or VERIFIED, as a sleeper does (a waitset counts
+ * in for every wait: a membarrier each time cost it 9-11 us a wake-up when
+ * the publisher's CPU was busy).  A publisher that finds FENCED makes its
+ * RMW on cons_armed and then reads cons_watchers: if the watcher's fetch_or
+ * came first, the RMW reads it and so sees the count; if after, the
+ * watcher's check sees the index.  A publication that finds a watcher
+ * counted in is not idle, and the publisher drops FENCED only after reading
+ * cons_watchers 0 and with a seq_cst RMW: one that reads a fetch_or made
+ * since synchronises with it, so this publisher's later relaxed loads see
+ * that watcher's count.  A producer-side watcher runs shmq__remote_fence()
+ * (core/wait_int.h) every time: prod_armed has no FENCED.
  */
 #ifndef SHMQ__SPSC_H
 #define SHMQ__SPSC_H
@@ -321,6 +332,10 @@ static inline int shmq__spsc_cons_sync(struct shmq__spsc_cons *c)
 int shmq__spsc_prod_refresh(struct shmq__spsc_prod *p, uint64_t need);
 int shmq__spsc_peek_slow(struct shmq__spsc_cons *c, const void **msg, size_t *len);
 void shmq__spsc_wake_consumer(struct shmq__spsc *r);
+/* A consumer-side watcher's fence after it joined cons_watchers ("Watchers"
+ * above; armed is the ring's cons_armed): 0, or the membarrier's negative
+ * errno. */
+int shmq__spsc_watch_fence(uint32_t *armed);
 void shmq__spsc_wake_producer(struct shmq__spsc_cons *c);
 /* Wake a sleeping producer as soon as the room it waits for is free, without
  * the half-empty mark: for a consumer about to block itself (on the other

@@ -247,8 +247,7 @@ static int watch_add(shmq_sched *s, struct shmq__sched_watch *w)
 		 * once: every publish after it sees the count.  A refusal
 		 * leaves those publishers on seq_cst (their registration
 		 * failed too). */
-		if (w->w.fenced)
-			(void)shmq__fence_word_enter(w->w.fence);
+		(void)shmq__watch_fence(&w->w);
 	}
 	w->next = s->watches;
 	s->watches = w;
