@@ -2,8 +2,8 @@
 /*
  * For the tests of the sleepers' remote fences (core/wait_int.h, Asymmetric
  * fences): syscall(2) interposed (the library reaches futex and membarrier
- * through it) to count membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) calls,
- * to run a hook at each (before the call), and to refuse membarrier
+ * through it) to count membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) calls and
+ * futex wakes, to run a hook at each fence (before the call), and to refuse membarrier
  * altogether (ENOSYS) as a kernel without it would.  Include once, in the
  * test's one source file.
  */
@@ -12,12 +12,14 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <linux/futex.h>
 #include <linux/membarrier.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <sys/syscall.h>
 
 static unsigned long spy_fences;        /* membarrier(GLOBAL_EXPEDITED) calls */
+static unsigned long spy_wakes;         /* futex FUTEX_WAKE / FUTEX_WAKE_BITSET calls */
 static void (*spy_fence_hook)(void);     /* run at each, before the call */
 static bool spy_refuse_membarrier;       /* every membarrier fails with ENOSYS */
 
@@ -43,6 +45,9 @@ long syscall(long nr, ...)
 		errno = ENOSYS;
 		return -1;
 	}
+	if (nr == SYS_futex && ((a[1] & FUTEX_CMD_MASK) == FUTEX_WAKE ||
+				(a[1] & FUTEX_CMD_MASK) == FUTEX_WAKE_BITSET))
+		__atomic_add_fetch(&spy_wakes, 1, __ATOMIC_SEQ_CST);
 	if (nr == SYS_membarrier && a[0] == MEMBARRIER_CMD_GLOBAL_EXPEDITED) {
 		__atomic_add_fetch(&spy_fences, 1, __ATOMIC_SEQ_CST);
 		hook = __atomic_load_n(&spy_fence_hook, __ATOMIC_SEQ_CST);
@@ -55,6 +60,11 @@ long syscall(long nr, ...)
 static inline unsigned long spy_fence_count(void)
 {
 	return __atomic_load_n(&spy_fences, __ATOMIC_SEQ_CST);
+}
+
+static inline unsigned long spy_wake_count(void)
+{
+	return __atomic_load_n(&spy_wakes, __ATOMIC_SEQ_CST);
 }
 
 #endif /* SHMQ_TEST_SYSCALL_SPY_H */

@@ -1022,6 +1022,7 @@ int shmq__pipe_watch(shmq_pipe *p, struct shmq__watch *w)
 	/* the FENCED bits of cons_armed ("Watchers" in ring/spsc_int.h) */
 	w->enter = shmq__spsc_watch_fence;
 	w->fence = &p->rx.ring->cons_armed;
+	w->pub = &p->rx.ring->tail; /* moved by every publication */
 	return 0;
 }
 
@@ -1057,6 +1058,7 @@ int shmq__pipe_watch_space(shmq_pipe *p, struct shmq__watch *w)
 	/* a membarrier every time (prod_armed has no FENCED: ring/spsc_int.h) */
 	w->enter = shmq__fence_word_enter;
 	w->fence = NULL;
+	w->pub = &p->tx.ring->head; /* moved by the peer's every release */
 	return 0;
 }
 

@@ -214,14 +214,46 @@ static void watch_free(struct shmq__sched_watch *w)
 	shmq__free(w, sizeof(*w));
 }
 
+/* Join w's word's sleepers (the Protocol of core/watch_int.h): from now on
+ * every publish changes the word and wakes.  Publishers that read the count
+ * without a fence (pipes' and queues' rings) get their half of the Dekker
+ * pair here; a refusal leaves those publishers on seq_cst (their
+ * registration failed too). */
+static void watch_count(struct shmq__sched_watch *w)
+{
+	if (w->counted)
+		return;
+	shmq__fetch_add_seq_cst(w->w.sleepers, 1);
+	w->counted = true;
+	(void)shmq__watch_fence(&w->w);
+}
+
+static void watch_uncount(struct shmq__sched_watch *w)
+{
+	if (!w->counted)
+		return;
+	shmq__fetch_sub_seq_cst(w->w.sleepers, 1);
+	w->counted = false;
+}
+
+/* The token a stalled watch compares (struct shmq__sched_watch): the
+ * object's publication position, or the word itself for a watch counted in
+ * for life. */
+static uint64_t watch_token(const struct shmq__sched_watch *w)
+{
+	if (w->w.pub) /* relaxed: a hint compared for change only, after the seq_cst load of the word (watch_arm_word) */
+		return shmq__load_relaxed(w->w.pub);
+	/* seq_cst: as every load of a readiness word (core/watch_int.h) */
+	return shmq__load_seq_cst(w->w.word);
+}
+
 /* Mark w unwatched; its memory goes when no kernel operation refers to it. */
 static void watch_kill(shmq_sched *s, struct shmq__sched_watch *w)
 {
 	w->dead = true;
 	s->nwatches--;
 	if (w->kind == SHMQ__WATCH_WORD) {
-		/* leaves the sleeper count the watch joined in watch_add */
-		shmq__fetch_sub_seq_cst(w->w.sleepers, 1);
+		watch_uncount(w);
 		if (w->state == SHMQ__WS_ARMED && !w->op_pending)
 			s->watches_dirty = true;
 	}
@@ -238,17 +270,12 @@ static int watch_add(shmq_sched *s, struct shmq__sched_watch *w)
 			return -EEXIST;
 		}
 	}
-	if (w->kind == SHMQ__WATCH_WORD) {
-		/* Join the word's sleepers for the watch's whole life: from now on
-		 * every publish changes the word and wakes (core/watch_int.h protocol). */
-		shmq__fetch_add_seq_cst(w->w.sleepers, 1);
-		/* Publishers that read the count without a fence (pipes'
-		 * and queues' rings) get their half of the Dekker pair here,
-		 * once: every publish after it sees the count.  A refusal
-		 * leaves those publishers on seq_cst (their registration
-		 * failed too). */
-		(void)shmq__watch_fence(&w->w);
-	}
+	/* Without a publication position the watch joins the word's sleepers
+	 * for its whole life; with one, only while it waits (watch_arm_word
+	 * to loop_fire_watch), so a publisher whose watcher is busy makes no
+	 * system call. */
+	if (w->kind == SHMQ__WATCH_WORD && !w->w.pub)
+		watch_count(w);
 	w->next = s->watches;
 	s->watches = w;
 	s->nwatches++;
@@ -504,8 +531,7 @@ static bool loop_fire_watch(shmq_sched *s)
 		void *arg = w->arg;
 
 		bool is_word = w->kind == SHMQ__WATCH_WORD; /* a process watch may be freed below */
-		uint64_t before = 0;
-		uint32_t word = 0;
+		uint64_t before = 0, token = 0;
 
 		if (w->dead || w->state != SHMQ__WS_READY)
 			continue;
@@ -516,8 +542,9 @@ static bool loop_fire_watch(shmq_sched *s)
 		} else {
 			w->state = SHMQ__WS_IDLE;
 			before = w->progress(w->obj);
-			/* seq_cst: as every load of a readiness word (core/watch_int.h) */
-			word = shmq__load_seq_cst(w->w.word);
+			token = watch_token(w);
+			if (w->w.pub)
+				watch_uncount(w); /* busy: publishers need not wake us */
 		}
 		pthread_mutex_unlock(&s->mu);
 		fn(arg);
@@ -527,7 +554,7 @@ static bool loop_fire_watch(shmq_sched *s)
 		 * may be closed already: leave it alone. */
 		if (is_word && !w->dead && w->progress(w->obj) == before) {
 			w->stalled = true;
-			w->stall_word = word;
+			w->stall_token = token;
 		}
 		return true;
 	}
@@ -535,12 +562,16 @@ static bool loop_fire_watch(shmq_sched *s)
 }
 
 /* An idle word watch: ready now, or armed to wait for the word to change.
- * We are in the word's sleepers (watch_add), so a publish after the load
- * below changes the word and the wait returns at once. */
+ * We are in the word's sleepers (watch_count), so a publish after the load
+ * below changes the word and the wait returns at once.  A stalled watch
+ * compares its token after that load: a publish before it moved the token
+ * (made while we were not counted in: the word may not have moved). */
 static int watch_arm_word(shmq_sched *s, struct shmq__sched_watch *w)
 {
+	watch_count(w);
+	/* seq_cst: as every load of a readiness word (core/watch_int.h) */
 	w->expected = shmq__load_seq_cst(w->w.word);
-	if (w->stalled && w->expected != w->stall_word)
+	if (w->stalled && watch_token(w) != w->stall_token)
 		w->stalled = false; /* something was published since */
 	if (!w->stalled && w->readable(w->obj)) {
 		w->state = SHMQ__WS_READY;

@@ -50,13 +50,17 @@ struct shmq__sched_watch {
 	bool (*readable)(const void *obj);
 	uint64_t (*progress)(const void *obj);
 	uint32_t expected;
-	/* Its last action took nothing (progress unchanged) and the word was
-	 * stall_word before it: not ready again until the word moves or the
-	 * next liveness re-check, so an object that stays readable without
-	 * yielding anything (corrupted, drained after shutdown, an action that
-	 * only peeks) cannot spin the loop. */
+	/* In w.sleepers: with a w.pub, from its arming until its action runs
+	 * (publishers wake it only while it waits); without, for its life. */
+	bool counted;
+	/* Its last action took nothing (progress unchanged) and the token was
+	 * stall_token before it (*w.pub, or the word without one): not ready
+	 * again until the token moves or the next liveness re-check, so an
+	 * object that stays readable without yielding anything (corrupted,
+	 * drained after shutdown, an action that only peeks) cannot spin the
+	 * loop. */
 	bool stalled;
-	uint32_t stall_word;
+	uint64_t stall_token;
 	/* SHMQ__WATCH_PROC */
 	int pidfd;
 	siginfo_t info; /* IORING_OP_WAITID writes here */

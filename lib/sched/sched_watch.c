@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The scheduler's watches on libshmq objects, through the hooks of core/watch_int.h:
- * a queue or a pipe end is watched on its readiness futex word (the loop
- * joins the word's sleepers for the watch's life, so every publish changes
- * the word and wakes), a process on its pidfd.
+ * a queue or a pipe end is watched on its readiness futex word, a process
+ * on its pidfd.  For a queue the loop joins the word's sleepers for the
+ * watch's life, so every put changes the word and wakes; for a pipe end
+ * only while the watch waits (its ring's tail tells a stalled watch what
+ * was published meanwhile: sched/sched.c), so a sender whose watcher is
+ * busy makes no system call.
  */
 #include "config.h"
 
