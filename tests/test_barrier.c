@@ -363,6 +363,46 @@ static void *thread_party(void *p)
 	return NULL;
 }
 
+/* A waiter that reset cut short, stopped until the next generation has
+ * completed with another party in its place (RESET is gone from the word
+ * by then): it still gets -EPIPE, never a pass it did not make.  Again
+ * after abort + reset. */
+static void test_reset_cut_short_waiter_late(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_barrier *b;
+
+	assert_int_equal(shmq_barrier_create(f->r, "b", 2, &b), 0);
+	for (int round = 0; round < 2; round++) {
+		struct tparty t = { .b = b };
+		pthread_t th;
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			shmq_region *r;
+			shmq_barrier *cb = child_barrier(f->name, &r);
+
+			_exit(shmq_barrier_wait(cb, 20000 * MS) == -EPIPE ? 0 : 1);
+		}
+		while (shmq_barrier_n_waiting(b) != 1)
+			sleep_ms(1);
+		sleep_ms(20); /* most likely asleep; stopped anywhere will do */
+		assert_int_equal(kill(pid, SIGSTOP), 0);
+		if (round == 1)
+			assert_int_equal(shmq_barrier_abort(b), 0);
+		assert_int_equal(shmq_barrier_reset(b), 0);
+		/* the next generation: this thread and another take the two places */
+		assert_int_equal(pthread_create(&th, NULL, thread_party, &t), 0);
+		assert_true(shmq_barrier_wait(b, 10000 * MS) >= 0);
+		assert_int_equal(pthread_join(th, NULL), 0);
+		assert_true(t.rc >= 0);
+		assert_int_equal(kill(pid, SIGCONT), 0);
+		assert_int_equal(tu_wait_child(pid), 0);
+	}
+	shmq_barrier_close(b);
+}
+
 /* A child that waits on "b" once, reports on the pipe (*pfd, the read
  * end), then waits to be killed, or with leave closes cleanly and exits. */
 static pid_t fork_party(struct tu_region *f, bool leave, int *pfd)
@@ -656,6 +696,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_timeout_accuracy, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_abort, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_reset_while_waiting, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_reset_cut_short_waiter_late, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_party_killed, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_party_dead_between, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_party_leaves_cleanly, setup, tu_region_teardown),

@@ -45,6 +45,8 @@
 #include "core/wait_int.h"
 
 #define GEN_MASK (~(SHMQ__BARRIER_GEN_ONE - 1u))
+#define CUT_VALID 0x8000u /* a slot of cut holds a generation (sync/lock_int.h) */
+#define CUT_SLOTS 4u
 
 /* How long a waiter sleeps before it checks the parties' liveness. */
 #define BARRIER_SLICE_NS (10 * 1000 * 1000)
@@ -77,6 +79,41 @@ static inline uint32_t barrier_count(uint32_t w)
 static inline uint32_t barrier_next_gen(uint32_t w)
 {
 	return barrier_gen(w) + SHMQ__BARRIER_GEN_ONE;
+}
+
+/* Protocol BARRIER_CUT (sync/lock_int.h): the slot of cut for generation
+ * field gen, and the value that says a reset cut it short. */
+static inline unsigned cut_shift(uint32_t gen)
+{
+	return ((gen >> SHMQ__BARRIER_GEN_SHIFT) % CUT_SLOTS) * 16u;
+}
+
+static inline uint64_t cut_value(uint32_t gen)
+{
+	return (gen >> SHMQ__BARRIER_GEN_SHIFT) | CUT_VALID;
+}
+
+/* Before a CAS that moves the generation on from w: if w says a reset
+ * ended the generation before it, record that one as cut short (true
+ * whether or not the caller's CAS then wins). */
+static void barrier_note_cut(shmq_barrier *b, uint32_t w)
+{
+	uint32_t g = barrier_gen(w) - SHMQ__BARRIER_GEN_ONE;
+	uint64_t v, n;
+
+	if (!(w & SHMQ__BARRIER_RESET))
+		return;
+	/* acquire: pairs with the seq_cst CAS of cut in barrier_note_cut of
+	 * whoever recorded it already (Protocol BARRIER_CUT), so our CAS of
+	 * the word passes the record on */
+	v = shmq__load_acquire(&b->s->cut);
+	do {
+		n = (v & ~((uint64_t)0xffffu << cut_shift(g))) | cut_value(g) << cut_shift(g);
+		if (n == v)
+			return;
+		/* seq_cst: before the caller's CAS of the word, which a waiter's
+		 * acquire of a later word reads (or a later RMW of it) */
+	} while (!shmq__cas_seq_cst(&b->s->cut, &v, n));
 }
 
 /* ---- placement and named barriers ---------------------------------------- */
@@ -342,19 +379,29 @@ SHMQ_API int shmq_barrier_reset(shmq_barrier *b)
 			barrier_forget(b, i, e);
 	}
 	w = shmq__load_relaxed(&b->s->word); /* relaxed: the CAS below re-reads it */
-	while (!shmq__cas_seq_cst(&b->s->word, &w, barrier_next_gen(w) | SHMQ__BARRIER_RESET))
-		;
+	do
+		barrier_note_cut(b, w);
+	while (!shmq__cas_seq_cst(&b->s->word, &w, barrier_next_gen(w) | SHMQ__BARRIER_RESET));
 	barrier_wake_all(b);
 	return 0;
 }
 
 /* ---- wait ------------------------------------------------------------------ */
 
-/* The generation g we arrived in has moved on to the one in w. */
-static int barrier_outcome(uint32_t w, uint32_t g, int idx)
+/* The generation g we arrived in has moved on to the one in w, which the
+ * caller loaded with acquire: -EPIPE if a reset cut g short. */
+static int barrier_outcome(shmq_barrier *b, uint32_t w, uint32_t g, int idx)
 {
-	if (barrier_gen(w) == g + SHMQ__BARRIER_GEN_ONE && (w & SHMQ__BARRIER_RESET))
-		return -EPIPE; /* reset cut our generation short */
+	uint64_t cut;
+
+	if (barrier_gen(w) == g + SHMQ__BARRIER_GEN_ONE)
+		return (w & SHMQ__BARRIER_RESET) ? -EPIPE : idx;
+	/* moved on further: Protocol BARRIER_CUT.  relaxed: the record was
+	 * made before the CAS of the word that our acquire of w read, or of
+	 * one before it in the word's RMW chain (Protocol BARRIER_WORD) */
+	cut = shmq__load_relaxed(&b->s->cut);
+	if (((cut >> cut_shift(g)) & 0xffffu) == cut_value(g))
+		return -EPIPE;
 	return idx;
 }
 
@@ -368,7 +415,7 @@ static int barrier_time_out(shmq_barrier *b, uint32_t g, int idx)
 
 	for (;;) {
 		if (barrier_gen(w) != g)
-			return barrier_outcome(w, g, idx);
+			return barrier_outcome(b, w, g, idx);
 		if (w & SHMQ__BARRIER_BROKEN)
 			return -EPIPE;
 		if (shmq__cas_seq_cst(&b->s->word, &w, w | SHMQ__BARRIER_BROKEN))
@@ -469,7 +516,7 @@ static int barrier_await(shmq_barrier *b, uint32_t cur, int idx, int64_t deadlin
 		int rc;
 
 		if (barrier_gen(cur) != g)
-			return barrier_outcome(cur, g, idx);
+			return barrier_outcome(b, cur, g, idx);
 		if (cur & SHMQ__BARRIER_BROKEN)
 			return -EPIPE;
 		if (barrier_count(cur) >= b->parties)
@@ -529,6 +576,7 @@ SHMQ_API int shmq_barrier_wait(shmq_barrier *b, int64_t timeout_ns)
 			 * the core/wait_int.h protocol (then the sleeper count load); it
 			 * also acquires every arrival's release and releases to
 			 * every waiter's acquire of the new word. */
+			barrier_note_cut(b, w);
 			if (shmq__cas_seq_cst(&b->s->word, &w, barrier_next_gen(w))) {
 				barrier_wake_all(b);
 				return (int)c;

@@ -64,11 +64,17 @@ SHMQ__LINE_ALIGNED_FIELD(struct shmq__lock_shm, waits);
  *   bits 18..31  generation, free running modulo 2^14
  *
  * A waiter of generation g is released when the generation field moves on;
- * it passed unless the word it sees is generation g + 1 with RESET set.  The
- * generation wraps after 16384 completions: a waiter could only misread it if
- * that many generations completed while it slept, which needs more threads
- * than parties and is not a case this barrier supports (nor the RESET flag,
- * which only describes the one generation before the current one).
+ * it passed unless the word it sees is generation g + 1 with RESET set, or
+ * a later one and the cut record says g.  RESET describes only the one
+ * generation before the current one, and after a reset other threads or
+ * processes may complete generation g + 1 before a waiter cut short runs
+ * again (Protocol BARRIER_CUT: `cut` keeps the last generations that resets
+ * cut short, 16 bits each, g | CUT_VALID at slot g % 4; whoever moves the
+ * generation on from a word with RESET set records the one before it,
+ * before its CAS, so a waiter that sees a later word sees the record).  The
+ * generation wraps after 16384 completions: a waiter could only misread it
+ * if that many generations completed while it slept (or, for a cut one,
+ * four more resets cut generations of its slot meanwhile).
  */
 /* The magic is "BAR" and a layout tag: 'R' for the 0.1 layout (no party
  * table), '2' for this one.  A magic of another tag is ours at another
@@ -114,7 +120,8 @@ struct shmq__barrier_shm {
 	/* line 1: the barrier itself */
 	uint32_t word;     /* futex word; see above */
 	uint32_t sleepers; /* waiters inside futex_wait (core/wait_int.h protocol) */
-	uint8_t pad1[SHMQ__CACHELINE - 8];
+	uint64_t cut;      /* generations reset cut short (Protocol BARRIER_CUT) */
+	uint8_t pad1[SHMQ__CACHELINE - 16];
 };
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__barrier_shm, word);
 _Static_assert(sizeof(struct shmq__barrier_shm) == 2 * SHMQ__CACHELINE, "barrier is two lines");
