@@ -748,6 +748,7 @@ static void test_destroy_armed(void **state)
 
 /* ---- the generic word watch (what queue and pipe watches are built on) ---- */
 
+#include "chan/queue_int.h"
 #include "sched/sched_int.h"
 #include "core/wait_int.h"
 
@@ -820,7 +821,7 @@ static void test_watch_word(void **state)
 {
 	shmq_sched *s = mk(state);
 	struct wordobj o = { .total = 20, .s = s };
-	struct shmq__watch w = { &o.word, &o.sleepers };
+	struct shmq__watch w = { .word = &o.word, .sleepers = &o.sleepers };
 	pthread_t th;
 
 	assert_int_equal(shmq__sched_watch_word(s, &o, &w, word_readable, word_progress, act_word, &o), 0);
@@ -890,7 +891,7 @@ static void test_watch_unannounced(void **state)
 {
 	shmq_sched *s = mk(state);
 	struct silent o = { .s = s };
-	struct shmq__watch w = { &o.word, &o.sleepers };
+	struct shmq__watch w = { .word = &o.word, .sleepers = &o.sleepers };
 	pthread_t th;
 
 	assert_int_equal(shmq__sched_watch_word(s, &o, &w, silent_readable, silent_progress, act_silent, &o),
@@ -957,7 +958,7 @@ static void test_watch_many(void **state)
 	memset(&g_mw, 0, sizeof(g_mw));
 	g_mw.s = s;
 	for (int i = 0; i < NW; i++) {
-		struct shmq__watch w = { &g_mw.o[i].word, &g_mw.o[i].sleepers };
+		struct shmq__watch w = { .word = &g_mw.o[i].word, .sleepers = &g_mw.o[i].sleepers };
 
 		g_mw.o[i].s = s;
 		assert_int_equal(shmq__sched_watch_word(s, &g_mw.o[i], &w, silent_readable, silent_progress,
@@ -1017,7 +1018,7 @@ static void test_watch_stuck_readable(void **state)
 {
 	shmq_sched *s = mk(state);
 	struct stuck o = { .s = s };
-	struct shmq__watch w = { &o.word, &o.sleepers };
+	struct shmq__watch w = { .word = &o.word, .sleepers = &o.sleepers };
 	shmq_event *ev;
 
 	assert_int_equal(shmq__sched_watch_word(s, &o, &w, stuck_readable, stuck_progress, act_stuck, &o), 0);
@@ -1056,6 +1057,28 @@ static int child_putter(shmq_region *r, const void *arg, size_t len)
 }
 SHMQ_ENTRY(child_putter);
 
+static void die_now(void *arg, uint64_t pos)
+{
+	(void)arg;
+	(void)pos;
+	raise(SIGKILL);
+}
+
+/* Dies holding a put's claim at the head of "sched.q" (before its publication). */
+static int child_claim_die(shmq_region *r, const void *arg, size_t len)
+{
+	shmq_queue *q;
+	int v = -1;
+
+	(void)arg;
+	(void)len;
+	if (shmq_queue_open(r, "sched.q", &q))
+		return 1;
+	shmq__queue_put_noted(q, &v, sizeof(v), 5 * SEC, die_now, NULL);
+	return 2;
+}
+SHMQ_ENTRY(child_claim_die);
+
 static int child_sender(shmq_region *r, const void *arg, size_t len)
 {
 	struct timespec ts = { 0, 5 * MS };
@@ -1074,6 +1097,23 @@ static int child_sender(shmq_region *r, const void *arg, size_t len)
 	return 0;
 }
 SHMQ_ENTRY(child_sender);
+
+/* As child_sender, but it dies instead of closing: nothing announces it. */
+static int child_sender_killed(shmq_region *r, const void *arg, size_t len)
+{
+	shmq_pipe *p;
+
+	(void)arg;
+	(void)len;
+	if (shmq_pipe_open(r, "sched.p", 1, &p))
+		return 1;
+	for (int i = 0; i < XMSGS; i++)
+		if (shmq_pipe_send(p, &i, sizeof(i), 5 * SEC))
+			return 2;
+	raise(SIGKILL);
+	return 3;
+}
+SHMQ_ENTRY(child_sender_killed);
 
 struct xwatch {
 	shmq_sched *s;
@@ -1125,6 +1165,22 @@ static void act_pipe(void *arg)
 	} else if (r != -EAGAIN) {
 		x->bad++;
 	}
+}
+
+/* Takes the one message 0, then ends the run. */
+static void act_queue_one(void *arg)
+{
+	struct xwatch *x = arg;
+	int v;
+
+	x->fires++;
+	if (shmq_queue_get(x->q, &v, sizeof(v), SHMQ_NOWAIT) != (ssize_t)sizeof(v))
+		return;
+	if (v != 0)
+		x->bad++;
+	x->n++;
+	assert_int_equal(shmq_sched_unwatch(x->s, x->q), 0);
+	assert_int_equal(shmq_sched_cancel(x->s, x->watchdog), 0);
 }
 
 static void act_xwatchdog(void *arg)
@@ -1228,6 +1284,63 @@ static void test_watch_pipe(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* A put's claimer died at the queue's head, and a message waits behind its
+ * slot: the watch's liveness re-check clears the dead claim, so the action
+ * runs and gets the message; before, it never ran (only the watchdog ended
+ * the run). */
+static void test_watch_queue_dead_claimer(void **state)
+{
+	shmq_sched *s = mk(state);
+	shmq_region *r = anon_region();
+	struct xwatch x = { .s = s };
+	shmq_proc *child;
+	int v = 0;
+
+	assert_int_equal(shmq_queue_create(r, "sched.q", NULL, &x.q), 0);
+	assert_int_equal(shmq_proc_spawn(r, "child_claim_die", NULL, 0, NULL, &child), 0);
+	assert_int_equal(shmq_proc_join(child, 10 * SEC), 0);
+	assert_int_equal(shmq_proc_exitcode(child), -SIGKILL);
+	assert_int_equal(shmq_queue_put(x.q, &v, sizeof(v), SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_sched_watch_queue(s, x.q, act_queue_one, &x), 0);
+	assert_int_equal(shmq_sched_enter(s, 10 * SEC, 0, act_xwatchdog, &x, &x.watchdog), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(x.n, 1);
+	assert_int_equal(x.bad, 0);
+	shmq_proc_close(child);
+	shmq_queue_close(x.q);
+	shmq_region_close(r);
+	shmq_sched_destroy(s);
+}
+
+/* The peer dies unannounced after its messages: the watch's liveness
+ * re-check (every 100 ms) finds the end gone, so the action runs and its
+ * recv says -EPIPE; before, it never ran again (only the watchdog ended
+ * the run). */
+static void test_watch_pipe_peer_killed(void **state)
+{
+	shmq_sched *s = mk(state);
+	shmq_region *r = anon_region();
+	struct xwatch x = { .s = s };
+	shmq_pipe *end1;
+	shmq_proc *child;
+
+	assert_int_equal(shmq_pipe_create(r, "sched.p", NULL, &x.p, &end1), 0);
+	assert_int_equal(shmq_sched_watch_pipe(s, x.p, act_pipe, &x), 0);
+	assert_int_equal(shmq_sched_enter(s, 10 * SEC, 0, act_xwatchdog, &x, &x.watchdog), 0);
+	assert_int_equal(shmq_proc_spawn(r, "child_sender_killed", NULL, 0, NULL, &child), 0);
+	shmq_pipe_close(end1); /* the child holds end 1 now */
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(shmq_proc_join(child, 10 * SEC), 0);
+	assert_int_equal(shmq_proc_exitcode(child), -SIGKILL);
+	assert_int_equal(x.n, XMSGS);
+	assert_int_equal(x.bad, 0);
+	assert_int_equal(x.epipe, 1);
+	shmq_proc_close(child);
+	shmq_pipe_close(x.p);
+	shmq_region_close(r);
+	shmq_sched_destroy(s);
+}
+
 #define ON(f, c, tag) { #f "/" tag, f, NULL, NULL, (void *)&c }
 #define BOTH(f) ON(f, CFG_URING, "io_uring"), ON(f, CFG_FALLBACK, "fallback")
 #define ALL(f) BOTH(f), ON(f, CFG_URING_OLD, "io_uring-old-kernel")
@@ -1260,6 +1373,8 @@ int main(int argc, char **argv)
 		ALL(test_watch_stuck_readable),
 		ALL(test_watch_queue),
 		ALL(test_watch_pipe),
+		ALL(test_watch_pipe_peer_killed),
+		ALL(test_watch_queue_dead_claimer),
 		ALL(test_unwatch_only_watch_from_thread),
 	};
 

@@ -290,6 +290,14 @@ int shmq__sched_watch_word(shmq_sched *s, const void *obj, const struct shmq__wa
 			   bool (*readable)(const void *obj), uint64_t (*progress)(const void *obj),
 			   shmq_action_fn fn, void *arg)
 {
+	return shmq__sched_watch_word_settled(s, obj, ww, readable, progress, NULL, fn, arg);
+}
+
+int shmq__sched_watch_word_settled(shmq_sched *s, const void *obj, const struct shmq__watch *ww,
+				   bool (*readable)(const void *obj),
+				   uint64_t (*progress)(const void *obj),
+				   bool (*settle)(const void *obj), shmq_action_fn fn, void *arg)
+{
 	struct shmq__sched_watch *w;
 	int rc;
 
@@ -306,6 +314,7 @@ int shmq__sched_watch_word(shmq_sched *s, const void *obj, const struct shmq__wa
 	w->arg = arg;
 	w->w = *ww;
 	w->readable = readable;
+	w->settle = settle;
 	w->progress = progress;
 	w->pidfd = -1;
 	if ((rc = watch_add(s, w)) < 0)
@@ -595,7 +604,7 @@ static int watch_arm_word(shmq_sched *s, struct shmq__sched_watch *w)
 static void watch_recheck(shmq_sched *s, struct shmq__sched_watch *w)
 {
 	w->stalled = false; /* a stalled watch gets one more action per re-check */
-	if (!w->readable(w->obj))
+	if (!(w->settle && w->settle(w->obj)) && !w->readable(w->obj))
 		return;
 	if (!w->op_pending) {
 		w->state = SHMQ__WS_READY;

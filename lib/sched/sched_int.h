@@ -48,6 +48,10 @@ struct shmq__sched_watch {
 	/* SHMQ__WATCH_WORD: a queue's or pipe's readiness word */
 	struct shmq__watch w;
 	bool (*readable)(const void *obj);
+	/* The liveness re-check's deep look (NULL: none): clears what a dead
+	 * process left blocking obj (a queue's claim, a pipe's peer end);
+	 * true when obj counts as ready whatever readable says (corrupt). */
+	bool (*settle)(const void *obj);
 	uint64_t (*progress)(const void *obj);
 	uint32_t expected;
 	/* In w.sleepers: with a w.pub, from its arming until its action runs
@@ -122,6 +126,11 @@ struct shmq_sched {
 int shmq__sched_watch_word(shmq_sched *s, const void *obj, const struct shmq__watch *w,
 			   bool (*readable)(const void *obj), uint64_t (*progress)(const void *obj),
 			   shmq_action_fn fn, void *arg);
+/* The same with the re-check's deep look (struct shmq__sched_watch). */
+int shmq__sched_watch_word_settled(shmq_sched *s, const void *obj, const struct shmq__watch *w,
+				   bool (*readable)(const void *obj),
+				   uint64_t (*progress)(const void *obj),
+				   bool (*settle)(const void *obj), shmq_action_fn fn, void *arg);
 int shmq__sched_watch_fd(shmq_sched *s, const void *obj, int pidfd, shmq_action_fn fn,
 			 void *arg);
 

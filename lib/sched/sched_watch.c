@@ -27,6 +27,20 @@ static bool pipe_readable(const void *obj)
 	return shmq__pipe_readable((shmq_pipe *)(uintptr_t)obj);
 }
 
+/* The re-checks' deep looks: a dead claimer's slot at the queue's head is
+ * cleared (a corrupt one counts as ready: the action's get reports it), a
+ * dead peer's end is marked gone (readable then: recv says -EPIPE). */
+static bool queue_settle(const void *obj)
+{
+	return shmq__queue_settle((shmq_queue *)(uintptr_t)obj, false, true) == SHMQ__SETTLE_BAD;
+}
+
+static bool pipe_settle(const void *obj)
+{
+	shmq__pipe_settle((shmq_pipe *)(uintptr_t)obj);
+	return false;
+}
+
 static uint64_t queue_progress(const void *obj)
 {
 	return shmq__queue_progress((shmq_queue *)(uintptr_t)obj);
@@ -46,7 +60,8 @@ SHMQ_API int shmq_sched_watch_queue(shmq_sched *s, shmq_queue *q, shmq_action_fn
 		return -EINVAL;
 	if ((rc = shmq__queue_watch(q, &w)) < 0)
 		return rc;
-	return shmq__sched_watch_word(s, q, &w, queue_readable, queue_progress, fn, arg);
+	return shmq__sched_watch_word_settled(s, q, &w, queue_readable, queue_progress, queue_settle,
+					      fn, arg);
 }
 
 SHMQ_API int shmq_sched_watch_pipe(shmq_sched *s, shmq_pipe *p, shmq_action_fn fn, void *arg)
@@ -58,7 +73,8 @@ SHMQ_API int shmq_sched_watch_pipe(shmq_sched *s, shmq_pipe *p, shmq_action_fn f
 		return -EINVAL;
 	if ((rc = shmq__pipe_watch(p, &w)) < 0)
 		return rc;
-	return shmq__sched_watch_word(s, p, &w, pipe_readable, pipe_progress, fn, arg);
+	return shmq__sched_watch_word_settled(s, p, &w, pipe_readable, pipe_progress, pipe_settle,
+					      fn, arg);
 }
 
 SHMQ_API int shmq_sched_watch_proc(shmq_sched *s, shmq_proc *p, shmq_action_fn fn, void *arg)
