@@ -136,13 +136,13 @@ SHMQ_API int shmq_pipe_consume(shmq_pipe *p);
 
 /* Send up to n messages with one publication.  Waits (per timeout) only until
  * the first fits, then sends as many as fit without waiting.  Returns how
- * many were sent (>= 1), or the error send would give for v[0]. */
+ * many were sent (>= 1; 0 for n == 0), or the error send would give for v[0]. */
 SHMQ_API ssize_t shmq_pipe_send_bulk(shmq_pipe *p, const struct iovec *v, size_t n,
 				     int64_t timeout_ns);
 /* Receive up to n messages, packed back to back into buf (cap bytes), their
  * lengths in lens[0..ret).  Waits (per timeout) only for the first.  Stops
  * before a message that does not fit in what is left of buf (it stays
- * queued).  Returns how many (>= 1), or the error recv would give. */
+ * queued).  Returns how many (>= 1; 0 for n == 0), or the error recv would give. */
 SHMQ_API ssize_t shmq_pipe_recv_bulk(shmq_pipe *p, void *buf, size_t cap, size_t *lens, size_t n,
 				     int64_t timeout_ns);
 

@@ -61,8 +61,14 @@ SHMQ_API int shmq_queue_open(shmq_region *r, const char *name, shmq_queue **out)
 
 /* Put one message of len bytes (0 allowed).  Blocks while the queue is full:
  * spins briefly, then sleeps; timeout_ns is SHMQ_NOWAIT, SHMQ_FOREVER or a
- * relative limit.  Any number of threads and processes at once.
- * 0, or -EAGAIN (full, SHMQ_NOWAIT), -ETIMEDOUT, -EMSGSIZE (len > max_msg),
+ * relative limit.  Any number of threads and processes at once.  A message
+ * longer than max_msg (0.2) is carried through the region's heap and takes
+ * one slot like any other.  The heap keeps the blocks it made for such
+ * messages and reuses them for later ones; it does not give them back to
+ * the region, so a region that carried large messages of many sizes may
+ * have less room left for other objects than its free space suggests.
+ * 0, or -EAGAIN (full, SHMQ_NOWAIT), -ETIMEDOUT, -ENOSPC (the region cannot
+ * hold a message longer than max_msg), -EMSGSIZE (len beyond 2^40 bytes),
  * -EPIPE (shut down), -EINVAL (NULL msg with len > 0), -EBADMSG. */
 SHMQ_API int shmq_queue_put(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns);
 
@@ -96,7 +102,8 @@ SHMQ_API void shmq_queue_close(shmq_queue *q);
  * return how many were put: at least 1 unless an error is returned, fewer
  * than n when the queue filled up (the call blocks only for the first).
  * Messages of one call stay in order relative to each other and to the
- * caller's other puts.  -EMSGSIZE if any len > max_msg (none put). */
+ * caller's other puts.  -EMSGSIZE if any len > max_msg (none put: the
+ * bulk calls move slot-sized messages only; put the longer ones one by one). */
 SHMQ_API ssize_t shmq_queue_put_bulk(shmq_queue *q, const struct iovec *msgs, size_t n,
 				     int64_t timeout_ns);
 

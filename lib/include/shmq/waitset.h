@@ -42,7 +42,8 @@ SHMQ_API int shmq_waitset_add_pipe(shmq_waitset *w, shmq_pipe *p, unsigned event
 SHMQ_API int shmq_waitset_add_proc(shmq_waitset *w, shmq_proc *p, void *cookie); /* ready once exited */
 SHMQ_API int shmq_waitset_add_async(shmq_waitset *w, shmq_async *a, void *cookie); /* ready once done */
 SHMQ_API int shmq_waitset_add_fd(shmq_waitset *w, int fd, unsigned events, void *cookie);
-/* Stop watching the entry named cookie: 0 or -ENOENT. */
+/* Stop watching the entry named cookie: 0, -ENOENT, or -EINVAL (NULL, which
+ * names no entry). */
 SHMQ_API int shmq_waitset_remove(shmq_waitset *w, void *cookie);
 /* Wait until at least one entry is ready, or timeout_ns (SHMQ_NOWAIT,
  * SHMQ_FOREVER or > 0); fill up to max entries of out.  Level-triggered:
@@ -52,7 +53,11 @@ SHMQ_API int shmq_waitset_wait(shmq_waitset *w, struct shmq_ready *out, size_t m
 			       int64_t timeout_ns);
 /* A descriptor that is readable whenever shmq_waitset_wait would not block,
  * and stays readable until wait has reported what is ready.  Owned by the
- * set; poll it, do not read it. */
+ * set; poll it, do not read it.  With the io_uring backend it is the ring's
+ * descriptor, and a completion of the set's waits runs as io_uring task work
+ * in the thread that last waited on the set: an epoll_wait of that thread
+ * may then return -1 with EINTR (no signal was sent; call it again, as event
+ * loops do for EINTR anyway; see shmq_waitset(3)). */
 SHMQ_API int shmq_waitset_fd(shmq_waitset *w);
 SHMQ_API void shmq_waitset_free(shmq_waitset *w);
 
