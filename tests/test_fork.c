@@ -285,11 +285,50 @@ static void test_region_sched_pool(void **state)
 	shmq_lock_close(l);
 }
 
+static shmq_proc *g_proc;
+
+static int proc_child(void *arg)
+{
+	struct shmq_run_result res;
+
+	(void)arg;
+	/* the process is the parent's child: nothing here may wait for,
+	 * signal or talk to it */
+	EXPECT(1, shmq_proc_join(g_proc, SHMQ_NOWAIT) == -EBADF);
+	EXPECT(2, shmq_proc_exitcode(g_proc) == -EBADF);
+	EXPECT(3, shmq_proc_kill(g_proc, SIGKILL) == -EBADF);
+	EXPECT(4, shmq_proc_fd(g_proc, 0) == -EBADF);
+	EXPECT(5, shmq_proc_communicate(g_proc, "x", 1, &res, 1000000000) == -EBADF);
+	EXPECT(6, !shmq_proc_is_alive(g_proc));
+	shmq_proc_close(g_proc); /* kills nothing */
+	return 0;
+}
+
+static void test_proc(void **state)
+{
+	struct fixture *f = *state;
+	char *argv[] = { "cat", NULL };
+	struct shmq_proc_opts o = { .pipes = SHMQ_STDIN | SHMQ_STDOUT };
+	struct shmq_run_result res;
+
+	assert_int_equal(shmq_proc_exec(f->r, argv, &o, &g_proc), 0);
+	assert_int_equal(in_child(proc_child, f), 0);
+	/* still running, its pipes still open: it echoes what it gets */
+	assert_true(shmq_proc_is_alive(g_proc));
+	assert_int_equal(shmq_proc_communicate(g_proc, "hi", 2, &res, 10000000000), 0);
+	assert_int_equal(res.status, 0);
+	assert_int_equal(res.out_len, 2);
+	assert_memory_equal(res.out, "hi", 2);
+	shmq_run_result_free(&res);
+	shmq_proc_close(g_proc);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_region_sched_pool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_proc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_barrier, setup, teardown),

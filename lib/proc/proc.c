@@ -34,6 +34,7 @@
 
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
+#include "core/fork_int.h"
 #include "proc/proc_int.h"
 #include "core/region_int.h"
 #include "core/registry_int.h"
@@ -53,6 +54,7 @@
 
 struct shmq_proc {
 	pid_t pid;
+	pid_t owner; /* the process that made the handle (core/fork_int.h) */
 	int pidfd;
 	int status;  /* valid once reaped */
 	bool reaped;
@@ -333,6 +335,7 @@ static int proc_adopt(pid_t pid, bool pgroup, int parent[3], shmq_proc **out)
 		goto fail;
 	}
 	p->pid = pid;
+	p->owner = shmq__self_pid();
 	p->pgroup = pgroup;
 	p->pidfd = sys_pidfd_open(pid);
 	if (p->pidfd < 0) {
@@ -556,6 +559,8 @@ SHMQ_API int shmq_proc_join(shmq_proc *p, int64_t timeout_ns)
 
 	if (!p)
 		return -EINVAL;
+	if (shmq__foreign(p->owner))
+		return -EBADF; /* a copy inherited across fork(): not our child */
 	if (timeout_ns < 0)
 		return proc_reap(p, 0);
 	rc = proc_reap(p, WNOHANG);
@@ -599,7 +604,7 @@ int shmq__procs_running(shmq_proc *const *procs, unsigned n)
 
 SHMQ_API bool shmq_proc_is_alive(shmq_proc *p)
 {
-	return p && proc_reap(p, WNOHANG) == -EAGAIN;
+	return p && !shmq__foreign(p->owner) && proc_reap(p, WNOHANG) == -EAGAIN;
 }
 
 SHMQ_API int shmq_proc_exitcode(shmq_proc *p)
@@ -608,6 +613,8 @@ SHMQ_API int shmq_proc_exitcode(shmq_proc *p)
 
 	if (!p)
 		return -EINVAL;
+	if (shmq__foreign(p->owner))
+		return -EBADF;
 	rc = proc_reap(p, WNOHANG);
 	return rc ? rc : p->status;
 }
@@ -618,6 +625,8 @@ SHMQ_API int shmq_proc_kill(shmq_proc *p, int sig)
 
 	if (!p || sig <= 0 || sig >= NSIG)
 		return -EINVAL;
+	if (shmq__foreign(p->owner))
+		return -EBADF;
 	rc = proc_reap(p, WNOHANG);
 	if (rc != -EAGAIN)
 		return rc;
@@ -635,6 +644,8 @@ SHMQ_API int shmq_proc_fd(shmq_proc *p, int stream)
 {
 	if (!p || stream < 0 || stream > 2)
 		return -EINVAL;
+	if (shmq__foreign(p->owner))
+		return -EBADF;
 	return p->fd[stream] >= 0 ? p->fd[stream] : -EBADF;
 }
 
@@ -650,6 +661,8 @@ SHMQ_API int shmq_proc_communicate(shmq_proc *p, const void *in, size_t in_len,
 	if (!p || (in_len && (!in || p->fd[0] < 0)) || timeout_ns == SHMQ_NOWAIT ||
 	    (timeout_ns < 0 && timeout_ns != SHMQ_FOREVER))
 		return -EINVAL;
+	if (shmq__foreign(p->owner))
+		return -EBADF;
 	/* Someone else reaped it (-ECHILD): nothing for the loop to wait for.
 	 * An unreaped exit stays unreaped (WNOWAIT): its id keeps naming the
 	 * group a timeout may have to kill. */
@@ -678,8 +691,8 @@ SHMQ_API void shmq_proc_close(shmq_proc *p)
 	if (!p)
 		return;
 	for (int t = 0; t < 3; t++)
-		close_keep_errno(p->fd[t]);
-	if (proc_reap(p, WNOHANG) == -EAGAIN) {
+		close_keep_errno(p->fd[t]); /* ours, also in a child of fork() (its copies) */
+	if (!shmq__foreign(p->owner) && proc_reap(p, WNOHANG) == -EAGAIN) {
 		sys_pidfd_send_signal(p->pidfd, SIGKILL);
 		proc_reap(p, 0);
 	}
@@ -691,6 +704,8 @@ int shmq__proc_pidfd(shmq_proc *p)
 {
 	if (!p)
 		return -EINVAL;
+	if (shmq__foreign(p->owner))
+		return -EBADF;
 	return p->pidfd;
 }
 
