@@ -1174,6 +1174,13 @@ static void test_proc_fd_rules(void **state)
 	o.reserved0 = 1;
 	assert_int_equal(shmq_proc_exec(NULL, argv, &o, &p), -EINVAL);
 	o.reserved0 = 0;
+	/* a descriptor that is not open (was: -EMFILE, as if out of them) */
+	fd = dup(2);
+	assert_true(fd > 0);
+	close(fd);
+	o.stderr_fd = fd;
+	assert_int_equal(shmq_proc_exec(NULL, argv, &o, &p), -EINVAL);
+	o.stderr_fd = 0;
 	assert_int_equal(tu_fd_count(), before);
 	assert_true(tu_no_children());
 

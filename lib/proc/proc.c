@@ -205,6 +205,12 @@ static int opts_check(const struct shmq_proc_opts *o)
 	if (((o->pipes & SHMQ_STDIN) && o->stdin_fd) || ((o->pipes & SHMQ_STDOUT) && o->stdout_fd) ||
 	    ((o->pipes & SHMQ_STDERR) && o->stderr_fd))
 		return -EINVAL; /* a stream is piped or redirected, not both */
+	/* a descriptor given must be open: the child's dup2 of a closed one
+	 * would fail as if the process were out of descriptors */
+	if ((o->stdin_fd > 0 && fcntl(o->stdin_fd, F_GETFD) < 0) ||
+	    (o->stdout_fd > 0 && fcntl(o->stdout_fd, F_GETFD) < 0) ||
+	    (o->stderr_fd > 0 && fcntl(o->stderr_fd, F_GETFD) < 0))
+		return -EINVAL;
 	return 0;
 }
 
