@@ -1168,6 +1168,13 @@ static void test_corrupted(void **state)
 	sh->tail += 1u << 20;
 	assert_int_equal(shmq_queue_put(q, "abc", 3, SHMQ_FOREVER), -EBADMSG);
 	sh->tail -= 1u << 20;
+	/* the same for a getter: the slot at head is empty as it should be,
+	 * only the indices are impossible; a blocked get finds out at the end
+	 * of a sleep slice (before, it slept until its timeout: forever with
+	 * SHMQ_FOREVER) */
+	sh->tail += 1000;
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), 2000000000), -EBADMSG);
+	sh->tail -= 1000;
 	sh->head += 12345; /* lap 3086 at a slot of lap 0: impossible */
 	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_FOREVER), -EBADMSG);
 	sh->head -= 12345;

@@ -722,6 +722,11 @@ static ssize_t wait_loop(shmq_queue *q, const struct attempt *a, int64_t timeout
 			src = recover(q, blk, false);
 			if (src == 0 && a->dir == DIR_GET)
 				src = audit(q);
+			/* indices that no ring can have (a tail far past head
+			 * over an empty slot) block nobody's attempt with
+			 * -EBADMSG: say so within a slice, not never */
+			if (src == 0)
+				src = shmq__mpmc_check(&q->ring);
 		}
 		if (src < 0 && src != -ETIMEDOUT)
 			return src;
