@@ -18,7 +18,10 @@ extern "C" {
 typedef struct shmq_waitset shmq_waitset;
 
 #define SHMQ_READABLE 0x1u /* a get / recv would not block (or the object is done for) */
-#define SHMQ_WRITABLE 0x2u /* a put / send would not block (or the peer is gone) */
+/* A queue's put would not block (or it is shut down); at least half of a
+ * pipe's ring is free (or the peer is gone): a pipe's sender is woken once
+ * per half ring, not for every record its peer takes. */
+#define SHMQ_WRITABLE 0x2u
 
 /* What shmq_waitset_wait reports: an entry's cookie and the events ready. */
 struct shmq_ready {
