@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Conditions (Python's Condition) on a shmq_lock: wait releases and takes
  * the lock again, notify(n) wakes n oldest first, notify_all, timeouts,
- * -EPERM, -ENOSPC, -EOWNERDEAD, dead waiters never keep a notify, a
- * producer/consumer across processes, corrupt words. */
+ * -EPERM, -ENOSPC, -EOWNERDEAD, dead waiters (reaped or zombies) never
+ * keep a notify, a producer/consumer across processes, corrupt words. */
 #include "config.h"
 
 #include <errno.h>
@@ -385,6 +385,36 @@ static void test_dead_waiter_skipped(void **state)
 	assert_int_equal(count_slots(f, false) + count_slots(f, true), 0);
 }
 
+/* The only waiter was killed and is not reaped yet (a zombie, which
+ * kill(2) still finds): notify(1) finds no live waiter and returns 0, and
+ * no ticket is left over for a waiter that arrives after it.  Found by an
+ * audit: notify returned 1, and the later wait returned 0 at its first
+ * slice (the dead slot's ticket passed on) instead of timing out. */
+static void test_zombie_waiter_skipped(void **state)
+{
+	struct fixture *f = *state;
+	siginfo_t si = { 0 };
+	int64_t t0;
+	pid_t pid;
+
+	pid = fork_waiter(f);
+	await_waiters(f, 1);
+	kill(pid, SIGKILL);
+	/* until it has died, but leave it unreaped */
+	assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+	assert_int_equal(si.si_pid, pid);
+	assert_int_equal(shmq_lock_acquire(f->l, 1000 * MS), 0);
+	assert_int_equal(shmq_cond_notify(f->c, 1), 0);
+	assert_int_equal(count_slots(f, false) + count_slots(f, true), 0);
+	assert_int_equal(f->s->reclaimed, 1); /* the notifier freed its slot */
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_cond_wait(f->c, f->l, 60 * MS), -ETIMEDOUT);
+	assert_true(shmq_now_ns() - t0 >= 60 * MS);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	assert_int_equal(f->s->nwaiters, 0);
+}
+
 /* The chosen waiter dies before it can take its wake-up (stopped, then
  * killed): a live waiter that sleeps finds the lost ticket and wakes. */
 static void test_dead_waiter_ticket_passed(void **state)
@@ -530,6 +560,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_producer_consumer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_waiter_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_waiter_ticket_passed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zombie_waiter_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_holder_dead, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),

@@ -9,9 +9,10 @@
  *         the deadline passes; free the slot, take the lock again.  The slot
  *         is ours before the lock is released, so a notify made under the
  *         lock after our release finds us: nothing is lost in between.
- * Notify: pick the oldest WAITING slot, check its owner lives (a dead one's
- *         slot is freed and the next one picked), hand it a ticket (CAS),
- *         wake it if it sleeps.
+ * Notify: pick the oldest WAITING slot, check its owner lives (/proc, so a
+ *         killed waiter not yet reaped counts as dead: its slot is freed
+ *         and the next one picked), hand it a ticket (CAS), wake it if it
+ *         sleeps.
  * A waiter that sleeps a whole slice frees the slots of dead waiters and
  * passes on the tickets it finds there.
  */
@@ -180,10 +181,12 @@ static int cond_pick(shmq_cond *c)
 		w = shmq__load_relaxed(&c->s->slot[i].word);
 		if (w == 0 || (w & SHMQ__COND_SIGNAL))
 			continue; /* gone meanwhile */
-		/* kill(2) for another process's waiter: a reaped or replaced
-		 * owner is dead; an unreaped zombie is caught by the waiters'
-		 * slice checks (cond_reclaim) */
-		alive = w == c->self ? 1 : shmq__region_id_maybe_alive(c->r, w);
+		/* The full check (/proc) for another process's waiter, not
+		 * kill(2) alone: a waiter killed but not yet reaped is a
+		 * zombie that kill(2) still finds, and a ticket handed to it
+		 * would be spent (notify counting it as woken) and later
+		 * passed on to a waiter that arrived after this notify. */
+		alive = w == c->self ? 1 : shmq__region_id_alive(c->r, w);
 		if (alive < 0)
 			return alive;
 		if (!alive) {

@@ -15,8 +15,10 @@ typedef struct shmq_cond shmq_cond;
  * A condition is Python's threading.Condition across processes, used with a
  * shmq_lock: shmq_cond_wait releases the lock and sleeps until a notify (or
  * the timeout), then takes the lock again.  Waiters are woken oldest first.
- * A notify is never spent on a waiter whose process has died: it goes to
- * the next live waiter.  Notifying with nobody waiting costs one load.
+ * A notify is never spent on a waiter whose process has died (reaped or
+ * not yet): it goes to the next live waiter.  Notifying with nobody waiting
+ * costs one load; waking a waiter of another process costs a read of its
+ * /proc entry, the liveness check.
  *
  * Handles are process-private: every process opens its own.  One handle may
  * be used by any number of threads of its process at once; close it only
