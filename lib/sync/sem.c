@@ -7,7 +7,9 @@
  * Acquire: CAS v -> v - 1 while v > 0; otherwise spin, then sleep on the
  *          word while it is 0.  With SHMQ_SEM_UNDO the sleep is cut into
  *          slices: a waiter that slept a whole slice looks for processes that
- *          died holding units and gives their units back.
+ *          died holding units and gives their units back.  Each process
+ *          counts the units it holds in an entry of the undo table, which
+ *          it gives back as soon as it holds none.
  * Release: CAS v -> v + n (refused past max), then wake up to n sleepers,
  *          with no system call when nobody sleeps.
  */
@@ -30,11 +32,6 @@
 #include "sync/spin_int.h"
 
 #define SEM_NO_SLOT  UINT32_MAX
-/* An undo entry's owner while a reclaimer gives a dead owner's units back:
- * no owner id (ids are below 2^31), so nobody claims or checks it.  A
- * reclaimer killed in those few instructions leaves the entry unusable
- * (one of SHMQ__SEM_UNDO_SLOTS); never a unit counted twice. */
-#define SEM_RECLAIMING UINT32_MAX
 
 struct shmq_sem {
 	struct shmq__sem_shm *s; /* the shared semaphore */
@@ -42,9 +39,9 @@ struct shmq_sem {
 	uint32_t self;           /* our owner id */
 	uint32_t max;            /* checked copy of s->max */
 	bool undo;               /* checked copy of SHMQ_SEM_UNDO */
-	/* our undo entry, SEM_NO_SLOT before the first acquire (relaxed:
-	 * threads sharing the handle may race to find it; each finds or
-	 * claims a valid entry of ours, and any of them serves) */
+	/* the undo entry we last used, SEM_NO_SLOT before the first acquire:
+	 * a hint, checked against the entry before use (relaxed: threads
+	 * sharing the handle may race to set it; any entry serves) */
 	uint32_t slot;
 	/* SHMQ_NOWAIT: when this handle last looked for dead holders
 	 * (relaxed, handle-local: one look early or late at worst) */
@@ -160,38 +157,105 @@ SHMQ_API unsigned shmq_sem_value(const shmq_sem *h)
 	return shmq__load_relaxed(&h->s->word);
 }
 
-/* ---- the undo table ---------------------------------------------------- */
+/* ---- the undo table (Protocol SEM_UNDO, sync/sem_int.h) ---------------- */
 
-/* Our entry: found, or claimed when claim is set.  SEM_NO_SLOT when we have
- * none (and the table is full of live processes, when claim is set). */
-static uint32_t sem_undo_slot(shmq_sem *h, bool claim)
+static inline uint64_t sem_undo_load(const shmq_sem *h, uint32_t i)
 {
-	struct shmq__sem_undo *u = h->s->undo;
+	/* relaxed: a look that the CAS acting on it re-checks; entries order
+	 * nothing (Protocol SEM_UNDO) */
+	return shmq__load_relaxed(&h->s->undo[i].pair);
+}
+
+/* Can entry p take our count: ours, or free? */
+static inline bool sem_undo_fits(const shmq_sem *h, uint64_t p)
+{
+	return p == 0 || shmq__sem_undo_owner(p) == h->self;
+}
+
+/* An entry for our count: the one we last used when it is still ours or
+ * free, else one of ours, else a free one; SEM_NO_SLOT when every entry
+ * names another process.  A look only: the caller's CAS decides. */
+static uint32_t sem_undo_find(shmq_sem *h)
+{
 	/* relaxed: a handle-local hint (see struct shmq_sem), checked below */
-	uint32_t i = shmq__load_relaxed(&h->slot);
+	uint32_t i = shmq__load_relaxed(&h->slot), free_i = SEM_NO_SLOT;
 
-	/* relaxed: only this process writes an entry that names us (the
-	 * cas_acquire below, by this thread or another of ours), and a
-	 * reclaimer frees only entries of dead processes, so our own earlier
-	 * claim still holds */
-	if (i < SHMQ__SEM_UNDO_SLOTS && shmq__load_relaxed(&u[i].owner) == h->self)
+	if (i < SHMQ__SEM_UNDO_SLOTS && sem_undo_fits(h, sem_undo_load(h, i)))
 		return i;
-	for (i = 0; i < SHMQ__SEM_UNDO_SLOTS; i++)
-		if (shmq__load_relaxed(&u[i].owner) == h->self) /* relaxed: as above */
-			goto found;
-	for (i = 0; claim && i < SHMQ__SEM_UNDO_SLOTS; i++) {
-		uint32_t free_owner = 0;
+	for (i = 0; i < SHMQ__SEM_UNDO_SLOTS; i++) {
+		uint64_t p = sem_undo_load(h, i);
 
-		/* acquire: pairs with the cas_release of owner -> 0 in
-		 * sem_reclaim, after which its exchange of held is done */
-		if (shmq__cas_acquire(&u[i].owner, &free_owner, h->self))
-			goto found;
+		if (p != 0 && shmq__sem_undo_owner(p) == h->self)
+			break;
+		if (p == 0 && free_i == SEM_NO_SLOT)
+			free_i = i;
 	}
-	return SEM_NO_SLOT;
-found:
-	/* relaxed: a handle-local hint; a reader re-checks the entry's owner */
-	shmq__store_relaxed(&h->slot, i);
+	if (i == SHMQ__SEM_UNDO_SLOTS)
+		i = free_i;
+	if (i != SEM_NO_SLOT)
+		shmq__store_relaxed(&h->slot, i); /* relaxed: a handle-local hint */
 	return i;
+}
+
+/* Count n units we took, in an entry of ours or a free one we claim (ours
+ * is given back whenever its count drops to 0, maybe by another thread of
+ * ours since we looked).  0, or -ENOSPC: every entry names another process. */
+static int sem_undo_add(shmq_sem *h, uint32_t n)
+{
+	for (;;) {
+		uint32_t i = sem_undo_find(h);
+		uint64_t p;
+
+		if (i == SEM_NO_SLOT)
+			return -ENOSPC;
+		p = sem_undo_load(h, i);
+		while (sem_undo_fits(h, p)) {
+			uint32_t c = shmq__sem_undo_held(p);
+
+			c = c > UINT32_MAX - n ? UINT32_MAX : c + n;
+			/* relaxed: Protocol SEM_UNDO; the units were ordered by
+			 * the value word's cas_acquire in sem_try_take */
+			if (shmq__cas_relaxed(&h->s->undo[i].pair, &p,
+					      shmq__sem_undo_pair(h->self, c)))
+				return 0;
+		}
+		/* claimed by another process since we looked: look again */
+	}
+}
+
+/* Uncount up to n units from entry i if it is ours, giving the entry back
+ * when its count reaches 0.  Returns how many it uncounted. */
+static uint32_t sem_undo_sub_at(shmq_sem *h, uint32_t i, uint32_t n)
+{
+	uint64_t p = sem_undo_load(h, i);
+
+	while (p != 0 && shmq__sem_undo_owner(p) == h->self) {
+		uint32_t c = shmq__sem_undo_held(p), k = c < n ? c : n;
+		uint64_t next = c > k ? shmq__sem_undo_pair(h->self, c - k) : 0;
+
+		/* relaxed: Protocol SEM_UNDO; the units go back afterwards by
+		 * the value word's seq_cst CAS in shmq_sem_release */
+		if (shmq__cas_relaxed(&h->s->undo[i].pair, &p, next))
+			return k;
+	}
+	return 0;
+}
+
+/* Uncount up to n units of ours before they are given back (Protocol
+ * SEM_UNDO): from the entry we last used, then from any other of ours.
+ * Units released beyond those we acquired were never counted.  Returns how
+ * many were uncounted. */
+static uint32_t sem_undo_sub(shmq_sem *h, uint32_t n)
+{
+	/* relaxed: a handle-local hint (see struct shmq_sem) */
+	uint32_t hint = shmq__load_relaxed(&h->slot), done = 0;
+
+	if (hint < SHMQ__SEM_UNDO_SLOTS)
+		done = sem_undo_sub_at(h, hint, n);
+	for (uint32_t i = 0; i < SHMQ__SEM_UNDO_SLOTS && done < n; i++)
+		if (i != hint)
+			done += sem_undo_sub_at(h, i, n - done);
+	return done;
 }
 
 /* Give n units back to the value, capped at max (units of a dead process
@@ -221,36 +285,25 @@ static int sem_reclaim(shmq_sem *h, bool full)
 	int given = 0;
 
 	for (uint32_t i = 0; i < SHMQ__SEM_UNDO_SLOTS; i++) {
-		/* relaxed: a candidate; the cas_acquire of owner below decides
-		 * who reclaims the entry */
-		uint32_t o = shmq__load_relaxed(&u[i].owner);
-		uint32_t held;
+		uint64_t p = sem_undo_load(h, i);
+		uint32_t o = shmq__sem_undo_owner(p), held;
 		int alive;
 
-		if (o == 0 || o == h->self || o == SEM_RECLAIMING)
+		if (o == 0 || o == h->self || o == SHMQ__SEM_UNDO_RECLAIMING)
 			continue;
 		alive = full ? shmq__region_id_alive(h->r, o) : shmq__region_id_listed(h->r, o);
 		if (alive < 0)
 			return alive;
 		if (alive)
 			continue;
-		/* Take the entry before its units: between our verdict and now
-		 * another reclaimer may have freed it and a live process claimed
-		 * it, and swapping held then would take that process's units.
-		 * The CAS from the dead owner's id fails in that case.  acquire:
-		 * pairs with the cas_release that last freed or passed the entry
-		 * (here below, or sem_undo_slot's claim) */
-		if (!shmq__cas_acquire(&u[i].owner, &o, SEM_RECLAIMING))
+		/* Free the entry and take its count in one CAS from exactly the
+		 * word we judged: a dead owner changes it no more, so the CAS
+		 * fails only when another reclaimer freed it first, whoever
+		 * claimed it since.  relaxed: Protocol SEM_UNDO; the units go
+		 * back by sem_give's seq_cst CAS on the value */
+		if (!shmq__cas_relaxed(&u[i].pair, &p, 0))
 			continue;
-		/* acq_rel, though the RMW alone would do: it reads the dead
-		 * owner's last count (held's changes are all RMWs), and the
-		 * entry is ours (RECLAIMING); the release half is ordered before
-		 * the store_release of owner below, which pairs with the next
-		 * claimer's cas_acquire in sem_undo_slot */
-		held = shmq__exchange_acq_rel(&u[i].held, 0);
-		/* release: pairs with the cas_acquire of the next claimer in
-		 * sem_undo_slot, which then finds held 0 */
-		shmq__store_release(&u[i].owner, 0);
+		held = shmq__sem_undo_held(p);
 		if (held > h->max)
 			return -EBADMSG; /* more than the semaphore ever had */
 		if (held) {
@@ -346,9 +399,40 @@ static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
 	}
 }
 
+/* SHMQ_SEM_UNDO, before an acquire: is there an entry for our count (ours
+ * or a free one)?  When there is none, the entries of dead processes are
+ * freed first.  0, -ENOSPC, -EBADMSG. */
+static int sem_undo_room(shmq_sem *h)
+{
+	int rc;
+
+	if (SHMQ__LIKELY(sem_undo_find(h) != SEM_NO_SLOT))
+		return 0;
+	rc = sem_reclaim(h, true);
+	if (rc < 0)
+		return rc;
+	return sem_undo_find(h) != SEM_NO_SLOT ? 0 : -ENOSPC;
+}
+
+/* SHMQ_SEM_UNDO: count the unit an acquire took.  Other processes may have
+ * claimed the last entries while we waited: then free those of the dead,
+ * and failing that give the unit back (-ENOSPC, nothing changed). */
+static int sem_undo_count_taken(shmq_sem *h)
+{
+	int rc;
+
+	if (SHMQ__LIKELY(sem_undo_add(h, 1) == 0))
+		return 0;
+	rc = sem_reclaim(h, true);
+	if (rc >= 0)
+		rc = sem_undo_add(h, 1);
+	if (rc)
+		sem_give(h, 1);
+	return rc;
+}
+
 SHMQ_API int shmq_sem_acquire(shmq_sem *h, int64_t timeout_ns)
 {
-	uint32_t slot = SEM_NO_SLOT;
 	int rc;
 
 	if (SHMQ__UNLIKELY(!h))
@@ -356,15 +440,9 @@ SHMQ_API int shmq_sem_acquire(shmq_sem *h, int64_t timeout_ns)
 	if (SHMQ__UNLIKELY(shmq__foreign(h->pid)))
 		return -EBADF;
 	if (h->undo) {
-		slot = sem_undo_slot(h, true);
-		if (slot == SEM_NO_SLOT) {
-			rc = sem_reclaim(h, true); /* free the entries of the dead */
-			if (rc < 0)
-				return rc;
-			slot = sem_undo_slot(h, true);
-			if (slot == SEM_NO_SLOT)
-				return -ENOSPC;
-		}
+		rc = sem_undo_room(h);
+		if (rc)
+			return rc;
 	}
 	rc = sem_try_take(h);
 	if (SHMQ__UNLIKELY(rc <= 0)) {
@@ -374,29 +452,7 @@ SHMQ_API int shmq_sem_acquire(shmq_sem *h, int64_t timeout_ns)
 		if (rc)
 			return rc;
 	}
-	if (slot != SEM_NO_SLOT)
-		/* relaxed: only a reclaimer reads it, after our death, through
-		 * the exchange_acq_rel in sem_reclaim */
-		shmq__fetch_add_relaxed(&h->s->undo[slot].held, 1);
-	return 0;
-}
-
-/* SHMQ_SEM_UNDO: uncount up to n units of ours before giving them back
- * (see sync/sem_int.h).  Units we release beyond those we acquired were
- * never counted.  Returns how many were uncounted. */
-static uint32_t sem_uncount(shmq_sem *h, uint32_t slot, uint32_t n)
-{
-	uint32_t *held, c;
-
-	if (slot == SEM_NO_SLOT)
-		return 0; /* we never acquired through an entry: we hold none */
-	held = &h->s->undo[slot].held;
-	/* relaxed: as the fetch_add in shmq_sem_acquire; the load is a first
-	 * guess the CAS re-reads */
-	c = shmq__load_relaxed(held);
-	while (c && !shmq__cas_relaxed(held, &c, c > n ? c - n : 0))
-		;
-	return c > n ? n : c;
+	return h->undo ? sem_undo_count_taken(h) : 0;
 }
 
 /* The value can take n more units: 0, -EOVERFLOW, -EBADMSG. */
@@ -409,7 +465,7 @@ static inline int sem_room(const shmq_sem *h, uint32_t w, uint32_t n)
 
 SHMQ_API int shmq_sem_release(shmq_sem *h, unsigned n)
 {
-	uint32_t w, slot = SEM_NO_SLOT, uncounted = 0;
+	uint32_t w, uncounted = 0;
 	int rc;
 
 	if (SHMQ__UNLIKELY(!h || n == 0))
@@ -421,18 +477,19 @@ SHMQ_API int shmq_sem_release(shmq_sem *h, unsigned n)
 	rc = sem_room(h, w, n);
 	if (rc)
 		return rc;
-	if (h->undo) {
-		slot = sem_undo_slot(h, false);
-		uncounted = sem_uncount(h, slot, n);
-	}
+	if (h->undo)
+		uncounted = sem_undo_sub(h, n);
 	/* seq_cst: the core/wait_int.h protocol orders it before the sleeper
 	 * count load; it releases to the acquirer's cas_acquire */
 	while (!shmq__cas_seq_cst(&h->s->word, &w, w + n)) {
 		rc = sem_room(h, w, n);
 		if (rc) {
-			/* another releaser filled it: change nothing after all */
-			if (uncounted) /* relaxed: as in shmq_sem_acquire */
-				shmq__fetch_add_relaxed(&h->s->undo[slot].held, uncounted);
+			/* another releaser filled it: change nothing after
+			 * all.  Should every entry have been claimed since we
+			 * gave ours back, the units stay uncounted: lost if we
+			 * die, never given back twice */
+			if (uncounted)
+				(void)sem_undo_add(h, uncounted);
 			return rc;
 		}
 	}

@@ -42,7 +42,8 @@ SHMQ_API int shmq_sem_create(shmq_region *r, const char *name, unsigned value,
 SHMQ_API int shmq_sem_open(shmq_region *r, const char *name, shmq_sem **out);
 /* Take one unit: 0, -EAGAIN (SHMQ_NOWAIT) or -ETIMEDOUT while the value
  * stays 0, -EBADMSG for a corrupt word, -ENOSPC (SHMQ_SEM_UNDO) when 128
- * live processes hold units already. */
+ * other live processes hold units already (each region open counts as a
+ * process of its own; one that holds no units takes no room). */
 SHMQ_API int shmq_sem_acquire(shmq_sem *s, int64_t timeout_ns);
 /* Give n units back and wake up to n waiters.  -EINVAL for n == 0,
  * -EOVERFLOW (nothing changed) when the value would pass max, -EBADMSG. */
