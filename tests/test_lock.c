@@ -270,6 +270,102 @@ static void test_deadlk_eperm(void **state)
 	}
 }
 
+struct open2_try {
+	shmq_lock *l;
+	int rc, released;
+};
+
+static void *try_open2_from_thread(void *p)
+{
+	struct open2_try *t = p;
+
+	t->rc = shmq_lock_acquire(t->l, SHMQ_NOWAIT);
+	t->released = shmq_lock_release(t->l);
+	return NULL;
+}
+
+/* A second region open is an owner of its own, but the same process: the
+ * thread that holds the lock through one gets -EDEADLK through the other,
+ * also waiting (SHMQ_FOREVER), while another thread of the process, and
+ * another process, get -EAGAIN.  Found by an audit: -EAGAIN for NOWAIT, and
+ * SHMQ_FOREVER slept forever behind its own (live) thread.  Run in a child
+ * with an alarm, so a regression fails instead of hanging. */
+static void test_deadlk_two_opens(void **state)
+{
+	struct fixture *f = *state;
+	pid_t pid = track_kid(f, fork());
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct open2_try t = { .rc = 1, .released = 1 };
+		shmq_region *r1, *r2;
+		shmq_lock *l1, *l2;
+		pthread_t th;
+
+		r1 = tu_child_region(f->name);
+		r2 = tu_child_region(f->name);
+		if (shmq_lock_open(r1, "l", &l1) || shmq_lock_open(r2, "l", &l2))
+			_exit(90);
+		alarm(10);
+		if (shmq_lock_acquire(l1, SHMQ_NOWAIT))
+			_exit(1);
+		if (shmq_lock_acquire(l2, SHMQ_NOWAIT) != -EDEADLK)
+			_exit(2);
+		if (shmq_lock_acquire(l2, 20 * MS) != -EDEADLK)
+			_exit(3);
+		if (shmq_lock_acquire(l2, SHMQ_FOREVER) != -EDEADLK)
+			_exit(4);
+		/* another thread of ours: held by somebody else, not its own */
+		t.l = l2;
+		if (pthread_create(&th, NULL, try_open2_from_thread, &t) ||
+		    pthread_join(th, NULL))
+			_exit(91);
+		if (t.rc != -EAGAIN || t.released != -EPERM)
+			_exit(5);
+		if (shmq_lock_release(l1))
+			_exit(6);
+		/* and the other way round */
+		if (shmq_lock_acquire(l2, SHMQ_NOWAIT))
+			_exit(7);
+		if (shmq_lock_acquire(l1, SHMQ_FOREVER) != -EDEADLK)
+			_exit(8);
+		if (shmq_lock_release(l2))
+			_exit(9);
+		_exit(0);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	assert_false(shmq_lock_locked(f->l));
+	/* the parent's main thread has the child's thread key: a holder that
+	 * is another process with our key is no self-deadlock */
+	pid = track_kid(f, fork());
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_lock *l = child_lock(f->name, &r);
+
+		if (shmq_lock_acquire(l, SHMQ_NOWAIT))
+			_exit(1);
+		pause(); /* holds it until killed (or its alarm) */
+		_exit(0);
+	}
+	{
+		int64_t end = shmq_now_ns() + 5000 * MS;
+
+		while (!shmq_lock_locked(f->l)) {
+			assert_true(shmq_now_ns() < end);
+			usleep(1000);
+		}
+	}
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_lock_acquire(f->l, 20 * MS), -ETIMEDOUT);
+	/* and its death is still found: taken over, not a self-deadlock */
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_FOREVER), -EOWNERDEAD);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EDEADLK);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+}
+
 /* ---- timeouts ----------------------------------------------------------- */
 
 /* Fork a child that holds the lock until the write end of the returned pipe
@@ -643,6 +739,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_counter_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_try_acquire, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deadlk_eperm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deadlk_two_opens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeouts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wake_on_release, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_dead_while_waiting, setup, teardown),

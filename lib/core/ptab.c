@@ -4,7 +4,8 @@
  * slot per attachment: pid, claim generation, start time), and from it every
  * liveness answer the library gives about an owner id: _valid (arithmetic
  * only, core/region_int.h), _listed (one load), _maybe_alive (one kill(2)),
- * _alive (a /proc read).  The slot's bytes: core/region_layout_int.h.
+ * _alive (a /proc read), and _ours (two loads: another region open of this
+ * process).  The slot's bytes: core/region_layout_int.h.
  *
  * Invariants: a slot's word changes only by CAS; a claim bumps gen (never 0)
  * so a stale id never matches a reused slot; only the attachment that
@@ -150,6 +151,26 @@ int shmq__region_id_maybe_alive(const shmq_region *r, uint32_t id)
 	if (!w)
 		return 0;
 	return kill((pid_t)(w >> 32), 0) == 0 || errno != ESRCH;
+}
+
+int shmq__region_id_ours(const shmq_region *r, uint32_t id)
+{
+	uint64_t w;
+
+	if (shmq__region_id_valid(r, id))
+		return -EBADMSG;
+	if (id == r->self_id)
+		return 1;
+	w = id_listed_word(r, id);
+	if (!w || (pid_t)(w >> 32) != r->pid)
+		return 0;
+	/* Our pid: ours unless a process that had it before us left the slot
+	 * behind, whose start time differs (without /proc both are 0, and the
+	 * pid alone decides).  Both were stored before the attachments they
+	 * belong to were handed out; pairs with the release store of
+	 * starttime in shmq__ptab_claim. */
+	return shmq__load_acquire(&slot_of(r, shmq__id_slot(id))->starttime) ==
+	       shmq__load_acquire(&slot_of(r, shmq__id_slot(r->self_id))->starttime);
 }
 
 static bool ptab_word_dead(uint64_t w, const struct shmq__ptab_slot *s)

@@ -102,6 +102,12 @@ int shmq__region_id_listed(const shmq_region *r, uint32_t id);
  * One system call and no /proc read: for paths that cannot afford more. */
 int shmq__region_id_maybe_alive(const shmq_region *r, uint32_t id);
 
+/* Is id an attachment of this very process: this one, or another region
+ * open of ours?  1 yes, 0 no (another process, or an earlier one that had
+ * our pid: its start time differs), -EBADMSG as above.  Two loads of the
+ * process table and no system call. */
+int shmq__region_id_ours(const shmq_region *r, uint32_t id);
+
 /* Liveness of a plain pid with its recorded start time (0: unknown). */
 int shmq__pid_alive(pid_t pid, uint64_t starttime);
 

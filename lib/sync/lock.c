@@ -77,13 +77,20 @@ static inline uintptr_t lock_thread_self(void)
 #endif
 }
 
-/* The calling thread's tag: owner id above, a thread key below.  The key is
- * bits 6..37 of the thread pointer (the thread's control block, 64-byte
- * aligned): distinct for any two live threads of one process unless their
- * control blocks lie a multiple of 256 GiB apart. */
+/* The calling thread's key: bits 6..37 of the thread pointer (the thread's
+ * control block, 64-byte aligned): distinct for any two live threads of one
+ * process unless their control blocks lie a multiple of 256 GiB apart.
+ * Threads of different processes may share a key (a forked child's first
+ * thread has its parent's). */
+static inline uint32_t lock_key(void)
+{
+	return (uint32_t)(lock_thread_self() >> 6);
+}
+
+/* The calling thread's tag: owner id above, its key below. */
 static inline uint64_t lock_tag(const shmq_lock *l)
 {
-	return l->tag_hi | (uint32_t)(lock_thread_self() >> 6);
+	return l->tag_hi | lock_key();
 }
 
 static inline uint32_t lock_owner(uint32_t word)
@@ -371,14 +378,34 @@ static int lock_try_nowait(shmq_lock *l)
 	return -EAGAIN;
 }
 
+/* Does the calling thread hold the lock already, through this region open
+ * or another one of this process (each region open is an owner id of its
+ * own, so the tag's owner half alone would miss it, and a waiter would
+ * sleep forever behind itself, a holder that lives)? */
+static bool lock_held_by_caller(shmq_lock *l)
+{
+	/* relaxed: only this thread writes a tag with our key under an owner id
+	 * of this process, and it cleared it when it last released: a match
+	 * means we hold the lock now. */
+	uint64_t tag = shmq__load_relaxed(&l->s->tag);
+	uint32_t owner = (uint32_t)(tag >> 32);
+
+	if (tag == lock_tag(l))
+		return true;
+	if ((uint32_t)tag != lock_key() || owner == l->self)
+		return false;
+	/* Our key under another owner id: one of our region opens, or another
+	 * process's thread that has our key.  An impossible id (-EBADMSG) is
+	 * no answer: the word decides, as for anybody else's. */
+	return shmq__region_id_ours(l->r, owner) == 1;
+}
+
 static SHMQ__COLD int lock_acquire_slow(shmq_lock *l, int64_t timeout_ns)
 {
 	int64_t deadline;
 	int rc;
 
-	/* relaxed: only this thread writes our tag, and it cleared it when it last
-	 * released: a match means we hold the lock now. */
-	if (shmq__load_relaxed(&l->s->tag) == lock_tag(l))
+	if (lock_held_by_caller(l))
 		return -EDEADLK;
 	if (timeout_ns == SHMQ_NOWAIT)
 		return lock_try_nowait(l);

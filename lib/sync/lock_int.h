@@ -27,7 +27,9 @@
  * tag: the holder's thread identity, (owner id << 32) | thread key, written
  * by the holder after it takes the word and cleared before it releases it.
  * Only the EDEADLK / EPERM checks read it; its owner-id half keeps a stale
- * tag left by a dead process from matching any live thread.
+ * tag left by a dead process from matching any live thread.  EDEADLK also
+ * matches our thread key under another owner id of our own process (another
+ * region open: the process table lists it with our pid and start time).
  *
  * waits, wakes: statistics for `shmq stat` (core/wait_int.h, shmq__count_event): the
  * futex waits acquirers entered and the futex wakes releasers issued.  They

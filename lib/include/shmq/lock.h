@@ -17,9 +17,12 @@ extern "C" {
  *   - a holder that dies holding it is found through the region's process
  *     table: the next acquirer gets the lock with -EOWNERDEAD (within one
  *     sleep slice, about 10 ms, of the death, for a waiter already waiting);
- *   - re-acquiring it from the holding thread gives -EDEADLK and releasing it
- *     from any other thread gives -EPERM (it is not a recursive lock, and
- *     unlike Python's Lock it must be released by the thread that holds it).
+ *   - re-acquiring it from the holding thread gives -EDEADLK (through any
+ *     handle, also one from another shmq_region_open of the region in the
+ *     same process) and releasing it from any other thread gives -EPERM (it
+ *     is not a recursive lock, and unlike Python's Lock it must be released
+ *     by the thread that holds it, through a handle of the region open it
+ *     was acquired through).
  *
  * Handles are process-private: every process (a forked child included)
  * opens its own region and its own lock handle.  One handle may be used by
@@ -39,7 +42,7 @@ SHMQ_API int shmq_lock_open(shmq_region *r, const char *name, shmq_lock **out);
  * limit, but never behind a dead holder.
  * -EOWNERDEAD: the holder died holding it; the caller now holds the lock and
  * should repair whatever the lock protects before releasing it.
- * -EDEADLK: the calling thread holds it already.
+ * -EDEADLK: the calling thread holds it already (through any region open).
  * -EBADMSG: the lock word is corrupt. */
 SHMQ_API int shmq_lock_acquire(shmq_lock *l, int64_t timeout_ns);
 /* Release.  -EPERM when the calling thread does not hold it. */
