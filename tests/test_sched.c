@@ -1257,9 +1257,10 @@ static void test_watch_queue(void **state)
 	shmq_sched_destroy(s);
 }
 
-/* the pipe watch fires for each message, then once more when the peer's
- * end is gone (recv: -EPIPE) */
-static void test_watch_pipe(void **state)
+/* A pipe watch fed by the spawned entry, which sends XMSGS messages and
+ * then leaves with exit status status: the action runs for each message,
+ * then once more when the peer's end is gone (recv: -EPIPE). */
+static void watch_pipe_from(void **state, const char *entry, int status)
 {
 	shmq_sched *s = mk(state);
 	shmq_region *r = anon_region();
@@ -1270,11 +1271,11 @@ static void test_watch_pipe(void **state)
 	assert_int_equal(shmq_pipe_create(r, "sched.p", NULL, &x.p, &end1), 0);
 	assert_int_equal(shmq_sched_watch_pipe(s, x.p, act_pipe, &x), 0);
 	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, act_xwatchdog, &x, &x.watchdog), 0);
-	assert_int_equal(shmq_proc_spawn(r, "child_sender", NULL, 0, NULL, &child), 0);
+	assert_int_equal(shmq_proc_spawn(r, entry, NULL, 0, NULL, &child), 0);
 	shmq_pipe_close(end1); /* the child holds end 1 now */
 	assert_int_equal(shmq_sched_run(s, true), 0);
 	assert_int_equal(shmq_proc_join(child, 10 * SEC), 0);
-	assert_int_equal(shmq_proc_exitcode(child), 0);
+	assert_int_equal(shmq_proc_exitcode(child), status);
 	assert_int_equal(x.n, XMSGS);
 	assert_int_equal(x.bad, 0);
 	assert_int_equal(x.epipe, 1);
@@ -1282,6 +1283,12 @@ static void test_watch_pipe(void **state)
 	shmq_pipe_close(x.p);
 	shmq_region_close(r);
 	shmq_sched_destroy(s);
+}
+
+/* the peer closes its end */
+static void test_watch_pipe(void **state)
+{
+	watch_pipe_from(state, "child_sender", 0);
 }
 
 /* A put's claimer died at the queue's head, and a message waits behind its
@@ -1318,27 +1325,7 @@ static void test_watch_queue_dead_claimer(void **state)
  * the run). */
 static void test_watch_pipe_peer_killed(void **state)
 {
-	shmq_sched *s = mk(state);
-	shmq_region *r = anon_region();
-	struct xwatch x = { .s = s };
-	shmq_pipe *end1;
-	shmq_proc *child;
-
-	assert_int_equal(shmq_pipe_create(r, "sched.p", NULL, &x.p, &end1), 0);
-	assert_int_equal(shmq_sched_watch_pipe(s, x.p, act_pipe, &x), 0);
-	assert_int_equal(shmq_sched_enter(s, 10 * SEC, 0, act_xwatchdog, &x, &x.watchdog), 0);
-	assert_int_equal(shmq_proc_spawn(r, "child_sender_killed", NULL, 0, NULL, &child), 0);
-	shmq_pipe_close(end1); /* the child holds end 1 now */
-	assert_int_equal(shmq_sched_run(s, true), 0);
-	assert_int_equal(shmq_proc_join(child, 10 * SEC), 0);
-	assert_int_equal(shmq_proc_exitcode(child), -SIGKILL);
-	assert_int_equal(x.n, XMSGS);
-	assert_int_equal(x.bad, 0);
-	assert_int_equal(x.epipe, 1);
-	shmq_proc_close(child);
-	shmq_pipe_close(x.p);
-	shmq_region_close(r);
-	shmq_sched_destroy(s);
+	watch_pipe_from(state, "child_sender_killed", -SIGKILL);
 }
 
 #define ON(f, c, tag) { #f "/" tag, f, NULL, NULL, (void *)&c }
