@@ -27,7 +27,8 @@ struct shmq_region_opts {
 };
 
 /* Create a region, exclusively (-EEXIST if the name exists).  name is "/app"
- * or "app": at most 200 characters of [A-Za-z0-9._-]; NULL creates an anonymous
+ * or "app": at most 200 characters of [A-Za-z0-9._-], not dots alone (".",
+ * "..": path components); NULL creates an anonymous
  * (memfd) region that only processes spawned by shmq_proc_* can reach.
  * Errors: -EINVAL (name, size, flags), -EEXIST, -ENOMEM, -EACCES, -ENOSPC. */
 SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts *o,
@@ -58,7 +59,8 @@ SHMQ_API int shmq_region_unlink(const char *name);
  * a table): size bytes, zero-filled, 64-byte aligned, at the same offset in
  * every process (the address may differ: store offsets, not pointers, in it).
  * Any thread or process may call these at any time.  The memory is never
- * freed.  Errors: -EINVAL (name: 1..63 of [A-Za-z0-9._-]; size 0), -EEXIST,
+ * freed.  Errors: -EINVAL (name: 1..63 of [A-Za-z0-9._-], not dots alone;
+ * size 0), -EEXIST,
  * -ENOSPC; find: -ENOENT, -EINVAL (the name is another kind of object). */
 SHMQ_API int shmq_region_alloc(shmq_region *r, const char *name, size_t size, void **mem);
 SHMQ_API int shmq_region_find(shmq_region *r, const char *name, void **mem, size_t *size);
