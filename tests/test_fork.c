@@ -9,7 +9,9 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -323,10 +325,142 @@ static void test_proc(void **state)
 	shmq_proc_close(g_proc);
 }
 
+/* Each element's input is its gate, a word in the region (used in place):
+ * the task runs once the parent opens it (sets it to the element's value
+ * plus one), so no chunk completes before the child has done its worst.
+ * A gate never opened (a failed test) releases its worker after 30 s. */
+static int fork_gated(const void *in, void *out)
+{
+	const uint32_t *gate = in;
+	uint32_t v;
+
+	/* acquire: pairs with the parent's release store in gates_open */
+	for (unsigned i = 0; (v = __atomic_load_n(gate, __ATOMIC_ACQUIRE)) == 0; i++) {
+		if (i == 300000)
+			return -ETIMEDOUT;
+		usleep(100);
+	}
+	v--;
+	v *= v;
+	memcpy(out, &v, sizeof(v));
+	return 0;
+}
+SHMQ_TASK(fork_gated);
+
+#define GATED_N 8u
+
+static shmq_async *g_async;
+static shmq_iter *g_iter;
+
+static void gates_open(uint32_t *gates)
+{
+	for (uint32_t i = 0; i < GATED_N; i++)
+		__atomic_store_n(&gates[i], i + 1, __ATOMIC_RELEASE);
+}
+
+/* A map_async and an imap of GATED_N gated elements, their gates closed;
+ * two workers, chunks of one, so most chunks have not started at the fork. */
+static uint32_t *gated_jobs_start(struct fixture *f, const char *blob, uint32_t *out)
+{
+	void *mem;
+
+	assert_int_equal(shmq_region_alloc(f->r, blob, GATED_N * 2 * sizeof(uint32_t), &mem), 0);
+	memset(mem, 0, GATED_N * 2 * sizeof(uint32_t));
+	assert_int_equal(shmq_pool_create(f->r, &(struct shmq_pool_opts){ .workers = 2, .chunksize = 1 },
+					  &g_pool), 0);
+	assert_int_equal(shmq_pool_map_async(g_pool, "fork_gated", mem, sizeof(uint32_t), out,
+					     sizeof(uint32_t), GATED_N, &g_async), 0);
+	assert_int_equal(shmq_pool_imap(g_pool, "fork_gated", (uint32_t *)mem + GATED_N,
+					sizeof(uint32_t), sizeof(uint32_t), GATED_N, 0, &g_iter), 0);
+	return mem;
+}
+
+/* The parent's jobs, gates open, complete with every result: the child
+ * cancelled nothing.  (Before the fix a child's shmq_async_free set the
+ * job's canceled word: the chunks not started were skipped and the wait
+ * ran out.) */
+static void gated_jobs_finish(uint32_t *gates, uint32_t *out, int child_rc)
+{
+	uint32_t v;
+
+	/* open first: a failed assertion leaves no worker at a closed gate */
+	gates_open(gates);
+	gates_open(gates + GATED_N);
+	assert_int_equal(child_rc, 0);
+	assert_int_equal(shmq_async_wait(g_async, 10000000000), 0);
+	assert_int_equal(shmq_async_get(g_async, 0), 0);
+	for (uint32_t i = 0; i < GATED_N; i++)
+		assert_int_equal(out[i], i * i);
+	for (uint32_t i = 0; i < GATED_N; i++) {
+		assert_int_equal(shmq_iter_next(g_iter, &v, 10000000000), (ssize_t)i);
+		assert_int_equal(v, i * i);
+	}
+	assert_int_equal(shmq_iter_next(g_iter, &v, SHMQ_NOWAIT), -EPIPE);
+	shmq_iter_free(g_iter);
+	shmq_async_free(g_async);
+	assert_int_equal(shmq_pool_close(g_pool), 0);
+	assert_int_equal(shmq_pool_join(g_pool, 10000000000), 0);
+	shmq_pool_free(g_pool);
+}
+
+static int async_free_child(void *arg)
+{
+	(void)arg;
+	/* only the child's copies: the parent's jobs go on */
+	shmq_async_free(g_async);
+	shmq_iter_free(g_iter);
+	return 0;
+}
+
+/* The audit's case: a child that only frees its inherited async and
+ * iterator must not cancel the parent's jobs. */
+static void test_pool_async_free(void **state)
+{
+	uint32_t out[GATED_N] = { 0 };
+	uint32_t *gates = gated_jobs_start(*state, "gates-free", out);
+
+	gated_jobs_finish(gates, out, in_child(async_free_child, NULL));
+}
+
+static int async_calls_child(void *arg)
+{
+	struct shmq_pool_worker_stats ws;
+	shmq_waitset *w;
+	uint32_t v;
+
+	(void)arg;
+	EXPECT(1, !shmq_async_ready(g_async)); /* would finish the parent's job */
+	EXPECT(2, shmq_async_wait(g_async, SHMQ_NOWAIT) == -EBADF);
+	EXPECT(3, shmq_async_wait(g_async, 100000000) == -EBADF);
+	EXPECT(4, shmq_async_get(g_async, SHMQ_NOWAIT) == -EBADF);
+	EXPECT(5, shmq_iter_next(g_iter, &v, SHMQ_NOWAIT) == -EBADF);
+	EXPECT(6, shmq_iter_next(g_iter, &v, 100000000) == -EBADF);
+	EXPECT(7, shmq_pool_worker_stats(g_pool, 0, &ws) == -EBADF);
+	EXPECT(8, shmq_waitset_create(&w) == 0); /* the child's own set */
+	EXPECT(9, shmq_waitset_add_async(w, g_async, &w) == -EBADF);
+	shmq_waitset_free(w);
+	shmq_iter_free(g_iter);
+	shmq_async_free(g_async);
+	shmq_pool_free(g_pool); /* terminates nothing */
+	return 0;
+}
+
+/* Every call through an inherited async or iterator is -EBADF and leaves
+ * the parent's jobs as they were. */
+static void test_pool_async_calls(void **state)
+{
+	uint32_t out[GATED_N] = { 0 };
+	uint32_t *gates = gated_jobs_start(*state, "gates-calls", out);
+
+	gated_jobs_finish(gates, out, in_child(async_calls_child, NULL));
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_region_sched_pool, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_async_free, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pool_async_calls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_proc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_queue, setup, teardown),

@@ -232,6 +232,8 @@ SHMQ_API ssize_t shmq_iter_next(shmq_iter *it, void *out, int64_t timeout_ns)
 
 	if (!it || (it->out_size && !out))
 		return -EINVAL;
+	if (shmq__foreign(it->p->pid))
+		return -EBADF; /* inherited across fork(): the parent's job */
 	if (it->given == it->n)
 		return -EPIPE;
 	deadline = shmq__deadline(timeout_ns);
@@ -257,6 +259,8 @@ SHMQ_API void shmq_iter_free(shmq_iter *it)
 {
 	if (!it)
 		return;
-	shmq_async_free(it->a); /* an incomplete job is cancelled */
+	/* an incomplete job is cancelled; an iterator inherited across fork()
+	 * frees only the child's copies (shmq_async_free checks) */
+	shmq_async_free(it->a);
 	iter_release(it);
 }

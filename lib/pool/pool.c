@@ -204,6 +204,8 @@ SHMQ_API int shmq_pool_worker_stats(shmq_pool *p, unsigned i, struct shmq_pool_w
 
 	if (!p || !s || i >= p->nworkers)
 		return -EINVAL;
+	if (shmq__foreign(p->pid))
+		return -EBADF; /* inherited across fork(): the parent's workers */
 	sl = &p->h->slots[i];
 	memset(s, 0, sizeof(*s));
 	/* statistics: no ordering needed; pairs with the relaxed stores of

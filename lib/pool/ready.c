@@ -6,6 +6,7 @@
 
 #include <errno.h>
 
+#include "core/fork_int.h"
 #include "pool/creator_int.h"
 #include "pool/ready_int.h"
 
@@ -15,6 +16,8 @@ int shmq__async_watch(shmq_async *a, struct shmq__watch *w)
 
 	if (!a || !w)
 		return -EINVAL;
+	if (shmq__foreign(a->p->pid))
+		return -EBADF; /* inherited across fork(): the parent's job */
 	job = pool_job(a->p, a->job);
 	w->word = &job->done;
 	w->sleepers = &job->done_sleepers;

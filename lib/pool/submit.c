@@ -441,12 +441,22 @@ static int async_wait_until(shmq_async *a, int64_t deadline)
 	}
 }
 
+/* Was a made in another process (inherited across fork())?  Its job, its
+ * workers and the pool's supervision are the parent's: a call through it
+ * would finish, release or cancel the parent's job (core/fork_int.h). */
+static bool async_foreign(const shmq_async *a)
+{
+	return shmq__foreign(a->p->pid);
+}
+
 SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
 {
 	int rc;
 
 	if (!a)
 		return -EINVAL;
+	if (async_foreign(a))
+		return -EBADF;
 	if (timeout_ns == SHMQ_NOWAIT) {
 		if (a->finished || shmq__pool_async_check(a, shmq_now_ns()))
 			return a->wait_rc;
@@ -459,7 +469,9 @@ SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
 
 SHMQ_API bool shmq_async_ready(shmq_async *a)
 {
-	if (!a)
+	/* an inherited handle never completes here: its results go to the
+	 * parent's out, and finishing it would release the parent's job */
+	if (!a || async_foreign(a))
 		return false;
 	if (a->finished || shmq__pool_async_check(a, shmq_now_ns()))
 		return true;
@@ -481,6 +493,15 @@ SHMQ_API void shmq_async_free(shmq_async *a)
 	if (!a)
 		return;
 	p = a->p;
+	if (async_foreign(a)) {
+		/* the child's copy only: cancelling would cancel the parent's
+		 * job.  No p->mu either: a thread of the parent may have held
+		 * it at the fork.  The child runs one thread, so spare is read
+		 * safely; a handle kept there was freed already */
+		if (a != p->spare)
+			shmq__free(a, sizeof(*a));
+		return;
+	}
 	pthread_mutex_lock(&p->mu);
 	if (a == p->spare) {
 		/* freed already and kept for the next submission: a second free

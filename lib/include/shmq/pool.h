@@ -174,7 +174,9 @@ SHMQ_API int shmq_pool_apply_async(shmq_pool *p, const char *task, const void *i
  * shmq_iter_free releases the iterator; an incomplete map is cancelled
  * (chunks not started are skipped).  NULL is a no-op.  One thread at a time
  * per iterator; the iterator belongs to the pool's creating process and can
- * be added to nothing else.  Free it before the pool.
+ * be added to nothing else.  Free it before the pool.  In a child made by
+ * fork() an inherited iterator's next is -EBADF and its free releases only
+ * the child's copy (the parent's map goes on).
  */
 #define SHMQ_UNORDERED 0x1u
 typedef struct shmq_iter shmq_iter;
@@ -190,6 +192,9 @@ SHMQ_API void shmq_iter_free(shmq_iter *it);
  * get: waits, then the tasks' status: 0 or the first error (lowest index).
  * free: releases the handle; an incomplete job is cancelled (chunks not yet
  * started are skipped) and out is no longer written.  NULL is a no-op.
+ * The handle belongs to the pool's creating process: in a child made by
+ * fork(), wait and get through an inherited one are -EBADF, ready is false,
+ * and free releases only the child's copy (the parent's job goes on).
  */
 SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns);
 SHMQ_API bool shmq_async_ready(shmq_async *a);
@@ -213,8 +218,9 @@ SHMQ_API void shmq_pool_free(shmq_pool *p);
  * Statistics of worker slot i (< shmq_pool_workers(p)): its current pid, the
  * tasks it ran (map elements and subtasks; counted per slot across
  * replacements), the words it stole, how often it was replaced, and whether
- * its current process has started.  Any thread of the creating process.
- * -EINVAL for a bad index, -EBADMSG when the shared counters are corrupt.
+ * its current process has started.  Any thread of the creating process
+ * (-EBADF in a child made by fork()).  -EINVAL for a bad index, -EBADMSG
+ * when the shared counters are corrupt.
  */
 struct shmq_pool_worker_stats {
 	pid_t pid;
