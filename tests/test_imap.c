@@ -2,7 +2,8 @@
 /* Pools that stream: imap in order and unordered, results before a slow
  * element finishes (gated on a file, not on sleeps), an iterator freed
  * midway, per-element errors; the pool's initializer (once per worker, its
- * failure) and max_tasks_per_worker (workers replaced, results right). */
+ * failure) and max_tasks_per_worker (workers replaced, results right, and
+ * noticed at the creator's next look). */
 #include "config.h"
 
 #include <errno.h>
@@ -10,6 +11,8 @@
 #include <signal.h>
 
 #include "testutil.h"
+
+#include "pool/pool_int.h"
 
 #define REGION_SIZE ((size_t)64 << 20)
 #define GATE_ENV  "SHMQ_TEST_IMAP_GATE"
@@ -349,6 +352,9 @@ static void test_initializer_failure(void **state)
 	/* no worker ever starts: the map says why, the next calls too */
 	assert_int_equal(shmq_pool_map(p, "sq", in, sizeof(*in), out, sizeof(*out), 4, 30 * SEC),
 			 -EL2HLT);
+	/* seen at a look after the workers left, not only at the 64th
+	 * (LIFE_FULL_EVERY): they said they were leaving (Protocol LIFE) */
+	assert_int_equal(shmq__pool_late_looks(p), 0);
 	assert_int_equal(shmq_pool_map_async(p, "sq", in, sizeof(*in), out, sizeof(*out), 4, &a),
 			 -EL2HLT);
 	assert_int_equal(shmq_pool_terminate(p), 0);
@@ -412,6 +418,40 @@ static void test_max_tasks_per_worker(void **state)
 	pool_done(p, r);
 }
 
+/* A worker that retires is "replaced like a dead one" (pool.h): at the
+ * creator's next look, within a wait's 20 ms slice.  It exits through
+ * shmq_dispatch, which unmaps the region first, so the kernel cannot mark
+ * its life lock; until the worker announced its leaving (Protocol LIFE) only
+ * every LIFE_FULL_EVERY-th look found it, 64 slices or 1.28 s per
+ * replacement (2.6 s for this map).  Counted, not timed: no look may find
+ * a worker gone whose words said it ran. */
+static void test_max_tasks_replaced_at_next_look(void **state)
+{
+	const struct shmq_pool_opts o = { .workers = 2, .chunksize = 1,
+					  .max_tasks_per_worker = 1 };
+	const size_t n = 6;
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, &o);
+	int64_t *in = inputs(n), out[6];
+	struct shmq_pool_worker_stats st;
+	uint32_t restarts = 0;
+
+	(void)state;
+	assert_int_equal(shmq_pool_map(p, "sq", in, sizeof(*in), out, sizeof(*out), n, 60 * SEC),
+			 0);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(out[i], (int64_t)(i * i + 1));
+	/* one task per process: the map needed n - 2 replacements */
+	for (unsigned i = 0; i < shmq_pool_workers(p); i++) {
+		assert_int_equal(shmq_pool_worker_stats(p, i, &st), 0);
+		restarts += st.restarts;
+	}
+	assert_true(restarts >= n - 2);
+	assert_int_equal(shmq__pool_late_looks(p), 0);
+	free(in);
+	pool_done(p, r);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -423,6 +463,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_initializer_once_per_worker),
 		cmocka_unit_test(test_initializer_failure),
 		cmocka_unit_test(test_max_tasks_per_worker),
+		cmocka_unit_test(test_max_tasks_replaced_at_next_look),
 	};
 	char gate[96];
 	int rc;

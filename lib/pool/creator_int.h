@@ -73,6 +73,8 @@ struct shmq_pool {
 	unsigned nzombies;   /* jobs[] with zombie set: submit skips the scan at 0 */
 	unsigned norphaned;  /* jobs[] with orphaned set: jobs_settle skips the scan at 0 */
 	uint32_t looks;      /* looks for dead workers (workers_all_running) */
+	unsigned late_looks; /* of them, full looks that found a worker gone
+			      * whose words said running (pool/pool_int.h) */
 	bool no_life;        /* a life lock could not be set up: looks poll */
 	int64_t last_supervise;
 	struct retired_area *retired;

@@ -8,10 +8,19 @@
 #ifndef SHMQ_POOL_INT_H
 #define SHMQ_POOL_INT_H
 
+#include <shmq.h>
+
 enum shmq__pool_fault_point {
 	SHMQ__POOL_FAULT_CHUNK_MARKED = 1, /* a chunk marked DONE, not yet counted */
 };
 
 extern void (*shmq__pool_fault)(enum shmq__pool_fault_point point);
+
+/* The creator's looks for dead workers that found one gone only because
+ * they were full looks (every LIFE_FULL_EVERY-th, a poll of the pidfds):
+ * its life lock and leaving word still said "running" (Protocol LIFE).  A
+ * worker that exits on purpose, or is killed, should never need one.  Any
+ * thread of the creating process. */
+unsigned shmq__pool_late_looks(shmq_pool *p);
 
 #endif /* SHMQ_POOL_INT_H */

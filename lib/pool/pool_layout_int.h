@@ -150,6 +150,16 @@
  * forged word sends it to the pidfds (one poll), and so does every
  * LIFE_FULL_EVERY-th look, so a forged "running" only delays a replacement.
  * The creator never takes the lock: nothing in the mutex steers it.
+ * A worker that leaves on purpose (its max_tasks_per_worker quota reached,
+ * its initializer failed, a stale start, the pool ending) returns through
+ * shmq_dispatch, which unmaps the region before exit(): the kernel's walk of
+ * the robust list at the exit cannot reach the lock, and the word keeps the
+ * pid.  So such a worker first stores its slot's leaving word (relaxed, a
+ * hint), and a look that sees it nonzero polls too, as for any other word:
+ * the pidfd decides.  worker_start clears it before it spawns the next
+ * worker (published with gen, as the slot's other fields).  A forged
+ * leaving costs a poll per look; a forged 0 delays a replacement to the
+ * next full look, as a forged lock word does.
  */
 #ifndef SHMQ_POOL_LAYOUT_INT_H
 #define SHMQ_POOL_LAYOUT_INT_H
@@ -164,7 +174,7 @@
 #include "ring/deque_int.h"
 
 #define POOL_MAGIC   0x4c4f4f50u /* "POOL" */
-#define POOL_VERSION 7u /* 7: the slot's life lock (Protocol LIFE) */
+#define POOL_VERSION 8u /* 8: the slot's leaving word (Protocol LIFE) */
 
 #define LIFE_FULL_EVERY 64u /* every so many looks ask the pidfds (Protocol LIFE) */
 
@@ -267,7 +277,9 @@ struct pool_slot {
 	int32_t init_status; /* the initializer's failure, before POOL_EXIT_INIT */
 	uint32_t cpu;       /* the CPU it runs on + 1 while awake, 0 while it
 			     * sleeps; a placement hint (Protocol PLACE) */
-	uint8_t pad1[SHMQ__CACHELINE - 36];
+	uint32_t leaving;   /* non-zero once it is on its way out on purpose
+			     * (Protocol LIFE); cleared by the creator */
+	uint8_t pad1[SHMQ__CACHELINE - 40];
 	/* line 2: the worker's life lock (Protocol LIFE): initialised by the
 	 * creator, taken once by the worker, then only read */
 	union {

@@ -27,6 +27,7 @@
 #include "pool/creator_int.h"
 #include "pool/extent_int.h"
 #include "pool/job_int.h"
+#include "pool/pool_int.h"
 #include "pool/pool_layout_int.h"
 #include "proc/proc_int.h"
 
@@ -198,6 +199,9 @@ int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh)
 	 * that it moved (Protocol STEAL_WINDOW) */
 	if (seq & 1u)
 		shmq__store_relaxed(&s->steal_seq, seq + 1);
+	/* relaxed: the previous worker's announcement, read back as a hint
+	 * only (Protocol LIFE); released by the gen store below */
+	shmq__store_relaxed(&s->leaving, 0);
 	memset(&a, 0, sizeof(a));
 	a.pool_off = p->h_off;
 	a.slot = i;
@@ -369,26 +373,45 @@ static int init_error(struct pool_slot *s)
 
 /* Are all workers running?  Most passes find them so, and a pass may sit
  * in a submission's way (job_submit), while the worker it woke waits for
- * the caller's CPU.  Each worker's life lock answers without a system call
- * (Protocol LIFE); when one does not, and every LIFE_FULL_EVERY-th look, one
- * poll over their pidfds answers for all, where asking each is a waitid per
- * worker.  false: look at each. */
+ * the caller's CPU.  Each worker's life lock and leaving word answer without
+ * a system call (Protocol LIFE); when one does not, and every
+ * LIFE_FULL_EVERY-th look, one poll over their pidfds answers for all, where
+ * asking each is a waitid per worker.  false: look at each. */
 static bool workers_all_running(shmq_pool *p)
 {
-	bool held = !p->no_life && ++p->looks % LIFE_FULL_EVERY != 0;
+	bool full = p->no_life || ++p->looks % LIFE_FULL_EVERY == 0;
+	bool held = true;
 
 	for (unsigned i = 0; i < p->nworkers; i++) {
-		uint32_t word;
+		const struct pool_slot *s = &p->h->slots[i];
+		uint32_t word, leaving;
 
 		if (!p->procs[i])
 			return false;
-		/* relaxed: Protocol LIFE, a hint; a stale or forged word costs
+		/* relaxed: Protocol LIFE, hints; a stale or forged word costs
 		 * a poll, or delays a replacement to the next full look */
-		word = shmq__load_relaxed(&p->h->slots[i].life.word);
-		held &= (word & (FUTEX_TID_MASK | FUTEX_OWNER_DIED)) ==
+		word = shmq__load_relaxed(&s->life.word);
+		leaving = shmq__load_relaxed(&s->leaving);
+		held &= !leaving && (word & (FUTEX_TID_MASK | FUTEX_OWNER_DIED)) ==
 			(uint32_t)shmq_proc_pid(p->procs[i]);
 	}
-	return held || shmq__procs_running(p->procs, p->nworkers) == 1;
+	if (held && !full)
+		return true;
+	if (shmq__procs_running(p->procs, p->nworkers) == 1)
+		return true;
+	if (held)
+		p->late_looks++; /* the words said running: a full look found it */
+	return false;
+}
+
+unsigned shmq__pool_late_looks(shmq_pool *p)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&p->mu);
+	n = p->late_looks;
+	pthread_mutex_unlock(&p->mu);
+	return n;
 }
 
 /* Replace dead workers.  Called with p->mu held. */

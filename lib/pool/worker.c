@@ -825,6 +825,18 @@ static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg
 	return 0;
 }
 
+/* We leave on purpose: say so while the region is still mapped.  The
+ * kernel will not mark our life lock at the exit (shmq_dispatch unmaps the
+ * region first), and the creator's looks would take us for running until
+ * a full look (Protocol LIFE). */
+static void worker_leave(struct worker *w)
+{
+	if (w->slot)
+		/* relaxed: Protocol LIFE, a hint; the creator's poll of our
+		 * pidfd decides whether we are gone */
+		shmq__store_relaxed(&w->slot->leaving, 1u);
+}
+
 static int pool_worker_main(shmq_region *r, const void *arg, size_t len)
 {
 	struct worker w;
@@ -838,6 +850,7 @@ static int pool_worker_main(shmq_region *r, const void *arg, size_t len)
 	a.init[sizeof(a.init) - 1] = '\0';
 	rc = worker_init(&w, r, &a);
 	if (rc == POOL_EXIT_INIT) {
+		worker_leave(&w);
 		worker_fini(&w);
 		return POOL_EXIT_INIT;
 	}
@@ -846,6 +859,7 @@ static int pool_worker_main(shmq_region *r, const void *arg, size_t len)
 		worker_loop(&w);
 		pool_current = NULL;
 	}
+	worker_leave(&w);
 	worker_fini(&w);
 	return rc == 0 || rc == -ESTALE ? 0 : 3;
 }
