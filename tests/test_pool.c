@@ -881,6 +881,55 @@ static void test_kill_rounds_bounded(void **state)
 	shmq_region_close(r);
 }
 
+/* ---- a chunk whose workers keep dying ---- */
+
+static int mark_secret(const void *in, void *out)
+{
+	(void)in;
+	*(uint64_t *)out = 0x5ec2e75ec2e7ull;
+	return 0;
+}
+SHMQ_TASK(mark_secret);
+
+/* Element 0 kills every worker that runs it. */
+static int die_on_zero(const void *in, void *out)
+{
+	int64_t x = *(const int64_t *)in;
+
+	if (x == 0)
+		raise(SIGKILL);
+	*(uint64_t *)out = (uint64_t)x;
+	return 0;
+}
+SHMQ_TASK(die_on_zero);
+
+/* A chunk that failed for good (its workers died, -EOWNERDEAD) leaves its
+ * elements' out zeroed, not holding what an earlier job left in the
+ * arena's staging area; the other results are written. */
+static void test_dead_chunk_no_stale_results(void **state)
+{
+	int64_t in[4] = { 0, 1, 2, 3 };
+	uint64_t out[4];
+	shmq_region *r;
+	shmq_pool *p;
+
+	(void)state;
+	r = region_new();
+	p = pool_new(r, NWORKERS, 1);
+	assert_int_equal(shmq_pool_map(p, "mark_secret", in, sizeof(int64_t), out, sizeof(uint64_t), 4,
+				       20 * 1000000000ll), 0);
+	assert_true(out[0] == 0x5ec2e75ec2e7ull);
+	memset(out, 0xff, sizeof(out));
+	assert_int_equal(shmq_pool_map(p, "die_on_zero", in, sizeof(int64_t), out, sizeof(uint64_t),
+				       4, 20 * 1000000000ll), -EOWNERDEAD);
+	assert_true(out[0] == 0);
+	for (int i = 1; i < 4; i++)
+		assert_true(out[i] == (uint64_t)i);
+	shmq_pool_terminate(p);
+	shmq_pool_free(p);
+	shmq_region_close(r);
+}
+
 /* ---- a worker killed between marking a chunk DONE and counting it ---- */
 
 #define FAULT_ENV "SHMQ_TEST_POOL_FAULT"
@@ -1858,6 +1907,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_worker_killed_mid_map),
 		cmocka_unit_test(test_kill_rounds_bounded),
 		cmocka_unit_test(test_killed_between_done_and_count),
+		cmocka_unit_test(test_dead_chunk_no_stale_results),
 		cmocka_unit_test(test_idle_death_replaced_at_submit),
 		cmocka_unit_test(test_look_makes_no_system_call),
 		cmocka_unit_test(test_hostile_life_word_live),

@@ -38,6 +38,10 @@ struct job_priv {
 	uint64_t chunks_off, nchunks, chunksize;
 	uint64_t status_off; /* int32_t per element (imap), or 0 */
 	uint64_t n_elems;
+	/* the results' staging area in the arena (0: none, out is written in
+	 * place), out_size bytes per element */
+	uint64_t out_stage;
+	uint64_t out_size;
 	bool lost;         /* a pin never cleared: the slot is never reused */
 	uint8_t *tries;    /* per chunk: deaths survived (allocated on the first) */
 	uint64_t ntries;

@@ -133,6 +133,8 @@ static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t 
 	jp->nchunks = nchunks;
 	jp->n_elems = s->n;
 	jp->status_off = 0;
+	jp->out_stage = out_inplace ? 0 : out_off;
+	jp->out_size = s->out_size;
 	if (s->statuses) {
 		jp->status_off = chunks + SHMQ__ALIGN_UP(nchunks * 4, (uint64_t)SHMQ__CACHELINE);
 		a->st_src = (const int32_t *)(p->r->base + jp->status_off);

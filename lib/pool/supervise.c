@@ -263,6 +263,23 @@ static void chunk_statuses_fail(shmq_pool *p, const struct job_priv *jp, uint64_
 		shmq__store_relaxed(&st[i], (int32_t)-EOWNERDEAD);
 }
 
+/* Chunk c failed for good: its elements' results in the staging area are
+ * what an earlier job left there (the arena is reused), not this job's:
+ * zero them, so the caller's out gets no other job's bytes.  With p->mu
+ * held, after the CAS that made the chunk DONE: no worker writes it now. */
+static void chunk_results_clear(shmq_pool *p, const struct job_priv *jp, uint64_t c)
+{
+	uint64_t lo = c * jp->chunksize, n;
+	uint8_t *out;
+
+	if (!jp->out_stage || !jp->out_size || lo >= jp->n_elems)
+		return;
+	n = jp->n_elems - lo < jp->chunksize ? jp->n_elems - lo : jp->chunksize;
+	out = shmq__region_ptr(p->r, jp->out_stage + lo * jp->out_size, n * jp->out_size);
+	if (out)
+		memset(out, 0, n * jp->out_size);
+}
+
 /* After worker dead_id died: its chunks run again (or fail after
  * CHUNK_TRIES deaths), and every active job's range is injected anew, which
  * also covers the RANGE words lost with its deque. */
@@ -297,6 +314,7 @@ static void jobs_recover(shmq_pool *p, uint32_t dead_id)
 			if (jp->tries && ++jp->tries[c] >= CHUNK_TRIES) {
 				if (shmq__cas_acq_rel(&chunks[c], &s, CHUNK_DONE)) {
 					chunk_statuses_fail(p, jp, c);
+					chunk_results_clear(p, jp, c);
 					job_err_record(job, c * jp->chunksize, -EOWNERDEAD);
 					job_chunk_done(job, nchunks);
 				}
