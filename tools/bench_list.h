@@ -31,7 +31,7 @@ BENCH_SUBCOMMAND(spawn, "spawn-to-exit latency: shmq_proc_spawn vs posix_spawn a
 BENCH_SUBCOMMAND(run, "shmq_run: /bin/true latency, capture throughput of head -c 1G /dev/zero")
 
 /* module sched */
-BENCH_SUBCOMMAND(sched, "scheduler: enter+cancel at 10^3..10^6 pending, timer lateness beside bare io_uring and timerfd")
+BENCH_SUBCOMMAND(sched, "scheduler: enter+cancel at 10^3..10^6 pending, a watched pipe's and queue's pairs inside the watch's action beside unwatched, timer lateness beside bare io_uring and timerfd")
 
 /* module embed (waitsets) */
 BENCH_SUBCOMMAND(waitset, "waitset: wake-up round trip through a set of 1 and of 64 queues and through epoll on its fd, beside a blocking queue_get, and through a set of 1 pipe beside a blocking pipe_recv")

@@ -14,10 +14,16 @@
  *    bare timerfd (TFD_TIMER_ABSTIME + read) in the same run: the scheduler's
  *    default mode is read against the bare io_uring timer, its precision mode
  *    too (target p99 <= 10 us), and the fallback backend against the timerfd.
+ *  - a watched object's publisher: send+recv pairs on a pipe (put+get pairs
+ *    on a queue) made inside the action of a scheduler watching its
+ *    receiving side, in one process, against the same pairs unwatched: what
+ *    a watcher busy in its action costs the publisher (a pipe's watch is
+ *    not counted in then; a queue's is, and each put wakes it).
  */
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -342,11 +348,119 @@ out:
 	return rc;
 }
 
+/* ---- a watcher busy in its action ---- */
+
+struct wb_pairs {
+	shmq_pipe *a, *b;  /* a pipe's two ends, or NULL */
+	shmq_queue *q;     /* or a queue */
+	shmq_sched *s;
+	uint64_t n;
+	double ns;         /* per pair */
+	int rc;
+	bool done;
+};
+
+static void wb_run_pairs(struct wb_pairs *w)
+{
+	char m[64] = { 0 };
+	int64_t t0 = 0;
+
+	/* the first tenth warms the ring's pages up, untimed */
+	for (uint64_t i = 0; i < w->n + w->n / 10 && !w->rc; i++) {
+		if (i == w->n / 10)
+			t0 = bench_now_ns();
+		if (w->q) {
+			if ((w->rc = shmq_queue_put(w->q, m, sizeof(m), SHMQ_NOWAIT)) == 0 &&
+			    shmq_queue_get(w->q, m, sizeof(m), SHMQ_NOWAIT) != (ssize_t)sizeof(m))
+				w->rc = -EPROTO;
+		} else {
+			if ((w->rc = shmq_pipe_send(w->a, m, sizeof(m), SHMQ_NOWAIT)) == 0 &&
+			    shmq_pipe_recv(w->b, m, sizeof(m), SHMQ_NOWAIT) != (ssize_t)sizeof(m))
+				w->rc = -EPROTO;
+		}
+	}
+	w->ns = (double)(bench_now_ns() - t0) / (double)w->n;
+}
+
+/* The action: take the message that made it ready, then the pairs. */
+static void wb_act(void *arg)
+{
+	struct wb_pairs *w = arg;
+	char m[64];
+
+	if (w->done)
+		return;
+	w->done = true;
+	if (w->q)
+		(void)shmq_queue_get(w->q, m, sizeof(m), SHMQ_NOWAIT);
+	else
+		(void)shmq_pipe_recv(w->b, m, sizeof(m), SHMQ_NOWAIT);
+	wb_run_pairs(w);
+	(void)shmq_sched_unwatch(w->s, w->q ? (void *)w->q : (void *)w->b);
+}
+
+/* One measurement: pairs unwatched (watched false) or inside the action. */
+static int wb_measure(struct bench *b, shmq_region *r, bool queue, bool watched, double *ns)
+{
+	static unsigned seq; /* a new object each time: names stay taken */
+	struct wb_pairs w = { .n = bench_scale(b, 200000, 20000) };
+	char m[64] = { 0 }, name[32];
+	int rc;
+
+	snprintf(name, sizeof(name), "bw.%u", seq++);
+	rc = queue ? shmq_queue_create(r, name, &(struct shmq_queue_opts){ .max_msg = 64 }, &w.q)
+		   : shmq_pipe_create(r, name, NULL, &w.a, &w.b);
+	if (rc)
+		return rc;
+	if (!watched) {
+		wb_run_pairs(&w);
+	} else if ((rc = shmq_sched_create(NULL, &w.s)) == 0) {
+		rc = queue ? shmq_sched_watch_queue(w.s, w.q, wb_act, &w)
+			   : shmq_sched_watch_pipe(w.s, w.b, wb_act, &w);
+		if (!rc)
+			(void)shmq_sched_run(w.s, false); /* armed */
+		if (!rc)
+			rc = queue ? shmq_queue_put(w.q, m, sizeof(m), SHMQ_NOWAIT)
+				   : shmq_pipe_send(w.a, m, sizeof(m), SHMQ_NOWAIT);
+		if (!rc)
+			(void)shmq_sched_run(w.s, false); /* runs the action */
+		if (!rc && !w.done)
+			rc = -EPROTO;
+		shmq_sched_destroy(w.s);
+	}
+	shmq_queue_close(w.q);
+	shmq_pipe_close(w.a);
+	shmq_pipe_close(w.b);
+	*ns = w.ns;
+	return rc ? rc : w.rc;
+}
+
+static int bench_watch(struct bench *b)
+{
+	struct shmq_region_opts o = { .size = 8u << 20 };
+	double base, in_act;
+	shmq_region *r;
+	int rc = shmq_region_create(NULL, &o, &r);
+
+	if (rc)
+		return rc;
+	for (int queue = 0; !rc && queue < 2; queue++) {
+		if ((rc = wb_measure(b, r, queue, false, &base)) < 0 ||
+		    (rc = wb_measure(b, r, queue, true, &in_act)) < 0)
+			break;
+		rc = bench_report(b, queue ? "queue put+get inside a watch's action, 64B"
+					   : "pipe send+recv inside a watch's action, 64B",
+				  "ns", in_act, "the same pairs unwatched", base, false);
+	}
+	shmq_region_close(r);
+	return rc;
+}
+
 int bench_sched(struct bench *b)
 {
 	int rc;
 
-	if ((rc = bench_enter_cancel(b)) < 0)
+	if ((rc = bench_enter_cancel(b)) < 0 || (rc = bench_watch(b)) < 0)
 		return rc;
 	return bench_lateness(b);
 }

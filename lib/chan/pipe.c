@@ -1016,13 +1016,12 @@ int shmq__pipe_watch(shmq_pipe *p, struct shmq__watch *w)
 	if (!p || !w)
 		return -EINVAL;
 	w->word = &p->rx.ring->data_word;
-	/* a watch stays counted in for its life: woken by every publication
-	 * (the one-shot cons_armed is for the ring's own sleepers) */
+	/* woken by every publication while counted in (the one-shot
+	 * cons_armed is for the ring's own sleepers) */
 	w->sleepers = &p->rx.ring->cons_watchers;
 	/* the FENCED bits of cons_armed ("Watchers" in ring/spsc_int.h) */
 	w->enter = shmq__spsc_watch_fence;
 	w->fence = &p->rx.ring->cons_armed;
-	w->pub = &p->rx.ring->tail; /* moved by every publication */
 	return 0;
 }
 
@@ -1058,7 +1057,6 @@ int shmq__pipe_watch_space(shmq_pipe *p, struct shmq__watch *w)
 	/* a membarrier every time (prod_armed has no FENCED: ring/spsc_int.h) */
 	w->enter = shmq__fence_word_enter;
 	w->fence = NULL;
-	w->pub = &p->tx.ring->head; /* moved by the peer's every release */
 	return 0;
 }
 

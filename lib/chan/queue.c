@@ -1460,10 +1460,6 @@ int shmq__queue_watch(shmq_queue *q, struct shmq__watch *w)
 	w->sleepers = &q->ring.sh->data_watchers; /* watchers (Protocol WAKE_PENDING) */
 	w->enter = shmq__fence_word_enter; /* publishers store release: Protocol FENCED (core/wait_int.h) */
 	w->fence = &q->ring.sh->data_fence;
-	/* none: tail moves at a put's claim, before its publication, so a
-	 * watch that compared it would miss a message claimed before its look
-	 * and published after it; a scheduler watch stays counted in */
-	w->pub = NULL;
 	return 0;
 }
 
@@ -1486,7 +1482,6 @@ int shmq__queue_watch_space(shmq_queue *q, struct shmq__watch *w)
 	w->sleepers = &q->ring.sh->space_watchers; /* watchers (Protocol WAKE_PENDING) */
 	w->enter = shmq__fence_word_enter; /* as above, for freed slots */
 	w->fence = &q->ring.sh->space_fence;
-	w->pub = NULL; /* as above */
 	return 0;
 }
 

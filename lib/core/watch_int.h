@@ -31,12 +31,6 @@ struct shmq__watch {
 	 * publishers need none. */
 	int (*enter)(uint32_t *fence);
 	uint32_t *fence;
-	/* A position the object's publishers move with every publication (a
-	 * ring's tail; read relaxed, as a token compared for change only:
-	 * shared memory, so garbage costs at most a spare action).  A
-	 * scheduler watch with one counts itself in only while it waits
-	 * (sched/sched.c); NULL: for the watch's whole life. */
-	const uint64_t *pub;
 };
 
 /* The watcher's fence, after it joined *w->sleepers and before its check:

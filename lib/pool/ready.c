@@ -23,6 +23,5 @@ int shmq__async_watch(shmq_async *a, struct shmq__watch *w)
 	w->sleepers = &job->done_sleepers;
 	w->enter = NULL; /* job->done is stored seq_cst: no fence to supply */
 	w->fence = NULL;
-	w->pub = NULL;
 	return 0;
 }

@@ -236,17 +236,6 @@ static void watch_uncount(struct shmq__sched_watch *w)
 	w->counted = false;
 }
 
-/* The token a stalled watch compares (struct shmq__sched_watch): the
- * object's publication position, or the word itself for a watch counted in
- * for life. */
-static uint64_t watch_token(const struct shmq__sched_watch *w)
-{
-	if (w->w.pub) /* relaxed: a hint compared for change only, after the seq_cst load of the word (watch_arm_word) */
-		return shmq__load_relaxed(w->w.pub);
-	/* seq_cst: as every load of a readiness word (core/watch_int.h) */
-	return shmq__load_seq_cst(w->w.word);
-}
-
 /* Mark w unwatched; its memory goes when no kernel operation refers to it. */
 static void watch_kill(shmq_sched *s, struct shmq__sched_watch *w)
 {
@@ -270,12 +259,6 @@ static int watch_add(shmq_sched *s, struct shmq__sched_watch *w)
 			return -EEXIST;
 		}
 	}
-	/* Without a publication position the watch joins the word's sleepers
-	 * for its whole life; with one, only while it waits (watch_arm_word
-	 * to loop_fire_watch), so a publisher whose watcher is busy makes no
-	 * system call. */
-	if (w->kind == SHMQ__WATCH_WORD && !w->w.pub)
-		watch_count(w);
 	w->next = s->watches;
 	s->watches = w;
 	s->nwatches++;
@@ -540,7 +523,9 @@ static bool loop_fire_watch(shmq_sched *s)
 		void *arg = w->arg;
 
 		bool is_word = w->kind == SHMQ__WATCH_WORD; /* a process watch may be freed below */
-		uint64_t before = 0, token = 0;
+		bool out = false; /* the action ran with the watch counted out */
+		uint64_t before = 0;
+		uint32_t word = 0;
 
 		if (w->dead || w->state != SHMQ__WS_READY)
 			continue;
@@ -551,9 +536,12 @@ static bool loop_fire_watch(shmq_sched *s)
 		} else {
 			w->state = SHMQ__WS_IDLE;
 			before = w->progress(w->obj);
-			token = watch_token(w);
-			if (w->w.pub)
-				watch_uncount(w); /* busy: publishers need not wake us */
+			/* seq_cst: as every load of a readiness word (core/watch_int.h) */
+			word = shmq__load_seq_cst(w->w.word);
+			/* busy: publishers need not wake us (but see took_nothing) */
+			out = !w->took_nothing;
+			if (out)
+				watch_uncount(w);
 		}
 		pthread_mutex_unlock(&s->mu);
 		fn(arg);
@@ -561,9 +549,14 @@ static bool loop_fire_watch(shmq_sched *s)
 		/* A word watch is freed only by this thread, under mu (in
 		 * loop_arm_watches), so w is still here; but an unwatched object
 		 * may be closed already: leave it alone. */
-		if (is_word && !w->dead && w->progress(w->obj) == before) {
-			w->stalled = true;
-			w->stall_token = token;
+		if (is_word && !w->dead) {
+			bool nothing = w->progress(w->obj) == before;
+
+			if (nothing && !out) {
+				w->stalled = true;
+				w->stall_word = word;
+			}
+			w->took_nothing = nothing;
 		}
 		return true;
 	}
@@ -573,14 +566,13 @@ static bool loop_fire_watch(shmq_sched *s)
 /* An idle word watch: ready now, or armed to wait for the word to change.
  * We are in the word's sleepers (watch_count), so a publish after the load
  * below changes the word and the wait returns at once.  A stalled watch
- * compares its token after that load: a publish before it moved the token
- * (made while we were not counted in: the word may not have moved). */
+ * was counted in since its word was read (took_nothing). */
 static int watch_arm_word(shmq_sched *s, struct shmq__sched_watch *w)
 {
 	watch_count(w);
 	/* seq_cst: as every load of a readiness word (core/watch_int.h) */
 	w->expected = shmq__load_seq_cst(w->w.word);
-	if (w->stalled && watch_token(w) != w->stall_token)
+	if (w->stalled && w->expected != w->stall_word)
 		w->stalled = false; /* something was published since */
 	if (!w->stalled && w->readable(w->obj)) {
 		w->state = SHMQ__WS_READY;

@@ -54,17 +54,21 @@ struct shmq__sched_watch {
 	bool (*settle)(const void *obj);
 	uint64_t (*progress)(const void *obj);
 	uint32_t expected;
-	/* In w.sleepers: with a w.pub, from its arming until its action runs
-	 * (publishers wake it only while it waits); without, for its life. */
+	/* In w.sleepers from its arming until its action runs, so publishers
+	 * wake it only while it waits (a busy watcher costs them no system
+	 * call), and through an action that follows one that took nothing. */
 	bool counted;
-	/* Its last action took nothing (progress unchanged) and the token was
-	 * stall_token before it (*w.pub, or the word without one): not ready
-	 * again until the token moves or the next liveness re-check, so an
-	 * object that stays readable without yielding anything (corrupted,
-	 * drained after shutdown, an action that only peeks) cannot spin the
-	 * loop. */
+	/* Its last action took nothing (progress unchanged) and the word was
+	 * stall_word before it: not ready again until the word moves or the
+	 * next liveness re-check, so an object that stays readable without
+	 * yielding anything (corrupted, drained after shutdown, an action that
+	 * only peeks) cannot spin the loop.  The word moves only while the
+	 * watch is counted in: an action run counted out that takes nothing
+	 * (a publish during it moved no word) sets took_nothing instead, and
+	 * the next runs counted in, so it takes two in a row to stall. */
 	bool stalled;
-	uint64_t stall_token;
+	bool took_nothing;
+	uint32_t stall_word;
 	/* SHMQ__WATCH_PROC */
 	int pidfd;
 	siginfo_t info; /* IORING_OP_WAITID writes here */

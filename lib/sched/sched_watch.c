@@ -2,11 +2,9 @@
 /*
  * The scheduler's watches on libshmq objects, through the hooks of core/watch_int.h:
  * a queue or a pipe end is watched on its readiness futex word, a process
- * on its pidfd.  For a queue the loop joins the word's sleepers for the
- * watch's life, so every put changes the word and wakes; for a pipe end
- * only while the watch waits (its ring's tail tells a stalled watch what
- * was published meanwhile: sched/sched.c), so a sender whose watcher is
- * busy makes no system call.
+ * on its pidfd.  The loop joins the word's sleepers while the watch waits
+ * (from its arming until its action runs: sched/sched.c), so a publisher
+ * whose watcher is busy makes no system call.
  */
 #include "config.h"
 
