@@ -331,6 +331,76 @@ static void test_in_roundtrip(void **state)
 	assert_int_equal(shmq_queue_len(f->q), 0);
 }
 
+/* A stream with holes in its sequence (a message deleted, the first ones
+ * purged, as a stream's limits do): the bridge puts what the stream holds,
+ * in order, and goes on.  Before, the first hole made it rewind without
+ * end (every new consumer delivered past the hole again). */
+static void test_in_stream_gaps(void **state)
+{
+	struct fx *f = *state;
+	struct runner *ru = &f->rslot;
+	uint8_t *buf = malloc(MSG_MAX);
+	const uint64_t want[] = { 3, 4, 6, 7, 8 };
+	struct shmq_bridge_stats st;
+
+	assert_non_null(buf);
+	runner_create(f, ru); /* makes the stream */
+	publish(f, 1, 8);
+	assert_int_equal(js_DeleteMsg(f->js, "SHMQ_jobs", 1, NULL, NULL), NATS_OK);
+	assert_int_equal(js_DeleteMsg(f->js, "SHMQ_jobs", 2, NULL, NULL), NATS_OK);
+	assert_int_equal(js_DeleteMsg(f->js, "SHMQ_jobs", 5, NULL, NULL), NATS_OK);
+	runner_run(ru);
+	for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+		uint64_t idx = 0;
+		ssize_t n = shmq_queue_get(f->q, buf, MSG_MAX, 10 * 1000000000ll);
+
+		assert_true(n > 0);
+		assert_int_equal(msg_check(buf, (size_t)n, &idx), 0);
+		assert_int_equal(idx, want[k]);
+	}
+	assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
+	assert_int_equal(st.moved, 5);
+	assert_int_equal(st.acked, 8);
+	assert_true(st.rewinds <= 2);
+	runner_stop(f, ru);
+	free(buf);
+}
+
+/* A bridge handle inherited across fork() (libshmq(3)): every call is
+ * -EBADF and free frees only the child's copy, while the parent's bridge
+ * runs on a thread and goes on moving messages.  Before, the child's run
+ * blocked, its stop and stats said 0, and its free crashed (closing a
+ * connection whose threads exist only in the parent). */
+static void test_fork_inherited(void **state)
+{
+	struct fx *f = *state;
+	struct runner *ru = &f->rslot;
+	const uint64_t n = 50;
+	pid_t pid;
+
+	runner_start(f, ru);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct shmq_bridge_stats st;
+
+		alarm(10); /* a run that blocks ends the child instead */
+		if (shmq_bridge_stats(ru->b, &st) != -EBADF)
+			_exit(1);
+		if (shmq_bridge_stop(ru->b, 0) != -EBADF)
+			_exit(2);
+		if (shmq_bridge_run(ru->b) != -EBADF)
+			_exit(3);
+		shmq_bridge_free(ru->b);
+		_exit(0);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	consumer_start(f, n);
+	publish(f, 1, n);
+	expect_all(f, n);
+	runner_stop(f, ru);
+}
+
 /* A full queue stops the fetching: with nobody getting, the bridge puts
  * exactly the queue's capacity and reads no further than it can put. */
 static void test_in_backpressure(void **state)
@@ -1253,6 +1323,8 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_defaults_and_errors, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_roundtrip, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_stream_gaps, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_fork_inherited, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_backpressure, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_recover_pending, fx_setup, fx_teardown),
 #ifdef HAVE_SHMQ_QUEUE_2PC

@@ -35,6 +35,7 @@
 #define BRIDGE_DEAD_MAX     128                /* OUT: messages destroyed together */
 
 struct shmq_bridge {
+	pid_t pid;                 /* the process that made it: a child of fork() has a copy */
 	shmq_region *r;
 	shmq_queue *q;
 	shmq_lock *hold;
@@ -46,6 +47,7 @@ struct shmq_bridge {
 	int req_left;              /* IN: messages the open pull request may still bring */
 	int64_t req_end;           /* IN: when it expires at the server */
 	bool have_consumer;        /* IN: the pull consumer exists (in_subscribe) */
+	bool fresh;                /* IN: it has delivered nothing past the checkpoint yet */
 	char inbox[64];            /* the inbox sub listens on (OUT: "<inbox>.*.*") */
 	unsigned dir;
 	uint32_t batch;
@@ -492,6 +494,7 @@ static int in_subscribe(shmq_bridge *b)
 		return nats_err(s);
 	in_flush(b); /* the old consumer's answers: in the sub by now */
 	b->have_consumer = true;
+	b->fresh = true;
 	return 0;
 }
 
@@ -635,7 +638,12 @@ static int in_put(shmq_bridge *b, uint64_t seq, const void *data, size_t len)
 }
 
 /* Put the n fetched messages in order.  0, 1 to rewind (a gap or a
- * redelivery out of order), 2 on a stop, or a put's error. */
+ * redelivery out of order), 2 on a stop, or a put's error.  The first
+ * message a new consumer delivers past the checkpoint may lie beyond
+ * applied + 1: it starts at applied + 1 and delivers the lowest sequence
+ * the stream still holds, so the ones between were deleted (limits, a
+ * purge, a delete) and there is nothing to wait for.  Any later gap is a
+ * delivery lost on the way: rewind (the new consumer then settles it). */
 static int in_batch(shmq_bridge *b, int n)
 {
 	const char *ack = NULL;
@@ -657,10 +665,11 @@ static int in_batch(shmq_bridge *b, int n)
 			ack = natsMsg_GetReply(b->msgs[i]);
 			continue;
 		}
-		if (seq != applied + 1) {
+		if (seq != applied + 1 && !b->fresh) {
 			rc = 1;
 			break;
 		}
+		b->fresh = false;
 		rc = in_put(b, seq, natsMsg_GetData(b->msgs[i]),
 			    (size_t)natsMsg_GetDataLength(b->msgs[i]));
 		if (rc == 1)
@@ -1281,6 +1290,7 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 	b = calloc(1, sizeof *b);
 	if (!b)
 		return -ENOMEM;
+	b->pid = getpid();
 	b->r = r;
 	b->dir = o->dir;
 	b->batch = o->batch ? o->batch : SHMQ_BRIDGE_DEFAULT_BATCH;
@@ -1330,12 +1340,22 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 	return 0;
 }
 
+/* A copy inherited across fork(): its connection's threads, its holder
+ * lock and its checkpoints are the parent's (libshmq(3), handles after
+ * fork). */
+static bool bridge_foreign(const shmq_bridge *b)
+{
+	return b->pid != getpid(); /* async-signal-safe, for shmq_bridge_stop */
+}
+
 SHMQ_API int shmq_bridge_run(shmq_bridge *b)
 {
 	int rc;
 
 	if (!b)
 		return -EINVAL;
+	if (bridge_foreign(b))
+		return -EBADF;
 	stats_set_state(b, SHMQ_BRIDGE_RUNNING);
 #ifdef HAVE_SHMQ_QUEUE_2PC
 	if (b->dir == SHMQ_BRIDGE_OUT)
@@ -1353,6 +1373,8 @@ SHMQ_API int shmq_bridge_stop(shmq_bridge *b, int64_t drain_timeout_ns)
 
 	if (!b || drain_timeout_ns < 0)
 		return -EINVAL;
+	if (bridge_foreign(b))
+		return -EBADF;
 	/* clock_gettime(CLOCK_MONOTONIC) is async-signal-safe */
 	now = shmq_now_ns();
 	shmq__store_seq_cst(&b->stop_deadline, now + drain_timeout_ns);
@@ -1364,6 +1386,8 @@ SHMQ_API int shmq_bridge_stats(const shmq_bridge *b, struct shmq_bridge_stats *s
 {
 	if (!b || !st)
 		return -EINVAL;
+	if (bridge_foreign(b))
+		return -EBADF;
 	memset(st, 0, sizeof *st);
 	/* relaxed: statistics, each read alone (in_put, in_rewind, stats_set_state) */
 	st->moved = shmq__load_relaxed(&b->moved);
@@ -1381,6 +1405,19 @@ SHMQ_API void shmq_bridge_free(shmq_bridge *b)
 {
 	if (!b)
 		return;
+	if (bridge_foreign(b)) {
+		/* only our copy: the connection's threads do not exist here
+		 * (closing it would wait for them), and the hold and the
+		 * queue handle are the parent's (their closes free our copies) */
+		shmq_lock_close(b->hold);
+		shmq_queue_close(b->q);
+		free(b->msgs);
+#ifdef HAVE_SHMQ_QUEUE_2PC
+		free(b->fly);
+#endif
+		free(b);
+		return;
+	}
 #ifdef HAVE_SHMQ_QUEUE_2PC
 	dead_flush(b); /* OUT: the messages still waiting to be destroyed */
 #endif
