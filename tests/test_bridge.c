@@ -306,6 +306,23 @@ static void test_defaults_and_errors(void **state)
 	/* one bridge per name */
 	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b2), -EBUSY);
 	shmq_bridge_free(b);
+	/* names the server would refuse are refused as names, at once (they
+	 * were -EIO from the server, or -ETIMEDOUT) */
+	{
+		static const char *const streams[] = { "a*", ">", "a/b", "a b", "a.b" };
+		static const char *const subjects[] = { "a..b", ".a", "a.", "a b", "a.>.b" };
+
+		for (size_t i = 0; i < sizeof(streams) / sizeof(streams[0]); i++) {
+			o.stream = streams[i];
+			assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), -EINVAL);
+		}
+		o.stream = NULL;
+		for (size_t i = 0; i < sizeof(subjects) / sizeof(subjects[0]); i++) {
+			o.subject = subjects[i];
+			assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), -EINVAL);
+		}
+		o.subject = NULL;
+	}
 	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), 0);
 	shmq_bridge_free(b);
 }

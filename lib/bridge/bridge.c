@@ -129,6 +129,44 @@ static void name_flatten(char *s)
 			*s = '_';
 }
 
+/* A stream name as the server takes it: printable, no whitespace, none of
+ * . * > / \ (they name subjects and files). */
+static bool stream_name_ok(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f || strchr(".*>/\\", *s))
+			return false;
+	return true;
+}
+
+/* A subject: dot-separated tokens, none empty, no whitespace or control
+ * characters; wild (a subscription's, IN) lets a token be * and the last
+ * one be >, which a publication's (OUT) may not hold at all. */
+static bool subject_ok(const char *s, bool wild)
+{
+	const char *tok = s;
+
+	for (;; s++) {
+		if (*s == '.' || !*s) {
+			size_t n = (size_t)(s - tok);
+
+			if (n == 0)
+				return false;
+			if (memchr(tok, '*', n) || memchr(tok, '>', n)) {
+				if (!wild || n != 1 || (*tok == '>' && *s))
+					return false;
+			}
+			if (!*s)
+				return true;
+			tok = s + 1;
+		} else if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f) {
+			return false;
+		}
+	}
+}
+
 static int names_fill(shmq_bridge *b, const char *queue, const struct shmq_bridge_opts *o)
 {
 	int n;
@@ -150,6 +188,9 @@ static int names_fill(shmq_bridge *b, const char *queue, const struct shmq_bridg
 		return -EINVAL;
 	memcpy(b->durable, b->name, sizeof b->durable);
 	name_flatten(b->durable);
+	/* refused here, as names, rather than by the server later */
+	if (!stream_name_ok(b->stream) || !subject_ok(b->subject, b->dir == SHMQ_BRIDGE_IN))
+		return -EINVAL;
 	return 0;
 }
 
@@ -292,6 +333,8 @@ static int stream_ensure(shmq_bridge *b)
 		if (s != NATS_OK && jerr == JSStreamNameExistErr) /* lost a race */
 			s = js_GetStreamInfo(&si, b->js, b->stream, NULL, &jerr);
 	}
+	if (s == NATS_NO_RESPONDERS)
+		return -EPROTO; /* nobody answers the JetStream API: not enabled there */
 	if (s != NATS_OK)
 		return nats_err(s);
 	rc = -EPROTO;

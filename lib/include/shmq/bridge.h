@@ -98,25 +98,29 @@ struct shmq_bridge_stats {
 /* Create a bridge of direction o->dir between queue `queue` of r (which must
  * exist) and the server at o->url; connects, creates the stream when absent
  * (file storage, Discard=New, a 10-minute duplicate window).  Any thread.
- * r must stay open until shmq_bridge_free.  Errors: -EINVAL (opts, names),
+ * r must stay open until shmq_bridge_free.  Errors: -EINVAL (opts, names:
+ * a stream name with whitespace or any of . * > / \, a subject with an
+ * empty token or whitespace, or wildcards where OUT publishes),
  * -ENOENT (no such queue), -EBUSY (another live bridge of that name),
  * -EOPNOTSUPP (OUT, see above), -ECONNREFUSED / -ETIMEDOUT (server),
- * -EPROTO (the stream exists with another subject), -ENOMEM, -EBADMSG. */
+ * -EPROTO (the stream exists with another subject, or the server has no
+ * JetStream), -ENOMEM, -EBADMSG.  A handle is its process's: in a child of
+ * fork() run, stop and stats give -EBADF and free frees only the copy. */
 SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct shmq_bridge_opts *o,
 				shmq_bridge **out);
 
 /* Move messages until shmq_bridge_stop.  One thread per bridge.  Rides out
  * server outages (state OFFLINE) and full queues (BLOCKED).  0 after a stop,
- * -EBADMSG (the checkpoint object was overwritten), -EINVAL. */
+ * -EBADMSG (the checkpoint object was overwritten), -EINVAL, -EBADF. */
 SHMQ_API int shmq_bridge_run(shmq_bridge *b);
 
 /* Ask run to return: it finishes the batch in hand for at most
  * drain_timeout_ns (what it leaves is fetched again by the next bridge),
  * then returns.  Only atomic stores: safe from another thread or a signal
- * handler.  0, -EINVAL. */
+ * handler.  0, -EINVAL, -EBADF. */
 SHMQ_API int shmq_bridge_stop(shmq_bridge *b, int64_t drain_timeout_ns);
 
-/* A snapshot; any thread, also while run runs.  0, -EINVAL. */
+/* A snapshot; any thread, also while run runs.  0, -EINVAL, -EBADF. */
 SHMQ_API int shmq_bridge_stats(const shmq_bridge *b, struct shmq_bridge_stats *st);
 
 /* Disconnect, release the holder lock and free.  Not while run runs.  NULL
