@@ -323,6 +323,22 @@ static void test_defaults_and_errors(void **state)
 		}
 		o.subject = NULL;
 	}
+	/* a create that failed (no server there) leaves the name to whichever
+	 * direction comes next (it was the failed one's for good) */
+	{
+		shmq_queue *q2;
+
+		assert_int_equal(shmq_queue_create(f->r, "jobs2", NULL, &q2), 0);
+		o.url = "nats://127.0.0.1:1";
+		assert_int_equal(shmq_bridge_create(f->r, "jobs2", &o, &b), -ECONNREFUSED);
+		o.url = f->srv.url;
+		o.dir = SHMQ_BRIDGE_OUT;
+		assert_int_equal(shmq_bridge_create(f->r, "jobs2", &o, &b), 0);
+		shmq_bridge_free(b);
+		o.dir = SHMQ_BRIDGE_IN;
+		assert_int_equal(shmq_bridge_create(f->r, "jobs2", &o, &b), -EINVAL); /* OUT's now */
+		shmq_queue_close(q2);
+	}
 	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), 0);
 	shmq_bridge_free(b);
 }

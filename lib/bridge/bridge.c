@@ -48,6 +48,7 @@ struct shmq_bridge {
 	int64_t req_end;           /* IN: when it expires at the server */
 	bool have_consumer;        /* IN: the pull consumer exists (in_subscribe) */
 	bool fresh;                /* IN: it has delivered nothing past the checkpoint yet */
+	bool stamped;              /* create stamped a new checkpoint object */
 	char inbox[64];            /* the inbox sub listens on (OUT: "<inbox>.*.*") */
 	unsigned dir;
 	uint32_t batch;
@@ -245,6 +246,7 @@ static int shared_attach(shmq_bridge *b)
 		shmq__store_seq_cst(&b->sh->version, SHMQ__BRIDGE_VERSION);
 		shmq__store_seq_cst(&b->sh->dir, b->dir);
 		shmq__store_seq_cst(&b->sh->magic, SHMQ__BRIDGE_MAGIC);
+		b->stamped = true;
 	}
 	if (shmq__load_seq_cst(&b->sh->magic) != SHMQ__BRIDGE_MAGIC)
 		return -EBADMSG;
@@ -1374,6 +1376,11 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 	}
 #endif
 	if (rc) {
+		/* a checkpoint we stamped and never used goes back to fresh
+		 * (the hold is still ours), so a failed create does not give
+		 * the name to its direction for good */
+		if (b->stamped)
+			shmq__store_seq_cst(&b->sh->magic, 0u);
 		shmq_bridge_free(b);
 		return rc;
 	}
