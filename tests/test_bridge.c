@@ -339,6 +339,21 @@ static void test_defaults_and_errors(void **state)
 		assert_int_equal(shmq_bridge_create(f->r, "jobs2", &o, &b), -EINVAL); /* OUT's now */
 		shmq_queue_close(q2);
 	}
+	/* a queue name of 60 characters: too long for the default bridge name
+	 * (bridge.<queue> and its .hold), fine with a name of its own (any
+	 * name was -EINVAL: the loop object's name did not fit) */
+	{
+		const char *lq = "q23456789012345678901234567890123456789012345678901234567890";
+		shmq_queue *q3;
+
+		assert_int_equal(shmq_queue_create(f->r, lq, NULL, &q3), 0);
+		assert_int_equal(shmq_bridge_create(f->r, lq, &o, &b), -EINVAL);
+		o.name = "bridge.long";
+		assert_int_equal(shmq_bridge_create(f->r, lq, &o, &b), 0);
+		shmq_bridge_free(b);
+		o.name = NULL;
+		shmq_queue_close(q3);
+	}
 	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), 0);
 	shmq_bridge_free(b);
 }

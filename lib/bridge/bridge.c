@@ -380,6 +380,14 @@ static int loop_attach(shmq_bridge *b, const char *queue)
 		return rc;
 	n = snprintf(lname, sizeof lname, "bridge.loop.%016llx.%s",
 		     (unsigned long long)qi.incarnation, queue);
+	if (n > 0 && (size_t)n >= sizeof lname) { /* a long queue name (bridge_int.h, Loops) */
+		uint64_t h = 0xcbf29ce484222325ull;
+
+		for (const char *c = queue; *c; c++)
+			h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
+		n = snprintf(lname, sizeof lname, "bridge.loop.%016llx.h%016llx",
+			     (unsigned long long)qi.incarnation, (unsigned long long)h);
+	}
 	if (n <= 0 || (size_t)n >= sizeof lname)
 		return -EINVAL;
 	rc = shmq_region_alloc(b->r, lname, size, &mem);

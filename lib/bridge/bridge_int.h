@@ -78,7 +78,9 @@ _Static_assert(sizeof(struct shmq__bridge_shared) == SHMQ__BRIDGE_OBJ_SIZE, "bri
 /*
  * Loops.  A bridge never re-publishes what a bridge of the same region
  * brought in.  Per queue (and incarnation) one object
- * "bridge.loop.<incarnation hex>.<queue>": a header and one mark word per
+ * "bridge.loop.<incarnation hex>.<queue>" (for a queue name too long for
+ * that, "bridge.loop.<incarnation hex>.h<FNV-1a of the name, hex>"; the
+ * random incarnation alone already tells queues apart): a header and one mark word per
  * slot of the ring (slots = the queue's capacity).  An IN bridge puts with
  * shmq__queue_put_noted and, between the claim of position p and its
  * publication, raises mark[p % slots] to p + 1 (marks only grow).  An OUT

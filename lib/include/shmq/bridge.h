@@ -69,7 +69,9 @@ struct shmq_bridge_opts {
 	const char *url;     /* nats://host:port; required */
 	const char *subject; /* NULL: "shmq.<queue>" */
 	const char *stream;  /* NULL: "SHMQ_<queue>", dots and dashes made underscores */
-	const char *name;    /* NULL: "bridge.<queue>"; the region object of the checkpoint */
+	const char *name;    /* NULL: "bridge.<queue>"; the region object of the checkpoint
+			      * (at most 58 characters: a queue name longer than 51
+			      * needs one given here) */
 	unsigned dir;        /* SHMQ_BRIDGE_OUT or SHMQ_BRIDGE_IN */
 	unsigned flags;      /* 0 */
 	uint32_t inflight;   /* 0: SHMQ_BRIDGE_DEFAULT_INFLIGHT */
