@@ -154,8 +154,10 @@ SHMQ_API int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queu
  * first, with the same position: a consumer that aborts all it holds and
  * begins again sees the same positions in the same order.  A process's
  * death is noticed by the next get_begin that runs its check (at once in a
- * new handle, then at most once per 15 ms per handle), or by a waiter
- * blocked behind the slot.
+ * new handle; then every 32nd begin through a handle reads the clock and
+ * checks if 15 ms passed since its last check, so a handle that begins
+ * seldom may hand out newer messages first for a while), or by a waiter
+ * blocked behind the slot (within a sleep slice).
  *
  * Any thread of any process; positions belong to the process (its region
  * attachment), so any of its threads and handles may end them.
