@@ -112,7 +112,9 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 				shmq_bridge **out);
 
 /* Move messages until shmq_bridge_stop.  One thread per bridge.  Rides out
- * server outages (state OFFLINE) and full queues (BLOCKED).  0 after a stop,
+ * server outages (state OFFLINE) and full queues (BLOCKED).  0 after a stop
+ * (OUT also once its queue is shut down and drained), -EPIPE (IN: the queue
+ * was shut down; what the stream holds past the checkpoint stays there),
  * -EBADMSG (the checkpoint object was overwritten), -EINVAL, -EBADF. */
 SHMQ_API int shmq_bridge_run(shmq_bridge *b);
 
