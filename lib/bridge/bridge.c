@@ -1461,39 +1461,32 @@ SHMQ_API int shmq_bridge_stats(const shmq_bridge *b, struct shmq_bridge_stats *s
 
 SHMQ_API void shmq_bridge_free(shmq_bridge *b)
 {
+	bool ours;
+
 	if (!b)
 		return;
-	if (bridge_foreign(b)) {
-		/* only our copy: the connection's threads do not exist here
-		 * (closing it would wait for them), and the hold and the
-		 * queue handle are the parent's (their closes free our copies) */
-		shmq_lock_close(b->hold);
-		shmq_queue_close(b->q);
-		free(b->msgs);
+	/* in a child of fork() only our copy goes: the connection's threads
+	 * do not exist here (closing it would wait for them), and the hold
+	 * and the queue handle are the parent's (their closes free our copies) */
+	ours = !bridge_foreign(b);
 #ifdef HAVE_SHMQ_QUEUE_2PC
-		free(b->fly);
-#endif
-		free(b);
-		return;
-	}
-#ifdef HAVE_SHMQ_QUEUE_2PC
-	dead_flush(b); /* OUT: the messages still waiting to be destroyed */
+	if (ours)
+		dead_flush(b); /* OUT: the messages still waiting to be destroyed */
 #endif
 	/* closed first: natsConnection_Close joins the read loop, after
 	 * which nothing delivers to the subscriptions (ours, and the
 	 * JetStream context's for publish acks) that are destroyed next */
-	if (b->nc)
+	if (ours && b->nc)
 		natsConnection_Close(b->nc);
-	if (b->sub)
+	if (ours && b->sub)
 		natsSubscription_Destroy(b->sub);
-	if (b->js)
+	if (ours && b->js)
 		jsCtx_Destroy(b->js);
-	if (b->nc)
+	if (ours && b->nc)
 		natsConnection_Destroy(b->nc);
-	if (b->hold) {
+	if (ours && b->hold)
 		shmq_lock_release(b->hold);
-		shmq_lock_close(b->hold);
-	}
+	shmq_lock_close(b->hold);
 	shmq_queue_close(b->q);
 	free(b->msgs);
 #ifdef HAVE_SHMQ_QUEUE_2PC
