@@ -298,20 +298,28 @@ void shmq__spsc_wake_consumer(struct shmq__spsc *r)
 		wake_word(&r->data_word, &r->cons_wakes);
 }
 
-int shmq__spsc_watch_fence(uint32_t *armed)
+/* The consumer side's fence ("Fenced publishers" in ring/spsc_int.h), after
+ * the seq_cst fetch_or that set FENCED in cons_armed returned old: the
+ * membarrier unless a run of sleeps or watches already verified one, then
+ * VERIFIED.  0, or the membarrier's negative errno. */
+static int cons_fence(uint32_t *armed, uint32_t old)
 {
-	/* seq_cst: Dekker partner of the publisher's fetch_and in
-	 * take_cons_wake, as the sleeper's fetch_or in sleep_once; no ARMED:
-	 * publishers wake a watcher by its count in cons_watchers */
-	uint32_t old = shmq__fetch_or_seq_cst(armed, FENCED);
 	int rc;
 
 	if ((old & (FENCED | VERIFIED)) == (FENCED | VERIFIED))
 		return 0;
 	rc = shmq__remote_fence();
-	if (rc == 0) /* seq_cst: as above; FENCED was set before the membarrier */
+	if (rc == 0) /* seq_cst: as the fetch_or; FENCED was set before the membarrier */
 		shmq__fetch_or_seq_cst(armed, VERIFIED);
 	return rc;
+}
+
+int shmq__spsc_watch_fence(uint32_t *armed)
+{
+	/* seq_cst: Dekker partner of the publisher's fetch_and in
+	 * take_cons_wake, as the sleeper's fetch_or in sleep_once; no ARMED:
+	 * publishers wake a watcher by its count in cons_watchers */
+	return cons_fence(armed, shmq__fetch_or_seq_cst(armed, FENCED));
 }
 
 /* Wake a sleeping producer once want(need) bytes are free. */
@@ -470,8 +478,8 @@ static int64_t sleep_until(const struct shmq__spsc_wait *w, int64_t slice)
 static int sleep_once(const struct waiter *wt)
 {
 	int64_t slice = wt->w->slice_ns;
-	uint32_t v, old;
-	int rc, frc = 0;
+	uint32_t v;
+	int rc, frc = 0, fence;
 
 	/* pairs with the seq_cst bump in wake_*: a bump after this load makes
 	 * futex_wait return at once */
@@ -483,20 +491,14 @@ static int sleep_once(const struct waiter *wt)
 		/* seq_cst: Dekker partner of the waker's exchange in
 		 * wake_producer (with the membarrier below for its publishing store) */
 		shmq__store_seq_cst(wt->armed, ARMED);
-		old = 0;
+		fence = shmq__remote_fence();
 	} else {
 		/* seq_cst: Dekker partner of the waker's fetch_and in
 		 * take_cons_wake; see "Fenced publishers" in ring/spsc_int.h */
-		old = shmq__fetch_or_seq_cst(wt->armed, ARMED | FENCED);
+		fence = cons_fence(wt->armed, shmq__fetch_or_seq_cst(wt->armed, ARMED | FENCED));
 	}
-	if ((old & (FENCED | VERIFIED)) != (FENCED | VERIFIED)) {
-		if (shmq__remote_fence() == 0) {
-			if (wt->fenced) /* seq_cst: as above; FENCED was set before the membarrier */
-				shmq__fetch_or_seq_cst(wt->armed, VERIFIED);
-		} else if (slice <= 0 || slice > SHMQ__UNFENCED_SLICE_NS) {
-			slice = SHMQ__UNFENCED_SLICE_NS;
-		}
-	}
+	if (fence != 0 && (slice <= 0 || slice > SHMQ__UNFENCED_SLICE_NS))
+		slice = SHMQ__UNFENCED_SLICE_NS;
 	rc = wt->ready(wt->view, wt->len);
 	if (rc == 0 && wt->w->check)
 		rc = wt->w->check(wt->w->arg, false);
