@@ -19,6 +19,7 @@
 #include <shmq/bridge.h>
 
 #include "core/atomic_int.h"
+#include "core/hash_int.h"
 #include "bridge/bridge_int.h"
 #ifdef HAVE_SHMQ_QUEUE_2PC
 #include "bridge/export_int.h" /* libshmq's private node */
@@ -380,14 +381,10 @@ static int loop_attach(shmq_bridge *b, const char *queue)
 		return rc;
 	n = snprintf(lname, sizeof lname, "bridge.loop.%016llx.%s",
 		     (unsigned long long)qi.incarnation, queue);
-	if (n > 0 && (size_t)n >= sizeof lname) { /* a long queue name (bridge_int.h, Loops) */
-		uint64_t h = 0xcbf29ce484222325ull;
-
-		for (const char *c = queue; *c; c++)
-			h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
+	if (n > 0 && (size_t)n >= sizeof lname) /* a long queue name (bridge_int.h, Loops) */
 		n = snprintf(lname, sizeof lname, "bridge.loop.%016llx.h%016llx",
-			     (unsigned long long)qi.incarnation, (unsigned long long)h);
-	}
+			     (unsigned long long)qi.incarnation,
+			     (unsigned long long)shmq__fnv1a64(queue, strlen(queue)));
 	if (n <= 0 || (size_t)n >= sizeof lname)
 		return -EINVAL;
 	rc = shmq_region_alloc(b->r, lname, size, &mem);
@@ -1461,31 +1458,29 @@ SHMQ_API int shmq_bridge_stats(const shmq_bridge *b, struct shmq_bridge_stats *s
 
 SHMQ_API void shmq_bridge_free(shmq_bridge *b)
 {
-	bool ours;
-
 	if (!b)
 		return;
 	/* in a child of fork() only our copy goes: the connection's threads
 	 * do not exist here (closing it would wait for them), and the hold
 	 * and the queue handle are the parent's (their closes free our copies) */
-	ours = !bridge_foreign(b);
+	if (!bridge_foreign(b)) {
 #ifdef HAVE_SHMQ_QUEUE_2PC
-	if (ours)
 		dead_flush(b); /* OUT: the messages still waiting to be destroyed */
 #endif
-	/* closed first: natsConnection_Close joins the read loop, after
-	 * which nothing delivers to the subscriptions (ours, and the
-	 * JetStream context's for publish acks) that are destroyed next */
-	if (ours && b->nc)
-		natsConnection_Close(b->nc);
-	if (ours && b->sub)
-		natsSubscription_Destroy(b->sub);
-	if (ours && b->js)
-		jsCtx_Destroy(b->js);
-	if (ours && b->nc)
-		natsConnection_Destroy(b->nc);
-	if (ours && b->hold)
-		shmq_lock_release(b->hold);
+		/* closed first: natsConnection_Close joins the read loop, after
+		 * which nothing delivers to the subscriptions (ours, and the
+		 * JetStream context's for publish acks) that are destroyed next */
+		if (b->nc)
+			natsConnection_Close(b->nc);
+		if (b->sub)
+			natsSubscription_Destroy(b->sub);
+		if (b->js)
+			jsCtx_Destroy(b->js);
+		if (b->nc)
+			natsConnection_Destroy(b->nc);
+		if (b->hold)
+			shmq_lock_release(b->hold);
+	}
 	shmq_lock_close(b->hold);
 	shmq_queue_close(b->q);
 	free(b->msgs);
