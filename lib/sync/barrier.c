@@ -93,6 +93,11 @@ static inline uint64_t cut_value(uint32_t gen)
 	return (gen >> SHMQ__BARRIER_GEN_SHIFT) | CUT_VALID;
 }
 
+/* CASes on cut before barrier_note_cut gives up: only the few who move one
+ * generation on write it, so losing this many means garbage keeps moving it
+ * (a waiter cut short may then miss the record: nothing spins on it). */
+#define CUT_TRIES 64u
+
 /* Before a CAS that moves the generation on from w: if w says a reset
  * ended the generation before it, record that one as cut short (true
  * whether or not the caller's CAS then wins). */
@@ -107,13 +112,13 @@ static void barrier_note_cut(shmq_barrier *b, uint32_t w)
 	 * whoever recorded it already (Protocol BARRIER_CUT), so our CAS of
 	 * the word passes the record on */
 	v = shmq__load_acquire(&b->s->cut);
-	do {
+	for (unsigned i = 0; i < CUT_TRIES; i++) {
 		n = (v & ~((uint64_t)0xffffu << cut_shift(g))) | cut_value(g) << cut_shift(g);
-		if (n == v)
-			return;
 		/* seq_cst: before the caller's CAS of the word, which a waiter's
 		 * acquire of a later word reads (or a later RMW of it) */
-	} while (!shmq__cas_seq_cst(&b->s->cut, &v, n));
+		if (n == v || shmq__cas_seq_cst(&b->s->cut, &v, n))
+			return;
+	}
 }
 
 /* ---- placement and named barriers ---------------------------------------- */
