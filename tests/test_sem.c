@@ -375,12 +375,30 @@ static void test_releaser_died_before_wake(void **state)
 
 /* ---- SHMQ_SEM_UNDO ---------------------------------------------------------- */
 
+/* In a holder child: report on the pipe, then wait to be killed. */
+static __attribute__((noreturn)) void holder_ready(int fds[2])
+{
+	if (write(fds[1], "x", 1) != 1)
+		_exit(95);
+	pause();
+	_exit(0);
+}
+
+/* In the parent: until the holder child has reported. */
+static void holder_await(int fds[2])
+{
+	char c;
+
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &c, 1), 1);
+	close(fds[0]);
+}
+
 /* A child that acquires `take` units, releases `give` of them, reports on
  * the pipe and waits to be killed. */
 static pid_t fork_holder(struct fixture *f, const char *name, int take, int give)
 {
 	int fds[2];
-	char c;
 	pid_t pid;
 
 	assert_int_equal(pipe(fds), 0);
@@ -396,14 +414,9 @@ static pid_t fork_holder(struct fixture *f, const char *name, int take, int give
 				_exit(93);
 		if (give && shmq_sem_release(s, (unsigned)give))
 			_exit(94);
-		if (write(fds[1], "x", 1) != 1)
-			_exit(95);
-		pause();
-		_exit(0);
+		holder_ready(fds);
 	}
-	close(fds[1]);
-	assert_int_equal(read(fds[0], &c, 1), 1);
-	close(fds[0]);
+	holder_await(fds);
 	return pid;
 }
 
@@ -641,7 +654,6 @@ static void test_undo_threads_exact(void **state)
 	uint64_t held;
 	shmq_sem *s;
 	pid_t pid;
-	char c;
 
 	assert_int_equal(shmq_sem_create(f->r, "u", UNDO_VALUE, &o, &s), 0);
 	sh = sem_shm(f, "u");
@@ -667,14 +679,9 @@ static void test_undo_threads_exact(void **state)
 		for (unsigned t = 0; t < UNDO_THREADS; t++)
 			if (pthread_join(th[t], NULL) || w[t].fails)
 				_exit(93);
-		if (write(fds[1], "x", 1) != 1)
-			_exit(95);
-		pause();
-		_exit(0);
+		holder_ready(fds);
 	}
-	close(fds[1]);
-	assert_int_equal(read(fds[0], &c, 1), 1);
-	close(fds[0]);
+	holder_await(fds);
 	assert_int_equal(shmq_sem_value(s), UNDO_VALUE - kept);
 	assert_true(undo_entries(sh, &held) >= 1);
 	assert_int_equal(held, kept);
