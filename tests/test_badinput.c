@@ -27,15 +27,14 @@ struct fixture {
 	size_t page;
 };
 
-static int setup(void **state)
+static int setup_size(void **state, size_t size)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
 	if (!f)
 		return -1;
 	tu_name(f->name, sizeof(f->name), "bad");
-	if (shmq_region_create(f->name, &(struct shmq_region_opts){ .size = (size_t)1 << 20 },
-			       &f->r))
+	if (shmq_region_create(f->name, &(struct shmq_region_opts){ .size = size }, &f->r))
 		return -1;
 	f->page = (size_t)sysconf(_SC_PAGESIZE);
 	f->guard_map = mmap(NULL, 2 * f->page, PROT_READ | PROT_WRITE,
@@ -44,6 +43,17 @@ static int setup(void **state)
 		return -1;
 	*state = f;
 	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_size(state, (size_t)1 << 20);
+}
+
+/* room for one object of every kind and a pool */
+static int setup_big(void **state)
+{
+	return setup_size(state, (size_t)16 << 20);
 }
 
 static int teardown(void **state)
@@ -177,8 +187,8 @@ static void test_lock(void **state)
 	assert_int_equal(shmq_lock_acquire(l, MS), -EDEADLK);
 	assert_int_equal(shmq_lock_release(l), 0);
 	assert_int_equal(shmq_lock_release(l), -EPERM);
-	assert_int_equal(shmq_lock_acquire(l, -5), 0); /* any negative: forever (it is free) */
-	assert_int_equal(shmq_lock_release(l), 0);
+	assert_int_equal(shmq_lock_acquire(l, -5), -EINVAL); /* only -1 is SHMQ_FOREVER */
+	assert_false(shmq_lock_locked(l));
 	shmq_lock_close(l);
 }
 
@@ -552,6 +562,191 @@ static void test_pool(void **state)
 	shmq_pool_free(NULL);
 }
 
+/* ---- timeouts: a negative other than SHMQ_FOREVER is -EINVAL ---- */
+
+static int exit_zero(shmq_region *r, const void *arg, size_t len)
+{
+	(void)r;
+	(void)arg;
+	(void)len;
+	return 0;
+}
+SHMQ_ENTRY(exit_zero);
+
+static void *seven(void *arg)
+{
+	(void)arg;
+	return (void *)7;
+}
+
+struct notifier {
+	shmq_cond *c;
+	uint32_t stop;
+};
+
+/* Keeps notifying c, so that a pre-fix cond_wait that took -2 as "forever"
+ * comes back (and the test reports it) instead of hanging. */
+static void *notify_loop(void *arg)
+{
+	struct notifier *n = arg;
+
+	while (!__atomic_load_n(&n->stop, __ATOMIC_SEQ_CST)) {
+		shmq_cond_notify_all(n->c);
+		usleep(1000);
+	}
+	return NULL;
+}
+
+static unsigned bad_timeout_fails;
+
+/* Not fatal, so that one run lists every call that gets it wrong. */
+#define EXPECT_EINVAL(call)                                                            \
+	do {                                                                           \
+		long long rc_ = (long long)(call);                                     \
+		if (rc_ != -EINVAL) {                                                  \
+			print_message("timeout %lld: %s gave %lld, not -EINVAL\n",     \
+				      (long long)T, #call, rc_);                       \
+			bad_timeout_fails++;                                           \
+		}                                                                      \
+	} while (0)
+
+static void test_bad_timeouts(void **state)
+{
+	static const int64_t bad[] = { -2, INT64_MIN };
+	struct fixture *f = *state;
+	shmq_lock *l;
+	shmq_barrier *b;
+	shmq_flag *fl;
+	shmq_cond *c;
+	shmq_sem *sm;
+	shmq_queue *q, *jq;
+	shmq_pipe *p0, *p1;
+	shmq_thread *t, *nt;
+	shmq_proc *pr;
+	shmq_pool *pool;
+	shmq_async *a;
+	shmq_iter *it;
+	shmq_waitset *w;
+	struct notifier n = { NULL, 0 };
+	struct shmq_ready rd[2];
+	struct shmq_run_result res;
+	char *const true_argv[] = { "true", NULL };
+	uint32_t v = 42, in[4] = { 1, 2, 3, 4 }, out[4] = { 0 }, aout = 0;
+	char buf[64];
+	size_t lens[1];
+	struct iovec iov = { buf, sizeof(buf) }, piov = { &v, sizeof(v) };
+	const void *msg;
+	void *mem, *ret;
+	uint64_t pos;
+	size_t len;
+
+	assert_int_equal(shmq_lock_create(f->r, "tl", &l), 0);
+	assert_int_equal(shmq_barrier_create(f->r, "tb", 1, &b), 0);
+	assert_int_equal(shmq_flag_create(f->r, "tf", &fl), 0);
+	assert_int_equal(shmq_flag_set(fl), 0);
+	assert_int_equal(shmq_cond_create(f->r, "tc", &c), 0);
+	assert_int_equal(shmq_sem_create(f->r, "ts", 1, NULL, &sm), 0);
+	assert_int_equal(shmq_queue_create(f->r, "tq", NULL, &q), 0);
+	assert_int_equal(shmq_queue_put(q, &v, sizeof(v), SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_queue_create(f->r, "tj", &(struct shmq_queue_opts){
+							      .flags = SHMQ_QUEUE_JOINABLE },
+					   &jq),
+			 0);
+	assert_int_equal(shmq_pipe_create(f->r, "tp", NULL, &p0, &p1), 0);
+	assert_int_equal(shmq_pipe_send(p0, &v, sizeof(v), SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_thread_start(seven, NULL, &t), 0);
+	assert_int_equal(shmq_proc_spawn(f->r, "exit_zero", NULL, 0, NULL, &pr), 0);
+	assert_int_equal(shmq_pool_create(f->r, &(struct shmq_pool_opts){ .workers = 1 }, &pool), 0);
+	assert_int_equal(shmq_pool_apply_async(pool, "twice", in, 4, &aout, 4, &a), 0);
+	assert_int_equal(shmq_pool_imap(pool, "twice", in, 4, 4, 4, 0, &it), 0);
+	assert_int_equal(shmq_waitset_create(&w), 0);
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, q), 0);
+	n.c = c;
+	assert_int_equal(shmq_thread_start(notify_loop, &n, &nt), 0);
+	assert_int_equal(shmq_lock_acquire(l, SHMQ_NOWAIT), 0); /* for cond_wait */
+
+	bad_timeout_fails = 0;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int64_t T = bad[i];
+
+		EXPECT_EINVAL(shmq_cond_wait(c, l, T));
+		EXPECT_EINVAL(shmq_lock_acquire(l, T)); /* held: -EDEADLK before */
+		EXPECT_EINVAL(shmq_barrier_wait(b, T));
+		EXPECT_EINVAL(shmq_flag_wait(fl, T));
+		EXPECT_EINVAL(shmq_sem_acquire(sm, T));
+		EXPECT_EINVAL(shmq_queue_put(q, &v, sizeof(v), T));
+		EXPECT_EINVAL(shmq_queue_get(q, buf, sizeof(buf), T));
+		EXPECT_EINVAL(shmq_queue_get_alloc(q, &mem, T));
+		EXPECT_EINVAL(shmq_queue_get_begin(q, &msg, &pos, T));
+		EXPECT_EINVAL(shmq_queue_put_bulk(q, &piov, 1, T));
+		EXPECT_EINVAL(shmq_queue_get_bulk(q, &iov, lens, 1, T));
+		EXPECT_EINVAL(shmq_queue_join(jq, T));
+		EXPECT_EINVAL(shmq_pipe_send(p0, &v, sizeof(v), T));
+		EXPECT_EINVAL(shmq_pipe_send_bulk(p0, &piov, 1, T));
+		EXPECT_EINVAL(shmq_pipe_reserve(p0, sizeof(v), &mem, T));
+		EXPECT_EINVAL(shmq_pipe_recv(p1, buf, sizeof(buf), T));
+		EXPECT_EINVAL(shmq_pipe_recv_bulk(p1, buf, sizeof(buf), lens, 1, T));
+		EXPECT_EINVAL(shmq_pipe_peek(p1, &msg, &len, T));
+		EXPECT_EINVAL(shmq_thread_join(t, T, &ret));
+		EXPECT_EINVAL(shmq_proc_communicate(pr, NULL, 0, &res, T));
+		EXPECT_EINVAL(shmq_proc_join(pr, T));
+		EXPECT_EINVAL(shmq_run(true_argv, &(struct shmq_run_opts){ .timeout_ns = T }, &res));
+		EXPECT_EINVAL(shmq_pool_map(pool, "twice", in, 4, out, 4, 4, T));
+		EXPECT_EINVAL(shmq_async_wait(a, T));
+		EXPECT_EINVAL(shmq_async_get(a, T));
+		EXPECT_EINVAL(shmq_iter_next(it, &v, T));
+		EXPECT_EINVAL(shmq_waitset_wait(w, rd, 2, T));
+	}
+	__atomic_store_n(&n.stop, 1, __ATOMIC_SEQ_CST);
+	assert_int_equal(shmq_thread_join(nt, SHMQ_FOREVER, &ret), 0);
+	shmq_thread_close(nt);
+
+	/* nothing changed: every object is as it was */
+	assert_true(shmq_lock_locked(l));
+	assert_int_equal(shmq_lock_release(l), 0);
+	assert_false(shmq_lock_locked(l));
+	assert_int_equal(shmq_barrier_n_waiting(b), 0);
+	assert_false(shmq_barrier_broken(b));
+	assert_true(shmq_flag_is_set(fl));
+	assert_int_equal(shmq_sem_value(sm), 1);
+	assert_int_equal(shmq_queue_len(q), 1);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), 1);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), (ssize_t)sizeof(v));
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_pipe_recv(p1, buf, sizeof(buf), SHMQ_NOWAIT), (ssize_t)sizeof(v));
+	assert_int_equal(shmq_pipe_recv(p1, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_thread_join(t, SHMQ_FOREVER, &ret), 0);
+	assert_ptr_equal(ret, (void *)7);
+	assert_int_equal(shmq_proc_join(pr, SHMQ_FOREVER), 0);
+	assert_int_equal(out[0], 0); /* the map did not run */
+	assert_int_equal(shmq_async_get(a, SHMQ_FOREVER), 0);
+	assert_int_equal(aout, 2);
+	for (int k = 0; k < 4; k++)
+		assert_int_equal(shmq_iter_next(it, &v, SHMQ_FOREVER), k);
+	assert_int_equal(shmq_iter_next(it, &v, SHMQ_FOREVER), -EPIPE);
+	assert_int_equal(bad_timeout_fails, 0);
+
+	shmq_iter_free(it);
+	shmq_async_free(a);
+	assert_int_equal(shmq_pool_close(pool), 0);
+	assert_int_equal(shmq_pool_join(pool, -2), -EINVAL);
+	assert_int_equal(shmq_pool_join(pool, INT64_MIN), -EINVAL);
+	assert_int_equal(shmq_pool_join(pool, SHMQ_FOREVER), 0);
+	shmq_pool_free(pool);
+	shmq_waitset_free(w);
+	shmq_proc_close(pr);
+	shmq_thread_close(t);
+	shmq_pipe_close(p0);
+	shmq_pipe_close(p1);
+	shmq_queue_close(jq);
+	shmq_queue_close(q);
+	shmq_sem_close(sm);
+	shmq_cond_close(c);
+	shmq_flag_close(fl);
+	shmq_barrier_close(b);
+	shmq_lock_close(l);
+}
+
 /* ---- errors and misc ---- */
 
 static void test_misc(void **state)
@@ -703,6 +898,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run),
 		cmocka_unit_test(test_sched),
 		cmocka_unit_test_setup_teardown(test_pool, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_timeouts, setup_big, teardown),
 		cmocka_unit_test(test_misc),
 		cmocka_unit_test(test_strerror_names_all),
 	};

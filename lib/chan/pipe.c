@@ -682,6 +682,8 @@ SHMQ__LINE_START int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, i
 
 	if (SHMQ__UNLIKELY(!p || (!msg && len)))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	tx = &p->tx;
 	rec = SHMQ__SPSC_REC(len);
 	if (SHMQ__UNLIKELY(p->unused | p->more | p->reserved | tx->strong) ||
@@ -724,6 +726,8 @@ int shmq_pipe_reserve(shmq_pipe *p, size_t len, void **buf, int64_t timeout_ns)
 	int rc;
 
 	if (!p || !buf)
+		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
 		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
 		return -EBADF;
@@ -770,6 +774,8 @@ ssize_t shmq_pipe_send_bulk(shmq_pipe *p, const struct iovec *v, size_t n, int64
 	int rc;
 
 	if (!p || (!v && n))
+		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
 		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
 		return -EBADF;
@@ -895,6 +901,8 @@ SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int
 
 	if (SHMQ__UNLIKELY(!p || (!buf && cap)))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	rx = &p->rx;
 	if (SHMQ__UNLIKELY(p->unused | p->peeked | rx->strong))
 		return recv_slow(p, buf, cap, timeout_ns);
@@ -964,6 +972,8 @@ int shmq_pipe_peek(shmq_pipe *p, const void **msg, size_t *len, int64_t timeout_
 {
 	if (!p || !msg || !len)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
 		return -EBADF;
 	return rx_peek(p, msg, len, timeout_ns);
@@ -988,6 +998,8 @@ ssize_t shmq_pipe_recv_bulk(shmq_pipe *p, void *buf, size_t cap, size_t *lens, s
 	int rc;
 
 	if (!p || (!buf && cap) || (!lens && n))
+		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
 		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(p->pid)))
 		return -EBADF;

@@ -813,6 +813,8 @@ int shmq_queue_put(shmq_queue *q, const void *msg, size_t len, int64_t timeout_n
 
 	if (SHMQ__UNLIKELY(!q || (!msg && len)))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(q->pid)))
 		return -EBADF;
 	rc = shmq__mpmc_try_put(&q->ring, msg, len, &blk);
@@ -971,6 +973,8 @@ ssize_t shmq_queue_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
 
 	if (SHMQ__UNLIKELY(!q || (!buf && cap)))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(q->pid)))
 		return -EBADF;
 	if (SHMQ__UNLIKELY(q->join.sh != NULL)) {
@@ -1035,6 +1039,8 @@ ssize_t shmq_queue_get_alloc(shmq_queue *q, void **msg, int64_t timeout_ns)
 	size_t room;
 
 	if (!q || !msg)
+		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
 		return -EINVAL;
 	if (shmq__foreign(q->pid))
 		return -EBADF;
@@ -1147,6 +1153,8 @@ static ssize_t get_begin(shmq_queue *q, const void **msg, uint64_t *pos, int64_t
 	int crc;
 
 	if (SHMQ__UNLIKELY(!q || !msg || !pos))
+		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
 		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(q->pid)))
 		return -EBADF;
@@ -1318,6 +1326,8 @@ ssize_t shmq_queue_put_bulk(shmq_queue *q, const struct iovec *msgs, size_t n,
 
 	if (!q || (!msgs && n) || n > SSIZE_MAX)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (shmq__foreign(q->pid))
 		return -EBADF;
 	for (size_t i = 0; i < n; i++) {
@@ -1391,6 +1401,8 @@ ssize_t shmq_queue_get_bulk(shmq_queue *q, const struct iovec *bufs, size_t *len
 	ssize_t rc;
 
 	if (!q || ((!bufs || !lens) && n) || n > SSIZE_MAX)
+		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
 		return -EINVAL;
 	if (shmq__foreign(q->pid))
 		return -EBADF;

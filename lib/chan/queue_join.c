@@ -275,6 +275,8 @@ int shmq_queue_join(shmq_queue *q, int64_t timeout_ns)
 
 	if (rc)
 		return rc;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	/* the full liveness check at once: a take of a dead process found now
 	 * is final now */
 	rc = join_state(m, j, false);

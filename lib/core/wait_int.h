@@ -138,9 +138,18 @@ static inline void shmq__fence_word_idle(uint32_t *fw, uint32_t f)
 /* Spin policy defaults, tunable with SHMQ_SPIN (iterations; 0 disables spinning). */
 #define SHMQ__SPIN_DEFAULT 2000u
 
+/* True for a timeout the API refuses: a negative other than SHMQ_FOREVER (-1).
+ * Every public call that takes a timeout_ns returns -EINVAL for one before it
+ * changes anything (API.md: SHMQ_NOWAIT, SHMQ_FOREVER or > 0). */
+static inline bool shmq__timeout_bad(int64_t timeout_ns)
+{
+	return timeout_ns < -1;
+}
+
 /* Convert a relative API timeout (SHMQ_NOWAIT, SHMQ_FOREVER, > 0) to a deadline.
- * SHMQ_NOWAIT gives the current time (already expired); a negative other than
- * SHMQ_FOREVER is treated as SHMQ_FOREVER. */
+ * SHMQ_NOWAIT gives the current time (already expired).  Public calls refuse
+ * other negatives first (shmq__timeout_bad); for internal callers any
+ * negative still means no deadline. */
 int64_t shmq__deadline(int64_t timeout_ns);
 
 /* Nanoseconds left until deadline (0 if past, INT64_MAX for no deadline). */

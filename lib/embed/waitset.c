@@ -929,6 +929,8 @@ SHMQ_API int shmq_waitset_wait(shmq_waitset *w, struct shmq_ready *out, size_t m
 
 	if (!w || !out || !max)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (shmq__foreign(w->pid))
 		return -EBADF;
 	if (max > INT32_MAX)

@@ -8,7 +8,8 @@
  *  - int calls return 0 or a negative errno; length calls return ssize_t.
  *  - timeouts are relative int64_t nanoseconds: SHMQ_NOWAIT (0) never
  *    blocks (-EAGAIN where it would), SHMQ_FOREVER (-1) waits without
- *    limit, > 0 waits at most that long (-ETIMEDOUT).
+ *    limit, > 0 waits at most that long (-ETIMEDOUT); any other negative
+ *    timeout is -EINVAL, and the call changes nothing.
  *  - nothing read from shared memory is trusted: corruption is -EBADMSG.
  *  - the library never aborts, exits, prints or raises signals for you.
  */

@@ -232,6 +232,8 @@ SHMQ_API ssize_t shmq_iter_next(shmq_iter *it, void *out, int64_t timeout_ns)
 
 	if (!it || (it->out_size && !out))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (shmq__foreign(it->p->pid))
 		return -EBADF; /* inherited across fork(): the parent's job */
 	if (it->given == it->n)

@@ -306,6 +306,8 @@ SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns)
 
 	if (!p)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (shmq__foreign(p->pid))
 		return -EBADF;
 	rc = pool_join(p, shmq__deadline(timeout_ns));

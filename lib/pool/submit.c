@@ -457,6 +457,8 @@ SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
 
 	if (!a)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (async_foreign(a))
 		return -EBADF;
 	if (timeout_ns == SHMQ_NOWAIT) {
@@ -544,6 +546,8 @@ SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_
 	size_t done = 0, batch = n;
 	int first = 0, rc;
 
+	if (shmq__timeout_bad(timeout_ns))
+		return -EINVAL;
 	rc = submit_check(p, &s);
 	if (rc)
 		return rc;

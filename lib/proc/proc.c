@@ -565,6 +565,8 @@ SHMQ_API int shmq_proc_join(shmq_proc *p, int64_t timeout_ns)
 
 	if (!p)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (shmq__foreign(p->owner))
 		return -EBADF; /* a copy inherited across fork(): not our child */
 	if (timeout_ns < 0)
@@ -665,7 +667,7 @@ SHMQ_API int shmq_proc_communicate(shmq_proc *p, const void *in, size_t in_len,
 		return -EINVAL;
 	memset(res, 0, sizeof(*res));
 	if (!p || (in_len && (!in || p->fd[0] < 0)) || timeout_ns == SHMQ_NOWAIT ||
-	    (timeout_ns < 0 && timeout_ns != SHMQ_FOREVER))
+	    shmq__timeout_bad(timeout_ns))
 		return -EINVAL;
 	if (shmq__foreign(p->owner))
 		return -EBADF;

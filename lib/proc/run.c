@@ -767,7 +767,8 @@ SHMQ_API int shmq_run(char *const argv[], const struct shmq_run_opts *o,
 	shmq__proc_guard("shmq_run");
 	if (!o)
 		o = &defaults;
-	if ((o->capture & ~(SHMQ_STDOUT | SHMQ_STDERR)) || (o->input_len && !o->input))
+	if ((o->capture & ~(SHMQ_STDOUT | SHMQ_STDERR)) || (o->input_len && !o->input) ||
+	    shmq__timeout_bad(o->timeout_ns))
 		return -EINVAL;
 	run_init(&R, o);
 	R.pgroup = o->timeout_ns > 0;

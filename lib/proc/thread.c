@@ -89,6 +89,8 @@ SHMQ_API int shmq_thread_join(shmq_thread *t, int64_t timeout_ns, void **ret)
 
 	if (!t)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (!t->joined) {
 		deadline = shmq__deadline(timeout_ns);
 		/* pairs with the store_release of done in thread_trampoline */

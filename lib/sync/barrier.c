@@ -562,6 +562,8 @@ SHMQ_API int shmq_barrier_wait(shmq_barrier *b, int64_t timeout_ns)
 
 	if (!b)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (shmq__foreign(b->pid))
 		return -EBADF;
 	/* relaxed: our own handle's field, set once by barrier_join (seq_cst) */

@@ -375,6 +375,8 @@ SHMQ_API int shmq_cond_wait(shmq_cond *c, shmq_lock *l, int64_t timeout_ns)
 
 	if (!c || !l)
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(c->pid)))
 		return -EBADF;
 	deadline = shmq__deadline(timeout_ns);

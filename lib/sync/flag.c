@@ -205,6 +205,8 @@ SHMQ_API int shmq_flag_wait(shmq_flag *f, int64_t timeout_ns)
 
 	if (SHMQ__UNLIKELY(!f))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(f->pid)))
 		return -EBADF;
 	/* pairs with the seq_cst CAS in shmq_flag_set */

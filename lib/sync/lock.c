@@ -434,6 +434,8 @@ SHMQ_API int shmq_lock_acquire(shmq_lock *l, int64_t timeout_ns)
 {
 	if (SHMQ__UNLIKELY(!l))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(l->pid)))
 		return -EBADF;
 	if (SHMQ__LIKELY(lock_try_take(l, l->self)))

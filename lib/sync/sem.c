@@ -437,6 +437,8 @@ SHMQ_API int shmq_sem_acquire(shmq_sem *h, int64_t timeout_ns)
 
 	if (SHMQ__UNLIKELY(!h))
 		return -EINVAL;
+	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
+		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__foreign(h->pid)))
 		return -EBADF;
 	if (h->undo) {

@@ -19,7 +19,9 @@ extern "C" {
 #define SHMQ_VERSION_MINOR 1
 #define SHMQ_VERSION_PATCH 0
 
-/* Timeouts (relative, nanoseconds). */
+/* Timeouts (relative, nanoseconds): SHMQ_NOWAIT, SHMQ_FOREVER or > 0.  Every
+ * call that takes a timeout_ns returns -EINVAL for any other negative value,
+ * before it changes anything. */
 #define SHMQ_NOWAIT  ((int64_t)0)
 #define SHMQ_FOREVER ((int64_t)-1)
 

@@ -182,8 +182,8 @@ SHMQ_API pid_t shmq_proc_pid(const shmq_proc *p);
  * timeout_ns > 0: at the deadline the child is killed with SIGKILL - its
  * whole process group when it leads one (SHMQ_PROC_NEWPGRP: grandchildren
  * that hold the pipes die too) - and reaped, and the call returns -ETIMEDOUT
- * with res holding what was read; SHMQ_FOREVER: no limit; SHMQ_NOWAIT is
- * -EINVAL (communicate always waits).  Every piped descriptor of p is closed
+ * with res holding what was read; SHMQ_FOREVER: no limit; SHMQ_NOWAIT, and
+ * any negative but SHMQ_FOREVER, is -EINVAL (communicate always waits).  Every piped descriptor of p is closed
  * when it returns (shmq_proc_fd is then -EBADF).  Returns 0, -ETIMEDOUT,
  * -EINVAL (in_len > 0 without a piped stdin, in NULL with in_len, p NULL),
  * -ECHILD (already reaped by someone else), -ENOMEM; res is empty on any

@@ -34,7 +34,7 @@ struct shmq_run_opts {
 	const void *input;
 	size_t input_len;
 	unsigned capture;   /* SHMQ_STDOUT | SHMQ_STDERR */
-	int64_t timeout_ns; /* 0 or SHMQ_FOREVER: no limit */
+	int64_t timeout_ns; /* 0 or SHMQ_FOREVER: no limit; other negatives: -EINVAL */
 	const char *cwd;
 	char *const *envp;
 };
