@@ -496,6 +496,57 @@ static void test_undo_counts(void **state)
 	shmq_sem_close(n);
 }
 
+/* A consumer: units released by another process, acquired with UNDO by one
+ * that never releases, pile up in its count past max.  At its death the
+ * reclaim gives back at most max (System V clamps too), not -EBADMSG. */
+static void test_undo_consumer_clamped(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq_sem_opts o = { .max = 2, .flags = SHMQ_SEM_UNDO };
+	struct shmq__sem_shm *sh;
+	int fds[2], released = 0;
+	shmq_sem *s;
+	pid_t pid;
+
+	assert_int_equal(shmq_sem_create(f->r, "u", 2, &o, &s), 0);
+	sh = sem_shm(f, "u");
+	assert_int_equal(pipe(fds), 0);
+	pid = track_kid(f, fork());
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_sem *cs = child_sem(f, "u", &r);
+
+		close(fds[0]);
+		for (int i = 0; i < 5; i++)
+			if (shmq_sem_acquire(cs, 10000 * MS))
+				_exit(93);
+		holder_ready(fds);
+	}
+	/* the producer: 3 more units as the consumer makes room */
+	while (released < 3) {
+		int rc = shmq_sem_release(s, 1);
+
+		if (rc == 0)
+			released++;
+		else
+			assert_int_equal(rc, -EOVERFLOW);
+		usleep(1000);
+	}
+	holder_await(fds);
+	assert_int_equal(shmq_sem_value(s), 0);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	/* its count of 5 comes back as max (2) units */
+	assert_int_equal(shmq_sem_acquire(s, 10000 * MS), 0);
+	assert_int_equal(shmq_sem_value(s), 1);
+	assert_int_equal(sh->undone, 2);
+	assert_int_equal(shmq_sem_release(s, 1), 0);
+	assert_int_equal(shmq_sem_release(s, 1), -EOVERFLOW);
+	assert_int_equal(shmq_sem_value(s), 2);
+	shmq_sem_close(s);
+}
+
 /* A try-acquire loop gets a dead holder's units within a slice or two. */
 static void test_undo_nowait(void **state)
 {
@@ -711,6 +762,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_releaser_died_before_wake, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_counts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_undo_consumer_clamped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_nowait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_entries_given_back, setup, teardown),

@@ -275,10 +275,12 @@ static void sem_give(shmq_sem *h, uint32_t n)
 					(int)(n > INT_MAX ? INT_MAX : n), &h->s->wakes);
 }
 
-/* Look for entries of dead processes: give their units back and free the
- * entries.  full: the full liveness check (a system call or two per entry
- * that holds units); otherwise only the process table's listing (a load).
- * Returns the units given back, or -EBADMSG for an impossible entry. */
+/* Look for entries of dead processes: give their units back (at most max
+ * per entry; sem_give clamps the value at max too) and free the entries.
+ * full: the full liveness check (a system call or two per entry that holds
+ * units); otherwise only the process table's listing (a load).  Returns
+ * the units given back (saturated at INT_MAX), or -EBADMSG for an owner id
+ * no attachment can carry. */
 static int sem_reclaim(shmq_sem *h, bool full)
 {
 	struct shmq__sem_undo *u = h->s->undo;
@@ -303,14 +305,17 @@ static int sem_reclaim(shmq_sem *h, bool full)
 		 * back by sem_give's seq_cst CAS on the value */
 		if (!shmq__cas_relaxed(&u[i].pair, &p, 0))
 			continue;
+		/* A count above max is no corruption: a consumer that acquires
+		 * units others release counts every one (Protocol SEM_UNDO).
+		 * Like System V, what comes back is clamped: never past max. */
 		held = shmq__sem_undo_held(p);
 		if (held > h->max)
-			return -EBADMSG; /* more than the semaphore ever had */
+			held = h->max;
 		if (held) {
 			/* relaxed: a statistic for shmq__sem_describe */
 			shmq__fetch_add_relaxed(&h->s->undone, held);
 			sem_give(h, held);
-			given += (int)held;
+			given = given > INT_MAX - (int)held ? INT_MAX : given + (int)held;
 		}
 	}
 	return given;

@@ -62,7 +62,9 @@ struct shmq__sem_undo {
 	union {
 		struct {
 			uint32_t owner; /* owner id of the process, 0: free */
-			uint32_t held;  /* units it acquired and has not released */
+			uint32_t held;  /* units it acquired and has not released;
+					 * may pass max (a consumer), saturates at
+					 * UINT32_MAX; the reclaim gives back <= max */
 		};
 		uint64_t pair; /* both: every atomic goes through it (Protocol SEM_UNDO) */
 	};

@@ -18,8 +18,9 @@ struct shmq_sem_opts {
 };
 
 /* Units a process acquired and had not released come back when it dies
- * (System V's SEM_UNDO); a waiter gets them within about a sleep slice
- * (10 ms) of the death. */
+ * (System V's SEM_UNDO), never past max (a consumer that acquires units
+ * others released counts more than max; as System V, the return clamps);
+ * a waiter gets them within about a sleep slice (10 ms) of the death. */
 #define SHMQ_SEM_UNDO 0x1u
 
 /*
