@@ -239,6 +239,8 @@ static void nothing(void *arg)
 	(void)arg;
 }
 
+static void *g_lock_mem; /* a placed lock in g_region */
+
 static int runtime_child(void *arg)
 {
 	shmq_event *ev;
@@ -251,6 +253,8 @@ static int runtime_child(void *arg)
 	EXPECT(1, shmq_region_alloc(g_region, "blob", 64, &mem) == -EBADF);
 	EXPECT(2, shmq_lock_create(g_region, "child-lock", &l) == -EBADF);
 	EXPECT(3, shmq_lock_open(g_region, "lock-r", &l) == -EBADF);
+	/* a placed lock through it would carry the parent's owner id */
+	EXPECT(8, shmq_lock_attach(g_region, g_lock_mem, &l) == -EBADF);
 	/* the inherited scheduler's ring is the parent's */
 	EXPECT(4, shmq_sched_enter(g_sched, 0, 0, nothing, NULL, &ev) == -EBADF);
 	EXPECT(5, shmq_sched_run(g_sched, false) == -EBADF);
@@ -272,6 +276,8 @@ static void test_region_sched_pool(void **state)
 
 	g_region = f->r;
 	assert_int_equal(shmq_lock_create(f->r, "lock-r", &l), 0);
+	assert_int_equal(shmq_region_alloc(f->r, "lock-placed", shmq_lock_footprint(), &g_lock_mem), 0);
+	assert_int_equal(shmq_lock_init(g_lock_mem), 0);
 	assert_int_equal(shmq_sched_create(NULL, &g_sched), 0);
 	assert_int_equal(shmq_sched_enter(g_sched, 0, 0, nothing, NULL, &ev), 0);
 	assert_int_equal(shmq_pool_create(f->r, &(struct shmq_pool_opts){ .workers = 1 }, &g_pool), 0);

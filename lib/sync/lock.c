@@ -150,6 +150,11 @@ SHMQ_API int shmq_lock_attach(shmq_region *r, void *mem, shmq_lock **out)
 {
 	if (!r || !mem || !out || ((uintptr_t)mem & 7u))
 		return -EINVAL;
+	/* a region handle inherited across fork() names the parent's
+	 * attachment: a lock taken through it would carry the parent's owner
+	 * id (as core/objdir.c refuses named objects) */
+	if (r->pid && shmq__foreign(r->pid))
+		return -EBADF;
 	return lock_attach_checked(r, mem, out);
 }
 

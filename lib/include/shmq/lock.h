@@ -75,8 +75,8 @@ SHMQ_API size_t shmq_lock_footprint(void);
  * against concurrent users of mem.  -EINVAL for NULL or misaligned mem. */
 SHMQ_API int shmq_lock_init(void *mem);
 /* A handle on the lock initialised at mem, acting for r's attachment.
- * -EINVAL (NULL, misaligned), -EBADMSG (mem holds no initialised lock),
- * -ENOMEM. */
+ * -EINVAL (NULL, misaligned), -EBADF (r was inherited across fork()),
+ * -EBADMSG (mem holds no initialised lock), -ENOMEM. */
 SHMQ_API int shmq_lock_attach(shmq_region *r, void *mem, shmq_lock **out);
 
 #ifdef __cplusplus
