@@ -62,17 +62,20 @@ static void test_geometry(void **state)
 	char buf[64] __attribute__((aligned(64)));
 
 	(void)state;
-	/* any capacity from 1: exactly that many slots */
-	assert_int_equal(shmq__mpmc_footprint(3, 8), sizeof(struct shmq__mpmc_shared) + 3 * 64);
-	assert_int_equal(shmq__mpmc_footprint(1, 8), sizeof(struct shmq__mpmc_shared) + 64);
+	/* any capacity from 1: exactly that many slots, then their claim
+	 * words (8 bytes a slot, rounded up to a line) */
+	assert_int_equal(shmq__mpmc_footprint(3, 8), sizeof(struct shmq__mpmc_shared) + 3 * 64 + 64);
+	assert_int_equal(shmq__mpmc_footprint(1, 8), sizeof(struct shmq__mpmc_shared) + 64 + 64);
+	assert_int_equal(shmq__mpmc_footprint(9, 8), sizeof(struct shmq__mpmc_shared) + 9 * 64 + 128);
 	assert_int_equal(shmq__mpmc_footprint(SHMQ__MPMC_CAP_MAX - 1, 8),
-			 sizeof(struct shmq__mpmc_shared) + (uint64_t)(SHMQ__MPMC_CAP_MAX - 1) * 64);
+			 sizeof(struct shmq__mpmc_shared) + (uint64_t)(SHMQ__MPMC_CAP_MAX - 1) * 64 +
+				 (uint64_t)SHMQ__MPMC_CAP_MAX * 8);
 	assert_int_equal(shmq__mpmc_footprint(SHMQ__MPMC_CAP_MAX + 1, 8), 0);
 	assert_int_equal(shmq__mpmc_footprint(0, 8), 0);
 	assert_int_equal(shmq__mpmc_footprint(SHMQ__MPMC_CAP_MAX * 2u, 8), 0);
 	assert_int_equal(shmq__mpmc_footprint(4, SHMQ__MPMC_MSG_MAX + 1), 0);
-	assert_int_equal(shmq__mpmc_footprint(4, 48), sizeof(struct shmq__mpmc_shared) + 4 * 64);
-	assert_int_equal(shmq__mpmc_footprint(4, 49), sizeof(struct shmq__mpmc_shared) + 4 * 128);
+	assert_int_equal(shmq__mpmc_footprint(4, 48), sizeof(struct shmq__mpmc_shared) + 4 * 64 + 64);
+	assert_int_equal(shmq__mpmc_footprint(4, 49), sizeof(struct shmq__mpmc_shared) + 4 * 128 + 64);
 	assert_int_equal(shmq__mpmc_init(buf, sizeof(buf), 4, 8, SHMQ__MPMC_OWNER_PID), -EINVAL);
 	r = ring_new(8, 100);
 	assert_int_equal(shmq__mpmc_init(r.mem, r.size, 8, 100, 7), -EINVAL);
@@ -332,6 +335,53 @@ static void test_recover_dead_producer(void **state)
 	}
 	assert_int_equal(shmq__mpmc_check(&c), 0);
 	atomic_store(&dead_ids, 0);
+	ring_free(&r);
+}
+
+/* Protocol PUT_CLAIM (layout 7): a put's claim names its producer in the
+ * slot's claim word and leaves the slot's ctl, the line a consumer right
+ * behind the producer polls, as it was until the publication (layout 6
+ * wrote WRITING there, so the producer took that line from the consumer
+ * to claim and again to publish).  The cold looks still see the claim. */
+static void test_claim_off_slot_line(void **state)
+{
+	struct shmq__mpmc p, c;
+	struct shmq__mpmc_block blk;
+	struct ring r = ring_new(4, 8);
+	struct shmq__mpmc_slot *s0 =
+		(struct shmq__mpmc_slot *)((uint8_t *)r.mem + sizeof(struct shmq__mpmc_shared));
+	uint64_t pos, before;
+	char buf[8];
+
+	(void)state;
+	atomic_store(&dead_ids, 0);
+	handle(&p, &r, 6);
+	handle(&c, &r, 7);
+	for (int lap = 0; lap < 3; lap++) {
+		for (int i = 0; i < 4; i++) {
+			before = ((struct shmq__mpmc_slot *)((uint8_t *)s0 + i * 64))->ctl;
+			assert_int_equal(shmq__mpmc_put_claim(&p, &pos, &blk), 0);
+			assert_int_equal(pos, (uint64_t)(lap * 4 + i));
+			assert_int_equal(((struct shmq__mpmc_slot *)((uint8_t *)s0 + i * 64))->ctl,
+					 before);
+			memcpy(shmq__mpmc_slot_data(&p, pos), "z", 1);
+			/* not readable yet; the looks that name claimers see it */
+			assert_int_equal(shmq__mpmc_try_get(&c, buf, 8, &blk), -EAGAIN);
+			assert_false(shmq__mpmc_readable(&c));
+			shmq__mpmc_block_at(&c, false, &blk);
+			assert_int_equal(blk.pos, pos);
+			assert_int_equal(blk.ctl >> 33, 6); /* WRITING by producer 6 */
+			assert_int_equal(blk.ctl & 3u, 1);
+			assert_int_equal(shmq__mpmc_recover(&c, &blk, false), 0); /* alive */
+			assert_int_equal(shmq__mpmc_put_fate(&c, pos), -EAGAIN);
+			assert_true(shmq__mpmc_slot_live(&c, pos));
+			shmq__mpmc_put_publish(&p, pos, 1, true);
+			assert_int_equal(shmq__mpmc_put_fate(&c, pos), 1);
+			assert_int_equal(shmq__mpmc_try_get(&c, buf, 8, &blk), 1);
+			assert_int_equal(buf[0], 'z');
+			assert_false(shmq__mpmc_slot_live(&c, pos));
+		}
+	}
 	ring_free(&r);
 }
 
@@ -706,6 +756,7 @@ int main(void)
 		cmocka_unit_test(test_shutdown),
 		cmocka_unit_test(test_recover_dead_producer),
 		cmocka_unit_test(test_recover_dead_producer_full),
+		cmocka_unit_test(test_claim_off_slot_line),
 		cmocka_unit_test(test_put_fate),
 		cmocka_unit_test(test_recover_dead_consumer),
 		cmocka_unit_test(test_corruption),

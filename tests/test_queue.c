@@ -216,8 +216,9 @@ static void exact_capacity(struct tu_region *f, uint32_t cap)
 	char name[32], buf[16];
 
 	snprintf(name, sizeof(name), "q.cap.%u", cap);
-	/* exactly cap slots of 64 bytes, after the 7-line control block */
-	assert_int_equal(shmq_queue_footprint(&o), 7 * 64 + (size_t)cap * 64);
+	/* exactly cap slots of 64 bytes, after the 7-line control block,
+	 * then their claim words, 8 bytes each in whole lines */
+	assert_int_equal(shmq_queue_footprint(&o), 7 * 64 + (size_t)cap * 64 + (cap + 7) / 8 * 64);
 	assert_int_equal(shmq_queue_create(f->r, name, &o, &e.q), 0);
 	assert_int_equal(shmq_queue_stats(e.q, &st), 0);
 	assert_int_equal(st.capacity, cap);
@@ -509,7 +510,53 @@ static void test_shutdown(void **state)
 	shmq_queue_close(full);
 }
 
-/* A producer killed inside put (its claim stays WRITING), then shutdown:
+/* A producer killed inside put, and a consumer that only polls with
+ * SHMQ_NOWAIT: the claim (in the slot's claim word, ring/mpmc_int.h Protocol
+ * PUT_CLAIM; the slot itself still reads EMPTY) is found dead within about
+ * a slice of polls and skipped, and the message behind it arrives. */
+static void test_nowait_dead_producer(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq__mpmc_shared *sh;
+	shmq_queue *q;
+	uint64_t size;
+	void *mem;
+	char buf[8];
+	ssize_t n = -EAGAIN;
+	int64_t t0;
+	pid_t pid;
+
+	assert_int_equal(shmq_queue_create(f->r, "q.nwdead", &(struct shmq_queue_opts){ 4, 8 }, &q), 0);
+	assert_int_equal(shmq__obj_find(f->r, "q.nwdead", SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	sh = mem;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_queue *cq = child_open(f->name, "q.nwdead", &r);
+		struct shmq__mpmc_block blk;
+		uint64_t pos;
+
+		if (shmq__mpmc_put_claim((struct shmq__mpmc *)cq, &pos, &blk))
+			_exit(1);
+		raise(SIGKILL); /* dies inside put, holding slot 0 */
+	}
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	assert_int_equal(shmq_queue_put(q, "behind", 6, SHMQ_NOWAIT), 0); /* slot 1 */
+	t0 = shmq_now_ns();
+	while (n == -EAGAIN && shmq_now_ns() - t0 < 5000000000) {
+		n = shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT);
+		if (n == -EAGAIN)
+			usleep(100);
+	}
+	assert_int_equal(n, 6);
+	assert_memory_equal(buf, "behind", 6);
+	assert_int_equal(sh->skipped, 1);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	shmq_queue_close(q);
+}
+
+/* A producer killed inside put (its claim stays unpublished), then shutdown:
  * consumers sleep behind the claim (they do not spin), skip it once its
  * owner is found dead, drain what was put, and then get -EPIPE. */
 static void test_shutdown_dead_producer(void **state)
@@ -1243,6 +1290,7 @@ int main(void)
 		cmocka_unit_test(test_wakes_slow_consumer),
 		cmocka_unit_test(test_shutdown),
 		cmocka_unit_test(test_shutdown_dead_producer),
+		cmocka_unit_test(test_nowait_dead_producer),
 		cmocka_unit_test(test_bulk),
 		cmocka_unit_test(test_placement),
 		cmocka_unit_test(test_exact_capacity),

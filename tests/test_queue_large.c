@@ -601,9 +601,9 @@ static void test_describe_large(void **state)
 	shmq_queue_close(q);
 }
 
-/* An older library's ring (versions 4 and 5) is refused, never misread:
- * 4 keeps no pending bit and knows no large slots, 5's sleepers run no
- * remote fence (ring/mpmc_int.h). */
+/* An older library's ring (versions 4, 5 and 6) is refused, never
+ * misread: 4 keeps no pending bit and knows no large slots, 5's sleepers
+ * run no remote fence, 6's producers claim in ctl (ring/mpmc_int.h). */
 static void test_old_layout(void **state)
 {
 	struct tu_region *f = *state;
@@ -614,10 +614,12 @@ static void test_old_layout(void **state)
 
 	assert_int_equal(shmq__obj_find(f->r, "l.v4", SHMQ__OBJ_QUEUE, &mem, &size), 0);
 	sh = mem;
-	assert_int_equal(sh->version, 6);
+	assert_int_equal(sh->version, 7);
 	sh->version = SHMQ__MPMC_VERSION_HOLD;
 	assert_int_equal(shmq_queue_open(f->r, "l.v4", &q2), -EPROTO);
 	sh->version = SHMQ__MPMC_VERSION_PENDING;
+	assert_int_equal(shmq_queue_open(f->r, "l.v4", &q2), -EPROTO);
+	sh->version = SHMQ__MPMC_VERSION_FENCED;
 	assert_int_equal(shmq_queue_open(f->r, "l.v4", &q2), -EPROTO);
 	sh->version = SHMQ__MPMC_VERSION;
 	assert_int_equal(shmq_queue_open(f->r, "l.v4", &q2), 0);

@@ -72,7 +72,11 @@
  * waiter still blocked, the claim blocking it is checked for a dead owner
  * and recovered (shmq__mpmc_recover).  SHMQ_NOWAIT callers remember in
  * their handle which claim blocked them since when, and check it once it
- * has blocked them for a slice.  A blocked get also audits the window
+ * has blocked them for a slice.  A get blocked at an EMPTY slot may be
+ * blocked by a put's claim, which lives in the slot's claim word
+ * (ring/mpmc_int.h, Protocol PUT_CLAIM): that word is looked up only at
+ * the end of a slice, never on the first look, so that a consumer polling
+ * right behind a producer never reads the producers' line.  A blocked get also audits the window
  * behind head once a slice per handle (audit; ring/mpmc_int.h, Redelivery
  * and Dead holders): a given-back message whose redo count was lost, and a
  * dead holder's slot, block nothing at head, so no claim would lead there.
@@ -571,14 +575,25 @@ static int first_look(shmq_queue *q, const struct shmq__mpmc_block *blk,
 	return block_is_claim(blk) ? recover(q, blk, true) : 0;
 }
 
+/* A get blocked at an EMPTY slot of head's lap: it may be a put's claim not
+ * yet published, which lives in the slot's claim word (ring/mpmc_int.h,
+ * Protocol PUT_CLAIM) and which only shmq__mpmc_recover looks up, so that a
+ * poll of an empty queue reads no line of the producers'. */
+static bool block_maybe_claim(const struct shmq__mpmc_block *blk)
+{
+	return (blk->ctl & (3u | UINT64_C(1) << 32)) == 0; /* EMPTY */
+}
+
 /* A SHMQ_NOWAIT caller blocked by blk: the first look at a new claim, then
- * the full check once it has blocked this handle for a slice.  1 when a claim
- * was recovered (the caller tries once more), 0, or -EBADMSG. */
+ * the full check once it has blocked this handle for a slice (an EMPTY slot
+ * gets only the full check).  1 when a claim was recovered (the caller tries
+ * once more), 0, or -EBADMSG. */
 static int nowait_stall(shmq_queue *q, const struct shmq__mpmc_block *blk)
 {
+	bool claim = block_is_claim(blk);
 	int64_t now;
 
-	if (!block_is_claim(blk))
+	if (!claim && !block_maybe_claim(blk))
 		return 0;
 	now = shmq_now_ns();
 	/* relaxed: handle-local memory, see struct shmq_queue */
@@ -587,7 +602,7 @@ static int nowait_stall(shmq_queue *q, const struct shmq__mpmc_block *blk)
 		shmq__store_relaxed(&q->stuck_pos, blk->pos);
 		shmq__store_relaxed(&q->stuck_ctl, blk->ctl);
 		shmq__store_relaxed(&q->stuck_since, now);
-		return recover(q, blk, true);
+		return claim ? recover(q, blk, true) : 0;
 	}
 	/* relaxed: handle-local memory, as above */
 	if (now - shmq__load_relaxed(&q->stuck_since) < SLICE_NS)

@@ -71,6 +71,34 @@ static inline int32_t lap_diff(uint32_t a, uint32_t b)
 	return (int32_t)((a - b) << (32 - LAP_BITS)) >> (32 - LAP_BITS);
 }
 
+/* ---- claim words (Protocol PUT_CLAIM, ring/mpmc_int.h) ---- */
+
+#define CLAIM_SET UINT64_C(1)
+
+static inline uint64_t claim_make(uint32_t lap, uint32_t owner)
+{
+	return (uint64_t)owner << 32 | (uint64_t)(lap & LAP_MASK) << 2 | CLAIM_SET;
+}
+
+static inline uint32_t claim_owner(uint64_t c)
+{
+	return (uint32_t)(c >> 32);
+}
+
+/* Does claim word c claim lap? */
+static inline bool claim_is(uint64_t c, uint32_t lap)
+{
+	return (c & 3u) == CLAIM_SET && ctl_lap(c) == (lap & LAP_MASK);
+}
+
+/* May a producer that found ctl EMPTY(lap) claim lap over c?  A word of an
+ * older lap (or 0: the slot was never claimed); not one of lap itself
+ * (taken) or of a later lap (our view of the slot is stale). */
+static inline bool claim_free_for(uint64_t c, uint32_t lap)
+{
+	return c == 0 || ((c & 3u) == CLAIM_SET && lap_diff(ctl_lap(c), lap) < 0);
+}
+
 /*
  * Position pos is in slot pos % capacity during lap pos / capacity (ring/mpmc_int.h,
  * Positions): a shift and a mask when the capacity is a power of two (pow2),
@@ -97,6 +125,17 @@ static SHMQ__ALWAYS_INLINE struct shmq__mpmc_slot *slot_at_k(const struct shmq__
 	return (struct shmq__mpmc_slot *)(m->slots + i * m->slot_size);
 }
 
+/* The claim word of a position's slot: inside the array, as slot_at_k. */
+static SHMQ__ALWAYS_INLINE uint64_t *claim_at_k(const struct shmq__mpmc *m, uint64_t pos, bool pow2)
+{
+	return &m->claims[pow2 ? pos & m->mask : pos % m->capacity];
+}
+
+static inline uint64_t *claim_at(const struct shmq__mpmc *m, uint64_t pos)
+{
+	return claim_at_k(m, pos, m->pow2);
+}
+
 static inline uint32_t lap_of(const struct shmq__mpmc *m, uint64_t pos)
 {
 	return lap_of_k(m, pos, m->pow2);
@@ -115,11 +154,18 @@ static uint32_t slot_size_for(uint32_t max_msg)
 					(uint64_t)SHMQ__CACHELINE);
 }
 
+/* Where the claim words start: after the slots. */
+static uint64_t claims_offset(uint32_t capacity, uint32_t max_msg)
+{
+	return sizeof(struct shmq__mpmc_shared) + (uint64_t)capacity * slot_size_for(max_msg);
+}
+
 uint64_t shmq__mpmc_footprint(uint32_t capacity, uint32_t max_msg)
 {
 	if (capacity == 0 || capacity > SHMQ__MPMC_CAP_MAX || max_msg > SHMQ__MPMC_MSG_MAX)
 		return 0;
-	return sizeof(struct shmq__mpmc_shared) + (uint64_t)capacity * slot_size_for(max_msg);
+	return claims_offset(capacity, max_msg) +
+	       SHMQ__ALIGN_UP((uint64_t)capacity * sizeof(uint64_t), (uint64_t)SHMQ__CACHELINE);
 }
 
 static bool owner_kind_valid(uint32_t kind)
@@ -139,7 +185,7 @@ int shmq__mpmc_init(void *mem, uint64_t size, uint32_t capacity, uint32_t max_ms
 	/* Nobody is attached yet: plain stores; whoever attaches later learns
 	 * of this memory through a release (the region directory's READY
 	 * store, or the caller's own publication of a placed ring). */
-	memset(mem, 0, need); /* every slot starts EMPTY(0), owner 0 */
+	memset(mem, 0, need); /* every slot starts EMPTY(0), owner 0, claim word 0 */
 	sh->magic = SHMQ__MPMC_MAGIC;
 	sh->version = SHMQ__MPMC_VERSION;
 	sh->capacity = capacity;
@@ -193,6 +239,7 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
 		return -EINVAL;
 	m->sh = sh;
 	m->slots = (uint8_t *)mem + sizeof(*sh);
+	m->claims = (uint64_t *)(void *)((uint8_t *)mem + claims_offset(cap, max_msg));
 	m->capacity = cap;
 	m->pow2 = SHMQ__IS_POW2(cap);
 	m->cap_log2 = m->pow2 ? log2_u32(cap) : 0;
@@ -253,8 +300,9 @@ static inline uint64_t index_load(const uint64_t *idx)
 
 /* ---- put ---- */
 
-/* We hold WRITING at pos but the queue was shut down: give the slot back as
- * consumed, so consumers pass it, and let the tail move on. */
+/* We hold the claim of pos (its claim word) but the queue was shut down:
+ * end the slot's lap unpublished, so consumers pass it, and let the tail
+ * move on. */
 SHMQ__COLD static int put_abort(struct shmq__mpmc *m, struct shmq__mpmc_slot *s, uint64_t pos)
 {
 	/* seq_cst: pairs with a consumer's seq_cst re-check in get's -EPIPE
@@ -293,6 +341,21 @@ SHMQ__COLD static int put_impossible(struct shmq__mpmc *m, uint64_t *pos)
 	return -EBADMSG;
 }
 
+/* Is lap of pos's slot claimed by a put (Protocol PUT_CLAIM)?  If so, *w
+ * gets the WRITING ctl that names its producer, as a block for
+ * shmq__mpmc_recover.  Cold: a full ring whose oldest slot is still being
+ * filled. */
+SHMQ__COLD static bool put_claimed(struct shmq__mpmc *m, uint64_t pos, uint32_t lap, uint64_t *w)
+{
+	/* acquire: pairs with the claim CAS in put_claim */
+	uint64_t c = shmq__load_acquire(claim_at(m, pos));
+
+	if (!claim_is(c, lap))
+		return false;
+	*w = ctl_make(lap, ST_WRITING, claim_owner(c));
+	return true;
+}
+
 static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out,
 					 struct shmq__mpmc_block *blk, bool pow2)
 {
@@ -313,17 +376,33 @@ static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out
 		if (SHMQ__UNLIKELY(n % CHECK_EVERY == 0) && shmq__mpmc_check(m))
 			return -EBADMSG;
 		if (d == 0 && ctl_state(w) == ST_EMPTY) {
-			/* seq_cst: the claim is ordered before our load of shut
-			 * below (Dekker with shutdown and a consumer's -EPIPE) */
-			if (!shmq__cas_seq_cst(&s->ctl, &w, ctl_make(lap, ST_WRITING, m->self)))
+			uint64_t *cw = claim_at_k(m, pos, pow2);
+			/* acquire: pairs with the claim CAS below of whoever
+			 * claimed it, so that helping the tail past it
+			 * publishes that claim (index_advance) */
+			uint64_t c = shmq__load_acquire(cw);
+
+			if (SHMQ__LIKELY(claim_free_for(c, lap))) {
+				/* seq_cst: the claim is ordered before our load
+				 * of shut below (Dekker with shutdown and a
+				 * consumer's -EPIPE, get_empty) */
+				if (!shmq__cas_seq_cst(cw, &c, claim_make(lap, m->self)))
+					continue;
+				if (SHMQ__UNLIKELY(shmq__load_seq_cst(&m->sh->shut)))
+					return put_abort(m, s, pos);
+				index_advance(&m->sh->tail, pos);
+				*pos_out = pos;
+				return 0;
+			}
+			if (!claim_is(c, lap)) { /* a later lap's: stale, or overwritten */
+				rc = put_impossible(m, &pos);
+				if (rc <= 0)
+					return rc;
 				continue;
-			if (SHMQ__UNLIKELY(shmq__load_seq_cst(&m->sh->shut)))
-				return put_abort(m, s, pos);
-			index_advance(&m->sh->tail, pos);
-			*pos_out = pos;
-			return 0;
+			}
+			/* claimed at this lap by another producer: help the tail on */
 		}
-		if (d > 0 || d == 0) { /* claimed at this lap or later: help the tail on */
+		if (d >= 0) { /* claimed at this lap or later: help the tail on */
 			uint64_t next = index_advance(&m->sh->tail, pos);
 
 			if (next == pos + 1 && ++helped > m->capacity + HELP_SLACK)
@@ -333,6 +412,8 @@ static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out
 		}
 		if (d == -1 && ctl_state(w) != ST_EMPTY)
 			rc = put_full(m, &pos, w, blk);
+		else if (d == -1 && put_claimed(m, pos, lap - 1, &w))
+			rc = put_full(m, &pos, w, blk); /* the last lap's put is not published yet */
 		else
 			rc = put_impossible(m, &pos);
 		if (rc <= 0)
@@ -352,8 +433,14 @@ bool shmq__mpmc_slot_live(struct shmq__mpmc *m, uint64_t pos)
 	/* seq_cst: Protocol QLARGE, the sweep's look at the slot after its
 	 * look at the block (chan/queue_int.h) */
 	uint64_t w = shmq__load_seq_cst(&slot_at(m, pos)->ctl);
+	uint32_t lap = lap_of(m, pos);
 
-	return ctl_lap(w) == (lap_of(m, pos) & LAP_MASK) && ctl_state(w) != ST_EMPTY;
+	if (ctl_lap(w) != lap)
+		return false;
+	if (ctl_state(w) != ST_EMPTY)
+		return true;
+	/* seq_cst: as above, after ctl; a put's claim (Protocol PUT_CLAIM) */
+	return claim_is(shmq__load_seq_cst(claim_at(m, pos)), lap);
 }
 
 /* The store that ends a producer's or a consumer's claim: release, pairs
@@ -579,10 +666,13 @@ static int get_empty(struct shmq__mpmc *m, uint64_t *pos, uint64_t w, int32_t d,
 		       ctl_state(w) != ST_RETURNED))
 		return -EBADMSG;
 	/* seq_cst pair: shutdown's store of shut, then a producer's claim CAS
-	 * and its load of shut.  If we see shut and then still no claim, any
-	 * later claim will see shut and abort. */
+	 * (on the claim word) and its load of shut.  If we see shut and then
+	 * still no claim, any later claim will see shut and abort.  A put
+	 * claimed before the shutdown keeps the get blocked until it is
+	 * published, or recovered after its producer's death. */
 	if (d != 0 || ctl_state(w) == ST_EMPTY) {
-		if (shmq__load_seq_cst(&m->sh->shut) && shmq__load_seq_cst(&s->ctl) == w)
+		if (shmq__load_seq_cst(&m->sh->shut) && shmq__load_seq_cst(&s->ctl) == w &&
+		    (d != 0 || !claim_is(shmq__load_seq_cst(claim_at(m, *pos)), lap_of(m, *pos))))
 			return -EPIPE;
 	}
 	blk->pos = *pos;
@@ -946,6 +1036,31 @@ int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk,
 
 		return shmq__cas_seq_cst(&m->sh->redo, &zero, 1) ? 1 : 0;
 	}
+	if (st == ST_EMPTY || st == ST_WRITING) {
+		/* a put's claim: look it up now (Protocol PUT_CLAIM), in ctl
+		 * (EMPTY of pos's lap) and the claim word, seq_cst as the
+		 * -EPIPE look.  ctl's own WRITING is never written by this
+		 * layout; one read from the region is taken as a claim too.
+		 * The lap is blk's: a put blocked by the last lap's claim
+		 * reports it with its own, later position */
+		uint32_t lap = ctl_lap(w);
+
+		w = shmq__load_seq_cst(&s->ctl);
+		if (ctl_lap(w) != lap)
+			return 0;
+		if (ctl_state(w) == ST_EMPTY) {
+			uint64_t c = shmq__load_seq_cst(claim_at(m, blk->pos));
+
+			if (!claim_is(c, lap))
+				return 0; /* not claimed */
+			owner = claim_owner(c);
+		} else if (ctl_state(w) == ST_WRITING) {
+			owner = ctl_owner(w);
+		} else {
+			return 0; /* published since */
+		}
+		st = ST_WRITING;
+	}
 	if (st != ST_WRITING && st != ST_READING && st != ST_HELD)
 		return 0;
 	if (owner == m->self)
@@ -964,7 +1079,8 @@ int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk,
 	 * atomic step; a dropped one (READING) was published: owner 0 */
 	if (!shmq__cas_seq_cst(&s->ctl, &w,
 			       ctl_make(ctl_lap(w) + 1, ST_EMPTY, st == ST_WRITING ? owner : 0)))
-		return 0; /* it moved on by itself */
+		return 0; /* it moved on by itself (published: a put's claim
+			   * ends only so, its producer being dead) */
 	/* relaxed: statistics only */
 	shmq__fetch_add_relaxed(st == ST_WRITING ? &m->sh->skipped : &m->sh->dropped, 1);
 	return 1;
@@ -982,11 +1098,30 @@ int shmq__mpmc_put_fate(struct shmq__mpmc *m, uint64_t pos)
 	 * bridge's checkpoint); reads the publish (a release store) and the
 	 * CASes that end the slot's lap */
 	uint64_t w = shmq__load_seq_cst(&slot_at(m, pos)->ctl);
-	int32_t d = lap_diff(ctl_lap(w), lap_of(m, pos));
+	uint32_t lap = lap_of(m, pos);
+	int32_t d = lap_diff(ctl_lap(w), lap);
 	uint64_t st = ctl_state(w);
 	uint32_t owner = ctl_owner(w);
 	int alive;
 
+	if (d == 0 && st == ST_EMPTY) {
+		/* claimed, not published (Protocol PUT_CLAIM)?  seq_cst: after
+		 * the look at ctl; a claim word of another lap means the slot
+		 * moved on since that look, so look at ctl once more */
+		uint64_t c = shmq__load_seq_cst(claim_at(m, pos));
+
+		if (claim_is(c, lap)) {
+			st = ST_WRITING;
+			owner = claim_owner(c);
+		} else {
+			w = shmq__load_seq_cst(&slot_at(m, pos)->ctl); /* seq_cst: as above */
+			d = lap_diff(ctl_lap(w), lap);
+			st = ctl_state(w);
+			owner = ctl_owner(w);
+			if (d == 0 && st == ST_EMPTY)
+				return -EBADMSG; /* pos was never claimed */
+		}
+	}
 	if (d == 1 && st == ST_EMPTY)
 		return owner == 0 ? 1 : 0; /* consumed, or skipped / withdrawn */
 	if (d >= 1)
@@ -1020,8 +1155,12 @@ bool shmq__mpmc_readable(struct shmq__mpmc *m)
 	 * and recovers it.  Saying "readable" here made such a waiter spin. */
 	if (d == 0 && ctl_state(w) == ST_WRITING)
 		return false;
-	if (shmq__load_seq_cst(&m->sh->shut) || shmq__load_seq_cst(&m->sh->redo))
-		return true;
+	if (shmq__load_seq_cst(&m->sh->shut) || shmq__load_seq_cst(&m->sh->redo)) {
+		/* seq_cst: as the loads above; a put's claim at head
+		 * (Protocol PUT_CLAIM) blocks as WRITING did */
+		return !(d == 0 && ctl_state(w) == ST_EMPTY &&
+			 claim_is(shmq__load_seq_cst(claim_at(m, h)), lap_of(m, h)));
+	}
 	if (d > 0 || (d == 0 && ctl_state(w) != ST_EMPTY))
 		return true;
 	return false;
@@ -1043,6 +1182,14 @@ void shmq__mpmc_block_at(struct shmq__mpmc *m, bool tail, struct shmq__mpmc_bloc
 	/* seq_cst: as the sleeper re-checks above (a watcher's look) */
 	blk->pos = shmq__load_seq_cst(tail ? &m->sh->tail : &m->sh->head);
 	blk->ctl = shmq__load_seq_cst(&slot_at(m, blk->pos)->ctl);
+	if (!tail && ctl_state(blk->ctl) == ST_EMPTY && ctl_lap(blk->ctl) == lap_of(m, blk->pos)) {
+		/* a put claimed at head (Protocol PUT_CLAIM): name its
+		 * producer as ctl's WRITING did; seq_cst: after ctl */
+		uint64_t c = shmq__load_seq_cst(claim_at(m, blk->pos));
+
+		if (claim_is(c, lap_of(m, blk->pos)))
+			blk->ctl = ctl_make(ctl_lap(blk->ctl), ST_WRITING, claim_owner(c));
+	}
 }
 
 size_t shmq__mpmc_len(const struct shmq__mpmc *m)

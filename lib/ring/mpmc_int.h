@@ -12,6 +12,7 @@
  * re-read from shared memory.
  *
  * Layout:  [struct shmq__mpmc_shared: 7 lines][slot 0][slot 1]...[slot cap-1]
+ *          [u64 claim 0][claim 1]...[claim cap-1] rounded up to 64
  * slot:    { u64 ctl; u32 len; u32 pad; u8 data[max_msg] } rounded up to 64.
  * cap is exactly the capacity asked for (1 .. SHMQ__MPMC_CAP_MAX): a ring of
  * cap slots holds cap messages, no more.
@@ -46,7 +47,10 @@
  *                      the producer of lap L - 1 whose claim ended
  *                      unpublished (skipped after its death, or
  *                      withdrawn by put_abort): see shmq__mpmc_put_fate
- *   WRITING(L, p)      claimed by producer p, being filled
+ *   WRITING(L, p)      claimed by producer p, being filled: ctl EMPTY(L)
+ *                      and the slot's claim word CLAIMED(L, p) (Protocol
+ *                      PUT_CLAIM below; ctl's own WRITING state is no
+ *                      longer written, and read as before where met)
  *   FULL(L, p)         published by p, readable
  *   READING(L, c)      claimed by consumer c, being copied out
  *   HELD(L, c)         claimed by consumer c through a two-phase get
@@ -59,8 +63,9 @@
  * or HELD(L,c) -> RETURNED(L) (abort, dead holder) -> HELD(L,c') or
  * READING(L,c') -> ...  A slot stays at lap L while HELD or RETURNED, so
  * the producer of position p + cap waits for it (put_full): the ring never
- * overwrites a message that may still be delivered.  Claims are CASes on ctl that write the claimer's owner id
- * in the same atomic step, so a claim is never anonymous.  head and tail
+ * overwrites a message that may still be delivered.  Claims are CASes (a producer's on the slot's claim word, a
+ * consumer's on ctl) that write the claimer's owner id in the same atomic
+ * step, so a claim is never anonymous.  head and tail
  * advance after the claim, by the claimer or by any peer that finds the slot
  * at the index already claimed ("helping"), so neither index ever waits for a
  * claimer: each lags its slots by at most one position.
@@ -101,8 +106,30 @@
  * rings), or once producers lap its slot, whichever comes first; newer
  * messages may go out before it meanwhile.
  *
+ * Protocol PUT_CLAIM (layout 7).  A producer's claim is a CAS on the
+ * slot's claim word, a u64 of its own in an array after the slots:
+ * claim = owner (32 bits) << 32 | lap (30 bits) << 2 | 1, 0 before the
+ * slot's first claim.  It takes EMPTY(L) at ctl for lap L by moving the
+ * claim word from an older lap (or 0) to CLAIMED(L, self), so a claim
+ * still names its claimer in one atomic step, but on a line that only
+ * producers write: the consumer right behind the producer polls ctl, and
+ * the producer no longer has to take that line away from it to claim and
+ * then again to publish (layout 6 wrote WRITING into ctl; its producers
+ * spent most of a put waiting for the slot's line, README).  The lap rule
+ * keeps a claim from a stale view off a newer lap's word: a word of a
+ * later lap than L means the tail moved on (retry with a fresh tail).
+ * While ctl is EMPTY(L) its claim word says whether lap L is claimed; the
+ * consumer's fast path never reads it (a get at EMPTY returns -EAGAIN as
+ * before), only the cold paths do: the -EPIPE decision after shutdown, the
+ * sleepers' readable() after shutdown, shmq__mpmc_recover, put_fate,
+ * slot_live and block_at.  A claim word never moves back: CLAIMED(L)
+ * stays until lap L + 1 is claimed, which needs ctl EMPTY(L + 1), which
+ * needs lap L's claim to end (published, skipped or withdrawn), so ctl
+ * EMPTY(L) with CLAIMED(L) means exactly "claimed, not yet published".
+ *
  * Recovery.  A claim whose owner died is cleared by whoever waits behind it
- * (shmq__mpmc_recover): WRITING(L, dead) -> EMPTY(L+1, dead), the slot is
+ * (shmq__mpmc_recover): WRITING(L, dead) -> EMPTY(L+1, dead) (a CAS on
+ * ctl from the EMPTY(L) its claim word named dead), the slot is
  * skipped and nothing committed is lost (that put never returned); the
  * owner it keeps tells a skip from a consumption (shmq__mpmc_put_fate); READING(L, dead)
  * -> EMPTY(L+1), the message the dead consumer had taken is gone with it
@@ -157,7 +184,13 @@
  * words data_fence and space_fence in lines 3 and 4).  5 is refused
  * (-EPROTO): its sleepers run no fence and would miss the wakes of our
  * publishers. */
-#define SHMQ__MPMC_VERSION 6u
+#define SHMQ__MPMC_VERSION_FENCED 6u
+/* 7: Protocol PUT_CLAIM: producers claim through the claim words after the
+ * slots (the footprint grows by 8 bytes a slot, rounded to a line), ctl
+ * stays EMPTY while a put fills its slot.  6 is refused (-EPROTO): its
+ * producers would claim by WRITING in ctl, unseen by ours, and its
+ * consumers would take our claimed EMPTY slots for unclaimed ones. */
+#define SHMQ__MPMC_VERSION 7u
 #define SHMQ__MPMC_CAP_MAX (1u << 24)  /* slots */
 #define SHMQ__MPMC_MSG_MAX (1u << 24)  /* bytes per message */
 #define SHMQ__MPMC_SLOT_HDR 16u        /* ctl + len + pad */
@@ -259,6 +292,7 @@ typedef int (*shmq__mpmc_alive_fn)(void *ctx, uint32_t id, bool quick);
 struct shmq__mpmc {
 	struct shmq__mpmc_shared *sh;
 	uint8_t *slots;
+	uint64_t *claims;          /* the claim words (Protocol PUT_CLAIM) */
 	uint64_t mask;             /* capacity - 1; used when pow2 */
 	uint32_t capacity;
 	uint32_t cap_log2;         /* used when pow2 */
@@ -356,7 +390,7 @@ int shmq__mpmc_get_claim_large(struct shmq__mpmc *m, size_t cap, uint64_t *pos, 
  * descriptor's bytes, are checked by the caller). */
 uint32_t shmq__mpmc_slot_len(struct shmq__mpmc *m, uint64_t pos);
 /* Does the slot of pos still carry position pos (its lap, any state but
- * EMPTY: claimed by a producer, published, or claimed by a consumer)?
+ * unclaimed EMPTY: claimed by a producer, published, or claimed by a consumer)?
  * A seq_cst snapshot for Protocol QLARGE's sweep. */
 bool shmq__mpmc_slot_live(struct shmq__mpmc *m, uint64_t pos);
 
@@ -405,7 +439,9 @@ int shmq__mpmc_behind_head(struct shmq__mpmc *m, uint64_t head, bool quick, uint
 
 /*
  * If blk names a WRITING or READING claim whose owner is dead, clear the
- * claim (see Recovery above).  1 recovered, 0 nothing to do (the owner
+ * claim (see Recovery above).  A blk of EMPTY at its position's lap (what a
+ * get blocked there reports) is looked up in the slot's claim word: a
+ * producer's claim not yet published (Protocol PUT_CLAIM).  1 recovered, 0 nothing to do (the owner
  * lives, or the slot moved on), -EBADMSG for an owner no claimer can have
  * (zero, or an id the owner kind never issues).  quick: the look a waiter
  * takes the first time a claim blocks it: no system call, so only an owner
