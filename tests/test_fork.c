@@ -240,11 +240,14 @@ static void nothing(void *arg)
 }
 
 static void *g_lock_mem; /* a placed lock in g_region */
+static void *g_queue_mem; /* a placed queue in g_region */
+static size_t g_queue_size;
 
 static int runtime_child(void *arg)
 {
 	shmq_event *ev;
 	shmq_lock *l;
+	shmq_queue *q;
 	void *mem;
 	int in[2] = { 2, 3 }, out[2];
 
@@ -255,6 +258,8 @@ static int runtime_child(void *arg)
 	EXPECT(3, shmq_lock_open(g_region, "lock-r", &l) == -EBADF);
 	/* a placed lock through it would carry the parent's owner id */
 	EXPECT(8, shmq_lock_attach(g_region, g_lock_mem, &l) == -EBADF);
+	/* so would a placed queue's claims */
+	EXPECT(9, shmq_queue_attach(g_region, g_queue_mem, g_queue_size, &q) == -EBADF);
 	/* the inherited scheduler's ring is the parent's */
 	EXPECT(4, shmq_sched_enter(g_sched, 0, 0, nothing, NULL, &ev) == -EBADF);
 	EXPECT(5, shmq_sched_run(g_sched, false) == -EBADF);
@@ -278,6 +283,9 @@ static void test_region_sched_pool(void **state)
 	assert_int_equal(shmq_lock_create(f->r, "lock-r", &l), 0);
 	assert_int_equal(shmq_region_alloc(f->r, "lock-placed", shmq_lock_footprint(), &g_lock_mem), 0);
 	assert_int_equal(shmq_lock_init(g_lock_mem), 0);
+	g_queue_size = shmq_queue_footprint(NULL);
+	assert_int_equal(shmq_region_alloc(f->r, "queue-placed", g_queue_size, &g_queue_mem), 0);
+	assert_int_equal(shmq_queue_init(g_queue_mem, g_queue_size, NULL, 0), 0);
 	assert_int_equal(shmq_sched_create(NULL, &g_sched), 0);
 	assert_int_equal(shmq_sched_enter(g_sched, 0, 0, nothing, NULL, &ev), 0);
 	assert_int_equal(shmq_pool_create(f->r, &(struct shmq_pool_opts){ .workers = 1 }, &g_pool), 0);

@@ -132,7 +132,8 @@ SHMQ_API int shmq_queue_init(void *mem, size_t size, const struct shmq_queue_opt
 /* Open a handle to a queue laid out in mem (mapped by this process).  r
  * supplies the owner ids, or is NULL for a SHMQ_QUEUE_PID_OWNERS queue.
  * -EINVAL (mem misaligned or size below the control block; r does not match
- * the queue's owner kind), -EBADMSG, -EPROTO, -ENOMEM. */
+ * the queue's owner kind), -EBADF (r was inherited across fork()), -EBADMSG,
+ * -EPROTO, -ENOMEM. */
 SHMQ_API int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queue **out);
 
 /* ---- two-phase get: at least once across a consumer's death ---- */
