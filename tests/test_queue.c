@@ -510,6 +510,41 @@ static void test_shutdown(void **state)
 	shmq_queue_close(full);
 }
 
+/* A child that opens queue name, claims a slot for a put and is killed
+ * there, before its publication. */
+static void kill_inside_put(struct tu_region *f, const char *name)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_queue *cq = child_open(f->name, name, &r);
+		struct shmq__mpmc_block blk;
+		uint64_t pos;
+
+		if (shmq__mpmc_put_claim((struct shmq__mpmc *)cq, &pos, &blk))
+			_exit(1);
+		raise(SIGKILL);
+	}
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+}
+
+/* A queue of 4 whose slot 0 a killed producer claimed (kill_inside_put) and
+ * whose slot 1 holds "behind"; its control block. */
+static struct shmq__mpmc_shared *behind_dead_put(struct tu_region *f, const char *name,
+						 shmq_queue **q)
+{
+	uint64_t size;
+	void *mem;
+
+	assert_int_equal(shmq_queue_create(f->r, name, &(struct shmq_queue_opts){ 4, 8 }, q), 0);
+	assert_int_equal(shmq__obj_find(f->r, name, SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	kill_inside_put(f, name); /* slot 0 */
+	assert_int_equal(shmq_queue_put(*q, "behind", 6, SHMQ_NOWAIT), 0); /* slot 1 */
+	return mem;
+}
+
 /* A producer killed inside put, and a consumer that only polls with
  * SHMQ_NOWAIT: the claim (in the slot's claim word, ring/mpmc_int.h Protocol
  * PUT_CLAIM; the slot itself still reads EMPTY) is found dead within about
@@ -519,30 +554,11 @@ static void test_nowait_dead_producer(void **state)
 	struct tu_region *f = *state;
 	struct shmq__mpmc_shared *sh;
 	shmq_queue *q;
-	uint64_t size;
-	void *mem;
 	char buf[8];
 	ssize_t n = -EAGAIN;
 	int64_t t0;
-	pid_t pid;
 
-	assert_int_equal(shmq_queue_create(f->r, "q.nwdead", &(struct shmq_queue_opts){ 4, 8 }, &q), 0);
-	assert_int_equal(shmq__obj_find(f->r, "q.nwdead", SHMQ__OBJ_QUEUE, &mem, &size), 0);
-	sh = mem;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		shmq_region *r;
-		shmq_queue *cq = child_open(f->name, "q.nwdead", &r);
-		struct shmq__mpmc_block blk;
-		uint64_t pos;
-
-		if (shmq__mpmc_put_claim((struct shmq__mpmc *)cq, &pos, &blk))
-			_exit(1);
-		raise(SIGKILL); /* dies inside put, holding slot 0 */
-	}
-	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
-	assert_int_equal(shmq_queue_put(q, "behind", 6, SHMQ_NOWAIT), 0); /* slot 1 */
+	sh = behind_dead_put(f, "q.nwdead", &q);
 	t0 = shmq_now_ns();
 	while (n == -EAGAIN && shmq_now_ns() - t0 < 5000000000) {
 		n = shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT);
@@ -564,29 +580,12 @@ static void test_shutdown_dead_producer(void **state)
 	struct tu_region *f = *state;
 	struct shmq__mpmc_shared *sh;
 	shmq_queue *q;
-	uint64_t size, waits;
-	void *mem;
+	uint64_t waits;
 	char buf[8];
 	int64_t t0;
 	pid_t pid;
 
-	assert_int_equal(shmq_queue_create(f->r, "q.shutdead", &(struct shmq_queue_opts){ 4, 8 }, &q), 0);
-	assert_int_equal(shmq__obj_find(f->r, "q.shutdead", SHMQ__OBJ_QUEUE, &mem, &size), 0);
-	sh = mem;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		shmq_region *r;
-		shmq_queue *cq = child_open(f->name, "q.shutdead", &r);
-		struct shmq__mpmc_block blk;
-		uint64_t pos;
-
-		if (shmq__mpmc_put_claim((struct shmq__mpmc *)cq, &pos, &blk))
-			_exit(1);
-		raise(SIGKILL); /* dies inside put, holding slot 0 */
-	}
-	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
-	assert_int_equal(shmq_queue_put(q, "behind", 6, SHMQ_NOWAIT), 0); /* slot 1 */
+	sh = behind_dead_put(f, "q.shutdead", &q);
 	assert_int_equal(shmq_queue_shutdown(q), 0);
 	waits = sh->get_waits;
 	t0 = shmq_now_ns();
