@@ -535,6 +535,36 @@ static void test_async(void **state)
  * it is the pool's kept handle, and freeing it again used to hand the same
  * memory to the allocator while the pool still kept it, so the next two
  * submissions got one handle between them. */
+/* A map that would be refused is refused with SHMQ_NOWAIT too, and with no
+ * elements: a closed or terminated pool says -EPIPE, an unknown task
+ * -ENOENT, not the -EAGAIN ("try again") of a map that would have to wait,
+ * which a caller retrying on -EAGAIN would retry for ever. */
+static void test_nowait_map_refused(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 2, 0);
+	int64_t in[4] = { 1, 2, 3, 4 }, out[4];
+
+	(void)state;
+	assert_int_equal(shmq_pool_map(p, "no-such-task", in, sizeof(int64_t), out,
+				       sizeof(int64_t), 4, SHMQ_NOWAIT), -ENOENT);
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(int64_t), out, sizeof(int64_t),
+				       4, SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_pool_close(p), 0);
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(int64_t), out, sizeof(int64_t),
+				       4, SHMQ_NOWAIT), -EPIPE);
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(int64_t), out, sizeof(int64_t),
+				       0, SHMQ_FOREVER), -EPIPE);
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(int64_t), out, sizeof(int64_t),
+				       4, 1000000), -EPIPE);
+	assert_int_equal(shmq_pool_terminate(p), 0);
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(int64_t), out, sizeof(int64_t),
+				       4, SHMQ_NOWAIT), -EPIPE);
+	assert_int_equal(shmq_pool_join(p, SHMQ_FOREVER), 0);
+	shmq_pool_free(p);
+	shmq_region_close(r);
+}
+
 static void test_async_double_free(void **state)
 {
 	shmq_region *r = region_new();
@@ -1900,6 +1930,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_map_in_place_and_batches),
 		cmocka_unit_test(test_async),
 		cmocka_unit_test(test_async_double_free),
+		cmocka_unit_test(test_nowait_map_refused),
 		cmocka_unit_test(test_uneven_balanced_by_stealing),
 		cmocka_unit_test(test_fib_subtasks),
 		cmocka_unit_test(test_task_errors),

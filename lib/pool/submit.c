@@ -538,6 +538,25 @@ static size_t batch_fit(shmq_pool *p, const struct submit *s)
 	return per ? (size_t)(best / per) : s->n;
 }
 
+/* Why a map of task would be refused before anything is submitted: -EPIPE
+ * (closed or terminated), the pool's error (broken), -ENOENT / -EEXIST (the
+ * task's name), or 0. */
+static int map_refusal(shmq_pool *p, const char *task)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&p->mu);
+	/* relaxed: only the creator writes state (Protocol POOL_STATE) */
+	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING)
+		rc = -EPIPE;
+	else if (p->broken)
+		rc = p->broken;
+	else if ((rc = shmq__pool_task_lookup(&p->tt, task)) >= 0)
+		rc = 0;
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
 SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_t in_size,
 			   void *out, size_t out_size, size_t n, int64_t timeout_ns)
 {
@@ -552,9 +571,14 @@ SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_
 	if (rc)
 		return rc;
 	/* A map of any task waits for it: SHMQ_NOWAIT would block, so it
-	 * submits nothing and says so (shmq_pool_map_async is the way not to wait). */
-	if (timeout_ns == SHMQ_NOWAIT && n > 0)
-		return -EAGAIN;
+	 * submits nothing and says so (shmq_pool_map_async is the way not to
+	 * wait) - unless the map would be refused anyway: a closed or broken
+	 * pool and an unknown task say so instead, as they do with a timeout
+	 * (a caller retrying on -EAGAIN would otherwise retry for ever). */
+	if (timeout_ns == SHMQ_NOWAIT || n == 0) {
+		rc = map_refusal(p, task);
+		return rc ? rc : n ? -EAGAIN : 0;
+	}
 	while (done < n) {
 		struct submit b = s;
 		shmq_async *a;
@@ -578,12 +602,6 @@ SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_
 		if (rc)
 			return rc;
 		done += b.n;
-	}
-	if (n == 0) {
-		pthread_mutex_lock(&p->mu);
-		rc = shmq__pool_task_lookup(&p->tt, task);
-		pthread_mutex_unlock(&p->mu);
-		return rc < 0 ? rc : 0;
 	}
 	return first;
 }
