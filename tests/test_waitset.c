@@ -427,6 +427,44 @@ static void test_64_queues(void **state)
 		shmq_queue_close(q[i]);
 }
 
+/* More entries stay ready than a wait may report: each wait reports the
+ * ones the last left out first, so none starves (a caller taking one at a
+ * time from queues that stay full sees every queue, as epoll rotates). */
+static void test_no_starvation(void **state)
+{
+	shmq_waitset *w = mk();
+	shmq_queue *q[3];
+	int cookie[3], seen[3] = { 0 };
+	struct shmq_ready rd[2];
+	char name[32];
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "q.fair.%d", i);
+		q[i] = mkq(state, name, 4);
+		assert_int_equal(shmq_queue_put(q[i], "x", 1, SHMQ_NOWAIT), 0);
+		assert_int_equal(shmq_waitset_add_queue(w, q[i], SHMQ_READABLE, &cookie[i]), 0);
+	}
+	for (int round = 0; round < 6; round++) {
+		assert_int_equal(shmq_waitset_wait(w, rd, 1, SHMQ_NOWAIT), 1);
+		seen[(int *)rd[0].cookie - cookie]++;
+	}
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(seen[i], 2);
+	/* two at a time: every wait reports two different ones, all in turn */
+	memset(seen, 0, sizeof(seen));
+	for (int round = 0; round < 3; round++) {
+		assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), 2);
+		assert_ptr_not_equal(rd[0].cookie, rd[1].cookie);
+		for (int k = 0; k < 2; k++)
+			seen[(int *)rd[k].cookie - cookie]++;
+	}
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(seen[i], 2);
+	shmq_waitset_free(w);
+	for (int i = 0; i < 3; i++)
+		shmq_queue_close(q[i]);
+}
+
 /* remove: no longer reported, its sleeper count given back, cookie free again */
 static void test_remove(void **state)
 {
@@ -808,6 +846,7 @@ int main(int argc, char **argv)
 		BOTH(test_fd),
 		BOTH(test_epoll),
 		BOTH(test_64_queues),
+		BOTH(test_no_starvation),
 		BOTH(test_remove),
 		BOTH(test_dead_claimer),
 		BOTH(test_bad_input),

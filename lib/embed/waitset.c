@@ -102,6 +102,7 @@ struct ws_entry {
 	unsigned events;      /* asked for */
 	bool dead;            /* removed: freed once no operation refers to it */
 	bool slow;            /* a liveness slice is due while it is not ready */
+	bool reported;        /* filled in by the current pass (ws_pass, entries_rotate) */
 	unsigned nwords;
 	struct shmq__watch word[2];
 	unsigned word_ev[2];  /* SHMQ_READABLE / SHMQ_WRITABLE */
@@ -828,6 +829,30 @@ SHMQ_API int shmq_waitset_remove(shmq_waitset *w, void *cookie)
 	return 0;
 }
 
+/* Move the entries the pass reported behind the others, in their order:
+ * when more entries are ready than a wait may report, the next wait reports
+ * the ones left out first, so none starves behind entries that stay ready
+ * (as epoll rotates its ready list). */
+static void entries_rotate(shmq_waitset *w)
+{
+	struct ws_entry *keep = NULL, **kt = &keep, *moved = NULL, **mt = &moved, *next;
+
+	for (struct ws_entry *e = w->entries; e; e = next) {
+		next = e->next;
+		e->next = NULL;
+		if (e->reported) {
+			e->reported = false;
+			*mt = e;
+			mt = &e->next;
+		} else {
+			*kt = e;
+			kt = &e->next;
+		}
+	}
+	*kt = moved;
+	w->entries = keep;
+}
+
 /* One pass over the entries: fill out, arm the rest (probe: arm nothing).
  * Count or -errno. */
 static int ws_pass(shmq_waitset *w, struct shmq_ready *out, size_t max, bool probe, bool *more)
@@ -856,8 +881,11 @@ static int ws_pass(shmq_waitset *w, struct shmq_ready *out, size_t max, bool pro
 		}
 		out[n].cookie = e->cookie;
 		out[n].events = ev;
+		e->reported = true;
 		n++;
 	}
+	if (n)
+		entries_rotate(w);
 	if (!probe && slow && (rc = arm_slice(w)) < 0)
 		return rc;
 	/* level-triggered: what was reported (or left over) may still be ready */

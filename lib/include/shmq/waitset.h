@@ -50,8 +50,9 @@ SHMQ_API int shmq_waitset_add_fd(shmq_waitset *w, int fd, unsigned events, void 
 SHMQ_API int shmq_waitset_remove(shmq_waitset *w, void *cookie);
 /* Wait until at least one entry is ready, or timeout_ns (SHMQ_NOWAIT,
  * SHMQ_FOREVER or > 0); fill up to max entries of out.  Level-triggered:
- * an entry stays ready until its condition goes.  Returns how many entries
- * it filled (>= 1), -ETIMEDOUT, or -errno. */
+ * an entry stays ready until its condition goes; when more are ready than
+ * max, the next wait reports those left out first (none starves).  Returns
+ * how many entries it filled (>= 1), -ETIMEDOUT, or -errno. */
 SHMQ_API int shmq_waitset_wait(shmq_waitset *w, struct shmq_ready *out, size_t max,
 			       int64_t timeout_ns);
 /* A descriptor that is readable whenever shmq_waitset_wait would not block,
