@@ -565,6 +565,59 @@ static void test_nowait_map_refused(void **state)
 	shmq_region_close(r);
 }
 
+/* Async handles may outlive their pool (only iterators are documented to
+ * go first): after shmq_pool_free a completed one keeps its result, one the
+ * joined pool had completed delivers it, one cancelled says -ECANCELED, and
+ * every free is only the handle's.  Freeing one after its pool used to
+ * read the freed pool (a crash, or a lock of freed memory). */
+static void test_async_outlives_pool(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 2, 0);
+	int64_t in[4] = { 1, 2, 3, 4 }, out[4] = { 0 }, gin[2] = { GATE_FROM, GATE_FROM + 1 };
+	int64_t gout[2] = { -1, -1 }, o;
+	shmq_async *done, *joined, *pending;
+	shmq_waitset *w;
+	shmq_iter *it;
+
+	(void)state;
+	assert_int_equal(shmq_pool_apply_async(p, "triple", &in[0], sizeof(int64_t), &out[0],
+					       sizeof(int64_t), &done), 0);
+	assert_int_equal(shmq_async_wait(done, SHMQ_FOREVER), 0);
+	assert_int_equal(shmq_pool_map_async(p, "triple", in, sizeof(int64_t), out,
+					     sizeof(int64_t), 4, &joined), 0);
+	assert_int_equal(shmq_pool_close(p), 0);
+	assert_int_equal(shmq_pool_join(p, SHMQ_FOREVER), 0);
+	shmq_pool_free(p);
+	assert_true(shmq_async_ready(done));
+	assert_int_equal(shmq_async_get(done, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_async_get(joined, SHMQ_FOREVER), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(out[i], 3 * in[i] + 1);
+	assert_int_equal(shmq_waitset_create(&w), 0);
+	assert_int_equal(shmq_waitset_add_async(w, done, &o), -EINVAL); /* no word left */
+	shmq_waitset_free(w);
+	shmq_async_free(done);
+	shmq_async_free(joined);
+
+	/* a job still running when the pool is freed (terminated) */
+	p = pool_new(r, 2, 0);
+	gate_set(false);
+	assert_int_equal(shmq_pool_map_async(p, "gated", gin, sizeof(int64_t), gout,
+					     sizeof(int64_t), 2, &pending), 0);
+	assert_int_equal(shmq_pool_imap(p, "gated", gin, sizeof(int64_t), sizeof(int64_t), 2, 0,
+					&it), 0);
+	shmq_pool_free(p);
+	gate_set(true);
+	assert_false(shmq_async_wait(pending, SHMQ_NOWAIT) == 0);
+	assert_int_equal(shmq_async_get(pending, SHMQ_FOREVER), -ECANCELED);
+	assert_int_equal(gout[0], -1);
+	assert_int_equal(shmq_iter_next(it, &o, SHMQ_NOWAIT), -ECANCELED); /* a misuse, no crash */
+	shmq_async_free(pending);
+	shmq_iter_free(it);
+	shmq_region_close(r);
+}
+
 static void test_async_double_free(void **state)
 {
 	shmq_region *r = region_new();
@@ -1931,6 +1984,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_async),
 		cmocka_unit_test(test_async_double_free),
 		cmocka_unit_test(test_nowait_map_refused),
+		cmocka_unit_test(test_async_outlives_pool),
 		cmocka_unit_test(test_uneven_balanced_by_stealing),
 		cmocka_unit_test(test_fib_subtasks),
 		cmocka_unit_test(test_task_errors),

@@ -64,6 +64,7 @@ struct shmq_pool {
 	size_t chunksize;
 	pthread_mutex_t mu;
 	struct shmq_async *spare; /* the last handle freed, kept for the next job (mu) */
+	struct shmq_async *live;  /* the handles given out and not freed (mu) */
 	shmq_proc **procs;
 	uint64_t *area_off;  /* per slot: its area, never read back from the region */
 	uint32_t *start_fails;
@@ -86,7 +87,8 @@ struct shmq_pool {
 };
 
 struct shmq_async {
-	shmq_pool *p;
+	shmq_pool *p;       /* NULL once the pool was freed (shmq__pool_asyncs_orphan) */
+	struct shmq_async *live_prev, *live_next; /* in p->live */
 	unsigned job;
 	void *out;
 	uint64_t out_bytes;
@@ -107,6 +109,12 @@ static inline int shmq__pool_status(int32_t st)
 {
 	return st <= 0 && st >= -4095 ? st : -EPROTO;
 }
+
+/* shmq_pool_free: every handle still given out outlives the pool, finished
+ * (-ECANCELED if it was not) and with no pool (a->p NULL), so that the
+ * async calls and shmq_iter_free need nothing of the freed handle.  After
+ * terminate (no worker left); called with p->mu held. */
+void shmq__pool_asyncs_orphan(shmq_pool *p);
 
 static inline struct pool_job *pool_job(shmq_pool *p, unsigned j)
 {

@@ -234,6 +234,8 @@ SHMQ_API ssize_t shmq_iter_next(shmq_iter *it, void *out, int64_t timeout_ns)
 		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
 		return -EINVAL;
+	if (it->a && !it->a->p) /* freed after its pool (a misuse): nothing to give */
+		return it->given == it->n ? -EPIPE : -ECANCELED;
 	if (shmq__foreign(it->p->pid))
 		return -EBADF; /* inherited across fork(): the parent's job */
 	if (it->given == it->n)

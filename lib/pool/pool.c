@@ -355,5 +355,8 @@ SHMQ_API void shmq_pool_free(shmq_pool *p)
 		alive |= p->procs[i] != NULL;
 	if (alive)
 		shmq_pool_terminate(p);
+	pthread_mutex_lock(&p->mu);
+	shmq__pool_asyncs_orphan(p);
+	pthread_mutex_unlock(&p->mu);
 	pool_handle_free(p);
 }

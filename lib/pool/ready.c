@@ -14,8 +14,8 @@ int shmq__async_watch(shmq_async *a, struct shmq__watch *w)
 {
 	struct pool_job *job;
 
-	if (!a || !w)
-		return -EINVAL;
+	if (!a || !w || !a->p)
+		return -EINVAL; /* !a->p: its pool was freed, no word to watch */
 	if (shmq__foreign(a->p->pid))
 		return -EBADF; /* inherited across fork(): the parent's job */
 	job = pool_job(a->p, a->job);

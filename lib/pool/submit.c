@@ -149,20 +149,35 @@ static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t 
 
 /* A zeroed handle: the one the last shmq_async_free kept, if any (p->mu
  * held), so that a round of apply_async + get + free reaches no allocator. */
+/* A handle, linked into p->live (p->mu held). */
 static struct shmq_async *async_alloc(shmq_pool *p)
 {
 	struct shmq_async *a = p->spare;
 
 	if (!a)
-		return shmq__calloc(1, sizeof(*a));
+		a = shmq__calloc(1, sizeof(*a));
+	else
+		memset(a, 0, sizeof(*a));
+	if (!a)
+		return NULL;
 	p->spare = NULL;
-	memset(a, 0, sizeof(*a));
+	a->live_next = p->live;
+	if (p->live)
+		p->live->live_prev = a;
+	p->live = a;
 	return a;
 }
 
 /* Keep a handle for async_alloc, or free it (p->mu held). */
 static void async_release(shmq_pool *p, struct shmq_async *a)
 {
+	if (a->live_prev)
+		a->live_prev->live_next = a->live_next;
+	else
+		p->live = a->live_next;
+	if (a->live_next)
+		a->live_next->live_prev = a->live_prev;
+	a->live_prev = a->live_next = NULL;
 	if (!p->spare)
 		p->spare = a;
 	else
@@ -362,6 +377,32 @@ static int async_finish(shmq_async *a, uint32_t done, int64_t deadline)
 	return 0;
 }
 
+void shmq__pool_asyncs_orphan(shmq_pool *p)
+{
+	struct shmq_async *a = p->live, *next;
+
+	for (; a; a = next) {
+		/* JOB_DONE: pairs with job_finish's seq_cst CAS of done and
+		 * shmq_pool_terminate's */
+		uint32_t done = a->finished ? JOB_DONE :
+				shmq__load_acquire(&pool_job(p, a->job)->done);
+
+		next = a->live_next;
+		/* a job that completed (the pool was joined) delivers its
+		 * results now; one cancelled by terminate writes no out */
+		if (!a->finished && done != JOB_RUNNING)
+			(void)async_finish(a, done, shmq_now_ns());
+		if (!a->finished) {
+			a->finished = true;
+			a->wait_rc = -ECANCELED;
+			a->status = -ECANCELED;
+		}
+		a->p = NULL;
+		a->live_prev = a->live_next = NULL;
+	}
+	p->live = NULL;
+}
+
 /* Finished (a->wait_rc says how)?  deadline bounds the wait for a pin. */
 bool shmq__pool_async_check(shmq_async *a, int64_t deadline)
 {
@@ -448,7 +489,7 @@ static int async_wait_until(shmq_async *a, int64_t deadline)
  * would finish, release or cancel the parent's job (core/fork_int.h). */
 static bool async_foreign(const shmq_async *a)
 {
-	return shmq__foreign(a->p->pid);
+	return a->p && shmq__foreign(a->p->pid);
 }
 
 SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
@@ -461,6 +502,8 @@ SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
 		return -EINVAL;
 	if (async_foreign(a))
 		return -EBADF;
+	if (!a->p)
+		return a->wait_rc; /* its pool was freed: finished then */
 	if (timeout_ns == SHMQ_NOWAIT) {
 		if (a->finished || shmq__pool_async_check(a, shmq_now_ns()))
 			return a->wait_rc;
@@ -477,7 +520,7 @@ SHMQ_API bool shmq_async_ready(shmq_async *a)
 	 * parent's out, and finishing it would release the parent's job */
 	if (!a || async_foreign(a))
 		return false;
-	if (a->finished || shmq__pool_async_check(a, shmq_now_ns()))
+	if (!a->p || a->finished || shmq__pool_async_check(a, shmq_now_ns()))
 		return true;
 	shmq__pool_supervise_maybe(a->p);
 	return false;
@@ -497,6 +540,11 @@ SHMQ_API void shmq_async_free(shmq_async *a)
 	if (!a)
 		return;
 	p = a->p;
+	if (!p) {
+		/* its pool was freed (shmq__pool_asyncs_orphan): only the handle */
+		shmq__free(a, sizeof(*a));
+		return;
+	}
 	if (async_foreign(a)) {
 		/* the child's copy only: cancelling would cancel the parent's
 		 * job.  No p->mu either: a thread of the parent may have held

@@ -192,6 +192,10 @@ SHMQ_API void shmq_iter_free(shmq_iter *it);
  * get: waits, then the tasks' status: 0 or the first error (lowest index).
  * free: releases the handle; an incomplete job is cancelled (chunks not yet
  * started are skipped) and out is no longer written.  NULL is a no-op.
+ * A handle may outlive its pool: after shmq_pool_free it is complete (the
+ * results of a job the pool completed, as after join, are copied to out;
+ * else -ECANCELED), a waitset refuses it (-EINVAL), and free releases only
+ * the handle.
  * The handle belongs to the pool's creating process: in a child made by
  * fork(), wait and get through an inherited one are -EBADF, ready is false,
  * and free releases only the child's copy (the parent's job goes on).
