@@ -182,6 +182,63 @@ static void test_join_wakes(void **state)
 	shmq_queue_close(q);
 }
 
+/* A statistic of the queue name, as shmq stat shows it. */
+static uint64_t queue_stat(struct tu_region *f, const char *name, const char *key)
+{
+	struct shmq__obj_stat st;
+	const struct shmq__stat_kv *kv;
+	uint64_t size;
+	void *mem;
+
+	assert_int_equal(shmq__obj_find(f->r, name, SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	memset(&st, 0, sizeof(st));
+	assert_int_equal(shmq__obj_describe(f->r, SHMQ__OBJ_QUEUE, mem, size, &st), 0);
+	assert_non_null(kv = shmq__stat_get(&st, key));
+	return kv->u;
+}
+
+/* A joiner SIGKILLed in its sleep leaves its sleeper count behind; the
+ * task_done calls after it make at most one futex wake between them, not
+ * one each for ever ("no system call unless somebody is joining"). */
+static void test_dead_joiner_costs_no_wakes(void **state)
+{
+	struct tu_region *f = *state;
+	uint64_t wakes;
+	shmq_queue *q;
+	pid_t pid;
+
+	assert_int_equal(shmq_queue_create(f->r, "j.deadjoin", &JOPTS, &q), 0);
+	put_n(q, 1);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r = tu_child_region(f->name);
+		shmq_queue *cq;
+
+		if (shmq_queue_open(r, "j.deadjoin", &cq))
+			_exit(91);
+		shmq_queue_join(cq, SHMQ_FOREVER);
+		_exit(92);
+	}
+	/* asleep: it entered a futex wait (each slice enters one more) */
+	for (int i = 0; i < 2000 && queue_stat(f, "j.deadjoin", "join_waits") < 2; i++)
+		tu_sleep_ns(MS);
+	assert_true(queue_stat(f, "j.deadjoin", "join_waits") >= 2);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	wakes = queue_stat(f, "j.deadjoin", "join_wakes");
+	get_n(q, 1);
+	done_n(q, 1);
+	for (int i = 0; i < 20; i++) {
+		put_n(q, 1);
+		get_n(q, 1);
+		done_n(q, 1);
+	}
+	assert_true(queue_stat(f, "j.deadjoin", "join_wakes") <= wakes + 1);
+	assert_int_equal(shmq_queue_join(q, SHMQ_NOWAIT), 0);
+	shmq_queue_close(q);
+}
+
 /* Several processes join at once; all return 0 after the last task_done. */
 static void test_join_many(void **state)
 {
@@ -437,6 +494,7 @@ int main(void)
 		cmocka_unit_test(test_large),
 		cmocka_unit_test(test_join_wakes),
 		cmocka_unit_test(test_join_many),
+		cmocka_unit_test(test_dead_joiner_costs_no_wakes),
 		cmocka_unit_test(test_dead_taker),
 		cmocka_unit_test(test_dead_and_live),
 		cmocka_unit_test(test_placement),

@@ -3,19 +3,28 @@
  * Layer 4: joinable queues (Python's JoinableQueue): task_done and join.
  * The protocol is described in chan/queue_int.h (Joinable queues).
  *
- * Sleeping.  Joiners sleep on the table's word; the handshake is the
- * queue's (chan/queue.c), with task_done as the waker:
+ * Sleeping.  Joiners sleep on the table's word, whose bit 0 says that a
+ * wake is wanted (the ring's WAKE_PENDING, chan/queue.c), with task_done as
+ * the waker:
  *
- *   joiner:     sleepers += 1 (seq_cst);  v = word;  if still unfinished
- *               (seq_cst loads): futex_wait(word, v);  sleepers -= 1
- *   task_done:  count -= 1 (seq_cst);  if sleepers (seq_cst) != 0:
- *               word += 1;  futex_wake(word, all)
+ *   joiner:     sleepers += 1;  v = word |= 1 (seq_cst);  if still
+ *               unfinished (seq_cst loads): futex_wait(word, v);
+ *               sleepers -= 1
+ *   task_done:  count -= 1 (seq_cst);  if sleepers != 0 and word (seq_cst)
+ *               has bit 0: CAS word to (word + 1) (bit 0 clear, the value
+ *               bumped); if that CAS was ours: futex_wake(word, all)
  *
- * Either the joiner's reads see the decrement, or its increment precedes
- * task_done's load and the bump makes its futex_wait fail or wake.  A
- * task_done with nobody joining makes no system call.  Deaths wake nobody:
- * a joiner's sleep lasts at most a slice, then it looks again, judging the
- * owners of the counts it finds with the full liveness check.
+ * Either the joiner's reads see the decrement, or its fetch_or precedes
+ * task_done's loads, which then find bit 0 set, unless another task_done
+ * cleared it first: that one bumped the word and woke, so the joiner's
+ * futex_wait fails or wakes either way.  A task_done with nobody joining
+ * makes no system call, and neither does one after a joiner killed in its
+ * sleep: its sleeper count stays, but the bit it set is spent by one wake.
+ * Deaths wake nobody: a joiner's sleep lasts at most a slice, then it looks
+ * again, judging the owners of the counts it finds with the full liveness
+ * check.  (Mixed library versions: a task_done from before the bit wakes
+ * on the count alone, so it still wakes these joiners; a joiner from
+ * before it sets no bit, and a task_done here leaves it to its slice.)
  */
 #include "config.h"
 
@@ -186,11 +195,17 @@ int shmq_queue_task_done(shmq_queue *q)
 		return rc;
 	/* relaxed: statistics only */
 	shmq__fetch_add_relaxed(&j->sh->done, 1);
-	/* seq_cst: the Dekker load of the sleeper count (see Sleeping) */
+	/* seq_cst: the Dekker loads of the sleeper count and the wake bit
+	 * (see Sleeping) */
 	if (shmq__load_seq_cst(&j->sh->sleepers) != 0) {
-		shmq__fetch_add_seq_cst(&j->sh->word, 1); /* a joiner that read the old value will not sleep */
-		shmq__count_event(&j->sh->wakes);
-		shmq__futex_wake(&j->sh->word, INT32_MAX);
+		uint32_t w = shmq__load_seq_cst(&j->sh->word);
+
+		/* seq_cst: clears the bit and bumps the value at once; a joiner
+		 * that read the old value will not sleep */
+		if ((w & 1u) && shmq__cas_seq_cst(&j->sh->word, &w, w + 1)) {
+			shmq__count_event(&j->sh->wakes);
+			shmq__futex_wake(&j->sh->word, INT32_MAX);
+		}
 	}
 	return 0;
 }
@@ -255,7 +270,8 @@ static int join_sleep(struct shmq__mpmc *m, struct shmq__join *j, int64_t deadli
 	int rc;
 
 	shmq__fetch_add_seq_cst(&j->sh->sleepers, 1); /* seq_cst: see Sleeping */
-	v = shmq__load_acquire(&j->sh->word); /* pairs with task_done's seq_cst bump */
+	/* seq_cst: the wake bit, before the state's loads (see Sleeping) */
+	v = shmq__fetch_or_seq_cst(&j->sh->word, 1u) | 1u;
 	rc = join_state(m, j, quick);
 	if (rc == 1) {
 		shmq__count_event(&j->sh->waits);
