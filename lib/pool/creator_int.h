@@ -111,9 +111,10 @@ static inline int shmq__pool_status(int32_t st)
 }
 
 /* shmq_pool_free: every handle still given out outlives the pool, finished
- * (-ECANCELED if it was not) and with no pool (a->p NULL), so that the
- * async calls and shmq_iter_free need nothing of the freed handle.  After
- * terminate (no worker left); called with p->mu held. */
+ * (with its results if its job had completed, else -ECANCELED) and with no
+ * pool (a->p NULL), so that the async calls and shmq_iter_free need nothing
+ * of the freed handle.  After join or terminate (no worker left); called
+ * with p->mu held. */
 void shmq__pool_asyncs_orphan(shmq_pool *p);
 
 static inline struct pool_job *pool_job(shmq_pool *p, unsigned j)

@@ -147,9 +147,9 @@ static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t 
 	return 0;
 }
 
-/* A zeroed handle: the one the last shmq_async_free kept, if any (p->mu
- * held), so that a round of apply_async + get + free reaches no allocator. */
-/* A handle, linked into p->live (p->mu held). */
+/* A zeroed handle, linked into p->live: the one the last shmq_async_free
+ * kept, if any (p->mu held), so that a round of apply_async + get + free
+ * reaches no allocator. */
 static struct shmq_async *async_alloc(shmq_pool *p)
 {
 	struct shmq_async *a = p->spare;
