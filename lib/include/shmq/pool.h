@@ -133,8 +133,10 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
  * element (the lowest index; the other results are still written), -ENOENT
  * for an unknown task, -ECANCELED when the pool is terminated meanwhile,
  * -ETIMEDOUT, -EPIPE after close, -EOWNERDEAD (see above), -EINVAL.
- * After -ETIMEDOUT or -ECANCELED out is not written (in-place outputs may be,
- * by chunks that were running).
+ * After -ETIMEDOUT or -ECANCELED the elements of the batch that was running
+ * are not written (in-place outputs may be, by chunks that were running);
+ * a map that ran in batches has written the results of the batches before
+ * it.
  */
 SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_t in_size,
 			   void *out, size_t out_size, size_t n, int64_t timeout_ns);
