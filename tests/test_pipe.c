@@ -322,6 +322,29 @@ static void test_msgsize_loses_nothing(void **state)
 	shmq_pipe_close(b);
 }
 
+/* send_bulk takes what send takes: a NULL base with a length is -EINVAL
+ * (not a read through NULL), and then no message of the batch is sent. */
+static void test_bulk_null_base(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_pipe *a, *b;
+	char buf[16];
+	size_t lens[4];
+	struct iovec bad[2] = { { "ok", 2 }, { NULL, 4 } };
+	struct iovec empty[2] = { { "ok", 2 }, { NULL, 0 } };
+
+	assert_int_equal(shmq_pipe_create(f->r, "bn", NULL, &a, &b), 0);
+	assert_int_equal(shmq_pipe_send(a, NULL, 4, 0), -EINVAL);
+	assert_int_equal(shmq_pipe_send_bulk(a, bad, 2, 0), -EINVAL);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EAGAIN);
+	assert_int_equal(shmq_pipe_send_bulk(a, empty, 2, 0), 2);
+	assert_int_equal(shmq_pipe_recv_bulk(b, buf, sizeof(buf), lens, 4, 0), 2);
+	assert_int_equal(lens[0], 2);
+	assert_int_equal(lens[1], 0);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+}
+
 static void test_zero_copy_and_bulk(void **state)
 {
 	struct tu_region *f = *state;
@@ -1300,6 +1323,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_nowait_and_timeouts, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_msgsize_loses_nothing, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_zero_copy_and_bulk, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_bulk_null_base, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_bulk_send_publishes_as_it_goes, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_bulk_recv_publishes_as_it_goes, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_stress_two_processes, setup, tu_region_teardown),

@@ -136,7 +136,8 @@ SHMQ_API int shmq_pipe_consume(shmq_pipe *p);
 
 /* Send up to n messages with one publication.  Waits (per timeout) only until
  * the first fits, then sends as many as fit without waiting.  Returns how
- * many were sent (>= 1; 0 for n == 0), or the error send would give for v[0]. */
+ * many were sent (>= 1; 0 for n == 0), or the error send would give for v[0];
+ * -EINVAL, and nothing sent, when any v[i] has a NULL base and a length. */
 SHMQ_API ssize_t shmq_pipe_send_bulk(shmq_pipe *p, const struct iovec *v, size_t n,
 				     int64_t timeout_ns);
 /* Receive up to n messages, packed back to back into buf (cap bytes), their
