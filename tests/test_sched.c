@@ -178,6 +178,104 @@ static void test_nonblocking(void **state)
 	shmq_sched_destroy(s);
 }
 
+/*
+ * A non-blocking run returns even when what it runs keeps work due: an
+ * action that enters itself again with no delay, a periodic event whose
+ * period is shorter than its action, a watch whose action makes its pipe
+ * readable again.  Each runs once per call; the next call runs it again.
+ * (Each action stops the run after 1000 rounds, so a run that would loop
+ * for ever fails here instead of hanging.)
+ */
+struct busy {
+	shmq_sched *s;
+	shmq_pipe *tx, *rx;
+	int n;
+};
+
+static void busy_count(struct busy *b)
+{
+	if (++b->n == 1000)
+		assert_int_equal(shmq_sched_stop(b->s), 0);
+}
+
+static void act_enter_again(void *arg)
+{
+	struct busy *b = arg;
+
+	busy_count(b);
+	assert_int_equal(shmq_sched_enter(b->s, 0, 0, act_enter_again, b, NULL), 0);
+}
+
+static void act_outlast_period(void *arg)
+{
+	struct busy *b = arg;
+	int64_t end = shmq_now_ns() + 20000; /* 20 us: 20000 periods */
+
+	busy_count(b);
+	while (shmq_now_ns() < end)
+		;
+}
+
+static void act_refill(void *arg)
+{
+	struct busy *b = arg;
+	char c;
+
+	busy_count(b);
+	while (shmq_pipe_recv(b->rx, &c, 1, SHMQ_NOWAIT) == 1)
+		;
+	assert_int_equal(shmq_pipe_send(b->tx, "x", 1, SHMQ_NOWAIT), 0);
+}
+
+static void test_nonblocking_reentered(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct busy b = { .s = s };
+
+	assert_int_equal(shmq_sched_enter(s, 0, 0, act_enter_again, &b, NULL), 0);
+	assert_true(shmq_sched_run(s, false) >= 0);
+	assert_int_equal(b.n, 1);
+	assert_true(shmq_sched_run(s, false) >= 0);
+	assert_int_equal(b.n, 2);
+	shmq_sched_destroy(s);
+}
+
+static void test_nonblocking_short_period(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct busy b = { .s = s };
+	shmq_event *ev;
+
+	assert_int_equal(shmq_sched_enter_periodic(s, shmq_now_ns(), 1, 0, act_outlast_period, &b,
+						   &ev), 0);
+	assert_true(shmq_sched_run(s, false) >= 0);
+	assert_int_equal(b.n, 1);
+	assert_int_equal(shmq_sched_cancel(s, ev), 0);
+	shmq_sched_destroy(s);
+}
+
+static void test_nonblocking_refilled_watch(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct busy b = { .s = s };
+	shmq_region *r;
+
+	assert_int_equal(shmq_region_create(NULL, &(struct shmq_region_opts){ .size = 1 << 20 }, &r),
+			 0);
+	assert_int_equal(shmq_pipe_create(r, "p", NULL, &b.tx, &b.rx), 0);
+	assert_int_equal(shmq_sched_watch_pipe(s, b.rx, act_refill, &b), 0);
+	assert_int_equal(shmq_pipe_send(b.tx, "x", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_sched_run(s, false), 0); /* ready again: call again */
+	assert_int_equal(b.n, 1);
+	assert_int_equal(shmq_sched_run(s, false), 0);
+	assert_int_equal(b.n, 2);
+	assert_int_equal(shmq_sched_unwatch(s, b.rx), 0);
+	shmq_sched_destroy(s);
+	shmq_pipe_close(b.tx);
+	shmq_pipe_close(b.rx);
+	shmq_region_close(r);
+}
+
 /* Python: test_enter_concurrent (from an action): an action enters events. */
 struct reenter {
 	shmq_sched *s;
@@ -1023,12 +1121,15 @@ static void test_watch_stuck_readable(void **state)
 
 	assert_int_equal(shmq__sched_watch_word(s, &o, &w, stuck_readable, stuck_progress, act_stuck, &o), 0);
 	alarm(10); /* a loop that spins ends the suite (SIGALRM) instead of hanging it */
-	assert_true(shmq_sched_run(s, false) >= -1);
-	alarm(0);
 	/* once counted out, once more counted in (the first may have missed
-	 * a publish: no word moved for it), then stalled */
+	 * a publish: no word moved for it), then stalled; a non-blocking run
+	 * runs a watch's action at most once, and says (0) that it is ready */
+	assert_int_equal(shmq_sched_run(s, false), 0);
+	assert_int_equal(o.fired, 1);
+	assert_int_equal(shmq_sched_run(s, false), -1);
+	alarm(0);
 	assert_int_equal(o.fired, 2);
-	assert_true(shmq_sched_run(s, false) >= -1);
+	assert_int_equal(shmq_sched_run(s, false), -1);
 	assert_int_equal(o.fired, 2);
 	/* blocking, for 0.5 s: at most one action per re-check (5), not millions */
 	assert_int_equal(shmq_sched_enter(s, 500 * MS, 0, act_stuck_stop, &o, &ev), 0);
@@ -1343,6 +1444,9 @@ int main(int argc, char **argv)
 		ALL(test_ties),
 		ALL(test_cancel),
 		ALL(test_nonblocking),
+		ALL(test_nonblocking_reentered),
+		ALL(test_nonblocking_short_period),
+		ALL(test_nonblocking_refilled_watch),
 		ALL(test_enter_from_action),
 		ALL(test_enter_from_thread),
 		ALL(test_cancel_from_thread),

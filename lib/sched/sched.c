@@ -515,8 +515,25 @@ static void watch_unlink(shmq_sched *s, struct shmq__sched_watch *w)
 	watch_free(w);
 }
 
-/* Run the action of one ready watch, if any.  A process watch fires once. */
-static bool loop_fire_watch(shmq_sched *s)
+/* Fired already in this non-blocking run (pass; 0 while blocking)? */
+static bool watch_fired_in(const struct shmq__sched_watch *w, uint64_t pass)
+{
+	return pass && w->fired_pass == pass;
+}
+
+/* A watch ready again after its action ran in this non-blocking run: the
+ * next run takes it. */
+static bool loop_watch_deferred(const shmq_sched *s, uint64_t pass)
+{
+	for (const struct shmq__sched_watch *w = s->watches; w; w = w->next)
+		if (!w->dead && w->state == SHMQ__WS_READY && watch_fired_in(w, pass))
+			return true;
+	return false;
+}
+
+/* Run the action of one ready watch, if any, but none that ran in this
+ * non-blocking run (pass).  A process watch fires once. */
+static bool loop_fire_watch(shmq_sched *s, uint64_t pass)
 {
 	for (struct shmq__sched_watch *w = s->watches; w; w = w->next) {
 		shmq_action_fn fn = w->fn;
@@ -527,7 +544,7 @@ static bool loop_fire_watch(shmq_sched *s)
 		uint64_t before = 0;
 		uint32_t word = 0;
 
-		if (w->dead || w->state != SHMQ__WS_READY)
+		if (w->dead || w->state != SHMQ__WS_READY || watch_fired_in(w, pass))
 			continue;
 		if (!is_word) {
 			watch_kill(s, w);
@@ -535,6 +552,7 @@ static bool loop_fire_watch(shmq_sched *s)
 				watch_unlink(s, w);
 		} else {
 			w->state = SHMQ__WS_IDLE;
+			w->fired_pass = pass;
 			before = w->progress(w->obj);
 			/* seq_cst: as every load of a readiness word (core/watch_int.h) */
 			word = shmq__load_seq_cst(w->w.word);
@@ -607,8 +625,9 @@ static void watch_recheck(shmq_sched *s, struct shmq__sched_watch *w)
 	}
 }
 
-/* Stage every idle watch; drop dead ones.  Returns the count now ready, or -errno. */
-static int loop_arm_watches(shmq_sched *s, int64_t now)
+/* Stage every idle watch; drop dead ones.  Returns the count now ready (not
+ * counting those that ran in this non-blocking run, pass), or -errno. */
+static int loop_arm_watches(shmq_sched *s, int64_t now, uint64_t pass)
 {
 	struct shmq__sched_watch **pp = &s->watches;
 	bool recheck = now >= s->word_check_at;
@@ -638,7 +657,7 @@ static int loop_arm_watches(shmq_sched *s, int64_t now)
 		} else if (w->state == SHMQ__WS_ARMED && w->kind == SHMQ__WATCH_WORD && recheck) {
 			watch_recheck(s, w);
 		}
-		ready += !w->dead && w->state == SHMQ__WS_READY;
+		ready += !w->dead && w->state == SHMQ__WS_READY && !watch_fired_in(w, pass);
 		s->armed_words += !w->dead && w->kind == SHMQ__WATCH_WORD &&
 				  w->state == SHMQ__WS_ARMED;
 		pp = &w->next;
@@ -740,11 +759,18 @@ static int loop_sleep(shmq_sched *s, const struct shmq__hent *head, bool block)
  * The loop, under mu.  Blocking: until stopped (0), or nothing is left to
  * wait for (0), or a backend error (-errno).  Non-blocking: runs what is due
  * and ready, polls the kernel once, and returns the ns until the next event
- * or -1.
+ * or -1; 0 when one is due or a watch ready already (for the next run to
+ * take).  A non-blocking run takes only events
+ * entered before it began (a periodic one's re-arm counts as a new entry)
+ * and runs each watch's action at most once, so it returns even when its
+ * actions keep work due (an action that enters itself again at once, a
+ * period shorter than its action, a watch whose action refills its pipe).
  */
 static int64_t loop(shmq_sched *s, bool blocking)
 {
 	bool polled = false;
+	uint64_t pass = blocking ? 0 : ++s->pass; /* 64 bits: never wraps to 0 */
+	uint64_t seq_end = s->heap.next_seq;
 	int rc;
 
 	for (;;) {
@@ -757,17 +783,19 @@ static int64_t loop(shmq_sched *s, bool blocking)
 		}
 		now = shmq_now_ns();
 		head = shmq__heap_head(&s->heap);
-		if (head && head->when <= now) {
+		if (head && head->when <= now &&
+		    (blocking || shmq__heap_head_seq(&s->heap) < seq_end)) {
 			loop_run_head(s, now);
 			continue;
 		}
-		if (loop_fire_watch(s))
+		if (loop_fire_watch(s, pass))
 			continue;
-		if (head && (s->flags & SHMQ_SCHED_PRECISE) && head->when - now <= loop_margin(s)) {
+		if (head && (s->flags & SHMQ_SCHED_PRECISE) && head->when > now &&
+		    head->when - now <= loop_margin(s)) {
 			loop_spin(s, head->when);
 			continue;
 		}
-		if ((rc = loop_arm_watches(s, now)) < 0)
+		if ((rc = loop_arm_watches(s, now, pass)) < 0)
 			return rc;
 		if (rc > 0)
 			continue;
@@ -779,7 +807,9 @@ static int64_t loop(shmq_sched *s, bool blocking)
 					return rc;
 				continue;
 			}
-			return head ? head->when - now : -1;
+			if (loop_watch_deferred(s, pass))
+				return 0;
+			return !head ? -1 : head->when > now ? head->when - now : 0;
 		}
 		if (!head && !s->nwatches)
 			return 0;

@@ -94,6 +94,13 @@ static inline const struct shmq__hent *shmq__heap_head(const struct shmq__heap *
 	return h->n ? &h->ent[0] : NULL;
 }
 
+/* The head's entry order (h not empty): pushes and periodic re-arms after a
+ * moment have a sequence at or above next_seq as it was then. */
+static inline uint64_t shmq__heap_head_seq(const struct shmq__heap *h)
+{
+	return h->slots[h->ent[0].slot].seq;
+}
+
 /*
  * Take the head event out.  A one-shot event's slot is freed (its handle goes
  * stale at once); a periodic event is put back at its next grid deadline after

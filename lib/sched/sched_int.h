@@ -69,6 +69,9 @@ struct shmq__sched_watch {
 	bool stalled;
 	bool took_nothing;
 	uint32_t stall_word;
+	/* The non-blocking run (its pass number) that last ran the action:
+	 * one run(false) runs a watch's action at most once. */
+	uint64_t fired_pass;
 	/* SHMQ__WATCH_PROC */
 	int pidfd;
 	siginfo_t info; /* IORING_OP_WAITID writes here */
@@ -116,6 +119,7 @@ struct shmq_sched {
 	int64_t wait_head;    /* the head's deadline when the loop went to sleep */
 	int64_t timer_target; /* where the timer was armed for this wait */
 	int64_t word_check_at; /* next liveness re-check of armed word watches */
+	uint64_t pass;        /* non-blocking runs so far (struct shmq__sched_watch.fired_pass) */
 	unsigned armed_words;  /* word watches waiting (kernel or helper) */
 	/* precision mode: wake-up lateness estimates (see loop_learn) and bound */
 	int64_t lat_mean;

@@ -111,7 +111,11 @@ SHMQ_API size_t shmq_sched_queue(shmq_sched *s, struct shmq_event_info *out, siz
  * iteration) and returns 0 when no event and no watch is left, or after
  * shmq_sched_stop.  Non-blocking: runs what is due and ready now, checks the
  * watches once, and returns the ns until the next event (>= 0), or -1 when
- * none is pending.  Other negative values are errors: -EBUSY (run already
+ * none is pending.  It runs only events entered before it began (a periodic
+ * event's next firing counts as entered when it is re-armed) and each
+ * watch's action at most once, so it returns even when its actions keep
+ * work due; it returns 0 when such an event or watch is due already (call
+ * it again).  Other negative values are errors: -EBUSY (run already
  * running), or a kernel error from the backend (-errno, never -1).
  */
 SHMQ_API int64_t shmq_sched_run(shmq_sched *s, bool blocking);
