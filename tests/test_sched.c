@@ -711,6 +711,44 @@ static void test_periodic(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* A periodic event whose grid began long ago (first_ns far in the past, as
+ * far as INT64_MIN) runs now, then at the next grid point after now: it
+ * stays pending (once, its distance from the start overflowed int64_t and
+ * it was dropped as if its grid had ended). */
+static int periodic_far_runs;
+
+static void act_count_periodic(void *arg)
+{
+	(void)arg;
+	periodic_far_runs++;
+}
+
+static void test_periodic_far_past(void **state)
+{
+	const int64_t firsts[3] = { INT64_MIN, INT64_MIN + 12345, -(INT64_MAX / 2) };
+
+	for (int i = 0; i < 3; i++) {
+		shmq_sched *s = mk(state);
+		struct shmq_event_info info;
+		shmq_event *ev;
+		int64_t before = shmq_now_ns(), d;
+
+		periodic_far_runs = 0;
+		assert_int_equal(shmq_sched_enter_periodic(s, firsts[i], 10 * MS, 0,
+							   act_count_periodic, NULL, &ev), 0);
+		d = shmq_sched_run(s, false);
+		assert_int_equal(periodic_far_runs, 1);
+		assert_true(d >= 0 && d <= 10 * MS);
+		assert_int_equal(shmq_sched_event_info(s, ev, &info), 0);
+		assert_true(info.when_ns > before);
+		/* on the grid: first + k * period (the difference fits in uint64_t) */
+		assert_int_equal(((uint64_t)info.when_ns - (uint64_t)firsts[i]) % (uint64_t)(10 * MS), 0);
+		assert_false(shmq_sched_empty(s));
+		assert_int_equal(shmq_sched_cancel(s, ev), 0);
+		shmq_sched_destroy(s);
+	}
+}
+
 /* timers honoured: never early, and not absurdly late */
 static void test_timing(void **state)
 {
@@ -1457,6 +1495,7 @@ int main(int argc, char **argv)
 		BOTH(test_many),
 		BOTH(test_periodic),
 		ON(test_periodic, CFG_PRECISE, "precise"),
+		BOTH(test_periodic_far_past),
 		BOTH(test_timing),
 		ON(test_timing, CFG_PRECISE, "precise"),
 		cmocka_unit_test(test_backend_select),

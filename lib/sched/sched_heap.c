@@ -310,7 +310,9 @@ static bool period_next(const struct shmq__slot *s, int64_t now, uint64_t *k, in
 	__int128 w;
 
 	if (now >= s->base) {
-		uint64_t kmin = (uint64_t)((now - s->base) / s->period) + 1;
+		/* in uint64_t: now - base overflows int64_t for a base far in
+		 * the past (down to INT64_MIN), never uint64_t */
+		uint64_t kmin = ((uint64_t)now - (uint64_t)s->base) / (uint64_t)s->period + 1;
 
 		if (kmin > next)
 			next = kmin;
