@@ -925,6 +925,48 @@ static void test_sigkill_send(void **state)
 	kill_peer_case(*state, "k2", 2);
 }
 
+/* Holders that died free their slots for later openers: after more than
+ * SHMQ_PIPE_HOLDERS processes have opened end 1 one after another and been
+ * killed, while the creator keeps its handle of end 1 (so the end is never
+ * gone), a new process can still open it (not -ENOSPC). */
+static void test_dead_holders_make_room(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_pipe *a, *b;
+	char buf[8];
+
+	assert_int_equal(shmq_pipe_create(f->r, "dh", NULL, &a, &b), 0);
+	for (int i = 0; i < 2 * SHMQ_PIPE_HOLDERS; i++) {
+		int sync[2];
+		pid_t pid;
+
+		assert_int_equal(pipe(sync), 0);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			shmq_region *r = child_region(f->name);
+			shmq_pipe *p;
+			char c = shmq_pipe_open(r, "dh", 1, &p) == 0 ? 'y' : 'n';
+
+			if (write(sync[1], &c, 1) != 1)
+				_exit(92);
+			for (;;)
+				pause();
+		}
+		assert_int_equal(read(sync[0], buf, 1), 1);
+		kill(pid, SIGKILL);
+		assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+		close(sync[0]);
+		close(sync[1]);
+		assert_int_equal(buf[0], 'y');
+	}
+	/* end 1 is still held (by b): nothing gone */
+	assert_int_equal(shmq_pipe_send(a, "x", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), SHMQ_NOWAIT), 1);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+}
+
 /* A non-waiting caller also learns of the death (deep checks are paced). */
 static void test_sigkill_nowait(void **state)
 {
@@ -1336,6 +1378,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sigkill_recv, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_sigkill_send, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_sigkill_nowait, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_dead_holders_make_room, setup, tu_region_teardown),
 		cmocka_unit_test(test_placement),
 		cmocka_unit_test_setup_teardown(test_stamps, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, tu_region_teardown),

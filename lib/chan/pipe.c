@@ -419,6 +419,14 @@ static int handle_new(shmq_region *r, void *mem, size_t size, int end, bool open
 		rc = -EPIPE;
 	if (!rc)
 		rc = holder_add(p->mine, p->self_id);
+	if (rc == -ENOSPC && r) {
+		/* every slot taken: some may be held by processes that died
+		 * (only a waiter's deep check reaps them otherwise).  Reap them
+		 * and try once more; if every holder died, the end is gone. */
+		int gone = end_check(p, p->mine, true);
+
+		rc = gone < 0 ? gone : gone ? -EPIPE : holder_add(p->mine, p->self_id);
+	}
 	p->unused = !open;
 	if (!rc && open) {
 		shmq__store_seq_cst(&p->mine->opened, 1u);

@@ -76,7 +76,8 @@ SHMQ_API int shmq_pipe_create(shmq_region *r, const char *name, const struct shm
 			      shmq_pipe **end0, shmq_pipe **end1);
 /* Open one end (0 or 1) of an existing pipe.  -ENOENT, -EINVAL (end, or not a
  * pipe), -EPIPE (the end was already closed for good), -ENOSPC (more than
- * SHMQ_PIPE_HOLDERS processes hold the end), -EBADMSG, -EPROTO. */
+ * SHMQ_PIPE_HOLDERS live processes hold the end; the slots of holders that
+ * died are taken back), -EBADMSG, -EPROTO. */
 SHMQ_API int shmq_pipe_open(shmq_region *r, const char *name, int end, shmq_pipe **out);
 
 /* Send len bytes (len may be 0).  0; -EAGAIN (SHMQ_NOWAIT and full);
