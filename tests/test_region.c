@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -557,6 +558,75 @@ static void test_attach_creator_stuck(void **state)
 	shmq_region_unlink(name);
 }
 
+/* A creator killed after it sized its file, before it claimed slot 0 (its
+ * fallocate and prefault of a large region take that long): the file is
+ * zeroed, slot 0 included.  The creator holds a shared flock on the file
+ * from before it sizes it until the header is written, so a file nobody
+ * holds that lock on has no creator any more: every attach path gives up at
+ * once (-EBADMSG) and a create takes the name over (old code: attaches gave
+ * -EAGAIN after waiting and create -EEXIST, for as long as the file stayed;
+ * and a create over a name whose replacement it could not lock said -EAGAIN).
+ * While a creator holds the lock, they wait for it as before. */
+static int forge_sized_unclaimed(const char *name)
+{
+	int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)SMALL)) {
+		close(fd);
+		return -EIO;
+	}
+	return fd;
+}
+
+static void test_attach_creator_died_unclaimed(void **state)
+{
+	char name[96];
+	shmq_region *r;
+	int fd;
+
+	(void)state;
+	tu_name(name, sizeof(name), "earlydead");
+	/* a live creator in that window: it holds its lock */
+	fd = forge_sized_unclaimed(name);
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_SH), 0);
+	for (int via = 0; via < VIA_COUNT; via++) {
+		int rc = attach_via(via, name, &r);
+
+		if (rc != -EAGAIN)
+			fail_msg("live creator: %s: %d, not -EAGAIN", via_name[via], rc);
+	}
+	assert_int_equal(shmq_region_create(name, &(struct shmq_region_opts){ .size = SMALL }, &r),
+			 -EEXIST);
+	/* the creator dies: its lock goes with it */
+	close(fd);
+	for (int via = 0; via < VIA_COUNT; via++) {
+		int rc = attach_via(via, name, &r);
+
+		if (rc != -EBADMSG)
+			fail_msg("dead creator: %s: %d, not -EBADMSG", via_name[via], rc);
+	}
+	assert_int_equal(shmq_region_create(name, &(struct shmq_region_opts){ .size = SMALL }, &r), 0);
+	shmq_region_close(r);
+	assert_int_equal(shmq_region_open(name, &r), 0);
+	shmq_region_close(r);
+	shmq_region_unlink(name);
+	/* killed before it even sized the file: a create takes it over too
+	 * (attaches still wait, then -EAGAIN: such a creator may not hold its
+	 * lock yet) */
+	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(flock(fd, LOCK_SH), 0);
+	assert_int_equal(shmq_region_create(name, &(struct shmq_region_opts){ .size = SMALL }, &r),
+			 -EEXIST);
+	close(fd);
+	assert_int_equal(shmq_region_create(name, &(struct shmq_region_opts){ .size = SMALL }, &r), 0);
+	shmq_region_close(r);
+	shmq_region_unlink(name);
+}
+
 struct late_header {
 	int fd;
 	struct shmq__region_hdr hdr;
@@ -834,6 +904,7 @@ int main(void)
 		cmocka_unit_test(test_threads_create_concurrently),
 		cmocka_unit_test(test_attach_creator_died),
 		cmocka_unit_test(test_attach_creator_stuck),
+		cmocka_unit_test(test_attach_creator_died_unclaimed),
 		cmocka_unit_test(test_attach_waits_for_creator),
 		cmocka_unit_test(test_forged_dir_lock),
 		cmocka_unit_test(test_foreign_owner),

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <shmq.h>
@@ -295,13 +296,35 @@ static int slot0_read(int fd, struct shmq__ptab_slot *s)
 	return n == (ssize_t)sizeof(*s) ? 0 : -EBADMSG;
 }
 
-int shmq__ptab_creator_alive(int fd, uint64_t file_size)
+/* Does someone hold a flock on fd's file (the creator's shared lock)?  Asked
+ * through a new open file description, so no lock of the caller's (which a
+ * flock on fd itself would convert, and an unlock drop) is touched.  1 when
+ * it cannot tell. */
+static int creator_lock_held(int fd)
+{
+	char path[64];
+	int pfd, held;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	pfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pfd < 0)
+		return 1;
+	held = flock(pfd, LOCK_EX | LOCK_NB) != 0;
+	close(pfd); /* and the lock, if we took it */
+	return held;
+}
+
+int shmq__ptab_creator_alive(int fd, uint64_t file_size, bool locked)
 {
 	struct shmq__ptab_slot a, b;
 	int rc;
 
 	if (file_size < SHMQ__REGION_PTAB_OFF + sizeof(a))
-		return 1; /* not sized yet: nothing to read */
+		/* not sized yet: nothing to read.  Only a caller that holds the
+		 * file's exclusive flock may call it dead: a creator takes its
+		 * lock just after shm_open, so it may not hold it yet, and
+		 * checks when it has it that nobody unlinked the file. */
+		return locked ? 0 : 1;
 	/* pread copies bytes, not words: read twice, and believe only a
 	 * slot that held still (the creator writes each word once). */
 	rc = slot0_read(fd, &a);
@@ -309,8 +332,10 @@ int shmq__ptab_creator_alive(int fd, uint64_t file_size)
 		rc = slot0_read(fd, &b);
 	if (rc)
 		return rc;
-	if (a.word != b.word || a.starttime != b.starttime || a.word == 0)
-		return 1; /* moving, or not claimed yet */
+	if (a.word != b.word || a.starttime != b.starttime)
+		return 1; /* moving */
+	if (a.word == 0) /* not claimed yet: the creator lives while it holds its lock */
+		return locked ? 0 : creator_lock_held(fd);
 	if (!(a.word & 1))
 		return 0; /* claimed and left: whoever formatted this is gone */
 	return shmq__pid_alive((pid_t)(a.word >> 32), a.starttime);

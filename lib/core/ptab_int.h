@@ -27,10 +27,19 @@ unsigned shmq__ptab_count(const shmq_region *r);
  * For a file without a header yet (file_size bytes, read through fd with
  * pread: nothing is mapped): what slot 0, which a creator claims in its fresh
  * file before it writes the header, says of that creator.  1 when it may
- * still finish (slot 0 never claimed yet, or claimed by a live process, or
- * read mid-update), 0 when it never will (the slot names a dead process, or
- * was claimed and left again), -errno when the file cannot be read.
+ * still finish (the file not sized yet, slot 0 claimed by a live process or
+ * read mid-update, or slot 0 not claimed yet while someone holds the
+ * creator's flock on the file), 0 when it never will (the slot names a dead
+ * process, was claimed and left again, or was never claimed and nobody
+ * holds the creator's lock), -errno when the file cannot be read.
+ *
+ * The creator's lock: a creator takes a shared flock on its file before it
+ * sizes it and keeps it until the header is written (region.c), so a sized
+ * file whose slot 0 is unclaimed has a live creator only while that lock is
+ * held.  locked: the caller holds an exclusive flock on fd itself (then no
+ * creator can hold its lock; a file not sized yet then counts as dead too,
+ * as its creator, on taking its lock, finds the file unlinked and retries).
  */
-int shmq__ptab_creator_alive(int fd, uint64_t file_size);
+int shmq__ptab_creator_alive(int fd, uint64_t file_size, bool locked);
 
 #endif /* SHMQ__PTAB_H */

@@ -363,12 +363,32 @@ static int region_replace_dead(const char *name)
 		goto out;
 	}
 	if (hdr_read(fd, 0, &h, &file_size) != -EAGAIN ||
-	    shmq__ptab_creator_alive(fd, file_size) != 0 || !name_is_file(name, fd))
+	    shmq__ptab_creator_alive(fd, file_size, true) != 0 || !name_is_file(name, fd))
 		goto out;
 	rc = shm_unlink(name) && errno != ENOENT ? -EEXIST : 0;
 out:
 	close(fd); /* and the flock */
 	return rc;
+}
+
+/*
+ * The creator's lock (core/ptab_int.h), taken on the fresh file before it is
+ * sized and held until the header is written: while it is held, a file of
+ * ours without a header counts as being created; once the creator dies, it
+ * goes with it.  A replacer that holds the exclusive lock may unlink a file
+ * not sized yet before we have our lock: -EAGAIN then (the file is no longer
+ * the name's; create anew), else 0 or -errno.
+ */
+static int creator_lock(int fd)
+{
+	struct stat st;
+
+	while (flock(fd, LOCK_SH))
+		if (errno != EINTR)
+			return -errno;
+	if (fstat(fd, &st))
+		return -errno;
+	return st.st_nlink == 0 ? -EAGAIN : 0;
 }
 
 static int size_check(const struct shmq_region_opts *o, uint64_t *size)
@@ -403,8 +423,29 @@ SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts 
 		if (rc)
 			goto fail;
 		fd = shm_open(r->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-		if (fd < 0 && errno == EEXIST && region_replace_dead(r->name) == 0)
-			fd = shm_open(r->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+		if (fd < 0 && errno == EEXIST) {
+			if (region_replace_dead(r->name) == 0)
+				fd = shm_open(r->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+			else
+				errno = EEXIST; /* not what replace_dead's calls left */
+		}
+		if (fd >= 0) {
+			rc = creator_lock(fd);
+			if (rc == -EAGAIN) { /* a replacer took the name: once more */
+				close(fd);
+				fd = shm_open(r->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+				rc = fd >= 0 ? creator_lock(fd) : 0;
+				if (rc == -EAGAIN) { /* again: give up */
+					close(fd);
+					rc = -EEXIST;
+					goto fail;
+				}
+			}
+			if (rc) { /* no lock on a file of ours: remove it */
+				r->fd = fd;
+				goto fail_unlink;
+			}
+		}
 	} else {
 		fd = memfd_create("shmq", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	}
@@ -426,6 +467,8 @@ SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts 
 	rc = region_format(r, size, flags);
 	if (rc)
 		goto fail_unlink;
+	if (name)
+		flock(fd, LOCK_UN); /* the header is written: attachers need no creator */
 	*out = r;
 	return 0;
 fail_unlink:
@@ -514,7 +557,7 @@ static int hdr_await(int fd, unsigned flags, struct shmq__region_hdr *h, uint64_
 
 		if (rc != -EAGAIN)
 			return rc;
-		rc = shmq__ptab_creator_alive(fd, *file_size);
+		rc = shmq__ptab_creator_alive(fd, *file_size, false);
 		if (rc <= 0)
 			return rc ? rc : -EBADMSG; /* the header will never come */
 		if (shmq_now_ns() > give_up)
