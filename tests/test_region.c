@@ -560,7 +560,7 @@ static void test_attach_creator_stuck(void **state)
 
 /* A creator killed after it sized its file, before it claimed slot 0 (its
  * fallocate and prefault of a large region take that long): the file is
- * zeroed, slot 0 included.  The creator holds a shared flock on the file
+ * zeroed, slot 0 included.  The creator holds an exclusive flock on the file
  * from before it sizes it until the header is written, so a file nobody
  * holds that lock on has no creator any more: every attach path gives up at
  * once (-EBADMSG) and a create takes the name over (old code: attaches gave
@@ -591,7 +591,7 @@ static void test_attach_creator_died_unclaimed(void **state)
 	/* a live creator in that window: it holds its lock */
 	fd = forge_sized_unclaimed(name);
 	assert_true(fd >= 0);
-	assert_int_equal(flock(fd, LOCK_SH), 0);
+	assert_int_equal(flock(fd, LOCK_EX), 0);
 	for (int via = 0; via < VIA_COUNT; via++) {
 		int rc = attach_via(via, name, &r);
 
@@ -618,7 +618,7 @@ static void test_attach_creator_died_unclaimed(void **state)
 	 * lock yet) */
 	fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
 	assert_true(fd >= 0);
-	assert_int_equal(flock(fd, LOCK_SH), 0);
+	assert_int_equal(flock(fd, LOCK_EX), 0);
 	assert_int_equal(shmq_region_create(name, &(struct shmq_region_opts){ .size = SMALL }, &r),
 			 -EEXIST);
 	close(fd);

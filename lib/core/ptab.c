@@ -296,7 +296,7 @@ static int slot0_read(int fd, struct shmq__ptab_slot *s)
 	return n == (ssize_t)sizeof(*s) ? 0 : -EBADMSG;
 }
 
-/* Does someone hold a flock on fd's file (the creator's shared lock)?  Asked
+/* Does someone hold an exclusive flock on fd's file (the creator's lock)?  Asked
  * through a new open file description, so no lock of the caller's (which a
  * flock on fd itself would convert, and an unlock drop) is touched.  1 when
  * it cannot tell. */
@@ -309,7 +309,9 @@ static int creator_lock_held(int fd)
 	pfd = open(path, O_RDONLY | O_CLOEXEC);
 	if (pfd < 0)
 		return 1;
-	held = flock(pfd, LOCK_EX | LOCK_NB) != 0;
+	/* shared: probes do not exclude each other, only a holder of the
+	 * exclusive lock (a creator, or a replacer: region.c) fails it */
+	held = flock(pfd, LOCK_SH | LOCK_NB) != 0;
 	close(pfd); /* and the lock, if we took it */
 	return held;
 }

@@ -33,7 +33,7 @@ unsigned shmq__ptab_count(const shmq_region *r);
  * process, was claimed and left again, or was never claimed and nobody
  * holds the creator's lock), -errno when the file cannot be read.
  *
- * The creator's lock: a creator takes a shared flock on its file before it
+ * The creator's lock: a creator takes an exclusive flock on its file before it
  * sizes it and keeps it until the header is written (region.c), so a sized
  * file whose slot 0 is unclaimed has a live creator only while that lock is
  * held.  locked: the caller holds an exclusive flock on fd itself (then no

@@ -375,7 +375,7 @@ out:
  * The creator's lock (core/ptab_int.h), taken on the fresh file before it is
  * sized and held until the header is written: while it is held, a file of
  * ours without a header counts as being created; once the creator dies, it
- * goes with it.  A replacer that holds the exclusive lock may unlink a file
+ * goes with it.  A replacer that holds the lock may unlink a file
  * not sized yet before we have our lock: -EAGAIN then (the file is no longer
  * the name's; create anew), else 0 or -errno.
  */
@@ -383,7 +383,7 @@ static int creator_lock(int fd)
 {
 	struct stat st;
 
-	while (flock(fd, LOCK_SH))
+	while (flock(fd, LOCK_EX))
 		if (errno != EINTR)
 			return -errno;
 	if (fstat(fd, &st))
