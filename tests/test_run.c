@@ -274,6 +274,54 @@ static void test_cwd_and_env(void **state)
 	shmq_run_result_free(&res);
 }
 
+/* A child reaped behind the library's back (SIGCHLD set to SIG_IGN: the
+ * kernel reaps it; the documented misuse) ends the call with -ECHILD, on
+ * both loops, for shmq_run and for shmq_proc_communicate, instead of
+ * spinning for ever on a pidfd that stays readable (old code: 100% CPU, the
+ * timeout included).  Run in a forked child, whose alarm turns a hang into
+ * a failure. */
+static void test_reaped_behind_back(void **state)
+{
+	pid_t pid;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *argv[] = { "sh", "-c", "echo hi; sleep 0.2", NULL };
+		char *cat[] = { "sh", "-c", "sleep 0.2; cat", NULL };
+		struct shmq_run_opts o = { .capture = SHMQ_STDOUT, .timeout_ns = 5000000000LL };
+		struct shmq_proc_opts po = { .pipes = SHMQ_STDIN | SHMQ_STDOUT };
+		struct shmq_run_result res;
+		shmq_proc *p;
+		int rc;
+
+		alarm(20);
+		signal(SIGCHLD, SIG_IGN);
+		rc = shmq_run(argv, &o, &res);
+		shmq_run_result_free(&res);
+		if (rc != -ECHILD)
+			_exit(10);
+		o.timeout_ns = 0;
+		rc = shmq_run(argv, &o, &res);
+		shmq_run_result_free(&res);
+		if (rc != -ECHILD)
+			_exit(11);
+		if (shmq_proc_exec(NULL, cat, &po, &p))
+			_exit(12);
+		rc = shmq_proc_communicate(p, "x", 1, &res, SHMQ_FOREVER);
+		shmq_run_result_free(&res);
+		if (rc != -ECHILD)
+			_exit(13);
+		/* no status was seen: none is made up */
+		if (shmq_proc_join(p, 0) != -ECHILD || shmq_proc_exitcode(p) != -ECHILD)
+			_exit(14);
+		shmq_proc_close(p);
+		_exit(0);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+}
+
 #define RUN_TESTS                                                                     \
 	{                                                                             \
 		cmocka_unit_test_setup_teardown(test_status_and_small_output, setup,  \
@@ -291,6 +339,8 @@ static void test_cwd_and_env(void **state)
 		cmocka_unit_test_setup_teardown(test_missing_program, setup,          \
 						teardown),                            \
 		cmocka_unit_test_setup_teardown(test_cwd_and_env, setup, teardown),   \
+		cmocka_unit_test_setup_teardown(test_reaped_behind_back, setup,       \
+						teardown),                            \
 	}
 
 int main(int argc, char **argv)

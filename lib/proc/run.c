@@ -86,6 +86,7 @@ struct run {
 	int64_t deadline;
 	siginfo_t si;           /* IORING_OP_WAITID writes here */
 	bool uring, use_waitid;
+	bool lost;              /* reaped behind our back: no status (run_on_lost) */
 	struct io_uring ring;
 };
 
@@ -199,6 +200,24 @@ static void run_on_exit(struct run *R, const siginfo_t *si)
 	/* a leader that exited by itself just before the group kill: the group
 	 * was killed all the same (run_stop) */
 	R->status = R->group_killed ? -SIGKILL : shmq__status_from_siginfo(si);
+}
+
+/*
+ * The child was reaped behind our back (SIGCHLD set to SIG_IGN, or a
+ * waitpid(-1) elsewhere: the documented misuse): its exit status is lost and
+ * its pidfd stays readable for good.  Stop with -ECHILD, as shmq_proc_join
+ * says it.  Nothing is killed by its pid, which may name another process
+ * now (run_stop's group kill is not made from here).
+ */
+static void run_on_lost(struct run *R)
+{
+	R->exited = true;
+	R->reaped = true;
+	R->lost = true;
+	if (!R->err)
+		R->err = -ECHILD;
+	R->stopping = true;
+	R->deadline = SHMQ__NO_DEADLINE;
 }
 
 /*
@@ -353,6 +372,8 @@ static void uring_on_exit(struct run *R, int res)
 	if (R->use_waitid) {
 		if (res == 0)
 			run_on_exit(R, &R->si);
+		else if (res == -ECHILD)
+			run_on_lost(R);
 		else if (res == -EINVAL)
 			R->use_waitid = false; /* refused after all: watch the pidfd instead */
 		else if (res != -EINTR)
@@ -360,9 +381,14 @@ static void uring_on_exit(struct run *R, int res)
 		return;
 	}
 	memset(&si, 0, sizeof(si));
-	if (res > 0 && waitid((idtype_t)P_PIDFD, (id_t)R->pidfd, &si,
-			      WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid)
-		run_on_exit(R, &si);
+	if (res <= 0)
+		return;
+	if (waitid((idtype_t)P_PIDFD, (id_t)R->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
+		if (si.si_pid)
+			run_on_exit(R, &si);
+	} else if (errno == ECHILD) {
+		run_on_lost(R);
+	}
 }
 
 static void uring_dispatch(struct run *R, uint64_t tag, int res)
@@ -476,9 +502,12 @@ static void poll_exit(struct run *R)
 	siginfo_t si;
 
 	memset(&si, 0, sizeof(si));
-	if (waitid((idtype_t)P_PIDFD, (id_t)R->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-	    si.si_pid)
-		run_on_exit(R, &si);
+	if (waitid((idtype_t)P_PIDFD, (id_t)R->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
+		if (si.si_pid)
+			run_on_exit(R, &si);
+	} else if (errno == ECHILD) {
+		run_on_lost(R);
+	}
 }
 
 static int poll_step(struct run *R)
@@ -633,8 +662,12 @@ static void run_reap(struct run *R)
 	if (!R->exited)
 		run_stop(R, R->err ? R->err : -EINTR);
 	memset(&si, 0, sizeof(si));
-	while (waitid((idtype_t)P_PIDFD, (id_t)R->pidfd, &si, WEXITED) < 0 && errno == EINTR)
-		;
+	while (waitid((idtype_t)P_PIDFD, (id_t)R->pidfd, &si, WEXITED) < 0) {
+		if (errno != EINTR) {
+			R->lost = errno == ECHILD;
+			break;
+		}
+	}
 	if (!R->exited && si.si_pid)
 		run_on_exit(R, &si);
 	R->reaped = true;
@@ -813,7 +846,7 @@ int shmq__run_talk(struct shmq__talk *t, const void *in, size_t in_len,
 	rc = run_loop(&R);
 	run_reap(&R);
 	R.pidfd = -1; /* the handle's: run_release must not close it */
-	t->reaped = R.reaped;
+	t->reaped = R.reaped && !R.lost; /* lost: join and exitcode say -ECHILD */
 	t->status = R.status;
 	return run_finish(&R, rc, captured, res);
 }

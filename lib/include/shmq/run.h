@@ -71,7 +71,8 @@ struct shmq_run_result {
  *
  * Thread safe: any number of threads may run programs at once.  The caller
  * must not reap children behind the library's back (SIGCHLD = SIG_IGN, or
- * waitpid(-1, ...) in another thread).
+ * waitpid(-1, ...) in another thread); a child reaped so has no status to
+ * report, and the call returns -ECHILD (res empty) once it has noticed.
  */
 SHMQ_API int shmq_run(char *const argv[], const struct shmq_run_opts *o, struct shmq_run_result *res);
 
