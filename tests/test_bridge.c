@@ -358,6 +358,41 @@ static void test_defaults_and_errors(void **state)
 	shmq_bridge_free(b);
 }
 
+/* A malformed URL is -EINVAL, decided before anything is claimed: no
+ * checkpoint object, no holder lock taken (it was -ECONNREFUSED from the
+ * connect, after the checkpoint had been made). */
+static void test_create_bad_url(void **state)
+{
+	struct fx *f = *state;
+	static const char *const urls[] = { "nats://", "not a url", "nats://127.0.0.1:99999", "",
+					     "nats://127.0.0.1:0", "nats://:4222", "nats://a b:1",
+					     "nats://127.0.0.1:42x", "nats://[::1", "nats://h:1,," };
+	struct shmq_bridge_opts o = { .dir = SHMQ_BRIDGE_IN, .name = "bridge.badurl" };
+	shmq_bridge *b = NULL;
+	void *mem;
+	size_t size;
+
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		o.url = urls[i];
+		assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), -EINVAL);
+		assert_int_equal(shmq_region_find(f->r, "bridge.badurl", &mem, &size), -ENOENT);
+	}
+	/* the forms a server address takes are still taken */
+	{
+		char urls_ok[4][160];
+
+		snprintf(urls_ok[0], sizeof urls_ok[0], "%s", f->srv.url);
+		snprintf(urls_ok[1], sizeof urls_ok[1], "nats://localhost:%d", f->srv.port);
+		snprintf(urls_ok[2], sizeof urls_ok[2], "127.0.0.1:%d", f->srv.port);
+		snprintf(urls_ok[3], sizeof urls_ok[3], "nats://u:p@127.0.0.1:%d", f->srv.port);
+		for (size_t i = 0; i < 4; i++) {
+			o.url = urls_ok[i];
+			assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), 0);
+			shmq_bridge_free(b);
+		}
+	}
+}
+
 /* Byte-exact, in order, once; a queue far smaller than the stream, so the
  * bridge keeps meeting a full queue (backpressure) on the way. */
 static void test_in_roundtrip(void **state)
@@ -1370,6 +1405,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_defaults_and_errors, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_create_bad_url, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_stream_gaps, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_fork_inherited, fx_setup, fx_teardown),

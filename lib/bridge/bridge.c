@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1308,9 +1309,85 @@ static int out_prepare(shmq_bridge *b, const char *queue, const struct shmq_brid
 
 /* ---- the handle ---- */
 
+/* One server address of a URL list: [scheme://][user[:pass]@]host[:port][/],
+ * scheme nats, tls, ws or wss, host a name or a [bracketed] IPv6 address,
+ * port 1..65535.  The n bytes at u. */
+static bool url_one_ok(const char *u, size_t n)
+{
+	const char *e = u + n, *p = memchr(u, '@', n), *h, *c;
+	static const char *const schemes[] = { "nats://", "tls://", "ws://", "wss://" };
+	unsigned long port = 0;
+
+	for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+		size_t k = strlen(schemes[i]);
+
+		if (n >= k && strncasecmp(u, schemes[i], k) == 0) {
+			u += k;
+			break;
+		}
+	}
+	if (memmem(u, (size_t)(e - u), "://", 3))
+		return false; /* a scheme nats.c does not speak */
+	if (p && p >= u) /* the user part: whatever comes before the last @ */
+		while ((c = memchr(p + 1, '@', (size_t)(e - p - 1))) != NULL)
+			p = c;
+	h = p && p >= u ? p + 1 : u;
+	if (e > h && e[-1] == '/')
+		e--;
+	if (h < e && *h == '[') { /* [IPv6] */
+		c = memchr(h, ']', (size_t)(e - h));
+		if (!c || c == h + 1)
+			return false;
+		c++;
+	} else {
+		c = memchr(h, ':', (size_t)(e - h));
+		if (!c)
+			c = e;
+		if (c == h)
+			return false; /* no host */
+	}
+	for (const char *q = h; q < c; q++)
+		if (*q == '/' || *q == '@' || (*q == ':' && *h != '['))
+			return false;
+	if (c == e)
+		return true; /* the default port */
+	if (*c != ':' || c + 1 == e || e - c - 1 > 5)
+		return false;
+	for (c++; c < e; c++) {
+		if (*c < '0' || *c > '9')
+			return false;
+		port = port * 10 + (unsigned long)(*c - '0');
+	}
+	return port >= 1 && port <= 65535;
+}
+
+/* A URL, or a comma-separated list of them, as the connect would take it:
+ * decided here so that a malformed one is -EINVAL before the holder lock
+ * and the checkpoint are touched (the connect said -ECONNREFUSED). */
+static bool url_ok(const char *url)
+{
+	const char *s = url;
+
+	if (!*url)
+		return false;
+	for (const char *q = url; *q; q++)
+		if ((unsigned char)*q <= ' ' || (unsigned char)*q >= 0x7f)
+			return false;
+	for (;;) {
+		const char *c = strchr(s, ',');
+		size_t n = c ? (size_t)(c - s) : strlen(s);
+
+		if (n == 0 || !url_one_ok(s, n))
+			return false;
+		if (!c)
+			return true;
+		s = c + 1;
+	}
+}
+
 static int opts_check(const struct shmq_bridge_opts *o)
 {
-	if (!o || !o->url || !*o->url || o->flags)
+	if (!o || !o->url || !url_ok(o->url) || o->flags)
 		return -EINVAL;
 	if (o->dir != SHMQ_BRIDGE_IN && o->dir != SHMQ_BRIDGE_OUT)
 		return -EINVAL;

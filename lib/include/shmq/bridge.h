@@ -66,7 +66,7 @@ enum { SHMQ_BRIDGE_OUT = 1 /* queue -> subject */, SHMQ_BRIDGE_IN = 2 /* subject
 #define SHMQ_BRIDGE_DUP_WINDOW_NS    (600ll * 1000000000ll) /* stream duplicate window */
 
 struct shmq_bridge_opts {
-	const char *url;     /* nats://host:port; required */
+	const char *url;     /* nats://host:port (or a comma-separated list); required */
 	const char *subject; /* NULL: "shmq.<queue>" */
 	const char *stream;  /* NULL: "SHMQ_<queue>", dots and dashes made underscores */
 	const char *name;    /* NULL: "bridge.<queue>"; the region object of the checkpoint
@@ -102,7 +102,9 @@ struct shmq_bridge_stats {
  * (file storage, Discard=New, a 10-minute duplicate window).  Any thread.
  * r must stay open until shmq_bridge_free.  Errors: -EINVAL (opts, names:
  * a stream name with whitespace or any of . * > / \, a subject with an
- * empty token or whitespace, or wildcards where OUT publishes),
+ * empty token or whitespace, or wildcards where OUT publishes; a URL not of
+ * the form [nats|tls|ws|wss://][user[:pass]@]host[:port], port 1..65535, or
+ * a comma-separated list of them, refused before anything is claimed),
  * -ENOENT (no such queue), -EBUSY (another live bridge of that name),
  * -EOPNOTSUPP (OUT, see above), -ECONNREFUSED / -ETIMEDOUT (server),
  * -EPROTO (the stream exists with another subject, or the server has no
