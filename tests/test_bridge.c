@@ -796,6 +796,18 @@ static void test_in_server_sigstop(void **state)
 }
 
 
+/* The durable name an IN bridge "bridge.jobs" of region r gives its
+ * consumer: the name flattened, "_", the region's uuid in hex. */
+static void durable_of(shmq_region *r, char *buf, size_t size)
+{
+	uint8_t u[16];
+	size_t k = (size_t)snprintf(buf, size, "bridge_jobs_");
+
+	assert_int_equal(shmq_region_uuid(r, u), 0);
+	for (int i = 0; i < 16; i++)
+		k += (size_t)snprintf(buf + k, size - k, "%02x", u[i]);
+}
+
 /*
  * nats.c 3.4.1's read loop looks a subscription up and then uses it
  * unreferenced: one destroyed while its connection may deliver to it has
@@ -830,7 +842,9 @@ static void test_in_rewinds_keep_subscription(void **state)
 	struct runner *ru = &f->rslot;
 	const uint64_t n = 1500;
 	uint64_t rewinds;
+	char durable[128];
 
+	durable_of(f->r, durable, sizeof durable);
 	f->slow = 1;
 	runner_start(f, ru);
 	consumer_start(f, n);
@@ -848,7 +862,7 @@ static void test_in_rewinds_keep_subscription(void **state)
 			assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
 			rewinds = st.rewinds;
 			jerr = 0;
-			s = js_DeleteConsumer(f->js, "SHMQ_jobs", "bridge_jobs", NULL, &jerr);
+			s = js_DeleteConsumer(f->js, "SHMQ_jobs", durable, NULL, &jerr);
 			if (s != NATS_OK)
 				bu_sleep_ms(5);
 		} while (s != NATS_OK && bu_now() < f->deadline);
@@ -871,6 +885,120 @@ static void test_in_rewinds_keep_subscription(void **state)
 	runner_stop(f, ru);
 }
 
+
+/* The messages of queue q, expected to be 1..n in order, then nothing. */
+static void queue_holds(shmq_queue *q, uint64_t n)
+{
+	uint8_t *buf = malloc(MSG_MAX);
+	uint64_t idx;
+
+	for (uint64_t i = 1; i <= n; i++) {
+		ssize_t len = shmq_queue_get(q, buf, MSG_MAX, 1000000000ll);
+
+		assert_true(len > 0);
+		assert_int_equal(msg_check(buf, (size_t)len, &idx), 0);
+		assert_int_equal(idx, i);
+	}
+	assert_int_equal(shmq_queue_len(q), 0);
+	free(buf);
+}
+
+/* Two regions bridge one stream IN under the same bridge name: each has a
+ * consumer of its own (the durable name carries the region's uuid), so
+ * neither deletes the other's, and each queue gets every message once, in
+ * order, without a rewind forced by the other.  (One durable name for both
+ * was shared: each start and rewind deleted the other's consumer, and the
+ * two split its deliveries between them.) */
+static void test_in_two_regions_one_stream(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_opts io = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN };
+	struct runner *a = &f->rslot, bb = { 0 };
+	struct shmq_bridge_stats sa, sb;
+	struct shmq_queue_opts qo = { .capacity = 64, .max_msg = MSG_MAX };
+	const uint64_t n = 60;
+	char region[96];
+	shmq_region *r2;
+	shmq_queue *q2;
+	jsConsumerNamesList *cl = NULL;
+	int64_t end;
+
+	tu_name(region, sizeof region, "bridgeB");
+	assert_int_equal(shmq_region_create(region, NULL, &r2), 0);
+	assert_int_equal(shmq_queue_create(r2, "jobs", &qo, &q2), 0);
+	runner_start(f, a);
+	assert_int_equal(shmq_bridge_create(r2, "jobs", &io, &bb.b), 0);
+	runner_run(&bb);
+	for (uint64_t i = 1; i <= n; i += 10) {
+		publish(f, i, i + 9);
+		bu_sleep_ms(50);
+	}
+	end = bu_now() + 20ll * 1000000000;
+	while ((shmq_queue_len(f->q) < n || shmq_queue_len(q2) < n) && bu_now() < end)
+		bu_sleep_ms(20);
+	assert_int_equal(shmq_bridge_stats(a->b, &sa), 0);
+	assert_int_equal(shmq_bridge_stats(bb.b, &sb), 0);
+	fprintf(stderr, "test_bridge: rewinds %llu and %llu, moved %llu and %llu\n",
+		(unsigned long long)sa.rewinds, (unsigned long long)sb.rewinds,
+		(unsigned long long)sa.moved, (unsigned long long)sb.moved);
+	/* two consumers on the stream, one per region */
+	assert_int_equal(js_ConsumerNames(&cl, f->js, "SHMQ_jobs", NULL, NULL), NATS_OK);
+	assert_int_equal(cl->Count, 2);
+	jsConsumerNamesList_Destroy(cl);
+	assert_int_equal(sa.moved, n);
+	assert_int_equal(sb.moved, n);
+	assert_int_equal(sa.rewinds, 0);
+	assert_int_equal(sb.rewinds, 0);
+	assert_true(runner_end(&bb));
+	assert_int_equal(bb.rc, 0);
+	runner_stop(f, a);
+	queue_holds(f->q, n);
+	queue_holds(q2, n);
+	shmq_queue_close(q2);
+	shmq_region_close(r2);
+	shmq_region_unlink(region);
+}
+
+/* Upgrade: a checkpoint written under the old durable name (the bridge name
+ * alone, "bridge_jobs", whose consumer is still on the server) resumes
+ * after its checkpoint under the new one: the consumer is made anew from
+ * the checkpoint at every start, so the old one decides nothing. */
+static void test_in_upgrade_durable_name(void **state)
+{
+	struct fx *f = *state;
+	struct runner *ru = &f->rslot;
+	jsConsumerConfig cc;
+	jsConsumerInfo *ci = NULL;
+	int64_t end;
+
+	runner_start(f, ru);
+	publish(f, 1, 20);
+	end = bu_now() + 20ll * 1000000000;
+	while (shmq_queue_len(f->q) < 20 && bu_now() < end)
+		bu_sleep_ms(10);
+	runner_stop(f, ru);
+	queue_holds(f->q, 20);
+	assert_int_equal(shmq__load_seq_cst(&checkpoint(f)->applied), 20);
+	/* what an older library left: its consumer, under the bridge name,
+	 * delivering from the start */
+	jsConsumerConfig_Init(&cc);
+	cc.Durable = "bridge_jobs";
+	cc.DeliverPolicy = js_DeliverAll;
+	cc.AckPolicy = js_AckAll;
+	assert_int_equal(js_AddConsumer(&ci, f->js, "SHMQ_jobs", &cc, NULL, NULL), NATS_OK);
+	jsConsumerInfo_Destroy(ci);
+	publish(f, 21, 40);
+	runner_start(f, ru);
+	consumer_from(f, 21, 40);
+	expect_all(f, 40);
+	assert_int_equal(f->dups, 0);
+	runner_stop(f, ru);
+	assert_int_equal(shmq_queue_len(f->q), 0);
+	ci = NULL;
+	assert_int_equal(js_GetConsumerInfo(&ci, f->js, "SHMQ_jobs", "bridge_jobs", NULL, NULL),
+			 NATS_OK);
+	jsConsumerInfo_Destroy(ci);
+}
 
 #ifdef HAVE_SHMQ_QUEUE_2PC
 /* ---- OUT (queue -> stream), checked through an IN bridge into a second
@@ -1424,6 +1552,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_in_server_sigstop, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_rewinds_keep_subscription, fx_setup,
 						fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_two_regions_one_stream, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_upgrade_durable_name, fx_setup, fx_teardown),
 #ifdef HAVE_SHMQ_QUEUE_2PC
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),

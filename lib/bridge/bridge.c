@@ -79,7 +79,7 @@ struct shmq_bridge {
 #endif
 	char subject[256];
 	char stream[128];
-	char durable[BRIDGE_NAME_MAX + 1];
+	char durable[BRIDGE_NAME_MAX + 34]; /* IN: "<name flattened>_<region uuid hex>" (durable_fill) */
 	char name[BRIDGE_NAME_MAX + 1];
 };
 
@@ -189,11 +189,41 @@ static int names_fill(shmq_bridge *b, const char *queue, const struct shmq_bridg
 	/* room for the holder lock's ".hold" */
 	if (n <= 0 || (size_t)n + 5 >= sizeof b->name)
 		return -EINVAL;
-	memcpy(b->durable, b->name, sizeof b->durable);
+	memcpy(b->durable, b->name, sizeof b->name);
 	name_flatten(b->durable);
 	/* refused here, as names, rather than by the server later */
 	if (!stream_name_ok(b->stream) || !subject_ok(b->subject, b->dir == SHMQ_BRIDGE_IN))
 		return -EINVAL;
+	return 0;
+}
+
+/*
+ * IN: the pull consumer's durable name, "<name flattened>_<region uuid hex>"
+ * (at most 58 + 33 characters; the server takes 255).  The bridge name alone
+ * was shared by every region bridging the stream under that name: each
+ * start and rewind deleted the other regions' consumer.  The checkpoint is
+ * the region's, so is the consumer now.  Upgrade: nothing of the old
+ * consumer is needed, since in_subscribe makes the consumer anew from the
+ * checkpoint at every start; the old one (bridge name alone) is left on the
+ * server, as a bridge of another region running the older library may still
+ * use it.
+ */
+static int durable_fill(shmq_bridge *b)
+{
+#if HAVE_DECL_SHMQ_REGION_UUID
+	uint8_t u[16];
+	size_t n = strlen(b->durable);
+	int rc = shmq_region_uuid(b->r, u);
+
+	if (rc)
+		return rc;
+	_Static_assert(sizeof b->durable >= sizeof b->name + 33, "durable: name, _, 32 hex digits");
+	b->durable[n++] = '_';
+	for (int i = 0; i < 16; i++, n += 2)
+		snprintf(b->durable + n, 3, "%02x", u[i]);
+#else
+	(void)b;
+#endif
 	return 0;
 }
 
@@ -1422,6 +1452,8 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 	b->dir = o->dir;
 	b->batch = o->batch ? o->batch : SHMQ_BRIDGE_DEFAULT_BATCH;
 	rc = names_fill(b, queue, o);
+	if (!rc && b->dir == SHMQ_BRIDGE_IN)
+		rc = durable_fill(b);
 	if (!rc)
 		rc = shmq_queue_open(r, queue, &b->q);
 	if (!rc)

@@ -14,7 +14,8 @@
  *     shmq_bridge_run(b);                     // until shmq_bridge_stop(b, ...)
  *     shmq_bridge_free(b);
  *
- * IN (stream -> queue).  A pull consumer fetches batches never larger than
+ * IN (stream -> queue).  A pull consumer (durable "<name>_<region uuid hex>",
+ * dots made underscores: one per region) fetches batches never larger than
  * the queue's free slots (a full queue stops the fetching: backpressure, never
  * loss) and puts them in stream order.  The checkpoint - the stream sequence
  * of the last message put - lives in the region, in the object `name`, so a
