@@ -1252,6 +1252,86 @@ static void test_out_stream_full(void **state)
 	free(buf);
 }
 
+/* Lost publish acks: natsSubscription_NextMsg is interposed (as
+ * natsSubscription_Destroy above) so that, while drop_acks is set, the
+ * JetStream answers the bridge reads are lost on the way. */
+static int drop_acks;
+
+natsStatus natsSubscription_NextMsg(natsMsg **m, natsSubscription *sub, int64_t timeout)
+{
+	static natsStatus (*real)(natsMsg **, natsSubscription *, int64_t);
+	natsStatus s;
+
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "natsSubscription_NextMsg");
+	s = real(m, sub, timeout);
+	if (s == NATS_OK && __atomic_load_n(&drop_acks, __ATOMIC_SEQ_CST) && natsMsg_GetData(*m) &&
+	    strstr(natsMsg_GetData(*m), "\"seq\"")) {
+		natsMsg_Destroy(*m);
+		*m = NULL;
+		return NATS_TIMEOUT;
+	}
+	return s;
+}
+
+/* Publishes stored whose acks were lost are found in the stream at the
+ * rewind (no commit for 5 s) and committed without a publish: each is
+ * still a message moved, once (they were not counted). */
+static void test_out_moved_lost_acks(void **state)
+{
+	struct fx *f = *state;
+	struct runner *out = &f->rslot; /* not on the stack: teardown may stop it */
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	struct shmq_bridge_stats st = { 0 };
+	const uint64_t n = 30;
+	uint8_t *buf = malloc(MSG_MAX);
+	int64_t end;
+
+	assert_non_null(buf);
+	memset(out, 0, sizeof *out);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out->b), 0);
+	f->ru = out;
+	runner_run(out);
+	for (uint64_t i = 1; i <= n; i++) {
+		if (i == 11) { /* the first ten stored and acked: lose the acks */
+			end = bu_now() + 10ll * 1000000000;
+			while (st.acked != 9 && bu_now() < end) {
+				bu_sleep_ms(10);
+				assert_int_equal(shmq_bridge_stats(out->b, &st), 0);
+			}
+			assert_int_equal(st.acked, 9);
+			__atomic_store_n(&drop_acks, 1, __ATOMIC_SEQ_CST);
+		}
+		msg_fill(buf, i);
+		assert_int_equal(shmq_queue_put(f->q, buf, msg_len(i), 1000000000ll), 0);
+	}
+	end = bu_now() + 10ll * 1000000000;
+	while (stream_msgs(f) < n && bu_now() < end)
+		bu_sleep_ms(10);
+	assert_int_equal(stream_msgs(f), n);
+	bu_sleep_ms(500); /* the bridge read (and lost) their acks */
+	__atomic_store_n(&drop_acks, 0, __ATOMIC_SEQ_CST);
+	end = bu_now() + 30ll * 1000000000;
+	while ((shmq_queue_len(f->q) > 0 || st.rewinds == 0) && bu_now() < end) {
+		bu_sleep_ms(20);
+		assert_int_equal(shmq_bridge_stats(out->b, &st), 0);
+	}
+	bu_sleep_ms(100);
+	assert_int_equal(shmq_bridge_stats(out->b, &st), 0);
+	fprintf(stderr, "test_bridge: moved %llu, acked %llu, rewinds %llu\n",
+		(unsigned long long)st.moved, (unsigned long long)st.acked,
+		(unsigned long long)st.rewinds);
+	assert_int_equal(shmq_queue_len(f->q), 0);
+	assert_int_equal(stream_msgs(f), n);
+	assert_true(st.rewinds >= 1);
+	assert_int_equal(st.moved, n);
+	assert_int_equal(st.acked, n - 1);
+	f->ru = NULL;
+	assert_true(runner_end(out));
+	assert_int_equal(out->rc, 0);
+	free(buf);
+}
+
 /* Messages acked by the stream but never committed (a bridge killed between
  * the ack and the commit), found by a bridge started after the duplicate
  * window: the stream's last id (uuid.queue.incarnation.position) tells
@@ -1559,6 +1639,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_resume_after_dup_window, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_stream_full, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_moved_lost_acks, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_kill9_once, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_kill9_thrice, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_sigstop, fx_setup, fx_teardown),

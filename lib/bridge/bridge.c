@@ -1114,18 +1114,34 @@ static int out_answer(shmq_bridge *b, natsMsg *m)
 	return 0;
 }
 
+/* The stream holds this incarnation's messages from now on (out_last);
+ * stored before any commit, so a kill after a commit never finds the mark
+ * missing. */
+static void out_mark_incarnation(shmq_bridge *b)
+{
+	if (shmq__load_seq_cst(&b->sh->out_incarnation) != b->incarnation)
+		shmq__store_seq_cst(&b->sh->out_incarnation, b->incarnation);
+}
+
+/* n messages up to position last were committed, the stream holding each
+ * once: moved, whether their ack came or was lost and the stream's last id
+ * told (out_pump). */
+static void out_moved(shmq_bridge *b, uint64_t last, uint32_t n)
+{
+	shmq__store_seq_cst(&b->sh->applied, last);
+	/* relaxed: a statistic; shmq_bridge_stats reads it alone */
+	shmq__store_relaxed(&b->moved, b->moved + n);
+	b->progress_ns = shmq_now_ns();
+}
+
 /* Commit the acked prefix of the table, in position order. */
 static void out_commit_acked(shmq_bridge *b)
 {
 	uint64_t last = 0;
 	uint32_t n = 0;
 
-	/* the stream holds this incarnation's messages from now on (out_last);
-	 * stored before the commits, so a kill after a commit never finds the
-	 * mark missing */
-	if (b->fly_n && b->fly[b->fly_head].acked &&
-	    shmq__load_seq_cst(&b->sh->out_incarnation) != b->incarnation)
-		shmq__store_seq_cst(&b->sh->out_incarnation, b->incarnation);
+	if (b->fly_n && b->fly[b->fly_head].acked)
+		out_mark_incarnation(b);
 	while (b->fly_n && b->fly[b->fly_head].acked) {
 		last = b->fly[b->fly_head].pos;
 		shmq_queue_get_commit(b->q, last);
@@ -1134,12 +1150,8 @@ static void out_commit_acked(shmq_bridge *b)
 		n++;
 	}
 	b->fly_hint = b->fly_hint > n ? b->fly_hint - n : 0;
-	if (n) {
-		shmq__store_seq_cst(&b->sh->applied, last);
-		/* relaxed: a statistic; shmq_bridge_stats reads it alone */
-		shmq__store_relaxed(&b->moved, b->moved + n);
-		b->progress_ns = shmq_now_ns();
-	}
+	if (n)
+		out_moved(b, last, n);
 }
 
 /* Take the answers that are here, or wait up to wait_ms for the first when
@@ -1233,8 +1245,10 @@ static int out_pump(shmq_bridge *b, uint64_t upto)
 			}
 			/* relaxed: a statistic for shmq stat, read alone */
 			shmq__store_relaxed(&b->sh->read, pos);
-			if (pos < upto) { /* the stream has it already: drop it */
+			if (pos < upto) { /* the stream has it already (its ack was lost) */
+				out_mark_incarnation(b);
 				shmq_queue_get_commit(b->q, pos);
+				out_moved(b, pos, 1);
 				continue;
 			}
 			if (loop_brought(b, pos)) { /* an IN bridge brought it: no loop */

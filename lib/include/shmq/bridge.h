@@ -88,7 +88,9 @@ enum shmq_bridge_state {
 };
 
 struct shmq_bridge_stats {
-	uint64_t moved;    /* messages moved by this handle */
+	uint64_t moved;    /* messages moved by this handle (OUT: committed, the stream holding
+			    * each once: acked, or found there after its ack was lost,
+			    * also one a killed bridge published) */
 	uint64_t read;     /* IN: last stream sequence fetched; OUT: last queue position read */
 	uint64_t acked;    /* IN: checkpoint (last stream sequence put); OUT: last position acked */
 	uint64_t rewinds;  /* consumer re-creations after a gap, redelivery or error */
