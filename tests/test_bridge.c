@@ -282,6 +282,51 @@ static void expect_all(struct fx *f, uint64_t n)
 	assert_true(f->dups <= shmq__load_seq_cst(&checkpoint(f)->in_doubt));
 }
 
+/* A runner whose run's return is timed: run_end_ns is when it returned (0:
+ * not yet). */
+static int64_t run_end_ns;
+
+static void *run_timed(void *arg)
+{
+	struct runner *ru = arg;
+
+	ru->rc = shmq_bridge_run(ru->b);
+	__atomic_store_n(&run_end_ns, bu_now(), __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+static void runner_run_timed(struct runner *ru)
+{
+	__atomic_store_n(&run_end_ns, 0, __ATOMIC_SEQ_CST);
+	assert_int_equal(pthread_create(&ru->t, NULL, run_timed, ru), 0);
+	ru->running = true;
+}
+
+/* When run returned, waiting up to ms for it; 0 if it did not. */
+static int64_t run_wait(int ms)
+{
+	int64_t end = bu_now() + (int64_t)ms * 1000000;
+
+	while (!__atomic_load_n(&run_end_ns, __ATOMIC_SEQ_CST) && bu_now() < end)
+		bu_sleep_ms(5);
+	return __atomic_load_n(&run_end_ns, __ATOMIC_SEQ_CST);
+}
+
+/* Wait up to ms for the bridge's state to be want; the ns it took, or -1. */
+static int64_t state_wait(shmq_bridge *b, uint32_t want, int ms)
+{
+	struct shmq_bridge_stats st;
+	int64_t t0 = bu_now(), end = t0 + (int64_t)ms * 1000000;
+
+	do {
+		assert_int_equal(shmq_bridge_stats(b, &st), 0);
+		if (st.state == want)
+			return bu_now() - t0;
+		bu_sleep_ms(5);
+	} while (bu_now() < end);
+	return -1;
+}
+
 /* ---- tests ---- */
 
 static void test_defaults_and_errors(void **state)
@@ -1000,6 +1045,89 @@ static void test_in_upgrade_durable_name(void **state)
 	jsConsumerInfo_Destroy(ci);
 }
 
+/* A server outage shows as OFFLINE about as soon as the bridge's own calls
+ * notice it (it showed RUNNING for 5 s and more: the idle fetches, then
+ * 2-second JetStream calls), both when the server dies (the connection
+ * drops) and when it stops answering (SIGSTOP: the pull requests' ends
+ * stop coming); RUNNING again, idle, once it is back. */
+static void test_in_outage_offline(void **state)
+{
+	struct fx *f = *state;
+	struct runner *ru = &f->rslot;
+	struct shmq_bridge_stats st;
+	int64_t t, end;
+
+	runner_start(f, ru);
+	publish(f, 1, 10);
+	end = bu_now() + 10ll * 1000000000;
+	do {
+		bu_sleep_ms(10);
+		assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
+	} while (st.moved < 10 && bu_now() < end);
+	assert_int_equal(st.moved, 10);
+	assert_true(state_wait(ru->b, SHMQ_BRIDGE_RUNNING, 5000) >= 0);
+	bu_server_kill(&f->srv);
+	t = state_wait(ru->b, SHMQ_BRIDGE_OFFLINE, 10000);
+	fprintf(stderr, "test_bridge: server killed: OFFLINE after %lld ms\n", (long long)(t / 1000000));
+	assert_true(t >= 0 && t < 1500ll * 1000000);
+	assert_int_equal(bu_server_start(&f->srv, f->srv.dir), 0);
+	assert_true(state_wait(ru->b, SHMQ_BRIDGE_RUNNING, 15000) >= 0);
+	publish(f, 11, 20);
+	bu_server_pause(&f->srv, true);
+	t = state_wait(ru->b, SHMQ_BRIDGE_OFFLINE, 10000);
+	bu_server_pause(&f->srv, false);
+	fprintf(stderr, "test_bridge: server stopped: OFFLINE after %lld ms\n", (long long)(t / 1000000));
+	assert_true(t >= 0 && t < 3000ll * 1000000);
+	assert_true(state_wait(ru->b, SHMQ_BRIDGE_RUNNING, 15000) >= 0);
+	end = bu_now() + 20ll * 1000000000;
+	while (shmq_queue_len(f->q) < 20 && bu_now() < end)
+		bu_sleep_ms(10);
+	runner_stop(f, ru);
+	queue_holds(f->q, 20);
+}
+
+/* shmq_bridge_stop during a server outage: run returns within a few
+ * hundred ms, also while the bridge re-makes its consumer (each of its two
+ * JetStream calls waited 2 s without a look at the stop: 2-3.6 s).  The
+ * outage lasts 6.5 s first, past the idle fetches that come before the
+ * re-making.  Dead server, then a stopped one. */
+static void test_in_stop_during_outage(void **state)
+{
+	struct fx *f = *state;
+	struct runner *ru = &f->rslot;
+	struct shmq_bridge_stats st;
+	int64_t t0, t1, end;
+
+	for (int k = 0; k < 2; k++) {
+		runner_create(f, ru);
+		runner_run_timed(ru);
+		publish(f, (uint64_t)k * 5 + 1, (uint64_t)k * 5 + 5);
+		end = bu_now() + 10ll * 1000000000;
+		do {
+			bu_sleep_ms(10);
+			assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
+		} while (st.moved < 5 && bu_now() < end);
+		assert_int_equal(st.moved, 5);
+		if (k == 0)
+			bu_server_kill(&f->srv);
+		else
+			bu_server_pause(&f->srv, true);
+		bu_sleep_ms(6500);
+		t0 = bu_now();
+		assert_int_equal(shmq_bridge_stop(ru->b, 2000000000ll), 0);
+		t1 = run_wait(10000);
+		fprintf(stderr, "test_bridge: server %s: run returned %lld ms after the stop\n",
+			k ? "stopped" : "killed", t1 ? (long long)((t1 - t0) / 1000000) : -1ll);
+		assert_true(t1 != 0 && t1 - t0 < 1500ll * 1000000);
+		runner_stop(f, ru);
+		if (k == 0)
+			assert_int_equal(bu_server_start(&f->srv, f->srv.dir), 0);
+		else
+			bu_server_pause(&f->srv, false);
+	}
+	queue_holds(f->q, 10);
+}
+
 #ifdef HAVE_SHMQ_QUEUE_2PC
 /* ---- OUT (queue -> stream), checked through an IN bridge into a second
  * region: queue A -> out -> stream -> in -> queue B -> the consumer ---- */
@@ -1224,6 +1352,13 @@ static void test_out_stream_full(void **state)
 	assert_true(st.rewinds >= 3);
 	assert_int_equal(st.moved, room);
 	assert_int_equal(st.acked, room - 1);
+	/* the server is there and refuses: BLOCKED, all along (it showed
+	 * OFFLINE, and RUNNING between the retries) */
+	for (int k = 0; k < 20; k++) {
+		assert_int_equal(shmq_bridge_stats(out.b, &st), 0);
+		assert_int_equal(st.state, SHMQ_BRIDGE_BLOCKED);
+		bu_sleep_ms(15);
+	}
 
 	/* room again: the rest follows */
 	cfg.MaxMsgs = -1;
@@ -1233,6 +1368,7 @@ static void test_out_stream_full(void **state)
 	while (stream_msgs(f) < n && bu_now() < end)
 		bu_sleep_ms(20);
 	assert_int_equal(stream_msgs(f), n);
+	assert_true(state_wait(out.b, SHMQ_BRIDGE_RUNNING, 10000) >= 0);
 	for (uint64_t i = 1; i <= n; i++) {
 		natsMsg *m = NULL;
 
@@ -1249,6 +1385,73 @@ static void test_out_stream_full(void **state)
 	assert_true(runner_end(&out));
 	assert_int_equal(out.rc, 0);
 	assert_int_equal(shmq_queue_len(f->q), 0);
+	free(buf);
+}
+
+/* A message over the server's max_payload (1 MiB) can never be published:
+ * run returns -EMSGSIZE once what went before it is stored and committed;
+ * the message stays in the queue, at its head, and the state says BLOCKED
+ * (it was retried ten times a second, forever, shown as OFFLINE). */
+static void test_out_msg_too_big(void **state)
+{
+	struct fx *f = *state;
+	struct runner *out = &f->rslot;
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	struct shmq_queue_opts qo = { .capacity = 8, .max_msg = 2u << 20 };
+	struct shmq_bridge_stats st;
+	const size_t big = 1536u << 10;
+	uint8_t *buf = malloc(2u << 20);
+	jsStreamInfo *si = NULL;
+	shmq_queue *q;
+	uint64_t idx;
+	ssize_t n;
+
+	assert_non_null(buf);
+	assert_int_equal(shmq_queue_create(f->r, "big", &qo, &q), 0);
+	for (uint64_t i = 1; i <= 3; i++) {
+		msg_fill(buf, i);
+		assert_int_equal(shmq_queue_put(q, buf, msg_len(i), 1000000000ll), 0);
+	}
+	for (size_t k = 0; k < big; k++)
+		buf[k] = (uint8_t)(k * 7);
+	assert_int_equal(shmq_queue_put(q, buf, big, 1000000000ll), 0);
+	for (uint64_t i = 4; i <= 5; i++) {
+		msg_fill(buf, i);
+		assert_int_equal(shmq_queue_put(q, buf, msg_len(i), 1000000000ll), 0);
+	}
+	memset(out, 0, sizeof *out);
+	assert_int_equal(shmq_bridge_create(f->r, "big", &oo, &out->b), 0);
+	f->ru = out;
+	runner_run_timed(out);
+	assert_true(run_wait(20000) != 0);
+	assert_int_equal(out->rc, -EMSGSIZE);
+	assert_int_equal(shmq_bridge_stats(out->b, &st), 0);
+	assert_int_equal(st.state, SHMQ_BRIDGE_BLOCKED);
+	assert_int_equal(st.moved, 3);
+	assert_int_equal(st.acked, 2);
+	assert_int_equal(js_GetStreamInfo(&si, f->js, "SHMQ_big", NULL, NULL), NATS_OK);
+	assert_int_equal(si->State.Msgs, 3);
+	jsStreamInfo_Destroy(si);
+	/* a run again says so again, at once, and moves nothing */
+	runner_run_timed(out);
+	assert_true(run_wait(20000) != 0);
+	assert_int_equal(out->rc, -EMSGSIZE);
+	f->ru = NULL;
+	assert_true(runner_end(out));
+	/* nothing lost: the big one first, whole, then the rest */
+	assert_int_equal(shmq_queue_len(q), 3);
+	n = shmq_queue_get(q, buf, 2u << 20, 1000000000ll);
+	assert_int_equal(n, (ssize_t)big);
+	for (size_t k = 0; k < big; k++)
+		if (buf[k] != (uint8_t)(k * 7))
+			fail();
+	for (uint64_t i = 4; i <= 5; i++) {
+		n = shmq_queue_get(q, buf, 2u << 20, 1000000000ll);
+		assert_true(n > 0);
+		assert_int_equal(msg_check(buf, (size_t)n, &idx), 0);
+		assert_int_equal(idx, i);
+	}
+	shmq_queue_close(q);
 	free(buf);
 }
 
@@ -1634,12 +1837,15 @@ int main(int argc, char **argv)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_two_regions_one_stream, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_upgrade_durable_name, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_outage_offline, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_stop_during_outage, fx_setup, fx_teardown),
 #ifdef HAVE_SHMQ_QUEUE_2PC
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_resume_after_dup_window, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_stream_full, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_moved_lost_acks, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_msg_too_big, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_kill9_once, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_kill9_thrice, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_sigstop, fx_setup, fx_teardown),

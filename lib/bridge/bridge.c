@@ -34,6 +34,8 @@
 #define BRIDGE_IDLE_REWIND  25                 /* empty fetches before re-making the consumer */
 #define BRIDGE_HOLD_NS      (2ll * 1000000000) /* create waits this long for the holder lock */
 #define BRIDGE_JS_WAIT_MS   2000               /* JetStream API calls */
+#define BRIDGE_JS_TRY_MS    200                /* IN: one try of a consumer call (in_js_again) */
+#define BRIDGE_SILENT_NS    (1ll * 1000000000) /* IN: nothing heard this long: OFFLINE */
 #define BRIDGE_DEAD_MAX     128                /* OUT: messages destroyed together */
 
 struct shmq_bridge {
@@ -50,6 +52,9 @@ struct shmq_bridge {
 	int64_t req_end;           /* IN: when it expires at the server */
 	bool have_consumer;        /* IN: the pull consumer exists (in_subscribe) */
 	bool fresh;                /* IN: it has delivered nothing past the checkpoint yet */
+	int64_t heard_ns;          /* IN: when the server last answered (in_online) */
+	int conn_down;             /* nonzero from nats.c's disconnected callback to its reconnected one */
+	int conn_closed;           /* nats.c's closed callback ran: no callback comes after it */
 	bool stamped;              /* create stamped a new checkpoint object */
 	char inbox[64];            /* the inbox sub listens on (OUT: "<inbox>.*.*") */
 	unsigned dir;
@@ -310,6 +315,39 @@ static int hold_take(shmq_bridge *b)
 	return rc;
 }
 
+/*
+ * The connection's state, as nats.c's callbacks (on its own thread) tell
+ * it: natsConnection_Status takes the connection's lock, which the
+ * reconnecting thread holds through a connect attempt (up to the 2 s
+ * connect timeout against a server that accepts and never answers), so the
+ * run thread asks these words instead.  The closed callback is the last
+ * one nats.c makes with b; shmq_bridge_free waits for it.
+ */
+static void on_disconnected(natsConnection *nc, void *arg)
+{
+	shmq_bridge *b = arg;
+
+	(void)nc;
+	shmq__store_seq_cst(&b->conn_down, 1);
+}
+
+static void on_reconnected(natsConnection *nc, void *arg)
+{
+	shmq_bridge *b = arg;
+
+	(void)nc;
+	shmq__store_seq_cst(&b->conn_down, 0);
+}
+
+static void on_closed(natsConnection *nc, void *arg)
+{
+	shmq_bridge *b = arg;
+
+	(void)nc;
+	shmq__store_seq_cst(&b->conn_down, 1);
+	shmq__store_seq_cst(&b->conn_closed, 1);
+}
+
 static int connect_server(shmq_bridge *b, const char *url)
 {
 	natsOptions *opts = NULL;
@@ -329,6 +367,12 @@ static int connect_server(shmq_bridge *b, const char *url)
 		s = natsOptions_SetPingInterval(opts, 1000);
 	if (s == NATS_OK)
 		s = natsOptions_SetMaxPingsOut(opts, 2);
+	if (s == NATS_OK)
+		s = natsOptions_SetDisconnectedCB(opts, on_disconnected, b);
+	if (s == NATS_OK)
+		s = natsOptions_SetReconnectedCB(opts, on_reconnected, b);
+	if (s == NATS_OK)
+		s = natsOptions_SetClosedCB(opts, on_closed, b);
 	if (s == NATS_OK)
 		s = natsConnection_Connect(&b->nc, opts);
 	natsOptions_Destroy(opts);
@@ -381,6 +425,10 @@ static int stream_ensure(shmq_bridge *b)
 
 static void stats_set_state(shmq_bridge *b, int state)
 {
+	/* relaxed: the run thread's own store read back (only it writes the
+	 * word once run runs): a commit sets RUNNING and stores nothing new */
+	if (shmq__load_relaxed(&b->state) == state)
+		return;
 	/* relaxed: a statistic; shmq_bridge_stats reads it alone */
 	shmq__store_relaxed(&b->state, state);
 	/* relaxed: a statistic for shmq stat, read alone */
@@ -546,14 +594,40 @@ static void in_flush(shmq_bridge *b)
 	}
 }
 
+/* The server answers: connected, and something (a message, a pull
+ * request's end, an API reply) came within BRIDGE_SILENT_NS.  Expired pull
+ * requests end with a 408 status every BRIDGE_FETCH_NS while it is idle,
+ * so a server that stopped answering (but whose connection nats.c has not
+ * yet given up on) is silent within about five of them. */
+static bool in_online(shmq_bridge *b)
+{
+	return !shmq__load_seq_cst(&b->conn_down) && shmq_now_ns() - b->heard_ns < BRIDGE_SILENT_NS;
+}
+
+/* A consumer call timed out after one try of BRIDGE_JS_TRY_MS: try again
+ * unless a stop came or BRIDGE_JS_WAIT_MS passed since end was set.  A
+ * stop is honoured at once: no batch is in hand while the consumer is
+ * re-made.  The tries repeat an idempotent request (a delete of what is
+ * gone answers "not found", an add of the same config the consumer), and
+ * what a late one does to the consumer costs at most a rewind: the
+ * sequence check of in_batch, not the consumer, decides what is put. */
+static bool in_js_again(shmq_bridge *b, int64_t end)
+{
+	return !shmq__load_seq_cst(&b->stop) && shmq_now_ns() < end;
+}
+
 /* A pull consumer delivering from the checkpoint on.  Made anew at every
  * start and rewind, so that what the server remembers of an older one
- * (acks, redeliveries, open requests) never decides what we put. */
+ * (acks, redeliveries, open requests) never decides what we put.  Its two
+ * calls are tried BRIDGE_JS_TRY_MS at a time (in_js_again), so that a stop
+ * during an outage is prompt. */
 static int in_subscribe(shmq_bridge *b)
 {
+	int64_t end = shmq_now_ns() + BRIDGE_JS_WAIT_MS * 1000000ll;
 	jsConsumerConfig cc;
 	jsConsumerInfo *ci = NULL;
 	jsErrCode jerr = 0;
+	jsOptions jo;
 	natsStatus s;
 	int rc = in_listen(b);
 
@@ -561,21 +635,36 @@ static int in_subscribe(shmq_bridge *b)
 		return rc;
 	b->have_consumer = false;
 	b->req_left = 0;
-	js_DeleteConsumer(b->js, b->stream, b->durable, NULL, &jerr);
+	if (shmq__load_seq_cst(&b->conn_down))
+		return -ENOTCONN; /* the calls would only wait: in_run retries */
+	jsOptions_Init(&jo);
+	jo.Wait = BRIDGE_JS_TRY_MS;
+	do {
+		jerr = 0;
+		s = js_DeleteConsumer(b->js, b->stream, b->durable, &jo, &jerr);
+	} while (s == NATS_TIMEOUT && in_js_again(b, end));
+	/* any answer (deleted, not found) orders the old consumer's answers
+	 * before it (in_flush); none: the old one may still deliver */
+	if (s == NATS_TIMEOUT)
+		return -ETIMEDOUT;
 	jsConsumerConfig_Init(&cc);
 	cc.Durable = b->durable;
 	cc.DeliverPolicy = js_DeliverByStartSequence;
 	cc.OptStartSeq = shmq__load_seq_cst(&b->sh->applied) + 1;
 	cc.AckPolicy = js_AckAll;
 	cc.MaxAckPending = 65536;
-	jerr = 0;
-	s = js_AddConsumer(&ci, b->js, b->stream, &cc, NULL, &jerr);
-	jsConsumerInfo_Destroy(ci);
+	do {
+		jerr = 0;
+		ci = NULL;
+		s = js_AddConsumer(&ci, b->js, b->stream, &cc, &jo, &jerr);
+		jsConsumerInfo_Destroy(ci);
+	} while (s == NATS_TIMEOUT && in_js_again(b, end));
 	if (s != NATS_OK)
 		return nats_err(s);
 	in_flush(b); /* the old consumer's answers: in the sub by now */
 	b->have_consumer = true;
 	b->fresh = true;
+	b->heard_ns = shmq_now_ns();
 	return 0;
 }
 
@@ -636,6 +725,7 @@ static int in_fetch(shmq_bridge *b, int want)
 			break;
 		if (s != NATS_OK)
 			return n ? n : nats_err(s);
+		b->heard_ns = shmq_now_ns();
 		reply = natsMsg_GetReply(m);
 		if (reply && strncmp(reply, "$JS.ACK.", 8) == 0) {
 			b->msgs[n++] = m;
@@ -841,10 +931,23 @@ static int in_run(shmq_bridge *b)
 		uint32_t room;
 		int n;
 
-		if (!b->have_consumer && in_subscribe(b)) {
+		if (shmq__load_seq_cst(&b->conn_down)) {
+			/* nats.c reconnects; nothing to ask till then (a call
+			 * could wait for its connect attempt), and the consumer
+			 * is made anew after it */
 			stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
+			b->have_consumer = false;
+			b->req_left = 0;
 			bridge_sleep(BRIDGE_RETRY_NS);
 			continue;
+		}
+		if (!b->have_consumer) {
+			if (in_subscribe(b)) {
+				stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
+				bridge_sleep(BRIDGE_RETRY_NS);
+				continue;
+			}
+			stats_set_state(b, SHMQ_BRIDGE_RUNNING);
 		}
 		room = in_room(b);
 		if (room == 0) { /* backpressure: fetch nothing while the queue is full */
@@ -853,9 +956,17 @@ static int in_run(shmq_bridge *b)
 			continue;
 		}
 		n = in_fetch(b, (int)(room < b->batch ? room : b->batch));
+		if (n == 0 && !in_online(b)) {
+			/* the connection dropped (above), or the server is silent */
+			stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
+			idle = 0;
+			continue;
+		}
 		if (n == 0) {
-			/* nothing new, or a consumer the server lost (restarted on a
-			 * store that had not synced it): re-make it now and then */
+			/* running, idle: nothing new, or a consumer the server
+			 * lost (restarted on a store that had not synced it):
+			 * re-make it now and then */
+			stats_set_state(b, SHMQ_BRIDGE_RUNNING);
 			if (++idle >= BRIDGE_IDLE_REWIND) {
 				idle = 0;
 				in_rewind(b);
@@ -1581,6 +1692,8 @@ SHMQ_API int shmq_bridge_stats(const shmq_bridge *b, struct shmq_bridge_stats *s
 
 SHMQ_API void shmq_bridge_free(shmq_bridge *b)
 {
+	bool leak = false;
+
 	if (!b)
 		return;
 	/* in a child of fork() only our copy goes: the connection's threads
@@ -1593,8 +1706,16 @@ SHMQ_API void shmq_bridge_free(shmq_bridge *b)
 		/* closed first: natsConnection_Close joins the read loop, after
 		 * which nothing delivers to the subscriptions (ours, and the
 		 * JetStream context's for publish acks) that are destroyed next */
-		if (b->nc)
+		if (b->nc) {
 			natsConnection_Close(b->nc);
+			/* the closed callback, the last that uses b, is run by
+			 * nats.c's callback thread: b lives until it ran (leaked
+			 * rather than freed under it, if it never comes) */
+			for (int i = 0; i < 10000 && !shmq__load_seq_cst(&b->conn_closed); i++)
+				bridge_sleep(1000000);
+			if (!shmq__load_seq_cst(&b->conn_closed))
+				leak = true;
+		}
 		if (b->sub)
 			natsSubscription_Destroy(b->sub);
 		if (b->js)
@@ -1610,5 +1731,6 @@ SHMQ_API void shmq_bridge_free(shmq_bridge *b)
 #ifdef HAVE_SHMQ_QUEUE_2PC
 	free(b->fly);
 #endif
-	free(b);
+	if (!leak)
+		free(b);
 }

@@ -83,7 +83,8 @@ enum shmq_bridge_state {
 	SHMQ_BRIDGE_IDLE = 0,     /* created, not running */
 	SHMQ_BRIDGE_RUNNING = 1,  /* moving messages */
 	SHMQ_BRIDGE_BLOCKED = 2,  /* queue full (IN) or stream full (OUT): waiting */
-	SHMQ_BRIDGE_OFFLINE = 3,  /* server unreachable: retrying */
+	SHMQ_BRIDGE_OFFLINE = 3,  /* server unreachable (the connection dropped) or, IN, silent
+				   * for a second: retrying, reconnecting */
 	SHMQ_BRIDGE_STOPPED = 4,  /* run returned */
 };
 
@@ -125,7 +126,8 @@ SHMQ_API int shmq_bridge_run(shmq_bridge *b);
 
 /* Ask run to return: it finishes the batch in hand for at most
  * drain_timeout_ns (what it leaves is fetched again by the next bridge),
- * then returns.  Only atomic stores: safe from another thread or a signal
+ * then returns; with no batch in hand (IN during an outage, re-making its
+ * consumer) within a few hundred ms.  Only atomic stores: safe from another thread or a signal
  * handler.  0, -EINVAL, -EBADF. */
 SHMQ_API int shmq_bridge_stop(shmq_bridge *b, int64_t drain_timeout_ns);
 
