@@ -1049,6 +1049,13 @@ struct out_slot {
 	bool acked;
 };
 
+/* Why OUT rewinds (out_pump's and out_answers' positive returns), which
+ * decides the state until the next commit: the server refused a message
+ * (an error answer: a full stream with Discard=New, ...): BLOCKED; nothing
+ * (a status such as 503, no answer, the connection): OFFLINE; our chain of
+ * ids broke (wrong last id, answers nats.c dropped): as it was. */
+enum { OUT_REFUSED = 1, OUT_LOST = 2, OUT_RESYNC = 3 };
+
 /* The stream's last message id into b->last_id; its position + 1, when the
  * id is one of ours, into *upto (else 0: positions start at 0, so upto
  * counts the positions the stream holds).  An id of another region, queue
@@ -1110,8 +1117,9 @@ static size_t u64_digits(char *d, uint64_t v)
 _Static_assert(sizeof(((shmq_bridge *)0)->last_id) >= sizeof(((shmq_bridge *)0)->idpfx) + 20,
 	       "last_id holds any id out_publish makes");
 
-/* Publish the message at pos, chained to the last id.  0, or 1 when nats.c
- * refused it (rewind). */
+/* Publish the message at pos, chained to the last id.  0, -EMSGSIZE when
+ * it is larger than the server takes (its max_payload), or OUT_LOST when
+ * nats.c refused it otherwise (rewind). */
 static int out_publish(shmq_bridge *b, uint64_t pos, const void *msg, size_t len)
 {
 	char id[sizeof b->idpfx + 21], reply[sizeof b->inbox + 33];
@@ -1138,8 +1146,10 @@ static int out_publish(shmq_bridge *b, uint64_t pos, const void *msg, size_t len
 		s = natsConnection_PublishMsg(b->nc, m);
 	if (m)
 		dead_add(b, m);
+	if (s == NATS_MAX_PAYLOAD)
+		return -EMSGSIZE;
 	if (s != NATS_OK)
-		return 1;
+		return OUT_LOST;
 	memcpy(b->last_id, id, n + 1);
 	return 0;
 }
@@ -1188,9 +1198,30 @@ static bool out_dec(const char **s, uint64_t *v)
 	return true;
 }
 
-/* One answer: marks the entry it acks.  0, or 1 to rewind (an error
- * answer, a status such as 503 "no responders", anything but a stored ack).
- * An answer to another epoch, or to no position in flight, is dropped. */
+/* What an answer that is not a stored ack asks for: -EMSGSIZE (the stream's
+ * max_msg_size refused the message: it never will take it), OUT_RESYNC
+ * (wrong last id: a predecessor was lost), OUT_REFUSED (any other error
+ * answer: the server is there and does not take it), OUT_LOST (no error in
+ * it: a status such as 503 "no responders"). */
+static int out_refusal(const char *d, int n)
+{
+	char code[32];
+	size_t cl;
+
+	if (!d || n <= 0 || !memmem(d, (size_t)n, "\"error\"", 7))
+		return OUT_LOST;
+	cl = (size_t)snprintf(code, sizeof code, "\"err_code\":%d", (int)JSStreamMessageExceedsMaximumErr);
+	if (memmem(d, (size_t)n, code, cl))
+		return -EMSGSIZE;
+	cl = (size_t)snprintf(code, sizeof code, "\"err_code\":%d", (int)JSStreamWrongLastMsgIDErr);
+	if (memmem(d, (size_t)n, code, cl))
+		return OUT_RESYNC;
+	return OUT_REFUSED;
+}
+
+/* One answer: marks the entry it acks.  0, or why to rewind (out_refusal:
+ * anything but a stored ack).  An answer to another epoch, or to no
+ * position in flight, is dropped. */
 static int out_answer(shmq_bridge *b, natsMsg *m)
 {
 	const char *subj = natsMsg_GetSubject(m);
@@ -1217,7 +1248,7 @@ static int out_answer(shmq_bridge *b, natsMsg *m)
 			continue;
 		/* stored (also "duplicate": stored before, under this id) */
 		if (!out_stored(d, n))
-			return 1;
+			return out_refusal(d, n);
 		e->acked = true;
 		b->fly_hint = i + 1;
 		return 0;
@@ -1243,6 +1274,7 @@ static void out_moved(shmq_bridge *b, uint64_t last, uint32_t n)
 	/* relaxed: a statistic; shmq_bridge_stats reads it alone */
 	shmq__store_relaxed(&b->moved, b->moved + n);
 	b->progress_ns = shmq_now_ns();
+	stats_set_state(b, SHMQ_BRIDGE_RUNNING);
 }
 
 /* Commit the acked prefix of the table, in position order. */
@@ -1266,13 +1298,13 @@ static void out_commit_acked(shmq_bridge *b)
 }
 
 /* Take the answers that are here, or wait up to wait_ms for the first when
- * none is; then commit.  0, or 1 to rewind. */
+ * none is; then commit.  0, or why to rewind (-EMSGSIZE, OUT_*). */
 static int out_answers(shmq_bridge *b, int64_t wait_ms)
 {
 	int pm = 0, pb = 0, rc = 0;
 
 	if (natsSubscription_GetPending(b->sub, &pm, &pb) != NATS_OK)
-		return 1;
+		return OUT_LOST;
 	if (pm > 0)
 		wait_ms = 0;
 	else if (wait_ms > 0)
@@ -1284,7 +1316,7 @@ static int out_answers(shmq_bridge *b, int64_t wait_ms)
 		if (s == NATS_TIMEOUT)
 			break;
 		if (s != NATS_OK) /* a slow consumer: answers were dropped */
-			return 1;
+			return OUT_RESYNC;
 		rc = out_answer(b, m);
 		dead_add(b, m);
 	}
@@ -1317,7 +1349,9 @@ static void out_drain(shmq_bridge *b)
 	out_abort_all(b);
 }
 
-/* Publish and commit until a stop (0), a rewind (1) or an error.  On a
+/* Publish and commit until a stop (0), a rewind (OUT_*) or an error
+ * (-EMSGSIZE: a message the server will never take; it and what follows it
+ * are given back, what went before is acked and committed first).  On a
  * rewind the caller gives back what is in flight; otherwise nothing is in
  * flight on return. */
 static int out_pump(shmq_bridge *b, uint64_t upto)
@@ -1347,6 +1381,8 @@ static int out_pump(shmq_bridge *b, uint64_t upto)
 
 			if (len == -EAGAIN || len == -ETIMEDOUT) {
 				idle = true;
+				if (!b->fly_n) /* all out and acked: running, idle */
+					stats_set_state(b, SHMQ_BRIDGE_RUNNING);
 				break;
 			}
 			idle = false;
@@ -1368,17 +1404,20 @@ static int out_pump(shmq_bridge *b, uint64_t upto)
 				shmq__store_relaxed(&b->sh->looped, b->sh->looped + 1);
 				continue;
 			}
-			if (out_publish(b, pos, msg, (size_t)len)) {
+			rc = out_publish(b, pos, msg, (size_t)len);
+			if (rc) {
 				shmq_queue_get_abort(b->q, pos);
-				return 1;
+				if (rc == -EMSGSIZE)
+					out_drain(b);
+				return rc;
 			}
 			if (b->fly_n == 0)
 				b->progress_ns = shmq_now_ns();
 			e = &b->fly[(b->fly_head + b->fly_n++) % b->inflight];
 			e->pos = pos;
 			e->acked = false;
-			if (b->fly_n % BRIDGE_PEEK == 0 && out_answers(b, 0))
-				return 1;
+			if (b->fly_n % BRIDGE_PEEK == 0 && (rc = out_answers(b, 0)) != 0)
+				return rc;
 		}
 		if (!b->fly_n)
 			continue;
@@ -1390,9 +1429,9 @@ static int out_pump(shmq_bridge *b, uint64_t upto)
 			bridge_sleep(BRIDGE_NAP_NS);
 		rc = out_answers(b, 0);
 		if (rc)
-			return 1;
+			return rc;
 		if (b->fly_n && shmq_now_ns() - b->progress_ns > BRIDGE_ACK_NS)
-			return 1;
+			return OUT_LOST; /* no answer: publishes lost with a connection */
 	}
 }
 
@@ -1416,16 +1455,26 @@ static int out_run(shmq_bridge *b)
 				continue;
 			}
 			synced = true;
-			stats_set_state(b, SHMQ_BRIDGE_RUNNING);
+			/* the server answers; a refusal stays BLOCKED until a
+			 * commit (out_moved) or an empty queue says otherwise */
+			/* relaxed: the run thread's own store read back */
+			if (shmq__load_relaxed(&b->state) != SHMQ_BRIDGE_BLOCKED)
+				stats_set_state(b, SHMQ_BRIDGE_RUNNING);
 		}
 		rc = out_pump(b, upto);
-		if (rc == 1) { /* rewind: read the stream's end again */
+		if (rc == -EMSGSIZE) { /* never to be stored: the operator's call */
 			out_abort_all(b);
+			stats_set_state(b, SHMQ_BRIDGE_BLOCKED);
+		} else if (rc > 0) { /* rewind: read the stream's end again */
+			out_abort_all(b);
+			if (rc == OUT_REFUSED)
+				stats_set_state(b, SHMQ_BRIDGE_BLOCKED);
+			else if (rc == OUT_LOST)
+				stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
 			rc = 0;
 			synced = false;
 			/* relaxed: a statistic; shmq_bridge_stats reads it alone */
 			shmq__store_relaxed(&b->rewinds, b->rewinds + 1);
-			stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
 			bridge_sleep(BRIDGE_RETRY_NS);
 		}
 	}
@@ -1652,7 +1701,10 @@ SHMQ_API int shmq_bridge_run(shmq_bridge *b)
 	else
 #endif
 		rc = in_run(b);
-	stats_set_state(b, SHMQ_BRIDGE_STOPPED);
+	/* -EMSGSIZE: still BLOCKED, for shmq stat too: a message at the
+	 * queue's head that the server will never take holds the bridge */
+	if (rc != -EMSGSIZE)
+		stats_set_state(b, SHMQ_BRIDGE_STOPPED);
 	return rc;
 }
 

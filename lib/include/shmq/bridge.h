@@ -82,7 +82,9 @@ struct shmq_bridge_opts {
 enum shmq_bridge_state {
 	SHMQ_BRIDGE_IDLE = 0,     /* created, not running */
 	SHMQ_BRIDGE_RUNNING = 1,  /* moving messages */
-	SHMQ_BRIDGE_BLOCKED = 2,  /* queue full (IN) or stream full (OUT): waiting */
+	SHMQ_BRIDGE_BLOCKED = 2,  /* IN: queue full; OUT: the server answers and refuses (a full
+				   * stream with Discard=New, ...): retrying; also after run
+				   * returned -EMSGSIZE */
 	SHMQ_BRIDGE_OFFLINE = 3,  /* server unreachable (the connection dropped) or, IN, silent
 				   * for a second: retrying, reconnecting */
 	SHMQ_BRIDGE_STOPPED = 4,  /* run returned */
@@ -118,10 +120,15 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 				shmq_bridge **out);
 
 /* Move messages until shmq_bridge_stop.  One thread per bridge.  Rides out
- * server outages (state OFFLINE) and full queues (BLOCKED).  0 after a stop
- * (OUT also once its queue is shut down and drained), -EPIPE (IN: the queue
- * was shut down; what the stream holds past the checkpoint stays there),
- * -EBADMSG (the checkpoint object was overwritten), -EINVAL, -EBADF. */
+ * server outages (state OFFLINE) and full queues or streams (BLOCKED).  0
+ * after a stop (OUT also once its queue is shut down and drained), -EPIPE
+ * (IN: the queue was shut down; what the stream holds past the checkpoint
+ * stays there), -EMSGSIZE (OUT: the next message is larger than the server's
+ * max_payload or the stream's max_msg_size, so it can never be stored;
+ * what went before it is stored and committed, it and what follows stay in
+ * the queue, the state stays BLOCKED: raise the limit, or take the message
+ * out of the queue, and run again), -EBADMSG (the checkpoint object was
+ * overwritten), -EINVAL, -EBADF. */
 SHMQ_API int shmq_bridge_run(shmq_bridge *b);
 
 /* Ask run to return: it finishes the batch in hand for at most
