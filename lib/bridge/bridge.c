@@ -598,7 +598,8 @@ static void in_flush(shmq_bridge *b)
  * request's end, an API reply) came within BRIDGE_SILENT_NS.  Expired pull
  * requests end with a 408 status every BRIDGE_FETCH_NS while it is idle,
  * so a server that stopped answering (but whose connection nats.c has not
- * yet given up on) is silent within about five of them. */
+ * yet given up on) is silent within about five of them; so is one that
+ * lost our consumer (in_run). */
 static bool in_online(shmq_bridge *b)
 {
 	return !shmq__load_seq_cst(&b->conn_down) && shmq_now_ns() - b->heard_ns < BRIDGE_SILENT_NS;
@@ -957,9 +958,15 @@ static int in_run(shmq_bridge *b)
 		}
 		n = in_fetch(b, (int)(room < b->batch ? room : b->batch));
 		if (n == 0 && !in_online(b)) {
-			/* the connection dropped (above), or the server is silent */
+			/* silent for a second: the server stopped answering, or
+			 * it lost our consumer (requests for a consumer it does
+			 * not have go unanswered: deleted, or a restart on a
+			 * store that had not synced it).  The consumer's calls
+			 * tell which: re-made, it runs again */
 			stats_set_state(b, SHMQ_BRIDGE_OFFLINE);
 			idle = 0;
+			if (in_rewind(b) == 0)
+				stats_set_state(b, SHMQ_BRIDGE_RUNNING);
 			continue;
 		}
 		if (n == 0) {
