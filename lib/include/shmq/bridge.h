@@ -96,7 +96,8 @@ struct shmq_bridge_stats {
 			    * also one a killed bridge published) */
 	uint64_t read;     /* IN: last stream sequence fetched; OUT: last queue position read */
 	uint64_t acked;    /* IN: checkpoint (last stream sequence put); OUT: last position acked */
-	uint64_t rewinds;  /* consumer re-creations after a gap, redelivery or error */
+	uint64_t rewinds;  /* IN: consumer re-creations after a gap, redelivery, error or a
+			    * second of silence; OUT: re-reads of the stream's end */
 	uint64_t in_doubt; /* IN: messages put again after a kill, their fate undecidable (region-wide) */
 	uint32_t state;    /* enum shmq_bridge_state */
 	uint32_t dir;
