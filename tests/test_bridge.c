@@ -1436,6 +1436,7 @@ static void test_out_msg_too_big(void **state)
 	assert_int_equal(si->State.Msgs, 3);
 	jsStreamInfo_Destroy(si);
 	/* a run again says so again, at once, and moves nothing */
+	pthread_join(out->t, NULL);
 	runner_run_timed(out);
 	assert_true(run_wait(20000) != 0);
 	assert_int_equal(out->rc, -EMSGSIZE);
