@@ -61,6 +61,7 @@ SHMQ_API const char *shmq_strerror(int err)
 	case EAFNOSUPPORT: return "address family not supported";
 	case ECONNRESET: return "connection reset by peer";
 	case ECONNREFUSED: return "connection refused (no server at that address)";
+	case ENOTCONN:  return "not connected (the server is unreachable)";
 	case ESTALE:    return "stale handle (the object was replaced)";
 	case ETIME:     return "timer expired";
 	default:        return "unknown error";
