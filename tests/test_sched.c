@@ -1471,6 +1471,91 @@ static void test_watch_pipe_peer_killed(void **state)
 	watch_pipe_from(state, "child_sender_killed", -SIGKILL);
 }
 
+/* A blocking run whose due events never let up (a periodic action that
+ * outlasts its 1 ms period) still runs the watches' actions, a readable
+ * pipe's and an exited process's, within a turn of the events.  Before,
+ * neither ever ran: only the watchdog event ended the run. */
+struct starve {
+	shmq_sched *s;
+	shmq_pipe *rx;
+	struct procw pw;
+	int pipe_fired;
+	long ticks;
+	bool watchdog;
+};
+
+static void starve_check_done(struct starve *x)
+{
+	if (x->pipe_fired && x->pw.fired)
+		assert_int_equal(shmq_sched_stop(x->s), 0);
+}
+
+static void act_busy_tick(void *arg)
+{
+	struct starve *x = arg;
+	int64_t end = shmq_now_ns() + 2 * MS;
+
+	x->ticks++;
+	while (shmq_now_ns() < end)
+		;
+}
+
+static void act_starve_pipe(void *arg)
+{
+	struct starve *x = arg;
+	char b[8];
+
+	x->pipe_fired++;
+	while (shmq_pipe_recv(x->rx, b, sizeof(b), SHMQ_NOWAIT) >= 0)
+		;
+	starve_check_done(x);
+}
+
+static void act_starve_proc(void *arg)
+{
+	struct starve *x = arg;
+
+	act_proc(&x->pw);
+	starve_check_done(x);
+}
+
+static void act_starve_watchdog(void *arg)
+{
+	struct starve *x = arg;
+
+	x->watchdog = true;
+	assert_int_equal(shmq_sched_stop(x->s), 0);
+}
+
+static void test_watch_not_starved(void **state)
+{
+	shmq_sched *s = mk(state);
+	shmq_region *r = anon_region();
+	struct starve x = { .s = s };
+	shmq_pipe *tx;
+
+	assert_int_equal(shmq_pipe_create(r, "sched.starve", NULL, &tx, &x.rx), 0);
+	assert_int_equal(shmq_sched_watch_pipe(s, x.rx, act_starve_pipe, &x), 0);
+	assert_int_equal(shmq_proc_spawn(NULL, "child_sleep", NULL, 0, NULL, &x.pw.p), 0);
+	assert_int_equal(shmq_sched_watch_proc(s, x.pw.p, act_starve_proc, &x), 0);
+	assert_int_equal(shmq_sched_enter_periodic(s, shmq_now_ns(), 1 * MS, 0, act_busy_tick, &x,
+						   NULL), 0);
+	assert_int_equal(shmq_sched_enter(s, 10 * SEC, -1, act_starve_watchdog, &x, NULL), 0);
+	assert_int_equal(shmq_pipe_send(tx, "x", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_false(x.watchdog);
+	assert_true(x.pipe_fired >= 1);
+	assert_int_equal(x.pw.fired, 1);
+	assert_int_equal(x.pw.exitcode_at_fire, 7);
+	assert_true(x.ticks > 0);
+	assert_int_equal(shmq_proc_join(x.pw.p, 10 * SEC), 0);
+	shmq_sched_destroy(s); /* first: the pipe's watch is still on */
+	shmq_proc_close(x.pw.p);
+	shmq_pipe_close(tx);
+	shmq_pipe_close(x.rx);
+	shmq_region_close(r);
+}
+
 #define ON(f, c, tag) { #f "/" tag, f, NULL, NULL, (void *)&c }
 #define BOTH(f) ON(f, CFG_URING, "io_uring"), ON(f, CFG_FALLBACK, "fallback")
 #define ALL(f) BOTH(f), ON(f, CFG_URING_OLD, "io_uring-old-kernel")
@@ -1509,6 +1594,7 @@ int main(int argc, char **argv)
 		ALL(test_watch_pipe),
 		ALL(test_watch_pipe_peer_killed),
 		ALL(test_watch_queue_dead_claimer),
+		ALL(test_watch_not_starved),
 		ALL(test_unwatch_only_watch_from_thread),
 	};
 

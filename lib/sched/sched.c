@@ -40,6 +40,9 @@
  * not change: a peer that died cannot announce it (pipe: readable once the
  * peer is gone). */
 #define WATCH_SLICE_NS  (100 * 1000000LL)
+/* A blocking run that only runs due events looks at its watches at least
+ * this often (loop_watch_turn): a watch is never starved by events. */
+#define WATCH_TURN_NS   (10 * 1000000LL)
 
 static inline shmq_event *handle_to_event(uint64_t h)
 {
@@ -756,6 +759,26 @@ static int loop_sleep(shmq_sched *s, const struct shmq__hent *head, bool block)
 }
 
 /*
+ * A turn for the watches while due events keep a blocking run from them (an
+ * action that outlasts its periodic event's period, events entered faster
+ * than they run): stage every watch, collect what the kernel completed
+ * without blocking, and run each ready watch's action once.  0 or -errno.
+ */
+static int loop_watch_turn(shmq_sched *s, int64_t now, const struct shmq__hent *head)
+{
+	uint64_t pass = ++s->pass; /* each action at most once in this turn */
+	int rc = loop_arm_watches(s, now, pass);
+
+	if (rc < 0)
+		return rc;
+	if ((rc = loop_sleep(s, head, false)) < 0)
+		return rc;
+	while (loop_fire_watch(s, pass))
+		;
+	return 0;
+}
+
+/*
  * The loop, under mu.  Blocking: until stopped (0), or nothing is left to
  * wait for (0), or a backend error (-errno).  Non-blocking: runs what is due
  * and ready, polls the kernel once, and returns the ns until the next event
@@ -771,6 +794,7 @@ static int64_t loop(shmq_sched *s, bool blocking)
 	bool polled = false;
 	uint64_t pass = blocking ? 0 : ++s->pass; /* 64 bits: never wraps to 0 */
 	uint64_t seq_end = s->heap.next_seq;
+	int64_t turn_at = shmq_now_ns() + WATCH_TURN_NS; /* blocking: see loop_watch_turn */
 	int rc;
 
 	for (;;) {
@@ -785,9 +809,16 @@ static int64_t loop(shmq_sched *s, bool blocking)
 		head = shmq__heap_head(&s->heap);
 		if (head && head->when <= now &&
 		    (blocking || shmq__heap_head_seq(&s->heap) < seq_end)) {
+			if (blocking && s->watches && now >= turn_at) {
+				turn_at = now + WATCH_TURN_NS;
+				if ((rc = loop_watch_turn(s, now, head)) < 0)
+					return rc;
+				continue; /* a watch's action may have stopped the run */
+			}
 			loop_run_head(s, now);
 			continue;
 		}
+		turn_at = now + WATCH_TURN_NS; /* the watches get their look below */
 		if (loop_fire_watch(s, pass))
 			continue;
 		if (head && (s->flags & SHMQ_SCHED_PRECISE) && head->when > now &&

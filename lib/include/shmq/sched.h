@@ -109,7 +109,8 @@ SHMQ_API size_t shmq_sched_queue(shmq_sched *s, struct shmq_event_info *out, siz
  *
  * blocking: sleeps in the kernel between them (one io_uring_enter per
  * iteration) and returns 0 when no event and no watch is left, or after
- * shmq_sched_stop.  Non-blocking: runs what is due and ready now, checks the
+ * shmq_sched_stop; while due events keep it busy (an action that outlasts
+ * its period) it still looks at the watches every 10 ms, so none starves.  Non-blocking: runs what is due and ready now, checks the
  * watches once, and returns the ns until the next event (>= 0), or -1 when
  * none is pending.  It runs only events entered before it began (a periodic
  * event's next firing counts as entered when it is re-armed) and each
