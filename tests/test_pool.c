@@ -1696,17 +1696,24 @@ static void test_idle_spin_adapts(void **state)
 {
 	shmq_region *r = region_new();
 	shmq_pool *p = pool_new(r, 1, 0);
-	uint64_t y0, y1;
+	uint64_t best = UINT64_MAX;
 
 	(void)state;
 	(void)sparse_tasks(p, 12); /* 50 us halves to nothing in 7 */
-	y0 = worker_yields(p);
-	y1 = sparse_tasks(p, 20);
-	print_message("sched_yield in the worker over 20 sparse tasks: %llu\n",
-		      (unsigned long long)(y1 - y0));
-	assert_true(y1 - y0 <= 5);
-	pool_done(p, NULL, 0);
+	/* the best of up to three windows: on a machine busy with other work
+	 * the worker can be held off its CPU for a whole window's gaps (a
+	 * spin that does not adapt makes some 200 a window, every window) */
+	for (int w = 0; w < 3 && best > 5; w++) {
+		uint64_t y0 = worker_yields(p), y1 = sparse_tasks(p, 20);
+
+		print_message("sched_yield in the worker over 20 sparse tasks: %llu\n",
+			      (unsigned long long)(y1 - y0));
+		if (y1 - y0 < best)
+			best = y1 - y0;
+	}
+	pool_done(p, NULL, 0); /* first: a failure must not leave the workers to later tests */
 	shmq_region_close(r);
+	assert_true(best <= 5);
 }
 
 /* Steal windows the workers of region r's pool opened so far: each look
