@@ -136,6 +136,19 @@ static inline uint64_t *claim_at(const struct shmq__mpmc *m, uint64_t pos)
 	return claim_at_k(m, pos, m->pow2);
 }
 
+/* Does pos's claim word claim lap?  *owner: the producer it names.  The
+ * cold paths' one look at the word, each after its look at ctl (EMPTY of
+ * lap there: claimed, not published); seq_cst, as those looks, and it
+ * pairs with the claim CAS in put_claim. */
+static bool claim_word_names(const struct shmq__mpmc *m, uint64_t pos, uint32_t lap,
+			     uint32_t *owner)
+{
+	uint64_t c = shmq__load_seq_cst(claim_at(m, pos));
+
+	*owner = claim_owner(c);
+	return claim_is(c, lap);
+}
+
 static inline uint32_t lap_of(const struct shmq__mpmc *m, uint64_t pos)
 {
 	return lap_of_k(m, pos, m->pow2);
@@ -347,12 +360,11 @@ SHMQ__COLD static int put_impossible(struct shmq__mpmc *m, uint64_t *pos)
  * filled. */
 SHMQ__COLD static bool put_claimed(struct shmq__mpmc *m, uint64_t pos, uint32_t lap, uint64_t *w)
 {
-	/* acquire: pairs with the claim CAS in put_claim */
-	uint64_t c = shmq__load_acquire(claim_at(m, pos));
+	uint32_t owner;
 
-	if (!claim_is(c, lap))
+	if (!claim_word_names(m, pos, lap, &owner))
 		return false;
-	*w = ctl_make(lap, ST_WRITING, claim_owner(c));
+	*w = ctl_make(lap, ST_WRITING, owner);
 	return true;
 }
 
@@ -433,14 +445,13 @@ bool shmq__mpmc_slot_live(struct shmq__mpmc *m, uint64_t pos)
 	/* seq_cst: Protocol QLARGE, the sweep's look at the slot after its
 	 * look at the block (chan/queue_int.h) */
 	uint64_t w = shmq__load_seq_cst(&slot_at(m, pos)->ctl);
-	uint32_t lap = lap_of(m, pos);
+	uint32_t lap = lap_of(m, pos), owner;
 
 	if (ctl_lap(w) != lap)
 		return false;
 	if (ctl_state(w) != ST_EMPTY)
 		return true;
-	/* seq_cst: as above, after ctl; a put's claim (Protocol PUT_CLAIM) */
-	return claim_is(shmq__load_seq_cst(claim_at(m, pos)), lap);
+	return claim_word_names(m, pos, lap, &owner); /* a put's claim */
 }
 
 /* The store that ends a producer's or a consumer's claim: release, pairs
@@ -671,8 +682,10 @@ static int get_empty(struct shmq__mpmc *m, uint64_t *pos, uint64_t w, int32_t d,
 	 * claimed before the shutdown keeps the get blocked until it is
 	 * published, or recovered after its producer's death. */
 	if (d != 0 || ctl_state(w) == ST_EMPTY) {
+		uint32_t owner;
+
 		if (shmq__load_seq_cst(&m->sh->shut) && shmq__load_seq_cst(&s->ctl) == w &&
-		    (d != 0 || !claim_is(shmq__load_seq_cst(claim_at(m, *pos)), lap_of(m, *pos))))
+		    (d != 0 || !claim_word_names(m, *pos, lap_of(m, *pos), &owner)))
 			return -EPIPE;
 	}
 	blk->pos = *pos;
@@ -1049,11 +1062,8 @@ int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk,
 		if (ctl_lap(w) != lap)
 			return 0;
 		if (ctl_state(w) == ST_EMPTY) {
-			uint64_t c = shmq__load_seq_cst(claim_at(m, blk->pos));
-
-			if (!claim_is(c, lap))
+			if (!claim_word_names(m, blk->pos, lap, &owner))
 				return 0; /* not claimed */
-			owner = claim_owner(c);
 		} else if (ctl_state(w) == ST_WRITING) {
 			owner = ctl_owner(w);
 		} else {
@@ -1108,11 +1118,8 @@ int shmq__mpmc_put_fate(struct shmq__mpmc *m, uint64_t pos)
 		/* claimed, not published (Protocol PUT_CLAIM)?  seq_cst: after
 		 * the look at ctl; a claim word of another lap means the slot
 		 * moved on since that look, so look at ctl once more */
-		uint64_t c = shmq__load_seq_cst(claim_at(m, pos));
-
-		if (claim_is(c, lap)) {
+		if (claim_word_names(m, pos, lap, &owner)) {
 			st = ST_WRITING;
-			owner = claim_owner(c);
 		} else {
 			w = shmq__load_seq_cst(&slot_at(m, pos)->ctl); /* seq_cst: as above */
 			d = lap_diff(ctl_lap(w), lap);
@@ -1156,10 +1163,11 @@ bool shmq__mpmc_readable(struct shmq__mpmc *m)
 	if (d == 0 && ctl_state(w) == ST_WRITING)
 		return false;
 	if (shmq__load_seq_cst(&m->sh->shut) || shmq__load_seq_cst(&m->sh->redo)) {
-		/* seq_cst: as the loads above; a put's claim at head
-		 * (Protocol PUT_CLAIM) blocks as WRITING did */
+		uint32_t owner;
+
+		/* a put's claim at head (Protocol PUT_CLAIM) blocks as WRITING did */
 		return !(d == 0 && ctl_state(w) == ST_EMPTY &&
-			 claim_is(shmq__load_seq_cst(claim_at(m, h)), lap_of(m, h)));
+			 claim_word_names(m, h, lap_of(m, h), &owner));
 	}
 	if (d > 0 || (d == 0 && ctl_state(w) != ST_EMPTY))
 		return true;
@@ -1184,11 +1192,11 @@ void shmq__mpmc_block_at(struct shmq__mpmc *m, bool tail, struct shmq__mpmc_bloc
 	blk->ctl = shmq__load_seq_cst(&slot_at(m, blk->pos)->ctl);
 	if (!tail && ctl_state(blk->ctl) == ST_EMPTY && ctl_lap(blk->ctl) == lap_of(m, blk->pos)) {
 		/* a put claimed at head (Protocol PUT_CLAIM): name its
-		 * producer as ctl's WRITING did; seq_cst: after ctl */
-		uint64_t c = shmq__load_seq_cst(claim_at(m, blk->pos));
+		 * producer as ctl's WRITING did */
+		uint32_t owner;
 
-		if (claim_is(c, lap_of(m, blk->pos)))
-			blk->ctl = ctl_make(ctl_lap(blk->ctl), ST_WRITING, claim_owner(c));
+		if (claim_word_names(m, blk->pos, lap_of(m, blk->pos), &owner))
+			blk->ctl = ctl_make(ctl_lap(blk->ctl), ST_WRITING, owner);
 	}
 }
 
