@@ -1391,6 +1391,22 @@ static void test_out_stream_full(void **state)
 	free(buf);
 }
 
+/* Run the OUT bridge of queue (out, registered with the fixture) until it
+ * meets a message the server can never take: run returns -EMSGSIZE and the
+ * state says BLOCKED.  *st: its statistics then. */
+static void out_run_until_refused(struct fx *f, struct runner *out, const char *queue,
+				  const struct shmq_bridge_opts *oo, struct shmq_bridge_stats *st)
+{
+	memset(out, 0, sizeof *out);
+	assert_int_equal(shmq_bridge_create(f->r, queue, oo, &out->b), 0);
+	f->ru = out;
+	runner_run_timed(out);
+	assert_true(run_wait(20000) != 0);
+	assert_int_equal(out->rc, -EMSGSIZE);
+	assert_int_equal(shmq_bridge_stats(out->b, st), 0);
+	assert_int_equal(st->state, SHMQ_BRIDGE_BLOCKED);
+}
+
 /* A message over the server's max_payload (1 MiB) can never be published:
  * run returns -EMSGSIZE once what went before it is stored and committed;
  * the message stays in the queue, at its head, and the state says BLOCKED
@@ -1422,14 +1438,7 @@ static void test_out_msg_too_big(void **state)
 		msg_fill(buf, i);
 		assert_int_equal(shmq_queue_put(q, buf, msg_len(i), 1000000000ll), 0);
 	}
-	memset(out, 0, sizeof *out);
-	assert_int_equal(shmq_bridge_create(f->r, "big", &oo, &out->b), 0);
-	f->ru = out;
-	runner_run_timed(out);
-	assert_true(run_wait(20000) != 0);
-	assert_int_equal(out->rc, -EMSGSIZE);
-	assert_int_equal(shmq_bridge_stats(out->b, &st), 0);
-	assert_int_equal(st.state, SHMQ_BRIDGE_BLOCKED);
+	out_run_until_refused(f, out, "big", &oo, &st);
 	assert_int_equal(st.moved, 3);
 	assert_int_equal(st.acked, 2);
 	assert_int_equal(js_GetStreamInfo(&si, f->js, "SHMQ_big", NULL, NULL), NATS_OK);
@@ -1488,14 +1497,7 @@ static void test_out_msg_over_stream_max(void **state)
 		memset(buf, 'a' + i, lens[i]);
 		assert_int_equal(shmq_queue_put(f->q, buf, lens[i], 1000000000ll), 0);
 	}
-	memset(out, 0, sizeof *out);
-	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out->b), 0);
-	f->ru = out;
-	runner_run_timed(out);
-	assert_true(run_wait(20000) != 0);
-	assert_int_equal(out->rc, -EMSGSIZE);
-	assert_int_equal(shmq_bridge_stats(out->b, &st), 0);
-	assert_int_equal(st.state, SHMQ_BRIDGE_BLOCKED);
+	out_run_until_refused(f, out, "jobs", &oo, &st);
 	assert_int_equal(st.moved, 2);
 	assert_int_equal(stream_msgs(f), 2);
 	f->ru = NULL;
