@@ -157,12 +157,41 @@ static double lk_elapsed(const struct lk_shared *sh)
 /* In side 1 (forked): attach to the region ourselves, for our own owner id. */
 static int lk_side1_open(struct lk_ctx *c)
 {
-	int rc = shmq_region_open(c->region, &c->r);
+	int rc;
+
+	c->r = NULL; /* the handles inherited from side 0 are not ours */
+	c->l = NULL;
+	c->b = NULL;
+	rc = shmq_region_open(c->region, &c->r);
 
 	if (!rc)
 		rc = shmq_lock_open(c->r, "lock", &c->l);
 	if (!rc)
 		rc = shmq_barrier_open(c->r, "barrier", &c->b);
+	return rc;
+}
+
+/* Side 1 closes its handles before it exits: a process that leaves the
+ * region with a barrier handle open counts as a dead party, and the next
+ * run's waiter that sleeps a slice would break the barrier (-EPIPE). */
+static void lk_side1_close(struct lk_ctx *c)
+{
+	shmq_barrier_close(c->b);
+	shmq_lock_close(c->l);
+	shmq_region_close(c->r);
+}
+
+/* Run loop as side `side`; side 1 of libshmq's runs in handles of its own. */
+static int lk_side(struct lk_ctx *c, int side, int (*loop)(struct lk_ctx *c, int side))
+{
+	int rc;
+
+	if (side != 1 || !c->sh->use_shmq)
+		return loop(c, side);
+	rc = lk_side1_open(c);
+	if (!rc)
+		rc = loop(c, side);
+	lk_side1_close(c);
 	return rc;
 }
 
@@ -190,14 +219,11 @@ static double lock_uncontended_pthread(pthread_mutex_t *m, uint64_t n)
 	return (double)(bench_now_ns() - t0) / (double)n;
 }
 
-static int lock_side(void *arg, int side)
+static int lock_loop(struct lk_ctx *c, int side)
 {
-	struct lk_ctx *c = arg;
 	struct lk_shared *sh = c->sh;
 	int rc = 0;
 
-	if (side == 1 && sh->use_shmq && (rc = lk_side1_open(c)))
-		return rc;
 	if ((rc = lk_gate(sh, side)))
 		return rc;
 	for (uint64_t i = 0; i < sh->iters; i++) {
@@ -218,6 +244,11 @@ static int lock_side(void *arg, int side)
 	}
 	sh->end_ns[side] = bench_now_ns();
 	return 0;
+}
+
+static int lock_side(void *arg, int side)
+{
+	return lk_side(arg, side, lock_loop);
 }
 
 /* One contended measurement: acquisitions per second over both sides. */
@@ -306,15 +337,12 @@ static void barrier_work(int64_t ns)
 		shmq__cpu_relax();
 }
 
-static int barrier_side(void *arg, int side)
+static int barrier_loop(struct lk_ctx *c, int side)
 {
-	struct lk_ctx *c = arg;
 	struct lk_shared *sh = c->sh;
 	int64_t work = side == 1 ? sh->work_ns : 0;
 	int rc = 0;
 
-	if (side == 1 && sh->use_shmq && (rc = lk_side1_open(c)))
-		return rc;
 	if ((rc = lk_gate(sh, side)))
 		return rc;
 	for (uint64_t i = 0; i < sh->iters; i++) {
@@ -331,6 +359,11 @@ static int barrier_side(void *arg, int side)
 	}
 	sh->end_ns[side] = bench_now_ns();
 	return 0;
+}
+
+static int barrier_side(void *arg, int side)
+{
+	return lk_side(arg, side, barrier_loop);
 }
 
 /* One barrier measurement: rounds per second. */

@@ -177,7 +177,15 @@ static void sy_region_close(struct sy_ctx *c)
 /* In side 1 (forked): attach to the region ourselves, for our own owner id. */
 static int sy_side1_open(struct sy_ctx *c)
 {
-	int rc = shmq_region_open(c->region, &c->r);
+	int rc;
+
+	/* the handles inherited from side 0 are not ours (none is closed here) */
+	c->r = NULL;
+	c->l = NULL;
+	c->c = NULL;
+	c->f = NULL;
+	c->s = c->pa = c->pb = NULL;
+	rc = shmq_region_open(c->region, &c->r);
 
 	if (!rc)
 		rc = shmq_lock_open(c->r, "lock", &c->l);
@@ -473,9 +481,9 @@ static int pp_side(void *arg, int side)
 	int rc = 0;
 
 	if (side == 1 && sh->use_shmq && (rc = sy_side1_open(c)))
-		return rc;
+		goto out;
 	if ((rc = sy_gate(sh, side)))
-		return rc;
+		goto out;
 	if (sh->kind == SY_COND)
 		rc = sh->use_shmq ? pp_cond_shmq(c, side, sh->iters, work)
 				  : pp_cond_pthread(c, side, sh->iters, work);
@@ -483,6 +491,11 @@ static int pp_side(void *arg, int side)
 		rc = sh->use_shmq ? pp_sem_shmq(c, side, sh->iters, work)
 				  : pp_sem_posix(c, side, sh->iters, work);
 	sh->end_ns[side] = bench_now_ns();
+out:
+	/* side 1 closes what it opened before its process exits, as a user's
+	 * process should (a barrier would count it as a dead party) */
+	if (side == 1 && sh->use_shmq)
+		sy_region_close(c);
 	return rc;
 }
 
