@@ -51,6 +51,10 @@ running() {
 # port line comes once every worker listens (60 s: sanitizer builds on a
 # loaded machine).
 start_server() {
+	# Emptied here, before the start: the redirection below happens in the
+	# background child, and until it has run, the loop would read the last
+	# server's port line (its clients then met "Connection refused").
+	: >"$tmp/server.out"
 	"$SRV" "$@" >"$tmp/server.out" 2>"$tmp/server.err" &
 	srv=$!
 	port=
