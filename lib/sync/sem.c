@@ -5,9 +5,11 @@
  * sync/sem_int.h.
  *
  * Acquire: CAS v -> v - 1 while v > 0; otherwise spin, then sleep on the
- *          word while it is 0.  With SHMQ_SEM_UNDO the sleep is cut into
- *          slices: a waiter that slept a whole slice looks for processes that
- *          died holding units and gives their units back.  Each process
+ *          word while it is 0, in slices.  With SHMQ_SEM_UNDO a waiter
+ *          looks for processes that died holding units, and gives their
+ *          units back, after a whole slice asleep and at most once per
+ *          slice of its handle's waiting however short each sleep (units
+ *          passed around fast wake it often).  Each process
  *          counts the units it holds in an entry of the undo table, which
  *          it gives back as soon as it holds none.
  * Release: CAS v -> v + n (refused past max), then wake up to n sleepers,
@@ -43,9 +45,10 @@ struct shmq_sem {
 	 * a hint, checked against the entry before use (relaxed: threads
 	 * sharing the handle may race to set it; any entry serves) */
 	uint32_t slot;
-	/* SHMQ_NOWAIT: when this handle last looked for dead holders
-	 * (relaxed, handle-local: one look early or late at worst) */
-	int64_t nowait_checked;
+	/* SHMQ_SEM_UNDO: when this handle last made the full look for dead
+	 * holders (sem_look_due; relaxed, handle-local: one look early or
+	 * late at worst) */
+	int64_t looked;
 	pid_t pid;               /* the process that made the handle (core/fork_int.h) */
 };
 
@@ -101,7 +104,7 @@ static int sem_attach(shmq_region *r, void *mem, uint64_t size, shmq_sem **out)
 	h->max = max;
 	h->undo = (flags & SHMQ_SEM_UNDO) != 0;
 	h->slot = SEM_NO_SLOT;
-	h->nowait_checked = INT64_MIN / 2; /* the first NOWAIT may look at once */
+	h->looked = INT64_MIN / 2; /* the first wait may look at once */
 	*out = h;
 	return 0;
 }
@@ -343,21 +346,30 @@ static inline int sem_try_take(shmq_sem *h)
 	}
 }
 
+/* SHMQ_SEM_UNDO: is this handle due for the full look for dead holders
+ * (a system call or two per entry that holds units)?  At most once per
+ * slice, whether the caller's waits end in a quiet slice, in wake-ups
+ * sooner (units passed around faster than a slice), or in SHMQ_NOWAIT. */
+static bool sem_look_due(shmq_sem *h)
+{
+	int64_t now = shmq_now_ns();
+
+	/* relaxed: a handle-local rate limit (see struct shmq_sem); a race
+	 * between threads costs one look early or late */
+	if (now - shmq__load_relaxed(&h->looked) < SHMQ__SYNC_SLICE_NS)
+		return false;
+	shmq__store_relaxed(&h->looked, now); /* relaxed: as above */
+	return true;
+}
+
 /* SHMQ_NOWAIT found the value 0: with SHMQ_SEM_UNDO, look for dead holders
  * at most once per slice per handle, so a try-acquire loop stays cheap. */
 static int sem_try_nowait(shmq_sem *h)
 {
-	int64_t now;
 	int rc;
 
-	if (!h->undo)
+	if (!h->undo || !sem_look_due(h))
 		return -EAGAIN;
-	now = shmq_now_ns();
-	/* relaxed: a handle-local rate limit (see struct shmq_sem); a race
-	 * between threads costs one look early or late */
-	if (now - shmq__load_relaxed(&h->nowait_checked) < SHMQ__SYNC_SLICE_NS)
-		return -EAGAIN;
-	shmq__store_relaxed(&h->nowait_checked, now); /* relaxed: as above */
 	rc = sem_reclaim(h, true);
 	if (rc < 0)
 		return rc;
@@ -377,8 +389,9 @@ static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
 		return sem_try_nowait(h);
 	deadline = shmq__deadline(timeout_ns);
 	if (h->undo) {
-		/* first look, no system call: a holder the table no longer lists */
-		rc = sem_reclaim(h, false);
+		/* first look: the full one when due, else without a system
+		 * call (a holder the table no longer lists) */
+		rc = sem_reclaim(h, sem_look_due(h));
 		if (rc < 0)
 			return rc;
 	}
@@ -388,8 +401,10 @@ static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
 			return rc > 0 ? 0 : rc;
 		rc = shmq__sync_wait(&h->s->word, 0, &h->s->sleepers, deadline, slice,
 				     &h->s->waits, spin);
-		if (h->undo && (rc == -EINTR || rc == -ETIMEDOUT)) {
-			/* a whole slice (or the timeout) without a release */
+		if (h->undo && (sem_look_due(h) || rc == -EINTR || rc == -ETIMEDOUT)) {
+			/* a slice since the last look (however often wake-ups
+			 * cut the sleeps short), or a whole slice or the
+			 * timeout without a release */
 			int got = sem_reclaim(h, true);
 
 			if (got < 0)
