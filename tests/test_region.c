@@ -371,6 +371,95 @@ static void test_process_table(void **state)
 	shmq_region_unlink(name);
 }
 
+/* Field 22 of /proc/PID/stat, the start time the process table records. */
+static uint64_t proc_starttime(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long st = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+	fclose(f);
+	assert_non_null(p);
+	/* after the comm: fields 3..21, then starttime */
+	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u "
+				"%*d %*d %*d %*d %*d %*d %llu", &st), 1);
+	return st;
+}
+
+/* A dead attachment whose pid was reused by another process is dead: the
+ * slot's start time is not the new process's.  Found by an audit: the
+ * start time was read from field 21 of /proc/PID/stat (itrealvalue, always
+ * 0) instead of 22, so every slot recorded 0 ("unknown") and a reused pid
+ * made a dead holder alive again: its lock was never taken over. */
+static void test_pid_reused(void **state)
+{
+	struct shmq_region_opts o = { .size = SMALL };
+	struct shmq__ptab_entry e;
+	struct shmq__ptab_slot *slot;
+	uint32_t *child_id;
+	char name[96], c;
+	int pfd[2];
+	shmq_region *r;
+	pid_t pid, other;
+
+	(void)state;
+	tu_name(name, sizeof(name), "pidreuse");
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	/* our own slot carries our start time */
+	assert_int_equal(shmq__region_ptab_get(r, shmq__id_slot(shmq__region_self(r)), &e), 0);
+	assert_int_equal(e.pid, getpid());
+	assert_int_equal(e.starttime, proc_starttime(getpid()));
+	assert_int_equal(shmq__obj_create(r, "id", SHMQ__OBJ_BLOB, 64, NULL, NULL, (void **)&child_id), 0);
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *c2 = tu_child_region(name);
+
+		*child_id = shmq__region_self(c2);
+		if (write(pfd[1], "x", 1) != 1)
+			_exit(2);
+		pause(); /* killed by the parent while attached */
+		_exit(3);
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &c, 1), 1);
+	close(pfd[0]);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	assert_int_equal(shmq__region_id_alive(r, *child_id), 0);
+	/* its pid goes to another process (here: a live one made after it,
+	 * written into the dead slot as a pid reuse would leave it), one that
+	 * started a clock tick later (start times count ticks) */
+	assert_int_equal(shmq__region_ptab_get(r, shmq__id_slot(*child_id), &e), 0);
+	assert_int_not_equal(e.starttime, 0);
+	for (;;) {
+		other = fork();
+		assert_true(other >= 0);
+		if (other == 0) {
+			alarm(60);
+			pause();
+			_exit(0);
+		}
+		if (proc_starttime(other) != e.starttime)
+			break;
+		kill(other, SIGKILL);
+		assert_int_equal(tu_wait_child(other), 128 + SIGKILL);
+	}
+	slot = (struct shmq__ptab_slot *)(r->base + r->ptab_off) + shmq__id_slot(*child_id);
+	__atomic_store_n(&slot->word, (uint64_t)(uint32_t)other << 32 | (slot->word & 0xffffffffu),
+			 __ATOMIC_SEQ_CST);
+	assert_int_equal(shmq__region_id_alive(r, *child_id), 0);
+	kill(other, SIGKILL);
+	assert_int_equal(tu_wait_child(other), 128 + SIGKILL);
+	shmq_region_close(r);
+	shmq_region_unlink(name);
+}
+
 static void test_public_alloc_find(void **state)
 {
 	shmq_region *r;
@@ -900,6 +989,7 @@ int main(void)
 		cmocka_unit_test(test_type_mismatch_and_names),
 		cmocka_unit_test(test_corrupt_directory_entry),
 		cmocka_unit_test(test_process_table),
+		cmocka_unit_test(test_pid_reused),
 		cmocka_unit_test(test_public_alloc_find),
 		cmocka_unit_test(test_threads_create_concurrently),
 		cmocka_unit_test(test_attach_creator_died),

@@ -66,9 +66,9 @@ static int proc_stat_read(pid_t pid, char *state, uint64_t *starttime)
 	if (!p || p[1] != ' ' || !p[2])
 		return -EIO;
 	*state = p[2];
-	p += 3;
-	/* fields 4..21 precede starttime */
-	for (int field = 4; field <= 21; field++) {
+	p += 3; /* the space before field 4 */
+	/* step to the start of field 22: each step passes one space */
+	for (int field = 4; field <= 22; field++) {
 		p = strchr(p, ' ');
 		if (!p)
 			return -EIO;
