@@ -16,6 +16,7 @@
 
 #define SMALL ((size_t)256 << 10)
 #define MS    ((int64_t)1000000)
+#define LOCK_SLICE_MS 10 /* lock.c's LOCK_SLICE_NS: a waiter checks the holder after each */
 
 struct fixture {
 	char name[96];
@@ -583,6 +584,92 @@ static void test_owner_dead_zombie_nowait(void **state)
 	assert_int_equal(shmq_lock_release(f->l), 0);
 }
 
+struct leader_gone {
+	shmq_lock *l;
+	int ready, go; /* pipe ends: we hold it; release now */
+};
+
+static void *hold_until_go(void *p)
+{
+	struct leader_gone *g = p;
+	char c;
+
+	if (shmq_lock_acquire(g->l, SHMQ_FOREVER))
+		_exit(1);
+	if (write(g->ready, "x", 1) != 1)
+		_exit(2);
+	while (read(g->go, &c, 1) > 0) /* until the parent closes its end */
+		;
+	_exit(shmq_lock_release(g->l) ? 3 : 0);
+}
+
+/* The state letter of /proc/PID/stat. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fp = fopen(path, "r");
+	if (!fp)
+		return '?';
+	p = fgets(buf, sizeof(buf), fp) ? strrchr(buf, ')') : NULL;
+	fclose(fp);
+	return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/* A holder whose main thread has returned through pthread_exit(), while
+ * another of its threads holds the lock, is alive: /proc shows its pid as
+ * a zombie (the thread group leader), but the process runs on.  Found by
+ * an audit: such a holder was judged dead and its lock taken over
+ * (-EOWNERDEAD) while it still held it. */
+static void test_holder_leader_exited(void **state)
+{
+	struct fixture *f = *state;
+	int ready[2], go[2];
+	int64_t end;
+	pid_t pid;
+	char c;
+
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid = track_kid(f, fork());
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		static struct leader_gone g;
+		shmq_region *r;
+		pthread_t th;
+
+		g.l = child_lock(f->name, &r);
+		g.ready = ready[1];
+		g.go = go[0];
+		close(ready[0]);
+		close(go[1]);
+		if (pthread_create(&th, NULL, hold_until_go, &g))
+			_exit(4);
+		pthread_exit(NULL); /* the process lives on in hold_until_go */
+	}
+	close(ready[1]);
+	close(go[0]);
+	if (f->nfds < (int)SHMQ__ARRAY_SIZE(f->fds))
+		f->fds[f->nfds++] = go[1];
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	close(ready[0]);
+	end = shmq_now_ns() + 10000 * MS;
+	while (proc_state(pid) != 'Z') { /* the leader has exited */
+		assert_true(shmq_now_ns() < end);
+		sched_yield();
+	}
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_lock_acquire(f->l, 3 * LOCK_SLICE_MS * MS), -ETIMEDOUT);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EAGAIN);
+	/* it releases the lock it still held, and exits */
+	holder_release(f, go[1]);
+	assert_int_equal(tu_wait_child(pid), 0);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+}
+
 /* Several waiters behind one dead holder: exactly one gets EOWNERDEAD, the
  * others then get the lock in turn. */
 static void test_owner_dead_many_waiters(void **state)
@@ -745,6 +832,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_owner_dead_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_dead_before_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_dead_zombie_nowait, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_holder_leader_exited, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_dead_many_waiters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_word, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_placement, setup, teardown),

@@ -43,8 +43,14 @@ static struct shmq__ptab_slot *slot_of(const shmq_region *r, unsigned i)
 
 /* ---- process liveness ---- */
 
-/* Parse /proc/PID/stat: state (field 3) and starttime (field 22). */
-static int proc_stat_read(pid_t pid, char *state, uint64_t *starttime)
+/* What /proc/PID/stat says of a process. */
+struct proc_stat {
+	char state;         /* field 3 */
+	long threads;       /* field 20: threads in its thread group */
+	uint64_t starttime; /* field 22: clock ticks after boot */
+};
+
+static int proc_stat_read(pid_t pid, struct proc_stat *ps)
 {
 	char path[64], buf[1024];
 	ssize_t n;
@@ -65,7 +71,7 @@ static int proc_stat_read(pid_t pid, char *state, uint64_t *starttime)
 	p = strrchr(buf, ')'); /* comm may hold spaces and parentheses */
 	if (!p || p[1] != ' ' || !p[2])
 		return -EIO;
-	*state = p[2];
+	ps->state = p[2];
 	p += 3; /* the space before field 4 */
 	/* step to the start of field 22: each step passes one space */
 	for (int field = 4; field <= 22; field++) {
@@ -73,37 +79,40 @@ static int proc_stat_read(pid_t pid, char *state, uint64_t *starttime)
 		if (!p)
 			return -EIO;
 		p++;
+		if (field == 20)
+			ps->threads = strtol(p, NULL, 10);
 	}
-	*starttime = strtoull(p, NULL, 10);
+	ps->starttime = strtoull(p, NULL, 10);
 	return 0;
 }
 
 uint64_t shmq__pid_starttime(pid_t pid)
 {
-	uint64_t st = 0;
-	char state;
+	struct proc_stat ps;
 
-	if (proc_stat_read(pid, &state, &st))
+	if (proc_stat_read(pid, &ps))
 		return 0;
-	return st;
+	return ps.starttime;
 }
 
 int shmq__pid_alive(pid_t pid, uint64_t starttime)
 {
-	uint64_t st;
-	char state;
+	struct proc_stat ps;
 	int rc;
 
 	if (pid <= 0)
 		return 0;
-	rc = proc_stat_read(pid, &state, &st);
+	rc = proc_stat_read(pid, &ps);
 	if (rc == -ENOENT || rc == -ESRCH)
 		return 0;
 	if (rc) /* no /proc: fall back to kill(2), which cannot see pid reuse */
 		return kill(pid, 0) == 0 || errno == EPERM;
-	if (state == 'Z' || state == 'X' || state == 'x')
+	/* A zombie is dead unless its thread group counts other threads: then
+	 * its main thread returned through pthread_exit() and the process
+	 * runs on (a dead process's zombie counts itself alone). */
+	if (ps.state == 'X' || ps.state == 'x' || (ps.state == 'Z' && ps.threads <= 1))
 		return 0;
-	return starttime == 0 || st == starttime;
+	return starttime == 0 || ps.starttime == starttime;
 }
 
 int shmq__region_id_alive(const shmq_region *r, uint32_t id)
