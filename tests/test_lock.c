@@ -5,7 +5,9 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -670,6 +672,67 @@ static void test_holder_leader_exited(void **state)
 	assert_int_equal(shmq_lock_release(f->l), 0);
 }
 
+#define NOBODY 65534
+#define CANNOT 77 /* the child could not set the scene up: skip */
+
+/* In a child: as another user, under a /proc that hides other users'
+ * processes (hidepid=2), try the lock a live holder of ours holds. */
+static int hidden_holder_child(const char *name)
+{
+	shmq_region *r;
+	shmq_lock *l;
+
+	alarm(60);
+	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") ||
+	    setgid(NOBODY) || setuid(NOBODY))
+		return CANNOT;
+	if (shmq_region_open_flags(name, SHMQ_REGION_SHARED, &r) || shmq_lock_open(r, "l", &l))
+		return 1;
+	if (kill(getppid(), 0) == 0 || errno != EPERM)
+		return CANNOT; /* the holder must exist for kill(2) yet be out of reach */
+	if (shmq_lock_acquire(l, SHMQ_NOWAIT) != -EAGAIN)
+		return 2;
+	if (shmq_lock_acquire(l, 3 * LOCK_SLICE_MS * MS) != -ETIMEDOUT)
+		return 3;
+	return 0;
+}
+
+/* A live holder that /proc hides (mounted hidepid=2: another user's
+ * processes have no entry there) is alive: kill(2) still finds it.  Found
+ * by an audit: a process of another user sharing a region
+ * (SHMQ_REGION_SHARED) took such a holder for dead and its lock over. */
+static void test_holder_hidden_from_proc(void **state)
+{
+	struct shmq_region_opts o = { .size = SMALL, .mode = 0666 };
+	struct fixture *f = *state;
+	char name[96];
+	shmq_region *r;
+	shmq_lock *l;
+	pid_t pid;
+	int rc, rel;
+
+	if (geteuid() != 0)
+		skip(); /* needs another user and a mount namespace */
+	tu_name(name, sizeof(name), "lockhide");
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	assert_int_equal(shmq_lock_create(r, "l", &l), 0);
+	assert_int_equal(shmq_lock_acquire(l, SHMQ_NOWAIT), 0);
+	pid = track_kid(f, fork());
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(hidden_holder_child(name));
+	rc = tu_wait_child(pid);
+	rel = shmq_lock_release(l); /* -EPERM if it was taken from us */
+	shmq_lock_close(l);
+	shmq_region_close(r);
+	shmq_region_unlink(name);
+	if (rc == CANNOT)
+		skip();
+	assert_int_equal(rc, 0);
+	assert_int_equal(rel, 0);
+}
+
 /* Several waiters behind one dead holder: exactly one gets EOWNERDEAD, the
  * others then get the lock in turn. */
 static void test_owner_dead_many_waiters(void **state)
@@ -833,6 +896,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_owner_dead_before_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_dead_zombie_nowait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_holder_leader_exited, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_holder_hidden_from_proc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_dead_many_waiters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_word, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_placement, setup, teardown),

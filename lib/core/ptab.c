@@ -103,9 +103,10 @@ int shmq__pid_alive(pid_t pid, uint64_t starttime)
 	if (pid <= 0)
 		return 0;
 	rc = proc_stat_read(pid, &ps);
-	if (rc == -ENOENT || rc == -ESRCH)
-		return 0;
-	if (rc) /* no /proc: fall back to kill(2), which cannot see pid reuse */
+	/* No entry: gone, or hidden (a /proc mounted hidepid=2 shows no other
+	 * user's processes), which kill(2) tells apart.  No /proc at all, or
+	 * no access: kill(2) alone too.  Either way pid reuse goes unseen. */
+	if (rc)
 		return kill(pid, 0) == 0 || errno == EPERM;
 	/* A zombie is dead unless its thread group counts other threads: then
 	 * its main thread returned through pthread_exit() and the process
