@@ -1113,6 +1113,84 @@ static void test_watch_many(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* The helper thread (the fallback, and io_uring without IORING_OP_FUTEX_WAIT)
+ * waits on at most SHMQ__READY_HELPER_MAX words: a queue or pipe watch past
+ * that is refused when it is made (-ENOSPC), and run() never fails for it;
+ * every accepted watch works.  With the kernel's futex op there is no bound. */
+#define NHW (SHMQ__READY_HELPER_MAX + 1)
+static struct {
+	struct silent o[NHW];
+	int fired, want;
+	shmq_event *watchdog;
+} g_hw;
+
+static void act_hw(void *arg)
+{
+	struct silent *o = arg;
+
+	o->fired++;
+	assert_int_equal(shmq_sched_unwatch(o->s, o), 0);
+	if (++g_hw.fired == g_hw.want)
+		assert_int_equal(shmq_sched_cancel(o->s, g_hw.watchdog), 0);
+}
+
+static void act_hw_watchdog(void *arg)
+{
+	shmq_sched *s = arg;
+
+	for (int i = 0; i < NHW; i++)
+		shmq_sched_unwatch(s, &g_hw.o[i]);
+}
+
+static int hw_watch(shmq_sched *s, int i)
+{
+	struct shmq__watch w = { .word = &g_hw.o[i].word, .sleepers = &g_hw.o[i].sleepers };
+
+	g_hw.o[i].s = s;
+	return shmq__sched_watch_word(s, &g_hw.o[i], &w, silent_readable, silent_progress, act_hw,
+				      &g_hw.o[i]);
+}
+
+static void test_watch_helper_limit(void **state)
+{
+	const struct cfg *c = *state;
+	bool helper = c->backend == SHMQ_SCHED_FALLBACK || (c->flags & SHMQ_SCHED_NO_FUTEX_OP);
+	shmq_sched *s = mk(state);
+	int rc;
+
+	memset(&g_hw, 0, sizeof(g_hw));
+	for (int i = 0; i < NHW - 1; i++)
+		assert_int_equal(hw_watch(s, i), 0);
+	rc = hw_watch(s, NHW - 1);
+	if (helper || rc == -ENOSPC) { /* -ENOSPC: a kernel without the futex op */
+		assert_int_equal(rc, -ENOSPC);
+		/* the bound counts live watches: one gone makes room for one */
+		assert_int_equal(shmq_sched_unwatch(s, &g_hw.o[0]), 0);
+		assert_int_equal(hw_watch(s, NHW - 1), 0);
+		assert_int_equal(hw_watch(s, 0), -ENOSPC);
+		g_hw.want = NHW - 1;
+	} else {
+		assert_int_equal(rc, 0);
+		g_hw.want = NHW;
+	}
+	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, act_hw_watchdog, s, &g_hw.watchdog), 0);
+	assert_true(shmq_sched_run(s, false) > 0); /* arms them all: no error */
+	for (int i = 0; i < NHW; i++) {
+		struct silent *o = &g_hw.o[i];
+
+		__atomic_store_n(&o->ready, 1, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&o->sleepers, __ATOMIC_SEQ_CST)) {
+			__atomic_fetch_add(&o->word, 1, __ATOMIC_SEQ_CST);
+			shmq__futex_wake(&o->word, INT32_MAX);
+		}
+	}
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(g_hw.fired, g_hw.want);
+	for (int i = 0; i < NHW; i++)
+		assert_int_equal(g_hw.o[i].sleepers, 0);
+	shmq_sched_destroy(s);
+}
+
 /* An object that stays readable while its action takes nothing (a queue
  * corrupted under it, or drained after a shutdown, an action that only
  * peeks): the level-triggered watch must not spin the loop.  A non-blocking
@@ -1589,6 +1667,7 @@ int main(int argc, char **argv)
 		ALL(test_watch_word),
 		ALL(test_watch_unannounced),
 		ALL(test_watch_many),
+		ALL(test_watch_helper_limit),
 		ALL(test_watch_stuck_readable),
 		ALL(test_watch_queue),
 		ALL(test_watch_pipe),

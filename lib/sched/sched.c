@@ -187,29 +187,35 @@ SHMQ_API const char *shmq_sched_backend(shmq_sched *s)
 
 /* ---- watches: list management ---- */
 
+/* Word watches wait on the helper thread, not in the kernel (the fallback,
+ * or io_uring without IORING_OP_FUTEX_WAIT).  Under mu. */
+static bool sched_words_on_helper(const shmq_sched *s)
+{
+	return !s->ops->arm_word || (s->flags & SHMQ_SCHED_NO_FUTEX_OP);
+}
+
 /* Hand the helper thread (sched/ready_int.h) the armed word watches it
- * waits on in the loop's stead.  Under mu. */
-static int sched_helper_sync(shmq_sched *s)
+ * waits on in the loop's stead.  Under mu.  It takes SHMQ__READY_HELPER_MAX,
+ * as many as watch_add lets in while words wait on it; more are armed only
+ * when io_uring's futex op failed at run time, and those wait for the
+ * liveness re-check (WATCH_SLICE_NS) instead. */
+static void sched_helper_sync(shmq_sched *s)
 {
 	struct shmq__ready_word v[SHMQ__READY_HELPER_MAX];
 	unsigned n = 0;
-	int rc = 0;
 
 	for (struct shmq__sched_watch *w = s->watches; w; w = w->next) {
 		if (w->dead || w->kind != SHMQ__WATCH_WORD || w->state != SHMQ__WS_ARMED ||
 		    w->op_pending)
 			continue;
-		if (n == SHMQ__READY_HELPER_MAX) {
-			rc = -ENOSPC;
+		if (n == SHMQ__READY_HELPER_MAX)
 			break;
-		}
 		v[n].word = w->w.word;
 		v[n].expected = w->expected;
 		n++;
 	}
 	(void)shmq__ready_helper_set(s->helper, v, n); /* n is within bounds */
 	s->watches_dirty = false;
-	return rc;
 }
 
 static void watch_free(struct shmq__sched_watch *w)
@@ -253,6 +259,7 @@ static void watch_kill(shmq_sched *s, struct shmq__sched_watch *w)
 
 static int watch_add(shmq_sched *s, struct shmq__sched_watch *w)
 {
+	unsigned words = 0;
 	bool kick;
 
 	pthread_mutex_lock(&s->mu);
@@ -261,6 +268,12 @@ static int watch_add(shmq_sched *s, struct shmq__sched_watch *w)
 			pthread_mutex_unlock(&s->mu);
 			return -EEXIST;
 		}
+		words += !x->dead && x->kind == SHMQ__WATCH_WORD;
+	}
+	if (w->kind == SHMQ__WATCH_WORD && words >= SHMQ__READY_HELPER_MAX &&
+	    sched_words_on_helper(s)) {
+		pthread_mutex_unlock(&s->mu);
+		return -ENOSPC; /* more than the helper's futex_waitv can wait on */
 	}
 	w->next = s->watches;
 	s->watches = w;
@@ -668,8 +681,8 @@ static int loop_arm_watches(shmq_sched *s, int64_t now, uint64_t pass)
 	if (recheck)
 		s->word_check_at = now + WATCH_SLICE_NS;
 	if (s->watches_dirty && s->helper)
-		rc = sched_helper_sync(s);
-	return rc < 0 ? rc : ready;
+		sched_helper_sync(s);
+	return ready;
 }
 
 /* After reap: a helper-observed change makes every helper-armed word idle. */

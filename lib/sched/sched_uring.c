@@ -71,6 +71,8 @@ static int uring_init(shmq_sched *s, const struct shmq_sched_opts *o)
 		return rc;
 	}
 	shmq__ready_probe(&b->ring, &b->caps);
+	if (!b->caps.has_futex)
+		s->flags |= SHMQ_SCHED_NO_FUTEX_OP; /* words wait on the helper thread */
 	s->be = b;
 	return 0;
 }

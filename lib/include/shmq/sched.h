@@ -137,7 +137,9 @@ SHMQ_API int64_t shmq_sched_run(shmq_sched *s, bool blocking);
  *
  * One watch per object: -EEXIST.  The object must stay open until
  * unwatched (or, for a process, until its watch fired).  0, -EINVAL,
- * -ENOMEM, -EEXIST.
+ * -ENOMEM, -EEXIST, -ENOSPC (queue and pipe watches that wait on the helper
+ * thread: the fallback, or io_uring without IORING_OP_FUTEX_WAIT; at most
+ * 127 of them).
  */
 SHMQ_API int shmq_sched_watch_queue(shmq_sched *s, shmq_queue *q, shmq_action_fn fn, void *arg);
 SHMQ_API int shmq_sched_watch_pipe(shmq_sched *s, shmq_pipe *p, shmq_action_fn fn, void *arg);
