@@ -6,8 +6,14 @@
  * io_uring, io_uring as on kernels without the futex/waitid ops, and the
  * timerfd + epoll fallback.
  */
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "testutil.h"
@@ -796,6 +802,11 @@ static void test_backend_select(void **state)
 	assert_int_equal(shmq_sched_create(NULL, NULL), -EINVAL);
 }
 
+static void act_count(void *arg)
+{
+	(*(int *)arg)++;
+}
+
 /* ---- watches ---- */
 
 /* Sleeps 50 ms, or the int64_t ns given as its argument, then exits 7. */
@@ -887,6 +898,86 @@ static void test_destroy_armed(void **state)
 #include "chan/queue_int.h"
 #include "sched/sched_int.h"
 #include "core/wait_int.h"
+
+/* Refuse one system call with errno err in this thread (and the threads it
+ * starts) from now on, as a seccomp sandbox does.  true when installed. */
+static bool refuse_syscall(long nr, int err)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (uint32_t)err),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	       prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+static bool never_readable(const void *obj)
+{
+	(void)obj;
+	return false;
+}
+
+static uint64_t no_progress(const void *obj)
+{
+	(void)obj;
+	return 0;
+}
+
+/* In a child: 0 when the checks pass, else the number of the one that failed. */
+static int refused_child(void)
+{
+	struct shmq_sched_opts strict = { .backend = SHMQ_SCHED_IO_URING };
+	uint32_t word = 0, sleepers = 0;
+	struct shmq__watch w = { .word = &word, .sleepers = &sleepers };
+	shmq_sched *before, *s;
+	int ran = 0;
+
+	if (shmq_sched_create(&strict, &before) < 0)
+		return 77; /* no io_uring here at all */
+	/* a watch: a non-blocking run enters the kernel to collect for it */
+	if (shmq__sched_watch_word(before, &w, &w, never_readable, no_progress, act_count, &ran) < 0)
+		return 2;
+	if (!refuse_syscall(__NR_io_uring_enter, EPERM))
+		return 77;
+	/* the ring is made, but it cannot be entered: AUTO takes the fallback */
+	if (shmq_sched_create(NULL, &s) < 0 || strcmp(shmq_sched_backend(s), "fallback") != 0)
+		return 3;
+	if (shmq_sched_enter(s, 1 * MS, 0, act_count, &ran, NULL) < 0 ||
+	    shmq_sched_run(s, true) != 0 || ran != 1)
+		return 4;
+	shmq_sched_destroy(s);
+	if (shmq_sched_create(&strict, &s) != -EPERM)
+		return 5;
+	/* a ring refused after it was made: an error, never -1 ("nothing
+	 * pending" for a non-blocking run) */
+	if (shmq_sched_run(before, false) != -EACCES)
+		return 6;
+	if (shmq_sched_enter(before, 1 * MS, 0, act_count, &ran, NULL) < 0 ||
+	    shmq_sched_run(before, true) != -EACCES || ran != 1)
+		return 7;
+	return 0;
+}
+
+static void test_backend_refused(void **state)
+{
+	pid_t pid;
+	int st;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(refused_child());
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77)
+		skip();
+	assert_int_equal(WEXITSTATUS(st), 0);
+}
 
 struct wordobj {
 	uint32_t word;     /* the readiness futex word */
@@ -1662,6 +1753,7 @@ int main(int argc, char **argv)
 		BOTH(test_timing),
 		ON(test_timing, CFG_PRECISE, "precise"),
 		cmocka_unit_test(test_backend_select),
+		cmocka_unit_test(test_backend_refused),
 		ALL(test_watch_proc),
 		ALL(test_destroy_armed),
 		ALL(test_watch_word),

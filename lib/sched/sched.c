@@ -641,6 +641,14 @@ static void watch_recheck(shmq_sched *s, struct shmq__sched_watch *w)
 	}
 }
 
+/* A backend's -errno as run() reports it: -EPERM is -1, a non-blocking
+ * run's "no event pending", so a call the kernel refuses (a seccomp filter
+ * installed after create) is reported as -EACCES. */
+static int backend_err(int rc)
+{
+	return rc == -EPERM ? -EACCES : rc;
+}
+
 /* Stage every idle watch; drop dead ones.  Returns the count now ready (not
  * counting those that ran in this non-blocking run, pass), or -errno. */
 static int loop_arm_watches(shmq_sched *s, int64_t now, uint64_t pass)
@@ -669,7 +677,7 @@ static int loop_arm_watches(shmq_sched *s, int64_t now, uint64_t pass)
 			rc = w->kind == SHMQ__WATCH_WORD ? watch_arm_word(s, w)
 							 : s->ops->arm_proc(s, w);
 			if (rc < 0)
-				return rc;
+				return backend_err(rc);
 		} else if (w->state == SHMQ__WS_ARMED && w->kind == SHMQ__WATCH_WORD && recheck) {
 			watch_recheck(s, w);
 		}
@@ -754,7 +762,7 @@ static int loop_sleep(shmq_sched *s, const struct shmq__hent *head, bool block)
 	if (s->armed_words && s->word_check_at < target)
 		target = s->word_check_at;
 	if (block && (rc = s->ops->arm_timer(s, target)) < 0)
-		return rc;
+		return backend_err(rc);
 	s->timer_target = target;
 	s->wait_head = head ? head->when : SHMQ__SCHED_NEVER;
 	s->waiting = block;
@@ -764,7 +772,7 @@ static int loop_sleep(shmq_sched *s, const struct shmq__hent *head, bool block)
 	pthread_mutex_lock(&s->mu);
 	s->waiting = false;
 	if (rc < 0)
-		return rc;
+		return backend_err(rc);
 	loop_reap(s);
 	if (s->flags & SHMQ_SCHED_PRECISE)
 		loop_learn(s, shmq_now_ns());

@@ -28,7 +28,8 @@ enum shmq_sched_backend_kind {
 	SHMQ_SCHED_AUTO = 0,     /* io_uring; the fallback if io_uring is refused.  The
 				    environment variable SHMQ_SCHED_BACKEND=fallback|io_uring
 				    overrides AUTO (only AUTO). */
-	SHMQ_SCHED_IO_URING = 1, /* io_uring or fail (-ENOSYS, -EPERM, ... from io_uring_setup) */
+	SHMQ_SCHED_IO_URING = 1, /* io_uring or fail (-ENOSYS, -EPERM, ... from io_uring_setup,
+				    or from io_uring_enter on the new ring) */
 	SHMQ_SCHED_FALLBACK = 2, /* timerfd + epoll (+ the watch helper thread) */
 };
 #define SHMQ_SCHED_PRECISE     (1u << 0) /* wake early and spin to each deadline */
@@ -117,7 +118,8 @@ SHMQ_API size_t shmq_sched_queue(shmq_sched *s, struct shmq_event_info *out, siz
  * watch's action at most once, so it returns even when its actions keep
  * work due; it returns 0 when such an event or watch is due already (call
  * it again).  Other negative values are errors: -EBUSY (run already
- * running), or a kernel error from the backend (-errno, never -1).
+ * running), or a kernel error from the backend (-errno, never -1: a refused
+ * call, -EPERM, is reported as -EACCES).
  */
 SHMQ_API int64_t shmq_sched_run(shmq_sched *s, bool blocking);
 
