@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -805,6 +806,81 @@ static void test_backend_select(void **state)
 static void act_count(void *arg)
 {
 	(*(int *)arg)++;
+}
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+/* The size of this process's address space, from /proc/self/statm. */
+static size_t vm_size(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	size_t pages = 0;
+
+	if (f) {
+		if (fscanf(f, "%zu", &pages) != 1)
+			pages = 0;
+		fclose(f);
+	}
+	return pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+#endif
+
+/* In a child: 0 when the checks pass, else the number of the one that failed. */
+static int snapshot_nomem_child(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	return 77; /* the sanitizers' allocators need the address space */
+#else
+	enum { N = 200000 };
+	struct shmq_sched_opts o = { .backend = SHMQ_SCHED_FALLBACK };
+	struct shmq_event_info *out = calloc(N, sizeof(*out)), one;
+	void *volatile sink;
+	struct rlimit rl;
+	shmq_sched *s;
+	size_t vm;
+
+	if (!out || shmq_sched_create(&o, &s) < 0)
+		return 2;
+	for (long i = 0; i < N; i++) /* 7919 is prime: a permutation of 0 .. N-1 */
+		if (shmq_sched_enterabs(s, SEC + i * 7919 % N, 0, act_count, NULL, NULL) < 0)
+			return 3;
+	/* no memory left for a sorted copy of the heap */
+	if (!(vm = vm_size()))
+		return 77;
+	rl.rlim_cur = rl.rlim_max = vm + (1 << 20);
+	if (setrlimit(RLIMIT_AS, &rl) < 0)
+		return 77;
+	while ((sink = malloc(4096)) != NULL)
+		;
+	alarm(60); /* the snapshot is O(n log n): a few ms, not minutes */
+	if (shmq_sched_queue(s, out, N) != N)
+		return 4;
+	for (long i = 0; i < N; i++)
+		if (out[i].when_ns != SEC + i)
+			return 5;
+	/* the heap still runs in order */
+	if (shmq_sched_queue(s, &one, 1) != N || one.when_ns != SEC)
+		return 6;
+	return 0;
+#endif
+}
+
+/* shmq_sched_queue when there is no memory for its sorted copy: the same
+ * snapshot, in O(n log n) (a child under RLIMIT_AS; SIGALRM if it hangs). */
+static void test_queue_snapshot_nomem(void **state)
+{
+	pid_t pid;
+	int st;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(snapshot_nomem_child());
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	if (WEXITSTATUS(st) == 77)
+		skip();
+	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
 /* ---- watches ---- */
@@ -1746,6 +1822,7 @@ int main(int argc, char **argv)
 		ALL(test_stop_from_thread),
 		ALL(test_stop_from_action),
 		BOTH(test_queue_snapshot),
+		cmocka_unit_test(test_queue_snapshot_nomem),
 		BOTH(test_many),
 		BOTH(test_periodic),
 		ON(test_periodic, CFG_PRECISE, "precise"),
