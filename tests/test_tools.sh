@@ -313,6 +313,19 @@ with open(path, "r+b") as f:
         json.loads(r.stdout)
 PY
 
+# ---- not a file: a FIFO under /dev/shm is no region, and looking at it must
+# not wait for a writer to open it (stat, watch and rm all look first) ----
+mkfifo "/dev/shm/$p-fifo" || fail "mkfifo"
+for cmd in "stat" "watch --count 1" "rm"; do
+	# shellcheck disable=SC2086 # cmd carries its options
+	timeout 20 "$SHMQ" $cmd "$p-fifo" > "$tmp/fifo.txt" 2>&1
+	rc=$?
+	[ $rc -eq 1 ] || fail "$cmd on a FIFO: exit $rc (124: it waited for a writer)"
+	grep -q "not a libshmq region" "$tmp/fifo.txt" || fail "$cmd on a FIFO: $(cat "$tmp/fifo.txt")"
+done
+[ -p "/dev/shm/$p-fifo" ] || fail "rm removed a FIFO without --force"
+rm -f "/dev/shm/$p-fifo"
+
 # ---- anonymous (memfd) regions: ls finds them through /proc, stat takes PID:FD ----
 # the helper holds a region with a queue "work" (2 of 8 messages), a memfd
 # "shmq" of junk, one "shmq" with libshmq's header at the wrong size, another

@@ -322,7 +322,7 @@ static int hdr_read(int fd, unsigned flags, struct shmq__region_hdr *h, uint64_t
 static bool name_is_file(const char *name, int fd)
 {
 	struct stat a, b;
-	int nfd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+	int nfd = shm_open(name, O_RDONLY | O_CLOEXEC | O_NONBLOCK, 0); /* never wait on a FIFO */
 	bool same;
 
 	if (nfd < 0)
@@ -529,6 +529,8 @@ static int hdr_read(int fd, unsigned flags, struct shmq__region_hdr *h, uint64_t
 	*file_size = 0;
 	if (fstat(fd, &st))
 		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return foreign; /* a FIFO or a device someone put under /dev/shm */
 	*file_size = (uint64_t)st.st_size;
 	if (*file_size == 0)
 		return -EAGAIN;
@@ -632,7 +634,9 @@ static int region_attach_name(const char *name, int oflag, unsigned flags, shmq_
 	rc = region_name_norm(name, r->name);
 	if (rc)
 		goto fail;
-	r->fd = shm_open(r->name, oflag | O_CLOEXEC, 0);
+	/* O_NONBLOCK: a FIFO by that name must not hold an O_RDONLY open
+	 * waiting for a writer (hdr_read refuses it); no effect on a file */
+	r->fd = shm_open(r->name, oflag | O_CLOEXEC | O_NONBLOCK, 0);
 	if (r->fd < 0) {
 		rc = -errno;
 		goto fail;
