@@ -1055,6 +1055,58 @@ static void test_backend_refused(void **state)
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* Precision mode spins up to its margin before a deadline; the margin
+ * follows the wake-up lateness it learns (here: as if it had learnt 5 s).
+ * An earlier event entered from another thread during the spin runs at its
+ * own time, not after the spin. */
+struct spin_probe {
+	shmq_sched *s;
+	int64_t ran_at;
+};
+
+static void act_spin_early(void *arg)
+{
+	struct spin_probe *p = arg;
+
+	p->ran_at = shmq_now_ns();
+	assert_int_equal(shmq_sched_stop(p->s), 0);
+}
+
+static void *spin_enter_main(void *arg)
+{
+	struct spin_probe *p = arg;
+	struct timespec ts = { 0, 100 * MS };
+
+	nanosleep(&ts, NULL);
+	assert_int_equal(shmq_sched_enter(p->s, 0, 0, act_spin_early, p, NULL), 0);
+	return NULL;
+}
+
+static void test_precise_spin_sees_new_head(void **state)
+{
+	struct shmq_sched_opts o = { .backend = SHMQ_SCHED_FALLBACK, .flags = SHMQ_SCHED_PRECISE,
+				     .spin_ns = 10 * SEC };
+	struct spin_probe p = { 0 };
+	int64_t late;
+	pthread_t th;
+	int ran = 0;
+
+	(void)state;
+	assert_int_equal(shmq_sched_create(&o, &p.s), 0);
+	pthread_mutex_lock(&p.s->mu);
+	p.s->lat_mean = 5 * SEC; /* the margin: the loop spins from 5 s ahead */
+	pthread_mutex_unlock(&p.s->mu);
+	late = shmq_now_ns() + 3 * SEC;
+	assert_int_equal(shmq_sched_enterabs(p.s, late, 0, act_count, &ran, NULL), 0);
+	assert_int_equal(pthread_create(&th, NULL, spin_enter_main, &p), 0);
+	assert_int_equal(shmq_sched_run(p.s, true), 0); /* stopped by act_spin_early */
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_true(p.ran_at != 0);
+	assert_true(p.ran_at < late);
+	assert_int_equal(ran, 0);
+	shmq_sched_destroy(p.s);
+}
+
 struct wordobj {
 	uint32_t word;     /* the readiness futex word */
 	uint32_t sleepers;
@@ -1828,6 +1880,7 @@ int main(int argc, char **argv)
 		ON(test_periodic, CFG_PRECISE, "precise"),
 		BOTH(test_periodic_far_past),
 		BOTH(test_timing),
+		cmocka_unit_test(test_precise_spin_sees_new_head),
 		ON(test_timing, CFG_PRECISE, "precise"),
 		cmocka_unit_test(test_backend_select),
 		cmocka_unit_test(test_backend_refused),

@@ -36,6 +36,7 @@
 
 #define SPIN_DEFAULT_NS 200000 /* precision mode: at most 200 us of spinning per deadline */
 #define SPIN_FLOOR_NS   10000  /* ... and at least 10 us of margin */
+#define SPIN_SLICE_NS   2000   /* ... looking at the heap and the watches every 2 us */
 /* Armed queue/pipe watches are re-checked this often even if their word does
  * not change: a peer that died cannot announce it (pipe: readable once the
  * peer is gone). */
@@ -739,11 +740,17 @@ static void loop_learn(shmq_sched *s, int64_t woke)
 	s->lat_dev += (dev - s->lat_dev) / 16;
 }
 
-/* Spin (without mu) until when, or until the head changes. */
+/* Spin (without mu) until when, but for SPIN_SLICE_NS at most: the loop
+ * then looks again, so a stop, an earlier event or a ready watch that came
+ * meanwhile is seen within a slice, not after the whole margin. */
 static void loop_spin(shmq_sched *s, int64_t when)
 {
+	int64_t until = shmq_now_ns() + SPIN_SLICE_NS;
+
+	if (until > when)
+		until = when;
 	pthread_mutex_unlock(&s->mu);
-	while (shmq_now_ns() < when)
+	while (shmq_now_ns() < until)
 		shmq__cpu_relax();
 	pthread_mutex_lock(&s->mu);
 }
