@@ -1225,6 +1225,14 @@ static void act_silent(void *arg)
 	assert_int_equal(shmq_sched_cancel(o->s, o->watchdog), 0);
 }
 
+static void act_silent_nb(void *arg)
+{
+	struct silent *o = arg;
+
+	o->fired++;
+	assert_int_equal(shmq_sched_unwatch(o->s, o), 0);
+}
+
 static void act_silent_watchdog(void *arg)
 {
 	struct silent *o = arg;
@@ -1329,6 +1337,24 @@ static void test_watch_many(void **state)
 		assert_int_equal(g_mw.o[i].fired, 1);
 		assert_int_equal(g_mw.o[i].sleepers, 0);
 	}
+	shmq_sched_destroy(s);
+}
+
+/* A non-blocking run looks at the watches that wait on the helper thread
+ * itself: what is readable now runs now, whether or not the helper has been
+ * scheduled since the change (here: one it never sees, no word moved). */
+static void test_nonblocking_helper_unseen(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct silent o = { .s = s };
+	struct shmq__watch w = { .word = &o.word, .sleepers = &o.sleepers };
+
+	assert_int_equal(shmq__sched_watch_word(s, &o, &w, silent_readable, silent_progress, act_silent_nb,
+						&o), 0);
+	assert_int_equal(shmq_sched_run(s, false), -1); /* armed: on the helper */
+	__atomic_store_n(&o.ready, 1, __ATOMIC_SEQ_CST);
+	assert_int_equal(shmq_sched_run(s, false), -1);
+	assert_int_equal(o.fired, 1);
 	shmq_sched_destroy(s);
 }
 
@@ -1889,6 +1915,8 @@ int main(int argc, char **argv)
 		ALL(test_watch_word),
 		ALL(test_watch_unannounced),
 		ALL(test_watch_many),
+		ON(test_nonblocking_helper_unseen, CFG_FALLBACK, "fallback"),
+		ON(test_nonblocking_helper_unseen, CFG_URING_OLD, "io_uring-old-kernel"),
 		ALL(test_watch_helper_limit),
 		ALL(test_watch_stuck_readable),
 		ALL(test_watch_queue),

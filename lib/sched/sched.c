@@ -650,6 +650,17 @@ static int backend_err(int rc)
 	return rc == -EPERM ? -EACCES : rc;
 }
 
+/* A non-blocking run (or a watch turn) looks at a word watch that waits on
+ * the helper thread itself: the helper may not have been scheduled since
+ * the word moved, and the run must not miss what is readable now. */
+static void watch_look(shmq_sched *s, struct shmq__sched_watch *w)
+{
+	if (w->stalled || !w->readable(w->obj))
+		return;
+	w->state = SHMQ__WS_READY;
+	s->watches_dirty = true;
+}
+
 /* Stage every idle watch; drop dead ones.  Returns the count now ready (not
  * counting those that ran in this non-blocking run, pass), or -errno. */
 static int loop_arm_watches(shmq_sched *s, int64_t now, uint64_t pass)
@@ -679,8 +690,11 @@ static int loop_arm_watches(shmq_sched *s, int64_t now, uint64_t pass)
 							 : s->ops->arm_proc(s, w);
 			if (rc < 0)
 				return backend_err(rc);
-		} else if (w->state == SHMQ__WS_ARMED && w->kind == SHMQ__WATCH_WORD && recheck) {
-			watch_recheck(s, w);
+		} else if (w->state == SHMQ__WS_ARMED && w->kind == SHMQ__WATCH_WORD) {
+			if (recheck)
+				watch_recheck(s, w);
+			else if (pass && !w->op_pending)
+				watch_look(s, w);
 		}
 		ready += !w->dead && w->state == SHMQ__WS_READY && !watch_fired_in(w, pass);
 		s->armed_words += !w->dead && w->kind == SHMQ__WATCH_WORD &&
