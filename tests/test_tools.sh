@@ -313,6 +313,32 @@ with open(path, "r+b") as f:
         json.loads(r.stdout)
 PY
 
+# ---- hostile names: an object name in the region with terminal control
+# bytes (create refuses them, a writer to the region need not) is printed
+# without them: the table is for a terminal ----
+$MK plain "$p-esc" || fail "make esc"
+python3 - "/dev/shm/$p-esc" <<'PY' || fail "esc: no object named jobs"
+import sys
+path = sys.argv[1]
+with open(path, "r+b") as f:
+    d = f.read()
+    i = d.find(b"jobs\0")
+    if i < 0:
+        sys.exit(1)
+    f.seek(i)
+    f.write(b"\x1b]0\n")  # an OSC start and a line break, as long as "jobs"
+PY
+"$SHMQ" stat "$p-esc" > "$tmp/esc.txt"
+rc=$?
+[ $rc -le 1 ] || fail "stat on hostile names: exit $rc"
+python3 - "$tmp/esc.txt" <<'PY' || fail "stat printed control bytes from the region: $(od -c "$tmp/esc.txt" | head -5)"
+import re, sys
+data = open(sys.argv[1], "rb").read()
+clean = not any((b < 0x20 and b != 0x0a) or b == 0x7f for b in data)
+sys.exit(0 if clean and re.search(rb"^  \?\]0\? +queue ", data, re.M) else 1)
+PY
+"$SHMQ" rm --force "$p-esc" > /dev/null || fail "rm esc"
+
 # ---- not a file: a FIFO under /dev/shm is no region, and looking at it must
 # not wait for a writer to open it (stat, watch and rm all look first) ----
 mkfifo "/dev/shm/$p-fifo" || fail "mkfifo"

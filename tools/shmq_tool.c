@@ -763,19 +763,38 @@ static int cmd_ls(const struct tool_opts *o)
 
 /* ---------------------------------------------------------------- stat */
 
+/* A string read from a region, for a terminal: padded to width, with '?'
+ * for every byte that is not printable ASCII (create allows only
+ * [A-Za-z0-9._-] in names, but a writer to the region need not keep to it,
+ * and an escape sequence must not reach the operator's terminal). */
+static void text_print(const char *s, int width)
+{
+	int n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++, n++)
+		putchar(*p >= 0x20 && *p < 0x7f ? *p : '?');
+	for (; n < width; n++)
+		putchar(' ');
+}
+
 static void kv_print(const struct shmq__stat_kv *kv)
 {
 	switch (kv->kind) {
 	case SHMQ__STAT_U64: printf(" %s=%llu", kv->key, (unsigned long long)kv->u); break;
 	case SHMQ__STAT_I64: printf(" %s=%lld", kv->key, (long long)kv->i); break;
 	case SHMQ__STAT_BOOL: printf(" %s=%s", kv->key, kv->u ? "yes" : "no"); break;
-	default: printf(" %s=%s", kv->key, kv->s); break;
+	default:
+		printf(" %s=", kv->key);
+		text_print(kv->s, 0);
+		break;
 	}
 }
 
 static void stat_obj_print(const struct obj_row *ob, bool rates)
 {
-	printf("  %-24s %-8s", ob->name, shmq__introspect_type_name(ob->st.type));
+	fputs("  ", stdout);
+	text_print(ob->name, 24);
+	printf(" %-8s", shmq__introspect_type_name(ob->st.type));
 	if (ob->st.status)
 		printf(" CORRUPT");
 	for (unsigned i = 0; i < ob->st.n; i++)
