@@ -1107,6 +1107,51 @@ static void test_precise_spin_sees_new_head(void **state)
 	shmq_sched_destroy(p.s);
 }
 
+/* In a child made by fork() while another thread of the parent held the
+ * scheduler's mutex (it is copied locked): every call refuses the
+ * parent's scheduler instead of waiting for the copy's mutex, which nobody
+ * will ever release.  SIGALRM if one waits. */
+static int fork_locked_child(shmq_sched *s, shmq_event *ev)
+{
+	struct shmq_event_info info;
+
+	alarm(10);
+	if (shmq_sched_event_info(s, ev, &info) != -EBADF)
+		return 2;
+	if (shmq_sched_queue(s, &info, 1) != 0)
+		return 3;
+	if (!shmq_sched_empty(s))
+		return 4;
+	if (shmq_sched_enter(s, 0, 0, act_count, NULL, NULL) != -EBADF ||
+	    shmq_sched_cancel(s, ev) != -EBADF || shmq_sched_run(s, false) != -EBADF ||
+	    shmq_sched_stop(s) != -EBADF || shmq_sched_unwatch(s, s) != -EBADF)
+		return 5;
+	shmq_sched_destroy(s); /* the parent's: left alone */
+	return 0;
+}
+
+static void test_fork_mutex_held(void **state)
+{
+	shmq_sched *s = mk(state);
+	shmq_event *ev;
+	pid_t pid;
+	int st, ran = 0;
+
+	assert_int_equal(shmq_sched_enter(s, 0, 0, act_count, &ran, &ev), 0);
+	pthread_mutex_lock(&s->mu); /* as the run() thread does around its bookkeeping */
+	pid = fork();
+	if (pid == 0)
+		_exit(fork_locked_child(s, ev));
+	pthread_mutex_unlock(&s->mu);
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(shmq_sched_run(s, false), -1); /* the parent's is intact */
+	assert_int_equal(ran, 1);
+	shmq_sched_destroy(s);
+}
+
 struct wordobj {
 	uint32_t word;     /* the readiness futex word */
 	uint32_t sleepers;
@@ -1899,6 +1944,7 @@ int main(int argc, char **argv)
 		ALL(test_cancel_only_event_from_thread),
 		ALL(test_stop_from_thread),
 		ALL(test_stop_from_action),
+		BOTH(test_fork_mutex_held),
 		BOTH(test_queue_snapshot),
 		cmocka_unit_test(test_queue_snapshot_nomem),
 		BOTH(test_many),

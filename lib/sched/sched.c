@@ -449,6 +449,8 @@ SHMQ_API int shmq_sched_event_info(shmq_sched *s, const shmq_event *ev,
 
 	if (!s || !ev || !out)
 		return -EINVAL;
+	if (shmq__foreign(s->pid))
+		return -EBADF; /* inherited across fork(): its mutex may be a locked copy */
 	pthread_mutex_lock(&s->mu);
 	idx = shmq__heap_lookup(&s->heap, event_to_handle(ev));
 	if (idx != UINT32_MAX) {
@@ -468,8 +470,8 @@ SHMQ_API bool shmq_sched_empty(shmq_sched *s)
 {
 	bool empty;
 
-	if (!s)
-		return true;
+	if (!s || shmq__foreign(s->pid))
+		return true; /* inherited across fork(): nothing runs here */
 	pthread_mutex_lock(&s->mu);
 	empty = s->heap.n == 0;
 	pthread_mutex_unlock(&s->mu);
@@ -480,8 +482,8 @@ SHMQ_API size_t shmq_sched_queue(shmq_sched *s, struct shmq_event_info *out, siz
 {
 	size_t n;
 
-	if (!s)
-		return 0;
+	if (!s || shmq__foreign(s->pid))
+		return 0; /* inherited across fork(): nothing runs here */
 	pthread_mutex_lock(&s->mu);
 	n = shmq__heap_snapshot(&s->heap, out, max);
 	pthread_mutex_unlock(&s->mu);

@@ -57,7 +57,9 @@ struct shmq_sched_opts {
  * thread, one at a time per scheduler (-EBUSY for a second, or from an
  * action).  Actions run on run()'s thread without the mutex held.  destroy()
  * only when no thread is inside any call on s.  A scheduler is private to
- * its process (it watches shared objects; it is not itself shared).
+ * its process (it watches shared objects; it is not itself shared): in a
+ * child made by fork() the calls given the parent's return -EBADF (empty()
+ * true, queue() 0, destroy() leaves it alone), without taking its mutex.
  */
 
 /*
