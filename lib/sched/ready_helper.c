@@ -44,7 +44,7 @@ struct futex_waitv {
 };
 #endif
 
-#define HELPER_SLICE_NS 1000000 /* kernels without futex_waitv: poll the words every 1 ms */
+#define HELPER_SLICE_NS 1000000 /* without futex_waitv (or refused): poll the words every 1 ms */
 
 struct shmq__ready_helper {
 	pthread_t thread;
@@ -85,13 +85,15 @@ static bool helper_wait_set(struct shmq__ready_helper *h, struct futex_waitv *v,
 		return false; /* gen changed: a new set */
 	if (r > 0)
 		return true;
-	if (errno == ENOSYS) {
-		*no_waitv = true;
-		return false;
-	}
 	if (errno == EAGAIN) /* some value differed: gen or a word */
 		return shmq__load_seq_cst(&h->gen) == (uint32_t)v[0].val;
-	return errno == EFAULT; /* a word's memory went away: let the loop re-check */
+	if (errno == EFAULT)
+		return true; /* a word's memory went away: let the loop re-check */
+	/* ENOSYS (< 5.16), or refused (a seccomp filter's EPERM, ...): retried,
+	 * it would fail at once, round after round; poll the words instead */
+	if (errno != EINTR)
+		*no_waitv = true;
+	return false;
 }
 
 static void helper_signal(struct shmq__ready_helper *h)
