@@ -537,6 +537,65 @@ static void test_dead_holder_drained(void **state)
 	shmq_queue_close(q);
 }
 
+/* A shut-down queue whose only message a dead holder took: a consumer's
+ * drain loop ends at its first -EPIPE, so that -EPIPE must not come while
+ * the dead holder's message waits to go out again.  The handles here have
+ * audited just before the death (their own look is not due for a slice),
+ * and nothing blocks: no blocked getter's slice will find it.  Each kind
+ * of get, and get_begin gives the same position. */
+static void test_dead_holder_shutdown(void **state)
+{
+	struct tu_region *f = *state;
+	const void *msg;
+	uint64_t pos = ~(uint64_t)0;
+	char buf[16];
+	void *heap = NULL;
+	size_t len = 0;
+	struct iovec iov = { buf, sizeof(buf) };
+	shmq_queue *q;
+	pid_t pid;
+	int rfd;
+
+	for (int kind = 0; kind < 4; kind++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "b.shut%d", kind);
+		assert_int_equal(shmq_queue_create(f->r, name, &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
+		put_n(q, 0, 1);
+		pid = hold_one_and_wait(f->name, name, 0, &rfd);
+		/* the holder lives: this handle's first audit finds nothing */
+		assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT), -EAGAIN);
+		kill_holder(pid, rfd);
+		assert_int_equal(shmq_queue_shutdown(q), 0);
+		switch (kind) {
+		case 0:
+			assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, SHMQ_FOREVER), 2);
+			assert_memory_equal(msg, "m0", 2);
+			assert_int_equal(pos, 0);
+			assert_int_equal(shmq_queue_get_commit(q, 0), 0);
+			break;
+		case 1:
+			assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_FOREVER), 2);
+			assert_memory_equal(buf, "m0", 2);
+			break;
+		case 2:
+			assert_int_equal(shmq_queue_get_alloc(q, &heap, SHMQ_FOREVER), 2);
+			assert_memory_equal(heap, "m0", 2);
+			free(heap);
+			break;
+		default:
+			assert_int_equal(shmq_queue_get_bulk(q, &iov, &len, 1, SHMQ_FOREVER), 1);
+			assert_int_equal(len, 2);
+			assert_memory_equal(buf, "m0", 2);
+			break;
+		}
+		/* now drained: exactly once */
+		assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, SHMQ_FOREVER), -EPIPE);
+		assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EPIPE);
+		shmq_queue_close(q);
+	}
+}
+
 /* A busy queue: every get_begin finds a message at once, so no get ever
  * blocks, and the producer stays far from lapping the dead holder's slot
  * (fewer puts than the capacity).  get_begin's own audit still gives the
@@ -736,6 +795,7 @@ int main(void)
 		cmocka_unit_test(test_dead_holder),
 		cmocka_unit_test(test_dead_holder_blocks_put),
 		cmocka_unit_test(test_dead_holder_drained),
+		cmocka_unit_test(test_dead_holder_shutdown),
 		cmocka_unit_test(test_dead_holder_busy),
 		cmocka_unit_test(test_lost_redo_count),
 		cmocka_unit_test(test_incarnation),

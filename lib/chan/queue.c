@@ -687,6 +687,50 @@ struct attempt {
 	bool no_spin; /* sleep at once (shmq__queue_get_begin_idle) */
 };
 
+/* How many audits make one look at the whole window behind head (capacity
+ * + 2 positions, SHMQ__MPMC_AUDIT_SPAN per audit), and one more: head may
+ * move on while we look. */
+static uint64_t window_audits(const shmq_queue *q)
+{
+	return ((uint64_t)q->ring.capacity + 2) / SHMQ__MPMC_AUDIT_SPAN + 2;
+}
+
+/* A get found the queue shut down and drained: -EPIPE, which a consumer
+ * takes for the end and never asks again.  The audit's slice (above) is
+ * for blocked gets, which look again; so before that -EPIPE, look behind
+ * head at once, the whole window: a dead holder's message (given back
+ * here) and a given-back one whose redo count was lost are still to go out
+ * (ring/mpmc_int.h, Redelivery and Dead holders).  The attempt's result:
+ * -EPIPE still when nothing came back (or someone else took it first). */
+SHMQ__COLD static ssize_t drained(shmq_queue *q, const struct attempt *a,
+				  struct shmq__mpmc_block *blk)
+{
+	uint64_t from = 0, n = window_audits(q);
+	int found = 0;
+
+	do {
+		int rc = shmq__mpmc_audit(&q->ring, &from);
+
+		if (rc < 0)
+			return rc;
+		found |= rc;
+	} while (from != 0 && --n != 0);
+	if (!found)
+		return -EPIPE;
+	wake_all(&q->ring, DIR_GET, false);
+	return a->fn(q, a->arg, blk);
+}
+
+/* One attempt of a get or put, with the last look before a get's -EPIPE. */
+static ssize_t attempt_run(shmq_queue *q, const struct attempt *a, struct shmq__mpmc_block *blk)
+{
+	ssize_t rc = a->fn(q, a->arg, blk);
+
+	if (SHMQ__UNLIKELY(rc == -EPIPE) && a->dir == DIR_GET)
+		rc = drained(q, a, blk);
+	return rc;
+}
+
 static ssize_t spin_phase(shmq_queue *q, const struct attempt *a, struct shmq__mpmc_block *blk,
 			  struct shmq__mpmc_block *seen, int64_t deadline)
 {
@@ -701,7 +745,7 @@ static ssize_t spin_phase(shmq_queue *q, const struct attempt *a, struct shmq__m
 		} else {
 			shmq__cpu_relax();
 		}
-		rc = a->fn(q, a->arg, blk);
+		rc = attempt_run(q, a, blk);
 		if (rc == -EAGAIN) {
 			int src = first_look(q, blk, seen);
 
@@ -727,7 +771,7 @@ static ssize_t wait_loop(shmq_queue *q, const struct attempt *a, int64_t timeout
 			src = audit(q);
 		if (src < 0)
 			return src;
-		return src ? a->fn(q, a->arg, blk) : -EAGAIN;
+		return src ? attempt_run(q, a, blk) : -EAGAIN;
 	}
 	src = first_look(q, blk, &seen);
 	if (src == 0 && a->dir == DIR_GET)
@@ -750,7 +794,7 @@ static ssize_t wait_loop(shmq_queue *q, const struct attempt *a, int64_t timeout
 		}
 		if (src < 0 && src != -ETIMEDOUT)
 			return src;
-		rc = a->fn(q, a->arg, blk);
+		rc = attempt_run(q, a, blk);
 		if (rc != -EAGAIN)
 			break;
 		if (src == -ETIMEDOUT)
@@ -947,6 +991,8 @@ SHMQ__COLD static ssize_t get_slow(shmq_queue *q, void *buf, size_t cap, int64_t
 
 	if (rc == -E2BIG)
 		rc = large_get(q, buf, cap, NULL, blk);
+	if (rc == -EPIPE)
+		rc = drained(q, &a, blk);
 	if (rc != -EAGAIN)
 		return rc;
 	return wait_loop(q, &a, timeout_ns, blk);
@@ -979,7 +1025,7 @@ SHMQ__COLD static ssize_t get_joinable(shmq_queue *q, void *buf, size_t cap, int
 	struct shmq__mpmc_block blk;
 	struct get_args g = { buf, cap };
 	struct attempt a = { get_join_attempt, &g, DIR_GET, false };
-	ssize_t rc = get_join_attempt(q, &g, &blk);
+	ssize_t rc = attempt_run(q, &a, &blk);
 
 	if (rc == -EAGAIN)
 		rc = wait_loop(q, &a, timeout_ns, &blk);
@@ -1076,7 +1122,7 @@ ssize_t shmq_queue_get_alloc(shmq_queue *q, void **msg, int64_t timeout_ns)
 		g.buf = malloc(g.cap < room ? g.cap : room);
 		if (!g.buf)
 			return -ENOMEM;
-		rc = alloc_attempt(q, &g, &blk);
+		rc = attempt_run(q, &a, &blk);
 		if (rc == -EAGAIN)
 			rc = wait_loop(q, &a, timeout_left(timeout_ns, deadline), &blk);
 		if (rc >= 0) {
@@ -1145,11 +1191,14 @@ SHMQ__COLD static int begin_slow(shmq_queue *q, struct begin_args *b, int64_t ti
 				 struct shmq__mpmc_block *blk, int rc, bool no_spin)
 {
 	struct attempt a = { begin_attempt, b, DIR_GET, no_spin };
-	ssize_t n;
+	ssize_t n = -EAGAIN;
 
-	if (rc != -EAGAIN)
+	if (rc == -EPIPE)
+		n = drained(q, &a, blk);
+	else if (rc != -EAGAIN)
 		return rc;
-	n = wait_loop(q, &a, timeout_ns, blk);
+	if (n == -EAGAIN)
+		n = wait_loop(q, &a, timeout_ns, blk);
 	return n < 0 ? (int)n : 0;
 }
 
@@ -1431,7 +1480,7 @@ ssize_t shmq_queue_get_bulk(shmq_queue *q, const struct iovec *bufs, size_t *len
 			return -EINVAL;
 	if (n == 0)
 		return 0;
-	rc = get_bulk_attempt(q, &b, &blk);
+	rc = attempt_run(q, &a, &blk);
 	if (rc == -EAGAIN)
 		rc = wait_loop(q, &a, timeout_ns, &blk);
 	if (rc > 0) {

@@ -158,7 +158,9 @@ SHMQ_API int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queu
  * new handle; then every 32nd begin through a handle reads the clock and
  * checks if 15 ms passed since its last check, so a handle that begins
  * seldom may hand out newer messages first for a while), or by a waiter
- * blocked behind the slot (within a sleep slice).
+ * blocked behind the slot (within a sleep slice).  A get of any kind that
+ * finds the queue shut down and drained looks for them before it returns
+ * -EPIPE: draining a shut-down queue hands them out too.
  *
  * Any thread of any process; positions belong to the process (its region
  * attachment), so any of its threads and handles may end them.
