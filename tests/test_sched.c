@@ -1650,6 +1650,24 @@ static int child_claim_die(shmq_region *r, const void *arg, size_t len)
 }
 SHMQ_ENTRY(child_claim_die);
 
+/* Begins the message waiting in "sched.q" (two-phase) and dies holding it. */
+static int child_hold_die(shmq_region *r, const void *arg, size_t len)
+{
+	shmq_queue *q;
+	const void *msg;
+	uint64_t pos;
+
+	(void)arg;
+	(void)len;
+	if (shmq_queue_open(r, "sched.q", &q))
+		return 1;
+	if (shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT) < 0)
+		return 2;
+	pause(); /* killed here, holding it */
+	return 3;
+}
+SHMQ_ENTRY(child_hold_die);
+
 static int child_sender(shmq_region *r, const void *arg, size_t len)
 {
 	struct timespec ts = { 0, 5 * MS };
@@ -1749,6 +1767,27 @@ static void act_queue_one(void *arg)
 		return;
 	if (v != 0)
 		x->bad++;
+	x->n++;
+	assert_int_equal(shmq_sched_unwatch(x->s, x->q), 0);
+	assert_int_equal(shmq_sched_cancel(x->s, x->watchdog), 0);
+}
+
+/* As act_queue_one, through a two-phase get (whose handle looks for dead
+ * holders itself only every 32nd begin, so the watch has to). */
+static void act_queue_begin_one(void *arg)
+{
+	struct xwatch *x = arg;
+	const void *msg;
+	uint64_t pos;
+	int v;
+
+	x->fires++;
+	if (shmq_queue_get_begin(x->q, &msg, &pos, SHMQ_NOWAIT) != (ssize_t)sizeof(v))
+		return;
+	memcpy(&v, msg, sizeof(v));
+	if (v != 0 || pos != 0)
+		x->bad++;
+	assert_int_equal(shmq_queue_get_commit(x->q, pos), 0);
 	x->n++;
 	assert_int_equal(shmq_sched_unwatch(x->s, x->q), 0);
 	assert_int_equal(shmq_sched_cancel(x->s, x->watchdog), 0);
@@ -1881,6 +1920,45 @@ static void test_watch_queue_dead_claimer(void **state)
 	assert_int_equal(shmq_queue_put(x.q, &v, sizeof(v), SHMQ_NOWAIT), 0);
 	assert_int_equal(shmq_sched_watch_queue(s, x.q, act_queue_one, &x), 0);
 	assert_int_equal(shmq_sched_enter(s, 10 * SEC, 0, act_xwatchdog, &x, &x.watchdog), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(x.n, 1);
+	assert_int_equal(x.bad, 0);
+	shmq_proc_close(child);
+	shmq_queue_close(x.q);
+	shmq_region_close(r);
+	shmq_sched_destroy(s);
+}
+
+/* The queue's only message is begun (get_begin) by a live process when
+ * the watch starts, and the process dies before its commit: a get would
+ * have it again (ring/mpmc_int.h, Dead holders), and nothing else happens
+ * on the queue.  The watch's liveness re-check gives it back, so the
+ * action runs and gets it; before, the action never ran (only the
+ * watchdog ended the run). */
+static void test_watch_queue_dead_holder(void **state)
+{
+	shmq_sched *s = mk(state);
+	shmq_region *r = anon_region();
+	struct xwatch x = { .s = s };
+	shmq_proc *child;
+	const void *msg;
+	uint64_t pos;
+	int v = 0;
+
+	assert_int_equal(shmq_queue_create(r, "sched.q", NULL, &x.q), 0);
+	assert_int_equal(shmq_queue_put(x.q, &v, sizeof(v), SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_proc_spawn(r, "child_hold_die", NULL, 0, NULL, &child), 0);
+	while (shmq_queue_len(x.q) != 0) /* the child's begin moves head on */
+		assert_int_equal(shmq_proc_join(child, MS), -ETIMEDOUT);
+	/* the handle's first look for dead holders: this one lives */
+	assert_int_equal(shmq_queue_get_begin(x.q, &msg, &pos, SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_sched_watch_queue(s, x.q, act_queue_begin_one, &x), 0);
+	assert_int_equal(shmq_sched_enter(s, 10 * SEC, 0, act_xwatchdog, &x, &x.watchdog), 0);
+	assert_true(shmq_sched_run(s, false) > 0); /* the holder lives: nothing to do */
+	assert_int_equal(x.n, 0);
+	assert_int_equal(shmq_proc_kill(child, SIGKILL), 0);
+	assert_int_equal(shmq_proc_join(child, 10 * SEC), 0);
+	assert_int_equal(shmq_proc_exitcode(child), -SIGKILL);
 	assert_int_equal(shmq_sched_run(s, true), 0);
 	assert_int_equal(x.n, 1);
 	assert_int_equal(x.bad, 0);
@@ -2030,6 +2108,7 @@ int main(int argc, char **argv)
 		ALL(test_watch_pipe),
 		ALL(test_watch_pipe_peer_killed),
 		ALL(test_watch_queue_dead_claimer),
+		ALL(test_watch_queue_dead_holder),
 		ALL(test_watch_not_starved),
 		ALL(test_unwatch_only_watch_from_thread),
 	};

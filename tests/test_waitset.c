@@ -543,6 +543,62 @@ static void test_dead_claimer(void **state)
 	shmq_queue_close(q);
 }
 
+/* A consumer that died between get_begin and get_commit: its message goes
+ * out again to a get (ring/mpmc_int.h, Dead holders), so the set reports
+ * the queue readable again promptly, not never.  The set saw the message
+ * before the holder began it (its looks then found nothing held), and
+ * nobody puts or gets afterwards: no word changes to wake it. */
+static void test_dead_holder(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_waitset *w = mk();
+	shmq_queue *q = mkq(state, "q.held", 4);
+	struct shmq_ready rd[1];
+	const void *msg;
+	uint64_t pos;
+	int64_t t0;
+	int pfd[2];
+	pid_t pid;
+	char k;
+	int c;
+
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c), 0);
+	assert_int_equal(shmq_queue_put(q, "held", 4, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 1, 10 * SEC), 1);
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_queue *cq;
+
+		if (shmq_region_open(f->name, &r) || shmq_queue_open(r, "q.held", &cq))
+			_exit(90);
+		if (shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) != 4)
+			_exit(1);
+		if (write(pfd[1], "k", 1) != 1)
+			_exit(2);
+		pause(); /* killed here, holding the message */
+		_exit(3);
+	}
+	close(pfd[1]);
+	assert_int_equal(read(pfd[0], &k, 1), 1);
+	close(pfd[0]);
+	assert_int_equal(shmq_waitset_wait(w, rd, 1, SHMQ_NOWAIT), -ETIMEDOUT);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_waitset_wait(w, rd, 1, 10 * SEC), 1);
+	assert_true(shmq_now_ns() - t0 < 2 * SEC);
+	assert_ptr_equal(rd[0].cookie, &c);
+	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT), 4);
+	assert_int_equal(pos, 0);
+	assert_int_equal(shmq_queue_get_commit(q, pos), 0);
+	assert_int_equal(shmq_waitset_wait(w, rd, 1, SHMQ_NOWAIT), -ETIMEDOUT);
+	shmq_waitset_free(w);
+	shmq_queue_close(q);
+}
+
 /* ---- errors ---- */
 
 static void test_bad_input(void **state)
@@ -849,6 +905,7 @@ int main(int argc, char **argv)
 		BOTH(test_no_starvation),
 		BOTH(test_remove),
 		BOTH(test_dead_claimer),
+		BOTH(test_dead_holder),
 		BOTH(test_bad_input),
 		BOTH(test_forked),
 		BOTH(test_popen_pipes),

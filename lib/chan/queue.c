@@ -1571,6 +1571,24 @@ bool shmq__queue_writable(shmq_queue *q)
 	return q && shmq__mpmc_writable(&q->ring);
 }
 
+/* A watcher's look at the get side when no claim blocks it at head: a
+ * two-phase get open behind head may belong to a process that dies, and
+ * nothing wakes a watcher then (no put, no get; ring/mpmc_int.h, Dead
+ * holders).  So while one is open the watcher keeps its liveness slice
+ * (SHMQ__SETTLE_CLAIM), and its deep look runs the audit, as a blocked
+ * get does, which gives a dead holder's message back and wakes the
+ * watchers (the side is then readable: SHMQ__SETTLE_NONE). */
+static int settle_held(shmq_queue *q, bool deep)
+{
+	int rc = deep ? audit(q) : 0;
+
+	if (rc < 0)
+		return SHMQ__SETTLE_BAD;
+	if (rc > 0)
+		return SHMQ__SETTLE_NONE;
+	return shmq__mpmc_held_behind(&q->ring) ? SHMQ__SETTLE_CLAIM : SHMQ__SETTLE_NONE;
+}
+
 int shmq__queue_settle(shmq_queue *q, bool space, bool deep)
 {
 	struct shmq__mpmc_block blk;
@@ -1580,7 +1598,7 @@ int shmq__queue_settle(shmq_queue *q, bool space, bool deep)
 		return SHMQ__SETTLE_NONE;
 	shmq__mpmc_block_at(&q->ring, space, &blk);
 	if (!block_is_claim(&blk))
-		return SHMQ__SETTLE_NONE;
+		return space ? SHMQ__SETTLE_NONE : settle_held(q, deep);
 	rc = recover(q, &blk, !deep);
 	if (rc < 0)
 		return SHMQ__SETTLE_BAD;

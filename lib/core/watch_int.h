@@ -55,11 +55,14 @@ bool shmq__pipe_writable(shmq_pipe *p);   /* half the ring free, or the peer gon
 
 /* The liveness look of a watcher that found q's get side (space: put side)
  * blocked: a claim of a dead process that blocks it is cleared (and everyone
- * woken).  deep false: no system call, only an owner surely gone is cleared
- * (every look); deep true: the full check (at most once a slice).  Returns
- * SHMQ__SETTLE_NONE (no claim blocks it), SHMQ__SETTLE_CLAIM (a live claim:
- * look again next slice) or SHMQ__SETTLE_BAD (an impossible claimer: the
- * call would fail with -EBADMSG, so the side counts as ready). */
+ * woken); on the get side, a two-phase get open behind head counts as such
+ * a claim, and a dead holder's message is given back.  deep false: no
+ * system call, only an owner surely gone is cleared (every look); deep
+ * true: the full check (at most once a slice).  Returns SHMQ__SETTLE_NONE
+ * (no claim blocks it), SHMQ__SETTLE_CLAIM (a live claim, or an open
+ * two-phase get: look again next slice) or SHMQ__SETTLE_BAD (an impossible
+ * claimer: the call would fail with -EBADMSG, so the side counts as
+ * ready). */
 enum { SHMQ__SETTLE_NONE, SHMQ__SETTLE_CLAIM, SHMQ__SETTLE_BAD };
 int shmq__queue_settle(shmq_queue *q, bool space, bool deep);
 /* The same for p: a deep check of the peer's liveness (a dead peer's end is

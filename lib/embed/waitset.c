@@ -28,11 +28,12 @@
  * slice ended (below).
  *
  * Dead peers cannot announce themselves: an entry whose side is blocked by a
- * claim of another process (a queue slot mid-put or mid-get), a pipe end
- * (the peer may die) or an async result (a worker may die) arms a timer of
- * one slice, and when it ends the next look asks the process table (a dead
- * claimer's slot is cleared, a dead pipe peer makes the end ready, a dead
- * worker's job is supervised).
+ * claim of another process (a queue slot mid-put or mid-get, or a
+ * two-phase get open behind a queue's head), a pipe end (the peer may die)
+ * or an async result (a worker may die) arms a timer of one slice, and when
+ * it ends the next look asks the process table (a dead claimer's slot is
+ * cleared, a dead holder's message is given back, a dead pipe peer makes
+ * the end ready, a dead worker's job is supervised).
  *
  * Backends: io_uring (FUTEX_WAIT, WAITID or POLL_ADD, TIMEOUT, NOP; the
  * descriptor is the ring's), or, where io_uring or its futex op is refused

@@ -1031,6 +1031,25 @@ int shmq__mpmc_behind_head(struct shmq__mpmc *m, uint64_t head, bool quick, uint
 	return 0;
 }
 
+bool shmq__mpmc_held_behind(struct shmq__mpmc *m)
+{
+	uint64_t h = index_load(&m->sh->head);
+	uint64_t span = (uint64_t)m->capacity + 2;
+	uint64_t p;
+
+	if (span > SHMQ__MPMC_AUDIT_SPAN)
+		span = SHMQ__MPMC_AUDIT_SPAN;
+	for (p = h > span ? h - span : 0; p != h; p++) {
+		/* relaxed: a watcher's hint; nothing is read through it, and
+		 * its liveness look (the audit) reads the slot again */
+		uint64_t w = shmq__load_relaxed(&slot_at(m, p)->ctl);
+
+		if ((w & ST_HOLD) && ctl_lap(w) == lap_of(m, p))
+			return true;
+	}
+	return false;
+}
+
 /* ---- recovery ---- */
 
 int shmq__mpmc_recover(struct shmq__mpmc *m, const struct shmq__mpmc_block *blk, bool quick)

@@ -429,6 +429,12 @@ int shmq__mpmc_reap_held(struct shmq__mpmc *m);
 int shmq__mpmc_audit(struct shmq__mpmc *m, uint64_t *from);
 void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc);
 
+/* Is a two-phase get open behind head (a HELD or RETURNED slot among the
+ * last min(capacity + 2, SHMQ__MPMC_AUDIT_SPAN) positions)?  Relaxed
+ * loads, a hint: a watcher that finds the get side blocked keeps looking
+ * (the audit, each slice) while a holder may still die unannounced. */
+bool shmq__mpmc_held_behind(struct shmq__mpmc *m);
+
 /* The slots behind head (positions [head - capacity - 2, head)) still in
  * use: HELD or RETURNED ones and READING ones of a live owner add to
  * *busy, READING ones of a dead owner to *dead (quick: the liveness look
