@@ -343,6 +343,51 @@ static void test_recover_dead_producer(void **state)
  * behind the producer polls, as it was until the publication (layout 6
  * wrote WRITING there, so the producer took that line from the consumer
  * to claim and again to publish).  The cold looks still see the claim. */
+/* shmq__mpmc_held_behind, as a watcher's handle (w) sees the holds another
+ * handle (c) opens and ends: its looks after a look that found none scan
+ * only the positions head passed since, and must still see every hold. */
+static void test_held_behind(void **state)
+{
+	struct shmq__mpmc p, c, w;
+	struct shmq__mpmc_block blk;
+	struct ring r = ring_new(8, 8);
+	uint64_t pos, pos2;
+	uint32_t len;
+	char buf[8];
+
+	(void)state;
+	atomic_store(&dead_ids, 0);
+	handle(&p, &r, 6);
+	handle(&c, &r, 7);
+	handle(&w, &r, 8);
+	assert_false(shmq__mpmc_held_behind(&w)); /* empty */
+	for (int round = 0; round < 40; round++) {
+		/* plain gets, then a look that finds nothing */
+		for (int i = 0; i < round % 5; i++) {
+			assert_int_equal(shmq__mpmc_try_put(&p, "m", 1, &blk), 0);
+			assert_int_equal(shmq__mpmc_try_get(&c, buf, 8, &blk), 1);
+		}
+		assert_false(shmq__mpmc_held_behind(&w));
+		/* a plain get after that look, then a hold: seen */
+		assert_int_equal(shmq__mpmc_try_put(&p, "a", 1, &blk), 0);
+		assert_int_equal(shmq__mpmc_try_put(&p, "b", 1, &blk), 0);
+		assert_int_equal(shmq__mpmc_try_get(&c, buf, 8, &blk), 1);
+		assert_int_equal(shmq__mpmc_hold_claim(&c, &pos, &len, &blk), 0);
+		assert_true(shmq__mpmc_held_behind(&w));
+		assert_true(shmq__mpmc_held_behind(&w)); /* and again */
+		/* given back (RETURNED): still open */
+		assert_int_equal(shmq__mpmc_hold_end(&c, pos, false), 0);
+		assert_true(shmq__mpmc_held_behind(&w));
+		/* taken again and committed: none */
+		assert_int_equal(shmq__mpmc_hold_claim(&c, &pos2, &len, &blk), 0);
+		assert_int_equal(pos2, pos);
+		assert_true(shmq__mpmc_held_behind(&w));
+		assert_int_equal(shmq__mpmc_hold_end(&c, pos2, true), 0);
+		assert_false(shmq__mpmc_held_behind(&w));
+	}
+	ring_free(&r);
+}
+
 static void test_claim_off_slot_line(void **state)
 {
 	struct shmq__mpmc p, c;
@@ -757,6 +802,7 @@ int main(void)
 		cmocka_unit_test(test_recover_dead_producer),
 		cmocka_unit_test(test_recover_dead_producer_full),
 		cmocka_unit_test(test_claim_off_slot_line),
+		cmocka_unit_test(test_held_behind),
 		cmocka_unit_test(test_put_fate),
 		cmocka_unit_test(test_recover_dead_consumer),
 		cmocka_unit_test(test_corruption),

@@ -265,6 +265,7 @@ int shmq__mpmc_attach(struct shmq__mpmc *m, void *mem, uint64_t size, uint32_t o
 	m->strong = shmq__remote_fence_register() != 0;
 	m->alive = alive;
 	m->alive_ctx = alive_ctx;
+	m->held_scan = 0; /* held_behind's first look scans the whole span */
 	return 0;
 }
 
@@ -1033,21 +1034,33 @@ int shmq__mpmc_behind_head(struct shmq__mpmc *m, uint64_t head, bool quick, uint
 
 bool shmq__mpmc_held_behind(struct shmq__mpmc *m)
 {
+	/* acquire: pairs with index_advance's release, which follows the
+	 * claim that set a passed slot's hold bit (see mpmc_int.h) */
 	uint64_t h = index_load(&m->sh->head);
 	uint64_t span = (uint64_t)m->capacity + 2;
-	uint64_t p;
+	/* relaxed: the handle's own hint (struct shmq__mpmc) */
+	uint64_t last = shmq__load_relaxed(&m->held_scan);
+	uint64_t p, from;
+	bool held = false;
 
 	if (span > SHMQ__MPMC_AUDIT_SPAN)
 		span = SHMQ__MPMC_AUDIT_SPAN;
-	for (p = h > span ? h - span : 0; p != h; p++) {
+	p = h > span ? h - span : 0;
+	from = last >> 1;
+	if (!(last & 1) && from > p && from <= h)
+		p = from; /* the last scan found none: only the newly passed */
+	for (; p != h; p++) {
 		/* relaxed: a watcher's hint; nothing is read through it, and
 		 * its liveness look (the audit) reads the slot again */
 		uint64_t w = shmq__load_relaxed(&slot_at(m, p)->ctl);
 
-		if ((w & ST_HOLD) && ctl_lap(w) == lap_of(m, p))
-			return true;
+		if ((w & ST_HOLD) && ctl_lap(w) == lap_of(m, p)) {
+			held = true;
+			break;
+		}
 	}
-	return false;
+	shmq__store_relaxed(&m->held_scan, h << 1 | (held ? 1u : 0u)); /* relaxed: as above */
+	return held;
 }
 
 /* ---- recovery ---- */

@@ -304,6 +304,10 @@ struct shmq__mpmc {
 	bool strong;               /* no remote fences: publish with seq_cst */
 	shmq__mpmc_alive_fn alive;
 	void *alive_ctx;
+	/* shmq__mpmc_held_behind's cursor: the head of its last scan times 2,
+	 * plus 1 when that scan found a hold (one word, so that threads
+	 * sharing the handle replace the pair whole; relaxed, a hint) */
+	uint64_t held_scan;
 };
 
 /* What a try call that returned -EAGAIN was blocked by: the slot at pos
@@ -432,7 +436,11 @@ void shmq__mpmc_get_release(struct shmq__mpmc *m, uint64_t pos, bool order_sc);
 /* Is a two-phase get open behind head (a HELD or RETURNED slot among the
  * last min(capacity + 2, SHMQ__MPMC_AUDIT_SPAN) positions)?  Relaxed
  * loads, a hint: a watcher that finds the get side blocked keeps looking
- * (the audit, each slice) while a holder may still die unannounced. */
+ * (the audit, each slice) while a holder may still die unannounced.
+ * Incremental: a slot behind head gets the hold bit only at its claim,
+ * made at head (or from a RETURNED slot, which has it already), so after
+ * a scan that found none only the positions head passed since can hold
+ * one; a watcher's look costs the gets since its last, not the span. */
 bool shmq__mpmc_held_behind(struct shmq__mpmc *m);
 
 /* The slots behind head (positions [head - capacity - 2, head)) still in
