@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sched.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -339,6 +341,77 @@ static void test_proc(void **state)
 	shmq_proc_close(g_proc);
 }
 
+static shmq_thread *g_running, *g_finished;
+
+static void *thread_gate(void *arg)
+{
+	uint32_t *gate = arg;
+	struct timespec ts = { 0, 200 * 1000 };
+
+	/* acquire: pairs with the release store in test_thread */
+	while (!__atomic_load_n(gate, __ATOMIC_ACQUIRE))
+		nanosleep(&ts, NULL);
+	return gate;
+}
+
+static int thread_child(void *arg)
+{
+	void *ret = NULL;
+
+	(void)arg;
+	/* neither thread exists in this process: a join of the running one
+	 * waited for ever (SHMQ_FOREVER) or to every deadline, and one of the
+	 * finished one called pthread_join on a thread the child never had */
+	EXPECT(1, shmq_thread_join(g_running, SHMQ_FOREVER, &ret) == -EBADF);
+	EXPECT(2, shmq_thread_join(g_running, SHMQ_NOWAIT, &ret) == -EBADF);
+	EXPECT(3, shmq_thread_join(g_finished, SHMQ_FOREVER, &ret) == -EBADF);
+	EXPECT(4, ret == NULL);
+	EXPECT(5, !shmq_thread_is_alive(g_running));
+	EXPECT(6, !shmq_thread_is_alive(g_finished));
+	shmq_thread_close(g_running); /* the child's copies only */
+	shmq_thread_close(g_finished);
+	return 0;
+}
+
+/* Runs thread_child in a child killed after 2 s if it blocks in a join. */
+static int thread_in_child(void)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		alarm(2);
+		_exit(thread_child(NULL));
+	}
+	return tu_wait_child(pid);
+}
+
+/* A thread handle names a pthread of the process that started it; through
+ * a copy inherited across fork() join is -EBADF and is_alive false. */
+static void test_thread(void **state)
+{
+	uint32_t gate = 0, done = 1;
+	void *ret = NULL;
+
+	(void)state;
+	assert_int_equal(shmq_thread_start(thread_gate, &gate, &g_running), 0);
+	assert_int_equal(shmq_thread_start(thread_gate, &done, &g_finished), 0);
+	while (shmq_thread_is_alive(g_finished))
+		sched_yield();
+	assert_int_equal(thread_in_child(), 0);
+	/* the parent's handles are as they were */
+	assert_true(shmq_thread_is_alive(g_running));
+	assert_int_equal(shmq_thread_join(g_running, SHMQ_NOWAIT, &ret), -EAGAIN);
+	/* release: pairs with thread_gate's acquire load */
+	__atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
+	assert_int_equal(shmq_thread_join(g_running, SHMQ_FOREVER, &ret), 0);
+	assert_ptr_equal(ret, &gate);
+	assert_int_equal(shmq_thread_join(g_finished, SHMQ_FOREVER, &ret), 0);
+	assert_ptr_equal(ret, &done);
+	shmq_thread_close(g_running);
+	shmq_thread_close(g_finished);
+}
+
 /* Each element's input is its gate, a word in the region (used in place):
  * the task runs once the parent opens it (sets it to the element's value
  * plus one), so no chunk completes before the child has done its worst.
@@ -477,6 +550,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_pool_async_calls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_proc, setup, teardown),
+		cmocka_unit_test(test_thread),
 		cmocka_unit_test_setup_teardown(test_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_barrier, setup, teardown),

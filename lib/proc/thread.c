@@ -9,6 +9,12 @@
  * once because the thread is past its last step.  The record is shared by
  * the handle and the thread, each holding one reference: whichever lets go
  * last frees it, so closing an unjoined thread is safe too.
+ *
+ * A handle names a pthread of the process that started it.  A child of
+ * fork() inherits a copy of the record but none of the threads, whose stacks
+ * its libc has taken back: through such a copy join is -EBADF (it would wait
+ * for ever, or pthread_join a thread the child never had), is_alive false,
+ * and close frees only the copy (core/fork_int.h).
  */
 #include "config.h"
 
@@ -21,10 +27,12 @@
 
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
+#include "core/fork_int.h"
 #include "core/wait_int.h"
 
 struct shmq_thread {
 	pthread_t th;
+	pid_t owner;    /* the process that started it (core/fork_int.h) */
 	void *(*fn)(void *);
 	void *arg;
 	void *ret;      /* fn's result; written before done */
@@ -64,6 +72,7 @@ SHMQ_API int shmq_thread_start(void *(*fn)(void *), void *arg, shmq_thread **out
 	t = shmq__calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
+	t->owner = shmq__self_pid();
 	t->fn = fn;
 	t->arg = arg;
 	t->refs = 2; /* published to the thread by pthread_create */
@@ -78,8 +87,10 @@ SHMQ_API int shmq_thread_start(void *(*fn)(void *), void *arg, shmq_thread **out
 
 SHMQ_API bool shmq_thread_is_alive(shmq_thread *t)
 {
+	if (!t || shmq__foreign(t->owner))
+		return false; /* the thread is the parent's: none runs here */
 	/* pairs with the store_release of done in thread_trampoline */
-	return t && shmq__load_acquire(&t->done) == 0;
+	return shmq__load_acquire(&t->done) == 0;
 }
 
 SHMQ_API int shmq_thread_join(shmq_thread *t, int64_t timeout_ns, void **ret)
@@ -91,6 +102,8 @@ SHMQ_API int shmq_thread_join(shmq_thread *t, int64_t timeout_ns, void **ret)
 		return -EINVAL;
 	if (SHMQ__UNLIKELY(shmq__timeout_bad(timeout_ns)))
 		return -EINVAL;
+	if (shmq__foreign(t->owner))
+		return -EBADF; /* inherited across fork(): not a thread of ours */
 	if (!t->joined) {
 		deadline = shmq__deadline(timeout_ns);
 		/* pairs with the store_release of done in thread_trampoline */
@@ -117,6 +130,11 @@ SHMQ_API void shmq_thread_close(shmq_thread *t)
 {
 	if (!t)
 		return;
+	if (shmq__foreign(t->owner)) {
+		/* the child's copy: no thread here holds the other reference */
+		shmq__free(t, sizeof(*t));
+		return;
+	}
 	if (!t->joined)
 		pthread_detach(t->th); /* nobody will join it: let it go */
 	thread_unref(t);

@@ -13,7 +13,9 @@ extern "C" {
  * A thread is Python's threading.Thread for a C function: start runs
  * fn(arg) on a new pthread; join waits for it with a timeout and hands back
  * its return value.  A handle is used by one thread at a time (join, close),
- * while is_alive may be called from any thread until close.
+ * while is_alive may be called from any thread until close.  A handle
+ * inherited across fork() names a thread of the parent: join is -EBADF,
+ * is_alive false, close frees only the child's copy.
  */
 
 /* Start fn(arg) on a new thread.  -EINVAL (fn or out NULL), -EAGAIN (the
