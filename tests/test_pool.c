@@ -1234,6 +1234,38 @@ static void test_terminate(void **state)
 	shmq_region_close(r);
 }
 
+/* A pool that does not fit its region is refused with -ENOSPC before it
+ * takes any of it: the region has no free, so a create that allocated its
+ * worker areas one by one until the region ran out kept all it took, and
+ * no pool (nor anything else) fit afterwards. */
+static void test_create_too_big_takes_nothing(void **state)
+{
+	struct shmq_region_opts ro = { .size = (size_t)4 << 20 };
+	struct shmq_pool_opts many = { .workers = SHMQ_POOL_MAX_WORKERS };
+	struct shmq_pool_opts big_arena = { .workers = 1, .arena = (size_t)8 << 20 };
+	struct shmq_pool_opts tiny_arena = { .workers = 1, .arena = SHMQ__CACHELINE - 1 };
+	struct shmq_region_info before, after;
+	int64_t in[4] = { 1, 2, 3, 4 }, out[4] = { 0 };
+	shmq_region *r;
+	shmq_pool *p;
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, &ro, &r), 0);
+	assert_int_equal(shmq_region_info(r, &before), 0);
+	assert_int_equal(shmq_pool_create(r, &many, &p), -ENOSPC);
+	assert_int_equal(shmq_pool_create(r, &big_arena, &p), -ENOSPC);
+	assert_int_equal(shmq_pool_create(r, &tiny_arena, &p), -ENOSPC);
+	assert_int_equal(shmq_region_info(r, &after), 0);
+	assert_int_equal(after.used, before.used);
+	/* the region is whole: a pool that fits is made and works */
+	p = pool_new(r, 1, 0);
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]), 4,
+				       10 * 1000000000ll), 0);
+	assert_int_equal(out[3], 13);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
 static void test_free_running_pool(void **state)
 {
 	shmq_region *r = region_new();
@@ -2008,6 +2040,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_hostile_life_word_dead),
 		cmocka_unit_test(test_terminate),
 		cmocka_unit_test(test_free_running_pool),
+		cmocka_unit_test(test_create_too_big_takes_nothing),
 		cmocka_unit_test(test_hostile_frame_out_size),
 		cmocka_unit_test(test_hostile_err_word),
 		cmocka_unit_test(test_hostile_nchunks_recover),

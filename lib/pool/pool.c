@@ -103,14 +103,43 @@ static int pool_obj_init(void *mem, uint64_t size, void *arg)
 	return 0;
 }
 
+/* Does the whole of what pool_obj_init allocates fit r's free space?  The
+ * region has no free: a create that ran out half way would keep what it had
+ * taken (a pool too big for its region used to swallow all of it), so it is
+ * refused before the first allocation.  Another allocator may still take the
+ * space meanwhile; then only what was allocated before it is lost. */
+static int pool_space_check(shmq_pool *p, const struct shmq_pool_opts *o)
+{
+	const uint64_t line = SHMQ__CACHELINE;
+	struct shmq_region_info info;
+	uint64_t start, room, need;
+	int rc = shmq_region_info(p->r, &info);
+
+	if (rc)
+		return rc;
+	start = SHMQ__ALIGN_UP(info.used, line);
+	room = start < info.size ? info.size - start : 0;
+	need = SHMQ__ALIGN_UP((uint64_t)pool_hdr_size(p->nworkers), line) +
+	       (uint64_t)p->nworkers * SHMQ__ALIGN_UP((uint64_t)pool_area_size(), line);
+	if (need > room)
+		return -ENOSPC;
+	room -= need;
+	if (o && o->arena) /* the arena, in whole lines, at least one */
+		return o->arena < line || o->arena / line * line > room ? -ENOSPC : 0;
+	return room / 2 < line ? -ENOSPC : 0; /* the default: half of what is left */
+}
+
 /* The pool's header is a directory object named "pool.ID.N" (ID: our owner
  * id, N: the first number free), so that tools can find and describe it. */
 static int pool_shared_init(shmq_pool *p, const struct shmq_pool_opts *o)
 {
 	struct pool_init_arg ia = { p, o };
 	char name[SHMQ_OBJ_NAME_MAX + 1];
-	int rc = -EEXIST;
+	int rc = pool_space_check(p, o);
 
+	if (rc)
+		return rc;
+	rc = -EEXIST;
 	for (unsigned n = 0; rc == -EEXIST && n < POOL_NAME_TRIES; n++) {
 		snprintf(name, sizeof(name), "pool.%u.%u", shmq__region_self(p->r), n);
 		rc = shmq__obj_create(p->r, name, SHMQ__OBJ_POOL, pool_hdr_size(p->nworkers),

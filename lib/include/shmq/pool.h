@@ -118,8 +118,9 @@ struct shmq_pool_opts {
  * The pool's shared state (worker deques, job table, arena) is allocated in r
  * and stays there until r is destroyed.  The handle may be used by several
  * threads of the creating process; only that process may use it.
- * Errors: -EINVAL, -ENOSPC (region full), -ENOMEM, or what shmq_proc_spawn
- * returned.
+ * Errors: -EINVAL, -ENOSPC (the pool does not fit r's free space; checked
+ * before anything is allocated, so r loses nothing), -ENOMEM, or what
+ * shmq_proc_spawn returned.
  */
 SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, shmq_pool **out);
 
