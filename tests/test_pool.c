@@ -254,6 +254,15 @@ static int gated(const void *in, void *out)
 }
 SHMQ_TASK(gated);
 
+/* gated, telling it started: out (in the region, used in place) turns -1 */
+static int gated_marked(const void *in, void *out)
+{
+	/* release: pairs with the acquire load in test_join_nowait_during_join */
+	__atomic_store_n((int64_t *)out, -1, __ATOMIC_RELEASE);
+	return gated(in, out);
+}
+SHMQ_TASK(gated_marked);
+
 /* ---- helpers ---- */
 
 /* Shut or open the gate of the gated task (the workers inherited GATE_ENV). */
@@ -1970,6 +1979,77 @@ static void test_wake_takes_last_sleeper(void **state)
 	shmq_region_close(r);
 }
 
+/* The main thread is asleep in a system call (state S in its stat). */
+static bool main_sleeps(void)
+{
+	char path[64], buf[256], *c;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)getpid());
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	c = strrchr(buf, ')');
+	return c && c[1] == ' ' && c[2] == 'S';
+}
+
+struct nowait_join {
+	shmq_pool *p;
+	struct pool_hdr *h;
+	int rc;
+};
+
+/* Once the main thread sleeps in its join's wait for the workers: a join
+ * with SHMQ_NOWAIT, then the gate opened (the main thread's join ends). */
+static void *nowait_joiner(void *arg)
+{
+	struct nowait_join *nj = arg;
+
+	/* relaxed: only the creator writes state; a look, nothing published */
+	while (shmq__load_relaxed(&nj->h->state) != POOL_EXIT || !main_sleeps())
+		usleep(1000);
+	nj->rc = shmq_pool_join(nj->p, SHMQ_NOWAIT);
+	gate_set(true);
+	return NULL;
+}
+
+/* While one thread's join waits for a worker that finishes a long task (of a
+ * freed job), another thread's SHMQ_NOWAIT join says -EAGAIN at once.  It
+ * used to wait for the workers' exit too: the first join held the pool's
+ * mutex while it waited, and every call that takes it waited with it. */
+static void test_join_nowait_during_join(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 1, 0);
+	struct nowait_join nj = { p, pool_hdr_of(r), 1 };
+	int64_t *io;
+	shmq_async *a;
+	shmq_thread *t;
+
+	(void)state;
+	assert_int_equal(shmq_region_alloc(r, "io", 2 * sizeof(int64_t), (void **)&io), 0);
+	io[0] = GATE_FROM;
+	gate_set(false);
+	assert_int_equal(shmq_pool_apply_async(p, "gated_marked", &io[0], sizeof(int64_t), &io[1],
+					       sizeof(int64_t), &a), 0);
+	/* acquire: pairs with gated_marked's release store */
+	while (__atomic_load_n(&io[1], __ATOMIC_ACQUIRE) != -1)
+		usleep(1000);
+	shmq_async_free(a); /* its task runs on, behind the gate */
+	assert_int_equal(shmq_pool_close(p), 0);
+	assert_int_equal(shmq_thread_start(nowait_joiner, &nj, &t), 0);
+	assert_int_equal(shmq_pool_join(p, SHMQ_FOREVER), 0);
+	assert_int_equal(shmq_thread_join(t, SHMQ_FOREVER, NULL), 0);
+	shmq_thread_close(t);
+	assert_int_equal(nj.rc, -EAGAIN);
+	shmq_pool_free(p);
+	shmq_region_close(r);
+}
+
 /* ---- a job's inline block ---- */
 
 /* A job of one chunk whose copies fit its inline block (an apply_async of
@@ -2041,6 +2121,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_terminate),
 		cmocka_unit_test(test_free_running_pool),
 		cmocka_unit_test(test_create_too_big_takes_nothing),
+		cmocka_unit_test(test_join_nowait_during_join),
 		cmocka_unit_test(test_hostile_frame_out_size),
 		cmocka_unit_test(test_hostile_err_word),
 		cmocka_unit_test(test_hostile_nchunks_recover),

@@ -17,7 +17,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -34,7 +36,9 @@
 #include "core/fork_int.h"
 #include "core/introspect_int.h"
 #include "core/region_int.h"
+#include "core/time_int.h"
 #include "core/wait_int.h"
+#include "core/watch_int.h"
 #include "pool/creator_int.h"
 #include "pool/extent_int.h"
 #include "pool/job_int.h"
@@ -292,6 +296,69 @@ static int join_jobs(shmq_pool *p, int64_t deadline)
 	}
 }
 
+/* Sleep until pidfd turns readable (its process exited) or deadline. */
+static int pidfd_sleep(int pidfd, int64_t deadline)
+{
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+
+	for (;;) {
+		int64_t left = shmq__remaining(deadline);
+		struct timespec ts = shmq__ns_to_timespec(left);
+		int n;
+
+		if (left == 0)
+			return -ETIMEDOUT;
+		n = ppoll(&pfd, 1, left == INT64_MAX ? NULL : &ts, NULL);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+/*
+ * Reap worker i once it has exited, waiting until deadline: 0 or
+ * -ETIMEDOUT.  p->mu is held only to look and to reap, never while the
+ * worker runs (it may finish a long task first): other threads' calls, a
+ * join with SHMQ_NOWAIT among them, take p->mu and must not wait for it.
+ * The wait is on a copy of the worker's pidfd, as a terminate in another
+ * thread may close the handle meanwhile; without a descriptor to spare, a
+ * look every millisecond.
+ */
+static int worker_join(shmq_pool *p, unsigned i, int64_t deadline)
+{
+	for (;;) {
+		int fd = -1, rc = 0;
+
+		pthread_mutex_lock(&p->mu);
+		if (p->procs[i]) {
+			rc = shmq_proc_join(p->procs[i], SHMQ_NOWAIT);
+			if (rc == 0 || rc == -ECHILD) {
+				shmq_proc_close(p->procs[i]);
+				p->procs[i] = NULL;
+				rc = 0;
+			} else if (rc == -EAGAIN) {
+				fd = shmq__proc_pidfd(p->procs[i]);
+				fd = fd < 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+			}
+		}
+		pthread_mutex_unlock(&p->mu);
+		if (rc != -EAGAIN)
+			return rc;
+		if (fd >= 0) {
+			rc = pidfd_sleep(fd, deadline);
+			close(fd);
+		} else if (shmq__remaining(deadline) == 0) {
+			rc = -ETIMEDOUT;
+		} else {
+			usleep(1000);
+			rc = 0;
+		}
+		if (rc)
+			return rc;
+	}
+}
+
 /* Join until deadline: 0, or -ETIMEDOUT once it has passed. */
 static int pool_join(shmq_pool *p, int64_t deadline)
 {
@@ -310,22 +377,8 @@ static int pool_join(shmq_pool *p, int64_t deadline)
 		shmq__pool_idle_wake(p->h, true, INT_MAX);
 		pthread_mutex_unlock(&p->mu);
 	}
-	pthread_mutex_lock(&p->mu);
-	for (unsigned i = 0; i < p->nworkers; i++) {
-		int64_t left = shmq__remaining(deadline);
-
-		if (!p->procs[i])
-			continue;
-		rc = shmq_proc_join(p->procs[i], left == INT64_MAX ? SHMQ_FOREVER : left);
-		if (rc == -EAGAIN)
-			rc = -ETIMEDOUT;
-		if (rc && rc != -ECHILD)
-			break;
-		shmq_proc_close(p->procs[i]);
-		p->procs[i] = NULL;
-		rc = 0;
-	}
-	pthread_mutex_unlock(&p->mu);
+	for (unsigned i = 0; i < p->nworkers && !rc; i++)
+		rc = worker_join(p, i, deadline);
 	return rc;
 }
 
