@@ -151,6 +151,48 @@ static void test_join_timeout_from_threads(void **state)
 	shmq_thread_close(t);
 }
 
+/* A thread that joins itself: what each join said, once it may look. */
+struct self_join {
+	shmq_thread *self; /* published by the starter before the gate */
+	uint32_t gate;
+	int rc_nowait, rc_timed, rc_forever;
+};
+
+static void *join_self(void *p)
+{
+	struct self_join *sj = p;
+	struct timespec ts = { 0, 200 * 1000 };
+
+	/* pairs with the store_release of gate in test_join_self */
+	while (!shmq__load_acquire(&sj->gate))
+		nanosleep(&ts, NULL);
+	sj->rc_nowait = shmq_thread_join(sj->self, SHMQ_NOWAIT, NULL);
+	sj->rc_timed = shmq_thread_join(sj->self, 20 * MS, NULL);
+	/* only once the others said so: before, this one never returned */
+	if (sj->rc_timed == -EDEADLK)
+		sj->rc_forever = shmq_thread_join(sj->self, SHMQ_FOREVER, NULL);
+	return sj;
+}
+
+/* A thread joining itself would wait for its own end for ever (with
+ * SHMQ_FOREVER) or until every deadline: -EDEADLK, as pthread_join says
+ * (Python raises RuntimeError).  The handle stays usable. */
+static void test_join_self(void **state)
+{
+	struct self_join sj = { 0 };
+	void *ret = NULL;
+
+	(void)state;
+	assert_int_equal(shmq_thread_start(join_self, &sj, &sj.self), 0);
+	shmq__store_release(&sj.gate, 1); /* pairs with the load_acquire in join_self */
+	assert_int_equal(shmq_thread_join(sj.self, SHMQ_FOREVER, &ret), 0);
+	assert_ptr_equal(ret, &sj);
+	assert_int_equal(sj.rc_nowait, -EDEADLK);
+	assert_int_equal(sj.rc_timed, -EDEADLK);
+	assert_int_equal(sj.rc_forever, -EDEADLK);
+	shmq_thread_close(sj.self);
+}
+
 int main(void)
 {
 	alarm(240); /* a hang fails the program instead of stalling the suite */
@@ -160,6 +202,7 @@ int main(void)
 		cmocka_unit_test(test_many),
 		cmocka_unit_test(test_close_unjoined),
 		cmocka_unit_test(test_join_timeout_from_threads),
+		cmocka_unit_test(test_join_self),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

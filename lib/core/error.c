@@ -29,7 +29,7 @@ SHMQ_API const char *shmq_strerror(int err)
 	case EEXIST:    return "already exists";
 	case ENOENT:    return "no such region, object, entry or program";
 	case EPROTO:    return "layout version mismatch";
-	case EDEADLK:   return "lock already held by the caller";
+	case EDEADLK:   return "would deadlock (lock held, or thread joining itself)";
 	case EPERM:     return "operation not permitted (lock not held by the caller)";
 	case ECANCELED: return "cancelled";
 	case EACCES:    return "permission denied";

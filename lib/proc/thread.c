@@ -105,6 +105,10 @@ SHMQ_API int shmq_thread_join(shmq_thread *t, int64_t timeout_ns, void **ret)
 	if (shmq__foreign(t->owner))
 		return -EBADF; /* inherited across fork(): not a thread of ours */
 	if (!t->joined) {
+		/* a thread not yet joined keeps its id: this is the thread
+		 * itself, which would wait for its own end */
+		if (pthread_equal(t->th, pthread_self()))
+			return -EDEADLK;
 		deadline = shmq__deadline(timeout_ns);
 		/* pairs with the store_release of done in thread_trampoline */
 		while (shmq__load_acquire(&t->done) == 0) {

@@ -26,7 +26,8 @@ SHMQ_API bool shmq_thread_is_alive(shmq_thread *t);
 /* Wait for fn to return and store its result in *ret (ret may be NULL).
  * SHMQ_NOWAIT: -EAGAIN while it runs; -ETIMEDOUT after timeout_ns, never
  * earlier; may be retried after either.  Once it succeeded, further joins
- * return 0 and the same result at once. */
+ * return 0 and the same result at once.  -EDEADLK when t is the calling
+ * thread. */
 SHMQ_API int shmq_thread_join(shmq_thread *t, int64_t timeout_ns, void **ret);
 /* Free the handle.  Normally after a successful join; closing a thread that
  * was not joined detaches it (it runs on and cleans up after itself). */
