@@ -1334,6 +1334,32 @@ static void test_hostile_life_word_live(void **state)
 	shmq_region_close(r);
 }
 
+/* A slot's pid word forged (any process attached to the region can write
+ * it) to name another process: worker_stats still reports the worker's own
+ * pid, which the creator knows privately.  It used to hand the forged word
+ * out, and a caller that kills a worker by its reported pid (as these tests
+ * do) would have signalled init. */
+static void test_hostile_stats_pid(void **state)
+{
+	struct shmq_pool_worker_stats s;
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	struct pool_hdr *h = pool_hdr_of(r);
+	pid_t pids[NWORKERS];
+
+	(void)state;
+	pool_wait_started(p);
+	pids_of(p, pids);
+	__atomic_store_n(&h->slots[0].pid, 1, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&h->slots[1].pid, -5, __ATOMIC_SEQ_CST);
+	for (unsigned i = 0; i < NWORKERS; i++) {
+		assert_int_equal(shmq_pool_worker_stats(p, i, &s), 0);
+		assert_int_equal(s.pid, pids[i]);
+	}
+	pool_done(p, pids, NWORKERS);
+	shmq_region_close(r);
+}
+
 /* A dead worker's life lock forged back to "held by its pid": the looks
  * believe it, but every LIFE_FULL_EVERY-th look polls the pidfds, so the
  * replacement comes late but comes; meanwhile the live worker runs every
@@ -2118,6 +2144,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_look_makes_no_system_call),
 		cmocka_unit_test(test_hostile_life_word_live),
 		cmocka_unit_test(test_hostile_life_word_dead),
+		cmocka_unit_test(test_hostile_stats_pid),
 		cmocka_unit_test(test_terminate),
 		cmocka_unit_test(test_free_running_pool),
 		cmocka_unit_test(test_create_too_big_takes_nothing),

@@ -241,10 +241,14 @@ SHMQ_API int shmq_pool_worker_stats(shmq_pool *p, unsigned i, struct shmq_pool_w
 		return -EBADF; /* inherited across fork(): the parent's workers */
 	sl = &p->h->slots[i];
 	memset(s, 0, sizeof(*s));
+	/* the pid from our own handle, never the slot's word: anyone attached
+	 * to the region can write that, and callers signal what we report */
+	pthread_mutex_lock(&p->mu);
+	s->pid = p->procs[i] ? shmq_proc_pid(p->procs[i]) : 0;
+	pthread_mutex_unlock(&p->mu);
 	/* statistics: no ordering needed; pairs with the relaxed stores of
-	 * shmq__pool_worker_start (pid, restarts), the worker (tasks, steals)
+	 * shmq__pool_worker_start (restarts), the worker (tasks, steals)
 	 * and worker_init's release store of id */
-	s->pid = shmq__load_relaxed(&sl->pid);
 	s->tasks = shmq__load_relaxed(&sl->tasks);
 	s->steals = shmq__load_relaxed(&sl->steals);
 	s->restarts = shmq__load_relaxed(&sl->restarts);

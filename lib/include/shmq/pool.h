@@ -222,7 +222,8 @@ SHMQ_API int shmq_pool_terminate(shmq_pool *p);
 SHMQ_API void shmq_pool_free(shmq_pool *p);
 
 /*
- * Statistics of worker slot i (< shmq_pool_workers(p)): its current pid, the
+ * Statistics of worker slot i (< shmq_pool_workers(p)): its current pid (the
+ * creator's own record, not the region's word, which anyone could forge), the
  * tasks it ran (map elements and subtasks; counted per slot across
  * replacements), the words it stole, how often it was replaced, and whether
  * its current process has started.  Any thread of the creating process
