@@ -421,6 +421,48 @@ static void test_map_million_in_order(void **state)
 	shmq_region_close(r);
 }
 
+/* A chunksize near SIZE_MAX is one chunk of everything.  The creator
+ * computed the chunk count as (n + cs - 1) / cs, which wrapped to 0: the
+ * workers refuse a job of no chunks, so map, imap and map_async waited for
+ * ever (here: to their timeouts) and wrote nothing. */
+static void test_huge_chunksize(void **state)
+{
+	static const size_t sizes[] = { SIZE_MAX, SIZE_MAX - 1, SIZE_MAX / 2 + 2 };
+	shmq_region *r = region_new();
+	int64_t in[10], out[10], v;
+	shmq_async *a;
+	shmq_iter *it;
+	shmq_pool *p;
+
+	(void)state;
+	for (int i = 0; i < 10; i++)
+		in[i] = i;
+	for (unsigned k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		struct shmq_pool_opts o = { .workers = NWORKERS, .chunksize = sizes[k] };
+
+		assert_int_equal(shmq_pool_create(r, &o, &p), 0);
+		memset(out, 0, sizeof(out));
+		assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]),
+					       10, 10 * 1000000000ll), 0);
+		for (int i = 0; i < 10; i++)
+			assert_int_equal(out[i], 3 * i + 1);
+		memset(out, 0, sizeof(out));
+		assert_int_equal(shmq_pool_map_async(p, "triple", in, sizeof(in[0]), out,
+						     sizeof(out[0]), 10, &a), 0);
+		assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
+		shmq_async_free(a);
+		assert_int_equal(out[9], 28);
+		assert_int_equal(shmq_pool_imap(p, "triple", in, sizeof(in[0]), sizeof(v), 10,
+						SHMQ_UNORDERED, &it), 0);
+		for (int i = 0; i < 10; i++)
+			assert_true(shmq_iter_next(it, &v, 10 * 1000000000ll) >= 0);
+		assert_int_equal(shmq_iter_next(it, &v, SHMQ_NOWAIT), -EPIPE);
+		shmq_iter_free(it);
+		pool_done(p, NULL, 0);
+	}
+	shmq_region_close(r);
+}
+
 static void test_map_in_place_and_batches(void **state)
 {
 	shmq_region *r = region_new();
@@ -2128,6 +2170,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_map_million_in_order),
 		cmocka_unit_test(test_map_in_place_and_batches),
+		cmocka_unit_test(test_huge_chunksize),
 		cmocka_unit_test(test_async),
 		cmocka_unit_test(test_async_double_free),
 		cmocka_unit_test(test_nowait_map_refused),

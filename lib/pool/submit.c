@@ -50,16 +50,22 @@ static bool in_region(shmq_region *r, const void *ptr, uint64_t bytes, uint64_t 
 	return shmq__region_ptr(r, *off, bytes) != NULL;
 }
 
+/* ceil(n / d) for n >= 1, d >= 1, without the wrap of (n + d - 1) / d: a
+ * chunksize near UINT64_MAX made that 0 chunks, a job no worker takes. */
+static uint64_t div_up(uint64_t n, uint64_t d)
+{
+	return (n - 1) / d + 1;
+}
+
+/* The chunk size of a job of n >= 1 elements. */
 static uint64_t chunksize_for(const shmq_pool *p, uint64_t n)
 {
 	uint64_t cs = p->chunksize;
 
 	if (cs == 0)
-		cs = (n + 4ull * p->nworkers - 1) / (4ull * p->nworkers);
-	if (cs == 0)
-		cs = 1;
-	if ((n + cs - 1) / cs > RANGE_MAX)
-		cs = (n + RANGE_MAX - 1) / RANGE_MAX;
+		cs = div_up(n, 4ull * p->nworkers);
+	if (div_up(n, cs) > RANGE_MAX)
+		cs = div_up(n, RANGE_MAX);
 	return cs;
 }
 
@@ -210,7 +216,7 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	if (!a)
 		return -ENOMEM;
 	cs = chunksize_for(p, s->n);
-	nchunks = (s->n + cs - 1) / cs;
+	nchunks = div_up(s->n, cs);
 	rc = job_place(p, j, s, nchunks, a);
 	if (rc) {
 		async_release(p, a);
