@@ -2118,6 +2118,62 @@ static void test_join_nowait_during_join(void **state)
 	shmq_region_close(r);
 }
 
+struct slot_freer {
+	shmq_async *a[SHMQ_POOL_MAX_JOBS];
+	int64_t out[SHMQ_POOL_MAX_JOBS];
+	int bad;
+};
+
+/* Once the main thread sleeps (in its map's wait for a job slot): finish
+ * and free every handle that holds one. */
+static void *slot_freer(void *arg)
+{
+	struct slot_freer *sf = arg;
+
+	while (!main_sleeps())
+		usleep(1000);
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
+		if (shmq_async_get(sf->a[j], SHMQ_FOREVER) || sf->out[j] != 3 * (int64_t)j + 1)
+			sf->bad++;
+		shmq_async_free(sf->a[j]);
+	}
+	return NULL;
+}
+
+/* With every job slot taken by map_async / apply_async handles, a map waits
+ * for a slot within its timeout, as for the rest of its work; it used to
+ * return -EAGAIN at once whatever its timeout (only the async calls
+ * document -EAGAIN for a full table). */
+static void test_map_waits_for_job_slot(void **state)
+{
+	static struct slot_freer sf;
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	int64_t in[4] = { 1, 2, 3, 4 }, out[4] = { 0 }, v;
+	shmq_thread *t;
+	int rc;
+
+	(void)state;
+	memset(&sf, 0, sizeof(sf));
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
+		v = j;
+		assert_int_equal(shmq_pool_apply_async(p, "triple", &v, sizeof(v), &sf.out[j],
+						       sizeof(sf.out[j]), &sf.a[j]), 0);
+	}
+	assert_int_equal(shmq_pool_apply_async(p, "triple", &v, sizeof(v), &v, sizeof(v),
+					       &(shmq_async *){ NULL }), -EAGAIN);
+	assert_int_equal(shmq_thread_start(slot_freer, &sf, &t), 0);
+	rc = shmq_pool_map(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]), 4, SHMQ_FOREVER);
+	assert_int_equal(shmq_thread_join(t, SHMQ_FOREVER, NULL), 0); /* before any assert */
+	shmq_thread_close(t);
+	assert_int_equal(rc, 0);
+	assert_int_equal(sf.bad, 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(out[i], 3 * in[i] + 1);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
 /* ---- a job's inline block ---- */
 
 /* A job of one chunk whose copies fit its inline block (an apply_async of
@@ -2192,6 +2248,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_free_running_pool),
 		cmocka_unit_test(test_create_too_big_takes_nothing),
 		cmocka_unit_test(test_join_nowait_during_join),
+		cmocka_unit_test(test_map_waits_for_job_slot),
 		cmocka_unit_test(test_hostile_frame_out_size),
 		cmocka_unit_test(test_hostile_err_word),
 		cmocka_unit_test(test_hostile_nchunks_recover),

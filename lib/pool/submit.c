@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <shmq.h>
 
@@ -37,6 +38,7 @@ struct submit {
 	size_t out_size;
 	size_t n;
 	bool statuses; /* imap: keep every element's status */
+	bool *slots_full; /* map: set when every job slot was taken (-EAGAIN) */
 };
 
 /* In-place offset of [p, p + bytes) if it lies in the region's heap. */
@@ -210,8 +212,11 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	if (p->nzombies)
 		shmq__pool_zombies_reap(p, shmq_now_ns()); /* a look, no wait */
 	rc = job_slot_get(p, &j);
-	if (rc)
+	if (rc) {
+		if (s->slots_full)
+			*s->slots_full = true;
 		return rc;
+	}
 	a = async_alloc(p);
 	if (!a)
 		return -ENOMEM;
@@ -316,7 +321,7 @@ static int async_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 SHMQ_API int shmq_pool_map_async(shmq_pool *p, const char *task, const void *in, size_t in_size,
 				 void *out, size_t out_size, size_t n, shmq_async **out_async)
 {
-	struct submit s = { task, in, in_size, out, out_size, n, false };
+	struct submit s = { task, in, in_size, out, out_size, n, false, NULL };
 
 	return async_submit(p, &s, out_async);
 }
@@ -324,7 +329,7 @@ SHMQ_API int shmq_pool_map_async(shmq_pool *p, const char *task, const void *in,
 SHMQ_API int shmq_pool_apply_async(shmq_pool *p, const char *task, const void *in, size_t in_size,
 				   void *out, size_t out_size, shmq_async **out_async)
 {
-	struct submit s = { task, in, in_size, out, out_size, 1, false };
+	struct submit s = { task, in, in_size, out, out_size, 1, false, NULL };
 
 	return async_submit(p, &s, out_async);
 }
@@ -333,7 +338,7 @@ int shmq__pool_submit_statuses(shmq_pool *p, const char *task, const void *in, s
 			       void *out, size_t out_size, size_t n, int32_t *st_out,
 			       shmq_async **out_async)
 {
-	struct submit s = { task, in, in_size, out, out_size, n, true };
+	struct submit s = { task, in, in_size, out, out_size, n, true, NULL };
 	int rc = async_submit(p, &s, out_async);
 
 	if (rc == 0)
@@ -611,10 +616,49 @@ static int map_refusal(shmq_pool *p, const char *task)
 	return rc;
 }
 
+/* A map found all SHMQ_POOL_MAX_JOBS job slots taken: wait until one is
+ * free (0), the pool is closed (-EPIPE), terminated (-ECANCELED) or broken
+ * (its error), or deadline (-ETIMEDOUT).  Slots come back when their
+ * handles finish (other threads' waits and frees) or, for freed jobs, once
+ * no worker runs their chunks any more: nothing announces the latter, so
+ * this looks every millisecond, reaping such jobs and supervising as every
+ * wait does. */
+static int slot_wait(shmq_pool *p, int64_t deadline)
+{
+	enum { WAIT = 1 };
+
+	for (;;) {
+		int rc = WAIT;
+		uint32_t st;
+
+		pthread_mutex_lock(&p->mu);
+		/* relaxed: only the creator writes state, under p->mu
+		 * (Protocol POOL_STATE) */
+		st = shmq__load_relaxed(&p->h->state);
+		if (st != POOL_RUNNING)
+			rc = st == POOL_TERMINATE ? -ECANCELED : -EPIPE;
+		else if (p->broken)
+			rc = p->broken;
+		if (rc == WAIT && p->nzombies)
+			shmq__pool_zombies_reap(p, shmq_now_ns()); /* a look, no wait */
+		for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS && rc == WAIT; j++)
+			if (!p->jobs[j].used)
+				rc = 0;
+		if (rc == WAIT && shmq_now_ns() - p->last_supervise >= SUPERVISE_EVERY_NS)
+			shmq__pool_supervise(p);
+		pthread_mutex_unlock(&p->mu);
+		if (rc != WAIT)
+			return rc;
+		if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline)
+			return -ETIMEDOUT;
+		usleep(1000);
+	}
+}
+
 SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_t in_size,
 			   void *out, size_t out_size, size_t n, int64_t timeout_ns)
 {
-	struct submit s = { task, in, in_size, out, out_size, n, false };
+	struct submit s = { task, in, in_size, out, out_size, n, false, NULL };
 	int64_t deadline = shmq__deadline(timeout_ns);
 	size_t done = 0, batch = n;
 	int first = 0, rc;
@@ -635,16 +679,26 @@ SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_
 	}
 	while (done < n) {
 		struct submit b = s;
+		bool full = false;
 		shmq_async *a;
 
 		b.n = n - done < batch ? n - done : batch;
 		b.in = in ? (const uint8_t *)in + done * in_size : NULL;
 		b.out = out ? (uint8_t *)out + done * out_size : NULL;
+		b.slots_full = &full;
 		rc = async_submit(p, &b, &a);
 		if (rc == -ENOSPC && b.n > 1) {
 			size_t fit = batch_fit(p, &b);
 
 			batch = fit && fit < b.n ? fit : b.n / 2;
+			continue;
+		}
+		if (rc == -EAGAIN && full) {
+			/* every job slot taken: a map waits for one, as for
+			 * the rest of its work (map_async says -EAGAIN) */
+			rc = slot_wait(p, deadline);
+			if (rc)
+				return rc;
 			continue;
 		}
 		if (rc)

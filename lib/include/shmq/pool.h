@@ -130,7 +130,9 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
  * size may be 0, its pointer then NULL).  Buffers that lie in the pool's
  * region are used in place; others are copied into the arena (in) and back
  * (out), in batches if they do not fit it at once.  The elements are split in
- * chunks of opts.chunksize.  Returns 0, the error of the first failing
+ * chunks of opts.chunksize.  Each batch takes one of the SHMQ_POOL_MAX_JOBS job
+ * slots; with all of them taken (by async handles) map waits for one within
+ * its timeout.  Returns 0, the error of the first failing
  * element (the lowest index; the other results are still written), -ENOENT
  * for an unknown task, -ECANCELED when the pool is terminated meanwhile,
  * -ETIMEDOUT, -EPIPE after close, -EOWNERDEAD (see above), -EINVAL.
