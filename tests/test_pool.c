@@ -1402,6 +1402,38 @@ static void test_hostile_stats_pid(void **state)
 	shmq_region_close(r);
 }
 
+/* The pool's state word forged (any process attached to the region can
+ * write it): the creator goes by its own record.  It used to read the word
+ * back, so a forged CLOSING or EXIT made every submission say -EPIPE on a
+ * pool nobody closed, and a forged RUNNING made the join of a closed pool
+ * say -EINVAL; the word is put back for the workers, and those that left
+ * because of it are replaced. */
+static void test_hostile_pool_state(void **state)
+{
+	static const uint32_t forged[] = { POOL_CLOSING, POOL_EXIT, POOL_TERMINATE, 77 };
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	struct pool_hdr *h = pool_hdr_of(r);
+	int64_t in[50], out[50];
+
+	(void)state;
+	for (int i = 0; i < 50; i++)
+		in[i] = i;
+	for (unsigned k = 0; k < sizeof(forged) / sizeof(forged[0]); k++) {
+		__atomic_store_n(&h->state, forged[k], __ATOMIC_SEQ_CST);
+		memset(out, 0, sizeof(out));
+		assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]),
+					       50, 30 * 1000000000ll), 0);
+		for (int i = 0; i < 50; i++)
+			assert_int_equal(out[i], 3 * i + 1);
+	}
+	assert_int_equal(shmq_pool_close(p), 0);
+	__atomic_store_n(&h->state, POOL_RUNNING, __ATOMIC_SEQ_CST);
+	assert_int_equal(shmq_pool_join(p, 30 * 1000000000ll), 0);
+	shmq_pool_free(p);
+	shmq_region_close(r);
+}
+
 /* A dead worker's life lock forged back to "held by its pid": the looks
  * believe it, but every LIFE_FULL_EVERY-th look polls the pidfds, so the
  * replacement comes late but comes; meanwhile the live worker runs every
@@ -2244,6 +2276,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_hostile_life_word_live),
 		cmocka_unit_test(test_hostile_life_word_dead),
 		cmocka_unit_test(test_hostile_stats_pid),
+		cmocka_unit_test(test_hostile_pool_state),
 		cmocka_unit_test(test_terminate),
 		cmocka_unit_test(test_free_running_pool),
 		cmocka_unit_test(test_create_too_big_takes_nothing),

@@ -69,6 +69,8 @@ struct shmq_pool {
 	uint64_t *area_off;  /* per slot: its area, never read back from the region */
 	uint32_t *start_fails;
 	int broken;          /* a worker cannot be started: the error */
+	uint32_t state;      /* POOL_*, the truth (mu): h->state is the workers'
+			      * copy, and anyone attached can write it */
 	char init[SHMQ_OBJ_NAME_MAX + 1]; /* opts.initializer, or "" */
 	uint64_t max_tasks;  /* opts.max_tasks_per_worker */
 	bool init_failed;    /* a worker's initializer failed: no more restarts */

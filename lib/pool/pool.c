@@ -258,6 +258,14 @@ SHMQ_API int shmq_pool_worker_stats(shmq_pool *p, unsigned i, struct shmq_pool_w
 
 /* ---- lifecycle ---- */
 
+/* Our state becomes st, and the workers' copy in the region with it
+ * (seq_cst, as Protocol POOL_STATE says).  With p->mu held. */
+static void pool_state_set(shmq_pool *p, uint32_t st)
+{
+	p->state = st;
+	shmq__store_seq_cst(&p->h->state, st);
+}
+
 SHMQ_API int shmq_pool_close(shmq_pool *p)
 {
 	if (!p)
@@ -265,9 +273,8 @@ SHMQ_API int shmq_pool_close(shmq_pool *p)
 	if (shmq__foreign(p->pid))
 		return -EBADF;
 	pthread_mutex_lock(&p->mu);
-	/* relaxed: only the creator writes state, under p->mu (Protocol POOL_STATE) */
-	if (shmq__load_relaxed(&p->h->state) == POOL_RUNNING)
-		shmq__store_seq_cst(&p->h->state, POOL_CLOSING);
+	if (p->state == POOL_RUNNING)
+		pool_state_set(p, POOL_CLOSING);
 	pthread_mutex_unlock(&p->mu);
 	return 0;
 }
@@ -366,10 +373,12 @@ static int worker_join(shmq_pool *p, unsigned i, int64_t deadline)
 /* Join until deadline: 0, or -ETIMEDOUT once it has passed. */
 static int pool_join(shmq_pool *p, int64_t deadline)
 {
-	/* relaxed: only the creator writes state (Protocol POOL_STATE) */
-	uint32_t st = shmq__load_relaxed(&p->h->state);
+	uint32_t st;
 	int rc = 0;
 
+	pthread_mutex_lock(&p->mu);
+	st = p->state;
+	pthread_mutex_unlock(&p->mu);
 	if (st == POOL_RUNNING)
 		return -EINVAL;
 	if (st == POOL_CLOSING) {
@@ -377,7 +386,8 @@ static int pool_join(shmq_pool *p, int64_t deadline)
 		if (rc)
 			return rc;
 		pthread_mutex_lock(&p->mu);
-		shmq__store_seq_cst(&p->h->state, POOL_EXIT); /* POOL_STATE */
+		if (p->state == POOL_CLOSING) /* not terminated meanwhile */
+			pool_state_set(p, POOL_EXIT);
 		shmq__pool_idle_wake(p->h, true, INT_MAX);
 		pthread_mutex_unlock(&p->mu);
 	}
@@ -408,7 +418,7 @@ SHMQ_API int shmq_pool_terminate(shmq_pool *p)
 	if (shmq__foreign(p->pid))
 		return -EBADF;
 	pthread_mutex_lock(&p->mu);
-	shmq__store_seq_cst(&p->h->state, POOL_TERMINATE); /* POOL_STATE */
+	pool_state_set(p, POOL_TERMINATE);
 	shmq__pool_idle_wake(p->h, true, INT_MAX);
 	pool_kill_all(p);
 	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {

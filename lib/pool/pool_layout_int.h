@@ -86,6 +86,9 @@
  *
  * Protocol POOL_STATE: creator -> workers.  Only the creator writes state,
  * seq_cst (close, join, terminate); worker_should_exit loads it with acquire.
+ * The creator decides by its own record (shmq_pool.state), never by this
+ * word, which anyone attached can write; supervision puts a forged value
+ * back.
  *
  * Protocol IDLE_WAKE: A publisher of work bumps work_seq (seq_cst) and wakes
  * the futex if idle_sleepers is non-zero (idle_wake); an idle worker reads

@@ -201,8 +201,7 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	unsigned j;
 	int idx, rc;
 
-	/* relaxed: only the creator writes state (Protocol POOL_STATE) */
-	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING)
+	if (p->state != POOL_RUNNING)
 		return -EPIPE;
 	if (p->broken)
 		return p->broken;
@@ -272,8 +271,7 @@ static int async_empty(shmq_pool *p, const struct submit *s, shmq_async **out)
 	struct shmq_async *a;
 	int idx;
 
-	/* relaxed: only the creator writes state (Protocol POOL_STATE) */
-	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING)
+	if (p->state != POOL_RUNNING)
 		return -EPIPE;
 	idx = shmq__pool_task_lookup(&p->tt, s->task);
 	if (idx < 0)
@@ -605,8 +603,7 @@ static int map_refusal(shmq_pool *p, const char *task)
 	int rc = 0;
 
 	pthread_mutex_lock(&p->mu);
-	/* relaxed: only the creator writes state (Protocol POOL_STATE) */
-	if (shmq__load_relaxed(&p->h->state) != POOL_RUNNING)
+	if (p->state != POOL_RUNNING)
 		rc = -EPIPE;
 	else if (p->broken)
 		rc = p->broken;
@@ -632,9 +629,7 @@ static int slot_wait(shmq_pool *p, int64_t deadline)
 		uint32_t st;
 
 		pthread_mutex_lock(&p->mu);
-		/* relaxed: only the creator writes state, under p->mu
-		 * (Protocol POOL_STATE) */
-		st = shmq__load_relaxed(&p->h->state);
+		st = p->state;
 		if (st != POOL_RUNNING)
 			rc = st == POOL_TERMINATE ? -ECANCELED : -EPIPE;
 		else if (p->broken)

@@ -435,11 +435,16 @@ unsigned shmq__pool_late_looks(shmq_pool *p)
 /* Replace dead workers.  Called with p->mu held. */
 void shmq__pool_supervise(shmq_pool *p)
 {
-	/* relaxed: only the creator writes state (Protocol POOL_STATE) */
-	uint32_t st = shmq__load_relaxed(&p->h->state);
+	uint32_t st = p->state;
 	bool each;
 
 	p->last_supervise = shmq_now_ns();
+	/* the workers' copy of the state, which anyone attached can write: a
+	 * forged value is put back (workers it sent away are replaced below).
+	 * relaxed: only compared with our own record; the store is seq_cst
+	 * (Protocol POOL_STATE) */
+	if (shmq__load_relaxed(&p->h->state) != st)
+		shmq__store_seq_cst(&p->h->state, st);
 	if (st >= POOL_EXIT)
 		return;
 	each = !workers_all_running(p);
