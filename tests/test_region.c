@@ -972,6 +972,14 @@ static void test_strerror_and_clock(void **state)
 	b = shmq_now_ns();
 	assert_true(b >= a && a > 0);
 	assert_string_equal(shmq_version(), PACKAGE_VERSION);
+	{
+		/* the header's macros say what the library says */
+		char v[32];
+
+		snprintf(v, sizeof(v), "%d.%d.%d", SHMQ_VERSION_MAJOR, SHMQ_VERSION_MINOR,
+			 SHMQ_VERSION_PATCH);
+		assert_string_equal(v, shmq_version());
+	}
 }
 
 int main(void)

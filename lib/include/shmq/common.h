@@ -16,7 +16,7 @@ extern "C" {
 #define SHMQ_API __attribute__((visibility("default")))
 
 #define SHMQ_VERSION_MAJOR 0
-#define SHMQ_VERSION_MINOR 1
+#define SHMQ_VERSION_MINOR 2
 #define SHMQ_VERSION_PATCH 0
 
 /* Timeouts (relative, nanoseconds): SHMQ_NOWAIT, SHMQ_FOREVER or > 0.  Every
