@@ -229,8 +229,9 @@ SHMQ_API void shmq_pool_free(shmq_pool *p);
  * tasks it ran (map elements and subtasks; counted per slot across
  * replacements), the words it stole, how often it was replaced, and whether
  * its current process has started.  Any thread of the creating process
- * (-EBADF in a child made by fork()).  -EINVAL for a bad index, -EBADMSG
- * when the shared counters are corrupt.
+ * (-EBADF in a child made by fork()).  -EINVAL for a bad index.  All but
+ * the pid are counters in the region, read as they are: statistics, which
+ * a process that writes the region can change, never a decision's input.
  */
 struct shmq_pool_worker_stats {
 	pid_t pid;
