@@ -11,6 +11,8 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -1212,6 +1214,115 @@ static void test_helper_waitv_refused(void **state)
 	assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* Where futex_waitv is refused the helper thread reads the watched words
+ * itself: once unwatch returns, the caller may unmap the word, and the
+ * helper must not read it again (before: it could still be reading a set it
+ * had copied, and died of SIGSEGV in a correct program).  The window is made
+ * wide at will: the fillers' pages are dropped from the page tables, so the
+ * helper's reads of them fault one by one (far apart: one fault maps no
+ * other), and the word it reads last (w, watched first) is unwatched and
+ * unmapped once /proc/self/pagemap shows that the helper has started on the
+ * fillers.  In a child: 0, 77 (cannot
+ * refuse the call or read pagemap), or the number of the failed check. */
+#define UNMAP_FILLERS 120
+#define UNMAP_ROUNDS 200
+#define UNMAP_STRIDE 32 /* pages: wider than the kernel's fault-around (64 KiB) */
+
+static bool page_present(int pagemap, const void *p)
+{
+	uint64_t e;
+	long pg = sysconf(_SC_PAGESIZE);
+
+	if (pread(pagemap, &e, sizeof(e), (off_t)((uintptr_t)p / (uintptr_t)pg * sizeof(e))) !=
+	    (ssize_t)sizeof(e))
+		return false;
+	return e >> 63; /* bit 63: present */
+}
+
+static int unwatch_unmap_child(void)
+{
+	struct shmq_sched_opts o = { .backend = SHMQ_SCHED_FALLBACK };
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	struct shmq__watch fw[UNMAP_FILLERS] = { 0 }, ww = { 0 };
+	shmq_sched *s;
+	uint8_t *fill;
+	int pagemap;
+
+	if ((pagemap = open("/proc/self/pagemap", O_RDONLY)) < 0)
+		return 77;
+	fill = mmap(NULL, UNMAP_FILLERS * UNMAP_STRIDE * pg, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (fill == MAP_FAILED)
+		return 2;
+	for (unsigned i = 0; i < UNMAP_FILLERS; i++) {
+		fw[i].word = (uint32_t *)(void *)(fill + i * UNMAP_STRIDE * pg);
+		fw[i].sleepers = fw[i].word + 1;
+	}
+	if (!refuse_syscall(SYS_futex_waitv, EPERM))
+		return 77;
+	if (shmq_sched_create(&o, &s) < 0)
+		return 3;
+	for (int round = 0; round < UNMAP_ROUNDS; round++) {
+		uint32_t *wp = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+				    -1, 0);
+		int64_t until;
+
+		if (wp == MAP_FAILED)
+			return 4;
+		ww.word = wp;
+		ww.sleepers = wp + 1;
+		/* w first: the helper's set lists the newest first, w last */
+		if (shmq__sched_watch_word(s, &ww, &ww, never_readable, no_progress, act_count,
+					   NULL) < 0)
+			return 5;
+		for (unsigned i = 0; i < UNMAP_FILLERS; i++)
+			if (shmq__sched_watch_word(s, &fw[i], &fw[i], never_readable, no_progress,
+						   act_count, NULL) < 0)
+				return 6;
+		if (shmq_sched_run(s, false) < -1) /* arms them: the helper's set */
+			return 7;
+		/* The helper re-reads its set every 1 ms: wait (bounded) until
+		 * it faults the first filler in, then take w away under it. */
+		if (madvise(fill, UNMAP_FILLERS * UNMAP_STRIDE * pg, MADV_DONTNEED) < 0)
+			return 8;
+		until = shmq_now_ns() + 2 * SEC;
+		while (!page_present(pagemap, fw[UNMAP_FILLERS - 1].word) && shmq_now_ns() < until)
+			;
+		if (shmq_sched_unwatch(s, &ww) != 0)
+			return 9;
+		/* the memory is gone (PROT_NONE in its place: not reused) */
+		if (mmap(wp, pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) !=
+		    (void *)wp)
+			return 10;
+		for (unsigned i = 0; i < UNMAP_FILLERS; i++)
+			if (shmq_sched_unwatch(s, &fw[i]) != 0)
+				return 11;
+		if (shmq_sched_run(s, false) < -1) /* frees the unwatched */
+			return 12;
+		munmap(wp, pg);
+	}
+	shmq_sched_destroy(s);
+	munmap(fill, UNMAP_FILLERS * UNMAP_STRIDE * pg);
+	close(pagemap);
+	return 0;
+}
+
+static void test_helper_unwatch_unmap(void **state)
+{
+	pid_t pid;
+	int st;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(unwatch_unmap_child());
+	st = tu_wait_child(pid);
+	if (st == 77)
+		skip();
+	assert_int_equal(st, 0); /* before: 128 + SIGSEGV */
+}
+
 struct wordobj {
 	uint32_t word;     /* the readiness futex word */
 	uint32_t sleepers;
@@ -2095,6 +2206,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_backend_select),
 		cmocka_unit_test(test_backend_refused),
 		cmocka_unit_test(test_helper_waitv_refused),
+		cmocka_unit_test(test_helper_unwatch_unmap),
 		ALL(test_watch_proc),
 		ALL(test_destroy_armed),
 		ALL(test_watch_word),

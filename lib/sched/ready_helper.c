@@ -11,7 +11,9 @@
  * every signal.
  *
  * The set lives under the helper's own mutex; the owner publishes a new set
- * with shmq__ready_helper_set, which bumps `gen` and wakes it.
+ * with shmq__ready_helper_set, which bumps `gen` and wakes it.  Where it polls
+ * (no futex_waitv) the helper reads the words under that mutex too, so a set
+ * replaced is never read again once shmq__ready_helper_set returns.
  */
 #include "config.h"
 
@@ -62,14 +64,26 @@ static long helper_waitv(struct futex_waitv *v, unsigned n)
 	return syscall(SYS_futex_waitv, v, n, 0, NULL, CLOCK_MONOTONIC);
 }
 
-/* Kernels < 5.16: check the words, nap on gen for a slice. */
+/* Kernels < 5.16 (or futex_waitv refused): check the words, nap on gen for
+ * a slice.  The words are read under mu and only while gen is still the set's:
+ * shmq__ready_helper_set bumps gen under mu, so once it returns no word of
+ * the old set is read again, and its owner may unmap them (futex_waitv needs
+ * no such care: the kernel reads the words with EFAULT, not SIGSEGV). */
 static bool helper_poll_words(struct shmq__ready_helper *h, struct futex_waitv *v, unsigned n)
 {
-	for (unsigned i = 1; i < n; i++)
-		if (shmq__load_seq_cst((uint32_t *)(uintptr_t)v[i].uaddr) != (uint32_t)v[i].val)
-			return true;
-	shmq__futex_wait(&h->gen, (uint32_t)v[0].val, shmq_now_ns() + HELPER_SLICE_NS);
-	return false;
+	bool changed = false;
+
+	pthread_mutex_lock(&h->mu);
+	if (shmq__load_seq_cst(&h->gen) != (uint32_t)v[0].val) {
+		pthread_mutex_unlock(&h->mu);
+		return false; /* a new set: the old one's words may be gone */
+	}
+	for (unsigned i = 1; i < n && !changed; i++)
+		changed = shmq__load_seq_cst((uint32_t *)(uintptr_t)v[i].uaddr) != (uint32_t)v[i].val;
+	pthread_mutex_unlock(&h->mu);
+	if (!changed)
+		shmq__futex_wait(&h->gen, (uint32_t)v[0].val, shmq_now_ns() + HELPER_SLICE_NS);
+	return changed;
 }
 
 /* Wait on one set; true when a watched word changed. */

@@ -60,7 +60,10 @@ int shmq__ready_helper_start(int wake_fd, struct shmq__ready_helper **out);
 void shmq__ready_helper_stop(struct shmq__ready_helper *h);
 /* Replace the set (n <= SHMQ__READY_HELPER_MAX, else -ENOSPC and the set is
  * unchanged).  After the helper fired, the owner must publish a set again
- * (the same words with fresh values, or none) for it to wait again. */
+ * (the same words with fresh values, or none) for it to wait again.  Once it
+ * returns, the helper reads no word of the old set again: the owner may
+ * unmap them (the wait for the helper is its read of at most
+ * SHMQ__READY_HELPER_MAX words, under the helper's mutex). */
 int shmq__ready_helper_set(struct shmq__ready_helper *h, const struct shmq__ready_word *v,
 			   unsigned n);
 /* True once if the helper saw a word change since the last call. */
