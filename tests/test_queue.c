@@ -395,14 +395,19 @@ static void test_wakes_bursty(void **state)
 		}
 		_exit(0);
 	}
+	sh = ring_of(q);
 	for (unsigned b = 0; b < BURSTS; b++) {
 		/* the consumer took the last burst and sleeps again (drained
 		 * first: the sleeper of the last burst may not have counted
-		 * itself out yet) */
+		 * itself out yet).  Counted asleep is not enough: a sleeper
+		 * that finds the first put at its re-check never waits; so
+		 * until its wait for this burst is counted. */
 		for (int i = 0; i < 5000 && shmq_queue_len(q) != 0; i++)
 			usleep(1000);
 		assert_int_equal(shmq_queue_len(q), 0);
 		wait_for_sleeper(q, true);
+		for (int i = 0; i < 5000 && __atomic_load_n(&sh->get_waits, __ATOMIC_RELAXED) <= b; i++)
+			usleep(1000);
 		for (unsigned i = 0; i < BURST; i++) {
 			uint32_t v = b * BURST + i;
 
@@ -411,7 +416,6 @@ static void test_wakes_bursty(void **state)
 		}
 	}
 	assert_int_equal(tu_wait_child(pid), 0);
-	sh = ring_of(q);
 	waits = sh->get_waits;
 	wakes = sh->get_wakes;
 	print_message("bursty: %llu getter waits, %llu getter wakes\n", (unsigned long long)waits,
