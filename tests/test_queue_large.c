@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -401,6 +402,165 @@ static void test_dead_producer(void **state)
 	shmq_queue_close(q);
 }
 
+/* ---- chunk locks and the put's one deadline ---- */
+
+/* The chunks of q's heap, in chain order, at most max: how many. */
+static int chunks_of(shmq_queue *q, shmq_region *r, struct shmq__qlarge_chunk **c, int max)
+{
+	struct shmq__mpmc *m = &((struct qpeek *)(void *)q)->ring;
+	uint64_t off = __atomic_load_n(&m->sh->large, __ATOMIC_SEQ_CST);
+	int n = 0;
+
+	while (off && n < max) {
+		c[n] = shmq__region_ptr(r, off, sizeof(**c));
+		assert_non_null(c[n]);
+		off = __atomic_load_n(&c[n]->next, __ATOMIC_SEQ_CST);
+		n++;
+	}
+	return n;
+}
+
+#define HOLD_CHUNKS 12
+
+/* Another producer's thread that holds the locks of chunks and lets them
+ * go one at a time, HOLD_NS apart (or all at once on stop). */
+struct holder {
+	shmq_region *r;
+	struct shmq__qlarge_chunk *c[HOLD_CHUNKS];
+	int n;
+	int64_t hold_ns;
+	int held; /* set once every lock is held */
+	int stop;
+};
+
+static void *holder_main(void *arg)
+{
+	struct holder *h = arg;
+	shmq_lock *l[HOLD_CHUNKS];
+
+	for (int i = 0; i < h->n; i++) {
+		if (shmq_lock_attach(h->r, h->c[i]->lock, &l[i]) ||
+		    shmq_lock_acquire(l[i], SHMQ_FOREVER))
+			return (void *)1;
+	}
+	__atomic_store_n(&h->held, 1, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < h->n; i++) {
+		int64_t until = shmq_now_ns() + h->hold_ns;
+
+		while (!__atomic_load_n(&h->stop, __ATOMIC_SEQ_CST) && shmq_now_ns() < until)
+			tu_sleep_ns(1000 * 1000);
+		shmq_lock_release(l[i]);
+		shmq_lock_close(l[i]);
+	}
+	return NULL;
+}
+
+/* A put's timeout bounds the whole call: a large put on a full queue
+ * whose chunk locks another producer takes in turn, each for a while
+ * shorter than the timeout, returns -ETIMEDOUT once, near its timeout,
+ * not after a timeout per chunk and another for the slot. */
+static void test_put_one_deadline(void **state)
+{
+	struct tu_region own, *f = &own;
+	void *st = NULL;
+	struct holder h = { 0 };
+	shmq_queue *q;
+	pthread_t t;
+	uint8_t *buf;
+	int64_t t0, took;
+	void *ret;
+
+	(void)state;
+	assert_int_equal(tu_region_setup(&st, "qlarge-dl", (size_t)24 << 20), 0);
+	own = *(struct tu_region *)st;
+	q = make(f, "l.deadline", HOLD_CHUNKS, 64);
+	/* a message of 1 MiB fills a chunk of its own: HOLD_CHUNKS chunks, and
+	 * the ring is full */
+	for (uint32_t i = 0; i < HOLD_CHUNKS; i++)
+		put_msg(q, (size_t)1 << 20, i);
+	h.r = f->r;
+	h.n = chunks_of(q, f->r, h.c, HOLD_CHUNKS);
+	assert_int_equal(h.n, HOLD_CHUNKS);
+	h.hold_ns = 50 * 1000 * 1000;
+	assert_int_equal(pthread_create(&t, NULL, holder_main, &h), 0);
+	while (!__atomic_load_n(&h.held, __ATOMIC_SEQ_CST))
+		tu_sleep_ns(100 * 1000);
+	buf = calloc(1, 1000);
+	assert_non_null(buf);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_queue_put(q, buf, 1000, 100 * 1000 * 1000), -ETIMEDOUT);
+	took = shmq_now_ns() - t0;
+	__atomic_store_n(&h.stop, 1, __ATOMIC_SEQ_CST);
+	assert_int_equal(pthread_join(t, &ret), 0);
+	assert_null(ret);
+	assert_true(took >= 100 * 1000 * 1000);
+	/* the old reuse of the timeout per step: a chunk at a time, then the
+	 * slot, 700 ms and more */
+	if (took >= 600 * 1000 * 1000)
+		fail_msg("-ETIMEDOUT after %lld ms for a timeout of 100 ms", (long long)(took / 1000000));
+	/* nothing taken from the heap was left behind, nothing was put */
+	assert_int_equal(shmq_queue_len(q), HOLD_CHUNKS);
+	assert_int_equal(sweep(q, f->r), (int64_t)HOLD_CHUNKS * (((1 << 20) + 64 + 63) / 64 * 64));
+	free(buf);
+	shmq_queue_close(q);
+	assert_int_equal(tu_region_teardown(&st), 0);
+}
+
+/* A producer that stays in its section (stopped): SHMQ_NOWAIT says
+ * -EAGAIN soon and takes nothing; a timed put says -ETIMEDOUT, not
+ * earlier than its timeout.  A holder that dies there: the next put,
+ * SHMQ_NOWAIT too, takes the lock over and goes in. */
+static void test_chunk_lock_kept_or_dead(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.kept", 8, 64);
+	struct shmq__qlarge_chunk *c;
+	uint8_t buf[1000];
+	int64_t t0, took;
+	int pfd[2];
+	char k;
+	pid_t pid;
+
+	put_msg(q, sizeof(buf), 0); /* the chunk */
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), (ssize_t)sizeof(buf));
+	assert_int_equal(chunks_of(q, f->r, &c, 1), 1);
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *cr = tu_child_region(f->name);
+		shmq_lock *l;
+
+		if (shmq_lock_attach(cr, c->lock, &l) || shmq_lock_acquire(l, SHMQ_NOWAIT))
+			_exit(1);
+		if (write(pfd[1], "k", 1) != 1)
+			_exit(2);
+		pause();
+		_exit(3);
+	}
+	assert_int_equal(read(pfd[0], &k, 1), 1);
+	fill(buf, sizeof(buf), 7);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_queue_put(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	took = shmq_now_ns() - t0;
+	if (took >= 100 * 1000 * 1000)
+		fail_msg("SHMQ_NOWAIT took %lld ms", (long long)(took / 1000000));
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_queue_put(q, buf, sizeof(buf), 30 * 1000 * 1000), -ETIMEDOUT);
+	assert_true(shmq_now_ns() - t0 >= 30 * 1000 * 1000);
+	assert_int_equal(shmq_queue_len(q), 0);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	close(pfd[0]);
+	close(pfd[1]);
+	assert_int_equal(shmq_queue_put(q, buf, sizeof(buf), SHMQ_NOWAIT), 0);
+	memset(buf, 0, sizeof(buf));
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), (ssize_t)sizeof(buf));
+	check_bytes(buf, sizeof(buf), 7);
+	assert_int_equal(sweep(q, f->r), 0);
+	shmq_queue_close(q);
+}
+
 /* ---- order and reuse ---- */
 
 /* Two producers put mixed sizes; the consumer sees each one's in order. */
@@ -640,6 +800,8 @@ int main(void)
 		cmocka_unit_test(test_dead_holder_large),
 		cmocka_unit_test(test_dead_holder_blocks_put),
 		cmocka_unit_test(test_dead_producer),
+		cmocka_unit_test(test_put_one_deadline),
+		cmocka_unit_test(test_chunk_lock_kept_or_dead),
 		cmocka_unit_test(test_fifo_mixed),
 		cmocka_unit_test(test_heap_reused),
 		cmocka_unit_test(test_bad_descriptor),

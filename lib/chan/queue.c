@@ -823,7 +823,7 @@ static ssize_t put_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_block *bl
 struct large_put_args {
 	const void *msg;
 	size_t len;
-	int64_t timeout_ns;
+	int64_t deadline; /* the whole put's, heap and ring */
 	uint64_t off; /* the block, kept across attempts (chan/queue_int.h) */
 	void (*note)(void *arg, uint64_t pos); /* shmq__queue_put_noted's, or NULL */
 	void *note_arg;
@@ -833,23 +833,40 @@ static ssize_t large_put_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_blo
 {
 	struct large_put_args *p = arg;
 
-	return shmq__qlarge_put(&q->ring, q->r, p->msg, p->len, p->timeout_ns, &p->off, blk,
+	return shmq__qlarge_put(&q->ring, q->r, p->msg, p->len, p->deadline, &p->off, blk,
 				p->note, p->note_arg);
+}
+
+/* What is left of the timeout that gave deadline (SHMQ_NOWAIT stays so). */
+static int64_t timeout_left(int64_t timeout_ns, int64_t deadline)
+{
+	int64_t now;
+
+	if (timeout_ns == SHMQ_NOWAIT || deadline == SHMQ__NO_DEADLINE)
+		return timeout_ns;
+	now = shmq_now_ns();
+	return deadline > now ? deadline - now : 1;
 }
 
 /* A message longer than max_msg: its bytes go to the queue's heap first
  * (-ENOSPC when the region cannot hold them), then a slot is claimed in
- * order as for any put, so FIFO per producer holds across sizes. */
+ * order as for any put, so FIFO per producer holds across sizes.  One
+ * deadline bounds both waits, a chunk's lock and the slot. */
 static int put_large(shmq_queue *q, const void *msg, size_t len, int64_t timeout_ns,
 		     void (*note)(void *arg, uint64_t pos), void *note_arg)
 {
 	struct shmq__mpmc_block blk;
-	struct large_put_args p = { msg, len, timeout_ns, 0, note, note_arg };
+	int64_t deadline = shmq__deadline(timeout_ns);
+	struct large_put_args p = { msg, len, deadline, 0, note, note_arg };
 	struct attempt a = { large_put_attempt, &p, DIR_PUT, false };
 	ssize_t rc = large_put_attempt(q, &p, &blk);
 
-	if (rc == -EAGAIN)
-		rc = wait_loop(q, &a, timeout_ns, &blk);
+	/* a chunk's lock kept by a live holder (blk untouched): a put that
+	 * does not wait would have blocked */
+	if (rc == -ETIMEDOUT && timeout_ns == SHMQ_NOWAIT)
+		rc = -EAGAIN;
+	else if (rc == -EAGAIN)
+		rc = wait_loop(q, &a, timeout_left(timeout_ns, deadline), &blk);
 	if (rc && p.off)
 		shmq__qlarge_drop(&q->ring, q->r, p.off);
 	return (int)rc;
@@ -1056,17 +1073,6 @@ ssize_t shmq_queue_get(shmq_queue *q, void *buf, size_t cap, int64_t timeout_ns)
 		shmq__store_relaxed(&q->taken, shmq__load_relaxed(&q->taken) + 1);
 	}
 	return rc;
-}
-
-/* What is left of the timeout that gave deadline (SHMQ_NOWAIT stays so). */
-static int64_t timeout_left(int64_t timeout_ns, int64_t deadline)
-{
-	int64_t now;
-
-	if (timeout_ns == SHMQ_NOWAIT || deadline == SHMQ__NO_DEADLINE)
-		return timeout_ns;
-	now = shmq_now_ns();
-	return deadline > now ? deadline - now : 1;
 }
 
 struct alloc_args {

@@ -16,6 +16,7 @@
 #include "core/compiler_int.h"
 #include "core/introspect_int.h"
 #include "core/region_int.h"
+#include "core/wait_int.h"
 #include "chan/queue_int.h"
 #include "ring/mpmc_int.h"
 
@@ -142,16 +143,24 @@ static int chunk_link(struct shmq__mpmc *m, shmq_region *r, uint64_t size,
 	return 0;
 }
 
-/* Take c's lock within timeout_ns (a put's own: a holder stopped, by a
- * debugger or a signal, delays the put as a full ring would). */
-static int chunk_lock(shmq_region *r, struct shmq__qlarge_chunk *c, int64_t timeout_ns,
+/* Take c's lock by deadline (SHMQ__NO_DEADLINE: no limit), the whole
+ * call's: a holder stopped, by a debugger or a signal, delays the put as a
+ * full ring would, and the chunks a put walks share one bound.  A deadline
+ * already passed (SHMQ_NOWAIT's) tries once: a dead holder's lock is ours. */
+static int chunk_lock(shmq_region *r, struct shmq__qlarge_chunk *c, int64_t deadline,
 		      shmq_lock **l)
 {
+	int64_t left = shmq__remaining(deadline);
 	int rc = shmq_lock_attach(r, c->lock, l);
 
 	if (rc)
 		return rc;
-	rc = shmq_lock_acquire(*l, timeout_ns);
+	if (deadline == SHMQ__NO_DEADLINE)
+		rc = shmq_lock_acquire(*l, SHMQ_FOREVER);
+	else if (left > 0)
+		rc = shmq_lock_acquire(*l, left);
+	else if ((rc = shmq_lock_acquire(*l, SHMQ_NOWAIT)) == -EAGAIN)
+		rc = -ETIMEDOUT;
 	/* a holder killed mid-way left the tiling whole (queue_int.h, Chunks) */
 	if (rc == 0 || rc == -EOWNERDEAD)
 		return 0;
@@ -301,7 +310,7 @@ static int64_t chunk_fit(const struct walk *w, uint64_t need, uint64_t len)
 /* Try each chunk in turn (sweeping them when sweep): the region offset of
  * our new block, 0 when none fits, or an error. */
 static int64_t chain_fit(struct shmq__mpmc *m, shmq_region *r, uint64_t need, uint64_t len,
-			 bool sweep, int64_t timeout_ns)
+			 bool sweep, int64_t deadline)
 {
 	struct shmq__qlarge_chunk *c = NULL;
 	bool bad = false;
@@ -315,7 +324,7 @@ static int64_t chain_fit(struct shmq__mpmc *m, shmq_region *r, uint64_t need, ui
 
 		if (++n > chunk_bound(r))
 			return -EBADMSG;
-		rc = chunk_lock(r, c, timeout_ns, &l);
+		rc = chunk_lock(r, c, deadline, &l);
 		if (rc)
 			return rc;
 		/* relaxed: fixed before the link (chunk_at checked it) */
@@ -331,8 +340,9 @@ static int64_t chain_fit(struct shmq__mpmc *m, shmq_region *r, uint64_t need, ui
 }
 
 /* A block for len bytes, BUSY for us: its region offset, or -ENOSPC when
- * neither the chunks (swept) nor the region can hold it. */
-static int64_t block_alloc(struct shmq__mpmc *m, shmq_region *r, size_t len, int64_t timeout_ns)
+ * neither the chunks (swept) nor the region can hold it; -ETIMEDOUT when
+ * a chunk's lock stays held past deadline, the one for all chunks. */
+static int64_t block_alloc(struct shmq__mpmc *m, shmq_region *r, size_t len, int64_t deadline)
 {
 	struct shmq__qlarge_chunk *c;
 	uint64_t need, size;
@@ -343,7 +353,7 @@ static int64_t block_alloc(struct shmq__mpmc *m, shmq_region *r, size_t len, int
 		return -ENOSPC;
 	need = SHMQ__ALIGN_UP((uint64_t)len + BHDR, LINE);
 	for (int sweep = 0; sweep < 2; sweep++) {
-		off = chain_fit(m, r, need, len, sweep, timeout_ns);
+		off = chain_fit(m, r, need, len, sweep, deadline);
 		if (off != 0)
 			return off;
 	}
@@ -354,7 +364,7 @@ static int64_t block_alloc(struct shmq__mpmc *m, shmq_region *r, size_t len, int
 	if (rc)
 		return rc;
 	/* ours is the last chunk; others may take it first: look again */
-	off = chain_fit(m, r, need, len, false, timeout_ns);
+	off = chain_fit(m, r, need, len, false, deadline);
 	return off ? off : -ENOSPC;
 }
 
@@ -380,7 +390,7 @@ void shmq__qlarge_drop(struct shmq__mpmc *m, shmq_region *r, uint64_t off)
 }
 
 int shmq__qlarge_put(struct shmq__mpmc *m, shmq_region *r, const void *msg, size_t len,
-		     int64_t timeout_ns, uint64_t *off, struct shmq__mpmc_block *blk,
+		     int64_t deadline, uint64_t *off, struct shmq__mpmc_block *blk,
 		     void (*note)(void *arg, uint64_t pos), void *note_arg)
 {
 	struct shmq__qlarge_desc *d;
@@ -391,7 +401,7 @@ int shmq__qlarge_put(struct shmq__mpmc *m, shmq_region *r, const void *msg, size
 	if (!r)
 		return -EMSGSIZE; /* a placed queue without a region has no heap */
 	if (*off == 0) {
-		int64_t o = block_alloc(m, r, len, timeout_ns);
+		int64_t o = block_alloc(m, r, len, deadline);
 
 		if (o < 0)
 			return (int)o;
@@ -545,7 +555,7 @@ int64_t shmq__qlarge_sweep(struct shmq__mpmc *m, shmq_region *r)
 
 		if (++n > chunk_bound(r))
 			return -EBADMSG;
-		rc = chunk_lock(r, c, LOCK_NS, &l);
+		rc = chunk_lock(r, c, shmq__deadline(LOCK_NS), &l);
 		if (rc)
 			return rc;
 		/* relaxed: fixed before the link */
