@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -483,8 +484,9 @@ static void test_put_one_deadline(void **state)
 	assert_int_equal(h.n, HOLD_CHUNKS);
 	h.hold_ns = 50 * 1000 * 1000;
 	assert_int_equal(pthread_create(&t, NULL, holder_main, &h), 0);
-	while (!__atomic_load_n(&h.held, __ATOMIC_SEQ_CST))
+	for (int i = 0; i < 100000 && !__atomic_load_n(&h.held, __ATOMIC_SEQ_CST); i++)
 		tu_sleep_ns(100 * 1000);
+	assert_true(__atomic_load_n(&h.held, __ATOMIC_SEQ_CST));
 	buf = calloc(1, 1000);
 	assert_non_null(buf);
 	t0 = shmq_now_ns();
@@ -504,6 +506,118 @@ static void test_put_one_deadline(void **state)
 	free(buf);
 	shmq_queue_close(q);
 	assert_int_equal(tu_region_teardown(&st), 0);
+}
+
+/* A thread that takes the lock of chunk c on request and lets it go a
+ * 10 microseconds after the put it waits for began: another producer's
+ * short section (Protocol QLARGE, Chunks). */
+struct brief {
+	shmq_region *r;
+	struct shmq__qlarge_chunk *c;
+	cpu_set_t cpu; /* its own, not the put's: a poll helps a holder that runs */
+	int phase; /* 1: take it, 2: held, 3: the put began, 4: let go, 5: end */
+};
+
+static void *brief_main(void *arg)
+{
+	struct brief *b = arg;
+	shmq_lock *l;
+	int p;
+
+	if (pthread_setaffinity_np(pthread_self(), sizeof(b->cpu), &b->cpu) ||
+	    shmq_lock_attach(b->r, b->c->lock, &l)) {
+		__atomic_store_n(&b->phase, -1, __ATOMIC_SEQ_CST);
+		return (void *)1;
+	}
+	while ((p = __atomic_load_n(&b->phase, __ATOMIC_SEQ_CST)) != 5) {
+		if (p != 1) {
+			sched_yield();
+			continue;
+		}
+		if (shmq_lock_acquire(l, SHMQ_FOREVER)) {
+			__atomic_store_n(&b->phase, -1, __ATOMIC_SEQ_CST);
+			return (void *)2;
+		}
+		__atomic_store_n(&b->phase, 2, __ATOMIC_SEQ_CST);
+		while (__atomic_load_n(&b->phase, __ATOMIC_SEQ_CST) != 3)
+			; /* no yield: the put's poll is short */
+		for (int64_t until = shmq_now_ns() + 10 * 1000; shmq_now_ns() < until;)
+			;
+		shmq_lock_release(l);
+		__atomic_store_n(&b->phase, 4, __ATOMIC_SEQ_CST);
+	}
+	shmq_lock_close(l);
+	return NULL;
+}
+
+/* SHMQ_NOWAIT says -EAGAIN where the put would block: a queue with room
+ * whose chunk another producer carves for 10 microseconds, on another
+ * CPU, is not such a place.  Most tries must go in (a holder preempted in
+ * its section is a put that would block; a loaded machine may do that now
+ * and then).  The two threads get a CPU each: a holder that waits for the
+ * putter's CPU is a put that would block too. */
+static void test_nowait_short_section(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q;
+	struct brief b = { 0 };
+	uint8_t buf[1000];
+	int ok = 0, again = 0, tries = 40, first = -1, second = -1;
+	cpu_set_t all, mine;
+	pthread_t t;
+	void *ret;
+
+	assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+	for (int i = 0; i < CPU_SETSIZE && second < 0; i++)
+		if (CPU_ISSET(i, &all))
+			*(first < 0 ? &first : &second) = i;
+	if (second < 0)
+		skip(); /* one CPU: every held lock is a put that would block */
+	CPU_ZERO(&mine);
+	CPU_SET(first, &mine);
+	CPU_ZERO(&b.cpu);
+	CPU_SET(second, &b.cpu);
+	assert_int_equal(sched_setaffinity(0, sizeof(mine), &mine), 0);
+	q = make(f, "l.brief", 8, 64);
+	put_msg(q, sizeof(buf), 0); /* the chunk */
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), (ssize_t)sizeof(buf));
+	b.r = f->r;
+	assert_int_equal(chunks_of(q, f->r, &b.c, 1), 1);
+	assert_int_equal(pthread_create(&t, NULL, brief_main, &b), 0);
+	for (int i = 0; i < tries; i++) {
+		int rc, p;
+
+		fill(buf, sizeof(buf), (uint32_t)i);
+		__atomic_store_n(&b.phase, 1, __ATOMIC_SEQ_CST);
+		while ((p = __atomic_load_n(&b.phase, __ATOMIC_SEQ_CST)) != 2) {
+			if (p < 0)
+				fail_msg("the holder thread failed");
+			sched_yield();
+		}
+		__atomic_store_n(&b.phase, 3, __ATOMIC_SEQ_CST);
+		rc = shmq_queue_put(q, buf, sizeof(buf), SHMQ_NOWAIT);
+		while (__atomic_load_n(&b.phase, __ATOMIC_SEQ_CST) != 4)
+			sched_yield();
+		if (rc == 0) {
+			ok++;
+			memset(buf, 0, sizeof(buf));
+			assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT),
+					 (ssize_t)sizeof(buf));
+			check_bytes(buf, sizeof(buf), (uint32_t)i);
+		} else {
+			assert_int_equal(rc, -EAGAIN);
+			again++;
+		}
+	}
+	__atomic_store_n(&b.phase, 5, __ATOMIC_SEQ_CST);
+	assert_int_equal(pthread_join(t, &ret), 0);
+	assert_null(ret);
+	assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
+	if (ok < tries / 2)
+		fail_msg("%d of %d SHMQ_NOWAIT puts said -EAGAIN behind a short section", again, tries);
+	assert_int_equal(shmq_queue_len(q), 0);
+	assert_int_equal(sweep(q, f->r), 0);
+	shmq_queue_close(q);
 }
 
 /* A producer that stays in its section (stopped): SHMQ_NOWAIT says
@@ -801,6 +915,7 @@ int main(void)
 		cmocka_unit_test(test_dead_holder_blocks_put),
 		cmocka_unit_test(test_dead_producer),
 		cmocka_unit_test(test_put_one_deadline),
+		cmocka_unit_test(test_nowait_short_section),
 		cmocka_unit_test(test_chunk_lock_kept_or_dead),
 		cmocka_unit_test(test_fifo_mixed),
 		cmocka_unit_test(test_heap_reused),

@@ -252,10 +252,10 @@ struct shmq__obj_stat;
  * put (-EAGAIN with *blk: the ring is full).  *off keeps the block between
  * attempts (0 before the first, which waits for a chunk's lock until
  * deadline, the put's one for the whole call: -ETIMEDOUT, *blk untouched,
- * when a holder keeps it; a deadline already passed, SHMQ_NOWAIT's, tries
- * once); the caller ends with shmq__qlarge_drop on an error
- * other than -EAGAIN from a later attempt.  -ENOSPC when the region cannot
- * hold it (nothing changed), -EMSGSIZE without a region. */
+ * when a holder keeps it; a deadline already passed, SHMQ_NOWAIT's, polls
+ * a short while, then tries once); the caller ends with shmq__qlarge_drop
+ * on an error other than -EAGAIN from a later attempt.  -ENOSPC when the
+ * region cannot hold it (nothing changed), -EMSGSIZE without a region. */
 int shmq__qlarge_put(struct shmq__mpmc *m, shmq_region *r, const void *msg, size_t len,
 		     int64_t deadline, uint64_t *off, struct shmq__mpmc_block *blk,
 		     void (*note)(void *arg, uint64_t pos), void *note_arg);

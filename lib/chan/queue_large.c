@@ -143,10 +143,48 @@ static int chunk_link(struct shmq__mpmc *m, shmq_region *r, uint64_t size,
 	return 0;
 }
 
+/* How a put polls a chunk lock that another producer holds when it has no
+ * time to wait (SHMQ_NOWAIT, or its deadline passed): a live holder carves
+ * one block, a short section; one that stays (stopped, preempted) is a put
+ * that would block.  A poll is a load and a pause, no system call; the
+ * clock (the vDSO's) cuts the polls short after LOCK_POLL_NS, whatever a
+ * pause costs on this CPU. */
+#define LOCK_POLLS 16384u
+#define LOCK_POLL_NS ((int64_t)50 * 1000)
+#define LOCK_POLL_CLOCK 64u /* polls between looks at the clock */
+
+/* c's lock without waiting: the polls above, then one try that also takes
+ * a dead holder's lock over (shmq_lock_acquire's SHMQ_NOWAIT).  -ETIMEDOUT
+ * when a live holder keeps it. */
+static int chunk_lock_poll(shmq_lock *l)
+{
+	int64_t until = 0;
+	int rc;
+
+	for (uint32_t i = 0; i < LOCK_POLLS; i++) {
+		if (!shmq_lock_locked(l)) {
+			rc = shmq_lock_acquire(l, SHMQ_NOWAIT);
+			if (rc != -EAGAIN)
+				return rc;
+		}
+		if (i % LOCK_POLL_CLOCK == 0) {
+			int64_t now = shmq_now_ns();
+
+			if (i == 0)
+				until = now + LOCK_POLL_NS;
+			else if (now >= until)
+				break;
+		}
+		shmq__cpu_relax();
+	}
+	rc = shmq_lock_acquire(l, SHMQ_NOWAIT);
+	return rc == -EAGAIN ? -ETIMEDOUT : rc;
+}
+
 /* Take c's lock by deadline (SHMQ__NO_DEADLINE: no limit), the whole
  * call's: a holder stopped, by a debugger or a signal, delays the put as a
  * full ring would, and the chunks a put walks share one bound.  A deadline
- * already passed (SHMQ_NOWAIT's) tries once: a dead holder's lock is ours. */
+ * already passed (SHMQ_NOWAIT's) still gets the lock of a short section. */
 static int chunk_lock(shmq_region *r, struct shmq__qlarge_chunk *c, int64_t deadline,
 		      shmq_lock **l)
 {
@@ -159,8 +197,8 @@ static int chunk_lock(shmq_region *r, struct shmq__qlarge_chunk *c, int64_t dead
 		rc = shmq_lock_acquire(*l, SHMQ_FOREVER);
 	else if (left > 0)
 		rc = shmq_lock_acquire(*l, left);
-	else if ((rc = shmq_lock_acquire(*l, SHMQ_NOWAIT)) == -EAGAIN)
-		rc = -ETIMEDOUT;
+	else
+		rc = chunk_lock_poll(*l);
 	/* a holder killed mid-way left the tiling whole (queue_int.h, Chunks) */
 	if (rc == 0 || rc == -EOWNERDEAD)
 		return 0;
