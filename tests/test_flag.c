@@ -355,6 +355,52 @@ static void test_set_clear_stress(void **state)
 	assert_int_equal(c.fails, 0);
 }
 
+/* A hostile process that rewrites the word between every two instructions
+ * of a set or a clear (tu_cas_hostile: every CAS loses) gets -EBADMSG
+ * within a bounded number of lost CASes, not a spin for ever. */
+static void *open_flag(void *p)
+{
+	struct fixture *f = p;
+	shmq_flag *g;
+
+	f->r = tu_child_region(f->name);
+	return shmq_flag_open(f->r, "f", &g) ? NULL : g;
+}
+
+static int call_set(void *p)
+{
+	return shmq_flag_set(p);
+}
+
+static int call_clear(void *p)
+{
+	return shmq_flag_clear(p);
+}
+
+static void test_set_clear_hostile(void **state)
+{
+	struct fixture *f = *state;
+	int64_t took;
+	int rc;
+
+	/* clear words of many epochs defeat a set's CAS */
+	rc = tu_cas_hostile(&f->s->word, 0, SHMQ__FLAG_EPOCH, open_flag, call_set, f,
+			    20000 * MS, &took);
+	if (rc == TU_HOSTILE_NO_PTRACE)
+		skip();
+	print_message("set under hostile writes: %d after %lld ms\n", rc, (long long)(took / MS));
+	assert_int_equal(rc, -EBADMSG);
+	/* set words of many epochs, a clear's */
+	rc = tu_cas_hostile(&f->s->word, SHMQ__FLAG_SET, SHMQ__FLAG_EPOCH, open_flag, call_clear,
+			    f, 20000 * MS, &took);
+	print_message("clear under hostile writes: %d after %lld ms\n", rc, (long long)(took / MS));
+	assert_int_equal(rc, -EBADMSG);
+	/* nothing else changed: a sane word works as before */
+	f->s->word = 0;
+	assert_int_equal(shmq_flag_set(f->f), 0);
+	assert_int_equal(shmq_flag_clear(f->f), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -362,6 +408,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_while_waiting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_set_clear_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_setter_died_before_wake, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wake_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_clear_race, setup, teardown),

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -171,6 +172,87 @@ static inline void tu_helper_path(char *buf, size_t n)
 	assert_true(len > 0);
 	self[len] = '\0';
 	snprintf(buf, n, "%s/helper_exec", dirname(self));
+}
+
+/* tu_cas_hostile's answers besides the call's own result. */
+#define TU_HOSTILE_NO_PTRACE INT_MIN       /* ptrace refused here: skip */
+#define TU_HOSTILE_HUNG      (INT_MIN + 1) /* still running at the limit */
+
+/*
+ * The most effective hostile writer of a shared word: run call(open(arg))
+ * in a child (open, untraced, makes the child's own handles) that this
+ * process single-steps, storing the next of base + i * step
+ * (i = 0, 1, .. TU_HOSTILE_N - 1, 0, ..) in *word (shared memory, mapped in
+ * both) after every instruction the child runs.  A loop shorter than
+ * TU_HOSTILE_N instructions (a prime) then never finds the word it loaded
+ * by the time of its CAS, so every CAS on it fails, as no plain
+ * racing thread can make it (a CAS loop on 2 cores loses a few in a row).
+ * Returns call's result, or TU_HOSTILE_HUNG (the child killed) when it has
+ * not returned after limit_ns, or TU_HOSTILE_NO_PTRACE; *took_ns: how long.
+ */
+#define TU_HOSTILE_N 251u
+
+static inline int tu_cas_hostile(uint32_t *word, uint32_t base, uint32_t step,
+				 void *(*open)(void *), int (*call)(void *), void *arg, int64_t limit_ns,
+				 int64_t *took_ns)
+{
+	int fds[2], st, rc = TU_HOSTILE_HUNG;
+	int64_t t0 = shmq_now_ns(), until;
+	unsigned k = 0;
+	pid_t pid;
+
+	if (pipe(fds))
+		return TU_HOSTILE_NO_PTRACE;
+	pid = fork();
+	if (pid < 0)
+		return TU_HOSTILE_NO_PTRACE;
+	if (pid == 0) {
+		int r;
+
+		close(fds[0]);
+		alarm(60);
+		arg = open(arg);
+		if (!arg)
+			_exit(90);
+		if (ptrace(PTRACE_TRACEME, 0, NULL, NULL))
+			_exit(91);
+		raise(SIGSTOP);
+		r = call(arg);
+		if (write(fds[1], &r, sizeof(r)) != (ssize_t)sizeof(r))
+			_exit(92);
+		_exit(0);
+	}
+	close(fds[1]);
+	*took_ns = 0;
+	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st)) {
+		close(fds[0]);
+		waitpid(pid, NULL, 0);
+		return WIFEXITED(st) && WEXITSTATUS(st) == 91 ? TU_HOSTILE_NO_PTRACE : TU_HOSTILE_HUNG;
+	}
+	t0 = shmq_now_ns();
+	until = shmq_now_ns() + limit_ns;
+	for (int sig = 0;;) {
+		if (ptrace(PTRACE_SINGLESTEP, pid, NULL, (void *)(intptr_t)sig)) {
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st))
+			break; /* exited (or killed) */
+		sig = WSTOPSIG(st) == SIGTRAP ? 0 : WSTOPSIG(st);
+		__atomic_store_n(word, base + k++ % TU_HOSTILE_N * step, __ATOMIC_SEQ_CST);
+		if ((k & 1023) == 0 && shmq_now_ns() >= until) {
+			kill(pid, SIGKILL);
+			ptrace(PTRACE_CONT, pid, NULL, NULL);
+			waitpid(pid, &st, 0);
+			break;
+		}
+	}
+	*took_ns = shmq_now_ns() - t0;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
+	    read(fds[0], &rc, sizeof(rc)) != (ssize_t)sizeof(rc))
+		rc = TU_HOSTILE_HUNG;
+	close(fds[0]);
+	return rc;
 }
 
 #endif

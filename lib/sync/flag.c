@@ -122,7 +122,7 @@ SHMQ_API bool shmq_flag_is_set(const shmq_flag *f)
 
 SHMQ_API int shmq_flag_set(shmq_flag *f)
 {
-	uint32_t w, next;
+	uint32_t w, next, lost = 0;
 
 	if (!f)
 		return -EINVAL;
@@ -132,7 +132,7 @@ SHMQ_API int shmq_flag_set(shmq_flag *f)
 	 * early return on a set word orders nothing (a set flag stays set
 	 * until a clear, and its setter woke everybody) */
 	w = shmq__load_relaxed(&f->s->word);
-	do {
+	for (;;) {
 		if (w & SHMQ__FLAG_BAD)
 			return -EBADMSG;
 		if (w & SHMQ__FLAG_SET)
@@ -141,14 +141,19 @@ SHMQ_API int shmq_flag_set(shmq_flag *f)
 		/* seq_cst: the core/wait_int.h protocol orders it before the
 		 * sleeper count load; it also releases what we did before
 		 * setting to every waiter's acquire of the word */
-	} while (!shmq__cas_seq_cst(&f->s->word, &w, next));
+		if (shmq__cas_seq_cst(&f->s->word, &w, next))
+			break;
+		/* lost to a clear (a set returns above): only so many in a row */
+		if (shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
+			return -EBADMSG;
+	}
 	shmq__wake_word_counted(&f->s->word, &f->s->sleepers, INT_MAX, &f->s->wakes);
 	return 0;
 }
 
 SHMQ_API int shmq_flag_clear(shmq_flag *f)
 {
-	uint32_t w;
+	uint32_t w, lost = 0;
 
 	if (!f)
 		return -EINVAL;
@@ -157,7 +162,7 @@ SHMQ_API int shmq_flag_clear(shmq_flag *f)
 	/* relaxed: a first guess, re-validated by the CAS below; clearing a
 	 * clear flag publishes nothing */
 	w = shmq__load_relaxed(&f->s->word);
-	do {
+	for (;;) {
 		if (w & SHMQ__FLAG_BAD)
 			return -EBADMSG;
 		if (!(w & SHMQ__FLAG_SET))
@@ -165,8 +170,13 @@ SHMQ_API int shmq_flag_clear(shmq_flag *f)
 		/* relaxed: a clear publishes nothing and wakes nobody; the
 		 * next set's seq_cst CAS reads this value in the word's RMW
 		 * chain */
-	} while (!shmq__cas_relaxed(&f->s->word, &w, w & ~SHMQ__FLAG_SET));
-	return 0;
+		if (shmq__cas_relaxed(&f->s->word, &w, w & ~SHMQ__FLAG_SET))
+			return 0;
+		/* lost to a clear and a set since (a clear returns above):
+		 * only so many in a row */
+		if (shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
+			return -EBADMSG;
+	}
 }
 
 static SHMQ__COLD int flag_wait_slow(shmq_flag *f, uint32_t w, int64_t timeout_ns)

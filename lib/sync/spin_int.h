@@ -10,11 +10,15 @@
 #ifndef SHMQ__SYNC_SPIN_INT_H
 #define SHMQ__SYNC_SPIN_INT_H
 
+#include <errno.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <shmq.h>
+
 #include "core/atomic_int.h"
+#include "core/compiler_int.h"
 #include "core/wait_int.h"
 
 #define SHMQ__SYNC_YIELD_EVERY 256u /* as the wait layer: on 2 cores the waker may need ours */
@@ -22,6 +26,38 @@
  * the word again (and at dead parties), so a waker killed between its
  * change of the word and its wake strands nobody for longer. */
 #define SHMQ__SYNC_SLICE_NS ((int64_t)10 * 1000 * 1000)
+
+/* CAS retry loops on a shared word: every lost CAS means the word moved,
+ * which other writers decide, and shared memory is never trusted.  Every
+ * SHMQ__SYNC_CAS_TRIES losses in a row a loop looks at its caller's
+ * deadline; SHMQ__SYNC_CAS_MAX in a row no contender of ours reaches (each
+ * loss is another's CAS landing between our load and our CAS): garbage
+ * keeps moving the word. */
+#define SHMQ__SYNC_CAS_TRIES 64u
+#define SHMQ__SYNC_CAS_MAX   4096u
+
+static inline int shmq__sync_cas_check(uint32_t lost, int64_t timeout_ns, int64_t deadline)
+{
+	if (lost >= SHMQ__SYNC_CAS_MAX)
+		return -EBADMSG;
+	if (timeout_ns == SHMQ_NOWAIT)
+		return -EAGAIN;
+	if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline)
+		return -ETIMEDOUT;
+	return 0;
+}
+
+/* One more lost CAS (*lost counts them in a row, from 0): 0 to try again,
+ * or the call's errno: -EAGAIN for SHMQ_NOWAIT and -ETIMEDOUT past deadline
+ * (looked at every SHMQ__SYNC_CAS_TRIES), -EBADMSG at SHMQ__SYNC_CAS_MAX.
+ * A call without a timeout passes SHMQ_FOREVER and SHMQ__NO_DEADLINE.  No
+ * clock read before the first SHMQ__SYNC_CAS_TRIES losses. */
+static inline int shmq__sync_cas_lost(uint32_t *lost, int64_t timeout_ns, int64_t deadline)
+{
+	if (SHMQ__LIKELY(++*lost % SHMQ__SYNC_CAS_TRIES != 0))
+		return 0;
+	return shmq__sync_cas_check(*lost, timeout_ns, deadline);
+}
 
 /* Poll *word up to the spin budget: true once it differs from old. */
 static inline bool shmq__sync_spin(const uint32_t *word, uint32_t old)
