@@ -816,6 +816,76 @@ static void test_undo_threads_exact(void **state)
 	shmq_sem_close(s);
 }
 
+/* ---- hostile writes ------------------------------------------------------ */
+
+/* One call made under tu_cas_hostile (testutil.h), in the child. */
+struct hostile_call {
+	struct fixture *f;
+	shmq_sem *s;
+	int64_t timeout; /* acquire's; release when -2 */
+};
+
+static void *hostile_open(void *p)
+{
+	struct hostile_call *c = p;
+	shmq_region *r;
+
+	c->s = child_sem(c->f, "s", &r);
+	return c;
+}
+
+static int hostile_do(void *p)
+{
+	struct hostile_call *c = p;
+
+	return c->timeout == -2 ? shmq_sem_release(c->s, 1) : shmq_sem_acquire(c->s, c->timeout);
+}
+
+/* A hostile process that rewrites the value between every two instructions
+ * (values 1..251 under max: every CAS loses) does not keep an acquire or a
+ * release spinning: SHMQ_NOWAIT gives -EAGAIN and a 50 ms timeout
+ * -ETIMEDOUT within 2 s; SHMQ_FOREVER and release give -EBADMSG after a
+ * bounded number of lost CASes. */
+static void test_hostile_value(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq_sem_opts o = { .max = 1000 };
+	struct hostile_call c = { .f = f };
+	struct shmq__sem_shm *sh;
+	int64_t took;
+	shmq_sem *s;
+	int rc;
+
+	assert_int_equal(shmq_sem_create(f->r, "s", 1, &o, &s), 0);
+	sh = sem_shm(f, "s");
+	c.timeout = SHMQ_NOWAIT;
+	rc = tu_cas_hostile(&sh->word, 1, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
+	if (rc == TU_HOSTILE_NO_PTRACE)
+		skip();
+	print_message("NOWAIT: %d after %lld ms\n", rc, (long long)(took / MS));
+	assert_int_equal(rc, -EAGAIN);
+	assert_true(took < 2000 * MS);
+	c.timeout = 50 * MS;
+	rc = tu_cas_hostile(&sh->word, 1, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
+	print_message("50 ms: %d after %lld ms\n", rc, (long long)(took / MS));
+	assert_int_equal(rc, -ETIMEDOUT);
+	assert_true(took < 2000 * MS);
+	c.timeout = SHMQ_FOREVER;
+	rc = tu_cas_hostile(&sh->word, 1, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
+	print_message("FOREVER: %d after %lld ms\n", rc, (long long)(took / MS));
+	assert_int_equal(rc, -EBADMSG);
+	c.timeout = -2;
+	rc = tu_cas_hostile(&sh->word, 1, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
+	print_message("release: %d after %lld ms\n", rc, (long long)(took / MS));
+	assert_int_equal(rc, -EBADMSG);
+	/* a sane value works as before */
+	__atomic_store_n(&sh->word, 1, __ATOMIC_SEQ_CST);
+	assert_int_equal(shmq_sem_acquire(s, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_sem_release(s, 1), 0);
+	assert_int_equal(shmq_sem_value(s), 1);
+	shmq_sem_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -823,6 +893,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bounded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_processes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wake_on_release, setup, teardown),

@@ -202,9 +202,12 @@ static uint32_t sem_undo_find(shmq_sem *h)
 
 /* Count n units we took, in an entry of ours or a free one we claim (ours
  * is given back whenever its count drops to 0, maybe by another thread of
- * ours since we looked).  0, or -ENOSPC: every entry names another process. */
+ * ours since we looked).  0, -ENOSPC: every entry names another process,
+ * or -EBADMSG: the entries kept changing under SHMQ__SYNC_CAS_MAX CASes. */
 static int sem_undo_add(shmq_sem *h, uint32_t n)
 {
+	uint32_t lost = 0;
+
 	for (;;) {
 		uint32_t i = sem_undo_find(h);
 		uint64_t p;
@@ -221,8 +224,12 @@ static int sem_undo_add(shmq_sem *h, uint32_t n)
 			if (shmq__cas_relaxed(&h->s->undo[i].pair, &p,
 					      shmq__sem_undo_pair(h->self, c)))
 				return 0;
+			if (shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
+				return -EBADMSG;
 		}
 		/* claimed by another process since we looked: look again */
+		if (shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
+			return -EBADMSG;
 	}
 }
 
@@ -231,6 +238,7 @@ static int sem_undo_add(shmq_sem *h, uint32_t n)
 static uint32_t sem_undo_sub_at(shmq_sem *h, uint32_t i, uint32_t n)
 {
 	uint64_t p = sem_undo_load(h, i);
+	uint32_t lost = 0;
 
 	while (p != 0 && shmq__sem_undo_owner(p) == h->self) {
 		uint32_t c = shmq__sem_undo_held(p), k = c < n ? c : n;
@@ -240,6 +248,8 @@ static uint32_t sem_undo_sub_at(shmq_sem *h, uint32_t i, uint32_t n)
 		 * the value word's seq_cst CAS in shmq_sem_release */
 		if (shmq__cas_relaxed(&h->s->undo[i].pair, &p, next))
 			return k;
+		if (shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
+			break; /* garbage keeps moving it: uncount nothing here */
 	}
 	return 0;
 }
@@ -267,12 +277,15 @@ static void sem_give(shmq_sem *h, uint32_t n)
 {
 	/* relaxed: a first guess, re-validated by the seq_cst CAS below */
 	uint32_t w = shmq__load_relaxed(&h->s->word);
-	uint32_t next;
+	uint32_t next, lost = 0;
 
 	do {
 		next = w >= h->max || n > h->max - w ? h->max : w + n;
 		/* seq_cst: core/wait_int.h protocol, then the sleeper count */
-	} while (next != w && !shmq__cas_seq_cst(&h->s->word, &w, next));
+		if (next == w || shmq__cas_seq_cst(&h->s->word, &w, next))
+			break;
+	} while (!shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE));
+	/* (garbage kept moving the value: the units are lost with it) */
 	if (next != w)
 		shmq__wake_word_counted(&h->s->word, &h->s->sleepers,
 					(int)(n > INT_MAX ? INT_MAX : n), &h->s->wakes);
@@ -326,7 +339,9 @@ static int sem_reclaim(shmq_sem *h, bool full)
 
 /* ---- acquire and release ------------------------------------------------ */
 
-/* Take one unit if there is one: 1 taken, 0 none, -EBADMSG. */
+/* Take one unit if there is one: 1 taken, 0 none, -EBADMSG, or -EAGAIN
+ * when SHMQ__SYNC_CAS_TRIES CASes in a row were lost to other changes of
+ * the value (sem_wait then looks at the deadline). */
 static inline int sem_try_take(shmq_sem *h)
 {
 	/* relaxed: a first guess, re-validated by the cas_acquire below; a 0
@@ -334,7 +349,7 @@ static inline int sem_try_take(shmq_sem *h)
 	 * or to -EAGAIN */
 	uint32_t w = shmq__load_relaxed(&h->s->word);
 
-	for (;;) {
+	for (uint32_t lost = 0; lost < SHMQ__SYNC_CAS_TRIES; lost++) {
 		if (SHMQ__UNLIKELY(w > h->max))
 			return -EBADMSG;
 		if (w == 0)
@@ -344,6 +359,7 @@ static inline int sem_try_take(shmq_sem *h)
 		if (shmq__cas_acquire(&h->s->word, &w, w - 1))
 			return 1;
 	}
+	return -EAGAIN;
 }
 
 /* SHMQ_SEM_UNDO: is this handle due for the full look for dead holders
@@ -374,7 +390,7 @@ static int sem_try_nowait(shmq_sem *h)
 	if (rc < 0)
 		return rc;
 	rc = sem_try_take(h);
-	return rc ? (rc > 0 ? 0 : rc) : -EAGAIN;
+	return rc > 0 ? 0 : rc < 0 ? rc : -EAGAIN; /* -EAGAIN also when it kept losing */
 }
 
 static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
@@ -383,6 +399,7 @@ static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
 	/* slices with or without undo: a releaser killed between its CAS and
 	 * its wake leaves units and sleepers; each slice looks at the count */
 	int64_t slice = SHMQ__SYNC_SLICE_NS;
+	uint32_t lost = 0; /* sem_try_take's lost CASes in a row */
 	int rc;
 
 	if (timeout_ns == SHMQ_NOWAIT)
@@ -397,6 +414,15 @@ static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
 	}
 	for (bool spin = true;; spin = false) {
 		rc = sem_try_take(h);
+		if (rc == -EAGAIN) {
+			/* the value keeps moving: other takers, or garbage */
+			lost += SHMQ__SYNC_CAS_TRIES - 1;
+			rc = shmq__sync_cas_lost(&lost, timeout_ns, deadline);
+			if (rc)
+				return rc;
+			continue;
+		}
+		lost = 0;
 		if (rc)
 			return rc > 0 ? 0 : rc;
 		rc = shmq__sync_wait(&h->s->word, 0, &h->s->sleepers, deadline, slice,
@@ -412,7 +438,7 @@ static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
 		}
 		if (rc == -ETIMEDOUT) {
 			rc = sem_try_take(h); /* one last look */
-			return rc ? (rc > 0 ? 0 : rc) : -ETIMEDOUT;
+			return rc > 0 ? 0 : rc < 0 && rc != -EAGAIN ? rc : -ETIMEDOUT;
 		}
 		if (rc && rc != -EINTR)
 			return rc;
@@ -468,9 +494,9 @@ SHMQ_API int shmq_sem_acquire(shmq_sem *h, int64_t timeout_ns)
 	}
 	rc = sem_try_take(h);
 	if (SHMQ__UNLIKELY(rc <= 0)) {
-		if (rc < 0)
+		if (rc < 0 && rc != -EAGAIN)
 			return rc;
-		rc = sem_wait(h, timeout_ns);
+		rc = sem_wait(h, timeout_ns); /* none, or lost too many CASes */
 		if (rc)
 			return rc;
 	}
@@ -487,7 +513,7 @@ static inline int sem_room(const shmq_sem *h, uint32_t w, uint32_t n)
 
 SHMQ_API int shmq_sem_release(shmq_sem *h, unsigned n)
 {
-	uint32_t w, uncounted = 0;
+	uint32_t w, uncounted = 0, lost = 0;
 	int rc;
 
 	if (SHMQ__UNLIKELY(!h || n == 0))
@@ -505,6 +531,8 @@ SHMQ_API int shmq_sem_release(shmq_sem *h, unsigned n)
 	 * count load; it releases to the acquirer's cas_acquire */
 	while (!shmq__cas_seq_cst(&h->s->word, &w, w + n)) {
 		rc = sem_room(h, w, n);
+		if (!rc && shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
+			rc = -EBADMSG; /* garbage keeps moving the value */
 		if (rc) {
 			/* another releaser filled it: change nothing after
 			 * all.  Should every entry have been claimed since we
