@@ -685,6 +685,82 @@ static void test_party_table_corrupt(void **state)
 	shmq_barrier_close(b);
 }
 
+/* ---- hostile writes ------------------------------------------------------ */
+
+/* One call made under tu_cas_hostile (testutil.h), in the child. */
+struct hostile_call {
+	const char *name;
+	shmq_barrier *b;
+	int64_t timeout; /* wait's; reset when -2 */
+};
+
+static void *hostile_open(void *p)
+{
+	struct hostile_call *c = p;
+	shmq_region *r;
+
+	c->b = child_barrier(c->name, &r);
+	return c;
+}
+
+static int hostile_do(void *p)
+{
+	struct hostile_call *c = p;
+
+	return c->timeout == -2 ? shmq_barrier_reset(c->b) : shmq_barrier_wait(c->b, c->timeout);
+}
+
+/* A hostile process that rewrites the word between every two instructions
+ * (a new generation each time: every CAS loses) does not keep a waiter
+ * spinning: SHMQ_NOWAIT (as the last arrival) gives -EAGAIN and a 50 ms
+ * timeout -ETIMEDOUT within 2 s; SHMQ_FOREVER and reset give -EBADMSG
+ * after a bounded number of lost CASes. */
+static void test_hostile_word(void **state)
+{
+	struct tu_region *f = *state;
+	struct hostile_call c = { .name = f->name };
+	struct shmq__barrier_shm *s;
+	shmq_barrier *b;
+	int64_t took;
+	void *mem;
+	int rc;
+
+	assert_int_equal(shmq_barrier_create(f->r, "b", 3, &b), 0);
+	assert_int_equal(shmq__obj_find(f->r, "b", SHMQ__OBJ_BARRIER, &mem, NULL), 0);
+	s = mem;
+	/* two arrived: the caller is the last, whose CAS ends the generation */
+	c.timeout = SHMQ_NOWAIT;
+	rc = tu_cas_hostile(&s->word, 2, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
+			    20000 * MS, &took);
+	if (rc == TU_HOSTILE_NO_PTRACE)
+		skip();
+	print_message("NOWAIT: %d after %lld ms\n", rc, (long long)(took / MS));
+	assert_int_equal(rc, -EAGAIN);
+	assert_true(took < 2000 * MS);
+	/* none arrived: the caller's CAS arrives */
+	c.timeout = 50 * MS;
+	rc = tu_cas_hostile(&s->word, 0, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
+			    20000 * MS, &took);
+	print_message("50 ms: %d after %lld ms\n", rc, (long long)(took / MS));
+	assert_int_equal(rc, -ETIMEDOUT);
+	assert_true(took < 2000 * MS);
+	c.timeout = SHMQ_FOREVER;
+	rc = tu_cas_hostile(&s->word, 0, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
+			    20000 * MS, &took);
+	print_message("FOREVER: %d after %lld ms\n", rc, (long long)(took / MS));
+	assert_int_equal(rc, -EBADMSG);
+	c.timeout = -2;
+	rc = tu_cas_hostile(&s->word, 0, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
+			    20000 * MS, &took);
+	print_message("reset: %d after %lld ms\n", rc, (long long)(took / MS));
+	assert_int_equal(rc, -EBADMSG);
+	/* a sane word works as before */
+	__atomic_store_n(&s->word, 0, __ATOMIC_SEQ_CST);
+	assert_int_equal(shmq_barrier_reset(b), 0);
+	assert_int_equal(shmq_barrier_wait(b, SHMQ_NOWAIT), -EAGAIN);
+	shmq_barrier_close(b);
+}
+
 int main(void)
 {
 	alarm(240); /* a hang fails the program instead of stalling the suite */
@@ -705,6 +781,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_last_arriver_died_before_wake, setup,
 						tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_placement_and_corruption, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_hostile_word, setup, tu_region_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -43,6 +43,7 @@
 #include "sync/lock_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
+#include "sync/spin_int.h"
 
 #define GEN_MASK (~(SHMQ__BARRIER_GEN_ONE - 1u))
 #define CUT_VALID 0x8000u /* a slot of cut holds a generation (sync/lock_int.h) */
@@ -255,22 +256,40 @@ static inline uint32_t party_id(uint64_t e)
 	return (uint32_t)(e >> 32);
 }
 
+/* One handle fewer in our entry i, which is cleared with the last.  Gives
+ * up when garbage keeps moving the entry (it then counts us once more). */
+static void barrier_uncount(shmq_barrier *b, uint32_t i)
+{
+	uint64_t e = shmq__load_seq_cst(&b->party[i]);
+	uint32_t lost = 0;
+
+	/* seq_cst, as every change of the table */
+	while (party_id(e) == b->self &&
+	       !shmq__cas_seq_cst(&b->party[i], &e, (uint32_t)e > 1 ? e - 1 : 0))
+		if (shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
+			return;
+}
+
 /* This handle waits for the first time: count it in our process's entry
  * (claimed on the process's first handle).  A full table leaves the
  * process untracked: its death then breaks nothing, as in 0.1. */
 static void barrier_join(shmq_barrier *b)
 {
 	uint64_t one = ((uint64_t)b->self << 32) | 1u;
-	uint32_t i, none = BARRIER_NO_SLOT;
+	uint32_t i, none = BARRIER_NO_SLOT, lost = 0;
 
 	for (i = 0; i < b->nslots; i++) {
 		uint64_t e = shmq__load_seq_cst(&b->party[i]);
 
 		/* seq_cst, as every change of the table: rare, and read by
 		 * other processes' liveness checks */
-		while (party_id(e) == b->self && (uint32_t)e != UINT32_MAX)
+		while (party_id(e) == b->self && (uint32_t)e != UINT32_MAX) {
 			if (shmq__cas_seq_cst(&b->party[i], &e, e + 1))
 				goto joined;
+			/* garbage keeps moving it: stay untracked */
+			if (shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
+				return;
+		}
 	}
 	for (i = 0; i < b->nslots; i++) {
 		uint64_t e = 0;
@@ -282,11 +301,7 @@ static void barrier_join(shmq_barrier *b)
 joined:
 	if (!shmq__cas_seq_cst(&b->slot, &none, i)) {
 		/* another thread of this handle joined first: give ours back */
-		uint64_t e = shmq__load_seq_cst(&b->party[i]);
-
-		while (party_id(e) == b->self &&
-		       !shmq__cas_seq_cst(&b->party[i], &e, (uint32_t)e > 1 ? e - 1 : 0))
-			;
+		barrier_uncount(b, i);
 	}
 }
 
@@ -301,14 +316,10 @@ static void barrier_forget(shmq_barrier *b, uint32_t i, uint64_t e)
 static void barrier_leave(shmq_barrier *b)
 {
 	uint32_t i = shmq__load_seq_cst(&b->slot);
-	uint64_t e;
 
 	if (i >= b->nslots)
 		return;
-	e = shmq__load_seq_cst(&b->party[i]);
-	while (party_id(e) == b->self &&
-	       !shmq__cas_seq_cst(&b->party[i], &e, (uint32_t)e > 1 ? e - 1 : 0))
-		;
+	barrier_uncount(b, i);
 }
 
 SHMQ_API void shmq_barrier_close(shmq_barrier *b)
@@ -369,7 +380,7 @@ SHMQ_API int shmq_barrier_abort(shmq_barrier *b)
 
 SHMQ_API int shmq_barrier_reset(shmq_barrier *b)
 {
-	uint32_t w;
+	uint32_t w, lost = 0;
 
 	if (!b)
 		return -EINVAL;
@@ -384,9 +395,14 @@ SHMQ_API int shmq_barrier_reset(shmq_barrier *b)
 			barrier_forget(b, i, e);
 	}
 	w = shmq__load_relaxed(&b->s->word); /* relaxed: the CAS below re-reads it */
-	do
+	for (;;) {
 		barrier_note_cut(b, w);
-	while (!shmq__cas_seq_cst(&b->s->word, &w, barrier_next_gen(w) | SHMQ__BARRIER_RESET));
+		if (shmq__cas_seq_cst(&b->s->word, &w, barrier_next_gen(w) | SHMQ__BARRIER_RESET))
+			break;
+		/* lost to arrivals and other resets: only so many in a row */
+		if (shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
+			return -EBADMSG;
+	}
 	barrier_wake_all(b);
 	return 0;
 }
@@ -411,12 +427,14 @@ static int barrier_outcome(shmq_barrier *b, uint32_t w, uint32_t g, int idx)
 }
 
 /* Our deadline passed in generation g: break the barrier, unless the
- * generation completed or broke first. */
+ * generation completed or broke first.  Garbage that keeps moving the
+ * word gets -ETIMEDOUT after SHMQ__SYNC_CAS_TRIES lost CASes, unbroken. */
 static int barrier_time_out(shmq_barrier *b, uint32_t g, int idx)
 {
 	/* pairs with the completer's seq_cst CAS (Protocol BARRIER_WORD): a
 	 * pass we lost the race to still counts */
 	uint32_t w = shmq__load_acquire(&b->s->word);
+	uint32_t lost = 0;
 
 	for (;;) {
 		if (barrier_gen(w) != g)
@@ -425,6 +443,9 @@ static int barrier_time_out(shmq_barrier *b, uint32_t g, int idx)
 			return -EPIPE;
 		if (shmq__cas_seq_cst(&b->s->word, &w, w | SHMQ__BARRIER_BROKEN))
 			break;
+		/* lost to arrivals of g (or garbage); our deadline is past */
+		if (++lost == SHMQ__SYNC_CAS_TRIES)
+			return -ETIMEDOUT;
 	}
 	barrier_wake_all(b);
 	return -ETIMEDOUT;
@@ -438,6 +459,7 @@ static int barrier_break_dead(shmq_barrier *b, uint32_t g, uint32_t i, uint64_t 
 	/* pairs with the completer's seq_cst CAS (Protocol BARRIER_WORD): a
 	 * pass we lost the race to still counts */
 	uint32_t w = shmq__load_acquire(&b->s->word);
+	uint32_t lost = 0;
 
 	for (;;) {
 		if (barrier_gen(w) != g)
@@ -451,6 +473,9 @@ static int barrier_break_dead(shmq_barrier *b, uint32_t g, uint32_t i, uint64_t 
 			barrier_wake_all(b);
 			break;
 		}
+		/* lost to arrivals of g: only so many in a row */
+		if (shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
+			return -EBADMSG;
 	}
 	barrier_forget(b, i, e);
 	return -EPIPE;
@@ -555,10 +580,24 @@ static int barrier_await(shmq_barrier *b, uint32_t cur, int idx, int64_t deadlin
 	}
 }
 
+/* shmq_barrier_wait kept losing its arrival's CAS until err: a timeout
+ * breaks the barrier as a waiter's does (-ETIMEDOUT); -EAGAIN and -EBADMSG
+ * change nothing. */
+static SHMQ__COLD int barrier_lost_out(shmq_barrier *b, int err)
+{
+	if (err == -ETIMEDOUT) {
+		/* seq_cst: the core/wait_int.h protocol, then the sleeper count */
+		shmq__fetch_or_seq_cst(&b->s->word, SHMQ__BARRIER_BROKEN);
+		barrier_wake_all(b);
+	}
+	return err;
+}
+
 SHMQ_API int shmq_barrier_wait(shmq_barrier *b, int64_t timeout_ns)
 {
 	int64_t deadline;
-	uint32_t w, c;
+	uint32_t w, c, lost = 0;
+	int rc;
 
 	if (!b)
 		return -EINVAL;
@@ -588,15 +627,19 @@ SHMQ_API int shmq_barrier_wait(shmq_barrier *b, int64_t timeout_ns)
 				barrier_wake_all(b);
 				return (int)c;
 			}
-			continue;
+		} else {
+			if (timeout_ns == SHMQ_NOWAIT)
+				return -EAGAIN; /* would block: do not arrive */
+			/* pairs with the last arrival's CAS (Protocol BARRIER_WORD):
+			 * releases what we did before arriving to it (its CAS
+			 * reads this value or a later one in the word's RMW chain) */
+			if (shmq__cas_acq_rel(&b->s->word, &w, w + 1))
+				break;
 		}
-		if (timeout_ns == SHMQ_NOWAIT)
-			return -EAGAIN; /* would block: do not arrive */
-		/* pairs with the last arrival's CAS (Protocol BARRIER_WORD): releases
-		 * what we did before arriving to it (its CAS reads this value or a
-		 * later one in the word's RMW chain) */
-		if (shmq__cas_acq_rel(&b->s->word, &w, w + 1))
-			break;
+		/* lost to other arrivals (or garbage): only so many in a row */
+		rc = shmq__sync_cas_lost(&lost, timeout_ns, deadline);
+		if (rc)
+			return barrier_lost_out(b, rc);
 	}
 	return barrier_await(b, w + 1, (int)c, deadline);
 }
