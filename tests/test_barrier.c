@@ -719,6 +719,7 @@ static void test_hostile_word(void **state)
 {
 	struct tu_region *f = *state;
 	struct hostile_call c = { .name = f->name };
+	static const uint32_t zero = 0, two = 2;
 	struct shmq__barrier_shm *s;
 	shmq_barrier *b;
 	int64_t took;
@@ -730,7 +731,7 @@ static void test_hostile_word(void **state)
 	s = mem;
 	/* two arrived: the caller is the last, whose CAS ends the generation */
 	c.timeout = SHMQ_NOWAIT;
-	rc = tu_cas_hostile(&s->word, 2, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
+	rc = tu_cas_hostile(&s->word, &two, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
 			    20000 * MS, &took);
 	if (rc == TU_HOSTILE_NO_PTRACE)
 		skip();
@@ -739,18 +740,18 @@ static void test_hostile_word(void **state)
 	assert_true(took < 2000 * MS);
 	/* none arrived: the caller's CAS arrives */
 	c.timeout = 50 * MS;
-	rc = tu_cas_hostile(&s->word, 0, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
+	rc = tu_cas_hostile(&s->word, &zero, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
 			    20000 * MS, &took);
 	print_message("50 ms: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -ETIMEDOUT);
 	assert_true(took < 2000 * MS);
 	c.timeout = SHMQ_FOREVER;
-	rc = tu_cas_hostile(&s->word, 0, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
+	rc = tu_cas_hostile(&s->word, &zero, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
 			    20000 * MS, &took);
 	print_message("FOREVER: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -EBADMSG);
 	c.timeout = -2;
-	rc = tu_cas_hostile(&s->word, 0, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
+	rc = tu_cas_hostile(&s->word, &zero, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
 			    20000 * MS, &took);
 	print_message("reset: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -EBADMSG);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -551,6 +552,58 @@ static void test_corrupt_while_waiting(void **state)
 	assert_int_equal(w.released, 0);
 }
 
+/* A hostile process that writes a live waiter (the notifier's own id: alive
+ * without a system call) into a slot after every instruction of a
+ * notify_all, so that each ticket it hands finds a new waiter there: the
+ * notify hands at most one ticket per slot, not one per rewrite for ever. */
+struct hostile_call {
+	struct fixture *f;
+	uint32_t *id; /* shared: the child's owner id, for the tracer */
+};
+
+static void *hostile_open(void *p)
+{
+	struct hostile_call *c = p;
+	shmq_cond *cc;
+
+	c->f->r = tu_child_region(c->f->name);
+	if (shmq_cond_open(c->f->r, "c", &cc))
+		return NULL;
+	c->f->c = cc;
+	__atomic_store_n(c->id, shmq__region_self(c->f->r), __ATOMIC_SEQ_CST);
+	return c;
+}
+
+static int hostile_notify_all(void *p)
+{
+	struct hostile_call *c = p;
+
+	return shmq_cond_notify_all(c->f->c);
+}
+
+static void test_notify_all_hostile(void **state)
+{
+	struct fixture *f = *state;
+	struct hostile_call c = { f, NULL };
+	int64_t took;
+	int rc;
+
+	c.id = mmap(NULL, sizeof(*c.id), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(c.id != MAP_FAILED);
+	__atomic_store_n(&f->s->nwaiters, 1, __ATOMIC_SEQ_CST);
+	rc = tu_cas_hostile(&f->s->slot[0].word, c.id, 0, hostile_open, hostile_notify_all, &c,
+			    30000 * MS, &took);
+	munmap(c.id, sizeof(*c.id));
+	if (rc == TU_HOSTILE_NO_PTRACE)
+		skip();
+	print_message("notify_all under hostile writes: %d after %lld ms\n", rc,
+		      (long long)(took / MS));
+	assert_true(rc >= 1 && rc <= (int)SHMQ__COND_SLOTS);
+	__atomic_store_n(&f->s->slot[0].word, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&f->s->nwaiters, 0, __ATOMIC_SEQ_CST);
+	assert_int_equal(shmq_cond_notify_all(f->c), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -565,6 +618,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_while_waiting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_notify_all_hostile, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

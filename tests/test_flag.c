@@ -380,18 +380,19 @@ static int call_clear(void *p)
 static void test_set_clear_hostile(void **state)
 {
 	struct fixture *f = *state;
+	static const uint32_t clear = 0, set = SHMQ__FLAG_SET;
 	int64_t took;
 	int rc;
 
 	/* clear words of many epochs defeat a set's CAS */
-	rc = tu_cas_hostile(&f->s->word, 0, SHMQ__FLAG_EPOCH, open_flag, call_set, f,
+	rc = tu_cas_hostile(&f->s->word, &clear, SHMQ__FLAG_EPOCH, open_flag, call_set, f,
 			    20000 * MS, &took);
 	if (rc == TU_HOSTILE_NO_PTRACE)
 		skip();
 	print_message("set under hostile writes: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -EBADMSG);
 	/* set words of many epochs, a clear's */
-	rc = tu_cas_hostile(&f->s->word, SHMQ__FLAG_SET, SHMQ__FLAG_EPOCH, open_flag, call_clear,
+	rc = tu_cas_hostile(&f->s->word, &set, SHMQ__FLAG_EPOCH, open_flag, call_clear,
 			    f, 20000 * MS, &took);
 	print_message("clear under hostile writes: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -EBADMSG);

@@ -851,6 +851,7 @@ static void test_hostile_value(void **state)
 	struct fixture *f = *state;
 	struct shmq_sem_opts o = { .max = 1000 };
 	struct hostile_call c = { .f = f };
+	static const uint32_t one = 1;
 	struct shmq__sem_shm *sh;
 	int64_t took;
 	shmq_sem *s;
@@ -859,23 +860,23 @@ static void test_hostile_value(void **state)
 	assert_int_equal(shmq_sem_create(f->r, "s", 1, &o, &s), 0);
 	sh = sem_shm(f, "s");
 	c.timeout = SHMQ_NOWAIT;
-	rc = tu_cas_hostile(&sh->word, 1, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
+	rc = tu_cas_hostile(&sh->word, &one, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
 	if (rc == TU_HOSTILE_NO_PTRACE)
 		skip();
 	print_message("NOWAIT: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -EAGAIN);
 	assert_true(took < 2000 * MS);
 	c.timeout = 50 * MS;
-	rc = tu_cas_hostile(&sh->word, 1, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
+	rc = tu_cas_hostile(&sh->word, &one, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
 	print_message("50 ms: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -ETIMEDOUT);
 	assert_true(took < 2000 * MS);
 	c.timeout = SHMQ_FOREVER;
-	rc = tu_cas_hostile(&sh->word, 1, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
+	rc = tu_cas_hostile(&sh->word, &one, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
 	print_message("FOREVER: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -EBADMSG);
 	c.timeout = -2;
-	rc = tu_cas_hostile(&sh->word, 1, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
+	rc = tu_cas_hostile(&sh->word, &one, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
 	print_message("release: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -EBADMSG);
 	/* a sane value works as before */

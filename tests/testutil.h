@@ -181,8 +181,9 @@ static inline void tu_helper_path(char *buf, size_t n)
 /*
  * The most effective hostile writer of a shared word: run call(open(arg))
  * in a child (open, untraced, makes the child's own handles) that this
- * process single-steps, storing the next of base + i * step
- * (i = 0, 1, .. TU_HOSTILE_N - 1, 0, ..) in *word (shared memory, mapped in
+ * process single-steps, storing the next of *base + i * step
+ * (i = 0, 1, .. TU_HOSTILE_N - 1, 0, ..; *base read once open returned, so
+ * open may set it through shared memory) in *word (shared memory, mapped in
  * both) after every instruction the child runs.  A loop shorter than
  * TU_HOSTILE_N instructions (a prime) then never finds the word it loaded
  * by the time of its CAS, so every CAS on it fails, as no plain
@@ -192,15 +193,17 @@ static inline void tu_helper_path(char *buf, size_t n)
  */
 #define TU_HOSTILE_N 251u
 
-static inline int tu_cas_hostile(uint32_t *word, uint32_t base, uint32_t step,
+static inline int tu_cas_hostile(uint32_t *word, const uint32_t *basep, uint32_t step,
 				 void *(*open)(void *), int (*call)(void *), void *arg, int64_t limit_ns,
 				 int64_t *took_ns)
 {
 	int fds[2], st, rc = TU_HOSTILE_HUNG;
 	int64_t t0 = shmq_now_ns(), until;
+	uint32_t base;
 	unsigned k = 0;
 	pid_t pid;
 
+	*took_ns = 0;
 	if (pipe(fds))
 		return TU_HOSTILE_NO_PTRACE;
 	pid = fork();
@@ -223,12 +226,12 @@ static inline int tu_cas_hostile(uint32_t *word, uint32_t base, uint32_t step,
 		_exit(0);
 	}
 	close(fds[1]);
-	*took_ns = 0;
 	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st)) {
 		close(fds[0]);
 		waitpid(pid, NULL, 0);
 		return WIFEXITED(st) && WEXITSTATUS(st) == 91 ? TU_HOSTILE_NO_PTRACE : TU_HOSTILE_HUNG;
 	}
+	base = __atomic_load_n(basep, __ATOMIC_SEQ_CST);
 	t0 = shmq_now_ns();
 	until = shmq_now_ns() + limit_ns;
 	for (int sig = 0;;) {

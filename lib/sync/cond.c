@@ -167,13 +167,20 @@ static uint32_t cond_oldest(shmq_cond *c, int *err)
 }
 
 /* Hand one ticket to the oldest live waiter.  1: handed, 0: no live
- * waiter, -EBADMSG. */
+ * waiter, -EBADMSG (also when the slots keep changing under us: every
+ * retry below is a slot that moved, SHMQ__SYNC_CAS_MAX in a row is
+ * garbage). */
 static int cond_pick(shmq_cond *c)
 {
-	for (;;) {
-		int err = 0, alive;
-		uint32_t i = cond_oldest(c, &err), w;
+	uint32_t lost = 0;
 
+	for (bool first = true;; first = false) {
+		int err = 0, alive;
+		uint32_t i, w;
+
+		if (!first && shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
+			return -EBADMSG;
+		i = cond_oldest(c, &err);
 		if (i == COND_NO_SLOT)
 			return err;
 		/* relaxed: re-validated by the seq_cst CAS below (or the
@@ -213,7 +220,13 @@ static int cond_notify_n(shmq_cond *c, unsigned n)
 	 * after the release in any other way, sees the count */
 	if (shmq__load_seq_cst(&c->s->nwaiters) == 0)
 		return 0;
-	while ((unsigned)woken < n && woken < INT_MAX) {
+	/* At most one ticket per slot: as many as can wait at once.  A slot
+	 * keeps its ticket until its waiter takes it, so more means waiters
+	 * that came after this notify began (none of its business), or
+	 * garbage that keeps writing waiters into the slots */
+	if (n > SHMQ__COND_SLOTS)
+		n = SHMQ__COND_SLOTS;
+	while ((unsigned)woken < n) {
 		int rc = cond_pick(c);
 
 		if (rc < 0)
