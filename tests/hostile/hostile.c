@@ -13,7 +13,8 @@
  *
  * Rounds: each round the parent makes a fresh region with one object of
  * each kind (named, and placed: lock, barrier, queue (power-of-two and
- * exact capacity), pipe, blob), the victims (forked once) move to it (one
+ * exact capacity), pipe, blob, flag, condition (on the named lock),
+ * semaphore (bounded, and with SHMQ_SEM_UNDO)), the victims (forked once) move to it (one
  * of them also runs a pool of two workers there, another a scheduler
  * watching a queue), `shmq stat` looks at it from outside, and
  * the parent, as the attacker, overwrites bytes of the live region through
@@ -47,6 +48,7 @@
 #include <shmq.h>
 
 #include "core/region_int.h"
+#include "sync/cond_int.h"
 
 #define VICTIMS            4
 #define VICTIM_TIMEOUT_NS  ((int64_t)5 * 1000 * 1000)
@@ -60,7 +62,9 @@
 enum op {
 	OP_IDLE, OP_OPEN, OP_LOCK, OP_UNLOCK, OP_BARRIER, OP_PUT, OP_GET, OP_PUT_BULK,
 	OP_GET_BULK, OP_SEND, OP_RECV, OP_PEEK, OP_PLACED, OP_CLOSE, OP_INFO, OP_POOL_CREATE,
-	OP_POOL_MAP, OP_POOL_FREE, OP_SCHED, OP_GET_ALLOC, OP_GET_BEGIN, OP_COUNT
+	OP_POOL_MAP, OP_POOL_FREE, OP_SCHED, OP_GET_ALLOC, OP_GET_BEGIN, OP_FLAG_SET,
+	OP_FLAG_CLEAR, OP_FLAG_WAIT, OP_COND_WAIT, OP_COND_NOTIFY, OP_SEM_ACQUIRE, OP_SEM_RELEASE,
+	OP_COUNT
 };
 
 static const char *const op_names[OP_COUNT] = {
@@ -68,6 +72,8 @@ static const char *const op_names[OP_COUNT] = {
 	"queue_get", "queue_put_bulk", "queue_get_bulk", "pipe_send", "pipe_recv",
 	"pipe_peek", "placed objects", "close", "region_info", "pool_create", "pool_map",
 	"pool_free", "sched_run (a queue watch)", "queue_get_alloc", "queue_get_begin/commit",
+	"flag_set", "flag_clear", "flag_wait", "cond_wait", "cond_notify", "sem_acquire",
+	"sem_release",
 };
 
 /* The test's own board, shared with the victims: never part of the region
@@ -112,6 +118,9 @@ struct objs {
 	shmq_barrier *barrier;
 	shmq_queue *q, *q5;
 	shmq_pipe *pipe;
+	shmq_flag *flag;
+	shmq_cond *cond;   /* used with lock */
+	shmq_sem *sem[2];  /* "sem" (max SEM_MAX), "sem-undo" (SHMQ_SEM_UNDO) */
 	shmq_pool *pool;   /* victim POOL_VICTIM only */
 	shmq_sched *sched; /* victim SCHED_VICTIM only: a watch on "queue" */
 	bool held;
@@ -119,6 +128,7 @@ struct objs {
 
 #define POOL_VICTIM  2
 #define SCHED_VICTIM 3
+#define SEM_MAX      3
 
 /* The pool's task: squares, and reads no more than its input. */
 static int square(const void *in, void *out)
@@ -199,6 +209,10 @@ static void objs_close(unsigned i, struct objs *o)
 	shmq_queue_close(o->q);
 	shmq_queue_close(o->q5);
 	shmq_pipe_close(o->pipe);
+	shmq_flag_close(o->flag);
+	shmq_cond_close(o->cond);
+	shmq_sem_close(o->sem[0]);
+	shmq_sem_close(o->sem[1]);
 	shmq_region_close(o->r);
 	memset(o, 0, sizeof(*o));
 	account(i, 0, 0);
@@ -221,6 +235,10 @@ static void objs_open(unsigned i, struct objs *o, const char *name)
 	account(i, shmq_queue_open(o->r, "queue5", &o->q5), 0);
 	if (i < 2)
 		account(i, shmq_pipe_open(o->r, "pipe", (int)i, &o->pipe), 0);
+	account(i, shmq_flag_open(o->r, "flag", &o->flag), 0);
+	account(i, shmq_cond_open(o->r, "cond", &o->cond), 0);
+	account(i, shmq_sem_open(o->r, "sem", &o->sem[0]), 0);
+	account(i, shmq_sem_open(o->r, "sem-undo", &o->sem[1]), 0);
 	enter(i, OP_PLACED);
 	if (shmq_region_find(o->r, "placed-lock", &mem, &size) == 0)
 		account(i, shmq_lock_attach(o->r, mem, &o->plock), 0);
@@ -274,6 +292,80 @@ static void victim_get_large(unsigned i, shmq_queue *q, uint64_t x)
 	account(i, (x & 32) ? shmq_queue_get_abort(q, pos) : shmq_queue_get_commit(q, pos), 0);
 }
 
+/* A flag: set, clear or wait (0 or a negative errno, nothing else). */
+static void victim_flag(unsigned i, struct objs *o, uint64_t x)
+{
+	switch ((x >> 8) % 3) {
+	case 0:
+		enter(i, OP_FLAG_SET);
+		account(i, shmq_flag_set(o->flag), 0);
+		break;
+	case 1:
+		enter(i, OP_FLAG_CLEAR);
+		account(i, shmq_flag_clear(o->flag), 0);
+		(void)shmq_flag_is_set(o->flag);
+		break;
+	default:
+		enter(i, OP_FLAG_WAIT);
+		account(i, shmq_flag_wait(o->flag, (x & 4) ? SHMQ_NOWAIT : VICTIM_TIMEOUT_NS), 0);
+		break;
+	}
+}
+
+/* A condition on the named lock: a wait (holding the lock, which it holds
+ * again on return) or a notify, which wakes no more waiters than can wait. */
+static void victim_cond(unsigned i, struct objs *o, uint64_t x)
+{
+	long long rc;
+
+	if (x & 16) {
+		enter(i, OP_COND_NOTIFY);
+		rc = (x & 32) ? shmq_cond_notify_all(o->cond) : shmq_cond_notify(o->cond, 1 + (x >> 8) % 4);
+		account(i, rc, (x & 32) ? SHMQ__COND_SLOTS : 1 + (long long)((x >> 8) % 4));
+		return;
+	}
+	if (!o->lock)
+		return;
+	enter(i, OP_LOCK);
+	rc = shmq_lock_acquire(o->lock, VICTIM_TIMEOUT_NS);
+	account(i, rc, 0);
+	if (rc != 0 && rc != -EOWNERDEAD)
+		return;
+	o->held = true;
+	enter(i, OP_COND_WAIT);
+	rc = shmq_cond_wait(o->cond, o->lock, (x & 4) ? SHMQ_NOWAIT : VICTIM_TIMEOUT_NS);
+	account(i, rc, 0);
+	enter(i, OP_UNLOCK);
+	/* held again whatever the outcome, but a word under attack may say
+	 * otherwise: -EPERM or -EBADMSG then, both errnos */
+	account(i, shmq_lock_release(o->lock), 0);
+	o->held = false;
+}
+
+/* A semaphore (x & 2: the SHMQ_SEM_UNDO one): acquire, then release what
+ * was taken, or release one unit unasked (-EOVERFLOW when full). */
+static void victim_sem(unsigned i, struct objs *o, uint64_t x)
+{
+	shmq_sem *s = o->sem[(x >> 1) & 1];
+	long long rc;
+
+	if (!s)
+		return;
+	if ((x >> 8) % 4 == 0) {
+		enter(i, OP_SEM_RELEASE);
+		account(i, shmq_sem_release(s, 1 + (unsigned)(x >> 10) % 2), 0);
+		return;
+	}
+	enter(i, OP_SEM_ACQUIRE);
+	rc = shmq_sem_acquire(s, (x & 4) ? SHMQ_NOWAIT : VICTIM_TIMEOUT_NS);
+	account(i, rc, 0);
+	if (rc == 0) {
+		enter(i, OP_SEM_RELEASE);
+		account(i, shmq_sem_release(s, 1), 0);
+	}
+	(void)shmq_sem_value(s);
+}
+
 static void victim_step(unsigned i, struct objs *o, uint64_t *x)
 {
 	char buf[MSG_MAX], big[4][MSG_MAX];
@@ -300,7 +392,7 @@ static void victim_step(unsigned i, struct objs *o, uint64_t *x)
 		account(i, shmq_sched_run(o->sched, false) >= -1 ? 0 : -1, 0);
 		return;
 	}
-	switch ((*x >> 33) % 10) {
+	switch ((*x >> 33) % 13) {
 	case 0:
 		if (!o->lock)
 			break;
@@ -391,6 +483,17 @@ static void victim_step(unsigned i, struct objs *o, uint64_t *x)
 		if (rc == 0)
 			shmq_pipe_consume(o->pipe);
 		break;
+	case 10:
+		if (o->flag)
+			victim_flag(i, o, *x);
+		break;
+	case 11:
+		if (o->cond)
+			victim_cond(i, o, *x);
+		break;
+	case 12:
+		victim_sem(i, o, *x);
+		break;
 	default: {
 		struct shmq_region_info info;
 
@@ -439,7 +542,7 @@ struct target {
 
 struct arena {
 	shmq_region *r;
-	struct target t[8];
+	struct target t[12];
 	unsigned nt;
 	uint8_t *base; /* the whole mapping */
 	size_t size;
@@ -470,6 +573,9 @@ static int round_setup(struct arena *a, const char *name)
 	shmq_barrier *b;
 	shmq_queue *q;
 	shmq_pipe *pa, *pb;
+	shmq_flag *f;
+	shmq_cond *c;
+	shmq_sem *s;
 	void *mem;
 	int rc;
 
@@ -490,6 +596,19 @@ static int round_setup(struct arena *a, const char *name)
 		return rc;
 	shmq_pipe_close(pa); /* the victims hold the ends */
 	shmq_pipe_close(pb);
+	if ((rc = shmq_flag_create(a->r, "flag", &f)))
+		return rc;
+	shmq_flag_close(f);
+	if ((rc = shmq_cond_create(a->r, "cond", &c)))
+		return rc;
+	shmq_cond_close(c);
+	if ((rc = shmq_sem_create(a->r, "sem", 2, &(struct shmq_sem_opts){ .max = SEM_MAX }, &s)))
+		return rc;
+	shmq_sem_close(s);
+	if ((rc = shmq_sem_create(a->r, "sem-undo", 2,
+				  &(struct shmq_sem_opts){ .max = SEM_MAX, .flags = SHMQ_SEM_UNDO }, &s)))
+		return rc;
+	shmq_sem_close(s);
 	if ((rc = shmq_region_alloc(a->r, "placed-lock", shmq_lock_footprint(), &mem)) ||
 	    (rc = shmq_lock_init(mem)))
 		return rc;
@@ -499,6 +618,10 @@ static int round_setup(struct arena *a, const char *name)
 	target_named(a, "queue", SHMQ__OBJ_QUEUE);
 	target_named(a, "queue5", SHMQ__OBJ_QUEUE);
 	target_named(a, "pipe", SHMQ__OBJ_PIPE);
+	target_named(a, "flag", SHMQ__OBJ_FLAG);
+	target_named(a, "cond", SHMQ__OBJ_COND);
+	target_named(a, "sem", SHMQ__OBJ_SEM);
+	target_named(a, "sem-undo", SHMQ__OBJ_SEM);
 	a->base = a->r->base;
 	a->size = a->r->size;
 	return 0;
