@@ -694,12 +694,16 @@ struct hostile_call {
 	int64_t timeout; /* wait's; reset when -2 */
 };
 
-static void *hostile_open(void *p)
+static void *hostile_open(void *p, uint32_t **word)
 {
 	struct hostile_call *c = p;
 	shmq_region *r;
+	void *mem;
 
 	c->b = child_barrier(c->name, &r);
+	if (shmq__obj_find(r, "b", SHMQ__OBJ_BARRIER, &mem, NULL))
+		return NULL;
+	*word = &((struct shmq__barrier_shm *)mem)->word;
 	return c;
 }
 
@@ -710,7 +714,7 @@ static int hostile_do(void *p)
 	return c->timeout == -2 ? shmq_barrier_reset(c->b) : shmq_barrier_wait(c->b, c->timeout);
 }
 
-/* A hostile process that rewrites the word between every two instructions
+/* A hostile process that rewrites the word each time a call touches it
  * (a new generation each time: every CAS loses) does not keep a waiter
  * spinning: SHMQ_NOWAIT (as the last arrival) gives -EAGAIN and a 50 ms
  * timeout -ETIMEDOUT within 2 s; SHMQ_FOREVER and reset give -EBADMSG
@@ -731,6 +735,7 @@ static void test_hostile_word(void **state)
 	s = mem;
 	/* two arrived: the caller is the last, whose CAS ends the generation */
 	c.timeout = SHMQ_NOWAIT;
+	__atomic_store_n(&s->word, two, __ATOMIC_SEQ_CST);
 	rc = tu_cas_hostile(&s->word, &two, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
 			    20000 * MS, &took);
 	if (rc == TU_HOSTILE_NO_PTRACE)
@@ -740,17 +745,20 @@ static void test_hostile_word(void **state)
 	assert_true(took < 2000 * MS);
 	/* none arrived: the caller's CAS arrives */
 	c.timeout = 50 * MS;
+	__atomic_store_n(&s->word, zero, __ATOMIC_SEQ_CST);
 	rc = tu_cas_hostile(&s->word, &zero, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
 			    20000 * MS, &took);
 	print_message("50 ms: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -ETIMEDOUT);
 	assert_true(took < 2000 * MS);
 	c.timeout = SHMQ_FOREVER;
+	__atomic_store_n(&s->word, zero, __ATOMIC_SEQ_CST);
 	rc = tu_cas_hostile(&s->word, &zero, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
 			    20000 * MS, &took);
 	print_message("FOREVER: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -EBADMSG);
 	c.timeout = -2;
+	__atomic_store_n(&s->word, zero, __ATOMIC_SEQ_CST);
 	rc = tu_cas_hostile(&s->word, &zero, SHMQ__BARRIER_GEN_ONE, hostile_open, hostile_do, &c,
 			    20000 * MS, &took);
 	print_message("reset: %d after %lld ms\n", rc, (long long)(took / MS));

@@ -553,24 +553,29 @@ static void test_corrupt_while_waiting(void **state)
 }
 
 /* A hostile process that writes a live waiter (the notifier's own id: alive
- * without a system call) into a slot after every instruction of a
- * notify_all, so that each ticket it hands finds a new waiter there: the
- * notify hands at most one ticket per slot, not one per rewrite for ever. */
+ * without a system call) into a slot each time a notify_all touches it, so
+ * that each ticket it hands finds a new waiter there: the notify hands at
+ * most one ticket per slot, not one per rewrite for ever. */
 struct hostile_call {
 	struct fixture *f;
 	uint32_t *id; /* shared: the child's owner id, for the tracer */
 };
 
-static void *hostile_open(void *p)
+static void *hostile_open(void *p, uint32_t **word)
 {
 	struct hostile_call *c = p;
 	shmq_cond *cc;
+	void *mem;
 
 	c->f->r = tu_child_region(c->f->name);
-	if (shmq_cond_open(c->f->r, "c", &cc))
+	if (shmq_cond_open(c->f->r, "c", &cc) ||
+	    shmq__obj_find(c->f->r, "c", SHMQ__OBJ_COND, &mem, NULL))
 		return NULL;
+	*word = &((struct shmq__cond_shm *)mem)->slot[0].word;
 	c->f->c = cc;
+	/* a waiter in slot 0 from the start; the tracer writes it back */
 	__atomic_store_n(c->id, shmq__region_self(c->f->r), __ATOMIC_SEQ_CST);
+	__atomic_store_n(*word, *c->id, __ATOMIC_SEQ_CST);
 	return c;
 }
 
@@ -592,7 +597,7 @@ static void test_notify_all_hostile(void **state)
 	assert_true(c.id != MAP_FAILED);
 	__atomic_store_n(&f->s->nwaiters, 1, __ATOMIC_SEQ_CST);
 	rc = tu_cas_hostile(&f->s->slot[0].word, c.id, 0, hostile_open, hostile_notify_all, &c,
-			    30000 * MS, &took);
+			    20000 * MS, &took);
 	munmap(c.id, sizeof(*c.id));
 	if (rc == TU_HOSTILE_NO_PTRACE)
 		skip();

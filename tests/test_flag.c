@@ -355,16 +355,20 @@ static void test_set_clear_stress(void **state)
 	assert_int_equal(c.fails, 0);
 }
 
-/* A hostile process that rewrites the word between every two instructions
- * of a set or a clear (tu_cas_hostile: every CAS loses) gets -EBADMSG
+/* A set or a clear under a hostile process that rewrites the word each time
+ * the call touches it (tu_cas_hostile: every CAS loses) gets -EBADMSG
  * within a bounded number of lost CASes, not a spin for ever. */
-static void *open_flag(void *p)
+static void *open_flag(void *p, uint32_t **word)
 {
 	struct fixture *f = p;
 	shmq_flag *g;
+	void *mem;
 
 	f->r = tu_child_region(f->name);
-	return shmq_flag_open(f->r, "f", &g) ? NULL : g;
+	if (shmq_flag_open(f->r, "f", &g) || shmq__obj_find(f->r, "f", SHMQ__OBJ_FLAG, &mem, NULL))
+		return NULL;
+	*word = &((struct shmq__flag_shm *)mem)->word;
+	return g;
 }
 
 static int call_set(void *p)
@@ -385,6 +389,7 @@ static void test_set_clear_hostile(void **state)
 	int rc;
 
 	/* clear words of many epochs defeat a set's CAS */
+	f->s->word = 0;
 	rc = tu_cas_hostile(&f->s->word, &clear, SHMQ__FLAG_EPOCH, open_flag, call_set, f,
 			    20000 * MS, &took);
 	if (rc == TU_HOSTILE_NO_PTRACE)
@@ -392,6 +397,7 @@ static void test_set_clear_hostile(void **state)
 	print_message("set under hostile writes: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -EBADMSG);
 	/* set words of many epochs, a clear's */
+	f->s->word = SHMQ__FLAG_SET;
 	rc = tu_cas_hostile(&f->s->word, &set, SHMQ__FLAG_EPOCH, open_flag, call_clear,
 			    f, 20000 * MS, &took);
 	print_message("clear under hostile writes: %d after %lld ms\n", rc, (long long)(took / MS));

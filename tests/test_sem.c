@@ -825,12 +825,16 @@ struct hostile_call {
 	int64_t timeout; /* acquire's; release when -2 */
 };
 
-static void *hostile_open(void *p)
+static void *hostile_open(void *p, uint32_t **word)
 {
 	struct hostile_call *c = p;
 	shmq_region *r;
+	void *mem;
 
 	c->s = child_sem(c->f, "s", &r);
+	if (shmq__obj_find(r, "s", SHMQ__OBJ_SEM, &mem, NULL))
+		return NULL;
+	*word = &((struct shmq__sem_shm *)mem)->word;
 	return c;
 }
 
@@ -841,7 +845,7 @@ static int hostile_do(void *p)
 	return c->timeout == -2 ? shmq_sem_release(c->s, 1) : shmq_sem_acquire(c->s, c->timeout);
 }
 
-/* A hostile process that rewrites the value between every two instructions
+/* A hostile process that rewrites the value each time a call touches it
  * (values 1..251 under max: every CAS loses) does not keep an acquire or a
  * release spinning: SHMQ_NOWAIT gives -EAGAIN and a 50 ms timeout
  * -ETIMEDOUT within 2 s; SHMQ_FOREVER and release give -EBADMSG after a
@@ -860,6 +864,7 @@ static void test_hostile_value(void **state)
 	assert_int_equal(shmq_sem_create(f->r, "s", 1, &o, &s), 0);
 	sh = sem_shm(f, "s");
 	c.timeout = SHMQ_NOWAIT;
+	__atomic_store_n(&sh->word, one, __ATOMIC_SEQ_CST);
 	rc = tu_cas_hostile(&sh->word, &one, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
 	if (rc == TU_HOSTILE_NO_PTRACE)
 		skip();
@@ -867,15 +872,18 @@ static void test_hostile_value(void **state)
 	assert_int_equal(rc, -EAGAIN);
 	assert_true(took < 2000 * MS);
 	c.timeout = 50 * MS;
+	__atomic_store_n(&sh->word, one, __ATOMIC_SEQ_CST);
 	rc = tu_cas_hostile(&sh->word, &one, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
 	print_message("50 ms: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -ETIMEDOUT);
 	assert_true(took < 2000 * MS);
 	c.timeout = SHMQ_FOREVER;
+	__atomic_store_n(&sh->word, one, __ATOMIC_SEQ_CST);
 	rc = tu_cas_hostile(&sh->word, &one, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
 	print_message("FOREVER: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -EBADMSG);
 	c.timeout = -2;
+	__atomic_store_n(&sh->word, one, __ATOMIC_SEQ_CST);
 	rc = tu_cas_hostile(&sh->word, &one, 1, hostile_open, hostile_do, &c, 20000 * MS, &took);
 	print_message("release: %d after %lld ms\n", rc, (long long)(took / MS));
 	assert_int_equal(rc, -EBADMSG);

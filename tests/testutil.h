@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/user.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -177,29 +179,71 @@ static inline void tu_helper_path(char *buf, size_t n)
 /* tu_cas_hostile's answers besides the call's own result. */
 #define TU_HOSTILE_NO_PTRACE INT_MIN       /* ptrace refused here: skip */
 #define TU_HOSTILE_HUNG      (INT_MIN + 1) /* still running at the limit */
+#define TU_HOSTILE_N         251u          /* values in the hostile cycle (a prime) */
+
+/* Wait for the traced child's next stop or end, at most until until
+ * (then kill it): true when it stopped. */
+static inline bool tu_hostile_next(pid_t pid, int *st, int64_t until)
+{
+	for (;;) {
+		pid_t w = waitpid(pid, st, WNOHANG);
+
+		if (w == pid)
+			return WIFSTOPPED(*st);
+		if (w < 0)
+			return false;
+		if (shmq_now_ns() >= until) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, st, 0) == pid && WIFSTOPPED(*st))
+				ptrace(PTRACE_CONT, pid, NULL, NULL);
+			return false;
+		}
+		sched_yield();
+	}
+}
+
+/* x86-64: a debug register watch on the child's word (reads and writes):
+ * the child then stops after every instruction that touches it.  false
+ * when the watch cannot be set (elsewhere: single steps instead). */
+static inline bool tu_hostile_watch(pid_t pid, uintptr_t addr)
+{
+#if defined(__x86_64__)
+	/* DR7: L0, RW0 = 11 (data reads and writes), LEN0 = 11 (4 bytes) */
+	unsigned long dr7 = 1ul | 3ul << 16 | 3ul << 18;
+
+	return (addr & 3) == 0 &&
+	       ptrace(PTRACE_POKEUSER, pid, offsetof(struct user, u_debugreg[0]), (void *)addr) == 0 &&
+	       ptrace(PTRACE_POKEUSER, pid, offsetof(struct user, u_debugreg[7]), (void *)dr7) == 0;
+#else
+	(void)pid;
+	(void)addr;
+	return false;
+#endif
+}
 
 /*
- * The most effective hostile writer of a shared word: run call(open(arg))
- * in a child (open, untraced, makes the child's own handles) that this
- * process single-steps, storing the next of *base + i * step
- * (i = 0, 1, .. TU_HOSTILE_N - 1, 0, ..; *base read once open returned, so
- * open may set it through shared memory) in *word (shared memory, mapped in
- * both) after every instruction the child runs.  A loop shorter than
- * TU_HOSTILE_N instructions (a prime) then never finds the word it loaded
- * by the time of its CAS, so every CAS on it fails, as no plain
- * racing thread can make it (a CAS loop on 2 cores loses a few in a row).
- * Returns call's result, or TU_HOSTILE_HUNG (the child killed) when it has
- * not returned after limit_ns, or TU_HOSTILE_NO_PTRACE; *took_ns: how long.
+ * The most effective hostile writer of a shared word: run call(open(arg,
+ * &w)) in a traced child (open, untraced, makes the child's own handles and
+ * says where the word is in its mapping, w) and store the next of
+ * *basep + i * step (i = 1, 2, .. TU_HOSTILE_N - 1, 0, 1, ..; *basep read once
+ * open returned, so open may set it through shared memory) in *word, the
+ * same word in this process's mapping, each time the child has touched it
+ * (a debug register watch; where there is none, after every instruction).
+ * Every load of the word is then stale by the time of the CAS that follows
+ * it, so every CAS on it fails, as no racing thread can make it (a CAS
+ * loop on 2 cores loses a few in a row); a CAS that wins still finds a
+ * new value at its next look.  Returns call's result, TU_HOSTILE_HUNG (the
+ * child killed) when it has not returned after limit_ns, or
+ * TU_HOSTILE_NO_PTRACE; *took_ns: how long.
  */
-#define TU_HOSTILE_N 251u
-
 static inline int tu_cas_hostile(uint32_t *word, const uint32_t *basep, uint32_t step,
-				 void *(*open)(void *), int (*call)(void *), void *arg, int64_t limit_ns,
-				 int64_t *took_ns)
+				 void *(*open)(void *, uint32_t **), int (*call)(void *), void *arg,
+				 int64_t limit_ns, int64_t *took_ns)
 {
-	int fds[2], st, rc = TU_HOSTILE_HUNG;
-	int64_t t0 = shmq_now_ns(), until;
+	int fds[2], st, rc = TU_HOSTILE_HUNG, req;
+	int64_t t0, until;
 	uint32_t base;
+	uintptr_t addr;
 	unsigned k = 0;
 	pid_t pid;
 
@@ -210,12 +254,14 @@ static inline int tu_cas_hostile(uint32_t *word, const uint32_t *basep, uint32_t
 	if (pid < 0)
 		return TU_HOSTILE_NO_PTRACE;
 	if (pid == 0) {
+		uint32_t *w = NULL;
 		int r;
 
 		close(fds[0]);
 		alarm(60);
-		arg = open(arg);
-		if (!arg)
+		arg = open(arg, &w);
+		addr = (uintptr_t)w;
+		if (!arg || write(fds[1], &addr, sizeof(addr)) != (ssize_t)sizeof(addr))
 			_exit(90);
 		if (ptrace(PTRACE_TRACEME, 0, NULL, NULL))
 			_exit(91);
@@ -226,29 +272,28 @@ static inline int tu_cas_hostile(uint32_t *word, const uint32_t *basep, uint32_t
 		_exit(0);
 	}
 	close(fds[1]);
-	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st)) {
+	if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st) ||
+	    read(fds[0], &addr, sizeof(addr)) != (ssize_t)sizeof(addr)) {
 		close(fds[0]);
-		waitpid(pid, NULL, 0);
+		if (WIFSTOPPED(st))
+			kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
 		return WIFEXITED(st) && WEXITSTATUS(st) == 91 ? TU_HOSTILE_NO_PTRACE : TU_HOSTILE_HUNG;
 	}
+	req = tu_hostile_watch(pid, addr) ? PTRACE_CONT : PTRACE_SINGLESTEP;
 	base = __atomic_load_n(basep, __ATOMIC_SEQ_CST);
 	t0 = shmq_now_ns();
-	until = shmq_now_ns() + limit_ns;
+	until = t0 + limit_ns;
 	for (int sig = 0;;) {
-		if (ptrace(PTRACE_SINGLESTEP, pid, NULL, (void *)(intptr_t)sig)) {
+		if (ptrace((enum __ptrace_request)req, pid, NULL, (void *)(intptr_t)sig)) {
 			kill(pid, SIGKILL);
-			break;
-		}
-		if (waitpid(pid, &st, 0) != pid || !WIFSTOPPED(st))
-			break; /* exited (or killed) */
-		sig = WSTOPSIG(st) == SIGTRAP ? 0 : WSTOPSIG(st);
-		__atomic_store_n(word, base + k++ % TU_HOSTILE_N * step, __ATOMIC_SEQ_CST);
-		if ((k & 1023) == 0 && shmq_now_ns() >= until) {
-			kill(pid, SIGKILL);
-			ptrace(PTRACE_CONT, pid, NULL, NULL);
 			waitpid(pid, &st, 0);
 			break;
 		}
+		if (!tu_hostile_next(pid, &st, until))
+			break; /* exited, or killed at the limit */
+		sig = WSTOPSIG(st) == SIGTRAP ? 0 : WSTOPSIG(st);
+		__atomic_store_n(word, base + ++k % TU_HOSTILE_N * step, __ATOMIC_SEQ_CST);
 	}
 	*took_ns = shmq_now_ns() - t0;
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
