@@ -580,15 +580,22 @@ static int barrier_await(shmq_barrier *b, uint32_t cur, int idx, int64_t deadlin
 	}
 }
 
-/* shmq_barrier_wait kept losing its arrival's CAS until err: a timeout
- * breaks the barrier as a waiter's does (-ETIMEDOUT); -EAGAIN and -EBADMSG
- * change nothing. */
-static SHMQ__COLD int barrier_lost_out(shmq_barrier *b, int err)
+/* shmq_barrier_wait kept losing its arrival's CAS (the word last seen: w)
+ * until err: a timeout breaks the barrier as a waiter's does (-ETIMEDOUT),
+ * unless garbage keeps moving the word under SHMQ__SYNC_CAS_TRIES more
+ * CASes (a fetch_or would not do: where it returns the old word, as here
+ * under ThreadSanitizer, it is a CAS loop without a bound); -EAGAIN and
+ * -EBADMSG change nothing. */
+static SHMQ__COLD int barrier_lost_out(shmq_barrier *b, uint32_t w, int err)
 {
-	if (err == -ETIMEDOUT) {
+	if (err != -ETIMEDOUT)
+		return err;
+	for (uint32_t i = 0; i < SHMQ__SYNC_CAS_TRIES && !(w & SHMQ__BARRIER_BROKEN); i++) {
 		/* seq_cst: the core/wait_int.h protocol, then the sleeper count */
-		shmq__fetch_or_seq_cst(&b->s->word, SHMQ__BARRIER_BROKEN);
-		barrier_wake_all(b);
+		if (shmq__cas_seq_cst(&b->s->word, &w, w | SHMQ__BARRIER_BROKEN)) {
+			barrier_wake_all(b);
+			break;
+		}
 	}
 	return err;
 }
@@ -639,7 +646,7 @@ SHMQ_API int shmq_barrier_wait(shmq_barrier *b, int64_t timeout_ns)
 		/* lost to other arrivals (or garbage): only so many in a row */
 		rc = shmq__sync_cas_lost(&lost, timeout_ns, deadline);
 		if (rc)
-			return barrier_lost_out(b, rc);
+			return barrier_lost_out(b, w, rc);
 	}
 	return barrier_await(b, w + 1, (int)c, deadline);
 }
