@@ -6,6 +6,8 @@
  * io_uring, io_uring as on kernels without the futex/waitid ops, and the
  * timerfd + epoll fallback.
  */
+#include "config.h"
+
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -814,7 +816,7 @@ static void act_count(void *arg)
 	(*(int *)arg)++;
 }
 
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#ifndef SHMQ_SANITIZED /* (clang defines no __SANITIZE_THREAD__) */
 /* The size of this process's address space, from /proc/self/statm. */
 static size_t vm_size(void)
 {
@@ -833,7 +835,7 @@ static size_t vm_size(void)
 /* In a child: 0 when the checks pass, else the number of the one that failed. */
 static int snapshot_nomem_child(void)
 {
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#ifdef SHMQ_SANITIZED
 	return 77; /* the sanitizers' allocators need the address space */
 #else
 	enum { N = 200000 };
