@@ -1130,6 +1130,50 @@ static void test_in_stop_during_outage(void **state)
 	queue_holds(f->q, 10);
 }
 
+/* The queue shut down under a running IN bridge makes run return -EPIPE
+ * (bridge.h) also when no message is put after it: the stream idle, or
+ * the queue full (BLOCKED).  Before, run noticed the shutdown only through
+ * a put's -EPIPE: idle or full, it ran until stopped. */
+static void test_in_queue_shutdown(void **state)
+{
+	struct fx *f = *state;
+	struct runner *ru = &f->rslot;
+	int64_t t0, t1;
+
+	for (int k = 0; k < 2; k++) {
+		shmq_queue *q;
+		char qname[16];
+		struct shmq_queue_opts qo = { .capacity = 4, .max_msg = MSG_MAX };
+		struct shmq_bridge_opts o = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN,
+					      .subject = f->subject, .stream = "SHMQ_jobs" };
+
+		snprintf(qname, sizeof qname, "sd%d", k);
+		o.name = k ? "bridge.sd1" : "bridge.sd0";
+		assert_int_equal(shmq_queue_create(f->r, qname, &qo, &q), 0);
+		memset(ru, 0, sizeof *ru);
+		assert_int_equal(shmq_bridge_create(f->r, qname, &o, &ru->b), 0);
+		f->ru = ru;
+		runner_run_timed(ru);
+		if (k == 1) { /* full: 4 put, the fifth waits (BLOCKED) */
+			publish(f, 1, 5);
+			assert_true(state_wait(ru->b, SHMQ_BRIDGE_BLOCKED, 10000) >= 0);
+		} else {
+			assert_true(state_wait(ru->b, SHMQ_BRIDGE_RUNNING, 10000) >= 0);
+			bu_sleep_ms(300); /* idle, fetching */
+		}
+		t0 = bu_now();
+		assert_int_equal(shmq_queue_shutdown(q), 0);
+		t1 = run_wait(10000);
+		fprintf(stderr, "test_bridge: queue %s, shut down: run returned %lld ms after\n",
+			k ? "full" : "idle", t1 ? (long long)((t1 - t0) / 1000000) : -1ll);
+		assert_true(t1 != 0);
+		f->ru = NULL;
+		assert_true(runner_end(ru));
+		assert_int_equal(ru->rc, -EPIPE);
+		shmq_queue_close(q);
+	}
+}
+
 #ifdef HAVE_SHMQ_QUEUE_2PC
 /* ---- OUT (queue -> stream), checked through an IN bridge into a second
  * region: queue A -> out -> stream -> in -> queue B -> the consumer ---- */
@@ -1895,6 +1939,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_in_upgrade_durable_name, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_outage_offline, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_stop_during_outage, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_queue_shutdown, fx_setup, fx_teardown),
 #ifdef HAVE_SHMQ_QUEUE_2PC
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),

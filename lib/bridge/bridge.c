@@ -768,14 +768,21 @@ static int in_rewind(shmq_bridge *b)
 	return in_subscribe(b);
 }
 
-/* Free slots of the queue now (0 when full or the stats are odd). */
-static uint32_t in_room(shmq_bridge *b)
+/* Free slots of the queue now into *room (0 when full or the stats are
+ * odd); -EPIPE once the queue is shut down: run returns it also when no put
+ * would tell (the stream idle, the queue full), else 0. */
+static int in_room(shmq_bridge *b, uint32_t *room)
 {
 	struct shmq_queue_stats st;
 
-	if (shmq_queue_stats(b->q, &st) || st.len >= b->capacity)
+	*room = 0;
+	if (shmq_queue_stats(b->q, &st))
 		return 0;
-	return b->capacity - (uint32_t)st.len;
+	if (st.shut_down)
+		return -EPIPE;
+	if (st.len < b->capacity)
+		*room = b->capacity - (uint32_t)st.len;
+	return 0;
 }
 
 /* Put one message of stream sequence seq under the checkpoint protocol
@@ -950,7 +957,9 @@ static int in_run(shmq_bridge *b)
 			}
 			stats_set_state(b, SHMQ_BRIDGE_RUNNING);
 		}
-		room = in_room(b);
+		rc = in_room(b, &room);
+		if (rc)
+			break; /* shut down */
 		if (room == 0) { /* backpressure: fetch nothing while the queue is full */
 			stats_set_state(b, SHMQ_BRIDGE_BLOCKED);
 			bridge_sleep(BRIDGE_FULL_NS);

@@ -123,7 +123,8 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 /* Move messages until shmq_bridge_stop.  One thread per bridge.  Rides out
  * server outages (state OFFLINE) and full queues or streams (BLOCKED).  0
  * after a stop (OUT also once its queue is shut down and drained), -EPIPE
- * (IN: the queue was shut down; what the stream holds past the checkpoint
+ * (IN: the queue was shut down, seen within a round also while the stream
+ * is idle or the queue full; what the stream holds past the checkpoint
  * stays there), -EMSGSIZE (OUT: the next message is larger than the server's
  * max_payload or the stream's max_msg_size, so it can never be stored;
  * what went before it is stored and committed, it and what follows stay in
