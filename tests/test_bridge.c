@@ -1174,6 +1174,42 @@ static void test_in_queue_shutdown(void **state)
 	}
 }
 
+/* A batch beyond the queue's capacity is the capacity: a fetch never takes
+ * more than the free slots anyway.  Before, the batch sized the message
+ * array (UINT32_MAX: a 32 GiB calloc, -ENOMEM) and was cast to int (above
+ * INT_MAX: negative, every fetch empty, the consumer re-made hundreds of
+ * times a second, nothing moved). */
+static void test_in_huge_batch(void **state)
+{
+	struct fx *f = *state;
+	struct runner *ru = &f->rslot;
+	struct shmq_bridge_stats st;
+	static const uint32_t batches[] = { UINT32_MAX, 0x80000000u };
+	const uint64_t n = 100;
+
+	for (size_t k = 0; k < sizeof(batches) / sizeof(batches[0]); k++) {
+		struct shmq_bridge_opts o = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN,
+					      .batch = batches[k] };
+
+		memset(ru, 0, sizeof *ru);
+		memset(&f->done, 0, sizeof f->done);
+		assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &ru->b), 0);
+		f->ru = ru;
+		runner_run(ru);
+		consumer_from(f, k * n + 1, (k + 1) * n);
+		/* nothing moved at all is a failure in seconds, not minutes */
+		__atomic_store_n(&f->deadline, bu_now() + 20ll * 1000000000, __ATOMIC_SEQ_CST);
+		publish(f, k * n + 1, (k + 1) * n);
+		consumer_join(f);
+		assert_int_equal(f->bad, 0);
+		assert_int_equal(f->next, (k + 1) * n + 1);
+		assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
+		assert_int_equal(st.moved, n);
+		assert_true(st.rewinds < 10);
+		runner_stop(f, ru);
+	}
+}
+
 #ifdef HAVE_SHMQ_QUEUE_2PC
 /* ---- OUT (queue -> stream), checked through an IN bridge into a second
  * region: queue A -> out -> stream -> in -> queue B -> the consumer ---- */
@@ -1940,6 +1976,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_in_outage_offline, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_stop_during_outage, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_queue_shutdown, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_huge_batch, fx_setup, fx_teardown),
 #ifdef HAVE_SHMQ_QUEUE_2PC
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),

@@ -1651,6 +1651,10 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 	if (!rc && st.capacity == 0)
 		rc = -EBADMSG;
 	b->capacity = st.capacity;
+	/* a fetch never takes more than the free slots: a larger batch would
+	 * only size the array (and overflow the int a fetch counts in) */
+	if (!rc && b->batch > b->capacity)
+		b->batch = b->capacity;
 	if (!rc && b->dir == SHMQ_BRIDGE_IN) {
 		b->msgs = calloc(b->batch, sizeof *b->msgs);
 		if (!b->msgs)

@@ -76,7 +76,7 @@ struct shmq_bridge_opts {
 	unsigned dir;        /* SHMQ_BRIDGE_OUT or SHMQ_BRIDGE_IN */
 	unsigned flags;      /* 0 */
 	uint32_t inflight;   /* 0: SHMQ_BRIDGE_DEFAULT_INFLIGHT */
-	uint32_t batch;      /* 0: SHMQ_BRIDGE_DEFAULT_BATCH */
+	uint32_t batch;      /* 0: SHMQ_BRIDGE_DEFAULT_BATCH; at most the queue's capacity */
 };
 
 enum shmq_bridge_state {
