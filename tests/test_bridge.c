@@ -1210,6 +1210,57 @@ static void test_in_huge_batch(void **state)
 	}
 }
 
+struct run2 {
+	shmq_bridge *b;
+	int rc;
+	int done;
+};
+
+static void *run2_thread(void *arg)
+{
+	struct run2 *r2 = arg;
+
+	r2->rc = shmq_bridge_run(r2->b);
+	__atomic_store_n(&r2->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+/* A second run of a bridge while one runs is -EBUSY at once, and the first
+ * goes on moving messages exactly once.  Before, both ran the same handle:
+ * two threads putting under one checkpoint (duplicates, a torn checkpoint). */
+static void test_run_twice(void **state)
+{
+	struct fx *f = *state;
+	struct runner *ru = &f->rslot;
+	struct run2 r2 = { 0 };
+	pthread_t t;
+	const uint64_t n = 200;
+
+	runner_start(f, ru);
+	assert_true(state_wait(ru->b, SHMQ_BRIDGE_RUNNING, 10000) >= 0);
+	r2.b = ru->b;
+	assert_int_equal(pthread_create(&t, NULL, run2_thread, &r2), 0);
+	for (int i = 0; i < 300 && !__atomic_load_n(&r2.done, __ATOMIC_SEQ_CST); i++)
+		bu_sleep_ms(10);
+	if (!__atomic_load_n(&r2.done, __ATOMIC_SEQ_CST))
+		shmq_bridge_stop(ru->b, 0); /* it ran: end both before failing */
+	pthread_join(t, NULL);
+	assert_int_equal(r2.rc, -EBUSY);
+	consumer_start(f, n);
+	publish(f, 1, n);
+	expect_all(f, n);
+	assert_int_equal(f->dups, 0);
+	runner_stop(f, ru);
+	/* one that returned is not running: run again is not -EBUSY (a stop
+	 * before run is kept: it returns 0 at once) */
+	runner_create(f, ru);
+	assert_int_equal(shmq_bridge_stop(ru->b, 0), 0);
+	assert_int_equal(shmq_bridge_run(ru->b), 0);
+	assert_int_equal(shmq_bridge_run(ru->b), 0);
+	f->ru = NULL;
+	assert_true(runner_end(ru));
+}
+
 #ifdef HAVE_SHMQ_QUEUE_2PC
 /* ---- OUT (queue -> stream), checked through an IN bridge into a second
  * region: queue A -> out -> stream -> in -> queue B -> the consumer ---- */
@@ -1977,6 +2028,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_in_stop_during_outage, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_queue_shutdown, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_huge_batch, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_run_twice, fx_setup, fx_teardown),
 #ifdef HAVE_SHMQ_QUEUE_2PC
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),

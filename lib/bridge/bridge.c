@@ -60,6 +60,7 @@ struct shmq_bridge {
 	unsigned dir;
 	uint32_t batch;
 	uint32_t capacity;         /* the queue's, from its stats at create */
+	int running;               /* nonzero while a shmq_bridge_run runs (a second: -EBUSY) */
 	int stop;                  /* nonzero once shmq_bridge_stop was called */
 	int64_t stop_deadline;     /* shmq_now_ns() by which run must return */
 	int state;                 /* enum shmq_bridge_state */
@@ -1708,12 +1709,15 @@ static bool bridge_foreign(const shmq_bridge *b)
 
 SHMQ_API int shmq_bridge_run(shmq_bridge *b)
 {
-	int rc;
+	int rc, idle = 0;
 
 	if (!b)
 		return -EINVAL;
 	if (bridge_foreign(b))
 		return -EBADF;
+	/* one thread per bridge: a second would put under the same checkpoint */
+	if (!shmq__cas_seq_cst(&b->running, &idle, 1))
+		return -EBUSY;
 	stats_set_state(b, SHMQ_BRIDGE_RUNNING);
 #ifdef HAVE_SHMQ_QUEUE_2PC
 	if (b->dir == SHMQ_BRIDGE_OUT)
@@ -1725,6 +1729,7 @@ SHMQ_API int shmq_bridge_run(shmq_bridge *b)
 	 * queue's head that the server will never take holds the bridge */
 	if (rc != -EMSGSIZE)
 		stats_set_state(b, SHMQ_BRIDGE_STOPPED);
+	shmq__store_seq_cst(&b->running, 0);
 	return rc;
 }
 

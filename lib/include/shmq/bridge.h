@@ -130,7 +130,8 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
  * what went before it is stored and committed, it and what follows stay in
  * the queue, the state stays BLOCKED: raise the limit, or take the message
  * out of the queue, and run again), -EBADMSG (the checkpoint object was
- * overwritten), -EINVAL, -EBADF. */
+ * overwritten), -EBUSY (run is running already, on another thread),
+ * -EINVAL, -EBADF. */
 SHMQ_API int shmq_bridge_run(shmq_bridge *b);
 
 /* Ask run to return: it finishes the batch in hand for at most
