@@ -1338,6 +1338,53 @@ static void test_out_roundtrip(void **state)
 	out_side_end(&o);
 }
 
+/* A stop with the longest drain (INT64_MAX ns) waits for what is in flight
+ * to be acked, as any long drain does.  Before, now + INT64_MAX overflowed
+ * (undefined; in practice a deadline in the past): run gave everything in
+ * flight back at once. */
+static void test_out_stop_long_drain(void **state)
+{
+	struct fx *f = *state;
+	struct runner *out = &f->rslot;
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	struct shmq_bridge_stats st;
+	struct fx_out o = { .qa = f->q };
+	const uint64_t n = 10;
+	int64_t end;
+
+	memset(out, 0, sizeof *out);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out->b), 0);
+	f->ru = out;
+	runner_run_timed(out);
+	/* one message through: the bridge has read the stream's end */
+	put_all(&o, 1);
+	end = bu_now() + 10ll * 1000000000;
+	do {
+		bu_sleep_ms(5);
+		assert_int_equal(shmq_bridge_stats(out->b, &st), 0);
+	} while (st.moved != 1 && bu_now() < end);
+	assert_int_equal(st.moved, 1);
+	/* the server hears the publishes and answers none yet: all in flight */
+	bu_server_pause(&f->srv, true);
+	put_all(&o, n - 1);
+	do {
+		bu_sleep_ms(5);
+		assert_int_equal(shmq_bridge_stats(out->b, &st), 0);
+	} while (st.read != n - 1 && bu_now() < end);
+	assert_int_equal(st.read, n - 1);
+	assert_int_equal(st.moved, 1);
+	assert_int_equal(shmq_bridge_stop(out->b, INT64_MAX), 0);
+	bu_sleep_ms(300);
+	bu_server_pause(&f->srv, false);
+	assert_true(run_wait(10000) != 0);
+	assert_int_equal(shmq_bridge_stats(out->b, &st), 0);
+	assert_int_equal(st.moved, n);
+	assert_int_equal(shmq_queue_len(f->q), 0);
+	f->ru = NULL;
+	assert_true(runner_end(out));
+	assert_int_equal(out->rc, 0);
+}
+
 /* kill -9 of the OUT bridge (the shmq command) at random points: the
  * stream holds every message once, in the queue's order. */
 static void test_out_bridge_kill9(void **state)
@@ -2031,6 +2078,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_run_twice, fx_setup, fx_teardown),
 #ifdef HAVE_SHMQ_QUEUE_2PC
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_stop_long_drain, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_resume_after_dup_window, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_stream_full, fx_setup, fx_teardown),

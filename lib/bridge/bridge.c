@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1743,7 +1744,10 @@ SHMQ_API int shmq_bridge_stop(shmq_bridge *b, int64_t drain_timeout_ns)
 		return -EBADF;
 	/* clock_gettime(CLOCK_MONOTONIC) is async-signal-safe */
 	now = shmq_now_ns();
-	shmq__store_seq_cst(&b->stop_deadline, now + drain_timeout_ns);
+	/* saturated: a drain longer than the clock can count waits as long
+	 * as run ever would (now + drain would overflow into the past) */
+	shmq__store_seq_cst(&b->stop_deadline, drain_timeout_ns > INT64_MAX - now ?
+					       INT64_MAX : now + drain_timeout_ns);
 	shmq__store_seq_cst(&b->stop, 1);
 	return 0;
 }
