@@ -1210,6 +1210,64 @@ static void test_in_huge_batch(void **state)
 	}
 }
 
+/* Messages longer than the queue's max_msg ride the region's heap: a heap
+ * full of them (nobody consuming) is a full queue - BLOCKED, run waits and
+ * goes on once the consumer takes them; nothing lost, nothing twice.
+ * Before, the put's -ENOSPC ended run (with an errno bridge.h does not
+ * name) after the first seven. */
+static void test_in_region_heap_full(void **state)
+{
+	struct fx *f = *state;
+	struct runner *ru = &f->rslot;
+	struct shmq_region_opts ro = { .size = 8u << 20 };
+	struct shmq_queue_opts qo = { .capacity = 64, .max_msg = MSG_MAX };
+	struct shmq_bridge_opts o = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN };
+	struct shmq_bridge_stats st;
+	const size_t big = 900 * 1000;
+	const int n = 20;
+	char region[96];
+	uint8_t *buf = malloc(big);
+	shmq_region *r;
+	shmq_queue *q;
+
+	assert_non_null(buf);
+	tu_name(region, sizeof region, "bridgeH");
+	assert_int_equal(shmq_region_create(region, &ro, &r), 0);
+	assert_int_equal(shmq_queue_create(r, "jobs", &qo, &q), 0);
+	memset(ru, 0, sizeof *ru);
+	assert_int_equal(shmq_bridge_create(r, "jobs", &o, &ru->b), 0);
+	f->ru = ru;
+	for (int i = 0; i < n; i++) {
+		jsPubAck *pa = NULL;
+
+		memset(buf, 'a' + i, big);
+		assert_int_equal(js_Publish(&pa, f->js, f->subject, buf, (int)big, NULL, NULL),
+				 NATS_OK);
+		jsPubAck_Destroy(pa);
+	}
+	runner_run_timed(ru);
+	/* the heap holds a few of them: then BLOCKED, run still running */
+	assert_true(state_wait(ru->b, SHMQ_BRIDGE_BLOCKED, 10000) >= 0);
+	assert_int_equal(run_wait(500), 0);
+	assert_true(shmq_queue_len(q) > 0 && shmq_queue_len(q) < (size_t)n);
+	for (int i = 0; i < n; i++) {
+		ssize_t len = shmq_queue_get(q, buf, big, 10ll * 1000000000);
+
+		assert_int_equal(len, (ssize_t)big);
+		assert_int_equal(buf[0], 'a' + i);
+		assert_int_equal(buf[big - 1], 'a' + i);
+	}
+	assert_int_equal(shmq_bridge_stats(ru->b, &st), 0);
+	assert_int_equal(st.moved, n);
+	assert_int_equal(st.acked, n);
+	runner_stop(f, ru);
+	assert_int_equal(shmq_queue_len(q), 0);
+	shmq_queue_close(q);
+	shmq_region_close(r);
+	shmq_region_unlink(region);
+	free(buf);
+}
+
 struct run2 {
 	shmq_bridge *b;
 	int rc;
@@ -2076,6 +2134,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_in_queue_shutdown, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_huge_batch, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_run_twice, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_region_heap_full, fx_setup, fx_teardown),
 #ifdef HAVE_SHMQ_QUEUE_2PC
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_stop_long_drain, fx_setup, fx_teardown),

@@ -32,6 +32,7 @@
 #define BRIDGE_PUT_NS       (100ll * 1000000)  /* one put attempt waits at most this */
 #define BRIDGE_RETRY_NS     (100ll * 1000000)  /* pause after a server error */
 #define BRIDGE_FULL_NS      (2ll * 1000000)    /* pause while the queue is full */
+#define BRIDGE_NOSPC_EMPTY  50                 /* IN: heap full, queue empty this many looks: -ENOSPC */
 #define BRIDGE_IDLE_REWIND  25                 /* empty fetches before re-making the consumer */
 #define BRIDGE_HOLD_NS      (2ll * 1000000000) /* create waits this long for the holder lock */
 #define BRIDGE_JS_WAIT_MS   2000               /* JetStream API calls */
@@ -787,12 +788,26 @@ static int in_room(shmq_bridge *b, uint32_t *room)
 	return 0;
 }
 
+/* The put of a message longer than max_msg found the region's heap full
+ * (-ENOSPC): while the queue holds messages, their consumers free heap
+ * blocks, so it is a full queue (BLOCKED, wait, try again); with the queue
+ * empty for BRIDGE_NOSPC_EMPTY looks in a row it is not ours to free
+ * (false: run returns -ENOSPC, the message stays in the stream). */
+static bool in_nospc_wait(shmq_bridge *b, int *empty)
+{
+	if (shmq_queue_len(b->q) == 0 && ++*empty >= BRIDGE_NOSPC_EMPTY)
+		return false;
+	stats_set_state(b, SHMQ_BRIDGE_BLOCKED);
+	bridge_sleep(BRIDGE_FULL_NS);
+	return true;
+}
+
 /* Put one message of stream sequence seq under the checkpoint protocol
  * (bridge/bridge_int.h).  0, 1 when the stop came first (nothing put), or
  * the put's error (nothing put). */
 static int in_put(shmq_bridge *b, uint64_t seq, const void *data, size_t len)
 {
-	int rc;
+	int rc, empty = 0;
 
 	/* pending_pos first: a pending s never pairs with s - 1's position */
 	shmq__store_seq_cst(&b->sh->pending_pos, 0);
@@ -806,11 +821,12 @@ static int in_put(shmq_bridge *b, uint64_t seq, const void *data, size_t len)
 #else
 		rc = shmq_queue_put(b->q, data, len, BRIDGE_PUT_NS);
 #endif
-	} while ((rc == -ETIMEDOUT || rc == -EAGAIN) && !stop_due(b));
+	} while ((rc == -ETIMEDOUT || rc == -EAGAIN ||
+		  (rc == -ENOSPC && in_nospc_wait(b, &empty))) && !stop_due(b));
 	if (rc == 0)
 		shmq__store_seq_cst(&b->sh->applied, seq);
 	shmq__store_seq_cst(&b->sh->pending, 0);
-	if (rc == -ETIMEDOUT || rc == -EAGAIN)
+	if (rc == -ETIMEDOUT || rc == -EAGAIN || (rc == -ENOSPC && empty < BRIDGE_NOSPC_EMPTY))
 		return 1;
 	if (rc == 0)
 		/* relaxed: a statistic; shmq_bridge_stats reads it alone */

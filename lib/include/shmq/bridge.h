@@ -130,7 +130,10 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
  * what went before it is stored and committed, it and what follows stay in
  * the queue, the state stays BLOCKED: raise the limit, or take the message
  * out of the queue, and run again), -EBADMSG (the checkpoint object was
- * overwritten), -EBUSY (run is running already, on another thread),
+ * overwritten), -ENOSPC (IN: the region cannot hold the next message, one
+ * longer than the queue's max_msg, even with the queue empty; while the
+ * queue holds messages a full heap is a full queue: BLOCKED, waiting),
+ * -EBUSY (run is running already, on another thread),
  * -EINVAL, -EBADF. */
 SHMQ_API int shmq_bridge_run(shmq_bridge *b);
 
