@@ -354,8 +354,12 @@ static void test_defaults_and_errors(void **state)
 	/* names the server would refuse are refused as names, at once (they
 	 * were -EIO from the server, or -ETIMEDOUT) */
 	{
-		static const char *const streams[] = { "a*", ">", "a/b", "a b", "a.b" };
-		static const char *const subjects[] = { "a..b", ".a", "a.", "a b", "a.>.b" };
+		/* a quote or backslash went into the JSON of API requests
+		 * unescaped: -EIO from the server */
+		static const char *const streams[] = { "a*", ">", "a/b", "a b", "a.b", "a\"b",
+						       "X\",\"max_msgs\":1,\"y\":\"" };
+		static const char *const subjects[] = { "a..b", ".a", "a.", "a b", "a.>.b", "a.\"b\"",
+							"a.b\\" };
 
 		for (size_t i = 0; i < sizeof(streams) / sizeof(streams[0]); i++) {
 			o.stream = streams[i];

@@ -141,20 +141,22 @@ static void name_flatten(char *s)
 }
 
 /* A stream name as the server takes it: printable, no whitespace, none of
- * . * > / \ (they name subjects and files). */
+ * . * > / \ (they name subjects and files), no " (nats.c puts names into
+ * the JSON of API requests unescaped: a quote ends the string there). */
 static bool stream_name_ok(const char *s)
 {
 	if (!*s)
 		return false;
 	for (; *s; s++)
-		if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f || strchr(".*>/\\", *s))
+		if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f || strchr(".*>/\\\"", *s))
 			return false;
 	return true;
 }
 
 /* A subject: dot-separated tokens, none empty, no whitespace or control
- * characters; wild (a subscription's, IN) lets a token be * and the last
- * one be >, which a publication's (OUT) may not hold at all. */
+ * characters, no " or \ (unescaped in nats.c's JSON, as stream names);
+ * wild (a subscription's, IN) lets a token be * and the last one be >,
+ * which a publication's (OUT) may not hold at all. */
 static bool subject_ok(const char *s, bool wild)
 {
 	const char *tok = s;
@@ -172,7 +174,8 @@ static bool subject_ok(const char *s, bool wild)
 			if (!*s)
 				return true;
 			tok = s + 1;
-		} else if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f) {
+		} else if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f ||
+			   *s == '"' || *s == '\\') {
 			return false;
 		}
 	}

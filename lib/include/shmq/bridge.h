@@ -108,8 +108,8 @@ struct shmq_bridge_stats {
  * exist) and the server at o->url; connects, creates the stream when absent
  * (file storage, Discard=New, a 10-minute duplicate window).  Any thread.
  * r must stay open until shmq_bridge_free.  Errors: -EINVAL (opts, names:
- * a stream name with whitespace or any of . * > / \, a subject with an
- * empty token or whitespace, or wildcards where OUT publishes; a URL not of
+ * a stream name with whitespace or any of . * > / \ ", a subject with an
+ * empty token, whitespace, " or \, or wildcards where OUT publishes; a URL not of
  * the form [nats|tls|ws|wss://][user[:pass]@]host[:port], port 1..65535, or
  * a comma-separated list of them, refused before anything is claimed),
  * -ENOENT (no such queue), -EBUSY (another live bridge of that name),
