@@ -1447,6 +1447,65 @@ static void test_out_stop_long_drain(void **state)
 	assert_int_equal(out->rc, 0);
 }
 
+/* The stream's last message carries one of our ids (ours are readable by
+ * anyone who reads the stream) with a position the queue never reached: a
+ * forgery, or a stream not this queue's.  Refused with -EPROTO, the queue
+ * keeping its messages.  Before, the bridge took the stream as holding every
+ * position up to the forged one and committed the queue's messages without
+ * publishing them: lost. */
+static void test_out_forged_last_id(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	struct shmq__queue_ident qi;
+	struct fx_out o = { .qa = f->q };
+	jsStreamConfig cfg;
+	jsStreamInfo *si = NULL;
+	const char *subj[1] = { f->subject };
+	natsMsg *m = NULL;
+	jsPubAck *pa = NULL;
+	shmq_bridge *b = NULL;
+	uint8_t u[16];
+	char id[128];
+	int n;
+
+	put_all(&o, 3);
+	assert_int_equal(shmq_region_uuid(f->r, u), 0);
+	assert_int_equal(shmq__bridge_queue_ident(f->q, &qi), 0);
+	n = 0;
+	for (int i = 0; i < 16; i++)
+		n += snprintf(id + n, sizeof id - (size_t)n, "%02x", u[i]);
+	snprintf(id + n, sizeof id - (size_t)n, ".jobs.%016llx.1000000",
+		 (unsigned long long)qi.incarnation);
+	jsStreamConfig_Init(&cfg);
+	cfg.Name = "SHMQ_jobs";
+	cfg.Subjects = subj;
+	cfg.SubjectsLen = 1;
+	assert_int_equal(js_AddStream(&si, f->js, &cfg, NULL, NULL), NATS_OK);
+	jsStreamInfo_Destroy(si);
+	assert_int_equal(natsMsg_Create(&m, f->subject, NULL, "x", 1), NATS_OK);
+	assert_int_equal(natsMsgHeader_Set(m, "Nats-Msg-Id", id), NATS_OK);
+	assert_int_equal(js_PublishMsg(&pa, f->js, m, NULL, NULL), NATS_OK);
+	jsPubAck_Destroy(pa);
+	natsMsg_Destroy(m);
+	n = shmq_bridge_create(f->r, "jobs", &oo, &b);
+	if (n == 0) { /* taken: see what it does with the queue, then fail */
+		struct runner *ru = &f->rslot;
+
+		memset(ru, 0, sizeof *ru);
+		ru->b = b;
+		f->ru = ru;
+		runner_run(ru);
+		bu_sleep_ms(2000);
+		f->ru = NULL;
+		assert_true(runner_end(ru));
+		fprintf(stderr, "test_bridge: forged id taken, the queue holds %zu of 3\n",
+			shmq_queue_len(f->q));
+	}
+	assert_int_equal(n, -EPROTO);
+	assert_int_equal(shmq_queue_len(f->q), 3);
+}
+
 /* kill -9 of the OUT bridge (the shmq command) at random points: the
  * stream holds every message once, in the queue's order. */
 static void test_out_bridge_kill9(void **state)
@@ -2142,6 +2201,7 @@ int main(int argc, char **argv)
 #ifdef HAVE_SHMQ_QUEUE_2PC
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_stop_long_drain, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_forged_last_id, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_resume_after_dup_window, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_stream_full, fx_setup, fx_teardown),

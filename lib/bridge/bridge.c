@@ -1131,6 +1131,17 @@ static int out_last(shmq_bridge *b, uint64_t *upto)
 	natsMsg_Destroy(m);
 	if (*upto == 0 && shmq__load_seq_cst(&b->sh->out_incarnation) == b->incarnation)
 		return -EPROTO;
+	if (*upto) {
+		/* ours by its id, which anyone reading the stream can copy: a
+		 * position the queue never reached is not ours to trust (it
+		 * would commit unpublished whatever lies below it).  The
+		 * cursor is shared memory: a wrong one refuses, never commits */
+		struct shmq__queue_ident qi = { 0 };
+
+		(void)shmq__bridge_queue_ident(b->q, &qi);
+		if (*upto > qi.put)
+			return -EPROTO;
+	}
 	return 0;
 }
 

@@ -133,7 +133,10 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
  * overwritten), -ENOSPC (IN: the region cannot hold the next message, one
  * longer than the queue's max_msg, even with the queue empty; while the
  * queue holds messages a full heap is a full queue: BLOCKED, waiting),
- * -EBUSY (run is running already, on another thread),
+ * -EPROTO (OUT: the stream's last message is not this queue's: another
+ * writer on the subject, our messages purged, or an id of ours naming a
+ * position the queue never reached), -EBUSY (run is running already, on
+ * another thread),
  * -EINVAL, -EBADF. */
 SHMQ_API int shmq_bridge_run(shmq_bridge *b);
 
