@@ -1506,6 +1506,61 @@ static void test_out_forged_last_id(void **state)
 	assert_int_equal(shmq_queue_len(f->q), 3);
 }
 
+/* A stop during an outage, with nothing in flight, makes an OUT run return
+ * within a few hundred ms (bridge.h), the server killed or stopped.
+ * Before, run sat in the read of the stream's end (a 2 s API call, tried
+ * again and again during the outage) and returned up to 2 s later. */
+static void test_out_stop_during_outage(void **state)
+{
+	struct fx *f = *state;
+	struct runner *out = &f->rslot;
+	struct shmq_bridge_opts oo = { .url = f->srv.url, .dir = SHMQ_BRIDGE_OUT };
+	struct fx_out o = { .qa = f->q };
+	int64_t worst = 0;
+
+	for (int k = 0; k < 2; k++) {
+		for (int i = 0; i < 2; i++) {
+			struct shmq_bridge_stats st;
+			int64_t t0, t1, end;
+
+			memset(out, 0, sizeof *out);
+			assert_int_equal(shmq_bridge_create(f->r, "jobs", &oo, &out->b), 0);
+			f->ru = out;
+			runner_run_timed(out);
+			put_all(&o, 1);
+			end = bu_now() + 10ll * 1000000000;
+			do {
+				bu_sleep_ms(5);
+				assert_int_equal(shmq_bridge_stats(out->b, &st), 0);
+			} while (st.moved < 1 && bu_now() < end); /* (and what was given back) */
+			assert_true(st.moved >= 1);
+			if (k == 0)
+				bu_server_kill(&f->srv);
+			else
+				bu_server_pause(&f->srv, true);
+			/* a message in the queue: the bridge publishes, rewinds
+			 * after BRIDGE_ACK_NS, and reads the stream's end */
+			put_all(&o, 1);
+			bu_sleep_ms(5500 + i * 700);
+			t0 = bu_now();
+			assert_int_equal(shmq_bridge_stop(out->b, 0), 0);
+			t1 = run_wait(10000);
+			assert_true(t1 != 0);
+			if (t1 - t0 > worst)
+				worst = t1 - t0;
+			f->ru = NULL;
+			assert_true(runner_end(out));
+			if (k == 0)
+				assert_int_equal(bu_server_start(&f->srv, f->srv.dir), 0);
+			else
+				bu_server_pause(&f->srv, false);
+		}
+	}
+	fprintf(stderr, "test_bridge: OUT stop during an outage: run returned %lld ms after, at worst\n",
+		(long long)(worst / 1000000));
+	assert_true(worst < 1000ll * 1000000);
+}
+
 /* kill -9 of the OUT bridge (the shmq command) at random points: the
  * stream holds every message once, in the queue's order. */
 static void test_out_bridge_kill9(void **state)
@@ -2202,6 +2257,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_stop_long_drain, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_forged_last_id, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_stop_during_outage, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_resume_after_dup_window, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_stream_full, fx_setup, fx_teardown),

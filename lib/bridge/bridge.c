@@ -1103,15 +1103,28 @@ enum { OUT_REFUSED = 1, OUT_LOST = 2, OUT_RESYNC = 3 };
  * negative errno. */
 static int out_last(shmq_bridge *b, uint64_t *upto)
 {
+	int64_t until = shmq_now_ns() + BRIDGE_JS_WAIT_MS * 1000000ll;
 	natsMsg *m = NULL;
 	const char *id = NULL;
 	jsErrCode jerr = 0;
-	natsStatus s = js_GetLastMsg(&m, b->js, b->stream, b->subject, NULL, &jerr);
+	jsOptions jo;
+	natsStatus s;
 	size_t plen = strlen(b->idpfx);
 	char *end;
 
 	*upto = 0;
 	b->last_id[0] = 0;
+	if (shmq__load_seq_cst(&b->conn_down))
+		return -ENOTCONN; /* the call would only wait: out_run retries */
+	/* tried BRIDGE_JS_TRY_MS at a time, as in_subscribe's calls, so that
+	 * a stop during an outage is prompt (nothing is in flight here) */
+	jsOptions_Init(&jo);
+	jo.Wait = BRIDGE_JS_TRY_MS;
+	do {
+		jerr = 0;
+		m = NULL;
+		s = js_GetLastMsg(&m, b->js, b->stream, b->subject, &jo, &jerr);
+	} while (s == NATS_TIMEOUT && in_js_again(b, until));
 	if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
 		return 0; /* an empty stream */
 	if (s != NATS_OK)
