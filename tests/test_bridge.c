@@ -1272,6 +1272,51 @@ static void test_in_region_heap_full(void **state)
 	free(buf);
 }
 
+/* The stream deleted and made again (or a server whose store lost what it
+ * had acked): its sequences start over below the checkpoint, and a bridge
+ * resuming after the checkpoint would skip that many new messages without
+ * a word.  create refuses it with -EPROTO.  Before, create took it and run
+ * waited, idle, for sequences past the checkpoint: the new messages were
+ * never put. */
+static void test_in_stream_reset(void **state)
+{
+	struct fx *f = *state;
+	struct runner *ru = &f->rslot;
+	struct shmq_bridge_opts o = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN };
+	shmq_bridge *b = NULL;
+	int rc;
+
+	runner_start(f, ru);
+	publish(f, 1, 5);
+	queue_holds(f->q, 5);
+	runner_stop(f, ru);
+	assert_int_equal(js_DeleteStream(f->js, "SHMQ_jobs", NULL, NULL), NATS_OK);
+	rc = shmq_bridge_create(f->r, "jobs", &o, &b); /* makes the stream again */
+	if (rc == 0) { /* taken: show what became of the new messages, then fail */
+		memset(ru, 0, sizeof *ru);
+		ru->b = b;
+		f->ru = ru;
+		runner_run(ru);
+		publish(f, 1, 3);
+		bu_sleep_ms(2000);
+		fprintf(stderr, "test_bridge: stream reset taken, the queue holds %zu of 3\n",
+			shmq_queue_len(f->q));
+		f->ru = NULL;
+		assert_true(runner_end(ru));
+	}
+	assert_int_equal(rc, -EPROTO);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), -EPROTO);
+	/* under another name (a checkpoint of its own) it starts from the start */
+	o.name = "bridge.jobs2";
+	memset(ru, 0, sizeof *ru);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &ru->b), 0);
+	f->ru = ru;
+	runner_run(ru);
+	publish(f, 1, 3);
+	queue_holds(f->q, 3);
+	runner_stop(f, ru);
+}
+
 struct run2 {
 	shmq_bridge *b;
 	int rc;
@@ -2253,6 +2298,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_in_huge_batch, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_run_twice, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_region_heap_full, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_in_stream_reset, fx_setup, fx_teardown),
 #ifdef HAVE_SHMQ_QUEUE_2PC
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_stop_long_drain, fx_setup, fx_teardown),

@@ -425,6 +425,13 @@ static int stream_ensure(shmq_bridge *b)
 	for (int i = 0; si && si->Config && i < si->Config->SubjectsLen; i++)
 		if (strcmp(si->Config->Subjects[i], b->subject) == 0)
 			rc = 0;
+	/* IN: a stream whose sequences end below the checkpoint was made again
+	 * (or its store lost what it had acked): resuming after the checkpoint
+	 * would skip that many new messages unseen.  The checkpoint word is
+	 * untrusted: a wrong one refuses, never skips */
+	if (rc == 0 && b->dir == SHMQ_BRIDGE_IN && si &&
+	    si->State.LastSeq < shmq__load_seq_cst(&b->sh->applied))
+		rc = -EPROTO;
 	jsStreamInfo_Destroy(si);
 	return rc;
 }

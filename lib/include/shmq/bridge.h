@@ -115,7 +115,10 @@ struct shmq_bridge_stats {
  * -ENOENT (no such queue), -EBUSY (another live bridge of that name),
  * -EOPNOTSUPP (OUT, see above), -ECONNREFUSED / -ETIMEDOUT (server),
  * -EPROTO (the stream exists with another subject, or the server has no
- * JetStream), -ENOMEM, -EBADMSG.  A handle is its process's: in a child of
+ * JetStream; IN: the stream's sequences end below the checkpoint - it was
+ * made again, or its store lost acked messages - so resuming would skip
+ * new ones; another name, a checkpoint of its own, takes it from its
+ * start), -ENOMEM, -EBADMSG.  A handle is its process's: in a child of
  * fork() run, stop and stats give -EBADF and free frees only the copy. */
 SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct shmq_bridge_opts *o,
 				shmq_bridge **out);
