@@ -812,6 +812,69 @@ static void test_forged_dir_lock(void **state)
 	shmq_region_close(r);
 }
 
+/* A process that rewrites the directory lock word each time a creator
+ * looks at it (tu_cas_hostile: every CAS loses, every wait sees it move):
+ * the create gives up with -EBADMSG after the directory lock's bound for a
+ * whole call (10 s), not waits for ever (old code: each change of the word
+ * started the 2 s bound afresh, so the create never returned). */
+struct dir_hostile {
+	char name[96];
+	shmq_region *r;
+};
+
+static void *dir_hostile_open(void *p, uint32_t **word)
+{
+	struct dir_hostile *h = p;
+
+	h->r = tu_child_region(h->name);
+	*word = &shmq__region_ctl_at(h->r->base)->dir_lock;
+	return h;
+}
+
+static int dir_hostile_create(void *p)
+{
+	struct dir_hostile *h = p;
+	shmq_lock *lk;
+
+	return shmq_lock_create(h->r, "l", &lk);
+}
+
+static void test_dir_lock_hostile(void **state)
+{
+	static const uint32_t base = 0x40000000u; /* above any pid_max: no live tid */
+	struct dir_hostile h;
+	struct shmq__region_ctl *ctl;
+	shmq_region *r;
+	shmq_lock *lk;
+	int64_t took;
+	void *mem;
+	int rc;
+
+	(void)state;
+	tu_name(h.name, sizeof(h.name), "dirhostile");
+	assert_int_equal(shmq_region_create(h.name, &(struct shmq_region_opts){ .size = SMALL }, &r),
+			 0);
+	ctl = shmq__region_ctl_at(r->base);
+	shmq__store_seq_cst(&ctl->dir_lock, base);
+	rc = tu_cas_hostile(&ctl->dir_lock, &base, 1, dir_hostile_open, dir_hostile_create, &h,
+			    (int64_t)25000 * 1000 * 1000, &took);
+	shmq__store_seq_cst(&ctl->dir_lock, 0u);
+	if (rc == TU_HOSTILE_NO_PTRACE) {
+		shmq_region_close(r);
+		shmq_region_unlink(h.name);
+		skip();
+	}
+	print_message("create under hostile writes: %d after %lld ms\n", rc,
+		      (long long)(took / 1000000));
+	assert_int_equal(rc, -EBADMSG);
+	/* nothing was made, and a sane word works as before */
+	assert_int_equal(shmq_region_find(r, "l", &mem, NULL), -ENOENT);
+	assert_int_equal(shmq_lock_create(r, "l", &lk), 0);
+	shmq_lock_close(lk);
+	shmq_region_close(r);
+	assert_int_equal(shmq_region_unlink(h.name), 0);
+}
+
 /* A name someone else made first: a file of another user (as one that
  * squatted the name), or one group or others may write, is -EPERM from
  * open and attaches with SHMQ_REGION_SHARED (old code: open attached to
@@ -1005,6 +1068,7 @@ int main(void)
 		cmocka_unit_test(test_attach_creator_died_unclaimed),
 		cmocka_unit_test(test_attach_waits_for_creator),
 		cmocka_unit_test(test_forged_dir_lock),
+		cmocka_unit_test(test_dir_lock_hostile),
 		cmocka_unit_test(test_foreign_owner),
 		cmocka_unit_test(test_create_replaces_dead_creator),
 		cmocka_unit_test(test_no_room),

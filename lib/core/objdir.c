@@ -27,6 +27,10 @@
  * allocation and an object's init); one that keeps it this long is not a
  * holder but a corrupt or forged lock word. */
 #define DIRLOCK_HOLD_MAX_NS ((int64_t)2 * 1000 * 1000 * 1000)
+/* All the holds one call waits through: behind even a thousand creators a
+ * waiter waits well under a second; a word that keeps changing for this long
+ * is rewritten by a process that forges it. */
+#define DIRLOCK_WAIT_MAX_NS ((int64_t)10 * 1000 * 1000 * 1000)
 
 static struct shmq__region_ctl *ctl_of(const shmq_region *r)
 {
@@ -62,7 +66,9 @@ static int dir_lock(shmq_region *r)
 {
 	struct shmq__region_ctl *ctl = ctl_of(r);
 	uint32_t self = (uint32_t)gettid();
-	int64_t give_up = shmq_now_ns() + DIRLOCK_HOLD_MAX_NS;
+	int64_t now = shmq_now_ns();
+	int64_t give_up = now + DIRLOCK_HOLD_MAX_NS;
+	int64_t deadline = now + DIRLOCK_WAIT_MAX_NS;
 
 	for (;;) {
 		uint32_t cur = 0;
@@ -71,10 +77,14 @@ static int dir_lock(shmq_region *r)
 		/* acquire: pairs with the seq_cst exchange in dir_unlock */
 		if (shmq__cas_acquire(&ctl->dir_lock, &cur, self))
 			return 0;
+		/* a deadline for the whole call, not only for one hold: a word
+		 * that keeps moving does not hold us for ever */
+		if (shmq_now_ns() >= deadline)
+			return -EBADMSG;
 		if (cur == self)
 			return -EDEADLK; /* this thread nested a directory call: a bug */
-		rc = shmq__wait_word(&ctl->dir_lock, cur, &ctl->dir_sleepers, give_up,
-				     DIRLOCK_SLICE_NS);
+		rc = shmq__wait_word(&ctl->dir_lock, cur, &ctl->dir_sleepers,
+				     give_up < deadline ? give_up : deadline, DIRLOCK_SLICE_NS);
 		if (rc == 0) {
 			/* the word moved: a new hold, which gets its own bound */
 			give_up = shmq_now_ns() + DIRLOCK_HOLD_MAX_NS;
@@ -88,7 +98,8 @@ static int dir_lock(shmq_region *r)
 				return 0;
 			give_up = shmq_now_ns() + DIRLOCK_HOLD_MAX_NS; /* another took over */
 		} else if (rc == -ETIMEDOUT) {
-			/* nobody holds it that long: a forged or corrupt word */
+			/* nobody holds it that long, nor hands it on that long:
+			 * a forged or corrupt word */
 			return -EBADMSG;
 		} else if (rc != -EINTR) {
 			return rc;
