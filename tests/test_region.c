@@ -875,6 +875,131 @@ static void test_dir_lock_hostile(void **state)
 	assert_int_equal(shmq_region_unlink(h.name), 0);
 }
 
+/* A creator killed inside the directory leaves the lock naming its thread
+ * id; the kernel may hand that tid to a live thread of another process.
+ * Simulated: the lock and holder record a real killed creator left, with
+ * the tid (in both) replaced by a live thread's of ours.  The next create
+ * takes the lock over at once (old code: the tid alone looked alive, so
+ * every create waited 2 s and failed with -EBADMSG for as long as that
+ * thread lived), also when the reused tid is the caller's own (old code:
+ * -EDEADLK), while a nested hold of the caller's own is still -EDEADLK. */
+struct dir_tid {
+	pid_t tid;
+	int go[2];
+	int stop[2];
+};
+
+static void *dir_tid_thread(void *p)
+{
+	struct dir_tid *t = p;
+	char c = 0;
+
+	t->tid = gettid();
+	if (write(t->go[1], &c, 1) != 1)
+		return NULL;
+	while (read(t->stop[0], &c, 1) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+struct dir_stall {
+	shmq_region *r;
+	int fd;
+};
+
+static int dir_stall_init(void *mem, uint64_t size, void *arg)
+{
+	struct dir_stall *d = arg;
+	uint32_t id = shmq__region_self(d->r);
+
+	(void)mem;
+	(void)size;
+	if (write(d->fd, &id, sizeof(id)) != (ssize_t)sizeof(id))
+		return -EIO;
+	for (;;)
+		pause();
+}
+
+static void test_dir_lock_tid_reused(void **state)
+{
+	struct shmq__region_ctl *ctl;
+	struct dir_tid t;
+	char name[96], c = 0;
+	bool recorded;
+	shmq_region *r;
+	shmq_lock *lk;
+	pthread_t th;
+	uint32_t dead_id, me;
+	int64_t t0, took;
+	int fds[2];
+	void *mem;
+	pid_t pid;
+
+	(void)state;
+	tu_name(name, sizeof(name), "dirtid");
+	assert_int_equal(shmq_region_create(name, &(struct shmq_region_opts){ .size = SMALL }, &r),
+			 0);
+	ctl = shmq__region_ctl_at(r->base);
+	/* a creator killed inside its object's init, holding the directory */
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct dir_stall d = { .r = tu_child_region(name), .fd = fds[1] };
+
+		close(fds[0]);
+		shmq__obj_create(d.r, "x", SHMQ__OBJ_BLOB, 64, dir_stall_init, &d, NULL);
+		_exit(1);
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &dead_id, sizeof(dead_id)), sizeof(dead_id));
+	close(fds[0]);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	assert_int_equal(shmq__load_seq_cst(&ctl->dir_lock), (uint32_t)pid);
+	assert_int_equal(shmq__region_id_alive(r, dead_id), 0);
+	/* the hold recorded its holder (asserted at the end) */
+	recorded = shmq__load_seq_cst(&ctl->dir_holder) == ((uint64_t)(uint32_t)pid << 32 | dead_id);
+
+	/* its tid now names a live thread of ours */
+	assert_int_equal(pipe(t.go), 0);
+	assert_int_equal(pipe(t.stop), 0);
+	assert_int_equal(pthread_create(&th, NULL, dir_tid_thread, &t), 0);
+	assert_int_equal(read(t.go[0], &c, 1), 1);
+	shmq__store_seq_cst(&ctl->dir_holder, (uint64_t)(uint32_t)t.tid << 32 | dead_id);
+	shmq__store_seq_cst(&ctl->dir_lock, (uint32_t)t.tid);
+	t0 = shmq_now_ns();
+	assert_int_equal(shmq_lock_create(r, "l", &lk), 0);
+	took = shmq_now_ns() - t0;
+	print_message("create past a reused tid: %lld ms\n", (long long)(took / 1000000));
+	assert_true(took < (int64_t)2000 * 1000 * 1000);
+	shmq_lock_close(lk);
+	assert_int_equal(shmq_region_find(r, "x", &mem, NULL), -ENOENT); /* never published */
+
+	/* the reused tid is the caller's own */
+	me = (uint32_t)gettid();
+	shmq__store_seq_cst(&ctl->dir_holder, (uint64_t)me << 32 | dead_id);
+	shmq__store_seq_cst(&ctl->dir_lock, me);
+	assert_int_equal(shmq_region_alloc(r, "b", 64, &mem), 0);
+	/* a hold of this very thread through this attachment: nested */
+	shmq__store_seq_cst(&ctl->dir_holder, (uint64_t)me << 32 | shmq__region_self(r));
+	shmq__store_seq_cst(&ctl->dir_lock, me);
+	assert_int_equal(shmq_region_alloc(r, "c", 64, &mem), -EDEADLK);
+	shmq__store_seq_cst(&ctl->dir_holder, 0u);
+	shmq__store_seq_cst(&ctl->dir_lock, 0u);
+	assert_int_equal(shmq_region_alloc(r, "c", 64, &mem), 0);
+
+	assert_true(recorded);
+	assert_int_equal(write(t.stop[1], &c, 1), 1);
+	pthread_join(th, NULL);
+	close(t.go[0]);
+	close(t.go[1]);
+	close(t.stop[0]);
+	close(t.stop[1]);
+	shmq_region_close(r);
+	assert_int_equal(shmq_region_unlink(name), 0);
+}
+
 /* A name someone else made first: a file of another user (as one that
  * squatted the name), or one group or others may write, is -EPERM from
  * open and attaches with SHMQ_REGION_SHARED (old code: open attached to
@@ -1069,6 +1194,7 @@ int main(void)
 		cmocka_unit_test(test_attach_waits_for_creator),
 		cmocka_unit_test(test_forged_dir_lock),
 		cmocka_unit_test(test_dir_lock_hostile),
+		cmocka_unit_test(test_dir_lock_tid_reused),
 		cmocka_unit_test(test_foreign_owner),
 		cmocka_unit_test(test_create_replaces_dead_creator),
 		cmocka_unit_test(test_no_room),

@@ -60,7 +60,48 @@ const char *shmq__obj_type_name(uint32_t type)
 
 /* ---- directory lock: a futex word owned by a thread id (so two threads of
  * one process exclude each other like any two processes), stolen once that
- * thread is gone (its process died inside the directory) ---- */
+ * thread is gone (its process died inside the directory).  Beside it the
+ * holder's record (ctl->dir_holder: tid << 32 | owner id) names the
+ * attachment the thread belongs to, so that a dead holder's tid, reused by
+ * a live thread of any process, does not keep the lock ---- */
+
+/* We hold the lock as tid: record who we are. */
+static void dir_hold(shmq_region *r, uint32_t tid)
+{
+	/* relaxed: read by waiters after an acquire load of the word that shows
+	 * this hold (dir_holder_dead); it carries the tid it belongs to */
+	shmq__store_relaxed(&ctl_of(r)->dir_holder, (uint64_t)tid << 32 | shmq__region_self(r));
+}
+
+/* The hold of thread cur has ended without an unlock: its process died (or
+ * the thread ended) inside the directory.  The record decides when it is
+ * cur's: the attachment it names must be alive (pid and start time, so a tid
+ * reused by another process does not pass for the holder) and the thread
+ * too; mine (cur is the caller's own tid): a hold of this process is the
+ * caller's own (nested: not dead), one of another is dead, since the tid
+ * is ours now.  Without a record for cur (a holder killed between its CAS
+ * and dir_hold, or an older library, which writes none) the tid alone
+ * decides, and a reused one keeps the hold for DIRLOCK_HOLD_MAX_NS. */
+static bool dir_holder_dead(shmq_region *r, uint32_t cur, bool mine)
+{
+	struct shmq__region_ctl *ctl = ctl_of(r);
+	uint64_t h;
+	uint32_t id;
+
+	/* acquire: pairs with the seq_cst exchange in dir_unlock before the
+	 * hold that wrote cur (the hold's CAS continues its release sequence),
+	 * so the record read below is that unlock's clear or newer */
+	if (shmq__load_acquire(&ctl->dir_lock) != cur)
+		return false; /* moved on: look again */
+	/* relaxed: ordered by the acquire above; checked against cur */
+	h = shmq__load_relaxed(&ctl->dir_holder);
+	id = (uint32_t)h;
+	if ((uint32_t)(h >> 32) != cur || shmq__region_id_valid(r, id))
+		return !mine && !shmq__pid_alive((pid_t)cur, 0);
+	if (mine)
+		return shmq__region_id_ours(r, id) == 0;
+	return shmq__region_id_alive(r, id) != 1 || !shmq__pid_alive((pid_t)cur, 0);
+}
 
 static int dir_lock(shmq_region *r)
 {
@@ -76,26 +117,35 @@ static int dir_lock(shmq_region *r)
 
 		/* acquire: pairs with the seq_cst exchange in dir_unlock */
 		if (shmq__cas_acquire(&ctl->dir_lock, &cur, self))
-			return 0;
+			break;
 		/* a deadline for the whole call, not only for one hold: a word
 		 * that keeps moving does not hold us for ever */
 		if (shmq_now_ns() >= deadline)
 			return -EBADMSG;
-		if (cur == self)
-			return -EDEADLK; /* this thread nested a directory call: a bug */
+		if (cur == self) {
+			/* our tid: this thread nested a directory call (a
+			 * bug), or a dead holder had our tid.  Let the dead
+			 * hold go (only if it is still there) and try again.
+			 * release: pairs with the cas_acquire above of the
+			 * next taker, as dir_unlock's exchange does */
+			if (!dir_holder_dead(r, cur, true))
+				return -EDEADLK;
+			shmq__cas_release(&ctl->dir_lock, &cur, 0);
+			continue;
+		}
 		rc = shmq__wait_word(&ctl->dir_lock, cur, &ctl->dir_sleepers,
 				     give_up < deadline ? give_up : deadline, DIRLOCK_SLICE_NS);
 		if (rc == 0) {
 			/* the word moved: a new hold, which gets its own bound */
 			give_up = shmq_now_ns() + DIRLOCK_HOLD_MAX_NS;
-		} else if ((rc == -EINTR || rc == -ETIMEDOUT) && !shmq__pid_alive((pid_t)cur, 0)) {
+		} else if ((rc == -EINTR || rc == -ETIMEDOUT) && dir_holder_dead(r, cur, false)) {
 			/* the holder died inside the directory: take over.
 			 * acquire: pairs with the seq_cst exchange in
 			 * dir_unlock of the holder before the dead one; the
 			 * dead one's own stores are all done once it is gone,
 			 * and dir_claim reuses the entry it left BUILDING */
 			if (shmq__cas_acquire(&ctl->dir_lock, &cur, self))
-				return 0;
+				break;
 			give_up = shmq_now_ns() + DIRLOCK_HOLD_MAX_NS; /* another took over */
 		} else if (rc == -ETIMEDOUT) {
 			/* nobody holds it that long, nor hands it on that long:
@@ -105,12 +155,17 @@ static int dir_lock(shmq_region *r)
 			return rc;
 		}
 	}
+	dir_hold(r, self);
+	return 0;
 }
 
 static void dir_unlock(shmq_region *r)
 {
 	struct shmq__region_ctl *ctl = ctl_of(r);
 
+	/* relaxed: published by the seq_cst exchange below; pairs with the
+	 * load_acquire of the word in dir_holder_dead */
+	shmq__store_relaxed(&ctl->dir_holder, 0);
 	shmq__exchange_seq_cst(&ctl->dir_lock, 0);
 	shmq__wake_word(&ctl->dir_lock, &ctl->dir_sleepers, 1);
 }

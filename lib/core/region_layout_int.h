@@ -9,7 +9,7 @@
  * Layout (all offsets from the base):
  *
  *   0      struct shmq__region_hdr  immutable after creation, checksummed
- *   64     struct shmq__region_ctl  mutable: heap top, directory lock, counts
+ *   64     struct shmq__region_ctl  mutable: heap top, directory lock and holder, counts
  *   128    struct shmq__region_ident immutable: the region's uuid (version 2)
  *   4096   proc table               ptab_slots x struct shmq__ptab_slot (32 bytes)
  *   ...    directory                dir_entries x struct shmq__dir_entry (128 bytes)
@@ -67,8 +67,15 @@ struct shmq__region_ctl {
 	uint32_t dir_sleepers;
 	uint32_t dir_hwm;     /* directory entries ever used: finds scan [0, hwm) */
 	uint32_t dir_count;   /* published objects */
-	uint32_t pad[10];
+	/* The holder's record: its thread id << 32 | its owner id, written just
+	 * after it took dir_lock and cleared before it lets go, so that a tid
+	 * reused after its holder died does not keep the lock (core/objdir.c).
+	 * Was padding (zero): a region of an older library reads as "no
+	 * record", which leaves the tid alone to judge, as that library did. */
+	uint64_t dir_holder;
+	uint32_t pad[8];
 };
+_Static_assert(offsetof(struct shmq__region_ctl, dir_holder) == 24, "dir_holder where pad was");
 _Static_assert(sizeof(struct shmq__region_ctl) == 64, "control block is one line");
 
 /* Identity, line 2: 16 random bytes (getrandom) written by the creator
