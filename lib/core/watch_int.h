@@ -80,4 +80,8 @@ uint64_t shmq__pipe_progress(shmq_pipe *p);
 /* The pidfd of a spawned process (owned by p), or a negative errno. */
 int shmq__proc_pidfd(shmq_proc *p);
 
+/* Sleep until pidfd turns readable (its process exited) or deadline
+ * (SHMQ__NO_DEADLINE: no bound): 0, -ETIMEDOUT, or another -errno. */
+int shmq__pidfd_wait(int pidfd, int64_t deadline);
+
 #endif

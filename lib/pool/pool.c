@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -307,26 +306,6 @@ static int join_jobs(shmq_pool *p, int64_t deadline)
 	}
 }
 
-/* Sleep until pidfd turns readable (its process exited) or deadline. */
-static int pidfd_sleep(int pidfd, int64_t deadline)
-{
-	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
-
-	for (;;) {
-		int64_t left = shmq__remaining(deadline);
-		struct timespec ts = shmq__ns_to_timespec(left);
-		int n;
-
-		if (left == 0)
-			return -ETIMEDOUT;
-		n = ppoll(&pfd, 1, left == INT64_MAX ? NULL : &ts, NULL);
-		if (n > 0)
-			return 0;
-		if (n < 0 && errno != EINTR)
-			return -errno;
-	}
-}
-
 /*
  * Reap worker i once it has exited, waiting until deadline: 0 or
  * -ETIMEDOUT.  p->mu is held only to look and to reap, never while the
@@ -357,7 +336,7 @@ static int worker_join(shmq_pool *p, unsigned i, int64_t deadline)
 		if (rc != -EAGAIN)
 			return rc;
 		if (fd >= 0) {
-			rc = pidfd_sleep(fd, deadline);
+			rc = shmq__pidfd_wait(fd, deadline);
 			close(fd);
 		} else if (shmq__remaining(deadline) == 0) {
 			rc = -ETIMEDOUT;

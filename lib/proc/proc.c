@@ -538,8 +538,7 @@ static int proc_reap(shmq_proc *p, int flags)
 	return 0;
 }
 
-/* Sleep until the pidfd is readable (the process exited) or the deadline. */
-static int pidfd_wait(int pidfd, int64_t deadline)
+int shmq__pidfd_wait(int pidfd, int64_t deadline)
 {
 	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
 
@@ -576,7 +575,7 @@ SHMQ_API int shmq_proc_join(shmq_proc *p, int64_t timeout_ns)
 		return rc;
 	deadline = shmq__deadline(timeout_ns);
 	for (;;) {
-		rc = pidfd_wait(p->pidfd, deadline);
+		rc = shmq__pidfd_wait(p->pidfd, deadline);
 		if (rc)
 			return rc;
 		rc = proc_reap(p, WNOHANG);
