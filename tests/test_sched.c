@@ -832,6 +832,22 @@ static size_t vm_size(void)
 }
 #endif
 
+/* Run fn in a child process: its exit status must be 0; 77 skips the test
+ * (for tests that change the process: limits, seccomp filters, mappings). */
+static void in_child(int (*fn)(void))
+{
+	pid_t pid = fork();
+	int st;
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(fn());
+	st = tu_wait_child(pid);
+	if (st == 77)
+		skip();
+	assert_int_equal(st, 0);
+}
+
 /* In a child: 0 when the checks pass, else the number of the one that failed. */
 static int snapshot_nomem_child(void)
 {
@@ -876,19 +892,8 @@ static int snapshot_nomem_child(void)
  * snapshot, in O(n log n) (a child under RLIMIT_AS; SIGALRM if it hangs). */
 static void test_queue_snapshot_nomem(void **state)
 {
-	pid_t pid;
-	int st;
-
 	(void)state;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0)
-		_exit(snapshot_nomem_child());
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_true(WIFEXITED(st));
-	if (WEXITSTATUS(st) == 77)
-		skip();
-	assert_int_equal(WEXITSTATUS(st), 0);
+	in_child(snapshot_nomem_child);
 }
 
 /* ---- watches ---- */
@@ -1048,19 +1053,8 @@ static int refused_child(void)
 
 static void test_backend_refused(void **state)
 {
-	pid_t pid;
-	int st;
-
 	(void)state;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0)
-		_exit(refused_child());
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_true(WIFEXITED(st));
-	if (WEXITSTATUS(st) == 77)
-		skip();
-	assert_int_equal(WEXITSTATUS(st), 0);
+	in_child(refused_child);
 }
 
 /* Precision mode spins up to its margin before a deadline; the margin
@@ -1201,19 +1195,8 @@ static int waitv_refused_child(void)
 
 static void test_helper_waitv_refused(void **state)
 {
-	pid_t pid;
-	int st;
-
 	(void)state;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0)
-		_exit(waitv_refused_child());
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	assert_true(WIFEXITED(st));
-	if (WEXITSTATUS(st) == 77)
-		skip();
-	assert_int_equal(WEXITSTATUS(st), 0);
+	in_child(waitv_refused_child);
 }
 
 /* Where futex_waitv is refused the helper thread reads the watched words
@@ -1311,18 +1294,8 @@ static int unwatch_unmap_child(void)
 
 static void test_helper_unwatch_unmap(void **state)
 {
-	pid_t pid;
-	int st;
-
 	(void)state;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0)
-		_exit(unwatch_unmap_child());
-	st = tu_wait_child(pid);
-	if (st == 77)
-		skip();
-	assert_int_equal(st, 0); /* before: 128 + SIGSEGV */
+	in_child(unwatch_unmap_child); /* before: 128 + SIGSEGV */
 }
 
 struct wordobj {
