@@ -25,7 +25,8 @@
  *    doing the same work through their copies.
  *  - round trip, 64-byte messages, side 0 sends and waits for the echo:
  *      awake:  both sides poll (SHMQ_NOWAIT), beside the raw cache-line
- *              round trip measured here the same way and ck_ring's;
+ *              round trip measured here the same way, ck_ring's, and a
+ *              minimal ring's (K_MIN below: the bound for any ring);
  *      asleep: shmq_pipe_set_spin(p, 0), the receiver is always asleep on
  *              the futex when the message comes, beside pipe(2), seqpacket
  *              and mq (which always sleep);
@@ -89,8 +90,23 @@
 enum pb_kind {
 	K_SHMQ_BUSY, K_SHMQ_BULK, K_SHMQ_BLOCK, K_SHMQ_SLEEP, K_SHMQ_ZC,
 	K_SHMQ_BURST,
-	K_PIPE2, K_SEQPACKET, K_MQ, K_CK, K_CK_ZC, K_PIPE2_ZC, K_RAW,
+	K_PIPE2, K_SEQPACKET, K_MQ, K_CK, K_CK_ZC, K_PIPE2_ZC, K_RAW, K_MIN,
 };
+
+/*
+ * The minimal ring (K_MIN, round trips only): per direction PB_CAP bytes of
+ * 128-byte slots, each a 64-byte payload line and a line holding the
+ * message's sequence number, which the receiver polls.  No index, no
+ * header, no wake-up, no check: with one message in flight a slot is
+ * reused only after its message was answered.  Every ring that moves a
+ * 64-byte message moves at least these two lines per direction through as
+ * many distinct lines as the pipe cycles through, so its round trip is a
+ * lower bound for any ring's at this ring size, the pipe's and ck_ring's
+ * included; the bench reports it beside the cache-line round trip, which
+ * reuses one line and no ring can reach.
+ */
+#define PB_MIN_SLOT  128u
+#define PB_MIN_SLOTS (PB_CAP / PB_MIN_SLOT)
 
 /* The shmq_pipe kinds (made with shmq_pipe_create). */
 static bool pb_is_shmq(int k)
@@ -126,6 +142,7 @@ struct pb {
 	int fd[2][2];        /* pipe(2): [dir][read, write]; seqpacket: fd[0] */
 	mqd_t mq[2];         /* dir 0: side 0 -> 1, dir 1: back */
 	void *ckbuf[2];
+	uint8_t *minbuf[2];  /* K_MIN: dir 0 side 0 -> 1, dir 1 back */
 	int pinned;
 	uint32_t pace;       /* busy and ck_ring receivers: pauses per empty poll (0: one) */
 	/* synchronisation */
@@ -230,6 +247,7 @@ struct ep {
 	shmq_pipe *p;
 	int wfd, rfd;
 	mqd_t wmq, rmq;
+	uint64_t min_tx, min_rx; /* K_MIN: messages sent, received */
 #ifdef HAVE_CK
 	struct ck_ring *ckw, *ckr;
 	void *ckwb, *ckrb;
@@ -352,6 +370,32 @@ static inline void ck_get(struct ep *e, void *m, uint32_t size)
 }
 #endif
 
+/* The minimal ring's slot for message number i in direction dir. */
+static inline uint8_t *min_slot(const struct ep *e, int dir, uint64_t i)
+{
+	return e->pb->minbuf[dir] + (i % PB_MIN_SLOTS) * PB_MIN_SLOT;
+}
+
+static inline void min_send(struct ep *e, const void *m)
+{
+	uint8_t *s = min_slot(e, e->side, e->min_tx++);
+
+	memcpy(s, m, PB_RT_SIZE);
+	/* pairs with min_recv's load_acquire: the payload is written */
+	shmq__store_release((uint64_t *)(s + SHMQ__CACHELINE), e->min_tx);
+}
+
+static inline void min_recv(struct ep *e, void *m)
+{
+	uint8_t *s = min_slot(e, 1 - e->side, e->min_rx++);
+	uint32_t spins = 0;
+
+	/* pairs with min_send's store_release of the sequence number */
+	while (shmq__load_acquire((const uint64_t *)(s + SHMQ__CACHELINE)) != e->min_rx)
+		relax(&spins, e->pb->pinned);
+	memcpy(m, s, PB_RT_SIZE);
+}
+
 /* Send one message of pb->size bytes: 0 or a negative errno. */
 static inline int ep_send(struct ep *e, const void *m)
 {
@@ -373,6 +417,9 @@ static inline int ep_send(struct ep *e, const void *m)
 		return send(e->wfd, m, size, 0) == (ssize_t)size ? 0 : -errno;
 	case K_MQ:
 		return mq_send(e->wmq, m, size, 0) ? -errno : 0;
+	case K_MIN:
+		min_send(e, m);
+		return 0;
 #ifdef HAVE_CK
 	case K_CK:
 		ck_put(e, m, size);
@@ -411,6 +458,9 @@ static inline int ep_recv(struct ep *e, void *m)
 		if (n < 0)
 			return -errno;
 		break;
+	case K_MIN:
+		min_recv(e, m);
+		return 0;
 #ifdef HAVE_CK
 	case K_CK:
 		ck_get(e, m, size);
@@ -838,6 +888,12 @@ static int pb_setup(struct pb_run *run)
 	} else if (k == K_SEQPACKET) {
 		if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pb->fd[0]))
 			return -errno;
+	} else if (k == K_MIN) {
+		for (int d = 0; d < 2; d++) {
+			pb->minbuf[d] = bench_shared_alloc(PB_CAP); /* zeroed: no sequence 0 */
+			if (!pb->minbuf[d])
+				return -ENOMEM;
+		}
 	} else if (k == K_MQ) {
 		struct mq_attr a = { .mq_maxmsg = 10, .mq_msgsize = pb->size };
 
@@ -886,6 +942,11 @@ static void pb_teardown(struct pb_run *run)
 	if (k == K_MQ)
 		for (int d = 0; d < 2; d++)
 			mq_close(pb->mq[d]);
+	if (k == K_MIN)
+		for (int d = 0; d < 2; d++) {
+			bench_shared_free(pb->minbuf[d], PB_CAP);
+			pb->minbuf[d] = NULL;
+		}
 #ifdef HAVE_CK
 	if (k == K_CK || k == K_CK_ZC)
 		for (int d = 0; d < 2; d++)
@@ -1206,17 +1267,19 @@ static int pb_rt(struct pb_run *run, int kind, bool slow, double *ns, struct ben
 static int pb_round_trips(struct pb_run *run)
 {
 	struct bench *b = run->b;
-	struct bench_hist *h[8];
-	double raw, busy, ck = 0, sleep, block, p2, sp, mq = 0;
+	struct bench_hist *h[9];
+	double raw, busy, min = 0, ck = 0, sleep, block, p2, sp, mq = 0;
 	int rc = 0;
 
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < 9; i++)
 		if (!(h[i] = bench_hist_new()))
 			rc = -ENOMEM;
 	if (!rc)
 		rc = pb_rt(run, K_RAW, false, &raw, h[0]);
 	if (!rc)
 		rc = pb_rt(run, K_SHMQ_BUSY, false, &busy, h[1]);
+	if (!rc)
+		rc = pb_rt(run, K_MIN, false, &min, h[8]);
 #ifdef HAVE_CK
 	if (!rc)
 		rc = pb_rt(run, K_CK, false, &ck, h[2]);
@@ -1234,6 +1297,12 @@ static int pb_round_trips(struct pb_run *run)
 	if (!rc)
 		rc = bench_report(b, "round trip 64B awake (busy)", "ns", busy, "cache-line round trip",
 				  raw, false);
+	if (!rc)
+		rc = bench_report(b, "round trip 64B awake vs minimal ring", "ns", busy,
+				  "minimal ring (bound)", min, false);
+	if (!rc)
+		rc = bench_report(b, "round trip 64B minimal ring (bound)", "ns", min,
+				  "cache-line round trip", raw, false);
 	if (!rc && ck_name())
 		rc = bench_report(b, "round trip 64B awake vs ck_ring", "ns", busy, ck_name(), ck, false);
 	if (!rc)
@@ -1251,7 +1320,7 @@ static int pb_round_trips(struct pb_run *run)
 				  "pipe(2)", p2, false);
 	if (!rc)
 		rc = bench_report_latency(b, "round trip 64B asleep, each", h[3], "pipe(2)", h[5]);
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < 9; i++)
 		bench_hist_free(h[i]);
 	return rc;
 }
