@@ -401,8 +401,10 @@ static int cons_ready_stamp(void *view, size_t len)
 
 	if (head != c->stamp_at)
 		return cons_ready(view, len);
-	if (!shmq__spsc_stamped(c, head, &w))
+	if (!shmq__spsc_stamped(c, head, &w)) {
+		shmq__spsc_prefetch_next_line(c, off);
 		return 0;
+	}
 	n = shmq__spsc_len(w); /* checked here, and again by the peek that reads it */
 	if (n > c->max_msg || SHMQ__SPSC_REC(n) > c->cap - off)
 		return cons_ready(view, len);

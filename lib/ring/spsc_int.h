@@ -634,6 +634,19 @@ static inline int shmq__spsc_peek(struct shmq__spsc_cons *c, const void **msg, s
 	return 0;
 }
 
+/* Ask for the line after the one at data offset off: a hint, the address
+ * masked into the data area.  An answer's record (a 64-byte message takes
+ * 72 bytes) goes on into that line, and its copy would ask for it only once
+ * the header, in the first, has come: a second cross-core transfer in a
+ * row.  A receiver waiting at a trusted stamp asks for it at every look
+ * that finds no stamp, so that the line comes with the stamp, and again
+ * once the stamp is seen (chan/pipe.c, "The answer's second line"). */
+static SHMQ__ALWAYS_INLINE void shmq__spsc_prefetch_next_line(const struct shmq__spsc_cons *c,
+							      uint64_t off)
+{
+	__builtin_prefetch(c->data + (((off | (SHMQ__CACHELINE - 1)) + 1) & c->mask));
+}
+
 /* Where a stamp is trusted ("Stamps"): is the record at head stamped?  Then
  * *w is its length word, for the caller to check like any other. */
 static SHMQ__ALWAYS_INLINE bool shmq__spsc_stamped(const struct shmq__spsc_cons *c, uint64_t head,
