@@ -56,9 +56,10 @@
  *  - ring-size sweep (issue 15): 1p1c, 64-byte messages, at rings of 64 ..
  *    65536 messages (256 .. 16384 with --quick): shmq_queue made with that
  *    capacity and max_msg 64 (its smallest slot for the message), busy and
- *    blocking, beside ck_ring MPMC with that many 64-byte entries; each
- *    point is measured BENCH_SWEEP_REPS times alternating shmq busy, ck_ring
- *    and shmq blocking (tools/bench.h), the figures are the medians, the
+ *    blocking, beside ck_ring MPMC with that many 64-byte entries and
+ *    Vyukov's MPMC (QK_VY below: the protocol without crash safety); each
+ *    point is measured BENCH_SWEEP_REPS times alternating shmq busy,
+ *    ck_ring, shmq blocking and Vyukov's (tools/bench.h), the figures are the medians, the
  *    ratio's median and range (the spread) go to stderr, with the mean ring
  *    occupancy the consumers sampled.
  *
@@ -107,10 +108,27 @@
 #define QB_BURST     1000u   /* bursty producer: puts per burst */
 #define QB_PAUSE_NS  100000L /* and the pause after each */
 
-enum qb_kind { QK_BUSY, QK_BLOCK, QK_MQ, QK_SEQPACKET, QK_CK, QK_COUNT };
+enum qb_kind { QK_BUSY, QK_BLOCK, QK_MQ, QK_SEQPACKET, QK_CK, QK_VY, QK_COUNT };
 
 static const char *const qb_kind_name[QK_COUNT] = {
 	"shmq busy", "shmq blocking", "POSIX mq", "AF_UNIX seqpacket", "ck_ring MPMC",
+	"Vyukov MPMC",
+};
+
+/*
+ * QK_VY, in the sweep only: Vyukov's bounded MPMC queue, the textbook form
+ * of the protocol family shmq_queue belongs to (a sequence word per slot,
+ * claims by a CAS on the index), written here for the bench.  Slots are the
+ * sequence word and the message, rounded up to whole lines (128 bytes for
+ * 64, as the queue's).  It names no claimer, so a claimer killed between its
+ * CAS and its publication stalls every process behind it for ever, which
+ * shmq_queue may not do: its rate over the queue's is what the crash safety
+ * costs, and the queue's ratio to ck_ring cannot be expected above this
+ * one's.
+ */
+struct qb_vy_index {
+	uint64_t tail SHMQ__ALIGNED(SHMQ__CACHELINE);
+	uint64_t head SHMQ__ALIGNED(SHMQ__CACHELINE);
 };
 
 struct qb_m8 { uint64_t w[1]; };
@@ -152,6 +170,7 @@ struct qb_shared {
 #ifdef HAVE_CK
 	struct ck_ring ck SHMQ__ALIGNED(SHMQ__CACHELINE);
 #endif
+	struct qb_vy_index vy;
 };
 SHMQ__LINE_ALIGNED_FIELD(struct qb_shared, w);
 
@@ -166,6 +185,8 @@ struct qb_run {
 	struct qb_shared *sh;
 	void *ckbuf;
 	size_t ckbuf_size;
+	uint8_t *vybuf;       /* QK_VY: depth slots of vy_slot bytes */
+	size_t vy_slot;
 	char region_name[64];
 	char mq_name[64];
 	long mq_depth;
@@ -239,6 +260,16 @@ static int qb_setup(struct qb_run *run)
 		setsockopt(run->sv[1], SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 		return 0;
 	}
+	case QK_VY:
+		if (!SHMQ__IS_POW2(run->depth))
+			return -EINVAL;
+		run->vy_slot = SHMQ__ALIGN_UP(8 + run->size, (size_t)SHMQ__CACHELINE);
+		run->vybuf = bench_shared_alloc(run->depth * run->vy_slot);
+		if (!run->vybuf)
+			return -ENOMEM;
+		for (uint32_t i = 0; i < run->depth; i++) /* before the fork */
+			memcpy(run->vybuf + i * run->vy_slot, &(uint64_t){ i }, 8);
+		return 0;
 	case QK_CK:
 #ifdef HAVE_CK
 		run->ckbuf_size = run->depth * run->size;
@@ -276,6 +307,10 @@ static void qb_teardown(struct qb_run *run)
 		if (run->ckbuf)
 			bench_shared_free(run->ckbuf, run->ckbuf_size);
 		run->ckbuf = NULL;
+		break;
+	case QK_VY:
+		bench_shared_free(run->vybuf, run->depth * run->vy_slot);
+		run->vybuf = NULL;
 		break;
 	default:
 		break;
@@ -343,6 +378,61 @@ static bool qb_ck_get(struct qb_run *run, void *buf)
 }
 #endif
 
+static inline uint64_t *qb_vy_seq(const struct qb_run *run, uint64_t pos)
+{
+	return (uint64_t *)(run->vybuf + (pos & (run->depth - 1)) * run->vy_slot);
+}
+
+static bool qb_vy_put(struct qb_run *run, const void *msg)
+{
+	uint64_t *tail = &run->sh->vy.tail, pos, *seq;
+
+	/* relaxed: a guess, checked against the slot's sequence and by the CAS */
+	pos = shmq__load_relaxed(tail);
+	for (;;) {
+		seq = qb_vy_seq(run, pos);
+		/* pairs with qb_vy_get's store_release: the slot was emptied */
+		int64_t d = (int64_t)(shmq__load_acquire(seq) - pos);
+
+		if (d < 0)
+			return false; /* full */
+		/* relaxed: the slot's sequence above ordered what we write */
+		if (d == 0 && shmq__cas_relaxed(tail, &pos, pos + 1))
+			break;
+		if (d > 0) /* relaxed: as above */
+			pos = shmq__load_relaxed(tail);
+	}
+	memcpy(seq + 1, msg, run->size);
+	/* pairs with qb_vy_get's load_acquire: the message is written */
+	shmq__store_release(seq, pos + 1);
+	return true;
+}
+
+static bool qb_vy_get(struct qb_run *run, void *buf)
+{
+	uint64_t *head = &run->sh->vy.head, pos, *seq;
+
+	/* relaxed: a guess, checked against the slot's sequence and by the CAS */
+	pos = shmq__load_relaxed(head);
+	for (;;) {
+		seq = qb_vy_seq(run, pos);
+		/* pairs with qb_vy_put's store_release: the message is written */
+		int64_t d = (int64_t)(shmq__load_acquire(seq) - (pos + 1));
+
+		if (d < 0)
+			return false; /* empty */
+		/* relaxed: the slot's sequence above ordered what we read */
+		if (d == 0 && shmq__cas_relaxed(head, &pos, pos + 1))
+			break;
+		if (d > 0) /* relaxed: as above */
+			pos = shmq__load_relaxed(head);
+	}
+	memcpy(buf, seq + 1, run->size);
+	/* pairs with qb_vy_put's load_acquire: the slot is free for lap + 1 */
+	shmq__store_release(seq, pos + run->depth);
+	return true;
+}
+
 /* One message; 0 or -errno. */
 static int qb_put(struct qb_end *e, const void *msg)
 {
@@ -366,6 +456,10 @@ static int qb_put(struct qb_end *e, const void *msg)
 		while (send(e->fd, msg, run->size, 0) < 0)
 			if (errno != EINTR)
 				return -errno;
+		return 0;
+	case QK_VY:
+		while (!qb_vy_put(run, msg))
+			qb_backoff(&tries, 1);
 		return 0;
 	case QK_CK:
 #ifdef HAVE_CK
@@ -402,6 +496,10 @@ static ssize_t qb_get(struct qb_end *e, void *buf)
 			if (errno != EINTR)
 				return -errno;
 		return n;
+	case QK_VY:
+		while (!qb_vy_get(run, buf))
+			qb_backoff(&tries, run->pace);
+		return (ssize_t)run->size;
 	case QK_CK:
 #ifdef HAVE_CK
 		while (!qb_ck_get(run, buf))
@@ -425,6 +523,9 @@ static uint64_t qb_len(struct qb_end *e)
 	case QK_CK:
 		return ck_ring_size(&e->run->sh->ck);
 #endif
+	case QK_VY: /* relaxed, both: an advisory snapshot */
+		return shmq__load_relaxed(&e->run->sh->vy.tail) -
+		       shmq__load_relaxed(&e->run->sh->vy.head);
 	default:
 		return 0;
 	}
@@ -703,8 +804,13 @@ static int qb_config(struct bench *b, struct qb_shared *sh, unsigned n, size_t s
 		     struct qb_result out[QK_COUNT])
 {
 	for (int k = 0; k < QK_COUNT; k++) {
-		int rc = qb_measure(b, sh, (enum qb_kind)k, n, size, &out[k]);
+		int rc;
 
+		if (k == QK_VY) { /* the sweep's only */
+			out[k].mmsg_s = out[k].stall_ms = out[k].qstall_ms = -1;
+			continue;
+		}
+		rc = qb_measure(b, sh, (enum qb_kind)k, n, size, &out[k]);
 		if (rc && (k == QK_BUSY || k == QK_BLOCK))
 			return rc;
 		if (rc) {
@@ -806,23 +912,24 @@ static int qb_report_wakes(struct bench *b, struct qb_shared *sh, const struct q
 
 /* ------------------------------------------------------------ sweep */
 
-/* One ring size: shmq busy, ck_ring MPMC, shmq blocking, 1p1c 64 B, in
- * alternation, BENCH_SWEEP_REPS times.  The queue gets max_msg 64: its
- * smallest slot for the message, as ck_ring gets 64-byte entries. */
+/* One ring size: shmq busy, ck_ring MPMC, shmq blocking and Vyukov's MPMC
+ * (QK_VY), 1p1c 64 B, in alternation, BENCH_SWEEP_REPS times.  The queue
+ * gets max_msg 64: its smallest slot for the message, as ck_ring gets
+ * 64-byte entries. */
 static int qb_sweep_point(struct bench *b, struct qb_shared *sh, uint32_t depth)
 {
-	static const enum qb_kind kinds[3] = { QK_BUSY, QK_CK, QK_BLOCK };
+	static const enum qb_kind kinds[4] = { QK_BUSY, QK_CK, QK_BLOCK, QK_VY };
 	struct qb_run run = { .b = b, .np = 1, .nc = 1, .size = 64, .sh = sh, .depth = depth,
 			      .max_msg = 64,
 			      .duration_ns = (int64_t)bench_scale(b, 150, 30) * 1000000 };
-	double v[3][BENCH_SWEEP_REPS], occ[3] = { 0, 0, 0 }, rb[BENCH_SWEEP_REPS],
-		rk[BENCH_SWEEP_REPS];
-	struct bench_spread sv[3], sb, sk;
+	double v[4][BENCH_SWEEP_REPS], occ[4] = { 0, 0, 0, 0 }, rb[BENCH_SWEEP_REPS],
+		rk[BENCH_SWEEP_REPS], rv[BENCH_SWEEP_REPS], rvk[BENCH_SWEEP_REPS];
+	struct bench_spread sv[4], sb, sk, sr, srk;
 	char name[96];
 	int rc = 0;
 
 	for (int i = 0; i < BENCH_SWEEP_REPS && rc == 0; i++) {
-		for (int k = 0; k < 3 && rc == 0; k++) {
+		for (int k = 0; k < 4 && rc == 0; k++) {
 			struct qb_result res;
 
 			run.kind = kinds[k];
@@ -838,18 +945,25 @@ static int qb_sweep_point(struct bench *b, struct qb_shared *sh, uint32_t depth)
 		}
 		rb[i] = v[0][i] / v[1][i];
 		rk[i] = v[2][i] / v[1][i];
+		rv[i] = v[0][i] / v[3][i];
+		rvk[i] = v[3][i] / v[1][i];
 	}
 	if (rc)
 		return rc;
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < 4; k++)
 		sv[k] = bench_spread(v[k], BENCH_SWEEP_REPS);
 	sb = bench_spread(rb, BENCH_SWEEP_REPS);
 	sk = bench_spread(rk, BENCH_SWEEP_REPS);
+	sr = bench_spread(rv, BENCH_SWEEP_REPS);
+	srk = bench_spread(rvk, BENCH_SWEEP_REPS);
 	if (isfinite(sb.median))
 		bench_note(b, "sweep ring %u msgs 1p1c 64B: busy/ck %.2fx (spread %.2f-%.2f), "
-			   "blocking/ck %.2fx (spread %.2f-%.2f), mean occupancy shmq busy %.0f%% "
-			   "blocking %.0f%% ck %.0f%%", depth, sb.median, sb.lo, sb.hi, sk.median,
-			   sk.lo, sk.hi, occ[0], occ[2], occ[1]);
+			   "blocking/ck %.2fx (spread %.2f-%.2f), Vyukov/ck %.2fx (spread "
+			   "%.2f-%.2f), mean occupancy shmq busy %.0f%% blocking %.0f%% ck %.0f%%",
+			   depth, sb.median, sb.lo, sb.hi, sk.median, sk.lo, sk.hi, srk.median,
+			   srk.lo, srk.hi, occ[0], occ[2], occ[1]);
+	bench_note(b, "sweep ring %u msgs 1p1c 64B: busy/Vyukov %.2fx (spread %.2f-%.2f)", depth,
+		   sr.median, sr.lo, sr.hi);
 	snprintf(name, sizeof(name), "queue busy 1p1c 64B, ring %u msgs", depth);
 	rc = isfinite(sv[1].median)
 		     ? bench_report(b, name, "Mmsg/s", sv[0].median, qb_kind_name[QK_CK],
@@ -861,6 +975,14 @@ static int qb_sweep_point(struct bench *b, struct qb_shared *sh, uint32_t depth)
 			     ? bench_report(b, name, "Mmsg/s", sv[2].median, qb_kind_name[QK_CK],
 					    sv[1].median, true)
 			     : bench_report(b, name, "Mmsg/s", sv[2].median, NULL, 0, true);
+	snprintf(name, sizeof(name), "queue busy 1p1c 64B vs Vyukov, ring %u msgs", depth);
+	if (rc == 0)
+		rc = bench_report(b, name, "Mmsg/s", sv[0].median, qb_kind_name[QK_VY],
+				  sv[3].median, true);
+	snprintf(name, sizeof(name), "Vyukov MPMC 1p1c 64B, ring %u msgs", depth);
+	if (rc == 0 && isfinite(sv[1].median))
+		rc = bench_report(b, name, "Mmsg/s", sv[3].median, qb_kind_name[QK_CK],
+				  sv[1].median, true);
 	return rc;
 }
 
