@@ -495,6 +495,38 @@ static void test_spawn_without_region(void **state)
 	shmq_proc_close(p);
 }
 
+/* A region handle inherited across fork() names the parent's attachment:
+ * the child's spawn and exec refuse it with -EBADF, as every call in the
+ * region does, and still start processes without a region. */
+static void test_spawn_forked_region(void **state)
+{
+	shmq_region *r = region_new();
+	int status;
+	pid_t pid;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *argv[] = { "true", NULL };
+		shmq_proc *p = NULL;
+		int v = 5, bad = 0;
+
+		if (shmq_proc_spawn(r, "exit_with", &v, sizeof(v), NULL, &p) != -EBADF)
+			bad |= 1;
+		if (shmq_proc_exec(r, argv, NULL, &p) != -EBADF)
+			bad |= 2;
+		if (shmq_proc_spawn(NULL, "exit_with", &v, sizeof(v), NULL, &p) != 0 ||
+		    join_code_raw(p) != 5)
+			bad |= 4;
+		_exit(bad);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	shmq_region_close(r);
+}
+
 static void test_exec_talks_over_region(void **state)
 {
 	char path[PATH_MAX + 16], name[96];
@@ -1252,6 +1284,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_killed_child_leaves_table),
 		cmocka_unit_test(test_no_leaks),
 		cmocka_unit_test(test_spawn_without_region),
+		cmocka_unit_test(test_spawn_forked_region),
 		cmocka_unit_test(test_exec_talks_over_region),
 		cmocka_unit_test(test_exec_talks_over_pipe),
 		cmocka_unit_test(test_exec_options),

@@ -364,7 +364,7 @@ int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queue **out)
 	/* a region handle inherited across fork() names the parent's
 	 * attachment: our claims would carry the parent's owner id, and a
 	 * dead child's claims would look alive (as shmq_lock_attach) */
-	if (r && r->pid && shmq__foreign(r->pid))
+	if (shmq__region_forked(r))
 		return -EBADF;
 	return handle_open(r, mem, size, out);
 }

@@ -242,7 +242,7 @@ int shmq__obj_find(shmq_region *r, const char *name, uint32_t type, void **mem_o
 
 	/* a region handle inherited across fork() names the parent's
 	 * attachment (its owner id): refuse it (observers have no pid) */
-	if (r && r->pid && shmq__foreign(r->pid))
+	if (shmq__region_forked(r))
 		return -EBADF;
 	if (!r || !mem_out)
 		return -EINVAL;
@@ -302,7 +302,7 @@ int shmq__obj_create(shmq_region *r, const char *name, uint32_t type, uint64_t s
 
 	/* a region handle inherited across fork() names the parent's
 	 * attachment (its owner id): refuse it (observers have no pid) */
-	if (r && r->pid && shmq__foreign(r->pid))
+	if (shmq__region_forked(r))
 		return -EBADF;
 	if (!r || type == SHMQ__OBJ_NONE || type >= SHMQ__OBJ_TYPE_MAX || size == 0)
 		return -EINVAL;

@@ -776,7 +776,7 @@ int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out)
 
 	/* a region handle inherited across fork() names the parent's
 	 * attachment (its owner id): refuse it (observers have no pid) */
-	if (r && r->pid && shmq__foreign(r->pid))
+	if (shmq__region_forked(r))
 		return -EBADF;
 	if (size == 0)
 		return -EINVAL;

@@ -30,6 +30,7 @@
 #include <shmq/common.h>
 #include <shmq/region.h>
 
+#include "core/fork_int.h"    /* shmq__foreign */
 #include "core/objkind_int.h" /* enum shmq__obj_type: the kinds of named objects */
 
 #define SHMQ__PTAB_SLOTS 1024u /* attached processes at once */
@@ -69,6 +70,15 @@ struct shmq_region {
 static inline uint32_t shmq__region_self(const shmq_region *r)
 {
 	return r->self_id;
+}
+
+/* Was handle r inherited across fork()?  It then names the parent's
+ * attachment (its owner id), and every call that would act for it, in the
+ * region or by handing it to a new process, refuses it with -EBADF: the
+ * child opens the region again.  Observers (no pid) and NULL never are. */
+static inline bool shmq__region_forked(const shmq_region *r)
+{
+	return r && r->pid && shmq__foreign(r->pid);
 }
 
 /* Could an attachment of this region carry id?  0, or -EBADMSG for an id

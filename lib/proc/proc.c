@@ -465,6 +465,8 @@ SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg,
 	if (!entry || !out || (len && !arg) || strlen(entry) > ENTRY_NAME_MAX || !*entry)
 		return -EINVAL;
 	shmq__proc_guard("shmq_proc_spawn");
+	if (shmq__region_forked(r))
+		return -EBADF; /* the parent's handle: open the region again */
 	rc = opts_check(o);
 	if (rc)
 		return rc;
@@ -499,6 +501,8 @@ SHMQ_API int shmq_proc_exec(shmq_region *r, char *const argv[], const struct shm
 	if (!argv || !argv[0] || !*argv[0] || !out)
 		return -EINVAL;
 	shmq__proc_guard("shmq_proc_exec");
+	if (shmq__region_forked(r))
+		return -EBADF; /* the parent's handle: open the region again */
 	rc = opts_check(o);
 	if (rc)
 		return rc;

@@ -153,7 +153,7 @@ SHMQ_API int shmq_lock_attach(shmq_region *r, void *mem, shmq_lock **out)
 	/* a region handle inherited across fork() names the parent's
 	 * attachment: a lock taken through it would carry the parent's owner
 	 * id (as core/objdir.c refuses named objects) */
-	if (r->pid && shmq__foreign(r->pid))
+	if (shmq__region_forked(r))
 		return -EBADF;
 	return lock_attach_checked(r, mem, out);
 }

@@ -123,8 +123,9 @@ struct shmq_proc_opts {
  * to SIG_IGN, or waitpid(-1, ...) in another thread).
  *
  * Errors: -EINVAL (arguments, options), -ENOENT (entry not registered, or
- * /proc not mounted), -ENOMEM, -EMFILE, -EAGAIN (process limit), or the
- * error posix_spawn reported.
+ * /proc not mounted), -EBADF (r was inherited across fork(): the child opens
+ * the region again), -ENOMEM, -EMFILE, -EAGAIN (process limit), or the error
+ * posix_spawn reported.
  */
 SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg, size_t len,
 			     const struct shmq_proc_opts *o, shmq_proc **out);
