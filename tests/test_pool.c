@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1198,6 +1199,60 @@ static int spaced_until_replaced(shmq_pool *p, unsigned slot, int n)
 	return k;
 }
 
+/* A replacement the system refuses for want of a resource (here every
+ * descriptor: RLIMIT_NOFILE at 3, so the spawn's memfd cannot be made)
+ * leaves the slot empty while the live worker runs the work; once
+ * descriptors are back the next look replaces it.  The build before broke
+ * the pool for good with -EMFILE at the first refusal. */
+static void test_refused_replacement_retried(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	struct shmq_pool_worker_stats s;
+	struct rlimit old, none;
+	int rc[3], got[3];
+	pid_t pids[NWORKERS];
+
+	(void)state;
+	pool_wait_started(p);
+	pids_of(p, pids);
+	assert_int_equal(kill(pids[0], SIGKILL), 0);
+	wait_exited(pids[0]);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	none = old;
+	none.rlim_cur = 3;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &none), 0);
+	/* three submissions, each after the 10 ms between two looks: three
+	 * refused replacements; nothing asserted before the limit is back */
+	for (int k = 0; k < 3; k++) {
+		int64_t in = k, out = -1;
+		shmq_async *a;
+
+		usleep(12 * 1000);
+		rc[k] = shmq_pool_apply_async(p, "triple", &in, sizeof(in), &out, sizeof(out), &a);
+		if (rc[k] == 0) {
+			rc[k] = shmq_async_get(a, 10 * 1000000000ll);
+			shmq_async_free(a);
+		}
+		got[k] = (int)out;
+	}
+	assert_int_equal(shmq_pool_worker_stats(p, 0, &s), 0);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	assert_int_equal(s.restarts, 0); /* refused, not replaced */
+	assert_int_equal(s.pid, 0); /* no process in the slot */
+	for (int k = 0; k < 3; k++) {
+		assert_int_equal(rc[k], 0);
+		assert_int_equal(got[k], 3 * k + 1);
+	}
+	spaced_until_replaced(p, 0, 100);
+	assert_int_equal(shmq_pool_worker_stats(p, 0, &s), 0);
+	assert_int_equal(s.restarts, 1);
+	assert_true(s.pid > 0 && s.pid != pids[0]);
+	pids[0] = s.pid;
+	pool_done_killed(p, pids, NWORKERS, 1);
+	shmq_region_close(r);
+}
+
 /* The look for dead workers each submission makes (at most every 10 ms)
  * asks the kernel nothing while every worker runs: each worker's life lock
  * says so (Protocol LIFE).  With one poll(2) per look (the build before),
@@ -2272,6 +2327,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_killed_between_done_and_count),
 		cmocka_unit_test(test_dead_chunk_no_stale_results),
 		cmocka_unit_test(test_idle_death_replaced_at_submit),
+		cmocka_unit_test(test_refused_replacement_retried),
 		cmocka_unit_test(test_look_makes_no_system_call),
 		cmocka_unit_test(test_hostile_life_word_live),
 		cmocka_unit_test(test_hostile_life_word_dead),

@@ -25,6 +25,7 @@
 #define CALLER_SPIN_NS   1000                 /* callers: spin before sleeping */
 #define CHUNK_TRIES      3u                   /* deaths a chunk survives */
 #define START_TRIES      3u                   /* failed worker starts in a row */
+#define SPAWN_TRIES      50u                  /* replacements refused for want of a resource, in a row */
 #define POOL_NAME_TRIES  4096u                /* pools of one creator in a region */
 #define CLAIM_SPIN       64u                  /* unpin: yields before it looks at the clock */
 #define CLAIM_STUCK_NS   (2ll * 1000 * 1000 * 1000) /* unpin: a pin this old is forged */
@@ -67,7 +68,8 @@ struct shmq_pool {
 	struct shmq_async *live;  /* the handles given out and not freed (mu) */
 	shmq_proc **procs;
 	uint64_t *area_off;  /* per slot: its area, never read back from the region */
-	uint32_t *start_fails;
+	uint32_t *start_fails; /* per slot: workers in a row that died before they started */
+	uint32_t *spawn_fails; /* per slot: replacements in a row the system refused */
 	int broken;          /* a worker cannot be started: the error */
 	uint32_t state;      /* POOL_*, the truth (mu): h->state is the workers'
 			      * copy, and anyone attached can write it */

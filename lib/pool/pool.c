@@ -161,6 +161,7 @@ static void pool_handle_free(shmq_pool *p)
 	shmq__free(p->procs, p->nworkers * sizeof(*p->procs));
 	shmq__free(p->area_off, p->nworkers * sizeof(*p->area_off));
 	shmq__free(p->start_fails, p->nworkers * sizeof(*p->start_fails));
+	shmq__free(p->spawn_fails, p->nworkers * sizeof(*p->spawn_fails));
 	shmq__free(p->spare, sizeof(*p->spare));
 	pthread_mutex_destroy(&p->mu);
 	shmq__free(p, sizeof(*p));
@@ -205,8 +206,9 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
 	pthread_mutex_init(&p->mu, NULL);
 	p->procs = shmq__calloc(p->nworkers, sizeof(*p->procs));
 	p->start_fails = shmq__calloc(p->nworkers, sizeof(*p->start_fails));
+	p->spawn_fails = shmq__calloc(p->nworkers, sizeof(*p->spawn_fails));
 	p->area_off = shmq__calloc(p->nworkers, sizeof(*p->area_off));
-	if (!p->procs || !p->start_fails || !p->area_off) {
+	if (!p->procs || !p->start_fails || !p->spawn_fails || !p->area_off) {
 		pool_handle_free(p);
 		return -ENOMEM;
 	}

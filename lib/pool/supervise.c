@@ -432,6 +432,15 @@ unsigned shmq__pool_late_looks(shmq_pool *p)
 	return n;
 }
 
+/* Did the system refuse a replacement for want of a resource that may come
+ * back (processes, memory, descriptors)?  Then the slot stays empty and the
+ * next look tries again, SPAWN_TRIES times in a row before the pool breaks
+ * with that error; the live workers go on meanwhile. */
+static bool spawn_refusal(int rc)
+{
+	return rc == -EAGAIN || rc == -ENOMEM || rc == -EMFILE || rc == -ENFILE;
+}
+
 /* Replace dead workers.  Called with p->mu held. */
 void shmq__pool_supervise(shmq_pool *p)
 {
@@ -475,18 +484,24 @@ void shmq__pool_supervise(shmq_pool *p)
 		}
 		if (p->broken == -ECHILD || p->init_failed)
 			continue;
-		p->start_fails[i] = dead_id ? 0 : p->start_fails[i] + 1;
+		/* a slot whose last replacement the system refused started no
+		 * worker that could have died before it started */
+		if (!p->spawn_fails[i])
+			p->start_fails[i] = dead_id ? 0 : p->start_fails[i] + 1;
 		if (p->start_fails[i] >= START_TRIES) {
 			p->broken = -ECHILD; /* workers die before they start */
 			continue;
 		}
 		rc = shmq__pool_worker_start(p, i, true);
-		if (rc && !p->broken)
-			p->broken = rc;
-		if (rc == 0)
+		if (rc == 0) {
+			p->spawn_fails[i] = 0;
 			/* relaxed: a statistic only the creator writes, read
 			 * relaxed by shmq_pool_worker_stats and the describer */
 			shmq__store_relaxed(&s->restarts, shmq__load_relaxed(&s->restarts) + 1);
+		} else if (!spawn_refusal(rc) || ++p->spawn_fails[i] >= SPAWN_TRIES) {
+			if (!p->broken)
+				p->broken = rc;
+		}
 		jobs_recover(p, dead_id);
 	}
 	jobs_settle(p);

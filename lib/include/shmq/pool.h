@@ -44,7 +44,12 @@ extern "C" {
  * chunks the dead one had claimed wait for the creator's next call - no
  * result can be waited for without one, so nothing hangs.  The chunks it was
  * running run again and each result slot is written by exactly one completed
- * run.  A chunk whose worker dies three times fails with -EOWNERDEAD.
+ * run.  A chunk whose worker dies three times fails with -EOWNERDEAD.  A
+ * replacement the system refuses for want of a resource that may come back
+ * (-EAGAIN: processes, -ENOMEM, -EMFILE, -ENFILE) is tried again at each
+ * later look while the live workers go on; after 50 refusals in a row for
+ * one worker the pool is broken, and every later submission and wait
+ * returns that error.
  * However many workers die, the pool's space in the region stays bounded: a
  * dead worker's deque and frames are recycled once no live worker can still
  * touch them.
