@@ -90,10 +90,10 @@ _Static_assert(sizeof(struct pipe_end) == SHMQ__CACHELINE, "one line per end");
  * ns.  A receive waiting for an answer at a trusted stamp ("Stamps" in
  * ring/spsc_int.h) also asks for that line at every look that finds no
  * stamp yet, so that it arrives with the stamp: `shmq-bench pipe -- rt` at
- * a 63 ns line, alternated, 236-247 -> 218-227 ns.  A receive that follows a
- * receive (streaming) does not prefetch: that
- * line is where the producer writes its next record, and taking it away
- * slowed 64-byte streaming by 8-12%.
+ * a 59-65 ns line, alternated, 229-253 -> 217-227 ns (medians 244 -> 222).
+ * A receive that follows a receive (streaming) does not prefetch: that line
+ * is where the producer writes its next record, and taking it away slowed
+ * 64-byte streaming by 8-12%.
  */
 struct pipe_shared {
 	/* line 0: written by init, read-only afterwards but for tx_claim,
