@@ -2134,24 +2134,6 @@ static void test_wake_takes_last_sleeper(void **state)
 	shmq_region_close(r);
 }
 
-/* The main thread is asleep in a system call (state S in its stat). */
-static bool main_sleeps(void)
-{
-	char path[64], buf[256], *c;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)getpid());
-	f = fopen(path, "r");
-	if (!f)
-		return true;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	c = strrchr(buf, ')');
-	return c && c[1] == ' ' && c[2] == 'S';
-}
-
 struct nowait_join {
 	shmq_pool *p;
 	struct pool_hdr *h;
@@ -2165,7 +2147,7 @@ static void *nowait_joiner(void *arg)
 	struct nowait_join *nj = arg;
 
 	/* relaxed: only the creator writes state; a look, nothing published */
-	while (shmq__load_relaxed(&nj->h->state) != POOL_EXIT || !main_sleeps())
+	while (shmq__load_relaxed(&nj->h->state) != POOL_EXIT || !tu_main_sleeps())
 		usleep(1000);
 	nj->rc = shmq_pool_join(nj->p, SHMQ_NOWAIT);
 	gate_set(true);
@@ -2217,7 +2199,7 @@ static void *slot_freer(void *arg)
 {
 	struct slot_freer *sf = arg;
 
-	while (!main_sleeps())
+	while (!tu_main_sleeps())
 		usleep(1000);
 	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
 		if (shmq_async_get(sf->a[j], SHMQ_FOREVER) || sf->out[j] != 3 * (int64_t)j + 1)

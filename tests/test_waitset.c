@@ -681,24 +681,6 @@ struct drain_arg {
 	int n, got;
 };
 
-/* The main thread is asleep in a system call (state S in its stat). */
-static bool main_sleeps(void)
-{
-	char path[64], buf[256], *p;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)getpid());
-	f = fopen(path, "r");
-	if (!f)
-		return true;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' && p[2] == 'S';
-}
-
 static void *drain_main(void *arg)
 {
 	struct drain_arg *d = arg;
@@ -710,7 +692,7 @@ static void *drain_main(void *arg)
 	 * while the set still looked would let it see the room itself */
 	while (__atomic_load_n(&d->ring->prod_watchers, __ATOMIC_SEQ_CST) == 0 && shmq_now_ns() < end)
 		usleep(1000);
-	while (!main_sleeps() && shmq_now_ns() < end)
+	while (!tu_main_sleeps() && shmq_now_ns() < end)
 		usleep(1000);
 	usleep(2000);
 	while (d->got < d->n && shmq_pipe_recv(d->b, buf, sizeof(buf), SHMQ_NOWAIT) == 40)

@@ -157,6 +157,26 @@ static inline int tu_fd_count(void)
 }
 
 /* True when this process has no child left, zombie or alive. */
+/* The process's main thread is asleep in a system call (state S in its
+ * /proc stat): a test thread waits for it to block in the call it tests.
+ * true when the file cannot be read, so a waiter never spins for ever. */
+static inline bool tu_main_sleeps(void)
+{
+	char path[64], buf[256], *c;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)getpid());
+	f = fopen(path, "r");
+	if (!f)
+		return true;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	c = strrchr(buf, ')');
+	return c && c[1] == ' ' && c[2] == 'S';
+}
+
 static inline bool tu_no_children(void)
 {
 	siginfo_t si;
