@@ -321,29 +321,21 @@ static void test_corrupt_directory_entry(void **state)
 	shmq_region_close(r);
 }
 
-static void test_process_table(void **state)
+/* Fork a child that attaches to the region called name, stores its owner id
+ * in *child_id and waits to be killed; returns its pid once the id is
+ * there. */
+static pid_t attached_child(const char *name, uint32_t *child_id)
 {
-	char name[96];
-	struct shmq_region_opts o = { .size = SMALL };
-	shmq_region *r;
-	uint32_t *child_id;
 	int pfd[2];
 	pid_t pid;
 	char c;
 
-	(void)state;
-	tu_name(name, sizeof(name), "ptab");
-	assert_int_equal(shmq_region_create(name, &o, &r), 0);
-	assert_int_equal(shmq__region_id_alive(r, shmq__region_self(r)), 1);
-	assert_int_equal(shmq__region_id_alive(r, 0), -EBADMSG);
-	assert_int_equal(shmq__obj_create(r, "id", SHMQ__OBJ_BLOB, 64, NULL, NULL, (void **)&child_id), 0);
 	assert_int_equal(pipe(pfd), 0);
 	pid = fork();
+	assert_true(pid >= 0);
 	if (pid == 0) {
-		shmq_region *c2;
+		shmq_region *c2 = tu_child_region(name);
 
-		if (shmq_region_open(name, &c2))
-			_exit(1);
 		*child_id = shmq__region_self(c2);
 		if (write(pfd[1], "x", 1) != 1)
 			_exit(2);
@@ -352,6 +344,25 @@ static void test_process_table(void **state)
 	}
 	close(pfd[1]);
 	assert_int_equal(read(pfd[0], &c, 1), 1);
+	close(pfd[0]);
+	return pid;
+}
+
+static void test_process_table(void **state)
+{
+	char name[96];
+	struct shmq_region_opts o = { .size = SMALL };
+	shmq_region *r;
+	uint32_t *child_id;
+	pid_t pid;
+
+	(void)state;
+	tu_name(name, sizeof(name), "ptab");
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	assert_int_equal(shmq__region_id_alive(r, shmq__region_self(r)), 1);
+	assert_int_equal(shmq__region_id_alive(r, 0), -EBADMSG);
+	assert_int_equal(shmq__obj_create(r, "id", SHMQ__OBJ_BLOB, 64, NULL, NULL, (void **)&child_id), 0);
+	pid = attached_child(name, child_id);
 	assert_int_equal(shmq__region_id_alive(r, *child_id), 1);
 	kill(pid, SIGKILL);
 	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
@@ -366,7 +377,6 @@ static void test_process_table(void **state)
 		assert_int_equal(shmq__region_id_alive(r, shmq__region_self(again)), 1);
 		shmq_region_close(again);
 	}
-	close(pfd[0]);
 	shmq_region_close(r);
 	shmq_region_unlink(name);
 }
@@ -401,8 +411,7 @@ static void test_pid_reused(void **state)
 	struct shmq__ptab_entry e;
 	struct shmq__ptab_slot *slot;
 	uint32_t *child_id;
-	char name[96], c;
-	int pfd[2];
+	char name[96];
 	shmq_region *r;
 	pid_t pid, other;
 
@@ -414,21 +423,7 @@ static void test_pid_reused(void **state)
 	assert_int_equal(e.pid, getpid());
 	assert_int_equal(e.starttime, proc_starttime(getpid()));
 	assert_int_equal(shmq__obj_create(r, "id", SHMQ__OBJ_BLOB, 64, NULL, NULL, (void **)&child_id), 0);
-	assert_int_equal(pipe(pfd), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		shmq_region *c2 = tu_child_region(name);
-
-		*child_id = shmq__region_self(c2);
-		if (write(pfd[1], "x", 1) != 1)
-			_exit(2);
-		pause(); /* killed by the parent while attached */
-		_exit(3);
-	}
-	close(pfd[1]);
-	assert_int_equal(read(pfd[0], &c, 1), 1);
-	close(pfd[0]);
+	pid = attached_child(name, child_id);
 	kill(pid, SIGKILL);
 	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
 	assert_int_equal(shmq__region_id_alive(r, *child_id), 0);
