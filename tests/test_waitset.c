@@ -247,29 +247,37 @@ static void test_pipe(void **state)
 	shmq_pipe_close(b);
 }
 
-/* Sleeps 50 ms, then exits 7. */
-static int child_nap(shmq_region *r, const void *arg, size_t len)
+/* Waits (at most 10 s) for the file named by its argument, then exits 7:
+ * alive until the test says, however slow the machine. */
+static int child_gate(shmq_region *r, const void *arg, size_t len)
 {
 	(void)r;
-	(void)arg;
-	(void)len;
-	tu_sleep_ns(50 * MS);
+	if (len == 0 || memchr(arg, 0, len) == NULL)
+		return 2;
+	for (int i = 0; i < 10000 && access(arg, F_OK) != 0; i++)
+		tu_sleep_ns(MS);
 	return 7;
 }
-SHMQ_ENTRY(child_nap);
+SHMQ_ENTRY(child_gate);
 
 static void test_proc(void **state)
 {
 	shmq_waitset *w = mk();
 	struct shmq_ready rd[2];
+	char path[128];
 	shmq_proc *p;
-	int c;
+	int c, fd;
 
 	(void)state;
-	assert_int_equal(shmq_proc_spawn(NULL, "child_nap", NULL, 0, NULL, &p), 0);
+	snprintf(path, sizeof(path), "/tmp/shmq-ws-proc-%d", (int)getpid());
+	unlink(path);
+	assert_int_equal(shmq_proc_spawn(NULL, "child_gate", path, strlen(path) + 1, NULL, &p), 0);
 	assert_int_equal(shmq_waitset_add_proc(w, p, &c), 0);
 	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), -ETIMEDOUT);
 	assert_false(fd_readable(w, 0));
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
 	assert_true(fd_readable(w, 10000));
 	assert_int_equal(shmq_waitset_wait(w, rd, 2, 10 * SEC), 1);
 	assert_ptr_equal(rd[0].cookie, &c);
@@ -282,6 +290,7 @@ static void test_proc(void **state)
 	assert_int_equal(shmq_waitset_remove(w, &c), 0);
 	shmq_waitset_free(w);
 	shmq_proc_close(p);
+	unlink(path);
 }
 
 /* A task that waits (at most 10 s) for the file named by its input. */
