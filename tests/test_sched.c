@@ -1683,11 +1683,20 @@ static void test_watch_stuck_readable(void **state)
 	 * runs a watch's action at most once, and says (0) that it is ready */
 	assert_int_equal(shmq_sched_run(s, false), 0);
 	assert_int_equal(o.fired, 1);
+	/* the first run set the next liveness re-check 100 ms ahead, which
+	 * would make the watch fire again: none in the next two runs, however
+	 * slow the machine */
+	pthread_mutex_lock(&s->mu);
+	s->word_check_at = INT64_MAX;
+	pthread_mutex_unlock(&s->mu);
 	assert_int_equal(shmq_sched_run(s, false), -1);
 	alarm(0);
 	assert_int_equal(o.fired, 2);
 	assert_int_equal(shmq_sched_run(s, false), -1);
 	assert_int_equal(o.fired, 2);
+	pthread_mutex_lock(&s->mu);
+	s->word_check_at = 0;
+	pthread_mutex_unlock(&s->mu);
 	/* blocking, for 0.5 s: at most one action per re-check (5), not millions */
 	assert_int_equal(shmq_sched_enter(s, 500 * MS, 0, act_stuck_stop, &o, &ev), 0);
 	assert_int_equal(shmq_sched_run(s, true), 0);
