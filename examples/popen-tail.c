@@ -21,7 +21,7 @@
 
 #include <shmq.h>
 
-#define QUIET_MS 1000 /* give up after this long without output */
+#define QUIET_MS 10000 /* give up after this long without output */
 
 /* Print the complete lines at the front of buf; keep the partial one. */
 static size_t print_lines(char *buf, size_t len, int *lines)

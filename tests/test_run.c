@@ -221,7 +221,8 @@ static void test_timeout_kills_group(void **state)
 static void test_timeout_after_child_exit(void **state)
 {
 	char *argv[] = { "sh", "-c", "sleep 100 & echo $!", NULL };
-	struct shmq_run_opts o = { .capture = SHMQ_STDOUT, .timeout_ns = 1000 * 1000000LL };
+	/* 3 s: sh has printed the grandchild's pid by then */
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT, .timeout_ns = 3000 * 1000000LL };
 	struct shmq_run_result res;
 	pid_t grandchild;
 	bool gone;
