@@ -152,7 +152,7 @@ static void test_begin_errors(void **state)
 	uint64_t pos;
 	shmq_queue *q;
 
-	assert_int_equal(shmq_queue_create(f->r, "b.errors", &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "b.errors", &(struct shmq_queue_opts){ 4, 16, 0 }, &q), 0);
 	assert_int_equal(shmq_queue_get_begin(NULL, &msg, &pos, SHMQ_NOWAIT), -EINVAL);
 	assert_int_equal(shmq_queue_get_begin(q, NULL, &pos, SHMQ_NOWAIT), -EINVAL);
 	assert_int_equal(shmq_queue_get_begin(q, &msg, NULL, SHMQ_NOWAIT), -EINVAL);
@@ -200,7 +200,7 @@ static void test_positions_unique(void **state)
 	struct tu_region *f = *state;
 	shmq_queue *q;
 
-	assert_int_equal(shmq_queue_create(f->r, "b.laps", &(struct shmq_queue_opts){ 3, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "b.laps", &(struct shmq_queue_opts){ 3, 16, 0 }, &q), 0);
 	for (int i = 0; i < 40; i++) {
 		put_n(q, i, 1);
 		begin_is(q, i, (uint64_t)i);
@@ -219,7 +219,7 @@ static void test_window_abort_order(void **state)
 	char buf[16];
 	shmq_queue *q;
 
-	assert_int_equal(shmq_queue_create(f->r, "b.window", &(struct shmq_queue_opts){ 5, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "b.window", &(struct shmq_queue_opts){ 5, 16, 0 }, &q), 0);
 	put_n(q, 0, 5);
 	for (int i = 0; i < 5; i++)
 		begin_is(q, i, (uint64_t)i);
@@ -269,7 +269,7 @@ static void test_abort_wakes(void **state)
 	int pfd[2];
 	pid_t pid;
 
-	assert_int_equal(shmq_queue_create(f->r, "b.wake", &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "b.wake", &(struct shmq_queue_opts){ 4, 16, 0 }, &q), 0);
 	put_n(q, 0, 1);
 	assert_int_equal(pipe(pfd), 0);
 	pid = fork();
@@ -368,7 +368,7 @@ static void test_dead_holder(void **state)
 	int pfd[2];
 	pid_t pid;
 
-	assert_int_equal(shmq_queue_create(f->r, "b.dead", &(struct shmq_queue_opts){ 8, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "b.dead", &(struct shmq_queue_opts){ 8, 16, 0 }, &q), 0);
 	put_n(q, 0, 6);
 	assert_int_equal(pipe(pfd), 0);
 	pid = fork();
@@ -422,7 +422,7 @@ static void test_dead_holder_blocks_put(void **state)
 	char buf[16];
 	pid_t pid;
 
-	assert_int_equal(shmq_queue_create(f->r, "b.full", &(struct shmq_queue_opts){ 2, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "b.full", &(struct shmq_queue_opts){ 2, 16, 0 }, &q), 0);
 	put_n(q, 0, 2);
 	pid = fork();
 	assert_true(pid >= 0);
@@ -512,7 +512,7 @@ static void test_dead_holder_drained(void **state)
 	int rfd;
 
 	/* a blocking plain get */
-	assert_int_equal(shmq_queue_create(f->r, "b.drain", &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "b.drain", &(struct shmq_queue_opts){ 4, 16, 0 }, &q), 0);
 	put_n(q, 0, 1);
 	pid = hold_one_and_wait(f->name, "b.drain", 0, &rfd);
 	/* the holder lives: this handle's first audit finds nothing to do */
@@ -526,7 +526,7 @@ static void test_dead_holder_drained(void **state)
 	shmq_queue_close(q);
 
 	/* a blocking get_begin: same position again */
-	assert_int_equal(shmq_queue_create(f->r, "b.drain2", &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "b.drain2", &(struct shmq_queue_opts){ 4, 16, 0 }, &q), 0);
 	put_n(q, 0, 1);
 	pid = hold_one_and_wait(f->name, "b.drain2", 0, &rfd);
 	assert_int_equal(shmq_queue_get_begin(q, &msg, &pos, SHMQ_NOWAIT), -EAGAIN);
@@ -561,7 +561,7 @@ static void test_dead_holder_shutdown(void **state)
 		char name[32];
 
 		snprintf(name, sizeof(name), "b.shut%d", kind);
-		assert_int_equal(shmq_queue_create(f->r, name, &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
+		assert_int_equal(shmq_queue_create(f->r, name, &(struct shmq_queue_opts){ 4, 16, 0 }, &q), 0);
 		put_n(q, 0, 1);
 		pid = hold_one_and_wait(f->name, name, 0, &rfd);
 		/* the holder lives: this handle's first audit finds nothing */
@@ -616,7 +616,7 @@ static void test_dead_holder_busy(void **state)
 	pid_t pid;
 	int rfd;
 
-	assert_int_equal(shmq_queue_create(f->r, "b.busy", &(struct shmq_queue_opts){ cap, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "b.busy", &(struct shmq_queue_opts){ cap, 16, 0 }, &q), 0);
 	put_n(q, 0, 4);
 	pid = hold_one_and_wait(f->name, "b.busy", 0, &rfd);
 	begin_is(q, 1, 1); /* this handle's first audit: the holder lives */
@@ -655,7 +655,7 @@ static void lost_redo_state(shmq_region *r, const char *name, shmq_queue **q)
 	uint64_t size;
 	void *mem;
 
-	assert_int_equal(shmq_queue_create(r, name, &(struct shmq_queue_opts){ 4, 16 }, q), 0);
+	assert_int_equal(shmq_queue_create(r, name, &(struct shmq_queue_opts){ 4, 16, 0 }, q), 0);
 	assert_int_equal(shmq__obj_find(r, name, SHMQ__OBJ_QUEUE, &mem, &size), 0);
 	sh = mem;
 	put_n(*q, 0, 2);
@@ -712,7 +712,7 @@ static void test_incarnation(void **state)
 {
 	struct tu_region *f = *state;
 	struct shmq__queue_ident a, b, c;
-	struct shmq_queue_opts o = { 4, 16 };
+	struct shmq_queue_opts o = { 4, 16, 0 };
 	size_t size = shmq_queue_footprint(&o);
 	void *mem = aligned_alloc(64, size);
 	shmq_queue *q, *q2;
@@ -760,7 +760,7 @@ static void test_describe_holds(void **state)
 	void *mem;
 	shmq_queue *q;
 
-	assert_int_equal(shmq_queue_create(f->r, "b.stat", &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "b.stat", &(struct shmq_queue_opts){ 4, 16, 0 }, &q), 0);
 	assert_int_equal(shmq__obj_find(f->r, "b.stat", SHMQ__OBJ_QUEUE, &mem, &size), 0);
 	put_n(q, 0, 4);
 	begin_is(q, 0, 0);
