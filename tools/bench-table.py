@@ -64,6 +64,8 @@ ROWS = [
     ("sched", "enter+cancel, 1000000 pending", "scheduler enter+cancel, 10^6 pending"),
     ("waitset", "wake via waitset, 1 pipe", "waitset wake-up through 1 pipe"),
     ("pool", "apply_async round trip (sleeping workers)", "pool `apply_async` round trip"),
+    ("pool", "bare futex pair round trip (bound)",
+     "the bound: a bare futex pair's round trip to a sleeping process"),
     ("pool", "uneven map (1% 1000x heavier)", "pool, uneven map (1% of elements 1000x heavier), 2 workers"),
     ("pool", "uneven map vs OpenMP", "pool, uneven map"),
     ("pool", "fork-join fib, cutoff 18 (2 workers)", "fork-join fib(30), cutoff 18, 2 workers"),

@@ -22,7 +22,11 @@
  *    pause (the workers have gone to sleep on their futex), submit + get of
  *    one trivial task.  Baseline: a pipe round trip to a process asleep in
  *    read(2) that computes the same and writes back, alternated with the
- *    pool's round trip by round trip.  Target: p50 <= 30 us.
+ *    pool's round trip by round trip.  Target: p50 <= 30 us.  Beside them,
+ *    the mechanism both ride on, bare: a process asleep in FUTEX_WAIT on a
+ *    word of a shared memfd page, woken with FUTEX_WAKE, answering on
+ *    another word; the same four system calls as either round trip, and
+ *    nothing around them.  Its row against the pipe is the pool's bound.
  */
 #include "config.h"
 
@@ -32,6 +36,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -315,32 +324,141 @@ static int rt_pool_one(shmq_pool *p, struct bench_hist *h, int64_t v)
 	return o == 3 * v + 1 ? 0 : -EPROTO;
 }
 
-/* The two kinds alternate round trip by round trip, each first in every
- * other pair, so that both see the same moments of a shared machine. */
+/* The bare mechanism: words in a shared memfd page (shmem, as a region's),
+ * req and ans a line apart; the peer sleeps in FUTEX_WAIT on req. */
+struct futex_peer {
+	uint32_t *req, *ans;
+	pid_t pid;
+};
+
+#define FUTEX_PEER_STOP UINT32_MAX
+
+static long futex_call(uint32_t *w, int op, uint32_t val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, w, op, val, ts, NULL, 0);
+}
+
+static void futex_peer_main(struct futex_peer *c)
+{
+	struct timespec slice = { 1, 0 };
+	uint32_t last = 0, r;
+
+	/* a slice, not for ever: a peer whose parent died goes too */
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	for (;;) {
+		while ((r = __atomic_load_n(c->req, __ATOMIC_SEQ_CST)) == last) {
+			if (getppid() == 1)
+				_exit(1);
+			futex_call(c->req, FUTEX_WAIT, last, &slice);
+		}
+		if (r == FUTEX_PEER_STOP)
+			_exit(0);
+		last = r;
+		__atomic_store_n(c->ans, r, __ATOMIC_SEQ_CST);
+		futex_call(c->ans, FUTEX_WAKE, 1, NULL);
+	}
+}
+
+static int futex_peer_start(struct futex_peer *c)
+{
+	int fd = memfd_create("shmq-bench-futex", MFD_CLOEXEC);
+	uint32_t *w;
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, 4096)) {
+		close(fd);
+		return -errno;
+	}
+	w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (w == MAP_FAILED)
+		return -errno;
+	c->req = w;
+	c->ans = w + 16; /* the next line */
+	c->pid = fork();
+	if (c->pid < 0) {
+		int e = errno;
+
+		munmap(w, 4096);
+		return -e;
+	}
+	if (c->pid == 0)
+		futex_peer_main(c);
+	return 0;
+}
+
+static void futex_peer_stop(struct futex_peer *c)
+{
+	__atomic_store_n(c->req, FUTEX_PEER_STOP, __ATOMIC_SEQ_CST);
+	futex_call(c->req, FUTEX_WAKE, 1, NULL);
+	waitpid(c->pid, NULL, 0);
+	munmap(c->req, 4096);
+}
+
+/* seq: 1 .. ; -ETIMEDOUT when the peer does not answer within 5 s. */
+static int rt_futex_one(struct futex_peer *c, struct bench_hist *h, uint32_t seq)
+{
+	struct timespec slice = { 0, 100 * 1000 * 1000 };
+	int64_t t0, give_up;
+	uint32_t a;
+
+	usleep(2000);
+	t0 = bench_now_ns();
+	give_up = t0 + 5 * 1000 * 1000 * 1000LL;
+	__atomic_store_n(c->req, seq, __ATOMIC_SEQ_CST);
+	futex_call(c->req, FUTEX_WAKE, 1, NULL);
+	while ((a = __atomic_load_n(c->ans, __ATOMIC_SEQ_CST)) != seq) {
+		if (bench_now_ns() > give_up)
+			return -ETIMEDOUT;
+		futex_call(c->ans, FUTEX_WAIT, a, &slice);
+	}
+	bench_hist_record(h, (uint64_t)(bench_now_ns() - t0));
+	return 0;
+}
+
+/* The three kinds take turns round trip by round trip, each first in every
+ * third round, so that all see the same moments of a shared machine. */
 static int bench_round_trip(struct bench *b, struct bp *s)
 {
-	struct bench_hist *hp = bench_hist_new(), *hb = bench_hist_new();
+	struct bench_hist *hp = bench_hist_new(), *hb = bench_hist_new(), *hf = bench_hist_new();
 	unsigned iters = (unsigned)bench_scale(b, 300, 60);
 	struct rt_peer c = { -1, -1, -1 };
+	struct futex_peer f = { NULL, NULL, -1 };
 	int rc = -ENOMEM;
 
-	if (hp && hb)
+	if (hp && hb && hf)
 		rc = rt_peer_start(&c);
+	if (rc == 0 && (rc = futex_peer_start(&f)) != 0)
+		rt_peer_stop(&c);
 	if (rc == 0) {
 		for (unsigned i = 0; i < iters && rc == 0; i++) {
-			if (i % 2 == 0)
-				rc = rt_pipe_one(&c, hb, i);
-			rc = rc ? rc : rt_pool_one(s->p2, hp, i);
-			if (rc == 0 && i % 2 == 1)
-				rc = rt_pipe_one(&c, hb, i);
+			for (unsigned k = 0; k < 3 && rc == 0; k++) {
+				switch ((i + k) % 3) {
+				case 0:
+					rc = rt_pipe_one(&c, hb, i);
+					break;
+				case 1:
+					rc = rt_pool_one(s->p2, hp, i);
+					break;
+				default:
+					rc = rt_futex_one(&f, hf, i + 1);
+					break;
+				}
+			}
 		}
+		futex_peer_stop(&f);
 		rt_peer_stop(&c);
 	}
 	if (rc == 0)
 		rc = bench_report_latency(b, "apply_async round trip (sleeping workers)", hp,
 					  "pipe to a sleeping process", hb);
+	if (rc == 0)
+		rc = bench_report_latency(b, "bare futex pair round trip (bound)", hf,
+					  "pipe to a sleeping process", hb);
 	bench_hist_free(hp);
 	bench_hist_free(hb);
+	bench_hist_free(hf);
 	return rc;
 }
 
