@@ -383,52 +383,56 @@ static inline uint64_t *qb_vy_seq(const struct qb_run *run, uint64_t pos)
 	return (uint64_t *)(run->vybuf + (pos & (run->depth - 1)) * run->vy_slot);
 }
 
-static bool qb_vy_put(struct qb_run *run, const void *msg)
+/*
+ * Claim the next position of index (the tail for a put, the head for a get):
+ * its slot's sequence must read pos + lap, 0 for a put (emptied for this lap)
+ * and 1 for a get (written in it).  The slot's sequence word, pos in *posp;
+ * NULL when full (put) or empty (get).
+ */
+static inline uint64_t *qb_vy_claim(struct qb_run *run, uint64_t *index, uint64_t lap,
+				    uint64_t *posp)
 {
-	uint64_t *tail = &run->sh->vy.tail, pos, *seq;
-
 	/* relaxed: a guess, checked against the slot's sequence and by the CAS */
-	pos = shmq__load_relaxed(tail);
+	uint64_t pos = shmq__load_relaxed(index), *seq;
+
 	for (;;) {
 		seq = qb_vy_seq(run, pos);
-		/* pairs with qb_vy_get's store_release: the slot was emptied */
-		int64_t d = (int64_t)(shmq__load_acquire(seq) - pos);
+		/* pairs with the other side's store_release in qb_vy_put /
+		 * qb_vy_get: the slot was emptied (put) or written (get) */
+		int64_t d = (int64_t)(shmq__load_acquire(seq) - (pos + lap));
 
 		if (d < 0)
-			return false; /* full */
-		/* relaxed: the slot's sequence above ordered what we write */
-		if (d == 0 && shmq__cas_relaxed(tail, &pos, pos + 1))
+			return NULL;
+		/* relaxed: the slot's sequence above ordered what we touch */
+		if (d == 0 && shmq__cas_relaxed(index, &pos, pos + 1))
 			break;
 		if (d > 0) /* relaxed: as above */
-			pos = shmq__load_relaxed(tail);
+			pos = shmq__load_relaxed(index);
 	}
+	*posp = pos;
+	return seq;
+}
+
+static bool qb_vy_put(struct qb_run *run, const void *msg)
+{
+	uint64_t pos, *seq = qb_vy_claim(run, &run->sh->vy.tail, 0, &pos);
+
+	if (!seq)
+		return false; /* full */
 	memcpy(seq + 1, msg, run->size);
-	/* pairs with qb_vy_get's load_acquire: the message is written */
+	/* pairs with qb_vy_claim's load_acquire in a get: the message is written */
 	shmq__store_release(seq, pos + 1);
 	return true;
 }
 
 static bool qb_vy_get(struct qb_run *run, void *buf)
 {
-	uint64_t *head = &run->sh->vy.head, pos, *seq;
+	uint64_t pos, *seq = qb_vy_claim(run, &run->sh->vy.head, 1, &pos);
 
-	/* relaxed: a guess, checked against the slot's sequence and by the CAS */
-	pos = shmq__load_relaxed(head);
-	for (;;) {
-		seq = qb_vy_seq(run, pos);
-		/* pairs with qb_vy_put's store_release: the message is written */
-		int64_t d = (int64_t)(shmq__load_acquire(seq) - (pos + 1));
-
-		if (d < 0)
-			return false; /* empty */
-		/* relaxed: the slot's sequence above ordered what we read */
-		if (d == 0 && shmq__cas_relaxed(head, &pos, pos + 1))
-			break;
-		if (d > 0) /* relaxed: as above */
-			pos = shmq__load_relaxed(head);
-	}
+	if (!seq)
+		return false; /* empty */
 	memcpy(buf, seq + 1, run->size);
-	/* pairs with qb_vy_put's load_acquire: the slot is free for lap + 1 */
+	/* pairs with qb_vy_claim's load_acquire in a put: the slot is free for lap + 1 */
 	shmq__store_release(seq, pos + run->depth);
 	return true;
 }
