@@ -247,15 +247,30 @@ static void test_pipe(void **state)
 	shmq_pipe_close(b);
 }
 
-/* Waits (at most 10 s) for the file named by its argument, then exits 7:
- * alive until the test says, however slow the machine. */
+/* A gate: a task or child waits (at most 10 s) for the file at path, which
+ * the test makes when it has looked: alive until then, however slow the
+ * machine. */
+static void gate_wait(const char *path)
+{
+	for (int i = 0; i < 10000 && access(path, F_OK) != 0; i++)
+		tu_sleep_ns(MS);
+}
+
+static void gate_open(const char *path)
+{
+	int fd = open(path, O_CREAT | O_WRONLY, 0600);
+
+	assert_true(fd >= 0);
+	close(fd);
+}
+
+/* Waits at the gate its argument names, then exits 7. */
 static int child_gate(shmq_region *r, const void *arg, size_t len)
 {
 	(void)r;
 	if (len == 0 || memchr(arg, 0, len) == NULL)
 		return 2;
-	for (int i = 0; i < 10000 && access(arg, F_OK) != 0; i++)
-		tu_sleep_ns(MS);
+	gate_wait(arg);
 	return 7;
 }
 SHMQ_ENTRY(child_gate);
@@ -266,7 +281,7 @@ static void test_proc(void **state)
 	struct shmq_ready rd[2];
 	char path[128];
 	shmq_proc *p;
-	int c, fd;
+	int c;
 
 	(void)state;
 	snprintf(path, sizeof(path), "/tmp/shmq-ws-proc-%d", (int)getpid());
@@ -275,9 +290,7 @@ static void test_proc(void **state)
 	assert_int_equal(shmq_waitset_add_proc(w, p, &c), 0);
 	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), -ETIMEDOUT);
 	assert_false(fd_readable(w, 0));
-	fd = open(path, O_CREAT | O_WRONLY, 0600);
-	assert_true(fd >= 0);
-	close(fd);
+	gate_open(path);
 	assert_true(fd_readable(w, 10000));
 	assert_int_equal(shmq_waitset_wait(w, rd, 2, 10 * SEC), 1);
 	assert_ptr_equal(rd[0].cookie, &c);
@@ -293,11 +306,10 @@ static void test_proc(void **state)
 	unlink(path);
 }
 
-/* A task that waits (at most 10 s) for the file named by its input. */
+/* A task that waits at the gate its input names. */
 static int gate_file(const void *in, void *out)
 {
-	for (int i = 0; i < 10000 && access(in, F_OK) != 0; i++)
-		tu_sleep_ns(MS);
+	gate_wait(in);
 	*(int64_t *)out = 42;
 	return 0;
 }
@@ -312,7 +324,7 @@ static void test_async(void **state)
 	int64_t out = 0;
 	shmq_async *a;
 	shmq_pool *p;
-	int c, fd;
+	int c;
 
 	snprintf(path, sizeof(path), "/tmp/shmq-ws-gate-%d", (int)getpid());
 	unlink(path);
@@ -321,9 +333,7 @@ static void test_async(void **state)
 					       sizeof(out), &a), 0);
 	assert_int_equal(shmq_waitset_add_async(w, a, &c), 0);
 	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), -ETIMEDOUT);
-	fd = open(path, O_CREAT | O_WRONLY, 0600);
-	assert_true(fd >= 0);
-	close(fd);
+	gate_open(path);
 	assert_int_equal(shmq_waitset_wait(w, rd, 2, 10 * SEC), 1);
 	assert_ptr_equal(rd[0].cookie, &c);
 	assert_int_equal(shmq_async_get(a, SHMQ_NOWAIT), 0);
@@ -828,11 +838,9 @@ static void test_as_completed(void **state)
 	}
 	assert_int_equal(shmq_waitset_wait(w, rd, 4, SHMQ_NOWAIT), -ETIMEDOUT);
 	for (int k = 0; k < 3; k++) {
-		int i = order[k], fd;
+		int i = order[k];
 
-		fd = open(path[i], O_CREAT | O_WRONLY, 0600);
-		assert_true(fd >= 0);
-		close(fd);
+		gate_open(path[i]);
 		/* the one just released, and only it */
 		assert_int_equal(shmq_waitset_wait(w, rd, 4, 10 * SEC), 1);
 		assert_ptr_equal(rd[0].cookie, &cookie[i]);
