@@ -59,11 +59,11 @@ static void test_create_open_errors(void **state)
 	shmq_queue_close(q);
 
 	/* zeroed opts mean the defaults; any other capacity is kept exactly */
-	assert_int_equal(shmq_queue_create(f->r, "q.zero", &(struct shmq_queue_opts){ 0, 0 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.zero", &(struct shmq_queue_opts){ 0, 0, 0 }, &q), 0);
 	assert_int_equal(shmq_queue_stats(q, &st), 0);
 	assert_int_equal(st.capacity, 1024);
 	shmq_queue_close(q);
-	assert_int_equal(shmq_queue_create(f->r, "q.exact", &(struct shmq_queue_opts){ 1000, 7 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.exact", &(struct shmq_queue_opts){ 1000, 7, 0 }, &q), 0);
 	assert_int_equal(shmq_queue_stats(q, &st), 0);
 	assert_int_equal(st.capacity, 1000);
 	assert_int_equal(st.max_msg, 7);
@@ -74,13 +74,13 @@ static void test_create_open_errors(void **state)
 	shmq_queue_close(q);
 
 	/* huge geometry, bad names, missing objects, wrong types, NULL */
-	assert_int_equal(shmq_queue_create(f->r, "q.big", &(struct shmq_queue_opts){ UINT32_MAX, 8 }, &q), -EINVAL);
-	assert_int_equal(shmq_queue_create(f->r, "q.big", &(struct shmq_queue_opts){ 8, UINT32_MAX }, &q), -EINVAL);
+	assert_int_equal(shmq_queue_create(f->r, "q.big", &(struct shmq_queue_opts){ UINT32_MAX, 8, 0 }, &q), -EINVAL);
+	assert_int_equal(shmq_queue_create(f->r, "q.big", &(struct shmq_queue_opts){ 8, UINT32_MAX, 0 }, &q), -EINVAL);
 	/* a full region: about 8.5 MB each in a 16 MiB region */
-	assert_int_equal(shmq_queue_create(f->r, "q.large", &(struct shmq_queue_opts){ 2048, 4096 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.large", &(struct shmq_queue_opts){ 2048, 4096, 0 }, &q), 0);
 	shmq_queue_close(q);
 	assert_int_equal(shmq_queue_create(f->r, "q.toolarge",
-					   &(struct shmq_queue_opts){ 2048, 4096 }, &q), -ENOSPC);
+					   &(struct shmq_queue_opts){ 2048, 4096, 0 }, &q), -ENOSPC);
 	assert_int_equal(shmq_queue_create(f->r, "bad/name", NULL, &q), -EINVAL);
 	assert_int_equal(shmq_queue_create(f->r, "", NULL, &q), -EINVAL);
 	assert_int_equal(shmq_queue_create(NULL, "x", NULL, &q), -EINVAL);
@@ -101,7 +101,7 @@ static void test_put_get_errors(void **state)
 	shmq_queue *q;
 	char buf[64];
 
-	assert_int_equal(shmq_queue_create(f->r, "q.basic", &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.basic", &(struct shmq_queue_opts){ 4, 16, 0 }, &q), 0);
 	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
 	assert_int_equal(shmq_queue_put(q, NULL, 1, SHMQ_NOWAIT), -EINVAL);
 	assert_int_equal(shmq_queue_get(q, NULL, 1, SHMQ_NOWAIT), -EINVAL);
@@ -209,7 +209,7 @@ static void exact_drain(struct exact *e)
 
 static void exact_capacity(struct tu_region *f, uint32_t cap)
 {
-	struct shmq_queue_opts o = { cap, 16 };
+	struct shmq_queue_opts o = { cap, 16, 0 };
 	struct shmq_queue_stats st;
 	struct exact e = { .cap = cap, .rng = cap };
 	struct iovec *iov;
@@ -280,7 +280,7 @@ static void test_timeouts(void **state)
 	shmq_queue *q;
 	char buf[8];
 
-	assert_int_equal(shmq_queue_create(f->r, "q.timeout", &(struct shmq_queue_opts){ 1, 8 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.timeout", &(struct shmq_queue_opts){ 1, 8, 0 }, &q), 0);
 	for (int64_t ms = 1; ms <= 50; ms *= 7) {
 		int64_t t0 = shmq_now_ns(), el;
 
@@ -321,8 +321,8 @@ static void test_blocking_wakeups(void **state)
 	char buf[8];
 	pid_t pid;
 
-	assert_int_equal(shmq_queue_create(f->r, "q.there", &(struct shmq_queue_opts){ 1, 8 }, &there), 0);
-	assert_int_equal(shmq_queue_create(f->r, "q.back", &(struct shmq_queue_opts){ 1, 8 }, &back), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.there", &(struct shmq_queue_opts){ 1, 8, 0 }, &there), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.back", &(struct shmq_queue_opts){ 1, 8, 0 }, &back), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -377,7 +377,7 @@ static void test_wakes_bursty(void **state)
 	char buf[64] = { 0 };
 	pid_t pid;
 
-	assert_int_equal(shmq_queue_create(f->r, "q.burst", &(struct shmq_queue_opts){ 1024, 64 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.burst", &(struct shmq_queue_opts){ 1024, 64, 0 }, &q), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -442,7 +442,7 @@ static void test_wakes_slow_consumer(void **state)
 	char buf[64] = { 0 };
 	pid_t pid;
 
-	assert_int_equal(shmq_queue_create(f->r, "q.slow", &(struct shmq_queue_opts){ SLOW_CAP, 64 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.slow", &(struct shmq_queue_opts){ SLOW_CAP, 64, 0 }, &q), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -476,8 +476,8 @@ static void test_shutdown(void **state)
 	char buf[8];
 	pid_t getter, putter;
 
-	assert_int_equal(shmq_queue_create(f->r, "q.shut", &(struct shmq_queue_opts){ 4, 8 }, &q), 0);
-	assert_int_equal(shmq_queue_create(f->r, "q.shutfull", &(struct shmq_queue_opts){ 1, 8 }, &full), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.shut", &(struct shmq_queue_opts){ 4, 8, 0 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.shutfull", &(struct shmq_queue_opts){ 1, 8, 0 }, &full), 0);
 	assert_int_equal(shmq_queue_put(full, "z", 1, SHMQ_NOWAIT), 0);
 	getter = fork();
 	assert_true(getter >= 0);
@@ -542,7 +542,7 @@ static struct shmq__mpmc_shared *behind_dead_put(struct tu_region *f, const char
 	uint64_t size;
 	void *mem;
 
-	assert_int_equal(shmq_queue_create(f->r, name, &(struct shmq_queue_opts){ 4, 8 }, q), 0);
+	assert_int_equal(shmq_queue_create(f->r, name, &(struct shmq_queue_opts){ 4, 8, 0 }, q), 0);
 	assert_int_equal(shmq__obj_find(f->r, name, SHMQ__OBJ_QUEUE, &mem, &size), 0);
 	kill_inside_put(f, name); /* slot 0 */
 	assert_int_equal(shmq_queue_put(*q, "behind", 6, SHMQ_NOWAIT), 0); /* slot 1 */
@@ -629,7 +629,7 @@ static void test_bulk(void **state)
 	char bufs[6][8], small[2];
 	const char *words[6] = { "a", "bb", "ccc", "dddd", "eeeee", "ffffff" };
 
-	assert_int_equal(shmq_queue_create(f->r, "q.bulk", &(struct shmq_queue_opts){ 4, 8 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.bulk", &(struct shmq_queue_opts){ 4, 8, 0 }, &q), 0);
 	for (int i = 0; i < 6; i++) {
 		in[i] = (struct iovec){ (void *)words[i], strlen(words[i]) };
 		out[i] = (struct iovec){ bufs[i], sizeof(bufs[i]) };
@@ -668,7 +668,7 @@ static void test_bulk(void **state)
 static void test_placement(void **state)
 {
 	struct tu_region *f = *state;
-	struct shmq_queue_opts o = { 8, 32 };
+	struct shmq_queue_opts o = { 8, 32, 0 };
 	size_t size = shmq_queue_footprint(&o);
 	shmq_queue *a, *b;
 	void *mem;
@@ -676,7 +676,7 @@ static void test_placement(void **state)
 	pid_t pid;
 
 	assert_true(size > 0);
-	assert_int_equal(shmq_queue_footprint(&(struct shmq_queue_opts){ 8, UINT32_MAX }), 0);
+	assert_int_equal(shmq_queue_footprint(&(struct shmq_queue_opts){ 8, UINT32_MAX, 0 }), 0);
 	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(mem != MAP_FAILED);
 	assert_int_equal(shmq_queue_init(mem, size - 1, &o, 0), -EINVAL);
@@ -814,7 +814,7 @@ static void processes(struct tu_region *f, const char *queue, uint32_t cap, int 
 
 	assert_true(b != MAP_FAILED);
 	assert_true(np <= NP && nc <= NC && per <= PER_PRODUCER);
-	assert_int_equal(shmq_queue_create(f->r, queue, &(struct shmq_queue_opts){ cap, 128 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, queue, &(struct shmq_queue_opts){ cap, 128, 0 }, &q), 0);
 	assert_int_equal(shmq_queue_stats(q, &st), 0);
 	assert_int_equal(st.capacity, cap);
 	for (int i = 0; i < nc; i++) {
@@ -1050,7 +1050,7 @@ static void test_crash_rounds(void **state)
 
 	assert_true(b != MAP_FAILED);
 	srand((unsigned)getpid());
-	assert_int_equal(shmq_queue_create(f->r, "q.crash", &(struct shmq_queue_opts){ 8, 64 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.crash", &(struct shmq_queue_opts){ 8, 64, 0 }, &q), 0);
 	for (int i = 0; i < CR_PROD; i++)
 		prod[i] = spawn_producer(f->name, b);
 	for (int i = 0; i < CR_CONS; i++)
@@ -1107,7 +1107,7 @@ static void test_dead_claim_unblocks(void **state)
 	pid_t pid;
 	int64_t t0;
 
-	assert_int_equal(shmq_queue_create(f->r, "q.deadclaim", &(struct shmq_queue_opts){ 4, 8 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.deadclaim", &(struct shmq_queue_opts){ 4, 8, 0 }, &q), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
@@ -1169,7 +1169,7 @@ static void test_unlisted_claimer(void **state)
 	void *mem;
 	char buf[8];
 
-	assert_int_equal(shmq_queue_create(f->r, "q.unlisted", &(struct shmq_queue_opts){ 4, 8 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.unlisted", &(struct shmq_queue_opts){ 4, 8, 0 }, &q), 0);
 	assert_int_equal(shmq__obj_find(f->r, "q.unlisted", SHMQ__OBJ_QUEUE, &mem, &size), 0);
 	sh = mem;
 	s0 = (struct shmq__mpmc_slot *)((char *)mem + sizeof(*sh));
@@ -1205,7 +1205,7 @@ static void test_corrupted(void **state)
 	void *mem;
 	char buf[16];
 
-	assert_int_equal(shmq_queue_create(f->r, "q.corrupt", &(struct shmq_queue_opts){ 4, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.corrupt", &(struct shmq_queue_opts){ 4, 16, 0 }, &q), 0);
 	assert_int_equal(shmq__obj_find(f->r, "q.corrupt", SHMQ__OBJ_QUEUE, &mem, &size), 0);
 	sh = mem;
 	s0 = (struct shmq__mpmc_slot *)((char *)mem + sizeof(*sh));
@@ -1254,7 +1254,7 @@ static void test_corrupted(void **state)
 	shmq_queue_close(q);
 
 	/* a capacity that is not a power of two */
-	assert_int_equal(shmq_queue_create(f->r, "q.corrupt5", &(struct shmq_queue_opts){ 5, 16 }, &q), 0);
+	assert_int_equal(shmq_queue_create(f->r, "q.corrupt5", &(struct shmq_queue_opts){ 5, 16, 0 }, &q), 0);
 	assert_int_equal(shmq__obj_find(f->r, "q.corrupt5", SHMQ__OBJ_QUEUE, &mem, &size), 0);
 	sh = mem;
 	assert_int_equal(sh->version, SHMQ__MPMC_VERSION);

@@ -101,7 +101,7 @@ static shmq_queue *mkq(void **state, const char *name, uint32_t cap)
 	shmq_queue *q;
 
 	assert_int_equal(shmq_queue_create(R(state), name,
-					   &(struct shmq_queue_opts){ cap, 16 }, &q), 0);
+					   &(struct shmq_queue_opts){ cap, 16, 0 }, &q), 0);
 	return q;
 }
 
