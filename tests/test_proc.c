@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -251,6 +252,36 @@ static void test_join_timeout(void **state)
 	assert_int_equal(shmq_proc_exitcode(p), -SIGKILL);
 	shmq_proc_close(p);
 	assert_true(tu_no_children());
+}
+
+/* A join stopped (SIGSTOP) in its wait and continued after its timeout
+ * returns then: the deadline is on CLOCK_MONOTONIC, which runs on while the
+ * caller is stopped; it does not wait again what was left when it stopped. */
+static void test_join_timeout_across_stop(void **state)
+{
+	const int64_t t = 400 * 1000000LL;
+	int64_t *cont_at, cont, t0, end;
+	shmq_proc *p;
+	pid_t stopper;
+
+	(void)state;
+	cont_at = mmap(NULL, sizeof(*cont_at), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		       -1, 0);
+	assert_true(cont_at != MAP_FAILED);
+	assert_int_equal(shmq_proc_spawn(NULL, "sleeper", NULL, 0, NULL, &p), 0);
+	t0 = shmq_now_ns();
+	stopper = tu_stop_while_asleep(2 * t, cont_at);
+	assert_int_equal(shmq_proc_join(p, t), -ETIMEDOUT);
+	end = shmq_now_ns();
+	cont = *cont_at;
+	munmap(cont_at, sizeof(*cont_at));
+	assert_int_equal(shmq_proc_kill(p, SIGKILL), 0);
+	assert_int_equal(shmq_proc_join(p, SHMQ_FOREVER), 0);
+	shmq_proc_close(p);
+	assert_int_equal(tu_wait_child(stopper), 0);
+	assert_true(tu_no_children());
+	assert_true(end - t0 >= t);
+	assert_true(end - cont < t / 2); /* not t more (less the time before the stop) */
 }
 
 static void test_unknown_entry(void **state)
@@ -1277,6 +1308,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_exit_codes),
 		cmocka_unit_test(test_signal_statuses),
 		cmocka_unit_test(test_join_timeout),
+		cmocka_unit_test(test_join_timeout_across_stop),
 		cmocka_unit_test(test_unknown_entry),
 		cmocka_unit_test(test_duplicate_entry),
 		cmocka_unit_test(test_registry_rules),

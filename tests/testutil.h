@@ -157,16 +157,16 @@ static inline int tu_fd_count(void)
 }
 
 /* True when this process has no child left, zombie or alive. */
-/* The process's main thread is asleep in a system call (state S in its
+/* Process pid's main thread is asleep in a system call (state S in its
  * /proc stat): a test thread waits for it to block in the call it tests.
  * true when the file cannot be read, so a waiter never spins for ever. */
-static inline bool tu_main_sleeps(void)
+static inline bool tu_pid_sleeps(pid_t pid)
 {
 	char path[64], buf[256], *c;
 	FILE *f;
 	size_t n;
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)getpid());
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)pid);
 	f = fopen(path, "r");
 	if (!f)
 		return true;
@@ -175,6 +175,39 @@ static inline bool tu_main_sleeps(void)
 	buf[n] = 0;
 	c = strrchr(buf, ')');
 	return c && c[1] == ' ' && c[2] == 'S';
+}
+
+/* The same for this process's main thread. */
+static inline bool tu_main_sleeps(void)
+{
+	return tu_pid_sleeps(getpid());
+}
+
+/*
+ * Fork a child that stops this process (SIGSTOP) as soon as its main thread
+ * sleeps in a system call, and continues it (SIGCONT) stop_ns later.
+ * *cont_at, which must be in memory shared with the child (MAP_SHARED),
+ * receives the time just before the SIGCONT.  Reap it with tu_wait_child
+ * (0: it stopped and continued us).
+ */
+static inline pid_t tu_stop_while_asleep(int64_t stop_ns, int64_t *cont_at)
+{
+	pid_t me = getpid(), pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int64_t give_up = shmq_now_ns() + 10 * SHMQ__NS_PER_SEC;
+
+		while (!tu_pid_sleeps(me))
+			if (shmq_now_ns() > give_up)
+				_exit(90);
+		if (kill(me, SIGSTOP))
+			_exit(91);
+		tu_sleep_ns(stop_ns);
+		*cont_at = shmq_now_ns();
+		_exit(kill(me, SIGCONT) ? 92 : 0);
+	}
+	return pid;
 }
 
 static inline bool tu_no_children(void)

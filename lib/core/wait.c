@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +43,24 @@ int64_t shmq__remaining(int64_t deadline)
 		return INT64_MAX;
 	now = shmq_now_ns();
 	return deadline > now ? deadline - now : 0;
+}
+
+int shmq__deadline_fd(int64_t deadline)
+{
+	/* an it_value of 0 would disarm the timer: a deadline at 0 is past */
+	struct itimerspec its = { .it_value = shmq__ns_to_timespec(deadline > 0 ? deadline : 1) };
+	int fd, rc;
+
+	if (deadline == SHMQ__NO_DEADLINE)
+		return -EINVAL;
+	fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+		return fd;
+	rc = -errno;
+	close(fd);
+	return rc;
 }
 
 static uint32_t spin_budget_parse(void)

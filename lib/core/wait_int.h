@@ -155,6 +155,15 @@ int64_t shmq__deadline(int64_t timeout_ns);
 /* Nanoseconds left until deadline (0 if past, INT64_MAX for no deadline). */
 int64_t shmq__remaining(int64_t deadline);
 
+/* A timerfd (non-blocking, close-on-exec) that turns readable at deadline,
+ * for a poll(2) set whose wait must end there: the kernel restarts a ppoll
+ * that a stop signal interrupted (SIGSTOP, then SIGCONT) with the time that
+ * was left when the caller stopped, so its own timeout ends late by the
+ * stop's length, while the timer's expiry stays where it was.  The
+ * descriptor, or a negative errno (deadline SHMQ__NO_DEADLINE: -EINVAL);
+ * the caller closes it. */
+int shmq__deadline_fd(int64_t deadline);
+
 /* The spin budget for this process (SHMQ_SPIN, read once; SHMQ__SPIN_DEFAULT otherwise). */
 uint32_t shmq__spin_budget(void);
 

@@ -544,21 +544,35 @@ static int proc_reap(shmq_proc *p, int flags)
 
 int shmq__pidfd_wait(int pidfd, int64_t deadline)
 {
-	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+	/* pfd[1]: a timer at the deadline, which a stop of the caller does not
+	 * move (shmq__deadline_fd); without one (none could be made), the
+	 * ppoll's timeout alone bounds the wait.  ppoll ignores fd -1. */
+	struct pollfd pfd[2] = { { .fd = pidfd, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
+	int rc = deadline == SHMQ__NO_DEADLINE ? -1 : shmq__deadline_fd(deadline);
 
+	pfd[1].fd = rc < 0 ? -1 : rc;
 	for (;;) {
 		int64_t left = shmq__remaining(deadline);
 		struct timespec ts = shmq__ns_to_timespec(left);
 		int n;
 
-		if (left == 0)
-			return -ETIMEDOUT;
-		n = ppoll(&pfd, 1, left == INT64_MAX ? NULL : &ts, NULL);
-		if (n > 0)
-			return 0;
-		if (n < 0 && errno != EINTR)
-			return -errno;
+		if (left == 0) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		n = ppoll(pfd, 2, left == INT64_MAX ? NULL : &ts, NULL);
+		if (n > 0 && pfd[0].revents) {
+			rc = 0;
+			break;
+		}
+		if (n < 0 && errno != EINTR) {
+			rc = -errno;
+			break;
+		}
 	}
+	if (pfd[1].fd >= 0)
+		close(pfd[1].fd);
+	return rc;
 }
 
 SHMQ_API int shmq_proc_join(shmq_proc *p, int64_t timeout_ns)
