@@ -9,6 +9,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/mman.h>
 
 #include "testutil.h"
 
@@ -242,6 +243,35 @@ static void test_timeout_after_child_exit(void **state)
 	shmq_run_result_free(&res);
 }
 
+/* A run whose caller is stopped (SIGSTOP) in its wait and continued after
+ * the timeout ends then: the deadline is on CLOCK_MONOTONIC, which runs on
+ * while the caller is stopped; it does not wait again what was left when
+ * the caller stopped. */
+static void test_timeout_across_stop(void **state)
+{
+	char *argv[] = { "sleep", "100", NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT, .timeout_ns = 400 * 1000000LL };
+	struct shmq_run_result res;
+	int64_t *cont_at, cont, t0, end;
+	pid_t stopper;
+
+	(void)state;
+	cont_at = mmap(NULL, sizeof(*cont_at), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		       -1, 0);
+	assert_true(cont_at != MAP_FAILED);
+	t0 = shmq_now_ns();
+	stopper = tu_stop_while_asleep(2 * o.timeout_ns, cont_at);
+	assert_int_equal(shmq_run(argv, &o, &res), -ETIMEDOUT);
+	end = shmq_now_ns();
+	assert_int_equal(tu_wait_child(stopper), 0);
+	cont = *cont_at;
+	munmap(cont_at, sizeof(*cont_at));
+	assert_int_equal(res.status, -SIGKILL);
+	shmq_run_result_free(&res);
+	assert_true(end - t0 >= o.timeout_ns);
+	assert_true(end - cont < o.timeout_ns / 2); /* not the time left at the stop more */
+}
+
 static void test_missing_program(void **state)
 {
 	char *a[] = { "/nonexistent/shmq-none", NULL };
@@ -336,6 +366,8 @@ static void test_reaped_behind_back(void **state)
 		cmocka_unit_test_setup_teardown(test_timeout_kills_group, setup,      \
 						teardown),                            \
 		cmocka_unit_test_setup_teardown(test_timeout_after_child_exit, setup, \
+						teardown),                            \
+		cmocka_unit_test_setup_teardown(test_timeout_across_stop, setup,      \
 						teardown),                            \
 		cmocka_unit_test_setup_teardown(test_missing_program, setup,          \
 						teardown),                            \

@@ -57,7 +57,7 @@
 #define RUN_BIG     ((size_t)1 << 20)  /* larger buffers are page mappings (mremap) */
 #define RUN_AHEAD   ((size_t)4 << 20)  /* prefault this far ahead of the data */
 
-enum { TAG_OUT = 0, TAG_ERR = 1, TAG_IN = 2, TAG_EXIT = 3, TAG_CANCEL = 4 };
+enum { TAG_OUT = 0, TAG_ERR = 1, TAG_IN = 2, TAG_EXIT = 3, TAG_CANCEL = 4, TAG_TIMER = 5 };
 
 struct run_buf {
 	int fd;        /* parent's read end, -1 when closed or not captured */
@@ -84,6 +84,7 @@ struct run {
 	bool cancelled;         /* io_uring: cancels submitted */
 	int err;                /* first internal error */
 	int64_t deadline;
+	int timer_fd;           /* poll(2): a timer at the deadline; -1 none yet, -2 refused */
 	siginfo_t si;           /* IORING_OP_WAITID writes here */
 	bool uring, use_waitid;
 	bool lost;              /* reaped behind our back: no status (run_on_lost) */
@@ -512,9 +513,9 @@ static void poll_exit(struct run *R)
 
 static int poll_step(struct run *R)
 {
-	struct pollfd pf[4];
+	struct pollfd pf[5];
 	struct timespec ts, *tsp = NULL;
-	int tag[4], n = 0, rc;
+	int tag[5], n = 0, rc;
 
 	for (int i = 0; i < 2; i++)
 		if (R->s[i].fd >= 0 && !R->stopping) {
@@ -536,6 +537,17 @@ static int poll_step(struct run *R)
 			return -ETIMEDOUT;
 		ts = shmq__ns_to_timespec(left);
 		tsp = &ts;
+		/* the ppoll's timeout ends late by the length of a stop of
+		 * the caller, the timer does not (shmq__deadline_fd); made
+		 * once, and without one the timeout alone bounds the wait */
+		if (R->timer_fd == -1) {
+			rc = shmq__deadline_fd(R->deadline);
+			R->timer_fd = rc < 0 ? -2 : rc;
+		}
+		if (R->timer_fd >= 0) {
+			pf[n] = (struct pollfd){ .fd = R->timer_fd, .events = POLLIN };
+			tag[n++] = TAG_TIMER;
+		}
 	}
 	rc = ppoll(pf, (nfds_t)n, tsp, NULL);
 	if (rc < 0)
@@ -549,7 +561,7 @@ static int poll_step(struct run *R)
 			poll_send(R);
 		else if (tag[k] == TAG_EXIT)
 			poll_exit(R);
-		else
+		else if (tag[k] != TAG_TIMER) /* the timer: the next step times out */
 			poll_read(R, tag[k]);
 	}
 	return 0;
@@ -705,6 +717,7 @@ static void run_release(struct run *R)
 	}
 	fd_close(&R->in_fd);
 	fd_close(&R->pidfd);
+	fd_close(&R->timer_fd);
 }
 
 /* Nothing to move and no deadline: the exit is the only event; one blocking
@@ -760,7 +773,7 @@ static int run_loop(struct run *R)
 static void run_init(struct run *R, const struct shmq_run_opts *o)
 {
 	memset(R, 0, sizeof(*R));
-	R->s[0].fd = R->s[1].fd = R->in_fd = R->pidfd = -1;
+	R->s[0].fd = R->s[1].fd = R->in_fd = R->pidfd = R->timer_fd = -1;
 	R->deadline = SHMQ__NO_DEADLINE;
 	if (o->timeout_ns > 0)
 		R->deadline = shmq__deadline(o->timeout_ns);
