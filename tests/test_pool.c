@@ -207,6 +207,56 @@ static int sub_parent(const void *in, void *out)
 }
 SHMQ_TASK(sub_parent);
 
+/* What spawn, sync and self said where no task runs: in another thread of
+ * the worker's process, and in a child the task made with fork(). */
+struct off_task {
+	int spawn, sync, self;
+};
+
+static void off_task_try(struct off_task *o)
+{
+	struct shmq_pool_group g = SHMQ_POOL_GROUP_INIT;
+	int v = 10, res = 0;
+
+	o->spawn = shmq_pool_spawn(&g, "fib", &v, sizeof(v), &res, sizeof(res));
+	o->sync = shmq_pool_sync(&g);
+	o->self = shmq_pool_self();
+}
+
+static void *off_task_thread(void *arg)
+{
+	off_task_try(arg);
+	return NULL;
+}
+
+/* out: two struct off_task, the thread's then the child's */
+static int off_task_spawner(const void *in, void *out)
+{
+	struct off_task *o = out;
+	pthread_t t;
+	int fds[2];
+	pid_t pid;
+
+	(void)in;
+	if (pthread_create(&t, NULL, off_task_thread, &o[0]) || pthread_join(t, NULL))
+		return -EAGAIN;
+	if (pipe(fds))
+		return -errno;
+	pid = fork();
+	if (pid == 0) {
+		off_task_try(&o[1]);
+		_exit(write(fds[1], &o[1], sizeof(o[1])) == (ssize_t)sizeof(o[1]) ? 0 : 1);
+	}
+	close(fds[1]);
+	if (pid < 0 || read(fds[0], &o[1], sizeof(o[1])) != (ssize_t)sizeof(o[1]))
+		o[1].spawn = INT_MIN;
+	close(fds[0]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	return 0;
+}
+SHMQ_TASK(off_task_spawner);
+
 /* Slow elements: ~0.2 ms each, for kills and terminate mid-map. */
 static int slow(const void *in, void *out)
 {
@@ -797,6 +847,38 @@ static void test_fib_subtasks(void **state)
 	assert_int_equal(shmq_pool_spawn(&g, "fib", &n, sizeof(n), &res, sizeof(res)), -EPERM);
 	assert_int_equal(shmq_pool_sync(&g), -EPERM);
 	assert_int_equal(shmq_pool_self(), -EPERM);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
+/* Spawn and sync belong to the thread that runs the task: from another
+ * thread of the worker's process they would push on the worker's deque and
+ * move its frame stack at the same time as the task (found: lost and wrong
+ * results, a map failing with -EOWNERDEAD), and from a child the task made
+ * with fork() they would drive the parent's deque from a second process.
+ * Both are refused with -EPERM; self still names the worker in the other
+ * thread, and no worker in the child. */
+static void test_spawn_off_task_refused(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 1, 0);
+	struct off_task o[2];
+	int in = 0;
+
+	(void)state;
+	memset(o, 0x55, sizeof(o));
+	assert_int_equal(shmq_pool_map(p, "off_task_spawner", &in, sizeof(in), o, sizeof(o), 1,
+				       SHMQ_FOREVER), 0);
+	assert_int_equal(o[0].spawn, -EPERM);
+	assert_int_equal(o[0].sync, -EPERM);
+	assert_int_equal(o[0].self, 0);
+	assert_int_equal(o[1].spawn, -EPERM);
+	assert_int_equal(o[1].sync, -EPERM);
+	assert_int_equal(o[1].self, -EPERM);
+	/* the worker's own spawns still work after them */
+	in = 20;
+	assert_int_equal(shmq_pool_map(p, "fib", &in, sizeof(in), o, sizeof(int), 1, SHMQ_FOREVER), 0);
+	assert_int_equal(o[0].spawn, fib_serial(20));
 	pool_done(p, NULL, 0);
 	shmq_region_close(r);
 }
@@ -2302,6 +2384,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_async_outlives_pool),
 		cmocka_unit_test(test_uneven_balanced_by_stealing),
 		cmocka_unit_test(test_fib_subtasks),
+		cmocka_unit_test(test_spawn_off_task_refused),
 		cmocka_unit_test(test_task_errors),
 		cmocka_unit_test(test_twin_task_names),
 		cmocka_unit_test(test_worker_killed_mid_map),

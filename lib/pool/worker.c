@@ -20,6 +20,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
 #include "ring/deque_int.h"
@@ -35,11 +36,27 @@
 #define FRAME_CHECK_NS   (20 * 1000 * 1000)   /* a sync checks its thief this often */
 #define HELP_DEPTH_MAX   64u                  /* nested task runs while syncing */
 
-/* The worker this process is, while it runs the pool's loop (pool workers
- * are single-threaded processes).  The one piece of process-wide state
- * besides the registries: tasks have no context argument, so spawn and sync
- * find their worker here. */
+/* The worker this process is, while it runs the pool's loop on its main
+ * thread.  The one piece of process-wide state besides the registries:
+ * tasks have no context argument, so spawn and sync find their worker here
+ * (worker_here). */
 static struct worker *pool_current;
+
+/* The worker whose task the calling thread runs, or NULL.  Another thread
+ * of the worker's process (a task may start threads) gets NULL: the deque
+ * and the frame stack have one owner, the thread that runs the tasks.  So
+ * does a child that a task made with fork(): it inherited pool_current, but
+ * the deque and the frames are its parent's. */
+static struct worker *worker_here(bool any_thread)
+{
+	/* relaxed: written by the worker's thread before its first task (so
+	 * before any thread a task starts) and after its last */
+	struct worker *w = shmq__load_relaxed(&pool_current);
+
+	if (!w || shmq__foreign(w->pid))
+		return NULL;
+	return any_thread || pthread_equal(w->thread, pthread_self()) ? w : NULL;
+}
 
 static uint64_t rng_next(struct worker *w)
 {
@@ -651,7 +668,7 @@ static int spawn_now(struct worker *w, struct shmq_pool_group *g, shmq_task_fn f
 SHMQ_API int shmq_pool_spawn(struct shmq_pool_group *g, const char *task, const void *in,
 			     size_t in_size, void *out, size_t out_size)
 {
-	struct worker *w = pool_current;
+	struct worker *w = worker_here(false);
 	struct pool_frame *f;
 	shmq_task_fn fn;
 	unsigned k;
@@ -705,7 +722,7 @@ SHMQ_API int shmq_pool_spawn(struct shmq_pool_group *g, const char *task, const 
 
 SHMQ_API int shmq_pool_sync(struct shmq_pool_group *g)
 {
-	struct worker *w = pool_current;
+	struct worker *w = worker_here(false);
 	int err, e;
 
 	if (!w || w->depth == 0)
@@ -730,7 +747,9 @@ SHMQ_API int shmq_pool_sync(struct shmq_pool_group *g)
 
 SHMQ_API int shmq_pool_self(void)
 {
-	return pool_current ? (int)pool_current->self : -EPERM;
+	struct worker *w = worker_here(true);
+
+	return w ? (int)w->self : -EPERM;
 }
 
 /* ---- the worker's entry ---- */
@@ -855,9 +874,13 @@ static int pool_worker_main(shmq_region *r, const void *arg, size_t len)
 		return POOL_EXIT_INIT;
 	}
 	if (rc == 0) {
-		pool_current = &w;
+		w.pid = shmq__self_pid();
+		w.thread = pthread_self();
+		/* relaxed: see worker_here */
+		shmq__store_relaxed(&pool_current, &w);
 		worker_loop(&w);
-		pool_current = NULL;
+		/* relaxed: see worker_here */
+		shmq__store_relaxed(&pool_current, (struct worker *)NULL);
 	}
 	worker_leave(&w);
 	worker_fini(&w);

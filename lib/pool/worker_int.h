@@ -8,6 +8,7 @@
 #ifndef SHMQ_POOL_WORKER_INT_H
 #define SHMQ_POOL_WORKER_INT_H
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -65,6 +66,9 @@ struct worker {
 	bool in_window;     /* steal_seq is odd */
 	int64_t spin_ns;    /* the next idle spin's length, adapted (worker_idle) */
 	uint32_t cpu;       /* our copy of slot->cpu (Protocol PLACE) */
+	/* who runs the tasks: spawn and sync only from them (worker_here) */
+	pid_t pid;
+	pthread_t thread;
 };
 
 /* Sync frames above base (worker.c): 0 or the earliest spawn's error. */

@@ -281,11 +281,14 @@ SHMQ_API int shmq_pool_worker_stats(shmq_pool *p, unsigned i, struct shmq_pool_w
  * returns with an unsynced group is synced by the pool (its error then
  * becomes the task's, if the task returned 0).  A subtask whose thief dies is
  * run again by the spawning worker.
- * Only on a pool worker, inside a task (-EPERM elsewhere); one group per
- * nesting level; -ENOENT unknown task, -EMSGSIZE, -EINVAL (misnested group).
+ * Only on a pool worker, in the thread that runs the task (-EPERM elsewhere,
+ * also in another thread the task started or in a child it made with fork():
+ * the worker's deque has one owner); one group per nesting level; -ENOENT
+ * unknown task, -EMSGSIZE, -EINVAL (misnested group).
  *
- * shmq_pool_self: the index of the worker slot running the caller, or -EPERM
- * outside a pool worker.
+ * shmq_pool_self: the index of the worker slot running the caller (any thread
+ * of the worker's process), or -EPERM outside a pool worker (a child a task
+ * made with fork() is none).
  */
 #define SHMQ_POOL_SPAWN_MAX 96u
 struct shmq_pool_group {
