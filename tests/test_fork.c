@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sched.h>
@@ -542,6 +543,65 @@ static void test_pool_async_calls(void **state)
 	gated_jobs_finish(gates, out, in_child(async_calls_child, NULL));
 }
 
+/* A thread inside the library's registry of entries or tasks (a register,
+ * or the lookup of a spawn or a pool call) while another thread forks: the
+ * child's copy of the registry must not stay locked by a thread it does not
+ * have.  Before the fix about one fork in twelve here left the child waiting
+ * for ever in its first register (as it would in a spawn or a pool call). */
+static int registry_entry_fn(shmq_region *r, const void *arg, size_t len)
+{
+	(void)r;
+	(void)arg;
+	(void)len;
+	return 0;
+}
+
+static int registry_task_fn(const void *in, void *out)
+{
+	(void)in;
+	(void)out;
+	return 0;
+}
+
+static struct shmq_entry registry_entry = { "fork_registry_entry", registry_entry_fn, NULL };
+static struct shmq_task registry_task = { "fork_registry_task", registry_task_fn, NULL };
+
+static void *registry_spinner(void *arg)
+{
+	/* acquire: pairs with the test's release store of stop */
+	while (!__atomic_load_n((int *)arg, __ATOMIC_ACQUIRE)) {
+		shmq_entry_register(&registry_entry); /* in already: only the lock */
+		shmq_task_register(&registry_task);
+	}
+	return NULL;
+}
+
+static int registry_child(void *arg)
+{
+	(void)arg;
+	alarm(10); /* a child that hangs ends as 128 + SIGALRM */
+	shmq_entry_register(&registry_entry);
+	shmq_task_register(&registry_task);
+	return 0;
+}
+
+static void test_registry_across_fork(void **state)
+{
+	pthread_t t;
+	int stop = 0, rc = 0;
+
+	(void)state;
+	shmq_entry_register(&registry_entry);
+	shmq_task_register(&registry_task);
+	assert_int_equal(pthread_create(&t, NULL, registry_spinner, &stop), 0);
+	for (int i = 0; i < 200 && rc == 0; i++)
+		rc = in_child(registry_child, NULL);
+	/* release: pairs with registry_spinner's acquire load */
+	__atomic_store_n(&stop, 1, __ATOMIC_RELEASE);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(rc, 0);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -551,6 +611,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_proc, setup, teardown),
 		cmocka_unit_test(test_thread),
+		cmocka_unit_test(test_registry_across_fork),
 		cmocka_unit_test_setup_teardown(test_queue, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pipe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_barrier, setup, teardown),

@@ -38,6 +38,33 @@ static bool registry_has_locked(const struct shmq__registry *reg, const void *it
 	return false;
 }
 
+/* The registries fork() holds, chained through fork_next; grown only by
+ * constructors, which the loader runs one at a time. */
+static struct shmq__registry *fork_held;
+
+static void registry_fork_prepare(void)
+{
+	for (struct shmq__registry *reg = fork_held; reg; reg = reg->fork_next)
+		pthread_mutex_lock(&reg->mu);
+}
+
+/* In the parent and in the child alike: the forking thread locked them. */
+static void registry_fork_done(void)
+{
+	for (struct shmq__registry *reg = fork_held; reg; reg = reg->fork_next)
+		pthread_mutex_unlock(&reg->mu);
+}
+
+void shmq__registry_hold_across_fork(struct shmq__registry *reg)
+{
+	/* fails only with ENOMEM: a fork may then catch a registry locked, as
+	 * before these handlers */
+	if (!fork_held)
+		(void)pthread_atfork(registry_fork_prepare, registry_fork_done, registry_fork_done);
+	reg->fork_next = fork_held;
+	fork_held = reg;
+}
+
 int shmq__registry_add(struct shmq__registry *reg, void *item)
 {
 	const char *name = item ? reg->ops->name(item) : NULL;

@@ -16,7 +16,9 @@
  *
  * Any thread, constructors included.  Adding and looking up take the
  * registry's mutex; lookups are rare (a spawn, a pool's table rebuild), and
- * the version lets a cache notice growth without the lock.
+ * the version lets a cache notice growth without the lock.  fork() holds the
+ * mutex (shmq__registry_hold_across_fork), so a child of a process whose
+ * other threads use the registry gets it unlocked and whole.
  */
 #ifndef SHMQ__REGISTRY_H
 #define SHMQ__REGISTRY_H
@@ -36,9 +38,16 @@ struct shmq__registry {
 	void *head;        /* newest first; under mu */
 	uint32_t version;  /* bumped under mu by every add; read without it as a hint */
 	const struct shmq__registry_ops *ops;
+	struct shmq__registry *fork_next; /* the registries fork() holds */
 };
 
-#define SHMQ__REGISTRY_INIT(o) { PTHREAD_MUTEX_INITIALIZER, NULL, 0, (o) }
+#define SHMQ__REGISTRY_INIT(o) { PTHREAD_MUTEX_INITIALIZER, NULL, 0, (o), NULL }
+
+/* Hold reg's mutex across every fork() of the process (pthread_atfork): a
+ * child must never get a copy that a thread it does not have left locked
+ * (its first register, spawn or pool call would wait for ever) or a list
+ * caught in the middle of an add.  Once per registry, from a constructor. */
+void shmq__registry_hold_across_fork(struct shmq__registry *reg);
 
 /* Add item.  0 (also when item is in already), -EEXIST when another item has
  * its name (item is added all the same: the name is ambiguous from now on),

@@ -30,6 +30,11 @@ static void task_set_next(void *t, void *next)
 static const struct shmq__registry_ops task_ops = { task_name, task_next, task_set_next };
 static struct shmq__registry task_registry = SHMQ__REGISTRY_INIT(&task_ops);
 
+__attribute__((constructor)) static void task_registry_init(void)
+{
+	shmq__registry_hold_across_fork(&task_registry);
+}
+
 SHMQ_API void shmq_task_register(struct shmq_task *t)
 {
 	if (!t || !t->name || !t->fn || strlen(t->name) > SHMQ_OBJ_NAME_MAX)

@@ -90,6 +90,11 @@ static void entry_set_next(void *e, void *next)
 static const struct shmq__registry_ops entry_ops = { entry_name, entry_next, entry_set_next };
 static struct shmq__registry entries = SHMQ__REGISTRY_INIT(&entry_ops);
 
+__attribute__((constructor)) static void entries_init(void)
+{
+	shmq__registry_hold_across_fork(&entries);
+}
+
 SHMQ_API void shmq_entry_register(struct shmq_entry *e)
 {
 	if (!e || !e->name || !e->fn)
