@@ -257,6 +257,35 @@ static int off_task_spawner(const void *in, void *out)
 }
 SHMQ_TASK(off_task_spawner);
 
+/* out: the element's value doubled, and for element 1 how the child the
+ * task forked ended: a child that returns from the task instead of calling
+ * _exit() (it writes -777 first) must not go on as the worker. */
+struct fork_ret {
+	int64_t v;
+	int child_status;
+};
+
+static int fork_returner(const void *in, void *out)
+{
+	int64_t v = *(const int64_t *)in;
+	struct fork_ret *o = out;
+	pid_t pid;
+
+	o->child_status = -1;
+	if (v == 1) {
+		pid = fork();
+		if (pid == 0) {
+			o->v = -777;
+			return 0; /* the misuse: back into the worker's loop */
+		}
+		if (pid < 0 || waitpid(pid, &o->child_status, 0) != pid)
+			return -ECHILD;
+	}
+	o->v = v * 2;
+	return 0;
+}
+SHMQ_TASK(fork_returner);
+
 /* Slow elements: ~0.2 ms each, for kills and terminate mid-map. */
 static int slow(const void *in, void *out)
 {
@@ -879,6 +908,31 @@ static void test_spawn_off_task_refused(void **state)
 	in = 20;
 	assert_int_equal(shmq_pool_map(p, "fib", &in, sizeof(in), o, sizeof(int), 1, SHMQ_FOREVER), 0);
 	assert_int_equal(o[0].spawn, fib_serial(20));
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
+/* A child that a task made with fork() and that returned from the task
+ * (instead of _exit()) came back into the worker's loop as a second copy of
+ * the worker: it completed the parent's chunk with its own result (found:
+ * -777 delivered for element 1, the parent's 2 lost) and went on taking
+ * work until the pool closed.  It now ends at once, touching nothing of the
+ * pool's, and the parent's result is the element's. */
+static void test_forked_task_child_returns(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 1, 1);
+	int64_t in[4] = { 0, 1, 2, 3 };
+	struct fork_ret out[4];
+
+	(void)state;
+	memset(out, 0, sizeof(out));
+	assert_int_equal(shmq_pool_map(p, "fork_returner", in, sizeof(in[0]), out, sizeof(out[0]),
+				       4, SHMQ_FOREVER), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(out[i].v, in[i] * 2);
+	assert_true(WIFEXITED(out[1].child_status));
+	assert_int_equal(WEXITSTATUS(out[1].child_status), POOL_EXIT_FORKED);
 	pool_done(p, NULL, 0);
 	shmq_region_close(r);
 }
@@ -2385,6 +2439,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_uneven_balanced_by_stealing),
 		cmocka_unit_test(test_fib_subtasks),
 		cmocka_unit_test(test_spawn_off_task_refused),
+		cmocka_unit_test(test_forked_task_child_returns),
 		cmocka_unit_test(test_task_errors),
 		cmocka_unit_test(test_twin_task_names),
 		cmocka_unit_test(test_worker_killed_mid_map),

@@ -225,6 +225,9 @@ struct worker_arg {
 
 /* Exit statuses of a worker process, read by the creator (shmq__pool_supervise). */
 #define POOL_EXIT_INIT 5 /* the initializer failed: slot.init_status says how */
+/* not a worker's: a child that a task (or the initializer) made with fork()
+ * returned from it instead of calling _exit() (worker_forked_check) */
+#define POOL_EXIT_FORKED 6
 
 struct pool_job {
 	/* lines 0-2: written by the creator while the job is not ACTIVE */

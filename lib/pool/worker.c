@@ -767,10 +767,13 @@ static int worker_initializer(struct worker *w, const char *init)
 {
 	int idx = shmq__pool_task_lookup(&w->tt, init);
 	shmq_task_fn fn = idx >= 0 ? task_fn(&w->tt, idx) : NULL;
+	int rc;
 
 	if (!fn)
 		return idx < 0 ? idx : -ENOENT;
-	return fn(NULL, NULL);
+	rc = fn(NULL, NULL);
+	worker_forked_check(w);
+	return rc;
 }
 
 static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg *a)
@@ -866,6 +869,8 @@ static int pool_worker_main(shmq_region *r, const void *arg, size_t len)
 		return 2;
 	memcpy(&a, arg, sizeof(a));
 	memset(&w, 0, sizeof(w));
+	w.pid = shmq__self_pid();
+	w.thread = pthread_self();
 	a.init[sizeof(a.init) - 1] = '\0';
 	rc = worker_init(&w, r, &a);
 	if (rc == POOL_EXIT_INIT) {
@@ -874,8 +879,6 @@ static int pool_worker_main(shmq_region *r, const void *arg, size_t len)
 		return POOL_EXIT_INIT;
 	}
 	if (rc == 0) {
-		w.pid = shmq__self_pid();
-		w.thread = pthread_self();
 		/* relaxed: see worker_here */
 		shmq__store_relaxed(&pool_current, &w);
 		worker_loop(&w);

@@ -12,11 +12,13 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include <shmq.h>
 
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fork_int.h"
 #include "core/region_int.h"
 #include "ring/deque_int.h"
 #include "pool/job_int.h"
@@ -92,6 +94,17 @@ static inline void worker_count_task(struct worker *w)
 		worker_count_flush(w);
 }
 
+/* Called when a task or the initializer returns.  A child that it made
+ * with fork() and that returned instead of calling _exit() is no worker:
+ * the deque, the frames and the chunk are its parent's, which runs on.  It
+ * ends here, touching nothing of the pool's, as the worker's entry would
+ * end it (shmq_dispatch). */
+static inline void worker_forked_check(const struct worker *w)
+{
+	if (SHMQ__UNLIKELY(shmq__foreign(w->pid)))
+		_exit(POOL_EXIT_FORKED);
+}
+
 /* Run one task with an implicit sync of whatever it left unsynced. */
 static inline __attribute__((always_inline)) int task_exec(struct worker *w, shmq_task_fn fn, const void *in, void *out)
 {
@@ -100,6 +113,7 @@ static inline __attribute__((always_inline)) int task_exec(struct worker *w, shm
 
 	w->depth++;
 	st = fn(in, out);
+	worker_forked_check(w);
 	if (SHMQ__UNLIKELY(w->sp > base)) {
 		e = shmq__pool_frames_sync(w, base);
 		if (!st)

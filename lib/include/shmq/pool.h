@@ -60,6 +60,9 @@ extern "C" {
  * queued or running, and whether it is closed.
  */
 
+/* A task may fork(); its child must end with _exit() (or exec).  A child
+ * that returns from the task (or the initializer) is no worker: it exits at
+ * once with status 6, touching nothing of the pool's. */
 typedef int (*shmq_task_fn)(const void *in, void *out);
 
 /* One registered task; SHMQ_TASK fills it in at file scope.
