@@ -1204,6 +1204,89 @@ static void test_helper_waitv_refused(void **state)
 	in_child(waitv_refused_child);
 }
 
+/* Actions that fork() and whose child returns from the action instead of
+ * calling _exit(): the child's run() must end there with -EBADF, not go on
+ * with its copy of the loop, whose io_uring (or epoll set and timerfd) it
+ * shares with the parent.  Before, the child ran the parent's later events
+ * as well (fallback), or the parent's run failed with -EAGAIN (io_uring). */
+struct fork_act {
+	pid_t parent;
+	pid_t child[2];
+	int *ticks;         /* shared with the children: [0] the parent's, [1] theirs */
+	shmq_queue *q;
+};
+
+static void fork_act_child(struct fork_act *f, int i)
+{
+	pid_t pid = fork();
+
+	if (pid == 0)
+		alarm(10); /* a child that goes on in the loop must not outlive the test */
+	else
+		f->child[i] = pid;
+	/* the child returns into run() too */
+}
+
+static void act_fork_event(void *arg)
+{
+	fork_act_child(arg, 0);
+}
+
+static void act_fork_watch(void *arg)
+{
+	struct fork_act *f = arg;
+	char m[8];
+
+	while (shmq_queue_get(f->q, m, sizeof(m), SHMQ_NOWAIT) >= 0)
+		;
+	fork_act_child(f, 1);
+}
+
+static void act_fork_tick(void *arg)
+{
+	struct fork_act *f = arg;
+
+	__atomic_add_fetch(&f->ticks[getpid() == f->parent ? 0 : 1], 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_fork_in_action(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct fork_act f = { .parent = getpid() };
+	shmq_region *r;
+	int64_t rc;
+	int st;
+
+	f.ticks = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(f.ticks != MAP_FAILED);
+	assert_int_equal(shmq_region_create(NULL, &(struct shmq_region_opts){ .size = 1 << 20 }, &r),
+			 0);
+	assert_int_equal(shmq_queue_create(r, "q", NULL, &f.q), 0);
+	assert_int_equal(shmq_queue_put(f.q, "x", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_sched_watch_queue(s, f.q, act_fork_watch, &f), 0);
+	assert_int_equal(shmq_sched_enter(s, 0, 0, act_fork_event, &f, NULL), 0);
+	for (int i = 1; i <= 10; i++)
+		assert_int_equal(shmq_sched_enter(s, i * 10 * MS, 0, act_fork_tick, &f, NULL), 0);
+	assert_int_equal(shmq_sched_enter(s, 150 * MS, 0, act_stop_sched, s, NULL), 0);
+	rc = shmq_sched_run(s, true);
+	if (getpid() != f.parent)
+		_exit(rc == -EBADF ? 0 : 1);
+	assert_int_equal(rc, 0);
+	for (int i = 0; i < 2; i++) {
+		assert_true(f.child[i] > 0);
+		assert_int_equal(waitpid(f.child[i], &st, 0), f.child[i]);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 0);
+	}
+	assert_int_equal(f.ticks[0], 10);
+	assert_int_equal(f.ticks[1], 0);
+	assert_int_equal(shmq_sched_unwatch(s, f.q), 0);
+	shmq_sched_destroy(s);
+	shmq_queue_close(f.q);
+	shmq_region_close(r);
+	munmap(f.ticks, 4096);
+}
+
 /* Where futex_waitv is refused the helper thread reads the watched words
  * itself: once unwatch returns, the caller may unmap the word, and the
  * helper must not read it again (before: it could still be reading a set it
@@ -2183,6 +2266,7 @@ int main(int argc, char **argv)
 		ALL(test_stop_from_thread),
 		ALL(test_stop_from_action),
 		BOTH(test_fork_mutex_held),
+		ALL(test_fork_in_action),
 		BOTH(test_queue_snapshot),
 		cmocka_unit_test(test_queue_snapshot_nomem),
 		BOTH(test_many),

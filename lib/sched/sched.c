@@ -509,8 +509,18 @@ SHMQ_API int shmq_sched_stop(shmq_sched *s)
 
 /* ---- the loop ---- */
 
-/* Run the head event (due at or before now) without mu. */
-static void loop_run_head(shmq_sched *s, int64_t now)
+/* After an action: false in a child that the action made with fork() and
+ * that returned from it instead of calling _exit().  The ring (or the epoll
+ * set and timerfd) is its parent's, and a thread of the parent may have held
+ * mu at the fork: run() returns -EBADF there at once, touching neither. */
+static bool loop_action_returned(const shmq_sched *s)
+{
+	return !shmq__foreign(s->pid);
+}
+
+/* Run the head event (due at or before now) without mu: false as
+ * loop_action_returned, without mu. */
+static bool loop_run_head(shmq_sched *s, int64_t now)
 {
 	shmq_action_fn fn;
 	void *arg;
@@ -519,7 +529,10 @@ static void loop_run_head(shmq_sched *s, int64_t now)
 	shmq__heap_pop(&s->heap, now, &fn, &arg, &when);
 	pthread_mutex_unlock(&s->mu);
 	fn(arg);
+	if (!loop_action_returned(s))
+		return false;
 	pthread_mutex_lock(&s->mu);
+	return true;
 }
 
 /* Unlink and free w (no kernel operation refers to it any more). */
@@ -551,8 +564,9 @@ static bool loop_watch_deferred(const shmq_sched *s, uint64_t pass)
 }
 
 /* Run the action of one ready watch, if any, but none that ran in this
- * non-blocking run (pass).  A process watch fires once. */
-static bool loop_fire_watch(shmq_sched *s, uint64_t pass)
+ * non-blocking run (pass).  A process watch fires once.  1 when one ran, 0
+ * when none was ready, -EBADF as loop_action_returned (without mu). */
+static int loop_fire_watch(shmq_sched *s, uint64_t pass)
 {
 	for (struct shmq__sched_watch *w = s->watches; w; w = w->next) {
 		shmq_action_fn fn = w->fn;
@@ -582,6 +596,8 @@ static bool loop_fire_watch(shmq_sched *s, uint64_t pass)
 		}
 		pthread_mutex_unlock(&s->mu);
 		fn(arg);
+		if (!loop_action_returned(s))
+			return -EBADF;
 		pthread_mutex_lock(&s->mu);
 		/* A word watch is freed only by this thread, under mu (in
 		 * loop_arm_watches), so w is still here; but an unwatched object
@@ -595,9 +611,9 @@ static bool loop_fire_watch(shmq_sched *s, uint64_t pass)
 			}
 			w->took_nothing = nothing;
 		}
-		return true;
+		return 1;
 	}
-	return false;
+	return 0;
 }
 
 /* An idle word watch: ready now, or armed to wait for the word to change.
@@ -817,14 +833,15 @@ static int loop_watch_turn(shmq_sched *s, int64_t now, const struct shmq__hent *
 		return rc;
 	if ((rc = loop_sleep(s, head, false)) < 0)
 		return rc;
-	while (loop_fire_watch(s, pass))
+	while ((rc = loop_fire_watch(s, pass)) > 0)
 		;
-	return 0;
+	return rc;
 }
 
 /*
  * The loop, under mu.  Blocking: until stopped (0), or nothing is left to
- * wait for (0), or a backend error (-errno).  Non-blocking: runs what is due
+ * wait for (0), or a backend error (-errno); -EBADF without mu in a child
+ * an action forked (loop_action_returned).  Non-blocking: runs what is due
  * and ready, polls the kernel once, and returns the ns until the next event
  * or -1; 0 when one is due or a watch ready already (for the next run to
  * take).  A non-blocking run takes only events
@@ -859,11 +876,14 @@ static int64_t loop(shmq_sched *s, bool blocking)
 					return rc;
 				continue; /* a watch's action may have stopped the run */
 			}
-			loop_run_head(s, now);
+			if (!loop_run_head(s, now))
+				return -EBADF;
 			continue;
 		}
 		turn_at = now + WATCH_TURN_NS; /* the watches get their look below */
-		if (loop_fire_watch(s, pass))
+		if ((rc = loop_fire_watch(s, pass)) < 0)
+			return rc;
+		if (rc > 0)
 			continue;
 		if (head && (s->flags & SHMQ_SCHED_PRECISE) && head->when > now &&
 		    head->when - now <= loop_margin(s)) {
@@ -908,6 +928,8 @@ SHMQ_API int64_t shmq_sched_run(shmq_sched *s, bool blocking)
 	}
 	s->running = true;
 	rc = loop(s, blocking);
+	if (shmq__foreign(s->pid))
+		return -EBADF; /* a child an action forked: see loop_action_returned */
 	s->running = false;
 	pthread_mutex_unlock(&s->mu);
 	return rc;

@@ -60,6 +60,8 @@ struct shmq_sched_opts {
  * its process (it watches shared objects; it is not itself shared): in a
  * child made by fork() the calls given the parent's return -EBADF (empty()
  * true, queue() 0, destroy() leaves it alone), without taking its mutex.
+ * An action may fork(); a child that returns from it (instead of _exit())
+ * gets -EBADF from its run() at once, which touched nothing of the parent's.
  */
 
 /*
