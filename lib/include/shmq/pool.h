@@ -205,10 +205,11 @@ SHMQ_API void shmq_iter_free(shmq_iter *it);
  * get: waits, then the tasks' status: 0 or the first error (lowest index).
  * free: releases the handle; an incomplete job is cancelled (chunks not yet
  * started are skipped) and out is no longer written.  NULL is a no-op.
- * A handle may outlive its pool: after shmq_pool_free it is complete (the
- * results of a job the pool completed, as after join, are copied to out;
- * else -ECANCELED), a waitset refuses it (-EINVAL), and free releases only
- * the handle.
+ * A handle may outlive its pool (though no wait on it may be in progress
+ * while the pool is freed): after shmq_pool_free it is complete (the results
+ * of a job the pool completed, as after join, are copied to out; else
+ * -ECANCELED), a waitset refuses it (-EINVAL), and free releases only the
+ * handle.
  * The handle belongs to the pool's creating process: in a child made by
  * fork(), wait and get through an inherited one are -EBADF, ready is false,
  * and free releases only the child's copy (the parent's job goes on).
@@ -224,7 +225,10 @@ SHMQ_API void shmq_async_free(shmq_async *a);
  * workers to exit, and may be retried after -ETIMEDOUT; terminate kills the
  * workers at once (SIGKILL), completes every pending job with -ECANCELED and
  * reaps them; free terminates a pool still running and releases the handle.
- * After join or terminate no worker process is left.
+ * After join or terminate no worker process is left.  Free only when no
+ * other thread is inside a call on p or on one of its async handles or
+ * iterators (a wait among them would read the freed pool): terminate wakes
+ * such waits with -ECANCELED; free once they have returned.
  */
 SHMQ_API int shmq_pool_close(shmq_pool *p);
 SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns);
