@@ -2426,6 +2426,31 @@ static void test_inline_job_no_arena(void **state)
 	shmq_region_close(r);
 }
 
+/* A job whose copies add up past 2^64 bytes does not fit the arena: each
+ * of in and out may be just below 2^63 bytes (n times its element size
+ * does not overflow), but the two rounded up to whole lines wrapped to a
+ * few bytes, the arena handed out a small block and the input's copy
+ * read and wrote 2^63 bytes. */
+static void test_copies_past_2_64_refused(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 1, 0);
+	int64_t in[3] = { 1, 2, 3 }, out[3] = { 0 };
+	uint8_t b[8] = { 0 };
+	shmq_async *a = NULL;
+
+	(void)state;
+	assert_int_equal(shmq_pool_map_async(p, "triple", b, 1, b, 1, SIZE_MAX / 2, &a), -ENOSPC);
+	assert_int_equal(shmq_pool_map_async(p, "triple", b, 1, b, 2, SIZE_MAX / 4, &a), -ENOSPC);
+	assert_null(a);
+	/* and the pool still works */
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]), 3,
+				       10 * 1000000000ll), 0);
+	assert_int_equal(out[2], 10);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -2466,6 +2491,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_idle_spin_adapts),
 		cmocka_unit_test(test_idle_looks_bounded),
 		cmocka_unit_test(test_inline_job_no_arena),
+		cmocka_unit_test(test_copies_past_2_64_refused),
 		cmocka_unit_test(test_woken_worker_leaves_peers_cpu),
 		cmocka_unit_test(test_wake_takes_last_sleeper),
 	};

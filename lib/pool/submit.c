@@ -92,6 +92,19 @@ static bool job_fits_inline(const struct submit *s, uint64_t nchunks, uint64_t i
 	       POOL_INLINE_IN + SHMQ__ALIGN_UP(in_copy, 16u) + out_copy <= POOL_INLINE;
 }
 
+/* Add b bytes rounded up to whole lines to *need: false when the sum would
+ * pass 2^64 (in and out may each be just below 2^63 bytes, submit_check),
+ * which no arena holds. */
+static bool need_add(uint64_t *need, uint64_t b)
+{
+	const uint64_t line = SHMQ__CACHELINE;
+
+	if (b > UINT64_MAX - line || SHMQ__ALIGN_UP(b, line) > UINT64_MAX - *need)
+		return false;
+	*need += SHMQ__ALIGN_UP(b, line);
+	return true;
+}
+
 /* Lay out the job's block, inline ([chunk word][in copy][out copy]) or in
  * the arena ([in copy][out copy][chunk states][statuses]). */
 static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t nchunks,
@@ -110,13 +123,10 @@ static int job_place(shmq_pool *p, unsigned j, const struct submit *s, uint64_t 
 		chunks = shmq__region_off(p->r, job->inl);
 		base = chunks + POOL_INLINE_IN;
 	} else {
-		if (!in_inplace)
-			need += SHMQ__ALIGN_UP(in_b, (uint64_t)SHMQ__CACHELINE);
-		if (!out_inplace)
-			need += SHMQ__ALIGN_UP(out_b, (uint64_t)SHMQ__CACHELINE);
-		need += SHMQ__ALIGN_UP(nchunks * 4, (uint64_t)SHMQ__CACHELINE);
-		if (s->statuses)
-			need += SHMQ__ALIGN_UP((uint64_t)s->n * 4, (uint64_t)SHMQ__CACHELINE);
+		if ((!in_inplace && !need_add(&need, in_b)) ||
+		    (!out_inplace && !need_add(&need, out_b)) || !need_add(&need, nchunks * 4) ||
+		    (s->statuses && (s->n > UINT64_MAX / 4 || !need_add(&need, (uint64_t)s->n * 4))))
+			return -ENOSPC;
 		rc = shmq__extent_alloc(&p->arena, need, &base);
 		if (rc)
 			return rc;
