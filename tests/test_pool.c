@@ -1508,6 +1508,56 @@ static void test_create_too_big_takes_nothing(void **state)
 	shmq_region_close(r);
 }
 
+/* A create refused for want of a resource (here descriptors: a worker's
+ * spawn) takes none of its region for good.  The region has no free: the
+ * refused create kept its header, its worker areas and half of the free
+ * space (the arena), so each retry while the limit held took half of what
+ * was left, and the region showed a stale pool for each.  Now the next
+ * create takes over what the refused one made. */
+static void test_create_refused_retried_takes_nothing(void **state)
+{
+	struct shmq_region_opts ro = { .size = (size_t)4 << 20 };
+	struct shmq_pool_opts o = { .workers = 2 };
+	struct shmq_region_info before, info;
+	int64_t in[4] = { 1, 2, 3, 4 }, out[4] = { 0 };
+	struct rlimit old, low;
+	uint64_t used = 0;
+	shmq_region *r;
+	shmq_pool *p;
+	int fd, rc;
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, &ro, &r), 0);
+	assert_int_equal(shmq_region_info(r, &before), 0);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	close(fd);
+	low = old;
+	low.rlim_cur = (rlim_t)fd; /* the lowest free number: no descriptor opens */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+		rc = shmq_pool_create(r, &o, &p);
+		assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+		assert_int_equal(rc, -EMFILE);
+		assert_int_equal(shmq_region_info(r, &info), 0);
+		assert_int_equal(info.objects, before.objects + 1);
+		if (i == 0)
+			used = info.used;
+		assert_int_equal(info.used, used);
+	}
+	/* the limit lifted: the pool is made in what the refused ones took */
+	p = pool_new(r, 2, 0);
+	assert_int_equal(shmq_region_info(r, &info), 0);
+	assert_int_equal(info.used, used);
+	assert_int_equal(info.objects, before.objects + 1);
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]), 4,
+				       10 * 1000000000ll), 0);
+	assert_int_equal(out[3], 13);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
 static void test_free_running_pool(void **state)
 {
 	shmq_region *r = region_new();
@@ -2481,6 +2531,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_terminate),
 		cmocka_unit_test(test_free_running_pool),
 		cmocka_unit_test(test_create_too_big_takes_nothing),
+		cmocka_unit_test(test_create_refused_retried_takes_nothing),
 		cmocka_unit_test(test_join_nowait_during_join),
 		cmocka_unit_test(test_map_waits_for_job_slot),
 		cmocka_unit_test(test_hostile_frame_out_size),

@@ -77,6 +77,7 @@ struct shmq_pool {
 	uint64_t max_tasks;  /* opts.max_tasks_per_worker */
 	bool init_failed;    /* a worker's initializer failed: no more restarts */
 	struct shmq__extents arena; /* free space of the arena (pool/extent_int.h) */
+	uint64_t arena_off, arena_size; /* the arena itself (0 until it is made) */
 	struct shmq__registry_snap tt;
 	struct job_priv jobs[SHMQ_POOL_MAX_JOBS];
 	unsigned nzombies;   /* jobs[] with zombie set: submit skips the scan at 0 */

@@ -43,6 +43,7 @@
 #include "pool/job_int.h"
 #include "pool/pool_layout_int.h"
 #include "pool/task_int.h"
+#include "ring/deque_int.h"
 
 static unsigned online_cpus(void)
 {
@@ -55,6 +56,31 @@ struct pool_init_arg {
 	shmq_pool *p;
 	const struct shmq_pool_opts *o;
 };
+
+/* Fill header h (zeroed, its slots' area_off set) around the arena at
+ * [arena_off, + arena). */
+static int pool_hdr_fill(shmq_pool *p, struct pool_hdr *h, uint64_t arena_off, uint64_t arena)
+{
+	int rc = shmq__extent_free(&p->arena, arena_off, arena);
+
+	if (rc)
+		return rc;
+	p->arena_off = h->arena_off = arena_off;
+	p->arena_size = h->arena_size = arena;
+	h->magic = POOL_MAGIC;
+	h->version = POOL_VERSION;
+	h->nworkers = p->nworkers;
+	h->njobs = SHMQ_POOL_MAX_JOBS;
+	h->deque_cap = POOL_DEQUE_CAP;
+	h->frames = POOL_FRAMES;
+	h->creator_id = shmq__region_self(p->r);
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++)
+		h->jobs[j].err = UINT64_MAX;
+	/* all of it reaches the workers through their spawn, and readers
+	 * (shmq__pool_describe) through the directory's release store (a
+	 * leftover taken over: through the spawn alone, see pool_leftover) */
+	return 0;
+}
 
 /* Build the pool's shared state in mem, its directory object, before the
  * directory publishes it (shmq__obj_create). */
@@ -87,23 +113,7 @@ static int pool_obj_init(void *mem, uint64_t size, void *arg)
 	rc = shmq__region_alloc(p->r, arena, &mem);
 	if (rc)
 		return rc;
-	h->arena_off = shmq__region_off(p->r, mem);
-	h->arena_size = arena;
-	rc = shmq__extent_free(&p->arena, h->arena_off, arena);
-	if (rc)
-		return rc;
-	h->magic = POOL_MAGIC;
-	h->version = POOL_VERSION;
-	h->nworkers = p->nworkers;
-	h->njobs = SHMQ_POOL_MAX_JOBS;
-	h->deque_cap = POOL_DEQUE_CAP;
-	h->frames = POOL_FRAMES;
-	h->creator_id = shmq__region_self(p->r);
-	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++)
-		h->jobs[j].err = UINT64_MAX;
-	/* all of it reaches the workers through their spawn, and readers
-	 * (shmq__pool_describe) through the directory's release store */
-	return 0;
+	return pool_hdr_fill(p, h, shmq__region_off(p->r, mem), arena);
 }
 
 /* Does the whole of what pool_obj_init allocates fit r's free space?  The
@@ -132,14 +142,133 @@ static int pool_space_check(shmq_pool *p, const struct shmq_pool_opts *o)
 	return room / 2 < line ? -ENOSPC : 0; /* the default: half of what is left */
 }
 
+/*
+ * What a create that failed after making its shared state left (a worker
+ * the system refused to start: descriptors, processes, memory).  Its
+ * workers are reaped, but the region has no free: its header, worker areas
+ * and arena (by default half the free space) stay taken, and the header
+ * stays in the directory.  They are kept here, in the creating process,
+ * and the next create through the same attachment takes them over, so a
+ * create retried once the limit is lifted finds the region as it was.
+ * Process-private: the offsets are ours, never read back from the region.
+ */
+struct pool_leftover {
+	struct pool_leftover *next;
+	uint8_t uuid[16];
+	uint32_t owner; /* shmq__region_self() of the attachment */
+	pid_t pid;
+	uint64_t h_off, arena_off, arena_size;
+	unsigned nworkers;
+	uint64_t area_off[]; /* nworkers */
+};
+
+static pthread_mutex_t leftovers_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct pool_leftover *leftovers;
+
+static size_t leftover_size(unsigned nworkers)
+{
+	return sizeof(struct pool_leftover) + (size_t)nworkers * sizeof(uint64_t);
+}
+
+/* Keep what failed create p made, its workers reaped.  Without memory for
+ * the record it is only lost, as before. */
+static void pool_leftover_keep(shmq_pool *p)
+{
+	struct pool_leftover *lo = shmq__malloc(leftover_size(p->nworkers));
+
+	if (!lo)
+		return;
+	if (shmq_region_uuid(p->r, lo->uuid)) {
+		shmq__free(lo, leftover_size(p->nworkers));
+		return;
+	}
+	lo->owner = shmq__region_self(p->r);
+	lo->pid = p->pid;
+	lo->h_off = p->h_off;
+	lo->arena_off = p->arena_off;
+	lo->arena_size = p->arena_size;
+	lo->nworkers = p->nworkers;
+	memcpy(lo->area_off, p->area_off, p->nworkers * sizeof(uint64_t));
+	pthread_mutex_lock(&leftovers_mu);
+	lo->next = leftovers;
+	leftovers = lo;
+	pthread_mutex_unlock(&leftovers_mu);
+}
+
+/* Take a leftover of p's attachment with p's workers and an arena of at
+ * least the size asked for out of the list, or NULL. */
+static struct pool_leftover *pool_leftover_take(shmq_pool *p, uint64_t arena)
+{
+	struct pool_leftover **pp, *lo = NULL;
+	uint8_t uuid[16];
+
+	if (shmq_region_uuid(p->r, uuid))
+		return NULL;
+	pthread_mutex_lock(&leftovers_mu);
+	for (pp = &leftovers; *pp; pp = &(*pp)->next) {
+		lo = *pp;
+		if (lo->pid == p->pid && lo->owner == shmq__region_self(p->r) &&
+		    !memcmp(lo->uuid, uuid, sizeof(uuid)) && lo->nworkers == p->nworkers &&
+		    lo->arena_size >= arena) {
+			*pp = lo->next;
+			break;
+		}
+		lo = NULL;
+	}
+	pthread_mutex_unlock(&leftovers_mu);
+	return lo;
+}
+
+/* Make p's shared state in a leftover: true when one was taken over.
+ * Nobody else touches its memory (its creator reaped its workers, and
+ * only that attachment creates in it); it is formatted anew. */
+static bool pool_leftover_adopt(shmq_pool *p, const struct shmq_pool_opts *o)
+{
+	uint64_t arena = o && o->arena ? o->arena / SHMQ__CACHELINE * SHMQ__CACHELINE : 0;
+	struct pool_leftover *lo;
+	struct pool_hdr *h;
+	bool ok = false;
+
+	if (o && o->arena && arena == 0)
+		return false; /* refused by pool_space_check */
+	lo = pool_leftover_take(p, arena);
+	if (!lo)
+		return false;
+	h = shmq__region_ptr(p->r, lo->h_off, pool_hdr_size(lo->nworkers));
+	if (!h)
+		goto out;
+	memset(h, 0, pool_hdr_size(lo->nworkers));
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		void *area = shmq__region_ptr(p->r, lo->area_off[i], pool_area_size());
+
+		if (!area)
+			goto out;
+		memset(area, 0, pool_area_size());
+		if (shmq__deque_init(area, POOL_DEQUE_CAP))
+			goto out;
+		p->area_off[i] = h->slots[i].area_off = lo->area_off[i];
+	}
+	p->h = h;
+	p->h_off = lo->h_off;
+	ok = pool_hdr_fill(p, h, lo->arena_off, arena ? arena : lo->arena_size) == 0;
+out:
+	if (!ok)
+		p->h = NULL; /* nothing published: the create allocates anew */
+	shmq__free(lo, leftover_size(lo->nworkers));
+	return ok;
+}
+
 /* The pool's header is a directory object named "pool.ID.N" (ID: our owner
  * id, N: the first number free), so that tools can find and describe it. */
 static int pool_shared_init(shmq_pool *p, const struct shmq_pool_opts *o)
 {
 	struct pool_init_arg ia = { p, o };
 	char name[SHMQ_OBJ_NAME_MAX + 1];
-	int rc = pool_space_check(p, o);
+	int rc;
 
+	if (pool_leftover_adopt(p, o))
+		return 0;
+	rc = pool_space_check(p, o);
 	if (rc)
 		return rc;
 	rc = -EEXIST;
@@ -219,6 +348,8 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
 		if (p->h)
 			shmq__store_seq_cst(&p->h->state, POOL_TERMINATE);
 		pool_kill_all(p);
+		if (p->arena_size) /* the shared state was made: keep it */
+			pool_leftover_keep(p);
 		pool_handle_free(p);
 		return rc;
 	}

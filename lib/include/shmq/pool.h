@@ -128,7 +128,9 @@ struct shmq_pool_opts {
  * threads of the creating process; only that process may use it.
  * Errors: -EINVAL, -ENOSPC (the pool does not fit r's free space; checked
  * before anything is allocated, so r loses nothing), -ENOMEM, or what
- * shmq_proc_spawn returned.
+ * shmq_proc_spawn returned (a worker refused: what the create had made in
+ * r, the next create of this process through the same handle with as many
+ * workers and an arena no larger takes over, so a retry loses nothing).
  */
 SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, shmq_pool **out);
 
