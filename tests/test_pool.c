@@ -1558,6 +1558,36 @@ static void test_create_refused_retried_takes_nothing(void **state)
 	shmq_region_close(r);
 }
 
+/* Pools made and freed one after another in one region: each used to take
+ * a new header, new worker areas and half of the free space, so a 64 MiB
+ * region refused the eighth.  A freed pool's memory goes to the next. */
+static void test_create_free_cycles_reuse(void **state)
+{
+	shmq_region *r = region_new();
+	int64_t in[4] = { 1, 2, 3, 4 }, out[4] = { 0 };
+	struct shmq_region_info info;
+	uint64_t used = 0;
+
+	(void)state;
+	for (int i = 0; i < 20; i++) {
+		shmq_pool *p = pool_new(r, 2, 0);
+
+		out[3] = 0;
+		assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]),
+					       4, 10 * 1000000000ll), 0);
+		assert_int_equal(out[3], 13);
+		if (i % 2)
+			pool_done(p, NULL, 0);
+		else
+			shmq_pool_free(p); /* terminates */
+		assert_int_equal(shmq_region_info(r, &info), 0);
+		if (i == 0)
+			used = info.used;
+		assert_int_equal(info.used, used);
+	}
+	shmq_region_close(r);
+}
+
 static void test_free_running_pool(void **state)
 {
 	shmq_region *r = region_new();
@@ -2532,6 +2562,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_free_running_pool),
 		cmocka_unit_test(test_create_too_big_takes_nothing),
 		cmocka_unit_test(test_create_refused_retried_takes_nothing),
+		cmocka_unit_test(test_create_free_cycles_reuse),
 		cmocka_unit_test(test_join_nowait_during_join),
 		cmocka_unit_test(test_map_waits_for_job_slot),
 		cmocka_unit_test(test_hostile_frame_out_size),

@@ -143,13 +143,14 @@ static int pool_space_check(shmq_pool *p, const struct shmq_pool_opts *o)
 }
 
 /*
- * What a create that failed after making its shared state left (a worker
- * the system refused to start: descriptors, processes, memory).  Its
- * workers are reaped, but the region has no free: its header, worker areas
- * and arena (by default half the free space) stay taken, and the header
- * stays in the directory.  They are kept here, in the creating process,
- * and the next create through the same attachment takes them over, so a
- * create retried once the limit is lifted finds the region as it was.
+ * What a freed pool left, or a create that failed after making its shared
+ * state (a worker the system refused to start: descriptors, processes,
+ * memory).  Its workers are reaped, but the region has no free: its
+ * header, worker areas and arena (by default half the free space) stay
+ * taken, and the header stays in the directory.  They are kept here, in
+ * the creating process, and the next create through the same attachment
+ * takes them over: a create retried once the limit is lifted finds the
+ * region as it was, and pools made and freed in turn take the space of one.
  * Process-private: the offsets are ours, never read back from the region.
  */
 struct pool_leftover {
@@ -170,12 +171,15 @@ static size_t leftover_size(unsigned nworkers)
 	return sizeof(struct pool_leftover) + (size_t)nworkers * sizeof(uint64_t);
 }
 
-/* Keep what failed create p made, its workers reaped.  Without memory for
- * the record it is only lost, as before. */
+/* Keep what pool p made, its workers reaped (a failed create, a free).
+ * Without memory for the record it is only lost. */
 static void pool_leftover_keep(shmq_pool *p)
 {
-	struct pool_leftover *lo = shmq__malloc(leftover_size(p->nworkers));
+	struct pool_leftover *lo;
 
+	if (!p->arena_size)
+		return; /* its shared state was never made */
+	lo = shmq__malloc(leftover_size(p->nworkers));
 	if (!lo)
 		return;
 	if (shmq_region_uuid(p->r, lo->uuid)) {
@@ -348,8 +352,7 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
 		if (p->h)
 			shmq__store_seq_cst(&p->h->state, POOL_TERMINATE);
 		pool_kill_all(p);
-		if (p->arena_size) /* the shared state was made: keep it */
-			pool_leftover_keep(p);
+		pool_leftover_keep(p);
 		pool_handle_free(p);
 		return rc;
 	}
@@ -566,5 +569,8 @@ SHMQ_API void shmq_pool_free(shmq_pool *p)
 	pthread_mutex_lock(&p->mu);
 	shmq__pool_asyncs_orphan(p);
 	pthread_mutex_unlock(&p->mu);
+	/* no worker is left (joined or terminated) and no handle reads the
+	 * arena any more (orphaned): the next create may take it all over */
+	pool_leftover_keep(p);
 	pool_handle_free(p);
 }
