@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
@@ -1143,6 +1144,43 @@ static void test_no_room(void **state)
 	}
 }
 
+/* A region larger than the process's RLIMIT_FSIZE (ulimit -f) is -ENOSPC,
+ * named or anonymous, and leaves no name behind.  Sizing the file past the
+ * limit makes the kernel raise SIGXFSZ, which ended the process (the
+ * library raises no signal on the caller's behalf).  In a child, so that
+ * the old code's signal ends only it. */
+static void test_above_file_size_limit(void **state)
+{
+	struct shmq_region_opts big = { .size = (size_t)8 << 20 };
+	struct shmq_region_opts small = { .size = (size_t)512 << 10 };
+	struct rlimit rl;
+	char name[96];
+	shmq_region *r;
+	pid_t pid;
+
+	(void)state;
+	tu_name(name, sizeof(name), "fsize");
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (getrlimit(RLIMIT_FSIZE, &rl) || rl.rlim_max < ((rlim_t)1 << 20))
+			_exit(0); /* cannot set the limit we want: nothing to check */
+		rl.rlim_cur = (rlim_t)1 << 20;
+		if (setrlimit(RLIMIT_FSIZE, &rl))
+			_exit(0);
+		if (shmq_region_create(name, &big, &r) != -ENOSPC || !shm_absent(name))
+			_exit(1);
+		if (shmq_region_create(NULL, &big, &r) != -ENOSPC)
+			_exit(2);
+		if (shmq_region_create(NULL, &small, &r) != 0) /* below the limit */
+			_exit(3);
+		shmq_region_close(r);
+		_exit(0);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	shmq_region_unlink(name);
+}
+
 static void test_strerror_and_clock(void **state)
 {
 	int64_t a, b;
@@ -1193,6 +1231,7 @@ int main(void)
 		cmocka_unit_test(test_foreign_owner),
 		cmocka_unit_test(test_create_replaces_dead_creator),
 		cmocka_unit_test(test_no_room),
+		cmocka_unit_test(test_above_file_size_limit),
 		cmocka_unit_test(test_strerror_and_clock),
 	};
 

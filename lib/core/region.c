@@ -16,6 +16,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <time.h>
@@ -391,6 +392,15 @@ static int creator_lock(int fd)
 	return st.st_nlink == 0 ? -EAGAIN : 0;
 }
 
+int shmq__file_size_check(uint64_t size)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_FSIZE, &rl) || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	return size > (uint64_t)rl.rlim_cur ? -EFBIG : 0;
+}
+
 static int size_check(const struct shmq_region_opts *o, uint64_t *size)
 {
 	uint64_t s = o && o->size ? o->size : SHMQ_REGION_DEFAULT_SIZE;
@@ -454,6 +464,9 @@ SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts 
 		goto fail;
 	}
 	r->fd = fd;
+	rc = shmq__file_size_check(size); /* before SIGXFSZ could end us */
+	if (rc)
+		goto fail_unlink;
 	if ((name && fchmod(fd, mode)) || ftruncate(fd, (off_t)size)) {
 		rc = -errno;
 		goto fail_unlink;

@@ -169,6 +169,12 @@ int shmq__obj_walk(shmq_region *r, shmq__obj_visit_fn fn, void *arg);
 /* Allocate raw, unnamed space from the heap (zeroed, cache-line aligned). */
 int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out);
 
+/* 0, or -EFBIG when a file of size bytes would pass the process's
+ * RLIMIT_FSIZE: sizing or writing a shm or memfd file past it fails with
+ * EFBIG and also raises SIGXFSZ, which by default ends the process.  Asked
+ * before a region's file is sized, and by proc for its argument memfd. */
+int shmq__file_size_check(uint64_t size);
+
 /* Check a name for objects: 1..SHMQ_OBJ_NAME_MAX chars of [A-Za-z0-9._-]. */
 int shmq__obj_name_check(const char *name);
 
