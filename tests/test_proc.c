@@ -913,6 +913,41 @@ static void test_spawn_out_of_descriptors(void **state)
 	shmq_region_close(r);
 }
 
+/* An argument longer than the process's RLIMIT_FSIZE (ulimit -f) cannot go
+ * into the argument memfd: -EFBIG and no child.  Writing it past the limit
+ * made the kernel raise SIGXFSZ, which ended the caller.  In a child, so
+ * that the old code's signal ends only it. */
+static void test_spawn_arg_above_file_size_limit(void **state)
+{
+	static uint8_t big[128 << 10];
+	struct rlimit rl;
+	shmq_proc *p = NULL;
+	int code = 7;
+	pid_t pid;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (getrlimit(RLIMIT_FSIZE, &rl) || rl.rlim_max < sizeof(big) / 2)
+			_exit(0); /* cannot set the limit we want: nothing to check */
+		rl.rlim_cur = sizeof(big) / 2;
+		if (setrlimit(RLIMIT_FSIZE, &rl))
+			_exit(0);
+		if (shmq_proc_spawn(NULL, "exit_with", big, sizeof(big), NULL, &p) != -EFBIG || p)
+			_exit(1);
+		if (!tu_no_children())
+			_exit(2);
+		/* an argument below the limit still goes */
+		if (shmq_proc_spawn(NULL, "exit_with", &code, sizeof(code), NULL, &p) ||
+		    shmq_proc_join(p, 10 * 1000000000ll) || shmq_proc_exitcode(p) != 7)
+			_exit(3);
+		shmq_proc_close(p);
+		_exit(0);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+}
+
 /* ---- issue 14 item 10: a program that forgets shmq_dispatch ---- */
 
 static int forgot_square(const void *in, void *out)
@@ -1328,6 +1363,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_communicate_big),
 		cmocka_unit_test(test_communicate_timeout_kills_group),
 		cmocka_unit_test(test_proc_fd_rules),
+		cmocka_unit_test(test_spawn_arg_above_file_size_limit),
 	};
 
 	if (getenv("SHMQ_TEST_FORGOT"))

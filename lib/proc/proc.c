@@ -431,12 +431,16 @@ static int proc_start(shmq_region *r, const char *path, char *const argv[], cons
 	return rc;
 }
 
-/* The argument bytes in a memfd (the child preads them; no temp file). */
+/* The argument bytes in a memfd (the child preads them; no temp file).
+ * -EFBIG when they pass RLIMIT_FSIZE, before a write could raise SIGXFSZ. */
 static int arg_memfd(const void *arg, size_t len)
 {
 	const char *p = arg;
-	int fd = memfd_create("shmq-arg", MFD_CLOEXEC);
+	int fd = shmq__file_size_check(len);
 
+	if (fd)
+		return fd;
+	fd = memfd_create("shmq-arg", MFD_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	while (len) {

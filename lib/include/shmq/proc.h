@@ -124,8 +124,9 @@ struct shmq_proc_opts {
  *
  * Errors: -EINVAL (arguments, options), -ENOENT (entry not registered, or
  * /proc not mounted), -EBADF (r was inherited across fork(): the child opens
- * the region again), -ENOMEM, -EMFILE, -EAGAIN (process limit), or the error
- * posix_spawn reported.
+ * the region again), -ENOMEM, -EMFILE, -EAGAIN (process limit), -EFBIG (len
+ * above the process's RLIMIT_FSIZE, which the argument's memfd is held to),
+ * or the error posix_spawn reported.
  */
 SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg, size_t len,
 			     const struct shmq_proc_opts *o, shmq_proc **out);
