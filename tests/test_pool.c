@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -1588,6 +1589,69 @@ static void test_create_free_cycles_reuse(void **state)
 	shmq_region_close(r);
 }
 
+#define CANNOT 77 /* the child could not set the scene up: skip */
+
+/* In a child, in a mount namespace of its own with an 8 MiB tmpfs on
+ * /dev/shm: a pool create in a lazily reserved region whose file system has
+ * room for the pool's header and deques but not its arena. */
+static int full_shm_child(void)
+{
+	struct shmq_region_opts ro = { .size = (size_t)8 << 20, .flags = SHMQ_REGION_NOPREFAULT };
+	struct shmq_pool_opts o = { .workers = 2 };
+	struct shmq_region_info before, info;
+	int64_t in[2] = { 1, 2 }, out[2] = { 0 };
+	shmq_region *r;
+	shmq_pool *p;
+	int fd, rc;
+
+	alarm(60);
+	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+	    mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=8m"))
+		return CANNOT;
+	if (shmq_region_create("/full", &ro, &r) || shmq_region_info(r, &before))
+		return 1;
+	fd = open("/dev/shm/filler", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || posix_fallocate(fd, 0, ((off_t)8 << 20) - ((off_t)512 << 10)))
+		return CANNOT;
+	rc = shmq_pool_create(r, &o, &p);
+	if (rc != -ENOSPC)
+		return 2;
+	if (shmq_region_info(r, &info) || info.used != before.used || info.objects != before.objects)
+		return 3; /* the refused pool took some of the region */
+	if (ftruncate(fd, 0))
+		return CANNOT;
+	if (shmq_pool_create(r, &o, &p))
+		return 4;
+	if (shmq_pool_map(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]), 2,
+			  10 * 1000000000ll) || out[1] != 7)
+		return 5;
+	shmq_pool_free(p);
+	shmq_region_close(r);
+	return 0;
+}
+
+/* A pool refused for want of room in /dev/shm (a region made with
+ * SHMQ_REGION_NOPREFAULT reserves its pages as it hands them out) takes
+ * none of the region: the header and the deques it had allocated before the
+ * arena's reservation failed stayed taken for good. */
+static void test_create_on_full_shm_takes_nothing(void **state)
+{
+	pid_t pid;
+	int rc;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip(); /* needs a mount namespace */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(full_shm_child());
+	rc = tu_wait_child(pid);
+	if (rc == CANNOT)
+		skip();
+	assert_int_equal(rc, 0);
+}
+
 static void test_free_running_pool(void **state)
 {
 	shmq_region *r = region_new();
@@ -2563,6 +2627,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_create_too_big_takes_nothing),
 		cmocka_unit_test(test_create_refused_retried_takes_nothing),
 		cmocka_unit_test(test_create_free_cycles_reuse),
+		cmocka_unit_test(test_create_on_full_shm_takes_nothing),
 		cmocka_unit_test(test_join_nowait_during_join),
 		cmocka_unit_test(test_map_waits_for_job_slot),
 		cmocka_unit_test(test_hostile_frame_out_size),

@@ -822,6 +822,21 @@ int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out)
 	return 0;
 }
 
+int shmq__region_reserve_ahead(shmq_region *r, uint64_t size)
+{
+	struct shmq__region_ctl *ctl = ctl_of(r);
+	/* relaxed: where the heap stands now; allocators that move it
+	 * meanwhile only make the reservation cover their blocks too */
+	uint64_t top = shmq__load_relaxed(&ctl->heap_top);
+
+	if (top < r->heap_off || top > r->size)
+		return -EBADMSG;
+	top = SHMQ__ALIGN_UP(top, (uint64_t)SHMQ__CACHELINE);
+	if (top > r->size || size > r->size - top)
+		return -ENOSPC;
+	return r->reserve_on_alloc ? region_reserve(r->fd, top, size) : 0;
+}
+
 void *shmq__region_ptr(const shmq_region *r, uint64_t off, uint64_t len)
 {
 	if (off < r->heap_off || off > r->size || len > r->size - off)

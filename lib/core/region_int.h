@@ -169,6 +169,13 @@ int shmq__obj_walk(shmq_region *r, shmq__obj_visit_fn fn, void *arg);
 /* Allocate raw, unnamed space from the heap (zeroed, cache-line aligned). */
 int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out);
 
+/* Give the next size bytes of the heap their pages now (a region made with
+ * SHMQ_REGION_NOPREFAULT reserves each block as it hands it out): for a
+ * caller about to make several allocations that must all be made or none,
+ * as the heap has no free.  0, -ENOSPC (the heap or the file system has no
+ * room; nothing changed), -EBADMSG. */
+int shmq__region_reserve_ahead(shmq_region *r, uint64_t size);
+
 /* 0, or -EFBIG when a file of size bytes would pass the process's
  * RLIMIT_FSIZE: sizing or writing a shm or memfd file past it fails with
  * EFBIG and also raises SIGXFSZ, which by default ends the process.  Asked

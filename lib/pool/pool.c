@@ -116,10 +116,11 @@ static int pool_obj_init(void *mem, uint64_t size, void *arg)
 	return pool_hdr_fill(p, h, shmq__region_off(p->r, mem), arena);
 }
 
-/* Does the whole of what pool_obj_init allocates fit r's free space?  The
- * region has no free: a create that ran out half way would keep what it had
- * taken (a pool too big for its region used to swallow all of it), so it is
- * refused before the first allocation.  Another allocator may still take the
+/* Does the whole of what pool_obj_init allocates fit r's free space, and
+ * (reserved now) its file system's?  The region has no free: a create that
+ * ran out half way would keep what it had taken (a pool too big for its
+ * region used to swallow all of it), so it is refused before the first
+ * allocation.  Another allocator may still take the
  * space meanwhile; then only what was allocated before it is lost. */
 static int pool_space_check(shmq_pool *p, const struct shmq_pool_opts *o)
 {
@@ -137,9 +138,18 @@ static int pool_space_check(shmq_pool *p, const struct shmq_pool_opts *o)
 	if (need > room)
 		return -ENOSPC;
 	room -= need;
-	if (o && o->arena) /* the arena, in whole lines, at least one */
-		return o->arena < line || o->arena / line * line > room ? -ENOSPC : 0;
-	return room / 2 < line ? -ENOSPC : 0; /* the default: half of what is left */
+	if (o && o->arena) { /* the arena, in whole lines, at least one */
+		if (o->arena < line || o->arena / line * line > room)
+			return -ENOSPC;
+		need += o->arena / line * line;
+	} else { /* the default: half of what is left */
+		if (room / 2 < line)
+			return -ENOSPC;
+		need += room / 2;
+	}
+	/* the file system's room too, for a region that reserves its pages
+	 * as it hands them out (SHMQ_REGION_NOPREFAULT) */
+	return shmq__region_reserve_ahead(p->r, need);
 }
 
 /*
