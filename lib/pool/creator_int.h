@@ -78,6 +78,12 @@ struct shmq_pool {
 	bool init_failed;    /* a worker's initializer failed: no more restarts */
 	struct shmq__extents arena; /* free space of the arena (pool/extent_int.h) */
 	uint64_t arena_off, arena_size; /* the arena itself (0 until it is made) */
+	/* r's uuid (0 if unreadable) and our owner id in r, read at create:
+	 * what the pool leaves is kept under them (pool.c, pool_leftover),
+	 * also when r was closed before the pool is freed */
+	bool uuid_ok;
+	uint8_t uuid[16];
+	uint32_t owner;
 	struct shmq__registry_snap tt;
 	struct job_priv jobs[SHMQ_POOL_MAX_JOBS];
 	unsigned nzombies;   /* jobs[] with zombie set: submit skips the scan at 0 */

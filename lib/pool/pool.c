@@ -187,16 +187,13 @@ static void pool_leftover_keep(shmq_pool *p)
 {
 	struct pool_leftover *lo;
 
-	if (!p->arena_size)
-		return; /* its shared state was never made */
+	if (!p->arena_size || !p->uuid_ok)
+		return; /* its shared state was never made, or no key for it */
 	lo = shmq__malloc(leftover_size(p->nworkers));
 	if (!lo)
 		return;
-	if (shmq_region_uuid(p->r, lo->uuid)) {
-		shmq__free(lo, leftover_size(p->nworkers));
-		return;
-	}
-	lo->owner = shmq__region_self(p->r);
+	memcpy(lo->uuid, p->uuid, sizeof(lo->uuid));
+	lo->owner = p->owner;
 	lo->pid = p->pid;
 	lo->h_off = p->h_off;
 	lo->arena_off = p->arena_off;
@@ -214,15 +211,14 @@ static void pool_leftover_keep(shmq_pool *p)
 static struct pool_leftover *pool_leftover_take(shmq_pool *p, uint64_t arena)
 {
 	struct pool_leftover **pp, *lo = NULL;
-	uint8_t uuid[16];
 
-	if (shmq_region_uuid(p->r, uuid))
+	if (!p->uuid_ok)
 		return NULL;
 	pthread_mutex_lock(&leftovers_mu);
 	for (pp = &leftovers; *pp; pp = &(*pp)->next) {
 		lo = *pp;
-		if (lo->pid == p->pid && lo->owner == shmq__region_self(p->r) &&
-		    !memcmp(lo->uuid, uuid, sizeof(uuid)) && lo->nworkers == p->nworkers &&
+		if (lo->pid == p->pid && lo->owner == p->owner &&
+		    !memcmp(lo->uuid, p->uuid, sizeof(p->uuid)) && lo->nworkers == p->nworkers &&
 		    lo->arena_size >= arena) {
 			*pp = lo->next;
 			break;
@@ -341,6 +337,8 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
 		return -ENOMEM;
 	p->r = r;
 	p->pid = shmq__self_pid();
+	p->uuid_ok = shmq_region_uuid(r, p->uuid) == 0;
+	p->owner = shmq__region_self(r);
 	p->nworkers = o && o->workers ? o->workers : online_cpus();
 	p->chunksize = o ? o->chunksize : 0;
 	p->max_tasks = o ? o->max_tasks_per_worker : 0;
