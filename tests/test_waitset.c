@@ -375,6 +375,40 @@ static void test_fd(void **state)
 	close(fds[1]);
 }
 
+/* A descriptor the kernel refuses to watch (the epoll fallback refuses the
+ * set's own descriptor: an epoll set cannot hold itself) is refused by the
+ * add, which leaves the set as it was: the cookie stays free and the other
+ * entries are still reported. */
+static void test_fd_refused(void **state)
+{
+	shmq_waitset *w = mk();
+	struct shmq_ready rd[2];
+	int fds[2], cp, cs, rc;
+	char ch;
+
+	(void)state;
+	assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+	assert_int_equal(shmq_waitset_add_fd(w, fds[0], SHMQ_READABLE, &cp), 0);
+	rc = shmq_waitset_add_fd(w, shmq_waitset_fd(w), SHMQ_READABLE, &cs);
+	if (rc < 0) {
+		assert_int_not_equal(rc, -EEXIST);
+		assert_int_equal(shmq_waitset_remove(w, &cs), -ENOENT);
+	} else {
+		assert_int_equal(shmq_waitset_remove(w, &cs), 0);
+	}
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), -ETIMEDOUT);
+	assert_false(fd_readable(w, 0));
+	assert_int_equal(write(fds[1], "!", 1), 1);
+	assert_true(fd_readable(w, 2000));
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), 1);
+	assert_ptr_equal(rd[0].cookie, &cp);
+	assert_int_equal(read(fds[0], &ch, 1), 1);
+	assert_int_equal(shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT), -ETIMEDOUT);
+	shmq_waitset_free(w);
+	close(fds[0]);
+	close(fds[1]);
+}
+
 /* ---- the descriptor in someone else's loop ---- */
 
 static void test_epoll(void **state)
@@ -899,6 +933,7 @@ int main(int argc, char **argv)
 		BOTH(test_proc),
 		BOTH(test_async),
 		BOTH(test_fd),
+		BOTH(test_fd_refused),
 		BOTH(test_epoll),
 		BOTH(test_64_queues),
 		BOTH(test_no_starvation),

@@ -658,11 +658,36 @@ out:
 	return rc == -EAGAIN || rc == -EINTR || rc == -EBUSY ? 0 : rc;
 }
 
+static void entries_sweep(shmq_waitset *w);
+
+/* Take e out of the set (shmq_waitset_remove, a refused add). */
+static int entry_drop(shmq_waitset *w, struct ws_entry *e)
+{
+	e->dead = true;
+	w->nentries--;
+	w->nwords -= e->nwords;
+	disarm(w, e);
+	/* the object may be closed after we return: leave its counts now (a
+	 * cancelled wait's completion finds nothing to give back) */
+	for (unsigned i = 0; i < e->nwords; i++)
+		word_uncount(e, i);
+	if (w->fallback) {
+		int rc = helper_sync(w); /* it must stop waiting on the words now */
+
+		entries_sweep(w);
+		return rc < 0 ? rc : 0;
+	}
+	io_uring_submit(&w->ring);
+	entries_sweep(w);
+	return 0;
+}
+
 static int entry_add(shmq_waitset *w, enum ws_kind kind, void *obj, unsigned events,
 		     void *cookie, const struct shmq__watch *words, const unsigned *word_ev,
 		     unsigned nwords, int fd)
 {
 	struct ws_entry *e;
+	int rc;
 
 	if (shmq__foreign(w->pid))
 		return -EBADF; /* inherited across fork(): the parent's ring */
@@ -689,8 +714,12 @@ static int entry_add(shmq_waitset *w, enum ws_kind kind, void *obj, unsigned eve
 	w->nentries++;
 	w->nwords += nwords;
 	/* Look now: a ready entry makes the descriptor readable, another one
-	 * gets its kernel waits (the descriptor must not wait for a wait). */
-	return ws_settle(w, e);
+	 * gets its kernel waits (the descriptor must not wait for a wait).  A
+	 * refusal (epoll's of the descriptor, in the fallback) takes the entry
+	 * out again: the set is as it was, and its waits do not retry it. */
+	if ((rc = ws_settle(w, e)) < 0)
+		(void)entry_drop(w, e);
+	return rc;
 }
 
 static int events_check(shmq_waitset *w, const void *obj, unsigned events, void *cookie)
@@ -811,23 +840,7 @@ SHMQ_API int shmq_waitset_remove(shmq_waitset *w, void *cookie)
 		return -EBADF;
 	if (!(e = entry_find(w, cookie)))
 		return -ENOENT;
-	e->dead = true;
-	w->nentries--;
-	w->nwords -= e->nwords;
-	disarm(w, e);
-	/* the object may be closed after we return: leave its counts now (a
-	 * cancelled wait's completion finds nothing to give back) */
-	for (unsigned i = 0; i < e->nwords; i++)
-		word_uncount(e, i);
-	if (w->fallback) {
-		int rc = helper_sync(w); /* it must stop waiting on the words now */
-
-		entries_sweep(w);
-		return rc < 0 ? rc : 0;
-	}
-	io_uring_submit(&w->ring);
-	entries_sweep(w);
-	return 0;
+	return entry_drop(w, e);
 }
 
 /* Move the entries the pass reported behind the others, in their order:

@@ -37,7 +37,9 @@ SHMQ_API int shmq_waitset_create(shmq_waitset **out);
  * The object must stay open until it is removed or the set freed.
  * -EINVAL bad arguments, -EEXIST cookie taken, -ENOSPC no room (the fallback
  * backend waits on at most 127 queue, pipe and async words), -EBADF a set
- * made by another process (inherited across fork()). */
+ * made by another process (inherited across fork()); add_fd: -EBADF fd not
+ * open, or what the fallback's epoll_ctl refused it with.  A refused add
+ * leaves the set as it was. */
 SHMQ_API int shmq_waitset_add_queue(shmq_waitset *w, shmq_queue *q, unsigned events,
 				    void *cookie);
 SHMQ_API int shmq_waitset_add_pipe(shmq_waitset *w, shmq_pipe *p, unsigned events,
