@@ -342,23 +342,34 @@ static void reap_op(struct ws_op *op)
 		word_uncount(op->e, i); /* its wait is over: producers stop waking */
 }
 
-static void reap_uring(shmq_waitset *w)
+/* Consume the ring's completions.  true when one of them woke for something
+ * other than a removed entry (a live entry's wait, the slice, the no-op):
+ * the descriptor was readable for it. */
+static bool reap_uring(shmq_waitset *w)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
+	bool live = false;
 
 	io_uring_for_each_cqe(&w->ring, head, cqe) {
 		uint64_t ud = cqe->user_data;
 
-		if (ud == UD_NOP)
+		if (ud == UD_NOP) {
 			w->nop_pending = false;
-		else if (ud == UD_TIMER)
+			live = true;
+		} else if (ud == UD_TIMER) {
 			w->timer_pending = false;
-		else if (ud != UD_IGNORE && ud)
-			reap_op((struct ws_op *)(uintptr_t)ud);
+			live = true;
+		} else if (ud != UD_IGNORE && ud) {
+			struct ws_op *op = (struct ws_op *)(uintptr_t)ud;
+
+			live |= !op->e->dead;
+			reap_op(op);
+		}
 		n++;
 	}
 	io_uring_cq_advance(&w->ring, n);
+	return live;
 }
 
 static void reap_events(shmq_waitset *w, const struct epoll_event *ev, int n)
@@ -678,6 +689,12 @@ static int entry_drop(shmq_waitset *w, struct ws_entry *e)
 		return rc < 0 ? rc : 0;
 	}
 	io_uring_submit(&w->ring);
+	/* The cancels have completed (or complete later): reap now, so the
+	 * entry is freed here and not kept until a wait that may never come.
+	 * A completion reaped for a live entry or the slice made the
+	 * descriptor readable; a no-op keeps it so until the next wait looks. */
+	if (reap_uring(w) && post_ready(w) == 0)
+		io_uring_submit(&w->ring);
 	entries_sweep(w);
 	return 0;
 }
