@@ -344,6 +344,8 @@ int shmq__sched_watch_fd(shmq_sched *s, const void *obj, int pidfd, shmq_action_
 	return rc;
 }
 
+static void watch_unlink(shmq_sched *s, struct shmq__sched_watch *w);
+
 SHMQ_API int shmq_sched_unwatch(shmq_sched *s, const void *obj)
 {
 	int rc = -ENOENT;
@@ -357,6 +359,11 @@ SHMQ_API int shmq_sched_unwatch(shmq_sched *s, const void *obj)
 	for (struct shmq__sched_watch *w = s->watches; w; w = w->next) {
 		if (!w->dead && w->obj == obj) {
 			watch_kill(s, w);
+			/* No run holds it (an action's watch outlives its
+			 * action there) and no kernel operation refers to it:
+			 * free it now, not at a run that may never come. */
+			if (!s->running && !w->op_pending)
+				watch_unlink(s, w);
 			rc = 0;
 			break;
 		}
