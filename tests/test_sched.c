@@ -14,7 +14,6 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -2246,17 +2245,6 @@ static void test_watch_not_starved(void **state)
 	shmq_region_close(r);
 }
 
-/* Bytes the process's malloc holds now (0 where glibc's heap is not the
- * allocator: a sanitizer's or jemalloc's, which make the check below moot). */
-static size_t heap_used(void)
-{
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
-	return mallinfo2().uordblks;
-#else
-	return 0;
-#endif
-}
-
 /* Watches and unwatches with no run between them keep nothing: a watch no
  * kernel operation refers to is freed by unwatch, not kept for a run that
  * may never come (each watch's lookup walked them all, too). */
@@ -2272,13 +2260,13 @@ static void test_unwatch_no_run_bounded(void **state)
 	/* once, so what the first watch allocates for good is counted before */
 	assert_int_equal(shmq_sched_watch_queue(s, q, act_count, &n), 0);
 	assert_int_equal(shmq_sched_unwatch(s, q), 0);
-	before = heap_used();
+	before = tu_heap_used();
 	for (int i = 0; i < 20000; i++) {
 		assert_int_equal(shmq_sched_watch_queue(s, q, act_count, &n), 0);
 		assert_int_equal(shmq_sched_unwatch(s, q), 0);
 	}
 	/* 20000 watches kept would be megabytes */
-	assert_true(heap_used() <= before + 64 * 1024);
+	assert_true(tu_heap_used() <= before + 64 * 1024);
 	/* the one watch left works */
 	assert_int_equal(shmq_sched_watch_queue(s, q, act_count, &n), 0);
 	assert_int_equal(shmq_queue_put(q, "a", 1, SHMQ_NOWAIT), 0);

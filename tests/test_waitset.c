@@ -10,7 +10,6 @@
 #include "config.h"
 
 #include <fcntl.h>
-#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
@@ -920,17 +919,6 @@ static void test_fd_asked_late(void **state)
 	shmq_queue_close(q);
 }
 
-/* Bytes the process's malloc holds now (0 where glibc's heap is not the
- * allocator: a sanitizer's or jemalloc's, which make the check below moot). */
-static size_t heap_used(void)
-{
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
-	return mallinfo2().uordblks;
-#else
-	return 0;
-#endif
-}
-
 /* Adds and removes with no wait between them keep what the set holds
  * bounded: a removed entry is freed once its cancelled kernel waits are
  * reaped, not kept until the next wait (which might never come), and the
@@ -946,14 +934,14 @@ static void test_remove_no_wait_bounded(void **state)
 	/* once, so what the first add allocates for good is counted before */
 	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c), 0);
 	assert_int_equal(shmq_waitset_remove(w, &c), 0);
-	before = heap_used();
+	before = tu_heap_used();
 	for (int i = 0; i < 20000; i++) {
 		/* the queue is empty: the entry is armed in the kernel */
 		assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c), 0);
 		assert_int_equal(shmq_waitset_remove(w, &c), 0);
 	}
 	/* 20000 entries kept would be megabytes */
-	assert_true(heap_used() <= before + 64 * 1024);
+	assert_true(tu_heap_used() <= before + 64 * 1024);
 	assert_false(fd_readable(w, 0));
 	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c), 0);
 	assert_false(fd_readable(w, 0));

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <malloc.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -156,7 +157,17 @@ static inline int tu_fd_count(void)
 	return n;
 }
 
-/* True when this process has no child left, zombie or alive. */
+/* Bytes the process's malloc holds now (0 where glibc's heap is not the
+ * allocator: a sanitizer's or jemalloc's, which make a check of it moot). */
+static inline size_t tu_heap_used(void)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+	return mallinfo2().uordblks;
+#else
+	return 0;
+#endif
+}
+
 /* Process pid's main thread is asleep in a system call (state S in its
  * /proc stat): a test thread waits for it to block in the call it tests.
  * true when the file cannot be read, so a waiter never spins for ever. */
@@ -210,6 +221,7 @@ static inline pid_t tu_stop_while_asleep(int64_t stop_ns, int64_t *cont_at)
 	return pid;
 }
 
+/* True when this process has no child left, zombie or alive. */
 static inline bool tu_no_children(void)
 {
 	siginfo_t si;
