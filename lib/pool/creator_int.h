@@ -138,6 +138,10 @@ static inline struct pool_job *pool_job(shmq_pool *p, unsigned j)
 
 /* A new worker area (deque and frames) in the region: its offset in *off. */
 int shmq__pool_worker_area_new(shmq_pool *p, uint64_t *off);
+/* Format the area at off anew (zeroed, an empty deque), for an area no
+ * live worker or thief touches any more: 0, or -EBADMSG off out of the
+ * region. */
+int shmq__pool_worker_area_reset(shmq_pool *p, uint64_t off);
 /* Free the bookkeeping of retired areas. */
 void shmq__pool_worker_areas_free(shmq_pool *p);
 /* Give slot i another area (when fresh: the old one is retired) and a new

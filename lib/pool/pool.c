@@ -43,7 +43,6 @@
 #include "pool/job_int.h"
 #include "pool/pool_layout_int.h"
 #include "pool/task_int.h"
-#include "ring/deque_int.h"
 
 static unsigned online_cpus(void)
 {
@@ -249,12 +248,7 @@ static bool pool_leftover_adopt(shmq_pool *p, const struct shmq_pool_opts *o)
 		goto out;
 	memset(h, 0, pool_hdr_size(lo->nworkers));
 	for (unsigned i = 0; i < p->nworkers; i++) {
-		void *area = shmq__region_ptr(p->r, lo->area_off[i], pool_area_size());
-
-		if (!area)
-			goto out;
-		memset(area, 0, pool_area_size());
-		if (shmq__deque_init(area, POOL_DEQUE_CAP))
+		if (shmq__pool_worker_area_reset(p, lo->area_off[i]))
 			goto out;
 		p->area_off[i] = h->slots[i].area_off = lo->area_off[i];
 	}

@@ -54,6 +54,16 @@ int shmq__pool_worker_area_new(shmq_pool *p, uint64_t *off)
 	return 0;
 }
 
+int shmq__pool_worker_area_reset(shmq_pool *p, uint64_t off)
+{
+	void *mem = shmq__region_ptr(p->r, off, pool_area_size());
+
+	if (!mem)
+		return -EBADMSG;
+	memset(mem, 0, pool_area_size());
+	return shmq__deque_init(mem, POOL_DEQUE_CAP);
+}
+
 /* Can retired area ra be handed to a new worker?  Only when no live worker
  * can still touch it: none is in a steal window that was open when the area
  * was retired (a window opened later sees the new gen, see
@@ -90,18 +100,11 @@ static int worker_area_get(shmq_pool *p, uint64_t *off)
 {
 	for (size_t i = 0; i < p->nretired; i++) {
 		struct retired_area *ra = &p->retired[i];
-		void *mem;
 
-		if (!area_reusable(p, ra))
-			continue;
-		mem = shmq__region_ptr(p->r, ra->off, pool_area_size());
-		if (!mem)
-			continue;
 		/* nobody else touches it any more (area_reusable): format it
 		 * as a new area; published to the new worker by its spawn and
 		 * to thieves by the seq_cst store of gen */
-		memset(mem, 0, pool_area_size());
-		if (shmq__deque_init(mem, POOL_DEQUE_CAP))
+		if (!area_reusable(p, ra) || shmq__pool_worker_area_reset(p, ra->off))
 			continue;
 		*off = ra->off;
 		shmq__free(ra->seq, p->nworkers * sizeof(*ra->seq));
