@@ -554,12 +554,13 @@ static int proc_reap(shmq_proc *p, int flags)
 int shmq__pidfd_wait(int pidfd, int64_t deadline)
 {
 	/* pfd[1]: a timer at the deadline, which a stop of the caller does not
-	 * move (shmq__deadline_fd); without one (none could be made), the
-	 * ppoll's timeout alone bounds the wait.  ppoll ignores fd -1. */
+	 * move (shmq__deadline_fd), made at the first timed ppoll; without one
+	 * (none could be made), the ppoll's timeout alone bounds the wait.
+	 * ppoll ignores fd -1. */
 	struct pollfd pfd[2] = { { .fd = pidfd, .events = POLLIN }, { .fd = -1, .events = POLLIN } };
-	int rc = deadline == SHMQ__NO_DEADLINE ? -1 : shmq__deadline_fd(deadline);
+	bool timer_tried = false;
+	int rc;
 
-	pfd[1].fd = rc < 0 ? -1 : rc;
 	for (;;) {
 		int64_t left = shmq__remaining(deadline);
 		struct timespec ts = shmq__ns_to_timespec(left);
@@ -568,6 +569,11 @@ int shmq__pidfd_wait(int pidfd, int64_t deadline)
 		if (left == 0) {
 			rc = -ETIMEDOUT;
 			break;
+		}
+		if (left != INT64_MAX && !timer_tried) {
+			rc = shmq__deadline_fd(deadline);
+			pfd[1].fd = rc < 0 ? -1 : rc;
+			timer_tried = true;
 		}
 		n = ppoll(pfd, 2, left == INT64_MAX ? NULL : &ts, NULL);
 		if (n > 0 && pfd[0].revents) {
