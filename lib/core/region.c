@@ -573,8 +573,16 @@ static int hdr_await(int fd, unsigned flags, struct shmq__region_hdr *h, uint64_
 		if (rc != -EAGAIN)
 			return rc;
 		rc = shmq__ptab_creator_alive(fd, *file_size, false);
-		if (rc <= 0)
-			return rc ? rc : -EBADMSG; /* the header will never come */
+		if (rc < 0)
+			return rc;
+		if (rc == 0) {
+			/* No creator now.  It may have written the header
+			 * after our read, then closed or exited: what it wrote
+			 * before it left is there to read.  Still no magic:
+			 * the header will never come. */
+			rc = hdr_read(fd, flags, h, file_size);
+			return rc == -EAGAIN ? -EBADMSG : rc;
+		}
 		if (shmq_now_ns() > give_up)
 			return -EAGAIN;
 		sleep_ns(FORMAT_POLL_NS);
@@ -593,7 +601,9 @@ static int hdr_await(int fd, unsigned flags, struct shmq__region_hdr *h, uint64_
  * treats it alike: poll the file every FORMAT_POLL_NS for at most
  * FORMAT_WAIT_NS, give up at once with -EBADMSG when slot 0 of its process
  * table, which the creator claims before it writes the header, shows that
- * creator dead or gone (the header will never come), and with -EAGAIN when
+ * creator dead or gone and the header, read once more, is still missing
+ * (it will never come; a creator that wrote it and left between our reads
+ * is read then), and with -EAGAIN when
  * the deadline passes while the creator may still finish (retry later).
  */
 static int region_attach(shmq_region *r, unsigned flags)
