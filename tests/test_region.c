@@ -773,6 +773,76 @@ static void test_attach_waits_for_creator(void **state)
 	shmq_region_unlink(name);
 }
 
+struct torn_header {
+	int fd;
+	struct shmq__region_hdr hdr;
+};
+
+/* The creator finishing its header: the rest of it, then its lock. */
+static void *header_finisher(void *arg)
+{
+	struct torn_header *t = arg;
+	struct timespec ts = { 0, 20 * 1000 * 1000 }; /* let the attacher look first */
+
+	nanosleep(&ts, NULL);
+	if (pwrite(t->fd, &t->hdr, sizeof(t->hdr), 0) != (ssize_t)sizeof(t->hdr))
+		return (void *)1;
+	return flock(t->fd, LOCK_UN) ? (void *)1 : NULL;
+}
+
+/* A header read while its creator writes it: the magic there, the rest not
+ * yet (the creator copied the 64 bytes in with memcpy, magic first, and an
+ * attacher's pread copies bytes as they are).  While the creator's lock is
+ * held that is a header being written: every attach path waits for it as
+ * for a missing one (old code: -EBADMSG at once, a good region called
+ * corrupt); without the lock, it is corrupt: -EBADMSG. */
+static void test_attach_header_half_written(void **state)
+{
+	struct shmq__ptab_slot creator = {
+		.word = (uint64_t)(uint32_t)getpid() << 32 | 1u << 1 | 1,
+		.starttime = shmq__pid_starttime(getpid()),
+	};
+	struct shmq__region_hdr half = { 0 };
+	struct torn_header t;
+	char name[96];
+	shmq_region *r;
+
+	(void)state;
+	tu_name(name, sizeof(name), "tornhdr");
+	assert_int_equal(shmq_region_create(name, &(struct shmq_region_opts){ .size = SMALL }, &r), 0);
+	shmq_region_close(r);
+	t.fd = shm_open(name, O_RDWR, 0);
+	assert_true(t.fd >= 0);
+	assert_int_equal(pread(t.fd, &t.hdr, sizeof(t.hdr), 0), sizeof(t.hdr));
+	assert_int_equal(pwrite(t.fd, &creator, sizeof(creator), SHMQ__REGION_PTAB_OFF),
+			 sizeof(creator));
+	half.magic = t.hdr.magic;
+	half.version = t.hdr.version;
+	for (int via = 0; via < VIA_COUNT; via++) {
+		pthread_t th;
+		void *bad;
+		int rc;
+
+		assert_int_equal(flock(t.fd, LOCK_EX), 0); /* the creator's lock */
+		assert_int_equal(pwrite(t.fd, &half, sizeof(half), 0), sizeof(half));
+		if (via == VIA_OPEN) /* a creator that does not finish: wait, then -EAGAIN */
+			assert_int_equal(shmq_region_open(name, &r), -EAGAIN);
+		assert_int_equal(pthread_create(&th, NULL, header_finisher, &t), 0);
+		rc = attach_via(via, name, &r);
+		assert_int_equal(pthread_join(th, &bad), 0);
+		assert_null(bad);
+		if (rc)
+			fail_msg("%s: %d while the creator finished its header", via_name[via], rc);
+		shmq_region_close(r);
+	}
+	/* nobody holds the lock: a header left half written is corrupt */
+	assert_int_equal(pwrite(t.fd, &half, sizeof(half), 0), sizeof(half));
+	for (int via = 0; via < VIA_COUNT; via++)
+		assert_int_equal(attach_via(via, name, &r), -EBADMSG);
+	close(t.fd);
+	shmq_region_unlink(name);
+}
+
 /* One of the processes that race to create a name: 0 when it created the
  * region, 1 when it found it made and opened it, 10 + errno otherwise.  A
  * creator closes its region at once and exits (a setup program). */
@@ -1291,6 +1361,7 @@ int main(void)
 		cmocka_unit_test(test_attach_creator_stuck),
 		cmocka_unit_test(test_attach_creator_died_unclaimed),
 		cmocka_unit_test(test_attach_waits_for_creator),
+		cmocka_unit_test(test_attach_header_half_written),
 		cmocka_unit_test(test_create_open_race),
 		cmocka_unit_test(test_forged_dir_lock),
 		cmocka_unit_test(test_dir_lock_hostile),

@@ -306,11 +306,9 @@ static int slot0_read(int fd, struct shmq__ptab_slot *s)
 	return n == (ssize_t)sizeof(*s) ? 0 : -EBADMSG;
 }
 
-/* Does someone hold an exclusive flock on fd's file (the creator's lock)?  Asked
- * through a new open file description, so no lock of the caller's (which a
- * flock on fd itself would convert, and an unlock drop) is touched.  1 when
- * it cannot tell. */
-static int creator_lock_held(int fd)
+/* Asked through a new open file description, so no lock of the caller's
+ * (which a flock on fd itself would convert, and an unlock drop) is touched. */
+int shmq__ptab_creator_locked(int fd)
 {
 	char path[64];
 	int pfd, held;
@@ -347,7 +345,7 @@ int shmq__ptab_creator_alive(int fd, uint64_t file_size, bool locked)
 	if (a.word != b.word || a.starttime != b.starttime)
 		return 1; /* moving */
 	if (a.word == 0) /* not claimed yet: the creator lives while it holds its lock */
-		return locked ? 0 : creator_lock_held(fd);
+		return locked ? 0 : shmq__ptab_creator_locked(fd);
 	if (!(a.word & 1))
 		return 0; /* claimed and left: whoever formatted this is gone */
 	return shmq__pid_alive((pid_t)(a.word >> 32), a.starttime);

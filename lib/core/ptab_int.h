@@ -42,4 +42,9 @@ unsigned shmq__ptab_count(const shmq_region *r);
  */
 int shmq__ptab_creator_alive(int fd, uint64_t file_size, bool locked);
 
+/* Does someone hold an exclusive flock on fd's file (the creator's lock: a
+ * creator between sizing its file and writing the whole header)?  1 held,
+ * or when it cannot tell; 0 free.  The caller must not hold one itself. */
+int shmq__ptab_creator_locked(int fd);
+
 #endif /* SHMQ__PTAB_H */

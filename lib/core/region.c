@@ -160,7 +160,16 @@ static void hdr_write(struct shmq__region_hdr *h, const struct geometry *g, unsi
 	};
 
 	tmp.checksum = shmq__fnv1a64(&tmp, offsetof(struct shmq__region_hdr, checksum));
-	memcpy(h, &tmp, sizeof(tmp));
+	/* The magic last, so that a creator killed inside this copy leaves no
+	 * magic (a half-made file, which create replaces), and a reader that
+	 * sees the stores in order never sees a magic without the rest.
+	 * Readers copy the header with pread, which orders nothing of ours:
+	 * hdr_await also waits while the creator's lock is held. */
+	memcpy((uint8_t *)h + sizeof(h->magic), (const uint8_t *)&tmp + sizeof(tmp.magic),
+	       sizeof(tmp) - sizeof(tmp.magic));
+	/* release: the rest of the header before its magic; pairs with the
+	 * acquire fence in region_attach after hdr_await read it */
+	shmq__store_release(&h->magic, tmp.magic);
 }
 
 /* ---- identity ---- */
@@ -561,6 +570,30 @@ static int hdr_read(int fd, unsigned flags, struct shmq__region_hdr *h, uint64_t
 	return -EAGAIN;
 }
 
+/* Does h have our magic but not the checksum of its bytes: a header read
+ * while its creator wrote it, or a corrupt one? */
+static bool hdr_partial(const struct shmq__region_hdr *h)
+{
+	return h->magic == SHMQ__REGION_MAGIC &&
+	       h->checksum != shmq__fnv1a64(h, offsetof(struct shmq__region_hdr, checksum));
+}
+
+/* hdr_read, where a header read half written counts as none yet (-EAGAIN)
+ * while its creator holds the creator's lock.  Once the lock is free the
+ * creator has written all of it (it lets go after the header), so the
+ * header read again then is final. */
+static int hdr_read_whole(int fd, unsigned flags, struct shmq__region_hdr *h,
+			  uint64_t *file_size)
+{
+	int rc = hdr_read(fd, flags, h, file_size);
+
+	if (rc || !hdr_partial(h))
+		return rc;
+	if (shmq__ptab_creator_locked(fd))
+		return -EAGAIN;
+	return hdr_read(fd, flags, h, file_size);
+}
+
 /* Read the header, waiting for a creator that has not written it yet; see
  * region_attach for the policy. */
 static int hdr_await(int fd, unsigned flags, struct shmq__region_hdr *h, uint64_t *file_size)
@@ -568,7 +601,7 @@ static int hdr_await(int fd, unsigned flags, struct shmq__region_hdr *h, uint64_
 	int64_t give_up = shmq_now_ns() + FORMAT_WAIT_NS;
 
 	for (;;) {
-		int rc = hdr_read(fd, flags, h, file_size);
+		int rc = hdr_read_whole(fd, flags, h, file_size);
 
 		if (rc != -EAGAIN)
 			return rc;
@@ -580,7 +613,7 @@ static int hdr_await(int fd, unsigned flags, struct shmq__region_hdr *h, uint64_
 			 * after our read, then closed or exited: what it wrote
 			 * before it left is there to read.  Still no magic:
 			 * the header will never come. */
-			rc = hdr_read(fd, flags, h, file_size);
+			rc = hdr_read_whole(fd, flags, h, file_size);
 			return rc == -EAGAIN ? -EBADMSG : rc;
 		}
 		if (shmq_now_ns() > give_up)
@@ -605,6 +638,8 @@ static int hdr_await(int fd, unsigned flags, struct shmq__region_hdr *h, uint64_
  * (it will never come; a creator that wrote it and left between our reads
  * is read then), and with -EAGAIN when
  * the deadline passes while the creator may still finish (retry later).
+ * A header read while the creator writes it (a magic, not yet its
+ * checksum) counts as none yet while the creator holds its lock.
  */
 static int region_attach(shmq_region *r, unsigned flags)
 {
