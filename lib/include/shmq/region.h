@@ -49,7 +49,10 @@ SHMQ_API int shmq_region_open_flags(const char *name, unsigned flags, shmq_regio
  * region (named or anonymous).  -ENOENT when this process was not given one. */
 SHMQ_API int shmq_region_inherit(shmq_region **out);
 
-/* Unmap and leave the process table.  Never destroys shared state. NULL is a no-op. */
+/* Unmap and leave the process table.  Never destroys shared state. NULL is a no-op.
+ * Close the handles made through r first (objects, pools, bridges): each
+ * uses r's mapping and owner id until it is closed, so using or closing
+ * one after r is closed touches memory that is no longer mapped. */
 SHMQ_API void shmq_region_close(shmq_region *r);
 
 /* Remove the name; mappings that exist stay valid.  -ENOENT, -EINVAL. */
