@@ -31,7 +31,7 @@ cleanup() {
 		kill "$pool_holder" 2>/dev/null
 		wait "$pool_holder" 2>/dev/null
 	fi
-	rm -f /dev/shm/"$p"-*
+	rm -f /dev/shm/"$p"-* /dev/shm/."$p"-*
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -142,6 +142,8 @@ $MK die "$p-dead" 2>/dev/null
 $MK corrupt "$p-corrupt" || fail "make corrupt"
 $MK baddir "$p-baddir" || fail "make baddir"
 $MK foreign "$p-foreign" || fail "make foreign"
+# a name may start with a dot (only all dots is refused): listed like any
+$MK plain ".$p-dot" || fail "make dot"
 $MK sleepy "$p-sleepy" || fail "make sleepy (a caller that should have slept and been woken)"
 $MK bridge "$p-bridge" || fail "make bridge (bridge checkpoints)"
 # holds until cleanup kills it (the test may run long on a loaded machine)
@@ -174,6 +176,7 @@ grep -q "^/$p-corrupt  *corrupt " "$tmp/ls.txt" || fail "ls: corrupt region not 
 grep -q "^/$p-baddir  *corrupt-dir " "$tmp/ls.txt" || fail "ls: corrupt directory not reported"
 grep -q "^/$p-foreign " "$tmp/ls.txt" && fail "ls: a foreign file is listed without --all"
 "$SHMQ" ls --all | grep -q "^/$p-foreign  *foreign " || fail "ls --all: foreign file not reported"
+grep -q "^/\.$p-dot  *ok " "$tmp/ls.txt" || fail "ls: a region whose name starts with a dot is not listed"
 
 run_json "$tmp/ls.json" ls || fail "shmq --json ls exit status"
 q "$tmp/ls.json" "check(d)" 2>&1 >/dev/null | grep . && fail "ls --json"

@@ -496,12 +496,13 @@ static void json_snap(FILE *f, const struct snap *s, bool detail, bool compact)
 /* ---------------------------------------------------------------- ls */
 
 /* Could name be a region of ours?  Entries in /dev/shm that libshmq could
- * not have created (bad characters, too long) are skipped outright. */
+ * not have created (bad characters, too long, dots alone: "." and "..")
+ * are skipped outright; a name that only starts with a dot is a region's. */
 static bool ls_candidate(const struct dirent *d)
 {
-	size_t n = strlen(d->d_name);
+	size_t n = strlen(d->d_name), dots = strspn(d->d_name, ".");
 
-	if (d->d_name[0] == '.' || n == 0 || n > SHMQ_NAME_MAX)
+	if (n == 0 || dots == n || n > SHMQ_NAME_MAX)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = d->d_name[i];
