@@ -182,17 +182,21 @@ static void race_owner(struct race *r)
 	shmq__store_release(&r->done, 1); /* pairs with the thieves' load_acquire */
 }
 
-static void test_race_threads(void **state)
+/* Owner and thieves race through RACE_ITEMS items, both indices starting
+ * at start. */
+static void race_threads(uint64_t start)
 {
 	struct race r;
 	struct thief_arg args[RACE_THIEVES];
 	pthread_t th[RACE_THIEVES];
+	struct shmq__deque_ctl *c;
 	void *mem;
 	uint64_t total;
 
-	(void)state;
 	memset(&r, 0, sizeof(r));
 	mem = deque_new(64, &r.d); /* small: the ring wraps and fills often */
+	c = mem;
+	c->top = c->bottom = start; /* before any thread looks */
 	r.seen = calloc(RACE_ITEMS, 1);
 	assert_non_null(r.seen);
 	for (int i = 0; i < RACE_THIEVES; i++) {
@@ -213,6 +217,21 @@ static void test_race_threads(void **state)
 			fail_msg("item %llu taken %u times", (unsigned long long)i, r.seen[i]);
 	free(r.seen);
 	deque_free(mem, 64);
+}
+
+static void test_race_threads(void **state)
+{
+	(void)state;
+	race_threads(0);
+}
+
+/* Indices that a writer put just below 2^64 (a consistent, empty deque):
+ * the race goes on across the wrap, every item taken once (a take that
+ * finds bottom 0 with items below it is test_wrap's case). */
+static void test_race_threads_wrap(void **state)
+{
+	(void)state;
+	race_threads(UINT64_MAX - RACE_ITEMS / 2);
 }
 
 /* ---- a thief in another process ---- */
@@ -274,6 +293,48 @@ static void test_race_process(void **state)
 
 /* ---- corruption ---- */
 
+/* Indices just below 2^64, set as a writer could: push, take and steal
+ * go on across the wrap as anywhere else (the indices are free running;
+ * only their difference counts). */
+static void test_wrap(void **state)
+{
+	struct shmq__deque d;
+	void *mem = deque_new(8, &d);
+	struct shmq__deque_ctl *c = mem;
+	uint64_t v;
+
+	(void)state;
+	c->top = c->bottom = UINT64_MAX - 1;
+	assert_int_equal(shmq__deque_take(&d, &v), -EAGAIN);
+	for (uint64_t i = 1; i <= 4; i++)
+		assert_int_equal(shmq__deque_push(&d, i), 0);
+	assert_int_equal(c->bottom, 2); /* wrapped */
+	assert_int_equal(shmq__deque_size(&d), 4);
+	assert_int_equal(shmq__deque_take(&d, &v), 0);
+	assert_int_equal(v, 4);
+	assert_int_equal(shmq__deque_take(&d, &v), 0);
+	assert_int_equal(v, 3);
+	assert_int_equal(c->bottom, 0);
+	/* bottom 0, two items below it: the owner takes the last of them */
+	assert_int_equal(shmq__deque_take(&d, &v), 0);
+	assert_int_equal(v, 2);
+	assert_int_equal(shmq__deque_steal(&d, &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(shmq__deque_take(&d, &v), -EAGAIN);
+	assert_int_equal(shmq__deque_steal(&d, &v), -EAGAIN);
+	assert_int_equal(shmq__deque_size(&d), 0);
+	/* the last item across the wrap, raced for by the owner's take */
+	c->top = c->bottom = UINT64_MAX;
+	assert_int_equal(shmq__deque_push(&d, 9), 0);
+	assert_int_equal(c->bottom, 0);
+	assert_int_equal(shmq__deque_take(&d, &v), 0);
+	assert_int_equal(v, 9);
+	assert_int_equal(c->top, 0);
+	assert_int_equal(c->bottom, 0);
+	assert_int_equal(shmq__deque_take(&d, &v), -EAGAIN);
+	deque_free(mem, 8);
+}
+
 static void test_corrupt_indices(void **state)
 {
 	struct shmq__deque d;
@@ -328,6 +389,8 @@ int main(void)
 		cmocka_unit_test(test_corrupt_indices),
 		cmocka_unit_test(test_race_process),
 		cmocka_unit_test(test_race_threads),
+		cmocka_unit_test(test_wrap),
+		cmocka_unit_test(test_race_threads_wrap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

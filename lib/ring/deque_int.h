@@ -33,8 +33,9 @@
  * read: bottom - top must lie in [-1, capacity], else -EBADMSG.
  *
  * Wraparound: top and bottom count pushes and steals since init, as
- * uint64_t; at 10^10 operations a second they wrap after 58 years, so the
- * code compares them as plain integers (differences taken as int64_t).
+ * uint64_t; at 10^10 operations a second they wrap after 58 years.  They
+ * are only ever compared through their difference, taken as int64_t, so
+ * indices that a writer set near 2^64 work across the wrap as anywhere else.
  */
 #ifndef SHMQ__DEQUE_H
 #define SHMQ__DEQUE_H
@@ -134,14 +135,14 @@ static inline int shmq__deque_push(struct shmq__deque *d, uint64_t item)
 static inline int shmq__deque_take(struct shmq__deque *d, uint64_t *item)
 {
 	struct shmq__deque_ctl *c = d->ctl;
-	uint64_t b = shmq__load_relaxed(&c->bottom); /* relaxed: only the owner writes bottom */
+	/* relaxed: only the owner writes bottom.  b - 1 may wrap: bottom 0
+	 * with top 2^64 - 1 is one item, and an empty deque at 0 reads as
+	 * n == -1 below, as anywhere else (see Wraparound) */
+	uint64_t b = shmq__load_relaxed(&c->bottom) - 1;
 	uint64_t t;
 	int64_t n;
 	int rc = 0;
 
-	if (SHMQ__UNLIKELY(b == 0))
-		return shmq__load_seq_cst(&c->top) == 0 ? -EAGAIN : shmq__deque_corrupt();
-	b -= 1;
 	/* seq_cst store then seq_cst load: the paper's fence between them */
 	shmq__store_seq_cst(&c->bottom, b);
 	t = shmq__load_seq_cst(&c->top);
