@@ -403,6 +403,60 @@ static void test_dead_producer(void **state)
 	shmq_queue_close(q);
 }
 
+/* Positions near 2^64, as a writer of the region can set them (the slots'
+ * laps made to agree): a large message carried by position 2^64 - 1, whose
+ * number is also the block's "no position yet" (SHMQ__QLARGE_POS_NONE),
+ * outlives its producer.  Before, the sweep took the block of a producer
+ * that had exited for one that died before its claim and freed it under
+ * the slot that still carried it: the get then found the block FREE and
+ * failed with -EBADMSG, the message lost. */
+static void test_pos_max(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.posmax", 4, 64);
+	struct shmq__mpmc *ring = &((struct qpeek *)(void *)q)->ring;
+	const uint64_t start = UINT64_MAX - 1;
+	uint8_t buf[512];
+	pid_t pid;
+
+	for (uint64_t p = start; p != start + 4; p++) { /* EMPTY of each position's lap */
+		struct shmq__mpmc_slot *s = (struct shmq__mpmc_slot *)(ring->slots + (p % 4) * ring->slot_size);
+
+		s->ctl = ((p / 4) & ((1u << 30) - 1)) << 2;
+	}
+	ring->sh->head = ring->sh->tail = start;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *cr = tu_child_region(f->name);
+		shmq_queue *cq;
+		uint8_t m[300];
+
+		if (shmq_queue_open(cr, "l.posmax", &cq))
+			_exit(1);
+		for (uint32_t i = 0; i < 3; i++) { /* positions 2^64 - 2, 2^64 - 1, 0 */
+			fill(m, 200 + i, 40 + i);
+			if (shmq_queue_put(cq, m, 200 + i, SHMQ_NOWAIT))
+				_exit(2);
+		}
+		shmq_queue_close(cq);
+		shmq_region_close(cr); /* our owner id is gone */
+		_exit(0);
+	}
+	assert_int_equal(tu_wait_child(pid), 0);
+	/* all three blocks stay */
+	assert_true(sweep(q, f->r) >= 3 * (200 + (int64_t)sizeof(struct shmq__qlarge_block)));
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 200);
+	check_bytes(buf, 200, 40);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 201);
+	check_bytes(buf, 201, 41);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 202);
+	check_bytes(buf, 202, 42);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(sweep(q, f->r), 0);
+	shmq_queue_close(q);
+}
+
 /* ---- chunk locks and the put's one deadline ---- */
 
 /* The chunks of q's heap, in chain order, at most max: how many. */
@@ -929,6 +983,7 @@ int main(void)
 		cmocka_unit_test(test_dead_holder_large),
 		cmocka_unit_test(test_dead_holder_blocks_put),
 		cmocka_unit_test(test_dead_producer),
+		cmocka_unit_test(test_pos_max),
 		cmocka_unit_test(test_put_one_deadline),
 		cmocka_unit_test(test_nowait_short_section),
 		cmocka_unit_test(test_chunk_lock_kept_or_dead),

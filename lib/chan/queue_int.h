@@ -201,8 +201,9 @@ void shmq__join_describe(shmq_region *r, const void *mem, uint64_t size,
  * finds the chunks short, or shmq__qlarge_sweep) frees a block that nobody
  * will free: BUSY with pos POS_NONE whose producer is dead (pos re-read
  * after the liveness check: a dead process's last stores are visible by
- * then); BUSY with pos set, or DYING whose consumer is dead, whose slot
- * no longer carries pos.  Every free is a CAS from the exact st read
+ * then), unless the slot of position 2^64 - 1, which reads as POS_NONE,
+ * may carry it (indices set near 2^64); BUSY with pos set, or DYING whose
+ * consumer is dead, whose slot no longer carries pos.  Every free is a CAS from the exact st read
  * (owner and gen), so a block freed and taken again meanwhile is never
  * freed twice, and a consumer only frees blocks no sweep may free (its
  * slot is claimed, or its DYING owner is alive).

@@ -256,6 +256,10 @@ static bool block_reclaim(const struct walk *w, struct shmq__qlarge_block *b, ui
 		/* seq_cst: re-read after the owner was seen dead */
 		if (shmq__load_seq_cst(&b->pos) != SHMQ__QLARGE_POS_NONE)
 			return false;
+		/* POS_NONE is also position 2^64 - 1 (indices a writer set
+		 * near 2^64): a block that position's slot may carry stays */
+		if (pos_live(w->m, SHMQ__QLARGE_POS_NONE))
+			return false;
 	} else if (st_state(st) == SHMQ__QLARGE_DYING) {
 		if (shmq__region_id_alive(w->r, owner) != 0 || pos_live(w->m, pos))
 			return false;
