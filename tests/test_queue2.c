@@ -783,6 +783,61 @@ static void test_describe_holds(void **state)
 	shmq_queue_close(q);
 }
 
+/* ---- positions across 2^64 ---- */
+
+/* Move queue name's indices to start, as any writer of the region can,
+ * with every slot EMPTY at the lap of its position in [start, start +
+ * capacity): as if that many messages had gone through it. */
+static void queue_at(shmq_region *r, const char *name, uint64_t start)
+{
+	struct shmq__mpmc_shared *sh;
+	uint64_t size;
+	void *mem;
+
+	assert_int_equal(shmq__obj_find(r, name, SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	sh = mem;
+	for (uint64_t p = start; p != start + sh->capacity; p++) {
+		struct shmq__mpmc_slot *s = (struct shmq__mpmc_slot *)
+			((uint8_t *)mem + sizeof(*sh) + (p % sh->capacity) * sh->slot_size);
+
+		s->ctl = ((p / sh->capacity) & ((1u << 30) - 1)) << 2;
+	}
+	sh->head = sh->tail = start;
+}
+
+/* Two-phase gets at positions that straddle 2^64 (a power-of-two
+ * capacity): each is committed or given back by its position.  Before, a
+ * position just below 2^64 with head past the wrap was "not held" for
+ * commit and abort (-EINVAL): the message stayed held by its live holder,
+ * and its slot kept the producers out for good. */
+static void test_commit_wrap(void **state)
+{
+	struct tu_region *f = *state;
+	const uint64_t top = UINT64_MAX;
+	shmq_queue *q;
+
+	assert_int_equal(shmq_queue_create(f->r, "b.cwrap", &(struct shmq_queue_opts){ 4, 16, 0 }, &q), 0);
+	queue_at(f->r, "b.cwrap", top - 1);
+	put_n(q, 0, 4); /* positions 2^64 - 2, 2^64 - 1, 0, 1 */
+	begin_is(q, 0, top - 1);
+	begin_is(q, 1, top);
+	begin_is(q, 2, 0);
+	begin_is(q, 3, 1);
+	assert_int_equal(shmq_queue_get_commit(q, top - 1), 0);
+	assert_int_equal(shmq_queue_get_commit(q, top), 0);
+	assert_int_equal(shmq_queue_get_commit(q, top), -EINVAL); /* done: no longer held */
+	assert_int_equal(shmq_queue_get_abort(q, 0), 0);
+	assert_int_equal(shmq_queue_get_commit(q, 1), 0);
+	put_n(q, 4, 2); /* into the slots of 2^64 - 2 and 2^64 - 1 */
+	begin_is(q, 2, 0); /* given back: first */
+	begin_is(q, 4, 2);
+	begin_is(q, 5, 3);
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(shmq_queue_get_commit(q, p), p == 1 ? -EINVAL : 0);
+	put_n(q, 6, 4); /* every slot free again */
+	shmq_queue_close(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -801,6 +856,7 @@ int main(void)
 		cmocka_unit_test(test_lost_redo_count),
 		cmocka_unit_test(test_incarnation),
 		cmocka_unit_test(test_describe_holds),
+		cmocka_unit_test(test_commit_wrap),
 	};
 
 	return cmocka_run_group_tests(tests, setup, tu_region_teardown);

@@ -841,7 +841,7 @@ static SHMQ__ALWAYS_INLINE int hold_end(struct shmq__mpmc *m, uint64_t pos, bool
 	uint32_t lap;
 	uint64_t w;
 
-	if (pos >= h || h - pos > (uint64_t)m->capacity + 2)
+	if (h - pos - 1 > (uint64_t)m->capacity + 1) /* h - pos in [1, capacity + 2], modulo 2^64 */
 		return -EINVAL;
 	s = slot_at_k(m, pos, pow2);
 	lap = lap_of_k(m, pos, pow2);
