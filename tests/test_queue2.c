@@ -838,6 +838,152 @@ static void test_commit_wrap(void **state)
 	shmq_queue_close(q);
 }
 
+/* Begun messages whose positions straddle 2^64 (a power-of-two capacity:
+ * slot and lap go on across the wrap), given back while head is past the
+ * wrap: they come again first, lowest position first, and shmq stat
+ * counts the holds.  Before, the scans of the positions behind head
+ * started at 0 once head was below capacity + 2, missing those below
+ * 2^64: shmq stat counted one hold of three, and a message given back
+ * at 2^64 - 1 came again only after the newer ones. */
+static void test_window_wrap(void **state)
+{
+	struct tu_region *f = *state;
+	const uint64_t top = UINT64_MAX;
+	struct shmq__obj_stat st;
+	const struct shmq__stat_kv *kv;
+	uint64_t size;
+	void *mem;
+	shmq_queue *q;
+
+	assert_int_equal(shmq_queue_create(f->r, "b.wrap", &(struct shmq_queue_opts){ 4, 16, 0 }, &q), 0);
+	queue_at(f->r, "b.wrap", top - 1);
+	put_n(q, 0, 4); /* positions 2^64 - 2, 2^64 - 1, 0, 1 */
+	begin_is(q, 0, top - 1);
+	begin_is(q, 1, top);
+	begin_is(q, 2, 0);
+	assert_int_equal(shmq__obj_find(f->r, "b.wrap", SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	memset(&st, 0, sizeof(st));
+	assert_int_equal(shmq__obj_describe(f->r, SHMQ__OBJ_QUEUE, mem, size, &st), 0);
+	assert_int_equal(st.status, 0);
+	assert_non_null(kv = shmq__stat_get(&st, "held"));
+	assert_int_equal(kv->u, 3);
+	assert_int_equal(shmq_queue_get_commit(q, top - 1), 0);
+	assert_int_equal(shmq_queue_get_abort(q, top), 0);
+	assert_int_equal(shmq_queue_get_abort(q, 0), 0);
+	assert_int_equal(shmq_queue_get_commit(q, top), -EINVAL); /* given back: not ours */
+	begin_is(q, 1, top); /* given back: first, lowest position first */
+	begin_is(q, 2, 0);
+	begin_is(q, 3, 1);
+	assert_int_equal(shmq_queue_get_begin(q, &(const void *){ NULL }, &(uint64_t){ 0 },
+					      SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_queue_get_commit(q, top), 0);
+	assert_int_equal(shmq_queue_get_commit(q, 0), 0);
+	assert_int_equal(shmq_queue_get_commit(q, 1), 0);
+	assert_int_equal(shmq_queue_get_commit(q, 1), -EINVAL);
+	put_n(q, 4, 4); /* every slot free again */
+	shmq_queue_close(q);
+}
+
+/* A holder killed holding positions just below 2^64 once head has passed
+ * the wrap: a handle's first begin finds them (the audit's window goes
+ * across the wrap) and gives them out again before the newer message.
+ * Before, the window started at position 0 and the dead holder's messages
+ * came back only once producers lapped their slots. */
+static void test_dead_holder_wrap(void **state)
+{
+	struct tu_region *f = *state;
+	const uint64_t top = UINT64_MAX;
+	shmq_queue *q, *q2;
+	char c;
+	int pfd[2];
+	pid_t pid;
+
+	assert_int_equal(shmq_queue_create(f->r, "b.dwrap", &(struct shmq_queue_opts){ 8, 16, 0 }, &q), 0);
+	queue_at(f->r, "b.dwrap", top - 1);
+	put_n(q, 0, 3); /* positions 2^64 - 2, 2^64 - 1, 0 */
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *cr = tu_child_region(f->name);
+		shmq_queue *cq;
+		const void *msg;
+		uint64_t pos;
+
+		if (shmq_queue_open(cr, "b.dwrap", &cq))
+			_exit(1);
+		for (uint64_t i = 0; i < 2; i++)
+			if (shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) != 2 || pos != top - 1 + i)
+				_exit(2);
+		if (write(pfd[1], "k", 1) != 1)
+			_exit(3);
+		pause(); /* killed here, holding 2^64 - 2 and 2^64 - 1 */
+		_exit(4);
+	}
+	assert_int_equal(read(pfd[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	close(pfd[0]);
+	close(pfd[1]);
+	assert_int_equal(shmq_queue_open(f->r, "b.dwrap", &q2), 0);
+	begin_is(q2, 0, top - 1);
+	begin_is(q2, 1, top);
+	begin_is(q2, 2, 0);
+	assert_int_equal(shmq_queue_get_commit(q2, top - 1), 0);
+	assert_int_equal(shmq_queue_get_commit(q2, top), 0);
+	assert_int_equal(shmq_queue_get_commit(q2, 0), 0);
+	shmq_queue_close(q2);
+	shmq_queue_close(q);
+}
+
+/* A young queue with a window larger than one audit (capacity 2048): a
+ * holder killed holding position 2 is found by a new handle's first begin,
+ * the audit looking at the newest positions first (its window reaches
+ * below position 0 there, where nothing can be held). */
+static void test_dead_holder_big_ring(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q, *q2;
+	char c;
+	int pfd[2];
+	pid_t pid;
+
+	assert_int_equal(shmq_queue_create(f->r, "b.dbig", &(struct shmq_queue_opts){ 2048, 16, 0 }, &q), 0);
+	put_n(q, 0, 5);
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *cr = tu_child_region(f->name);
+		shmq_queue *cq;
+		const void *msg;
+		uint64_t pos;
+
+		if (shmq_queue_open(cr, "b.dbig", &cq))
+			_exit(1);
+		for (uint64_t i = 0; i < 3; i++)
+			if (shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) != 2 || pos != i ||
+			    (i < 2 && shmq_queue_get_commit(cq, pos)))
+				_exit(2);
+		if (write(pfd[1], "k", 1) != 1)
+			_exit(3);
+		pause(); /* killed here, holding position 2 */
+		_exit(4);
+	}
+	assert_int_equal(read(pfd[0], &c, 1), 1);
+	kill(pid, SIGKILL);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	close(pfd[0]);
+	close(pfd[1]);
+	assert_int_equal(shmq_queue_open(f->r, "b.dbig", &q2), 0);
+	begin_is(q2, 2, 2);
+	begin_is(q2, 3, 3);
+	for (uint64_t p = 2; p < 4; p++)
+		assert_int_equal(shmq_queue_get_commit(q2, p), 0);
+	shmq_queue_close(q2);
+	shmq_queue_close(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -857,6 +1003,9 @@ int main(void)
 		cmocka_unit_test(test_incarnation),
 		cmocka_unit_test(test_describe_holds),
 		cmocka_unit_test(test_commit_wrap),
+		cmocka_unit_test(test_window_wrap),
+		cmocka_unit_test(test_dead_holder_wrap),
+		cmocka_unit_test(test_dead_holder_big_ring),
 	};
 
 	return cmocka_run_group_tests(tests, setup, tu_region_teardown);

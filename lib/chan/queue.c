@@ -1636,7 +1636,9 @@ static void describe_holds(shmq_region *r, const struct shmq__mpmc_shared *q, ui
 		st->status = -EBADMSG;
 		return;
 	}
-	for (uint64_t p = head > span ? head - span : 0; p != head; p++) {
+	/* as the ring's scans (ring/mpmc.c, window_start): across the wrap
+	 * for a power-of-two capacity */
+	for (uint64_t p = !(cap & (cap - 1)) || head > span ? head - span : 0; p != head; p++) {
 		const struct shmq__mpmc_slot *s =
 			(const struct shmq__mpmc_slot *)(slots + (p % cap) * slot_size);
 		/* relaxed: a snapshot; the slot's data is never read here */

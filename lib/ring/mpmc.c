@@ -71,6 +71,17 @@ static inline int32_t lap_diff(uint32_t a, uint32_t b)
 	return (int32_t)((a - b) << (32 - LAP_BITS)) >> (32 - LAP_BITS);
 }
 
+/* The first of the span positions behind head h that may be HELD or
+ * RETURNED (Redelivery, ring/mpmc_int.h).  Modulo 2^64 for a power-of-two
+ * capacity, where slot and lap go on across the wrap (indices set near
+ * 2^64): a position before a queue's first one names a lap its slot does
+ * not hold, so the scans skip it.  Otherwise from 0 below span, as p % cap
+ * and p / cap jump at the wrap (Positions). */
+static inline uint64_t window_start(const struct shmq__mpmc *m, uint64_t h, uint64_t span)
+{
+	return m->pow2 || h > span ? h - span : 0;
+}
+
 /* ---- claim words (Protocol PUT_CLAIM, ring/mpmc_int.h) ---- */
 
 #define CLAIM_SET UINT64_C(1)
@@ -630,7 +641,7 @@ SHMQ__COLD static int redo_take(struct shmq__mpmc *m, size_t cap, uint64_t *pos_
 	uint64_t seen = shmq__load_seq_cst(&m->sh->redo);
 	uint64_t h = index_load(&m->sh->head);
 	uint64_t span = (uint64_t)m->capacity + 2;
-	uint64_t p = h > span ? h - span : 0;
+	uint64_t p = window_start(m, h, span);
 
 	for (; p != h; p++) {
 		struct shmq__mpmc_slot *s = slot_at(m, p);
@@ -934,16 +945,18 @@ int shmq__mpmc_audit(struct shmq__mpmc *m, uint64_t *from)
 {
 	struct reap_cache c = { .n = 0 };
 	uint64_t h = index_load(&m->sh->head);
-	uint64_t span = (uint64_t)m->capacity + 2;
-	uint64_t p = h > span ? h - span : 0;
-	uint64_t end;
+	uint64_t lo = window_start(m, h, (uint64_t)m->capacity + 2);
+	uint64_t top = h, p;
 	int found = 0;
 
-	if (*from > p && *from < h)
-		p = *from; /* go on where the last audit stopped */
-	end = h - p > SHMQ__MPMC_AUDIT_SPAN ? p + SHMQ__MPMC_AUDIT_SPAN : h;
-	*from = end == h ? 0 : end;
-	for (; p != end; p++) {
+	/* newest first, a span at a time (a young queue's window across 0
+	 * holds its positions at the top, see window_start); *from is how
+	 * far below head the last audit stopped */
+	if (*from && *from < h - lo)
+		top = h - *from;
+	p = top - lo > SHMQ__MPMC_AUDIT_SPAN ? top - SHMQ__MPMC_AUDIT_SPAN : lo;
+	*from = p == lo ? 0 : h - p;
+	for (; p != top; p++) {
 		struct shmq__mpmc_slot *s = slot_at(m, p);
 		/* acquire: pairs with the CAS that marked it RETURNED in
 		 * hold_end or hold_return, or HELD in get_take or get_take_at
@@ -978,7 +991,7 @@ int shmq__mpmc_reap_held(struct shmq__mpmc *m)
 	struct reap_cache c = { .n = 0 };
 	uint64_t h = index_load(&m->sh->head);
 	uint64_t span = (uint64_t)m->capacity + 2;
-	uint64_t p = h > span ? h - span : 0;
+	uint64_t p = window_start(m, h, span);
 	int found = 0;
 
 	for (; p != h; p++) {
@@ -1004,7 +1017,7 @@ int shmq__mpmc_behind_head(struct shmq__mpmc *m, uint64_t head, bool quick, uint
 {
 	uint64_t span = (uint64_t)m->capacity + 2;
 
-	for (uint64_t p = head > span ? head - span : 0; p != head; p++) {
+	for (uint64_t p = window_start(m, head, span); p != head; p++) {
 		/* seq_cst: in the joiner's order, after its read of head and
 		 * before its reads of the counts (chan/queue_int.h) */
 		uint64_t w = shmq__load_seq_cst(&slot_at(m, p)->ctl);
@@ -1045,10 +1058,10 @@ bool shmq__mpmc_held_behind(struct shmq__mpmc *m)
 
 	if (span > SHMQ__MPMC_AUDIT_SPAN)
 		span = SHMQ__MPMC_AUDIT_SPAN;
-	p = h > span ? h - span : 0;
+	p = window_start(m, h, span);
 	from = last >> 1;
-	if (!(last & 1) && from > p && from <= h)
-		p = from; /* the last scan found none: only the newly passed */
+	if (!(last & 1) && from && from - p - 1 < h - p)
+		p = from; /* the last scan found none: only the newly passed, (p, h] */
 	for (; p != h; p++) {
 		/* relaxed: a watcher's hint; nothing is read through it, and
 		 * its liveness look (the audit) reads the slot again */

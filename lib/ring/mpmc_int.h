@@ -34,7 +34,11 @@
  * bad index: its slot is still inside the ring (p % cap < cap, from the
  * handle's copy of cap), and the laps found there are judged as for any
  * overwritten index (-EBADMSG for states no index can meet; garbage in,
- * garbage out otherwise), never an access outside the ring.
+ * garbage out otherwise), never an access outside the ring.  For a
+ * power-of-two capacity an index set near 2^64 is no corruption: slot and
+ * lap go on across the wrap, so every range check on a position is taken
+ * modulo 2^64 (a held position is 1 .. capacity + 2 behind head, and the
+ * scans behind head start at head - capacity - 2 even across 0).
  * The slot's ctl stores only the low 30 bits of the lap;
  * laps are compared by their signed 30-bit difference, which is exact while
  * no thread acts on a position it read 2^29 laps (>= 2^29 messages) earlier,
@@ -423,9 +427,10 @@ int shmq__mpmc_reap_held(struct shmq__mpmc *m);
 /* The look for what no get would find at head (see Redelivery and Dead
  * holders): a RETURNED slot that redo does not count, and HELD slots whose
  * owner is dead (full liveness check, once per owner), which it turns into
- * RETURNED ones.  Positions from *from (0, or below the window: from its
- * start) up to head, at most SHMQ__MPMC_AUDIT_SPAN of them; *from gets
- * where the next audit goes on (0 once it reached head).  1 when it made
+ * RETURNED ones.  At most SHMQ__MPMC_AUDIT_SPAN positions of the window
+ * behind head, the newest first: those below head - *from (0, or outside
+ * the window: below head); *from gets how far below head the next audit
+ * goes on (0 once it reached the window's start).  1 when it made
  * something takable (redo went from 0 to 1, or a dead holder's slot was
  * returned: wake the getters), 0, or -EBADMSG for an owner no claimer can
  * have. */
