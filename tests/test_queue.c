@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -574,6 +575,72 @@ static void test_nowait_dead_producer(void **state)
 	assert_int_equal(sh->skipped, 1);
 	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), -EAGAIN);
 	shmq_queue_close(q);
+}
+
+/* Threads of one process sharing one handle, racing a shutdown: the
+ * producers put until -EPIPE, the consumers get until -EPIPE. */
+struct shut_race {
+	shmq_queue *q;
+	uint32_t put;   /* puts that returned 0 */
+	uint32_t got;   /* gets that returned a message */
+};
+
+static void *shut_race_put(void *arg)
+{
+	struct shut_race *sr = arg;
+
+	while (shmq_queue_put(sr->q, "m", 1, SHMQ_FOREVER) == 0)
+		shmq__fetch_add_relaxed(&sr->put, 1u); /* relaxed: read after the joins */
+	return NULL;
+}
+
+static void *shut_race_get(void *arg)
+{
+	struct shut_race *sr = arg;
+	char buf[8];
+
+	while (shmq_queue_get(sr->q, buf, sizeof(buf), SHMQ_FOREVER) == 1)
+		shmq__fetch_add_relaxed(&sr->got, 1u); /* relaxed: read after the joins */
+	return NULL;
+}
+
+/* A put that claimed its slot after the last consumer had found the queue
+ * shut down and drained withdraws the claim and moves the tail past it;
+ * nobody gets from that queue again, so the put moves the head past it too:
+ * once every call has returned, shmq_queue_len() is 0, not the count of
+ * such withdrawn claims (before the fix: 1 or 2 in some of the rounds,
+ * for good). */
+#define SHUT_RACE_THREADS 4
+static void test_shutdown_racing_puts_len(void **state)
+{
+	struct tu_region *f = *state;
+	int64_t t0 = shmq_now_ns();
+	unsigned rounds = 0;
+
+	while (rounds < 20 || (shmq_now_ns() - t0 < 1000000000 && rounds < 2000)) {
+		struct shut_race sr = { 0 };
+		pthread_t p[SHUT_RACE_THREADS], g[SHUT_RACE_THREADS];
+		char name[32];
+
+		snprintf(name, sizeof(name), "q.shutrace%u", rounds++);
+		assert_int_equal(shmq_queue_create(f->r, name, &(struct shmq_queue_opts){ 4, 8, 0 },
+						   &sr.q), 0);
+		for (int i = 0; i < SHUT_RACE_THREADS; i++) {
+			assert_int_equal(pthread_create(&g[i], NULL, shut_race_get, &sr), 0);
+			assert_int_equal(pthread_create(&p[i], NULL, shut_race_put, &sr), 0);
+		}
+		while (shmq__load_relaxed(&sr.got) < 16) /* relaxed: a progress hint */
+			sched_yield();
+		assert_int_equal(shmq_queue_shutdown(sr.q), 0);
+		for (int i = 0; i < SHUT_RACE_THREADS; i++) {
+			assert_int_equal(pthread_join(p[i], NULL), 0);
+			assert_int_equal(pthread_join(g[i], NULL), 0);
+		}
+		assert_int_equal(sr.got, sr.put); /* nothing lost, nothing twice */
+		assert_int_equal(shmq_queue_len(sr.q), 0);
+		shmq_queue_close(sr.q);
+	}
+	print_message("shutdown race: %u rounds\n", rounds);
 }
 
 /* A producer killed inside put (its claim stays unpublished), then shutdown:
@@ -1293,6 +1360,7 @@ int main(void)
 		cmocka_unit_test(test_wakes_slow_consumer),
 		cmocka_unit_test(test_shutdown),
 		cmocka_unit_test(test_shutdown_dead_producer),
+		cmocka_unit_test(test_shutdown_racing_puts_len),
 		cmocka_unit_test(test_nowait_dead_producer),
 		cmocka_unit_test(test_bulk),
 		cmocka_unit_test(test_placement),

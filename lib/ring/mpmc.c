@@ -325,6 +325,30 @@ static inline uint64_t index_load(const uint64_t *idx)
 
 /* ---- put ---- */
 
+/* After put_abort: the consumers that found the queue shut down and drained
+ * before our claim have returned -EPIPE and never come again, so none may
+ * move head past the withdrawn slot, and the length (tail - head) would
+ * count it for good.  Help head on as get_claim does, past the slots a get
+ * passes (withdrawn claims, ours and other producers', and slots taken by
+ * a consumer that has not moved head yet), at most a ring's worth; stop
+ * at anything a get may still take or wait for. */
+SHMQ__COLD static void put_abort_pass(struct shmq__mpmc *m)
+{
+	uint64_t pos = index_load(&m->sh->head);
+
+	for (uint32_t n = 0; n <= m->capacity + 1; n++) {
+		/* seq_cst: after our seq_cst store of EMPTY in put_abort, so of
+		 * two producers withdrawing at once the later sees the other's */
+		uint64_t w = shmq__load_seq_cst(&slot_at(m, pos)->ctl);
+		int32_t d = lap_diff(ctl_lap(w), lap_of(m, pos));
+		uint64_t st = ctl_state(w);
+
+		if (d < 0 || (d == 0 && st != ST_READING && st != ST_HELD && st != ST_RETURNED))
+			return;
+		pos = index_advance(&m->sh->head, pos);
+	}
+}
+
 /* We hold the claim of pos (its claim word) but the queue was shut down:
  * end the slot's lap unpublished, so consumers pass it, and let the tail
  * move on. */
@@ -335,6 +359,7 @@ SHMQ__COLD static int put_abort(struct shmq__mpmc *m, struct shmq__mpmc_slot *s,
 	 * published (see shmq__mpmc_put_fate) */
 	shmq__store_seq_cst(&s->ctl, ctl_make(lap_of(m, pos) + 1, ST_EMPTY, m->self));
 	index_advance(&m->sh->tail, pos);
+	put_abort_pass(m);
 	return -EPIPE;
 }
 
