@@ -8,7 +8,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
 #include <time.h>
 
 #include "testutil.h"
@@ -641,6 +644,95 @@ static void test_shutdown_racing_puts_len(void **state)
 		shmq_queue_close(sr.q);
 	}
 	print_message("shutdown race: %u rounds\n", rounds);
+}
+
+/* The child of test_put_stale_ctl: stopped for the parent's watch, then
+ * one put with SHMQ_NOWAIT.  Exit 0: -EAGAIN; 1: -EBADMSG; 2: other. */
+static void stale_ctl_child(const char *region, int fd)
+{
+	shmq_region *r;
+	shmq_queue *cq = child_open(region, "q.stalectl", &r);
+	struct shmq__mpmc *m = (struct shmq__mpmc *)cq;
+	uintptr_t addr = (uintptr_t)&((struct shmq__mpmc_slot *)(void *)m->slots)->ctl;
+	int rc;
+
+	if (write(fd, &addr, sizeof(addr)) != (ssize_t)sizeof(addr))
+		_exit(90);
+	if (ptrace(PTRACE_TRACEME, 0, NULL, NULL))
+		_exit(91);
+	raise(SIGSTOP);
+	rc = shmq_queue_put(cq, "c", 1, SHMQ_NOWAIT);
+	_exit(rc == -EAGAIN ? 0 : rc == -EBADMSG ? 1 : 2);
+}
+
+/* A producer's view of a slot goes stale between its load of ctl and its
+ * look at the claim word: a ring of 2 whose slot 0 a put claimed and has
+ * not published, slot 1 full, the tail at 2.  The child loads slot 0's ctl
+ * (EMPTY of lap 0: full, the last lap's put unpublished) and is stopped
+ * there by a debug register watch; meanwhile that put is published, taken,
+ * and slot 0 claimed for lap 1 by another producer that has not moved the
+ * tail yet.  The child's claim word look then disagrees with its ctl, and
+ * the tail is where it was: a stale view, not corrupted memory, so the put
+ * looks again and finds the ring full (-EAGAIN).  Before the fix it said
+ * -EBADMSG; threads of one process sharing a queue under load (ThreadSanitizer's
+ * pace) hit it in one run of three. */
+static void test_put_stale_ctl(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq__mpmc *m;
+	struct shmq__mpmc_block blk;
+	unsigned long dr7 = 0;
+	uint64_t pos;
+	uintptr_t addr;
+	shmq_queue *q;
+	char buf[8];
+	int fds[2], st;
+	pid_t pid;
+
+#if !defined(__x86_64__)
+	skip(); /* the watch is a debug register */
+#endif
+	assert_int_equal(shmq_queue_create(f->r, "q.stalectl", &(struct shmq_queue_opts){ 2, 8, 0 },
+					   &q), 0);
+	m = (struct shmq__mpmc *)q;
+	assert_int_equal(shmq__mpmc_put_claim(m, &pos, &blk), 0); /* slot 0, unpublished */
+	assert_int_equal(pos, 0);
+	assert_int_equal(shmq_queue_put(q, "b", 1, SHMQ_NOWAIT), 0); /* slot 1 */
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		stale_ctl_child(f->name, fds[1]);
+	}
+	close(fds[1]);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (!WIFSTOPPED(st)) { /* ptrace refused here */
+		close(fds[0]);
+		skip();
+	}
+	assert_int_equal(read(fds[0], &addr, sizeof(addr)), (ssize_t)sizeof(addr));
+	close(fds[0]);
+	if (!tu_hostile_watch(pid, addr)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		skip();
+	}
+	/* the child's first touch of slot 0's ctl: put_claim's load */
+	assert_int_equal(ptrace(PTRACE_CONT, pid, NULL, NULL), 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFSTOPPED(st) && WSTOPSIG(st) == SIGTRAP);
+	/* the put of slot 0 published and taken, slot 0 claimed for lap 1 */
+	memcpy(shmq__mpmc_slot_data(m, 0), "a", 1);
+	shmq__mpmc_put_publish(m, 0, 1, true);
+	assert_int_equal(shmq_queue_get(q, buf, sizeof(buf), SHMQ_NOWAIT), 1);
+	assert_int_equal(buf[0], 'a');
+	shmq__store_seq_cst(&m->claims[0], (uint64_t)m->self << 32 | UINT64_C(1) << 2 | 1u);
+	assert_int_equal(ptrace(PTRACE_POKEUSER, pid, offsetof(struct user, u_debugreg[7]),
+				(void *)dr7), 0);
+	assert_int_equal(ptrace(PTRACE_DETACH, pid, NULL, NULL), 0);
+	assert_int_equal(tu_wait_child(pid), 0);
+	shmq_queue_close(q);
 }
 
 /* A producer killed inside put (its claim stays unpublished), then shutdown:
@@ -1361,6 +1453,7 @@ int main(void)
 		cmocka_unit_test(test_shutdown),
 		cmocka_unit_test(test_shutdown_dead_producer),
 		cmocka_unit_test(test_shutdown_racing_puts_len),
+		cmocka_unit_test(test_put_stale_ctl),
 		cmocka_unit_test(test_nowait_dead_producer),
 		cmocka_unit_test(test_bulk),
 		cmocka_unit_test(test_placement),

@@ -379,8 +379,15 @@ static int put_full(struct shmq__mpmc *m, uint64_t *pos, uint64_t w,
 	return -EAGAIN;
 }
 
-/* A state no current tail can meet: stale tail (retry) or overwritten memory. */
-SHMQ__COLD static int put_impossible(struct shmq__mpmc *m, uint64_t *pos)
+/* A state no current tail can meet: a stale view (retry) or overwritten
+ * memory.  Stale is the tail, or the slot's ctl w, loaded before the claim
+ * word that disagreed with it: EMPTY of the last lap, whose put another
+ * producer published, a consumer took and a producer of this lap claimed
+ * since (its claim word naming this lap, the tail not yet moved by it).
+ * Such a retry is progress of others; n (the caller's loop count) bounds
+ * them against a ctl that someone keeps rewriting. */
+SHMQ__COLD static int put_impossible(struct shmq__mpmc *m, uint64_t *pos, const uint64_t *ctl,
+				     uint64_t w, uint32_t n)
 {
 	uint64_t t = shmq__load_seq_cst(&m->sh->tail);
 
@@ -388,6 +395,10 @@ SHMQ__COLD static int put_impossible(struct shmq__mpmc *m, uint64_t *pos)
 		*pos = t;
 		return 1;
 	}
+	/* seq_cst: after the claim word's load; a claim we saw was made after
+	 * its producer's acquire of a newer ctl, which this load then sees */
+	if (n <= m->capacity + HELP_SLACK && shmq__load_seq_cst(ctl) != w)
+		return 1;
 	return -EBADMSG;
 }
 
@@ -444,7 +455,7 @@ static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out
 				return 0;
 			}
 			if (!claim_is(c, lap)) { /* a later lap's: stale, or overwritten */
-				rc = put_impossible(m, &pos);
+				rc = put_impossible(m, &pos, &s->ctl, w, n);
 				if (rc <= 0)
 					return rc;
 				continue;
@@ -464,7 +475,7 @@ static SHMQ__ALWAYS_INLINE int put_claim(struct shmq__mpmc *m, uint64_t *pos_out
 		else if (d == -1 && put_claimed(m, pos, lap - 1, &w))
 			rc = put_full(m, &pos, w, blk); /* the last lap's put is not published yet */
 		else
-			rc = put_impossible(m, &pos);
+			rc = put_impossible(m, &pos, &s->ctl, w, n);
 		if (rc <= 0)
 			return rc;
 	}
