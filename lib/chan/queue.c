@@ -924,8 +924,7 @@ static ssize_t put_note_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_bloc
 	if (rc)
 		return rc;
 	p->note(p->arg, pos);
-	if (p->len)
-		memcpy(shmq__mpmc_slot_data(&q->ring, pos), p->msg, p->len);
+	shmq__mpmc_slot_fill(shmq__mpmc_slot_data(&q->ring, pos), p->msg, p->len);
 	/* order_sc: after_put's sleeper check follows; the release store
 	 * makes what note stored visible to whoever claims the message */
 	shmq__mpmc_put_publish(&q->ring, pos, (uint32_t)p->len, true);
@@ -1379,8 +1378,8 @@ static ssize_t put_bulk_attempt(shmq_queue *q, void *arg, struct shmq__mpmc_bloc
 		rc = shmq__mpmc_put_claim(m, &pos, blk);
 		if (rc)
 			break;
-		if (b->msgs[i].iov_len)
-			memcpy(shmq__mpmc_slot_data(m, pos), b->msgs[i].iov_base, b->msgs[i].iov_len);
+		shmq__mpmc_slot_fill(shmq__mpmc_slot_data(m, pos), b->msgs[i].iov_base,
+				     b->msgs[i].iov_len);
 		shmq__mpmc_put_publish(m, pos, (uint32_t)b->msgs[i].iov_len, false);
 	}
 	if (i == 0)

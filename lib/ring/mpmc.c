@@ -557,8 +557,7 @@ static SHMQ__ALWAYS_INLINE int try_put(struct shmq__mpmc *m, const void *msg, si
 	rc = put_claim(m, &pos, blk, pow2);
 	if (SHMQ__UNLIKELY(rc))
 		return rc;
-	if (len) /* msg may be NULL for an empty message */
-		memcpy(slot_at_k(m, pos, pow2)->data, msg, len);
+	shmq__mpmc_slot_fill(slot_at_k(m, pos, pow2)->data, msg, len);
 	put_publish(m, pos, (uint32_t)len, true, pow2);
 	return 0;
 }
@@ -607,7 +606,9 @@ SHMQ__COLD static int len_refuse(struct shmq__mpmc *m, struct shmq__mpmc_slot *s
 		return -E2BIG;
 	/* relaxed: a seqlock read, ordered by the acquire of len before it and
 	 * validated by the caller's ctl_unchanged after it (both pair with
-	 * put_publish's release of FULL) */
+	 * put_publish's release of FULL); every producer stores this word
+	 * atomically (shmq__mpmc_slot_fill, the large put's descriptor), as a
+	 * producer of the next lap may while we read */
 	real = shmq__load_relaxed((uint64_t *)(void *)s->data);
 	if (real > cap) {
 		*len = real > UINT32_MAX ? UINT32_MAX : (uint32_t)real;

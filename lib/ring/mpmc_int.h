@@ -366,6 +366,30 @@ static inline void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos)
 
 	return m->slots + i * m->slot_size + sizeof(struct shmq__mpmc_slot);
 }
+
+/*
+ * Copy a message of len bytes (msg may be NULL when len is 0) into the data
+ * of the slot at data, claimed by the caller and not yet published.  The
+ * first 8 bytes go in one atomic store (zero-padded: every slot has 48 bytes
+ * of data at least): a consumer whose view of the slot is a lap old may read
+ * that word as a large slot's length (ring/mpmc.c, len_refuse) while we
+ * write it, and drops what it read once it sees the slot moved on; the
+ * store keeps that read from racing with a plain write.  The rest is a
+ * plain copy, which no consumer reads before its claim.
+ */
+static inline void shmq__mpmc_slot_fill(void *data, const void *msg, size_t len)
+{
+	uint64_t first = 0;
+	size_t n = len < sizeof(first) ? len : sizeof(first);
+
+	if (n)
+		__builtin_memcpy(&first, msg, n);
+	/* relaxed: published by put_publish's release of FULL; a stale
+	 * consumer's relaxed load of it (len_refuse) is checked by ctl_unchanged */
+	shmq__store_relaxed((uint64_t *)data, first);
+	if (len > n)
+		__builtin_memcpy((uint8_t *)data + n, (const uint8_t *)msg + n, len - n);
+}
 /* order_sc: a sleeper check follows (chan/queue.c, Protocol WAKE_PENDING):
  * publish with a release store and a compiler barrier, or with a seq_cst
  * store when the handle is strong (core/wait_int.h, Asymmetric fences).
