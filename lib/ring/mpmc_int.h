@@ -377,18 +377,21 @@ static inline void *shmq__mpmc_slot_data(struct shmq__mpmc *m, uint64_t pos)
  * store keeps that read from racing with a plain write.  The rest is a
  * plain copy, which no consumer reads before its claim.
  */
-static inline void shmq__mpmc_slot_fill(void *data, const void *msg, size_t len)
+static SHMQ__ALWAYS_INLINE void shmq__mpmc_slot_fill(void *data, const void *msg, size_t len)
 {
 	uint64_t first = 0;
-	size_t n = len < sizeof(first) ? len : sizeof(first);
 
-	if (n)
-		__builtin_memcpy(&first, msg, n);
+	/* a copy of constant size for the common case: one load, no call */
+	if (SHMQ__LIKELY(len >= sizeof(first)))
+		__builtin_memcpy(&first, msg, sizeof(first));
+	else if (len)
+		__builtin_memcpy(&first, msg, len);
 	/* relaxed: published by put_publish's release of FULL; a stale
 	 * consumer's relaxed load of it (len_refuse) is checked by ctl_unchanged */
 	shmq__store_relaxed((uint64_t *)data, first);
-	if (len > n)
-		__builtin_memcpy((uint8_t *)data + n, (const uint8_t *)msg + n, len - n);
+	if (len > sizeof(first))
+		__builtin_memcpy((uint8_t *)data + sizeof(first), (const uint8_t *)msg + sizeof(first),
+				 len - sizeof(first));
 }
 /* order_sc: a sleeper check follows (chan/queue.c, Protocol WAKE_PENDING):
  * publish with a release store and a compiler barrier, or with a seq_cst
