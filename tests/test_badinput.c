@@ -748,6 +748,109 @@ static void test_bad_timeouts(void **state)
 	shmq_lock_close(l);
 }
 
+/* ---- a create whose handle cannot be allocated ---- */
+
+/* Without a sanitizer (which has its own malloc) and with libc's allocator
+ * behind the library's (not --with-jemalloc): the calling thread's next
+ * malloc or calloc can be made to fail. */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define FAIL_ALLOC 1
+extern void *__libc_malloc(size_t n);
+extern void *__libc_calloc(size_t n, size_t size);
+static __thread bool fail_alloc, alloc_failed;
+
+void *malloc(size_t n)
+{
+	if (fail_alloc) {
+		fail_alloc = false;
+		alloc_failed = true;
+		errno = ENOMEM;
+		return NULL;
+	}
+	return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size)
+{
+	if (fail_alloc) {
+		fail_alloc = false;
+		alloc_failed = true;
+		errno = ENOMEM;
+		return NULL;
+	}
+	return __libc_calloc(n, size);
+}
+#endif
+
+/* A named create that fails for want of private memory (-ENOMEM) leaves no
+ * object behind: the name stays free, and the same create succeeds once
+ * memory is back.  The region has no free, so an object made before the
+ * handle's allocation failed would also keep its space for ever. */
+static void test_create_enomem_leaves_nothing(void **state)
+{
+#ifdef FAIL_ALLOC
+	struct fixture *f = *state;
+	shmq_region *r = f->r;
+	void *h = NULL, *h2 = NULL;
+	int rc;
+
+	for (int kind = 0; kind < 5; kind++) {
+		static const char *const names[5] = { "oom.lock", "oom.barrier", "oom.flag",
+						      "oom.cond", "oom.sem" };
+		const char *n = names[kind];
+
+		fail_alloc = true;
+		alloc_failed = false;
+		switch (kind) {
+		case 0: rc = shmq_lock_create(r, n, (shmq_lock **)&h); break;
+		case 1: rc = shmq_barrier_create(r, n, 2, (shmq_barrier **)&h); break;
+		case 2: rc = shmq_flag_create(r, n, (shmq_flag **)&h); break;
+		case 3: rc = shmq_cond_create(r, n, (shmq_cond **)&h); break;
+		default: rc = shmq_sem_create(r, n, 1, NULL, (shmq_sem **)&h); break;
+		}
+		fail_alloc = false;
+		if (!alloc_failed) { /* no malloc on the way (jemalloc): nothing to test */
+			assert_int_equal(rc, 0);
+			continue;
+		}
+		assert_int_equal(rc, -ENOMEM);
+		/* the name is still free: opening finds nothing, creating works */
+		switch (kind) {
+		case 0:
+			assert_int_equal(shmq_lock_open(r, n, (shmq_lock **)&h), -ENOENT);
+			assert_int_equal(shmq_lock_create(r, n, (shmq_lock **)&h), 0);
+			assert_int_equal(shmq_lock_open(r, n, (shmq_lock **)&h2), 0);
+			shmq_lock_close(h2);
+			shmq_lock_close(h);
+			break;
+		case 1:
+			assert_int_equal(shmq_barrier_open(r, n, (shmq_barrier **)&h), -ENOENT);
+			assert_int_equal(shmq_barrier_create(r, n, 2, (shmq_barrier **)&h), 0);
+			shmq_barrier_close(h);
+			break;
+		case 2:
+			assert_int_equal(shmq_flag_open(r, n, (shmq_flag **)&h), -ENOENT);
+			assert_int_equal(shmq_flag_create(r, n, (shmq_flag **)&h), 0);
+			shmq_flag_close(h);
+			break;
+		case 3:
+			assert_int_equal(shmq_cond_open(r, n, (shmq_cond **)&h), -ENOENT);
+			assert_int_equal(shmq_cond_create(r, n, (shmq_cond **)&h), 0);
+			shmq_cond_close(h);
+			break;
+		default:
+			assert_int_equal(shmq_sem_open(r, n, (shmq_sem **)&h), -ENOENT);
+			assert_int_equal(shmq_sem_create(r, n, 1, NULL, (shmq_sem **)&h), 0);
+			shmq_sem_close(h);
+			break;
+		}
+	}
+#else
+	(void)state;
+	skip(); /* a sanitizer's malloc: no failure to inject */
+#endif
+}
+
 /* ---- errors and misc ---- */
 
 static void test_misc(void **state)
@@ -900,6 +1003,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_sched),
 		cmocka_unit_test_setup_teardown(test_pool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_timeouts, setup_big, teardown),
+		cmocka_unit_test_setup_teardown(test_create_enomem_leaves_nothing, setup, teardown),
 		cmocka_unit_test(test_misc),
 		cmocka_unit_test(test_strerror_names_all),
 	};

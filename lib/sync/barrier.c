@@ -162,11 +162,12 @@ static uint32_t barrier_nslots(unsigned parties)
 }
 
 /* r and size: the region and the object's size for a named barrier; NULL
- * and 0 for a placed one (its party table, if any, is ignored). */
+ * and 0 for a placed one (its party table, if any, is ignored).  b: the
+ * handle, made before its object by a create, or NULL to make it here; the
+ * caller's to free unless this succeeds. */
 static int barrier_attach_checked(shmq_region *r, struct shmq__barrier_shm *s, uint64_t size,
-				  shmq_barrier **out)
+				  shmq_barrier *b, shmq_barrier **out)
 {
-	shmq_barrier *b;
 	uint32_t magic, parties, nslots;
 
 	/* pairs with the store_release of magic in barrier_format */
@@ -187,8 +188,7 @@ static int barrier_attach_checked(shmq_region *r, struct shmq__barrier_shm *s, u
 	if (r && (nslots > SHMQ__BARRIER_SLOTS_MAX || nslots != barrier_nslots(parties) ||
 		  size < sizeof(*s) + (uint64_t)nslots * sizeof(uint64_t)))
 		return -EBADMSG;
-	b = shmq__malloc(sizeof(*b));
-	if (!b)
+	if (!b && !(b = shmq__malloc(sizeof(*b))))
 		return -ENOMEM;
 	b->s = s;
 	b->r = r;
@@ -206,7 +206,7 @@ SHMQ_API int shmq_barrier_attach(void *mem, shmq_barrier **out)
 {
 	if (!mem || !out || ((uintptr_t)mem & 7u))
 		return -EINVAL;
-	return barrier_attach_checked(NULL, mem, 0, out);
+	return barrier_attach_checked(NULL, mem, 0, NULL, out);
 }
 
 static int barrier_obj_init(void *mem, uint64_t size, void *arg)
@@ -221,17 +221,24 @@ static int barrier_obj_init(void *mem, uint64_t size, void *arg)
 SHMQ_API int shmq_barrier_create(shmq_region *r, const char *name, unsigned parties,
 				 shmq_barrier **out)
 {
+	shmq_barrier *b;
 	uint64_t size;
 	void *mem;
 	int rc;
 
 	if (!r || !name || !out || parties == 0 || parties > SHMQ__BARRIER_MAX_PARTIES)
 		return -EINVAL;
+	/* the handle first: a create that fails leaves no object behind */
+	b = shmq__malloc(sizeof(*b));
+	if (!b)
+		return -ENOMEM;
 	size = sizeof(struct shmq__barrier_shm) + barrier_nslots(parties) * sizeof(uint64_t);
 	rc = shmq__obj_create(r, name, SHMQ__OBJ_BARRIER, size, barrier_obj_init, &parties, &mem);
+	if (!rc)
+		rc = barrier_attach_checked(r, mem, size, b, out);
 	if (rc)
-		return rc;
-	return barrier_attach_checked(r, mem, size, out);
+		shmq__free(b, sizeof(*b));
+	return rc;
 }
 
 SHMQ_API int shmq_barrier_open(shmq_region *r, const char *name, shmq_barrier **out)
@@ -246,7 +253,7 @@ SHMQ_API int shmq_barrier_open(shmq_region *r, const char *name, shmq_barrier **
 	rc = shmq__obj_open(r, name, SHMQ__OBJ_BARRIER, &mem, &size);
 	if (rc)
 		return rc;
-	return barrier_attach_checked(r, mem, size, out);
+	return barrier_attach_checked(r, mem, size, NULL, out);
 }
 
 /* ---- parties --------------------------------------------------------------- */

@@ -59,10 +59,11 @@ static int cond_obj_init(void *mem, uint64_t size, void *arg)
 	return 0;
 }
 
-static int cond_attach(shmq_region *r, void *mem, uint64_t size, shmq_cond **out)
+/* c: the handle, made before its object by a create, or NULL to make it
+ * here; the caller's to free unless this succeeds. */
+static int cond_attach(shmq_region *r, void *mem, uint64_t size, shmq_cond *c, shmq_cond **out)
 {
 	struct shmq__cond_shm *s = mem;
-	shmq_cond *c;
 
 	if (size < sizeof(*s) || ((uintptr_t)mem % SHMQ__CACHELINE))
 		return -EBADMSG;
@@ -71,8 +72,7 @@ static int cond_attach(shmq_region *r, void *mem, uint64_t size, shmq_cond **out
 		return -EBADMSG;
 	if (shmq__load_relaxed(&s->version) != SHMQ__COND_VERSION) /* immutable since init */
 		return -EPROTO;
-	c = shmq__malloc(sizeof(*c));
-	if (!c)
+	if (!c && !(c = shmq__malloc(sizeof(*c))))
 		return -ENOMEM;
 	c->s = s;
 	c->r = r;
@@ -84,16 +84,23 @@ static int cond_attach(shmq_region *r, void *mem, uint64_t size, shmq_cond **out
 
 SHMQ_API int shmq_cond_create(shmq_region *r, const char *name, shmq_cond **out)
 {
+	shmq_cond *c;
 	void *mem;
 	int rc;
 
 	if (!r || !name || !out)
 		return -EINVAL;
+	/* the handle first: a create that fails leaves no object behind */
+	c = shmq__malloc(sizeof(*c));
+	if (!c)
+		return -ENOMEM;
 	rc = shmq__obj_create(r, name, SHMQ__OBJ_COND, sizeof(struct shmq__cond_shm),
 			      cond_obj_init, NULL, &mem);
+	if (!rc)
+		rc = cond_attach(r, mem, sizeof(struct shmq__cond_shm), c, out);
 	if (rc)
-		return rc;
-	return cond_attach(r, mem, sizeof(struct shmq__cond_shm), out);
+		shmq__free(c, sizeof(*c));
+	return rc;
 }
 
 SHMQ_API int shmq_cond_open(shmq_region *r, const char *name, shmq_cond **out)
@@ -107,7 +114,7 @@ SHMQ_API int shmq_cond_open(shmq_region *r, const char *name, shmq_cond **out)
 	rc = shmq__obj_find(r, name, SHMQ__OBJ_COND, &mem, &size);
 	if (rc)
 		return rc;
-	return cond_attach(r, mem, size, out);
+	return cond_attach(r, mem, size, NULL, out);
 }
 
 SHMQ_API void shmq_cond_close(shmq_cond *c)

@@ -53,10 +53,11 @@ static int flag_obj_init(void *mem, uint64_t size, void *arg)
 	return 0;
 }
 
-static int flag_attach(void *mem, uint64_t size, shmq_flag **out)
+/* f: the handle, made before its object by a create, or NULL to make it
+ * here; the caller's to free unless this succeeds. */
+static int flag_attach(void *mem, uint64_t size, shmq_flag *f, shmq_flag **out)
 {
 	struct shmq__flag_shm *s = mem;
-	shmq_flag *f;
 
 	if (size < sizeof(*s) || ((uintptr_t)mem % SHMQ__CACHELINE))
 		return -EBADMSG;
@@ -65,8 +66,7 @@ static int flag_attach(void *mem, uint64_t size, shmq_flag **out)
 		return -EBADMSG;
 	if (shmq__load_relaxed(&s->version) != SHMQ__FLAG_VERSION) /* immutable since init */
 		return -EPROTO;
-	f = shmq__malloc(sizeof(*f));
-	if (!f)
+	if (!f && !(f = shmq__malloc(sizeof(*f))))
 		return -ENOMEM;
 	f->s = s;
 	f->pid = shmq__self_pid();
@@ -76,16 +76,23 @@ static int flag_attach(void *mem, uint64_t size, shmq_flag **out)
 
 SHMQ_API int shmq_flag_create(shmq_region *r, const char *name, shmq_flag **out)
 {
+	shmq_flag *f;
 	void *mem;
 	int rc;
 
 	if (!r || !name || !out)
 		return -EINVAL;
+	/* the handle first: a create that fails leaves no object behind */
+	f = shmq__malloc(sizeof(*f));
+	if (!f)
+		return -ENOMEM;
 	rc = shmq__obj_create(r, name, SHMQ__OBJ_FLAG, sizeof(struct shmq__flag_shm),
 			      flag_obj_init, NULL, &mem);
+	if (!rc)
+		rc = flag_attach(mem, sizeof(struct shmq__flag_shm), f, out);
 	if (rc)
-		return rc;
-	return flag_attach(mem, sizeof(struct shmq__flag_shm), out);
+		shmq__free(f, sizeof(*f));
+	return rc;
 }
 
 SHMQ_API int shmq_flag_open(shmq_region *r, const char *name, shmq_flag **out)
@@ -99,7 +106,7 @@ SHMQ_API int shmq_flag_open(shmq_region *r, const char *name, shmq_flag **out)
 	rc = shmq__obj_find(r, name, SHMQ__OBJ_FLAG, &mem, &size);
 	if (rc)
 		return rc;
-	return flag_attach(mem, size, out);
+	return flag_attach(mem, size, NULL, out);
 }
 
 SHMQ_API void shmq_flag_close(shmq_flag *f)

@@ -126,15 +126,15 @@ SHMQ_API int shmq_lock_init(void *mem)
 	return 0;
 }
 
-static int lock_attach_checked(shmq_region *r, struct shmq__lock_shm *s, shmq_lock **out)
+/* l: the handle, made before its object by a create, or NULL to make it
+ * here; the caller's to free unless this succeeds. */
+static int lock_attach_checked(shmq_region *r, struct shmq__lock_shm *s, shmq_lock *l,
+			       shmq_lock **out)
 {
-	shmq_lock *l;
-
 	/* pairs with the store_release of magic in shmq_lock_init */
 	if (shmq__load_acquire(&s->magic) != SHMQ__LOCK_MAGIC)
 		return -EBADMSG;
-	l = shmq__malloc(sizeof(*l));
-	if (!l)
+	if (!l && !(l = shmq__malloc(sizeof(*l))))
 		return -ENOMEM;
 	l->s = s;
 	l->r = r;
@@ -155,7 +155,7 @@ SHMQ_API int shmq_lock_attach(shmq_region *r, void *mem, shmq_lock **out)
 	 * id (as core/objdir.c refuses named objects) */
 	if (shmq__region_forked(r))
 		return -EBADF;
-	return lock_attach_checked(r, mem, out);
+	return lock_attach_checked(r, mem, NULL, out);
 }
 
 /* ---- named locks -------------------------------------------------------- */
@@ -169,16 +169,23 @@ static int lock_obj_init(void *mem, uint64_t size, void *arg)
 
 SHMQ_API int shmq_lock_create(shmq_region *r, const char *name, shmq_lock **out)
 {
+	shmq_lock *l;
 	void *mem;
 	int rc;
 
 	if (!r || !name || !out)
 		return -EINVAL;
+	/* the handle first: a create that fails leaves no object behind */
+	l = shmq__malloc(sizeof(*l));
+	if (!l)
+		return -ENOMEM;
 	rc = shmq__obj_create(r, name, SHMQ__OBJ_LOCK, sizeof(struct shmq__lock_shm),
 			      lock_obj_init, NULL, &mem);
+	if (!rc)
+		rc = lock_attach_checked(r, mem, l, out);
 	if (rc)
-		return rc;
-	return lock_attach_checked(r, mem, out);
+		shmq__free(l, sizeof(*l));
+	return rc;
 }
 
 SHMQ_API int shmq_lock_open(shmq_region *r, const char *name, shmq_lock **out)
@@ -192,7 +199,7 @@ SHMQ_API int shmq_lock_open(shmq_region *r, const char *name, shmq_lock **out)
 	rc = shmq__obj_open(r, name, SHMQ__OBJ_LOCK, &mem, NULL);
 	if (rc)
 		return rc;
-	return lock_attach_checked(r, mem, out);
+	return lock_attach_checked(r, mem, NULL, out);
 }
 
 SHMQ_API void shmq_lock_close(shmq_lock *l)

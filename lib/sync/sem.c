@@ -75,11 +75,12 @@ static int sem_obj_init(void *mem, uint64_t size, void *arg)
 	return 0;
 }
 
-static int sem_attach(shmq_region *r, void *mem, uint64_t size, shmq_sem **out)
+/* h: the handle, made before its object by a create, or NULL to make it
+ * here; the caller's to free unless this succeeds. */
+static int sem_attach(shmq_region *r, void *mem, uint64_t size, shmq_sem *h, shmq_sem **out)
 {
 	struct shmq__sem_shm *s = mem;
 	uint32_t max, flags;
-	shmq_sem *h;
 
 	if (size < sizeof(*s) || ((uintptr_t)mem % SHMQ__CACHELINE))
 		return -EBADMSG;
@@ -94,8 +95,7 @@ static int sem_attach(shmq_region *r, void *mem, uint64_t size, shmq_sem **out)
 	flags = shmq__load_relaxed(&s->flags);
 	if (max == 0 || max > SHMQ__SEM_VALUE_MAX || (flags & ~SHMQ_SEM_UNDO))
 		return -EBADMSG;
-	h = shmq__malloc(sizeof(*h));
-	if (!h)
+	if (!h && !(h = shmq__malloc(sizeof(*h))))
 		return -ENOMEM;
 	h->s = s;
 	h->r = r;
@@ -113,6 +113,7 @@ SHMQ_API int shmq_sem_create(shmq_region *r, const char *name, unsigned value,
 			     const struct shmq_sem_opts *o, shmq_sem **out)
 {
 	struct sem_init_arg a = { .value = value, .max = SHMQ__SEM_VALUE_MAX };
+	shmq_sem *h;
 	void *mem;
 	int rc;
 
@@ -124,11 +125,17 @@ SHMQ_API int shmq_sem_create(shmq_region *r, const char *name, unsigned value,
 		a.flags = o->flags;
 	if (a.max > SHMQ__SEM_VALUE_MAX || value > a.max || (a.flags & ~SHMQ_SEM_UNDO))
 		return -EINVAL;
+	/* the handle first: a create that fails leaves no object behind */
+	h = shmq__malloc(sizeof(*h));
+	if (!h)
+		return -ENOMEM;
 	rc = shmq__obj_create(r, name, SHMQ__OBJ_SEM, sizeof(struct shmq__sem_shm), sem_obj_init,
 			      &a, &mem);
+	if (!rc)
+		rc = sem_attach(r, mem, sizeof(struct shmq__sem_shm), h, out);
 	if (rc)
-		return rc;
-	return sem_attach(r, mem, sizeof(struct shmq__sem_shm), out);
+		shmq__free(h, sizeof(*h));
+	return rc;
 }
 
 SHMQ_API int shmq_sem_open(shmq_region *r, const char *name, shmq_sem **out)
@@ -142,7 +149,7 @@ SHMQ_API int shmq_sem_open(shmq_region *r, const char *name, shmq_sem **out)
 	rc = shmq__obj_find(r, name, SHMQ__OBJ_SEM, &mem, &size);
 	if (rc)
 		return rc;
-	return sem_attach(r, mem, size, out);
+	return sem_attach(r, mem, size, NULL, out);
 }
 
 SHMQ_API void shmq_sem_close(shmq_sem *h)
