@@ -851,6 +851,54 @@ static void test_create_enomem_leaves_nothing(void **state)
 #endif
 }
 
+/* The same for a queue and a pipe (whose create makes two handles). */
+static void test_create_enomem_chan(void **state)
+{
+#ifdef FAIL_ALLOC
+	struct fixture *f = *state;
+	shmq_region *r = f->r;
+	shmq_queue *q, *q2;
+	shmq_pipe *p0, *p1, *p2;
+	int rc;
+
+	fail_alloc = true;
+	alloc_failed = false;
+	rc = shmq_queue_create(r, "oom.queue", NULL, &q);
+	fail_alloc = false;
+	if (alloc_failed) {
+		assert_int_equal(rc, -ENOMEM);
+		assert_int_equal(shmq_queue_open(r, "oom.queue", &q), -ENOENT);
+		assert_int_equal(shmq_queue_create(r, "oom.queue", NULL, &q), 0);
+	} else {
+		assert_int_equal(rc, 0);
+	}
+	assert_int_equal(shmq_queue_open(r, "oom.queue", &q2), 0);
+	assert_int_equal(shmq_queue_put(q, "x", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_queue_get(q2, (char[8]){ 0 }, 8, SHMQ_NOWAIT), 1);
+	shmq_queue_close(q2);
+	shmq_queue_close(q);
+
+	fail_alloc = true;
+	alloc_failed = false;
+	rc = shmq_pipe_create(r, "oom.pipe", NULL, &p0, &p1);
+	fail_alloc = false;
+	if (alloc_failed) {
+		assert_int_equal(rc, -ENOMEM);
+		assert_int_equal(shmq_pipe_open(r, "oom.pipe", 1, &p2), -ENOENT);
+		assert_int_equal(shmq_pipe_create(r, "oom.pipe", NULL, &p0, &p1), 0);
+	} else {
+		assert_int_equal(rc, 0);
+	}
+	assert_int_equal(shmq_pipe_send(p0, "x", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_pipe_recv(p1, (char[8]){ 0 }, 8, SHMQ_NOWAIT), 1);
+	shmq_pipe_close(p1);
+	shmq_pipe_close(p0);
+#else
+	(void)state;
+	skip(); /* a sanitizer's malloc: no failure to inject */
+#endif
+}
+
 /* ---- errors and misc ---- */
 
 static void test_misc(void **state)
@@ -1004,6 +1052,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_pool, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_timeouts, setup_big, teardown),
 		cmocka_unit_test_setup_teardown(test_create_enomem_leaves_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_create_enomem_chan, setup, teardown),
 		cmocka_unit_test(test_misc),
 		cmocka_unit_test(test_strerror_names_all),
 	};

@@ -393,9 +393,11 @@ static int64_t shared_check(void *mem, size_t size)
 }
 
 /* Build a handle for end `end` of the pipe at mem and count it as a holder;
- * `open` also marks the end opened (shmq_pipe_open / attach). */
+ * `open` also marks the end opened (shmq_pipe_open / attach).  h: a zeroed
+ * handle, made before its object by a create, or NULL to make it here; the
+ * caller's to free unless this succeeds. */
 static int handle_new(shmq_region *r, void *mem, size_t size, int end, bool open,
-		      shmq_pipe **out)
+		      shmq_pipe *h, shmq_pipe **out)
 {
 	int64_t cap = shared_check(mem, size);
 	shmq_pipe *p;
@@ -403,7 +405,7 @@ static int handle_new(shmq_region *r, void *mem, size_t size, int end, bool open
 
 	if (cap < 0)
 		return (int)cap;
-	p = shmq__calloc(1, sizeof(*p));
+	p = h ? h : shmq__calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	p->sh = mem;
@@ -442,7 +444,8 @@ static int handle_new(shmq_region *r, void *mem, size_t size, int end, bool open
 		}
 	}
 	if (rc) {
-		shmq__free(p, sizeof(*p));
+		if (!h)
+			shmq__free(p, sizeof(*p));
 		return rc;
 	}
 	*out = p;
@@ -465,6 +468,7 @@ int shmq_pipe_create(shmq_region *r, const char *name, const struct shmq_pipe_op
 		     shmq_pipe **end0, shmq_pipe **end1)
 {
 	struct create_arg a;
+	shmq_pipe *h0, *h1;
 	void *mem;
 	int rc;
 
@@ -474,14 +478,23 @@ int shmq_pipe_create(shmq_region *r, const char *name, const struct shmq_pipe_op
 	a.creator = shmq__region_self(r);
 	if (!a.cap)
 		return -EINVAL;
-	rc = shmq__obj_create(r, name, SHMQ__OBJ_PIPE, footprint_of(a.cap), create_init, &a, &mem);
-	if (rc)
-		return rc;
-	rc = handle_new(r, mem, footprint_of(a.cap), 0, false, end0);
-	if (rc)
-		return rc;
-	rc = handle_new(r, mem, footprint_of(a.cap), 1, false, end1);
+	/* the handles first: a create that fails leaves no object behind */
+	h0 = shmq__calloc(1, sizeof(*h0));
+	h1 = shmq__calloc(1, sizeof(*h1));
+	rc = h0 && h1 ? 0 : -ENOMEM;
+	if (!rc)
+		rc = shmq__obj_create(r, name, SHMQ__OBJ_PIPE, footprint_of(a.cap), create_init, &a,
+				      &mem);
+	if (!rc)
+		rc = handle_new(r, mem, footprint_of(a.cap), 0, false, h0, end0);
 	if (rc) {
+		shmq__free(h0, sizeof(*h0));
+		shmq__free(h1, sizeof(*h1));
+		return rc;
+	}
+	rc = handle_new(r, mem, footprint_of(a.cap), 1, false, h1, end1);
+	if (rc) {
+		shmq__free(h1, sizeof(*h1));
 		shmq_pipe_close(*end0);
 		*end0 = NULL;
 	}
@@ -499,14 +512,14 @@ int shmq_pipe_open(shmq_region *r, const char *name, int end, shmq_pipe **out)
 	rc = shmq__obj_open(r, name, SHMQ__OBJ_PIPE, &mem, &size);
 	if (rc)
 		return rc;
-	return handle_new(r, mem, (size_t)size, end, true, out);
+	return handle_new(r, mem, (size_t)size, end, true, NULL, out);
 }
 
 int shmq_pipe_attach(void *mem, size_t size, int end, shmq_pipe **out)
 {
 	if (!out || (end != 0 && end != 1))
 		return -EINVAL;
-	return handle_new(NULL, mem, size, end, true, out);
+	return handle_new(NULL, mem, size, end, true, NULL, out);
 }
 
 void shmq_pipe_close(shmq_pipe *p)

@@ -216,9 +216,12 @@ int shmq__queue_join_parts(shmq_queue *q, struct shmq__mpmc **m, struct shmq__jo
 	return 0;
 }
 
-static int handle_open(shmq_region *r, void *mem, uint64_t size, shmq_queue **out)
+/* h: a zeroed handle, made before its object by a create, or NULL to make
+ * it here; the caller's to free unless this succeeds. */
+static int handle_open(shmq_region *r, void *mem, uint64_t size, shmq_queue *h,
+		       shmq_queue **out)
 {
-	shmq_queue *q = shmq__calloc(1, sizeof(*q));
+	shmq_queue *q = h ? h : shmq__calloc(1, sizeof(*q));
 	uint32_t kind = r ? SHMQ__MPMC_OWNER_REGION : SHMQ__MPMC_OWNER_PID;
 	uint32_t self = r ? shmq__region_self(r) : (uint32_t)getpid();
 	int rc;
@@ -229,7 +232,8 @@ static int handle_open(shmq_region *r, void *mem, uint64_t size, shmq_queue **ou
 	if (rc == 0)
 		rc = join_open(q, r, mem, size);
 	if (rc) {
-		shmq__free(q, sizeof(*q));
+		if (!h)
+			shmq__free(q, sizeof(*q));
 		return rc;
 	}
 	q->r = r;
@@ -280,6 +284,7 @@ int shmq_queue_create(shmq_region *r, const char *name, const struct shmq_queue_
 		      shmq_queue **out)
 {
 	struct geom g;
+	shmq_queue *q;
 	void *mem;
 	int rc;
 
@@ -289,11 +294,17 @@ int shmq_queue_create(shmq_region *r, const char *name, const struct shmq_queue_
 	if (rc)
 		return rc;
 	g.flags = o ? o->flags : 0;
+	/* the handle first: a create that fails leaves no object behind */
+	q = shmq__calloc(1, sizeof(*q));
+	if (!q)
+		return -ENOMEM;
 	rc = shmq__obj_create(r, name, SHMQ__OBJ_QUEUE, queue_footprint(g.cap, g.max_msg, g.flags),
 			      queue_obj_init, &g, &mem);
+	if (!rc)
+		rc = handle_open(r, mem, queue_footprint(g.cap, g.max_msg, g.flags), q, out);
 	if (rc)
-		return rc;
-	return handle_open(r, mem, queue_footprint(g.cap, g.max_msg, g.flags), out);
+		shmq__free(q, sizeof(*q));
+	return rc;
 }
 
 int shmq_queue_open(shmq_region *r, const char *name, shmq_queue **out)
@@ -307,7 +318,7 @@ int shmq_queue_open(shmq_region *r, const char *name, shmq_queue **out)
 	rc = shmq__obj_open(r, name, SHMQ__OBJ_QUEUE, &mem, &size);
 	if (rc)
 		return rc;
-	return handle_open(r, mem, size, out);
+	return handle_open(r, mem, size, NULL, out);
 }
 
 /* The kind table's floor is the ring's control block (core cannot see it). */
@@ -366,7 +377,7 @@ int shmq_queue_attach(shmq_region *r, void *mem, size_t size, shmq_queue **out)
 	 * dead child's claims would look alive (as shmq_lock_attach) */
 	if (shmq__region_forked(r))
 		return -EBADF;
-	return handle_open(r, mem, size, out);
+	return handle_open(r, mem, size, NULL, out);
 }
 
 /* ---- wakers ---- */
