@@ -1702,7 +1702,8 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 		rc = shmq_queue_stats(b->q, &st);
 	if (!rc && st.capacity == 0)
 		rc = -EBADMSG;
-	b->capacity = st.capacity;
+	if (!rc) /* st is unset when the open or the stats failed */
+		b->capacity = st.capacity;
 	/* a fetch never takes more than the free slots: a larger batch would
 	 * only size the array (and overflow the int a fetch counts in) */
 	if (!rc && b->batch > b->capacity)
