@@ -750,10 +750,18 @@ static void test_bad_timeouts(void **state)
 
 /* ---- a create whose handle cannot be allocated ---- */
 
-/* Without a sanitizer (which has its own malloc) and with libc's allocator
- * behind the library's (not --with-jemalloc): the calling thread's next
- * malloc or calloc can be made to fail. */
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+/* Without a sanitizer and without jemalloc (each brings its own malloc and
+ * free, which memory from __libc_malloc must not reach): the calling
+ * thread's next malloc or calloc can be made to fail. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define OWN_MALLOC 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+	__has_feature(memory_sanitizer)
+#define OWN_MALLOC 1
+#endif
+#endif
+#if !defined(OWN_MALLOC) && !defined(SHMQ_USE_JEMALLOC)
 #define FAIL_ALLOC 1
 extern void *__libc_malloc(size_t n);
 extern void *__libc_calloc(size_t n, size_t size);
@@ -809,7 +817,7 @@ static void test_create_enomem_leaves_nothing(void **state)
 		default: rc = shmq_sem_create(r, n, 1, NULL, (shmq_sem **)&h); break;
 		}
 		fail_alloc = false;
-		if (!alloc_failed) { /* no malloc on the way (jemalloc): nothing to test */
+		if (!alloc_failed) { /* no malloc on the way: nothing to test */
 			assert_int_equal(rc, 0);
 			continue;
 		}
@@ -847,7 +855,7 @@ static void test_create_enomem_leaves_nothing(void **state)
 	}
 #else
 	(void)state;
-	skip(); /* a sanitizer's malloc: no failure to inject */
+	skip(); /* a sanitizer's or jemalloc's malloc: no failure to inject */
 #endif
 }
 
@@ -895,7 +903,7 @@ static void test_create_enomem_chan(void **state)
 	shmq_pipe_close(p0);
 #else
 	(void)state;
-	skip(); /* a sanitizer's malloc: no failure to inject */
+	skip(); /* a sanitizer's or jemalloc's malloc: no failure to inject */
 #endif
 }
 
