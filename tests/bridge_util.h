@@ -185,9 +185,11 @@ static inline bool bu_have_server(void)
 }
 
 /* Start a server on store dir (NULL: a new temporary one on a free port;
- * s->dir: restart on the same store and port).  0, or -1 (no server, or it did not answer
- * within BU_START_NS; nothing left running). */
-static inline int bu_server_start(struct bu_server *s, const char *dir)
+ * s->dir: restart on the same store and port), with user (NULL: none) as
+ * the one user it lets in, under password pass.  0, or -1 (no server, or it
+ * did not answer within BU_START_NS; nothing left running). */
+static inline int bu_server_start_user(struct bu_server *s, const char *dir, const char *user,
+				       const char *pass)
 {
 	char sd[300], port[16];
 	int64_t end;
@@ -212,8 +214,13 @@ static inline int bu_server_start(struct bu_server *s, const char *dir)
 			if (!getenv("BU_VERBOSE"))
 				dup2(null, 2);
 		}
-		execlp(BU_NATS_SERVER, "nats-server", "-js", "-a", "127.0.0.1", "-p", port, "-sd", sd,
-		       "--ports_file_dir", s->dir, (char *)NULL);
+		if (user)
+			execlp(BU_NATS_SERVER, "nats-server", "-js", "-a", "127.0.0.1", "-p", port,
+			       "-sd", sd, "--ports_file_dir", s->dir, "--user", user, "--pass", pass,
+			       (char *)NULL);
+		else
+			execlp(BU_NATS_SERVER, "nats-server", "-js", "-a", "127.0.0.1", "-p", port,
+			       "-sd", sd, "--ports_file_dir", s->dir, (char *)NULL);
 		_exit(127);
 	}
 	bu_track(s->pid);
@@ -231,6 +238,11 @@ static inline int bu_server_start(struct bu_server *s, const char *dir)
 	bu_kill9(s->pid);
 	s->pid = 0;
 	return -1;
+}
+
+static inline int bu_server_start(struct bu_server *s, const char *dir)
+{
+	return bu_server_start_user(s, dir, NULL, NULL);
 }
 
 /* kill -9; the store stays (restart with bu_server_start(s, s->dir)). */

@@ -442,6 +442,35 @@ static void test_create_bad_url(void **state)
 	}
 }
 
+/* A server that refuses our user (none given, or a wrong password) is
+ * -EACCES, for both directions, and the name stays free for a create that
+ * brings the right one (the refusal was -EIO, which the page did not name). */
+static void test_create_auth_refused(void **state)
+{
+	struct fx *f = *state;
+	struct bu_server srv;
+	struct shmq_bridge_opts o = { .dir = SHMQ_BRIDGE_IN };
+	char urls[3][160];
+	shmq_bridge *b = NULL;
+
+	assert_int_equal(bu_server_start_user(&srv, NULL, "shmq", "secret"), 0);
+	snprintf(urls[0], sizeof urls[0], "%s", srv.url);
+	snprintf(urls[1], sizeof urls[1], "nats://shmq:wrong@127.0.0.1:%d", srv.port);
+	snprintf(urls[2], sizeof urls[2], "nats://shmq:secret@127.0.0.1:%d", srv.port);
+	for (unsigned dir = SHMQ_BRIDGE_OUT; dir <= SHMQ_BRIDGE_IN; dir++) {
+		o.dir = dir;
+		o.name = dir == SHMQ_BRIDGE_OUT ? "bridge.auth_out" : "bridge.auth_in";
+		for (int i = 0; i < 2; i++) {
+			o.url = urls[i];
+			assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), -EACCES);
+		}
+		o.url = urls[2];
+		assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), 0);
+		shmq_bridge_free(b);
+	}
+	bu_server_stop(&srv);
+}
+
 /* Byte-exact, in order, once; a queue far smaller than the stream, so the
  * bridge keeps meeting a full queue (backpressure) on the way. */
 static void test_in_roundtrip(void **state)
@@ -2272,6 +2301,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_defaults_and_errors, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_create_bad_url, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_create_auth_refused, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_in_stream_gaps, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_fork_inherited, fx_setup, fx_teardown),

@@ -126,6 +126,8 @@ static int nats_err(natsStatus s)
 	case NATS_NO_MEMORY: return -ENOMEM;
 	case NATS_TIMEOUT: return -ETIMEDOUT;
 	case NATS_NO_SERVER: return -ECONNREFUSED;
+	case NATS_CONNECTION_AUTH_FAILED: /* the server refused our user */
+	case NATS_NOT_PERMITTED: return -EACCES;
 	case NATS_NOT_FOUND: return -ENOENT;
 	case NATS_INVALID_ARG: return -EINVAL;
 	default: return -EIO;
