@@ -183,7 +183,10 @@ SHMQ_API int shmq_queue_get_abort(shmq_queue *q, uint64_t pos);
  * A queue made with SHMQ_QUEUE_JOINABLE counts the messages put and not yet
  * finished.  A message taken by shmq_queue_get (or _get_bulk) or committed
  * after shmq_queue_get_begin is counted as taken by the calling process
- * until somebody calls task_done for it.
+ * until somebody calls task_done for it.  A process counts at most
+ * 2^32 - 1 of them: past that, get, get_alloc, get_bulk and get_commit
+ * return -EOVERFLOW and take nothing (the message stays queued, a begun one
+ * stays begun).
  *
  * task_done: one taken message is finished: the caller's own first, else
  * one taken by another process (its task, done here).  0, or -EINVAL (not
