@@ -1136,6 +1136,42 @@ static void test_dir_lock_tid_reused(void **state)
 	assert_int_equal(shmq_region_unlink(name), 0);
 }
 
+/* A directory lock word naming the caller's own thread with no hold of
+ * ours recorded beside it (no record, or one naming another tid or a
+ * garbage id) is no nested hold: a forged word, or a thread of another pid
+ * namespace that shares /dev/shm.  The call waits as for any holder and
+ * gives up with -EBADMSG after the hold bound, as for a word naming another
+ * thread (old code: -EDEADLK at once, an errno no page names for these
+ * calls, and forever for a forged word).  Nothing is made meanwhile. */
+static void test_forged_dir_lock_own_tid(void **state)
+{
+	static const uint64_t records[] = { 0, 0xffffffffu }; /* none; a garbage id */
+	struct shmq__region_ctl *ctl;
+	shmq_region *r;
+	shmq_lock *lk;
+	uint32_t me = (uint32_t)gettid();
+	void *mem;
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, &(struct shmq_region_opts){ .size = SMALL }, &r),
+			 0);
+	ctl = shmq__region_ctl_at(r->base);
+	for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); i++) {
+		shmq__store_seq_cst(&ctl->dir_holder, records[i] ? (uint64_t)me << 32 | records[i] : 0);
+		shmq__store_seq_cst(&ctl->dir_lock, me);
+		if (i == 0)
+			assert_int_equal(shmq_region_alloc(r, "a", 64, &mem), -EBADMSG);
+		else
+			assert_int_equal(shmq_lock_create(r, "l", &lk), -EBADMSG);
+	}
+	assert_int_equal(shmq_region_find(r, "a", &mem, NULL), -ENOENT); /* nothing changed */
+	assert_int_equal(shmq_region_find(r, "l", &mem, NULL), -ENOENT);
+	shmq__store_seq_cst(&ctl->dir_holder, 0u);
+	shmq__store_seq_cst(&ctl->dir_lock, 0u);
+	assert_int_equal(shmq_region_alloc(r, "a", 64, &mem), 0);
+	shmq_region_close(r);
+}
+
 /* A name someone else made first: a file of another user (as one that
  * squatted the name), or one group or others may write, is -EPERM from
  * open and attaches with SHMQ_REGION_SHARED (old code: open attached to
@@ -1370,6 +1406,7 @@ int main(void)
 		cmocka_unit_test(test_forged_dir_lock),
 		cmocka_unit_test(test_dir_lock_hostile),
 		cmocka_unit_test(test_dir_lock_tid_reused),
+		cmocka_unit_test(test_forged_dir_lock_own_tid),
 		cmocka_unit_test(test_foreign_owner),
 		cmocka_unit_test(test_create_replaces_dead_creator),
 		cmocka_unit_test(test_no_room),

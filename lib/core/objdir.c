@@ -103,6 +103,24 @@ static bool dir_holder_dead(shmq_region *r, uint32_t cur, bool mine)
 	return shmq__region_id_alive(r, id) != 1 || !shmq__pid_alive((pid_t)cur, 0);
 }
 
+/* Word cur, our own tid, is a hold of this thread: the record names cur
+ * and an attachment of this process (a nested directory call).  Without
+ * such a record the word is no hold of ours: it was forged, or names a
+ * thread of another pid namespace that shares the region. */
+static bool dir_nested(shmq_region *r, uint32_t cur)
+{
+	struct shmq__region_ctl *ctl = ctl_of(r);
+	uint64_t h;
+
+	/* acquire: pairs with the seq_cst exchange in dir_unlock before the
+	 * hold that wrote cur, as in dir_holder_dead */
+	if (shmq__load_acquire(&ctl->dir_lock) != cur)
+		return false;
+	/* relaxed: ordered by the acquire above; checked against cur */
+	h = shmq__load_relaxed(&ctl->dir_holder);
+	return (uint32_t)(h >> 32) == cur && shmq__region_id_ours(r, (uint32_t)h) == 1;
+}
+
 static int dir_lock(shmq_region *r)
 {
 	struct shmq__region_ctl *ctl = ctl_of(r);
@@ -122,17 +140,18 @@ static int dir_lock(shmq_region *r)
 		 * that keeps moving does not hold us for ever */
 		if (shmq_now_ns() >= deadline)
 			return -EBADMSG;
-		if (cur == self) {
-			/* our tid: this thread nested a directory call (a
-			 * bug), or a dead holder had our tid.  Let the dead
-			 * hold go (only if it is still there) and try again.
+		if (cur == self && dir_nested(r, cur))
+			return -EDEADLK; /* this thread nested a directory call (a bug) */
+		if (cur == self && dir_holder_dead(r, cur, true)) {
+			/* our tid, a dead holder's before us: let its hold go
+			 * (only if it is still there) and try again.
 			 * release: pairs with the cas_acquire above of the
 			 * next taker, as dir_unlock's exchange does */
-			if (!dir_holder_dead(r, cur, true))
-				return -EDEADLK;
 			shmq__cas_release(&ctl->dir_lock, &cur, 0);
 			continue;
 		}
+		/* our tid without a hold of ours recorded (a forged word, or
+		 * a thread of another pid namespace): wait as for any holder */
 		rc = shmq__wait_word(&ctl->dir_lock, cur, &ctl->dir_sleepers,
 				     give_up < deadline ? give_up : deadline, DIRLOCK_SLICE_NS);
 		if (rc == 0) {
