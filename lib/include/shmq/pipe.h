@@ -35,7 +35,9 @@
  * is single-producer, single-consumer); handles of one end that take turns
  * must order their turns themselves (a lock, a message).  The two ends are
  * fully concurrent with each other.  A handle is not usable in a forked
- * child: the child opens its own.
+ * child: the handle's calls that return an errno give -EBADF there (so do
+ * create and open with a region handle inherited that way); the child
+ * opens its own.
  *
  * End of file: once every handle of an end is closed, or every process that
  * held one has died (noticed within about 20 ms by a peer that waits), the

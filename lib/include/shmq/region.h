@@ -30,14 +30,17 @@ struct shmq_region_opts {
  * or "app": at most 200 characters of [A-Za-z0-9._-], not dots alone (".",
  * "..": path components); NULL creates an anonymous
  * (memfd) region that only processes spawned by shmq_proc_* can reach.
- * Errors: -EINVAL (name, size, flags), -EEXIST, -ENOMEM, -EACCES, -ENOSPC. */
+ * Errors: -EINVAL (name, size, flags), -EEXIST, -ENOMEM, -EACCES, -ENOSPC,
+ * -EMFILE / -ENFILE (no file descriptor left for the region's file). */
 SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts *o,
 				shmq_region **out);
 
 /* Open an existing region: checks magic and header checksum (-EBADMSG), layout
  * version (-EPROTO), and the size against the file (-EBADMSG).  -ENOENT if missing.
  * -EPERM when the file is owned by another user or group or others may write
- * it (someone else may have made the name first): see shmq_region_open_flags. */
+ * it (someone else may have made the name first): see shmq_region_open_flags.
+ * -EACCES (the file's mode), -EMFILE / -ENFILE (no file descriptor left),
+ * -ENOMEM. */
 SHMQ_API int shmq_region_open(const char *name, shmq_region **out);
 
 /* shmq_region_open with flags: 0, or SHMQ_REGION_SHARED to accept a region
@@ -64,7 +67,9 @@ SHMQ_API int shmq_region_unlink(const char *name);
  * Any thread or process may call these at any time.  The memory is never
  * freed.  Errors: -EINVAL (name: 1..63 of [A-Za-z0-9._-], not dots alone;
  * size 0), -EEXIST,
- * -ENOSPC; find: -ENOENT, -EINVAL (the name is another kind of object). */
+ * -ENOSPC; find: -ENOENT, -EINVAL (the name is another kind of object);
+ * both: -EBADF (r was inherited across fork(): the child opens the region
+ * again), -EBADMSG. */
 SHMQ_API int shmq_region_alloc(shmq_region *r, const char *name, size_t size, void **mem);
 SHMQ_API int shmq_region_find(shmq_region *r, const char *name, void **mem, size_t *size);
 

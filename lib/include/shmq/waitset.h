@@ -31,7 +31,9 @@ struct shmq_ready {
 
 /* A new, empty set.  The environment variable SHMQ_WAITSET_BACKEND=fallback
  * picks the epoll backend (with a helper thread for queue and pipe words)
- * that is otherwise used only where io_uring or its futex op is refused. */
+ * that is otherwise used only where io_uring or its futex op is refused.
+ * 0, -EINVAL (out NULL), -ENOMEM, -EMFILE / -ENFILE (no file descriptor
+ * left for the ring, or the epoll set, eventfd and timerfd). */
 SHMQ_API int shmq_waitset_create(shmq_waitset **out);
 /* Watch an object; cookie (non-NULL, unique in the set) names the entry.
  * The object must stay open until it is removed or the set freed.
