@@ -138,7 +138,10 @@ SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg,
  * not NULL the program finds the region with shmq_region_inherit (the
  * descriptor arrives as fd 3, named by SHMQ_REGION_FD in its environment).
  * Same options, thread safety and errors as shmq_proc_spawn; -ENOENT and
- * -EACCES when the program cannot be executed (no child is left behind).
+ * -EACCES when the program cannot be executed (no child is left behind),
+ * -ENOEXEC (not a format the kernel runs), -E2BIG (argv and the
+ * environment too long), and execve(2)'s other errors (-ENOTDIR, -ELOOP,
+ * -ETXTBSY, ...) as they are.
  */
 SHMQ_API int shmq_proc_exec(shmq_region *r, char *const argv[], const struct shmq_proc_opts *o,
 			    shmq_proc **out);

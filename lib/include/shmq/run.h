@@ -64,8 +64,10 @@ struct shmq_run_result {
  *
  * Returns 0 when the child ran and exited (res->status: its exit code, or
  * -signal), -ETIMEDOUT (res filled: output so far, status -SIGKILL),
- * -ENOENT / -EACCES when the program cannot be executed, -EINVAL, -ENOMEM,
- * -EMFILE.  On any error but -ETIMEDOUT, res is empty.  Either way
+ * -ENOENT / -EACCES when the program cannot be executed (or -ENOEXEC: not
+ * a format the kernel runs; -E2BIG: argv and the environment too long;
+ * execve(2)'s other errors, such as -ENOTDIR or -ELOOP, as they are),
+ * -EINVAL, -ENOMEM, -EMFILE.  On any error but -ETIMEDOUT, res is empty.  Either way
  * shmq_run_result_free(res) is safe.  No descriptor, child or zombie is left
  * behind; every descriptor the call opens is O_CLOEXEC.
  *
