@@ -660,6 +660,13 @@ static int ws_settle(shmq_waitset *w, struct ws_entry *e)
 	    (e->slow && !ev && (rc = arm_slice(w)) < 0) ||
 	    (ev && (rc = post_ready(w)) < 0))
 		goto out;
+	/* The fallback registers a descriptor ready now with epoll now too:
+	 * one epoll refuses (the set's own, a set that holds this one) is
+	 * refused by the add, not by every later wait.  -EPERM is a file
+	 * epoll cannot watch (a regular file, a directory), which poll(2)
+	 * reports ready always: entry_look never arms it. */
+	if (w->fallback && ev && e->fd >= 0 && (rc = arm_fd(w, e)) < 0 && rc != -EPERM)
+		goto out;
 	if (w->fallback)
 		rc = helper_sync(w);
 	else if ((rc = io_uring_submit(&w->ring)) >= 0)
