@@ -155,6 +155,9 @@ SHMQ_API int shmq_proc_exec(shmq_region *r, char *const argv[], const struct shm
  * shmq_proc_is_alive: true until the process has exited (reaps it then).
  * shmq_proc_exitcode: >= 0 exit status, -signal when a signal ended it,
  * -EAGAIN while it runs.  -ECHILD from these when someone else reaped it.
+ * Signal numbers are errno numbers too (-SIGSEGV is -EAGAIN, -SIGUSR1
+ * -ECHILD, -SIGKILL -EBADF): after shmq_proc_join returned 0, exitcode
+ * returns the status or -signal only, whatever the value.
  * shmq_proc_kill sends sig (0 < sig < NSIG) unless the process has already
  * exited, which is not an error (0; like Python's Popen.send_signal).
  * shmq_proc_pid: the child's pid (still reported after it was reaped).
