@@ -58,7 +58,8 @@ SHMQ_API int shmq_region_inherit(shmq_region **out);
  * one after r is closed touches memory that is no longer mapped. */
 SHMQ_API void shmq_region_close(shmq_region *r);
 
-/* Remove the name; mappings that exist stay valid.  -ENOENT, -EINVAL. */
+/* Remove the name; mappings that exist stay valid.  -ENOENT, -EINVAL,
+ * -EACCES (the file is another user's: /dev/shm is sticky). */
 SHMQ_API int shmq_region_unlink(const char *name);
 
 /* Named raw memory in a region for the caller's own shared data (a counter,
