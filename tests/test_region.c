@@ -1172,6 +1172,31 @@ static void test_forged_dir_lock_own_tid(void **state)
 	shmq_region_close(r);
 }
 
+/* A name in /dev/shm that is no file: a directory (glibc's shm_open turns
+ * open's EISDIR into EINVAL) or a FIFO.  open says what it says of any
+ * other file that holds no region, -EBADMSG (old code: -EINVAL for the
+ * directory, which the page gives for a bad name, and the name was fine);
+ * create says -EEXIST. */
+static void test_open_not_a_file(void **state)
+{
+	char name[96], path[128];
+	shmq_region *r = NULL;
+
+	(void)state;
+	tu_name(name, sizeof(name), "notafile");
+	snprintf(path, sizeof(path), "/dev/shm/%s", name[0] == '/' ? name + 1 : name);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(shmq_region_open(name, &r), -EBADMSG);
+	assert_null(r);
+	assert_int_equal(shmq_region_create(name, NULL, &r), -EEXIST);
+	assert_int_equal(rmdir(path), 0);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(shmq_region_open(name, &r), -EBADMSG);
+	assert_null(r);
+	assert_int_equal(shmq_region_create(name, NULL, &r), -EEXIST);
+	assert_int_equal(unlink(path), 0);
+}
+
 /* A name someone else made first: a file of another user (as one that
  * squatted the name), or one group or others may write, is -EPERM from
  * open and attaches with SHMQ_REGION_SHARED (old code: open attached to
@@ -1407,6 +1432,7 @@ int main(void)
 		cmocka_unit_test(test_dir_lock_hostile),
 		cmocka_unit_test(test_dir_lock_tid_reused),
 		cmocka_unit_test(test_forged_dir_lock_own_tid),
+		cmocka_unit_test(test_open_not_a_file),
 		cmocka_unit_test(test_foreign_owner),
 		cmocka_unit_test(test_create_replaces_dead_creator),
 		cmocka_unit_test(test_no_room),

@@ -696,7 +696,9 @@ static int region_attach_name(const char *name, int oflag, unsigned flags, shmq_
 	 * waiting for a writer (hdr_read refuses it); no effect on a file */
 	r->fd = shm_open(r->name, oflag | O_CLOEXEC | O_NONBLOCK, 0);
 	if (r->fd < 0) {
-		rc = -errno;
+		/* EINVAL for the name checked above: glibc's for open's EISDIR,
+		 * a directory of that name, which holds no region */
+		rc = errno != EINVAL ? -errno : flags & ATTACH_OBSERVE ? -ENOEXEC : -EBADMSG;
 		goto fail;
 	}
 	rc = region_owner_check(r->fd, flags);

@@ -40,7 +40,7 @@ SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts 
  * -EPERM when the file is owned by another user or group or others may write
  * it (someone else may have made the name first): see shmq_region_open_flags.
  * -EACCES (the file's mode), -EMFILE / -ENFILE (no file descriptor left),
- * -ENOMEM. */
+ * -ENOMEM; -ELOOP for a symbolic link, -EBADMSG for a directory or FIFO. */
 SHMQ_API int shmq_region_open(const char *name, shmq_region **out);
 
 /* shmq_region_open with flags: 0, or SHMQ_REGION_SHARED to accept a region
@@ -59,7 +59,7 @@ SHMQ_API int shmq_region_inherit(shmq_region **out);
 SHMQ_API void shmq_region_close(shmq_region *r);
 
 /* Remove the name; mappings that exist stay valid.  -ENOENT, -EINVAL,
- * -EACCES (the file is another user's: /dev/shm is sticky). */
+ * -EACCES (the file is another user's: /dev/shm is sticky), -EISDIR. */
 SHMQ_API int shmq_region_unlink(const char *name);
 
 /* Named raw memory in a region for the caller's own shared data (a counter,
