@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 
 #include "testutil.h"
 
@@ -783,6 +784,65 @@ static void test_forked(void **state)
 	shmq_queue_close(q);
 }
 
+/* No thread can be started (RLIMIT_NPROC, in a child that is no root): the
+ * fallback's helper for queue words cannot start, which a wait reports as
+ * -EAGAIN and an add leaves to the next wait (shmq_waitset(3)).  Removing
+ * the entry removes it and says 0 (old code: -EAGAIN from the remove,
+ * whose entry was gone all the same: a second remove said -ENOENT). */
+static int remove_helper_refused_child(void)
+{
+	struct rlimit one = { 1, 1 };
+	struct shmq_ready rd[1];
+	shmq_region *r;
+	shmq_queue *q, *q2;
+	shmq_waitset *w;
+	int c, c2, rc, bad = 0;
+
+	if (getuid() == 0 && (setgid(65534) || setuid(65534)))
+		return 77;
+	if (shmq_region_create(NULL, &(struct shmq_region_opts){ .size = 1 << 20 }, &r) ||
+	    shmq_queue_create(r, "q", &(struct shmq_queue_opts){ 4, 16, 0 }, &q) ||
+	    shmq_queue_create(r, "q2", &(struct shmq_queue_opts){ 4, 16, 0 }, &q2) ||
+	    shmq_waitset_create(&w))
+		return 99;
+	if (setrlimit(RLIMIT_NPROC, &one))
+		return 77;
+	bad |= shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c) != 0;
+	bad |= shmq_waitset_add_queue(w, q2, SHMQ_READABLE, &c2) != 0;
+	rc = shmq_waitset_wait(w, rd, 1, MS); /* both wait on their words */
+	bad |= (rc != -ETIMEDOUT && rc != -EAGAIN) << 1;
+	bad |= (shmq_waitset_remove(w, &c) != 0) << 2; /* c2's word stays */
+	bad |= (shmq_waitset_remove(w, &c) != -ENOENT) << 3;
+	rc = shmq_waitset_wait(w, rd, 1, MS);
+	bad |= (rc != -ETIMEDOUT && rc != -EAGAIN) << 4;
+	bad |= (shmq_waitset_remove(w, &c2) != 0) << 5;
+	bad |= (shmq_waitset_wait(w, rd, 1, MS) != -ETIMEDOUT) << 6;
+	shmq_waitset_free(w);
+	shmq_queue_close(q2);
+	shmq_queue_close(q);
+	shmq_region_close(r);
+	return bad;
+}
+
+static void test_remove_helper_refused(void **state)
+{
+	pid_t pid;
+	int st;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		alarm(30);
+		_exit(remove_helper_refused_child());
+	}
+	st = tu_wait_child(pid);
+	if (st == 77)
+		skip();
+	if (st != 0)
+		fail_msg("child: failed checks %#x", st);
+}
+
 /* The consumer of a full pipe wakes a set waiting for SHMQ_WRITABLE itself,
  * with a futex wake once half the ring is free, rather than leaving it to
  * the set's slow tick: a receiving thread drains the ring while the set
@@ -1028,6 +1088,7 @@ int main(int argc, char **argv)
 		BOTH(test_fd),
 		BOTH(test_fd_refused),
 		BOTH(test_fd_refused_while_ready),
+		BOTH(test_remove_helper_refused),
 		BOTH(test_epoll),
 		BOTH(test_64_queues),
 		BOTH(test_no_starvation),

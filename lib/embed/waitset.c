@@ -690,10 +690,12 @@ static int entry_drop(shmq_waitset *w, struct ws_entry *e)
 	for (unsigned i = 0; i < e->nwords; i++)
 		word_uncount(e, i);
 	if (w->fallback) {
-		int rc = helper_sync(w); /* it must stop waiting on the words now */
-
+		/* the helper must stop waiting on the words now.  A sync fails
+		 * only to start a helper (-EAGAIN, -ENOMEM), when none runs to
+		 * wait on them: e is out either way, the next wait tries again */
+		(void)helper_sync(w);
 		entries_sweep(w);
-		return rc < 0 ? rc : 0;
+		return 0;
 	}
 	io_uring_submit(&w->ring);
 	/* The cancels have completed (or complete later): reap now, so the

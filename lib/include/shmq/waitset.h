@@ -56,7 +56,8 @@ SHMQ_API int shmq_waitset_remove(shmq_waitset *w, void *cookie);
  * SHMQ_FOREVER or > 0); fill up to max entries of out.  Level-triggered:
  * an entry stays ready until its condition goes; when more are ready than
  * max, the next wait reports those left out first (none starves).  Returns
- * how many entries it filled (>= 1), -ETIMEDOUT, or -errno. */
+ * how many entries it filled (>= 1), -ETIMEDOUT, or -errno (-EAGAIN: the
+ * fallback's helper thread could not be started; the next wait tries again). */
 SHMQ_API int shmq_waitset_wait(shmq_waitset *w, struct shmq_ready *out, size_t max,
 			       int64_t timeout_ns);
 /* A descriptor that is readable whenever shmq_waitset_wait would not block,
