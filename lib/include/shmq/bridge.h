@@ -116,7 +116,7 @@ struct shmq_bridge_stats {
  * -EOPNOTSUPP (OUT, see above), -ECONNREFUSED / -ETIMEDOUT (server),
  * -EACCES (the server refused the URL's user, or its lack of one), -EIO (the
  * server refused otherwise: a TLS it requires, an error answer of its
- * JetStream API),
+ * JetStream API), -EBADF (r was inherited across fork()),
  * -EPROTO (the stream exists with another subject, or the server has no
  * JetStream; IN: the stream's sequences end below the checkpoint - it was
  * made again, or its store lost acked messages - so resuming would skip
