@@ -42,10 +42,13 @@ static const struct cfg CFG_URING_OLD = { "io_uring", SHMQ_SCHED_IO_URING,
 static const struct cfg CFG_FALLBACK = { "fallback", SHMQ_SCHED_FALLBACK, 0 };
 static const struct cfg CFG_PRECISE = { "io_uring", SHMQ_SCHED_IO_URING, SHMQ_SCHED_PRECISE };
 
-static shmq_sched *mk(void **state)
+/* A scheduler of the test's configuration with an io_uring of ring_entries
+ * submission entries (0: the default). */
+static shmq_sched *mk_ring(void **state, unsigned ring_entries)
 {
 	const struct cfg *c = *state;
-	struct shmq_sched_opts o = { .backend = c->backend, .flags = c->flags };
+	struct shmq_sched_opts o = { .backend = c->backend, .flags = c->flags,
+				     .ring_entries = ring_entries };
 	shmq_sched *s = NULL;
 	int rc = shmq_sched_create(&o, &s);
 
@@ -56,6 +59,11 @@ static shmq_sched *mk(void **state)
 	assert_int_equal(rc, 0);
 	assert_string_equal(shmq_sched_backend(s), c->name);
 	return s;
+}
+
+static shmq_sched *mk(void **state)
+{
+	return mk_ring(state, 0);
 }
 
 /* ---- a log of which actions ran, in order ---- */
@@ -1619,6 +1627,46 @@ static void test_watch_many(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* A non-blocking run runs every watch that is ready, also when more of
+ * their completions came at once than the ring's completion queue holds: the
+ * kernel keeps the rest in its overflow list (IORING_FEAT_NODROP), and they
+ * are as ready as the others.  100 watches on a ring of 8 entries (16
+ * completions); on the helper thread (at most 127 words) the same. */
+#define NOV 100
+static void act_ov(void *arg)
+{
+	struct silent *o = arg;
+
+	o->fired++;
+	__atomic_store_n(&o->ready, 0, __ATOMIC_SEQ_CST); /* drained */
+}
+
+static void test_nonblocking_cq_overflow(void **state)
+{
+	shmq_sched *s = mk_ring(state, 8);
+	static struct silent o[NOV];
+
+	memset(o, 0, sizeof(o));
+	for (int i = 0; i < NOV; i++) {
+		struct shmq__watch w = { .word = &o[i].word, .sleepers = &o[i].sleepers };
+
+		assert_int_equal(shmq__sched_watch_word(s, &o[i], &w, silent_readable, silent_progress,
+							act_ov, &o[i]), 0);
+	}
+	assert_int_equal(shmq_sched_run(s, false), -1); /* arms them all */
+	for (int i = 0; i < NOV; i++) {
+		/* a publish, as manyw_main: every wait completes at once */
+		__atomic_store_n(&o[i].ready, 1, __ATOMIC_SEQ_CST);
+		assert_int_equal(__atomic_load_n(&o[i].sleepers, __ATOMIC_SEQ_CST), 1);
+		__atomic_fetch_add(&o[i].word, 1, __ATOMIC_SEQ_CST);
+		shmq__futex_wake(&o[i].word, INT32_MAX);
+	}
+	assert_int_equal(shmq_sched_run(s, false), -1);
+	for (int i = 0; i < NOV; i++)
+		assert_int_equal(o[i].fired, 1);
+	shmq_sched_destroy(s);
+}
+
 /* A non-blocking run looks at the watches that wait on the helper thread
  * itself: what is readable now runs now, whether or not the helper has been
  * scheduled since the change (here: one it never sees, no word moved). */
@@ -2319,6 +2367,7 @@ int main(int argc, char **argv)
 		ALL(test_watch_word),
 		ALL(test_watch_unannounced),
 		ALL(test_watch_many),
+		ALL(test_nonblocking_cq_overflow),
 		ON(test_nonblocking_helper_unseen, CFG_FALLBACK, "fallback"),
 		ON(test_nonblocking_helper_unseen, CFG_URING_OLD, "io_uring-old-kernel"),
 		ALL(test_watch_helper_limit),

@@ -304,7 +304,8 @@ static void uring_reap_one(shmq_sched *s, uint64_t ud, int res)
 	}
 }
 
-static void uring_reap(shmq_sched *s)
+/* Consume what the completion queue holds; the count. */
+static unsigned uring_reap_cq(shmq_sched *s)
 {
 	struct uring_be *b = be_of(s);
 	struct io_uring_cqe *cqe;
@@ -315,6 +316,24 @@ static void uring_reap(shmq_sched *s)
 		n++;
 	}
 	io_uring_cq_advance(&b->ring, n);
+	return n;
+}
+
+/*
+ * Consume every completion, also those that did not fit the completion
+ * queue: the kernel keeps them in its overflow list (IORING_FEAT_NODROP)
+ * and moves them in only when it is entered, so a watch whose completion
+ * waits there would not be seen ready by this iteration (a non-blocking
+ * run would skip it).  Bounded: each operation in flight completes once.
+ */
+static void uring_reap(shmq_sched *s)
+{
+	struct uring_be *b = be_of(s);
+
+	uring_reap_cq(s);
+	while (io_uring_cq_has_overflow(&b->ring) && io_uring_get_events(&b->ring) >= 0 &&
+	       uring_reap_cq(s) > 0)
+		;
 }
 
 const struct shmq__sched_ops shmq__sched_uring_ops = {
