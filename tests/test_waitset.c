@@ -10,10 +10,14 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include "testutil.h"
 
@@ -712,6 +716,93 @@ static void test_dead_holder(void **state)
 	shmq_queue_close(q);
 }
 
+/* ---- io_uring refused ---- */
+
+/* Refuse one system call with errno err in this thread from now on, as a
+ * seccomp sandbox does (as test_sched.c's).  true when installed. */
+static bool refuse_syscall(long nr, int err)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (uint32_t)err),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	       prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+/* In a child: 0 when a set made under the refusal works on the fallback,
+ * 77 when no filter can be installed, else the number of the failed check. */
+static int refused_child(const char *region, const char *queue, long nr, int err)
+{
+	struct shmq_ready rd[2];
+	shmq_region *r;
+	shmq_queue *q;
+	shmq_waitset *w;
+	int cookie;
+
+	/* handles do not cross fork(): the child's own */
+	if (shmq_region_open(region, &r) != 0 || shmq_queue_open(r, queue, &q) != 0)
+		return 1;
+	if (!refuse_syscall(nr, err))
+		return 77;
+	if (shmq_waitset_create(&w) != 0)
+		return 2;
+	if (!fd_is(shmq_waitset_fd(w), "eventpoll"))
+		return 3;
+	if (shmq_waitset_add_queue(w, q, SHMQ_READABLE, &cookie) != 0)
+		return 4;
+	if (shmq_waitset_wait(w, rd, 2, SHMQ_NOWAIT) != -ETIMEDOUT)
+		return 5;
+	if (shmq_queue_put(q, "a", 1, SHMQ_NOWAIT) != 0)
+		return 6;
+	if (shmq_waitset_wait(w, rd, 2, 5 * SEC) != 1 || rd[0].cookie != &cookie)
+		return 7;
+	shmq_waitset_free(w);
+	shmq_queue_close(q);
+	shmq_region_close(r);
+	return 0;
+}
+
+/* Where io_uring is refused (a seccomp filter on io_uring_setup, or on
+ * io_uring_enter alone: the ring is made but cannot be entered), a set
+ * takes the epoll fallback and behaves as everywhere else, not an io_uring
+ * set whose every add and wait fails. */
+static void test_uring_refused(void **state)
+{
+	const struct { long nr; int err; } cases[] = {
+		{ __NR_io_uring_setup, EPERM },
+		{ __NR_io_uring_setup, ENOSYS },
+		{ __NR_io_uring_enter, EPERM },
+		{ __NR_io_uring_enter, ENOSYS },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char name[32];
+		shmq_queue *q;
+		pid_t pid;
+		int st;
+
+		snprintf(name, sizeof(name), "q.refused.%zu", i);
+		q = mkq(state, name, 4);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0)
+			_exit(refused_child(((struct tu_region *)*state)->name, name, cases[i].nr,
+					    cases[i].err));
+		st = tu_wait_child(pid);
+		if (st == 77)
+			skip();
+		if (st != 0)
+			print_message("refused case %zu: check %d failed\n", i, st);
+		assert_int_equal(st, 0);
+		shmq_queue_close(q);
+	}
+}
+
 /* ---- errors ---- */
 
 static void test_bad_input(void **state)
@@ -1095,6 +1186,7 @@ int main(int argc, char **argv)
 		BOTH(test_remove),
 		BOTH(test_dead_claimer),
 		BOTH(test_dead_holder),
+		cmocka_unit_test_setup_teardown(test_uring_refused, setup_uring, tu_region_teardown),
 		BOTH(test_bad_input),
 		BOTH(test_forked),
 		BOTH(test_popen_pipes),

@@ -627,7 +627,9 @@ SHMQ_API int shmq_waitset_create(shmq_waitset **out)
 	if (!ws_fallback_env() &&
 	    io_uring_queue_init(WS_RING_SIZE, &w->ring, 0) == 0) {
 		shmq__ready_probe(&w->ring, &w->caps);
-		if (w->caps.has_futex) {
+		/* a ring that cannot be entered (io_uring_enter refused) is as
+		 * good as none: the fallback, not a set whose waits all fail */
+		if (w->caps.has_futex && shmq__ready_ring_try(&w->ring) == 0) {
 			*out = w;
 			return 0;
 		}

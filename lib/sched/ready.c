@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <sys/wait.h>
 #include <poll.h>
 
@@ -27,6 +28,26 @@ void shmq__ready_probe(struct io_uring *ring, struct shmq__ready_caps *caps)
 	caps->has_futex = io_uring_opcode_supported(p, SHMQ__OP_FUTEX_WAIT);
 	caps->has_waitid = io_uring_opcode_supported(p, SHMQ__OP_WAITID);
 	io_uring_free_probe(p);
+}
+
+int shmq__ready_ring_try(struct io_uring *ring)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_cqe *cqe;
+	int rc;
+
+	if (!sqe)
+		return -EAGAIN; /* a new ring has room */
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data64(sqe, 0);
+	do
+		rc = io_uring_submit_and_wait(ring, 1);
+	while (rc == -EINTR);
+	if (rc < 0)
+		return rc;
+	if (io_uring_peek_cqe(ring, &cqe) == 0)
+		io_uring_cqe_seen(ring, cqe); /* its owner never sees it */
+	return 0;
 }
 
 void shmq__ready_prep_word(struct io_uring_sqe *sqe, const uint32_t *word, uint32_t expected)

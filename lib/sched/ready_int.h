@@ -35,6 +35,12 @@ struct shmq__ready_caps {
 /* What the ring's kernel supports (all false when it cannot say). */
 void shmq__ready_probe(struct io_uring *ring, struct shmq__ready_caps *caps);
 
+/* One NOP through a new ring, its completion consumed: a kernel may let a
+ * ring be made and refuse to enter it (a seccomp filter on io_uring_enter
+ * alone), and its owner must learn that when it can still take its
+ * fallback.  0, or what io_uring_enter returned. */
+int shmq__ready_ring_try(struct io_uring *ring);
+
 /* Stage a wait for *word to differ from expected (a shared word: no
  * FUTEX2_PRIVATE).  The completion says nothing about the condition: re-check. */
 void shmq__ready_prep_word(struct io_uring_sqe *sqe, const uint32_t *word, uint32_t expected);

@@ -57,27 +57,6 @@ static struct uring_be *be_of(shmq_sched *s)
 	return s->be;
 }
 
-/*
- * One NOP through a new ring: a kernel may let a ring be made and refuse to
- * enter it (a seccomp filter on io_uring_enter alone), and that must show at
- * create, where SHMQ_SCHED_AUTO still takes the fallback, not in every run().
- * Its completion is left for reap, which ignores it.
- */
-static int uring_try(struct io_uring *ring)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-	int rc;
-
-	if (!sqe)
-		return -EAGAIN; /* a new ring has room */
-	io_uring_prep_nop(sqe);
-	io_uring_sqe_set_data64(sqe, UD_IGNORE);
-	do
-		rc = io_uring_submit_and_wait(ring, 1);
-	while (rc == -EINTR);
-	return rc < 0 ? rc : 0;
-}
-
 static int uring_init(shmq_sched *s, const struct shmq_sched_opts *o)
 {
 	unsigned entries = o && o->ring_entries ? o->ring_entries : 64;
@@ -91,7 +70,9 @@ static int uring_init(shmq_sched *s, const struct shmq_sched_opts *o)
 		shmq__free(b, sizeof(*b));
 		return rc;
 	}
-	if ((rc = uring_try(&b->ring)) < 0) {
+	/* a ring that cannot be entered must show here, where SHMQ_SCHED_AUTO
+	 * still takes the fallback, not in every run() */
+	if ((rc = shmq__ready_ring_try(&b->ring)) < 0) {
 		io_uring_queue_exit(&b->ring);
 		shmq__free(b, sizeof(*b));
 		return rc;
