@@ -2293,6 +2293,62 @@ static void test_watch_not_starved(void **state)
 	shmq_region_close(r);
 }
 
+/* While due events keep a blocking run busy, each watch turn runs the
+ * actions of the watches that turned ready since the last: a turn that
+ * collects a queue watch's completion runs its action in the same turn,
+ * not one turn (10 ms of events) later.  The busy event takes longer than
+ * a turn's interval, so a turn follows each of its runs; the put in its
+ * third run must be taken before its fourth. */
+struct turn {
+	shmq_sched *s;
+	shmq_queue *q;
+	shmq_event *busy;
+	int ticks;
+	int fired_at; /* ticks when the watch's action ran */
+};
+
+static void act_turn_busy(void *arg)
+{
+	struct turn *x = arg;
+	struct timespec ts = { 0, 11 * MS }; /* > WATCH_TURN_NS */
+
+	if (++x->ticks == 3)
+		assert_int_equal(shmq_queue_put(x->q, "m", 1, SHMQ_NOWAIT), 0);
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	if (x->ticks == 100) /* a watch that never fires must not hang the test */
+		assert_int_equal(shmq_sched_stop(x->s), 0);
+}
+
+static void act_turn_watch(void *arg)
+{
+	struct turn *x = arg;
+	char b[16];
+
+	while (shmq_queue_get(x->q, b, sizeof(b), SHMQ_NOWAIT) >= 0)
+		;
+	x->fired_at = x->ticks;
+	assert_int_equal(shmq_sched_cancel(x->s, x->busy), 0);
+	assert_int_equal(shmq_sched_unwatch(x->s, x->q), 0);
+}
+
+static void test_watch_turn_same_turn(void **state)
+{
+	shmq_sched *s = mk(state);
+	shmq_region *r = anon_region();
+	struct turn x = { .s = s };
+
+	assert_int_equal(shmq_queue_create(r, "sched.turn", NULL, &x.q), 0);
+	assert_int_equal(shmq_sched_watch_queue(s, x.q, act_turn_watch, &x), 0);
+	assert_int_equal(shmq_sched_enter_periodic(s, shmq_now_ns(), 1, 0, act_turn_busy, &x,
+						   &x.busy), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	assert_int_equal(x.fired_at, 3);
+	shmq_sched_destroy(s);
+	shmq_queue_close(x.q);
+	shmq_region_close(r);
+}
+
 /* Watches and unwatches with no run between them keep nothing: a watch no
  * kernel operation refers to is freed by unwatch, not kept for a run that
  * may never come (each watch's lookup walked them all, too). */
@@ -2378,6 +2434,7 @@ int main(int argc, char **argv)
 		ALL(test_watch_queue_dead_claimer),
 		ALL(test_watch_queue_dead_holder),
 		ALL(test_watch_not_starved),
+		ALL(test_watch_turn_same_turn),
 		ALL(test_unwatch_only_watch_from_thread),
 	};
 

@@ -829,7 +829,9 @@ static int loop_sleep(shmq_sched *s, const struct shmq__hent *head, bool block)
  * A turn for the watches while due events keep a blocking run from them (an
  * action that outlasts its periodic event's period, events entered faster
  * than they run): stage every watch, collect what the kernel completed
- * without blocking, and run each ready watch's action once.  0 or -errno.
+ * without blocking, look again at the watches a completion left idle (a
+ * word's wait that ended says nothing until its condition is checked), and
+ * run each ready watch's action once.  0 or -errno.
  */
 static int loop_watch_turn(shmq_sched *s, int64_t now, const struct shmq__hent *head)
 {
@@ -839,6 +841,8 @@ static int loop_watch_turn(shmq_sched *s, int64_t now, const struct shmq__hent *
 	if (rc < 0)
 		return rc;
 	if ((rc = loop_sleep(s, head, false)) < 0)
+		return rc;
+	if ((rc = loop_arm_watches(s, now, pass)) < 0)
 		return rc;
 	while ((rc = loop_fire_watch(s, pass)) > 0)
 		;
