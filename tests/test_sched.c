@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -1667,6 +1668,183 @@ static void test_nonblocking_cq_overflow(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* ---- the kernel refusing a submission for a moment ---- */
+
+/* While on, io_uring_enter calls that only submit (no
+ * IORING_ENTER_GETEVENTS: liburing's io_uring_submit, which the backend
+ * calls to make room when its submission queue is full) fail with EAGAIN,
+ * as they do when the kernel is short of memory; the others go through.  A
+ * thread of the injector answers the filter's notifications. */
+static struct {
+	int fd;     /* the filter's listener */
+	int on;     /* fail the submissions now */
+	int failed; /* submissions failed so far */
+} g_inj = { .fd = -1 };
+
+static void *inj_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct seccomp_notif req;
+		struct seccomp_notif_resp resp;
+
+		memset(&req, 0, sizeof(req));
+		if (ioctl(g_inj.fd, SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) {
+			if (errno == EINTR || errno == ENOENT)
+				continue;
+			return NULL;
+		}
+		memset(&resp, 0, sizeof(resp));
+		resp.id = req.id;
+		if (__atomic_load_n(&g_inj.on, __ATOMIC_SEQ_CST)) {
+			resp.error = -EAGAIN;
+			__atomic_fetch_add(&g_inj.failed, 1, __ATOMIC_SEQ_CST);
+		} else {
+			resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+		}
+		(void)ioctl(g_inj.fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+	}
+}
+
+/* Install the injector on this thread, for good: in a child only.  true when
+ * it is in place. */
+static bool inj_install(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_enter, 0, 5),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 3, 0), /* to_submit 0 */
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3])),
+		BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, IORING_ENTER_GETEVENTS, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+	pthread_t th;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return false;
+	g_inj.fd = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+				SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+	if (g_inj.fd < 0)
+		return false;
+	/* the filter is this thread's: the injector's thread, made after it,
+	 * makes no io_uring_enter call */
+	return pthread_create(&th, NULL, inj_main, NULL) == 0;
+}
+
+/* Run check in a child with the injector; 77 (skip) where it cannot be put
+ * in place. */
+static void inj_run(void **state, int (*check)(void **state))
+{
+	pid_t pid = fork();
+	int st;
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(inj_install() ? check(state) : 77);
+	st = tu_wait_child(pid);
+	if (st == 77)
+		skip();
+	assert_int_equal(st, 0);
+}
+
+/* In a child: a word watch whose arming found the submission queue full
+ * while the kernel refused to take it is armed again by the next run: after
+ * it, a publish to each watch's word wakes a wait in the kernel (a watch
+ * left marked as waiting, with nothing in the kernel, saw a publish only at
+ * the next liveness re-check, up to 100 ms later). */
+#define NSQ 6
+static int sqe_refused_arm_child(void **state)
+{
+	struct silent o[NSQ] = { 0 };
+	shmq_sched *s;
+	struct shmq_sched_opts opts = { .backend = SHMQ_SCHED_IO_URING, .ring_entries = 4 };
+
+	(void)state;
+	if (shmq_sched_create(&opts, &s) < 0)
+		return 77;
+	for (int i = 0; i < NSQ; i++) {
+		struct shmq__watch w = { .word = &o[i].word, .sleepers = &o[i].sleepers };
+
+		if (shmq__sched_watch_word(s, &o[i], &w, silent_readable, silent_progress,
+					   act_silent_nb, &o[i]) < 0)
+			return 2;
+	}
+	/* six waits on a queue of four: the backend submits to make room */
+	__atomic_store_n(&g_inj.on, 1, __ATOMIC_SEQ_CST);
+	(void)shmq_sched_run(s, false); /* -EAGAIN: the kernel's, for now */
+	__atomic_store_n(&g_inj.on, 0, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&g_inj.failed, __ATOMIC_SEQ_CST) == 0)
+		return 3; /* the queue never filled: the test tests nothing */
+	if (shmq_sched_run(s, false) != -1)
+		return 4;
+	for (int i = 0; i < NSQ; i++) {
+		__atomic_fetch_add(&o[i].word, 1, __ATOMIC_SEQ_CST);
+		if (shmq__futex_wake(&o[i].word, INT32_MAX) != 1)
+			return 10 + i;
+	}
+	shmq_sched_destroy(s);
+	return 0;
+}
+
+static void test_sqe_refused_arm(void **state)
+{
+	inj_run(state, sqe_refused_arm_child);
+}
+
+/* In a child: a liveness re-check that finds an armed watch readable with
+ * no publish (a dead peer's) cancels its wait; a cancel the kernel did not
+ * take (submission queue full, submission refused) is sent again, so the
+ * watch fires at the next re-check instead of never. */
+static int sqe_refused_recheck_child(void **state)
+{
+	struct silent b = { 0 }, a = { 0 };
+	int a_fired = 0;
+	struct shmq__watch wb = { .word = &b.word, .sleepers = &b.sleepers };
+	struct shmq__watch wa = { .word = &a.word, .sleepers = &a.sleepers };
+	struct shmq_sched_opts opts = { .backend = SHMQ_SCHED_IO_URING, .ring_entries = 1 };
+	struct timespec slice = { 0, 110 * MS }; /* > WATCH_SLICE_NS: a re-check is due */
+	shmq_sched *s;
+
+	(void)state;
+	if (shmq_sched_create(&opts, &s) < 0)
+		return 77;
+	b.s = s;
+	if (shmq__sched_watch_word(s, &b, &wb, silent_readable, silent_progress, act_silent, &b) < 0)
+		return 2;
+	if (shmq_sched_run(s, false) != -1) /* b waits in the kernel */
+		return 3;
+	__atomic_store_n(&b.ready, 1, __ATOMIC_SEQ_CST); /* and no publish */
+	while (nanosleep(&slice, &slice) < 0 && errno == EINTR)
+		;
+	/* a new watch, first in the list: its wait fills the queue of one
+	 * before the re-check's cancel of b's needs room */
+	if (shmq__sched_watch_word(s, &a, &wa, never_readable, no_progress, act_count,
+				   &a_fired) < 0)
+		return 4;
+	__atomic_store_n(&g_inj.on, 1, __ATOMIC_SEQ_CST);
+	(void)shmq_sched_run(s, false); /* -EAGAIN: the kernel's, for now */
+	__atomic_store_n(&g_inj.on, 0, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&g_inj.failed, __ATOMIC_SEQ_CST) == 0)
+		return 5;
+	if (shmq_sched_enter(s, 5 * SEC, 0, act_silent_watchdog, &b, &b.watchdog) < 0 ||
+	    shmq_sched_unwatch(s, &a) < 0)
+		return 6;
+	if (shmq_sched_run(s, true) != 0)
+		return 7;
+	if (b.fired != 1) /* the watchdog ended the run */
+		return 8;
+	shmq_sched_destroy(s);
+	return 0;
+}
+
+static void test_sqe_refused_recheck(void **state)
+{
+	inj_run(state, sqe_refused_recheck_child);
+}
+
 /* A non-blocking run looks at the watches that wait on the helper thread
  * itself: what is readable now runs now, whether or not the helper has been
  * scheduled since the change (here: one it never sees, no word moved). */
@@ -2424,6 +2602,8 @@ int main(int argc, char **argv)
 		ALL(test_watch_unannounced),
 		ALL(test_watch_many),
 		ALL(test_nonblocking_cq_overflow),
+		cmocka_unit_test(test_sqe_refused_arm),
+		cmocka_unit_test(test_sqe_refused_recheck),
 		ON(test_nonblocking_helper_unseen, CFG_FALLBACK, "fallback"),
 		ON(test_nonblocking_helper_unseen, CFG_URING_OLD, "io_uring-old-kernel"),
 		ALL(test_watch_helper_limit),

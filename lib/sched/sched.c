@@ -642,6 +642,8 @@ static int watch_arm_word(shmq_sched *s, struct shmq__sched_watch *w)
 	if (s->ops->arm_word && !(s->flags & SHMQ_SCHED_NO_FUTEX_OP)) {
 		int rc = s->ops->arm_word(s, w);
 
+		if (rc < 0 && rc != -EOPNOTSUPP)
+			w->state = SHMQ__WS_IDLE; /* not waiting: armed again next time */
 		if (rc != -EOPNOTSUPP)
 			return rc;
 		s->flags |= SHMQ_SCHED_NO_FUTEX_OP;
@@ -662,8 +664,8 @@ static void watch_recheck(shmq_sched *s, struct shmq__sched_watch *w)
 		w->state = SHMQ__WS_READY;
 		s->watches_dirty = true;
 	} else if (!w->recheck_sent) {
-		w->recheck_sent = true;
-		s->ops->disarm(s, w);
+		/* a cancel the kernel could not take is sent at the next re-check */
+		w->recheck_sent = s->ops->disarm(s, w) >= 0;
 	}
 }
 
@@ -701,8 +703,10 @@ static int loop_arm_watches(shmq_sched *s, int64_t now, uint64_t pass)
 
 		if (w->dead) {
 			if (w->op_pending && !w->cancel_sent) {
-				w->cancel_sent = true;
-				if (s->ops->disarm(s, w))
+				int d = s->ops->disarm(s, w);
+
+				w->cancel_sent = d >= 0; /* else: sent by the next iteration */
+				if (d > 0)
 					w->op_pending = false;
 			}
 			if (!w->op_pending) {
@@ -961,11 +965,13 @@ static void sched_drain_ops(shmq_sched *s)
 			if (!w->op_pending)
 				continue;
 			if (!w->cancel_sent) {
-				w->cancel_sent = true;
-				if (s->ops->disarm(s, w)) {
+				int d = s->ops->disarm(s, w);
+
+				if (d > 0) {
 					w->op_pending = false;
 					continue;
 				}
+				w->cancel_sent = d == 0; /* else: sent by the next round */
 			}
 			pending = true;
 		}

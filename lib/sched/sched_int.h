@@ -89,9 +89,10 @@ struct shmq__sched_ops {
 	/* Stage the wait for w->pidfd's process to exit.  Under mu. */
 	int (*arm_proc)(shmq_sched *s, struct shmq__sched_watch *w);
 	/* Drop w's pending operation (w is dead, or its liveness re-check found
-	 * it readable).  Returns true when it is already gone, false when a
-	 * completion will say so. */
-	bool (*disarm)(shmq_sched *s, struct shmq__sched_watch *w);
+	 * it readable).  Returns 1 when it is already gone, 0 when a completion
+	 * will say so, -EAGAIN when the kernel could not take the cancel now
+	 * (nothing was staged: the caller asks again later). */
+	int (*disarm)(shmq_sched *s, struct shmq__sched_watch *w);
 	/* Submit what is staged and, if block, sleep until something completes.
 	 * Without mu.  0 or -errno (EINTR is reported as 0). */
 	int (*wait)(shmq_sched *s, bool block);

@@ -119,12 +119,12 @@ static int poll_arm_proc(shmq_sched *s, struct shmq__sched_watch *w)
 	return 0;
 }
 
-static bool poll_disarm(shmq_sched *s, struct shmq__sched_watch *w)
+static int poll_disarm(shmq_sched *s, struct shmq__sched_watch *w)
 {
 	struct poll_be *b = be_of(s);
 
 	epoll_ctl(b->epfd, EPOLL_CTL_DEL, w->pidfd, NULL);
-	return true;
+	return 1;
 }
 
 static int poll_wait(shmq_sched *s, bool block)

@@ -198,16 +198,16 @@ static int uring_arm_proc(shmq_sched *s, struct shmq__sched_watch *w)
 	return 0;
 }
 
-static bool uring_disarm(shmq_sched *s, struct shmq__sched_watch *w)
+static int uring_disarm(shmq_sched *s, struct shmq__sched_watch *w)
 {
 	struct uring_be *b = be_of(s);
 	struct io_uring_sqe *sqe = uring_sqe(b);
 
 	if (!sqe)
-		return false;
+		return -EAGAIN;
 	io_uring_prep_cancel(sqe, w, 0);
 	io_uring_sqe_set_data64(sqe, UD_IGNORE);
-	return false; /* the cancelled operation's own completion frees w */
+	return 0; /* the cancelled operation's own completion frees w */
 }
 
 static int uring_wait(shmq_sched *s, bool block)
