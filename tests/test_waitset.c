@@ -20,8 +20,11 @@
 #include <sys/syscall.h>
 
 #include "testutil.h"
+#include "inject.h"
 
 #include "core/region_int.h"
+#include "core/wait_int.h"
+#include "core/watch_int.h"
 #include "ring/mpmc_int.h"
 #include "ring/spsc_int.h"
 
@@ -803,6 +806,63 @@ static void test_uring_refused(void **state)
 	}
 }
 
+/* In a child: entries removed while the kernel refuses to take their
+ * cancels (the submission queue fills with the first 256, the rest find no
+ * room) keep no wait in the kernel once it takes them again: the next wait
+ * sends what was refused, and a wake on each queue's word finds nobody. */
+#define NREFUSED 300
+static int refused_cancel_child(void **state)
+{
+	static shmq_queue *q[NREFUSED];
+	struct shmq_region_opts ro = { .size = REGION_SIZE };
+	struct shmq_ready rd[1];
+	shmq_region *r;
+	shmq_waitset *w;
+
+	(void)state;
+	if (shmq_region_create(NULL, &ro, &r) != 0 || shmq_waitset_create(&w) != 0)
+		return 2;
+	if (!fd_is(shmq_waitset_fd(w), "io_uring"))
+		return 77;
+	for (int i = 0; i < NREFUSED; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "q.%d", i);
+		if (shmq_queue_create(r, name, &(struct shmq_queue_opts){ 2, 16, 0 }, &q[i]) != 0 ||
+		    shmq_waitset_add_queue(w, q[i], SHMQ_READABLE, q[i]) != 0)
+			return 3;
+	}
+	__atomic_store_n(&g_inj.on, 1, __ATOMIC_SEQ_CST);
+	for (int i = 0; i < NREFUSED; i++)
+		if (shmq_waitset_remove(w, q[i]) != 0)
+			return 4;
+	__atomic_store_n(&g_inj.on, 0, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&g_inj.failed, __ATOMIC_SEQ_CST) == 0)
+		return 5; /* nothing was refused: the test tests nothing */
+	/* the first submits what the kernel refused, the second reaps it */
+	for (int k = 0; k < 2; k++)
+		if (shmq_waitset_wait(w, rd, 1, SHMQ_NOWAIT) != -ETIMEDOUT)
+			return 6;
+	for (int i = 0; i < NREFUSED; i++) {
+		struct shmq__watch v;
+
+		if (shmq__queue_watch(q[i], &v) != 0)
+			return 7;
+		if (shmq__futex_wake(v.word, INT32_MAX) != 0)
+			return 8; /* a removed entry's wait still in the kernel */
+	}
+	shmq_waitset_free(w);
+	for (int i = 0; i < NREFUSED; i++)
+		shmq_queue_close(q[i]);
+	shmq_region_close(r);
+	return 0;
+}
+
+static void test_remove_refused_cancel(void **state)
+{
+	inj_run(state, refused_cancel_child);
+}
+
 /* ---- errors ---- */
 
 static void test_bad_input(void **state)
@@ -1187,6 +1247,8 @@ int main(int argc, char **argv)
 		BOTH(test_dead_claimer),
 		BOTH(test_dead_holder),
 		cmocka_unit_test_setup_teardown(test_uring_refused, setup_uring, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_remove_refused_cancel, setup_uring,
+						tu_region_teardown),
 		BOTH(test_bad_input),
 		BOTH(test_forked),
 		BOTH(test_popen_pipes),

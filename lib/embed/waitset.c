@@ -93,6 +93,7 @@ struct ws_op {
 	struct ws_entry *e;
 	bool pending;  /* a ring operation (or epoll registration) refers to it */
 	bool armed;    /* waiting (in the ring, the helper or epoll) */
+	bool cancel_sent; /* removed: the operation's cancel is in the ring */
 };
 
 struct ws_entry {
@@ -325,10 +326,13 @@ static void disarm(shmq_waitset *w, struct ws_entry *e)
 	for (unsigned i = 0; i < 3; i++) {
 		struct io_uring_sqe *sqe;
 
-		if (!e->op[i].pending || !(sqe = ws_sqe(w)))
+		if (!e->op[i].pending || e->op[i].cancel_sent)
 			continue;
+		if (!(sqe = ws_sqe(w)))
+			return; /* the kernel takes none now: entries_sweep asks again */
 		io_uring_prep_cancel(sqe, &e->op[i], 0);
 		io_uring_sqe_set_data64(sqe, UD_IGNORE);
+		e->op[i].cancel_sent = true;
 	}
 }
 
@@ -338,6 +342,7 @@ static void reap_op(struct ws_op *op)
 
 	op->pending = false;
 	op->armed = false;
+	op->cancel_sent = false;
 	if (i < op->e->nwords)
 		word_uncount(op->e, i); /* its wait is over: producers stop waking */
 }
@@ -843,7 +848,9 @@ static void entry_free(struct ws_entry *e)
 	shmq__free(e, sizeof(*e));
 }
 
-/* Free the removed entries no kernel operation refers to any more. */
+/* Free the removed entries no kernel operation refers to any more; stage
+ * the cancels the kernel could not take when they were removed (the next
+ * submission sends them). */
 static void entries_sweep(shmq_waitset *w)
 {
 	for (struct ws_entry **pp = &w->entries; *pp;) {
@@ -854,6 +861,8 @@ static void entries_sweep(shmq_waitset *w)
 			entry_free(e);
 			continue;
 		}
+		if (e->dead)
+			disarm(w, e);
 		pp = &e->next;
 	}
 }
