@@ -357,19 +357,16 @@ static void test_begin_idle(void **state)
 	shmq_queue_close(q);
 }
 
-/* A consumer SIGKILLed while it holds begun messages: the next consumer
- * gets them again, same positions, before newer ones. */
-static void test_dead_holder(void **state)
+/* A consumer of queue name, forked, begins n messages (2 bytes each, at
+ * positions first, first + 1, ...), commits those whose bit is set in
+ * commit, and is SIGKILLed holding the rest. */
+static void holder_killed(struct tu_region *f, const char *name, uint64_t first, unsigned n,
+			  unsigned commit)
 {
-	struct tu_region *f = *state;
-	struct shmq_queue_stats st;
-	shmq_queue *q, *q2;
-	char buf[16];
+	char c;
 	int pfd[2];
 	pid_t pid;
 
-	assert_int_equal(shmq_queue_create(f->r, "b.dead", &(struct shmq_queue_opts){ 8, 16, 0 }, &q), 0);
-	put_n(q, 0, 6);
 	assert_int_equal(pipe(pfd), 0);
 	pid = fork();
 	assert_true(pid >= 0);
@@ -379,23 +376,38 @@ static void test_dead_holder(void **state)
 		const void *msg;
 		uint64_t pos;
 
-		if (shmq_queue_open(cr, "b.dead", &cq))
+		if (shmq_queue_open(cr, name, &cq))
 			_exit(1);
-		for (int i = 0; i < 4; i++)
-			if (shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) != 2 || pos != (uint64_t)i)
+		for (unsigned i = 0; i < n; i++)
+			if (shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) != 2 || pos != first + i)
 				_exit(2);
-		if (shmq_queue_get_commit(cq, 1))
-			_exit(3);
+		for (unsigned i = 0; i < n; i++)
+			if ((commit >> i & 1) && shmq_queue_get_commit(cq, first + i))
+				_exit(3);
 		if (write(pfd[1], "k", 1) != 1)
 			_exit(4);
-		pause(); /* killed here, holding 0, 2 and 3 */
+		pause(); /* killed here */
 		_exit(5);
 	}
-	assert_int_equal(read(pfd[0], buf, 1), 1);
+	assert_int_equal(read(pfd[0], &c, 1), 1);
 	kill(pid, SIGKILL);
 	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
 	close(pfd[0]);
 	close(pfd[1]);
+}
+
+/* A consumer SIGKILLed while it holds begun messages: the next consumer
+ * gets them again, same positions, before newer ones. */
+static void test_dead_holder(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq_queue_stats st;
+	shmq_queue *q, *q2;
+	char buf[16];
+
+	assert_int_equal(shmq_queue_create(f->r, "b.dead", &(struct shmq_queue_opts){ 8, 16, 0 }, &q), 0);
+	put_n(q, 0, 6);
+	holder_killed(f, "b.dead", 0, 4, 1u << 1); /* holding 0, 2 and 3 */
 	/* a handle that never began: its first begin looks for dead holders */
 	assert_int_equal(shmq_queue_open(f->r, "b.dead", &q2), 0);
 	begin_is(q2, 0, 0);
@@ -894,37 +906,11 @@ static void test_dead_holder_wrap(void **state)
 	struct tu_region *f = *state;
 	const uint64_t top = UINT64_MAX;
 	shmq_queue *q, *q2;
-	char c;
-	int pfd[2];
-	pid_t pid;
 
 	assert_int_equal(shmq_queue_create(f->r, "b.dwrap", &(struct shmq_queue_opts){ 8, 16, 0 }, &q), 0);
 	queue_at(f->r, "b.dwrap", top - 1);
 	put_n(q, 0, 3); /* positions 2^64 - 2, 2^64 - 1, 0 */
-	assert_int_equal(pipe(pfd), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		shmq_region *cr = tu_child_region(f->name);
-		shmq_queue *cq;
-		const void *msg;
-		uint64_t pos;
-
-		if (shmq_queue_open(cr, "b.dwrap", &cq))
-			_exit(1);
-		for (uint64_t i = 0; i < 2; i++)
-			if (shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) != 2 || pos != top - 1 + i)
-				_exit(2);
-		if (write(pfd[1], "k", 1) != 1)
-			_exit(3);
-		pause(); /* killed here, holding 2^64 - 2 and 2^64 - 1 */
-		_exit(4);
-	}
-	assert_int_equal(read(pfd[0], &c, 1), 1);
-	kill(pid, SIGKILL);
-	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
-	close(pfd[0]);
-	close(pfd[1]);
+	holder_killed(f, "b.dwrap", top - 1, 2, 0); /* holding 2^64 - 2 and 2^64 - 1 */
 	assert_int_equal(shmq_queue_open(f->r, "b.dwrap", &q2), 0);
 	begin_is(q2, 0, top - 1);
 	begin_is(q2, 1, top);
@@ -944,37 +930,10 @@ static void test_dead_holder_big_ring(void **state)
 {
 	struct tu_region *f = *state;
 	shmq_queue *q, *q2;
-	char c;
-	int pfd[2];
-	pid_t pid;
 
 	assert_int_equal(shmq_queue_create(f->r, "b.dbig", &(struct shmq_queue_opts){ 2048, 16, 0 }, &q), 0);
 	put_n(q, 0, 5);
-	assert_int_equal(pipe(pfd), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		shmq_region *cr = tu_child_region(f->name);
-		shmq_queue *cq;
-		const void *msg;
-		uint64_t pos;
-
-		if (shmq_queue_open(cr, "b.dbig", &cq))
-			_exit(1);
-		for (uint64_t i = 0; i < 3; i++)
-			if (shmq_queue_get_begin(cq, &msg, &pos, SHMQ_NOWAIT) != 2 || pos != i ||
-			    (i < 2 && shmq_queue_get_commit(cq, pos)))
-				_exit(2);
-		if (write(pfd[1], "k", 1) != 1)
-			_exit(3);
-		pause(); /* killed here, holding position 2 */
-		_exit(4);
-	}
-	assert_int_equal(read(pfd[0], &c, 1), 1);
-	kill(pid, SIGKILL);
-	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
-	close(pfd[0]);
-	close(pfd[1]);
+	holder_killed(f, "b.dbig", 0, 3, 3u); /* holding position 2 */
 	assert_int_equal(shmq_queue_open(f->r, "b.dbig", &q2), 0);
 	begin_is(q2, 2, 2);
 	begin_is(q2, 3, 3);
