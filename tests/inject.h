@@ -5,6 +5,7 @@
  * seccomp filter with a user-notification listener (Linux >= 5.5) catches
  * the io_uring_enter calls that only submit; a thread of the injector
  * answers them.  The filter stays for the process's life: in a child only.
+ * And a plain refusal of one system call (refuse_syscall).
  */
 #ifndef SHMQ_TEST_INJECT_H
 #define SHMQ_TEST_INJECT_H
@@ -15,6 +16,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -87,6 +89,23 @@ static bool inj_install(void)
 		return false;
 	/* the injector's thread inherits the filter, but never enters a ring */
 	return pthread_create(&th, NULL, inj_main, NULL) == 0;
+}
+
+/* Refuse one system call with errno err in this thread (and the threads it
+ * starts) from now on, as a seccomp sandbox does: for good, in a child
+ * only.  true when installed. */
+static bool refuse_syscall(long nr, int err)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (uint32_t)err),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	       prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
 }
 
 /* Run check in a child with the injector; 77 (skip) where it cannot be put

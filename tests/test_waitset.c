@@ -721,22 +721,6 @@ static void test_dead_holder(void **state)
 
 /* ---- io_uring refused ---- */
 
-/* Refuse one system call with errno err in this thread from now on, as a
- * seccomp sandbox does (as test_sched.c's).  true when installed. */
-static bool refuse_syscall(long nr, int err)
-{
-	struct sock_filter f[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (uint32_t)err),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
-
-	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
-	       prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
-}
-
 /* In a child: 0 when a set made under the refusal works on the fallback,
  * 77 when no filter can be installed, else the number of the failed check. */
 static int refused_child(const char *region, const char *queue, long nr, int err)
