@@ -69,8 +69,24 @@ const char *shmq__obj_type_name(uint32_t type)
 static void dir_hold(shmq_region *r, uint32_t tid)
 {
 	/* relaxed: read by waiters after an acquire load of the word that shows
-	 * this hold (dir_holder_dead); it carries the tid it belongs to */
+	 * this hold (dir_record); it carries the tid it belongs to */
 	shmq__store_relaxed(&ctl_of(r)->dir_holder, (uint64_t)tid << 32 | shmq__region_self(r));
+}
+
+/* The holder record of word cur into *h: false when the word has moved on
+ * from cur (look again). */
+static bool dir_record(shmq_region *r, uint32_t cur, uint64_t *h)
+{
+	struct shmq__region_ctl *ctl = ctl_of(r);
+
+	/* acquire: pairs with the seq_cst exchange in dir_unlock before the
+	 * hold that wrote cur (the hold's CAS continues its release sequence),
+	 * so the record read below is that unlock's clear or newer */
+	if (shmq__load_acquire(&ctl->dir_lock) != cur)
+		return false;
+	/* relaxed: ordered by the acquire above; checked against cur */
+	*h = shmq__load_relaxed(&ctl->dir_holder);
+	return true;
 }
 
 /* The hold of thread cur has ended without an unlock: its process died (or
@@ -84,17 +100,11 @@ static void dir_hold(shmq_region *r, uint32_t tid)
  * decides, and a reused one keeps the hold for DIRLOCK_HOLD_MAX_NS. */
 static bool dir_holder_dead(shmq_region *r, uint32_t cur, bool mine)
 {
-	struct shmq__region_ctl *ctl = ctl_of(r);
 	uint64_t h;
 	uint32_t id;
 
-	/* acquire: pairs with the seq_cst exchange in dir_unlock before the
-	 * hold that wrote cur (the hold's CAS continues its release sequence),
-	 * so the record read below is that unlock's clear or newer */
-	if (shmq__load_acquire(&ctl->dir_lock) != cur)
+	if (!dir_record(r, cur, &h))
 		return false; /* moved on: look again */
-	/* relaxed: ordered by the acquire above; checked against cur */
-	h = shmq__load_relaxed(&ctl->dir_holder);
 	id = (uint32_t)h;
 	if ((uint32_t)(h >> 32) != cur || shmq__region_id_valid(r, id))
 		return !mine && !shmq__pid_alive((pid_t)cur, 0);
@@ -109,16 +119,10 @@ static bool dir_holder_dead(shmq_region *r, uint32_t cur, bool mine)
  * thread of another pid namespace that shares the region. */
 static bool dir_nested(shmq_region *r, uint32_t cur)
 {
-	struct shmq__region_ctl *ctl = ctl_of(r);
 	uint64_t h;
 
-	/* acquire: pairs with the seq_cst exchange in dir_unlock before the
-	 * hold that wrote cur, as in dir_holder_dead */
-	if (shmq__load_acquire(&ctl->dir_lock) != cur)
-		return false;
-	/* relaxed: ordered by the acquire above; checked against cur */
-	h = shmq__load_relaxed(&ctl->dir_holder);
-	return (uint32_t)(h >> 32) == cur && shmq__region_id_ours(r, (uint32_t)h) == 1;
+	return dir_record(r, cur, &h) && (uint32_t)(h >> 32) == cur &&
+	       shmq__region_id_ours(r, (uint32_t)h) == 1;
 }
 
 static int dir_lock(shmq_region *r)
