@@ -521,6 +521,10 @@ static void in_note(void *arg, uint64_t pos)
 	uint64_t cur;
 
 	shmq__store_seq_cst(&b->sh->pending_pos, pos + 1);
+	/* relaxed: a statistic, counted before the message can be got, so
+	 * that whoever got it reads it counted; the queue's release of the
+	 * slot (put_publish) and the getter's acquire carry it */
+	shmq__store_relaxed(&b->moved, b->moved + 1);
 	cur = shmq__load_seq_cst(w);
 
 	while (cur < pos + 1 && !shmq__cas_seq_cst(w, &cur, pos + 1))
@@ -840,9 +844,11 @@ static int in_put(shmq_bridge *b, uint64_t seq, const void *data, size_t len)
 	shmq__store_seq_cst(&b->sh->pending, 0);
 	if (rc == -ETIMEDOUT || rc == -EAGAIN || (rc == -ENOSPC && empty < BRIDGE_NOSPC_EMPTY))
 		return 1;
+#ifndef HAVE_SHMQ_QUEUE_2PC
 	if (rc == 0)
 		/* relaxed: a statistic; shmq_bridge_stats reads it alone */
 		shmq__store_relaxed(&b->moved, b->moved + 1);
+#endif
 	return rc;
 }
 
@@ -1812,7 +1818,8 @@ SHMQ_API int shmq_bridge_stats(const shmq_bridge *b, struct shmq_bridge_stats *s
 	if (bridge_foreign(b))
 		return -EBADF;
 	memset(st, 0, sizeof *st);
-	/* relaxed: statistics, each read alone (in_put, in_rewind, stats_set_state) */
+	/* relaxed: statistics, each read alone (in_note / in_put, out_moved, in_rewind,
+	 * stats_set_state); moved pairs as in_note says */
 	st->moved = shmq__load_relaxed(&b->moved);
 	st->rewinds = shmq__load_relaxed(&b->rewinds);
 	st->state = (uint32_t)shmq__load_relaxed(&b->state);
