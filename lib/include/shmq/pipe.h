@@ -65,9 +65,12 @@ struct shmq_pipe_opts {
 
 /* The default: 64 KiB per direction, 128 KiB per pipe (memory per pipe is
  * 2 x capacity).  Bulk throughput (32 x 64-byte messages per call, two
- * pinned processes) measured flat from 64 KiB to 4 MiB rings on the
- * reference machine (2 vCPUs, 2 MiB L2 each; 59-70 M msg/s at every size),
- * so a larger default would cost memory and buy nothing there.  64 KiB holds
+ * pinned processes) on the reference machine (2 vCPUs, 2 MiB L2 each)
+ * measured flat from 64 KiB to 4 MiB rings where its cores are far apart
+ * (59-70 M msg/s at every size), and where they are closer grew with the
+ * ring, from a median of 89 M msg/s at 64 KiB to 130-138 M at 2-4 MiB (see
+ * tools/PERFORMANCE.md, "Bulk calls"): 32 times the memory per pipe for
+ * that is not a default.  64 KiB holds
  * 910 records of 64 bytes and allows messages up to 32 KiB - 8; raise
  * shmq_pipe_opts.capacity for larger messages or burstier producers. */
 #define SHMQ_PIPE_CAPACITY ((size_t)64 << 10)
