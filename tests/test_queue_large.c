@@ -530,9 +530,16 @@ static void test_put_one_deadline(void **state)
 	own = *(struct tu_region *)st;
 	q = make(f, "l.deadline", HOLD_CHUNKS, 64);
 	/* a message of 1 MiB fills a chunk of its own: HOLD_CHUNKS chunks, and
-	 * the ring is full */
-	for (uint32_t i = 0; i < HOLD_CHUNKS; i++)
+	 * the ring is full.  A block of the region after each chunk keeps the
+	 * next message from growing it (chunk_grow) */
+	for (uint32_t i = 0; i < HOLD_CHUNKS; i++) {
+		char name[16];
+		void *mem;
+
 		put_msg(q, (size_t)1 << 20, i);
+		snprintf(name, sizeof(name), "l.after%u", i);
+		assert_int_equal(shmq_region_alloc(f->r, name, 64, &mem), 0);
+	}
 	h.r = f->r;
 	h.n = chunks_of(q, f->r, h.c, HOLD_CHUNKS);
 	assert_int_equal(h.n, HOLD_CHUNKS);
@@ -831,6 +838,55 @@ static void test_heap_reused(void **state)
 	shmq_queue_close(q);
 }
 
+/* A server's large messages grow over its life, or come in a burst and
+ * drain: the chunks they made must give their free space back to one
+ * message that fits the region's free space in total.  Before, each size
+ * that fit no chunk made a chunk of its own beside the others, and a
+ * drained queue in a 16 MiB region refused 8 MiB with -ENOSPC forever. */
+static void test_heap_no_split(void **state)
+{
+	const size_t mib = (size_t)1 << 20;
+	struct shmq_region_opts o = { .size = 16 * mib };
+	uint64_t base;
+	shmq_region *r;
+	shmq_queue *q;
+	void *m;
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, &o, &r), 0);
+	assert_int_equal(shmq_queue_create(r, "l.split", &(struct shmq_queue_opts){ 16, 64, 0 }, &q),
+			 0);
+	base = region_used(r);
+	/* sizes that grow: each fits no chunk made before it */
+	for (uint32_t i = 0; i < 4; i++) {
+		put_msg(q, (2 + i) * mib, i);
+		assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), (ssize_t)((2 + i) * mib));
+		check_bytes(m, (2 + i) * mib, i);
+		free(m);
+	}
+	/* a burst of messages in flight at once, then drained */
+	for (uint32_t i = 0; i < 8; i++)
+		put_msg(q, 900 << 10, 10 + i);
+	for (uint32_t i = 0; i < 8; i++) {
+		assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), 900 << 10);
+		check_bytes(m, 900 << 10, 10 + i);
+		free(m);
+	}
+	/* the queue is empty: one message of 8 MiB, then of all but 1 MiB
+	 * of what the region had free, fits again and again */
+	for (uint32_t i = 0; i < 4; i++) {
+		size_t len = i % 2 ? 16 * mib - base - mib : 8 * mib;
+
+		put_msg(q, len, 20 + i);
+		assert_int_equal(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), (ssize_t)len);
+		check_bytes(m, len, 20 + i);
+		free(m);
+	}
+	assert_int_equal(sweep(q, r), 0);
+	shmq_queue_close(q);
+	shmq_region_close(r);
+}
+
 /* A descriptor that names memory outside the heap or another block:
  * -EBADMSG, never a copy. */
 static void test_bad_descriptor(void **state)
@@ -989,6 +1045,7 @@ int main(void)
 		cmocka_unit_test(test_chunk_lock_kept_or_dead),
 		cmocka_unit_test(test_fifo_mixed),
 		cmocka_unit_test(test_heap_reused),
+		cmocka_unit_test(test_heap_no_split),
 		cmocka_unit_test(test_bad_descriptor),
 		cmocka_unit_test(test_get_alloc_hostile_len),
 		cmocka_unit_test(test_describe_large),

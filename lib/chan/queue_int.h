@@ -169,8 +169,12 @@ void shmq__join_describe(shmq_region *r, const void *mem, uint64_t size,
  * region's one allocator) when no chunk has room, laid out (a placed
  * shmq_lock, the header, one FREE block spanning the rest), then linked
  * with one CAS: on the ring's control block (sh->large) for the first,
- * on the last chunk's next for the others.  Chunks are never unlinked;
- * what returns to the heap of the chunk is each block.  Blocks tile their
+ * on the last chunk's next for the others.  When no chunk has room and the
+ * last one ends at the region's heap top, it grows instead (under its
+ * lock: the new tail block's header, then the chunk's size), so that the
+ * queue's space stays one piece a message of any size can use again.
+ * Chunks are never unlinked; what returns to the heap of the chunk is
+ * each block.  Blocks tile their
  * chunk: a block's size (header included, a multiple of 64) leads to the
  * next header.  Alloc, split, merge and the sweep run under the chunk's
  * lock, and each leaves the tiling whole after every single store (a
@@ -208,8 +212,9 @@ void shmq__join_describe(shmq_region *r, const void *mem, uint64_t size,
  * freed twice, and a consumer only frees blocks no sweep may free (its
  * slot is claimed, or its DYING owner is alive).
  * What a kill can still leak: a chunk between shmq__region_alloc and its
- * link (the region's heap cannot take blocks back); the chaos test counts
- * chunks apart from blocks.
+ * link, or the bytes a grow took from the heap before the chunk's size took
+ * them in (the region's heap cannot take blocks back); the chaos test
+ * counts chunks apart from blocks.
  */
 /* The longest message a put takes (the largest region). */
 #define SHMQ__QUEUE_LARGE_MAX ((uint64_t)1 << 40)

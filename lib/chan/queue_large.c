@@ -64,13 +64,27 @@ static struct shmq__qlarge_chunk *chunk_at(shmq_region *r, uint64_t off, uint64_
 	if (!c)
 		return NULL;
 	/* relaxed: written before the chunk's link, which our load of the
-	 * link acquired (Protocol QLARGE, chunk_link) */
+	 * link acquired (Protocol QLARGE, chunk_link); a grow under the
+	 * chunk's lock may change it since, and lock holders read it again
+	 * (chunk_end): here it is checked against the region alone */
 	size = shmq__load_relaxed(&c->size);
 	if (shmq__load_relaxed(&c->magic) != SHMQ__QLARGE_CHUNK_MAGIC || size < HDR + BHDR ||
 	    size % LINE || !shmq__region_ptr(r, off, size) ||
 	    shmq__load_relaxed(&c->queue) != qoff) /* relaxed: as size above */
 		return NULL;
 	return c;
+}
+
+/* The size of locked chunk c, re-read under its lock (a chunk grows under
+ * it, chunk_grow) and checked as chunk_at checks it; 0 when it fails. */
+static uint64_t chunk_end(shmq_region *r, struct shmq__qlarge_chunk *c)
+{
+	/* relaxed: changes only under the chunk's lock, which we hold */
+	uint64_t size = shmq__load_relaxed(&c->size);
+
+	if (size < HDR + BHDR || size % LINE || !shmq__region_ptr(r, shmq__region_off(r, c), size))
+		return 0;
+	return size;
 }
 
 /* The chunk after c (or the first one, c NULL); NULL at the end, *bad set
@@ -369,9 +383,8 @@ static int64_t chain_fit(struct shmq__mpmc *m, shmq_region *r, uint64_t need, ui
 		rc = chunk_lock(r, c, deadline, &l);
 		if (rc)
 			return rc;
-		/* relaxed: fixed before the link (chunk_at checked it) */
-		w.end = shmq__load_relaxed(&c->size);
-		off = chunk_fit(&w, need, len);
+		w.end = chunk_end(r, c);
+		off = w.end ? chunk_fit(&w, need, len) : -EBADMSG;
 		chunk_unlock(l);
 		if (off < 0)
 			return off;
@@ -379,6 +392,96 @@ static int64_t chain_fit(struct shmq__mpmc *m, shmq_region *r, uint64_t need, ui
 			return (int64_t)shmq__region_off(r, c) + off;
 	}
 	return bad ? -EBADMSG : 0;
+}
+
+/* The free bytes at the end of the locked chunk of w (free blocks there
+ * merged first), or -EBADMSG for a broken tiling. */
+static int64_t chunk_tail_free(const struct walk *w)
+{
+	uint64_t off = HDR, size, tail = 0;
+
+	while (off < w->end) {
+		struct shmq__qlarge_block *b = block_at(w, off, &size);
+
+		if (!b)
+			return -EBADMSG;
+		tail = 0;
+		if (st_state(block_state(w, b)) == SHMQ__QLARGE_FREE) {
+			if (block_merge(w, off, b, &size))
+				return -EBADMSG;
+			tail = size;
+		}
+		off += size;
+	}
+	return (int64_t)tail;
+}
+
+/* Grow the last chunk by what a block of need bytes lacks at its end (at
+ * least a chunk's minimum, when the region has it), when the chunk ends at
+ * the heap's top: a new chunk beside it could never give its free space to
+ * a block that spans both, so sizes that grow, or a burst of messages,
+ * would split the queue's space into chunks none of which holds a message
+ * the space would hold in total.  The region offset of our new block, 0
+ * when the last chunk cannot grow (something else lies after it), or an
+ * error.  Under the chunk's lock; the new tail block's header is written
+ * before the size that takes it into the tiling (queue_int.h, Chunks). */
+static int64_t chunk_grow(struct shmq__mpmc *m, shmq_region *r, uint64_t need, uint64_t len,
+			  int64_t deadline)
+{
+	struct shmq__qlarge_chunk *c = NULL, *nx;
+	struct shmq__qlarge_block *t;
+	struct walk w = { m, r, NULL, 0, false };
+	uint64_t n = 0, extra;
+	bool bad = false;
+	shmq_lock *l;
+	int64_t tail, off;
+	int rc;
+
+	while ((nx = chunk_next(m, r, c, &bad)) != NULL) {
+		if (++n > chunk_bound(r))
+			return -EBADMSG;
+		c = nx;
+	}
+	if (bad)
+		return -EBADMSG;
+	if (!c)
+		return 0;
+	rc = chunk_lock(r, c, deadline, &l);
+	if (rc)
+		return rc;
+	w.base = (uint8_t *)c;
+	w.end = chunk_end(r, c);
+	tail = w.end ? chunk_tail_free(&w) : -EBADMSG;
+	if (tail < 0 || (uint64_t)tail >= need) { /* freed meanwhile: take it */
+		off = tail < 0 ? tail : chunk_fit(&w, need, len);
+		goto out;
+	}
+	extra = need - (uint64_t)tail;
+	rc = -ENOSPC;
+	if (extra < SHMQ__QLARGE_CHUNK_MIN)
+		rc = shmq__region_extend(r, shmq__region_off(r, c) + w.end, SHMQ__QLARGE_CHUNK_MIN);
+	if (rc == -ENOSPC)
+		rc = shmq__region_extend(r, shmq__region_off(r, c) + w.end, extra);
+	else if (rc == 0)
+		extra = SHMQ__QLARGE_CHUNK_MIN;
+	if (rc) {
+		off = rc == -EAGAIN || rc == -ENOSPC ? 0 : rc;
+		goto out;
+	}
+	t = (struct shmq__qlarge_block *)(w.base + w.end);
+	/* relaxed: beyond the tiling until the store of the chunk's size
+	 * below, which lock holders read under the lock (queue_int.h, Chunks) */
+	shmq__store_relaxed(&t->st, st_make(0, 0, SHMQ__QLARGE_FREE));
+	shmq__store_relaxed(&t->pos, SHMQ__QLARGE_POS_NONE); /* relaxed: as above */
+	shmq__store_relaxed(&t->size, extra); /* relaxed: as above */
+	w.end += extra;
+	/* relaxed: read under the lock, whose release publishes it; chunk_at
+	 * and the tools' snapshot check it against the region alone */
+	shmq__store_relaxed(&c->size, w.end);
+	off = chunk_fit(&w, need, len);
+out:
+	chunk_unlock(l);
+	return off > 0 ? (int64_t)shmq__region_off(r, c) + off : off;
 }
 
 /* A block for len bytes, BUSY for us: its region offset, or -ENOSPC when
@@ -399,6 +502,9 @@ static int64_t block_alloc(struct shmq__mpmc *m, shmq_region *r, size_t len, int
 		if (off != 0)
 			return off;
 	}
+	off = chunk_grow(m, r, need, len, deadline);
+	if (off != 0)
+		return off;
 	size = need + HDR > SHMQ__QLARGE_CHUNK_MIN ? need + HDR : SHMQ__QLARGE_CHUNK_MIN;
 	rc = chunk_link(m, r, size, &c);
 	if (rc == -ENOSPC && size > need + HDR)
@@ -600,8 +706,11 @@ int64_t shmq__qlarge_sweep(struct shmq__mpmc *m, shmq_region *r)
 		rc = chunk_lock(r, c, shmq__deadline(LOCK_NS), &l);
 		if (rc)
 			return rc;
-		/* relaxed: fixed before the link */
-		w.end = shmq__load_relaxed(&c->size);
+		w.end = chunk_end(r, c);
+		if (!w.end) {
+			chunk_unlock(l);
+			return -EBADMSG;
+		}
 		while (off < w.end) {
 			struct shmq__qlarge_block *b = block_at(&w, off, &size);
 

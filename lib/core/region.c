@@ -869,6 +869,40 @@ int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out)
 	return 0;
 }
 
+int shmq__region_extend(shmq_region *r, uint64_t end, uint64_t size)
+{
+	struct shmq__region_ctl *ctl = ctl_of(r);
+	uint64_t top;
+
+	if (shmq__region_forked(r))
+		return -EBADF;
+	if (size == 0 || end % SHMQ__CACHELINE)
+		return -EINVAL;
+	if (size > r->size)
+		return -ENOSPC;
+	size = SHMQ__ALIGN_UP(size, (uint64_t)SHMQ__CACHELINE);
+	/* relaxed: re-validated by the CAS below, as in shmq__region_alloc */
+	top = shmq__load_relaxed(&ctl->heap_top);
+	if (top < r->heap_off || top > r->size)
+		return -EBADMSG;
+	if (top != end)
+		return -EAGAIN;
+	if (size > r->size - end)
+		return -ENOSPC;
+	if (r->reserve_on_alloc) {
+		int rc = region_reserve(r->fd, end, size);
+
+		if (rc)
+			return rc;
+	}
+	/* relaxed: the heap top publishes nothing (shmq__region_alloc); a
+	 * failed CAS means another block now lies at end */
+	if (!shmq__cas_relaxed(&ctl->heap_top, &top, end + size))
+		return -EAGAIN;
+	memset(r->base + end, 0, size);
+	return 0;
+}
+
 int shmq__region_reserve_ahead(shmq_region *r, uint64_t size)
 {
 	struct shmq__region_ctl *ctl = ctl_of(r);

@@ -169,6 +169,13 @@ int shmq__obj_walk(shmq_region *r, shmq__obj_visit_fn fn, void *arg);
 /* Allocate raw, unnamed space from the heap (zeroed, cache-line aligned). */
 int shmq__region_alloc(shmq_region *r, uint64_t size, void **mem_out);
 
+/* Grow the block that ends at end, when end is the heap's top, by size
+ * bytes (rounded up to a cache line), zeroed: the one way a block of the
+ * heap gets larger, for an owner whose space must stay in one piece.
+ * 0, -EAGAIN (another block lies at end: nothing changed), -EINVAL,
+ * -ENOSPC, -EBADF (a handle inherited across fork()), -EBADMSG. */
+int shmq__region_extend(shmq_region *r, uint64_t end, uint64_t size);
+
 /* Give the next size bytes of the heap their pages now (a region made with
  * SHMQ_REGION_NOPREFAULT reserves each block as it hands it out): for a
  * caller about to make several allocations that must all be made or none,
