@@ -1442,6 +1442,36 @@ static void *word_producer(void *arg)
 	return NULL;
 }
 
+/* A handle stays stale for the scheduler's life, however often its slot is
+ * reused: a slot whose generation would wrap (2^31 reuses: enter + cancel
+ * on one slot, about 200 s of a tight loop) is retired, so the handle of its
+ * first event never names a later one.  The reuses are skipped here by
+ * moving the slot's generation to the last free value before the wrap. */
+static void test_cancel_stale_after_wrap(void **state)
+{
+	shmq_sched *s = mk(state);
+	shmq_event *first, *last, *later;
+	int ran = 0;
+	uint32_t idx;
+
+	assert_int_equal(shmq_sched_enter(s, 60 * SEC, 0, act_count, &ran, &first), 0);
+	assert_int_equal(shmq_sched_cancel(s, first), 0);
+	idx = (uint32_t)(uintptr_t)first - 1;
+	assert_true(idx < s->heap.nslots);
+	s->heap.hot[idx].gen = UINT32_MAX - 1; /* free, 2^31 - 1 reuses later */
+	assert_int_equal(shmq_sched_enter(s, 60 * SEC, 0, act_count, &ran, &last), 0);
+	assert_int_equal((uint32_t)(uintptr_t)last - 1, idx); /* the slot's last life */
+	assert_int_equal(shmq_sched_cancel(s, last), 0);
+	assert_int_equal(shmq_sched_enter(s, 60 * SEC, 0, act_count, &ran, &later), 0);
+	assert_int_equal(shmq_sched_cancel(s, first), -ENOENT);
+	assert_int_equal(shmq_sched_cancel(s, last), -ENOENT);
+	assert_int_equal(shmq_sched_queue(s, NULL, 0), 1); /* later still pending */
+	assert_int_equal(shmq_sched_cancel(s, later), 0);
+	assert_true(shmq_sched_empty(s));
+	assert_int_equal(ran, 0);
+	shmq_sched_destroy(s);
+}
+
 /* a word watch fires for each publish from another thread while the loop
  * sleeps; unwatch from its action ends the run */
 static void test_watch_word(void **state)
@@ -2510,6 +2540,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_sqe_refused_recheck),
 		ON(test_nonblocking_helper_unseen, CFG_FALLBACK, "fallback"),
 		ON(test_nonblocking_helper_unseen, CFG_URING_OLD, "io_uring-old-kernel"),
+		BOTH(test_cancel_stale_after_wrap),
 		ALL(test_watch_helper_limit),
 		ALL(test_watch_stuck_readable),
 		ALL(test_watch_queue),

@@ -114,13 +114,14 @@ static int heap_grow_slots(struct shmq__heap *h, size_t need)
 int shmq__heap_reserve(struct shmq__heap *h, size_t more)
 {
 	size_t need = (size_t)h->n + more;
+	size_t need_slots = need + h->retired; /* retired slots stay in the slab */
 	int rc;
 
-	if (need > UINT32_MAX - 1)
+	if (need_slots > UINT32_MAX - 1)
 		return -ENOMEM;
 	if (need > h->cap && (rc = heap_grow_ent(h, need)) < 0)
 		return rc;
-	if (need > h->slots_cap && (rc = heap_grow_slots(h, need)) < 0)
+	if (need_slots > h->slots_cap && (rc = heap_grow_slots(h, need_slots)) < 0)
 		return rc;
 	return 0;
 }
@@ -229,6 +230,13 @@ static uint32_t slot_alloc(struct shmq__heap *h)
 static void slot_free(struct shmq__heap *h, uint32_t idx)
 {
 	h->hot[idx].gen++; /* even: free; stale handles no longer match */
+	if (SHMQ__UNLIKELY(h->hot[idx].gen == 0)) {
+		/* the generation wrapped: its next life would be generation 1
+		 * again, as the slot's first handle.  Retire the slot (never
+		 * reused; gen 0 matches no handle) */
+		h->retired++;
+		return;
+	}
 	h->hot[idx].heap_pos = h->free_head;
 	h->free_head = idx + 1;
 	/* the next enter reuses this slot (LIFO) and writes its cold part:

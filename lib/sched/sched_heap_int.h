@@ -13,9 +13,10 @@
  * A handle names a slot and the slot's generation, packed in one word:
  * bits 0..31 = slot index + 1 (never 0), bits 32..63 = generation (odd).  A
  * slot's generation is bumped when it is allocated and when it is freed, so a
- * handle to an event that ran or was cancelled no longer matches (after 2^31
- * reuses of one slot a stale handle could match again; no program keeps one
- * that long).
+ * handle to an event that ran or was cancelled no longer matches.  A slot
+ * whose generation wraps (after 2^31 reuses: freed slots are reused LIFO, so
+ * a loop of enter + cancel reaches it in minutes) is retired instead of
+ * freed, so a stale handle never matches again, for the scheduler's life.
  *
  * The per-slot state is split: 8 hot bytes (heap position, generation) that
  * cancel and every sift touch, and the cold rest (sequence, action,
@@ -68,6 +69,7 @@ struct shmq__heap {
 	uint32_t nslots;        /* slots ever used (slab high-water mark) */
 	uint32_t slots_cap;
 	uint32_t free_head;     /* first free slot + 1, 0 if none */
+	uint32_t retired;       /* slots whose generation wrapped: never reused */
 	uint32_t hot_cap;       /* entries of hot (>= slots_cap once both grew) */
 	uint64_t next_seq;
 };
