@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "testutil.h"
+#include "proc_spy.h"
 
 #include "core/atomic_int.h"
 #include "sync/lock_int.h"
@@ -521,6 +522,77 @@ static void test_party_dead_between(void **state)
 	shmq_barrier_close(b);
 }
 
+/* Waiters that sleep whole slices look for dead parties, a /proc read per
+ * other party: one waiter a slice does it for all of them.  Before, every
+ * waiter did, so n idle waiters of n processes made n^2 reads a slice (64
+ * kept one of 2 cores busy).  Here IDLE_WAITERS threads of this process wait
+ * for a party that never comes, with IDLE_KIDS other live parties: the
+ * reads this process makes are bounded by one scan of the kids per slice of
+ * the time they waited, not one per waiter. */
+#define IDLE_WAITERS 8
+#define IDLE_KIDS    4
+#define IDLE_SLICE   (10 * MS) /* BARRIER_SLICE_NS */
+
+static void *idle_party(void *p)
+{
+	struct tparty *t = p;
+
+	t->rc = shmq_barrier_wait(t->b, 300 * MS);
+	return NULL;
+}
+
+static void test_idle_waiters_share_scans(void **state)
+{
+	struct tu_region *f = *state;
+	struct tparty t[IDLE_WAITERS];
+	pthread_t th[IDLE_WAITERS];
+	pid_t kid[IDLE_KIDS];
+	unsigned long reads;
+	int64_t t0, el;
+	shmq_barrier *b;
+	int fd[IDLE_KIDS];
+	char c;
+
+	assert_int_equal(shmq_barrier_create(f->r, "b", IDLE_WAITERS + 1, &b), 0);
+	/* a first generation makes the kids parties: they pass it with threads
+	 * of ours, then stay alive without waiting */
+	for (int i = 0; i < IDLE_KIDS; i++)
+		kid[i] = fork_party(f, false, &fd[i]);
+	for (int i = 0; i < IDLE_WAITERS + 1 - IDLE_KIDS; i++) {
+		t[i] = (struct tparty){ .b = b, .rc = -1000 };
+		assert_int_equal(pthread_create(&th[i], NULL, thread_party, &t[i]), 0);
+	}
+	for (int i = 0; i < IDLE_WAITERS + 1 - IDLE_KIDS; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_true(t[i].rc >= 0);
+	}
+	for (int i = 0; i < IDLE_KIDS; i++) {
+		assert_int_equal(read(fd[i], &c, 1), 1);
+		close(fd[i]);
+	}
+	reads = spy_proc_stat_count();
+	t0 = shmq_now_ns();
+	for (int i = 0; i < IDLE_WAITERS; i++) {
+		t[i] = (struct tparty){ .b = b, .rc = -1000 };
+		assert_int_equal(pthread_create(&th[i], NULL, idle_party, &t[i]), 0);
+	}
+	for (int i = 0; i < IDLE_WAITERS; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_true(t[i].rc == -ETIMEDOUT || t[i].rc == -EPIPE);
+	}
+	el = shmq_now_ns() - t0;
+	reads = spy_proc_stat_count() - reads;
+	print_message("%d idle waiters, %d other parties: %lu /proc reads in %.1f ms\n",
+		      IDLE_WAITERS, IDLE_KIDS, reads, (double)el / MS);
+	/* scans at least a slice apart, each reading every kid once */
+	assert_true(reads <= (unsigned long)IDLE_KIDS * (unsigned long)(el / IDLE_SLICE + 2));
+	for (int i = 0; i < IDLE_KIDS; i++) {
+		kill(kid[i], SIGKILL);
+		assert_int_equal(tu_wait_child(kid[i]), 128 + SIGKILL);
+	}
+	shmq_barrier_close(b);
+}
+
 /* A party that closes its handle after its last wait and exits breaks
  * nothing: the next generation waits for real arrivals (and times out as
  * usual when none come). */
@@ -785,6 +857,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_party_killed, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_party_dead_between, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_party_leaves_cleanly, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_idle_waiters_share_scans, setup,
+						tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_party_table_corrupt, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_one_party_and_nowait, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_last_arriver_died_before_wake, setup,

@@ -13,7 +13,8 @@
  *
  * Dead parties (named barriers, layout 2; see sync/lock_int.h): the first
  * wait through a handle counts its process in the party table, the handle's
- * close uncounts it.  Waiters sleep in slices; one that slept a whole slice
+ * close uncounts it.  Waiters sleep in slices; after a whole slice one of
+ * them (the first whose slice ends: sync/spin_int.h, shmq__sync_scan_due)
  * asks the process table about every other party, and a dead one breaks the
  * generation (BROKEN, as a timeout does: -EPIPE for everybody) and is
  * cleared from the table.  Reset clears the dead too.
@@ -574,8 +575,10 @@ static int barrier_await(shmq_barrier *b, uint32_t cur, int idx, int64_t deadlin
 					      BARRIER_SLICE_NS, &b->s->waits);
 		if (rc == -ETIMEDOUT)
 			return barrier_time_out(b, g, idx);
-		if (rc == -EINTR && b->party) {
-			/* a whole slice without news: is a party dead? */
+		if (rc == -EINTR && b->party &&
+		    shmq__sync_scan_due(&b->s->scan_at, BARRIER_SLICE_NS)) {
+			/* a whole slice without news: is a party dead?  (One
+			 * waiter a slice looks, for all of them.) */
 			rc = barrier_check_parties(b, g);
 			if (rc)
 				return rc;

@@ -95,8 +95,9 @@ SHMQ__LINE_ALIGNED_FIELD(struct shmq__lock_shm, waits);
 /*
  * Parties (layout 2): a named barrier is followed by nslots 64-bit entries,
  * (owner id << 32) | handles: the processes that have waited on it, each
- * with the number of its handles that have.  A waiter that sleeps a whole
- * slice checks the owners' liveness; a dead one breaks the generation
+ * with the number of its handles that have.  After each whole slice one
+ * sleeping waiter (shmq__sync_scan_due, sync/spin_int.h: scan_at) checks
+ * the owners' liveness for all of them; a dead one breaks the generation
  * (BROKEN, as a timeout does) and its entry is cleared, so that reset
  * works afterwards.  The last handle of a process to close clears its
  * entry: a process that leaves cleanly breaks nothing.  Placed barriers
@@ -118,7 +119,9 @@ struct shmq__barrier_shm {
 	uint64_t wakes;    /* futex wakes issued for them */
 	uint32_t nslots;   /* party entries after this struct; read-only after init */
 	uint32_t broke_dead; /* generations broken for a dead party (statistics) */
-	uint8_t pad0[SHMQ__CACHELINE - 32];
+	uint64_t scan_at;  /* when the next scan of the parties is due (sync/spin_int.h,
+			    * shmq__sync_scan_due); 0 in barriers of older 0.2 builds */
+	uint8_t pad0[SHMQ__CACHELINE - 40];
 	/* line 1: the barrier itself */
 	uint32_t word;     /* futex word; see above */
 	uint32_t sleepers; /* waiters inside futex_wait (core/wait_int.h protocol) */

@@ -59,6 +59,31 @@ static inline int shmq__sync_cas_lost(uint32_t *lost, int64_t timeout_ns, int64_
 	return shmq__sync_cas_check(*lost, timeout_ns, deadline);
 }
 
+/*
+ * The liveness scans that waiters make after each whole slice (the parties
+ * of a barrier, the waiters of a condition) cost a /proc read per process
+ * they look at: made by every waiter, n waiters of n processes would make
+ * n^2 reads a slice (64 idle waiters kept a core of 2 busy).  One scan a
+ * slice finds a dead process as soon, so the waiters share it: *at, in the
+ * object, holds when the next one is due (shmq_now_ns()), and this returns
+ * true to the one caller that moves it on by slice_ns.  A value further
+ * ahead than two slices is garbage (a writer stores at most its now +
+ * slice) and is taken over at once: a corrupt word costs a scan per slice,
+ * never the scans themselves.
+ */
+static inline bool shmq__sync_scan_due(uint64_t *at, int64_t slice_ns)
+{
+	int64_t now = shmq_now_ns();
+	/* relaxed: a rate limit that orders nothing; the scan reads what it
+	 * checks with orders of its own */
+	uint64_t a = shmq__load_relaxed(at);
+
+	if ((int64_t)a > now && (int64_t)a - now <= 2 * slice_ns)
+		return false;
+	/* relaxed: as the load; winning it only elects this caller to scan */
+	return shmq__cas_relaxed(at, &a, (uint64_t)(now + slice_ns));
+}
+
 /* Poll *word up to the spin budget: true once it differs from old. */
 static inline bool shmq__sync_spin(const uint32_t *word, uint32_t old)
 {
