@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "testutil.h"
+#include "proc_spy.h"
 
 #include "core/region_int.h"
 #include "core/wait_int.h"
@@ -386,6 +387,65 @@ static void test_dead_waiter_skipped(void **state)
 	assert_int_equal(count_slots(f, false) + count_slots(f, true), 0);
 }
 
+/* Waiters that sleep whole slices look for dead waiters, a /proc read per
+ * other waiting process: one waiter a slice does it for all of them.
+ * Before, every waiter did, so n idle waiters of n processes made n^2 reads
+ * a slice (64 kept one of 2 cores busy).  Here IDLE_WAITERS threads of this
+ * process wait beside IDLE_KIDS waiting children: the reads this process
+ * makes are bounded by one scan of the kids per slice of the time they
+ * waited, not one per waiter. */
+#define IDLE_WAITERS 8
+#define IDLE_KIDS    4
+#define IDLE_SLICE   (10 * MS) /* SHMQ__SYNC_SLICE_NS */
+
+static void *idle_waiter(void *p)
+{
+	struct waiter *w = p;
+
+	if (shmq_lock_acquire(w->f->l, 10000 * MS)) {
+		w->rc = -1000;
+		return NULL;
+	}
+	w->rc = shmq_cond_wait(w->f->c, w->f->l, 300 * MS);
+	shmq_lock_release(w->f->l);
+	return NULL;
+}
+
+static void test_idle_waiters_share_scans(void **state)
+{
+	struct fixture *f = *state;
+	struct waiter w[IDLE_WAITERS];
+	pthread_t th[IDLE_WAITERS];
+	pid_t kid[IDLE_KIDS];
+	unsigned long reads;
+	int64_t t0, el;
+
+	for (int i = 0; i < IDLE_KIDS; i++)
+		kid[i] = fork_waiter(f);
+	await_waiters(f, IDLE_KIDS);
+	reads = spy_proc_stat_count();
+	t0 = shmq_now_ns();
+	for (int i = 0; i < IDLE_WAITERS; i++) {
+		w[i] = (struct waiter){ .f = f, .rc = 1 };
+		assert_int_equal(pthread_create(&th[i], NULL, idle_waiter, &w[i]), 0);
+	}
+	for (int i = 0; i < IDLE_WAITERS; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(w[i].rc, -ETIMEDOUT);
+	}
+	el = shmq_now_ns() - t0;
+	reads = spy_proc_stat_count() - reads;
+	print_message("%d idle waiters, %d waiting kids: %lu /proc reads in %.1f ms\n",
+		      IDLE_WAITERS, IDLE_KIDS, reads, (double)el / MS);
+	/* scans at least a slice apart, each reading every kid once */
+	assert_true(reads <= (unsigned long)IDLE_KIDS * (unsigned long)(el / IDLE_SLICE + 2));
+	assert_int_equal(shmq_lock_acquire(f->l, 10000 * MS), 0);
+	assert_int_equal(shmq_cond_notify_all(f->c), IDLE_KIDS);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+	for (int i = 0; i < IDLE_KIDS; i++)
+		assert_int_equal(tu_wait_child(kid[i]), 0);
+}
+
 /* The only waiter was killed and is not reaped yet (a zombie, which
  * kill(2) still finds): notify(1) finds no live waiter and returns 0, and
  * no ticket is left over for a waiter that arrives after it.  Found by an
@@ -619,6 +679,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dead_waiter_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_waiter_ticket_passed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_zombie_waiter_skipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idle_waiters_share_scans, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock_holder_dead, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, teardown),

@@ -13,7 +13,8 @@
  *         killed waiter not yet reaped counts as dead: its slot is freed
  *         and the next one picked), hand it a ticket (CAS), wake it if it
  *         sleeps.
- * A waiter that sleeps a whole slice frees the slots of dead waiters and
+ * After a whole slice one sleeping waiter (the first whose slice ends:
+ * sync/spin_int.h, shmq__sync_scan_due) frees the slots of dead waiters and
  * passes on the tickets it finds there.
  */
 #include "config.h"
@@ -343,7 +344,10 @@ static int cond_sleep(shmq_cond *c, uint32_t i, int64_t deadline)
 		uint32_t w;
 
 		if (rc == -EINTR) {
-			/* a whole slice without a ticket: look for lost ones */
+			/* a whole slice without a ticket: look for lost ones
+			 * (one waiter a slice looks, for all of them) */
+			if (!shmq__sync_scan_due(&c->s->scan_at, SHMQ__SYNC_SLICE_NS))
+				continue;
 			rc = cond_reclaim(c, i);
 			if (rc < 0) {
 				cond_withdraw(c, i);

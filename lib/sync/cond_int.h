@@ -24,7 +24,8 @@
  * index, and any waiter of the process that sits in the slot is a fit
  * receiver for a ticket meant for it (all of them are alive).  Dead waiters:
  * a notify never hands a ticket to a slot whose owner it finds dead (it
- * frees the slot instead), and a waiter that slept a whole slice frees the
+ * frees the slot instead), and after each whole slice one sleeping waiter
+ * (shmq__sync_scan_due, sync/spin_int.h) frees the
  * slots of dead owners and passes any ticket it finds there on to a live
  * waiter, so a ticket given to a process that died before it could use it
  * is not lost either.
@@ -65,7 +66,9 @@ struct shmq__cond_shm {
 	uint64_t waits;    /* futex waits entered by waiters */
 	uint64_t wakes;    /* futex wakes issued by notifiers */
 	uint64_t reclaimed; /* slots of dead waiters freed (their tickets passed on) */
-	uint8_t pad1[SHMQ__CACHELINE - 24];
+	uint64_t scan_at;  /* when the next look for dead waiters is due (sync/spin_int.h,
+			    * shmq__sync_scan_due); 0 in conditions of older 0.2 builds */
+	uint8_t pad1[SHMQ__CACHELINE - 32];
 	/* lines 2..: the waiters */
 	struct shmq__cond_slot slot[SHMQ__COND_SLOTS];
 };
