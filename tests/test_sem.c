@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "testutil.h"
+#include "proc_spy.h"
 
 #include "core/region_int.h"
 #include "sync/sem_int.h"
@@ -467,6 +468,65 @@ static void test_undo_while_waiting(void **state)
 	shmq_sem_close(s);
 }
 
+/* SHMQ_SEM_UNDO waiters look for dead holders, a /proc read per holding
+ * process: one caller a slice does it for all of them.  Before, every
+ * waiter looked after each of its quiet slices, so n waiters beside n
+ * holders made n^2 reads a slice (64 and 64 kept both of 2 cores busy).
+ * Here IDLE_WAITERS threads wait beside IDLE_KIDS live holders: the reads
+ * this process makes are bounded by one look at the kids per slice of the
+ * time they waited, plus the last look each waiter makes at its timeout. */
+#define IDLE_WAITERS 8
+#define IDLE_KIDS    4
+#define IDLE_SLICE   (10 * MS) /* SHMQ__SYNC_SLICE_NS */
+
+static void *idle_acquire(void *p)
+{
+	return (void *)(intptr_t)shmq_sem_acquire(p, 300 * MS);
+}
+
+static void test_undo_idle_waiters_share_looks(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq_sem_opts o = { .flags = SHMQ_SEM_UNDO };
+	pthread_t th[IDLE_WAITERS];
+	pid_t kid[IDLE_KIDS];
+	unsigned long reads;
+	int64_t t0, el;
+	shmq_sem *s;
+	void *rc;
+
+	assert_int_equal(shmq_sem_create(f->r, "u", IDLE_KIDS, &o, &s), 0);
+	for (int i = 0; i < IDLE_KIDS; i++)
+		kid[i] = fork_holder(f, "u", 1, 0);
+	assert_int_equal(shmq_sem_value(s), 0);
+	reads = spy_proc_stat_count();
+	t0 = shmq_now_ns();
+	for (int i = 0; i < IDLE_WAITERS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, idle_acquire, s), 0);
+	for (int i = 0; i < IDLE_WAITERS; i++) {
+		assert_int_equal(pthread_join(th[i], &rc), 0);
+		assert_int_equal((intptr_t)rc, -ETIMEDOUT);
+	}
+	el = shmq_now_ns() - t0;
+	reads = spy_proc_stat_count() - reads;
+	print_message("%d idle waiters, %d holders: %lu /proc reads in %.1f ms\n",
+		      IDLE_WAITERS, IDLE_KIDS, reads, (double)el / MS);
+	/* looks at least a slice apart, and one per waiter at its timeout,
+	 * each reading every kid once */
+	assert_true(reads <= (unsigned long)IDLE_KIDS *
+				     (unsigned long)(el / IDLE_SLICE + 2 + IDLE_WAITERS));
+	for (int i = 0; i < IDLE_KIDS; i++) {
+		kill(kid[i], SIGKILL);
+		assert_int_equal(tu_wait_child(kid[i]), 128 + SIGKILL);
+	}
+	/* the dead holders' units come back */
+	for (int i = 0; i < IDLE_KIDS; i++)
+		assert_int_equal(shmq_sem_acquire(s, 10000 * MS), 0);
+	assert_int_equal(shmq_sem_release(s, IDLE_KIDS), 0);
+	assert_int_equal(shmq_sem_value(s), IDLE_KIDS);
+	shmq_sem_close(s);
+}
+
 /* Released units are not counted twice: a holder that took 2 and gave 1
  * back returns 1 at its death; and without SHMQ_SEM_UNDO none come back. */
 static void test_undo_counts(void **state)
@@ -913,6 +973,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_undo_busy_waiters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_nowait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_undo_idle_waiters_share_looks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_entries_given_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_threads_exact, setup, teardown),
 	};

@@ -45,10 +45,6 @@ struct shmq_sem {
 	 * a hint, checked against the entry before use (relaxed: threads
 	 * sharing the handle may race to set it; any entry serves) */
 	uint32_t slot;
-	/* SHMQ_SEM_UNDO: when this handle last made the full look for dead
-	 * holders (sem_look_due; relaxed, handle-local: one look early or
-	 * late at worst) */
-	int64_t looked;
 	pid_t pid;               /* the process that made the handle (core/fork_int.h) */
 };
 
@@ -104,7 +100,6 @@ static int sem_attach(shmq_region *r, void *mem, uint64_t size, shmq_sem *h, shm
 	h->max = max;
 	h->undo = (flags & SHMQ_SEM_UNDO) != 0;
 	h->slot = SEM_NO_SLOT;
-	h->looked = INT64_MIN / 2; /* the first wait may look at once */
 	*out = h;
 	return 0;
 }
@@ -369,24 +364,19 @@ static inline int sem_try_take(shmq_sem *h)
 	return -EAGAIN;
 }
 
-/* SHMQ_SEM_UNDO: is this handle due for the full look for dead holders
- * (a system call or two per entry that holds units)?  At most once per
- * slice, whether the caller's waits end in a quiet slice, in wake-ups
- * sooner (units passed around faster than a slice), or in SHMQ_NOWAIT. */
+/* SHMQ_SEM_UNDO: is the full look for dead holders (a system call or two
+ * per entry that holds units) due, and this caller the one to make it?
+ * Once per slice for all the semaphore's callers together, whether their
+ * waits end in quiet slices, in wake-ups sooner (units passed around faster
+ * than a slice), or in SHMQ_NOWAIT: the units it gives back serve every
+ * waiter, and n waiters each looking at n holders made n^2 reads a slice. */
 static bool sem_look_due(shmq_sem *h)
 {
-	int64_t now = shmq_now_ns();
-
-	/* relaxed: a handle-local rate limit (see struct shmq_sem); a race
-	 * between threads costs one look early or late */
-	if (now - shmq__load_relaxed(&h->looked) < SHMQ__SYNC_SLICE_NS)
-		return false;
-	shmq__store_relaxed(&h->looked, now); /* relaxed: as above */
-	return true;
+	return shmq__sync_scan_due(&h->s->scan_at, SHMQ__SYNC_SLICE_NS);
 }
 
 /* SHMQ_NOWAIT found the value 0: with SHMQ_SEM_UNDO, look for dead holders
- * at most once per slice per handle, so a try-acquire loop stays cheap. */
+ * when the look is due (sem_look_due), so a try-acquire loop stays cheap. */
 static int sem_try_nowait(shmq_sem *h)
 {
 	int rc;
@@ -434,10 +424,10 @@ static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
 			return rc > 0 ? 0 : rc;
 		rc = shmq__sync_wait(&h->s->word, 0, &h->s->sleepers, deadline, slice,
 				     &h->s->waits, spin);
-		if (h->undo && (sem_look_due(h) || rc == -EINTR || rc == -ETIMEDOUT)) {
-			/* a slice since the last look (however often wake-ups
-			 * cut the sleeps short), or a whole slice or the
-			 * timeout without a release */
+		if (h->undo && (rc == -ETIMEDOUT || sem_look_due(h))) {
+			/* the look is due (a slice since the last one by any
+			 * caller, however often wake-ups cut the sleeps
+			 * short), or our timeout came without a release */
 			int got = sem_reclaim(h, true);
 
 			if (got < 0)

@@ -115,7 +115,10 @@ struct shmq__sem_shm {
 	uint64_t waits;    /* futex waits entered by acquirers */
 	uint64_t wakes;    /* futex wakes issued by releasers */
 	uint64_t undone;   /* units given back for processes that died */
-	uint8_t pad1[SHMQ__CACHELINE - 24];
+	uint64_t scan_at;  /* SHMQ_SEM_UNDO: when the next full look for dead holders
+			    * is due (sync/spin_int.h, shmq__sync_scan_due); 0 in
+			    * semaphores of older 0.2 builds */
+	uint8_t pad1[SHMQ__CACHELINE - 32];
 	/* lines 2..: SHMQ_SEM_UNDO entries */
 	struct shmq__sem_undo undo[SHMQ__SEM_UNDO_SLOTS];
 };
