@@ -25,13 +25,21 @@
 
 extern pid_t shmq__cached_pid;
 
+/* Fill the cache (and register the atfork handler, once): by our
+ * constructor, or by the first call when the host program's own
+ * constructors reach the library first (a static link runs the program's
+ * constructors before the archive's).  Returns the pid. */
+pid_t shmq__self_pid_init(void);
+
 /* The calling process's pid, without a system call. */
 static inline pid_t shmq__self_pid(void)
 {
-	/* relaxed: written before main (constructor) and, in a child of
-	 * fork(), by the atfork handler before the child runs anything else;
-	 * each process only ever reads its own writes */
-	return __atomic_load_n(&shmq__cached_pid, __ATOMIC_RELAXED);
+	/* relaxed: written by shmq__self_pid_init in this process (or, in a
+	 * child of fork(), by the atfork handler before the child runs
+	 * anything else); each process only ever reads its own writes */
+	pid_t pid = __atomic_load_n(&shmq__cached_pid, __ATOMIC_RELAXED);
+
+	return SHMQ__LIKELY(pid != 0) ? pid : shmq__self_pid_init();
 }
 
 /* Was a handle recorded as opened by pid made in another process? */
