@@ -88,6 +88,30 @@ int shmq__registry_add(struct shmq__registry *reg, void *item)
 	return dup ? -EEXIST : 0;
 }
 
+int shmq__registry_remove(struct shmq__registry *reg, void *item)
+{
+	void *prev = NULL;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&reg->mu);
+	for (void *it = reg->head; it; prev = it, it = reg->ops->next(it)) {
+		if (it != item)
+			continue;
+		if (prev)
+			reg->ops->set_next(prev, reg->ops->next(it));
+		else
+			reg->head = reg->ops->next(it);
+		reg->ops->set_next(it, NULL);
+		/* relaxed: as in shmq__registry_add; a snapshot that still names
+		 * item is retaken before it is searched */
+		shmq__store_relaxed(&reg->version, reg->version + 1);
+		rc = 0;
+		break;
+	}
+	pthread_mutex_unlock(&reg->mu);
+	return rc;
+}
+
 int shmq__registry_find(struct shmq__registry *reg, const char *name, void **out)
 {
 	void *it = NULL;

@@ -36,7 +36,7 @@ struct shmq__registry_ops {
 struct shmq__registry {
 	pthread_mutex_t mu;
 	void *head;        /* newest first; under mu */
-	uint32_t version;  /* bumped under mu by every add; read without it as a hint */
+	uint32_t version;  /* bumped under mu by every add and remove; read without it as a hint */
 	const struct shmq__registry_ops *ops;
 	struct shmq__registry *fork_next; /* the registries fork() holds */
 };
@@ -53,6 +53,11 @@ void shmq__registry_hold_across_fork(struct shmq__registry *reg);
  * its name (item is added all the same: the name is ambiguous from now on),
  * -EINVAL for NULL or an empty name. */
 int shmq__registry_add(struct shmq__registry *reg, void *item);
+
+/* Take item out (a module that registered it is being unloaded).  0, or
+ * -ENOENT when it is not in.  Bumps the version, so that snapshots naming it
+ * are retaken before their next search. */
+int shmq__registry_remove(struct shmq__registry *reg, void *item);
 
 /* The one item named name in *out: 0, -ENOENT when there is none, -EEXIST
  * when two or more share the name, -EINVAL for a NULL name. */

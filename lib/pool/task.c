@@ -37,7 +37,13 @@ __attribute__((constructor)) static void task_registry_init(void)
 
 SHMQ_API void shmq_task_register(struct shmq_task *t)
 {
-	if (!t || !t->name || !t->fn || strlen(t->name) > SHMQ_OBJ_NAME_MAX)
+	if (!t || !t->name)
+		return;
+	if (!t->fn) { /* withdrawn: SHMQ_TASK's destructor, its module unloading */
+		(void)shmq__registry_remove(&task_registry, t);
+		return;
+	}
+	if (strlen(t->name) > SHMQ_OBJ_NAME_MAX)
 		return;
 	/* -EEXIST (a second struct under t's name) is reported by every lookup
 	 * of that name: a void call has no one to tell now */

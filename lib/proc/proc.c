@@ -97,8 +97,12 @@ __attribute__((constructor)) static void entries_init(void)
 
 SHMQ_API void shmq_entry_register(struct shmq_entry *e)
 {
-	if (!e || !e->name || !e->fn)
+	if (!e || !e->name)
 		return;
+	if (!e->fn) { /* withdrawn: SHMQ_ENTRY's destructor, its module unloading */
+		(void)shmq__registry_remove(&entries, e);
+		return;
+	}
 	/* -EEXIST (a second struct under e's name) is reported by every lookup
 	 * of that name: a void call has no one to tell now */
 	(void)shmq__registry_add(&entries, e);

@@ -66,10 +66,13 @@ extern "C" {
 typedef int (*shmq_task_fn)(const void *in, void *out);
 
 /* One registered task; SHMQ_TASK fills it in at file scope.
- * shmq_task_register adds t (which must live as long as the program) to the
- * process-wide registry.  Safe from constructors and any thread; registering
- * the same struct twice is a no-op.  Two different structs under one name are
- * a programming error that registration order never resolves: the name
+ * shmq_task_register adds t (which must live as long as the program, or as
+ * its module) to the process-wide registry.  Safe from constructors and any
+ * thread; registering the same struct twice is a no-op; a struct whose fn is
+ * NULL is taken out if it is in (SHMQ_TASK's destructor does this, so that a
+ * module unloaded by dlclose leaves nothing behind).  Two different structs
+ * under one name are a programming error that registration order never
+ * resolves: the name
  * becomes ambiguous and every submission of it fails with -EEXIST (the rule
  * of shmq_entry_register). */
 struct shmq_task {
@@ -79,14 +82,20 @@ struct shmq_task {
 };
 SHMQ_API void shmq_task_register(struct shmq_task *t);
 
-/* Register fn as a pool task under its own name, at file scope. */
-#define SHMQ_TASK(fn)                                                               \
-	static struct shmq_task shmq__task_##fn = { #fn, fn, 0 };                    \
-	__attribute__((constructor)) static void shmq__task_ctor_##fn(void)          \
-	{                                                                            \
-		shmq_task_register(&shmq__task_##fn);                                \
-	}                                                                            \
-	struct shmq__task_semicolon_##fn
+/* Register func as a pool task under its own name, at file scope; withdrawn
+ * when the program or module that holds it is unloaded (exit, dlclose). */
+#define SHMQ_TASK(func)                                                        \
+	static struct shmq_task shmq__task_##func = { #func, func, 0 };        \
+	__attribute__((constructor)) static void shmq__task_ctor_##func(void)  \
+	{                                                                      \
+		shmq_task_register(&shmq__task_##func);                        \
+	}                                                                      \
+	__attribute__((destructor)) static void shmq__task_dtor_##func(void)   \
+	{                                                                      \
+		shmq__task_##func.fn = 0;                                      \
+		shmq_task_register(&shmq__task_##func);                        \
+	}                                                                      \
+	struct shmq__task_semicolon_##func
 
 #define SHMQ_POOL_MAX_WORKERS 256u
 #define SHMQ_POOL_MAX_JOBS    256u  /* maps and applies in flight per pool */

@@ -17,10 +17,12 @@ typedef int (*shmq_entry_fn)(shmq_region *r, const void *arg, size_t len);
 /*
  * One registered entry; SHMQ_ENTRY fills it in at file scope.
  *
- * shmq_entry_register adds e (which must live as long as the program) to the
- * process-wide registry that shmq_proc_spawn and shmq_dispatch look names up
- * in.  Safe from any thread and from constructors; entries are never removed;
- * registering the same struct again is a no-op.  Two different structs under
+ * shmq_entry_register adds e (which must live as long as the program, or as
+ * its module: see below) to the process-wide registry that shmq_proc_spawn
+ * and shmq_dispatch look names up in.  Safe from any thread and from
+ * constructors; registering the same struct again is a no-op.  A struct
+ * whose fn is NULL is taken out if it is in (SHMQ_ENTRY's destructor does
+ * this, so that a module unloaded by dlclose leaves nothing behind).  Two different structs under
  * one name are a programming error that registration order never resolves:
  * the name becomes ambiguous, shmq_proc_spawn refuses it with -EEXIST and a
  * child told to run it exits with SHMQ_EXIT_NOENTRY.  The registry is the
@@ -33,14 +35,20 @@ struct shmq_entry {
 };
 SHMQ_API void shmq_entry_register(struct shmq_entry *e);
 
-/* Register fn under its own name, at file scope. */
-#define SHMQ_ENTRY(fn)                                                              \
-	static struct shmq_entry shmq__entry_##fn = { #fn, fn, 0 };                  \
-	__attribute__((constructor)) static void shmq__entry_ctor_##fn(void)         \
-	{                                                                            \
-		shmq_entry_register(&shmq__entry_##fn);                              \
-	}                                                                            \
-	struct shmq__entry_semicolon_##fn
+/* Register func under its own name, at file scope; withdrawn when the program
+ * or module that holds it is unloaded (exit, dlclose). */
+#define SHMQ_ENTRY(func)                                                       \
+	static struct shmq_entry shmq__entry_##func = { #func, func, 0 };      \
+	__attribute__((constructor)) static void shmq__entry_ctor_##func(void) \
+	{                                                                      \
+		shmq_entry_register(&shmq__entry_##func);                      \
+	}                                                                      \
+	__attribute__((destructor)) static void shmq__entry_dtor_##func(void)  \
+	{                                                                      \
+		shmq__entry_##func.fn = 0;                                     \
+		shmq_entry_register(&shmq__entry_##func);                      \
+	}                                                                      \
+	struct shmq__entry_semicolon_##func
 
 /*
  * shmq_dispatch - run a registered entry when this process is a spawned child.
