@@ -2342,6 +2342,37 @@ static void pin(pid_t pid, int cpu)
  * first woken worker finds its peer published on its own CPU (forged here:
  * the peer sleeps) and moves off it before its first chunk, and gets its
  * affinity back.  Forged CPU numbers out of range are ignored. */
+/* Each freed pool leaves a record of its space in this process, for the
+ * next create in its region (pool.c, pool_leftover).  A server that makes a
+ * region with a pool for every job and closes it after must not grow by one
+ * record a job: the records are bounded (32, the newest).  Before, the
+ * count grew by one a round: 40 rounds kept 40 and more. */
+static void test_leftovers_bounded(void **state)
+{
+	struct shmq_region_opts ro = { .size = (size_t)4 << 20 };
+	struct shmq_pool_opts po = { .workers = 1, .arena = 256 << 10 };
+	unsigned before = shmq__pool_leftovers();
+
+	(void)state;
+	for (unsigned k = 0; k < 40; k++) {
+		int64_t in = k, out = -1;
+		shmq_region *r;
+		shmq_pool *p;
+
+		assert_int_equal(shmq_region_create(NULL, &ro, &r), 0);
+		assert_int_equal(shmq_pool_create(r, &po, &p), 0);
+		assert_int_equal(shmq_pool_map(p, "triple", &in, sizeof(in), &out, sizeof(out), 1,
+					       60 * 1000000000ll), 0);
+		assert_int_equal(out, in * 3 + 1);
+		shmq_pool_free(p);
+		shmq_region_close(r);
+	}
+	print_message("pool leftovers kept: %u before, %u after 40 regions\n", before,
+		      shmq__pool_leftovers());
+	assert_true(shmq__pool_leftovers() <= 32);
+	assert_true(shmq__pool_leftovers() >= (before < 32 ? before : 32)); /* the newest stay */
+}
+
 static void test_woken_worker_leaves_peers_cpu(void **state)
 {
 	cpu_set_t all, m;
@@ -2710,6 +2741,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_inline_job_no_arena),
 		cmocka_unit_test(test_copies_past_2_64_refused),
 		cmocka_unit_test(test_woken_worker_leaves_peers_cpu),
+		cmocka_unit_test(test_leftovers_bounded),
 		cmocka_unit_test(test_wake_takes_last_sleeper),
 	};
 

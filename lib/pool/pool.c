@@ -41,6 +41,7 @@
 #include "pool/creator_int.h"
 #include "pool/extent_int.h"
 #include "pool/job_int.h"
+#include "pool/pool_int.h"
 #include "pool/pool_layout_int.h"
 #include "pool/task_int.h"
 
@@ -172,8 +173,16 @@ struct pool_leftover {
 	uint64_t area_off[]; /* nworkers */
 };
 
+/* At most this many are kept, the newest.  Nothing tells this process
+ * when a leftover's region is gone for good, so a server that made a region
+ * with a pool for every job grew by one record a job; dropping the oldest
+ * only leaves its space taken in its region, as a region's space always is
+ * once used. */
+#define POOL_LEFTOVERS_MAX 32u
+
 static pthread_mutex_t leftovers_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct pool_leftover *leftovers;
+static struct pool_leftover *leftovers; /* newest first */
+static unsigned nleftovers;             /* on the list (leftovers_mu) */
 
 static size_t leftover_size(unsigned nworkers)
 {
@@ -202,7 +211,30 @@ static void pool_leftover_keep(shmq_pool *p)
 	pthread_mutex_lock(&leftovers_mu);
 	lo->next = leftovers;
 	leftovers = lo;
+	if (++nleftovers > POOL_LEFTOVERS_MAX) { /* drop the oldest */
+		struct pool_leftover **pp = &leftovers;
+
+		while ((*pp)->next)
+			pp = &(*pp)->next;
+		lo = *pp;
+		*pp = NULL;
+		nleftovers--;
+	} else {
+		lo = NULL;
+	}
 	pthread_mutex_unlock(&leftovers_mu);
+	if (lo)
+		shmq__free(lo, leftover_size(lo->nworkers));
+}
+
+unsigned shmq__pool_leftovers(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&leftovers_mu);
+	n = nleftovers;
+	pthread_mutex_unlock(&leftovers_mu);
+	return n;
 }
 
 /* Take a leftover of p's attachment with p's workers and an arena of at
@@ -220,6 +252,7 @@ static struct pool_leftover *pool_leftover_take(shmq_pool *p, uint64_t arena)
 		    !memcmp(lo->uuid, p->uuid, sizeof(p->uuid)) && lo->nworkers == p->nworkers &&
 		    lo->arena_size >= arena) {
 			*pp = lo->next;
+			nleftovers--;
 			break;
 		}
 		lo = NULL;

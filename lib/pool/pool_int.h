@@ -23,4 +23,8 @@ extern void (*shmq__pool_fault)(enum shmq__pool_fault_point point);
  * thread of the creating process. */
 unsigned shmq__pool_late_looks(shmq_pool *p);
 
+/* What freed pools left that this process keeps for the next create in
+ * their regions (pool.c, pool_leftover): at most 32, the newest. */
+unsigned shmq__pool_leftovers(void);
+
 #endif /* SHMQ_POOL_INT_H */

@@ -135,7 +135,8 @@ struct shmq_pool_opts {
  * The pool's shared state (worker deques, job table, arena) is allocated in r
  * and stays there until r is destroyed; once the pool is freed, the next
  * create of this process through the same handle of r with as many workers
- * and an arena no larger takes it over.  The handle may be used by several
+ * and an arena no larger takes it over (what the last 32 freed pools of the
+ * process left is kept for that).  The handle may be used by several
  * threads of the creating process; only that process may use it.
  * Errors: -EINVAL, -ENOSPC (the pool does not fit r's free space; checked
  * before anything is allocated, so r loses nothing), -ENOMEM, or what
