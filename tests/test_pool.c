@@ -2373,6 +2373,66 @@ static void test_leftovers_bounded(void **state)
 	assert_true(shmq__pool_leftovers() >= (before < 32 ? before : 32)); /* the newest stay */
 }
 
+static int held_flag;
+
+static void *leftovers_holder(void *arg)
+{
+	(void)arg;
+	shmq__pool_leftovers_hold(true);
+	__atomic_store_n(&held_flag, 1, __ATOMIC_SEQ_CST);
+	usleep(100 * 1000); /* a fork comes meanwhile */
+	shmq__pool_leftovers_hold(false);
+	return NULL;
+}
+
+/* fork() while another thread holds the list of leftovers (a create or a
+ * free of that thread, for a moment): the child, which has no such thread,
+ * must find the list free, and its first pool works.  Before, the child
+ * inherited the lock taken and its pool create waited for good. */
+static void test_fork_while_leftovers_held(void **state)
+{
+	pthread_t t;
+	pid_t pid;
+	int status = -1;
+
+	(void)state;
+	__atomic_store_n(&held_flag, 0, __ATOMIC_SEQ_CST);
+	assert_int_equal(pthread_create(&t, NULL, leftovers_holder, NULL), 0);
+	while (!__atomic_load_n(&held_flag, __ATOMIC_SEQ_CST))
+		usleep(1000);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct shmq_region_opts ro = { .size = (size_t)4 << 20 };
+		struct shmq_pool_opts po = { .workers = 1, .arena = 256 << 10 };
+		int64_t in = 5, out = -1;
+		shmq_region *r;
+		shmq_pool *p;
+
+		if (shmq_region_create(NULL, &ro, &r) || shmq_pool_create(r, &po, &p))
+			_exit(2);
+		if (shmq_pool_map(p, "triple", &in, sizeof(in), &out, sizeof(out), 1,
+				  10 * 1000000000ll) || out != 16)
+			_exit(3);
+		shmq_pool_free(p);
+		shmq_region_close(r);
+		_exit(0);
+	}
+	assert_int_equal(pthread_join(t, NULL), 0);
+	for (int i = 0; i < 2000; i++) { /* 20 s at most */
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			break;
+		usleep(10 * 1000);
+	}
+	if (waitpid(pid, &status, WNOHANG) == 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		fail_msg("the child's pool create still waits after 20 s");
+	}
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 static void test_woken_worker_leaves_peers_cpu(void **state)
 {
 	cpu_set_t all, m;
@@ -2742,6 +2802,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_copies_past_2_64_refused),
 		cmocka_unit_test(test_woken_worker_leaves_peers_cpu),
 		cmocka_unit_test(test_leftovers_bounded),
+		cmocka_unit_test(test_fork_while_leftovers_held),
 		cmocka_unit_test(test_wake_takes_last_sleeper),
 	};
 

@@ -227,6 +227,34 @@ static void pool_leftover_keep(shmq_pool *p)
 		shmq__free(lo, leftover_size(lo->nworkers));
 }
 
+/* fork() holds the list's lock, so that a child never inherits it taken by
+ * a thread it does not have: its first create would wait for good. */
+static void leftovers_fork_prepare(void)
+{
+	pthread_mutex_lock(&leftovers_mu);
+}
+
+/* In the parent and in the child alike: the forking thread locked it. */
+static void leftovers_fork_done(void)
+{
+	pthread_mutex_unlock(&leftovers_mu);
+}
+
+__attribute__((constructor)) static void leftovers_fork_init(void)
+{
+	/* fails only with ENOMEM: a fork may then catch the list locked, as
+	 * before these handlers */
+	(void)pthread_atfork(leftovers_fork_prepare, leftovers_fork_done, leftovers_fork_done);
+}
+
+void shmq__pool_leftovers_hold(bool on)
+{
+	if (on)
+		pthread_mutex_lock(&leftovers_mu);
+	else
+		pthread_mutex_unlock(&leftovers_mu);
+}
+
 unsigned shmq__pool_leftovers(void)
 {
 	unsigned n;

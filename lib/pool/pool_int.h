@@ -8,6 +8,8 @@
 #ifndef SHMQ_POOL_INT_H
 #define SHMQ_POOL_INT_H
 
+#include <stdbool.h>
+
 #include <shmq.h>
 
 enum shmq__pool_fault_point {
@@ -26,5 +28,9 @@ unsigned shmq__pool_late_looks(shmq_pool *p);
 /* What freed pools left that this process keeps for the next create in
  * their regions (pool.c, pool_leftover): at most 32, the newest. */
 unsigned shmq__pool_leftovers(void);
+
+/* Take (on) or give back the lock of that list, as a create or a free of
+ * another thread holds it for a moment: for a test of fork() meanwhile. */
+void shmq__pool_leftovers_hold(bool on);
 
 #endif /* SHMQ_POOL_INT_H */
