@@ -54,6 +54,13 @@ static inline uint32_t st_owner(uint64_t st)
 
 /* ---- chunks ---- */
 
+/* Is size a chunk's size that the chunk at region offset off may have:
+ * room for its header and a block, whole lines, inside the region? */
+static bool chunk_size_ok(shmq_region *r, uint64_t off, uint64_t size)
+{
+	return size >= HDR + BHDR && size % LINE == 0 && shmq__region_ptr(r, off, size);
+}
+
 /* The checked chunk at region offset off of the queue whose ring is at
  * qoff, or NULL. */
 static struct shmq__qlarge_chunk *chunk_at(shmq_region *r, uint64_t off, uint64_t qoff)
@@ -68,8 +75,8 @@ static struct shmq__qlarge_chunk *chunk_at(shmq_region *r, uint64_t off, uint64_
 	 * chunk's lock may change it since, and lock holders read it again
 	 * (chunk_end): here it is checked against the region alone */
 	size = shmq__load_relaxed(&c->size);
-	if (shmq__load_relaxed(&c->magic) != SHMQ__QLARGE_CHUNK_MAGIC || size < HDR + BHDR ||
-	    size % LINE || !shmq__region_ptr(r, off, size) ||
+	if (shmq__load_relaxed(&c->magic) != SHMQ__QLARGE_CHUNK_MAGIC ||
+	    !chunk_size_ok(r, off, size) ||
 	    shmq__load_relaxed(&c->queue) != qoff) /* relaxed: as size above */
 		return NULL;
 	return c;
@@ -82,9 +89,7 @@ static uint64_t chunk_end(shmq_region *r, struct shmq__qlarge_chunk *c)
 	/* relaxed: changes only under the chunk's lock, which we hold */
 	uint64_t size = shmq__load_relaxed(&c->size);
 
-	if (size < HDR + BHDR || size % LINE || !shmq__region_ptr(r, shmq__region_off(r, c), size))
-		return 0;
-	return size;
+	return chunk_size_ok(r, shmq__region_off(r, c), size) ? size : 0;
 }
 
 /* The chunk after c (or the first one, c NULL); NULL at the end, *bad set
