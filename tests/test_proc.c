@@ -82,6 +82,39 @@ static int die_by(shmq_region *r, const void *arg, size_t len)
 }
 SHMQ_ENTRY(die_by);
 
+/* The signals a child's disposition and mask are checked for: the standard
+ * ones and the real-time ones an application may use (glibc keeps the two
+ * below SIGRTMIN for itself). */
+static bool sig_checked(int sig)
+{
+	return (sig >= 1 && sig < 32) || (sig >= SIGRTMIN && sig <= SIGRTMAX);
+}
+
+/* 0 when every checked signal is unblocked and not ignored, else the first
+ * that is (plus 100 when it is blocked).  A handler is the child's own (a
+ * sanitizer's runtime installs some): exec reset the parent's. */
+static int sig_state(shmq_region *r, const void *arg, size_t len)
+{
+	sigset_t blocked;
+
+	(void)r;
+	(void)arg;
+	(void)len;
+	sigprocmask(SIG_SETMASK, NULL, &blocked);
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+
+		if (!sig_checked(sig))
+			continue;
+		if (sigismember(&blocked, sig))
+			return 100 + sig;
+		if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
+			return sig;
+	}
+	return 0;
+}
+SHMQ_ENTRY(sig_state);
+
 static int sleeper(shmq_region *r, const void *arg, size_t len)
 {
 	struct timespec ts = { 60, 0 };
@@ -917,6 +950,60 @@ static void test_spawn_out_of_descriptors(void **state)
  * into the argument memfd: -EFBIG and no child.  Writing it past the limit
  * made the kernel raise SIGXFSZ, which ended the caller.  In a child, so
  * that the old code's signal ends only it. */
+/* The hex mask that /proc/self/status prints after tag ("SigIgn:"). */
+static uint64_t status_mask(const char *status, const char *tag)
+{
+	const char *p = strstr(status, tag);
+
+	return p ? strtoull(p + strlen(tag), NULL, 16) : UINT64_MAX;
+}
+
+/* A host that ignores and blocks signals: spawned, exec'd children (and so
+ * pool workers) start with nothing blocked and every signal at its default.
+ * Old code reset only SIGPIPE and SIGXFSZ: a child inherited the ignored
+ * SIGTERM, SIGINT, SIGHUP (shmq_proc_kill(p, SIGTERM) did nothing), and an
+ * ignored SIGCHLD would make the kernel reap the child's own children. */
+static void test_child_signal_defaults(void **state)
+{
+	static const int ignored[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2, SIGPIPE };
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old[6];
+	struct shmq_proc_opts o = { .pipes = SHMQ_STDOUT };
+	char *cat[] = { "cat", "/proc/self/status", NULL };
+	struct shmq_run_result res;
+	sigset_t block, was;
+	uint64_t checked = 0;
+	shmq_proc *p;
+
+	(void)state;
+	for (int sig = 1; sig <= 64 && sig < NSIG; sig++)
+		if (sig_checked(sig))
+			checked |= 1ull << (sig - 1);
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGCHLD);
+	assert_int_equal(pthread_sigmask(SIG_BLOCK, &block, &was), 0);
+	for (size_t i = 0; i < 6; i++)
+		assert_int_equal(sigaction(ignored[i], &ign, &old[i]), 0);
+
+	assert_int_equal(shmq_proc_spawn(NULL, "sig_state", NULL, 0, NULL, &p), 0);
+	assert_int_equal(shmq_proc_join(p, 10 * SHMQ__NS_PER_SEC), 0);
+	assert_int_equal(shmq_proc_exitcode(p), 0);
+	shmq_proc_close(p);
+
+	assert_int_equal(shmq_proc_exec(NULL, cat, &o, &p), 0);
+	assert_int_equal(shmq_proc_communicate(p, NULL, 0, &res, 10 * SHMQ__NS_PER_SEC), 0);
+	assert_int_equal(res.status, 0);
+	assert_int_equal(status_mask(res.out, "SigIgn:") & checked, 0);
+	assert_int_equal(status_mask(res.out, "SigBlk:") & checked, 0);
+	shmq_run_result_free(&res);
+	shmq_proc_close(p);
+
+	for (size_t i = 0; i < 6; i++)
+		sigaction(ignored[i], &old[i], NULL);
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
+}
+
 static void test_spawn_arg_above_file_size_limit(void **state)
 {
 	static uint8_t big[128 << 10];
@@ -1302,7 +1389,7 @@ static void test_proc_fd_rules(void **state)
 	assert_int_equal(shmq_proc_communicate(p, "x", 1, &res, SHMQ_NOWAIT), -EINVAL);
 	assert_int_equal(shmq_proc_communicate(p, "x", 1, NULL, SHMQ_FOREVER), -EINVAL);
 	assert_int_equal(shmq_proc_fd(p, 1), fd);
-	assert_int_equal(shmq_proc_communicate(p, "pong", 4, &res, 10 * NS_SEC), 0);
+	assert_int_equal(shmq_proc_communicate(p, "pong", 4, &res, 10 * SHMQ__NS_PER_SEC), 0);
 	assert_int_equal(res.status, 0);
 	assert_int_equal(res.out_len, 4);
 	assert_string_equal(res.out, "pong");
@@ -1320,7 +1407,7 @@ static void test_proc_fd_rules(void **state)
 	shmq_proc_close(p);
 	/* communicate after a join: the child is reaped, the pipes still drain */
 	assert_int_equal(shmq_proc_exec(NULL, (char *[]){ "echo", "late", NULL }, &o, &p), 0);
-	assert_int_equal(shmq_proc_join(p, 10 * NS_SEC), 0);
+	assert_int_equal(shmq_proc_join(p, 10 * SHMQ__NS_PER_SEC), 0);
 	assert_int_equal(shmq_proc_communicate(p, NULL, 0, &res, SHMQ_FOREVER), 0);
 	assert_int_equal(res.status, 0);
 	assert_string_equal(res.out, "late\n");
@@ -1364,6 +1451,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_communicate_timeout_kills_group),
 		cmocka_unit_test(test_proc_fd_rules),
 		cmocka_unit_test(test_spawn_arg_above_file_size_limit),
+		cmocka_unit_test(test_child_signal_defaults),
 	};
 
 	if (getenv("SHMQ_TEST_FORGOT"))

@@ -305,6 +305,44 @@ static void test_cwd_and_env(void **state)
 	shmq_run_result_free(&res);
 }
 
+/* A host that ignores and blocks signals: the program shmq_run starts has
+ * nothing blocked and every signal at its default (old code reset only
+ * SIGPIPE and SIGXFSZ; the ignored SIGTERM and SIGINT were inherited). */
+static void test_child_signal_defaults(void **state)
+{
+	static const int ignored[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR2, SIGPIPE };
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old[5];
+	char *argv[] = { "cat", "/proc/self/status", NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT };
+	struct shmq_run_result res;
+	uint64_t checked = 0, ign_mask, blk_mask;
+	sigset_t block, was;
+	const char *p;
+
+	(void)state;
+	for (int sig = 1; sig <= 64 && sig < NSIG; sig++) /* glibc keeps 32, 33 */
+		if (sig < 32 || (sig >= SIGRTMIN && sig <= SIGRTMAX))
+			checked |= 1ull << (sig - 1);
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigaddset(&block, SIGTERM);
+	assert_int_equal(pthread_sigmask(SIG_BLOCK, &block, &was), 0);
+	for (size_t i = 0; i < 5; i++)
+		assert_int_equal(sigaction(ignored[i], &ign, &old[i]), 0);
+	assert_int_equal(shmq_run(argv, &o, &res), 0);
+	for (size_t i = 0; i < 5; i++)
+		sigaction(ignored[i], &old[i], NULL);
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
+	assert_int_equal(res.status, 0);
+	assert_non_null(p = strstr(res.out, "SigIgn:"));
+	ign_mask = strtoull(p + 7, NULL, 16);
+	assert_non_null(p = strstr(res.out, "SigBlk:"));
+	blk_mask = strtoull(p + 7, NULL, 16);
+	assert_int_equal(ign_mask & checked, 0);
+	assert_int_equal(blk_mask & checked, 0);
+	shmq_run_result_free(&res);
+}
+
 /* A child reaped behind the library's back (SIGCHLD set to SIG_IGN: the
  * kernel reaps it; the documented misuse) ends the call with -ECHILD, on
  * both loops, for shmq_run and for shmq_proc_communicate, instead of
@@ -373,6 +411,8 @@ static void test_reaped_behind_back(void **state)
 						teardown),                            \
 		cmocka_unit_test_setup_teardown(test_cwd_and_env, setup, teardown),   \
 		cmocka_unit_test_setup_teardown(test_reaped_behind_back, setup,       \
+						teardown),                            \
+		cmocka_unit_test_setup_teardown(test_child_signal_defaults, setup,    \
 						teardown),                            \
 	}
 

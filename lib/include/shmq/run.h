@@ -29,6 +29,8 @@ extern "C" {
  *           group that reads a terminal stdin gets SIGTTIN: give input.
  * envp      NULL: the caller's environ.  SHMQ_REGION_FD is always removed
  *           (no region reaches a program run this way).
+ * The child starts with no blocked signal and every signal at its default
+ * disposition, also one the caller ignores.
  */
 struct shmq_run_opts {
 	const void *input;
