@@ -191,8 +191,9 @@ int shmq__futex_wake_bits(const uint32_t *word, int n, uint32_t bits)
 	return rc < 0 ? -errno : (int)rc;
 }
 
-/* The spin phase: true once *word != old. */
-static bool spin_until_changed(const uint32_t *word, uint32_t old)
+/* The spin phase: true once *word != old; false when the budget is spent
+ * or the deadline (looked at once a yield round) has passed. */
+static bool spin_until_changed(const uint32_t *word, uint32_t old, int64_t deadline)
 {
 	uint32_t budget = shmq__spin_budget();
 
@@ -200,10 +201,13 @@ static bool spin_until_changed(const uint32_t *word, uint32_t old)
 		/* pairs with the waker's seq_cst change of *word (Protocol SLEEPERS) */
 		if (shmq__load_acquire(word) != old)
 			return true;
-		if ((i + 1) % SHMQ__SPIN_YIELD_EVERY == 0)
+		if ((i + 1) % SHMQ__SPIN_YIELD_EVERY == 0) {
+			if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline)
+				return false;
 			sched_yield(); /* on 2 cores the waker may need ours */
-		else
+		} else {
 			shmq__cpu_relax();
+		}
 	}
 	return false;
 }
@@ -211,7 +215,7 @@ static bool spin_until_changed(const uint32_t *word, uint32_t old)
 int shmq__wait_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 		    int64_t deadline, int64_t slice_ns)
 {
-	if (spin_until_changed(word, old))
+	if (spin_until_changed(word, old, deadline))
 		return 0;
 	return shmq__sleep_word(word, old, sleepers, deadline, slice_ns);
 }

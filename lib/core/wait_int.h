@@ -188,7 +188,8 @@ int shmq__futex_wake_bits(const uint32_t *word, int n, uint32_t bits);
  * the caller may check a peer's liveness, then call again).  Any other
  * negative value is an unexpected futex failure to pass on.
  *
- * Spins up to shmq__spin_budget() iterations, then registers in *sleepers and
+ * Spins up to shmq__spin_budget() iterations (none once the deadline has
+ * passed, however big SHMQ_SPIN is), then registers in *sleepers and
  * sleeps on the futex for at most slice_ns (0: no slice, sleep to the deadline).
  * sleepers may be NULL when the word's wakers always call futex_wake.
  */

@@ -973,12 +973,13 @@ static bool ws_spin_fits(const shmq_waitset *w)
  * the first sleep of a wait, after a probe pass that loaded every word and
  * found nothing ready: true once an entry's condition holds (spin_ready), or
  * a completion is in the ring (a descriptor fired).  Loads
- * only, no system call; at most shmq__spin_budget() rounds over at most
+ * only, no system call; at most shmq__spin_budget() rounds, and none past
+ * the deadline, over at most
  * WS_SPIN_WORDS words (ws_spin_fits), so a bigger set sleeps at once.  As the
  * blocking calls' spin, it is not in the words' sleepers (the probe joined
  * none): a publish meanwhile costs its producer no wake.
  */
-static bool ws_spin(shmq_waitset *w)
+static bool ws_spin(shmq_waitset *w, int64_t deadline)
 {
 	uint32_t budget = shmq__spin_budget();
 
@@ -991,10 +992,13 @@ static bool ws_spin(shmq_waitset *w)
 		}
 		if (!w->fallback && io_uring_cq_ready(&w->ring))
 			return true;
-		if ((i + 1) % WS_SPIN_YIELD_EVERY == 0)
+		if ((i + 1) % WS_SPIN_YIELD_EVERY == 0) {
+			if (shmq_now_ns() >= deadline) /* a big SHMQ_SPIN keeps short timeouts */
+				return false;
 			sched_yield();
-		else
+		} else {
 			shmq__cpu_relax();
+		}
 	}
 	return false;
 }
@@ -1027,7 +1031,7 @@ SHMQ_API int shmq_waitset_wait(shmq_waitset *w, struct shmq_ready *out, size_t m
 		}
 		if (probe) {
 			spun = true; /* once per call: the spin stays bounded */
-			(void)ws_spin(w);
+			(void)ws_spin(w, deadline);
 			continue; /* the real look: joins the sleepers, arms */
 		}
 		if (shmq_now_ns() >= deadline) {

@@ -84,8 +84,10 @@ static inline bool shmq__sync_scan_due(uint64_t *at, int64_t slice_ns)
 	return shmq__cas_relaxed(at, &a, (uint64_t)(now + slice_ns));
 }
 
-/* Poll *word up to the spin budget: true once it differs from old. */
-static inline bool shmq__sync_spin(const uint32_t *word, uint32_t old)
+/* Poll *word up to the spin budget, or until the deadline (looked at once
+ * a yield round: a big SHMQ_SPIN must not stretch a short timeout): true
+ * once it differs from old. */
+static inline bool shmq__sync_spin(const uint32_t *word, uint32_t old, int64_t deadline)
 {
 	uint32_t budget = shmq__spin_budget();
 
@@ -95,10 +97,13 @@ static inline bool shmq__sync_spin(const uint32_t *word, uint32_t old)
 		 * shmq_sem_release */
 		if (shmq__load_acquire(word) != old)
 			return true;
-		if ((i + 1) % SHMQ__SYNC_YIELD_EVERY == 0)
+		if ((i + 1) % SHMQ__SYNC_YIELD_EVERY == 0) {
+			if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline)
+				return false;
 			sched_yield();
-		else
+		} else {
 			shmq__cpu_relax();
+		}
 	}
 	return false;
 }
@@ -109,7 +114,7 @@ static inline int shmq__sync_wait(const uint32_t *word, uint32_t old, uint32_t *
 				  int64_t deadline, int64_t slice_ns, uint64_t *waits,
 				  bool spin)
 {
-	if (spin && shmq__sync_spin(word, old))
+	if (spin && shmq__sync_spin(word, old, deadline))
 		return 0;
 	return shmq__sleep_word_counted(word, old, sleepers, deadline, slice_ns, waits);
 }
