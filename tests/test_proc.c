@@ -1004,6 +1004,41 @@ static void test_child_signal_defaults(void **state)
 	pthread_sigmask(SIG_SETMASK, &was, NULL);
 }
 
+/* A daemon that closed stdin, stdout and stderr starts a child with pipes:
+ * the ends it keeps are never 0-2, so its own writes there (a printf) do
+ * not reach the child.  Old code put the end that feeds the child's stdin
+ * at 0: the child echoed the host's junk before "ping". */
+static void test_pipes_with_closed_stdio(void **state)
+{
+	static const char junk[] = "host junk\n";
+	struct shmq_proc_opts o = { .pipes = SHMQ_STDIN | SHMQ_STDOUT };
+	char *cat[] = { "cat", NULL };
+	struct shmq_run_result res = { 0 };
+	int saved[3], rc, rc2 = -1;
+	shmq_proc *p = NULL;
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		saved[i] = fcntl(i, F_DUPFD_CLOEXEC, 10);
+		close(i);
+	}
+	rc = shmq_proc_exec(NULL, cat, &o, &p);
+	for (int i = 0; i < 3; i++)
+		(void)!write(i, junk, sizeof(junk) - 1); /* the host's printf */
+	if (!rc)
+		rc2 = shmq_proc_communicate(p, "ping", 4, &res, 10 * SHMQ__NS_PER_SEC);
+	shmq_proc_close(p); /* before 0-2 are the host's again */
+	for (int i = 0; i < 3; i++) {
+		dup2(saved[i], i);
+		close(saved[i]);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(rc2, 0);
+	assert_int_equal(res.status, 0);
+	assert_string_equal(res.out, "ping");
+	shmq_run_result_free(&res);
+}
+
 static void test_spawn_arg_above_file_size_limit(void **state)
 {
 	static uint8_t big[128 << 10];
@@ -1452,6 +1487,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_proc_fd_rules),
 		cmocka_unit_test(test_spawn_arg_above_file_size_limit),
 		cmocka_unit_test(test_child_signal_defaults),
+		cmocka_unit_test(test_pipes_with_closed_stdio),
 	};
 
 	if (getenv("SHMQ_TEST_FORGOT"))

@@ -1404,6 +1404,66 @@ static void test_strerror_and_clock(void **state)
 	}
 }
 
+/* ---- a host that closed its standard streams ---- */
+
+/* Close 0-2, keeping copies (>= 10) in saved[] to put back. */
+static void stdio_close(int saved[3])
+{
+	for (int i = 0; i < 3; i++) {
+		saved[i] = fcntl(i, F_DUPFD_CLOEXEC, 10);
+		close(i);
+	}
+}
+
+static void stdio_restore(const int saved[3])
+{
+	for (int i = 0; i < 3; i++) {
+		if (saved[i] >= 0) {
+			dup2(saved[i], i);
+			close(saved[i]);
+		}
+	}
+}
+
+/* A daemon that closed stdin, stdout and stderr: the library keeps no
+ * descriptor at 0-2, or the host's next printf writes into a region's file
+ * (what SQLite refuses for its databases for the same reason).  Old code:
+ * the named region got descriptor 0, the anonymous one 1, the inherited
+ * copy 2, and a write to descriptor 0 overwrote the named region's header
+ * (shmq_region_open: -EBADMSG). */
+static void test_closed_stdio(void **state)
+{
+	static const char junk[] = "the host logs to its stdout, as it always did\n";
+	char name[64];
+	shmq_region *named = NULL, *anon = NULL, *copy = NULL, *again = NULL;
+	int saved[3], rc[4], open_fd[3];
+
+	(void)state;
+	tu_name(name, sizeof(name), "stdio");
+	shmq_region_unlink(name);
+	stdio_close(saved);
+	rc[0] = shmq_region_create(name, &(struct shmq_region_opts){ .size = SMALL }, &named);
+	rc[1] = shmq_region_create(NULL, &(struct shmq_region_opts){ .size = SMALL }, &anon);
+	rc[2] = anon ? shmq__region_from_fd(shmq__region_fd(anon), NULL, &copy) : -1;
+	for (int i = 0; i < 3; i++) {
+		open_fd[i] = fcntl(i, F_GETFD) >= 0;
+		(void)!write(i, junk, sizeof(junk) - 1); /* the host's printf */
+	}
+	shmq_region_close(copy); /* before 0-2 are the host's again */
+	shmq_region_close(anon);
+	shmq_region_close(named);
+	stdio_restore(saved);
+	rc[3] = shmq_region_open(name, &again);
+	shmq_region_close(again);
+	shmq_region_unlink(name);
+	assert_int_equal(rc[0], 0);
+	assert_int_equal(rc[1], 0);
+	assert_int_equal(rc[2], 0);
+	assert_int_equal(rc[3], 0); /* the junk went nowhere near it */
+	for (int i = 0; i < 3; i++)
+		assert_false(open_fd[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1438,6 +1498,7 @@ int main(void)
 		cmocka_unit_test(test_no_room),
 		cmocka_unit_test(test_above_file_size_limit),
 		cmocka_unit_test(test_strerror_and_clock),
+		cmocka_unit_test(test_closed_stdio),
 	};
 
 	return cmocka_run_group_tests_name("region", tests, NULL, NULL);

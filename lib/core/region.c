@@ -27,6 +27,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fd_int.h"
 #include "core/fork_int.h"
 #include "core/ptab_int.h"
 #include "core/region_int.h"
@@ -472,7 +473,11 @@ SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts 
 		rc = -errno;
 		goto fail;
 	}
-	r->fd = fd;
+	r->fd = fd = shmq__fd_high(fd); /* never at 0-2: core/fd_int.h */
+	if (fd < 0) {
+		rc = -errno;
+		goto fail_unlink;
+	}
 	rc = shmq__file_size_check(size); /* before SIGXFSZ could end us */
 	if (rc)
 		goto fail_unlink;
@@ -694,7 +699,7 @@ static int region_attach_name(const char *name, int oflag, unsigned flags, shmq_
 		goto fail;
 	/* O_NONBLOCK: a FIFO by that name must not hold an O_RDONLY open
 	 * waiting for a writer (hdr_read refuses it); no effect on a file */
-	r->fd = shm_open(r->name, oflag | O_CLOEXEC | O_NONBLOCK, 0);
+	r->fd = shmq__fd_high(shm_open(r->name, oflag | O_CLOEXEC | O_NONBLOCK, 0));
 	if (r->fd < 0) {
 		/* EINVAL for the name checked above: glibc's for open's EISDIR,
 		 * a directory of that name, which holds no region */
@@ -744,7 +749,7 @@ static int region_from_fd(int fd, const char *name, unsigned how, shmq_region **
 		if (rc)
 			goto fail;
 	}
-	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3); /* never at 0-2: core/fd_int.h */
 	if (r->fd < 0) {
 		rc = -errno;
 		goto fail;

@@ -38,6 +38,7 @@
 #include <shmq.h>
 
 #include "core/alloc_int.h"
+#include "core/fd_int.h"
 #include "proc/proc_int.h"
 #include "core/time_int.h"
 #include "core/wait_int.h"
@@ -584,6 +585,14 @@ int shmq__stream_open(struct shmq__spawn *s, int t, int *parent_end, int *child_
 	if (t == 0 ? socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds)
 		   : pipe2(fds, O_CLOEXEC))
 		return -errno;
+	/* ours stays: never at 0-2 (core/fd_int.h); the child's is lifted by
+	 * shmq__spawn_fd and closed after the spawn */
+	fds[0] = shmq__fd_high(fds[0]);
+	if (fds[0] < 0) {
+		rc = -errno;
+		close(fds[1]);
+		return rc;
+	}
 	if (t)
 		fcntl(fds[0], F_SETPIPE_SZ, RUN_PIPE_SZ); /* best effort: the pipe limit may refuse */
 	/* the child reads its stdin from fds[1] and writes its outputs to it */
