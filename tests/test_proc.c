@@ -90,27 +90,36 @@ static bool sig_checked(int sig)
 	return (sig >= 1 && sig < 32) || (sig >= SIGRTMIN && sig <= SIGRTMAX);
 }
 
-/* 0 when every checked signal is unblocked and not ignored, else the first
- * that is (plus 100 when it is blocked).  A handler is the child's own (a
- * sanitizer's runtime installs some): exec reset the parent's. */
+/* Once a byte arrives on stdin (the parent has put its own dispositions
+ * back, so that its SIGCHLD no longer reaps us): 0 when no checked signal
+ * is blocked, the three are not ignored, and SIGHUP and SIGUSR2 (which the
+ * parent ignored) still are; else the first signal found wrong, plus 100
+ * when it is blocked.  Other signals are left alone: what the test's own
+ * environment ignores (a background job's SIGINT) is inherited, rightly.
+ * A handler is the child's own (a sanitizer's runtime installs some): exec
+ * reset the parent's. */
 static int sig_state(shmq_region *r, const void *arg, size_t len)
 {
+	static const int reset[] = { SIGCHLD, SIGPIPE, SIGXFSZ }, kept[] = { SIGHUP, SIGUSR2 };
+	struct sigaction sa;
 	sigset_t blocked;
+	char c;
 
 	(void)r;
 	(void)arg;
 	(void)len;
+	if (read(0, &c, 1) != 1)
+		return 99;
 	sigprocmask(SIG_SETMASK, NULL, &blocked);
-	for (int sig = 1; sig < NSIG; sig++) {
-		struct sigaction sa;
-
-		if (!sig_checked(sig))
-			continue;
-		if (sigismember(&blocked, sig))
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig_checked(sig) && sigismember(&blocked, sig))
 			return 100 + sig;
-		if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN)
-			return sig;
-	}
+	for (size_t i = 0; i < 3; i++)
+		if (sigaction(reset[i], NULL, &sa) || sa.sa_handler == SIG_IGN)
+			return reset[i];
+	for (size_t i = 0; i < 2; i++)
+		if (sigaction(kept[i], NULL, &sa) || sa.sa_handler != SIG_IGN)
+			return kept[i];
 	return 0;
 }
 SHMQ_ENTRY(sig_state);
@@ -946,64 +955,6 @@ static void test_spawn_out_of_descriptors(void **state)
 	shmq_region_close(r);
 }
 
-/* An argument longer than the process's RLIMIT_FSIZE (ulimit -f) cannot go
- * into the argument memfd: -EFBIG and no child.  Writing it past the limit
- * made the kernel raise SIGXFSZ, which ended the caller.  In a child, so
- * that the old code's signal ends only it. */
-/* The hex mask that /proc/self/status prints after tag ("SigIgn:"). */
-static uint64_t status_mask(const char *status, const char *tag)
-{
-	const char *p = strstr(status, tag);
-
-	return p ? strtoull(p + strlen(tag), NULL, 16) : UINT64_MAX;
-}
-
-/* A host that ignores and blocks signals: spawned, exec'd children (and so
- * pool workers) start with nothing blocked and every signal at its default.
- * Old code reset only SIGPIPE and SIGXFSZ: a child inherited the ignored
- * SIGTERM, SIGINT, SIGHUP (shmq_proc_kill(p, SIGTERM) did nothing), and an
- * ignored SIGCHLD would make the kernel reap the child's own children. */
-static void test_child_signal_defaults(void **state)
-{
-	static const int ignored[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2, SIGPIPE };
-	struct sigaction ign = { .sa_handler = SIG_IGN }, old[6];
-	struct shmq_proc_opts o = { .pipes = SHMQ_STDOUT };
-	char *cat[] = { "cat", "/proc/self/status", NULL };
-	struct shmq_run_result res;
-	sigset_t block, was;
-	uint64_t checked = 0;
-	shmq_proc *p;
-
-	(void)state;
-	for (int sig = 1; sig <= 64 && sig < NSIG; sig++)
-		if (sig_checked(sig))
-			checked |= 1ull << (sig - 1);
-	sigemptyset(&block);
-	sigaddset(&block, SIGUSR1);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGCHLD);
-	assert_int_equal(pthread_sigmask(SIG_BLOCK, &block, &was), 0);
-	for (size_t i = 0; i < 6; i++)
-		assert_int_equal(sigaction(ignored[i], &ign, &old[i]), 0);
-
-	assert_int_equal(shmq_proc_spawn(NULL, "sig_state", NULL, 0, NULL, &p), 0);
-	assert_int_equal(shmq_proc_join(p, 10 * SHMQ__NS_PER_SEC), 0);
-	assert_int_equal(shmq_proc_exitcode(p), 0);
-	shmq_proc_close(p);
-
-	assert_int_equal(shmq_proc_exec(NULL, cat, &o, &p), 0);
-	assert_int_equal(shmq_proc_communicate(p, NULL, 0, &res, 10 * SHMQ__NS_PER_SEC), 0);
-	assert_int_equal(res.status, 0);
-	assert_int_equal(status_mask(res.out, "SigIgn:") & checked, 0);
-	assert_int_equal(status_mask(res.out, "SigBlk:") & checked, 0);
-	shmq_run_result_free(&res);
-	shmq_proc_close(p);
-
-	for (size_t i = 0; i < 6; i++)
-		sigaction(ignored[i], &old[i], NULL);
-	pthread_sigmask(SIG_SETMASK, &was, NULL);
-}
-
 /* A daemon that closed stdin, stdout and stderr starts a child with pipes:
  * the ends it keeps are never 0-2, so its own writes there (a printf) do
  * not reach the child.  Old code put the end that feeds the child's stdin
@@ -1039,6 +990,74 @@ static void test_pipes_with_closed_stdio(void **state)
 	shmq_run_result_free(&res);
 }
 
+/* The hex mask that /proc/self/status prints after tag ("SigIgn:"). */
+static uint64_t status_mask(const char *status, const char *tag)
+{
+	const char *p = strstr(status, tag);
+
+	return p ? strtoull(p + strlen(tag), NULL, 16) : UINT64_MAX;
+}
+
+static uint64_t sig_bit(int sig)
+{
+	return 1ull << (sig - 1);
+}
+
+/* A host that blocks signals and ignores SIGCHLD, SIGPIPE, SIGXFSZ, SIGHUP
+ * and SIGUSR2: a spawned or exec'd child (and so a pool worker) starts with
+ * nothing blocked, SIGCHLD, SIGPIPE and SIGXFSZ at their defaults, and
+ * SIGHUP and SIGUSR2 still ignored (as across exec: nohup's SIGHUP).  Old
+ * code left SIGCHLD ignored, with which the kernel reaps the child's own
+ * children.  The children wait for a byte on stdin, sent once the host has
+ * put its dispositions back, so that its ignored SIGCHLD cannot reap them. */
+static void test_child_signal_defaults(void **state)
+{
+	static const int ignored[] = { SIGCHLD, SIGPIPE, SIGXFSZ, SIGHUP, SIGUSR2 };
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old[5];
+	struct shmq_proc_opts o = { .pipes = SHMQ_STDIN | SHMQ_STDOUT };
+	struct shmq_proc_opts in = { .pipes = SHMQ_STDIN };
+	char *cat[] = { "sh", "-c", "read x; cat /proc/self/status", NULL };
+	struct shmq_run_result res;
+	uint64_t checked = 0, mine = 0, want_ign = sig_bit(SIGHUP) | sig_bit(SIGUSR2);
+	shmq_proc *p, *q;
+	sigset_t block, was;
+
+	(void)state;
+	for (int sig = 1; sig <= 64 && sig < NSIG; sig++)
+		if (sig_checked(sig))
+			checked |= sig_bit(sig);
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGCHLD);
+	assert_int_equal(pthread_sigmask(SIG_BLOCK, &block, &was), 0);
+	for (size_t i = 0; i < 5; i++) {
+		assert_int_equal(sigaction(ignored[i], &ign, &old[i]), 0);
+		mine |= sig_bit(ignored[i]);
+	}
+	assert_int_equal(shmq_proc_spawn(NULL, "sig_state", NULL, 0, &in, &p), 0);
+	assert_int_equal(shmq_proc_exec(NULL, cat, &o, &q), 0);
+	for (size_t i = 0; i < 5; i++)
+		sigaction(ignored[i], &old[i], NULL);
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
+
+	assert_int_equal(write(shmq_proc_fd(p, 0), "x", 1), 1);
+	assert_int_equal(shmq_proc_join(p, 10 * SHMQ__NS_PER_SEC), 0);
+	assert_int_equal(shmq_proc_exitcode(p), 0);
+	shmq_proc_close(p);
+
+	assert_int_equal(shmq_proc_communicate(q, "x\n", 2, &res, 10 * SHMQ__NS_PER_SEC), 0);
+	assert_int_equal(res.status, 0);
+	assert_int_equal(status_mask(res.out, "SigIgn:") & mine, want_ign);
+	assert_int_equal(status_mask(res.out, "SigBlk:") & checked, 0);
+	shmq_run_result_free(&res);
+	shmq_proc_close(q);
+}
+
+/* An argument longer than the process's RLIMIT_FSIZE (ulimit -f) cannot go
+ * into the argument memfd: -EFBIG and no child.  Writing it past the limit
+ * made the kernel raise SIGXFSZ, which ended the caller.  In a child, so
+ * that the old code's signal ends only it. */
 static void test_spawn_arg_above_file_size_limit(void **state)
 {
 	static uint8_t big[128 << 10];

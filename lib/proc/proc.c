@@ -285,12 +285,12 @@ static int actions_build(posix_spawn_file_actions_t *fa, const struct shmq__spaw
 	return rc;
 }
 
-/* The child starts with no signal blocked and every signal at its default:
- * a signal the host ignores (SIGCHLD, which would make the kernel reap the
- * child's own children; SIGTERM, SIGINT of a background shell job) or
- * blocks is the host's business, not the child's.  Handlers are reset by
- * exec anyway; SETSIGDEF resets the ignored ones too (glibc leaves its own
- * internal signals, which sigfillset leaves out, as it must). */
+/* The child starts with no signal blocked.  What the host ignores stays
+ * ignored, as exec(2) and Python's subprocess leave it (nohup's SIGHUP, a
+ * background job's SIGINT and SIGQUIT), except three signals: SIGPIPE and
+ * SIGXFSZ (as Python's restore_signals), and SIGCHLD, which ignored makes
+ * the kernel reap the child's own children, so that its shmq_proc_join and
+ * shmq_run would fail with -ECHILD.  Handlers are reset by exec anyway. */
 static int attr_build(posix_spawnattr_t *at, const struct shmq__spawn *s)
 {
 	sigset_t none, dfl;
@@ -298,7 +298,10 @@ static int attr_build(posix_spawnattr_t *at, const struct shmq__spawn *s)
 	int rc;
 
 	sigemptyset(&none);
-	sigfillset(&dfl);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	sigaddset(&dfl, SIGXFSZ);
+	sigaddset(&dfl, SIGCHLD);
 	if (s->pgroup >= 0)
 		flags |= POSIX_SPAWN_SETPGROUP;
 	rc = posix_spawnattr_setsigmask(at, &none);

@@ -98,9 +98,9 @@ SHMQ_API int shmq_dispatch(int argc, char **argv);
  * Whatever the options, the child receives only descriptors 0-2, the region
  * (and, for spawn, the argument); every other descriptor is closed in the
  * child, even those the caller opened without O_CLOEXEC.  Signals the caller
- * blocks are unblocked in the child, and every signal starts at its default
- * disposition, also one the caller ignores (SIGCHLD, SIGTERM, SIGINT...),
- * as posix_spawn's POSIX_SPAWN_SETSIGMASK and POSIX_SPAWN_SETSIGDEF give.
+ * blocks are unblocked in the child.  Signals the caller ignores stay ignored
+ * (as across exec(2): nohup's SIGHUP, say), except SIGPIPE and SIGXFSZ (as
+ * Python's subprocess resets them) and SIGCHLD, which start at their defaults.
  */
 struct shmq_proc_opts {
 	char *const *envp;  /* NULL: the caller's environ */

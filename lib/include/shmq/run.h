@@ -29,8 +29,8 @@ extern "C" {
  *           group that reads a terminal stdin gets SIGTTIN: give input.
  * envp      NULL: the caller's environ.  SHMQ_REGION_FD is always removed
  *           (no region reaches a program run this way).
- * The child starts with no blocked signal and every signal at its default
- * disposition, also one the caller ignores.
+ * The child starts with no blocked signal; a signal the caller ignores stays
+ * ignored, but for SIGPIPE, SIGXFSZ and SIGCHLD, which start at their defaults.
  */
 struct shmq_run_opts {
 	const void *input;
