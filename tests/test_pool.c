@@ -2692,6 +2692,93 @@ static void test_map_waits_for_job_slot(void **state)
 	shmq_region_close(r);
 }
 
+/* A map of another thread that holds most of the arena (its gated batch). */
+struct arena_holder {
+	shmq_pool *p;
+	int64_t in[48], out[48];
+	int rc;
+};
+
+static void *arena_holder(void *arg)
+{
+	struct arena_holder *ah = arg;
+
+	ah->rc = shmq_pool_map(ah->p, "gated", ah->in, sizeof(ah->in[0]), ah->out,
+			       sizeof(ah->out[0]), 48, 60 * 1000000000ll);
+	return NULL;
+}
+
+/* Once the main thread sleeps (in its map's wait for arena space): open
+ * the gate, so that the holder's batch ends and gives its block back. */
+static void *gate_opener(void *arg)
+{
+	(void)arg;
+	while (!tu_main_sleeps())
+		usleep(1000);
+	gate_set(true);
+	return NULL;
+}
+
+/* Two threads map at once: one map's batch holds the arena, and the other's
+ * element (too large for a job's inline block) does not fit what is left.
+ * The second map waits for the first to give the arena back, within its
+ * timeout, as it waits for a job slot; it used to return -ENOSPC at once,
+ * an error shmq_pool_map does not have for an element that fits the arena.
+ * An element larger than the arena, or one that finds the arena held by an
+ * async handle (given back only when its owner completes it), still gets
+ * -ENOSPC at once: waiting could never end in a single thread. */
+static void test_maps_share_the_arena(void **state)
+{
+	static struct arena_holder ah;
+	struct shmq_pool_opts o = { .workers = NWORKERS, .arena = 16 * SHMQ__CACHELINE };
+	int64_t in[2][16] = { { 5 }, { 6 } }, out[2][16] = { { 0 } };
+	uint8_t big[32 * SHMQ__CACHELINE] = { 1 };
+	shmq_region *r = region_new();
+	shmq_thread *th, *to;
+	shmq_async *a;
+	shmq_pool *p;
+	int rc;
+
+	(void)state;
+	assert_int_equal(shmq_pool_create(r, &o, &p), 0);
+	memset(&ah, 0, sizeof(ah));
+	ah.p = p;
+	for (int i = 0; i < 48; i++)
+		ah.in[i] = GATE_FROM + i;
+	gate_set(false);
+	/* the holder's batch (48 elements copied in and out, 13 of the 16
+	 * lines) waits at the gate; ours needs 5 lines */
+	assert_int_equal(shmq_thread_start(arena_holder, &ah, &th), 0);
+	(void)job_active(pool_hdr_of(r));
+	assert_int_equal(shmq_thread_start(gate_opener, NULL, &to), 0);
+	rc = shmq_pool_map(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]), 2,
+			   30 * 1000000000ll);
+	assert_int_equal(shmq_thread_join(to, SHMQ_FOREVER, NULL), 0); /* before any assert */
+	shmq_thread_close(to);
+	assert_int_equal(shmq_thread_join(th, SHMQ_FOREVER, NULL), 0);
+	shmq_thread_close(th);
+	assert_int_equal(rc, 0);
+	assert_int_equal(out[0][0], 16);
+	assert_int_equal(out[1][0], 19);
+	assert_int_equal(ah.rc, 0);
+	for (int i = 0; i < 48; i++)
+		assert_int_equal(ah.out[i], 7 * ah.in[i]);
+	/* larger than the arena: refused at once */
+	assert_int_equal(shmq_pool_map(p, "triple", big, sizeof(big), NULL, 0, 1, SHMQ_FOREVER),
+			 -ENOSPC);
+	/* the arena held by an async handle: refused at once too */
+	gate_set(false);
+	assert_int_equal(shmq_pool_map_async(p, "gated", ah.in, sizeof(ah.in[0]), ah.out,
+					     sizeof(ah.out[0]), 48, &a), 0);
+	assert_int_equal(shmq_pool_map(p, "triple", in, sizeof(in[0]), out, sizeof(out[0]), 2,
+				       SHMQ_FOREVER), -ENOSPC);
+	gate_set(true);
+	assert_int_equal(shmq_async_get(a, 60 * 1000000000ll), 0);
+	shmq_async_free(a);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
 /* ---- a job's inline block ---- */
 
 /* A job of one chunk whose copies fit its inline block (an apply_async of
@@ -2799,6 +2886,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_create_on_full_shm_takes_nothing),
 		cmocka_unit_test(test_join_nowait_during_join),
 		cmocka_unit_test(test_map_waits_for_job_slot),
+		cmocka_unit_test(test_maps_share_the_arena),
 		cmocka_unit_test(test_hostile_frame_out_size),
 		cmocka_unit_test(test_hostile_err_word),
 		cmocka_unit_test(test_hostile_nchunks_recover),

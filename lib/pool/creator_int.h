@@ -44,6 +44,8 @@ struct job_priv {
 	uint64_t out_stage;
 	uint64_t out_size;
 	bool lost;         /* a pin never cleared: the slot is never reused */
+	bool blocking;     /* a batch of shmq_pool_map, whose caller waits for it
+			    * and gives its arena block back itself */
 	uint8_t *tries;    /* per chunk: deaths survived (allocated on the first) */
 	uint64_t ntries;
 	bool orphaned;     /* a worker died while it ran: see jobs_settle */
@@ -88,6 +90,8 @@ struct shmq_pool {
 	struct job_priv jobs[SHMQ_POOL_MAX_JOBS];
 	unsigned nzombies;   /* jobs[] with zombie set: submit skips the scan at 0 */
 	unsigned norphaned;  /* jobs[] with orphaned set: jobs_settle skips the scan at 0 */
+	uint64_t released;   /* jobs given back (job_release): arena space may
+			      * be free again (mu) */
 	uint32_t looks;      /* looks for dead workers (workers_all_running) */
 	unsigned late_looks; /* of them, full looks that found a worker gone
 			      * whose words said running (pool/pool_int.h) */

@@ -30,6 +30,13 @@
 #include "pool/pool_layout_int.h"
 #include "pool/task_int.h"
 
+/* What a batch of shmq_pool_map found when it was refused for want of
+ * room (room_wait). */
+struct map_room {
+	bool slots_full;   /* every job slot was taken (-EAGAIN) */
+	uint64_t released; /* p->released when the arena had no room (-ENOSPC) */
+};
+
 struct submit {
 	const char *task;
 	const void *in;
@@ -38,7 +45,8 @@ struct submit {
 	size_t out_size;
 	size_t n;
 	bool statuses; /* imap: keep every element's status */
-	bool *slots_full; /* map: set when every job slot was taken (-EAGAIN) */
+	struct map_room *room; /* a map's batch: told why it was refused; NULL
+				* for an async submission */
 };
 
 /* In-place offset of [p, p + bytes) if it lies in the region's heap. */
@@ -222,8 +230,8 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 		shmq__pool_zombies_reap(p, shmq_now_ns()); /* a look, no wait */
 	rc = job_slot_get(p, &j);
 	if (rc) {
-		if (s->slots_full)
-			*s->slots_full = true;
+		if (s->room)
+			s->room->slots_full = true;
 		return rc;
 	}
 	a = async_alloc(p);
@@ -233,10 +241,13 @@ static int job_submit(shmq_pool *p, const struct submit *s, shmq_async **out)
 	nchunks = div_up(s->n, cs);
 	rc = job_place(p, j, s, nchunks, a);
 	if (rc) {
+		if (rc == -ENOSPC && s->room)
+			s->room->released = p->released;
 		async_release(p, a);
 		return rc;
 	}
 	p->jobs[j].used = true;
+	p->jobs[j].blocking = s->room != NULL;
 	p->jobs[j].chunksize = cs;
 	job = pool_job(p, j);
 	/* JOB_PUBLISH, relaxed: published by the seq_cst store of state below,
@@ -623,14 +634,45 @@ static int map_refusal(shmq_pool *p, const char *task)
 	return rc;
 }
 
-/* A map found all SHMQ_POOL_MAX_JOBS job slots taken: wait until one is
- * free (0), the pool is closed (-EPIPE), terminated (-ECANCELED) or broken
- * (its error), or deadline (-ETIMEDOUT).  Slots come back when their
- * handles finish (other threads' waits and frees) or, for freed jobs, once
- * no worker runs their chunks any more: nothing announces the latter, so
- * this looks every millisecond, reaping such jobs and supervising as every
- * wait does. */
-static int slot_wait(shmq_pool *p, int64_t deadline)
+/* Will the arena get room back without a call on an async handle: is a
+ * block held by another thread's map (it waits for its batch and gives the
+ * block back) or by a freed handle's job (reaped)?  A block of a live async
+ * handle or iterator comes back only when its owner completes it, which a
+ * single-threaded caller would never do while we wait.  With p->mu held. */
+static bool arena_comes_back(const shmq_pool *p)
+{
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++) {
+		const struct job_priv *jp = &p->jobs[j];
+
+		if (jp->used && !jp->lost && jp->alloc_size && (jp->blocking || jp->zombie))
+			return true;
+	}
+	return false;
+}
+
+/* Room for the batch now?  0: a job slot is free (room->slots_full), or a
+ * job gave its arena block back since the refusal; -ENOSPC: none will
+ * (arena_comes_back); else wait.  With p->mu held. */
+static int room_look(const shmq_pool *p, const struct map_room *room, int wait)
+{
+	if (!room->slots_full)
+		return p->released != room->released ? 0 : arena_comes_back(p) ? wait : -ENOSPC;
+	for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS; j++)
+		if (!p->jobs[j].used)
+			return 0;
+	return wait;
+}
+
+/* A map's batch found all SHMQ_POOL_MAX_JOBS job slots taken, or too little
+ * of the arena free for one element: wait until there is room (0: submit
+ * again), the pool is closed (-EPIPE), terminated (-ECANCELED) or broken
+ * (its error), or deadline (-ETIMEDOUT); -ENOSPC when the arena will not
+ * get room back by itself (room_look).  Slots and arena blocks come back
+ * when their handles finish (other threads' waits and frees) or, for freed
+ * jobs, once no worker runs their chunks any more: nothing announces the
+ * latter, so this looks every millisecond, reaping such jobs and
+ * supervising as every wait does. */
+static int room_wait(shmq_pool *p, const struct map_room *room, int64_t deadline)
 {
 	enum { WAIT = 1 };
 
@@ -646,9 +688,8 @@ static int slot_wait(shmq_pool *p, int64_t deadline)
 			rc = p->broken;
 		if (rc == WAIT && p->nzombies)
 			shmq__pool_zombies_reap(p, shmq_now_ns()); /* a look, no wait */
-		for (unsigned j = 0; j < SHMQ_POOL_MAX_JOBS && rc == WAIT; j++)
-			if (!p->jobs[j].used)
-				rc = 0;
+		if (rc == WAIT)
+			rc = room_look(p, room, WAIT);
 		if (rc == WAIT && shmq_now_ns() - p->last_supervise >= SUPERVISE_EVERY_NS)
 			shmq__pool_supervise(p);
 		pthread_mutex_unlock(&p->mu);
@@ -684,13 +725,13 @@ SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_
 	}
 	while (done < n) {
 		struct submit b = s;
-		bool full = false;
+		struct map_room room = { false, 0 };
 		shmq_async *a;
 
 		b.n = n - done < batch ? n - done : batch;
 		b.in = in ? (const uint8_t *)in + done * in_size : NULL;
 		b.out = out ? (uint8_t *)out + done * out_size : NULL;
-		b.slots_full = &full;
+		b.room = &room;
 		rc = async_submit(p, &b, &a);
 		if (rc == -ENOSPC && b.n > 1) {
 			size_t fit = batch_fit(p, &b);
@@ -698,12 +739,16 @@ SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_
 			batch = fit && fit < b.n ? fit : b.n / 2;
 			continue;
 		}
-		if (rc == -EAGAIN && full) {
-			/* every job slot taken: a map waits for one, as for
-			 * the rest of its work (map_async says -EAGAIN) */
-			rc = slot_wait(p, deadline);
+		if ((rc == -EAGAIN && room.slots_full) || rc == -ENOSPC) {
+			/* every job slot taken, or no arena room for one
+			 * element while other maps hold it: a map waits, as for
+			 * the rest of its work (map_async says -EAGAIN and
+			 * -ENOSPC) */
+			rc = room_wait(p, &room, deadline);
 			if (rc)
 				return rc;
+			if (!room.slots_full)
+				batch = n; /* the arena came back: as large again as fits */
 			continue;
 		}
 		if (rc)

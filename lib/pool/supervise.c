@@ -574,6 +574,7 @@ void shmq__pool_job_release(shmq_pool *p, unsigned j)
 	if (jp->orphaned)
 		p->norphaned--;
 	memset(jp, 0, sizeof(*jp));
+	p->released++;
 }
 
 /* A cancelled job whose async was freed: reusable once no live worker runs

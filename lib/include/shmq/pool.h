@@ -154,10 +154,13 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
  * (out), in batches if they do not fit it at once.  The elements are split in
  * chunks of opts.chunksize.  Each batch takes one of the SHMQ_POOL_MAX_JOBS job
  * slots; with all of them taken (by async handles) map waits for one within
- * its timeout.  Returns 0, the error of the first failing
- * element (the lowest index; the other results are still written), -ENOENT
- * for an unknown task, -ECANCELED when the pool is terminated meanwhile,
- * -ETIMEDOUT, -EPIPE after close, -EOWNERDEAD (see above), -EINVAL.
+ * its timeout, and so it does for arena room held by other threads' maps.
+ * Returns 0, the error of the first failing element (the lowest index; the
+ * other results are still written), -ENOENT for an unknown task, -ECANCELED
+ * when the pool is terminated meanwhile, -ETIMEDOUT, -EPIPE after close,
+ * -EOWNERDEAD (see above), -EINVAL, -ENOSPC when one element does not fit
+ * the arena (larger than it, or its room held by async handles or
+ * iterators, which give it back only when they complete).
  * After -ETIMEDOUT or -ECANCELED the elements of the batch that was running
  * are not written (in-place outputs may be, by chunks that were running);
  * a map that ran in batches has written the results of the batches before
