@@ -176,10 +176,13 @@ static ssize_t iter_take(shmq_iter *it, void *out)
 
 	pthread_mutex_lock(&p->mu);
 	if (!it->unordered) {
+		/* CHUNK_WAKE: the count before the chunk's state, as iter_scan
+		 * does.  The other way round, a chunk done between the two loads
+		 * was in the count but not seen: iter_sleep then slept the whole
+		 * slice for it */
+		it->seen_done = shmq__load_seq_cst(&pool_job(p, it->a->job)->done_chunks);
 		if (it->a->finished || chunk_done(it, it->given / it->cs))
 			rc = iter_give(it, it->given, out);
-		else
-			it->seen_done = shmq__load_seq_cst(&pool_job(p, it->a->job)->done_chunks);
 	} else {
 		if (it->head == it->norder)
 			iter_scan(it);
