@@ -15,6 +15,7 @@
 
 #include <shmq.h>
 
+#include "core/atomic_int.h"
 #include "pool/extent_int.h"
 #include "pool/pool_layout_int.h"
 #include "core/fork_int.h"
@@ -72,7 +73,8 @@ struct shmq_pool {
 	uint64_t *area_off;  /* per slot: its area, never read back from the region */
 	uint32_t *start_fails; /* per slot: workers in a row that died before they started */
 	uint32_t *spawn_fails; /* per slot: replacements in a row the system refused */
-	int broken;          /* a worker cannot be started: the error */
+	int broken;          /* a worker cannot be started: the error (written
+			      * under mu, through pool_broken_set) */
 	uint32_t state;      /* POOL_*, the truth (mu): h->state is the workers'
 			      * copy, and anyone attached can write it */
 	char init[SHMQ_OBJ_NAME_MAX + 1]; /* opts.initializer, or "" */
@@ -120,6 +122,20 @@ struct shmq_async {
 /* A task's status as the creator returns it: 0 or a negative errno
  * (-4095..-1) as it is, anything else (a task's positive status, or a word
  * the region forged) as -EPROTO. */
+/* p->broken for a waiter that does not hold p->mu.  Relaxed: an error code
+ * that publishes nothing (whoever acts on more takes mu); pairs with
+ * pool_broken_set's relaxed store, which supervision makes under mu. */
+static inline int pool_broken(const shmq_pool *p)
+{
+	return shmq__load_relaxed(&p->broken);
+}
+
+/* Set p->broken; with p->mu held.  Relaxed: pairs with pool_broken. */
+static inline void pool_broken_set(shmq_pool *p, int err)
+{
+	shmq__store_relaxed(&p->broken, err);
+}
+
 static inline int shmq__pool_status(int32_t st)
 {
 	return st <= 0 && st >= -4095 ? st : -EPROTO;

@@ -252,8 +252,8 @@ SHMQ_API ssize_t shmq_iter_next(shmq_iter *it, void *out, int64_t timeout_ns)
 		rc = iter_take(it, out);
 		if (rc != -EAGAIN)
 			return rc;
-		if (it->p->broken)
-			return it->p->broken;
+		if ((rc = pool_broken(it->p)))
+			return rc;
 		if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline) {
 			shmq__pool_supervise_maybe(it->p);
 			return timeout_ns == SHMQ_NOWAIT ? -EAGAIN : -ETIMEDOUT;

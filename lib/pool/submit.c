@@ -498,8 +498,8 @@ static int async_wait_until(shmq_async *a, int64_t deadline)
 	for (;;) {
 		if (a->finished || shmq__pool_async_check(a, deadline))
 			return a->wait_rc;
-		if (a->p->broken)
-			return a->p->broken;
+		if ((rc = pool_broken(a->p)))
+			return rc;
 		if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline) {
 			shmq__pool_supervise_maybe(a->p);
 			return -ETIMEDOUT;
@@ -538,7 +538,8 @@ SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
 		if (a->finished || shmq__pool_async_check(a, shmq_now_ns()))
 			return a->wait_rc;
 		shmq__pool_supervise_maybe(a->p);
-		return a->p->broken ? a->p->broken : -EAGAIN;
+		rc = pool_broken(a->p);
+		return rc ? rc : -EAGAIN;
 	}
 	rc = async_wait_until(a, shmq__deadline(timeout_ns));
 	return rc;

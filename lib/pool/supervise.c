@@ -475,12 +475,12 @@ void shmq__pool_supervise(shmq_pool *p)
 			/* the program never calls shmq_dispatch(): no restart
 			 * can ever start a worker */
 			if (code == SHMQ_EXIT_NODISPATCH)
-				p->broken = -ECHILD;
+				pool_broken_set(p, -ECHILD);
 			/* the initializer failed: so would every restart */
 			if (code == POOL_EXIT_INIT) {
 				p->init_failed = true;
 				if (!p->broken)
-					p->broken = init_error(s);
+					pool_broken_set(p, init_error(s));
 			}
 			shmq_proc_close(p->procs[i]);
 			p->procs[i] = NULL;
@@ -492,7 +492,7 @@ void shmq__pool_supervise(shmq_pool *p)
 		if (!p->spawn_fails[i])
 			p->start_fails[i] = dead_id ? 0 : p->start_fails[i] + 1;
 		if (p->start_fails[i] >= START_TRIES) {
-			p->broken = -ECHILD; /* workers die before they start */
+			pool_broken_set(p, -ECHILD); /* workers die before they start */
 			continue;
 		}
 		rc = shmq__pool_worker_start(p, i, true);
@@ -503,7 +503,7 @@ void shmq__pool_supervise(shmq_pool *p)
 			shmq__store_relaxed(&s->restarts, shmq__load_relaxed(&s->restarts) + 1);
 		} else if (!spawn_refusal(rc) || ++p->spawn_fails[i] >= SPAWN_TRIES) {
 			if (!p->broken)
-				p->broken = rc;
+				pool_broken_set(p, rc);
 		}
 		jobs_recover(p, dead_id);
 	}
