@@ -232,7 +232,7 @@ static int on_shmq(struct server *s)
 	return 0;
 }
 
-static int serve(struct server *s, int lfd, int done_fd)
+static int serve(struct server *s, int lfd)
 {
 	for (;;) {
 		struct epoll_event ev[16];
@@ -314,7 +314,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "client thread\n");
 		return 1;
 	}
-	rc = serve(&s, lfd, c.done_fd);
+	rc = serve(&s, lfd);
 	pthread_join(client, NULL);
 	shmq_waitset_free(s.ws); /* before the pipes and processes it watches */
 

@@ -9,7 +9,8 @@
 #    SYNOPSIS of exactly one page, with the header's prototype, in that page's
 #    NAME, and has its alias page (tools/man-aliases.sh --check);
 #  - every page is installed (dist_man_MANS in Makefile.am or man/aliases.am);
-#  - every EXAMPLE that is a whole program compiles against <shmq.h>.
+#  - every EXAMPLE that is a whole program, and every program in examples/,
+#    compiles against <shmq.h> without a warning of -Wall -Wextra.
 # Runs from any build directory: the sources are found through $srcdir.
 set -u
 
@@ -124,8 +125,19 @@ if command -v "$cc" >/dev/null 2>&1; then
 			cat "$tmp/ex.body"
 		} >"$tmp/ex.c"
 		examples=$((examples + 1))
-		if ! "$cc" -std=gnu11 -fsyntax-only -I"$top/lib/include" "$tmp/ex.c" >"$tmp/cc" 2>&1; then
-			fail "the EXAMPLE of $f does not compile:"
+		if ! "$cc" -std=gnu11 -fsyntax-only -Wall -Wextra -Werror -I"$top/lib/include" \
+			"$tmp/ex.c" >"$tmp/cc" 2>&1; then
+			fail "the EXAMPLE of $f does not compile warning-free (-Wall -Wextra):"
+			sed 's/^/    /' "$tmp/cc" >&2
+		fi
+	done
+	# 6. The programs in examples/ too: a reader copies them with his own flags.
+	for f in "$top"/examples/*.c "$top"/examples/*/*.c; do
+		[ -f "$f" ] || continue
+		examples=$((examples + 1))
+		if ! "$cc" -std=gnu11 -fsyntax-only -Wall -Wextra -Werror -I"$top/lib/include" \
+			"$f" >"$tmp/cc" 2>&1; then
+			fail "$f does not compile warning-free (-Wall -Wextra):"
 			sed 's/^/    /' "$tmp/cc" >&2
 		fi
 	done
