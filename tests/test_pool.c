@@ -208,6 +208,38 @@ static int sub_parent(const void *in, void *out)
 }
 SHMQ_TASK(sub_parent);
 
+/* A status that is no negative errno: 7, or -5000 (below -4095). */
+static int odd_status(const void *in, void *out)
+{
+	int64_t v = *(const int64_t *)in;
+
+	*(int64_t *)out = v;
+	return v == 3 ? 7 : v == 5 ? -5000 : 0;
+}
+SHMQ_TASK(odd_status);
+
+/* Spawns odd_status on its input and reports what sync returned. */
+static int odd_parent(const void *in, void *out)
+{
+	struct shmq_pool_group g = SHMQ_POOL_GROUP_INIT;
+	int64_t sub_out;
+	int rc = shmq_pool_spawn(&g, "odd_status", in, sizeof(int64_t), &sub_out, sizeof(sub_out));
+
+	if (rc)
+		return rc;
+	*(int64_t *)out = shmq_pool_sync(&g);
+	return 0;
+}
+SHMQ_TASK(odd_parent);
+
+/* Copies the first 8 bytes of its input to its output. */
+static int head8(const void *in, void *out)
+{
+	memcpy(out, in, 8);
+	return 0;
+}
+SHMQ_TASK(head8);
+
 /* What spawn, sync and self said where no task runs: in another thread of
  * the worker's process, and in a child the task made with fork(). */
 struct off_task {
@@ -934,6 +966,90 @@ static void test_forked_task_child_returns(void **state)
 		assert_int_equal(out[i].v, in[i] * 2);
 	assert_true(WIFEXITED(out[1].child_status));
 	assert_int_equal(WEXITSTATUS(out[1].child_status), POOL_EXIT_FORKED);
+	pool_done(p, NULL, 0);
+	shmq_region_close(r);
+}
+
+/* shmq_pool(3): the largest element.  An element copied through the arena
+ * must fit it whole (in_size and out_size each rounded up to 64 bytes, with
+ * the job's chunk word): a larger one is -ENOSPC from map, map_async and
+ * imap, and nothing is written.  Arrays larger than the arena go in batches;
+ * an element that lies in the region is used in place, whatever its size. */
+static void test_largest_element(void **state)
+{
+	const size_t arena = (size_t)1 << 20, big = (size_t)2 << 20;
+	struct shmq_pool_opts o = { .workers = 1, .arena = arena };
+	shmq_region *r = region_new();
+	char *in = calloc(1, big), *inr;
+	int64_t out[4] = { -1, -1, -1, -1 };
+	shmq_pool *p;
+	shmq_async *a;
+	shmq_iter *it;
+
+	(void)state;
+	assert_non_null(in);
+	assert_int_equal(shmq_pool_create(r, &o, &p), 0);
+	memcpy(in, "12345678", 8);
+	assert_int_equal(shmq_pool_map(p, "head8", in, big, out, 8, 1, SHMQ_FOREVER), -ENOSPC);
+	assert_int_equal(out[0], -1);
+	assert_int_equal(shmq_pool_map(p, "head8", in, arena, out, 8, 1, SHMQ_FOREVER), -ENOSPC);
+	assert_int_equal(shmq_pool_map(p, "head8", in, 8, in, big, 1, SHMQ_FOREVER), -ENOSPC);
+	assert_int_equal(shmq_pool_map_async(p, "head8", in, big, out, 8, 1, &a), -ENOSPC);
+	assert_int_equal(shmq_pool_imap(p, "head8", in, big, 8, 1, 0, &it), -ENOSPC);
+	/* half the arena fits; four such elements go in batches */
+	assert_int_equal(shmq_pool_map(p, "head8", in, arena / 2, out, 8, 1, SHMQ_FOREVER), 0);
+	assert_memory_equal(&out[0], "12345678", 8);
+	assert_int_equal(shmq_pool_map(p, "head8", in, arena / 4, out, 8, 4, SHMQ_FOREVER), 0);
+	/* in the region: in place, larger than the arena */
+	assert_int_equal(shmq_region_alloc(r, "big_in", big, (void **)&inr), 0);
+	memcpy(inr, "abcdefgh", 8);
+	out[0] = -1;
+	assert_int_equal(shmq_pool_map(p, "head8", inr, big, out, 8, 1, SHMQ_FOREVER), 0);
+	assert_memory_equal(&out[0], "abcdefgh", 8);
+	pool_done(p, NULL, 0);
+	free(in);
+	shmq_region_close(r);
+}
+
+/* shmq_pool(3): map, async_get and iter_next give a task's status that is
+ * no negative errno (-4095 to -1) as -EPROTO; sync gives it as it is. */
+static void test_status_not_errno(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 1);
+	int64_t in[8], out[8];
+	shmq_async *a;
+	shmq_iter *it;
+	ssize_t got;
+
+	(void)state;
+	for (int i = 0; i < 8; i++)
+		in[i] = i;
+	assert_int_equal(shmq_pool_map(p, "odd_status", in, sizeof(int64_t), out, sizeof(int64_t),
+				       8, SHMQ_FOREVER), -EPROTO);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(out[i], i);
+	assert_int_equal(shmq_pool_map(p, "odd_status", &in[5], sizeof(int64_t), out,
+				       sizeof(int64_t), 1, SHMQ_FOREVER), -EPROTO);
+	assert_int_equal(shmq_pool_apply_async(p, "odd_status", &in[3], sizeof(int64_t), out,
+					       sizeof(int64_t), &a), 0);
+	assert_int_equal(shmq_async_get(a, SHMQ_FOREVER), -EPROTO);
+	shmq_async_free(a);
+	assert_int_equal(shmq_pool_imap(p, "odd_status", in, sizeof(int64_t), sizeof(int64_t), 8, 0,
+					&it), 0);
+	for (int i = 0; i < 8; i++) {
+		got = shmq_iter_next(it, out, SHMQ_FOREVER);
+		assert_int_equal(got, i == 3 || i == 5 ? -EPROTO : i);
+	}
+	assert_int_equal(shmq_iter_next(it, out, SHMQ_FOREVER), -EPIPE);
+	shmq_iter_free(it);
+	/* sync returns the subtask's value itself */
+	assert_int_equal(shmq_pool_map(p, "odd_parent", &in[3], sizeof(int64_t), out,
+				       sizeof(int64_t), 1, SHMQ_FOREVER), 0);
+	assert_int_equal(out[0], 7);
+	assert_int_equal(shmq_pool_map(p, "odd_parent", &in[5], sizeof(int64_t), out,
+				       sizeof(int64_t), 1, SHMQ_FOREVER), 0);
+	assert_int_equal(out[0], -5000);
 	pool_done(p, NULL, 0);
 	shmq_region_close(r);
 }
@@ -2866,6 +2982,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_spawn_off_task_refused),
 		cmocka_unit_test(test_forked_task_child_returns),
 		cmocka_unit_test(test_task_errors),
+		cmocka_unit_test(test_status_not_errno),
+		cmocka_unit_test(test_largest_element),
 		cmocka_unit_test(test_twin_task_names),
 		cmocka_unit_test(test_worker_killed_mid_map),
 		cmocka_unit_test(test_kill_rounds_bounded),

@@ -156,11 +156,13 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
  * slots; with all of them taken (by async handles) map waits for one within
  * its timeout, and so it does for arena room held by other threads' maps.
  * Returns 0, the error of the first failing element (the lowest index; the
- * other results are still written), -ENOENT for an unknown task, -ECANCELED
- * when the pool is terminated meanwhile, -ETIMEDOUT, -EPIPE after close,
- * -EOWNERDEAD (see above), -EINVAL, -ENOSPC when one element does not fit
- * the arena (larger than it, or its room held by async handles or
- * iterators, which give it back only when they complete).
+ * other results are still written; a status that is no negative errno,
+ * -4095 to -1, as -EPROTO), -ENOENT for an unknown task, -ECANCELED when the
+ * pool is terminated meanwhile, -ETIMEDOUT, -EPIPE after close, -EOWNERDEAD
+ * (see above), -EINVAL, -ENOSPC when one element does not fit the arena:
+ * larger than it whole (in_size and out_size each rounded up to 64, plus 64
+ * bytes), or its room held by async handles or iterators, which give it
+ * back only when they complete.
  * After -ETIMEDOUT or -ECANCELED the elements of the batch that was running
  * are not written (in-place outputs may be, by chunks that were running);
  * a map that ran in batches has written the results of the batches before
