@@ -483,6 +483,66 @@ static void test_public_alloc_find(void **state)
 	shmq_region_close(r);
 }
 
+/* shmq_region(3)'s limits: size from 64 KiB to 1 TiB, rounded up to whole
+ * 4 KiB pages; one directory entry per 8 KiB, 64 to 4096 of them; 1024
+ * process-table slots; shmq_region_find() reports the size rounded up to a
+ * multiple of 64, and takes a NULL size. */
+static void test_limits_stated(void **state)
+{
+	struct shmq_region_info info;
+	struct shmq_region_opts o = { .size = SHMQ_REGION_MIN_SIZE - 1 };
+	const size_t tib = (size_t)1 << 40;
+	shmq_region *r;
+	void *a, *b;
+	size_t size;
+	int rc;
+
+	(void)state;
+	assert_int_equal(shmq_region_create(NULL, &o, &r), -EINVAL);
+	o.size = tib + 1;
+	assert_int_equal(shmq_region_create(NULL, &o, &r), -EINVAL);
+	o.size = tib;
+	o.flags = SHMQ_REGION_NOPREFAULT;
+	rc = shmq_region_create(NULL, &o, &r);
+	assert_true(rc == 0 || rc == -ENOSPC || rc == -ENOMEM);
+	if (rc == 0) {
+		assert_int_equal(shmq_region_info(r, &info), 0);
+		assert_int_equal(info.size, tib);
+		assert_int_equal(info.max_objects, 4096);
+		shmq_region_close(r);
+	}
+	o.flags = 0;
+	o.size = SHMQ_REGION_MIN_SIZE;
+	assert_int_equal(shmq_region_create(NULL, &o, &r), 0);
+	assert_int_equal(shmq_region_info(r, &info), 0);
+	assert_int_equal(info.size, SHMQ_REGION_MIN_SIZE);
+	assert_int_equal(info.max_objects, 64);
+	assert_int_equal(info.max_procs, 1024);
+	shmq_region_close(r);
+	o.size = SHMQ_REGION_MIN_SIZE + 1;
+	assert_int_equal(shmq_region_create(NULL, &o, &r), 0);
+	assert_int_equal(shmq_region_info(r, &info), 0);
+	assert_int_equal(info.size, SHMQ_REGION_MIN_SIZE + 4096);
+	shmq_region_close(r);
+	o.size = (size_t)1 << 20;
+	assert_int_equal(shmq_region_create(NULL, &o, &r), 0);
+	assert_int_equal(shmq_region_info(r, &info), 0);
+	assert_int_equal(info.max_objects, ((size_t)1 << 20) / 8192);
+	assert_int_equal(shmq_region_alloc(r, "odd", 100, &a), 0);
+	assert_int_equal(shmq_region_find(r, "odd", &b, &size), 0);
+	assert_ptr_equal(a, b);
+	assert_int_equal(size, 128);
+	b = NULL;
+	assert_int_equal(shmq_region_find(r, "odd", &b, NULL), 0);
+	assert_ptr_equal(a, b);
+	shmq_region_close(r);
+	assert_int_equal(shmq_region_create(NULL, NULL, &r), 0);
+	assert_int_equal(shmq_region_info(r, &info), 0);
+	assert_int_equal(info.size, SHMQ_REGION_DEFAULT_SIZE);
+	assert_int_equal(info.max_objects, 4096);
+	shmq_region_close(r);
+}
+
 /* Two threads of one process creating objects at once: each waits for the
  * directory like another process would (no -EDEADLK), and every object lands. */
 #define THREAD_OBJS 400
@@ -1481,6 +1541,7 @@ int main(void)
 		cmocka_unit_test(test_process_table),
 		cmocka_unit_test(test_pid_reused),
 		cmocka_unit_test(test_public_alloc_find),
+		cmocka_unit_test(test_limits_stated),
 		cmocka_unit_test(test_threads_create_concurrently),
 		cmocka_unit_test(test_attach_creator_died),
 		cmocka_unit_test(test_attach_creator_stuck),

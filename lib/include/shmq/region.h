@@ -21,7 +21,8 @@ extern "C" {
 #define SHMQ_OBJ_NAME_MAX        63   /* object names inside a region */
 
 struct shmq_region_opts {
-	size_t size;      /* bytes; 0 means SHMQ_REGION_DEFAULT_SIZE (64 MiB) */
+	size_t size;      /* bytes; 0 means SHMQ_REGION_DEFAULT_SIZE (64 MiB); from
+			   * SHMQ_REGION_MIN_SIZE to 1 TiB, rounded up to 4 KiB */
 	mode_t mode;      /* 0 means 0600 */
 	unsigned flags;   /* SHMQ_REGION_* */
 };
@@ -72,6 +73,7 @@ SHMQ_API int shmq_region_unlink(const char *name);
  * both: -EBADF (r was inherited across fork(): the child opens the region
  * again), -EBADMSG. */
 SHMQ_API int shmq_region_alloc(shmq_region *r, const char *name, size_t size, void **mem);
+/* find: *size (size may be NULL) is the size made, rounded up to 64. */
 SHMQ_API int shmq_region_find(shmq_region *r, const char *name, void **mem, size_t *size);
 
 /* The region's identity: 16 random bytes (getrandom) fixed when the region
