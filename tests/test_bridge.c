@@ -1477,8 +1477,9 @@ static void test_out_roundtrip(void **state)
 /* A stop with the longest drain (INT64_MAX ns) waits for what is in flight
  * to be acked, as any long drain does.  Before, now + INT64_MAX overflowed
  * (undefined; in practice a deadline in the past): run gave everything in
- * flight back at once. */
-static void test_out_stop_long_drain(void **state)
+ * flight back at once.  SHMQ_FOREVER is the same drain without a limit
+ * (test_out_stop_forever). */
+static void out_stop_drain(void **state, int64_t drain)
 {
 	struct fx *f = *state;
 	struct runner *out = &f->rslot;
@@ -1509,7 +1510,8 @@ static void test_out_stop_long_drain(void **state)
 	} while (st.read != n - 1 && bu_now() < end);
 	assert_int_equal(st.read, n - 1);
 	assert_int_equal(st.moved, 1);
-	assert_int_equal(shmq_bridge_stop(out->b, INT64_MAX), 0);
+	assert_int_equal(shmq_bridge_stop(out->b, -2), -EINVAL);
+	assert_int_equal(shmq_bridge_stop(out->b, drain), 0);
 	bu_sleep_ms(300);
 	bu_server_pause(&f->srv, false);
 	assert_true(run_wait(10000) != 0);
@@ -1519,6 +1521,19 @@ static void test_out_stop_long_drain(void **state)
 	f->ru = NULL;
 	assert_true(runner_end(out));
 	assert_int_equal(out->rc, 0);
+}
+
+static void test_out_stop_long_drain(void **state)
+{
+	out_stop_drain(state, INT64_MAX);
+}
+
+/* libshmq(3): SHMQ_FOREVER is no limit for every timeout, the drain of
+ * shmq_bridge_stop() too.  Before, the stop refused it with -EINVAL, and
+ * run went on moving messages. */
+static void test_out_stop_forever(void **state)
+{
+	out_stop_drain(state, SHMQ_FOREVER);
 }
 
 /* The stream's last message carries one of our ids (ours are readable by
@@ -2332,6 +2347,7 @@ int main(int argc, char **argv)
 #ifdef HAVE_SHMQ_QUEUE_2PC
 		cmocka_unit_test_setup_teardown(test_out_roundtrip, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_stop_long_drain, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_out_stop_forever, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_forged_last_id, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_stop_during_outage, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_bridge_kill9, fx_setup, fx_teardown),

@@ -1797,16 +1797,18 @@ SHMQ_API int shmq_bridge_stop(shmq_bridge *b, int64_t drain_timeout_ns)
 {
 	int64_t now;
 
-	if (!b || drain_timeout_ns < 0)
+	if (!b || (drain_timeout_ns < 0 && drain_timeout_ns != SHMQ_FOREVER))
 		return -EINVAL;
 	if (bridge_foreign(b))
 		return -EBADF;
 	/* clock_gettime(CLOCK_MONOTONIC) is async-signal-safe */
 	now = shmq_now_ns();
-	/* saturated: a drain longer than the clock can count waits as long
-	 * as run ever would (now + drain would overflow into the past) */
-	shmq__store_seq_cst(&b->stop_deadline, drain_timeout_ns > INT64_MAX - now ?
-					       INT64_MAX : now + drain_timeout_ns);
+	/* saturated: a drain longer than the clock can count, or SHMQ_FOREVER,
+	 * waits as long as run ever would (now + drain would overflow into the
+	 * past) */
+	shmq__store_seq_cst(&b->stop_deadline,
+			    drain_timeout_ns == SHMQ_FOREVER || drain_timeout_ns > INT64_MAX - now ?
+				    INT64_MAX : now + drain_timeout_ns);
 	shmq__store_seq_cst(&b->stop, 1);
 	return 0;
 }

@@ -147,7 +147,8 @@ SHMQ_API int shmq_bridge_create(shmq_region *r, const char *queue, const struct 
 SHMQ_API int shmq_bridge_run(shmq_bridge *b);
 
 /* Ask run to return: it finishes the batch in hand for at most
- * drain_timeout_ns (what it leaves is fetched again by the next bridge),
+ * drain_timeout_ns (SHMQ_FOREVER: no limit; what it leaves is fetched again
+ * by the next bridge),
  * then returns; with no batch in hand (IN during an outage, re-making its
  * consumer) within a few hundred ms.  Only atomic stores: safe from another thread or a signal
  * handler.  0, -EINVAL, -EBADF. */
