@@ -258,9 +258,44 @@ static inline void bu_server_kill(struct bu_server *s)
 	s->pid = 0;
 }
 
+/* Whether every thread of pid is stopped ('T' in /proc/pid/task/N/stat). */
+static inline bool bu_all_stopped(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	struct dirent *e;
+	bool all = true;
+	DIR *d;
+
+	snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return true; /* gone: nothing of it runs */
+	while (all && (e = readdir(d))) {
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(buf, sizeof buf, "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+		f = fopen(buf, "r");
+		if (!f)
+			continue; /* the thread ended */
+		p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
+		all = !p || (p[1] == ' ' && (p[2] == 'T' || p[2] == 't' || p[2] == 'Z' || p[2] == 'X'));
+		fclose(f);
+	}
+	closedir(d);
+	return all;
+}
+
+/* SIGSTOP or SIGCONT the server.  A stop returns once every thread of the
+ * server is stopped (at most 5 s): kill() only makes the signal pending, and
+ * a server thread already running finishes what it holds first, so what the
+ * caller sends after the pause must find the server stopped. */
 static inline void bu_server_pause(struct bu_server *s, bool stop)
 {
 	kill(s->pid, stop ? SIGSTOP : SIGCONT);
+	for (int t = 0; stop && t < 1000 && !bu_all_stopped(s->pid); t++)
+		bu_sleep_ms(5);
 }
 
 /* Kill the server and remove its store. */
