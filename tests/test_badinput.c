@@ -909,6 +909,87 @@ static void test_create_enomem_chan(void **state)
 
 /* ---- errors and misc ---- */
 
+/* libshmq(3): a call that fails leaves its output pointers as they were:
+ * no handle, no pointer into the region, no position is handed out. */
+#define POISON ((void *)(uintptr_t)0x5a5a5a5a)
+#define UNTOUCHED(call, var)                                     \
+	do {                                                     \
+		var = POISON;                                    \
+		assert_true((call) < 0);                         \
+		assert_ptr_equal((void *)(var), POISON);         \
+	} while (0)
+
+static void test_out_untouched_on_failure(void **state)
+{
+	struct fixture *f = *state;
+	char *missing[] = { "/nonexistent/shmq-test-program", NULL };
+	shmq_region *r;
+	shmq_lock *l;
+	shmq_barrier *b;
+	shmq_flag *fl;
+	shmq_cond *c;
+	shmq_sem *s;
+	shmq_pipe *p0, *p1;
+	shmq_queue *q;
+	shmq_thread *t;
+	shmq_proc *pr;
+	shmq_pool *po;
+	shmq_sched *sc;
+	shmq_event *ev;
+	const void *cm;
+	void *m;
+	uint64_t pos = 77;
+	size_t len = 77;
+
+	UNTOUCHED(shmq_region_create("bad/name", NULL, &r), r);
+	UNTOUCHED(shmq_region_create(f->name, NULL, &r), r);
+	UNTOUCHED(shmq_region_open("/shmq-test-bad-never-created", &r), r);
+	UNTOUCHED(shmq_region_open_flags("/shmq-test-bad-never-created", 0, &r), r);
+	UNTOUCHED(shmq_region_alloc(f->r, "", 8, &m), m);
+	assert_int_equal(shmq_region_alloc(f->r, "taken", 8, &m), 0);
+	UNTOUCHED(shmq_region_alloc(f->r, "taken", 8, &m), m);
+	UNTOUCHED(shmq_region_find(f->r, "nothing", &m, NULL), m);
+	UNTOUCHED(shmq_lock_create(f->r, "taken", &l), l);
+	UNTOUCHED(shmq_lock_open(f->r, "taken", &l), l);
+	UNTOUCHED(shmq_barrier_create(f->r, "b", 0, &b), b);
+	UNTOUCHED(shmq_barrier_open(f->r, "nothing", &b), b);
+	UNTOUCHED(shmq_flag_create(f->r, "taken", &fl), fl);
+	UNTOUCHED(shmq_flag_open(f->r, "nothing", &fl), fl);
+	UNTOUCHED(shmq_cond_create(f->r, "taken", &c), c);
+	UNTOUCHED(shmq_cond_open(f->r, "nothing", &c), c);
+	UNTOUCHED(shmq_sem_create(f->r, "taken", 0, NULL, &s), s);
+	UNTOUCHED(shmq_sem_open(f->r, "nothing", &s), s);
+	p1 = POISON;
+	UNTOUCHED(shmq_pipe_create(f->r, "taken", NULL, &p0, &p1), p0);
+	assert_ptr_equal((void *)p1, POISON);
+	UNTOUCHED(shmq_pipe_open(f->r, "nothing", 0, &p0), p0);
+	UNTOUCHED(shmq_queue_create(f->r, "taken", NULL, &q), q);
+	UNTOUCHED(shmq_queue_open(f->r, "nothing", &q), q);
+	/* the in-place and out-of-place gets of an empty queue, a pipe's calls */
+	assert_int_equal(shmq_queue_create(f->r, "q", NULL, &q), 0);
+	UNTOUCHED(shmq_queue_get_alloc(q, &m, SHMQ_NOWAIT), m);
+	UNTOUCHED(shmq_queue_get_begin(q, &cm, &pos, SHMQ_NOWAIT), cm);
+	assert_int_equal(pos, 77);
+	shmq_queue_close(q);
+	assert_int_equal(shmq_pipe_create(f->r, "p", NULL, &p0, &p1), 0);
+	UNTOUCHED(shmq_pipe_reserve(p0, (size_t)1 << 30, &m, SHMQ_NOWAIT), m);
+	UNTOUCHED(shmq_pipe_peek(p1, &cm, &len, SHMQ_NOWAIT), cm);
+	assert_int_equal(len, 77);
+	shmq_pipe_close(p0);
+	shmq_pipe_close(p1);
+	/* runtime */
+	UNTOUCHED(shmq_thread_start(NULL, NULL, &t), t);
+	UNTOUCHED(shmq_proc_spawn(f->r, "no_such_entry", NULL, 0, NULL, &pr), pr);
+	UNTOUCHED(shmq_proc_exec(f->r, missing, NULL, &pr), pr);
+	UNTOUCHED(shmq_pool_create(f->r, &(struct shmq_pool_opts){ .workers = SHMQ_POOL_MAX_WORKERS + 1 },
+				   &po),
+		  po);
+	UNTOUCHED(shmq_sched_create(&(struct shmq_sched_opts){ .spin_ns = -1 }, &sc), sc);
+	assert_int_equal(shmq_sched_create(NULL, &sc), 0);
+	UNTOUCHED(shmq_sched_enter(sc, 0, 0, NULL, NULL, &ev), ev);
+	shmq_sched_destroy(sc);
+}
+
 static void test_misc(void **state)
 {
 	(void)state;
@@ -1061,6 +1142,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_bad_timeouts, setup_big, teardown),
 		cmocka_unit_test_setup_teardown(test_create_enomem_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_create_enomem_chan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_out_untouched_on_failure, setup, teardown),
 		cmocka_unit_test(test_misc),
 		cmocka_unit_test(test_strerror_names_all),
 	};
