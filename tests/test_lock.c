@@ -318,6 +318,9 @@ static void test_deadlk_two_opens(void **state)
 			_exit(3);
 		if (shmq_lock_acquire(l2, SHMQ_FOREVER) != -EDEADLK)
 			_exit(4);
+		/* shmq_lock(3): the holder releases through its own open only */
+		if (shmq_lock_release(l2) != -EPERM || !shmq_lock_locked(l1))
+			_exit(10);
 		/* another thread of ours: held by somebody else, not its own */
 		t.l = l2;
 		if (pthread_create(&th, NULL, try_open2_from_thread, &t) ||
