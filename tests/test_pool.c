@@ -240,6 +240,20 @@ static int head8(const void *in, void *out)
 }
 SHMQ_TASK(head8);
 
+/* Tasks of names of 63 and 64 characters: the registry keeps the first. */
+static int task_name_of_sixty_three_characters_xxxxxxxxxxxxxxxxxxxxxxxxxxx(const void *in, void *out)
+{
+	*(int64_t *)out = *(const int64_t *)in + 63;
+	return 0;
+}
+SHMQ_TASK(task_name_of_sixty_three_characters_xxxxxxxxxxxxxxxxxxxxxxxxxxx);
+static int task_name_of_sixty_four_characters_xxxxxxxxxxxxxxxxxxxxxxxxxxxxx(const void *in, void *out)
+{
+	*(int64_t *)out = *(const int64_t *)in + 64;
+	return 0;
+}
+SHMQ_TASK(task_name_of_sixty_four_characters_xxxxxxxxxxxxxxxxxxxxxxxxxxxxx);
+
 /* What spawn, sync and self said where no task runs: in another thread of
  * the worker's process, and in a child the task made with fork(). */
 struct off_task {
@@ -1008,6 +1022,35 @@ static void test_largest_element(void **state)
 	assert_memory_equal(&out[0], "abcdefgh", 8);
 	pool_done(p, NULL, 0);
 	free(in);
+	shmq_region_close(r);
+}
+
+/* shmq_pool(3): a task name longer than 63 characters is not registered
+ * (SHMQ_TASK of a function with such a name too): submitting it is -ENOENT,
+ * and nothing is written. */
+static void test_long_task_name(void **state)
+{
+	const char *n63 = "task_name_of_sixty_three_characters_xxxxxxxxxxxxxxxxxxxxxxxxxxx";
+	const char *n64 = "task_name_of_sixty_four_characters_xxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, 1, 1);
+	int64_t in = 1, out = -1;
+	shmq_async *a = NULL;
+
+	(void)state;
+	assert_int_equal(strlen(n63), SHMQ_OBJ_NAME_MAX);
+	assert_int_equal(strlen(n64), SHMQ_OBJ_NAME_MAX + 1);
+	assert_int_equal(shmq_pool_map(p, n63, &in, sizeof(in), &out, sizeof(out), 1, SHMQ_FOREVER),
+			 0);
+	assert_int_equal(out, 64);
+	out = -1;
+	assert_int_equal(shmq_pool_map(p, n64, &in, sizeof(in), &out, sizeof(out), 1, SHMQ_FOREVER),
+			 -ENOENT);
+	assert_int_equal(shmq_pool_apply_async(p, n64, &in, sizeof(in), &out, sizeof(out), &a),
+			 -ENOENT);
+	assert_null(a);
+	assert_int_equal(out, -1);
+	pool_done(p, NULL, 0);
 	shmq_region_close(r);
 }
 
@@ -2984,6 +3027,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_task_errors),
 		cmocka_unit_test(test_status_not_errno),
 		cmocka_unit_test(test_largest_element),
+		cmocka_unit_test(test_long_task_name),
 		cmocka_unit_test(test_twin_task_names),
 		cmocka_unit_test(test_worker_killed_mid_map),
 		cmocka_unit_test(test_kill_rounds_bounded),
