@@ -75,7 +75,7 @@ struct shmq_bridge_opts {
 			      * needs one given here) */
 	unsigned dir;        /* SHMQ_BRIDGE_OUT or SHMQ_BRIDGE_IN */
 	unsigned flags;      /* 0 */
-	uint32_t inflight;   /* 0: SHMQ_BRIDGE_DEFAULT_INFLIGHT */
+	uint32_t inflight;   /* 0: SHMQ_BRIDGE_DEFAULT_INFLIGHT; at most the queue's capacity */
 	uint32_t batch;      /* 0: SHMQ_BRIDGE_DEFAULT_BATCH; at most the queue's capacity */
 };
 
