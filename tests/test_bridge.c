@@ -337,6 +337,7 @@ static void test_defaults_and_errors(void **state)
 	jsStreamInfo *si = NULL;
 
 	assert_int_equal(shmq_bridge_create(f->r, "nope", &o, &b), -ENOENT);
+	shmq_bridge_free(NULL); /* libshmq(3): every close and free takes NULL */
 	o.dir = 7;
 	assert_int_equal(shmq_bridge_create(f->r, "jobs", &o, &b), -EINVAL);
 	o.dir = SHMQ_BRIDGE_IN;
