@@ -121,6 +121,27 @@ static void test_order_by_time(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* shmq_sched(3): a delay of 0 or less, or a time past, is due at once and
+ * runs in order of its time: a negative delay before one due now, the most
+ * negative (saturated) first of all. */
+static void test_past_due(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct log l = { 0 };
+	struct tag t[4];
+	const int want[4] = { 1, 2, 3, 4 };
+
+	for (int i = 0; i < 4; i++)
+		t[i] = (struct tag){ &l, i + 1, INT64_MIN };
+	assert_int_equal(shmq_sched_enter(s, 0, 0, act_log, &t[3], NULL), 0);
+	assert_int_equal(shmq_sched_enter(s, -1000 * MS, 0, act_log, &t[2], NULL), 0);
+	assert_int_equal(shmq_sched_enterabs(s, 1, 0, act_log, &t[1], NULL), 0);
+	assert_int_equal(shmq_sched_enter(s, INT64_MIN, 0, act_log, &t[0], NULL), 0);
+	assert_int_equal(shmq_sched_run(s, false), -1);
+	log_expect(&l, want, 4);
+	shmq_sched_destroy(s);
+}
+
 /* Python: test_priority: at one time, lower priority first, then entry order. */
 static void test_ties(void **state)
 {
@@ -2503,6 +2524,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		ALL(test_order_by_time),
 		ALL(test_ties),
+		ALL(test_past_due),
 		ALL(test_cancel),
 		ALL(test_nonblocking),
 		ALL(test_nonblocking_reentered),
