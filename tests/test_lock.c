@@ -736,6 +736,87 @@ static void test_holder_hidden_from_proc(void **state)
 	assert_int_equal(rel, 0);
 }
 
+/* In a child: in a pid namespace of its own (and a /proc of it), as its
+ * pid 1, take the lock; release it once go reaches EOF. */
+static int other_ns_holder(const char *name, int ready, int go)
+{
+	shmq_region *r;
+	shmq_lock *l;
+	pid_t pid;
+	int st;
+	char c;
+
+	alarm(60);
+	if (unshare(CLONE_NEWPID | CLONE_NEWNS))
+		return CANNOT;
+	pid = fork(); /* the first child is the namespace's pid 1 */
+	if (pid < 0)
+		return CANNOT;
+	if (pid == 0) {
+		if (getpid() != 1 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) ||
+		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL))
+			_exit(CANNOT);
+		l = child_lock(name, &r);
+		if (shmq_lock_acquire(l, SHMQ_NOWAIT))
+			_exit(1);
+		if (write(ready, "x", 1) != 1)
+			_exit(2);
+		while (read(go, &c, 1) > 0) /* until the parent closes go */
+			;
+		_exit(shmq_lock_release(l) ? 3 : 0);
+	}
+	close(ready);
+	close(go);
+	if (waitpid(pid, &st, 0) != pid)
+		return 4;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 5;
+}
+
+/* A live holder in another pid namespace (containers sharing /dev/shm):
+ * its pid names nobody here, or somebody else, so it cannot be judged and
+ * counts as alive.  Found by an audit: the holder, pid 1 of its namespace
+ * under a /proc of its own, was taken for dead after one slice (our pid 1
+ * has another start time) and its lock handed over with -EOWNERDEAD while
+ * it still held it. */
+static void test_holder_other_pid_namespace(void **state)
+{
+	struct fixture *f = *state;
+	int ready[2], go[2], rc;
+	pid_t pid;
+	char c;
+
+	if (geteuid() != 0)
+		skip(); /* needs a pid and a mount namespace */
+	assert_int_equal(pipe(ready), 0);
+	assert_int_equal(pipe(go), 0);
+	pid = track_kid(f, fork());
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(ready[0]);
+		close(go[1]);
+		_exit(other_ns_holder(f->name, ready[1], go[0]));
+	}
+	close(ready[1]);
+	close(go[0]);
+	if (f->nfds < (int)SHMQ__ARRAY_SIZE(f->fds))
+		f->fds[f->nfds++] = go[1];
+	if (read(ready[0], &c, 1) != 1) { /* the holder could not set up */
+		close(ready[0]);
+		holder_release(f, go[1]);
+		rc = tu_wait_child(pid);
+		if (rc == CANNOT)
+			skip();
+		fail_msg("holder exited with %d before it held the lock", rc);
+	}
+	close(ready[0]);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), -EAGAIN);
+	assert_int_equal(shmq_lock_acquire(f->l, 5 * LOCK_SLICE_MS * MS), -ETIMEDOUT);
+	holder_release(f, go[1]);
+	assert_int_equal(tu_wait_child(pid), 0);
+	assert_int_equal(shmq_lock_acquire(f->l, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_lock_release(f->l), 0);
+}
+
 /* Several waiters behind one dead holder: exactly one gets EOWNERDEAD, the
  * others then get the lock in turn. */
 static void test_owner_dead_many_waiters(void **state)
@@ -900,6 +981,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_owner_dead_zombie_nowait, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_holder_leader_exited, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_holder_hidden_from_proc, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_holder_other_pid_namespace, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_owner_dead_many_waiters, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_word, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_placement, setup, teardown),

@@ -110,6 +110,9 @@ static bool dir_holder_dead(shmq_region *r, uint32_t cur, bool mine)
 		return !mine && !shmq__pid_alive((pid_t)cur, 0);
 	if (mine)
 		return shmq__region_id_ours(r, id) == 0;
+	/* a holder of another pid namespace: its tid names nobody here */
+	if (shmq__region_id_foreign(r, id) == 1)
+		return false;
 	return shmq__region_id_alive(r, id) != 1 || !shmq__pid_alive((pid_t)cur, 0);
 }
 

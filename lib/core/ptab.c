@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <shmq.h>
@@ -95,6 +96,29 @@ uint64_t shmq__pid_starttime(pid_t pid)
 	return ps.starttime;
 }
 
+uint32_t shmq__pidns_self(void)
+{
+	struct stat st;
+
+	return stat("/proc/self/ns/pid", &st) == 0 ? (uint32_t)st.st_ino : 0;
+}
+
+/* Does slot s, claimed as gen, belong to a process of a pid namespace other
+ * than r's?  Its pid then names nobody here (or somebody else), so no check
+ * of it can say the process died: it counts as alive.  Only a record of the
+ * claim gen names counts; without one (an older library, a claim still
+ * under way, /proc silent on either side) the pid is judged as before. */
+static bool slot_foreign(const shmq_region *r, const struct shmq__ptab_slot *s, uint32_t gen)
+{
+	/* relaxed: the record checks itself (its gen must be the word's),
+	 * nothing else is read through it; pairs with the relaxed store in
+	 * shmq__ptab_claim */
+	uint64_t ns = shmq__load_relaxed(&s->pidns);
+
+	return r->pidns && (uint32_t)ns == gen && (uint32_t)(ns >> 32) &&
+	       (uint32_t)(ns >> 32) != r->pidns;
+}
+
 int shmq__pid_alive(pid_t pid, uint64_t starttime)
 {
 	struct proc_stat ps;
@@ -129,6 +153,8 @@ int shmq__region_id_alive(const shmq_region *r, uint32_t id)
 	w = shmq__load_acquire(&s->word); /* pairs with the CAS in shmq__ptab_claim */
 	if (!(w & 1) || ((w >> 1) & GEN_MASK) != gen)
 		return 0;
+	if (slot_foreign(r, s, gen))
+		return 1;
 	st = shmq__load_acquire(&s->starttime); /* pairs with the release store in shmq__ptab_claim */
 	return shmq__pid_alive((pid_t)(w >> 32), st);
 }
@@ -161,7 +187,19 @@ int shmq__region_id_maybe_alive(const shmq_region *r, uint32_t id)
 	w = id_listed_word(r, id);
 	if (!w)
 		return 0;
+	if (slot_foreign(r, slot_of(r, shmq__id_slot(id)), (uint32_t)(w >> 1) & GEN_MASK))
+		return 1;
 	return kill((pid_t)(w >> 32), 0) == 0 || errno != ESRCH;
+}
+
+int shmq__region_id_foreign(const shmq_region *r, uint32_t id)
+{
+	uint64_t w;
+
+	if (shmq__region_id_valid(r, id))
+		return -EBADMSG;
+	w = id_listed_word(r, id);
+	return w && slot_foreign(r, slot_of(r, shmq__id_slot(id)), (uint32_t)(w >> 1) & GEN_MASK);
 }
 
 int shmq__region_id_ours(const shmq_region *r, uint32_t id)
@@ -173,7 +211,8 @@ int shmq__region_id_ours(const shmq_region *r, uint32_t id)
 	if (id == r->self_id)
 		return 1;
 	w = id_listed_word(r, id);
-	if (!w || (pid_t)(w >> 32) != r->pid)
+	if (!w || (pid_t)(w >> 32) != r->pid ||
+	    slot_foreign(r, slot_of(r, shmq__id_slot(id)), (uint32_t)(w >> 1) & GEN_MASK))
 		return 0;
 	/* Our pid: ours unless a process that had it before us left the slot
 	 * behind, whose start time differs (without /proc both are 0, and the
@@ -184,10 +223,12 @@ int shmq__region_id_ours(const shmq_region *r, uint32_t id)
 	       shmq__load_acquire(&slot_of(r, shmq__id_slot(r->self_id))->starttime);
 }
 
-static bool ptab_word_dead(uint64_t w, const struct shmq__ptab_slot *s)
+static bool ptab_word_dead(const shmq_region *r, uint64_t w, const struct shmq__ptab_slot *s)
 {
 	if (!(w & 1))
 		return true;
+	if (slot_foreign(r, s, (uint32_t)(w >> 1) & GEN_MASK))
+		return false;
 	/* pairs with the release store of starttime in shmq__ptab_claim */
 	return !shmq__pid_alive((pid_t)(w >> 32), shmq__load_acquire(&s->starttime));
 }
@@ -197,13 +238,14 @@ int shmq__ptab_claim(shmq_region *r)
 	pid_t pid = getpid();
 	uint64_t st = shmq__pid_starttime(pid);
 
+	r->pidns = shmq__pidns_self();
 	for (unsigned pass = 0; pass < 2; pass++) {
 		for (unsigned i = 0; i < r->ptab_slots; i++) {
 			struct shmq__ptab_slot *s = slot_of(r, i);
 			uint64_t w = shmq__load_acquire(&s->word); /* pairs with the claim CAS in shmq__ptab_claim */
 			uint32_t gen;
 
-			if (pass == 0 ? (w & 1) != 0 : !ptab_word_dead(w, s))
+			if (pass == 0 ? (w & 1) != 0 : !ptab_word_dead(r, w, s))
 				continue;
 			gen = (((uint32_t)(w >> 1)) + 1) & GEN_MASK;
 			if (gen == 0)
@@ -236,6 +278,9 @@ int shmq__ptab_claim(shmq_region *r)
 			/* relaxed: informational (shmq__region_ptab_get);
 			 * nothing is decided on it */
 			shmq__store_relaxed(&s->attached_ns, (uint64_t)shmq_now_ns());
+			/* relaxed: pairs with slot_foreign's relaxed load; the
+			 * gen in it tells a reader whether it is ours yet */
+			shmq__store_relaxed(&s->pidns, (uint64_t)r->pidns << 32 | gen);
 			shmq__store_release(&s->starttime, st); /* pairs with shmq__region_id_alive's load_acquire */
 			r->self_id = i | gen << SHMQ__ID_SLOT_BITS;
 			r->pid = pid;
@@ -348,5 +393,12 @@ int shmq__ptab_creator_alive(int fd, uint64_t file_size, bool locked)
 		return locked ? 0 : shmq__ptab_creator_locked(fd);
 	if (!(a.word & 1))
 		return 0; /* claimed and left: whoever formatted this is gone */
+	{
+		/* a creator of another pid namespace: its pid means nothing here */
+		uint32_t ns = (uint32_t)(a.pidns >> 32), self = shmq__pidns_self();
+
+		if ((uint32_t)a.pidns == ((uint32_t)(a.word >> 1) & GEN_MASK) && ns && self && ns != self)
+			return 1;
+	}
 	return shmq__pid_alive((pid_t)(a.word >> 32), a.starttime);
 }

@@ -56,6 +56,7 @@ struct shmq_region {
 	int fd;            /* the shm or memfd descriptor, kept open (O_CLOEXEC) */
 	uint32_t self_id;  /* this attachment's owner id */
 	pid_t pid;         /* the pid that attached (a forked child must re-attach) */
+	uint32_t pidns;    /* its pid namespace (shmq__pidns_self), 0 unknown */
 	/* Geometry, copied from the header once it was verified; never re-read. */
 	uint64_t ptab_off;
 	uint64_t dir_off;
@@ -120,6 +121,15 @@ int shmq__region_id_ours(const shmq_region *r, uint32_t id);
 
 /* Liveness of a plain pid with its recorded start time (0: unknown). */
 int shmq__pid_alive(pid_t pid, uint64_t starttime);
+
+/* The caller's pid namespace: the low 32 bits of its inode, 0 when /proc
+ * does not say.  Pids recorded by a process of another namespace mean
+ * nothing here: such a process is taken as alive. */
+uint32_t shmq__pidns_self(void);
+
+/* Is id an attachment of a process in another pid namespace (1), or not (0;
+ * also when unknown), or -EBADMSG for an id that cannot be valid. */
+int shmq__region_id_foreign(const shmq_region *r, uint32_t id);
 
 /* The start time (clock ticks after boot, /proc/PID/stat field 22) of pid, or 0. */
 uint64_t shmq__pid_starttime(pid_t pid);

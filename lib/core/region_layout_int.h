@@ -94,14 +94,17 @@ _Static_assert(SHMQ__REGION_IDENT_OFF >= 64 + 64, "identity after header and con
  * claims of the slot (SHMQ__ID_GEN_BITS bits, never 0 once claimed), so an
  * owner id (slot | gen << SHMQ__ID_SLOT_BITS) names one attachment and goes
  * stale when the slot is reclaimed.  starttime (field 22 of /proc/PID/stat)
- * guards against pid reuse.  A creator claims slot 0 of its fresh file before
- * it writes the header.
+ * guards against pid reuse.  pidns = ns << 32 | gen: the claimer's pid
+ * namespace (the low 32 bits of its inode; 0 unknown) for the claim gen
+ * names; an older library leaves it 0, and a record of another gen is
+ * stale.  A creator claims slot 0 of its fresh file before it writes the
+ * header.
  */
 struct shmq__ptab_slot {
 	uint64_t word;
 	uint64_t starttime;
 	uint64_t attached_ns;
-	uint64_t reserved;
+	uint64_t pidns;
 };
 _Static_assert(sizeof(struct shmq__ptab_slot) == 32, "ptab slot size");
 

@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Regions: named (shm_open) or anonymous (memfd) shared memory holding named objects. */
+/* Regions: named (shm_open) or anonymous (memfd) shared memory holding named objects.
+ * Each attached process is entered in the region's process table, by which
+ * waiters tell a dead peer from a live one.  A process of another pid
+ * namespace (containers sharing /dev/shm) counts as alive: its death is not
+ * seen from outside its namespace, and waiters on what it held time out. */
 #ifndef SHMQ_REGION_H
 #define SHMQ_REGION_H
 
