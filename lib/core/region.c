@@ -344,6 +344,28 @@ static bool name_is_file(const char *name, int fd)
 }
 
 /*
+ * A file not sized yet may be a live creator's, between its shm_open and its
+ * flock (creator_lock): holding the flock ourselves proves nothing then.
+ * Such a creator survives an unlink (it finds the file gone and creates
+ * anew), but a process told -EEXIST meanwhile would open the name and find
+ * nothing (-ENOENT; seen in test_create_open_race on a loaded machine).  So
+ * an unsized file counts as a dead creator's only once it is older than an
+ * opener waits for a header; one that seems to come from the future (the
+ * clock went back) counts as old.
+ */
+static bool unsized_young(const struct stat *st)
+{
+	struct timespec now;
+	int64_t age;
+
+	if (st->st_size != 0 || clock_gettime(CLOCK_REALTIME, &now))
+		return false;
+	age = (int64_t)(now.tv_sec - st->st_ctim.tv_sec) * 1000000000 +
+	      (now.tv_nsec - st->st_ctim.tv_nsec);
+	return age >= 0 && age < FORMAT_WAIT_NS;
+}
+
+/*
  * shm_open(O_EXCL) found name taken.  When it is one of ours whose creator
  * died before writing the header (region_format writes it last, after
  * claiming slot 0 of the process table), nothing will ever finish it:
@@ -373,7 +395,7 @@ static int region_replace_dead(const char *name)
 		rc = 0; /* replaced by another already: retry */
 		goto out;
 	}
-	if (hdr_read(fd, 0, &h, &file_size) != -EAGAIN ||
+	if (hdr_read(fd, 0, &h, &file_size) != -EAGAIN || unsized_young(&st) ||
 	    shmq__ptab_creator_alive(fd, file_size, true) != 0 || !name_is_file(name, fd))
 		goto out;
 	rc = shm_unlink(name) && errno != ENOENT ? -EEXIST : 0;
