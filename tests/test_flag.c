@@ -222,6 +222,56 @@ static void test_setter_died_before_wake(void **state)
 	}
 }
 
+/* A waiter killed asleep never takes its sleeper count back.  Old code: every
+ * set after it made a futex-wake system call for nobody (10 set/clear pairs,
+ * 10 wakes, sleepers stuck at 1).  Now the first set whose wake woke nobody
+ * takes the dead sleeper's listed entry out with its count: at most one
+ * wake, and a live waiter after it is still woken. */
+static void *live_waiter(void *p)
+{
+	struct fixture *f = p;
+
+	return (void *)(intptr_t)shmq_flag_wait(f->f, 10000 * MS);
+}
+
+static void test_dead_sleeper_costs_one_wake(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t wakes;
+	pthread_t th;
+	void *rc;
+	pid_t pid;
+
+	pid = track_kid(f, fork());
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_flag *g;
+
+		alarm(60);
+		if (shmq_region_open(f->name, &r) || shmq_flag_open(r, "f", &g))
+			_exit(90);
+		_exit(shmq_flag_wait(g, SHMQ_FOREVER) ? 91 : 92);
+	}
+	await_sleepers(f, 1);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	assert_int_equal(__atomic_load_n(&f->s->sleepers, __ATOMIC_SEQ_CST), 1); /* its count stays */
+	wakes = f->s->wakes;
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(shmq_flag_set(f->f), 0);
+		assert_int_equal(shmq_flag_clear(f->f), 0);
+	}
+	assert_true(f->s->wakes - wakes <= 1);
+	assert_int_equal(__atomic_load_n(&f->s->sleepers, __ATOMIC_SEQ_CST), 0);
+	/* a live waiter still counts, and is woken */
+	assert_int_equal(pthread_create(&th, NULL, live_waiter, f), 0);
+	await_sleepers(f, 1);
+	assert_int_equal(shmq_flag_set(f->f), 0);
+	assert_int_equal(pthread_join(th, &rc), 0);
+	assert_int_equal((intptr_t)rc, 0);
+}
+
 /* ---- waking ------------------------------------------------------------- */
 
 #define WAITERS 6
@@ -420,6 +470,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wake_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_clear_race, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wake_processes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dead_sleeper_costs_one_wake, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_set_clear_stress, setup, teardown),
 	};
 

@@ -341,6 +341,51 @@ static void test_wake_on_release(void **state)
 	shmq_sem_close(s);
 }
 
+/* An acquirer killed asleep never takes its sleeper count back.  Old code:
+ * every release after it made a futex-wake system call for nobody (10
+ * release/acquire pairs, 10 wakes, sleepers stuck at 1).  Now the first
+ * release whose wake woke nobody takes the dead sleeper's listed entry out
+ * with its count: at most one wake, and a live sleeper after it is still
+ * woken. */
+static void test_dead_sleeper_costs_one_wake(void **state)
+{
+	struct fixture *f = *state;
+	struct shmq__sem_shm *sh;
+	uint64_t wakes;
+	pthread_t th;
+	shmq_sem *s;
+	void *rc;
+	pid_t pid;
+
+	assert_int_equal(shmq_sem_create(f->r, "d", 0, NULL, &s), 0);
+	sh = sem_shm(f, "d");
+	pid = track_kid(f, fork());
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+
+		_exit(shmq_sem_acquire(child_sem(f, "d", &r), SHMQ_FOREVER) ? 91 : 92);
+	}
+	await_sleepers(sh, 1);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
+	assert_int_equal(__atomic_load_n(&sh->sleepers, __ATOMIC_SEQ_CST), 1); /* its count stays */
+	wakes = sh->wakes;
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(shmq_sem_release(s, 1), 0);
+		assert_int_equal(shmq_sem_acquire(s, SHMQ_NOWAIT), 0);
+	}
+	assert_true(sh->wakes - wakes <= 1);
+	assert_int_equal(__atomic_load_n(&sh->sleepers, __ATOMIC_SEQ_CST), 0);
+	/* a live sleeper still counts, and is woken */
+	assert_int_equal(pthread_create(&th, NULL, acquirer, s), 0);
+	await_sleepers(sh, 1);
+	assert_int_equal(shmq_sem_release(s, 1), 0);
+	assert_int_equal(pthread_join(th, &rc), 0);
+	assert_int_equal((intptr_t)rc, 0);
+	shmq_sem_close(s);
+}
+
 /* A releaser killed between its CAS and its wake leaves a unit and a
  * sleeper: the sleeper must take it promptly, not at its deadline (here
  * the CAS is made by hand, never followed by a wake). */
@@ -976,6 +1021,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_undo_idle_waiters_share_looks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_entries_given_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undo_threads_exact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dead_sleeper_costs_one_wake, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

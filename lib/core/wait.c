@@ -229,7 +229,40 @@ int shmq__sleep_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 int shmq__sleep_word_counted(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 			     int64_t deadline, int64_t slice_ns, uint64_t *waits)
 {
+	return shmq__sleep_word_listed(word, old, sleepers, NULL, 0, deadline, slice_ns, waits);
+}
+
+/* Put self into a free entry of list: its index, or -1 (none free). */
+static int list_enter(uint32_t *list, uint32_t self)
+{
+	if (!list || !self)
+		return -1;
+	for (int i = 0; i < SHMQ__SLEEPER_LIST; i++) {
+		uint32_t free_id = 0;
+
+		/* relaxed: a first look, re-validated by the seq_cst CAS */
+		if (shmq__load_relaxed(&list[i]) == 0 &&
+		    shmq__cas_seq_cst(&list[i], &free_id, self))
+			return i;
+	}
+	return -1;
+}
+
+/* Take our entry out: true when we did (and so pay for it in the count),
+ * false when a reaper did (it paid), or forged data moved it. */
+static bool list_leave(uint32_t *list, int slot, uint32_t self)
+{
+	uint32_t mine = self;
+
+	return slot < 0 || shmq__cas_seq_cst(&list[slot], &mine, 0);
+}
+
+int shmq__sleep_word_listed(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+			    uint32_t *list, uint32_t self, int64_t deadline, int64_t slice_ns,
+			    uint64_t *waits)
+{
 	int64_t until = deadline;
+	int slot = -1;
 	int rc;
 
 	if (slice_ns > 0) {
@@ -240,8 +273,10 @@ int shmq__sleep_word_counted(const uint32_t *word, uint32_t old, uint32_t *sleep
 		if (deadline == SHMQ__NO_DEADLINE || deadline - now > slice_ns)
 			until = now + slice_ns;
 	}
-	if (sleepers)
+	if (sleepers) {
 		shmq__fetch_add_seq_cst(sleepers, 1);
+		slot = list_enter(list, self); /* after the count: see "Listed sleepers" */
+	}
 	/* Dekker with shmq__wake_word: our increment of *sleepers and this
 	 * load are both seq_cst, as are the waker's change and its load of
 	 * *sleepers, so at least one side sees the other. */
@@ -251,7 +286,7 @@ int shmq__sleep_word_counted(const uint32_t *word, uint32_t old, uint32_t *sleep
 		shmq__count_event(waits);
 		rc = shmq__futex_wait(word, old, until);
 	}
-	if (sleepers)
+	if (sleepers && list_leave(list, slot, self))
 		shmq__fetch_sub_seq_cst(sleepers, 1);
 	if (rc == -ETIMEDOUT && until != deadline)
 		/* pairs with the waker's change of *word (Protocol SLEEPERS) */
@@ -264,11 +299,11 @@ void shmq__wake_word(const uint32_t *word, const uint32_t *sleepers, int n)
 	shmq__wake_word_counted(word, sleepers, n, NULL);
 }
 
-void shmq__wake_word_counted(const uint32_t *word, const uint32_t *sleepers, int n,
-			     uint64_t *wakes)
+int shmq__wake_word_counted(const uint32_t *word, const uint32_t *sleepers, int n,
+			    uint64_t *wakes)
 {
 	if (sleepers && shmq__load_seq_cst(sleepers) == 0)
-		return;
+		return -1;
 	shmq__count_event(wakes);
-	shmq__futex_wake(word, n);
+	return shmq__futex_wake(word, n);
 }

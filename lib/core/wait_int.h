@@ -222,10 +222,29 @@ static inline void shmq__count_event(uint64_t *ctr)
 }
 
 /* shmq__sleep_word and shmq__wake_word that also count, in *waits, each
- * futex wait they enter and, in *wakes, each futex wake they issue. */
+ * futex wait they enter and, in *wakes, each futex wake they issue.  The
+ * wake returns how many the system call woke, or -1 when it made none. */
 int shmq__sleep_word_counted(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 			     int64_t deadline, int64_t slice_ns, uint64_t *waits);
-void shmq__wake_word_counted(const uint32_t *word, const uint32_t *sleepers, int n,
-			     uint64_t *wakes);
+int shmq__wake_word_counted(const uint32_t *word, const uint32_t *sleepers, int n,
+			    uint64_t *wakes);
+
+/*
+ * Listed sleepers.  A sleeper that dies asleep never takes its count back,
+ * and every later wake of the word then makes a system call.  An object may
+ * keep, beside S, a list of SHMQ__SLEEPER_LIST words into which a sleeper
+ * puts its owner id (CAS 0 -> id) after its S += 1, and from which it takes
+ * it out (CAS id -> 0) before its S -= 1.  A waker whose wake woke nobody
+ * though S said some slept may take out the entry of a sleeper whose
+ * process died (CAS id -> 0), and S down for it: whichever CAS takes the
+ * entry out, the sleeper's or a reaper's, pays for it in S, once.  A sleeper
+ * that finds no free entry counts in S alone, as does one killed between
+ * its S += 1 and its entry (or its entry and its S -= 1): such a count stays.
+ * self 0 or list NULL: S alone.
+ */
+#define SHMQ__SLEEPER_LIST 8
+int shmq__sleep_word_listed(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+			    uint32_t *list, uint32_t self, int64_t deadline, int64_t slice_ns,
+			    uint64_t *waits);
 
 #endif /* SHMQ__WAIT_H */

@@ -36,6 +36,8 @@
 
 struct shmq_flag {
 	struct shmq__flag_shm *s; /* the shared flag */
+	const shmq_region *r;     /* owner ids and liveness (listed sleepers) */
+	uint32_t self;            /* our owner id */
 	pid_t pid;                /* the process that made the handle (core/fork_int.h) */
 };
 
@@ -55,7 +57,8 @@ static int flag_obj_init(void *mem, uint64_t size, void *arg)
 
 /* f: the handle, made before its object by a create, or NULL to make it
  * here; the caller's to free unless this succeeds. */
-static int flag_attach(void *mem, uint64_t size, shmq_flag *f, shmq_flag **out)
+static int flag_attach(shmq_region *r, void *mem, uint64_t size, shmq_flag *f,
+		       shmq_flag **out)
 {
 	struct shmq__flag_shm *s = mem;
 
@@ -69,6 +72,8 @@ static int flag_attach(void *mem, uint64_t size, shmq_flag *f, shmq_flag **out)
 	if (!f && !(f = shmq__malloc(sizeof(*f))))
 		return -ENOMEM;
 	f->s = s;
+	f->r = r;
+	f->self = shmq__region_self(r);
 	f->pid = shmq__self_pid();
 	*out = f;
 	return 0;
@@ -89,7 +94,7 @@ SHMQ_API int shmq_flag_create(shmq_region *r, const char *name, shmq_flag **out)
 	rc = shmq__obj_create(r, name, SHMQ__OBJ_FLAG, sizeof(struct shmq__flag_shm),
 			      flag_obj_init, NULL, &mem);
 	if (!rc)
-		rc = flag_attach(mem, sizeof(struct shmq__flag_shm), f, out);
+		rc = flag_attach(r, mem, sizeof(struct shmq__flag_shm), f, out);
 	if (rc)
 		shmq__free(f, sizeof(*f));
 	return rc;
@@ -106,7 +111,7 @@ SHMQ_API int shmq_flag_open(shmq_region *r, const char *name, shmq_flag **out)
 	rc = shmq__obj_find(r, name, SHMQ__OBJ_FLAG, &mem, &size);
 	if (rc)
 		return rc;
-	return flag_attach(mem, size, NULL, out);
+	return flag_attach(r, mem, size, NULL, out);
 }
 
 SHMQ_API void shmq_flag_close(shmq_flag *f)
@@ -154,7 +159,9 @@ SHMQ_API int shmq_flag_set(shmq_flag *f)
 		if (shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
 			return -EBADMSG;
 	}
-	shmq__wake_word_counted(&f->s->word, &f->s->sleepers, INT_MAX, &f->s->wakes);
+	shmq__sync_sleepers_reap(f->r, shmq__wake_word_counted(&f->s->word, &f->s->sleepers,
+							       INT_MAX, &f->s->wakes),
+				 f->s->sleeper_ids, &f->s->sleepers);
 	return 0;
 }
 
@@ -195,8 +202,9 @@ static SHMQ__COLD int flag_wait_slow(shmq_flag *f, uint32_t w, int64_t timeout_n
 		return -EAGAIN;
 	deadline = shmq__deadline(timeout_ns);
 	for (bool spin = true;; spin = false) {
-		int rc = shmq__sync_wait(&f->s->word, w, &f->s->sleepers, deadline,
-					 SHMQ__SYNC_SLICE_NS, &f->s->waits, spin);
+		int rc = shmq__sync_wait_listed(&f->s->word, w, &f->s->sleepers,
+						f->s->sleeper_ids, f->self, deadline,
+						SHMQ__SYNC_SLICE_NS, &f->s->waits, spin);
 
 		if (rc && rc != -EINTR) {
 			/* one last look: a set that raced the deadline counts;

@@ -12,7 +12,8 @@
  * of the word makes impossible in practice (every set wakes it first).
  *
  * sleepers: waiters inside futex_wait (core/wait_int.h protocol), so a set
- * with nobody asleep makes no system call.
+ * with nobody asleep makes no system call; sleeper_ids lists them, so that
+ * a set whose wake woke nobody takes back the counts of dead ones.
  */
 #ifndef SHMQ__FLAG_INT_H
 #define SHMQ__FLAG_INT_H
@@ -21,6 +22,7 @@
 #include <stdint.h>
 
 #include "core/compiler_int.h"
+#include "core/wait_int.h"
 
 #define SHMQ__FLAG_MAGIC   0x464c4147u /* "FLAG" */
 #define SHMQ__FLAG_VERSION 1u
@@ -34,7 +36,10 @@ struct shmq__flag_shm {
 	uint32_t sleepers; /* waiters inside futex_wait */
 	uint32_t magic;    /* SHMQ__FLAG_MAGIC once initialised; read-only after */
 	uint32_t version;  /* SHMQ__FLAG_VERSION; read-only after init */
-	uint8_t pad0[SHMQ__CACHELINE - 16];
+	/* owner ids of sleepers ("Listed sleepers", core/wait_int.h); zero in
+	 * flags of older 0.2 builds, whose sleepers count in sleepers alone */
+	uint32_t sleeper_ids[SHMQ__SLEEPER_LIST];
+	uint8_t pad0[SHMQ__CACHELINE - 16 - 4 * SHMQ__SLEEPER_LIST];
 	/* line 1: statistics, written only next to a futex system call */
 	uint64_t waits; /* futex waits entered by waiters */
 	uint64_t wakes; /* futex wakes issued by setters */

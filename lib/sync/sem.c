@@ -289,8 +289,11 @@ static void sem_give(shmq_sem *h, uint32_t n)
 	} while (!shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE));
 	/* (garbage kept moving the value: the units are lost with it) */
 	if (next != w)
-		shmq__wake_word_counted(&h->s->word, &h->s->sleepers,
-					(int)(n > INT_MAX ? INT_MAX : n), &h->s->wakes);
+		shmq__sync_sleepers_reap(h->r,
+					 shmq__wake_word_counted(&h->s->word, &h->s->sleepers,
+								 (int)(n > INT_MAX ? INT_MAX : n),
+								 &h->s->wakes),
+					 h->s->sleeper_ids, &h->s->sleepers);
 }
 
 /* Look for entries of dead processes: give their units back (at most max
@@ -422,8 +425,8 @@ static SHMQ__COLD int sem_wait(shmq_sem *h, int64_t timeout_ns)
 		lost = 0;
 		if (rc)
 			return rc > 0 ? 0 : rc;
-		rc = shmq__sync_wait(&h->s->word, 0, &h->s->sleepers, deadline, slice,
-				     &h->s->waits, spin);
+		rc = shmq__sync_wait_listed(&h->s->word, 0, &h->s->sleepers, h->s->sleeper_ids,
+					    h->self, deadline, slice, &h->s->waits, spin);
 		if (h->undo && (rc == -ETIMEDOUT || sem_look_due(h))) {
 			/* the look is due (a slice since the last one by any
 			 * caller, however often wake-ups cut the sleeps
@@ -545,7 +548,10 @@ SHMQ_API int shmq_sem_release(shmq_sem *h, unsigned n)
 	 * asleep makes no call at all (the uncontended pair is measured
 	 * against sem_post, which makes none either). */
 	if (shmq__load_seq_cst(&h->s->sleepers))
-		shmq__wake_word_counted(&h->s->word, &h->s->sleepers,
-					(int)(n > INT_MAX ? INT_MAX : n), &h->s->wakes);
+		shmq__sync_sleepers_reap(h->r,
+					 shmq__wake_word_counted(&h->s->word, &h->s->sleepers,
+								 (int)(n > INT_MAX ? INT_MAX : n),
+								 &h->s->wakes),
+					 h->s->sleeper_ids, &h->s->sleepers);
 	return 0;
 }

@@ -47,6 +47,7 @@
 #include <stdint.h>
 
 #include "core/compiler_int.h"
+#include "core/wait_int.h"
 
 #define SHMQ__SEM_MAGIC      0x53454d41u /* "SEMA" */
 #define SHMQ__SEM_VERSION    1u
@@ -109,7 +110,10 @@ struct shmq__sem_shm {
 	uint32_t version;  /* SHMQ__SEM_VERSION; read-only after init */
 	uint32_t max;      /* 1..SHMQ__SEM_VALUE_MAX; read-only after init */
 	uint32_t flags;    /* SHMQ_SEM_UNDO or 0; read-only after init */
-	uint8_t pad0[SHMQ__CACHELINE - 24];
+	/* owner ids of sleepers ("Listed sleepers", core/wait_int.h); zero in
+	 * semaphores of older 0.2 builds, whose sleepers count in sleepers alone */
+	uint32_t sleeper_ids[SHMQ__SLEEPER_LIST];
+	uint8_t pad0[SHMQ__CACHELINE - 24 - 4 * SHMQ__SLEEPER_LIST];
 	/* line 1: statistics, written only next to a futex system call, and
 	 * the units given back for dead processes */
 	uint64_t waits;    /* futex waits entered by acquirers */

@@ -19,6 +19,7 @@
 
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/region_int.h"
 #include "core/wait_int.h"
 
 #define SHMQ__SYNC_YIELD_EVERY 256u /* as the wait layer: on 2 cores the waker may need ours */
@@ -117,6 +118,47 @@ static inline int shmq__sync_wait(const uint32_t *word, uint32_t old, uint32_t *
 	if (spin && shmq__sync_spin(word, old, deadline))
 		return 0;
 	return shmq__sleep_word_counted(word, old, sleepers, deadline, slice_ns, waits);
+}
+
+/* shmq__sync_wait for a word whose sleepers are listed by owner id (self)
+ * in list ("Listed sleepers", core/wait_int.h). */
+static inline int shmq__sync_wait_listed(const uint32_t *word, uint32_t old,
+					 uint32_t *sleepers, uint32_t *list, uint32_t self,
+					 int64_t deadline, int64_t slice_ns, uint64_t *waits,
+					 bool spin)
+{
+	if (spin && shmq__sync_spin(word, old, deadline))
+		return 0;
+	return shmq__sleep_word_listed(word, old, sleepers, list, self, deadline, slice_ns,
+				       waits);
+}
+
+/*
+ * After a wake that woke nobody (woken == 0) though *sleepers said some
+ * slept: take out the entries of listed sleepers whose process died, or
+ * that no owner id can be (forged), each with its count ("Listed sleepers",
+ * core/wait_int.h), so that the wakes after it make no system call again.
+ * A look at the process table per entry in use, only after such a wake.
+ * The count never goes below 0; a count that keeps moving (other sleepers,
+ * or garbage) is given up on after SHMQ__SYNC_CAS_TRIES tries.
+ */
+static inline void shmq__sync_sleepers_reap(const shmq_region *r, int woken, uint32_t *list,
+					    uint32_t *sleepers)
+{
+	if (woken != 0 || !r)
+		return;
+	for (unsigned i = 0; i < SHMQ__SLEEPER_LIST; i++) {
+		/* relaxed: a first look, re-validated by the seq_cst CAS */
+		uint32_t id = shmq__load_relaxed(&list[i]), n;
+
+		if (!id || shmq__region_id_alive(r, id) == 1 || !shmq__cas_seq_cst(&list[i], &id, 0))
+			continue;
+		/* relaxed: a first guess, re-validated by the seq_cst CAS */
+		n = shmq__load_relaxed(sleepers);
+		for (unsigned t = 0; n && t < SHMQ__SYNC_CAS_TRIES; t++)
+			if (shmq__cas_seq_cst(sleepers, &n, n - 1))
+				break;
+	}
 }
 
 #endif /* SHMQ__SYNC_SPIN_INT_H */
