@@ -486,6 +486,49 @@ static void test_party_killed(void **state)
 	shmq_barrier_close(b);
 }
 
+/* A party killed asleep never took its sleeper count back: old code kept it
+ * for good, and every generation's end after it made a futex-wake system
+ * call for nobody.  The wake that ends its generation (it had arrived)
+ * finds nobody asleep and takes its listed entry out, with its count; the
+ * parties after it pass as before. */
+static void test_party_killed_asleep_uncounted(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq__barrier_shm *s;
+	struct tparty t;
+	shmq_barrier *b;
+	pthread_t th;
+	void *mem;
+	pid_t victim;
+	int rc;
+
+	assert_int_equal(shmq_barrier_create(f->r, "b", 2, &b), 0);
+	assert_int_equal(shmq__obj_find(f->r, "b", SHMQ__OBJ_BARRIER, &mem, NULL), 0);
+	s = mem;
+	victim = fork();
+	assert_true(victim >= 0);
+	if (victim == 0) {
+		shmq_region *r;
+		shmq_barrier *cb = child_barrier(f->name, &r);
+
+		shmq_barrier_wait(cb, SHMQ_FOREVER);
+		_exit(0);
+	}
+	while (__atomic_load_n(&s->sleepers, __ATOMIC_SEQ_CST) < 1)
+		sleep_ms(1);
+	tu_kill_listed_sleeper(victim, &s->sleepers, s->sleeper_ids);
+	/* it had arrived: our arrival ends the generation, and its wake finds
+	 * nobody asleep */
+	assert_true(shmq_barrier_wait(b, 10000 * MS) >= 0);
+	assert_int_equal(__atomic_load_n(&s->sleepers, __ATOMIC_SEQ_CST), 0);
+	t = (struct tparty){ .b = b, .rc = -1000 };
+	assert_int_equal(pthread_create(&th, NULL, thread_party, &t), 0);
+	rc = shmq_barrier_wait(b, 10000 * MS);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_true(rc >= 0 && t.rc >= 0 && rc != t.rc);
+	shmq_barrier_close(b);
+}
+
 /* A party that dies between generations (not waiting) still breaks the
  * next one; after reset, the live parties pass again. */
 static void test_party_dead_between(void **state)
@@ -855,6 +898,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reset_while_waiting, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_reset_cut_short_waiter_late, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_party_killed, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_party_killed_asleep_uncounted, setup,
+						tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_party_dead_between, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_party_leaves_cleanly, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_idle_waiters_share_scans, setup,

@@ -222,31 +222,6 @@ static void test_setter_died_before_wake(void **state)
 	}
 }
 
-/* Kill the child pid asleep on the object at the right moment: stopped (so
- * frozen), counted in sleepers and listed in ids.  A waiter sleeps in
- * slices, and between two it is counted out for a moment (or counted in but
- * not listed yet); stopped there, it is let go on and tried again. */
-static void kill_listed_sleeper(pid_t pid, const uint32_t *sleepers, const uint32_t *ids)
-{
-	for (int tries = 0;; tries++) {
-		unsigned listed = 0;
-		int st;
-
-		assert_true(tries < 1000);
-		assert_int_equal(kill(pid, SIGSTOP), 0);
-		assert_int_equal(waitpid(pid, &st, WUNTRACED), pid);
-		assert_true(WIFSTOPPED(st));
-		for (unsigned i = 0; i < SHMQ__SLEEPER_LIST; i++)
-			listed += __atomic_load_n(&ids[i], __ATOMIC_SEQ_CST) != 0;
-		if (__atomic_load_n(sleepers, __ATOMIC_SEQ_CST) == 1 && listed == 1)
-			break;
-		assert_int_equal(kill(pid, SIGCONT), 0);
-		usleep(1000);
-	}
-	assert_int_equal(kill(pid, SIGKILL), 0);
-	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
-}
-
 /* A waiter killed asleep never takes its sleeper count back.  Old code: every
  * set after it made a futex-wake system call for nobody (10 set/clear pairs,
  * 10 wakes, sleepers stuck at 1).  Now the first set whose wake woke nobody
@@ -279,7 +254,7 @@ static void test_dead_sleeper_costs_one_wake(void **state)
 		_exit(shmq_flag_wait(g, SHMQ_FOREVER) ? 91 : 92);
 	}
 	await_sleepers(f, 1);
-	kill_listed_sleeper(pid, &f->s->sleepers, f->s->sleeper_ids);
+	tu_kill_listed_sleeper(pid, &f->s->sleepers, f->s->sleeper_ids);
 	assert_int_equal(__atomic_load_n(&f->s->sleepers, __ATOMIC_SEQ_CST), 1); /* its count stays */
 	wakes = f->s->wakes;
 	for (int i = 0; i < 10; i++) {

@@ -29,6 +29,7 @@
 #include <shmq.h>
 
 #include "core/time_int.h"
+#include "core/wait_int.h"
 
 /* A region name unique to this process and call site. */
 static inline const char *tu_name(char *buf, size_t n, const char *tag)
@@ -366,6 +367,34 @@ static inline int tu_cas_hostile(uint32_t *word, const uint32_t *basep, uint32_t
 		rc = TU_HOSTILE_HUNG;
 	close(fds[0]);
 	return rc;
+}
+
+/* Kill the child pid asleep on an object with listed sleepers ("Listed
+ * sleepers", core/wait_int.h) at the right moment: stopped (so frozen), with
+ * the object counting one sleeper and listing one.  A waiter sleeps in
+ * slices, and between two it is counted out for a moment (or counted in but
+ * not listed yet); stopped there, it is let go on and tried again.  Reaps
+ * the child. */
+static inline void tu_kill_listed_sleeper(pid_t pid, const uint32_t *sleepers,
+					  const uint32_t *ids)
+{
+	for (int tries = 0;; tries++) {
+		unsigned listed = 0;
+		int st;
+
+		assert_true(tries < 1000);
+		assert_int_equal(kill(pid, SIGSTOP), 0);
+		assert_int_equal(waitpid(pid, &st, WUNTRACED), pid);
+		assert_true(WIFSTOPPED(st));
+		for (unsigned i = 0; i < SHMQ__SLEEPER_LIST; i++)
+			listed += __atomic_load_n(&ids[i], __ATOMIC_SEQ_CST) != 0;
+		if (__atomic_load_n(sleepers, __ATOMIC_SEQ_CST) == 1 && listed == 1)
+			break;
+		assert_int_equal(kill(pid, SIGCONT), 0);
+		usleep(1000);
+	}
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	assert_int_equal(tu_wait_child(pid), 128 + SIGKILL);
 }
 
 #endif

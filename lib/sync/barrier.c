@@ -368,10 +368,13 @@ SHMQ_API bool shmq_barrier_broken(const shmq_barrier *b)
 
 /* ---- state changes that release everybody -------------------------------- */
 
-/* After a seq_cst change of the word: wake every sleeper, if any. */
+/* After a seq_cst change of the word: wake every sleeper, if any (and, when
+ * the wake found nobody though some were counted, take dead ones out). */
 static void barrier_wake_all(shmq_barrier *b)
 {
-	shmq__wake_word_counted(&b->s->word, &b->s->sleepers, INT_MAX, &b->s->wakes);
+	shmq__sync_sleepers_reap(b->r, shmq__wake_word_counted(&b->s->word, &b->s->sleepers,
+							       INT_MAX, &b->s->wakes),
+				 b->s->sleeper_ids, &b->s->sleepers);
 }
 
 SHMQ_API int shmq_barrier_abort(shmq_barrier *b)
@@ -571,8 +574,9 @@ static int barrier_await(shmq_barrier *b, uint32_t cur, int idx, int64_t deadlin
 		/* in slices also when placed (no party table): the last
 		 * arriver killed between its RMW and its wake leaves the
 		 * generation ended and us asleep; each slice looks at the word */
-		rc = shmq__sleep_word_counted(&b->s->word, cur, &b->s->sleepers, deadline,
-					      BARRIER_SLICE_NS, &b->s->waits);
+		rc = shmq__sleep_word_listed(&b->s->word, cur, &b->s->sleepers,
+					     b->s->sleeper_ids, b->r ? b->self : 0, deadline,
+					     BARRIER_SLICE_NS, &b->s->waits);
 		if (rc == -ETIMEDOUT)
 			return barrier_time_out(b, g, idx);
 		if (rc == -EINTR && b->party &&

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "core/compiler_int.h"
+#include "core/wait_int.h"
 
 /* ---- lock ---------------------------------------------------------------
  *
@@ -126,7 +127,10 @@ struct shmq__barrier_shm {
 	uint32_t word;     /* futex word; see above */
 	uint32_t sleepers; /* waiters inside futex_wait (core/wait_int.h protocol) */
 	uint64_t cut;      /* generations reset cut short (Protocol BARRIER_CUT) */
-	uint8_t pad1[SHMQ__CACHELINE - 16];
+	/* owner ids of sleepers ("Listed sleepers", core/wait_int.h); zero in
+	 * barriers of older 0.2 builds, whose sleepers count in sleepers alone */
+	uint32_t sleeper_ids[SHMQ__SLEEPER_LIST];
+	uint8_t pad1[SHMQ__CACHELINE - 16 - 4 * SHMQ__SLEEPER_LIST];
 };
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__barrier_shm, word);
 _Static_assert(sizeof(struct shmq__barrier_shm) == 2 * SHMQ__CACHELINE, "barrier is two lines");
