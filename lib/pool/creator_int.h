@@ -119,9 +119,6 @@ struct shmq_async {
 	int status;
 };
 
-/* A task's status as the creator returns it: 0 or a negative errno
- * (-4095..-1) as it is, anything else (a task's positive status, or a word
- * the region forged) as -EPROTO. */
 /* p->broken for a waiter that does not hold p->mu.  Relaxed: an error code
  * that publishes nothing (whoever acts on more takes mu); pairs with
  * pool_broken_set's relaxed store, which supervision makes under mu. */
@@ -136,6 +133,9 @@ static inline void pool_broken_set(shmq_pool *p, int err)
 	shmq__store_relaxed(&p->broken, err);
 }
 
+/* A task's status as the creator returns it: 0 or a negative errno
+ * (-4095..-1) as it is, anything else (a task's positive status, or a word
+ * the region forged) as -EPROTO. */
 static inline int shmq__pool_status(int32_t st)
 {
 	return st <= 0 && st >= -4095 ? st : -EPROTO;
