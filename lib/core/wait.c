@@ -191,9 +191,7 @@ int shmq__futex_wake_bits(const uint32_t *word, int n, uint32_t bits)
 	return rc < 0 ? -errno : (int)rc;
 }
 
-/* The spin phase: true once *word != old; false when the budget is spent
- * or the deadline (looked at once a yield round) has passed. */
-static bool spin_until_changed(const uint32_t *word, uint32_t old, int64_t deadline)
+bool shmq__spin_word(const uint32_t *word, uint32_t old, int64_t deadline)
 {
 	uint32_t budget = shmq__spin_budget();
 
@@ -215,7 +213,7 @@ static bool spin_until_changed(const uint32_t *word, uint32_t old, int64_t deadl
 int shmq__wait_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 		    int64_t deadline, int64_t slice_ns)
 {
-	if (spin_until_changed(word, old, deadline))
+	if (shmq__spin_word(word, old, deadline))
 		return 0;
 	return shmq__sleep_word(word, old, sleepers, deadline, slice_ns);
 }

@@ -196,6 +196,13 @@ int shmq__futex_wake_bits(const uint32_t *word, int n, uint32_t bits);
 int shmq__wait_word(const uint32_t *word, uint32_t old, uint32_t *sleepers,
 		    int64_t deadline, int64_t slice_ns);
 
+/* shmq__wait_word's spin phase alone: polls *word up to shmq__spin_budget()
+ * times, yielding every 256 (on 2 cores the waker may need ours) and
+ * looking at the deadline then, so a big SHMQ_SPIN keeps short timeouts.
+ * true once *word != old; false when the budget is spent or the deadline
+ * has passed. */
+bool shmq__spin_word(const uint32_t *word, uint32_t old, int64_t deadline);
+
 /* shmq__wait_word without its spin phase, for callers that spin by a policy
  * of their own first (a barrier spins without yielding, briefly): registers
  * in *sleepers and sleeps at once.  Same returns as shmq__wait_word. */

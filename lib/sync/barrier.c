@@ -372,9 +372,8 @@ SHMQ_API bool shmq_barrier_broken(const shmq_barrier *b)
  * the wake found nobody though some were counted, take dead ones out). */
 static void barrier_wake_all(shmq_barrier *b)
 {
-	shmq__sync_sleepers_reap(b->r, shmq__wake_word_counted(&b->s->word, &b->s->sleepers,
-							       INT_MAX, &b->s->wakes),
-				 b->s->sleeper_ids, &b->s->sleepers);
+	shmq__sync_wake_listed(b->r, &b->s->word, &b->s->sleepers, b->s->sleeper_ids, INT_MAX,
+			       &b->s->wakes);
 }
 
 SHMQ_API int shmq_barrier_abort(shmq_barrier *b)

@@ -159,9 +159,8 @@ SHMQ_API int shmq_flag_set(shmq_flag *f)
 		if (shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE))
 			return -EBADMSG;
 	}
-	shmq__sync_sleepers_reap(f->r, shmq__wake_word_counted(&f->s->word, &f->s->sleepers,
-							       INT_MAX, &f->s->wakes),
-				 f->s->sleeper_ids, &f->s->sleepers);
+	shmq__sync_wake_listed(f->r, &f->s->word, &f->s->sleepers, f->s->sleeper_ids, INT_MAX,
+			       &f->s->wakes);
 	return 0;
 }
 

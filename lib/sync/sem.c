@@ -273,6 +273,14 @@ static uint32_t sem_undo_sub(shmq_sem *h, uint32_t n)
 	return done;
 }
 
+/* After a seq_cst change of the value: wake up to n sleepers, if any
+ * (Protocol SLEEPERS; listed, so a wake for nobody takes dead ones out). */
+static void sem_wake(shmq_sem *h, uint32_t n)
+{
+	shmq__sync_wake_listed(h->r, &h->s->word, &h->s->sleepers, h->s->sleeper_ids,
+			       (int)(n > INT_MAX ? INT_MAX : n), &h->s->wakes);
+}
+
 /* Give n units back to the value, capped at max (units of a dead process
  * can never make the value pass max), and wake that many sleepers. */
 static void sem_give(shmq_sem *h, uint32_t n)
@@ -289,11 +297,7 @@ static void sem_give(shmq_sem *h, uint32_t n)
 	} while (!shmq__sync_cas_lost(&lost, SHMQ_FOREVER, SHMQ__NO_DEADLINE));
 	/* (garbage kept moving the value: the units are lost with it) */
 	if (next != w)
-		shmq__sync_sleepers_reap(h->r,
-					 shmq__wake_word_counted(&h->s->word, &h->s->sleepers,
-								 (int)(n > INT_MAX ? INT_MAX : n),
-								 &h->s->wakes),
-					 h->s->sleeper_ids, &h->s->sleepers);
+		sem_wake(h, n);
 }
 
 /* Look for entries of dead processes: give their units back (at most max
@@ -548,10 +552,6 @@ SHMQ_API int shmq_sem_release(shmq_sem *h, unsigned n)
 	 * asleep makes no call at all (the uncontended pair is measured
 	 * against sem_post, which makes none either). */
 	if (shmq__load_seq_cst(&h->s->sleepers))
-		shmq__sync_sleepers_reap(h->r,
-					 shmq__wake_word_counted(&h->s->word, &h->s->sleepers,
-								 (int)(n > INT_MAX ? INT_MAX : n),
-								 &h->s->wakes),
-					 h->s->sleeper_ids, &h->s->sleepers);
+		sem_wake(h, n);
 	return 0;
 }

@@ -22,7 +22,6 @@
 #include "core/region_int.h"
 #include "core/wait_int.h"
 
-#define SHMQ__SYNC_YIELD_EVERY 256u /* as the wait layer: on 2 cores the waker may need ours */
 /* The sleep slice of flag, cond and sem waiters: after each they look at
  * the word again (and at dead parties), so a waker killed between its
  * change of the word and its wake strands nobody for longer. */
@@ -85,78 +84,57 @@ static inline bool shmq__sync_scan_due(uint64_t *at, int64_t slice_ns)
 	return shmq__cas_relaxed(at, &a, (uint64_t)(now + slice_ns));
 }
 
-/* Poll *word up to the spin budget, or until the deadline (looked at once
- * a yield round: a big SHMQ_SPIN must not stretch a short timeout): true
- * once it differs from old. */
-static inline bool shmq__sync_spin(const uint32_t *word, uint32_t old, int64_t deadline)
-{
-	uint32_t budget = shmq__spin_budget();
-
-	for (uint32_t i = 0; i < budget; i++) {
-		/* pairs with the waker's seq_cst change of *word (Protocol
-		 * SLEEPERS): shmq_flag_set, cond_pick, sem_give,
-		 * shmq_sem_release */
-		if (shmq__load_acquire(word) != old)
-			return true;
-		if ((i + 1) % SHMQ__SYNC_YIELD_EVERY == 0) {
-			if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline)
-				return false;
-			sched_yield();
-		} else {
-			shmq__cpu_relax();
-		}
-	}
-	return false;
-}
-
-/* shmq__wait_word that counts its futex waits in *waits: spin first when
- * spin is set (the first wait of a call), then sleep.  Same returns. */
-static inline int shmq__sync_wait(const uint32_t *word, uint32_t old, uint32_t *sleepers,
-				  int64_t deadline, int64_t slice_ns, uint64_t *waits,
-				  bool spin)
-{
-	if (spin && shmq__sync_spin(word, old, deadline))
-		return 0;
-	return shmq__sleep_word_counted(word, old, sleepers, deadline, slice_ns, waits);
-}
-
-/* shmq__sync_wait for a word whose sleepers are listed by owner id (self)
- * in list ("Listed sleepers", core/wait_int.h). */
+/* shmq__wait_word that counts its futex waits in *waits and lists its
+ * sleepers by owner id (self) in list ("Listed sleepers", core/wait_int.h):
+ * spin first when spin is set (the first wait of a call), then sleep.  Same
+ * returns. */
 static inline int shmq__sync_wait_listed(const uint32_t *word, uint32_t old,
 					 uint32_t *sleepers, uint32_t *list, uint32_t self,
 					 int64_t deadline, int64_t slice_ns, uint64_t *waits,
 					 bool spin)
 {
-	if (spin && shmq__sync_spin(word, old, deadline))
+	if (spin && shmq__spin_word(word, old, deadline))
 		return 0;
 	return shmq__sleep_word_listed(word, old, sleepers, list, self, deadline, slice_ns,
 				       waits);
 }
 
-/*
- * After a wake that woke nobody (woken == 0) though *sleepers said some
- * slept: take out the entries of listed sleepers whose process died, or
- * that no owner id can be (forged), each with its count ("Listed sleepers",
- * core/wait_int.h), so that the wakes after it make no system call again.
- * A look at the process table per entry in use, only after such a wake.
- * The count never goes below 0; a count that keeps moving (other sleepers,
- * or garbage) is given up on after SHMQ__SYNC_CAS_TRIES tries.
- */
-static inline void shmq__sync_sleepers_reap(const shmq_region *r, int woken, uint32_t *list,
-					    uint32_t *sleepers)
+/* shmq__sync_wait_listed for a word whose sleepers are not listed. */
+static inline int shmq__sync_wait(const uint32_t *word, uint32_t old, uint32_t *sleepers,
+				  int64_t deadline, int64_t slice_ns, uint64_t *waits,
+				  bool spin)
 {
-	if (woken != 0 || !r)
+	return shmq__sync_wait_listed(word, old, sleepers, NULL, 0, deadline, slice_ns, waits,
+				      spin);
+}
+
+/*
+ * The waker's side for listed sleepers: after a seq_cst change of *word,
+ * wake up to n sleepers if *sleepers says there are any (counted in *wakes).
+ * When that wake woke nobody, the count is stale: take out the entries of
+ * listed sleepers whose process died, or that no owner id can be (forged),
+ * each with its count ("Listed sleepers", core/wait_int.h), so that the
+ * wakes after it make no system call again.  A look at the process table
+ * per entry in use, only after such a wake.  The count never goes below 0;
+ * a count that keeps moving (other sleepers, or garbage) is given up on
+ * after SHMQ__SYNC_CAS_TRIES tries.  r NULL: no liveness, no reaping.
+ */
+static inline void shmq__sync_wake_listed(const shmq_region *r, const uint32_t *word,
+					  uint32_t *sleepers, uint32_t *list, int n,
+					  uint64_t *wakes)
+{
+	if (shmq__wake_word_counted(word, sleepers, n, wakes) != 0 || !r)
 		return;
 	for (unsigned i = 0; i < SHMQ__SLEEPER_LIST; i++) {
 		/* relaxed: a first look, re-validated by the seq_cst CAS */
-		uint32_t id = shmq__load_relaxed(&list[i]), n;
+		uint32_t id = shmq__load_relaxed(&list[i]), c;
 
 		if (!id || shmq__region_id_alive(r, id) == 1 || !shmq__cas_seq_cst(&list[i], &id, 0))
 			continue;
 		/* relaxed: a first guess, re-validated by the seq_cst CAS */
-		n = shmq__load_relaxed(sleepers);
-		for (unsigned t = 0; n && t < SHMQ__SYNC_CAS_TRIES; t++)
-			if (shmq__cas_seq_cst(sleepers, &n, n - 1))
+		c = shmq__load_relaxed(sleepers);
+		for (unsigned t = 0; c && t < SHMQ__SYNC_CAS_TRIES; t++)
+			if (shmq__cas_seq_cst(sleepers, &c, c - 1))
 				break;
 	}
 }
