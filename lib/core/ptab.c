@@ -103,20 +103,26 @@ uint32_t shmq__pidns_self(void)
 	return stat("/proc/self/ns/pid", &st) == 0 ? (uint32_t)st.st_ino : 0;
 }
 
-/* Does slot s, claimed as gen, belong to a process of a pid namespace other
- * than r's?  Its pid then names nobody here (or somebody else), so no check
- * of it can say the process died: it counts as alive.  Only a record of the
- * claim gen names counts; without one (an older library, a claim still
- * under way, /proc silent on either side) the pid is judged as before. */
-static bool slot_foreign(const shmq_region *r, const struct shmq__ptab_slot *s, uint32_t gen)
+/* Does a slot's pidns record say that the claim of slot word w belongs to
+ * a process of a pid namespace other than self (ours)?  Its pid then names
+ * nobody here (or somebody else), so no check of it can say the process
+ * died: it counts as alive.  Only a record of the claim w names counts;
+ * without one (an older library, a claim still under way, /proc silent on
+ * either side) the pid is judged as before. */
+static bool pidns_foreign(uint64_t rec, uint64_t w, uint32_t self)
+{
+	uint32_t ns = (uint32_t)(rec >> 32);
+
+	return self && ns && ns != self && (uint32_t)rec == ((uint32_t)(w >> 1) & GEN_MASK);
+}
+
+/* pidns_foreign for slot s, whose word is w, seen from r. */
+static bool slot_foreign(const shmq_region *r, const struct shmq__ptab_slot *s, uint64_t w)
 {
 	/* relaxed: the record checks itself (its gen must be the word's),
 	 * nothing else is read through it; pairs with the relaxed store in
 	 * shmq__ptab_claim */
-	uint64_t ns = shmq__load_relaxed(&s->pidns);
-
-	return r->pidns && (uint32_t)ns == gen && (uint32_t)(ns >> 32) &&
-	       (uint32_t)(ns >> 32) != r->pidns;
+	return pidns_foreign(shmq__load_relaxed(&s->pidns), w, r->pidns);
 }
 
 int shmq__pid_alive(pid_t pid, uint64_t starttime)
@@ -153,7 +159,7 @@ int shmq__region_id_alive(const shmq_region *r, uint32_t id)
 	w = shmq__load_acquire(&s->word); /* pairs with the CAS in shmq__ptab_claim */
 	if (!(w & 1) || ((w >> 1) & GEN_MASK) != gen)
 		return 0;
-	if (slot_foreign(r, s, gen))
+	if (slot_foreign(r, s, w))
 		return 1;
 	st = shmq__load_acquire(&s->starttime); /* pairs with the release store in shmq__ptab_claim */
 	return shmq__pid_alive((pid_t)(w >> 32), st);
@@ -187,7 +193,7 @@ int shmq__region_id_maybe_alive(const shmq_region *r, uint32_t id)
 	w = id_listed_word(r, id);
 	if (!w)
 		return 0;
-	if (slot_foreign(r, slot_of(r, shmq__id_slot(id)), (uint32_t)(w >> 1) & GEN_MASK))
+	if (slot_foreign(r, slot_of(r, shmq__id_slot(id)), w))
 		return 1;
 	return kill((pid_t)(w >> 32), 0) == 0 || errno != ESRCH;
 }
@@ -199,7 +205,7 @@ int shmq__region_id_foreign(const shmq_region *r, uint32_t id)
 	if (shmq__region_id_valid(r, id))
 		return -EBADMSG;
 	w = id_listed_word(r, id);
-	return w && slot_foreign(r, slot_of(r, shmq__id_slot(id)), (uint32_t)(w >> 1) & GEN_MASK);
+	return w && slot_foreign(r, slot_of(r, shmq__id_slot(id)), w);
 }
 
 int shmq__region_id_ours(const shmq_region *r, uint32_t id)
@@ -212,7 +218,7 @@ int shmq__region_id_ours(const shmq_region *r, uint32_t id)
 		return 1;
 	w = id_listed_word(r, id);
 	if (!w || (pid_t)(w >> 32) != r->pid ||
-	    slot_foreign(r, slot_of(r, shmq__id_slot(id)), (uint32_t)(w >> 1) & GEN_MASK))
+	    slot_foreign(r, slot_of(r, shmq__id_slot(id)), w))
 		return 0;
 	/* Our pid: ours unless a process that had it before us left the slot
 	 * behind, whose start time differs (without /proc both are 0, and the
@@ -227,7 +233,7 @@ static bool ptab_word_dead(const shmq_region *r, uint64_t w, const struct shmq__
 {
 	if (!(w & 1))
 		return true;
-	if (slot_foreign(r, s, (uint32_t)(w >> 1) & GEN_MASK))
+	if (slot_foreign(r, s, w))
 		return false;
 	/* pairs with the release store of starttime in shmq__ptab_claim */
 	return !shmq__pid_alive((pid_t)(w >> 32), shmq__load_acquire(&s->starttime));
@@ -393,12 +399,7 @@ int shmq__ptab_creator_alive(int fd, uint64_t file_size, bool locked)
 		return locked ? 0 : shmq__ptab_creator_locked(fd);
 	if (!(a.word & 1))
 		return 0; /* claimed and left: whoever formatted this is gone */
-	{
-		/* a creator of another pid namespace: its pid means nothing here */
-		uint32_t ns = (uint32_t)(a.pidns >> 32), self = shmq__pidns_self();
-
-		if ((uint32_t)a.pidns == ((uint32_t)(a.word >> 1) & GEN_MASK) && ns && self && ns != self)
-			return 1;
-	}
+	if (pidns_foreign(a.pidns, a.word, shmq__pidns_self()))
+		return 1; /* a creator of another pid namespace: its pid means nothing here */
 	return shmq__pid_alive((pid_t)(a.word >> 32), a.starttime);
 }

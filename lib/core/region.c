@@ -31,6 +31,7 @@
 #include "core/fork_int.h"
 #include "core/ptab_int.h"
 #include "core/region_int.h"
+#include "core/time_int.h"
 #include "core/region_layout_int.h"
 
 #define FORMAT_WAIT_NS ((int64_t)1000 * 1000 * 1000) /* for a creator to write the header */
@@ -360,8 +361,7 @@ static bool unsized_young(const struct stat *st)
 
 	if (st->st_size != 0 || clock_gettime(CLOCK_REALTIME, &now))
 		return false;
-	age = (int64_t)(now.tv_sec - st->st_ctim.tv_sec) * 1000000000 +
-	      (now.tv_nsec - st->st_ctim.tv_nsec);
+	age = shmq__timespec_to_ns(&now) - shmq__timespec_to_ns(&st->st_ctim);
 	return age >= 0 && age < FORMAT_WAIT_NS;
 }
 
