@@ -364,6 +364,20 @@ static void *thread_party(void *p)
 	return NULL;
 }
 
+/* A generation of a 2-party barrier b passed by the caller and a thread of
+ * its own: both pass, with different arrival indices. */
+static void pass_with_thread(shmq_barrier *b)
+{
+	struct tparty t = { .b = b, .rc = -1000 };
+	pthread_t th;
+	int rc;
+
+	assert_int_equal(pthread_create(&th, NULL, thread_party, &t), 0);
+	rc = shmq_barrier_wait(b, 10000 * MS);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_true(rc >= 0 && t.rc >= 0 && rc != t.rc);
+}
+
 /* A waiter that reset cut short, stopped until the next generation has
  * completed with another party in its place (RESET is gone from the word
  * by then): it still gets -EPIPE, never a pass it did not make.  Again
@@ -495,12 +509,9 @@ static void test_party_killed_asleep_uncounted(void **state)
 {
 	struct tu_region *f = *state;
 	struct shmq__barrier_shm *s;
-	struct tparty t;
 	shmq_barrier *b;
-	pthread_t th;
 	void *mem;
 	pid_t victim;
-	int rc;
 
 	assert_int_equal(shmq_barrier_create(f->r, "b", 2, &b), 0);
 	assert_int_equal(shmq__obj_find(f->r, "b", SHMQ__OBJ_BARRIER, &mem, NULL), 0);
@@ -521,11 +532,7 @@ static void test_party_killed_asleep_uncounted(void **state)
 	 * nobody asleep */
 	assert_true(shmq_barrier_wait(b, 10000 * MS) >= 0);
 	assert_int_equal(__atomic_load_n(&s->sleepers, __ATOMIC_SEQ_CST), 0);
-	t = (struct tparty){ .b = b, .rc = -1000 };
-	assert_int_equal(pthread_create(&th, NULL, thread_party, &t), 0);
-	rc = shmq_barrier_wait(b, 10000 * MS);
-	assert_int_equal(pthread_join(th, NULL), 0);
-	assert_true(rc >= 0 && t.rc >= 0 && rc != t.rc);
+	pass_with_thread(b);
 	shmq_barrier_close(b);
 }
 
@@ -534,9 +541,7 @@ static void test_party_killed_asleep_uncounted(void **state)
 static void test_party_dead_between(void **state)
 {
 	struct tu_region *f = *state;
-	struct tparty t;
 	shmq_barrier *b;
-	pthread_t th;
 	int64_t t0, el;
 	pid_t pid;
 	int fd, rc;
@@ -557,11 +562,7 @@ static void test_party_dead_between(void **state)
 	assert_int_equal(rc, -EPIPE);
 	assert_true(el < 2000 * MS);
 	assert_int_equal(shmq_barrier_reset(b), 0);
-	t = (struct tparty){ .b = b, .rc = -1000 };
-	assert_int_equal(pthread_create(&th, NULL, thread_party, &t), 0);
-	rc = shmq_barrier_wait(b, 10000 * MS);
-	assert_int_equal(pthread_join(th, NULL), 0);
-	assert_true(rc >= 0 && t.rc >= 0 && rc != t.rc);
+	pass_with_thread(b);
 	shmq_barrier_close(b);
 }
 
