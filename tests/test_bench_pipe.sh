@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # shmq-bench pipe -- tput runs its throughput paths (one message per call,
 # bulk, blocking; 8 B to 4 KiB; beside the kernel's transports and ck_ring,
-# and the bulk rate beside its bound, a minimal batched ring)
-# to the end and prints every row.  Under the sanitizer builds of make check
+# and the bulk rate beside its bound, a minimal batched ring), and
+# pipe -- sweep 64 its ring-size sweep at one size (64-byte and 56-byte
+# messages), to the end and prints every row.  Under the sanitizer builds of make check
 # this is what catches the bench itself reading or writing past its buffers
 # (the bulk sender stamped half its messages past the end of its array, which
 # AddressSanitizer reports as a global-buffer-overflow in bulk_stamp).  It
@@ -22,4 +23,10 @@ done
 # the bulk rate's bound, measured beside it at 64 B
 bench_row "$tmp/out.txt" "pipe busy, bulk 32/call, beside its bound 64B" Mmsg/s \
 	"minimal batched ring \\(bound\\)"
-echo "ok: every throughput row printed"
+bench_run "$tmp/sweep.txt" pipe -- sweep 64
+for size in 64B 56B; do
+	for row in busy blocking; do
+		bench_row "$tmp/sweep.txt" "pipe $size $row, ring 64 msgs" Mmsg/s
+	done
+done
+echo "ok: every throughput and sweep row printed"

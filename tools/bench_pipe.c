@@ -35,11 +35,12 @@
  *      blocking: the default poll-then-sleep policy.
  *    The headline is the median of batch means (no clock read inside a
  *    batch); the latency lines time each round trip (one clock read each).
- *  - ring-size sweep, 64-byte messages, busy polling (SHMQ_NOWAIT) and
- *    blocking calls, at rings of 64 .. 65536 messages: shmq_pipe with the
- *    smallest capacity that holds that many 72-byte records beside ck_ring
- *    SPSC with that many 64-byte entries (its best configuration: typed
- *    copy, no wait); each point is measured three times alternating shmq and
+ *  - ring-size sweep, 64-byte and 56-byte messages (see pb_sweep), busy
+ *    polling (SHMQ_NOWAIT) and blocking calls, at rings of 64 .. 65536
+ *    messages: shmq_pipe with the smallest capacity that holds that many
+ *    records (72 and 64 bytes) beside ck_ring SPSC with that many entries of
+ *    the message's size (its best configuration: typed copy, no wait); each
+ *    point is measured three times alternating shmq and
  *    ck, the ratio is the median of the three pairs and the spread their
  *    range; the mean ring occupancy (sampled by the consumer) is reported.
  *  - wakes per 1000 messages (the pipe's own counters, as `shmq stat` shows
@@ -48,7 +49,8 @@
  *
  *  `-- rt` runs only the round trips, `-- tput` only the throughputs per size
  *  (one message per call, bulk, blocking), `-- cpu` only the one-process
- *  pair, `-- pacing` only the receiver's pacing (see pb_pacing; in no
+ *  pair, `-- sweep` only the ring-size sweep (`-- sweep 256 1024`: those
+ *  sizes), `-- pacing` only the receiver's pacing (see pb_pacing; in no
  *  default run).
  */
 #include "config.h"
@@ -134,12 +136,14 @@ static bool pb_is_shmq(int k)
 }
 
 struct pb_m8 { uint64_t w[1]; };
+struct pb_m56 { uint64_t w[7]; };
 struct pb_m64 { uint64_t w[8]; };
 struct pb_m1024 { uint64_t w[128]; };
 struct pb_m4096 { uint64_t w[512]; };
 
 #ifdef HAVE_CK
 CK_RING_PROTOTYPE(m8, pb_m8)
+CK_RING_PROTOTYPE(m56, pb_m56)
 CK_RING_PROTOTYPE(m64, pb_m64)
 CK_RING_PROTOTYPE(m1024, pb_m1024)
 CK_RING_PROTOTYPE(m4096, pb_m4096)
@@ -362,6 +366,7 @@ static inline void ck_put(struct ep *e, const void *m, uint32_t size)
 	for (;;) {
 		switch (size) {
 		case 8: ok = ck_ring_enqueue_spsc_m8(e->ckw, e->ckwb, (struct pb_m8 *)m); break;
+		case 56: ok = ck_ring_enqueue_spsc_m56(e->ckw, e->ckwb, (struct pb_m56 *)m); break;
 		case 64: ok = ck_ring_enqueue_spsc_m64(e->ckw, e->ckwb, (struct pb_m64 *)m); break;
 		case 1024: ok = ck_ring_enqueue_spsc_m1024(e->ckw, e->ckwb, (struct pb_m1024 *)m); break;
 		default: ok = ck_ring_enqueue_spsc_m4096(e->ckw, e->ckwb, (struct pb_m4096 *)m); break;
@@ -380,6 +385,7 @@ static inline void ck_get(struct ep *e, void *m, uint32_t size)
 	for (;;) {
 		switch (size) {
 		case 8: ok = ck_ring_dequeue_spsc_m8(e->ckr, e->ckrb, m); break;
+		case 56: ok = ck_ring_dequeue_spsc_m56(e->ckr, e->ckrb, m); break;
 		case 64: ok = ck_ring_dequeue_spsc_m64(e->ckr, e->ckrb, m); break;
 		case 1024: ok = ck_ring_dequeue_spsc_m1024(e->ckr, e->ckrb, m); break;
 		default: ok = ck_ring_dequeue_spsc_m4096(e->ckr, e->ckrb, m); break;
@@ -696,17 +702,38 @@ static uint64_t ep_occupancy(struct ep *e, shmq_region *obs)
 	return 0;
 }
 
-static int tput_tx(struct ep *e, uint8_t *buf)
+/* One message per call: the messages rotate through tx_slots(size) slots
+ * back to back (bulk_stride apart), each stamped with its sequence number
+ * half a rotation before it is sent.  Stamped right before the send (as it
+ * was), the send's first wide load of the message overlapped the 8-byte
+ * store still in the store buffer, which store forwarding cannot serve: the
+ * load waited for the store to reach the cache, so behind every store the
+ * previous send made to lines the other core held.  That stall was 76% of
+ * shmq_pipe_send's samples and 51% of ck_put's (`perf record -e cpu-clock`,
+ * `-- sweep 256`): it measured the bench, for every transport. */
+static size_t tx_slots(uint32_t size)
+{
+	size_t n = ((size_t)16 << 10) / bulk_stride(size); /* at most 16 KiB of them */
+
+	return n < 4 ? 4 : n > 2 * PB_BULK ? 2 * PB_BULK : n;
+}
+
+/* m: 2 * PB_BULK * bulk_stride(pb->size) bytes */
+static int tput_tx(struct ep *e, uint8_t *m)
 {
 	struct pb *pb = e->pb;
+	size_t stride = bulk_stride(pb->size), slots = tx_slots(pb->size), ahead = slots / 2;
 
+	for (uint64_t i = 0; i < ahead && i < pb->n; i++)
+		memcpy(m + i * stride, &i, 8);
 	for (uint64_t i = 0; i < pb->n; i++) {
+		uint64_t next = i + ahead;
 		int rc;
 
 		if (pb->kind == K_SHMQ_BURST && i && i % PB_BURST == 0)
 			nanosleep(&(struct timespec){ 0, PB_BURST_PAUSE_NS }, NULL);
-		memcpy(buf, &i, 8);
-		rc = ep_send(e, buf);
+		memcpy(m + (next % slots) * stride, &next, 8);
+		rc = ep_send(e, m + (i % slots) * stride);
 		if (rc)
 			return rc;
 	}
@@ -826,8 +853,7 @@ static int tput_side(struct ep *e, int side)
 
 	memset(bufs, 0x5a, sizeof(bufs));
 	if (side == 0) {
-		if (k == K_SHMQ_BULK || k == K_MIN_BULK)
-			memset(bulk, 0x5a, 2 * PB_BULK * bulk_stride(pb->size));
+		memset(bulk, 0x5a, 2 * PB_BULK * bulk_stride(pb->size));
 		pb->t0 = bench_now_ns();
 		if (k == K_SHMQ_BULK)
 			rc = tput_tx_bulk(e, bulk);
@@ -838,7 +864,7 @@ static int tput_side(struct ep *e, int side)
 		else if (k == K_CK_ZC || k == K_PIPE2_ZC)
 			rc = tput_tx_copy(e, bufs[0]);
 		else
-			rc = tput_tx(e, bufs[0]);
+			rc = tput_tx(e, bulk);
 		return rc;
 	}
 	if (k == K_SHMQ_BULK)
@@ -1459,9 +1485,9 @@ static int pb_fresh_region(struct pb_run *run, size_t pipe_bytes)
 	return shmq_region_create(run->pb->region, &o, &run->r);
 }
 
-/* One ring size of the sweep: shmq busy, ck_ring, shmq blocking, in
- * alternation, BENCH_SWEEP_REPS times (tools/bench.h). */
-static int pb_sweep_point(struct pb_run *run, size_t msgs)
+/* One ring size of the sweep, messages of size bytes: shmq busy, ck_ring,
+ * shmq blocking, in alternation, BENCH_SWEEP_REPS times (tools/bench.h). */
+static int pb_sweep_point(struct pb_run *run, size_t msgs, uint32_t size)
 {
 	struct bench *b = run->b;
 	struct pb *pb = run->pb;
@@ -1471,10 +1497,10 @@ static int pb_sweep_point(struct pb_run *run, size_t msgs)
 	int rc;
 
 	pb->rt = false;
-	pb->size = 64;
+	pb->size = size;
 	pb->ck_n = msgs;
-	pb->cap = 64; /* the smallest power of two holding msgs 72-byte records */
-	while (pb->cap / SHMQ_ALIGN_REC(64) < msgs)
+	pb->cap = 64; /* the smallest power of two holding msgs records */
+	while (pb->cap / SHMQ_ALIGN_REC(size) < msgs)
 		pb->cap *= 2;
 	if ((rc = pb_fresh_region(run, 2 * pb->cap)))
 		return rc;
@@ -1484,7 +1510,7 @@ static int pb_sweep_point(struct pb_run *run, size_t msgs)
 			return rc;
 		busy[i] = pb_mmsgs(pb);
 		occ_s += pb->occ_n ? (double)pb->occ_sum / (double)pb->occ_n * 100.0 /
-					     (double)(pb->cap / SHMQ_ALIGN_REC(64)) : 0;
+					     (double)(pb->cap / SHMQ_ALIGN_REC(size)) : 0;
 #ifdef HAVE_CK
 		if ((rc = pb_measure(run, K_CK)))
 			return rc;
@@ -1504,18 +1530,18 @@ static int pb_sweep_point(struct pb_run *run, size_t msgs)
 		struct bench_spread sb = bench_spread(rb, BENCH_SWEEP_REPS);
 		struct bench_spread sk = bench_spread(rk, BENCH_SWEEP_REPS);
 
-		bench_note(b, "sweep ring %zu msgs: busy/ck %.2fx (spread %.2f-%.2f), blocking/ck %.2fx "
+		bench_note(b, "sweep ring %zu msgs %uB: busy/ck %.2fx (spread %.2f-%.2f), blocking/ck %.2fx "
 			   "(spread %.2f-%.2f), mean occupancy (of each ring) shmq %.0f%% ck %.0f%%",
-			   msgs, sb.median, sb.lo, sb.hi, sk.median, sk.lo, sk.hi, occ_s, occ_c);
+			   msgs, size, sb.median, sb.lo, sb.hi, sk.median, sk.lo, sk.hi, occ_s, occ_c);
 	}
-	snprintf(name, sizeof(name), "pipe 64B busy, ring %zu msgs", msgs);
+	snprintf(name, sizeof(name), "pipe %uB busy, ring %zu msgs", size, msgs);
 	rc = bench_report(b, name, "Mmsg/s", bench_spread(busy, BENCH_SWEEP_REPS).median, ck_name(),
 			  bench_spread(ck, BENCH_SWEEP_REPS).median, true);
-	snprintf(name, sizeof(name), "pipe 64B blocking, ring %zu msgs", msgs);
+	snprintf(name, sizeof(name), "pipe %uB blocking, ring %zu msgs", size, msgs);
 	if (!rc)
 		rc = bench_report(b, name, "Mmsg/s", bench_spread(blk, BENCH_SWEEP_REPS).median,
 				  ck_name(), bench_spread(ck, BENCH_SWEEP_REPS).median, true);
-	snprintf(name, sizeof(name), "pipe 64B busy occupancy %%, ring %zu msgs", msgs);
+	snprintf(name, sizeof(name), "pipe %uB busy occupancy %%, ring %zu msgs", size, msgs);
 	if (!rc && ck_name())
 		rc = bench_report(b, name, "%", occ_s, ck_name(), occ_c, false);
 	pb->ck_n = 0;
@@ -1523,17 +1549,47 @@ static int pb_sweep_point(struct pb_run *run, size_t msgs)
 	return rc;
 }
 
-/* The ring-size sweep (64-byte messages). */
+/*
+ * The ring-size sweep: 64-byte messages at every size, and 56-byte ones
+ * beside ck_ring's 56-byte entries.  A 64-byte message's record is 72 bytes,
+ * so that nearly every line holds the end of one record and the start of the
+ * next: with the receiver right behind the sender (an empty ring, the usual
+ * state at 1024 messages and more) such a line crosses to the receiver,
+ * back for the next record, and over again, where ck_ring's 64-byte entries
+ * move each line once.  A 56-byte message's record is one line, and there it
+ * is ck_ring's entries that straddle.  The pair of sizes shows what the
+ * record header costs apart from the rest of the ring.  Ring sizes after
+ * "--" (`-- sweep 256 1024`) measure only those.
+ */
+static int pb_sweep_size(struct pb_run *run, size_t msgs)
+{
+	int rc = pb_sweep_point(run, msgs, 64);
+
+	return rc ? rc : pb_sweep_point(run, msgs, 56);
+}
+
 static int pb_sweep(struct pb_run *run)
 {
 	static const size_t full[] = { 64, 256, 1024, 4096, 16384, 65536 };
 	static const size_t quick[] = { 256, 4096 };
-	bool q = bench_quick(run->b);
+	struct bench *b = run->b;
+	bool q = bench_quick(b), chosen = false;
 	size_t n = q ? SHMQ__ARRAY_SIZE(quick) : SHMQ__ARRAY_SIZE(full);
 	int rc = 0;
 
-	for (size_t i = 0; !rc && i < n; i++)
-		rc = pb_sweep_point(run, q ? quick[i] : full[i]);
+	for (int i = 0; i < bench_argc(b) && !rc; i++) {
+		char *end;
+		unsigned long v = strtoul(bench_argv(b)[i], &end, 10);
+
+		if (*end != '\0' || end == bench_argv(b)[i])
+			continue;
+		if (v < 2 || v > 65536 || (v & (v - 1)) != 0) /* ck_ring: powers of two */
+			return -EINVAL;
+		chosen = true;
+		rc = pb_sweep_size(run, v);
+	}
+	for (size_t i = 0; !rc && !chosen && i < n; i++)
+		rc = pb_sweep_size(run, q ? quick[i] : full[i]);
 	return rc;
 }
 
@@ -1583,6 +1639,10 @@ int bench_pipe(struct bench *b)
 	}
 	if (!rc && bench_has_arg(b, "pacing")) { /* the receiver's pacing alone */
 		rc = pb_pacing(&run);
+		goto out;
+	}
+	if (!rc && bench_has_arg(b, "sweep")) { /* the ring-size sweep alone */
+		rc = pb_sweep(&run);
 		goto out;
 	}
 	if (!rc && bench_has_arg(b, "cpu")) { /* the one-process pair alone */
