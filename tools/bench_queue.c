@@ -545,18 +545,34 @@ static void qb_wait_go(struct qb_shared *sh)
 		sched_yield();
 }
 
+/* A producer's messages rotate through QB_TX_BYTES of slots, a whole number
+ * of lines apart, each stamped with its sequence number half a rotation
+ * before it is put: stamped right before the put, the put's first wide load
+ * of it waited for that 8-byte store to reach the cache, which store
+ * forwarding cannot serve, behind every store the previous put made to
+ * lines another core held (as in shmq-bench pipe, tput_tx). */
+#define QB_TX_BYTES ((size_t)16 << 10)
+
 static int qb_producer(struct qb_run *run, unsigned id)
 {
-	uint64_t msg[QB_MAXMSG / 8] = { 0 };
+	static uint64_t slot[QB_TX_BYTES / 8] SHMQ__ALIGNED(64);
+	size_t stride = SHMQ__ALIGN_UP((size_t)run->size, (size_t)SHMQ__CACHELINE) / 8;
+	size_t slots = QB_TX_BYTES / 8 / stride, ahead = slots / 2;
 	struct qb_end e;
 	int rc = qb_attach(run, &e, true);
 
 	if (rc)
 		return rc;
+	_Static_assert(QB_TX_BYTES >= 4 * QB_MAXMSG, "at least 4 slots");
+	memset(slot, 0, sizeof(slot));
+	for (uint64_t seq = 0; seq < ahead; seq++)
+		slot[seq * stride] = (uint64_t)id << 56 | seq;
 	qb_wait_go(run->sh);
 	/* relaxed: a flag polled once per message; nothing is published by it */
 	for (uint64_t seq = 0; !shmq__load_relaxed(&run->sh->stop); seq++) {
-		msg[0] = (uint64_t)id << 56 | seq;
+		uint64_t *msg = slot + (seq % slots) * stride;
+
+		slot[((seq + ahead) % slots) * stride] = (uint64_t)id << 56 | (seq + ahead);
 		rc = qb_put(&e, msg);
 		if (rc)
 			return rc;
@@ -566,8 +582,8 @@ static int qb_producer(struct qb_run *run, unsigned id)
 			nanosleep(&ts, NULL);
 		}
 	}
-	msg[0] = (uint64_t)id << 56 | QB_POISON; /* one per consumer: np == nc */
-	return qb_put(&e, msg);
+	slot[0] = (uint64_t)id << 56 | QB_POISON; /* one per consumer: np == nc */
+	return qb_put(&e, slot);
 }
 
 /* The queue-wide gap at a consumer's clock read t: the time since the
