@@ -990,6 +990,39 @@ static void test_pipes_with_closed_stdio(void **state)
 	shmq_run_result_free(&res);
 }
 
+/* A daemon that closed stdin, stdout and stderr spawns a child with an
+ * argument and a program: the handles keep their pidfds above 2 (core/fd_int.h),
+ * where the daemon's printf, or its reopening of 0-2 on /dev/null once it
+ * has set up, would reach them.  Old code: the spawned child's pidfd at 0
+ * (its argument's memfd, gone by then, had taken 0 before it), the exec'd
+ * one's at 1. */
+static void test_pidfd_with_closed_stdio(void **state)
+{
+	char *truth[] = { "true", NULL };
+	int saved[3], rc[2], taken = -1, code[2] = { -1, -1 }, one = 1;
+	shmq_proc *p[2] = { NULL, NULL };
+
+	(void)state;
+	tu_stdio_close(saved); /* nothing may assert until tu_stdio_restore */
+	rc[0] = shmq_proc_spawn(NULL, "exit_with", &one, sizeof(one), NULL, &p[0]);
+	rc[1] = shmq_proc_exec(NULL, truth, NULL, &p[1]);
+	taken = tu_stdio_taken();
+	for (int i = 0; i < 2; i++)
+		if (rc[i] == 0)
+			code[i] = shmq_proc_join(p[i], 10 * SHMQ__NS_PER_SEC);
+	for (int i = 0; i < 2; i++)
+		if (rc[i] == 0)
+			code[i] = code[i] == 0 ? shmq_proc_exitcode(p[i]) : code[i] - 1000;
+	shmq_proc_close(p[0]);
+	shmq_proc_close(p[1]);
+	tu_stdio_restore(saved);
+	assert_int_equal(rc[0], 0);
+	assert_int_equal(rc[1], 0);
+	assert_int_equal(taken, 0);
+	assert_int_equal(code[0], 1);
+	assert_int_equal(code[1], 0);
+}
+
 /* The hex mask that /proc/self/status prints after tag ("SigIgn:"). */
 static uint64_t status_mask(const char *status, const char *tag)
 {
@@ -1507,6 +1540,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_spawn_arg_above_file_size_limit),
 		cmocka_unit_test(test_child_signal_defaults),
 		cmocka_unit_test(test_pipes_with_closed_stdio),
+		cmocka_unit_test(test_pidfd_with_closed_stdio),
 	};
 
 	if (getenv("SHMQ_TEST_FORGOT"))

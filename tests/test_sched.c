@@ -2519,9 +2519,44 @@ static void test_unwatch_no_run_bounded(void **state)
 #define BOTH(f) ON(f, CFG_URING, "io_uring"), ON(f, CFG_FALLBACK, "fallback")
 #define ALL(f) BOTH(f), ON(f, CFG_URING_OLD, "io_uring-old-kernel")
 
+/* A daemon that closed stdin, stdout and stderr: the scheduler keeps none of
+ * its descriptors at 0-2 (core/fd_int.h), where the daemon's printf, or its
+ * reopening of 0-2 on /dev/null once it has set up, would reach them.  Old
+ * code: the eventfd at 0 and the ring at 1 (io_uring); the eventfd, the
+ * epoll and the timerfd at 0, 1 and 2 (the fallback). */
+static void test_closed_stdio(void **state)
+{
+	const struct cfg *c = *state;
+	struct shmq_sched_opts o = { .backend = c->backend, .flags = c->flags };
+	struct log l = { 0 };
+	struct tag t = { &l, 1, 0 };
+	shmq_sched *s = NULL;
+	int saved[3], rc, taken = -1, entered = -1;
+	int64_t ran = -1;
+
+	tu_stdio_close(saved); /* nothing may assert until tu_stdio_restore */
+	rc = shmq_sched_create(&o, &s);
+	if (rc == 0) {
+		taken = tu_stdio_taken();
+		t.when = shmq_now_ns() + 1 * MS;
+		entered = shmq_sched_enterabs(s, t.when, 0, act_log, &t, NULL);
+		ran = shmq_sched_run(s, true);
+		shmq_sched_destroy(s);
+	}
+	tu_stdio_restore(saved);
+	if (rc == -EPERM || rc == -ENOSYS)
+		skip(); /* io_uring refused on this host */
+	assert_int_equal(rc, 0);
+	assert_int_equal(taken, 0);
+	assert_int_equal(entered, 0);
+	assert_int_equal(ran, 0);
+	assert_int_equal(l.n, 1);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
+		BOTH(test_closed_stdio),
 		ALL(test_order_by_time),
 		ALL(test_ties),
 		ALL(test_past_due),

@@ -1207,6 +1207,45 @@ static void test_remove_no_wait_bounded(void **state)
 	shmq_queue_close(q);
 }
 
+/* A daemon that closed stdin, stdout and stderr: the set keeps none of its
+ * descriptors at 0-2 (core/fd_int.h), where the daemon's printf, or its
+ * reopening of 0-2 on /dev/null once it has set up, would reach them; its
+ * event loop may hold the set's descriptor's number.  Old code: the ring at
+ * 0 (io_uring); the epoll, the eventfd and the timerfd at 0, 1 and 2 (the
+ * fallback), where the host's 8-byte write to 1 went into the eventfd. */
+static void test_closed_stdio(void **state)
+{
+	shmq_queue *q = mkq(state, "q.stdio", 4);
+	struct shmq_ready rd[2];
+	shmq_waitset *w = NULL;
+	int saved[3], rc, taken = -1, fd = -1, add = -1, idle = 1, put = -1, got = -1;
+	int c;
+
+	tu_stdio_close(saved); /* nothing may assert until tu_stdio_restore */
+	rc = shmq_waitset_create(&w);
+	if (rc == 0) {
+		taken = tu_stdio_taken();
+		fd = shmq_waitset_fd(w);
+		for (int i = 0; i < 3; i++)
+			(void)!write(i, "host log", 8); /* the host's printf */
+		add = shmq_waitset_add_queue(w, q, SHMQ_READABLE, &c);
+		idle = shmq_waitset_wait(w, rd, 2, 1 * MS);
+		put = shmq_queue_put(q, "a", 1, SHMQ_NOWAIT);
+		got = shmq_waitset_wait(w, rd, 2, 10 * SEC);
+		shmq_waitset_free(w);
+	}
+	tu_stdio_restore(saved);
+	assert_int_equal(rc, 0);
+	assert_int_equal(taken, 0);
+	assert_true(fd > 2);
+	assert_int_equal(add, 0);
+	assert_int_equal(idle, -ETIMEDOUT);
+	assert_int_equal(put, 0);
+	assert_int_equal(got, 1);
+	assert_ptr_equal(rd[0].cookie, &c);
+	shmq_queue_close(q);
+}
+
 #define BOTH(fn)                                                                         \
 	cmocka_unit_test_setup_teardown(fn, setup_uring, tu_region_teardown),            \
 	cmocka_unit_test_setup_teardown(fn, setup_fallback, tu_region_teardown)
@@ -1239,6 +1278,7 @@ int main(int argc, char **argv)
 		BOTH(test_as_completed),
 		BOTH(test_fd_asked_late),
 		BOTH(test_remove_no_wait_bounded),
+		BOTH(test_closed_stdio),
 	};
 
 	shmq_dispatch(argc, argv);

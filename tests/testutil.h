@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <malloc.h>
@@ -155,6 +156,39 @@ static inline int tu_fd_count(void)
 	while (readdir(d))
 		n++;
 	closedir(d);
+	return n;
+}
+
+/* A daemon that closed stdin, stdout and stderr: close 0-2, their copies in
+ * saved[] for tu_stdio_restore.  Between the two nothing may print or
+ * assert (cmocka writes to the closed stdout, and a failed assert would
+ * leave it closed): collect results, restore, then assert. */
+static inline void tu_stdio_close(int saved[3])
+{
+	for (int i = 0; i < 3; i++) {
+		saved[i] = fcntl(i, F_DUPFD_CLOEXEC, 10);
+		close(i);
+	}
+}
+
+static inline void tu_stdio_restore(const int saved[3])
+{
+	for (int i = 0; i < 3; i++) {
+		if (saved[i] >= 0) {
+			dup2(saved[i], i);
+			close(saved[i]);
+		}
+	}
+}
+
+/* How many of descriptors 0-2 are open (after tu_stdio_close: taken by a
+ * descriptor of the library's, which it must not keep there). */
+static inline int tu_stdio_taken(void)
+{
+	int n = 0;
+
+	for (int i = 0; i < 3; i++)
+		n += fcntl(i, F_GETFD) >= 0;
 	return n;
 }
 

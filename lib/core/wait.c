@@ -17,6 +17,7 @@
 
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fd_int.h"
 #include "core/time_int.h"
 #include "core/wait_int.h"
 
@@ -53,7 +54,7 @@ int shmq__deadline_fd(int64_t deadline)
 
 	if (deadline == SHMQ__NO_DEADLINE)
 		return -EINVAL;
-	fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	fd = shmq__fd_high(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)); /* core/fd_int.h */
 	if (fd < 0)
 		return -errno;
 	if (timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL) == 0)

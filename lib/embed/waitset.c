@@ -64,6 +64,7 @@
 
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
+#include "core/fd_int.h"
 #include "core/fork_int.h"
 #include "core/time_int.h"
 #include "core/wait_int.h"
@@ -597,9 +598,10 @@ static int fallback_init(shmq_waitset *w)
 	int rc;
 
 	w->fallback = true;
-	w->epfd = epoll_create1(EPOLL_CLOEXEC);
-	w->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	/* never at 0-2 (core/fd_int.h) */
+	w->epfd = shmq__fd_high(epoll_create1(EPOLL_CLOEXEC));
+	w->evfd = shmq__fd_high(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	w->tfd = shmq__fd_high(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
 	if (w->epfd < 0 || w->evfd < 0 || w->tfd < 0)
 		return -errno;
 	if ((rc = epoll_set(w->epfd, EPOLL_CTL_ADD, w->evfd, EPOLLIN, UD_NOP)) < 0 ||
@@ -631,6 +633,9 @@ SHMQ_API int shmq_waitset_create(shmq_waitset **out)
 	w->epfd = w->evfd = w->tfd = -1;
 	if (!ws_fallback_env() &&
 	    io_uring_queue_init(WS_RING_SIZE, &w->ring, 0) == 0) {
+		/* never at 0-2 (core/fd_int.h): shmq_waitset_fd hands it out */
+		if (shmq__fd_lift(&w->ring.ring_fd))
+			w->ring.enter_ring_fd = w->ring.ring_fd;
 		shmq__ready_probe(&w->ring, &w->caps);
 		/* a ring that cannot be entered (io_uring_enter refused) is as
 		 * good as none: the fallback, not a set whose waits all fail */

@@ -34,6 +34,7 @@
 
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
+#include "core/fd_int.h"
 #include "core/fork_int.h"
 #include "proc/proc_int.h"
 #include "core/region_int.h"
@@ -122,7 +123,8 @@ int shmq__entry_find(const char *name, const struct shmq_entry **out)
 
 static int sys_pidfd_open(pid_t pid)
 {
-	return (int)syscall(SYS_pidfd_open, pid, 0);
+	/* never at 0-2 (core/fd_int.h) */
+	return shmq__fd_high((int)syscall(SYS_pidfd_open, pid, 0));
 }
 
 static int sys_pidfd_send_signal(int pidfd, int sig)
@@ -451,7 +453,7 @@ static int arg_memfd(const void *arg, size_t len)
 
 	if (fd)
 		return fd;
-	fd = memfd_create("shmq-arg", MFD_CLOEXEC);
+	fd = shmq__fd_high(memfd_create("shmq-arg", MFD_CLOEXEC)); /* core/fd_int.h */
 	if (fd < 0)
 		return -errno;
 	while (len) {

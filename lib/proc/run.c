@@ -468,6 +468,8 @@ static int uring_init(struct run *R)
 	}
 	if (rc)
 		return rc;
+	if (shmq__fd_lift(&R->ring.ring_fd)) /* never at 0-2 (core/fd_int.h) */
+		R->ring.enter_ring_fd = R->ring.ring_fd;
 	probe = io_uring_get_probe_ring(&R->ring);
 	R->use_waitid = probe && io_uring_opcode_supported(probe, RUN_OP_WAITID);
 	if (probe)
@@ -643,7 +645,7 @@ static int run_spawn(struct run *R, char *const argv[], const struct shmq_run_op
 	shmq__spawn_fini(&s);
 	if (rc)
 		return rc;
-	R->pidfd = (int)syscall(SYS_pidfd_open, R->pid, 0);
+	R->pidfd = shmq__fd_high((int)syscall(SYS_pidfd_open, R->pid, 0)); /* core/fd_int.h */
 	if (R->pidfd < 0) {
 		rc = -errno;
 		kill(R->pid, SIGKILL); /* it is ours and not yet waited for */

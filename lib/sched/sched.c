@@ -30,6 +30,7 @@
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
 #include "core/compiler_int.h"
+#include "core/fd_int.h"
 #include "core/fork_int.h"
 #include "core/wait_int.h"
 #include "sched/sched_int.h"
@@ -161,7 +162,7 @@ SHMQ_API int shmq_sched_create(const struct shmq_sched_opts *o, shmq_sched **out
 	s->spin_max = o && o->spin_ns ? o->spin_ns : SPIN_DEFAULT_NS;
 	s->lat_mean = 50000; /* a first guess; loop_learn corrects it */
 	s->lat_dev = 10000;
-	s->wake_fd = eventfd(0, EFD_CLOEXEC);
+	s->wake_fd = shmq__fd_high(eventfd(0, EFD_CLOEXEC)); /* never at 0-2 (core/fd_int.h) */
 	if (s->wake_fd < 0) {
 		rc = -errno;
 		goto fail_free;

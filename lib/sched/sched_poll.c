@@ -17,6 +17,7 @@
 #include <shmq.h>
 
 #include "core/alloc_int.h"
+#include "core/fd_int.h"
 #include "core/time_int.h"
 #include "sched/sched_int.h"
 
@@ -53,10 +54,11 @@ static int poll_init(shmq_sched *s, const struct shmq_sched_opts *o)
 	if (!b)
 		return -ENOMEM;
 	b->tfd = -1;
-	b->epfd = epoll_create1(EPOLL_CLOEXEC);
+	/* never at 0-2 (core/fd_int.h) */
+	b->epfd = shmq__fd_high(epoll_create1(EPOLL_CLOEXEC));
 	if (b->epfd < 0)
 		goto fail;
-	b->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	b->tfd = shmq__fd_high(timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
 	if (b->tfd < 0)
 		goto fail;
 	if ((rc = poll_add(b->epfd, b->tfd, EPOLLIN, TAG_TIMER)) < 0 ||

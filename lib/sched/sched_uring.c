@@ -29,6 +29,7 @@
 #include <shmq.h>
 
 #include "core/alloc_int.h"
+#include "core/fd_int.h"
 #include "core/time_int.h"
 #include "sched/ready_int.h"
 #include "sched/sched_int.h"
@@ -70,6 +71,9 @@ static int uring_init(shmq_sched *s, const struct shmq_sched_opts *o)
 		shmq__free(b, sizeof(*b));
 		return rc;
 	}
+	/* never at 0-2 (core/fd_int.h) */
+	if (shmq__fd_lift(&b->ring.ring_fd))
+		b->ring.enter_ring_fd = b->ring.ring_fd;
 	/* a ring that cannot be entered must show here, where SHMQ_SCHED_AUTO
 	 * still takes the fallback, not in every run() */
 	if ((rc = shmq__ready_ring_try(&b->ring)) < 0) {
