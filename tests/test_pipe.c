@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -1048,6 +1049,93 @@ static void test_placement(void **state)
 	munmap(mem, size);
 }
 
+/* ---- the first open of an end, racing the peer's checks ---- */
+
+#ifdef SHMQ_SANITIZED
+#define OPEN_RACES 20000u
+#else
+#define OPEN_RACES 60000u /* the old code failed about 2 rounds in 20000 */
+#endif
+
+struct open_race {
+	void *mem;
+	size_t size;
+	unsigned go;    /* the round the opener is to open end 1 in */
+	unsigned done;  /* the last round it opened in */
+	int rc;         /* its attach's result in that round */
+	shmq_pipe *end1;
+};
+
+static void *open_race_opener(void *arg)
+{
+	struct open_race *o = arg;
+	int64_t deadline = shmq_now_ns() + ms(60000);
+
+	for (unsigned round = 1; round <= OPEN_RACES; round++) {
+		while (__atomic_load_n(&o->go, __ATOMIC_SEQ_CST) < round)
+			if (shmq_now_ns() > deadline)
+				return NULL;
+		o->rc = shmq_pipe_attach(o->mem, o->size, 1, &o->end1);
+		__atomic_store_n(&o->done, round, __ATOMIC_SEQ_CST);
+	}
+	return NULL;
+}
+
+/* The first open of an end nobody held yet, racing the peer's checks of that
+ * end: never judged gone.  An opener counts itself a holder, then marks the
+ * end opened.  A check that looked at the holders before the first and at
+ * `opened` after the second found an end "opened, and held by nobody": gone,
+ * for good, and the peer's next call said -EPIPE (`shmq-bench waitset` failed
+ * so, twice in about a hundred runs).  Here a thread opens end 1 of a fresh
+ * placed pipe while the main thread polls end 0 with SHMQ_NOWAIT receives
+ * (every 64th looks at the peer), OPEN_RACES times.  Against the old
+ * end_check, 20000 rounds three times: 6, 0 and 1 rounds got -EPIPE. */
+static void test_open_races_peer_check(void **state)
+{
+	struct shmq_pipe_opts opts = { .capacity = 64 };
+	struct open_race o = { .size = shmq_pipe_footprint(&opts) };
+	unsigned bad = 0, first_bad = 0, open_failed = 0;
+	pthread_t t;
+	char buf[8];
+
+	(void)state;
+	o.mem = mmap(NULL, o.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(o.mem != MAP_FAILED);
+	assert_int_equal(pthread_create(&t, NULL, open_race_opener, &o), 0);
+	for (unsigned round = 1; round <= OPEN_RACES; round++) {
+		shmq_pipe *end0;
+		int64_t deadline = shmq_now_ns() + ms(10000);
+		ssize_t n = -EAGAIN;
+
+		assert_int_equal(shmq_pipe_init(o.mem, o.size, &opts), 0);
+		assert_int_equal(shmq_pipe_attach(o.mem, o.size, 0, &end0), 0);
+		__atomic_store_n(&o.go, round, __ATOMIC_SEQ_CST);
+		while (n == -EAGAIN && __atomic_load_n(&o.done, __ATOMIC_SEQ_CST) < round) {
+			n = shmq_pipe_recv(end0, buf, sizeof(buf), SHMQ_NOWAIT);
+			assert_true(shmq_now_ns() < deadline);
+		}
+		while (__atomic_load_n(&o.done, __ATOMIC_SEQ_CST) < round)
+			assert_true(shmq_now_ns() < deadline);
+		/* and a look at the peer after the open */
+		for (int i = 0; i < 64 && n == -EAGAIN; i++)
+			n = shmq_pipe_recv(end0, buf, sizeof(buf), SHMQ_NOWAIT);
+		if (o.rc != 0)
+			open_failed++;
+		else if (n != -EAGAIN && !bad++)
+			first_bad = round;
+		shmq_pipe_close(end0);
+		if (o.rc == 0)
+			shmq_pipe_close(o.end1);
+	}
+	assert_int_equal(pthread_join(t, NULL), 0);
+	munmap(o.mem, o.size);
+	if (bad || open_failed)
+		print_message("%u of %u rounds judged the opened end gone (first: %u), %u opens failed\n",
+			      bad, OPEN_RACES, first_bad, open_failed);
+	assert_int_equal(bad, 0);
+	assert_int_equal(open_failed, 0);
+}
+
 /* ---- corruption ---- */
 
 /* Poll until *ctr reaches want and *sleepers is nonzero: the peer is asleep
@@ -1382,6 +1470,7 @@ int main(void)
 		cmocka_unit_test(test_placement),
 		cmocka_unit_test_setup_teardown(test_stamps, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, tu_region_teardown),
+		cmocka_unit_test(test_open_races_peer_check),
 		cmocka_unit_test_setup_teardown(test_one_wake_per_sleep, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_hysteresis, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_blocked_sender_wakes_peer, setup, tu_region_teardown),

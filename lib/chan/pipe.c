@@ -298,6 +298,7 @@ static int slots_held(shmq_pipe *p, struct pipe_end *e, bool deep)
  */
 static int end_check(shmq_pipe *p, struct pipe_end *e, bool deep)
 {
+	uint32_t opened;
 	int held;
 
 	/* seq_cst: pairs with the seq_cst store of gone below, made after the
@@ -306,10 +307,17 @@ static int end_check(shmq_pipe *p, struct pipe_end *e, bool deep)
 	 * of the sleeper counts */
 	if (shmq__load_seq_cst(&e->gone))
 		return 1;
+	/* seq_cst: `opened` before the holders.  Whoever sets it (handle_new,
+	 * first_use) holds a slot from before its store until it closes, so
+	 * an end seen opened here and then held by nobody was given up by
+	 * every handle.  Read after the holders, it could come from an opener
+	 * whose slot the scan had passed before it was taken: an end opened
+	 * that very moment judged gone, for good. */
+	opened = shmq__load_seq_cst(&e->opened);
 	held = slots_held(p, e, deep);
 	if (held)
 		return held < 0 ? held : 0;
-	if (!shmq__load_seq_cst(&e->opened)) {
+	if (!opened) {
 		if (!deep)
 			return 0;
 		held = owner_alive(p, p->creator_id);
