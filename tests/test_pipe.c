@@ -1136,6 +1136,89 @@ static void test_open_races_peer_check(void **state)
 	assert_int_equal(open_failed, 0);
 }
 
+/* ---- the last close of an end, racing an open of it ---- */
+
+#ifdef SHMQ_SANITIZED
+#define CLOSE_RACES 10000u
+#else
+#define CLOSE_RACES 40000u /* the old code failed 35 to 272 rounds in 40000 */
+#endif
+
+static void *close_race_opener(void *arg)
+{
+	struct open_race *o = arg;
+	int64_t deadline = shmq_now_ns() + ms(60000);
+
+	for (unsigned round = 1; round <= CLOSE_RACES; round++) {
+		while (__atomic_load_n(&o->go, __ATOMIC_SEQ_CST) < round)
+			if (shmq_now_ns() > deadline)
+				return NULL;
+		o->rc = shmq_pipe_attach(o->mem, o->size, 1, &o->end1);
+		__atomic_store_n(&o->done, round, __ATOMIC_SEQ_CST);
+	}
+	return NULL;
+}
+
+/* An open of an end racing the close of its last handle: either the open
+ * fails with -EPIPE (the end was gone) or the end is held, never both an
+ * open that succeeded and an end judged gone.  The closer judged the end
+ * from a scan of the holders and then stored `gone`; an opener that took a
+ * slot after that scan and read `gone` before that store kept its handle on
+ * an end marked gone for good: the peer's send said -EPIPE while the opener
+ * held the end.  Here a thread opens end 1 of a fresh placed pipe while the
+ * main thread closes the only other handle of end 1, CLOSE_RACES times; the
+ * close comes a spin later each time the open came too late, and sooner
+ * each time it came early, so the two keep meeting.  Against the old
+ * end_check, 40000 rounds three times (about 17000 of them opened): 272,
+ * 35 and 87 rounds went wrong. */
+static void test_close_races_open(void **state)
+{
+	struct shmq_pipe_opts opts = { .capacity = 64 };
+	struct open_race o = { .size = shmq_pipe_footprint(&opts) };
+	unsigned bad = 0, first_bad = 0, opened = 0;
+	long delay = 0;
+	pthread_t t;
+
+	(void)state;
+	o.mem = mmap(NULL, o.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(o.mem != MAP_FAILED);
+	assert_int_equal(pthread_create(&t, NULL, close_race_opener, &o), 0);
+	for (unsigned round = 1; round <= CLOSE_RACES; round++) {
+		shmq_pipe *end0, *end1;
+		int64_t deadline = shmq_now_ns() + ms(10000);
+		int rc;
+
+		assert_int_equal(shmq_pipe_init(o.mem, o.size, &opts), 0);
+		assert_int_equal(shmq_pipe_attach(o.mem, o.size, 0, &end0), 0);
+		assert_int_equal(shmq_pipe_attach(o.mem, o.size, 1, &end1), 0);
+		__atomic_store_n(&o.go, round, __ATOMIC_SEQ_CST);
+		for (volatile long i = 0; i < delay; i++)
+			;
+		shmq_pipe_close(end1);
+		while (__atomic_load_n(&o.done, __ATOMIC_SEQ_CST) < round)
+			assert_true(shmq_now_ns() < deadline);
+		if (o.rc == 0) {
+			/* the opener holds end 1: the peer may send to it */
+			rc = shmq_pipe_send(end0, "x", 1, SHMQ_NOWAIT);
+			if (rc != 0 && !bad++)
+				first_bad = round;
+			shmq_pipe_close(o.end1);
+			opened++;
+			delay = delay > 2 ? delay - 2 : 0;
+		} else {
+			assert_int_equal(o.rc, -EPIPE);
+			delay += 2;
+		}
+		shmq_pipe_close(end0);
+	}
+	assert_int_equal(pthread_join(t, NULL), 0);
+	munmap(o.mem, o.size);
+	if (bad)
+		print_message("%u of %u rounds opened end 1 and found it gone (first: %u)\n",
+			      bad, opened, first_bad);
+	assert_int_equal(bad, 0);
+}
+
 /* ---- corruption ---- */
 
 /* Poll until *ctr reaches want and *sleepers is nonzero: the peer is asleep
@@ -1471,6 +1554,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stamps, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, tu_region_teardown),
 		cmocka_unit_test(test_open_races_peer_check),
+		cmocka_unit_test(test_close_races_open),
 		cmocka_unit_test_setup_teardown(test_one_wake_per_sleep, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_producer_hysteresis, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_blocked_sender_wakes_peer, setup, tu_region_teardown),

@@ -10,8 +10,8 @@
  *   ring 1     what end 1 sends
  *
  * Holders.  Each end records who holds it: up to SHMQ_PIPE_HOLDERS slots of
- * (owner id << 32 | handles that owner has open), an `opened` flag set by the
- * first shmq_pipe_open of the end, and a sticky `gone` flag.  An end is gone
+ * (owner id << 32 | handles that owner has open), an `opened` word that
+ * every shmq_pipe_open of the end bumps, and a sticky `gone` flag.  An end is gone
  * when it was opened and no slot is left (every handle closed), or when
  * every slot's owner has died (a waiter reaps dead owners after a sleep
  * slice), or, never opened, when its creator has died.  The creator's own
@@ -20,6 +20,17 @@
  * hands on (nobody has sent or received on it, nobody opened it) counts as
  * held by the creator even after the creator closed its handle, while an end
  * the creator used is gone once its handles are closed, as any other.
+ *
+ * Deciding gone.  `opened` is 0 until the first open, then counts the opens
+ * (never 0 again, never OPENED_GONE), and is OPENED_GONE once a check has
+ * judged the end gone.  An opener takes its slot, then bumps `opened`; a
+ * check reads `opened`, scans the slots and, finding nobody, decides by one
+ * CAS of `opened` from the value it read to OPENED_GONE, then sets `gone`
+ * for the fast paths.  An opener whose slot the scan missed bumped `opened`
+ * either before that CAS (which then fails: the end is held) or after it
+ * (the bump finds OPENED_GONE and the open backs out with -EPIPE): never an
+ * open that succeeds on an end judged gone.  (Libraries before the count
+ * store 1 and read nonzero as opened; they keep their old race, no worse.)
  */
 #include "config.h"
 
@@ -44,12 +55,17 @@
 			 * (tx_claim); 2: spsc rings of layout 3 */
 /* Owner id of holders of a placed pipe (no process table): always alive. */
 #define ANON_ID      UINT32_MAX
+/* `opened` of an end a check judged gone ("Deciding gone"). */
+#define OPENED_GONE  UINT32_MAX
+/* An opener's bump of `opened` gives up after this many lost CASes in a
+ * row: other opens never take so many, garbage that keeps moving it may. */
+#define OPENED_TRIES 4096u
 /* A sleeper checks the peer's liveness at least this often. */
 #define SLICE_NS     ((int64_t)10 * 1000 * 1000)
 
 struct pipe_end {
 	uint64_t slot[SHMQ_PIPE_HOLDERS]; /* owner id << 32 | handle count; 0: free */
-	uint32_t opened;                  /* 1 once shmq_pipe_open reached this end */
+	uint32_t opened;                  /* opens counted; OPENED_GONE: judged gone */
 	uint32_t gone;                    /* 1 once every holder closed or died; sticky */
 };
 _Static_assert(sizeof(struct pipe_end) == SHMQ__CACHELINE, "one line per end");
@@ -260,6 +276,25 @@ static void wake_everyone(shmq_pipe *p)
 	shmq__spsc_wake_sleepers(p->rx.ring);
 }
 
+/* Count an open of end e, whose slot the caller holds ("Deciding gone"):
+ * true, or false when a check judged the end gone first. */
+static bool opened_bump(struct pipe_end *e)
+{
+	/* seq_cst, the load and the CAS: after our slot's CAS, before a
+	 * check's load of `opened` and its scan, or after its CAS */
+	uint32_t o = shmq__load_seq_cst(&e->opened);
+
+	for (uint32_t i = 0; i < OPENED_TRIES; i++) {
+		uint32_t n = o + 1 == OPENED_GONE ? 1u : o + 1;
+
+		if (o == OPENED_GONE)
+			return false;
+		if (shmq__cas_seq_cst(&e->opened, &o, n))
+			return true;
+	}
+	return true; /* garbage keeps moving it: open as before the count */
+}
+
 /* Is any slot of e held?  deep: also by a live process (dead owners are
  * reaped).  1 held, 0 not, or -EBADMSG. */
 static int slots_held(shmq_pipe *p, struct pipe_end *e, bool deep)
@@ -307,22 +342,30 @@ static int end_check(shmq_pipe *p, struct pipe_end *e, bool deep)
 	 * of the sleeper counts */
 	if (shmq__load_seq_cst(&e->gone))
 		return 1;
-	/* seq_cst: `opened` before the holders.  Whoever sets it (handle_new,
-	 * first_use) holds a slot from before its store until it closes, so
+	/* seq_cst: `opened` before the holders.  Whoever bumps it (handle_new,
+	 * first_use) holds a slot from before its bump until it closes, so
 	 * an end seen opened here and then held by nobody was given up by
 	 * every handle.  Read after the holders, it could come from an opener
 	 * whose slot the scan had passed before it was taken: an end opened
 	 * that very moment judged gone, for good. */
 	opened = shmq__load_seq_cst(&e->opened);
-	held = slots_held(p, e, deep);
-	if (held)
-		return held < 0 ? held : 0;
-	if (!opened) {
-		if (!deep)
-			return 0;
-		held = owner_alive(p, p->creator_id);
+	if (opened != OPENED_GONE) { /* else judged gone by a check that may have died since */
+		held = slots_held(p, e, deep);
 		if (held)
 			return held < 0 ? held : 0;
+		if (!opened) {
+			if (!deep)
+				return 0;
+			held = owner_alive(p, p->creator_id);
+			if (held)
+				return held < 0 ? held : 0;
+		}
+		/* seq_cst: the decision ("Deciding gone"): an opener whose slot
+		 * the scan missed bumped `opened` since we read it (the CAS
+		 * fails: it holds the end) or will find OPENED_GONE */
+		if (!shmq__cas_seq_cst(&e->opened, &opened, OPENED_GONE) &&
+		    opened != OPENED_GONE)
+			return 0;
 	}
 	shmq__store_seq_cst(&e->gone, 1u);
 	wake_everyone(p);
@@ -443,10 +486,11 @@ static int handle_new(shmq_region *r, void *mem, size_t size, int end, bool open
 	}
 	p->unused = !open;
 	if (!rc && open) {
-		shmq__store_seq_cst(&p->mine->opened, 1u);
-		/* seq_cst: a closer that saw no slot and marked the end gone
-		 * is seen here; then we back out */
-		if (shmq__load_seq_cst(&p->mine->gone)) {
+		/* a check that judged the end gone after our look at `gone`
+		 * above, its scan before our slot: we back out ("Deciding
+		 * gone").  seq_cst: and `gone` once more, for a check by a
+		 * library before the count */
+		if (!opened_bump(p->mine) || shmq__load_seq_cst(&p->mine->gone)) {
 			holder_remove(p->mine, p->self_id);
 			rc = -EPIPE;
 		}
@@ -570,9 +614,9 @@ int shmq_pipe_set_spin(shmq_pipe *p, long spins)
 static SHMQ__COLD void first_use(shmq_pipe *p)
 {
 	p->unused = false;
-	/* seq_cst: as handle_new's store (our slot is held: nobody can mark
-	 * the end gone meanwhile) */
-	shmq__store_seq_cst(&p->mine->opened, 1u);
+	/* as handle_new's (our slot is held: nobody judges the end gone
+	 * meanwhile) */
+	(void)opened_bump(p->mine);
 }
 
 /* ---- sending ---- */

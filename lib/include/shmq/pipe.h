@@ -45,7 +45,8 @@
  * returns -EPIPE.  An end nobody has opened since creation, and nobody has
  * sent or received on, counts as held by its creator (who may close the
  * handle of the end it hands to a child before the child opens it).  A
- * closed end stays closed: opening it again gives -EPIPE.
+ * closed end stays closed: opening it again gives -EPIPE.  An open racing
+ * the close of the end's last handle either gives -EPIPE or holds the end.
  */
 #ifndef SHMQ_PIPE_H
 #define SHMQ_PIPE_H
