@@ -184,7 +184,13 @@ size_t shmq_pipe_footprint(const struct shmq_pipe_opts *o)
 	return footprint_of(capacity_of(o));
 }
 
-static int pipe_format(void *mem, size_t size, uint64_t cap, uint32_t creator)
+static uint64_t slot_pack(uint32_t id, uint32_t count);
+
+/* Lay a pipe out in mem.  held: the creator's two handles (shmq_pipe_create)
+ * are counted in a slot of each end here, before the object is published:
+ * counted afterwards, an end another process opened and closed in between
+ * was judged gone, and the create's handle on it failed with -EPIPE. */
+static int pipe_format(void *mem, size_t size, uint64_t cap, uint32_t creator, bool held)
 {
 	struct pipe_shared *sh = mem;
 	int rc;
@@ -197,6 +203,8 @@ static int pipe_format(void *mem, size_t size, uint64_t cap, uint32_t creator)
 	sh->capacity = cap;
 	sh->creator_id = creator;
 	for (int d = 0; d < 2; d++) {
+		/* plain: published with the object (the directory's release) */
+		sh->end[d].slot[0] = held ? slot_pack(creator, 1) : 0;
 		rc = shmq__spsc_init((uint8_t *)mem + ring_off(cap, d),
 				     shmq__spsc_footprint(cap), cap);
 		if (rc)
@@ -207,7 +215,7 @@ static int pipe_format(void *mem, size_t size, uint64_t cap, uint32_t creator)
 
 int shmq_pipe_init(void *mem, size_t size, const struct shmq_pipe_opts *o)
 {
-	return pipe_format(mem, size, capacity_of(o), ANON_ID);
+	return pipe_format(mem, size, capacity_of(o), ANON_ID, false);
 }
 
 /* ---- holders ---- */
@@ -445,8 +453,9 @@ static int64_t shared_check(void *mem, size_t size)
 
 /* Build a handle for end `end` of the pipe at mem and count it as a holder;
  * `open` also marks the end opened (shmq_pipe_open / attach).  h: a zeroed
- * handle, made before its object by a create, or NULL to make it here; the
- * caller's to free unless this succeeds. */
+ * handle, made before its object by a create, whose holder slot the create
+ * counted already (pipe_format), or NULL to make it here; the caller's to
+ * free unless this succeeds. */
 static int handle_new(shmq_region *r, void *mem, size_t size, int end, bool open,
 		      shmq_pipe *h, shmq_pipe **out)
 {
@@ -474,7 +483,7 @@ static int handle_new(shmq_region *r, void *mem, size_t size, int end, bool open
 					    shmq__spsc_footprint((uint64_t)cap));
 	if (!rc && shmq__load_acquire(&p->mine->gone)) /* pairs with end_check's store */
 		rc = -EPIPE;
-	if (!rc)
+	if (!rc && !h)
 		rc = holder_add(p->mine, p->self_id);
 	if (rc == -ENOSPC && r) {
 		/* every slot taken: some may be held by processes that died
@@ -513,7 +522,7 @@ static int create_init(void *mem, uint64_t size, void *arg)
 {
 	const struct create_arg *a = arg;
 
-	return pipe_format(mem, (size_t)size, a->cap, a->creator);
+	return pipe_format(mem, (size_t)size, a->cap, a->creator, true);
 }
 
 int shmq_pipe_create(shmq_region *r, const char *name, const struct shmq_pipe_opts *o,
@@ -537,15 +546,25 @@ int shmq_pipe_create(shmq_region *r, const char *name, const struct shmq_pipe_op
 	if (!rc)
 		rc = shmq__obj_create(r, name, SHMQ__OBJ_PIPE, footprint_of(a.cap), create_init, &a,
 				      &mem);
-	if (!rc)
-		rc = handle_new(r, mem, footprint_of(a.cap), 0, false, h0, end0);
 	if (rc) {
+		shmq__free(h0, sizeof(*h0));
+		shmq__free(h1, sizeof(*h1));
+		return rc;
+	}
+	/* create_init counted both handles as holders (pipe_format): a
+	 * handle that cannot be made (the object overwritten meanwhile)
+	 * gives its count back */
+	rc = handle_new(r, mem, footprint_of(a.cap), 0, false, h0, end0);
+	if (rc) {
+		holder_remove(&((struct pipe_shared *)mem)->end[0], a.creator);
+		holder_remove(&((struct pipe_shared *)mem)->end[1], a.creator);
 		shmq__free(h0, sizeof(*h0));
 		shmq__free(h1, sizeof(*h1));
 		return rc;
 	}
 	rc = handle_new(r, mem, footprint_of(a.cap), 1, false, h1, end1);
 	if (rc) {
+		holder_remove(&((struct pipe_shared *)mem)->end[1], a.creator);
 		shmq__free(h1, sizeof(*h1));
 		shmq_pipe_close(*end0);
 		*end0 = NULL;
