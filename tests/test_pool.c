@@ -1381,11 +1381,62 @@ static void fault_die_once(enum shmq__pool_fault_point point)
 	raise(SIGKILL);
 }
 
+/* ---- a worker held between completing a job's count and finishing it ---- */
+
+#define HOLD_ENV "SHMQ_TEST_POOL_HOLD"
+
+/* In a worker started with HOLD_ENV set (a path prefix): the first worker
+ * of all to make the count that completes a job (it creates PREFIX.held)
+ * stays there until PREFIX.go exists, or 600 ms at most, then goes on to
+ * finish the job. */
+static void fault_hold_once(enum shmq__pool_fault_point point)
+{
+	const char *base = getenv(HOLD_ENV);
+	char path[128];
+	int fd;
+
+	if (point != SHMQ__POOL_FAULT_JOB_COUNTED || !base)
+		return;
+	snprintf(path, sizeof(path), "%s.held", base);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	close(fd);
+	snprintf(path, sizeof(path), "%s.go", base);
+	for (int t = 0; t < 600 && access(path, F_OK); t++)
+		usleep(1000);
+}
+
+static void fault_hook(enum shmq__pool_fault_point point)
+{
+	fault_die_once(point);
+	fault_hold_once(point);
+}
+
 __attribute__((constructor)) static void fault_install(void)
 {
-	if (getenv(FAULT_ENV))
-		shmq__pool_fault = fault_die_once;
+	if (getenv(FAULT_ENV) || getenv(HOLD_ENV))
+		shmq__pool_fault = fault_hook;
 }
+
+/* Element 0 kills the first worker that runs it (the one that creates the
+ * file DIE_ENV names); it runs again on another, which returns 7 * x. */
+#define DIE_ENV "SHMQ_TEST_POOL_DIE_ONCE"
+
+static int die_once_on_zero(const void *in, void *out)
+{
+	const char *flag = getenv(DIE_ENV);
+	int64_t x = *(const int64_t *)in;
+	int fd;
+
+	if (x == 0 && flag && (fd = open(flag, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) >= 0) {
+		close(fd);
+		raise(SIGKILL);
+	}
+	*(int64_t *)out = x * 7;
+	return 0;
+}
+SHMQ_TASK(die_once_on_zero);
 
 /* The chunk is DONE, its count is lost with the worker: the creator must
  * finish the job from the chunk states, not wait for a count that never
@@ -1416,6 +1467,69 @@ static void test_killed_between_done_and_count(void **state)
 	pool_wait_replaced(p, 1);
 	pool_done_killed(p, NULL, 0, 1);
 	unlink(flag); /* not before: a replacement started with the hook stays armed */
+	shmq_region_close(r);
+}
+
+/* A job that lost a worker is finished by the creator from its chunk states
+ * (jobs_settle) when its count stands still, also while the worker that made
+ * the last count has not finished it yet.  That worker then finished
+ * whatever job had taken the slot meanwhile: found by an audit, a worker
+ * held (by the test seam) between unpinning the job and its finish, the
+ * next job in the slot, two elements behind a shut gate, was reported done
+ * with none of its elements run.  The finish is made under the pin now, so
+ * the slot is not reused before it. */
+static void test_late_finish_spares_next_job(void **state)
+{
+	char die[96], hold[96], go[112], held[112];
+	int64_t in[8], out[8], gin[2], gout[2];
+	shmq_async *a;
+	shmq_region *r;
+	shmq_pool *p;
+
+	(void)state;
+	snprintf(die, sizeof(die), "/tmp/shmq-test-pool-die-%d", (int)getpid());
+	snprintf(hold, sizeof(hold), "/tmp/shmq-test-pool-hold-%d", (int)getpid());
+	snprintf(go, sizeof(go), "%s.go", hold);
+	snprintf(held, sizeof(held), "%s.held", hold);
+	unlink(die);
+	unlink(go);
+	unlink(held);
+	assert_int_equal(setenv(DIE_ENV, die, 1), 0);
+	assert_int_equal(setenv(HOLD_ENV, hold, 1), 0);
+	r = region_new();
+	p = pool_new(r, NWORKERS, 1);
+	for (int i = 0; i < 8; i++) {
+		in[i] = i;
+		out[i] = -1;
+	}
+	/* a worker dies under the job (it is settled by the creator), and the
+	 * worker that completes its count is held before it finishes it */
+	assert_int_equal(shmq_pool_map(p, "die_once_on_zero", in, sizeof(int64_t), out,
+				       sizeof(int64_t), 8, 20 * 1000000000ll), 0);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(out[i], 7 * i);
+	assert_int_equal(access(die, F_OK), 0);  /* a worker did die */
+	assert_int_equal(access(held, F_OK), 0); /* and one was held */
+	/* the next job takes the slot; it cannot end while the gate is shut */
+	gin[0] = GATE_FROM;
+	gin[1] = GATE_FROM + 1;
+	gout[0] = gout[1] = -1;
+	gate_set(false);
+	assert_int_equal(shmq_pool_map_async(p, "gated", gin, sizeof(int64_t), gout,
+					     sizeof(int64_t), 2, &a), 0);
+	close(open(go, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)); /* the held worker goes on */
+	assert_int_equal(shmq_async_wait(a, 1000 * 1000000ll), -ETIMEDOUT);
+	gate_set(true);
+	assert_int_equal(shmq_async_get(a, 20 * 1000000000ll), 0);
+	assert_int_equal(gout[0], 7 * GATE_FROM);
+	assert_int_equal(gout[1], 7 * (GATE_FROM + 1));
+	shmq_async_free(a);
+	unsetenv(DIE_ENV);
+	unsetenv(HOLD_ENV);
+	pool_done_killed(p, NULL, 0, 1);
+	unlink(die);
+	unlink(go);
+	unlink(held);
 	shmq_region_close(r);
 }
 
@@ -3032,6 +3146,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_worker_killed_mid_map),
 		cmocka_unit_test(test_kill_rounds_bounded),
 		cmocka_unit_test(test_killed_between_done_and_count),
+		cmocka_unit_test(test_late_finish_spares_next_job),
 		cmocka_unit_test(test_dead_chunk_no_stale_results),
 		cmocka_unit_test(test_idle_death_replaced_at_submit),
 		cmocka_unit_test(test_refused_replacement_retried),

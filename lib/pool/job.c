@@ -178,9 +178,12 @@ void shmq__pool_chunk_run(struct worker *w, unsigned j, uint64_t c)
 	}
 	worker_count_flush(w);
 	exp = w->id;
-	/* Pinned from the DONE mark to its count: the creator may finish a job
-	 * whose chunks are all DONE by itself (jobs_settle), and its unpin then
-	 * waits for the count to land before the job slot can be reused.
+	/* Pinned from the DONE mark to its count and, for the last count, to
+	 * the job's finish: the creator may finish a job whose chunks are all
+	 * DONE by itself (jobs_settle), and its unpin then waits for the count
+	 * and the finish to land before the job slot can be reused.  A finish
+	 * made after the unpin could land on the slot's next job, reported
+	 * done before any of its chunks ran.
 	 * CHUNK_PIN, seq_cst: as chunk_claim's pin. */
 	shmq__store_seq_cst(&w->slot->claim, j + 1);
 	/* CHUNK_STATE, release: our results before the chunk counts as done
@@ -191,9 +194,12 @@ void shmq__pool_chunk_run(struct worker *w, unsigned j, uint64_t c)
 			shmq__pool_fault(SHMQ__POOL_FAULT_CHUNK_MARKED);
 		last = job_chunk_count(job, v.nchunks);
 	}
+	if (last) {
+		if (SHMQ__UNLIKELY(shmq__pool_fault != NULL))
+			shmq__pool_fault(SHMQ__POOL_FAULT_JOB_COUNTED);
+		job_finish(job);
+	}
 	/* CHUNK_PIN: pairs with job_unpin's seq_cst load of claim */
 	shmq__store_release(&w->slot->claim, 0);
-	if (last)
-		job_finish(job);
 }
 

@@ -62,11 +62,12 @@
  * Protocol CHUNK_PIN: workers <-> creator, Dekker.  A worker pins a job
  * (slot->claim = job + 1, seq_cst) before it checks the job's state and CASes
  * a chunk (chunk_claim), and again from marking a chunk DONE until it has
- * counted it (chunk_run); it unpins with a release store of 0.  job_unpin
- * stores state = RETIRING (seq_cst), then waits, per live worker, for its
- * seq_cst load of claim to differ from job + 1: no worker is then between
- * its check and its CAS, or between its DONE mark and its count, and the job
- * slot may be reused (job_release).
+ * counted it and, when that count completed the job, finished it (chunk_run);
+ * it unpins with a release store of 0.  job_unpin stores state = RETIRING
+ * (seq_cst), then waits, per live worker, for its seq_cst load of claim to
+ * differ from job + 1: no worker is then between its check and its CAS, or
+ * between its DONE mark and its count or finish, and the job slot may be
+ * reused (job_release).
  *
  * Protocol CHUNK_STATE: A chunk word goes PENDING (0) -> the claiming
  * worker's owner id -> DONE, by acq_rel CASes: only the claimer writes the
