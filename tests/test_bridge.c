@@ -2310,6 +2310,33 @@ static void test_loop_in_not_republished(void **state)
 	assert_int_equal(shmq_queue_len(f->q), 0);
 	free(buf);
 }
+
+/* The queue's loop marks as a bridge killed between making them (zeroed,
+ * by name) and stamping them leaves them: no later bridge of the queue may
+ * be refused for it.  Found by an audit: every later create waited 100 ms
+ * for a stamp that never came and failed with -EBADMSG, for as long as the
+ * queue lived (and so did one that met a live creator preempted 100 ms
+ * between the two).  Any bridge stamps them now (all stamp alike). */
+static void test_loop_marks_unstamped(void **state)
+{
+	struct fx *f = *state;
+	struct shmq_bridge_opts io = { .url = f->srv.url, .dir = SHMQ_BRIDGE_IN,
+				       .subject = "in.jobs", .stream = "IN_jobs",
+				       .name = "bridge.jobs.in" };
+	struct shmq__queue_ident qi;
+	struct shmq_queue_stats st;
+	char lname[128];
+	shmq_bridge *b = NULL;
+	void *mem;
+
+	assert_int_equal(shmq__bridge_queue_ident(f->q, &qi), 0);
+	assert_int_equal(shmq_queue_stats(f->q, &st), 0);
+	snprintf(lname, sizeof lname, "bridge.loop.%016llx.jobs",
+		 (unsigned long long)qi.incarnation);
+	assert_int_equal(shmq_region_alloc(f->r, lname, 64 + (size_t)st.capacity * 8, &mem), 0);
+	assert_int_equal(shmq_bridge_create(f->r, "jobs", &io, &b), 0);
+	shmq_bridge_free(b);
+}
 #endif /* HAVE_SHMQ_QUEUE_2PC */
 
 int main(int argc, char **argv)
@@ -2360,6 +2387,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_out_server_kill9_once, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_kill9_thrice, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_out_server_sigstop, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_loop_marks_unstamped, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_loop_in_not_republished, fx_setup, fx_teardown),
 #endif
 	};

@@ -486,20 +486,23 @@ static int loop_attach(shmq_bridge *b, const char *queue)
 		rc = shmq_region_find(b->r, lname, &mem, &have);
 		if (!rc && have < size)
 			rc = -EBADMSG;
-	} else if (rc == 0) {
-		lp = mem;
-		/* fresh (zeroed by alloc): the marks are all "none" already;
-		 * the magic is stamped last, seq_cst, after slots */
-		shmq__store_seq_cst(&lp->slots, b->capacity);
-		shmq__store_seq_cst(&lp->magic, SHMQ__BRIDGE_LOOP_MAGIC);
 	}
 	if (rc)
 		return rc;
 	lp = mem;
-	/* two bridges making it at once: the loser may look before the
-	 * winner's stamp; a short bounded wait for it */
-	for (int i = 0; i < 100 && shmq__load_seq_cst(&lp->magic) == 0; i++)
-		bridge_sleep(1000000);
+	/* Made zeroed by alloc, the marks all "none" already; stamped by
+	 * whoever comes first, slots then the magic, each only from 0: every
+	 * bridge of the queue stamps alike, so none waits for the one that
+	 * made the object, which may have been killed before its stamp (or be
+	 * slow to make it) and would otherwise leave the marks refused for
+	 * the queue's life.  seq_cst: the stamp, as the checks below */
+	{
+		uint32_t zero = 0;
+
+		shmq__cas_seq_cst(&lp->slots, &zero, b->capacity);
+		zero = 0;
+		shmq__cas_seq_cst(&lp->magic, &zero, SHMQ__BRIDGE_LOOP_MAGIC);
+	}
 	if (shmq__load_seq_cst(&lp->magic) != SHMQ__BRIDGE_LOOP_MAGIC ||
 	    shmq__load_seq_cst(&lp->slots) != b->capacity)
 		return -EBADMSG;
