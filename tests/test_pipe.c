@@ -1114,7 +1114,7 @@ static void *open_race_opener(void *arg)
  * so, twice in about a hundred runs).  Here a thread opens end 1 of a fresh
  * placed pipe while the main thread polls end 0 with SHMQ_NOWAIT receives
  * (every 64th looks at the peer), OPEN_RACES times.  Against the old
- * end_check, 20000 rounds three times: 6, 0 and 1 rounds got -EPIPE. */
+ * end_check, three runs: 12, 7 and 37 rounds of 60000 got -EPIPE. */
 static void test_open_races_peer_check(void **state)
 {
 	struct shmq_pipe_opts opts = { .capacity = 64 };
@@ -1175,18 +1175,6 @@ static void test_open_races_peer_check(void **state)
 #define CLOSE_RACES 40000u /* the old code failed 35 to 272 rounds in 40000 */
 #endif
 
-static void *close_race_opener(void *arg)
-{
-	struct open_race *o = arg;
-	int64_t deadline = shmq_now_ns() + ms(60000);
-
-	for (unsigned round = 1; race_go(&o->go, round, deadline); round++) {
-		o->rc = shmq_pipe_attach(o->mem, o->size, 1, &o->end1);
-		__atomic_store_n(&o->done, round, __ATOMIC_SEQ_CST);
-	}
-	return NULL;
-}
-
 /* An open of an end racing the close of its last handle: either the open
  * fails with -EPIPE (the end was gone) or the end is held, never both an
  * open that succeeded and an end judged gone.  The closer judged the end
@@ -1196,9 +1184,9 @@ static void *close_race_opener(void *arg)
  * held the end.  Here a thread opens end 1 of a fresh placed pipe while the
  * main thread closes the only other handle of end 1, CLOSE_RACES times; the
  * close comes a spin later each time the open came too late, and sooner
- * each time it came early, so the two keep meeting.  Against the old
- * end_check, 40000 rounds three times (about 17000 of them opened): 272,
- * 35 and 87 rounds went wrong. */
+ * each time it came early, so the two keep meeting (the opener is
+ * test_open_races_peer_check's).  Against the old end_check, three runs:
+ * 96, 8 and 54 rounds of about 15000 went wrong. */
 static void test_close_races_open(void **state)
 {
 	struct shmq_pipe_opts opts = { .capacity = 64 };
@@ -1211,7 +1199,7 @@ static void test_close_races_open(void **state)
 	(void)state;
 	o.mem = mmap(NULL, o.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(o.mem != MAP_FAILED);
-	assert_int_equal(pthread_create(&t, NULL, close_race_opener, &o), 0);
+	assert_int_equal(pthread_create(&t, NULL, open_race_opener, &o), 0);
 	for (unsigned round = 1; round <= CLOSE_RACES && shmq_now_ns() < stop; round++) {
 		shmq_pipe *end0, *end1;
 		int64_t deadline = shmq_now_ns() + ms(10000);

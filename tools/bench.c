@@ -76,6 +76,23 @@ bool bench_has_arg(const struct bench *b, const char *what)
 	return false;
 }
 
+int bench_arg_rings(const struct bench *b, unsigned long *out, size_t max)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < b->sub_argc && n < max; i++) {
+		char *end;
+		unsigned long v = strtoul(b->sub_argv[i], &end, 10);
+
+		if (*end != '\0' || end == b->sub_argv[i])
+			continue;
+		if (v < 2 || v > 65536 || (v & (v - 1)) != 0)
+			return -EINVAL;
+		out[n++] = v;
+	}
+	return (int)n;
+}
+
 void bench_note(const struct bench *b, const char *fmt, ...)
 {
 	va_list ap;

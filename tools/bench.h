@@ -85,6 +85,10 @@ int bench_argc(const struct bench *b);
 char **bench_argv(const struct bench *b);
 /* Was `what` one of them (`shmq-bench queue -- scaling`)? */
 bool bench_has_arg(const struct bench *b, const char *what);
+/* The ring sizes among them (`-- sweep 256 1024`: the numbers), at most max
+ * into out: how many (0: none given), or -EINVAL for a number that is no
+ * power of two in [2, 65536] (ck_ring's sizes, which the sweeps compare). */
+int bench_arg_rings(const struct bench *b, unsigned long *out, size_t max);
 
 /* Print a progress or diagnostic note on stderr (always; keep them rare). */
 void bench_note(const struct bench *b, const char *fmt, ...)

@@ -1572,23 +1572,16 @@ static int pb_sweep(struct pb_run *run)
 {
 	static const size_t full[] = { 64, 256, 1024, 4096, 16384, 65536 };
 	static const size_t quick[] = { 256, 4096 };
-	struct bench *b = run->b;
-	bool q = bench_quick(b), chosen = false;
+	unsigned long chosen[16];
+	bool q = bench_quick(run->b);
 	size_t n = q ? SHMQ__ARRAY_SIZE(quick) : SHMQ__ARRAY_SIZE(full);
-	int rc = 0;
+	int k = bench_arg_rings(run->b, chosen, SHMQ__ARRAY_SIZE(chosen)), rc = 0;
 
-	for (int i = 0; i < bench_argc(b) && !rc; i++) {
-		char *end;
-		unsigned long v = strtoul(bench_argv(b)[i], &end, 10);
-
-		if (*end != '\0' || end == bench_argv(b)[i])
-			continue;
-		if (v < 2 || v > 65536 || (v & (v - 1)) != 0) /* ck_ring: powers of two */
-			return -EINVAL;
-		chosen = true;
-		rc = pb_sweep_size(run, v);
-	}
-	for (size_t i = 0; !rc && !chosen && i < n; i++)
+	if (k < 0)
+		return k;
+	for (int i = 0; !rc && i < k; i++)
+		rc = pb_sweep_size(run, chosen[i]);
+	for (size_t i = 0; !rc && !k && i < n; i++)
 		rc = pb_sweep_size(run, q ? quick[i] : full[i]);
 	return rc;
 }

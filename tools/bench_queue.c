@@ -1012,22 +1012,16 @@ static int qb_sweep(struct bench *b, struct qb_shared *sh)
 {
 	static const uint32_t full[] = { 64, 256, 1024, 4096, 16384, 65536 };
 	static const uint32_t quick[] = { 256, 1024, 4096, 16384 };
-	bool q = bench_quick(b), chosen = false;
+	unsigned long chosen[16];
+	bool q = bench_quick(b);
 	size_t n = q ? SHMQ__ARRAY_SIZE(quick) : SHMQ__ARRAY_SIZE(full);
-	int rc = 0;
+	int k = bench_arg_rings(b, chosen, SHMQ__ARRAY_SIZE(chosen)), rc = 0;
 
-	for (int i = 0; i < bench_argc(b) && rc == 0; i++) {
-		char *end;
-		unsigned long v = strtoul(bench_argv(b)[i], &end, 10);
-
-		if (*end != '\0' || end == bench_argv(b)[i])
-			continue;
-		if (v < 2 || v > 65536 || (v & (v - 1)) != 0) /* ck_ring: powers of two */
-			return -EINVAL;
-		chosen = true;
-		rc = qb_sweep_point(b, sh, (uint32_t)v);
-	}
-	for (size_t i = 0; i < n && rc == 0 && !chosen; i++)
+	if (k < 0)
+		return k;
+	for (int i = 0; i < k && rc == 0; i++)
+		rc = qb_sweep_point(b, sh, (uint32_t)chosen[i]);
+	for (size_t i = 0; i < n && rc == 0 && !k; i++)
 		rc = qb_sweep_point(b, sh, q ? quick[i] : full[i]);
 	return rc;
 }
