@@ -1407,15 +1407,46 @@ static void fault_hold_once(enum shmq__pool_fault_point point)
 		usleep(1000);
 }
 
+/* ---- a worker stopped between completing a job's count and finishing it ---- */
+
+#define STOP_ENV "SHMQ_TEST_POOL_STOP"
+
+/* In a worker started with STOP_ENV set (a path prefix): the first worker
+ * of all to make the count that completes a job writes its pid to
+ * PREFIX.held and stops itself (SIGSTOP), as a debugger or job control
+ * stops a process: pinned on the job until the test continues it. */
+static void fault_stop_once(enum shmq__pool_fault_point point)
+{
+	const char *base = getenv(STOP_ENV);
+	char path[128], held[128], pid[32];
+	int fd, n;
+
+	if (point != SHMQ__POOL_FAULT_JOB_COUNTED || !base)
+		return;
+	snprintf(path, sizeof(path), "%s.tmp", base);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	n = snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	if (write(fd, pid, (size_t)n) != n)
+		_exit(99);
+	close(fd);
+	snprintf(held, sizeof(held), "%s.held", base); /* published whole */
+	if (link(path, held))
+		_exit(99);
+	raise(SIGSTOP);
+}
+
 static void fault_hook(enum shmq__pool_fault_point point)
 {
 	fault_die_once(point);
 	fault_hold_once(point);
+	fault_stop_once(point);
 }
 
 __attribute__((constructor)) static void fault_install(void)
 {
-	if (getenv(FAULT_ENV) || getenv(HOLD_ENV))
+	if (getenv(FAULT_ENV) || getenv(HOLD_ENV) || getenv(STOP_ENV))
 		shmq__pool_fault = fault_hook;
 }
 
@@ -1530,6 +1561,111 @@ static void test_late_finish_spares_next_job(void **state)
 	unlink(die);
 	unlink(go);
 	unlink(held);
+	shmq_region_close(r);
+}
+
+/* The state letter of /proc/PID/stat (field 3), or 0. */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' ? p[2] : 0;
+}
+
+struct stopped_worker {
+	const char *held; /* the file the stopped worker names itself in */
+	int64_t stall_ns; /* how long it stays stopped */
+	pid_t pid;
+};
+
+/* Wait for the worker to stop itself (fault_stop_once), keep it stopped
+ * stall_ns, then continue it. */
+static void *stopped_worker_main(void *arg)
+{
+	struct stopped_worker *sw = arg;
+	char buf[32] = { 0 };
+	int64_t until;
+	int fd = -1;
+
+	for (int t = 0; t < 30000 && (fd = open(sw->held, O_RDONLY | O_CLOEXEC)) < 0; t++)
+		usleep(1000);
+	if (fd < 0)
+		return NULL;
+	if (read(fd, buf, sizeof(buf) - 1) > 0)
+		sw->pid = (pid_t)atoi(buf);
+	close(fd);
+	if (sw->pid <= 0)
+		return NULL;
+	for (int t = 0; t < 30000 && proc_state(sw->pid) != 'T'; t++)
+		usleep(1000);
+	until = shmq_now_ns() + sw->stall_ns;
+	while (shmq_now_ns() < until)
+		usleep(10000);
+	kill(sw->pid, SIGCONT);
+	return NULL;
+}
+
+/* The worker that completes a job's count is stopped (a debugger, job
+ * control) before it finishes the job and unpins it, longer than the 2 s
+ * after which a pin on a running worker counts as forged, while the creator
+ * finishes the job itself (a worker died under it: jobs_settle).  Found by
+ * an audit: the creator's wait for the pin took the stopped worker's real
+ * pin for a forged one, and the map failed with -EBADMSG (its results all
+ * there) and lost its job slot for the pool's life.  A stopped worker's
+ * pin is its own: the map waits for it, and returns the results. */
+static void test_stopped_worker_pin_not_forged(void **state)
+{
+	char die[96], stop[96], tmp[112], held[112];
+	struct stopped_worker sw = { held, 2500 * 1000000ll, 0 };
+	int64_t in[8], out[8];
+	shmq_region *r;
+	shmq_pool *p;
+	pthread_t th;
+
+	(void)state;
+	alarm(120);
+	snprintf(die, sizeof(die), "/tmp/shmq-test-pool-die-%d", (int)getpid());
+	snprintf(stop, sizeof(stop), "/tmp/shmq-test-pool-stop-%d", (int)getpid());
+	snprintf(tmp, sizeof(tmp), "%s.tmp", stop);
+	snprintf(held, sizeof(held), "%s.held", stop);
+	unlink(die);
+	unlink(tmp);
+	unlink(held);
+	assert_int_equal(setenv(DIE_ENV, die, 1), 0);
+	assert_int_equal(setenv(STOP_ENV, stop, 1), 0);
+	r = region_new();
+	p = pool_new(r, NWORKERS, 1);
+	for (int i = 0; i < 8; i++) {
+		in[i] = i;
+		out[i] = -1;
+	}
+	assert_int_equal(pthread_create(&th, NULL, stopped_worker_main, &sw), 0);
+	assert_int_equal(shmq_pool_map(p, "die_once_on_zero", in, sizeof(int64_t), out,
+				       sizeof(int64_t), 8, 20 * 1000000000ll), 0);
+	pthread_join(th, NULL);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(out[i], 7 * i);
+	assert_int_equal(access(die, F_OK), 0); /* a worker did die */
+	assert_true(sw.pid > 0);                /* and one was stopped */
+	unsetenv(DIE_ENV);
+	unsetenv(STOP_ENV);
+	pool_done_killed(p, NULL, 0, 1);
+	unlink(die);
+	unlink(tmp);
+	unlink(held);
+	alarm(0);
 	shmq_region_close(r);
 }
 
@@ -3147,6 +3283,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_kill_rounds_bounded),
 		cmocka_unit_test(test_killed_between_done_and_count),
 		cmocka_unit_test(test_late_finish_spares_next_job),
+		cmocka_unit_test(test_stopped_worker_pin_not_forged),
 		cmocka_unit_test(test_dead_chunk_no_stale_results),
 		cmocka_unit_test(test_idle_death_replaced_at_submit),
 		cmocka_unit_test(test_refused_replacement_retried),

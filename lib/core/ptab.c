@@ -146,6 +146,17 @@ int shmq__pid_alive(pid_t pid, uint64_t starttime)
 	return starttime == 0 || ps.starttime == starttime;
 }
 
+int shmq__pid_stalled(pid_t pid)
+{
+	struct proc_stat ps;
+
+	if (pid <= 0 || proc_stat_read(pid, &ps))
+		return 0;
+	/* stopped by a signal or a tracer, or in uninterruptible sleep (a
+	 * page fault the kernel is slow to serve) */
+	return ps.state == 'T' || ps.state == 't' || ps.state == 'D';
+}
+
 int shmq__region_id_alive(const shmq_region *r, uint32_t id)
 {
 	unsigned slot = shmq__id_slot(id);

@@ -122,6 +122,13 @@ int shmq__region_id_ours(const shmq_region *r, uint32_t id);
 /* Liveness of a plain pid with its recorded start time (0: unknown). */
 int shmq__pid_alive(pid_t pid, uint64_t starttime);
 
+/* Is pid held where it stands by something outside it: stopped by a
+ * signal or a tracer, or in uninterruptible sleep?  1 yes, 0 no (running or
+ * sleeping of its own accord, gone, or /proc does not say).  A /proc read:
+ * for a waiter that must tell a process that is slow from one that will
+ * never do what it waits for. */
+int shmq__pid_stalled(pid_t pid);
+
 /* The caller's pid namespace: the low 32 bits of its inode, 0 when /proc
  * does not say.  Pids recorded by a process of another namespace mean
  * nothing here: such a process is taken as alive. */

@@ -29,7 +29,7 @@
 #define SPAWN_TRIES      50u                  /* replacements refused for want of a resource, in a row */
 #define POOL_NAME_TRIES  4096u                /* pools of one creator in a region */
 #define CLAIM_SPIN       64u                  /* unpin: yields before it looks at the clock */
-#define CLAIM_STUCK_NS   (2ll * 1000 * 1000 * 1000) /* unpin: a pin this old is forged */
+#define CLAIM_STUCK_NS   (2ll * 1000 * 1000 * 1000) /* unpin: a running worker's pin this old is forged */
 
 struct job_priv {
 	bool used;
@@ -175,8 +175,10 @@ void shmq__pool_supervise(shmq_pool *p);
 /* shmq__pool_supervise if the last one is SUPERVISE_EVERY_NS old; takes p->mu. */
 void shmq__pool_supervise_maybe(shmq_pool *p);
 /* Wait until no worker is pinned on job j (Protocol CHUNK_PIN): 0;
- * -ETIMEDOUT when deadline passed first; -EBADMSG when a live worker's pin
- * outlasted CLAIM_STUCK_NS (a forged claim: never reuse the slot). */
+ * -ETIMEDOUT when deadline passed first; -EAGAIN when the pinning worker is
+ * stalled (stopped, traced: its pin is real, look again later); -EBADMSG
+ * when a running worker's pin outlasted CLAIM_STUCK_NS (a forged claim:
+ * never reuse the slot). */
 int shmq__pool_job_unpin(shmq_pool *p, unsigned j, int64_t deadline);
 /* Free job slot j and its arena block; after shmq__pool_job_unpin. */
 void shmq__pool_job_release(shmq_pool *p, unsigned j);

@@ -368,9 +368,10 @@ int shmq__pool_submit_statuses(shmq_pool *p, const char *task, const void *in, s
 /* ---- completion ---- */
 
 /* Copy the results back, release the job, once no worker is pinned on it:
- * 0, or -ETIMEDOUT when a pin outlasted deadline (not finished: the next
- * call tries again).  A forged pin (-EBADMSG) finishes the async with that
- * error and keeps the job slot from reuse.  Called with p->mu held. */
+ * 0, or -ETIMEDOUT when a pin outlasted deadline, -EAGAIN when it is held
+ * by a stalled worker (not finished: the next call tries again).  A forged
+ * pin (-EBADMSG) finishes the async with that error and keeps the job slot
+ * from reuse.  Called with p->mu held. */
 static int async_finish(shmq_async *a, uint32_t done, int64_t deadline)
 {
 	shmq_pool *p = a->p;
@@ -378,7 +379,7 @@ static int async_finish(shmq_async *a, uint32_t done, int64_t deadline)
 	int rc = shmq__pool_job_unpin(p, a->job, deadline);
 	uint64_t err;
 
-	if (rc == -ETIMEDOUT)
+	if (rc == -ETIMEDOUT || rc == -EAGAIN)
 		return rc;
 	a->finished = true;
 	if (rc) {
@@ -496,6 +497,9 @@ static int async_wait_until(shmq_async *a, int64_t deadline)
 		return -EINVAL;
 	job = pool_job(a->p, a->job);
 	for (;;) {
+		/* JOB_DONE: pairs with job_finish's seq_cst CAS of done */
+		bool ended = shmq__load_acquire(&job->done) != JOB_RUNNING;
+
 		if (a->finished || shmq__pool_async_check(a, deadline))
 			return a->wait_rc;
 		if ((rc = pool_broken(a->p)))
@@ -503,6 +507,13 @@ static int async_wait_until(shmq_async *a, int64_t deadline)
 		if (deadline != SHMQ__NO_DEADLINE && shmq_now_ns() >= deadline) {
 			shmq__pool_supervise_maybe(a->p);
 			return -ETIMEDOUT;
+		}
+		/* the job had ended, yet a stalled worker's pin keeps it from
+		 * being finished (shmq__pool_job_unpin): look again in a
+		 * while, p->mu free meanwhile */
+		if (ended) {
+			usleep(1000);
+			continue;
 		}
 		/* a worker we had to wake is still on its way to a CPU, often
 		 * ours: spinning would only keep it off.  Once: a later round

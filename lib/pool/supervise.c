@@ -524,8 +524,11 @@ void shmq__pool_supervise_maybe(shmq_pool *p)
  * slice or so; the claim word, though, is region memory anyone may write.
  * So the wait ends at the caller's deadline (-ETIMEDOUT: try again later),
  * and a pin seen for CLAIM_STUCK_NS on a live worker is taken for a forged
- * one (-EBADMSG: the caller must never reuse the slot).  Called with p->mu
- * held. */
+ * one (-EBADMSG: the caller must never reuse the slot) - unless that worker
+ * is stalled (stopped by a signal or a debugger, or in uninterruptible
+ * sleep): then the pin is its own and goes once it runs again, and waiting
+ * here, p->mu held, would only keep the caller's other threads out:
+ * -EAGAIN, not finished, look again later.  Called with p->mu held. */
 int shmq__pool_job_unpin(shmq_pool *p, unsigned j, int64_t deadline)
 {
 	struct pool_job *job = pool_job(p, j);
@@ -542,10 +545,13 @@ int shmq__pool_job_unpin(shmq_pool *p, unsigned j, int64_t deadline)
 				now = shmq_now_ns();
 				if (deadline != SHMQ__NO_DEADLINE && now >= deadline)
 					return -ETIMEDOUT;
-				if (!stuck_at)
+				if (!stuck_at || now >= stuck_at) {
+					if (shmq__pid_stalled(shmq_proc_pid(p->procs[i])))
+						return -EAGAIN;
+					if (stuck_at)
+						return -EBADMSG;
 					stuck_at = now + CLAIM_STUCK_NS;
-				else if (now >= stuck_at)
-					return -EBADMSG;
+				}
 			}
 			sched_yield();
 		}
