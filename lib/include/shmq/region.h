@@ -71,7 +71,11 @@ SHMQ_API int shmq_region_unlink(const char *name);
  * a table): size bytes, zero-filled, 64-byte aligned, at the same offset in
  * every process (the address may differ: store offsets, not pointers, in it).
  * Any thread or process may call these at any time.  The memory is never
- * freed.  Errors: -EINVAL (name: 1..63 of [A-Za-z0-9._-], not dots alone;
+ * freed.  It is found, zero-filled, the moment alloc makes it, before its
+ * maker has written anything in it, and the maker may die before it does:
+ * make all zeros a valid state, or let whoever finds it finish it (a CAS
+ * from 0 of what every user would write alike), never wait for the maker.
+ * Errors: -EINVAL (name: 1..63 of [A-Za-z0-9._-], not dots alone;
  * size 0), -EEXIST,
  * -ENOSPC; find: -ENOENT, -EINVAL (the name is another kind of object);
  * both: -EBADF (r was inherited across fork(): the child opens the region
