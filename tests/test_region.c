@@ -17,6 +17,7 @@
 #include "testutil.h"
 
 #include "core/atomic_int.h"
+#include "core/ptab_int.h"
 #include "core/region_int.h"
 #include "core/region_layout_int.h"
 
@@ -456,6 +457,156 @@ static void test_pid_reused(void **state)
 	assert_int_equal(shmq__region_id_alive(r, *child_id), 0);
 	kill(other, SIGKILL);
 	assert_int_equal(tu_wait_child(other), 128 + SIGKILL);
+	shmq_region_close(r);
+	shmq_region_unlink(name);
+}
+
+/* ---- two claims of one free slot at once ----
+ *
+ * A claimer holds at shmq__ptab_fault with the slot it chose from a word it
+ * read free, while another claim takes that slot; then it goes on. */
+
+static _Thread_local bool claim_hold; /* this thread's next claim stops once */
+static pthread_mutex_t claim_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t claim_cv = PTHREAD_COND_INITIALIZER;
+static int claim_state; /* 0: not there yet, 1: held at the seam, 2: let go */
+static unsigned claim_slot;
+
+static void claim_hold_here(unsigned slot)
+{
+	if (!claim_hold)
+		return;
+	claim_hold = false;
+	pthread_mutex_lock(&claim_mu);
+	claim_slot = slot;
+	claim_state = 1;
+	pthread_cond_broadcast(&claim_cv);
+	while (claim_state != 2)
+		pthread_cond_wait(&claim_cv, &claim_mu);
+	pthread_mutex_unlock(&claim_mu);
+}
+
+struct held_open {
+	const char *name;
+	shmq_region *r;
+	int rc;
+};
+
+static void *open_held(void *arg)
+{
+	struct held_open *h = arg;
+
+	claim_hold = true;
+	h->rc = shmq_region_open(h->name, &h->r);
+	return NULL;
+}
+
+/* Two threads of one process open a region at once and go for the same free
+ * slot, the one this process left last (its start time still in it).  The
+ * loser, held after it read the slot free while the winner claimed it, must
+ * leave the winner's start time alone.  Found by an audit: each claimer
+ * cleared the slot's start time by a CAS from the value it read before its
+ * own claim CAS, so a loser cleared the winner's (the same value); the
+ * winner's slot then read "start time unknown": its pid's reuse went unseen,
+ * and the other open of this process no longer knew the winner's lock as
+ * its own (-EAGAIN, a wait on itself, instead of -EDEADLK). */
+static void test_claim_race_keeps_starttime(void **state)
+{
+	struct shmq_region_opts o = { .size = SMALL };
+	struct held_open b = { 0 };
+	struct shmq__ptab_entry e = { 0 };
+	shmq_region *r, *left, *a = NULL;
+	shmq_lock *la, *lb;
+	pthread_t th;
+	char name[96];
+	int rc_a;
+
+	(void)state;
+	tu_name(name, sizeof(name), "claimrace");
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	assert_int_equal(shmq_lock_create(r, "l", &la), 0);
+	shmq_lock_close(la);
+	assert_int_equal(shmq_region_open(name, &left), 0);
+	assert_int_equal(shmq__id_slot(shmq__region_self(left)), 1);
+	shmq_region_close(left); /* slot 1: free, our start time still in it */
+	b.name = name;
+	claim_state = 0;
+	shmq__ptab_fault = claim_hold_here;
+	assert_int_equal(pthread_create(&th, NULL, open_held, &b), 0);
+	pthread_mutex_lock(&claim_mu);
+	while (claim_state != 1)
+		pthread_cond_wait(&claim_cv, &claim_mu);
+	pthread_mutex_unlock(&claim_mu);
+	rc_a = shmq_region_open(name, &a); /* takes the slot b holds at */
+	pthread_mutex_lock(&claim_mu);
+	claim_state = 2;
+	pthread_cond_broadcast(&claim_cv);
+	pthread_mutex_unlock(&claim_mu);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	shmq__ptab_fault = NULL;
+	assert_int_equal(rc_a, 0);
+	assert_int_equal(b.rc, 0);
+	assert_int_equal(claim_slot, 1);
+	assert_int_equal(shmq__id_slot(shmq__region_self(a)), 1);
+	assert_int_not_equal(shmq__id_slot(shmq__region_self(b.r)), 1);
+	assert_int_equal(shmq__region_ptab_get(r, 1, &e), 0);
+	assert_int_equal(e.pid, getpid());
+	assert_int_equal(e.starttime, proc_starttime(getpid()));
+	/* either open knows a lock taken through the other as this thread's */
+	assert_int_equal(shmq_lock_open(a, "l", &la), 0);
+	assert_int_equal(shmq_lock_open(b.r, "l", &lb), 0);
+	assert_int_equal(shmq_lock_acquire(la, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_lock_acquire(lb, SHMQ_NOWAIT), -EDEADLK);
+	assert_int_equal(shmq_lock_release(la), 0);
+	assert_int_equal(shmq_lock_acquire(lb, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_lock_acquire(la, SHMQ_NOWAIT), -EDEADLK);
+	assert_int_equal(shmq_lock_release(lb), 0);
+	shmq_lock_close(la);
+	shmq_lock_close(lb);
+	shmq_region_close(b.r);
+	shmq_region_close(a);
+	shmq_region_close(r);
+	shmq_region_unlink(name);
+}
+
+/* A claim under way holds its slot under a free word that names the
+ * claimer.  A claimer that died there leaves the slot to the next one that
+ * finds the table otherwise full, once its pidns record says that its pid
+ * is one of ours; without the record its pid proves nothing, and the slot
+ * is left alone. */
+static void test_claim_held_by_dead_claimer(void **state)
+{
+	struct shmq_region_opts o = { .size = SMALL };
+	struct shmq__ptab_slot *slots;
+	struct shmq__ptab_entry e;
+	shmq_region *r, *c;
+	char name[96];
+	pid_t dead;
+
+	(void)state;
+	tu_name(name, sizeof(name), "deadclaimer");
+	assert_int_equal(shmq_region_create(name, &o, &r), 0);
+	dead = fork();
+	assert_true(dead >= 0);
+	if (dead == 0)
+		_exit(0);
+	assert_int_equal(tu_wait_child(dead), 0);
+	slots = (struct shmq__ptab_slot *)(r->base + r->ptab_off);
+	for (unsigned i = 1; i < r->ptab_slots; i++) /* the rest: all ours, alive */
+		slots[i] = (struct shmq__ptab_slot){
+			.word = (uint64_t)(uint32_t)getpid() << 32 | 5u << 1 | 1,
+			.starttime = proc_starttime(getpid()),
+		};
+	slots[7] = (struct shmq__ptab_slot){ .word = (uint64_t)(uint32_t)dead << 32 | 6u << 1,
+					     .starttime = 1234 };
+	assert_int_equal(shmq_region_open(name, &c), -ENOSPC);
+	slots[7].pidns = (uint64_t)r->pidns << 32 | 6u;
+	assert_int_equal(shmq_region_open(name, &c), 0);
+	assert_int_equal(shmq__region_self(c), 7u | 7u << SHMQ__ID_SLOT_BITS);
+	assert_int_equal(shmq__region_ptab_get(r, 7, &e), 0);
+	assert_int_equal(e.pid, getpid());
+	assert_int_equal(e.starttime, proc_starttime(getpid()));
+	shmq_region_close(c);
 	shmq_region_close(r);
 	shmq_region_unlink(name);
 }
@@ -1576,6 +1727,8 @@ int main(void)
 		cmocka_unit_test(test_corrupt_directory_entry),
 		cmocka_unit_test(test_process_table),
 		cmocka_unit_test(test_pid_reused),
+		cmocka_unit_test(test_claim_race_keeps_starttime),
+		cmocka_unit_test(test_claim_held_by_dead_claimer),
 		cmocka_unit_test(test_public_alloc_find),
 		cmocka_unit_test(test_limits_stated),
 		cmocka_unit_test(test_threads_create_concurrently),

@@ -10,7 +10,10 @@
  * Invariants: a slot's word changes only by CAS; a claim bumps gen (never 0)
  * so a stale id never matches a reused slot; only the attachment that
  * claimed a slot (same gen, same pid) releases it, and a slot whose process
- * is dead may be reclaimed by anyone.
+ * is dead may be reclaimed by anyone.  The start time and the pidns record
+ * are written only by the slot's holder: the claimer whose CAS took the word
+ * (a claim under way holds it under a free word that names its pid), never
+ * by one that read the word before and lost it (slot_take).
  */
 #include "config.h"
 
@@ -33,6 +36,9 @@
 #include "core/region_layout_int.h"
 
 #define GEN_MASK ((1u << SHMQ__ID_GEN_BITS) - 1)
+
+/* the test seam of core/ptab_int.h: NULL unless a test sets it */
+void (*shmq__ptab_fault)(unsigned slot);
 
 _Static_assert(SHMQ__PTAB_SLOTS <= 1u << SHMQ__ID_SLOT_BITS, "an owner id names every slot");
 _Static_assert(SHMQ__ID_SLOT_BITS + SHMQ__ID_GEN_BITS == 31, "owner ids stay below 2^31");
@@ -121,7 +127,7 @@ static bool slot_foreign(const shmq_region *r, const struct shmq__ptab_slot *s, 
 {
 	/* relaxed: the record checks itself (its gen must be the word's),
 	 * nothing else is read through it; pairs with the relaxed store in
-	 * shmq__ptab_claim */
+	 * slot_record */
 	return pidns_foreign(shmq__load_relaxed(&s->pidns), w, r->pidns);
 }
 
@@ -167,12 +173,12 @@ int shmq__region_id_alive(const shmq_region *r, uint32_t id)
 	if (shmq__region_id_valid(r, id))
 		return -EBADMSG;
 	s = slot_of(r, slot);
-	w = shmq__load_acquire(&s->word); /* pairs with the CAS in shmq__ptab_claim */
+	w = shmq__load_acquire(&s->word); /* pairs with the claim CAS in slot_take */
 	if (!(w & 1) || ((w >> 1) & GEN_MASK) != gen)
 		return 0;
 	if (slot_foreign(r, s, w))
 		return 1;
-	st = shmq__load_acquire(&s->starttime); /* pairs with the release store in shmq__ptab_claim */
+	st = shmq__load_acquire(&s->starttime); /* pairs with the release store in slot_take */
 	return shmq__pid_alive((pid_t)(w >> 32), st);
 }
 
@@ -180,7 +186,7 @@ int shmq__region_id_alive(const shmq_region *r, uint32_t id)
  * hold that generation attached. */
 static uint64_t id_listed_word(const shmq_region *r, uint32_t id)
 {
-	/* pairs with the CAS in shmq__ptab_claim */
+	/* pairs with the claim CAS in slot_take */
 	uint64_t w = shmq__load_acquire(&slot_of(r, shmq__id_slot(id))->word);
 
 	if (!(w & 1) || ((w >> 1) & GEN_MASK) != id >> SHMQ__ID_SLOT_BITS || (pid_t)(w >> 32) <= 0)
@@ -235,19 +241,112 @@ int shmq__region_id_ours(const shmq_region *r, uint32_t id)
 	 * behind, whose start time differs (without /proc both are 0, and the
 	 * pid alone decides).  Both were stored before the attachments they
 	 * belong to were handed out; pairs with the release store of
-	 * starttime in shmq__ptab_claim. */
+	 * starttime in slot_take. */
 	return shmq__load_acquire(&slot_of(r, shmq__id_slot(id))->starttime) ==
 	       shmq__load_acquire(&slot_of(r, shmq__id_slot(r->self_id))->starttime);
 }
 
+/* A free word that names a pid: that process holds the slot while it claims
+ * it (slot_take).  Every reader takes it for free, and no reader reads the
+ * start time of a free slot. */
+static bool word_claiming(uint64_t w)
+{
+	return !(w & 1) && (w >> 32) != 0;
+}
+
+/* A claim under way (word_claiming(w)) whose claimer died: its pidns record
+ * for the claim's gen, written before it could be judged, names our pid
+ * namespace, and its pid is gone.  Without that record, or with one of
+ * another namespace, its pid tells us nothing: the claim counts as live. */
+static bool claim_dead(const shmq_region *r, const struct shmq__ptab_slot *s, uint64_t w)
+{
+	/* relaxed: the record checks itself (its gen must be the word's);
+	 * pairs with the relaxed store in slot_record */
+	uint64_t rec = shmq__load_relaxed(&s->pidns);
+
+	if ((uint32_t)rec != ((uint32_t)(w >> 1) & GEN_MASK) || (uint32_t)(rec >> 32) != r->pidns)
+		return false;
+	return !shmq__pid_alive((pid_t)(w >> 32), 0);
+}
+
 static bool ptab_word_dead(const shmq_region *r, uint64_t w, const struct shmq__ptab_slot *s)
 {
+	if (word_claiming(w))
+		return claim_dead(r, s, w);
 	if (!(w & 1))
 		return true;
 	if (slot_foreign(r, s, w))
 		return false;
-	/* pairs with the release store of starttime in shmq__ptab_claim */
+	/* pairs with the release store of starttime in slot_take */
 	return !shmq__pid_alive((pid_t)(w >> 32), shmq__load_acquire(&s->starttime));
+}
+
+/* The pidns record of our claim gen of slot s (see slot_foreign). */
+static void slot_record(const shmq_region *r, struct shmq__ptab_slot *s, uint32_t gen)
+{
+	/* relaxed: pairs with the relaxed loads in slot_foreign and claim_dead;
+	 * the gen in it tells a reader whether it is ours yet */
+	shmq__store_relaxed(&s->pidns, (uint64_t)r->pidns << 32 | gen);
+}
+
+/*
+ * Move slot s from word w (free, a dead process's, or a dead claimer's) to
+ * mine (pid, gen, used).  A reader that sees mine must never read the start
+ * time of the slot's last owner with it (it would judge our pid by it: a
+ * mismatch, dead), so that is cleared first, while the slot is still free to
+ * every reader.  And only a claimer that holds the slot may clear it: a
+ * claimer that read the slot free and then lost it to another would clear
+ * the winner's start time (a CAS from the value it read does not stop it
+ * when the winner's is the same: two threads of one process, two processes
+ * started in one clock tick), and the winner's pid would go unjudged.  So
+ * a slot whose start time needs clearing is first held (word_claiming):
+ * one CAS from w makes one claimer its holder, which alone writes the start
+ * time and the pidns record, then claims the word.  A slot with no start
+ * time to clear (a fresh one: a creator's slot 0 among them) is claimed in
+ * one CAS, and nothing is written to it by a claimer that lost it.  false:
+ * somebody else took the slot first.
+ */
+static bool slot_take(shmq_region *r, struct shmq__ptab_slot *s, uint64_t w, uint64_t mine,
+		      uint64_t st)
+{
+	/* relaxed: read after the caller's load_acquire of w; a start time
+	 * stored after that follows a claim, which the CAS below then fails on */
+	uint64_t old_st = shmq__load_relaxed(&s->starttime);
+	uint64_t held = mine & ~(uint64_t)1;
+	uint32_t gen = (uint32_t)(mine >> 1) & GEN_MASK;
+
+	if (!(w & 1) && !old_st) {
+		/* acq_rel: the acquire pairs with the cas_release in
+		 * shmq__ptab_release, so the old owner's writes happen before
+		 * ours; the release pairs with the load_acquire of the word in
+		 * shmq__region_id_alive and id_listed_word, though pid and gen
+		 * travel in the word itself (starttime follows, with its own
+		 * release) */
+		if (!shmq__cas_acq_rel(&s->word, &w, mine))
+			return false;
+		slot_record(r, s, gen);
+	} else {
+		/* acquire: pairs with the cas_release in shmq__ptab_release, as above */
+		if (!shmq__cas_acquire(&s->word, &w, held))
+			return false;
+		/* relaxed: ordered before our claim by the release of the CAS
+		 * below.  A CAS, not a store: a claimer of an older library
+		 * does not know a held slot from a free one */
+		old_st = shmq__load_relaxed(&s->starttime);
+		if (old_st)
+			shmq__cas_relaxed(&s->starttime, &old_st, 0);
+		slot_record(r, s, gen);
+		/* release: pairs with the load_acquire of the word in
+		 * shmq__region_id_alive and id_listed_word: the cleared start
+		 * time and our record come before the claim.  Fails when a
+		 * claimer took our hold for a dead one's (claim_dead) */
+		if (!shmq__cas_release(&s->word, &held, mine))
+			return false;
+	}
+	/* relaxed: informational (shmq__region_ptab_get); nothing is decided on it */
+	shmq__store_relaxed(&s->attached_ns, (uint64_t)shmq_now_ns());
+	shmq__store_release(&s->starttime, st); /* pairs with shmq__region_id_alive's load_acquire */
+	return true;
 }
 
 int shmq__ptab_claim(shmq_region *r)
@@ -259,46 +358,18 @@ int shmq__ptab_claim(shmq_region *r)
 	for (unsigned pass = 0; pass < 2; pass++) {
 		for (unsigned i = 0; i < r->ptab_slots; i++) {
 			struct shmq__ptab_slot *s = slot_of(r, i);
-			uint64_t w = shmq__load_acquire(&s->word); /* pairs with the claim CAS in shmq__ptab_claim */
+			uint64_t w = shmq__load_acquire(&s->word); /* pairs with the CASes in slot_take */
 			uint32_t gen;
 
-			if (pass == 0 ? (w & 1) != 0 : !ptab_word_dead(r, w, s))
+			if (pass == 0 ? (w & 1) || word_claiming(w) : !ptab_word_dead(r, w, s))
 				continue;
+			if (shmq__ptab_fault)
+				shmq__ptab_fault(i);
 			gen = (((uint32_t)(w >> 1)) + 1) & GEN_MASK;
 			if (gen == 0)
 				gen = 1;
-			/* The old owner's start time goes first: between our
-			 * word CAS and our store of st below, a reader that saw
-			 * our word would judge our pid by it (a mismatch: dead)
-			 * and a claimer in pass 2 could take our slot.  0 means
-			 * unknown (shmq__pid_alive then asks kill(2) alone).  A
-			 * CAS, so a loser cannot wipe a winner's st. */
-			{
-				/* relaxed: the CAS below re-reads it */
-				uint64_t old_st = shmq__load_relaxed(&s->starttime);
-
-				/* relaxed: ordered before the word by the release of
-				 * the word CAS below, which pairs with ptab_word_dead's
-				 * acquire of the word */
-				if (old_st)
-					shmq__cas_relaxed(&s->starttime, &old_st, 0);
-			}
-			/* acq_rel: the acquire pairs with the cas_release in
-			 * shmq__ptab_release, so the old owner's writes happen
-			 * before ours; the release pairs with the load_acquire
-			 * of the word in shmq__region_id_alive and
-			 * id_listed_word, though pid and gen travel in the word
-			 * itself (starttime follows, with its own release) */
-			if (!shmq__cas_acq_rel(&s->word, &w,
-					       ((uint64_t)(uint32_t)pid << 32) | (uint64_t)gen << 1 | 1))
+			if (!slot_take(r, s, w, (uint64_t)(uint32_t)pid << 32 | (uint64_t)gen << 1 | 1, st))
 				continue;
-			/* relaxed: informational (shmq__region_ptab_get);
-			 * nothing is decided on it */
-			shmq__store_relaxed(&s->attached_ns, (uint64_t)shmq_now_ns());
-			/* relaxed: pairs with slot_foreign's relaxed load; the
-			 * gen in it tells a reader whether it is ours yet */
-			shmq__store_relaxed(&s->pidns, (uint64_t)r->pidns << 32 | gen);
-			shmq__store_release(&s->starttime, st); /* pairs with shmq__region_id_alive's load_acquire */
 			r->self_id = i | gen << SHMQ__ID_SLOT_BITS;
 			r->pid = pid;
 			return 0;
@@ -315,14 +386,14 @@ void shmq__ptab_release(shmq_region *r)
 	if (!r->self_id)
 		return;
 	s = slot_of(r, shmq__id_slot(r->self_id));
-	/* pairs with the CAS in shmq__ptab_claim that last wrote the word:
+	/* pairs with the CAS in slot_take that last wrote the word:
 	 * ours, or a reclaimer's that took us for dead (the checks below then
 	 * fail and we leave its slot alone) */
 	w = shmq__load_acquire(&s->word);
 	if ((w & 1) && ((w >> 1) & GEN_MASK) == r->self_id >> SHMQ__ID_SLOT_BITS &&
 	    (pid_t)(w >> 32) == r->pid)
 		/* release: our writes to shared objects happen before the slot
-		 * reads free; pairs with the acq_rel CAS in shmq__ptab_claim of
+		 * reads free; pairs with the acquiring CAS in slot_take of
 		 * the next claimer */
 		shmq__cas_release(&s->word, &w, w & ~(UINT64_C(0xffffffff) << 32 | 1));
 	r->self_id = 0;
@@ -336,12 +407,12 @@ int shmq__region_ptab_get(const shmq_region *r, unsigned slot, struct shmq__ptab
 	if (slot >= r->ptab_slots)
 		return -EINVAL;
 	s = slot_of(r, slot);
-	w = shmq__load_acquire(&s->word); /* pairs with the claim CAS in shmq__ptab_claim */
+	w = shmq__load_acquire(&s->word); /* pairs with the claim CAS in slot_take */
 	if (!(w & 1))
 		return -ENOENT;
 	e->pid = (pid_t)(w >> 32);
 	e->gen = (uint32_t)(w >> 1) & GEN_MASK;
-	/* pairs with the release store in shmq__ptab_claim */
+	/* pairs with the release store in slot_take */
 	e->starttime = shmq__load_acquire(&s->starttime);
 	e->attached_ns = shmq__load_relaxed(&s->attached_ns); /* informational */
 	return 0;

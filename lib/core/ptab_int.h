@@ -17,6 +17,12 @@
  * after the geometry was verified and applied to r. */
 int shmq__ptab_claim(shmq_region *r);
 
+/* The test seam (not part of the API): shmq__ptab_claim calls it, when set,
+ * with the index of the slot it chose from the word it loaded, before it
+ * acts on that word: the window in which another claimer may take the slot
+ * first.  Tests set it to hold one claimer there; nothing else may. */
+extern void (*shmq__ptab_fault)(unsigned slot);
+
 /* Leave the slot claimed by shmq__ptab_claim (nothing when r holds none). */
 void shmq__ptab_release(shmq_region *r);
 

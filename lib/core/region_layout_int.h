@@ -98,7 +98,9 @@ _Static_assert(SHMQ__REGION_IDENT_OFF >= 64 + 64, "identity after header and con
  * namespace (the low 32 bits of its inode; 0 unknown) for the claim gen
  * names; an older library leaves it 0, and a record of another gen is
  * stale.  A creator claims slot 0 of its fresh file before it writes the
- * header.
+ * header.  A free word (used 0) that carries a pid is a claim under way by
+ * that process, which holds the slot while it clears the start time of the
+ * last owner (core/ptab.c); every reader takes it for free, as before.
  */
 struct shmq__ptab_slot {
 	uint64_t word;
