@@ -450,6 +450,74 @@ static pid_t fork_party(struct tu_region *f, bool leave, int *pfd)
 	return pid;
 }
 
+/* The generation field counts modulo 2^14 (sync/lock_int.h). */
+#define GEN_PERIOD 16384
+
+struct gen_runner {
+	shmq_barrier *b;
+	int n, rc;
+};
+
+static void *gens_run(void *p)
+{
+	struct gen_runner *g = p;
+
+	for (int i = 0; i < g->n && g->rc >= 0; i++)
+		g->rc = shmq_barrier_wait(g->b, 10000 * MS);
+	return NULL;
+}
+
+/* A party stopped asleep (a debugger, job control, a long preemption) while
+ * its generation completes and the field comes round to the same value,
+ * because other threads went on passing generations without it (a barrier
+ * of fewer parties than threads).  When it runs again its generation has
+ * passed: its index, at once, and nobody else's generation broken.  Found by
+ * an audit: it compared the generation field alone, found its own again,
+ * slept on to its timeout, then broke the barrier (-ETIMEDOUT to it, -EPIPE
+ * to everybody after); with SHMQ_FOREVER it waited for good.  The count tells
+ * the new generation from its own: it never falls within one. */
+static void test_generation_wraps_while_stopped(void **state)
+{
+	struct tu_region *f = *state;
+	struct gen_runner g;
+	shmq_barrier *b;
+	pthread_t th;
+	int64_t t0;
+	pid_t pid;
+
+	assert_int_equal(shmq_barrier_create(f->r, "b", 2, &b), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		shmq_region *r;
+		shmq_barrier *cb = child_barrier(f->name, &r);
+
+		/* index 0: it arrives first; long enough to pass on a loaded
+		 * machine, short enough that old code fails the test soon */
+		_exit(shmq_barrier_wait(cb, 3000 * MS) == 0 ? 0 : 1);
+	}
+	while (shmq_barrier_n_waiting(b) != 1)
+		sleep_ms(1);
+	sleep_ms(20); /* most likely asleep; stopped anywhere will do */
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	assert_int_equal(shmq_barrier_wait(b, 10000 * MS), 1); /* its generation passes */
+	/* GEN_PERIOD - 1 more, by this thread and another */
+	g = (struct gen_runner){ .b = b, .n = GEN_PERIOD - 1 };
+	assert_int_equal(pthread_create(&th, NULL, gens_run, &g), 0);
+	for (int i = 0; i < GEN_PERIOD - 1; i++)
+		assert_true(shmq_barrier_wait(b, 10000 * MS) >= 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_true(g.rc >= 0);
+	t0 = shmq_now_ns();
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	assert_int_equal(tu_wait_child(pid), 0);
+	print_message("stopped party: passed %.1f ms after it ran again\n",
+		      (double)(shmq_now_ns() - t0) / MS);
+	assert_false(shmq_barrier_broken(b));
+	pass_with_thread(b);
+	shmq_barrier_close(b);
+}
+
 /* A party killed while it waits: the others of its generation get -EPIPE
  * within a slice or so of the death, not at their own timeout; reset then
  * gives a barrier that works for the live parties. */
@@ -898,6 +966,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_abort, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_reset_while_waiting, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_reset_cut_short_waiter_late, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_generation_wraps_while_stopped, setup,
+						tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_party_killed, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_party_killed_asleep_uncounted, setup,
 						tu_region_teardown),

@@ -419,8 +419,8 @@ SHMQ_API int shmq_barrier_reset(shmq_barrier *b)
 
 /* ---- wait ------------------------------------------------------------------ */
 
-/* The generation g we arrived in has moved on to the one in w, which the
- * caller loaded with acquire: -EPIPE if a reset cut g short. */
+/* The generation g we arrived in has ended by w (barrier_gen_ended), which
+ * the caller loaded with acquire: -EPIPE if a reset cut g short. */
 static int barrier_outcome(shmq_barrier *b, uint32_t w, uint32_t g, int idx)
 {
 	uint64_t cut;
@@ -436,10 +436,23 @@ static int barrier_outcome(shmq_barrier *b, uint32_t w, uint32_t g, int idx)
 	return idx;
 }
 
-/* Our deadline passed in generation g: break the barrier, unless the
- * generation completed or broke first.  Garbage that keeps moving the
- * word gets -ETIMEDOUT after SHMQ__SYNC_CAS_TRIES lost CASes, unbroken. */
-static int barrier_time_out(shmq_barrier *b, uint32_t g, int idx)
+/* Has generation g, of which we last saw count seen, ended by word w?  Its
+ * field moved on, or it came round again (it counts modulo 2^14: other
+ * threads may pass that many generations while we do not run) and says so
+ * by a count below the one we saw: within one generation the count never
+ * falls (arrivals add, BROKEN keeps it, only a new generation clears it).
+ * A field that came round to a count as high as ours is not told apart:
+ * its end, or our deadline, tells. */
+static bool barrier_gen_ended(uint32_t w, uint32_t g, uint32_t seen)
+{
+	return barrier_gen(w) != g || barrier_count(w) < seen;
+}
+
+/* Our deadline passed in generation g (count seen, as barrier_gen_ended):
+ * break the barrier, unless the generation completed or broke first.
+ * Garbage that keeps moving the word gets -ETIMEDOUT after
+ * SHMQ__SYNC_CAS_TRIES lost CASes, unbroken. */
+static int barrier_time_out(shmq_barrier *b, uint32_t g, uint32_t seen, int idx)
 {
 	/* pairs with the completer's seq_cst CAS (Protocol BARRIER_WORD): a
 	 * pass we lost the race to still counts */
@@ -447,7 +460,7 @@ static int barrier_time_out(shmq_barrier *b, uint32_t g, int idx)
 	uint32_t lost = 0;
 
 	for (;;) {
-		if (barrier_gen(w) != g)
+		if (barrier_gen_ended(w, g, seen))
 			return barrier_outcome(b, w, g, idx);
 		if (w & SHMQ__BARRIER_BROKEN)
 			return -EPIPE;
@@ -549,14 +562,15 @@ static uint32_t barrier_spin(const shmq_barrier *b, uint32_t cur)
 /* Arrived as index idx with the word now cur: wait for the generation to end. */
 static int barrier_await(shmq_barrier *b, uint32_t cur, int idx, int64_t deadline)
 {
-	uint32_t g = barrier_gen(cur);
+	uint32_t g = barrier_gen(cur), seen = barrier_count(cur);
 	bool spun = false;
 
 	for (;;) {
 		int rc;
 
-		if (barrier_gen(cur) != g)
+		if (barrier_gen_ended(cur, g, seen))
 			return barrier_outcome(b, cur, g, idx);
+		seen = barrier_count(cur);
 		if (cur & SHMQ__BARRIER_BROKEN)
 			return -EPIPE;
 		if (barrier_count(cur) >= b->parties)
@@ -577,7 +591,7 @@ static int barrier_await(shmq_barrier *b, uint32_t cur, int idx, int64_t deadlin
 					     b->s->sleeper_ids, b->r ? b->self : 0, deadline,
 					     BARRIER_SLICE_NS, &b->s->waits);
 		if (rc == -ETIMEDOUT)
-			return barrier_time_out(b, g, idx);
+			return barrier_time_out(b, g, seen, idx);
 		if (rc == -EINTR && b->party &&
 		    shmq__sync_scan_due(&b->s->scan_at, BARRIER_SLICE_NS)) {
 			/* a whole slice without news: is a party dead?  (One

@@ -75,9 +75,14 @@ SHMQ__LINE_ALIGNED_FIELD(struct shmq__lock_shm, waits);
  * cut short, 16 bits each, g | CUT_VALID at slot g % 4; whoever moves the
  * generation on from a word with RESET set records the one before it,
  * before its CAS, so a waiter that sees a later word sees the record).  The
- * generation wraps after 16384 completions: a waiter could only misread it
- * if that many generations completed while it slept (or, for a cut one,
- * four more resets cut generations of its slot meanwhile).
+ * generation wraps after 16384 completions, which other threads can pass
+ * while a waiter does not run (a barrier of fewer parties than threads); a
+ * waiter that finds its own generation field again knows it came round by
+ * a count below the one it last saw (counts never fall within one
+ * generation).  It could only misread a field that came round to a count
+ * as high as the one it saw (then the end of that generation releases it,
+ * late, or its deadline breaks that one), or, for a cut one, four more
+ * resets that cut generations of its slot meanwhile.
  */
 /* The magic is "BAR" and a layout tag: 'R' for the 0.1 layout (no party
  * table), '2' for this one.  A magic of another tag is ours at another
