@@ -1000,6 +1000,68 @@ static void test_describe_large(void **state)
 	shmq_queue_close(q);
 }
 
+/* A hostile process that flips a chunk's size between its true value and
+ * a huge one while shmq stat walks the heap: the walk uses the size it
+ * checked, never a second read of it.  The first block says it spans a
+ * terabyte, which only the huge size admits; a walk bounded by a re-read
+ * size steps past the mapping.  Bounded: a few hundred thousand looks or
+ * one second, whichever comes first. */
+struct size_flip {
+	uint64_t *size;
+	uint64_t good, bad;
+	int started, stop;
+};
+
+static void *size_flip_main(void *arg)
+{
+	struct size_flip *fl = arg;
+
+	__atomic_store_n(&fl->started, 1, __ATOMIC_SEQ_CST);
+	while (!__atomic_load_n(&fl->stop, __ATOMIC_RELAXED)) {
+		__atomic_store_n(fl->size, fl->bad, __ATOMIC_RELAXED);
+		__atomic_store_n(fl->size, fl->good, __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void test_describe_chunk_size_flips(void **state)
+{
+	struct tu_region *f = *state;
+	shmq_queue *q = make(f, "l.flip", 8, 64);
+	struct size_flip fl = { 0 };
+	struct shmq__obj_stat st;
+	struct shmq__qlarge_chunk *c;
+	struct shmq__qlarge_block *b;
+	uint64_t size, bsize;
+	int64_t until;
+	pthread_t t;
+	void *mem;
+
+	assert_int_equal(shmq__obj_find(f->r, "l.flip", SHMQ__OBJ_QUEUE, &mem, &size), 0);
+	put_msg(q, 1000, 1);
+	c = shmq__region_ptr(f->r, ((struct shmq__mpmc_shared *)mem)->large, sizeof(*c));
+	assert_non_null(c);
+	b = (struct shmq__qlarge_block *)(c + 1);
+	bsize = b->size;
+	b->size = (uint64_t)1 << 40;
+	fl.size = &c->size;
+	fl.good = c->size;
+	fl.bad = (uint64_t)1 << 41;
+	assert_int_equal(pthread_create(&t, NULL, size_flip_main, &fl), 0);
+	while (!__atomic_load_n(&fl.started, __ATOMIC_SEQ_CST))
+		sched_yield();
+	until = shmq_now_ns() + 1000000000;
+	for (int i = 0; i < 300000 && shmq_now_ns() < until; i++) {
+		assert_int_equal(shmq__obj_describe(f->r, SHMQ__OBJ_QUEUE, mem, size, &st), 0);
+		assert_true(st.status == 0 || st.status == -EBADMSG);
+	}
+	__atomic_store_n(&fl.stop, 1, __ATOMIC_SEQ_CST);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	c->size = fl.good;
+	b->size = bsize;
+	shmq_queue_close(q);
+}
+
 /* An older library's ring (versions 4, 5 and 6) is refused, never
  * misread: 4 keeps no pending bit and knows no large slots, 5's sleepers
  * run no remote fence, 6's producers claim in ctl (ring/mpmc_int.h). */
@@ -1049,6 +1111,7 @@ int main(void)
 		cmocka_unit_test(test_bad_descriptor),
 		cmocka_unit_test(test_get_alloc_hostile_len),
 		cmocka_unit_test(test_describe_large),
+		cmocka_unit_test(test_describe_chunk_size_flips),
 		cmocka_unit_test(test_old_layout),
 	};
 

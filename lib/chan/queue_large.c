@@ -62,8 +62,9 @@ static bool chunk_size_ok(shmq_region *r, uint64_t off, uint64_t size)
 }
 
 /* The checked chunk at region offset off of the queue whose ring is at
- * qoff, or NULL. */
-static struct shmq__qlarge_chunk *chunk_at(shmq_region *r, uint64_t off, uint64_t qoff)
+ * qoff, or NULL; *size gets the size that was checked. */
+static struct shmq__qlarge_chunk *chunk_at(shmq_region *r, uint64_t off, uint64_t qoff,
+					   uint64_t *size_out)
 {
 	struct shmq__qlarge_chunk *c = off % LINE ? NULL : shmq__region_ptr(r, off, HDR);
 	uint64_t size;
@@ -79,6 +80,7 @@ static struct shmq__qlarge_chunk *chunk_at(shmq_region *r, uint64_t off, uint64_
 	    !chunk_size_ok(r, off, size) ||
 	    shmq__load_relaxed(&c->queue) != qoff) /* relaxed: as size above */
 		return NULL;
+	*size_out = size;
 	return c;
 }
 
@@ -101,10 +103,11 @@ static struct shmq__qlarge_chunk *chunk_next(struct shmq__mpmc *m, shmq_region *
 	/* acquire: pairs with the link CAS in chunk_link (the chunk's layout) */
 	uint64_t off = shmq__load_acquire(c ? &c->next : &m->sh->large);
 	struct shmq__qlarge_chunk *n;
+	uint64_t size;
 
 	if (off == 0)
 		return NULL;
-	n = chunk_at(r, off, qoff);
+	n = chunk_at(r, off, qoff, &size);
 	if (!n)
 		*bad = true;
 	return n;
@@ -748,15 +751,16 @@ void shmq__qlarge_describe(shmq_region *r, const void *ring, struct shmq__obj_st
 	uint64_t off = shmq__load_relaxed(&sh->large);
 
 	while (off && chunks <= chunk_bound(r)) {
-		struct shmq__qlarge_chunk *c = chunk_at(r, off, qoff);
-		uint64_t end, at = HDR, size;
+		uint64_t end = 0, at = HDR, size;
+		/* end: the size chunk_at checked, never read again (a writer
+		 * may change the word meanwhile) */
+		struct shmq__qlarge_chunk *c = chunk_at(r, off, qoff, &end);
 
 		if (!c) {
 			st->status = -EBADMSG;
 			break;
 		}
 		chunks++;
-		end = shmq__load_relaxed(&c->size); /* relaxed: as above */
 		bytes += end;
 		while (at < end) {
 			struct shmq__qlarge_block *b = (struct shmq__qlarge_block *)((uint8_t *)c + at);
