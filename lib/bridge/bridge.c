@@ -1479,8 +1479,10 @@ static int out_pump(shmq_bridge *b, uint64_t upto)
 			}
 			if (loop_brought(b, pos)) { /* an IN bridge brought it: no loop */
 				shmq_queue_get_commit(b->q, pos);
-				/* relaxed: a statistic for shmq stat, read alone */
-				shmq__store_relaxed(&b->sh->looped, b->sh->looped + 1);
+				/* relaxed, both: a statistic for shmq stat, read
+				 * alone; only the holder writes it */
+				shmq__store_relaxed(&b->sh->looped,
+						    shmq__load_relaxed(&b->sh->looped) + 1);
 				continue;
 			}
 			rc = out_publish(b, pos, msg, (size_t)len);
