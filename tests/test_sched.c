@@ -531,6 +531,102 @@ static void test_stop_from_thread(void **state)
 	shmq_sched_destroy(s);
 }
 
+/* ---- threads cancelled, or ended by an action, inside the scheduler ---- */
+
+struct runner {
+	shmq_sched *s;
+	pid_t tid;  /* set before the run */
+	int64_t rc;
+};
+
+static void *runner_main(void *arg)
+{
+	struct runner *r = arg;
+
+	__atomic_store_n(&r->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_SEQ_CST);
+	r->rc = shmq_sched_run(r->s, true);
+	pthread_testcancel();
+	return NULL;
+}
+
+/* Until thread tid sleeps ('S' in /proc; the run's only sleep here is its
+ * wait), at most 10 s; false if it never did. */
+static bool await_sleeping(pid_t tid)
+{
+	char path[64], buf[256];
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	for (int64_t end = shmq_now_ns() + 10 * SEC; shmq_now_ns() < end; sched_yield()) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+		char *p;
+
+		if (fd >= 0)
+			close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		p = strrchr(buf, ')');
+		if (p && p[1] == ' ' && p[2] == 'S')
+			return true;
+	}
+	return false;
+}
+
+struct canceller {
+	shmq_sched *s;
+	int rc;
+};
+
+static void act_stop_run(void *arg)
+{
+	shmq_sched_stop(arg);
+}
+
+static void *cancelled_enter_main(void *arg)
+{
+	struct canceller *c = arg;
+
+	pthread_cancel(pthread_self()); /* deferred: pending at the enter */
+	c->rc = shmq_sched_enter(c->s, 0, 0, act_stop_run, c->s, NULL);
+	pthread_testcancel();
+	return NULL;
+}
+
+/* A thread with a cancel pending enters an event while the run sleeps for a
+ * later one: the enter still wakes the run, which runs the new event at once.
+ * Old code: cancelled in the wake-up's eventfd write after marking the wake
+ * sent, the run slept on for its far event, and no later enter woke it. */
+static void test_enter_cancelled(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct runner r = { .s = s };
+	struct canceller c = { s, 1 };
+	shmq_event *far;
+	struct timespec ts;
+	pthread_t th, ct;
+	void *ret;
+
+	g_far_ran = 0;
+	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, far_never, NULL, &far), 0);
+	assert_int_equal(pthread_create(&th, NULL, runner_main, &r), 0);
+	while (!__atomic_load_n(&r.tid, __ATOMIC_SEQ_CST))
+		sched_yield();
+	assert_true(await_sleeping(r.tid));
+	assert_int_equal(pthread_create(&ct, NULL, cancelled_enter_main, &c), 0);
+	assert_int_equal(pthread_join(ct, &ret), 0);
+	assert_ptr_equal(ret, PTHREAD_CANCELED);
+	/* the run returns promptly, not when far is due */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	assert_int_equal(pthread_timedjoin_np(th, NULL, &ts), 0);
+	assert_int_equal(r.rc, 0);
+	assert_int_equal(c.rc, 0);
+	assert_int_equal(g_far_ran, 0);
+	assert_int_equal(shmq_sched_cancel(s, far), 0);
+	shmq_sched_destroy(s);
+}
+
 /* stop from an action: run returns after it; the rest runs on the next run */
 struct stopper {
 	shmq_sched *s;
@@ -2571,6 +2667,7 @@ int main(int argc, char **argv)
 		ALL(test_cancel_only_event_from_thread),
 		ALL(test_stop_from_thread),
 		ALL(test_stop_from_action),
+		ALL(test_enter_cancelled),
 		BOTH(test_fork_mutex_held),
 		ALL(test_fork_in_action),
 		BOTH(test_queue_snapshot),

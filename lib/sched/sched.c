@@ -59,11 +59,16 @@ static inline uint64_t event_to_handle(const shmq_event *ev)
 void shmq__sched_kick(shmq_sched *s)
 {
 	uint64_t one = 1;
+	int cs;
 
 	/* An eventfd write only fails if the counter would overflow, which
-	 * leaves it readable anyway: the loop wakes either way. */
+	 * leaves it readable anyway: the loop wakes either way.  Not a
+	 * cancellation point: wake_sent is set already, and a caller cancelled
+	 * here would leave the loop asleep past every later entry. */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
 	while (write(s->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
 		;
+	pthread_setcancelstate(cs, NULL);
 }
 
 /* Under mu: wake the loop if it sleeps past when (SHMQ__SCHED_NEVER: always). */
