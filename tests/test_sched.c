@@ -573,6 +573,69 @@ static bool await_sleeping(pid_t tid)
 	return false;
 }
 
+static void act_exit_thread(void *arg)
+{
+	pthread_exit(arg);
+}
+
+/* An action that ends its thread (pthread_exit) ends the run with it: another
+ * thread runs the scheduler next.  Old code: `running` stayed set, and every
+ * later run returned -EBUSY. */
+static void test_action_exits_thread(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct runner r = { .s = s };
+	struct log l = { 0 };
+	struct tag t = { &l, 1, 0 };
+	const int want[1] = { 1 };
+	pthread_t th;
+	void *ret;
+
+	assert_int_equal(shmq_sched_enter(s, 0, 0, act_exit_thread, &r, NULL), 0);
+	assert_int_equal(pthread_create(&th, NULL, runner_main, &r), 0);
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_ptr_equal(ret, &r);
+	t.when = shmq_now_ns();
+	assert_int_equal(shmq_sched_enter(s, 0, 0, act_log, &t, NULL), 0);
+	assert_int_equal(shmq_sched_run(s, true), 0);
+	log_expect(&l, want, 1);
+	shmq_sched_destroy(s);
+}
+
+/* A thread cancelled (deferred) while its run sleeps: the run is no
+ * cancellation point, so a stop ends it and the cancel acts after; the
+ * scheduler runs again in another thread.  Old code (fallback): cancelled in
+ * epoll_wait with `running` set, every later run returned -EBUSY. */
+static void test_run_cancelled(void **state)
+{
+	shmq_sched *s = mk(state);
+	struct runner r = { .s = s };
+	struct log l = { 0 };
+	struct tag t = { &l, 1, 0 };
+	const int want[1] = { 1 };
+	shmq_event *far;
+	pthread_t th;
+	void *ret;
+
+	g_far_ran = 0;
+	assert_int_equal(shmq_sched_enter(s, 20 * SEC, 0, far_never, NULL, &far), 0);
+	assert_int_equal(pthread_create(&th, NULL, runner_main, &r), 0);
+	while (!__atomic_load_n(&r.tid, __ATOMIC_SEQ_CST))
+		sched_yield();
+	assert_true(await_sleeping(r.tid)); /* else the stop could come first */
+	assert_int_equal(pthread_cancel(th), 0);
+	assert_int_equal(shmq_sched_stop(s), 0);
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_ptr_equal(ret, PTHREAD_CANCELED);
+	t.when = shmq_now_ns();
+	assert_int_equal(shmq_sched_enter(s, 0, 0, act_log, &t, NULL), 0);
+	assert_true(shmq_sched_run(s, false) > 0); /* ran t; far is 20 s away */
+	log_expect(&l, want, 1);
+	assert_int_equal(shmq_sched_cancel(s, far), 0);
+	assert_int_equal(g_far_ran, 0);
+	shmq_sched_destroy(s);
+}
+
 struct canceller {
 	shmq_sched *s;
 	int rc;
@@ -2667,6 +2730,8 @@ int main(int argc, char **argv)
 		ALL(test_cancel_only_event_from_thread),
 		ALL(test_stop_from_thread),
 		ALL(test_stop_from_action),
+		ALL(test_action_exits_thread),
+		ALL(test_run_cancelled),
 		ALL(test_enter_cancelled),
 		BOTH(test_fork_mutex_held),
 		ALL(test_fork_in_action),

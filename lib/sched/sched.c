@@ -531,6 +531,30 @@ static bool loop_action_returned(const shmq_sched *s)
 	return !shmq__foreign(s->pid);
 }
 
+/* An action ended its thread (pthread_exit, or a cancellation it reached):
+ * the run ends with it, and another thread may run s. */
+static void loop_action_exited(void *arg)
+{
+	shmq_sched *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	s->running = false;
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Call fn(arg) without mu, with the caller's cancelability (the run's own
+ * waits are no cancellation points: see shmq_sched_run). */
+static void loop_action(shmq_sched *s, shmq_action_fn fn, void *arg)
+{
+	int cs;
+
+	pthread_cleanup_push(loop_action_exited, s);
+	pthread_setcancelstate(s->run_cancel, &cs);
+	fn(arg);
+	pthread_setcancelstate(cs, NULL);
+	pthread_cleanup_pop(0);
+}
+
 /* Run the head event (due at or before now) without mu: false as
  * loop_action_returned, without mu. */
 static bool loop_run_head(shmq_sched *s, int64_t now)
@@ -541,7 +565,7 @@ static bool loop_run_head(shmq_sched *s, int64_t now)
 
 	shmq__heap_pop(&s->heap, now, &fn, &arg, &when);
 	pthread_mutex_unlock(&s->mu);
-	fn(arg);
+	loop_action(s, fn, arg);
 	if (!loop_action_returned(s))
 		return false;
 	pthread_mutex_lock(&s->mu);
@@ -608,7 +632,7 @@ static int loop_fire_watch(shmq_sched *s, uint64_t pass)
 				watch_uncount(w);
 		}
 		pthread_mutex_unlock(&s->mu);
-		fn(arg);
+		loop_action(s, fn, arg);
 		if (!loop_action_returned(s))
 			return -EBADF;
 		pthread_mutex_lock(&s->mu);
@@ -934,25 +958,38 @@ static int64_t loop(shmq_sched *s, bool blocking)
 	}
 }
 
+/*
+ * Not a cancellation point: a thread cancelled in the loop's wait (the
+ * fallback's epoll_wait) or under mu would leave `running` set, or mu held,
+ * for good.  Actions run with the caller's cancelability; one that ends the
+ * thread ends the run (loop_action_exited).
+ */
 SHMQ_API int64_t shmq_sched_run(shmq_sched *s, bool blocking)
 {
 	int64_t rc;
+	int cs;
 
 	if (!s)
 		return -EINVAL;
 	if (shmq__foreign(s->pid))
 		return -EBADF; /* inherited across fork(): the parent's ring */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
 	pthread_mutex_lock(&s->mu);
 	if (s->running) {
 		pthread_mutex_unlock(&s->mu);
+		pthread_setcancelstate(cs, NULL);
 		return -EBUSY;
 	}
 	s->running = true;
+	s->run_cancel = cs;
 	rc = loop(s, blocking);
-	if (shmq__foreign(s->pid))
-		return -EBADF; /* a child an action forked: see loop_action_returned */
-	s->running = false;
-	pthread_mutex_unlock(&s->mu);
+	if (!shmq__foreign(s->pid)) {
+		s->running = false;
+		pthread_mutex_unlock(&s->mu);
+	} else {
+		rc = -EBADF; /* a child an action forked: see loop_action_returned */
+	}
+	pthread_setcancelstate(cs, NULL);
 	return rc;
 }
 
@@ -993,6 +1030,7 @@ static void sched_drain_ops(shmq_sched *s)
 SHMQ_API void shmq_sched_destroy(shmq_sched *s)
 {
 	struct shmq__sched_watch *w, *next;
+	int cs;
 
 	if (!s)
 		return;
@@ -1001,6 +1039,9 @@ SHMQ_API void shmq_sched_destroy(shmq_sched *s)
 	 * copy goes with the process. */
 	if (shmq__foreign(s->pid))
 		return;
+	/* its waits (the helper's join, the drain's) are no cancellation
+	 * points: a thread cancelled there would leak s with mu held */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
 	pthread_mutex_lock(&s->mu);
 	for (w = s->watches; w; w = w->next)
 		if (!w->dead)
@@ -1020,4 +1061,5 @@ SHMQ_API void shmq_sched_destroy(shmq_sched *s)
 	close(s->wake_fd);
 	pthread_mutex_destroy(&s->mu);
 	shmq__free(s, sizeof(*s));
+	pthread_setcancelstate(cs, NULL);
 }

@@ -112,6 +112,7 @@ struct shmq_sched {
 	unsigned flags;       /* SHMQ_SCHED_* */
 	int wake_fd;          /* eventfd: wakes a loop that sleeps */
 	bool running;         /* a thread is inside shmq_sched_run */
+	int run_cancel;       /* its cancelability, restored around each action */
 	bool waiting;         /* ... and sleeps (or is about to) in ops->wait */
 	bool wake_sent;       /* wake_fd was written during this wait */
 	bool stop_req;        /* shmq_sched_stop was called: the current/next run returns */
