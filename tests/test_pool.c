@@ -825,6 +825,59 @@ static void test_async_double_free(void **state)
 	shmq_region_close(r);
 }
 
+/* A server's worker thread, cancelled (deferred) while it closes and joins
+ * the pool: the join is no cancellation point, so it joins the workers, and
+ * the cancel acts after it.  Another thread then uses the pool at once.  Old
+ * code: the pending cancel acted in the waitid that worker_join makes with
+ * p->mu held, and every later call on the pool (here a join with
+ * SHMQ_NOWAIT) waited for that mutex for ever. */
+struct cancelled_join {
+	shmq_pool *p;
+	int rc;
+};
+
+static void *cancelled_join_main(void *arg)
+{
+	struct cancelled_join *c = arg;
+
+	pthread_cancel(pthread_self()); /* deferred: pending in the join */
+	shmq_pool_close(c->p);
+	c->rc = shmq_pool_join(c->p, SHMQ_FOREVER);
+	pthread_testcancel();
+	return NULL;
+}
+
+static void *nowait_join_main(void *arg)
+{
+	struct cancelled_join *c = arg;
+
+	c->rc = shmq_pool_join(c->p, SHMQ_NOWAIT);
+	return NULL;
+}
+
+static void test_join_cancelled(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	struct cancelled_join c = { p, 1 }, d = { p, 1 };
+	struct timespec ts;
+	pthread_t th;
+	void *ret;
+
+	(void)state;
+	assert_int_equal(pthread_create(&th, NULL, cancelled_join_main, &c), 0);
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_ptr_equal(ret, PTHREAD_CANCELED);
+	assert_int_equal(c.rc, 0);
+	assert_int_equal(pthread_create(&th, NULL, nowait_join_main, &d), 0);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	assert_int_equal(pthread_timedjoin_np(th, NULL, &ts), 0);
+	assert_int_equal(d.rc, 0);
+	shmq_pool_free(p);
+	shmq_region_close(r);
+}
+
 #define UNEVEN_N 20000u
 
 static void test_uneven_balanced_by_stealing(void **state)
@@ -3268,6 +3321,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_huge_chunksize),
 		cmocka_unit_test(test_async),
 		cmocka_unit_test(test_async_double_free),
+		cmocka_unit_test(test_join_cancelled),
 		cmocka_unit_test(test_nowait_map_refused),
 		cmocka_unit_test(test_async_outlives_pool),
 		cmocka_unit_test(test_uneven_balanced_by_stealing),

@@ -22,6 +22,7 @@
 
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
+#include "core/cancel_int.h"
 #include "core/fork_int.h"
 #include "core/region_int.h"
 #include "core/wait_int.h"
@@ -86,8 +87,8 @@ static int iter_geometry(shmq_iter *it)
 	return it->order && it->queued ? 0 : -ENOMEM;
 }
 
-SHMQ_API int shmq_pool_imap(shmq_pool *p, const char *task, const void *in, size_t in_size,
-			    size_t out_size, size_t n, unsigned flags, shmq_iter **out)
+static int pool_imap(shmq_pool *p, const char *task, const void *in, size_t in_size,
+		     size_t out_size, size_t n, unsigned flags, shmq_iter **out)
 {
 	shmq_iter *it;
 	int rc;
@@ -121,6 +122,17 @@ SHMQ_API int shmq_pool_imap(shmq_pool *p, const char *task, const void *in, size
 	}
 	*out = it;
 	return 0;
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_pool_imap(shmq_pool *p, const char *task, const void *in, size_t in_size,
+			    size_t out_size, size_t n, unsigned flags, shmq_iter **out)
+{
+	int cs = shmq__cancel_off();
+	int rc = pool_imap(p, task, in, in_size, out_size, n, flags, out);
+
+	shmq__cancel_restore(cs);
+	return rc;
 }
 
 /* Is chunk c complete?  With p->mu held and the job not finished. */
@@ -228,7 +240,7 @@ static void iter_sleep(shmq_iter *it, int64_t deadline)
 		shmq__pool_supervise_maybe(it->p);
 }
 
-SHMQ_API ssize_t shmq_iter_next(shmq_iter *it, void *out, int64_t timeout_ns)
+static ssize_t iter_next(shmq_iter *it, void *out, int64_t timeout_ns)
 {
 	int64_t deadline;
 	ssize_t rc;
@@ -262,7 +274,17 @@ SHMQ_API ssize_t shmq_iter_next(shmq_iter *it, void *out, int64_t timeout_ns)
 	}
 }
 
-SHMQ_API void shmq_iter_free(shmq_iter *it)
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API ssize_t shmq_iter_next(shmq_iter *it, void *out, int64_t timeout_ns)
+{
+	int cs = shmq__cancel_off();
+	ssize_t rc = iter_next(it, out, timeout_ns);
+
+	shmq__cancel_restore(cs);
+	return rc;
+}
+
+static void iter_free(shmq_iter *it)
 {
 	if (!it)
 		return;
@@ -270,4 +292,13 @@ SHMQ_API void shmq_iter_free(shmq_iter *it)
 	 * frees only the child's copies (shmq_async_free checks) */
 	shmq_async_free(it->a);
 	iter_release(it);
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API void shmq_iter_free(shmq_iter *it)
+{
+	int cs = shmq__cancel_off();
+
+	iter_free(it);
+	shmq__cancel_restore(cs);
 }

@@ -31,6 +31,7 @@
 
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
+#include "core/cancel_int.h"
 #include "core/compiler_int.h"
 #include "core/fork_int.h"
 #include "core/introspect_int.h"
@@ -373,7 +374,7 @@ static void pool_kill_all(shmq_pool *p)
 	}
 }
 
-SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, shmq_pool **out)
+static int pool_create(shmq_region *r, const struct shmq_pool_opts *o, shmq_pool **out)
 {
 	shmq_pool *p;
 	int rc = 0;
@@ -422,6 +423,16 @@ SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, sh
 	p->last_supervise = shmq_now_ns();
 	*out = p;
 	return 0;
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_pool_create(shmq_region *r, const struct shmq_pool_opts *o, shmq_pool **out)
+{
+	int cs = shmq__cancel_off();
+	int rc = pool_create(r, o, out);
+
+	shmq__cancel_restore(cs);
+	return rc;
 }
 
 SHMQ_API unsigned shmq_pool_workers(const shmq_pool *p)
@@ -574,7 +585,7 @@ static int pool_join(shmq_pool *p, int64_t deadline)
 	return rc;
 }
 
-SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns)
+static int pool_join_timed(shmq_pool *p, int64_t timeout_ns)
 {
 	int rc;
 
@@ -589,7 +600,17 @@ SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns)
 	return rc == -ETIMEDOUT && timeout_ns == SHMQ_NOWAIT ? -EAGAIN : rc;
 }
 
-SHMQ_API int shmq_pool_terminate(shmq_pool *p)
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_pool_join(shmq_pool *p, int64_t timeout_ns)
+{
+	int cs = shmq__cancel_off();
+	int rc = pool_join_timed(p, timeout_ns);
+
+	shmq__cancel_restore(cs);
+	return rc;
+}
+
+static int pool_terminate(shmq_pool *p)
 {
 	if (!p)
 		return -EINVAL;
@@ -615,7 +636,17 @@ SHMQ_API int shmq_pool_terminate(shmq_pool *p)
 	return 0;
 }
 
-SHMQ_API void shmq_pool_free(shmq_pool *p)
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_pool_terminate(shmq_pool *p)
+{
+	int cs = shmq__cancel_off();
+	int rc = pool_terminate(p);
+
+	shmq__cancel_restore(cs);
+	return rc;
+}
+
+static void pool_free(shmq_pool *p)
 {
 	bool alive = false;
 
@@ -636,4 +667,13 @@ SHMQ_API void shmq_pool_free(shmq_pool *p)
 	 * arena any more (orphaned): the next create may take it all over */
 	pool_leftover_keep(p);
 	pool_handle_free(p);
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API void shmq_pool_free(shmq_pool *p)
+{
+	int cs = shmq__cancel_off();
+
+	pool_free(p);
+	shmq__cancel_restore(cs);
 }

@@ -20,6 +20,7 @@
 
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
+#include "core/cancel_int.h"
 #include "core/compiler_int.h"
 #include "core/fork_int.h"
 #include "core/region_int.h"
@@ -341,16 +342,22 @@ SHMQ_API int shmq_pool_map_async(shmq_pool *p, const char *task, const void *in,
 				 void *out, size_t out_size, size_t n, shmq_async **out_async)
 {
 	struct submit s = { task, in, in_size, out, out_size, n, false, NULL };
+	int cs = shmq__cancel_off(); /* no cancellation point (core/cancel_int.h) */
+	int rc = async_submit(p, &s, out_async);
 
-	return async_submit(p, &s, out_async);
+	shmq__cancel_restore(cs);
+	return rc;
 }
 
 SHMQ_API int shmq_pool_apply_async(shmq_pool *p, const char *task, const void *in, size_t in_size,
 				   void *out, size_t out_size, shmq_async **out_async)
 {
 	struct submit s = { task, in, in_size, out, out_size, 1, false, NULL };
+	int cs = shmq__cancel_off(); /* no cancellation point (core/cancel_int.h) */
+	int rc = async_submit(p, &s, out_async);
 
-	return async_submit(p, &s, out_async);
+	shmq__cancel_restore(cs);
+	return rc;
 }
 
 int shmq__pool_submit_statuses(shmq_pool *p, const char *task, const void *in, size_t in_size,
@@ -533,7 +540,7 @@ static bool async_foreign(const shmq_async *a)
 	return a->p && shmq__foreign(a->p->pid);
 }
 
-SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
+static int async_wait(shmq_async *a, int64_t timeout_ns)
 {
 	int rc;
 
@@ -556,7 +563,17 @@ SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
 	return rc;
 }
 
-SHMQ_API bool shmq_async_ready(shmq_async *a)
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_async_wait(shmq_async *a, int64_t timeout_ns)
+{
+	int cs = shmq__cancel_off();
+	int rc = async_wait(a, timeout_ns);
+
+	shmq__cancel_restore(cs);
+	return rc;
+}
+
+static bool async_ready(shmq_async *a)
 {
 	/* an inherited handle never completes here: its results go to the
 	 * parent's out, and finishing it would release the parent's job */
@@ -568,6 +585,16 @@ SHMQ_API bool shmq_async_ready(shmq_async *a)
 	return false;
 }
 
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API bool shmq_async_ready(shmq_async *a)
+{
+	int cs = shmq__cancel_off();
+	bool rc = async_ready(a);
+
+	shmq__cancel_restore(cs);
+	return rc;
+}
+
 SHMQ_API int shmq_async_get(shmq_async *a, int64_t timeout_ns)
 {
 	int rc = shmq_async_wait(a, timeout_ns);
@@ -575,7 +602,7 @@ SHMQ_API int shmq_async_get(shmq_async *a, int64_t timeout_ns)
 	return rc ? rc : a->status;
 }
 
-SHMQ_API void shmq_async_free(shmq_async *a)
+static void async_free(shmq_async *a)
 {
 	shmq_pool *p;
 
@@ -614,6 +641,15 @@ SHMQ_API void shmq_async_free(shmq_async *a)
 	}
 	async_release(p, a);
 	pthread_mutex_unlock(&p->mu);
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API void shmq_async_free(shmq_async *a)
+{
+	int cs = shmq__cancel_off();
+
+	async_free(a);
+	shmq__cancel_restore(cs);
 }
 
 /* The largest element count of a batch that fits the arena at once. */
@@ -713,8 +749,8 @@ static int room_wait(shmq_pool *p, const struct map_room *room, int64_t deadline
 	}
 }
 
-SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_t in_size,
-			   void *out, size_t out_size, size_t n, int64_t timeout_ns)
+static int pool_map(shmq_pool *p, const char *task, const void *in, size_t in_size,
+		    void *out, size_t out_size, size_t n, int64_t timeout_ns)
 {
 	struct submit s = { task, in, in_size, out, out_size, n, false, NULL };
 	int64_t deadline = shmq__deadline(timeout_ns);
@@ -774,4 +810,15 @@ SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_
 		done += b.n;
 	}
 	return first;
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_pool_map(shmq_pool *p, const char *task, const void *in, size_t in_size,
+			   void *out, size_t out_size, size_t n, int64_t timeout_ns)
+{
+	int cs = shmq__cancel_off();
+	int rc = pool_map(p, task, in, in_size, out, out_size, n, timeout_ns);
+
+	shmq__cancel_restore(cs);
+	return rc;
 }
