@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 
@@ -397,6 +398,64 @@ static void test_reaped_behind_back(void **state)
 	assert_int_equal(tu_wait_child(pid), 0);
 }
 
+/* A server's thread cancelled (deferred) while it runs a program, or talks
+ * to one it started with pipes: the calls are no cancellation points, so
+ * each completes (output captured, child reaped) and the cancel acts after
+ * it; the teardown finds no descriptor and no child left behind.  Old code:
+ * the cancel acted inside the call (in a close, a write or the wait), which
+ * left the child's pipes, its pidfd and the child itself behind; a cancel
+ * in shmq_proc_exec lost even the handle. */
+struct cancelled_run {
+	int which; /* 0: shmq_run; 1: shmq_proc_exec + communicate + close */
+	int rc;
+	struct shmq_run_result res;
+};
+
+static void *cancelled_run_main(void *arg)
+{
+	struct cancelled_run *c = arg;
+	char *argv[] = { "sh", "-c", "cat; echo err >&2", NULL };
+	struct shmq_run_opts o = { .capture = SHMQ_STDOUT | SHMQ_STDERR, .input = "hi",
+				   .input_len = 2 };
+	struct shmq_proc_opts po = { .pipes = SHMQ_STDIN | SHMQ_STDOUT | SHMQ_STDERR };
+	shmq_proc *p;
+
+	pthread_cancel(pthread_self()); /* deferred: pending in the call */
+	if (c->which == 0) {
+		c->rc = shmq_run(argv, &o, &c->res);
+	} else {
+		c->rc = shmq_proc_exec(NULL, argv, &po, &p);
+		if (c->rc == 0) {
+			c->rc = shmq_proc_communicate(p, "hi", 2, &c->res, SHMQ_FOREVER);
+			shmq_proc_close(p);
+		}
+	}
+	pthread_testcancel();
+	return NULL;
+}
+
+static void test_cancelled_inside(void **state)
+{
+	(void)state;
+	for (int which = 0; which < 2; which++) {
+		struct cancelled_run c = { which, 1, { 0 } };
+		pthread_t th;
+		void *ret;
+
+		assert_int_equal(pthread_create(&th, NULL, cancelled_run_main, &c), 0);
+		assert_int_equal(pthread_join(th, &ret), 0);
+		assert_ptr_equal(ret, PTHREAD_CANCELED);
+		assert_int_equal(c.rc, 0);
+		assert_int_equal(c.res.status, 0);
+		assert_int_equal(c.res.out_len, 2);
+		assert_memory_equal(c.res.out, "hi", 2);
+		assert_string_equal(c.res.err, "err\n");
+		shmq_run_result_free(&c.res);
+		assert_int_equal(tu_fd_count(), fds_before);
+		assert_true(tu_no_children());
+	}
+}
+
 #define RUN_TESTS                                                                     \
 	{                                                                             \
 		cmocka_unit_test_setup_teardown(test_status_and_small_output, setup,  \
@@ -419,6 +478,8 @@ static void test_reaped_behind_back(void **state)
 		cmocka_unit_test_setup_teardown(test_reaped_behind_back, setup,       \
 						teardown),                            \
 		cmocka_unit_test_setup_teardown(test_child_signal_defaults, setup,    \
+						teardown),                            \
+		cmocka_unit_test_setup_teardown(test_cancelled_inside, setup,         \
 						teardown),                            \
 	}
 

@@ -34,6 +34,7 @@
 
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
+#include "core/cancel_int.h"
 #include "core/fd_int.h"
 #include "core/fork_int.h"
 #include "proc/proc_int.h"
@@ -473,8 +474,8 @@ static int arg_memfd(const void *arg, size_t len)
 	return fd;
 }
 
-SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg, size_t len,
-			     const struct shmq_proc_opts *o, shmq_proc **out)
+static int proc_spawn(shmq_region *r, const char *entry, const void *arg, size_t len,
+		      const struct shmq_proc_opts *o, shmq_proc **out)
 {
 	char flag[sizeof(ENTRY_FLAG) + ENTRY_NAME_MAX];
 	char mark[sizeof(SHMQ__ENTRY_ENV) + ENTRY_NAME_MAX + 1];
@@ -514,8 +515,19 @@ SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg,
 	return rc;
 }
 
-SHMQ_API int shmq_proc_exec(shmq_region *r, char *const argv[], const struct shmq_proc_opts *o,
-			    shmq_proc **out)
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_proc_spawn(shmq_region *r, const char *entry, const void *arg, size_t len,
+			     const struct shmq_proc_opts *o, shmq_proc **out)
+{
+	int cs = shmq__cancel_off();
+	int rc = proc_spawn(r, entry, arg, len, o, out);
+
+	shmq__cancel_restore(cs);
+	return rc;
+}
+
+static int proc_exec(shmq_region *r, char *const argv[], const struct shmq_proc_opts *o,
+		     shmq_proc **out)
 {
 	struct shmq__spawn s;
 	int rc;
@@ -531,6 +543,17 @@ SHMQ_API int shmq_proc_exec(shmq_region *r, char *const argv[], const struct shm
 	shmq__spawn_init(&s);
 	rc = proc_start(r, argv[0], argv, NULL, o, &s, out);
 	shmq__spawn_fini(&s);
+	return rc;
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_proc_exec(shmq_region *r, char *const argv[], const struct shmq_proc_opts *o,
+			    shmq_proc **out)
+{
+	int cs = shmq__cancel_off();
+	int rc = proc_exec(r, argv, o, out);
+
+	shmq__cancel_restore(cs);
 	return rc;
 }
 
@@ -603,7 +626,7 @@ int shmq__pidfd_wait(int pidfd, int64_t deadline)
 	return rc;
 }
 
-SHMQ_API int shmq_proc_join(shmq_proc *p, int64_t timeout_ns)
+static int proc_join(shmq_proc *p, int64_t timeout_ns)
 {
 	int64_t deadline;
 	int rc;
@@ -628,6 +651,16 @@ SHMQ_API int shmq_proc_join(shmq_proc *p, int64_t timeout_ns)
 		if (rc != -EAGAIN)
 			return rc;
 	}
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_proc_join(shmq_proc *p, int64_t timeout_ns)
+{
+	int cs = shmq__cancel_off();
+	int rc = proc_join(p, timeout_ns);
+
+	shmq__cancel_restore(cs);
+	return rc;
 }
 
 int shmq__procs_running(shmq_proc *const *procs, unsigned n)
@@ -702,8 +735,8 @@ SHMQ_API int shmq_proc_fd(shmq_proc *p, int stream)
 	return p->fd[stream] >= 0 ? p->fd[stream] : -EBADF;
 }
 
-SHMQ_API int shmq_proc_communicate(shmq_proc *p, const void *in, size_t in_len,
-				   struct shmq_run_result *res, int64_t timeout_ns)
+static int proc_communicate(shmq_proc *p, const void *in, size_t in_len,
+			    struct shmq_run_result *res, int64_t timeout_ns)
 {
 	struct shmq__talk t;
 	int rc;
@@ -739,7 +772,18 @@ SHMQ_API int shmq_proc_communicate(shmq_proc *p, const void *in, size_t in_len,
 	return rc;
 }
 
-SHMQ_API void shmq_proc_close(shmq_proc *p)
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_proc_communicate(shmq_proc *p, const void *in, size_t in_len,
+				   struct shmq_run_result *res, int64_t timeout_ns)
+{
+	int cs = shmq__cancel_off();
+	int rc = proc_communicate(p, in, in_len, res, timeout_ns);
+
+	shmq__cancel_restore(cs);
+	return rc;
+}
+
+static void proc_close(shmq_proc *p)
 {
 	if (!p)
 		return;
@@ -751,6 +795,15 @@ SHMQ_API void shmq_proc_close(shmq_proc *p)
 	}
 	close(p->pidfd);
 	shmq__free(p, sizeof(*p));
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API void shmq_proc_close(shmq_proc *p)
+{
+	int cs = shmq__cancel_off();
+
+	proc_close(p);
+	shmq__cancel_restore(cs);
 }
 
 int shmq__proc_pidfd(shmq_proc *p)

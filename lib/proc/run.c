@@ -38,6 +38,7 @@
 #include <shmq.h>
 
 #include "core/alloc_int.h"
+#include "core/cancel_int.h"
 #include "core/fd_int.h"
 #include "proc/proc_int.h"
 #include "core/time_int.h"
@@ -809,8 +810,8 @@ static int run_finish(struct run *R, int rc, const bool captured[2], struct shmq
 	return rc;
 }
 
-SHMQ_API int shmq_run(char *const argv[], const struct shmq_run_opts *o,
-		      struct shmq_run_result *res)
+static int run_call(char *const argv[], const struct shmq_run_opts *o,
+		    struct shmq_run_result *res)
 {
 	static const struct shmq_run_opts defaults;
 	struct run R;
@@ -834,6 +835,17 @@ SHMQ_API int shmq_run(char *const argv[], const struct shmq_run_opts *o,
 		rc = run_loop(&R);
 	return run_finish(&R, rc, (const bool[2]){ o->capture & SHMQ_STDOUT,
 						   o->capture & SHMQ_STDERR }, res);
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_run(char *const argv[], const struct shmq_run_opts *o,
+		      struct shmq_run_result *res)
+{
+	int cs = shmq__cancel_off();
+	int rc = run_call(argv, o, res);
+
+	shmq__cancel_restore(cs);
+	return rc;
 }
 
 /*
