@@ -73,6 +73,70 @@ static void test_exclusive_and_missing(void **state)
 	assert_int_equal(shmq_region_open(name, &r2), -ENOENT);
 }
 
+/* A server's thread cancelled (deferred) while it creates, opens or closes a
+ * region: the calls are no cancellation points, so each completes and the
+ * cancel acts after it.  Old code: the cancel acted inside the call (in an
+ * open, a close or the creator's liveness look), which left the descriptor
+ * behind - for a create, one holding the creator's lock on a file without
+ * its header, so every open of the name said -EAGAIN while this process
+ * lived, and a create -EEXIST. */
+struct cancelled_region {
+	int which; /* 0: create; 1: open; 2: close */
+	const char *name;
+	shmq_region *r;
+	int rc;
+};
+
+static void *cancelled_region_main(void *arg)
+{
+	struct cancelled_region *c = arg;
+	struct shmq_region_opts o = { .size = SMALL };
+
+	pthread_cancel(pthread_self()); /* deferred: pending in the call */
+	if (c->which == 0)
+		c->rc = shmq_region_create(c->name, &o, &c->r);
+	else if (c->which == 1)
+		c->rc = shmq_region_open(c->name, &c->r);
+	else
+		shmq_region_close(c->r), c->rc = 0;
+	pthread_testcancel();
+	return NULL;
+}
+
+static void cancelled_region_call(struct cancelled_region *c)
+{
+	pthread_t th;
+	void *ret;
+
+	c->rc = 1;
+	assert_int_equal(pthread_create(&th, NULL, cancelled_region_main, c), 0);
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_ptr_equal(ret, PTHREAD_CANCELED);
+	assert_int_equal(c->rc, 0);
+}
+
+static void test_cancelled_inside(void **state)
+{
+	char name[96];
+	struct cancelled_region c = { 0, NULL, NULL, 0 }, d = { 1, NULL, NULL, 0 };
+	int fds = tu_fd_count();
+	shmq_region *r;
+
+	(void)state;
+	tu_name(name, sizeof(name), "cancel");
+	c.name = d.name = name;
+	cancelled_region_call(&c);
+	assert_int_equal(shmq_region_open(name, &r), 0);
+	shmq_region_close(r);
+	cancelled_region_call(&d);
+	d.which = 2;
+	cancelled_region_call(&d);
+	c.which = 2;
+	cancelled_region_call(&c);
+	assert_int_equal(tu_fd_count(), fds);
+	assert_int_equal(shmq_region_unlink(name), 0);
+}
+
 static void test_mode(void **state)
 {
 	char name[96], path[128];
@@ -1716,6 +1780,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create_open_two_processes),
 		cmocka_unit_test(test_exclusive_and_missing),
+		cmocka_unit_test(test_cancelled_inside),
 		cmocka_unit_test(test_mode),
 		cmocka_unit_test(test_bad_names_and_sizes),
 		cmocka_unit_test(test_anonymous),

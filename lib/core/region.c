@@ -26,6 +26,7 @@
 
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
+#include "core/cancel_int.h"
 #include "core/compiler_int.h"
 #include "core/fd_int.h"
 #include "core/fork_int.h"
@@ -443,8 +444,8 @@ static int size_check(const struct shmq_region_opts *o, uint64_t *size)
 	return 0;
 }
 
-SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts *o,
-				shmq_region **out)
+static int region_create(const char *name, const struct shmq_region_opts *o,
+			 shmq_region **out)
 {
 	mode_t mode = o && o->mode ? o->mode : 0600;
 	unsigned flags = o ? o->flags : 0;
@@ -526,6 +527,17 @@ fail_unlink:
 fail:
 	region_free(r);
 	return rc == -EFBIG ? -ENOSPC : rc;
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_region_create(const char *name, const struct shmq_region_opts *o,
+				shmq_region **out)
+{
+	int cs = shmq__cancel_off();
+	int rc = region_create(name, o, out);
+
+	shmq__cancel_restore(cs);
+	return rc;
 }
 
 static void sleep_ns(long ns)
@@ -741,12 +753,22 @@ fail:
 	return rc;
 }
 
-SHMQ_API int shmq_region_open_flags(const char *name, unsigned flags, shmq_region **out)
+static int region_open_flags(const char *name, unsigned flags, shmq_region **out)
 {
 	if (flags & ~SHMQ_REGION_SHARED)
 		return -EINVAL;
 	return region_attach_name(name, O_RDWR, flags & SHMQ_REGION_SHARED ? ATTACH_SHARED : 0,
 				  out);
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_region_open_flags(const char *name, unsigned flags, shmq_region **out)
+{
+	int cs = shmq__cancel_off();
+	int rc = region_open_flags(name, flags, out);
+
+	shmq__cancel_restore(cs);
+	return rc;
 }
 
 SHMQ_API int shmq_region_open(const char *name, shmq_region **out)
@@ -799,7 +821,7 @@ int shmq__region_fd(const shmq_region *r)
 	return r->fd;
 }
 
-SHMQ_API int shmq_region_inherit(shmq_region **out)
+static int region_inherit(shmq_region **out)
 {
 	const char *env = getenv(SHMQ__REGION_ENV);
 	const char *name = NULL;
@@ -823,13 +845,32 @@ SHMQ_API int shmq_region_inherit(shmq_region **out)
 	return shmq__region_from_fd((int)fd, name, out);
 }
 
-SHMQ_API void shmq_region_close(shmq_region *r)
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_region_inherit(shmq_region **out)
+{
+	int cs = shmq__cancel_off();
+	int rc = region_inherit(out);
+
+	shmq__cancel_restore(cs);
+	return rc;
+}
+
+static void region_close(shmq_region *r)
 {
 	if (!r)
 		return;
 	if (r->pid == getpid())
 		shmq__ptab_release(r);
 	region_free(r);
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API void shmq_region_close(shmq_region *r)
+{
+	int cs = shmq__cancel_off();
+
+	region_close(r);
+	shmq__cancel_restore(cs);
 }
 
 SHMQ_API int shmq_region_unlink(const char *name)
