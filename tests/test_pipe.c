@@ -260,6 +260,59 @@ static void test_capacity_rounding(void **state)
 	shmq_pipe_close(b);
 }
 
+/* A thread cancelled (deferred) while it waits in recv or send: the waits
+ * are no cancellation points (futex waits, and the peer's liveness looks
+ * between them), so each times out as asked and the cancel acts after it.
+ * Old code: the cancel acted in the open of /proc/PID/stat that the look at
+ * the peer makes once a sleep slice ends (a cancel landing between that
+ * open and its close leaked the descriptor). */
+struct cancelled_wait {
+	shmq_pipe *p;
+	bool send;
+	ssize_t rc;
+};
+
+static void *cancelled_wait_main(void *arg)
+{
+	struct cancelled_wait *c = arg;
+	char buf[64] = { 0 };
+
+	pthread_cancel(pthread_self()); /* deferred: pending in the wait */
+	c->rc = c->send ? shmq_pipe_send(c->p, buf, 50, ms(500))
+			: shmq_pipe_recv(c->p, buf, sizeof(buf), ms(500));
+	pthread_testcancel();
+	return NULL;
+}
+
+static void test_wait_cancelled(void **state)
+{
+	struct tu_region *f = *state;
+	struct shmq_pipe_opts o = { .capacity = 256 };
+	shmq_pipe *a, *b;
+	char buf[64] = { 0 };
+
+	assert_int_equal(shmq_pipe_create(f->r, "t", &o, &a, &b), 0);
+	while (shmq_pipe_send(a, buf, 50, SHMQ_NOWAIT) == 0)
+		;
+	for (int i = 0; i < 2; i++) {
+		/* a's recv: b sent nothing; a's send: its direction is full */
+		struct cancelled_wait c = { a, i == 1, 1 };
+		pthread_t th;
+		void *ret;
+
+		assert_int_equal(pthread_create(&th, NULL, cancelled_wait_main, &c), 0);
+		assert_int_equal(pthread_join(th, &ret), 0);
+		assert_ptr_equal(ret, PTHREAD_CANCELED);
+		assert_int_equal(c.rc, -ETIMEDOUT);
+	}
+	/* the pipe is whole: the queued messages come out, in both directions */
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), ms(1000)), 50);
+	assert_int_equal(shmq_pipe_send(b, buf, 10, ms(1000)), 0);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), ms(1000)), 10);
+	shmq_pipe_close(a);
+	shmq_pipe_close(b);
+}
+
 static void test_nowait_and_timeouts(void **state)
 {
 	struct tu_region *f = *state;
@@ -1654,6 +1707,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_create_open_errors, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_capacity_rounding, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_nowait_and_timeouts, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_wait_cancelled, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_msgsize_loses_nothing, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_zero_copy_and_bulk, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_bulk_null_base, setup, tu_region_teardown),

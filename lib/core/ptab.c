@@ -31,6 +31,7 @@
 #include <shmq.h>
 
 #include "core/atomic_int.h"
+#include "core/cancel_int.h"
 #include "core/ptab_int.h"
 #include "core/region_int.h"
 #include "core/region_layout_int.h"
@@ -61,17 +62,23 @@ static int proc_stat_read(pid_t pid, struct proc_stat *ps)
 {
 	char path[64], buf[1024];
 	ssize_t n;
-	int fd;
+	int fd, cs;
 	char *p;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	/* no cancellation point: the waits that look here (a pipe's peer, a
+	 * lock's holder) are none, and a cancel at the read would leak fd */
+	cs = shmq__cancel_off();
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0) {
+		shmq__cancel_restore(cs);
 		return -errno;
+	}
 	do {
 		n = read(fd, buf, sizeof(buf) - 1);
 	} while (n < 0 && errno == EINTR);
 	close(fd);
+	shmq__cancel_restore(cs);
 	if (n <= 0)
 		return -EIO;
 	buf[n] = '\0';
@@ -444,16 +451,22 @@ static int slot0_read(int fd, struct shmq__ptab_slot *s)
 int shmq__ptab_creator_locked(int fd)
 {
 	char path[64];
-	int pfd, held;
+	int pfd, held, cs;
 
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	/* no cancellation point: one at the close would leave pfd open, and
+	 * its shared lock (which fails a replacer's) with it */
+	cs = shmq__cancel_off();
 	pfd = open(path, O_RDONLY | O_CLOEXEC);
-	if (pfd < 0)
+	if (pfd < 0) {
+		shmq__cancel_restore(cs);
 		return 1;
+	}
 	/* shared: probes do not exclude each other, only a holder of the
 	 * exclusive lock (a creator, or a replacer: region.c) fails it */
 	held = flock(pfd, LOCK_SH | LOCK_NB) != 0;
 	close(pfd); /* and the lock, if we took it */
+	shmq__cancel_restore(cs);
 	return held;
 }
 
