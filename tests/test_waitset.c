@@ -113,6 +113,52 @@ static shmq_queue *mkq(void **state, const char *name, uint32_t cap)
 	return q;
 }
 
+/* ---- threads cancelled inside a wait ---- */
+
+/* A thread cancelled (deferred) in a wait: the wait is no cancellation point
+ * on either backend, so it reports (here: times out) and the cancel acts
+ * after it; the set then reports a put at once.  Old code (fallback): the
+ * cancel acted in the epoll_wait of the wait's reap - the same reap whose
+ * eventfd read, were a cancel to land there, drops the rest of a batch of
+ * one-shot completions taken from epoll but never reaped. */
+struct cancelled_ws {
+	shmq_waitset *w;
+	int rc;
+};
+
+static void *cancelled_ws_main(void *arg)
+{
+	struct cancelled_ws *c = arg;
+	struct shmq_ready rd;
+
+	pthread_cancel(pthread_self()); /* deferred: pending in the wait */
+	c->rc = shmq_waitset_wait(c->w, &rd, 1, 100 * MS);
+	pthread_testcancel();
+	return NULL;
+}
+
+static void test_wait_cancelled(void **state)
+{
+	shmq_waitset *w = mk();
+	shmq_queue *q = mkq(state, "q.cancel", 2);
+	struct cancelled_ws c = { w, 1 };
+	struct shmq_ready rd;
+	pthread_t th;
+	void *ret;
+	int cookie;
+
+	assert_int_equal(shmq_waitset_add_queue(w, q, SHMQ_READABLE, &cookie), 0);
+	assert_int_equal(pthread_create(&th, NULL, cancelled_ws_main, &c), 0);
+	assert_int_equal(pthread_join(th, &ret), 0);
+	assert_ptr_equal(ret, PTHREAD_CANCELED);
+	assert_int_equal(c.rc, -ETIMEDOUT);
+	assert_int_equal(shmq_queue_put(q, "a", 1, SHMQ_NOWAIT), 0);
+	assert_int_equal(shmq_waitset_wait(w, &rd, 1, 2 * SEC), 1);
+	assert_ptr_equal(rd.cookie, &cookie);
+	shmq_waitset_free(w);
+	shmq_queue_close(q);
+}
+
 /* ---- readiness of each kind ---- */
 
 static void test_queue(void **state)
@@ -1254,6 +1300,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		BOTH(test_queue),
+		BOTH(test_wait_cancelled),
 		BOTH(test_block_and_timeout),
 		BOTH(test_pipe),
 		BOTH(test_pipe_space_wake),

@@ -64,6 +64,7 @@
 
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
+#include "core/cancel_int.h"
 #include "core/fd_int.h"
 #include "core/fork_int.h"
 #include "core/time_int.h"
@@ -1008,8 +1009,8 @@ static bool ws_spin(shmq_waitset *w, int64_t deadline)
 	return false;
 }
 
-SHMQ_API int shmq_waitset_wait(shmq_waitset *w, struct shmq_ready *out, size_t max,
-			       int64_t timeout_ns)
+static int waitset_wait(shmq_waitset *w, struct shmq_ready *out, size_t max,
+			int64_t timeout_ns)
 {
 	int64_t deadline;
 	bool more, spun = false;
@@ -1047,6 +1048,17 @@ SHMQ_API int shmq_waitset_wait(shmq_waitset *w, struct shmq_ready *out, size_t m
 		if ((rc = submit_wait(w, true, deadline)) < 0)
 			return rc;
 	}
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API int shmq_waitset_wait(shmq_waitset *w, struct shmq_ready *out, size_t max,
+			       int64_t timeout_ns)
+{
+	int cs = shmq__cancel_off();
+	int rc = waitset_wait(w, out, max, timeout_ns);
+
+	shmq__cancel_restore(cs);
+	return rc;
 }
 
 SHMQ_API int shmq_waitset_fd(shmq_waitset *w)
@@ -1094,7 +1106,7 @@ static void ring_drain(shmq_waitset *w)
 	}
 }
 
-SHMQ_API void shmq_waitset_free(shmq_waitset *w)
+static void waitset_free(shmq_waitset *w)
 {
 	bool own;
 
@@ -1125,4 +1137,13 @@ SHMQ_API void shmq_waitset_free(shmq_waitset *w)
 		entry_free(e);
 	}
 	shmq__free(w, sizeof(*w));
+}
+
+/* No cancellation point (core/cancel_int.h). */
+SHMQ_API void shmq_waitset_free(shmq_waitset *w)
+{
+	int cs = shmq__cancel_off();
+
+	waitset_free(w);
+	shmq__cancel_restore(cs);
 }
