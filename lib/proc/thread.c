@@ -3,9 +3,8 @@
  * Threads (seed 12-1): Python's threading.Thread on top of pthreads, with a
  * join that takes a timeout.
  *
- * The thread runs a trampoline that, once fn returns or ends the thread
- * (pthread_exit, a cancellation: a cleanup handler), sets a "done" word and
- * wakes any joiner.  A join waits on that word with a deadline (so
+ * The thread runs a trampoline that stores fn's result, then sets a "done"
+ * word and wakes any joiner.  A join waits on that word with a deadline (so
  * it can time out and be retried), then calls pthread_join, which returns at
  * once because the thread is past its last step.  The record is shared by
  * the handle and the thread, each holding one reference: whichever lets go
@@ -36,8 +35,8 @@ struct shmq_thread {
 	pid_t owner;    /* the process that started it (core/fork_int.h) */
 	void *(*fn)(void *);
 	void *arg;
-	void *ret;      /* the thread's exit value: from pthread_join */
-	uint32_t done;  /* 0 while fn runs, 1 once it has returned or ends the thread */
+	void *ret;      /* fn's result; written before done */
+	uint32_t done;  /* 0 while fn runs, 1 once ret is stored */
 	uint32_t refs;  /* handle + running thread */
 	bool joined;    /* pthread_join succeeded (handle side only) */
 };
@@ -50,27 +49,16 @@ static void thread_unref(shmq_thread *t)
 		shmq__free(t, sizeof(*t));
 }
 
-static void thread_finish(void *p)
+static void *thread_trampoline(void *p)
 {
 	shmq_thread *t = p;
+	void *ret = t->fn(t->arg);
 
+	t->ret = ret;
 	/* pairs with the load_acquire of done in shmq_thread_join / is_alive */
 	shmq__store_release(&t->done, 1);
 	shmq__futex_wake(&t->done, INT_MAX);
 	thread_unref(t);
-}
-
-/* fn returns, or ends the thread (pthread_exit, a cancellation): either
- * way the thread is finished, and join takes its exit value from
- * pthread_join. */
-static void *thread_trampoline(void *p)
-{
-	shmq_thread *t = p;
-	void *ret;
-
-	pthread_cleanup_push(thread_finish, t);
-	ret = t->fn(t->arg);
-	pthread_cleanup_pop(1);
 	return ret;
 }
 
@@ -130,10 +118,9 @@ SHMQ_API int shmq_thread_join(shmq_thread *t, int64_t timeout_ns, void **ret)
 			if (rc == -ETIMEDOUT)
 				return -ETIMEDOUT;
 		}
-		/* The thread is finished: it is at most a few instructions
-		 * (or the rest of an unwinding) from exiting, so this does not
-		 * block long. */
-		rc = pthread_join(t->th, &t->ret);
+		/* The thread has stored its result; it is at most a few
+		 * instructions from exiting, so this does not block long. */
+		rc = pthread_join(t->th, NULL);
 		if (rc)
 			return -rc;
 		t->joined = true;
