@@ -29,6 +29,7 @@
 
 #include "core/alloc_int.h"
 #include "core/atomic_int.h"
+#include "core/cancel_int.h"
 #include "core/compiler_int.h"
 #include "core/fd_int.h"
 #include "core/fork_int.h"
@@ -63,12 +64,13 @@ void shmq__sched_kick(shmq_sched *s)
 
 	/* An eventfd write only fails if the counter would overflow, which
 	 * leaves it readable anyway: the loop wakes either way.  Not a
-	 * cancellation point: wake_sent is set already, and a caller cancelled
-	 * here would leave the loop asleep past every later entry. */
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+	 * cancellation point (core/cancel_int.h): wake_sent is set already,
+	 * and a caller cancelled here would leave the loop asleep past every
+	 * later entry. */
+	cs = shmq__cancel_off();
 	while (write(s->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
 		;
-	pthread_setcancelstate(cs, NULL);
+	shmq__cancel_restore(cs);
 }
 
 /* Under mu: wake the loop if it sleeps past when (SHMQ__SCHED_NEVER: always). */
@@ -973,11 +975,11 @@ SHMQ_API int64_t shmq_sched_run(shmq_sched *s, bool blocking)
 		return -EINVAL;
 	if (shmq__foreign(s->pid))
 		return -EBADF; /* inherited across fork(): the parent's ring */
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+	cs = shmq__cancel_off(); /* core/cancel_int.h */
 	pthread_mutex_lock(&s->mu);
 	if (s->running) {
 		pthread_mutex_unlock(&s->mu);
-		pthread_setcancelstate(cs, NULL);
+		shmq__cancel_restore(cs);
 		return -EBUSY;
 	}
 	s->running = true;
@@ -989,7 +991,7 @@ SHMQ_API int64_t shmq_sched_run(shmq_sched *s, bool blocking)
 	} else {
 		rc = -EBADF; /* a child an action forked: see loop_action_returned */
 	}
-	pthread_setcancelstate(cs, NULL);
+	shmq__cancel_restore(cs);
 	return rc;
 }
 
@@ -1040,8 +1042,9 @@ SHMQ_API void shmq_sched_destroy(shmq_sched *s)
 	if (shmq__foreign(s->pid))
 		return;
 	/* its waits (the helper's join, the drain's) are no cancellation
-	 * points: a thread cancelled there would leak s with mu held */
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+	 * points: a thread cancelled there would leak s with mu held
+	 * (core/cancel_int.h) */
+	cs = shmq__cancel_off();
 	pthread_mutex_lock(&s->mu);
 	for (w = s->watches; w; w = w->next)
 		if (!w->dead)
@@ -1061,5 +1064,5 @@ SHMQ_API void shmq_sched_destroy(shmq_sched *s)
 	close(s->wake_fd);
 	pthread_mutex_destroy(&s->mu);
 	shmq__free(s, sizeof(*s));
-	pthread_setcancelstate(cs, NULL);
+	shmq__cancel_restore(cs);
 }
