@@ -4,6 +4,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <time.h>
 
 #include "testutil.h"
@@ -193,6 +195,60 @@ static void test_join_self(void **state)
 	shmq_thread_close(sj.self);
 }
 
+/* A thread that ends itself with pthread_exit, or that a server cancels
+ * (deferred) where it waits: it has finished all the same.  join returns 0
+ * with its exit value (the one given to pthread_exit, PTHREAD_CANCELED),
+ * and is_alive says false.  Old code: done was set only when fn returned,
+ * so is_alive stayed true and every join timed out (SHMQ_FOREVER: hung). */
+static void *exits_itself(void *arg)
+{
+	pthread_exit(arg);
+}
+
+struct cancellee {
+	pthread_t self;
+	uint32_t started;
+};
+
+/* No local of this function lives in memory: AddressSanitizer poisons
+ * the red zones around such locals on entry and unpoisons them on return,
+ * which a cancellation skips, and its own teardown of the thread then
+ * trips over the stale poison (google/sanitizers#1399). */
+static void *waits_for_cancel(void *arg)
+{
+	struct cancellee *c = arg;
+
+	c->self = pthread_self();
+	__atomic_store_n(&c->started, 1, __ATOMIC_SEQ_CST);
+	for (;;)
+		pause(); /* a cancellation point, waiting for ever */
+	return NULL;
+}
+
+static void test_exit_and_cancel(void **state)
+{
+	struct cancellee c = { 0 };
+	shmq_thread *t;
+	void *ret = NULL;
+	int v = 7;
+
+	(void)state;
+	assert_int_equal(shmq_thread_start(exits_itself, &v, &t), 0);
+	assert_int_equal(shmq_thread_join(t, 5000000000LL, &ret), 0);
+	assert_ptr_equal(ret, &v);
+	assert_false(shmq_thread_is_alive(t));
+	shmq_thread_close(t);
+
+	assert_int_equal(shmq_thread_start(waits_for_cancel, &c, &t), 0);
+	while (!__atomic_load_n(&c.started, __ATOMIC_SEQ_CST))
+		sched_yield();
+	assert_int_equal(pthread_cancel(c.self), 0);
+	assert_int_equal(shmq_thread_join(t, 5000000000LL, &ret), 0);
+	assert_ptr_equal(ret, PTHREAD_CANCELED);
+	assert_false(shmq_thread_is_alive(t));
+	shmq_thread_close(t);
+}
+
 int main(void)
 {
 	alarm(240); /* a hang fails the program instead of stalling the suite */
@@ -203,6 +259,7 @@ int main(void)
 		cmocka_unit_test(test_close_unjoined),
 		cmocka_unit_test(test_join_timeout_from_threads),
 		cmocka_unit_test(test_join_self),
+		cmocka_unit_test(test_exit_and_cancel),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,8 +3,13 @@
  * Threads (seed 12-1): Python's threading.Thread on top of pthreads, with a
  * join that takes a timeout.
  *
- * The thread runs a trampoline that stores fn's result, then sets a "done"
- * word and wakes any joiner.  A join waits on that word with a deadline (so
+ * The thread runs a trampoline that, once fn returns, sets a "done" word and
+ * wakes any joiner.  A thread that fn ends another way (pthread_exit, a
+ * cancellation) never comes back to the trampoline: for those a
+ * thread-specific value, set to the record while fn runs, has a destructor
+ * that does the same.  (Not a cleanup handler: in C, glibc's unwinds by
+ * longjmp, which AddressSanitizer takes for a jump off the thread's stack
+ * and aborts on.)  A join waits on that word with a deadline (so
  * it can time out and be retried), then calls pthread_join, which returns at
  * once because the thread is past its last step.  The record is shared by
  * the handle and the thread, each holding one reference: whichever lets go
@@ -35,8 +40,8 @@ struct shmq_thread {
 	pid_t owner;    /* the process that started it (core/fork_int.h) */
 	void *(*fn)(void *);
 	void *arg;
-	void *ret;      /* fn's result; written before done */
-	uint32_t done;  /* 0 while fn runs, 1 once ret is stored */
+	void *ret;      /* the thread's exit value: from pthread_join */
+	uint32_t done;  /* 0 while fn runs, 1 once it returned or ended the thread */
 	uint32_t refs;  /* handle + running thread */
 	bool joined;    /* pthread_join succeeded (handle side only) */
 };
@@ -49,16 +54,44 @@ static void thread_unref(shmq_thread *t)
 		shmq__free(t, sizeof(*t));
 }
 
-static void *thread_trampoline(void *p)
+static void thread_finish(void *p)
 {
 	shmq_thread *t = p;
-	void *ret = t->fn(t->arg);
 
-	t->ret = ret;
 	/* pairs with the load_acquire of done in shmq_thread_join / is_alive */
 	shmq__store_release(&t->done, 1);
 	shmq__futex_wake(&t->done, INT_MAX);
 	thread_unref(t);
+}
+
+/* The key whose destructor finishes a thread that fn ended itself or that
+ * was cancelled: made once per process, never deleted (a thread of ours may
+ * run while the library is in use). */
+static pthread_key_t finish_key;
+static int finish_key_rc;
+static pthread_once_t finish_key_once = PTHREAD_ONCE_INIT;
+
+static void finish_key_make(void)
+{
+	finish_key_rc = pthread_key_create(&finish_key, thread_finish);
+}
+
+static void *thread_trampoline(void *p)
+{
+	shmq_thread *t = p;
+	bool armed;
+	void *ret;
+
+	/* shmq_thread_start made the key.  Setting it fails only for want of
+	 * memory for glibc's second-level block of values: fn runs all the
+	 * same, and only a pthread_exit or cancellation of it goes unseen */
+	armed = pthread_setspecific(finish_key, t) == 0;
+	ret = t->fn(t->arg);
+	/* fn returned: finish here, after disarming the destructor (a value
+	 * of NULL is never passed to it) */
+	if (armed)
+		pthread_setspecific(finish_key, NULL);
+	thread_finish(t);
 	return ret;
 }
 
@@ -69,6 +102,9 @@ SHMQ_API int shmq_thread_start(void *(*fn)(void *), void *arg, shmq_thread **out
 
 	if (!fn || !out)
 		return -EINVAL;
+	rc = pthread_once(&finish_key_once, finish_key_make);
+	if (rc || finish_key_rc)
+		return -EAGAIN; /* out of thread-specific keys (PTHREAD_KEYS_MAX) */
 	t = shmq__calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
@@ -118,9 +154,10 @@ SHMQ_API int shmq_thread_join(shmq_thread *t, int64_t timeout_ns, void **ret)
 			if (rc == -ETIMEDOUT)
 				return -ETIMEDOUT;
 		}
-		/* The thread has stored its result; it is at most a few
-		 * instructions from exiting, so this does not block long. */
-		rc = pthread_join(t->th, NULL);
+		/* The thread is finished: it is at most a few instructions
+		 * (or the rest of its thread-specific destructors) from
+		 * exiting, so this does not block long. */
+		rc = pthread_join(t->th, &t->ret);
 		if (rc)
 			return -rc;
 		t->joined = true;
