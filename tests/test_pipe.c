@@ -82,7 +82,7 @@ static int64_t ms(int64_t n)
 
 /* ---- bulk calls publish as they go ---- */
 
-#define HB_LEN  1024u /* payload bytes: 1032-byte records */
+#define HB_LEN  1024u /* payload bytes: 1024-byte records */
 #define HB_RECS 40u   /* 41,280 bytes: past half of a 64 KiB ring, within it */
 
 /* n bytes of readable and writable memory that end where a PROT_NONE page
@@ -144,12 +144,14 @@ static int child_dies_in_bulk(const struct tu_region *f, const char *name, bool 
 }
 
 /*
- * A bulk send of more than half the ring publishes what it has copied each
- * time half the ring's bytes have gone in, not only at the end of the call:
- * the receiver can start on a long batch, and a sender that dies in the
- * middle of one (here: a fault copying its last message) leaves what it
- * published.  The child, a second holder of end 1, faults on its 40th
- * message; end 0 then finds the first 32 (the first half ring) intact.
+ * A bulk send publishes each record's descriptor as it copies it (and its
+ * tail each time half the ring's bytes have gone in), not only at the end of
+ * the call: the receiver can start on a long batch, and a sender that dies
+ * in the middle of one (here: a fault copying its last message) leaves what
+ * it published.  The child, a second holder of end 1, faults on its 40th
+ * message; end 0 then finds the 39 before it intact, and a send by end 1's
+ * other holder goes after them, though the tail it left says 32
+ * (shmq__spsc_prod_recover).
  */
 static void test_bulk_send_publishes_as_it_goes(void **state)
 {
@@ -171,8 +173,12 @@ static void test_bulk_send_publishes_as_it_goes(void **state)
 		got++;
 	}
 	assert_int_equal(n, -EAGAIN); /* end 1 is still held, by b */
-	/* 31.75 records make half the ring: published before the 33rd */
-	assert_int_equal(got, 32);
+	/* each record's descriptor is published as it is written: the 39
+	 * before the one that faulted */
+	assert_int_equal(got, 39);
+	assert_int_equal(shmq_pipe_send(b, "after", 5, 0), 0);
+	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), 0), 5);
+	assert_memory_equal(buf, "after", 5);
 	shmq_pipe_close(a);
 	shmq_pipe_close(b);
 }
@@ -1564,15 +1570,14 @@ static void ask(shmq_pipe *a, shmq_pipe *b)
 }
 
 /*
- * Stamps (ring/spsc_int.h): a receiver waiting for an answer looks at the
- * stamp in the header at its head, not at the tail, where the record before
- * was stamped.  (1) Whatever a sends there next is seen by the first poll:
- * an answer, a send that answers nothing, a bulk send, a batch once
- * flushed (not before).  (2) The header there was zeroed first (the
- * marker): bytes planted one lap before at that offset, inside a payload,
- * that look like its stamp are not taken for a message.
+ * Descriptors (ring/spsc_int.h): a receiver polls the descriptor of the
+ * record it reads next.  (1) Whatever a sends next is seen by the first
+ * poll: an answer, a send that answers nothing, a bulk send, a batch once
+ * flushed (not before).  (2) A slot still holds the descriptor of the
+ * record one lap of descriptors before, published and consumed: never
+ * taken for the next one.
  */
-static void test_stamps(void **state)
+static void test_descriptors(void **state)
 {
 	struct tu_region *f = *state;
 	struct shmq_pipe_opts o = { .capacity = 1024 };
@@ -1581,36 +1586,30 @@ static void test_stamps(void **state)
 	uint8_t *mem, m[512] = { 0 }, buf[512];
 	struct iovec v[2] = { { m, 16 }, { m, 16 } };
 	void *rb;
-	uint32_t w;
 
 	assert_int_equal(shmq_pipe_create(f->r, "st", &o, &a, &b), 0);
 	assert_int_equal(shmq__obj_find(f->r, "st", SHMQ__OBJ_PIPE, (void **)&mem, NULL), 0);
 	ring0 = (struct shmq__spsc *)(mem + 192); /* a -> b */
-	/* lap 1: 0..504 carries, at offset 80, a length 8 and the stamp
-	 * position 1024 + 80 will want; then the lap is filled */
-	memcpy(m + 72, &(uint32_t[]){ 8, shmq__spsc_stamp(1024 + 80) }, 8);
-	assert_int_equal(shmq_pipe_send(a, m, 496, 0), 0);
-	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 496);
-	memset(m, 0, sizeof(m));
-	assert_int_equal(shmq_pipe_send(a, m, 496, 0), 0); /* 504..1008 */
-	assert_int_equal(shmq_pipe_send(a, m, 8, 0), 0);   /* 1008..1024 */
-	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 496);
-	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 8);
-	/* lap 2: 1024..1040 (a learns that lap 1 was read), then an answer
-	 * 1040..1104, stamped */
-	assert_int_equal(shmq_pipe_send(a, m, 8, 0), 0);
-	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 8);
+	/* (2): 64 descriptors; 200 records one at a time go round them three
+	 * times, and each slot's last descriptor is there when b looks again */
+	for (uint32_t i = 0; i < 200; i++) {
+		const uint64_t *d = (const uint64_t *)ring0->area;
+
+		memcpy(m, &i, sizeof(i));
+		assert_int_equal(shmq_pipe_send(a, m, 8 + i % 40, 0), 0);
+		assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 8 + i % 40);
+		assert_memory_equal(buf, &i, sizeof(i));
+		assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EAGAIN);
+		if (i >= 64) /* the slot b polls next holds record i + 1 - 64's */
+			assert_true(shmq__spsc_desc_is(d[(i + 1) % 64], i + 1 - 64));
+	}
+	/* (1) */
 	ask(a, b);
 	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EAGAIN);
 	assert_int_equal(shmq_pipe_send(a, m, 56, 0), 0);
-	memcpy(&w, ring0->data + 16, 4);
-	assert_int_equal(w, 56 | SHMQ__SPSC_STAMPED);
 	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 56);
 	ask(a, b);
-	/* (2): the marker at 1104, not the planted bytes */
 	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EAGAIN);
-	/* (1): sends that answer nothing (a's last call sent) go where b,
-	 * asking again, looks */
 	assert_int_equal(shmq_pipe_send(a, m, 16, 0), 0);
 	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 16);
 	assert_int_equal(shmq_pipe_send(a, m, 40, 0), 0); /* answers nothing */
@@ -1658,14 +1657,29 @@ static void test_corrupt(void **state)
 	ring0 = (struct shmq__spsc *)(mem + 192);
 	assert_int_equal(ring0->magic, SHMQ__SPSC_MAGIC);
 	assert_int_equal(shmq_pipe_send(a, "abc", 3, 0), 0);
-	ring0->tail = 1u << 20; /* garbage tail */
-	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EBADMSG);
-	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), ms(10)), -EBADMSG);
-	ring0->tail = 16;
-	*(uint32_t *)ring0->data = 4000; /* garbage length */
-	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EBADMSG);
-	*(uint32_t *)ring0->data = 3;
+	ring0->tail = 1u << 20; /* garbage tail: the receiver reads descriptors */
+	{
+		uint64_t *d0 = (uint64_t *)ring0->area; /* record 0's descriptor */
+
+		*d0 = shmq__spsc_desc(0, 4000); /* garbage length, published */
+		assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), -EBADMSG);
+		assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), ms(10)), -EBADMSG);
+		*d0 = shmq__spsc_desc(0, 3);
+	}
 	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 3);
+	ring0->tail = 16;
+	/* a record count far from the other side's: the receiver would poll a
+	 * descriptor the sender never writes */
+	ring0->head_n = 12345;
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), ms(10)), -EBADMSG);
+	/* a poll finds it at its next look at the ring's state (every 64th
+	 * of a run of empty ones: "nowait_quiet") */
+	for (int i = 0; i < 100 && (rc = (int)shmq_pipe_recv(b, buf, sizeof(buf), 0)) == -EAGAIN; i++)
+		;
+	assert_int_equal(rc, -EBADMSG);
+	ring0->head_n = 1;
+	assert_int_equal(shmq_pipe_send(a, "d", 1, 0), 0);
+	assert_int_equal(shmq_pipe_recv(b, buf, sizeof(buf), 0), 1);
 	/* a holder of the peer's end with an id no attachment can carry
 	 * (slot 5, generation 0): refused the first time a waiter reads the
 	 * holders, before it sleeps */
@@ -1691,7 +1705,9 @@ static void test_corrupt(void **state)
 	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EPROTO);
 	((uint32_t *)mem)[1] = 3; /* layout 3 (no stamps): refused */
 	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EPROTO);
-	((uint32_t *)mem)[1] = 4;
+	((uint32_t *)mem)[1] = 4; /* layout 4 (in-band headers): refused */
+	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EPROTO);
+	((uint32_t *)mem)[1] = 5;
 	((uint64_t *)mem)[1] = 12345;
 	assert_int_equal(shmq_pipe_open(f->r, "c", 0, &c), -EBADMSG);
 	((uint64_t *)mem)[1] = 1024;
@@ -1725,7 +1741,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sigkill_nowait, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_dead_holders_make_room, setup, tu_region_teardown),
 		cmocka_unit_test(test_placement),
-		cmocka_unit_test_setup_teardown(test_stamps, setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(test_descriptors, setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt, setup, tu_region_teardown),
 		cmocka_unit_test(test_open_races_peer_check),
 		cmocka_unit_test(test_close_races_open),

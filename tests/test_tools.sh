@@ -186,12 +186,12 @@ run_json "$tmp/plain.json" stat "$p-plain" || fail "stat plain exit status"
 [ "$(q "$tmp/plain.json" "sorted((o['name'], o['type']) for o in d['object_list'])")" = \
   "[('broken', 'barrier'), ('chan', 'pipe'), ('counters', 'blob'), ('done', 'queue'), ('gate', 'barrier'), ('jobs', 'queue'), ('mutex', 'lock'), ('spare', 'lock'), ('table', 'blob')]" ] ||
 	fail "stat plain: objects $(cat "$tmp/plain.json")"
-# a 100-byte message is one 112-byte record (8-byte header, padded to 8)
+# a 100-byte message is one 104-byte record (padded to 8; its length in a descriptor apart)
 expect "$tmp/plain.json" "stat plain" mutex.held=False spare.held=False table.bytes=4096 \
 	gate.parties=3 gate.waiting=0 gate.generation=0 gate.broken=False broken.broken=True \
 	jobs.depth=3 jobs.capacity=8 jobs.unit=msgs jobs.msgs_in=3 jobs.msgs_out=0 \
 	jobs.shutdown=False jobs.sleepers=0 done.shutdown=True done.capacity=5 done.depth=0 \
-	chan.depth_0to1=112 chan.depth_1to0=0 chan.bytes_in=112 chan.bytes_out=0 chan.unit=bytes
+	chan.depth_0to1=104 chan.depth_1to0=0 chan.bytes_in=104 chan.bytes_out=0 chan.unit=bytes
 # nobody ever had to sleep here: no futex wait, and no wake call for anybody
 expect "$tmp/plain.json" "stat plain (no contention)" mutex.waits=0 mutex.wakes=0 \
 	spare.waits=0 spare.wakes=0 gate.waits=0 gate.wakes=0 broken.waits=0 broken.wakes=0 \

@@ -229,9 +229,11 @@ static inline void relax(uint32_t *spins, bool pinned)
 	relax_paced(spins, pinned, 1);
 }
 
-/* Bytes a record of a size-byte message takes in shmq_pipe (8-byte header,
- * padded to 8): how the sweep turns ring bytes into messages. */
-#define SHMQ_ALIGN_REC(size) (((uint64_t)(size) + 15u) & ~(uint64_t)7u)
+/* Bytes a record of a size-byte message takes in shmq_pipe's data area
+ * (padded to 8, at least 16; its length is in a descriptor apart): how the
+ * sweep turns ring bytes into messages. */
+#define SHMQ_ALIGN_REC(size) ((uint64_t)(size) <= 16u ? (uint64_t)16 : \
+			      ((uint64_t)(size) + 7u) & ~(uint64_t)7u)
 
 struct pb_stat_arg {
 	const char *name, *key;
@@ -1551,15 +1553,13 @@ static int pb_sweep_point(struct pb_run *run, size_t msgs, uint32_t size)
 
 /*
  * The ring-size sweep: 64-byte messages at every size, and 56-byte ones
- * beside ck_ring's 56-byte entries.  A 64-byte message's record is 72 bytes,
- * so that nearly every line holds the end of one record and the start of the
- * next: with the receiver right behind the sender (an empty ring, the usual
- * state at 1024 messages and more) such a line crosses to the receiver,
- * back for the next record, and over again, where ck_ring's 64-byte entries
- * move each line once.  A 56-byte message's record is one line, and there it
- * is ck_ring's entries that straddle.  The pair of sizes shows what the
- * record header costs apart from the rest of the ring.  Ring sizes after
- * "--" (`-- sweep 256 1024`) measure only those.
+ * beside ck_ring's 56-byte entries.  A 64-byte message's record is one line
+ * of the pipe's data area (its length in a descriptor apart, layout 5), as
+ * ck_ring's 64-byte entry is; with 56 bytes, ck_ring's entries straddle
+ * lines and the pipe's records share them.  (Layout 4's in-band 8-byte
+ * header made a 64-byte message's record 72 bytes, so that with the
+ * receiver right behind the sender nearly every line crossed twice.)  Ring
+ * sizes after "--" (`-- sweep 256 1024`) measure only those.
  */
 static int pb_sweep_size(struct pb_run *run, size_t msgs)
 {

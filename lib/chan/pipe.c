@@ -51,8 +51,9 @@
 #include "core/watch_int.h"
 
 #define PIPE_MAGIC   0x45504950u /* "PIPE" */
-#define PIPE_VERSION 4u /* 4: spsc rings of layout 4 (stamps); 3: producer claims
-			 * (tx_claim); 2: spsc rings of layout 3 */
+#define PIPE_VERSION 5u /* 5: spsc rings of layout 5 (descriptors); 4: of layout 4
+			 * (stamps); 3: producer claims (tx_claim); 2: spsc rings
+			 * of layout 3 */
 /* Owner id of holders of a placed pipe (no process table): always alive. */
 #define ANON_ID      UINT32_MAX
 /* `opened` of an end a check judged gone ("Deciding gone"). */
@@ -96,20 +97,9 @@ _Static_assert(sizeof(struct pipe_end) == SHMQ__CACHELINE, "one line per end");
  * did not.  The load holds the producer back until the consumer's last look
  * at the line has been answered: slower per send, faster per message.
  *
- * The answer's second line.  A receive that follows a send (most likely the
- * answer to it) prefetches the line after the one its record starts in,
- * when the published bytes reach into it, before it reads the record's
- * length.  A 64-byte message's record (72 bytes) always spans two lines, and
- * the copy asks for the second only once the length, in the first, has
- * arrived (its addresses depend on it): a second cross-core transfer in a
- * row.  Two-process driver, awake round trip, slow phase: 739-771 -> 593-624
- * ns.  A receive waiting for an answer at a trusted stamp ("Stamps" in
- * ring/spsc_int.h) also asks for that line at every look that finds no
- * stamp yet, so that it arrives with the stamp: `shmq-bench pipe -- rt` at
- * a 59-65 ns line, alternated, 229-253 -> 217-227 ns (medians 244 -> 222).
- * A receive that follows a receive (streaming) does not prefetch: that line
- * is where the producer writes its next record, and taking it away slowed
- * 64-byte streaming by 8-12%.
+ * Receiving.  A receive polls the descriptor of the record it reads next
+ * (ring/spsc_int.h), never the tail: a 64-byte message's record is one line
+ * of data, which the copy loads once the descriptor has come.
  */
 struct pipe_shared {
 	/* line 0: written by init, read-only afterwards but for tx_claim,
@@ -681,7 +671,7 @@ static inline int tx_begin(shmq_pipe *p)
 /* Wait until len bytes fit: 0, -EAGAIN (timeout 0), -ETIMEDOUT, -EPIPE, ... */
 static SHMQ__COLD int tx_wait(shmq_pipe *p, size_t len, int64_t timeout_ns)
 {
-	struct shmq__spsc_wait w = { 0, SLICE_NS, peer_check, p, p->spin, false };
+	struct shmq__spsc_wait w = { 0, SLICE_NS, peer_check, p, p->spin };
 	int rc;
 
 	if (p->more) { /* the consumer must see them to make room */
@@ -726,7 +716,7 @@ static SHMQ__COLD int send_slow(shmq_pipe *p, const void *msg, size_t len, int64
 	if (SHMQ__UNLIKELY(rc))
 		return rc;
 	shmq__copy(buf, msg, len);
-	shmq__spsc_commit(&p->tx, len);
+	shmq__spsc_commit(&p->tx, len); /* after any held back (SHMQ_PIPE_MORE) */
 	shmq__spsc_prod_publish(&p->tx);
 	p->more = false;
 	return 0;
@@ -750,31 +740,30 @@ static SHMQ__COLD ssize_t rx_wake(shmq_pipe *p, size_t n)
 static __attribute__((noinline)) int send_big(shmq_pipe *p, const void *msg, size_t len, uint64_t tail)
 {
 	struct shmq__spsc_prod *tx = &p->tx;
-	uint64_t off = tail & tx->mask;
 
-	memcpy(tx->data + off + SHMQ__SPSC_HDR, msg, len);
-	/* relaxed: published by the release store of tail below */
-	shmq__store_relaxed((uint32_t *)(tx->data + off), (uint32_t)len);
+	memcpy(tx->data + (tail & tx->mask), msg, len);
 	tx->tail = tail + SHMQ__SPSC_REC(len);
-	shmq__spsc_prod_publish(tx);
+	tx->n++;
+	if (shmq__spsc_prod_publish_one(tx, (uint32_t)len))
+		shmq__spsc_wake_consumer(tx->ring);
 	return 0;
 }
 
 /*
- * The fast path: a handle in use with nothing reserved or held back, a view
- * that publishes without seq_cst, a peer that is not gone, and room for the
- * record before the end of the data area by the cached head, and a claim on
- * the ring ("Producer claims").  A reply loads no line the consumer writes
- * or reads ("Pacing"); every send stores only the record, the private and
- * the published tail.  Everything else (waiting, pads, the first send,
- * errors) is send_slow's, which starts from scratch: the fast path changed
- * nothing when it gives up.
+ * The fast path: a handle in use with nothing reserved or held back (so no
+ * committed record waits for its descriptor), a view that publishes without
+ * seq_cst, a peer that is not gone, and room for the record before the end
+ * of the data area by the cached head, and a claim on the ring ("Producer
+ * claims").  A reply loads no line the consumer writes or reads ("Pacing");
+ * every send stores only the record, its descriptor, and the private and
+ * published indices.  Everything else (waiting, a skip to offset 0, the
+ * first send, errors) is send_slow's, which starts from scratch: the fast
+ * path changed nothing when it gives up.
  */
 SHMQ__LINE_START int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, int64_t timeout_ns)
 {
 	struct shmq__spsc_prod *tx;
 	uint64_t tail, off, rec;
-	bool answer, stamp, marker;
 
 	if (SHMQ__UNLIKELY(!p || (!msg && len)))
 		return -EINVAL;
@@ -797,22 +786,13 @@ SHMQ__LINE_START int shmq_pipe_send(shmq_pipe *p, const void *msg, size_t len, i
 	    SHMQ__UNLIKELY(shmq__load_acquire(&p->peer->gone)) ||
 	    SHMQ__UNLIKELY(shmq__foreign(p->pid)))
 		return send_slow(p, msg, len, timeout_ns);
-	answer = p->last_rx;
 	p->last_rx = false;
 	if (SHMQ__UNLIKELY(len > 64))
 		return send_big(p, msg, len, tail);
-	shmq__copy(tx->data + off + SHMQ__SPSC_HDR, msg, len);
-	/* an answer, or an item where a stamp is trusted, is stamped: its
-	 * receiver may be polling for it ("Stamps") */
-	stamp = answer || tail == tx->marked;
-	marker = stamp && shmq__spsc_stampable(tx, tail, rec);
-	/* relaxed: published by the release store of tail in publish_weak or
-	 * publish_stamped */
-	shmq__store_relaxed((uint32_t *)(tx->data + off),
-			    (uint32_t)len | (marker ? SHMQ__SPSC_STAMPED : 0u));
+	shmq__copy(tx->data + off, msg, len);
 	tx->tail = tail + rec;
-	if (SHMQ__UNLIKELY(stamp ? shmq__spsc_prod_publish_stamped(tx, tail, marker)
-				 : shmq__spsc_prod_publish_weak(tx)))
+	tx->n++;
+	if (SHMQ__UNLIKELY(shmq__spsc_prod_publish_one(tx, (uint32_t)len)))
 		return tx_wake(p);
 	return 0;
 }
@@ -904,8 +884,7 @@ ssize_t shmq_pipe_send_bulk(shmq_pipe *p, const struct iovec *v, size_t n, int64
  * the ring is empty, -EAGAIN (timeout 0), -ETIMEDOUT, -EBADMSG. */
 static SHMQ__COLD int rx_wait(shmq_pipe *p, int64_t *deadline, int64_t timeout_ns)
 {
-	/* an answer spins on the stamp where one is trusted ("Stamps") */
-	struct shmq__spsc_wait w = { 0, SLICE_NS, peer_check, p, p->spin, !p->last_rx };
+	struct shmq__spsc_wait w = { 0, SLICE_NS, peer_check, p, p->spin };
 	int rc;
 
 	if (timeout_ns == SHMQ_NOWAIT) {
@@ -969,35 +948,28 @@ static SHMQ__COLD ssize_t recv_slow(shmq_pipe *p, void *buf, size_t cap, int64_t
 }
 
 /* A record over 64 bytes that passed the fast path's checks at head. */
-static __attribute__((noinline)) ssize_t recv_big(shmq_pipe *p, void *buf, uint64_t head, size_t n)
+static __attribute__((noinline)) ssize_t recv_big(shmq_pipe *p, void *buf, uint64_t off, size_t n,
+						  uint64_t span)
 {
 	struct shmq__spsc_cons *rx = &p->rx;
 
-	memcpy(buf, rx->data + (head & rx->mask) + SHMQ__SPSC_HDR, n);
-	rx->head = head + SHMQ__SPSC_REC(n);
+	memcpy(buf, rx->data + off, n);
+	rx->head += span;
+	rx->n++;
 	p->last_rx = true;
 	shmq__spsc_cons_publish(rx);
 	return (ssize_t)n;
 }
 
-/* An answer: its record's next line, if avail (published bytes from off)
- * reach into it ("The answer's second line"). */
-static SHMQ__ALWAYS_INLINE void answer_prefetch(const struct shmq__spsc_cons *rx, uint64_t off,
-						uint64_t avail)
-{
-	if (avail > SHMQ__CACHELINE - (off & (SHMQ__CACHELINE - 1)))
-		shmq__spsc_prefetch_next_line(rx, off);
-}
-
 /* The fast path: a handle in use with no open peek, a view that publishes
- * without seq_cst, and a whole record below the cached tail (the checks of
- * shmq__spsc_peek); anything else is recv_slow's, which starts from scratch
- * (nothing was changed here). */
+ * without seq_cst, and a published record that fits the ring and buf (the
+ * checks of shmq__spsc_peek); anything else is recv_slow's, which starts
+ * from scratch (nothing was changed here). */
 SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int64_t timeout_ns)
 {
 	struct shmq__spsc_cons *rx;
-	uint64_t head, avail, off, rec;
-	uint32_t w, n;
+	uint64_t head, n, d, off, span;
+	uint32_t len;
 
 	if (SHMQ__UNLIKELY(!p || (!buf && cap)))
 		return -EINVAL;
@@ -1006,69 +978,35 @@ SHMQ__LINE_START ssize_t shmq_pipe_recv(shmq_pipe *p, void *buf, size_t cap, int
 	rx = &p->rx;
 	if (SHMQ__UNLIKELY(p->unused | p->peeked | rx->strong))
 		return recv_slow(p, buf, cap, timeout_ns);
-	/* relaxed: only this end writes head (as in shmq__spsc_cons_sync) */
+	/* relaxed, both: only this end writes them (as in shmq__spsc_cons_sync) */
 	head = shmq__load_relaxed(&rx->ring->head);
-	if (SHMQ__UNLIKELY(head & 7u))
+	n = shmq__load_relaxed(&rx->ring->head_n);
+	/* pairs with the producer's release store of the descriptor in
+	 * shmq__spsc_prod_publish_one or shmq__spsc_put: the record is
+	 * written */
+	d = shmq__load_acquire(&rx->desc[n & rx->dmask]);
+	if (!shmq__spsc_desc_is(d, n)) {
+		/* a poll of an empty ring; a gone peer, a 64th miss and a
+		 * foreign handle are recv_slow's */
+		if (timeout_ns == SHMQ_NOWAIT && !shmq__foreign(p->pid) && nowait_quiet(p))
+			return -EAGAIN;
 		return recv_slow(p, buf, cap, timeout_ns);
-	off = head & rx->mask;
-	avail = rx->tail_cache - head;
-	if (avail - 1 >= rx->cap) { /* empty by the cache */
-		uint64_t tail;
-
-		if (!p->last_rx && head == rx->stamp_at) {
-			/* an answer, where a stamp is trusted: the stamp, not
-			 * the tail ("Stamps") */
-			if (!shmq__spsc_stamped(rx, head, &w)) {
-				/* the answer's second line comes with its
-				 * stamp ("The answer's second line") */
-				shmq__spsc_prefetch_next_line(rx, off);
-				/* as below: a poll of an empty ring */
-				if (timeout_ns == SHMQ_NOWAIT && !shmq__foreign(p->pid) &&
-				    nowait_quiet(p))
-					return -EAGAIN;
-				return recv_slow(p, buf, cap, timeout_ns);
-			}
-			/* checked below against the record's own extent */
-			avail = SHMQ__SPSC_REC(shmq__spsc_len(w));
-			answer_prefetch(rx, off, avail);
-			goto have_w;
-		}
-		/* pairs with the producer's release store of tail in
-		 * prod_publish / publish_weak / publish_stamped: the records
-		 * below it are written */
-		tail = shmq__load_acquire(&rx->ring->tail);
-		avail = tail - head;
-		if (SHMQ__UNLIKELY((avail - 1 >= rx->cap) | (tail & 7u))) {
-			/* a poll of an empty ring; a gone peer, a 64th miss
-			 * and a foreign handle are recv_slow's */
-			if (avail == 0 && timeout_ns == SHMQ_NOWAIT && !shmq__foreign(p->pid) &&
-			    nowait_quiet(p))
-				return -EAGAIN;
-			return recv_slow(p, buf, cap, timeout_ns); /* empty, or corrupt */
-		}
-		rx->tail_cache = tail;
 	}
-	if (!p->last_rx)
-		answer_prefetch(rx, off, avail);
-	/* relaxed, read once: covered by the load_acquire of tail that filled
-	 * tail_cache; checked before any use */
-	w = shmq__load_relaxed((const uint32_t *)(rx->data + off));
-have_w:
-	n = shmq__spsc_len(w);
-	rec = SHMQ__SPSC_REC(n);
-	if (SHMQ__UNLIKELY((n > rx->max_msg) | (rec > avail) | (rec > rx->cap - off) | (n > cap)) ||
-	    SHMQ__UNLIKELY(shmq__foreign(p->pid)))
-		return recv_slow(p, buf, cap, timeout_ns); /* a pad, too big, or corrupt */
-	if (w & SHMQ__SPSC_STAMPED) /* a marker follows: a stamp is trusted there */
-		rx->stamp_at = head + rec;
-	if (SHMQ__UNLIKELY(n > 64))
-		return recv_big(p, buf, head, n);
-	shmq__copy(buf, rx->data + off + SHMQ__SPSC_HDR, n);
-	rx->head = head + rec;
+	rx->head = head;
+	rx->n = n;
+	if (SHMQ__UNLIKELY(head & 7u) ||
+	    SHMQ__UNLIKELY(!shmq__spsc_locate(rx, d, &off, &len, &span)) ||
+	    SHMQ__UNLIKELY((len > cap) | shmq__foreign(p->pid)))
+		return recv_slow(p, buf, cap, timeout_ns); /* too big, or corrupt */
+	if (SHMQ__UNLIKELY(len > 64))
+		return recv_big(p, buf, off, len, span);
+	shmq__copy(buf, rx->data + off, len);
+	rx->head = head + span;
+	rx->n = n + 1;
 	p->last_rx = true;
 	if (SHMQ__UNLIKELY(shmq__spsc_cons_publish_weak(rx)))
-		return rx_wake(p, n);
-	return (ssize_t)n;
+		return rx_wake(p, len);
+	return (ssize_t)len;
 }
 
 int shmq_pipe_peek(shmq_pipe *p, const void **msg, size_t *len, int64_t timeout_ns)
@@ -1147,16 +1085,17 @@ uint64_t shmq__pipe_progress(shmq_pipe *p)
 
 bool shmq__pipe_readable(shmq_pipe *p)
 {
-	uint64_t head, tail;
+	uint64_t n, d;
 
 	if (!p)
 		return false;
-	/* relaxed: our own side's index; the handle's view is left untouched
+	/* relaxed: our own side's count; the handle's view is left untouched
 	 * so that an open peek stays valid */
-	head = shmq__load_relaxed(&p->rx.ring->head);
-	/* pairs with the producer's release store of tail in prod_publish */
-	tail = shmq__load_acquire(&p->rx.ring->tail);
-	if (tail != head)
+	n = shmq__load_relaxed(&p->rx.ring->head_n);
+	/* pairs with the producer's release store of the descriptor in
+	 * shmq__spsc_prod_publish_one or shmq__spsc_put */
+	d = shmq__load_acquire(&p->rx.desc[n & p->rx.dmask]);
+	if (shmq__spsc_desc_is(d, n))
 		return true; /* data, or corruption that recv reports */
 	return end_check(p, p->peer, false) != 0;
 }

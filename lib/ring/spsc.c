@@ -41,7 +41,7 @@ size_t shmq__spsc_footprint(uint64_t capacity)
 {
 	if (!capacity_ok(capacity))
 		return 0;
-	return sizeof(struct shmq__spsc) + (size_t)capacity;
+	return sizeof(struct shmq__spsc) + (size_t)SHMQ__SPSC_DESC_BYTES(capacity) + (size_t)capacity;
 }
 
 int shmq__spsc_init(void *mem, size_t size, uint64_t capacity)
@@ -51,7 +51,9 @@ int shmq__spsc_init(void *mem, size_t size, uint64_t capacity)
 	if (!mem || (uintptr_t)mem % SHMQ__CACHELINE || !capacity_ok(capacity) ||
 	    size < shmq__spsc_footprint(capacity))
 		return -EINVAL;
-	memset(r, 0, sizeof(*r));
+	/* the descriptors too: a slot's first record must not find its
+	 * sequence number there (ring/spsc_int.h) */
+	memset(r, 0, sizeof(*r) + (size_t)SHMQ__SPSC_DESC_BYTES(capacity));
 	r->magic = SHMQ__SPSC_MAGIC;
 	r->version = SHMQ__SPSC_VERSION;
 	r->capacity = capacity;
@@ -103,16 +105,18 @@ int shmq__spsc_prod_attach(struct shmq__spsc_prod *p, void *mem, size_t size)
 		return (int)cap;
 	memset(p, 0, sizeof(*p));
 	p->ring = mem;
-	p->data = p->ring->data;
 	p->cap = (uint64_t)cap;
+	p->desc = (uint64_t *)p->ring->area;
+	p->data = p->ring->area + SHMQ__SPSC_DESC_BYTES(p->cap);
 	p->mask = p->cap - 1;
+	p->dmask = SHMQ__SPSC_NDESC(p->cap) - 1;
 	p->max_msg = shmq__spsc_max_msg(p->cap);
 	p->strong = shmq__remote_fence_register() != 0;
 	p->prefetchw = cpu_has_prefetchw();
-	rc = shmq__spsc_prod_sync(p); /* also marks the tail ("Stamps") */
+	rc = shmq__spsc_prod_sync(p);
 	if (rc)
 		return rc;
-	/* pairs with the consumer's release store of head in cons_publish */
+	/* pairs with the consumer's release store of head in cons_store */
 	p->head_cache = shmq__load_acquire(&p->ring->head);
 	if ((p->head_cache & 7u) || p->tail - p->head_cache > p->cap)
 		return -EBADMSG;
@@ -122,21 +126,79 @@ int shmq__spsc_prod_attach(struct shmq__spsc_prod *p, void *mem, size_t size)
 int shmq__spsc_cons_attach(struct shmq__spsc_cons *c, void *mem, size_t size)
 {
 	int64_t cap = ring_check(mem, size);
-	int rc;
 
 	if (cap < 0)
 		return (int)cap;
 	memset(c, 0, sizeof(*c));
 	c->ring = mem;
-	c->data = c->ring->data;
 	c->cap = (uint64_t)cap;
+	c->desc = (const uint64_t *)c->ring->area;
+	c->data = c->ring->area + SHMQ__SPSC_DESC_BYTES(c->cap);
 	c->mask = c->cap - 1;
+	c->dmask = SHMQ__SPSC_NDESC(c->cap) - 1;
 	c->max_msg = shmq__spsc_max_msg(c->cap);
 	c->strong = shmq__remote_fence_register() != 0;
-	rc = shmq__spsc_cons_sync(c);
-	c->tail_cache = c->head; /* empty: the first peek reads tail */
-	c->stamp_at = UINT64_MAX;  /* no stamp trusted yet */
-	return rc;
+	return shmq__spsc_cons_sync(c);
+}
+
+/*
+ * After prod_sync read the shared tail and count: go past every record
+ * whose descriptor is published beyond them, as the consumer will.  A view
+ * that publishes descriptors before the tail (every send does, a bulk send
+ * a batch of them) and dies or is killed in between leaves the tail behind
+ * records the consumer may already have read; a view that started from it
+ * would write over them at positions the consumer has left, and frame its
+ * records where the consumer does not look.  At most one lap of
+ * descriptors, each checked as the consumer checks it: 0, or -EBADMSG.
+ */
+int shmq__spsc_prod_recover(struct shmq__spsc_prod *p)
+{
+	for (uint64_t i = 0; i <= p->dmask; i++) {
+		/* pairs with the release store of the descriptor in
+		 * shmq__spsc_put or shmq__spsc_prod_publish_one by the view
+		 * that published it */
+		uint64_t d = shmq__load_acquire(&p->desc[p->n & p->dmask]), off, skip = 0, rec;
+		uint32_t len = (uint32_t)d & SHMQ__SPSC_LEN;
+
+		if (!shmq__spsc_desc_is(d, p->n))
+			break;
+		off = p->tail & p->mask;
+		if ((uint32_t)d & SHMQ__SPSC_WRAP) {
+			if (off == 0)
+				return -EBADMSG;
+			skip = p->cap - off;
+			off = 0;
+		}
+		rec = SHMQ__SPSC_REC(len);
+		if (len > p->max_msg || rec > p->cap - off)
+			return -EBADMSG;
+		p->tail += skip + rec;
+		p->n++;
+	}
+	p->pub_n = p->n;
+	/* relaxed: only compared; the consumer's published count is never more
+	 * than a lap of descriptors behind ours, whatever its age */
+	if (p->n - shmq__load_relaxed(&p->ring->head_n) > p->dmask + 1)
+		return -EBADMSG;
+	return 0;
+}
+
+/* After cons_sync read the consumer's own indices: -EBADMSG when the
+ * producer's are more than a lap away from them either way (a descriptor
+ * lap, a data-area lap).  Honest ones are not: the tail and its count are
+ * stored after the descriptors they cover, so they may trail what the
+ * consumer took, by at most the lap one producer can write past them. */
+int shmq__spsc_cons_check(const struct shmq__spsc_cons *c)
+{
+	/* relaxed, both: only compared, hints (ring/spsc_int.h, "Indices") */
+	uint64_t tail = shmq__load_relaxed(&c->ring->tail);
+	uint64_t tn = shmq__load_relaxed(&c->ring->tail_n);
+
+	if (tail - c->head > c->cap && c->head - tail > c->cap)
+		return -EBADMSG;
+	if (tn - c->n > c->dmask + 1 && c->n - tn > c->dmask + 1)
+		return -EBADMSG;
+	return 0;
 }
 
 /* ---- the other side's index ---- */
@@ -154,82 +216,26 @@ int shmq__spsc_prod_refresh(struct shmq__spsc_prod *p, uint64_t need)
 	return used > p->cap - need ? -EAGAIN : 0;
 }
 
-/* Read the published tail into the cache: the bytes available, or -EBADMSG. */
-static int64_t cons_refresh(struct shmq__spsc_cons *c)
-{
-	/* pairs with the producer's release store of tail in prod_publish:
-	 * the records below it are fully written */
-	uint64_t tail = shmq__load_acquire(&c->ring->tail);
-	uint64_t avail = tail - c->head;
-
-	if ((tail & 7u) || avail > c->cap)
-		return -EBADMSG;
-	c->tail_cache = tail;
-	return (int64_t)avail;
-}
-
-int shmq__spsc_peek_slow(struct shmq__spsc_cons *c, const void **msg, size_t *len)
-{
-	bool skipped = false;
-
-	for (;;) {
-		uint64_t avail = c->tail_cache - c->head, off, rec;
-		uint32_t n;
-
-		if (avail == 0 || avail > c->cap) {
-			int64_t a = cons_refresh(c);
-
-			if (a < 0)
-				return (int)a;
-			if (a == 0) {
-				if (skipped) /* a pad was the last thing published */
-					shmq__spsc_cons_publish(c);
-				return -EAGAIN;
-			}
-			avail = (uint64_t)a;
-		}
-		off = c->head & c->mask;
-		/* relaxed, read once: covered by the load_acquire of tail in
-		 * cons_refresh; checked before any use */
-		n = shmq__spsc_len(shmq__load_relaxed((const uint32_t *)(c->data + off)));
-		if (n == SHMQ__SPSC_PAD) {
-			if (c->cap - off > avail)
-				return -EBADMSG;
-			c->head += c->cap - off;
-			skipped = true;
-			continue;
-		}
-		rec = SHMQ__SPSC_REC(n);
-		if (n > c->max_msg || rec > avail || rec > c->cap - off)
-			return -EBADMSG;
-		*msg = c->data + off + SHMQ__SPSC_HDR;
-		*len = n;
-		c->peeked = rec;
-		return 0;
-	}
-}
-
 int shmq__spsc_readable(struct shmq__spsc_cons *c)
 {
-	uint64_t avail = c->tail_cache - c->head;
-	int64_t a;
+	/* pairs with the producer's release store of the descriptor in
+	 * shmq__spsc_put or shmq__spsc_prod_publish_one */
+	uint64_t d = shmq__load_acquire(&c->desc[c->n & c->dmask]), off, span;
+	uint32_t len;
 
-	if (avail - 1 < c->cap)
-		return 1;
-	a = cons_refresh(c);
-	return a < 0 ? (int)a : a > 0;
+	if (!shmq__spsc_desc_is(d, c->n))
+		return 0;
+	return shmq__spsc_locate(c, d, &off, &len, &span) ? 1 : -EBADMSG;
 }
 
 int shmq__spsc_writable(struct shmq__spsc_prod *p, size_t len)
 {
-	uint64_t rec, room, need;
+	uint64_t need;
 	int rc;
 
 	if (len > p->max_msg)
 		return -EMSGSIZE;
-	rec = SHMQ__SPSC_REC(len);
-	room = p->cap - (p->tail & p->mask);
-	need = rec <= room ? rec : rec + room;
+	need = shmq__spsc_need(p, SHMQ__SPSC_REC(len));
 	if (p->tail - p->head_cache <= p->cap - need)
 		return 1;
 	rc = shmq__spsc_prod_refresh(p, need);
@@ -386,33 +392,6 @@ static int cons_ready(void *view, size_t len)
 	return shmq__spsc_readable(view);
 }
 
-/*
- * An answer's spin ("Stamps"): 1 if the record at the head is stamped where
- * a stamp is trusted (the cached tail then covers it), 0 if not; elsewhere,
- * and for a stamp whose record does not fit, the tail decides.  Not for the
- * re-check before a sleep: the wake-up's Dekker pair is on the tail, which
- * the producer stores before the stamp.
- */
-static int cons_ready_stamp(void *view, size_t len)
-{
-	struct shmq__spsc_cons *c = view;
-	uint64_t head = c->head, off = head & c->mask;
-	uint32_t w, n;
-
-	if (head != c->stamp_at)
-		return cons_ready(view, len);
-	if (!shmq__spsc_stamped(c, head, &w)) {
-		shmq__spsc_prefetch_next_line(c, off);
-		return 0;
-	}
-	n = shmq__spsc_len(w); /* checked here, and again by the peek that reads it */
-	if (n > c->max_msg || SHMQ__SPSC_REC(n) > c->cap - off)
-		return cons_ready(view, len);
-	if (c->tail_cache - head - 1 >= c->cap)
-		c->tail_cache = head + SHMQ__SPSC_REC(n);
-	return 1;
-}
-
 static int prod_ready(void *view, size_t len)
 {
 	return shmq__spsc_writable(view, len);
@@ -427,7 +406,6 @@ struct waiter {
 	uint32_t need_bytes;
 	uint64_t *waits;    /* statistics: futex waits entered */
 	ready_fn ready;
-	ready_fn quick;     /* the spin phase's look, or NULL: ready */
 	void *view;
 	size_t len;
 	const struct shmq__spsc_wait *w;
@@ -445,12 +423,7 @@ static int spin(const struct waiter *wt)
 	int rc;
 
 	for (int64_t i = 0; i < budget; i++) {
-		/* a full look every SPIN_CHECK_EVERY spins: a record that
-		 * came unstamped where a stamp was trusted */
-		if (wt->quick && (i + 1) % SPIN_CHECK_EVERY)
-			rc = wt->quick(wt->view, wt->len);
-		else
-			rc = wt->ready(wt->view, wt->len);
+		rc = wt->ready(wt->view, wt->len);
 		if (rc)
 			return rc < 0 ? rc : 0;
 		if ((i + 1) % SPIN_CHECK_EVERY)
@@ -544,8 +517,7 @@ int shmq__spsc_wait_readable(struct shmq__spsc_cons *c, const struct shmq__spsc_
 	struct waiter wt = {
 		.word = &c->ring->data_word, .sleepers = &c->ring->cons_sleepers,
 		.armed = &c->ring->cons_armed, .fenced = true, .need = NULL, .need_bytes = 0,
-		.waits = &c->ring->cons_waits, .ready = cons_ready,
-		.quick = w->stamps ? cons_ready_stamp : NULL, .view = c, .len = 0, .w = w,
+		.waits = &c->ring->cons_waits, .ready = cons_ready, .view = c, .len = 0, .w = w,
 	};
 
 	return wait_for(&wt);
@@ -559,12 +531,9 @@ int shmq__spsc_wait_writable(struct shmq__spsc_prod *p, size_t len,
 		.armed = &p->ring->prod_armed, .need = &p->ring->prod_need,
 		.waits = &p->ring->prod_waits, .ready = prod_ready, .view = p, .len = len, .w = w,
 	};
-	uint64_t rec, room;
-
 	if (len > p->max_msg)
 		return -EMSGSIZE;
-	rec = SHMQ__SPSC_REC(len);
-	room = p->cap - (p->tail & p->mask);
-	wt.need_bytes = (uint32_t)(rec <= room ? rec : rec + room); /* < cap <= 2^31 */
+	/* < cap <= 2^31 */
+	wt.need_bytes = (uint32_t)shmq__spsc_need(p, SHMQ__SPSC_REC(len));
 	return wait_for(&wt);
 }

@@ -11,68 +11,63 @@
  *   shmq__spsc_prod_attach(&tx, mem, sz);        // in the producing process
  *   shmq__spsc_cons_attach(&rx, mem, sz);        // in the consuming process
  *
- * Records.  Each record is an 8-byte header (uint32 length word, uint32
- * stamp, see "Stamps") followed by the payload, padded to 8 bytes.  The
- * length word is the payload length, with SHMQ__SPSC_STAMPED added to the
- * records that were stamped.  A record is never
- * split across the end of the data area: when it would be, the producer
- * writes a pad header (length SHMQ__SPSC_PAD) that tells the consumer to skip
- * to offset 0.  So the largest payload that always fits is capacity/2 - 8
- * (shmq__spsc_max_msg): whatever the write offset, one of "here to the end"
- * or "0 to here" holds capacity/2 bytes.
+ * Records and descriptors.  A record is its payload alone, padded to 8 bytes
+ * and to at least 16 (SHMQ__SPSC_REC), in the data area; its length lives
+ * apart, in a descriptor: one 64-bit word per record in an array of
+ * capacity/16 words before the data area, record number n in word
+ * n % (capacity/16).  The word holds the length (with SHMQ__SPSC_WRAP) in its
+ * low half and a sequence number, (uint32)(n + 1), in its high half, which
+ * publishes the record: the consumer polls the descriptor of the record it
+ * reads next, in place of the tail.  So a 64-byte message takes one line of
+ * data, where an in-band header made it 72 bytes straddling two lines that
+ * both crossed between the cores twice while the receiver kept right
+ * behind, and a message costs the receiver a descriptor line (shared by 8
+ * records) and its own lines, not the tail's line as well (layout version 5;
+ * 4 had 8-byte headers in the data area).  A descriptor's slot was last
+ * written for record n - capacity/16, whose sequence number differs, so a
+ * stale word never passes for a new one.  Records take at least 16 bytes, so
+ * the bytes in use bound the records in flight to capacity/16: the room the
+ * indices show is the only room to check, and the slot of the next record
+ * is free whenever its bytes are.
+ *
+ * A record is never split across the end of the data area: when it would
+ * be, the producer skips to offset 0 and sets SHMQ__SPSC_WRAP in its
+ * descriptor, and the consumer skips with it.  So the largest payload that
+ * always fits is capacity/2 (shmq__spsc_max_msg keeps version 4's capacity/2
+ * - 8): whatever the write offset, one of "here to the end" or "0 to here"
+ * holds capacity/2 bytes.
  *
  * Indices.  head and tail are free-running 64-bit byte counters; the offset
  * of a position is pos & (capacity - 1).  They never wrap in practice
  * (2^64 bytes is 584 years at 1 TB/s), so tail - head is the bytes in use and
  * every comparison is plain unsigned arithmetic.  tail is written only by
- * the producer, head only by the consumer, each on its own cache line.
+ * the producer, head only by the consumer, each on its own cache line, with
+ * the record count beside it (tail_n, head_n) for views that attach or
+ * re-sync.  The consumer reads tail only to wake a producer and for
+ * statistics; the producer reads head when its cache says the ring is full.
  *
  * Private views.  Each side works through a process-private view
  * (struct shmq__spsc_prod / _cons) that holds the validated geometry, its
- * own working index and a cache of the other side's index; it reads the
- * other index from shared memory only when the cache says the ring looks
- * full (producer) or empty (consumer).  Nothing read from the ring is
- * trusted: a tail/head pair more than capacity apart, a misaligned index, a
- * length larger than the largest record or one that crosses the published
- * tail or the end of the data area gives -EBADMSG; every access stays inside
- * the data area whatever the shared words hold.
+ * own working indices and a cache of the other side's head (producer).
+ * Nothing read from the ring is trusted: a tail/head pair more than capacity
+ * apart, a misaligned index, a length larger than the largest record or one
+ * that crosses the end of the data area, a wrap flag at offset 0, give
+ * -EBADMSG; every access stays inside the data area and the descriptor
+ * array whatever the shared words hold.  A forged descriptor can make the
+ * consumer read bytes the producer has not written, as any writer of the
+ * region can write the payload itself; it cannot make it read outside.
  *
- * Stamps.  A receiver waiting for an answer polls, in the common case, the
- * header at its head instead of the tail: the header is in the line it
- * reads next anyway, the tail in a line of its own, and polling the tail
- * moves a line more per message (awake round trip, a two-process driver at
- * a cache-line round trip of about 465 ns: 533-611 -> 374-409 ns).  A send
- * that answers a receive (the pipe's fast path with last_rx set) publishes
- * with shmq__spsc_prod_publish_stamped:
- *  - before the tail, it zeroes the stamp half of the header at the end of
- *    its record (the marker), when that is inside the line the record ends
- *    in and free by the cached head, and then says so with
- *    SHMQ__SPSC_STAMPED in its record's length word;
- *  - after the tail, it stores shmq__spsc_stamp(its position) in its
- *    record's stamp half.
- * A consumer trusts a stamp only at the end of a record whose length word
- * had SHMQ__SPSC_STAMPED: there the header is the marker until a stamp is
- * stored.  Anywhere else the bytes of the stamp half may be left from an
- * earlier lap, payload included, and an application that controls its
- * payload could make them look like the stamp the consumer expects; so
- * there the consumer reads the tail, as before.  Where a stamp may be
- * trusted, whatever item is published next (an answer, a send that answers
- * nothing, a bulk send, a flushed batch, a pad) is stamped after the tail,
- * so that a polling answer sees it at once: the producer's view keeps that
- * position (view->marked, the tail after any sync, since another view may
- * have left a marker there) and the publication that covers it stamps it
- * (shmq__spsc_stamp_marked).  Streaming and bulk calls write nothing more
- * than before.  A stamp is a hint, never trusted for more than
- * "published": the record it admits is checked against the ring's
- * geometry as any other.  The tail is stored before the stamp, so a
- * consumer's head never passes it.
+ * Publication.  A commit writes its record's descriptor with the sequence
+ * number of the slot's previous record (so not yet published) and advances
+ * the producer's private indices; shmq__spsc_prod_publish stamps every
+ * committed descriptor with its own sequence number (a release store each),
+ * then stores the tail, so callers batch by committing several records
+ * before publishing.  The consumer side is symmetric (consume, then
+ * cons_publish).
  *
- * Publication.  A commit only advances the producer's private tail;
- * shmq__spsc_prod_publish makes everything committed visible at once (one
- * release store), so callers batch by committing several records before
- * publishing.  The consumer side is symmetric (consume, then cons_publish).
- *
- * Wake-ups without a fence on the fast path.  A side that finds nothing to
+ * Wake-ups without a fence on the fast path.  (For the consumer's side, "the
+ * index" a publisher stores below is the descriptor that publishes the
+ * record; the producer's side waits on the head.)  A side that finds nothing to
  * do may sleep on a futex word (data_word for the consumer, space_word for
  * the producer) after counting itself in the matching sleeper count and
  * arming the matching wake flag (cons_armed / prod_armed).  The other side,
@@ -81,7 +76,7 @@
  * Store-then-load needs a full fence on both sides to be a correct Dekker
  * pair; the publishing side gets its half asymmetrically: every attaching
  * process registers for membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED),
- * and a sleeper, between arming and re-checking the index, runs
+ * and a sleeper, between arming and re-checking the ring, runs
  * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), which executes a full barrier
  * on every CPU running a registered process.  Where the kernel refuses
  * registration the view sets `strong` and publishes with seq_cst instead;
@@ -97,10 +92,10 @@
  * publisher whose relaxed load of the word sees it non-zero takes ARMED back
  * with a seq_cst fetch_and: an RMW on the consumer's own flag word, so
  * coherence orders it against the consumer's fetch_or (if before, that
- * fetch_or reads it and the consumer's re-check sees the index published
+ * fetch_or reads it and the consumer's re-check sees the descriptor published
  * before it; if after, it sees ARMED and wakes).  A publisher whose load
  * found the word 0 read it before the FENCED that VERIFIED vouches for, so
- * before the membarrier that followed: its store of the index was visible
+ * before the membarrier that followed: its store of the descriptor was visible
  * when that membarrier returned.  Only a publisher clears FENCED (with
  * VERIFIED), after IDLE_MAX publications in a row found the consumer awake
  * (each one a slow-path RMW), and keeps an ARMED set meanwhile; the
@@ -136,7 +131,7 @@
  * the publisher's CPU was busy).  A publisher that finds FENCED makes its
  * RMW on cons_armed and then reads cons_watchers: if the watcher's fetch_or
  * came first, the RMW reads it and so sees the count; if after, the
- * watcher's check sees the index.  A publication that finds a watcher
+ * watcher's check sees the descriptor.  A publication that finds a watcher
  * counted in is not idle, and the publisher drops FENCED only after reading
  * cons_watchers 0 and with a seq_cst RMW: one that reads a fetch_or made
  * since synchronises with it, so this publisher's later relaxed loads see
@@ -159,27 +154,33 @@
 #include "core/wait_int.h"
 
 #define SHMQ__SPSC_MAGIC   0x43535053u /* "SPSC" */
-#define SHMQ__SPSC_VERSION 4u /* 3: wake flags, prod_need, cons_watchers; 4: stamps */
-#define SHMQ__SPSC_HDR     8u          /* record header bytes */
-#define SHMQ__SPSC_PAD     UINT32_MAX  /* header length of a skip-to-start marker */
-#define SHMQ__SPSC_STAMPED (1u << 30)   /* in a length word: stamped, marker after ("Stamps") */
+#define SHMQ__SPSC_VERSION 5u /* 3: wake flags, prod_need, cons_watchers; 4: stamps;
+			       * 5: descriptors, no in-band header */
+#define SHMQ__SPSC_HDR     8u          /* version 4's record header: max_msg keeps it */
+#define SHMQ__SPSC_WRAP    (1u << 31)  /* in a descriptor: the record starts at offset 0 */
+#define SHMQ__SPSC_LEN     (SHMQ__SPSC_WRAP - 1u)
 #define SHMQ__SPSC_CAP_MIN ((uint64_t)64)
 #define SHMQ__SPSC_CAP_MAX ((uint64_t)1 << 31)
 
-/* Bytes a record with a payload of len bytes occupies (len < 2^32). */
-#define SHMQ__SPSC_REC(len) (((uint64_t)(len) + SHMQ__SPSC_HDR + 7u) & ~(uint64_t)7u)
+/* Bytes a record with a payload of len bytes occupies (len < 2^32): at
+ * least 16, so that records in flight never outnumber descriptors. */
+#define SHMQ__SPSC_REC(len) ((uint64_t)(len) <= 16u ? (uint64_t)16 : \
+			     ((uint64_t)(len) + 7u) & ~(uint64_t)7u)
 
-/* The stamp of the record at position pos ("Stamps"): never 0, the
- * marker's. */
-static inline uint32_t shmq__spsc_stamp(uint64_t pos)
+/* Descriptors of a ring of cap bytes, and the bytes they take (whole
+ * lines, so that the data area starts on one). */
+#define SHMQ__SPSC_NDESC(cap) ((cap) / 16u)
+#define SHMQ__SPSC_DESC_BYTES(cap) ((cap) / 2u < 64u ? (uint64_t)64 : (uint64_t)(cap) / 2u)
+
+/* A descriptor: record number n's sequence number over its length word. */
+static inline uint64_t shmq__spsc_desc(uint64_t n, uint32_t lenw)
 {
-	return (uint32_t)(pos >> 3) | 1u;
+	return ((uint64_t)(uint32_t)(n + 1) << 32) | lenw;
 }
 
-/* The payload length in a length word (a pad's stays over any limit). */
-static inline uint32_t shmq__spsc_len(uint32_t word)
+static inline bool shmq__spsc_desc_is(uint64_t d, uint64_t n)
 {
-	return word == SHMQ__SPSC_PAD ? word : word & ~SHMQ__SPSC_STAMPED;
+	return (uint32_t)(d >> 32) == (uint32_t)(n + 1);
 }
 
 /* Copy n bytes between non-overlapping buffers.  Messages are mostly small:
@@ -211,7 +212,7 @@ static inline void shmq__copy(void *dst, const void *src, size_t n)
 	}
 }
 
-/* The shared control block; the data area follows it. */
+/* The shared control block; the descriptors and the data area follow it. */
 struct shmq__spsc {
 	/* line 0: magic, version and capacity are written by init and read
 	 * only by attach (views keep copies); the statistics for `shmq stat`
@@ -226,12 +227,14 @@ struct shmq__spsc {
 	uint64_t cons_wakes; /* futex wakes issued on data_word */
 	uint64_t prod_wakes; /* futex wakes issued on space_word */
 	uint8_t pad0[16];
-	/* line 1: the producer's published tail */
+	/* line 1: the producer's published tail and record count */
 	uint64_t tail;
-	uint8_t pad1[56];
-	/* line 2: the consumer's published head */
+	uint64_t tail_n;
+	uint8_t pad1[48];
+	/* line 2: the consumer's published head and record count */
 	uint64_t head;
-	uint8_t pad2[56];
+	uint64_t head_n;
+	uint8_t pad2[48];
 	/* line 3: the consumer's sleep: producers bump data_word to wake it */
 	uint32_t data_word;
 	uint32_t cons_sleepers;  /* consumers asleep (statistics, closing) */
@@ -246,29 +249,32 @@ struct shmq__spsc {
 	uint32_t prod_need;      /* bytes of room it waits for (a hint) */
 	uint32_t prod_watchers;  /* watches of SHMQ_WRITABLE: woken at half empty */
 	uint8_t pad4[44];
-	/* line 5 on: capacity bytes of records */
-	uint8_t data[];
+	/* line 5 on: SHMQ__SPSC_DESC_BYTES(capacity) of descriptors, then
+	 * capacity bytes of records */
+	uint8_t area[];
 };
 _Static_assert(offsetof(struct shmq__spsc, pad0) + 16 == SHMQ__CACHELINE, "spsc line 0");
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, tail);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, head);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, data_word);
 SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, space_word);
-SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, data);
+SHMQ__LINE_ALIGNED_FIELD(struct shmq__spsc, area);
 
 /* The producer's private view.  One view per producing thread; a ring has
  * one producer at a time. */
 struct shmq__spsc_prod {
 	struct shmq__spsc *ring;
 	uint8_t *data;
+	uint64_t *desc;
 	uint64_t cap;        /* validated at attach, never re-read */
 	uint64_t mask;
+	uint64_t dmask;      /* descriptors - 1 */
 	uint64_t max_msg;
 	uint64_t tail;       /* working tail: committed, maybe not yet published */
+	uint64_t n;          /* working record count: committed */
+	uint64_t pub_n;      /* records whose descriptors are published */
 	uint64_t head_cache; /* the last head seen */
-	uint64_t marked;     /* where the item written next gets a stamp at its
-				publication, a consumer may trust one there
-				("Stamps"); UINT64_MAX: nowhere */
+	uint32_t wrap;       /* SHMQ__SPSC_WRAP: the reserved record starts at 0 */
 	bool strong;         /* no membarrier: publish with seq_cst */
 	bool prefetchw;      /* the CPU has PREFETCHW (shmq__spsc_prefetch_room) */
 };
@@ -277,15 +283,14 @@ struct shmq__spsc_prod {
 struct shmq__spsc_cons {
 	struct shmq__spsc *ring;
 	uint8_t *data;
+	const uint64_t *desc;
 	uint64_t cap;
 	uint64_t mask;
+	uint64_t dmask;
 	uint64_t max_msg;
 	uint64_t head;       /* working head: consumed, maybe not yet published */
-	uint64_t tail_cache; /* the last tail seen */
-	uint64_t peeked;     /* bytes the last peek covers (skipped pads + record), 0: none */
-	uint64_t stamp_at;   /* the end of a record seen with SHMQ__SPSC_STAMPED: the one
-				position where a stamp is trusted ("Stamps"); positions
-				only grow, so an old value is never met again */
+	uint64_t n;          /* working record count: consumed */
+	uint64_t peeked;     /* bytes the last peek covers (a skip + record), 0: none */
 	bool strong;
 };
 
@@ -308,29 +313,40 @@ int shmq__spsc_init(void *mem, size_t size, uint64_t capacity);
 int shmq__spsc_prod_attach(struct shmq__spsc_prod *p, void *mem, size_t size);
 int shmq__spsc_cons_attach(struct shmq__spsc_cons *c, void *mem, size_t size);
 
-/* Re-read this side's own index from shared memory (another view of the same
- * side may have moved it while this one was idle).  -EBADMSG if misaligned. */
+/* Re-read this side's own indices from shared memory (another view of the
+ * same side may have moved them while this one was idle); the producer goes
+ * past the records whose descriptors are published beyond them
+ * (shmq__spsc_prod_recover).  -EBADMSG if misaligned, or further from the
+ * other side's than a lap (the descriptors polled would never come). */
+int shmq__spsc_prod_recover(struct shmq__spsc_prod *p);
+
 static inline int shmq__spsc_prod_sync(struct shmq__spsc_prod *p)
 {
-	/* relaxed: only this side writes tail; views of one side take turns
-	 * under the caller's own synchronisation */
+	/* relaxed, both: only this side writes them; views of one side take
+	 * turns under the caller's own synchronisation */
 	p->tail = shmq__load_relaxed(&p->ring->tail);
-	/* another view may have left a marker there ("Stamps") */
-	p->marked = p->tail;
-	return SHMQ__UNLIKELY(p->tail & 7u) ? -EBADMSG : 0;
+	p->n = p->pub_n = shmq__load_relaxed(&p->ring->tail_n);
+	p->wrap = 0;
+	if (SHMQ__UNLIKELY(p->tail & 7u))
+		return -EBADMSG;
+	return shmq__spsc_prod_recover(p);
 }
+
+int shmq__spsc_cons_check(const struct shmq__spsc_cons *c);
 
 static inline int shmq__spsc_cons_sync(struct shmq__spsc_cons *c)
 {
-	/* relaxed: only this side writes head (see prod_sync) */
+	/* relaxed, both: only this side writes them (see prod_sync) */
 	c->head = shmq__load_relaxed(&c->ring->head);
+	c->n = shmq__load_relaxed(&c->ring->head_n);
 	c->peeked = 0;
-	return SHMQ__UNLIKELY(c->head & 7u) ? -EBADMSG : 0;
+	if (SHMQ__UNLIKELY(c->head & 7u))
+		return -EBADMSG;
+	return shmq__spsc_cons_check(c);
 }
 
 /* ---- slow paths (spsc.c) ---- */
 int shmq__spsc_prod_refresh(struct shmq__spsc_prod *p, uint64_t need);
-int shmq__spsc_peek_slow(struct shmq__spsc_cons *c, const void **msg, size_t *len);
 void shmq__spsc_wake_consumer(struct shmq__spsc *r);
 /* A consumer-side watcher's fence after it joined cons_watchers ("Watchers"
  * above; armed is the ring's cons_armed): 0, or the membarrier's negative
@@ -345,60 +361,110 @@ void shmq__spsc_wake_producer_now(struct shmq__spsc_cons *c);
 
 /* ---- producer ---- */
 
+/* Bytes a record of rec bytes needs at the view's tail: rec, and the skip
+ * to offset 0 when it does not fit before the end (< cap: rec <= cap/2). */
+static inline uint64_t shmq__spsc_need(const struct shmq__spsc_prod *p, uint64_t rec)
+{
+	uint64_t room = p->cap - (p->tail & p->mask);
+
+	return rec <= room ? rec : rec + room;
+}
+
 /*
  * Reserve room for a record of len payload bytes and point *buf at its
- * payload, to be written in place and then committed.  Writes a pad marker
- * first when the record would cross the end of the data area.
+ * payload, to be written in place and then committed.  At offset 0 when the
+ * record would cross the end of the data area (the commit skips there).
  * 0; -EMSGSIZE (len > max_msg); -EAGAIN (not enough free space now);
  * -EBADMSG (the indices are corrupt).  Producer only.
  */
 static inline int shmq__spsc_reserve(struct shmq__spsc_prod *p, size_t len, void **buf)
 {
-	uint64_t rec, off, room, need;
+	uint64_t rec, need;
 
 	if (SHMQ__UNLIKELY(len > p->max_msg))
 		return -EMSGSIZE;
 	rec = SHMQ__SPSC_REC(len);
-	off = p->tail & p->mask;
-	room = p->cap - off;
-	need = rec <= room ? rec : rec + room; /* < cap: rec <= cap/2 and room < rec */
+	need = shmq__spsc_need(p, rec);
 	if (SHMQ__UNLIKELY(p->tail - p->head_cache > p->cap - need)) {
 		int rc = shmq__spsc_prod_refresh(p, need);
 
 		if (rc)
 			return rc;
 	}
-	if (SHMQ__UNLIKELY(rec > room)) {
-		/* relaxed: published with the record by the release store of tail */
-		shmq__store_relaxed((uint32_t *)(p->data + off), SHMQ__SPSC_PAD);
-		p->tail += room;
-		off = 0;
-	}
-	*buf = p->data + off + SHMQ__SPSC_HDR;
+	/* the skip is the commit's: a reservation given up leaves no trace */
+	p->wrap = need != rec ? SHMQ__SPSC_WRAP : 0;
+	*buf = p->data + (p->wrap ? 0 : p->tail & p->mask);
 	return 0;
 }
 
-/* Commit the reserved record with its final length (<= the reserved one).
- * Not yet visible to the consumer: see shmq__spsc_prod_publish. */
+/* The reserved record's start: past the skip to offset 0, if any. */
+static SHMQ__ALWAYS_INLINE void shmq__spsc_skip(struct shmq__spsc_prod *p)
+{
+	if (SHMQ__UNLIKELY(p->wrap))
+		p->tail += p->cap - (p->tail & p->mask);
+}
+
+/* Commit the reserved record with its final length (<= the reserved one):
+ * its descriptor with the slot's previous sequence number, not yet
+ * published (see shmq__spsc_prod_publish). */
 static inline void shmq__spsc_commit(struct shmq__spsc_prod *p, size_t len)
 {
-	/* relaxed: published by the release store of tail in prod_publish */
-	shmq__store_relaxed((uint32_t *)(p->data + (p->tail & p->mask)), (uint32_t)len);
+	uint64_t n = p->n;
+
+	/* relaxed: nobody takes it for published (the sequence number is the
+	 * slot's previous record's); prod_publish stores it again with a
+	 * release */
+	shmq__store_relaxed(&p->desc[n & p->dmask],
+			    shmq__spsc_desc(n - (p->dmask + 1), (uint32_t)len | p->wrap));
+	shmq__spsc_skip(p);
+	p->wrap = 0;
+	p->n = n + 1;
 	p->tail += SHMQ__SPSC_REC(len);
 }
 
-/* After a publication's store of the tail: stamp the item written where a
- * consumer may trust a stamp ("Stamps"). */
-static SHMQ__ALWAYS_INLINE void shmq__spsc_stamp_marked(struct shmq__spsc_prod *p)
+/* Commit and publish the reserved record's descriptor at once, when no
+ * committed record waits for its publication (p->pub_n == p->n); the tail
+ * still waits for prod_publish. */
+static SHMQ__ALWAYS_INLINE void shmq__spsc_put(struct shmq__spsc_prod *p, size_t len)
 {
-	if (SHMQ__UNLIKELY(p->marked < p->tail)) { /* an item starts there */
-		/* pairs with the load_acquire of the stamp in
-		 * shmq__spsc_stamped: the item, and the tail past it, are
-		 * published */
-		shmq__store_release((uint32_t *)(p->data + (p->marked & p->mask)) + 1,
-				    shmq__spsc_stamp(p->marked));
-		p->marked = UINT64_MAX;
+	uint64_t n = p->n, d = shmq__spsc_desc(n, (uint32_t)len | p->wrap);
+
+	if (SHMQ__UNLIKELY(p->strong)) /* a Dekker pair's store ("Wake-ups") */
+		shmq__store_seq_cst(&p->desc[n & p->dmask], d);
+	else /* pairs with the consumer's load_acquire of the descriptor in
+	      * shmq__spsc_peek: the record's bytes are written */
+		shmq__store_release(&p->desc[n & p->dmask], d);
+	shmq__spsc_skip(p);
+	p->wrap = 0;
+	p->n = p->pub_n = n + 1;
+	p->tail += SHMQ__SPSC_REC(len);
+}
+
+/* Stamp the committed descriptors with their sequence numbers, then store
+ * the tail: the part of a publication before the wake-up check. */
+static SHMQ__ALWAYS_INLINE void shmq__spsc_publish_descs(struct shmq__spsc_prod *p, bool strong)
+{
+	struct shmq__spsc *r = p->ring;
+
+	for (uint64_t k = p->pub_n; k != p->n; k++) {
+		uint64_t *d = &p->desc[k & p->dmask];
+		/* relaxed: our own commit's store (or garbage a hostile writer
+		 * left, which the consumer checks as any length) */
+		uint32_t lenw = (uint32_t)shmq__load_relaxed(d);
+
+		if (strong)
+			shmq__store_seq_cst(d, shmq__spsc_desc(k, lenw));
+		else /* pairs with the consumer's load_acquire of the descriptor
+		      * in shmq__spsc_peek: the record's bytes are written */
+			shmq__store_release(d, shmq__spsc_desc(k, lenw));
 	}
+	p->pub_n = p->n;
+	/* relaxed, both: the descriptors publish the records; the indices are
+	 * for views of this side that re-sync (prod_sync, under the caller's
+	 * synchronisation), the consumer's wake-up hysteresis and statistics,
+	 * hints all */
+	shmq__store_relaxed(&r->tail_n, p->n);
+	shmq__store_relaxed(&r->tail, p->tail);
 }
 
 /* Make every committed record visible; wake the consumer if it sleeps. */
@@ -408,13 +474,10 @@ static inline void shmq__spsc_prod_publish(struct shmq__spsc_prod *p)
 	uint32_t due;
 
 	if (SHMQ__UNLIKELY(p->strong)) {
-		shmq__store_seq_cst(&r->tail, p->tail);
-		shmq__spsc_stamp_marked(p);
+		shmq__spsc_publish_descs(p, true);
 		due = shmq__load_seq_cst(&r->cons_armed) | shmq__load_seq_cst(&r->cons_watchers);
 	} else {
-		/* pairs with the consumer's load_acquire of tail in peek_slow */
-		shmq__store_release(&r->tail, p->tail);
-		shmq__spsc_stamp_marked(p);
+		shmq__spsc_publish_descs(p, false);
 		shmq__signal_fence();
 		/* relaxed, both: the sleeper's membarrier supplies the fence (see
 		 * top); one line, so the second load costs nothing */
@@ -424,52 +487,23 @@ static inline void shmq__spsc_prod_publish(struct shmq__spsc_prod *p)
 		shmq__spsc_wake_consumer(r);
 }
 
-/* For frameless fast paths: publish as prod_publish does for a view that is
- * not strong, and say whether the consumer is due a wake (the caller then
- * calls shmq__spsc_wake_consumer, as a tail call).  Not for an item written
- * at view->marked: publish_stamped. */
-static inline bool shmq__spsc_prod_publish_weak(struct shmq__spsc_prod *p)
+/* For frameless fast paths: publish one record (number n - 1, written with
+ * length word lenw since the last publication, not committed) as
+ * prod_publish does for a view that is not strong, and say whether the
+ * consumer is due a wake (the caller then calls shmq__spsc_wake_consumer,
+ * as a tail call). */
+static inline bool shmq__spsc_prod_publish_one(struct shmq__spsc_prod *p, uint32_t lenw)
 {
 	struct shmq__spsc *r = p->ring;
+	uint64_t n = p->n - 1;
 
-	/* pairs with the consumer's load_acquire of tail in peek_slow */
-	shmq__store_release(&r->tail, p->tail);
-	shmq__signal_fence();
-	/* relaxed, both: the sleeper's membarrier supplies the fence (see top) */
-	return (shmq__load_relaxed(&r->cons_armed) | shmq__load_relaxed(&r->cons_watchers)) != 0;
-}
-
-/* Is a record of rec bytes at the view's tail (pos) to be stamped: does the
- * marker at its end fall inside the line it ends in, in free room by the
- * cached head ("Stamps")? */
-static inline bool shmq__spsc_stampable(const struct shmq__spsc_prod *p, uint64_t pos, uint64_t rec)
-{
-	uint64_t end = pos + rec;
-
-	return (end & (SHMQ__CACHELINE - 1)) && end - p->head_cache < p->cap;
-}
-
-/* For the frameless fast paths of an answer, or of a record written at
- * view->marked: publish the one record written at pos since the last
- * publication, its length word carrying SHMQ__SPSC_STAMPED when stamped
- * (shmq__spsc_stampable): the marker, the tail, then the record's stamp
- * ("Stamps"); and say, as publish_weak, whether the consumer is due a
- * wake. */
-static inline bool shmq__spsc_prod_publish_stamped(struct shmq__spsc_prod *p, uint64_t pos,
-						   bool stamped)
-{
-	struct shmq__spsc *r = p->ring;
-
-	/* relaxed: ordered before the consumer can reach it by the release
-	 * store of tail below */
-	if (stamped)
-		shmq__store_relaxed((uint32_t *)(p->data + (p->tail & p->mask)) + 1, 0u);
-	p->marked = stamped ? p->tail : UINT64_MAX;
-	/* pairs with the consumer's load_acquire of tail in peek_slow */
-	shmq__store_release(&r->tail, p->tail);
-	/* pairs with the load_acquire of the stamp in shmq__spsc_stamped:
-	 * the record, and the tail past it, are published */
-	shmq__store_release((uint32_t *)(p->data + (pos & p->mask)) + 1, shmq__spsc_stamp(pos));
+	/* pairs with the consumer's load_acquire of the descriptor in
+	 * shmq__spsc_peek: the record's bytes are written */
+	shmq__store_release(&p->desc[n & p->dmask], shmq__spsc_desc(n, lenw));
+	p->pub_n = p->n;
+	/* relaxed, both: as in publish_descs */
+	shmq__store_relaxed(&r->tail_n, p->n);
+	shmq__store_relaxed(&r->tail, p->tail);
 	shmq__signal_fence();
 	/* relaxed, both: the sleeper's membarrier supplies the fence (see top) */
 	return (shmq__load_relaxed(&r->cons_armed) | shmq__load_relaxed(&r->cons_watchers)) != 0;
@@ -484,7 +518,10 @@ static inline int shmq__spsc_send(struct shmq__spsc_prod *p, const void *msg, si
 	if (SHMQ__UNLIKELY(rc))
 		return rc;
 	shmq__copy(buf, msg, len);
-	shmq__spsc_commit(p, len);
+	if (SHMQ__LIKELY(p->pub_n == p->n))
+		shmq__spsc_put(p, len);
+	else
+		shmq__spsc_commit(p, len);
 	shmq__spsc_prod_publish(p);
 	return 0;
 }
@@ -551,27 +588,33 @@ static SHMQ__ALWAYS_INLINE void shmq__spsc_prefetch_room(const struct shmq__spsc
  * (two runs). */
 #define SHMQ__SPSC_BULK_PUB(cap) ((cap) / 2)
 
-/* Copy up to n records in and publish them with one store, or with one per
- * half ring's worth of bytes for a longer batch (SHMQ__SPSC_BULK_PUB).
+/* Copy up to n records in and publish them with one store of the tail, or
+ * with one per half ring's worth of bytes for a longer batch
+ * (SHMQ__SPSC_BULK_PUB); each record's descriptor is published as it is
+ * written (after any committed record still unpublished).
  * Returns how many were sent (stops at the first that does not fit now), or
  * a negative errno when none was: -EAGAIN, -EMSGSIZE (v[0] is too large),
  * -EBADMSG.
  *
- * The loop keeps the working tail and the room the cached head leaves in
+ * The loop keeps the working indices and the room the cached head leaves in
  * registers: written through the view, the record copies (char stores that
  * may alias it) would make the compiler store and reload them per record.
- * A record that needs a pad, more room than the cache shows, or is too large
- * goes through shmq__spsc_reserve, which handles all three. */
+ * A record that needs a skip to offset 0, more room than the cache shows, or
+ * is too large goes through shmq__spsc_reserve, which handles all three. */
 static inline ssize_t shmq__spsc_send_bulk(struct shmq__spsc_prod *p, const struct iovec *v,
 					   size_t n)
 {
 	uint8_t *data = p->data;
-	uint64_t cap = p->cap, mask = p->mask, max = p->max_msg;
+	uint64_t *desc = p->desc;
+	uint64_t cap = p->cap, mask = p->mask, dmask = p->dmask, max = p->max_msg;
 	uint64_t tail = p->tail, start = tail, pub = tail, used = tail - p->head_cache;
+	uint64_t rn = p->n;
 	uint64_t room = used <= cap ? cap - used : 0; /* else reserve says -EBADMSG */
 	size_t i;
 	int rc = 0;
 
+	if (SHMQ__UNLIKELY(p->pub_n != rn))
+		shmq__spsc_prod_publish(p); /* committed records go first */
 	for (i = 0; i < n; i++) {
 		size_t len = v[i].iov_len;
 		uint64_t rec = SHMQ__SPSC_REC(len), off = tail & mask;
@@ -579,26 +622,34 @@ static inline ssize_t shmq__spsc_send_bulk(struct shmq__spsc_prod *p, const stru
 
 		if (SHMQ__UNLIKELY(tail - pub >= SHMQ__SPSC_BULK_PUB(cap))) {
 			p->tail = pub = tail;
+			p->n = p->pub_n = rn;
 			shmq__spsc_prod_publish(p);
 		}
 		if (SHMQ__LIKELY((len <= max) & (rec <= cap - off) & (rec <= room))) {
-			/* relaxed: published by the release store of tail in prod_publish */
-			shmq__store_relaxed((uint32_t *)(data + off), (uint32_t)len);
-			shmq__copy(data + off + SHMQ__SPSC_HDR, v[i].iov_base, len);
+			shmq__copy(data + off, v[i].iov_base, len);
+			if (SHMQ__UNLIKELY(p->strong)) /* as in put */
+				shmq__store_seq_cst(&desc[rn & dmask], shmq__spsc_desc(rn, (uint32_t)len));
+			else /* pairs with the consumer's load_acquire of the
+			      * descriptor in shmq__spsc_peek: the bytes are written */
+				shmq__store_release(&desc[rn & dmask], shmq__spsc_desc(rn, (uint32_t)len));
+			rn++;
 			tail += rec;
 			room -= rec;
 			continue;
 		}
 		p->tail = tail;
+		p->n = p->pub_n = rn;
 		rc = shmq__spsc_reserve(p, len, &buf);
 		if (SHMQ__UNLIKELY(rc))
 			break;
 		shmq__copy(buf, v[i].iov_base, len);
-		shmq__spsc_commit(p, len);
+		shmq__spsc_put(p, len);
 		tail = p->tail;
+		rn = p->n;
 		room = cap - (tail - p->head_cache); /* reserve checked it: <= cap */
 	}
 	p->tail = tail;
+	p->n = p->pub_n = rn;
 	if (i == 0)
 		return rc;
 	shmq__spsc_prefetch_room(p, tail - start);
@@ -608,67 +659,79 @@ static inline ssize_t shmq__spsc_send_bulk(struct shmq__spsc_prod *p, const stru
 
 /* ---- consumer ---- */
 
+/* Where the record the descriptor d (of the record at head) describes
+ * starts, its length and the bytes it takes from head: false when d does
+ * not fit the ring (a length over max_msg, a record that would cross the
+ * end of the data area, a wrap flag at offset 0). */
+static SHMQ__ALWAYS_INLINE bool shmq__spsc_locate(const struct shmq__spsc_cons *c, uint64_t d,
+						 uint64_t *off, uint32_t *len, uint64_t *span)
+{
+	uint64_t o = c->head & c->mask, skip = 0, rec;
+	uint32_t n = (uint32_t)d & SHMQ__SPSC_LEN;
+
+	if ((uint32_t)d & SHMQ__SPSC_WRAP) {
+		if (o == 0)
+			return false;
+		skip = c->cap - o;
+		o = 0;
+	}
+	rec = SHMQ__SPSC_REC(n);
+	if (n > c->max_msg || rec > c->cap - o)
+		return false;
+	*off = o;
+	*len = n;
+	*span = skip + rec;
+	return true;
+}
+
 /*
  * Point *msg / *len at the next record, in place, without consuming it.
  * The pointer stays valid until shmq__spsc_consume.  0; -EAGAIN (empty);
- * -EBADMSG (an index or a length is corrupt).  Consumer only.
+ * -EBADMSG (a descriptor is corrupt).  Consumer only.
  */
 static inline int shmq__spsc_peek(struct shmq__spsc_cons *c, const void **msg, size_t *len)
 {
-	uint64_t avail = c->tail_cache - c->head;
-	uint64_t off, rec;
+	/* pairs with the producer's release store of the descriptor in
+	 * shmq__spsc_put, shmq__spsc_publish_descs,
+	 * shmq__spsc_prod_publish_one or shmq__spsc_send_bulk: the record is
+	 * written */
+	uint64_t d = shmq__load_acquire(&c->desc[c->n & c->dmask]), off, span;
 	uint32_t n;
 
-	if (SHMQ__UNLIKELY(avail - 1 >= c->cap)) /* empty, or a stale cache */
-		return shmq__spsc_peek_slow(c, msg, len);
-	off = c->head & c->mask;
-	/* relaxed, read once: covered by the load_acquire of tail that
-	 * filled tail_cache; the value is checked before any use */
-	n = shmq__spsc_len(shmq__load_relaxed((const uint32_t *)(c->data + off)));
-	rec = SHMQ__SPSC_REC(n);
-	if (SHMQ__UNLIKELY(n > c->max_msg || rec > avail || rec > c->cap - off))
-		return shmq__spsc_peek_slow(c, msg, len); /* a pad, or corruption */
-	*msg = c->data + off + SHMQ__SPSC_HDR;
+	if (!shmq__spsc_desc_is(d, c->n))
+		return -EAGAIN;
+	if (SHMQ__UNLIKELY(!shmq__spsc_locate(c, d, &off, &n, &span)))
+		return -EBADMSG;
+	*msg = c->data + off;
 	*len = n;
-	c->peeked = rec;
+	c->peeked = span;
 	return 0;
-}
-
-/* Ask for the line after the one at data offset off: a hint, the address
- * masked into the data area.  An answer's record (a 64-byte message takes
- * 72 bytes) goes on into that line, and its copy would ask for it only once
- * the header, in the first, has come: a second cross-core transfer in a
- * row.  A receiver waiting at a trusted stamp asks for it at every look
- * that finds no stamp, so that the line comes with the stamp, and again
- * once the stamp is seen (chan/pipe.c, "The answer's second line"). */
-static SHMQ__ALWAYS_INLINE void shmq__spsc_prefetch_next_line(const struct shmq__spsc_cons *c,
-							      uint64_t off)
-{
-	__builtin_prefetch(c->data + (((off | (SHMQ__CACHELINE - 1)) + 1) & c->mask));
-}
-
-/* Where a stamp is trusted ("Stamps"): is the record at head stamped?  Then
- * *w is its length word, for the caller to check like any other. */
-static SHMQ__ALWAYS_INLINE bool shmq__spsc_stamped(const struct shmq__spsc_cons *c, uint64_t head,
-						  uint32_t *w)
-{
-	const uint32_t *h = (const uint32_t *)(c->data + (head & c->mask));
-
-	/* pairs with the producer's release store of the stamp in
-	 * shmq__spsc_prod_publish_stamped or shmq__spsc_stamp_marked: the
-	 * record is published */
-	if (shmq__load_acquire(&h[1]) != shmq__spsc_stamp(head))
-		return false;
-	/* relaxed, read once: covered by the acquire above */
-	*w = shmq__load_relaxed(&h[0]);
-	return true;
 }
 
 /* Consume what the last peek returned (without publishing). */
 static inline void shmq__spsc_consume_nopub(struct shmq__spsc_cons *c)
 {
-	c->head += c->peeked;
-	c->peeked = 0;
+	if (c->peeked) {
+		c->head += c->peeked;
+		c->n++;
+		c->peeked = 0;
+	}
+}
+
+/* Store the consumer's indices: the part of a publication before the
+ * wake-up check. */
+static SHMQ__ALWAYS_INLINE void shmq__spsc_cons_store(struct shmq__spsc_cons *c, bool strong)
+{
+	struct shmq__spsc *r = c->ring;
+
+	/* relaxed: for views of this side that re-sync (cons_sync) and for
+	 * statistics; ordered for them by the head's store below */
+	shmq__store_relaxed(&r->head_n, c->n);
+	if (strong)
+		shmq__store_seq_cst(&r->head, c->head);
+	else /* pairs with the producer's load_acquire of head in prod_refresh:
+	      * our reads of the freed bytes happen before it overwrites them */
+		shmq__store_release(&r->head, c->head);
 }
 
 /* Hand every consumed byte back to the producer; wake it if it sleeps. */
@@ -678,12 +741,10 @@ static inline void shmq__spsc_cons_publish(struct shmq__spsc_cons *c)
 	uint32_t armed;
 
 	if (SHMQ__UNLIKELY(c->strong)) {
-		shmq__store_seq_cst(&r->head, c->head);
+		shmq__spsc_cons_store(c, true);
 		armed = shmq__load_seq_cst(&r->prod_armed) | shmq__load_seq_cst(&r->prod_watchers);
 	} else {
-		/* pairs with the producer's load_acquire of head in prod_refresh:
-		 * our reads of the freed bytes happen before it overwrites them */
-		shmq__store_release(&r->head, c->head);
+		shmq__spsc_cons_store(c, false);
 		shmq__signal_fence();
 		/* relaxed, both: the sleeper's membarrier supplies the fence (see
 		 * top); one line, so the second load costs nothing */
@@ -700,9 +761,7 @@ static inline bool shmq__spsc_cons_publish_weak(struct shmq__spsc_cons *c)
 {
 	struct shmq__spsc *r = c->ring;
 
-	/* pairs with the producer's load_acquire of head in prod_refresh:
-	 * our reads of the freed bytes happen before it overwrites them */
-	shmq__store_release(&r->head, c->head);
+	shmq__spsc_cons_store(c, false);
 	shmq__signal_fence();
 	/* relaxed, both: the sleeper's membarrier supplies the fence (see top) */
 	return (shmq__load_relaxed(&r->prod_armed) | shmq__load_relaxed(&r->prod_watchers)) != 0;
@@ -738,66 +797,61 @@ static inline ssize_t shmq__spsc_recv(struct shmq__spsc_cons *c, void *buf, size
  * that does not fit in what is left of buf, which stays queued), or a
  * negative errno when none was: -EAGAIN, -EMSGSIZE, -EBADMSG.
  *
- * As in send_bulk, the working head and the bytes the cached tail covers
- * stay in registers; a record the fast checks (those of shmq__spsc_peek)
- * refuse, a pad, or an exhausted cache goes through shmq__spsc_peek. */
+ * As in send_bulk, the working indices stay in registers (the copies' char
+ * stores may alias the view); a record that needs a skip to offset 0 goes
+ * through shmq__spsc_locate, whose checks the fast one's are. */
 static inline ssize_t shmq__spsc_recv_bulk(struct shmq__spsc_cons *c, void *buf, size_t cap,
 					   size_t *lens, size_t n)
 {
 	const uint8_t *data = c->data;
+	const uint64_t *desc = c->desc;
 	uint8_t *dst = buf;
-	uint64_t rcap = c->cap, mask = c->mask, max = c->max_msg;
-	uint64_t head = c->head, pub = head, avail = c->tail_cache - head;
+	uint64_t rcap = c->cap, mask = c->mask, dmask = c->dmask, max = c->max_msg;
+	uint64_t head = c->head, rn = c->n, pub = head;
 	size_t i, used = 0;
 	int rc = 0;
 
-	if (avail > rcap) /* a stale cache (or corruption): peek decides */
-		avail = 0;
+	c->peeked = 0;
 	for (i = 0; i < n; i++) {
-		uint64_t off = head & mask, rec;
-		const void *msg;
-		size_t len;
-		uint32_t hl;
+		/* pairs with the producer's release store of the descriptor
+		 * in shmq__spsc_put or shmq__spsc_prod_publish_one */
+		uint64_t d = shmq__load_acquire(&desc[rn & dmask]), off = head & mask, span;
+		uint32_t len = (uint32_t)d;
 
 		if (SHMQ__UNLIKELY(head - pub >= SHMQ__SPSC_BULK_PUB(rcap))) {
 			c->head = pub = head;
+			c->n = rn;
 			shmq__spsc_cons_publish(c);
 		}
-
-		if (SHMQ__LIKELY(avail != 0)) {
-			/* relaxed, read once: covered by the load_acquire of tail
-			 * that filled tail_cache; checked before any use */
-			hl = shmq__spsc_len(shmq__load_relaxed((const uint32_t *)(data + off)));
-			rec = SHMQ__SPSC_REC(hl);
-			if (SHMQ__LIKELY((hl <= max) & (rec <= avail) & (rec <= rcap - off) &
-					 (hl <= cap - used))) {
-				shmq__copy(dst + used, data + off + SHMQ__SPSC_HDR, hl);
-				used += hl;
-				lens[i] = hl;
-				head += rec;
-				avail -= rec;
-				continue;
+		if (!shmq__spsc_desc_is(d, rn)) {
+			rc = -EAGAIN;
+			break;
+		}
+		/* a length without the wrap flag that fits before the end and
+		 * in buf: the checks of shmq__spsc_locate and of the caller */
+		if (SHMQ__LIKELY((len <= max) & (SHMQ__SPSC_REC(len) <= rcap - off) &
+				 (len <= cap - used))) {
+			shmq__copy(dst + used, data + off, len);
+			span = SHMQ__SPSC_REC(len);
+		} else {
+			c->head = head;
+			if (SHMQ__UNLIKELY(!shmq__spsc_locate(c, d, &off, &len, &span))) {
+				rc = -EBADMSG;
+				break;
 			}
+			if (SHMQ__UNLIKELY(len > cap - used)) {
+				rc = -EMSGSIZE;
+				break;
+			}
+			shmq__copy(dst + used, data + off, len);
 		}
-		c->head = head;
-		c->peeked = 0;
-		rc = shmq__spsc_peek(c, &msg, &len);
-		head = c->head; /* peek may have skipped a pad */
-		if (SHMQ__UNLIKELY(rc))
-			break;
-		if (SHMQ__UNLIKELY(len > cap - used)) {
-			rc = -EMSGSIZE;
-			break;
-		}
-		shmq__copy(dst + used, msg, len);
 		used += len;
 		lens[i] = len;
-		shmq__spsc_consume_nopub(c);
-		head = c->head;
-		avail = c->tail_cache - head; /* peek checked it: <= cap */
+		head += span;
+		rn++;
 	}
 	c->head = head;
-	c->peeked = 0;
+	c->n = rn;
 	if (i == 0)
 		return rc;
 	shmq__spsc_cons_publish(c);
@@ -817,8 +871,6 @@ struct shmq__spsc_wait {
 	void *arg;
 	int64_t spin;             /* polls before sleeping: 0 the process default
 				     (shmq__spin_budget), SHMQ__SPSC_NOSPIN none */
-	bool stamps;              /* waiting for an answer: look at the stamp
-				     where one is trusted ("Stamps") */
 };
 
 #define SHMQ__SPSC_NOSPIN ((int64_t)-1)
