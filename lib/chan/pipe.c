@@ -89,13 +89,14 @@ _Static_assert(sizeof(struct pipe_end) == SHMQ__CACHELINE, "one line per end");
  * call.
  *
  * Pacing.  A send that follows a send (streaming) still loads the shared
- * tail, and checks it against the private one.  Without that load a
- * streaming producer ran at half the rate: 64-byte messages, one per call,
- * 6.9-9.5 M msg/s against 12.0-13.7 with it and 13.1-13.9 before claims (a
- * two-process driver, alternated); a stand-alone ring showed the same
- * (5.2-7.3 against 11-14), while a prefetch of the line in place of the load
- * did not.  The load holds the producer back until the consumer's last look
- * at the line has been answered: slower per send, faster per message.
+ * tail, and checks it against the private one.  With layout 4 the consumer
+ * read that line, and the load held the producer back until the consumer's
+ * last look at it had been answered, which doubled the streaming rate
+ * (64-byte messages, one per call, 6.9-9.5 M msg/s without it against
+ * 12.0-13.7 with it, a two-process driver).  With layout 5 the consumer
+ * polls descriptors and reads the tail only to wake a producer, so the line
+ * stays the producer's and the load costs nothing; it is kept as the check
+ * that no other handle of this end has sent.
  *
  * Receiving.  A receive polls the descriptor of the record it reads next
  * (ring/spsc_int.h), never the tail: a 64-byte message's record is one line
