@@ -633,18 +633,26 @@ static SHMQ__COLD void first_use(shmq_pipe *p)
 
 /* Pick up the ring's tail (another handle of this end may have moved it) and
  * hold a claim on the ring ("Producer claims"): 0, or -EBADMSG for a corrupt
- * tail, which leaves the handle without a claim. */
+ * tail, which leaves the handle without a claim.  A handle whose claim still
+ * holds, and whose tail is the ring's, skips the sync and its look at the
+ * descriptors past the tail (which the consumer polls). */
 static int tx_claim(shmq_pipe *p)
 {
 	uint64_t *word = &p->sh->tx_claim[p->end];
-	int rc = shmq__spsc_prod_sync(&p->tx);
+	int rc;
 
+	/* relaxed, all three: handles of an end take turns under the caller's
+	 * own synchronisation ("Producer claims"); the counter publishes
+	 * nothing, and the tail is this side's own */
+	if (p->claim && shmq__load_relaxed(word) == p->claim &&
+	    shmq__load_relaxed(&p->tx.ring->tail) == p->tx.tail)
+		return 0; /* no other handle sent since: our view is the ring's */
+	rc = shmq__spsc_prod_sync(&p->tx);
 	if (SHMQ__UNLIKELY(rc)) {
 		p->claim = 0;
 		return rc;
 	}
-	/* relaxed, both: handles of an end take turns under the caller's own
-	 * synchronisation ("Producer claims"); the counter publishes nothing */
+	/* relaxed, both: as above */
 	if (!p->claim || shmq__load_relaxed(word) != p->claim) {
 		do
 			p->claim = shmq__fetch_add_relaxed(word, 1) + 1;

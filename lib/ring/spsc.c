@@ -138,6 +138,7 @@ int shmq__spsc_cons_attach(struct shmq__spsc_cons *c, void *mem, size_t size)
 	c->dmask = SHMQ__SPSC_NDESC(c->cap) - 1;
 	c->max_msg = shmq__spsc_max_msg(c->cap);
 	c->strong = shmq__remote_fence_register() != 0;
+	c->head = 1; /* never an index (misaligned): the sync below checks */
 	return shmq__spsc_cons_sync(c);
 }
 
@@ -183,20 +184,21 @@ int shmq__spsc_prod_recover(struct shmq__spsc_prod *p)
 	return 0;
 }
 
-/* After cons_sync read the consumer's own indices: -EBADMSG when the
- * producer's are more than a lap away from them either way (a descriptor
- * lap, a data-area lap).  Honest ones are not: the tail and its count are
- * stored after the descriptors they cover, so they may trail what the
- * consumer took, by at most the lap one producer can write past them. */
-int shmq__spsc_cons_check(const struct shmq__spsc_cons *c)
+/* For cons_sync, the consumer's own indices head and n as read from the
+ * ring: -EBADMSG when the producer's are more than a lap away from them
+ * either way (a descriptor lap, a data-area lap).  Honest ones are not: the
+ * tail and its count are stored after the descriptors they cover, so they
+ * may trail what the consumer took, by at most the lap one producer can
+ * write past them. */
+int shmq__spsc_cons_check(const struct shmq__spsc_cons *c, uint64_t head, uint64_t n)
 {
 	/* relaxed, both: only compared, hints (ring/spsc_int.h, "Indices") */
 	uint64_t tail = shmq__load_relaxed(&c->ring->tail);
 	uint64_t tn = shmq__load_relaxed(&c->ring->tail_n);
 
-	if (tail - c->head > c->cap && c->head - tail > c->cap)
+	if (tail - head > c->cap && head - tail > c->cap)
 		return -EBADMSG;
-	if (tn - c->n > c->dmask + 1 && c->n - tn > c->dmask + 1)
+	if (tn - n > c->dmask + 1 && n - tn > c->dmask + 1)
 		return -EBADMSG;
 	return 0;
 }

@@ -332,17 +332,27 @@ static inline int shmq__spsc_prod_sync(struct shmq__spsc_prod *p)
 	return shmq__spsc_prod_recover(p);
 }
 
-int shmq__spsc_cons_check(const struct shmq__spsc_cons *c);
+int shmq__spsc_cons_check(const struct shmq__spsc_cons *c, uint64_t head, uint64_t n);
 
 static inline int shmq__spsc_cons_sync(struct shmq__spsc_cons *c)
 {
 	/* relaxed, both: only this side writes them (see prod_sync) */
-	c->head = shmq__load_relaxed(&c->ring->head);
-	c->n = shmq__load_relaxed(&c->ring->head_n);
+	uint64_t head = shmq__load_relaxed(&c->ring->head);
+	uint64_t n = shmq__load_relaxed(&c->ring->head_n);
+
+	int rc;
+
 	c->peeked = 0;
-	if (SHMQ__UNLIKELY(c->head & 7u))
+	if (SHMQ__LIKELY((head == c->head) & (n == c->n)))
+		return 0; /* what this view published or checked last */
+	if (SHMQ__UNLIKELY(head & 7u))
 		return -EBADMSG;
-	return shmq__spsc_cons_check(c);
+	rc = shmq__spsc_cons_check(c, head, n);
+	if (SHMQ__UNLIKELY(rc))
+		return rc; /* the view keeps what it had: the next sync checks again */
+	c->head = head;
+	c->n = n;
+	return 0;
 }
 
 /* ---- slow paths (spsc.c) ---- */
@@ -440,13 +450,16 @@ static SHMQ__ALWAYS_INLINE void shmq__spsc_put(struct shmq__spsc_prod *p, size_t
 	p->tail += SHMQ__SPSC_REC(len);
 }
 
-/* Stamp the committed descriptors with their sequence numbers, then store
- * the tail: the part of a publication before the wake-up check. */
+/* Stamp the committed descriptors with their sequence numbers, the last
+ * first, then store the tail: the part of a publication before the wake-up
+ * check. */
 static SHMQ__ALWAYS_INLINE void shmq__spsc_publish_descs(struct shmq__spsc_prod *p, bool strong)
 {
 	struct shmq__spsc *r = p->ring;
 
-	for (uint64_t k = p->pub_n; k != p->n; k++) {
+	/* last first: a consumer polling the first finds the batch whole, and
+	 * does not read lines the producer is still writing */
+	for (uint64_t k = p->n; k-- != p->pub_n;) {
 		uint64_t *d = &p->desc[k & p->dmask];
 		/* relaxed: our own commit's store (or garbage a hostile writer
 		 * left, which the consumer checks as any length) */
@@ -588,32 +601,50 @@ static SHMQ__ALWAYS_INLINE void shmq__spsc_prefetch_room(const struct shmq__spsc
  * (two runs). */
 #define SHMQ__SPSC_BULK_PUB(cap) ((cap) / 2)
 
-/* Copy up to n records in and publish them with one store of the tail, or
- * with one per half ring's worth of bytes for a longer batch
- * (SHMQ__SPSC_BULK_PUB); each record's descriptor is published as it is
- * written (after any committed record still unpublished).
- * Returns how many were sent (stops at the first that does not fit now), or
- * a negative errno when none was: -EAGAIN, -EMSGSIZE (v[0] is too large),
- * -EBADMSG.
+/* For send_bulk: publish the descriptors of the records v[0..k) copied since
+ * the last publication (records pub_n.., none with a skip), the last first,
+ * so that a consumer polling the first finds them all.  strong: as in put. */
+static SHMQ__ALWAYS_INLINE void shmq__spsc_put_iov(struct shmq__spsc_prod *p, const struct iovec *v,
+						  size_t k)
+{
+	uint64_t first = p->pub_n;
+
+	while (k-- > 0) {
+		uint64_t n = first + k, d = shmq__spsc_desc(n, (uint32_t)v[k].iov_len);
+
+		if (SHMQ__UNLIKELY(p->strong)) /* a Dekker pair's store ("Wake-ups") */
+			shmq__store_seq_cst(&p->desc[n & p->dmask], d);
+		else /* pairs with the consumer's load_acquire of the descriptor
+		      * in shmq__spsc_peek: the record's bytes are written */
+			shmq__store_release(&p->desc[n & p->dmask], d);
+	}
+}
+
+/* Copy up to n records in and publish them at the end (their descriptors,
+ * the last first, then the tail), or each half ring's worth of bytes for a
+ * longer batch (SHMQ__SPSC_BULK_PUB).  Returns how many were sent (stops at
+ * the first that does not fit now), or a negative errno when none was:
+ * -EAGAIN, -EMSGSIZE (v[0] is too large), -EBADMSG.
  *
- * The loop keeps the working indices and the room the cached head leaves in
- * registers: written through the view, the record copies (char stores that
- * may alias it) would make the compiler store and reload them per record.
- * A record that needs a skip to offset 0, more room than the cache shows, or
- * is too large goes through shmq__spsc_reserve, which handles all three. */
+ * The loop writes no descriptor: a consumer polling the next one would
+ * take its line from the producer at each record.  The loop keeps the
+ * working indices and the room the cached head leaves in registers:
+ * written through the view, the record copies (char stores that may alias
+ * it) would make the compiler store and reload them per record.  A record
+ * that needs a skip to offset 0, more room than the cache shows, or is too
+ * large goes through shmq__spsc_reserve, which handles all three, after the
+ * records before it are published. */
 static inline ssize_t shmq__spsc_send_bulk(struct shmq__spsc_prod *p, const struct iovec *v,
 					   size_t n)
 {
 	uint8_t *data = p->data;
-	uint64_t *desc = p->desc;
-	uint64_t cap = p->cap, mask = p->mask, dmask = p->dmask, max = p->max_msg;
+	uint64_t cap = p->cap, mask = p->mask, max = p->max_msg;
 	uint64_t tail = p->tail, start = tail, pub = tail, used = tail - p->head_cache;
-	uint64_t rn = p->n;
 	uint64_t room = used <= cap ? cap - used : 0; /* else reserve says -EBADMSG */
-	size_t i;
+	size_t i, from = 0; /* v[from..i) copied, not yet published */
 	int rc = 0;
 
-	if (SHMQ__UNLIKELY(p->pub_n != rn))
+	if (SHMQ__UNLIKELY(p->pub_n != p->n))
 		shmq__spsc_prod_publish(p); /* committed records go first */
 	for (i = 0; i < n; i++) {
 		size_t len = v[i].iov_len;
@@ -621,35 +652,35 @@ static inline ssize_t shmq__spsc_send_bulk(struct shmq__spsc_prod *p, const stru
 		void *buf;
 
 		if (SHMQ__UNLIKELY(tail - pub >= SHMQ__SPSC_BULK_PUB(cap))) {
+			shmq__spsc_put_iov(p, v + from, i - from);
 			p->tail = pub = tail;
-			p->n = p->pub_n = rn;
+			p->n = p->pub_n = p->pub_n + (i - from);
+			from = i;
 			shmq__spsc_prod_publish(p);
 		}
 		if (SHMQ__LIKELY((len <= max) & (rec <= cap - off) & (rec <= room))) {
 			shmq__copy(data + off, v[i].iov_base, len);
-			if (SHMQ__UNLIKELY(p->strong)) /* as in put */
-				shmq__store_seq_cst(&desc[rn & dmask], shmq__spsc_desc(rn, (uint32_t)len));
-			else /* pairs with the consumer's load_acquire of the
-			      * descriptor in shmq__spsc_peek: the bytes are written */
-				shmq__store_release(&desc[rn & dmask], shmq__spsc_desc(rn, (uint32_t)len));
-			rn++;
 			tail += rec;
 			room -= rec;
 			continue;
 		}
+		shmq__spsc_put_iov(p, v + from, i - from);
 		p->tail = tail;
-		p->n = p->pub_n = rn;
+		p->n = p->pub_n = p->pub_n + (i - from);
+		from = i + 1;
 		rc = shmq__spsc_reserve(p, len, &buf);
-		if (SHMQ__UNLIKELY(rc))
+		if (SHMQ__UNLIKELY(rc)) {
+			from = i;
 			break;
+		}
 		shmq__copy(buf, v[i].iov_base, len);
 		shmq__spsc_put(p, len);
 		tail = p->tail;
-		rn = p->n;
 		room = cap - (tail - p->head_cache); /* reserve checked it: <= cap */
 	}
+	shmq__spsc_put_iov(p, v + from, i - from);
 	p->tail = tail;
-	p->n = p->pub_n = rn;
+	p->n = p->pub_n = p->pub_n + (i - from);
 	if (i == 0)
 		return rc;
 	shmq__spsc_prefetch_room(p, tail - start);
@@ -812,6 +843,10 @@ static inline ssize_t shmq__spsc_recv_bulk(struct shmq__spsc_cons *c, void *buf,
 	int rc = 0;
 
 	c->peeked = 0;
+	/* the batch's descriptor lines at once, not one after the other as
+	 * the loop reaches them: a hint, masked into the array */
+	for (uint64_t m = (rn | 7u) + 1, end = rn + (n < dmask ? n : dmask); m < end; m += 8)
+		__builtin_prefetch(&desc[m & dmask]);
 	for (i = 0; i < n; i++) {
 		/* pairs with the producer's release store of the descriptor
 		 * in shmq__spsc_put or shmq__spsc_prod_publish_one */
