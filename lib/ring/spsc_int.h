@@ -844,9 +844,11 @@ static inline ssize_t shmq__spsc_recv_bulk(struct shmq__spsc_cons *c, void *buf,
 
 	c->peeked = 0;
 	/* the batch's descriptor lines at once, not one after the other as
-	 * the loop reaches them: a hint, masked into the array */
-	for (uint64_t m = (rn | 7u) + 1, end = rn + (n < dmask ? n : dmask); m < end; m += 8)
-		__builtin_prefetch(&desc[m & dmask]);
+	 * the loop reaches them: a hint, masked into the array.  Counted from
+	 * 0 to a private bound: rn came from the ring, and a loop from rn to
+	 * rn + k wraps round 2^64 when rn is near it */
+	for (uint64_t k = 8 - (rn & 7u), lim = n < dmask ? n : dmask; k < lim; k += 8)
+		__builtin_prefetch(&desc[(rn + k) & dmask]);
 	for (i = 0; i < n; i++) {
 		/* pairs with the producer's release store of the descriptor
 		 * in shmq__spsc_put or shmq__spsc_prod_publish_one */
