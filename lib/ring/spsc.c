@@ -158,22 +158,14 @@ int shmq__spsc_prod_recover(struct shmq__spsc_prod *p)
 		/* pairs with the release store of the descriptor in
 		 * shmq__spsc_put or shmq__spsc_prod_publish_one by the view
 		 * that published it */
-		uint64_t d = shmq__load_acquire(&p->desc[p->n & p->dmask]), off, skip = 0, rec;
-		uint32_t len = (uint32_t)d & SHMQ__SPSC_LEN;
+		uint64_t d = shmq__load_acquire(&p->desc[p->n & p->dmask]), off, span;
+		uint32_t len;
 
 		if (!shmq__spsc_desc_is(d, p->n))
 			break;
-		off = p->tail & p->mask;
-		if ((uint32_t)d & SHMQ__SPSC_WRAP) {
-			if (off == 0)
-				return -EBADMSG;
-			skip = p->cap - off;
-			off = 0;
-		}
-		rec = SHMQ__SPSC_REC(len);
-		if (len > p->max_msg || rec > p->cap - off)
+		if (!shmq__spsc_locate_at(p->cap, p->max_msg, p->tail, d, &off, &len, &span))
 			return -EBADMSG;
-		p->tail += skip + rec;
+		p->tail += span;
 		p->n++;
 	}
 	p->pub_n = p->n;

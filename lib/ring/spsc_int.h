@@ -690,29 +690,39 @@ static inline ssize_t shmq__spsc_send_bulk(struct shmq__spsc_prod *p, const stru
 
 /* ---- consumer ---- */
 
-/* Where the record the descriptor d (of the record at head) describes
- * starts, its length and the bytes it takes from head: false when d does
- * not fit the ring (a length over max_msg, a record that would cross the
- * end of the data area, a wrap flag at offset 0). */
-static SHMQ__ALWAYS_INLINE bool shmq__spsc_locate(const struct shmq__spsc_cons *c, uint64_t d,
-						 uint64_t *off, uint32_t *len, uint64_t *span)
+/* Where the record that descriptor d describes starts, for a record at
+ * position pos of a ring of cap bytes, its length and the bytes it takes
+ * from pos: false when d does not fit the ring (a length over max_msg, a
+ * record that would cross the end of the data area, a wrap flag at offset
+ * 0).  The consumer's check of what it reads, and the producer's of the
+ * descriptors it goes past (shmq__spsc_prod_recover). */
+static SHMQ__ALWAYS_INLINE bool shmq__spsc_locate_at(uint64_t cap, uint64_t max_msg, uint64_t pos,
+						    uint64_t d, uint64_t *off, uint32_t *len,
+						    uint64_t *span)
 {
-	uint64_t o = c->head & c->mask, skip = 0, rec;
+	uint64_t o = pos & (cap - 1), skip = 0, rec;
 	uint32_t n = (uint32_t)d & SHMQ__SPSC_LEN;
 
 	if ((uint32_t)d & SHMQ__SPSC_WRAP) {
 		if (o == 0)
 			return false;
-		skip = c->cap - o;
+		skip = cap - o;
 		o = 0;
 	}
 	rec = SHMQ__SPSC_REC(n);
-	if (n > c->max_msg || rec > c->cap - o)
+	if (n > max_msg || rec > cap - o)
 		return false;
 	*off = o;
 	*len = n;
 	*span = skip + rec;
 	return true;
+}
+
+/* shmq__spsc_locate_at for the consumer's record at its head. */
+static SHMQ__ALWAYS_INLINE bool shmq__spsc_locate(const struct shmq__spsc_cons *c, uint64_t d,
+						 uint64_t *off, uint32_t *len, uint64_t *span)
+{
+	return shmq__spsc_locate_at(c->cap, c->max_msg, c->head, d, off, len, span);
 }
 
 /*
