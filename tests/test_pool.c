@@ -62,6 +62,24 @@ static void polls_count(bool on)
 	shmq__store_relaxed(&polls_counting, on ? 1u : 0u);
 }
 
+/* waitid(2), counted the same way: the creator asks it whether a worker
+ * lives when that worker's pin keeps a job from being released. */
+static uint32_t waitids_counting, waitids_seen;
+
+int waitid(idtype_t type, id_t id, siginfo_t *si, int options)
+{
+	if (shmq__load_relaxed(&waitids_counting))
+		shmq__fetch_add_relaxed(&waitids_seen, 1u);
+	return (int)syscall(SYS_waitid, type, id, si, options, NULL);
+}
+
+static void waitids_count(bool on)
+{
+	if (on)
+		shmq__store_relaxed(&waitids_seen, 0u);
+	shmq__store_relaxed(&waitids_counting, on ? 1u : 0u);
+}
+
 /* ---- tasks ---- */
 
 static int triple(const void *in, void *out)
@@ -1875,6 +1893,44 @@ static void test_look_makes_no_system_call(void **state)
 	shmq_region_close(r);
 }
 
+/* A caller asleep for its job is woken once the worker has dropped its pin
+ * on the job (Protocol CHUNK_PIN), so it collects the result without a look
+ * at whether that worker lives and without yielding the CPU back to it.  The
+ * build before woke it first: a caller that then ran before the worker's
+ * unpin (on the worker's CPU, it preempts the waker) spun in job_unpin with
+ * a waitid(2) and a sched_yield per look - 15 to 18 waitid calls in 40
+ * round trips here, none with this build. */
+static void test_woken_caller_finds_no_pin(void **state)
+{
+	shmq_region *r = region_new();
+	shmq_pool *p = pool_new(r, NWORKERS, 0);
+	pid_t pids[NWORKERS];
+	uint32_t waitids;
+
+	(void)state;
+	pool_wait_started(p);
+	pids_of(p, pids);
+	waitids_count(true);
+	for (int k = 0; k < 40; k++) {
+		int64_t in = k, out = 0;
+		shmq_async *a;
+
+		usleep(3 * 1000); /* the workers go to sleep: the caller will too */
+		assert_int_equal(shmq_pool_apply_async(p, "triple", &in, sizeof(in), &out,
+						       sizeof(out), &a), 0);
+		assert_int_equal(shmq_async_get(a, 10 * 1000000000ll), 0);
+		shmq_async_free(a);
+		assert_int_equal(out, 3 * in + 1);
+	}
+	waitids = shmq__load_relaxed(&waitids_seen);
+	waitids_count(false);
+	/* 0 unless a caller's wait ran out of its slice and it then met the
+	 * worker preempted between its mark and its unpin: allow two */
+	assert_in_range(waitids, 0, 2);
+	pool_done(p, pids, NWORKERS);
+	shmq_region_close(r);
+}
+
 /* 10 s of napping per worker: terminate cancels it whenever it comes */
 #define TERM_N 20000u
 
@@ -3342,6 +3398,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_idle_death_replaced_at_submit),
 		cmocka_unit_test(test_refused_replacement_retried),
 		cmocka_unit_test(test_look_makes_no_system_call),
+		cmocka_unit_test(test_woken_caller_finds_no_pin),
 		cmocka_unit_test(test_hostile_life_word_live),
 		cmocka_unit_test(test_hostile_life_word_dead),
 		cmocka_unit_test(test_hostile_stats_pid),

@@ -28,6 +28,7 @@
 #define START_TRIES      3u                   /* failed worker starts in a row */
 #define SPAWN_TRIES      50u                  /* replacements refused for want of a resource, in a row */
 #define POOL_NAME_TRIES  4096u                /* pools of one creator in a region */
+#define CLAIM_RELAX      32u                  /* unpin: pauses before the first system call */
 #define CLAIM_SPIN       64u                  /* unpin: yields before it looks at the clock */
 #define CLAIM_STUCK_NS   (2ll * 1000 * 1000 * 1000) /* unpin: a running worker's pin this old is forged */
 

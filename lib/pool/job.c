@@ -158,7 +158,7 @@ void shmq__pool_chunk_run(struct worker *w, unsigned j, uint64_t c)
 	struct job_view v;
 	uint64_t lo, hi;
 	uint32_t exp;
-	bool last = false;
+	bool last = false, marked = false;
 
 	if (!chunk_claim(w, j, c, &v))
 		return;
@@ -179,11 +179,13 @@ void shmq__pool_chunk_run(struct worker *w, unsigned j, uint64_t c)
 	worker_count_flush(w);
 	exp = w->id;
 	/* Pinned from the DONE mark to its count and, for the last count, to
-	 * the job's finish: the creator may finish a job whose chunks are all
-	 * DONE by itself (jobs_settle), and its unpin then waits for the count
-	 * and the finish to land before the job slot can be reused.  A finish
+	 * the job's DONE mark: the creator may finish a job whose chunks are
+	 * all DONE by itself (jobs_settle), and its unpin then waits for the
+	 * count and the mark to land before the job slot can be reused.  A mark
 	 * made after the unpin could land on the slot's next job, reported
-	 * done before any of its chunks ran.
+	 * done before any of its chunks ran.  The wake of the creator comes
+	 * after the unpin: woken first, on our CPU it would preempt us, find
+	 * the pin and have to yield back to us before it could collect.
 	 * CHUNK_PIN, seq_cst: as chunk_claim's pin. */
 	shmq__store_seq_cst(&w->slot->claim, j + 1);
 	/* CHUNK_STATE, release: our results before the chunk counts as done
@@ -197,9 +199,11 @@ void shmq__pool_chunk_run(struct worker *w, unsigned j, uint64_t c)
 	if (last) {
 		if (SHMQ__UNLIKELY(shmq__pool_fault != NULL))
 			shmq__pool_fault(SHMQ__POOL_FAULT_JOB_COUNTED);
-		job_finish(job);
+		marked = job_finish_mark(job);
 	}
 	/* CHUNK_PIN: pairs with job_unpin's seq_cst load of claim */
 	shmq__store_release(&w->slot->claim, 0);
+	if (marked)
+		job_finish_wake(job);
 }
 

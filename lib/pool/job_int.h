@@ -62,14 +62,29 @@ static inline bool job_chunk_count(struct pool_job *job, uint64_t nchunks)
 	return last;
 }
 
-static inline void job_finish(struct pool_job *job)
+/* Mark the job DONE: true for the caller that made the mark, which then
+ * owes job_finish_wake. */
+static inline bool job_finish_mark(struct pool_job *job)
 {
 	uint32_t running = JOB_RUNNING;
 
 	/* JOB_DONE, seq_cst: the wake protocol of core/wait_int.h with
-	 * job_done_wait's sleepers */
-	if (shmq__cas_seq_cst(&job->done, &running, JOB_DONE))
-		shmq__wake_word(&job->done, &job->done_sleepers, INT_MAX);
+	 * job_done_wait's sleepers (job_finish_wake's load of the count) */
+	return shmq__cas_seq_cst(&job->done, &running, JOB_DONE);
+}
+
+/* Wake the job's sleepers after its mark.  It needs no pin: once the slot
+ * is reused, the wake finds the next job's sleepers or none, and a waiter
+ * woken for nothing looks at its word and sleeps again. */
+static inline void job_finish_wake(struct pool_job *job)
+{
+	shmq__wake_word(&job->done, &job->done_sleepers, INT_MAX);
+}
+
+static inline void job_finish(struct pool_job *job)
+{
+	if (job_finish_mark(job))
+		job_finish_wake(job);
 }
 
 static inline void job_chunk_done(struct pool_job *job, uint64_t nchunks)

@@ -539,9 +539,15 @@ int shmq__pool_job_unpin(shmq_pool *p, unsigned j, int64_t deadline)
 	shmq__store_seq_cst(&job->state, JOB_RETIRING);
 	for (unsigned i = 0; i < p->nworkers; i++) {
 		for (unsigned spin = 0; shmq__load_seq_cst(&p->h->slots[i].claim) == j + 1; spin++) {
+			/* a running worker holds its pin for some instructions:
+			 * look a few times before the system calls */
+			if (spin < CLAIM_RELAX) {
+				shmq__cpu_relax();
+				continue;
+			}
 			if (!p->procs[i] || !shmq_proc_is_alive(p->procs[i]))
 				break;
-			if (spin >= CLAIM_SPIN) {
+			if (spin >= CLAIM_RELAX + CLAIM_SPIN) {
 				now = shmq_now_ns();
 				if (deadline != SHMQ__NO_DEADLINE && now >= deadline)
 					return -ETIMEDOUT;
