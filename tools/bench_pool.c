@@ -653,26 +653,52 @@ static int bench_fib(struct bench *b, struct bp *s)
 }
 
 /* Fork-join with a cutoff: fib(34) (fib(30) with --quick) on 2 workers
- * against the serial recursion.  Target: >= 1.8x serial. */
+ * against the serial recursion.  Target: >= 1.8x serial.  One such pair is
+ * a few milliseconds, and this machine's speed moves by 2x within a second:
+ * FIB_REPS pairs, one right after the other, the serial and the pool's
+ * taking turns at going first; reported, the pair whose ratio is the median
+ * of theirs. */
+#define FIB_REPS 5
+
+static int fib_serial_ns(int n, double *ns)
+{
+	int64_t t0 = bench_now_ns();
+	int r = fib_serial(n);
+
+	*ns = (double)(bench_now_ns() - t0);
+	return r > 0 ? 0 : -EPROTO;
+}
+
 static int bench_fib_cutoff(struct bench *b, struct bp *s)
 {
-	int n = (int)bench_scale(b, 34, 30), r;
-	double two, serial;
-	int64_t t0;
+	int n = (int)bench_scale(b, 34, 30);
+	double two[FIB_REPS], serial[FIB_REPS], warm;
 	int rc;
 
-	rc = fib_pool_task(s->p2, "bp_fibc", FIB_CUTOFF + 4, &two); /* warm both workers */
-	if (rc)
-		return rc;
-	t0 = bench_now_ns();
-	r = fib_serial(n);
-	serial = (double)(bench_now_ns() - t0);
-	if (r <= 0)
-		return -EPROTO;
-	rc = fib_pool_task(s->p2, "bp_fibc", n, &two);
-	if (rc == 0)
+	rc = fib_pool_task(s->p2, "bp_fibc", FIB_CUTOFF + 4, &warm); /* warm both workers */
+	for (int k = 0; k < FIB_REPS && rc == 0; k++) {
+		if (k & 1) {
+			rc = fib_pool_task(s->p2, "bp_fibc", n, &two[k]);
+			if (rc == 0)
+				rc = fib_serial_ns(n, &serial[k]);
+		} else {
+			rc = fib_serial_ns(n, &serial[k]);
+			if (rc == 0)
+				rc = fib_pool_task(s->p2, "bp_fibc", n, &two[k]);
+		}
+	}
+	if (rc == 0) {
+		double ratio[FIB_REPS], mid;
+		int m = 0;
+
+		for (int k = 0; k < FIB_REPS; k++)
+			ratio[k] = serial[k] / two[k];
+		mid = bench_spread(ratio, FIB_REPS).median; /* FIB_REPS is odd: one of them */
+		while (m < FIB_REPS - 1 && ratio[m] != mid)
+			m++;
 		rc = bench_report(b, "fork-join fib, cutoff " BP_STR(FIB_CUTOFF) " (2 workers)",
-				  "ms", two / MS, "serial recursion", serial / MS, false);
+				  "ms", two[m] / MS, "serial recursion", serial[m] / MS, false);
+	}
 	return rc;
 }
 
