@@ -1508,8 +1508,30 @@ static void fault_stop_once(enum shmq__pool_fault_point point)
 	raise(SIGSTOP);
 }
 
+/* ---- a worker killed between its unpin and its wake of the caller ---- */
+
+#define UNPIN_ENV "SHMQ_TEST_POOL_DIE_UNPINNED"
+
+/* In a worker started with UNPIN_ENV set: the first worker of all to drop
+ * its pin on a job it marked DONE (the one that creates the flag file) dies
+ * before it wakes the job's sleepers. */
+static void fault_die_unpinned(enum shmq__pool_fault_point point)
+{
+	const char *flag = getenv(UNPIN_ENV);
+	int fd;
+
+	if (point != SHMQ__POOL_FAULT_JOB_UNPINNED || !flag)
+		return;
+	fd = open(flag, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	close(fd);
+	raise(SIGKILL);
+}
+
 static void fault_hook(enum shmq__pool_fault_point point)
 {
+	fault_die_unpinned(point);
 	fault_die_once(point);
 	fault_hold_once(point);
 	fault_stop_once(point);
@@ -1517,7 +1539,7 @@ static void fault_hook(enum shmq__pool_fault_point point)
 
 __attribute__((constructor)) static void fault_install(void)
 {
-	if (getenv(FAULT_ENV) || getenv(HOLD_ENV) || getenv(STOP_ENV))
+	if (getenv(FAULT_ENV) || getenv(HOLD_ENV) || getenv(STOP_ENV) || getenv(UNPIN_ENV))
 		shmq__pool_fault = fault_hook;
 }
 
@@ -1566,6 +1588,43 @@ static void test_killed_between_done_and_count(void **state)
 		assert_int_equal(out[i], 3 * i + 1);
 	assert_int_equal(access(flag, F_OK), 0); /* the fault did fire */
 	unsetenv(FAULT_ENV);
+	pool_wait_replaced(p, 1);
+	pool_done_killed(p, NULL, 0, 1);
+	unlink(flag); /* not before: a replacement started with the hook stays armed */
+	shmq_region_close(r);
+}
+
+/* The worker that completes a job wakes its caller after dropping its pin
+ * (Protocol CHUNK_PIN), so a worker can die with the job DONE and its caller
+ * asleep, never woken.  The caller sleeps a slice at a time (WAIT_SLICE_NS):
+ * it finds the job done at the end of the slice, collects the result, and
+ * the dead worker is replaced.  With a caller that slept until its deadline,
+ * the get below returned -ETIMEDOUT. */
+static void test_killed_between_unpin_and_wake(void **state)
+{
+	char flag[96];
+	int64_t in = 5, out = 0, t0;
+	shmq_async *a;
+	shmq_region *r;
+	shmq_pool *p;
+
+	(void)state;
+	snprintf(flag, sizeof(flag), "/tmp/shmq-test-pool-unpinned-%d", (int)getpid());
+	unlink(flag);
+	assert_int_equal(setenv(UNPIN_ENV, flag, 1), 0);
+	r = region_new();
+	p = pool_new(r, NWORKERS, 0);
+	pool_wait_started(p);
+	t0 = shmq_now_ns();
+	/* a millisecond's nap: the caller is asleep when the worker dies */
+	assert_int_equal(shmq_pool_apply_async(p, "nap_1ms", &in, sizeof(in), &out, sizeof(out), &a),
+			 0);
+	assert_int_equal(shmq_async_get(a, 5 * 1000000000ll), 0);
+	assert_true(shmq_now_ns() - t0 < 5 * 1000000000ll);
+	shmq_async_free(a);
+	assert_int_equal(out, 35);
+	assert_int_equal(access(flag, F_OK), 0); /* the fault did fire */
+	unsetenv(UNPIN_ENV);
 	pool_wait_replaced(p, 1);
 	pool_done_killed(p, NULL, 0, 1);
 	unlink(flag); /* not before: a replacement started with the hook stays armed */
@@ -3399,6 +3458,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_refused_replacement_retried),
 		cmocka_unit_test(test_look_makes_no_system_call),
 		cmocka_unit_test(test_woken_caller_finds_no_pin),
+		cmocka_unit_test(test_killed_between_unpin_and_wake),
 		cmocka_unit_test(test_hostile_life_word_live),
 		cmocka_unit_test(test_hostile_life_word_dead),
 		cmocka_unit_test(test_hostile_stats_pid),

@@ -203,7 +203,10 @@ void shmq__pool_chunk_run(struct worker *w, unsigned j, uint64_t c)
 	}
 	/* CHUNK_PIN: pairs with job_unpin's seq_cst load of claim */
 	shmq__store_release(&w->slot->claim, 0);
-	if (marked)
+	if (marked) {
+		if (SHMQ__UNLIKELY(shmq__pool_fault != NULL))
+			shmq__pool_fault(SHMQ__POOL_FAULT_JOB_UNPINNED);
 		job_finish_wake(job);
+	}
 }
 

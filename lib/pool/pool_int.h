@@ -16,6 +16,8 @@ enum shmq__pool_fault_point {
 	SHMQ__POOL_FAULT_CHUNK_MARKED = 1, /* a chunk marked DONE, not yet counted */
 	SHMQ__POOL_FAULT_JOB_COUNTED = 2,  /* the count that completes a job made, the
 					    * job not yet finished (job_finish) */
+	SHMQ__POOL_FAULT_JOB_UNPINNED = 3, /* the job marked DONE and the pin dropped,
+					    * its sleepers not yet woken */
 };
 
 extern void (*shmq__pool_fault)(enum shmq__pool_fault_point point);
