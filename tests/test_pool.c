@@ -14,8 +14,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -78,6 +80,58 @@ static void waitids_count(bool on)
 	if (on)
 		shmq__store_relaxed(&waitids_seen, 0u);
 	shmq__store_relaxed(&waitids_counting, on ? 1u : 0u);
+}
+
+/* open(2), logged while PROC_LOG_ENV names a file: each open of a /proc
+ * entry ending in "/stat" adds the opener's pid, a line, to that file.
+ * Defined here (under libc's name: the fortified header keeps its own
+ * "open"), it takes libc's place for the library and in the workers too,
+ * which run this binary: how a test sees what an idle worker asks /proc. */
+#define PROC_LOG_ENV "SHMQ_TEST_POOL_PROC_LOG"
+
+int test_open(const char *path, int flags, ...) __asm__("open");
+int test_open(const char *path, int flags, ...)
+{
+	const char *log = getenv(PROC_LOG_ENV);
+	size_t n = path ? strlen(path) : 0;
+	mode_t mode = 0;
+
+	if (flags & (O_CREAT | O_TMPFILE)) {
+		va_list ap;
+
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	if (log && n > 11 && !strncmp(path, "/proc/", 6) && !strcmp(path + n - 5, "/stat")) {
+		int fd = (int)syscall(SYS_openat, AT_FDCWD, log,
+				      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		char line[24];
+		int len = snprintf(line, sizeof(line), "%d\n", (int)getpid());
+
+		if (fd >= 0) {
+			if (write(fd, line, (size_t)len) != len)
+				_exit(98);
+			close(fd);
+		}
+	}
+	return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+/* The lines of a PROC_LOG_ENV file that name one of pids[0..n). */
+static unsigned proc_log_count(const char *log, const pid_t *pids, unsigned n)
+{
+	FILE *f = fopen(log, "re");
+	unsigned count = 0;
+	int pid;
+
+	if (!f)
+		return 0;
+	while (fscanf(f, "%d", &pid) == 1)
+		for (unsigned i = 0; i < n; i++)
+			count += pid == pids[i];
+	fclose(f);
+	return count;
 }
 
 /* ---- tasks ---- */
@@ -1990,6 +2044,101 @@ static void test_woken_caller_finds_no_pin(void **state)
 	shmq_region_close(r);
 }
 
+/* An idle worker looks whether the pool's creator still runs at the end of
+ * each idle slice (50 ms): its parent is the creator, so getppid(2) and the
+ * region's process table say so without /proc.  The build before read
+ * /proc/PID/stat at each look, some 100 µs of CPU: 14-16 reads by the two
+ * workers of an idle pool in 400 ms. */
+static void test_idle_worker_reads_no_proc(void **state)
+{
+	char log[96];
+	pid_t pids[NWORKERS];
+	unsigned before;
+	shmq_region *r;
+	shmq_pool *p;
+
+	(void)state;
+	snprintf(log, sizeof(log), "/tmp/shmq-test-pool-proclog-%d", (int)getpid());
+	unlink(log);
+	assert_int_equal(setenv(PROC_LOG_ENV, log, 1), 0);
+	r = region_new();
+	p = pool_new(r, NWORKERS, 0);
+	pool_wait_started(p);
+	pids_of(p, pids);
+	before = proc_log_count(log, pids, NWORKERS); /* a worker's start reads its own */
+	usleep(400 * 1000); /* some eight idle slices each */
+	unsetenv(PROC_LOG_ENV);
+	assert_int_equal(proc_log_count(log, pids, NWORKERS) - before, 0);
+	for (unsigned i = 0; i < NWORKERS; i++)
+		assert_int_equal(kill(pids[i], 0), 0); /* and they run on */
+	pool_done(p, pids, NWORKERS);
+	unlink(log);
+	shmq_region_close(r);
+}
+
+/* The creator of a pool dies (without a word to its workers): each idle
+ * worker sees it at the end of its slice and exits.  The workers become
+ * this process's children (a subreaper), so their exits are waited for. */
+static void test_creator_death_ends_idle_workers(void **state)
+{
+	pid_t pids[NWORKERS], c;
+	int fds[2], st, gone = 0;
+	int64_t until;
+
+	(void)state;
+	assert_int_equal(pipe(fds), 0);
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+	c = fork();
+	assert_true(c >= 0);
+	if (c == 0) {
+		struct shmq_region_opts ro = { .size = REGION_SIZE };
+		struct shmq_pool_opts o = { .workers = NWORKERS };
+		struct shmq_pool_worker_stats s;
+		shmq_region *r;
+		shmq_pool *p;
+
+		close(fds[0]);
+		if (shmq_region_create(NULL, &ro, &r) || shmq_pool_create(r, &o, &p))
+			_exit(2);
+		for (unsigned i = 0; i < NWORKERS; i++) {
+			for (int t = 0; t < 30000; t++) {
+				if (shmq_pool_worker_stats(p, i, &s))
+					_exit(3);
+				if (s.started)
+					break;
+				usleep(1000);
+			}
+			if (!s.started)
+				_exit(4);
+			pids[i] = s.pid;
+		}
+		if (write(fds[1], pids, sizeof(pids)) != (ssize_t)sizeof(pids))
+			_exit(5);
+		raise(SIGKILL); /* nothing closed, nothing freed */
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], pids, sizeof(pids)), (ssize_t)sizeof(pids));
+	close(fds[0]);
+	assert_int_equal(waitpid(c, &st, 0), c);
+	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	until = shmq_now_ns() + 5 * 1000000000ll;
+	while (gone < NWORKERS && shmq_now_ns() < until) {
+		for (unsigned i = 0; i < NWORKERS; i++)
+			if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+				pids[i] = 0;
+				gone++;
+			}
+		usleep(2000);
+	}
+	for (unsigned i = 0; i < NWORKERS; i++)
+		if (pids[i] > 0) { /* still there: do not leave it behind */
+			kill(pids[i], SIGKILL);
+			waitpid(pids[i], &st, 0);
+		}
+	assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 0), 0);
+	assert_int_equal(gone, NWORKERS);
+}
+
 /* 10 s of napping per worker: terminate cancels it whenever it comes */
 #define TERM_N 20000u
 
@@ -3459,6 +3608,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_look_makes_no_system_call),
 		cmocka_unit_test(test_woken_caller_finds_no_pin),
 		cmocka_unit_test(test_killed_between_unpin_and_wake),
+		cmocka_unit_test(test_idle_worker_reads_no_proc),
+		cmocka_unit_test(test_creator_death_ends_idle_workers),
 		cmocka_unit_test(test_hostile_life_word_live),
 		cmocka_unit_test(test_hostile_life_word_dead),
 		cmocka_unit_test(test_hostile_stats_pid),

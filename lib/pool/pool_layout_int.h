@@ -221,6 +221,7 @@ struct worker_arg {
 	uint32_t slot;
 	uint32_t gen;
 	uint64_t max_tasks;                 /* 0: no limit; else exit after that many */
+	int32_t creator_pid;                /* the spawning process, the pool's creator */
 	char init[SHMQ_OBJ_NAME_MAX + 1];   /* the initializer task, or "" */
 };
 

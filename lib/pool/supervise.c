@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <shmq.h>
 
@@ -209,6 +210,7 @@ int shmq__pool_worker_start(shmq_pool *p, unsigned i, bool fresh)
 	a.pool_off = p->h_off;
 	a.slot = i;
 	a.max_tasks = p->max_tasks;
+	a.creator_pid = (int32_t)getpid();
 	memcpy(a.init, p->init, sizeof(a.init));
 	/* published with gen below, as the fields above (SLOT_ID) */
 	if (!life_init(s))

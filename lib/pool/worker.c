@@ -389,6 +389,25 @@ static void idle_spin_missed(struct worker *w)
 		w->spin_ns = 0;
 }
 
+/* Does the pool's creator still run, attached to the region?  Asked at the
+ * end of each idle slice.  The region's process table says whether its id
+ * is attached, and whether the process it names lives, which takes a read
+ * of /proc (some 100 µs of CPU per look here, 20 looks a second per idle
+ * worker).  The creator spawned us, though: while getppid(2) still names
+ * it, it runs - a process's children go to a reaper the moment it exits -
+ * and the table's word alone says whether it is still attached.  A parent
+ * that is not the creator (never, unless it died before we looked) leaves
+ * the whole question to the table. */
+static bool worker_creator_alive(struct worker *w)
+{
+	/* relaxed: creator_id is immutable after create, published by our spawn */
+	uint32_t id = shmq__load_relaxed(&w->h->creator_id);
+
+	if (w->parent > 0 && getppid() == w->parent)
+		return shmq__region_id_listed(w->r, id) == 1;
+	return shmq__region_id_alive(w->r, id) == 1;
+}
+
 /* Idle: steal for a while, then sleep on the idle futex.  1 with a word, 0
  * to look again, -1 to exit. */
 static int worker_idle(struct worker *w, uint64_t *word)
@@ -455,8 +474,7 @@ static int worker_idle(struct worker *w, uint64_t *word)
 			idle_spin_found(w);
 		return 1;
 	}
-	/* relaxed: creator_id is immutable after create, published by our spawn */
-	if (rc == -ETIMEDOUT && shmq__region_id_alive(w->r, shmq__load_relaxed(&h->creator_id)) != 1)
+	if (rc == -ETIMEDOUT && !worker_creator_alive(w))
 		return -1; /* the pool's creator is gone: nobody will use us */
 	return 0;
 }
@@ -816,6 +834,7 @@ static int worker_init(struct worker *w, shmq_region *r, const struct worker_arg
 	if (!w->victims || !w->fp || shmq__pool_task_table_build(&w->tt))
 		return -ENOMEM;
 	w->id = shmq__region_self(r);
+	w->parent = a->creator_pid > 0 && getppid() == a->creator_pid ? a->creator_pid : 0;
 	w->rng = ((uint64_t)getpid() << 32) ^ (uint64_t)shmq_now_ns() ^ 0x9e3779b97f4a7c15ull;
 	w->tag = (uint32_t)(rng_next(w) & TAG_MASK);
 	w->cache_idx = -ENOENT;

@@ -71,6 +71,7 @@ struct worker {
 	/* who runs the tasks: spawn and sync only from them (worker_here) */
 	pid_t pid;
 	pthread_t thread;
+	pid_t parent;      /* the creator, our parent; 0: not our parent (worker_creator_alive) */
 };
 
 /* Sync frames above base (worker.c): 0 or the earliest spawn's error. */
