@@ -8,11 +8,14 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 
 #include "testutil.h"
 
@@ -1775,6 +1778,98 @@ static void test_closed_stdio(void **state)
 		assert_false(open_fd[i]);
 }
 
+/* The descriptor of ours that is a pidfd of pid, or -1 (fdinfo's "Pid:"). */
+static int pidfd_of(pid_t pid)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int found = -1;
+
+	assert_non_null(d);
+	while (found < 0 && (de = readdir(d))) {
+		char path[64], link[64], info[512];
+		ssize_t n;
+		int fd = atoi(de->d_name), in;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = 0;
+		if (!strstr(link, "pidfd"))
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+		in = open(path, O_RDONLY | O_CLOEXEC);
+		if (in < 0)
+			continue;
+		n = read(in, info, sizeof(info) - 1);
+		close(in);
+		if (n > 0) {
+			char want[32];
+
+			info[n] = 0;
+			snprintf(want, sizeof(want), "Pid:\t%d\n", (int)pid);
+			if (strstr(info, want))
+				found = fd;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/* shmq__pid_alive keeps a pidfd for a process it found alive as recorded,
+ * and asks that afterwards instead of /proc (core/ptab.c).  A program may
+ * close the library's descriptors and reuse their numbers: a pipe with data
+ * put where the pidfd was - readable, as a dead process's pidfd is - must
+ * not make a live process dead; the process's death then still shows. */
+static void test_pid_alive_pidfd_taken_away(void **state)
+{
+	uint64_t st = 0;
+	int pp[2], fd, status;
+	pid_t pid;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() == 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	for (int t = 0; t < 1000 && !st; t++) {
+		st = shmq__pid_starttime(pid);
+		if (!st)
+			usleep(1000);
+	}
+	assert_true(st != 0);
+	assert_int_equal(shmq__pid_alive(pid, st), 1); /* /proc, then a pidfd kept */
+	assert_int_equal(shmq__pid_alive(pid, st), 1); /* the pidfd */
+	assert_int_equal(shmq__pid_alive(pid, st + 1), 0); /* another start time: another process */
+	fd = pidfd_of(pid);
+	if (fd < 0) { /* a kernel without pidfs: nothing is kept */
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		skip();
+	}
+	assert_int_equal(pipe(pp), 0);
+	assert_int_equal(write(pp[1], "x", 1), 1);
+	assert_int_equal(dup2(pp[0], fd), fd); /* the number now names a readable pipe */
+	assert_int_equal(shmq__pid_alive(pid, st), 1);
+	assert_int_equal(shmq__pid_alive(pid, st), 1);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	for (int t = 0; t < 1000 && shmq__pid_alive(pid, st); t++) /* a zombie: dead */
+		usleep(1000);
+	assert_int_equal(shmq__pid_alive(pid, st), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(shmq__pid_alive(pid, st), 0);
+	close(fd);
+	close(pp[0]);
+	close(pp[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1815,7 +1910,10 @@ int main(void)
 		cmocka_unit_test(test_above_file_size_limit),
 		cmocka_unit_test(test_strerror_and_clock),
 		cmocka_unit_test(test_closed_stdio),
+		cmocka_unit_test(test_pid_alive_pidfd_taken_away),
 	};
 
+	if (getenv("SHMQ_TEST_FILTER")) /* run only the tests matching this pattern */
+		cmocka_set_test_filter(getenv("SHMQ_TEST_FILTER"));
 	return cmocka_run_group_tests_name("region", tests, NULL, NULL);
 }

@@ -19,6 +19,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -26,12 +28,15 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <shmq.h>
 
 #include "core/atomic_int.h"
 #include "core/cancel_int.h"
+#include "core/fd_int.h"
 #include "core/ptab_int.h"
 #include "core/region_int.h"
 #include "core/region_layout_int.h"
@@ -138,6 +143,143 @@ static bool slot_foreign(const shmq_region *r, const struct shmq__ptab_slot *s, 
 	return pidns_foreign(shmq__load_relaxed(&s->pidns), w, r->pidns);
 }
 
+/*
+ * Pidfds of processes whose start time was found as recorded.  A waiter
+ * checks its peers once per slice (a blocked pipe receive every 10 ms), and
+ * each check read /proc/PID/stat, which the kernel formats at each open:
+ * some 100 µs of CPU here, 1% of a core per blocked receiver.  A process
+ * found alive with its recorded start time gets a pidfd, and later looks
+ * at it cost an fstat(2) and a poll(2): POLLIN once its thread group has
+ * exited (a zombie too), as the /proc check judges it.
+ *
+ * The descriptors are the library's, close-on-exec, above 2, at most
+ * PIDFD_CACHE of them, the least recently used given up for a new one.
+ * A program may still close one (closing every descriptor it does not know
+ * of), and its number may then name another file: each look first checks
+ * that the number still names that pidfd (the device and inode of pidfs,
+ * where every process has its own inode), and an entry that fails is
+ * dropped without a close, the number no longer ours.  On kernels without
+ * pidfs (before 6.9, one inode for every pidfd) nothing is cached.  The
+ * lock is only ever tried: a thread that finds it held, or a child forked
+ * while another thread held it, reads /proc as before.
+ */
+#define PIDFD_CACHE 16
+#ifndef PIDFS_MAGIC
+#define PIDFS_MAGIC 0x50494446
+#endif
+
+struct pidfd_entry {
+	pid_t pid;          /* 0: free */
+	int fd;
+	uint64_t starttime;
+	dev_t dev;
+	ino_t ino;
+	uint64_t used;      /* pidfd_tick at the last look: the LRU order */
+};
+
+static struct pidfd_entry pidfd_cache[PIDFD_CACHE];
+static pthread_mutex_t pidfd_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t pidfd_tick;
+static bool pidfd_off; /* no pidfs here: nothing to cache (under pidfd_mu) */
+
+/* The entry's number still names its pidfd? */
+static bool pidfd_entry_ours(const struct pidfd_entry *e)
+{
+	struct stat st;
+
+	return fstat(e->fd, &st) == 0 && st.st_dev == e->dev && st.st_ino == e->ino;
+}
+
+/* 1 alive, 0 gone, -1 not known here (no entry, the lock held, the entry
+ * lost): the caller reads /proc. */
+static int pidfd_cached_alive(pid_t pid, uint64_t starttime)
+{
+	int rc = -1, cs;
+
+	if (pthread_mutex_trylock(&pidfd_mu))
+		return -1;
+	/* no cancellation point (poll, close): the waits that look here are
+	 * none, and a cancel would leave the lock held */
+	cs = shmq__cancel_off();
+	for (unsigned i = 0; i < PIDFD_CACHE; i++) {
+		struct pidfd_entry *e = &pidfd_cache[i];
+		struct pollfd pfd;
+		int n;
+
+		if (e->pid != pid || e->starttime != starttime)
+			continue;
+		if (!pidfd_entry_ours(e)) {
+			e->pid = 0; /* closed behind our back: the number is not ours to close */
+			break;
+		}
+		pfd.fd = e->fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		n = poll(&pfd, 1, 0);
+		if (n == 0) {
+			e->used = ++pidfd_tick;
+			rc = 1;
+		} else if (n == 1 && (pfd.revents & POLLIN)) {
+			close(e->fd);
+			e->pid = 0;
+			rc = 0;
+		}
+		break;
+	}
+	shmq__cancel_restore(cs);
+	pthread_mutex_unlock(&pidfd_mu);
+	return rc;
+}
+
+/* pid runs with starttime (just read): keep a pidfd for it. */
+static void pidfd_cache_add(pid_t pid, uint64_t starttime)
+{
+	struct pidfd_entry *e = NULL;
+	struct proc_stat ps;
+	struct statfs sf;
+	struct stat st;
+	int fd, cs;
+
+	if (pthread_mutex_trylock(&pidfd_mu))
+		return;
+	cs = shmq__cancel_off(); /* as in pidfd_cached_alive (close) */
+	if (pidfd_off)
+		goto out;
+	for (unsigned i = 0; i < PIDFD_CACHE; i++) {
+		struct pidfd_entry *c = &pidfd_cache[i];
+
+		if (c->pid == pid && c->starttime == starttime)
+			goto out; /* another thread added it */
+		if (!e || c->pid == 0 || (e->pid != 0 && c->used < e->used))
+			e = c;
+	}
+	fd = shmq__fd_high((int)syscall(SYS_pidfd_open, pid, 0));
+	if (fd < 0)
+		goto out;
+	if (fstatfs(fd, &sf) != 0 || (unsigned long)sf.f_type != PIDFS_MAGIC) {
+		pidfd_off = true;
+		close(fd);
+		goto out;
+	}
+	/* the pid may have been reused between the caller's read and our
+	 * open: the pidfd names the process whose start time is read now */
+	if (fstat(fd, &st) != 0 || proc_stat_read(pid, &ps) || ps.starttime != starttime) {
+		close(fd);
+		goto out;
+	}
+	if (e->pid != 0 && pidfd_entry_ours(e))
+		close(e->fd);
+	e->pid = pid;
+	e->fd = fd;
+	e->starttime = starttime;
+	e->dev = st.st_dev;
+	e->ino = st.st_ino;
+	e->used = ++pidfd_tick;
+out:
+	shmq__cancel_restore(cs);
+	pthread_mutex_unlock(&pidfd_mu);
+}
+
 int shmq__pid_alive(pid_t pid, uint64_t starttime)
 {
 	struct proc_stat ps;
@@ -145,6 +287,11 @@ int shmq__pid_alive(pid_t pid, uint64_t starttime)
 
 	if (pid <= 0)
 		return 0;
+	if (starttime) {
+		rc = pidfd_cached_alive(pid, starttime);
+		if (rc >= 0)
+			return rc;
+	}
 	rc = proc_stat_read(pid, &ps);
 	/* No entry: gone, or hidden (a /proc mounted hidepid=2 shows no other
 	 * user's processes), which kill(2) tells apart.  No /proc at all, or
@@ -156,7 +303,12 @@ int shmq__pid_alive(pid_t pid, uint64_t starttime)
 	 * runs on (a dead process's zombie counts itself alone). */
 	if (ps.state == 'X' || ps.state == 'x' || (ps.state == 'Z' && ps.threads <= 1))
 		return 0;
-	return starttime == 0 || ps.starttime == starttime;
+	if (starttime == 0)
+		return 1;
+	if (ps.starttime != starttime)
+		return 0;
+	pidfd_cache_add(pid, starttime);
+	return 1;
 }
 
 int shmq__pid_stalled(pid_t pid)
