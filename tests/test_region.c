@@ -1870,6 +1870,98 @@ static void test_pid_alive_pidfd_taken_away(void **state)
 	close(pp[1]);
 }
 
+/* How many of our descriptors are pidfds (of anything, reaped ones too). */
+static int pidfds_open(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char path[300], link[64];
+		ssize_t len;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len > 0) {
+			link[len] = 0;
+			n += strstr(link, "pidfd") != NULL;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/* How many of our descriptors are pidfds of one of pids[0..n). */
+static int pidfds_of(const pid_t *pids, int n)
+{
+	int count = 0;
+
+	for (int i = 0; i < n; i++) {
+		int fd = pidfd_of(pids[i]);
+
+		count += fd >= 0;
+	}
+	return count;
+}
+
+/* The pidfds kept for shmq__pid_alive are at most 16: looking at 20 live
+ * processes keeps 16, the least recently looked at given up (closed); a
+ * process found gone has its pidfd closed; none of theirs is left once all
+ * are (the kept pidfds of other tests' processes may go meanwhile). */
+static void test_pid_alive_pidfds_bounded(void **state)
+{
+	enum { N = 20 };
+	pid_t pids[N];
+	uint64_t st[N];
+	int status, base;
+
+	(void)state;
+	base = pidfds_open(); /* another test's, still kept */
+	for (int i = 0; i < N; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0) {
+			if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() == 1)
+				_exit(1);
+			for (;;)
+				pause();
+		}
+	}
+	for (int i = 0; i < N; i++) {
+		st[i] = 0;
+		for (int t = 0; t < 1000 && !st[i]; t++) {
+			st[i] = shmq__pid_starttime(pids[i]);
+			if (!st[i])
+				usleep(1000);
+		}
+		assert_true(st[i] != 0);
+		assert_int_equal(shmq__pid_alive(pids[i], st[i]), 1);
+	}
+	if (pidfds_of(pids, N) == 0) { /* a kernel without pidfs: nothing is kept */
+		for (int i = 0; i < N; i++) {
+			kill(pids[i], SIGKILL);
+			waitpid(pids[i], &status, 0);
+		}
+		skip();
+	}
+	assert_int_equal(pidfds_of(pids, N), 16);
+	for (int i = 0; i < N; i++) /* all still alive, through pidfds or /proc */
+		assert_int_equal(shmq__pid_alive(pids[i], st[i]), 1);
+	assert_int_equal(pidfds_of(pids, N), 16);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(kill(pids[i], SIGKILL), 0);
+		assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+	}
+	for (int i = 0; i < N; i++)
+		assert_int_equal(shmq__pid_alive(pids[i], st[i]), 0);
+	/* a reaped process's pidfd names no pid any more: count them all */
+	assert_in_range(pidfds_open(), 0, base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1911,6 +2003,7 @@ int main(void)
 		cmocka_unit_test(test_strerror_and_clock),
 		cmocka_unit_test(test_closed_stdio),
 		cmocka_unit_test(test_pid_alive_pidfd_taken_away),
+		cmocka_unit_test(test_pid_alive_pidfds_bounded),
 	};
 
 	if (getenv("SHMQ_TEST_FILTER")) /* run only the tests matching this pattern */
