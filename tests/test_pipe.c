@@ -10,14 +10,13 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 
+#include "proc_spy.h"
 #include "testutil.h"
 
 #include "core/hash_int.h"
@@ -269,36 +268,6 @@ static void test_capacity_rounding(void **state)
 	shmq_pipe_close(b);
 }
 
-/* open(2), counting the opens of /proc/PID/stat for the pid in proc_watch
- * (0: none).  Defined here under libc's name, it takes libc's place for the
- * library: how a test sees what a wait's look at its peer asks /proc.  The
- * test's own thread counts; relaxed atomics: nothing is published through
- * them. */
-static int proc_watch, proc_watch_opens;
-
-int test_open(const char *path, int flags, ...) __asm__("open");
-int test_open(const char *path, int flags, ...)
-{
-	int pid = shmq__load_relaxed(&proc_watch);
-	mode_t mode = 0;
-
-	if (flags & (O_CREAT | O_TMPFILE)) {
-		va_list ap;
-
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	if (pid > 0 && path) {
-		char want[40];
-
-		snprintf(want, sizeof(want), "/proc/%d/stat", pid);
-		if (!strcmp(path, want))
-			shmq__fetch_add_relaxed(&proc_watch_opens, 1);
-	}
-	return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
-}
-
 /* A receive blocked on a live peer looks at it once a 10 ms slice.  The
  * first look finds it alive by /proc, as recorded; the others ask a pidfd
  * (core/ptab.c): no /proc read.  The build before read /proc/PID/stat at
@@ -309,7 +278,8 @@ static void test_blocked_wait_asks_no_proc(void **state)
 	struct tu_region *f = *state;
 	shmq_pipe *a, *b;
 	char buf[64], c = 0;
-	int sync[2], opens, st;
+	int sync[2], st;
+	unsigned long opens;
 	int64_t t0;
 	pid_t pid;
 
@@ -319,7 +289,6 @@ static void test_blocked_wait_asks_no_proc(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		shmq_region *r;
-		shmq_pipe *e;
 
 		/* gone with the test, also when an assertion ends it early; and
 		 * not holding its output open meanwhile */
@@ -328,8 +297,7 @@ static void test_blocked_wait_asks_no_proc(void **state)
 		if (dup2(open("/dev/null", O_WRONLY | O_CLOEXEC), 1) < 0 || dup2(1, 2) < 0)
 			_exit(5);
 		close(sync[0]);
-		if (shmq_region_open(f->name, &r) || shmq_pipe_open(r, "w", 1, &e))
-			_exit(2);
+		(void)child_end1(f->name, "w", &r);
 		if (write(sync[1], &c, 1) != 1)
 			_exit(3);
 		for (;;)
@@ -339,11 +307,9 @@ static void test_blocked_wait_asks_no_proc(void **state)
 	assert_int_equal(read(sync[0], &c, 1), 1);
 	close(sync[0]);
 	shmq_pipe_close(b); /* the child holds end 1 */
-	shmq__store_relaxed(&proc_watch_opens, 0);
-	shmq__store_relaxed(&proc_watch, (int)pid);
+	opens = spy_proc_stat_count();
 	assert_int_equal(shmq_pipe_recv(a, buf, sizeof(buf), ms(300)), -ETIMEDOUT);
-	opens = shmq__load_relaxed(&proc_watch_opens);
-	shmq__store_relaxed(&proc_watch, 0);
+	opens = spy_proc_stat_count() - opens;
 	assert_in_range(opens, 0, 3);
 	assert_int_equal(kill(pid, SIGKILL), 0);
 	t0 = shmq_now_ns();

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "proc_spy.h"
 #include "testutil.h"
 
 #include "core/atomic_int.h"
@@ -80,58 +81,6 @@ static void waitids_count(bool on)
 	if (on)
 		shmq__store_relaxed(&waitids_seen, 0u);
 	shmq__store_relaxed(&waitids_counting, on ? 1u : 0u);
-}
-
-/* open(2), logged while PROC_LOG_ENV names a file: each open of a /proc
- * entry ending in "/stat" adds the opener's pid, a line, to that file.
- * Defined here (under libc's name: the fortified header keeps its own
- * "open"), it takes libc's place for the library and in the workers too,
- * which run this binary: how a test sees what an idle worker asks /proc. */
-#define PROC_LOG_ENV "SHMQ_TEST_POOL_PROC_LOG"
-
-int test_open(const char *path, int flags, ...) __asm__("open");
-int test_open(const char *path, int flags, ...)
-{
-	const char *log = getenv(PROC_LOG_ENV);
-	size_t n = path ? strlen(path) : 0;
-	mode_t mode = 0;
-
-	if (flags & (O_CREAT | O_TMPFILE)) {
-		va_list ap;
-
-		va_start(ap, flags);
-		mode = va_arg(ap, mode_t);
-		va_end(ap);
-	}
-	if (log && n > 11 && !strncmp(path, "/proc/", 6) && !strcmp(path + n - 5, "/stat")) {
-		int fd = (int)syscall(SYS_openat, AT_FDCWD, log,
-				      O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-		char line[24];
-		int len = snprintf(line, sizeof(line), "%d\n", (int)getpid());
-
-		if (fd >= 0) {
-			if (write(fd, line, (size_t)len) != len)
-				_exit(98);
-			close(fd);
-		}
-	}
-	return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
-}
-
-/* The lines of a PROC_LOG_ENV file that name one of pids[0..n). */
-static unsigned proc_log_count(const char *log, const pid_t *pids, unsigned n)
-{
-	FILE *f = fopen(log, "re");
-	unsigned count = 0;
-	int pid;
-
-	if (!f)
-		return 0;
-	while (fscanf(f, "%d", &pid) == 1)
-		for (unsigned i = 0; i < n; i++)
-			count += pid == pids[i];
-	fclose(f);
-	return count;
 }
 
 /* ---- tasks ---- */
@@ -1490,14 +1439,16 @@ static void test_dead_chunk_no_stale_results(void **state)
 
 #define FAULT_ENV "SHMQ_TEST_POOL_FAULT"
 
-/* In a worker started with FAULT_ENV set: the first worker of all to get to
- * the point (the one that creates the flag file) dies there. */
-static void fault_die_once(enum shmq__pool_fault_point point)
+/* In a worker started with env set (a flag file's path): the first worker
+ * of all to get to point want (the one that creates the flag file) dies
+ * there. */
+static void fault_die_first(enum shmq__pool_fault_point point, enum shmq__pool_fault_point want,
+			    const char *env)
 {
-	const char *flag = getenv(FAULT_ENV);
+	const char *flag = getenv(env);
 	int fd;
 
-	if (point != SHMQ__POOL_FAULT_CHUNK_MARKED || !flag)
+	if (point != want || !flag)
 		return;
 	fd = open(flag, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -1564,29 +1515,14 @@ static void fault_stop_once(enum shmq__pool_fault_point point)
 
 /* ---- a worker killed between its unpin and its wake of the caller ---- */
 
+/* the first worker to drop its pin on a job it marked DONE dies before it
+ * wakes the job's sleepers (fault_die_first) */
 #define UNPIN_ENV "SHMQ_TEST_POOL_DIE_UNPINNED"
-
-/* In a worker started with UNPIN_ENV set: the first worker of all to drop
- * its pin on a job it marked DONE (the one that creates the flag file) dies
- * before it wakes the job's sleepers. */
-static void fault_die_unpinned(enum shmq__pool_fault_point point)
-{
-	const char *flag = getenv(UNPIN_ENV);
-	int fd;
-
-	if (point != SHMQ__POOL_FAULT_JOB_UNPINNED || !flag)
-		return;
-	fd = open(flag, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return;
-	close(fd);
-	raise(SIGKILL);
-}
 
 static void fault_hook(enum shmq__pool_fault_point point)
 {
-	fault_die_unpinned(point);
-	fault_die_once(point);
+	fault_die_first(point, SHMQ__POOL_FAULT_CHUNK_MARKED, FAULT_ENV);
+	fault_die_first(point, SHMQ__POOL_FAULT_JOB_UNPINNED, UNPIN_ENV);
 	fault_hold_once(point);
 	fault_stop_once(point);
 }
@@ -2048,7 +1984,8 @@ static void test_woken_caller_finds_no_pin(void **state)
  * each idle slice (50 ms): its parent is the creator, so getppid(2) and the
  * region's process table say so without /proc.  The build before read
  * /proc/PID/stat at each look, some 100 µs of CPU: 14-16 reads by the two
- * workers of an idle pool in 400 ms. */
+ * workers of an idle pool in 400 ms.  That look with the pidfds of
+ * core/ptab.c still reads it twice per worker, at its first look. */
 static void test_idle_worker_reads_no_proc(void **state)
 {
 	char log[96];
@@ -2060,15 +1997,15 @@ static void test_idle_worker_reads_no_proc(void **state)
 	(void)state;
 	snprintf(log, sizeof(log), "/tmp/shmq-test-pool-proclog-%d", (int)getpid());
 	unlink(log);
-	assert_int_equal(setenv(PROC_LOG_ENV, log, 1), 0);
+	assert_int_equal(setenv(SPY_PROC_LOG_ENV, log, 1), 0);
 	r = region_new();
 	p = pool_new(r, NWORKERS, 0);
 	pool_wait_started(p);
 	pids_of(p, pids);
-	before = proc_log_count(log, pids, NWORKERS); /* a worker's start reads its own */
+	before = spy_proc_log_count(log, pids, NWORKERS); /* a worker's start reads its own */
 	usleep(400 * 1000); /* some eight idle slices each */
-	unsetenv(PROC_LOG_ENV);
-	assert_int_equal(proc_log_count(log, pids, NWORKERS) - before, 0);
+	unsetenv(SPY_PROC_LOG_ENV);
+	assert_int_equal(spy_proc_log_count(log, pids, NWORKERS) - before, 0);
 	for (unsigned i = 0; i < NWORKERS; i++)
 		assert_int_equal(kill(pids[i], 0), 0); /* and they run on */
 	pool_done(p, pids, NWORKERS);

@@ -1778,45 +1778,58 @@ static void test_closed_stdio(void **state)
 		assert_false(open_fd[i]);
 }
 
-/* The descriptor of ours that is a pidfd of pid, or -1 (fdinfo's "Pid:"). */
-static int pidfd_of(pid_t pid)
+/* Our pidfds: how many there are, and in *of the first one of pid (fdinfo's
+ * "Pid:"), -1 when none; pid 0 looks for none.  A reaped process's pidfd
+ * counts, and names no pid. */
+static int pidfds_scan(pid_t pid, int *of)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *de;
-	int found = -1;
+	int n = 0;
 
 	assert_non_null(d);
-	while (found < 0 && (de = readdir(d))) {
-		char path[64], link[64], info[512];
-		ssize_t n;
+	*of = -1;
+	while ((de = readdir(d))) {
+		char path[300], link[64], info[512], want[32];
+		ssize_t len;
 		int fd = atoi(de->d_name), in;
 
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n <= 0)
+		len = readlink(path, link, sizeof(link) - 1);
+		if (len <= 0)
 			continue;
-		link[n] = 0;
+		link[len] = 0;
 		if (!strstr(link, "pidfd"))
+			continue;
+		n++;
+		if (pid <= 0 || *of >= 0)
 			continue;
 		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
 		in = open(path, O_RDONLY | O_CLOEXEC);
 		if (in < 0)
 			continue;
-		n = read(in, info, sizeof(info) - 1);
+		len = read(in, info, sizeof(info) - 1);
 		close(in);
-		if (n > 0) {
-			char want[32];
-
-			info[n] = 0;
-			snprintf(want, sizeof(want), "Pid:\t%d\n", (int)pid);
-			if (strstr(info, want))
-				found = fd;
-		}
+		if (len <= 0)
+			continue;
+		info[len] = 0;
+		snprintf(want, sizeof(want), "Pid:\t%d\n", (int)pid);
+		if (strstr(info, want))
+			*of = fd;
 	}
 	closedir(d);
-	return found;
+	return n;
+}
+
+/* The descriptor of ours that is a pidfd of pid, or -1. */
+static int pidfd_of(pid_t pid)
+{
+	int fd;
+
+	(void)pidfds_scan(pid, &fd);
+	return fd;
 }
 
 /* shmq__pid_alive keeps a pidfd for a process it found alive as recorded,
@@ -1873,26 +1886,9 @@ static void test_pid_alive_pidfd_taken_away(void **state)
 /* How many of our descriptors are pidfds (of anything, reaped ones too). */
 static int pidfds_open(void)
 {
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
+	int fd;
 
-	assert_non_null(d);
-	while ((de = readdir(d))) {
-		char path[300], link[64];
-		ssize_t len;
-
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
-		len = readlink(path, link, sizeof(link) - 1);
-		if (len > 0) {
-			link[len] = 0;
-			n += strstr(link, "pidfd") != NULL;
-		}
-	}
-	closedir(d);
-	return n;
+	return pidfds_scan(0, &fd);
 }
 
 /* How many of our descriptors are pidfds of one of pids[0..n). */
