@@ -391,13 +391,14 @@ static void idle_spin_missed(struct worker *w)
 
 /* Does the pool's creator still run, attached to the region?  Asked at the
  * end of each idle slice.  The region's process table says whether its id
- * is attached, and whether the process it names lives, which takes a read
- * of /proc (some 100 µs of CPU per look here, 20 looks a second per idle
- * worker).  The creator spawned us, though: while getppid(2) still names
- * it, it runs - a process's children go to a reaper the moment it exits -
- * and the table's word alone says whether it is still attached.  A parent
- * that is not the creator (never, unless it died before we looked) leaves
- * the whole question to the table. */
+ * is attached, and whether the process it names lives: a read of /proc at
+ * the first look (some 100 µs of CPU here), a pidfd's fstat and poll after
+ * it (core/ptab.c).  The creator spawned us, though: while getppid(2) still
+ * names it, it runs - a process's children go to a reaper the moment it
+ * exits - and the table's word alone says whether it is still attached,
+ * with no /proc read at all and no descriptor the program could close.  A
+ * parent that is not the creator (never, unless it died before we looked)
+ * leaves the whole question to the table. */
 static bool worker_creator_alive(struct worker *w)
 {
 	/* relaxed: creator_id is immutable after create, published by our spawn */
