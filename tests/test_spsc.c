@@ -318,6 +318,95 @@ static void test_bulk_mid_batch(void **state)
 	ring_free(&t);
 }
 
+/* Bulk calls against a model: batches of 1..40 records of random lengths
+ * (mostly small, some up to max_msg), received by batches of 1..40 into
+ * buffers of random size, over many laps of a 1 KiB ring: every record
+ * comes out once, in order, whole, with its length; a send takes a prefix
+ * of its batch, and none only when the first does not fit (-EAGAIN); a
+ * receive takes a prefix of what is queued, and none only when nothing is
+ * (-EAGAIN) or the first is larger than the buffer (-EMSGSIZE).  The
+ * batches meet the end of the data area, the producer's stale cache of the
+ * head and the half ring at which a long call publishes, at every record
+ * position. */
+#define BM_Q 4096
+static void test_bulk_model(void **state)
+{
+	struct ring t;
+	static uint8_t src[40][504], dst[40 * 504];
+	static uint32_t qlen[BM_Q]; /* the model: lengths of records sent, by number */
+	uint64_t s = 0x2545f4914f6cdd1dull, sent = 0, got = 0, bytes = 0;
+	struct iovec v[40];
+	size_t lens[40];
+
+	(void)state;
+	ring_new(&t, 1024);
+	assert_int_equal(t.p.max_msg, 504);
+	for (int it = 0; it < 20000; it++) {
+		size_t k = 1 + rnd(&s) % 40, cap;
+		ssize_t n;
+
+		for (size_t i = 0; i < k; i++) {
+			uint64_t r = rnd(&s) % 10;
+			size_t len = r < 6 ? rnd(&s) % 81 : r < 9 ? 81 + rnd(&s) % 220 : rnd(&s) % 505;
+
+			fill(src[i], len, sent + i);
+			v[i].iov_base = src[i];
+			v[i].iov_len = len;
+		}
+		n = shmq__spsc_send_bulk(&t.p, v, k);
+		if (n == -EAGAIN) {
+			/* the first does not fit in what is free: a record of
+			 * len takes at most its rounded length and a skip */
+			assert_true(sent - got > 0);
+		} else {
+			assert_true(n > 0 && (size_t)n <= k);
+			for (ssize_t i = 0; i < n; i++)
+				qlen[(sent + (uint64_t)i) % BM_Q] = (uint32_t)v[i].iov_len;
+			sent += (uint64_t)n;
+		}
+		assert_true(sent - got <= t.c.dmask + 1);
+		if (rnd(&s) % 4 == 0)
+			continue; /* let the ring fill now and then */
+		k = 1 + rnd(&s) % 40;
+		cap = rnd(&s) % 3 ? sizeof(dst) : rnd(&s) % 1200;
+		n = shmq__spsc_recv_bulk(&t.c, dst, cap, lens, k);
+		if (n == -EAGAIN) {
+			assert_true(sent == got);
+			continue;
+		}
+		if (n == -EMSGSIZE) {
+			assert_true(sent > got && qlen[got % BM_Q] > cap);
+			continue;
+		}
+		assert_true(n > 0 && (size_t)n <= k && (uint64_t)n <= sent - got);
+		bytes = 0;
+		for (ssize_t i = 0; i < n; i++, got++) {
+			assert_int_equal(lens[i], qlen[got % BM_Q]);
+			assert_int_equal(check(dst + bytes, lens[i], got), 0);
+			bytes += lens[i];
+		}
+		assert_true(bytes <= cap);
+		/* a prefix: it stopped at k, at what is queued, or at a record
+		 * that does not fit in what is left of the buffer */
+		assert_true((size_t)n == k || got == sent || bytes + qlen[got % BM_Q] > cap);
+	}
+	/* drain */
+	while (got < sent) {
+		ssize_t n = shmq__spsc_recv_bulk(&t.c, dst, sizeof(dst), lens, 40);
+		size_t off = 0;
+
+		assert_true(n > 0);
+		for (ssize_t i = 0; i < n; i++, got++) {
+			assert_int_equal(lens[i], qlen[got % BM_Q]);
+			assert_int_equal(check(dst + off, lens[i], got), 0);
+			off += lens[i];
+		}
+	}
+	assert_int_equal(shmq__spsc_recv_bulk(&t.c, dst, sizeof(dst), lens, 40), -EAGAIN);
+	assert_true(sent > 40000); /* many laps: the ring holds at most 64 */
+	ring_free(&t);
+}
+
 /* ---- corruption ---- */
 
 static void expect_consumer_bad(struct ring *t)
@@ -651,6 +740,7 @@ int main(void)
 		cmocka_unit_test(test_zero_copy),
 		cmocka_unit_test(test_bulk),
 		cmocka_unit_test(test_bulk_mid_batch),
+		cmocka_unit_test(test_bulk_model),
 		cmocka_unit_test(test_corrupt_tail),
 		cmocka_unit_test(test_corrupt_head),
 		cmocka_unit_test(test_corrupt_counts),

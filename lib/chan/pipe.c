@@ -868,8 +868,8 @@ ssize_t shmq_pipe_send_bulk(shmq_pipe *p, const struct iovec *v, size_t n, int64
 		return 0;
 	/* as send: a NULL base with a length is -EINVAL; checked for the whole
 	 * batch first, so a bad entry sends none of it */
-	for (size_t i = 0; i < n; i++)
-		if (SHMQ__UNLIKELY(!v[i].iov_base && v[i].iov_len))
+	for (const struct iovec *it = v, *end = v + n; it < end; it++)
+		if (SHMQ__UNLIKELY(!it->iov_base && it->iov_len))
 			return -EINVAL;
 	rc = tx_begin(p);
 	if (rc)

@@ -565,7 +565,8 @@ static inline int shmq__spsc_send(struct shmq__spsc_prod *p, const void *msg, si
  */
 static SHMQ__ALWAYS_INLINE void shmq__spsc_prefetch_room(const struct shmq__spsc_prod *p, uint64_t span)
 {
-	const uint64_t line = SHMQ__CACHELINE;
+	const uint64_t line = SHMQ__CACHELINE, mask = p->mask;
+	const uint8_t *data = p->data;
 	uint64_t tail = p->tail, used = tail - p->head_cache, end, limit;
 
 	if (used >= p->cap)
@@ -579,15 +580,16 @@ static SHMQ__ALWAYS_INLINE void shmq__spsc_prefetch_room(const struct shmq__spsc
 		return;
 	end = span < limit - tail ? tail + span : limit;
 	/* from the first line not yet written (a partly written one is ours) */
-	for (uint64_t a = (tail + line - 1) & ~(line - 1); a < end; a += line) {
+	tail = (tail + line - 1) & ~(line - 1);
 #if defined(__x86_64__) || defined(__i386__)
-		if (p->prefetchw) {
-			__asm__ volatile("prefetchw %0" : : "m"(p->data[a & p->mask]));
-			continue;
-		}
-#endif
-		__builtin_prefetch(p->data + (a & p->mask), 1);
+	if (p->prefetchw) {
+		for (uint64_t a = tail; a < end; a += line)
+			__asm__ volatile("prefetchw %0" : : "m"(data[a & mask]));
+		return;
 	}
+#endif
+	for (uint64_t a = tail; a < end; a += line)
+		__builtin_prefetch(data + (a & mask), 1);
 }
 
 /* A bulk call publishes (its tail, or its head) each time this share of the
@@ -601,23 +603,27 @@ static SHMQ__ALWAYS_INLINE void shmq__spsc_prefetch_room(const struct shmq__spsc
  * (two runs). */
 #define SHMQ__SPSC_BULK_PUB(cap) ((cap) / 2)
 
-/* For send_bulk: publish the descriptors of the records v[0..k) copied since
- * the last publication (records pub_n.., none with a skip), the last first,
- * so that a consumer polling the first finds them all.  strong: as in put. */
+/* For send_bulk: publish the descriptors of the k records v[0..k) copied
+ * since the last publication (records pub_n.., none with a skip), the last
+ * first, so that a consumer polling the first finds them all.  strong: as
+ * in put.  The view's fields are read once: the stores may alias them. */
 static SHMQ__ALWAYS_INLINE void shmq__spsc_put_iov(struct shmq__spsc_prod *p, const struct iovec *v,
 						  size_t k)
 {
-	uint64_t first = p->pub_n;
+	uint64_t *desc = p->desc, dmask = p->dmask, first = p->pub_n;
 
-	while (k-- > 0) {
-		uint64_t n = first + k, d = shmq__spsc_desc(n, (uint32_t)v[k].iov_len);
-
-		if (SHMQ__UNLIKELY(p->strong)) /* a Dekker pair's store ("Wake-ups") */
-			shmq__store_seq_cst(&p->desc[n & p->dmask], d);
-		else /* pairs with the consumer's load_acquire of the descriptor
-		      * in shmq__spsc_peek: the record's bytes are written */
-			shmq__store_release(&p->desc[n & p->dmask], d);
+	if (SHMQ__UNLIKELY(p->strong)) {
+		for (size_t j = k; j-- > 0;) /* a Dekker pair's store ("Wake-ups") */
+			shmq__store_seq_cst(&desc[(first + j) & dmask],
+					    shmq__spsc_desc(first + j, (uint32_t)v[j].iov_len));
+	} else {
+		for (size_t j = k; j-- > 0;) /* pairs with the consumer's load_acquire of
+					      * the descriptor in shmq__spsc_peek or
+					      * shmq__spsc_recv_bulk: the record is written */
+			shmq__store_release(&desc[(first + j) & dmask],
+					    shmq__spsc_desc(first + j, (uint32_t)v[j].iov_len));
 	}
+	p->n = p->pub_n = first + k;
 }
 
 /* Copy up to n records in and publish them at the end (their descriptors,
@@ -626,66 +632,75 @@ static SHMQ__ALWAYS_INLINE void shmq__spsc_put_iov(struct shmq__spsc_prod *p, co
  * the first that does not fit now), or a negative errno when none was:
  * -EAGAIN, -EMSGSIZE (v[0] is too large), -EBADMSG.
  *
- * The loop writes no descriptor: a consumer polling the next one would
- * take its line from the producer at each record.  The loop keeps the
- * working indices and the room the cached head leaves in registers:
- * written through the view, the record copies (char stores that may alias
- * it) would make the compiler store and reload them per record.  A record
- * that needs a skip to offset 0, more room than the cache shows, or is too
- * large goes through shmq__spsc_reserve, which handles all three, after the
- * records before it are published. */
+ * In runs: the inner loop copies records while they fit as they are (at
+ * most max_msg, before the end of the data area and the cached head, within
+ * what is left of the half ring); shmq__spsc_put_iov then writes their
+ * descriptors.  The loop keeps five values live and writes nothing through
+ * the view (the copies' char stores may alias it): one loop that also kept
+ * the publication's bookkeeping had the compiler spill and reload per record
+ * (callgrind, calls of 32 x 64 B through the pipe: 88 instructions a record
+ * sent, 62 now; received 69, 54 now; see tools/PERFORMANCE.md, "Bulk
+ * calls").  No descriptor is written while copying: a consumer polling
+ * the next one would take its line from the producer at each record.  A
+ * record that does not fit as it is (a skip to offset 0, more room than
+ * the cached head shows, too large, or past the half ring) goes through
+ * shmq__spsc_reserve, which handles all of them. */
 static inline ssize_t shmq__spsc_send_bulk(struct shmq__spsc_prod *p, const struct iovec *v,
 					   size_t n)
 {
-	uint8_t *data = p->data;
-	uint64_t cap = p->cap, mask = p->mask, max = p->max_msg;
-	uint64_t tail = p->tail, start = tail, pub = tail, used = tail - p->head_cache;
-	uint64_t room = used <= cap ? cap - used : 0; /* else reserve says -EBADMSG */
-	size_t i, from = 0; /* v[from..i) copied, not yet published */
+	const uint64_t cap = p->cap, half = SHMQ__SPSC_BULK_PUB(cap), max = p->max_msg;
+	const uint64_t start = p->tail;
+	const struct iovec *it = v, *end = v + n;
+	uint64_t pub = start;
 	int rc = 0;
 
 	if (SHMQ__UNLIKELY(p->pub_n != p->n))
 		shmq__spsc_prod_publish(p); /* committed records go first */
-	for (i = 0; i < n; i++) {
-		size_t len = v[i].iov_len;
-		uint64_t rec = SHMQ__SPSC_REC(len), off = tail & mask;
+	while (it < end) {
+		uint64_t tail = p->tail, off = tail & p->mask, taken = tail - p->head_cache, lim;
+		const struct iovec *from = it;
+		uint8_t *dst = p->data + off;
 		void *buf;
 
-		if (SHMQ__UNLIKELY(tail - pub >= SHMQ__SPSC_BULK_PUB(cap))) {
-			shmq__spsc_put_iov(p, v + from, i - from);
-			p->tail = pub = tail;
-			p->n = p->pub_n = p->pub_n + (i - from);
-			from = i;
+		if (SHMQ__UNLIKELY(tail - pub >= half)) {
 			shmq__spsc_prod_publish(p);
+			pub = tail;
 		}
-		if (SHMQ__LIKELY((len <= max) & (rec <= cap - off) & (rec <= room))) {
-			shmq__copy(data + off, v[i].iov_base, len);
-			tail += rec;
-			room -= rec;
+		/* the room before the end of the data area and before the
+		 * cached head (none when the indices are corrupt: reserve says
+		 * so), and what is left of the half ring */
+		if (taken < off)
+			taken = off;
+		lim = taken <= cap ? cap - taken : 0;
+		if (lim > pub + half - tail)
+			lim = pub + half - tail;
+		for (; it < end; it++) {
+			uint64_t len = it->iov_len, rec = SHMQ__SPSC_REC(len);
+
+			/* len first: the REC of a length near 2^64 wraps */
+			if ((len > max) | (rec > lim))
+				break;
+			shmq__copy(dst, it->iov_base, len);
+			dst += rec;
+			lim -= rec;
+		}
+		if (SHMQ__LIKELY(it > from)) {
+			shmq__spsc_put_iov(p, from, (size_t)(it - from));
+			p->tail = tail + (uint64_t)(dst - (p->data + off));
 			continue;
 		}
-		shmq__spsc_put_iov(p, v + from, i - from);
-		p->tail = tail;
-		p->n = p->pub_n = p->pub_n + (i - from);
-		from = i + 1;
-		rc = shmq__spsc_reserve(p, len, &buf);
-		if (SHMQ__UNLIKELY(rc)) {
-			from = i;
+		rc = shmq__spsc_reserve(p, it->iov_len, &buf);
+		if (SHMQ__UNLIKELY(rc))
 			break;
-		}
-		shmq__copy(buf, v[i].iov_base, len);
-		shmq__spsc_put(p, len);
-		tail = p->tail;
-		room = cap - (tail - p->head_cache); /* reserve checked it: <= cap */
+		shmq__copy(buf, it->iov_base, it->iov_len);
+		shmq__spsc_put(p, it->iov_len);
+		it++;
 	}
-	shmq__spsc_put_iov(p, v + from, i - from);
-	p->tail = tail;
-	p->n = p->pub_n = p->pub_n + (i - from);
-	if (i == 0)
+	if (it == v)
 		return rc;
-	shmq__spsc_prefetch_room(p, tail - start);
+	shmq__spsc_prefetch_room(p, p->tail - start);
 	shmq__spsc_prod_publish(p);
-	return (ssize_t)i;
+	return it - v;
 }
 
 /* ---- consumer ---- */
@@ -838,71 +853,93 @@ static inline ssize_t shmq__spsc_recv(struct shmq__spsc_cons *c, void *buf, size
  * that does not fit in what is left of buf, which stays queued), or a
  * negative errno when none was: -EAGAIN, -EMSGSIZE, -EBADMSG.
  *
- * As in send_bulk, the working indices stay in registers (the copies' char
- * stores may alias the view); a record that needs a skip to offset 0 goes
- * through shmq__spsc_locate, whose checks the fast one's are. */
+ * In runs, as send_bulk: the inner loop takes records while they are
+ * published and fit as they are (no wrap flag, at most max_msg, before the
+ * end of the data area, within what is left of the half ring and of buf),
+ * with its indices in registers; the record it stops at gets the look
+ * peek gives (shmq__spsc_locate). */
 static inline ssize_t shmq__spsc_recv_bulk(struct shmq__spsc_cons *c, void *buf, size_t cap,
 					   size_t *lens, size_t n)
 {
-	const uint8_t *data = c->data;
-	const uint64_t *desc = c->desc;
+	const uint64_t rcap = c->cap, half = SHMQ__SPSC_BULK_PUB(rcap), max = c->max_msg;
+	const uint64_t *desc = c->desc, dmask = c->dmask;
+	size_t *ln = lens, *lend = lens + n;
 	uint8_t *dst = buf;
-	uint64_t rcap = c->cap, mask = c->mask, dmask = c->dmask, max = c->max_msg;
-	uint64_t head = c->head, rn = c->n, pub = head;
-	size_t i, used = 0;
+	size_t left = cap; /* of buf */
+	uint64_t pub = c->head;
 	int rc = 0;
 
 	c->peeked = 0;
 	/* the batch's descriptor lines at once, not one after the other as
 	 * the loop reaches them: a hint, masked into the array.  Counted from
-	 * 0 to a private bound: rn came from the ring, and a loop from rn to
-	 * rn + k wraps round 2^64 when rn is near it */
-	for (uint64_t k = 8 - (rn & 7u), lim = n < dmask ? n : dmask; k < lim; k += 8)
-		__builtin_prefetch(&desc[(rn + k) & dmask]);
-	for (i = 0; i < n; i++) {
-		/* pairs with the producer's release store of the descriptor
-		 * in shmq__spsc_put or shmq__spsc_prod_publish_one */
-		uint64_t d = shmq__load_acquire(&desc[rn & dmask]), off = head & mask, span;
-		uint32_t len = (uint32_t)d;
+	 * 0 to a private bound: c->n came from the ring, and a loop from it
+	 * to it + k wraps round 2^64 when it is near it */
+	for (uint64_t k = 8 - (c->n & 7u), lim = n < dmask ? n : dmask; k < lim; k += 8)
+		__builtin_prefetch(&desc[(c->n + k) & dmask]);
+	while (ln < lend) {
+		uint64_t head = c->head, rn = c->n, off = head & c->mask, lim, d, span;
+		const uint8_t *src = c->data + off;
+		size_t *from = ln;
+		uint32_t len;
 
-		if (SHMQ__UNLIKELY(head - pub >= SHMQ__SPSC_BULK_PUB(rcap))) {
-			c->head = pub = head;
-			c->n = rn;
+		if (SHMQ__UNLIKELY(head - pub >= half)) {
 			shmq__spsc_cons_publish(c);
+			pub = head;
 		}
+		/* the room before the end of the data area, and what is left
+		 * of the half ring */
+		lim = rcap - off;
+		if (lim > pub + half - head)
+			lim = pub + half - head;
+		for (; ln < lend; ln++, rn++) {
+			/* pairs with the producer's release store of the
+			 * descriptor in shmq__spsc_put, shmq__spsc_put_iov or
+			 * shmq__spsc_prod_publish_one: the record is written */
+			uint64_t e = shmq__load_acquire(&desc[rn & dmask]);
+			uint64_t l = (uint32_t)e, rec = SHMQ__SPSC_REC(l); /* wrap flag: l > max */
+
+			if (!shmq__spsc_desc_is(e, rn) | (l > max) | (rec > lim) |
+			    (l > left))
+				break;
+			shmq__copy(dst, src, l);
+			*ln = l;
+			dst += l;
+			left -= l;
+			src += rec;
+			lim -= rec;
+		}
+		if (SHMQ__LIKELY(ln > from)) {
+			c->head = head + (uint64_t)(src - (c->data + off));
+			c->n = rn;
+			continue;
+		}
+		/* not yet published, or not as it is: look as peek does.
+		 * pairs with the producer's release store of the descriptor
+		 * in shmq__spsc_put or shmq__spsc_put_iov */
+		d = shmq__load_acquire(&desc[rn & dmask]);
 		if (!shmq__spsc_desc_is(d, rn)) {
 			rc = -EAGAIN;
 			break;
 		}
-		/* a length without the wrap flag that fits before the end and
-		 * in buf: the checks of shmq__spsc_locate and of the caller */
-		if (SHMQ__LIKELY((len <= max) & (SHMQ__SPSC_REC(len) <= rcap - off) &
-				 (len <= cap - used))) {
-			shmq__copy(dst + used, data + off, len);
-			span = SHMQ__SPSC_REC(len);
-		} else {
-			c->head = head;
-			if (SHMQ__UNLIKELY(!shmq__spsc_locate(c, d, &off, &len, &span))) {
-				rc = -EBADMSG;
-				break;
-			}
-			if (SHMQ__UNLIKELY(len > cap - used)) {
-				rc = -EMSGSIZE;
-				break;
-			}
-			shmq__copy(dst + used, data + off, len);
+		if (SHMQ__UNLIKELY(!shmq__spsc_locate(c, d, &off, &len, &span))) {
+			rc = -EBADMSG;
+			break;
 		}
-		used += len;
-		lens[i] = len;
-		head += span;
-		rn++;
+		if (SHMQ__UNLIKELY(len > left)) {
+			rc = -EMSGSIZE;
+			break;
+		}
+		shmq__copy(dst, c->data + off, len);
+		dst += len;
+		left -= len;
+		*ln++ = len;
+		c->head = head + span;
+		c->n = rn + 1;
 	}
-	c->head = head;
-	c->n = rn;
-	if (i == 0)
+	if (ln == lens)
 		return rc;
 	shmq__spsc_cons_publish(c);
-	return (ssize_t)i;
+	return ln - lens;
 }
 
 /* ---- waiting (spsc.c) ---- */
