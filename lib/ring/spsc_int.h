@@ -749,7 +749,7 @@ static inline int shmq__spsc_peek(struct shmq__spsc_cons *c, const void **msg, s
 {
 	/* pairs with the producer's release store of the descriptor in
 	 * shmq__spsc_put, shmq__spsc_publish_descs,
-	 * shmq__spsc_prod_publish_one or shmq__spsc_send_bulk: the record is
+	 * shmq__spsc_prod_publish_one or shmq__spsc_put_iov: the record is
 	 * written */
 	uint64_t d = shmq__load_acquire(&c->desc[c->n & c->dmask]), off, span;
 	uint32_t n;
@@ -856,8 +856,8 @@ static inline ssize_t shmq__spsc_recv(struct shmq__spsc_cons *c, void *buf, size
  * In runs, as send_bulk: the inner loop takes records while they are
  * published and fit as they are (no wrap flag, at most max_msg, before the
  * end of the data area, within what is left of the half ring and of buf),
- * with its indices in registers; the record it stops at gets the look
- * peek gives (shmq__spsc_locate). */
+ * with its indices in registers; the record it stops at goes through
+ * shmq__spsc_peek, as a one-record receive's does. */
 static inline ssize_t shmq__spsc_recv_bulk(struct shmq__spsc_cons *c, void *buf, size_t cap,
 					   size_t *lens, size_t n)
 {
@@ -877,10 +877,10 @@ static inline ssize_t shmq__spsc_recv_bulk(struct shmq__spsc_cons *c, void *buf,
 	for (uint64_t k = 8 - (c->n & 7u), lim = n < dmask ? n : dmask; k < lim; k += 8)
 		__builtin_prefetch(&desc[(c->n + k) & dmask]);
 	while (ln < lend) {
-		uint64_t head = c->head, rn = c->n, off = head & c->mask, lim, d, span;
+		uint64_t head = c->head, rn = c->n, off = head & c->mask, lim;
 		const uint8_t *src = c->data + off;
-		size_t *from = ln;
-		uint32_t len;
+		size_t *from = ln, len;
+		const void *msg;
 
 		if (SHMQ__UNLIKELY(head - pub >= half)) {
 			shmq__spsc_cons_publish(c);
@@ -913,28 +913,21 @@ static inline ssize_t shmq__spsc_recv_bulk(struct shmq__spsc_cons *c, void *buf,
 			c->n = rn;
 			continue;
 		}
-		/* not yet published, or not as it is: look as peek does.
-		 * pairs with the producer's release store of the descriptor
-		 * in shmq__spsc_put or shmq__spsc_put_iov */
-		d = shmq__load_acquire(&desc[rn & dmask]);
-		if (!shmq__spsc_desc_is(d, rn)) {
-			rc = -EAGAIN;
+		/* not yet published, or not as it is: the look of peek, which
+		 * checks it as the loop does and locates a skip to offset 0 */
+		rc = shmq__spsc_peek(c, &msg, &len);
+		if (rc)
 			break;
-		}
-		if (SHMQ__UNLIKELY(!shmq__spsc_locate(c, d, &off, &len, &span))) {
-			rc = -EBADMSG;
-			break;
-		}
 		if (SHMQ__UNLIKELY(len > left)) {
+			c->peeked = 0; /* stays queued */
 			rc = -EMSGSIZE;
 			break;
 		}
-		shmq__copy(dst, c->data + off, len);
+		shmq__copy(dst, msg, len);
 		dst += len;
 		left -= len;
 		*ln++ = len;
-		c->head = head + span;
-		c->n = rn + 1;
+		shmq__spsc_consume_nopub(c);
 	}
 	if (ln == lens)
 		return rc;
